@@ -1,0 +1,1 @@
+//! Pigeon broker core (being written).

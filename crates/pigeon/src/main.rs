@@ -1,0 +1,2 @@
+//! The `pigeon` binary (being written).
+fn main() {}

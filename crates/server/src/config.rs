@@ -1,0 +1,81 @@
+//! Server configuration: what the listeners bind to and the limits they negotiate.
+//!
+//! Every field has a default matching RabbitMQ's, so `ServerConfig::default()` is a working broker.
+//! The `pigeon` binary fills this from its TOML file and command line.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A user allowed to log in. Passwords are compared in constant time.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// Plain-text password (hashing comes with the users/permissions work).
+    pub password: String,
+    /// When true the user may only connect from a loopback address (as RabbitMQ's `guest`).
+    #[serde(default)]
+    pub loopback_only: bool,
+}
+
+/// Configuration of the whole server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where the AMQP 0-9-1 listener binds. `127.0.0.1:0` picks an ephemeral port.
+    pub amqp_listen: SocketAddr,
+    /// Largest frame the server accepts and offers in `connection.tune` (bytes, >= 4096).
+    pub frame_max: u32,
+    /// Highest channel number a client may open (offered in `connection.tune`).
+    pub channel_max: u16,
+    /// Heartbeat interval the server proposes, in seconds (0 disables).
+    pub heartbeat: u16,
+    /// Largest message body accepted, in bytes.
+    pub max_message_size: u64,
+    /// Most simultaneous client connections; further ones are refused.
+    pub max_connections: usize,
+    /// How long a client has to complete the AMQP handshake.
+    #[serde(with = "secs")]
+    pub handshake_timeout: Duration,
+    /// Users that may log in.
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            amqp_listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 128 * 1024 * 1024,
+            max_connections: 65_536,
+            handshake_timeout: Duration::from_secs(10),
+            users: vec![UserConfig {
+                name: "guest".into(),
+                password: "guest".into(),
+                loopback_only: true,
+            }],
+        }
+    }
+}
+
+impl ServerConfig {
+    /// A configuration for tests: loopback, ephemeral port, defaults otherwise.
+    pub fn for_tests() -> Self {
+        ServerConfig {
+            amqp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..ServerConfig::default()
+        }
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}

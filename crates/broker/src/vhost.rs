@@ -1,0 +1,499 @@
+//! A virtual host: its exchanges, queues and bindings, and publishing through them.
+//!
+//! Lock order (never take them the other way round): the vhost's `exchanges` / `queues` maps,
+//! then an exchange's bindings, then a queue's state, then whatever a consumer sink locks.
+
+use crate::consumer::ConnectionId;
+use crate::error::{BrokerError, Result};
+use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::message::Message;
+use crate::queue::{Queue, QueueOptions};
+use crate::value::Table;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What `exchange.declare` asks for.
+#[derive(Debug, Clone)]
+pub struct ExchangeDeclare<'a> {
+    /// Exchange name.
+    pub name: &'a str,
+    /// Type name (`direct`, `fanout`, `topic`, `headers`).
+    pub kind: &'a str,
+    /// Only check that it exists.
+    pub passive: bool,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Not publishable directly.
+    pub internal: bool,
+    /// Arguments (`alternate-exchange`, ...).
+    pub arguments: Table,
+}
+
+/// The reply to a queue declaration.
+#[derive(Debug, Clone)]
+pub struct QueueDeclared {
+    /// The queue (its name may have been generated).
+    pub queue: Arc<Queue>,
+    /// Ready messages.
+    pub message_count: u32,
+    /// Consumers.
+    pub consumer_count: u32,
+}
+
+/// A virtual host.
+pub struct VHost {
+    name: Arc<str>,
+    default_exchange: Arc<Exchange>,
+    exchanges: RwLock<HashMap<Arc<str>, Arc<Exchange>>>,
+    queues: RwLock<HashMap<Arc<str>, Arc<Queue>>>,
+    generated: AtomicU64,
+}
+
+fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
+    BrokerError::NotFound(format!("no {kind} '{name}' in vhost '{vhost}'"))
+}
+
+fn default_exchange_refused() -> BrokerError {
+    BrokerError::AccessRefused("operation not permitted on the default exchange".into())
+}
+
+fn inequivalent(
+    arg: &str,
+    kind: &str,
+    name: &str,
+    vhost: &str,
+    got: &str,
+    have: &str,
+) -> BrokerError {
+    BrokerError::PreconditionFailed(format!(
+        "inequivalent arg '{arg}' for {kind} '{name}' in vhost '{vhost}': received '{got}' but current is '{have}'"
+    ))
+}
+
+impl VHost {
+    /// Creates a vhost with the standard exchanges (`amq.direct`, `amq.fanout`, `amq.topic`,
+    /// `amq.headers`, `amq.match`) and the default exchange.
+    pub fn new(name: &str) -> VHost {
+        let mut exchanges = HashMap::new();
+        for (n, kind) in [
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ] {
+            let x = Arc::new(Exchange::new(n, kind, true, false, false, Table::new()));
+            exchanges.insert(Arc::clone(&x.name), x);
+        }
+        VHost {
+            name: name.into(),
+            default_exchange: Arc::new(Exchange::new(
+                "",
+                ExchangeKind::Direct,
+                true,
+                false,
+                false,
+                Table::new(),
+            )),
+            exchanges: RwLock::new(exchanges),
+            queues: RwLock::new(HashMap::new()),
+            generated: AtomicU64::new(0),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Looks up an exchange (`""` is the default exchange).
+    pub fn exchange(&self, name: &str) -> Result<Arc<Exchange>> {
+        if name.is_empty() {
+            return Ok(Arc::clone(&self.default_exchange));
+        }
+        self.exchanges
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("exchange", name, &self.name))
+    }
+
+    /// Looks up a queue.
+    pub fn queue(&self, name: &str) -> Result<Arc<Queue>> {
+        self.queues
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("queue", name, &self.name))
+    }
+
+    /// Looks up a queue that `connection` may use (405 for another connection's exclusive queue).
+    pub fn queue_for(&self, name: &str, connection: ConnectionId) -> Result<Arc<Queue>> {
+        let q = self.queue(name)?;
+        q.check_access(connection)?;
+        Ok(q)
+    }
+
+    /// `exchange.declare`.
+    pub fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<()> {
+        if d.name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if let Ok(x) = self.exchange(d.name) {
+            if d.passive {
+                return Ok(());
+            }
+            let checks = [
+                ("type", d.kind.to_string(), x.kind.as_str().to_string()),
+                ("durable", d.durable.to_string(), x.durable.to_string()),
+                (
+                    "auto_delete",
+                    d.auto_delete.to_string(),
+                    x.auto_delete.to_string(),
+                ),
+                ("internal", d.internal.to_string(), x.internal.to_string()),
+            ];
+            for (arg, got, have) in checks {
+                if got != have {
+                    return Err(inequivalent(
+                        arg, "exchange", d.name, &self.name, &got, &have,
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        if d.passive {
+            return Err(not_found("exchange", d.name, &self.name));
+        }
+        if d.name.starts_with("amq.") {
+            return Err(BrokerError::AccessRefused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        let kind = ExchangeKind::parse(d.kind).ok_or_else(|| {
+            BrokerError::CommandInvalid(format!("invalid exchange type '{}'", d.kind))
+        })?;
+        let x = Arc::new(Exchange::new(
+            d.name,
+            kind,
+            d.durable,
+            d.auto_delete,
+            d.internal,
+            d.arguments.clone(),
+        ));
+        self.exchanges
+            .write()
+            .entry(Arc::clone(&x.name))
+            .or_insert(x);
+        Ok(())
+    }
+
+    /// `exchange.delete`. Deleting an exchange that does not exist succeeds (as in RabbitMQ).
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()> {
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if name.starts_with("amq.") {
+            return Err(BrokerError::AccessRefused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
+            )));
+        }
+        let mut exchanges = self.exchanges.write();
+        let Some(x) = exchanges.get(name).cloned() else {
+            return Ok(());
+        };
+        if if_unused && x.binding_count() > 0 {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        exchanges.remove(name);
+        let gone = Destination::Exchange(x);
+        for other in exchanges.values() {
+            other.unbind_destination(&gone);
+        }
+        Ok(())
+    }
+
+    /// `queue.declare`. An empty name gets a generated `amq.gen-...` one.
+    pub fn declare_queue(
+        &self,
+        name: &str,
+        passive: bool,
+        options: QueueOptions,
+        connection: ConnectionId,
+    ) -> Result<QueueDeclared> {
+        let declared = |queue: Arc<Queue>| QueueDeclared {
+            message_count: queue.message_count(),
+            consumer_count: queue.consumer_count(),
+            queue,
+        };
+        if passive {
+            return self.queue_for(name, connection).map(declared);
+        }
+        if name.starts_with("amq.") {
+            return Err(BrokerError::AccessRefused(format!(
+                "queue name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
+        let name = if name.is_empty() {
+            self.generate_name("amq.gen-")
+        } else {
+            name.to_string()
+        };
+        let mut queues = self.queues.write();
+        if let Some(q) = queues.get(name.as_str()) {
+            q.check_access(connection)?;
+            let have = q.options();
+            let checks = [
+                ("durable", options.durable, have.durable),
+                (
+                    "exclusive",
+                    options.exclusive_owner.is_some(),
+                    have.exclusive_owner.is_some(),
+                ),
+                ("auto_delete", options.auto_delete, have.auto_delete),
+            ];
+            for (arg, got, had) in checks {
+                if got != had {
+                    let (got, had) = (got.to_string(), had.to_string());
+                    return Err(inequivalent(arg, "queue", &name, &self.name, &got, &had));
+                }
+            }
+            for (key, value) in options.arguments.iter() {
+                if have.arguments.get(key).is_some_and(|h| !h.matches(value)) {
+                    return Err(BrokerError::PreconditionFailed(format!(
+                        "inequivalent arg '{key}' for queue '{name}' in vhost '{}'",
+                        self.name
+                    )));
+                }
+            }
+            return Ok(declared(Arc::clone(q)));
+        }
+        let q = Arc::new(Queue::new(&name, &self.name, options));
+        queues.insert(name.into(), Arc::clone(&q));
+        Ok(declared(q))
+    }
+
+    /// `queue.delete`; returns the number of messages deleted with it. Deleting a queue that
+    /// does not exist succeeds with 0 (as in RabbitMQ).
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        connection: ConnectionId,
+    ) -> Result<u32> {
+        let Ok(q) = self.queue(name) else {
+            return Ok(0);
+        };
+        q.check_access(connection)?;
+        if if_unused && q.consumer_count() > 0 {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "queue '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        if if_empty && q.message_count() > 0 {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "queue '{name}' in vhost '{}' is not empty",
+                self.name
+            )));
+        }
+        Ok(self.remove_queue(&q))
+    }
+
+    /// Removes a queue: its bindings go, its consumers are told, its messages are dropped.
+    pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        {
+            let mut queues = self.queues.write();
+            match queues.get(q.name()) {
+                Some(current) if Arc::ptr_eq(current, q) => {
+                    queues.remove(q.name());
+                }
+                _ => return 0,
+            }
+        }
+        let gone = Destination::Queue(Arc::clone(q));
+        let emptied: Vec<Arc<Exchange>> = self
+            .exchanges
+            .read()
+            .values()
+            .filter(|x| x.unbind_destination(&gone) > 0 && x.auto_delete && x.binding_count() == 0)
+            .cloned()
+            .collect();
+        for x in emptied {
+            self.auto_delete_exchange(&x);
+        }
+        let deleted = q.delete();
+        for c in deleted.consumers {
+            c.sink.cancelled();
+        }
+        deleted.messages
+    }
+
+    /// Deletes every queue owned by `connection` (exclusive queues die with their connection).
+    pub fn remove_exclusive_queues(&self, connection: ConnectionId) {
+        let owned: Vec<Arc<Queue>> = self
+            .queues
+            .read()
+            .values()
+            .filter(|q| q.options().exclusive_owner == Some(connection))
+            .cloned()
+            .collect();
+        for q in owned {
+            self.remove_queue(&q);
+        }
+    }
+
+    /// Removes a consumer from a queue, deleting the queue if it is auto-delete and that was its
+    /// last consumer. Returns whether the consumer existed.
+    pub fn remove_consumer(&self, q: &Arc<Queue>, owner: u64, tag: &str) -> bool {
+        match q.remove_consumer(owner, tag) {
+            Some(true) => {
+                self.remove_queue(q);
+                true
+            }
+            Some(false) => true,
+            None => false,
+        }
+    }
+
+    /// `queue.bind` / `exchange.bind`: binds `destination` to the exchange `source`.
+    pub fn bind(
+        &self,
+        source: &str,
+        destination: Destination,
+        key: &str,
+        arguments: Table,
+    ) -> Result<()> {
+        let x = self.bindable_exchange(source)?;
+        x.bind(Binding {
+            destination,
+            routing_key: key.to_string(),
+            arguments,
+        });
+        Ok(())
+    }
+
+    /// `queue.unbind` / `exchange.unbind`. Removing a binding that does not exist succeeds.
+    pub fn unbind(
+        &self,
+        source: &str,
+        destination: Destination,
+        key: &str,
+        arguments: Table,
+    ) -> Result<()> {
+        let x = self.bindable_exchange(source)?;
+        let removed = x.unbind(&Binding {
+            destination,
+            routing_key: key.to_string(),
+            arguments,
+        });
+        if removed && x.auto_delete && x.binding_count() == 0 {
+            self.auto_delete_exchange(&x);
+        }
+        Ok(())
+    }
+
+    fn bindable_exchange(&self, name: &str) -> Result<Arc<Exchange>> {
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        self.exchange(name)
+    }
+
+    fn auto_delete_exchange(&self, x: &Arc<Exchange>) {
+        let mut exchanges = self.exchanges.write();
+        if exchanges
+            .get(&*x.name)
+            .is_some_and(|cur| Arc::ptr_eq(cur, x))
+            && x.binding_count() == 0
+        {
+            exchanges.remove(&*x.name);
+        }
+    }
+
+    /// Looks up the exchange a client publishes to: it must exist and not be internal.
+    pub fn exchange_for_publish(&self, name: &str) -> Result<Arc<Exchange>> {
+        let x = self.exchange(name)?;
+        if x.internal {
+            return Err(BrokerError::AccessRefused(format!(
+                "cannot publish to internal exchange '{name}' in vhost '{}'",
+                self.name
+            )));
+        }
+        Ok(x)
+    }
+
+    /// Routes `message` from `exchange` and enqueues it in every queue it reaches (each once).
+    /// Returns the number of queues.
+    pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> usize {
+        let queues = self.route(exchange, message);
+        for q in &queues {
+            q.enqueue(message.clone());
+        }
+        queues.len()
+    }
+
+    /// The queues `message` published to `exchange` reaches, each once, following
+    /// exchange-to-exchange bindings and alternate exchanges.
+    pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Vec<Arc<Queue>> {
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        if exchange.name.is_empty() {
+            if let Ok(q) = self.queue(&message.routing_key) {
+                queues.push(q);
+            }
+            return queues;
+        }
+        let mut visited: Vec<*const Exchange> = Vec::new();
+        let mut pending = vec![Arc::clone(exchange)];
+        let mut found = Vec::new();
+        while let Some(x) = pending.pop() {
+            if visited.contains(&Arc::as_ptr(&x)) {
+                continue;
+            }
+            visited.push(Arc::as_ptr(&x));
+            let before = queues.len() + pending.len();
+            found.clear();
+            x.route(&message.routing_key, message, &mut found);
+            let routed_here = !found.is_empty();
+            for d in found.drain(..) {
+                match d {
+                    Destination::Queue(q) => {
+                        if !queues.iter().any(|have| Arc::ptr_eq(have, &q)) {
+                            queues.push(q);
+                        }
+                    }
+                    Destination::Exchange(e) => pending.push(e),
+                }
+            }
+            if !routed_here && queues.len() + pending.len() == before {
+                if let Some(ae) = x.alternate_exchange().and_then(|n| self.exchange(n).ok()) {
+                    pending.push(ae);
+                }
+            }
+        }
+        queues
+    }
+
+    fn generate_name(&self, prefix: &str) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let n = self.generated.fetch_add(1, Ordering::Relaxed);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        format!("{prefix}{:016x}{:06x}", h.finish(), n & 0xff_ffff)
+    }
+
+    /// A fresh unique name with `prefix` (for server-generated consumer tags and queues).
+    pub fn unique_name(&self, prefix: &str) -> String {
+        self.generate_name(prefix)
+    }
+}

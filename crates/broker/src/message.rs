@@ -33,7 +33,7 @@ pub struct PropertiesView {
 
 /// Turns raw properties into the neutral view. Provided by the protocol adapter that encoded
 /// them; a malformed encoding yields the default (empty) view.
-pub type PropertiesDecoder = fn(&[u8]) -> PropertiesView;
+pub type PropertiesDecoder = fn(&Bytes) -> PropertiesView;
 
 /// Encoded properties plus a lazily decoded view of them.
 pub struct Properties {

@@ -185,8 +185,14 @@ impl Queue {
         self.dispatch_locked(&mut st);
     }
 
-    /// Registers a consumer and delivers to it what it has credit for.
-    pub fn add_consumer(self: &Arc<Self>, consumer: ConsumerEntry) -> Result<()> {
+    /// Registers a consumer and delivers to it what it has credit for. `on_added` runs once the
+    /// consumer is accepted and before anything is delivered to it (AMQP sends `consume-ok`
+    /// there, which must precede the first `basic.deliver`).
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        consumer: ConsumerEntry,
+        on_added: impl FnOnce(),
+    ) -> Result<()> {
         let mut st = self.state.lock();
         if st.deleted {
             return Err(BrokerError::NotFound(format!(
@@ -202,6 +208,7 @@ impl Queue {
                 self.name, self.vhost
             )));
         }
+        on_added();
         st.consumers.push(consumer);
         st.had_consumer = true;
         self.dispatch_locked(&mut st);

@@ -1,17 +1,24 @@
 //! Pigeon's network server: listeners and the protocol adapters onto the broker core.
 //!
-//! `start` binds the listeners and returns a [`ServerHandle`]; every accepted socket gets one task
-//! that reads frames and drives the protocol state machine, and one writer that drains the
-//! connection's outbound buffer.
+//! [`start`] binds the listeners and returns a [`ServerHandle`]. Every accepted socket gets one
+//! task that reads frames and drives the protocol state machine (`amqp/connection.rs`), and one
+//! writer task that drains the connection's outbound buffer (`amqp/outbound.rs`).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod amqp;
 pub mod config;
 
 pub use config::{ServerConfig, UserConfig};
 
+use pigeon_broker::Broker;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// What can stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +34,20 @@ pub enum ServerError {
     },
 }
 
+/// What every connection task shares.
+pub(crate) struct ServerState {
+    pub broker: Arc<Broker>,
+    pub config: ServerConfig,
+    pub shutdown: watch::Receiver<bool>,
+    pub connections: AtomicUsize,
+}
+
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
     amqp_addr: SocketAddr,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    tasks: tokio::task::JoinSet<()>,
+    broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
 }
 
 impl ServerHandle {
@@ -40,13 +56,19 @@ impl ServerHandle {
         self.amqp_addr
     }
 
-    /// Stops accepting, closes every connection and waits for the listeners to end.
+    /// The broker core behind the listeners.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stops accepting, closes every connection (AMQP 320 CONNECTION_FORCED) and waits for
+    /// them to end.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
 
-    /// Waits until the server stops (it runs until `shutdown` or a fatal listener error).
+    /// Waits until the server stops.
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
@@ -54,23 +76,62 @@ impl ServerHandle {
 
 /// Binds the listeners and starts serving.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
-    let listener = TcpListener::bind(config.amqp_listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.amqp_listen,
-            source,
-        })?;
-    let amqp_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.amqp_listen,
-        source,
-    })?;
-    let (shutdown, _rx) = tokio::sync::watch::channel(false);
-    let tasks = tokio::task::JoinSet::new();
-    // TODO(owner: lead): accept loop; being written now.
-    drop(listener);
+    let addr = config.amqp_listen;
+    let bind_err = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let amqp_addr = listener.local_addr().map_err(bind_err)?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let broker = Broker::new();
+    let state = Arc::new(ServerState {
+        broker: Arc::clone(&broker),
+        config,
+        shutdown: shutdown_rx,
+        connections: AtomicUsize::new(0),
+    });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(accept_loop(listener, state));
+    tracing::info!(addr = %amqp_addr, "AMQP 0-9-1 listener started");
     Ok(ServerHandle {
         amqp_addr,
+        broker,
         shutdown,
         tasks,
     })
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
+    let mut shutdown = state.shutdown.clone();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let open = state.connections.fetch_add(1, Ordering::Relaxed);
+                    if open >= state.config.max_connections {
+                        state.connections.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, limit = state.config.max_connections, "connection limit reached, refusing");
+                        continue;
+                    }
+                    let state = Arc::clone(&state);
+                    connections.spawn(async move {
+                        amqp::serve(stream, peer, Arc::clone(&state)).await;
+                        state.connections.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    // Connections see the same shutdown signal and close themselves; give them a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
 }

@@ -1,0 +1,118 @@
+//! SASL authentication of `connection.start-ok`: PLAIN and AMQPLAIN.
+
+use crate::config::UserConfig;
+use amqp_wire::FieldTable;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::net::IpAddr;
+
+/// The mechanisms offered in `connection.start`.
+pub const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
+
+/// Why a login was refused (logged; the client only learns ACCESS_REFUSED).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// The client picked a mechanism we do not offer.
+    #[error("unsupported authentication mechanism '{0}'")]
+    Mechanism(String),
+    /// The SASL response could not be parsed.
+    #[error("malformed {0} response")]
+    Malformed(&'static str),
+    /// Unknown user or wrong password.
+    #[error("invalid credentials for user '{0}'")]
+    Credentials(String),
+    /// The user may only connect from loopback.
+    #[error("user '{0}' can only connect via localhost")]
+    LoopbackOnly(String),
+}
+
+/// Checks the credentials in a SASL response; returns the user name.
+pub fn authenticate(
+    users: &[UserConfig],
+    mechanism: &str,
+    response: &Bytes,
+    peer: IpAddr,
+) -> Result<String, AuthError> {
+    let (user, password) = match mechanism {
+        "PLAIN" => plain(response)?,
+        "AMQPLAIN" => amqplain(response)?,
+        other => return Err(AuthError::Mechanism(other.to_string())),
+    };
+    let found = users
+        .iter()
+        .find(|u| u.name == user && constant_time_eq(u.password.as_bytes(), password.as_bytes()));
+    match found {
+        None => Err(AuthError::Credentials(user)),
+        Some(u) if u.loopback_only && !peer.is_loopback() => Err(AuthError::LoopbackOnly(user)),
+        Some(_) => Ok(user),
+    }
+}
+
+/// RFC 4616: `[authzid] NUL authcid NUL passwd`.
+fn plain(response: &[u8]) -> Result<(String, String), AuthError> {
+    let mut parts = response.split(|&b| b == 0);
+    let (_authzid, user, pass) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(u), Some(p), None) => (a, u, p),
+        _ => return Err(AuthError::Malformed("PLAIN")),
+    };
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| AuthError::Malformed("PLAIN"));
+    Ok((text(user)?, text(pass)?))
+}
+
+/// RabbitMQ's AMQPLAIN: a field table without its length prefix, with LOGIN and PASSWORD.
+fn amqplain(response: &[u8]) -> Result<(String, String), AuthError> {
+    let len = u32::try_from(response.len()).map_err(|_| AuthError::Malformed("AMQPLAIN"))?;
+    let mut framed = BytesMut::with_capacity(response.len() + 4);
+    framed.put_u32(len);
+    framed.extend_from_slice(response);
+    let table = FieldTable::decode(framed.freeze()).map_err(|_| AuthError::Malformed("AMQPLAIN"))?;
+    let field = |key: &str| {
+        table
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or(AuthError::Malformed("AMQPLAIN"))
+    };
+    Ok((field("LOGIN")?, field("PASSWORD")?))
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amqp_wire::FieldValue;
+
+    fn guest() -> Vec<UserConfig> {
+        vec![UserConfig {
+            name: "guest".into(),
+            password: "guest".into(),
+            loopback_only: true,
+        }]
+    }
+
+    #[test]
+    fn plain_accepts_guest_from_loopback_only() {
+        let r = Bytes::from_static(b"\0guest\0guest");
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let far: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(authenticate(&guest(), "PLAIN", &r, lo), Ok("guest".into()));
+        assert!(matches!(authenticate(&guest(), "PLAIN", &r, far), Err(AuthError::LoopbackOnly(_))));
+        let bad = Bytes::from_static(b"\0guest\0nope");
+        assert!(matches!(authenticate(&guest(), "PLAIN", &bad, lo), Err(AuthError::Credentials(_))));
+    }
+
+    #[test]
+    fn amqplain_reads_login_and_password() {
+        let mut t = FieldTable::new();
+        t.insert("LOGIN", FieldValue::LongString(Bytes::from_static(b"guest")));
+        t.insert("PASSWORD", FieldValue::LongString(Bytes::from_static(b"guest")));
+        let mut buf = BytesMut::new();
+        t.encode(&mut buf);
+        let response = buf.freeze().slice(4..);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(authenticate(&guest(), "AMQPLAIN", &response, lo), Ok("guest".into()));
+    }
+}

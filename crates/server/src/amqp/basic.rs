@@ -1,0 +1,320 @@
+//! The basic, confirm and tx classes: publishing, consuming, acknowledging.
+
+use super::channel::{requeue, Channel, Confirms, ConnCtx, ConsumerRecord, Publish, Tx, TxAck};
+use super::convert;
+use super::delivery::{AmqpConsumer, Unacked};
+use super::error::{AmqpError, AmqpResult};
+use amqp_wire::{
+    BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicQosOk, BasicRecoverOk, BasicReturn,
+    ConfirmSelectOk, Method, ReplyCode, ShortString, TxCommitOk, TxRollbackOk, TxSelectOk,
+};
+use bytes::{Bytes, BytesMut};
+use pigeon_broker::{
+    ConsumerEntry, Exchange, Message, Properties, PropertiesFormat, Queue, QueuedMessage,
+};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// What happens to the messages an ack, nack or reject names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    Requeue,
+    Discard,
+}
+
+impl Channel {
+    pub(super) fn handle_basic(&mut self, ctx: &ConnCtx, method: &Method) -> AmqpResult {
+        match method {
+            Method::BasicPublish(m) => {
+                if m.immediate {
+                    return Err(AmqpError::new(ReplyCode::NotImplemented, "immediate=true"));
+                }
+                let exchange = ctx.vhost.exchange_for_publish(m.exchange.as_str())?;
+                self.publish = Some(Publish {
+                    exchange,
+                    routing_key: m.routing_key.clone(),
+                    mandatory: m.mandatory,
+                    header: None,
+                    body: BytesMut::new(),
+                });
+            }
+            Method::BasicQos(m) => {
+                if m.global {
+                    self.shared
+                        .global_prefetch
+                        .store(u32::from(m.prefetch_count), Ordering::Relaxed);
+                } else {
+                    self.prefetch = u32::from(m.prefetch_count);
+                }
+                self.needs_dispatch = true;
+                self.shared.send(&Method::BasicQosOk(BasicQosOk {}));
+            }
+            Method::BasicConsume(m) => self.consume(ctx, m)?,
+            Method::BasicCancel(m) => {
+                if let Some(c) = self.consumers.remove(&m.consumer_tag) {
+                    ctx.vhost
+                        .remove_consumer(&c.queue, self.shared.uid, m.consumer_tag.as_str());
+                }
+                if !m.no_wait {
+                    self.shared.send(&Method::BasicCancelOk(BasicCancelOk {
+                        consumer_tag: m.consumer_tag.clone(),
+                    }));
+                }
+            }
+            Method::BasicGet(m) => {
+                let q = ctx.vhost.queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
+                match q.get(m.no_ack) {
+                    Some((message, left)) => self.shared.deliver_get(&q, message, left, m.no_ack),
+                    None => self.shared.send(&Method::BasicGetEmpty(BasicGetEmpty {})),
+                }
+            }
+            Method::BasicAck(m) => self.ack(TxAck::Ack {
+                tag: m.delivery_tag,
+                multiple: m.multiple,
+            })?,
+            Method::BasicNack(m) => self.ack(TxAck::Nack {
+                tag: m.delivery_tag,
+                multiple: m.multiple,
+                requeue: m.requeue,
+            })?,
+            Method::BasicReject(m) => self.ack(TxAck::Nack {
+                tag: m.delivery_tag,
+                multiple: false,
+                requeue: m.requeue,
+            })?,
+            Method::BasicRecover(_) | Method::BasicRecoverAsync(_) => {
+                // RabbitMQ redelivers with requeue semantics whatever the flag says.
+                let all: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
+                for u in &all {
+                    self.shared.release(&u.credit);
+                }
+                requeue(all);
+                if matches!(method, Method::BasicRecover(_)) {
+                    self.shared.send(&Method::BasicRecoverOk(BasicRecoverOk {}));
+                }
+            }
+            Method::ConfirmSelect(m) => {
+                if self.tx.is_some() {
+                    return Err(AmqpError::new(
+                        ReplyCode::PreconditionFailed,
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
+                self.confirms.get_or_insert_with(Confirms::default);
+                if !m.no_wait {
+                    self.shared.send(&Method::ConfirmSelectOk(ConfirmSelectOk {}));
+                }
+            }
+            Method::TxSelect(_) => {
+                if self.confirms.is_some() {
+                    return Err(AmqpError::new(
+                        ReplyCode::PreconditionFailed,
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                self.tx.get_or_insert_with(Tx::default);
+                self.shared.send(&Method::TxSelectOk(TxSelectOk {}));
+            }
+            Method::TxCommit(_) => {
+                let tx = self.tx.as_mut().ok_or_else(not_transactional)?;
+                let Tx { publishes, acks } = std::mem::take(tx);
+                for (exchange, message, mandatory) in publishes {
+                    self.route(ctx, &exchange, message, mandatory);
+                }
+                for op in acks {
+                    self.apply_ack(op)?;
+                }
+                self.shared.send(&Method::TxCommitOk(TxCommitOk {}));
+            }
+            Method::TxRollback(_) => {
+                let tx = self.tx.as_mut().ok_or_else(not_transactional)?;
+                *tx = Tx::default();
+                self.shared.send(&Method::TxRollbackOk(TxRollbackOk {}));
+            }
+            other => {
+                return Err(AmqpError::new(
+                    ReplyCode::CommandInvalid,
+                    format!("unexpected method {} on a channel", other.name()),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, ctx: &ConnCtx, m: &amqp_wire::BasicConsume) -> AmqpResult {
+        let q = ctx.vhost.queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
+        let tag = if m.consumer_tag.is_empty() {
+            ShortString::from(ctx.vhost.unique_name("amq.ctag-"))
+        } else {
+            m.consumer_tag.clone()
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::new(
+                ReplyCode::NotAllowed,
+                format!("attempt to reuse consumer tag '{tag}'"),
+            ));
+        }
+        let sink = Arc::new(AmqpConsumer {
+            tag: tag.clone(),
+            channel: Arc::clone(&self.shared),
+            no_ack: m.no_ack,
+            prefetch: self.prefetch,
+            unacked: Arc::new(AtomicU32::new(0)),
+            cancel_notify: ctx.cancel_notify,
+        });
+        let entry = ConsumerEntry {
+            tag: Arc::from(tag.as_str()),
+            owner: self.shared.uid,
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            sink: Arc::clone(&sink) as _,
+        };
+        let shared = Arc::clone(&self.shared);
+        let ok_tag = tag.clone();
+        let no_wait = m.no_wait;
+        q.add_consumer(entry, move || {
+            if !no_wait {
+                shared.send(&Method::BasicConsumeOk(BasicConsumeOk {
+                    consumer_tag: ok_tag,
+                }));
+            }
+        })?;
+        self.consumers.insert(tag, ConsumerRecord { queue: q, sink });
+        Ok(())
+    }
+
+    /// Completes a publish once its body is whole: route it now, or hold it for tx.commit.
+    pub(super) fn finish_publish(&mut self, ctx: &ConnCtx, body: Bytes) -> AmqpResult {
+        let Some(p) = self.publish.take() else {
+            return Ok(());
+        };
+        let props = p.header.map(|h| h.1).unwrap_or_default();
+        let message = Message::new(
+            Arc::clone(&p.exchange.name),
+            p.routing_key.as_str(),
+            Properties::new(PropertiesFormat::Amqp091, props, convert::properties_view),
+            body,
+        );
+        if let Some(tx) = self.tx.as_mut() {
+            tx.publishes.push((p.exchange, message, p.mandatory));
+            return Ok(());
+        }
+        self.route(ctx, &p.exchange, message, p.mandatory);
+        if let Some(c) = self.confirms.as_mut() {
+            c.last_seq += 1;
+            c.unconfirmed_upto = c.last_seq;
+        }
+        Ok(())
+    }
+
+    /// Routes a message; a mandatory one that reaches no queue comes back as basic.return.
+    fn route(&self, ctx: &ConnCtx, exchange: &Arc<Exchange>, message: Message, mandatory: bool) {
+        let queues: Vec<Arc<Queue>> = ctx.vhost.route(exchange, &message);
+        if queues.is_empty() {
+            if mandatory {
+                let ret = Method::BasicReturn(BasicReturn {
+                    reply_code: ReplyCode::NoRoute.code(),
+                    reply_text: ShortString::from_static("NO_ROUTE"),
+                    exchange: ShortString::from(&*message.exchange),
+                    routing_key: ShortString::from(&*message.routing_key),
+                });
+                let returned = QueuedMessage {
+                    message,
+                    seq: 0,
+                    redelivered: false,
+                };
+                self.shared.send_with_content(&ret, &returned);
+            }
+            return;
+        }
+        for q in &queues {
+            q.enqueue(message.clone());
+        }
+    }
+
+    fn ack(&mut self, op: TxAck) -> AmqpResult {
+        if let Some(tx) = self.tx.as_mut() {
+            let (tag, multiple) = match op {
+                TxAck::Ack { tag, multiple } | TxAck::Nack { tag, multiple, .. } => (tag, multiple),
+            };
+            self.check_tag(tag, multiple)?;
+            tx.acks.push(op);
+            return Ok(());
+        }
+        self.apply_ack(op)
+    }
+
+    fn check_tag(&self, tag: u64, multiple: bool) -> AmqpResult {
+        let d = self.shared.deliveries.lock();
+        if (multiple && tag == 0) || d.unacked.iter().any(|u| u.tag == tag) {
+            return Ok(());
+        }
+        Err(unknown_tag(tag))
+    }
+
+    fn apply_ack(&mut self, op: TxAck) -> AmqpResult {
+        let (tag, multiple, settle) = match op {
+            TxAck::Ack { tag, multiple } => (tag, multiple, Settle::Ack),
+            TxAck::Nack {
+                tag,
+                multiple,
+                requeue,
+            } => (
+                tag,
+                multiple,
+                if requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                },
+            ),
+        };
+        let taken: Vec<Unacked> = {
+            let mut d = self.shared.deliveries.lock();
+            let found = d.unacked.binary_search_by_key(&tag, |u| u.tag);
+            match (multiple, found) {
+                (true, _) if tag == 0 => d.unacked.drain(..).collect(),
+                (true, Ok(i)) => d.unacked.drain(..=i).collect(),
+                (false, Ok(i)) => d.unacked.remove(i).into_iter().collect(),
+                (_, Err(_)) => return Err(unknown_tag(tag)),
+            }
+        };
+        for u in &taken {
+            self.shared.release(&u.credit);
+        }
+        self.needs_dispatch = true;
+        if settle == Settle::Requeue {
+            requeue(taken);
+            return Ok(());
+        }
+        settle_runs(&taken);
+        Ok(())
+    }
+}
+
+/// Tells each queue how many of its messages were settled, one call per run.
+fn settle_runs(taken: &[Unacked]) {
+    let mut i = 0;
+    while i < taken.len() {
+        let q = &taken[i].queue;
+        let run = taken[i..]
+            .iter()
+            .take_while(|u| Arc::ptr_eq(&u.queue, q))
+            .count();
+        q.settle(run);
+        i += run;
+    }
+}
+
+fn unknown_tag(tag: u64) -> AmqpError {
+    AmqpError::new(
+        ReplyCode::PreconditionFailed,
+        format!("unknown delivery tag {tag}"),
+    )
+}
+
+fn not_transactional() -> AmqpError {
+    AmqpError::new(ReplyCode::PreconditionFailed, "channel is not transactional")
+}
+

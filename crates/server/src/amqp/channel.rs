@@ -1,0 +1,291 @@
+//! One AMQP channel: its state machine, content assembly and method dispatch.
+//!
+//! A channel is owned by its connection's task; only [`ChannelShared`] (tags, unacked messages,
+//! credit) is touched from other tasks. Handlers for the exchange and queue classes live in
+//! `topology.rs`, those of the basic, confirm and tx classes in `basic.rs`.
+
+use super::delivery::{AmqpConsumer, ChannelShared, Unacked};
+use super::error::{AmqpError, AmqpResult};
+use super::outbound::Outbound;
+use amqp_wire::{ChannelCloseOk, ChannelFlowOk, Method, ReplyCode, ShortString};
+use bytes::{Bytes, BytesMut};
+use pigeon_broker::{Broker, Exchange, Message, Queue, VHost};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What a channel's handlers need from their connection.
+pub struct ConnCtx {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// The vhost the connection opened.
+    pub vhost: Arc<VHost>,
+    /// Broker-wide id of the connection (owner of its exclusive queues).
+    pub conn_id: u64,
+    /// The connection's outbound buffer.
+    pub out: Arc<Outbound>,
+    /// Negotiated frame_max.
+    pub frame_max: u32,
+    /// Largest body accepted.
+    pub max_message_size: u64,
+    /// The client understands a server-sent `basic.cancel`.
+    pub cancel_notify: bool,
+}
+
+/// A `basic.publish` waiting for its content.
+pub(super) struct Publish {
+    pub exchange: Arc<Exchange>,
+    pub routing_key: ShortString,
+    pub mandatory: bool,
+    /// Header frame received: (body size, raw properties).
+    pub header: Option<(u64, Bytes)>,
+    pub body: BytesMut,
+}
+
+/// A consumer of this channel.
+pub(super) struct ConsumerRecord {
+    pub queue: Arc<Queue>,
+    pub sink: Arc<AmqpConsumer>,
+}
+
+/// Publisher-confirm bookkeeping (confirm.select).
+#[derive(Default)]
+pub(super) struct Confirms {
+    /// Sequence number of the last publish.
+    pub last_seq: u64,
+    /// Highest sequence number routed but not yet confirmed to the client.
+    pub unconfirmed_upto: u64,
+    /// Highest sequence number confirmed.
+    pub confirmed_upto: u64,
+}
+
+/// An ack, nack or reject held back by a transaction.
+pub(super) enum TxAck {
+    Ack { tag: u64, multiple: bool },
+    Nack { tag: u64, multiple: bool, requeue: bool },
+}
+
+/// Work held back by a transaction (tx.select) until commit.
+#[derive(Default)]
+pub(super) struct Tx {
+    pub publishes: Vec<(Arc<Exchange>, Message, bool)>,
+    pub acks: Vec<TxAck>,
+}
+
+/// One open channel.
+pub struct Channel {
+    pub(super) shared: Arc<ChannelShared>,
+    /// We sent `channel.close` and wait for `close-ok`; everything else is dropped.
+    pub closing: bool,
+    pub(super) publish: Option<Publish>,
+    pub(super) confirms: Option<Confirms>,
+    pub(super) tx: Option<Tx>,
+    pub(super) consumers: HashMap<ShortString, ConsumerRecord>,
+    /// Prefetch for consumers created from now on (basic.qos global=false).
+    pub(super) prefetch: u32,
+    /// The last queue declared: an empty queue name means this one (AMQP 0-9-1 queue class).
+    pub(super) last_queue: Option<String>,
+    /// Credit came back: let the consumed queues deliver again.
+    pub(super) needs_dispatch: bool,
+}
+
+impl Channel {
+    /// A new open channel numbered `number`.
+    pub fn new(number: u16, ctx: &ConnCtx) -> Channel {
+        Channel {
+            shared: Arc::new(ChannelShared::new(
+                number,
+                ctx.broker.next_id(),
+                Arc::clone(&ctx.out),
+                ctx.frame_max,
+            )),
+            closing: false,
+            publish: None,
+            confirms: None,
+            tx: None,
+            consumers: HashMap::new(),
+            prefetch: 0,
+            last_queue: None,
+            needs_dispatch: false,
+        }
+    }
+
+    /// Whether a publish is waiting for a content header or body frames.
+    pub fn expects_content(&self) -> bool {
+        self.publish.is_some()
+    }
+
+    /// Handles a method frame for this channel.
+    pub fn handle_method(&mut self, ctx: &ConnCtx, method: Method) -> AmqpResult {
+        if self.publish.is_some() {
+            return Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                format!(
+                    "expected content header for class 60, got non content header frame instead ({})",
+                    method.name()
+                ),
+            )
+            .on(&method));
+        }
+        let result = match &method {
+            Method::ChannelFlow(m) => {
+                self.shared.active.store(m.active, Ordering::Relaxed);
+                self.needs_dispatch |= m.active;
+                self.shared
+                    .send(&Method::ChannelFlowOk(ChannelFlowOk { active: m.active }));
+                Ok(())
+            }
+            Method::ChannelFlowOk(_) => Ok(()),
+            Method::ExchangeDeclare(_)
+            | Method::ExchangeDelete(_)
+            | Method::ExchangeBind(_)
+            | Method::ExchangeUnbind(_)
+            | Method::QueueDeclare(_)
+            | Method::QueueBind(_)
+            | Method::QueueUnbind(_)
+            | Method::QueuePurge(_)
+            | Method::QueueDelete(_) => self.handle_topology(ctx, &method),
+            Method::AccessRequest(_) => {
+                self.shared
+                    .send(&Method::AccessRequestOk(amqp_wire::AccessRequestOk {}));
+                Ok(())
+            }
+            _ => self.handle_basic(ctx, &method),
+        };
+        result.map_err(|e| if e.class_id == 0 { e.on(&method) } else { e })
+    }
+
+    /// Handles a content header frame.
+    pub fn handle_header(
+        &mut self,
+        ctx: &ConnCtx,
+        class_id: u16,
+        body_size: u64,
+        properties: Bytes,
+    ) -> AmqpResult {
+        let Some(p) = self.publish.as_mut().filter(|p| p.header.is_none()) else {
+            return Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "unexpected content header frame",
+            ));
+        };
+        if class_id != 60 {
+            return Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                format!("content header for class {class_id}, expected 60"),
+            ));
+        }
+        if body_size > ctx.max_message_size {
+            self.publish = None;
+            return Err(AmqpError {
+                class_id: 60,
+                method_id: 40,
+                ..AmqpError::new(
+                    ReplyCode::PreconditionFailed,
+                    format!(
+                        "message size {body_size} is larger than configured max size {}",
+                        ctx.max_message_size
+                    ),
+                )
+            });
+        }
+        // Own the properties: a slice would pin the connection's read buffer.
+        p.header = Some((body_size, Bytes::copy_from_slice(&properties)));
+        if body_size == 0 {
+            return self.finish_publish(ctx, Bytes::new());
+        }
+        Ok(())
+    }
+
+    /// Handles a content body frame.
+    pub fn handle_body(&mut self, ctx: &ConnCtx, payload: Bytes) -> AmqpResult {
+        let Some((p, size)) = self
+            .publish
+            .as_mut()
+            .and_then(|p| p.header.as_ref().map(|h| h.0).map(|s| (p, s)))
+        else {
+            return Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "unexpected content body frame",
+            ));
+        };
+        let have = p.body.len() as u64 + payload.len() as u64;
+        if have > size {
+            return Err(AmqpError::new(
+                ReplyCode::FrameError,
+                format!("content body exceeds the declared size {size}"),
+            ));
+        }
+        if have == size && p.body.is_empty() {
+            // The whole body in one frame: one exact-size copy.
+            return self.finish_publish(ctx, Bytes::copy_from_slice(&payload));
+        }
+        if p.body.is_empty() {
+            p.body.reserve(usize::try_from(size).unwrap_or(0));
+        }
+        p.body.extend_from_slice(&payload);
+        if have == size {
+            let body = std::mem::take(&mut p.body).freeze();
+            return self.finish_publish(ctx, body);
+        }
+        Ok(())
+    }
+
+    /// Work to do after a batch of frames: confirms to send, queues to poke.
+    pub fn flush(&mut self) {
+        if let Some(c) = self.confirms.as_mut() {
+            if c.unconfirmed_upto > c.confirmed_upto {
+                let multiple = c.unconfirmed_upto - c.confirmed_upto > 1;
+                self.shared.send(&Method::BasicAck(amqp_wire::BasicAck {
+                    delivery_tag: c.unconfirmed_upto,
+                    multiple,
+                }));
+                c.confirmed_upto = c.unconfirmed_upto;
+            }
+        }
+        if std::mem::take(&mut self.needs_dispatch) {
+            self.dispatch();
+        }
+    }
+
+    /// Lets every queue this channel consumes from deliver again.
+    pub fn dispatch(&self) {
+        for c in self.consumers.values() {
+            c.queue.dispatch();
+        }
+    }
+
+    /// Replies to a client's `channel.close` after cleaning up.
+    pub fn close_by_client(&mut self, ctx: &ConnCtx) {
+        self.cleanup(ctx);
+        self.shared
+            .send(&Method::ChannelCloseOk(ChannelCloseOk {}));
+    }
+
+    /// Releases everything the channel holds: consumers are cancelled and every unacked
+    /// message goes back to its queue, in order.
+    pub fn cleanup(&mut self, ctx: &ConnCtx) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        for (tag, c) in self.consumers.drain() {
+            ctx.vhost
+                .remove_consumer(&c.queue, self.shared.uid, tag.as_str());
+        }
+        let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
+        requeue(unacked);
+        self.publish = None;
+        self.tx = None;
+    }
+}
+
+/// Gives messages back to their queues, one call per run of messages from the same queue.
+pub(super) fn requeue(unacked: Vec<Unacked>) {
+    let mut it = unacked.into_iter().peekable();
+    while let Some(first) = it.next() {
+        let queue = Arc::clone(&first.queue);
+        let mut run = vec![first.message];
+        while let Some(next) = it.next_if(|u| Arc::ptr_eq(&u.queue, &queue)) {
+            run.push(next.message);
+        }
+        queue.requeue(run);
+    }
+}

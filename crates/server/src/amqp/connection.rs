@@ -1,0 +1,534 @@
+//! One AMQP connection: the handshake, the frame loop, heartbeats and the close handshake.
+//!
+//! The connection task owns the socket's read half and every channel. It reads as much as the
+//! socket has, handles every complete frame in the buffer, then flushes per-channel work
+//! (coalesced publisher confirms, queue dispatch after acks) before reading again. Its
+//! outbound bytes go through [`Outbound`], drained by a writer task of its own.
+
+use super::auth::{self, MECHANISMS};
+use super::channel::{Channel, ConnCtx};
+use super::error::{AmqpError, AmqpResult};
+use super::outbound::Outbound;
+use crate::ServerState;
+use amqp_wire::{
+    decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,
+    ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune, ConnectionUpdateSecretOk,
+    FieldTable, FieldValue, Frame, Method, ReplyCode, ShortString, FRAME_MIN_SIZE,
+    PROTOCOL_HEADER,
+};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::time::{interval, timeout, MissedTickBehavior};
+
+/// How long we wait for `connection.close-ok` after sending `connection.close`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitStartOk,
+    AwaitTuneOk,
+    AwaitOpen,
+    Open,
+    /// We sent connection.close and wait for close-ok until the deadline.
+    Closing(Instant),
+    Done,
+}
+
+struct Connection {
+    server: Arc<ServerState>,
+    peer: SocketAddr,
+    id: u64,
+    out: Arc<Outbound>,
+    phase: Phase,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat: u16,
+    last_read: Instant,
+    cancel_notify: bool,
+    auth_failure_close: bool,
+    ctx: Option<ConnCtx>,
+    channels: HashMap<u16, Channel>,
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let out = Arc::new(Outbound::new());
+    let writer = {
+        let out = Arc::clone(&out);
+        tokio::spawn(async move { out.run_writer(wr).await })
+    };
+    let mut conn = Connection {
+        id: server.broker.next_id(),
+        frame_max: server.config.frame_max,
+        channel_max: server.config.channel_max,
+        heartbeat: 0,
+        server,
+        peer,
+        out: Arc::clone(&out),
+        phase: Phase::AwaitStartOk,
+        last_read: Instant::now(),
+        cancel_notify: false,
+        auth_failure_close: false,
+        ctx: None,
+        channels: HashMap::new(),
+    };
+    conn.run(rd).await;
+    conn.release();
+    out.close();
+    let _ = timeout(CLOSE_TIMEOUT, writer).await;
+    tracing::debug!(peer = %conn.peer, "connection ended");
+}
+
+impl Connection {
+    async fn run(&mut self, mut rd: OwnedReadHalf) {
+        let mut header = [0u8; 8];
+        let handshake = self.server.config.handshake_timeout;
+        match timeout(handshake, rd.read_exact(&mut header)).await {
+            Ok(Ok(_)) if header == PROTOCOL_HEADER => {}
+            Ok(Ok(_)) => {
+                // AMQP 0-9-1 section 4.2.2: answer a bad header with ours and close.
+                tracing::info!(peer = %self.peer, header = ?Bytes::copy_from_slice(&header), "bad protocol header");
+                self.out.send(|b| b.extend_from_slice(&PROTOCOL_HEADER));
+                return;
+            }
+            _ => return,
+        }
+        self.send_start();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut shutdown = self.server.shutdown.clone();
+        let deadline = Instant::now() + handshake;
+        let mut ticker = interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut tick_period = Duration::from_secs(1);
+        loop {
+            loop {
+                match decode_frame(&mut buf, self.frame_max) {
+                    Ok(Some(frame)) => {
+                        if let Err(e) = self.handle_frame(frame) {
+                            self.close_with(e);
+                        }
+                        if self.phase == Phase::Done {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // The stream can no longer be parsed: say why and hang up.
+                        self.close_with(AmqpError::new(e.reply_code(), &e));
+                        return;
+                    }
+                }
+            }
+            for ch in self.channels.values_mut() {
+                ch.flush();
+            }
+            let wanted = self.tick_period();
+            if wanted != tick_period {
+                tick_period = wanted;
+                ticker = interval(wanted);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                ticker.reset();
+            }
+            if buf.capacity() - buf.len() < 8 * 1024 {
+                buf.reserve(64 * 1024);
+            }
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => self.last_read = Instant::now(),
+                },
+                _ = ticker.tick() => {
+                    if !self.on_tick(deadline) {
+                        return;
+                    }
+                }
+                _ = self.out.resume.notified() => {
+                    for ch in self.channels.values() {
+                        ch.dispatch();
+                    }
+                }
+                _ = self.out.writer_done.notified() => return,
+                _ = shutdown.changed() => {
+                    if matches!(self.phase, Phase::Closing(_)) {
+                        return;
+                    }
+                    self.close_with(AmqpError {
+                        force_connection: true,
+                        ..AmqpError::new(ReplyCode::ConnectionForced, "broker forced connection closure with reason 'shutdown'")
+                    });
+                }
+            }
+        }
+    }
+
+    fn tick_period(&self) -> Duration {
+        match self.phase {
+            Phase::Open if self.heartbeat > 0 => {
+                Duration::from_millis(u64::from(self.heartbeat) * 500).max(Duration::from_secs(1))
+            }
+            Phase::Open => Duration::from_secs(30),
+            _ => Duration::from_secs(1),
+        }
+    }
+
+    /// Timers: handshake deadline, close-ok deadline, heartbeats both ways. False ends the
+    /// connection.
+    fn on_tick(&mut self, handshake_deadline: Instant) -> bool {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Closing(deadline) => now < deadline,
+            Phase::AwaitStartOk | Phase::AwaitTuneOk | Phase::AwaitOpen => {
+                if now >= handshake_deadline {
+                    tracing::info!(peer = %self.peer, "handshake timed out");
+                    return false;
+                }
+                true
+            }
+            Phase::Open if self.heartbeat > 0 => {
+                let hb = Duration::from_secs(u64::from(self.heartbeat));
+                // Two missed heartbeats: the peer is gone (as RabbitMQ decides).
+                if now.duration_since(self.last_read) > hb * 2 {
+                    tracing::info!(peer = %self.peer, heartbeat = self.heartbeat, "missed heartbeats from client, closing");
+                    return false;
+                }
+                if self.out.idle_ms() >= u64::from(self.heartbeat) * 1000 / 2 {
+                    self.out.send(amqp_wire::encode_heartbeat);
+                }
+                true
+            }
+            _ => true,
+        }
+    }
+
+    fn send_start(&self) {
+        let mut caps = FieldTable::new();
+        for cap in [
+            "publisher_confirms",
+            "exchange_exchange_bindings",
+            "basic.nack",
+            "consumer_cancel_notify",
+            "connection.blocked",
+            "authentication_failure_close",
+            "per_consumer_qos",
+        ] {
+            caps.insert(ShortString::from_static(cap), FieldValue::Bool(true));
+        }
+        let text = |s: &'static str| FieldValue::LongString(Bytes::from_static(s.as_bytes()));
+        let mut props = FieldTable::new();
+        props.insert(ShortString::from_static("capabilities"), FieldValue::Table(caps));
+        props.insert(ShortString::from_static("product"), text("Pigeon"));
+        props.insert(ShortString::from_static("version"), text(env!("CARGO_PKG_VERSION")));
+        props.insert(ShortString::from_static("platform"), text("Rust"));
+        props.insert(
+            ShortString::from_static("information"),
+            text("AMQP 0-9-1 and MQTT message broker"),
+        );
+        self.send(
+            0,
+            &Method::ConnectionStart(ConnectionStart {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: props,
+                mechanisms: Bytes::from_static(MECHANISMS),
+                locales: Bytes::from_static(b"en_US"),
+            }),
+        );
+    }
+
+    fn send(&self, channel: u16, method: &Method) {
+        self.out.send(|b| encode_method_frame(channel, method, b));
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> AmqpResult {
+        if let Phase::Closing(_) = self.phase {
+            // AMQP 0-9-1 section 2.2.4: after close, discard everything but close / close-ok.
+            match frame {
+                Frame::Method {
+                    method: Method::ConnectionCloseOk(_),
+                    ..
+                } => self.phase = Phase::Done,
+                Frame::Method {
+                    method: Method::ConnectionClose(_),
+                    ..
+                } => {
+                    self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
+                    self.phase = Phase::Done;
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        match frame {
+            Frame::Heartbeat { channel: 0 } => Ok(()),
+            Frame::Heartbeat { channel } => Err(AmqpError::new(
+                ReplyCode::FrameError,
+                format!("heartbeat frame on channel {channel}"),
+            )),
+            Frame::Method { channel: 0, method } => self.handle_connection_method(method),
+            Frame::Method { channel, method } => {
+                if method.class_id() == 10 {
+                    return Err(AmqpError::new(
+                        ReplyCode::CommandInvalid,
+                        format!("{} on channel {channel}", method.name()),
+                    )
+                    .on(&method));
+                }
+                self.handle_channel_frame(channel, Frame::Method { channel, method })
+            }
+            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => Err(
+                AmqpError::new(ReplyCode::UnexpectedFrame, "content frame on channel 0"),
+            ),
+            other => self.handle_channel_frame(other.channel(), other),
+        }
+    }
+
+    fn handle_connection_method(&mut self, method: Method) -> AmqpResult {
+        match (self.phase, method) {
+            (_, Method::ConnectionClose(m)) => {
+                tracing::debug!(peer = %self.peer, code = m.reply_code, text = %m.reply_text, "client closed connection");
+                self.release();
+                self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
+                self.phase = Phase::Done;
+                Ok(())
+            }
+            (Phase::AwaitStartOk, Method::ConnectionStartOk(m)) => self.start_ok(m),
+            (Phase::AwaitTuneOk, Method::ConnectionTuneOk(m)) => {
+                let server = &self.server.config;
+                if m.frame_max != 0 && m.frame_max < FRAME_MIN_SIZE {
+                    return Err(AmqpError::new(
+                        ReplyCode::NotAllowed,
+                        format!("frame_max={} < {FRAME_MIN_SIZE} min size", m.frame_max),
+                    ));
+                }
+                if m.frame_max > server.frame_max || (m.frame_max == 0 && server.frame_max != 0) {
+                    if m.frame_max != 0 {
+                        return Err(AmqpError::new(
+                            ReplyCode::NotAllowed,
+                            format!("frame_max={} > {} max size", m.frame_max, server.frame_max),
+                        ));
+                    }
+                } else {
+                    self.frame_max = m.frame_max;
+                }
+                if m.channel_max > server.channel_max {
+                    return Err(AmqpError::new(
+                        ReplyCode::NotAllowed,
+                        format!("channel_max={} > {} max", m.channel_max, server.channel_max),
+                    ));
+                }
+                if m.channel_max != 0 {
+                    self.channel_max = m.channel_max;
+                }
+                self.heartbeat = m.heartbeat;
+                self.phase = Phase::AwaitOpen;
+                Ok(())
+            }
+            (Phase::AwaitOpen, Method::ConnectionOpen(m)) => {
+                let Some(vhost) = self.server.broker.vhost(m.virtual_host.as_str()) else {
+                    return Err(AmqpError::new(
+                        ReplyCode::NotAllowed,
+                        format!("vhost {} not found", m.virtual_host),
+                    ));
+                };
+                self.ctx = Some(ConnCtx {
+                    broker: Arc::clone(&self.server.broker),
+                    vhost,
+                    conn_id: self.id,
+                    out: Arc::clone(&self.out),
+                    frame_max: self.frame_max,
+                    max_message_size: self.server.config.max_message_size,
+                    cancel_notify: self.cancel_notify,
+                });
+                self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
+                self.phase = Phase::Open;
+                Ok(())
+            }
+            (Phase::Open, Method::ConnectionUpdateSecret(_)) => {
+                self.send(
+                    0,
+                    &Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk {}),
+                );
+                Ok(())
+            }
+            (Phase::Open, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => Ok(()),
+            (_, method) => Err(AmqpError::new(
+                ReplyCode::CommandInvalid,
+                format!("unexpected {} on channel 0", method.name()),
+            )
+            .on(&method)),
+        }
+    }
+
+    fn start_ok(&mut self, m: amqp_wire::ConnectionStartOk) -> AmqpResult {
+        if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
+            let flag = |k: &str| matches!(caps.get(k), Some(FieldValue::Bool(true)));
+            self.cancel_notify = flag("consumer_cancel_notify");
+            self.auth_failure_close = flag("authentication_failure_close");
+        }
+        let users = &self.server.config.users;
+        match auth::authenticate(users, m.mechanism.as_str(), &m.response, self.peer.ip()) {
+            Ok(user) => {
+                tracing::debug!(peer = %self.peer, %user, "authenticated");
+                let c = &self.server.config;
+                self.send(
+                    0,
+                    &Method::ConnectionTune(ConnectionTune {
+                        channel_max: c.channel_max,
+                        frame_max: c.frame_max,
+                        heartbeat: c.heartbeat,
+                    }),
+                );
+                self.phase = Phase::AwaitTuneOk;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "login refused");
+                let mut err = AmqpError::new(
+                    ReplyCode::AccessRefused,
+                    format!(
+                        "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                        m.mechanism
+                    ),
+                );
+                err.force_connection = true;
+                if !self.auth_failure_close {
+                    // Clients without the capability expect the socket to just close.
+                    self.phase = Phase::Done;
+                    return Ok(());
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn handle_channel_frame(&mut self, number: u16, frame: Frame) -> AmqpResult {
+        let Some(ctx) = self.ctx.as_ref() else {
+            return Err(AmqpError::new(
+                ReplyCode::ChannelError,
+                "channel frame before connection.open",
+            ));
+        };
+        if let Frame::Method { method, .. } = &frame {
+            match method {
+                Method::ChannelOpen(_) => {
+                    if number > self.channel_max {
+                        return Err(AmqpError::new(
+                            ReplyCode::ChannelError,
+                            format!("channel number {number} exceeds channel_max {}", self.channel_max),
+                        )
+                        .on(method));
+                    }
+                    if self.channels.contains_key(&number) {
+                        return Err(AmqpError::new(
+                            ReplyCode::ChannelError,
+                            "second 'channel.open' seen",
+                        )
+                        .on(method));
+                    }
+                    let ch = Channel::new(number, ctx);
+                    ch.shared.send(&Method::ChannelOpenOk(ChannelOpenOk {}));
+                    self.channels.insert(number, ch);
+                    return Ok(());
+                }
+                Method::ChannelClose(_) => {
+                    if let Some(mut ch) = self.channels.remove(&number) {
+                        ch.close_by_client(ctx);
+                        return Ok(());
+                    }
+                }
+                Method::ChannelCloseOk(_) => {
+                    if self.channels.get(&number).is_some_and(|c| c.closing) {
+                        self.channels.remove(&number);
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        let Some(ch) = self.channels.get_mut(&number) else {
+            return Err(AmqpError::new(
+                ReplyCode::ChannelError,
+                format!("expected 'channel.open' on channel {number}"),
+            ));
+        };
+        if ch.closing {
+            return Ok(());
+        }
+        let result = match frame {
+            Frame::Method { method, .. } => ch.handle_method(ctx, method),
+            Frame::Header {
+                class_id,
+                body_size,
+                properties,
+                ..
+            } => ch.handle_header(ctx, class_id, body_size, properties),
+            Frame::Body { payload, .. } => ch.handle_body(ctx, payload),
+            Frame::Heartbeat { .. } => Ok(()),
+        };
+        match result {
+            Err(e) if !e.is_connection_error() => {
+                tracing::info!(peer = %self.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                ch.cleanup(ctx);
+                ch.closing = true;
+                ch.shared.send(&Method::ChannelClose(ChannelClose {
+                    reply_code: e.code.code(),
+                    reply_text: ShortString::from(truncate(&e.text)),
+                    class_id: e.class_id,
+                    method_id: e.method_id,
+                }));
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Starts the close handshake with a connection exception.
+    fn close_with(&mut self, e: AmqpError) {
+        if matches!(self.phase, Phase::Closing(_) | Phase::Done) {
+            return;
+        }
+        tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
+        self.release();
+        self.send(
+            0,
+            &Method::ConnectionClose(ConnectionClose {
+                reply_code: e.code.code(),
+                reply_text: ShortString::from(truncate(&e.text)),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            }),
+        );
+        self.phase = Phase::Closing(Instant::now() + CLOSE_TIMEOUT);
+    }
+
+    /// Gives back everything the connection holds: consumers, unacked messages, exclusive queues.
+    fn release(&mut self) {
+        let Some(ctx) = self.ctx.as_ref() else {
+            return;
+        };
+        for (_, mut ch) in self.channels.drain() {
+            ch.cleanup(ctx);
+        }
+        ctx.vhost.remove_exclusive_queues(self.id);
+    }
+}
+
+/// Reply texts are short strings: at most 255 bytes, cut at a character boundary.
+fn truncate(s: &str) -> &str {
+    if s.len() <= 255 {
+        return s;
+    }
+    let mut end = 255;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

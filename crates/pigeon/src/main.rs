@@ -1,2 +1,49 @@
-//! The `pigeon` binary (being written).
-fn main() {}
+//! The `pigeon` binary: the broker (`pigeon serve`, the default) and its tools (`pigeon bench`).
+//!
+//! - `cli`: the command line (clap);
+//! - `config`: the TOML configuration file;
+//! - `logging`: where log lines go and which;
+//! - `serve`: starts `pigeon_server` and stops it on SIGINT or SIGTERM;
+//! - `bench`: the load generator, a client of any AMQP 0-9-1 broker.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod bench;
+mod cli;
+mod config;
+mod logging;
+mod serve;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = cli.log.clone();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pigeon: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.into_command() {
+        Command::Serve(args) => runtime
+            .block_on(serve::run(args, log))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => runtime.block_on(bench::run(args, log)),
+    };
+    // Connections still closing must not keep a finished process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pigeon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

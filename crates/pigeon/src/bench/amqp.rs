@@ -1,0 +1,219 @@
+//! The bench's AMQP 0-9-1 client, on lapin: one connection per producer or consumer, one channel
+//! each, publishing through the default exchange.
+
+use super::client::{Client, Confirms, ConsumeOptions, Consumer, PublishOptions, Publisher};
+use anyhow::Context;
+use futures_lite::{future, StreamExt};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{
+    Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
+    PublisherConfirm,
+};
+use std::collections::VecDeque;
+
+/// A lapin connection.
+pub struct Amqp {
+    connection: Connection,
+}
+
+impl Client for Amqp {
+    type Publisher = AmqpPublisher;
+    type Consumer = AmqpConsumer;
+
+    async fn connect(url: &str, name: &str) -> anyhow::Result<Self> {
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connection = Connection::connect(url, properties).await?;
+        Ok(Amqp { connection })
+    }
+
+    async fn declare_queue(&self, name: &str, durable: bool) -> anyhow::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        let options = QueueDeclareOptions {
+            durable,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(name.into(), options, FieldTable::default())
+            .await?;
+        channel.close(200, "OK".into()).await?;
+        Ok(())
+    }
+
+    async fn delete_queue(&self, name: &str) -> anyhow::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .queue_delete(name.into(), QueueDeleteOptions::default())
+            .await?;
+        channel.close(200, "OK".into()).await?;
+        Ok(())
+    }
+
+    async fn publisher(
+        &self,
+        queue: &str,
+        options: PublishOptions,
+    ) -> anyhow::Result<AmqpPublisher> {
+        let channel = self.connection.create_channel().await?;
+        if options.confirm_window.is_some() {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .context("confirm.select")?;
+        }
+        let properties = if options.persistent {
+            BasicProperties::default().with_delivery_mode(2)
+        } else {
+            BasicProperties::default()
+        };
+        Ok(AmqpPublisher {
+            channel,
+            queue: queue.into(),
+            properties,
+            window: options.confirm_window.map(|w| w as usize),
+            pending: VecDeque::new(),
+        })
+    }
+
+    async fn consumer(&self, queue: &str, options: ConsumeOptions) -> anyhow::Result<AmqpConsumer> {
+        let channel = self.connection.create_channel().await?;
+        if options.prefetch > 0 {
+            channel
+                .basic_qos(options.prefetch, BasicQosOptions::default())
+                .await
+                .context("basic.qos")?;
+        }
+        let consume = BasicConsumeOptions {
+            no_ack: !options.manual_ack,
+            ..BasicConsumeOptions::default()
+        };
+        let consumer = channel
+            .basic_consume(queue.into(), "".into(), consume, FieldTable::default())
+            .await
+            .context("basic.consume")?;
+        Ok(AmqpConsumer {
+            channel,
+            consumer,
+            manual_ack: options.manual_ack,
+            last: None,
+        })
+    }
+
+    async fn close(&self) -> anyhow::Result<()> {
+        self.connection.close(200, "OK".into()).await?;
+        Ok(())
+    }
+}
+
+/// A channel publishing to one queue, with its unresolved confirms in publish order.
+pub struct AmqpPublisher {
+    channel: Channel,
+    queue: ShortString,
+    properties: BasicProperties,
+    window: Option<usize>,
+    pending: VecDeque<PublisherConfirm>,
+}
+
+impl AmqpPublisher {
+    /// Waits for the oldest confirm, then collects any later ones that have already arrived
+    /// (a broker often confirms many at once with `multiple`).
+    async fn settle_oldest(&mut self) -> anyhow::Result<Confirms> {
+        let mut confirms = Confirms::default();
+        if let Some(oldest) = self.pending.pop_front() {
+            count(&mut confirms, oldest.await?);
+        }
+        while let Some(next) = self.pending.front_mut() {
+            match future::poll_once(next).await {
+                Some(confirmation) => count(&mut confirms, confirmation?),
+                None => break,
+            }
+            self.pending.pop_front();
+        }
+        Ok(confirms)
+    }
+}
+
+fn count(confirms: &mut Confirms, confirmation: Confirmation) {
+    match confirmation {
+        Confirmation::Nack(_) => confirms.nacked += 1,
+        Confirmation::Ack(_) | Confirmation::NotRequested => confirms.acked += 1,
+    }
+}
+
+impl Publisher for AmqpPublisher {
+    async fn reserve(&mut self) -> anyhow::Result<Confirms> {
+        let mut confirms = Confirms::default();
+        while let Some(window) = self.window {
+            if self.pending.len() < window {
+                break;
+            }
+            confirms += self.settle_oldest().await?;
+        }
+        Ok(confirms)
+    }
+
+    async fn publish(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                self.queue.clone(),
+                BasicPublishOptions::default(),
+                body,
+                self.properties.clone(),
+            )
+            .await?;
+        if self.window.is_some() {
+            self.pending.push_back(confirm);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<Confirms> {
+        let mut confirms = Confirms::default();
+        while !self.pending.is_empty() {
+            confirms += self.settle_oldest().await?;
+        }
+        Ok(confirms)
+    }
+}
+
+/// A channel consuming one queue; keeps the last delivery's acker for [`Consumer::ack`].
+pub struct AmqpConsumer {
+    channel: Channel,
+    consumer: lapin::Consumer,
+    manual_ack: bool,
+    last: Option<Acker>,
+}
+
+impl Consumer for AmqpConsumer {
+    async fn next(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.consumer.next().await {
+            None => Ok(None),
+            Some(delivery) => {
+                let delivery = delivery?;
+                if self.manual_ack {
+                    self.last = Some(delivery.acker);
+                }
+                Ok(Some(delivery.data))
+            }
+        }
+    }
+
+    async fn ack(&mut self, multiple: bool) -> anyhow::Result<()> {
+        if let Some(acker) = self.last.take() {
+            acker.ack(BasicAckOptions { multiple }).await?;
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self) -> anyhow::Result<()> {
+        self.channel
+            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! The command line: `pigeon [serve]` runs the broker, `pigeon bench` drives load at any AMQP broker.
+
+use crate::bench::BenchArgs;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Pigeon: a message broker for AMQP 0-9-1 clients (MQTT to come).
+///
+/// Without a subcommand, `pigeon` runs the broker exactly as `pigeon serve` does.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pigeon",
+    version,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing filter such as
+    /// `info,pigeon_server=debug`. Overrides RUST_LOG and the config file's `log` key.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Flags for the default `serve` command.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// What `pigeon` does.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Generate load against an AMQP 0-9-1 broker (Pigeon, RabbitMQ, ...) and report throughput,
+    /// end-to-end latency and lost or duplicated messages.
+    Bench(BenchArgs),
+}
+
+/// Flags of `pigeon serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; every key is optional (see docs/configuration.md).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address the AMQP listener binds to, e.g. 127.0.0.1:5672 (overrides `server.amqp_listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub amqp_listen: Option<SocketAddr>,
+}
+
+impl Cli {
+    /// The command to run, with `serve` standing in for a missing subcommand.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pigeon").chain(args.iter().copied()))
+            .map(Cli::into_command)
+    }
+
+    #[test]
+    fn no_subcommand_means_serve_with_its_flags() {
+        let Ok(Command::Serve(serve)) = parse(&["--amqp-listen", "127.0.0.1:5680"]) else {
+            panic!("expected serve");
+        };
+        assert_eq!(
+            serve.amqp_listen,
+            Some("127.0.0.1:5680".parse().expect("addr"))
+        );
+        assert_eq!(serve.config, None);
+    }
+
+    #[test]
+    fn listen_address_must_be_ip_and_port() {
+        assert!(parse(&["serve", "--amqp-listen", "localhost"]).is_err());
+    }
+
+    #[test]
+    fn log_filter_is_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["pigeon", "serve", "--log", "debug"]).expect("parses");
+        assert_eq!(cli.log.as_deref(), Some("debug"));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

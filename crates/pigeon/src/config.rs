@@ -1,0 +1,209 @@
+//! The configuration file: TOML, every key optional, unknown keys rejected.
+//!
+//! ```toml
+//! log = "info"              # used when neither --log nor RUST_LOG is given
+//!
+//! [server]                  # pigeon_server::ServerConfig, key for key
+//! amqp_listen = "0.0.0.0:5672"
+//! heartbeat = 60
+//!
+//! [[server.users]]
+//! name = "guest"
+//! password = "guest"
+//! loopback_only = true
+//! ```
+//!
+//! The `[server]` table deserializes straight into [`ServerConfig`], so a key added there is a
+//! key of this file with no code here. Later sections (`[mqtt]`, `[storage]`, `[http]`) sit beside
+//! it. docs/configuration.md lists every key.
+
+use anyhow::{bail, Context};
+use pigeon_server::ServerConfig;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// The smallest `frame_max` a peer may propose (AMQP 0-9-1 section 4.2.3, `frame-min-size`).
+const AMQP_FRAME_MIN_SIZE: u32 = 4096;
+
+/// The whole configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Log filter used when neither `--log` nor `RUST_LOG` is set.
+    pub log: Option<String>,
+    /// Listeners, protocol limits and users.
+    pub server: ServerConfig,
+}
+
+impl Config {
+    /// Reads, parses and checks the file at `path`. Errors name the file and, for syntax and
+    /// unknown or mistyped keys, the line and column.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and checks a configuration from TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        // toml's error text carries the line, the column, a snippet and what was expected.
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rejects values that parse but cannot work, before any listener binds.
+    fn check(&self) -> anyhow::Result<()> {
+        let s = &self.server;
+        if s.frame_max < AMQP_FRAME_MIN_SIZE {
+            bail!(
+                "server.frame_max = {} is below the AMQP 0-9-1 minimum frame size of {AMQP_FRAME_MIN_SIZE}",
+                s.frame_max
+            );
+        }
+        if s.max_connections == 0 {
+            bail!("server.max_connections = 0 would refuse every client");
+        }
+        if s.max_message_size == 0 {
+            bail!("server.max_message_size = 0 would refuse every message");
+        }
+        if s.handshake_timeout.is_zero() {
+            bail!("server.handshake_timeout = 0 would drop every client before it logs in");
+        }
+        let mut names = HashSet::new();
+        for user in &s.users {
+            if user.name.is_empty() {
+                bail!("server.users: a user has an empty name");
+            }
+            if !names.insert(user.name.as_str()) {
+                bail!("server.users: user {:?} is listed twice", user.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    const SAMPLE: &str = r#"
+log = "debug"
+
+[server]
+amqp_listen = "127.0.0.1:5680"
+frame_max = 65536
+channel_max = 100
+heartbeat = 30
+max_message_size = 1048576
+max_connections = 10
+handshake_timeout = 5
+
+[[server.users]]
+name = "guest"
+password = "guest"
+loopback_only = true
+
+[[server.users]]
+name = "app"
+password = "s3cret"
+"#;
+
+    #[test]
+    fn sample_file_sets_every_key() {
+        let c = Config::parse(SAMPLE).unwrap();
+        assert_eq!(c.log.as_deref(), Some("debug"));
+        let s = &c.server;
+        assert_eq!(s.amqp_listen, "127.0.0.1:5680".parse().unwrap());
+        assert_eq!(s.frame_max, 65536);
+        assert_eq!(s.channel_max, 100);
+        assert_eq!(s.heartbeat, 30);
+        assert_eq!(s.max_message_size, 1_048_576);
+        assert_eq!(s.max_connections, 10);
+        assert_eq!(s.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(s.users.len(), 2);
+        assert!(s.users[0].loopback_only);
+        assert_eq!(s.users[1].name, "app");
+        assert!(!s.users[1].loopback_only, "loopback_only defaults to false");
+    }
+
+    #[test]
+    fn empty_file_is_the_default_broker() {
+        let c = Config::parse("").unwrap();
+        let d = ServerConfig::default();
+        assert_eq!(c.log, None);
+        assert_eq!(c.server.amqp_listen, d.amqp_listen);
+        assert_eq!(c.server.users, d.users);
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_line() {
+        let err = Config::parse("[server]\nheartbeat = 30\nframe_maxx = 4096\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("frame_maxx"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let msg = format!("{:#}", Config::parse("[amqp]\nlisten = 1\n").unwrap_err());
+        assert!(msg.contains("amqp"), "{msg}");
+    }
+
+    #[test]
+    fn mistyped_value_is_reported_with_its_line() {
+        let msg = format!(
+            "{:#}",
+            Config::parse("[server]\n\nheartbeat = \"60\"\n").unwrap_err()
+        );
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn bad_listen_address_is_rejected() {
+        assert!(Config::parse("[server]\namqp_listen = \"localhost\"\n").is_err());
+    }
+
+    #[test]
+    fn frame_max_below_the_amqp_minimum_is_rejected() {
+        let msg = format!(
+            "{:#}",
+            Config::parse("[server]\nframe_max = 4095\n").unwrap_err()
+        );
+        assert!(msg.contains("frame_max"), "{msg}");
+        assert!(Config::parse("[server]\nframe_max = 4096\n").is_ok());
+    }
+
+    #[test]
+    fn duplicate_user_is_rejected() {
+        let text = "[[server.users]]\nname = \"a\"\npassword = \"x\"\n\
+                    [[server.users]]\nname = \"a\"\npassword = \"y\"\n";
+        let msg = format!("{:#}", Config::parse(text).unwrap_err());
+        assert!(msg.contains("twice"), "{msg}");
+    }
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        assert!(Config::parse("[server]\nmax_connections = 0\n").is_err());
+        assert!(Config::parse("[server]\nhandshake_timeout = 0\n").is_err());
+        assert!(Config::parse("[server]\nmax_message_size = 0\n").is_err());
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("pigeon-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[server]\nheartbeat = -1\n").unwrap();
+        let msg = format!("{:#}", Config::load(&path).unwrap_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(msg.contains("bad.toml"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+
+        let missing = format!("{:#}", Config::load(&dir.join("nope.toml")).unwrap_err());
+        assert!(missing.contains("nope.toml"), "{missing}");
+    }
+}

@@ -1,0 +1,67 @@
+//! `pigeon serve`: load the configuration, start the server, stop it gracefully on a signal.
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::logging;
+use anyhow::Context;
+use tracing::{info, warn};
+
+/// Runs the broker until SIGINT or SIGTERM. A second signal during the graceful shutdown gives
+/// up waiting and exits at once.
+pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(addr) = args.amqp_listen {
+        config.server.amqp_listen = addr;
+    }
+    logging::init(log_flag.as_deref(), config.log.as_deref(), "info")?;
+    if config.server.users.is_empty() {
+        warn!("no users are configured: no client will be able to log in");
+    }
+
+    let server = pigeon_server::start(config.server)
+        .await
+        .context("cannot start the server")?;
+    info!(
+        "pigeon {} listening for AMQP 0-9-1 on {}",
+        env!("CARGO_PKG_VERSION"),
+        server.amqp_addr()
+    );
+
+    // `ServerHandle::wait` and `shutdown` both take the handle, so the process waits for a
+    // signal rather than also for the server ending on its own.
+    let signal = shutdown_signal().await?;
+    info!("{signal} received: shutting down (send it again to exit at once)");
+    tokio::select! {
+        () = server.shutdown() => {
+            info!("stopped");
+            Ok(())
+        }
+        again = shutdown_signal() => {
+            anyhow::bail!("{} received again: exited without waiting for connections to close", again?)
+        }
+    }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM and names the one that came.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot watch Ctrl-C")?;
+        Ok("Ctrl-C")
+    }
+}

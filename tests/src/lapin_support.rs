@@ -1,0 +1,188 @@
+//! Small helpers over lapin so the tests read as the behaviour they check, not as client
+//! boilerplate. Every wait goes through [`crate::within`].
+
+use futures_lite::StreamExt;
+use lapin::message::{BasicGetMessage, Delivery};
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+
+use crate::{unique, within, TestBroker};
+
+/// Connects lapin to the broker as the test user.
+pub async fn connect(broker: &TestBroker) -> Connection {
+    connect_url(&broker.amqp_url())
+        .await
+        .expect("lapin connects to the broker")
+}
+
+/// Connects lapin to any URL (with query options such as `?heartbeat=5`), keeping the error.
+pub async fn connect_url(url: &str) -> lapin::Result<Connection> {
+    within(
+        "lapin to connect",
+        Connection::connect(url, ConnectionProperties::default()),
+    )
+    .await
+}
+
+/// A connection and one open channel on it.
+pub async fn connect_channel(broker: &TestBroker) -> (Connection, Channel) {
+    let conn = connect(broker).await;
+    let channel = open_channel(&conn).await;
+    (conn, channel)
+}
+
+/// Opens a channel.
+pub async fn open_channel(conn: &Connection) -> Channel {
+    within("channel.open-ok", conn.create_channel())
+        .await
+        .expect("channel.open")
+}
+
+/// The AMQP reply code carried by a lapin error (channel.close or connection.close from the
+/// server), if it is one.
+pub fn reply_code(error: &lapin::Error) -> Option<u16> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
+/// Asserts that `result` failed because the server replied with `code`.
+pub fn assert_code<T: std::fmt::Debug>(result: lapin::Result<T>, code: u16) {
+    match result {
+        Ok(value) => panic!("expected the server to refuse with {code}, it answered {value:?}"),
+        Err(error) => assert_eq!(
+            reply_code(&error),
+            Some(code),
+            "expected reply code {code}, got {error:?}"
+        ),
+    }
+}
+
+/// Declares a fresh exclusive queue (gone when the connection closes) and returns its name.
+pub async fn exclusive_queue(channel: &Channel) -> String {
+    let name = unique("q");
+    declare(channel, &name, QueueDeclareOptions::exclusive()).await;
+    name
+}
+
+/// Declares a fresh non-exclusive queue that other connections may use; the test deletes it.
+pub async fn shared_queue(channel: &Channel) -> String {
+    let name = unique("q");
+    declare(channel, &name, QueueDeclareOptions::default()).await;
+    name
+}
+
+/// Declares `name` with `options` and no arguments.
+pub async fn declare(channel: &Channel, name: &str, options: QueueDeclareOptions) -> lapin::Queue {
+    within(
+        "queue.declare-ok",
+        channel.queue_declare(name.into(), options, FieldTable::default()),
+    )
+    .await
+    .expect("queue.declare")
+}
+
+/// Deletes a queue unconditionally.
+pub async fn delete_queue(channel: &Channel, name: &str) {
+    within(
+        "queue.delete-ok",
+        channel.queue_delete(name.into(), QueueDeleteOptions::default()),
+    )
+    .await
+    .expect("queue.delete");
+}
+
+/// How many ready messages a queue holds, read with a passive queue.declare (a synchronous
+/// round trip, so everything published before it on the same channel has been routed).
+pub async fn message_count(channel: &Channel, queue: &str) -> u32 {
+    declare(channel, queue, QueueDeclareOptions::default().passive())
+        .await
+        .message_count()
+}
+
+/// Publishes `body` and, on a confirm-mode channel, waits for the broker's confirmation.
+pub async fn publish(channel: &Channel, exchange: &str, routing_key: &str, body: &[u8]) {
+    publish_with(channel, exchange, routing_key, body, BasicProperties::default()).await;
+}
+
+/// Publishes with properties (headers, expiration, ...).
+pub async fn publish_with(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .expect("basic.publish");
+    within("the publish to complete", confirm)
+        .await
+        .expect("publisher confirm");
+}
+
+/// Starts a consumer with a server-generated tag.
+pub async fn consume(channel: &Channel, queue: &str, options: BasicConsumeOptions) -> Consumer {
+    within(
+        "basic.consume-ok",
+        channel.basic_consume(queue.into(), "".into(), options, FieldTable::default()),
+    )
+    .await
+    .expect("basic.consume")
+}
+
+/// Starts an acknowledging consumer.
+pub async fn consume_acked(channel: &Channel, queue: &str) -> Consumer {
+    consume(channel, queue, BasicConsumeOptions::default()).await
+}
+
+/// Waits for the consumer's next delivery.
+pub async fn next_delivery(consumer: &mut Consumer) -> Delivery {
+    within("a delivery", consumer.next())
+        .await
+        .expect("the consumer ended while a delivery was expected")
+        .expect("delivery")
+}
+
+/// Waits for the next delivery and returns its body as text.
+pub async fn next_body(consumer: &mut Consumer) -> String {
+    body(&next_delivery(consumer).await)
+}
+
+/// A delivery's body as text.
+pub fn body(delivery: &Delivery) -> String {
+    String::from_utf8_lossy(&delivery.data).into_owned()
+}
+
+/// Waits for the consumer's stream to end, as it does when the server sends basic.cancel.
+pub async fn consumer_ends(consumer: &mut Consumer) {
+    loop {
+        match within("the consumer to be cancelled", consumer.next()).await {
+            None => return,
+            Some(Ok(delivery)) => panic!("unexpected delivery {:?}", body(&delivery)),
+            Some(Err(error)) => panic!("consumer failed instead of ending: {error:?}"),
+        }
+    }
+}
+
+/// basic.get with acknowledgement required.
+pub async fn get(channel: &Channel, queue: &str) -> Option<BasicGetMessage> {
+    within(
+        "basic.get-ok / get-empty",
+        channel.basic_get(queue.into(), BasicGetOptions::default()),
+    )
+    .await
+    .expect("basic.get")
+}

@@ -64,7 +64,8 @@ fn amqplain(response: &[u8]) -> Result<(String, String), AuthError> {
     let mut framed = BytesMut::with_capacity(response.len() + 4);
     framed.put_u32(len);
     framed.extend_from_slice(response);
-    let table = FieldTable::decode(framed.freeze()).map_err(|_| AuthError::Malformed("AMQPLAIN"))?;
+    let table =
+        FieldTable::decode(framed.freeze()).map_err(|_| AuthError::Malformed("AMQPLAIN"))?;
     let field = |key: &str| {
         table
             .get(key)
@@ -99,20 +100,35 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let far: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(authenticate(&guest(), "PLAIN", &r, lo), Ok("guest".into()));
-        assert!(matches!(authenticate(&guest(), "PLAIN", &r, far), Err(AuthError::LoopbackOnly(_))));
+        assert!(matches!(
+            authenticate(&guest(), "PLAIN", &r, far),
+            Err(AuthError::LoopbackOnly(_))
+        ));
         let bad = Bytes::from_static(b"\0guest\0nope");
-        assert!(matches!(authenticate(&guest(), "PLAIN", &bad, lo), Err(AuthError::Credentials(_))));
+        assert!(matches!(
+            authenticate(&guest(), "PLAIN", &bad, lo),
+            Err(AuthError::Credentials(_))
+        ));
     }
 
     #[test]
     fn amqplain_reads_login_and_password() {
         let mut t = FieldTable::new();
-        t.insert("LOGIN", FieldValue::LongString(Bytes::from_static(b"guest")));
-        t.insert("PASSWORD", FieldValue::LongString(Bytes::from_static(b"guest")));
+        t.insert(
+            "LOGIN",
+            FieldValue::LongString(Bytes::from_static(b"guest")),
+        );
+        t.insert(
+            "PASSWORD",
+            FieldValue::LongString(Bytes::from_static(b"guest")),
+        );
         let mut buf = BytesMut::new();
         t.encode(&mut buf);
         let response = buf.freeze().slice(4..);
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(authenticate(&guest(), "AMQPLAIN", &response, lo), Ok("guest".into()));
+        assert_eq!(
+            authenticate(&guest(), "AMQPLAIN", &response, lo),
+            Ok("guest".into())
+        );
     }
 }

@@ -63,7 +63,9 @@ impl Channel {
                 }
             }
             Method::BasicGet(m) => {
-                let q = ctx.vhost.queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
+                let q = ctx
+                    .vhost
+                    .queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
                 match q.get(m.no_ack) {
                     Some((message, left)) => self.shared.deliver_get(&q, message, left, m.no_ack),
                     None => self.shared.send(&Method::BasicGetEmpty(BasicGetEmpty {})),
@@ -103,7 +105,8 @@ impl Channel {
                 }
                 self.confirms.get_or_insert_with(Confirms::default);
                 if !m.no_wait {
-                    self.shared.send(&Method::ConfirmSelectOk(ConfirmSelectOk {}));
+                    self.shared
+                        .send(&Method::ConfirmSelectOk(ConfirmSelectOk {}));
                 }
             }
             Method::TxSelect(_) => {
@@ -143,7 +146,9 @@ impl Channel {
     }
 
     fn consume(&mut self, ctx: &ConnCtx, m: &amqp_wire::BasicConsume) -> AmqpResult {
-        let q = ctx.vhost.queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
+        let q = ctx
+            .vhost
+            .queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
         let tag = if m.consumer_tag.is_empty() {
             ShortString::from(ctx.vhost.unique_name("amq.ctag-"))
         } else {
@@ -168,7 +173,7 @@ impl Channel {
             owner: self.shared.uid,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
-            sink: Arc::clone(&sink) as _,
+            sink,
         };
         let shared = Arc::clone(&self.shared);
         let ok_tag = tag.clone();
@@ -180,7 +185,7 @@ impl Channel {
                 }));
             }
         })?;
-        self.consumers.insert(tag, ConsumerRecord { queue: q, sink });
+        self.consumers.insert(tag, ConsumerRecord { queue: q });
         Ok(())
     }
 
@@ -234,12 +239,14 @@ impl Channel {
     }
 
     fn ack(&mut self, op: TxAck) -> AmqpResult {
-        if let Some(tx) = self.tx.as_mut() {
+        if self.tx.is_some() {
             let (tag, multiple) = match op {
                 TxAck::Ack { tag, multiple } | TxAck::Nack { tag, multiple, .. } => (tag, multiple),
             };
             self.check_tag(tag, multiple)?;
-            tx.acks.push(op);
+            if let Some(tx) = self.tx.as_mut() {
+                tx.acks.push(op);
+            }
             return Ok(());
         }
         self.apply_ack(op)
@@ -315,6 +322,8 @@ fn unknown_tag(tag: u64) -> AmqpError {
 }
 
 fn not_transactional() -> AmqpError {
-    AmqpError::new(ReplyCode::PreconditionFailed, "channel is not transactional")
+    AmqpError::new(
+        ReplyCode::PreconditionFailed,
+        "channel is not transactional",
+    )
 }
-

@@ -4,7 +4,7 @@
 //! credit) is touched from other tasks. Handlers for the exchange and queue classes live in
 //! `topology.rs`, those of the basic, confirm and tx classes in `basic.rs`.
 
-use super::delivery::{AmqpConsumer, ChannelShared, Unacked};
+use super::delivery::{ChannelShared, Unacked};
 use super::error::{AmqpError, AmqpResult};
 use super::outbound::Outbound;
 use amqp_wire::{ChannelCloseOk, ChannelFlowOk, Method, ReplyCode, ShortString};
@@ -45,7 +45,6 @@ pub(super) struct Publish {
 /// A consumer of this channel.
 pub(super) struct ConsumerRecord {
     pub queue: Arc<Queue>,
-    pub sink: Arc<AmqpConsumer>,
 }
 
 /// Publisher-confirm bookkeeping (confirm.select).
@@ -61,8 +60,15 @@ pub(super) struct Confirms {
 
 /// An ack, nack or reject held back by a transaction.
 pub(super) enum TxAck {
-    Ack { tag: u64, multiple: bool },
-    Nack { tag: u64, multiple: bool, requeue: bool },
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
+    Nack {
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    },
 }
 
 /// Work held back by a transaction (tx.select) until commit.
@@ -110,11 +116,6 @@ impl Channel {
         }
     }
 
-    /// Whether a publish is waiting for a content header or body frames.
-    pub fn expects_content(&self) -> bool {
-        self.publish.is_some()
-    }
-
     /// Handles a method frame for this channel.
     pub fn handle_method(&mut self, ctx: &ConnCtx, method: Method) -> AmqpResult {
         if self.publish.is_some() {
@@ -146,8 +147,9 @@ impl Channel {
             | Method::QueuePurge(_)
             | Method::QueueDelete(_) => self.handle_topology(ctx, &method),
             Method::AccessRequest(_) => {
-                self.shared
-                    .send(&Method::AccessRequestOk(amqp_wire::AccessRequestOk {}));
+                self.shared.send(&Method::AccessRequestOk(
+                    amqp_wire::AccessRequestOk::default(),
+                ));
                 Ok(())
             }
             _ => self.handle_basic(ctx, &method),
@@ -258,8 +260,7 @@ impl Channel {
     /// Replies to a client's `channel.close` after cleaning up.
     pub fn close_by_client(&mut self, ctx: &ConnCtx) {
         self.cleanup(ctx);
-        self.shared
-            .send(&Method::ChannelCloseOk(ChannelCloseOk {}));
+        self.shared.send(&Method::ChannelCloseOk(ChannelCloseOk {}));
     }
 
     /// Releases everything the channel holds: consumers are cancelled and every unacked

@@ -13,8 +13,7 @@ use crate::ServerState;
 use amqp_wire::{
     decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,
     ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune, ConnectionUpdateSecretOk,
-    FieldTable, FieldValue, Frame, Method, ReplyCode, ShortString, FRAME_MIN_SIZE,
-    PROTOCOL_HEADER,
+    FieldTable, FieldValue, Frame, Method, ReplyCode, ShortString, FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -223,9 +222,15 @@ impl Connection {
         }
         let text = |s: &'static str| FieldValue::LongString(Bytes::from_static(s.as_bytes()));
         let mut props = FieldTable::new();
-        props.insert(ShortString::from_static("capabilities"), FieldValue::Table(caps));
+        props.insert(
+            ShortString::from_static("capabilities"),
+            FieldValue::Table(caps),
+        );
         props.insert(ShortString::from_static("product"), text("Pigeon"));
-        props.insert(ShortString::from_static("version"), text(env!("CARGO_PKG_VERSION")));
+        props.insert(
+            ShortString::from_static("version"),
+            text(env!("CARGO_PKG_VERSION")),
+        );
         props.insert(ShortString::from_static("platform"), text("Rust"));
         props.insert(
             ShortString::from_static("information"),
@@ -422,7 +427,10 @@ impl Connection {
                     if number > self.channel_max {
                         return Err(AmqpError::new(
                             ReplyCode::ChannelError,
-                            format!("channel number {number} exceeds channel_max {}", self.channel_max),
+                            format!(
+                                "channel number {number} exceeds channel_max {}",
+                                self.channel_max
+                            ),
                         )
                         .on(method));
                     }

@@ -6,7 +6,11 @@ use pigeon_broker::{BrokerError, PropertiesView, Table, Value};
 
 /// An AMQP field table as broker arguments.
 pub fn table(t: &FieldTable) -> Table {
-    Table(t.iter().map(|(k, v)| (k.as_str().to_string(), value(v))).collect())
+    Table(
+        t.iter()
+            .map(|(k, v)| (k.as_str().to_string(), value(v)))
+            .collect(),
+    )
 }
 
 fn value(v: &FieldValue) -> Value {

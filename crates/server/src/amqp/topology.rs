@@ -16,9 +16,9 @@ impl Channel {
         if !name.is_empty() {
             return Ok(name.as_str());
         }
-        self.last_queue.as_deref().ok_or_else(|| {
-            AmqpError::new(ReplyCode::NotAllowed, "no previously declared queue")
-        })
+        self.last_queue
+            .as_deref()
+            .ok_or_else(|| AmqpError::new(ReplyCode::NotAllowed, "no previously declared queue"))
     }
 
     pub(super) fn handle_topology(&mut self, ctx: &ConnCtx, method: &Method) -> AmqpResult {
@@ -108,7 +108,8 @@ impl Channel {
                 let name = self.queue_name(&m.queue)?.to_string();
                 let message_count =
                     vhost.delete_queue(&name, m.if_unused, m.if_empty, ctx.conn_id)?;
-                self.consumers.retain(|_, c| c.queue.name() != name || !c.queue.is_deleted());
+                self.consumers
+                    .retain(|_, c| c.queue.name() != name || !c.queue.is_deleted());
                 (!m.no_wait).then_some(Method::QueueDeleteOk(QueueDeleteOk { message_count }))
             }
             _ => None,

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use pigeon_broker::{
     ConsumerEntry, Exchange, Message, Properties, PropertiesFormat, Queue, QueuedMessage,
 };
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// What happens to the messages an ack, nack or reject names.
@@ -154,6 +154,9 @@ impl Channel {
         } else {
             m.consumer_tag.clone()
         };
+        // Consumers cancelled by the server (their queue was deleted) free their tags.
+        self.consumers
+            .retain(|_, c| !c.sink.cancelled.load(Ordering::Relaxed));
         if self.consumers.contains_key(&tag) {
             return Err(AmqpError::new(
                 ReplyCode::NotAllowed,
@@ -167,13 +170,14 @@ impl Channel {
             prefetch: self.prefetch,
             unacked: Arc::new(AtomicU32::new(0)),
             cancel_notify: ctx.cancel_notify,
+            cancelled: AtomicBool::new(false),
         });
         let entry = ConsumerEntry {
             tag: Arc::from(tag.as_str()),
             owner: self.shared.uid,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
-            sink,
+            sink: Arc::clone(&sink) as _,
         };
         let shared = Arc::clone(&self.shared);
         let ok_tag = tag.clone();
@@ -185,7 +189,8 @@ impl Channel {
                 }));
             }
         })?;
-        self.consumers.insert(tag, ConsumerRecord { queue: q });
+        self.consumers
+            .insert(tag, ConsumerRecord { queue: q, sink });
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! credit) is touched from other tasks. Handlers for the exchange and queue classes live in
 //! `topology.rs`, those of the basic, confirm and tx classes in `basic.rs`.
 
-use super::delivery::{ChannelShared, Unacked};
+use super::delivery::{AmqpConsumer, ChannelShared, Unacked};
 use super::error::{AmqpError, AmqpResult};
 use super::outbound::Outbound;
 use amqp_wire::{ChannelCloseOk, ChannelFlowOk, Method, ReplyCode, ShortString};
@@ -45,6 +45,7 @@ pub(super) struct Publish {
 /// A consumer of this channel.
 pub(super) struct ConsumerRecord {
     pub queue: Arc<Queue>,
+    pub sink: Arc<AmqpConsumer>,
 }
 
 /// Publisher-confirm bookkeeping (confirm.select).

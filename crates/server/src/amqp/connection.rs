@@ -139,8 +139,10 @@ impl Connection {
             if buf.capacity() - buf.len() < 8 * 1024 {
                 buf.reserve(64 * 1024);
             }
+            // A client that sends faster than it reads our replies waits until they drain.
+            let can_read = self.out.has_room();
             tokio::select! {
-                r = rd.read_buf(&mut buf) => match r {
+                r = rd.read_buf(&mut buf), if can_read => match r {
                     Ok(0) | Err(_) => return,
                     Ok(_) => self.last_read = Instant::now(),
                 },

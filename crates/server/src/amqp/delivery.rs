@@ -144,6 +144,8 @@ pub struct AmqpConsumer {
     pub unacked: Arc<AtomicU32>,
     /// The client understands a server-sent `basic.cancel`.
     pub cancel_notify: bool,
+    /// The queue was deleted under it: its tag is free again.
+    pub cancelled: AtomicBool,
 }
 
 fn take_credit(counter: &AtomicU32, limit: u32) -> bool {
@@ -206,6 +208,7 @@ impl ConsumerSink for AmqpConsumer {
     }
 
     fn cancelled(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
         if self.cancel_notify && !self.channel.closed.load(Ordering::Relaxed) {
             self.channel.send(&Method::BasicCancel(BasicCancel {
                 consumer_tag: self.tag.clone(),

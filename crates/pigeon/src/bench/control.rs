@@ -11,12 +11,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+/// A consumer task: its tally, and how it ended.
+pub type ConsumerTask = JoinHandle<(Tally, anyhow::Result<()>)>;
+
 /// The running tasks and the counters they share.
 pub struct Fleet {
     /// One per producer, in producer-id order.
     pub producers: Vec<(Arc<ProducerStats>, JoinHandle<anyhow::Result<()>>)>,
     /// One per consumer: its delivery counter and its task.
-    pub consumers: Vec<(Arc<AtomicU64>, JoinHandle<(Tally, anyhow::Result<()>)>)>,
+    pub consumers: Vec<(Arc<AtomicU64>, ConsumerTask)>,
 }
 
 /// Why the run ended.

@@ -4,11 +4,15 @@
 use futures_lite::StreamExt;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+    ExchangeKind,
+};
 
 use crate::{unique, within, TestBroker};
 
@@ -63,6 +67,178 @@ pub fn assert_code<T: std::fmt::Debug>(result: lapin::Result<T>, code: u16) {
     }
 }
 
+/// Opens a channel in publisher-confirm mode.
+pub async fn confirm_channel(conn: &Connection) -> Channel {
+    let channel = open_channel(conn).await;
+    within(
+        "confirm.select-ok",
+        channel.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await
+    .expect("confirm.select");
+    channel
+}
+
+/// Publishes with the mandatory flag on a confirm-mode channel and returns the confirmation: an
+/// ack carrying the returned message if the broker could not route it.
+pub async fn publish_mandatory(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Confirmation {
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            options,
+            body,
+            properties,
+        )
+        .await
+        .expect("basic.publish");
+    within("the publisher confirm", confirm)
+        .await
+        .expect("publisher confirm")
+}
+
+/// Publishes mandatory on a confirm-mode channel and reports whether the broker routed it to at
+/// least one queue (`false`: it came back as basic.return).
+pub async fn routed(channel: &Channel, exchange: &str, routing_key: &str, body: &[u8]) -> bool {
+    routed_with(
+        channel,
+        exchange,
+        routing_key,
+        body,
+        BasicProperties::default(),
+    )
+    .await
+}
+
+/// [`routed`] with message properties (for the headers exchange).
+pub async fn routed_with(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> bool {
+    let confirmation = publish_mandatory(channel, exchange, routing_key, body, properties).await;
+    assert!(
+        confirmation.is_ack(),
+        "the broker acks routed and unroutable messages alike"
+    );
+    confirmation.take_message().is_none()
+}
+
+/// Declares an exchange.
+pub async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    options: ExchangeDeclareOptions,
+    arguments: FieldTable,
+) -> lapin::Result<()> {
+    within(
+        "exchange.declare-ok",
+        channel.exchange_declare(name.into(), kind, options, arguments),
+    )
+    .await
+}
+
+/// Declares a fresh transient exchange of `kind` and returns its name; the test deletes it.
+pub async fn temp_exchange(channel: &Channel, kind: ExchangeKind) -> String {
+    let name = unique("x");
+    declare_exchange(
+        channel,
+        &name,
+        kind,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange.declare");
+    name
+}
+
+/// Whether an exchange exists, asked with a passive declare on a channel of its own (a missing
+/// exchange closes that channel with 404, which is the answer, not a failure).
+pub async fn exchange_exists(conn: &Connection, name: &str) -> bool {
+    let channel = open_channel(conn).await;
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let result = declare_exchange(
+        &channel,
+        name,
+        ExchangeKind::Direct,
+        passive,
+        FieldTable::default(),
+    )
+    .await;
+    exists_or_404(&channel, result).await
+}
+
+/// Whether a queue exists, asked like [`exchange_exists`].
+pub async fn queue_exists(conn: &Connection, name: &str) -> bool {
+    let channel = open_channel(conn).await;
+    let result = within(
+        "queue.declare-ok",
+        channel.queue_declare(
+            name.into(),
+            QueueDeclareOptions::default().passive(),
+            FieldTable::default(),
+        ),
+    )
+    .await;
+    exists_or_404(&channel, result).await
+}
+
+async fn exists_or_404<T: std::fmt::Debug>(channel: &Channel, result: lapin::Result<T>) -> bool {
+    match result {
+        Ok(_) => {
+            within("channel.close-ok", channel.close(200, "done".into()))
+                .await
+                .expect("channel.close");
+            true
+        }
+        Err(error) if reply_code(&error) == Some(crate::reply::NOT_FOUND) => false,
+        Err(error) => panic!("passive declare failed with {error:?}"),
+    }
+}
+
+/// Deletes an exchange unconditionally.
+pub async fn delete_exchange(channel: &Channel, name: &str) {
+    within(
+        "exchange.delete-ok",
+        channel.exchange_delete(name.into(), ExchangeDeleteOptions::default()),
+    )
+    .await
+    .expect("exchange.delete");
+}
+
+/// Binds a queue to an exchange.
+pub async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
+    within(
+        "queue.bind-ok",
+        channel.queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            args,
+        ),
+    )
+    .await
+    .expect("queue.bind");
+}
+
 /// Declares a fresh exclusive queue (gone when the connection closes) and returns its name.
 pub async fn exclusive_queue(channel: &Channel) -> String {
     let name = unique("q");
@@ -107,7 +283,14 @@ pub async fn message_count(channel: &Channel, queue: &str) -> u32 {
 
 /// Publishes `body` and, on a confirm-mode channel, waits for the broker's confirmation.
 pub async fn publish(channel: &Channel, exchange: &str, routing_key: &str, body: &[u8]) {
-    publish_with(channel, exchange, routing_key, body, BasicProperties::default()).await;
+    publish_with(
+        channel,
+        exchange,
+        routing_key,
+        body,
+        BasicProperties::default(),
+    )
+    .await;
 }
 
 /// Publishes with properties (headers, expiration, ...).

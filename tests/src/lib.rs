@@ -126,10 +126,7 @@ impl TestBroker {
 
     /// The URL with other credentials.
     pub fn url_as(&self, user: &str, password: &str) -> String {
-        format!(
-            "amqp://{user}:{password}@{}/{}",
-            self.addr, self.vhost_path
-        )
+        format!("amqp://{user}:{password}@{}/{}", self.addr, self.vhost_path)
     }
 
     /// Stops the in-process broker (a no-op for an external one).

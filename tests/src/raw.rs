@@ -479,14 +479,13 @@ impl RawClient {
     /// Reads up to `n` raw bytes, or fewer if the server closes first. Fails after [`crate::TIMEOUT`].
     pub async fn read_raw(&mut self, n: usize) -> Vec<u8> {
         while self.buf.len() < n {
-            let mut chunk = [0u8; 4096];
-            let read = within("bytes from the broker", self.stream.read(&mut chunk))
+            self.buf.reserve(4096);
+            let read = within("bytes from the broker", self.stream.read_buf(&mut self.buf))
                 .await
                 .unwrap_or(0);
             if read == 0 {
                 break;
             }
-            self.buf.extend_from_slice(&chunk[..read]);
         }
         let take = n.min(self.buf.len());
         self.buf.drain(..take).collect()
@@ -606,7 +605,7 @@ impl RawClient {
         frame.method_args().shortstr()
     }
 
-    /// Publishes `body` to `exchange` with `routing_key`, cutting the body into frames that fit
+    /// Publishes `body` to the default exchange with `routing_key`, cutting the body into frames that fit
     /// in `frame_max` (the whole frame, header and frame-end included).
     pub async fn publish(&mut self, channel: u16, routing_key: &str, body: &[u8], frame_max: u32) {
         let args = Args::new()
@@ -637,7 +636,11 @@ impl RawClient {
         let mut received = 0u64;
         while received < size {
             let frame = self.read_frame().await.expect("content body");
-            assert_eq!(frame.kind, frame_type::BODY, "body frames follow the header");
+            assert_eq!(
+                frame.kind,
+                frame_type::BODY,
+                "body frames follow the header"
+            );
             received += frame.payload.len() as u64;
             frames.push(frame);
         }
@@ -730,10 +733,10 @@ impl RawClient {
                     });
                 }
             }
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk).await {
+            self.buf.reserve(65536);
+            match self.stream.read_buf(&mut self.buf).await {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
             }
         }
     }

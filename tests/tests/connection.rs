@@ -16,7 +16,11 @@ async fn unsupported_protocol_header_is_answered_with_0_9_1_and_the_socket_close
     let broker = TestBroker::start().await;
     // AMQP 0-10, an unknown 0-9-x revision, and something that is not AMQP at all.
     // (RabbitMQ also speaks the legacy 0-8 and 0-9 headers, so those are not used here.)
-    for header in [b"AMQP\x00\x00\x0a\x00", b"AMQP\x00\x00\x09\x02", b"HTTP/1.1"] {
+    for header in [
+        b"AMQP\x00\x00\x0a\x00",
+        b"AMQP\x00\x00\x09\x02",
+        b"HTTP/1.1",
+    ] {
         let mut client = RawClient::connect(broker.addr()).await;
         client.send_bytes(header).await;
         assert_eq!(
@@ -41,7 +45,10 @@ async fn connection_start_offers_0_9_plain_amqplain_and_rabbitmq_capabilities() 
     // Clients (amqprs among them) read these as long strings.
     for key in ["product", "version", "platform"] {
         let value = start.server_properties.get(key);
-        assert!(matches!(value, Some(raw::Value::Str(_))), "{key} = {value:?}");
+        assert!(
+            matches!(value, Some(raw::Value::Str(_))),
+            "{key} = {value:?}"
+        );
     }
     let capabilities = start
         .server_properties
@@ -171,9 +178,16 @@ async fn server_splits_deliveries_into_frames_no_larger_than_the_negotiated_fram
     let body: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
     client.publish(1, &queue, &body, 4096).await;
     let frames = client.get_body_frames(1, &queue).await;
-    assert!(frames.len() >= 3, "10000 bytes need at least 3 frames of 4096");
+    assert!(
+        frames.len() >= 3,
+        "10000 bytes need at least 3 frames of 4096"
+    );
     for frame in &frames {
-        assert!(frame.encode().len() <= 4096, "frame of {}", frame.encode().len());
+        assert!(
+            frame.encode().len() <= 4096,
+            "frame of {}",
+            frame.encode().len()
+        );
     }
     let received: Vec<u8> = frames.into_iter().flat_map(|f| f.payload).collect();
     assert_eq!(received, body);
@@ -232,7 +246,10 @@ async fn silent_client_is_disconnected_after_missed_heartbeats() {
     // We never send anything again; the server must give up on us well within the timeout.
     let started = Instant::now();
     client.ending().await;
-    assert!(started.elapsed() >= Duration::from_secs(1), "not before one interval");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before one interval"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +273,10 @@ async fn server_sends_heartbeats_and_keeps_a_client_that_sends_them() {
             }
         }
     }
-    assert!(received >= 3, "the server sent {received} heartbeats in 5 s");
+    assert!(
+        received >= 3,
+        "the server sent {received} heartbeats in 5 s"
+    );
     // Still alive: a synchronous round trip works.
     client.open_channel(1).await;
     client.close().await;

@@ -213,7 +213,7 @@ pub fn encode_method_frame(channel: u16, method: &Method, out: &mut BytesMut) {
     out.put_u16(channel);
     let at = out.len();
     out.put_u32(0);
-    method.encode(out);
+    method.write(out);
     patch_u32_len(out, at);
     out.put_u8(FRAME_END);
 }

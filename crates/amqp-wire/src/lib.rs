@@ -3,9 +3,9 @@
 //!
 //! # Layout
 //!
-//! - [`frame`](crate::decode_frame): the frame envelope (type, channel, size, payload,
-//!   frame-end), [`decode_frame`] for the connection's read loop and the `encode_*` functions for
-//!   its write buffer. The size check happens before any payload is buffered.
+//! - `frame.rs`: the frame envelope (type, channel, size, payload, frame-end): [`decode_frame`]
+//!   for the connection's read loop, the `encode_*` functions for its write buffer. The size is
+//!   checked against `frame-max` before any payload is buffered.
 //! - `method/`: one file per class (`connection.rs`, `channel.rs`, `access.rs`, `exchange.rs`,
 //!   `queue.rs`, `basic.rs`, `tx.rs`, `confirm.rs`) declaring a struct per method with the
 //!   `amqp_method!` macro (`method/macros.rs`), which derives the decoder and encoder from the

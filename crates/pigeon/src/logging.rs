@@ -1,6 +1,7 @@
 //! Logging: tracing to stderr (stdout stays free for `pigeon bench --json`).
 
 use anyhow::Context;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. The filter comes from, in order: the `--log` flag, the
@@ -13,6 +14,7 @@ pub fn init(flag: Option<&str>, config: Option<&str>, default: &str) -> anyhow::
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     Ok(())
 }

@@ -122,6 +122,11 @@ impl Method {
     /// the frame around it (see [`crate::encode_method_frame`] for that).
     pub fn encode(&self, out: &mut BytesMut) {
         out.reserve(self.encoded_len());
+        self.write(out);
+    }
+
+    /// [`Method::encode`] without reserving, for callers that reserved already.
+    pub(crate) fn write(&self, out: &mut BytesMut) {
         out.put_u16(self.class_id());
         out.put_u16(self.method_id());
         self.write_args(&mut ArgWriter::new(out));

@@ -125,7 +125,7 @@ impl Report {
             nacked: args.confirm.then_some(outcome.nacked),
             consumed: tally.map(|t| t.received),
             consumed_per_s: tally.map(|t| per_s(t.received, t.last_ns)),
-            latency_us: tally.filter(|t| t.latency_us.len() > 0).map(|t| {
+            latency_us: tally.filter(|t| !t.latency_us.is_empty()).map(|t| {
                 let h = &t.latency_us;
                 Latency {
                     samples: h.len(),
@@ -239,6 +239,7 @@ impl fmt::Display for Report {
                 Ending::Completed => "completed",
                 Ending::Interrupted => "interrupted",
                 Ending::Stalled => "stalled (nothing moved for --timeout)",
+            Ending::Failed => "failed",
             }
         )?;
         for e in &self.errors {

@@ -82,14 +82,26 @@ impl fmt::Debug for Properties {
 /// One published message.
 #[derive(Debug)]
 pub struct MessageInner {
-    /// The exchange it was published to.
-    pub exchange: Arc<str>,
-    /// The routing key it was published with.
-    pub routing_key: Box<str>,
+    /// The exchange it was published to (UTF-8; shared with the exchange, not copied).
+    pub exchange: Bytes,
+    /// The routing key it was published with (UTF-8).
+    pub routing_key: Bytes,
     /// Its properties.
     pub properties: Properties,
     /// Its body, owning its own bytes (never a slice of a connection's read buffer).
     pub body: Bytes,
+}
+
+impl MessageInner {
+    /// The exchange name.
+    pub fn exchange(&self) -> &str {
+        std::str::from_utf8(&self.exchange).unwrap_or_default()
+    }
+
+    /// The routing key.
+    pub fn routing_key(&self) -> &str {
+        std::str::from_utf8(&self.routing_key).unwrap_or_default()
+    }
 }
 
 /// A shared handle to a published message; cloning it is a reference-count increment.
@@ -97,11 +109,12 @@ pub struct MessageInner {
 pub struct Message(Arc<MessageInner>);
 
 impl Message {
-    /// Creates a message.
-    pub fn new(exchange: Arc<str>, routing_key: &str, properties: Properties, body: Bytes) -> Self {
+    /// Creates a message. `exchange` is the exchange's `name_bytes` (shared, not copied); the
+    /// routing key is copied into an allocation of its own.
+    pub fn new(exchange: Bytes, routing_key: &str, properties: Properties, body: Bytes) -> Self {
         Message(Arc::new(MessageInner {
             exchange,
-            routing_key: routing_key.into(),
+            routing_key: Bytes::copy_from_slice(routing_key.as_bytes()),
             properties,
             body,
         }))

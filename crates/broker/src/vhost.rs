@@ -448,7 +448,7 @@ impl VHost {
     pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Vec<Arc<Queue>> {
         let mut queues: Vec<Arc<Queue>> = Vec::new();
         if exchange.name.is_empty() {
-            if let Ok(q) = self.queue(&message.routing_key) {
+            if let Ok(q) = self.queue(message.routing_key()) {
                 queues.push(q);
             }
             return queues;
@@ -463,7 +463,7 @@ impl VHost {
             visited.push(Arc::as_ptr(&x));
             let before = queues.len() + pending.len();
             found.clear();
-            x.route(&message.routing_key, message, &mut found);
+            x.route(message.routing_key(), message, &mut found);
             let routed_here = !found.is_empty();
             for d in found.drain(..) {
                 match d {

@@ -111,6 +111,8 @@ struct Bindings {
 pub struct Exchange {
     /// Its name (`""` is the default exchange).
     pub name: Arc<str>,
+    /// The same name as bytes, for messages to share instead of copying it.
+    pub name_bytes: bytes::Bytes,
     /// Its type.
     pub kind: ExchangeKind,
     /// Declared durable.
@@ -136,6 +138,7 @@ impl Exchange {
     ) -> Exchange {
         Exchange {
             name: name.into(),
+            name_bytes: bytes::Bytes::copy_from_slice(name.as_bytes()),
             kind,
             durable,
             auto_delete,

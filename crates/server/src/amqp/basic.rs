@@ -2,7 +2,7 @@
 
 use super::channel::{requeue, Channel, Confirms, ConnCtx, ConsumerRecord, Publish, Tx, TxAck};
 use super::convert;
-use super::delivery::{AmqpConsumer, Unacked};
+use super::delivery::{short, AmqpConsumer, Unacked};
 use super::error::{AmqpError, AmqpResult};
 use amqp_wire::{
     BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicQosOk, BasicRecoverOk, BasicReturn,
@@ -201,7 +201,7 @@ impl Channel {
         };
         let props = p.header.map(|h| h.1).unwrap_or_default();
         let message = Message::new(
-            Arc::clone(&p.exchange.name),
+            p.exchange.name_bytes.clone(),
             p.routing_key.as_str(),
             Properties::new(PropertiesFormat::Amqp091, props, convert::properties_view),
             body,
@@ -226,8 +226,8 @@ impl Channel {
                 let ret = Method::BasicReturn(BasicReturn {
                     reply_code: ReplyCode::NoRoute.code(),
                     reply_text: ShortString::from_static("NO_ROUTE"),
-                    exchange: ShortString::from(&*message.exchange),
-                    routing_key: ShortString::from(&*message.routing_key),
+                    exchange: short(&message.exchange),
+                    routing_key: short(&message.routing_key),
                 });
                 let returned = QueuedMessage {
                     message,

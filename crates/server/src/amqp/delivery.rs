@@ -19,6 +19,11 @@ use std::sync::Arc;
 /// Basic class id, for content headers.
 const BASIC_CLASS: u16 = 60;
 
+/// A broker name as a short string, sharing its bytes (no copy on the delivery path).
+pub fn short(name: &bytes::Bytes) -> ShortString {
+    ShortString::try_from(name.clone()).unwrap_or_default()
+}
+
 /// A delivered message waiting for its ack.
 pub struct Unacked {
     /// Its delivery tag.
@@ -106,8 +111,8 @@ impl ChannelShared {
         let method = Method::BasicGetOk(BasicGetOk {
             delivery_tag: tag,
             redelivered: message.redelivered,
-            exchange: ShortString::from(&*message.message.exchange),
-            routing_key: ShortString::from(&*message.message.routing_key),
+            exchange: short(&message.message.exchange),
+            routing_key: short(&message.message.routing_key),
             message_count: left,
         });
         self.send_with_content(&method, &message);
@@ -193,8 +198,8 @@ impl ConsumerSink for AmqpConsumer {
             consumer_tag: self.tag.clone(),
             delivery_tag: tag,
             redelivered: message.redelivered,
-            exchange: ShortString::from(&*message.message.exchange),
-            routing_key: ShortString::from(&*message.message.routing_key),
+            exchange: short(&message.message.exchange),
+            routing_key: short(&message.message.routing_key),
         });
         ch.send_with_content(&method, &message);
         if !self.no_ack {

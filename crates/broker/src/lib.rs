@@ -14,6 +14,7 @@ pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod queue;
+pub mod retained;
 pub mod value;
 pub mod vhost;
 
@@ -22,6 +23,7 @@ pub use error::{BrokerError, Result};
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
 pub use message::{Message, Properties, PropertiesDecoder, PropertiesFormat, PropertiesView};
 pub use queue::{Queue, QueueOptions, QueuedMessage};
+pub use retained::RetainedStore;
 pub use value::{Table, Value};
 pub use vhost::{ExchangeDeclare, QueueDeclared, VHost};
 

@@ -10,6 +10,7 @@ use crate::value::Table;
 use bytes::Bytes;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 /// The encoding of a message's properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,11 @@ pub struct MessageInner {
     pub properties: Properties,
     /// Its body, owning its own bytes (never a slice of a connection's read buffer).
     pub body: Bytes,
+    /// Broker-wide id of the connection or session that published it (0: the broker itself);
+    /// MQTT's no-local option compares it.
+    pub origin: u64,
+    /// When the broker received it (for expiry).
+    pub received: Instant,
 }
 
 impl MessageInner {
@@ -111,12 +117,20 @@ pub struct Message(Arc<MessageInner>);
 impl Message {
     /// Creates a message. `exchange` is the exchange's `name_bytes` (shared, not copied); the
     /// routing key is copied into an allocation of its own.
-    pub fn new(exchange: Bytes, routing_key: &str, properties: Properties, body: Bytes) -> Self {
+    pub fn new(
+        exchange: Bytes,
+        routing_key: &str,
+        properties: Properties,
+        body: Bytes,
+        origin: u64,
+    ) -> Self {
         Message(Arc::new(MessageInner {
             exchange,
             routing_key: Bytes::copy_from_slice(routing_key.as_bytes()),
             properties,
             body,
+            origin,
+            received: Instant::now(),
         }))
     }
 

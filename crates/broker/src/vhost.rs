@@ -8,6 +8,7 @@ use crate::error::{BrokerError, Result};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::queue::{Queue, QueueOptions};
+use crate::retained::RetainedStore;
 use crate::value::Table;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -51,6 +52,8 @@ pub struct VHost {
     exchanges: RwLock<HashMap<Arc<str>, Arc<Exchange>>>,
     queues: RwLock<HashMap<Arc<str>, Arc<Queue>>>,
     generated: AtomicU64,
+    /// Retained messages (MQTT).
+    pub retained: RetainedStore,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
@@ -102,6 +105,7 @@ impl VHost {
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
             generated: AtomicU64::new(0),
+            retained: RetainedStore::default(),
         }
     }
 

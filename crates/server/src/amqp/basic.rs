@@ -205,6 +205,7 @@ impl Channel {
             p.routing_key.as_str(),
             Properties::new(PropertiesFormat::Amqp091, props, convert::properties_view),
             body,
+            ctx.conn_id,
         );
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((p.exchange, message, p.mandatory));

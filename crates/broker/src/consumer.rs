@@ -17,12 +17,24 @@ pub trait ConsumerSink: Send + Sync {
     /// a successful reservation. When credit comes back, the adapter calls [`Queue::dispatch`].
     fn try_reserve(&self) -> bool;
 
-    /// Hands over one message; the reserved credit is spent. For a consumer that acknowledges,
-    /// the adapter keeps the message until it is acked or given back with [`Queue::requeue`].
-    fn deliver(&self, queue: &Arc<Queue>, message: QueuedMessage);
+    /// Hands over one message; the reserved credit is spent. Returns
+    /// [`Delivered::Pending`] when the adapter keeps the message until it is acked
+    /// ([`Queue::settle`]) or given back ([`Queue::requeue`]), and [`Delivered::Settled`] when
+    /// the queue may forget it at once (no-ack consumer, MQTT QoS 0, or a message the consumer
+    /// drops, such as one its subscription no longer wants). It must not call into the queue.
+    fn deliver(&self, queue: &Arc<Queue>, message: QueuedMessage) -> Delivered;
 
     /// The queue was deleted: the consumer is gone (AMQP sends `basic.cancel`).
     fn cancelled(&self);
+}
+
+/// What became of a delivered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Out for delivery: an ack or a requeue will follow.
+    Pending,
+    /// Done: nothing will follow.
+    Settled,
 }
 
 /// A consumer as registered on a queue.
@@ -32,8 +44,6 @@ pub struct ConsumerEntry {
     pub tag: Arc<str>,
     /// The channel (or session) that owns it, unique across the broker.
     pub owner: u64,
-    /// Messages are settled as they are delivered (no acknowledgement expected).
-    pub no_ack: bool,
     /// No other consumer may use the queue while this one exists.
     pub exclusive: bool,
     /// Where deliveries go.

@@ -18,7 +18,7 @@ pub mod retained;
 pub mod value;
 pub mod vhost;
 
-pub use consumer::{ConnectionId, ConsumerEntry, ConsumerSink};
+pub use consumer::{ConnectionId, ConsumerEntry, ConsumerSink, Delivered};
 pub use error::{BrokerError, Result};
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
 pub use message::{Message, Properties, PropertiesDecoder, PropertiesFormat, PropertiesView};

@@ -7,7 +7,7 @@
 //! Every message gets a sequence number when it is enqueued; the ready list is ordered by it, so
 //! messages given back (`requeue`) return to their original place, as RabbitMQ does.
 
-use crate::consumer::{ConnectionId, ConsumerEntry};
+use crate::consumer::{ConnectionId, ConsumerEntry, Delivered};
 use crate::error::{BrokerError, Result};
 use crate::message::Message;
 use crate::value::Table;
@@ -146,10 +146,9 @@ impl Queue {
             let Some(message) = st.ready.pop_front() else {
                 return;
             };
-            if !st.consumers[i].no_ack {
+            if st.consumers[i].sink.deliver(self, message) == Delivered::Pending {
                 st.unacked += 1;
             }
-            st.consumers[i].sink.deliver(self, message);
         }
     }
 

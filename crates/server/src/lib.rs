@@ -2,12 +2,13 @@
 //!
 //! [`start`] binds the listeners and returns a [`ServerHandle`]. Every accepted socket gets one
 //! task that reads frames and drives the protocol state machine (`amqp/connection.rs`), and one
-//! writer task that drains the connection's outbound buffer (`amqp/outbound.rs`).
+//! writer task that drains the connection's outbound buffer (`outbound.rs`), whatever the protocol.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod amqp;
 pub mod config;
+mod outbound;
 
 pub use config::{ServerConfig, UserConfig};
 

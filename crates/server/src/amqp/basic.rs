@@ -175,7 +175,6 @@ impl Channel {
         let entry = ConsumerEntry {
             tag: Arc::from(tag.as_str()),
             owner: self.shared.uid,
-            no_ack: m.no_ack,
             exclusive: m.exclusive,
             sink: Arc::clone(&sink) as _,
         };

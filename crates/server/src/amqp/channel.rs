@@ -6,7 +6,7 @@
 
 use super::delivery::{AmqpConsumer, ChannelShared, Unacked};
 use super::error::{AmqpError, AmqpResult};
-use super::outbound::Outbound;
+use crate::outbound::Outbound;
 use amqp_wire::{ChannelCloseOk, ChannelFlowOk, Method, ReplyCode, ShortString};
 use bytes::{Bytes, BytesMut};
 use pigeon_broker::{Broker, Exchange, Message, Queue, VHost};

@@ -8,7 +8,7 @@
 use super::auth::{self, MECHANISMS};
 use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
-use super::outbound::Outbound;
+use crate::outbound::Outbound;
 use crate::ServerState;
 use amqp_wire::{
     decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,

@@ -5,13 +5,13 @@
 //! counter and the unacked list (one short mutex, which also keeps tags in the order their
 //! frames are written), the prefetch counters (atomics) and the connection's outbound buffer.
 
-use super::outbound::Outbound;
+use crate::outbound::Outbound;
 use amqp_wire::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicDeliver,
     BasicGetOk, Method, ShortString,
 };
 use parking_lot::Mutex;
-use pigeon_broker::{ConsumerSink, Queue, QueuedMessage};
+use pigeon_broker::{ConsumerSink, Delivered, Queue, QueuedMessage};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -189,7 +189,7 @@ impl ConsumerSink for AmqpConsumer {
         true
     }
 
-    fn deliver(&self, queue: &Arc<Queue>, message: QueuedMessage) {
+    fn deliver(&self, queue: &Arc<Queue>, message: QueuedMessage) -> Delivered {
         let ch = &self.channel;
         let mut d = ch.deliveries.lock();
         let tag = d.next_tag;
@@ -202,14 +202,16 @@ impl ConsumerSink for AmqpConsumer {
             routing_key: short(&message.message.routing_key),
         });
         ch.send_with_content(&method, &message);
-        if !self.no_ack {
-            d.unacked.push_back(Unacked {
-                tag,
-                queue: Arc::clone(queue),
-                message,
-                credit: Some(Arc::clone(&self.unacked)),
-            });
+        if self.no_ack {
+            return Delivered::Settled;
         }
+        d.unacked.push_back(Unacked {
+            tag,
+            queue: Arc::clone(queue),
+            message,
+            credit: Some(Arc::clone(&self.unacked)),
+        });
+        Delivered::Pending
     }
 
     fn cancelled(&self) {

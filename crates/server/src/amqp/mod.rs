@@ -3,7 +3,7 @@
 //! `connection.rs` runs the socket (handshake, frames, heartbeats, close); `channel.rs` is a
 //! channel's state machine; `topology.rs` and `basic.rs` handle the exchange/queue and
 //! basic/confirm/tx classes; `delivery.rs` is what publishers' tasks touch when they deliver to
-//! our consumers; `outbound.rs` is the coalescing writer; `auth.rs` SASL; `convert.rs` maps
+//! our consumers; `auth.rs` SASL; `convert.rs` maps
 //! wire types onto broker types and broker errors onto reply codes.
 
 mod auth;
@@ -13,7 +13,6 @@ mod connection;
 mod convert;
 mod delivery;
 mod error;
-mod outbound;
 mod topology;
 
 pub use connection::serve;

@@ -5,6 +5,9 @@
 #   interop/run.sh                                                   # builds Pigeon (debug), starts it
 #                                                                    # on a free port, stops it after
 #
+# INTEROP_DIRECT_REPLY_TO=1 also runs the RPC scenario with direct reply-to (amq.rabbitmq.reply-to),
+# which Pigeon does not have yet.
+#
 # Dependencies go into interop/.venv and interop/node/node_modules, pinned by
 # python/requirements.txt and node/package-lock.json. Exits non-zero if any scenario fails.
 set -euo pipefail
@@ -99,6 +102,22 @@ suite_timeout="${INTEROP_SUITE_TIMEOUT:-300}"
 shown_url="$(printf '%s' "$AMQP_URL" | sed -E 's#//[^@/]*@#//***@#')"
 python_result=passed
 node_result=passed
+
+section "Checking that $shown_url answers"
+if ! (cd "$here/python" && "$venv/bin/python" -c '
+import sys
+from helpers import AMQP_URL, connect
+try:
+    conn = connect()
+except Exception as err:
+    sys.exit(f"interop: cannot open an AMQP connection: {err!r}")
+props = conn._impl.server_properties
+print("connected to", props.get("product", "?"), props.get("version", "?"))
+conn.close()
+'); then
+  show_broker_log
+  exit 1
+fi
 
 section "Python scenarios (pika) against $shown_url"
 (cd "$here/python" && timeout -k 10 "$suite_timeout" "$venv/bin/python" -m pytest) || python_result=FAILED

@@ -64,6 +64,28 @@ impl ChannelEvents {
             .expect("the channel's callback was dropped")
     }
 
+    /// On a confirm-mode channel, waits until the broker has acked every publish up to
+    /// delivery tag `tag` (single or `multiple` acks), failing on a nack or anything else.
+    pub async fn confirmed_up_to(&mut self, tag: u64, confirmed: &mut u64) {
+        while *confirmed < tag {
+            match self.next().await {
+                ChannelEvent::Ack {
+                    tag: acked,
+                    multiple: true,
+                } if acked > *confirmed => {
+                    *confirmed = acked;
+                }
+                ChannelEvent::Ack {
+                    tag: acked,
+                    multiple: false,
+                } if acked == *confirmed + 1 => {
+                    *confirmed = acked;
+                }
+                other => panic!("after {confirmed} confirmed, unexpected {other:?}"),
+            }
+        }
+    }
+
     /// Waits for channel.close and returns its reply code.
     pub async fn closed(&mut self) -> u16 {
         match self.next().await {

@@ -273,8 +273,11 @@ pub async fn delete_queue(channel: &Channel, name: &str) {
     .expect("queue.delete");
 }
 
-/// How many ready messages a queue holds, read with a passive queue.declare (a synchronous
-/// round trip, so everything published before it on the same channel has been routed).
+/// How many ready messages a queue holds, read with a passive queue.declare.
+///
+/// RabbitMQ answers this query ahead of deliveries still on their way to the queue, so a plain
+/// publish followed by a count may not see the message yet: tests count only messages whose
+/// publisher confirm (or a commit, or a delivery) has already been observed.
 pub async fn message_count(channel: &Channel, queue: &str) -> u32 {
     declare(channel, queue, QueueDeclareOptions::default().passive())
         .await

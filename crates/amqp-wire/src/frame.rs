@@ -35,6 +35,10 @@ pub const FRAME_BODY: u8 = 3;
 /// Frame type of a heartbeat frame.
 pub const FRAME_HEARTBEAT: u8 = 8;
 
+/// Most that [`decode_frame`] reserves ahead for a frame it is waiting for: RabbitMQ's default
+/// `frame-max`, so a typical frame still arrives into one allocation.
+const RESERVE_CAP: usize = 128 * 1024;
+
 /// The fixed part of a content header payload: class id, weight, body size (section 4.2.6.1),
 /// followed by at least the 2-byte property flags.
 const CONTENT_HEADER_MIN: usize = 2 + 2 + 8 + 2;
@@ -109,8 +113,9 @@ impl Frame {
 ///
 /// Checks the declared size against `frame_max` (whole frame incl. 8 bytes overhead; 0 = no
 /// limit) BEFORE waiting for the payload, so a peer cannot make us buffer more than `frame_max`;
-/// once the size is accepted, capacity for the whole frame is reserved so the next read can
-/// fill it. Before connection.tune-ok the server should pass [`FRAME_MIN_SIZE`].
+/// once the size is accepted, capacity for the rest of the frame (up to 128 KiB) is reserved so
+/// the next read can fill it. Before connection.tune-ok the server should pass
+/// [`FRAME_MIN_SIZE`]; 0 is only for trusted peers.
 ///
 /// Payloads and strings are zero-copy slices of the frame (`split_to` + `freeze`). They share
 /// the read buffer's allocation: a consumer that keeps a body for long (a queued message) should
@@ -143,7 +148,10 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
         });
     };
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // Room for the rest of the frame lets the next read fill it in one go. Capped, so that
+        // memory follows the bytes actually received rather than a size merely declared (with
+        // frame_max 0, seven bytes could otherwise make us allocate 4 GiB).
+        buf.reserve((total - buf.len()).min(RESERVE_CAP));
         return Ok(None);
     }
     let end = buf[total - 1];

@@ -42,8 +42,41 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pigeon: {e:#}");
+            eprintln!("pigeon: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, like `{:#}`, without the causes that an error's own
+/// message already quotes (std and lapin errors often both print and expose their source).
+pub(crate) fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        let cause = cause.trim_end();
+        if !text.contains(cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let e = anyhow::Error::new(io).context("cannot listen on 1.2.3.4:5: address in use");
+        let e = e.context("cannot start the server");
+        assert_eq!(
+            describe(&e),
+            "cannot start the server: cannot listen on 1.2.3.4:5: address in use"
+        );
     }
 }

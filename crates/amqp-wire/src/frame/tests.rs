@@ -96,6 +96,14 @@ fn accepted_size_reserves_room_for_the_whole_frame() {
 }
 
 #[test]
+fn a_huge_declared_size_without_limit_reserves_little() {
+    // Found by the fuzzer: 7 bytes declaring a 4 GiB frame must not allocate 4 GiB.
+    let mut buf = BytesMut::from(&[1u8, 0x20, 0xff, 0xfc, 0xff, 0xff, 0xff][..]);
+    assert_eq!(decode_frame(&mut buf, 0), Ok(None));
+    assert!(buf.capacity() <= RESERVE_CAP + 64);
+}
+
+#[test]
 fn bad_frame_end_unknown_type_and_malformed_payloads() {
     let mut bytes = publish_frame_bytes();
     *bytes.last_mut().unwrap() = 0;

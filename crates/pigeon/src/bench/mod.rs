@@ -121,7 +121,7 @@ async fn execute<C: Client>(args: &BenchArgs) -> anyhow::Result<control::Outcome
         )
         .await
         {
-            warn!("{e:#}");
+            warn!("{}", crate::describe(&e));
         }
     }
     workload::close(&admin, timeout).await;

@@ -239,7 +239,7 @@ impl fmt::Display for Report {
                 Ending::Completed => "completed",
                 Ending::Interrupted => "interrupted",
                 Ending::Stalled => "stalled (nothing moved for --timeout)",
-            Ending::Failed => "failed",
+                Ending::Failed => "failed",
             }
         )?;
         for e in &self.errors {

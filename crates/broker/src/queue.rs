@@ -37,6 +37,8 @@ pub struct QueueOptions {
     pub auto_delete: bool,
     /// Declare arguments.
     pub arguments: Table,
+    /// Most ready messages kept; beyond it the oldest are dropped (drop-head).
+    pub max_length: Option<usize>,
 }
 
 /// A queue.
@@ -58,6 +60,8 @@ struct State {
     unacked: usize,
     had_consumer: bool,
     deleted: bool,
+    /// Messages dropped by the length limit.
+    dropped: u64,
 }
 
 /// What deleting a queue left behind.
@@ -94,6 +98,11 @@ impl Queue {
         u32::try_from(self.state.lock().ready.len()).unwrap_or(u32::MAX)
     }
 
+    /// Messages dropped so far because the queue was at its length limit.
+    pub fn dropped_count(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
     /// Registered consumers.
     pub fn consumer_count(&self) -> u32 {
         u32::try_from(self.state.lock().consumers.len()).unwrap_or(u32::MAX)
@@ -124,6 +133,12 @@ impl Queue {
             redelivered: false,
         });
         self.dispatch_locked(&mut st);
+        if let Some(max) = self.options.max_length {
+            while st.ready.len() > max {
+                st.ready.pop_front();
+                st.dropped += 1;
+            }
+        }
     }
 
     /// Delivers ready messages to consumers with credit, round-robin. Adapters call it when a

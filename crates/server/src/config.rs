@@ -40,6 +40,21 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Users that may log in.
     pub users: Vec<UserConfig>,
+    /// Where the MQTT listener (3.1, 3.1.1 and 5.0 on one port) binds; `None` disables MQTT.
+    pub mqtt_listen: Option<SocketAddr>,
+    /// The exchange MQTT publishes go through and subscriptions bind to.
+    pub mqtt_exchange: String,
+    /// Largest MQTT packet accepted (and announced to 5.0 clients), in bytes.
+    pub mqtt_max_packet_size: u32,
+    /// Topic aliases a 5.0 client may use towards the broker.
+    pub mqtt_topic_alias_maximum: u16,
+    /// Messages a session queue holds for a subscriber (offline or slow) before the oldest are
+    /// dropped (drop-head, like RabbitMQ's default overflow).
+    pub mqtt_max_queued_messages: usize,
+    /// Clients without a user name are accepted from loopback as `guest`.
+    pub mqtt_allow_anonymous: bool,
+    /// Seconds between `$SYS/broker/...` updates (0 disables them).
+    pub mqtt_sys_interval: u64,
 }
 
 impl Default for ServerConfig {
@@ -57,15 +72,23 @@ impl Default for ServerConfig {
                 password: "guest".into(),
                 loopback_only: true,
             }],
+            mqtt_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
+            mqtt_exchange: "amq.topic".into(),
+            mqtt_max_packet_size: 16 * 1024 * 1024,
+            mqtt_topic_alias_maximum: 64,
+            mqtt_max_queued_messages: 100_000,
+            mqtt_allow_anonymous: true,
+            mqtt_sys_interval: 10,
         }
     }
 }
 
 impl ServerConfig {
-    /// A configuration for tests: loopback, ephemeral port, defaults otherwise.
+    /// A configuration for tests: loopback, ephemeral ports, defaults otherwise.
     pub fn for_tests() -> Self {
         ServerConfig {
             amqp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mqtt_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             ..ServerConfig::default()
         }
     }

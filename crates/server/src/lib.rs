@@ -1,13 +1,15 @@
 //! Pigeon's network server: listeners and the protocol adapters onto the broker core.
 //!
-//! [`start`] binds the listeners and returns a [`ServerHandle`]. Every accepted socket gets one
+//! [`start`] binds the listeners (AMQP 0-9-1, MQTT) and returns a [`ServerHandle`]. Every accepted socket gets one
 //! task that reads frames and drives the protocol state machine (`amqp/connection.rs`), and one
 //! writer task that drains the connection's outbound buffer (`outbound.rs`), whatever the protocol.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod amqp;
+mod auth;
 pub mod config;
+mod mqtt;
 mod outbound;
 
 pub use config::{ServerConfig, UserConfig};
@@ -41,11 +43,20 @@ pub(crate) struct ServerState {
     pub config: ServerConfig,
     pub shutdown: watch::Receiver<bool>,
     pub connections: AtomicUsize,
+    pub mqtt: mqtt::MqttState,
+}
+
+/// The protocol a listener speaks.
+#[derive(Debug, Clone, Copy)]
+enum Protocol {
+    Amqp,
+    Mqtt,
 }
 
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
     amqp_addr: SocketAddr,
+    mqtt_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -55,6 +66,11 @@ impl ServerHandle {
     /// The address the AMQP listener is bound to (the real port when the config asked for 0).
     pub fn amqp_addr(&self) -> SocketAddr {
         self.amqp_addr
+    }
+
+    /// The address the MQTT listener is bound to, if MQTT is enabled.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_addr
     }
 
     /// The broker core behind the listeners.
@@ -77,30 +93,50 @@ impl ServerHandle {
 
 /// Binds the listeners and starts serving.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
-    let addr = config.amqp_listen;
-    let bind_err = |source| ServerError::Bind { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
-    let amqp_addr = listener.local_addr().map_err(bind_err)?;
+    let (amqp, amqp_addr) = bind(config.amqp_listen).await?;
+    let mqtt = match config.mqtt_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let broker = Broker::new();
+    let sys_interval = config.mqtt_sys_interval;
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,
         shutdown: shutdown_rx,
         connections: AtomicUsize::new(0),
+        mqtt: mqtt::MqttState::new(),
     });
     let mut tasks = JoinSet::new();
-    tasks.spawn(accept_loop(listener, state));
+    tasks.spawn(accept_loop(amqp, Arc::clone(&state), Protocol::Amqp));
     tracing::info!(addr = %amqp_addr, "AMQP 0-9-1 listener started");
+    let mqtt_addr = mqtt.map(|(listener, addr)| {
+        tasks.spawn(accept_loop(listener, Arc::clone(&state), Protocol::Mqtt));
+        if sys_interval > 0 {
+            let interval = Duration::from_secs(sys_interval);
+            tasks.spawn(mqtt::sys::run(Arc::clone(&state), interval));
+        }
+        tracing::info!(%addr, "MQTT listener started");
+        addr
+    });
     Ok(ServerHandle {
         amqp_addr,
+        mqtt_addr,
         broker,
         shutdown,
         tasks,
     })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_err = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, protocol: Protocol) {
     let mut shutdown = state.shutdown.clone();
     let mut connections = JoinSet::new();
     loop {
@@ -115,7 +151,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
                     }
                     let state = Arc::clone(&state);
                     connections.spawn(async move {
-                        amqp::serve(stream, peer, Arc::clone(&state)).await;
+                        match protocol {
+                            Protocol::Amqp => amqp::serve(stream, peer, Arc::clone(&state)).await,
+                            Protocol::Mqtt => mqtt::serve(stream, peer, Arc::clone(&state)).await,
+                        }
                         state.connections.fetch_sub(1, Ordering::Relaxed);
                     });
                 }

@@ -1,5 +1,6 @@
 //! SASL authentication of `connection.start-ok`: PLAIN and AMQPLAIN.
 
+pub use crate::auth::AuthError;
 use crate::config::UserConfig;
 use amqp_wire::FieldTable;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -7,23 +8,6 @@ use std::net::IpAddr;
 
 /// The mechanisms offered in `connection.start`.
 pub const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
-
-/// Why a login was refused (logged; the client only learns ACCESS_REFUSED).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
-    /// The client picked a mechanism we do not offer.
-    #[error("unsupported authentication mechanism '{0}'")]
-    Mechanism(String),
-    /// The SASL response could not be parsed.
-    #[error("malformed {0} response")]
-    Malformed(&'static str),
-    /// Unknown user or wrong password.
-    #[error("invalid credentials for user '{0}'")]
-    Credentials(String),
-    /// The user may only connect from loopback.
-    #[error("user '{0}' can only connect via localhost")]
-    LoopbackOnly(String),
-}
 
 /// Checks the credentials in a SASL response; returns the user name.
 pub fn authenticate(
@@ -37,14 +21,8 @@ pub fn authenticate(
         "AMQPLAIN" => amqplain(response)?,
         other => return Err(AuthError::Mechanism(other.to_string())),
     };
-    let found = users
-        .iter()
-        .find(|u| u.name == user && constant_time_eq(u.password.as_bytes(), password.as_bytes()));
-    match found {
-        None => Err(AuthError::Credentials(user)),
-        Some(u) if u.loopback_only && !peer.is_loopback() => Err(AuthError::LoopbackOnly(user)),
-        Some(_) => Ok(user),
-    }
+    crate::auth::check(users, &user, password.as_bytes(), peer)?;
+    Ok(user)
 }
 
 /// RFC 4616: `[authzid] NUL authcid NUL passwd`.
@@ -74,11 +52,6 @@ fn amqplain(response: &[u8]) -> Result<(String, String), AuthError> {
             .ok_or(AuthError::Malformed("AMQPLAIN"))
     };
     Ok((field("LOGIN")?, field("PASSWORD")?))
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -16,3 +16,4 @@ mod error;
 mod topology;
 
 pub use connection::serve;
+pub(crate) use convert::properties_view;

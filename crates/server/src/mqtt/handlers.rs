@@ -1,0 +1,391 @@
+//! What an MQTT connection does with each packet after CONNECT.
+
+use super::connection::{Conn, End};
+use super::session::{Inflight, Subscription};
+use super::{convert, topic, Stats};
+use bytes::Bytes;
+use mqtt_wire::{
+    Packet, PubAck, PubComp, PubRec, PubRel, Publish, PublishProperties, QoS, ReasonCode,
+    RetainHandling, SubAck, Subscribe, TopicName, UnsubAck, Unsubscribe,
+};
+use pigeon_broker::{Destination, Exchange, Message, Properties, PropertiesFormat, QueueOptions, Table, VHost};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Inbound QoS 2 messages we accept awaiting PUBREL (our Receive Maximum, 5.0).
+const RECEIVE_MAXIMUM: usize = 65_535;
+
+/// Routes a message published over MQTT (a PUBLISH or a will) and stores it if retained.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn publish_message(
+    vhost: &VHost,
+    exchange: &Arc<Exchange>,
+    stats: &Stats,
+    topic_name: &TopicName,
+    qos: QoS,
+    retain: bool,
+    properties: &PublishProperties,
+    payload: Bytes,
+    origin: u64,
+) -> usize {
+    let key = topic::to_routing_key(topic_name.as_str());
+    let props = convert::amqp_properties(qos, properties);
+    let message = Message::new(
+        exchange.name_bytes.clone(),
+        &key,
+        Properties::new(
+            PropertiesFormat::Amqp091,
+            props,
+            crate::amqp::properties_view,
+        ),
+        payload,
+        origin,
+    );
+    if retain {
+        // [MQTT-3.3.1-5..7]: a retained PUBLISH replaces the topic's retained message; an
+        // empty payload clears it (and is still delivered to current subscribers).
+        let keep = (!message.body.is_empty()).then(|| message.clone());
+        vhost.retained.set(&key, keep);
+    }
+    stats.messages_received.fetch_add(1, Ordering::Relaxed);
+    let queues = vhost.route(exchange, &message);
+    for q in &queues {
+        q.enqueue(message.clone());
+    }
+    queues.len()
+}
+
+impl Conn {
+    /// Handles one packet; `Err` ends the connection.
+    pub(super) fn handle(&mut self, packet: Packet) -> Result<(), End> {
+        match packet {
+            Packet::Publish(p) => self.publish(p)?,
+            Packet::PubAck(a) => {
+                let mut core = self.session.core.lock();
+                if let Some(i) = core
+                    .inflight
+                    .iter()
+                    .position(|i| i.packet_id == a.packet_id && !i.released)
+                {
+                    if let Some(Inflight {
+                        source: Some((q, _)),
+                        ..
+                    }) = core.inflight.remove(i)
+                    {
+                        q.settle(1);
+                    }
+                    self.needs_dispatch = true;
+                }
+            }
+            Packet::PubRec(r) => {
+                let mut core = self.session.core.lock();
+                let found = core.inflight.iter().position(|i| i.packet_id == r.packet_id);
+                let Some(i) = found else {
+                    drop(core);
+                    let mut rel = PubRel::new(r.packet_id);
+                    rel.reason = ReasonCode::PacketIdentifierNotFound;
+                    self.send(&Packet::PubRel(rel));
+                    return Ok(());
+                };
+                // The message is delivered as far as the queue is concerned; what is left is
+                // the release handshake.
+                if let Some((q, _)) = core.inflight[i].source.take() {
+                    q.settle(1);
+                }
+                if r.reason.is_error() {
+                    core.inflight.remove(i);
+                    self.needs_dispatch = true;
+                } else {
+                    core.inflight[i].released = true;
+                    drop(core);
+                    self.send(&Packet::PubRel(PubRel::new(r.packet_id)));
+                }
+            }
+            Packet::PubComp(c) => {
+                let mut core = self.session.core.lock();
+                if let Some(i) = core
+                    .inflight
+                    .iter()
+                    .position(|i| i.packet_id == c.packet_id && i.released)
+                {
+                    core.inflight.remove(i);
+                    self.needs_dispatch = true;
+                }
+            }
+            Packet::PubRel(r) => {
+                let known = self.session.core.lock().inbound_qos2.remove(&r.packet_id);
+                let mut comp = PubComp::new(r.packet_id);
+                if !known {
+                    comp.reason = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.send(&Packet::PubComp(comp));
+            }
+            Packet::Subscribe(s) => self.subscribe(s),
+            Packet::Unsubscribe(u) => self.unsubscribe(u),
+            Packet::PingReq => self.send(&Packet::PingResp),
+            Packet::Disconnect(d) => {
+                if let Some(expiry) = d.properties.session_expiry_interval {
+                    if self.connect_expiry_zero && expiry != 0 {
+                        // [MQTT-3.14.2-2]
+                        self.disconnect(ReasonCode::ProtocolError);
+                        return Err(End::Abnormal);
+                    }
+                    self.session.core.lock().expiry = expiry;
+                }
+                return Err(End::Disconnect {
+                    with_will: d.reason == ReasonCode::DisconnectWithWillMessage,
+                });
+            }
+            Packet::Auth(_) => {
+                self.disconnect(ReasonCode::BadAuthenticationMethod);
+                return Err(End::Abnormal);
+            }
+            other => {
+                // A second CONNECT [MQTT-3.1.0-2] or a server-to-client packet.
+                tracing::info!(peer = %self.peer, packet = ?other.packet_type(), "unexpected packet, closing");
+                self.disconnect(ReasonCode::ProtocolError);
+                return Err(End::Abnormal);
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, p: Publish) -> Result<(), End> {
+        // MQTT 5 topic alias [MQTT-3.3.2-7..12].
+        let topic_name = match (p.properties.topic_alias, p.topic) {
+            (Some(a), _) if a == 0 || a > self.server.config.mqtt_topic_alias_maximum => {
+                self.disconnect(ReasonCode::TopicAliasInvalid);
+                return Err(End::Abnormal);
+            }
+            (Some(a), Some(t)) if !t.as_str().is_empty() => {
+                self.aliases.insert(a, t.clone());
+                t
+            }
+            (Some(a), _) => match self.aliases.get(&a) {
+                Some(t) => t.clone(),
+                None => {
+                    self.disconnect(ReasonCode::ProtocolError);
+                    return Err(End::Abnormal);
+                }
+            },
+            (None, Some(t)) if !t.as_str().is_empty() => t,
+            (None, _) => {
+                self.disconnect(ReasonCode::ProtocolError);
+                return Err(End::Abnormal);
+            }
+        };
+        if p.qos == QoS::ExactlyOnce {
+            let id = p.packet_id.unwrap_or(0);
+            let mut core = self.session.core.lock();
+            // Exactly once: a PUBLISH resent before PUBREL is acknowledged, not routed again.
+            if core.inbound_qos2.contains(&id) {
+                drop(core);
+                self.send(&Packet::PubRec(PubRec::new(id)));
+                return Ok(());
+            }
+            if core.inbound_qos2.len() >= RECEIVE_MAXIMUM {
+                drop(core);
+                self.disconnect(ReasonCode::ReceiveMaximumExceeded);
+                return Err(End::Abnormal);
+            }
+            core.inbound_qos2.insert(id);
+        }
+        let mut properties = p.properties;
+        properties.topic_alias = None;
+        publish_message(
+            &self.vhost,
+            &self.exchange,
+            &self.server.mqtt.stats,
+            &topic_name,
+            p.qos,
+            p.retain,
+            &properties,
+            // Own the payload: a slice would pin the connection's read buffer.
+            Bytes::copy_from_slice(&p.payload),
+            self.session.uid,
+        );
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(PubAck::new(id))),
+            (QoS::ExactlyOnce, Some(id)) => self.send(&Packet::PubRec(PubRec::new(id))),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn subscribe(&mut self, s: Subscribe) {
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        for (filter, options) in s.filters {
+            let key = filter.as_str().to_string();
+            let (group, match_filter) = match filter.shared() {
+                Some(sh) => (Some(sh.group.to_string()), sh.filter.to_string()),
+                None => (None, filter.as_str().to_string()),
+            };
+            let pattern = topic::to_binding_pattern(&match_filter);
+            let Some(queue) = self.subscription_queue(group.as_deref(), &match_filter) else {
+                reasons.push(ReasonCode::UnspecifiedError);
+                continue;
+            };
+            let bound = self.vhost.bind(
+                self.exchange.name.as_ref(),
+                Destination::Queue(Arc::clone(&queue)),
+                &pattern,
+                Table::new(),
+            );
+            if bound.is_err() {
+                reasons.push(ReasonCode::UnspecifiedError);
+                continue;
+            }
+            let granted = options.qos.min(QoS::ExactlyOnce);
+            let is_new = {
+                let mut core = self.session.core.lock();
+                let sub = Subscription {
+                    key: key.clone(),
+                    filter: match_filter.clone(),
+                    pattern: pattern.clone(),
+                    options: options.clone(),
+                    id: s.properties.subscription_identifier,
+                    queue: Arc::clone(&queue),
+                    group: group.clone(),
+                };
+                match core.subscriptions.iter_mut().find(|x| x.key == key) {
+                    Some(existing) => {
+                        *existing = sub;
+                        false
+                    }
+                    None => {
+                        core.subscriptions.push(sub);
+                        true
+                    }
+                }
+            };
+            if group.is_some() && is_new {
+                self.consume(&queue);
+            }
+            reasons.push(ReasonCode::granted(granted));
+            // [MQTT-3.3.1-9], 5.0 retain handling; shared subscriptions get no retained messages.
+            let send_retained = group.is_none()
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => is_new,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for m in self.vhost.retained.matching(&pattern) {
+                    let name = topic::from_routing_key(m.routing_key());
+                    if topic::matches(&match_filter, &name) {
+                        retained.push((m, granted, s.properties.subscription_identifier));
+                    }
+                }
+            }
+        }
+        self.send(&Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: Default::default(),
+            reasons,
+        }));
+        for (m, granted, id) in retained {
+            self.send_retained(&m, granted, id);
+        }
+    }
+
+    /// The queue a subscription binds: the session's own (created on first use) or the shared
+    /// group's.
+    fn subscription_queue(&mut self, group: Option<&str>, filter: &str) -> Option<Arc<pigeon_broker::Queue>> {
+        let config = &self.server.config;
+        if let Some(group) = group {
+            let name = format!("mqtt-shared-{group}-{filter}");
+            let options = QueueOptions {
+                auto_delete: true,
+                max_length: Some(config.mqtt_max_queued_messages),
+                ..QueueOptions::default()
+            };
+            return self.vhost.declare_queue(&name, false, options, 0).ok().map(|d| d.queue);
+        }
+        if let Some(q) = self.session.core.lock().queue.clone() {
+            return Some(q);
+        }
+        let name = format!("mqtt-session-{}", self.session.client_id);
+        let options = QueueOptions {
+            max_length: Some(config.mqtt_max_queued_messages),
+            ..QueueOptions::default()
+        };
+        let q = self.vhost.declare_queue(&name, false, options, 0).ok()?.queue;
+        self.session.core.lock().queue = Some(Arc::clone(&q));
+        self.consume(&q);
+        Some(q)
+    }
+
+    /// Sends a retained message on subscribe, with the retain flag set.
+    fn send_retained(&self, m: &Message, granted: QoS, id: Option<u32>) {
+        let v5 = self.version == mqtt_wire::ProtocolVersion::V5;
+        let out = convert::outgoing(m.properties.raw(), m.received, v5);
+        let Ok(topic_name) = TopicName::new(topic::from_routing_key(m.routing_key())) else {
+            return;
+        };
+        if out.expired {
+            return;
+        }
+        let qos = out.qos.min(granted);
+        let mut properties = out.properties;
+        properties.subscription_identifiers.extend(id);
+        let mut publish = Publish {
+            dup: false,
+            qos,
+            retain: true,
+            topic: Some(topic_name),
+            packet_id: None,
+            properties,
+            payload: m.body.clone(),
+        };
+        let stats = &self.server.mqtt.stats;
+        let mut core = self.session.core.lock();
+        if qos != QoS::AtMostOnce {
+            let Some(id) = core.allocate_packet_id() else {
+                return;
+            };
+            publish.packet_id = Some(id);
+            core.inflight.push_back(Inflight {
+                packet_id: id,
+                publish: publish.clone(),
+                source: None,
+                released: false,
+            });
+        }
+        if let Some(a) = core.attached.as_mut() {
+            a.send_publish(publish, stats);
+        }
+    }
+
+    fn unsubscribe(&mut self, u: Unsubscribe) {
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        for filter in u.filters {
+            let removed = {
+                let mut core = self.session.core.lock();
+                let at = core.subscriptions.iter().position(|s| s.key == filter.as_str());
+                at.map(|i| core.subscriptions.remove(i))
+            };
+            let Some(sub) = removed else {
+                reasons.push(ReasonCode::NoSubscriptionExisted);
+                continue;
+            };
+            let _ = self.vhost.unbind(
+                self.exchange.name.as_ref(),
+                Destination::Queue(Arc::clone(&sub.queue)),
+                &sub.pattern,
+                Table::new(),
+            );
+            if sub.group.is_some() {
+                self.vhost
+                    .remove_consumer(&sub.queue, self.session.uid, &self.session.client_id);
+            }
+            reasons.push(ReasonCode::Success);
+        }
+        self.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: Default::default(),
+            reasons,
+        }));
+    }
+}
+

@@ -1,0 +1,57 @@
+//! The MQTT adapter: 3.1, 3.1.1 and 5.0 on one listener, mapped onto the broker core.
+//!
+//! `connection.rs` runs the socket (CONNECT, keep-alive, takeover, will, the end of a
+//! connection); `handlers.rs` handles PUBLISH, the acknowledgements and (UN)SUBSCRIBE;
+//! `session.rs` is what outlives a connection and the registry of sessions; `sink.rs` delivers
+//! queued messages to a session; `topic.rs` maps MQTT topics onto the topic exchange;
+//! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics.
+
+mod connection;
+mod convert;
+mod handlers;
+mod session;
+mod sink;
+pub mod sys;
+mod topic;
+
+pub use connection::serve;
+
+use session::Registry;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Counters published under `$SYS`.
+pub struct Stats {
+    /// When the broker started.
+    pub started: Instant,
+    /// MQTT clients connected now.
+    pub connected: AtomicUsize,
+    /// PUBLISH packets received from clients.
+    pub messages_received: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub messages_sent: AtomicU64,
+}
+
+/// What every MQTT connection shares.
+pub struct MqttState {
+    /// Sessions by client id.
+    pub registry: Registry,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+impl MqttState {
+    /// Empty state.
+    pub fn new() -> MqttState {
+        MqttState {
+            registry: Registry::default(),
+            stats: Arc::new(Stats {
+                started: Instant::now(),
+                connected: AtomicUsize::new(0),
+                messages_received: AtomicU64::new(0),
+                messages_sent: AtomicU64::new(0),
+            }),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! MQTT sessions: what outlives a connection, and the registry that finds them by client id.
+//!
+//! A session owns a queue (`mqtt-session-<client id>`, created on its first subscription)
+//! bound to the MQTT exchange once per subscription; a shared subscription `$share/g/f`
+//! is a queue of its own (`mqtt-shared-<g>-<f>`) with one consumer per member session, so the
+//! queue's round-robin spreads the messages. The session's [`SessionCore`] holds its
+//! subscriptions and the QoS 1/2 state (packets in flight each way); the connection attached
+//! to it, if any, is in `attached`.
+
+use super::sink::Attached;
+use mqtt_wire::{Publish, QoS, SubscriptionOptions};
+use parking_lot::Mutex;
+use pigeon_broker::{Queue, QueuedMessage, VHost};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::sync::{Notify, Semaphore};
+
+/// One subscription of a session.
+pub struct Subscription {
+    /// The filter as the client wrote it, `$share/...` included (the unsubscribe key).
+    pub key: String,
+    /// The filter that matches topics (without `$share/group/`).
+    pub filter: String,
+    /// The binding pattern on the MQTT exchange.
+    pub pattern: String,
+    /// Subscription options (QoS, no-local, retain-as-published, retain handling).
+    pub options: SubscriptionOptions,
+    /// MQTT 5 subscription identifier.
+    pub id: Option<u32>,
+    /// The queue it is bound from: the session's own, or the shared group's.
+    pub queue: Arc<Queue>,
+    /// Shared subscription group.
+    pub group: Option<String>,
+}
+
+/// A QoS 1/2 PUBLISH sent to the client and not yet completed.
+pub struct Inflight {
+    /// Its packet identifier.
+    pub packet_id: u16,
+    /// The PUBLISH as sent (resent with DUP on session resumption).
+    pub publish: Publish,
+    /// Where the message came from, until the queue is told it is settled (at PUBACK, or at
+    /// PUBREC for QoS 2). `None` for retained messages.
+    pub source: Option<(Arc<Queue>, QueuedMessage)>,
+    /// PUBREC received and PUBREL sent: only PUBCOMP is awaited.
+    pub released: bool,
+}
+
+/// The mutable state of a session.
+#[derive(Default)]
+pub struct SessionCore {
+    /// Subscriptions, in the order they were made.
+    pub subscriptions: Vec<Subscription>,
+    /// The session's own queue, once it has a non-shared subscription.
+    pub queue: Option<Arc<Queue>>,
+    /// Outbound QoS 1/2 messages in flight, oldest first.
+    pub inflight: VecDeque<Inflight>,
+    /// Next packet identifier to try.
+    pub next_packet_id: u16,
+    /// Inbound QoS 2 packet ids received and not yet released (exactly-once).
+    pub inbound_qos2: HashSet<u16>,
+    /// Session expiry interval in seconds (`u32::MAX`: never).
+    pub expiry: u32,
+    /// The connection attached to the session, if it is online.
+    pub attached: Option<Attached>,
+}
+
+impl SessionCore {
+    /// A free packet identifier (1..=65535, none in flight).
+    pub fn allocate_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..=u16::MAX {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
+            let id = self.next_packet_id;
+            if !self.inflight.iter().any(|i| i.packet_id == id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// The highest QoS, the identifiers and the retain-as-published flag of the subscriptions
+    /// (of queue `from`) that match `topic`; `None` when none does or no-local excludes it.
+    pub fn matching(
+        &self,
+        from: &Arc<Queue>,
+        topic: &str,
+        own_message: bool,
+    ) -> Option<(QoS, Vec<u32>, bool)> {
+        let mut best: Option<(QoS, Vec<u32>, bool)> = None;
+        for s in &self.subscriptions {
+            if !Arc::ptr_eq(&s.queue, from) || !super::topic::matches(&s.filter, topic) {
+                continue;
+            }
+            // [MQTT-3.8.3-3]: no-local subscriptions do not get the session's own messages.
+            if s.options.no_local && own_message {
+                continue;
+            }
+            let b = best.get_or_insert((QoS::AtMostOnce, Vec::new(), false));
+            b.0 = b.0.max(s.options.qos);
+            b.1.extend(s.id);
+            b.2 |= s.options.retain_as_published;
+        }
+        best
+    }
+}
+
+/// A session.
+pub struct Session {
+    /// Client identifier.
+    pub client_id: String,
+    /// Its vhost.
+    pub vhost: Arc<VHost>,
+    /// Broker-wide id: consumer owner and message origin (no-local).
+    pub uid: u64,
+    /// Mutable state.
+    pub core: Mutex<SessionCore>,
+    /// One permit: held by the attached connection.
+    pub lease: Arc<Semaphore>,
+    /// Asks the attached connection to leave (session takeover).
+    pub kick: Notify,
+    /// Bumped at every attach; delayed wills and expiry timers check it.
+    pub generation: AtomicU64,
+}
+
+/// Sessions by (vhost, client id).
+#[derive(Default)]
+pub struct Registry {
+    sessions: Mutex<HashMap<(String, String), Arc<Session>>>,
+}
+
+impl Registry {
+    /// The session of `client_id`, created if absent; the flag says it existed.
+    pub fn get_or_create(
+        &self,
+        vhost: &Arc<VHost>,
+        client_id: &str,
+        uid: impl FnOnce() -> u64,
+    ) -> (Arc<Session>, bool) {
+        let key = (vhost.name().to_string(), client_id.to_string());
+        let mut map = self.sessions.lock();
+        if let Some(s) = map.get(&key) {
+            return (Arc::clone(s), true);
+        }
+        let s = Arc::new(Session {
+            client_id: client_id.to_string(),
+            vhost: Arc::clone(vhost),
+            uid: uid(),
+            core: Mutex::new(SessionCore::default()),
+            lease: Arc::new(Semaphore::new(1)),
+            kick: Notify::new(),
+            generation: AtomicU64::new(0),
+        });
+        map.insert(key, Arc::clone(&s));
+        (s, false)
+    }
+
+    /// Looks a session up without creating it.
+    pub fn get(&self, vhost: &str, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .lock()
+            .get(&(vhost.to_string(), client_id.to_string()))
+            .cloned()
+    }
+
+    /// Forgets `session` (if it is still the registered one) and releases what it holds.
+    pub fn end(&self, session: &Arc<Session>) {
+        let key = (session.vhost.name().to_string(), session.client_id.clone());
+        {
+            let mut map = self.sessions.lock();
+            match map.get(&key) {
+                Some(s) if Arc::ptr_eq(s, session) => {
+                    map.remove(&key);
+                }
+                _ => return,
+            }
+        }
+        session.discard();
+    }
+
+    /// Number of sessions (online and offline).
+    pub fn len(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Number of subscriptions over all sessions.
+    pub fn subscription_count(&self) -> usize {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        sessions
+            .iter()
+            .map(|s| s.core.lock().subscriptions.len())
+            .sum()
+    }
+}
+
+impl Session {
+    /// Drops the session's subscriptions, its queue and its in-flight messages (those from a
+    /// shared queue go back to it for the group's other members).
+    pub fn discard(&self) {
+        let (subscriptions, queue, inflight) = {
+            let mut core = self.core.lock();
+            core.attached = None;
+            core.inbound_qos2.clear();
+            (
+                std::mem::take(&mut core.subscriptions),
+                core.queue.take(),
+                std::mem::take(&mut core.inflight),
+            )
+        };
+        for s in &subscriptions {
+            if s.group.is_some() {
+                self.vhost
+                    .remove_consumer(&s.queue, self.uid, &self.client_id);
+            }
+        }
+        // Messages still unacknowledged go back to their queue (a shared group's other members
+        // get them; the session's own queue is deleted next and drops them).
+        for i in inflight {
+            if let Some((q, m)) = i.source {
+                q.requeue([m]);
+            }
+        }
+        if let Some(q) = queue {
+            self.vhost.remove_queue(&q);
+        }
+    }
+}

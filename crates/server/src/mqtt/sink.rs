@@ -1,0 +1,145 @@
+//! Delivering to an MQTT session: the broker's consumer sink, and PUBLISH encoding.
+//!
+//! A sink runs on the publisher's task with the queue's lock held. It picks the QoS (the
+//! lower of the message's and the best matching subscription's), allocates a packet id for
+//! QoS 1/2, records the message in flight and encodes the PUBLISH straight into the attached
+//! connection's outbound buffer. Credit is the client's receive maximum minus what is in
+//! flight [MQTT-3.3.4-9], and room in the outbound buffer.
+
+use super::convert;
+use super::session::{Inflight, Session};
+use super::topic;
+use super::Stats;
+use crate::outbound::Outbound;
+use mqtt_wire::{encode, Packet, ProtocolVersion, Publish, QoS, TopicName};
+use pigeon_broker::{ConsumerSink, Delivered, Queue, QueuedMessage};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The connection a session is attached to, as its deliveries see it.
+pub struct Attached {
+    /// Its outbound buffer.
+    pub out: Arc<Outbound>,
+    /// Its protocol version.
+    pub version: ProtocolVersion,
+    /// The largest packet the client accepts (5.0 Maximum Packet Size).
+    pub max_packet_size: usize,
+    /// QoS 1/2 messages the client accepts in flight (5.0 Receive Maximum).
+    pub receive_maximum: usize,
+    /// Topic aliases the client accepts from us (5.0 Topic Alias Maximum).
+    pub alias_max: u16,
+    /// Topic aliases assigned on this connection.
+    pub aliases: HashMap<String, u16>,
+}
+
+impl Attached {
+    /// Encodes a PUBLISH for this connection: topic alias, size limit. Returns false when the
+    /// packet is larger than the client accepts and was dropped [MQTT-3.1.2-25].
+    pub fn send_publish(&mut self, mut publish: Publish, stats: &Stats) -> bool {
+        if self.version != ProtocolVersion::V5 {
+            publish.properties = Default::default();
+        } else if self.alias_max > 0 {
+            if let Some(name) = publish.topic.as_ref().map(|t| t.as_str().to_string()) {
+                match self.aliases.get(&name) {
+                    Some(&alias) => {
+                        publish.properties.topic_alias = Some(alias);
+                        publish.topic = None;
+                    }
+                    None if self.aliases.len() < usize::from(self.alias_max) => {
+                        let alias = self.aliases.len() as u16 + 1;
+                        self.aliases.insert(name, alias);
+                        publish.properties.topic_alias = Some(alias);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let packet = Packet::Publish(publish);
+        if packet.encoded_len(self.version) > self.max_packet_size {
+            tracing::debug!("PUBLISH larger than the client's maximum packet size, dropped");
+            return false;
+        }
+        let version = self.version;
+        self.out.send(|buf| {
+            if let Err(e) = encode(&packet, version, buf) {
+                tracing::warn!(error = %e, "cannot encode PUBLISH");
+            }
+        });
+        stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+/// A session's consumer on one queue (its own, or a shared subscription's).
+pub struct MqttSink {
+    /// The session.
+    pub session: Arc<Session>,
+    /// Broker statistics for `$SYS`.
+    pub stats: Arc<Stats>,
+}
+
+impl ConsumerSink for MqttSink {
+    fn try_reserve(&self) -> bool {
+        let core = self.session.core.lock();
+        match &core.attached {
+            Some(a) => a.out.has_room() && core.inflight.len() < a.receive_maximum,
+            None => false,
+        }
+    }
+
+    fn deliver(&self, queue: &Arc<Queue>, message: QueuedMessage) -> Delivered {
+        let mut core = self.session.core.lock();
+        let m = &message.message;
+        let name = topic::from_routing_key(m.routing_key());
+        let own = m.origin == self.session.uid;
+        let Some((sub_qos, ids, _rap)) = core.matching(queue, &name, own) else {
+            return Delivered::Settled;
+        };
+        let v5 = core
+            .attached
+            .as_ref()
+            .is_some_and(|a| a.version == ProtocolVersion::V5);
+        let out = convert::outgoing(m.properties.raw(), m.received, v5);
+        if out.expired {
+            return Delivered::Settled;
+        }
+        let Ok(topic) = TopicName::new(name) else {
+            return Delivered::Settled;
+        };
+        let qos = out.qos.min(sub_qos);
+        let mut properties = out.properties;
+        properties.subscription_identifiers = ids;
+        let mut publish = Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: Some(topic),
+            packet_id: None,
+            properties,
+            payload: m.body.clone(),
+        };
+        if qos == QoS::AtMostOnce {
+            if let Some(a) = core.attached.as_mut() {
+                a.send_publish(publish, &self.stats);
+            }
+            return Delivered::Settled;
+        }
+        let Some(packet_id) = core.allocate_packet_id() else {
+            return Delivered::Settled;
+        };
+        publish.packet_id = Some(packet_id);
+        if let Some(a) = core.attached.as_mut() {
+            a.send_publish(publish.clone(), &self.stats);
+        }
+        core.inflight.push_back(Inflight {
+            packet_id,
+            publish,
+            source: Some((Arc::clone(queue), message)),
+            released: false,
+        });
+        Delivered::Pending
+    }
+
+    fn cancelled(&self) {}
+}

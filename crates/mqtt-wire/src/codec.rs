@@ -10,7 +10,7 @@
 //! `BytesMut`, reserved once for the exact size. One code path for both means `encoded_len` and
 //! the bytes written can never disagree.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
 
@@ -92,20 +92,24 @@ impl Reader {
         std::mem::take(&mut self.buf)
     }
 
+    /// The next `N` bytes, copied out and consumed. Integers and strings are read this way so
+    /// the cursor moves without touching the buffer's reference count.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let bytes = *self.buf.first_chunk::<N>().ok_or(DecodeError::Truncated)?;
+        self.buf.advance(N);
+        Ok(bytes)
+    }
+
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        let (&b, _) = self.buf.split_first().ok_or(DecodeError::Truncated)?;
-        self.buf = self.buf.slice(1..);
-        Ok(b)
+        Ok(self.array::<1>()?[0])
     }
 
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(u16::from_be_bytes(self.array()?))
     }
 
     pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_be_bytes(self.array()?))
     }
 
     /// A non-zero packet identifier [MQTT-2.2.1-3].
@@ -119,7 +123,7 @@ impl Reader {
     pub(crate) fn var_int(&mut self) -> Result<u32, DecodeError> {
         match read_var_int(&self.buf)? {
             Some((value, len)) => {
-                self.buf = self.buf.slice(len..);
+                self.buf.advance(len);
                 Ok(value)
             }
             None => Err(DecodeError::Truncated),
@@ -134,14 +138,17 @@ impl Reader {
 
     /// A UTF-8 Encoded String: well-formed UTF-8 (so no surrogates) [MQTT-1.5.4-1] and no
     /// U+0000 [MQTT-1.5.4-2]. A BOM (EF BB BF) is kept as the character U+FEFF
-    /// [MQTT-1.5.4-3]. Allocates the `String`.
+    /// [MQTT-1.5.4-3]. Allocates the `String`, and nothing else.
     pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
-        let raw = self.binary()?;
-        let s = std::str::from_utf8(&raw).map_err(|_| DecodeError::InvalidUtf8)?;
+        let len = usize::from(self.u16()?);
+        let raw = self.buf.get(..len).ok_or(DecodeError::Truncated)?;
+        let s = std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
         if s.contains('\0') {
             return Err(DecodeError::NullCharacter);
         }
-        Ok(s.to_owned())
+        let s = s.to_owned();
+        self.buf.advance(len);
+        Ok(s)
     }
 
     /// A sub-reader over the next `n` bytes (a property section).

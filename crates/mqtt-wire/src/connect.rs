@@ -35,7 +35,8 @@ pub struct Connect {
     /// resuming one. In 3.x it also means "discard the session at disconnect"; in 5.0 that is
     /// Session Expiry Interval 0.
     pub clean_start: bool,
-    /// Keep alive in seconds; 0 turns the mechanism off [MQTT-3.1.2-22 (5.0)].
+    /// Keep alive in seconds; 0 turns the mechanism off. (5.0: the CONNACK's Server Keep
+    /// Alive can override it.)
     pub keep_alive: u16,
     /// The client identifier, possibly empty (the server assigns one, or refuses: 3.1.1 requires
     /// Clean Session with an empty id [MQTT-3.1.3-7], 3.1 does not allow it at all).
@@ -149,7 +150,7 @@ impl Connect {
             return Err(DecodeError::InvalidConnectFlags);
         }
         let has_will = flags & WILL != 0;
-        // [MQTT-3.1.2-14] Will QoS 3 is malformed.
+        // [MQTT-3.1.2-14] (3.1.1) Will QoS 3 is malformed.
         let will_qos = QoS::try_from((flags >> WILL_QOS_SHIFT) & 0b11)?;
         let will_retain = flags & WILL_RETAIN != 0;
         // [MQTT-3.1.2-11] [MQTT-3.1.2-13] [MQTT-3.1.2-15] Without a will, its QoS and Retain

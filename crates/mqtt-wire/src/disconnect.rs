@@ -27,8 +27,8 @@ pub struct Disconnect {
 /// DISCONNECT properties (5.0 section 3.14.2.2).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DisconnectProperties {
-    /// A new session expiry (client only, and not from 0 to non-zero [MQTT-3.14.2-2]: the
-    /// server checks, it knows the CONNECT).
+    /// A new session expiry. Client only [MQTT-3.14.2-2], and a Protocol Error if the
+    /// CONNECT's was 0 and this is not: the server checks, it knows the CONNECT.
     pub session_expiry_interval: Option<u32>,
     /// Human readable diagnostics.
     pub reason_string: Option<String>,

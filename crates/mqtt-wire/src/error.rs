@@ -71,8 +71,8 @@ pub enum DecodeError {
     /// A UTF-8 Encoded String contains U+0000 [MQTT-1.5.4-2].
     #[error("string contains U+0000")]
     NullCharacter,
-    /// A QoS field holds 3 (PUBLISH [MQTT-3.3.1-4], Will QoS [MQTT-3.1.2-12], subscription
-    /// options [MQTT-3.8.3-4]).
+    /// A QoS field holds 3: PUBLISH [MQTT-3.3.1-4], Will QoS (3.1.1 [MQTT-3.1.2-14]),
+    /// subscription options (3.1.1 [MQTT-3-8.3-4]).
     #[error("QoS 3 is not a QoS level")]
     InvalidQoS,
     /// A QoS 0 PUBLISH has the DUP flag set [MQTT-3.3.1-2].
@@ -97,7 +97,8 @@ pub enum DecodeError {
     /// The reserved bit 0 of the CONNECT flags is set [MQTT-3.1.2-3].
     #[error("CONNECT reserved flag set")]
     InvalidConnectFlags,
-    /// The reserved bits 7-1 of the CONNACK Acknowledge Flags are set [MQTT-3.2.2-1].
+    /// The reserved bits 7-1 of the CONNACK Acknowledge Flags are set ("Bits 7-1 are reserved
+    /// and MUST be set to 0", 3.1.1 and 5.0 section 3.2.2.1).
     #[error("CONNACK reserved flags set")]
     InvalidConnAckFlags,
     /// Will QoS or Will Retain set without the Will Flag [MQTT-3.1.2-11] [MQTT-3.1.2-13]
@@ -119,7 +120,8 @@ pub enum DecodeError {
     /// A topic filter (SUBSCRIBE, UNSUBSCRIBE) breaks the topic rules of section 4.7.
     #[error("invalid topic filter: {0}")]
     InvalidTopicFilter(TopicError),
-    /// A 5.0 PUBLISH has an empty topic name and no Topic Alias [MQTT-3.3.2-1]. Protocol Error.
+    /// A 5.0 PUBLISH has an empty topic name and no Topic Alias ("It is a Protocol Error if the
+    /// Topic Name is zero length and there is no Topic Alias", section 3.3.2.1).
     #[error("empty topic name without topic alias")]
     MissingTopic,
     /// Subscription options have reserved bits set [MQTT-3.8.3-5], or (3.1.1) the requested QoS

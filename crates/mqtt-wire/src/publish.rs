@@ -11,11 +11,13 @@
 //!
 //! A 5.0 sender may replace the topic name by a Topic Alias (section 3.3.2.3.4): a PUBLISH
 //! with a topic name and an alias sets the alias, one with an empty name and an alias uses it.
-//! The decoder does not keep alias state; it gives [`Publish::topic`] = `None` for the empty
-//! name (only allowed together with a Topic Alias [MQTT-3.3.2-1]... otherwise
-//! [`DecodeError::MissingTopic`]) and the server resolves it against the connection's alias table
-//! (and checks the alias against its Topic Alias Maximum, reason 0x94). Outbound, the server may
-//! do the reverse: `topic: None` with a Topic Alias the client already knows.
+//! The decoder keeps no alias state. It gives [`Publish::topic`] = `None` for an empty name,
+//! which is only allowed together with a Topic Alias (else [`DecodeError::MissingTopic`]), and
+//! leaves `topic_alias` in the properties either way: the server resolves or records the alias
+//! in the connection's alias table, and checks it against the Topic Alias Maximum it announced
+//! (reason 0x94 Topic Alias invalid). Outbound, the server may do the reverse: `topic: None`
+//! with a Topic Alias the client already knows. Encoding `topic: None` for 3.1 / 3.1.1, or
+//! without a Topic Alias, is [`EncodeError::MissingTopic`].
 
 use bytes::Bytes;
 
@@ -111,8 +113,8 @@ impl Publish {
             PublishProperties::default()
         };
         let topic = if topic.is_empty() && version == ProtocolVersion::V5 {
-            // [MQTT-3.3.2-1] ... "It is a Protocol Error if the Topic Name is zero length and
-            // there is no Topic Alias."
+            // "It is a Protocol Error if the Topic Name is zero length and there is no Topic
+            // Alias." (section 3.3.2.1)
             if properties.topic_alias.is_none() {
                 return Err(DecodeError::MissingTopic);
             }

@@ -10,6 +10,8 @@
 //! and a filter [MQTT-4.8.2-2]. This parsing is the same in every protocol version; whether
 //! 3.1.1 clients get shared subscriptions is the server's choice.
 //!
+//! Statement numbers are MQTT 5.0's (3.1.1 numbers section 4.7 differently, same rules).
+//!
 //! Once built, the server never re-validates them: a [`TopicName`] can be routed and a
 //! [`TopicFilter`] bound as they are.
 

@@ -9,12 +9,7 @@ use std::path::PathBuf;
 ///
 /// Without a subcommand, `pigeon` runs the broker exactly as `pigeon serve` does.
 #[derive(Debug, Parser)]
-#[command(
-    name = "pigeon",
-    version,
-    propagate_version = true,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "pigeon", version, propagate_version = true)]
 pub struct Cli {
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing filter such as
     /// `info,pigeon_server=debug`. Overrides RUST_LOG and the config file's `log` key.
@@ -52,9 +47,25 @@ pub struct ServeArgs {
 }
 
 impl Cli {
-    /// The command to run, with `serve` standing in for a missing subcommand.
-    pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Serve(self.serve))
+    /// The command to run, with `serve` standing in for a missing subcommand. `serve`'s flags
+    /// may come before or after the word `serve`; before `bench` they are an error.
+    pub fn into_command(self) -> Result<Command, clap::Error> {
+        let top = self.serve;
+        match self.command {
+            None => Ok(Command::Serve(top)),
+            Some(Command::Serve(args)) => Ok(Command::Serve(ServeArgs {
+                config: args.config.or(top.config),
+                amqp_listen: args.amqp_listen.or(top.amqp_listen),
+            })),
+            Some(Command::Bench(_)) if top.config.is_some() || top.amqp_listen.is_some() => {
+                use clap::CommandFactory;
+                Err(Cli::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--config and --amqp-listen belong to `serve`, not `bench`",
+                ))
+            }
+            Some(command) => Ok(command),
+        }
     }
 }
 
@@ -63,8 +74,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
-        Cli::try_parse_from(std::iter::once("pigeon").chain(args.iter().copied()))
-            .map(Cli::into_command)
+        Cli::try_parse_from(std::iter::once("pigeon").chain(args.iter().copied()))?.into_command()
     }
 
     #[test]
@@ -85,9 +95,23 @@ mod tests {
     }
 
     #[test]
-    fn log_filter_is_accepted_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["pigeon", "serve", "--log", "debug"]).expect("parses");
-        assert_eq!(cli.log.as_deref(), Some("debug"));
+    fn log_filter_is_accepted_before_and_after_the_subcommand() {
+        for argv in [
+            ["pigeon", "serve", "--log", "debug"],
+            ["pigeon", "--log", "debug", "bench"],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            assert_eq!(cli.log.as_deref(), Some("debug"));
+        }
+    }
+
+    #[test]
+    fn serve_flags_may_precede_serve_but_not_bench() {
+        let Ok(Command::Serve(serve)) = parse(&["--config", "a.toml", "serve"]) else {
+            panic!("expected serve");
+        };
+        assert_eq!(serve.config, Some(PathBuf::from("a.toml")));
+        assert!(parse(&["--config", "a.toml", "bench"]).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone();
+    let command = cli.into_command().unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.into_command() {
+    let result = match command {
         Command::Serve(args) => runtime
             .block_on(serve::run(args, log))
             .map(|()| ExitCode::SUCCESS),

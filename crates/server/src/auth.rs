@@ -21,13 +21,18 @@ pub enum AuthError {
 }
 
 /// Checks a user name and password for a client at `peer`.
-pub fn check(users: &[UserConfig], user: &str, password: &[u8], peer: IpAddr) -> Result<(), AuthError> {
+pub fn check(
+    users: &[UserConfig],
+    user: &str,
+    password: &[u8],
+    peer: IpAddr,
+) -> Result<(), AuthError> {
     let found = users
         .iter()
         .find(|u| u.name == user && constant_time_eq(u.password.as_bytes(), password));
     match found {
         None => Err(AuthError::Credentials(user.to_string())),
-        Some(u) if u.loopback_only && !peer.is_loopback() => {
+        Some(u) if u.loopback_only && !peer.to_canonical().is_loopback() => {
             Err(AuthError::LoopbackOnly(user.to_string()))
         }
         Some(_) => Ok(()),

@@ -7,8 +7,8 @@ use crate::outbound::Outbound;
 use crate::ServerState;
 use bytes::{Bytes, BytesMut};
 use mqtt_wire::{
-    decode, encode, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, LastWill,
-    Packet, ProtocolVersion, PubRel, PublishProperties, ReasonCode, TopicName,
+    decode, encode, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, LastWill, Packet,
+    ProtocolVersion, PubRel, PublishProperties, ReasonCode, TopicName,
 };
 use pigeon_broker::{ConsumerEntry, Exchange, Queue, VHost};
 use std::collections::HashMap;
@@ -147,7 +147,7 @@ async fn connect(
         None => ("/".to_string(), None),
     };
     match &user {
-        None if !(config.mqtt_allow_anonymous && peer.ip().is_loopback()) => {
+        None if !(config.mqtt_allow_anonymous && peer.ip().to_canonical().is_loopback()) => {
             return refuse(ReasonCode::NotAuthorized, "anonymous login not allowed");
         }
         None => {}
@@ -167,8 +167,7 @@ async fn connect(
     let mut assigned = None;
     let client_id = if c.client_id.is_empty() {
         // [MQTT-3.1.3-7/8]: an empty id needs a clean session in 3.1.1; 5.0 assigns one.
-        if version != ProtocolVersion::V5 && (!c.clean_start || version == ProtocolVersion::V3_1)
-        {
+        if version != ProtocolVersion::V5 && (!c.clean_start || version == ProtocolVersion::V3_1) {
             return refuse(ReasonCode::ClientIdentifierNotValid, "empty client id");
         }
         let id = format!("pigeon-{:016x}", server.broker.next_id());
@@ -185,9 +184,13 @@ async fn connect(
             // Session takeover [MQTT-3.1.4-3]: the connection holding it is asked to go.
             session.kick.notify_one();
         }
-        let Ok(Ok(permit)) = timeout(TAKEOVER_TIMEOUT, Arc::clone(&session.lease).acquire_owned()).await
+        let Ok(Ok(permit)) =
+            timeout(TAKEOVER_TIMEOUT, Arc::clone(&session.lease).acquire_owned()).await
         else {
-            return refuse(ReasonCode::ServerUnavailable, "previous connection did not let go");
+            return refuse(
+                ReasonCode::ServerUnavailable,
+                "previous connection did not let go",
+            );
         };
         // The previous connection may have ended the session while we waited.
         match registry.get(vhost.name(), &client_id) {
@@ -259,7 +262,11 @@ impl Conn {
             // with their original packet identifiers.
             for i in core.inflight.iter() {
                 if i.released {
-                    send_packet(&self.out, &Packet::PubRel(PubRel::new(i.packet_id)), self.version);
+                    send_packet(
+                        &self.out,
+                        &Packet::PubRel(PubRel::new(i.packet_id)),
+                        self.version,
+                    );
                 } else {
                     let mut p = i.publish.clone();
                     p.dup = true;
@@ -310,8 +317,8 @@ impl Conn {
         let max = self.server.config.mqtt_max_packet_size as usize;
         let mut shutdown = self.server.shutdown.clone();
         // [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.
-        let grace = (self.keep_alive > 0)
-            .then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500));
+        let grace =
+            (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500));
         let far = Duration::from_secs(86_400 * 365);
         let keepalive = sleep(grace.unwrap_or(far));
         tokio::pin!(keepalive);
@@ -389,7 +396,11 @@ impl Conn {
             self.vhost
                 .remove_consumer(q, session.uid, &session.client_id);
         }
-        self.server.mqtt.stats.connected.fetch_sub(1, Ordering::Relaxed);
+        self.server
+            .mqtt
+            .stats
+            .connected
+            .fetch_sub(1, Ordering::Relaxed);
         let generation = session.generation.load(Ordering::Relaxed);
         let will = match end {
             End::Disconnect { with_will: false } => None,
@@ -436,7 +447,13 @@ impl Conn {
     }
 }
 
-fn publish_will(vhost: &VHost, exchange: &Arc<Exchange>, stats: &Stats, will: LastWill, origin: u64) {
+fn publish_will(
+    vhost: &VHost,
+    exchange: &Arc<Exchange>,
+    stats: &Stats,
+    will: LastWill,
+    origin: u64,
+) {
     let w = will.properties;
     let props = PublishProperties {
         payload_format_indicator: w.payload_format_indicator,

@@ -85,7 +85,11 @@ pub fn outgoing(raw: &Bytes, received: Instant, v5: bool) -> Outgoing {
     };
     // Flags alone (2 bytes) or flags + delivery_mode (3 bytes): the common case, no decoding.
     if raw.len() == 3 && raw[0] == 0x10 && raw[1] == 0 {
-        out.qos = if raw[2] == 2 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+        out.qos = if raw[2] == 2 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
+        };
         return out;
     }
     let Ok(p) = BasicProperties::decode(raw) else {
@@ -101,7 +105,11 @@ pub fn outgoing(raw: &Bytes, received: Instant, v5: bool) -> Outgoing {
             out.qos = QoS::ExactlyOnce;
         }
     }
-    if let Some(ms) = p.expiration.as_ref().and_then(|e| e.as_str().parse::<u64>().ok()) {
+    if let Some(ms) = p
+        .expiration
+        .as_ref()
+        .and_then(|e| e.as_str().parse::<u64>().ok())
+    {
         let elapsed = received.elapsed().as_millis() as u64;
         if elapsed >= ms {
             out.expired = true;

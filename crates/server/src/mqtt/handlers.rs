@@ -8,7 +8,9 @@ use mqtt_wire::{
     Packet, PubAck, PubComp, PubRec, PubRel, Publish, PublishProperties, QoS, ReasonCode,
     RetainHandling, SubAck, Subscribe, TopicName, UnsubAck, Unsubscribe,
 };
-use pigeon_broker::{Destination, Exchange, Message, Properties, PropertiesFormat, QueueOptions, Table, VHost};
+use pigeon_broker::{
+    Destination, Exchange, Message, Properties, PropertiesFormat, QueueOptions, Table, VHost,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -79,7 +81,10 @@ impl Conn {
             }
             Packet::PubRec(r) => {
                 let mut core = self.session.core.lock();
-                let found = core.inflight.iter().position(|i| i.packet_id == r.packet_id);
+                let found = core
+                    .inflight
+                    .iter()
+                    .position(|i| i.packet_id == r.packet_id);
                 let Some(i) = found else {
                     drop(core);
                     let mut rel = PubRel::new(r.packet_id);
@@ -243,7 +248,7 @@ impl Conn {
                     key: key.clone(),
                     filter: match_filter.clone(),
                     pattern: pattern.clone(),
-                    options: options.clone(),
+                    options,
                     id: s.properties.subscription_identifier,
                     queue: Arc::clone(&queue),
                     group: group.clone(),
@@ -291,7 +296,11 @@ impl Conn {
 
     /// The queue a subscription binds: the session's own (created on first use) or the shared
     /// group's.
-    fn subscription_queue(&mut self, group: Option<&str>, filter: &str) -> Option<Arc<pigeon_broker::Queue>> {
+    fn subscription_queue(
+        &mut self,
+        group: Option<&str>,
+        filter: &str,
+    ) -> Option<Arc<pigeon_broker::Queue>> {
         let config = &self.server.config;
         if let Some(group) = group {
             let name = format!("mqtt-shared-{group}-{filter}");
@@ -300,7 +309,11 @@ impl Conn {
                 max_length: Some(config.mqtt_max_queued_messages),
                 ..QueueOptions::default()
             };
-            return self.vhost.declare_queue(&name, false, options, 0).ok().map(|d| d.queue);
+            return self
+                .vhost
+                .declare_queue(&name, false, options, 0)
+                .ok()
+                .map(|d| d.queue);
         }
         if let Some(q) = self.session.core.lock().queue.clone() {
             return Some(q);
@@ -310,7 +323,11 @@ impl Conn {
             max_length: Some(config.mqtt_max_queued_messages),
             ..QueueOptions::default()
         };
-        let q = self.vhost.declare_queue(&name, false, options, 0).ok()?.queue;
+        let q = self
+            .vhost
+            .declare_queue(&name, false, options, 0)
+            .ok()?
+            .queue;
         self.session.core.lock().queue = Some(Arc::clone(&q));
         self.consume(&q);
         Some(q)
@@ -362,7 +379,10 @@ impl Conn {
         for filter in u.filters {
             let removed = {
                 let mut core = self.session.core.lock();
-                let at = core.subscriptions.iter().position(|s| s.key == filter.as_str());
+                let at = core
+                    .subscriptions
+                    .iter()
+                    .position(|s| s.key == filter.as_str());
                 at.map(|i| core.subscriptions.remove(i))
             };
             let Some(sub) = removed else {
@@ -388,4 +408,3 @@ impl Conn {
         }));
     }
 }
-

@@ -363,6 +363,19 @@ pub async fn consumer_ends(consumer: &mut Consumer) {
     }
 }
 
+/// Waits for the error a consumer reports when the server closes its channel or connection
+/// (lapin hands it to every consumer of the channel, then ends the stream). This is how a test
+/// learns the reply code of a close provoked by a method that has no reply, such as basic.ack.
+pub async fn consumer_error(consumer: &mut Consumer) -> lapin::Error {
+    loop {
+        match within("the consumer to report the close", consumer.next()).await {
+            Some(Err(error)) => return error,
+            Some(Ok(delivery)) => panic!("unexpected delivery {:?}", body(&delivery)),
+            None => panic!("the consumer ended without an error"),
+        }
+    }
+}
+
 /// basic.get with acknowledgement required.
 pub async fn get(channel: &Channel, queue: &str) -> Option<BasicGetMessage> {
     within(

@@ -9,7 +9,7 @@ use lapin::options::{
     BasicAckOptions, BasicNackOptions, BasicQosOptions, BasicRecoverOptions, BasicRejectOptions,
 };
 use lapin::{Channel, Consumer};
-use pigeon_tests::lapin_support::{self as lp, assert_code};
+use pigeon_tests::lapin_support as lp;
 use pigeon_tests::reply::PRECONDITION_FAILED;
 use pigeon_tests::{within, TestBroker};
 
@@ -60,14 +60,21 @@ async fn ack_multiple_settles_every_delivery_up_to_its_tag() {
 async fn acking_an_unknown_delivery_tag_closes_the_channel_with_406() {
     let broker = TestBroker::start().await;
     let (conn, channel) = lp::connect_channel(&broker).await;
+    // basic.ack has no reply; the channel's consumer is told why the channel closed.
+    let queue = lp::exclusive_queue(&channel).await;
+    let mut witness = lp::consume_acked(&channel, &queue).await;
     channel
         .basic_ack(99, BasicAckOptions::default())
         .await
         .unwrap();
-    // basic.ack has no reply; the next synchronous method on the channel meets the close.
-    let queue_check = channel.basic_qos(1, BasicQosOptions::default()).await;
-    assert_code(queue_check, PRECONDITION_FAILED);
+    let error = lp::consumer_error(&mut witness).await;
+    assert_eq!(
+        lp::reply_code(&error),
+        Some(PRECONDITION_FAILED),
+        "{error:?}"
+    );
     assert!(conn.status().connected());
+    lp::exclusive_queue(&lp::open_channel(&conn).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

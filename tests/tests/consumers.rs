@@ -8,7 +8,7 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, QueueDeclareOption
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation, ExchangeKind};
 use pigeon_tests::lapin_support::{self as lp, assert_code};
-use pigeon_tests::reply::{ACCESS_REFUSED, NOT_ALLOWED, NO_ROUTE};
+use pigeon_tests::reply::{ACCESS_REFUSED, NO_ROUTE};
 use pigeon_tests::{unique, within, TestBroker};
 use std::collections::BTreeSet;
 
@@ -110,24 +110,6 @@ async fn server_generates_distinct_amq_ctag_consumer_tags() {
     );
     assert!(second.tag().as_str().starts_with("amq.ctag-"));
     assert_ne!(first.tag(), second.tag());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reusing_a_consumer_tag_on_one_channel_is_530_not_allowed() {
-    let broker = TestBroker::start().await;
-    let (conn, channel) = lp::connect_channel(&broker).await;
-    let queue = lp::exclusive_queue(&channel).await;
-    let consume = |tag: &str| {
-        channel.basic_consume(
-            queue.as_str().into(),
-            tag.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-    };
-    consume("mine").await.unwrap();
-    assert_code(consume("mine").await, NOT_ALLOWED);
-    assert!(!conn.status().connected(), "530 is a connection error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

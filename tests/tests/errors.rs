@@ -10,9 +10,13 @@ use lapin::types::FieldTable;
 use pigeon_tests::lapin_support::{self as lp, assert_code};
 use pigeon_tests::raw::{self, method, Args, Ending, Frame, RawClient};
 use pigeon_tests::reply::{
-    CHANNEL_ERROR, COMMAND_INVALID, FRAME_ERROR, NOT_FOUND, SYNTAX_ERROR, UNEXPECTED_FRAME,
+    CHANNEL_ERROR, COMMAND_INVALID, FRAME_ERROR, NOT_ALLOWED, NOT_FOUND, SYNTAX_ERROR,
+    UNEXPECTED_FRAME,
 };
 use pigeon_tests::{unique, TestBroker};
+
+const BASIC_CONSUME: method::Id = (60, 20);
+const BASIC_CONSUME_OK: method::Id = (60, 21);
 
 /// A fresh lapin connection publishes and consumes: the broker survived whatever came before.
 async fn assert_broker_still_serves(broker: &TestBroker) {
@@ -116,6 +120,26 @@ async fn methods_on_a_channel_that_is_not_open_are_504_channel_error() {
     client.expect_method(method::CHANNEL_CLOSE_OK).await;
     client.send(&queue_declare(1)).await;
     assert_eq!(client.expect_connection_close().await.code, CHANNEL_ERROR);
+    assert_broker_still_serves(&broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusing_a_consumer_tag_on_one_channel_is_530_not_allowed() {
+    let broker = TestBroker::start().await;
+    let mut client = raw_with_channel(&broker).await;
+    let queue = client.declare_exclusive_queue(1).await;
+    let consume = Args::new()
+        .short(0)
+        .shortstr(&queue)
+        .shortstr("mine")
+        .bits(&[false, false, false, false]) // no-local no-ack exclusive no-wait
+        .longstr(&[]);
+    let consume = Frame::method(1, BASIC_CONSUME, consume);
+    client.send(&consume).await;
+    client.expect_method(BASIC_CONSUME_OK).await;
+    client.send(&consume).await;
+    let close = client.expect_connection_close().await;
+    assert_eq!(close.code, NOT_ALLOWED, "{close:?}");
     assert_broker_still_serves(&broker).await;
 }
 

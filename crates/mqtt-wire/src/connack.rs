@@ -270,6 +270,11 @@ mod tests {
         assert_eq!(encode_v(&p, V4), bytes);
         // 3.1 has no session present bit.
         assert_eq!(encode_v(&p, V3), b"\x20\x02\x00\x00");
+        // ... and its flags byte is not checked.
+        assert_eq!(
+            decode_one(b"\x20\x02\xff\x00", Some(V3)).unwrap(),
+            Packet::ConnAck(ConnAck::new(ReasonCode::Success))
+        );
     }
 
     #[test]

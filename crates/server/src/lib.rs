@@ -11,6 +11,7 @@ mod auth;
 pub mod config;
 mod mqtt;
 mod outbound;
+mod readbuf;
 
 pub use config::{ServerConfig, UserConfig};
 

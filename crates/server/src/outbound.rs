@@ -38,7 +38,7 @@ impl Outbound {
     /// An empty buffer.
     pub fn new() -> Outbound {
         Outbound {
-            buf: Mutex::new(BytesMut::with_capacity(16 * 1024)),
+            buf: Mutex::new(BytesMut::new()),
             backlog: AtomicUsize::new(0),
             wake_writer: Notify::new(),
             resume: Notify::new(),
@@ -87,7 +87,7 @@ impl Outbound {
 
     /// The writer: drains the buffer into `socket` until [`Outbound::close`] or an error.
     pub async fn run_writer<W: AsyncWrite + Unpin>(&self, mut socket: W) {
-        let mut spare = BytesMut::with_capacity(16 * 1024);
+        let mut spare = BytesMut::new();
         loop {
             {
                 let mut buf = self.buf.lock();

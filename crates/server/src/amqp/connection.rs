@@ -9,13 +9,14 @@ use super::auth::{self, MECHANISMS};
 use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
 use crate::outbound::Outbound;
+use crate::readbuf::ReadBuf;
 use crate::ServerState;
 use amqp_wire::{
     decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,
     ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune, ConnectionUpdateSecretOk,
     FieldTable, FieldValue, Frame, Method, ReplyCode, ShortString, FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,7 +102,7 @@ impl Connection {
             _ => return,
         }
         self.send_start();
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut rb = ReadBuf::new();
         let mut shutdown = self.server.shutdown.clone();
         let deadline = Instant::now() + handshake;
         let mut ticker = interval(Duration::from_secs(1));
@@ -109,7 +110,7 @@ impl Connection {
         let mut tick_period = Duration::from_secs(1);
         loop {
             loop {
-                match decode_frame(&mut buf, self.frame_max) {
+                match decode_frame(&mut rb.buf, self.frame_max) {
                     Ok(Some(frame)) => {
                         if let Err(e) = self.handle_frame(frame) {
                             self.close_with(e);
@@ -136,15 +137,16 @@ impl Connection {
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 ticker.reset();
             }
-            if buf.capacity() - buf.len() < 8 * 1024 {
-                buf.reserve(64 * 1024);
-            }
+            rb.prepare();
             // A client that sends faster than it reads our replies waits until they drain.
             let can_read = self.out.has_room();
             tokio::select! {
-                r = rd.read_buf(&mut buf), if can_read => match r {
+                r = rd.read_buf(&mut rb.buf), if can_read => match r {
                     Ok(0) | Err(_) => return,
-                    Ok(_) => self.last_read = Instant::now(),
+                    Ok(n) => {
+                        rb.filled(n);
+                        self.last_read = Instant::now();
+                    }
                 },
                 _ = ticker.tick() => {
                     if !self.on_tick(deadline) {

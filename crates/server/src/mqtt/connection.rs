@@ -4,8 +4,9 @@ use super::session::Session;
 use super::sink::{Attached, MqttSink};
 use super::Stats;
 use crate::outbound::Outbound;
+use crate::readbuf::ReadBuf;
 use crate::ServerState;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mqtt_wire::{
     decode, encode, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, LastWill, Packet,
     ProtocolVersion, PubRel, PublishProperties, ReasonCode, TopicName,
@@ -64,17 +65,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>
         let out = Arc::clone(&out);
         tokio::spawn(async move { out.run_writer(wr).await })
     };
-    let mut buf = BytesMut::with_capacity(512);
+    let mut rb = ReadBuf::new();
     let max = server.config.mqtt_max_packet_size as usize;
     let first = timeout(
         server.config.handshake_timeout,
-        read_packet(&mut rd, &mut buf, None, max),
+        read_packet(&mut rd, &mut rb, None, max),
     )
     .await;
     match first {
         Ok(Ok(Some(Packet::Connect(c)))) => {
             if let Some((mut conn, permit)) = connect(c, peer, &server, &out).await {
-                let end = conn.run(&mut rd, &mut buf).await;
+                let end = conn.run(&mut rd, &mut rb).await;
                 conn.finish(end);
                 drop(permit);
             }
@@ -89,17 +90,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>
 /// Reads until one packet is decoded; `Ok(None)` when the socket closed first.
 async fn read_packet(
     rd: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
+    rb: &mut ReadBuf,
     version: Option<ProtocolVersion>,
     max: usize,
 ) -> Result<Option<Packet>, DecodeError> {
     loop {
-        if let Some(p) = decode(buf, version, max)? {
+        if let Some(p) = decode(&mut rb.buf, version, max)? {
             return Ok(Some(p));
         }
-        match rd.read_buf(buf).await {
+        rb.prepare();
+        match rd.read_buf(&mut rb.buf).await {
             Ok(0) | Err(_) => return Ok(None),
-            Ok(_) => {}
+            Ok(n) => rb.filled(n),
         }
     }
 }
@@ -313,7 +315,7 @@ impl Conn {
         send_packet(&self.out, packet, self.version);
     }
 
-    async fn run(&mut self, rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> End {
+    async fn run(&mut self, rd: &mut OwnedReadHalf, rb: &mut ReadBuf) -> End {
         let max = self.server.config.mqtt_max_packet_size as usize;
         let mut shutdown = self.server.shutdown.clone();
         // [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.
@@ -324,7 +326,7 @@ impl Conn {
         tokio::pin!(keepalive);
         loop {
             loop {
-                match decode(buf, Some(self.version), max) {
+                match decode(&mut rb.buf, Some(self.version), max) {
                     Ok(Some(packet)) => {
                         if let Err(end) = self.handle(packet) {
                             return end;
@@ -344,14 +346,13 @@ impl Conn {
                     q.dispatch();
                 }
             }
-            if buf.capacity() - buf.len() < 256 {
-                buf.reserve(4096);
-            }
+            rb.prepare();
             let can_read = self.out.has_room();
             tokio::select! {
-                r = rd.read_buf(buf), if can_read => match r {
+                r = rd.read_buf(&mut rb.buf), if can_read => match r {
                     Ok(0) | Err(_) => return End::Abnormal,
-                    Ok(_) => {
+                    Ok(n) => {
+                        rb.filled(n);
                         if let Some(g) = grace {
                             keepalive.as_mut().reset(Instant::now() + g);
                         }

@@ -354,12 +354,10 @@ pub fn body(delivery: &Delivery) -> String {
 
 /// Waits for the consumer's stream to end, as it does when the server sends basic.cancel.
 pub async fn consumer_ends(consumer: &mut Consumer) {
-    loop {
-        match within("the consumer to be cancelled", consumer.next()).await {
-            None => return,
-            Some(Ok(delivery)) => panic!("unexpected delivery {:?}", body(&delivery)),
-            Some(Err(error)) => panic!("consumer failed instead of ending: {error:?}"),
-        }
+    match within("the consumer to be cancelled", consumer.next()).await {
+        None => {}
+        Some(Ok(delivery)) => panic!("unexpected delivery {:?}", body(&delivery)),
+        Some(Err(error)) => panic!("consumer failed instead of ending: {error:?}"),
     }
 }
 
@@ -367,12 +365,10 @@ pub async fn consumer_ends(consumer: &mut Consumer) {
 /// (lapin hands it to every consumer of the channel, then ends the stream). This is how a test
 /// learns the reply code of a close provoked by a method that has no reply, such as basic.ack.
 pub async fn consumer_error(consumer: &mut Consumer) -> lapin::Error {
-    loop {
-        match within("the consumer to report the close", consumer.next()).await {
-            Some(Err(error)) => return error,
-            Some(Ok(delivery)) => panic!("unexpected delivery {:?}", body(&delivery)),
-            None => panic!("the consumer ended without an error"),
-        }
+    match within("the consumer to report the close", consumer.next()).await {
+        Some(Err(error)) => error,
+        Some(Ok(delivery)) => panic!("unexpected delivery {:?}", body(&delivery)),
+        None => panic!("the consumer ended without an error"),
     }
 }
 

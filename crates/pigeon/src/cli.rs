@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Address the AMQP listener binds to, e.g. 127.0.0.1:5672 (overrides `server.amqp_listen`).
     #[arg(long, value_name = "ADDR")]
     pub amqp_listen: Option<SocketAddr>,
+
+    /// Address the MQTT listener binds to, e.g. 127.0.0.1:1883 (overrides `server.mqtt_listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_listen: Option<SocketAddr>,
 }
 
 impl Cli {
@@ -56,12 +60,17 @@ impl Cli {
             Some(Command::Serve(args)) => Ok(Command::Serve(ServeArgs {
                 config: args.config.or(top.config),
                 amqp_listen: args.amqp_listen.or(top.amqp_listen),
+                mqtt_listen: args.mqtt_listen.or(top.mqtt_listen),
             })),
-            Some(Command::Bench(_)) if top.config.is_some() || top.amqp_listen.is_some() => {
+            Some(Command::Bench(_))
+                if top.config.is_some()
+                    || top.amqp_listen.is_some()
+                    || top.mqtt_listen.is_some() =>
+            {
                 use clap::CommandFactory;
                 Err(Cli::command().error(
                     clap::error::ErrorKind::ArgumentConflict,
-                    "--config and --amqp-listen belong to `serve`, not `bench`",
+                    "--config, --amqp-listen and --mqtt-listen belong to `serve`, not `bench`",
                 ))
             }
             Some(command) => Ok(command),

@@ -16,6 +16,9 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     if let Some(addr) = args.amqp_listen {
         config.server.amqp_listen = addr;
     }
+    if let Some(addr) = args.mqtt_listen {
+        config.server.mqtt_listen = Some(addr);
+    }
     logging::init(log_flag.as_deref(), config.log.as_deref(), "info")?;
     if config.server.users.is_empty() {
         warn!("no users are configured: no client will be able to log in");
@@ -24,10 +27,14 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     let server = pigeon_server::start(config.server)
         .await
         .context("cannot start the server")?;
+    let mqtt = server
+        .mqtt_addr()
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
     info!(
-        "pigeon {} listening for AMQP 0-9-1 on {}",
+        "pigeon {} listening for AMQP 0-9-1 on {}, MQTT on {}",
         env!("CARGO_PKG_VERSION"),
-        server.amqp_addr()
+        server.amqp_addr(),
+        mqtt
     );
 
     // `ServerHandle::wait` and `shutdown` both take the handle, so the process waits for a

@@ -16,11 +16,13 @@ use std::time::Instant;
 const QOS_HEADER: &str = "x-mqtt-publish-qos";
 /// Header holding the MQTT 5 payload format indicator.
 const FORMAT_HEADER: &str = "x-mqtt-payload-format-indicator";
+/// Header marking a message published with the RETAIN flag (for retain-as-published).
+const RETAIN_HEADER: &str = "x-mqtt-retain";
 /// Header holding correlation data that is not a valid AMQP short string.
 const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// Encodes the AMQP properties of a message published over MQTT.
-pub fn amqp_properties(qos: QoS, props: &PublishProperties) -> Bytes {
+pub fn amqp_properties(qos: QoS, retain: bool, props: &PublishProperties) -> Bytes {
     let mut p = BasicProperties {
         delivery_mode: Some(if qos == QoS::AtMostOnce { 1 } else { 2 }),
         ..BasicProperties::default()
@@ -37,6 +39,12 @@ pub fn amqp_properties(qos: QoS, props: &PublishProperties) -> Bytes {
         .collect();
     if qos == QoS::ExactlyOnce {
         headers.push((ShortString::from_static(QOS_HEADER), FieldValue::U8(2)));
+    }
+    if retain {
+        headers.push((
+            ShortString::from_static(RETAIN_HEADER),
+            FieldValue::Bool(true),
+        ));
     }
     if let Some(f) = props.payload_format_indicator {
         let v = u8::from(f == PayloadFormat::Utf8);
@@ -73,6 +81,8 @@ pub struct Outgoing {
     pub properties: PublishProperties,
     /// It has expired and must not be delivered.
     pub expired: bool,
+    /// It was published with the RETAIN flag.
+    pub retain: bool,
 }
 
 /// Reads the stored AMQP properties of a message for an MQTT subscriber. `v5` asks for the
@@ -82,6 +92,7 @@ pub fn outgoing(raw: &Bytes, received: Instant, v5: bool) -> Outgoing {
         qos: QoS::AtMostOnce,
         properties: PublishProperties::default(),
         expired: false,
+        retain: false,
     };
     // Flags alone (2 bytes) or flags + delivery_mode (3 bytes): the common case, no decoding.
     if raw.len() == 3 && raw[0] == 0x10 && raw[1] == 0 {
@@ -104,6 +115,7 @@ pub fn outgoing(raw: &Bytes, received: Instant, v5: bool) -> Outgoing {
         if h.get(QOS_HEADER).and_then(FieldValue::as_i64) == Some(2) {
             out.qos = QoS::ExactlyOnce;
         }
+        out.retain = h.get(RETAIN_HEADER).and_then(FieldValue::as_bool) == Some(true);
     }
     if let Some(ms) = p
         .expiration
@@ -131,7 +143,7 @@ pub fn outgoing(raw: &Bytes, received: Instant, v5: bool) -> Outgoing {
     if let Some(h) = p.headers {
         for (k, v) in h.iter() {
             match k.as_str() {
-                QOS_HEADER => {}
+                QOS_HEADER | RETAIN_HEADER => {}
                 FORMAT_HEADER => {
                     pp.payload_format_indicator = Some(if v.as_i64() == Some(1) {
                         PayloadFormat::Utf8
@@ -181,13 +193,14 @@ mod tests {
             payload_format_indicator: Some(PayloadFormat::Utf8),
             ..PublishProperties::default()
         };
-        let raw = amqp_properties(QoS::ExactlyOnce, &props);
+        let raw = amqp_properties(QoS::ExactlyOnce, true, &props);
         let amqp = BasicProperties::decode(&raw).unwrap();
         assert_eq!(amqp.delivery_mode, Some(2));
         assert_eq!(amqp.reply_to.as_deref(), Some("reply.to.me"));
         assert_eq!(amqp.expiration.as_deref(), Some("60000"));
         let back = outgoing(&raw, Instant::now(), true);
         assert_eq!(back.qos, QoS::ExactlyOnce);
+        assert!(back.retain);
         assert!(!back.expired);
         let p = back.properties;
         assert_eq!(p.content_type, props.content_type);
@@ -200,7 +213,7 @@ mod tests {
 
     #[test]
     fn plain_qos1_needs_no_decoding() {
-        let raw = amqp_properties(QoS::AtLeastOnce, &PublishProperties::default());
+        let raw = amqp_properties(QoS::AtLeastOnce, false, &PublishProperties::default());
         assert_eq!(&raw[..], &[0x10, 0x00, 0x02]);
         assert_eq!(outgoing(&raw, Instant::now(), true).qos, QoS::AtLeastOnce);
     }

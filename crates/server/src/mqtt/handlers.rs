@@ -31,7 +31,7 @@ pub(super) fn publish_message(
     origin: u64,
 ) -> usize {
     let key = topic::to_routing_key(topic_name.as_str());
-    let props = convert::amqp_properties(qos, properties);
+    let props = convert::amqp_properties(qos, retain, properties);
     let message = Message::new(
         exchange.name_bytes.clone(),
         &key,

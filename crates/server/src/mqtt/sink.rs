@@ -93,7 +93,7 @@ impl ConsumerSink for MqttSink {
         let m = &message.message;
         let name = topic::from_routing_key(m.routing_key());
         let own = m.origin == self.session.uid;
-        let Some((sub_qos, ids, _rap)) = core.matching(queue, &name, own) else {
+        let Some((sub_qos, ids, rap)) = core.matching(queue, &name, own) else {
             return Delivered::Settled;
         };
         let v5 = core
@@ -113,7 +113,8 @@ impl ConsumerSink for MqttSink {
         let mut publish = Publish {
             dup: false,
             qos,
-            retain: false,
+            // [MQTT-3.3.1-9]: live deliveries clear RETAIN unless retain-as-published.
+            retain: rap && out.retain,
             topic: Some(topic),
             packet_id: None,
             properties,

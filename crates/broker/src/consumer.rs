@@ -46,6 +46,8 @@ pub struct ConsumerEntry {
     pub owner: u64,
     /// No other consumer may use the queue while this one exists.
     pub exclusive: bool,
+    /// Consumer priority (`x-priority`): higher ones get messages first while they have credit.
+    pub priority: i32,
     /// Where deliveries go.
     pub sink: Arc<dyn ConsumerSink>,
 }

@@ -13,6 +13,7 @@ pub mod consumer;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod policy;
 pub mod queue;
 pub mod retained;
 pub mod value;
@@ -21,11 +22,15 @@ pub mod vhost;
 pub use consumer::{ConnectionId, ConsumerEntry, ConsumerSink, Delivered};
 pub use error::{BrokerError, Result};
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
-pub use message::{Message, Properties, PropertiesDecoder, PropertiesFormat, PropertiesView};
-pub use queue::{Queue, QueueOptions, QueuedMessage};
+pub use message::{
+    Death, DeathReason, Message, MessageMeta, Properties, PropertiesCodec, PropertiesView,
+};
+pub use policy::{ApplyTo, Policy};
+pub use queue::settings::{Overflow, QueueSettings};
+pub use queue::{Enqueued, Queue, QueueOptions, QueuedMessage};
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
-pub use vhost::{ExchangeDeclare, QueueDeclared, VHost};
+pub use vhost::{ExchangeDeclare, Published, QueueDeclared, VHost};
 
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -42,7 +47,7 @@ impl Broker {
     /// A broker with the default vhost `/`.
     pub fn new() -> Arc<Broker> {
         let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), Arc::new(VHost::new("/")));
+        vhosts.insert("/".to_string(), VHost::new("/"));
         Arc::new(Broker {
             vhosts: RwLock::new(vhosts),
             ids: AtomicU64::new(1),
@@ -52,6 +57,11 @@ impl Broker {
     /// Looks up a vhost.
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().get(name).cloned()
+    }
+
+    /// Every vhost.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.read().values().cloned().collect()
     }
 
     /// A broker-wide unique id (connections, channels, sessions).

@@ -2,22 +2,16 @@
 //!
 //! A message is published once and may land in many queues: [`Message`] is a cheap handle
 //! (`Arc`) to one immutable [`MessageInner`], so fan-out copies no payload. The properties stay
-//! in the encoded form they arrived in (`raw`), together with the decoder of the protocol that
-//! encoded them; the core reads them through a small neutral [`PropertiesView`] that is decoded on
-//! first use only (headers exchange, TTL, dead-lettering, crossing to the other protocol).
+//! in the encoded form they arrived in (`raw`), together with the codec of the protocol that
+//! encoded them ([`PropertiesCodec`]); the core reads the few fields every queue needs
+//! ([`MessageMeta`]: TTL, priority, persistence) once at creation, and everything else through a
+//! neutral [`PropertiesView`] decoded on first use only (headers exchange, dead-lettering).
 
 use crate::value::Table;
 use bytes::Bytes;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-
-/// The encoding of a message's properties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PropertiesFormat {
-    /// AMQP 0-9-1 basic-class property flags and list.
-    Amqp091,
-}
 
 /// The properties the core needs to read, decoded from the raw form on demand.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,32 +26,84 @@ pub struct PropertiesView {
     pub expiration: Option<String>,
 }
 
-/// Turns raw properties into the neutral view. Provided by the protocol adapter that encoded
-/// them; a malformed encoding yields the default (empty) view.
-pub type PropertiesDecoder = fn(&Bytes) -> PropertiesView;
+/// The few properties every queue needs, read once when the message is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// Per-message TTL in milliseconds.
+    pub expiration_ms: Option<u64>,
+    /// Message priority.
+    pub priority: Option<u8>,
+    /// Published as persistent.
+    pub persistent: bool,
+}
+
+/// The protocol adapter that encoded a message's properties reads and rewrites them for the
+/// core, which knows no wire format.
+pub trait PropertiesCodec: Send + Sync {
+    /// The neutral view (a malformed encoding yields the default, empty view).
+    fn view(&self, raw: &Bytes) -> PropertiesView;
+    /// The hot-path subset; must be cheap when the properties are plain.
+    fn meta(&self, raw: &Bytes) -> MessageMeta;
+    /// The properties of a dead-lettered copy: `death` recorded (AMQP `x-death` and
+    /// `x-first-death-*` headers), the per-message expiration removed.
+    fn dead_lettered(&self, raw: &Bytes, death: &Death) -> Bytes;
+}
+
+/// Why a message was dead-lettered (the `reason` of an `x-death` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathReason {
+    /// Rejected or nacked without requeue.
+    Rejected,
+    /// Its TTL ran out.
+    Expired,
+    /// Dropped or refused by a length limit.
+    MaxLen,
+    /// Returned more often than the queue's delivery limit.
+    DeliveryLimit,
+}
+
+impl DeathReason {
+    /// The name RabbitMQ writes in `x-death`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeathReason::Rejected => "rejected",
+            DeathReason::Expired => "expired",
+            DeathReason::MaxLen => "maxlen",
+            DeathReason::DeliveryLimit => "delivery_limit",
+        }
+    }
+}
+
+/// One dead-lettering event, as recorded in the message.
+#[derive(Debug, Clone)]
+pub struct Death {
+    /// The queue it died in.
+    pub queue: String,
+    /// Why.
+    pub reason: DeathReason,
+    /// The exchange it had been published to.
+    pub exchange: String,
+    /// The routing keys it had been published with.
+    pub routing_keys: Vec<String>,
+    /// When, in seconds since the Unix epoch.
+    pub time: u64,
+}
 
 /// Encoded properties plus a lazily decoded view of them.
 pub struct Properties {
-    format: PropertiesFormat,
     raw: Bytes,
-    decode: PropertiesDecoder,
+    codec: &'static dyn PropertiesCodec,
     view: OnceLock<PropertiesView>,
 }
 
 impl Properties {
     /// Wraps encoded properties; nothing is decoded until [`Properties::view`] is called.
-    pub fn new(format: PropertiesFormat, raw: Bytes, decode: PropertiesDecoder) -> Properties {
+    pub fn new(raw: Bytes, codec: &'static dyn PropertiesCodec) -> Properties {
         Properties {
-            format,
             raw,
-            decode,
+            codec,
             view: OnceLock::new(),
         }
-    }
-
-    /// The encoding of `raw`.
-    pub fn format(&self) -> PropertiesFormat {
-        self.format
     }
 
     /// The properties exactly as they arrived.
@@ -65,16 +111,20 @@ impl Properties {
         &self.raw
     }
 
+    /// The codec that reads them.
+    pub fn codec(&self) -> &'static dyn PropertiesCodec {
+        self.codec
+    }
+
     /// The decoded view (decoded once, on first call).
     pub fn view(&self) -> &PropertiesView {
-        self.view.get_or_init(|| (self.decode)(&self.raw))
+        self.view.get_or_init(|| self.codec.view(&self.raw))
     }
 }
 
 impl fmt::Debug for Properties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Properties")
-            .field("format", &self.format)
             .field("raw_len", &self.raw.len())
             .finish()
     }
@@ -96,6 +146,8 @@ pub struct MessageInner {
     pub origin: u64,
     /// When the broker received it (for expiry).
     pub received: Instant,
+    /// Per-message TTL, priority, persistence.
+    pub meta: MessageMeta,
 }
 
 impl MessageInner {
@@ -124,6 +176,7 @@ impl Message {
         body: Bytes,
         origin: u64,
     ) -> Self {
+        let meta = properties.codec.meta(&properties.raw);
         Message(Arc::new(MessageInner {
             exchange,
             routing_key: Bytes::copy_from_slice(routing_key.as_bytes()),
@@ -131,6 +184,7 @@ impl Message {
             body,
             origin,
             received: Instant::now(),
+            meta,
         }))
     }
 

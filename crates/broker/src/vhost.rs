@@ -6,14 +6,51 @@
 use crate::consumer::ConnectionId;
 use crate::error::{BrokerError, Result};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::message::Message;
-use crate::queue::{Queue, QueueOptions};
+use crate::message::{Death, DeathReason, Message, Properties};
+use crate::policy::{Policies, Policy};
+use crate::queue::settings::QueueSettings;
+use crate::queue::{Enqueued, Queue, QueueOptions, QueuedMessage};
 use crate::retained::RetainedStore;
 use crate::value::Table;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The outcome of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Queues the message reached.
+    pub queues: usize,
+    /// A queue refused it (length limit with reject-publish): publisher confirms nack it.
+    pub rejected: bool,
+}
+
+/// Whether `message` going to `queue` closes a dead-letter cycle: it already died in that
+/// queue and no death in its history is a rejection.
+fn is_cycle(message: &Message, queue: &str) -> bool {
+    let Some(crate::value::Value::Array(deaths)) = message
+        .view()
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("x-death"))
+    else {
+        return false;
+    };
+    let tables = deaths.iter().filter_map(|d| match d {
+        crate::value::Value::Table(t) => Some(t),
+        _ => None,
+    });
+    let mut seen_here = false;
+    for t in tables {
+        if t.get_str("reason") == Some("rejected") {
+            return false;
+        }
+        seen_here |= t.get_str("queue") == Some(queue);
+    }
+    seen_here
+}
 
 /// What `exchange.declare` asks for.
 #[derive(Debug, Clone)]
@@ -47,6 +84,7 @@ pub struct QueueDeclared {
 
 /// A virtual host.
 pub struct VHost {
+    me: Weak<VHost>,
     name: Arc<str>,
     default_exchange: Arc<Exchange>,
     exchanges: RwLock<HashMap<Arc<str>, Arc<Exchange>>>,
@@ -54,6 +92,7 @@ pub struct VHost {
     generated: AtomicU64,
     /// Retained messages (MQTT).
     pub retained: RetainedStore,
+    policies: RwLock<Policies>,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
@@ -80,7 +119,7 @@ fn inequivalent(
 impl VHost {
     /// Creates a vhost with the standard exchanges (`amq.direct`, `amq.fanout`, `amq.topic`,
     /// `amq.headers`, `amq.match`) and the default exchange.
-    pub fn new(name: &str) -> VHost {
+    pub fn new(name: &str) -> Arc<VHost> {
         let mut exchanges = HashMap::new();
         for (n, kind) in [
             ("amq.direct", ExchangeKind::Direct),
@@ -92,7 +131,8 @@ impl VHost {
             let x = Arc::new(Exchange::new(n, kind, true, false, false, Table::new()));
             exchanges.insert(Arc::clone(&x.name), x);
         }
-        VHost {
+        Arc::new_cyclic(|me| VHost {
+            me: me.clone(),
             name: name.into(),
             default_exchange: Arc::new(Exchange::new(
                 "",
@@ -106,7 +146,8 @@ impl VHost {
             queues: RwLock::new(HashMap::new()),
             generated: AtomicU64::new(0),
             retained: RetainedStore::default(),
-        }
+            policies: RwLock::new(Policies::default()),
+        })
     }
 
     /// Its name.
@@ -190,6 +231,13 @@ impl VHost {
             d.internal,
             d.arguments.clone(),
         ));
+        let ae = self
+            .policies
+            .read()
+            .for_exchange(d.name)
+            .and_then(|p| p.get_str("alternate-exchange"))
+            .map(str::to_string);
+        x.set_policy_alternate(ae);
         self.exchanges
             .write()
             .entry(Arc::clone(&x.name))
@@ -240,7 +288,9 @@ impl VHost {
             queue,
         };
         if passive {
-            return self.queue_for(name, connection).map(declared);
+            let q = self.queue_for(name, connection)?;
+            q.touch();
+            return Ok(declared(q));
         }
         if name.starts_with("amq.") {
             return Err(BrokerError::AccessRefused(format!(
@@ -279,9 +329,18 @@ impl VHost {
                     )));
                 }
             }
+            q.touch();
             return Ok(declared(Arc::clone(q)));
         }
-        let q = Arc::new(Queue::new(&name, &self.name, options));
+        let settings = {
+            let policies = self.policies.read();
+            QueueSettings::resolve(&options.arguments, policies.for_queue(&name))?
+        };
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| not_found("vhost", &self.name, &self.name))?;
+        let q = Arc::new(Queue::new(&name, &me, options, settings));
         queues.insert(name.into(), Arc::clone(&q));
         Ok(declared(q))
     }
@@ -439,12 +498,119 @@ impl VHost {
 
     /// Routes `message` from `exchange` and enqueues it in every queue it reaches (each once).
     /// Returns the number of queues.
-    pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> usize {
+    pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> Published {
         let queues = self.route(exchange, message);
+        let mut rejected = false;
         for q in &queues {
-            q.enqueue(message.clone());
+            rejected |= q.enqueue(message.clone()) == Enqueued::Rejected;
         }
-        queues.len()
+        Published {
+            queues: queues.len(),
+            rejected,
+        }
+    }
+
+    /// Dead-letters `messages` that left `from`: each is republished to `exchange` with
+    /// `routing_key` (or its own), its death recorded in its properties. A message that would
+    /// come back to a queue it already died in without ever being rejected is dropped, so
+    /// dead-letter cycles end (as in RabbitMQ).
+    pub fn dead_letter(
+        &self,
+        from: &Queue,
+        exchange: &str,
+        routing_key: Option<&str>,
+        messages: Vec<(QueuedMessage, DeathReason)>,
+    ) {
+        let Ok(x) = self.exchange(exchange) else {
+            tracing::debug!(
+                queue = from.name(),
+                exchange,
+                "dead-letter exchange missing, messages dropped"
+            );
+            return;
+        };
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for (m, reason) in messages {
+            let old = &m.message;
+            let death = Death {
+                queue: from.name().to_string(),
+                reason,
+                exchange: old.exchange().to_string(),
+                routing_keys: vec![old.routing_key().to_string()],
+                time,
+            };
+            let codec = old.properties.codec();
+            let raw = codec.dead_lettered(old.properties.raw(), &death);
+            let message = Message::new(
+                x.name_bytes.clone(),
+                routing_key.unwrap_or(old.routing_key()),
+                Properties::new(raw, codec),
+                old.body.clone(),
+                old.origin,
+            );
+            for q in self.route(&x, &message) {
+                if !is_cycle(&message, q.name()) {
+                    q.enqueue(message.clone());
+                }
+            }
+        }
+    }
+
+    /// Timers: expires messages whose TTL ran out and deletes queues unused for longer than
+    /// their `x-expires`. The server calls it a few times a second.
+    pub fn tick(&self, now: Instant) {
+        let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
+        for q in &queues {
+            q.expire(now);
+            if q.unused_for_too_long(now) {
+                tracing::debug!(queue = q.name(), "queue expired (x-expires)");
+                self.remove_queue(q);
+            }
+        }
+    }
+
+    /// Adds or replaces a policy and applies it to existing queues and exchanges.
+    pub fn set_policy(&self, policy: Policy) -> Result<()> {
+        self.policies.write().set(policy)?;
+        self.apply_policies();
+        Ok(())
+    }
+
+    /// Removes a policy; returns whether it existed.
+    pub fn clear_policy(&self, name: &str) -> bool {
+        let removed = self.policies.write().remove(name);
+        if removed {
+            self.apply_policies();
+        }
+        removed
+    }
+
+    /// The vhost's policies.
+    pub fn policies(&self) -> Vec<Policy> {
+        self.policies.read().list()
+    }
+
+    fn apply_policies(&self) {
+        let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
+        let exchanges: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
+        let policies = self.policies.read();
+        for q in queues {
+            let def = policies.for_queue(q.name());
+            if let Ok(settings) = QueueSettings::resolve(&q.options().arguments, def) {
+                if settings != q.settings() {
+                    q.apply_settings(settings);
+                }
+            }
+        }
+        for x in exchanges {
+            let ae = policies
+                .for_exchange(&x.name)
+                .and_then(|d| d.get_str("alternate-exchange"))
+                .map(str::to_string);
+            x.set_policy_alternate(ae);
+        }
     }
 
     /// The queues `message` published to `exchange` reaches, each once, following
@@ -480,7 +646,7 @@ impl VHost {
                 }
             }
             if !routed_here && queues.len() + pending.len() == before {
-                if let Some(ae) = x.alternate_exchange().and_then(|n| self.exchange(n).ok()) {
+                if let Some(ae) = x.alternate_exchange().and_then(|n| self.exchange(&n).ok()) {
                     pending.push(ae);
                 }
             }

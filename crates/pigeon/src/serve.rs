@@ -39,7 +39,12 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
 
     // `ServerHandle::wait` and `shutdown` both take the handle, so the process waits for a
     // signal rather than also for the server ending on its own.
-    let signal = shutdown_signal().await?;
+    let signal = loop {
+        tokio::select! {
+            signal = shutdown_signal() => break signal?,
+            () = reload_signal() => reload_policies(&args, &server),
+        }
+    };
     info!("{signal} received: shutting down (send it again to exit at once)");
     tokio::select! {
         () = server.shutdown() => {
@@ -50,6 +55,39 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
             anyhow::bail!("{} received again: exited without waiting for connections to close", again?)
         }
     }
+}
+
+/// SIGHUP: re-reads the configuration file and applies its policies to the running broker
+/// (existing queues and exchanges follow at once). Other keys need a restart.
+fn reload_policies(args: &ServeArgs, server: &pigeon_server::ServerHandle) {
+    let Some(path) = &args.config else {
+        warn!("SIGHUP received but no --config file to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(config) => match server.set_policies(&config.server.policies) {
+            Ok(()) => info!(
+                policies = config.server.policies.len(),
+                "SIGHUP: policies reloaded from {}",
+                path.display()
+            ),
+            Err(e) => warn!("SIGHUP: {e}"),
+        },
+        Err(e) => warn!("SIGHUP: configuration not reloaded: {e:#}"),
+    }
+}
+
+/// Waits for SIGHUP (never returns where there is none).
+async fn reload_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            hup.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM and names the one that came.

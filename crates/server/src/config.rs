@@ -55,6 +55,49 @@ pub struct ServerConfig {
     pub mqtt_allow_anonymous: bool,
     /// Seconds between `$SYS/broker/...` updates (0 disables them).
     pub mqtt_sys_interval: u64,
+    /// Policies, as `rabbitmqctl set_policy` would set them.
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The vhost (default `/`).
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    /// Its name.
+    pub name: String,
+    /// Regular expression matched against queue / exchange names.
+    pub pattern: String,
+    /// `queues`, `exchanges` or `all` (default).
+    #[serde(default = "default_apply_to")]
+    pub apply_to: String,
+    /// The highest priority wins when several policies match.
+    #[serde(default)]
+    pub priority: i32,
+    /// The settings: `message-ttl`, `expires`, `max-length`, `max-length-bytes`, `overflow`,
+    /// `dead-letter-exchange`, `dead-letter-routing-key`, `delivery-limit`,
+    /// `alternate-exchange`.
+    pub definition: std::collections::BTreeMap<String, PolicyValue>,
+}
+
+/// A value in a policy definition.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PolicyValue {
+    /// A number (TTLs, lengths, limits).
+    Int(i64),
+    /// A name (exchanges, routing keys, overflow behaviour).
+    Text(String),
+}
+
+fn default_vhost() -> String {
+    "/".into()
+}
+
+fn default_apply_to() -> String {
+    "all".into()
 }
 
 impl Default for ServerConfig {
@@ -79,6 +122,7 @@ impl Default for ServerConfig {
             mqtt_max_queued_messages: 100_000,
             mqtt_allow_anonymous: true,
             mqtt_sys_interval: 10,
+            policies: Vec::new(),
         }
     }
 }

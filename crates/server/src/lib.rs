@@ -11,9 +11,10 @@ mod auth;
 pub mod config;
 mod mqtt;
 mod outbound;
+mod policy;
 mod readbuf;
 
-pub use config::{ServerConfig, UserConfig};
+pub use config::{PolicyConfig, PolicyValue, ServerConfig, UserConfig};
 
 use pigeon_broker::Broker;
 use std::net::SocketAddr;
@@ -28,6 +29,9 @@ use tokio::task::JoinSet;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
+    /// A policy in the configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// A listener could not bind its address (in use, or not allowed).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -74,6 +78,11 @@ impl ServerHandle {
         self.mqtt_addr
     }
 
+    /// Replaces the policies of every vhost (existing queues and exchanges follow at once).
+    pub fn set_policies(&self, policies: &[PolicyConfig]) -> Result<(), String> {
+        policy::apply(&self.broker, policies)
+    }
+
     /// The broker core behind the listeners.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -101,6 +110,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let broker = Broker::new();
+    policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
     let sys_interval = config.mqtt_sys_interval;
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
@@ -110,6 +120,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         mqtt: mqtt::MqttState::new(),
     });
     let mut tasks = JoinSet::new();
+    tasks.spawn(timers(Arc::clone(&state)));
     tasks.spawn(accept_loop(amqp, Arc::clone(&state), Protocol::Amqp));
     tracing::info!(addr = %amqp_addr, "AMQP 0-9-1 listener started");
     let mqtt_addr = mqtt.map(|(listener, addr)| {
@@ -128,6 +139,24 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         shutdown,
         tasks,
     })
+}
+
+/// The broker's timers: message TTLs and unused queues (`x-expires`), five times a second.
+async fn timers(state: Arc<ServerState>) {
+    let mut shutdown = state.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = std::time::Instant::now();
+                for vhost in state.broker.vhosts() {
+                    vhost.tick(now);
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {

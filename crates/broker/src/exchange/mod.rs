@@ -123,6 +123,8 @@ pub struct Exchange {
     pub internal: bool,
     /// Declare arguments.
     pub arguments: Table,
+    /// `alternate-exchange` from a policy (the declare argument wins over it).
+    policy_alternate: RwLock<Option<String>>,
     bindings: RwLock<Bindings>,
 }
 
@@ -144,13 +146,22 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
+            policy_alternate: RwLock::new(None),
             bindings: RwLock::new(Bindings::default()),
         }
     }
 
-    /// The `alternate-exchange` argument: where unroutable messages go.
-    pub fn alternate_exchange(&self) -> Option<&str> {
-        self.arguments.get_str("alternate-exchange")
+    /// Where unroutable messages go: the `alternate-exchange` argument, else the policy's.
+    pub fn alternate_exchange(&self) -> Option<String> {
+        match self.arguments.get_str("alternate-exchange") {
+            Some(ae) => Some(ae.to_string()),
+            None => self.policy_alternate.read().clone(),
+        }
+    }
+
+    /// Sets the policy's `alternate-exchange`.
+    pub fn set_policy_alternate(&self, ae: Option<String>) {
+        *self.policy_alternate.write() = ae;
     }
 
     /// Adds a binding; binding twice is a no-op (AMQP: bind is idempotent).

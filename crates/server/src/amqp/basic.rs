@@ -1,7 +1,7 @@
 //! The basic, confirm and tx classes: publishing, consuming, acknowledging.
 
 use super::channel::{requeue, Channel, Confirms, ConnCtx, ConsumerRecord, Publish, Tx, TxAck};
-use super::convert;
+use super::codec::AMQP_CODEC;
 use super::delivery::{short, AmqpConsumer, Unacked};
 use super::error::{AmqpError, AmqpResult};
 use amqp_wire::{
@@ -9,9 +9,7 @@ use amqp_wire::{
     ConfirmSelectOk, Method, ReplyCode, ShortString, TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use bytes::{Bytes, BytesMut};
-use pigeon_broker::{
-    ConsumerEntry, Exchange, Message, Properties, PropertiesFormat, Queue, QueuedMessage,
-};
+use pigeon_broker::{ConsumerEntry, Enqueued, Exchange, Message, Properties, Queue, QueuedMessage};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -172,10 +170,20 @@ impl Channel {
             cancel_notify: ctx.cancel_notify,
             cancelled: AtomicBool::new(false),
         });
+        let priority = match m.arguments.get("x-priority") {
+            None => 0,
+            Some(v) => v
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| {
+                    AmqpError::new(ReplyCode::PreconditionFailed, "invalid arg 'x-priority'")
+                })?,
+        };
         let entry = ConsumerEntry {
             tag: Arc::from(tag.as_str()),
             owner: self.shared.uid,
             exclusive: m.exclusive,
+            priority,
             sink: Arc::clone(&sink) as _,
         };
         let shared = Arc::clone(&self.shared);
@@ -202,7 +210,7 @@ impl Channel {
         let message = Message::new(
             p.exchange.name_bytes.clone(),
             p.routing_key.as_str(),
-            Properties::new(PropertiesFormat::Amqp091, props, convert::properties_view),
+            Properties::new(props, &AMQP_CODEC),
             body,
             ctx.conn_id,
         );
@@ -210,16 +218,43 @@ impl Channel {
             tx.publishes.push((p.exchange, message, p.mandatory));
             return Ok(());
         }
-        self.route(ctx, &p.exchange, message, p.mandatory);
+        let accepted = self.route(ctx, &p.exchange, message, p.mandatory);
         if let Some(c) = self.confirms.as_mut() {
             c.last_seq += 1;
-            c.unconfirmed_upto = c.last_seq;
+            if accepted {
+                c.unconfirmed_upto = c.last_seq;
+            } else {
+                // A queue refused it (x-overflow reject-publish): confirm what came before,
+                // then nack this one, keeping confirms in order.
+                let seq = c.last_seq;
+                if c.unconfirmed_upto > c.confirmed_upto {
+                    let multiple = c.unconfirmed_upto - c.confirmed_upto > 1;
+                    self.shared.send(&Method::BasicAck(amqp_wire::BasicAck {
+                        delivery_tag: c.unconfirmed_upto,
+                        multiple,
+                    }));
+                }
+                self.shared.send(&Method::BasicNack(amqp_wire::BasicNack {
+                    delivery_tag: seq,
+                    multiple: false,
+                    requeue: false,
+                }));
+                c.unconfirmed_upto = seq;
+                c.confirmed_upto = seq;
+            }
         }
         Ok(())
     }
 
     /// Routes a message; a mandatory one that reaches no queue comes back as basic.return.
-    fn route(&self, ctx: &ConnCtx, exchange: &Arc<Exchange>, message: Message, mandatory: bool) {
+    /// Returns false when a queue refused it (length limit with reject-publish).
+    fn route(
+        &self,
+        ctx: &ConnCtx,
+        exchange: &Arc<Exchange>,
+        message: Message,
+        mandatory: bool,
+    ) -> bool {
         let queues: Vec<Arc<Queue>> = ctx.vhost.route(exchange, &message);
         if queues.is_empty() {
             if mandatory {
@@ -233,14 +268,18 @@ impl Channel {
                     message,
                     seq: 0,
                     redelivered: false,
+                    expires_at: None,
+                    delivery_count: 0,
                 };
-                self.shared.send_with_content(&ret, &returned);
+                self.shared.send_with_content(&ret, &returned, false);
             }
-            return;
+            return true;
         }
+        let mut accepted = true;
         for q in &queues {
-            q.enqueue(message.clone());
+            accepted &= q.enqueue(message.clone()) == Enqueued::Accepted;
         }
+        accepted
     }
 
     fn ack(&mut self, op: TxAck) -> AmqpResult {
@@ -296,11 +335,11 @@ impl Channel {
             self.shared.release(&u.credit);
         }
         self.needs_dispatch = true;
-        if settle == Settle::Requeue {
-            requeue(taken);
-            return Ok(());
+        match settle {
+            Settle::Requeue => requeue(taken),
+            Settle::Ack => settle_runs(&taken),
+            Settle::Discard => reject_runs(taken),
         }
-        settle_runs(&taken);
         Ok(())
     }
 }
@@ -316,6 +355,19 @@ fn settle_runs(taken: &[Unacked]) {
             .count();
         q.settle(run);
         i += run;
+    }
+}
+
+/// Rejected without requeue: each queue dead-letters (or drops) its messages.
+fn reject_runs(taken: Vec<Unacked>) {
+    let mut it = taken.into_iter().peekable();
+    while let Some(first) = it.next() {
+        let queue = Arc::clone(&first.queue);
+        let mut run = vec![first.message];
+        while let Some(next) = it.next_if(|u| Arc::ptr_eq(&u.queue, &queue)) {
+            run.push(next.message);
+        }
+        queue.reject(run);
     }
 }
 

@@ -4,6 +4,7 @@
 //! credit) is touched from other tasks. Handlers for the exchange and queue classes live in
 //! `topology.rs`, those of the basic, confirm and tx classes in `basic.rs`.
 
+use super::codec::parse_expiration;
 use super::delivery::{AmqpConsumer, ChannelShared, Unacked};
 use super::error::{AmqpError, AmqpResult};
 use crate::outbound::Outbound;
@@ -191,6 +192,23 @@ impl Channel {
                     ),
                 )
             });
+        }
+        // A per-message TTL must be a non-negative integer (RabbitMQ refuses others).
+        if properties.first().is_some_and(|f| f & 0x01 != 0) {
+            let expiration = amqp_wire::BasicProperties::decode(&properties)
+                .ok()
+                .and_then(|p| p.expiration);
+            if let Some(e) = expiration.filter(|e| parse_expiration(e.as_str()).is_none()) {
+                self.publish = None;
+                return Err(AmqpError {
+                    class_id: 60,
+                    method_id: 40,
+                    ..AmqpError::new(
+                        ReplyCode::PreconditionFailed,
+                        format!("invalid expiration '{e}' for message"),
+                    )
+                });
+            }
         }
         // Own the properties: a slice would pin the connection's read buffer.
         p.header = Some((body_size, Bytes::copy_from_slice(&properties)));

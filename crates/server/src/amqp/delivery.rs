@@ -5,6 +5,7 @@
 //! counter and the unacked list (one short mutex, which also keeps tags in the order their
 //! frames are written), the prefetch counters (atomics) and the connection's outbound buffer.
 
+use super::codec::with_delivery_count;
 use crate::outbound::Outbound;
 use amqp_wire::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicDeliver,
@@ -92,12 +93,16 @@ impl ChannelShared {
     }
 
     /// Writes a method with content (deliver, get-ok, return) as method, header and body frames.
-    pub fn send_with_content(&self, method: &Method, message: &QueuedMessage) {
+    /// `counted` adds the `x-delivery-count` header to a redelivery (queues with a delivery
+    /// limit).
+    pub fn send_with_content(&self, method: &Method, message: &QueuedMessage, counted: bool) {
         let m = &message.message;
+        let recounted = (counted && message.delivery_count > 0)
+            .then(|| with_delivery_count(m.properties.raw(), message.delivery_count));
+        let raw = recounted.as_ref().unwrap_or(m.properties.raw());
         self.out.send(|buf| {
-            buf.reserve(m.body.len() + m.properties.raw().len() + 128);
+            buf.reserve(m.body.len() + raw.len() + 128);
             encode_method_frame(self.number, method, buf);
-            let raw = m.properties.raw();
             encode_header_frame(self.number, BASIC_CLASS, m.body.len() as u64, raw, buf);
             encode_body_frames(self.number, &m.body, self.frame_max, buf);
         });
@@ -115,7 +120,7 @@ impl ChannelShared {
             routing_key: short(&message.message.routing_key),
             message_count: left,
         });
-        self.send_with_content(&method, &message);
+        self.send_with_content(&method, &message, queue.counts_deliveries());
         if !no_ack {
             d.unacked.push_back(Unacked {
                 tag,
@@ -201,7 +206,7 @@ impl ConsumerSink for AmqpConsumer {
             exchange: short(&message.message.exchange),
             routing_key: short(&message.message.routing_key),
         });
-        ch.send_with_content(&method, &message);
+        ch.send_with_content(&method, &message, queue.counts_deliveries());
         if self.no_ack {
             return Delivered::Settled;
         }

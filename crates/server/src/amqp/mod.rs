@@ -9,11 +9,12 @@
 mod auth;
 mod basic;
 mod channel;
+mod codec;
 mod connection;
 mod convert;
 mod delivery;
 mod error;
 mod topology;
 
+pub(crate) use codec::AMQP_CODEC;
 pub use connection::serve;
-pub(crate) use convert::properties_view;

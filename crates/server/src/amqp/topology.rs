@@ -58,7 +58,6 @@ impl Channel {
                     exclusive_owner: m.exclusive.then_some(ctx.conn_id),
                     auto_delete: m.auto_delete,
                     arguments: convert::table(&m.arguments),
-                    max_length: None,
                 };
                 let name = if m.passive {
                     self.queue_name(&m.queue)?.to_string()

@@ -304,6 +304,7 @@ impl Conn {
             tag: Arc::from(self.session.client_id.as_str()),
             owner: self.session.uid,
             exclusive: false,
+            priority: 0,
             sink: Arc::new(sink),
         };
         if let Err(e) = queue.add_consumer(entry, || {}) {

@@ -9,7 +9,7 @@ use mqtt_wire::{
     RetainHandling, SubAck, Subscribe, TopicName, UnsubAck, Unsubscribe,
 };
 use pigeon_broker::{
-    Destination, Exchange, Message, Properties, PropertiesFormat, QueueOptions, Table, VHost,
+    Destination, Exchange, Message, Properties, QueueOptions, Table, VHost, Value,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -35,11 +35,7 @@ pub(super) fn publish_message(
     let message = Message::new(
         exchange.name_bytes.clone(),
         &key,
-        Properties::new(
-            PropertiesFormat::Amqp091,
-            props,
-            crate::amqp::properties_view,
-        ),
+        Properties::new(props, &crate::amqp::AMQP_CODEC),
         payload,
         origin,
     );
@@ -55,6 +51,15 @@ pub(super) fn publish_message(
         q.enqueue(message.clone());
     }
     queues.len()
+}
+
+/// Queue arguments limiting a session queue: beyond the limit the oldest messages are dropped
+/// (`x-overflow` drop-head, the default).
+fn max_length(limit: usize) -> Table {
+    Table(vec![(
+        "x-max-length".to_string(),
+        Value::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
+    )])
 }
 
 impl Conn {
@@ -306,7 +311,7 @@ impl Conn {
             let name = format!("mqtt-shared-{group}-{filter}");
             let options = QueueOptions {
                 auto_delete: true,
-                max_length: Some(config.mqtt_max_queued_messages),
+                arguments: max_length(config.mqtt_max_queued_messages),
                 ..QueueOptions::default()
             };
             return self
@@ -320,7 +325,7 @@ impl Conn {
         }
         let name = format!("mqtt-session-{}", self.session.client_id);
         let options = QueueOptions {
-            max_length: Some(config.mqtt_max_queued_messages),
+            arguments: max_length(config.mqtt_max_queued_messages),
             ..QueueOptions::default()
         };
         let q = self

@@ -1,0 +1,552 @@
+//! Queues: ready messages, their consumers, delivery, and the features around them (TTL,
+//! dead-lettering, length limits, priorities, consumer priorities, single active consumer,
+//! delivery limits, expiry of unused queues).
+//!
+//! A queue's state has one owner at a time: a short-held mutex that is never held across an
+//! `.await` (the broker has none). Publishers enqueue on their own task and, when a consumer has
+//! credit, deliver straight away, so the common case never parks a message.
+//!
+//! Every message gets a sequence number when it is enqueued; the ready list is ordered by it, so
+//! messages given back (`requeue`) return to their original place, as RabbitMQ does.
+//!
+//! Dead letters are collected while the lock is held and routed after it is released, so a
+//! dead-letter cycle between two queues can never take their locks in opposite orders.
+
+mod ready;
+pub mod settings;
+
+use crate::consumer::{ConnectionId, ConsumerEntry, Delivered};
+use crate::error::{BrokerError, Result};
+use crate::message::{DeathReason, Message};
+use crate::value::Table;
+use crate::vhost::VHost;
+use parking_lot::Mutex;
+use ready::Ready;
+use settings::{Overflow, QueueSettings};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// A message in a queue, or out for delivery from it.
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    /// The message (shared with every other queue it was routed to).
+    pub message: Message,
+    /// Position in this queue, to put it back in order.
+    pub seq: u64,
+    /// It was delivered before and given back.
+    pub redelivered: bool,
+    /// When its TTL (the queue's or its own, whichever is shorter) runs out.
+    pub expires_at: Option<Instant>,
+    /// How many times it was given back after a delivery.
+    pub delivery_count: u32,
+}
+
+impl QueuedMessage {
+    /// Whether its TTL ran out before `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| now > t)
+    }
+}
+
+/// How a queue was declared.
+#[derive(Debug, Clone, Default)]
+pub struct QueueOptions {
+    /// Survives a restart (recorded; disk durability lands with the store).
+    pub durable: bool,
+    /// Owned by one connection and deleted with it.
+    pub exclusive_owner: Option<ConnectionId>,
+    /// Deleted when its last consumer goes away.
+    pub auto_delete: bool,
+    /// Declare arguments (`x-message-ttl`, `x-max-length`, ...).
+    pub arguments: Table,
+}
+
+/// Whether a queue took a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued (or delivered).
+    Accepted,
+    /// Refused by the length limit (`x-overflow` reject-publish / reject-publish-dlx).
+    Rejected,
+}
+
+/// A queue.
+pub struct Queue {
+    name: Arc<str>,
+    vhost_name: Arc<str>,
+    vhost: Weak<VHost>,
+    options: QueueOptions,
+    /// Mirrors `settings.delivery_limit.is_some()` for consumers, which run under the lock.
+    counts_deliveries: AtomicBool,
+    state: Mutex<State>,
+}
+
+struct State {
+    settings: QueueSettings,
+    ready: Ready,
+    next_seq: u64,
+    /// Highest consumer priority first; registration order within a priority.
+    consumers: Vec<ConsumerEntry>,
+    /// Round-robin position among `consumers`.
+    cursor: usize,
+    /// Messages delivered and not yet acked or given back.
+    unacked: usize,
+    had_consumer: bool,
+    deleted: bool,
+    /// Messages dropped by a length limit.
+    dropped: u64,
+    /// Last time a consumer, `basic.get` or a declaration used the queue (`x-expires`).
+    last_used: Instant,
+}
+
+/// Messages to dead-letter once the queue's lock is released.
+struct Dead {
+    exchange: Option<String>,
+    routing_key: Option<String>,
+    messages: Vec<(QueuedMessage, DeathReason)>,
+}
+
+impl Dead {
+    fn new(settings: &QueueSettings) -> Dead {
+        Dead {
+            exchange: settings.dead_letter_exchange.clone(),
+            routing_key: settings.dead_letter_routing_key.clone(),
+            messages: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, st: &mut State, m: QueuedMessage, reason: DeathReason) {
+        if reason == DeathReason::MaxLen {
+            st.dropped += 1;
+        }
+        if self.exchange.is_some() {
+            self.messages.push((m, reason));
+        }
+    }
+}
+
+/// What deleting a queue left behind.
+pub struct Deleted {
+    /// Ready messages dropped with it.
+    pub messages: u32,
+    /// Its consumers, to be told they were cancelled.
+    pub consumers: Vec<ConsumerEntry>,
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Queue {
+    /// Creates an empty queue of `vhost` with resolved `settings`.
+    pub fn new(
+        name: &str,
+        vhost: &Arc<VHost>,
+        options: QueueOptions,
+        settings: QueueSettings,
+    ) -> Queue {
+        Queue {
+            name: name.into(),
+            vhost_name: vhost.name().into(),
+            vhost: Arc::downgrade(vhost),
+            options,
+            counts_deliveries: AtomicBool::new(settings.delivery_limit.is_some()),
+            state: Mutex::new(State {
+                ready: Ready::new(settings.max_priority),
+                settings,
+                next_seq: 0,
+                consumers: Vec::new(),
+                cursor: 0,
+                unacked: 0,
+                had_consumer: false,
+                deleted: false,
+                dropped: 0,
+                last_used: Instant::now(),
+            }),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How it was declared.
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    /// Its effective settings (arguments and policy).
+    pub fn settings(&self) -> QueueSettings {
+        self.state.lock().settings.clone()
+    }
+
+    /// Whether redeliveries carry a delivery count (the queue has a delivery limit). Safe to
+    /// call from a consumer sink.
+    pub fn counts_deliveries(&self) -> bool {
+        self.counts_deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Ready messages (not counting those out for delivery).
+    pub fn message_count(&self) -> u32 {
+        count(self.state.lock().ready.len())
+    }
+
+    /// Messages dropped so far by a length limit.
+    pub fn dropped_count(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    /// Registered consumers.
+    pub fn consumer_count(&self) -> u32 {
+        count(self.state.lock().consumers.len())
+    }
+
+    /// Checks that `connection` may use this queue (AMQP 405 RESOURCE_LOCKED otherwise).
+    pub fn check_access(&self, connection: ConnectionId) -> Result<()> {
+        match self.options.exclusive_owner {
+            Some(owner) if owner != connection => Err(BrokerError::ResourceLocked(format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'",
+                self.name, self.vhost_name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Marks the queue used now (a declaration), for `x-expires`.
+    pub fn touch(&self) {
+        self.state.lock().last_used = Instant::now();
+    }
+
+    /// Runs `f` under the lock, then routes whatever it dead-lettered.
+    fn locked<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, &mut Dead) -> R) -> R {
+        let (r, dead) = {
+            let mut st = self.state.lock();
+            let mut dead = Dead::new(&st.settings);
+            let r = f(&mut st, &mut dead);
+            (r, dead)
+        };
+        if !dead.messages.is_empty() {
+            if let (Some(vhost), Some(exchange)) = (self.vhost.upgrade(), dead.exchange) {
+                vhost.dead_letter(self, &exchange, dead.routing_key.as_deref(), dead.messages);
+            }
+        }
+        r
+    }
+
+    /// Appends a message and delivers what consumers have credit for.
+    pub fn enqueue(self: &Arc<Self>, message: Message) -> Enqueued {
+        self.locked(|st, dead| {
+            if st.deleted {
+                return Enqueued::Accepted;
+            }
+            let now = Instant::now();
+            let ttl = match (st.settings.message_ttl, message.meta.expiration_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let m = QueuedMessage {
+                expires_at: ttl.map(|ms| message.received + Duration::from_millis(ms)),
+                message,
+                seq: st.next_seq,
+                redelivered: false,
+                delivery_count: 0,
+            };
+            st.next_seq += 1;
+            let s = &st.settings;
+            let full = s.max_length.is_some_and(|max| st.ready.len() >= max)
+                || s.max_length_bytes
+                    .is_some_and(|max| st.ready.bytes() + m.message.body.len() > max);
+            if full && s.overflow != Overflow::DropHead {
+                if s.overflow == Overflow::RejectPublishDlx {
+                    dead.push(st, m, DeathReason::MaxLen);
+                } else {
+                    st.dropped += 1;
+                }
+                return Enqueued::Rejected;
+            }
+            st.ready.push(m);
+            self.dispatch_locked(st, now, dead);
+            // Drop-head: the oldest messages make room [RabbitMQ: x-overflow drop-head].
+            loop {
+                let s = &st.settings;
+                let over = s.max_length.is_some_and(|max| st.ready.len() > max)
+                    || s.max_length_bytes.is_some_and(|max| st.ready.bytes() > max);
+                if !over {
+                    break;
+                }
+                match st.ready.pop_front() {
+                    Some(old) => dead.push(st, old, DeathReason::MaxLen),
+                    None => break,
+                }
+            }
+            // A TTL of 0 lets a message through only to a consumer ready right now.
+            expire_heads(st, Instant::now(), dead);
+            Enqueued::Accepted
+        })
+    }
+
+    /// Delivers ready messages to consumers with credit. Adapters call it when a consumer's
+    /// credit comes back (ack, larger prefetch, drained socket).
+    pub fn dispatch(self: &Arc<Self>) {
+        self.locked(|st, dead| self.dispatch_locked(st, Instant::now(), dead));
+    }
+
+    fn dispatch_locked(self: &Arc<Self>, st: &mut State, now: Instant, dead: &mut Dead) {
+        loop {
+            expire_heads(st, now, dead);
+            if st.ready.is_empty() {
+                return;
+            }
+            let Some(i) = pick_consumer(st) else {
+                return;
+            };
+            let Some(message) = st.ready.pop_front() else {
+                return;
+            };
+            if st.consumers[i].sink.deliver(self, message) == Delivered::Pending {
+                st.unacked += 1;
+            }
+        }
+    }
+
+    /// Takes the head message for `basic.get`; returns it with the number of messages left.
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+        self.locked(|st, dead| {
+            let now = Instant::now();
+            st.last_used = now;
+            expire_heads(st, now, dead);
+            let message = st.ready.pop_front()?;
+            if !no_ack {
+                st.unacked += 1;
+            }
+            Some((message, count(st.ready.len())))
+        })
+    }
+
+    /// Settles `count` delivered messages (acked).
+    pub fn settle(&self, count: usize) {
+        let mut st = self.state.lock();
+        st.unacked = st.unacked.saturating_sub(count);
+    }
+
+    /// Settles delivered messages that were rejected without requeue: they are dead-lettered
+    /// when the queue has a dead-letter exchange, dropped otherwise.
+    pub fn reject(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        self.locked(|st, dead| {
+            for m in messages {
+                st.unacked = st.unacked.saturating_sub(1);
+                dead.push(st, m, DeathReason::Rejected);
+            }
+        });
+    }
+
+    /// Gives delivered messages back: each returns to its original place, marked redelivered,
+    /// unless it has been returned more often than the delivery limit allows.
+    pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        self.locked(|st, dead| {
+            for mut m in messages {
+                st.unacked = st.unacked.saturating_sub(1);
+                if st.deleted {
+                    continue;
+                }
+                m.redelivered = true;
+                m.delivery_count += 1;
+                if st
+                    .settings
+                    .delivery_limit
+                    .is_some_and(|l| m.delivery_count > l)
+                {
+                    dead.push(st, m, DeathReason::DeliveryLimit);
+                    continue;
+                }
+                st.ready.insert(m);
+            }
+            self.dispatch_locked(st, Instant::now(), dead);
+        });
+    }
+
+    /// Registers a consumer and delivers to it what it has credit for. `on_added` runs once the
+    /// consumer is accepted and before anything is delivered to it (AMQP sends `consume-ok`
+    /// there, which must precede the first `basic.deliver`).
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        consumer: ConsumerEntry,
+        on_added: impl FnOnce(),
+    ) -> Result<()> {
+        self.locked(|st, dead| {
+            if st.deleted {
+                return Err(BrokerError::NotFound(format!(
+                    "no queue '{}' in vhost '{}'",
+                    self.name, self.vhost_name
+                )));
+            }
+            if st.consumers.iter().any(|c| c.exclusive)
+                || (consumer.exclusive && !st.consumers.is_empty())
+            {
+                return Err(BrokerError::AccessRefused(format!(
+                    "queue '{}' in vhost '{}' in exclusive use",
+                    self.name, self.vhost_name
+                )));
+            }
+            on_added();
+            let at = st
+                .consumers
+                .iter()
+                .position(|c| c.priority < consumer.priority)
+                .unwrap_or(st.consumers.len());
+            if at <= st.cursor && at < st.consumers.len() {
+                st.cursor += 1;
+            }
+            st.consumers.insert(at, consumer);
+            st.had_consumer = true;
+            let now = Instant::now();
+            st.last_used = now;
+            self.dispatch_locked(st, now, dead);
+            Ok(())
+        })
+    }
+
+    /// Removes the consumer `tag` of `owner`. Returns `Some(unused)` if it existed, where
+    /// `unused` says the queue is auto-delete and has now lost its last consumer. With a
+    /// single active consumer, the next one takes over.
+    pub fn remove_consumer(self: &Arc<Self>, owner: u64, tag: &str) -> Option<bool> {
+        self.locked(|st, dead| {
+            let at = st
+                .consumers
+                .iter()
+                .position(|c| c.owner == owner && &*c.tag == tag)?;
+            st.consumers.remove(at);
+            if st.cursor > at {
+                st.cursor -= 1;
+            }
+            if st.cursor >= st.consumers.len() {
+                st.cursor = 0;
+            }
+            let now = Instant::now();
+            st.last_used = now;
+            self.dispatch_locked(st, now, dead);
+            Some(self.options.auto_delete && st.had_consumer && st.consumers.is_empty())
+        })
+    }
+
+    /// Drops every ready message; returns how many.
+    pub fn purge(&self) -> u32 {
+        count(self.state.lock().ready.drain().len())
+    }
+
+    /// Dead-letters (or drops) every ready message whose TTL ran out, wherever it sits; the
+    /// vhost's timer calls it.
+    pub fn expire(self: &Arc<Self>, now: Instant) {
+        self.locked(|st, dead| {
+            if st.ready.uneven_expiry > 0 {
+                for m in st.ready.take_expired(now) {
+                    dead.push(st, m, DeathReason::Expired);
+                }
+            } else {
+                expire_heads(st, now, dead);
+            }
+        });
+    }
+
+    /// Whether the queue has been unused for longer than its `x-expires`.
+    pub fn unused_for_too_long(&self, now: Instant) -> bool {
+        let st = self.state.lock();
+        st.settings.expires.is_some_and(|ms| {
+            st.consumers.is_empty() && now.duration_since(st.last_used) >= Duration::from_millis(ms)
+        })
+    }
+
+    /// Applies new settings (a policy changed): limits are enforced at once.
+    pub fn apply_settings(self: &Arc<Self>, settings: QueueSettings) {
+        self.counts_deliveries
+            .store(settings.delivery_limit.is_some(), Ordering::Relaxed);
+        self.locked(|st, dead| {
+            *dead = Dead::new(&settings);
+            st.settings = settings;
+            loop {
+                let s = &st.settings;
+                let over = s.max_length.is_some_and(|max| st.ready.len() > max)
+                    || s.max_length_bytes.is_some_and(|max| st.ready.bytes() > max);
+                if !over || s.overflow != Overflow::DropHead {
+                    break;
+                }
+                match st.ready.pop_front() {
+                    Some(old) => dead.push(st, old, DeathReason::MaxLen),
+                    None => break,
+                }
+            }
+            self.dispatch_locked(st, Instant::now(), dead);
+        });
+    }
+
+    /// Whether the queue is deleted (a publisher may still hold it for a moment).
+    pub fn is_deleted(&self) -> bool {
+        self.state.lock().deleted
+    }
+
+    /// Marks the queue deleted, dropping its messages and handing back its consumers.
+    pub(crate) fn delete(&self) -> Deleted {
+        let mut st = self.state.lock();
+        st.deleted = true;
+        let messages = count(st.ready.drain().len());
+        Deleted {
+            messages,
+            consumers: std::mem::take(&mut st.consumers),
+        }
+    }
+}
+
+/// Dead-letters expired messages at the head of the queue (each priority level's head).
+fn expire_heads(st: &mut State, now: Instant, dead: &mut Dead) {
+    while st.ready.front().is_some_and(|m| m.expired(now)) {
+        match st.ready.pop_front() {
+            Some(m) => dead.push(st, m, DeathReason::Expired),
+            None => return,
+        }
+    }
+}
+
+/// Picks the consumer for the next message and takes its credit: the highest consumer
+/// priority first, round-robin within a priority; with a single active consumer, only the
+/// first one.
+fn pick_consumer(st: &mut State) -> Option<usize> {
+    let n = st.consumers.len();
+    if n == 0 {
+        return None;
+    }
+    if st.settings.single_active_consumer {
+        return st.consumers[0].sink.try_reserve().then_some(0);
+    }
+    let mut start = 0;
+    while start < n {
+        let p = st.consumers[start].priority;
+        let end = start
+            + st.consumers[start..]
+                .iter()
+                .take_while(|c| c.priority == p)
+                .count();
+        let len = end - start;
+        let first = if (start..end).contains(&st.cursor) {
+            st.cursor - start
+        } else {
+            0
+        };
+        for k in 0..len {
+            let i = start + (first + k) % len;
+            if st.consumers[i].sink.try_reserve() {
+                st.cursor = i + 1;
+                return Some(i);
+            }
+        }
+        start = end;
+    }
+    None
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("name", &self.name).finish()
+    }
+}

@@ -1,0 +1,160 @@
+//! A queue's effective settings: its declare arguments (`x-...`), with the matching policy
+//! filling what the arguments leave unset (RabbitMQ: arguments win over policy values).
+
+use crate::error::{BrokerError, Result};
+use crate::value::{Table, Value};
+
+/// What happens when a queue is at its length limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop (or dead-letter) the oldest message to make room.
+    #[default]
+    DropHead,
+    /// Refuse the new message (publisher confirm: nack).
+    RejectPublish,
+    /// Refuse the new message and dead-letter it.
+    RejectPublishDlx,
+}
+
+/// Settings read from arguments and policy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueSettings {
+    /// `x-message-ttl`, milliseconds.
+    pub message_ttl: Option<u64>,
+    /// `x-expires`: delete the queue after this long unused, milliseconds.
+    pub expires: Option<u64>,
+    /// `x-max-length`: most ready messages.
+    pub max_length: Option<usize>,
+    /// `x-max-length-bytes`: most bytes of ready message bodies.
+    pub max_length_bytes: Option<usize>,
+    /// `x-overflow`.
+    pub overflow: Overflow,
+    /// `x-dead-letter-exchange`.
+    pub dead_letter_exchange: Option<String>,
+    /// `x-dead-letter-routing-key`.
+    pub dead_letter_routing_key: Option<String>,
+    /// `x-max-priority` (1..=255).
+    pub max_priority: Option<u8>,
+    /// `x-single-active-consumer`.
+    pub single_active_consumer: bool,
+    /// `x-delivery-limit`: returns allowed before the message is dead-lettered.
+    pub delivery_limit: Option<u32>,
+}
+
+fn invalid(key: &str, why: &str) -> BrokerError {
+    BrokerError::PreconditionFailed(format!("invalid arg '{key}': {why}"))
+}
+
+fn int(key: &str, v: &Value, min: i64, max: i64) -> Result<i64> {
+    match v.as_i64() {
+        Some(i) if (min..=max).contains(&i) => Ok(i),
+        Some(i) => Err(invalid(key, &format!("{i} is out of range {min}..={max}"))),
+        None => Err(invalid(key, "expected an integer")),
+    }
+}
+
+fn text(key: &str, v: &Value) -> Result<String> {
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| invalid(key, "expected a string"))
+}
+
+impl QueueSettings {
+    /// Resolves the settings from declare `arguments` and an optional policy `definition`
+    /// (keys without the `x-` prefix, as RabbitMQ's policies write them).
+    pub fn resolve(arguments: &Table, policy: Option<&Table>) -> Result<QueueSettings> {
+        let get = |arg: &str, key: &str| -> Option<(String, Value)> {
+            arguments
+                .get(arg)
+                .map(|v| (arg.to_string(), v.clone()))
+                .or_else(|| {
+                    policy
+                        .and_then(|p| p.get(key))
+                        .map(|v| (key.to_string(), v.clone()))
+                })
+        };
+        let mut s = QueueSettings::default();
+        if let Some((k, v)) = get("x-message-ttl", "message-ttl") {
+            s.message_ttl = Some(int(&k, &v, 0, i64::from(u32::MAX))? as u64);
+        }
+        if let Some((k, v)) = get("x-expires", "expires") {
+            s.expires = Some(int(&k, &v, 1, i64::from(u32::MAX))? as u64);
+        }
+        if let Some((k, v)) = get("x-max-length", "max-length") {
+            s.max_length = Some(int(&k, &v, 0, i64::MAX)? as usize);
+        }
+        if let Some((k, v)) = get("x-max-length-bytes", "max-length-bytes") {
+            s.max_length_bytes = Some(int(&k, &v, 0, i64::MAX)? as usize);
+        }
+        if let Some((k, v)) = get("x-overflow", "overflow") {
+            s.overflow = match text(&k, &v)?.as_str() {
+                "drop-head" => Overflow::DropHead,
+                "reject-publish" => Overflow::RejectPublish,
+                "reject-publish-dlx" => Overflow::RejectPublishDlx,
+                other => return Err(invalid(&k, &format!("unknown overflow '{other}'"))),
+            };
+        }
+        if let Some((k, v)) = get("x-dead-letter-exchange", "dead-letter-exchange") {
+            s.dead_letter_exchange = Some(text(&k, &v)?);
+        }
+        if let Some((k, v)) = get("x-dead-letter-routing-key", "dead-letter-routing-key") {
+            s.dead_letter_routing_key = Some(text(&k, &v)?);
+        }
+        if let Some(v) = arguments.get("x-max-priority") {
+            s.max_priority = Some(int("x-max-priority", v, 1, 255)? as u8);
+        }
+        if let Some(v) = arguments.get("x-single-active-consumer") {
+            s.single_active_consumer = match v {
+                Value::Bool(b) => *b,
+                _ => return Err(invalid("x-single-active-consumer", "expected a boolean")),
+            };
+        }
+        if let Some((k, v)) = get("x-delivery-limit", "delivery-limit") {
+            s.delivery_limit = Some(int(&k, &v, 0, i64::from(u32::MAX))? as u32);
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn t(entries: &[(&str, Value)]) -> Table {
+        Table(
+            entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn arguments_win_over_policy() {
+        let args = t(&[("x-message-ttl", Value::Int(100))]);
+        let policy = t(&[
+            ("message-ttl", Value::Int(5000)),
+            ("max-length", Value::Int(3)),
+            (
+                "overflow",
+                Value::Str(Bytes::from_static(b"reject-publish")),
+            ),
+        ]);
+        let s = QueueSettings::resolve(&args, Some(&policy)).unwrap();
+        assert_eq!(s.message_ttl, Some(100));
+        assert_eq!(s.max_length, Some(3));
+        assert_eq!(s.overflow, Overflow::RejectPublish);
+    }
+
+    #[test]
+    fn invalid_values_are_precondition_failures() {
+        let bad = t(&[("x-max-priority", Value::Int(300))]);
+        assert!(matches!(
+            QueueSettings::resolve(&bad, None),
+            Err(BrokerError::PreconditionFailed(_))
+        ));
+        let bad = t(&[("x-overflow", Value::Str(Bytes::from_static(b"nope")))]);
+        assert!(QueueSettings::resolve(&bad, None).is_err());
+    }
+}

@@ -291,10 +291,10 @@ async fn connection_close_is_answered_with_close_ok() {
 
     let conn = lp::connect(&broker).await;
     let _channel = lp::open_channel(&conn).await;
+    // lapin's close resolves when connection.close-ok arrives.
     within("connection.close-ok", conn.close(200, "bye".into()))
         .await
         .unwrap();
-    assert!(conn.status().closed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,15 @@
-//! The bench's AMQP 0-9-1 client, on lapin: one connection per producer or consumer, one channel
-//! each, publishing through the default exchange.
+//! The bench's AMQP 0-9-1 client on lapin (`--client lapin`): one connection per producer or
+//! consumer, one channel each. Kept to compare with the bench's own client (`amqp_raw.rs`) and
+//! as a second opinion on a broker's behaviour.
 
+use super::amqp_raw::AmqpConfig;
 use super::client::{Client, Confirms, ConsumeOptions, Consumer, PublishOptions, Publisher};
 use anyhow::Context;
+use bytes::Bytes;
 use futures_lite::{future, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{
@@ -18,19 +21,24 @@ use std::collections::VecDeque;
 /// A lapin connection.
 pub struct Amqp {
     connection: Connection,
+    exchange: ShortString,
 }
 
 impl Client for Amqp {
+    type Config = AmqpConfig;
     type Publisher = AmqpPublisher;
     type Consumer = AmqpConsumer;
 
-    async fn connect(url: &str, name: &str) -> anyhow::Result<Self> {
+    async fn connect(config: &AmqpConfig, name: &str) -> anyhow::Result<Self> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = Connection::connect(url, properties).await?;
-        Ok(Amqp { connection })
+        let connection = Connection::connect(&config.url, properties).await?;
+        Ok(Amqp {
+            connection,
+            exchange: config.exchange.as_str().into(),
+        })
     }
 
-    async fn declare_queue(&self, name: &str, durable: bool) -> anyhow::Result<()> {
+    async fn declare_queue(&mut self, name: &str, durable: bool) -> anyhow::Result<()> {
         let channel = self.connection.create_channel().await?;
         let options = QueueDeclareOptions {
             durable,
@@ -39,11 +47,22 @@ impl Client for Amqp {
         channel
             .queue_declare(name.into(), options, FieldTable::default())
             .await?;
+        if !self.exchange.as_str().is_empty() {
+            channel
+                .queue_bind(
+                    name.into(),
+                    self.exchange.clone(),
+                    name.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         channel.close(200, "OK".into()).await?;
         Ok(())
     }
 
-    async fn delete_queue(&self, name: &str) -> anyhow::Result<()> {
+    async fn delete_queue(&mut self, name: &str) -> anyhow::Result<()> {
         let channel = self.connection.create_channel().await?;
         channel
             .queue_delete(name.into(), QueueDeleteOptions::default())
@@ -53,7 +72,7 @@ impl Client for Amqp {
     }
 
     async fn publisher(
-        &self,
+        self,
         queue: &str,
         options: PublishOptions,
     ) -> anyhow::Result<AmqpPublisher> {
@@ -70,7 +89,9 @@ impl Client for Amqp {
             BasicProperties::default()
         };
         Ok(AmqpPublisher {
+            connection: self.connection,
             channel,
+            exchange: self.exchange,
             queue: queue.into(),
             properties,
             window: options.confirm_window.map(|w| w as usize),
@@ -78,7 +99,7 @@ impl Client for Amqp {
         })
     }
 
-    async fn consumer(&self, queue: &str, options: ConsumeOptions) -> anyhow::Result<AmqpConsumer> {
+    async fn consumer(self, queue: &str, options: ConsumeOptions) -> anyhow::Result<AmqpConsumer> {
         let channel = self.connection.create_channel().await?;
         if options.prefetch > 0 {
             channel
@@ -95,6 +116,7 @@ impl Client for Amqp {
             .await
             .context("basic.consume")?;
         Ok(AmqpConsumer {
+            connection: self.connection,
             channel,
             consumer,
             manual_ack: options.manual_ack,
@@ -102,7 +124,7 @@ impl Client for Amqp {
         })
     }
 
-    async fn close(&self) -> anyhow::Result<()> {
+    async fn close(self) -> anyhow::Result<()> {
         self.connection.close(200, "OK".into()).await?;
         Ok(())
     }
@@ -110,7 +132,9 @@ impl Client for Amqp {
 
 /// A channel publishing to one queue, with its unresolved confirms in publish order.
 pub struct AmqpPublisher {
+    connection: Connection,
     channel: Channel,
+    exchange: ShortString,
     queue: ShortString,
     properties: BasicProperties,
     window: Option<usize>,
@@ -159,7 +183,7 @@ impl Publisher for AmqpPublisher {
         let confirm = self
             .channel
             .basic_publish(
-                "".into(),
+                self.exchange.clone(),
                 self.queue.clone(),
                 BasicPublishOptions::default(),
                 body,
@@ -172,6 +196,11 @@ impl Publisher for AmqpPublisher {
         Ok(())
     }
 
+    async fn write_out(&mut self) -> anyhow::Result<()> {
+        // lapin writes as it goes.
+        Ok(())
+    }
+
     async fn flush(&mut self) -> anyhow::Result<Confirms> {
         let mut confirms = Confirms::default();
         while !self.pending.is_empty() {
@@ -179,10 +208,16 @@ impl Publisher for AmqpPublisher {
         }
         Ok(confirms)
     }
+
+    async fn close(self) -> anyhow::Result<()> {
+        self.connection.close(200, "OK".into()).await?;
+        Ok(())
+    }
 }
 
 /// A channel consuming one queue; keeps the last delivery's acker for [`Consumer::ack`].
 pub struct AmqpConsumer {
+    connection: Connection,
     channel: Channel,
     consumer: lapin::Consumer,
     manual_ack: bool,
@@ -190,7 +225,7 @@ pub struct AmqpConsumer {
 }
 
 impl Consumer for AmqpConsumer {
-    async fn next(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn next(&mut self) -> anyhow::Result<Option<Bytes>> {
         match self.consumer.next().await {
             None => Ok(None),
             Some(delivery) => {
@@ -198,7 +233,7 @@ impl Consumer for AmqpConsumer {
                 if self.manual_ack {
                     self.last = Some(delivery.acker);
                 }
-                Ok(Some(delivery.data))
+                Ok(Some(Bytes::from(delivery.data)))
             }
         }
     }
@@ -214,6 +249,11 @@ impl Consumer for AmqpConsumer {
         self.channel
             .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
             .await?;
+        Ok(())
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        self.connection.close(200, "OK".into()).await?;
         Ok(())
     }
 }

@@ -1,29 +1,38 @@
-//! The seam between the workload and the AMQP client library.
+//! The seam between the workload and the protocol clients.
 //!
 //! The workload (`workload.rs`) decides what to send, when, and what to measure; a [`Client`]
-//! only moves messages. Today the implementation is lapin (`amqp.rs`); a client written on tokio
-//! directly, or an MQTT one, implements these three traits and nothing else changes.
+//! only moves messages. Three implement these traits: the bench's own AMQP 0-9-1 client on
+//! `amqp-wire` (`amqp_raw.rs`, the default), lapin (`amqp.rs`, `--client lapin`), and the bench's
+//! own MQTT client on `mqtt-wire` (`mqtt.rs`).
+//!
+//! Each producer and each consumer has a connection of its own: [`Client::publisher`] and
+//! [`Client::consumer`] take the connection over, and the publisher or consumer closes it. That
+//! lets a client keep a connection's socket, buffers and protocol state in the one task that uses
+//! them, with no locks and no hand-off between tasks on the hot path.
 //!
 //! Every future here may wait on the network for ever; the workload puts the time limits around
 //! them.
 
+use bytes::Bytes;
 use std::future::Future;
 
 /// How a producer publishes.
 #[derive(Debug, Clone, Copy)]
 pub struct PublishOptions {
-    /// Put the channel in confirm mode and keep at most this many messages unconfirmed.
+    /// Keep at most this many messages unconfirmed (AMQP: confirm mode; MQTT: the in-flight
+    /// window of QoS 1 and 2). `None`: no confirms.
     pub confirm_window: Option<u32>,
-    /// delivery_mode 2 instead of 1.
+    /// AMQP: delivery_mode 2 instead of 1. MQTT ignores it.
     pub persistent: bool,
 }
 
 /// How a consumer consumes.
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumeOptions {
-    /// Manual acknowledgements (false: the broker forgets a message once it sends it).
+    /// AMQP: manual acknowledgements (false: the broker forgets a message once it sends it).
+    /// MQTT acknowledges as its QoS requires, whatever this says.
     pub manual_ack: bool,
-    /// basic.qos prefetch count; 0 sends no basic.qos.
+    /// AMQP: basic.qos prefetch count; 0 sends no basic.qos.
     pub prefetch: u16,
 }
 
@@ -32,7 +41,7 @@ pub struct ConsumeOptions {
 pub struct Confirms {
     /// Messages the broker took responsibility for.
     pub acked: u64,
-    /// Messages the broker refused (basic.nack).
+    /// Messages the broker refused (AMQP basic.nack, MQTT 5 reason code 0x80 or above).
     pub nacked: u64,
 }
 
@@ -44,65 +53,85 @@ impl std::ops::AddAssign for Confirms {
 }
 
 /// One connection to a broker.
-pub trait Client: Sized + Send + Sync + 'static {
-    /// Publishes to one queue on a channel of its own.
+pub trait Client: Sized + Send + 'static {
+    /// Where and how to connect (URL, protocol version, ...).
+    type Config: Clone + Send + Sync + 'static;
+    /// Publishes to one queue or topic.
     type Publisher: Publisher;
-    /// Consumes from one queue on a channel of its own.
+    /// Consumes from one queue or topic.
     type Consumer: Consumer;
 
-    /// Opens a connection; `name` shows in the broker's connection list.
-    fn connect(url: &str, name: &str) -> impl Future<Output = anyhow::Result<Self>> + Send;
+    /// Opens a connection; `name` shows in the broker's connection list (AMQP) or becomes the
+    /// client identifier (MQTT).
+    fn connect(
+        config: &Self::Config,
+        name: &str,
+    ) -> impl Future<Output = anyhow::Result<Self>> + Send;
 
-    /// Declares a queue that is neither exclusive nor auto-deleted.
+    /// Declares a queue that is neither exclusive nor auto-deleted and, when the configuration
+    /// names an exchange, binds it there with its name as the key. MQTT has nothing to declare.
     fn declare_queue(
-        &self,
+        &mut self,
         name: &str,
         durable: bool,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Deletes a queue and the messages left in it.
-    fn delete_queue(&self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn delete_queue(&mut self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
 
-    /// Opens a channel that publishes to `queue` through the default exchange.
+    /// Turns the connection into a publisher to `target` (a queue, through the default exchange
+    /// or the configured one; an MQTT topic).
     fn publisher(
-        &self,
-        queue: &str,
+        self,
+        target: &str,
         options: PublishOptions,
     ) -> impl Future<Output = anyhow::Result<Self::Publisher>> + Send;
 
-    /// Opens a channel and starts consuming `queue`.
+    /// Turns the connection into a consumer of `source` (a queue; an MQTT topic filter).
     fn consumer(
-        &self,
-        queue: &str,
+        self,
+        source: &str,
         options: ConsumeOptions,
     ) -> impl Future<Output = anyhow::Result<Self::Consumer>> + Send;
 
-    /// Closes the connection politely (connection.close).
-    fn close(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Closes the connection politely (AMQP connection.close, MQTT DISCONNECT).
+    fn close(self) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// A channel publishing to one queue.
+/// A connection publishing to one queue or topic.
 pub trait Publisher: Send + 'static {
-    /// In confirm mode, waits until the window has room for one more message; returns the
+    /// With confirms, waits until the window has room for one more message; returns the
     /// confirms that arrived meanwhile. Separate from `publish` so that the send time stamped
     /// into a message excludes this wait.
     fn reserve(&mut self) -> impl Future<Output = anyhow::Result<Confirms>> + Send;
 
-    /// Sends one message (returns once the client has taken it, not once it is confirmed).
+    /// Sends one message: returns once the client has taken it, which may be into a write
+    /// buffer that a later call sends together with other messages.
     fn publish(&mut self, body: &[u8]) -> impl Future<Output = anyhow::Result<()>> + Send;
 
-    /// Waits for every outstanding confirm (at once when not in confirm mode).
+    /// Writes out whatever `publish` buffered, without waiting for confirms: the workload calls
+    /// it before it pauses (`--rate`), so a message never waits in a buffer for the next one.
+    fn write_out(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Writes out what is buffered and waits for every outstanding confirm.
     fn flush(&mut self) -> impl Future<Output = anyhow::Result<Confirms>> + Send;
+
+    /// Closes the connection politely.
+    fn close(self) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// A channel consuming one queue.
+/// A connection consuming one queue or topic.
 pub trait Consumer: Send + 'static {
     /// The next message body; `None` when the broker cancelled the consumer.
-    fn next(&mut self) -> impl Future<Output = anyhow::Result<Option<Vec<u8>>>> + Send;
+    fn next(&mut self) -> impl Future<Output = anyhow::Result<Option<Bytes>>> + Send;
 
-    /// Acknowledges the last message `next` returned and, with `multiple`, every earlier one.
+    /// Acknowledges the last message `next` returned and, with `multiple`, every earlier one
+    /// (AMQP with manual acks; a no-op otherwise). May be buffered until `next` has to wait.
     fn ack(&mut self, multiple: bool) -> impl Future<Output = anyhow::Result<()>> + Send;
 
-    /// Cancels the consumer (basic.cancel) so the broker stops sending.
+    /// Stops the flow of messages (AMQP basic.cancel; MQTT: nothing, the close will do).
     fn cancel(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Closes the connection politely.
+    fn close(self) -> impl Future<Output = anyhow::Result<()>> + Send;
 }

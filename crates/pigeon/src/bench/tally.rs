@@ -1,8 +1,13 @@
 //! What one consumer saw: latencies, and which (producer, sequence) pairs arrived.
 //!
-//! Each consumer keeps its own tally with no sharing on the hot path; the tallies are merged when
-//! the run ends. A message counts as a duplicate when its pair was already seen, by this consumer
-//! or by another on the same queue, and as lost when its producer sent it and nobody saw it.
+//! Each consumer keeps its own tally with no sharing on the hot path; the tallies are summed up
+//! when the run ends ([`summarize`]), in one of two ways:
+//! - [`Sharing::Competing`] (AMQP: consumers of a queue share its messages): a message counts as a
+//!   duplicate when its pair was already seen, by this consumer or by another, and as lost when
+//!   its producer sent it and nobody saw it.
+//! - [`Sharing::FanOut`] (MQTT: every subscriber of a topic gets every message): each subscriber
+//!   should see every message of the producers on its topic once; losses and duplicates are
+//!   counted per subscriber and added up.
 
 use super::stamp::Stamp;
 use hdrhistogram::Histogram;
@@ -116,10 +121,103 @@ impl Tally {
 
     /// Messages sent but never received, given how many each producer sent (index = producer id).
     pub fn lost(&self, sent: &[u64]) -> u64 {
+        self.lost_of(sent, |_| true)
+    }
+
+    /// Like [`Tally::lost`], counting only the producers for which `hears` is true.
+    fn lost_of(&self, sent: &[u64], hears: impl Fn(usize) -> bool) -> u64 {
         sent.iter()
             .enumerate()
+            .filter(|(p, _)| hears(*p))
             .map(|(p, &n)| n.saturating_sub(self.seen.get(p).map_or(0, SeqSet::len)))
             .sum()
+    }
+}
+
+/// How consumers share what producers send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Each message goes to one consumer (consumers of an AMQP queue).
+    Competing,
+    /// Each message goes to every consumer of its topic; producer i and consumer j are on topic
+    /// i % topics and j % topics.
+    FanOut {
+        /// Number of topics.
+        topics: usize,
+    },
+}
+
+impl Sharing {
+    /// How many deliveries each of producer `i`'s messages should make, with `consumers`.
+    pub fn copies(self, i: usize, consumers: usize) -> u64 {
+        match self {
+            Sharing::Competing => u64::from(consumers > 0),
+            Sharing::FanOut { topics } => {
+                let topics = topics.max(1);
+                (0..consumers).filter(|j| j % topics == i % topics).count() as u64
+            }
+        }
+    }
+}
+
+/// Every consumer's tally, summed up.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// Deliveries, duplicates included.
+    pub received: u64,
+    /// Deliveries there should have been: one per message (competing) or one per message and
+    /// subscriber of its topic (fan-out).
+    pub expected: u64,
+    /// Deliveries of a message already delivered (to the same subscriber, with fan-out).
+    pub duplicates: u64,
+    /// Deliveries without a bench stamp.
+    pub malformed: u64,
+    /// Deliveries that should have happened and did not.
+    pub lost: u64,
+    /// End-to-end latencies, microseconds.
+    pub latency_us: Histogram<u64>,
+    /// When the last delivery arrived, in nanoseconds since the run started.
+    pub last_ns: u64,
+}
+
+/// Sums up the consumers' tallies (index = consumer id), given how many each producer sent.
+pub fn summarize(tallies: Vec<Tally>, sent: &[u64], sharing: Sharing) -> Delivered {
+    let consumers = tallies.len();
+    let expected = sent
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n * sharing.copies(i, consumers))
+        .sum();
+    let mut all = Tally::new(sent.len());
+    let mut lost = 0;
+    let mut duplicates = 0;
+    for (j, t) in tallies.iter().enumerate() {
+        match sharing {
+            Sharing::Competing => all.merge(t),
+            Sharing::FanOut { topics } => {
+                let topics = topics.max(1);
+                lost += t.lost_of(sent, |i| i % topics == j % topics);
+                duplicates += t.duplicates;
+                // Only the counts and latencies: the same pair at two subscribers is no duplicate.
+                let _ = all.latency_us.add(&t.latency_us);
+                all.received += t.received;
+                all.malformed += t.malformed;
+                all.last_ns = all.last_ns.max(t.last_ns);
+            }
+        }
+    }
+    if sharing == Sharing::Competing {
+        lost = all.lost(sent);
+        duplicates = all.duplicates;
+    }
+    Delivered {
+        received: all.received,
+        expected,
+        duplicates,
+        malformed: all.malformed,
+        lost,
+        latency_us: all.latency_us,
+        last_ns: all.last_ns,
     }
 }
 
@@ -179,6 +277,46 @@ mod tests {
         t.record(&body(7, 0, 0), 0);
         assert_eq!((t.received, t.malformed), (2, 2));
         assert_eq!(t.latency_us.len(), 0);
+    }
+
+    #[test]
+    fn fan_out_counts_loss_and_duplicates_per_subscriber() {
+        // Two producers on one topic, two subscribers: each should see all 3 + 2 messages.
+        let (mut a, mut b) = (Tally::new(2), Tally::new(2));
+        for seq in 0..3 {
+            a.record(&body(0, seq, 0), 0);
+            b.record(&body(0, seq, 0), 0);
+        }
+        a.record(&body(1, 0, 0), 0);
+        a.record(&body(1, 1, 0), 0);
+        b.record(&body(1, 1, 0), 0);
+        b.record(&body(1, 1, 0), 0);
+        let d = summarize(vec![a, b], &[3, 2], Sharing::FanOut { topics: 1 });
+        assert_eq!((d.received, d.expected), (10, 10));
+        assert_eq!((d.lost, d.duplicates), (1, 1));
+        assert_eq!(d.latency_us.len(), 10);
+    }
+
+    #[test]
+    fn fan_out_over_topics_expects_only_each_subscribers_producers() {
+        // Topic 0: producer 0, subscriber 0; topic 1: producer 1, subscribers 1 and 3.
+        assert_eq!(Sharing::FanOut { topics: 2 }.copies(1, 4), 2);
+        let mut subs: Vec<Tally> = (0..4).map(|_| Tally::new(2)).collect();
+        subs[0].record(&body(0, 0, 0), 0);
+        subs[1].record(&body(1, 0, 0), 0);
+        subs[3].record(&body(1, 0, 0), 0);
+        let d = summarize(subs, &[1, 1], Sharing::FanOut { topics: 2 });
+        assert_eq!((d.expected, d.lost, d.duplicates), (3, 0, 0));
+    }
+
+    #[test]
+    fn competing_consumers_share_and_count_overlap_as_duplicates() {
+        let (mut a, mut b) = (Tally::new(1), Tally::new(1));
+        a.record(&body(0, 0, 0), 0);
+        b.record(&body(0, 0, 0), 0);
+        b.record(&body(0, 1, 0), 0);
+        let d = summarize(vec![a, b], &[3], Sharing::Competing);
+        assert_eq!((d.received, d.expected, d.lost, d.duplicates), (3, 3, 1, 1));
     }
 
     #[test]

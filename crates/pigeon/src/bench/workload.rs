@@ -74,9 +74,8 @@ pub struct ProducerPlan {
 }
 
 /// Publishes until the plan or the phase says stop, then waits for confirms and closes.
-pub async fn produce<C: Client>(
-    client: C,
-    mut publisher: C::Publisher,
+pub async fn produce<P: Publisher>(
+    mut publisher: P,
     plan: ProducerPlan,
     stats: Arc<ProducerStats>,
     mut run: watch::Receiver<Phase>,
@@ -92,11 +91,19 @@ pub async fn produce<C: Client>(
             }
             if plan.rate > 0 {
                 let due = start + Duration::from_secs_f64(seq as f64 / f64::from(plan.rate));
-                if unless(&mut run, Phase::Drain, tokio::time::sleep_until(due.into()))
-                    .await
-                    .is_none()
-                {
-                    break;
+                if due > Instant::now() {
+                    // About to pause: what the client buffered goes out now, not with the next
+                    // message.
+                    match unless(&mut run, Phase::Drain, publisher.write_out()).await {
+                        Some(written) => written?,
+                        None => break,
+                    }
+                    if unless(&mut run, Phase::Drain, tokio::time::sleep_until(due.into()))
+                        .await
+                        .is_none()
+                    {
+                        break;
+                    }
                 }
             }
             let Some(confirms) = unless(&mut run, Phase::Drain, publisher.reserve()).await else {
@@ -120,13 +127,18 @@ pub async fn produce<C: Client>(
             stats.sent.store(seq, Relaxed);
             stats.last_ns.store(now, Relaxed);
         }
+        // Writes out what is still buffered, then waits for the confirms.
         if let Some(confirms) = unless(&mut run, Phase::Stop, publisher.flush()).await {
             add_confirms(&stats, confirms?);
         }
         anyhow::Ok(())
     }
     .await;
-    close(&client, plan.timeout).await;
+    match tokio::time::timeout(plan.timeout, publisher.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("closing a producer's connection: {e:#}"),
+        Err(_) => tracing::debug!("closing a producer's connection timed out"),
+    }
     result
 }
 
@@ -148,9 +160,8 @@ pub struct ConsumerPlan {
 
 /// Consumes until `Stop`, tallying every delivery; returns the tally even when the consumer
 /// failed, beside the error.
-pub async fn consume<C: Client>(
-    client: C,
-    mut consumer: C::Consumer,
+pub async fn consume<K: Consumer>(
+    mut consumer: K,
     plan: ConsumerPlan,
     received: Arc<AtomicU64>,
     mut run: watch::Receiver<Phase>,
@@ -186,7 +197,7 @@ pub async fn consume<C: Client>(
             let _ = consumer.ack(true).await;
         }
         let _ = consumer.cancel().await;
-        let _ = client.close().await;
+        let _ = consumer.close().await;
     };
     if tokio::time::timeout(plan.timeout, leave).await.is_err() {
         tracing::debug!("a consumer's connection did not close in time");
@@ -195,7 +206,7 @@ pub async fn consume<C: Client>(
 }
 
 /// Closes a connection, giving up after `timeout`: the broker may be the reason we are stopping.
-pub async fn close<C: Client>(client: &C, timeout: Duration) {
+pub async fn close<C: Client>(client: C, timeout: Duration) {
     match tokio::time::timeout(timeout, client.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!("closing a connection: {e:#}"),

@@ -93,6 +93,9 @@ pub struct VHost {
     /// Retained messages (MQTT).
     pub retained: RetainedStore,
     policies: RwLock<Policies>,
+    /// Direct reply-to pseudo-queues (`amq.rabbitmq.reply-to.<token>`), reachable only through
+    /// the default exchange and invisible to declarations.
+    reply_queues: RwLock<HashMap<String, Arc<Queue>>>,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
@@ -147,6 +150,7 @@ impl VHost {
             generated: AtomicU64::new(0),
             retained: RetainedStore::default(),
             policies: RwLock::new(Policies::default()),
+            reply_queues: RwLock::new(HashMap::new()),
         })
     }
 
@@ -571,6 +575,33 @@ impl VHost {
         }
     }
 
+    /// Creates a direct reply-to pseudo-queue named `name` (RabbitMQ's `amq.rabbitmq.reply-to`):
+    /// messages published to the default exchange with that routing key go straight to its
+    /// consumer. It is not listed, declared or bound.
+    pub fn add_reply_queue(&self, name: &str) -> Result<Arc<Queue>> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| not_found("vhost", &self.name, &self.name))?;
+        let q = Arc::new(Queue::new(
+            name,
+            &me,
+            QueueOptions::default(),
+            QueueSettings::default(),
+        ));
+        self.reply_queues
+            .write()
+            .insert(name.to_string(), Arc::clone(&q));
+        Ok(q)
+    }
+
+    /// Removes a direct reply-to pseudo-queue.
+    pub fn remove_reply_queue(&self, name: &str) {
+        if let Some(q) = self.reply_queues.write().remove(name) {
+            q.delete();
+        }
+    }
+
     /// Adds or replaces a policy and applies it to existing queues and exchanges.
     pub fn set_policy(&self, policy: Policy) -> Result<()> {
         self.policies.write().set(policy)?;
@@ -618,8 +649,11 @@ impl VHost {
     pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Vec<Arc<Queue>> {
         let mut queues: Vec<Arc<Queue>> = Vec::new();
         if exchange.name.is_empty() {
-            if let Ok(q) = self.queue(message.routing_key()) {
+            let key = message.routing_key();
+            if let Ok(q) = self.queue(key) {
                 queues.push(q);
+            } else if let Some(q) = self.reply_queues.read().get(key) {
+                queues.push(Arc::clone(q));
             }
             return queues;
         }

@@ -13,6 +13,11 @@ use pigeon_broker::{ConsumerEntry, Enqueued, Exchange, Message, Properties, Queu
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
+/// RabbitMQ's direct reply-to pseudo-queue.
+const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// The `reply-to` property flag (bit 9), in the first byte of the flags.
+const FLAG_REPLY_TO_HIGH: u8 = 0x02;
+
 /// What happens to the messages an ack, nack or reject names.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Settle {
@@ -53,6 +58,10 @@ impl Channel {
                 if let Some(c) = self.consumers.remove(&m.consumer_tag) {
                     ctx.vhost
                         .remove_consumer(&c.queue, self.shared.uid, m.consumer_tag.as_str());
+                    if self.reply_queue.as_deref() == Some(c.queue.name()) {
+                        ctx.vhost.remove_reply_queue(c.queue.name());
+                        self.reply_queue = None;
+                    }
                 }
                 if !m.no_wait {
                     self.shared.send(&Method::BasicCancelOk(BasicCancelOk {
@@ -144,9 +153,12 @@ impl Channel {
     }
 
     fn consume(&mut self, ctx: &ConnCtx, m: &amqp_wire::BasicConsume) -> AmqpResult {
-        let q = ctx
-            .vhost
-            .queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
+        let q = if m.queue.as_str() == DIRECT_REPLY_TO {
+            self.direct_reply_queue(ctx, m)?
+        } else {
+            ctx.vhost
+                .queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?
+        };
         let tag = if m.consumer_tag.is_empty() {
             ShortString::from(ctx.vhost.unique_name("amq.ctag-"))
         } else {
@@ -201,12 +213,56 @@ impl Channel {
         Ok(())
     }
 
+    /// The channel's direct reply-to pseudo-queue, created for a no-ack consume of
+    /// `amq.rabbitmq.reply-to` (RabbitMQ's direct reply-to).
+    fn direct_reply_queue(
+        &mut self,
+        ctx: &ConnCtx,
+        m: &amqp_wire::BasicConsume,
+    ) -> AmqpResult<Arc<Queue>> {
+        if !m.no_ack {
+            return Err(AmqpError::new(
+                ReplyCode::PreconditionFailed,
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply_queue.is_some() {
+            return Err(AmqpError::new(
+                ReplyCode::PreconditionFailed,
+                "reply consumer already set",
+            ));
+        }
+        let name = ctx.vhost.unique_name("amq.rabbitmq.reply-to.");
+        let q = ctx.vhost.add_reply_queue(&name)?;
+        self.reply_queue = Some(name);
+        Ok(q)
+    }
+
     /// Completes a publish once its body is whole: route it now, or hold it for tx.commit.
     pub(super) fn finish_publish(&mut self, ctx: &ConnCtx, body: Bytes) -> AmqpResult {
         let Some(p) = self.publish.take() else {
             return Ok(());
         };
-        let props = p.header.map(|h| h.1).unwrap_or_default();
+        let mut props = p.header.map(|h| h.1).unwrap_or_default();
+        // Direct reply-to: `reply_to` names this channel's pseudo-queue.
+        if props.first().is_some_and(|f| f & FLAG_REPLY_TO_HIGH != 0) {
+            if let Ok(mut bp) = amqp_wire::BasicProperties::decode(&props) {
+                if bp
+                    .reply_to
+                    .as_ref()
+                    .is_some_and(|r| r.as_str() == DIRECT_REPLY_TO)
+                {
+                    let Some(name) = self.reply_queue.clone() else {
+                        return Err(AmqpError::new(
+                            ReplyCode::PreconditionFailed,
+                            "fast reply consumer does not exist",
+                        ));
+                    };
+                    bp.reply_to = Some(ShortString::from(name));
+                    props = bp.to_bytes();
+                }
+            }
+        }
         let message = Message::new(
             p.exchange.name_bytes.clone(),
             p.routing_key.as_str(),

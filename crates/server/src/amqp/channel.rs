@@ -95,6 +95,8 @@ pub struct Channel {
     pub(super) last_queue: Option<String>,
     /// Credit came back: let the consumed queues deliver again.
     pub(super) needs_dispatch: bool,
+    /// The direct reply-to pseudo-queue this channel consumes, if any.
+    pub(super) reply_queue: Option<String>,
 }
 
 impl Channel {
@@ -115,6 +117,7 @@ impl Channel {
             prefetch: 0,
             last_queue: None,
             needs_dispatch: false,
+            reply_queue: None,
         }
     }
 
@@ -289,6 +292,9 @@ impl Channel {
         for (tag, c) in self.consumers.drain() {
             ctx.vhost
                 .remove_consumer(&c.queue, self.shared.uid, tag.as_str());
+        }
+        if let Some(name) = self.reply_queue.take() {
+            ctx.vhost.remove_reply_queue(&name);
         }
         let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
         requeue(unacked);

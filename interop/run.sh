@@ -5,9 +5,6 @@
 #   interop/run.sh                                                   # builds Pigeon (debug), starts it
 #                                                                    # on a free port, stops it after
 #
-# INTEROP_DIRECT_REPLY_TO=1 also runs the RPC scenario with direct reply-to (amq.rabbitmq.reply-to),
-# which Pigeon does not have yet.
-#
 # Dependencies go into interop/.venv and interop/node/node_modules, pinned by
 # python/requirements.txt and node/package-lock.json. Exits non-zero if any scenario fails.
 set -euo pipefail

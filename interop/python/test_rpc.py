@@ -1,6 +1,5 @@
 """(e) RPC: a server consumer answers to reply_to; the client matches answers by correlation_id."""
 
-import os
 import uuid
 
 import pika
@@ -86,10 +85,6 @@ def test_rpc_with_server_named_exclusive_reply_queue(connections, admin, name):
         other.close()
 
 
-@pytest.mark.skipif(
-    os.environ.get("INTEROP_DIRECT_REPLY_TO") != "1",
-    reason="direct reply-to (amq.rabbitmq.reply-to) is not in Pigeon yet; INTEROP_DIRECT_REPLY_TO=1 runs it",
-)
 def test_rpc_with_direct_reply_to(connections, admin, name):
     rpc_queue = admin.queue(name("rpc"))
     server = RpcServer(connections(), rpc_queue)

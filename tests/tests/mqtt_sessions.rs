@@ -233,7 +233,7 @@ async fn reconnecting_right_after_disconnect_is_not_taken_over() {
     let broker = MqttBroker::start().await;
     let id = unique("quick");
     let (mut current, _) = broker.raw(persistent(V4, &id, 0)).await;
-    for round in 0..30 {
+    for round in 0..100 {
         current.send(Disconnect::new(ReasonCode::Success)).await;
         let (mut next, ack) = broker.raw(persistent(V4, &id, 0)).await;
         assert_eq!(ack.code, ReasonCode::Success, "round {round}");

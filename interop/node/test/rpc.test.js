@@ -71,13 +71,7 @@ test('RPC with a server-named exclusive reply queue', { timeout: TEST_TIMEOUT_MS
   assert.equal(gone.code, 404, gone.message);
 });
 
-const directReplyTo = {
-  timeout: TEST_TIMEOUT_MS,
-  skip:
-    process.env.INTEROP_DIRECT_REPLY_TO === '1'
-      ? false
-      : 'direct reply-to (amq.rabbitmq.reply-to) is not in Pigeon yet; INTEROP_DIRECT_REPLY_TO=1 runs it',
-};
+const directReplyTo = { timeout: TEST_TIMEOUT_MS };
 
 test('RPC with direct reply-to', directReplyTo, async (t) => {
   const s = scope(t);

@@ -75,7 +75,11 @@ impl Conn {
 
     async fn handshake(&mut self, url: &BrokerUrl, name: &str) -> anyhow::Result<()> {
         self.wire.out.extend_from_slice(&PROTOCOL_HEADER);
-        let start = match self.next_method(0).await.context("waiting for connection.start")? {
+        let start = match self
+            .next_method(0)
+            .await
+            .context("waiting for connection.start")?
+        {
             Method::ConnectionStart(start) => start,
             other => anyhow::bail!("expected connection.start, got {}", other.name()),
         };
@@ -222,9 +226,11 @@ impl Conn {
 
     /// Opens `channel`.
     async fn open_channel(&mut self, channel: u16) -> anyhow::Result<()> {
-        expect(self.rpc(channel, ChannelOpen {}).await?, "channel.open-ok", |m| {
-            matches!(m, Method::ChannelOpenOk(_))
-        })
+        expect(
+            self.rpc(channel, ChannelOpen {}).await?,
+            "channel.open-ok",
+            |m| matches!(m, Method::ChannelOpenOk(_)),
+        )
     }
 
     /// Closes the connection: connection.close, then waits for close-ok (or the socket's end).
@@ -405,13 +411,20 @@ impl Client for RawAmqp {
         .await
     }
 
-    async fn publisher(mut self, target: &str, options: PublishOptions) -> anyhow::Result<RawPublisher> {
+    async fn publisher(
+        mut self,
+        target: &str,
+        options: PublishOptions,
+    ) -> anyhow::Result<RawPublisher> {
         let channel = 1;
         self.conn.open_channel(channel).await?;
         if options.confirm_window.is_some() {
             let select = ConfirmSelect { no_wait: false };
             expect(
-                self.conn.rpc(channel, select).await.context("confirm.select")?,
+                self.conn
+                    .rpc(channel, select)
+                    .await
+                    .context("confirm.select")?,
                 "confirm.select-ok",
                 |m| matches!(m, Method::ConfirmSelectOk(_)),
             )?;
@@ -437,7 +450,11 @@ impl Client for RawAmqp {
         })
     }
 
-    async fn consumer(mut self, source: &str, options: ConsumeOptions) -> anyhow::Result<RawConsumer> {
+    async fn consumer(
+        mut self,
+        source: &str,
+        options: ConsumeOptions,
+    ) -> anyhow::Result<RawConsumer> {
         let channel = 1;
         self.conn.open_channel(channel).await?;
         if options.prefetch > 0 {
@@ -456,7 +473,12 @@ impl Client for RawAmqp {
             no_ack: !options.manual_ack,
             ..BasicConsume::default()
         };
-        let tag = match self.conn.rpc(channel, consume).await.context("basic.consume")? {
+        let tag = match self
+            .conn
+            .rpc(channel, consume)
+            .await
+            .context("basic.consume")?
+        {
             Method::BasicConsumeOk(ok) => ok.consumer_tag,
             other => anyhow::bail!("expected basic.consume-ok, got {}", other.name()),
         };
@@ -561,7 +583,8 @@ impl RawPublisher {
                     self.confirms.settle(ack.delivery_tag, ack.multiple, true);
                 }
                 Some((_, Method::BasicNack(nack))) => {
-                    self.confirms.settle(nack.delivery_tag, nack.multiple, false);
+                    self.confirms
+                        .settle(nack.delivery_tag, nack.multiple, false);
                 }
                 _ => {}
             }

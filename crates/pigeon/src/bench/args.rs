@@ -1,29 +1,53 @@
-//! The flags of `pigeon bench` and the checks clap cannot express.
+//! The flags of `pigeon bench` (AMQP), `pigeon bench mqtt` and `pigeon bench idle`, and the checks
+//! clap cannot express. AMQP names follow RabbitMQ's PerfTest where one exists (`-x`, `-y`, `-s`).
 
 use super::stamp::Stamp;
-use clap::Args;
+use clap::{Args, Subcommand, ValueEnum};
+use std::net::IpAddr;
 use std::time::Duration;
 
-/// Flags of `pigeon bench`. Names follow RabbitMQ's PerfTest where one exists (`-x`, `-y`, `-s`).
+/// `pigeon bench`: the AMQP workload by default, or another mode.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
-    /// Broker to load, as an AMQP URI (the vhost is URL-encoded: `%2f` is `/`).
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    pub url: String,
+    /// Another workload than AMQP producers and consumers.
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
 
-    /// Publishing connections, one channel each.
-    #[arg(long, short = 'x', default_value_t = 1, value_name = "N",
+    /// The AMQP workload's flags.
+    #[command(flatten)]
+    pub amqp: AmqpArgs,
+}
+
+/// The workloads other than AMQP.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Mode {
+    /// Load an MQTT broker (3.1.1 or 5.0): publishers, subscribers, QoS 0, 1 or 2; report
+    /// throughput, end-to-end latency, and lost and duplicated messages per subscriber.
+    Mqtt(MqttArgs),
+    /// Open many idle connections (MQTT or AMQP), hold them, and report how many succeeded and,
+    /// with --broker-pid, the broker's memory per connection.
+    Idle(IdleArgs),
+}
+
+/// Flags every message workload has.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Publishing connections, each its own client (at most 65535).
+    #[arg(long, short = 'x', visible_alias = "publishers", default_value_t = 1,
+          value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(u16::MAX)))]
     pub producers: u32,
 
-    /// Consuming connections, one channel and one consumer each (0: publish only).
-    #[arg(long, short = 'y', default_value_t = 1, value_name = "N")]
+    /// Consuming connections, each its own client (0: publish only).
+    #[arg(
+        long,
+        short = 'y',
+        visible_alias = "subscribers",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     pub consumers: u32,
-
-    /// Queues to declare; producer i publishes to queue i % Q and consumer j reads queue j % Q.
-    #[arg(long, default_value_t = 1, value_name = "Q",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub queues: u32,
 
     /// Message body size in bytes; the first 16 carry the send time, producer and sequence.
     #[arg(long, short = 's', default_value_t = 16, value_name = "BYTES",
@@ -38,6 +62,53 @@ pub struct BenchArgs {
     /// Publish this many messages per producer, then stop.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+
+    /// Messages per second per producer (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    pub rate: u32,
+
+    /// Give up when a broker operation, or the whole run, makes no progress for this long.
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// Print the report as one JSON object on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which AMQP client the bench uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientKind {
+    /// The bench's own client, on tokio and amqp-wire: the cheapest per message.
+    Raw,
+    /// lapin, a general-purpose client library.
+    Lapin,
+}
+
+/// Flags of the AMQP workload (`pigeon bench`).
+#[derive(Debug, Clone, Args)]
+pub struct AmqpArgs {
+    /// Broker to load, as an AMQP URI (the vhost is URL-encoded: `%2f` is `/`).
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub url: String,
+
+    /// The AMQP client inside the bench.
+    #[arg(long, value_enum, default_value_t = ClientKind::Raw)]
+    pub client: ClientKind,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// Queues to declare; producer i publishes to queue i % Q and consumer j reads queue j % Q.
+    #[arg(long, default_value_t = 1, value_name = "Q",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub queues: u32,
+
+    /// Publish through this existing exchange (amq.direct, amq.topic, ...) instead of the
+    /// default one; each queue is bound to it with its own name as the key.
+    #[arg(long, default_value = "", value_name = "NAME")]
+    pub exchange: String,
 
     /// Use publisher confirms (confirm.select) and count acks and nacks.
     #[arg(long)]
@@ -65,17 +136,133 @@ pub struct BenchArgs {
     /// Publish persistent messages (delivery_mode 2) to durable queues.
     #[arg(long)]
     pub persistent: bool,
+}
 
-    /// Messages per second per producer (0: as fast as the broker takes them).
-    #[arg(long, default_value_t = 0, value_name = "R")]
-    pub rate: u32,
+/// An MQTT protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1 (protocol level 4).
+    #[value(name = "3.1.1", alias = "4")]
+    V311,
+    /// MQTT 5.0 (protocol level 5).
+    #[value(name = "5", alias = "5.0")]
+    V5,
+}
 
-    /// Give up when a broker operation, or the whole run, makes no progress for this long.
+impl MqttVersion {
+    /// The wire crate's name for it.
+    pub fn wire(self) -> mqtt_wire::ProtocolVersion {
+        match self {
+            MqttVersion::V311 => mqtt_wire::ProtocolVersion::V3_1_1,
+            MqttVersion::V5 => mqtt_wire::ProtocolVersion::V5,
+        }
+    }
+
+    /// As the report writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MqttVersion::V311 => "3.1.1",
+            MqttVersion::V5 => "5",
+        }
+    }
+}
+
+/// Flags of `pigeon bench mqtt`.
+#[derive(Debug, Clone, Args)]
+pub struct MqttArgs {
+    /// Broker to load: `mqtt://[user[:password]@]host[:port]`.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub url: String,
+
+    /// MQTT version.
+    #[arg(long, value_enum, default_value_t = MqttVersion::V311)]
+    pub mqtt_version: MqttVersion,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// QoS of every publish and subscription: 0, 1 or 2.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+
+    /// QoS 1 and 2: most unacknowledged messages per publisher (capped by an MQTT 5 broker's
+    /// Receive Maximum).
+    #[arg(long, default_value_t = 64, value_name = "K",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u16::MAX)))]
+    pub inflight: u32,
+
+    /// Topics; publisher i publishes to topic i % T and subscriber j subscribes to topic j % T,
+    /// so every subscriber of a topic gets every message published there.
+    #[arg(long, default_value_t = 1, value_name = "T",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub topics: u32,
+
+    /// QoS 0: once publishing is over, stop waiting for missing messages after deliveries have
+    /// paused this long (a broker may drop QoS 0 messages; they count as lost).
+    #[arg(long, default_value_t = 2, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub drain_quiet: u64,
+}
+
+/// The protocol of idle connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// MQTT: CONNECT with keep-alive 60, then only PINGREQ.
+    Mqtt,
+    /// AMQP 0-9-1: connection and one channel, heartbeats off.
+    Amqp,
+}
+
+/// Flags of `pigeon bench idle`.
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    /// Which protocol the connections speak.
+    #[arg(long, value_enum)]
+    pub protocol: Protocol,
+
+    /// Broker URL (default: mqtt://127.0.0.1:1883 or amqp://guest:guest@127.0.0.1:5672/%2f).
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Connections to open.
+    #[arg(long, default_value_t = 1000, value_name = "K",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+
+    /// Seconds to hold them once all are open.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub hold: u64,
+
+    /// The broker's process id: sample its resident memory (VmRSS in /proc/PID/status) before
+    /// and after, and report it per connection.
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
+
+    /// Local addresses to connect from, in turn (e.g. 127.0.0.1,127.0.0.2), when one address
+    /// has too few ephemeral ports. Default: the system's choice, or for more than 20,000
+    /// connections to a loopback broker, 127.0.0.1, 127.0.0.2, ... (one per 20,000).
+    #[arg(long, value_name = "IP,...", value_delimiter = ',')]
+    pub source_addrs: Vec<IpAddr>,
+
+    /// Connections being set up at once.
+    #[arg(long, default_value_t = 200, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+
+    /// MQTT version (with --protocol mqtt).
+    #[arg(long, value_enum, default_value_t = MqttVersion::V311)]
+    pub mqtt_version: MqttVersion,
+
+    /// MQTT keep-alive in seconds, sent in CONNECT (PINGREQ goes out every half of it).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub keep_alive: u16,
+
+    /// Bound on setting up or closing one connection.
     #[arg(long, default_value_t = 10, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 
-    /// Print the report as one JSON object on stdout (progress still goes to stderr).
+    /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -89,7 +276,7 @@ pub enum Until {
     Count(u64),
 }
 
-impl BenchArgs {
+impl LoadArgs {
     /// When producers stop publishing.
     pub fn until(&self) -> Until {
         match (self.count, self.duration) {
@@ -103,22 +290,30 @@ impl BenchArgs {
         Duration::from_secs(self.timeout)
     }
 
+    /// Every queue or topic needs a producer, and a consumer when there are consumers.
+    fn check_spread(&self, n: u32, what: &str) -> Result<(), String> {
+        if n > self.producers {
+            return Err(format!(
+                "--{what} {n} exceeds --producers {}: every one needs a producer",
+                self.producers
+            ));
+        }
+        if self.consumers > 0 && self.consumers < n {
+            return Err(format!(
+                "--consumers {} is fewer than --{what} {n}: every one needs a consumer \
+                 (or use --consumers 0 to only publish)",
+                self.consumers
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AmqpArgs {
     /// Checks the combinations clap cannot: every queue must have a producer, and a consumer
     /// when there are consumers, and a batch of acks must fit in the prefetch window.
     pub fn validate(&self) -> Result<(), String> {
-        if self.queues > self.producers {
-            return Err(format!(
-                "--queues {} exceeds --producers {}: every queue needs a producer",
-                self.queues, self.producers
-            ));
-        }
-        if self.consumers > 0 && self.consumers < self.queues {
-            return Err(format!(
-                "--consumers {} is fewer than --queues {}: every queue needs a consumer \
-                 (or use --consumers 0 to only publish)",
-                self.consumers, self.queues
-            ));
-        }
+        self.load.check_spread(self.queues, "queues")?;
         // The broker stops delivering after `prefetch` unacked messages; a consumer that waits for
         // more than that before acking would wait forever.
         if self.prefetch > 0 && self.multi_ack_every > u32::from(self.prefetch) {
@@ -129,24 +324,25 @@ impl BenchArgs {
         }
         Ok(())
     }
+}
 
-    /// The URL with its password replaced, for reports.
-    pub fn redacted_url(&self) -> String {
-        redact_password(&self.url)
+impl MqttArgs {
+    /// Checks that every topic has a publisher, and a subscriber when there are subscribers.
+    pub fn validate(&self) -> Result<(), String> {
+        self.load.check_spread(self.topics, "topics")
     }
 }
 
-/// `amqp://user:secret@host/` becomes `amqp://user:***@host/`.
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+impl IdleArgs {
+    /// The broker URL, or the protocol's default.
+    pub fn url(&self) -> String {
+        self.url.clone().unwrap_or_else(|| {
+            match self.protocol {
+                Protocol::Mqtt => "mqtt://127.0.0.1:1883",
+                Protocol::Amqp => "amqp://guest:guest@127.0.0.1:5672/%2f",
+            }
+            .to_owned()
+        })
     }
 }
 
@@ -162,26 +358,45 @@ mod tests {
         args: BenchArgs,
     }
 
-    fn parse(flags: &str) -> Result<BenchArgs, String> {
+    fn parse_any(flags: &str) -> Result<BenchArgs, String> {
         let argv = std::iter::once("bench").chain(flags.split_whitespace());
-        let args = Wrapper::try_parse_from(argv)
+        Ok(Wrapper::try_parse_from(argv)
             .map_err(|e| e.to_string())?
-            .args;
-        args.validate()?;
-        Ok(args)
+            .args)
+    }
+
+    fn parse(flags: &str) -> Result<AmqpArgs, String> {
+        let args = parse_any(flags)?;
+        assert!(args.mode.is_none());
+        args.amqp.validate()?;
+        Ok(args.amqp)
+    }
+
+    fn parse_mqtt(flags: &str) -> Result<MqttArgs, String> {
+        match parse_any(&format!("mqtt {flags}"))?.mode {
+            Some(Mode::Mqtt(m)) => {
+                m.validate()?;
+                Ok(m)
+            }
+            other => panic!("expected mqtt, got {other:?}"),
+        }
     }
 
     #[test]
-    fn defaults_are_one_producer_one_consumer_ten_seconds() {
+    fn defaults_are_one_producer_one_consumer_ten_seconds_raw_client() {
         let a = parse("").unwrap();
-        assert_eq!((a.producers, a.consumers, a.queues, a.size), (1, 1, 1, 16));
-        assert_eq!(a.until(), Until::Elapsed(Duration::from_secs(10)));
-        assert!(!a.confirm && !a.ack && !a.persistent && !a.json);
+        let l = &a.load;
+        assert_eq!((l.producers, l.consumers, a.queues, l.size), (1, 1, 1, 16));
+        assert_eq!(l.until(), Until::Elapsed(Duration::from_secs(10)));
+        assert!(!a.confirm && !a.ack && !a.persistent && !l.json);
+        assert_eq!(a.client, ClientKind::Raw);
+        assert_eq!(parse("--client lapin").unwrap().client, ClientKind::Lapin);
+        assert!(parse("--client amqprs").is_err());
     }
 
     #[test]
     fn count_replaces_duration_and_they_conflict() {
-        assert_eq!(parse("--count 5").unwrap().until(), Until::Count(5));
+        assert_eq!(parse("--count 5").unwrap().load.until(), Until::Count(5));
         assert!(parse("--count 5 --duration 3").is_err());
     }
 
@@ -189,6 +404,7 @@ mod tests {
     fn body_must_hold_the_stamp() {
         assert!(parse("--size 15").is_err());
         assert!(parse("--size 16").is_ok());
+        assert!(parse_mqtt("--size 15").is_err());
     }
 
     #[test]
@@ -226,11 +442,42 @@ mod tests {
     }
 
     #[test]
-    fn password_is_redacted() {
-        assert_eq!(
-            redact_password("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
+    fn mqtt_mode_has_its_own_flags() {
+        let m = parse_mqtt("--publishers 4 --subscribers 4 --qos 2 --inflight 10").unwrap();
+        assert_eq!((m.load.producers, m.load.consumers, m.qos), (4, 4, 2));
+        assert_eq!((m.inflight, m.topics), (10, 1));
+        assert_eq!(m.mqtt_version, MqttVersion::V311);
+        assert_eq!(m.url, "mqtt://127.0.0.1:1883");
+        let m = parse_mqtt("-x 2 -y 2 --topics 2 --mqtt-version 5").unwrap();
+        assert_eq!(m.mqtt_version.wire(), mqtt_wire::ProtocolVersion::V5);
+        assert!(parse_mqtt("--qos 3").is_err());
+        assert!(
+            parse_mqtt("--topics 2").is_err(),
+            "one publisher for two topics"
         );
-        assert_eq!(redact_password("amqp://127.0.0.1"), "amqp://127.0.0.1");
+        assert!(parse_mqtt("--confirm").is_err(), "an AMQP flag");
+    }
+
+    #[test]
+    fn amqp_flags_do_not_mix_with_a_mode() {
+        assert!(parse_any("--confirm mqtt").is_err());
+        assert!(parse_any("idle --protocol mqtt --confirm").is_err());
+    }
+
+    #[test]
+    fn idle_mode_parses_addresses_and_defaults_its_url() {
+        let Some(Mode::Idle(i)) = parse_any(
+            "idle --protocol mqtt --connections 10000 --hold 5 --broker-pid 42 \
+             --source-addrs 127.0.0.1,127.0.0.2",
+        )
+        .unwrap()
+        .mode
+        else {
+            panic!("expected idle");
+        };
+        assert_eq!((i.connections, i.hold, i.broker_pid), (10_000, 5, Some(42)));
+        assert_eq!(i.source_addrs.len(), 2);
+        assert_eq!(i.url(), "mqtt://127.0.0.1:1883");
+        assert!(parse_any("idle").is_err(), "--protocol is required");
     }
 }

@@ -1,27 +1,36 @@
-//! `pigeon bench`: a load generator for any AMQP 0-9-1 broker, in the manner of RabbitMQ's
-//! PerfTest, that also checks every message arrived exactly once.
+//! `pigeon bench`: a load generator for any AMQP 0-9-1 or MQTT broker, in the manner of
+//! RabbitMQ's PerfTest, that also checks every message arrived exactly once; and
+//! `pigeon bench idle`, which holds many idle connections to show a broker's memory per
+//! connection.
 //!
-//! A run declares its own queues (unique names, deleted at the end), connects every consumer
-//! before any producer starts, publishes for `--duration` or `--count`, lets the consumers drain
-//! what is queued, and reports. Each body starts with a [`stamp::Stamp`] (send time, producer,
-//! sequence) from which consumers compute end-to-end latency and find lost and duplicated
-//! messages.
+//! A run declares its own queues or picks its own topics (unique names; queues are deleted at
+//! the end), connects every consumer before any producer starts, publishes for `--duration` or
+//! `--count`, lets the consumers drain what is queued, and reports. Each body starts with a
+//! [`stamp::Stamp`] (send time, producer, sequence) from which consumers compute end-to-end
+//! latency and find lost and duplicated messages.
 //!
 //! The pieces:
 //! - `args`: the flags and their checks;
-//! - `client`: the traits the workload needs from an AMQP client; `amqp`: them, on lapin;
+//! - `client`: the traits the workload needs from a protocol client; `amqp_raw`: the bench's own
+//!   AMQP client (the default), `amqp`: lapin, `mqtt`: the bench's own MQTT client, all three on
+//!   `net` (sockets and URLs) except lapin;
 //! - `workload`: the producer and consumer loops; `control`: the phases and the end of a run;
 //! - `stamp`, `tally`: the message header and what consumers make of it;
-//! - `report`, `cpu`: the results and the bench's own CPU time.
+//! - `report`, `cpu`: the results and the bench's own CPU time;
+//! - `idle`: `pigeon bench idle`.
 //!
 //! A run always ends: every wait on the broker races the controller's stop, the controller stops
 //! when nothing has moved for `--timeout`, and connection setup and cleanup are bounded by it too.
 
 mod amqp;
+mod amqp_raw;
 mod args;
 mod client;
 mod control;
 mod cpu;
+mod idle;
+mod mqtt;
+mod net;
 mod report;
 mod stamp;
 mod tally;
@@ -30,14 +39,18 @@ mod workload;
 pub use args::BenchArgs;
 
 use crate::logging;
+use amqp_raw::AmqpConfig;
 use anyhow::Context;
+use args::{AmqpArgs, ClientKind, LoadArgs, Mode, MqttArgs};
 use client::{Client, ConsumeOptions, PublishOptions};
-use control::Fleet;
+use control::{Fleet, Supervision};
+use report::{AmqpSettings, MqttSettings, RunInfo, Settings};
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tally::Sharing;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use workload::{ConsumerPlan, Phase, ProducerPlan, ProducerStats};
@@ -46,17 +59,160 @@ use workload::{ConsumerPlan, Phase, ProducerPlan, ProducerStats};
 pub async fn run(args: BenchArgs, log_flag: Option<String>) -> anyhow::Result<ExitCode> {
     // lapin logs every connection error itself; the report says what matters.
     logging::init(log_flag.as_deref(), None, "info,lapin=off,amq_protocol=off")?;
+    match &args.mode {
+        None => run_amqp(&args.amqp).await,
+        Some(Mode::Mqtt(mqtt)) => run_mqtt(mqtt).await,
+        Some(Mode::Idle(idle)) => idle::run(idle).await,
+    }
+}
+
+/// What a message workload does, whatever the protocol.
+struct Load<'a> {
+    load: &'a LoadArgs,
+    /// Queue or topic names, one per queue or topic.
+    names: Vec<String>,
+    /// Declare (and delete) the names as queues.
+    declare: bool,
+    durable: bool,
+    publish: PublishOptions,
+    consume: ConsumeOptions,
+    ack_every: Option<u32>,
+    sharing: Sharing,
+    drain_quiet: Option<Duration>,
+}
+
+async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
     args.validate().map_err(anyhow::Error::msg)?;
+    let config = AmqpConfig {
+        url: args.url.clone(),
+        exchange: args.exchange.clone(),
+    };
+    let run = run_id();
+    let load = Load {
+        load: &args.load,
+        names: (0..args.queues)
+            .map(|i| format!("pigeon-bench-{run}-{i}"))
+            .collect(),
+        declare: true,
+        durable: args.persistent,
+        publish: PublishOptions {
+            confirm_window: args.confirm.then_some(args.confirm_window),
+            persistent: args.persistent,
+        },
+        consume: ConsumeOptions {
+            manual_ack: args.ack,
+            prefetch: args.prefetch,
+        },
+        ack_every: args.ack.then_some(args.multi_ack_every),
+        sharing: Sharing::Competing,
+        drain_quiet: None,
+    };
+    let (duration_s, count) = until_fields(&args.load);
+    let info = RunInfo {
+        protocol: "amqp",
+        client: match args.client {
+            ClientKind::Raw => "raw",
+            ClientKind::Lapin => "lapin",
+        },
+        url: net::redact_password(&args.url),
+        settings: Settings::Amqp(AmqpSettings {
+            producers: args.load.producers,
+            consumers: args.load.consumers,
+            queues: args.queues,
+            size: args.load.size,
+            duration_s,
+            count,
+            confirm_window: args.confirm.then_some(args.confirm_window),
+            multi_ack_every: args.ack.then_some(args.multi_ack_every),
+            prefetch: args.prefetch,
+            persistent: args.persistent,
+            rate: args.load.rate,
+            exchange: args.exchange.clone(),
+        }),
+        confirm: args.confirm,
+    };
+    match args.client {
+        ClientKind::Raw => measure::<amqp_raw::RawAmqp>(&load, &config, info).await,
+        ClientKind::Lapin => measure::<amqp::Amqp>(&load, &config, info).await,
+    }
+}
+
+async fn run_mqtt(args: &MqttArgs) -> anyhow::Result<ExitCode> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    let qos = mqtt_wire::QoS::try_from(args.qos).map_err(|e| anyhow::anyhow!("--qos: {e}"))?;
+    let run = run_id();
+    let config = mqtt::MqttConfig {
+        url: net::BrokerUrl::parse(&args.url, &[("mqtt", 1883), ("tcp", 1883)])?,
+        version: args.mqtt_version.wire(),
+        qos,
+        keep_alive: 60,
+        run: run.clone(),
+    };
+    let acked = args.qos > 0;
+    let load = Load {
+        load: &args.load,
+        names: (0..args.topics)
+            .map(|i| format!("pigeon-bench/{run}/{i}"))
+            .collect(),
+        declare: false,
+        durable: false,
+        publish: PublishOptions {
+            confirm_window: acked.then_some(args.inflight),
+            persistent: false,
+        },
+        consume: ConsumeOptions {
+            manual_ack: false,
+            prefetch: 0,
+        },
+        ack_every: None,
+        sharing: Sharing::FanOut {
+            topics: args.topics as usize,
+        },
+        drain_quiet: (!acked).then(|| Duration::from_secs(args.drain_quiet)),
+    };
+    let (duration_s, count) = until_fields(&args.load);
+    let info = RunInfo {
+        protocol: "mqtt",
+        client: "raw",
+        url: net::redact_password(&args.url),
+        settings: Settings::Mqtt(MqttSettings {
+            mqtt_version: args.mqtt_version.name(),
+            qos: args.qos,
+            inflight: acked.then_some(args.inflight),
+            publishers: args.load.producers,
+            subscribers: args.load.consumers,
+            topics: args.topics,
+            size: args.load.size,
+            duration_s,
+            count,
+            rate: args.load.rate,
+        }),
+        confirm: acked,
+    };
+    measure::<mqtt::Mqtt>(&load, &config, info).await
+}
+
+fn until_fields(load: &LoadArgs) -> (Option<u64>, Option<u64>) {
+    match load.until() {
+        args::Until::Elapsed(d) => (Some(d.as_secs()), None),
+        args::Until::Count(n) => (None, Some(n)),
+    }
+}
+
+/// Runs a workload with client `C`, prints the report and says whether it passed.
+async fn measure<C: Client>(
+    load: &Load<'_>,
+    config: &C::Config,
+    info: RunInfo,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let cpu_before = cpu::CpuTime::now();
-
-    let outcome = execute::<amqp::Amqp>(&args).await?;
-
+    let outcome = execute::<C>(load, config, &info.url).await?;
     let cpu = cpu::CpuTime::now()
         .zip(cpu_before)
         .map(|(after, before)| after.since(before));
-    let report = report::Report::new(&args, &outcome, started.elapsed(), cpu);
-    if args.json {
+    let report = report::Report::new(info, &outcome, started.elapsed(), cpu);
+    if load.load.json {
         println!("{}", report.to_json());
     } else {
         println!("{report}");
@@ -84,24 +240,30 @@ async fn bounded<T>(
     }
 }
 
-/// Declares the queues, runs the workload, and deletes the queues whatever happened.
-async fn execute<C: Client>(args: &BenchArgs) -> anyhow::Result<control::Outcome> {
-    let timeout = args.timeout();
-    let url = args.redacted_url();
-    let admin = bounded(
+/// Declares the queues (when there are any to declare), runs the workload, and deletes the
+/// queues whatever happened.
+async fn execute<C: Client>(
+    load: &Load<'_>,
+    config: &C::Config,
+    url: &str,
+) -> anyhow::Result<control::Outcome> {
+    if !load.declare {
+        return drive::<C>(load, config).await;
+    }
+    let timeout = load.load.timeout();
+    let mut admin = bounded(
         timeout,
         || format!("cannot connect to {url}"),
-        C::connect(&args.url, "pigeon-bench admin"),
+        C::connect(config, "pigeon-bench admin"),
     )
     .await?;
-    let queues = queue_names(args.queues);
     let mut declared = Vec::new();
     let mut result = Ok(());
-    for q in &queues {
+    for q in &load.names {
         result = bounded(
             timeout,
             || format!("declaring queue {q}"),
-            admin.declare_queue(q, args.persistent),
+            admin.declare_queue(q, load.durable),
         )
         .await;
         if result.is_err() {
@@ -110,7 +272,7 @@ async fn execute<C: Client>(args: &BenchArgs) -> anyhow::Result<control::Outcome
         declared.push(q);
     }
     let outcome = match result {
-        Ok(()) => drive::<C>(args, &queues).await,
+        Ok(()) => drive::<C>(load, config).await,
         Err(e) => Err(e),
     };
     for q in declared {
@@ -124,68 +286,65 @@ async fn execute<C: Client>(args: &BenchArgs) -> anyhow::Result<control::Outcome
             warn!("{}", crate::describe(&e));
         }
     }
-    workload::close(&admin, timeout).await;
+    workload::close(admin, timeout).await;
     outcome
 }
 
-/// Names unique to this run, so that two runs on one broker never share a queue.
-fn queue_names(n: u32) -> Vec<String> {
+/// A name unique to this run, so that two runs on one broker never share a queue, a topic or an
+/// MQTT client identifier.
+fn run_id() -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let run = format!("{millis:x}-{}", std::process::id());
-    (0..n).map(|i| format!("pigeon-bench-{run}-{i}")).collect()
+    format!("{millis:x}-{}", std::process::id())
 }
 
 /// Connects every consumer, then every producer, then lets them loose.
-async fn drive<C: Client>(args: &BenchArgs, queues: &[String]) -> anyhow::Result<control::Outcome> {
+async fn drive<C: Client>(load: &Load<'_>, config: &C::Config) -> anyhow::Result<control::Outcome> {
+    let args = load.load;
     let timeout = args.timeout();
-    let queue = |i: u32| queues[(i % args.queues) as usize].clone();
+    let names = load.names.len() as u32;
+    let name = |i: u32| load.names[(i % names) as usize].clone();
 
     // Connections are opened concurrently; a run with many of them starts faster.
-    let consume = ConsumeOptions {
-        manual_ack: args.ack,
-        prefetch: args.prefetch,
-    };
+    let consume = load.consume;
     let mut consumer_setups = Vec::new();
     for j in 0..args.consumers {
-        let (url, q) = (args.url.clone(), queue(j));
+        let (config, q) = (config.clone(), name(j));
         consumer_setups.push(tokio::spawn(async move {
             let what = || format!("consumer {j} on {q}");
             let client = bounded(
                 timeout,
                 what,
-                C::connect(&url, &format!("pigeon-bench consumer {j}")),
+                C::connect(&config, &format!("pigeon-bench consumer {j}")),
             )
             .await?;
-            let consumer = bounded(timeout, what, client.consumer(&q, consume)).await?;
-            anyhow::Ok((client, consumer))
+            bounded(timeout, what, client.consumer(&q, consume)).await
         }));
     }
-    let publish = PublishOptions {
-        confirm_window: args.confirm.then_some(args.confirm_window),
-        persistent: args.persistent,
-    };
+    let publish = load.publish;
     let mut producer_setups = Vec::new();
     for i in 0..args.producers {
-        let (url, q) = (args.url.clone(), queue(i));
+        let (config, q) = (config.clone(), name(i));
         producer_setups.push(tokio::spawn(async move {
             let what = || format!("producer {i} on {q}");
             let client = bounded(
                 timeout,
                 what,
-                C::connect(&url, &format!("pigeon-bench producer {i}")),
+                C::connect(&config, &format!("pigeon-bench producer {i}")),
             )
             .await?;
-            let publisher = bounded(timeout, what, client.publisher(&q, publish)).await?;
-            anyhow::Ok((client, publisher))
+            bounded(timeout, what, client.publisher(&q, publish)).await
         }));
     }
     let consumers = join_setups(consumer_setups).await?;
     let producers = join_setups(producer_setups).await?;
     info!(
-        "{} producers and {} consumers connected on {} queues; running",
-        args.producers, args.consumers, args.queues
+        "{} producers and {} consumers connected on {} {}; running",
+        args.producers,
+        args.consumers,
+        names,
+        if load.declare { "queues" } else { "topics" }
     );
 
     let (run, phase) = watch::channel(Phase::Publish);
@@ -196,13 +355,12 @@ async fn drive<C: Client>(args: &BenchArgs, queues: &[String]) -> anyhow::Result
     };
     let consumer_plan = ConsumerPlan {
         producers: args.producers as usize,
-        ack_every: args.ack.then_some(args.multi_ack_every),
+        ack_every: load.ack_every,
         timeout,
     };
-    for (client, consumer) in consumers {
+    for consumer in consumers {
         let received = Arc::new(AtomicU64::new(0));
         let task = workload::consume(
-            client,
             consumer,
             consumer_plan,
             received.clone(),
@@ -211,7 +369,7 @@ async fn drive<C: Client>(args: &BenchArgs, queues: &[String]) -> anyhow::Result
         );
         fleet.consumers.push((received, tokio::spawn(task)));
     }
-    for (id, (client, publisher)) in producers.into_iter().enumerate() {
+    for (id, publisher) in producers.into_iter().enumerate() {
         let plan = ProducerPlan {
             // `--producers` is at most u16::MAX, checked by clap.
             id: u16::try_from(id).unwrap_or(u16::MAX),
@@ -221,10 +379,18 @@ async fn drive<C: Client>(args: &BenchArgs, queues: &[String]) -> anyhow::Result
             timeout,
         };
         let stats = Arc::new(ProducerStats::default());
-        let task = workload::produce(client, publisher, plan, stats.clone(), phase.clone(), epoch);
+        let task = workload::produce(publisher, plan, stats.clone(), phase.clone(), epoch);
         fleet.producers.push((stats, tokio::spawn(task)));
     }
-    Ok(control::supervise(fleet, run, args.until(), timeout, epoch, args.confirm).await)
+    let plan = Supervision {
+        until: args.until(),
+        timeout,
+        epoch,
+        confirm: load.publish.confirm_window.is_some(),
+        sharing: load.sharing,
+        drain_quiet: load.drain_quiet,
+    };
+    Ok(control::supervise(fleet, run, plan).await)
 }
 
 /// Waits for every setup task; the first failure fails the run.

@@ -197,10 +197,7 @@ impl Client for Mqtt {
     async fn connect(config: &MqttConfig, name: &str) -> anyhow::Result<Self> {
         let session = Session::open(config, &config.client_id(name), None, BULK).await?;
         if config.qos > session.maximum_qos {
-            anyhow::bail!(
-                "the broker takes QoS {} at most",
-                session.maximum_qos as u8
-            );
+            anyhow::bail!("the broker takes QoS {} at most", session.maximum_qos as u8);
         }
         Ok(Mqtt {
             session,
@@ -216,7 +213,11 @@ impl Client for Mqtt {
         Ok(())
     }
 
-    async fn publisher(self, target: &str, options: PublishOptions) -> anyhow::Result<MqttPublisher> {
+    async fn publisher(
+        self,
+        target: &str,
+        options: PublishOptions,
+    ) -> anyhow::Result<MqttPublisher> {
         let topic = TopicName::new(target).map_err(|e| anyhow::anyhow!("topic {target}: {e:?}"))?;
         let window = match self.qos {
             QoS::AtMostOnce => None,
@@ -224,7 +225,8 @@ impl Client for Mqtt {
                 options
                     .confirm_window
                     .unwrap_or(1)
-                    .clamp(1, u32::from(self.session.receive_maximum.max(1))) as usize,
+                    .clamp(1, u32::from(self.session.receive_maximum.max(1)))
+                    as usize,
             ),
         };
         Ok(MqttPublisher {
@@ -240,9 +242,13 @@ impl Client for Mqtt {
         })
     }
 
-    async fn consumer(mut self, source: &str, _options: ConsumeOptions) -> anyhow::Result<MqttConsumer> {
-        let filter =
-            TopicFilter::new(source).map_err(|e| anyhow::anyhow!("topic filter {source}: {e:?}"))?;
+    async fn consumer(
+        mut self,
+        source: &str,
+        _options: ConsumeOptions,
+    ) -> anyhow::Result<MqttConsumer> {
+        let filter = TopicFilter::new(source)
+            .map_err(|e| anyhow::anyhow!("topic filter {source}: {e:?}"))?;
         let subscribe = Subscribe {
             packet_id: 1,
             properties: Default::default(),
@@ -250,7 +256,12 @@ impl Client for Mqtt {
         };
         self.session.send(subscribe)?;
         loop {
-            match self.session.next_packet().await.context("waiting for SUBACK")? {
+            match self
+                .session
+                .next_packet()
+                .await
+                .context("waiting for SUBACK")?
+            {
                 Packet::SubAck(ack) if ack.packet_id == 1 => {
                     match ack.reasons.first().and_then(|r| r.granted_qos()) {
                         Some(granted) if granted < self.qos => tracing::warn!(
@@ -290,7 +301,6 @@ const AWAIT_PUBCOMP: u8 = 3;
 struct Template {
     head: Vec<u8>,
     id_at: Option<usize>,
-    size: usize,
 }
 
 impl Template {
@@ -313,7 +323,6 @@ impl Template {
         let template = Template {
             head: first.get(..head_len)?.to_vec(),
             id_at,
-            size,
         };
         // Build one with another identifier and body and check it decodes to what it should.
         let body: Vec<u8> = (0..size).map(|i| i as u8).collect();

@@ -1,6 +1,5 @@
 //! The bench report: computed once from the run's outcome, printed as text or as JSON.
 
-use super::args::{BenchArgs, Until};
 use super::control::{Ending, Outcome};
 use super::cpu::CpuTime;
 use serde::Serialize;
@@ -11,29 +10,35 @@ use std::time::Duration;
 /// `/proc` to read CPU time from.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// `amqp` or `mqtt`.
+    pub protocol: &'static str,
+    /// The client inside the bench: `raw` (its own) or `lapin`.
+    pub client: &'static str,
     /// The broker, password redacted.
     pub url: String,
     /// The flags of the run.
     pub settings: Settings,
     /// Why the run ended.
     pub ending: Ending,
-    /// Messages handed to the client library.
+    /// Messages handed to the client.
     pub published: u64,
     /// `published` over the time from the start to the last publish.
     pub published_per_s: f64,
-    /// Confirms received (with --confirm).
+    /// Confirms received (AMQP --confirm; MQTT PUBACK or PUBCOMP at QoS 1 or 2).
     pub confirmed: Option<u64>,
-    /// Of those, nacks.
+    /// Of those, nacks (MQTT 5: reason codes 0x80 and above).
     pub nacked: Option<u64>,
     /// Deliveries, duplicates included.
     pub consumed: Option<u64>,
+    /// Deliveries there should have been (with MQTT, one per message and subscriber).
+    pub expected: Option<u64>,
     /// `consumed` over the time from the start to the last delivery.
     pub consumed_per_s: Option<f64>,
     /// End-to-end latency, publish call to delivery, in microseconds.
     pub latency_us: Option<Latency>,
-    /// Published messages never delivered.
+    /// Deliveries that should have happened and did not (per subscriber with MQTT).
     pub lost: Option<u64>,
-    /// Deliveries of a message already delivered.
+    /// Deliveries of a message already delivered (to the same subscriber with MQTT).
     pub duplicates: Option<u64>,
     /// Deliveries that did not carry a bench stamp.
     pub malformed: Option<u64>,
@@ -47,18 +52,81 @@ pub struct Report {
 
 /// The run's flags, echoed into the report.
 #[derive(Debug, Serialize)]
-pub struct Settings {
-    producers: u32,
-    consumers: u32,
-    queues: u32,
-    size: u32,
-    duration_s: Option<u64>,
-    count: Option<u64>,
-    confirm_window: Option<u32>,
-    multi_ack_every: Option<u32>,
-    prefetch: u16,
-    persistent: bool,
-    rate: u32,
+#[serde(untagged)]
+pub enum Settings {
+    /// `pigeon bench`.
+    Amqp(AmqpSettings),
+    /// `pigeon bench mqtt`.
+    Mqtt(MqttSettings),
+}
+
+/// The flags of an AMQP run.
+#[derive(Debug, Serialize)]
+pub struct AmqpSettings {
+    /// Producers.
+    pub producers: u32,
+    /// Consumers.
+    pub consumers: u32,
+    /// Queues.
+    pub queues: u32,
+    /// Body size in bytes.
+    pub size: u32,
+    /// Seconds of publishing.
+    pub duration_s: Option<u64>,
+    /// Messages per producer.
+    pub count: Option<u64>,
+    /// With confirms: the window.
+    pub confirm_window: Option<u32>,
+    /// With manual acks: how many deliveries per ack.
+    pub multi_ack_every: Option<u32>,
+    /// basic.qos prefetch.
+    pub prefetch: u16,
+    /// Delivery mode 2 and durable queues.
+    pub persistent: bool,
+    /// Messages per second per producer; 0 unlimited.
+    pub rate: u32,
+    /// The exchange published to; empty for the default one.
+    pub exchange: String,
+}
+
+/// The flags of an MQTT run.
+#[derive(Debug, Serialize)]
+pub struct MqttSettings {
+    /// `3.1.1` or `5`.
+    pub mqtt_version: &'static str,
+    /// QoS of publishes and subscriptions.
+    pub qos: u8,
+    /// With QoS 1 or 2: the in-flight window per publisher.
+    pub inflight: Option<u32>,
+    /// Publishers.
+    pub publishers: u32,
+    /// Subscribers.
+    pub subscribers: u32,
+    /// Topics.
+    pub topics: u32,
+    /// Payload size in bytes.
+    pub size: u32,
+    /// Seconds of publishing.
+    pub duration_s: Option<u64>,
+    /// Messages per publisher.
+    pub count: Option<u64>,
+    /// Messages per second per publisher; 0 unlimited.
+    pub rate: u32,
+}
+
+/// What the report says about the run besides its outcome.
+#[derive(Debug)]
+pub struct RunInfo {
+    /// `amqp` or `mqtt`.
+    pub protocol: &'static str,
+    /// `raw` or `lapin`.
+    pub client: &'static str,
+    /// The broker, password redacted.
+    pub url: String,
+    /// The flags.
+    pub settings: Settings,
+    /// Whether producers counted confirms.
+    pub confirm: bool,
 }
 
 /// Latency percentiles in microseconds.
@@ -83,12 +151,7 @@ pub struct Cpu {
 
 impl Report {
     /// Builds the report of a run that took `wall` and used `cpu`.
-    pub fn new(
-        args: &BenchArgs,
-        outcome: &Outcome,
-        wall: Duration,
-        cpu: Option<CpuTime>,
-    ) -> Report {
+    pub fn new(info: RunInfo, outcome: &Outcome, wall: Duration, cpu: Option<CpuTime>) -> Report {
         let secs = |ns: u64| ns as f64 / 1e9;
         let per_s = |n: u64, ns: u64| {
             if ns == 0 {
@@ -98,35 +161,22 @@ impl Report {
             }
         };
         let published: u64 = outcome.sent.iter().sum();
-        let tally = outcome.tally.as_ref();
-        let (duration_s, count) = match args.until() {
-            Until::Elapsed(d) => (Some(d.as_secs()), None),
-            Until::Count(n) => (None, Some(n)),
-        };
+        let delivered = outcome.delivered.as_ref();
         Report {
-            url: args.redacted_url(),
-            settings: Settings {
-                producers: args.producers,
-                consumers: args.consumers,
-                queues: args.queues,
-                size: args.size,
-                duration_s,
-                count,
-                confirm_window: args.confirm.then_some(args.confirm_window),
-                multi_ack_every: args.ack.then_some(args.multi_ack_every),
-                prefetch: args.prefetch,
-                persistent: args.persistent,
-                rate: args.rate,
-            },
+            protocol: info.protocol,
+            client: info.client,
+            url: info.url,
+            settings: info.settings,
             ending: outcome.ending,
             published,
             published_per_s: per_s(published, outcome.publish_ns),
-            confirmed: args.confirm.then_some(outcome.acked + outcome.nacked),
-            nacked: args.confirm.then_some(outcome.nacked),
-            consumed: tally.map(|t| t.received),
-            consumed_per_s: tally.map(|t| per_s(t.received, t.last_ns)),
-            latency_us: tally.filter(|t| !t.latency_us.is_empty()).map(|t| {
-                let h = &t.latency_us;
+            confirmed: info.confirm.then_some(outcome.acked + outcome.nacked),
+            nacked: info.confirm.then_some(outcome.nacked),
+            consumed: delivered.map(|d| d.received),
+            expected: delivered.map(|d| d.expected),
+            consumed_per_s: delivered.map(|d| per_s(d.received, d.last_ns)),
+            latency_us: delivered.filter(|d| !d.latency_us.is_empty()).map(|d| {
+                let h = &d.latency_us;
                 Latency {
                     samples: h.len(),
                     p50: h.value_at_quantile(0.50),
@@ -136,9 +186,9 @@ impl Report {
                     mean: round1(h.mean()),
                 }
             }),
-            lost: tally.map(|t| t.lost(&outcome.sent)),
-            duplicates: tally.map(|t| t.duplicates),
-            malformed: tally.map(|t| t.malformed),
+            lost: delivered.map(|d| d.lost),
+            duplicates: delivered.map(|d| d.duplicates),
+            malformed: delivered.map(|d| d.malformed),
             bench_cpu: cpu.map(|c| Cpu {
                 user_s: round3(c.user.as_secs_f64()),
                 system_s: round3(c.system.as_secs_f64()),
@@ -165,6 +215,71 @@ impl Report {
     }
 }
 
+/// `10 s` or `1000 msgs per producer`.
+fn until_text(duration_s: Option<u64>, count: Option<u64>, who: &str) -> String {
+    match (duration_s, count) {
+        (Some(d), _) => format!("{d} s"),
+        (None, Some(n)) => format!("{n} msgs per {who}"),
+        (None, None) => String::new(),
+    }
+}
+
+fn rate_text(rate: u32) -> String {
+    if rate == 0 {
+        "unlimited".into()
+    } else {
+        format!("{rate}/s")
+    }
+}
+
+impl Settings {
+    /// The flags, in one line.
+    fn describe(&self) -> String {
+        match self {
+            Settings::Amqp(s) => {
+                let confirm = s
+                    .confirm_window
+                    .map_or("no confirms".into(), |w| format!("confirms (window {w})"));
+                let ack = s
+                    .multi_ack_every
+                    .map_or("auto-ack".into(), |k| format!("manual ack every {k}"));
+                let exchange = if s.exchange.is_empty() {
+                    String::new()
+                } else {
+                    format!(", through {}", s.exchange)
+                };
+                format!(
+                    "{} producers, {} consumers, {} queues{exchange}, {} B, {}, {confirm}, {ack}, prefetch {}, {}, rate {}",
+                    s.producers,
+                    s.consumers,
+                    s.queues,
+                    s.size,
+                    until_text(s.duration_s, s.count, "producer"),
+                    s.prefetch,
+                    if s.persistent { "persistent" } else { "transient" },
+                    rate_text(s.rate),
+                )
+            }
+            Settings::Mqtt(s) => {
+                let window = s
+                    .inflight
+                    .map_or(String::new(), |k| format!(" (in-flight {k})"));
+                format!(
+                    "MQTT {}, QoS {}{window}, {} publishers, {} subscribers, {} topics, {} B, {}, rate {}",
+                    s.mqtt_version,
+                    s.qos,
+                    s.publishers,
+                    s.subscribers,
+                    s.topics,
+                    s.size,
+                    until_text(s.duration_s, s.count, "publisher"),
+                    rate_text(s.rate),
+                )
+            }
+        }
+    }
+}
+
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
@@ -175,30 +290,12 @@ fn round3(x: f64) -> f64 {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.settings;
-        writeln!(f, "pigeon bench against {}", self.url)?;
-        let until = match (s.duration_s, s.count) {
-            (Some(d), _) => format!("{d} s"),
-            (None, Some(n)) => format!("{n} msgs per producer"),
-            (None, None) => String::new(),
-        };
-        let confirm = s
-            .confirm_window
-            .map_or("no confirms".into(), |w| format!("confirms (window {w})"));
-        let ack = s
-            .multi_ack_every
-            .map_or("auto-ack".into(), |k| format!("manual ack every {k}"));
         writeln!(
             f,
-            "  {} producers, {} consumers, {} queues, {} B, {until}, {confirm}, {ack}, prefetch {}, {}, rate {}",
-            s.producers,
-            s.consumers,
-            s.queues,
-            s.size,
-            s.prefetch,
-            if s.persistent { "persistent" } else { "transient" },
-            if s.rate == 0 { "unlimited".into() } else { format!("{}/s", s.rate) },
+            "pigeon bench against {} ({} client)",
+            self.url, self.client
         )?;
+        writeln!(f, "  {}", self.settings.describe())?;
         write!(
             f,
             "  published  {:>10} msgs  {:>11.1} msg/s",
@@ -209,7 +306,11 @@ impl fmt::Display for Report {
         }
         writeln!(f)?;
         if let (Some(c), Some(r)) = (self.consumed, self.consumed_per_s) {
-            writeln!(f, "  consumed   {c:>10} msgs  {r:>11.1} msg/s")?;
+            write!(f, "  consumed   {c:>10} msgs  {r:>11.1} msg/s")?;
+            match self.expected {
+                Some(e) if e != self.published => writeln!(f, "  (expected {e})")?,
+                _ => writeln!(f)?,
+            }
         }
         if let Some(l) = &self.latency_us {
             writeln!(
@@ -239,6 +340,7 @@ impl fmt::Display for Report {
                 Ending::Completed => "completed",
                 Ending::Interrupted => "interrupted",
                 Ending::Stalled => "stalled (nothing moved for --timeout)",
+                Ending::Quiet => "deliveries stopped short of the expected count",
                 Ending::Failed => "failed",
             }
         )?;
@@ -254,14 +356,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::bench::stamp::Stamp;
-    use crate::bench::tally::Tally;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        args: BenchArgs,
-    }
+    use crate::bench::tally::{summarize, Sharing, Tally};
 
     fn outcome_with(received: &[u64], sent: u64) -> Outcome {
         let mut tally = Tally::new(1);
@@ -280,15 +375,32 @@ mod tests {
             acked: 0,
             nacked: 0,
             publish_ns: 1_000_000_000,
-            tally: Some(tally),
+            delivered: Some(summarize(vec![tally], &[sent], Sharing::Competing)),
             ending: Ending::Completed,
             errors: vec![],
         }
     }
 
     fn report(outcome: &Outcome) -> Report {
-        let args = Wrapper::parse_from(["bench", "--count", "3"]).args;
-        Report::new(&args, outcome, Duration::from_secs(2), None)
+        let info = RunInfo {
+            protocol: "mqtt",
+            client: "raw",
+            url: "mqtt://127.0.0.1:1883".into(),
+            settings: Settings::Mqtt(MqttSettings {
+                mqtt_version: "3.1.1",
+                qos: 1,
+                inflight: Some(10),
+                publishers: 1,
+                subscribers: 1,
+                topics: 1,
+                size: 16,
+                duration_s: None,
+                count: Some(3),
+                rate: 0,
+            }),
+            confirm: true,
+        };
+        Report::new(info, outcome, Duration::from_secs(2), None)
     }
 
     #[test]
@@ -314,5 +426,14 @@ mod tests {
         let dup = report(&outcome_with(&[0, 1, 1, 2], 3));
         assert!(!dup.passed());
         assert_eq!(dup.duplicates, Some(1));
+    }
+
+    #[test]
+    fn text_report_names_the_settings_and_the_client() {
+        let text = report(&outcome_with(&[0, 1, 2], 3)).to_string();
+        assert!(text.contains("(raw client)"), "{text}");
+        assert!(text.contains("MQTT 3.1.1, QoS 1 (in-flight 10)"), "{text}");
+        assert!(text.contains("lost 0  duplicates 0"), "{text}");
+        assert!(text.ends_with("ended: completed"), "{text}");
     }
 }

@@ -182,13 +182,14 @@ async fn connect(
     let (session, existed, permit) = loop {
         let (session, existed) =
             registry.get_or_create(&vhost, &client_id, || server.broker.next_id());
+        session.waiting.fetch_add(1, Ordering::SeqCst);
         if session.lease.available_permits() == 0 {
             // Session takeover [MQTT-3.1.4-3]: the connection holding it is asked to go.
             session.kick.notify_one();
         }
-        let Ok(Ok(permit)) =
-            timeout(TAKEOVER_TIMEOUT, Arc::clone(&session.lease).acquire_owned()).await
-        else {
+        let acquired = timeout(TAKEOVER_TIMEOUT, Arc::clone(&session.lease).acquire_owned()).await;
+        session.waiting.fetch_sub(1, Ordering::SeqCst);
+        let Ok(Ok(permit)) = acquired else {
             return refuse(
                 ReasonCode::ServerUnavailable,
                 "previous connection did not let go",
@@ -364,10 +365,15 @@ impl Conn {
                     self.disconnect(ReasonCode::KeepAliveTimeout);
                     return End::Abnormal;
                 }
+                // A kick left over from a connection that let go before it saw it (its
+                // notification is stored) must not end this one: only leave when a new
+                // connection is actually waiting for the session.
                 _ = self.session.kick.notified() => {
-                    tracing::info!(peer = %self.peer, client_id = %self.session.client_id, "session taken over");
-                    self.disconnect(ReasonCode::SessionTakenOver);
-                    return End::Abnormal;
+                    if self.session.waiting.load(Ordering::SeqCst) > 0 {
+                        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, "session taken over");
+                        self.disconnect(ReasonCode::SessionTakenOver);
+                        return End::Abnormal;
+                    }
                 }
                 _ = self.out.resume.notified() => self.needs_dispatch = true,
                 _ = self.out.writer_done.notified() => return End::Abnormal,

@@ -12,7 +12,7 @@ use mqtt_wire::{Publish, QoS, SubscriptionOptions};
 use parking_lot::Mutex;
 use pigeon_broker::{Queue, QueuedMessage, VHost};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use tokio::sync::{Notify, Semaphore};
 
@@ -119,6 +119,9 @@ pub struct Session {
     pub lease: Arc<Semaphore>,
     /// Asks the attached connection to leave (session takeover).
     pub kick: Notify,
+    /// Connections waiting for `lease`. A kick that finds none waiting is stale: it was meant
+    /// for a connection that had already let go.
+    pub waiting: AtomicUsize,
     /// Bumped at every attach; delayed wills and expiry timers check it.
     pub generation: AtomicU64,
 }
@@ -149,6 +152,7 @@ impl Registry {
             core: Mutex::new(SessionCore::default()),
             lease: Arc::new(Semaphore::new(1)),
             kick: Notify::new(),
+            waiting: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
         });
         map.insert(key, Arc::clone(&s));

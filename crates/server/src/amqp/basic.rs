@@ -93,15 +93,16 @@ impl Channel {
                 requeue: m.requeue,
             })?,
             Method::BasicRecover(_) | Method::BasicRecoverAsync(_) => {
-                // RabbitMQ redelivers with requeue semantics whatever the flag says.
+                // RabbitMQ redelivers with requeue semantics whatever the flag says. recover-ok
+                // goes first: clients expect the redeliveries after it.
+                if matches!(method, Method::BasicRecover(_)) {
+                    self.shared.send(&Method::BasicRecoverOk(BasicRecoverOk {}));
+                }
                 let all: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
                 for u in &all {
                     self.shared.release(&u.credit);
                 }
                 requeue(all);
-                if matches!(method, Method::BasicRecover(_)) {
-                    self.shared.send(&Method::BasicRecoverOk(BasicRecoverOk {}));
-                }
             }
             Method::ConfirmSelect(m) => {
                 if self.tx.is_some() {

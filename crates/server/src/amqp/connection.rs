@@ -428,11 +428,13 @@ impl Connection {
         if let Frame::Method { method, .. } = &frame {
             match method {
                 Method::ChannelOpen(_) => {
-                    if number > self.channel_max {
+                    // As RabbitMQ: channel_max bounds the number of open channels.
+                    let open = self.channels.len();
+                    if self.channel_max != 0 && open >= usize::from(self.channel_max) {
                         return Err(AmqpError::new(
-                            ReplyCode::ChannelError,
+                            ReplyCode::NotAllowed,
                             format!(
-                                "channel number {number} exceeds channel_max {}",
+                                "number of channels opened ({open}) has reached the negotiated channel_max ({})",
                                 self.channel_max
                             ),
                         )
@@ -459,8 +461,13 @@ impl Connection {
                 Method::ChannelCloseOk(_) => {
                     if self.channels.get(&number).is_some_and(|c| c.closing) {
                         self.channels.remove(&number);
+                        return Ok(());
                     }
-                    return Ok(());
+                    // A close-ok that answers nothing (RabbitMQ: 503).
+                    return Err(
+                        AmqpError::new(ReplyCode::CommandInvalid, "unimplemented method")
+                            .on(method),
+                    );
                 }
                 _ => {}
             }

@@ -24,7 +24,7 @@ port="${hostport##*:}"
 [ "$port" != "$hostport" ] || port=1883
 wait_s="${INTEROP_WAIT_SECONDS:-10}"
 
-for tool in mosquitto_pub mosquitto_sub mosquitto_rr; do
+for tool in mosquitto_pub mosquitto_sub mosquitto_rr stdbuf; do
   command -v "$tool" >/dev/null || {
     echo "mosquitto: $tool not found; install Debian's mosquitto-clients" >&2
     exit 2
@@ -60,7 +60,8 @@ fail() {
 start_sub() {
   local name="$1"
   shift
-  sub -d -W $((wait_s + 5)) "$@" >"$work/$name" 2>&1 &
+  # Line-buffered: mosquitto_sub writes through stdio, fully buffered into a file otherwise.
+  stdbuf -oL mosquitto_sub -h "$host" -p "$port" -V "$V" -d -W $((wait_s + 5)) "$@" >"$work/$name" 2>&1 &
   local pid=$!
   pids+=("$pid")
   echo "$pid" >"$work/$name.pid"
@@ -70,7 +71,7 @@ start_sub() {
 # wait_for NAME PATTERN COUNT: until $work/NAME has COUNT lines containing PATTERN.
 wait_for() {
   local deadline=$((SECONDS + wait_s))
-  while [ "$(grep -c -F -- "$2" "$work/$1" 2>/dev/null)" -lt "$3" ]; do
+  while [ "$(cat "$work/$1" 2>/dev/null | grep -c -F -- "$2")" -lt "$3" ]; do
     [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 0.02
   done
@@ -179,7 +180,7 @@ request_response() {
   local req="$T/requests" resp="$T/replies"
   start_sub responder -q 1 -t "$req" -C 1 -F "MSG|%R|%D|%P|%p" || return 1
   # mosquitto_rr subscribes to the response topic, then publishes the request with it.
-  mosquitto_rr -h "$host" -p "$port" -V 5 -t "$req" -e "$resp" -m ping -q 1 -W $((wait_s + 5)) \
+  stdbuf -oL mosquitto_rr -h "$host" -p "$port" -V 5 -t "$req" -e "$resp" -m ping -q 1 -W $((wait_s + 5)) \
     -D publish correlation-data "corr-$run_id" -D publish user-property k v \
     -F "MSG|%t|%D|%P|%p" >"$work/requester" 2>&1 &
   local rr=$!

@@ -100,6 +100,12 @@ impl TestBroker {
         }
     }
 
+    /// The in-process server (`None` against an external broker), for what only its owner can
+    /// do, such as [`ServerHandle::set_policies`].
+    pub fn server(&self) -> Option<&ServerHandle> {
+        self.server.as_ref()
+    }
+
     /// True when the tests run against an external broker (see [`EXTERNAL_URL_VAR`]).
     pub fn is_external(&self) -> bool {
         self.server.is_none()

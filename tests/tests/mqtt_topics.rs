@@ -248,3 +248,20 @@ async fn group_keeps_receiving_after_one_member_unsubscribes() {
         assert_eq!(b.next_text().await, n.to_string(), "the remaining member gets them all");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_member_keeps_its_shared_subscription_across_a_reconnect() {
+    let broker = MqttBroker::start().await;
+    let topic = unique("shared/t");
+    let group = format!("$share/g/{topic}");
+    let mut o = broker.v4(&unique("member"));
+    o.set_clean_session(false);
+    let mut member = Mqtt4::connect(o.clone()).await;
+    member.subscribe(&group, Q4::AtLeastOnce).await;
+    member.disconnect().await;
+    let mut member = Mqtt4::connect(o).await;
+    assert!(member.session_present);
+    let mut publisher = broker.connect4(&unique("pub")).await;
+    publisher.publish(&topic, Q4::AtLeastOnce, false, b"after").await;
+    assert_eq!(member.next_text().await, "after");
+}

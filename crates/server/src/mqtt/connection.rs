@@ -280,6 +280,9 @@ impl Conn {
             self.session_queues(&core)
         };
         for q in queues {
+            // A persistent session stays a consumer of its shared groups' queues while away
+            // (see `finish`): replace that entry rather than adding a second one.
+            q.remove_consumer(self.session.uid, &self.session.client_id);
             self.consume(&q);
         }
     }
@@ -400,7 +403,15 @@ impl Conn {
             core.attached = None;
             (self.session_queues(&core), core.expiry)
         };
+        let own = session.core.lock().queue.clone();
         for q in &queues {
+            // A shared group's queue is auto-delete: a session that outlives this connection
+            // stays its consumer (without credit while detached), or the queue and its binding
+            // would go with the last member online. Ending the session removes it (`discard`).
+            let shared = !own.as_ref().is_some_and(|o| Arc::ptr_eq(o, q));
+            if expiry != 0 && shared {
+                continue;
+            }
             self.vhost
                 .remove_consumer(q, session.uid, &session.client_id);
         }

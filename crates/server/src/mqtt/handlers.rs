@@ -394,15 +394,19 @@ impl Conn {
                 reasons.push(ReasonCode::NoSubscriptionExisted);
                 continue;
             };
-            let _ = self.vhost.unbind(
-                self.exchange.name.as_ref(),
-                Destination::Queue(Arc::clone(&sub.queue)),
-                &sub.pattern,
-                Table::new(),
-            );
             if sub.group.is_some() {
+                // The group's queue and its binding belong to every member: leaving removes
+                // only this session's consumer (the last one out deletes the auto-delete queue,
+                // binding included).
                 self.vhost
                     .remove_consumer(&sub.queue, self.session.uid, &self.session.client_id);
+            } else {
+                let _ = self.vhost.unbind(
+                    self.exchange.name.as_ref(),
+                    Destination::Queue(Arc::clone(&sub.queue)),
+                    &sub.pattern,
+                    Table::new(),
+                );
             }
             reasons.push(ReasonCode::Success);
         }

@@ -15,6 +15,7 @@ pub mod exchange;
 pub mod message;
 pub mod policy;
 pub mod queue;
+pub mod record;
 pub mod retained;
 pub mod value;
 pub mod vhost;

@@ -33,7 +33,8 @@ pub fn get_string(buf: &mut Bytes) -> Option<String> {
     String::from_utf8(get_bytes(buf)?.to_vec()).ok()
 }
 
-fn get_u8(buf: &mut Bytes) -> Option<u8> {
+/// Reads one byte.
+pub fn get_u8(buf: &mut Bytes) -> Option<u8> {
     (buf.remaining() >= 1).then(|| buf.get_u8())
 }
 

@@ -267,9 +267,19 @@ impl Mqtt5 {
         let (pub_tx, publishes) = mpsc::unbounded_channel();
         let (other_tx, others) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
+            // rumqttc reports a PUBLISH as it came, so one sent with a topic alias alone has an
+            // empty topic: resolve it here from the aliases the broker set before.
+            let mut aliases = std::collections::HashMap::new();
             loop {
                 match eventloop.poll().await {
-                    Ok(v5::Event::Incoming(v5::Incoming::Publish(p))) => {
+                    Ok(v5::Event::Incoming(v5::Incoming::Publish(mut p))) => {
+                        if let Some(alias) = p.properties.as_ref().and_then(|p| p.topic_alias) {
+                            if p.topic.is_empty() {
+                                p.topic = aliases.get(&alias).cloned().unwrap_or_default();
+                            } else {
+                                aliases.insert(alias, p.topic.clone());
+                            }
+                        }
                         let _ = pub_tx.send(p);
                     }
                     Ok(v5::Event::Incoming(other)) => {

@@ -237,3 +237,31 @@ async fn retain_as_published_keeps_the_retain_flag_on_live_deliveries() {
     let (r, n) = (plain.next_publish().await, plain.next_publish().await);
     assert_eq!((&r.payload[..], r.retain, &n.payload[..], n.retain), (&b"r"[..], false, &b"n"[..], false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_publish_resent_after_a_reconnect_is_still_delivered_once() {
+    let broker = MqttBroker::start().await;
+    let topic = unique("once/t");
+    let mut sub = broker.connect4(&unique("sub")).await;
+    sub.subscribe(&topic, Q4::ExactlyOnce).await;
+    let id = unique("resender");
+    let mut connect = connect_packet(V4, &id);
+    connect.clean_start = false;
+    let (mut raw, _) = broker.raw(connect.clone()).await;
+    raw.send(publish_packet(&topic, QoS::ExactlyOnce, Some(9), b"once")).await;
+    assert_eq!(raw.recv().await, Packet::PubRec(PubRec::new(9)));
+    drop(raw); // before PUBREL
+
+    let (mut raw, ack) = broker.raw(connect).await;
+    assert!(ack.session_present);
+    let mut again = publish_packet(&topic, QoS::ExactlyOnce, Some(9), b"once");
+    again.dup = true;
+    raw.send(again).await;
+    assert_eq!(raw.recv().await, Packet::PubRec(PubRec::new(9)));
+    raw.send(PubRel::new(9)).await;
+    assert_eq!(raw.recv().await, Packet::PubComp(PubComp::new(9)));
+    raw.send(publish_packet(&topic, QoS::AtLeastOnce, Some(10), b"marker")).await;
+    assert_eq!(raw.recv().await, Packet::PubAck(PubAck::new(10)));
+    assert_eq!(sub.next_text().await, "once");
+    assert_eq!(sub.next_text().await, "marker");
+}

@@ -369,3 +369,54 @@ async fn session_takeover_hands_the_persistent_session_to_the_new_connection() {
     publish_once(&broker, &topic, "to the new connection").await;
     assert_eq!(second.next_text().await, "to the new connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_in_disconnect_replaces_the_one_from_connect() {
+    let broker = MqttBroker::start().await;
+    // 60 s at CONNECT, 0 at DISCONNECT: the session ends with the connection.
+    let id = unique("shorten");
+    let (mut raw, _) = broker.raw(persistent(V5, &id, 60)).await;
+    let mut bye = Disconnect::new(ReasonCode::Success);
+    bye.properties.session_expiry_interval = Some(0);
+    raw.send(bye).await;
+    assert!(raw.until_closed().await.is_empty());
+    let (_raw, ack) = broker.raw(persistent(V5, &id, 60)).await;
+    assert!(!ack.session_present);
+
+    // 0 at CONNECT cannot be raised at DISCONNECT [MQTT-3.14.2-2]: a protocol error.
+    let (mut raw, _) = broker.raw(persistent(V5, &unique("raise"), 0)).await;
+    let mut bye = Disconnect::new(ReasonCode::Success);
+    bye.properties.session_expiry_interval = Some(60);
+    raw.send(bye).await;
+    let sent = raw.until_closed().await;
+    assert!(
+        matches!(&sent[..], [Packet::Disconnect(d)] if d.reason == ReasonCode::ProtocolError),
+        "got {sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_queue_keeps_the_newest_messages_up_to_its_limit() {
+    let config = pigeon_server::ServerConfig {
+        mqtt_max_queued_messages: 3,
+        ..pigeon_server::ServerConfig::for_tests()
+    };
+    let broker = MqttBroker::start_with(config).await;
+    let topic = unique("limit/t");
+    let mut o = broker.v4(&unique("away"));
+    o.set_clean_session(false);
+    let mut c = Mqtt4::connect(o.clone()).await;
+    c.subscribe(&topic, Q4::AtLeastOnce).await;
+    c.disconnect().await;
+    let mut p = broker.connect4(&unique("pub")).await;
+    for n in 1..=5 {
+        p.publish(&topic, Q4::AtLeastOnce, false, format!("m{n}").as_bytes()).await;
+    }
+    p.publish(&topic, Q4::AtLeastOnce, false, b"m6").await;
+    let mut c = Mqtt4::connect(o).await;
+    for n in 4..=6 {
+        assert_eq!(c.next_text().await, format!("m{n}"), "the oldest are dropped first");
+    }
+    p.publish(&topic, Q4::AtLeastOnce, false, b"live").await;
+    assert_eq!(c.next_text().await, "live");
+}

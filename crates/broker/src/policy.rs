@@ -78,6 +78,16 @@ impl Policies {
                 "unknown policy key '{key}'"
             )));
         }
+        // Values are checked now, as RabbitMQ's set_policy does: a bad one would otherwise make
+        // every declaration of a matching queue fail.
+        crate::queue::settings::QueueSettings::resolve(&Table::new(), Some(&policy.definition))?;
+        if let Some(v) = policy.definition.get("alternate-exchange") {
+            if v.as_str().is_none() {
+                return Err(BrokerError::PreconditionFailed(
+                    "invalid policy value for 'alternate-exchange': expected a string".into(),
+                ));
+            }
+        }
         self.list.retain(|c| c.policy.name != policy.name);
         self.list.push(Compiled { policy, regex });
         Ok(())

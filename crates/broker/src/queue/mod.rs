@@ -247,7 +247,9 @@ impl Queue {
                 (a, b) => a.or(b),
             };
             let m = QueuedMessage {
-                expires_at: ttl.map(|ms| message.received + Duration::from_millis(ms)),
+                // From this `now`, which the dispatch below also uses: a TTL of 0 has not run
+                // out yet for a consumer that can take the message right away.
+                expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
                 message,
                 seq: st.next_seq,
                 redelivered: false,
@@ -391,11 +393,17 @@ impl Queue {
                 )));
             }
             on_added();
-            let at = st
-                .consumers
-                .iter()
-                .position(|c| c.priority < consumer.priority)
-                .unwrap_or(st.consumers.len());
+            // With a single active consumer, registration order alone decides which one is
+            // active (RabbitMQ 3.10 ignores x-priority there): a later consumer never takes
+            // over while the active one may still hold unacknowledged messages.
+            let at = if st.settings.single_active_consumer {
+                st.consumers.len()
+            } else {
+                st.consumers
+                    .iter()
+                    .position(|c| c.priority < consumer.priority)
+                    .unwrap_or(st.consumers.len())
+            };
             if at <= st.cursor && at < st.consumers.len() {
                 st.cursor += 1;
             }
@@ -440,12 +448,13 @@ impl Queue {
     /// vhost's timer calls it.
     pub fn expire(self: &Arc<Self>, now: Instant) {
         self.locked(|st, dead| {
-            if st.ready.uneven_expiry > 0 {
-                for m in st.ready.take_expired(now) {
-                    dead.push(st, m, DeathReason::Expired);
-                }
+            let expired = if st.ready.uneven_expiry > 0 {
+                st.ready.take_expired(now)
             } else {
-                expire_heads(st, now, dead);
+                st.ready.take_expired_heads(now)
+            };
+            for m in expired {
+                dead.push(st, m, DeathReason::Expired);
             }
         });
     }
@@ -498,7 +507,7 @@ impl Queue {
     }
 }
 
-/// Dead-letters expired messages at the head of the queue (each priority level's head).
+/// Dead-letters expired messages at the head of the queue (the next ones to deliver).
 fn expire_heads(st: &mut State, now: Instant, dead: &mut Dead) {
     while st.ready.front().is_some_and(|m| m.expired(now)) {
         match st.ready.pop_front() {

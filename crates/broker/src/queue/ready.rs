@@ -104,6 +104,21 @@ impl Ready {
         out
     }
 
+    /// Takes out the expired messages at the head of every priority level (where, with only
+    /// the queue's TTL, the expired ones of that level are).
+    pub fn take_expired_heads(&mut self, now: Instant) -> Vec<QueuedMessage> {
+        let mut expired = Vec::new();
+        for level in self.levels.iter_mut().rev() {
+            while level.front().is_some_and(|m| m.expired(now)) {
+                expired.extend(level.pop_front());
+            }
+        }
+        for m in &expired {
+            self.removed(m);
+        }
+        expired
+    }
+
     /// Takes out every message that expired by `now`, wherever it sits.
     pub fn take_expired(&mut self, now: Instant) -> Vec<QueuedMessage> {
         let mut expired = Vec::new();

@@ -33,7 +33,7 @@ pub struct QueueSettings {
     pub dead_letter_exchange: Option<String>,
     /// `x-dead-letter-routing-key`.
     pub dead_letter_routing_key: Option<String>,
-    /// `x-max-priority` (1..=255).
+    /// `x-max-priority` (0..=255).
     pub max_priority: Option<u8>,
     /// `x-single-active-consumer`.
     pub single_active_consumer: bool,
@@ -97,11 +97,22 @@ impl QueueSettings {
         if let Some((k, v)) = get("x-dead-letter-exchange", "dead-letter-exchange") {
             s.dead_letter_exchange = Some(text(&k, &v)?);
         }
+        // RabbitMQ refuses a routing key argument without an exchange argument (a policy's
+        // exchange does not count).
+        if arguments.get("x-dead-letter-routing-key").is_some()
+            && arguments.get("x-dead-letter-exchange").is_none()
+        {
+            return Err(invalid(
+                "x-dead-letter-routing-key",
+                "routing_key_but_no_dlx_defined",
+            ));
+        }
         if let Some((k, v)) = get("x-dead-letter-routing-key", "dead-letter-routing-key") {
             s.dead_letter_routing_key = Some(text(&k, &v)?);
         }
         if let Some(v) = arguments.get("x-max-priority") {
-            s.max_priority = Some(int("x-max-priority", v, 1, 255)? as u8);
+            // 0 is accepted, as by RabbitMQ: a single priority level.
+            s.max_priority = Some(int("x-max-priority", v, 0, 255)? as u8);
         }
         if let Some(v) = arguments.get("x-single-active-consumer") {
             s.single_active_consumer = match v {
@@ -156,5 +167,10 @@ mod tests {
         ));
         let bad = t(&[("x-overflow", Value::Str(Bytes::from_static(b"nope")))]);
         assert!(QueueSettings::resolve(&bad, None).is_err());
+        let key = Value::Str(Bytes::from_static(b"k"));
+        let bad = t(&[("x-dead-letter-routing-key", key.clone())]);
+        assert!(QueueSettings::resolve(&bad, None).is_err());
+        let policy = t(&[("dead-letter-routing-key", key)]);
+        assert!(QueueSettings::resolve(&Table::new(), Some(&policy)).is_ok());
     }
 }

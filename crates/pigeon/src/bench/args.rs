@@ -8,7 +8,12 @@ use std::time::Duration;
 
 /// `pigeon bench`: the AMQP workload by default, or another mode.
 #[derive(Debug, Clone, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Without a mode, the flags above run AMQP 0-9-1 producers and consumers. \
+                  `pigeon bench mqtt --help`: MQTT publishers and subscribers. \
+                  `pigeon bench idle --help`: idle connections and a broker's memory per connection."
+)]
 pub struct BenchArgs {
     /// Another workload than AMQP producers and consumers.
     #[command(subcommand)]
@@ -197,8 +202,9 @@ pub struct MqttArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub topics: u32,
 
-    /// QoS 0: once publishing is over, stop waiting for missing messages after deliveries have
-    /// paused this long (a broker may drop QoS 0 messages; they count as lost).
+    /// Once publishing and its acknowledgements are over, stop waiting for missing messages after
+    /// deliveries have paused this long (a broker may drop QoS 0 messages, and QoS 1 and 2 ones
+    /// when a subscriber's queue overflows; they count as lost).
     #[arg(long, default_value_t = 2, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub drain_quiet: u64,

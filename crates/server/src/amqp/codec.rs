@@ -73,6 +73,8 @@ impl PropertiesCodec for AmqpCodec {
             _ => Vec::new(),
         };
         // RabbitMQ keeps one x-death entry per (queue, reason), most recent first, counting.
+        // A repeated death only increments the count of its entry (which moves to the front):
+        // the entry's time, exchange and routing keys stay those of the first such death.
         let same = |t: &FieldTable| {
             t.get("queue").and_then(FieldValue::as_str) == Some(death.queue.as_str())
                 && t.get("reason").and_then(FieldValue::as_str) == Some(death.reason.as_str())
@@ -81,25 +83,30 @@ impl PropertiesCodec for AmqpCodec {
             .iter()
             .position(|d| matches!(d, FieldValue::Table(t) if same(t)))
             .map(|i| deaths.remove(i));
-        let count = match &previous {
-            Some(FieldValue::Table(t)) => {
-                t.get("count").and_then(FieldValue::as_i64).unwrap_or(0) + 1
+        let expiration = p.expiration.take();
+        let entry = match previous {
+            Some(FieldValue::Table(mut entry)) => {
+                let count = entry.get("count").and_then(FieldValue::as_i64).unwrap_or(0) + 1;
+                entry.insert("count", FieldValue::I64(count));
+                entry
             }
-            _ => 1,
+            _ => {
+                let mut entry = FieldTable::new();
+                entry.insert("count", FieldValue::I64(1));
+                entry.insert("reason", long_string(death.reason.as_str()));
+                entry.insert("queue", long_string(&death.queue));
+                entry.insert("time", FieldValue::Timestamp(death.time));
+                entry.insert("exchange", long_string(&death.exchange));
+                entry.insert(
+                    "routing-keys",
+                    FieldValue::Array(death.routing_keys.iter().map(|k| long_string(k)).collect()),
+                );
+                if let Some(e) = expiration {
+                    entry.insert("original-expiration", long_string(e.as_str()));
+                }
+                entry
+            }
         };
-        let mut entry = FieldTable::new();
-        entry.insert("count", FieldValue::I64(count));
-        entry.insert("reason", long_string(death.reason.as_str()));
-        entry.insert("queue", long_string(&death.queue));
-        entry.insert("time", FieldValue::Timestamp(death.time));
-        entry.insert("exchange", long_string(&death.exchange));
-        entry.insert(
-            "routing-keys",
-            FieldValue::Array(death.routing_keys.iter().map(|k| long_string(k)).collect()),
-        );
-        if let Some(e) = p.expiration.take() {
-            entry.insert("original-expiration", long_string(e.as_str()));
-        }
         deaths.insert(0, FieldValue::Table(entry));
         headers.insert("x-death", FieldValue::Array(deaths));
         for (key, value) in [
@@ -167,8 +174,8 @@ mod tests {
             first
                 .get("original-expiration")
                 .and_then(FieldValue::as_str),
-            None,
-            "the second death had no expiration left to record"
+            Some("5000"),
+            "an incremented entry keeps what its first death recorded"
         );
         assert_eq!(
             h.get("x-first-death-queue").and_then(FieldValue::as_str),

@@ -367,15 +367,19 @@ impl Conn {
                 return;
             };
             publish.packet_id = Some(id);
+        }
+        let sent = match core.attached.as_mut() {
+            Some(a) => a.send_publish(publish.clone(), stats),
+            None => true,
+        };
+        // One too large for the client is dropped [MQTT-3.1.2-25], not left in flight.
+        if let (true, Some(id)) = (sent, publish.packet_id) {
             core.inflight.push_back(Inflight {
                 packet_id: id,
-                publish: publish.clone(),
+                publish,
                 source: None,
                 released: false,
             });
-        }
-        if let Some(a) = core.attached.as_mut() {
-            a.send_publish(publish, stats);
         }
     }
 

@@ -37,6 +37,9 @@ impl Attached {
     /// Encodes a PUBLISH for this connection: topic alias, size limit. Returns false when the
     /// packet is larger than the client accepts and was dropped [MQTT-3.1.2-25].
     pub fn send_publish(&mut self, mut publish: Publish, stats: &Stats) -> bool {
+        // A new alias is only remembered once its PUBLISH is actually sent: the client must
+        // have seen the topic before it is referred to by alias alone.
+        let mut new_alias = None;
         if self.version != ProtocolVersion::V5 {
             publish.properties = Default::default();
         } else if self.alias_max > 0 {
@@ -48,8 +51,8 @@ impl Attached {
                     }
                     None if self.aliases.len() < usize::from(self.alias_max) => {
                         let alias = self.aliases.len() as u16 + 1;
-                        self.aliases.insert(name, alias);
                         publish.properties.topic_alias = Some(alias);
+                        new_alias = Some((name, alias));
                     }
                     None => {}
                 }
@@ -59,6 +62,9 @@ impl Attached {
         if packet.encoded_len(self.version) > self.max_packet_size {
             tracing::debug!("PUBLISH larger than the client's maximum packet size, dropped");
             return false;
+        }
+        if let Some((name, alias)) = new_alias {
+            self.aliases.insert(name, alias);
         }
         let version = self.version;
         self.out.send(|buf| {
@@ -130,8 +136,14 @@ impl ConsumerSink for MqttSink {
             return Delivered::Settled;
         };
         publish.packet_id = Some(packet_id);
-        if let Some(a) = core.attached.as_mut() {
-            a.send_publish(publish.clone(), &self.stats);
+        let too_large = core
+            .attached
+            .as_mut()
+            .is_some_and(|a| !a.send_publish(publish.clone(), &self.stats));
+        if too_large {
+            // [MQTT-3.1.2-25]: discarded as if its delivery had completed; kept in flight it
+            // would hold a receive-maximum slot for good and be "resent" at every reconnect.
+            return Delivered::Settled;
         }
         core.inflight.push_back(Inflight {
             packet_id,

@@ -1,0 +1,96 @@
+//! Pigeon's durability layer: per-queue message logs with group commit, and a metadata store.
+//!
+//! The store knows nothing of brokers, messages or protocols. It keeps opaque bytes: the broker
+//! encodes its own records (message properties and body, a queue's declaration) and decides
+//! what a seq means.
+//!
+//! # Layout on disk
+//!
+//! ```text
+//! <dir>/meta.redb                              metadata: named tables of key -> value (redb)
+//! <dir>/queues/<hash>-<prefix>/id              the queue id, exactly
+//! <dir>/queues/<hash>-<prefix>/00000000000000000000.seg    message records
+//! <dir>/queues/<hash>-<prefix>/00000000000000000000.acks   events about that segment's messages
+//! ```
+//!
+//! A queue id can be any string; the directory name is derived from it and the `id` file says
+//! which queue a directory belongs to (see `naming.rs`). Directories are created under a hidden
+//! name and renamed into place, and deleted by renaming them away first, so a crash never leaves
+//! half a queue.
+//!
+//! # Records
+//!
+//! Both kinds of log file are a sequence of frames, all integers little endian:
+//!
+//! ```text
+//! [len: u32][crc: u32][seq: u64][kind: u8][body]    len = 9 + body length, crc = CRC-32 of
+//!                                                    everything after the crc field
+//! kind 1  Message    body = the caller's bytes                 (.seg files)
+//! kind 2  Ack        body = offset of the message record: u64  (.acks files)
+//! kind 3  Delivered  body = offset of the message record: u64  (.acks files)
+//! ```
+//!
+//! A segment file grows until appending would take it past
+//! [`StoreOptions::segment_size`]; then appends go to the next segment. Each segment has its
+//! own acks file, holding the events about its messages only, and the two are deleted together
+//! once every message of the segment is acknowledged (`log/flush.rs` explains why that is
+//! safe). Acks therefore never outlive their segment and need no compaction.
+//!
+//! # Durability levels
+//!
+//! - **Metadata** ([`Store::meta_put`], [`Store::meta_batch`], ...): each call is a redb write
+//!   transaction, fsynced before it returns.
+//! - **Message records** ([`QueueLog::append`]): buffered in memory; durable once the flush epoch
+//!   read with [`Store::current_epoch`] after appending is synced ([`Store::on_synced`],
+//!   [`Store::wait_synced`]). Confirm a message to its publisher only then. With
+//!   [`SyncMode::Never`] "synced" means handed to the operating system.
+//! - **Acks and delivered flags** ([`QueueLog::ack`], [`QueueLog::delivered`]): lazily durable,
+//!   written with the next flush and at most [`StoreOptions::ack_flush_delay`] later. A crash may
+//!   lose the latest of them: acknowledged messages come back and are delivered again
+//!   (at-least-once), and a message may come back without its redelivered flag.
+//!
+//! # Group commit
+//!
+//! One flusher thread serves every queue log: it writes all dirty buffers, `fdatasync`s each
+//! touched file once, then completes an epoch and runs the callbacks waiting for it. Appends
+//! made while it waits for the disk form the next batch, so many appends share one sync
+//! (`flusher.rs`). Callbacks are plain closures run on that thread, so async code can wait for
+//! durability through a channel without this crate depending on an async runtime.
+//!
+//! # Recovery
+//!
+//! [`Store::open`] lists the queue directories; [`Store::queue_log`] reads one log's files the
+//! first time it is opened and [`QueueLog::recover`] returns its live messages in seq order. A
+//! torn or corrupt record cuts the file at that record (logged as a warning and listed in
+//! [`RecoveryStats::truncations`]): damaged data is never an error and never a panic; only I/O
+//! errors are.
+//!
+//! # Threads and locks
+//!
+//! Every call may block on the disk except [`QueueLog::append`], [`QueueLog::ack`],
+//! [`QueueLog::delivered`], [`Store::current_epoch`], [`Store::synced_epoch`] and
+//! [`Store::on_synced`], which only take short locks. Lock order: the store's queue map, a log's
+//! I/O lock, a log's state, the flusher's state. Unix only (positional reads and writes).
+
+#![deny(unsafe_code, clippy::unwrap_used, missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod error;
+mod files;
+mod flusher;
+mod log;
+mod meta;
+mod naming;
+mod options;
+mod record;
+mod scan;
+mod store;
+
+pub use error::StoreError;
+pub use flusher::SyncCallback;
+pub use log::{Location, QueueLog, RecoveredMessage, Recovery, RecoveryStats};
+pub use meta::{MetaEntry, MetaOp};
+pub use options::{StoreOptions, SyncMode};
+pub use record::MAX_DATA_LEN;
+pub use scan::{Truncation, TruncationReason};
+pub use store::{Store, StoreStats};

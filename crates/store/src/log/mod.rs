@@ -1,0 +1,446 @@
+//! A durable queue's message log: segment files of message records, an acks file beside each
+//! segment, and the in-memory index of live (unacknowledged) messages.
+//!
+//! This file is the hot path: [`QueueLog::append`], [`QueueLog::ack`] and
+//! [`QueueLog::delivered`] only touch memory. `flush.rs` is what the flusher does with a log,
+//! `recovery.rs` how a log is rebuilt from its directory.
+
+mod flush;
+
+pub(crate) use flush::ToSync;
+mod recovery;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::files::{self, FileCache};
+use crate::flusher::Shared;
+use crate::naming::LogFile;
+use crate::record::{self, Kind};
+use crate::scan::Truncation;
+use crate::{StoreError, StoreOptions};
+
+/// Where a message record lives, so its body can be read back with [`QueueLog::read`] after it
+/// was dropped from memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// The segment number (its file is `{segment:020}.seg`).
+    pub segment: u64,
+    /// Byte offset of the record's frame in the segment.
+    pub offset: u64,
+    /// Length of the whole frame (header included).
+    pub len: u32,
+}
+
+/// A message found in the log by [`QueueLog::recover`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveredMessage {
+    /// The seq it was appended with.
+    pub seq: u64,
+    /// Where its body is; read it with [`QueueLog::read`].
+    pub location: Location,
+    /// Whether [`QueueLog::delivered`] was recorded for it (AMQP `redelivered`, MQTT DUP).
+    pub delivered: bool,
+}
+
+/// The live messages of a log and what opening it took.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Every message appended and not acknowledged, in seq order.
+    pub messages: Vec<RecoveredMessage>,
+    /// What reading the log's files took when it was opened.
+    pub stats: RecoveryStats,
+}
+
+/// What opening a queue log found on disk.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RecoveryStats {
+    /// Segment files read.
+    pub segments: usize,
+    /// Valid records read, in segment and acks files.
+    pub records_read: u64,
+    /// Bytes cut off damaged tails.
+    pub bytes_truncated: u64,
+    /// Each damaged tail cut off (also logged as a warning).
+    pub truncations: Vec<Truncation>,
+    /// Time spent reading and repairing the files.
+    pub duration: Duration,
+}
+
+/// One durable queue's log. Get it from [`Store::queue_log`](crate::Store::queue_log).
+///
+/// Seqs are chosen by the caller and need only be unique among the log's live messages (a seq
+/// may be reused once its message is acknowledged); appending a seq that is live replaces that
+/// message. All methods take `&self` and may be called from any thread.
+pub struct QueueLog {
+    id: String,
+    dir: PathBuf,
+    segment_size: u64,
+    /// This log, for putting itself on the flusher's dirty list.
+    me: Weak<QueueLog>,
+    shared: Arc<Shared>,
+    /// Held by the flusher while it writes this log's files, and by deletion; see `flusher.rs`.
+    pub(crate) io: Mutex<()>,
+    state: Mutex<LogState>,
+    opened: RecoveryStats,
+}
+
+/// Lock order: `Store::queues` → `QueueLog::io` → `QueueLog::state` → the flusher's state.
+pub(crate) struct LogState {
+    /// Live messages by seq.
+    live: BTreeMap<u64, Live>,
+    /// Segments that exist or are about to, by number.
+    segments: BTreeMap<u64, Segment>,
+    /// The segment appends go to. Never deleted while active.
+    active: u64,
+    /// Message records not yet handed to the flusher, in order.
+    pending: Vec<Chunk>,
+    /// Message records the flusher is writing; readable from here until they are in the file.
+    inflight: Vec<Arc<Chunk>>,
+    queued: Queued,
+    deleted: bool,
+    files: FileCache,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    location: Location,
+    delivered: bool,
+}
+
+#[derive(Debug, Default)]
+struct Segment {
+    /// Logical length of the `.seg` file: written plus buffered.
+    len: u64,
+    /// Live messages in it; at zero (and not active) it is deleted.
+    live: u64,
+    /// Logical length of the `.acks` file: written plus `pending_acks`.
+    acks_len: u64,
+    /// Events not yet handed to the flusher.
+    pending_acks: Vec<u8>,
+    seg_on_disk: bool,
+    acks_on_disk: bool,
+}
+
+/// Bytes bound for one file at one offset.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    file: LogFile,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// Whether (and why) the log is on the flusher's dirty list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Queued {
+    No,
+    /// Only events are buffered.
+    Lazy,
+    /// A message record is buffered.
+    Urgent,
+}
+
+impl QueueLog {
+    /// Opens (recovers) the log in `dir`.
+    pub(crate) fn open(
+        id: String,
+        dir: PathBuf,
+        opts: &StoreOptions,
+        shared: Arc<Shared>,
+    ) -> Result<Arc<QueueLog>, StoreError> {
+        let (state, opened) = recovery::open_dir(&dir, shared.sync)?;
+        let needs_flush = state.needs_flush();
+        let log = Arc::new_cyclic(|me| QueueLog {
+            id,
+            dir,
+            segment_size: opts.segment_size.max(1),
+            me: me.clone(),
+            shared,
+            io: Mutex::new(()),
+            state: Mutex::new(state),
+            opened,
+        });
+        if needs_flush {
+            // Fully acknowledged segments to delete, or events recovery generated.
+            log.mark_dirty(&mut log.state.lock(), Queued::Lazy);
+        }
+        Ok(log)
+    }
+
+    /// The queue id this log belongs to.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of live (unacknowledged) messages.
+    pub fn len(&self) -> usize {
+        self.state.lock().live.len()
+    }
+
+    /// Whether no message is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Buffers a message record and returns where it will be. Not durable yet: read
+    /// [`Store::current_epoch`](crate::Store::current_epoch) after this call and wait for that
+    /// epoch ([`Store::on_synced`](crate::Store::on_synced)) before confirming the message.
+    ///
+    /// Fails only when the store can no longer write ([`StoreError::Failed`],
+    /// [`StoreError::Closed`], [`StoreError::QueueDeleted`]) or the body cannot be framed
+    /// ([`StoreError::TooLarge`]).
+    pub fn append(&self, seq: u64, data: &[u8]) -> Result<Location, StoreError> {
+        let frame_len = record::message_frame_len(data.len())
+            .ok_or(StoreError::TooLarge { len: data.len() })?;
+        let mut guard = self.state.lock();
+        if guard.deleted {
+            return Err(self.deleted_error());
+        }
+        self.shared.check_writable()?;
+        let st = &mut *guard;
+        let mut seg_len = st.segments.get(&st.active).map_or(0, |s| s.len);
+        if seg_len > 0 && seg_len + u64::from(frame_len) > self.segment_size {
+            st.active += 1;
+            seg_len = 0;
+        }
+        let location = Location {
+            segment: st.active,
+            offset: seg_len,
+            len: frame_len,
+        };
+        let file = LogFile::Segment(location.segment);
+        match st.pending.last_mut() {
+            Some(chunk) if chunk.file == file => {
+                record::encode_message(&mut chunk.bytes, seq, data)
+            }
+            _ => {
+                let mut bytes = Vec::new();
+                record::encode_message(&mut bytes, seq, data);
+                st.pending.push(Chunk {
+                    file,
+                    offset: location.offset,
+                    bytes,
+                });
+            }
+        }
+        let segment = st.segments.entry(location.segment).or_default();
+        segment.len += u64::from(frame_len);
+        segment.live += 1;
+        let live = Live {
+            location,
+            delivered: false,
+        };
+        if let Some(replaced) = st.live.insert(seq, live) {
+            st.retire(seq, replaced);
+        }
+        self.mark_dirty(st, Queued::Urgent);
+        Ok(location)
+    }
+
+    /// Records that message `seq` was acknowledged: it will not be recovered once this is on
+    /// disk, and its segment is deleted when all of the segment's messages are. Lazily durable
+    /// (see [`StoreOptions::ack_flush_delay`]). Unknown or already acknowledged seqs are ignored.
+    pub fn ack(&self, seq: u64) {
+        let mut st = self.state.lock();
+        if st.deleted {
+            return;
+        }
+        if let Some(live) = st.live.remove(&seq) {
+            st.retire(seq, live);
+            self.mark_dirty(&mut st, Queued::Lazy);
+        }
+    }
+
+    /// Records that message `seq` was handed to a consumer, so that after a restart it is
+    /// redelivered with AMQP's `redelivered` (MQTT's DUP) flag. Lazily durable, like
+    /// [`QueueLog::ack`]; recorded once per message.
+    pub fn delivered(&self, seq: u64) {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if st.deleted {
+            return;
+        }
+        let Some(live) = st.live.get_mut(&seq) else {
+            return;
+        };
+        if live.delivered {
+            return;
+        }
+        live.delivered = true;
+        let location = live.location;
+        st.buffer_event(seq, Kind::Delivered, location);
+        self.mark_dirty(st, Queued::Lazy);
+    }
+
+    /// Reads a message body back (from memory if it is not written yet) and checks its CRC.
+    /// Blocking file I/O: call it from a blocking context.
+    pub fn read(&self, location: &Location) -> Result<Vec<u8>, StoreError> {
+        let no_such = || StoreError::NoSuchRecord {
+            location: *location,
+        };
+        let file = LogFile::Segment(location.segment);
+        let cached = {
+            let mut st = self.state.lock();
+            let end = location.offset + u64::from(location.len);
+            match st.segments.get(&location.segment) {
+                Some(seg) if end <= seg.len => {}
+                _ => return Err(no_such()),
+            }
+            if let Some(frame) = st.buffered(file, location.offset, location.len) {
+                return self.decode_body(frame, location);
+            }
+            st.files.get(file)
+        };
+        let path = file.path(&self.dir);
+        let handle = match cached {
+            Some(handle) => handle,
+            None => {
+                let opened = files::open_log_file(&path, false).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        no_such()
+                    } else {
+                        StoreError::io(&path, e)
+                    }
+                })?;
+                let handle = Arc::new(opened);
+                self.state.lock().files.insert(file, Arc::clone(&handle));
+                handle
+            }
+        };
+        let mut frame = vec![0; location.len as usize];
+        read_at(&handle, &mut frame, location.offset).map_err(|e| StoreError::io(&path, e))?;
+        self.decode_body(&frame, location)
+    }
+
+    /// Every live message in seq order, with what opening the log found.
+    pub fn recover(&self) -> Recovery {
+        let st = self.state.lock();
+        let messages = st
+            .live
+            .iter()
+            .map(|(&seq, live)| RecoveredMessage {
+                seq,
+                location: live.location,
+                delivered: live.delivered,
+            })
+            .collect();
+        Recovery {
+            messages,
+            stats: self.opened.clone(),
+        }
+    }
+
+    fn decode_body(&self, frame: &[u8], location: &Location) -> Result<Vec<u8>, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: LogFile::Segment(location.segment).path(&self.dir),
+            offset: location.offset,
+            reason,
+        };
+        match record::decode_frame(frame) {
+            Ok(p) if p.kind == Some(Kind::Message) => Ok(p.body.to_vec()),
+            Ok(p) => Err(corrupt(format!("not a message record (kind {:?})", p.kind))),
+            Err(damage) => Err(corrupt(format!("{damage:?}"))),
+        }
+    }
+
+    fn deleted_error(&self) -> StoreError {
+        StoreError::QueueDeleted {
+            queue_id: self.id.clone(),
+        }
+    }
+
+    /// Puts this log on the flusher's list unless it is already there for a reason at least as
+    /// pressing. Called with the state lock held (lock order: log state, then flusher state).
+    fn mark_dirty(&self, st: &mut LogState, why: Queued) {
+        if st.queued >= why {
+            return;
+        }
+        let was_clean = st.queued == Queued::No;
+        st.queued = why;
+        let me = if was_clean { self.me.upgrade() } else { None };
+        self.shared.mark_dirty(me, why == Queued::Urgent);
+    }
+
+    /// Marks the log deleted: it drops its buffers and refuses appends.
+    pub(crate) fn mark_deleted(&self) {
+        let mut st = self.state.lock();
+        st.deleted = true;
+        st.pending.clear();
+        st.inflight.clear();
+        st.live.clear();
+        st.segments.clear();
+        st.files.clear();
+    }
+}
+
+impl LogState {
+    fn new(active: u64) -> Self {
+        LogState {
+            live: BTreeMap::new(),
+            segments: BTreeMap::new(),
+            active,
+            pending: Vec::new(),
+            inflight: Vec::new(),
+            queued: Queued::No,
+            deleted: false,
+            files: FileCache::default(),
+        }
+    }
+
+    /// Takes a message out of the live set's accounting and records its acknowledgement.
+    fn retire(&mut self, seq: u64, live: Live) {
+        if let Some(segment) = self.segments.get_mut(&live.location.segment) {
+            segment.live -= 1;
+        }
+        self.buffer_event(seq, Kind::Ack, live.location);
+    }
+
+    fn buffer_event(&mut self, seq: u64, kind: Kind, location: Location) {
+        if let Some(segment) = self.segments.get_mut(&location.segment) {
+            record::encode_event(&mut segment.pending_acks, seq, kind, location.offset);
+            segment.acks_len += record::EVENT_FRAME_LEN as u64;
+        }
+    }
+
+    /// A whole frame that is still in memory.
+    fn buffered(&self, file: LogFile, offset: u64, len: u32) -> Option<&[u8]> {
+        let in_memory = self
+            .pending
+            .iter()
+            .chain(self.inflight.iter().map(|c| &**c));
+        for chunk in in_memory {
+            if chunk.file != file || offset < chunk.offset {
+                continue;
+            }
+            let start = usize::try_from(offset - chunk.offset).ok()?;
+            if let Some(frame) = chunk.bytes.get(start..start + len as usize) {
+                return Some(frame);
+            }
+        }
+        None
+    }
+
+    /// Whether something must be flushed though nothing was appended.
+    fn needs_flush(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|(&n, s)| (s.live == 0 && n != self.active) || !s.pending_acks.is_empty())
+    }
+}
+
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    file.read_exact_at(buf, offset)
+}

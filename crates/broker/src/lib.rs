@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod consumer;
+pub mod durable;
 pub mod error;
 pub mod exchange;
 pub mod message;
@@ -34,9 +35,25 @@ pub use value::{Table, Value};
 pub use vhost::{ExchangeDeclare, Published, QueueDeclared, VHost};
 
 use parking_lot::RwLock;
+use pigeon_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// What [`Broker::open`] found in the store.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// Durable exchanges recreated.
+    pub exchanges: usize,
+    /// Durable queues recreated.
+    pub queues: usize,
+    /// Durable bindings recreated.
+    pub bindings: usize,
+    /// Persistent messages loaded back into their queues.
+    pub messages: usize,
+    /// How long it took.
+    pub duration: std::time::Duration,
+}
 
 /// The whole broker: its vhosts and the id source for connections and channels.
 pub struct Broker {
@@ -45,7 +62,7 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker with the default vhost `/`.
+    /// A broker with the default vhost `/`, keeping everything in memory.
     pub fn new() -> Arc<Broker> {
         let mut vhosts = HashMap::new();
         vhosts.insert("/".to_string(), VHost::new("/"));
@@ -53,6 +70,35 @@ impl Broker {
             vhosts: RwLock::new(vhosts),
             ids: AtomicU64::new(1),
         })
+    }
+
+    /// A broker whose durable exchanges, queues, bindings and persistent messages live in
+    /// `store`; what the store holds is recovered first. Messages are read back with `codec`
+    /// (the encoding their properties were stored in).
+    pub fn open(
+        store: Arc<Store>,
+        codec: &'static dyn PropertiesCodec,
+    ) -> std::result::Result<(Arc<Broker>, Recovered), pigeon_store::StoreError> {
+        let started = std::time::Instant::now();
+        let defs = durable::load(&store)?;
+        let vhost = VHost::with_store("/", Some(Arc::clone(&store)));
+        let messages = vhost.recover(&defs, codec);
+        let mut vhosts = HashMap::new();
+        vhosts.insert("/".to_string(), vhost);
+        let recovered = Recovered {
+            exchanges: defs.exchanges.len(),
+            queues: defs.queues.len(),
+            bindings: defs.bindings.len(),
+            messages,
+            duration: started.elapsed(),
+        };
+        Ok((
+            Arc::new(Broker {
+                vhosts: RwLock::new(vhosts),
+                ids: AtomicU64::new(1),
+            }),
+            recovered,
+        ))
     }
 
     /// Looks up a vhost.

@@ -6,7 +6,9 @@
 use crate::consumer::ConnectionId;
 use crate::error::{BrokerError, Result};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::message::{Death, DeathReason, Message, Properties};
+use crate::durable;
+use crate::message::{Death, DeathReason, Message, Properties, PropertiesCodec};
+use pigeon_store::Store;
 use crate::policy::{Policies, Policy};
 use crate::queue::settings::QueueSettings;
 use crate::queue::{Enqueued, Queue, QueueOptions, QueuedMessage};
@@ -25,6 +27,8 @@ pub struct Published {
     pub queues: usize,
     /// A queue refused it (length limit with reject-publish): publisher confirms nack it.
     pub rejected: bool,
+    /// It was written to a queue log: confirm it once [`VHost::sync_epoch`] is synced.
+    pub stored: bool,
 }
 
 /// Whether `message` going to `queue` closes a dead-letter cycle: it already died in that
@@ -96,6 +100,8 @@ pub struct VHost {
     /// Direct reply-to pseudo-queues (`amq.rabbitmq.reply-to.<token>`), reachable only through
     /// the default exchange and invisible to declarations.
     reply_queues: RwLock<HashMap<String, Arc<Queue>>>,
+    /// Where durable definitions and persistent messages go (`None`: memory only).
+    store: Option<Arc<Store>>,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
@@ -123,6 +129,11 @@ impl VHost {
     /// Creates a vhost with the standard exchanges (`amq.direct`, `amq.fanout`, `amq.topic`,
     /// `amq.headers`, `amq.match`) and the default exchange.
     pub fn new(name: &str) -> Arc<VHost> {
+        VHost::with_store(name, None)
+    }
+
+    /// A vhost whose durable entities and persistent messages go to `store`.
+    pub fn with_store(name: &str, store: Option<Arc<Store>>) -> Arc<VHost> {
         let mut exchanges = HashMap::new();
         for (n, kind) in [
             ("amq.direct", ExchangeKind::Direct),
@@ -151,12 +162,18 @@ impl VHost {
             retained: RetainedStore::default(),
             policies: RwLock::new(Policies::default()),
             reply_queues: RwLock::new(HashMap::new()),
+            store,
         })
     }
 
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The store, if the vhost persists anything.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
     }
 
     /// Looks up an exchange (`""` is the default exchange).
@@ -242,6 +259,9 @@ impl VHost {
             .and_then(|p| p.get_str("alternate-exchange"))
             .map(str::to_string);
         x.set_policy_alternate(ae);
+        if let (true, Some(store)) = (x.durable, &self.store) {
+            durable::put_exchange(store, &self.name, &x);
+        }
         self.exchanges
             .write()
             .entry(Arc::clone(&x.name))
@@ -271,6 +291,10 @@ impl VHost {
             )));
         }
         exchanges.remove(name);
+        if let Some(store) = &self.store {
+            durable::delete_exchange(store, &self.name, name);
+            durable::delete_bindings_of(store, &self.name, name);
+        }
         let gone = Destination::Exchange(x);
         for other in exchanges.values() {
             other.unbind_destination(&gone);
@@ -344,7 +368,23 @@ impl VHost {
             .me
             .upgrade()
             .ok_or_else(|| not_found("vhost", &self.name, &self.name))?;
-        let q = Arc::new(Queue::new(&name, &me, options, settings));
+        let durable = options.durable && options.exclusive_owner.is_none();
+        let log = match (&self.store, durable) {
+            (Some(store), true) => match store.queue_log(&durable::log_id(&self.name, &name)) {
+                Ok(log) => Some(log),
+                Err(e) => {
+                    tracing::error!(queue = %name, error = %e, "cannot open the queue's log");
+                    return Err(BrokerError::NotAllowed(format!(
+                        "cannot store queue '{name}': {e}"
+                    )));
+                }
+            },
+            _ => None,
+        };
+        let q = Arc::new(Queue::new(&name, &me, options, settings, log));
+        if let (true, Some(store)) = (durable, &self.store) {
+            durable::put_queue(store, &self.name, &q);
+        }
         queues.insert(name.into(), Arc::clone(&q));
         Ok(declared(q))
     }
@@ -387,6 +427,10 @@ impl VHost {
                 }
                 _ => return 0,
             }
+        }
+        if let (true, Some(store)) = (q.options().durable, &self.store) {
+            durable::delete_queue(store, &self.name, q.name());
+            durable::delete_bindings_of(store, &self.name, q.name());
         }
         let gone = Destination::Queue(Arc::clone(q));
         let emptied: Vec<Arc<Exchange>> = self
@@ -442,6 +486,9 @@ impl VHost {
         arguments: Table,
     ) -> Result<()> {
         let x = self.bindable_exchange(source)?;
+        if let (true, Some(store)) = (durable::binding_is_durable(&x, &destination), &self.store) {
+            durable::put_binding(store, &self.name, source, &destination, key, &arguments, true);
+        }
         x.bind(Binding {
             destination,
             routing_key: key.to_string(),
@@ -459,6 +506,9 @@ impl VHost {
         arguments: Table,
     ) -> Result<()> {
         let x = self.bindable_exchange(source)?;
+        if let (true, Some(store)) = (durable::binding_is_durable(&x, &destination), &self.store) {
+            durable::put_binding(store, &self.name, source, &destination, key, &arguments, false);
+        }
         let removed = x.unbind(&Binding {
             destination,
             routing_key: key.to_string(),
@@ -485,7 +535,59 @@ impl VHost {
             && x.binding_count() == 0
         {
             exchanges.remove(&*x.name);
+            if let (true, Some(store)) = (x.durable, &self.store) {
+                durable::delete_exchange(store, &self.name, &x.name);
+            }
         }
+    }
+
+    /// Recreates what `defs` recorded for this vhost, and loads the messages of its durable
+    /// queues. Returns the number of messages recovered.
+    pub fn recover(&self, defs: &durable::Definitions, codec: &'static dyn PropertiesCodec) -> usize {
+        let mine = |v: &str| v == &*self.name;
+        for d in defs.exchanges.iter().filter(|d| mine(&d.vhost)) {
+            if self.exchange(&d.name).is_ok() {
+                continue;
+            }
+            let x = Arc::new(Exchange::new(
+                &d.name,
+                d.kind,
+                true,
+                d.auto_delete,
+                d.internal,
+                d.arguments.clone(),
+            ));
+            self.exchanges.write().insert(Arc::clone(&x.name), x);
+        }
+        let mut messages = 0;
+        for d in defs.queues.iter().filter(|d| mine(&d.vhost)) {
+            let options = QueueOptions {
+                durable: true,
+                exclusive_owner: None,
+                auto_delete: d.auto_delete,
+                arguments: d.arguments.clone(),
+            };
+            match self.declare_queue(&d.name, false, options, 0) {
+                Ok(declared) => messages += declared.queue.restore(codec),
+                Err(e) => tracing::warn!(queue = %d.name, error = %e, "queue not recovered"),
+            }
+        }
+        for b in defs.bindings.iter().filter(|d| mine(&d.vhost)) {
+            let destination = if b.to_exchange {
+                self.exchange(&b.destination).map(Destination::Exchange)
+            } else {
+                self.queue(&b.destination).map(Destination::Queue)
+            };
+            let (Ok(x), Ok(destination)) = (self.exchange(&b.source), destination) else {
+                continue;
+            };
+            x.bind(Binding {
+                destination,
+                routing_key: b.routing_key.clone(),
+                arguments: b.arguments.clone(),
+            });
+        }
+        messages
     }
 
     /// Looks up the exchange a client publishes to: it must exist and not be internal.
@@ -504,13 +606,18 @@ impl VHost {
     /// Returns the number of queues.
     pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> Published {
         let queues = self.route(exchange, message);
-        let mut rejected = false;
+        let (mut rejected, mut stored) = (false, false);
         for q in &queues {
-            rejected |= q.enqueue(message.clone()) == Enqueued::Rejected;
+            match q.enqueue(message.clone()) {
+                Enqueued::Rejected => rejected = true,
+                Enqueued::Stored => stored = true,
+                Enqueued::Accepted => {}
+            }
         }
         Published {
             queues: queues.len(),
             rejected,
+            stored,
         }
     }
 
@@ -588,6 +695,7 @@ impl VHost {
             &me,
             QueueOptions::default(),
             QueueSettings::default(),
+            None,
         ));
         self.reply_queues
             .write()

@@ -17,7 +17,10 @@ pub mod settings;
 
 use crate::consumer::{ConnectionId, ConsumerEntry, Delivered};
 use crate::error::{BrokerError, Result};
-use crate::message::{DeathReason, Message};
+use crate::message::{DeathReason, Message, Properties, PropertiesCodec};
+use crate::record::MessageRecord;
+use bytes::Bytes;
+use pigeon_store::QueueLog;
 use crate::value::Table;
 use crate::vhost::VHost;
 use parking_lot::Mutex;
@@ -40,6 +43,8 @@ pub struct QueuedMessage {
     pub expires_at: Option<Instant>,
     /// How many times it was given back after a delivery.
     pub delivery_count: u32,
+    /// It is in the queue's log on disk (persistent message, durable queue).
+    pub persisted: bool,
 }
 
 impl QueuedMessage {
@@ -67,6 +72,9 @@ pub struct QueueOptions {
 pub enum Enqueued {
     /// Queued (or delivered).
     Accepted,
+    /// Queued and written to the queue's log: confirm it once the store's current epoch is
+    /// synced.
+    Stored,
     /// Refused by the length limit (`x-overflow` reject-publish / reject-publish-dlx).
     Rejected,
 }
@@ -79,6 +87,8 @@ pub struct Queue {
     options: QueueOptions,
     /// Mirrors `settings.delivery_limit.is_some()` for consumers, which run under the lock.
     counts_deliveries: AtomicBool,
+    /// The message log of a durable queue (persistent messages).
+    log: Option<Arc<QueueLog>>,
     state: Mutex<State>,
 }
 
@@ -100,11 +110,13 @@ struct State {
     last_used: Instant,
 }
 
-/// Messages to dead-letter once the queue's lock is released.
+/// Messages that left the queue under its lock: to dead-letter, and to acknowledge in the log,
+/// once the lock is released.
 struct Dead {
     exchange: Option<String>,
     routing_key: Option<String>,
     messages: Vec<(QueuedMessage, DeathReason)>,
+    acks: Vec<u64>,
 }
 
 impl Dead {
@@ -113,12 +125,16 @@ impl Dead {
             exchange: settings.dead_letter_exchange.clone(),
             routing_key: settings.dead_letter_routing_key.clone(),
             messages: Vec::new(),
+            acks: Vec::new(),
         }
     }
 
     fn push(&mut self, st: &mut State, m: QueuedMessage, reason: DeathReason) {
         if reason == DeathReason::MaxLen {
             st.dropped += 1;
+        }
+        if m.persisted {
+            self.acks.push(m.seq);
         }
         if self.exchange.is_some() {
             self.messages.push((m, reason));
@@ -134,6 +150,12 @@ pub struct Deleted {
     pub consumers: Vec<ConsumerEntry>,
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -145,6 +167,7 @@ impl Queue {
         vhost: &Arc<VHost>,
         options: QueueOptions,
         settings: QueueSettings,
+        log: Option<Arc<QueueLog>>,
     ) -> Queue {
         Queue {
             name: name.into(),
@@ -152,6 +175,7 @@ impl Queue {
             vhost: Arc::downgrade(vhost),
             options,
             counts_deliveries: AtomicBool::new(settings.delivery_limit.is_some()),
+            log,
             state: Mutex::new(State {
                 ready: Ready::new(settings.max_priority),
                 settings,
@@ -227,6 +251,11 @@ impl Queue {
             let r = f(&mut st, &mut dead);
             (r, dead)
         };
+        if let Some(log) = &self.log {
+            for seq in &dead.acks {
+                log.ack(*seq);
+            }
+        }
         if !dead.messages.is_empty() {
             if let (Some(vhost), Some(exchange)) = (self.vhost.upgrade(), dead.exchange) {
                 vhost.dead_letter(self, &exchange, dead.routing_key.as_deref(), dead.messages);
@@ -246,7 +275,7 @@ impl Queue {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let m = QueuedMessage {
+            let mut m = QueuedMessage {
                 // From this `now`, which the dispatch below also uses: a TTL of 0 has not run
                 // out yet for a consumer that can take the message right away.
                 expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
@@ -254,6 +283,7 @@ impl Queue {
                 seq: st.next_seq,
                 redelivered: false,
                 delivery_count: 0,
+                persisted: false,
             };
             st.next_seq += 1;
             let s = &st.settings;
@@ -268,6 +298,7 @@ impl Queue {
                 }
                 return Enqueued::Rejected;
             }
+            let stored = self.persist(&mut m, now);
             st.ready.push(m);
             self.dispatch_locked(st, now, dead);
             // Drop-head: the oldest messages make room [RabbitMQ: x-overflow drop-head].
@@ -285,7 +316,11 @@ impl Queue {
             }
             // A TTL of 0 lets a message through only to a consumer ready right now.
             expire_heads(st, Instant::now(), dead);
-            Enqueued::Accepted
+            if stored {
+                Enqueued::Stored
+            } else {
+                Enqueued::Accepted
+            }
         })
     }
 
@@ -307,8 +342,12 @@ impl Queue {
             let Some(message) = st.ready.pop_front() else {
                 return;
             };
-            if st.consumers[i].sink.deliver(self, message) == Delivered::Pending {
-                st.unacked += 1;
+            let (seq, persisted) = (message.seq, message.persisted);
+            self.mark_delivered(&message);
+            match st.consumers[i].sink.deliver(self, message) {
+                Delivered::Pending => st.unacked += 1,
+                Delivered::Settled if persisted => dead.acks.push(seq),
+                Delivered::Settled => {}
             }
         }
     }
@@ -320,17 +359,27 @@ impl Queue {
             st.last_used = now;
             expire_heads(st, now, dead);
             let message = st.ready.pop_front()?;
+            self.mark_delivered(&message);
             if !no_ack {
                 st.unacked += 1;
+            } else if message.persisted {
+                dead.acks.push(message.seq);
             }
             Some((message, count(st.ready.len())))
         })
     }
 
-    /// Settles `count` delivered messages (acked).
-    pub fn settle(&self, count: usize) {
+    /// Settles delivered messages (acked): they leave the queue, and its log.
+    pub fn settle<'a>(&self, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
+        let mut n = 0;
+        for m in messages {
+            n += 1;
+            if let (true, Some(log)) = (m.persisted, &self.log) {
+                log.ack(m.seq);
+            }
+        }
         let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(count);
+        st.unacked = st.unacked.saturating_sub(n);
     }
 
     /// Settles delivered messages that were rejected without requeue: they are dead-lettered
@@ -441,7 +490,100 @@ impl Queue {
 
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
-        count(self.state.lock().ready.drain().len())
+        let dropped = self.state.lock().ready.drain();
+        if let Some(log) = &self.log {
+            for m in dropped.iter().filter(|m| m.persisted) {
+                log.ack(m.seq);
+            }
+        }
+        count(dropped.len())
+    }
+
+    /// Writes a persistent message to the log of a durable queue; true if it was.
+    fn persist(&self, m: &mut QueuedMessage, now: Instant) -> bool {
+        let Some(log) = &self.log else {
+            return false;
+        };
+        if !m.message.meta.persistent {
+            return false;
+        }
+        let expires_at_ms = m.expires_at.map_or(0, |t| {
+            let left = t.saturating_duration_since(now).as_millis() as u64;
+            unix_ms().saturating_add(left).max(1)
+        });
+        let record = MessageRecord {
+            exchange: m.message.exchange.clone(),
+            routing_key: m.message.routing_key.clone(),
+            properties: m.message.properties.raw().clone(),
+            body: m.message.body.clone(),
+            expires_at_ms,
+        };
+        match log.append(m.seq, &record.encode()) {
+            Ok(_) => {
+                m.persisted = true;
+                true
+            }
+            Err(e) => {
+                tracing::error!(queue = %self.name, error = %e, "cannot write a message to the queue log");
+                false
+            }
+        }
+    }
+
+    /// Records the first delivery of a persisted message, so it comes back redelivered.
+    fn mark_delivered(&self, m: &QueuedMessage) {
+        if let (true, false, Some(log)) = (m.persisted, m.redelivered, &self.log) {
+            log.delivered(m.seq);
+        }
+    }
+
+    /// Loads the live messages of the queue's log (at start): in order, redelivered if they
+    /// had been delivered. Returns how many.
+    pub fn restore(self: &Arc<Self>, codec: &'static dyn PropertiesCodec) -> usize {
+        let Some(log) = &self.log else {
+            return 0;
+        };
+        let recovery = log.recover();
+        let now = Instant::now();
+        let unix_now = unix_ms();
+        let mut st = self.state.lock();
+        let mut n = 0;
+        for r in recovery.messages {
+            let record = match log.read(&r.location) {
+                Ok(bytes) => MessageRecord::decode(Bytes::from(bytes)),
+                Err(e) => {
+                    tracing::error!(queue = %self.name, error = %e, "cannot read a message back");
+                    None
+                }
+            };
+            let Some(record) = record else {
+                tracing::warn!(queue = %self.name, seq = r.seq, "skipping an unreadable message record");
+                log.ack(r.seq);
+                continue;
+            };
+            let routing_key = String::from_utf8_lossy(&record.routing_key).into_owned();
+            let message = Message::new(
+                record.exchange,
+                &routing_key,
+                Properties::new(record.properties, codec),
+                record.body,
+                0,
+            );
+            let expires_at = (record.expires_at_ms != 0).then(|| {
+                now + Duration::from_millis(record.expires_at_ms.saturating_sub(unix_now))
+            });
+            st.ready.push(QueuedMessage {
+                message,
+                seq: r.seq,
+                redelivered: r.delivered,
+                expires_at,
+                delivery_count: 0,
+                persisted: true,
+            });
+            st.next_seq = st.next_seq.max(r.seq + 1);
+            n += 1;
+        }
+        n
     }
 
     /// Dead-letters (or drops) every ready message whose TTL ran out, wherever it sits; the

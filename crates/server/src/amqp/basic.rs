@@ -327,6 +327,7 @@ impl Channel {
                     redelivered: false,
                     expires_at: None,
                     delivery_count: 0,
+                    persisted: false,
                 };
                 self.shared.send_with_content(&ret, &returned, false);
             }
@@ -410,7 +411,7 @@ fn settle_runs(taken: &[Unacked]) {
             .iter()
             .take_while(|u| Arc::ptr_eq(&u.queue, q))
             .count();
-        q.settle(run);
+        q.settle(taken[i..i + run].iter().map(|u| &u.message));
         i += run;
     }
 }

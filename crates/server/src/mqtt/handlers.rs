@@ -75,11 +75,11 @@ impl Conn {
                     .position(|i| i.packet_id == a.packet_id && !i.released)
                 {
                     if let Some(Inflight {
-                        source: Some((q, _)),
+                        source: Some((q, m)),
                         ..
                     }) = core.inflight.remove(i)
                     {
-                        q.settle(1);
+                        q.settle([&m]);
                     }
                     self.needs_dispatch = true;
                 }
@@ -99,8 +99,8 @@ impl Conn {
                 };
                 // The message is delivered as far as the queue is concerned; what is left is
                 // the release handshake.
-                if let Some((q, _)) = core.inflight[i].source.take() {
-                    q.settle(1);
+                if let Some((q, m)) = core.inflight[i].source.take() {
+                    q.settle([&m]);
                 }
                 if r.reason.is_error() {
                     core.inflight.remove(i);

@@ -82,7 +82,9 @@ stop() {
 # wait_for NAME PATTERN COUNT: until $work/NAME has COUNT lines containing PATTERN.
 wait_for() {
   local deadline=$((SECONDS + wait_s))
-  while [ "$(cat "$work/$1" 2>/dev/null | grep -c -F -- "$2")" -lt "$3" ]; do
+  # (grep -c prints nothing for a file not there yet: count 0.)
+  local n
+  while n="$(grep -c -F -- "$2" "$work/$1" 2>/dev/null)"; [ "${n:-0}" -lt "$3" ]; do
     [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 0.02
   done
@@ -215,7 +217,8 @@ run() {
   local scenario="$1"
   V="$2"
   if [ ${#selected[@]} -gt 0 ] && [[ " ${selected[*]} " != *" $scenario "* ]]; then return; fi
-  local label="MQTT $([ "$V" = 5 ] && echo 5.0 || echo 3.1.1) $scenario"
+  local label="MQTT 3.1.1 $scenario"
+  [ "$V" != 5 ] || label="MQTT 5.0 $scenario"
   T="interop/mosq/$scenario-v$V/$run_id"
   rm -f "$work"/*
   pids=()

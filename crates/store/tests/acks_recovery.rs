@@ -9,7 +9,7 @@ use common::{append_all, body, contents, fast, open};
 
 #[test]
 fn acknowledged_messages_are_not_recovered() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         let log = store.queue_log("q").unwrap();
@@ -31,7 +31,7 @@ fn acknowledged_messages_are_not_recovered() {
 
 #[test]
 fn a_message_appended_and_acknowledged_before_any_flush_is_not_recovered() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         let log = store.queue_log("q").unwrap();
@@ -48,7 +48,7 @@ fn a_message_appended_and_acknowledged_before_any_flush_is_not_recovered() {
 
 #[test]
 fn the_delivered_flag_is_recovered() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         let log = store.queue_log("q").unwrap();
@@ -67,7 +67,7 @@ fn the_delivered_flag_is_recovered() {
 
 #[test]
 fn acks_made_lazily_are_written_without_an_explicit_sync() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let log = store.queue_log("q").unwrap();
     append_all(&log, 0..2);
@@ -89,7 +89,7 @@ fn acks_made_lazily_are_written_without_an_explicit_sync() {
 
 #[test]
 fn appending_a_live_seq_replaces_the_message() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         let log = store.queue_log("q").unwrap();
@@ -112,7 +112,7 @@ fn appending_a_live_seq_replaces_the_message() {
 
 #[test]
 fn a_seq_can_be_reused_once_acknowledged() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         let log = store.queue_log("q").unwrap();

@@ -37,7 +37,7 @@ fn flip_byte(path: &Path, offset: u64) {
 
 #[test]
 fn a_flipped_byte_cuts_its_segment_at_that_record() {
-    let original = tempfile::tempdir().unwrap();
+    let original = common::fresh_dir();
     let (name, locations) = fixture(original.path());
     assert_eq!(locations[2].segment, 0);
     assert_eq!(locations[6].segment, 1);
@@ -45,7 +45,7 @@ fn a_flipped_byte_cuts_its_segment_at_that_record() {
 
     // Every byte of the record: header (length or CRC) or payload.
     for i in 0..u64::from(bad.len) {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = common::fresh_dir();
         copy_dir(original.path(), tmp.path());
         let seg = segment_path(&tmp.path().join("queues").join(&name), 0);
         flip_byte(&seg, bad.offset + i);
@@ -74,7 +74,7 @@ fn a_flipped_byte_cuts_its_segment_at_that_record() {
 
 #[test]
 fn a_record_damaged_after_it_was_written_fails_its_read() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), small_segments(1 << 20));
     let log = store.queue_log("q").unwrap();
     append_all(&log, 0..3);

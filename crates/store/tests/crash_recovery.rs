@@ -13,7 +13,7 @@ use common::{body, contents, copy_dir, fast, open};
 
 #[test]
 fn records_synced_before_a_crash_are_recovered() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let crashed = tempfile::tempdir().unwrap();
     let store = Arc::new(open(tmp.path(), fast()));
     let log = store.queue_log("q").unwrap();
@@ -62,7 +62,7 @@ fn records_synced_before_a_crash_are_recovered() {
 
 #[test]
 fn a_restarted_store_keeps_appending_after_recovered_messages() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let crashed = tempfile::tempdir().unwrap();
     {
         let store = open(tmp.path(), fast());

@@ -17,7 +17,7 @@ fn fixture_queue() -> PathBuf {
 
 #[test]
 fn a_log_written_from_the_documented_format_is_recovered() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     copy_dir(
         &fixture_queue(),
         &tmp.path().join("queues/0000000000000000-fixture"),
@@ -39,7 +39,7 @@ fn a_log_written_from_the_documented_format_is_recovered() {
 
 #[test]
 fn the_store_writes_exactly_the_documented_format() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let log = store.queue_log("fixture queue").unwrap();
     for (seq, body) in [(1, &b"alpha"[..]), (2, b"beta"), (3, b"gamma"), (4, b"")] {

@@ -16,7 +16,7 @@ const PER_THREAD: u64 = 2_500;
 
 #[test]
 fn appends_from_four_threads_share_fsyncs_and_every_callback_fires_once_after_its_data() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let opts = StoreOptions {
         sync: SyncMode::Always,
         ..StoreOptions::default()
@@ -93,7 +93,7 @@ fn appends_from_four_threads_share_fsyncs_and_every_callback_fires_once_after_it
 
 #[test]
 fn waiting_for_an_epoch_with_nothing_to_write_returns() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let epoch = store.current_epoch();
     store.wait_synced(epoch).unwrap();
@@ -103,7 +103,7 @@ fn waiting_for_an_epoch_with_nothing_to_write_returns() {
 
 #[test]
 fn a_callback_for_an_epoch_already_synced_runs_at_once() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let log = store.queue_log("q").unwrap();
     log.append(1, b"x").unwrap();
@@ -116,7 +116,7 @@ fn a_callback_for_an_epoch_already_synced_runs_at_once() {
 
 #[test]
 fn a_callback_registered_without_appending_still_fires() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let (tx, rx) = mpsc::channel();
     store.on_synced(
@@ -128,7 +128,7 @@ fn a_callback_registered_without_appending_still_fires() {
 
 #[test]
 fn callbacks_pending_at_close_are_told_the_store_closed_or_synced() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let log = store.queue_log("q").unwrap();
     log.append(1, b"x").unwrap();

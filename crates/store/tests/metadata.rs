@@ -9,7 +9,7 @@ use pigeon_store::MetaOp;
 
 #[test]
 fn put_get_delete_and_scan_survive_reopen() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         store.meta_put("queues", b"b", b"2").unwrap();
@@ -37,7 +37,7 @@ fn put_get_delete_and_scan_survive_reopen() {
 
 #[test]
 fn a_table_never_written_is_empty() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     assert_eq!(store.meta_get("nothing", b"k").unwrap(), None);
     assert!(store.meta_scan("nothing").unwrap().is_empty());
@@ -46,7 +46,7 @@ fn a_table_never_written_is_empty() {
 
 #[test]
 fn a_batch_applies_across_tables_and_survives_reopen() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         store.meta_put("bindings", b"old", b"x").unwrap();
@@ -82,7 +82,7 @@ fn a_batch_applies_across_tables_and_survives_reopen() {
 
 #[test]
 fn binary_keys_and_large_values_round_trip() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let key = [0u8, 255, 0, 1];
     let value = vec![0xAB; 1 << 20];

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{contents, copy_dir, fresh_dir, open, small_segments};
+use common::{contents, copy_dir, open, small_segments};
 use pigeon_store::{QueueLog, Store};
 use proptest::prelude::*;
 
@@ -63,11 +63,11 @@ fn reopen(dir: &Path) -> (Store, std::sync::Arc<QueueLog>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn recovered_messages_match_the_model(ops in proptest::collection::vec(op(), 1..80)) {
-        let tmp = fresh_dir();
+        let tmp = common::fresh_dir();
         let (mut store, mut log) = reopen(tmp.path());
         let mut model = Model::new();
         let mut next_seq = 0u64;

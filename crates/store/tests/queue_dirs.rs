@@ -21,7 +21,7 @@ const AWKWARD_IDS: [&str; 8] = [
 
 #[test]
 fn awkward_queue_ids_get_their_own_directories_and_are_found_after_restart() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         for (i, id) in AWKWARD_IDS.iter().enumerate() {
@@ -45,7 +45,7 @@ fn awkward_queue_ids_get_their_own_directories_and_are_found_after_restart() {
 
 #[test]
 fn the_same_id_opens_the_same_log() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let a = store.queue_log("q").unwrap();
     let b = store.queue_log("q").unwrap();
@@ -54,7 +54,7 @@ fn the_same_id_opens_the_same_log() {
 
 #[test]
 fn deleting_a_queue_log_removes_its_files_and_refuses_appends() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let log = store.queue_log("gone").unwrap();
     append_all(&log, 0..10);
@@ -80,7 +80,7 @@ fn deleting_a_queue_log_removes_its_files_and_refuses_appends() {
 
 #[test]
 fn a_deletion_interrupted_by_a_crash_is_finished_at_open() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let dir = {
         let store = open(tmp.path(), fast());
         let log = store.queue_log("q").unwrap();
@@ -98,7 +98,7 @@ fn a_deletion_interrupted_by_a_crash_is_finished_at_open() {
 
 #[test]
 fn a_queue_directory_without_its_id_file_stops_open() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         std::fs::remove_file(store.queue_log("q").unwrap().dir().join("id")).unwrap();

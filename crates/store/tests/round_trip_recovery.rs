@@ -10,7 +10,7 @@ use pigeon_store::StoreError;
 
 #[test]
 fn appended_messages_are_recovered_after_reopen_in_seq_order() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         let log = store.queue_log("orders").unwrap();
@@ -31,7 +31,7 @@ fn appended_messages_are_recovered_after_reopen_in_seq_order() {
 
 #[test]
 fn a_body_reads_back_before_and_after_it_is_flushed() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let log = store.queue_log("q").unwrap();
     let location = log.append(7, b"hello").unwrap();
@@ -46,7 +46,7 @@ fn a_body_reads_back_before_and_after_it_is_flushed() {
 
 #[test]
 fn dropping_the_store_flushes_what_was_buffered() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     {
         let store = open(tmp.path(), fast());
         let log = store.queue_log("q").unwrap();
@@ -64,7 +64,7 @@ fn dropping_the_store_flushes_what_was_buffered() {
 
 #[test]
 fn close_reports_success_and_later_appends_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), fast());
     let log = store.queue_log("q").unwrap();
     append_all(&log, 0..3);
@@ -76,7 +76,7 @@ fn close_reports_success_and_later_appends_are_refused() {
 
 #[test]
 fn a_second_store_on_the_same_directory_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let _store = open(tmp.path(), fast());
     let err = pigeon_store::Store::open(tmp.path(), fast()).err().unwrap();
     assert!(matches!(err, StoreError::AlreadyOpen { .. }), "{err:?}");
@@ -84,7 +84,7 @@ fn a_second_store_on_the_same_directory_is_refused() {
 
 #[test]
 fn reading_a_location_of_a_deleted_segment_is_no_such_record() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), common::small_segments(64));
     let log = store.queue_log("q").unwrap();
     let first = log.append(1, &[1; 100]).unwrap();

@@ -13,7 +13,7 @@ const SEGMENT: u64 = 400;
 
 #[test]
 fn segments_roll_over_at_the_configured_size() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), small_segments(SEGMENT));
     let log = store.queue_log("q").unwrap();
     let locations: Vec<_> = (0..10).map(|s| log.append(s, &BODY).unwrap()).collect();
@@ -33,7 +33,7 @@ fn segments_roll_over_at_the_configured_size() {
 
 #[test]
 fn a_record_larger_than_a_segment_gets_a_segment_of_its_own() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let store = open(tmp.path(), small_segments(SEGMENT));
     let log = store.queue_log("q").unwrap();
     let small = log.append(0, &BODY).unwrap();
@@ -45,7 +45,7 @@ fn a_record_larger_than_a_segment_gets_a_segment_of_its_own() {
 
 #[test]
 fn fully_acknowledged_segments_are_deleted_and_partly_acknowledged_ones_stay() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let dir;
     {
         let store = open(tmp.path(), small_segments(SEGMENT));
@@ -81,7 +81,7 @@ fn fully_acknowledged_segments_are_deleted_and_partly_acknowledged_ones_stay() {
 
 #[test]
 fn a_fully_acknowledged_active_segment_is_deleted_after_restart() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let dir;
     {
         let store = open(tmp.path(), small_segments(SEGMENT));
@@ -103,7 +103,7 @@ fn a_fully_acknowledged_active_segment_is_deleted_after_restart() {
 
 #[test]
 fn an_acks_file_left_without_its_segment_is_removed() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let dir;
     {
         let store = open(tmp.path(), small_segments(SEGMENT));

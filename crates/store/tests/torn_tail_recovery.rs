@@ -39,14 +39,14 @@ fn set_len(path: &Path, len: u64) {
 
 #[test]
 fn a_torn_last_record_is_cut_at_every_possible_cut_point() {
-    let original = tempfile::tempdir().unwrap();
+    let original = common::fresh_dir();
     let (name, last_start) = fixture(original.path());
     let seg = segment_path(&original.path().join("queues").join(&name), 0);
     let full_len = std::fs::metadata(&seg).unwrap().len();
     assert!(full_len > last_start + 8);
 
     for cut_len in last_start..full_len {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = common::fresh_dir();
         copy_dir(original.path(), tmp.path());
         let seg = segment_path(&tmp.path().join("queues").join(&name), 0);
         set_len(&seg, cut_len);
@@ -76,7 +76,7 @@ fn a_torn_last_record_is_cut_at_every_possible_cut_point() {
 
 #[test]
 fn appends_after_a_torn_tail_go_to_a_new_segment_and_survive() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let (name, last_start) = fixture(tmp.path());
     let dir = tmp.path().join("queues").join(&name);
     set_len(&segment_path(&dir, 0), last_start + 3);
@@ -96,7 +96,7 @@ fn appends_after_a_torn_tail_go_to_a_new_segment_and_survive() {
 
 #[test]
 fn a_torn_ack_loses_only_that_ack() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let (name, _) = fixture(tmp.path());
     let dir = tmp.path().join("queues").join(&name);
     {
@@ -126,7 +126,7 @@ fn a_torn_ack_loses_only_that_ack() {
 
 #[test]
 fn a_tail_of_zeros_is_cut() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::fresh_dir();
     let (name, last_start) = fixture(tmp.path());
     let seg = segment_path(&tmp.path().join("queues").join(&name), 0);
     let full_len = std::fs::metadata(&seg).unwrap().len();

@@ -21,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The outcome of a publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Published {
     /// Queues the message reached.
     pub queues: usize,
@@ -31,8 +31,8 @@ pub struct Published {
     pub stored: bool,
 }
 
-/// Whether `message` going to `queue` closes a dead-letter cycle: it already died in that
-/// queue and no death in its history is a rejection.
+/// Whether `message` going to `queue` closes a dead-letter cycle: walking its deaths newest
+/// first, it died in that queue before any rejection (as RabbitMQ decides).
 fn is_cycle(message: &Message, queue: &str) -> bool {
     let Some(crate::value::Value::Array(deaths)) = message
         .view()
@@ -42,18 +42,18 @@ fn is_cycle(message: &Message, queue: &str) -> bool {
     else {
         return false;
     };
-    let tables = deaths.iter().filter_map(|d| match d {
-        crate::value::Value::Table(t) => Some(t),
-        _ => None,
-    });
-    let mut seen_here = false;
-    for t in tables {
+    for d in deaths {
+        let crate::value::Value::Table(t) = d else {
+            continue;
+        };
         if t.get_str("reason") == Some("rejected") {
             return false;
         }
-        seen_here |= t.get_str("queue") == Some(queue);
+        if t.get_str("queue") == Some(queue) {
+            return true;
+        }
     }
-    seen_here
+    false
 }
 
 /// What `exchange.declare` asks for.

@@ -57,6 +57,12 @@ pub struct ServerConfig {
     pub mqtt_sys_interval: u64,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
+    /// Where durable exchanges, queues, bindings and persistent messages are kept; `None`
+    /// keeps everything in memory.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Wait for the disk (fdatasync) before confirming a persistent message. Off only for
+    /// tests and benchmarks: a machine crash could then lose confirmed messages.
+    pub fsync: bool,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -123,16 +129,19 @@ impl Default for ServerConfig {
             mqtt_allow_anonymous: true,
             mqtt_sys_interval: 10,
             policies: Vec::new(),
+            data_dir: Some("pigeon-data".into()),
+            fsync: true,
         }
     }
 }
 
 impl ServerConfig {
-    /// A configuration for tests: loopback, ephemeral ports, defaults otherwise.
+    /// A configuration for tests: loopback, ephemeral ports, memory only, defaults otherwise.
     pub fn for_tests() -> Self {
         ServerConfig {
             amqp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             mqtt_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: None,
             ..ServerConfig::default()
         }
     }

@@ -17,6 +17,7 @@ mod readbuf;
 pub use config::{PolicyConfig, PolicyValue, ServerConfig, UserConfig};
 
 use pigeon_broker::Broker;
+use pigeon_store::{Store, StoreOptions, SyncMode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,6 +33,14 @@ pub enum ServerError {
     /// A policy in the configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The data directory could not be opened or recovered.
+    #[error("cannot open the data directory {}: {source}", dir.display())]
+    Store {
+        /// The configured directory.
+        dir: std::path::PathBuf,
+        /// What went wrong.
+        source: pigeon_store::StoreError,
+    },
     /// A listener could not bind its address (in use, or not allowed).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -49,6 +58,8 @@ pub(crate) struct ServerState {
     pub shutdown: watch::Receiver<bool>,
     pub connections: AtomicUsize,
     pub mqtt: mqtt::MqttState,
+    /// Where persistent messages and durable definitions go (`None`: memory only).
+    pub store: Option<Arc<Store>>,
 }
 
 /// The protocol a listener speaks.
@@ -60,6 +71,7 @@ enum Protocol {
 
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
+    store: Option<Arc<Store>>,
     amqp_addr: SocketAddr,
     mqtt_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
@@ -93,6 +105,11 @@ impl ServerHandle {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(store) = &self.store {
+            if let Err(e) = store.sync() {
+                tracing::error!(error = %e, "final store sync failed");
+            }
+        }
     }
 
     /// Waits until the server stops.
@@ -109,7 +126,38 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         None => None,
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let broker = Broker::new();
+    let (broker, store) = match &config.data_dir {
+        None => (Broker::new(), None),
+        Some(dir) => {
+            let options = StoreOptions {
+                sync: if config.fsync {
+                    SyncMode::Always
+                } else {
+                    SyncMode::Never
+                },
+                ..StoreOptions::default()
+            };
+            let store = Arc::new(Store::open(dir, options).map_err(|e| ServerError::Store {
+                dir: dir.clone(),
+                source: e,
+            })?);
+            let (broker, recovered) = Broker::open(Arc::clone(&store), &amqp::AMQP_CODEC)
+                .map_err(|e| ServerError::Store {
+                    dir: dir.clone(),
+                    source: e,
+                })?;
+            tracing::info!(
+                dir = %dir.display(),
+                exchanges = recovered.exchanges,
+                queues = recovered.queues,
+                bindings = recovered.bindings,
+                messages = recovered.messages,
+                ms = recovered.duration.as_millis() as u64,
+                "recovered from the data directory"
+            );
+            (broker, Some(store))
+        }
+    };
     policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
     let sys_interval = config.mqtt_sys_interval;
     let state = Arc::new(ServerState {
@@ -118,6 +166,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         shutdown: shutdown_rx,
         connections: AtomicUsize::new(0),
         mqtt: mqtt::MqttState::new(),
+        store: store.clone(),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(timers(Arc::clone(&state)));
@@ -133,6 +182,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         addr
     });
     Ok(ServerHandle {
+        store,
         amqp_addr,
         mqtt_addr,
         broker,

@@ -9,7 +9,9 @@ use amqp_wire::{
     ConfirmSelectOk, Method, ReplyCode, ShortString, TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use bytes::{Bytes, BytesMut};
-use pigeon_broker::{ConsumerEntry, Enqueued, Exchange, Message, Properties, Queue, QueuedMessage};
+use pigeon_broker::{
+    ConsumerEntry, Enqueued, Exchange, Message, Properties, Published, Queue, QueuedMessage,
+};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -130,8 +132,15 @@ impl Channel {
             Method::TxCommit(_) => {
                 let tx = self.tx.as_mut().ok_or_else(not_transactional)?;
                 let Tx { publishes, acks } = std::mem::take(tx);
+                let mut stored = false;
                 for (exchange, message, mandatory) in publishes {
-                    self.route(ctx, &exchange, message, mandatory);
+                    stored |= self.route(ctx, &exchange, message, mandatory).stored;
+                }
+                // tx.commit-ok means the published messages are on disk.
+                if let (true, Some(store)) = (stored, &ctx.store) {
+                    if let Err(e) = store.wait_synced(store.current_epoch()) {
+                        tracing::error!(error = %e, "store sync failed during tx.commit");
+                    }
                 }
                 for op in acks {
                     self.apply_ack(op)?;
@@ -275,43 +284,24 @@ impl Channel {
             tx.publishes.push((p.exchange, message, p.mandatory));
             return Ok(());
         }
-        let accepted = self.route(ctx, &p.exchange, message, p.mandatory);
+        let routed = self.route(ctx, &p.exchange, message, p.mandatory);
         if let Some(c) = self.confirms.as_mut() {
             c.last_seq += 1;
-            if accepted {
-                c.unconfirmed_upto = c.last_seq;
-            } else {
-                // A queue refused it (x-overflow reject-publish): confirm what came before,
-                // then nack this one, keeping confirms in order.
-                let seq = c.last_seq;
-                if c.unconfirmed_upto > c.confirmed_upto {
-                    let multiple = c.unconfirmed_upto - c.confirmed_upto > 1;
-                    self.shared.send(&Method::BasicAck(amqp_wire::BasicAck {
-                        delivery_tag: c.unconfirmed_upto,
-                        multiple,
-                    }));
-                }
-                self.shared.send(&Method::BasicNack(amqp_wire::BasicNack {
-                    delivery_tag: seq,
-                    multiple: false,
-                    requeue: false,
-                }));
-                c.unconfirmed_upto = seq;
-                c.confirmed_upto = seq;
-            }
+            // Nothing is confirmed before it is on disk (group commit: the store's epoch).
+            let epoch = if routed.stored { ctx.current_epoch() } else { 0 };
+            c.waiting.push_back((c.last_seq, epoch, !routed.rejected));
         }
         Ok(())
     }
 
     /// Routes a message; a mandatory one that reaches no queue comes back as basic.return.
-    /// Returns false when a queue refused it (length limit with reject-publish).
     fn route(
         &self,
         ctx: &ConnCtx,
         exchange: &Arc<Exchange>,
         message: Message,
         mandatory: bool,
-    ) -> bool {
+    ) -> Published {
         let queues: Vec<Arc<Queue>> = ctx.vhost.route(exchange, &message);
         if queues.is_empty() {
             if mandatory {
@@ -331,13 +321,20 @@ impl Channel {
                 };
                 self.shared.send_with_content(&ret, &returned, false);
             }
-            return true;
+            return Published::default();
         }
-        let mut accepted = true;
+        let mut routed = Published {
+            queues: queues.len(),
+            ..Published::default()
+        };
         for q in &queues {
-            accepted &= q.enqueue(message.clone()) == Enqueued::Accepted;
+            match q.enqueue(message.clone()) {
+                Enqueued::Rejected => routed.rejected = true,
+                Enqueued::Stored => routed.stored = true,
+                Enqueued::Accepted => {}
+            }
         }
-        accepted
+        routed
     }
 
     fn ack(&mut self, op: TxAck) -> AmqpResult {

@@ -11,7 +11,10 @@ use crate::outbound::Outbound;
 use amqp_wire::{ChannelCloseOk, ChannelFlowOk, Method, ReplyCode, ShortString};
 use bytes::{Bytes, BytesMut};
 use pigeon_broker::{Broker, Exchange, Message, Queue, VHost};
-use std::collections::HashMap;
+use pigeon_store::Store;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use tokio::sync::Notify;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -31,6 +34,36 @@ pub struct ConnCtx {
     pub max_message_size: u64,
     /// The client understands a server-sent `basic.cancel`.
     pub cancel_notify: bool,
+    /// The store, when persistent messages go to disk.
+    pub store: Option<Arc<Store>>,
+    /// Woken when the store synced something this connection waits for.
+    pub synced: Arc<Notify>,
+    /// Highest store epoch this connection asked to be woken for.
+    pub wake_epoch: AtomicU64,
+}
+
+impl ConnCtx {
+    /// The highest store epoch that is on disk (everything, without a store).
+    pub fn synced_epoch(&self) -> u64 {
+        self.store.as_ref().map_or(u64::MAX, |s| s.synced_epoch())
+    }
+
+    /// The epoch the store's next flush completes: what a write made now waits for.
+    pub fn current_epoch(&self) -> u64 {
+        self.store.as_ref().map_or(0, |s| s.current_epoch())
+    }
+
+    /// Asks to be woken (through `synced`) once `epoch` is on disk.
+    pub fn wake_when_synced(&self, epoch: u64) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        if self.wake_epoch.fetch_max(epoch, Ordering::Relaxed) >= epoch {
+            return;
+        }
+        let notify = Arc::clone(&self.synced);
+        store.on_synced(epoch, Box::new(move |_| notify.notify_one()));
+    }
 }
 
 /// A `basic.publish` waiting for its content.
@@ -50,12 +83,16 @@ pub(super) struct ConsumerRecord {
 }
 
 /// Publisher-confirm bookkeeping (confirm.select).
+///
+/// Every publish waits in `waiting` with the store epoch that must be synced before it may be
+/// confirmed (0 when nothing was written to disk). Confirms go out in order at the end of each
+/// read batch, or when the store reports a sync: runs of acks as one `basic.ack multiple`.
 #[derive(Default)]
 pub(super) struct Confirms {
     /// Sequence number of the last publish.
     pub last_seq: u64,
-    /// Highest sequence number routed but not yet confirmed to the client.
-    pub unconfirmed_upto: u64,
+    /// (seq, epoch, ack (else nack)) of publishes not confirmed yet, in order.
+    pub waiting: VecDeque<(u64, u64, bool)>,
     /// Highest sequence number confirmed.
     pub confirmed_upto: u64,
 }
@@ -255,17 +292,34 @@ impl Channel {
         Ok(())
     }
 
-    /// Work to do after a batch of frames: confirms to send, queues to poke.
-    pub fn flush(&mut self) {
+    /// Work to do after a batch of frames, or when the store synced: confirms to send, queues
+    /// to poke.
+    pub fn flush(&mut self, ctx: &ConnCtx) {
         if let Some(c) = self.confirms.as_mut() {
-            if c.unconfirmed_upto > c.confirmed_upto {
-                let multiple = c.unconfirmed_upto - c.confirmed_upto > 1;
-                self.shared.send(&Method::BasicAck(amqp_wire::BasicAck {
-                    delivery_tag: c.unconfirmed_upto,
-                    multiple,
+            let synced = ctx.synced_epoch();
+            let mut ack_upto = c.confirmed_upto;
+            while let Some(&(seq, epoch, ok)) = c.waiting.front() {
+                if epoch > synced {
+                    ctx.wake_when_synced(epoch);
+                    break;
+                }
+                c.waiting.pop_front();
+                if ok {
+                    ack_upto = seq;
+                    continue;
+                }
+                // A nack (refused by a length limit) ends the run of acks before it.
+                send_ack(&self.shared, c.confirmed_upto, ack_upto);
+                self.shared.send(&Method::BasicNack(amqp_wire::BasicNack {
+                    delivery_tag: seq,
+                    multiple: false,
+                    requeue: false,
                 }));
-                c.confirmed_upto = c.unconfirmed_upto;
+                c.confirmed_upto = seq;
+                ack_upto = seq;
             }
+            send_ack(&self.shared, c.confirmed_upto, ack_upto);
+            c.confirmed_upto = ack_upto;
         }
         if std::mem::take(&mut self.needs_dispatch) {
             self.dispatch();
@@ -288,7 +342,13 @@ impl Channel {
     /// Releases everything the channel holds: consumers are cancelled and every unacked
     /// message goes back to its queue, in order.
     pub fn cleanup(&mut self, ctx: &ConnCtx) {
+        // Closed first, so nothing is delivered to this channel any more; then the unacked
+        // messages go back, ahead of anything newer, before the consumers are removed (which
+        // lets the queue hand the next messages to another consumer, e.g. a single active
+        // consumer's successor).
         self.shared.closed.store(true, Ordering::Relaxed);
+        let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
+        requeue(unacked);
         for (tag, c) in self.consumers.drain() {
             ctx.vhost
                 .remove_consumer(&c.queue, self.shared.uid, tag.as_str());
@@ -296,10 +356,18 @@ impl Channel {
         if let Some(name) = self.reply_queue.take() {
             ctx.vhost.remove_reply_queue(&name);
         }
-        let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
-        requeue(unacked);
         self.publish = None;
         self.tx = None;
+    }
+}
+
+/// Confirms every publish after `confirmed` up to `upto` with one `basic.ack`.
+fn send_ack(shared: &ChannelShared, confirmed: u64, upto: u64) {
+    if upto > confirmed {
+        shared.send(&Method::BasicAck(amqp_wire::BasicAck {
+            delivery_tag: upto,
+            multiple: upto - confirmed > 1,
+        }));
     }
 }
 

@@ -19,6 +19,7 @@ use amqp_wire::{
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -54,6 +55,8 @@ struct Connection {
     auth_failure_close: bool,
     ctx: Option<ConnCtx>,
     channels: HashMap<u16, Channel>,
+    /// Woken by the store's flusher when confirms can go out.
+    synced: Arc<tokio::sync::Notify>,
 }
 
 /// Serves one accepted socket until it closes.
@@ -79,6 +82,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>
         auth_failure_close: false,
         ctx: None,
         channels: HashMap::new(),
+        synced: Arc::new(tokio::sync::Notify::new()),
     };
     conn.run(rd).await;
     conn.release();
@@ -127,8 +131,10 @@ impl Connection {
                     }
                 }
             }
-            for ch in self.channels.values_mut() {
-                ch.flush();
+            if let Some(ctx) = self.ctx.as_ref() {
+                for ch in self.channels.values_mut() {
+                    ch.flush(ctx);
+                }
             }
             let wanted = self.tick_period();
             if wanted != tick_period {
@@ -159,6 +165,8 @@ impl Connection {
                     }
                 }
                 _ = self.out.writer_done.notified() => return,
+                // The store synced what some confirms waited for: the flush above sends them.
+                _ = self.synced.notified() => {}
                 _ = shutdown.changed() => {
                     if matches!(self.phase, Phase::Closing(_)) {
                         return;
@@ -355,6 +363,9 @@ impl Connection {
                     frame_max: self.frame_max,
                     max_message_size: self.server.config.max_message_size,
                     cancel_notify: self.cancel_notify,
+                    store: self.server.store.clone(),
+                    synced: Arc::clone(&self.synced),
+                    wake_epoch: AtomicU64::new(0),
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
                 self.phase = Phase::Open;

@@ -79,31 +79,45 @@ if [ -z "${AMQP_URL:-}" ]; then
   pigeon="$target_dir/debug/pigeon"
   [ -x "$pigeon" ] || die "no binary at $pigeon after cargo build"
 
-  # Two distinct free loopback ports (both held while chosen); no listener on a default port.
-  read -r port mqtt_port < <(python3 -c 'import socket
+  # Both listeners on free loopback ports (none on a default port). The ports are free when
+  # chosen, but another process may take one before Pigeon binds it: Pigeon then exits with
+  # "Address already in use" and new ports are tried.
+  broker_dir="$(mktemp -d)"
+  for attempt in 1 2 3; do
+    read -r port mqtt_port < <(python3 -c 'import socket
 socks = [socket.socket() for _ in range(2)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-  section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port"
-  broker_dir="$(mktemp -d)"
-  printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\n' \
-    "$port" "$mqtt_port" >"$broker_dir/pigeon.toml"
-  # Run it in a scratch directory so nothing it writes lands in the repository.
-  (cd "$broker_dir" && exec "$pigeon" --config pigeon.toml) >"$broker_dir/pigeon.log" 2>&1 &
-  broker_pid=$!
-  deadline=$((SECONDS + 30))
-  for p in "$port" "$mqtt_port"; do
-    until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
-      if ! kill -0 "$broker_pid" 2>/dev/null; then
-        show_broker_log
-        die "Pigeon exited before accepting connections on port $p"
-      fi
-      if [ "$SECONDS" -ge "$deadline" ]; then
-        show_broker_log
-        die "Pigeon did not accept connections on port $p within 30s"
-      fi
-      sleep 0.1
+    section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port"
+    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\n' \
+      "$port" "$mqtt_port" >"$broker_dir/pigeon.toml"
+    # Run it in a scratch directory so nothing it writes lands in the repository.
+    (cd "$broker_dir" && exec "$pigeon" --config pigeon.toml) >"$broker_dir/pigeon.log" 2>&1 &
+    broker_pid=$!
+    deadline=$((SECONDS + 30))
+    up=yes
+    for p in "$port" "$mqtt_port"; do
+      until kill -0 "$broker_pid" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
+        if ! kill -0 "$broker_pid" 2>/dev/null; then
+          up=no
+          break 2
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+          show_broker_log
+          die "Pigeon did not accept connections on port $p within 30s"
+        fi
+        sleep 0.1
+      done
     done
+    # Still running once both answer: the ports are its own.
+    if [ "$up" = yes ] && kill -0 "$broker_pid" 2>/dev/null; then break; fi
+    wait "$broker_pid" 2>/dev/null || true
+    broker_pid=""
+    if [ "$attempt" -eq 3 ] || ! grep -q "Address already in use" "$broker_dir/pigeon.log"; then
+      show_broker_log
+      die "Pigeon exited before accepting connections"
+    fi
+    echo "interop: a port was taken meanwhile; trying others"
   done
   echo "Pigeon (pid $broker_pid) accepts connections"
   export AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"

@@ -11,7 +11,6 @@ pub(crate) use flush::ToSync;
 mod recovery;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -294,7 +293,7 @@ impl QueueLog {
         let file = LogFile::Segment(location.segment);
         let cached = {
             let mut st = self.state.lock();
-            let end = location.offset + u64::from(location.len);
+            let end = location.offset.saturating_add(u64::from(location.len));
             match st.segments.get(&location.segment) {
                 Some(seg) if end <= seg.len => {}
                 _ => return Err(no_such()),
@@ -321,7 +320,9 @@ impl QueueLog {
             }
         };
         let mut frame = vec![0; location.len as usize];
-        read_at(&handle, &mut frame, location.offset).map_err(|e| StoreError::io(&path, e))?;
+        handle
+            .read_exact_at(&mut frame, location.offset)
+            .map_err(|e| StoreError::io(&path, e))?;
         self.decode_body(&frame, location)
     }
 
@@ -439,8 +440,4 @@ impl LogState {
             .iter()
             .any(|(&n, s)| (s.live == 0 && n != self.active) || !s.pending_acks.is_empty())
     }
-}
-
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    file.read_exact_at(buf, offset)
 }

@@ -7,7 +7,7 @@
 
 use mqtt_wire::{Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, QoS};
 use pigeon_tests::mqtt_support::{
-    connect_packet, filter5, publish_packet, subscribe_packet, MqttBroker, Mqtt5,
+    connect_packet, filter5, publish_packet, subscribe_packet, Mqtt5, MqttBroker,
 };
 use pigeon_tests::unique;
 use rumqttc::v5::mqttbytes::v5::{Filter, RetainForwardRule};
@@ -31,7 +31,10 @@ async fn each_qos_is_delivered_at_the_lower_of_publish_and_subscription_qos_in_3
             publisher.publish(&topic, pub_qos, false, b"m").await;
             let got = sub.next_publish().await;
             let expected = QOS4[p.min(s)];
-            assert_eq!(got.qos, expected, "published {pub_qos:?}, subscribed {sub_qos:?}");
+            assert_eq!(
+                got.qos, expected,
+                "published {pub_qos:?}, subscribed {sub_qos:?}"
+            );
             assert!(!got.retain && !got.dup);
         }
     }
@@ -49,7 +52,10 @@ async fn each_qos_is_delivered_at_the_lower_of_publish_and_subscription_qos_in_5
             publisher.publish(&topic, pub_qos, false, b"m").await;
             let got = sub.next_publish().await;
             let expected = QOS5[p.min(s)];
-            assert_eq!(got.qos, expected, "published {pub_qos:?}, subscribed {sub_qos:?}");
+            assert_eq!(
+                got.qos, expected,
+                "published {pub_qos:?}, subscribed {sub_qos:?}"
+            );
         }
     }
 }
@@ -58,9 +64,11 @@ async fn each_qos_is_delivered_at_the_lower_of_publish_and_subscription_qos_in_5
 async fn broker_answers_inbound_qos1_and_qos2_with_the_packet_id() {
     let broker = MqttBroker::start().await;
     let (mut raw, _) = broker.raw(connect_packet(V4, &unique("acks"))).await;
-    raw.send(publish_packet("acks/t", QoS::AtLeastOnce, Some(41), b"1")).await;
+    raw.send(publish_packet("acks/t", QoS::AtLeastOnce, Some(41), b"1"))
+        .await;
     assert_eq!(raw.recv().await, Packet::PubAck(PubAck::new(41)));
-    raw.send(publish_packet("acks/t", QoS::ExactlyOnce, Some(42), b"2")).await;
+    raw.send(publish_packet("acks/t", QoS::ExactlyOnce, Some(42), b"2"))
+        .await;
     assert_eq!(raw.recv().await, Packet::PubRec(PubRec::new(42)));
     raw.send(PubRel::new(42)).await;
     assert_eq!(raw.recv().await, Packet::PubComp(PubComp::new(42)));
@@ -82,7 +90,8 @@ async fn qos2_publish_resent_before_pubrel_is_delivered_once() {
     raw.send(PubRel::new(7)).await;
     assert_eq!(raw.recv().await, Packet::PubComp(PubComp::new(7)));
     // After the release the id is free: the same id is a new message.
-    raw.send(publish_packet(&topic, QoS::ExactlyOnce, Some(7), b"new")).await;
+    raw.send(publish_packet(&topic, QoS::ExactlyOnce, Some(7), b"new"))
+        .await;
     assert_eq!(raw.recv().await, Packet::PubRec(PubRec::new(7)));
     raw.send(PubRel::new(7)).await;
     assert_eq!(raw.recv().await, Packet::PubComp(PubComp::new(7)));
@@ -96,13 +105,19 @@ async fn outbound_qos2_completes_the_four_way_handshake() {
     let broker = MqttBroker::start().await;
     let topic = unique("four/t");
     let (mut raw, _) = broker.raw(connect_packet(V4, &unique("sub"))).await;
-    raw.send(subscribe_packet(1, &topic, QoS::ExactlyOnce)).await;
+    raw.send(subscribe_packet(1, &topic, QoS::ExactlyOnce))
+        .await;
     assert!(matches!(raw.recv().await, Packet::SubAck(_)));
     let mut publisher = broker.connect4(&unique("pub")).await;
     for n in 0..3 {
-        publisher.publish(&topic, Q4::ExactlyOnce, false, format!("m{n}").as_bytes()).await;
+        publisher
+            .publish(&topic, Q4::ExactlyOnce, false, format!("m{n}").as_bytes())
+            .await;
         let p = raw.recv_publish().await;
-        assert_eq!((p.qos, &p.payload[..]), (QoS::ExactlyOnce, format!("m{n}").as_bytes()));
+        assert_eq!(
+            (p.qos, &p.payload[..]),
+            (QoS::ExactlyOnce, format!("m{n}").as_bytes())
+        );
         let id = p.packet_id.unwrap();
         raw.send(PubRec::new(id)).await;
         assert_eq!(raw.recv().await, Packet::PubRel(PubRel::new(id)));
@@ -120,7 +135,9 @@ async fn many_qos1_messages_arrive_in_order_under_a_small_receive_maximum() {
     sub.subscribe(&topic, Q5::AtLeastOnce).await;
     let mut publisher = broker.connect4(&unique("pub")).await;
     for n in 0..200 {
-        publisher.publish(&topic, Q4::AtLeastOnce, false, format!("{n}").as_bytes()).await;
+        publisher
+            .publish(&topic, Q4::AtLeastOnce, false, format!("{n}").as_bytes())
+            .await;
     }
     for n in 0..200 {
         assert_eq!(sub.next_text().await, format!("{n}"));
@@ -132,19 +149,29 @@ async fn retained_message_is_delivered_on_subscribe_with_the_retain_flag() {
     let broker = MqttBroker::start().await;
     let topic = unique("ret/t");
     let mut publisher = broker.connect4(&unique("pub")).await;
-    publisher.publish(&topic, Q4::AtLeastOnce, true, b"kept").await;
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, true, b"kept")
+        .await;
 
     let mut s4 = broker.connect4(&unique("s4")).await;
     s4.subscribe(&topic, Q4::AtLeastOnce).await;
     let p = s4.next_publish().await;
-    assert_eq!((&p.payload[..], p.retain, p.qos), (&b"kept"[..], true, Q4::AtLeastOnce));
+    assert_eq!(
+        (&p.payload[..], p.retain, p.qos),
+        (&b"kept"[..], true, Q4::AtLeastOnce)
+    );
     let mut s5 = broker.connect5(&unique("s5")).await;
     s5.subscribe(&topic, Q5::AtMostOnce).await;
     let p = s5.next_publish().await;
-    assert_eq!((&p.payload[..], p.retain, p.qos), (&b"kept"[..], true, Q5::AtMostOnce));
+    assert_eq!(
+        (&p.payload[..], p.retain, p.qos),
+        (&b"kept"[..], true, Q5::AtMostOnce)
+    );
 
     // A retained PUBLISH reaching an existing subscriber has RETAIN 0 [MQTT-3.3.1-9].
-    publisher.publish(&topic, Q4::AtLeastOnce, true, b"live").await;
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, true, b"live")
+        .await;
     let p = s4.next_publish().await;
     assert_eq!((&p.payload[..], p.retain), (&b"live"[..], false));
 }
@@ -154,13 +181,23 @@ async fn newer_retained_message_replaces_the_older_one() {
     let broker = MqttBroker::start().await;
     let topic = unique("ret/t");
     let mut publisher = broker.connect4(&unique("pub")).await;
-    publisher.publish(&topic, Q4::AtLeastOnce, true, b"first").await;
-    publisher.publish(&topic, Q4::AtLeastOnce, true, b"second").await;
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, true, b"first")
+        .await;
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, true, b"second")
+        .await;
     let mut sub = broker.connect4(&unique("sub")).await;
     sub.subscribe(&topic, Q4::AtLeastOnce).await;
     assert_eq!(sub.next_text().await, "second");
-    publisher.publish(&topic, Q4::AtLeastOnce, false, b"marker").await;
-    assert_eq!(sub.next_text().await, "marker", "only one retained message per topic");
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, false, b"marker")
+        .await;
+    assert_eq!(
+        sub.next_text().await,
+        "marker",
+        "only one retained message per topic"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,19 +205,25 @@ async fn empty_retained_payload_clears_the_retained_message() {
     let broker = MqttBroker::start().await;
     let topic = unique("ret/t");
     let mut publisher = broker.connect4(&unique("pub")).await;
-    publisher.publish(&topic, Q4::AtLeastOnce, true, b"kept").await;
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, true, b"kept")
+        .await;
     publisher.publish(&topic, Q4::AtLeastOnce, true, b"").await;
     for v5 in [false, true] {
         let id = unique("late");
         let first = if v5 {
             let mut s = broker.connect5(&id).await;
             s.subscribe(&topic, Q5::AtLeastOnce).await;
-            publisher.publish(&topic, Q4::AtLeastOnce, false, b"marker").await;
+            publisher
+                .publish(&topic, Q4::AtLeastOnce, false, b"marker")
+                .await;
             s.next_text().await
         } else {
             let mut s = broker.connect4(&id).await;
             s.subscribe(&topic, Q4::AtLeastOnce).await;
-            publisher.publish(&topic, Q4::AtLeastOnce, false, b"marker").await;
+            publisher
+                .publish(&topic, Q4::AtLeastOnce, false, b"marker")
+                .await;
             s.next_text().await
         };
         assert_eq!(first, "marker", "no retained message is left (v5: {v5})");
@@ -203,18 +246,30 @@ async fn retain_handling_decides_when_retained_messages_are_sent_in_5_0() {
     let broker = MqttBroker::start().await;
     let topic = unique("rh/t");
     let mut publisher = broker.connect5(&unique("pub")).await;
-    publisher.publish(&topic, Q5::AtLeastOnce, true, b"kept").await;
+    publisher
+        .publish(&topic, Q5::AtLeastOnce, true, b"kept")
+        .await;
     let marker = |s: &'static str| s.as_bytes();
     for (rule, on_first, on_again) in [(0, true, true), (1, true, false), (2, false, false)] {
         let mut sub = broker.connect5(&unique("rh")).await;
         for expected in [on_first, on_again] {
             sub.subscribe_with(with_rule(&topic, rule), None).await;
-            publisher.publish(&topic, Q5::AtLeastOnce, false, marker("marker")).await;
+            publisher
+                .publish(&topic, Q5::AtLeastOnce, false, marker("marker"))
+                .await;
             if expected {
                 let p = sub.next_publish().await;
-                assert_eq!((&p.payload[..], p.retain), (&b"kept"[..], true), "retain handling {rule}");
+                assert_eq!(
+                    (&p.payload[..], p.retain),
+                    (&b"kept"[..], true),
+                    "retain handling {rule}"
+                );
             }
-            assert_eq!(sub.next_text().await, "marker", "retain handling {rule}, retained expected: {expected}");
+            assert_eq!(
+                sub.next_text().await,
+                "marker",
+                "retain handling {rule}, retained expected: {expected}"
+            );
         }
     }
 }
@@ -231,11 +286,19 @@ async fn retain_as_published_keeps_the_retain_flag_on_live_deliveries() {
     plain.subscribe(&topic, Q5::AtLeastOnce).await;
     let mut publisher = broker.connect5(&unique("pub")).await;
     publisher.publish(&topic, Q5::AtLeastOnce, true, b"r").await;
-    publisher.publish(&topic, Q5::AtLeastOnce, false, b"n").await;
+    publisher
+        .publish(&topic, Q5::AtLeastOnce, false, b"n")
+        .await;
     let (r, n) = (keep.next_publish().await, keep.next_publish().await);
-    assert_eq!((&r.payload[..], r.retain, &n.payload[..], n.retain), (&b"r"[..], true, &b"n"[..], false));
+    assert_eq!(
+        (&r.payload[..], r.retain, &n.payload[..], n.retain),
+        (&b"r"[..], true, &b"n"[..], false)
+    );
     let (r, n) = (plain.next_publish().await, plain.next_publish().await);
-    assert_eq!((&r.payload[..], r.retain, &n.payload[..], n.retain), (&b"r"[..], false, &b"n"[..], false));
+    assert_eq!(
+        (&r.payload[..], r.retain, &n.payload[..], n.retain),
+        (&b"r"[..], false, &b"n"[..], false)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +311,8 @@ async fn qos2_publish_resent_after_a_reconnect_is_still_delivered_once() {
     let mut connect = connect_packet(V4, &id);
     connect.clean_start = false;
     let (mut raw, _) = broker.raw(connect.clone()).await;
-    raw.send(publish_packet(&topic, QoS::ExactlyOnce, Some(9), b"once")).await;
+    raw.send(publish_packet(&topic, QoS::ExactlyOnce, Some(9), b"once"))
+        .await;
     assert_eq!(raw.recv().await, Packet::PubRec(PubRec::new(9)));
     drop(raw); // before PUBREL
 
@@ -260,7 +324,13 @@ async fn qos2_publish_resent_after_a_reconnect_is_still_delivered_once() {
     assert_eq!(raw.recv().await, Packet::PubRec(PubRec::new(9)));
     raw.send(PubRel::new(9)).await;
     assert_eq!(raw.recv().await, Packet::PubComp(PubComp::new(9)));
-    raw.send(publish_packet(&topic, QoS::AtLeastOnce, Some(10), b"marker")).await;
+    raw.send(publish_packet(
+        &topic,
+        QoS::AtLeastOnce,
+        Some(10),
+        b"marker",
+    ))
+    .await;
     assert_eq!(raw.recv().await, Packet::PubAck(PubAck::new(10)));
     assert_eq!(sub.next_text().await, "once");
     assert_eq!(sub.next_text().await, "marker");

@@ -410,12 +410,17 @@ async fn offline_queue_keeps_the_newest_messages_up_to_its_limit() {
     c.disconnect().await;
     let mut p = broker.connect4(&unique("pub")).await;
     for n in 1..=5 {
-        p.publish(&topic, Q4::AtLeastOnce, false, format!("m{n}").as_bytes()).await;
+        p.publish(&topic, Q4::AtLeastOnce, false, format!("m{n}").as_bytes())
+            .await;
     }
     p.publish(&topic, Q4::AtLeastOnce, false, b"m6").await;
     let mut c = Mqtt4::connect(o).await;
     for n in 4..=6 {
-        assert_eq!(c.next_text().await, format!("m{n}"), "the oldest are dropped first");
+        assert_eq!(
+            c.next_text().await,
+            format!("m{n}"),
+            "the oldest are dropped first"
+        );
     }
     p.publish(&topic, Q4::AtLeastOnce, false, b"live").await;
     assert_eq!(c.next_text().await, "live");

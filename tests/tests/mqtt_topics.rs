@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 use pigeon_server::ServerConfig;
-use pigeon_tests::mqtt_support::{filter5, MqttBroker, Mqtt4};
+use pigeon_tests::mqtt_support::{filter5, Mqtt4, MqttBroker};
 use pigeon_tests::{unique, TIMEOUT};
 use rumqttc::v5::mqttbytes::v5::SubscribeProperties;
 use rumqttc::v5::mqttbytes::QoS as Q5;
@@ -22,9 +22,13 @@ async fn received_before_marker(
     marker: &str,
 ) -> Vec<String> {
     for t in topics {
-        publisher.publish(t, Q4::AtLeastOnce, false, t.as_bytes()).await;
+        publisher
+            .publish(t, Q4::AtLeastOnce, false, t.as_bytes())
+            .await;
     }
-    publisher.publish(marker, Q4::AtLeastOnce, false, b"marker").await;
+    publisher
+        .publish(marker, Q4::AtLeastOnce, false, b"marker")
+        .await;
     let mut got = Vec::new();
     loop {
         let p = subscriber.next_publish().await;
@@ -56,13 +60,21 @@ async fn hash_matches_the_parent_level_and_everything_below() {
     let broker = MqttBroker::start().await;
     let root = unique("hash");
     let mut sub = broker.connect4(&unique("sub")).await;
-    sub.subscribe(&format!("{root}/sport/#"), Q4::AtLeastOnce).await;
+    sub.subscribe(&format!("{root}/sport/#"), Q4::AtLeastOnce)
+        .await;
     let marker = format!("{root}/sport/marker");
     let mut publisher = broker.connect4(&unique("pub")).await;
-    let topics: Vec<String> = ["sport", "sport/tennis", "sport/tennis/p1", "sport/", "sports", "x/sport"]
-        .iter()
-        .map(|t| format!("{root}/{t}"))
-        .collect();
+    let topics: Vec<String> = [
+        "sport",
+        "sport/tennis",
+        "sport/tennis/p1",
+        "sport/",
+        "sports",
+        "x/sport",
+    ]
+    .iter()
+    .map(|t| format!("{root}/{t}"))
+    .collect();
     let got = received_before_marker(&mut publisher, &mut sub, &topics, &marker).await;
     assert_eq!(got, topics[..4].to_vec());
 }
@@ -72,7 +84,8 @@ async fn dots_in_topic_levels_survive_and_do_not_split_levels() {
     let broker = MqttBroker::start().await;
     let root = unique("dots").replace('-', "");
     let mut sub = broker.connect4(&unique("sub")).await;
-    sub.subscribe(&format!("{root}/v1.2/+"), Q4::AtLeastOnce).await;
+    sub.subscribe(&format!("{root}/v1.2/+"), Q4::AtLeastOnce)
+        .await;
     let marker = format!("{root}/v1.2/marker");
     let mut publisher = broker.connect4(&unique("pub")).await;
     let topics: Vec<String> = ["v1.2/a.b", "v1/2/a", "v1.2/a/b"]
@@ -98,10 +111,17 @@ async fn topics_starting_with_dollar_are_not_matched_by_leading_wildcards() {
     sys.subscribe("$SYS/broker/uptime", Q4::AtMostOnce).await;
     while sys.next_publish().await.retain {}
     let mut publisher = broker.connect4(&unique("pub")).await;
-    publisher.publish("$app/x", Q4::AtLeastOnce, false, b"dollar").await;
-    publisher.publish("marker", Q4::AtLeastOnce, false, b"marker").await;
+    publisher
+        .publish("$app/x", Q4::AtLeastOnce, false, b"dollar")
+        .await;
+    publisher
+        .publish("marker", Q4::AtLeastOnce, false, b"marker")
+        .await;
     let p = all.next_publish().await;
-    assert_eq!(p.topic, "marker", "`#` and `+/...` must not match `$` topics");
+    assert_eq!(
+        p.topic, "marker",
+        "`#` and `+/...` must not match `$` topics"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,14 +164,20 @@ async fn unsubscribe_stops_delivery() {
     let mut s5 = broker.connect5(&unique("s5")).await;
     s5.subscribe(&topic, Q5::AtLeastOnce).await;
     s5.subscribe(&marker, Q5::AtLeastOnce).await;
-    publisher.publish(&topic, Q4::AtLeastOnce, false, b"before").await;
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, false, b"before")
+        .await;
     assert_eq!(s4.next_text().await, "before");
     assert_eq!(s5.next_text().await, "before");
 
     s4.unsubscribe(&topic).await;
     s5.unsubscribe(&topic).await;
-    publisher.publish(&topic, Q4::AtLeastOnce, false, b"after").await;
-    publisher.publish(&marker, Q4::AtLeastOnce, false, b"marker").await;
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, false, b"after")
+        .await;
+    publisher
+        .publish(&marker, Q4::AtLeastOnce, false, b"marker")
+        .await;
     assert_eq!(s4.next_text().await, "marker");
     assert_eq!(s5.next_text().await, "marker");
 }
@@ -161,12 +187,26 @@ async fn subscription_identifiers_come_back_with_matching_messages() {
     let broker = MqttBroker::start().await;
     let root = unique("subid");
     let mut sub = broker.connect5(&unique("sub")).await;
-    let with_id = |id| Some(SubscribeProperties { id: Some(id), user_properties: vec![] });
-    sub.subscribe_with(filter5(&format!("{root}/+"), Q5::AtLeastOnce), with_id(7)).await;
-    sub.subscribe_with(filter5(&format!("{root}/b"), Q5::AtLeastOnce), with_id(9)).await;
+    let with_id = |id| {
+        Some(SubscribeProperties {
+            id: Some(id),
+            user_properties: vec![],
+        })
+    };
+    sub.subscribe_with(filter5(&format!("{root}/+"), Q5::AtLeastOnce), with_id(7))
+        .await;
+    sub.subscribe_with(filter5(&format!("{root}/b"), Q5::AtLeastOnce), with_id(9))
+        .await;
     let mut publisher = broker.connect5(&unique("pub")).await;
     for (leaf, expected) in [("a", vec![7]), ("b", vec![7, 9])] {
-        publisher.publish(&format!("{root}/{leaf}"), Q5::AtLeastOnce, false, leaf.as_bytes()).await;
+        publisher
+            .publish(
+                &format!("{root}/{leaf}"),
+                Q5::AtLeastOnce,
+                false,
+                leaf.as_bytes(),
+            )
+            .await;
         // One copy with every identifier, or one copy per subscription: both are allowed.
         let mut ids = BTreeSet::new();
         while ids.len() < expected.len() {
@@ -188,7 +228,9 @@ async fn no_local_subscription_does_not_get_the_clients_own_messages() {
     me.subscribe_with(f, None).await;
     me.publish(&topic, Q5::AtLeastOnce, false, b"mine").await;
     let mut other = broker.connect5(&unique("other")).await;
-    other.publish(&topic, Q5::AtLeastOnce, false, b"theirs").await;
+    other
+        .publish(&topic, Q5::AtLeastOnce, false, b"theirs")
+        .await;
     assert_eq!(me.next_text().await, "theirs");
 }
 
@@ -204,11 +246,15 @@ async fn shared_subscription_spreads_messages_among_the_group() {
     let mut publisher = broker.connect4(&unique("pub")).await;
     const N: usize = 40;
     for n in 0..N {
-        publisher.publish(&topic, Q4::AtLeastOnce, false, n.to_string().as_bytes()).await;
+        publisher
+            .publish(&topic, Q4::AtLeastOnce, false, n.to_string().as_bytes())
+            .await;
     }
     // End markers follow; each member reads up to the first it gets.
     for _ in 0..10 {
-        publisher.publish(&topic, Q4::AtLeastOnce, false, b"end").await;
+        publisher
+            .publish(&topic, Q4::AtLeastOnce, false, b"end")
+            .await;
     }
     let mut got_a = Vec::new();
     loop {
@@ -224,10 +270,17 @@ async fn shared_subscription_spreads_messages_among_the_group() {
             n => got_b.push(n.parse::<usize>().unwrap()),
         }
     }
-    assert!(!got_a.is_empty() && !got_b.is_empty(), "a: {got_a:?}, b: {got_b:?}");
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "a: {got_a:?}, b: {got_b:?}"
+    );
     let mut all: Vec<usize> = got_a.iter().chain(&got_b).copied().collect();
     all.sort_unstable();
-    assert_eq!(all, (0..N).collect::<Vec<_>>(), "each message exactly once in the group");
+    assert_eq!(
+        all,
+        (0..N).collect::<Vec<_>>(),
+        "each message exactly once in the group"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,10 +295,16 @@ async fn group_keeps_receiving_after_one_member_unsubscribes() {
     a.unsubscribe(&group).await;
     let mut publisher = broker.connect4(&unique("pub")).await;
     for n in 0..5 {
-        publisher.publish(&topic, Q4::AtLeastOnce, false, n.to_string().as_bytes()).await;
+        publisher
+            .publish(&topic, Q4::AtLeastOnce, false, n.to_string().as_bytes())
+            .await;
     }
     for n in 0..5 {
-        assert_eq!(b.next_text().await, n.to_string(), "the remaining member gets them all");
+        assert_eq!(
+            b.next_text().await,
+            n.to_string(),
+            "the remaining member gets them all"
+        );
     }
 }
 
@@ -262,6 +321,8 @@ async fn persistent_member_keeps_its_shared_subscription_across_a_reconnect() {
     let mut member = Mqtt4::connect(o).await;
     assert!(member.session_present);
     let mut publisher = broker.connect4(&unique("pub")).await;
-    publisher.publish(&topic, Q4::AtLeastOnce, false, b"after").await;
+    publisher
+        .publish(&topic, Q4::AtLeastOnce, false, b"after")
+        .await;
     assert_eq!(member.next_text().await, "after");
 }

@@ -10,7 +10,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use mqtt_wire::{Packet, ProtocolVersion, ReasonCode};
 use pigeon_tests::lapin_support as lp;
-use pigeon_tests::mqtt_support::{connect_packet, MqttBroker, Mqtt5};
+use pigeon_tests::mqtt_support::{connect_packet, Mqtt5, MqttBroker};
 use pigeon_tests::unique;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS as Q5;
@@ -28,11 +28,18 @@ async fn topic_alias_set_by_the_client_stands_for_the_topic() {
         topic_alias: Some(a),
         ..Default::default()
     };
-    publisher.publish_with(&topic, Q5::AtLeastOnce, false, b"sets", alias(1)).await;
-    publisher.publish_with("", Q5::AtLeastOnce, false, b"uses", alias(1)).await;
+    publisher
+        .publish_with(&topic, Q5::AtLeastOnce, false, b"sets", alias(1))
+        .await;
+    publisher
+        .publish_with("", Q5::AtLeastOnce, false, b"uses", alias(1))
+        .await;
     for expected in ["sets", "uses"] {
         let p = sub.next_publish().await;
-        assert_eq!((&p.topic[..], &p.payload[..]), (topic.as_bytes(), expected.as_bytes()));
+        assert_eq!(
+            (&p.topic[..], &p.payload[..]),
+            (topic.as_bytes(), expected.as_bytes())
+        );
     }
 }
 
@@ -42,12 +49,26 @@ async fn unknown_or_out_of_range_topic_alias_ends_the_connection() {
     // Raw bytes: our encoder refuses to write alias 0. PUBLISH QoS 0, payload "x", and one
     // property, Topic Alias (0x23).
     let cases: [(&str, &[u8], ReasonCode); 3] = [
-        ("never set", b"\x30\x07\x00\x00\x03\x23\x00\x01x", ReasonCode::ProtocolError),
-        ("0", b"\x30\x08\x00\x01x\x03\x23\x00\x00x", ReasonCode::TopicAliasInvalid),
-        ("65 > maximum 64", b"\x30\x08\x00\x01x\x03\x23\x00\x41x", ReasonCode::TopicAliasInvalid),
+        (
+            "never set",
+            b"\x30\x07\x00\x00\x03\x23\x00\x01x",
+            ReasonCode::ProtocolError,
+        ),
+        (
+            "0",
+            b"\x30\x08\x00\x01x\x03\x23\x00\x00x",
+            ReasonCode::TopicAliasInvalid,
+        ),
+        (
+            "65 > maximum 64",
+            b"\x30\x08\x00\x01x\x03\x23\x00\x41x",
+            ReasonCode::TopicAliasInvalid,
+        ),
     ];
     for (case, bytes, reason) in cases {
-        let (mut raw, ack) = broker.raw(connect_packet(ProtocolVersion::V5, &unique("a"))).await;
+        let (mut raw, ack) = broker
+            .raw(connect_packet(ProtocolVersion::V5, &unique("a")))
+            .await;
         assert_eq!(ack.properties.topic_alias_maximum, Some(64));
         raw.send_bytes(bytes).await;
         let sent = raw.until_closed().await;
@@ -85,7 +106,8 @@ async fn expired_message_is_dropped_and_the_rest_carry_their_remaining_lifetime(
     let broker = MqttBroker::start().await;
     let topic = unique("expiry/t");
     let mut o = broker.v5(&unique("away"));
-    o.set_clean_start(false).set_session_expiry_interval(Some(60));
+    o.set_clean_start(false)
+        .set_session_expiry_interval(Some(60));
     let mut sub = Mqtt5::connect(o.clone()).await;
     sub.subscribe(&topic, Q5::AtLeastOnce).await;
     sub.disconnect().await;
@@ -94,15 +116,23 @@ async fn expired_message_is_dropped_and_the_rest_carry_their_remaining_lifetime(
         message_expiry_interval: Some(s),
         ..Default::default()
     };
-    publisher.publish_with(&topic, Q5::AtLeastOnce, false, b"short", expiry(1)).await;
-    publisher.publish_with(&topic, Q5::AtLeastOnce, false, b"long", expiry(60)).await;
+    publisher
+        .publish_with(&topic, Q5::AtLeastOnce, false, b"short", expiry(1))
+        .await;
+    publisher
+        .publish_with(&topic, Q5::AtLeastOnce, false, b"long", expiry(60))
+        .await;
     // Time has to pass for "short" to expire while the subscriber is away.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut sub = Mqtt5::connect(o).await;
     assert!(sub.session_present());
     let p = sub.next_publish().await;
-    assert_eq!(&p.payload[..], b"long", "the expired message is not delivered");
+    assert_eq!(
+        &p.payload[..],
+        b"long",
+        "the expired message is not delivered"
+    );
     let left = p.properties.unwrap().message_expiry_interval.unwrap();
     assert!((58..=60).contains(&left), "remaining lifetime {left}");
 }
@@ -126,13 +156,18 @@ async fn publish_properties_are_forwarded_intact_and_in_order() {
         ..Default::default()
     };
     let mut publisher = broker.connect5(&unique("pub")).await;
-    publisher.publish_with(&topic, Q5::AtLeastOnce, false, b"{}", sent.clone()).await;
+    publisher
+        .publish_with(&topic, Q5::AtLeastOnce, false, b"{}", sent.clone())
+        .await;
     let got = sub.next_publish().await.properties.unwrap();
     assert_eq!(got.payload_format_indicator, sent.payload_format_indicator);
     assert_eq!(got.content_type, sent.content_type);
     assert_eq!(got.response_topic, sent.response_topic);
     assert_eq!(got.correlation_data, sent.correlation_data);
-    assert_eq!(got.user_properties, sent.user_properties, "[MQTT-3.3.2-18]: same order");
+    assert_eq!(
+        got.user_properties, sent.user_properties,
+        "[MQTT-3.3.2-18]: same order"
+    );
 }
 
 /// An exclusive AMQP queue bound to `amq.topic` with `pattern`, and a consumer on it.
@@ -144,7 +179,14 @@ async fn amqp_queue(
     let channel = lp::open_channel(&conn).await;
     let queue = unique("q");
     lp::declare(&channel, &queue, QueueDeclareOptions::exclusive()).await;
-    lp::bind(&channel, &queue, "amq.topic", pattern, FieldTable::default()).await;
+    lp::bind(
+        &channel,
+        &queue,
+        "amq.topic",
+        pattern,
+        FieldTable::default(),
+    )
+    .await;
     let consumer = lp::consume(&channel, &queue, BasicConsumeOptions::default()).await;
     (conn, channel, consumer)
 }
@@ -154,14 +196,28 @@ async fn mqtt_publish_reaches_an_amqp_queue_bound_to_amq_topic() {
     let broker = MqttBroker::start().await;
     let (_conn, _channel, mut consumer) = amqp_queue(&broker, "sensor.*.data").await;
     let mut publisher = broker.connect4(&unique("pub")).await;
-    publisher.publish("sensor/t1/data", Q4::AtLeastOnce, false, b"21.5").await;
-    publisher.publish("sensor/t2/data", Q4::AtMostOnce, false, b"19.0").await;
+    publisher
+        .publish("sensor/t1/data", Q4::AtLeastOnce, false, b"21.5")
+        .await;
+    publisher
+        .publish("sensor/t2/data", Q4::AtMostOnce, false, b"19.0")
+        .await;
     let d = lp::next_delivery(&mut consumer).await;
-    assert_eq!((d.exchange.as_str(), d.routing_key.as_str()), ("amq.topic", "sensor.t1.data"));
+    assert_eq!(
+        (d.exchange.as_str(), d.routing_key.as_str()),
+        ("amq.topic", "sensor.t1.data")
+    );
     assert_eq!(lp::body(&d), "21.5");
-    assert_eq!(*d.properties.delivery_mode(), Some(2), "QoS 1 is persistent");
+    assert_eq!(
+        *d.properties.delivery_mode(),
+        Some(2),
+        "QoS 1 is persistent"
+    );
     let d = lp::next_delivery(&mut consumer).await;
-    assert_eq!((d.routing_key.as_str(), lp::body(&d).as_str()), ("sensor.t2.data", "19.0"));
+    assert_eq!(
+        (d.routing_key.as_str(), lp::body(&d).as_str()),
+        ("sensor.t2.data", "19.0")
+    );
     assert_ne!(*d.properties.delivery_mode(), Some(2), "QoS 0 is transient");
 }
 
@@ -173,12 +229,25 @@ async fn amqp_publish_to_amq_topic_reaches_an_mqtt_subscriber() {
     let conn = lp::connect_url(&broker.amqp_url()).await.unwrap();
     let channel = lp::open_channel(&conn).await;
     let persistent = BasicProperties::default().with_delivery_mode(2);
-    lp::publish_with(&channel, "amq.topic", "control.t1.command", b"on", persistent).await;
+    lp::publish_with(
+        &channel,
+        "amq.topic",
+        "control.t1.command",
+        b"on",
+        persistent,
+    )
+    .await;
     lp::publish(&channel, "amq.topic", "control.t2.command", b"off").await;
     let p = sub.next_publish().await;
-    assert_eq!((p.topic.as_str(), &p.payload[..], p.qos), ("control/t1/command", &b"on"[..], Q4::AtLeastOnce));
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..], p.qos),
+        ("control/t1/command", &b"on"[..], Q4::AtLeastOnce)
+    );
     let p = sub.next_publish().await;
-    assert_eq!((p.topic.as_str(), &p.payload[..], p.qos), ("control/t2/command", &b"off"[..], Q4::AtMostOnce));
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..], p.qos),
+        ("control/t2/command", &b"off"[..], Q4::AtMostOnce)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,21 +259,35 @@ async fn mqtt5_properties_arrive_as_amqp_properties() {
         content_type: Some("text/plain".into()),
         correlation_data: Some(Bytes::from_static(b"req-42")),
         response_topic: Some("reply/to".into()),
-        user_properties: vec![("tenant".into(), "blue".into()), ("trace".into(), "t-1".into())],
+        user_properties: vec![
+            ("tenant".into(), "blue".into()),
+            ("trace".into(), "t-1".into()),
+        ],
         ..Default::default()
     };
-    publisher.publish_with("rpc/request", Q5::AtLeastOnce, false, b"ping", props).await;
+    publisher
+        .publish_with("rpc/request", Q5::AtLeastOnce, false, b"ping", props)
+        .await;
     let d = lp::next_delivery(&mut consumer).await;
     let p = &d.properties;
-    assert_eq!(p.content_type().as_ref().map(|s| s.as_str()), Some("text/plain"));
-    assert_eq!(p.correlation_id().as_ref().map(|s| s.as_str()), Some("req-42"));
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("text/plain")
+    );
+    assert_eq!(
+        p.correlation_id().as_ref().map(|s| s.as_str()),
+        Some("req-42")
+    );
     assert_eq!(p.reply_to().as_ref().map(|s| s.as_str()), Some("reply.to"));
     let headers = p.headers().as_ref().expect("user properties as headers");
     let text = |k: &str| match headers.inner().get(k) {
         Some(AMQPValue::LongString(s)) => s.to_string(),
         other => panic!("header {k}: {other:?}"),
     };
-    assert_eq!((text("tenant"), text("trace")), ("blue".to_string(), "t-1".to_string()));
+    assert_eq!(
+        (text("tenant"), text("trace")),
+        ("blue".to_string(), "t-1".to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +314,9 @@ async fn amqp_properties_arrive_as_mqtt5_properties() {
     user.sort();
     assert_eq!(
         user,
-        vec![("attempt".to_string(), "3".to_string()), ("tenant".to_string(), "blue".to_string())]
+        vec![
+            ("attempt".to_string(), "3".to_string()),
+            ("tenant".to_string(), "blue".to_string())
+        ]
     );
 }

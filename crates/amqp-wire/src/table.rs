@@ -91,6 +91,12 @@ impl FieldTable {
         }
     }
 
+    /// Appends an entry even if the key is already present. The wire format allows repeated
+    /// keys (decoding keeps them); MQTT 5 user properties, carried as headers, need them.
+    pub fn push(&mut self, key: impl Into<ShortString>, value: FieldValue) {
+        self.0.push((key.into(), value));
+    }
+
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<FieldValue> {
         let i = self.0.iter().position(|(k, _)| k == key)?;

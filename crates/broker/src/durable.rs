@@ -124,7 +124,13 @@ pub fn log_id(vhost: &str, name: &str) -> String {
     format!("{vhost}\u{0}{name}")
 }
 
-fn binding_key(vhost: &str, source: &str, dest: &Destination, routing_key: &str, args: &Table) -> Vec<u8> {
+fn binding_key(
+    vhost: &str,
+    source: &str,
+    dest: &Destination,
+    routing_key: &str,
+    args: &Table,
+) -> Vec<u8> {
     let (to_exchange, name) = match dest {
         Destination::Queue(q) => (false, q.name().to_string()),
         Destination::Exchange(x) => (true, x.name.to_string()),

@@ -4,17 +4,17 @@
 //! then an exchange's bindings, then a queue's state, then whatever a consumer sink locks.
 
 use crate::consumer::ConnectionId;
+use crate::durable;
 use crate::error::{BrokerError, Result};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::durable;
 use crate::message::{Death, DeathReason, Message, Properties, PropertiesCodec};
-use pigeon_store::Store;
 use crate::policy::{Policies, Policy};
 use crate::queue::settings::QueueSettings;
 use crate::queue::{Enqueued, Queue, QueueOptions, QueuedMessage};
 use crate::retained::RetainedStore;
 use crate::value::Table;
 use parking_lot::RwLock;
+use pigeon_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -487,7 +487,15 @@ impl VHost {
     ) -> Result<()> {
         let x = self.bindable_exchange(source)?;
         if let (true, Some(store)) = (durable::binding_is_durable(&x, &destination), &self.store) {
-            durable::put_binding(store, &self.name, source, &destination, key, &arguments, true);
+            durable::put_binding(
+                store,
+                &self.name,
+                source,
+                &destination,
+                key,
+                &arguments,
+                true,
+            );
         }
         x.bind(Binding {
             destination,
@@ -507,7 +515,15 @@ impl VHost {
     ) -> Result<()> {
         let x = self.bindable_exchange(source)?;
         if let (true, Some(store)) = (durable::binding_is_durable(&x, &destination), &self.store) {
-            durable::put_binding(store, &self.name, source, &destination, key, &arguments, false);
+            durable::put_binding(
+                store,
+                &self.name,
+                source,
+                &destination,
+                key,
+                &arguments,
+                false,
+            );
         }
         let removed = x.unbind(&Binding {
             destination,
@@ -543,7 +559,11 @@ impl VHost {
 
     /// Recreates what `defs` recorded for this vhost, and loads the messages of its durable
     /// queues. Returns the number of messages recovered.
-    pub fn recover(&self, defs: &durable::Definitions, codec: &'static dyn PropertiesCodec) -> usize {
+    pub fn recover(
+        &self,
+        defs: &durable::Definitions,
+        codec: &'static dyn PropertiesCodec,
+    ) -> usize {
         let mine = |v: &str| v == &*self.name;
         for d in defs.exchanges.iter().filter(|d| mine(&d.vhost)) {
             if self.exchange(&d.name).is_ok() {

@@ -55,6 +55,14 @@ pub struct ServerConfig {
     pub mqtt_allow_anonymous: bool,
     /// Seconds between `$SYS/broker/...` updates (0 disables them).
     pub mqtt_sys_interval: u64,
+    /// QoS 1/2 PUBLISHes a client may have unacknowledged towards the broker (5.0 Receive
+    /// Maximum, announced in CONNACK; exceeding it is a protocol error).
+    pub mqtt_receive_maximum: u16,
+    /// Largest keep-alive granted, in seconds (0: whatever the client asks). A larger or zero
+    /// request gets this value, told to 5.0 clients as Server Keep Alive.
+    pub mqtt_max_keep_alive: u16,
+    /// Topic filters clients may not subscribe to (refused in SUBACK with 0x80 / 0x87).
+    pub mqtt_deny_subscribe: Vec<String>,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
     /// Where durable exchanges, queues, bindings and persistent messages are kept; `None`
@@ -128,6 +136,9 @@ impl Default for ServerConfig {
             mqtt_max_queued_messages: 100_000,
             mqtt_allow_anonymous: true,
             mqtt_sys_interval: 10,
+            mqtt_receive_maximum: 1024,
+            mqtt_max_keep_alive: 0,
+            mqtt_deny_subscribe: Vec::new(),
             policies: Vec::new(),
             data_dir: Some("pigeon-data".into()),
             fsync: true,

@@ -141,10 +141,12 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
                 dir: dir.clone(),
                 source: e,
             })?);
-            let (broker, recovered) = Broker::open(Arc::clone(&store), &amqp::AMQP_CODEC)
-                .map_err(|e| ServerError::Store {
-                    dir: dir.clone(),
-                    source: e,
+            let (broker, recovered) =
+                Broker::open(Arc::clone(&store), &amqp::AMQP_CODEC).map_err(|e| {
+                    ServerError::Store {
+                        dir: dir.clone(),
+                        source: e,
+                    }
                 })?;
             tracing::info!(
                 dir = %dir.display(),

@@ -288,7 +288,11 @@ impl Channel {
         if let Some(c) = self.confirms.as_mut() {
             c.last_seq += 1;
             // Nothing is confirmed before it is on disk (group commit: the store's epoch).
-            let epoch = if routed.stored { ctx.current_epoch() } else { 0 };
+            let epoch = if routed.stored {
+                ctx.current_epoch()
+            } else {
+                0
+            };
             c.waiting.push_back((c.last_seq, epoch, !routed.rejected));
         }
         Ok(())

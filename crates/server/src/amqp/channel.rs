@@ -14,9 +14,9 @@ use pigeon_broker::{Broker, Exchange, Message, Queue, VHost};
 use pigeon_store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
-use tokio::sync::Notify;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// What a channel's handlers need from their connection.
 pub struct ConnCtx {

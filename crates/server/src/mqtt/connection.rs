@@ -54,6 +54,12 @@ pub(super) struct Conn {
     pub needs_dispatch: bool,
     /// CONNECT asked for session expiry 0 (5.0 forbids raising it at DISCONNECT).
     pub connect_expiry_zero: bool,
+    /// PUBACK / PUBREC waiting for the store to sync the message they acknowledge (epoch).
+    pub pending_acks: std::collections::VecDeque<(u64, Packet)>,
+    /// Woken by the store's flusher when pending acknowledgements can go.
+    pub synced: Arc<tokio::sync::Notify>,
+    /// Highest epoch a wake-up was asked for.
+    pub wake_epoch: u64,
 }
 
 /// Serves one accepted socket until it closes.
@@ -224,11 +230,25 @@ async fn connect(
         aliases: HashMap::new(),
         needs_dispatch: false,
         connect_expiry_zero: expiry == 0,
+        pending_acks: std::collections::VecDeque::new(),
+        synced: Arc::new(tokio::sync::Notify::new()),
+        wake_epoch: 0,
     };
+    // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
+    let max_keep_alive = config.mqtt_max_keep_alive;
+    let server_keep_alive = (max_keep_alive > 0
+        && (conn.keep_alive == 0 || conn.keep_alive > max_keep_alive))
+        .then_some(max_keep_alive);
+    if let Some(k) = server_keep_alive {
+        conn.keep_alive = k;
+    }
     let mut ack = ConnAck::new(ReasonCode::Success);
     ack.session_present = session_present;
     if version == ProtocolVersion::V5 {
+        let receive_maximum = config.mqtt_receive_maximum;
         ack.properties = ConnAckProperties {
+            server_keep_alive,
+            receive_maximum: (receive_maximum < u16::MAX).then_some(receive_maximum),
             assigned_client_identifier: assigned,
             topic_alias_maximum: Some(config.mqtt_topic_alias_maximum),
             maximum_packet_size: Some(config.mqtt_max_packet_size),
@@ -345,6 +365,7 @@ impl Conn {
                     }
                 }
             }
+            self.flush_acks();
             if std::mem::take(&mut self.needs_dispatch) {
                 let queues = self.session_queues(&self.session.core.lock());
                 for q in queues {
@@ -380,10 +401,34 @@ impl Conn {
                 }
                 _ = self.out.resume.notified() => self.needs_dispatch = true,
                 _ = self.out.writer_done.notified() => return End::Abnormal,
+                _ = self.synced.notified() => {}
                 _ = shutdown.changed() => {
                     self.disconnect(ReasonCode::ServerShuttingDown);
                     return End::Shutdown;
                 }
+            }
+        }
+    }
+
+    /// Sends the PUBACK / PUBREC whose messages are on disk, in order.
+    fn flush_acks(&mut self) {
+        let synced = self
+            .server
+            .store
+            .as_ref()
+            .map_or(u64::MAX, |s| s.synced_epoch());
+        while let Some((epoch, _)) = self.pending_acks.front() {
+            if *epoch > synced {
+                let epoch = *epoch;
+                if let (Some(store), true) = (&self.server.store, epoch > self.wake_epoch) {
+                    self.wake_epoch = epoch;
+                    let notify = Arc::clone(&self.synced);
+                    store.on_synced(epoch, Box::new(move |_| notify.notify_one()));
+                }
+                return;
+            }
+            if let Some((_, ack)) = self.pending_acks.pop_front() {
+                self.send(&ack);
             }
         }
     }

@@ -68,7 +68,12 @@ pub fn amqp_properties(qos: QoS, retain: bool, props: &PublishProperties) -> Byt
         .message_expiry_interval
         .map(|s| ShortString::from((u64::from(s) * 1000).to_string()));
     if !headers.is_empty() {
-        p.headers = Some(headers.into_iter().collect::<FieldTable>());
+        // Pushed, not inserted: user properties may repeat a name [MQTT-3.3.2-18].
+        let mut table = FieldTable::new();
+        for (k, v) in headers {
+            table.push(k, v);
+        }
+        p.headers = Some(table);
     }
     p.to_bytes()
 }
@@ -188,7 +193,11 @@ mod tests {
             content_type: Some("application/json".into()),
             correlation_data: Some(Bytes::from_static(b"req-1")),
             response_topic: Some(TopicName::new("reply/to/me").unwrap()),
-            user_properties: vec![("b".into(), "2".into()), ("a".into(), "1".into())],
+            user_properties: vec![
+                ("b".into(), "2".into()),
+                ("a".into(), "1".into()),
+                ("b".into(), "3".into()),
+            ],
             message_expiry_interval: Some(60),
             payload_format_indicator: Some(PayloadFormat::Utf8),
             ..PublishProperties::default()

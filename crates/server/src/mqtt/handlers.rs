@@ -9,13 +9,10 @@ use mqtt_wire::{
     RetainHandling, SubAck, Subscribe, TopicName, UnsubAck, Unsubscribe,
 };
 use pigeon_broker::{
-    Destination, Exchange, Message, Properties, QueueOptions, Table, VHost, Value,
+    Destination, Exchange, Message, Properties, Published, QueueOptions, Table, VHost, Value,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// Inbound QoS 2 messages we accept awaiting PUBREL (our Receive Maximum, 5.0).
-const RECEIVE_MAXIMUM: usize = 65_535;
 
 /// Routes a message published over MQTT (a PUBLISH or a will) and stores it if retained.
 #[allow(clippy::too_many_arguments)]
@@ -29,7 +26,7 @@ pub(super) fn publish_message(
     properties: &PublishProperties,
     payload: Bytes,
     origin: u64,
-) -> usize {
+) -> Published {
     let key = topic::to_routing_key(topic_name.as_str());
     let props = convert::amqp_properties(qos, retain, properties);
     let message = Message::new(
@@ -46,11 +43,7 @@ pub(super) fn publish_message(
         vhost.retained.set(&key, keep);
     }
     stats.messages_received.fetch_add(1, Ordering::Relaxed);
-    let queues = vhost.route(exchange, &message);
-    for q in &queues {
-        q.enqueue(message.clone());
-    }
-    queues.len()
+    vhost.publish(exchange, &message)
 }
 
 /// Queue arguments limiting a session queue: beyond the limit the oldest messages are dropped
@@ -193,7 +186,8 @@ impl Conn {
                 self.send(&Packet::PubRec(PubRec::new(id)));
                 return Ok(());
             }
-            if core.inbound_qos2.len() >= RECEIVE_MAXIMUM {
+            let receive_maximum = usize::from(self.server.config.mqtt_receive_maximum);
+            if core.inbound_qos2.len() + self.pending_acks.len() >= receive_maximum {
                 drop(core);
                 self.disconnect(ReasonCode::ReceiveMaximumExceeded);
                 return Err(End::Abnormal);
@@ -202,7 +196,7 @@ impl Conn {
         }
         let mut properties = p.properties;
         properties.topic_alias = None;
-        publish_message(
+        let published = publish_message(
             &self.vhost,
             &self.exchange,
             &self.server.mqtt.stats,
@@ -214,10 +208,21 @@ impl Conn {
             Bytes::copy_from_slice(&p.payload),
             self.session.uid,
         );
-        match (p.qos, p.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(PubAck::new(id))),
-            (QoS::ExactlyOnce, Some(id)) => self.send(&Packet::PubRec(PubRec::new(id))),
-            _ => {}
+        let ack = match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => Packet::PubAck(PubAck::new(id)),
+            (QoS::ExactlyOnce, Some(id)) => Packet::PubRec(PubRec::new(id)),
+            _ => return Ok(()),
+        };
+        // A QoS 1/2 message written to disk is acknowledged once it is synced; acks stay in
+        // order behind any that wait.
+        let epoch = match (&self.server.store, published.stored) {
+            (Some(store), true) => store.current_epoch(),
+            _ => 0,
+        };
+        if epoch == 0 && self.pending_acks.is_empty() {
+            self.send(&ack);
+        } else {
+            self.pending_acks.push_back((epoch, ack));
         }
         Ok(())
     }
@@ -231,6 +236,20 @@ impl Conn {
                 Some(sh) => (Some(sh.group.to_string()), sh.filter.to_string()),
                 None => (None, filter.as_str().to_string()),
             };
+            if self
+                .server
+                .config
+                .mqtt_deny_subscribe
+                .iter()
+                .any(|d| d == filter.as_str() || d == &match_filter)
+            {
+                reasons.push(if self.version == mqtt_wire::ProtocolVersion::V5 {
+                    ReasonCode::NotAuthorized
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
             let pattern = topic::to_binding_pattern(&match_filter);
             let Some(queue) = self.subscription_queue(group.as_deref(), &match_filter) else {
                 reasons.push(ReasonCode::UnspecifiedError);

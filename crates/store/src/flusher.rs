@@ -5,7 +5,7 @@
 //!
 //! 1. takes the whole dirty list and numbers the round with the next *epoch*,
 //! 2. swaps out each log's buffers ([`QueueLog::take_batch`]),
-//! 3. writes them to their files, then `fdatasync`s every file it touched,
+//! 3. writes them to their files, then `fdatasync`s every file it touched (several at once),
 //! 4. deletes segments whose every message is acknowledged,
 //! 5. publishes the epoch as synced and runs the callbacks waiting for it.
 //!

@@ -52,9 +52,11 @@
 //! # Group commit
 //!
 //! One flusher thread serves every queue log: it writes all dirty buffers, `fdatasync`s each
-//! touched file once, then completes an epoch and runs the callbacks waiting for it. Appends
-//! made while it waits for the disk form the next batch, so many appends share one sync
-//! (`flusher.rs`). Callbacks are plain closures run on that thread, so async code can wait for
+//! touched file once (several at a time, on short-lived helper threads, so a round that touched
+//! many queues waits about as long as for one), then completes an epoch and runs the callbacks
+//! waiting for it. It starts a round as soon as a message is buffered, without a timer: appends
+//! made while it waits for the disk form the next batch, so the slower the disk, the more
+//! appends share one sync (`flusher.rs`). Callbacks are plain closures run on that thread, so async code can wait for
 //! durability through a channel without this crate depending on an async runtime.
 //!
 //! # Recovery

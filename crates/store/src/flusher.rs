@@ -252,6 +252,9 @@ pub(crate) fn run(shared: Arc<Shared>) {
         st.urgent = false;
         st.lazy_since = None;
         let failed = st.failure.is_some();
+        // Only a round that started after shutdown was asked for is the last one: every
+        // append accepted before then, and every epoch handed out, is in it or an earlier one.
+        let last_round = st.shutdown;
         drop(st);
 
         let outcome = if failed {
@@ -284,7 +287,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 (std::mem::take(&mut st.callbacks), Err(f))
             }
         };
-        let exit = st.shutdown && st.dirty.is_empty();
+        let exit = last_round && st.dirty.is_empty();
         let leftover = if exit {
             st.closed = true;
             std::mem::take(&mut st.callbacks)

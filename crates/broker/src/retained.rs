@@ -4,20 +4,67 @@
 //! matched with the same topic semantics as the topic exchange, so a retained message is found
 //! by exactly the subscriptions that would have received it live.
 
+use crate::durable;
 use crate::exchange::topic::TopicTrie;
-use crate::message::Message;
+use crate::message::{Message, Properties, PropertiesCodec};
+use crate::record::MessageRecord;
+use bytes::Bytes;
 use parking_lot::RwLock;
+use pigeon_store::Store;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The metadata table retained messages are kept in.
+const TABLE: &str = "retained";
 
 /// Retained messages by routing key.
 #[derive(Default)]
 pub struct RetainedStore {
     messages: RwLock<HashMap<Box<str>, Message>>,
+    /// Where persistent retained messages are kept, with the vhost name for their keys.
+    store: Option<(Arc<Store>, String)>,
 }
 
 impl RetainedStore {
-    /// Sets (`Some`) or clears (`None`) the retained message of `key`.
+    /// A store for `vhost` that keeps persistent retained messages (QoS 1/2) in `store`.
+    pub fn with_store(store: Option<Arc<Store>>, vhost: &str) -> RetainedStore {
+        RetainedStore {
+            messages: RwLock::new(HashMap::new()),
+            store: store.map(|s| (s, vhost.to_string())),
+        }
+    }
+
+    /// Sets (`Some`) or clears (`None`) the retained message of `key`. A persistent message
+    /// is written to the store (durable when this returns), a cleared one removed from it.
     pub fn set(&self, key: &str, message: Option<Message>) {
+        if let Some((store, vhost)) = &self.store {
+            let k = durable::key(vhost, key);
+            let result = match &message {
+                Some(m) if m.meta.persistent => {
+                    let record = MessageRecord {
+                        exchange: m.exchange.clone(),
+                        routing_key: m.routing_key.clone(),
+                        properties: m.properties.raw().clone(),
+                        body: m.body.clone(),
+                        expires_at_ms: 0,
+                    };
+                    store.meta_put(TABLE, &k, &record.encode())
+                }
+                // Only a key whose previous message was kept needs a write.
+                _ if self
+                    .messages
+                    .read()
+                    .get(key)
+                    .is_some_and(|m| m.meta.persistent) =>
+                {
+                    store.meta_delete(TABLE, &k)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "cannot persist a retained message");
+            }
+        }
         let mut map = self.messages.write();
         match message {
             Some(m) => {
@@ -27,6 +74,43 @@ impl RetainedStore {
                 map.remove(key);
             }
         }
+    }
+
+    /// Loads the retained messages kept in the store for this vhost (at start); returns how
+    /// many.
+    pub fn recover(&self, codec: &'static dyn PropertiesCodec) -> usize {
+        let Some((store, vhost)) = &self.store else {
+            return 0;
+        };
+        let Ok(entries) = store.meta_scan(TABLE) else {
+            return 0;
+        };
+        let prefix = durable::key(vhost, "");
+        let mut map = self.messages.write();
+        let mut n = 0;
+        for (k, v) in entries {
+            let Some(key) = k.strip_prefix(prefix.as_slice()) else {
+                continue;
+            };
+            let (Ok(key), Some(r)) = (
+                std::str::from_utf8(key),
+                MessageRecord::decode(Bytes::from(v)),
+            ) else {
+                tracing::warn!("skipping an unreadable retained message");
+                continue;
+            };
+            let routing_key = String::from_utf8_lossy(&r.routing_key).into_owned();
+            let m = Message::new(
+                r.exchange,
+                &routing_key,
+                Properties::new(r.properties, codec),
+                r.body,
+                0,
+            );
+            map.insert(key.into(), m);
+            n += 1;
+        }
+        n
     }
 
     /// The retained messages whose key matches the binding pattern `pattern`.

@@ -159,7 +159,7 @@ impl VHost {
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
             generated: AtomicU64::new(0),
-            retained: RetainedStore::default(),
+            retained: RetainedStore::with_store(store.clone(), name),
             policies: RwLock::new(Policies::default()),
             reply_queues: RwLock::new(HashMap::new()),
             store,
@@ -578,6 +578,10 @@ impl VHost {
                 d.arguments.clone(),
             ));
             self.exchanges.write().insert(Arc::clone(&x.name), x);
+        }
+        let retained = self.retained.recover(codec);
+        if retained > 0 {
+            tracing::info!(vhost = %self.name, retained, "retained messages recovered");
         }
         let mut messages = 0;
         for d in defs.queues.iter().filter(|d| mine(&d.vhost)) {

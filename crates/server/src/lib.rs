@@ -170,6 +170,10 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         mqtt: mqtt::MqttState::new(),
         store: store.clone(),
     });
+    let sessions = mqtt::persist::recover(&state);
+    if sessions > 0 {
+        tracing::info!(sessions, "persistent MQTT sessions recovered");
+    }
     let mut tasks = JoinSet::new();
     tasks.spawn(timers(Arc::clone(&state)));
     tasks.spawn(accept_loop(amqp, Arc::clone(&state), Protocol::Amqp));

@@ -261,6 +261,7 @@ async fn connect(
     }
     send_packet(out, &Packet::ConnAck(ack), version);
     conn.attach(expiry, &c.properties);
+    super::persist::save(&session);
     tracing::debug!(%peer, client_id = %client_id, ?version, session_present, "MQTT client connected");
     server.mqtt.stats.connected.fetch_add(1, Ordering::Relaxed);
     Some((conn, permit))

@@ -134,6 +134,7 @@ impl Conn {
                         return Err(End::Abnormal);
                     }
                     self.session.core.lock().expiry = expiry;
+                    super::persist::save(&self.session);
                 }
                 return Err(End::Disconnect {
                     with_will: d.reason == ReasonCode::DisconnectWithWillMessage,
@@ -308,6 +309,7 @@ impl Conn {
                 }
             }
         }
+        super::persist::save(&self.session);
         self.send(&Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             properties: Default::default(),
@@ -343,7 +345,10 @@ impl Conn {
             return Some(q);
         }
         let name = format!("mqtt-session-{}", self.session.client_id);
+        // A persistent session's queue is durable: its QoS 1/2 messages survive a restart.
+        let persistent = self.session.core.lock().expiry != 0;
         let options = QueueOptions {
+            durable: persistent,
             arguments: max_length(config.mqtt_max_queued_messages),
             ..QueueOptions::default()
         };
@@ -433,6 +438,7 @@ impl Conn {
             }
             reasons.push(ReasonCode::Success);
         }
+        super::persist::save(&self.session);
         self.send(&Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
             properties: Default::default(),

@@ -9,6 +9,7 @@
 mod connection;
 mod convert;
 mod handlers;
+pub mod persist;
 mod session;
 mod sink;
 pub mod sys;

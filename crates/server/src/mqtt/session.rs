@@ -64,6 +64,8 @@ pub struct SessionCore {
     pub expiry: u32,
     /// The connection attached to the session, if it is online.
     pub attached: Option<Attached>,
+    /// The session is written in the store (it has been persistent).
+    pub stored: bool,
 }
 
 impl SessionCore {
@@ -201,6 +203,7 @@ impl Session {
     /// Drops the session's subscriptions, its queue and its in-flight messages (those from a
     /// shared queue go back to it for the group's other members).
     pub fn discard(&self) {
+        super::persist::forget(self);
         let (subscriptions, queue, inflight) = {
             let mut core = self.core.lock();
             core.attached = None;

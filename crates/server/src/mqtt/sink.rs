@@ -117,7 +117,8 @@ impl ConsumerSink for MqttSink {
         let mut properties = out.properties;
         properties.subscription_identifiers = ids;
         let mut publish = Publish {
-            dup: false,
+            // A message given back (after a reconnect or a restart) is flagged as a resend.
+            dup: message.redelivered && qos != QoS::AtMostOnce,
             qos,
             // [MQTT-3.3.1-9]: live deliveries clear RETAIN unless retain-as-published.
             retain: rap && out.retain,

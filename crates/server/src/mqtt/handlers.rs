@@ -67,10 +67,14 @@ impl Conn {
                     .iter()
                     .position(|i| i.packet_id == a.packet_id && !i.released)
                 {
+                    let removed = core.inflight.remove(i);
+                    // Lock order: a queue's lock is taken before a session's (deliveries run
+                    // under the queue's lock), so the session's is released first.
+                    drop(core);
                     if let Some(Inflight {
                         source: Some((q, m)),
                         ..
-                    }) = core.inflight.remove(i)
+                    }) = removed
                     {
                         q.settle([&m]);
                     }
@@ -92,15 +96,19 @@ impl Conn {
                 };
                 // The message is delivered as far as the queue is concerned; what is left is
                 // the release handshake.
-                if let Some((q, m)) = core.inflight[i].source.take() {
-                    q.settle([&m]);
-                }
+                let source = core.inflight[i].source.take();
                 if r.reason.is_error() {
                     core.inflight.remove(i);
                     self.needs_dispatch = true;
                 } else {
                     core.inflight[i].released = true;
-                    drop(core);
+                }
+                // Settled after the session's lock is released (lock order: queue, session).
+                drop(core);
+                if let Some((q, m)) = source {
+                    q.settle([&m]);
+                }
+                if !r.reason.is_error() {
                     self.send(&Packet::PubRel(PubRel::new(r.packet_id)));
                 }
             }

@@ -47,6 +47,7 @@ pub fn save(session: &Session) {
         v.put_u8(s.options.retain_handling as u8);
         v.put_u32_le(s.id.unwrap_or(0));
     }
+    // Written after the session's lock is released: deliveries wait for it.
     drop(core);
     if let Err(e) = store.meta_put(TABLE, &key(session.vhost.name(), &session.client_id), &v) {
         tracing::error!(error = %e, "cannot persist an MQTT session");

@@ -321,8 +321,9 @@ async fn requeued_message_past_its_ttl_is_dead_lettered_not_redelivered() {
 }
 
 /// In a priority queue, a message that expired in a lower priority level is dead-lettered when
-/// its TTL runs out, not only once the higher-priority messages ahead of it are gone. The high
-/// one lives much longer (its own expiration), so the order does not hang on timer precision.
+/// its TTL runs out, not only once the higher-priority messages ahead of it are gone. Each has
+/// its own expiration, the high one's ten times longer, so the order does not hang on timer
+/// precision.
 /// RabbitMQ 3.10 waits until the low one reaches the head (both then die together, the head
 /// first), so against RabbitMQ the test only checks that both die.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,13 +336,15 @@ async fn expired_message_in_a_lower_priority_level_dies_before_younger_higher_on
         &channel,
         table(&[
             ("x-dead-letter-exchange", text(&dlx)),
-            ("x-message-ttl", int(300)),
             ("x-max-priority", int(5)),
         ]),
     )
     .await;
     let mut dead = consume_no_ack(&channel, &dlq).await;
-    publish_priority(&channel, &queue, "low, older", Some(0)).await;
+    let low = BasicProperties::default()
+        .with_priority(0)
+        .with_expiration("300".into());
+    lp::publish_with(&channel, "", &queue, b"low, older", low).await;
     let high = BasicProperties::default()
         .with_priority(5)
         .with_expiration("3000".into());

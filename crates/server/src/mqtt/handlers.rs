@@ -61,17 +61,18 @@ impl Conn {
         match packet {
             Packet::Publish(p) => self.publish(p)?,
             Packet::PubAck(a) => {
-                let mut core = self.session.core.lock();
-                if let Some(i) = core
-                    .inflight
-                    .iter()
-                    .position(|i| i.packet_id == a.packet_id && !i.released)
-                {
-                    if let Some(Inflight {
-                        source: Some((q, m)),
-                        ..
-                    }) = core.inflight.remove(i)
-                    {
+                // Lock order: a queue calls the session's sink with its own lock held, so the
+                // session lock is never held while calling into a queue (settle after it).
+                let acked = {
+                    let mut core = self.session.core.lock();
+                    let at = core
+                        .inflight
+                        .iter()
+                        .position(|i| i.packet_id == a.packet_id && !i.released);
+                    at.and_then(|i| core.inflight.remove(i))
+                };
+                if let Some(acked) = acked {
+                    if let Some((q, m)) = acked.source {
                         q.settle([&m]);
                     }
                     self.needs_dispatch = true;
@@ -91,16 +92,19 @@ impl Conn {
                     return Ok(());
                 };
                 // The message is delivered as far as the queue is concerned; what is left is
-                // the release handshake.
-                if let Some((q, m)) = core.inflight[i].source.take() {
-                    q.settle([&m]);
-                }
+                // the release handshake. (Settled once the session lock is released.)
+                let source = core.inflight[i].source.take();
                 if r.reason.is_error() {
                     core.inflight.remove(i);
                     self.needs_dispatch = true;
                 } else {
                     core.inflight[i].released = true;
-                    drop(core);
+                }
+                drop(core);
+                if let Some((q, m)) = source {
+                    q.settle([&m]);
+                }
+                if !r.reason.is_error() {
                     self.send(&Packet::PubRel(PubRel::new(r.packet_id)));
                 }
             }

@@ -11,19 +11,25 @@ use mqtt_wire::{
     decode, encode, ConnAck, Connect, Packet, ProtocolVersion, Publish, QoS, Subscribe,
     SubscriptionOptions, TopicFilter, TopicName,
 };
-use pigeon_server::{ServerConfig, ServerHandle};
+use pigeon_server::ServerConfig;
 use rumqttc::v5;
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::within;
 
 /// A Pigeon with MQTT enabled, on 127.0.0.1 ephemeral ports.
+///
+/// The broker runs on a runtime of its own, on its own thread: should it deadlock, the test's
+/// runtime still runs its timers, and the test fails at its [`crate::within`] instead of hanging.
+/// Dropping the value shuts the broker down.
 pub struct MqttBroker {
-    server: ServerHandle,
+    mqtt: SocketAddr,
+    amqp: SocketAddr,
+    _stop: oneshot::Sender<()>,
 }
 
 impl MqttBroker {
@@ -34,22 +40,46 @@ impl MqttBroker {
 
     /// Starts Pigeon with a specific configuration (MQTT must be enabled).
     pub async fn start_with(config: ServerConfig) -> MqttBroker {
-        let server = pigeon_server::start(config)
+        let (ready_tx, ready) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("pigeon-broker".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("the broker's runtime");
+                runtime.block_on(async move {
+                    let server = pigeon_server::start(config)
+                        .await
+                        .expect("start Pigeon on 127.0.0.1:0");
+                    let mqtt = server.mqtt_addr().expect("the MQTT listener is enabled");
+                    let _ = ready_tx.send((mqtt, server.amqp_addr()));
+                    // Until the MqttBroker is dropped.
+                    let _ = stopped.await;
+                    server.shutdown().await;
+                });
+            })
+            .expect("start the broker's thread");
+        let (mqtt, amqp) = within("Pigeon to start", ready)
             .await
-            .expect("start Pigeon on 127.0.0.1:0");
-        MqttBroker { server }
+            .expect("Pigeon started");
+        MqttBroker {
+            mqtt,
+            amqp,
+            _stop: stop,
+        }
     }
 
     /// The MQTT listener's address.
     pub fn addr(&self) -> SocketAddr {
-        self.server
-            .mqtt_addr()
-            .expect("the MQTT listener is enabled")
+        self.mqtt
     }
 
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`, for the AMQP side of a crossing.
     pub fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.server.amqp_addr())
+        format!("amqp://guest:guest@{}/%2f", self.amqp)
     }
 
     /// rumqttc 3.1.1 options for `client_id` (clean session, keep-alive 60 s).
@@ -75,11 +105,6 @@ impl MqttBroker {
     /// Sends `connect` on a new socket and returns the client with the CONNACK.
     pub async fn raw(&self, connect: Connect) -> (Raw, ConnAck) {
         Raw::connect(self.addr(), connect).await
-    }
-
-    /// Stops the broker.
-    pub async fn stop(self) {
-        self.server.shutdown().await;
     }
 }
 

@@ -335,3 +335,33 @@ async fn qos2_publish_resent_after_a_reconnect_is_still_delivered_once() {
     assert_eq!(sub.next_text().await, "once");
     assert_eq!(sub.next_text().await, "marker");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_flow_keeps_going_while_publishers_and_acks_race() {
+    // Publishers enqueue (queue, then session) while the subscriber's PUBACKs settle (session,
+    // then queue): a broker that takes the two locks in both orders deadlocks here.
+    let broker = MqttBroker::start().await;
+    let topic = unique("race/t");
+    let mut o = broker.v5(&unique("sub"));
+    o.set_receive_maximum(Some(8));
+    let mut sub = pigeon_tests::mqtt_support::Mqtt5::connect(o).await;
+    sub.subscribe(&topic, Q5::AtLeastOnce).await;
+    const PER_PUBLISHER: usize = 4000;
+    let mut publishers = Vec::new();
+    for _ in 0..2 {
+        let p = broker.connect4(&unique("pub")).await;
+        let topic = topic.clone();
+        publishers.push(tokio::spawn(async move {
+            for n in 0..PER_PUBLISHER {
+                p.client
+                    .publish(&topic, Q4::AtLeastOnce, false, n.to_string().into_bytes())
+                    .await
+                    .unwrap();
+            }
+            p // keeps the connection open until the test reads everything
+        }));
+    }
+    for _ in 0..2 * PER_PUBLISHER {
+        sub.next_publish().await;
+    }
+}

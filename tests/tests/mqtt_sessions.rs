@@ -10,7 +10,7 @@ use mqtt_wire::{
     Connect, Disconnect, LastWill, Packet, ProtocolVersion, PubAck, PubComp, PubRec, QoS,
     ReasonCode, TopicName,
 };
-use pigeon_tests::mqtt_support::{connect_packet, subscribe_packet, Mqtt4, Mqtt5, MqttBroker, Raw};
+use pigeon_tests::mqtt_support::{connect_packet, subscribe_packet, Mqtt4, Mqtt5, MqttBroker};
 use pigeon_tests::{unique, TIMEOUT};
 use rumqttc::v5::mqttbytes::QoS as Q5;
 use rumqttc::QoS as Q4;

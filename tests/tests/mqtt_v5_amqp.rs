@@ -122,8 +122,23 @@ async fn expired_message_is_dropped_and_the_rest_carry_their_remaining_lifetime(
     publisher
         .publish_with(&topic, Q5::AtLeastOnce, false, b"long", expiry(60))
         .await;
+    // A retained message expires too [MQTT-3.3.2-5].
+    let retained = unique("expiry/retained");
+    publisher
+        .publish_with(&retained, Q5::AtLeastOnce, true, b"stale", expiry(1))
+        .await;
     // Time has to pass for "short" to expire while the subscriber is away.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut late = broker.connect5(&unique("late")).await;
+    late.subscribe(&retained, Q5::AtLeastOnce).await;
+    publisher
+        .publish(&retained, Q5::AtLeastOnce, false, b"marker")
+        .await;
+    assert_eq!(
+        late.next_text().await,
+        "marker",
+        "no expired retained message"
+    );
 
     let mut sub = Mqtt5::connect(o).await;
     assert!(sub.session_present());
@@ -304,9 +319,14 @@ async fn amqp_properties_arrive_as_mqtt5_properties() {
         .with_content_type("application/json".into())
         .with_correlation_id("req-42".into())
         .with_reply_to("reply.to".into())
+        .with_expiration("60000".into())
         .with_headers(headers);
     lp::publish_with(&channel, "amq.topic", "rpc.reply", b"{}", props).await;
     let p = sub.next_publish().await.properties.expect("properties");
+    let left = p
+        .message_expiry_interval
+        .expect("expiration as message expiry");
+    assert!((59..=60).contains(&left), "expiry {left}");
     assert_eq!(p.content_type.as_deref(), Some("application/json"));
     assert_eq!(p.correlation_data.as_deref(), Some(&b"req-42"[..]));
     assert_eq!(p.response_topic.as_deref(), Some("reply/to"));

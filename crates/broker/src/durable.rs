@@ -182,8 +182,18 @@ pub fn put_binding(
     }
 }
 
-/// Forgets every binding from or to the entity `name` (of either kind).
-pub fn delete_bindings_of(store: &Store, vhost: &str, name: &str) {
+/// Which kind of entity a name belongs to: exchanges and queues have separate namespaces, so
+/// an exchange and a queue may share a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// An exchange: the source of its bindings, or the destination of exchange-to-exchange ones.
+    Exchange,
+    /// A queue: only ever a destination.
+    Queue,
+}
+
+/// Forgets every binding from or to the exchange or queue `name`.
+pub fn delete_bindings_of(store: &Store, vhost: &str, entity: Entity, name: &str) {
     let Ok(all) = store.meta_scan(BINDINGS) else {
         return;
     };
@@ -191,7 +201,11 @@ pub fn delete_bindings_of(store: &Store, vhost: &str, name: &str) {
         .into_iter()
         .filter_map(|e| {
             let b = decode_binding(&e.0)?;
-            (b.vhost == vhost && (b.source == name || b.destination == name)).then_some(e.0)
+            let involved = match entity {
+                Entity::Exchange => b.source == name || (b.to_exchange && b.destination == name),
+                Entity::Queue => !b.to_exchange && b.destination == name,
+            };
+            (b.vhost == vhost && involved).then_some(e.0)
         })
         .collect();
     let ops: Vec<MetaOp<'_>> = doomed
@@ -256,7 +270,13 @@ pub struct Definitions {
     pub bindings: Vec<BindingDef>,
 }
 
-/// Reads every recorded definition.
+/// Reads every recorded definition (at start, before any queue log is opened), and deletes
+/// the message logs that no queue definition owns.
+///
+/// Such a log is what a crash leaves between the two steps of a queue's deletion (definition,
+/// then log) or of its declaration (log, then definition). A durable queue declared later
+/// under the same name would otherwise open it and inherit, then on the next restart bring
+/// back, the messages of the queue that was deleted.
 pub fn load(store: &Store) -> Result<Definitions, pigeon_store::StoreError> {
     let mut defs = Definitions {
         exchanges: Vec::new(),
@@ -281,7 +301,12 @@ pub fn load(store: &Store) -> Result<Definitions, pigeon_store::StoreError> {
             None => tracing::warn!("skipping an unreadable exchange definition"),
         }
     }
+    let mut owned = std::collections::HashSet::new();
     for e in store.meta_scan(QUEUES)? {
+        // A definition that cannot be read still owns its log: it is kept, not deleted.
+        if let Some((vhost, name)) = split_key(&e.0) {
+            owned.insert(log_id(&vhost, &name));
+        }
         let parsed = split_key(&e.0).and_then(|(vhost, name)| {
             let mut v = record::open(&e.1)?;
             Some(QueueDef {
@@ -300,6 +325,16 @@ pub fn load(store: &Store) -> Result<Definitions, pigeon_store::StoreError> {
         match decode_binding(&e.0) {
             Some(d) => defs.bindings.push(d),
             None => tracing::warn!("skipping an unreadable binding definition"),
+        }
+    }
+    for id in store.queue_log_ids() {
+        if owned.contains(&id) {
+            continue;
+        }
+        let queue = id.replace('\0', "/");
+        tracing::warn!(%queue, "deleting the message log of a queue that no longer exists");
+        if let Err(e) = store.delete_queue_log(&id) {
+            warn("the deletion of a message log no queue owns", e);
         }
     }
     Ok(defs)

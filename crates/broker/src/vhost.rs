@@ -293,7 +293,7 @@ impl VHost {
         exchanges.remove(name);
         if let Some(store) = &self.store {
             durable::delete_exchange(store, &self.name, name);
-            durable::delete_bindings_of(store, &self.name, name);
+            durable::delete_bindings_of(store, &self.name, durable::Entity::Exchange, name);
         }
         let gone = Destination::Exchange(x);
         for other in exchanges.values() {
@@ -430,7 +430,7 @@ impl VHost {
         }
         if let (true, Some(store)) = (q.options().durable, &self.store) {
             durable::delete_queue(store, &self.name, q.name());
-            durable::delete_bindings_of(store, &self.name, q.name());
+            durable::delete_bindings_of(store, &self.name, durable::Entity::Queue, q.name());
         }
         let gone = Destination::Queue(Arc::clone(q));
         let emptied: Vec<Arc<Exchange>> = self

@@ -499,7 +499,10 @@ impl Queue {
         count(dropped.len())
     }
 
-    /// Writes a persistent message to the log of a durable queue; true if it was.
+    /// Writes a persistent message to the log of a durable queue. True when the publisher must
+    /// wait for the store before its confirm (PUBACK): the message was written, or it should
+    /// have been and the store refused it (failed, closed), in which case the confirm never
+    /// comes rather than promising what is not on disk.
     fn persist(&self, m: &mut QueuedMessage, now: Instant) -> bool {
         let Some(log) = &self.log else {
             return false;
@@ -525,7 +528,7 @@ impl Queue {
             }
             Err(e) => {
                 tracing::error!(queue = %self.name, error = %e, "cannot write a message to the queue log");
-                false
+                true
             }
         }
     }

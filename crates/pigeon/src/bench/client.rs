@@ -102,7 +102,10 @@ pub trait Client: Sized + Send + 'static {
 pub trait Publisher: Send + 'static {
     /// With confirms, waits until the window has room for one more message; returns the
     /// confirms that arrived meanwhile. Separate from `publish` so that the send time stamped
-    /// into a message excludes this wait.
+    /// into a message excludes this wait. (Refilling the window one slot at a time is on
+    /// purpose: waiting for several slots to free up before writing stalls on brokers that leave
+    /// Nagle's algorithm on, such as Mosquitto by default, as their acknowledgements then wait
+    /// for our delayed TCP ACKs.)
     fn reserve(&mut self) -> impl Future<Output = anyhow::Result<Confirms>> + Send;
 
     /// Sends one message: returns once the client has taken it, which may be into a write

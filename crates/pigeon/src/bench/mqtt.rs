@@ -446,7 +446,7 @@ impl MqttPublisher {
 impl Publisher for MqttPublisher {
     async fn reserve(&mut self) -> anyhow::Result<Confirms> {
         match self.window {
-            Some(window) => self.settle_until(window - 1).await,
+            Some(window) => self.settle_until(window.saturating_sub(1)).await,
             None => Ok(Confirms::default()),
         }
     }

@@ -61,21 +61,18 @@ impl Conn {
         match packet {
             Packet::Publish(p) => self.publish(p)?,
             Packet::PubAck(a) => {
-                let mut core = self.session.core.lock();
-                if let Some(i) = core
-                    .inflight
-                    .iter()
-                    .position(|i| i.packet_id == a.packet_id && !i.released)
-                {
-                    let removed = core.inflight.remove(i);
-                    // Lock order: a queue's lock is taken before a session's (deliveries run
-                    // under the queue's lock), so the session's is released first.
-                    drop(core);
-                    if let Some(Inflight {
-                        source: Some((q, m)),
-                        ..
-                    }) = removed
-                    {
+                // Lock order: a queue calls the session's sink with its own lock held, so the
+                // session lock is never held while calling into a queue (settle after it).
+                let acked = {
+                    let mut core = self.session.core.lock();
+                    let at = core
+                        .inflight
+                        .iter()
+                        .position(|i| i.packet_id == a.packet_id && !i.released);
+                    at.and_then(|i| core.inflight.remove(i))
+                };
+                if let Some(acked) = acked {
+                    if let Some((q, m)) = acked.source {
                         q.settle([&m]);
                     }
                     self.needs_dispatch = true;
@@ -95,7 +92,7 @@ impl Conn {
                     return Ok(());
                 };
                 // The message is delivered as far as the queue is concerned; what is left is
-                // the release handshake.
+                // the release handshake. (Settled once the session lock is released.)
                 let source = core.inflight[i].source.take();
                 if r.reason.is_error() {
                     core.inflight.remove(i);
@@ -103,7 +100,6 @@ impl Conn {
                 } else {
                     core.inflight[i].released = true;
                 }
-                // Settled after the session's lock is released (lock order: queue, session).
                 drop(core);
                 if let Some((q, m)) = source {
                     q.settle([&m]);

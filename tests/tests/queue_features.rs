@@ -355,7 +355,10 @@ async fn expired_message_in_a_lower_priority_level_dies_before_younger_higher_on
         let got = [first.as_str(), second.as_str()];
         assert!(got.contains(&"low, older") && got.contains(&"high, younger"));
     } else {
-        assert_eq!(first, "low, older", "the low one dies when its own TTL runs out");
+        assert_eq!(
+            first, "low, older",
+            "the low one dies when its own TTL runs out"
+        );
         assert_eq!(
             lp::message_count(&channel, &queue).await,
             1,

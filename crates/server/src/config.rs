@@ -61,7 +61,7 @@ pub struct ServerConfig {
     /// Largest keep-alive granted, in seconds (0: whatever the client asks). A larger or zero
     /// request gets this value, told to 5.0 clients as Server Keep Alive.
     pub mqtt_max_keep_alive: u16,
-    /// Topic filters clients may not subscribe to (refused in SUBACK with 0x80 / 0x87).
+    /// Topic filters clients may not subscribe to (refused in SUBACK with 0x80).
     pub mqtt_deny_subscribe: Vec<String>,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,

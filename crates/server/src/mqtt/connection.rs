@@ -91,6 +91,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>
     }
     out.close();
     let _ = timeout(Duration::from_secs(3), writer).await;
+    // The writer has sent our last packets (a DISCONNECT with its reason) and a FIN. Read and
+    // discard what the client still sends until it closes too, briefly: closing with unread
+    // input would reset the connection, and the client might never read why it was closed.
+    let mut sink = [0u8; 1024];
+    let _ = timeout(Duration::from_secs(2), async {
+        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Reads until one packet is decoded; `Ok(None)` when the socket closed first.

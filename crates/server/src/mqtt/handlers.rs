@@ -248,11 +248,9 @@ impl Conn {
                 .iter()
                 .any(|d| d == filter.as_str() || d == &match_filter)
             {
-                reasons.push(if self.version == mqtt_wire::ProtocolVersion::V5 {
-                    ReasonCode::NotAuthorized
-                } else {
-                    ReasonCode::UnspecifiedError
-                });
+                // 0x80 in both versions, as the Paho conformance suite and Mosquitto's ACLs
+                // answer.
+                reasons.push(ReasonCode::UnspecifiedError);
                 continue;
             }
             let pattern = topic::to_binding_pattern(&match_filter);

@@ -54,6 +54,8 @@ pub(super) struct Conn {
     pub needs_dispatch: bool,
     /// CONNECT asked for session expiry 0 (5.0 forbids raising it at DISCONNECT).
     pub connect_expiry_zero: bool,
+    /// The client accepts reason strings (5.0 Request Problem Information).
+    pub problem_information: bool,
     /// PUBACK / PUBREC waiting for the store to sync the message they acknowledge (epoch).
     pub pending_acks: std::collections::VecDeque<(u64, Packet)>,
     /// Woken by the store's flusher when pending acknowledgements can go.
@@ -238,6 +240,7 @@ async fn connect(
         aliases: HashMap::new(),
         needs_dispatch: false,
         connect_expiry_zero: expiry == 0,
+        problem_information: c.properties.request_problem_information.unwrap_or(true),
         pending_acks: std::collections::VecDeque::new(),
         synced: Arc::new(tokio::sync::Notify::new()),
         wake_epoch: 0,
@@ -445,7 +448,13 @@ impl Conn {
     /// Sends DISCONNECT with `reason` to a 5.0 client (3.1.1 has no server DISCONNECT).
     pub(super) fn disconnect(&self, reason: ReasonCode) {
         if self.version == ProtocolVersion::V5 {
-            self.send(&Packet::Disconnect(Disconnect::new(reason)));
+            let mut d = Disconnect::new(reason);
+            // A human-readable reason, unless the client asked for none
+            // (Request Problem Information = 0).
+            if self.problem_information {
+                d.properties.reason_string = Some(format!("{reason:?}"));
+            }
+            self.send(&Packet::Disconnect(d));
         }
     }
 

@@ -106,6 +106,10 @@ struct State {
     deleted: bool,
     /// Messages dropped by a length limit.
     dropped: u64,
+    /// Single active consumer: the active one was cancelled while holding unacked messages;
+    /// the next one takes over only once they are settled or given back (as RabbitMQ does), so
+    /// it gets them first, in order.
+    sac_handover: bool,
     /// Last time a consumer, `basic.get` or a declaration used the queue (`x-expires`).
     last_used: Instant,
 }
@@ -186,6 +190,7 @@ impl Queue {
                 had_consumer: false,
                 deleted: false,
                 dropped: 0,
+                sac_handover: false,
                 last_used: Instant::now(),
             }),
         }
@@ -370,7 +375,7 @@ impl Queue {
     }
 
     /// Settles delivered messages (acked): they leave the queue, and its log.
-    pub fn settle<'a>(&self, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
+    pub fn settle<'a>(self: &Arc<Self>, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
         let mut n = 0;
         for m in messages {
             n += 1;
@@ -378,8 +383,19 @@ impl Queue {
                 log.ack(m.seq);
             }
         }
-        let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(n);
+        self.locked(|st, dead| {
+            st.unacked = st.unacked.saturating_sub(n);
+            self.end_handover(st, dead);
+        });
+    }
+
+    /// Lets the next single active consumer take over once the previous one's messages are
+    /// all settled or back.
+    fn end_handover(self: &Arc<Self>, st: &mut State, dead: &mut Dead) {
+        if st.sac_handover && st.unacked == 0 {
+            st.sac_handover = false;
+            self.dispatch_locked(st, Instant::now(), dead);
+        }
     }
 
     /// Settles delivered messages that were rejected without requeue: they are dead-lettered
@@ -390,6 +406,7 @@ impl Queue {
                 st.unacked = st.unacked.saturating_sub(1);
                 dead.push(st, m, DeathReason::Rejected);
             }
+            self.end_handover(st, dead);
         });
     }
 
@@ -413,6 +430,9 @@ impl Queue {
                     continue;
                 }
                 st.ready.insert(m);
+            }
+            if st.sac_handover && st.unacked == 0 {
+                st.sac_handover = false;
             }
             self.dispatch_locked(st, Instant::now(), dead);
         });
@@ -475,6 +495,9 @@ impl Queue {
                 .iter()
                 .position(|c| c.owner == owner && &*c.tag == tag)?;
             st.consumers.remove(at);
+            if st.settings.single_active_consumer && at == 0 && st.unacked > 0 {
+                st.sac_handover = true;
+            }
             if st.cursor > at {
                 st.cursor -= 1;
             }
@@ -671,6 +694,9 @@ fn pick_consumer(st: &mut State) -> Option<usize> {
         return None;
     }
     if st.settings.single_active_consumer {
+        if st.sac_handover {
+            return None;
+        }
         return st.consumers[0].sink.try_reserve().then_some(0);
     }
     let mut start = 0;

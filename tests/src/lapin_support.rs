@@ -8,7 +8,7 @@ use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
     ExchangeKind,
@@ -380,4 +380,23 @@ pub async fn get(channel: &Channel, queue: &str) -> Option<BasicGetMessage> {
     )
     .await
     .expect("basic.get")
+}
+
+/// A lapin field table from `(key, value)` pairs (queue and consume arguments).
+pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+/// A long-string argument value.
+pub fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+/// An integer argument value.
+pub fn int(i: i32) -> AMQPValue {
+    AMQPValue::LongInt(i)
 }

@@ -14,28 +14,13 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Consumer, ExchangeKind};
 use pigeon_tests::lapin_support as lp;
+use pigeon_tests::lapin_support::{int, table, text};
 use pigeon_tests::{unique, within, TestBroker};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-fn int(i: i32) -> AMQPValue {
-    AMQPValue::LongInt(i)
-}
 
 fn now_secs() -> u64 {
     SystemTime::now()

@@ -26,7 +26,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 use pigeon_server::ServerConfig;
 use pigeon_tests::amqprs_support as ar;
-use pigeon_tests::lapin_support::{self as lp, assert_code};
+use pigeon_tests::lapin_support::{self as lp, assert_code, table};
 use pigeon_tests::mqtt_support::Mqtt4;
 use pigeon_tests::reply::PRECONDITION_FAILED;
 use pigeon_tests::{unique, within, TestBroker};
@@ -87,14 +87,6 @@ fn durable_exchange() -> ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     }
-}
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
 }
 
 fn persistent() -> BasicProperties {

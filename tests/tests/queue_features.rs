@@ -13,29 +13,13 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Consumer, ExchangeKind};
-use pigeon_tests::lapin_support::{self as lp, assert_code};
+use pigeon_tests::lapin_support::{self as lp, assert_code, int, table, text};
 use pigeon_tests::reply::{ACCESS_REFUSED, PRECONDITION_FAILED};
 use pigeon_tests::{unique, within, TestBroker};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-fn int(i: i32) -> AMQPValue {
-    AMQPValue::LongInt(i)
-}
 
 /// A fresh exclusive queue with `args`; returns its name.
 async fn new_queue(channel: &Channel, args: FieldTable) -> String {

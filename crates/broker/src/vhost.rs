@@ -486,22 +486,13 @@ impl VHost {
         arguments: Table,
     ) -> Result<()> {
         let x = self.bindable_exchange(source)?;
-        if let (true, Some(store)) = (durable::binding_is_durable(&x, &destination), &self.store) {
-            durable::put_binding(
-                store,
-                &self.name,
-                source,
-                &destination,
-                key,
-                &arguments,
-                true,
-            );
-        }
-        x.bind(Binding {
+        let binding = Binding {
             destination,
             routing_key: key.to_string(),
             arguments,
-        });
+        };
+        self.record_binding(&x, &binding, true);
+        x.bind(binding);
         Ok(())
     }
 
@@ -514,26 +505,32 @@ impl VHost {
         arguments: Table,
     ) -> Result<()> {
         let x = self.bindable_exchange(source)?;
-        if let (true, Some(store)) = (durable::binding_is_durable(&x, &destination), &self.store) {
-            durable::put_binding(
-                store,
-                &self.name,
-                source,
-                &destination,
-                key,
-                &arguments,
-                false,
-            );
-        }
-        let removed = x.unbind(&Binding {
+        let binding = Binding {
             destination,
             routing_key: key.to_string(),
             arguments,
-        });
+        };
+        self.record_binding(&x, &binding, false);
+        let removed = x.unbind(&binding);
         if removed && x.auto_delete && x.binding_count() == 0 {
             self.auto_delete_exchange(&x);
         }
         Ok(())
+    }
+
+    /// Writes (or removes) a binding in the store when both its ends are durable.
+    fn record_binding(&self, x: &Exchange, b: &Binding, present: bool) {
+        if let (true, Some(store)) = (durable::binding_is_durable(x, &b.destination), &self.store) {
+            durable::put_binding(
+                store,
+                &self.name,
+                &x.name,
+                &b.destination,
+                &b.routing_key,
+                &b.arguments,
+                present,
+            );
+        }
     }
 
     fn bindable_exchange(&self, name: &str) -> Result<Arc<Exchange>> {

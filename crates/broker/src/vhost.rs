@@ -690,6 +690,13 @@ impl VHost {
         }
     }
 
+    /// Body bytes of the ready messages of every queue (a message in several queues counts
+    /// once per queue).
+    pub fn queued_bytes(&self) -> usize {
+        let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
+        queues.iter().map(|q| q.queued_bytes()).sum()
+    }
+
     /// Timers: expires messages whose TTL ran out and deletes queues unused for longer than
     /// their `x-expires`. The server calls it a few times a second.
     pub fn tick(&self, now: Instant) {

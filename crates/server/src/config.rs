@@ -71,6 +71,12 @@ pub struct ServerConfig {
     /// Wait for the disk (fdatasync) before confirming a persistent message. Off only for
     /// tests and benchmarks: a machine crash could then lose confirmed messages.
     pub fsync: bool,
+    /// Memory alarm: when queued message bodies exceed this fraction of the machine's memory,
+    /// publishing connections are blocked (AMQP `connection.blocked`, reads paused) until they
+    /// fall under 90% of it. RabbitMQ's `vm_memory_high_watermark`.
+    pub memory_high_watermark: f64,
+    /// The same limit in bytes; when set it wins over the fraction.
+    pub memory_high_watermark_bytes: Option<u64>,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -142,6 +148,8 @@ impl Default for ServerConfig {
             policies: Vec::new(),
             data_dir: Some("pigeon-data".into()),
             fsync: true,
+            memory_high_watermark: 0.4,
+            memory_high_watermark_bytes: None,
         }
     }
 }

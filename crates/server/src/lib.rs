@@ -60,6 +60,8 @@ pub(crate) struct ServerState {
     pub mqtt: mqtt::MqttState,
     /// Where persistent messages and durable definitions go (`None`: memory only).
     pub store: Option<Arc<Store>>,
+    /// The memory alarm: true while publishers must wait.
+    pub alarm: watch::Sender<bool>,
 }
 
 /// The protocol a listener speaks.
@@ -169,6 +171,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         connections: AtomicUsize::new(0),
         mqtt: mqtt::MqttState::new(),
         store: store.clone(),
+        alarm: watch::channel(false).0,
     });
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
@@ -198,7 +201,43 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
 }
 
 /// The broker's timers: message TTLs and unused queues (`x-expires`), five times a second.
+/// The memory limit of the alarm, in bytes.
+fn memory_limit(config: &ServerConfig) -> u64 {
+    if let Some(bytes) = config.memory_high_watermark_bytes {
+        return bytes;
+    }
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(4 * 1024 * 1024);
+    (total_kib as f64 * 1024.0 * config.memory_high_watermark) as u64
+}
+
+/// Raises and clears the memory alarm from the queued bytes (clears under 90% of the limit).
+fn check_memory(state: &ServerState, limit: u64) {
+    let used: u64 = state
+        .broker
+        .vhosts()
+        .iter()
+        .map(|v| v.queued_bytes() as u64)
+        .sum();
+    let on = *state.alarm.borrow();
+    if !on && used > limit {
+        tracing::warn!(used, limit, "memory alarm: publishers are blocked");
+        state.alarm.send_replace(true);
+    } else if on && used < limit / 10 * 9 {
+        tracing::info!(used, limit, "memory alarm cleared: publishers resume");
+        state.alarm.send_replace(false);
+    }
+}
+
 async fn timers(state: Arc<ServerState>) {
+    let limit = memory_limit(&state.config);
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -209,6 +248,7 @@ async fn timers(state: Arc<ServerState>) {
                 for vhost in state.broker.vhosts() {
                     vhost.tick(now);
                 }
+                check_memory(&state, limit);
             }
             _ = shutdown.changed() => return,
         }

@@ -222,6 +222,11 @@ impl Queue {
         count(self.state.lock().ready.len())
     }
 
+    /// Body bytes of the ready messages (for the memory alarm).
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().ready.bytes()
+    }
+
     /// Messages dropped so far by a length limit.
     pub fn dropped_count(&self) -> u64 {
         self.state.lock().dropped

@@ -53,6 +53,12 @@ struct Connection {
     last_read: Instant,
     cancel_notify: bool,
     auth_failure_close: bool,
+    /// The client understands connection.blocked / unblocked.
+    blocked_notify: bool,
+    /// The connection has published: the memory alarm blocks it.
+    publisher: bool,
+    /// Reading is paused by the memory alarm.
+    blocked: bool,
     ctx: Option<ConnCtx>,
     channels: HashMap<u16, Channel>,
     /// Woken by the store's flusher when confirms can go out.
@@ -80,6 +86,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>
         last_read: Instant::now(),
         cancel_notify: false,
         auth_failure_close: false,
+        blocked_notify: false,
+        publisher: false,
+        blocked: false,
         ctx: None,
         channels: HashMap::new(),
         synced: Arc::new(tokio::sync::Notify::new()),
@@ -107,6 +116,7 @@ impl Connection {
         }
         self.send_start();
         let mut rb = ReadBuf::new();
+        let mut alarm = self.server.alarm.subscribe();
         let mut shutdown = self.server.shutdown.clone();
         let deadline = Instant::now() + handshake;
         let mut ticker = interval(Duration::from_secs(1));
@@ -144,9 +154,13 @@ impl Connection {
                 ticker.reset();
             }
             rb.prepare();
-            // A client that sends faster than it reads our replies waits until they drain.
-            let can_read = self.out.has_room();
+            // A publisher waits while the memory alarm is on (connection.blocked), and a client
+            // that sends faster than it reads our replies waits until they drain.
+            let paused = *alarm.borrow() && self.publisher;
+            self.set_blocked(paused);
+            let can_read = self.out.has_room() && !paused;
             tokio::select! {
+                _ = alarm.changed() => {}
                 r = rd.read_buf(&mut rb.buf), if can_read => match r {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
@@ -180,6 +194,28 @@ impl Connection {
         }
     }
 
+    /// Enters or leaves the blocked state of the memory alarm, telling clients that asked.
+    fn set_blocked(&mut self, blocked: bool) {
+        if blocked == self.blocked {
+            return;
+        }
+        self.blocked = blocked;
+        if !blocked {
+            // Heartbeats queued while we were not reading count from now.
+            self.last_read = Instant::now();
+        }
+        if self.blocked_notify {
+            let method = if blocked {
+                Method::ConnectionBlocked(amqp_wire::ConnectionBlocked {
+                    reason: ShortString::from_static("low on memory"),
+                })
+            } else {
+                Method::ConnectionUnblocked(amqp_wire::ConnectionUnblocked {})
+            };
+            self.send(0, &method);
+        }
+    }
+
     fn tick_period(&self) -> Duration {
         match self.phase {
             Phase::Open if self.heartbeat > 0 => {
@@ -206,7 +242,8 @@ impl Connection {
             Phase::Open if self.heartbeat > 0 => {
                 let hb = Duration::from_secs(u64::from(self.heartbeat));
                 // Two missed heartbeats: the peer is gone (as RabbitMQ decides).
-                if now.duration_since(self.last_read) > hb * 2 {
+                // While blocked we do not read, so the client's heartbeats wait in the socket.
+                if !self.blocked && now.duration_since(self.last_read) > hb * 2 {
                     tracing::info!(peer = %self.peer, heartbeat = self.heartbeat, "missed heartbeats from client, closing");
                     return false;
                 }
@@ -391,6 +428,7 @@ impl Connection {
         if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
             let flag = |k: &str| matches!(caps.get(k), Some(FieldValue::Bool(true)));
             self.cancel_notify = flag("consumer_cancel_notify");
+            self.blocked_notify = flag("connection.blocked");
             self.auth_failure_close = flag("authentication_failure_close");
         }
         let users = &self.server.config.users;
@@ -499,7 +537,10 @@ impl Connection {
                 body_size,
                 properties,
                 ..
-            } => ch.handle_header(ctx, class_id, body_size, properties),
+            } => {
+                self.publisher = true;
+                ch.handle_header(ctx, class_id, body_size, properties)
+            }
             Frame::Body { payload, .. } => ch.handle_body(ctx, payload),
             Frame::Heartbeat { .. } => Ok(()),
         };

@@ -56,6 +56,10 @@ pub(super) struct Conn {
     pub connect_expiry_zero: bool,
     /// The client accepts reason strings (5.0 Request Problem Information).
     pub problem_information: bool,
+    /// The client has published: the memory alarm pauses it.
+    pub publisher: bool,
+    /// Reading is paused by the memory alarm.
+    pub blocked: bool,
     /// PUBACK / PUBREC waiting for the store to sync the message they acknowledge (epoch).
     pub pending_acks: std::collections::VecDeque<(u64, Packet)>,
     /// Woken by the store's flusher when pending acknowledgements can go.
@@ -241,6 +245,8 @@ async fn connect(
         needs_dispatch: false,
         connect_expiry_zero: expiry == 0,
         problem_information: c.properties.request_problem_information.unwrap_or(true),
+        publisher: false,
+        blocked: false,
         pending_acks: std::collections::VecDeque::new(),
         synced: Arc::new(tokio::sync::Notify::new()),
         wake_epoch: 0,
@@ -354,6 +360,7 @@ impl Conn {
 
     async fn run(&mut self, rd: &mut OwnedReadHalf, rb: &mut ReadBuf) -> End {
         let max = self.server.config.mqtt_max_packet_size as usize;
+        let mut alarm = self.server.alarm.subscribe();
         let mut shutdown = self.server.shutdown.clone();
         // [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.
         let grace =
@@ -385,8 +392,18 @@ impl Conn {
                 }
             }
             rb.prepare();
-            let can_read = self.out.has_room();
+            // A publisher waits while the memory alarm is on; so does a client that sends
+            // faster than it reads.
+            let paused = *alarm.borrow() && self.publisher;
+            if self.blocked && !paused {
+                if let Some(g) = grace {
+                    keepalive.as_mut().reset(Instant::now() + g);
+                }
+            }
+            self.blocked = paused;
+            let can_read = self.out.has_room() && !paused;
             tokio::select! {
+                _ = alarm.changed() => {}
                 r = rd.read_buf(&mut rb.buf), if can_read => match r {
                     Ok(0) | Err(_) => return End::Abnormal,
                     Ok(n) => {
@@ -396,7 +413,7 @@ impl Conn {
                         }
                     }
                 },
-                _ = &mut keepalive => {
+                _ = &mut keepalive, if !paused => {
                     tracing::info!(peer = %self.peer, client_id = %self.session.client_id, keep_alive = self.keep_alive, "keep-alive timeout");
                     self.disconnect(ReasonCode::KeepAliveTimeout);
                     return End::Abnormal;

@@ -159,6 +159,7 @@ impl Conn {
     }
 
     fn publish(&mut self, p: Publish) -> Result<(), End> {
+        self.publisher = true;
         // MQTT 5 topic alias [MQTT-3.3.2-7..12].
         let topic_name = match (p.properties.topic_alias, p.topic) {
             (Some(a), _) if a == 0 || a > self.server.config.mqtt_topic_alias_maximum => {

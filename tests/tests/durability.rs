@@ -1088,12 +1088,17 @@ async fn a_persistent_message_the_store_cannot_write_is_never_confirmed() {
     // Its first write fails, and with it the store.
     let mut first = publish_raw(&first_ch, &broken, persistent()).await;
     // A commit returns once the store synced, or failed, everything appended before it: after
-    // it the store has failed (its result is not the point here).
-    let tx = lp::open_channel(&conn).await;
+    // it the store has failed, and the commit is refused (its connection closed with 541), not
+    // acknowledged for messages that are not on disk.
+    let tx_conn = lp::connect(&broker).await;
+    let tx = lp::open_channel(&tx_conn).await;
     within("tx.select-ok", tx.tx_select()).await.unwrap();
     drop(publish_raw(&tx, &healthy, persistent()).await);
-    let _c = within("tx.commit", tx.tx_commit()).await;
-    eprintln!("DBG commit {_c:?}");
+    let commit = within("tx.commit", tx.tx_commit()).await;
+    assert!(
+        commit.is_err(),
+        "tx.commit-ok for a message the store could not write"
+    );
     // Now a new publisher: the store refuses its message.
     let mut after = publish_raw(&after_ch, &healthy, persistent()).await;
     // A transient message is confirmed at once; the confirms above, handled earlier on the

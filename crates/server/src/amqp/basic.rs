@@ -1,6 +1,8 @@
 //! The basic, confirm and tx classes: publishing, consuming, acknowledging.
 
-use super::channel::{requeue, Channel, Confirms, ConnCtx, ConsumerRecord, Publish, Tx, TxAck};
+use super::channel::{
+    for_each_run, requeue, Channel, Confirms, ConnCtx, ConsumerRecord, Publish, Tx, TxAck,
+};
 use super::codec::AMQP_CODEC;
 use super::delivery::{short, AmqpConsumer, Unacked};
 use super::error::{AmqpError, AmqpResult};
@@ -10,7 +12,7 @@ use amqp_wire::{
 };
 use bytes::{Bytes, BytesMut};
 use pigeon_broker::{
-    ConsumerEntry, Enqueued, Exchange, Message, Properties, Published, Queue, QueuedMessage,
+    ConsumerEntry, Exchange, Message, Properties, Published, Queue, QueuedMessage,
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -138,9 +140,13 @@ impl Channel {
                 }
                 // tx.commit-ok means the published messages are on disk.
                 if let (true, Some(store)) = (stored, &ctx.store) {
-                    if let Err(e) = store.wait_synced(store.current_epoch()) {
-                        tracing::error!(error = %e, "store sync failed during tx.commit");
-                    }
+                    // Never a commit-ok for what is not on disk: the connection closes.
+                    store.wait_synced(store.current_epoch()).map_err(|e| {
+                        AmqpError::new(
+                            ReplyCode::InternalError,
+                            format!("cannot store the transaction's messages: {e}"),
+                        )
+                    })?;
                 }
                 for op in acks {
                     self.apply_ack(op)?;
@@ -306,37 +312,23 @@ impl Channel {
         message: Message,
         mandatory: bool,
     ) -> Published {
-        let queues: Vec<Arc<Queue>> = ctx.vhost.route(exchange, &message);
-        if queues.is_empty() {
-            if mandatory {
-                let ret = Method::BasicReturn(BasicReturn {
-                    reply_code: ReplyCode::NoRoute.code(),
-                    reply_text: ShortString::from_static("NO_ROUTE"),
-                    exchange: short(&message.exchange),
-                    routing_key: short(&message.routing_key),
-                });
-                let returned = QueuedMessage {
-                    message,
-                    seq: 0,
-                    redelivered: false,
-                    expires_at: None,
-                    delivery_count: 0,
-                    persisted: false,
-                };
-                self.shared.send_with_content(&ret, &returned, false);
-            }
-            return Published::default();
-        }
-        let mut routed = Published {
-            queues: queues.len(),
-            ..Published::default()
-        };
-        for q in &queues {
-            match q.enqueue(message.clone()) {
-                Enqueued::Rejected => routed.rejected = true,
-                Enqueued::Stored => routed.stored = true,
-                Enqueued::Accepted => {}
-            }
+        let routed = ctx.vhost.publish(exchange, &message);
+        if routed.queues == 0 && mandatory {
+            let ret = Method::BasicReturn(BasicReturn {
+                reply_code: ReplyCode::NoRoute.code(),
+                reply_text: ShortString::from_static("NO_ROUTE"),
+                exchange: short(&message.exchange),
+                routing_key: short(&message.routing_key),
+            });
+            let returned = QueuedMessage {
+                message,
+                seq: 0,
+                redelivered: false,
+                expires_at: None,
+                delivery_count: 0,
+                persisted: false,
+            };
+            self.shared.send_with_content(&ret, &returned, false);
         }
         routed
     }
@@ -397,7 +389,7 @@ impl Channel {
         match settle {
             Settle::Requeue => requeue(taken),
             Settle::Ack => settle_runs(&taken),
-            Settle::Discard => reject_runs(taken),
+            Settle::Discard => for_each_run(taken, |q, run| q.reject(run)),
         }
         Ok(())
     }
@@ -414,19 +406,6 @@ fn settle_runs(taken: &[Unacked]) {
             .count();
         q.settle(taken[i..i + run].iter().map(|u| &u.message));
         i += run;
-    }
-}
-
-/// Rejected without requeue: each queue dead-letters (or drops) its messages.
-fn reject_runs(taken: Vec<Unacked>) {
-    let mut it = taken.into_iter().peekable();
-    while let Some(first) = it.next() {
-        let queue = Arc::clone(&first.queue);
-        let mut run = vec![first.message];
-        while let Some(next) = it.next_if(|u| Arc::ptr_eq(&u.queue, &queue)) {
-            run.push(next.message);
-        }
-        queue.reject(run);
     }
 }
 

@@ -10,7 +10,7 @@ use super::error::{AmqpError, AmqpResult};
 use crate::outbound::Outbound;
 use amqp_wire::{ChannelCloseOk, ChannelFlowOk, Method, ReplyCode, ShortString};
 use bytes::{Bytes, BytesMut};
-use pigeon_broker::{Broker, Exchange, Message, Queue, VHost};
+use pigeon_broker::{Broker, Exchange, Message, Queue, QueuedMessage, VHost};
 use pigeon_store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -373,6 +373,12 @@ fn send_ack(shared: &ChannelShared, confirmed: u64, upto: u64) {
 
 /// Gives messages back to their queues, one call per run of messages from the same queue.
 pub(super) fn requeue(unacked: Vec<Unacked>) {
+    for_each_run(unacked, |q, run| q.requeue(run));
+}
+
+/// Hands the messages back to their queues with `f`, one call per run of messages from the same
+/// queue (they come in delivery order, usually all from one queue).
+pub(super) fn for_each_run(unacked: Vec<Unacked>, f: impl Fn(&Arc<Queue>, Vec<QueuedMessage>)) {
     let mut it = unacked.into_iter().peekable();
     while let Some(first) = it.next() {
         let queue = Arc::clone(&first.queue);
@@ -380,6 +386,6 @@ pub(super) fn requeue(unacked: Vec<Unacked>) {
         while let Some(next) = it.next_if(|u| Arc::ptr_eq(&u.queue, &queue)) {
             run.push(next.message);
         }
-        queue.requeue(run);
+        f(&queue, run);
     }
 }

@@ -21,6 +21,7 @@ WORKLOADS = OrderedDict(
         ("amqp-1k-noack", ("AMQP transient", "1 -> 1 queue -> 1, 1 KiB, auto-ack")),
         ("amqp-1k-ack", ("AMQP transient", "1 -> 1 queue -> 1, 1 KiB, ack every 100")),
         ("amqp-4q-ack", ("AMQP transient", "4 -> 4 queues -> 4, 16 B, ack every 100")),
+        ("amqp-fanout", ("AMQP transient", "1 -> fanout to 4 queues -> 4, 16 B, ack every 100")),
         ("amqp-persist-1", ("AMQP persistent, confirms", "1 -> 1 durable queue -> 1, 1 KiB")),
         ("amqp-persist-4", ("AMQP persistent, confirms", "4 -> 1 durable queue -> 1, 1 KiB")),
         ("mqtt-q0-1", ("MQTT 64 B", "QoS 0, 1 -> 1")),
@@ -29,7 +30,14 @@ WORKLOADS = OrderedDict(
         ("mqtt-q0-4", ("MQTT 64 B", "QoS 0, 4 -> 4 (4 topics)")),
         ("mqtt-q1-4", ("MQTT 64 B", "QoS 1, 4 -> 4 (4 topics)")),
         ("mqtt-q2-4", ("MQTT 64 B", "QoS 2, 4 -> 4 (4 topics)")),
-        ("idle-mqtt", ("Idle MQTT connections", "idle MQTT connections")),
+        ("mqtt-fan100-q0", ("MQTT 64 B", "QoS 0, 1 -> 100 subscribers (fan-out)")),
+        ("mqtt-fan100-q1", ("MQTT 64 B", "QoS 1, 1 -> 100 subscribers (fan-out)")),
+        (
+            "cross-q1",
+            ("Cross-protocol", "MQTT QoS 1 -> amq.topic -> 1 queue -> AMQP, 64 B, ack every 100"),
+        ),
+        ("idle-mqtt", ("Idle connections", "idle MQTT connections")),
+        ("idle-amqp", ("Idle connections", "idle AMQP connections, one channel each")),
     ]
 )
 BROKER_NAMES = {"pigeon": "Pigeon", "rabbitmq": "RabbitMQ", "mosquitto": "Mosquitto"}
@@ -99,6 +107,10 @@ def summarize(rs):
         s["dup"] = sum(x["duplicates"] for x in rep)
         s["expected"] = sum(x["expected"] for x in rep)
         s["bench_cpu"] = median([x["bench_cpu"]["percent_of_one_core"] for x in rep])
+        # Deliveries each message should make (fan-out: one per subscriber or queue).
+        s["copies"] = median(
+            [x["expected"] / x["published"] for x in rep if x.get("published") and x.get("expected")]
+        )
     elif rep:
         s["opened"] = median([x["opened"] for x in rep])
         s["failed"] = median([x["failed"] for x in rep])
@@ -108,6 +120,8 @@ def summarize(rs):
         s["rss_open"] = median([x.get("rss_all_open_kib") for x in b])
         s["per_conn"] = median([x.get("per_connection_kib") for x in b])
         s["open_s"] = median([x["open_s"] for x in rep])
+        s["requested"] = median([x["requested"] for x in rep])
+        s["protocol"] = rep[0].get("protocol", "?")
     return s
 
 
@@ -172,32 +186,39 @@ def main():
             continue
         w(f"## {fam}")
         w("")
-        if fam == "Idle MQTT connections":
+        idle = fam == "Idle connections"
+        if idle:
             w(
-                "| workload | broker | opened | failed | dropped | RSS before | RSS all open "
-                "| KiB per connection | time to open |"
+                "| workload | broker | requested | opened | failed | dropped | RSS before "
+                "| RSS all open | KiB per connection | time to open |"
             )
-            w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         else:
             w(
                 "| workload | broker | published/s | consumed/s | p50 | p99 | lost | duplicates "
                 "| broker CPU s | broker RSS | bench CPU | Pigeon × |"
             )
             w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        fanned = False
         for wid, label in present:
             sums = {b: summarize(by[(wid, b)]) for b in brokers if (wid, b) in by}
             pig = sums.get("pigeon", {}).get("cons")
+            copies = max([s.get("copies") or 1 for s in sums.values()] + [1])
+            if copies > 1.01:
+                label = f"{label} †"
+                fanned = True
             for b, s in sums.items():
                 commands.append((wid, b, s["command"]))
                 flag = ""
                 cut = [e for e in s["endings"] if e not in ("completed", "quiet")]
-                if cut and fam != "Idle MQTT connections":
+                if cut and not idle:
                     flag = f" ({'/'.join(cut)})"
                 if s["reports"] < s["runs"]:
                     flag = f" ({s['runs'] - s['reports']} run(s) without a report)"
-                if fam == "Idle MQTT connections":
+                if idle:
                     w(
-                        f"| {label} | {BROKER_NAMES[b]}{flag} | {fmt_int(s.get('opened'))} "
+                        f"| {label} | {BROKER_NAMES[b]}{flag} | {fmt_int(s.get('requested'))} "
+                        f"| {fmt_int(s.get('opened'))} "
                         f"| {fmt_int(s.get('failed'))} | {fmt_int(s.get('dropped'))} "
                         f"| {fmt_mib(s.get('rss_before'))} | {fmt_mib(s.get('rss_open'))} "
                         f"| {fmt_f(s.get('per_conn'), '{:.1f}')} "
@@ -211,6 +232,8 @@ def main():
                         x.get("expected") and x.get("lost", 0) > 0.01 * x["expected"]
                         for x in (s, sums["pigeon"])
                     ) or bool(cut)
+                    pig_cut = [e for e in sums["pigeon"]["endings"] if e not in ("completed", "quiet")]
+                    lossy = lossy or bool(pig_cut)
                     ratios.append((label + (" *" if lossy else ""), BROKER_NAMES[b], ratio, fam))
                 lost = s.get("lost")
                 lost_s = "–" if lost is None else f"{lost:,}"
@@ -225,6 +248,16 @@ def main():
                     f"| {fmt_ratio(ratio)} |"
                 )
         w("")
+        if fanned:
+            w(
+                "† Fan-out: each message is delivered once to every queue (AMQP fanout exchange) "
+                "or subscriber (MQTT). **consumed/s counts every delivery, copies included** (a "
+                "message fanned out to 4 queues counts 4 times), and so does the latency "
+                "histogram (one sample per delivery); lost and duplicates are counted per queue "
+                "or subscriber (each should get every message once) and summed. published/s "
+                "counts each message once."
+            )
+            w("")
         errs = []
         for wid, label in present:
             for b in brokers:
@@ -284,25 +317,75 @@ def main():
         "and the missing messages were dropped by the broker)."
     )
     w(
-        "- **Same machine**: the bench, the broker (and, during these runs, an unrelated RabbitMQ "
-        "node on port 5673, mostly idle, and whatever else the machine is doing) share the CPUs; "
-        "the brokers run one at a time. The bench CPU column shows when the generator, not the "
-        "broker, may be the limit (against Mosquitto at QoS 1/2 it is near 100% of a core)."
+        "- **Same machine**: the bench, the broker and whatever else the machine is doing share "
+        "the CPUs; the brokers run one at a time. The bench CPU column shows when the generator, "
+        "not the broker, may be the limit (against Mosquitto at QoS 1/2 it is near 100% of a core)."
     )
     w(
-        "- **Skipped**: AMQP fanout (one message to 4 queues through `amq.fanout`): `pigeon bench` "
-        "counts each producer's messages on its own queue only (`--exchange` binds each queue with "
-        "its own name), so the copies a fanout delivers would count as duplicates and the run "
-        "ends early. Idle MQTT connections for RabbitMQ were not asked for (its MQTT plugin is "
-        "run for throughput only). MQTT QoS 2 on RabbitMQ: its MQTT plugin (3.10) does not "
-        "support QoS 2 (it answers a QoS 2 PUBLISH with no PUBREC, so a publisher stalls once "
-        "its window is full). AMQP workloads run on Pigeon and RabbitMQ only (Mosquitto "
-        "speaks MQTT)."
+        "- **Skipped**: AMQP workloads and the cross-protocol one run on Pigeon and RabbitMQ only "
+        "(Mosquitto speaks MQTT). Idle MQTT connections are measured on Pigeon and Mosquitto, "
+        "idle AMQP connections on Pigeon and RabbitMQ (RabbitMQ's MQTT plugin is run for "
+        "throughput only). MQTT QoS 2 on RabbitMQ: its MQTT plugin (3.10) does not support "
+        "QoS 2 (it answers a QoS 2 PUBLISH with no PUBREC, so a publisher stalls once its window "
+        "is full). "
+        + (
+            "MQTT QoS 0 fan-out to 100 subscribers on RabbitMQ: its MQTT plugin already builds "
+            "seconds of backlog at QoS 0 1 -> 1 (see above), so with a hundredfold fan-out every "
+            "run would only end where it is cut."
+            if any(k[0] == "mqtt-fan100-q0" for k in by)
+            else "MQTT QoS 0 fan-out to 100 subscribers is optional (`WORKLOADS=all` or "
+            "`WORKLOADS=mqtt-fan100-q0`) and did not run: publishing at QoS 0 outruns every "
+            "broker's hundredfold delivery, so each run lasts until it is cut, which would take "
+            "the comparison past 15 minutes."
+        )
+    )
+    w(
+        "- **AMQP fanout**: `pigeon bench --fanout` declares a transient fanout exchange of its "
+        "own (`pigeon-bench-fanout-<run>`), binds the run's 4 queues to it, and the producer "
+        "publishes there; each consumer reads one queue and should get every message once, "
+        "and the exchange and queues are deleted at the end."
+    )
+    w(
+        "- **Cross-protocol**: `pigeon bench cross` publishes with MQTT (QoS 1, in-flight "
+        "window 64) to `pigeon-bench/<run>/0`, which both Pigeon and RabbitMQ's MQTT plugin route "
+        "through `amq.topic` with the routing key `pigeon-bench.<run>.0` (`/` becomes `.`); an "
+        "AMQP queue declared by the bench is bound there with that key and read by an AMQP "
+        "consumer (manual acks every 100). The same stamps measure latency, loss and duplicates."
+    )
+    fresh = meta.get("fresh", "?")
+    if fresh == "auto":
+        fresh_text = (
+            "Pigeon and Mosquitto (which start in well under a second) were restarted before "
+            "every workload; RabbitMQ (several seconds to start and stop) only when its RSS had "
+            f"grown more than {meta.get('growth_pct', '?')}% above its RSS at the start of its "
+            "first run since it started (the runs of one workload always share a broker), so "
+            "that memory left over from a backlog does not show in the next workloads' RSS"
+        )
+    elif fresh == "workload":
+        fresh_text = "every broker was restarted before every workload"
+    else:
+        fresh_text = "each broker was started once (FRESH=broker)"
+    w(
+        f"- **Broker restarts** (FRESH={fresh}): {fresh_text}. Idle-connection runs always ran on "
+        "a broker that had run nothing yet (a restart before each run). "
+        f"{meta.get('starts', '?')} broker starts in all. Each run's RSS at its start is in the "
+        "JSON lines (`broker_rss_start_kib`, and `broker_fresh` when the broker had just started)."
+    )
+    w(
+        f"- **Timing**: {meta.get('duration', '?')} s of publishing per run, idle connections "
+        f"held {meta.get('idle_hold', '?')} s, runs cut {meta.get('drain_max', '?')} s after "
+        "publishing ended, so that the whole comparison fits in 15 minutes on 2 cores (the "
+        "first comparison, with 14 workloads, 5 s runs, 10 s cuts, 5 s holds and a restart "
+        "before every workload, took 14 min 21 s)."
     )
     w(
         "- RabbitMQ runs as a temporary node (`compare@localhost`, AMQP 5683, MQTT 1887, "
         "distribution 25683) with the `rabbitmq_mqtt` plugin and otherwise default settings "
-        "(classic queues, default credit flow, no management plugin). Mosquitto: `listener 1889 "
+        "(classic queues, default credit flow, no management plugin); its node directory is "
+        "made at its first start and kept for its restarts (a fresh process on an existing "
+        "schema starts in about half the time; every bench run deletes what it declared), and "
+        "its open-files limit is raised from the 1,024 that `su` sets to the hard limit, which "
+        "2,000 AMQP connections need. Mosquitto: `listener 1889 "
         "127.0.0.1`, `allow_anonymous true`, `persistence false`. Pigeon: `[server]` on 5691/1891, "
         "`mqtt_sys_interval = 0`, otherwise defaults."
     )

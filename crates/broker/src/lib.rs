@@ -29,7 +29,7 @@ pub use message::{
 };
 pub use policy::{ApplyTo, Policy};
 pub use queue::settings::{Overflow, QueueSettings};
-pub use queue::{Enqueued, Queue, QueueOptions, QueuedMessage};
+pub use queue::{Enqueued, PagingLimits, Queue, QueueOptions, QueuedMessage};
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
 pub use vhost::{ExchangeDeclare, Published, QueueDeclared, VHost};
@@ -49,7 +49,7 @@ pub struct Recovered {
     pub queues: usize,
     /// Durable bindings recreated.
     pub bindings: usize,
-    /// Persistent messages loaded back into their queues.
+    /// Messages recovered into their queues (most of a long queue stays paged out).
     pub messages: usize,
     /// How long it took.
     pub duration: std::time::Duration,
@@ -74,14 +74,16 @@ impl Broker {
 
     /// A broker whose durable exchanges, queues, bindings and persistent messages live in
     /// `store`; what the store holds is recovered first. Messages are read back with `codec`
-    /// (the encoding their properties were stored in).
+    /// (the encoding their properties were stored in). Each durable queue keeps at most
+    /// `paging` of its messages in memory; the rest stay in its log until needed.
     pub fn open(
         store: Arc<Store>,
         codec: &'static dyn PropertiesCodec,
+        paging: PagingLimits,
     ) -> std::result::Result<(Arc<Broker>, Recovered), pigeon_store::StoreError> {
         let started = std::time::Instant::now();
         let defs = durable::load(&store)?;
-        let vhost = VHost::with_store("/", Some(Arc::clone(&store)));
+        let vhost = VHost::with_store("/", Some(Arc::clone(&store)), paging);
         let messages = vhost.recover(&defs, codec);
         let mut vhosts = HashMap::new();
         vhosts.insert("/".to_string(), vhost);

@@ -8,8 +8,13 @@
 use crate::value::{Table, Value};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-/// Layout version of every record written today.
+/// Layout version of metadata values and of retained messages.
 const VERSION: u8 = 1;
+/// Layout version of a queue log's message records: version 1 plus a flag byte and the
+/// publisher's id (see [`QueueExtras`]). Version 1 records are still read (as persistent).
+const QUEUE_VERSION: u8 = 2;
+/// [`QueueExtras::transient`] in the flag byte.
+const FLAG_TRANSIENT: u8 = 1;
 /// Deepest nesting of tables/arrays accepted when decoding.
 const MAX_DEPTH: usize = 32;
 
@@ -171,37 +176,76 @@ pub struct MessageRecord {
     pub expires_at_ms: u64,
 }
 
+/// What a queue log's record (layout version 2) keeps beside the message itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueExtras {
+    /// A transient message, written only to keep its place in a paged-out queue: dropped (and
+    /// acknowledged) when the queue is restored after a restart, never resurrected.
+    pub transient: bool,
+    /// Who published it ([`crate::message::MessageInner::origin`]); meaningful only in the
+    /// process that wrote the record (ids start again after a restart).
+    pub origin: u64,
+}
+
 impl MessageRecord {
-    /// Encodes the record.
-    pub fn encode(&self) -> BytesMut {
-        let mut out = BytesMut::with_capacity(
-            32 + self.exchange.len()
-                + self.routing_key.len()
-                + self.properties.len()
-                + self.body.len(),
-        );
-        out.put_u8(VERSION);
+    fn capacity(&self) -> usize {
+        48 + self.exchange.len() + self.routing_key.len() + self.properties.len() + self.body.len()
+    }
+
+    fn put_message(&self, out: &mut BytesMut) {
         out.put_u64_le(self.expires_at_ms);
-        put_bytes(&mut out, &self.exchange);
-        put_bytes(&mut out, &self.routing_key);
-        put_bytes(&mut out, &self.properties);
-        put_bytes(&mut out, &self.body);
+        put_bytes(out, &self.exchange);
+        put_bytes(out, &self.routing_key);
+        put_bytes(out, &self.properties);
+        put_bytes(out, &self.body);
+    }
+
+    /// Encodes the record (layout version 1: retained messages).
+    pub fn encode(&self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(self.capacity());
+        out.put_u8(VERSION);
+        self.put_message(&mut out);
         out
     }
 
-    /// Decodes a record; `None` if it is not one.
-    pub fn decode(mut buf: Bytes) -> Option<MessageRecord> {
-        if get_u8(&mut buf)? != VERSION {
-            return None;
-        }
+    /// Encodes the record for a queue log, with `extras` (layout version 2).
+    pub fn encode_queued(&self, extras: QueueExtras) -> BytesMut {
+        let mut out = BytesMut::with_capacity(self.capacity());
+        out.put_u8(QUEUE_VERSION);
+        out.put_u8(if extras.transient { FLAG_TRANSIENT } else { 0 });
+        out.put_u64_le(extras.origin);
+        self.put_message(&mut out);
+        out
+    }
+
+    /// Decodes a record of either layout; `None` if it is not one.
+    pub fn decode(buf: Bytes) -> Option<MessageRecord> {
+        MessageRecord::decode_queued(buf).map(|(r, _)| r)
+    }
+
+    /// Decodes a record of either layout with its extras (a version 1 record is a persistent
+    /// message of unknown origin); `None` if it is not one.
+    pub fn decode_queued(mut buf: Bytes) -> Option<(MessageRecord, QueueExtras)> {
+        let extras = match get_u8(&mut buf)? {
+            VERSION => QueueExtras::default(),
+            QUEUE_VERSION => {
+                let flags = get_u8(&mut buf)?;
+                QueueExtras {
+                    transient: flags & FLAG_TRANSIENT != 0,
+                    origin: get_u64(&mut buf)?,
+                }
+            }
+            _ => return None,
+        };
         let expires_at_ms = get_u64(&mut buf)?;
-        Some(MessageRecord {
+        let record = MessageRecord {
             expires_at_ms,
             exchange: get_bytes(&mut buf)?,
             routing_key: get_bytes(&mut buf)?,
             properties: get_bytes(&mut buf)?,
             body: get_bytes(&mut buf)?,
-        })
+        };
+        Some((record, extras))
     }
 }
 
@@ -264,5 +308,39 @@ mod tests {
         for cut in 0..enc.len() {
             assert_eq!(MessageRecord::decode(enc.slice(..cut)), None);
         }
+    }
+
+    #[test]
+    fn queue_records_carry_their_extras_and_old_records_still_decode() {
+        let r = MessageRecord {
+            exchange: Bytes::from_static(b"x"),
+            routing_key: Bytes::from_static(b"k"),
+            properties: Bytes::new(),
+            body: Bytes::from_static(b"body"),
+            expires_at_ms: 7,
+        };
+        let extras = QueueExtras {
+            transient: true,
+            origin: 99,
+        };
+        let enc = r.encode_queued(extras).freeze();
+        assert_eq!(
+            MessageRecord::decode_queued(enc.clone()),
+            Some((r.clone(), extras))
+        );
+        assert_eq!(MessageRecord::decode(enc.clone()), Some(r.clone()));
+        for cut in 0..enc.len() {
+            assert_eq!(MessageRecord::decode_queued(enc.slice(..cut)), None);
+        }
+        // A version 1 record (written before paging existed) is a persistent message.
+        let v1 = r.encode().freeze();
+        assert_eq!(
+            MessageRecord::decode_queued(v1),
+            Some((r, QueueExtras::default()))
+        );
+        assert_eq!(
+            MessageRecord::decode_queued(Bytes::from_static(&[3, 0])),
+            None
+        );
     }
 }

@@ -10,18 +10,20 @@ use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::{Death, DeathReason, Message, Properties, PropertiesCodec};
 use crate::policy::{Policies, Policy};
 use crate::queue::settings::QueueSettings;
-use crate::queue::{Enqueued, Queue, QueueOptions, QueuedMessage};
+use crate::queue::{Enqueued, PagingLimits, Queue, QueueOptions, QueuedMessage};
 use crate::retained::RetainedStore;
 use crate::value::Table;
 use parking_lot::RwLock;
 use pigeon_store::Store;
-use std::collections::HashMap;
+use smallvec::SmallVec;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The outcome of a publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Published {
     /// Queues the message reached.
     pub queues: usize,
@@ -29,6 +31,65 @@ pub struct Published {
     pub rejected: bool,
     /// It was written to a queue log: confirm it once [`VHost::sync_epoch`] is synced.
     pub stored: bool,
+    /// The queues it reached (publishers' flow control looks at their backlog). Inline up to
+    /// four: no allocation for the usual publish.
+    pub reached: Routed,
+}
+
+/// The queues a message is routed to, each once: inline up to four, so a publish reaching one
+/// queue allocates nothing for routing.
+pub type Routed = SmallVec<[Arc<Queue>; 4]>;
+
+/// Collects routed queues, each once: a linear scan while there are few, a set of addresses
+/// past [`Distinct::SCAN`] (a fan-out to many queues bound several times each).
+#[derive(Default)]
+struct Distinct {
+    list: Routed,
+    seen: Option<HashSet<usize, BuildHasherDefault<AddressHasher>>>,
+}
+
+/// Hashes an address with one multiplication (SipHash costs more than the linear scan it
+/// replaces at a hundred queues).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        let h = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 29);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Distinct {
+    const SCAN: usize = 16;
+
+    fn add(&mut self, q: &Arc<Queue>) {
+        let addr = |q: &Arc<Queue>| Arc::as_ptr(q) as usize;
+        match &mut self.seen {
+            Some(seen) => {
+                if seen.insert(addr(q)) {
+                    self.list.push(Arc::clone(q));
+                }
+            }
+            None => {
+                if self.list.iter().any(|have| Arc::ptr_eq(have, q)) {
+                    return;
+                }
+                self.list.push(Arc::clone(q));
+                if self.list.len() == Self::SCAN {
+                    self.seen = Some(self.list.iter().map(addr).collect());
+                }
+            }
+        }
+    }
 }
 
 /// Whether `message` going to `queue` closes a dead-letter cycle: walking its deaths newest
@@ -102,6 +163,8 @@ pub struct VHost {
     reply_queues: RwLock<HashMap<String, Arc<Queue>>>,
     /// Where durable definitions and persistent messages go (`None`: memory only).
     store: Option<Arc<Store>>,
+    /// How much of each queue with a log stays in memory.
+    paging: PagingLimits,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
@@ -129,11 +192,12 @@ impl VHost {
     /// Creates a vhost with the standard exchanges (`amq.direct`, `amq.fanout`, `amq.topic`,
     /// `amq.headers`, `amq.match`) and the default exchange.
     pub fn new(name: &str) -> Arc<VHost> {
-        VHost::with_store(name, None)
+        VHost::with_store(name, None, PagingLimits::default())
     }
 
-    /// A vhost whose durable entities and persistent messages go to `store`.
-    pub fn with_store(name: &str, store: Option<Arc<Store>>) -> Arc<VHost> {
+    /// A vhost whose durable entities and persistent messages go to `store`, keeping at most
+    /// `paging` of each durable queue in memory.
+    pub fn with_store(name: &str, store: Option<Arc<Store>>, paging: PagingLimits) -> Arc<VHost> {
         let mut exchanges = HashMap::new();
         for (n, kind) in [
             ("amq.direct", ExchangeKind::Direct),
@@ -163,7 +227,13 @@ impl VHost {
             policies: RwLock::new(Policies::default()),
             reply_queues: RwLock::new(HashMap::new()),
             store,
+            paging,
         })
+    }
+
+    /// How much of each queue with a log stays in memory.
+    pub fn paging(&self) -> PagingLimits {
+        self.paging
     }
 
     /// Its name.
@@ -639,6 +709,7 @@ impl VHost {
             queues: queues.len(),
             rejected,
             stored,
+            reached: queues,
         }
     }
 
@@ -695,6 +766,13 @@ impl VHost {
     pub fn queued_bytes(&self) -> usize {
         let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
         queues.iter().map(|q| q.queued_bytes()).sum()
+    }
+
+    /// Body bytes of the ready messages held in memory by every queue (paged-out messages
+    /// excluded): what the memory alarm counts.
+    pub fn resident_bytes(&self) -> usize {
+        let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
+        queues.iter().map(|q| q.resident_bytes()).sum()
     }
 
     /// Timers: expires messages whose TTL ran out and deletes queues unused for longer than
@@ -781,47 +859,42 @@ impl VHost {
     }
 
     /// The queues `message` published to `exchange` reaches, each once, following
-    /// exchange-to-exchange bindings and alternate exchanges.
-    pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Vec<Arc<Queue>> {
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
+    /// exchange-to-exchange bindings and alternate exchanges. Up to four queues, routing does
+    /// not allocate (the usual publish reaches one).
+    pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Routed {
+        let mut queues = Distinct::default();
         if exchange.name.is_empty() {
             let key = message.routing_key();
             if let Ok(q) = self.queue(key) {
-                queues.push(q);
+                queues.list.push(q);
             } else if let Some(q) = self.reply_queues.read().get(key) {
-                queues.push(Arc::clone(q));
+                queues.list.push(Arc::clone(q));
             }
-            return queues;
+            return queues.list;
         }
-        let mut visited: Vec<*const Exchange> = Vec::new();
-        let mut pending = vec![Arc::clone(exchange)];
-        let mut found = Vec::new();
+        let mut visited: SmallVec<[*const Exchange; 4]> = SmallVec::new();
+        let mut pending: SmallVec<[Arc<Exchange>; 2]> = SmallVec::new();
+        pending.push(Arc::clone(exchange));
         while let Some(x) = pending.pop() {
             if visited.contains(&Arc::as_ptr(&x)) {
                 continue;
             }
             visited.push(Arc::as_ptr(&x));
-            let before = queues.len() + pending.len();
-            found.clear();
-            x.route(message.routing_key(), message, &mut found);
-            let routed_here = !found.is_empty();
-            for d in found.drain(..) {
+            let mut routed_here = false;
+            x.route(message.routing_key(), message, |d| {
+                routed_here = true;
                 match d {
-                    Destination::Queue(q) => {
-                        if !queues.iter().any(|have| Arc::ptr_eq(have, &q)) {
-                            queues.push(q);
-                        }
-                    }
-                    Destination::Exchange(e) => pending.push(e),
+                    Destination::Queue(q) => queues.add(q),
+                    Destination::Exchange(e) => pending.push(Arc::clone(e)),
                 }
-            }
-            if !routed_here && queues.len() + pending.len() == before {
+            });
+            if !routed_here {
                 if let Some(ae) = x.alternate_exchange().and_then(|n| self.exchange(&n).ok()) {
                     pending.push(ae);
                 }
             }
         }
-        queues
+        queues.list
     }
 
     fn generate_name(&self, prefix: &str) -> String {

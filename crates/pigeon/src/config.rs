@@ -71,6 +71,13 @@ impl Config {
         if s.handshake_timeout.is_zero() {
             bail!("server.handshake_timeout = 0 would drop every client before it logs in");
         }
+        if let Some(f) = s.disk_free_limit_relative {
+            if !(f.is_finite() && f >= 0.0) {
+                bail!(
+                    "server.disk_free_limit_relative = {f} must be a fraction of memory, 0 or more"
+                );
+            }
+        }
         let mut names = HashSet::new();
         for user in &s.users {
             if user.name.is_empty() {
@@ -190,6 +197,16 @@ password = "s3cret"
         assert!(Config::parse("[server]\nmax_connections = 0\n").is_err());
         assert!(Config::parse("[server]\nhandshake_timeout = 0\n").is_err());
         assert!(Config::parse("[server]\nmax_message_size = 0\n").is_err());
+    }
+
+    #[test]
+    fn disk_free_limit_is_bytes_or_a_fraction_of_memory() {
+        let c = Config::parse("[server]\ndisk_free_limit = 1000000000\n").unwrap();
+        assert_eq!(c.server.disk_free_limit, 1_000_000_000);
+        assert_eq!(c.server.disk_free_limit_relative, None);
+        let c = Config::parse("[server]\ndisk_free_limit_relative = 1.5\n").unwrap();
+        assert_eq!(c.server.disk_free_limit_relative, Some(1.5));
+        assert!(Config::parse("[server]\ndisk_free_limit_relative = -1.0\n").is_err());
     }
 
     #[test]

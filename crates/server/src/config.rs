@@ -71,12 +71,25 @@ pub struct ServerConfig {
     /// Wait for the disk (fdatasync) before confirming a persistent message. Off only for
     /// tests and benchmarks: a machine crash could then lose confirmed messages.
     pub fsync: bool,
+    /// Paging: most message body bytes a durable (non-exclusive, non-priority) queue keeps in
+    /// memory; messages beyond it, or beyond `queue_resident_messages`, live only in the
+    /// queue's log until the queue drains down to them.
+    pub queue_resident_bytes: usize,
+    /// Paging: most messages such a queue keeps in memory.
+    pub queue_resident_messages: usize,
     /// Memory alarm: when queued message bodies exceed this fraction of the machine's memory,
     /// publishing connections are blocked (AMQP `connection.blocked`, reads paused) until they
     /// fall under 90% of it. RabbitMQ's `vm_memory_high_watermark`.
     pub memory_high_watermark: f64,
     /// The same limit in bytes; when set it wins over the fraction.
     pub memory_high_watermark_bytes: Option<u64>,
+    /// Disk alarm: when the filesystem holding `data_dir` has fewer free bytes than this,
+    /// publishing connections are blocked as by the memory alarm until the space comes back.
+    /// RabbitMQ's `disk_free_limit` (and its default, 50 MB). No data directory, no disk alarm.
+    pub disk_free_limit: u64,
+    /// The same limit as a fraction of the machine's memory (RabbitMQ's
+    /// `disk_free_limit.relative`); when set it wins over the bytes.
+    pub disk_free_limit_relative: Option<f64>,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -148,8 +161,12 @@ impl Default for ServerConfig {
             policies: Vec::new(),
             data_dir: Some("pigeon-data".into()),
             fsync: true,
+            queue_resident_bytes: 8 * 1024 * 1024,
+            queue_resident_messages: 16 * 1024,
             memory_high_watermark: 0.4,
             memory_high_watermark_bytes: None,
+            disk_free_limit: 50_000_000,
+            disk_free_limit_relative: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod alarm;
 mod amqp;
 mod auth;
 pub mod config;
@@ -19,7 +20,7 @@ pub use config::{PolicyConfig, PolicyValue, ServerConfig, UserConfig};
 use pigeon_broker::Broker;
 use pigeon_store::{Store, StoreOptions, SyncMode};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -60,8 +61,12 @@ pub(crate) struct ServerState {
     pub mqtt: mqtt::MqttState,
     /// Where persistent messages and durable definitions go (`None`: memory only).
     pub store: Option<Arc<Store>>,
-    /// The memory alarm: true while publishers must wait.
+    /// The memory and disk alarms: true while publishers must wait.
     pub alarm: watch::Sender<bool>,
+    /// Which alarms hold the flag above (the AMQP `connection.blocked` reason).
+    pub alarm_causes: alarm::AlarmCauses,
+    /// The disk free limit in bytes ([`ServerHandle::set_disk_free_limit`] changes it).
+    pub disk_free_limit: AtomicU64,
 }
 
 /// The protocol a listener speaks.
@@ -77,6 +82,7 @@ pub struct ServerHandle {
     amqp_addr: SocketAddr,
     mqtt_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
+    state: Arc<ServerState>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -95,6 +101,12 @@ impl ServerHandle {
     /// Replaces the policies of every vhost (existing queues and exchanges follow at once).
     pub fn set_policies(&self, policies: &[PolicyConfig]) -> Result<(), String> {
         policy::apply(&self.broker, policies)
+    }
+
+    /// Changes the disk free limit (bytes) of the running server, as `rabbitmqctl
+    /// set_disk_free_limit`; the alarm follows at the next check (within 200 ms).
+    pub fn set_disk_free_limit(&self, bytes: u64) {
+        self.state.disk_free_limit.store(bytes, Ordering::Relaxed);
     }
 
     /// The broker core behind the listeners.
@@ -143,13 +155,12 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
                 dir: dir.clone(),
                 source: e,
             })?);
-            let (broker, recovered) =
-                Broker::open(Arc::clone(&store), &amqp::AMQP_CODEC).map_err(|e| {
-                    ServerError::Store {
-                        dir: dir.clone(),
-                        source: e,
-                    }
-                })?;
+            let paging = paging_limits(&config);
+            let (broker, recovered) = Broker::open(Arc::clone(&store), &amqp::AMQP_CODEC, paging)
+                .map_err(|e| ServerError::Store {
+                dir: dir.clone(),
+                source: e,
+            })?;
             tracing::info!(
                 dir = %dir.display(),
                 exchanges = recovered.exchanges,
@@ -164,6 +175,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     };
     policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
     let sys_interval = config.mqtt_sys_interval;
+    let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,
@@ -172,6 +184,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         mqtt: mqtt::MqttState::new(),
         store: store.clone(),
         alarm: watch::channel(false).0,
+        alarm_causes: alarm::AlarmCauses::default(),
+        disk_free_limit,
     });
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
@@ -195,17 +209,30 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         amqp_addr,
         mqtt_addr,
         broker,
+        state,
         shutdown,
         tasks,
     })
 }
 
-/// The broker's timers: message TTLs and unused queues (`x-expires`), five times a second.
+/// How much of each durable queue stays in memory (the rest is paged out to its log).
+fn paging_limits(config: &ServerConfig) -> pigeon_broker::PagingLimits {
+    pigeon_broker::PagingLimits {
+        resident_bytes: config.queue_resident_bytes,
+        resident_messages: config.queue_resident_messages,
+    }
+}
+
 /// The memory limit of the alarm, in bytes.
 fn memory_limit(config: &ServerConfig) -> u64 {
     if let Some(bytes) = config.memory_high_watermark_bytes {
         return bytes;
     }
+    (total_memory() as f64 * config.memory_high_watermark) as u64
+}
+
+/// The machine's memory in bytes (4 GiB when /proc/meminfo cannot tell).
+fn total_memory() -> u64 {
     let total_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -215,7 +242,7 @@ fn memory_limit(config: &ServerConfig) -> u64 {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(4 * 1024 * 1024);
-    (total_kib as f64 * 1024.0 * config.memory_high_watermark) as u64
+    total_kib.saturating_mul(1024)
 }
 
 /// Raises and clears the memory alarm from the queued bytes (clears under 90% of the limit).
@@ -224,18 +251,20 @@ fn check_memory(state: &ServerState, limit: u64) {
         .broker
         .vhosts()
         .iter()
-        .map(|v| v.queued_bytes() as u64)
+        .map(|v| v.resident_bytes() as u64)
         .sum();
-    let on = *state.alarm.borrow();
+    let on = state.alarm_causes.memory.load(Ordering::Relaxed);
     if !on && used > limit {
         tracing::warn!(used, limit, "memory alarm: publishers are blocked");
-        state.alarm.send_replace(true);
+        state.alarm_causes.memory.store(true, Ordering::Relaxed);
     } else if on && used < limit / 10 * 9 {
         tracing::info!(used, limit, "memory alarm cleared: publishers resume");
-        state.alarm.send_replace(false);
+        state.alarm_causes.memory.store(false, Ordering::Relaxed);
     }
 }
 
+/// The broker's timers, five times a second: message TTLs, unused queues (`x-expires`), and
+/// the memory and disk alarms.
 async fn timers(state: Arc<ServerState>) {
     let limit = memory_limit(&state.config);
     let mut shutdown = state.shutdown.clone();
@@ -249,6 +278,8 @@ async fn timers(state: Arc<ServerState>) {
                     vhost.tick(now);
                 }
                 check_memory(&state, limit);
+                alarm::check_disk(&state);
+                alarm::update_flag(&state);
             }
             _ = shutdown.changed() => return,
         }

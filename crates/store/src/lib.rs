@@ -62,17 +62,20 @@
 //! # Recovery
 //!
 //! [`Store::open`] lists the queue directories; [`Store::queue_log`] reads one log's files the
-//! first time it is opened and [`QueueLog::recover`] returns its live messages in seq order. A
-//! torn or corrupt record cuts the file at that record (logged as a warning and listed in
-//! [`RecoveryStats::truncations`]): damaged data is never an error and never a panic; only I/O
-//! errors are.
+//! first time it is opened and [`QueueLog::recover`] returns its live messages in seq order
+//! ([`QueueLog::live_from`] a page of them, for a caller that keeps only part of a long queue in
+//! memory). A torn or corrupt record cuts the file at that record (logged as a warning and
+//! listed in [`RecoveryStats::truncations`]): damaged data is never an error and never a panic;
+//! only I/O errors are.
 //!
 //! # Threads and locks
 //!
 //! Every call may block on the disk except [`QueueLog::append`], [`QueueLog::ack`],
-//! [`QueueLog::delivered`], [`Store::current_epoch`], [`Store::synced_epoch`] and
-//! [`Store::on_synced`], which only take short locks. Lock order: the store's queue map, a log's
-//! I/O lock, a log's state, the flusher's state. Unix only (positional reads and writes).
+//! [`QueueLog::delivered`], [`QueueLog::live_from`], [`QueueLog::ack_range`],
+//! [`QueueLog::live_summary`], [`Store::current_epoch`], [`Store::synced_epoch`] and
+//! [`Store::on_synced`], which only take locks (the last three of `QueueLog` walk part of the
+//! index under them). Lock order: the store's queue map, a log's I/O lock, a log's state, the
+//! flusher's state. Unix only (positional reads and writes).
 
 #![deny(unsafe_code, clippy::unwrap_used, missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -90,7 +93,7 @@ mod store;
 
 pub use error::StoreError;
 pub use flusher::SyncCallback;
-pub use log::{Location, QueueLog, RecoveredMessage, Recovery, RecoveryStats};
+pub use log::{LiveSummary, Location, QueueLog, RecoveredMessage, Recovery, RecoveryStats};
 pub use meta::{MetaEntry, MetaOp};
 pub use options::{StoreOptions, SyncMode};
 pub use record::MAX_DATA_LEN;

@@ -7,7 +7,8 @@ use std::time::Duration;
 pub struct StoreOptions {
     /// A queue log starts a new segment file when appending a record would take the current one
     /// past this many bytes (a single larger record gets a segment of its own). Smaller segments
-    /// free disk space sooner; larger ones mean fewer files. Default 64 MiB.
+    /// free disk space sooner; larger ones mean fewer files. Default 64 MiB; at most 4 GiB
+    /// (larger values are taken as 4 GiB).
     pub segment_size: u64,
     /// Whether the flusher waits for the disk. Default [`SyncMode::Always`].
     pub sync: SyncMode,

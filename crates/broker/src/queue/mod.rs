@@ -9,19 +9,23 @@
 //! Every message gets a sequence number when it is enqueued; the ready list is ordered by it, so
 //! messages given back (`requeue`) return to their original place, as RabbitMQ does.
 //!
+//! A plain queue with a log pages out past a resident limit (`paging.rs`): its newest
+//! messages then live only on disk and are read back as the head runs low.
+//!
 //! Dead letters are collected while the lock is held and routed after it is released, so a
 //! dead-letter cycle between two queues can never take their locks in opposite orders.
 
+mod paging;
 mod ready;
 pub mod settings;
 
 use crate::consumer::{ConnectionId, ConsumerEntry, Delivered};
 use crate::error::{BrokerError, Result};
-use crate::message::{DeathReason, Message, Properties, PropertiesCodec};
-use crate::record::MessageRecord;
+use crate::message::{DeathReason, Message, PropertiesCodec};
+use crate::record::QueueExtras;
 use crate::value::Table;
 use crate::vhost::VHost;
-use bytes::Bytes;
+pub use paging::PagingLimits;
 use parking_lot::Mutex;
 use pigeon_store::QueueLog;
 use ready::Ready;
@@ -43,7 +47,8 @@ pub struct QueuedMessage {
     pub expires_at: Option<Instant>,
     /// How many times it was given back after a delivery.
     pub delivery_count: u32,
-    /// It is in the queue's log on disk (persistent message, durable queue).
+    /// It is in the queue's log on disk (persistent message, or paged out, in a durable
+    /// queue), so leaving the queue acknowledges it there.
     pub persisted: bool,
 }
 
@@ -112,6 +117,10 @@ struct State {
     sac_handover: bool,
     /// Last time a consumer, `basic.get` or a declaration used the queue (`x-expires`).
     last_used: Instant,
+    /// How paged-out records are decoded (known once something was paged out or restored).
+    codec: Option<&'static dyn PropertiesCodec>,
+    /// Seqs below this were written before the last start.
+    restored_below: u64,
 }
 
 /// Messages that left the queue under its lock: to dead-letter, and to acknowledge in the log,
@@ -160,6 +169,9 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Pages read back at most per expiry tick, to bound how long the timer holds the lock.
+const EXPIRY_PAGE_INS: usize = 16;
+
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -173,6 +185,7 @@ impl Queue {
         settings: QueueSettings,
         log: Option<Arc<QueueLog>>,
     ) -> Queue {
+        let limits = log.as_ref().map(|_| vhost.paging());
         Queue {
             name: name.into(),
             vhost_name: vhost.name().into(),
@@ -181,7 +194,7 @@ impl Queue {
             counts_deliveries: AtomicBool::new(settings.delivery_limit.is_some()),
             log,
             state: Mutex::new(State {
-                ready: Ready::new(settings.max_priority),
+                ready: Ready::new(settings.max_priority, limits),
                 settings,
                 next_seq: 0,
                 consumers: Vec::new(),
@@ -192,6 +205,8 @@ impl Queue {
                 dropped: 0,
                 sac_handover: false,
                 last_used: Instant::now(),
+                codec: None,
+                restored_below: 0,
             }),
         }
     }
@@ -217,14 +232,26 @@ impl Queue {
         self.counts_deliveries.load(Ordering::Relaxed)
     }
 
-    /// Ready messages (not counting those out for delivery).
+    /// Ready messages, paged out or not (not counting those out for delivery).
     pub fn message_count(&self) -> u32 {
         count(self.state.lock().ready.len())
     }
 
-    /// Body bytes of the ready messages (for the memory alarm).
+    /// Body bytes of the ready messages, paged out or not (see [`Queue::resident_bytes`] for
+    /// the memory alarm).
     pub fn queued_bytes(&self) -> usize {
         self.state.lock().ready.bytes()
+    }
+
+    /// Ready messages, the length limit (`x-max-length`) and whether anyone consumes, read
+    /// under one lock: what a publisher's flow control weighs.
+    pub fn backlog(&self) -> (usize, Option<usize>, bool) {
+        let st = self.state.lock();
+        (
+            st.ready.len(),
+            st.settings.max_length,
+            !st.consumers.is_empty(),
+        )
     }
 
     /// Messages dropped so far by a length limit.
@@ -308,8 +335,19 @@ impl Queue {
                 }
                 return Enqueued::Rejected;
             }
-            let stored = self.persist(&mut m, now);
-            st.ready.push(m);
+            let paged = if st.ready.pages_out(m.message.body.len()) {
+                self.page_out(st, &m, now)
+            } else {
+                None
+            };
+            let stored = match paged {
+                Some(stored) => stored,
+                None => {
+                    let stored = self.persist(&mut m, now);
+                    st.ready.push(m);
+                    stored
+                }
+            };
             self.dispatch_locked(st, now, dead);
             // Drop-head: the oldest messages make room [RabbitMQ: x-overflow drop-head].
             loop {
@@ -319,13 +357,13 @@ impl Queue {
                 if !over {
                     break;
                 }
-                match st.ready.pop_front() {
+                match self.pop_head(st, now) {
                     Some(old) => dead.push(st, old, DeathReason::MaxLen),
                     None => break,
                 }
             }
             // A TTL of 0 lets a message through only to a consumer ready right now.
-            expire_heads(st, Instant::now(), dead);
+            self.expire_heads(st, Instant::now(), dead);
             if stored {
                 Enqueued::Stored
             } else {
@@ -342,8 +380,8 @@ impl Queue {
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut State, now: Instant, dead: &mut Dead) {
         loop {
-            expire_heads(st, now, dead);
-            if st.ready.is_empty() {
+            self.expire_heads(st, now, dead);
+            if st.ready.head_len() == 0 {
                 return;
             }
             let Some(i) = pick_consumer(st) else {
@@ -367,8 +405,8 @@ impl Queue {
         self.locked(|st, dead| {
             let now = Instant::now();
             st.last_used = now;
-            expire_heads(st, now, dead);
-            let message = st.ready.pop_front()?;
+            self.expire_heads(st, now, dead);
+            let message = self.pop_head(st, now)?;
             self.mark_delivered(&message);
             if !no_ack {
                 st.unacked += 1;
@@ -516,15 +554,23 @@ impl Queue {
         })
     }
 
-    /// Drops every ready message; returns how many.
+    /// Drops every ready message, paged out or not; returns how many.
     pub fn purge(&self) -> u32 {
-        let dropped = self.state.lock().ready.drain();
+        let (dropped, tail) = {
+            let mut st = self.state.lock();
+            let tail = std::mem::take(&mut st.ready.tail);
+            if let (true, Some(log)) = (tail.count > 0, &self.log) {
+                // Under the lock: a message paged out after it must not be caught.
+                log.ack_range(tail.next..);
+            }
+            (st.ready.drain(), tail)
+        };
         if let Some(log) = &self.log {
             for m in dropped.iter().filter(|m| m.persisted) {
                 log.ack(m.seq);
             }
         }
-        count(dropped.len())
+        count(dropped.len() + tail.count)
     }
 
     /// Writes a persistent message to the log of a durable queue. True when the publisher must
@@ -538,18 +584,12 @@ impl Queue {
         if !m.message.meta.persistent {
             return false;
         }
-        let expires_at_ms = m.expires_at.map_or(0, |t| {
-            let left = t.saturating_duration_since(now).as_millis() as u64;
-            unix_ms().saturating_add(left).max(1)
-        });
-        let record = MessageRecord {
-            exchange: m.message.exchange.clone(),
-            routing_key: m.message.routing_key.clone(),
-            properties: m.message.properties.raw().clone(),
-            body: m.message.body.clone(),
-            expires_at_ms,
+        let extras = QueueExtras {
+            transient: false,
+            origin: m.message.origin,
         };
-        match log.append(m.seq, &record.encode()) {
+        let record = Queue::record(m, now).encode_queued(extras);
+        match log.append(m.seq, &record) {
             Ok(_) => {
                 m.persisted = true;
                 true
@@ -568,66 +608,27 @@ impl Queue {
         }
     }
 
-    /// Loads the live messages of the queue's log (at start): in order, redelivered if they
-    /// had been delivered. Returns how many.
-    pub fn restore(self: &Arc<Self>, codec: &'static dyn PropertiesCodec) -> usize {
-        let Some(log) = &self.log else {
-            return 0;
-        };
-        let recovery = log.recover();
-        let now = Instant::now();
-        let unix_now = unix_ms();
-        let mut st = self.state.lock();
-        let mut n = 0;
-        for r in recovery.messages {
-            let record = match log.read(&r.location) {
-                Ok(bytes) => MessageRecord::decode(Bytes::from(bytes)),
-                Err(e) => {
-                    tracing::error!(queue = %self.name, error = %e, "cannot read a message back");
-                    None
-                }
-            };
-            let Some(record) = record else {
-                tracing::warn!(queue = %self.name, seq = r.seq, "skipping an unreadable message record");
-                log.ack(r.seq);
-                continue;
-            };
-            let routing_key = String::from_utf8_lossy(&record.routing_key).into_owned();
-            let message = Message::new(
-                record.exchange,
-                &routing_key,
-                Properties::new(record.properties, codec),
-                record.body,
-                0,
-            );
-            let expires_at = (record.expires_at_ms != 0).then(|| {
-                now + Duration::from_millis(record.expires_at_ms.saturating_sub(unix_now))
-            });
-            st.ready.push(QueuedMessage {
-                message,
-                seq: r.seq,
-                redelivered: r.delivered,
-                expires_at,
-                delivery_count: 0,
-                persisted: true,
-            });
-            st.next_seq = st.next_seq.max(r.seq + 1);
-            n += 1;
-        }
-        n
-    }
-
     /// Dead-letters (or drops) every ready message whose TTL ran out, wherever it sits; the
     /// vhost's timer calls it.
+    ///
+    /// Paged-out messages are looked at once they are paged in (as RabbitMQ, which expires
+    /// only at the head): when expiry empties the head, a few more pages are read.
     pub fn expire(self: &Arc<Self>, now: Instant) {
         self.locked(|st, dead| {
-            let expired = if st.ready.uneven_expiry > 0 {
-                st.ready.take_expired(now)
-            } else {
-                st.ready.take_expired_heads(now)
-            };
-            for m in expired {
-                dead.push(st, m, DeathReason::Expired);
+            for _ in 0..EXPIRY_PAGE_INS {
+                let expired = if st.ready.uneven_expiry > 0 {
+                    st.ready.take_expired(now)
+                } else {
+                    st.ready.take_expired_heads(now)
+                };
+                let more = !expired.is_empty() && st.ready.wants_page_in();
+                for m in expired {
+                    dead.push(st, m, DeathReason::Expired);
+                }
+                if !more {
+                    break;
+                }
+                self.fill(st, now);
             }
         });
     }
@@ -647,6 +648,7 @@ impl Queue {
         self.locked(|st, dead| {
             *dead = Dead::new(&settings);
             st.settings = settings;
+            let now = Instant::now();
             loop {
                 let s = &st.settings;
                 let over = s.max_length.is_some_and(|max| st.ready.len() > max)
@@ -654,12 +656,12 @@ impl Queue {
                 if !over || s.overflow != Overflow::DropHead {
                     break;
                 }
-                match st.ready.pop_front() {
+                match self.pop_head(st, now) {
                     Some(old) => dead.push(st, old, DeathReason::MaxLen),
                     None => break,
                 }
             }
-            self.dispatch_locked(st, Instant::now(), dead);
+            self.dispatch_locked(st, now, dead);
         });
     }
 
@@ -672,7 +674,8 @@ impl Queue {
     pub(crate) fn delete(&self) -> Deleted {
         let mut st = self.state.lock();
         st.deleted = true;
-        let messages = count(st.ready.drain().len());
+        let tail = std::mem::take(&mut st.ready.tail);
+        let messages = count(st.ready.drain().len() + tail.count);
         Deleted {
             messages,
             consumers: std::mem::take(&mut st.consumers),
@@ -680,12 +683,25 @@ impl Queue {
     }
 }
 
-/// Dead-letters expired messages at the head of the queue (the next ones to deliver).
-fn expire_heads(st: &mut State, now: Instant, dead: &mut Dead) {
-    while st.ready.front().is_some_and(|m| m.expired(now)) {
-        match st.ready.pop_front() {
-            Some(m) => dead.push(st, m, DeathReason::Expired),
-            None => return,
+impl Queue {
+    /// Takes the next message to deliver, paging the tail in first if the head ran low.
+    fn pop_head(&self, st: &mut State, now: Instant) -> Option<QueuedMessage> {
+        self.fill(st, now);
+        st.ready.pop_front()
+    }
+
+    /// Dead-letters expired messages at the head of the queue (the next ones to deliver),
+    /// paging the tail in as the head runs low.
+    fn expire_heads(&self, st: &mut State, now: Instant, dead: &mut Dead) {
+        loop {
+            self.fill(st, now);
+            if !st.ready.front().is_some_and(|m| m.expired(now)) {
+                return;
+            }
+            match st.ready.pop_front() {
+                Some(m) => dead.push(st, m, DeathReason::Expired),
+                None => return,
+            }
         }
     }
 }

@@ -3,7 +3,14 @@
 //! A plain queue has one level. A priority queue (`x-max-priority` = N) has N + 1 levels and
 //! puts a message at `min(priority, N)`; within a level order is by sequence number, so
 //! requeued messages return to their original place.
+//!
+//! A plain queue with a log can also page out (`paging.rs`): the messages in memory are then
+//! the *head*, and behind it is a *tail* of messages that live only in the log, kept here as a
+//! count. Every head seq is below every tail seq, so the head is delivered first and the tail
+//! is read back, in order, as the head runs low. Counts and sizes include the tail; only
+//! [`Ready::resident_bytes`] and [`Ready::head_len`] do not.
 
+use super::paging::{PagingLimits, Tail};
 use super::QueuedMessage;
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -12,20 +19,64 @@ use std::time::Instant;
 #[derive(Default)]
 pub struct Ready {
     levels: Vec<VecDeque<QueuedMessage>>,
+    /// Messages in memory (the head).
     len: usize,
+    /// Body bytes in memory.
     bytes: usize,
-    /// Messages whose own TTL may expire before messages ahead of them.
+    /// Messages whose own TTL may expire before messages ahead of them (in memory).
     pub uneven_expiry: usize,
+    /// Messages behind the head that live only in the queue's log.
+    pub tail: Tail,
+    /// Set when the queue pages out: it has a log and a single level.
+    limits: Option<PagingLimits>,
 }
 
 impl Ready {
-    /// An empty list with `max_priority + 1` levels (one without priorities).
-    pub fn new(max_priority: Option<u8>) -> Ready {
+    /// An empty list with `max_priority + 1` levels (one without priorities). `limits` makes a
+    /// single-level list page out past them (the queue must have a log).
+    pub fn new(max_priority: Option<u8>, limits: Option<PagingLimits>) -> Ready {
         let levels = max_priority.map_or(1, |p| usize::from(p) + 1);
         Ready {
             levels: (0..levels).map(|_| VecDeque::new()).collect(),
+            limits: limits.filter(|_| levels == 1),
             ..Ready::default()
         }
+    }
+
+    /// The resident limits, if the list pages out.
+    pub fn limits(&self) -> Option<PagingLimits> {
+        self.limits
+    }
+
+    /// Whether a new message of `body` bytes goes to the tail: the tail is not empty (it must
+    /// stay behind the head), or the head is full. Always false for a queue that does not page.
+    #[inline]
+    pub fn pages_out(&self, body: usize) -> bool {
+        self.limits.is_some_and(|l| {
+            self.tail.count > 0
+                || self.len >= l.resident_messages
+                || self.bytes + body > l.resident_bytes
+        })
+    }
+
+    /// Whether the head ran low (under half its limits, or empty) while the tail holds more.
+    #[inline]
+    pub fn wants_page_in(&self) -> bool {
+        self.tail.count > 0
+            && self.limits.is_some_and(|l| {
+                self.len == 0
+                    || (self.len < l.resident_messages / 2 && self.bytes < l.resident_bytes / 2)
+            })
+    }
+
+    /// Messages in memory.
+    pub fn head_len(&self) -> usize {
+        self.len
+    }
+
+    /// Body bytes in memory (what the memory alarm counts).
+    pub fn resident_bytes(&self) -> usize {
+        self.bytes
     }
 
     fn level(&self, m: &QueuedMessage) -> usize {
@@ -36,19 +87,14 @@ impl Ready {
         usize::from(m.message.meta.priority.unwrap_or(0)).min(top)
     }
 
-    /// Number of ready messages.
+    /// Number of ready messages, the tail included.
     pub fn len(&self) -> usize {
-        self.len
+        self.len + self.tail.count
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Total body bytes.
+    /// Total body bytes, the tail included (its size is approximate after a restart).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.tail.bytes
     }
 
     fn added(&mut self, m: &QueuedMessage) {
@@ -83,19 +129,19 @@ impl Ready {
         level.insert(at, m);
     }
 
-    /// The next message to deliver.
+    /// The next message to deliver, if it is in memory (page the tail in first).
     pub fn front(&self) -> Option<&QueuedMessage> {
         self.levels.iter().rev().find_map(|l| l.front())
     }
 
-    /// Takes the next message to deliver.
+    /// Takes the next message to deliver, if it is in memory (page the tail in first).
     pub fn pop_front(&mut self) -> Option<QueuedMessage> {
         let m = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
         self.removed(&m);
         Some(m)
     }
 
-    /// Takes every message out.
+    /// Takes every message in memory out (the caller empties the tail).
     pub fn drain(&mut self) -> Vec<QueuedMessage> {
         let out: Vec<QueuedMessage> = self.levels.iter_mut().flat_map(|l| l.drain(..)).collect();
         self.len = 0;
@@ -104,8 +150,8 @@ impl Ready {
         out
     }
 
-    /// Takes out the expired messages at the head of every priority level (where, with only
-    /// the queue's TTL, the expired ones of that level are).
+    /// Takes out the expired messages in memory at the head of every priority level (where,
+    /// with only the queue's TTL, the expired ones of that level are).
     pub fn take_expired_heads(&mut self, now: Instant) -> Vec<QueuedMessage> {
         let mut expired = Vec::new();
         for level in self.levels.iter_mut().rev() {
@@ -119,7 +165,7 @@ impl Ready {
         expired
     }
 
-    /// Takes out every message that expired by `now`, wherever it sits.
+    /// Takes out every message in memory that expired by `now`, wherever it sits.
     pub fn take_expired(&mut self, now: Instant) -> Vec<QueuedMessage> {
         let mut expired = Vec::new();
         for l in 0..self.levels.len() {

@@ -9,11 +9,12 @@ use bytes::Bytes;
 use futures_lite::{future, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{
-    Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
+    Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
     PublisherConfirm,
 };
 use std::collections::VecDeque;
@@ -47,17 +48,51 @@ impl Client for Amqp {
         channel
             .queue_declare(name.into(), options, FieldTable::default())
             .await?;
-        if !self.exchange.as_str().is_empty() {
-            channel
-                .queue_bind(
-                    name.into(),
-                    self.exchange.clone(),
-                    name.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+        channel.close(200, "OK".into()).await?;
+        Ok(())
+    }
+
+    async fn declare_exchange(&mut self, name: &str, kind: &str) -> anyhow::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        let kind = match kind {
+            "fanout" => ExchangeKind::Fanout,
+            "topic" => ExchangeKind::Topic,
+            "direct" => ExchangeKind::Direct,
+            "headers" => ExchangeKind::Headers,
+            other => ExchangeKind::Custom(other.to_owned()),
+        };
+        channel
+            .exchange_declare(
+                name.into(),
+                kind,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel.close(200, "OK".into()).await?;
+        Ok(())
+    }
+
+    async fn delete_exchange(&mut self, name: &str) -> anyhow::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .exchange_delete(name.into(), ExchangeDeleteOptions::default())
+            .await?;
+        channel.close(200, "OK".into()).await?;
+        Ok(())
+    }
+
+    async fn bind_queue(&mut self, queue: &str, exchange: &str, key: &str) -> anyhow::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         channel.close(200, "OK".into()).await?;
         Ok(())
     }

@@ -19,8 +19,9 @@ use amqp_wire::{
     decode_frame, encode_body_frames, encode_header_frame, encode_method_frame, BasicAck,
     BasicCancel, BasicCancelOk, BasicConsume, BasicProperties, BasicPublish, BasicQos,
     ChannelClose, ChannelCloseOk, ChannelOpen, ConfirmSelect, ConnectionClose, ConnectionCloseOk,
-    ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, FieldTable, FieldValue, Frame, Method,
-    QueueBind, QueueDeclare, QueueDelete, ShortString, PROTOCOL_HEADER,
+    ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, ExchangeDeclare, ExchangeDelete,
+    FieldTable, FieldValue, Frame, Method, QueueBind, QueueDeclare, QueueDelete, ShortString,
+    PROTOCOL_HEADER,
 };
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
@@ -41,8 +42,8 @@ const BASIC_CLASS: u16 = 60;
 pub struct AmqpConfig {
     /// `amqp://user:password@host:port/vhost`.
     pub url: String,
-    /// Publish through this exchange, binding each queue to it under its own name; empty for
-    /// the default exchange.
+    /// Publish through this exchange; empty for the default exchange. (Queues are bound by the
+    /// workload, which knows the keys.)
     pub exchange: String,
 }
 
@@ -375,29 +376,51 @@ impl Client for RawAmqp {
     }
 
     async fn declare_queue(&mut self, name: &str, durable: bool) -> anyhow::Result<()> {
-        let queue = ShortString::new(name)?;
         let declare = QueueDeclare {
-            queue: queue.clone(),
+            queue: ShortString::new(name)?,
             durable,
             ..QueueDeclare::default()
         };
         self.on_own_channel(declare, "queue.declare-ok", |m| {
             matches!(m, Method::QueueDeclareOk(_))
         })
-        .await?;
-        if !self.exchange.is_empty() {
-            let bind = QueueBind {
-                queue: queue.clone(),
-                exchange: ShortString::new(&self.exchange)?,
-                routing_key: queue,
-                ..QueueBind::default()
-            };
-            self.on_own_channel(bind, "queue.bind-ok", |m| {
-                matches!(m, Method::QueueBindOk(_))
-            })
-            .await?;
-        }
-        Ok(())
+        .await
+    }
+
+    async fn declare_exchange(&mut self, name: &str, kind: &str) -> anyhow::Result<()> {
+        let declare = ExchangeDeclare {
+            exchange: ShortString::new(name)?,
+            kind: ShortString::new(kind)?,
+            ..ExchangeDeclare::default()
+        };
+        self.on_own_channel(declare, "exchange.declare-ok", |m| {
+            matches!(m, Method::ExchangeDeclareOk(_))
+        })
+        .await
+    }
+
+    async fn delete_exchange(&mut self, name: &str) -> anyhow::Result<()> {
+        let delete = ExchangeDelete {
+            exchange: ShortString::new(name)?,
+            ..ExchangeDelete::default()
+        };
+        self.on_own_channel(delete, "exchange.delete-ok", |m| {
+            matches!(m, Method::ExchangeDeleteOk(_))
+        })
+        .await
+    }
+
+    async fn bind_queue(&mut self, queue: &str, exchange: &str, key: &str) -> anyhow::Result<()> {
+        let bind = QueueBind {
+            queue: ShortString::new(queue)?,
+            exchange: ShortString::new(exchange)?,
+            routing_key: ShortString::new(key)?,
+            ..QueueBind::default()
+        };
+        self.on_own_channel(bind, "queue.bind-ok", |m| {
+            matches!(m, Method::QueueBindOk(_))
+        })
+        .await
     }
 
     async fn delete_queue(&mut self, name: &str) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@ use std::time::Duration;
     args_conflicts_with_subcommands = true,
     after_help = "Without a mode, the flags above run AMQP 0-9-1 producers and consumers. \
                   `pigeon bench mqtt --help`: MQTT publishers and subscribers. \
+                  `pigeon bench cross --help`: MQTT publishers to AMQP consumers. \
                   `pigeon bench idle --help`: idle connections and a broker's memory per connection."
 )]
 pub struct BenchArgs {
@@ -30,6 +31,9 @@ pub enum Mode {
     /// Load an MQTT broker (3.1.1 or 5.0): publishers, subscribers, QoS 0, 1 or 2; report
     /// throughput, end-to-end latency, and lost and duplicated messages per subscriber.
     Mqtt(MqttArgs),
+    /// Cross-protocol: MQTT publishers, AMQP consumers on queues bound to the exchange the
+    /// broker routes MQTT messages through (amq.topic); same stamps, latency and loss counts.
+    Cross(Box<CrossArgs>),
     /// Open many idle connections (MQTT or AMQP), hold them, and report how many succeeded and,
     /// with --broker-pid, the broker's memory per connection.
     Idle(IdleArgs),
@@ -112,8 +116,20 @@ pub struct AmqpArgs {
 
     /// Publish through this existing exchange (amq.direct, amq.topic, ...) instead of the
     /// default one; each queue is bound to it with its own name as the key.
-    #[arg(long, default_value = "", value_name = "NAME")]
+    #[arg(
+        long,
+        default_value = "",
+        value_name = "NAME",
+        conflicts_with = "fanout"
+    )]
     pub exchange: String,
+
+    /// Declare a fanout exchange for the run (pigeon-bench-fanout-<run>, deleted at the end),
+    /// bind every queue to it and publish there: every queue gets every message, and each
+    /// queue's consumers should see every message once (copies on other queues are no
+    /// duplicates; consumed/s counts every copy).
+    #[arg(long)]
+    pub fanout: bool,
 
     /// Use publisher confirms (confirm.select) and count acks and nacks.
     #[arg(long)]
@@ -205,6 +221,65 @@ pub struct MqttArgs {
     /// Once publishing and its acknowledgements are over, stop waiting for missing messages after
     /// deliveries have paused this long (a broker may drop QoS 0 messages, and QoS 1 and 2 ones
     /// when a subscriber's queue overflows; they count as lost).
+    #[arg(long, default_value_t = 2, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub drain_quiet: u64,
+}
+
+/// Flags of `pigeon bench cross`.
+#[derive(Debug, Clone, Args)]
+pub struct CrossArgs {
+    /// Where the MQTT publishers connect: `mqtt://[user[:password]@]host[:port]`.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub mqtt_url: String,
+
+    /// Where the AMQP consumers connect (the same broker), as an AMQP URI.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+
+    /// MQTT version of the publishers.
+    #[arg(long, value_enum, default_value_t = MqttVersion::V311)]
+    pub mqtt_version: MqttVersion,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// QoS of the MQTT publishes: 0, 1 or 2.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+
+    /// QoS 1 and 2: most unacknowledged messages per publisher.
+    #[arg(long, default_value_t = 64, value_name = "K",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(u16::MAX)))]
+    pub inflight: u32,
+
+    /// Queues (and topics): publisher i publishes to topic pigeon-bench/<run>/<i % Q>, queue k is
+    /// bound to --exchange with that topic's routing key (pigeon-bench.<run>.<k>: `/` becomes
+    /// `.`), and consumer j reads queue j % Q.
+    #[arg(long, default_value_t = 1, value_name = "Q",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub queues: u32,
+
+    /// The exchange the broker publishes MQTT messages to (Pigeon's and RabbitMQ's default is
+    /// amq.topic).
+    #[arg(long, default_value = "amq.topic", value_name = "NAME")]
+    pub exchange: String,
+
+    /// Consume with manual acknowledgements instead of auto-ack (no-ack).
+    #[arg(long)]
+    pub ack: bool,
+
+    /// Acknowledge every K-th delivery with `multiple` set instead of each one.
+    #[arg(long, default_value_t = 1, value_name = "K", requires = "ack",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub multi_ack_every: u32,
+
+    /// Consumer prefetch (basic.qos); 0 sends none.
+    #[arg(long, default_value_t = 0, value_name = "P")]
+    pub prefetch: u16,
+
+    /// Once publishing and its acknowledgements are over, stop waiting for missing messages after
+    /// deliveries have paused this long (they count as lost).
     #[arg(long, default_value_t = 2, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub drain_quiet: u64,
@@ -315,20 +390,43 @@ impl LoadArgs {
     }
 }
 
+/// The broker stops delivering after `prefetch` unacked messages; a consumer that waits for
+/// more than that before acking would wait forever.
+fn check_ack_batch(prefetch: u16, multi_ack_every: u32) -> Result<(), String> {
+    if prefetch > 0 && multi_ack_every > u32::from(prefetch) {
+        return Err(format!(
+            "--multi-ack-every {multi_ack_every} exceeds --prefetch {prefetch}: the consumer would wait forever"
+        ));
+    }
+    Ok(())
+}
+
 impl AmqpArgs {
-    /// Checks the combinations clap cannot: every queue must have a producer, and a consumer
-    /// when there are consumers, and a batch of acks must fit in the prefetch window.
+    /// Checks the combinations clap cannot: every queue must have a producer (unless a fanout
+    /// feeds them all), and a consumer when there are consumers, and a batch of acks must fit in
+    /// the prefetch window.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.fanout {
+            if self.load.consumers > 0 && self.load.consumers < self.queues {
+                return Err(format!(
+                    "--consumers {} is fewer than --queues {}: every queue needs a consumer \
+                     (or use --consumers 0 to only publish)",
+                    self.load.consumers, self.queues
+                ));
+            }
+        } else {
+            self.load.check_spread(self.queues, "queues")?;
+        }
+        check_ack_batch(self.prefetch, self.multi_ack_every)
+    }
+}
+
+impl CrossArgs {
+    /// Every queue needs a publisher, and a consumer when there are consumers; a batch of acks
+    /// must fit in the prefetch window.
     pub fn validate(&self) -> Result<(), String> {
         self.load.check_spread(self.queues, "queues")?;
-        // The broker stops delivering after `prefetch` unacked messages; a consumer that waits for
-        // more than that before acking would wait forever.
-        if self.prefetch > 0 && self.multi_ack_every > u32::from(self.prefetch) {
-            return Err(format!(
-                "--multi-ack-every {} exceeds --prefetch {}: the consumer would wait forever",
-                self.multi_ack_every, self.prefetch
-            ));
-        }
-        Ok(())
+        check_ack_batch(self.prefetch, self.multi_ack_every)
     }
 }
 
@@ -462,6 +560,36 @@ mod tests {
             "one publisher for two topics"
         );
         assert!(parse_mqtt("--confirm").is_err(), "an AMQP flag");
+    }
+
+    #[test]
+    fn fanout_needs_a_consumer_per_queue_but_not_a_producer() {
+        let a = parse("--fanout --queues 4 -x 1 -y 4").unwrap();
+        assert!(a.fanout);
+        assert!(parse("--fanout --queues 4 -x 1 -y 2").is_err());
+        assert!(parse("--fanout --queues 4 -x 1 -y 0").is_ok());
+        assert!(parse("--queues 4 -x 1 -y 4").is_err(), "without a fanout");
+        assert!(parse("--fanout --exchange amq.direct").is_err());
+    }
+
+    #[test]
+    fn cross_mode_publishes_mqtt_and_consumes_amqp() {
+        let Some(Mode::Cross(c)) = parse_any(
+            "cross --mqtt-url mqtt://127.0.0.1:1891 --amqp-url amqp://127.0.0.1:5691/%2f \
+             -x 2 -y 2 --queues 2 --ack --multi-ack-every 100",
+        )
+        .unwrap()
+        .mode
+        else {
+            panic!("expected cross");
+        };
+        c.validate().unwrap();
+        assert_eq!((c.qos, c.exchange.as_str(), c.queues), (1, "amq.topic", 2));
+        assert_eq!(c.multi_ack_every, 100);
+        let Some(Mode::Cross(c)) = parse_any("cross --queues 2").unwrap().mode else {
+            panic!("expected cross");
+        };
+        assert!(c.validate().is_err(), "one publisher for two queues");
     }
 
     #[test]

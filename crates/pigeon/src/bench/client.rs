@@ -68,8 +68,7 @@ pub trait Client: Sized + Send + 'static {
         name: &str,
     ) -> impl Future<Output = anyhow::Result<Self>> + Send;
 
-    /// Declares a queue that is neither exclusive nor auto-deleted and, when the configuration
-    /// names an exchange, binds it there with its name as the key. MQTT has nothing to declare.
+    /// Declares a queue that is neither exclusive nor auto-deleted. MQTT has nothing to declare.
     fn declare_queue(
         &mut self,
         name: &str,
@@ -78,6 +77,24 @@ pub trait Client: Sized + Send + 'static {
 
     /// Deletes a queue and the messages left in it.
     fn delete_queue(&mut self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Declares a transient exchange of type `kind` (`fanout`, `topic`, ...). MQTT cannot.
+    fn declare_exchange(
+        &mut self,
+        name: &str,
+        kind: &str,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Deletes an exchange.
+    fn delete_exchange(&mut self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Binds `queue` to `exchange` with the binding key `key`. MQTT cannot.
+    fn bind_queue(
+        &mut self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Turns the connection into a publisher to `target` (a queue, through the default exchange
     /// or the configured one; an MQTT topic).

@@ -3,8 +3,9 @@
 //! `pigeon bench idle`, which holds many idle connections to show a broker's memory per
 //! connection.
 //!
-//! A run declares its own queues or picks its own topics (unique names; queues are deleted at
-//! the end), connects every consumer before any producer starts, publishes for `--duration` or
+//! A run declares its own queues (and exchange, and bindings) or picks its own topics (unique
+//! names; what it declared is deleted at the end), connects every consumer before any producer
+//! starts, publishes for `--duration` or
 //! `--count`, lets the consumers drain what is queued, and reports. Each body starts with a
 //! [`stamp::Stamp`] (send time, producer, sequence) from which consumers compute end-to-end
 //! latency and find lost and duplicated messages.
@@ -13,7 +14,8 @@
 //! - `args`: the flags and their checks;
 //! - `client`: the traits the workload needs from a protocol client; `amqp_raw`: the bench's own
 //!   AMQP client (the default), `amqp`: lapin, `mqtt`: the bench's own MQTT client, all three on
-//!   `net` (sockets and URLs) except lapin;
+//!   `net` (sockets and URLs) except lapin; producers and consumers may use different clients
+//!   (`pigeon bench cross`: MQTT publishers, AMQP consumers);
 //! - `workload`: the producer and consumer loops; `control`: the phases and the end of a run;
 //! - `stamp`, `tally`: the message header and what consumers make of it;
 //! - `report`, `cpu`: the results and the bench's own CPU time;
@@ -41,10 +43,10 @@ pub use args::BenchArgs;
 use crate::logging;
 use amqp_raw::AmqpConfig;
 use anyhow::Context;
-use args::{AmqpArgs, ClientKind, LoadArgs, Mode, MqttArgs};
+use args::{AmqpArgs, ClientKind, CrossArgs, LoadArgs, Mode, MqttArgs};
 use client::{Client, ConsumeOptions, PublishOptions};
 use control::{Fleet, Supervision};
-use report::{AmqpSettings, MqttSettings, RunInfo, Settings};
+use report::{AmqpSettings, CrossSettings, MqttSettings, RunInfo, Settings};
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
@@ -62,6 +64,7 @@ pub async fn run(args: BenchArgs, log_flag: Option<String>) -> anyhow::Result<Ex
     match &args.mode {
         None => run_amqp(&args.amqp).await,
         Some(Mode::Mqtt(mqtt)) => run_mqtt(mqtt).await,
+        Some(Mode::Cross(cross)) => run_cross(cross).await,
         Some(Mode::Idle(idle)) => idle::run(idle).await,
     }
 }
@@ -69,11 +72,13 @@ pub async fn run(args: BenchArgs, log_flag: Option<String>) -> anyhow::Result<Ex
 /// What a message workload does, whatever the protocol.
 struct Load<'a> {
     load: &'a LoadArgs,
-    /// Queue or topic names, one per queue or topic.
-    names: Vec<String>,
-    /// Declare (and delete) the names as queues.
-    declare: bool,
-    durable: bool,
+    /// What producer i publishes to: `targets[i % len]` (a queue name or routing key through
+    /// the configured exchange; an MQTT topic).
+    targets: Vec<String>,
+    /// What consumer j consumes: `sources[j % len]` (a queue; an MQTT topic filter).
+    sources: Vec<String>,
+    /// What to declare before the run and delete after it.
+    topology: Topology,
     publish: PublishOptions,
     consume: ConsumeOptions,
     ack_every: Option<u32>,
@@ -81,20 +86,58 @@ struct Load<'a> {
     drain_quiet: Option<Duration>,
 }
 
+/// The AMQP objects a run declares (with the consumers' client) and deletes at the end.
+#[derive(Debug, Default)]
+struct Topology {
+    /// An exchange of the run's own: name and type.
+    exchange: Option<(String, &'static str)>,
+    /// Queues, declared durable with `durable`.
+    queues: Vec<String>,
+    durable: bool,
+    /// (queue, exchange, binding key).
+    bindings: Vec<(String, String, String)>,
+}
+
+impl Topology {
+    fn is_empty(&self) -> bool {
+        self.exchange.is_none() && self.queues.is_empty()
+    }
+}
+
 async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
     args.validate().map_err(anyhow::Error::msg)?;
+    let run = run_id();
+    let queues: Vec<String> = (0..args.queues)
+        .map(|i| format!("pigeon-bench-{run}-{i}"))
+        .collect();
+    let mut topology = Topology {
+        queues: queues.clone(),
+        durable: args.persistent,
+        ..Topology::default()
+    };
+    let exchange = if args.fanout {
+        let name = format!("pigeon-bench-fanout-{run}");
+        topology.exchange = Some((name.clone(), "fanout"));
+        name
+    } else {
+        args.exchange.clone()
+    };
+    if !exchange.is_empty() {
+        // Fanout ignores the key; a direct or topic exchange routes each queue's name to it.
+        topology.bindings = queues
+            .iter()
+            .map(|q| (q.clone(), exchange.clone(), q.clone()))
+            .collect();
+    }
     let config = AmqpConfig {
         url: args.url.clone(),
-        exchange: args.exchange.clone(),
+        exchange: exchange.clone(),
     };
-    let run = run_id();
     let load = Load {
         load: &args.load,
-        names: (0..args.queues)
-            .map(|i| format!("pigeon-bench-{run}-{i}"))
-            .collect(),
-        declare: true,
-        durable: args.persistent,
+        targets: queues.clone(),
+        sources: queues,
+        topology,
         publish: PublishOptions {
             confirm_window: args.confirm.then_some(args.confirm_window),
             persistent: args.persistent,
@@ -104,7 +147,13 @@ async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
             prefetch: args.prefetch,
         },
         ack_every: args.ack.then_some(args.multi_ack_every),
-        sharing: Sharing::Competing,
+        sharing: if args.fanout {
+            Sharing::Broadcast {
+                queues: args.queues as usize,
+            }
+        } else {
+            Sharing::Competing
+        },
         drain_quiet: None,
     };
     let (duration_s, count) = until_fields(&args.load);
@@ -127,13 +176,17 @@ async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
             prefetch: args.prefetch,
             persistent: args.persistent,
             rate: args.load.rate,
-            exchange: args.exchange.clone(),
+            exchange,
+            fanout: args.fanout,
         }),
         confirm: args.confirm,
+        sharing: load.sharing,
     };
     match args.client {
-        ClientKind::Raw => measure::<amqp_raw::RawAmqp>(&load, &config, info).await,
-        ClientKind::Lapin => measure::<amqp::Amqp>(&load, &config, info).await,
+        ClientKind::Raw => {
+            measure::<amqp_raw::RawAmqp, amqp_raw::RawAmqp>(&load, &config, &config, info).await
+        }
+        ClientKind::Lapin => measure::<amqp::Amqp, amqp::Amqp>(&load, &config, &config, info).await,
     }
 }
 
@@ -149,13 +202,14 @@ async fn run_mqtt(args: &MqttArgs) -> anyhow::Result<ExitCode> {
         run: run.clone(),
     };
     let acked = args.qos > 0;
+    let topics: Vec<String> = (0..args.topics)
+        .map(|i| format!("pigeon-bench/{run}/{i}"))
+        .collect();
     let load = Load {
         load: &args.load,
-        names: (0..args.topics)
-            .map(|i| format!("pigeon-bench/{run}/{i}"))
-            .collect(),
-        declare: false,
-        durable: false,
+        targets: topics.clone(),
+        sources: topics,
+        topology: Topology::default(),
         publish: PublishOptions {
             confirm_window: acked.then_some(args.inflight),
             persistent: false,
@@ -190,8 +244,104 @@ async fn run_mqtt(args: &MqttArgs) -> anyhow::Result<ExitCode> {
             rate: args.load.rate,
         }),
         confirm: acked,
+        sharing: load.sharing,
     };
-    measure::<mqtt::Mqtt>(&load, &config, info).await
+    measure::<mqtt::Mqtt, mqtt::Mqtt>(&load, &config, &config, info).await
+}
+
+/// MQTT publishers to AMQP consumers: publisher i sends to topic `pigeon-bench/<run>/<k>`
+/// (k = i % Q), which the broker routes through its MQTT exchange as
+/// `pigeon-bench.<run>.<k>`; queue k is bound there with that key.
+async fn run_cross(args: &CrossArgs) -> anyhow::Result<ExitCode> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    let qos = mqtt_wire::QoS::try_from(args.qos).map_err(|e| anyhow::anyhow!("--qos: {e}"))?;
+    let run = run_id();
+    let mqtt_config = mqtt::MqttConfig {
+        url: net::BrokerUrl::parse(&args.mqtt_url, &[("mqtt", 1883), ("tcp", 1883)])?,
+        version: args.mqtt_version.wire(),
+        qos,
+        keep_alive: 60,
+        run: run.clone(),
+    };
+    let amqp_config = AmqpConfig {
+        url: args.amqp_url.clone(),
+        exchange: String::new(),
+    };
+    let acked = args.qos > 0;
+    let queues: Vec<String> = (0..args.queues)
+        .map(|k| format!("pigeon-bench-{run}-{k}"))
+        .collect();
+    let topics: Vec<String> = (0..args.queues)
+        .map(|k| format!("pigeon-bench/{run}/{k}"))
+        .collect();
+    let bindings = queues
+        .iter()
+        .zip(&topics)
+        .map(|(q, t)| (q.clone(), args.exchange.clone(), topic_to_routing_key(t)))
+        .collect();
+    let load = Load {
+        load: &args.load,
+        targets: topics,
+        sources: queues.clone(),
+        topology: Topology {
+            exchange: None,
+            queues,
+            durable: false,
+            bindings,
+        },
+        publish: PublishOptions {
+            confirm_window: acked.then_some(args.inflight),
+            persistent: false,
+        },
+        consume: ConsumeOptions {
+            manual_ack: args.ack,
+            prefetch: args.prefetch,
+        },
+        ack_every: args.ack.then_some(args.multi_ack_every),
+        sharing: Sharing::Competing,
+        drain_quiet: Some(Duration::from_secs(args.drain_quiet)),
+    };
+    let (duration_s, count) = until_fields(&args.load);
+    let info = RunInfo {
+        protocol: "cross",
+        client: "raw",
+        url: format!(
+            "{} -> {}",
+            net::redact_password(&args.mqtt_url),
+            net::redact_password(&args.amqp_url)
+        ),
+        settings: Settings::Cross(CrossSettings {
+            mqtt_version: args.mqtt_version.name(),
+            qos: args.qos,
+            inflight: acked.then_some(args.inflight),
+            publishers: args.load.producers,
+            consumers: args.load.consumers,
+            queues: args.queues,
+            exchange: args.exchange.clone(),
+            size: args.load.size,
+            duration_s,
+            count,
+            multi_ack_every: args.ack.then_some(args.multi_ack_every),
+            prefetch: args.prefetch,
+            rate: args.load.rate,
+        }),
+        confirm: acked,
+        sharing: load.sharing,
+    };
+    measure::<mqtt::Mqtt, amqp_raw::RawAmqp>(&load, &mqtt_config, &amqp_config, info).await
+}
+
+/// The routing key a broker gives an MQTT topic (as RabbitMQ's MQTT plugin and Pigeon do):
+/// `/` and `.` swap places.
+fn topic_to_routing_key(topic: &str) -> String {
+    topic
+        .chars()
+        .map(|c| match c {
+            '/' => '.',
+            '.' => '/',
+            c => c,
+        })
+        .collect()
 }
 
 fn until_fields(load: &LoadArgs) -> (Option<u64>, Option<u64>) {
@@ -201,15 +351,17 @@ fn until_fields(load: &LoadArgs) -> (Option<u64>, Option<u64>) {
     }
 }
 
-/// Runs a workload with client `C`, prints the report and says whether it passed.
-async fn measure<C: Client>(
+/// Runs a workload with producers on client `P` and consumers on client `K`, prints the report
+/// and says whether it passed.
+async fn measure<P: Client, K: Client>(
     load: &Load<'_>,
-    config: &C::Config,
+    producer_config: &P::Config,
+    consumer_config: &K::Config,
     info: RunInfo,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let cpu_before = cpu::CpuTime::now();
-    let outcome = execute::<C>(load, config, &info.url).await?;
+    let outcome = execute::<P, K>(load, producer_config, consumer_config, &info.url).await?;
     let cpu = cpu::CpuTime::now()
         .zip(cpu_before)
         .map(|(after, before)| after.since(before));
@@ -242,39 +394,59 @@ async fn bounded<T>(
     }
 }
 
-/// Declares the queues (when there are any to declare), runs the workload, and deletes the
-/// queues whatever happened.
-async fn execute<C: Client>(
+/// Declares the topology (when there is one, with the consumers' client), runs the workload,
+/// and deletes what it declared whatever happened.
+async fn execute<P: Client, K: Client>(
     load: &Load<'_>,
-    config: &C::Config,
+    producer_config: &P::Config,
+    consumer_config: &K::Config,
     url: &str,
 ) -> anyhow::Result<control::Outcome> {
-    if !load.declare {
-        return drive::<C>(load, config).await;
+    let topology = &load.topology;
+    if topology.is_empty() {
+        return drive::<P, K>(load, producer_config, consumer_config).await;
     }
     let timeout = load.load.timeout();
     let mut admin = bounded(
         timeout,
         || format!("cannot connect to {url}"),
-        C::connect(config, "pigeon-bench admin"),
+        K::connect(consumer_config, "pigeon-bench admin"),
     )
     .await?;
+    let mut exchange_declared = None;
     let mut declared = Vec::new();
-    let mut result = Ok(());
-    for q in &load.names {
-        result = bounded(
-            timeout,
-            || format!("declaring queue {q}"),
-            admin.declare_queue(q, load.durable),
-        )
-        .await;
-        if result.is_err() {
-            break;
+    let result = async {
+        if let Some((name, kind)) = &topology.exchange {
+            bounded(
+                timeout,
+                || format!("declaring {kind} exchange {name}"),
+                admin.declare_exchange(name, kind),
+            )
+            .await?;
+            exchange_declared = Some(name);
         }
-        declared.push(q);
+        for q in &topology.queues {
+            bounded(
+                timeout,
+                || format!("declaring queue {q}"),
+                admin.declare_queue(q, topology.durable),
+            )
+            .await?;
+            declared.push(q);
+        }
+        for (q, x, key) in &topology.bindings {
+            bounded(
+                timeout,
+                || format!("binding queue {q} to {x} with key {key:?}"),
+                admin.bind_queue(q, x, key),
+            )
+            .await?;
+        }
+        anyhow::Ok(())
     }
+    .await;
     let outcome = match result {
-        Ok(()) => drive::<C>(load, config).await,
+        Ok(()) => drive::<P, K>(load, producer_config, consumer_config).await,
         Err(e) => Err(e),
     };
     for q in declared {
@@ -282,6 +454,17 @@ async fn execute<C: Client>(
             timeout,
             || format!("deleting queue {q}"),
             admin.delete_queue(q),
+        )
+        .await
+        {
+            warn!("{}", crate::describe(&e));
+        }
+    }
+    if let Some(x) = exchange_declared {
+        if let Err(e) = bounded(
+            timeout,
+            || format!("deleting exchange {x}"),
+            admin.delete_exchange(x),
         )
         .await
         {
@@ -302,23 +485,27 @@ fn run_id() -> String {
 }
 
 /// Connects every consumer, then every producer, then lets them loose.
-async fn drive<C: Client>(load: &Load<'_>, config: &C::Config) -> anyhow::Result<control::Outcome> {
+async fn drive<P: Client, K: Client>(
+    load: &Load<'_>,
+    producer_config: &P::Config,
+    consumer_config: &K::Config,
+) -> anyhow::Result<control::Outcome> {
     let args = load.load;
     let timeout = args.timeout();
-    let names = load.names.len() as u32;
-    let name = |i: u32| load.names[(i % names) as usize].clone();
+    let target = |i: u32| load.targets[i as usize % load.targets.len()].clone();
+    let source = |j: u32| load.sources[j as usize % load.sources.len()].clone();
 
     // Connections are opened concurrently; a run with many of them starts faster.
     let consume = load.consume;
     let mut consumer_setups = Vec::new();
     for j in 0..args.consumers {
-        let (config, q) = (config.clone(), name(j));
+        let (config, q) = (consumer_config.clone(), source(j));
         consumer_setups.push(tokio::spawn(async move {
             let what = || format!("consumer {j} on {q}");
             let client = bounded(
                 timeout,
                 what,
-                C::connect(&config, &format!("pigeon-bench consumer {j}")),
+                K::connect(&config, &format!("pigeon-bench consumer {j}")),
             )
             .await?;
             bounded(timeout, what, client.consumer(&q, consume)).await
@@ -327,13 +514,13 @@ async fn drive<C: Client>(load: &Load<'_>, config: &C::Config) -> anyhow::Result
     let publish = load.publish;
     let mut producer_setups = Vec::new();
     for i in 0..args.producers {
-        let (config, q) = (config.clone(), name(i));
+        let (config, q) = (producer_config.clone(), target(i));
         producer_setups.push(tokio::spawn(async move {
             let what = || format!("producer {i} on {q}");
             let client = bounded(
                 timeout,
                 what,
-                C::connect(&config, &format!("pigeon-bench producer {i}")),
+                P::connect(&config, &format!("pigeon-bench producer {i}")),
             )
             .await?;
             bounded(timeout, what, client.publisher(&q, publish)).await
@@ -345,8 +532,12 @@ async fn drive<C: Client>(load: &Load<'_>, config: &C::Config) -> anyhow::Result
         "{} producers and {} consumers connected on {} {}; running",
         args.producers,
         args.consumers,
-        names,
-        if load.declare { "queues" } else { "topics" }
+        load.sources.len(),
+        if load.topology.queues.is_empty() {
+            "topics"
+        } else {
+            "queues"
+        }
     );
 
     let (run, phase) = watch::channel(Phase::Publish);
@@ -404,4 +595,18 @@ async fn join_setups<T>(
         done.push(setup.await.context("a setup task failed")??);
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_topics_become_the_routing_keys_brokers_give_them() {
+        assert_eq!(
+            topic_to_routing_key("pigeon-bench/18c-42/0"),
+            "pigeon-bench.18c-42.0"
+        );
+        assert_eq!(topic_to_routing_key("a.b/c"), "a/b.c");
+    }
 }

@@ -213,6 +213,18 @@ impl Client for Mqtt {
         Ok(())
     }
 
+    async fn declare_exchange(&mut self, name: &str, _kind: &str) -> anyhow::Result<()> {
+        anyhow::bail!("MQTT has no exchanges (declaring {name})")
+    }
+
+    async fn delete_exchange(&mut self, name: &str) -> anyhow::Result<()> {
+        anyhow::bail!("MQTT has no exchanges (deleting {name})")
+    }
+
+    async fn bind_queue(&mut self, queue: &str, _exchange: &str, _key: &str) -> anyhow::Result<()> {
+        anyhow::bail!("MQTT has no queues to bind (binding {queue})")
+    }
+
     async fn publisher(
         self,
         target: &str,

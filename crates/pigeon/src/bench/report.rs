@@ -2,6 +2,7 @@
 
 use super::control::{Ending, Outcome};
 use super::cpu::CpuTime;
+use super::tally::Sharing;
 use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 /// `/proc` to read CPU time from.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// `amqp` or `mqtt`.
+    /// `amqp`, `mqtt` or `cross` (MQTT publishers, AMQP consumers).
     pub protocol: &'static str,
     /// The client inside the bench: `raw` (its own) or `lapin`.
     pub client: &'static str,
@@ -28,17 +29,26 @@ pub struct Report {
     pub confirmed: Option<u64>,
     /// Of those, nacks (MQTT 5: reason codes 0x80 and above).
     pub nacked: Option<u64>,
-    /// Deliveries, duplicates included.
+    /// How consumers share messages: `competing` (each message to one consumer), `fan-out`
+    /// (MQTT: to every subscriber of its topic) or `broadcast` (AMQP fanout: to every queue).
+    pub sharing: &'static str,
+    /// Whether `consumed` and `consumed_per_s` count every copy of a fanned-out message (true
+    /// with `fan-out` and `broadcast`: a message delivered to N consumers counts N times).
+    pub consumed_counts_copies: bool,
+    /// Deliveries, duplicates and fanned-out copies included.
     pub consumed: Option<u64>,
-    /// Deliveries there should have been (with MQTT, one per message and subscriber).
+    /// Deliveries there should have been (one per message and consumer group that hears it:
+    /// with MQTT, per subscriber of its topic; with an AMQP fanout, per queue).
     pub expected: Option<u64>,
     /// `consumed` over the time from the start to the last delivery.
     pub consumed_per_s: Option<f64>,
     /// End-to-end latency, publish call to delivery, in microseconds.
     pub latency_us: Option<Latency>,
-    /// Deliveries that should have happened and did not (per subscriber with MQTT).
+    /// Deliveries that should have happened and did not (counted per subscriber with MQTT, per
+    /// queue with an AMQP fanout, and added up).
     pub lost: Option<u64>,
-    /// Deliveries of a message already delivered (to the same subscriber with MQTT).
+    /// Deliveries of a message already delivered (to the same subscriber with MQTT, the same
+    /// queue with an AMQP fanout).
     pub duplicates: Option<u64>,
     /// Deliveries that did not carry a bench stamp.
     pub malformed: Option<u64>,
@@ -58,6 +68,8 @@ pub enum Settings {
     Amqp(AmqpSettings),
     /// `pigeon bench mqtt`.
     Mqtt(MqttSettings),
+    /// `pigeon bench cross`.
+    Cross(CrossSettings),
 }
 
 /// The flags of an AMQP run.
@@ -87,6 +99,39 @@ pub struct AmqpSettings {
     pub rate: u32,
     /// The exchange published to; empty for the default one.
     pub exchange: String,
+    /// A fanout exchange of the run's own feeds every queue.
+    pub fanout: bool,
+}
+
+/// The flags of a cross-protocol run.
+#[derive(Debug, Serialize)]
+pub struct CrossSettings {
+    /// MQTT version of the publishers.
+    pub mqtt_version: &'static str,
+    /// QoS of the publishes.
+    pub qos: u8,
+    /// With QoS 1 or 2: the in-flight window per publisher.
+    pub inflight: Option<u32>,
+    /// MQTT publishers.
+    pub publishers: u32,
+    /// AMQP consumers.
+    pub consumers: u32,
+    /// Queues (one topic each).
+    pub queues: u32,
+    /// The exchange the queues are bound to.
+    pub exchange: String,
+    /// Payload size in bytes.
+    pub size: u32,
+    /// Seconds of publishing.
+    pub duration_s: Option<u64>,
+    /// Messages per publisher.
+    pub count: Option<u64>,
+    /// With manual acks: how many deliveries per ack.
+    pub multi_ack_every: Option<u32>,
+    /// basic.qos prefetch.
+    pub prefetch: u16,
+    /// Messages per second per publisher; 0 unlimited.
+    pub rate: u32,
 }
 
 /// The flags of an MQTT run.
@@ -127,6 +172,8 @@ pub struct RunInfo {
     pub settings: Settings,
     /// Whether producers counted confirms.
     pub confirm: bool,
+    /// How consumers share messages.
+    pub sharing: Sharing,
 }
 
 /// Latency percentiles in microseconds.
@@ -168,6 +215,12 @@ impl Report {
             url: info.url,
             settings: info.settings,
             ending: outcome.ending,
+            sharing: match info.sharing {
+                Sharing::Competing => "competing",
+                Sharing::FanOut { .. } => "fan-out",
+                Sharing::Broadcast { .. } => "broadcast",
+            },
+            consumed_counts_copies: info.sharing.fans_out(),
             published,
             published_per_s: per_s(published, outcome.publish_ns),
             confirmed: info.confirm.then_some(outcome.acked + outcome.nacked),
@@ -243,7 +296,9 @@ impl Settings {
                 let ack = s
                     .multi_ack_every
                     .map_or("auto-ack".into(), |k| format!("manual ack every {k}"));
-                let exchange = if s.exchange.is_empty() {
+                let exchange = if s.fanout {
+                    format!(", fanout exchange {} to every queue", s.exchange)
+                } else if s.exchange.is_empty() {
                     String::new()
                 } else {
                     format!(", through {}", s.exchange)
@@ -273,6 +328,27 @@ impl Settings {
                     s.topics,
                     s.size,
                     until_text(s.duration_s, s.count, "publisher"),
+                    rate_text(s.rate),
+                )
+            }
+            Settings::Cross(s) => {
+                let window = s
+                    .inflight
+                    .map_or(String::new(), |k| format!(" (in-flight {k})"));
+                let ack = s
+                    .multi_ack_every
+                    .map_or("auto-ack".into(), |k| format!("manual ack every {k}"));
+                format!(
+                    "MQTT {} QoS {}{window} publishers {} -> {} queues bound to {} -> {} AMQP consumers, {} B, {}, {ack}, prefetch {}, rate {}",
+                    s.mqtt_version,
+                    s.qos,
+                    s.publishers,
+                    s.queues,
+                    s.exchange,
+                    s.consumers,
+                    s.size,
+                    until_text(s.duration_s, s.count, "publisher"),
+                    s.prefetch,
                     rate_text(s.rate),
                 )
             }
@@ -308,6 +384,9 @@ impl fmt::Display for Report {
         if let (Some(c), Some(r)) = (self.consumed, self.consumed_per_s) {
             write!(f, "  consumed   {c:>10} msgs  {r:>11.1} msg/s")?;
             match self.expected {
+                Some(e) if self.consumed_counts_copies => {
+                    writeln!(f, "  (expected {e}: every copy counts)")?
+                }
                 Some(e) if e != self.published => writeln!(f, "  (expected {e})")?,
                 _ => writeln!(f)?,
             }
@@ -356,7 +435,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::bench::stamp::Stamp;
-    use crate::bench::tally::{summarize, Sharing, Tally};
+    use crate::bench::tally::{summarize, Tally};
 
     fn outcome_with(received: &[u64], sent: u64) -> Outcome {
         let mut tally = Tally::new(1);
@@ -399,6 +478,7 @@ mod tests {
                 rate: 0,
             }),
             confirm: true,
+            sharing: Sharing::Competing,
         };
         Report::new(info, outcome, Duration::from_secs(2), None)
     }

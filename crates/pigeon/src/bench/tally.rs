@@ -1,13 +1,19 @@
 //! What one consumer saw: latencies, and which (producer, sequence) pairs arrived.
 //!
 //! Each consumer keeps its own tally with no sharing on the hot path; the tallies are summed up
-//! when the run ends ([`summarize`]), in one of two ways:
-//! - [`Sharing::Competing`] (AMQP: consumers of a queue share its messages): a message counts as a
-//!   duplicate when its pair was already seen, by this consumer or by another, and as lost when
-//!   its producer sent it and nobody saw it.
+//! when the run ends ([`summarize`]). Consumers form *groups*, each of which should receive
+//! every message it hears exactly once: consumers in one group compete for the messages (the
+//! consumers of one AMQP queue), and every group gets its own copy. [`Sharing`] says how:
+//! - [`Sharing::Competing`] (AMQP queues, each fed by its own producers): one group of all
+//!   consumers; a message counts as a duplicate when its pair was already seen, by this consumer
+//!   or by another, and as lost when its producer sent it and nobody saw it.
 //! - [`Sharing::FanOut`] (MQTT: every subscriber of a topic gets every message): each subscriber
-//!   should see every message of the producers on its topic once; losses and duplicates are
-//!   counted per subscriber and added up.
+//!   is a group of its own and hears the producers on its topic.
+//! - [`Sharing::Broadcast`] (an AMQP fanout exchange bound to every queue): each queue's
+//!   consumers are a group, and every group hears every producer.
+//!
+//! Losses and duplicates are counted per group and added up; deliveries (`received`) count every
+//! copy, so a fanned-out message counts once per group that received it.
 
 use super::stamp::Stamp;
 use hdrhistogram::Histogram;
@@ -120,6 +126,7 @@ impl Tally {
     }
 
     /// Messages sent but never received, given how many each producer sent (index = producer id).
+    #[cfg(test)]
     pub fn lost(&self, sent: &[u64]) -> u64 {
         self.lost_of(sent, |_| true)
     }
@@ -145,36 +152,64 @@ pub enum Sharing {
         /// Number of topics.
         topics: usize,
     },
+    /// Each message goes to every queue, and to one consumer of each; consumer j reads queue
+    /// j % queues (an AMQP fanout exchange bound to every queue).
+    Broadcast {
+        /// Number of queues.
+        queues: usize,
+    },
 }
 
 impl Sharing {
-    /// How many deliveries each of producer `i`'s messages should make, with `consumers`.
+    /// The group consumer `j` belongs to: its members share one copy of each message.
+    fn group(self, j: usize) -> usize {
+        match self {
+            Sharing::Competing => 0,
+            Sharing::FanOut { .. } => j,
+            Sharing::Broadcast { queues } => j % queues.max(1),
+        }
+    }
+
+    /// Whether consumer `j` (and its group) should receive producer `i`'s messages.
+    fn hears(self, i: usize, j: usize) -> bool {
+        match self {
+            Sharing::Competing | Sharing::Broadcast { .. } => true,
+            Sharing::FanOut { topics } => i % topics.max(1) == j % topics.max(1),
+        }
+    }
+
+    /// How many deliveries each of producer `i`'s messages should make, with `consumers`: one
+    /// per group that hears it.
     pub fn copies(self, i: usize, consumers: usize) -> u64 {
         match self {
             Sharing::Competing => u64::from(consumers > 0),
-            Sharing::FanOut { topics } => {
-                let topics = topics.max(1);
-                (0..consumers).filter(|j| j % topics == i % topics).count() as u64
-            }
+            Sharing::FanOut { .. } => (0..consumers).filter(|&j| self.hears(i, j)).count() as u64,
+            Sharing::Broadcast { queues } => consumers.min(queues.max(1)) as u64,
         }
+    }
+
+    /// Whether a message may be delivered more than once (to different groups).
+    pub fn fans_out(self) -> bool {
+        !matches!(self, Sharing::Competing)
     }
 }
 
 /// Every consumer's tally, summed up.
 #[derive(Debug, Clone)]
 pub struct Delivered {
-    /// Deliveries, duplicates included.
+    /// Deliveries, duplicates and every fanned-out copy included.
     pub received: u64,
-    /// Deliveries there should have been: one per message (competing) or one per message and
-    /// subscriber of its topic (fan-out).
+    /// Deliveries there should have been: one per message and group that hears it (one per
+    /// message with competing consumers; one per message and subscriber of its topic with MQTT;
+    /// one per message and queue with a fanout exchange).
     pub expected: u64,
-    /// Deliveries of a message already delivered (to the same subscriber, with fan-out).
+    /// Deliveries of a message its group already had.
     pub duplicates: u64,
     /// Deliveries without a bench stamp.
     pub malformed: u64,
-    /// Deliveries that should have happened and did not.
+    /// Deliveries that should have happened and did not, summed over the groups.
     pub lost: u64,
-    /// End-to-end latencies, microseconds.
+    /// End-to-end latencies, microseconds (one sample per delivery).
     pub latency_us: Histogram<u64>,
     /// When the last delivery arrived, in nanoseconds since the run started.
     pub last_ns: u64,
@@ -188,37 +223,39 @@ pub fn summarize(tallies: Vec<Tally>, sent: &[u64], sharing: Sharing) -> Deliver
         .enumerate()
         .map(|(i, n)| n * sharing.copies(i, consumers))
         .sum();
-    let mut all = Tally::new(sent.len());
-    let mut lost = 0;
-    let mut duplicates = 0;
-    for (j, t) in tallies.iter().enumerate() {
-        match sharing {
-            Sharing::Competing => all.merge(t),
-            Sharing::FanOut { topics } => {
-                let topics = topics.max(1);
-                lost += t.lost_of(sent, |i| i % topics == j % topics);
-                duplicates += t.duplicates;
-                // Only the counts and latencies: the same pair at two subscribers is no duplicate.
-                let _ = all.latency_us.add(&t.latency_us);
-                all.received += t.received;
-                all.malformed += t.malformed;
-                all.last_ns = all.last_ns.max(t.last_ns);
-            }
+    // Within a group, merging counts a pair two members both saw as a duplicate.
+    let mut groups: Vec<(usize, Tally)> = Vec::new();
+    for (j, t) in tallies.into_iter().enumerate() {
+        let g = sharing.group(j);
+        match groups
+            .iter_mut()
+            .find(|(first, _)| sharing.group(*first) == g)
+        {
+            Some((_, group)) => group.merge(&t),
+            None => groups.push((j, t)),
         }
     }
-    if sharing == Sharing::Competing {
-        lost = all.lost(sent);
-        duplicates = all.duplicates;
-    }
-    Delivered {
-        received: all.received,
+    // Across groups, only counts and latencies add up: the same pair in two groups is no
+    // duplicate.
+    let mut d = Delivered {
+        received: 0,
         expected,
-        duplicates,
-        malformed: all.malformed,
-        lost,
-        latency_us: all.latency_us,
-        last_ns: all.last_ns,
+        duplicates: 0,
+        malformed: 0,
+        lost: 0,
+        latency_us: Tally::new(0).latency_us,
+        last_ns: 0,
+    };
+    for (j, group) in &groups {
+        d.lost += group.lost_of(sent, |i| sharing.hears(i, *j));
+        d.duplicates += group.duplicates;
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = d.latency_us.add(&group.latency_us);
+        d.received += group.received;
+        d.malformed += group.malformed;
+        d.last_ns = d.last_ns.max(group.last_ns);
     }
+    d
 }
 
 #[cfg(test)]
@@ -318,6 +355,103 @@ mod tests {
         b.record(&body(0, 1, 0), 0);
         let d = summarize(vec![a, b], &[3], Sharing::Competing);
         assert_eq!((d.received, d.expected, d.lost, d.duplicates), (3, 3, 1, 1));
+    }
+
+    #[test]
+    fn broadcast_expects_every_message_once_per_queue() {
+        // One producer, a fanout to 4 queues, one consumer each: 4 deliveries per message, and
+        // the copies on other queues are no duplicates.
+        let sharing = Sharing::Broadcast { queues: 4 };
+        assert_eq!(sharing.copies(0, 4), 4);
+        let mut subs: Vec<Tally> = (0..4).map(|_| Tally::new(1)).collect();
+        for t in &mut subs {
+            for seq in 0..100 {
+                t.record(&body(0, seq, 0), 1_000);
+            }
+        }
+        let d = summarize(subs, &[100], sharing);
+        assert_eq!((d.received, d.expected), (400, 400));
+        assert_eq!((d.lost, d.duplicates, d.malformed), (0, 0, 0));
+        assert_eq!(d.latency_us.len(), 400);
+    }
+
+    #[test]
+    fn broadcast_counts_loss_and_duplicates_per_consumer() {
+        let sharing = Sharing::Broadcast { queues: 4 };
+        let mut subs: Vec<Tally> = (0..4).map(|_| Tally::new(1)).collect();
+        for seq in 0..10 {
+            subs[0].record(&body(0, seq, 0), 0);
+            subs[1].record(&body(0, seq, 0), 0);
+            if seq != 3 && seq != 7 {
+                subs[2].record(&body(0, seq, 0), 0); // misses 2
+            }
+            subs[3].record(&body(0, seq, 0), 0);
+        }
+        subs[1].record(&body(0, 5, 0), 0); // one repeat at consumer 1
+        subs[3].record(&body(0, 0, 0), 0); // and one at consumer 3
+        let d = summarize(subs, &[10], sharing);
+        assert_eq!((d.received, d.expected), (10 + 11 + 8 + 11, 40));
+        assert_eq!((d.lost, d.duplicates), (2, 2));
+    }
+
+    #[test]
+    fn broadcast_consumers_of_one_queue_compete() {
+        // Two queues, four consumers: consumers 0 and 2 share queue 0, 1 and 3 share queue 1.
+        let sharing = Sharing::Broadcast { queues: 2 };
+        assert_eq!(sharing.copies(0, 4), 2);
+        assert_eq!(
+            sharing.copies(0, 1),
+            1,
+            "a queue without a consumer gets no delivery"
+        );
+        let mut subs: Vec<Tally> = (0..4).map(|_| Tally::new(2)).collect();
+        // Queue 0: every message of both producers, split between its consumers, one overlap.
+        for seq in 0..4 {
+            subs[seq as usize % 2 * 2].record(&body(0, seq, 0), 0);
+            subs[seq as usize % 2 * 2].record(&body(1, seq, 0), 0);
+        }
+        subs[2].record(&body(1, 0, 0), 0);
+        // Queue 1: consumer 1 has everything of producer 0, consumer 3 misses producer 1's last.
+        for seq in 0..4 {
+            subs[1].record(&body(0, seq, 0), 0);
+        }
+        for seq in 0..3 {
+            subs[3].record(&body(1, seq, 0), 0);
+        }
+        let d = summarize(subs, &[4, 4], sharing);
+        assert_eq!(d.expected, 16);
+        assert_eq!(d.received, 9 + 7);
+        assert_eq!((d.lost, d.duplicates), (1, 1));
+    }
+
+    #[test]
+    fn every_sharing_expects_nothing_without_consumers() {
+        for sharing in [
+            Sharing::Competing,
+            Sharing::FanOut { topics: 2 },
+            Sharing::Broadcast { queues: 4 },
+        ] {
+            assert_eq!(sharing.copies(0, 0), 0, "{sharing:?}");
+        }
+        assert!(!Sharing::Competing.fans_out());
+        assert!(Sharing::Broadcast { queues: 1 }.fans_out());
+    }
+
+    #[test]
+    fn fan_out_to_a_hundred_subscribers_counts_each_one() {
+        let sharing = Sharing::FanOut { topics: 1 };
+        let mut subs: Vec<Tally> = (0..100).map(|_| Tally::new(1)).collect();
+        for (j, t) in subs.iter_mut().enumerate() {
+            for seq in 0..50 {
+                // Subscriber 99 misses the last message.
+                if !(j == 99 && seq == 49) {
+                    t.record(&body(0, seq, 0), 0);
+                }
+            }
+        }
+        let d = summarize(subs, &[50], sharing);
+        assert_eq!((d.expected, d.received), (5000, 4999));
+        assert_eq!((d.lost, d.duplicates), (1, 0));
     }
 
     #[test]

@@ -67,6 +67,12 @@ struct Connection {
 
 /// Serves one accepted socket until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>) {
+    // Boxed: the listeners spawn one future type for both protocols, sized for the larger; an
+    // idle MQTT connection's task must not carry the size of an AMQP connection's state.
+    Box::pin(serve_connection(stream, peer, server)).await;
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let out = Arc::new(Outbound::new());
@@ -194,7 +200,8 @@ impl Connection {
         }
     }
 
-    /// Enters or leaves the blocked state of the memory alarm, telling clients that asked.
+    /// Enters or leaves the blocked state of the memory and disk alarms, telling clients that
+    /// asked (the reason names the alarm, as RabbitMQ's).
     fn set_blocked(&mut self, blocked: bool) {
         if blocked == self.blocked {
             return;
@@ -207,7 +214,7 @@ impl Connection {
         if self.blocked_notify {
             let method = if blocked {
                 Method::ConnectionBlocked(amqp_wire::ConnectionBlocked {
-                    reason: ShortString::from_static("low on memory"),
+                    reason: ShortString::from_static(self.server.alarm_causes.reason()),
                 })
             } else {
                 Method::ConnectionUnblocked(amqp_wire::ConnectionUnblocked {})

@@ -1,4 +1,12 @@
 //! One MQTT connection: CONNECT, the packet loop, keep-alive, takeover and the end.
+//!
+//! One task per connection reads, handles and writes: it waits for the socket (readable, or
+//! writable while a write is unfinished) and for [`Outbound::notified`] (deliveries from other
+//! tasks, a takeover, the store's sync), and writes the outbound buffer itself. An idle
+//! connection is kept small: no writer task, no read buffer between packets (see `readbuf.rs`),
+//! no write buffer between writes (see `outbound.rs`), the short-lived state of the handshake
+//! and of the close boxed so that it does not size the task, and so is what only a publisher
+//! needs (`Publishing`, from its first PUBLISH).
 
 use super::session::Session;
 use super::sink::{Attached, MqttSink};
@@ -6,22 +14,24 @@ use super::Stats;
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
 use crate::ServerState;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mqtt_wire::{
     decode, encode, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, LastWill, Packet,
     ProtocolVersion, PubRel, PublishProperties, ReasonCode, TopicName,
 };
 use pigeon_broker::{ConsumerEntry, Exchange, Queue, VHost};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout, Instant, Sleep};
 
 /// How long a new connection waits for the previous one of the same client id to let go.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,10 +56,9 @@ pub(super) struct Conn {
     pub session: Arc<Session>,
     pub vhost: Arc<VHost>,
     pub exchange: Arc<Exchange>,
-    pub will: Option<LastWill>,
+    /// Boxed: most connections have none, and it is large.
+    pub will: Option<Box<LastWill>>,
     pub keep_alive: u16,
-    /// Topic aliases the client set on this connection.
-    pub aliases: HashMap<u16, TopicName>,
     /// Credit came back: let the session's queues deliver.
     pub needs_dispatch: bool,
     /// CONNECT asked for session expiry 0 (5.0 forbids raising it at DISCONNECT).
@@ -60,69 +69,161 @@ pub(super) struct Conn {
     pub publisher: bool,
     /// Reading is paused by the memory alarm.
     pub blocked: bool,
-    /// PUBACK / PUBREC waiting for the store to sync the message they acknowledge (epoch).
-    pub pending_acks: std::collections::VecDeque<(u64, Packet)>,
-    /// Woken by the store's flusher when pending acknowledgements can go.
-    pub synced: Arc<tokio::sync::Notify>,
-    /// Highest epoch a wake-up was asked for.
+    /// What only a publishing client needs, boxed at its first PUBLISH (or PUBREL): most
+    /// connections never publish, and this is the largest part of every connection's task.
+    pub publishing: Option<Box<Publishing>>,
+    /// The session's lease, held while connected (released when the connection is dropped).
+    pub _lease: OwnedSemaphorePermit,
+}
+
+/// The state of a connection that publishes (see [`Conn::publishing`]).
+#[derive(Default)]
+pub(super) struct Publishing {
+    /// Topic aliases the client set on this connection.
+    pub aliases: HashMap<u16, TopicName>,
+    /// Publisher flow control: queues this publisher fills faster than they drain.
+    pub flow: super::flow::PublishFlow,
+    /// PUBACK / PUBREC / PUBCOMP waiting for the store to sync what they acknowledge (epoch;
+    /// 0: for the acknowledgements ahead of them only).
+    pub pending_acks: VecDeque<(u64, Packet)>,
+    /// Highest epoch a wake-up (of this task, through `out`) was asked for.
     pub wake_epoch: u64,
 }
 
-/// Serves one accepted socket until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
-    let out = Arc::new(Outbound::new());
-    let writer = {
-        let out = Arc::clone(&out);
-        tokio::spawn(async move { out.run_writer(wr).await })
-    };
-    let mut rb = ReadBuf::new();
-    let max = server.config.mqtt_max_packet_size as usize;
-    let first = timeout(
-        server.config.handshake_timeout,
-        read_packet(&mut rd, &mut rb, None, max),
-    )
-    .await;
-    match first {
-        Ok(Ok(Some(Packet::Connect(c)))) => {
-            if let Some((mut conn, permit)) = connect(c, peer, &server, &out).await {
-                let end = conn.run(&mut rd, &mut rb).await;
-                conn.finish(end);
-                drop(permit);
-            }
-        }
-        Ok(Err(e)) => refuse_undecodable(&out, &e, peer),
-        _ => tracing::debug!(%peer, "no CONNECT, closing"),
-    }
-    out.close();
-    let _ = timeout(Duration::from_secs(3), writer).await;
-    // The writer has sent our last packets (a DISCONNECT with its reason) and a FIN. Read and
-    // discard what the client still sends until it closes too, briefly: closing with unread
-    // input would reset the connection, and the client might never read why it was closed.
-    let mut sink = [0u8; 1024];
-    let _ = timeout(Duration::from_secs(2), async {
-        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
+/// The socket of a connection, read and written by its task alone.
+struct Io {
+    stream: TcpStream,
+    /// Bytes read and not yet decoded.
+    rb: ReadBuf,
+    /// What is sent to the client, from any task.
+    out: Arc<Outbound>,
+    /// Bytes taken out of `out` and not yet written.
+    pending: BytesMut,
 }
 
-/// Reads until one packet is decoded; `Ok(None)` when the socket closed first.
-async fn read_packet(
-    rd: &mut OwnedReadHalf,
-    rb: &mut ReadBuf,
-    version: Option<ProtocolVersion>,
-    max: usize,
-) -> Result<Option<Packet>, DecodeError> {
-    loop {
-        if let Some(p) = decode(&mut rb.buf, version, max)? {
-            return Ok(Some(p));
+/// Serves one accepted socket until it closes.
+///
+/// Not an `async fn`: its future would keep a second copy of the arguments. The future's size
+/// is what every connection costs while idle, so it holds only the socket, the connection's
+/// state and the packet loop's future.
+pub fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<ServerState>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let _ = stream.set_nodelay(true);
+    let io = Io {
+        stream,
+        rb: ReadBuf::new(),
+        out: Arc::new(Outbound::new()),
+        pending: BytesMut::new(),
+    };
+    // The handshake (the CONNECT packet, authentication, waiting out a takeover) needs far
+    // more state than the packet loop: boxed, it is freed once the client is connected
+    // instead of sizing every connection's task for good. It owns what only it needs (the
+    // peer address, the server), so the task does not keep them either. The same for the
+    // close.
+    let handshake = Box::pin(handshake(io, peer, server));
+    async move {
+        let (mut io, mut conn) = handshake.await;
+        if let Some(conn) = conn.as_mut() {
+            let end = conn.run(&mut io).await;
+            conn.finish(end);
         }
-        rb.prepare();
-        match rd.read_buf(&mut rb.buf).await {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => rb.filled(n),
+        // Lets go of the session (the lease).
+        drop(conn);
+        Box::pin(io.close()).await;
+    }
+}
+
+/// Reads CONNECT and connects the client, or refuses it.
+async fn handshake(mut io: Io, peer: SocketAddr, server: Arc<ServerState>) -> (Io, Option<Conn>) {
+    let max = server.config.mqtt_max_packet_size as usize;
+    let first = timeout(server.config.handshake_timeout, io.read_packet(None, max)).await;
+    let conn = match first {
+        Ok(Ok(Some(Packet::Connect(c)))) => connect(c, peer, &server, &io.out).await,
+        Ok(Err(e)) => {
+            refuse_undecodable(&io.out, &e, peer);
+            None
         }
+        _ => {
+            tracing::debug!(%peer, "no CONNECT, closing");
+            None
+        }
+    };
+    (io, conn)
+}
+
+impl Io {
+    /// Whether the socket is readable (true) or writable (false), of what `read` and `write`
+    /// ask for. No future to keep: the socket keeps the task's waker.
+    fn poll_ready(
+        &self,
+        cx: &mut Context<'_>,
+        read: bool,
+        write: bool,
+    ) -> Poll<std::io::Result<bool>> {
+        if read {
+            if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
+                return Poll::Ready(r.map(|()| true));
+            }
+        }
+        if write {
+            if let Poll::Ready(r) = self.stream.poll_write_ready(cx) {
+                return Poll::Ready(r.map(|()| false));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Reads until one packet is decoded; `Ok(None)` when the socket closed first.
+    async fn read_packet(
+        &mut self,
+        version: Option<ProtocolVersion>,
+        max: usize,
+    ) -> Result<Option<Packet>, DecodeError> {
+        loop {
+            if let Some(p) = decode(&mut self.rb.buf, version, max)? {
+                return Ok(Some(p));
+            }
+            self.rb.prepare();
+            match self.stream.read_buf(&mut self.rb.buf).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(n) => self.rb.filled(n),
+            }
+        }
+    }
+
+    /// Sends what is still buffered (our last packets: a DISCONNECT with its reason, a refusing
+    /// CONNACK) and a FIN. Then reads and discards what the client still sends until it closes
+    /// too, briefly: closing with unread input would reset the connection, and the client might
+    /// never read why it was closed.
+    async fn close(&mut self) {
+        let _ = timeout(Duration::from_secs(3), async {
+            while let Ok(f) = self.out.flush(&self.stream, &mut self.pending) {
+                if f.done || self.stream.writable().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        let _ = self.stream.shutdown().await;
+        let mut sink = [0u8; 1024];
+        let _ = timeout(Duration::from_secs(2), async {
+            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+}
+
+/// Polls a future kept in a box only while it is wanted; pending while there is none.
+fn poll_boxed<F: Future + ?Sized>(
+    f: &mut Option<Pin<Box<F>>>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    match f.as_mut() {
+        Some(f) => f.as_mut().poll(cx),
+        None => Poll::Pending,
     }
 }
 
@@ -151,7 +252,7 @@ async fn connect(
     peer: SocketAddr,
     server: &Arc<ServerState>,
     out: &Arc<Outbound>,
-) -> Option<(Conn, OwnedSemaphorePermit)> {
+) -> Option<Conn> {
     let version = c.protocol;
     let refuse = |code: ReasonCode, why: &str| {
         tracing::info!(%peer, client_id = %c.client_id, reason = ?code, "MQTT connection refused: {why}");
@@ -204,8 +305,12 @@ async fn connect(
             registry.get_or_create(&vhost, &client_id, || server.broker.next_id());
         session.waiting.fetch_add(1, Ordering::SeqCst);
         if session.lease.available_permits() == 0 {
-            // Session takeover [MQTT-3.1.4-3]: the connection holding it is asked to go.
-            session.kick.notify_one();
+            // Session takeover [MQTT-3.1.4-3]: the connection holding it sees `waiting` at its
+            // next turn and goes; wake it for that turn. One that has not attached yet looks
+            // after attaching, so it needs no wake-up.
+            if let Some(a) = session.core.lock().attached.as_ref() {
+                a.out.wake();
+            }
         }
         let acquired = timeout(TAKEOVER_TIMEOUT, Arc::clone(&session.lease).acquire_owned()).await;
         session.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -239,17 +344,15 @@ async fn connect(
         session: Arc::clone(&session),
         vhost,
         exchange,
-        will: c.will,
+        will: c.will.map(Box::new),
         keep_alive: c.keep_alive,
-        aliases: HashMap::new(),
         needs_dispatch: false,
         connect_expiry_zero: expiry == 0,
         problem_information: c.properties.request_problem_information.unwrap_or(true),
         publisher: false,
         blocked: false,
-        pending_acks: std::collections::VecDeque::new(),
-        synced: Arc::new(tokio::sync::Notify::new()),
-        wake_epoch: 0,
+        publishing: None,
+        _lease: permit,
     };
     // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
     let max_keep_alive = config.mqtt_max_keep_alive;
@@ -281,7 +384,7 @@ async fn connect(
     super::persist::save(&session);
     tracing::debug!(%peer, client_id = %client_id, ?version, session_present, "MQTT client connected");
     server.mqtt.stats.connected.fetch_add(1, Ordering::Relaxed);
-    Some((conn, permit))
+    Some(conn)
 }
 
 impl Conn {
@@ -297,7 +400,7 @@ impl Conn {
                 max_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
                 receive_maximum: usize::from(props.receive_maximum.unwrap_or(u16::MAX)),
                 alias_max: props.topic_alias_maximum.unwrap_or(0),
-                aliases: HashMap::new(),
+                aliases: None,
             };
             // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (with DUP) and PUBREL packets,
             // with their original packet identifiers.
@@ -343,7 +446,7 @@ impl Conn {
             stats: Arc::clone(&self.server.mqtt.stats),
         };
         let entry = ConsumerEntry {
-            tag: Arc::from(self.session.client_id.as_str()),
+            tag: Arc::clone(&self.session.client_id),
             owner: self.session.uid,
             exclusive: false,
             priority: 0,
@@ -358,108 +461,185 @@ impl Conn {
         send_packet(&self.out, packet, self.version);
     }
 
-    async fn run(&mut self, rd: &mut OwnedReadHalf, rb: &mut ReadBuf) -> End {
-        let max = self.server.config.mqtt_max_packet_size as usize;
-        let mut alarm = self.server.alarm.subscribe();
-        let mut shutdown = self.server.shutdown.clone();
-        // [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.
-        let grace =
-            (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500));
-        let far = Duration::from_secs(86_400 * 365);
-        let keepalive = sleep(grace.unwrap_or(far));
-        tokio::pin!(keepalive);
-        loop {
+    /// The packet loop, until the connection ends. Not an `async fn`, which would keep a second
+    /// copy of its two references in every connection's task (see [`serve`]).
+    #[allow(clippy::manual_async_fn)]
+    fn run<'a>(&'a mut self, io: &'a mut Io) -> impl Future<Output = End> + Send + 'a {
+        async move {
+            // The memory alarm matters to publishers only: once the client has published, the
+            // loop also waits for the alarm to change, in a future of its own, boxed so that the
+            // many connections that never publish do not carry it.
+            let mut alarm_changed: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+            // Publisher flow control's polling timer, boxed for the same reason; only while paused.
+            let mut flow_timer: Option<Pin<Box<Sleep>>> = None;
+            let mut shutdown = self.server.shutdown.clone();
+            let far = Duration::from_secs(86_400 * 365);
+            let keepalive = sleep(self.grace().unwrap_or(far));
+            tokio::pin!(keepalive);
             loop {
-                match decode(&mut rb.buf, Some(self.version), max) {
-                    Ok(Some(packet)) => {
-                        if let Err(end) = self.handle(packet) {
-                            return end;
+                let mut handled = false;
+                loop {
+                    let max = self.server.config.mqtt_max_packet_size as usize;
+                    match decode(&mut io.rb.buf, Some(self.version), max) {
+                        Ok(Some(packet)) => {
+                            handled = true;
+                            if let Err(end) = self.handle(packet) {
+                                return end;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::info!(peer = %self.peer, client_id = %self.session.client_id, error = %e, "malformed packet, closing");
+                            self.disconnect(e.reason_code());
+                            return End::Abnormal;
                         }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, error = %e, "malformed packet, closing");
-                        self.disconnect(e.reason_code());
-                        return End::Abnormal;
+                }
+                // Persistent sessions: the batch's inbound QoS 2 ids go to disk before their PUBRECs.
+                super::persist::save_inbound_qos2(&self.session);
+                self.flush_acks();
+                if std::mem::take(&mut self.needs_dispatch) {
+                    let queues = self.session_queues(&self.session.core.lock());
+                    for q in queues {
+                        q.dispatch();
                     }
                 }
-            }
-            self.flush_acks();
-            if std::mem::take(&mut self.needs_dispatch) {
-                let queues = self.session_queues(&self.session.core.lock());
-                for q in queues {
-                    q.dispatch();
-                }
-            }
-            rb.prepare();
-            // A publisher waits while the memory alarm is on; so does a client that sends
-            // faster than it reads.
-            let paused = *alarm.borrow() && self.publisher;
-            if self.blocked && !paused {
-                if let Some(g) = grace {
-                    keepalive.as_mut().reset(Instant::now() + g);
-                }
-            }
-            self.blocked = paused;
-            let can_read = self.out.has_room() && !paused;
-            tokio::select! {
-                _ = alarm.changed() => {}
-                r = rd.read_buf(&mut rb.buf), if can_read => match r {
-                    Ok(0) | Err(_) => return End::Abnormal,
-                    Ok(n) => {
-                        rb.filled(n);
-                        if let Some(g) = grace {
-                            keepalive.as_mut().reset(Instant::now() + g);
-                        }
-                    }
-                },
-                _ = &mut keepalive, if !paused => {
-                    tracing::info!(peer = %self.peer, client_id = %self.session.client_id, keep_alive = self.keep_alive, "keep-alive timeout");
-                    self.disconnect(ReasonCode::KeepAliveTimeout);
+                // Session takeover [MQTT-3.1.4-3]: a new connection of the same client id waits for
+                // the session (it woke us). Checked at every turn, so no wake-up can be missed.
+                if self.session.waiting.load(Ordering::SeqCst) > 0 {
+                    tracing::info!(peer = %self.peer, client_id = %self.session.client_id, "session taken over");
+                    self.disconnect(ReasonCode::SessionTakenOver);
                     return End::Abnormal;
                 }
-                // A kick left over from a connection that let go before it saw it (its
-                // notification is stored) must not end this one: only leave when a new
-                // connection is actually waiting for the session.
-                _ = self.session.kick.notified() => {
-                    if self.session.waiting.load(Ordering::SeqCst) > 0 {
-                        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, "session taken over");
-                        self.disconnect(ReasonCode::SessionTakenOver);
+                // Write what this turn and other tasks' deliveries buffered, as far as the socket
+                // takes it now.
+                let writing = match self.out.flush(&io.stream, &mut io.pending) {
+                    Ok(f) if f.resume => {
+                        // Room came back for consumers that were refused it.
+                        self.needs_dispatch = true;
+                        continue;
+                    }
+                    Ok(f) => !f.done,
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer, error = %e, "write failed");
                         return End::Abnormal;
                     }
+                };
+                // Everything read is decoded: wait for the next packet without a buffer.
+                io.rb.release();
+                if handled {
+                    // This turn's deliveries woke other connections' tasks. Tokio runs the last
+                    // one woken next on this worker, where no other worker may take it, but only
+                    // once this task yields, and a busy publisher's socket is rarely empty: yield
+                    // now, so that their writes do not wait behind this publisher's next turns.
+                    tokio::task::yield_now().await;
                 }
-                _ = self.out.resume.notified() => self.needs_dispatch = true,
-                _ = self.out.writer_done.notified() => return End::Abnormal,
-                _ = self.synced.notified() => {}
-                _ = shutdown.changed() => {
-                    self.disconnect(ReasonCode::ServerShuttingDown);
-                    return End::Shutdown;
+                // A publisher waits while the memory alarm is on; so does a client that sends
+                // faster than it reads.
+                // Publisher flow control (flow.rs): not while a queue it filled drains.
+                let congested = self.publishing.as_mut().is_some_and(|p| p.flow.must_wait());
+                match (congested, flow_timer.as_mut()) {
+                    (true, Some(t)) => t.as_mut().reset(Instant::now() + super::flow::POLL),
+                    (true, None) => flow_timer = Some(Box::pin(sleep(super::flow::POLL))),
+                    (false, _) => flow_timer = None,
+                }
+                if self.publisher && alarm_changed.is_none() {
+                    // Subscribed before the flag is read below, so no change is missed.
+                    let mut alarm = self.server.alarm.subscribe();
+                    alarm_changed = Some(Box::pin(async move {
+                        let _ = alarm.changed().await;
+                    }));
+                }
+                let paused = (*self.server.alarm.borrow() && self.publisher) || congested;
+                if self.blocked && !paused {
+                    if let Some(g) = self.grace() {
+                        keepalive.as_mut().reset(Instant::now() + g);
+                    }
+                }
+                self.blocked = paused;
+                let can_read = self.out.has_room() && !paused;
+                tokio::select! {
+                    _ = poll_fn(|cx| poll_boxed(&mut alarm_changed, cx)), if alarm_changed.is_some() => {
+                        alarm_changed = None;
+                    }
+                    _ = poll_fn(|cx| poll_boxed(&mut flow_timer, cx)), if congested => {}
+                    // Writable: the flush above continues the write at the next turn.
+                    r = poll_fn(|cx| io.poll_ready(cx, can_read, writing)), if can_read || writing => match r {
+                        Err(_) => return End::Abnormal,
+                        Ok(true) => {
+                            io.rb.prepare();
+                            match io.stream.try_read_buf(&mut io.rb.buf) {
+                                Ok(0) => return End::Abnormal,
+                                Ok(n) => {
+                                    io.rb.filled(n);
+                                    if let Some(g) = self.grace() {
+                                        keepalive.as_mut().reset(Instant::now() + g);
+                                    }
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(_) => return End::Abnormal,
+                            }
+                        }
+                        Ok(false) => {}
+                    },
+                    _ = &mut keepalive, if !paused => {
+                        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, keep_alive = self.keep_alive, "keep-alive timeout");
+                        self.disconnect(ReasonCode::KeepAliveTimeout);
+                        return End::Abnormal;
+                    }
+                    // Bytes to write, a takeover, the store's sync: the next turn sees to them.
+                    _ = self.out.notified() => {}
+                    _ = shutdown.changed() => {
+                        self.disconnect(ReasonCode::ServerShuttingDown);
+                        return End::Shutdown;
+                    }
                 }
             }
         }
     }
 
+    /// [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.
+    fn grace(&self) -> Option<Duration> {
+        (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500))
+    }
+
     /// Sends the PUBACK / PUBREC whose messages are on disk, in order.
     fn flush_acks(&mut self) {
+        let Some(p) = self.publishing.as_mut() else {
+            return;
+        };
+        if p.pending_acks.is_empty() {
+            return;
+        }
         let synced = self
             .server
             .store
             .as_ref()
             .map_or(u64::MAX, |s| s.synced_epoch());
-        while let Some((epoch, _)) = self.pending_acks.front() {
+        while let Some((epoch, _)) = p.pending_acks.front() {
             if *epoch > synced {
                 let epoch = *epoch;
-                if let (Some(store), true) = (&self.server.store, epoch > self.wake_epoch) {
-                    self.wake_epoch = epoch;
-                    let notify = Arc::clone(&self.synced);
-                    store.on_synced(epoch, Box::new(move |_| notify.notify_one()));
+                if let (Some(store), true) = (&self.server.store, epoch > p.wake_epoch) {
+                    p.wake_epoch = epoch;
+                    let out = Arc::clone(&self.out);
+                    store.on_synced(epoch, Box::new(move |_| out.wake()));
                 }
                 return;
             }
-            if let Some((_, ack)) = self.pending_acks.pop_front() {
-                self.send(&ack);
+            if let Some((_, ack)) = p.pending_acks.pop_front() {
+                send_packet(&self.out, &ack, self.version);
             }
         }
+    }
+
+    /// The publishing state, created at the first need.
+    pub(super) fn publishing(&mut self) -> &mut Publishing {
+        self.publishing.get_or_insert_with(Default::default)
+    }
+
+    /// How many acknowledgements wait for the store (none before the client published).
+    pub(super) fn acks_waiting(&self) -> usize {
+        self.publishing.as_ref().map_or(0, |p| p.pending_acks.len())
     }
 
     /// Sends DISCONNECT with `reason` to a 5.0 client (3.1.1 has no server DISCONNECT).
@@ -512,7 +692,7 @@ impl Conn {
                 Arc::clone(&self.exchange),
                 Arc::clone(&self.server.mqtt.stats),
             );
-            let publish_will = move || publish_will(&vhost, &exchange, &stats, will, session.uid);
+            let publish_will = move || publish_will(&vhost, &exchange, &stats, *will, session.uid);
             if delay == 0 {
                 publish_will();
             } else {

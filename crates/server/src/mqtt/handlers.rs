@@ -120,12 +120,26 @@ impl Conn {
                 }
             }
             Packet::PubRel(r) => {
-                let known = self.session.core.lock().inbound_qos2.remove(&r.packet_id);
+                let (known, kept) = {
+                    let mut core = self.session.core.lock();
+                    let known = core.inbound_qos2.remove(&r.packet_id);
+                    let kept = known && super::persist::keeps_inbound_qos2(&self.session, &core);
+                    core.inbound_qos2_dirty |= kept;
+                    (known, kept)
+                };
                 let mut comp = PubComp::new(r.packet_id);
                 if !known {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;
                 }
-                self.send(&Packet::PubComp(comp));
+                // A kept id is removed from the store before PUBCOMP: after PUBCOMP the client
+                // may reuse it for a new message, which must not pass for a resend.
+                if kept {
+                    self.publishing()
+                        .pending_acks
+                        .push_back((0, Packet::PubComp(comp)));
+                } else {
+                    self.send(&Packet::PubComp(comp));
+                }
             }
             Packet::Subscribe(s) => self.subscribe(s),
             Packet::Unsubscribe(u) => self.unsubscribe(u),
@@ -167,10 +181,10 @@ impl Conn {
                 return Err(End::Abnormal);
             }
             (Some(a), Some(t)) if !t.as_str().is_empty() => {
-                self.aliases.insert(a, t.clone());
+                self.publishing().aliases.insert(a, t.clone());
                 t
             }
-            (Some(a), _) => match self.aliases.get(&a) {
+            (Some(a), _) => match self.publishing().aliases.get(&a) {
                 Some(t) => t.clone(),
                 None => {
                     self.disconnect(ReasonCode::ProtocolError);
@@ -183,22 +197,31 @@ impl Conn {
                 return Err(End::Abnormal);
             }
         };
+        // The PUBREC must wait until the packet id is in the store (persistent session).
+        let mut id_to_write = false;
         if p.qos == QoS::ExactlyOnce {
             let id = p.packet_id.unwrap_or(0);
             let mut core = self.session.core.lock();
             // Exactly once: a PUBLISH resent before PUBREL is acknowledged, not routed again.
             if core.inbound_qos2.contains(&id) {
+                let wait = core.inbound_qos2_dirty || self.acks_waiting() > 0;
                 drop(core);
-                self.send(&Packet::PubRec(PubRec::new(id)));
+                let rec = Packet::PubRec(PubRec::new(id));
+                if wait {
+                    self.publishing().pending_acks.push_back((0, rec));
+                } else {
+                    self.send(&rec);
+                }
                 return Ok(());
             }
-            let receive_maximum = usize::from(self.server.config.mqtt_receive_maximum);
-            if core.inbound_qos2.len() + self.pending_acks.len() >= receive_maximum {
+            if self.receive_maximum_reached(core.inbound_qos2.len()) {
                 drop(core);
                 self.disconnect(ReasonCode::ReceiveMaximumExceeded);
                 return Err(End::Abnormal);
             }
             core.inbound_qos2.insert(id);
+            id_to_write = super::persist::keeps_inbound_qos2(&self.session, &core);
+            core.inbound_qos2_dirty |= id_to_write;
         }
         let mut properties = p.properties;
         properties.topic_alias = None;
@@ -214,6 +237,10 @@ impl Conn {
             Bytes::copy_from_slice(&p.payload),
             self.session.uid,
         );
+        self.publishing
+            .get_or_insert_with(Default::default)
+            .flow
+            .note(&published.reached, &self.session.client_id);
         let ack = match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => Packet::PubAck(PubAck::new(id)),
             (QoS::ExactlyOnce, Some(id)) => Packet::PubRec(PubRec::new(id)),
@@ -225,12 +252,29 @@ impl Conn {
             (Some(store), true) => store.current_epoch(),
             _ => 0,
         };
-        if epoch == 0 && self.pending_acks.is_empty() {
+        if epoch == 0 && self.acks_waiting() == 0 && !id_to_write {
             self.send(&ack);
         } else {
-            self.pending_acks.push_back((epoch, ack));
+            self.publishing().pending_acks.push_back((epoch, ack));
         }
         Ok(())
+    }
+
+    /// Whether the client has as many QoS 1/2 PUBLISHes unacknowledged as the Receive Maximum
+    /// allows [MQTT-3.3.4-9]: QoS 2 ids awaiting PUBREL (`inbound_qos2`) plus the PUBACK and
+    /// PUBCOMP still waiting here (a waiting PUBREC's id is already in `inbound_qos2`).
+    fn receive_maximum_reached(&self, inbound_qos2: usize) -> bool {
+        let max = usize::from(self.server.config.mqtt_receive_maximum);
+        if inbound_qos2 + self.acks_waiting() < max {
+            return false;
+        }
+        let waiting = self
+            .publishing
+            .iter()
+            .flat_map(|p| p.pending_acks.iter())
+            .filter(|(_, p)| !matches!(p, Packet::PubRec(_)))
+            .count();
+        inbound_qos2 + waiting >= max
     }
 
     fn subscribe(&mut self, s: Subscribe) {

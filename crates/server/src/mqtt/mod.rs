@@ -8,6 +8,7 @@
 
 mod connection;
 mod convert;
+mod flow;
 mod handlers;
 pub mod persist;
 mod session;

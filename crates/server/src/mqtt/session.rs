@@ -14,7 +14,7 @@ use pigeon_broker::{Queue, QueuedMessage, VHost};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 /// One subscription of a session.
 pub struct Subscription {
@@ -60,6 +60,9 @@ pub struct SessionCore {
     pub next_packet_id: u16,
     /// Inbound QoS 2 packet ids received and not yet released (exactly-once).
     pub inbound_qos2: HashSet<u16>,
+    /// `inbound_qos2` changed since it was written to the store (persistent sessions only):
+    /// the connection writes it at the end of the read batch, before the PUBREC / PUBCOMP.
+    pub inbound_qos2_dirty: bool,
     /// Session expiry interval in seconds (`u32::MAX`: never).
     pub expiry: u32,
     /// The connection attached to the session, if it is online.
@@ -109,8 +112,8 @@ impl SessionCore {
 
 /// A session.
 pub struct Session {
-    /// Client identifier.
-    pub client_id: String,
+    /// Client identifier (shared with the registry's key and the session's consumer tags).
+    pub client_id: Arc<str>,
     /// Its vhost.
     pub vhost: Arc<VHost>,
     /// Broker-wide id: consumer owner and message origin (no-local).
@@ -119,20 +122,22 @@ pub struct Session {
     pub core: Mutex<SessionCore>,
     /// One permit: held by the attached connection.
     pub lease: Arc<Semaphore>,
-    /// Asks the attached connection to leave (session takeover).
-    pub kick: Notify,
-    /// Connections waiting for `lease`. A kick that finds none waiting is stale: it was meant
-    /// for a connection that had already let go.
+    /// Connections waiting for `lease`: the attached connection sees it at its next turn and
+    /// leaves (session takeover; the waiter wakes it through its outbound buffer).
     pub waiting: AtomicUsize,
     /// Bumped at every attach; delayed wills and expiry timers check it.
     pub generation: AtomicU64,
 }
 
-/// Sessions by (vhost, client id).
+/// Sessions by vhost, then client id. A session's key is its own `client_id`, shared: the
+/// registry costs every connected client one map entry and no string of its own.
 #[derive(Default)]
 pub struct Registry {
-    sessions: Mutex<HashMap<(String, String), Arc<Session>>>,
+    sessions: Mutex<HashMap<String, ById>>,
 }
+
+/// The sessions of one vhost, by client id.
+type ById = HashMap<Arc<str>, Arc<Session>>;
 
 impl Registry {
     /// The session of `client_id`, created if absent; the flag says it existed.
@@ -142,41 +147,44 @@ impl Registry {
         client_id: &str,
         uid: impl FnOnce() -> u64,
     ) -> (Arc<Session>, bool) {
-        let key = (vhost.name().to_string(), client_id.to_string());
         let mut map = self.sessions.lock();
-        if let Some(s) = map.get(&key) {
+        if let Some(s) = map.get(vhost.name()).and_then(|m| m.get(client_id)) {
             return (Arc::clone(s), true);
         }
         let s = Arc::new(Session {
-            client_id: client_id.to_string(),
+            client_id: Arc::from(client_id),
             vhost: Arc::clone(vhost),
             uid: uid(),
             core: Mutex::new(SessionCore::default()),
             lease: Arc::new(Semaphore::new(1)),
-            kick: Notify::new(),
             waiting: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
         });
-        map.insert(key, Arc::clone(&s));
+        map.entry(vhost.name().to_string())
+            .or_default()
+            .insert(Arc::clone(&s.client_id), Arc::clone(&s));
         (s, false)
     }
 
     /// Looks a session up without creating it.
     pub fn get(&self, vhost: &str, client_id: &str) -> Option<Arc<Session>> {
-        self.sessions
-            .lock()
-            .get(&(vhost.to_string(), client_id.to_string()))
-            .cloned()
+        self.sessions.lock().get(vhost)?.get(client_id).cloned()
     }
 
     /// Forgets `session` (if it is still the registered one) and releases what it holds.
     pub fn end(&self, session: &Arc<Session>) {
-        let key = (session.vhost.name().to_string(), session.client_id.clone());
         {
             let mut map = self.sessions.lock();
-            match map.get(&key) {
+            let vhost = session.vhost.name();
+            let Some(by_id) = map.get_mut(vhost) else {
+                return;
+            };
+            match by_id.get(&*session.client_id) {
                 Some(s) if Arc::ptr_eq(s, session) => {
-                    map.remove(&key);
+                    by_id.remove(&*session.client_id);
+                    if by_id.is_empty() {
+                        map.remove(vhost);
+                    }
                 }
                 _ => return,
             }
@@ -186,12 +194,17 @@ impl Registry {
 
     /// Number of sessions (online and offline).
     pub fn len(&self) -> usize {
-        self.sessions.lock().len()
+        self.sessions.lock().values().map(HashMap::len).sum()
     }
 
     /// Number of subscriptions over all sessions.
     pub fn subscription_count(&self) -> usize {
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect();
         sessions
             .iter()
             .map(|s| s.core.lock().subscriptions.len())
@@ -208,6 +221,7 @@ impl Session {
             let mut core = self.core.lock();
             core.attached = None;
             core.inbound_qos2.clear();
+            core.inbound_qos2_dirty = false;
             (
                 std::mem::take(&mut core.subscriptions),
                 core.queue.take(),

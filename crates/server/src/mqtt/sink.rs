@@ -29,8 +29,11 @@ pub struct Attached {
     pub receive_maximum: usize,
     /// Topic aliases the client accepts from us (5.0 Topic Alias Maximum).
     pub alias_max: u16,
-    /// Topic aliases assigned on this connection.
-    pub aliases: HashMap<String, u16>,
+    /// Topic aliases assigned on this connection; allocated at the first (5.0 clients that
+    /// accept aliases only), as every session of a connected client holds an `Attached`.
+    // Boxed on purpose: 8 bytes instead of 48 in every online session.
+    #[allow(clippy::box_collection)]
+    pub aliases: Option<Box<HashMap<String, u16>>>,
 }
 
 impl Attached {
@@ -44,13 +47,14 @@ impl Attached {
             publish.properties = Default::default();
         } else if self.alias_max > 0 {
             if let Some(name) = publish.topic.as_ref().map(|t| t.as_str().to_string()) {
-                match self.aliases.get(&name) {
+                let aliases = self.aliases.get_or_insert_with(Default::default);
+                match aliases.get(&name) {
                     Some(&alias) => {
                         publish.properties.topic_alias = Some(alias);
                         publish.topic = None;
                     }
-                    None if self.aliases.len() < usize::from(self.alias_max) => {
-                        let alias = self.aliases.len() as u16 + 1;
+                    None if aliases.len() < usize::from(self.alias_max) => {
+                        let alias = aliases.len() as u16 + 1;
                         publish.properties.topic_alias = Some(alias);
                         new_alias = Some((name, alias));
                     }
@@ -64,7 +68,9 @@ impl Attached {
             return false;
         }
         if let Some((name, alias)) = new_alias {
-            self.aliases.insert(name, alias);
+            self.aliases
+                .get_or_insert_with(Default::default)
+                .insert(name, alias);
         }
         let version = self.version;
         self.out.send(|buf| {

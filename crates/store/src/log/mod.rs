@@ -6,11 +6,13 @@
 //! `recovery.rs` how a log is rebuilt from its directory.
 
 mod flush;
+mod index;
 
 pub(crate) use flush::ToSync;
 mod recovery;
 
 use std::collections::BTreeMap;
+use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -24,6 +26,7 @@ use crate::naming::LogFile;
 use crate::record::{self, Kind};
 use crate::scan::Truncation;
 use crate::{StoreError, StoreOptions};
+use index::LiveIndex;
 
 /// Where a message record lives, so its body can be read back with [`QueueLog::read`] after it
 /// was dropped from memory.
@@ -46,6 +49,18 @@ pub struct RecoveredMessage {
     pub location: Location,
     /// Whether [`QueueLog::delivered`] was recorded for it (AMQP `redelivered`, MQTT DUP).
     pub delivered: bool,
+}
+
+/// A count of live messages, from [`QueueLog::live_summary`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LiveSummary {
+    /// Live messages counted.
+    pub messages: usize,
+    /// Total length of their frames (header included): an upper bound of their data.
+    pub frame_bytes: u64,
+    /// The highest seq counted.
+    pub last_seq: Option<u64>,
 }
 
 /// The live messages of a log and what opening it took.
@@ -95,7 +110,7 @@ pub struct QueueLog {
 /// Lock order: `Store::queues` → `QueueLog::io` → `QueueLog::state` → the flusher's state.
 pub(crate) struct LogState {
     /// Live messages by seq.
-    live: BTreeMap<u64, Live>,
+    live: LiveIndex,
     /// Segments that exist or are about to, by number.
     segments: BTreeMap<u64, Segment>,
     /// The segment appends go to. Never deleted while active.
@@ -107,12 +122,6 @@ pub(crate) struct LogState {
     queued: Queued,
     deleted: bool,
     files: FileCache,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Live {
-    location: Location,
-    delivered: bool,
 }
 
 #[derive(Debug, Default)]
@@ -160,7 +169,8 @@ impl QueueLog {
         let log = Arc::new_cyclic(|me| QueueLog {
             id,
             dir,
-            segment_size: opts.segment_size.max(1),
+            // At most 4 GiB, so that every offset packs into the live index's 32 bits.
+            segment_size: opts.segment_size.clamp(1, u64::from(u32::MAX)),
             me: me.clone(),
             shared,
             io: Mutex::new(()),
@@ -238,11 +248,7 @@ impl QueueLog {
         let segment = st.segments.entry(location.segment).or_default();
         segment.len += u64::from(frame_len);
         segment.live += 1;
-        let live = Live {
-            location,
-            delivered: false,
-        };
-        if let Some(replaced) = st.live.insert(seq, live) {
+        if let Some(replaced) = st.live.insert(seq, location, false) {
             st.retire(seq, replaced);
         }
         self.mark_dirty(st, Queued::Urgent);
@@ -257,8 +263,8 @@ impl QueueLog {
         if st.deleted {
             return;
         }
-        if let Some(live) = st.live.remove(&seq) {
-            st.retire(seq, live);
+        if let Some(location) = st.live.remove(seq) {
+            st.retire(seq, location);
             self.mark_dirty(&mut st, Queued::Lazy);
         }
     }
@@ -272,14 +278,9 @@ impl QueueLog {
         if st.deleted {
             return;
         }
-        let Some(live) = st.live.get_mut(&seq) else {
+        let Some(location) = st.live.mark_delivered(seq) else {
             return;
         };
-        if live.delivered {
-            return;
-        }
-        live.delivered = true;
-        let location = live.location;
         st.buffer_event(seq, Kind::Delivered, location);
         self.mark_dirty(st, Queued::Lazy);
     }
@@ -331,17 +332,66 @@ impl QueueLog {
         let st = self.state.lock();
         let messages = st
             .live
-            .iter()
-            .map(|(&seq, live)| RecoveredMessage {
+            .from(0)
+            .map(|(seq, location, delivered)| RecoveredMessage {
                 seq,
-                location: live.location,
-                delivered: live.delivered,
+                location,
+                delivered,
             })
             .collect();
         Recovery {
             messages,
             stats: self.opened.clone(),
         }
+    }
+
+    /// At most `limit` live messages with a seq of at least `from`, in seq order: the next
+    /// ones to read back ([`QueueLog::read`]) when the caller keeps only part of the log in
+    /// memory. Only touches memory.
+    pub fn live_from(&self, from: u64, limit: usize) -> Vec<RecoveredMessage> {
+        let st = self.state.lock();
+        st.live
+            .from(from)
+            .take(limit)
+            .map(|(seq, location, delivered)| RecoveredMessage {
+                seq,
+                location,
+                delivered,
+            })
+            .collect()
+    }
+
+    /// Counts the live messages with a seq of at least `from` without listing them. Only
+    /// touches memory, but walks the whole index: not for the hot path.
+    pub fn live_summary(&self, from: u64) -> LiveSummary {
+        let st = self.state.lock();
+        let mut summary = LiveSummary::default();
+        for (seq, location, _) in st.live.from(from) {
+            summary.messages += 1;
+            summary.frame_bytes += u64::from(location.len);
+            summary.last_seq = Some(seq);
+        }
+        summary
+    }
+
+    /// Acknowledges every live message whose seq is in `range`, as [`QueueLog::ack`] does for
+    /// one; returns how many there were.
+    pub fn ack_range(&self, range: impl RangeBounds<u64>) -> usize {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if st.deleted {
+            return 0;
+        }
+        let seqs = st.live.seqs(range);
+        for &seq in &seqs {
+            if let Some(location) = st.live.remove(seq) {
+                st.retire(seq, location);
+            }
+        }
+        if !seqs.is_empty() {
+            self.mark_dirty(st, Queued::Lazy);
+        }
+        seqs.len()
     }
 
     fn decode_body(&self, frame: &[u8], location: &Location) -> Result<Vec<u8>, StoreError> {
@@ -390,7 +440,7 @@ impl QueueLog {
 impl LogState {
     fn new(active: u64) -> Self {
         LogState {
-            live: BTreeMap::new(),
+            live: LiveIndex::default(),
             segments: BTreeMap::new(),
             active,
             pending: Vec::new(),
@@ -402,11 +452,11 @@ impl LogState {
     }
 
     /// Takes a message out of the live set's accounting and records its acknowledgement.
-    fn retire(&mut self, seq: u64, live: Live) {
-        if let Some(segment) = self.segments.get_mut(&live.location.segment) {
+    fn retire(&mut self, seq: u64, location: Location) {
+        if let Some(segment) = self.segments.get_mut(&location.segment) {
             segment.live -= 1;
         }
-        self.buffer_event(seq, Kind::Ack, live.location);
+        self.buffer_event(seq, Kind::Ack, location);
     }
 
     fn buffer_event(&mut self, seq: u64, kind: Kind, location: Location) {

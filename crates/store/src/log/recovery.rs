@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tracing::{debug, warn};
 
-use super::{Live, Location, LogState, RecoveryStats, Segment};
+use super::{Location, LogState, RecoveryStats, Segment};
 use crate::files;
 use crate::naming::LogFile;
 use crate::record::{self, Kind};
@@ -93,13 +93,9 @@ pub(crate) fn open_dir(
             if let Some(seg) = state.segments.get_mut(&n) {
                 seg.live += 1;
             }
-            let live = Live {
-                location,
-                delivered,
-            };
             // The same seq live twice: a replacement whose Ack of the older record was lost in
             // a crash. The later record wins, as it did before the crash; ack the older again.
-            if let Some(older) = state.live.insert(seq, live) {
+            if let Some(older) = state.live.insert(seq, location, delivered) {
                 state.retire(seq, older);
             }
         }

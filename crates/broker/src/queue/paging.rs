@@ -1,0 +1,432 @@
+//! Queues larger than memory: a plain queue with a log keeps at most a few megabytes of
+//! messages in memory (the *head*); what arrives beyond that goes only to the log (the *tail*)
+//! and is read back, in order, when the head runs low.
+//!
+//! - **Page-out** (at enqueue): when the tail is not empty, or the head is at its limit
+//!   ([`PagingLimits`]), the message is appended to the log and its body dropped. A transient
+//!   message is written too, so that it keeps its place, flagged transient in its record
+//!   (`record.rs`): its publisher does not wait for the disk, and a restart drops it.
+//! - **Page-in** (whenever the queue is about to look at its head): when the head falls under
+//!   half its limits, the next live records from the tail's first seq onward are listed by the
+//!   log ([`pigeon_store::QueueLog::live_from`]), read back and decoded as at a restart, in
+//!   batches of up to 256 until the head is back over half its limits. The tail only ever
+//!   holds messages never delivered since the last start, so their `redelivered` comes from
+//!   the log's delivered flag.
+//! - **Order**: every head seq is below every tail seq. A new message goes to the tail while
+//!   it is not empty; page-in appends to the head in seq order; requeued messages have lower
+//!   seqs than the tail and go back into the head by seq. So every live record of the log from
+//!   the tail's first seq onward belongs to the tail, which a purge acknowledges as one range.
+//! - **Restart**: the whole log is the tail and the head is paged in, so a queue of ten million
+//!   messages starts by reading one head-full. Records written before the restart that are
+//!   flagged transient are dropped when they are paged in.
+//!
+//! Priority queues (`x-max-priority`) and queues without a log (transient, exclusive) keep
+//! every message in memory. Everything here runs under the queue's lock: page-in reads the
+//! disk there (a batch of at most the limits, usually from the page cache).
+
+use super::{count, unix_ms, Queue, QueuedMessage, State};
+use crate::message::{Message, Properties, PropertiesCodec};
+use crate::record::{MessageRecord, QueueExtras};
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+/// Most records read back in one page-in.
+const PAGE_IN_BATCH: usize = 256;
+/// Bytes of a record's frame that are not body: the store's frame header (17) and this
+/// crate's version 2 record header (34, before the exchange, routing key and properties).
+/// Used to estimate the body size of a record not read yet.
+const RECORD_OVERHEAD: u32 = 51;
+
+/// How much of a queue may stay in memory before new messages go only to its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagingLimits {
+    /// Most body bytes in memory per queue.
+    pub resident_bytes: usize,
+    /// Most messages in memory per queue.
+    pub resident_messages: usize,
+}
+
+impl Default for PagingLimits {
+    fn default() -> Self {
+        PagingLimits {
+            resident_bytes: 8 * 1024 * 1024,
+            resident_messages: 16 * 1024,
+        }
+    }
+}
+
+/// The paged-out messages of a queue: every live record of its log from seq `next` onward.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tail {
+    /// The lowest seq that may still be in the tail (the next one to read back).
+    pub next: u64,
+    /// How many messages it holds.
+    pub count: usize,
+    /// Their body bytes (estimated from record lengths for records written before a restart).
+    pub bytes: usize,
+}
+
+impl Tail {
+    fn take(&mut self, bytes: usize) {
+        self.count = self.count.saturating_sub(1);
+        self.bytes = if self.count == 0 {
+            0
+        } else {
+            self.bytes.saturating_sub(bytes)
+        };
+    }
+}
+
+/// The instant of an absolute expiry time (ms since the Unix epoch) read from a record, on
+/// the clock of a caller at `now` (`unix_now`). One that has passed is strictly before `now`,
+/// so that the caller finds the message expired.
+fn expiry_instant(expires_at_ms: u64, unix_now: u64, now: Instant) -> Instant {
+    match expires_at_ms.checked_sub(unix_now) {
+        Some(left) if left > 0 => now + Duration::from_millis(left),
+        _ => {
+            let overdue = Duration::from_millis(unix_now - expires_at_ms + 1);
+            now.checked_sub(overdue).unwrap_or(now)
+        }
+    }
+}
+
+fn estimated_body(frame_len: u32) -> usize {
+    frame_len.saturating_sub(RECORD_OVERHEAD) as usize
+}
+
+impl Queue {
+    /// The record of a queued message, for its log.
+    pub(super) fn record(m: &QueuedMessage, now: Instant) -> MessageRecord {
+        let expires_at_ms = m.expires_at.map_or(0, |t| {
+            let left = t.saturating_duration_since(now).as_millis() as u64;
+            unix_ms().saturating_add(left).max(1)
+        });
+        MessageRecord {
+            exchange: m.message.exchange.clone(),
+            routing_key: m.message.routing_key.clone(),
+            properties: m.message.properties.raw().clone(),
+            body: m.message.body.clone(),
+            expires_at_ms,
+        }
+    }
+
+    /// Writes a new message to the log only, behind everything else. `Some(stored)` when it is
+    /// in the tail (stored: the publisher waits for the disk, as for any persistent message);
+    /// `None` when the log refused it and it must stay in memory.
+    pub(super) fn page_out(&self, st: &mut State, m: &QueuedMessage, now: Instant) -> Option<bool> {
+        let log = self.log.as_ref()?;
+        let persistent = m.message.meta.persistent;
+        let extras = QueueExtras {
+            transient: !persistent,
+            origin: m.message.origin,
+        };
+        let record = Queue::record(m, now).encode_queued(extras);
+        if let Err(e) = log.append(m.seq, &record) {
+            tracing::error!(queue = %self.name, error = %e, "cannot page a message out; it stays in memory");
+            return None;
+        }
+        let tail = &mut st.ready.tail;
+        if tail.count == 0 {
+            tail.next = m.seq;
+        }
+        tail.count += 1;
+        tail.bytes += m.message.body.len();
+        if st.codec.is_none() {
+            st.codec = Some(m.message.properties.codec());
+        }
+        Some(persistent)
+    }
+
+    /// Pages the tail in while the head is low (cheap when it is not). `now` is the caller's
+    /// clock, against which it will check expiry.
+    #[inline]
+    pub(super) fn fill(&self, st: &mut State, now: Instant) {
+        while st.ready.wants_page_in() {
+            let Some(limits) = st.ready.limits() else {
+                return;
+            };
+            let room = limits
+                .resident_messages
+                .saturating_sub(st.ready.head_len())
+                .clamp(1, PAGE_IN_BATCH);
+            if !self.page_in(st, now, room, Some(limits.resident_bytes)) {
+                return;
+            }
+        }
+    }
+
+    /// Reads up to `room` messages of the tail back into memory (stopping once the head holds
+    /// `max_bytes`). Unreadable records are acknowledged and skipped. False when nothing can be
+    /// read (no log or no codec); an inconsistent tail (its records gone) is emptied.
+    fn page_in(&self, st: &mut State, now: Instant, room: usize, max_bytes: Option<usize>) -> bool {
+        let (Some(log), Some(codec)) = (&self.log, st.codec) else {
+            tracing::error!(queue = %self.name, "cannot page messages in: no log or codec");
+            return false;
+        };
+        let batch = log.live_from(st.ready.tail.next, room);
+        if batch.is_empty() {
+            tracing::warn!(queue = %self.name, lost = st.ready.tail.count, "paged-out messages missing from the log");
+            st.ready.tail.count = 0;
+            st.ready.tail.bytes = 0;
+            return true;
+        }
+        let unix_now = unix_ms();
+        for r in batch {
+            if st.ready.tail.count == 0 {
+                break;
+            }
+            st.ready.tail.next = r.seq + 1;
+            // Written before the restart: its size was estimated, its origin is stale.
+            let old = r.seq < st.restored_below;
+            let estimate = estimated_body(r.location.len);
+            let decoded = match log.read(&r.location) {
+                Ok(bytes) => MessageRecord::decode_queued(Bytes::from(bytes)),
+                Err(e) => {
+                    tracing::error!(queue = %self.name, seq = r.seq, error = %e, "cannot read a message back");
+                    None
+                }
+            };
+            let Some((record, extras)) = decoded else {
+                tracing::warn!(queue = %self.name, seq = r.seq, "skipping an unreadable message record");
+                log.ack(r.seq);
+                st.ready.tail.take(estimate);
+                continue;
+            };
+            if old && extras.transient {
+                // A transient message does not survive a restart.
+                log.ack(r.seq);
+                st.ready.tail.take(estimate);
+                continue;
+            }
+            st.ready
+                .tail
+                .take(if old { estimate } else { record.body.len() });
+            let routing_key = String::from_utf8_lossy(&record.routing_key).into_owned();
+            let message = Message::new(
+                record.exchange,
+                &routing_key,
+                Properties::new(record.properties, codec),
+                record.body,
+                if old { 0 } else { extras.origin },
+            );
+            let expires_at = (record.expires_at_ms != 0)
+                .then(|| expiry_instant(record.expires_at_ms, unix_now, now));
+            st.ready.push(QueuedMessage {
+                message,
+                seq: r.seq,
+                redelivered: r.delivered,
+                expires_at,
+                delivery_count: 0,
+                persisted: true,
+            });
+            if max_bytes.is_some_and(|max| st.ready.resident_bytes() >= max) {
+                break;
+            }
+        }
+        true
+    }
+
+    /// Loads the queue's log (at start): the live messages become the tail and a head-full is
+    /// read back (all of them for a queue that does not page), in order, redelivered if they
+    /// had been delivered. Returns how many messages the queue holds (records of transient
+    /// messages still in the tail are counted until they are paged in and dropped).
+    pub fn restore(&self, codec: &'static dyn PropertiesCodec) -> usize {
+        let Some(log) = &self.log else {
+            return 0;
+        };
+        let summary = log.live_summary(0);
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        st.codec = Some(codec);
+        let Some(last) = summary.last_seq else {
+            return 0;
+        };
+        st.next_seq = st.next_seq.max(last + 1);
+        st.restored_below = last + 1;
+        let frame_overhead = u64::from(RECORD_OVERHEAD) * summary.messages as u64;
+        st.ready.tail = Tail {
+            next: 0,
+            count: summary.messages,
+            bytes: usize::try_from(summary.frame_bytes.saturating_sub(frame_overhead))
+                .unwrap_or(usize::MAX),
+        };
+        if st.ready.limits().is_some() {
+            self.fill(&mut st, now);
+        } else {
+            while st.ready.tail.count > 0 {
+                if !self.page_in(&mut st, now, PAGE_IN_BATCH, None) {
+                    break;
+                }
+            }
+        }
+        st.ready.len()
+    }
+
+    /// Body bytes of the ready messages in memory (what the memory alarm counts).
+    pub fn resident_bytes(&self) -> usize {
+        self.state.lock().ready.resident_bytes()
+    }
+
+    /// Ready messages paged out to the log.
+    pub fn paged_out_count(&self) -> u32 {
+        count(self.state.lock().ready.tail.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Death, MessageMeta, PropertiesView};
+    use crate::queue::{Enqueued, QueueOptions};
+    use crate::Broker;
+    use pigeon_store::{Store, StoreOptions, SyncMode};
+    use std::sync::Arc;
+
+    /// Properties `b"p"` are persistent; anything else is transient.
+    struct Codec;
+
+    impl PropertiesCodec for Codec {
+        fn view(&self, _: &Bytes) -> PropertiesView {
+            PropertiesView::default()
+        }
+        fn meta(&self, raw: &Bytes) -> MessageMeta {
+            MessageMeta {
+                persistent: raw.as_ref() == b"p",
+                ..MessageMeta::default()
+            }
+        }
+        fn dead_lettered(&self, raw: &Bytes, _: &Death) -> Bytes {
+            raw.clone()
+        }
+    }
+
+    static CODEC: Codec = Codec;
+
+    /// A directory removed when dropped (the broker crate has no tempfile).
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!(
+                "pigeon-paging-{name}-{}-{}",
+                std::process::id(),
+                unix_ms()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn queue(dir: &TempDir, resident_messages: usize) -> (Arc<Store>, Arc<Queue>) {
+        let options = StoreOptions {
+            sync: SyncMode::Never,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(Store::open(&dir.0, options).unwrap());
+        let limits = PagingLimits {
+            resident_bytes: 1 << 20,
+            resident_messages,
+        };
+        let (broker, _) = Broker::open(Arc::clone(&store), &CODEC, limits).unwrap();
+        let options = QueueOptions {
+            durable: true,
+            ..QueueOptions::default()
+        };
+        let vhost = broker.vhost("/").unwrap();
+        let q = vhost.declare_queue("q", false, options, 1).unwrap().queue;
+        (store, q)
+    }
+
+    fn message(body: &str, persistent: bool) -> Message {
+        let raw = Bytes::from_static(if persistent { b"p" } else { b"t" });
+        Message::new(
+            Bytes::new(),
+            "q",
+            Properties::new(raw, &CODEC),
+            Bytes::copy_from_slice(body.as_bytes()),
+            7,
+        )
+    }
+
+    fn take_all(q: &Arc<Queue>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some((m, _)) = q.get(true) {
+            out.push(String::from_utf8_lossy(&m.message.body).into_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn a_transient_message_paged_out_is_written_but_not_waited_for() {
+        let dir = TempDir::new("transient");
+        let (_store, q) = queue(&dir, 2);
+        assert_eq!(q.enqueue(message("a", true)), Enqueued::Stored);
+        assert_eq!(q.enqueue(message("b", false)), Enqueued::Accepted);
+        // The head is full: both go to the log only, keeping their place.
+        assert_eq!(q.enqueue(message("c", false)), Enqueued::Accepted);
+        assert_eq!(q.enqueue(message("d", true)), Enqueued::Stored);
+        assert_eq!((q.message_count(), q.paged_out_count()), (4, 2));
+        assert_eq!(q.resident_bytes(), 2);
+        assert_eq!(q.queued_bytes(), 4);
+        let log = q.log.clone().unwrap();
+        assert_eq!(log.len(), 3, "a, c and d are in the log; b only in memory");
+        let (m, _) = q.get(false).unwrap();
+        assert_eq!(&m.message.body[..], b"a");
+        assert_eq!(take_all(&q), ["b", "c", "d"]);
+        // The transient message read back keeps its publisher (MQTT no-local).
+        q.enqueue(message("e", true));
+        q.enqueue(message("f", true));
+        q.enqueue(message("g", false));
+        let _ = q.get(true);
+        let _ = q.get(true);
+        let (g, _) = q.get(true).unwrap();
+        assert_eq!((&g.message.body[..], g.message.origin), (&b"g"[..], 7));
+        assert!(!g.message.meta.persistent);
+    }
+
+    #[test]
+    fn an_unreadable_record_in_the_tail_is_skipped_and_acknowledged() {
+        let dir = TempDir::new("unreadable");
+        let (_store, q) = queue(&dir, 2);
+        for body in ["m0", "m1", "m2", "m3", "m4"] {
+            q.enqueue(message(body, true));
+        }
+        assert_eq!(q.paged_out_count(), 3);
+        let log = q.log.clone().unwrap();
+        // Replace message 3's record with something that is not a message record.
+        log.append(3, b"garbage").unwrap();
+        assert_eq!(take_all(&q), ["m0", "m1", "m2", "m4"]);
+        assert_eq!(q.message_count(), 0);
+        assert_eq!(log.len(), 0, "the unreadable record was acknowledged");
+    }
+
+    #[test]
+    fn purge_acknowledges_the_tail_in_the_log() {
+        let dir = TempDir::new("purge");
+        let (_store, q) = queue(&dir, 3);
+        for i in 0..10 {
+            q.enqueue(message(&format!("m{i}"), i % 2 == 0));
+        }
+        assert_eq!(q.purge(), 10);
+        assert_eq!(q.log.clone().unwrap().len(), 0);
+        q.enqueue(message("after", true));
+        assert_eq!(take_all(&q), ["after"]);
+    }
+
+    #[test]
+    fn an_expiry_that_passed_is_strictly_before_the_callers_clock() {
+        let now = Instant::now();
+        assert!(expiry_instant(1_000, 1_000, now) < now);
+        assert!(expiry_instant(900, 1_000, now) < now);
+        assert_eq!(
+            expiry_instant(1_500, 1_000, now),
+            now + Duration::from_millis(500)
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! The in-memory index of a log's live messages: seq -> where its record is, and whether it
+//! was delivered. It is the one per-message cost a broker pays for a message it keeps only on
+//! disk, so it is compact:
+//!
+//! - An entry is packed into 16 bytes: 32-bit segment number, offset and length, and the flag
+//!   (a [`Location`] and a flag take 32). An offset always fits, because segments are at most
+//!   4 GiB (`StoreOptions::segment_size` is capped); a location that does not fit (a segment
+//!   number past 2^32 - 3, or a segment written by an older build with larger segments) is
+//!   kept whole in a side table, so nothing is ever lost to the packing.
+//! - Seqs as a broker appends them are consecutive, so entries live in a *dense* window: a
+//!   deque indexed by `seq - base`, an acknowledged message leaving a hole, holes trimmed at
+//!   both ends (16 to 32 bytes per live message, as the deque's capacity is filled, against
+//!   about 49 in a B-tree and 78 before packing, measured with sequential seqs; the deque gives
+//!   its memory back as it drains). A seq that does not extend the window goes to a *sparse*
+//!   B-tree. When acknowledgements leave the window less than a quarter full (a few
+//!   messages held at its front while the rest flows through), its front is moved to the
+//!   sparse tree, so the window never costs more than four entries per live message.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::iter::Peekable;
+use std::ops::{Bound, RangeBounds};
+
+use super::Location;
+
+/// Segment number of a packed entry whose location is in the side table.
+const WIDE: u32 = u32::MAX;
+/// Segment number of a hole in the dense window.
+const HOLE: u32 = u32::MAX - 1;
+/// The window is compacted only past this many slots.
+const MIN_COMPACT: usize = 1024;
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    segment: u32,
+    offset: u32,
+    len: u32,
+    delivered: bool,
+}
+
+impl Entry {
+    const HOLE: Entry = Entry {
+        segment: HOLE,
+        offset: 0,
+        len: 0,
+        delivered: false,
+    };
+
+    fn is_hole(&self) -> bool {
+        self.segment == HOLE
+    }
+}
+
+/// Live messages by seq.
+#[derive(Debug, Default)]
+pub(crate) struct LiveIndex {
+    /// Seq of `dense[0]`.
+    base: u64,
+    dense: VecDeque<Entry>,
+    /// Entries of `dense` that are not holes.
+    dense_live: usize,
+    /// Seqs outside the dense window.
+    sparse: BTreeMap<u64, Entry>,
+    /// Locations that do not pack, by seq.
+    wide: HashMap<u64, Location>,
+}
+
+impl LiveIndex {
+    pub(crate) fn len(&self) -> usize {
+        self.dense_live + self.sparse.len()
+    }
+
+    /// The position of `seq` in the dense window.
+    fn slot(&self, seq: u64) -> Option<usize> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        (i < self.dense.len()).then_some(i)
+    }
+
+    fn location(&self, seq: u64, e: &Entry) -> Location {
+        if e.segment == WIDE {
+            if let Some(location) = self.wide.get(&seq) {
+                return *location;
+            }
+        }
+        Location {
+            segment: u64::from(e.segment),
+            offset: u64::from(e.offset),
+            len: e.len,
+        }
+    }
+
+    /// The location of an entry just taken out (and out of the side table).
+    fn take(&mut self, seq: u64, e: &Entry) -> Location {
+        if e.segment == WIDE {
+            if let Some(location) = self.wide.remove(&seq) {
+                return location;
+            }
+        }
+        self.location(seq, e)
+    }
+
+    /// Adds a live message; returns the location of the one it replaces.
+    pub(crate) fn insert(
+        &mut self,
+        seq: u64,
+        location: Location,
+        delivered: bool,
+    ) -> Option<Location> {
+        let packed = match (
+            u32::try_from(location.segment),
+            u32::try_from(location.offset),
+        ) {
+            (Ok(segment), Ok(offset)) if segment < HOLE => Some((segment, offset)),
+            _ => None,
+        };
+        let (segment, offset) = packed.unwrap_or((WIDE, 0));
+        let entry = Entry {
+            segment,
+            offset,
+            len: location.len,
+            delivered,
+        };
+        let replaced = match self.slot(seq) {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.dense[i], entry);
+                if old.is_hole() {
+                    self.dense_live += 1;
+                    None
+                } else {
+                    Some(self.take(seq, &old))
+                }
+            }
+            None => {
+                let old = self.sparse.remove(&seq).map(|old| self.take(seq, &old));
+                let end = self.base + self.dense.len() as u64;
+                if self.dense.is_empty() || seq == end {
+                    if self.dense.is_empty() {
+                        self.base = seq;
+                    }
+                    self.dense.push_back(entry);
+                    self.dense_live += 1;
+                } else {
+                    self.sparse.insert(seq, entry);
+                }
+                old
+            }
+        };
+        if packed.is_none() {
+            self.wide.insert(seq, location);
+        }
+        replaced
+    }
+
+    /// Removes a live message; returns where it was.
+    pub(crate) fn remove(&mut self, seq: u64) -> Option<Location> {
+        let Some(i) = self.slot(seq) else {
+            let e = self.sparse.remove(&seq)?;
+            return Some(self.take(seq, &e));
+        };
+        let old = std::mem::replace(&mut self.dense[i], Entry::HOLE);
+        if old.is_hole() {
+            return None;
+        }
+        self.dense_live -= 1;
+        let location = self.take(seq, &old);
+        self.trim();
+        Some(location)
+    }
+
+    /// Drops the holes at both ends of the window, and moves its front to the sparse tree
+    /// while the window is mostly holes.
+    fn trim(&mut self) {
+        while self.dense.back().is_some_and(Entry::is_hole) {
+            self.dense.pop_back();
+        }
+        loop {
+            match self.dense.front() {
+                Some(e) if e.is_hole() => {}
+                Some(e)
+                    if self.dense.len() > MIN_COMPACT && self.dense_live * 4 < self.dense.len() =>
+                {
+                    self.sparse.insert(self.base, *e);
+                    self.dense_live -= 1;
+                }
+                _ => break,
+            }
+            self.dense.pop_front();
+            self.base += 1;
+        }
+        if self.dense.is_empty() {
+            self.base = 0;
+        }
+        // Give memory back as a long queue drains (halving at most, so amortised O(1)).
+        let floor = self.dense.len().max(MIN_COMPACT);
+        if self.dense.capacity() > 4 * floor {
+            self.dense.shrink_to(2 * floor);
+        }
+    }
+
+    /// Flags a live message delivered; returns its location if it was not flagged yet.
+    pub(crate) fn mark_delivered(&mut self, seq: u64) -> Option<Location> {
+        let e = match self.slot(seq) {
+            Some(i) => &mut self.dense[i],
+            None => self.sparse.get_mut(&seq)?,
+        };
+        if e.is_hole() || e.delivered {
+            return None;
+        }
+        e.delivered = true;
+        let e = *e;
+        Some(self.location(seq, &e))
+    }
+
+    /// The live messages with a seq of at least `from`, in seq order: (seq, location,
+    /// delivered).
+    pub(crate) fn from(&self, from: u64) -> impl Iterator<Item = (u64, Location, bool)> + '_ {
+        let skip = usize::try_from(from.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        let dense = self
+            .dense
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter(|(_, e)| !e.is_hole())
+            .map(|(i, e)| (self.base + i as u64, *e));
+        let sparse = self.sparse.range(from..).map(|(&seq, e)| (seq, *e));
+        Merge {
+            a: dense.peekable(),
+            b: sparse.peekable(),
+        }
+        .map(|(seq, e)| (seq, self.location(seq, &e), e.delivered))
+    }
+
+    /// The seqs of the live messages in `range`.
+    pub(crate) fn seqs(&self, range: impl RangeBounds<u64>) -> Vec<u64> {
+        let from = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        self.from(from)
+            .map(|(seq, _, _)| seq)
+            .take_while(|seq| range.contains(seq))
+            .collect()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = LiveIndex::default();
+    }
+}
+
+/// Two iterators sorted by seq, with no seq in both, merged in seq order.
+struct Merge<A: Iterator, B: Iterator> {
+    a: Peekable<A>,
+    b: Peekable<B>,
+}
+
+impl<A, B> Iterator for Merge<A, B>
+where
+    A: Iterator<Item = (u64, Entry)>,
+    B: Iterator<Item = (u64, Entry)>,
+{
+    type Item = (u64, Entry);
+
+    fn next(&mut self) -> Option<(u64, Entry)> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(a), Some(b)) if b.0 < a.0 => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(segment: u64, offset: u64, len: u32) -> Location {
+        Location {
+            segment,
+            offset,
+            len,
+        }
+    }
+
+    #[test]
+    fn entries_pack_and_wide_locations_round_trip() {
+        let mut index = LiveIndex::default();
+        let small = at(3, 4096, 100);
+        let big_segment = at(u64::from(u32::MAX), 8, 50);
+        let big_offset = at(1, u64::from(u32::MAX) + 10, 60);
+        assert_eq!(index.insert(1, small, false), None);
+        assert_eq!(index.insert(2, big_segment, true), None);
+        assert_eq!(index.insert(3, big_offset, false), None);
+        assert_eq!(index.wide.len(), 2);
+        let listed: Vec<_> = index.from(0).collect();
+        assert_eq!(
+            listed,
+            vec![
+                (1, small, false),
+                (2, big_segment, true),
+                (3, big_offset, false)
+            ]
+        );
+        assert_eq!(index.mark_delivered(3), Some(big_offset));
+        assert_eq!(index.mark_delivered(3), None);
+        assert_eq!(index.mark_delivered(9), None);
+
+        // Replacing: wide by packed, packed by wide, wide by wide.
+        assert_eq!(index.insert(2, small, false), Some(big_segment));
+        assert_eq!(index.wide.len(), 1);
+        assert_eq!(index.insert(1, big_segment, false), Some(small));
+        assert_eq!(index.insert(1, big_offset, false), Some(big_segment));
+        assert_eq!(index.remove(1), Some(big_offset));
+        assert_eq!(index.remove(3), Some(big_offset));
+        assert_eq!(index.remove(3), None);
+        assert!(index.wide.is_empty());
+        assert_eq!(index.seqs(..), vec![2]);
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+    }
+
+    #[test]
+    fn a_message_held_at_the_front_does_not_keep_the_window_growing() {
+        let mut index = LiveIndex::default();
+        for seq in 0..100_000u64 {
+            index.insert(seq, at(0, seq * 10, 10), false);
+            if seq >= 2 {
+                index.remove(seq - 1);
+            }
+        }
+        // Live: 0 (held) and 99,999.
+        assert_eq!(index.seqs(..), vec![0, 99_999]);
+        assert!(index.dense.capacity() <= 8 * MIN_COMPACT);
+        // A long queue drained gives its window's memory back.
+        for seq in 100_000..1_000_000u64 {
+            index.insert(seq, at(0, seq, 10), false);
+        }
+        let big = index.dense.capacity();
+        for seq in 99_999..1_000_000u64 {
+            index.remove(seq);
+        }
+        assert!(
+            index.dense.capacity() * 100 < big,
+            "{big} -> {}",
+            index.dense.capacity()
+        );
+        assert_eq!(index.seqs(..), vec![0]);
+        assert!(
+            index.dense.len() <= MIN_COMPACT + 1,
+            "{}",
+            index.dense.len()
+        );
+    }
+
+    #[test]
+    fn a_compacted_window_still_lists_removes_and_replaces_everything() {
+        let mut index = LiveIndex::default();
+        let mut model = BTreeMap::new();
+        for seq in 0..5000u64 {
+            index.insert(seq, at(1, seq, 30), false);
+            model.insert(seq, at(1, seq, 30));
+        }
+        for seq in (0..5000u64).filter(|s| s % 10 != 0) {
+            assert_eq!(index.remove(seq), model.remove(&seq));
+        }
+        assert!(
+            !index.sparse.is_empty(),
+            "the front moved to the sparse tree"
+        );
+        for seq in [0, 10, 4990, 5000, 7000] {
+            let new = at(2, seq, 40);
+            assert_eq!(index.insert(seq, new, false), model.insert(seq, new));
+        }
+        assert_eq!(index.mark_delivered(10), Some(at(2, 10, 40)));
+        assert_eq!(index.remove(20), model.remove(&20));
+        let got: Vec<_> = index.from(0).map(|(s, l, _)| (s, l)).collect();
+        let want: Vec<_> = model.iter().map(|(&s, &l)| (s, l)).collect();
+        assert_eq!(got, want);
+        assert_eq!(index.len(), model.len());
+        assert_eq!(
+            index.seqs(15..=4990),
+            model.range(15..=4990).map(|(&s, _)| s).collect::<Vec<_>>()
+        );
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u64, u64, bool),
+        Remove(u64),
+        Delivered(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Mostly consecutive seqs, as a broker appends them, with some anywhere.
+        prop_oneof![
+            4 => (0u64..3000, 0u64..3, any::<bool>()).prop_map(|(s, seg, w)| Op::Insert(s, seg, w)),
+            4 => (0u64..3000).prop_map(Op::Remove),
+            1 => (0u64..3000).prop_map(Op::Delivered),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_map(ops in prop::collection::vec(op(), 1..3000), sequential in 0u64..2500) {
+            let mut index = LiveIndex::default();
+            let mut model: BTreeMap<u64, (Location, bool)> = BTreeMap::new();
+            let mut next = 0u64;
+            for (n, op) in ops.into_iter().enumerate() {
+                // Every other step appends the next seq, like a broker.
+                let op = match op {
+                    Op::Insert(_, seg, wide) if (n as u64) < sequential => {
+                        next += 1;
+                        Op::Insert(next - 1, seg, wide)
+                    }
+                    op => op,
+                };
+                match op {
+                    Op::Insert(seq, seg, wide) => {
+                        let segment = if wide { u64::from(u32::MAX) + seg } else { seg };
+                        let location = at(segment, seq, 20 + seg as u32);
+                        let old = model.insert(seq, (location, false)).map(|(l, _)| l);
+                        prop_assert_eq!(index.insert(seq, location, false), old);
+                    }
+                    Op::Remove(seq) => {
+                        let old = model.remove(&seq).map(|(l, _)| l);
+                        prop_assert_eq!(index.remove(seq), old);
+                    }
+                    Op::Delivered(seq) => {
+                        let want = match model.get_mut(&seq) {
+                            Some((l, d)) if !*d => { *d = true; Some(*l) }
+                            _ => None,
+                        };
+                        prop_assert_eq!(index.mark_delivered(seq), want);
+                    }
+                }
+                prop_assert_eq!(index.len(), model.len());
+            }
+            let got: Vec<_> = index.from(0).collect();
+            let want: Vec<_> = model.iter().map(|(&s, &(l, d))| (s, l, d)).collect();
+            prop_assert_eq!(got, want);
+            let from: Vec<_> = index.from(1500).map(|m| m.0).collect();
+            let want: Vec<_> = model.range(1500..).map(|(&s, _)| s).collect();
+            prop_assert_eq!(from, want);
+            let seqs = index.seqs(100..2000);
+            let want: Vec<_> = model.range(100..2000).map(|(&s, _)| s).collect();
+            prop_assert_eq!(seqs, want);
+        }
+    }
+}

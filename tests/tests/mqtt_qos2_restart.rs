@@ -10,8 +10,10 @@
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
+use bytes::BytesMut;
 use mqtt_wire::{
-    Connect, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, QoS, ReasonCode,
+    encode, Connect, Disconnect, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, QoS,
+    ReasonCode,
 };
 use pigeon_server::ServerConfig;
 use pigeon_tests::mqtt_support::{connect_packet, publish_packet, subscribe_packet, Raw};
@@ -172,5 +174,54 @@ async fn pubrel_after_a_restart_completes_a_qos2_publish_received_before_it() {
     let mut unknown = PubComp::new(2);
     unknown.reason = ReasonCode::PacketIdentifierNotFound;
     assert_eq!(publisher.recv().await, Packet::PubComp(unknown));
+    broker.stop().await;
+}
+
+/// A QoS 2 PUBLISH followed by DISCONNECT in the same read batch: the connection ends inside the
+/// batch, before the packet loop writes the batch's inbound QoS 2 ids at its end; the close
+/// writes them. After a restart the resent PUBLISH is recognised, not routed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_id_of_a_batch_ended_by_disconnect_survives_a_restart() {
+    let data = DataDir::new();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let (sub_id, pub_id, topic) = (unique("q2d-sub"), unique("q2d-pub"), unique("q2d/t"));
+    let mut sub = subscriber(&broker, &sub_id, &topic).await;
+    let (mut publisher, _) = connect(&broker, &pub_id).await;
+    let once = publish_packet(&topic, QoS::ExactlyOnce, Some(9), b"once");
+    // One write, so that the broker reads both packets in one batch.
+    let mut bytes = BytesMut::new();
+    encode(&Packet::Publish(once.clone()), V5, &mut bytes).unwrap();
+    let disconnect = Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION));
+    encode(&disconnect, V5, &mut bytes).unwrap();
+    publisher.send_bytes(&bytes).await;
+    // The broker closes once the session is detached (and the id written).
+    publisher.until_closed().await;
+    assert_eq!(receive(&mut sub).await, "once");
+    round_trip(&mut sub).await;
+
+    drop((sub, publisher));
+    let broker = data.restart(broker).await;
+    let (mut sub, _) = connect(&broker, &sub_id).await;
+    let (mut publisher, present) = connect(&broker, &pub_id).await;
+    assert!(present, "the publisher's session came back");
+    let mut again = once.clone();
+    again.dup = true;
+    publisher.send(again).await;
+    assert_eq!(publisher.recv().await, Packet::PubRec(PubRec::new(9)));
+    // `marker` is the next message the subscriber gets: `once` was not routed again.
+    publisher
+        .send(publish_packet(
+            &topic,
+            QoS::AtLeastOnce,
+            Some(10),
+            b"marker",
+        ))
+        .await;
+    assert_eq!(publisher.recv().await, Packet::PubAck(PubAck::new(10)));
+    assert_eq!(receive(&mut sub).await, "marker");
+    publisher.send(PubRel::new(9)).await;
+    assert_eq!(publisher.recv().await, Packet::PubComp(PubComp::new(9)));
     broker.stop().await;
 }

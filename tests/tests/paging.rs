@@ -270,6 +270,67 @@ async fn reject_publish_counts_the_paged_out_messages() {
     assert_eq!(got, bodies(0..30));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_byte_limit_does_not_count_headers_as_body() {
+    let data = DataDir::new();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    // Small bodies ("m100": 4 bytes) with 2 KB of headers each: after a restart, the records'
+    // lengths say nothing about the bodies' bytes.
+    let pad = "h".repeat(2000);
+    let q = {
+        let (conn, ch) = confirm_connection(&broker).await;
+        let args = table(&[
+            ("x-max-length-bytes", AMQPValue::LongInt(80)),
+            ("x-overflow", lp::text("drop-head")),
+        ]);
+        let q = durable_queue(&ch, args).await;
+        // 20 messages of 4 bytes: exactly the limit; most of them are paged out.
+        publish_padded(&ch, &q, 100..120, &pad).await;
+        assert_eq!(paged(&broker, &q), (20, 20 - RESIDENT as u32));
+        conn.close(200, "bye".into()).await.unwrap();
+        q
+    };
+    let broker = data.restart(broker).await;
+    let (_conn, ch) = confirm_connection(&broker).await;
+    assert_eq!(lp::message_count(&ch, &q).await, 20);
+    // One more: 84 bytes for a limit of 80, so at most the oldest message may go.
+    publish_padded(&ch, &q, 120..121, &pad).await;
+    let got: Vec<String> = drain(&ch, &q).await.into_iter().map(|m| m.0).collect();
+    assert!(
+        got.len() >= 20,
+        "messages dropped beyond the limit: {got:?}"
+    );
+    assert_eq!(got, bodies(121 - got.len()..121));
+}
+
+/// Publishes persistent messages `range` to `queue` with a header `pad` beside `i`, one at a
+/// time, each confirmed.
+async fn publish_padded(channel: &Channel, queue: &str, range: std::ops::Range<usize>, pad: &str) {
+    for i in range {
+        let headers = table(&[
+            ("i", AMQPValue::LongLongInt(i as i64)),
+            ("pad", lp::text(pad)),
+        ]);
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                format!("m{i}").as_bytes(),
+                props,
+            )
+            .await
+            .unwrap();
+        let c = within("a publisher confirm", confirm).await.unwrap();
+        assert_eq!(c, Confirmation::Ack(None));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Purge and restart
 

@@ -95,9 +95,11 @@ impl Outbound {
         let before = buf.len();
         f(&mut buf);
         let added = buf.len() - before;
-        drop(buf);
         if added > 0 {
-            self.backlog.fetch_add(added, Ordering::Relaxed);
+            // Counted before the lock is released: a writer that takes these bytes out (under
+            // the lock) and writes them subtracts them after, so `backlog` never goes below 0.
+            self.backlog.fetch_add(added, Ordering::SeqCst);
+            drop(buf);
             self.wake_writer.notify_one();
         }
     }
@@ -105,11 +107,26 @@ impl Outbound {
     /// Whether consumers may take another message; records the refusal so that the writer
     /// resumes them once the backlog drains.
     pub fn has_room(&self) -> bool {
-        if self.backlog.load(Ordering::Relaxed) < HIGH_WATER {
+        self.check_room(|| {})
+    }
+
+    /// [`Outbound::has_room`]; `between` runs after the first look at the backlog (tests stage
+    /// a writer's [`Outbound::wrote`] there).
+    #[inline]
+    fn check_room(&self, between: impl FnOnce()) -> bool {
+        if self.backlog.load(Ordering::SeqCst) < HIGH_WATER {
             return true;
         }
-        self.starved.store(true, Ordering::Relaxed);
-        false
+        between();
+        // The refusal is recorded first and the backlog looked at again after (both SeqCst, as
+        // in `wrote`): a writer that drained the buffer in the meantime either sees `starved`
+        // and resumes the consumers, or drained before it was set, and then this sees the
+        // room. Otherwise the refusal could land after the writer's check, and nothing would
+        // resume the consumers until the next message arrives.
+        self.starved.store(true, Ordering::SeqCst);
+        // `starved` stays set even if room came back: clearing it could lose another
+        // consumer's refusal, and a resume too many only costs a dispatch.
+        self.backlog.load(Ordering::SeqCst) < HIGH_WATER
     }
 
     /// Milliseconds since the last write reached the socket.
@@ -172,8 +189,12 @@ impl Outbound {
     /// Accounts for `n` bytes that reached the socket; true when starved consumers may resume.
     fn wrote(&self, n: usize) -> bool {
         self.last_write_ms.store(now_ms(), Ordering::Relaxed);
-        let left = self.backlog.fetch_sub(n, Ordering::Relaxed) - n;
-        left < LOW_WATER && self.starved.swap(false, Ordering::Relaxed)
+        // `send` counts bytes before a writer can take them out, so this cannot go below 0;
+        // saturating all the same, as a wrapped `left` would never resume anyone.
+        let before = self.backlog.fetch_sub(n, Ordering::SeqCst);
+        debug_assert!(before >= n, "outbound backlog went below 0");
+        let left = before.saturating_sub(n);
+        left < LOW_WATER && self.starved.swap(false, Ordering::SeqCst)
     }
 
     /// The writer task: drains the buffer into `socket` until [`Outbound::close`] or an error.
@@ -221,5 +242,73 @@ fn recycle(spare: &mut BytesMut, batch: usize, allocated: usize) {
 impl Default for Outbound {
     fn default() -> Self {
         Outbound::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outbound buffer with `n` bytes waiting.
+    fn backlogged(n: usize) -> Outbound {
+        let out = Outbound::new();
+        out.send(|b| b.resize(n, 0));
+        out
+    }
+
+    /// What a writer does: takes the buffer out (under its lock) and writes all of it.
+    fn drain(out: &Outbound) -> bool {
+        let taken = std::mem::take(&mut *out.buf.lock());
+        out.wrote(taken.len())
+    }
+
+    /// A consumer is refused (the backlog is full) while the writer drains the buffer
+    /// between the consumer's look at the backlog and its recording of the refusal. The writer
+    /// saw no refusal and resumes no one; the consumer must then see the room itself, or it
+    /// would stall until the next message arrives.
+    #[test]
+    fn a_refusal_racing_a_drain_is_not_lost() {
+        let out = backlogged(HIGH_WATER);
+        let mut resumed = false;
+        let room = out.check_room(|| resumed = drain(&out));
+        assert!(!resumed, "the writer ran before the refusal was recorded");
+        assert!(room, "the consumer sees the room the writer made");
+        assert_eq!(out.backlog.load(Ordering::SeqCst), 0);
+    }
+
+    /// The ordinary order: refused, then drained, resumes once.
+    #[test]
+    fn a_refusal_before_a_drain_resumes_once() {
+        let out = backlogged(HIGH_WATER);
+        assert!(!out.has_room());
+        assert!(drain(&out), "room came back: resume the refused consumers");
+        out.send(|b| b.resize(10, 0));
+        assert!(!drain(&out), "nobody was refused since");
+        assert!(out.has_room());
+    }
+
+    /// Under the low water mark only: a drain that leaves more than `LOW_WATER` resumes no
+    /// one yet; the next one does.
+    #[test]
+    fn resume_waits_for_the_low_water_mark() {
+        let out = backlogged(HIGH_WATER);
+        assert!(!out.has_room());
+        let taken = std::mem::take(&mut *out.buf.lock());
+        assert!(!out.wrote(HIGH_WATER - LOW_WATER), "still above LOW_WATER");
+        assert!(out.wrote(taken.len() - (HIGH_WATER - LOW_WATER)));
+    }
+
+    /// The bytes `send` buffers are counted before a writer can take them out: the backlog is
+    /// never below what is buffered, so `wrote` cannot take it below 0.
+    #[test]
+    fn the_backlog_covers_what_is_buffered() {
+        let out = Outbound::new();
+        for n in [1, 100, 5000] {
+            out.send(|b| b.resize(b.len() + n, 0));
+            let buffered = out.buf.lock().len();
+            assert!(out.backlog.load(Ordering::SeqCst) >= buffered);
+        }
+        drain(&out);
+        assert_eq!(out.backlog.load(Ordering::SeqCst), 0);
     }
 }

@@ -119,8 +119,8 @@ struct State {
     last_used: Instant,
     /// How paged-out records are decoded (known once something was paged out or restored).
     codec: Option<&'static dyn PropertiesCodec>,
-    /// Seqs below this were written before the last start.
-    restored_below: u64,
+    /// The last seq written before the last start (seqs up to it were restored).
+    restored_through: Option<u64>,
 }
 
 /// Messages that left the queue under its lock: to dead-letter, and to acknowledge in the log,
@@ -206,7 +206,7 @@ impl Queue {
                 sac_handover: false,
                 last_used: Instant::now(),
                 codec: None,
-                restored_below: 0,
+                restored_through: None,
             }),
         }
     }
@@ -307,6 +307,11 @@ impl Queue {
             if st.deleted {
                 return Enqueued::Accepted;
             }
+            let Some(next_seq) = st.next_seq.checked_add(1) else {
+                // Only a log restored with seq u64::MAX gets here: a seq is never reused.
+                tracing::error!(queue = %self.name, "no sequence number left; message refused");
+                return Enqueued::Rejected;
+            };
             let now = Instant::now();
             let ttl = match (st.settings.message_ttl, message.meta.expiration_ms) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -322,7 +327,7 @@ impl Queue {
                 delivery_count: 0,
                 persisted: false,
             };
-            st.next_seq += 1;
+            st.next_seq = next_seq;
             let s = &st.settings;
             let full = s.max_length.is_some_and(|max| st.ready.len() >= max)
                 || s.max_length_bytes
@@ -342,6 +347,14 @@ impl Queue {
             };
             let stored = match paged {
                 Some(stored) => stored,
+                None if st.ready.tail.count > 0 => {
+                    // The log refused it (store failed or closed, disk full) and the tail is
+                    // not empty: in the head it would overtake the tail ("every head seq is
+                    // below every tail seq"), so it is refused (AMQP nack, MQTT error) rather
+                    // than delivered out of order. `page_out` logged why.
+                    tracing::error!(queue = %self.name, "message refused: it cannot be queued behind the paged-out ones");
+                    return Enqueued::Rejected;
+                }
                 None => {
                     let stored = self.persist(&mut m, now);
                     st.ready.push(m);

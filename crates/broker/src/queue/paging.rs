@@ -19,6 +19,13 @@
 //! - **Restart**: the whole log is the tail and the head is paged in, so a queue of ten million
 //!   messages starts by reading one head-full. Records written before the restart that are
 //!   flagged transient are dropped when they are paged in.
+//! - **Bytes**: the tail's byte total counts only what is known exactly: the bodies of the
+//!   messages paged out since the start. A record written before the start counts 0 bytes
+//!   until it is read back (its body length is not known without reading it, and an estimate
+//!   from its frame length would count its exchange, routing key and properties as body). So
+//!   the total can only under-count, and `x-max-length-bytes` never drops or refuses a
+//!   message on an over-estimate: after a restart the byte limit applies to what has been
+//!   paged in plus the exact bytes of new messages.
 //!
 //! Priority queues (`x-max-priority`) and queues without a log (transient, exclusive) keep
 //! every message in memory. Everything here runs under the queue's lock: page-in reads the
@@ -32,9 +39,10 @@ use std::time::{Duration, Instant};
 
 /// Most records read back in one page-in.
 const PAGE_IN_BATCH: usize = 256;
-/// Bytes of a record's frame that are not body: the store's frame header (17) and this
-/// crate's version 2 record header (34, before the exchange, routing key and properties).
-/// Used to estimate the body size of a record not read yet.
+/// Bytes of a record's frame that are never body: the store's frame header (17) and this
+/// crate's version 2 record header (34, the four length prefixes included). So a record's
+/// body is at most its frame length minus this (and minus its exchange, routing key and
+/// properties, unknown until it is read).
 const RECORD_OVERHEAD: u32 = 51;
 
 /// How much of a queue may stay in memory before new messages go only to its log.
@@ -62,7 +70,8 @@ pub struct Tail {
     pub next: u64,
     /// How many messages it holds.
     pub count: usize,
-    /// Their body bytes (estimated from record lengths for records written before a restart).
+    /// Their body bytes, never more than the truth: records written before the start count 0
+    /// until they are read back (see the module's documentation, **Bytes**).
     pub bytes: usize,
 }
 
@@ -90,7 +99,10 @@ fn expiry_instant(expires_at_ms: u64, unix_now: u64, now: Instant) -> Instant {
     }
 }
 
-fn estimated_body(frame_len: u32) -> usize {
+/// The most body bytes a record of `frame_len` bytes can hold: what to take off the tail's
+/// total for a record counted there that cannot be read (taking off too much keeps the total
+/// an under-count).
+fn max_body(frame_len: u32) -> usize {
     frame_len.saturating_sub(RECORD_OVERHEAD) as usize
 }
 
@@ -112,7 +124,8 @@ impl Queue {
 
     /// Writes a new message to the log only, behind everything else. `Some(stored)` when it is
     /// in the tail (stored: the publisher waits for the disk, as for any persistent message);
-    /// `None` when the log refused it and it must stay in memory.
+    /// `None` when the log refused it: the caller keeps it in memory if the tail is empty, and
+    /// refuses it otherwise (it would overtake the tail).
     pub(super) fn page_out(&self, st: &mut State, m: &QueuedMessage, now: Instant) -> Option<bool> {
         let log = self.log.as_ref()?;
         let persistent = m.message.meta.persistent;
@@ -122,7 +135,7 @@ impl Queue {
         };
         let record = Queue::record(m, now).encode_queued(extras);
         if let Err(e) = log.append(m.seq, &record) {
-            tracing::error!(queue = %self.name, error = %e, "cannot page a message out; it stays in memory");
+            tracing::error!(queue = %self.name, error = %e, "cannot page a message out");
             return None;
         }
         let tail = &mut st.ready.tail;
@@ -171,14 +184,18 @@ impl Queue {
             return true;
         }
         let unix_now = unix_ms();
+        let mut last_possible = false;
         for r in batch {
             if st.ready.tail.count == 0 {
                 break;
             }
-            st.ready.tail.next = r.seq + 1;
-            // Written before the restart: its size was estimated, its origin is stale.
-            let old = r.seq < st.restored_below;
-            let estimate = estimated_body(r.location.len);
+            // Nothing can follow a record at the last seq (a damaged or hostile log).
+            last_possible |= r.seq == u64::MAX;
+            st.ready.tail.next = r.seq.saturating_add(1);
+            // Written before the start: it counts 0 bytes in the tail, its origin is stale.
+            let old = st.restored_through.is_some_and(|last| r.seq <= last);
+            // What the tail counted for it, when it cannot be read: 0 or at least its body.
+            let estimate = if old { 0 } else { max_body(r.location.len) };
             let decoded = match log.read(&r.location) {
                 Ok(bytes) => MessageRecord::decode_queued(Bytes::from(bytes)),
                 Err(e) => {
@@ -198,9 +215,7 @@ impl Queue {
                 st.ready.tail.take(estimate);
                 continue;
             }
-            st.ready
-                .tail
-                .take(if old { estimate } else { record.body.len() });
+            st.ready.tail.take(if old { 0 } else { record.body.len() });
             let routing_key = String::from_utf8_lossy(&record.routing_key).into_owned();
             let message = Message::new(
                 record.exchange,
@@ -223,6 +238,11 @@ impl Queue {
                 break;
             }
         }
+        if last_possible && st.ready.tail.count > 0 {
+            tracing::warn!(queue = %self.name, lost = st.ready.tail.count, "paged-out messages counted past the last possible seq");
+            st.ready.tail.count = 0;
+            st.ready.tail.bytes = 0;
+        }
         true
     }
 
@@ -241,14 +261,15 @@ impl Queue {
         let Some(last) = summary.last_seq else {
             return 0;
         };
-        st.next_seq = st.next_seq.max(last + 1);
-        st.restored_below = last + 1;
-        let frame_overhead = u64::from(RECORD_OVERHEAD) * summary.messages as u64;
+        // Saturating: a log whose last seq is u64::MAX takes no new message (see `enqueue`).
+        st.next_seq = st.next_seq.max(last.saturating_add(1));
+        st.restored_through = Some(last);
+        // Bytes 0: the bodies' lengths are not known before the records are read back, and
+        // their frame lengths over-count them (see the module's documentation, **Bytes**).
         st.ready.tail = Tail {
             next: 0,
             count: summary.messages,
-            bytes: usize::try_from(summary.frame_bytes.saturating_sub(frame_overhead))
-                .unwrap_or(usize::MAX),
+            bytes: 0,
         };
         if st.ready.limits().is_some() {
             self.fill(&mut st, now);
@@ -278,6 +299,8 @@ mod tests {
     use super::*;
     use crate::message::{Death, MessageMeta, PropertiesView};
     use crate::queue::{Enqueued, QueueOptions};
+    use crate::record::QueueExtras;
+    use crate::value::{Table, Value};
     use crate::Broker;
     use pigeon_store::{Store, StoreOptions, SyncMode};
     use std::sync::Arc;
@@ -324,6 +347,15 @@ mod tests {
     }
 
     fn queue(dir: &TempDir, resident_messages: usize) -> (Arc<Store>, Arc<Queue>) {
+        queue_with(dir, resident_messages, Table::default())
+    }
+
+    /// Opens (or reopens: a restart) the store in `dir` and declares queue "q" there.
+    fn queue_with(
+        dir: &TempDir,
+        resident_messages: usize,
+        arguments: Table,
+    ) -> (Arc<Store>, Arc<Queue>) {
         let options = StoreOptions {
             sync: SyncMode::Never,
             ..StoreOptions::default()
@@ -336,6 +368,7 @@ mod tests {
         let (broker, _) = Broker::open(Arc::clone(&store), &CODEC, limits).unwrap();
         let options = QueueOptions {
             durable: true,
+            arguments,
             ..QueueOptions::default()
         };
         let vhost = broker.vhost("/").unwrap();
@@ -417,6 +450,103 @@ mod tests {
         assert_eq!(q.log.clone().unwrap().len(), 0);
         q.enqueue(message("after", true));
         assert_eq!(take_all(&q), ["after"]);
+    }
+
+    /// A persistent message with a small body and a big exchange name (as big routing keys
+    /// or headers): its record is much longer than its body.
+    fn big_message(body: &str) -> Message {
+        Message::new(
+            Bytes::from(vec![b'x'; 1000]),
+            "q",
+            Properties::new(Bytes::from_static(b"p"), &CODEC),
+            Bytes::copy_from_slice(body.as_bytes()),
+            7,
+        )
+    }
+
+    #[test]
+    fn after_a_restart_drop_head_drops_nothing_on_the_tails_record_lengths() {
+        let dir = TempDir::new("limit-bytes");
+        let arguments = || {
+            Table(vec![
+                ("x-max-length-bytes".into(), Value::Int(20)),
+                (
+                    "x-overflow".into(),
+                    Value::Str(Bytes::from_static(b"drop-head")),
+                ),
+            ])
+        };
+        let all: Vec<String> = (0..11).map(|i| format!("m{i:x}")).collect();
+        {
+            let (_store, q) = queue_with(&dir, 2, arguments());
+            // Ten 2-byte bodies: exactly at the limit.
+            for body in &all[..10] {
+                assert_eq!(q.enqueue(big_message(body)), Enqueued::Stored);
+            }
+            assert_eq!((q.message_count(), q.paged_out_count()), (10, 8));
+            assert_eq!(q.dropped_count(), 0);
+        }
+        let (_store, q) = queue_with(&dir, 2, arguments());
+        assert_eq!(q.message_count(), 10);
+        assert!(q.queued_bytes() <= 20, "{}", q.queued_bytes());
+        // One more: at most the oldest one may go (22 bytes for a limit of 20).
+        assert_eq!(q.enqueue(big_message(&all[10])), Enqueued::Stored);
+        assert!(q.dropped_count() <= 1, "dropped {}", q.dropped_count());
+        let got = take_all(&q);
+        assert!(got.len() >= 10, "{got:?}");
+        assert_eq!(got[..], all[all.len() - got.len()..]);
+    }
+
+    #[test]
+    fn a_message_the_log_refuses_is_not_put_ahead_of_the_tail() {
+        let dir = TempDir::new("refused");
+        let (store, q) = queue(&dir, 2);
+        for body in ["a", "b", "c"] {
+            assert_eq!(q.enqueue(message(body, true)), Enqueued::Stored);
+        }
+        assert_eq!(q.paged_out_count(), 1);
+        // From now on the log refuses appends (as when the store failed or was closed).
+        assert!(store
+            .delete_queue_log(&crate::durable::log_id("/", "q"))
+            .unwrap());
+        // "c" is in the tail: "d" and "e" cannot go ahead of it, nor behind it.
+        assert_eq!(q.enqueue(message("d", true)), Enqueued::Rejected);
+        assert_eq!(q.enqueue(message("e", false)), Enqueued::Rejected);
+        assert_eq!(q.message_count(), 3);
+        let (a, _) = q.get(true).unwrap();
+        let (b, _) = q.get(true).unwrap();
+        assert_eq!(
+            (&a.message.body[..], &b.message.body[..]),
+            (&b"a"[..], &b"b"[..])
+        );
+        // ("c" was lost with the log.) With the tail empty, a message stays in memory.
+        assert!(take_all(&q).is_empty());
+        assert_eq!(q.enqueue(message("f", false)), Enqueued::Accepted);
+        assert_eq!(take_all(&q), ["f"]);
+    }
+
+    #[test]
+    fn a_record_at_the_last_seq_is_restored_without_overflow() {
+        let dir = TempDir::new("last-seq");
+        {
+            let (_store, q) = queue(&dir, 2);
+            q.enqueue(message("a", true));
+            let last = MessageRecord {
+                exchange: Bytes::new(),
+                routing_key: Bytes::from_static(b"q"),
+                properties: Bytes::from_static(b"p"),
+                body: Bytes::from_static(b"z"),
+                expires_at_ms: 0,
+            };
+            let record = last.encode_queued(QueueExtras::default());
+            q.log.clone().unwrap().append(u64::MAX, &record).unwrap();
+        }
+        let (_store, q) = queue(&dir, 1);
+        assert_eq!(q.message_count(), 2);
+        // No seq is left for a new message: it is refused, never given a seq in use.
+        assert_eq!(q.enqueue(message("b", true)), Enqueued::Rejected);
+        assert_eq!(take_all(&q), ["a", "z"]);
+        assert_eq!(q.message_count(), 0);
     }
 
     #[test]

@@ -92,7 +92,8 @@ impl Ready {
         self.len + self.tail.count
     }
 
-    /// Total body bytes, the tail included (its size is approximate after a restart).
+    /// Total body bytes, the tail included. Never more than the truth (what length limits
+    /// need): after a restart, records not read back yet count 0 (`paging.rs`, **Bytes**).
     pub fn bytes(&self) -> usize {
         self.bytes + self.tail.bytes
     }

@@ -7,6 +7,7 @@ use super::client::{Client, Confirms, ConsumeOptions, Consumer, PublishOptions, 
 use anyhow::Context;
 use bytes::Bytes;
 use futures_lite::{future, StreamExt};
+use hdrhistogram::Histogram;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -18,6 +19,7 @@ use lapin::{
     PublisherConfirm,
 };
 use std::collections::VecDeque;
+use std::time::Instant;
 
 /// A lapin connection.
 pub struct Amqp {
@@ -131,6 +133,7 @@ impl Client for Amqp {
             properties,
             window: options.confirm_window.map(|w| w as usize),
             pending: VecDeque::new(),
+            latency_us: super::tally::latency_histogram(),
         })
     }
 
@@ -173,7 +176,11 @@ pub struct AmqpPublisher {
     queue: ShortString,
     properties: BasicProperties,
     window: Option<usize>,
-    pending: VecDeque<PublisherConfirm>,
+    /// Unresolved confirms and when their publish call began.
+    pending: VecDeque<(Instant, PublisherConfirm)>,
+    /// Confirm latencies, microseconds: publish call to the moment this publisher saw the
+    /// confirm resolve (it looks when it waits for room, so never earlier than lapin had it).
+    latency_us: Histogram<u64>,
 }
 
 impl AmqpPublisher {
@@ -181,17 +188,30 @@ impl AmqpPublisher {
     /// (a broker often confirms many at once with `multiple`).
     async fn settle_oldest(&mut self) -> anyhow::Result<Confirms> {
         let mut confirms = Confirms::default();
-        if let Some(oldest) = self.pending.pop_front() {
-            count(&mut confirms, oldest.await?);
+        if let Some((sent, oldest)) = self.pending.pop_front() {
+            let confirmation = oldest.await?;
+            self.record(sent);
+            count(&mut confirms, confirmation);
         }
-        while let Some(next) = self.pending.front_mut() {
+        while let Some((sent, next)) = self.pending.front_mut() {
+            let sent = *sent;
             match future::poll_once(next).await {
-                Some(confirmation) => count(&mut confirms, confirmation?),
+                Some(confirmation) => {
+                    let confirmation = confirmation?;
+                    self.record(sent);
+                    count(&mut confirms, confirmation);
+                }
                 None => break,
             }
             self.pending.pop_front();
         }
         Ok(confirms)
+    }
+
+    /// Records the confirm latency of a message published at `sent`, confirmed now.
+    fn record(&mut self, sent: Instant) {
+        let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.saturating_record(us);
     }
 }
 
@@ -215,6 +235,7 @@ impl Publisher for AmqpPublisher {
     }
 
     async fn publish(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        let sent = Instant::now();
         let confirm = self
             .channel
             .basic_publish(
@@ -226,7 +247,7 @@ impl Publisher for AmqpPublisher {
             )
             .await?;
         if self.window.is_some() {
-            self.pending.push_back(confirm);
+            self.pending.push_back((sent, confirm));
         }
         Ok(())
     }
@@ -242,6 +263,13 @@ impl Publisher for AmqpPublisher {
             confirms += self.settle_oldest().await?;
         }
         Ok(confirms)
+    }
+
+    fn take_confirm_latency(&mut self) -> Option<Histogram<u64>> {
+        self.window.map(|_| {
+            let empty = super::tally::latency_histogram();
+            std::mem::replace(&mut self.latency_us, empty)
+        })
     }
 
     async fn close(self) -> anyhow::Result<()> {

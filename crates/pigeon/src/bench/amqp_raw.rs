@@ -8,8 +8,9 @@
 //! - a publisher encodes each basic.publish, content header and body into one write buffer (the
 //!   method frame is encoded once per run and copied) and writes when [`WRITE_BATCH`] bytes have
 //!   gathered, when it must wait for confirms, or when the workload pauses;
-//! - confirms are counted with a run of flags indexed by delivery tag, so `multiple` acks and
-//!   nacks, in or out of order, cost one pass over what they settle;
+//! - confirms are tracked with a run of publish times indexed by delivery tag, so `multiple`
+//!   acks and nacks, in or out of order, cost one pass over what they settle, and each message
+//!   settled adds its confirm latency (publish call to basic.ack) to a histogram;
 //! - a consumer decodes deliveries straight from the read buffer (a body in one frame is handed
 //!   out without a copy) and its acks wait in the write buffer until it next reads.
 
@@ -25,8 +26,10 @@ use amqp_wire::{
 };
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::time::Instant;
 
 /// Publishes are written once this many bytes have gathered.
 pub const WRITE_BATCH: usize = 32 * 1024;
@@ -525,48 +528,54 @@ impl Client for RawAmqp {
 struct ConfirmTracker {
     /// The oldest unsettled tag (everything below is settled).
     base: u64,
-    /// Whether tags `base`, `base + 1`, ... are settled.
-    settled: VecDeque<bool>,
-    /// How many of `settled` are false.
+    /// For tags `base`, `base + 1`, ...: when the unsettled ones were published; `None` once
+    /// settled.
+    pending: VecDeque<Option<Instant>>,
+    /// How many of `pending` are unsettled.
     unsettled: usize,
     /// Confirms counted since the workload last asked.
     found: Confirms,
+    /// Confirm latencies (publish call to the ack or nack settling it), microseconds.
+    latency_us: Histogram<u64>,
 }
 
 impl Default for ConfirmTracker {
     fn default() -> Self {
         ConfirmTracker {
             base: 1,
-            settled: VecDeque::new(),
+            pending: VecDeque::new(),
             unsettled: 0,
             found: Confirms::default(),
+            latency_us: super::tally::latency_histogram(),
         }
     }
 }
 
 impl ConfirmTracker {
-    /// Records one more publish.
-    fn published(&mut self) {
-        self.settled.push_back(false);
+    /// Records one more publish, made at `at`.
+    fn published(&mut self, at: Instant) {
+        self.pending.push_back(Some(at));
         self.unsettled += 1;
     }
 
     /// Settles `tag` (and with `multiple`, every tag below it; tag 0 with `multiple` is every
-    /// tag published so far), as acked or nacked.
-    fn settle(&mut self, tag: u64, multiple: bool, acked: bool) {
-        let next = self.base + self.settled.len() as u64;
+    /// tag published so far), as acked or nacked, the answer having arrived at `now`.
+    fn settle(&mut self, tag: u64, multiple: bool, acked: bool, now: Instant) {
+        let next = self.base + self.pending.len() as u64;
         let (from, to) = match (multiple, tag) {
             (true, 0) => (self.base, next),
             (true, t) => (self.base, t.saturating_add(1).min(next)),
             (false, t) => (t.max(self.base), t.saturating_add(1).min(next)),
         };
         for t in from..to {
-            let Some(flag) = self.settled.get_mut((t - self.base) as usize) else {
+            let Some(slot) = self.pending.get_mut((t - self.base) as usize) else {
                 break;
             };
-            if !*flag {
-                *flag = true;
+            if let Some(sent) = slot.take() {
                 self.unsettled -= 1;
+                let us = now.saturating_duration_since(sent).as_micros();
+                self.latency_us
+                    .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
                 if acked {
                     self.found.acked += 1;
                 } else {
@@ -574,8 +583,8 @@ impl ConfirmTracker {
                 }
             }
         }
-        while self.settled.front() == Some(&true) {
-            self.settled.pop_front();
+        while self.pending.front() == Some(&None) {
+            self.pending.pop_front();
             self.base += 1;
         }
     }
@@ -603,11 +612,14 @@ impl RawPublisher {
         while let Some(frame) = self.conn.decode()? {
             match self.conn.screen(frame)? {
                 Some((_, Method::BasicAck(ack))) => {
-                    self.confirms.settle(ack.delivery_tag, ack.multiple, true);
+                    let now = Instant::now();
+                    self.confirms
+                        .settle(ack.delivery_tag, ack.multiple, true, now);
                 }
                 Some((_, Method::BasicNack(nack))) => {
+                    let now = Instant::now();
                     self.confirms
-                        .settle(nack.delivery_tag, nack.multiple, false);
+                        .settle(nack.delivery_tag, nack.multiple, false, now);
                 }
                 _ => {}
             }
@@ -635,6 +647,8 @@ impl Publisher for RawPublisher {
     }
 
     async fn publish(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        // The publish call's time, as close to the workload's stamp as can be.
+        let at = self.window.map(|_| Instant::now());
         let out = &mut self.conn.wire.out;
         out.extend_from_slice(&self.method_frame);
         encode_header_frame(
@@ -645,8 +659,8 @@ impl Publisher for RawPublisher {
             out,
         );
         encode_body_frames(self.channel, body, self.conn.frame_max, out);
-        if self.window.is_some() {
-            self.confirms.published();
+        if let Some(at) = at {
+            self.confirms.published(at);
         }
         if out.len() >= WRITE_BATCH {
             self.conn.wire.send().await?;
@@ -663,6 +677,13 @@ impl Publisher for RawPublisher {
     async fn flush(&mut self) -> anyhow::Result<Confirms> {
         self.conn.wire.send().await?;
         self.settle_until(0).await
+    }
+
+    fn take_confirm_latency(&mut self) -> Option<Histogram<u64>> {
+        self.window.map(|_| {
+            let empty = super::tally::latency_histogram();
+            std::mem::replace(&mut self.confirms.latency_us, empty)
+        })
     }
 
     async fn close(self) -> anyhow::Result<()> {
@@ -820,25 +841,50 @@ mod tests {
 
     #[test]
     fn single_and_multiple_confirms_settle_each_tag_once() {
+        let now = Instant::now();
         let mut t = ConfirmTracker::default();
         for _ in 0..10 {
-            t.published();
+            t.published(now);
         }
-        t.settle(3, false, true);
-        t.settle(2, false, false);
+        t.settle(3, false, true, now);
+        t.settle(2, false, false, now);
         assert_eq!(confirms(&mut t), (1, 1, 8));
-        t.settle(5, true, true); // 1, 4, 5: 2 and 3 were settled already
+        t.settle(5, true, true, now); // 1, 4, 5: 2 and 3 were settled already
         assert_eq!(confirms(&mut t), (3, 0, 5));
         assert_eq!(t.base, 6);
-        t.settle(5, false, true); // again: ignored
-        t.settle(99, false, true); // never published: ignored
+        t.settle(5, false, true, now); // again: ignored
+        t.settle(99, false, true, now); // never published: ignored
         assert_eq!(confirms(&mut t), (0, 0, 5));
-        t.settle(0, true, false); // everything so far
+        t.settle(0, true, false, now); // everything so far
         assert_eq!(confirms(&mut t), (0, 5, 0));
-        assert!(t.settled.is_empty());
-        t.published();
-        t.settle(11, true, true);
+        assert!(t.pending.is_empty());
+        t.published(now);
+        t.settle(11, true, true, now);
         assert_eq!(confirms(&mut t), (1, 0, 0));
+    }
+
+    #[test]
+    fn each_settled_tag_records_one_confirm_latency() {
+        use std::time::Duration;
+        let start = Instant::now();
+        let mut t = ConfirmTracker::default();
+        for i in 0..10 {
+            t.published(start + Duration::from_micros(i));
+        }
+        let later = start + Duration::from_millis(2);
+        t.settle(4, false, true, later);
+        assert_eq!(t.latency_us.len(), 1);
+        t.settle(4, false, true, later); // already settled: no second sample
+        t.settle(6, true, false, later); // 1, 2, 3, 5, 6: nacks count too
+        assert_eq!(t.latency_us.len(), 6);
+        // An answer before the publish (clock trouble) records 0, not a huge value.
+        t.settle(7, false, true, start);
+        assert_eq!(t.latency_us.len(), 7);
+        assert_eq!(t.latency_us.min(), 0);
+        t.settle(0, true, true, later); // the rest: 8, 9, 10
+        assert_eq!(t.latency_us.len(), 10);
+        assert_eq!(t.unsettled, 0);
+        assert!(t.latency_us.max() <= 2_000 + 2, "{}", t.latency_us.max());
     }
 
     #[test]

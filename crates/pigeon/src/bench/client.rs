@@ -14,6 +14,7 @@
 //! them.
 
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use std::future::Future;
 
 /// How a producer publishes.
@@ -135,6 +136,12 @@ pub trait Publisher: Send + 'static {
 
     /// Writes out what is buffered and waits for every outstanding confirm.
     fn flush(&mut self) -> impl Future<Output = anyhow::Result<Confirms>> + Send;
+
+    /// Takes the confirm latencies recorded so far, in microseconds: for each message confirmed
+    /// (acked or nacked), the time from its publish call to the client's handling of the
+    /// broker's answer (AMQP basic.ack or basic.nack; MQTT PUBACK, or PUBCOMP at QoS 2).
+    /// `None` without confirms.
+    fn take_confirm_latency(&mut self) -> Option<Histogram<u64>>;
 
     /// Closes the connection politely.
     fn close(self) -> impl Future<Output = anyhow::Result<()>> + Send;

@@ -8,7 +8,8 @@
 //! starts, publishes for `--duration` or
 //! `--count`, lets the consumers drain what is queued, and reports. Each body starts with a
 //! [`stamp::Stamp`] (send time, producer, sequence) from which consumers compute end-to-end
-//! latency and find lost and duplicated messages.
+//! latency and find lost and duplicated messages. With confirms, producers also time each
+//! message from its publish call to the broker's confirm (confirm latency).
 //!
 //! The pieces:
 //! - `args`: the flags and their checks;

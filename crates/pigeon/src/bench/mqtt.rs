@@ -20,6 +20,7 @@ use super::client::{Client, Confirms, ConsumeOptions, Consumer, PublishOptions, 
 use super::net::{BrokerUrl, Wire, BULK};
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
 use mqtt_wire::{
     decode, encode, Connect, Disconnect, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel,
     Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
@@ -248,6 +249,9 @@ impl Client for Mqtt {
             qos: self.qos,
             window,
             state: vec![FREE; if window.is_some() { 1 << 16 } else { 0 }],
+            sent_us: vec![0; if window.is_some() { 1 << 16 } else { 0 }],
+            epoch: std::time::Instant::now(),
+            latency_us: super::tally::latency_histogram(),
             in_flight: 0,
             next_id: 0,
             found: Confirms::default(),
@@ -372,6 +376,14 @@ pub struct MqttPublisher {
     window: Option<usize>,
     /// Per packet identifier: FREE or what it waits for (empty at QoS 0).
     state: Vec<u8>,
+    /// Per packet identifier: when its PUBLISH was made, in microseconds since `epoch`, modulo
+    /// 2^32 (over 71 minutes; an in-flight message is never that old in a run that is not
+    /// stalled, and wrapping arithmetic undoes the modulo). Empty at QoS 0.
+    sent_us: Vec<u32>,
+    epoch: std::time::Instant,
+    /// Confirm latencies, microseconds: publish call to PUBACK (QoS 1) or PUBCOMP (QoS 2), or
+    /// to the error reason code that ended the message.
+    latency_us: Histogram<u64>,
     in_flight: usize,
     next_id: u16,
     found: Confirms,
@@ -397,9 +409,17 @@ impl MqttPublisher {
         }
     }
 
+    /// Microseconds since `epoch`, modulo 2^32.
+    fn now_us(&self) -> u32 {
+        self.epoch.elapsed().as_micros() as u32
+    }
+
     fn finish(&mut self, id: u16, reason: ReasonCode) {
         self.state[usize::from(id)] = FREE;
         self.in_flight -= 1;
+        let sent = self.sent_us[usize::from(id)];
+        let latency = self.now_us().wrapping_sub(sent);
+        self.latency_us.saturating_record(u64::from(latency));
         if reason.is_error() {
             self.found.nacked += 1;
         } else {
@@ -466,7 +486,11 @@ impl Publisher for MqttPublisher {
     async fn publish(&mut self, body: &[u8]) -> anyhow::Result<()> {
         let id = match self.qos {
             QoS::AtMostOnce => None,
-            _ => Some(self.take_id()?),
+            _ => {
+                let id = self.take_id()?;
+                self.sent_us[usize::from(id)] = self.now_us();
+                Some(id)
+            }
         };
         let mut out = std::mem::take(&mut self.session.wire.out);
         match self.template(body.len()) {
@@ -494,6 +518,13 @@ impl Publisher for MqttPublisher {
     async fn flush(&mut self) -> anyhow::Result<Confirms> {
         self.session.wire.send().await?;
         self.settle_until(0).await
+    }
+
+    fn take_confirm_latency(&mut self) -> Option<Histogram<u64>> {
+        self.window.map(|_| {
+            let empty = super::tally::latency_histogram();
+            std::mem::replace(&mut self.latency_us, empty)
+        })
     }
 
     async fn close(self) -> anyhow::Result<()> {

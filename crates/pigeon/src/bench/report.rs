@@ -3,6 +3,7 @@
 use super::control::{Ending, Outcome};
 use super::cpu::CpuTime;
 use super::tally::Sharing;
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
@@ -29,6 +30,10 @@ pub struct Report {
     pub confirmed: Option<u64>,
     /// Of those, nacks (MQTT 5: reason codes 0x80 and above).
     pub nacked: Option<u64>,
+    /// Confirm latency, publish call to the broker's confirm (AMQP basic.ack or basic.nack;
+    /// MQTT PUBACK, or PUBCOMP at QoS 2) as the producer handled it, in microseconds; one
+    /// sample per message confirmed, every producer's merged.
+    pub confirm_latency_us: Option<Latency>,
     /// How consumers share messages: `competing` (each message to one consumer), `fan-out`
     /// (MQTT: to every subscriber of its topic) or `broadcast` (AMQP fanout: to every queue).
     pub sharing: &'static str,
@@ -196,6 +201,28 @@ pub struct Cpu {
     percent_of_one_core: f64,
 }
 
+impl Latency {
+    /// The summary of a histogram in microseconds; `None` when it is empty.
+    fn of(h: &Histogram<u64>) -> Option<Latency> {
+        (!h.is_empty()).then(|| Latency {
+            samples: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+            mean: round1(h.mean()),
+        })
+    }
+
+    /// `p50 … us  p95 … us  p99 … us  max … us  (mean … us, … samples)`.
+    fn describe(&self) -> String {
+        format!(
+            "p50 {} us  p95 {} us  p99 {} us  max {} us  (mean {:.1} us, {} samples)",
+            self.p50, self.p95, self.p99, self.max, self.mean, self.samples
+        )
+    }
+}
+
 impl Report {
     /// Builds the report of a run that took `wall` and used `cpu`.
     pub fn new(info: RunInfo, outcome: &Outcome, wall: Duration, cpu: Option<CpuTime>) -> Report {
@@ -225,20 +252,15 @@ impl Report {
             published_per_s: per_s(published, outcome.publish_ns),
             confirmed: info.confirm.then_some(outcome.acked + outcome.nacked),
             nacked: info.confirm.then_some(outcome.nacked),
+            confirm_latency_us: outcome
+                .confirm_latency_us
+                .as_ref()
+                .filter(|_| info.confirm)
+                .and_then(Latency::of),
             consumed: delivered.map(|d| d.received),
             expected: delivered.map(|d| d.expected),
             consumed_per_s: delivered.map(|d| per_s(d.received, d.last_ns)),
-            latency_us: delivered.filter(|d| !d.latency_us.is_empty()).map(|d| {
-                let h = &d.latency_us;
-                Latency {
-                    samples: h.len(),
-                    p50: h.value_at_quantile(0.50),
-                    p95: h.value_at_quantile(0.95),
-                    p99: h.value_at_quantile(0.99),
-                    max: h.max(),
-                    mean: round1(h.mean()),
-                }
-            }),
+            latency_us: delivered.and_then(|d| Latency::of(&d.latency_us)),
             lost: delivered.map(|d| d.lost),
             duplicates: delivered.map(|d| d.duplicates),
             malformed: delivered.map(|d| d.malformed),
@@ -381,6 +403,9 @@ impl fmt::Display for Report {
             write!(f, "  (confirmed {c}, nacked {n})")?;
         }
         writeln!(f)?;
+        if let Some(l) = &self.confirm_latency_us {
+            writeln!(f, "  confirms   {}", l.describe())?;
+        }
         if let (Some(c), Some(r)) = (self.consumed, self.consumed_per_s) {
             write!(f, "  consumed   {c:>10} msgs  {r:>11.1} msg/s")?;
             match self.expected {
@@ -392,11 +417,7 @@ impl fmt::Display for Report {
             }
         }
         if let Some(l) = &self.latency_us {
-            writeln!(
-                f,
-                "  latency    p50 {} us  p95 {} us  p99 {} us  max {} us  (mean {:.1} us, {} samples)",
-                l.p50, l.p95, l.p99, l.max, l.mean, l.samples
-            )?;
+            writeln!(f, "  latency    {}", l.describe())?;
         }
         if let (Some(lost), Some(dup)) = (self.lost, self.duplicates) {
             write!(f, "  lost {lost}  duplicates {dup}")?;
@@ -453,6 +474,7 @@ mod tests {
             sent: vec![sent],
             acked: 0,
             nacked: 0,
+            confirm_latency_us: None,
             publish_ns: 1_000_000_000,
             delivered: Some(summarize(vec![tally], &[sent], Sharing::Competing)),
             ending: Ending::Completed,
@@ -506,6 +528,33 @@ mod tests {
         let dup = report(&outcome_with(&[0, 1, 1, 2], 3));
         assert!(!dup.passed());
         assert_eq!(dup.duplicates, Some(1));
+    }
+
+    #[test]
+    fn confirm_latency_shows_only_when_measured() {
+        let without = report(&outcome_with(&[0, 1, 2], 3));
+        let json: serde_json::Value = serde_json::from_str(&without.to_json()).unwrap();
+        assert!(json["confirm_latency_us"].is_null(), "{json}");
+        assert!(!without.to_string().contains("confirms   p50"));
+
+        let mut outcome = outcome_with(&[0, 1, 2], 3);
+        outcome.acked = 3;
+        let mut h = crate::bench::tally::latency_histogram();
+        for us in [100, 200, 300] {
+            h.record(us).unwrap();
+        }
+        outcome.confirm_latency_us = Some(h);
+        let with = report(&outcome);
+        let json: serde_json::Value = serde_json::from_str(&with.to_json()).unwrap();
+        let confirms = &json["confirm_latency_us"];
+        assert_eq!(confirms["samples"], 3);
+        assert_eq!(confirms["p50"], 200);
+        assert_eq!(confirms["max"], 300);
+        for key in ["p95", "p99", "mean"] {
+            assert!(confirms.get(key).is_some(), "{key} in {confirms}");
+        }
+        let text = with.to_string();
+        assert!(text.contains("confirms   p50 200 us"), "{text}");
     }
 
     #[test]

@@ -76,12 +76,17 @@ pub struct Tally {
     pub last_ns: u64,
 }
 
+/// An empty latency histogram in microseconds (up to an hour, 3 significant digits): every
+/// latency the bench records (end-to-end, confirms) uses these bounds, so any two add up.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("constant histogram bounds are valid")
+}
+
 impl Tally {
     /// An empty tally for a run with `producers` producers.
     pub fn new(producers: usize) -> Tally {
         Tally {
-            latency_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
-                .expect("constant histogram bounds are valid"),
+            latency_us: latency_histogram(),
             seen: vec![SeqSet::default(); producers],
             received: 0,
             duplicates: 0,

@@ -10,6 +10,7 @@ use super::args::Until;
 use super::client::{Client, Consumer, Publisher};
 use super::stamp::Stamp;
 use super::tally::Tally;
+use hdrhistogram::Histogram;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -73,14 +74,16 @@ pub struct ProducerPlan {
     pub timeout: Duration,
 }
 
-/// Publishes until the plan or the phase says stop, then waits for confirms and closes.
+/// Publishes until the plan or the phase says stop, then waits for confirms and closes; returns
+/// the confirm latencies (`None` without confirms) even when the producer failed, beside the
+/// error.
 pub async fn produce<P: Publisher>(
     mut publisher: P,
     plan: ProducerPlan,
     stats: Arc<ProducerStats>,
     mut run: watch::Receiver<Phase>,
     epoch: Instant,
-) -> anyhow::Result<()> {
+) -> (Option<Histogram<u64>>, anyhow::Result<()>) {
     let mut body = vec![0u8; plan.size];
     let start = Instant::now();
     let mut seq: u64 = 0;
@@ -134,12 +137,13 @@ pub async fn produce<P: Publisher>(
         anyhow::Ok(())
     }
     .await;
+    let confirm_latency = publisher.take_confirm_latency();
     match tokio::time::timeout(plan.timeout, publisher.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!("closing a producer's connection: {e:#}"),
         Err(_) => tracing::debug!("closing a producer's connection timed out"),
     }
-    result
+    (confirm_latency, result)
 }
 
 fn add_confirms(stats: &ProducerStats, confirms: super::client::Confirms) {

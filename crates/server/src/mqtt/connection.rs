@@ -663,6 +663,13 @@ impl Conn {
             core.attached = None;
             (self.session_queues(&core), core.expiry)
         };
+        if expiry != 0 {
+            // A read batch that ended the connection (DISCONNECT, a protocol error after a QoS 2
+            // PUBLISH) returned before the packet loop wrote its inbound QoS 2 ids: write them
+            // now, or a resend after a restart would be routed again. Only a persistent
+            // session's ids are ever dirty; a failed write is logged and the ids stay in memory.
+            super::persist::save_inbound_qos2(&session);
+        }
         let own = session.core.lock().queue.clone();
         for q in &queues {
             // A shared group's queue is auto-delete: a session that outlives this connection

@@ -11,8 +11,12 @@
 //!   deque indexed by `seq - base`, an acknowledged message leaving a hole, holes trimmed at
 //!   both ends (16 to 32 bytes per live message, as the deque's capacity is filled, against
 //!   about 49 in a B-tree and 78 before packing, measured with sequential seqs; the deque gives
-//!   its memory back as it drains). A seq that does not extend the window goes to a *sparse*
-//!   B-tree. When acknowledgements leave the window less than a quarter full (a few
+//!   its memory back as it drains). A seq a little past the window's end (at most
+//!   [`MAX_GAP`] or a quarter of the window) extends it with holes, as long as the window
+//!   stays at least a quarter full: a broker skips the seqs of messages it never appends
+//!   (transient messages in a durable queue, MQTT QoS 0 beside QoS 1), and those gaps must
+//!   not push every later seq out of the window. Any other seq outside the window goes to a
+//!   *sparse* B-tree. When acknowledgements leave the window less than a quarter full (a few
 //!   messages held at its front while the rest flows through), its front is moved to the
 //!   sparse tree, so the window never costs more than four entries per live message.
 
@@ -28,6 +32,9 @@ const WIDE: u32 = u32::MAX;
 const HOLE: u32 = u32::MAX - 1;
 /// The window is compacted only past this many slots.
 const MIN_COMPACT: usize = 1024;
+/// Holes a new seq may always add at the end of the window (more if the window is large:
+/// a quarter of its length), as long as the window stays a quarter full.
+const MAX_GAP: usize = 64;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -131,15 +138,21 @@ impl LiveIndex {
             }
             None => {
                 let old = self.sparse.remove(&seq).map(|old| self.take(seq, &old));
-                let end = self.base + self.dense.len() as u64;
-                if self.dense.is_empty() || seq == end {
-                    if self.dense.is_empty() {
-                        self.base = seq;
-                    }
-                    self.dense.push_back(entry);
-                    self.dense_live += 1;
+                let holes = if self.dense.is_empty() {
+                    self.base = seq;
+                    Some(0)
                 } else {
-                    self.sparse.insert(seq, entry);
+                    self.holes_before(seq)
+                };
+                match holes {
+                    Some(holes) => {
+                        self.extend_with_holes(holes);
+                        self.dense.push_back(entry);
+                        self.dense_live += 1;
+                    }
+                    None => {
+                        self.sparse.insert(seq, entry);
+                    }
                 }
                 old
             }
@@ -148,6 +161,33 @@ impl LiveIndex {
             self.wide.insert(seq, location);
         }
         replaced
+    }
+
+    /// How many holes to add at the end of the (non-empty) window so that `seq` comes next,
+    /// if it should go there rather than to the sparse tree: it is the next seq (0 holes), or
+    /// the gap is small (at most [`MAX_GAP`] or a quarter of the window) and the window stays
+    /// at least a quarter full, the bound compaction keeps (see `trim`).
+    fn holes_before(&self, seq: u64) -> Option<usize> {
+        let end = self.base.checked_add(self.dense.len() as u64)?;
+        let holes = usize::try_from(seq.checked_sub(end)?).ok()?;
+        if holes > MAX_GAP.max(self.dense.len() / 4) {
+            return None;
+        }
+        let len = self.dense.len() + holes + 1;
+        (holes == 0 || len <= MIN_COMPACT || (self.dense_live + 1) * 4 >= len).then_some(holes)
+    }
+
+    /// Adds `holes` slots at the end of the window, taking in the sparse entries they cover.
+    fn extend_with_holes(&mut self, holes: usize) {
+        let end = self.base + self.dense.len() as u64;
+        self.dense.resize(self.dense.len() + holes, Entry::HOLE);
+        let new_end = end + holes as u64;
+        while let Some((&seq, _)) = self.sparse.range(end..new_end).next() {
+            if let Some(e) = self.sparse.remove(&seq) {
+                self.dense[(seq - self.base) as usize] = e;
+                self.dense_live += 1;
+            }
+        }
     }
 
     /// Removes a live message; returns where it was.
@@ -351,6 +391,81 @@ mod tests {
         );
     }
 
+    impl LiveIndex {
+        /// Checks the invariants the lookups rely on.
+        fn check(&self) {
+            if let Some(last) = (self.dense.len() as u64).checked_sub(1) {
+                let inside = self.sparse.range(self.base..=self.base + last).next();
+                assert!(
+                    inside.is_none(),
+                    "a sparse seq inside the window: {inside:?}"
+                );
+            }
+            let live = self.dense.iter().filter(|e| !e.is_hole()).count();
+            assert_eq!(live, self.dense_live);
+        }
+    }
+
+    #[test]
+    fn seqs_skipped_by_the_broker_do_not_push_later_ones_out_of_the_window() {
+        // A durable queue with transient messages between persistent ones (or an MQTT session
+        // mixing QoS 0 and QoS 1): the seqs appended have gaps, and the queue flows (acks
+        // at the front).
+        let mut index = LiveIndex::default();
+        let mut model = BTreeMap::new();
+        let mut seq = 0u64;
+        for n in 0..50_000u64 {
+            seq += 1 + n % 3; // gaps of 0, 1 and 2
+            index.insert(seq, at(0, seq, 10), false);
+            model.insert(seq, at(0, seq, 10));
+            if model.len() > 2000 {
+                let first = *model.keys().next().unwrap();
+                assert_eq!(index.remove(first), model.remove(&first));
+            }
+        }
+        index.check();
+        assert_eq!(index.sparse.len(), 0, "every seq is in the packed window");
+        assert!(
+            index.dense.len() <= 3 * model.len(),
+            "{}",
+            index.dense.len()
+        );
+        let got: Vec<_> = index.from(0).map(|(s, l, _)| (s, l)).collect();
+        let want: Vec<_> = model.iter().map(|(&s, &l)| (s, l)).collect();
+        assert_eq!(got, want);
+
+        // A gap too large for the window goes to the sparse tree; a later seq that extends
+        // the window over it takes it back in.
+        let mut index = LiveIndex::default();
+        for seq in 0..5 {
+            index.insert(seq, at(0, seq, 10), false);
+        }
+        index.insert(100, at(0, 100, 10), false);
+        assert_eq!(index.sparse.len(), 1);
+        index.insert(60, at(0, 60, 10), false);
+        index.insert(110, at(0, 110, 10), false);
+        index.check();
+        assert_eq!(index.sparse.len(), 0);
+        assert_eq!(index.seqs(..), vec![0, 1, 2, 3, 4, 60, 100, 110]);
+        assert_eq!(index.remove(100), Some(at(0, 100, 10)));
+        assert_eq!(index.len(), 7);
+        // Far apart seqs stay sparse: the window never gets less than a quarter full.
+        let mut index = LiveIndex::default();
+        for n in 0..10_000u64 {
+            index.insert(n * 10, at(0, n, 10), false);
+        }
+        index.check();
+        assert!(index.dense.len() <= 4 * index.len().max(MIN_COMPACT));
+        assert_eq!(index.len(), 10_000);
+        // The last seq: no overflow.
+        let mut index = LiveIndex::default();
+        index.insert(u64::MAX - 1, at(0, 1, 10), false);
+        index.insert(u64::MAX, at(0, 2, 10), false);
+        index.insert(3, at(0, 3, 10), false);
+        index.check();
+        assert_eq!(index.seqs(..), vec![3, u64::MAX - 1, u64::MAX]);
+    }
+
     #[test]
     fn a_compacted_window_still_lists_removes_and_replaces_everything() {
         let mut index = LiveIndex::default();
@@ -400,14 +515,22 @@ mod tests {
 
     proptest! {
         #[test]
-        fn behaves_like_a_map(ops in prop::collection::vec(op(), 1..3000), sequential in 0u64..2500) {
+        fn behaves_like_a_map(
+            ops in prop::collection::vec(op(), 1..3000),
+            sequential in 0u64..2500,
+            gaps in any::<bool>(),
+        ) {
             let mut index = LiveIndex::default();
             let mut model: BTreeMap<u64, (Location, bool)> = BTreeMap::new();
             let mut next = 0u64;
             for (n, op) in ops.into_iter().enumerate() {
                 // Every other step appends the next seq, like a broker.
                 let op = match op {
-                    Op::Insert(_, seg, wide) if (n as u64) < sequential => {
+                    Op::Insert(s, seg, wide) if (n as u64) < sequential => {
+                        // With `gaps`, some seqs are skipped (by up to 99, past MAX_GAP).
+                        if gaps && s % 4 == 0 {
+                            next += s % 100;
+                        }
                         next += 1;
                         Op::Insert(next - 1, seg, wide)
                     }
@@ -433,6 +556,7 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(index.len(), model.len());
+                index.check();
             }
             let got: Vec<_> = index.from(0).collect();
             let want: Vec<_> = model.iter().map(|(&s, &(l, d))| (s, l, d)).collect();

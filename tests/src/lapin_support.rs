@@ -79,6 +79,13 @@ pub async fn confirm_channel(conn: &Connection) -> Channel {
     channel
 }
 
+/// A connection and a confirm-mode channel on it.
+pub async fn confirm_connection(broker: &TestBroker) -> (Connection, Channel) {
+    let conn = connect(broker).await;
+    let channel = confirm_channel(&conn).await;
+    (conn, channel)
+}
+
 /// Publishes with the mandatory flag on a confirm-mode channel and returns the confirmation: an
 /// ack carrying the returned message if the broker could not route it.
 pub async fn publish_mandatory(
@@ -251,6 +258,14 @@ pub async fn shared_queue(channel: &Channel) -> String {
     let name = unique("q");
     declare(channel, &name, QueueDeclareOptions::default()).await;
     name
+}
+
+/// The options of a durable (non-exclusive, not auto-deleted) queue.
+pub fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
 }
 
 /// Declares `name` with `options` and no arguments.

@@ -21,6 +21,9 @@ pub mod amqprs_support;
 pub mod lapin_support;
 pub mod mqtt_support;
 pub mod raw;
+pub mod restart;
+
+pub use restart::DataDir;
 
 use pigeon_server::{ServerConfig, ServerHandle};
 use std::future::Future;

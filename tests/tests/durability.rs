@@ -23,63 +23,30 @@ use lapin::options::{
     QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
-use pigeon_server::ServerConfig;
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 use pigeon_tests::amqprs_support as ar;
-use pigeon_tests::lapin_support::{self as lp, assert_code, table};
+use pigeon_tests::lapin_support::{self as lp, assert_code, confirm_connection, durable, table};
 use pigeon_tests::mqtt_support::Mqtt4;
 use pigeon_tests::reply::PRECONDITION_FAILED;
-use pigeon_tests::{unique, within, TestBroker};
+use pigeon_tests::{unique, within, DataDir, TestBroker};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A data directory and the configuration that uses it; every start uses the same one.
-struct DataDir {
-    _dir: tempfile::TempDir,
-    config: ServerConfig,
-}
-
-impl DataDir {
-    fn new() -> DataDir {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            data_dir: Some(dir.path().to_path_buf()),
-            fsync: true,
-            mqtt_sys_interval: 0,
-            ..ServerConfig::for_tests()
-        };
-        DataDir { _dir: dir, config }
-    }
-
-    /// Starts Pigeon on the directory; `None` in reference mode (the test then returns).
-    async fn start(&self) -> Option<TestBroker> {
-        TestBroker::start_with(self.config.clone()).await
-    }
-
-    /// Shuts `broker` down cleanly and starts it again on the same directory.
-    async fn restart(&self, broker: TestBroker) -> TestBroker {
-        broker.stop().await;
-        self.start().await.expect("not in reference mode")
-    }
+/// A data directory whose server syncs every write (fsync on).
+fn data_dir() -> DataDir {
+    DataDir::with(|c| c.fsync = true)
 }
 
 /// The directory of the message log of queue `name` (vhost `/`) in `data`'s store.
 fn queue_log_dir(data: &DataDir, name: &str) -> Option<std::path::PathBuf> {
-    let queues = data.config.data_dir.clone().unwrap().join("queues");
+    let queues = data.path().join("queues");
     let id = format!("/\u{0}{name}");
     std::fs::read_dir(&queues)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|d| std::fs::read(d.join("id")).is_ok_and(|b| b == id.as_bytes()))
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
 }
 
 fn durable_exchange() -> ExchangeDeclareOptions {
@@ -164,19 +131,12 @@ async fn wait_for_count(channel: &Channel, queue: &str, n: u32) {
     .await;
 }
 
-/// A connection and a confirm-mode channel on it.
-async fn confirm_connection(broker: &TestBroker) -> (Connection, Channel) {
-    let conn = lp::connect(broker).await;
-    let channel = lp::confirm_channel(&conn).await;
-    (conn, channel)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_definitions_survive_a_restart_and_transient_or_exclusive_ones_do_not() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -302,7 +262,7 @@ async fn durable_definitions_survive_a_restart_and_transient_or_exclusive_ones_d
 /// must not forget the durable bindings of the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_queue_keeps_the_bindings_of_an_exchange_of_the_same_name_and_vice_versa() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -349,7 +309,7 @@ async fn deleting_a_queue_keeps_the_bindings_of_an_exchange_of_the_same_name_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_bindings_stay_unbound_after_a_restart() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -419,7 +379,7 @@ async fn unbound_bindings_stay_unbound_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_messages_survive_with_properties_headers_and_order_transient_ones_do_not() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -508,7 +468,7 @@ async fn persistent_messages_survive_with_properties_headers_and_order_transient
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_messages_stay_gone_and_delivered_unacked_ones_come_back_redelivered() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -597,7 +557,7 @@ async fn acked_messages_stay_gone_and_delivered_unacked_ones_come_back_redeliver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_published_after_a_restart_follow_the_recovered_ones_across_the_next() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -634,7 +594,7 @@ async fn messages_published_after_a_restart_follow_the_recovered_ones_across_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_priority_queue_comes_back_in_priority_order() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -660,7 +620,7 @@ async fn a_priority_queue_comes_back_in_priority_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_and_rejected_messages_are_dead_lettered_once_and_not_resurrected() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -754,7 +714,7 @@ async fn expired_and_rejected_messages_are_dead_lettered_once_and_not_resurrecte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_dropped_by_a_length_limit_or_purged_are_not_resurrected() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -789,7 +749,7 @@ async fn messages_dropped_by_a_length_limit_or_purged_are_not_resurrected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_queue_takes_its_messages_for_good() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -840,7 +800,7 @@ async fn a_deleted_queue_takes_its_messages_for_good() {
 /// so across restarts, not inherit (and later bring back) the deleted queue's messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_left_behind_by_an_interrupted_queue_deletion_is_not_resurrected() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -892,7 +852,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_confirms_arrive_for_persistent_messages_and_those_messages_survive() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -945,7 +905,7 @@ async fn publisher_confirms_arrive_for_persistent_messages_and_those_messages_su
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqprs_persistent_messages_survive_a_restart() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -1002,7 +962,7 @@ async fn amqprs_persistent_messages_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_qos1_and_qos2_publishes_to_a_durable_queue_survive_and_qos0_does_not() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -1066,7 +1026,7 @@ async fn mqtt_qos1_and_qos2_publishes_to_a_durable_queue_survive_and_qos0_does_n
 /// before its first message creates the segment file in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_message_the_store_cannot_write_is_never_confirmed() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };

@@ -8,7 +8,7 @@ use lapin::BasicProperties;
 use pigeon_server::ServerConfig;
 use pigeon_tests::lapin_support as lp;
 use pigeon_tests::mqtt_support::MqttBroker;
-use pigeon_tests::{unique, within, TestBroker};
+use pigeon_tests::{unique, within, DataDir, TestBroker};
 use rumqttc::QoS;
 use std::time::Duration;
 
@@ -157,16 +157,10 @@ async fn memory_alarm_pauses_an_mqtt_publisher_without_disconnecting_it() {
 
 /// A broker on a fresh data directory whose disk free limit no disk can meet, so the disk alarm
 /// is on from the server's first check; `None` in reference mode.
-async fn disk_alarmed_broker() -> Option<(tempfile::TempDir, TestBroker)> {
-    let dir = tempfile::tempdir().expect("a temporary data directory");
-    let config = ServerConfig {
-        data_dir: Some(dir.path().to_path_buf()),
-        disk_free_limit: u64::MAX / 2,
-        mqtt_sys_interval: 0,
-        ..ServerConfig::for_tests()
-    };
-    let broker = TestBroker::start_with(config).await?;
-    Some((dir, broker))
+async fn disk_alarmed_broker() -> Option<(DataDir, TestBroker)> {
+    let data = DataDir::with(|c| c.disk_free_limit = u64::MAX / 2);
+    let broker = data.start().await?;
+    Some((data, broker))
 }
 
 /// The next `connection.blocked` reason (or `None` for `connection.unblocked`) lapin reports.

@@ -15,38 +15,10 @@ use mqtt_wire::{
     encode, Connect, Disconnect, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, QoS,
     ReasonCode,
 };
-use pigeon_server::ServerConfig;
 use pigeon_tests::mqtt_support::{connect_packet, publish_packet, subscribe_packet, Raw};
-use pigeon_tests::{unique, TestBroker};
+use pigeon_tests::{unique, DataDir, TestBroker};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
-
-/// A data directory and the configuration that uses it; every start uses the same one.
-struct DataDir {
-    _dir: tempfile::TempDir,
-    config: ServerConfig,
-}
-
-impl DataDir {
-    fn new() -> DataDir {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            data_dir: Some(dir.path().to_path_buf()),
-            mqtt_sys_interval: 0,
-            ..ServerConfig::for_tests()
-        };
-        DataDir { _dir: dir, config }
-    }
-
-    async fn start(&self) -> Option<TestBroker> {
-        TestBroker::start_with(self.config.clone()).await
-    }
-
-    async fn restart(&self, broker: TestBroker) -> TestBroker {
-        broker.stop().await;
-        self.start().await.expect("not in reference mode")
-    }
-}
 
 /// A 5.0 CONNECT that keeps its session for ever (clean start 0, expiry 0xFFFFFFFF). (A finite
 /// expiry would leave the session's expiry timer, and with it the store, alive after the
@@ -90,7 +62,7 @@ async fn receive(sub: &mut Raw) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos2_publish_resent_after_a_restart_before_pubrel_is_not_routed_twice() {
-    let data = DataDir::new();
+    let data = DataDir::with(|_| {});
     let Some(broker) = data.start().await else {
         return;
     };
@@ -144,7 +116,7 @@ async fn qos2_publish_resent_after_a_restart_before_pubrel_is_not_routed_twice()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubrel_after_a_restart_completes_a_qos2_publish_received_before_it() {
-    let data = DataDir::new();
+    let data = DataDir::with(|_| {});
     let Some(broker) = data.start().await else {
         return;
     };
@@ -182,7 +154,7 @@ async fn pubrel_after_a_restart_completes_a_qos2_publish_received_before_it() {
 /// writes them. After a restart the resent PUBLISH is recognised, not routed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos2_id_of_a_batch_ended_by_disconnect_survives_a_restart() {
-    let data = DataDir::new();
+    let data = DataDir::with(|_| {});
     let Some(broker) = data.start().await else {
         return;
     };

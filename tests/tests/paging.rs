@@ -13,10 +13,10 @@ use lapin::options::{
     BasicQosOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation};
 use pigeon_server::ServerConfig;
-use pigeon_tests::lapin_support::{self as lp, table};
-use pigeon_tests::{unique, within, TestBroker};
+use pigeon_tests::lapin_support::{self as lp, confirm_connection, durable, table};
+use pigeon_tests::{unique, within, DataDir, TestBroker};
 use std::time::Duration;
 
 /// Messages a queue keeps in memory in these tests.
@@ -25,34 +25,13 @@ const RESIDENT: usize = 10;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A data directory and the configuration that uses it; every start uses the same one.
-struct DataDir {
-    _dir: tempfile::TempDir,
-    config: ServerConfig,
-}
-
-impl DataDir {
-    fn new() -> DataDir {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            data_dir: Some(dir.path().to_path_buf()),
-            fsync: false,
-            mqtt_sys_interval: 0,
-            queue_resident_messages: RESIDENT,
-            queue_resident_bytes: 1024 * 1024,
-            ..ServerConfig::for_tests()
-        };
-        DataDir { _dir: dir, config }
-    }
-
-    async fn start(&self) -> Option<TestBroker> {
-        TestBroker::start_with(self.config.clone()).await
-    }
-
-    async fn restart(&self, broker: TestBroker) -> TestBroker {
-        broker.stop().await;
-        self.start().await.expect("not in reference mode")
-    }
+/// A data directory whose server pages: fsync off, [`RESIDENT`] messages (or 1 MiB) in memory.
+fn data_dir() -> DataDir {
+    DataDir::with(|c| {
+        c.fsync = false;
+        c.queue_resident_messages = RESIDENT;
+        c.queue_resident_bytes = 1024 * 1024;
+    })
 }
 
 /// The broker's own view of queue `name`: (ready messages, of which paged out).
@@ -66,13 +45,6 @@ fn paged(broker: &TestBroker, name: &str) -> (u32, u32) {
         .queue(name)
         .unwrap();
     (q.message_count(), q.paged_out_count())
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
 }
 
 async fn durable_queue(channel: &Channel, args: FieldTable) -> String {
@@ -161,18 +133,12 @@ fn bodies(range: impl Iterator<Item = usize>) -> Vec<String> {
     range.map(|i| format!("m{i}")).collect()
 }
 
-async fn confirm_connection(broker: &TestBroker) -> (Connection, Channel) {
-    let conn = lp::connect(broker).await;
-    let channel = lp::confirm_channel(&conn).await;
-    (conn, channel)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Order and content
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_messages_come_back_in_order_with_their_content_across_head_and_tail() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -203,7 +169,7 @@ async fn a_thousand_messages_come_back_in_order_with_their_content_across_head_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_and_persistent_messages_keep_their_order_in_a_durable_queue() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -225,7 +191,7 @@ async fn transient_and_persistent_messages_keep_their_order_in_a_durable_queue()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_head_drops_the_oldest_messages_even_when_the_rest_is_paged_out() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -250,7 +216,7 @@ async fn drop_head_drops_the_oldest_messages_even_when_the_rest_is_paged_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_publish_counts_the_paged_out_messages() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -272,7 +238,7 @@ async fn reject_publish_counts_the_paged_out_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_the_byte_limit_does_not_count_headers_as_body() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -336,7 +302,7 @@ async fn publish_padded(channel: &Channel, queue: &str, range: std::ops::Range<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_counts_the_tail_and_purged_messages_stay_gone_after_a_restart() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -363,7 +329,7 @@ async fn purge_counts_the_tail_and_purged_messages_stay_gone_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reads_back_only_the_head_and_delivers_everything_in_order() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -398,7 +364,7 @@ async fn a_restart_reads_back_only_the_head_and_delivers_everything_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_messages_in_the_tail_are_gone_after_a_restart() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -424,7 +390,7 @@ async fn transient_messages_in_the_tail_are_gone_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requeued_messages_go_back_ahead_of_the_paged_out_ones() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -474,7 +440,7 @@ async fn requeued_messages_go_back_ahead_of_the_paged_out_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_message_ttl_applies_to_paged_out_messages() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -514,7 +480,7 @@ async fn per_message_ttl_applies_to_paged_out_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_ttl_expires_paged_out_messages_once_they_reach_the_head() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -536,7 +502,7 @@ async fn queue_ttl_expires_paged_out_messages_once_they_reach_the_head() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_that_cannot_page_keep_everything_in_memory() {
-    let data = DataDir::new();
+    let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
     };
@@ -575,10 +541,10 @@ async fn queues_that_cannot_page_keep_everything_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_alarm_counts_only_the_messages_in_memory() {
     const LIMIT: u64 = 64 * 1024;
-    let data = DataDir::new();
+    let data = data_dir();
     let config = ServerConfig {
         memory_high_watermark_bytes: Some(LIMIT),
-        ..data.config.clone()
+        ..data.config().clone()
     };
     let Some(broker) = TestBroker::start_with(config).await else {
         return;

@@ -9,28 +9,13 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pigeon_broker::{
-    Binding, Destination, Exchange, ExchangeKind, Message, MessageMeta, Properties,
-    PropertiesCodec, PropertiesView, Queue, QueueOptions, Table, VHost,
+    Binding, Destination, Exchange, ExchangeKind, Message, OpaqueProperties, Properties, Queue,
+    QueueOptions, Table, VHost,
 };
 use std::hint::black_box;
 use std::sync::Arc;
 
-/// Properties nobody reads (topic and direct routing never look at them).
-struct NoProperties;
-
-impl PropertiesCodec for NoProperties {
-    fn view(&self, _: &Bytes) -> PropertiesView {
-        PropertiesView::default()
-    }
-    fn meta(&self, _: &Bytes) -> MessageMeta {
-        MessageMeta::default()
-    }
-    fn dead_lettered(&self, raw: &Bytes, _: &pigeon_broker::Death) -> Bytes {
-        raw.clone()
-    }
-}
-
-static CODEC: NoProperties = NoProperties;
+static CODEC: OpaqueProperties = OpaqueProperties;
 
 struct Setup {
     vhost: Arc<VHost>,

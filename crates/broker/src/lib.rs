@@ -25,7 +25,8 @@ pub use consumer::{ConnectionId, ConsumerEntry, ConsumerSink, Delivered};
 pub use error::{BrokerError, Result};
 pub use exchange::{Binding, Destination, Exchange, ExchangeKind};
 pub use message::{
-    Death, DeathReason, Message, MessageMeta, Properties, PropertiesCodec, PropertiesView,
+    Death, DeathReason, Message, MessageMeta, OpaqueProperties, Properties, PropertiesCodec,
+    PropertiesView,
 };
 pub use policy::{ApplyTo, Policy};
 pub use queue::settings::{Overflow, QueueSettings};

@@ -49,6 +49,23 @@ pub trait PropertiesCodec: Send + Sync {
     fn dead_lettered(&self, raw: &Bytes, death: &Death) -> Bytes;
 }
 
+/// A codec for properties nothing reads: an empty view, default (transient) meta, and
+/// dead-lettered copies left unchanged. For benchmarks and tests of routing, which never look
+/// at properties.
+pub struct OpaqueProperties;
+
+impl PropertiesCodec for OpaqueProperties {
+    fn view(&self, _: &Bytes) -> PropertiesView {
+        PropertiesView::default()
+    }
+    fn meta(&self, _: &Bytes) -> MessageMeta {
+        MessageMeta::default()
+    }
+    fn dead_lettered(&self, raw: &Bytes, _: &Death) -> Bytes {
+        raw.clone()
+    }
+}
+
 /// Why a message was dead-lettered (the `reason` of an `x-death` entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeathReason {

@@ -318,24 +318,12 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{MessageMeta, Properties, PropertiesCodec, PropertiesView};
+    use crate::message::{OpaqueProperties, Properties};
     use crate::queue::QueueOptions;
     use crate::vhost::VHost;
     use bytes::Bytes;
 
-    struct NoProperties;
-    impl PropertiesCodec for NoProperties {
-        fn view(&self, _: &Bytes) -> PropertiesView {
-            PropertiesView::default()
-        }
-        fn meta(&self, _: &Bytes) -> MessageMeta {
-            MessageMeta::default()
-        }
-        fn dead_lettered(&self, raw: &Bytes, _: &crate::message::Death) -> Bytes {
-            raw.clone()
-        }
-    }
-    static CODEC: NoProperties = NoProperties;
+    static CODEC: OpaqueProperties = OpaqueProperties;
 
     fn queues(vhost: &VHost, n: usize) -> Vec<Arc<Queue>> {
         (0..n)

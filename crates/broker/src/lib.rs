@@ -14,6 +14,7 @@ pub mod durable;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod permission;
 pub mod policy;
 pub mod queue;
 pub mod record;

@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod consumer;
 pub mod durable;
 pub mod error;
@@ -61,6 +62,7 @@ pub struct Recovered {
 pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     ids: AtomicU64,
+    access: access::AccessControl,
 }
 
 impl Broker {
@@ -71,6 +73,7 @@ impl Broker {
         Arc::new(Broker {
             vhosts: RwLock::new(vhosts),
             ids: AtomicU64::new(1),
+            access: access::AccessControl::new(),
         })
     }
 
@@ -100,6 +103,7 @@ impl Broker {
             Arc::new(Broker {
                 vhosts: RwLock::new(vhosts),
                 ids: AtomicU64::new(1),
+                access: access::AccessControl::new(),
             }),
             recovered,
         ))
@@ -113,6 +117,11 @@ impl Broker {
     /// Every vhost.
     pub fn vhosts(&self) -> Vec<Arc<VHost>> {
         self.vhosts.read().values().cloned().collect()
+    }
+
+    /// Users' permissions, topic permissions and limits.
+    pub fn access(&self) -> &access::AccessControl {
+        &self.access
     }
 
     /// A broker-wide unique id (connections, channels, sessions).

@@ -19,7 +19,7 @@ pub enum BrokerError {
     /// The request contradicts the entity's state (redeclare with other properties, not empty).
     #[error("PRECONDITION_FAILED - {0}")]
     PreconditionFailed(String),
-    /// The request is not allowed in general (invalid argument value, unknown exchange type).
+    /// The request is not allowed in general (the queue's log cannot be opened).
     #[error("NOT_ALLOWED - {0}")]
     NotAllowed(String),
     /// A command that is invalid in the current state.

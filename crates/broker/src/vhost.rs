@@ -9,7 +9,7 @@ use crate::error::{BrokerError, Result};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::{Death, DeathReason, Message, Properties, PropertiesCodec};
 use crate::policy::{Policies, Policy};
-use crate::queue::settings::QueueSettings;
+use crate::queue::settings::{self, QueueSettings};
 use crate::queue::{Enqueued, PagingLimits, Queue, QueueOptions, QueuedMessage};
 use crate::retained::RetainedStore;
 use crate::value::Table;
@@ -171,6 +171,12 @@ fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
     BrokerError::NotFound(format!("no {kind} '{name}' in vhost '{vhost}'"))
 }
 
+/// RabbitMQ's text for a type name it has never heard of (it says "invalid exchange type"
+/// instead when the name happens to be an atom of its VM that is no exchange type, like 'x').
+fn unknown_exchange_type(kind: &str) -> BrokerError {
+    BrokerError::PreconditionFailed(format!("unknown exchange type '{kind}'"))
+}
+
 fn default_exchange_refused() -> BrokerError {
     BrokerError::AccessRefused("operation not permitted on the default exchange".into())
 }
@@ -276,6 +282,13 @@ impl VHost {
 
     /// `exchange.declare`.
     pub fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<()> {
+        // The type is checked first, existing exchange or not, and a passive declare ignores
+        // it (rabbit_channel exchange.declare, rabbit_exchange `check_type`). RabbitMQ 3.13
+        // and 4.x refuse an unknown type with 406 (503, closing the connection, before).
+        let kind = ExchangeKind::parse(d.kind);
+        if kind.is_none() && !d.passive {
+            return Err(unknown_exchange_type(d.kind));
+        }
         if d.name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -311,9 +324,7 @@ impl VHost {
                 d.name
             )));
         }
-        let kind = ExchangeKind::parse(d.kind).ok_or_else(|| {
-            BrokerError::CommandInvalid(format!("invalid exchange type '{}'", d.kind))
-        })?;
+        let kind = kind.ok_or_else(|| unknown_exchange_type(d.kind))?;
         let x = Arc::new(Exchange::new(
             d.name,
             kind,
@@ -380,6 +391,19 @@ impl VHost {
         options: QueueOptions,
         connection: ConnectionId,
     ) -> Result<QueueDeclared> {
+        self.declare_queue_of(name, passive, options, connection, true)
+    }
+
+    /// [`VHost::declare_queue`]; `check_type` false lets recovery bring back the queues an
+    /// earlier version accepted with another `x-queue-type` (as classic queues).
+    fn declare_queue_of(
+        &self,
+        name: &str,
+        passive: bool,
+        options: QueueOptions,
+        connection: ConnectionId,
+        check_type: bool,
+    ) -> Result<QueueDeclared> {
         let declared = |queue: Arc<Queue>| QueueDeclared {
             message_count: queue.message_count(),
             consumer_count: queue.consumer_count(),
@@ -400,6 +424,9 @@ impl VHost {
         } else {
             name.to_string()
         };
+        if check_type {
+            settings::check_queue_type(&options.arguments, &name, &self.name)?;
+        }
         let mut queues = self.queues.write();
         if let Some(q) = queues.get(name.as_str()) {
             q.check_access(connection)?;
@@ -658,7 +685,7 @@ impl VHost {
                 auto_delete: d.auto_delete,
                 arguments: d.arguments.clone(),
             };
-            match self.declare_queue(&d.name, false, options, 0) {
+            match self.declare_queue_of(&d.name, false, options, 0, false) {
                 Ok(declared) => messages += declared.queue.restore(codec),
                 Err(e) => tracing::warn!(queue = %d.name, error = %e, "queue not recovered"),
             }

@@ -1,11 +1,13 @@
-//! The command line: `pigeon [serve]` runs the broker, `pigeon bench` drives load at any AMQP broker.
+//! The command line: `pigeon [serve]` runs the broker, `pigeon bench` drives load at any AMQP
+//! 0-9-1 or MQTT broker.
 
 use crate::bench::BenchArgs;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Pigeon: a message broker for AMQP 0-9-1 clients (MQTT to come).
+/// Pigeon: one message broker for AMQP 0-9-1 and MQTT 3.1, 3.1.1 and 5.0 clients, with
+/// RabbitMQ's model (exchanges, queues, bindings) shared by both protocols.
 ///
 /// Without a subcommand, `pigeon` runs the broker exactly as `pigeon serve` does.
 #[derive(Debug, Parser)]
@@ -27,10 +29,10 @@ pub struct Cli {
 /// What `pigeon` does.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the broker (the default when no subcommand is given).
+    /// Run the broker: AMQP 0-9-1 and MQTT listeners (the default when no subcommand is given).
     Serve(ServeArgs),
-    /// Generate load against an AMQP 0-9-1 broker (Pigeon, RabbitMQ, ...) and report throughput,
-    /// end-to-end latency and lost or duplicated messages.
+    /// Generate load against an AMQP 0-9-1 or MQTT broker (Pigeon, RabbitMQ, Mosquitto, ...) and
+    /// report throughput, end-to-end latency and lost or duplicated messages.
     Bench(BenchArgs),
 }
 

@@ -4,7 +4,7 @@
 //! - `config`: the TOML configuration file;
 //! - `logging`: where log lines go and which;
 //! - `serve`: starts `pigeon_server` and stops it on SIGINT or SIGTERM;
-//! - `bench`: the load generator, a client of any AMQP 0-9-1 broker.
+//! - `bench`: the load generator, a client of any AMQP 0-9-1 or MQTT broker.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

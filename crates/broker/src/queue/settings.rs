@@ -41,6 +41,29 @@ pub struct QueueSettings {
     pub delivery_limit: Option<u32>,
 }
 
+/// Refuses an `x-queue-type` other than `classic` (Pigeon's queues are all classic ones), with
+/// RabbitMQ's 406. Its texts: an unknown type is `"unsupported queue type 'x'"`, quoted as
+/// Erlang prints a string (rabbit_amqqueue `check_queue_type`, reported by
+/// `check_arguments_type_and_value`); `quorum` and `stream`, which RabbitMQ would accept, get
+/// a text of our own saying so.
+pub fn check_queue_type(arguments: &Table, queue: &str, vhost: &str) -> Result<()> {
+    let Some(value) = arguments.get("x-queue-type") else {
+        return Ok(());
+    };
+    let why = match value.as_str() {
+        Some("classic") => return Ok(()),
+        Some(t @ ("quorum" | "stream")) => format!(
+            "queue type '{t}' is not supported by this broker yet; \
+             declare a classic queue (x-queue-type 'classic' or none)"
+        ),
+        Some(t) => format!("\"unsupported queue type '{t}'\""),
+        None => "expected a string".to_string(),
+    };
+    Err(BrokerError::PreconditionFailed(format!(
+        "invalid arg 'x-queue-type' for queue '{queue}' in vhost '{vhost}': {why}"
+    )))
+}
+
 fn invalid(key: &str, why: &str) -> BrokerError {
     BrokerError::PreconditionFailed(format!("invalid arg '{key}': {why}"))
 }
@@ -156,6 +179,26 @@ mod tests {
         assert_eq!(s.message_ttl, Some(100));
         assert_eq!(s.max_length, Some(3));
         assert_eq!(s.overflow, Overflow::RejectPublish);
+    }
+
+    #[test]
+    fn only_classic_queues_are_declared() {
+        let with = |v: Value| t(&[("x-queue-type", v)]);
+        let s = |b: &'static str| Value::Str(Bytes::from_static(b.as_bytes()));
+        assert!(check_queue_type(&Table::new(), "q", "/").is_ok());
+        assert!(check_queue_type(&with(s("classic")), "q", "/").is_ok());
+        let text = |v| match check_queue_type(&with(v), "q", "/") {
+            Err(BrokerError::PreconditionFailed(t)) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            text(s("bogus")),
+            "invalid arg 'x-queue-type' for queue 'q' in vhost '/': \"unsupported queue type 'bogus'\""
+        );
+        for t in ["quorum", "stream"] {
+            assert!(text(s(t)).contains(&format!("queue type '{t}' is not supported")));
+        }
+        assert!(text(Value::Int(1)).ends_with("expected a string"));
     }
 
     #[test]

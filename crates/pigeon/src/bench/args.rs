@@ -6,7 +6,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// `pigeon bench`: the AMQP workload by default, or another mode.
+/// `pigeon bench`: AMQP 0-9-1 producers and consumers by default, or another mode (MQTT,
+/// MQTT to AMQP, idle connections).
 #[derive(Debug, Clone, Args)]
 #[command(
     args_conflicts_with_subcommands = true,

@@ -30,6 +30,11 @@ use tokio::time::{interval, timeout, MissedTickBehavior};
 /// How long we wait for `connection.close-ok` after sending `connection.close`.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The AMQP 0-9 protocol header. RabbitMQ serves it as 0-9-1 (rabbit_reader, `handshake` /
+/// `version_negotiation`: "This is the protocol header for 0-9, which we can safely treat as
+/// though it were 0-9-1"), and so do we; connection.start says 0-9 either way.
+const PROTOCOL_HEADER_0_9: [u8; 8] = *b"AMQP\x01\x01\x00\x09";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     AwaitStartOk,
@@ -38,6 +43,14 @@ enum Phase {
     Open,
     /// We sent connection.close and wait for close-ok until the deadline.
     Closing(Instant),
+    /// We sent connection.close-ok: everything the client still sends is read and discarded
+    /// until it closes its socket (or sends close-ok, or the deadline passes). RabbitMQ does
+    /// the same in its `closed` state (rabbit_reader `close_connection`, `handle_frame` when
+    /// `?IS_STOPPING`): a client that closes right after a burst of publishes may still be
+    /// flushing them (amqplib sends channel 0's close ahead of other channels' buffered
+    /// frames), and closing our socket under those writes would reset the connection, so the
+    /// client would see ECONNRESET / EPIPE, or lose our close-ok.
+    Closed(Instant),
     Done,
 }
 
@@ -111,9 +124,14 @@ impl Connection {
         let mut header = [0u8; 8];
         let handshake = self.server.config.handshake_timeout;
         match timeout(handshake, rd.read_exact(&mut header)).await {
-            Ok(Ok(_)) if header == PROTOCOL_HEADER => {}
+            Ok(Ok(_)) if header == PROTOCOL_HEADER || header == PROTOCOL_HEADER_0_9 => {}
             Ok(Ok(_)) => {
-                // AMQP 0-9-1 section 4.2.2: answer a bad header with ours and close.
+                // AMQP 0-9-1 section 4.2.2: answer a bad header with ours and close. RabbitMQ
+                // 3.x answers every version it refuses with the 0-9-1 header (rabbit_reader
+                // `refuse_connection/2`); 4.x still does for `AMQP 0 0 9 x` and otherwise
+                // offers AMQP 1.0, which Pigeon does not speak. The 0-8 headers (`AMQP 1 1 8 0`,
+                // `AMQP 1 1 9 1`) that RabbitMQ 3.x served with its 0-8 framing are refused
+                // as RabbitMQ 4.x refuses them.
                 tracing::info!(peer = %self.peer, header = ?Bytes::copy_from_slice(&header), "bad protocol header");
                 self.out.send(|b| b.extend_from_slice(&PROTOCOL_HEADER));
                 return;
@@ -161,9 +179,12 @@ impl Connection {
             }
             rb.prepare();
             // A publisher waits while the memory alarm is on (connection.blocked), and a client
-            // that sends faster than it reads our replies waits until they drain.
-            let paused = *alarm.borrow() && self.publisher;
-            self.set_blocked(paused);
+            // that sends faster than it reads our replies waits until they drain. Once closing,
+            // what the client sends is discarded, and nothing more is said about the alarm.
+            let paused = *alarm.borrow() && self.publisher && self.phase == Phase::Open;
+            if self.phase == Phase::Open {
+                self.set_blocked(paused);
+            }
             let can_read = self.out.has_room() && !paused;
             tokio::select! {
                 _ = alarm.changed() => {}
@@ -188,7 +209,7 @@ impl Connection {
                 // The store synced what some confirms waited for: the flush above sends them.
                 _ = self.synced.notified() => {}
                 _ = shutdown.changed() => {
-                    if matches!(self.phase, Phase::Closing(_)) {
+                    if matches!(self.phase, Phase::Closing(_) | Phase::Closed(_)) {
                         return;
                     }
                     self.close_with(AmqpError {
@@ -238,7 +259,7 @@ impl Connection {
     fn on_tick(&mut self, handshake_deadline: Instant) -> bool {
         let now = Instant::now();
         match self.phase {
-            Phase::Closing(deadline) => now < deadline,
+            Phase::Closing(deadline) | Phase::Closed(deadline) => now < deadline,
             Phase::AwaitStartOk | Phase::AwaitTuneOk | Phase::AwaitOpen => {
                 if now >= handshake_deadline {
                     tracing::info!(peer = %self.peer, "handshake timed out");
@@ -309,8 +330,11 @@ impl Connection {
     }
 
     fn handle_frame(&mut self, frame: Frame) -> AmqpResult {
-        if let Phase::Closing(_) = self.phase {
+        if let Phase::Closing(deadline) | Phase::Closed(deadline) = self.phase {
             // AMQP 0-9-1 section 2.2.4: after close, discard everything but close / close-ok.
+            // As RabbitMQ (rabbit_reader `handle_method0` in the closed state): close-ok ends
+            // the connection, a close (ours and the client's crossed) is answered with close-ok
+            // and we wait for the client to hang up.
             match frame {
                 Frame::Method {
                     method: Method::ConnectionCloseOk(_),
@@ -321,7 +345,7 @@ impl Connection {
                     ..
                 } => {
                     self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
-                    self.phase = Phase::Done;
+                    self.phase = Phase::Closed(deadline);
                 }
                 _ => {}
             }
@@ -357,7 +381,10 @@ impl Connection {
                 tracing::debug!(peer = %self.peer, code = m.reply_code, text = %m.reply_text, "client closed connection");
                 self.release();
                 self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
-                self.phase = Phase::Done;
+                // Read on until the client hangs up (see `Phase::Closed`); RabbitMQ's bound is
+                // the heartbeat or 30 s, ours the handshake timeout.
+                let linger = self.server.config.handshake_timeout;
+                self.phase = Phase::Closed(Instant::now() + linger);
                 Ok(())
             }
             (Phase::AwaitStartOk, Method::ConnectionStartOk(m)) => self.start_ok(m),
@@ -570,7 +597,7 @@ impl Connection {
 
     /// Starts the close handshake with a connection exception.
     fn close_with(&mut self, e: AmqpError) {
-        if matches!(self.phase, Phase::Closing(_) | Phase::Done) {
+        if matches!(self.phase, Phase::Closing(_) | Phase::Closed(_) | Phase::Done) {
             return;
         }
         tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");

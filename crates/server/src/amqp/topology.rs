@@ -12,13 +12,16 @@ use pigeon_broker::{Destination, ExchangeDeclare, QueueOptions};
 impl Channel {
     /// The queue a method names; the empty name means the last queue declared on the channel
     /// (AMQP 0-9-1, queue class: "the server uses the last queue declared on the channel").
+    /// Without one it is a channel error, 404, as RabbitMQ's (rabbit_channel
+    /// `expand_queue_name_shortcut`) for basic.get, basic.consume, queue.bind, queue.unbind,
+    /// queue.purge and queue.delete.
     pub(super) fn queue_name<'a>(&'a self, name: &'a ShortString) -> AmqpResult<&'a str> {
         if !name.is_empty() {
             return Ok(name.as_str());
         }
         self.last_queue
             .as_deref()
-            .ok_or_else(|| AmqpError::new(ReplyCode::NotAllowed, "no previously declared queue"))
+            .ok_or_else(|| AmqpError::new(ReplyCode::NotFound, "no previously declared queue"))
     }
 
     pub(super) fn handle_topology(&mut self, ctx: &ConnCtx, method: &Method) -> AmqpResult {
@@ -59,12 +62,10 @@ impl Channel {
                     auto_delete: m.auto_delete,
                     arguments: convert::table(&m.arguments),
                 };
-                let name = if m.passive {
-                    self.queue_name(&m.queue)?.to_string()
-                } else {
-                    m.queue.as_str().to_string()
-                };
-                let d = vhost.declare_queue(&name, m.passive, options, ctx.conn_id)?;
+                // No last-queue shortcut here, passive or not: RabbitMQ expands it for the other
+                // queue methods only (rabbit_channel `expand_shortcuts`), so a passive declare
+                // of '' is "no queue ''".
+                let d = vhost.declare_queue(m.queue.as_str(), m.passive, options, ctx.conn_id)?;
                 let name = d.queue.name().to_string();
                 self.last_queue = Some(name.clone());
                 (!m.no_wait).then(|| {
@@ -89,14 +90,16 @@ impl Channel {
                 (!m.no_wait).then_some(Method::QueueBindOk(QueueBindOk {}))
             }
             Method::QueueUnbind(m) => {
-                let q = vhost.queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
+                let name = self.queue_name(&m.queue)?;
+                let q = vhost.queue_for(name, ctx.conn_id)?;
+                // As for queue.bind (rabbit_channel `expand_routing_key_shortcut`).
+                let key = if m.queue.is_empty() && m.routing_key.is_empty() {
+                    name
+                } else {
+                    m.routing_key.as_str()
+                };
                 let args = convert::table(&m.arguments);
-                vhost.unbind(
-                    m.exchange.as_str(),
-                    Destination::Queue(q),
-                    m.routing_key.as_str(),
-                    args,
-                )?;
+                vhost.unbind(m.exchange.as_str(), Destination::Queue(q), key, args)?;
                 Some(Method::QueueUnbindOk(QueueUnbindOk {}))
             }
             Method::QueuePurge(m) => {

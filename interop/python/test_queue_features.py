@@ -1,6 +1,6 @@
 """(h) RabbitMQ's queue features through pika: dead-lettering and x-death, TTL, length limits,
 priority queues, consumer priorities, single active consumer, exclusive consumers and the
-delivery limit (quorum queues in RabbitMQ)."""
+delivery limit (quorum queues in RabbitMQ, classic ones in Pigeon)."""
 
 import datetime
 import time
@@ -13,6 +13,15 @@ from helpers import connect, wait_until
 
 def now():
     return int(time.time())
+
+
+def delivery_limit(connection, limit):
+    """Queue arguments for a delivery limit: RabbitMQ keeps delivery limits to quorum queues,
+    Pigeon has them on its classic queues and refuses the quorum type it does not implement."""
+    args = {"x-delivery-limit": limit}
+    if connection._impl.server_properties.get("product") == "RabbitMQ":
+        args["x-queue-type"] = "quorum"
+    return args
 
 
 def dead_letter_target(admin, name):
@@ -346,12 +355,12 @@ def test_exclusive_consumer_refuses_others_with_403(connections, admin, name):
 
 def test_delivery_limit_counts_redeliveries_and_dead_letters(connections, admin, name):
     exchange, dlq = dead_letter_target(admin, name)
+    conn = connections()
     queue = admin.queue(
         name("qq"),
         durable=True,
-        arguments={"x-queue-type": "quorum", "x-delivery-limit": 1, "x-dead-letter-exchange": exchange},
+        arguments={**delivery_limit(conn, 1), "x-dead-letter-exchange": exchange},
     )
-    conn = connections()
     ch = conn.channel()
     since = now()
     ch.basic_publish("", queue, b"poison")

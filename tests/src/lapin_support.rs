@@ -415,3 +415,14 @@ pub fn text(s: &str) -> AMQPValue {
 pub fn int(i: i32) -> AMQPValue {
     AMQPValue::LongInt(i)
 }
+
+/// Queue arguments for a delivery limit of `limit`. RabbitMQ keeps delivery limits to quorum
+/// queues; Pigeon has them on its classic queues and refuses `x-queue-type: quorum`, so the type
+/// is asked for only when the tests run against an external broker.
+pub fn delivery_limit(broker: &TestBroker, limit: i32) -> Vec<(&'static str, AMQPValue)> {
+    let mut args = vec![("x-delivery-limit", int(limit))];
+    if broker.is_external() {
+        args.push(("x-queue-type", text("quorum")));
+    }
+    args
+}

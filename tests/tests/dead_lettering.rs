@@ -862,11 +862,13 @@ async fn message_returned_more_often_than_the_delivery_limit_dies_with_reason_de
         channel.queue_declare(
             src.as_str().into(),
             QueueDeclareOptions::durable(),
-            table(&[
-                ("x-queue-type", text("quorum")),
-                ("x-delivery-limit", int(1)),
-                ("x-dead-letter-exchange", text(&dlx)),
-            ]),
+            table(
+                &[
+                    lp::delivery_limit(&broker, 1),
+                    vec![("x-dead-letter-exchange", text(&dlx))],
+                ]
+                .concat(),
+            ),
         ),
     )
     .await

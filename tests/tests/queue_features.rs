@@ -33,12 +33,11 @@ async fn new_queue(channel: &Channel, args: FieldTable) -> String {
     name
 }
 
-/// A fresh durable quorum queue (RabbitMQ keeps delivery limits and counts to quorum queues;
-/// Pigeon ignores the type). The test deletes it.
-async fn quorum_queue(channel: &Channel, args: &[(&str, AMQPValue)]) -> String {
+/// A fresh durable queue with a delivery limit (a quorum queue against RabbitMQ, see
+/// [`lp::delivery_limit`]). The test deletes it.
+async fn delivery_limited_queue(broker: &TestBroker, channel: &Channel, limit: i32) -> String {
     let name = unique("qq");
-    let mut args = table(args);
-    args.insert("x-queue-type".into(), text("quorum"));
+    let args = table(&lp::delivery_limit(broker, limit));
     within(
         "queue.declare-ok",
         channel.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args),
@@ -914,7 +913,7 @@ async fn redeliveries_carry_x_delivery_count_until_the_delivery_limit_drops_the_
     let broker = TestBroker::start().await;
     let conn = lp::connect(&broker).await;
     let channel = lp::confirm_channel(&conn).await;
-    let queue = quorum_queue(&channel, &[("x-delivery-limit", int(2))]).await;
+    let queue = delivery_limited_queue(&broker, &channel, 2).await;
     lp::publish(&channel, "", &queue, b"poison").await;
     let work_channel = lp::open_channel(&conn).await;
     let mut work = lp::consume_acked(&work_channel, &queue).await;

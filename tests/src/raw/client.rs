@@ -114,6 +114,14 @@ impl RawClient {
         let _ = self.stream.write_all(bytes).await;
     }
 
+    /// Shuts down our sending side (TCP FIN): the server reads end of stream, we can still read.
+    pub async fn finish_writing(&mut self) {
+        self.stream
+            .shutdown()
+            .await
+            .expect("shut down our sending side");
+    }
+
     /// Writes one frame.
     pub async fn send(&mut self, frame: &Frame) {
         self.send_bytes(&frame.encode()).await;
@@ -156,7 +164,12 @@ impl RawClient {
 
     /// Sends the protocol header and reads `connection.start`.
     pub async fn start(&mut self) -> Start {
-        self.send_bytes(PROTOCOL_HEADER).await;
+        self.start_with_header(PROTOCOL_HEADER).await
+    }
+
+    /// Sends `header` as the protocol header and reads `connection.start`.
+    pub async fn start_with_header(&mut self, header: &[u8]) -> Start {
+        self.send_bytes(header).await;
         let frame = self.expect_method(method::CONNECTION_START).await;
         let mut r = frame.method_args();
         Start {

@@ -37,7 +37,10 @@ fn assert_refused<T: std::fmt::Debug>(
     let error = result.expect_err("the server should refuse");
     assert_eq!(lp::reply_code(&error), Some(code), "{error:?}");
     assert_eq!(reply_text(&error), text);
-    assert!(conn.status().connected(), "a channel error closed the connection");
+    assert!(
+        conn.status().connected(),
+        "a channel error closed the connection"
+    );
 }
 
 /// basic.publish of `body` to the default exchange with `routing_key`, as raw frames.
@@ -105,7 +108,11 @@ async fn the_empty_queue_name_with_no_declared_queue_closes_the_channel_with_404
     let fresh = || lp::open_channel(&conn);
 
     let ch = fresh().await;
-    let r = within("basic.get", ch.basic_get("".into(), BasicGetOptions::default())).await;
+    let r = within(
+        "basic.get",
+        ch.basic_get("".into(), BasicGetOptions::default()),
+    )
+    .await;
     assert_refused(&conn, r, NOT_FOUND, text);
     let ch = fresh().await;
     let r = within(
@@ -198,7 +205,9 @@ async fn the_empty_queue_name_means_the_last_queue_declared_on_the_channel() {
     .unwrap();
     lp::publish(&ch, "amq.direct", &queue, b"one").await;
     lp::publish(&ch, "amq.direct", &queue, b"two").await;
-    let got = lp::get(&ch, "").await.expect("a message from the last queue");
+    let got = lp::get(&ch, "")
+        .await
+        .expect("a message from the last queue");
     assert_eq!(got.delivery.data, b"one");
     got.delivery
         .acker
@@ -249,7 +258,12 @@ async fn an_unknown_exchange_type_closes_the_channel_with_406() {
     let declare = |ch: Channel, name: String, options: ExchangeDeclareOptions| async move {
         within(
             "exchange.declare",
-            ch.exchange_declare(name.as_str().into(), bogus(), options, FieldTable::default()),
+            ch.exchange_declare(
+                name.as_str().into(),
+                bogus(),
+                options,
+                FieldTable::default(),
+            ),
         )
         .await
     };

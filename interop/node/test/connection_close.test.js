@@ -1,4 +1,4 @@
-// (i) Closing a connection right after a burst of publishes.
+// Closing a connection right after a burst of publishes.
 //
 // amqplib buffers each channel's frames and sends them through a multiplexer, so the
 // connection.close it writes on channel 0 can reach the broker ahead of publishes still
@@ -47,7 +47,6 @@ test('a publisher that closes right after a burst closes cleanly', { timeout: TE
     assert.deepEqual(socketErrors.map(String), [], `round ${round}: socket errors`);
   }
 
-  // The broker is fine and kept what reached it before each close (the rest was discarded).
-  const ok = await admin.checkQueue(queue);
-  assert.ok(ok.messageCount <= ROUNDS * 2000, `${ok.messageCount} messages queued`);
+  // The broker still answers the other connection (what came after each close was discarded).
+  await admin.checkQueue(queue);
 });

@@ -201,6 +201,36 @@ mod tests {
         assert!(text(Value::Int(1)).ends_with("expected a string"));
     }
 
+    /// A queue an earlier version accepted with `x-queue-type: quorum` (as a classic queue)
+    /// still comes back at start; only new declarations are refused.
+    #[test]
+    fn recovery_keeps_queues_declared_with_another_type() {
+        use crate::durable::{Definitions, QueueDef};
+        let quorum = t(&[("x-queue-type", Value::Str(Bytes::from_static(b"quorum")))]);
+        let defs = Definitions {
+            exchanges: Vec::new(),
+            queues: vec![QueueDef {
+                vhost: "/".into(),
+                name: "old-qq".into(),
+                auto_delete: false,
+                arguments: quorum.clone(),
+            }],
+            bindings: Vec::new(),
+        };
+        let vhost = crate::VHost::new("/");
+        vhost.recover(&defs, &crate::OpaqueProperties);
+        assert!(vhost.queue("old-qq").is_ok());
+        let options = crate::QueueOptions {
+            durable: true,
+            arguments: quorum,
+            ..Default::default()
+        };
+        assert!(matches!(
+            vhost.declare_queue("new-qq", false, options, 1),
+            Err(BrokerError::PreconditionFailed(_))
+        ));
+    }
+
     #[test]
     fn invalid_values_are_precondition_failures() {
         let bad = t(&[("x-max-priority", Value::Int(300))]);

@@ -597,7 +597,10 @@ impl Connection {
 
     /// Starts the close handshake with a connection exception.
     fn close_with(&mut self, e: AmqpError) {
-        if matches!(self.phase, Phase::Closing(_) | Phase::Closed(_) | Phase::Done) {
+        if matches!(
+            self.phase,
+            Phase::Closing(_) | Phase::Closed(_) | Phase::Done
+        ) {
             return;
         }
         tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");

@@ -381,8 +381,9 @@ impl Connection {
                 tracing::debug!(peer = %self.peer, code = m.reply_code, text = %m.reply_text, "client closed connection");
                 self.release();
                 self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
-                // Read on until the client hangs up (see `Phase::Closed`); RabbitMQ's bound is
-                // the heartbeat or 30 s, ours the handshake timeout.
+                // Read on until the client hangs up (see `Phase::Closed`). RabbitMQ's bound is
+                // the negotiated heartbeat when under 30 s, else 30 s (`close_connection`);
+                // ours is the handshake timeout.
                 let linger = self.server.config.handshake_timeout;
                 self.phase = Phase::Closed(Instant::now() + linger);
                 Ok(())

@@ -14,6 +14,8 @@ mod mqtt;
 mod outbound;
 mod policy;
 mod readbuf;
+pub mod tls;
+pub mod transport;
 
 pub use config::{PolicyConfig, PolicyValue, ServerConfig, UserConfig};
 
@@ -307,6 +309,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, protocol: P
                         continue;
                     }
                     let state = Arc::clone(&state);
+                    let (stream, peer) = (transport::Transport::Tcp(stream), transport::PeerInfo::plain(peer));
                     connections.spawn(async move {
                         match protocol {
                             Protocol::Amqp => amqp::serve(stream, peer, Arc::clone(&state)).await,
@@ -331,4 +334,26 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, protocol: P
         while connections.join_next().await.is_some() {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+
+    /// A server state for unit tests: memory only, test config, no listeners.
+    pub fn state() -> Arc<ServerState> {
+        let config = ServerConfig::for_tests();
+        let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
+        Arc::new(ServerState {
+            broker: Broker::new(),
+            config,
+            shutdown: watch::channel(false).1,
+            connections: AtomicUsize::new(0),
+            mqtt: mqtt::MqttState::new(),
+            store: None,
+            alarm: watch::channel(false).0,
+            alarm_causes: alarm::AlarmCauses::default(),
+            disk_free_limit,
+        })
+    }
 }

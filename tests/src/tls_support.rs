@@ -8,14 +8,13 @@
 //! # async fn f() {
 //! use pigeon_tests::tls_support::Pki;
 //! let pki = Pki::new("test CA");
-//! let mut config = pigeon_server::ServerConfig::for_tests();
-//! config.tls = Some(pki.server_files(1)); // certfile, keyfile, cacertfile in pki.dir
-//! config.amqps_listen = Some("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into());
+//! // AMQPS and MQTTS on 127.0.0.1:0, with certfile, keyfile and cacertfile in pki.dir.
+//! let config = pigeon_tests::tls_support::config_with(pki.server_files(1));
 //! let client = pki.client("alice"); // a client certificate signed by the CA
 //! # }
 //! ```
 
-use pigeon_server::{TlsConfig, TlsVerify};
+use pigeon_server::{ServerConfig, TlsConfig, TlsVerify};
 use rcgen::{
     CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -27,6 +26,18 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use crate::within;
+
+/// [`ServerConfig::for_tests`] with `tls` and the AMQPS and MQTTS listeners on 127.0.0.1:0
+/// (once `tls` is set, they otherwise default to ports 5671 and 8883 on every interface).
+pub fn config_with(tls: TlsConfig) -> ServerConfig {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    ServerConfig {
+        tls: Some(tls),
+        amqps_listen: Some(loopback.into()),
+        mqtts_listen: Some(loopback.into()),
+        ..ServerConfig::for_tests()
+    }
+}
 
 /// The ring provider, explicitly.
 #[allow(deprecated)] // rustls deprecates ring's provider for its lack of post-quantum groups.

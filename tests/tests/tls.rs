@@ -11,26 +11,16 @@ use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptio
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ConnectionProperties, DefaultConnectionBuilder};
-use pigeon_server::{ServerConfig, TlsConfig};
+use pigeon_server::TlsConfig;
 use pigeon_tests::mqtt_support::Mqtt4;
-use pigeon_tests::tls_support::{CertKey, Pki};
+use pigeon_tests::tls_support::{config_with, CertKey, Pki};
 use pigeon_tests::{unique, within, TestBroker};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
 /// A broker with AMQPS and MQTTS on 127.0.0.1 and the given TLS configuration.
 async fn tls_broker(tls: TlsConfig) -> TestBroker {
-    let config = ServerConfig {
-        tls: Some(tls),
-        amqps_listen: Some(loopback().into()),
-        mqtts_listen: Some(loopback().into()),
-        ..ServerConfig::for_tests()
-    };
-    TestBroker::start_with(config)
+    TestBroker::start_with(config_with(tls))
         .await
         .expect("an in-process broker")
 }

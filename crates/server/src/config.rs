@@ -230,6 +230,8 @@ impl ServerConfig {
     }
 
     /// A configuration for tests: loopback, ephemeral ports, memory only, defaults otherwise.
+    /// TLS is off; a test that sets `tls` sets `amqps_listen` / `mqtts_listen` too, or they
+    /// bind the default ports (5671, 8883) on every interface.
     pub fn for_tests() -> Self {
         ServerConfig {
             amqp_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),

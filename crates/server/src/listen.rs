@@ -248,6 +248,9 @@ pub(crate) async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`: name it as
+                    // IPv4, in logs and for the loopback checks.
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let open = state.connections.fetch_add(1, Ordering::Relaxed);
                     if open >= state.config.max_connections {
                         state.connections.fetch_sub(1, Ordering::Relaxed);

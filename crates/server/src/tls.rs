@@ -156,44 +156,50 @@ impl TlsContext {
     /// Reads the files again and, if they changed and make a valid configuration, uses them
     /// for new handshakes. On error the previous configuration stays.
     pub fn reload(&self) -> Result<Reloaded, TlsError> {
-        let contents = read_all(&self.config)?;
+        self.try_reload().0
+    }
+
+    /// [`TlsContext::reload`], and whether a failure is the same as the previous one (the
+    /// same bad files).
+    fn try_reload(&self) -> (Result<Reloaded, TlsError>, bool) {
+        let contents = match read_all(&self.config) {
+            Ok(c) => c,
+            Err(e) => return (Err(e), false),
+        };
         let mut loaded = self.loaded.lock();
         if contents == loaded.0 {
-            return Ok(Reloaded::Unchanged);
+            loaded.1 = None;
+            return (Ok(Reloaded::Unchanged), false);
         }
         match build(&self.config, &contents) {
             Ok(server) => {
                 *self.current.write() = Arc::new(server);
                 *loaded = (contents, None);
-                Ok(Reloaded::Changed)
+                (Ok(Reloaded::Changed), false)
             }
             Err(e) => {
+                let repeated = loaded.1.as_ref() == Some(&contents);
                 loaded.1 = Some(contents);
-                Err(e)
+                (Err(e), repeated)
             }
         }
     }
 
-    /// [`TlsContext::reload`] with one log line for what happened; a failure that repeats an
-    /// earlier one (the same bad files) is logged at debug only.
+    /// [`TlsContext::reload`] with one log line for what happened; a failure that repeats the
+    /// previous one (the same bad files, touched again) is logged at debug only.
     pub fn reload_logged(&self, why: &str) {
-        match self.reload() {
-            Ok(Reloaded::Changed) => {
+        match self.try_reload() {
+            (Ok(Reloaded::Changed), _) => {
                 tracing::info!(certfile = %self.config.certfile.display(), "{why}: TLS certificate and key reloaded");
             }
-            Ok(Reloaded::Unchanged) => {
+            (Ok(Reloaded::Unchanged), _) => {
                 tracing::debug!("{why}: TLS files unchanged");
             }
-            Err(e) => {
-                let repeated = match read_all(&self.config) {
-                    Ok(c) => self.loaded.lock().1.as_ref() == Some(&c),
-                    Err(_) => false,
-                };
-                if repeated {
-                    tracing::debug!(error = %e, "{why}: TLS files still invalid");
-                } else {
-                    tracing::error!(error = %e, "{why}: TLS files not reloaded, the previous certificate stays in use");
-                }
+            (Err(e), true) => {
+                tracing::debug!(error = %e, "{why}: TLS files still invalid");
+            }
+            (Err(e), false) => {
+                tracing::error!(error = %e, "{why}: TLS files not reloaded, the previous certificate stays in use");
             }
         }
     }

@@ -74,6 +74,10 @@ pub(super) struct Conn {
     pub publishing: Option<Box<Publishing>>,
     /// The session's lease, held while connected (released when the connection is dropped).
     pub _lease: OwnedSemaphorePermit,
+    /// Who logged in.
+    pub user: Arc<str>,
+    /// The access-control generation last looked at (see [`Conn::deleted_under_us`]).
+    pub access_generation: u64,
 }
 
 /// The state of a connection that publishes (see [`Conn::publishing`]).
@@ -269,20 +273,32 @@ async fn connect(
         },
         None => ("/".to_string(), None),
     };
-    match &user {
+    let authenticated = match &user {
         None if !(config.mqtt_allow_anonymous && peer.ip().to_canonical().is_loopback()) => {
             return refuse(ReasonCode::NotAuthorized, "anonymous login not allowed");
         }
-        None => {}
+        // The anonymous client is `guest`, which must exist (it has no password to check).
+        None => server.auth.authenticate_external("guest", peer.ip()),
         Some(u) => {
-            let password = c.password.clone().unwrap_or_default();
-            if let Err(e) = crate::auth::check(&config.users, u, &password, peer.ip()) {
-                return refuse(ReasonCode::BadUserNameOrPassword, &e.to_string());
-            }
+            let password = c.password.as_deref().unwrap_or_default();
+            server.auth.authenticate(u, password, peer.ip())
         }
-    }
-    let Some(vhost) = server.broker.vhost(&vhost_name) else {
-        return refuse(ReasonCode::NotAuthorized, "no such vhost");
+    };
+    // [MQTT-3.2.2] 5.0 0x86 / 3.1.1 0x04 "bad user name or password" (logged by `auth`).
+    let authenticated = match authenticated {
+        Ok(a) => a,
+        Err(e) => return refuse(ReasonCode::BadUserNameOrPassword, &e.to_string()),
+    };
+    // As RabbitMQ's MQTT plugin: the vhost must exist and the user have permissions there
+    // (5.0 0x87 / 3.1.1 0x05 "not authorized").
+    let vhost = server.broker.vhost(&vhost_name).filter(|_| {
+        crate::auth::may_open_vhost(&server.broker, &authenticated.name, &vhost_name)
+    });
+    let Some(vhost) = vhost else {
+        return refuse(
+            ReasonCode::NotAuthorized,
+            &crate::auth::vhost_refused(&authenticated.name, &vhost_name),
+        );
     };
     let Ok(exchange) = vhost.exchange(&config.mqtt_exchange) else {
         return refuse(ReasonCode::ServerUnavailable, "MQTT exchange missing");
@@ -353,6 +369,8 @@ async fn connect(
         blocked: false,
         publishing: None,
         _lease: permit,
+        user: Arc::from(authenticated.name.as_str()),
+        access_generation: server.broker.access().generation(),
     };
     // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
     let max_keep_alive = config.mqtt_max_keep_alive;
@@ -504,6 +522,10 @@ impl Conn {
                         q.dispatch();
                     }
                 }
+                // Its vhost or user was deleted (the deleting side woke us).
+                if let Some(end) = self.deleted_under_us() {
+                    return end;
+                }
                 // Session takeover [MQTT-3.1.4-3]: a new connection of the same client id waits for
                 // the session (it woke us). Checked at every turn, so no wake-up can be missed.
                 if self.session.waiting.load(Ordering::SeqCst) > 0 {
@@ -596,6 +618,29 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Ends the connection if its vhost or user was deleted: 5.0 clients get DISCONNECT 0x98
+    /// (Administrative action). The vhost is gone, so no will is published there. Costs two
+    /// atomic loads per turn unless access control changed.
+    fn deleted_under_us(&mut self) -> Option<End> {
+        if self.vhost.is_deleted() {
+            tracing::info!(peer = %self.peer, client_id = %self.session.client_id, vhost = self.vhost.name(), "vhost deleted, closing");
+            self.disconnect(ReasonCode::AdministrativeAction);
+            return Some(End::Disconnect { with_will: false });
+        }
+        let access = self.server.broker.access();
+        let generation = access.generation();
+        if generation == self.access_generation {
+            return None;
+        }
+        self.access_generation = generation;
+        if access.user(&self.user).is_some() {
+            return None;
+        }
+        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, user = %self.user, "user deleted, closing");
+        self.disconnect(ReasonCode::AdministrativeAction);
+        Some(End::Abnormal)
     }
 
     /// [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.

@@ -126,7 +126,12 @@ impl Broker {
             .all_permissions()
             .into_iter()
             .map(|(_, v, _)| v)
-            .chain(access.all_topic_permissions().into_iter().map(|(_, v, _)| v))
+            .chain(
+                access
+                    .all_topic_permissions()
+                    .into_iter()
+                    .map(|(_, v, _)| v),
+            )
             .filter(|v| !known.contains_key(v))
             .collect();
         for v in stale {
@@ -143,9 +148,21 @@ impl Broker {
             vhosts.insert(name, vhost);
         }
         let recovered = Recovered {
-            exchanges: defs.exchanges.iter().filter(|d| vhosts.contains_key(&d.vhost)).count(),
-            queues: defs.queues.iter().filter(|d| vhosts.contains_key(&d.vhost)).count(),
-            bindings: defs.bindings.iter().filter(|d| vhosts.contains_key(&d.vhost)).count(),
+            exchanges: defs
+                .exchanges
+                .iter()
+                .filter(|d| vhosts.contains_key(&d.vhost))
+                .count(),
+            queues: defs
+                .queues
+                .iter()
+                .filter(|d| vhosts.contains_key(&d.vhost))
+                .count(),
+            bindings: defs
+                .bindings
+                .iter()
+                .filter(|d| vhosts.contains_key(&d.vhost))
+                .count(),
             messages,
             duration: started.elapsed(),
         };

@@ -37,8 +37,7 @@ pub(crate) fn bootstrap(broker: &Broker, config: &ServerConfig) -> Result<(), Ac
         // Rehash (and rewrite) only when the configured password or tags changed.
         let same = existing.as_ref().is_some_and(|e| {
             e.tags == u.tags
-                && e
-                    .password
+                && e.password
                     .as_ref()
                     .is_some_and(|h| h.verify(u.password.as_bytes()))
         });
@@ -203,7 +202,9 @@ impl ServerHandle {
             write: write.into(),
             read: read.into(),
         };
-        self.broker.access().try_set_topic_permission(user, vhost, p)
+        self.broker
+            .access()
+            .try_set_topic_permission(user, vhost, p)
     }
 
     /// `clear_topic_permissions`, for one exchange or all.

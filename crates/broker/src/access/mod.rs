@@ -25,9 +25,7 @@ pub use password::{hash_password, HashingAlgorithm, PasswordError, PasswordHash}
 pub use users::{parse_tags, User};
 pub use vhosts::{Bootstrap, DefaultUser, Deleted, VHostInfo};
 
-use crate::permission::{
-    Grant, PatternError, Permission, TopicGrant, TopicPermission, TopicVars,
-};
+use crate::permission::{Grant, PatternError, Permission, TopicGrant, TopicPermission, TopicVars};
 use parking_lot::{Mutex, RwLock};
 use persist::{PERMISSIONS, TOPIC_PERMISSIONS, USERS, USER_LIMITS, VHOST_LIMITS};
 use pigeon_store::{MetaOp, Store, StoreError};
@@ -171,7 +169,9 @@ impl AccessControl {
     /// Creates or replaces a user (definitions import, bootstrap).
     pub fn put_user(&self, user: User) -> Result<(), AccessError> {
         if user.name.is_empty() {
-            return Err(AccessError::InvalidName("a user name cannot be empty".into()));
+            return Err(AccessError::InvalidName(
+                "a user name cannot be empty".into(),
+            ));
         }
         let _w = self.writes.lock();
         self.write_user(user)
@@ -185,9 +185,7 @@ impl AccessControl {
             key: &k,
             value: &v,
         }])?;
-        self.users
-            .write()
-            .insert(user.name.clone(), Arc::new(user));
+        self.users.write().insert(user.name.clone(), Arc::new(user));
         self.changed();
         Ok(())
     }
@@ -201,7 +199,9 @@ impl AccessControl {
         tags: Vec<String>,
     ) -> Result<(), AccessError> {
         if name.is_empty() {
-            return Err(AccessError::InvalidName("a user name cannot be empty".into()));
+            return Err(AccessError::InvalidName(
+                "a user name cannot be empty".into(),
+            ));
         }
         let _w = self.writes.lock();
         if self.users.read().contains_key(name) {
@@ -316,7 +316,10 @@ impl AccessControl {
     /// Sets `user`'s permissions in `vhost` (a failure is logged: see
     /// [`AccessControl::try_set_permission`]).
     pub fn set_permission(&self, user: &str, vhost: &str, permission: Permission) {
-        logged("set a permission", self.try_set_permission(user, vhost, permission));
+        logged(
+            "set a permission",
+            self.try_set_permission(user, vhost, permission),
+        );
     }
 
     /// Sets `user`'s permissions in `vhost`, durably. Patterns that are not valid regular
@@ -363,7 +366,11 @@ impl AccessControl {
             table: PERMISSIONS,
             key: &k,
         }])?;
-        let removed = self.permissions.write().remove(&pair(user, vhost)).is_some();
+        let removed = self
+            .permissions
+            .write()
+            .remove(&pair(user, vhost))
+            .is_some();
         self.changed();
         Ok(removed)
     }
@@ -503,7 +510,11 @@ impl AccessControl {
     }
 
     /// The same, durably.
-    pub fn try_set_vhost_limits(&self, vhost: &str, limits: VHostLimits) -> Result<(), AccessError> {
+    pub fn try_set_vhost_limits(
+        &self,
+        vhost: &str,
+        limits: VHostLimits,
+    ) -> Result<(), AccessError> {
         let _w = self.writes.lock();
         let k = persist::key(&[vhost]);
         let v = persist::encode_vhost_limits(&limits);
@@ -593,7 +604,9 @@ impl AccessControl {
             .collect();
         self.persist(&ops)?;
         self.permissions.write().retain(|(_, v), _| v != vhost);
-        self.topic_permissions.write().retain(|(_, v), _| v != vhost);
+        self.topic_permissions
+            .write()
+            .retain(|(_, v), _| v != vhost);
         self.vhost_limits.write().remove(vhost);
         self.changed();
         Ok(())

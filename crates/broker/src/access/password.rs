@@ -144,7 +144,10 @@ impl PasswordHash {
 
     /// Reads a definitions file's `password_hash` (base64 of `salt ++ digest`) made by
     /// `algorithm`.
-    pub fn from_base64(text: &str, algorithm: HashingAlgorithm) -> Result<PasswordHash, PasswordError> {
+    pub fn from_base64(
+        text: &str,
+        algorithm: HashingAlgorithm,
+    ) -> Result<PasswordHash, PasswordError> {
         let salted = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
             .map_err(|_| PasswordError::Base64)?;
@@ -158,7 +161,10 @@ impl PasswordHash {
         PasswordHash::from_base64(text, algorithm)
     }
 
-    fn from_bytes(algorithm: HashingAlgorithm, salted: Vec<u8>) -> Result<PasswordHash, PasswordError> {
+    fn from_bytes(
+        algorithm: HashingAlgorithm,
+        salted: Vec<u8>,
+    ) -> Result<PasswordHash, PasswordError> {
         let want = SALT_LEN + algorithm.digest_len();
         if salted.len() != want {
             return Err(PasswordError::Length {

@@ -55,7 +55,13 @@ fn split_key(k: &[u8], n: usize) -> Option<Vec<String>> {
 /// The stored value of a user.
 pub fn encode_user(u: &User) -> Vec<u8> {
     let mut v = record::begin();
-    put_bytes(&mut v, &u.password.as_ref().map(PasswordHash::encode).unwrap_or_default());
+    put_bytes(
+        &mut v,
+        &u.password
+            .as_ref()
+            .map(PasswordHash::encode)
+            .unwrap_or_default(),
+    );
     v.put_u32_le(u.tags.len() as u32);
     for t in &u.tags {
         put_bytes(&mut v, t.as_bytes());
@@ -173,15 +179,17 @@ pub fn load(store: &Store) -> Result<Loaded, StoreError> {
         }
     }
     for (k, v) in store.meta_scan(PERMISSIONS)? {
-        let parsed = split_key(&k, 2).zip(record::open(&v)).and_then(|(p, mut v)| {
-            let perm = Permission {
-                configure: get_string(&mut v)?,
-                write: get_string(&mut v)?,
-                read: get_string(&mut v)?,
-            };
-            let [user, vhost]: [String; 2] = p.try_into().ok()?;
-            Some(((user, vhost), perm))
-        });
+        let parsed = split_key(&k, 2)
+            .zip(record::open(&v))
+            .and_then(|(p, mut v)| {
+                let perm = Permission {
+                    configure: get_string(&mut v)?,
+                    write: get_string(&mut v)?,
+                    read: get_string(&mut v)?,
+                };
+                let [user, vhost]: [String; 2] = p.try_into().ok()?;
+                Some(((user, vhost), perm))
+            });
         match parsed {
             Some((k, p)) => {
                 out.permissions.insert(k, p);
@@ -190,28 +198,32 @@ pub fn load(store: &Store) -> Result<Loaded, StoreError> {
         }
     }
     for (k, v) in store.meta_scan(TOPIC_PERMISSIONS)? {
-        let parsed = split_key(&k, 3).zip(record::open(&v)).and_then(|(p, mut v)| {
-            let [user, vhost, exchange]: [String; 3] = p.try_into().ok()?;
-            let perm = TopicPermission {
-                exchange,
-                write: get_string(&mut v)?,
-                read: get_string(&mut v)?,
-            };
-            Some(((user, vhost), perm))
-        });
+        let parsed = split_key(&k, 3)
+            .zip(record::open(&v))
+            .and_then(|(p, mut v)| {
+                let [user, vhost, exchange]: [String; 3] = p.try_into().ok()?;
+                let perm = TopicPermission {
+                    exchange,
+                    write: get_string(&mut v)?,
+                    read: get_string(&mut v)?,
+                };
+                Some(((user, vhost), perm))
+            });
         match parsed {
             Some((k, p)) => out.topic_permissions.entry(k).or_default().push(p),
             None => skip("topic permission"),
         }
     }
     for (k, v) in store.meta_scan(VHOST_LIMITS)? {
-        let parsed = split_key(&k, 1).zip(record::open(&v)).and_then(|(mut p, mut v)| {
-            let limits = VHostLimits {
-                max_connections: get_limit(&mut v)?,
-                max_queues: get_limit(&mut v)?,
-            };
-            Some((p.pop()?, limits))
-        });
+        let parsed = split_key(&k, 1)
+            .zip(record::open(&v))
+            .and_then(|(mut p, mut v)| {
+                let limits = VHostLimits {
+                    max_connections: get_limit(&mut v)?,
+                    max_queues: get_limit(&mut v)?,
+                };
+                Some((p.pop()?, limits))
+            });
         match parsed {
             Some((k, l)) => {
                 out.vhost_limits.insert(k, l);
@@ -220,13 +232,15 @@ pub fn load(store: &Store) -> Result<Loaded, StoreError> {
         }
     }
     for (k, v) in store.meta_scan(USER_LIMITS)? {
-        let parsed = split_key(&k, 1).zip(record::open(&v)).and_then(|(mut p, mut v)| {
-            let limits = UserLimits {
-                max_connections: get_limit(&mut v)?,
-                max_channels: get_limit(&mut v)?,
-            };
-            Some((p.pop()?, limits))
-        });
+        let parsed = split_key(&k, 1)
+            .zip(record::open(&v))
+            .and_then(|(mut p, mut v)| {
+                let limits = UserLimits {
+                    max_connections: get_limit(&mut v)?,
+                    max_channels: get_limit(&mut v)?,
+                };
+                Some((p.pop()?, limits))
+            });
         match parsed {
             Some((k, l)) => {
                 out.user_limits.insert(k, l);

@@ -82,9 +82,11 @@ fn users_permissions_and_limits_survive_a_restart() {
             write: "^a".into(),
             read: "{username}.*".into(),
         };
-        a.try_set_topic_permission("ann", "/", topic("amq.topic")).unwrap();
+        a.try_set_topic_permission("ann", "/", topic("amq.topic"))
+            .unwrap();
         a.try_set_topic_permission("ann", "/", topic("t2")).unwrap();
-        a.try_clear_topic_permissions("ann", "/", Some("t2")).unwrap();
+        a.try_clear_topic_permissions("ann", "/", Some("t2"))
+            .unwrap();
         a.try_set_vhost_limits(
             "/",
             VHostLimits {
@@ -176,7 +178,10 @@ fn the_bootstrap_happens_once() {
     let dir = TempDir::new("bootstrap");
     {
         let b = dir.broker();
-        assert!(b.vhost("/").is_none(), "a new store has no vhost before the bootstrap");
+        assert!(
+            b.vhost("/").is_none(),
+            "a new store has no vhost before the bootstrap"
+        );
         assert!(b.bootstrap(&guest_bootstrap()).unwrap());
         assert!(b.vhost("/").is_some());
         let guest = b.access().user("guest").unwrap();
@@ -245,10 +250,15 @@ fn a_deleted_vhost_leaves_nothing_behind() {
         let v = b.vhost("v").expect("recovered");
         assert_eq!(v.info().description, "doomed");
         assert!(v.queue("q").is_ok());
-        assert!(b.vhost("/").unwrap().queue("q").is_err(), "each vhost its own");
+        assert!(
+            b.vhost("/").unwrap().queue("q").is_err(),
+            "each vhost its own"
+        );
         let seen = Arc::new(Mutex::new(Vec::new()));
         let hook_seen = Arc::clone(&seen);
-        b.on_deleted(Arc::new(move |d: &Deleted| hook_seen.lock().push(d.clone())));
+        b.on_deleted(Arc::new(move |d: &Deleted| {
+            hook_seen.lock().push(d.clone())
+        }));
         assert!(b.delete_vhost("v").unwrap());
         assert!(!b.delete_vhost("v").unwrap());
         assert!(v.is_deleted());
@@ -277,7 +287,10 @@ fn records_of_a_half_deleted_vhost_are_removed_at_start() {
         };
         v.declare_queue("q", false, options, 0).unwrap();
         // A crash right after the vhost's own record went.
-        v.store().unwrap().meta_delete(vhosts::VHOSTS, b"v").unwrap();
+        v.store()
+            .unwrap()
+            .meta_delete(vhosts::VHOSTS, b"v")
+            .unwrap();
     }
     let b = dir.broker();
     assert!(b.vhost("v").is_none());

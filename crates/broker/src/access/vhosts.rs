@@ -119,7 +119,9 @@ impl Broker {
     /// existing one (as the HTTP API's `PUT /api/vhosts/{name}`). Durable when it returns.
     pub fn add_vhost(&self, name: &str, info: VHostInfo) -> Result<Arc<VHost>, AccessError> {
         if name.is_empty() {
-            return Err(AccessError::InvalidName("a vhost name cannot be empty".into()));
+            return Err(AccessError::InvalidName(
+                "a vhost name cannot be empty".into(),
+            ));
         }
         // One writer at a time, so that two racing adds create one vhost.
         let _w = self.vhost_writes.lock();
@@ -225,10 +227,13 @@ impl Broker {
         if self.access().is_bootstrapped() {
             return Ok(false);
         }
-        self.add_vhost(&b.vhost, VHostInfo {
-            description: "Default virtual host".into(),
-            tags: Vec::new(),
-        })?;
+        self.add_vhost(
+            &b.vhost,
+            VHostInfo {
+                description: "Default virtual host".into(),
+                tags: Vec::new(),
+            },
+        )?;
         if let Some(u) = &b.user {
             let user = User::with_password(&u.name, &u.password, u.tags.clone());
             self.access().put_user(user)?;

@@ -76,7 +76,10 @@ mod tests {
         let r = Bytes::from_static(b"\0guest\0guest");
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let far: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(name(authenticate(&guest(), "PLAIN", &r, lo)), Ok("guest".into()));
+        assert_eq!(
+            name(authenticate(&guest(), "PLAIN", &r, lo)),
+            Ok("guest".into())
+        );
         assert!(matches!(
             authenticate(&guest(), "PLAIN", &r, far),
             Err(AuthError::LoopbackOnly(_))

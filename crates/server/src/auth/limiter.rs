@@ -53,7 +53,11 @@ impl LoginLimiter {
     /// limiter off.
     pub fn new(rate: f64, burst: u32) -> LoginLimiter {
         LoginLimiter {
-            rate: if rate.is_finite() && rate > 0.0 { rate } else { 0.0 },
+            rate: if rate.is_finite() && rate > 0.0 {
+                rate
+            } else {
+                0.0
+            },
             burst: f64::from(burst),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
@@ -151,7 +155,10 @@ mod tests {
         assert!(!l.failed(a, t0));
         assert!(l.failed(a, t0), "the third failure empties the bucket");
         assert!(!l.allows(a, t0));
-        assert!(l.allows(ip("10.0.0.2"), t0), "other sources are not affected");
+        assert!(
+            l.allows(ip("10.0.0.2"), t0),
+            "other sources are not affected"
+        );
         // Two tokens a second: one is back after half a second.
         assert!(!l.allows(a, t0 + Duration::from_millis(400)));
         assert!(l.allows(a, t0 + Duration::from_millis(600)));
@@ -173,7 +180,10 @@ mod tests {
         let l = LoginLimiter::new(0.001, 5);
         let t0 = Instant::now();
         for n in 0..(SHARDS * PER_SHARD + 4096) as u32 {
-            l.failed(IpAddr::from(n.to_be_bytes()), t0 + Duration::from_micros(u64::from(n)));
+            l.failed(
+                IpAddr::from(n.to_be_bytes()),
+                t0 + Duration::from_micros(u64::from(n)),
+            );
         }
         assert!(l.len() <= SHARDS * PER_SHARD);
     }

@@ -291,9 +291,10 @@ async fn connect(
     };
     // As RabbitMQ's MQTT plugin: the vhost must exist and the user have permissions there
     // (5.0 0x87 / 3.1.1 0x05 "not authorized").
-    let vhost = server.broker.vhost(&vhost_name).filter(|_| {
-        crate::auth::may_open_vhost(&server.broker, &authenticated.name, &vhost_name)
-    });
+    let vhost = server
+        .broker
+        .vhost(&vhost_name)
+        .filter(|_| crate::auth::may_open_vhost(&server.broker, &authenticated.name, &vhost_name));
     let Some(vhost) = vhost else {
         return refuse(
             ReasonCode::NotAuthorized,

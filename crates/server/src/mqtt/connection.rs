@@ -287,7 +287,12 @@ async fn connect(
     // [MQTT-3.2.2] 5.0 0x86 / 3.1.1 0x04 "bad user name or password" (logged by `auth`).
     let authenticated = match authenticated {
         Ok(a) => a,
-        Err(e) => return refuse(ReasonCode::BadUserNameOrPassword, &e.to_string()),
+        Err(_) => {
+            // Logged by `auth` (once, and not at all for a throttled source).
+            let ack = Packet::ConnAck(ConnAck::new(ReasonCode::BadUserNameOrPassword));
+            send_packet(out, &ack, version);
+            return None;
+        }
     };
     // As RabbitMQ's MQTT plugin: the vhost must exist and the user have permissions there
     // (5.0 0x87 / 3.1.1 0x05 "not authorized").

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use mqtt_wire::{Packet, ProtocolVersion, ReasonCode};
-use pigeon_server::{ServerConfig, ServerHandle, VHostInfo};
+use pigeon_server::{ServerConfig, ServerHandle, UserLimits, VHostInfo, VHostLimits};
 use pigeon_tests::amqprs_support as ars;
 use pigeon_tests::lapin_support as lp;
 use pigeon_tests::mqtt_support::{connect_packet, Mqtt4, Mqtt5, Raw};
@@ -223,6 +223,19 @@ async fn users_vhosts_and_their_queues_survive_a_restart() {
     s.set_permissions("ann", "prod", ".*", ".*", ".*").unwrap();
     s.set_topic_permissions("ann", "prod", "amq.topic", "^a", ".*")
         .unwrap();
+    let limits = VHostLimits {
+        max_connections: Some(100),
+        max_queues: Some(10),
+    };
+    s.set_vhost_limits("prod", limits).unwrap();
+    s.set_user_limits(
+        "ann",
+        UserLimits {
+            max_connections: Some(5),
+            max_channels: None,
+        },
+    )
+    .unwrap();
     {
         let conn = lp::connect_url(&url(&broker, "ann", "pw", "prod"))
             .await
@@ -237,6 +250,22 @@ async fn users_vhosts_and_their_queues_survive_a_restart() {
     assert!(s.vhosts().contains(&"prod".to_string()));
     let ann = s.users().into_iter().find(|u| u.name == "ann").unwrap();
     assert_eq!(ann.tags, ["policymaker"]);
+    let access = s.broker().access();
+    let topics = access.topic_permissions("ann", "prod");
+    assert_eq!(
+        (
+            topics.len(),
+            topics[0].exchange.as_str(),
+            topics[0].write.as_str()
+        ),
+        (1, "amq.topic", "^a")
+    );
+    assert_eq!(access.vhost_limits("prod"), limits);
+    assert_eq!(access.user_limits("ann").max_connections, Some(5));
+    assert_eq!(
+        s.broker().vhost_info("prod").unwrap().description,
+        "production"
+    );
     let conn = lp::connect_url(&url(&broker, "ann", "pw", "prod"))
         .await
         .unwrap();

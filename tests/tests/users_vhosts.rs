@@ -8,11 +8,11 @@
 
 use bytes::Bytes;
 use futures_lite::StreamExt;
-use mqtt_wire::{Packet, ProtocolVersion, ReasonCode};
+use mqtt_wire::{Packet, ProtocolVersion, QoS, ReasonCode};
 use pigeon_server::{ServerConfig, ServerHandle, UserLimits, VHostInfo, VHostLimits};
 use pigeon_tests::amqprs_support as ars;
 use pigeon_tests::lapin_support as lp;
-use pigeon_tests::mqtt_support::{connect_packet, Mqtt4, Mqtt5, Raw};
+use pigeon_tests::mqtt_support::{connect_packet, subscribe_packet, Mqtt4, Mqtt5, Raw};
 use pigeon_tests::reply::{ACCESS_REFUSED, NOT_ALLOWED};
 use pigeon_tests::{unique, within, DataDir, TestBroker};
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5Code;
@@ -79,7 +79,18 @@ fn refused5(result: Result<Mqtt5, rumqttc::v5::ConnectionError>) -> V5Code {
 
 /// A raw MQTT 5.0 client logged in as `user_name` (which may be `vhost:user`).
 async fn raw5(broker: &TestBroker, user_name: &str, password: &str) -> Raw {
+    raw5_with(broker, user_name, password, |_| {}).await
+}
+
+/// The same, with the CONNECT adjusted by `adjust`.
+async fn raw5_with(
+    broker: &TestBroker,
+    user_name: &str,
+    password: &str,
+    adjust: impl FnOnce(&mut mqtt_wire::Connect),
+) -> Raw {
     let mut connect = connect_packet(ProtocolVersion::V5, &unique("raw5"));
+    adjust(&mut connect);
     connect.username = Some(user_name.to_string());
     connect.password = Some(Bytes::copy_from_slice(password.as_bytes()));
     let (raw, ack) = Raw::connect(mqtt_addr(broker), connect).await;
@@ -355,9 +366,23 @@ async fn deleting_a_vhost_closes_its_connections_and_removes_its_queues_on_disk(
     .virtual_host("doomed")
     .finish();
     let (_amqprs_conn, mut closes) = ars::connect_with(&args).await;
-    let mut mqtt = raw5(&broker, "doomed:guest", "guest").await;
+    // A persistent MQTT session with a subscription: its queue is durable, its record kept.
+    let mut mqtt = raw5_with(&broker, "doomed:guest", "guest", |c| {
+        c.properties.session_expiry_interval = Some(3600);
+    })
+    .await;
+    mqtt.send(subscribe_packet(1, "t/#", QoS::AtLeastOnce))
+        .await;
+    assert!(matches!(mqtt.recv().await, Packet::SubAck(_)));
     let elsewhere = lp::connect(&broker).await;
-    assert!(queue_logs(&data).iter().any(|id| id == "doomed\0work"));
+    let before = queue_logs(&data);
+    assert!(before.iter().any(|id| id == "doomed\0work"));
+    assert!(
+        before
+            .iter()
+            .any(|id| id.starts_with("doomed\0mqtt-session-")),
+        "{before:?}"
+    );
 
     assert!(s.delete_vhost("doomed").unwrap());
 

@@ -710,6 +710,8 @@ impl Conn {
             }
         }
         let registry_owner = Arc::clone(&self.server);
+        // A deleted vhost's session ends now: no expiry timer may keep it (and the vhost) alive.
+        let expiry = if self.vhost.is_deleted() { 0 } else { expiry };
         match expiry {
             0 => registry_owner.mqtt.registry.end(&self.session),
             u32::MAX => {}

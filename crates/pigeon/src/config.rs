@@ -7,14 +7,16 @@
 //! amqp_listen = ["[::]:5672", "0.0.0.0:5672"]   # or one address, or a port, or [] (off)
 //! heartbeat = 60
 //!
+//! default_user = "admin"   # created at the first start only; "" creates none
+//! default_pass = "change-me"
+//!
 //! [tls]                     # pigeon_server::TlsConfig (also accepted as [server.tls])
 //! certfile = "/etc/pigeon/server.pem"
 //! keyfile = "/etc/pigeon/server.key"
 //!
-//! [[server.users]]
-//! name = "guest"
-//! password = "guest"
-//! loopback_only = true
+//! [[server.users]]          # created or updated in the store at every start
+//! name = "app"
+//! password = "secret"
 //! ```
 //!
 //! The `[server]` table deserializes straight into [`ServerConfig`], so a key added there is a

@@ -8,9 +8,10 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod admin;
 mod alarm;
 mod amqp;
-mod auth;
+pub mod auth;
 pub mod config;
 pub mod listen;
 mod mqtt;
@@ -21,10 +22,13 @@ pub mod tls;
 pub mod transport;
 mod ws;
 
+pub use auth::{AuthError, AuthenticatedUser};
 pub use config::{
-    Listen, PolicyConfig, PolicyValue, ServerConfig, TlsConfig, TlsVerify, UserConfig,
+    DefaultPermissions, Listen, PolicyConfig, PolicyValue, ServerConfig, TlsConfig, TlsVerify,
+    UserConfig,
 };
 pub use listen::Kind as ListenerKind;
+pub use pigeon_broker::access::{AccessError, UserLimits, VHostInfo, VHostLimits};
 pub use tls::{Reloaded, TlsError};
 
 use pigeon_broker::Broker;
@@ -52,6 +56,9 @@ pub enum ServerError {
         /// What went wrong.
         source: pigeon_store::StoreError,
     },
+    /// The default user, the default vhost or a configured user could not be created.
+    #[error("cannot set up users and vhosts: {0}")]
+    Access(#[from] pigeon_broker::access::AccessError),
     /// A listener could not bind its address (in use, or not allowed).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -80,6 +87,11 @@ pub(crate) struct ServerState {
     pub alarm_causes: alarm::AlarmCauses,
     /// The disk free limit in bytes ([`ServerHandle::set_disk_free_limit`] changes it).
     pub disk_free_limit: AtomicU64,
+    /// Checks logins against the broker's users (`auth/`).
+    pub auth: auth::Authenticator,
+    /// Moves when a vhost or user is deleted: AMQP connections then look whether theirs is
+    /// gone and close (`admin.rs`).
+    pub kicks: watch::Sender<u64>,
 }
 
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
@@ -216,6 +228,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             })?;
             tracing::info!(
                 dir = %dir.display(),
+                vhosts = broker.vhosts().len(),
+                users = broker.access().users().len(),
                 exchanges = recovered.exchanges,
                 queues = recovered.queues,
                 bindings = recovered.bindings,
@@ -226,7 +240,14 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             (broker, Some(store))
         }
     };
+    admin::bootstrap(&broker, &config)?;
     policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
+    let auth = auth::Authenticator::new(
+        Arc::clone(&broker),
+        admin::loopback_users(&config),
+        config.login_failure_rate,
+        config.login_failure_burst,
+    );
     let sys_interval = config.mqtt_sys_interval;
     let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
     let state = Arc::new(ServerState {
@@ -239,7 +260,10 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         alarm: watch::channel(false).0,
         alarm_causes: alarm::AlarmCauses::default(),
         disk_free_limit,
+        auth,
+        kicks: watch::channel(0).0,
     });
+    admin::register_hooks(&state);
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
         tracing::info!(sessions, "persistent MQTT sessions recovered");
@@ -353,8 +377,15 @@ mod tests_support {
     pub fn state() -> Arc<ServerState> {
         let config = ServerConfig::for_tests();
         let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
+        let broker = Broker::new();
+        let auth = auth::Authenticator::new(
+            Arc::clone(&broker),
+            admin::loopback_users(&config),
+            config.login_failure_rate,
+            config.login_failure_burst,
+        );
         Arc::new(ServerState {
-            broker: Broker::new(),
+            broker,
             config,
             shutdown: watch::channel(false).1,
             connections: AtomicUsize::new(0),
@@ -363,6 +394,8 @@ mod tests_support {
             alarm: watch::channel(false).0,
             alarm_causes: alarm::AlarmCauses::default(),
             disk_free_limit,
+            auth,
+            kicks: watch::channel(0).0,
         })
     }
 }

@@ -74,6 +74,10 @@ pub(super) struct Conn {
     pub publishing: Option<Box<Publishing>>,
     /// The session's lease, held while connected (released when the connection is dropped).
     pub _lease: OwnedSemaphorePermit,
+    /// Who logged in.
+    pub user: Arc<str>,
+    /// The access-control generation last looked at (see [`Conn::deleted_under_us`]).
+    pub access_generation: u64,
 }
 
 /// The state of a connection that publishes (see [`Conn::publishing`]).
@@ -190,29 +194,15 @@ async fn connect(
         None
     };
     let config = &server.config;
-    // User name `vhost:user` picks a vhost (as RabbitMQ's MQTT plugin); no user name is the
-    // anonymous guest, from loopback only.
-    let (vhost_name, user) = match c.username.as_deref() {
-        Some(u) => match u.split_once(':') {
-            Some((v, u)) => (v.to_string(), Some(u.to_string())),
-            None => ("/".to_string(), Some(u.to_string())),
-        },
-        None => ("/".to_string(), None),
-    };
-    match &user {
-        None if !(config.mqtt_allow_anonymous && peer.ip().to_canonical().is_loopback()) => {
-            return refuse(ReasonCode::NotAuthorized, "anonymous login not allowed");
+    let (authenticated, vhost) = match super::login::login(&c, peer, server) {
+        Ok(found) => found,
+        Err(super::login::Refused::Credentials) => {
+            // Logged by `auth` (once, and not at all for a throttled source).
+            let ack = Packet::ConnAck(ConnAck::new(ReasonCode::BadUserNameOrPassword));
+            send_packet(out, &ack, version);
+            return None;
         }
-        None => {}
-        Some(u) => {
-            let password = c.password.clone().unwrap_or_default();
-            if let Err(e) = crate::auth::check(&config.users, u, &password, peer.ip()) {
-                return refuse(ReasonCode::BadUserNameOrPassword, &e.to_string());
-            }
-        }
-    }
-    let Some(vhost) = server.broker.vhost(&vhost_name) else {
-        return refuse(ReasonCode::NotAuthorized, "no such vhost");
+        Err(super::login::Refused::Other(code, why)) => return refuse(code, &why),
     };
     let Ok(exchange) = vhost.exchange(&config.mqtt_exchange) else {
         return refuse(ReasonCode::ServerUnavailable, "MQTT exchange missing");
@@ -283,6 +273,8 @@ async fn connect(
         blocked: false,
         publishing: None,
         _lease: permit,
+        user: Arc::from(authenticated.name.as_str()),
+        access_generation: server.broker.access().generation(),
     };
     // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
     let max_keep_alive = config.mqtt_max_keep_alive;
@@ -433,6 +425,10 @@ impl Conn {
                     for q in queues {
                         q.dispatch();
                     }
+                }
+                // Its vhost or user was deleted (the deleting side woke us).
+                if let Some(end) = self.deleted_under_us() {
+                    return end;
                 }
                 // Session takeover [MQTT-3.1.4-3]: a new connection of the same client id waits for
                 // the session (it woke us). Checked at every turn, so no wake-up can be missed.
@@ -636,6 +632,8 @@ impl Conn {
             }
         }
         let registry_owner = Arc::clone(&self.server);
+        // A deleted vhost's session ends now: no expiry timer may keep it (and the vhost) alive.
+        let expiry = if self.vhost.is_deleted() { 0 } else { expiry };
         match expiry {
             0 => registry_owner.mqtt.registry.end(&self.session),
             u32::MAX => {}

@@ -99,6 +99,11 @@ def main():
         f"comparison took {int(meta.get('elapsed_s', 0)) // 60} min "
         f"{int(meta.get('elapsed_s', 0)) % 60} s."
     )
+    w(
+        f"- Load average (1, 5, 15 min) of the machine: {meta.get('loadavg', '?')} (the broker "
+        "and the bench, plus whatever else ran: above the CPU count, runs compete for the "
+        "cores and their figures scatter)."
+    )
     w("")
 
     sections = OrderedDict()

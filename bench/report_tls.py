@@ -72,6 +72,12 @@ def main():
         "show latency below saturation."
     )
     w("")
+    w(
+        f"Command: `RUNS={meta.get('runs', '?')} DURATION={meta.get('duration', '?')} "
+        f"bench/compare-tls` (the rate-limited workloads at AMQP_RATE={meta.get('amqp_rate', '?')} "
+        f"and MQTT_RATE={meta.get('mqtt_rate', '?')} msg/s)."
+    )
+    w("")
     if meta.get("note"):
         w(f"**Note.** {meta['note']}")
         w("")
@@ -202,10 +208,10 @@ def main():
     w(
         "- **TLS setup**: every broker serves the same certificate and key (RSA 2048, signed by "
         "the run's CA) with its default TLS settings: Pigeon rustls 0.23 with the ring provider "
-        "(TLS 1.3 and 1.2), RabbitMQ Erlang/OTP's ssl, Mosquitto OpenSSL. The bench is a rustls "
-        "client (ring) that offers TLS 1.3 first, so every run negotiates TLS 1.3 with "
-        "AES-256-GCM or AES-128-GCM, per the server's preference. The handshake is outside the "
-        "timed part (connections are set up before publishing starts)."
+        "(TLS 1.3 and 1.2), RabbitMQ Erlang/OTP's ssl, Mosquitto OpenSSL. All three negotiate "
+        "TLS 1.3 with TLS_AES_256_GCM_SHA384 (checked with `openssl s_client` against each "
+        "listener; the bench's rustls client lists that suite first too). The handshake is "
+        "outside the timed part (connections are set up before publishing starts)."
     )
     w(
         "- **Confirm latency** (MQTT, publish call to PUBACK) is shown for the unlimited-rate "

@@ -123,7 +123,12 @@ impl Pigeon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pigeon"))
             .arg("--config")
             .arg(&config)
-            .args(["--amqp-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"])
+            .args([
+                "--amqp-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--log", "info"])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -146,11 +151,15 @@ impl Pigeon {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("pigeon did not say where it listens:\n{}", seen.join("\n"));
             };
             if line.contains(" listening for ") {
                 let addr = |what: &str| -> SocketAddr {
-                    let rest = line.split(what).nth(1).unwrap_or_else(|| panic!("{what} in {line}"));
+                    let rest = line
+                        .split(what)
+                        .nth(1)
+                        .unwrap_or_else(|| panic!("{what} in {line}"));
                     rest.split([',', ' ']).next().unwrap().parse().unwrap()
                 };
                 return Pigeon {
@@ -222,7 +231,11 @@ fn amqp_over_tls_delivers_every_message_once_small_and_across_records() {
     let url = format!("amqps://guest:guest@localhost:{}/%2f", broker.amqps.port());
     let flags = tls_flags(&pki);
     // 1 KiB bodies, many per record; then 40 KiB bodies, each over several 16 KiB records.
-    let out = run_bench(&url, &flags, &["-x", "2", "-y", "2", "-s", "1024", "--count", "5000"]);
+    let out = run_bench(
+        &url,
+        &flags,
+        &["-x", "2", "-y", "2", "-s", "1024", "--count", "5000"],
+    );
     assert_exactly_once(&out, 10_000);
     let out = run_bench(&url, &flags, &["-s", "40960", "--count", "300", "--ack"]);
     assert_exactly_once(&out, 300);
@@ -236,7 +249,11 @@ fn mqtt_over_tls_delivers_every_message_once() {
     let url = format!("mqtt://127.0.0.1:{}", broker.mqtts.port());
     let mut flags = tls_flags(&pki);
     flags.push("--tls".into());
-    let out = run_bench(&url, &flags, &["mqtt", "-s", "64", "--qos", "1", "--count", "5000"]);
+    let out = run_bench(
+        &url,
+        &flags,
+        &["mqtt", "-s", "64", "--qos", "1", "--count", "5000"],
+    );
     assert_exactly_once(&out, 5000);
 }
 

@@ -38,8 +38,14 @@ const IDLE_READ: usize = 256;
 /// Runs `pigeon bench idle`; fails unless every connection opened and lasted the hold.
 pub async fn run(args: &IdleArgs) -> anyhow::Result<ExitCode> {
     let (url, schemes) = match args.protocol {
-        Protocol::Mqtt => (args.tls.url(&args.url(), "mqtt", "mqtts"), net::MQTT_SCHEMES),
-        Protocol::Amqp => (args.tls.url(&args.url(), "amqp", "amqps"), net::AMQP_SCHEMES),
+        Protocol::Mqtt => (
+            args.tls.url(&args.url(), "mqtt", "mqtts"),
+            net::MQTT_SCHEMES,
+        ),
+        Protocol::Amqp => (
+            args.tls.url(&args.url(), "amqp", "amqps"),
+            net::AMQP_SCHEMES,
+        ),
     };
     let target = BrokerUrl::parse(&url, schemes)?;
     let tls = args.tls.client(target.is_tls())?;
@@ -240,7 +246,8 @@ impl Idle {
                 Open::Mqtt(Session::open(&self.mqtt, &client_id, self.source, IDLE_READ).await?)
             }
             Protocol::Amqp => {
-                let mut conn = Conn::open(&self.url, &name, self.source, IDLE_READ, self.tls.as_ref()).await?;
+                let mut conn =
+                    Conn::open(&self.url, &name, self.source, IDLE_READ, self.tls.as_ref()).await?;
                 conn.open_first_channel().await?;
                 Open::Amqp(conn)
             }

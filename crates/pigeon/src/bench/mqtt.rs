@@ -81,7 +81,8 @@ impl Session {
         read_chunk: usize,
     ) -> anyhow::Result<Session> {
         let url = &config.url;
-        let wire = Wire::connect(&url.host, url.port, source, read_chunk, config.tls.as_ref()).await?;
+        let wire =
+            Wire::connect(&url.host, url.port, source, read_chunk, config.tls.as_ref()).await?;
         let ping_every =
             (config.keep_alive > 0).then(|| Duration::from_secs(u64::from(config.keep_alive)) / 2);
         let mut session = Session {

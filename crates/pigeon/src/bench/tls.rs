@@ -15,7 +15,9 @@ use clap::Args;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::path::{Path, PathBuf};
@@ -110,9 +112,9 @@ impl TlsClient {
             };
             let mut roots = RootCertStore::empty();
             for cert in read_certs(cacert)? {
-                roots
-                    .add(cert)
-                    .with_context(|| format!("{} holds an unusable CA certificate", cacert.display()))?;
+                roots.add(cert).with_context(|| {
+                    format!("{} holds an unusable CA certificate", cacert.display())
+                })?;
             }
             let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
@@ -131,10 +133,9 @@ impl TlsClient {
             _ => builder.with_no_client_auth(),
         };
         let server_name = match &args.server_name {
-            Some(name) => Some(
-                ServerName::try_from(name.clone())
-                    .with_context(|| format!("--server-name {name} is not a DNS name or IP address"))?,
-            ),
+            Some(name) => Some(ServerName::try_from(name.clone()).with_context(|| {
+                format!("--server-name {name} is not a DNS name or IP address")
+            })?),
             None => None,
         };
         Ok(TlsClient {
@@ -206,7 +207,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -215,7 +221,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -233,10 +244,16 @@ mod tests {
             tls: true,
             ..TlsArgs::default()
         };
-        assert_eq!(on.url("amqp://h:5671/%2f", "amqp", "amqps"), "amqps://h:5671/%2f");
+        assert_eq!(
+            on.url("amqp://h:5671/%2f", "amqp", "amqps"),
+            "amqps://h:5671/%2f"
+        );
         assert_eq!(on.url("AMQP://h", "amqp", "amqps"), "amqps://h");
         assert_eq!(on.url("amqps://h", "amqp", "amqps"), "amqps://h");
-        assert_eq!(TlsArgs::default().url("mqtt://h", "mqtt", "mqtts"), "mqtt://h");
+        assert_eq!(
+            TlsArgs::default().url("mqtt://h", "mqtt", "mqtts"),
+            "mqtt://h"
+        );
     }
 
     #[test]

@@ -36,6 +36,13 @@ WORKLOADS = OrderedDict(
             "cross-q1",
             ("Cross-protocol", "MQTT QoS 1 -> amq.topic -> 1 queue -> AMQP, 64 B, ack every 100"),
         ),
+        ("amqp-1k-noack-tls", ("TLS (bench/compare-tls)", "AMQP over TLS, 1 -> 1, 1 KiB, auto-ack")),
+        ("amqp-1k-ack-tls", ("TLS (bench/compare-tls)", "AMQP over TLS, 1 -> 1, 1 KiB, ack every 100")),
+        ("amqp-1k-rate", ("TLS (bench/compare-tls)", "AMQP, 1 -> 1, 1 KiB, ack every 100, rate-limited")),
+        ("amqp-1k-rate-tls", ("TLS (bench/compare-tls)", "AMQP over TLS, 1 -> 1, 1 KiB, ack every 100, rate-limited")),
+        ("mqtt-q1-1-tls", ("TLS (bench/compare-tls)", "MQTT over TLS, QoS 1, 1 -> 1, 64 B")),
+        ("mqtt-q1-rate", ("TLS (bench/compare-tls)", "MQTT QoS 1, 1 -> 1, 64 B, rate-limited")),
+        ("mqtt-q1-rate-tls", ("TLS (bench/compare-tls)", "MQTT over TLS, QoS 1, 1 -> 1, 64 B, rate-limited")),
         ("idle-mqtt", ("Idle connections", "idle MQTT connections")),
         ("idle-amqp", ("Idle connections", "idle AMQP connections, one channel each")),
     ]

@@ -9,6 +9,17 @@
 #   interop/run.sh                                                   # builds Pigeon (debug), starts it
 #                                                                    # on free loopback ports, stops it after
 #
+# INTEROP_TLS=1 also runs the TLS and WebSocket scenarios (python/tls_*.py, node/test/tls_*.js,
+# mosquitto/tls_run.sh): pika and amqplib over AMQPS (CA verification, client certificate with
+# SASL EXTERNAL), paho-mqtt, mqtt.js and mosquitto_pub/sub over MQTTS, WebSocket and secure
+# WebSocket. When this script starts Pigeon it makes the certificates (interop/tls/make-certs.sh:
+# a CA, a server certificate for localhost/127.0.0.1/::1, a client certificate with CN
+# interop-cert-user, a user Pigeon is configured with) and adds the TLS and WebSocket listeners
+# on free ports. Against a running broker, give AMQPS_URL, MQTTS_URL, MQTT_WS_URL, MQTT_WSS_URL
+# (any subset; scenarios without theirs are skipped) and TLS_DIR, a directory as make-certs.sh
+# makes it whose client certificate's CN is a user the broker knows (INTEROP_MQTT5=0 for a broker
+# without MQTT 5.0). INTEROP_TLS=only runs the TLS scenarios alone.
+#
 # PAHO_TESTING_DIR=/path/to/paho.mqtt.testing/interoperability also runs the Eclipse Paho client
 # conformance tests (interop/paho/README.md says how to get them; not gating: some need broker
 # features Pigeon lacks).
@@ -71,6 +82,11 @@ show_broker_log() {
   fi
 }
 
+INTEROP_TLS="${INTEROP_TLS:-0}"
+tls_on() { [ "$INTEROP_TLS" = 1 ] || [ "$INTEROP_TLS" = only ]; }
+# The user named in the client certificate's CN (SASL EXTERNAL, MQTT certificate login).
+cert_user="interop-cert-user"
+
 if [ -z "${AMQP_URL:-}" ]; then
   section "Building Pigeon (debug)"
   (cd "$root" && cargo build -p pigeon)
@@ -83,14 +99,41 @@ if [ -z "${AMQP_URL:-}" ]; then
   # chosen, but another process may take one before Pigeon binds it: Pigeon then exits with
   # "Address already in use" and new ports are tried.
   broker_dir="$(mktemp -d)"
+  if tls_on; then
+    export TLS_DIR="$broker_dir/certs"
+    "$here/tls/make-certs.sh" "$TLS_DIR" "$cert_user"
+  fi
   for attempt in 1 2 3; do
-    read -r port mqtt_port < <(python3 -c 'import socket
-socks = [socket.socket() for _ in range(2)]
+    read -r port mqtt_port amqps_port mqtts_port ws_port wss_port < <(python3 -c 'import socket
+socks = [socket.socket() for _ in range(6)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
     section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port"
     printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\n' \
       "$port" "$mqtt_port" >"$broker_dir/pigeon.toml"
+    if tls_on; then
+      echo "TLS: AMQPS $amqps_port, MQTTS $mqtts_port, MQTT over WebSocket $ws_port, secure WebSocket $wss_port"
+      # Client certificates are asked for and verified, but optional (PLAIN over TLS goes on
+      # without one), as RabbitMQ's verify_peer with fail_if_no_peer_cert = false. The
+      # certificate's user must exist for EXTERNAL; its password is never used.
+      cat >>"$broker_dir/pigeon.toml" <<EOF
+amqps_listen = "127.0.0.1:$amqps_port"
+mqtts_listen = "127.0.0.1:$mqtts_port"
+mqtt_ws_listen = "127.0.0.1:$ws_port"
+mqtt_wss_listen = "127.0.0.1:$wss_port"
+users = [
+  { name = "guest", password = "guest", loopback_only = true },
+  { name = "$cert_user", password = "$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" },
+]
+
+[tls]
+certfile = "$TLS_DIR/server.pem"
+keyfile = "$TLS_DIR/server.key"
+cacertfile = "$TLS_DIR/ca.pem"
+verify = "verify_peer"
+fail_if_no_peer_cert = false
+EOF
+    fi
     # Run it in a scratch directory so nothing it writes lands in the repository.
     (cd "$broker_dir" && exec "$pigeon" --config pigeon.toml) >"$broker_dir/pigeon.log" 2>&1 &
     broker_pid=$!
@@ -122,6 +165,27 @@ print(*(s.getsockname()[1] for s in socks))')
   echo "Pigeon (pid $broker_pid) accepts connections"
   export AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
   export MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
+  if tls_on; then
+    # The certificate names localhost: the TLS URLs use that name, the WebSocket one the address.
+    export AMQPS_URL="amqps://guest:guest@localhost:$amqps_port/%2f"
+    export MQTTS_URL="mqtts://localhost:$mqtts_port"
+    export MQTT_WS_URL="ws://127.0.0.1:$ws_port/mqtt"
+    export MQTT_WSS_URL="wss://localhost:$wss_port/mqtt"
+    # A listener that did not open (a Pigeon without it yet) leaves its scenarios skipped, loudly.
+    for var in AMQPS_URL MQTTS_URL MQTT_WS_URL MQTT_WSS_URL; do
+      p="${!var##*:}"
+      p="${p%%/*}"
+      deadline=$((SECONDS + 10))
+      until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+          echo "interop: WARNING: nothing listens for $var (port $p): its scenarios are skipped"
+          unset "$var"
+          break
+        fi
+        sleep 0.1
+      done
+    done
+  fi
 fi
 export AMQP_URL
 
@@ -166,11 +230,20 @@ conn.close()
   exit 1
 fi
 
-section "Python scenarios (pika, paho-mqtt) against $shown_url${MQTT_URL:+ and $MQTT_URL}"
-(cd "$here/python" && timeout -k 10 "$suite_timeout" "$venv/bin/python" -m pytest "${python_skip[@]}") || python_result=FAILED
+if [ "$INTEROP_TLS" = only ]; then
+  echo "interop: INTEROP_TLS=only: the TLS and WebSocket scenarios alone"
+  python_result=skipped node_result=skipped mosquitto_result=skipped
+fi
 
-section "Node scenarios (amqplib, mqtt.js) against $shown_url${MQTT_URL:+ and $MQTT_URL}"
-(cd "$here/node" && timeout -k 10 "$suite_timeout" node --test "${node_tests[@]}") || node_result=FAILED
+if [ "$python_result" != skipped ]; then
+  section "Python scenarios (pika, paho-mqtt) against $shown_url${MQTT_URL:+ and $MQTT_URL}"
+  (cd "$here/python" && timeout -k 10 "$suite_timeout" "$venv/bin/python" -m pytest "${python_skip[@]}") || python_result=FAILED
+fi
+
+if [ "$node_result" != skipped ]; then
+  section "Node scenarios (amqplib, mqtt.js) against $shown_url${MQTT_URL:+ and $MQTT_URL}"
+  (cd "$here/node" && timeout -k 10 "$suite_timeout" node --test "${node_tests[@]}") || node_result=FAILED
+fi
 
 if [ "$mosquitto_result" != skipped ]; then
   section "MQTT scenarios (mosquitto_pub, mosquitto_sub, mosquitto_rr) against $MQTT_URL"
@@ -182,6 +255,39 @@ if [ "$mosquitto_result" != skipped ]; then
   fi
 fi
 
+# --- TLS and WebSocket ---------------------------------------------------------------------------
+tls_result=""
+if tls_on; then
+  if [ -n "${TLS_DIR:-}" ]; then
+    export TLS_CA_FILE="${TLS_CA_FILE:-$TLS_DIR/ca.pem}"
+    export TLS_CLIENT_CERT="${TLS_CLIENT_CERT:-$TLS_DIR/client.pem}"
+    export TLS_CLIENT_KEY="${TLS_CLIENT_KEY:-$TLS_DIR/client.key}"
+    export TLS_OTHER_CA="${TLS_OTHER_CA:-$TLS_DIR/other-ca.pem}"
+    export TLS_UNTRUSTED_CERT="${TLS_UNTRUSTED_CERT:-$TLS_DIR/untrusted.pem}"
+    export TLS_UNTRUSTED_KEY="${TLS_UNTRUSTED_KEY:-$TLS_DIR/untrusted.key}"
+    export TLS_CERT_USER="${TLS_CERT_USER:-$(openssl x509 -in "$TLS_CLIENT_CERT" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= *//p')}"
+  fi
+  tls_result=", tls passed"
+  section "TLS and WebSocket scenarios against: $(printf '%s ' "${AMQPS_URL:-}" "${MQTTS_URL:-}" \
+    "${MQTT_WS_URL:-}" "${MQTT_WSS_URL:-}" | sed -E 's#//[^@/ ]*@#//***@#g')"
+  if [ -z "${TLS_CA_FILE:-}" ]; then
+    echo "interop: INTEROP_TLS needs TLS_DIR (or TLS_CA_FILE and the TLS_CLIENT_* files)"
+    tls_result=", tls FAILED"
+  else
+    (cd "$here/python" && timeout -k 10 "$suite_timeout" "$venv/bin/python" -m pytest tls_amqp.py tls_mqtt.py) ||
+      tls_result=", tls FAILED"
+    (cd "$here/node" && timeout -k 10 "$suite_timeout" node --test test/tls_amqp.js test/tls_mqtt.js) ||
+      tls_result=", tls FAILED"
+    if [ -n "${MQTTS_URL:-}" ] && command -v mosquitto_sub >/dev/null; then
+      timeout -k 10 "$suite_timeout" "$here/mosquitto/tls_run.sh" || tls_result=", tls FAILED"
+    elif [ -n "${MQTTS_URL:-}" ]; then
+      echo "interop: mosquitto_sub not found (Debian: apt-get install mosquitto-clients); its TLS scenarios skipped"
+    fi
+  fi
+else
+  echo "interop: TLS and WebSocket scenarios not run (INTEROP_TLS=1 runs them)"
+fi
+
 if [ -n "${PAHO_TESTING_DIR:-}" ] && [ -n "${MQTT_URL:-}" ]; then
   section "Eclipse Paho MQTT client conformance tests (not gating) against $MQTT_URL"
   hostport="${MQTT_URL#mqtt://}"
@@ -190,8 +296,9 @@ if [ -n "${PAHO_TESTING_DIR:-}" ] && [ -n "${MQTT_URL:-}" ]; then
     paho_result=", paho FAILED (not gating)"
 fi
 
-section "Interop: python $python_result, node $node_result, mosquitto $mosquitto_result$paho_result"
-if [ "$python_result" != passed ] || [ "$node_result" != passed ] || [ "$mosquitto_result" = FAILED ]; then
+section "Interop: python $python_result, node $node_result, mosquitto $mosquitto_result$tls_result$paho_result"
+if [ "$python_result" = FAILED ] || [ "$node_result" = FAILED ] || [ "$mosquitto_result" = FAILED ] ||
+  [ "$tls_result" = ", tls FAILED" ]; then
   show_broker_log
   exit 1
 fi

@@ -33,7 +33,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Generate load against an AMQP 0-9-1 or MQTT broker (Pigeon, RabbitMQ, Mosquitto, ...) and
     /// report throughput, end-to-end latency and lost or duplicated messages.
-    Bench(BenchArgs),
+    // Boxed: the bench's flags (with TLS's) are several times the size of serve's.
+    Bench(Box<BenchArgs>),
 }
 
 /// Flags of `pigeon serve`.

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime
             .block_on(serve::run(args, log))
             .map(|()| ExitCode::SUCCESS),
-        Command::Bench(args) => runtime.block_on(bench::run(args, log)),
+        Command::Bench(args) => runtime.block_on(bench::run(*args, log)),
     };
     // Connections still closing must not keep a finished process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

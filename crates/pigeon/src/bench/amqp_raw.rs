@@ -15,7 +15,8 @@
 //!   out without a copy) and its acks wait in the write buffer until it next reads.
 
 use super::client::{Client, Confirms, ConsumeOptions, Consumer, PublishOptions, Publisher};
-use super::net::{BrokerUrl, Wire, BULK};
+use super::net::{BrokerUrl, Wire, AMQP_SCHEMES, BULK};
+use super::tls::TlsClient;
 use amqp_wire::{
     decode_frame, encode_body_frames, encode_header_frame, encode_method_frame, BasicAck,
     BasicCancel, BasicCancelOk, BasicConsume, BasicProperties, BasicPublish, BasicQos,
@@ -48,6 +49,8 @@ pub struct AmqpConfig {
     /// Publish through this exchange; empty for the default exchange. (Queues are bound by the
     /// workload, which knows the keys.)
     pub exchange: String,
+    /// TLS, for an `amqps://` URL.
+    pub tls: Option<TlsClient>,
 }
 
 /// An open connection: the socket, its buffers and what tuning settled.
@@ -59,15 +62,17 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects and logs in (PLAIN), with heartbeats off; `source` picks the local address.
+    /// Connects (over TLS with `tls`) and logs in (PLAIN), with heartbeats off; `source` picks
+    /// the local address.
     pub async fn open(
         url: &str,
         name: &str,
         source: Option<IpAddr>,
         read_chunk: usize,
+        tls: Option<&TlsClient>,
     ) -> anyhow::Result<Conn> {
-        let url = BrokerUrl::parse(url, &[("amqp", 5672)])?;
-        let wire = Wire::connect(&url.host, url.port, source, read_chunk).await?;
+        let url = BrokerUrl::parse(url, AMQP_SCHEMES)?;
+        let wire = Wire::connect(&url.host, url.port, source, read_chunk, tls).await?;
         let mut conn = Conn {
             wire,
             frame_max: amqp_wire::FRAME_MIN_SIZE,
@@ -372,7 +377,7 @@ impl Client for RawAmqp {
 
     async fn connect(config: &AmqpConfig, name: &str) -> anyhow::Result<Self> {
         Ok(RawAmqp {
-            conn: Conn::open(&config.url, name, None, BULK).await?,
+            conn: Conn::open(&config.url, name, None, BULK, config.tls.as_ref()).await?,
             exchange: config.exchange.clone(),
             next_channel: 1,
         })

@@ -2,6 +2,7 @@
 //! clap cannot express. AMQP names follow RabbitMQ's PerfTest where one exists (`-x`, `-y`, `-s`).
 
 use super::stamp::Stamp;
+use super::tls::TlsArgs;
 use clap::{Args, Subcommand, ValueEnum};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -99,9 +100,13 @@ pub enum ClientKind {
 /// Flags of the AMQP workload (`pigeon bench`).
 #[derive(Debug, Clone, Args)]
 pub struct AmqpArgs {
-    /// Broker to load, as an AMQP URI (the vhost is URL-encoded: `%2f` is `/`).
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    /// Broker to load, as an AMQP URI (the vhost is URL-encoded: `%2f` is `/`); `amqps://`
+    /// connects over TLS (port 5671 by default).
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1/%2f")]
     pub url: String,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// The AMQP client inside the bench.
     #[arg(long, value_enum, default_value_t = ClientKind::Raw)]
@@ -192,9 +197,13 @@ impl MqttVersion {
 /// Flags of `pigeon bench mqtt`.
 #[derive(Debug, Clone, Args)]
 pub struct MqttArgs {
-    /// Broker to load: `mqtt://[user[:password]@]host[:port]`.
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    /// Broker to load: `mqtt://[user[:password]@]host[:port]`; `mqtts://` connects over TLS
+    /// (port 8883 by default).
+    #[arg(long, default_value = "mqtt://127.0.0.1")]
     pub url: String,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// MQTT version.
     #[arg(long, value_enum, default_value_t = MqttVersion::V311)]
@@ -231,12 +240,16 @@ pub struct MqttArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CrossArgs {
     /// Where the MQTT publishers connect: `mqtt://[user[:password]@]host[:port]`.
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    #[arg(long, default_value = "mqtt://127.0.0.1")]
     pub mqtt_url: String,
 
     /// Where the AMQP consumers connect (the same broker), as an AMQP URI.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1/%2f")]
     pub amqp_url: String,
+
+    /// TLS for both URLs (`--tls` turns both into amqps:// and mqtts://).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// MQTT version of the publishers.
     #[arg(long, value_enum, default_value_t = MqttVersion::V311)]
@@ -302,9 +315,13 @@ pub struct IdleArgs {
     #[arg(long, value_enum)]
     pub protocol: Protocol,
 
-    /// Broker URL (default: mqtt://127.0.0.1:1883 or amqp://guest:guest@127.0.0.1:5672/%2f).
+    /// Broker URL (default: mqtt://127.0.0.1 or amqp://guest:guest@127.0.0.1/%2f, on the default ports);
+    /// mqtts:// and amqps:// connect over TLS.
     #[arg(long)]
     pub url: Option<String>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Connections to open.
     #[arg(long, default_value_t = 1000, value_name = "K",
@@ -443,8 +460,8 @@ impl IdleArgs {
     pub fn url(&self) -> String {
         self.url.clone().unwrap_or_else(|| {
             match self.protocol {
-                Protocol::Mqtt => "mqtt://127.0.0.1:1883",
-                Protocol::Amqp => "amqp://guest:guest@127.0.0.1:5672/%2f",
+                Protocol::Mqtt => "mqtt://127.0.0.1",
+                Protocol::Amqp => "amqp://guest:guest@127.0.0.1/%2f",
             }
             .to_owned()
         })
@@ -552,7 +569,7 @@ mod tests {
         assert_eq!((m.load.producers, m.load.consumers, m.qos), (4, 4, 2));
         assert_eq!((m.inflight, m.topics), (10, 1));
         assert_eq!(m.mqtt_version, MqttVersion::V311);
-        assert_eq!(m.url, "mqtt://127.0.0.1:1883");
+        assert_eq!(m.url, "mqtt://127.0.0.1");
         let m = parse_mqtt("-x 2 -y 2 --topics 2 --mqtt-version 5").unwrap();
         assert_eq!(m.mqtt_version.wire(), mqtt_wire::ProtocolVersion::V5);
         assert!(parse_mqtt("--qos 3").is_err());
@@ -612,7 +629,7 @@ mod tests {
         };
         assert_eq!((i.connections, i.hold, i.broker_pid), (10_000, 5, Some(42)));
         assert_eq!(i.source_addrs.len(), 2);
-        assert_eq!(i.url(), "mqtt://127.0.0.1:1883");
+        assert_eq!(i.url(), "mqtt://127.0.0.1");
         assert!(parse_any("idle").is_err(), "--protocol is required");
     }
 }

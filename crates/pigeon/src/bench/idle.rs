@@ -16,6 +16,7 @@ use super::amqp_raw::Conn;
 use super::args::{IdleArgs, Protocol};
 use super::mqtt::{MqttConfig, Session};
 use super::net::{self, BrokerUrl};
+use super::tls::TlsClient;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,11 +37,18 @@ const IDLE_READ: usize = 256;
 
 /// Runs `pigeon bench idle`; fails unless every connection opened and lasted the hold.
 pub async fn run(args: &IdleArgs) -> anyhow::Result<ExitCode> {
-    let url = args.url();
-    let target = match args.protocol {
-        Protocol::Mqtt => BrokerUrl::parse(&url, &[("mqtt", 1883), ("tcp", 1883)])?,
-        Protocol::Amqp => BrokerUrl::parse(&url, &[("amqp", 5672)])?,
+    let (url, schemes) = match args.protocol {
+        Protocol::Mqtt => (
+            args.tls.url(&args.url(), "mqtt", "mqtts"),
+            net::MQTT_SCHEMES,
+        ),
+        Protocol::Amqp => (
+            args.tls.url(&args.url(), "amqp", "amqps"),
+            net::AMQP_SCHEMES,
+        ),
     };
+    let target = BrokerUrl::parse(&url, schemes)?;
+    let tls = args.tls.client(target.is_tls())?;
     let fds = FdLimit::ensure(u64::from(args.connections) + SPARE_FDS);
     if let Some(warning) = fds.warning() {
         warn!("{warning}");
@@ -85,6 +93,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<ExitCode> {
         qos: mqtt_wire::QoS::AtMostOnce,
         keep_alive: args.keep_alive,
         run: super::run_id(),
+        tls: tls.clone(),
     };
     let timeout = Duration::from_secs(args.timeout);
     let started = Instant::now();
@@ -93,6 +102,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<ExitCode> {
         let idle = Idle {
             protocol: args.protocol,
             url: url.clone(),
+            tls: tls.clone(),
             mqtt: mqtt.clone(),
             id: i,
             source,
@@ -204,6 +214,7 @@ async fn sources(args: &IdleArgs, target: &BrokerUrl) -> anyhow::Result<Vec<IpAd
 struct Idle {
     protocol: Protocol,
     url: String,
+    tls: Option<TlsClient>,
     mqtt: MqttConfig,
     id: u32,
     source: Option<IpAddr>,
@@ -235,7 +246,8 @@ impl Idle {
                 Open::Mqtt(Session::open(&self.mqtt, &client_id, self.source, IDLE_READ).await?)
             }
             Protocol::Amqp => {
-                let mut conn = Conn::open(&self.url, &name, self.source, IDLE_READ).await?;
+                let mut conn =
+                    Conn::open(&self.url, &name, self.source, IDLE_READ, self.tls.as_ref()).await?;
                 conn.open_first_channel().await?;
                 Open::Amqp(conn)
             }

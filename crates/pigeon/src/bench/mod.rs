@@ -16,7 +16,8 @@
 //! - `client`: the traits the workload needs from a protocol client; `amqp_raw`: the bench's own
 //!   AMQP client (the default), `amqp`: lapin, `mqtt`: the bench's own MQTT client, all three on
 //!   `net` (sockets and URLs) except lapin; producers and consumers may use different clients
-//!   (`pigeon bench cross`: MQTT publishers, AMQP consumers);
+//!   (`pigeon bench cross`: MQTT publishers, AMQP consumers); `tls`: the TLS flags and
+//!   handshake for `amqps://` and `mqtts://` (the bench's own clients only);
 //! - `workload`: the producer and consumer loops; `control`: the phases and the end of a run;
 //! - `stamp`, `tally`: the message header and what consumers make of it;
 //! - `report`, `cpu`: the results and the bench's own CPU time;
@@ -37,6 +38,7 @@ mod net;
 mod report;
 mod stamp;
 mod tally;
+mod tls;
 mod workload;
 
 pub use args::BenchArgs;
@@ -130,9 +132,17 @@ async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
             .map(|q| (q.clone(), exchange.clone(), q.clone()))
             .collect();
     }
+    let url = args.tls.url(&args.url, "amqp", "amqps");
+    let tls = args
+        .tls
+        .client(net::BrokerUrl::parse(&url, net::AMQP_SCHEMES)?.is_tls())?;
+    if tls.is_some() && args.client == ClientKind::Lapin {
+        anyhow::bail!("--client lapin is plain TCP only here; TLS runs use the default client");
+    }
     let config = AmqpConfig {
-        url: args.url.clone(),
+        url: url.clone(),
         exchange: exchange.clone(),
+        tls,
     };
     let load = Load {
         load: &args.load,
@@ -164,7 +174,7 @@ async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
             ClientKind::Raw => "raw",
             ClientKind::Lapin => "lapin",
         },
-        url: net::redact_password(&args.url),
+        url: net::redact_password(&url),
         settings: Settings::Amqp(AmqpSettings {
             producers: args.load.producers,
             consumers: args.load.consumers,
@@ -195,8 +205,11 @@ async fn run_mqtt(args: &MqttArgs) -> anyhow::Result<ExitCode> {
     args.validate().map_err(anyhow::Error::msg)?;
     let qos = mqtt_wire::QoS::try_from(args.qos).map_err(|e| anyhow::anyhow!("--qos: {e}"))?;
     let run = run_id();
+    let url = args.tls.url(&args.url, "mqtt", "mqtts");
+    let broker = net::BrokerUrl::parse(&url, net::MQTT_SCHEMES)?;
     let config = mqtt::MqttConfig {
-        url: net::BrokerUrl::parse(&args.url, &[("mqtt", 1883), ("tcp", 1883)])?,
+        tls: args.tls.client(broker.is_tls())?,
+        url: broker,
         version: args.mqtt_version.wire(),
         qos,
         keep_alive: 60,
@@ -231,7 +244,7 @@ async fn run_mqtt(args: &MqttArgs) -> anyhow::Result<ExitCode> {
     let info = RunInfo {
         protocol: "mqtt",
         client: "raw",
-        url: net::redact_password(&args.url),
+        url: net::redact_password(&url),
         settings: Settings::Mqtt(MqttSettings {
             mqtt_version: args.mqtt_version.name(),
             qos: args.qos,
@@ -257,16 +270,24 @@ async fn run_cross(args: &CrossArgs) -> anyhow::Result<ExitCode> {
     args.validate().map_err(anyhow::Error::msg)?;
     let qos = mqtt_wire::QoS::try_from(args.qos).map_err(|e| anyhow::anyhow!("--qos: {e}"))?;
     let run = run_id();
+    let mqtt_url = args.tls.url(&args.mqtt_url, "mqtt", "mqtts");
+    let amqp_url = args.tls.url(&args.amqp_url, "amqp", "amqps");
+    let mqtt_broker = net::BrokerUrl::parse(&mqtt_url, net::MQTT_SCHEMES)?;
+    let amqp_tls = net::BrokerUrl::parse(&amqp_url, net::AMQP_SCHEMES)?.is_tls();
+    // One TLS configuration for both, given only to the URL that asks for TLS.
+    let tls = args.tls.client(mqtt_broker.is_tls() || amqp_tls)?;
     let mqtt_config = mqtt::MqttConfig {
-        url: net::BrokerUrl::parse(&args.mqtt_url, &[("mqtt", 1883), ("tcp", 1883)])?,
+        tls: tls.clone().filter(|_| mqtt_broker.is_tls()),
+        url: mqtt_broker,
         version: args.mqtt_version.wire(),
         qos,
         keep_alive: 60,
         run: run.clone(),
     };
     let amqp_config = AmqpConfig {
-        url: args.amqp_url.clone(),
+        url: amqp_url.clone(),
         exchange: String::new(),
+        tls: tls.filter(|_| amqp_tls),
     };
     let acked = args.qos > 0;
     let queues: Vec<String> = (0..args.queues)
@@ -308,8 +329,8 @@ async fn run_cross(args: &CrossArgs) -> anyhow::Result<ExitCode> {
         client: "raw",
         url: format!(
             "{} -> {}",
-            net::redact_password(&args.mqtt_url),
-            net::redact_password(&args.amqp_url)
+            net::redact_password(&mqtt_url),
+            net::redact_password(&amqp_url)
         ),
         settings: Settings::Cross(CrossSettings {
             mqtt_version: args.mqtt_version.name(),

@@ -18,6 +18,7 @@
 
 use super::client::{Client, Confirms, ConsumeOptions, Consumer, PublishOptions, Publisher};
 use super::net::{BrokerUrl, Wire, BULK};
+use super::tls::TlsClient;
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
@@ -47,6 +48,8 @@ pub struct MqttConfig {
     pub keep_alive: u16,
     /// Appended to each client identifier so that two runs never share one.
     pub run: String,
+    /// TLS, for an `mqtts://` URL.
+    pub tls: Option<TlsClient>,
 }
 
 impl MqttConfig {
@@ -78,7 +81,8 @@ impl Session {
         read_chunk: usize,
     ) -> anyhow::Result<Session> {
         let url = &config.url;
-        let wire = Wire::connect(&url.host, url.port, source, read_chunk).await?;
+        let wire =
+            Wire::connect(&url.host, url.port, source, read_chunk, config.tls.as_ref()).await?;
         let ping_every =
             (config.keep_alive > 0).then(|| Duration::from_secs(u64::from(config.keep_alive)) / 2);
         let mut session = Session {
@@ -630,6 +634,7 @@ mod tests {
             qos: QoS::AtMostOnce,
             keep_alive: 60,
             run: "abc-1".into(),
+            tls: None,
         };
         assert_eq!(
             config.client_id("pigeon-bench producer 3"),

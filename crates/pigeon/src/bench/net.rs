@@ -6,10 +6,16 @@
 //! and reads when nothing complete is left, writing its buffered acks on the way. Whichever way
 //! the bytes flow, a wait for one direction keeps the other moving, so two peers that both write
 //! a lot can never block each other.
+//!
+//! Over TLS the same holds one layer down: `out` is handed to rustls, which encrypts it into
+//! records written with the same non-blocking writes, and ciphertext read from the socket is
+//! decrypted into `rbuf` (see [`super::tls`] for the handshake).
 
+use super::tls::TlsClient;
 use anyhow::Context;
 use bytes::{Buf, BytesMut};
-use std::io;
+use rustls::ClientConnection;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream};
@@ -18,6 +24,8 @@ use tokio::net::{TcpSocket, TcpStream};
 #[derive(Debug)]
 pub struct Wire {
     stream: TcpStream,
+    /// The TLS session and its ciphertext read buffer, on a TLS connection.
+    tls: Option<Box<Tls>>,
     /// Bytes read and not yet decoded.
     pub rbuf: BytesMut,
     /// Bytes encoded and not yet written.
@@ -26,16 +34,25 @@ pub struct Wire {
     read_chunk: usize,
 }
 
+/// A TLS connection's state beside the socket.
+#[derive(Debug)]
+struct Tls {
+    session: ClientConnection,
+    /// Ciphertext read and not yet given to rustls (which takes at most a record at a time).
+    cipher_in: BytesMut,
+}
+
 /// How much a busy connection reads at once.
 pub const BULK: usize = 64 * 1024;
 
 impl Wire {
-    /// Connects to `addr` (a `host:port` the resolver understands), from `source` when given.
+    /// Connects to `host:port` from `source` when given, over TLS when `tls` is given.
     pub async fn connect(
         host: &str,
         port: u16,
         source: Option<std::net::IpAddr>,
         read_chunk: usize,
+        tls: Option<&TlsClient>,
     ) -> anyhow::Result<Wire> {
         let stream = match source {
             None => TcpStream::connect((host, port))
@@ -59,8 +76,20 @@ impl Wire {
         };
         // The clients gather many frames into each write themselves.
         stream.set_nodelay(true)?;
+        let (stream, tls) = match tls {
+            None => (stream, None),
+            Some(client) => {
+                let (stream, session) = client.connect(host, stream).await?;
+                let tls = Tls {
+                    session,
+                    cipher_in: BytesMut::with_capacity(read_chunk),
+                };
+                (stream, Some(Box::new(tls)))
+            }
+        };
         Ok(Wire {
             stream,
+            tls,
             rbuf: BytesMut::with_capacity(read_chunk),
             out: BytesMut::new(),
             read_chunk,
@@ -69,6 +98,13 @@ impl Wire {
 
     /// Writes what the socket takes now, without waiting.
     fn try_send(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            tls.try_send(&self.stream, &mut self.out)?;
+            if self.out.is_empty() {
+                self.out.clear();
+            }
+            return Ok(());
+        }
         while !self.out.is_empty() {
             match self.stream.try_write(&self.out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -86,6 +122,9 @@ impl Wire {
 
     /// Reads what the socket has now, without waiting; false when it had nothing.
     fn try_receive(&mut self) -> io::Result<bool> {
+        if let Some(tls) = &mut self.tls {
+            return tls.try_receive(&self.stream, &mut self.rbuf, self.read_chunk);
+        }
         if self.rbuf.capacity() - self.rbuf.len() < self.read_chunk / 2 {
             self.rbuf.reserve(self.read_chunk);
         }
@@ -104,7 +143,7 @@ impl Wire {
             if self.try_receive()? {
                 return Ok(());
             }
-            let interest = if self.out.is_empty() {
+            let interest = if !self.wants_write() {
                 Interest::READABLE
             } else {
                 Interest::READABLE | Interest::WRITABLE
@@ -117,7 +156,7 @@ impl Wire {
     pub async fn send(&mut self) -> io::Result<()> {
         loop {
             self.try_send()?;
-            if self.out.is_empty() {
+            if !self.wants_write() {
                 return Ok(());
             }
             let ready = self
@@ -128,6 +167,112 @@ impl Wire {
                 self.try_receive()?;
             }
         }
+    }
+
+    /// Whether bytes wait to be written: encoded ones, or TLS records.
+    fn wants_write(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.session.wants_write())
+    }
+}
+
+impl Tls {
+    /// Encrypts `out` and writes the records the socket takes now, without waiting.
+    fn try_send(&mut self, stream: &TcpStream, out: &mut BytesMut) -> io::Result<()> {
+        loop {
+            if !out.is_empty() {
+                // rustls takes what fits in its send buffer (64 KiB by default).
+                let n = self.session.writer().write(out)?;
+                out.advance(n);
+            }
+            if !self.session.wants_write() {
+                return Ok(());
+            }
+            match self.session.write_tls(&mut Nonblocking(stream)) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what the socket has now (one read of up to `read_chunk`), decrypting it into
+    /// `rbuf`; false when no plaintext came of it.
+    fn try_receive(
+        &mut self,
+        stream: &TcpStream,
+        rbuf: &mut BytesMut,
+        read_chunk: usize,
+    ) -> io::Result<bool> {
+        if self.cipher_in.capacity() - self.cipher_in.len() < read_chunk / 2 {
+            self.cipher_in.reserve(read_chunk);
+        }
+        let eof = match stream.try_read_buf(&mut self.cipher_in) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => return Err(e),
+        };
+        let before = rbuf.len();
+        loop {
+            let state = self
+                .session
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let plain = state.plaintext_bytes_to_read();
+            if plain > 0 {
+                let start = rbuf.len();
+                rbuf.resize(start + plain, 0);
+                self.session.reader().read_exact(&mut rbuf[start..])?;
+            }
+            if state.peer_has_closed() && rbuf.len() == before {
+                return Err(closed());
+            }
+            // rustls stops decrypting when its plaintext buffer is full: go on while it gave
+            // some, and feed it while ciphertext is left.
+            if plain == 0 && self.cipher_in.is_empty() {
+                break;
+            }
+            if !self.cipher_in.is_empty() {
+                let fed = self.session.read_tls(&mut &self.cipher_in[..])?;
+                self.cipher_in.advance(fed);
+                if fed == 0 && plain == 0 {
+                    // rustls took nothing and gave nothing: wait for the socket.
+                    break;
+                }
+            }
+        }
+        if rbuf.len() > before {
+            Ok(true)
+        } else if eof {
+            Err(closed())
+        } else {
+            Ok(false)
+        }
+    }
+}
+
+/// The socket as blocking I/O for rustls: a read or write that would wait fails with
+/// `WouldBlock` instead.
+struct Nonblocking<'a>(&'a TcpStream);
+
+impl Read for Nonblocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for Nonblocking<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -147,6 +292,16 @@ pub async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{host} resolves to no address"))
 }
 
+/// The AMQP URL schemes and their default ports.
+pub const AMQP_SCHEMES: &[(&str, u16)] = &[("amqp", 5672), ("amqps", 5671)];
+/// The MQTT URL schemes (as MQTT clients spell them) and their default ports.
+pub const MQTT_SCHEMES: &[(&str, u16)] = &[
+    ("mqtt", 1883),
+    ("tcp", 1883),
+    ("mqtts", 8883),
+    ("ssl", 8883),
+];
+
 /// A broker URL taken apart: `scheme://[user[:password]@]host[:port][/path]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
@@ -165,6 +320,11 @@ pub struct BrokerUrl {
 }
 
 impl BrokerUrl {
+    /// Whether the scheme means TLS (`amqps`, `mqtts`, `ssl`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.scheme.as_str(), "amqps" | "mqtts" | "ssl")
+    }
+
     /// Parses `url`, whose scheme must be one of `schemes` (each with its default port).
     pub fn parse(url: &str, schemes: &[(&str, u16)]) -> anyhow::Result<BrokerUrl> {
         let (scheme, rest) = url

@@ -372,11 +372,39 @@ impl VHost {
         Ok(())
     }
 
+    /// How many queues the vhost has (what `max-queues` bounds).
+    pub fn queue_count(&self) -> usize {
+        self.queues.read().len()
+    }
+
     /// `queue.declare`. An empty name gets a generated `amq.gen-...` one.
     pub fn declare_queue(
         &self,
         name: &str,
         passive: bool,
+        options: QueueOptions,
+        connection: ConnectionId,
+    ) -> Result<QueueDeclared> {
+        self.declare_queue_as(name, passive, false, options, connection)
+    }
+
+    /// `queue.declare` of a server-named queue whose name the adapter took from
+    /// [`VHost::unique_name`] (`amq.gen-...`), so that it could check permissions on that
+    /// name first (RabbitMQ checks configure on the generated name).
+    pub fn declare_generated_queue(
+        &self,
+        name: &str,
+        options: QueueOptions,
+        connection: ConnectionId,
+    ) -> Result<QueueDeclared> {
+        self.declare_queue_as(name, false, true, options, connection)
+    }
+
+    fn declare_queue_as(
+        &self,
+        name: &str,
+        passive: bool,
+        generated: bool,
         options: QueueOptions,
         connection: ConnectionId,
     ) -> Result<QueueDeclared> {
@@ -390,7 +418,7 @@ impl VHost {
             q.touch();
             return Ok(declared(q));
         }
-        if name.starts_with("amq.") {
+        if name.starts_with("amq.") && !generated {
             return Err(BrokerError::AccessRefused(format!(
                 "queue name '{name}' contains reserved prefix 'amq.*'"
             )));

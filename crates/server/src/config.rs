@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub max_message_size: u64,
     /// Most simultaneous client connections; further ones are refused.
     pub max_connections: usize,
+    /// Most new connections accepted per second from one source address (every listener
+    /// together); the excess is closed at once. 0 disables the limit.
+    pub connection_rate_limit: u32,
     /// How long a client has to complete the AMQP handshake.
     #[serde(with = "secs")]
     pub handshake_timeout: Duration,
@@ -63,6 +66,12 @@ pub struct ServerConfig {
     pub mqtt_max_keep_alive: u16,
     /// Topic filters clients may not subscribe to (refused in SUBACK with 0x80).
     pub mqtt_deny_subscribe: Vec<String>,
+    /// A PUBLISH or SUBSCRIBE refused by permissions closes the connection (after the
+    /// SUBACK), as RabbitMQ's `mqtt.disconnect_on_unauthorized` (default true). When false,
+    /// a refused QoS 1/2 PUBLISH is answered with reason 0x87 (5.0; a plain PUBACK in 3.1.1)
+    /// and dropped, a QoS 0 one is dropped, and a refused subscription gets 0x87 (5.0) /
+    /// 0x80 (3.1.1) in SUBACK, the connection staying open.
+    pub mqtt_disconnect_on_unauthorized: bool,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
     /// Where durable exchanges, queues, bindings and persistent messages are kept; `None`
@@ -142,6 +151,7 @@ impl Default for ServerConfig {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             max_connections: 65_536,
+            connection_rate_limit: 100,
             handshake_timeout: Duration::from_secs(10),
             users: vec![UserConfig {
                 name: "guest".into(),
@@ -158,6 +168,7 @@ impl Default for ServerConfig {
             mqtt_receive_maximum: 1024,
             mqtt_max_keep_alive: 0,
             mqtt_deny_subscribe: Vec::new(),
+            mqtt_disconnect_on_unauthorized: true,
             policies: Vec::new(),
             data_dir: Some("pigeon-data".into()),
             fsync: true,
@@ -178,6 +189,8 @@ impl ServerConfig {
             amqp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             mqtt_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: None,
+            // Test suites open connections from loopback far faster than any real client.
+            connection_rate_limit: 0,
             ..ServerConfig::default()
         }
     }

@@ -9,7 +9,9 @@
 mod alarm;
 mod amqp;
 mod auth;
+mod authz;
 pub mod config;
+mod limits;
 mod mqtt;
 mod outbound;
 mod policy;
@@ -67,6 +69,8 @@ pub(crate) struct ServerState {
     pub alarm_causes: alarm::AlarmCauses,
     /// The disk free limit in bytes ([`ServerHandle::set_disk_free_limit`] changes it).
     pub disk_free_limit: AtomicU64,
+    /// Connections and channels counted against the vhost and user limits; the accept rate.
+    pub limits: limits::Limits,
 }
 
 /// The protocol a listener speaks.
@@ -174,8 +178,17 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         }
     };
     policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
+    // TEMPORARY SHIM (enforce branch), to be dropped when the `access` branch's bootstrap is
+    // merged: until users and their permissions are kept by the broker, every user of the
+    // configuration file may do everything in `/` (RabbitMQ's default user gets `.* .* .*`).
+    for user in &config.users {
+        broker
+            .access()
+            .set_permission(&user.name, "/", pigeon_broker::permission::Permission::all());
+    }
     let sys_interval = config.mqtt_sys_interval;
     let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
+    let config_rate_limit = config.connection_rate_limit;
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,
@@ -186,6 +199,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         alarm: watch::channel(false).0,
         alarm_causes: alarm::AlarmCauses::default(),
         disk_free_limit,
+        limits: limits::Limits::new(config_rate_limit),
     });
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
@@ -300,6 +314,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, protocol: P
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if !state.limits.accept(peer.ip()) {
+                        continue; // closed: over the accept rate of its address (limits.rs)
+                    }
                     let open = state.connections.fetch_add(1, Ordering::Relaxed);
                     if open >= state.config.max_connections {
                         state.connections.fetch_sub(1, Ordering::Relaxed);

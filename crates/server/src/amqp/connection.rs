@@ -8,6 +8,8 @@
 use super::auth::{self, MECHANISMS};
 use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
+use crate::authz::Authz;
+use crate::limits::ConnectionSlots;
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
 use crate::ServerState;
@@ -61,6 +63,10 @@ struct Connection {
     blocked: bool,
     ctx: Option<ConnCtx>,
     channels: HashMap<u16, Channel>,
+    /// The authenticated user (after `connection.start-ok`).
+    user: Option<String>,
+    /// This connection's place in its vhost's and user's connection counts.
+    _slots: Option<ConnectionSlots>,
     /// Woken by the store's flusher when confirms can go out.
     synced: Arc<tokio::sync::Notify>,
 }
@@ -97,6 +103,8 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
         blocked: false,
         ctx: None,
         channels: HashMap::new(),
+        user: None,
+        _slots: None,
         synced: Arc::new(tokio::sync::Notify::new()),
     };
     conn.run(rd).await;
@@ -399,6 +407,21 @@ impl Connection {
                         format!("vhost {} not found", m.virtual_host),
                     ));
                 };
+                let user = self.user.clone().unwrap_or_default();
+                let access = self.server.broker.access();
+                // rabbit_reader connection.open: the vhost's and the user's connection
+                // limits, then access to the vhost; each refusal is 530 NOT_ALLOWED.
+                let slots = self
+                    .server
+                    .limits
+                    .open_connection(access, vhost.name(), &user)
+                    .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?;
+                let authz = Authz::compile(access, &user, vhost.name(), None);
+                authz.check_vhost().map_err(|r| AmqpError {
+                    logged: true,
+                    ..AmqpError::new(ReplyCode::NotAllowed, r)
+                })?;
+                self._slots = Some(slots);
                 self.ctx = Some(ConnCtx {
                     broker: Arc::clone(&self.server.broker),
                     vhost,
@@ -410,6 +433,8 @@ impl Connection {
                     store: self.server.store.clone(),
                     synced: Arc::clone(&self.synced),
                     wake_epoch: AtomicU64::new(0),
+                    authz,
+                    limits_user: user,
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
                 self.phase = Phase::Open;
@@ -442,6 +467,7 @@ impl Connection {
         match auth::authenticate(users, m.mechanism.as_str(), &m.response, self.peer.ip()) {
             Ok(user) => {
                 tracing::debug!(peer = %self.peer, %user, "authenticated");
+                self.user = Some(user);
                 let c = &self.server.config;
                 self.send(
                     0,
@@ -475,6 +501,11 @@ impl Connection {
     }
 
     fn handle_channel_frame(&mut self, number: u16, frame: Frame) -> AmqpResult {
+        if let (Some(ctx), Frame::Method { .. }) = (self.ctx.as_mut(), &frame) {
+            // Permissions changed since they were compiled: recompile before this method
+            // (one atomic load otherwise).
+            Authz::refresh(&mut ctx.authz, ctx.broker.access());
+        }
         let Some(ctx) = self.ctx.as_ref() else {
             return Err(AmqpError::new(
                 ReplyCode::ChannelError,
@@ -503,7 +534,15 @@ impl Connection {
                         )
                         .on(method));
                     }
-                    let ch = Channel::new(number, ctx);
+                    // The user's max-channels, over all of the user's connections
+                    // (rabbit_reader create_channel): 530, closing the connection.
+                    let slot = self
+                        .server
+                        .limits
+                        .open_channel(ctx.broker.access(), &ctx.limits_user)
+                        .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?;
+                    let mut ch = Channel::new(number, ctx);
+                    ch.slot = Some(slot);
                     ch.shared.send(&Method::ChannelOpenOk(ChannelOpenOk {}));
                     self.channels.insert(number, ch);
                     return Ok(());
@@ -553,7 +592,11 @@ impl Connection {
         };
         match result {
             Err(e) if !e.is_connection_error() => {
-                tracing::info!(peer = %self.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                if e.logged {
+                    tracing::debug!(peer = %self.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                } else {
+                    tracing::info!(peer = %self.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                }
                 ch.cleanup(ctx);
                 ch.closing = true;
                 ch.shared.send(&Method::ChannelClose(ChannelClose {
@@ -573,7 +616,11 @@ impl Connection {
         if matches!(self.phase, Phase::Closing(_) | Phase::Done) {
             return;
         }
-        tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
+        if e.logged {
+            tracing::debug!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
+        } else {
+            tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
+        }
         self.release();
         self.send(
             0,

@@ -132,16 +132,6 @@ impl Authz {
         self.generation
     }
 
-    /// The user's name.
-    pub fn user(&self) -> &str {
-        &self.user
-    }
-
-    /// The vhost's name.
-    pub fn vhost(&self) -> &str {
-        &self.vhost
-    }
-
     /// Whether the user has any permission in the vhost (RabbitMQ's `check_vhost_access` of
     /// the internal backend). Refusal text: `access to vhost '/' refused for user 'u'`.
     pub fn check_vhost(&self) -> Result<(), Refused> {

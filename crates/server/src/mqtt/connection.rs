@@ -74,6 +74,10 @@ pub(super) struct Conn {
     pub publishing: Option<Box<Publishing>>,
     /// The session's lease, held while connected (released when the connection is dropped).
     pub _lease: OwnedSemaphorePermit,
+    /// The user's permissions in the vhost (recompiled when they change: `authz.rs`).
+    pub authz: Arc<crate::authz::Authz>,
+    /// This connection's place in its vhost's and user's connection counts.
+    pub _slots: crate::limits::ConnectionSlots,
 }
 
 /// The state of a connection that publishes (see [`Conn::publishing`]).
@@ -88,6 +92,8 @@ pub(super) struct Publishing {
     pub pending_acks: VecDeque<(u64, Packet)>,
     /// Highest epoch a wake-up (of this task, through `out`) was asked for.
     pub wake_epoch: u64,
+    /// The last topic the client was allowed to publish to, with the permissions' generation.
+    pub allowed: Option<(u64, TopicName)>,
 }
 
 /// The socket of a connection, read and written by its task alone.
@@ -288,6 +294,8 @@ async fn connect(
         return refuse(ReasonCode::ServerUnavailable, "MQTT exchange missing");
     };
     let mut assigned = None;
+    // Anonymous clients are `guest` (RabbitMQ's mqtt.default_user).
+    let user_name = user.as_deref().unwrap_or("guest");
     let client_id = if c.client_id.is_empty() {
         // [MQTT-3.1.3-7/8]: an empty id needs a clean session in 3.1.1; 5.0 assigns one.
         if version != ProtocolVersion::V5 && (!c.clean_start || version == ProtocolVersion::V3_1) {
@@ -298,6 +306,15 @@ async fn connect(
         id
     } else {
         c.client_id.clone()
+    };
+    let (authz, slots) = match super::authz::admit(server, &vhost, user_name, &client_id, version)
+    {
+        Ok(admitted) => admitted,
+        Err(code) => {
+            // Logged by `admit`.
+            send_packet(out, &Packet::ConnAck(ConnAck::new(code)), version);
+            return None;
+        }
     };
     let registry = &server.mqtt.registry;
     let (session, existed, permit) = loop {
@@ -353,6 +370,8 @@ async fn connect(
         blocked: false,
         publishing: None,
         _lease: permit,
+        authz,
+        _slots: slots,
     };
     // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
     let max_keep_alive = config.mqtt_max_keep_alive;
@@ -692,6 +711,11 @@ impl Conn {
             End::Disconnect { with_will: false } => None,
             _ => self.will.take(),
         };
+        // The will is a PUBLISH: it needs the same permissions (RabbitMQ checks them too).
+        self.refresh_authz();
+        let will = will.filter(|w| {
+            super::authz::check_publish(&self.authz, &self.exchange, &w.topic).is_ok()
+        });
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
             let (vhost, exchange, stats) = (

@@ -4,8 +4,10 @@
 //! connection); `handlers.rs` handles PUBLISH, the acknowledgements and (UN)SUBSCRIBE;
 //! `session.rs` is what outlives a connection and the registry of sessions; `sink.rs` delivers
 //! queued messages to a session; `topic.rs` maps MQTT topics onto the topic exchange;
-//! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics.
+//! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics;
+//! `authz.rs` checks permissions and limits.
 
+mod authz;
 mod connection;
 mod convert;
 mod flow;

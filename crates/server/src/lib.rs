@@ -182,9 +182,11 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     // merged: until users and their permissions are kept by the broker, every user of the
     // configuration file may do everything in `/` (RabbitMQ's default user gets `.* .* .*`).
     for user in &config.users {
-        broker
-            .access()
-            .set_permission(&user.name, "/", pigeon_broker::permission::Permission::all());
+        broker.access().set_permission(
+            &user.name,
+            "/",
+            pigeon_broker::permission::Permission::all(),
+        );
     }
     let sys_interval = config.mqtt_sys_interval;
     let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));

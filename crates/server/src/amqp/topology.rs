@@ -42,7 +42,10 @@ impl Channel {
                         authz.check_any(Kind::Exchange, name)?;
                     } else {
                         authz.check(Access::Configure, Kind::Exchange, name)?;
-                        let ae = m.arguments.get("alternate-exchange").and_then(|v| v.as_str());
+                        let ae = m
+                            .arguments
+                            .get("alternate-exchange")
+                            .and_then(|v| v.as_str());
                         if let (Some(ae), true) = (ae, vhost.exchange(name).is_err()) {
                             authz.check(Access::Read, Kind::Exchange, name)?;
                             authz.check(Access::Write, Kind::Exchange, ae)?;
@@ -68,14 +71,26 @@ impl Channel {
                 (!m.no_wait).then_some(Method::ExchangeDeleteOk(ExchangeDeleteOk {}))
             }
             Method::ExchangeBind(m) => {
-                check_binding(ctx, Kind::Exchange, &m.destination, &m.source, &m.routing_key)?;
+                check_binding(
+                    ctx,
+                    Kind::Exchange,
+                    &m.destination,
+                    &m.source,
+                    &m.routing_key,
+                )?;
                 let dest = Destination::Exchange(vhost.exchange(m.destination.as_str())?);
                 let args = convert::table(&m.arguments);
                 vhost.bind(m.source.as_str(), dest, m.routing_key.as_str(), args)?;
                 (!m.no_wait).then_some(Method::ExchangeBindOk(ExchangeBindOk {}))
             }
             Method::ExchangeUnbind(m) => {
-                check_binding(ctx, Kind::Exchange, &m.destination, &m.source, &m.routing_key)?;
+                check_binding(
+                    ctx,
+                    Kind::Exchange,
+                    &m.destination,
+                    &m.source,
+                    &m.routing_key,
+                )?;
                 let dest = Destination::Exchange(vhost.exchange(m.destination.as_str())?);
                 let args = convert::table(&m.arguments);
                 vhost.unbind(m.source.as_str(), dest, m.routing_key.as_str(), args)?;

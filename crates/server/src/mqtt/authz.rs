@@ -50,9 +50,7 @@ pub(super) fn admit(
             }
         })?;
     let authz = Authz::compile(access, user, vhost.name(), Some(client_id));
-    authz
-        .check_vhost()
-        .map_err(|_| ReasonCode::NotAuthorized)?;
+    authz.check_vhost().map_err(|_| ReasonCode::NotAuthorized)?;
     Ok((authz, slots))
 }
 

@@ -307,8 +307,7 @@ async fn connect(
     } else {
         c.client_id.clone()
     };
-    let (authz, slots) = match super::authz::admit(server, &vhost, user_name, &client_id, version)
-    {
+    let (authz, slots) = match super::authz::admit(server, &vhost, user_name, &client_id, version) {
         Ok(admitted) => admitted,
         Err(code) => {
             // Logged by `admit`.
@@ -713,9 +712,8 @@ impl Conn {
         };
         // The will is a PUBLISH: it needs the same permissions (RabbitMQ checks them too).
         self.refresh_authz();
-        let will = will.filter(|w| {
-            super::authz::check_publish(&self.authz, &self.exchange, &w.topic).is_ok()
-        });
+        let will = will
+            .filter(|w| super::authz::check_publish(&self.authz, &self.exchange, &w.topic).is_ok());
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
             let (vhost, exchange, stats) = (

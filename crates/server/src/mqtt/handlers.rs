@@ -335,7 +335,8 @@ impl Conn {
                 continue;
             }
             let pattern = topic::to_binding_pattern(&match_filter);
-            let (queue_name, queue_exists) = self.subscription_queue_name(group.as_deref(), &match_filter);
+            let (queue_name, queue_exists) =
+                self.subscription_queue_name(group.as_deref(), &match_filter);
             let check = SubscribeCheck {
                 queue: &queue_name,
                 queue_exists,

@@ -5,22 +5,23 @@ use crate::lapin_support::{self as lp, reply_code};
 use crate::{within, TestBroker};
 use pigeon_broker::access::AccessControl;
 use pigeon_broker::permission::{Permission, TopicPermission};
-use pigeon_server::{ServerConfig, UserConfig};
+use pigeon_server::ServerConfig;
 
 /// The user whose permissions the tests restrict.
 pub const USER: &str = "alice";
 /// Their password.
 pub const PASSWORD: &str = "alice-secret";
 
-/// The test configuration with `guest` (may do everything in `/`) and [`USER`].
+/// The test configuration: the default user `guest` may do everything in `/`.
 pub fn config() -> ServerConfig {
-    let mut config = ServerConfig::for_tests();
-    config.users.push(UserConfig {
-        name: USER.into(),
-        password: PASSWORD.into(),
-        loopback_only: false,
-    });
-    config
+    ServerConfig::for_tests()
+}
+
+/// Creates [`USER`] (no tags, no permissions yet), as `rabbitmqctl add_user` would.
+pub fn add_user(access: &AccessControl) {
+    access
+        .add_user(USER, Some(PASSWORD), Vec::new())
+        .expect("add the test user");
 }
 
 /// `configure`, `write`, `read` patterns.
@@ -45,6 +46,7 @@ pub fn topic_perm(exchange: &str, write: &str, read: &str) -> TopicPermission {
 /// external broker (its users are not ours to set).
 pub async fn broker_with(permission: Permission) -> Option<TestBroker> {
     let broker = TestBroker::start_with(config()).await?;
+    add_user(access(&broker));
     access(&broker).set_permission(USER, "/", permission);
     Some(broker)
 }

@@ -90,8 +90,15 @@ impl TestBroker {
     }
 
     async fn start_pigeon(config: ServerConfig) -> TestBroker {
-        let user = config.users.first().map(|u| u.name.clone());
-        let password = config.users.first().map(|u| u.password.clone());
+        // The clients log in as the first configured user, else as the default user.
+        let (user, password) = match config.users.first() {
+            Some(u) => (Some(u.name.clone()), Some(u.password.clone())),
+            None if !config.default_user.is_empty() => (
+                Some(config.default_user.clone()),
+                Some(config.default_pass.clone()),
+            ),
+            None => (None, None),
+        };
         let server = pigeon_server::start(config)
             .await
             .expect("start Pigeon on 127.0.0.1:0");

@@ -222,6 +222,68 @@ pub fn delete_bindings_of(store: &Store, vhost: &str, entity: Entity, name: &str
     }
 }
 
+/// Forgets everything of `vhost` in the store: exchanges, queues (and their message logs),
+/// bindings and retained messages. Failures are logged; what is left behind belongs to a vhost
+/// that no longer exists and is deleted again at the next start.
+pub fn delete_vhost(store: &Store, vhost: &str) {
+    let mut ops: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut logs = Vec::new();
+    for table in [EXCHANGES, QUEUES, crate::retained::RETAINED_TABLE] {
+        match store.meta_scan(table) {
+            Ok(rows) => {
+                for (k, _) in rows {
+                    if split_key(&k).is_some_and(|(v, _)| v == vhost) {
+                        if table == QUEUES {
+                            if let Some((v, name)) = split_key(&k) {
+                                logs.push(log_id(&v, &name));
+                            }
+                        }
+                        ops.push((table, k));
+                    }
+                }
+            }
+            Err(e) => warn("a vhost deletion", e),
+        }
+    }
+    match store.meta_scan(BINDINGS) {
+        Ok(rows) => {
+            for (k, _) in rows {
+                if decode_binding(&k).is_some_and(|b| b.vhost == vhost) {
+                    ops.push((BINDINGS, k));
+                }
+            }
+        }
+        Err(e) => warn("a vhost deletion", e),
+    }
+    let batch: Vec<MetaOp<'_>> = ops
+        .iter()
+        .map(|(table, key)| MetaOp::Delete { table, key })
+        .collect();
+    if !batch.is_empty() {
+        if let Err(e) = store.meta_batch(&batch) {
+            warn("a vhost deletion", e);
+        }
+    }
+    // Definitions first, logs second (as for one queue): a log without its definition is
+    // deleted by `load` at the next start.
+    for id in logs {
+        if let Err(e) = store.delete_queue_log(&id) {
+            warn("a queue log deletion", e);
+        }
+    }
+}
+
+impl Definitions {
+    /// The vhosts named by any definition.
+    pub fn vhosts(&self) -> std::collections::BTreeSet<&str> {
+        let mut all = std::collections::BTreeSet::new();
+        all.extend(self.exchanges.iter().map(|d| d.vhost.as_str()));
+        all.extend(self.queues.iter().map(|d| d.vhost.as_str()));
+        all.extend(self.bindings.iter().map(|d| d.vhost.as_str()));
+        all
+    }
+}
+
 fn decode_binding(k: &[u8]) -> Option<BindingDef> {
     let mut b = Bytes::copy_from_slice(k);
     let text = |b: &mut Bytes| -> Option<String> { String::from_utf8(get_bytes(b)?.to_vec()).ok() };

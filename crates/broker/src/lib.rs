@@ -37,7 +37,7 @@ pub use retained::RetainedStore;
 pub use value::{Table, Value};
 pub use vhost::{ExchangeDeclare, Published, QueueDeclared, VHost};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use pigeon_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,10 +63,19 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     ids: AtomicU64,
     access: access::AccessControl,
+    /// Where new vhosts keep their durable entities (`None`: memory only).
+    store: Option<Arc<Store>>,
+    /// The paging limits of new vhosts.
+    paging: PagingLimits,
+    /// Serialises vhost creation and deletion (`access/vhosts.rs`).
+    vhost_writes: Mutex<()>,
+    /// Told of deleted vhosts and users (`access/vhosts.rs`).
+    deleted_hooks: RwLock<Vec<access::vhosts::DeletedHook>>,
 }
 
 impl Broker {
-    /// A broker with the default vhost `/`, keeping everything in memory.
+    /// A broker with the default vhost `/`, keeping everything in memory. Nobody can log in
+    /// until users exist: see [`Broker::bootstrap`].
     pub fn new() -> Arc<Broker> {
         let mut vhosts = HashMap::new();
         vhosts.insert("/".to_string(), VHost::new("/"));
@@ -74,28 +83,86 @@ impl Broker {
             vhosts: RwLock::new(vhosts),
             ids: AtomicU64::new(1),
             access: access::AccessControl::new(),
+            store: None,
+            paging: PagingLimits::default(),
+            vhost_writes: Mutex::new(()),
+            deleted_hooks: RwLock::new(Vec::new()),
         })
     }
 
-    /// A broker whose durable exchanges, queues, bindings and persistent messages live in
-    /// `store`; what the store holds is recovered first. Messages are read back with `codec`
-    /// (the encoding their properties were stored in). Each durable queue keeps at most
-    /// `paging` of its messages in memory; the rest stay in its log until needed.
+    /// A broker whose vhosts, users, permissions, durable exchanges, queues, bindings and
+    /// persistent messages live in `store`; what the store holds is recovered first, each vhost
+    /// with its own entities. Messages are read back with `codec` (the encoding their
+    /// properties were stored in). Each durable queue keeps at most `paging` of its messages in
+    /// memory; the rest stay in its log until needed.
+    ///
+    /// A store that was never bootstrapped has no vhost records yet (it is new, or was written
+    /// before vhosts were recorded): the vhosts its definitions name are recorded then. In a
+    /// bootstrapped store, definitions of a vhost without a record are what an interrupted
+    /// `delete_vhost` left behind, and are deleted.
     pub fn open(
         store: Arc<Store>,
         codec: &'static dyn PropertiesCodec,
         paging: PagingLimits,
     ) -> std::result::Result<(Arc<Broker>, Recovered), pigeon_store::StoreError> {
         let started = std::time::Instant::now();
+        let access = access::AccessControl::open(Arc::clone(&store))?;
         let defs = durable::load(&store)?;
-        let vhost = VHost::with_store("/", Some(Arc::clone(&store)), paging);
-        let messages = vhost.recover(&defs, codec);
+        let mut known: HashMap<String, access::VHostInfo> =
+            access::vhosts::load(&store)?.into_iter().collect();
+        for name in defs.vhosts() {
+            if known.contains_key(name) {
+                continue;
+            }
+            if access.is_bootstrapped() {
+                tracing::warn!(vhost = %name, "deleting what remains of a deleted vhost");
+                durable::delete_vhost(&store, name);
+            } else {
+                access::vhosts::put(&store, name, &access::VHostInfo::default())?;
+                known.insert(name.to_string(), access::VHostInfo::default());
+            }
+        }
+        let stale: std::collections::BTreeSet<String> = access
+            .all_permissions()
+            .into_iter()
+            .map(|(_, v, _)| v)
+            .chain(
+                access
+                    .all_topic_permissions()
+                    .into_iter()
+                    .map(|(_, v, _)| v),
+            )
+            .filter(|v| !known.contains_key(v))
+            .collect();
+        for v in stale {
+            if let Err(e) = access.forget_vhost(&v) {
+                tracing::warn!(vhost = %v, error = %e, "cannot forget the permissions of a deleted vhost");
+            }
+        }
         let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), vhost);
+        let mut messages = 0;
+        for (name, info) in known {
+            let vhost = VHost::with_store(&name, Some(Arc::clone(&store)), paging);
+            vhost.set_info(info);
+            messages += vhost.recover(&defs, codec);
+            vhosts.insert(name, vhost);
+        }
         let recovered = Recovered {
-            exchanges: defs.exchanges.len(),
-            queues: defs.queues.len(),
-            bindings: defs.bindings.len(),
+            exchanges: defs
+                .exchanges
+                .iter()
+                .filter(|d| vhosts.contains_key(&d.vhost))
+                .count(),
+            queues: defs
+                .queues
+                .iter()
+                .filter(|d| vhosts.contains_key(&d.vhost))
+                .count(),
+            bindings: defs
+                .bindings
+                .iter()
+                .filter(|d| vhosts.contains_key(&d.vhost))
+                .count(),
             messages,
             duration: started.elapsed(),
         };
@@ -103,7 +170,11 @@ impl Broker {
             Arc::new(Broker {
                 vhosts: RwLock::new(vhosts),
                 ids: AtomicU64::new(1),
-                access: access::AccessControl::new(),
+                access,
+                store: Some(store),
+                paging,
+                vhost_writes: Mutex::new(()),
+                deleted_hooks: RwLock::new(Vec::new()),
             }),
             recovered,
         ))
@@ -114,12 +185,14 @@ impl Broker {
         self.vhosts.read().get(name).cloned()
     }
 
-    /// Every vhost.
+    /// Every vhost, by name.
     pub fn vhosts(&self) -> Vec<Arc<VHost>> {
-        self.vhosts.read().values().cloned().collect()
+        let mut all: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
     }
 
-    /// Users' permissions, topic permissions and limits.
+    /// Users, their permissions, topic permissions and limits.
     pub fn access(&self) -> &access::AccessControl {
         &self.access
     }

@@ -139,4 +139,13 @@ impl RetainedStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Forgets every retained message in memory (the vhost is deleted; its stored ones are
+    /// deleted with the rest of its records).
+    pub(crate) fn clear_memory(&self) {
+        self.messages.write().clear();
+    }
 }
+
+/// The metadata table retained messages are kept in (keys `vhost \0 routing key`).
+pub(crate) const RETAINED_TABLE: &str = TABLE;

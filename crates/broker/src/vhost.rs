@@ -18,8 +18,10 @@ use pigeon_store::Store;
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+
+mod lifecycle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The outcome of a publish.
@@ -165,6 +167,10 @@ pub struct VHost {
     store: Option<Arc<Store>>,
     /// How much of each queue with a log stays in memory.
     paging: PagingLimits,
+    /// Set once the vhost is deleted (`lifecycle.rs`): its connections are being closed.
+    deleted: AtomicBool,
+    /// Description and tags.
+    info: RwLock<crate::access::VHostInfo>,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
@@ -228,6 +234,8 @@ impl VHost {
             reply_queues: RwLock::new(HashMap::new()),
             store,
             paging,
+            deleted: AtomicBool::new(false),
+            info: RwLock::new(crate::access::VHostInfo::default()),
         })
     }
 
@@ -276,6 +284,7 @@ impl VHost {
 
     /// `exchange.declare`.
     pub fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<()> {
+        self.refuse_if_deleted()?;
         if d.name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -418,6 +427,7 @@ impl VHost {
             q.touch();
             return Ok(declared(q));
         }
+        self.refuse_if_deleted()?;
         if name.starts_with("amq.") && !generated {
             return Err(BrokerError::AccessRefused(format!(
                 "queue name '{name}' contains reserved prefix 'amq.*'"

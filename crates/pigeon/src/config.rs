@@ -7,10 +7,12 @@
 //! amqp_listen = "0.0.0.0:5672"
 //! heartbeat = 60
 //!
-//! [[server.users]]
-//! name = "guest"
-//! password = "guest"
-//! loopback_only = true
+//! default_user = "admin"   # created at the first start only; "" creates none
+//! default_pass = "change-me"
+//!
+//! [[server.users]]          # created or updated in the store at every start
+//! name = "app"
+//! password = "secret"
 //! ```
 //!
 //! The `[server]` table deserializes straight into [`ServerConfig`], so a key added there is a

@@ -20,8 +20,9 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
         config.server.mqtt_listen = Some(addr);
     }
     logging::init(log_flag.as_deref(), config.log.as_deref(), "info")?;
-    if config.server.users.is_empty() {
-        warn!("no users are configured: no client will be able to log in");
+    let s = &config.server;
+    if s.users.is_empty() && s.default_user.is_empty() && s.data_dir.is_none() {
+        warn!("no default user and no configured users: no client will be able to log in");
     }
 
     let server = pigeon_server::start(config.server)

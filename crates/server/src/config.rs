@@ -7,16 +7,46 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A user allowed to log in. Passwords are compared in constant time.
+/// A user created or updated in the store at every start (a bootstrap convenience: users
+/// normally live in the store and are managed at runtime). Its password is hashed before it is
+/// stored, and it gets the permissions `.*` `.*` `.*` on `/`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct UserConfig {
     /// Login name.
     pub name: String,
-    /// Plain-text password (hashing comes with the users/permissions work).
+    /// Plain-text password (hashed into the store; the file keeps it in clear, so prefer
+    /// creating users at runtime).
     pub password: String,
-    /// When true the user may only connect from a loopback address (as RabbitMQ's `guest`).
+    /// When true the user may only connect from a loopback address (as if listed in
+    /// `loopback_users`).
     #[serde(default)]
     pub loopback_only: bool,
+    /// Its tags (`administrator`, `monitoring`, `policymaker`, `management`, ...).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The permissions the default user gets in the default vhost (RabbitMQ's
+/// `default_permissions.configure` / `.write` / `.read`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultPermissions {
+    /// Regex of the resources it may configure.
+    pub configure: String,
+    /// Regex of the resources it may write to.
+    pub write: String,
+    /// Regex of the resources it may read from.
+    pub read: String,
+}
+
+impl Default for DefaultPermissions {
+    fn default() -> Self {
+        DefaultPermissions {
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        }
+    }
 }
 
 /// Configuration of the whole server.
@@ -41,8 +71,28 @@ pub struct ServerConfig {
     /// How long a client has to complete the AMQP handshake.
     #[serde(with = "secs")]
     pub handshake_timeout: Duration,
-    /// Users that may log in.
+    /// Users created or updated in the store at every start, each with `.*` permissions on
+    /// `/` (see [`UserConfig`]). Empty by default: the first start creates `default_user`.
     pub users: Vec<UserConfig>,
+    /// The user the first start on an empty data directory creates (RabbitMQ's
+    /// `default_user`); `""` creates none. Later starts never create it again.
+    pub default_user: String,
+    /// Its password (`default_pass`).
+    pub default_pass: String,
+    /// The vhost the first start creates, where the default user gets its permissions
+    /// (`default_vhost`).
+    pub default_vhost: String,
+    /// The default user's tags (`default_user_tags`).
+    pub default_user_tags: Vec<String>,
+    /// The default user's permissions in the default vhost (`default_permissions`).
+    pub default_permissions: DefaultPermissions,
+    /// Users that may only connect from a loopback address (RabbitMQ's `loopback_users`).
+    pub loopback_users: Vec<String>,
+    /// Failed logins a source address may make in a row before its attempts are refused
+    /// unchecked (0: no limit).
+    pub login_failure_burst: u32,
+    /// Failed logins per second a source regains after its burst.
+    pub login_failure_rate: f64,
     /// Where the MQTT listener (3.1, 3.1.1 and 5.0 on one port) binds; `None` disables MQTT.
     pub mqtt_listen: Option<SocketAddr>,
     /// The exchange MQTT publishes go through and subscriptions bind to.
@@ -153,11 +203,15 @@ impl Default for ServerConfig {
             max_connections: 65_536,
             connection_rate_limit: 100,
             handshake_timeout: Duration::from_secs(10),
-            users: vec![UserConfig {
-                name: "guest".into(),
-                password: "guest".into(),
-                loopback_only: true,
-            }],
+            users: Vec::new(),
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+            default_user_tags: vec!["administrator".into()],
+            default_permissions: DefaultPermissions::default(),
+            loopback_users: vec!["guest".into()],
+            login_failure_burst: 10,
+            login_failure_rate: 1.0,
             mqtt_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
             mqtt_exchange: "amq.topic".into(),
             mqtt_max_packet_size: 16 * 1024 * 1024,

@@ -6,9 +6,10 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod admin;
 mod alarm;
 mod amqp;
-mod auth;
+pub mod auth;
 mod authz;
 pub mod config;
 mod limits;
@@ -17,7 +18,9 @@ mod outbound;
 mod policy;
 mod readbuf;
 
-pub use config::{PolicyConfig, PolicyValue, ServerConfig, UserConfig};
+pub use auth::{AuthError, AuthenticatedUser};
+pub use config::{DefaultPermissions, PolicyConfig, PolicyValue, ServerConfig, UserConfig};
+pub use pigeon_broker::access::{AccessError, UserLimits, VHostInfo, VHostLimits};
 
 use pigeon_broker::Broker;
 use pigeon_store::{Store, StoreOptions, SyncMode};
@@ -44,6 +47,9 @@ pub enum ServerError {
         /// What went wrong.
         source: pigeon_store::StoreError,
     },
+    /// The default user, the default vhost or a configured user could not be created.
+    #[error("cannot set up users and vhosts: {0}")]
+    Access(#[from] pigeon_broker::access::AccessError),
     /// A listener could not bind its address (in use, or not allowed).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -71,6 +77,11 @@ pub(crate) struct ServerState {
     pub disk_free_limit: AtomicU64,
     /// Connections and channels counted against the vhost and user limits; the accept rate.
     pub limits: limits::Limits,
+    /// Checks logins against the broker's users (`auth/`).
+    pub auth: auth::Authenticator,
+    /// Moves when a vhost or user is deleted: AMQP connections then look whether theirs is
+    /// gone and close (`admin.rs`).
+    pub kicks: watch::Sender<u64>,
 }
 
 /// The protocol a listener speaks.
@@ -177,17 +188,14 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             (broker, Some(store))
         }
     };
+    admin::bootstrap(&broker, &config)?;
     policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
-    // TEMPORARY SHIM (enforce branch), to be dropped when the `access` branch's bootstrap is
-    // merged: until users and their permissions are kept by the broker, every user of the
-    // configuration file may do everything in `/` (RabbitMQ's default user gets `.* .* .*`).
-    for user in &config.users {
-        broker.access().set_permission(
-            &user.name,
-            "/",
-            pigeon_broker::permission::Permission::all(),
-        );
-    }
+    let auth = auth::Authenticator::new(
+        Arc::clone(&broker),
+        admin::loopback_users(&config),
+        config.login_failure_rate,
+        config.login_failure_burst,
+    );
     let sys_interval = config.mqtt_sys_interval;
     let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
     let config_rate_limit = config.connection_rate_limit;
@@ -202,7 +210,10 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         alarm_causes: alarm::AlarmCauses::default(),
         disk_free_limit,
         limits: limits::Limits::new(config_rate_limit),
+        auth,
+        kicks: watch::channel(0).0,
     });
+    admin::register_hooks(&state);
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
         tracing::info!(sessions, "persistent MQTT sessions recovered");

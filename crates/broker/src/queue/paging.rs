@@ -371,7 +371,8 @@ mod tests {
             arguments,
             ..QueueOptions::default()
         };
-        let vhost = broker.vhost("/").unwrap();
+        // Idempotent: recorded at the first open, found again at the next.
+        let vhost = broker.add_vhost("/", Default::default()).unwrap();
         let q = vhost.declare_queue("q", false, options, 1).unwrap().queue;
         (store, q)
     }

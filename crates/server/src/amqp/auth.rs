@@ -1,7 +1,7 @@
 //! SASL authentication of `connection.start-ok`: PLAIN and AMQPLAIN.
 
 pub use crate::auth::AuthError;
-use crate::config::UserConfig;
+use crate::auth::{AuthenticatedUser, Authenticator};
 use amqp_wire::FieldTable;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::net::IpAddr;
@@ -9,20 +9,19 @@ use std::net::IpAddr;
 /// The mechanisms offered in `connection.start`.
 pub const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
 
-/// Checks the credentials in a SASL response; returns the user name.
+/// Checks the credentials in a SASL response against the broker's users.
 pub fn authenticate(
-    users: &[UserConfig],
+    auth: &Authenticator,
     mechanism: &str,
     response: &Bytes,
     peer: IpAddr,
-) -> Result<String, AuthError> {
+) -> Result<AuthenticatedUser, AuthError> {
     let (user, password) = match mechanism {
         "PLAIN" => plain(response)?,
         "AMQPLAIN" => amqplain(response)?,
         other => return Err(AuthError::Mechanism(other.to_string())),
     };
-    crate::auth::check(users, &user, password.as_bytes(), peer)?;
-    Ok(user)
+    auth.authenticate(&user, password.as_bytes(), peer)
 }
 
 /// RFC 4616: `[authzid] NUL authcid NUL passwd`.
@@ -59,12 +58,17 @@ mod tests {
     use super::*;
     use amqp_wire::FieldValue;
 
-    fn guest() -> Vec<UserConfig> {
-        vec![UserConfig {
-            name: "guest".into(),
-            password: "guest".into(),
-            loopback_only: true,
-        }]
+    fn guest() -> Authenticator {
+        let broker = pigeon_broker::Broker::new();
+        broker
+            .access()
+            .add_user("guest", Some("guest"), Vec::new())
+            .unwrap();
+        Authenticator::new(broker, ["guest".to_string()], 1.0, 10)
+    }
+
+    fn name(r: Result<AuthenticatedUser, AuthError>) -> Result<String, AuthError> {
+        r.map(|u| u.name)
     }
 
     #[test]
@@ -72,7 +76,10 @@ mod tests {
         let r = Bytes::from_static(b"\0guest\0guest");
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let far: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(authenticate(&guest(), "PLAIN", &r, lo), Ok("guest".into()));
+        assert_eq!(
+            name(authenticate(&guest(), "PLAIN", &r, lo)),
+            Ok("guest".into())
+        );
         assert!(matches!(
             authenticate(&guest(), "PLAIN", &r, far),
             Err(AuthError::LoopbackOnly(_))
@@ -100,7 +107,7 @@ mod tests {
         let response = buf.freeze().slice(4..);
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(
-            authenticate(&guest(), "AMQPLAIN", &response, lo),
+            name(authenticate(&guest(), "AMQPLAIN", &response, lo)),
             Ok("guest".into())
         );
     }

@@ -5,7 +5,7 @@
 //! (coalesced publisher confirms, queue dispatch after acks) before reading again. Its
 //! outbound bytes go through [`Outbound`], drained by a writer task of its own.
 
-use super::auth::{self, MECHANISMS};
+use super::auth::{self, AuthError, MECHANISMS};
 use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
 use crate::authz::Authz;
@@ -63,12 +63,12 @@ struct Connection {
     blocked: bool,
     ctx: Option<ConnCtx>,
     channels: HashMap<u16, Channel>,
-    /// The authenticated user (after `connection.start-ok`).
-    user: Option<String>,
     /// This connection's place in its vhost's and user's connection counts.
     _slots: Option<ConnectionSlots>,
     /// Woken by the store's flusher when confirms can go out.
     synced: Arc<tokio::sync::Notify>,
+    /// Who logged in (set by `connection.start-ok`).
+    user: Option<crate::auth::AuthenticatedUser>,
 }
 
 /// Serves one accepted socket until it closes.
@@ -103,9 +103,9 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
         blocked: false,
         ctx: None,
         channels: HashMap::new(),
-        user: None,
         _slots: None,
         synced: Arc::new(tokio::sync::Notify::new()),
+        user: None,
     };
     conn.run(rd).await;
     conn.release();
@@ -132,6 +132,7 @@ impl Connection {
         let mut rb = ReadBuf::new();
         let mut alarm = self.server.alarm.subscribe();
         let mut shutdown = self.server.shutdown.clone();
+        let mut kicks = self.server.kicks.subscribe();
         let deadline = Instant::now() + handshake;
         let mut ticker = interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -195,6 +196,15 @@ impl Connection {
                 _ = self.out.writer_done.notified() => return,
                 // The store synced what some confirms waited for: the flush above sends them.
                 _ = self.synced.notified() => {}
+                // A vhost or user was deleted: close if it is ours (as RabbitMQ, 320).
+                _ = kicks.changed() => {
+                    if let Some(reason) = self.deleted_under_us() {
+                        self.close_with(AmqpError {
+                            force_connection: true,
+                            ..AmqpError::new(ReplyCode::ConnectionForced, reason)
+                        });
+                    }
+                }
                 _ = shutdown.changed() => {
                     if matches!(self.phase, Phase::Closing(_)) {
                         return;
@@ -206,6 +216,23 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Why the connection must close because its vhost or user was deleted (RabbitMQ's
+    /// `rabbit_connection_tracking` texts), if it must.
+    fn deleted_under_us(&self) -> Option<String> {
+        if let Some(ctx) = self.ctx.as_ref() {
+            if ctx.vhost.is_deleted() {
+                return Some(format!("vhost '{}' is deleted", ctx.vhost.name()));
+            }
+        }
+        let user = self.user.as_ref()?;
+        self.server
+            .broker
+            .access()
+            .user(&user.name)
+            .is_none()
+            .then(|| format!("user '{}' is deleted", user.name))
     }
 
     /// Enters or leaves the blocked state of the memory and disk alarms, telling clients that
@@ -401,27 +428,35 @@ impl Connection {
                 Ok(())
             }
             (Phase::AwaitOpen, Method::ConnectionOpen(m)) => {
-                let Some(vhost) = self.server.broker.vhost(m.virtual_host.as_str()) else {
-                    return Err(AmqpError::new(
-                        ReplyCode::NotAllowed,
-                        format!("vhost {} not found", m.virtual_host),
-                    ));
-                };
-                let user = self.user.clone().unwrap_or_default();
+                // rabbit_access_control:check_vhost_access: the vhost must exist and the user
+                // have permissions there; one answer for both (530).
+                let name = m.virtual_host.as_str();
+                let user = self.user.as_ref().map_or(String::new(), |u| u.name.clone());
                 let access = self.server.broker.access();
                 // rabbit_reader connection.open: the vhost's and the user's connection
-                // limits, then access to the vhost; each refusal is 530 NOT_ALLOWED.
-                let slots = self
+                // limits first, then access to the vhost; each refusal is 530 NOT_ALLOWED.
+                let slots = match self.server.broker.vhost(name) {
+                    Some(_) => Some(
+                        self.server
+                            .limits
+                            .open_connection(access, name, &user)
+                            .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?,
+                    ),
+                    None => None,
+                };
+                let vhost = self
                     .server
-                    .limits
-                    .open_connection(access, vhost.name(), &user)
-                    .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?;
+                    .broker
+                    .vhost(name)
+                    .filter(|_| crate::auth::may_open_vhost(&self.server.broker, &user, name));
+                let Some(vhost) = vhost else {
+                    return Err(AmqpError::new(
+                        ReplyCode::NotAllowed,
+                        crate::auth::vhost_refused(&user, name),
+                    ));
+                };
                 let authz = Authz::compile(access, &user, vhost.name(), None);
-                authz.check_vhost().map_err(|r| AmqpError {
-                    logged: true,
-                    ..AmqpError::new(ReplyCode::NotAllowed, r)
-                })?;
-                self._slots = Some(slots);
+                self._slots = slots;
                 self.ctx = Some(ConnCtx {
                     broker: Arc::clone(&self.server.broker),
                     vhost,
@@ -463,10 +498,10 @@ impl Connection {
             self.blocked_notify = flag("connection.blocked");
             self.auth_failure_close = flag("authentication_failure_close");
         }
-        let users = &self.server.config.users;
-        match auth::authenticate(users, m.mechanism.as_str(), &m.response, self.peer.ip()) {
+        let auth = &self.server.auth;
+        match auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer.ip()) {
             Ok(user) => {
-                tracing::debug!(peer = %self.peer, %user, "authenticated");
+                tracing::debug!(peer = %self.peer, user = %user.name, "authenticated");
                 self.user = Some(user);
                 let c = &self.server.config;
                 self.send(
@@ -481,7 +516,10 @@ impl Connection {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "login refused");
+                // Credential failures were logged by the authenticator; parse errors here.
+                if matches!(e, AuthError::Mechanism(_) | AuthError::Malformed(_)) {
+                    tracing::warn!(peer = %self.peer, error = %e, "login refused");
+                }
                 let mut err = AmqpError::new(
                     ReplyCode::AccessRefused,
                     format!(

@@ -78,6 +78,10 @@ pub(super) struct Conn {
     pub authz: Arc<crate::authz::Authz>,
     /// This connection's place in its vhost's and user's connection counts.
     pub _slots: crate::limits::ConnectionSlots,
+    /// Who logged in.
+    pub user: Arc<str>,
+    /// The access-control generation last looked at (see [`Conn::deleted_under_us`]).
+    pub access_generation: u64,
 }
 
 /// The state of a connection that publishes (see [`Conn::publishing`]).
@@ -275,27 +279,38 @@ async fn connect(
         },
         None => ("/".to_string(), None),
     };
-    match &user {
+    let authenticated = match &user {
         None if !(config.mqtt_allow_anonymous && peer.ip().to_canonical().is_loopback()) => {
             return refuse(ReasonCode::NotAuthorized, "anonymous login not allowed");
         }
-        None => {}
+        // The anonymous client is `guest`, which must exist (it has no password to check).
+        None => server.auth.authenticate_external("guest", peer.ip()),
         Some(u) => {
-            let password = c.password.clone().unwrap_or_default();
-            if let Err(e) = crate::auth::check(&config.users, u, &password, peer.ip()) {
-                return refuse(ReasonCode::BadUserNameOrPassword, &e.to_string());
-            }
+            let password = c.password.as_deref().unwrap_or_default();
+            server.auth.authenticate(u, password, peer.ip())
         }
-    }
-    let Some(vhost) = server.broker.vhost(&vhost_name) else {
-        return refuse(ReasonCode::NotAuthorized, "no such vhost");
+    };
+    // [MQTT-3.2.2] 5.0 0x86 / 3.1.1 0x04 "bad user name or password" (logged by `auth`).
+    let authenticated = match authenticated {
+        Ok(a) => a,
+        Err(e) => return refuse(ReasonCode::BadUserNameOrPassword, &e.to_string()),
+    };
+    // As RabbitMQ's MQTT plugin: the vhost must exist and the user have permissions there
+    // (5.0 0x87 / 3.1.1 0x05 "not authorized").
+    let vhost = server
+        .broker
+        .vhost(&vhost_name)
+        .filter(|_| crate::auth::may_open_vhost(&server.broker, &authenticated.name, &vhost_name));
+    let Some(vhost) = vhost else {
+        return refuse(
+            ReasonCode::NotAuthorized,
+            &crate::auth::vhost_refused(&authenticated.name, &vhost_name),
+        );
     };
     let Ok(exchange) = vhost.exchange(&config.mqtt_exchange) else {
         return refuse(ReasonCode::ServerUnavailable, "MQTT exchange missing");
     };
     let mut assigned = None;
-    // Anonymous clients are `guest` (RabbitMQ's mqtt.default_user).
-    let user_name = user.as_deref().unwrap_or("guest");
     let client_id = if c.client_id.is_empty() {
         // [MQTT-3.1.3-7/8]: an empty id needs a clean session in 3.1.1; 5.0 assigns one.
         if version != ProtocolVersion::V5 && (!c.clean_start || version == ProtocolVersion::V3_1) {
@@ -307,14 +322,15 @@ async fn connect(
     } else {
         c.client_id.clone()
     };
-    let (authz, slots) = match super::authz::admit(server, &vhost, user_name, &client_id, version) {
-        Ok(admitted) => admitted,
-        Err(code) => {
-            // Logged by `admit`.
-            send_packet(out, &Packet::ConnAck(ConnAck::new(code)), version);
-            return None;
-        }
-    };
+    let (authz, slots) =
+        match super::authz::admit(server, &vhost, &authenticated.name, &client_id, version) {
+            Ok(admitted) => admitted,
+            Err(code) => {
+                // Logged by `admit`.
+                send_packet(out, &Packet::ConnAck(ConnAck::new(code)), version);
+                return None;
+            }
+        };
     let registry = &server.mqtt.registry;
     let (session, existed, permit) = loop {
         let (session, existed) =
@@ -371,6 +387,8 @@ async fn connect(
         _lease: permit,
         authz,
         _slots: slots,
+        user: Arc::from(authenticated.name.as_str()),
+        access_generation: server.broker.access().generation(),
     };
     // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
     let max_keep_alive = config.mqtt_max_keep_alive;
@@ -522,6 +540,10 @@ impl Conn {
                         q.dispatch();
                     }
                 }
+                // Its vhost or user was deleted (the deleting side woke us).
+                if let Some(end) = self.deleted_under_us() {
+                    return end;
+                }
                 // Session takeover [MQTT-3.1.4-3]: a new connection of the same client id waits for
                 // the session (it woke us). Checked at every turn, so no wake-up can be missed.
                 if self.session.waiting.load(Ordering::SeqCst) > 0 {
@@ -614,6 +636,29 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Ends the connection if its vhost or user was deleted: 5.0 clients get DISCONNECT 0x98
+    /// (Administrative action). The vhost is gone, so no will is published there. Costs two
+    /// atomic loads per turn unless access control changed.
+    fn deleted_under_us(&mut self) -> Option<End> {
+        if self.vhost.is_deleted() {
+            tracing::info!(peer = %self.peer, client_id = %self.session.client_id, vhost = self.vhost.name(), "vhost deleted, closing");
+            self.disconnect(ReasonCode::AdministrativeAction);
+            return Some(End::Disconnect { with_will: false });
+        }
+        let access = self.server.broker.access();
+        let generation = access.generation();
+        if generation == self.access_generation {
+            return None;
+        }
+        self.access_generation = generation;
+        if access.user(&self.user).is_some() {
+            return None;
+        }
+        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, user = %self.user, "user deleted, closing");
+        self.disconnect(ReasonCode::AdministrativeAction);
+        Some(End::Abnormal)
     }
 
     /// [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.

@@ -32,7 +32,12 @@ const QOS2_TABLE: &str = "mqtt_inbound_qos2";
 
 /// Writes the session's expiry and subscriptions, if it is persistent and there is a store.
 pub fn save(session: &Session) {
-    let Some(store) = session.vhost.store() else {
+    // A deleted vhost's sessions are gone from the store with it: write nothing back.
+    let Some(store) = session
+        .vhost
+        .store()
+        .filter(|_| !session.vhost.is_deleted())
+    else {
         return;
     };
     let mut core = session.core.lock();
@@ -99,7 +104,11 @@ pub fn keeps_inbound_qos2(session: &Session, core: &SessionCore) -> bool {
 /// for it. On a write error the ids stay in memory only (logged): exactly-once then holds
 /// until a restart, as before they were kept.
 pub fn save_inbound_qos2(session: &Session) {
-    let Some(store) = session.vhost.store() else {
+    let Some(store) = session
+        .vhost
+        .store()
+        .filter(|_| !session.vhost.is_deleted())
+    else {
         return;
     };
     let value = {

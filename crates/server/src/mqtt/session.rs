@@ -192,6 +192,43 @@ impl Registry {
         session.discard();
     }
 
+    /// Ends every session of `vhost`, which is being deleted: each is forgotten here and in
+    /// the store. A connected one is only woken (its connection sees the deleted vhost and
+    /// closes; its state goes with it); the others are discarded now.
+    pub fn end_vhost(&self, vhost: &str) {
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .remove(vhost)
+            .map(|m| m.into_values().collect())
+            .unwrap_or_default();
+        for s in sessions {
+            let attached = s.core.lock().attached.as_ref().map(|a| Arc::clone(&a.out));
+            match attached {
+                Some(out) => {
+                    super::persist::forget(&s);
+                    out.wake();
+                }
+                None => s.discard(),
+            }
+        }
+    }
+
+    /// Wakes every connected session's task (to look whether its user still exists).
+    pub fn wake_all(&self) {
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect();
+        for s in sessions {
+            if let Some(a) = s.core.lock().attached.as_ref() {
+                a.out.wake();
+            }
+        }
+    }
+
     /// Number of sessions (online and offline).
     pub fn len(&self) -> usize {
         self.sessions.lock().values().map(HashMap::len).sum()

@@ -587,6 +587,8 @@ impl Connection {
                 }
                 Method::ChannelClose(_) => {
                     if let Some(mut ch) = self.channels.remove(&number) {
+                        // Out of the user's channel count before close-ok goes out.
+                        ch.slot = None;
                         ch.close_by_client(ctx);
                         return Ok(());
                     }
@@ -674,6 +676,9 @@ impl Connection {
 
     /// Gives back everything the connection holds: consumers, unacked messages, exclusive queues.
     fn release(&mut self) {
+        // Out of the vhost's and user's counts before close-ok goes out: a client that
+        // reconnects at once after it must find its place free.
+        self._slots = None;
         let Some(ctx) = self.ctx.as_ref() else {
             return;
         };

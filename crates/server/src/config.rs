@@ -140,6 +140,14 @@ pub struct ServerConfig {
     /// and dropped, a QoS 0 one is dropped, and a refused subscription gets 0x87 (5.0) /
     /// 0x80 (3.1.1) in SUBACK, the connection staying open.
     pub mqtt_disconnect_on_unauthorized: bool,
+    /// Which name of a verified client certificate is the user name for SASL EXTERNAL (AMQP)
+    /// and MQTT certificate login (RabbitMQ's `ssl_cert_login_from`).
+    pub ssl_cert_login_from: CertLoginFrom,
+    /// MQTT over TLS: a client that sends no user name and no password but a verified
+    /// certificate logs in as the user its certificate names (RabbitMQ's
+    /// `mqtt.ssl_cert_login`, Mosquitto's `use_identity_as_username`). A user name and
+    /// password, when sent, take priority (as RabbitMQ's). The user must exist.
+    pub mqtt_ssl_cert_login: bool,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
     /// Where durable exchanges, queues, bindings and persistent messages are kept; `None`
@@ -190,6 +198,18 @@ pub struct PolicyConfig {
     /// `dead-letter-exchange`, `dead-letter-routing-key`, `delivery-limit`,
     /// `alternate-exchange`.
     pub definition: std::collections::BTreeMap<String, PolicyValue>,
+}
+
+/// Which name of a client certificate is a user name (`ssl_cert_login_from`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CertLoginFrom {
+    /// The subject distinguished name in RFC 4514 form (`CN=client,O=Acme,C=FR`): RabbitMQ's
+    /// default.
+    #[default]
+    DistinguishedName,
+    /// The subject's common name (CN).
+    CommonName,
 }
 
 /// A value in a policy definition.
@@ -246,6 +266,8 @@ impl Default for ServerConfig {
             mqtt_max_keep_alive: 0,
             mqtt_deny_subscribe: Vec::new(),
             mqtt_disconnect_on_unauthorized: true,
+            ssl_cert_login_from: CertLoginFrom::DistinguishedName,
+            mqtt_ssl_cert_login: false,
             policies: Vec::new(),
             data_dir: Some("pigeon-data".into()),
             fsync: true,

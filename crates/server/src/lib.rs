@@ -13,6 +13,7 @@ mod alarm;
 mod amqp;
 pub mod auth;
 mod authz;
+mod cert_login;
 pub mod config;
 mod limits;
 pub mod listen;
@@ -26,8 +27,8 @@ mod ws;
 
 pub use auth::{AuthError, AuthenticatedUser};
 pub use config::{
-    DefaultPermissions, Listen, PolicyConfig, PolicyValue, ServerConfig, TlsConfig, TlsVerify,
-    UserConfig,
+    CertLoginFrom, DefaultPermissions, Listen, PolicyConfig, PolicyValue, ServerConfig, TlsConfig,
+    TlsVerify, UserConfig,
 };
 pub use listen::Kind as ListenerKind;
 pub use pigeon_broker::access::{AccessError, UserLimits, VHostInfo, VHostLimits};

@@ -5,7 +5,7 @@
 //! (coalesced publisher confirms, queue dispatch after acks) before reading again. Its
 //! outbound bytes go through [`Outbound`], drained by a writer task of its own.
 
-use super::auth::{self, AuthError, MECHANISMS};
+use super::auth::{self, AuthError, MECHANISMS, MECHANISMS_WITH_EXTERNAL};
 use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
 use crate::authz::Authz;
@@ -336,7 +336,14 @@ impl Connection {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: props,
-                mechanisms: Bytes::from_static(MECHANISMS),
+                // EXTERNAL only with a verified client certificate (its `should_offer`).
+                mechanisms: Bytes::from_static(
+                    if self.tls.as_ref().is_some_and(|t| !t.peer_certs.is_empty()) {
+                        MECHANISMS_WITH_EXTERNAL
+                    } else {
+                        MECHANISMS
+                    },
+                ),
                 locales: Bytes::from_static(b"en_US"),
             }),
         );
@@ -502,7 +509,18 @@ impl Connection {
             self.auth_failure_close = flag("authentication_failure_close");
         }
         let auth = &self.server.auth;
-        match auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer.ip()) {
+        let result = if m.mechanism.as_str() == "EXTERNAL" {
+            // SASL EXTERNAL (rabbitmq_auth_mechanism_ssl): the user named by the verified
+            // client certificate; offered only when there is one.
+            let from = self.server.config.ssl_cert_login_from;
+            match crate::cert_login::user_name(self.tls.as_deref(), from) {
+                Some(name) => auth.authenticate_external(&name, self.peer.ip()),
+                None => Err(AuthError::Mechanism("EXTERNAL".into())),
+            }
+        } else {
+            auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer.ip())
+        };
+        match result {
             Ok(user) => {
                 tracing::debug!(peer = %self.peer, user = %user.name, "authenticated");
                 self.user = Some(user);

@@ -338,7 +338,15 @@ async fn connect(
         },
         None => ("/".to_string(), None),
     };
+    // mqtt.ssl_cert_login: no user name and no password, but a verified certificate.
+    let cert_user = (config.mqtt_ssl_cert_login && c.username.is_none() && c.password.is_none())
+        .then(|| crate::cert_login::user_name(peer_info.tls.as_deref(), config.ssl_cert_login_from))
+        .flatten();
     let authenticated = match &user {
+        None if cert_user.is_some() => {
+            let name = cert_user.as_deref().unwrap_or_default();
+            server.auth.authenticate_external(name, peer.ip())
+        }
         None if !(config.mqtt_allow_anonymous && peer.ip().to_canonical().is_loopback()) => {
             return refuse(ReasonCode::NotAuthorized, "anonymous login not allowed");
         }

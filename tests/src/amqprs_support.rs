@@ -185,7 +185,14 @@ pub async fn try_connect(args: &OpenConnectionArguments) -> AmqprsResult<Connect
 
 /// Opens an amqprs connection whose server-sent connection.close arrives on the receiver.
 pub async fn connect(broker: &TestBroker) -> (Connection, UnboundedReceiver<ConnectionEvent>) {
-    let conn = try_connect(&open_args(broker))
+    connect_with(&open_args(broker)).await
+}
+
+/// The same with other arguments (another user or vhost).
+pub async fn connect_with(
+    args: &OpenConnectionArguments,
+) -> (Connection, UnboundedReceiver<ConnectionEvent>) {
+    let conn = try_connect(args)
         .await
         .expect("amqprs connects to the broker");
     let (tx, rx) = unbounded_channel();

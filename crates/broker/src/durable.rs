@@ -273,6 +273,18 @@ pub fn delete_vhost(store: &Store, vhost: &str) {
     }
 }
 
+/// The vhosts named by retained messages in the store (a retained message can outlive its
+/// vhost's deletion when it was set while the vhost was being deleted).
+pub fn retained_vhosts(
+    store: &Store,
+) -> Result<std::collections::BTreeSet<String>, pigeon_store::StoreError> {
+    Ok(store
+        .meta_scan(crate::retained::RETAINED_TABLE)?
+        .into_iter()
+        .filter_map(|(k, _)| split_key(&k).map(|(vhost, _)| vhost))
+        .collect())
+}
+
 impl Definitions {
     /// The vhosts named by any definition.
     pub fn vhosts(&self) -> std::collections::BTreeSet<&str> {

@@ -110,7 +110,13 @@ impl Broker {
         let defs = durable::load(&store)?;
         let mut known: HashMap<String, access::VHostInfo> =
             access::vhosts::load(&store)?.into_iter().collect();
-        for name in defs.vhosts() {
+        let retained = durable::retained_vhosts(&store)?;
+        let named: std::collections::BTreeSet<&str> = defs
+            .vhosts()
+            .into_iter()
+            .chain(retained.iter().map(String::as_str))
+            .collect();
+        for name in named {
             if known.contains_key(name) {
                 continue;
             }

@@ -233,6 +233,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             })?;
             tracing::info!(
                 dir = %dir.display(),
+                vhosts = broker.vhosts().len(),
+                users = broker.access().users().len(),
                 exchanges = recovered.exchanges,
                 queues = recovered.queues,
                 bindings = recovered.bindings,

@@ -299,4 +299,27 @@ fn records_of_a_half_deleted_vhost_are_removed_at_start() {
     assert!(durable::load(&store).unwrap().queues.is_empty());
 }
 
+#[test]
+fn a_store_from_before_vhosts_were_recorded_keeps_its_entities() {
+    let dir = TempDir::new("legacy");
+    {
+        // What an older Pigeon wrote: definitions in `/`, no vhost record, no marker.
+        let store = dir.store();
+        let options = QueueOptions {
+            durable: true,
+            ..QueueOptions::default()
+        };
+        crate::VHost::with_store("/", Some(store), PagingLimits::default())
+            .declare_queue("old", false, options, 0)
+            .unwrap();
+    }
+    {
+        let b = dir.broker();
+        assert!(b.vhost("/").unwrap().queue("old").is_ok());
+        assert!(b.bootstrap(&guest_bootstrap()).unwrap());
+    }
+    let b = dir.broker();
+    assert!(b.vhost("/").unwrap().queue("old").is_ok(), "recorded now");
+}
+
 use crate::durable;

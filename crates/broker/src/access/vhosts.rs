@@ -145,7 +145,9 @@ impl Broker {
     /// disk, and tells the [`Broker::on_deleted`] hooks (which close its connections). False if
     /// there was no such vhost.
     pub fn delete_vhost(&self, name: &str) -> Result<bool, AccessError> {
-        let vhost = {
+        {
+            // Held to the end: a vhost of the same name added meanwhile would lose its
+            // records to the deletion below.
             let _w = self.vhost_writes.lock();
             if self.vhost(name).is_none() {
                 return Ok(false);
@@ -153,17 +155,16 @@ impl Broker {
             if let Some(store) = &self.store {
                 store.meta_delete(VHOSTS, name.as_bytes())?;
             }
-            self.vhosts.write().remove(name)
-        };
-        let Some(vhost) = vhost else {
-            return Ok(false);
-        };
-        let queues = vhost.close();
-        if let Some(store) = &self.store {
-            durable::delete_vhost(store, name);
+            let Some(vhost) = self.vhosts.write().remove(name) else {
+                return Ok(false);
+            };
+            let queues = vhost.close();
+            if let Some(store) = &self.store {
+                durable::delete_vhost(store, name);
+            }
+            self.access().forget_vhost(name)?;
+            tracing::info!(vhost = %name, queues, "vhost deleted");
         }
-        self.access().forget_vhost(name)?;
-        tracing::info!(vhost = %name, queues, "vhost deleted");
         self.notify(&Deleted::VHost(name.to_string()));
         Ok(true)
     }

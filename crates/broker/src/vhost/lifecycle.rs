@@ -2,7 +2,8 @@
 //!
 //! [`Broker::delete_vhost`](crate::Broker::delete_vhost) takes the vhost out of the broker, then
 //! calls [`VHost::close`]: from then on it is marked deleted, refuses new exchanges and queues,
-//! and has none left. The store's records go next (`durable::delete_vhost`); connections still
+//! and has no queue and no binding left (its exchanges route nowhere until the last connection
+//! holding the vhost lets go of it). The store's records go next (`durable::delete_vhost`); connections still
 //! holding the vhost see [`VHost::is_deleted`] and are closed by the server.
 
 use super::VHost;

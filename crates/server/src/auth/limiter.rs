@@ -14,7 +14,7 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -65,9 +65,7 @@ impl LoginLimiter {
     }
 
     fn shard(&self, k: IpKey) -> &Mutex<HashMap<IpKey, Bucket>> {
-        let mut h = self.hasher.build_hasher();
-        k.hash(&mut h);
-        &self.shards[(h.finish() as usize) & (SHARDS - 1)]
+        &self.shards[(self.hasher.hash_one(k) as usize) & (SHARDS - 1)]
     }
 
     fn refill(&self, b: &mut Bucket, now: Instant) {

@@ -28,19 +28,20 @@ pub use limiter::LoginLimiter;
 #[non_exhaustive]
 pub enum AuthError {
     /// The client picked a SASL mechanism we do not offer.
-    #[error("unsupported authentication mechanism '{0}'")]
+    #[error("unsupported authentication mechanism {0:?}")]
     Mechanism(String),
     /// The SASL response could not be parsed.
     #[error("malformed {0} response")]
     Malformed(&'static str),
-    /// Unknown user, wrong password, or a user without a password.
-    #[error("invalid credentials for user '{0}'")]
+    /// Unknown user, wrong password, or a user without a password. (User names come from
+    /// the network: logged quoted and escaped, `{:?}`.)
+    #[error("invalid credentials for user {0:?}")]
     Credentials(String),
     /// The user may only connect from loopback.
-    #[error("user '{0}' can only connect via localhost")]
+    #[error("user {0:?} can only connect via localhost")]
     LoopbackOnly(String),
     /// Too many failed logins from this source: refused without checking.
-    #[error("too many failed logins from this address, refusing user '{0}' unchecked")]
+    #[error("too many failed logins from this address, refusing user {0:?} unchecked")]
     Throttled(String),
 }
 
@@ -88,13 +89,13 @@ impl Authenticator {
         if !self.limiter.allows(peer, now) {
             // Refused unchecked: the source is guessing. Logged at debug only, or a flood
             // would flood the log too (the moment it was throttled was logged).
-            tracing::debug!(%peer, %user, "login refused: too many failures from this address");
+            tracing::debug!(%peer, ?user, "login refused: too many failures from this address");
             return Err(AuthError::Throttled(user.to_string()));
         }
         let Some(found) = self.broker.access().check_password(user, password) else {
             let e = AuthError::Credentials(user.to_string());
             if self.limiter.failed(peer, now) {
-                tracing::warn!(%peer, %user, "too many failed logins from this address: slowing it down");
+                tracing::warn!(%peer, ?user, "too many failed logins from this address: slowing it down");
             } else {
                 tracing::warn!(%peer, error = %e, "login refused");
             }

@@ -329,51 +329,17 @@ async fn connect(
         None
     };
     let config = &server.config;
-    // User name `vhost:user` picks a vhost (as RabbitMQ's MQTT plugin); no user name is the
-    // anonymous guest, from loopback only.
-    let (vhost_name, user) = match c.username.as_deref() {
-        Some(u) => match u.split_once(':') {
-            Some((v, u)) => (v.to_string(), Some(u.to_string())),
-            None => ("/".to_string(), Some(u.to_string())),
-        },
-        None => ("/".to_string(), None),
-    };
-    // mqtt.ssl_cert_login: no user name and no password, but a verified certificate.
-    let cert_user = (config.mqtt_ssl_cert_login && c.username.is_none() && c.password.is_none())
-        .then(|| crate::cert_login::user_name(peer_info.tls.as_deref(), config.ssl_cert_login_from))
-        .flatten();
-    let authenticated = match &user {
-        None if cert_user.is_some() => {
-            let name = cert_user.as_deref().unwrap_or_default();
-            server.auth.authenticate_external(name, peer.ip())
-        }
-        None if !(config.mqtt_allow_anonymous && peer.ip().to_canonical().is_loopback()) => {
-            return refuse(ReasonCode::NotAuthorized, "anonymous login not allowed");
-        }
-        // The anonymous client is `guest`, which must exist (it has no password to check).
-        None => server.auth.authenticate_external("guest", peer.ip()),
-        Some(u) => {
-            let password = c.password.as_deref().unwrap_or_default();
-            server.auth.authenticate(u, password, peer.ip())
-        }
-    };
-    // [MQTT-3.2.2] 5.0 0x86 / 3.1.1 0x04 "bad user name or password" (logged by `auth`).
-    let authenticated = match authenticated {
-        Ok(a) => a,
-        Err(e) => return refuse(ReasonCode::BadUserNameOrPassword, &e.to_string()),
-    };
-    // As RabbitMQ's MQTT plugin: the vhost must exist and the user have permissions there
-    // (5.0 0x87 / 3.1.1 0x05 "not authorized").
-    let vhost = server
-        .broker
-        .vhost(&vhost_name)
-        .filter(|_| crate::auth::may_open_vhost(&server.broker, &authenticated.name, &vhost_name));
-    let Some(vhost) = vhost else {
-        return refuse(
-            ReasonCode::NotAuthorized,
-            &crate::auth::vhost_refused(&authenticated.name, &vhost_name),
-        );
-    };
+    let (authenticated, vhost) =
+        match super::login::login(&c, peer, peer_info.tls.as_deref(), server) {
+            Ok(found) => found,
+            Err(super::login::Refused::Credentials) => {
+                // Logged by `auth` (once, and not at all for a throttled source).
+                let ack = Packet::ConnAck(ConnAck::new(ReasonCode::BadUserNameOrPassword));
+                send_packet(out, &ack, version);
+                return None;
+            }
+            Err(super::login::Refused::Other(code, why)) => return refuse(code, &why),
+        };
     let Ok(exchange) = vhost.exchange(&config.mqtt_exchange) else {
         return refuse(ReasonCode::ServerUnavailable, "MQTT exchange missing");
     };
@@ -697,29 +663,6 @@ impl Conn {
         }
     }
 
-    /// Ends the connection if its vhost or user was deleted: 5.0 clients get DISCONNECT 0x98
-    /// (Administrative action). The vhost is gone, so no will is published there. Costs two
-    /// atomic loads per turn unless access control changed.
-    fn deleted_under_us(&mut self) -> Option<End> {
-        if self.vhost.is_deleted() {
-            tracing::info!(peer = %self.peer, client_id = %self.session.client_id, vhost = self.vhost.name(), "vhost deleted, closing");
-            self.disconnect(ReasonCode::AdministrativeAction);
-            return Some(End::Disconnect { with_will: false });
-        }
-        let access = self.server.broker.access();
-        let generation = access.generation();
-        if generation == self.access_generation {
-            return None;
-        }
-        self.access_generation = generation;
-        if access.user(&self.user).is_some() {
-            return None;
-        }
-        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, user = %self.user, "user deleted, closing");
-        self.disconnect(ReasonCode::AdministrativeAction);
-        Some(End::Abnormal)
-    }
-
     /// [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.
     fn grace(&self) -> Option<Duration> {
         (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500))
@@ -840,6 +783,8 @@ impl Conn {
             }
         }
         let registry_owner = Arc::clone(&self.server);
+        // A deleted vhost's session ends now: no expiry timer may keep it (and the vhost) alive.
+        let expiry = if self.vhost.is_deleted() { 0 } else { expiry };
         match expiry {
             0 => registry_owner.mqtt.registry.end(&self.session),
             u32::MAX => {}

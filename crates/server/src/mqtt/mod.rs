@@ -2,7 +2,7 @@
 //!
 //! `connection.rs` runs the socket (CONNECT, keep-alive, takeover, will, the end of a
 //! connection); `handlers.rs` handles PUBLISH, the acknowledgements and (UN)SUBSCRIBE;
-//! `session.rs` is what outlives a connection and the registry of sessions; `sink.rs` delivers
+//! `login.rs` checks who the client is and which vhost it gets; `session.rs` is what outlives a connection and the registry of sessions; `sink.rs` delivers
 //! queued messages to a session; `topic.rs` maps MQTT topics onto the topic exchange;
 //! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics;
 //! `authz.rs` checks permissions and limits.
@@ -12,6 +12,7 @@ mod connection;
 mod convert;
 mod flow;
 mod handlers;
+mod login;
 pub mod persist;
 mod session;
 mod sink;

@@ -68,7 +68,7 @@ async fn offered_mechanisms(broker: &TestBroker, pki: &Pki, client: Option<&Cert
         have += n;
         if have >= 7 {
             let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
-            if have >= 7 + size + 1 {
+            if have > 7 + size {
                 break;
             }
         }

@@ -237,3 +237,32 @@ async fn retained_messages_come_only_with_an_allowed_subscription() {
     // The first retained message delivered is the allowed one.
     assert_eq!(c4.next_text().await, "open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_will_is_published_only_where_the_user_may_publish() {
+    // The user may publish under `open/` only (topic permission on amq.topic).
+    let broker = broker(Some(Permission::all()), false).await;
+    broker.broker().access().set_topic_permission(
+        USER,
+        "/",
+        pigeon_tests::access::topic_perm("amq.topic", "^open\\.", ".*"),
+    );
+    let mut watcher = broker.connect4(&unique("watcher")).await;
+    watcher.subscribe("closed/will", Q4::AtLeastOnce).await;
+    watcher.subscribe("open/will", Q4::AtLeastOnce).await;
+    for (topic, id) in [("closed/will", "dies-closed"), ("open/will", "dies-open")] {
+        let mut o = broker.v4(id);
+        o.set_credentials(USER, PASSWORD);
+        o.set_last_will(rumqttc::LastWill::new(topic, topic, Q4::AtLeastOnce, false));
+        Mqtt4::connect(o).await.kill();
+    }
+    // A new connection with the first client id waits until the dead one has finished (its
+    // will decided), so the next message the watcher gets is either that will or this one.
+    let mut again = user4(&broker, "dies-closed").await;
+    again
+        .publish("open/will", Q4::AtLeastOnce, false, b"marker")
+        .await;
+    let mut seen = vec![watcher.next_text().await, watcher.next_text().await];
+    seen.sort();
+    assert_eq!(seen, vec!["marker".to_string(), "open/will".to_string()]);
+}

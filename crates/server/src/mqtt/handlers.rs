@@ -424,17 +424,22 @@ impl Conn {
 
     /// The queue a subscription would bind, and whether it exists already.
     fn subscription_queue_name(&self, group: Option<&str>, filter: &str) -> (String, bool) {
-        if let Some(group) = group {
-            let name = format!("mqtt-shared-{group}-{filter}");
-            let exists = self.vhost.queue(&name).is_ok();
-            return (name, exists);
+        if group.is_none() {
+            if let Some(q) = self.session.core.lock().queue.as_ref() {
+                return (q.name().to_string(), true);
+            }
         }
-        if let Some(q) = self.session.core.lock().queue.as_ref() {
-            return (q.name().to_string(), true);
-        }
-        let name = format!("mqtt-session-{}", self.session.client_id);
+        let name = self.new_queue_name(group, filter);
         let exists = self.vhost.queue(&name).is_ok();
         (name, exists)
+    }
+
+    /// The name of a shared group's queue, or of the session's own.
+    fn new_queue_name(&self, group: Option<&str>, filter: &str) -> String {
+        match group {
+            Some(group) => format!("mqtt-shared-{group}-{filter}"),
+            None => format!("mqtt-session-{}", self.session.client_id),
+        }
     }
 
     /// The queue a subscription binds: the session's own (created on first use) or the shared
@@ -446,7 +451,7 @@ impl Conn {
     ) -> Option<Arc<pigeon_broker::Queue>> {
         let config = &self.server.config;
         if let Some(group) = group {
-            let name = format!("mqtt-shared-{group}-{filter}");
+            let name = self.new_queue_name(Some(group), filter);
             let options = QueueOptions {
                 auto_delete: true,
                 arguments: max_length(config.mqtt_max_queued_messages),
@@ -461,7 +466,7 @@ impl Conn {
         if let Some(q) = self.session.core.lock().queue.clone() {
             return Some(q);
         }
-        let name = format!("mqtt-session-{}", self.session.client_id);
+        let name = self.new_queue_name(None, filter);
         // A persistent session's queue is durable: its QoS 1/2 messages survive a restart.
         let persistent = self.session.core.lock().expiry != 0;
         let options = QueueOptions {

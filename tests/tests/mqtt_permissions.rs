@@ -266,3 +266,43 @@ async fn a_will_is_published_only_where_the_user_may_publish() {
     seen.sort();
     assert_eq!(seen, vec!["marker".to_string(), "open/will".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_needs_the_bindings_permissions_and_a_refusal_keeps_the_subscription() {
+    let broker = broker(Some(Permission::all()), false).await;
+    let (mut raw, _) = raw_user(&broker, V5, &unique("unsub")).await;
+    raw.send(subscribe_packet(1, "keep/t", QoS::AtMostOnce))
+        .await;
+    assert!(
+        matches!(raw.recv().await, Packet::SubAck(s) if s.reasons == vec![ReasonCode::Success])
+    );
+    // No read on the exchange any more: the binding cannot be removed.
+    broker
+        .broker()
+        .access()
+        .set_permission(USER, "/", perm(".*", ".*", "^mqtt-"));
+    let unsubscribe = |id| mqtt_wire::Unsubscribe {
+        packet_id: id,
+        properties: Default::default(),
+        filters: vec![mqtt_wire::TopicFilter::new("keep/t").unwrap()],
+    };
+    raw.send(unsubscribe(2)).await;
+    assert!(
+        matches!(raw.recv().await, Packet::UnsubAck(u) if u.reasons == vec![ReasonCode::NotAuthorized])
+    );
+    // Still subscribed: a message on the topic arrives.
+    let mut guest = broker.connect4(&unique("guest")).await;
+    guest
+        .publish("keep/t", Q4::AtLeastOnce, false, b"still")
+        .await;
+    assert_eq!(&raw.recv_publish().await.payload[..], b"still");
+    // Allowed again: removed.
+    broker
+        .broker()
+        .access()
+        .set_permission(USER, "/", Permission::all());
+    raw.send(unsubscribe(3)).await;
+    assert!(
+        matches!(raw.recv().await, Packet::UnsubAck(u) if u.reasons == vec![ReasonCode::Success])
+    );
+}

@@ -17,6 +17,7 @@
 //! that something did *not* happen, a test first observes something that must come after it
 //! (a marker message, a synchronous round trip).
 
+pub mod access;
 pub mod amqprs_support;
 pub mod lapin_support;
 pub mod mqtt_support;

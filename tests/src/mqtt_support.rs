@@ -29,6 +29,7 @@ use crate::within;
 pub struct MqttBroker {
     mqtt: SocketAddr,
     amqp: SocketAddr,
+    broker: std::sync::Arc<pigeon_broker::Broker>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -55,21 +56,33 @@ impl MqttBroker {
                         .await
                         .expect("start Pigeon on 127.0.0.1:0");
                     let mqtt = server.mqtt_addr().expect("the MQTT listener is enabled");
-                    let _ = ready_tx.send((mqtt, server.amqp_addr()));
+                    let broker = std::sync::Arc::clone(server.broker());
+                    let _ = ready_tx.send((mqtt, server.amqp_addr(), broker));
                     // Until the MqttBroker is dropped.
                     let _ = stopped.await;
                     server.shutdown().await;
                 });
             })
             .expect("start the broker's thread");
-        let (mqtt, amqp) = within("Pigeon to start", ready)
+        let (mqtt, amqp, broker) = within("Pigeon to start", ready)
             .await
             .expect("Pigeon started");
         MqttBroker {
             mqtt,
             amqp,
+            broker,
             _stop: stop,
         }
+    }
+
+    /// The broker core (permissions and limits are set through `broker().access()`).
+    pub fn broker(&self) -> &pigeon_broker::Broker {
+        &self.broker
+    }
+
+    /// The AMQP listener's address.
+    pub fn amqp_addr(&self) -> SocketAddr {
+        self.amqp
     }
 
     /// The MQTT listener's address.

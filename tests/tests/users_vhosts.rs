@@ -483,7 +483,7 @@ fn non_loopback_address() -> Option<IpAddr> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_users_may_only_connect_from_loopback() {
     let config = ServerConfig {
-        amqp_listen: pigeon_server::Listen::one(SocketAddr::from(([0, 0, 0, 0], 0))),
+        amqp_listen: SocketAddr::from(([0, 0, 0, 0], 0)).into(),
         loopback_users: vec!["guest".into(), "local".into()],
         ..ServerConfig::for_tests()
     };

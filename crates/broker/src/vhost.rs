@@ -392,6 +392,11 @@ impl VHost {
         Ok(())
     }
 
+    /// How many queues the vhost has (what `max-queues` bounds).
+    pub fn queue_count(&self) -> usize {
+        self.queues.read().len()
+    }
+
     /// `queue.declare`. An empty name gets a generated `amq.gen-...` one.
     pub fn declare_queue(
         &self,
@@ -400,15 +405,28 @@ impl VHost {
         options: QueueOptions,
         connection: ConnectionId,
     ) -> Result<QueueDeclared> {
-        self.declare_queue_of(name, passive, options, connection, true)
+        self.declare_queue_as(name, passive, false, options, connection, true)
+    }
+
+    /// `queue.declare` of a server-named queue whose name the adapter took from
+    /// [`VHost::unique_name`] (`amq.gen-...`), so that it could check permissions on that
+    /// name first (RabbitMQ checks configure on the generated name).
+    pub fn declare_generated_queue(
+        &self,
+        name: &str,
+        options: QueueOptions,
+        connection: ConnectionId,
+    ) -> Result<QueueDeclared> {
+        self.declare_queue_as(name, false, true, options, connection, true)
     }
 
     /// [`VHost::declare_queue`]; `check_type` false lets recovery bring back the queues an
     /// earlier version accepted with another `x-queue-type` (as classic queues).
-    fn declare_queue_of(
+    fn declare_queue_as(
         &self,
         name: &str,
         passive: bool,
+        generated: bool,
         options: QueueOptions,
         connection: ConnectionId,
         check_type: bool,
@@ -424,7 +442,7 @@ impl VHost {
             return Ok(declared(q));
         }
         self.refuse_if_deleted()?;
-        if name.starts_with("amq.") {
+        if name.starts_with("amq.") && !generated {
             return Err(BrokerError::AccessRefused(format!(
                 "queue name '{name}' contains reserved prefix 'amq.*'"
             )));
@@ -695,7 +713,7 @@ impl VHost {
                 auto_delete: d.auto_delete,
                 arguments: d.arguments.clone(),
             };
-            match self.declare_queue_of(&d.name, false, options, 0, false) {
+            match self.declare_queue_as(&d.name, false, false, options, 0, false) {
                 Ok(declared) => messages += declared.queue.restore(codec),
                 Err(e) => tracing::warn!(queue = %d.name, error = %e, "queue not recovered"),
             }

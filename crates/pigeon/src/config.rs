@@ -10,13 +10,13 @@
 //! default_user = "admin"   # created at the first start only; "" creates none
 //! default_pass = "change-me"
 //!
-//! [tls]                     # pigeon_server::TlsConfig (also accepted as [server.tls])
-//! certfile = "/etc/pigeon/server.pem"
-//! keyfile = "/etc/pigeon/server.key"
-//!
 //! [[server.users]]          # created or updated in the store at every start
 //! name = "app"
 //! password = "secret"
+//!
+//! [tls]                     # pigeon_server::TlsConfig (also accepted as [server.tls])
+//! certfile = "/etc/pigeon/server.pem"
+//! keyfile = "/etc/pigeon/server.key"
 //! ```
 //!
 //! The `[server]` table deserializes straight into [`ServerConfig`], so a key added there is a

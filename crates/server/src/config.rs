@@ -72,6 +72,12 @@ pub struct ServerConfig {
     pub max_message_size: u64,
     /// Most simultaneous client connections; further ones are refused.
     pub max_connections: usize,
+    /// Most new connections accepted per second from one source address (every listener
+    /// together); the excess is closed at once. 0 disables the limit.
+    pub connection_rate_limit: u32,
+    /// Whether `connection_rate_limit` also applies to loopback sources (off: local tools and
+    /// test suites open connections as fast as they like).
+    pub connection_rate_limit_loopback: bool,
     /// How long a client has to complete the AMQP handshake.
     #[serde(with = "secs")]
     pub handshake_timeout: Duration,
@@ -131,6 +137,20 @@ pub struct ServerConfig {
     pub mqtt_max_keep_alive: u16,
     /// Topic filters clients may not subscribe to (refused in SUBACK with 0x80).
     pub mqtt_deny_subscribe: Vec<String>,
+    /// A PUBLISH or SUBSCRIBE refused by permissions closes the connection (after the
+    /// SUBACK), as RabbitMQ's `mqtt.disconnect_on_unauthorized` (default true). When false,
+    /// a refused QoS 1/2 PUBLISH is answered with reason 0x87 (5.0; a plain PUBACK in 3.1.1)
+    /// and dropped, a QoS 0 one is dropped, and a refused subscription gets 0x87 (5.0) /
+    /// 0x80 (3.1.1) in SUBACK, the connection staying open.
+    pub mqtt_disconnect_on_unauthorized: bool,
+    /// Which name of a verified client certificate is the user name for SASL EXTERNAL (AMQP)
+    /// and MQTT certificate login (RabbitMQ's `ssl_cert_login_from`).
+    pub ssl_cert_login_from: CertLoginFrom,
+    /// MQTT over TLS: a client that sends no user name and no password but a verified
+    /// certificate logs in as the user its certificate names (RabbitMQ's
+    /// `mqtt.ssl_cert_login`, Mosquitto's `use_identity_as_username`). A user name and
+    /// password, when sent, take priority (as RabbitMQ's). The user must exist.
+    pub mqtt_ssl_cert_login: bool,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
     /// Where durable exchanges, queues, bindings and persistent messages are kept; `None`
@@ -183,6 +203,18 @@ pub struct PolicyConfig {
     pub definition: std::collections::BTreeMap<String, PolicyValue>,
 }
 
+/// Which name of a client certificate is a user name (`ssl_cert_login_from`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CertLoginFrom {
+    /// The subject distinguished name in RFC 4514 form (`CN=client,O=Acme,C=FR`): RabbitMQ's
+    /// default.
+    #[default]
+    DistinguishedName,
+    /// The subject's common name (CN).
+    CommonName,
+}
+
 /// A value in a policy definition.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(untagged)]
@@ -211,6 +243,8 @@ impl Default for ServerConfig {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             max_connections: 65_536,
+            connection_rate_limit: 100,
+            connection_rate_limit_loopback: false,
             handshake_timeout: Duration::from_secs(10),
             users: Vec::new(),
             default_user: "guest".into(),
@@ -235,6 +269,9 @@ impl Default for ServerConfig {
             mqtt_receive_maximum: 1024,
             mqtt_max_keep_alive: 0,
             mqtt_deny_subscribe: Vec::new(),
+            mqtt_disconnect_on_unauthorized: true,
+            ssl_cert_login_from: CertLoginFrom::DistinguishedName,
+            mqtt_ssl_cert_login: false,
             policies: Vec::new(),
             data_dir: Some("pigeon-data".into()),
             fsync: true,
@@ -291,6 +328,8 @@ impl ServerConfig {
             amqp_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             mqtt_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: None,
+            // Test suites open connections from loopback far faster than any real client.
+            connection_rate_limit: 0,
             ..ServerConfig::default()
         }
     }

@@ -12,7 +12,10 @@ mod admin;
 mod alarm;
 mod amqp;
 pub mod auth;
+mod authz;
+mod cert_login;
 pub mod config;
+mod limits;
 pub mod listen;
 mod mqtt;
 mod outbound;
@@ -24,8 +27,8 @@ mod ws;
 
 pub use auth::{AuthError, AuthenticatedUser};
 pub use config::{
-    DefaultPermissions, Listen, PolicyConfig, PolicyValue, ServerConfig, TlsConfig, TlsVerify,
-    UserConfig,
+    CertLoginFrom, DefaultPermissions, Listen, PolicyConfig, PolicyValue, ServerConfig, TlsConfig,
+    TlsVerify, UserConfig,
 };
 pub use listen::Kind as ListenerKind;
 pub use pigeon_broker::access::{AccessError, UserLimits, VHostInfo, VHostLimits};
@@ -87,6 +90,8 @@ pub(crate) struct ServerState {
     pub alarm_causes: alarm::AlarmCauses,
     /// The disk free limit in bytes ([`ServerHandle::set_disk_free_limit`] changes it).
     pub disk_free_limit: AtomicU64,
+    /// Connections and channels counted against the vhost and user limits; the accept rate.
+    pub limits: limits::Limits,
     /// Checks logins against the broker's users (`auth/`).
     pub auth: auth::Authenticator,
     /// Moves when a vhost or user is deleted: AMQP connections then look whether theirs is
@@ -250,6 +255,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     );
     let sys_interval = config.mqtt_sys_interval;
     let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
+    let config_rate_limit = config.connection_rate_limit;
+    let rate_limit_loopback = config.connection_rate_limit_loopback;
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,
@@ -260,6 +267,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         alarm: watch::channel(false).0,
         alarm_causes: alarm::AlarmCauses::default(),
         disk_free_limit,
+        limits: limits::Limits::new(config_rate_limit, rate_limit_loopback),
         auth,
         kicks: watch::channel(0).0,
     });
@@ -394,6 +402,7 @@ mod tests_support {
             alarm: watch::channel(false).0,
             alarm_causes: alarm::AlarmCauses::default(),
             disk_free_limit,
+            limits: limits::Limits::new(0, false),
             auth,
             kicks: watch::channel(0).0,
         })

@@ -251,6 +251,9 @@ pub(crate) async fn accept_loop(
                     // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`: name it as
                     // IPv4, in logs and for the loopback checks.
                     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    if !state.limits.accept(peer.ip()) {
+                        continue; // closed: over the accept rate of its address (limits.rs)
+                    }
                     let open = state.connections.fetch_add(1, Ordering::Relaxed);
                     if open >= state.config.max_connections {
                         state.connections.fetch_sub(1, Ordering::Relaxed);

@@ -1,4 +1,4 @@
-//! SASL authentication of `connection.start-ok`: PLAIN and AMQPLAIN.
+//! SASL authentication of `connection.start-ok`: PLAIN and AMQPLAIN (EXTERNAL: `cert_login.rs`).
 
 pub use crate::auth::AuthError;
 use crate::auth::{AuthenticatedUser, Authenticator};
@@ -8,6 +8,10 @@ use std::net::IpAddr;
 
 /// The mechanisms offered in `connection.start`.
 pub const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
+
+/// The mechanisms offered to a client that presented a verified certificate (SASL EXTERNAL,
+/// handled by the connection with `cert_login.rs`).
+pub const MECHANISMS_WITH_EXTERNAL: &[u8] = b"PLAIN AMQPLAIN EXTERNAL";
 
 /// Checks the credentials in a SASL response against the broker's users.
 pub fn authenticate(

@@ -6,11 +6,13 @@ use super::channel::{
 use super::codec::AMQP_CODEC;
 use super::delivery::{short, AmqpConsumer, Unacked};
 use super::error::{AmqpError, AmqpResult};
+use crate::authz::Kind;
 use amqp_wire::{
     BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicQosOk, BasicRecoverOk, BasicReturn,
     ConfirmSelectOk, Method, ReplyCode, ShortString, TxCommitOk, TxRollbackOk, TxSelectOk,
 };
 use bytes::{Bytes, BytesMut};
+use pigeon_broker::permission::Access;
 use pigeon_broker::{
     ConsumerEntry, Exchange, Message, Properties, Published, Queue, QueuedMessage,
 };
@@ -37,7 +39,9 @@ impl Channel {
                 if m.immediate {
                     return Err(AmqpError::new(ReplyCode::NotImplemented, "immediate=true"));
                 }
+                self.check_publish_exchange(ctx, &m.exchange)?;
                 let exchange = ctx.vhost.exchange_for_publish(m.exchange.as_str())?;
+                self.check_publish_topic(ctx, &exchange, m)?;
                 self.publish = Some(Publish {
                     exchange,
                     routing_key: m.routing_key.clone(),
@@ -74,9 +78,9 @@ impl Channel {
                 }
             }
             Method::BasicGet(m) => {
-                let q = ctx
-                    .vhost
-                    .queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
+                let name = self.queue_name(&m.queue)?;
+                ctx.authz.check(Access::Read, Kind::Queue, name)?;
+                let q = ctx.vhost.queue_for(name, ctx.conn_id)?;
                 match q.get(m.no_ack) {
                     Some((message, left)) => self.shared.deliver_get(&q, message, left, m.no_ack),
                     None => self.shared.send(&Method::BasicGetEmpty(BasicGetEmpty {})),
@@ -172,8 +176,9 @@ impl Channel {
         let q = if m.queue.as_str() == DIRECT_REPLY_TO {
             self.direct_reply_queue(ctx, m)?
         } else {
-            ctx.vhost
-                .queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?
+            let name = self.queue_name(&m.queue)?;
+            ctx.authz.check(Access::Read, Kind::Queue, name)?;
+            ctx.vhost.queue_for(name, ctx.conn_id)?
         };
         let tag = if m.consumer_tag.is_empty() {
             ShortString::from(ctx.vhost.unique_name("amq.ctag-"))
@@ -226,6 +231,43 @@ impl Channel {
         })?;
         self.consumers
             .insert(tag, ConsumerRecord { queue: q, sink });
+        Ok(())
+    }
+
+    /// basic.publish needs write on the exchange (the default one as `amq.default`). The last
+    /// exchange allowed is remembered with the permissions' generation, so a publisher that
+    /// keeps to one exchange compares a name instead of matching a regex.
+    fn check_publish_exchange(&mut self, ctx: &ConnCtx, exchange: &ShortString) -> AmqpResult {
+        let generation = ctx.authz.generation();
+        if matches!(&self.publish_allowed, Some((g, x)) if *g == generation && x == exchange) {
+            return Ok(());
+        }
+        ctx.authz
+            .check(Access::Write, Kind::Exchange, exchange.as_str())?;
+        self.publish_allowed = Some((generation, exchange.clone()));
+        Ok(())
+    }
+
+    /// On a topic exchange, the topic write permission on the routing key (rabbit_channel
+    /// `check_write_permitted_on_topics`); the last key allowed is remembered likewise.
+    fn check_publish_topic(
+        &mut self,
+        ctx: &ConnCtx,
+        exchange: &Exchange,
+        m: &amqp_wire::BasicPublish,
+    ) -> AmqpResult {
+        if !ctx.authz.has_topic_permissions() {
+            return Ok(());
+        }
+        let generation = ctx.authz.generation();
+        if matches!(&self.topic_allowed, Some((g, x, k))
+            if *g == generation && x == &m.exchange && k == &m.routing_key)
+        {
+            return Ok(());
+        }
+        ctx.authz
+            .check_topic(Access::Write, exchange, m.routing_key.as_str())?;
+        self.topic_allowed = Some((generation, m.exchange.clone(), m.routing_key.clone()));
         Ok(())
     }
 

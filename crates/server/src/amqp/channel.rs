@@ -7,6 +7,7 @@
 use super::codec::parse_expiration;
 use super::delivery::{AmqpConsumer, ChannelShared, Unacked};
 use super::error::{AmqpError, AmqpResult};
+use crate::authz::Authz;
 use crate::outbound::Outbound;
 use amqp_wire::{ChannelCloseOk, ChannelFlowOk, Method, ReplyCode, ShortString};
 use bytes::{Bytes, BytesMut};
@@ -40,6 +41,10 @@ pub struct ConnCtx {
     pub synced: Arc<Notify>,
     /// Highest store epoch this connection asked to be woken for.
     pub wake_epoch: AtomicU64,
+    /// The user's permissions in this vhost (recompiled by the connection when they change).
+    pub authz: Arc<Authz>,
+    /// The user's name, for the channel limit.
+    pub limits_user: String,
 }
 
 impl ConnCtx {
@@ -134,6 +139,13 @@ pub struct Channel {
     pub(super) needs_dispatch: bool,
     /// The direct reply-to pseudo-queue this channel consumes, if any.
     pub(super) reply_queue: Option<String>,
+    /// The exchange the last publish was allowed to, with the permissions' generation: a
+    /// publisher that keeps publishing to one exchange does no regex match.
+    pub(super) publish_allowed: Option<(u64, ShortString)>,
+    /// The same for the topic permission: (generation, exchange, routing key).
+    pub(super) topic_allowed: Option<(u64, ShortString, ShortString)>,
+    /// This channel's place in its user's channel count (given back when dropped).
+    pub slot: Option<crate::limits::Slot>,
 }
 
 impl Channel {
@@ -155,6 +167,9 @@ impl Channel {
             last_queue: None,
             needs_dispatch: false,
             reply_queue: None,
+            publish_allowed: None,
+            topic_allowed: None,
+            slot: None,
         }
     }
 

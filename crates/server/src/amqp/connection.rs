@@ -5,9 +5,11 @@
 //! (coalesced publisher confirms, queue dispatch after acks) before reading again. Its
 //! outbound bytes go through [`Outbound`], drained by a writer task of its own.
 
-use super::auth::{self, AuthError, MECHANISMS};
+use super::auth::{self, AuthError, MECHANISMS, MECHANISMS_WITH_EXTERNAL};
 use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
+use crate::authz::Authz;
+use crate::limits::ConnectionSlots;
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
 use crate::transport::{PeerInfo, ReadHalf, TlsInfo, Transport};
@@ -76,6 +78,8 @@ struct Connection {
     blocked: bool,
     ctx: Option<ConnCtx>,
     channels: HashMap<u16, Channel>,
+    /// This connection's place in its vhost's and user's connection counts.
+    _slots: Option<ConnectionSlots>,
     /// Woken by the store's flusher when confirms can go out.
     synced: Arc<tokio::sync::Notify>,
     /// Who logged in (set by `connection.start-ok`).
@@ -115,6 +119,7 @@ async fn serve_connection(stream: Transport, peer: PeerInfo, server: Arc<ServerS
         blocked: false,
         ctx: None,
         channels: HashMap::new(),
+        _slots: None,
         synced: Arc::new(tokio::sync::Notify::new()),
         user: None,
     };
@@ -352,7 +357,14 @@ impl Connection {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: props,
-                mechanisms: Bytes::from_static(MECHANISMS),
+                // EXTERNAL only with a verified client certificate (its `should_offer`).
+                mechanisms: Bytes::from_static(
+                    if self.tls.as_ref().is_some_and(|t| !t.peer_certs.is_empty()) {
+                        MECHANISMS_WITH_EXTERNAL
+                    } else {
+                        MECHANISMS
+                    },
+                ),
                 locales: Bytes::from_static(b"en_US"),
             }),
         );
@@ -457,18 +469,32 @@ impl Connection {
                 // rabbit_access_control:check_vhost_access: the vhost must exist and the user
                 // have permissions there; one answer for both (530).
                 let name = m.virtual_host.as_str();
-                let user = self.user.as_ref().map_or("", |u| u.name.as_str());
+                let user = self.user.as_ref().map_or(String::new(), |u| u.name.clone());
+                let access = self.server.broker.access();
+                // rabbit_reader connection.open: the vhost's and the user's connection
+                // limits first, then access to the vhost; each refusal is 530 NOT_ALLOWED.
+                let slots = match self.server.broker.vhost(name) {
+                    Some(_) => Some(
+                        self.server
+                            .limits
+                            .open_connection(access, name, &user)
+                            .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?,
+                    ),
+                    None => None,
+                };
                 let vhost = self
                     .server
                     .broker
                     .vhost(name)
-                    .filter(|_| crate::auth::may_open_vhost(&self.server.broker, user, name));
+                    .filter(|_| crate::auth::may_open_vhost(&self.server.broker, &user, name));
                 let Some(vhost) = vhost else {
                     return Err(AmqpError::new(
                         ReplyCode::NotAllowed,
-                        crate::auth::vhost_refused(user, name),
+                        crate::auth::vhost_refused(&user, name),
                     ));
                 };
+                let authz = Authz::compile(access, &user, vhost.name(), None);
+                self._slots = slots;
                 self.ctx = Some(ConnCtx {
                     broker: Arc::clone(&self.server.broker),
                     vhost,
@@ -480,6 +506,8 @@ impl Connection {
                     store: self.server.store.clone(),
                     synced: Arc::clone(&self.synced),
                     wake_epoch: AtomicU64::new(0),
+                    authz,
+                    limits_user: user,
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
                 self.phase = Phase::Open;
@@ -509,7 +537,18 @@ impl Connection {
             self.auth_failure_close = flag("authentication_failure_close");
         }
         let auth = &self.server.auth;
-        match auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer.ip()) {
+        let result = if m.mechanism.as_str() == "EXTERNAL" {
+            // SASL EXTERNAL (rabbitmq_auth_mechanism_ssl): the user named by the verified
+            // client certificate; offered only when there is one.
+            let from = self.server.config.ssl_cert_login_from;
+            match crate::cert_login::user_name(self.tls.as_deref(), from) {
+                Some(name) => auth.authenticate_external(&name, self.peer.ip()),
+                None => Err(AuthError::Mechanism("EXTERNAL".into())),
+            }
+        } else {
+            auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer.ip())
+        };
+        match result {
             Ok(user) => {
                 tracing::debug!(peer = %self.peer, user = %user.name, "authenticated");
                 self.user = Some(user);
@@ -549,6 +588,11 @@ impl Connection {
     }
 
     fn handle_channel_frame(&mut self, number: u16, frame: Frame) -> AmqpResult {
+        if let (Some(ctx), Frame::Method { .. }) = (self.ctx.as_mut(), &frame) {
+            // Permissions changed since they were compiled: recompile before this method
+            // (one atomic load otherwise).
+            Authz::refresh(&mut ctx.authz, ctx.broker.access());
+        }
         let Some(ctx) = self.ctx.as_ref() else {
             return Err(AmqpError::new(
                 ReplyCode::ChannelError,
@@ -577,13 +621,23 @@ impl Connection {
                         )
                         .on(method));
                     }
-                    let ch = Channel::new(number, ctx);
+                    // The user's max-channels, over all of the user's connections
+                    // (rabbit_reader create_channel): 530, closing the connection.
+                    let slot = self
+                        .server
+                        .limits
+                        .open_channel(ctx.broker.access(), &ctx.limits_user)
+                        .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?;
+                    let mut ch = Channel::new(number, ctx);
+                    ch.slot = Some(slot);
                     ch.shared.send(&Method::ChannelOpenOk(ChannelOpenOk {}));
                     self.channels.insert(number, ch);
                     return Ok(());
                 }
                 Method::ChannelClose(_) => {
                     if let Some(mut ch) = self.channels.remove(&number) {
+                        // Out of the user's channel count before close-ok goes out.
+                        ch.slot = None;
                         ch.close_by_client(ctx);
                         return Ok(());
                     }
@@ -627,7 +681,11 @@ impl Connection {
         };
         match result {
             Err(e) if !e.is_connection_error() => {
-                tracing::info!(peer = %self.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                if e.logged {
+                    tracing::debug!(peer = %self.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                } else {
+                    tracing::info!(peer = %self.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                }
                 ch.cleanup(ctx);
                 ch.closing = true;
                 ch.shared.send(&Method::ChannelClose(ChannelClose {
@@ -650,7 +708,11 @@ impl Connection {
         ) {
             return;
         }
-        tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
+        if e.logged {
+            tracing::debug!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
+        } else {
+            tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
+        }
         self.release();
         self.send(
             0,
@@ -666,6 +728,9 @@ impl Connection {
 
     /// Gives back everything the connection holds: consumers, unacked messages, exclusive queues.
     fn release(&mut self) {
+        // Out of the vhost's and user's counts before close-ok goes out: a client that
+        // reconnects at once after it must find its place free.
+        self._slots = None;
         let Some(ctx) = self.ctx.as_ref() else {
             return;
         };

@@ -18,6 +18,8 @@ pub struct AmqpError {
     pub method_id: u16,
     /// Close the connection even though the code is a channel-level one.
     pub force_connection: bool,
+    /// Its cause was logged already (an access refusal): the close is not logged again.
+    pub logged: bool,
 }
 
 impl AmqpError {
@@ -29,6 +31,25 @@ impl AmqpError {
             class_id: 0,
             method_id: 0,
             force_connection: false,
+            logged: false,
+        }
+    }
+
+    /// An access refusal (403 ACCESS_REFUSED, closing the channel), already logged by
+    /// `authz.rs`.
+    pub fn refused(r: crate::authz::Refused) -> AmqpError {
+        AmqpError {
+            logged: true,
+            ..AmqpError::new(ReplyCode::AccessRefused, r)
+        }
+    }
+
+    /// A limit that refuses an operation, with `code` (logged here, once).
+    pub fn limit(code: ReplyCode, e: crate::limits::LimitError) -> AmqpError {
+        tracing::warn!(reason = %e, "limit reached, operation refused");
+        AmqpError {
+            logged: true,
+            ..AmqpError::new(code, e)
         }
     }
 
@@ -53,7 +74,14 @@ impl From<BrokerError> for AmqpError {
             class_id: 0,
             method_id: 0,
             force_connection: false,
+            logged: false,
         }
+    }
+}
+
+impl From<crate::authz::Refused> for AmqpError {
+    fn from(r: crate::authz::Refused) -> AmqpError {
+        AmqpError::refused(r)
     }
 }
 

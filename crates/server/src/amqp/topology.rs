@@ -1,13 +1,22 @@
 //! The exchange and queue classes: declaring, binding, purging and deleting.
+//!
+//! Each method first checks the user's permissions as `rabbit_channel.erl` does (see
+//! docs/security.md for the table): configure to declare or delete, write on a binding's
+//! destination and read on its source (plus the topic read permission on the binding key of a
+//! topic exchange), read to purge, any permission for a passive declare; a new queue with a
+//! dead-letter exchange also needs read on the queue and write on the DLX, a new exchange with
+//! an alternate exchange read on itself and write on the AE.
 
 use super::channel::{Channel, ConnCtx};
 use super::convert;
 use super::error::{AmqpError, AmqpResult};
+use crate::authz::Kind;
 use amqp_wire::{
     ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk, Method, QueueBindOk,
     QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk, ReplyCode, ShortString,
 };
-use pigeon_broker::{Destination, ExchangeDeclare, QueueOptions};
+use pigeon_broker::permission::Access;
+use pigeon_broker::{Destination, ExchangeDeclare, QueueOptions, VHost};
 
 impl Channel {
     /// The queue a method names; the empty name means the last queue declared on the channel
@@ -26,8 +35,26 @@ impl Channel {
 
     pub(super) fn handle_topology(&mut self, ctx: &ConnCtx, method: &Method) -> AmqpResult {
         let vhost = &ctx.vhost;
+        let authz = &ctx.authz;
         let reply = match method {
             Method::ExchangeDeclare(m) => {
+                let name = m.exchange.as_str();
+                // The default exchange is refused by the broker (403) before any check.
+                if !name.is_empty() {
+                    if m.passive {
+                        authz.check_any(Kind::Exchange, name)?;
+                    } else {
+                        authz.check(Access::Configure, Kind::Exchange, name)?;
+                        let ae = m
+                            .arguments
+                            .get("alternate-exchange")
+                            .and_then(|v| v.as_str());
+                        if let (Some(ae), true) = (ae, vhost.exchange(name).is_err()) {
+                            authz.check(Access::Read, Kind::Exchange, name)?;
+                            authz.check(Access::Write, Kind::Exchange, ae)?;
+                        }
+                    }
+                }
                 vhost.declare_exchange(&ExchangeDeclare {
                     name: m.exchange.as_str(),
                     kind: m.kind.as_str(),
@@ -40,16 +67,33 @@ impl Channel {
                 (!m.no_wait).then_some(Method::ExchangeDeclareOk(ExchangeDeclareOk {}))
             }
             Method::ExchangeDelete(m) => {
+                if !m.exchange.is_empty() {
+                    authz.check(Access::Configure, Kind::Exchange, m.exchange.as_str())?;
+                }
                 vhost.delete_exchange(m.exchange.as_str(), m.if_unused)?;
                 (!m.no_wait).then_some(Method::ExchangeDeleteOk(ExchangeDeleteOk {}))
             }
             Method::ExchangeBind(m) => {
+                check_binding(
+                    ctx,
+                    Kind::Exchange,
+                    &m.destination,
+                    &m.source,
+                    &m.routing_key,
+                )?;
                 let dest = Destination::Exchange(vhost.exchange(m.destination.as_str())?);
                 let args = convert::table(&m.arguments);
                 vhost.bind(m.source.as_str(), dest, m.routing_key.as_str(), args)?;
                 (!m.no_wait).then_some(Method::ExchangeBindOk(ExchangeBindOk {}))
             }
             Method::ExchangeUnbind(m) => {
+                check_binding(
+                    ctx,
+                    Kind::Exchange,
+                    &m.destination,
+                    &m.source,
+                    &m.routing_key,
+                )?;
                 let dest = Destination::Exchange(vhost.exchange(m.destination.as_str())?);
                 let args = convert::table(&m.arguments);
                 vhost.unbind(m.source.as_str(), dest, m.routing_key.as_str(), args)?;
@@ -62,10 +106,31 @@ impl Channel {
                     auto_delete: m.auto_delete,
                     arguments: convert::table(&m.arguments),
                 };
-                // No last-queue shortcut here, passive or not: RabbitMQ expands it for the other
-                // queue methods only (rabbit_channel `expand_shortcuts`), so a passive declare
-                // of '' is "no queue ''".
-                let d = vhost.declare_queue(m.queue.as_str(), m.passive, options, ctx.conn_id)?;
+                let d = if m.passive {
+                    // No last-queue shortcut here: RabbitMQ expands it for the other queue
+                    // methods only (rabbit_channel `expand_shortcuts`), so a passive declare
+                    // of '' is "no queue ''".
+                    let name = m.queue.as_str();
+                    authz.check_any(Kind::Queue, name)?;
+                    vhost.declare_queue(name, true, options, ctx.conn_id)?
+                } else {
+                    // A server-named queue is checked under the name it gets (amq.gen-...).
+                    let generated = m.queue.is_empty();
+                    let name = if generated {
+                        vhost.unique_name("amq.gen-")
+                    } else {
+                        m.queue.as_str().to_string()
+                    };
+                    authz.check(Access::Configure, Kind::Queue, &name)?;
+                    if vhost.queue(&name).is_err() {
+                        check_new_queue(ctx, vhost, &name, &m.arguments)?;
+                    }
+                    if generated {
+                        vhost.declare_generated_queue(&name, options, ctx.conn_id)?
+                    } else {
+                        vhost.declare_queue(&name, false, options, ctx.conn_id)?
+                    }
+                };
                 let name = d.queue.name().to_string();
                 self.last_queue = Some(name.clone());
                 (!m.no_wait).then(|| {
@@ -78,6 +143,8 @@ impl Channel {
             }
             Method::QueueBind(m) => {
                 let name = self.queue_name(&m.queue)?;
+                let queue = ShortString::from(name);
+                check_binding(ctx, Kind::Queue, &queue, &m.exchange, &m.routing_key)?;
                 let q = vhost.queue_for(name, ctx.conn_id)?;
                 // An empty routing key with the default queue binds with the queue's name.
                 let key = if m.queue.is_empty() && m.routing_key.is_empty() {
@@ -91,6 +158,8 @@ impl Channel {
             }
             Method::QueueUnbind(m) => {
                 let name = self.queue_name(&m.queue)?;
+                let queue = ShortString::from(name);
+                check_binding(ctx, Kind::Queue, &queue, &m.exchange, &m.routing_key)?;
                 let q = vhost.queue_for(name, ctx.conn_id)?;
                 // As for queue.bind (rabbit_channel `expand_routing_key_shortcut`).
                 let key = if m.queue.is_empty() && m.routing_key.is_empty() {
@@ -103,12 +172,15 @@ impl Channel {
                 Some(Method::QueueUnbindOk(QueueUnbindOk {}))
             }
             Method::QueuePurge(m) => {
-                let q = vhost.queue_for(self.queue_name(&m.queue)?, ctx.conn_id)?;
+                let name = self.queue_name(&m.queue)?;
+                authz.check(Access::Read, Kind::Queue, name)?;
+                let q = vhost.queue_for(name, ctx.conn_id)?;
                 let message_count = q.purge();
                 (!m.no_wait).then_some(Method::QueuePurgeOk(QueuePurgeOk { message_count }))
             }
             Method::QueueDelete(m) => {
                 let name = self.queue_name(&m.queue)?.to_string();
+                authz.check(Access::Configure, Kind::Queue, &name)?;
                 let message_count =
                     vhost.delete_queue(&name, m.if_unused, m.if_empty, ctx.conn_id)?;
                 self.consumers
@@ -122,4 +194,47 @@ impl Channel {
         }
         Ok(())
     }
+}
+
+/// A binding (queue.bind / unbind, exchange.bind / unbind) needs write on the destination,
+/// read on the source exchange and, when the source is a topic exchange, the topic read
+/// permission on the binding key (rabbit_channel `binding_action_with_checks`).
+fn check_binding(
+    ctx: &ConnCtx,
+    dest_kind: Kind,
+    destination: &ShortString,
+    source: &ShortString,
+    key: &ShortString,
+) -> AmqpResult {
+    let authz = &ctx.authz;
+    // Binding to or from the default exchange is refused by the broker (403) on its own.
+    if destination.is_empty() || source.is_empty() {
+        return Ok(());
+    }
+    authz.check(Access::Write, dest_kind, destination.as_str())?;
+    authz.check(Access::Read, Kind::Exchange, source.as_str())?;
+    if let Ok(x) = ctx.vhost.exchange(source.as_str()) {
+        authz.check_topic(Access::Read, &x, key.as_str())?;
+    }
+    Ok(())
+}
+
+/// What a queue that does not exist yet also needs: room under the vhost's `max-queues`
+/// (406 PRECONDITION_FAILED) and, with a dead-letter exchange, read on the queue and write on
+/// the DLX (rabbit_channel queue.declare).
+fn check_new_queue(
+    ctx: &ConnCtx,
+    vhost: &VHost,
+    name: &str,
+    arguments: &amqp_wire::FieldTable,
+) -> AmqpResult {
+    if let Some(dlx) = arguments
+        .get("x-dead-letter-exchange")
+        .and_then(|v| v.as_str())
+    {
+        ctx.authz.check(Access::Read, Kind::Queue, name)?;
+        ctx.authz.check(Access::Write, Kind::Exchange, dlx)?;
+    }
+    crate::limits::check_queue_limit(ctx.broker.access(), vhost, name)
+        .map_err(|e| AmqpError::limit(ReplyCode::PreconditionFailed, e))
 }

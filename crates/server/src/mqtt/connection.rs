@@ -74,6 +74,10 @@ pub(super) struct Conn {
     pub publishing: Option<Box<Publishing>>,
     /// The session's lease, held while connected (released when the connection is dropped).
     pub _lease: OwnedSemaphorePermit,
+    /// The user's permissions in the vhost (recompiled when they change: `authz.rs`).
+    pub authz: Arc<crate::authz::Authz>,
+    /// This connection's place in its vhost's and user's connection counts.
+    pub _slots: crate::limits::ConnectionSlots,
     /// Who logged in.
     pub user: Arc<str>,
     /// The access-control generation last looked at (see [`Conn::deleted_under_us`]).
@@ -92,6 +96,8 @@ pub(super) struct Publishing {
     pub pending_acks: VecDeque<(u64, Packet)>,
     /// Highest epoch a wake-up (of this task, through `out`) was asked for.
     pub wake_epoch: u64,
+    /// The last topic the client was allowed to publish to, with the permissions' generation.
+    pub allowed: Option<(u64, TopicName)>,
 }
 
 /// Serves one accepted socket until it closes.
@@ -194,16 +200,17 @@ async fn connect(
         None
     };
     let config = &server.config;
-    let (authenticated, vhost) = match super::login::login(&c, peer, server) {
-        Ok(found) => found,
-        Err(super::login::Refused::Credentials) => {
-            // Logged by `auth` (once, and not at all for a throttled source).
-            let ack = Packet::ConnAck(ConnAck::new(ReasonCode::BadUserNameOrPassword));
-            send_packet(out, &ack, version);
-            return None;
-        }
-        Err(super::login::Refused::Other(code, why)) => return refuse(code, &why),
-    };
+    let (authenticated, vhost) =
+        match super::login::login(&c, peer, peer_info.tls.as_deref(), server) {
+            Ok(found) => found,
+            Err(super::login::Refused::Credentials) => {
+                // Logged by `auth` (once, and not at all for a throttled source).
+                let ack = Packet::ConnAck(ConnAck::new(ReasonCode::BadUserNameOrPassword));
+                send_packet(out, &ack, version);
+                return None;
+            }
+            Err(super::login::Refused::Other(code, why)) => return refuse(code, &why),
+        };
     let Ok(exchange) = vhost.exchange(&config.mqtt_exchange) else {
         return refuse(ReasonCode::ServerUnavailable, "MQTT exchange missing");
     };
@@ -219,6 +226,15 @@ async fn connect(
     } else {
         c.client_id.clone()
     };
+    let (authz, slots) =
+        match super::authz::admit(server, &vhost, &authenticated.name, &client_id, version) {
+            Ok(admitted) => admitted,
+            Err(code) => {
+                // Logged by `admit`.
+                send_packet(out, &Packet::ConnAck(ConnAck::new(code)), version);
+                return None;
+            }
+        };
     let registry = &server.mqtt.registry;
     let (session, existed, permit) = loop {
         let (session, existed) =
@@ -273,6 +289,8 @@ async fn connect(
         blocked: false,
         publishing: None,
         _lease: permit,
+        authz,
+        _slots: slots,
         user: Arc::from(authenticated.name.as_str()),
         access_generation: server.broker.access().generation(),
     };
@@ -610,6 +628,10 @@ impl Conn {
             End::Disconnect { with_will: false } => None,
             _ => self.will.take(),
         };
+        // The will is a PUBLISH: it needs the same permissions (RabbitMQ checks them too).
+        self.refresh_authz();
+        let will = will
+            .filter(|w| super::authz::check_publish(&self.authz, &self.exchange, &w.topic).is_ok());
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
             let (vhost, exchange, stats) = (

@@ -1,5 +1,6 @@
 //! What an MQTT connection does with each packet after CONNECT.
 
+use super::authz::SubscribeCheck;
 use super::connection::{Conn, End};
 use super::session::{Inflight, Subscription};
 use super::{convert, topic, Stats};
@@ -141,7 +142,7 @@ impl Conn {
                     self.send(&Packet::PubComp(comp));
                 }
             }
-            Packet::Subscribe(s) => self.subscribe(s),
+            Packet::Subscribe(s) => self.subscribe(s)?,
             Packet::Unsubscribe(u) => self.unsubscribe(u),
             Packet::PingReq => self.send(&Packet::PingResp),
             Packet::Disconnect(d) => {
@@ -197,6 +198,9 @@ impl Conn {
                 return Err(End::Abnormal);
             }
         };
+        if self.check_publish(&topic_name).is_err() {
+            return self.refuse_publish(p.qos, p.packet_id);
+        }
         // The PUBREC must wait until the packet id is in the store (persistent session).
         let mut id_to_write = false;
         if p.qos == QoS::ExactlyOnce {
@@ -260,6 +264,37 @@ impl Conn {
         Ok(())
     }
 
+    /// A PUBLISH the permissions refuse (logged by `authz.rs`): the connection closes, or,
+    /// with `mqtt_disconnect_on_unauthorized` off, it is dropped with reason 0x87 for QoS 1/2
+    /// (rabbit_mqtt_processor `publish_to_queues_with_checks`; QoS 2 gets a PUBREC, which
+    /// ends the exchange when its reason is an error [MQTT-4.3.3]).
+    fn refuse_publish(&mut self, qos: QoS, packet_id: Option<u16>) -> Result<(), End> {
+        if self.disconnect_on_unauthorized() {
+            self.disconnect(ReasonCode::NotAuthorized);
+            return Err(End::Abnormal);
+        }
+        let ack = match (qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                let mut a = PubAck::new(id);
+                a.reason = ReasonCode::NotAuthorized;
+                Packet::PubAck(a)
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let mut r = PubRec::new(id);
+                r.reason = ReasonCode::NotAuthorized;
+                Packet::PubRec(r)
+            }
+            _ => return Ok(()),
+        };
+        // In order behind acknowledgements still waiting for the store.
+        if self.acks_waiting() == 0 {
+            self.send(&ack);
+        } else {
+            self.publishing().pending_acks.push_back((0, ack));
+        }
+        Ok(())
+    }
+
     /// Whether the client has as many QoS 1/2 PUBLISHes unacknowledged as the Receive Maximum
     /// allows [MQTT-3.3.4-9]: QoS 2 ids awaiting PUBREL (`inbound_qos2`) plus the PUBACK and
     /// PUBCOMP still waiting here (a waiting PUBREC's id is already in `inbound_qos2`).
@@ -277,8 +312,9 @@ impl Conn {
         inbound_qos2 + waiting >= max
     }
 
-    fn subscribe(&mut self, s: Subscribe) {
+    fn subscribe(&mut self, s: Subscribe) -> Result<(), End> {
         let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut unauthorized = false;
         let mut retained = Vec::new();
         for (filter, options) in s.filters {
             let key = filter.as_str().to_string();
@@ -299,6 +335,18 @@ impl Conn {
                 continue;
             }
             let pattern = topic::to_binding_pattern(&match_filter);
+            let (queue_name, queue_exists) =
+                self.subscription_queue_name(group.as_deref(), &match_filter);
+            let check = SubscribeCheck {
+                queue: &queue_name,
+                queue_exists,
+                pattern: &pattern,
+            };
+            if let Err(code) = self.check_subscribe(&check) {
+                unauthorized |= code == ReasonCode::NotAuthorized;
+                reasons.push(code);
+                continue;
+            }
             let Some(queue) = self.subscription_queue(group.as_deref(), &match_filter) else {
                 reasons.push(ReasonCode::UnspecifiedError);
                 continue;
@@ -362,8 +410,35 @@ impl Conn {
             properties: Default::default(),
             reasons,
         }));
+        if unauthorized && self.disconnect_on_unauthorized() {
+            // After the SUBACK, and without the retained messages (rabbit_mqtt_processor
+            // SUBSCRIBE with disconnect_on_unauthorized).
+            self.disconnect(ReasonCode::NotAuthorized);
+            return Err(End::Abnormal);
+        }
         for (m, granted, id) in retained {
             self.send_retained(&m, granted, id);
+        }
+        Ok(())
+    }
+
+    /// The queue a subscription would bind, and whether it exists already.
+    fn subscription_queue_name(&self, group: Option<&str>, filter: &str) -> (String, bool) {
+        if group.is_none() {
+            if let Some(q) = self.session.core.lock().queue.as_ref() {
+                return (q.name().to_string(), true);
+            }
+        }
+        let name = self.new_queue_name(group, filter);
+        let exists = self.vhost.queue(&name).is_ok();
+        (name, exists)
+    }
+
+    /// The name of a shared group's queue, or of the session's own.
+    fn new_queue_name(&self, group: Option<&str>, filter: &str) -> String {
+        match group {
+            Some(group) => format!("mqtt-shared-{group}-{filter}"),
+            None => format!("mqtt-session-{}", self.session.client_id),
         }
     }
 
@@ -376,7 +451,7 @@ impl Conn {
     ) -> Option<Arc<pigeon_broker::Queue>> {
         let config = &self.server.config;
         if let Some(group) = group {
-            let name = format!("mqtt-shared-{group}-{filter}");
+            let name = self.new_queue_name(Some(group), filter);
             let options = QueueOptions {
                 auto_delete: true,
                 arguments: max_length(config.mqtt_max_queued_messages),
@@ -391,7 +466,7 @@ impl Conn {
         if let Some(q) = self.session.core.lock().queue.clone() {
             return Some(q);
         }
-        let name = format!("mqtt-session-{}", self.session.client_id);
+        let name = self.new_queue_name(None, filter);
         // A persistent session's queue is durable: its QoS 1/2 messages survive a restart.
         let persistent = self.session.core.lock().expiry != 0;
         let options = QueueOptions {
@@ -469,6 +544,14 @@ impl Conn {
                 reasons.push(ReasonCode::NoSubscriptionExisted);
                 continue;
             };
+            // Removing the binding needs what making it did (rabbit_mqtt_processor
+            // `binding_action_with_checks`); a refusal keeps the subscription.
+            self.refresh_authz();
+            if sub.group.is_none() && self.check_binding(sub.queue.name(), &sub.pattern).is_err() {
+                self.session.core.lock().subscriptions.push(sub);
+                reasons.push(ReasonCode::NotAuthorized);
+                continue;
+            }
             if sub.group.is_some() {
                 // The group's queue and its binding belong to every member: leaving removes
                 // only this session's consumer (the last one out deletes the auto-delete queue,

@@ -23,6 +23,7 @@ pub(super) enum Refused {
 pub(super) fn login(
     c: &Connect,
     peer: SocketAddr,
+    tls: Option<&crate::transport::TlsInfo>,
     server: &ServerState,
 ) -> Result<(AuthenticatedUser, Arc<VHost>), Refused> {
     // User name `vhost:user` picks a vhost (as RabbitMQ's MQTT plugin); no user name is the
@@ -34,7 +35,17 @@ pub(super) fn login(
         },
         None => ("/", None),
     };
+    // mqtt.ssl_cert_login: no user name and no password, but a verified certificate
+    // (`cert_login.rs`); credentials, when sent, take priority (as RabbitMQ's `creds/3`).
+    let config = &server.config;
+    let cert_user = (config.mqtt_ssl_cert_login && c.username.is_none() && c.password.is_none())
+        .then(|| crate::cert_login::user_name(tls, config.ssl_cert_login_from))
+        .flatten();
     let authenticated = match user {
+        None if cert_user.is_some() => {
+            let name = cert_user.as_deref().unwrap_or_default();
+            server.auth.authenticate_external(name, peer.ip())
+        }
         None if !(server.config.mqtt_allow_anonymous && peer.ip().to_canonical().is_loopback()) => {
             return Err(Refused::Other(
                 ReasonCode::NotAuthorized,

@@ -1,12 +1,14 @@
 //! The MQTT adapter: 3.1, 3.1.1 and 5.0 on one listener, mapped onto the broker core.
 //!
 //! `connection.rs` runs the connection (CONNECT, keep-alive, takeover, will, the end of a
-//! connection) over `io.rs` (the socket); `handlers.rs` handles PUBLISH, the acknowledgements and
-//! (UN)SUBSCRIBE; `login.rs` checks who the client is and which vhost it gets; `session.rs` is
-//! what outlives a connection and the registry of sessions; `sink.rs` delivers
+//! connection) over `io.rs` (the socket); `handlers.rs` handles PUBLISH, the acknowledgements
+//! and (UN)SUBSCRIBE; `login.rs` checks who the client is and which vhost it gets;
+//! `session.rs` is what outlives a connection and the registry of sessions; `sink.rs` delivers
 //! queued messages to a session; `topic.rs` maps MQTT topics onto the topic exchange;
-//! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics.
+//! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics;
+//! `authz.rs` checks permissions and limits.
 
+mod authz;
 mod connection;
 mod convert;
 mod flow;

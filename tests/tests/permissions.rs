@@ -1,0 +1,563 @@
+//! Permissions over AMQP 0-9-1, one test per row of RabbitMQ's access-control table
+//! (docs/security.md, "Permissions"): each test does the operation once where the user's
+//! patterns allow it and once where they do not, checks the 403 ACCESS_REFUSED with
+//! RabbitMQ's text, and that the refusal closed only the channel.
+
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
+
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeBindOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, ExchangeKind};
+use pigeon_tests::access::{
+    access, assert_connection_usable, assert_refused, broker_with, connect_user, perm,
+    user_channel, PASSWORD, USER,
+};
+use pigeon_tests::lapin_support as lp;
+use pigeon_tests::reply::NOT_ALLOWED;
+use pigeon_tests::{within, TestBroker};
+
+/// A guest channel, to set up what the restricted user then uses.
+async fn admin(broker: &TestBroker) -> (lapin::Connection, Channel) {
+    lp::connect_channel(broker).await
+}
+
+fn refused(what: &str, kind: &str, name: &str) -> String {
+    format!("{what} access to {kind} '{name}' in vhost '/' refused for user '{USER}'")
+}
+
+async fn declare_x(ch: &Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+    lp::declare_exchange(ch, name, ExchangeKind::Direct, Default::default(), args).await
+}
+
+async fn declare_q(
+    ch: &Channel,
+    name: &str,
+    options: QueueDeclareOptions,
+) -> lapin::Result<lapin::Queue> {
+    within(
+        "queue.declare-ok",
+        ch.queue_declare(name.into(), options, FieldTable::default()),
+    )
+    .await
+}
+
+/// Publishes on a confirm-mode channel: Ok once confirmed when the publish was allowed, the
+/// channel's close error when it was refused.
+async fn publish_then_sync(ch: &Channel, exchange: &str, key: &str) -> lapin::Result<()> {
+    let confirm = ch
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            b"m",
+            BasicProperties::default(),
+        )
+        .await?;
+    within("the confirm, or the channel's close", confirm)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_open_needs_a_permission_in_the_vhost() {
+    let Some(broker) = broker_with(perm(".*", ".*", ".*")).await else {
+        return;
+    };
+    connect_user(&broker).await;
+    access(&broker).clear_permission(USER, "/");
+    let error = lp::connect_url(&broker.url_as(USER, PASSWORD))
+        .await
+        .expect_err("no permission in / refuses connection.open");
+    assert_eq!(lp::reply_code(&error), Some(NOT_ALLOWED), "{error:?}");
+    assert!(
+        format!("{error:?}").contains("access to vhost '/' refused for user 'alice'"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_declare_needs_configure_on_the_exchange() {
+    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
+        return;
+    };
+    let (conn, ch) = user_channel(&broker).await;
+    declare_x(&ch, "mine-x", FieldTable::default())
+        .await
+        .unwrap();
+    assert_refused(
+        declare_x(&ch, "other-x", FieldTable::default()).await,
+        &refused("configure", "exchange", "other-x"),
+    );
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_exchange_declare_needs_any_permission() {
+    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    declare_x(&admin, "readable-x", FieldTable::default())
+        .await
+        .unwrap();
+    declare_x(&admin, "hidden-x", FieldTable::default())
+        .await
+        .unwrap();
+    let (conn, ch) = user_channel(&broker).await;
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    lp::declare_exchange(
+        &ch,
+        "readable-x",
+        ExchangeKind::Direct,
+        passive,
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    assert_refused(
+        lp::declare_exchange(
+            &ch,
+            "hidden-x",
+            ExchangeKind::Direct,
+            passive,
+            FieldTable::default(),
+        )
+        .await,
+        &refused("configure", "exchange", "hidden-x"),
+    );
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_declare_with_an_alternate_exchange_needs_write_on_it() {
+    let Some(broker) = broker_with(perm(".*", "^ae-ok$", ".*")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    declare_x(&admin, "ae-ok", FieldTable::default())
+        .await
+        .unwrap();
+    declare_x(&admin, "ae-no", FieldTable::default())
+        .await
+        .unwrap();
+    let (conn, ch) = user_channel(&broker).await;
+    let ae = |name: &str| lp::table(&[("alternate-exchange", lp::text(name))]);
+    declare_x(&ch, "with-ae-1", ae("ae-ok")).await.unwrap();
+    assert_refused(
+        declare_x(&ch, "with-ae-2", ae("ae-no")).await,
+        &refused("write", "exchange", "ae-no"),
+    );
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_delete_needs_configure() {
+    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    declare_x(&admin, "mine-x", FieldTable::default())
+        .await
+        .unwrap();
+    declare_x(&admin, "theirs-x", FieldTable::default())
+        .await
+        .unwrap();
+    let (conn, ch) = user_channel(&broker).await;
+    let delete = |name: &'static str| {
+        let ch = ch.clone();
+        async move {
+            within(
+                "exchange.delete-ok",
+                ch.exchange_delete(name.into(), ExchangeDeleteOptions::default()),
+            )
+            .await
+        }
+    };
+    delete("mine-x").await.unwrap();
+    assert_refused(
+        delete("theirs-x").await,
+        &refused("configure", "exchange", "theirs-x"),
+    );
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_declare_needs_configure_on_the_queue() {
+    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
+        return;
+    };
+    let (conn, ch) = user_channel(&broker).await;
+    declare_q(&ch, "mine-q", QueueDeclareOptions::default())
+        .await
+        .unwrap();
+    assert_refused(
+        declare_q(&ch, "other-q", QueueDeclareOptions::default()).await,
+        &refused("configure", "queue", "other-q"),
+    );
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_named_queue_is_checked_under_its_generated_name() {
+    let Some(broker) = broker_with(perm("^amq\\.gen-", ".*", ".*")).await else {
+        return;
+    };
+    let (conn, ch) = user_channel(&broker).await;
+    let q = declare_q(&ch, "", QueueDeclareOptions::exclusive())
+        .await
+        .unwrap();
+    assert!(q.name().as_str().starts_with("amq.gen-"));
+    access(&broker).set_permission(USER, "/", perm("^mine-", ".*", ".*"));
+    let result = declare_q(&ch, "", QueueDeclareOptions::exclusive()).await;
+    assert_refused(result, "configure access to queue 'amq.gen-");
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_queue_declare_needs_any_permission() {
+    let Some(broker) = broker_with(perm("", "^writable-", "")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    lp::declare(&admin, "writable-q", QueueDeclareOptions::default()).await;
+    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
+    let (conn, ch) = user_channel(&broker).await;
+    let passive = QueueDeclareOptions::default().passive();
+    declare_q(&ch, "writable-q", passive).await.unwrap();
+    assert_refused(
+        declare_q(&ch, "hidden-q", passive).await,
+        &refused("configure", "queue", "hidden-q"),
+    );
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_declare_with_a_dead_letter_exchange_needs_write_on_it_and_read_on_the_queue() {
+    let Some(broker) = broker_with(perm(".*", "^dlx-ok$", "^readable-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    declare_x(&admin, "dlx-ok", FieldTable::default())
+        .await
+        .unwrap();
+    declare_x(&admin, "dlx-no", FieldTable::default())
+        .await
+        .unwrap();
+    let (conn, ch) = user_channel(&broker).await;
+    let dlx = |name: &str| lp::table(&[("x-dead-letter-exchange", lp::text(name))]);
+    let declare = |name: &'static str, args: FieldTable| {
+        let ch = ch.clone();
+        async move {
+            within(
+                "queue.declare-ok",
+                ch.queue_declare(name.into(), QueueDeclareOptions::default(), args),
+            )
+            .await
+        }
+    };
+    declare("readable-1", dlx("dlx-ok")).await.unwrap();
+    assert_refused(
+        declare("readable-2", dlx("dlx-no")).await,
+        &refused("write", "exchange", "dlx-no"),
+    );
+    let ch = lp::open_channel(&conn).await;
+    let unreadable = within(
+        "queue.declare-ok",
+        ch.queue_declare(
+            "unreadable-q".into(),
+            QueueDeclareOptions::default(),
+            dlx("dlx-ok"),
+        ),
+    )
+    .await;
+    assert_refused(unreadable, &refused("read", "queue", "unreadable-q"));
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_delete_needs_configure() {
+    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    lp::declare(&admin, "mine-q", QueueDeclareOptions::default()).await;
+    lp::declare(&admin, "theirs-q", QueueDeclareOptions::default()).await;
+    let (conn, ch) = user_channel(&broker).await;
+    within(
+        "queue.delete-ok",
+        ch.queue_delete("mine-q".into(), QueueDeleteOptions::default()),
+    )
+    .await
+    .unwrap();
+    let result = within(
+        "queue.delete-ok",
+        ch.queue_delete("theirs-q".into(), QueueDeleteOptions::default()),
+    )
+    .await;
+    assert_refused(result, &refused("configure", "queue", "theirs-q"));
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_purge_needs_read() {
+    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
+    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
+    let (conn, ch) = user_channel(&broker).await;
+    let purge = |name: &'static str| {
+        let ch = ch.clone();
+        async move {
+            within(
+                "queue.purge-ok",
+                ch.queue_purge(name.into(), QueuePurgeOptions::default()),
+            )
+            .await
+        }
+    };
+    purge("readable-q").await.unwrap();
+    assert_refused(
+        purge("hidden-q").await,
+        &refused("read", "queue", "hidden-q"),
+    );
+    assert_connection_usable(&conn).await;
+}
+
+/// queue.bind and queue.unbind: write on the queue, read on the exchange.
+async fn queue_binding_row(unbind: bool) {
+    let Some(broker) = broker_with(perm("", "^w-", "^r-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    for q in ["w-q", "other-q"] {
+        lp::declare(&admin, q, QueueDeclareOptions::default()).await;
+    }
+    for x in ["r-x", "other-x"] {
+        declare_x(&admin, x, FieldTable::default()).await.unwrap();
+        for q in ["w-q", "other-q"] {
+            lp::bind(&admin, q, x, "k", FieldTable::default()).await;
+        }
+    }
+    let conn = connect_user(&broker).await;
+    let conn = &conn;
+    let op = |q: &'static str, x: &'static str| async move {
+        let ch = lp::open_channel(conn).await;
+        if unbind {
+            let f = ch.queue_unbind(q.into(), x.into(), "k".into(), FieldTable::default());
+            within("queue.unbind-ok", f).await
+        } else {
+            let f = ch.queue_bind(
+                q.into(),
+                x.into(),
+                "k2".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            );
+            within("queue.bind-ok", f).await
+        }
+    };
+    op("w-q", "r-x").await.unwrap();
+    assert_refused(
+        op("other-q", "r-x").await,
+        &refused("write", "queue", "other-q"),
+    );
+    assert_refused(
+        op("w-q", "other-x").await,
+        &refused("read", "exchange", "other-x"),
+    );
+    assert_connection_usable(conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_bind_needs_write_on_the_queue_and_read_on_the_exchange() {
+    queue_binding_row(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_unbind_needs_write_on_the_queue_and_read_on_the_exchange() {
+    queue_binding_row(true).await;
+}
+
+/// exchange.bind and exchange.unbind: write on the destination, read on the source.
+async fn exchange_binding_row(unbind: bool) {
+    let Some(broker) = broker_with(perm("", "^w-", "^r-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    for x in ["w-dest", "other-dest", "r-src", "other-src"] {
+        declare_x(&admin, x, FieldTable::default()).await.unwrap();
+    }
+    for (d, s) in [
+        ("w-dest", "r-src"),
+        ("other-dest", "r-src"),
+        ("w-dest", "other-src"),
+    ] {
+        let f = admin.exchange_bind(
+            d.into(),
+            s.into(),
+            "k".into(),
+            ExchangeBindOptions::default(),
+            FieldTable::default(),
+        );
+        within("exchange.bind-ok", f).await.unwrap();
+    }
+    let conn = connect_user(&broker).await;
+    let conn = &conn;
+    let op = |d: &'static str, s: &'static str| async move {
+        let ch = lp::open_channel(conn).await;
+        if unbind {
+            let f = ch.exchange_unbind(
+                d.into(),
+                s.into(),
+                "k".into(),
+                ExchangeUnbindOptions::default(),
+                FieldTable::default(),
+            );
+            within("exchange.unbind-ok", f).await
+        } else {
+            let f = ch.exchange_bind(
+                d.into(),
+                s.into(),
+                "k2".into(),
+                ExchangeBindOptions::default(),
+                FieldTable::default(),
+            );
+            within("exchange.bind-ok", f).await
+        }
+    };
+    op("w-dest", "r-src").await.unwrap();
+    assert_refused(
+        op("other-dest", "r-src").await,
+        &refused("write", "exchange", "other-dest"),
+    );
+    assert_refused(
+        op("w-dest", "other-src").await,
+        &refused("read", "exchange", "other-src"),
+    );
+    assert_connection_usable(conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_bind_needs_write_on_the_destination_and_read_on_the_source() {
+    exchange_binding_row(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_unbind_needs_write_on_the_destination_and_read_on_the_source() {
+    exchange_binding_row(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_publish_needs_write_on_the_exchange_and_the_default_one_is_amq_default() {
+    let Some(broker) = broker_with(perm("", "^amq\\.default$", "")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    lp::declare(&admin, "target-q", QueueDeclareOptions::default()).await;
+    declare_x(&admin, "closed-x", FieldTable::default())
+        .await
+        .unwrap();
+    let conn = connect_user(&broker).await;
+    let ch = lp::confirm_channel(&conn).await;
+    // Repeated publishes to one exchange (the cached path), then another exchange.
+    for _ in 0..3 {
+        publish_then_sync(&ch, "", "target-q").await.unwrap();
+    }
+    assert_eq!(lp::message_count(&admin, "target-q").await, 3);
+    assert_refused(
+        publish_then_sync(&ch, "closed-x", "k").await,
+        &refused("write", "exchange", "closed-x"),
+    );
+    assert_connection_usable(&conn).await;
+    // The default exchange itself, refused under its checked name.
+    access(&broker).set_permission(USER, "/", perm("", "^closed-x$", ""));
+    let ch = lp::confirm_channel(&conn).await;
+    assert_refused(
+        publish_then_sync(&ch, "", "target-q").await,
+        &refused("write", "exchange", "amq.default"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_consume_needs_read_on_the_queue() {
+    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
+    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
+    let (conn, ch) = user_channel(&broker).await;
+    let consume = |q: &'static str| {
+        let ch = ch.clone();
+        async move {
+            within(
+                "basic.consume-ok",
+                ch.basic_consume(
+                    q.into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await
+        }
+    };
+    consume("readable-q").await.unwrap();
+    assert_refused(
+        consume("hidden-q").await,
+        &refused("read", "queue", "hidden-q"),
+    );
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_get_needs_read_on_the_queue() {
+    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
+    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
+    let (conn, ch) = user_channel(&broker).await;
+    let get = |q: &'static str| {
+        let ch = ch.clone();
+        async move {
+            within(
+                "basic.get",
+                ch.basic_get(q.into(), BasicGetOptions::default()),
+            )
+            .await
+        }
+    };
+    assert!(get("readable-q").await.unwrap().is_none());
+    assert_refused(get("hidden-q").await, &refused("read", "queue", "hidden-q"));
+    assert_connection_usable(&conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_change_applies_to_the_next_operation_of_an_open_channel() {
+    let Some(broker) = broker_with(perm(".*", ".*", ".*")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    lp::declare(&admin, "target-q", QueueDeclareOptions::default()).await;
+    let conn = connect_user(&broker).await;
+    let ch = lp::confirm_channel(&conn).await;
+    publish_then_sync(&ch, "", "target-q").await.unwrap();
+    // Revoked while the channel is open (and its last exchange is cached).
+    access(&broker).set_permission(USER, "/", perm(".*", "^nothing$", ".*"));
+    assert_refused(
+        publish_then_sync(&ch, "", "target-q").await,
+        &refused("write", "exchange", "amq.default"),
+    );
+    assert_connection_usable(&conn).await;
+}

@@ -14,6 +14,7 @@ mod mqtt;
 mod outbound;
 mod policy;
 mod readbuf;
+pub mod ws;
 
 pub use config::{PolicyConfig, PolicyValue, ServerConfig, UserConfig};
 

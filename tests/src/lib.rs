@@ -22,6 +22,7 @@ pub mod lapin_support;
 pub mod mqtt_support;
 pub mod raw;
 pub mod restart;
+pub mod tls_support;
 
 pub use restart::DataDir;
 

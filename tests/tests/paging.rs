@@ -649,7 +649,7 @@ async fn measure_resident_memory_and_recovery_of_a_long_queue() {
     let config = ServerConfig {
         data_dir: Some(tmp.path().to_path_buf()),
         fsync: true,
-        mqtt_listen: None,
+        mqtt_listen: pigeon_server::Listen::none(),
         ..ServerConfig::for_tests()
     };
     let Some(broker) = TestBroker::start_with(config.clone()).await else {

@@ -41,13 +41,24 @@ pub struct ServeArgs {
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Address the AMQP listener binds to, e.g. 127.0.0.1:5672 (overrides `server.amqp_listen`).
-    #[arg(long, value_name = "ADDR")]
-    pub amqp_listen: Option<SocketAddr>,
+    /// Addresses the AMQP listener binds to, e.g. 127.0.0.1:5672, comma-separated or repeated
+    /// (overrides `server.amqp_listen`).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub amqp_listen: Option<Vec<SocketAddr>>,
 
-    /// Address the MQTT listener binds to, e.g. 127.0.0.1:1883 (overrides `server.mqtt_listen`).
-    #[arg(long, value_name = "ADDR")]
-    pub mqtt_listen: Option<SocketAddr>,
+    /// Addresses the MQTT listener binds to, e.g. 127.0.0.1:1883 (overrides `server.mqtt_listen`).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub mqtt_listen: Option<Vec<SocketAddr>>,
+
+    /// Addresses the AMQP-over-TLS listener binds to, e.g. 0.0.0.0:5671 (overrides
+    /// `server.amqps_listen`; needs the `[tls]` table).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub amqps_listen: Option<Vec<SocketAddr>>,
+
+    /// Addresses the MQTT-over-TLS listener binds to, e.g. 0.0.0.0:8883 (overrides
+    /// `server.mqtts_listen`; needs the `[tls]` table).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub mqtts_listen: Option<Vec<SocketAddr>>,
 }
 
 impl Cli {
@@ -61,16 +72,20 @@ impl Cli {
                 config: args.config.or(top.config),
                 amqp_listen: args.amqp_listen.or(top.amqp_listen),
                 mqtt_listen: args.mqtt_listen.or(top.mqtt_listen),
+                amqps_listen: args.amqps_listen.or(top.amqps_listen),
+                mqtts_listen: args.mqtts_listen.or(top.mqtts_listen),
             })),
             Some(Command::Bench(_))
                 if top.config.is_some()
                     || top.amqp_listen.is_some()
-                    || top.mqtt_listen.is_some() =>
+                    || top.mqtt_listen.is_some()
+                    || top.amqps_listen.is_some()
+                    || top.mqtts_listen.is_some() =>
             {
                 use clap::CommandFactory;
                 Err(Cli::command().error(
                     clap::error::ErrorKind::ArgumentConflict,
-                    "--config, --amqp-listen and --mqtt-listen belong to `serve`, not `bench`",
+                    "--config and the --*-listen flags belong to `serve`, not `bench`",
                 ))
             }
             Some(command) => Ok(command),
@@ -93,9 +108,23 @@ mod tests {
         };
         assert_eq!(
             serve.amqp_listen,
-            Some("127.0.0.1:5680".parse().expect("addr"))
+            Some(vec!["127.0.0.1:5680".parse().expect("addr")])
         );
         assert_eq!(serve.config, None);
+    }
+
+    #[test]
+    fn a_listener_takes_several_addresses() {
+        let Ok(Command::Serve(serve)) = parse(&[
+            "--amqp-listen",
+            "[::1]:5672,127.0.0.1:5672",
+            "--amqps-listen",
+            "127.0.0.1:5671",
+        ]) else {
+            panic!("expected serve");
+        };
+        assert_eq!(serve.amqp_listen.map(|a| a.len()), Some(2));
+        assert_eq!(serve.amqps_listen.map(|a| a.len()), Some(1));
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! log = "info"              # used when neither --log nor RUST_LOG is given
 //!
 //! [server]                  # pigeon_server::ServerConfig, key for key
-//! amqp_listen = "0.0.0.0:5672"
+//! amqp_listen = ["[::]:5672", "0.0.0.0:5672"]   # or one address, or a port, or [] (off)
 //! heartbeat = 60
+//!
+//! [tls]                     # pigeon_server::TlsConfig (also accepted as [server.tls])
+//! certfile = "/etc/pigeon/server.pem"
+//! keyfile = "/etc/pigeon/server.key"
 //!
 //! [[server.users]]
 //! name = "guest"
@@ -18,7 +22,7 @@
 //! it. docs/configuration.md lists every key.
 
 use anyhow::{bail, Context};
-use pigeon_server::ServerConfig;
+use pigeon_server::{ServerConfig, TlsConfig};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
@@ -34,6 +38,8 @@ pub struct Config {
     pub log: Option<String>,
     /// Listeners, protocol limits and users.
     pub server: ServerConfig,
+    /// The TLS listeners' certificate and client checks (moved into `server.tls` on load).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -48,7 +54,13 @@ impl Config {
     /// Parses and checks a configuration from TOML text.
     pub fn parse(text: &str) -> anyhow::Result<Config> {
         // toml's error text carries the line, the column, a snippet and what was expected.
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(tls) = config.tls.take() {
+            if config.server.tls.is_some() {
+                bail!("TLS is configured twice: keep [tls] or [server.tls], not both");
+            }
+            config.server.tls = Some(tls);
+        }
         config.check()?;
         Ok(config)
     }
@@ -78,6 +90,9 @@ impl Config {
                 );
             }
         }
+        s.check_tls().map_err(|e| anyhow::anyhow!("server.{e}"))?;
+        s.check_ws_path()
+            .map_err(|e| anyhow::anyhow!("server.{e}"))?;
         let mut names = HashSet::new();
         for user in &s.users {
             if user.name.is_empty() {
@@ -124,7 +139,7 @@ password = "s3cret"
         let c = Config::parse(SAMPLE).unwrap();
         assert_eq!(c.log.as_deref(), Some("debug"));
         let s = &c.server;
-        assert_eq!(s.amqp_listen, "127.0.0.1:5680".parse().unwrap());
+        assert_eq!(s.amqp_listen.addrs(), ["127.0.0.1:5680".parse().unwrap()]);
         assert_eq!(s.frame_max, 65536);
         assert_eq!(s.channel_max, 100);
         assert_eq!(s.heartbeat, 30);
@@ -167,6 +182,66 @@ password = "s3cret"
             Config::parse("[server]\n\nheartbeat = \"60\"\n").unwrap_err()
         );
         assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn a_listener_takes_an_address_a_list_or_a_port() {
+        let c = Config::parse(
+            "[server]\namqp_listen = [\"[::1]:5680\", \"127.0.0.1:5680\"]\nmqtt_listen = []\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.amqp_listen.addrs().len(), 2);
+        assert!(
+            c.server.mqtt_listen.is_empty(),
+            "an empty list turns MQTT off"
+        );
+        let c = Config::parse("[server]\nmqtt_listen = 1884\n").unwrap();
+        assert_eq!(
+            c.server.mqtt_listen.addrs(),
+            [
+                "[::]:1884".parse().unwrap(),
+                "0.0.0.0:1884".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn the_defaults_listen_on_ipv6_and_ipv4_and_tls_is_off() {
+        let s = Config::parse("").unwrap().server;
+        assert_eq!(
+            s.amqp_listen.addrs(),
+            [
+                "[::]:5672".parse().unwrap(),
+                "0.0.0.0:5672".parse().unwrap()
+            ]
+        );
+        assert!(s.amqps_addrs().is_empty());
+        assert!(s.mqtts_addrs().is_empty());
+    }
+
+    #[test]
+    fn the_tls_table_turns_on_amqps_and_mqtts() {
+        let text = "[tls]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\ncacertfile = \"ca.pem\"\n\
+                    verify = \"verify_peer\"\nfail_if_no_peer_cert = true\n";
+        let s = Config::parse(text).unwrap().server;
+        let tls = s.tls.as_ref().unwrap();
+        assert_eq!(tls.verify, pigeon_server::TlsVerify::VerifyPeer);
+        assert!(tls.fail_if_no_peer_cert);
+        assert_eq!(s.amqps_addrs().addrs()[1], "0.0.0.0:5671".parse().unwrap());
+        assert_eq!(s.mqtts_addrs().addrs()[1], "0.0.0.0:8883".parse().unwrap());
+    }
+
+    #[test]
+    fn a_tls_listener_without_tls_is_rejected() {
+        let msg = format!(
+            "{:#}",
+            Config::parse("[server]\namqps_listen = \"0.0.0.0:5671\"\n").unwrap_err()
+        );
+        assert!(msg.contains("amqps_listen"), "{msg}");
+        assert!(
+            Config::parse("[tls]\ncertfile = \"c\"\nkeyfile = \"k\"\nverify = \"maybe\"\n")
+                .is_err()
+        );
     }
 
     #[test]

@@ -13,11 +13,17 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(addr) = args.amqp_listen {
-        config.server.amqp_listen = addr;
+    if let Some(addrs) = &args.amqp_listen {
+        config.server.amqp_listen = pigeon_server::Listen(addrs.clone());
     }
-    if let Some(addr) = args.mqtt_listen {
-        config.server.mqtt_listen = Some(addr);
+    if let Some(addrs) = &args.mqtt_listen {
+        config.server.mqtt_listen = pigeon_server::Listen(addrs.clone());
+    }
+    if let Some(addrs) = &args.amqps_listen {
+        config.server.amqps_listen = Some(pigeon_server::Listen(addrs.clone()));
+    }
+    if let Some(addrs) = &args.mqtts_listen {
+        config.server.mqtts_listen = Some(pigeon_server::Listen(addrs.clone()));
     }
     logging::init(log_flag.as_deref(), config.log.as_deref(), "info")?;
     if config.server.users.is_empty() {
@@ -27,14 +33,22 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     let server = pigeon_server::start(config.server)
         .await
         .context("cannot start the server")?;
-    let mqtt = server
-        .mqtt_addr()
-        .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let list = |kind| {
+        let addrs: Vec<String> = server.addrs(kind).map(|a| a.to_string()).collect();
+        if addrs.is_empty() {
+            "off".to_string()
+        } else {
+            addrs.join(" ")
+        }
+    };
+    use pigeon_server::ListenerKind as K;
     info!(
-        "pigeon {} listening for AMQP 0-9-1 on {}, MQTT on {}",
+        "pigeon {} listening for AMQP 0-9-1 on {}, AMQPS on {}, MQTT on {}, MQTTS on {}",
         env!("CARGO_PKG_VERSION"),
-        server.amqp_addr(),
-        mqtt
+        list(K::Amqp),
+        list(K::Amqps),
+        list(K::Mqtt),
+        list(K::Mqtts),
     );
 
     // `ServerHandle::wait` and `shutdown` both take the handle, so the process waits for a
@@ -42,7 +56,10 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     let signal = loop {
         tokio::select! {
             signal = shutdown_signal() => break signal?,
-            () = reload_signal() => reload_policies(&args, &server),
+            () = reload_signal() => {
+                reload_policies(&args, &server);
+                reload_tls(&server);
+            }
         }
     };
     info!("{signal} received: shutting down (send it again to exit at once)");
@@ -74,6 +91,21 @@ fn reload_policies(args: &ServeArgs, server: &pigeon_server::ServerHandle) {
             Err(e) => warn!("SIGHUP: {e}"),
         },
         Err(e) => warn!("SIGHUP: configuration not reloaded: {e:#}"),
+    }
+}
+
+/// SIGHUP: re-reads the TLS certificate, key and CA files (changes on disk are also picked up
+/// without a signal). A failure keeps the files in use.
+fn reload_tls(server: &pigeon_server::ServerHandle) {
+    match server.reload_tls() {
+        Ok(None) => {}
+        Ok(Some(pigeon_server::Reloaded::Changed)) => {
+            info!("SIGHUP: TLS certificate and key reloaded")
+        }
+        Ok(Some(pigeon_server::Reloaded::Unchanged)) => info!("SIGHUP: TLS files unchanged"),
+        Err(e) => tracing::error!(
+            "SIGHUP: TLS files not reloaded, the previous certificate stays in use: {e}"
+        ),
     }
 }
 

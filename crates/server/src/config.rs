@@ -7,6 +7,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::listen::Listen;
+pub use crate::tls::{TlsConfig, TlsVerify};
+
 /// A user allowed to log in. Passwords are compared in constant time.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct UserConfig {
@@ -23,8 +26,12 @@ pub struct UserConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Where the AMQP 0-9-1 listener binds. `127.0.0.1:0` picks an ephemeral port.
-    pub amqp_listen: SocketAddr,
+    /// Where the AMQP 0-9-1 listener binds: one address, a list, or a port (both `[::]` and
+    /// `0.0.0.0`); an empty list turns it off. `127.0.0.1:0` picks an ephemeral port.
+    pub amqp_listen: Listen,
+    /// Where AMQP 0-9-1 over TLS binds (needs `tls`). Unset: `[::]:5671` and `0.0.0.0:5671`
+    /// when `tls` is configured, off otherwise.
+    pub amqps_listen: Option<Listen>,
     /// Largest frame the server accepts and offers in `connection.tune` (bytes, >= 4096).
     pub frame_max: u32,
     /// Highest channel number a client may open (offered in `connection.tune`).
@@ -40,8 +47,22 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Users that may log in.
     pub users: Vec<UserConfig>,
-    /// Where the MQTT listener (3.1, 3.1.1 and 5.0 on one port) binds; `None` disables MQTT.
-    pub mqtt_listen: Option<SocketAddr>,
+    /// Where the MQTT listener (3.1, 3.1.1 and 5.0 on one port) binds (as `amqp_listen`); an
+    /// empty list disables it.
+    pub mqtt_listen: Listen,
+    /// Where MQTT over TLS binds (needs `tls`). Unset: `[::]:8883` and `0.0.0.0:8883` when
+    /// `tls` is configured, off otherwise.
+    pub mqtts_listen: Option<Listen>,
+    /// Where MQTT over WebSocket binds (off by default).
+    pub mqtt_ws_listen: Listen,
+    /// Where MQTT over secure WebSocket binds (needs `tls`; off by default).
+    pub mqtt_wss_listen: Listen,
+    /// The HTTP path of the MQTT WebSocket endpoint on both WebSocket listeners (`/mqtt`, as
+    /// mqtt.js and Paho expect; RabbitMQ's Web MQTT uses `/ws`). Other paths get 404.
+    pub mqtt_ws_path: String,
+    /// The server certificate and the client certificate checks of every TLS listener;
+    /// `None`: no TLS listener.
+    pub tls: Option<TlsConfig>,
     /// The exchange MQTT publishes go through and subscriptions bind to.
     pub mqtt_exchange: String,
     /// Largest MQTT packet accepted (and announced to 5.0 clients), in bytes.
@@ -136,7 +157,8 @@ fn default_apply_to() -> String {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            amqp_listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            amqp_listen: Listen::all_interfaces(5672),
+            amqps_listen: None,
             frame_max: 131_072,
             channel_max: 2047,
             heartbeat: 60,
@@ -148,7 +170,12 @@ impl Default for ServerConfig {
                 password: "guest".into(),
                 loopback_only: true,
             }],
-            mqtt_listen: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
+            mqtt_listen: Listen::all_interfaces(1883),
+            mqtts_listen: None,
+            mqtt_ws_listen: Listen::none(),
+            mqtt_wss_listen: Listen::none(),
+            mqtt_ws_path: "/mqtt".into(),
+            tls: None,
             mqtt_exchange: "amq.topic".into(),
             mqtt_max_packet_size: 16 * 1024 * 1024,
             mqtt_topic_alias_maximum: 64,
@@ -171,15 +198,70 @@ impl Default for ServerConfig {
     }
 }
 
+/// AMQP over TLS, RabbitMQ's and IANA's port.
+pub const AMQPS_PORT: u16 = 5671;
+/// MQTT over TLS, IANA's port.
+pub const MQTTS_PORT: u16 = 8883;
+
 impl ServerConfig {
+    /// The AMQPS listener's addresses: as configured, or the default when `tls` is set.
+    pub fn amqps_addrs(&self) -> Listen {
+        tls_default(&self.amqps_listen, self.tls.is_some(), AMQPS_PORT)
+    }
+
+    /// The MQTTS listener's addresses: as configured, or the default when `tls` is set.
+    pub fn mqtts_addrs(&self) -> Listen {
+        tls_default(&self.mqtts_listen, self.tls.is_some(), MQTTS_PORT)
+    }
+
+    /// Rejects TLS listeners without a `tls` table (checked again by `start`).
+    pub fn check_tls(&self) -> Result<(), String> {
+        if self.tls.is_some() {
+            return Ok(());
+        }
+        for (key, listen) in [
+            ("amqps_listen", &self.amqps_addrs()),
+            ("mqtts_listen", &self.mqtts_addrs()),
+            ("mqtt_wss_listen", &self.mqtt_wss_listen),
+        ] {
+            if !listen.is_empty() {
+                return Err(format!(
+                    "{key} needs a [tls] table with certfile and keyfile"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rejects a WebSocket path that no request can match.
+    pub fn check_ws_path(&self) -> Result<(), String> {
+        let path = &self.mqtt_ws_path;
+        if !path.starts_with('/') || path.contains(['?', '#']) || path.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "mqtt_ws_path = {path:?} must be an HTTP path such as \"/mqtt\" (a leading /, no query, no spaces)"
+            ));
+        }
+        Ok(())
+    }
+
     /// A configuration for tests: loopback, ephemeral ports, memory only, defaults otherwise.
+    /// TLS is off; a test that sets `tls` sets `amqps_listen` / `mqtts_listen` too, or they
+    /// bind the default ports (5671, 8883) on every interface.
     pub fn for_tests() -> Self {
         ServerConfig {
-            amqp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            mqtt_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            amqp_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
+            mqtt_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: None,
             ..ServerConfig::default()
         }
+    }
+}
+
+fn tls_default(listen: &Option<Listen>, tls: bool, port: u16) -> Listen {
+    match listen {
+        Some(l) => l.clone(),
+        None if tls => Listen::all_interfaces(port),
+        None => Listen::none(),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Pigeon's network server: listeners and the protocol adapters onto the broker core.
 //!
-//! [`start`] binds the listeners (AMQP 0-9-1, MQTT) and returns a [`ServerHandle`]. Every accepted socket gets one
-//! task that reads frames and drives the protocol state machine (`amqp/connection.rs`), and one
-//! writer task that drains the connection's outbound buffer (`outbound.rs`), whatever the protocol.
+//! [`start`] binds the listeners (`listen.rs`: AMQP 0-9-1 and MQTT, each over TCP and TLS,
+//! MQTT also over WebSocket) and returns a [`ServerHandle`]. Every accepted socket gets one
+//! task: the TLS handshake (`tls.rs`) if any, then the protocol's state machine
+//! (`amqp/connection.rs`, `mqtt/connection.rs`) over a [`transport::Transport`]. An AMQP
+//! connection has a second task, the writer draining its outbound buffer (`outbound.rs`).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -10,13 +12,20 @@ mod alarm;
 mod amqp;
 mod auth;
 pub mod config;
+pub mod listen;
 mod mqtt;
 mod outbound;
 mod policy;
 mod readbuf;
+pub mod tls;
+pub mod transport;
 pub mod ws;
 
-pub use config::{PolicyConfig, PolicyValue, ServerConfig, UserConfig};
+pub use config::{
+    Listen, PolicyConfig, PolicyValue, ServerConfig, TlsConfig, TlsVerify, UserConfig,
+};
+pub use listen::Kind as ListenerKind;
+pub use tls::{Reloaded, TlsError};
 
 use pigeon_broker::Broker;
 use pigeon_store::{Store, StoreOptions, SyncMode};
@@ -24,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tls::TlsContext;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -51,6 +60,9 @@ pub enum ServerError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The TLS certificate, key or CA files cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// What every connection task shares.
@@ -70,18 +82,12 @@ pub(crate) struct ServerState {
     pub disk_free_limit: AtomicU64,
 }
 
-/// The protocol a listener speaks.
-#[derive(Debug, Clone, Copy)]
-enum Protocol {
-    Amqp,
-    Mqtt,
-}
-
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
     store: Option<Arc<Store>>,
-    amqp_addr: SocketAddr,
-    mqtt_addr: Option<SocketAddr>,
+    /// Every bound socket, in the order of [`listen::Kind::ALL`] and of the configuration.
+    addrs: Vec<(listen::Kind, SocketAddr)>,
+    tls: Option<Arc<TlsContext>>,
     broker: Arc<Broker>,
     state: Arc<ServerState>,
     shutdown: watch::Sender<bool>,
@@ -89,14 +95,56 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The address the AMQP listener is bound to (the real port when the config asked for 0).
+    /// The first address the AMQP listener is bound to (the real port when the config asked
+    /// for 0); `0.0.0.0:0` when AMQP is off.
     pub fn amqp_addr(&self) -> SocketAddr {
-        self.amqp_addr
+        self.addr(listen::Kind::Amqp)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// The address the MQTT listener is bound to, if MQTT is enabled.
+    /// The first address the MQTT listener is bound to, if MQTT is enabled.
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
-        self.mqtt_addr
+        self.addr(listen::Kind::Mqtt)
+    }
+
+    /// The first address the AMQP-over-TLS listener is bound to, if it is enabled.
+    pub fn amqps_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Amqps)
+    }
+
+    /// The first address the MQTT-over-TLS listener is bound to, if it is enabled.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Mqtts)
+    }
+
+    /// The first address the MQTT-over-WebSocket listener is bound to, if it is enabled.
+    pub fn mqtt_ws_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::MqttWs)
+    }
+
+    /// The first address the MQTT-over-secure-WebSocket listener is bound to, if enabled.
+    pub fn mqtt_wss_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::MqttWss)
+    }
+
+    /// The first address a listener is bound to.
+    pub fn addr(&self, kind: listen::Kind) -> Option<SocketAddr> {
+        self.addrs(kind).next()
+    }
+
+    /// Every address a listener is bound to.
+    pub fn addrs(&self, kind: listen::Kind) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.addrs
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+    }
+
+    /// Re-reads the TLS certificate, key and CA files (what SIGHUP does; changes on disk are
+    /// picked up without it). New handshakes use them; established connections keep theirs.
+    /// On error the previous files stay in use. `Ok(None)`: TLS is not configured.
+    pub fn reload_tls(&self) -> Result<Option<Reloaded>, TlsError> {
+        self.tls.as_ref().map(|t| t.reload()).transpose()
     }
 
     /// Replaces the policies of every vhost (existing queues and exchanges follow at once).
@@ -135,11 +183,16 @@ impl ServerHandle {
 
 /// Binds the listeners and starts serving.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
-    let (amqp, amqp_addr) = bind(config.amqp_listen).await?;
-    let mqtt = match config.mqtt_listen {
-        Some(addr) => Some(bind(addr).await?),
+    config.check_tls().map_err(ServerError::Config)?;
+    config.check_ws_path().map_err(ServerError::Config)?;
+    let tls = match &config.tls {
+        Some(t) => Some(Arc::new(TlsContext::load(t)?)),
         None => None,
     };
+    let mut bound = Vec::new();
+    for kind in listen::Kind::ALL {
+        bound.extend(listen::bind(kind, &kind.addrs(&config))?);
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (broker, store) = match &config.data_dir {
         None => (Broker::new(), None),
@@ -194,21 +247,27 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     }
     let mut tasks = JoinSet::new();
     tasks.spawn(timers(Arc::clone(&state)));
-    tasks.spawn(accept_loop(amqp, Arc::clone(&state), Protocol::Amqp));
-    tracing::info!(addr = %amqp_addr, "AMQP 0-9-1 listener started");
-    let mqtt_addr = mqtt.map(|(listener, addr)| {
-        tasks.spawn(accept_loop(listener, Arc::clone(&state), Protocol::Mqtt));
-        if sys_interval > 0 {
-            let interval = Duration::from_secs(sys_interval);
-            tasks.spawn(mqtt::sys::run(Arc::clone(&state), interval));
-        }
-        tracing::info!(%addr, "MQTT listener started");
-        addr
-    });
+    if let Some(tls) = &tls {
+        tasks.spawn(tls::reload::watch_files(
+            Arc::clone(tls),
+            state.shutdown.clone(),
+        ));
+    }
+    if sys_interval > 0 && bound.iter().any(|b| b.kind.mqtt()) {
+        let interval = Duration::from_secs(sys_interval);
+        tasks.spawn(mqtt::sys::run(Arc::clone(&state), interval));
+    }
+    let mut addrs = Vec::with_capacity(bound.len());
+    for b in bound {
+        tracing::info!(addr = %b.addr, "{} listener started", b.kind.name());
+        addrs.push((b.kind, b.addr));
+        let tls = b.kind.tls().then(|| tls.clone()).flatten();
+        tasks.spawn(listen::accept_loop(b, Arc::clone(&state), tls));
+    }
     Ok(ServerHandle {
         store,
-        amqp_addr,
-        mqtt_addr,
+        addrs,
+        tls,
         broker,
         state,
         shutdown,
@@ -287,49 +346,24 @@ async fn timers(state: Arc<ServerState>) {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
-    let bind_err = |source| ServerError::Bind { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
-    let local = listener.local_addr().map_err(bind_err)?;
-    Ok((listener, local))
-}
+#[cfg(test)]
+mod tests_support {
+    use super::*;
 
-async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, protocol: Protocol) {
-    let mut shutdown = state.shutdown.clone();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let open = state.connections.fetch_add(1, Ordering::Relaxed);
-                    if open >= state.config.max_connections {
-                        state.connections.fetch_sub(1, Ordering::Relaxed);
-                        tracing::warn!(%peer, limit = state.config.max_connections, "connection limit reached, refusing");
-                        continue;
-                    }
-                    let state = Arc::clone(&state);
-                    connections.spawn(async move {
-                        match protocol {
-                            Protocol::Amqp => amqp::serve(stream, peer, Arc::clone(&state)).await,
-                            Protocol::Mqtt => mqtt::serve(stream, peer, Arc::clone(&state)).await,
-                        }
-                        state.connections.fetch_sub(1, Ordering::Relaxed);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
+    /// A server state for unit tests: memory only, test config, no listeners.
+    pub fn state() -> Arc<ServerState> {
+        let config = ServerConfig::for_tests();
+        let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
+        Arc::new(ServerState {
+            broker: Broker::new(),
+            config,
+            shutdown: watch::channel(false).1,
+            connections: AtomicUsize::new(0),
+            mqtt: mqtt::MqttState::new(),
+            store: None,
+            alarm: watch::channel(false).0,
+            alarm_causes: alarm::AlarmCauses::default(),
+            disk_free_limit,
+        })
     }
-    drop(listener);
-    // Connections see the same shutdown signal and close themselves; give them a moment.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
 }

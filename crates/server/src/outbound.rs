@@ -17,8 +17,10 @@
 use bytes::{Buf, BytesMut};
 use parking_lot::Mutex;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -182,6 +184,58 @@ impl Outbound {
                     })
                 }
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Outbound::flush`] for a stream without readiness (TLS, WebSocket): writes what is
+    /// buffered through `poll_write`, then `poll_flush`es the stream (TLS keeps records in its
+    /// own buffer until then). `Pending` when nothing could be written at all (the task is
+    /// woken when the stream can take more); `done: false` when some was.
+    pub fn poll_flush_to<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        cx: &mut Context<'_>,
+        stream: &mut W,
+        pending: &mut BytesMut,
+    ) -> Poll<io::Result<Flushed>> {
+        let mut resume = false;
+        let mut progress = false;
+        loop {
+            if pending.is_empty() {
+                let mut buf = self.buf.lock();
+                if buf.is_empty() {
+                    drop(buf);
+                    return match Pin::new(&mut *stream).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => Poll::Ready(Ok(Flushed { done: true, resume })),
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending if progress => Poll::Ready(Ok(Flushed {
+                            done: false,
+                            resume,
+                        })),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+                std::mem::swap(&mut *buf, pending);
+            }
+            match Pin::new(&mut *stream).poll_write(cx, pending) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    progress = true;
+                    resume |= self.wrote(n);
+                    pending.advance(n);
+                    if pending.is_empty() {
+                        let allocated = pending.capacity() + n;
+                        recycle(pending, n, allocated);
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if progress => {
+                    return Poll::Ready(Ok(Flushed {
+                        done: false,
+                        resume,
+                    }))
+                }
+                Poll::Pending => return Poll::Pending,
             }
         }
     }

@@ -10,6 +10,7 @@ use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
+use crate::transport::{PeerInfo, ReadHalf, TlsInfo, Transport};
 use crate::ServerState;
 use amqp_wire::{
     decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,
@@ -23,8 +24,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
 use tokio::time::{interval, timeout, MissedTickBehavior};
 
 /// How long we wait for `connection.close-ok` after sending `connection.close`.
@@ -44,6 +43,9 @@ enum Phase {
 struct Connection {
     server: Arc<ServerState>,
     peer: SocketAddr,
+    /// What TLS established, on a TLS listener (the client certificate for SASL EXTERNAL).
+    #[allow(dead_code)]
+    tls: Option<Arc<TlsInfo>>,
     id: u64,
     out: Arc<Outbound>,
     phase: Phase,
@@ -66,14 +68,14 @@ struct Connection {
 }
 
 /// Serves one accepted socket until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>) {
+pub async fn serve(stream: Transport, peer: PeerInfo, server: Arc<ServerState>) {
     // Boxed: the listeners spawn one future type for both protocols, sized for the larger; an
     // idle MQTT connection's task must not carry the size of an AMQP connection's state.
     Box::pin(serve_connection(stream, peer, server)).await;
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<ServerState>) {
-    let _ = stream.set_nodelay(true);
+async fn serve_connection(stream: Transport, peer: PeerInfo, server: Arc<ServerState>) {
+    stream.set_nodelay();
     let (rd, wr) = stream.into_split();
     let out = Arc::new(Outbound::new());
     let writer = {
@@ -86,7 +88,8 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
         channel_max: server.config.channel_max,
         heartbeat: 0,
         server,
-        peer,
+        peer: peer.addr,
+        tls: peer.tls,
         out: Arc::clone(&out),
         phase: Phase::AwaitStartOk,
         last_read: Instant::now(),
@@ -107,7 +110,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
 }
 
 impl Connection {
-    async fn run(&mut self, mut rd: OwnedReadHalf) {
+    async fn run(&mut self, mut rd: ReadHalf) {
         let mut header = [0u8; 8];
         let handshake = self.server.config.handshake_timeout;
         match timeout(handshake, rd.read_exact(&mut header)).await {

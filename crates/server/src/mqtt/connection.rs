@@ -11,8 +11,9 @@
 use super::session::Session;
 use super::sink::{Attached, MqttSink};
 use super::Stats;
-use crate::outbound::Outbound;
+use crate::outbound::{Flushed, Outbound};
 use crate::readbuf::ReadBuf;
+use crate::transport::{PeerInfo, Transport};
 use crate::ServerState;
 use bytes::{Bytes, BytesMut};
 use mqtt_wire::{
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{sleep, timeout, Instant, Sleep};
 
@@ -92,7 +92,7 @@ pub(super) struct Publishing {
 
 /// The socket of a connection, read and written by its task alone.
 struct Io {
-    stream: TcpStream,
+    stream: Transport,
     /// Bytes read and not yet decoded.
     rb: ReadBuf,
     /// What is sent to the client, from any task.
@@ -107,11 +107,11 @@ struct Io {
 /// is what every connection costs while idle, so it holds only the socket, the connection's
 /// state and the packet loop's future.
 pub fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Transport,
+    peer: PeerInfo,
     server: Arc<ServerState>,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay();
     let io = Io {
         stream,
         rb: ReadBuf::new(),
@@ -137,11 +137,13 @@ pub fn serve(
 }
 
 /// Reads CONNECT and connects the client, or refuses it.
-async fn handshake(mut io: Io, peer: SocketAddr, server: Arc<ServerState>) -> (Io, Option<Conn>) {
+async fn handshake(mut io: Io, peer: PeerInfo, server: Arc<ServerState>) -> (Io, Option<Conn>) {
     let max = server.config.mqtt_max_packet_size as usize;
     let first = timeout(server.config.handshake_timeout, io.read_packet(None, max)).await;
+    let peer_info = peer;
+    let peer = peer_info.addr;
     let conn = match first {
-        Ok(Ok(Some(Packet::Connect(c)))) => connect(c, peer, &server, &io.out).await,
+        Ok(Ok(Some(Packet::Connect(c)))) => connect(c, &peer_info, &server, &io.out).await,
         Ok(Err(e)) => {
             refuse_undecodable(&io.out, &e, peer);
             None
@@ -154,26 +156,82 @@ async fn handshake(mut io: Io, peer: SocketAddr, server: Arc<ServerState>) -> (I
     (io, conn)
 }
 
+/// What the socket had for the packet loop.
+enum IoEvent {
+    /// This many bytes were read into the read buffer (0: the client closed).
+    Read(usize),
+    /// The socket can take more: the next turn's flush continues the write. `resume`: a
+    /// write done meanwhile (not TCP) made room for consumers that were refused it.
+    Writable { resume: bool },
+}
+
 impl Io {
-    /// Whether the socket is readable (true) or writable (false), of what `read` and `write`
-    /// ask for. No future to keep: the socket keeps the task's waker.
-    fn poll_ready(
-        &self,
+    /// Reads if `read` and the socket has bytes, or reports that it is writable if `write`.
+    /// No future to keep: the socket keeps the task's waker.
+    ///
+    /// TCP (the fast path): waits for readiness holding no read buffer, allocates one only
+    /// when there is something to read. TLS and other streams have no readiness to wait for
+    /// (rustls may hold decrypted bytes the socket no longer signals), so they poll a read
+    /// into the buffer, and push what is buffered to write.
+    fn poll_io(
+        &mut self,
         cx: &mut Context<'_>,
         read: bool,
         write: bool,
-    ) -> Poll<std::io::Result<bool>> {
-        if read {
-            if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
-                return Poll::Ready(r.map(|()| true));
+    ) -> Poll<std::io::Result<IoEvent>> {
+        match &mut self.stream {
+            Transport::Tcp(stream) => {
+                if read {
+                    while let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                        r?;
+                        self.rb.prepare();
+                        match stream.try_read_buf(&mut self.rb.buf) {
+                            Ok(n) => return Poll::Ready(Ok(IoEvent::Read(n))),
+                            // A spurious readiness: wait again, without the buffer.
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                self.rb.release();
+                            }
+                            Err(e) => return Poll::Ready(Err(e)),
+                        }
+                    }
+                }
+                if write {
+                    if let Poll::Ready(r) = stream.poll_write_ready(cx) {
+                        return Poll::Ready(r.map(|()| IoEvent::Writable { resume: false }));
+                    }
+                }
+                Poll::Pending
+            }
+            stream => {
+                if read {
+                    self.rb.prepare();
+                    let read = std::pin::pin!(stream.read_buf(&mut self.rb.buf));
+                    if let Poll::Ready(r) = read.poll(cx) {
+                        return Poll::Ready(r.map(IoEvent::Read));
+                    }
+                }
+                if write {
+                    if let Poll::Ready(r) = self.out.poll_flush_to(cx, stream, &mut self.pending) {
+                        return Poll::Ready(r.map(|f| IoEvent::Writable { resume: f.resume }));
+                    }
+                }
+                Poll::Pending
             }
         }
-        if write {
-            if let Poll::Ready(r) = self.stream.poll_write_ready(cx) {
-                return Poll::Ready(r.map(|()| false));
-            }
+    }
+
+    /// Writes what is buffered as far as the socket takes it now (see [`Outbound::flush`]).
+    fn flush(&mut self, cx: &mut Context<'_>) -> std::io::Result<Flushed> {
+        match &mut self.stream {
+            Transport::Tcp(stream) => self.out.flush(stream, &mut self.pending),
+            stream => match self.out.poll_flush_to(cx, stream, &mut self.pending) {
+                Poll::Ready(r) => r,
+                Poll::Pending => Ok(Flushed {
+                    done: false,
+                    resume: false,
+                }),
+            },
         }
-        Poll::Pending
     }
 
     /// Reads until one packet is decoded; `Ok(None)` when the socket closed first.
@@ -200,8 +258,8 @@ impl Io {
     /// never read why it was closed.
     async fn close(&mut self) {
         let _ = timeout(Duration::from_secs(3), async {
-            while let Ok(f) = self.out.flush(&self.stream, &mut self.pending) {
-                if f.done || self.stream.writable().await.is_err() {
+            while let Ok(f) = poll_fn(|cx| Poll::Ready(self.flush(cx))).await {
+                if f.done || poll_fn(|cx| self.poll_io(cx, false, true)).await.is_err() {
                     break;
                 }
             }
@@ -249,10 +307,11 @@ fn send_packet(out: &Outbound, packet: &Packet, version: ProtocolVersion) {
 /// Authenticates, finds or creates the session, takes it over, and answers CONNACK.
 async fn connect(
     c: Connect,
-    peer: SocketAddr,
+    peer_info: &PeerInfo,
     server: &Arc<ServerState>,
     out: &Arc<Outbound>,
 ) -> Option<Conn> {
+    let peer = peer_info.addr;
     let version = c.protocol;
     let refuse = |code: ReasonCode, why: &str| {
         tracing::info!(%peer, client_id = %c.client_id, reason = ?code, "MQTT connection refused: {why}");
@@ -513,7 +572,7 @@ impl Conn {
                 }
                 // Write what this turn and other tasks' deliveries buffered, as far as the socket
                 // takes it now.
-                let writing = match self.out.flush(&io.stream, &mut io.pending) {
+                let writing = match poll_fn(|cx| Poll::Ready(io.flush(cx))).await {
                     Ok(f) if f.resume => {
                         // Room came back for consumers that were refused it.
                         self.needs_dispatch = true;
@@ -564,23 +623,15 @@ impl Conn {
                     }
                     _ = poll_fn(|cx| poll_boxed(&mut flow_timer, cx)), if congested => {}
                     // Writable: the flush above continues the write at the next turn.
-                    r = poll_fn(|cx| io.poll_ready(cx, can_read, writing)), if can_read || writing => match r {
-                        Err(_) => return End::Abnormal,
-                        Ok(true) => {
-                            io.rb.prepare();
-                            match io.stream.try_read_buf(&mut io.rb.buf) {
-                                Ok(0) => return End::Abnormal,
-                                Ok(n) => {
-                                    io.rb.filled(n);
-                                    if let Some(g) = self.grace() {
-                                        keepalive.as_mut().reset(Instant::now() + g);
-                                    }
-                                }
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                                Err(_) => return End::Abnormal,
+                    r = poll_fn(|cx| io.poll_io(cx, can_read, writing)), if can_read || writing => match r {
+                        Err(_) | Ok(IoEvent::Read(0)) => return End::Abnormal,
+                        Ok(IoEvent::Read(n)) => {
+                            io.rb.filled(n);
+                            if let Some(g) = self.grace() {
+                                keepalive.as_mut().reset(Instant::now() + g);
                             }
                         }
-                        Ok(false) => {}
+                        Ok(IoEvent::Writable { resume }) => self.needs_dispatch |= resume,
                     },
                     _ = &mut keepalive, if !paused => {
                         tracing::info!(peer = %self.peer, client_id = %self.session.client_id, keep_alive = self.keep_alive, "keep-alive timeout");
@@ -761,4 +812,29 @@ fn publish_will(
         Bytes::copy_from_slice(&will.payload),
         origin,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpStream;
+
+    /// What an idle MQTT connection's task costs (docs/performance.md: tokio allocates the
+    /// task cell in 128-byte steps and the future must stay within the 896-byte cell).
+    #[tokio::test]
+    async fn the_connection_future_fits_its_cell() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let state = crate::tests_support::state();
+        let fut = serve(Transport::Tcp(stream), PeerInfo::plain(peer), state);
+        let size = std::mem::size_of_val(&fut);
+        println!("MQTT connection future: {size} bytes");
+        assert!(
+            size <= 792,
+            "the MQTT connection future grew to {size} bytes"
+        );
+        drop(client);
+    }
 }

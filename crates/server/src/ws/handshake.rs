@@ -123,7 +123,7 @@ impl Refusal {
 /// Answers the upgrade request on `stream` and returns the MQTT byte stream, or answers an
 /// HTTP error, closes and says why. The caller bounds the whole in time (the handshake
 /// timeout), as a slow client could otherwise hold the connection open.
-pub async fn accept<S>(mut stream: S, settings: &WsSettings) -> Result<WsStream<S>, Refusal>
+pub async fn upgrade<S>(mut stream: S, settings: &WsSettings) -> Result<WsStream<S>, Refusal>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

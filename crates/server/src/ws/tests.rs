@@ -1,5 +1,5 @@
 //! The handshake and the adapter, in memory: a tungstenite client on one end of a duplex pipe,
-//! [`accept`] and [`WsStream`] on the other.
+//! [`upgrade`] and [`WsStream`] on the other.
 
 use super::*;
 use futures_util::{SinkExt, StreamExt};
@@ -30,7 +30,7 @@ async fn connect(
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
-    let accepting = tokio::spawn(async move { accept(server, &settings()).await });
+    let accepting = tokio::spawn(async move { upgrade(server, &settings()).await });
     let (ws, response) = client_async(request, client).await.unwrap();
     assert_eq!(
         response.headers()["Sec-WebSocket-Protocol"],
@@ -42,7 +42,7 @@ async fn connect(
 /// Sends `request` raw and returns everything the server answered, and how it refused.
 async fn raw(request: &[u8]) -> (String, Refusal) {
     let (mut client, server) = duplex(64 * 1024);
-    let accepting = tokio::spawn(async move { accept(server, &settings()).await });
+    let accepting = tokio::spawn(async move { upgrade(server, &settings()).await });
     client.write_all(request).await.unwrap();
     client.shutdown().await.unwrap();
     let mut answer = String::new();
@@ -256,7 +256,7 @@ async fn bytes_sent_with_the_request_are_the_first_frames() {
     // A client that does not wait for the 101 (allowed by nothing, harmless): the masked
     // frame right after the head must not be lost.
     let (mut client, server) = duplex(64 * 1024);
-    let accepting = tokio::spawn(async move { accept(server, &settings()).await });
+    let accepting = tokio::spawn(async move { upgrade(server, &settings()).await });
     let mut request = b"GET /mqtt HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\
         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
         Sec-WebSocket-Protocol: mqtt\r\n\r\n"

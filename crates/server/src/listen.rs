@@ -1,0 +1,349 @@
+//! Listeners: the addresses each protocol binds, and the accept loops.
+//!
+//! A listener ([`Kind`]) binds one or more addresses ([`Listen`]). The defaults bind `[::]`
+//! and `0.0.0.0` on the protocol's port, as RabbitMQ does (`listeners.tcp.default = 5672`
+//! listens on both), so that a client whose `localhost` is `::1` connects: `[::]` is bound
+//! IPv6-only when `0.0.0.0` of the same port is in the same list, and dual-stack
+//! (`IPV6_V6ONLY` off) when alone. A host without IPv6 logs one warning and keeps the IPv4
+//! address. The TLS handshake runs on the connection's own task, bounded by the handshake
+//! timeout, never in the accept loop.
+
+use crate::tls::TlsContext;
+use crate::transport::{PeerInfo, TlsInfo, Transport};
+use crate::{amqp, mqtt, ServerError, ServerState};
+use serde::{Deserialize, Deserializer};
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// The addresses one listener binds. In the configuration: one address (`"0.0.0.0:5672"`), a
+/// list (`["[::1]:5672", "127.0.0.1:5672"]`, `[]` turns the listener off), or a port alone
+/// (`5672`: `[::]` and `0.0.0.0`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listen(pub Vec<SocketAddr>);
+
+impl Listen {
+    /// No address: the listener is off.
+    pub fn none() -> Listen {
+        Listen(Vec::new())
+    }
+
+    /// One address.
+    pub fn one(addr: SocketAddr) -> Listen {
+        Listen(vec![addr])
+    }
+
+    /// Every interface, IPv6 and IPv4: `[::]:port` and `0.0.0.0:port`.
+    pub fn all_interfaces(port: u16) -> Listen {
+        Listen(vec![
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+        ])
+    }
+
+    /// Whether the listener is off.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The addresses.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.0
+    }
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(addr: SocketAddr) -> Listen {
+        Listen::one(addr)
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Port(u16),
+            One(String),
+            Many(Vec<String>),
+        }
+        let parse = |s: &str| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid listen address {s:?}: expected IP:port such as \"0.0.0.0:5672\" or \"[::]:5672\""
+                ))
+            })
+        };
+        match Raw::deserialize(d)? {
+            Raw::Port(port) => Ok(Listen::all_interfaces(port)),
+            Raw::One(s) => Ok(Listen::one(parse(&s)?)),
+            Raw::Many(list) => list
+                .iter()
+                .map(|s| parse(s))
+                .collect::<Result<_, _>>()
+                .map(Listen),
+        }
+    }
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// AMQP 0-9-1 over TCP.
+    Amqp,
+    /// AMQP 0-9-1 over TLS.
+    Amqps,
+    /// MQTT over TCP.
+    Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
+    /// MQTT over WebSocket.
+    MqttWs,
+    /// MQTT over WebSocket over TLS.
+    MqttWss,
+}
+
+impl Kind {
+    /// Every kind, in the order the listeners are started.
+    pub const ALL: [Kind; 6] = [
+        Kind::Amqp,
+        Kind::Amqps,
+        Kind::Mqtt,
+        Kind::Mqtts,
+        Kind::MqttWs,
+        Kind::MqttWss,
+    ];
+
+    /// The name in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Amqp => "AMQP 0-9-1",
+            Kind::Amqps => "AMQP 0-9-1 over TLS",
+            Kind::Mqtt => "MQTT",
+            Kind::Mqtts => "MQTT over TLS",
+            Kind::MqttWs => "MQTT over WebSocket",
+            Kind::MqttWss => "MQTT over secure WebSocket",
+        }
+    }
+
+    /// Whether the listener starts with a TLS handshake.
+    pub fn tls(self) -> bool {
+        matches!(self, Kind::Amqps | Kind::Mqtts | Kind::MqttWss)
+    }
+
+    /// Whether it serves MQTT.
+    pub fn mqtt(self) -> bool {
+        !matches!(self, Kind::Amqp | Kind::Amqps)
+    }
+
+    /// The configured addresses.
+    pub fn addrs(self, config: &crate::ServerConfig) -> Listen {
+        match self {
+            Kind::Amqp => config.amqp_listen.clone(),
+            Kind::Amqps => config.amqps_addrs(),
+            Kind::Mqtt => config.mqtt_listen.clone(),
+            Kind::Mqtts => config.mqtts_addrs(),
+            Kind::MqttWs => config.mqtt_ws_listen.clone(),
+            Kind::MqttWss => config.mqtt_wss_listen.clone(),
+        }
+    }
+}
+
+/// One bound socket of a listener.
+pub(crate) struct Bound {
+    /// What it serves.
+    pub kind: Kind,
+    /// The socket.
+    pub listener: TcpListener,
+    /// Its address (the real port when the configuration asked for 0).
+    pub addr: SocketAddr,
+}
+
+/// Binds every address of `listen`. A port 0 after the first address takes the port the
+/// first one got, so `["[::]:0", "0.0.0.0:0"]` is one port on both families. An IPv6 address
+/// that cannot be bound because the host has no IPv6 is skipped with a warning when another
+/// address of the list binds.
+pub(crate) fn bind(kind: Kind, listen: &Listen) -> Result<Vec<Bound>, ServerError> {
+    let addrs = listen.addrs();
+    let mut bound: Vec<Bound> = Vec::new();
+    let mut skipped = None;
+    for (i, &addr) in addrs.iter().enumerate() {
+        let mut addr = addr;
+        if addr.port() == 0 {
+            if let Some(first) = bound.first() {
+                addr.set_port(first.addr.port());
+            }
+        }
+        // `[::]` beside `0.0.0.0` of the same port: IPv6 only (each family has its socket);
+        // alone: dual-stack, whatever the system's default (Linux net.ipv6.bindv6only).
+        let v6only = addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            && addrs.iter().any(|a| {
+                a.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) && a.port() == addrs[i].port()
+            });
+        match bind_one(addr, v6only) {
+            Ok(listener) => {
+                let bind_err = |source| ServerError::Bind { addr, source };
+                let listener = TcpListener::from_std(listener).map_err(bind_err)?;
+                let local = listener.local_addr().map_err(bind_err)?;
+                bound.push(Bound {
+                    kind,
+                    listener,
+                    addr: local,
+                });
+            }
+            Err(e) if addr.is_ipv6() && no_ipv6(&e) && addrs.len() > 1 => {
+                tracing::warn!(%addr, error = %e, listener = kind.name(), "IPv6 is not available, listening on IPv4 only");
+                skipped = Some(ServerError::Bind { addr, source: e });
+            }
+            Err(source) => return Err(ServerError::Bind { addr, source }),
+        }
+    }
+    match skipped {
+        Some(e) if bound.is_empty() => Err(e),
+        _ => Ok(bound),
+    }
+}
+
+/// The errors of a host without IPv6 (no IPv6 stack, or no IPv6 address at all).
+fn no_ipv6(e: &io::Error) -> bool {
+    // EAFNOSUPPORT (97 on Linux): the kernel has no IPv6.
+    e.kind() == io::ErrorKind::AddrNotAvailable
+        || e.kind() == io::ErrorKind::Unsupported
+        || e.raw_os_error() == Some(97)
+}
+
+fn bind_one(addr: SocketAddr, v6only: bool) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(v6only)?;
+    }
+    // As tokio's `TcpListener::bind`: a restarted broker rebinds despite TIME_WAIT sockets.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Accepts connections on one bound socket until shutdown.
+pub(crate) async fn accept_loop(
+    bound: Bound,
+    state: Arc<ServerState>,
+    tls: Option<Arc<TlsContext>>,
+) {
+    let Bound { kind, listener, .. } = bound;
+    let mut shutdown = state.shutdown.clone();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`: name it as
+                    // IPv4, in logs and for the loopback checks.
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    let open = state.connections.fetch_add(1, Ordering::Relaxed);
+                    if open >= state.config.max_connections {
+                        state.connections.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, limit = state.config.max_connections, "connection limit reached, refusing");
+                        continue;
+                    }
+                    let state = Arc::clone(&state);
+                    let tls = tls.clone();
+                    connections.spawn(async move {
+                        serve(kind, stream, peer, &state, tls).await;
+                        state.connections.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    // Connections see the same shutdown signal and close themselves; give them a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// One connection, on its own task: the TLS handshake if any, the WebSocket upgrade if any,
+/// then the protocol.
+async fn serve(
+    kind: Kind,
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: &Arc<ServerState>,
+    tls: Option<Arc<TlsContext>>,
+) {
+    let (transport, info) = match (kind.tls(), tls) {
+        (false, _) => (Transport::Tcp(stream), PeerInfo::plain(peer)),
+        (true, Some(tls)) => match handshake(stream, peer, kind, state, &tls).await {
+            Some(secured) => secured,
+            None => return,
+        },
+        (true, None) => {
+            tracing::error!(%peer, listener = kind.name(), "TLS listener without TLS configuration");
+            return;
+        }
+    };
+    // Boxed futures: the listeners spawn one future type for every protocol, and an idle
+    // MQTT connection's task must not carry the size of an AMQP connection's (see
+    // `amqp::serve`), nor of the handshakes above.
+    match kind {
+        Kind::Amqp | Kind::Amqps => amqp::serve(transport, info, Arc::clone(state)).await,
+        Kind::Mqtt | Kind::Mqtts => mqtt::serve(transport, info, Arc::clone(state)).await,
+        Kind::MqttWs | Kind::MqttWss => {
+            if let Some(ws) = Box::pin(crate::ws::accept(transport, &info, state)).await {
+                mqtt::serve(ws, info, Arc::clone(state)).await;
+            }
+        }
+    }
+}
+
+/// The TLS handshake, bounded by the handshake timeout. A failure (a plain-text client,
+/// garbage, an unknown or missing client certificate, a client that never finishes) is one
+/// log line and a closed socket.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Kind,
+    state: &ServerState,
+    tls: &TlsContext,
+) -> Option<(Transport, PeerInfo)> {
+    let accept = tls.acceptor().accept(stream);
+    match tokio::time::timeout(state.config.handshake_timeout, accept).await {
+        Ok(Ok(stream)) => {
+            let info = TlsInfo::of(&stream);
+            tracing::debug!(%peer, listener = kind.name(), protocol = ?info.protocol, cipher = ?info.cipher, client_cert = !info.peer_certs.is_empty(), "TLS handshake done");
+            let peer = PeerInfo {
+                addr: peer,
+                tls: Some(Arc::new(info)),
+            };
+            Some((Transport::Tls(Box::new(stream)), peer))
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%peer, listener = kind.name(), error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%peer, listener = kind.name(), timeout_s = state.config.handshake_timeout.as_secs(), "TLS handshake timed out");
+            None
+        }
+    }
+}

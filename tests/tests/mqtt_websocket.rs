@@ -160,12 +160,27 @@ async fn ws_handshake(
     path: &str,
     protocols: &str,
 ) -> Result<WebSocketStream<TcpStream>, WsError> {
+    ws_handshake_from(addr, path, protocols, None).await
+}
+
+/// The same, from a web page of `origin` (the `Origin` header a browser sends).
+async fn ws_handshake_from(
+    addr: SocketAddr,
+    path: &str,
+    protocols: &str,
+    origin: Option<&str>,
+) -> Result<WebSocketStream<TcpStream>, WsError> {
     let tcp = within("TCP connect", TcpStream::connect(addr))
         .await
         .expect("connect to the WebSocket listener");
     let mut request = format!("ws://{addr}{path}")
         .into_client_request()
         .expect("request");
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("header value"));
+    }
     if !protocols.is_empty() {
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
@@ -294,6 +309,24 @@ async fn the_path_is_configurable_and_other_paths_get_404() {
     client.disconnect().await;
     assert_eq!(refused_status(ws_handshake(addr, "/mqtt", "mqtt").await), 404);
     assert_eq!(refused_status(ws_handshake(addr, "/", "mqtt").await), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_from_other_origins_get_403_when_origins_are_listed() {
+    let config = ServerConfig {
+        mqtt_ws_origins: vec!["https://app.example.com".into()],
+        ..ws_config()
+    };
+    let Some(broker) = ws_broker(config).await else {
+        return;
+    };
+    let addr = ws_addr(&broker);
+    let evil = ws_handshake_from(addr, "/mqtt", "mqtt", Some("https://evil.example")).await;
+    assert_eq!(refused_status(evil), 403);
+    let app = ws_handshake_from(addr, "/mqtt", "mqtt", Some("https://app.example.com")).await;
+    assert!(app.is_ok());
+    // rumqttc sends no Origin (it is no browser): not concerned.
+    ws_still_serves(addr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

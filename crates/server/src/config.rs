@@ -60,6 +60,10 @@ pub struct ServerConfig {
     /// The HTTP path of the MQTT WebSocket endpoint on both WebSocket listeners (`/mqtt`, as
     /// mqtt.js and Paho expect; RabbitMQ's Web MQTT uses `/ws`). Other paths get 404.
     pub mqtt_ws_path: String,
+    /// Web origins (`https://app.example.com`) whose pages may open an MQTT WebSocket; a
+    /// browser's upgrade from any other gets 403. Empty: any origin (clients that are not
+    /// browsers send none and are not concerned).
+    pub mqtt_ws_origins: Vec<String>,
     /// The server certificate and the client certificate checks of every TLS listener;
     /// `None`: no TLS listener.
     pub tls: Option<TlsConfig>,
@@ -175,6 +179,7 @@ impl Default for ServerConfig {
             mqtt_ws_listen: Listen::none(),
             mqtt_wss_listen: Listen::none(),
             mqtt_ws_path: "/mqtt".into(),
+            mqtt_ws_origins: Vec::new(),
             tls: None,
             mqtt_exchange: "amq.topic".into(),
             mqtt_max_packet_size: 16 * 1024 * 1024,

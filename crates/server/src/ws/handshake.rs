@@ -8,6 +8,9 @@
 //!
 //! What we refuse, and how (RFC 6455 4.2; RabbitMQ's Web MQTT plugin and Mosquitto):
 //! - another path: `404 Not Found`;
+//! - a browser's request from a page whose `Origin` is not among the configured ones (when
+//!   some are): `403 Forbidden`, as Mosquitto's `http_origins` (requests without `Origin`, from
+//!   clients that are not browsers, are not concerned);
 //! - a method other than GET: `405 Method Not Allowed`;
 //! - no WebSocket upgrade (`Connection: Upgrade`, `Upgrade: websocket`) or another
 //!   WebSocket version than 13: `426 Upgrade Required`, naming what we speak;
@@ -47,6 +50,8 @@ pub struct WsSettings {
     /// The largest MQTT packet accepted: a WebSocket message may be this large, plus some
     /// slack for the small packets that may share its message.
     pub max_packet_size: usize,
+    /// The web origins (`https://app.example.com`) whose pages may connect; empty: any.
+    pub origins: Vec<String>,
 }
 
 impl WsSettings {
@@ -76,6 +81,12 @@ pub enum Refusal {
     NotFound {
         /// The path asked for.
         path: String,
+    },
+    /// A browser's request from an origin that is not allowed (403).
+    #[error("origin {origin:?} is not allowed (403)")]
+    Origin {
+        /// The `Origin` header (truncated).
+        origin: String,
     },
     /// A method other than GET (405).
     #[error("method {0} is not GET (405)")]
@@ -108,6 +119,7 @@ impl Refusal {
     fn answer(&self) -> Option<(&'static str, &'static str)> {
         match self {
             Refusal::NotFound { .. } => Some(("404 Not Found", "")),
+            Refusal::Origin { .. } => Some(("403 Forbidden", "")),
             Refusal::Method(_) => Some(("405 Method Not Allowed", "Allow: GET\r\n")),
             Refusal::NotUpgrade(_) => Some((
                 "426 Upgrade Required",
@@ -205,6 +217,17 @@ fn upgrade_response(
         return Err(Refusal::NotFound {
             path: request.uri().path().to_owned(),
         });
+    }
+    if let Some(origin) = request.headers().get("Origin") {
+        let allowed = settings.origins.is_empty()
+            || origin.to_str().is_ok_and(|o| {
+                settings.origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(o))
+            });
+        if !allowed {
+            return Err(Refusal::Origin {
+                origin: String::from_utf8_lossy(origin.as_bytes()).chars().take(128).collect(),
+            });
+        }
     }
     let mut response = create_response(request).map_err(|e| match e {
         WsError::Protocol(ProtocolError::WrongHttpMethod) => {

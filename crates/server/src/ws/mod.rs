@@ -31,6 +31,7 @@ impl WsSettings {
         WsSettings {
             path: config.mqtt_ws_path.clone(),
             max_packet_size: config.mqtt_max_packet_size as usize,
+            origins: config.mqtt_ws_origins.clone(),
         }
     }
 }

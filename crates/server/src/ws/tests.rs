@@ -13,7 +13,18 @@ fn settings() -> WsSettings {
     WsSettings {
         path: "/mqtt".into(),
         max_packet_size: 1024,
+        origins: vec!["https://app.example.com".into()],
     }
+}
+
+/// A valid upgrade request with `extra` headers.
+fn upgrade_request(extra: &str) -> Vec<u8> {
+    format!(
+        "GET /mqtt HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n{extra}\r\n"
+    )
+    .into_bytes()
 }
 
 /// A client offering `protocols` (comma-separated) on `path`, and the server side accepted.
@@ -137,6 +148,26 @@ async fn no_mqtt_subprotocol_is_refused_with_400() {
 }
 
 #[tokio::test]
+async fn a_page_from_another_origin_is_refused_with_403() {
+    let (answer, refusal) = raw(&upgrade_request("Origin: https://evil.example\r\n")).await;
+    assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
+    assert!(matches!(refusal, Refusal::Origin { .. }), "{refusal}");
+}
+
+#[tokio::test]
+async fn a_page_from_an_allowed_origin_and_a_client_without_origin_are_accepted() {
+    for extra in ["Origin: https://APP.example.com\r\n", ""] {
+        let (mut client, server) = duplex(64 * 1024);
+        let accepting = tokio::spawn(async move { upgrade(server, &settings()).await });
+        client.write_all(&upgrade_request(extra)).await.unwrap();
+        assert!(accepting.await.unwrap().is_ok(), "{extra}");
+        let mut answer = [0u8; 12];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 101");
+    }
+}
+
+#[tokio::test]
 async fn another_path_is_refused_with_404() {
     let (answer, refusal) = raw(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
@@ -257,10 +288,7 @@ async fn bytes_sent_with_the_request_are_the_first_frames() {
     // frame right after the head must not be lost.
     let (mut client, server) = duplex(64 * 1024);
     let accepting = tokio::spawn(async move { upgrade(server, &settings()).await });
-    let mut request = b"GET /mqtt HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\
-        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-        Sec-WebSocket-Protocol: mqtt\r\n\r\n"
-        .to_vec();
+    let mut request = upgrade_request("");
     // A binary frame, FIN, masked with a zero key, payload c0 00 (PINGREQ).
     request.extend_from_slice(&[0x82, 0x82, 0, 0, 0, 0, 0xc0, 0x00]);
     client.write_all(&request).await.unwrap();

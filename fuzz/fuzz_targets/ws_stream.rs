@@ -94,7 +94,10 @@ async fn run(input: Vec<u8>) {
                     }
                 }
             }
-            assert!(buf.len() <= MAX_PACKET + READ_CHUNK, "the read buffer is bounded");
+            assert!(
+                buf.len() <= MAX_PACKET + READ_CHUNK,
+                "the read buffer is bounded"
+            );
             let _ = stream.flush().await;
             buf.reserve(READ_CHUNK);
             let mut chunk = [0u8; READ_CHUNK];

@@ -9,9 +9,7 @@ use lapin::types::FieldTable;
 use mqtt_wire::{decode, encode, Packet, ProtocolVersion, QoS, ReasonCode};
 use pigeon_server::ServerConfig;
 use pigeon_tests::lapin_support::{self, bind, consume, exclusive_queue, next_body, open_channel};
-use pigeon_tests::mqtt_support::{
-    connect_packet, publish_packet, subscribe_packet, Mqtt4, Mqtt5,
-};
+use pigeon_tests::mqtt_support::{connect_packet, publish_packet, subscribe_packet, Mqtt4, Mqtt5};
 use pigeon_tests::tls_support::{config_with, Pki};
 use pigeon_tests::{unique, within, TestBroker};
 use rumqttc::{QoS as Q4, TlsConfiguration, Transport};
@@ -114,7 +112,11 @@ impl WsRaw {
     async fn next(&mut self) -> Result<Packet, Option<CloseCode>> {
         within("a packet or the end from the broker", async {
             loop {
-                match decode(&mut self.buf, Some(self.version), mqtt_wire::MAX_PACKET_SIZE) {
+                match decode(
+                    &mut self.buf,
+                    Some(self.version),
+                    mqtt_wire::MAX_PACKET_SIZE,
+                ) {
                     Ok(Some(p)) => return Ok(p),
                     Ok(None) => {}
                     Err(e) => panic!("the broker sent an undecodable packet: {e}"),
@@ -208,9 +210,12 @@ async fn http(addr: SocketAddr, request: &str) -> String {
         .expect("connect");
     tcp.write_all(request.as_bytes()).await.expect("send");
     let mut answer = String::new();
-    within("the broker to answer and close", tcp.read_to_string(&mut answer))
-        .await
-        .expect("read the answer");
+    within(
+        "the broker to answer and close",
+        tcp.read_to_string(&mut answer),
+    )
+    .await
+    .expect("read the answer");
     answer
 }
 
@@ -220,7 +225,9 @@ async fn ws_still_serves(addr: SocketAddr) {
     let mut client = Mqtt4::connect(ws4(&unique("ok"), addr, "/mqtt")).await;
     let topic = format!("alive/{}", unique("t"));
     client.subscribe(&topic, Q4::AtLeastOnce).await;
-    client.publish(&topic, Q4::AtLeastOnce, false, b"alive").await;
+    client
+        .publish(&topic, Q4::AtLeastOnce, false, b"alive")
+        .await;
     assert_eq!(client.next_text().await, "alive");
 }
 
@@ -239,16 +246,28 @@ async fn websocket_tcp_and_amqp_clients_share_one_namespace() {
     let channel = open_channel(&conn).await;
     let queue = exclusive_queue(&channel).await;
     bind(&channel, &queue, "amq.topic", &key, FieldTable::default()).await;
-    let mut amqp = consume(&channel, &queue, BasicConsumeOptions { no_ack: true, ..Default::default() }).await;
+    let mut amqp = consume(
+        &channel,
+        &queue,
+        BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+    )
+    .await;
 
     // WebSocket -> TCP MQTT and AMQP (and back to itself).
-    over_ws.publish(&topic, Q4::AtLeastOnce, false, b"from ws").await;
+    over_ws
+        .publish(&topic, Q4::AtLeastOnce, false, b"from ws")
+        .await;
     assert_eq!(over_tcp.next_text().await, "from ws");
     assert_eq!(next_body(&mut amqp).await, "from ws");
     assert_eq!(over_ws.next_text().await, "from ws");
 
     // TCP MQTT -> WebSocket.
-    over_tcp.publish(&topic, Q4::AtLeastOnce, false, b"from tcp").await;
+    over_tcp
+        .publish(&topic, Q4::AtLeastOnce, false, b"from tcp")
+        .await;
     assert_eq!(over_ws.next_text().await, "from tcp");
     assert_eq!(over_tcp.next_text().await, "from tcp");
     assert_eq!(next_body(&mut amqp).await, "from tcp");
@@ -287,11 +306,18 @@ async fn mqtt_5_over_secure_websocket_reaches_a_tcp_subscriber() {
         .subscribe(&topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
         .await;
     over_wss
-        .publish(&topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, b"from wss")
+        .publish(
+            &topic,
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            b"from wss",
+        )
         .await;
     assert_eq!(over_tcp.next_text().await, "from wss");
     assert_eq!(over_wss.next_text().await, "from wss");
-    over_tcp.publish(&topic, Q4::AtLeastOnce, false, b"to wss").await;
+    over_tcp
+        .publish(&topic, Q4::AtLeastOnce, false, b"to wss")
+        .await;
     assert_eq!(over_wss.next_text().await, "to wss");
 }
 
@@ -307,7 +333,10 @@ async fn the_path_is_configurable_and_other_paths_get_404() {
     let addr = ws_addr(&broker);
     let client = Mqtt4::connect(ws4(&unique("path"), addr, "/broker/mqtt")).await;
     client.disconnect().await;
-    assert_eq!(refused_status(ws_handshake(addr, "/mqtt", "mqtt").await), 404);
+    assert_eq!(
+        refused_status(ws_handshake(addr, "/mqtt", "mqtt").await),
+        404
+    );
     assert_eq!(refused_status(ws_handshake(addr, "/", "mqtt").await), 404);
 }
 
@@ -335,7 +364,10 @@ async fn a_handshake_without_an_mqtt_subprotocol_gets_400() {
         return;
     };
     let addr = ws_addr(&broker);
-    assert_eq!(refused_status(ws_handshake(addr, "/mqtt", "chat").await), 400);
+    assert_eq!(
+        refused_status(ws_handshake(addr, "/mqtt", "chat").await),
+        400
+    );
     assert_eq!(refused_status(ws_handshake(addr, "/mqtt", "").await), 400);
     // The older name, as early Paho clients offer it, is accepted (as Mosquitto does).
     let ws = ws_handshake(addr, "/mqtt", "mqttv3.1")
@@ -359,7 +391,10 @@ async fn plain_http_requests_get_an_http_error_and_the_broker_keeps_serving() {
     assert!(answer.starts_with("HTTP/1.1 404 "), "got {answer:?}");
     // MQTT spoken straight at the WebSocket port is not HTTP.
     let answer = http(addr, "\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00").await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400 "), "got {answer:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400 "),
+        "got {answer:?}"
+    );
     ws_still_serves(addr).await;
 }
 
@@ -387,9 +422,19 @@ async fn packets_split_over_frames_and_sharing_frames_are_understood() {
     for _ in 0..4 {
         seen.push(raw.recv().await);
     }
-    assert!(seen.iter().any(|p| matches!(p, Packet::SubAck(_))), "{seen:?}");
-    assert!(seen.iter().any(|p| matches!(p, Packet::PubAck(a) if a.packet_id == 2)), "{seen:?}");
-    assert!(seen.iter().any(|p| matches!(p, Packet::PingResp)), "{seen:?}");
+    assert!(
+        seen.iter().any(|p| matches!(p, Packet::SubAck(_))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|p| matches!(p, Packet::PubAck(a) if a.packet_id == 2)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|p| matches!(p, Packet::PingResp)),
+        "{seen:?}"
+    );
     let delivered = seen.iter().find_map(|p| match p {
         Packet::Publish(p) => Some(p.payload.clone()),
         _ => None,
@@ -403,7 +448,10 @@ async fn packets_split_over_frames_and_sharing_frames_are_understood() {
     for (i, part) in [a, b, c].into_iter().enumerate() {
         let opcode = if i == 0 { Data::Binary } else { Data::Continue };
         let frame = Frame::message(part.to_vec(), OpCode::Data(opcode), i == 2);
-        raw.ws.send(Message::Frame(frame)).await.expect("send a fragment");
+        raw.ws
+            .send(Message::Frame(frame))
+            .await
+            .expect("send a fragment");
     }
     match raw.recv().await {
         Packet::Publish(p) => assert_eq!(&p.payload[..], b"fragments"),

@@ -241,7 +241,10 @@ impl ServerConfig {
     /// Rejects a WebSocket path that no request can match.
     pub fn check_ws_path(&self) -> Result<(), String> {
         let path = &self.mqtt_ws_path;
-        if !path.starts_with('/') || path.contains(['?', '#']) || path.chars().any(char::is_whitespace) {
+        if !path.starts_with('/')
+            || path.contains(['?', '#'])
+            || path.chars().any(char::is_whitespace)
+        {
             return Err(format!(
                 "mqtt_ws_path = {path:?} must be an HTTP path such as \"/mqtt\" (a leading /, no query, no spaces)"
             ));

@@ -24,11 +24,11 @@ use super::stream::{WsStream, MAX_OUT_FRAME};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{create_response, write_response};
 use tokio_tungstenite::tungstenite::http::{self, HeaderValue, Request};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::WebSocketStream;
 
 /// The largest request head (request line and headers) we read. Cowboy (RabbitMQ) allows
@@ -164,7 +164,9 @@ where
 }
 
 /// Reads until the end of the request head; returns it parsed, and the bytes read past it.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Request<()>, Vec<u8>), Refusal> {
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(Request<()>, Vec<u8>), Refusal> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -221,11 +223,17 @@ fn upgrade_response(
     if let Some(origin) = request.headers().get("Origin") {
         let allowed = settings.origins.is_empty()
             || origin.to_str().is_ok_and(|o| {
-                settings.origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(o))
+                settings
+                    .origins
+                    .iter()
+                    .any(|allowed| allowed.eq_ignore_ascii_case(o))
             });
         if !allowed {
             return Err(Refusal::Origin {
-                origin: String::from_utf8_lossy(origin.as_bytes()).chars().take(128).collect(),
+                origin: String::from_utf8_lossy(origin.as_bytes())
+                    .chars()
+                    .take(128)
+                    .collect(),
             });
         }
     }

@@ -37,7 +37,9 @@ async fn connect(
 ) {
     // Larger than the largest message sent: a client blocked in `send` would hang a test.
     let (client, server) = duplex(256 * 1024);
-    let mut request = format!("ws://localhost{path}").into_client_request().unwrap();
+    let mut request = format!("ws://localhost{path}")
+        .into_client_request()
+        .unwrap();
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
@@ -70,7 +72,10 @@ async fn bytes_cross_in_both_directions_whatever_the_framing() {
     let (mut client, server) = connect("/mqtt", "mqtt").await;
     let mut server = server.unwrap();
     // One "packet" in three messages, then two in one.
-    client.send(Message::binary(&b"\x10\x03"[..])).await.unwrap();
+    client
+        .send(Message::binary(&b"\x10\x03"[..]))
+        .await
+        .unwrap();
     client.send(Message::binary(&b"ab"[..])).await.unwrap();
     client.send(Message::binary(&b"c"[..])).await.unwrap();
     client
@@ -257,8 +262,14 @@ async fn a_message_over_the_limit_closes_with_1009() {
 async fn pings_are_answered_and_skipped() {
     let (mut client, server) = connect("/mqtt", "mqtt").await;
     let mut server = server.unwrap();
-    client.send(Message::Ping(b"p".to_vec().into())).await.unwrap();
-    client.send(Message::binary(&b"\xc0\x00"[..])).await.unwrap();
+    client
+        .send(Message::Ping(b"p".to_vec().into()))
+        .await
+        .unwrap();
+    client
+        .send(Message::binary(&b"\xc0\x00"[..]))
+        .await
+        .unwrap();
     let mut got = [0u8; 2];
     server.read_exact(&mut got).await.unwrap();
     assert_eq!(&got, b"\xc0\x00");
@@ -272,7 +283,10 @@ async fn pings_are_answered_and_skipped() {
 async fn a_close_from_the_client_is_the_end_of_the_stream() {
     let (mut client, server) = connect("/mqtt", "mqtt").await;
     let mut server = server.unwrap();
-    client.send(Message::binary(&b"\xe0\x00"[..])).await.unwrap();
+    client
+        .send(Message::binary(&b"\xe0\x00"[..]))
+        .await
+        .unwrap();
     client.close(None).await.unwrap();
     let mut all = Vec::new();
     server.read_to_end(&mut all).await.unwrap();

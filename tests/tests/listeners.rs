@@ -132,7 +132,10 @@ async fn hostile_clients_on_a_tls_port_are_closed_and_nobody_else_notices() {
         .expect("write");
     // A plain-text AMQP client on the TLS port.
     let mut plain_amqp = TcpStream::connect(amqps).await.expect("connect");
-    plain_amqp.write_all(b"AMQP\x00\x00\x09\x01").await.expect("write");
+    plain_amqp
+        .write_all(b"AMQP\x00\x00\x09\x01")
+        .await
+        .expect("write");
     // A plain-text MQTT client on the MQTTS port.
     let mut plain_mqtt = TcpStream::connect(mqtts).await.expect("connect");
     let mut connect = bytes::BytesMut::new();

@@ -301,3 +301,71 @@ async fn mqtts_refuses_a_client_without_a_certificate_when_required() {
     ));
     assert!(Mqtt4::try_connect(o).await.is_err());
 }
+
+/// Large messages both ways fill the TLS buffers and the sockets: every byte written into
+/// rustls must reach the client (AMQP's writer task and MQTT's own writes alike).
+#[tokio::test]
+async fn large_messages_cross_tls_intact() {
+    let pki = Pki::new("bulk CA");
+    let broker = tls_broker(pki.server_files(1)).await;
+    let conn = amqprs_tls(&pki, amqps_addr(&broker), None)
+        .await
+        .expect("amqprs over TLS");
+    let channel = within("channel.open", conn.open_channel(None))
+        .await
+        .expect("channel");
+    let queue = unique("tls-bulk");
+    within(
+        "queue.declare",
+        channel.queue_declare(QueueDeclareArguments::new(&queue).exclusive(true).finish()),
+    )
+    .await
+    .expect("queue.declare");
+    let body: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    for _ in 0..8 {
+        within(
+            "basic.publish",
+            channel.basic_publish(
+                AmqprsProperties::default(),
+                body.clone(),
+                BasicPublishArguments::new("", &queue),
+            ),
+        )
+        .await
+        .expect("publish");
+    }
+    for i in 0..8 {
+        let got = within("a large message back", async {
+            loop {
+                let get = BasicGetArguments::new(&queue).no_ack(true).finish();
+                if let Some((_, _, b)) = channel.basic_get(get).await.expect("basic.get") {
+                    return b;
+                }
+            }
+        })
+        .await;
+        assert!(got == body, "message {i} arrived intact");
+    }
+
+    let addr = mqtts_addr(&broker);
+    let options = |id: &str| {
+        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", addr.port());
+        o.set_max_packet_size(4 << 20, 4 << 20);
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(pki.client_config(None))),
+        ));
+        o
+    };
+    let mut sub = Mqtt4::connect(options("bulk-sub")).await;
+    sub.subscribe("bulk", rumqttc::QoS::AtLeastOnce).await;
+    let mut publisher = Mqtt4::connect(options("bulk-pub")).await;
+    for _ in 0..8 {
+        publisher
+            .publish("bulk", rumqttc::QoS::AtLeastOnce, false, &body)
+            .await;
+    }
+    for i in 0..8 {
+        let p = sub.next_publish().await;
+        assert!(p.payload[..] == body[..], "MQTT message {i} arrived intact");
+    }
+}

@@ -92,7 +92,10 @@ async fn a_reload_on_request_takes_effect_at_once() {
     let pki = Pki::new("sighup CA");
     let (broker, addr) = tls_broker(pki.server_files(1)).await;
     let server = broker.server().expect("in-process");
-    assert_eq!(server.reload_tls().expect("reload"), Some(Reloaded::Unchanged));
+    assert_eq!(
+        server.reload_tls().expect("reload"),
+        Some(Reloaded::Unchanged)
+    );
     pki.write_server(7);
     // The file watcher may have been first; either way the new certificate is in use now.
     let reloaded = server.reload_tls().expect("the new files are valid");
@@ -140,7 +143,8 @@ async fn a_kubernetes_style_secret_update_is_picked_up() {
     symlink(Path::new("..2026_01_01"), dir.join("..data")).expect("..data");
     symlink(Path::new("..data/tls.crt"), dir.join("tls.crt")).expect("tls.crt");
     symlink(Path::new("..data/tls.key"), dir.join("tls.key")).expect("tls.key");
-    let (_broker, addr) = tls_broker(TlsConfig::new(dir.join("tls.crt"), dir.join("tls.key"))).await;
+    let (_broker, addr) =
+        tls_broker(TlsConfig::new(dir.join("tls.crt"), dir.join("tls.key"))).await;
     assert_eq!(served_serial(addr, pki.client_config(None)).await, 1);
     version("..2026_02_01", 2);
     symlink(Path::new("..2026_02_01"), dir.join("..data_tmp")).expect("..data_tmp");

@@ -266,7 +266,12 @@ impl Outbound {
                 self.wake_writer.notified().await;
                 continue;
             }
-            if let Err(e) = socket.write_all(&spare).await {
+            // The flush is free on TCP; TLS may keep records in its buffer until it.
+            let written = async {
+                socket.write_all(&spare).await?;
+                socket.flush().await
+            };
+            if let Err(e) = written.await {
                 tracing::debug!(error = %e, "write failed");
                 break;
             }

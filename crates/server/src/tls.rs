@@ -287,3 +287,67 @@ fn read_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, T
     }
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and its key, written to `dir`.
+    fn write_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pigeon-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_certificate_and_its_key_load() {
+        let dir = temp_dir("load");
+        let (cert, key) = write_cert(&dir, "server");
+        let ctx = TlsContext::load(&TlsConfig::new(&cert, &key)).unwrap();
+        assert_eq!(ctx.reload().unwrap(), Reloaded::Unchanged);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn verify_peer_needs_a_ca_file() {
+        let dir = temp_dir("noca");
+        let (cert, key) = write_cert(&dir, "server");
+        let config = TlsConfig {
+            verify: TlsVerify::VerifyPeer,
+            ..TlsConfig::new(&cert, &key)
+        };
+        assert!(matches!(TlsContext::load(&config), Err(TlsError::NoCaFile)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bad_files_are_named_in_the_error() {
+        let dir = temp_dir("bad");
+        let (cert, key) = write_cert(&dir, "server");
+        let missing = TlsContext::load(&TlsConfig::new(dir.join("nope.pem"), &key));
+        assert!(matches!(missing, Err(TlsError::Read { path, .. }) if path.ends_with("nope.pem")));
+        let (_, other_key) = write_cert(&dir, "other");
+        let mismatched = TlsContext::load(&TlsConfig::new(&cert, &other_key));
+        assert!(
+            matches!(mismatched, Err(TlsError::Rustls(_))),
+            "{mismatched:?}"
+        );
+        std::fs::write(&cert, "no pem here").unwrap();
+        let empty = TlsContext::load(&TlsConfig::new(&cert, &key));
+        assert!(matches!(empty, Err(TlsError::Pem { .. })), "{empty:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

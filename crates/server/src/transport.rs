@@ -239,6 +239,89 @@ impl TlsInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::{TlsConfig, TlsContext, TlsVerify};
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
+        KeyPair,
+    };
+
+    /// What the handlers get from a TLS handshake with a client certificate: its chain, its
+    /// names, the SNI, the version (the API SASL EXTERNAL and MQTT certificate login use).
+    #[tokio::test]
+    async fn a_tls_peer_brings_its_certificate_and_names() {
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Acme");
+        dn.push(DnType::CommonName, "alice");
+        client_params.distinguished_name = dn;
+        let client = client_params.signed_by(&client_key, &ca).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("pigeon-transport-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, pem) in [
+            ("server.pem", server.pem()),
+            ("server.key", server_key.serialize_pem()),
+            ("ca.pem", ca.pem()),
+        ] {
+            std::fs::write(dir.join(name), pem).unwrap();
+        }
+        let ctx = TlsContext::load(&TlsConfig {
+            cacertfile: Some(dir.join("ca.pem")),
+            verify: TlsVerify::VerifyPeer,
+            fail_if_no_peer_cert: true,
+            ..TlsConfig::new(dir.join("server.pem"), dir.join("server.key"))
+        })
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client_task = tokio::spawn(async move {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.der().clone()).unwrap();
+            #[allow(deprecated)]
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_client_auth_cert(
+                    vec![client.der().clone()],
+                    rustls_pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into()),
+                )
+                .unwrap();
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            // Wait for the server to close, so the handshake completes on both sides.
+            let mut buf = [0u8; 1];
+            let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut buf).await;
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let stream = ctx.acceptor().accept(tcp).await.unwrap();
+        let info = TlsInfo::of(&stream);
+        drop(stream);
+        client_task.await.unwrap();
+        assert_eq!(info.peer_certs.len(), 1);
+        assert_eq!(info.sni.as_deref(), Some("localhost"));
+        assert_eq!(info.protocol, Some(rustls::ProtocolVersion::TLSv1_3));
+        assert!(info.cipher.is_some());
+        let names = info.peer_names().unwrap().unwrap();
+        assert_eq!(names.subject_dn, "CN=alice,O=Acme");
+        assert_eq!(names.common_name.as_deref(), Some("alice"));
+    }
 
     /// An MQTT connection's task holds its transport while idle: the enum must not make a
     /// plain-TCP connection larger than the `TcpStream` it holds (see docs/performance.md).

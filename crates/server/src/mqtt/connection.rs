@@ -8,10 +8,11 @@
 //! and of the close boxed so that it does not size the task, and so is what only a publisher
 //! needs (`Publishing`, from its first PUBLISH).
 
+use super::io::{Io, IoEvent};
 use super::session::Session;
 use super::sink::{Attached, MqttSink};
 use super::Stats;
-use crate::outbound::{Flushed, Outbound};
+use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
 use crate::transport::{PeerInfo, Transport};
 use crate::ServerState;
@@ -29,7 +30,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{sleep, timeout, Instant, Sleep};
 
@@ -90,17 +90,6 @@ pub(super) struct Publishing {
     pub wake_epoch: u64,
 }
 
-/// The socket of a connection, read and written by its task alone.
-struct Io {
-    stream: Transport,
-    /// Bytes read and not yet decoded.
-    rb: ReadBuf,
-    /// What is sent to the client, from any task.
-    out: Arc<Outbound>,
-    /// Bytes taken out of `out` and not yet written.
-    pending: BytesMut,
-}
-
 /// Serves one accepted socket until it closes.
 ///
 /// Not an `async fn`: its future would keep a second copy of the arguments. The future's size
@@ -154,124 +143,6 @@ async fn handshake(mut io: Io, peer: PeerInfo, server: Arc<ServerState>) -> (Io,
         }
     };
     (io, conn)
-}
-
-/// What the socket had for the packet loop.
-enum IoEvent {
-    /// This many bytes were read into the read buffer (0: the client closed).
-    Read(usize),
-    /// The socket can take more: the next turn's flush continues the write. `resume`: a
-    /// write done meanwhile (not TCP) made room for consumers that were refused it.
-    Writable { resume: bool },
-}
-
-impl Io {
-    /// Reads if `read` and the socket has bytes, or reports that it is writable if `write`.
-    /// No future to keep: the socket keeps the task's waker.
-    ///
-    /// TCP (the fast path): waits for readiness holding no read buffer, allocates one only
-    /// when there is something to read. TLS and other streams have no readiness to wait for
-    /// (rustls may hold decrypted bytes the socket no longer signals), so they poll a read
-    /// into the buffer, and push what is buffered to write.
-    fn poll_io(
-        &mut self,
-        cx: &mut Context<'_>,
-        read: bool,
-        write: bool,
-    ) -> Poll<std::io::Result<IoEvent>> {
-        match &mut self.stream {
-            Transport::Tcp(stream) => {
-                if read {
-                    while let Poll::Ready(r) = stream.poll_read_ready(cx) {
-                        r?;
-                        self.rb.prepare();
-                        match stream.try_read_buf(&mut self.rb.buf) {
-                            Ok(n) => return Poll::Ready(Ok(IoEvent::Read(n))),
-                            // A spurious readiness: wait again, without the buffer.
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                                self.rb.release();
-                            }
-                            Err(e) => return Poll::Ready(Err(e)),
-                        }
-                    }
-                }
-                if write {
-                    if let Poll::Ready(r) = stream.poll_write_ready(cx) {
-                        return Poll::Ready(r.map(|()| IoEvent::Writable { resume: false }));
-                    }
-                }
-                Poll::Pending
-            }
-            stream => {
-                if read {
-                    self.rb.prepare();
-                    let read = std::pin::pin!(stream.read_buf(&mut self.rb.buf));
-                    if let Poll::Ready(r) = read.poll(cx) {
-                        return Poll::Ready(r.map(IoEvent::Read));
-                    }
-                }
-                if write {
-                    if let Poll::Ready(r) = self.out.poll_flush_to(cx, stream, &mut self.pending) {
-                        return Poll::Ready(r.map(|f| IoEvent::Writable { resume: f.resume }));
-                    }
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    /// Writes what is buffered as far as the socket takes it now (see [`Outbound::flush`]).
-    fn flush(&mut self, cx: &mut Context<'_>) -> std::io::Result<Flushed> {
-        match &mut self.stream {
-            Transport::Tcp(stream) => self.out.flush(stream, &mut self.pending),
-            stream => match self.out.poll_flush_to(cx, stream, &mut self.pending) {
-                Poll::Ready(r) => r,
-                Poll::Pending => Ok(Flushed {
-                    done: false,
-                    resume: false,
-                }),
-            },
-        }
-    }
-
-    /// Reads until one packet is decoded; `Ok(None)` when the socket closed first.
-    async fn read_packet(
-        &mut self,
-        version: Option<ProtocolVersion>,
-        max: usize,
-    ) -> Result<Option<Packet>, DecodeError> {
-        loop {
-            if let Some(p) = decode(&mut self.rb.buf, version, max)? {
-                return Ok(Some(p));
-            }
-            self.rb.prepare();
-            match self.stream.read_buf(&mut self.rb.buf).await {
-                Ok(0) | Err(_) => return Ok(None),
-                Ok(n) => self.rb.filled(n),
-            }
-        }
-    }
-
-    /// Sends what is still buffered (our last packets: a DISCONNECT with its reason, a refusing
-    /// CONNACK) and a FIN. Then reads and discards what the client still sends until it closes
-    /// too, briefly: closing with unread input would reset the connection, and the client might
-    /// never read why it was closed.
-    async fn close(&mut self) {
-        let _ = timeout(Duration::from_secs(3), async {
-            while let Ok(f) = poll_fn(|cx| Poll::Ready(self.flush(cx))).await {
-                if f.done || poll_fn(|cx| self.poll_io(cx, false, true)).await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
-        let _ = self.stream.shutdown().await;
-        let mut sink = [0u8; 1024];
-        let _ = timeout(Duration::from_secs(2), async {
-            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
-    }
 }
 
 /// Polls a future kept in a box only while it is wanted; pending while there is none.

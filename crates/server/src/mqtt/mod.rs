@@ -1,7 +1,7 @@
 //! The MQTT adapter: 3.1, 3.1.1 and 5.0 on one listener, mapped onto the broker core.
 //!
-//! `connection.rs` runs the socket (CONNECT, keep-alive, takeover, will, the end of a
-//! connection); `handlers.rs` handles PUBLISH, the acknowledgements and (UN)SUBSCRIBE;
+//! `connection.rs` runs the connection (CONNECT, keep-alive, takeover, will, the end of a
+//! connection) over `io.rs` (the socket); `handlers.rs` handles PUBLISH, the acknowledgements and (UN)SUBSCRIBE;
 //! `session.rs` is what outlives a connection and the registry of sessions; `sink.rs` delivers
 //! queued messages to a session; `topic.rs` maps MQTT topics onto the topic exchange;
 //! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics.
@@ -10,6 +10,7 @@ mod connection;
 mod convert;
 mod flow;
 mod handlers;
+mod io;
 pub mod persist;
 mod session;
 mod sink;

@@ -206,6 +206,31 @@ password = "s3cret"
     }
 
     #[test]
+    fn mqtt_over_websocket_is_configured_in_server() {
+        let c = Config::parse(
+            "[server]\nmqtt_ws_listen = 8083\nmqtt_ws_path = \"/ws\"\n\
+             mqtt_ws_origins = [\"https://app.example.com\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.mqtt_ws_listen.addrs().len(), 2);
+        assert_eq!(c.server.mqtt_ws_path, "/ws");
+        assert_eq!(c.server.mqtt_ws_origins, ["https://app.example.com"]);
+        let d = Config::parse("").unwrap().server;
+        assert!(d.mqtt_ws_listen.is_empty() && d.mqtt_wss_listen.is_empty());
+        assert_eq!(d.mqtt_ws_path, "/mqtt");
+        for bad in ["mqtt", "/mqtt?x=1", "/a b"] {
+            let text = format!("[server]\nmqtt_ws_path = {bad:?}\n");
+            let msg = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(msg.contains("mqtt_ws_path"), "{msg}");
+        }
+        let msg = format!(
+            "{:#}",
+            Config::parse("[server]\nmqtt_wss_listen = 8084\n").unwrap_err()
+        );
+        assert!(msg.contains("mqtt_wss_listen needs a [tls]"), "{msg}");
+    }
+
+    #[test]
     fn the_defaults_listen_on_ipv6_and_ipv4_and_tls_is_off() {
         let s = Config::parse("").unwrap().server;
         assert_eq!(

@@ -6,6 +6,8 @@
 #   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f interop/run.sh   # a broker that is already running
 #   AMQP_URL=... MQTT_URL=mqtt://127.0.0.1:1883 interop/run.sh       # ... with MQTT too (without
 #                                                                    # MQTT_URL the MQTT ones are skipped)
+#   ... MQTT_WS_URL=ws://127.0.0.1:8083/mqtt interop/run.sh            # ... and MQTT over WebSocket (started
+#                                                                    # by the script on its own broker)
 #   interop/run.sh                                                   # builds Pigeon (debug), starts it
 #                                                                    # on free loopback ports, stops it after
 #
@@ -84,19 +86,19 @@ if [ -z "${AMQP_URL:-}" ]; then
   # "Address already in use" and new ports are tried.
   broker_dir="$(mktemp -d)"
   for attempt in 1 2 3; do
-    read -r port mqtt_port < <(python3 -c 'import socket
-socks = [socket.socket() for _ in range(2)]
+    read -r port mqtt_port ws_port < <(python3 -c 'import socket
+socks = [socket.socket() for _ in range(3)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-    section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port"
-    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\n' \
-      "$port" "$mqtt_port" >"$broker_dir/pigeon.toml"
+    section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port, MQTT over WebSocket on 127.0.0.1:$ws_port"
+    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = "127.0.0.1:%s"\n' \
+      "$port" "$mqtt_port" "$ws_port" >"$broker_dir/pigeon.toml"
     # Run it in a scratch directory so nothing it writes lands in the repository.
     (cd "$broker_dir" && exec "$pigeon" --config pigeon.toml) >"$broker_dir/pigeon.log" 2>&1 &
     broker_pid=$!
     deadline=$((SECONDS + 30))
     up=yes
-    for p in "$port" "$mqtt_port"; do
+    for p in "$port" "$mqtt_port" "$ws_port"; do
       until kill -0 "$broker_pid" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
         if ! kill -0 "$broker_pid" 2>/dev/null; then
           up=no
@@ -122,6 +124,7 @@ print(*(s.getsockname()[1] for s in socks))')
   echo "Pigeon (pid $broker_pid) accepts connections"
   export AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
   export MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
+  export MQTT_WS_URL="ws://127.0.0.1:$ws_port/mqtt"
 fi
 export AMQP_URL
 

@@ -6,10 +6,12 @@
 #   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f interop/run.sh   # a broker that is already running
 #   AMQP_URL=... MQTT_URL=mqtt://127.0.0.1:1883 interop/run.sh       # ... with MQTT too (without
 #                                                                    # MQTT_URL the MQTT ones are skipped)
+#   ... MQTT_WS_URL=ws://127.0.0.1:8083/mqtt interop/run.sh            # ... and MQTT over WebSocket (started
+#                                                                    # by the script on its own broker)
 #   interop/run.sh                                                   # builds Pigeon (debug), starts it
 #                                                                    # on free loopback ports, stops it after
 #
-# INTEROP_TLS=1 also runs the TLS and WebSocket scenarios (python/tls_*.py, node/test/tls_*.js,
+# INTEROP_TLS=1 (the default; 0 leaves them out) also runs the TLS and WebSocket scenarios (python/tls_*.py, node/test/tls_*.js,
 # mosquitto/tls_run.sh): pika and amqplib over AMQPS (CA verification, client certificate with
 # SASL EXTERNAL), paho-mqtt, mqtt.js and mosquitto_pub/sub over MQTTS, WebSocket and secure
 # WebSocket. When this script starts Pigeon it makes the certificates (interop/tls/make-certs.sh:
@@ -82,7 +84,7 @@ show_broker_log() {
   fi
 }
 
-INTEROP_TLS="${INTEROP_TLS:-0}"
+INTEROP_TLS="${INTEROP_TLS:-1}"
 tls_on() { [ "$INTEROP_TLS" = 1 ] || [ "$INTEROP_TLS" = only ]; }
 # The user named in the client certificate's CN (SASL EXTERNAL, MQTT certificate login).
 cert_user="interop-cert-user"
@@ -108,18 +110,17 @@ if [ -z "${AMQP_URL:-}" ]; then
 socks = [socket.socket() for _ in range(6)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-    section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port"
-    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\n' \
-      "$port" "$mqtt_port" >"$broker_dir/pigeon.toml"
+    section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port, MQTT over WebSocket on 127.0.0.1:$ws_port"
+    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = "127.0.0.1:%s"\n' \
+      "$port" "$mqtt_port" "$ws_port" >"$broker_dir/pigeon.toml"
     if tls_on; then
-      echo "TLS: AMQPS $amqps_port, MQTTS $mqtts_port, MQTT over WebSocket $ws_port, secure WebSocket $wss_port"
+      echo "TLS: AMQPS $amqps_port, MQTTS $mqtts_port, secure WebSocket $wss_port"
       # Client certificates are asked for and verified, but optional (PLAIN over TLS goes on
       # without one), as RabbitMQ's verify_peer with fail_if_no_peer_cert = false. The
       # certificate's user must exist for EXTERNAL; its password is never used.
       cat >>"$broker_dir/pigeon.toml" <<EOF
 amqps_listen = "127.0.0.1:$amqps_port"
 mqtts_listen = "127.0.0.1:$mqtts_port"
-mqtt_ws_listen = "127.0.0.1:$ws_port"
 mqtt_wss_listen = "127.0.0.1:$wss_port"
 users = [
   { name = "guest", password = "guest", loopback_only = true },
@@ -139,7 +140,7 @@ EOF
     broker_pid=$!
     deadline=$((SECONDS + 30))
     up=yes
-    for p in "$port" "$mqtt_port"; do
+    for p in "$port" "$mqtt_port" "$ws_port"; do
       until kill -0 "$broker_pid" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
         if ! kill -0 "$broker_pid" 2>/dev/null; then
           up=no
@@ -165,14 +166,14 @@ EOF
   echo "Pigeon (pid $broker_pid) accepts connections"
   export AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
   export MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
+  export MQTT_WS_URL="ws://127.0.0.1:$ws_port/mqtt"
   if tls_on; then
     # The certificate names localhost: the TLS URLs use that name, the WebSocket one the address.
     export AMQPS_URL="amqps://guest:guest@localhost:$amqps_port/%2f"
     export MQTTS_URL="mqtts://localhost:$mqtts_port"
-    export MQTT_WS_URL="ws://127.0.0.1:$ws_port/mqtt"
     export MQTT_WSS_URL="wss://localhost:$wss_port/mqtt"
     # A listener that did not open (a Pigeon without it yet) leaves its scenarios skipped, loudly.
-    for var in AMQPS_URL MQTTS_URL MQTT_WS_URL MQTT_WSS_URL; do
+    for var in AMQPS_URL MQTTS_URL MQTT_WSS_URL; do
       p="${!var##*:}"
       p="${p%%/*}"
       deadline=$((SECONDS + 10))

@@ -14,6 +14,8 @@ const mqtt = require('mqtt');
 const { WAIT_MS, waitFor } = require('./helpers');
 
 const MQTT_URL = process.env.MQTT_URL || 'mqtt://127.0.0.1:1883';
+// MQTT over WebSocket (test/mqtt_websocket.test.js), ws://host:port/path; unset: those skip.
+const MQTT_WS_URL = process.env.MQTT_WS_URL;
 
 // protocolVersion as mqtt.js names it.
 const VERSIONS = { 'MQTT 3.1.1': 4, 'MQTT 5.0': 5 };
@@ -38,8 +40,9 @@ async function bounded(promise, what) {
 // Connects and waits for CONNACK. Never reconnects by itself: a lost connection is the scenario's
 // business. The returned client keeps every delivery in `messages` ({ topic, payload, text, qos,
 // retain, properties }) and its CONNACK in `connack`.
-async function connect(protocolVersion, options = {}) {
-  const client = mqtt.connect(MQTT_URL, {
+// `options.url` connects elsewhere than MQTT_URL (ws://... for MQTT over WebSocket).
+async function connect(protocolVersion, { url = MQTT_URL, ...options } = {}) {
+  const client = mqtt.connect(url, {
     protocolVersion,
     clientId: options.clientId || unique('node'),
     clean: options.clean ?? true,
@@ -131,6 +134,7 @@ function mqttScope(t) {
 
 module.exports = {
   MQTT_URL,
+  MQTT_WS_URL,
   VERSIONS,
   abort,
   connect,

@@ -34,6 +34,9 @@ PORT = _url.port or 1883
 USERNAME = unquote(_url.username) if _url.username else None
 PASSWORD = unquote(_url.password) if _url.password else None
 
+# MQTT over WebSocket (test_mqtt_websocket.py), ws://host:port/path; unset: those scenarios skip.
+MQTT_WS_URL = os.environ.get("MQTT_WS_URL")
+
 V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
 VERSIONS = {"v311": V311, "v5": V5}
@@ -88,11 +91,16 @@ class Client:
     Unexpected disconnects are not retried: the scenario sees them in `disconnects`.
     """
 
-    def __init__(self, version, client_id=None, clean=True):
+    def __init__(self, version, client_id=None, clean=True, websocket=False):
         self.version = version
         self.client_id = client_id or unique("py")
         kwargs = {"clean_session": clean} if version != V5 else {}
         self.clean = clean
+        self.host, self.port = HOST, PORT
+        if websocket:
+            ws = urlsplit(MQTT_WS_URL)
+            self.host, self.port = ws.hostname, ws.port or 80
+            kwargs["transport"] = "websockets"
         self.mqtt = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -100,6 +108,8 @@ class Client:
             reconnect_on_failure=False,
             **kwargs,
         )
+        if websocket:
+            self.mqtt.ws_set_options(path=urlsplit(MQTT_WS_URL).path or "/mqtt")
         if USERNAME is not None:
             self.mqtt.username_pw_set(USERNAME, PASSWORD)
         self.messages = []
@@ -142,7 +152,7 @@ class Client:
                 props.SessionExpiryInterval = session_expiry
                 kwargs["properties"] = props
         self.connack = None
-        self.mqtt.connect(HOST, PORT, keepalive=keepalive, **kwargs)
+        self.mqtt.connect(self.host, self.port, keepalive=keepalive, **kwargs)
         self.mqtt.loop_start()
         wait(lambda: self.connack is not None or self.disconnects, f"CONNACK for {self.client_id}")
         if self.connack is None:
@@ -211,8 +221,8 @@ def mqtt_clients():
     """Makes clients on demand; closes whatever is still connected at the end."""
     made = []
 
-    def make(version, client_id=None, clean=True):
-        client = Client(version, client_id=client_id, clean=clean)
+    def make(version, client_id=None, clean=True, websocket=False):
+        client = Client(version, client_id=client_id, clean=clean, websocket=websocket)
         made.append(client)
         return client
 

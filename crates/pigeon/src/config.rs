@@ -93,6 +93,8 @@ impl Config {
             }
         }
         s.check_tls().map_err(|e| anyhow::anyhow!("server.{e}"))?;
+        s.check_ws_path()
+            .map_err(|e| anyhow::anyhow!("server.{e}"))?;
         let mut names = HashSet::new();
         for user in &s.users {
             if user.name.is_empty() {
@@ -203,6 +205,31 @@ password = "s3cret"
                 "0.0.0.0:1884".parse().unwrap()
             ]
         );
+    }
+
+    #[test]
+    fn mqtt_over_websocket_is_configured_in_server() {
+        let c = Config::parse(
+            "[server]\nmqtt_ws_listen = 8083\nmqtt_ws_path = \"/ws\"\n\
+             mqtt_ws_origins = [\"https://app.example.com\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.mqtt_ws_listen.addrs().len(), 2);
+        assert_eq!(c.server.mqtt_ws_path, "/ws");
+        assert_eq!(c.server.mqtt_ws_origins, ["https://app.example.com"]);
+        let d = Config::parse("").unwrap().server;
+        assert!(d.mqtt_ws_listen.is_empty() && d.mqtt_wss_listen.is_empty());
+        assert_eq!(d.mqtt_ws_path, "/mqtt");
+        for bad in ["mqtt", "/mqtt?x=1", "/a b"] {
+            let text = format!("[server]\nmqtt_ws_path = {bad:?}\n");
+            let msg = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(msg.contains("mqtt_ws_path"), "{msg}");
+        }
+        let msg = format!(
+            "{:#}",
+            Config::parse("[server]\nmqtt_wss_listen = 8084\n").unwrap_err()
+        );
+        assert!(msg.contains("mqtt_wss_listen needs a [tls]"), "{msg}");
     }
 
     #[test]

@@ -113,6 +113,13 @@ pub struct ServerConfig {
     pub mqtt_ws_listen: Listen,
     /// Where MQTT over secure WebSocket binds (needs `tls`; off by default).
     pub mqtt_wss_listen: Listen,
+    /// The HTTP path of the MQTT WebSocket endpoint on both WebSocket listeners (`/mqtt`, as
+    /// mqtt.js and Paho expect; RabbitMQ's Web MQTT uses `/ws`). Other paths get 404.
+    pub mqtt_ws_path: String,
+    /// Web origins (`https://app.example.com`) whose pages may open an MQTT WebSocket; a
+    /// browser's upgrade from any other gets 403. Empty: any origin (clients that are not
+    /// browsers send none and are not concerned).
+    pub mqtt_ws_origins: Vec<String>,
     /// The server certificate and the client certificate checks of every TLS listener;
     /// `None`: no TLS listener.
     pub tls: Option<TlsConfig>,
@@ -259,6 +266,8 @@ impl Default for ServerConfig {
             mqtts_listen: None,
             mqtt_ws_listen: Listen::none(),
             mqtt_wss_listen: Listen::none(),
+            mqtt_ws_path: "/mqtt".into(),
+            mqtt_ws_origins: Vec::new(),
             tls: None,
             mqtt_exchange: "amq.topic".into(),
             mqtt_max_packet_size: 16 * 1024 * 1024,
@@ -316,6 +325,20 @@ impl ServerConfig {
                     "{key} needs a [tls] table with certfile and keyfile"
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Rejects a WebSocket path that no request can match.
+    pub fn check_ws_path(&self) -> Result<(), String> {
+        let path = &self.mqtt_ws_path;
+        if !path.starts_with('/')
+            || path.contains(['?', '#'])
+            || path.chars().any(char::is_whitespace)
+        {
+            return Err(format!(
+                "mqtt_ws_path = {path:?} must be an HTTP path such as \"/mqtt\" (a leading /, no query, no spaces)"
+            ));
         }
         Ok(())
     }

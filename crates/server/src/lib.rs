@@ -23,7 +23,7 @@ mod policy;
 mod readbuf;
 pub mod tls;
 pub mod transport;
-mod ws;
+pub mod ws;
 
 pub use auth::{AuthError, AuthenticatedUser};
 pub use config::{
@@ -201,6 +201,7 @@ impl ServerHandle {
 /// Binds the listeners and starts serving.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     config.check_tls().map_err(ServerError::Config)?;
+    config.check_ws_path().map_err(ServerError::Config)?;
     let tls = match &config.tls {
         Some(t) => Some(Arc::new(TlsContext::load(t)?)),
         None => None,

@@ -247,3 +247,41 @@ async fn connections_over_the_accept_rate_of_an_address_are_closed() {
     assert!(results[0], "the first connection is served");
     assert!(results.contains(&false), "{results:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_connections_over_the_accept_rate_get_connection_rate_exceeded() {
+    let config = ServerConfig {
+        connection_rate_limit: 2,
+        connection_rate_limit_loopback: true,
+        ..ServerConfig::for_tests()
+    };
+    let broker = MqttBroker::start_with(config).await;
+    let acl = broker.broker().access();
+    add_user(acl);
+    acl.set_permission(USER, "/", Permission::all());
+    // Five CONNECTs in well under a second span at most two one-second windows, of which at
+    // most four are admitted; the others are answered 0x9F (5.0) or 0x03 (3.1.1).
+    for (version, refused) in [
+        (ProtocolVersion::V5, ReasonCode::ConnectionRateExceeded),
+        (ProtocolVersion::V3_1_1, ReasonCode::ServerUnavailable),
+    ] {
+        let mut held = Vec::new();
+        let mut codes = Vec::new();
+        for _ in 0..5 {
+            let (raw, code) = connack(&broker, version).await;
+            held.push(raw);
+            codes.push(code);
+        }
+        // The first round starts with a fresh window; the second may fall in the same one.
+        if version == ProtocolVersion::V5 {
+            assert_eq!(codes[0], ReasonCode::Success, "{codes:?}");
+        }
+        assert!(codes.contains(&refused), "{version:?}: {codes:?}");
+        assert!(
+            codes
+                .iter()
+                .all(|c| *c == ReasonCode::Success || c == &refused),
+            "{codes:?}"
+        );
+    }
+}

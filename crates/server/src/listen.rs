@@ -251,7 +251,8 @@ pub(crate) async fn accept_loop(
                     // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`: name it as
                     // IPv4, in logs and for the loopback checks.
                     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                    if !state.limits.accept(peer.ip()) {
+                    let over_rate = !state.limits.accept(peer.ip());
+                    if over_rate && !kind.mqtt() {
                         continue; // closed: over the accept rate of its address (limits.rs)
                     }
                     let open = state.connections.fetch_add(1, Ordering::Relaxed);
@@ -263,7 +264,7 @@ pub(crate) async fn accept_loop(
                     let state = Arc::clone(&state);
                     let tls = tls.clone();
                     connections.spawn(async move {
-                        serve(kind, stream, peer, &state, tls).await;
+                        serve(kind, stream, peer, &state, tls, over_rate).await;
                         state.connections.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -293,6 +294,7 @@ async fn serve(
     peer: SocketAddr,
     state: &Arc<ServerState>,
     tls: Option<Arc<TlsContext>>,
+    over_rate: bool,
 ) {
     let (transport, info) = match (kind.tls(), tls) {
         (false, _) => (Transport::Tcp(stream), PeerInfo::plain(peer)),
@@ -310,10 +312,20 @@ async fn serve(
     // `amqp::serve`), nor of the handshakes above.
     match kind {
         Kind::Amqp | Kind::Amqps => amqp::serve(transport, info, Arc::clone(state)).await,
+        // An MQTT client over the accept rate of its address is told so in CONNACK (5.0:
+        // 0x9F Connection rate exceeded; 3.1.x: 0x03 Server unavailable) rather than by a
+        // bare close, so that it backs off instead of reconnecting at once.
+        Kind::Mqtt | Kind::Mqtts if over_rate => {
+            Box::pin(mqtt::refuse_over_rate(transport, info, Arc::clone(state))).await
+        }
         Kind::Mqtt | Kind::Mqtts => mqtt::serve(transport, info, Arc::clone(state)).await,
         Kind::MqttWs | Kind::MqttWss => {
             if let Some(ws) = Box::pin(crate::ws::accept(transport, &info, state)).await {
-                mqtt::serve(ws, info, Arc::clone(state)).await;
+                if over_rate {
+                    Box::pin(mqtt::refuse_over_rate(ws, info, Arc::clone(state))).await;
+                } else {
+                    mqtt::serve(ws, info, Arc::clone(state)).await;
+                }
             }
         }
     }

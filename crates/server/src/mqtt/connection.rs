@@ -135,6 +135,29 @@ pub fn serve(
     }
 }
 
+/// Answers a client whose address is over `connection_rate_limit` (the listener counted it):
+/// reads its CONNECT (bounded by the handshake timeout and a small packet size) and refuses it
+/// with CONNACK 0x9F Connection rate exceeded (5.0) or 0x03 Server unavailable (3.1.x), so
+/// that a well-behaved client backs off. Nothing of the broker is touched.
+pub async fn refuse_over_rate(stream: Transport, peer: PeerInfo, server: Arc<ServerState>) {
+    /// A CONNECT with credentials and a small will fits; a larger one is just closed.
+    const MAX_CONNECT: usize = 64 * 1024;
+    let mut io = Io {
+        stream,
+        rb: ReadBuf::new(),
+        out: Arc::new(Outbound::new()),
+        pending: BytesMut::new(),
+    };
+    let wait = server.config.handshake_timeout;
+    if let Ok(Ok(Some(Packet::Connect(c)))) = timeout(wait, io.read_packet(None, MAX_CONNECT)).await
+    {
+        tracing::debug!(peer = %peer.addr, client_id = %c.client_id, "MQTT connection refused: over the connection rate of its address");
+        let ack = Packet::ConnAck(ConnAck::new(ReasonCode::ConnectionRateExceeded));
+        send_packet(&io.out, &ack, c.protocol);
+    }
+    io.close().await;
+}
+
 /// Reads CONNECT and connects the client, or refuses it.
 async fn handshake(mut io: Io, peer: PeerInfo, server: Arc<ServerState>) -> (Io, Option<Conn>) {
     let max = server.config.mqtt_max_packet_size as usize;

@@ -21,7 +21,7 @@ mod sink;
 pub mod sys;
 mod topic;
 
-pub use connection::serve;
+pub use connection::{refuse_over_rate, serve};
 
 use session::Registry;
 use std::sync::atomic::{AtomicU64, AtomicUsize};

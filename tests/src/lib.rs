@@ -40,6 +40,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable that points the suite at an external broker.
 pub const EXTERNAL_URL_VAR: &str = "PIGEON_TEST_AMQP_URL";
 
+/// A byte stream a raw client can speak over: a plain [`tokio::net::TcpStream`] or a TLS stream
+/// around one (`tokio_rustls::client::TlsStream`), so the same hostile bytes can be sent
+/// tunnelled through TLS.
+pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream for S {}
+
 /// Awaits `fut`, failing the test with `what` if it takes longer than [`TIMEOUT`].
 pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
     match tokio::time::timeout(TIMEOUT, fut).await {

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::within;
+use crate::{within, ByteStream};
 
 /// A Pigeon with MQTT enabled, on 127.0.0.1 ephemeral ports.
 ///
@@ -479,9 +479,10 @@ pub fn filter5(path: &str, qos: v5::mqttbytes::QoS) -> v5::mqttbytes::v5::Filter
     v5::mqttbytes::v5::Filter::new(path, qos)
 }
 
-/// A client that writes and reads `mqtt-wire` packets on a plain socket.
+/// A client that writes and reads `mqtt-wire` packets on a socket (plain TCP, or TLS with
+/// [`Raw::over`]).
 pub struct Raw {
-    stream: TcpStream,
+    stream: Box<dyn ByteStream>,
     buf: BytesMut,
     /// The protocol version packets are encoded and decoded with.
     pub version: ProtocolVersion,
@@ -493,8 +494,14 @@ impl Raw {
         let stream = within("TCP connect", TcpStream::connect(addr))
             .await
             .expect("connect to the MQTT listener");
+        Raw::over(stream, version)
+    }
+
+    /// A client over an established stream (a TLS stream after its handshake, say); nothing is
+    /// sent yet.
+    pub fn over(stream: impl ByteStream + 'static, version: ProtocolVersion) -> Raw {
         Raw {
-            stream,
+            stream: Box::new(stream),
             buf: BytesMut::new(),
             version,
         }

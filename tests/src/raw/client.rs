@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::frame::{frame_type, method, Args, Frame, Reader, Value, FRAME_END, PROTOCOL_HEADER};
-use crate::within;
+use crate::{within, ByteStream};
 
 /// What the server said in `connection.close` or `channel.close`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,9 +81,9 @@ pub enum Ending {
     Eof,
 }
 
-/// A client speaking raw frames over a real socket.
+/// A client speaking raw frames over a real socket (plain TCP, or TLS with [`RawClient::over`]).
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Box<dyn ByteStream>,
     buf: Vec<u8>,
 }
 
@@ -94,8 +94,14 @@ impl RawClient {
             .await
             .expect("TCP connect to the broker");
         stream.set_nodelay(true).expect("set TCP_NODELAY");
+        RawClient::over(stream)
+    }
+
+    /// A client over an established stream (a TLS stream after its handshake, say); nothing is
+    /// sent yet.
+    pub fn over(stream: impl ByteStream + 'static) -> RawClient {
         RawClient {
-            stream,
+            stream: Box::new(stream),
             buf: Vec::new(),
         }
     }

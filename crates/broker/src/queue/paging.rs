@@ -127,8 +127,10 @@ impl Queue {
     /// `None` when the log refused it: the caller keeps it in memory if the tail is empty, and
     /// refuses it otherwise (it would overtake the tail).
     pub(super) fn page_out(&self, st: &mut State, m: &QueuedMessage, now: Instant) -> Option<bool> {
-        let log = self.log.as_ref()?;
-        let persistent = m.message.meta.persistent;
+        let log = self.log_for_paging()?;
+        // Only a durable queue's publisher waits for the disk: a transient queue's log promises
+        // nothing (it is never synced, and deleted at start).
+        let persistent = m.message.meta.persistent && self.volatile.is_none();
         let extras = QueueExtras {
             transient: !persistent,
             origin: m.message.origin,
@@ -172,7 +174,7 @@ impl Queue {
     /// `max_bytes`). Unreadable records are acknowledged and skipped. False when nothing can be
     /// read (no log or no codec); an inconsistent tail (its records gone) is emptied.
     fn page_in(&self, st: &mut State, now: Instant, room: usize, max_bytes: Option<usize>) -> bool {
-        let (Some(log), Some(codec)) = (&self.log, st.codec) else {
+        let (Some(log), Some(codec)) = (self.log.get(), st.codec) else {
             tracing::error!(queue = %self.name, "cannot page messages in: no log or codec");
             return false;
         };
@@ -251,7 +253,7 @@ impl Queue {
     /// had been delivered. Returns how many messages the queue holds (records of transient
     /// messages still in the tail are counted until they are paged in and dropped).
     pub fn restore(&self, codec: &'static dyn PropertiesCodec) -> usize {
-        let Some(log) = &self.log else {
+        let Some(log) = self.log.get() else {
             return 0;
         };
         let summary = log.live_summary(0);
@@ -408,7 +410,7 @@ mod tests {
         assert_eq!((q.message_count(), q.paged_out_count()), (4, 2));
         assert_eq!(q.resident_bytes(), 2);
         assert_eq!(q.queued_bytes(), 4);
-        let log = q.log.clone().unwrap();
+        let log = q.log.get().cloned().unwrap();
         assert_eq!(log.len(), 3, "a, c and d are in the log; b only in memory");
         let (m, _) = q.get(false).unwrap();
         assert_eq!(&m.message.body[..], b"a");
@@ -432,7 +434,7 @@ mod tests {
             q.enqueue(message(body, true));
         }
         assert_eq!(q.paged_out_count(), 3);
-        let log = q.log.clone().unwrap();
+        let log = q.log.get().cloned().unwrap();
         // Replace message 3's record with something that is not a message record.
         log.append(3, b"garbage").unwrap();
         assert_eq!(take_all(&q), ["m0", "m1", "m2", "m4"]);
@@ -448,7 +450,7 @@ mod tests {
             q.enqueue(message(&format!("m{i}"), i % 2 == 0));
         }
         assert_eq!(q.purge(), 10);
-        assert_eq!(q.log.clone().unwrap().len(), 0);
+        assert_eq!(q.log.get().cloned().unwrap().len(), 0);
         q.enqueue(message("after", true));
         assert_eq!(take_all(&q), ["after"]);
     }
@@ -540,7 +542,7 @@ mod tests {
                 expires_at_ms: 0,
             };
             let record = last.encode_queued(QueueExtras::default());
-            q.log.clone().unwrap().append(u64::MAX, &record).unwrap();
+            q.log.get().cloned().unwrap().append(u64::MAX, &record).unwrap();
         }
         let (_store, q) = queue(&dir, 1);
         assert_eq!(q.message_count(), 2);

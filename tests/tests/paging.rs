@@ -613,7 +613,10 @@ async fn a_transient_queue_pages_out_to_a_log_that_no_restart_keeps() {
     drop(conn);
     broker.stop().await;
     if transient_logs(&data).is_empty() {
-        copy_dir(&saved.path().join(&name), &data.path().join("queues").join(&name));
+        copy_dir(
+            &saved.path().join(&name),
+            &data.path().join("queues").join(&name),
+        );
     }
     assert_eq!(transient_logs(&data).len(), 1);
     // At start it is deleted, never read: the queue and its messages are gone.
@@ -879,4 +882,62 @@ async fn measure_resident_memory_and_recovery_of_a_long_queue() {
     let (_conn, ch) = confirm_connection(&broker).await;
     let first = lp::get(&ch, &q).await.unwrap();
     assert_eq!(first.delivery.data.len(), 1024);
+}
+
+/// Memory per message kept in memory: `n` 16-byte transient messages (routing key of 17
+/// bytes, AMQP properties with delivery mode only) in a queue of a memory-only broker, which
+/// never pages. Prints the growth of the process's resident memory divided by `n`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by hand (release mode for realistic speed; sizes do not change)"]
+async fn measure_memory_per_message_in_memory() {
+    let n: usize = std::env::var("PIGEON_MEMORY_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let config = ServerConfig {
+        mqtt_listen: pigeon_server::Listen::none(),
+        ..ServerConfig::for_tests()
+    };
+    let Some(broker) = TestBroker::start_with(config).await else {
+        return;
+    };
+    let (_conn, ch) = confirm_connection(&broker).await;
+    let q = declare_transient(&ch, QueueDeclareOptions::default()).await;
+    // Warm up allocator arenas and connection buffers, then empty the queue again.
+    publish_range(&ch, &q, 0..1000, |_| true).await;
+    within(
+        "purge",
+        ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default()),
+    )
+    .await
+    .unwrap();
+    let before = rss_kib();
+    let body = [b'x'; 16];
+    let mut window = std::collections::VecDeque::new();
+    for _ in 0..n {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                q.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_delivery_mode(1),
+            )
+            .await
+            .unwrap();
+        window.push_back(confirm);
+        if window.len() >= 1000 {
+            window.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for c in window {
+        c.await.unwrap();
+    }
+    assert_eq!(paged(&broker, &q), (n as u32, 0));
+    let after = rss_kib();
+    println!(
+        "{n} messages of 16 bytes: rss +{} KiB, {} bytes per message",
+        after - before,
+        (after - before) * 1024 / n as u64
+    );
 }

@@ -16,9 +16,9 @@
 //! dead-letter cycle between two queues can never take their locks in opposite orders.
 
 mod paging;
-mod volatile;
 mod ready;
 pub mod settings;
+mod volatile;
 
 use crate::consumer::{ConnectionId, ConsumerEntry, Delivered};
 use crate::error::{BrokerError, Result};
@@ -30,11 +30,11 @@ pub use paging::PagingLimits;
 use parking_lot::Mutex;
 use pigeon_store::QueueLog;
 use ready::Ready;
-use volatile::VolatileLog;
 use settings::{Overflow, QueueSettings};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
+use volatile::VolatileLog;
 
 /// A message in a queue, or out for delivery from it.
 #[derive(Debug, Clone)]

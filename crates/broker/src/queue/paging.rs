@@ -27,8 +27,10 @@
 //!   message on an over-estimate: after a restart the byte limit applies to what has been
 //!   paged in plus the exact bytes of new messages.
 //!
-//! Priority queues (`x-max-priority`) and queues without a log (transient, exclusive) keep
-//! every message in memory. Everything here runs under the queue's lock: page-in reads the
+//! A transient (non-durable or exclusive) queue pages out the same way, to a log opened on its
+//! first page-out and deleted with it and at start (`volatile.rs`); with no store (a
+//! memory-only broker) it keeps every message in memory. Priority queues (`x-max-priority`)
+//! keep every message in memory. Everything here runs under the queue's lock: page-in reads the
 //! disk there (a batch of at most the limits, usually from the page cache).
 
 use super::{count, unix_ms, Queue, QueuedMessage, State};
@@ -542,7 +544,12 @@ mod tests {
                 expires_at_ms: 0,
             };
             let record = last.encode_queued(QueueExtras::default());
-            q.log.get().cloned().unwrap().append(u64::MAX, &record).unwrap();
+            q.log
+                .get()
+                .cloned()
+                .unwrap()
+                .append(u64::MAX, &record)
+                .unwrap();
         }
         let (_store, q) = queue(&dir, 1);
         assert_eq!(q.message_count(), 2);

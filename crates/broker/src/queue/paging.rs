@@ -560,6 +560,47 @@ mod tests {
     }
 
     #[test]
+    fn a_transient_queue_opens_a_log_on_its_first_page_out_and_deletes_it_with_itself() {
+        let dir = TempDir::new("volatile");
+        let options = StoreOptions {
+            sync: SyncMode::Never,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(Store::open(&dir.0, options).unwrap());
+        let limits = PagingLimits {
+            resident_bytes: 1 << 20,
+            resident_messages: 2,
+        };
+        let (broker, _) = Broker::open(Arc::clone(&store), &CODEC, limits).unwrap();
+        let vhost = broker.add_vhost("/", Default::default()).unwrap();
+        let q = vhost
+            .declare_queue("t", false, QueueOptions::default(), 1)
+            .unwrap()
+            .queue;
+        let durable_logs = store.queue_log_ids();
+        // Under the limit: no log.
+        assert_eq!(q.enqueue(message("a", true)), Enqueued::Accepted);
+        assert_eq!(q.enqueue(message("b", false)), Enqueued::Accepted);
+        assert!(q.log.get().is_none());
+        // Past it: a log of its own, holding only what paged out, that nobody waits for.
+        for body in ["c", "d", "e"] {
+            assert_eq!(q.enqueue(message(body, true)), Enqueued::Accepted);
+        }
+        assert_eq!((q.message_count(), q.paged_out_count()), (5, 3));
+        let log = q.log.get().cloned().unwrap();
+        assert_eq!(log.len(), 3);
+        assert!(log.id().starts_with(crate::durable::VOLATILE_LOG_PREFIX));
+        assert_eq!(store.queue_log_ids().len(), durable_logs.len() + 1);
+        assert_eq!(take_all(&q), ["a", "b", "c", "d", "e"]);
+        assert_eq!(log.len(), 0, "read back and acknowledged");
+        q.enqueue(message("f", true));
+        q.enqueue(message("g", true));
+        q.enqueue(message("h", true));
+        vhost.delete_queue("t", false, false, 1).unwrap();
+        assert_eq!(store.queue_log_ids(), durable_logs);
+    }
+
+    #[test]
     fn an_expiry_that_passed_is_strictly_before_the_callers_clock() {
         let now = Instant::now();
         assert!(expiry_instant(1_000, 1_000, now) < now);

@@ -1,5 +1,5 @@
-//! Queues larger than memory: a durable queue keeps only a few messages in memory (here 10)
-//! and the rest only in its log, read back in order as the queue drains. Whatever is paged
+//! Queues larger than memory: a queue keeps only a few messages in memory (here 10) and the
+//! rest only in its log (a transient queue's own log, opened when it first pages out), read back in order as the queue drains. Whatever is paged
 //! out must behave exactly as if it were in memory: order, content, counts, length limits,
 //! purge, TTL, requeue, and a restart (which reads only the head back).
 //!
@@ -501,7 +501,7 @@ async fn queue_ttl_expires_paged_out_messages_once_they_reach_the_head() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queues_that_cannot_page_keep_everything_in_memory() {
+async fn priority_queues_keep_everything_in_memory() {
     let data = data_dir();
     let Some(broker) = data.start().await else {
         return;
@@ -514,16 +514,6 @@ async fn queues_that_cannot_page_keep_everything_in_memory() {
     .await;
     publish_persistent(&ch, &q, 0..50).await;
     assert_eq!(paged(&broker, &q), (50, 0));
-    let transient = unique("tq");
-    ch.queue_declare(
-        transient.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    publish_persistent(&ch, &transient, 0..50).await;
-    assert_eq!(paged(&broker, &transient), (50, 0));
 
     // At a restart the priority queue reads all of its log back.
     drop(ch);
@@ -531,6 +521,183 @@ async fn queues_that_cannot_page_keep_everything_in_memory() {
     let broker = data.restart(broker).await;
     assert_eq!(paged(&broker, &q), (50, 0));
     let (_conn, ch) = confirm_connection(&broker).await;
+    let got: Vec<String> = drain(&ch, &q).await.into_iter().map(|m| m.0).collect();
+    assert_eq!(got, bodies(0..50));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transient and exclusive queues
+
+/// The directories of transient queues' logs in the data directory (their names carry
+/// `transient`, see the store's `naming.rs`).
+fn transient_logs(data: &DataDir) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(data.path().join("queues")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("_transient_"))
+        })
+        .collect()
+}
+
+/// Waits until no transient queue's log is left (a queue deleted with its connection goes a
+/// moment after the close).
+async fn no_transient_logs_left(data: &DataDir) {
+    within("the transient logs deleted", async {
+        while !transient_logs(data).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+async fn declare_transient(channel: &Channel, options: QueueDeclareOptions) -> String {
+    let name = unique("tq");
+    within(
+        "queue.declare-ok",
+        channel.queue_declare(name.as_str().into(), options, FieldTable::default()),
+    )
+    .await
+    .unwrap();
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_queue_pages_out_to_a_log_that_no_restart_keeps() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let (conn, ch) = confirm_connection(&broker).await;
+    let q = declare_transient(&ch, QueueDeclareOptions::default()).await;
+    // Under the limit, nothing is written.
+    publish_range(&ch, &q, 0..RESIDENT, |i| i % 2 == 1).await;
+    assert!(transient_logs(&data).is_empty());
+    // Past it, persistent and transient messages alike page out, and are confirmed at once.
+    for c in publish_range(&ch, &q, RESIDENT..300, |i| i % 2 == 1).await {
+        assert_eq!(c, Confirmation::Ack(None));
+    }
+    assert_eq!(paged(&broker, &q), (300, 300 - RESIDENT as u32));
+    assert_eq!(lp::message_count(&ch, &q).await, 300);
+    let logs = transient_logs(&data);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    // Every message comes back, in order, with its content.
+    let got = drain(&ch, &q).await;
+    let expected: Vec<(String, Option<i64>, bool)> = (0..300)
+        .map(|i| (format!("m{i}"), Some(i as i64), false))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(paged(&broker, &q), (0, 0));
+
+    // Paged out again, then the server stops; the log is put back as a crash would leave it.
+    publish_range(&ch, &q, 0..100, |_| false).await;
+    assert_eq!(paged(&broker, &q), (100, 100 - RESIDENT as u32));
+    let saved = tempfile::tempdir().unwrap();
+    let logs = transient_logs(&data);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = logs[0].file_name().unwrap().to_owned();
+    copy_dir(&logs[0], &saved.path().join(&name));
+    drop(ch);
+    drop(conn);
+    broker.stop().await;
+    if transient_logs(&data).is_empty() {
+        copy_dir(
+            &saved.path().join(&name),
+            &data.path().join("queues").join(&name),
+        );
+    }
+    assert_eq!(transient_logs(&data).len(), 1);
+    // At start it is deleted, never read: the queue and its messages are gone.
+    let broker = data.start().await.unwrap();
+    assert!(transient_logs(&data).is_empty());
+    let (conn, _ch) = confirm_connection(&broker).await;
+    assert!(!lp::queue_exists(&conn, &q).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_transient_queue_deletes_its_log() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let (_conn, ch) = confirm_connection(&broker).await;
+    let q = declare_transient(&ch, QueueDeclareOptions::default()).await;
+    publish_range(&ch, &q, 0..50, |_| false).await;
+    assert_eq!(paged(&broker, &q), (50, 50 - RESIDENT as u32));
+    assert_eq!(transient_logs(&data).len(), 1);
+    lp::delete_queue(&ch, &q).await;
+    assert!(transient_logs(&data).is_empty());
+    // A queue of the same name starts afresh, with a log of its own.
+    let again = within(
+        "queue.declare-ok",
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.message_count(), 0);
+    publish_range(&ch, &q, 100..130, |_| true).await;
+    assert_eq!(transient_logs(&data).len(), 1);
+    let got: Vec<String> = drain(&ch, &q).await.into_iter().map(|m| m.0).collect();
+    assert_eq!(got, bodies(100..130));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_queue_pages_out_and_its_log_goes_with_its_connection() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let (conn, ch) = confirm_connection(&broker).await;
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let q = declare_transient(&ch, options).await;
+    publish_range(&ch, &q, 0..200, |i| i % 3 == 0).await;
+    assert_eq!(paged(&broker, &q), (200, 200 - RESIDENT as u32));
+    assert_eq!(transient_logs(&data).len(), 1);
+    // Consumed (acked, prefetch 20) in order.
+    ch.basic_qos(20, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = lp::consume_acked(&ch, &q).await;
+    for i in 0..150 {
+        let d = lp::next_delivery(&mut consumer).await;
+        assert_eq!(lp::body(&d), format!("m{i}"));
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+    no_transient_logs_left(&data).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_data_directory_a_transient_queue_keeps_everything_in_memory() {
+    let config = ServerConfig {
+        queue_resident_messages: RESIDENT,
+        ..ServerConfig::for_tests()
+    };
+    let Some(broker) = TestBroker::start_with(config).await else {
+        return;
+    };
+    let (_conn, ch) = confirm_connection(&broker).await;
+    let q = declare_transient(&ch, QueueDeclareOptions::default()).await;
+    publish_range(&ch, &q, 0..50, |_| false).await;
+    assert_eq!(paged(&broker, &q), (50, 0));
     let got: Vec<String> = drain(&ch, &q).await.into_iter().map(|m| m.0).collect();
     assert_eq!(got, bodies(0..50));
 }
@@ -582,12 +749,12 @@ async fn the_memory_alarm_counts_only_the_messages_in_memory() {
     }
     assert!(!conn.status().blocked());
 
-    // The same bytes in a queue that keeps them in memory do raise it.
+    // The same bytes in a queue that keeps them in memory (a priority queue) do raise it.
     let transient = unique("tq");
     ch.queue_declare(
         transient.as_str().into(),
         QueueDeclareOptions::default(),
-        FieldTable::default(),
+        table(&[("x-max-priority", AMQPValue::ShortShortUInt(5))]),
     )
     .await
     .unwrap();
@@ -715,4 +882,62 @@ async fn measure_resident_memory_and_recovery_of_a_long_queue() {
     let (_conn, ch) = confirm_connection(&broker).await;
     let first = lp::get(&ch, &q).await.unwrap();
     assert_eq!(first.delivery.data.len(), 1024);
+}
+
+/// Memory per message kept in memory: `n` 16-byte transient messages (routing key of 17
+/// bytes, AMQP properties with delivery mode only) in a queue of a memory-only broker, which
+/// never pages. Prints the growth of the process's resident memory divided by `n`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by hand (release mode for realistic speed; sizes do not change)"]
+async fn measure_memory_per_message_in_memory() {
+    let n: usize = std::env::var("PIGEON_MEMORY_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let config = ServerConfig {
+        mqtt_listen: pigeon_server::Listen::none(),
+        ..ServerConfig::for_tests()
+    };
+    let Some(broker) = TestBroker::start_with(config).await else {
+        return;
+    };
+    let (_conn, ch) = confirm_connection(&broker).await;
+    let q = declare_transient(&ch, QueueDeclareOptions::default()).await;
+    // Warm up allocator arenas and connection buffers, then empty the queue again.
+    publish_range(&ch, &q, 0..1000, |_| true).await;
+    within(
+        "purge",
+        ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default()),
+    )
+    .await
+    .unwrap();
+    let before = rss_kib();
+    let body = [b'x'; 16];
+    let mut window = std::collections::VecDeque::new();
+    for _ in 0..n {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                q.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_delivery_mode(1),
+            )
+            .await
+            .unwrap();
+        window.push_back(confirm);
+        if window.len() >= 1000 {
+            window.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for c in window {
+        c.await.unwrap();
+    }
+    assert_eq!(paged(&broker, &q), (n as u32, 0));
+    let after = rss_kib();
+    println!(
+        "{n} messages of 16 bytes: rss +{} KiB, {} bytes per message",
+        after - before,
+        (after - before) * 1024 / n as u64
+    );
 }

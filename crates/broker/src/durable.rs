@@ -124,6 +124,18 @@ pub fn log_id(vhost: &str, name: &str) -> String {
     format!("{vhost}\u{0}{name}")
 }
 
+/// How the id of a transient queue's log begins (`queue/volatile.rs`). A durable queue's id
+/// begins with its vhost's name, which is never empty, so none begins with NUL.
+pub const VOLATILE_LOG_PREFIX: &str = "\u{0}transient\u{0}";
+
+/// A new id for the log a transient queue pages out to: unique in this process, so that a
+/// queue redeclared while the files of its predecessor are being deleted never shares them.
+pub fn volatile_log_id(vhost: &str, name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{VOLATILE_LOG_PREFIX}{n}\u{0}{vhost}\u{0}{name}")
+}
+
 fn binding_key(
     vhost: &str,
     source: &str,
@@ -403,6 +415,14 @@ pub fn load(store: &Store) -> Result<Definitions, pigeon_store::StoreError> {
     }
     for id in store.queue_log_ids() {
         if owned.contains(&id) {
+            continue;
+        }
+        if id.starts_with(VOLATILE_LOG_PREFIX) {
+            // A transient queue's log left by a crash: its messages died with the process.
+            tracing::debug!("deleting the log of a transient queue");
+            if let Err(e) = store.delete_queue_log(&id) {
+                warn("the deletion of a transient queue's log", e);
+            }
             continue;
         }
         let queue = id.replace('\0', "/");

@@ -110,7 +110,9 @@ pub struct Death {
 pub struct Properties {
     raw: Bytes,
     codec: &'static dyn PropertiesCodec,
-    view: OnceLock<PropertiesView>,
+    /// Boxed: most messages are never decoded (a plain AMQP or MQTT delivery forwards `raw`),
+    /// and inline the view would cost every queued message about 50 bytes.
+    view: OnceLock<Box<PropertiesView>>,
 }
 
 impl Properties {
@@ -135,7 +137,8 @@ impl Properties {
 
     /// The decoded view (decoded once, on first call).
     pub fn view(&self) -> &PropertiesView {
-        self.view.get_or_init(|| self.codec.view(&self.raw))
+        self.view
+            .get_or_init(|| Box::new(self.codec.view(&self.raw)))
     }
 }
 
@@ -215,5 +218,33 @@ impl std::ops::Deref for Message {
     type Target = MessageInner;
     fn deref(&self) -> &MessageInner {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// What a message costs in memory, beyond its body's own allocation, is mostly these
+    /// structs (docs/architecture.md, "Memory per message"): keep them from growing unnoticed.
+    #[test]
+    fn message_structs_stay_small() {
+        eprintln!(
+            "MessageInner {} Properties {} PropertiesView {} MessageMeta {} QueuedMessage {}",
+            size_of::<MessageInner>(),
+            size_of::<Properties>(),
+            size_of::<PropertiesView>(),
+            size_of::<MessageMeta>(),
+            size_of::<crate::queue::QueuedMessage>(),
+        );
+        assert!(size_of::<Properties>() <= 64, "{}", size_of::<Properties>());
+        assert!(
+            size_of::<MessageInner>() <= 208,
+            "{}",
+            size_of::<MessageInner>()
+        );
+        assert!(size_of::<crate::queue::QueuedMessage>() <= 48);
+        assert_eq!(size_of::<Message>(), size_of::<usize>());
     }
 }

@@ -166,9 +166,10 @@ pub struct ServerConfig {
     /// Wait for the disk (fdatasync) before confirming a persistent message. Off only for
     /// tests and benchmarks: a machine crash could then lose confirmed messages.
     pub fsync: bool,
-    /// Paging: most message body bytes a durable (non-exclusive, non-priority) queue keeps in
-    /// memory; messages beyond it, or beyond `queue_resident_messages`, live only in the
-    /// queue's log until the queue drains down to them.
+    /// Paging: most message body bytes a queue (not a priority queue; durable or not, given a
+    /// data directory) keeps in memory; messages beyond it, or beyond
+    /// `queue_resident_messages`, live only in the queue's log until the queue drains down to
+    /// them (a transient queue's log is opened on its first page-out and deleted at start).
     pub queue_resident_bytes: usize,
     /// Paging: most messages such a queue keeps in memory.
     pub queue_resident_messages: usize,

@@ -117,6 +117,18 @@ impl Store {
     /// The log of queue `queue_id`, created if it does not exist. The first call for a queue in
     /// this process reads (recovers) its files; later calls return the same log.
     pub fn queue_log(&self, queue_id: &str) -> Result<Arc<QueueLog>, StoreError> {
+        self.open_queue_log(queue_id, false)
+    }
+
+    /// Like [`Store::queue_log`], for a log whose records nobody waits for: a flush round writes
+    /// its files but never `fdatasync`s them (its epochs promise nothing about it). For messages
+    /// that do not survive a restart anyway, paged out of a transient queue; the caller deletes
+    /// such a log at start rather than reading it.
+    pub fn volatile_queue_log(&self, queue_id: &str) -> Result<Arc<QueueLog>, StoreError> {
+        self.open_queue_log(queue_id, true)
+    }
+
+    fn open_queue_log(&self, queue_id: &str, volatile: bool) -> Result<Arc<QueueLog>, StoreError> {
         let mut queues = self.queues.lock();
         if let Some(log) = queues.open.get(queue_id) {
             return Ok(Arc::clone(log));
@@ -134,6 +146,7 @@ impl Store {
             dir,
             &self.opts,
             Arc::clone(&self.shared),
+            volatile,
         )?;
         queues.open.insert(queue_id.to_owned(), Arc::clone(&log));
         Ok(log)

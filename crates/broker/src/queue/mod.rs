@@ -18,6 +18,7 @@
 mod paging;
 mod ready;
 pub mod settings;
+mod volatile;
 
 use crate::consumer::{ConnectionId, ConsumerEntry, Delivered};
 use crate::error::{BrokerError, Result};
@@ -31,8 +32,9 @@ use pigeon_store::QueueLog;
 use ready::Ready;
 use settings::{Overflow, QueueSettings};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
+use volatile::VolatileLog;
 
 /// A message in a queue, or out for delivery from it.
 #[derive(Debug, Clone)]
@@ -92,8 +94,12 @@ pub struct Queue {
     options: QueueOptions,
     /// Mirrors `settings.delivery_limit.is_some()` for consumers, which run under the lock.
     counts_deliveries: AtomicBool,
-    /// The message log of a durable queue (persistent messages).
-    log: Option<Arc<QueueLog>>,
+    /// The message log: a durable queue's from the start (persistent messages and what pages
+    /// out), a transient queue's once it first pages out (`volatile`).
+    log: OnceLock<Arc<QueueLog>>,
+    /// Set for a queue without a durable log in a broker with a store: where to open a log of
+    /// its own when it first pages out (`paging.rs`).
+    volatile: Option<VolatileLog>,
     state: Mutex<State>,
 }
 
@@ -185,7 +191,17 @@ impl Queue {
         settings: QueueSettings,
         log: Option<Arc<QueueLog>>,
     ) -> Queue {
-        let limits = log.as_ref().map(|_| vhost.paging());
+        // A queue with no durable log pages out to a log of its own, opened when first needed,
+        // if there is a store to put it in; with no store, it keeps everything in memory.
+        let volatile = match (&log, vhost.store()) {
+            (None, Some(store)) => Some(VolatileLog {
+                store: Arc::clone(store),
+                id: crate::durable::volatile_log_id(vhost.name(), name),
+            }),
+            _ => None,
+        };
+        let limits = (log.is_some() || volatile.is_some()).then(|| vhost.paging());
+        let log = log.map_or_else(OnceLock::new, OnceLock::from);
         Queue {
             name: name.into(),
             vhost_name: vhost.name().into(),
@@ -193,6 +209,7 @@ impl Queue {
             options,
             counts_deliveries: AtomicBool::new(settings.delivery_limit.is_some()),
             log,
+            volatile,
             state: Mutex::new(State {
                 ready: Ready::new(settings.max_priority, limits),
                 settings,
@@ -288,7 +305,7 @@ impl Queue {
             let r = f(&mut st, &mut dead);
             (r, dead)
         };
-        if let Some(log) = &self.log {
+        if let Some(log) = self.log.get() {
             for seq in &dead.acks {
                 log.ack(*seq);
             }
@@ -435,7 +452,7 @@ impl Queue {
         let mut n = 0;
         for m in messages {
             n += 1;
-            if let (true, Some(log)) = (m.persisted, &self.log) {
+            if let (true, Some(log)) = (m.persisted, self.log.get()) {
                 log.ack(m.seq);
             }
         }
@@ -572,13 +589,13 @@ impl Queue {
         let (dropped, tail) = {
             let mut st = self.state.lock();
             let tail = std::mem::take(&mut st.ready.tail);
-            if let (true, Some(log)) = (tail.count > 0, &self.log) {
+            if let (true, Some(log)) = (tail.count > 0, self.log.get()) {
                 // Under the lock: a message paged out after it must not be caught.
                 log.ack_range(tail.next..);
             }
             (st.ready.drain(), tail)
         };
-        if let Some(log) = &self.log {
+        if let Some(log) = self.log.get() {
             for m in dropped.iter().filter(|m| m.persisted) {
                 log.ack(m.seq);
             }
@@ -591,10 +608,11 @@ impl Queue {
     /// have been and the store refused it (failed, closed), in which case the confirm never
     /// comes rather than promising what is not on disk.
     fn persist(&self, m: &mut QueuedMessage, now: Instant) -> bool {
-        let Some(log) = &self.log else {
+        let Some(log) = self.log.get() else {
             return false;
         };
-        if !m.message.meta.persistent {
+        // A transient queue's log holds only what paged out, and is not kept over a restart.
+        if !m.message.meta.persistent || self.volatile.is_some() {
             return false;
         }
         let extras = QueueExtras {
@@ -616,7 +634,10 @@ impl Queue {
 
     /// Records the first delivery of a persisted message, so it comes back redelivered.
     fn mark_delivered(&self, m: &QueuedMessage) {
-        if let (true, false, Some(log)) = (m.persisted, m.redelivered, &self.log) {
+        // (A transient queue's log is never read after a restart: no flag to keep there.)
+        if let (true, false, None, Some(log)) =
+            (m.persisted, m.redelivered, &self.volatile, self.log.get())
+        {
             log.delivered(m.seq);
         }
     }
@@ -685,14 +706,19 @@ impl Queue {
 
     /// Marks the queue deleted, dropping its messages and handing back its consumers.
     pub(crate) fn delete(&self) -> Deleted {
-        let mut st = self.state.lock();
-        st.deleted = true;
-        let tail = std::mem::take(&mut st.ready.tail);
-        let messages = count(st.ready.drain().len() + tail.count);
-        Deleted {
-            messages,
-            consumers: std::mem::take(&mut st.consumers),
-        }
+        let deleted = {
+            let mut st = self.state.lock();
+            st.deleted = true;
+            let tail = std::mem::take(&mut st.ready.tail);
+            let messages = count(st.ready.drain().len() + tail.count);
+            Deleted {
+                messages,
+                consumers: std::mem::take(&mut st.consumers),
+            }
+        };
+        // After the lock: deleting the files waits for a flush round writing them.
+        self.delete_volatile_log();
+        deleted
     }
 }
 

@@ -27,8 +27,10 @@
 //!   message on an over-estimate: after a restart the byte limit applies to what has been
 //!   paged in plus the exact bytes of new messages.
 //!
-//! Priority queues (`x-max-priority`) and queues without a log (transient, exclusive) keep
-//! every message in memory. Everything here runs under the queue's lock: page-in reads the
+//! A transient (non-durable or exclusive) queue pages out the same way, to a log opened on its
+//! first page-out and deleted with it and at start (`volatile.rs`); with no store (a
+//! memory-only broker) it keeps every message in memory. Priority queues (`x-max-priority`)
+//! keep every message in memory. Everything here runs under the queue's lock: page-in reads the
 //! disk there (a batch of at most the limits, usually from the page cache).
 
 use super::{count, unix_ms, Queue, QueuedMessage, State};
@@ -127,8 +129,10 @@ impl Queue {
     /// `None` when the log refused it: the caller keeps it in memory if the tail is empty, and
     /// refuses it otherwise (it would overtake the tail).
     pub(super) fn page_out(&self, st: &mut State, m: &QueuedMessage, now: Instant) -> Option<bool> {
-        let log = self.log.as_ref()?;
-        let persistent = m.message.meta.persistent;
+        let log = self.log_for_paging()?;
+        // Only a durable queue's publisher waits for the disk: a transient queue's log promises
+        // nothing (it is never synced, and deleted at start).
+        let persistent = m.message.meta.persistent && self.volatile.is_none();
         let extras = QueueExtras {
             transient: !persistent,
             origin: m.message.origin,
@@ -172,7 +176,7 @@ impl Queue {
     /// `max_bytes`). Unreadable records are acknowledged and skipped. False when nothing can be
     /// read (no log or no codec); an inconsistent tail (its records gone) is emptied.
     fn page_in(&self, st: &mut State, now: Instant, room: usize, max_bytes: Option<usize>) -> bool {
-        let (Some(log), Some(codec)) = (&self.log, st.codec) else {
+        let (Some(log), Some(codec)) = (self.log.get(), st.codec) else {
             tracing::error!(queue = %self.name, "cannot page messages in: no log or codec");
             return false;
         };
@@ -251,7 +255,7 @@ impl Queue {
     /// had been delivered. Returns how many messages the queue holds (records of transient
     /// messages still in the tail are counted until they are paged in and dropped).
     pub fn restore(&self, codec: &'static dyn PropertiesCodec) -> usize {
-        let Some(log) = &self.log else {
+        let Some(log) = self.log.get() else {
             return 0;
         };
         let summary = log.live_summary(0);
@@ -408,7 +412,7 @@ mod tests {
         assert_eq!((q.message_count(), q.paged_out_count()), (4, 2));
         assert_eq!(q.resident_bytes(), 2);
         assert_eq!(q.queued_bytes(), 4);
-        let log = q.log.clone().unwrap();
+        let log = q.log.get().cloned().unwrap();
         assert_eq!(log.len(), 3, "a, c and d are in the log; b only in memory");
         let (m, _) = q.get(false).unwrap();
         assert_eq!(&m.message.body[..], b"a");
@@ -432,7 +436,7 @@ mod tests {
             q.enqueue(message(body, true));
         }
         assert_eq!(q.paged_out_count(), 3);
-        let log = q.log.clone().unwrap();
+        let log = q.log.get().cloned().unwrap();
         // Replace message 3's record with something that is not a message record.
         log.append(3, b"garbage").unwrap();
         assert_eq!(take_all(&q), ["m0", "m1", "m2", "m4"]);
@@ -448,7 +452,7 @@ mod tests {
             q.enqueue(message(&format!("m{i}"), i % 2 == 0));
         }
         assert_eq!(q.purge(), 10);
-        assert_eq!(q.log.clone().unwrap().len(), 0);
+        assert_eq!(q.log.get().cloned().unwrap().len(), 0);
         q.enqueue(message("after", true));
         assert_eq!(take_all(&q), ["after"]);
     }
@@ -540,7 +544,12 @@ mod tests {
                 expires_at_ms: 0,
             };
             let record = last.encode_queued(QueueExtras::default());
-            q.log.clone().unwrap().append(u64::MAX, &record).unwrap();
+            q.log
+                .get()
+                .cloned()
+                .unwrap()
+                .append(u64::MAX, &record)
+                .unwrap();
         }
         let (_store, q) = queue(&dir, 1);
         assert_eq!(q.message_count(), 2);
@@ -548,6 +557,47 @@ mod tests {
         assert_eq!(q.enqueue(message("b", true)), Enqueued::Rejected);
         assert_eq!(take_all(&q), ["a", "z"]);
         assert_eq!(q.message_count(), 0);
+    }
+
+    #[test]
+    fn a_transient_queue_opens_a_log_on_its_first_page_out_and_deletes_it_with_itself() {
+        let dir = TempDir::new("volatile");
+        let options = StoreOptions {
+            sync: SyncMode::Never,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(Store::open(&dir.0, options).unwrap());
+        let limits = PagingLimits {
+            resident_bytes: 1 << 20,
+            resident_messages: 2,
+        };
+        let (broker, _) = Broker::open(Arc::clone(&store), &CODEC, limits).unwrap();
+        let vhost = broker.add_vhost("/", Default::default()).unwrap();
+        let q = vhost
+            .declare_queue("t", false, QueueOptions::default(), 1)
+            .unwrap()
+            .queue;
+        let durable_logs = store.queue_log_ids();
+        // Under the limit: no log.
+        assert_eq!(q.enqueue(message("a", true)), Enqueued::Accepted);
+        assert_eq!(q.enqueue(message("b", false)), Enqueued::Accepted);
+        assert!(q.log.get().is_none());
+        // Past it: a log of its own, holding only what paged out, that nobody waits for.
+        for body in ["c", "d", "e"] {
+            assert_eq!(q.enqueue(message(body, true)), Enqueued::Accepted);
+        }
+        assert_eq!((q.message_count(), q.paged_out_count()), (5, 3));
+        let log = q.log.get().cloned().unwrap();
+        assert_eq!(log.len(), 3);
+        assert!(log.id().starts_with(crate::durable::VOLATILE_LOG_PREFIX));
+        assert_eq!(store.queue_log_ids().len(), durable_logs.len() + 1);
+        assert_eq!(take_all(&q), ["a", "b", "c", "d", "e"]);
+        assert_eq!(log.len(), 0, "read back and acknowledged");
+        q.enqueue(message("f", true));
+        q.enqueue(message("g", true));
+        q.enqueue(message("h", true));
+        vhost.delete_queue("t", false, false, 1).unwrap();
+        assert_eq!(store.queue_log_ids(), durable_logs);
     }
 
     #[test]

@@ -127,9 +127,11 @@ impl QueueLog {
                 .map_err(fail)?;
             Counters::add(&shared.counters.bytes_written, chunk.bytes.len() as u64);
             created |= write.create;
-            to_sync.push(ToSync::File { path, file });
+            if !self.volatile {
+                to_sync.push(ToSync::File { path, file });
+            }
         }
-        if created {
+        if created && !self.volatile {
             to_sync.push(ToSync::Dir(self.dir.clone()));
         }
         Ok(())

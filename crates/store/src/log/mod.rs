@@ -105,6 +105,8 @@ pub struct QueueLog {
     pub(crate) io: Mutex<()>,
     state: Mutex<LogState>,
     opened: RecoveryStats,
+    /// Its files are written but never synced ([`crate::Store::volatile_queue_log`]).
+    pub(crate) volatile: bool,
 }
 
 /// Lock order: `Store::queues` → `QueueLog::io` → `QueueLog::state` → the flusher's state.
@@ -163,6 +165,7 @@ impl QueueLog {
         dir: PathBuf,
         opts: &StoreOptions,
         shared: Arc<Shared>,
+        volatile: bool,
     ) -> Result<Arc<QueueLog>, StoreError> {
         let (state, opened) = recovery::open_dir(&dir, shared.sync)?;
         let needs_flush = state.needs_flush();
@@ -176,6 +179,7 @@ impl QueueLog {
             io: Mutex::new(()),
             state: Mutex::new(state),
             opened,
+            volatile,
         });
         if needs_flush {
             // Fully acknowledged segments to delete, or events recovery generated.

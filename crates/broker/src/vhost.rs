@@ -869,6 +869,21 @@ impl VHost {
         removed
     }
 
+    /// Every exchange but the default one, in no particular order (the management API).
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    /// The default exchange (`""`).
+    pub fn default_exchange(&self) -> &Arc<Exchange> {
+        &self.default_exchange
+    }
+
+    /// Every queue, in no particular order (the management API).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
+    }
+
     /// The vhost's policies.
     pub fn policies(&self) -> Vec<Policy> {
         self.policies.read().list()

@@ -131,6 +131,9 @@ pub struct ServerConfig {
     pub mqtt_max_keep_alive: u16,
     /// Topic filters clients may not subscribe to (refused in SUBACK with 0x80).
     pub mqtt_deny_subscribe: Vec<String>,
+    /// Where the management HTTP API (RabbitMQ's management plugin API, `/api/...`) binds,
+    /// as `amqp_listen`; an empty list turns it off. Plain HTTP for now (no TLS).
+    pub management_listen: Listen,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
     /// Where durable exchanges, queues, bindings and persistent messages are kept; `None`
@@ -235,6 +238,7 @@ impl Default for ServerConfig {
             mqtt_receive_maximum: 1024,
             mqtt_max_keep_alive: 0,
             mqtt_deny_subscribe: Vec::new(),
+            management_listen: Listen::all_interfaces(MANAGEMENT_PORT),
             policies: Vec::new(),
             data_dir: Some("pigeon-data".into()),
             fsync: true,
@@ -250,6 +254,8 @@ impl Default for ServerConfig {
 
 /// AMQP over TLS, RabbitMQ's and IANA's port.
 pub const AMQPS_PORT: u16 = 5671;
+/// The management HTTP API, RabbitMQ's port.
+pub const MANAGEMENT_PORT: u16 = 15672;
 /// MQTT over TLS, IANA's port.
 pub const MQTTS_PORT: u16 = 8883;
 
@@ -290,6 +296,7 @@ impl ServerConfig {
         ServerConfig {
             amqp_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             mqtt_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
+            management_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: None,
             ..ServerConfig::default()
         }

@@ -12,6 +12,7 @@ mod admin;
 mod alarm;
 mod amqp;
 pub mod auth;
+mod http;
 pub mod config;
 pub mod listen;
 mod mqtt;
@@ -139,6 +140,11 @@ impl ServerHandle {
         self.addr(listen::Kind::MqttWss)
     }
 
+    /// The first address the management HTTP API is bound to, if it is enabled.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Http)
+    }
+
     /// The first address a listener is bound to.
     pub fn addr(&self, kind: listen::Kind) -> Option<SocketAddr> {
         self.addrs(kind).next()
@@ -204,6 +210,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     for kind in listen::Kind::ALL {
         bound.extend(listen::bind(kind, &kind.addrs(&config))?);
     }
+    let http_bound = listen::bind(listen::Kind::Http, &config.management_listen)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (broker, store) = match &config.data_dir {
         None => (Broker::new(), None),
@@ -286,6 +293,15 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         addrs.push((b.kind, b.addr));
         let tls = b.kind.tls().then(|| tls.clone()).flatten();
         tasks.spawn(listen::accept_loop(b, Arc::clone(&state), tls));
+    }
+    if !http_bound.is_empty() {
+        let mut sockets = Vec::with_capacity(http_bound.len());
+        for b in http_bound {
+            tracing::info!(addr = %b.addr, "{} listener started", b.kind.name());
+            addrs.push((b.kind, b.addr));
+            sockets.push(b.listener);
+        }
+        tasks.spawn(http::serve(sockets, Arc::clone(&state), addrs.clone()));
     }
     Ok(ServerHandle {
         store,

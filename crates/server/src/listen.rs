@@ -106,6 +106,8 @@ pub enum Kind {
     MqttWs,
     /// MQTT over WebSocket over TLS.
     MqttWss,
+    /// The management HTTP API (plain HTTP; served by `http/`, not by [`accept_loop`]).
+    Http,
 }
 
 impl Kind {
@@ -128,6 +130,7 @@ impl Kind {
             Kind::Mqtts => "MQTT over TLS",
             Kind::MqttWs => "MQTT over WebSocket",
             Kind::MqttWss => "MQTT over secure WebSocket",
+            Kind::Http => "management HTTP API",
         }
     }
 
@@ -138,7 +141,10 @@ impl Kind {
 
     /// Whether it serves MQTT.
     pub fn mqtt(self) -> bool {
-        !matches!(self, Kind::Amqp | Kind::Amqps)
+        matches!(
+            self,
+            Kind::Mqtt | Kind::Mqtts | Kind::MqttWs | Kind::MqttWss
+        )
     }
 
     /// The configured addresses.
@@ -150,6 +156,7 @@ impl Kind {
             Kind::Mqtts => config.mqtts_addrs(),
             Kind::MqttWs => config.mqtt_ws_listen.clone(),
             Kind::MqttWss => config.mqtt_wss_listen.clone(),
+            Kind::Http => config.management_listen.clone(),
         }
     }
 }
@@ -313,6 +320,8 @@ async fn serve(
                 mqtt::serve(ws, info, Arc::clone(state)).await;
             }
         }
+        // Never reached: the HTTP listener is served by `http::serve`.
+        Kind::Http => {}
     }
 }
 

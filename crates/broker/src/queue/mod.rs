@@ -259,6 +259,17 @@ impl Queue {
         self.state.lock().dropped
     }
 
+    /// Messages delivered and not yet acknowledged (the management API's
+    /// `messages_unacknowledged`).
+    pub fn unacked_count(&self) -> u32 {
+        count(self.state.lock().unacked)
+    }
+
+    /// The vhost it belongs to.
+    pub fn vhost_name(&self) -> &str {
+        &self.vhost_name
+    }
+
     /// Registered consumers.
     pub fn consumer_count(&self) -> u32 {
         count(self.state.lock().consumers.len())

@@ -56,7 +56,13 @@ impl Caller {
     /// Whether the caller may see the objects of `vhost` (monitors see every vhost, others
     /// those they have permissions in).
     pub fn sees_vhost(&self, http: &Shared, vhost: &str) -> bool {
-        self.is_monitor() || http.state.broker.access().permission(&self.name, vhost).is_some()
+        self.is_monitor()
+            || http
+                .state
+                .broker
+                .access()
+                .permission(&self.name, vhost)
+                .is_some()
     }
 
     /// The vhost, if it exists and the caller may see it: 404 when it does not exist, 401

@@ -32,7 +32,10 @@ pub(super) fn routes() -> Router<Shared> {
             "/api/bindings/{vhost}/e/{source}/{dtype}/{destination}/{props}",
             get(show).delete(delete),
         )
-        .route("/api/exchanges/{vhost}/{name}/bindings/source", get(as_source))
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/source",
+            get(as_source),
+        )
         .route(
             "/api/exchanges/{vhost}/{name}/bindings/destination",
             get(as_destination),
@@ -64,7 +67,14 @@ fn properties_key(key: &str, args: &Table) -> String {
     }
 }
 
-fn binding_json(vhost: &str, source: &str, dest: &str, dtype: &str, key: &str, args: &Table) -> Value {
+fn binding_json(
+    vhost: &str,
+    source: &str,
+    dest: &str,
+    dtype: &str,
+    key: &str,
+    args: &Table,
+) -> Value {
     json!({
         "source": source,
         "vhost": vhost,
@@ -93,7 +103,14 @@ fn of(v: &VHost) -> Vec<Value> {
                 Destination::Queue(q) => (q.name().to_string(), "queue"),
                 Destination::Exchange(e) => (e.name.to_string(), "exchange"),
             };
-            out.push(binding_json(v.name(), &x.name, &dest, dtype, &b.routing_key, &b.arguments));
+            out.push(binding_json(
+                v.name(),
+                &x.name,
+                &dest,
+                dtype,
+                &b.routing_key,
+                &b.arguments,
+            ));
         }
     }
     out
@@ -155,7 +172,11 @@ async fn between(
     let dtype = destination_type(&dtype)?;
     let source = exchange_name(&source).to_string();
     destination(&v, &source, dtype, &dest)?;
-    let dest = if dtype == "exchange" { exchange_name(&dest) } else { &dest };
+    let dest = if dtype == "exchange" {
+        exchange_name(&dest)
+    } else {
+        &dest
+    };
     Ok(Json(Value::Array(matching(&v, |b| {
         is(b, "source", &source) && is(b, "destination", dest) && is(b, "destination_type", dtype)
     }))))
@@ -239,7 +260,10 @@ async fn delete(
     let found = find(&v, &source, dtype, &dest, &props)?;
     caller.check(&http, &vhost, Access::Write, dtype, &dest)?;
     caller.check(&http, &vhost, Access::Read, "exchange", &source)?;
-    let key = found.get("routing_key").and_then(Value::as_str).unwrap_or("");
+    let key = found
+        .get("routing_key")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let args = match found.get("arguments") {
         Some(Value::Object(m)) => super::json::table(m),
         _ => Table::new(),

@@ -18,7 +18,10 @@ pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route("/api/health/checks/alarms", get(alarms))
         .route("/api/health/checks/local-alarms", get(alarms))
-        .route("/api/health/checks/port-listener/{port}", get(port_listener))
+        .route(
+            "/api/health/checks/port-listener/{port}",
+            get(port_listener),
+        )
         .route(
             "/api/health/checks/protocol-listener/{protocol}",
             get(protocol_listener),
@@ -120,7 +123,12 @@ async fn aliveness(
 ) -> ApiResult<Response> {
     let v = caller.vhost(&http, &vhost)?;
     let name = "aliveness-test";
-    let declared = v.declare_queue(name, false, QueueOptions::default(), super::queues::API_CONNECTION)?;
+    let declared = v.declare_queue(
+        name,
+        false,
+        QueueOptions::default(),
+        super::queues::API_CONNECTION,
+    )?;
     let queue = declared.queue;
     let exchange = v.exchange("")?;
     let message = Message::new(

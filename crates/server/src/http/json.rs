@@ -97,7 +97,11 @@ pub(crate) fn value(v: &Json) -> Value {
 
 /// A broker table as a JSON object.
 pub(crate) fn table_json(t: &Table) -> Json {
-    Json::Object(t.iter().map(|(k, v)| (k.to_string(), value_json(v))).collect())
+    Json::Object(
+        t.iter()
+            .map(|(k, v)| (k.to_string(), value_json(v)))
+            .collect(),
+    )
 }
 
 /// A broker value as JSON (bytes that are not UTF-8 are shown lossily, as RabbitMQ does).
@@ -153,9 +157,7 @@ pub(crate) fn list(mut items: Vec<Json>, q: &ListQuery) -> ApiResult<Response> {
             .ok()
             .filter(|&s| (1..=MAX_PAGE_SIZE).contains(&s))
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "page_size must be between 1 and {MAX_PAGE_SIZE}"
-                ))
+                ApiError::bad_request(format!("page_size must be between 1 and {MAX_PAGE_SIZE}"))
             })?,
     };
     if let Some(name) = q.name.as_deref().filter(|n| !n.is_empty()) {
@@ -171,7 +173,11 @@ pub(crate) fn list(mut items: Vec<Json>, q: &ListQuery) -> ApiResult<Response> {
         items.retain(|i| i.get("name").and_then(Json::as_str).is_some_and(&matcher));
     }
     let filtered = items.len();
-    let sort = q.sort.as_deref().filter(|s| !s.is_empty()).unwrap_or("name");
+    let sort = q
+        .sort
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("name");
     items.sort_by(|a, b| compare(lookup(a, sort), lookup(b, sort)));
     if q.sort_reverse.as_deref() == Some("true") {
         items.reverse();

@@ -122,7 +122,8 @@ async fn publish(
     caller.check(&http, &vhost, Access::Write, "exchange", name)?;
     let routing_key = opt_str(&map, "routing_key")?
         .ok_or_else(|| ApiError::bad_request("routing_key is required"))?;
-    let payload = opt_str(&map, "payload")?.ok_or_else(|| ApiError::bad_request("payload is required"))?;
+    let payload =
+        opt_str(&map, "payload")?.ok_or_else(|| ApiError::bad_request("payload is required"))?;
     let payload = match opt_str(&map, "payload_encoding")?.unwrap_or("string") {
         "string" => Bytes::copy_from_slice(payload.as_bytes()),
         "base64" => Bytes::from(
@@ -130,10 +131,16 @@ async fn publish(
                 .decode(payload)
                 .map_err(|_| ApiError::bad_request("payload is not valid base64"))?,
         ),
-        _ => return Err(ApiError::bad_request("payload_encoding must be string or base64")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "payload_encoding must be string or base64",
+            ))
+        }
     };
     if payload.len() as u64 > http.state.config.max_message_size {
-        return Err(ApiError::bad_request("payload is larger than max_message_size"));
+        return Err(ApiError::bad_request(
+            "payload is larger than max_message_size",
+        ));
     }
     let props = match map.get("properties") {
         None | Some(Value::Null) => BasicProperties::default(),
@@ -170,7 +177,10 @@ fn properties_json(m: &Message) -> Value {
     let s = |v: &Option<ShortString>| v.as_ref().map(|s| json!(s.as_str()));
     put("content_type", s(&p.content_type));
     put("content_encoding", s(&p.content_encoding));
-    put("headers", p.headers.as_ref().map(|h| table_json(&convert::table(h))));
+    put(
+        "headers",
+        p.headers.as_ref().map(|h| table_json(&convert::table(h))),
+    );
     put("delivery_mode", p.delivery_mode.map(|d| json!(d)));
     put("priority", p.priority.map(|d| json!(d)));
     put("correlation_id", s(&p.correlation_id));
@@ -203,7 +213,8 @@ async fn get(
         .get("count")
         .and_then(Value::as_u64)
         .ok_or_else(|| ApiError::bad_request("count must be a positive integer"))?;
-    let ackmode = opt_str(&map, "ackmode")?.ok_or_else(|| ApiError::bad_request("ackmode is required"))?;
+    let ackmode =
+        opt_str(&map, "ackmode")?.ok_or_else(|| ApiError::bad_request("ackmode is required"))?;
     let requeue = match ackmode {
         "ack_requeue_true" | "reject_requeue_true" => true,
         "ack_requeue_false" | "reject_requeue_false" => false,
@@ -214,7 +225,10 @@ async fn get(
         "base64" => true,
         other => return Err(ApiError::bad_request(format!("unknown encoding {other:?}"))),
     };
-    let truncate = map.get("truncate").and_then(Value::as_u64).map(|t| t as usize);
+    let truncate = map
+        .get("truncate")
+        .and_then(Value::as_u64)
+        .map(|t| t as usize);
     let mut taken: Vec<(QueuedMessage, u32)> = Vec::new();
     while (taken.len() as u64) < count {
         match queue.get(false) {
@@ -229,7 +243,10 @@ async fn get(
             let shown = &body[..truncate.map_or(body.len(), |t| t.min(body.len()))];
             let (payload, encoding) = match std::str::from_utf8(shown) {
                 Ok(text) if !base64_only => (text.to_string(), "string"),
-                _ => (base64::engine::general_purpose::STANDARD.encode(shown), "base64"),
+                _ => (
+                    base64::engine::general_purpose::STANDARD.encode(shown),
+                    "base64",
+                ),
             };
             json!({
                 "payload_bytes": body.len(),

@@ -99,10 +99,22 @@ async fn overview(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<
         })
         .collect();
     let exchange_types: Vec<Value> = [
-        ("direct", "AMQP direct exchange, as per the AMQP specification"),
-        ("fanout", "AMQP fanout exchange, as per the AMQP specification"),
-        ("headers", "AMQP headers exchange, as per the AMQP specification"),
-        ("topic", "AMQP topic exchange, as per the AMQP specification"),
+        (
+            "direct",
+            "AMQP direct exchange, as per the AMQP specification",
+        ),
+        (
+            "fanout",
+            "AMQP fanout exchange, as per the AMQP specification",
+        ),
+        (
+            "headers",
+            "AMQP headers exchange, as per the AMQP specification",
+        ),
+        (
+            "topic",
+            "AMQP topic exchange, as per the AMQP specification",
+        ),
     ]
     .iter()
     .map(|(name, description)| json!({"name": name, "description": description, "enabled": true}))

@@ -47,7 +47,11 @@ fn permissions(http: &Shared, keep: impl Fn(&str, &str) -> bool) -> Value {
     let mut all = http.state.broker.access().all_permissions();
     all.retain(|(u, v, _)| keep(u, v));
     all.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-    Value::Array(all.iter().map(|(u, v, p)| permission_json(u, v, p)).collect())
+    Value::Array(
+        all.iter()
+            .map(|(u, v, p)| permission_json(u, v, p))
+            .collect(),
+    )
 }
 
 fn topic_permissions(http: &Shared, keep: impl Fn(&str, &str) -> bool) -> Value {
@@ -131,7 +135,12 @@ async fn put(
         write: field("write")?,
         read: field("read")?,
     };
-    let created = http.state.broker.access().permission(&user, &vhost).is_none();
+    let created = http
+        .state
+        .broker
+        .access()
+        .permission(&user, &vhost)
+        .is_none();
     let state = Arc::clone(&http.state);
     let (u, v) = (user.clone(), vhost.clone());
     blocking(move || state.broker.set_permissions(&u, &v, p)).await??;

@@ -54,10 +54,7 @@ async fn list(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Valu
     )))
 }
 
-async fn without_permissions(
-    State(http): State<Shared>,
-    caller: Caller,
-) -> ApiResult<Json<Value>> {
+async fn without_permissions(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let access = http.state.broker.access();
     let granted: std::collections::HashSet<String> = access

@@ -15,10 +15,7 @@ use serde_json::{json, Value};
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route("/api/vhosts", get(list))
-        .route(
-            "/api/vhosts/{vhost}",
-            get(show).put(put).delete(delete),
-        )
+        .route("/api/vhosts/{vhost}", get(show).put(put).delete(delete))
 }
 
 /// A vhost as RabbitMQ lists it (3.13: description and tags also under `metadata`).

@@ -6,7 +6,8 @@
 //! errors), `auth.rs` (HTTP basic auth and the user tags that decide what a caller may see and
 //! do), `json.rs` (JSON <-> broker values, bodies, list paging), and one file per endpoint
 //! family: `overview.rs`, `vhosts.rs`, `users.rs`, `permissions.rs`, `limits.rs`,
-//! `exchanges.rs`, `queues.rs`, `messages.rs` (publish and get), `bindings.rs`, `health.rs`.
+//! `exchanges.rs`, `queues.rs`, `messages.rs` (publish and get), `bindings.rs`, `health.rs`,
+//! `definitions.rs` (export and import).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -16,6 +17,7 @@
 
 mod auth;
 mod bindings;
+mod definitions;
 mod exchanges;
 mod health;
 mod json;
@@ -194,6 +196,7 @@ fn router(http: Shared) -> Router {
         .merge(messages::routes())
         .merge(bindings::routes())
         .merge(health::routes())
+        .merge(definitions::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {

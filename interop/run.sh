@@ -89,7 +89,7 @@ socks = [socket.socket() for _ in range(2)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
     section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port"
-    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\n' \
+    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmanagement_listen = []\n' \
       "$port" "$mqtt_port" >"$broker_dir/pigeon.toml"
     # Run it in a scratch directory so nothing it writes lands in the repository.
     (cd "$broker_dir" && exec "$pigeon" --config pigeon.toml) >"$broker_dir/pigeon.log" 2>&1 &

@@ -18,6 +18,7 @@ mod mqtt;
 mod outbound;
 mod policy;
 mod readbuf;
+pub mod registry;
 pub mod tls;
 pub mod transport;
 mod ws;
@@ -92,6 +93,27 @@ pub(crate) struct ServerState {
     /// Moves when a vhost or user is deleted: AMQP connections then look whether theirs is
     /// gone and close (`admin.rs`).
     pub kicks: watch::Sender<u64>,
+    /// Every connection, its channels and consumers (`registry/`).
+    pub registry: Arc<registry::Registry>,
+}
+
+impl ServerState {
+    /// Closes the connection called `name` as `rabbitmqctl close_connection` does: AMQP
+    /// clients get 320 CONNECTION_FORCED with `reason` as the text, MQTT 5.0 clients
+    /// DISCONNECT 0x98 (Administrative action), MQTT 3.1.1 clients a closed socket. False if
+    /// no such connection is open. Reuses the wake-up of vhost and user deletion (`kicks`).
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        match self.registry.request_close(name, reason) {
+            Some(protocol) => {
+                tracing::info!(connection = %name, %reason, "closing connection on request");
+                if !protocol.is_mqtt() {
+                    self.kicks.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
@@ -168,6 +190,32 @@ impl ServerHandle {
     /// set_disk_free_limit`; the alarm follows at the next check (within 200 ms).
     pub fn set_disk_free_limit(&self, bytes: u64) {
         self.state.disk_free_limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The connection registry: connections, channels, consumers.
+    pub fn registry(&self) -> &Arc<registry::Registry> {
+        &self.state.registry
+    }
+
+    /// A snapshot of every open connection (`/api/connections`).
+    pub fn connections(&self) -> Vec<registry::ConnectionInfo> {
+        self.state.registry.connections()
+    }
+
+    /// A snapshot of every open AMQP channel (`/api/channels`).
+    pub fn channels(&self) -> Vec<registry::ChannelInfo> {
+        self.state.registry.channels()
+    }
+
+    /// A snapshot of every AMQP consumer (`/api/consumers`).
+    pub fn consumers(&self) -> Vec<registry::ConsumerInfo> {
+        self.state.registry.consumers()
+    }
+
+    /// Closes a connection by name with a reason the client sees (see
+    /// `ServerState::close_connection`); false if there is none.
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        self.state.close_connection(name, reason)
     }
 
     /// The broker core behind the listeners.
@@ -262,6 +310,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         disk_free_limit,
         auth,
         kicks: watch::channel(0).0,
+        registry: Arc::default(),
     });
     admin::register_hooks(&state);
     let sessions = mqtt::persist::recover(&state);
@@ -396,6 +445,7 @@ mod tests_support {
             disk_free_limit,
             auth,
             kicks: watch::channel(0).0,
+            registry: Arc::default(),
         })
     }
 }

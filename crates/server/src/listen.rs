@@ -291,7 +291,11 @@ async fn serve(
     state: &Arc<ServerState>,
     tls: Option<Arc<TlsContext>>,
 ) {
-    let (transport, info) = match (kind.tls(), tls) {
+    let local = stream
+        .local_addr()
+        .ok()
+        .map(|l| SocketAddr::new(l.ip().to_canonical(), l.port()));
+    let (transport, mut info) = match (kind.tls(), tls) {
         (false, _) => (Transport::Tcp(stream), PeerInfo::plain(peer)),
         (true, Some(tls)) => match handshake(stream, peer, kind, state, &tls).await {
             Some(secured) => secured,
@@ -302,6 +306,7 @@ async fn serve(
             return;
         }
     };
+    info.local = local;
     // Boxed futures: the listeners spawn one future type for every protocol, and an idle
     // MQTT connection's task must not carry the size of an AMQP connection's (see
     // `amqp::serve`), nor of the handshakes above.
@@ -334,6 +339,7 @@ async fn handshake(
             let peer = PeerInfo {
                 addr: peer,
                 tls: Some(Arc::new(info)),
+                local: None,
             };
             Some((Transport::Tls(Box::new(stream)), peer))
         }

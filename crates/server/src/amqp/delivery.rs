@@ -7,6 +7,7 @@
 
 use super::codec::with_delivery_count;
 use crate::outbound::Outbound;
+use crate::registry::{ChannelStats, ChannelView};
 use amqp_wire::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicDeliver,
     BasicGetOk, Method, ShortString,
@@ -65,6 +66,18 @@ pub struct ChannelShared {
     pub active: AtomicBool,
     /// The channel is closing or closed: no more deliveries.
     pub closed: AtomicBool,
+    /// Counters and settings the registry lists.
+    pub stats: ChannelStats,
+}
+
+impl ChannelView for ChannelShared {
+    fn stats(&self) -> &ChannelStats {
+        &self.stats
+    }
+
+    fn unacked(&self) -> u32 {
+        self.deliveries.lock().unacked.len() as u32
+    }
 }
 
 impl ChannelShared {
@@ -83,6 +96,7 @@ impl ChannelShared {
             global_prefetch: AtomicU32::new(0),
             active: AtomicBool::new(true),
             closed: AtomicBool::new(false),
+            stats: ChannelStats::new(number),
         }
     }
 

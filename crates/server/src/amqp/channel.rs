@@ -350,6 +350,7 @@ impl Channel {
         let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
         requeue(unacked);
         for (tag, c) in self.consumers.drain() {
+            self.shared.stats.remove_consumer(tag.as_str());
             ctx.vhost
                 .remove_consumer(&c.queue, self.shared.uid, tag.as_str());
         }
@@ -364,6 +365,10 @@ impl Channel {
 /// Confirms every publish after `confirmed` up to `upto` with one `basic.ack`.
 fn send_ack(shared: &ChannelShared, confirmed: u64, upto: u64) {
     if upto > confirmed {
+        shared
+            .stats
+            .confirm
+            .fetch_add(upto - confirmed, Ordering::Relaxed);
         shared.send(&Method::BasicAck(amqp_wire::BasicAck {
             delivery_tag: upto,
             multiple: upto - confirmed > 1,

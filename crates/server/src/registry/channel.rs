@@ -72,6 +72,15 @@ impl ChannelStats {
         }
     }
 
+    /// One more delivery (`deliver` or `get`), and a redelivery if it is one.
+    #[inline]
+    pub fn count_delivery(&self, counter: &AtomicU64, redelivered: bool) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if redelivered {
+            self.redeliver.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// `basic.consume` succeeded.
     pub fn add_consumer(
         &self,

@@ -298,19 +298,20 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     );
     let sys_interval = config.mqtt_sys_interval;
     let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
+    let registry: Arc<registry::Registry> = Arc::default();
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,
         shutdown: shutdown_rx,
         connections: AtomicUsize::new(0),
-        mqtt: mqtt::MqttState::new(),
+        mqtt: mqtt::MqttState::new(Arc::clone(&registry.global)),
         store: store.clone(),
         alarm: watch::channel(false).0,
         alarm_causes: alarm::AlarmCauses::default(),
         disk_free_limit,
         auth,
         kicks: watch::channel(0).0,
-        registry: Arc::default(),
+        registry,
     });
     admin::register_hooks(&state);
     let sessions = mqtt::persist::recover(&state);
@@ -427,6 +428,7 @@ mod tests_support {
         let config = ServerConfig::for_tests();
         let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
         let broker = Broker::new();
+        let registry: Arc<registry::Registry> = Arc::default();
         let auth = auth::Authenticator::new(
             Arc::clone(&broker),
             admin::loopback_users(&config),
@@ -438,14 +440,14 @@ mod tests_support {
             config,
             shutdown: watch::channel(false).1,
             connections: AtomicUsize::new(0),
-            mqtt: mqtt::MqttState::new(),
+            mqtt: mqtt::MqttState::new(Arc::clone(&registry.global)),
             store: None,
             alarm: watch::channel(false).0,
             alarm_causes: alarm::AlarmCauses::default(),
             disk_free_limit,
             auth,
             kicks: watch::channel(0).0,
-            registry: Arc::default(),
+            registry,
         })
     }
 }

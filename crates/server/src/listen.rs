@@ -106,6 +106,8 @@ pub enum Kind {
     MqttWs,
     /// MQTT over WebSocket over TLS.
     MqttWss,
+    /// Prometheus metrics over HTTP (not in [`Kind::ALL`]: served by `metrics/`).
+    Prometheus,
 }
 
 impl Kind {
@@ -128,6 +130,7 @@ impl Kind {
             Kind::Mqtts => "MQTT over TLS",
             Kind::MqttWs => "MQTT over WebSocket",
             Kind::MqttWss => "MQTT over secure WebSocket",
+            Kind::Prometheus => "Prometheus",
         }
     }
 
@@ -138,7 +141,10 @@ impl Kind {
 
     /// Whether it serves MQTT.
     pub fn mqtt(self) -> bool {
-        !matches!(self, Kind::Amqp | Kind::Amqps)
+        matches!(
+            self,
+            Kind::Mqtt | Kind::Mqtts | Kind::MqttWs | Kind::MqttWss
+        )
     }
 
     /// The configured addresses.
@@ -150,6 +156,7 @@ impl Kind {
             Kind::Mqtts => config.mqtts_addrs(),
             Kind::MqttWs => config.mqtt_ws_listen.clone(),
             Kind::MqttWss => config.mqtt_wss_listen.clone(),
+            Kind::Prometheus => config.prometheus_listen.clone(),
         }
     }
 }
@@ -313,6 +320,7 @@ async fn serve(
     match kind {
         Kind::Amqp | Kind::Amqps => amqp::serve(transport, info, Arc::clone(state)).await,
         Kind::Mqtt | Kind::Mqtts => mqtt::serve(transport, info, Arc::clone(state)).await,
+        Kind::Prometheus => {}
         Kind::MqttWs | Kind::MqttWss => {
             if let Some(ws) = Box::pin(crate::ws::accept(transport, &info, state)).await {
                 mqtt::serve(ws, info, Arc::clone(state)).await;

@@ -326,12 +326,9 @@ impl Channel {
         mandatory: bool,
     ) -> Published {
         let routed = ctx.vhost.publish(exchange, &message);
-        self.shared.stats.publish.fetch_add(1, Ordering::Relaxed);
-        if routed.queues == 0 && mandatory {
-            self.shared
-                .stats
-                .return_unroutable
-                .fetch_add(1, Ordering::Relaxed);
+        let returned = routed.queues == 0 && mandatory;
+        self.shared.stats.count_publish(routed.queues, returned);
+        if returned {
             let ret = Method::BasicReturn(BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortString::from_static("NO_ROUTE"),
@@ -407,8 +404,7 @@ impl Channel {
         match settle {
             Settle::Requeue => requeue(taken),
             Settle::Ack => {
-                let n = taken.len() as u64;
-                self.shared.stats.ack.fetch_add(n, Ordering::Relaxed);
+                self.shared.stats.count_acks(taken.len() as u64);
                 settle_runs(&taken)
             }
             Settle::Discard => for_each_run(taken, |q, run| q.reject(run)),

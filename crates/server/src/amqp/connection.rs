@@ -502,6 +502,7 @@ impl Connection {
                     store: self.server.store.clone(),
                     synced: Arc::clone(&self.synced),
                     wake_epoch: AtomicU64::new(0),
+                    counters: Arc::clone(&self.server.registry.global),
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
                 self.reg.entry.update(|d| {

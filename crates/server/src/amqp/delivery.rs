@@ -7,7 +7,7 @@
 
 use super::codec::with_delivery_count;
 use crate::outbound::Outbound;
-use crate::registry::{ChannelStats, ChannelView};
+use crate::registry::{ChannelStats, ChannelView, GlobalCounters};
 use amqp_wire::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicDeliver,
     BasicGetOk, Method, ShortString,
@@ -82,7 +82,13 @@ impl ChannelView for ChannelShared {
 
 impl ChannelShared {
     /// A new open channel.
-    pub fn new(number: u16, uid: u64, out: Arc<Outbound>, frame_max: u32) -> ChannelShared {
+    pub fn new(
+        number: u16,
+        uid: u64,
+        out: Arc<Outbound>,
+        frame_max: u32,
+        counters: Arc<GlobalCounters>,
+    ) -> ChannelShared {
         ChannelShared {
             number,
             uid,
@@ -96,7 +102,7 @@ impl ChannelShared {
             global_prefetch: AtomicU32::new(0),
             active: AtomicBool::new(true),
             closed: AtomicBool::new(false),
-            stats: ChannelStats::new(number),
+            stats: ChannelStats::new(number, counters),
         }
     }
 

@@ -326,12 +326,8 @@ fn register(
     client_id: &str,
     user: &str,
 ) -> crate::registry::Registered {
-    use crate::registry::{ConnState, Protocol};
-    let protocol = match version {
-        ProtocolVersion::V3_1 => Protocol::Mqtt310,
-        ProtocolVersion::V3_1_1 => Protocol::Mqtt311,
-        ProtocolVersion::V5 => Protocol::Mqtt50,
-    };
+    use crate::registry::ConnState;
+    let protocol = super::protocol(version);
     let reg = server
         .registry
         .register(server.broker.next_id(), protocol, peer, out);

@@ -2,7 +2,9 @@
 //! atomics, one per publish, delivery or ack), and the consumer list, changed only by
 //! `basic.consume` / `basic.cancel`.
 
+use super::{GlobalCounters, Protocol};
 use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// What a channel lets the registry read (its unacked count lives with its deliveries).
@@ -41,6 +43,8 @@ pub struct ChannelStats {
     /// `tx.select` was sent.
     pub transactional: AtomicBool,
     consumers: Mutex<Vec<ConsumerEntry>>,
+    /// The broker-wide AMQP counters, bumped beside the channel's.
+    global: Arc<GlobalCounters>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +58,7 @@ struct ConsumerEntry {
 
 impl ChannelStats {
     /// Counters of a new channel.
-    pub fn new(number: u16) -> ChannelStats {
+    pub fn new(number: u16, global: Arc<GlobalCounters>) -> ChannelStats {
         ChannelStats {
             number,
             publish: AtomicU64::new(0),
@@ -69,6 +73,7 @@ impl ChannelStats {
             confirm_mode: AtomicBool::new(false),
             transactional: AtomicBool::new(false),
             consumers: Mutex::new(Vec::new()),
+            global,
         }
     }
 
@@ -79,6 +84,33 @@ impl ChannelStats {
         if redelivered {
             self.redeliver.fetch_add(1, Ordering::Relaxed);
         }
+        self.global.of(Protocol::Amqp091).on_deliver(redelivered);
+    }
+
+    /// A `basic.publish` reached `queues` queues (`returned`: it came back unroutable).
+    #[inline]
+    pub fn count_publish(&self, queues: usize, returned: bool) {
+        self.publish.fetch_add(1, Ordering::Relaxed);
+        if returned {
+            self.return_unroutable.fetch_add(1, Ordering::Relaxed);
+        }
+        self.global.of(Protocol::Amqp091).on_publish(queues, returned);
+    }
+
+    /// `n` publishes were confirmed.
+    #[inline]
+    pub fn count_confirms(&self, n: u64) {
+        self.confirm.fetch_add(n, Ordering::Relaxed);
+        let g = self.global.of(Protocol::Amqp091);
+        g.confirmed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` deliveries were acknowledged.
+    #[inline]
+    pub fn count_acks(&self, n: u64) {
+        self.ack.fetch_add(n, Ordering::Relaxed);
+        let g = self.global.of(Protocol::Amqp091);
+        g.acknowledged.fetch_add(n, Ordering::Relaxed);
     }
 
     /// `basic.consume` succeeded.

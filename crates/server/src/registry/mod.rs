@@ -10,6 +10,9 @@
 //! but those atomics. Channels (`channel.rs`) are views the AMQP adapter hands in.
 
 mod channel;
+mod counters;
+
+pub use counters::{GlobalCounters, ProtocolCounters};
 
 pub use channel::{ChannelInfo, ChannelStats, ConsumerInfo};
 pub(crate) use channel::ChannelView;
@@ -40,6 +43,24 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol, in the order of their counters.
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Amqp091,
+        Protocol::Mqtt310,
+        Protocol::Mqtt311,
+        Protocol::Mqtt50,
+    ];
+
+    /// The `protocol` label of RabbitMQ's global counters.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Amqp091 => "amqp091",
+            Protocol::Mqtt310 => "mqtt310",
+            Protocol::Mqtt311 => "mqtt311",
+            Protocol::Mqtt50 => "mqtt50",
+        }
+    }
+
     /// RabbitMQ's display string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -111,6 +132,8 @@ pub(crate) struct Entry {
     pub recv_oct: AtomicU64,
     /// Frames (AMQP) or packets (MQTT) received.
     pub recv_cnt: AtomicU64,
+    /// The client has published (MQTT; AMQP channels count their publishes).
+    pub publisher: AtomicBool,
     pub details: Mutex<Details>,
     /// Open AMQP channels.
     pub channels: Mutex<Vec<Arc<dyn ChannelView>>>,
@@ -273,6 +296,8 @@ pub struct Registry {
     pub channels_opened: AtomicU64,
     /// Channels ever closed.
     pub channels_closed: AtomicU64,
+    /// Message counters per protocol.
+    pub global: Arc<GlobalCounters>,
 }
 
 /// RabbitMQ's connection name: `peer -> local` (rabbit_net:connection_string).
@@ -303,6 +328,7 @@ impl Registry {
             out: Arc::clone(out),
             recv_oct: AtomicU64::new(0),
             recv_cnt: AtomicU64::new(0),
+            publisher: AtomicBool::new(false),
             details: Mutex::new(Details {
                 user: String::new(),
                 vhost: String::new(),
@@ -335,7 +361,33 @@ impl Registry {
         self.len() == 0
     }
 
-    fn entries(&self) -> Vec<Arc<Entry>> {
+    /// Publishers and consumers per protocol now (`rabbitmq_global_publishers`,
+    /// `rabbitmq_global_consumers`): AMQP channels that published and AMQP consumers; MQTT
+    /// connections that published (consumers are counted by the MQTT adapter).
+    pub fn publishers_and_consumers(&self) -> [(u64, u64); 4] {
+        let mut out = [(0u64, 0u64); 4];
+        for e in self.entries() {
+            let p = *e.protocol.lock() as usize;
+            if e.publisher.load(Ordering::Relaxed) {
+                out[p].0 += 1;
+            }
+            for ch in e.channels.lock().iter() {
+                let s = ch.stats();
+                if s.publish.load(Ordering::Relaxed) > 0 {
+                    out[p].0 += 1;
+                }
+                out[p].1 += u64::from(s.consumer_count());
+            }
+        }
+        out
+    }
+
+    /// Open AMQP channels.
+    pub fn channel_count(&self) -> usize {
+        self.entries().iter().map(|e| e.channels.lock().len()).sum()
+    }
+
+    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
         self.conns.lock().values().cloned().collect()
     }
 

@@ -14,6 +14,7 @@ mod amqp;
 pub mod auth;
 pub mod config;
 pub mod listen;
+mod metrics;
 mod mqtt;
 mod outbound;
 mod policy;
@@ -151,6 +152,16 @@ impl ServerHandle {
         self.addr(listen::Kind::Mqtts)
     }
 
+    /// What a Prometheus scrape of `/metrics` (`per_object`: `/metrics/per-object`) returns.
+    pub fn metrics_text(&self, per_object: bool) -> String {
+        metrics::families::write_all(&self.state, per_object)
+    }
+
+    /// The first address the Prometheus endpoint is bound to, if it is enabled.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Prometheus)
+    }
+
     /// The first address the MQTT-over-WebSocket listener is bound to, if it is enabled.
     pub fn mqtt_ws_addr(&self) -> Option<SocketAddr> {
         self.addr(listen::Kind::MqttWs)
@@ -252,6 +263,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     for kind in listen::Kind::ALL {
         bound.extend(listen::bind(kind, &kind.addrs(&config))?);
     }
+    let prometheus = listen::Kind::Prometheus;
+    bound.extend(listen::bind(prometheus, &prometheus.addrs(&config))?);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (broker, store) = match &config.data_dir {
         None => (Broker::new(), None),
@@ -334,6 +347,10 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     for b in bound {
         tracing::info!(addr = %b.addr, "{} listener started", b.kind.name());
         addrs.push((b.kind, b.addr));
+        if b.kind == listen::Kind::Prometheus {
+            tasks.spawn(metrics::endpoint::serve(b, Arc::clone(&state)));
+            continue;
+        }
         let tls = b.kind.tls().then(|| tls.clone()).flatten();
         tasks.spawn(listen::accept_loop(b, Arc::clone(&state), tls));
     }
@@ -357,7 +374,7 @@ fn paging_limits(config: &ServerConfig) -> pigeon_broker::PagingLimits {
 }
 
 /// The memory limit of the alarm, in bytes.
-fn memory_limit(config: &ServerConfig) -> u64 {
+pub(crate) fn memory_limit(config: &ServerConfig) -> u64 {
     if let Some(bytes) = config.memory_high_watermark_bytes {
         return bytes;
     }

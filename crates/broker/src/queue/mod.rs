@@ -194,6 +194,8 @@ pub struct QueueStats {
     pub unacked: u32,
     /// Body bytes of the ready messages (`message_bytes_ready`).
     pub bytes: u64,
+    /// Of the ready messages, those paged out to the queue's log.
+    pub paged_out: u32,
     /// Consumers.
     pub consumers: u32,
     /// Messages dropped or refused by a length limit.
@@ -314,6 +316,7 @@ impl Queue {
             ready: count(st.ready.len()),
             unacked: count(st.unacked),
             bytes: st.ready.bytes() as u64,
+            paged_out: count(st.ready.tail.count),
             consumers: count(st.consumers.len()),
             dropped: st.dropped,
             counters: st.counters,

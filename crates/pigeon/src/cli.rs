@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// `server.mqtts_listen`; needs the `[tls]` table).
     #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
     pub mqtts_listen: Option<Vec<SocketAddr>>,
+
+    /// Addresses the Prometheus endpoint binds to, e.g. 127.0.0.1:15692 (overrides
+    /// `server.prometheus_listen`).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub prometheus_listen: Option<Vec<SocketAddr>>,
 }
 
 impl Cli {
@@ -76,13 +81,15 @@ impl Cli {
                 mqtt_listen: args.mqtt_listen.or(top.mqtt_listen),
                 amqps_listen: args.amqps_listen.or(top.amqps_listen),
                 mqtts_listen: args.mqtts_listen.or(top.mqtts_listen),
+                prometheus_listen: args.prometheus_listen.or(top.prometheus_listen),
             })),
             Some(Command::Bench(_))
                 if top.config.is_some()
                     || top.amqp_listen.is_some()
                     || top.mqtt_listen.is_some()
                     || top.amqps_listen.is_some()
-                    || top.mqtts_listen.is_some() =>
+                    || top.mqtts_listen.is_some()
+                    || top.prometheus_listen.is_some() =>
             {
                 use clap::CommandFactory;
                 Err(Cli::command().error(

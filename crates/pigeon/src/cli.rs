@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// `server.management_listen`).
     #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
     pub management_listen: Option<Vec<SocketAddr>>,
+    /// Addresses the Prometheus endpoint binds to, e.g. 127.0.0.1:15692 (overrides
+    /// `server.prometheus_listen`).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub prometheus_listen: Option<Vec<SocketAddr>>,
 }
 
 impl Cli {
@@ -82,6 +86,7 @@ impl Cli {
                 amqps_listen: args.amqps_listen.or(top.amqps_listen),
                 mqtts_listen: args.mqtts_listen.or(top.mqtts_listen),
                 management_listen: args.management_listen.or(top.management_listen),
+                prometheus_listen: args.prometheus_listen.or(top.prometheus_listen),
             })),
             Some(Command::Bench(_))
                 if top.config.is_some()
@@ -89,7 +94,8 @@ impl Cli {
                     || top.mqtt_listen.is_some()
                     || top.amqps_listen.is_some()
                     || top.mqtts_listen.is_some()
-                    || top.management_listen.is_some() =>
+                    || top.management_listen.is_some()
+                    || top.prometheus_listen.is_some() =>
             {
                 use clap::CommandFactory;
                 Err(Cli::command().error(

@@ -22,6 +22,9 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     if let Some(addrs) = &args.amqps_listen {
         config.server.amqps_listen = Some(pigeon_server::Listen(addrs.clone()));
     }
+    if let Some(addrs) = &args.prometheus_listen {
+        config.server.prometheus_listen = pigeon_server::Listen(addrs.clone());
+    }
     if let Some(addrs) = &args.mqtts_listen {
         config.server.mqtts_listen = Some(pigeon_server::Listen(addrs.clone()));
     }

@@ -161,6 +161,11 @@ pub struct ServerConfig {
     /// The same limit as a fraction of the machine's memory (RabbitMQ's
     /// `disk_free_limit.relative`); when set it wins over the bytes.
     pub disk_free_limit_relative: Option<f64>,
+    /// Where Prometheus scrapes `/metrics` and `/metrics/per-object` (RabbitMQ's
+    /// rabbitmq_prometheus port, 15692); `[]` turns it off.
+    pub prometheus_listen: Listen,
+    /// The prefix of every metric name (`rabbitmq`, so RabbitMQ's Grafana dashboards work).
+    pub prometheus_prefix: String,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -248,6 +253,8 @@ impl Default for ServerConfig {
             memory_high_watermark_bytes: None,
             disk_free_limit: 50_000_000,
             disk_free_limit_relative: None,
+            prometheus_listen: Listen::all_interfaces(15692),
+            prometheus_prefix: "rabbitmq".into(),
         }
     }
 }
@@ -297,6 +304,7 @@ impl ServerConfig {
             amqp_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             mqtt_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             management_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
+            prometheus_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: None,
             ..ServerConfig::default()
         }

@@ -108,6 +108,8 @@ pub enum Kind {
     MqttWss,
     /// The management HTTP API (plain HTTP; served by `http/`, not by [`accept_loop`]).
     Http,
+    /// Prometheus metrics over HTTP (not in [`Kind::ALL`]: served by `metrics/`).
+    Prometheus,
 }
 
 impl Kind {
@@ -131,6 +133,7 @@ impl Kind {
             Kind::MqttWs => "MQTT over WebSocket",
             Kind::MqttWss => "MQTT over secure WebSocket",
             Kind::Http => "management HTTP API",
+            Kind::Prometheus => "Prometheus",
         }
     }
 
@@ -157,6 +160,7 @@ impl Kind {
             Kind::MqttWs => config.mqtt_ws_listen.clone(),
             Kind::MqttWss => config.mqtt_wss_listen.clone(),
             Kind::Http => config.management_listen.clone(),
+            Kind::Prometheus => config.prometheus_listen.clone(),
         }
     }
 }
@@ -298,7 +302,11 @@ async fn serve(
     state: &Arc<ServerState>,
     tls: Option<Arc<TlsContext>>,
 ) {
-    let (transport, info) = match (kind.tls(), tls) {
+    let local = stream
+        .local_addr()
+        .ok()
+        .map(|l| SocketAddr::new(l.ip().to_canonical(), l.port()));
+    let (transport, mut info) = match (kind.tls(), tls) {
         (false, _) => (Transport::Tcp(stream), PeerInfo::plain(peer)),
         (true, Some(tls)) => match handshake(stream, peer, kind, state, &tls).await {
             Some(secured) => secured,
@@ -309,12 +317,14 @@ async fn serve(
             return;
         }
     };
+    info.local = local;
     // Boxed futures: the listeners spawn one future type for every protocol, and an idle
     // MQTT connection's task must not carry the size of an AMQP connection's (see
     // `amqp::serve`), nor of the handshakes above.
     match kind {
         Kind::Amqp | Kind::Amqps => amqp::serve(transport, info, Arc::clone(state)).await,
         Kind::Mqtt | Kind::Mqtts => mqtt::serve(transport, info, Arc::clone(state)).await,
+        Kind::Prometheus => {}
         Kind::MqttWs | Kind::MqttWss => {
             if let Some(ws) = Box::pin(crate::ws::accept(transport, &info, state)).await {
                 mqtt::serve(ws, info, Arc::clone(state)).await;
@@ -343,6 +353,7 @@ async fn handshake(
             let peer = PeerInfo {
                 addr: peer,
                 tls: Some(Arc::new(info)),
+                local: None,
             };
             Some((Transport::Tls(Box::new(stream)), peer))
         }

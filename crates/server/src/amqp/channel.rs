@@ -40,6 +40,8 @@ pub struct ConnCtx {
     pub synced: Arc<Notify>,
     /// Highest store epoch this connection asked to be woken for.
     pub wake_epoch: AtomicU64,
+    /// The broker-wide message counters.
+    pub counters: Arc<crate::registry::GlobalCounters>,
 }
 
 impl ConnCtx {
@@ -145,6 +147,7 @@ impl Channel {
                 ctx.broker.next_id(),
                 Arc::clone(&ctx.out),
                 ctx.frame_max,
+                Arc::clone(&ctx.counters),
             )),
             closing: false,
             publish: None,
@@ -350,6 +353,7 @@ impl Channel {
         let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
         requeue(unacked);
         for (tag, c) in self.consumers.drain() {
+            self.shared.stats.remove_consumer(tag.as_str());
             ctx.vhost
                 .remove_consumer(&c.queue, self.shared.uid, tag.as_str());
         }
@@ -364,6 +368,7 @@ impl Channel {
 /// Confirms every publish after `confirmed` up to `upto` with one `basic.ack`.
 fn send_ack(shared: &ChannelShared, confirmed: u64, upto: u64) {
     if upto > confirmed {
+        shared.stats.count_confirms(upto - confirmed);
         shared.send(&Method::BasicAck(amqp_wire::BasicAck {
             delivery_tag: upto,
             multiple: upto - confirmed > 1,

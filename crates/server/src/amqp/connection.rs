@@ -11,6 +11,7 @@ use super::error::{AmqpError, AmqpResult};
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
 use crate::transport::{PeerInfo, ReadHalf, TlsInfo, Transport};
+use crate::registry::{ConnState, Protocol, Registered};
 use crate::ServerState;
 use amqp_wire::{
     decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -80,6 +82,8 @@ struct Connection {
     synced: Arc<tokio::sync::Notify>,
     /// Who logged in (set by `connection.start-ok`).
     user: Option<crate::auth::AuthenticatedUser>,
+    /// The connection's entry in the registry (listed while it lives).
+    reg: Registered,
 }
 
 /// Serves one accepted socket until it closes.
@@ -97,8 +101,13 @@ async fn serve_connection(stream: Transport, peer: PeerInfo, server: Arc<ServerS
         let out = Arc::clone(&out);
         tokio::spawn(async move { out.run_writer(wr).await })
     };
+    let id = server.broker.next_id();
+    let reg = server
+        .registry
+        .register(id, Protocol::Amqp091, &peer, &out);
     let mut conn = Connection {
-        id: server.broker.next_id(),
+        id,
+        reg,
         frame_max: server.config.frame_max,
         channel_max: server.config.channel_max,
         heartbeat: 0,
@@ -157,6 +166,7 @@ impl Connection {
             loop {
                 match decode_frame(&mut rb.buf, self.frame_max) {
                     Ok(Some(frame)) => {
+                        self.reg.entry.recv_cnt.fetch_add(1, Relaxed);
                         if let Err(e) = self.handle_frame(frame) {
                             self.close_with(e);
                         }
@@ -199,6 +209,7 @@ impl Connection {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
                         rb.filled(n);
+                        self.reg.entry.recv_oct.fetch_add(n as u64, Relaxed);
                         self.last_read = Instant::now();
                     }
                 },
@@ -217,7 +228,10 @@ impl Connection {
                 _ = self.synced.notified() => {}
                 // A vhost or user was deleted: close if it is ours (as RabbitMQ, 320).
                 _ = kicks.changed() => {
-                    if let Some(reason) = self.deleted_under_us() {
+                    // rabbit_reader: `{shutdown, Explanation}` closes with
+                    // connection_forced and the explanation as the text.
+                    let reason = self.reg.entry.take_close_request().or_else(|| self.deleted_under_us());
+                    if let Some(reason) = reason {
                         self.close_with(AmqpError {
                             force_connection: true,
                             ..AmqpError::new(ReplyCode::ConnectionForced, reason)
@@ -261,6 +275,8 @@ impl Connection {
             return;
         }
         self.blocked = blocked;
+        let state = if blocked { ConnState::Blocked } else { ConnState::Running };
+        self.reg.entry.update(|d| d.state = state);
         if !blocked {
             // Heartbeats queued while we were not reading count from now.
             self.last_read = Instant::now();
@@ -450,6 +466,12 @@ impl Connection {
                     self.channel_max = m.channel_max;
                 }
                 self.heartbeat = m.heartbeat;
+                let (frame_max, channel_max) = (self.frame_max, self.channel_max);
+                self.reg.entry.update(|d| {
+                    d.timeout = m.heartbeat;
+                    d.frame_max = frame_max;
+                    d.channel_max = channel_max;
+                });
                 self.phase = Phase::AwaitOpen;
                 Ok(())
             }
@@ -480,8 +502,13 @@ impl Connection {
                     store: self.server.store.clone(),
                     synced: Arc::clone(&self.synced),
                     wake_epoch: AtomicU64::new(0),
+                    counters: Arc::clone(&self.server.registry.global),
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
+                self.reg.entry.update(|d| {
+                    d.vhost = name.to_string();
+                    d.state = ConnState::Running;
+                });
                 self.phase = Phase::Open;
                 Ok(())
             }
@@ -512,6 +539,10 @@ impl Connection {
         match auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer.ip()) {
             Ok(user) => {
                 tracing::debug!(peer = %self.peer, user = %user.name, "authenticated");
+                self.reg.entry.update(|d| {
+                    d.user = user.name.clone();
+                    d.client_properties = m.client_properties.clone();
+                });
                 self.user = Some(user);
                 let c = &self.server.config;
                 self.send(
@@ -579,11 +610,15 @@ impl Connection {
                     }
                     let ch = Channel::new(number, ctx);
                     ch.shared.send(&Method::ChannelOpenOk(ChannelOpenOk {}));
+                    self.reg
+                        .entry
+                        .add_channel(&self.server.registry, Arc::clone(&ch.shared) as _);
                     self.channels.insert(number, ch);
                     return Ok(());
                 }
                 Method::ChannelClose(_) => {
                     if let Some(mut ch) = self.channels.remove(&number) {
+                        self.reg.entry.remove_channel(&self.server.registry, number);
                         ch.close_by_client(ctx);
                         return Ok(());
                     }
@@ -591,6 +626,7 @@ impl Connection {
                 Method::ChannelCloseOk(_) => {
                     if self.channels.get(&number).is_some_and(|c| c.closing) {
                         self.channels.remove(&number);
+                        self.reg.entry.remove_channel(&self.server.registry, number);
                         return Ok(());
                     }
                     // A close-ok that answers nothing (RabbitMQ: 503).
@@ -651,6 +687,7 @@ impl Connection {
             return;
         }
         tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
+        self.reg.entry.update(|d| d.state = ConnState::Closing);
         self.release();
         self.send(
             0,
@@ -669,7 +706,8 @@ impl Connection {
         let Some(ctx) = self.ctx.as_ref() else {
             return;
         };
-        for (_, mut ch) in self.channels.drain() {
+        for (number, mut ch) in self.channels.drain() {
+            self.reg.entry.remove_channel(&self.server.registry, number);
             ch.cleanup(ctx);
         }
         ctx.vhost.remove_exclusive_queues(self.id);

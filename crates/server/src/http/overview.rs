@@ -28,6 +28,7 @@ pub(super) fn protocol(kind: Kind) -> &'static str {
         Kind::MqttWs => "http/web-mqtt",
         Kind::MqttWss => "https/web-mqtt",
         Kind::Http => "http",
+        Kind::Prometheus => "http/prometheus",
     }
 }
 

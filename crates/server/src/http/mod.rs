@@ -7,7 +7,8 @@
 //! do), `json.rs` (JSON <-> broker values, bodies, list paging), and one file per endpoint
 //! family: `overview.rs`, `vhosts.rs`, `users.rs`, `permissions.rs`, `limits.rs`,
 //! `exchanges.rs`, `queues.rs`, `messages.rs` (publish and get), `bindings.rs`, `health.rs`,
-//! `definitions.rs` (export and import).
+//! `definitions.rs` (export and import), `connections.rs` (connections, channels, consumers,
+//! from the connection registry).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -17,6 +18,7 @@
 
 mod auth;
 mod bindings;
+mod connections;
 mod definitions;
 mod exchanges;
 mod health;
@@ -197,6 +199,7 @@ fn router(http: Shared) -> Router {
         .merge(bindings::routes())
         .merge(health::routes())
         .merge(definitions::routes())
+        .merge(connections::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {

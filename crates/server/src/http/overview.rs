@@ -48,15 +48,12 @@ pub(super) fn totals(http: &Shared, caller: &Caller) -> (Value, Value) {
             unacked += u64::from(q.unacked_count());
         }
     }
-    let connections = http
-        .state
-        .connections
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let connections = http.state.registry.len();
+    let channels = http.state.registry.channel_count();
     (
         json!({
             "connections": connections,
-            // Channels are counted once the connection registry exists (not yet).
-            "channels": 0,
+            "channels": channels,
             "exchanges": exchanges,
             "queues": queues,
             "consumers": consumers,

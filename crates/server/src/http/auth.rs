@@ -53,6 +53,15 @@ impl Caller {
         }
     }
 
+    /// 401 unless monitoring or administrator (`is_authorized_monitor`).
+    pub fn require_monitor(&self) -> Result<(), ApiError> {
+        if self.is_monitor() {
+            Ok(())
+        } else {
+            Err(ApiError::not_authorised("Not monitor user"))
+        }
+    }
+
     /// Whether the caller may see the objects of `vhost` (monitors see every vhost, others
     /// those they have permissions in).
     pub fn sees_vhost(&self, http: &Shared, vhost: &str) -> bool {

@@ -163,6 +163,20 @@ async fn publish(
     Ok(Json(json!({"routed": published.queues > 0})))
 }
 
+/// A non-negative integer field, as a number or a numeric string (rabbitmqadmin sends
+/// `"count": "1"`; RabbitMQ's `rabbit_mgmt_util:parse_int` takes both).
+fn int(map: &Map<String, Value>, key: &str) -> ApiResult<Option<u64>> {
+    let parsed = match map.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        Some(_) => None,
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request(format!("{key} must be a non-negative integer")))
+}
+
 /// The message's properties as RabbitMQ shows them (absent ones left out).
 fn properties_json(m: &Message) -> Value {
     let Ok(p) = BasicProperties::decode(m.properties.raw()) else {
@@ -209,10 +223,7 @@ async fn get(
     let map = body(&bytes)?;
     let queue = v.queue(&name)?;
     caller.check(&http, &vhost, Access::Read, "queue", &name)?;
-    let count = map
-        .get("count")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| ApiError::bad_request("count must be a positive integer"))?;
+    let count = int(&map, "count")?.ok_or_else(|| ApiError::bad_request("count is required"))?;
     let ackmode =
         opt_str(&map, "ackmode")?.ok_or_else(|| ApiError::bad_request("ackmode is required"))?;
     let requeue = match ackmode {

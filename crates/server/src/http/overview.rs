@@ -16,6 +16,8 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/api/overview", get(overview))
         .route("/api/whoami", get(whoami))
         .route("/api/cluster-name", get(cluster_name).put(set_cluster_name))
+        .route("/api/nodes", get(nodes))
+        .route("/api/nodes/{node}", get(node))
 }
 
 /// The `protocol` RabbitMQ lists a listener under.
@@ -164,4 +166,57 @@ async fn set_cluster_name(
         .to_string();
     blocking(move || *http.cluster_name.write() = name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// This node as `/api/nodes` lists it (the fields rabbitmqadmin and monitoring read; memory is
+/// the queued message bodies the memory alarm weighs).
+fn node_json(http: &Shared) -> Value {
+    let state = &http.state;
+    let used: u64 = state
+        .broker
+        .vhosts()
+        .iter()
+        .map(|v| v.resident_bytes() as u64)
+        .sum();
+    let causes = &state.alarm_causes;
+    let disk_free = state
+        .config
+        .data_dir
+        .as_deref()
+        .and_then(|d| crate::alarm::free_space(d).ok());
+    json!({
+        "name": http.node(),
+        "type": "disc",
+        "running": true,
+        "being_drained": false,
+        "mem_used": used,
+        "mem_limit": crate::memory_limit(&state.config),
+        "mem_alarm": causes.memory.load(std::sync::atomic::Ordering::Relaxed),
+        "disk_free": disk_free,
+        "disk_free_limit": state.disk_free_limit.load(std::sync::atomic::Ordering::Relaxed),
+        "disk_free_alarm": causes.disk.load(std::sync::atomic::Ordering::Relaxed),
+        "processors": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "os_pid": std::process::id().to_string(),
+        "rates_mode": "none",
+        "partitions": [],
+        "applications": [],
+        "enabled_plugins": ["rabbitmq_management"],
+    })
+}
+
+async fn nodes(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_monitor()?;
+    Ok(Json(Value::Array(vec![node_json(&http)])))
+}
+
+async fn node(
+    State(http): State<Shared>,
+    caller: Caller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_monitor()?;
+    if name != http.node() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(node_json(&http)))
 }

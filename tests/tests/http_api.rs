@@ -104,6 +104,15 @@ async fn overview_lists_listeners_totals_and_product() {
     let http_port = broker.server().unwrap().management_addr().unwrap().port();
     assert_eq!(port("http"), Some(u64::from(http_port)));
 
+    let nodes = api.get("/api/nodes").await.body;
+    assert_eq!(nodes[0]["name"], o["node"]);
+    assert_eq!(nodes[0]["mem_alarm"], false);
+    let node = nodes[0]["name"].as_str().unwrap();
+    assert_eq!(
+        api.get(&format!("/api/nodes/{node}")).await.body["running"],
+        true
+    );
+
     // The cluster name: administrators change it.
     let renamed = unique("cluster");
     assert_eq!(

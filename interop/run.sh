@@ -111,7 +111,7 @@ socks = [socket.socket() for _ in range(6)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
     section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port, MQTT over WebSocket on 127.0.0.1:$ws_port"
-    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = "127.0.0.1:%s"\n' \
+    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = "127.0.0.1:%s"\nmanagement_listen = []\nprometheus_listen = []\n' \
       "$port" "$mqtt_port" "$ws_port" >"$broker_dir/pigeon.toml"
     if tls_on; then
       echo "TLS: AMQPS $amqps_port, MQTTS $mqtts_port, secure WebSocket $wss_port"

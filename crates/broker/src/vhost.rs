@@ -149,6 +149,18 @@ pub struct QueueDeclared {
     pub consumer_count: u32,
 }
 
+/// How many queues a vhost saw declared, created and deleted (RabbitMQ's
+/// `rabbitmq_queues_declared_total`, `_created_total`, `_deleted_total`).
+#[derive(Debug, Default)]
+pub struct QueueTotals {
+    /// Successful non-passive `queue.declare`s, new queue or not.
+    pub declared: AtomicU64,
+    /// Queues created.
+    pub created: AtomicU64,
+    /// Queues deleted (by a client, `x-expires`, auto-delete, exclusivity).
+    pub deleted: AtomicU64,
+}
+
 /// A virtual host.
 pub struct VHost {
     me: Weak<VHost>,
@@ -157,6 +169,8 @@ pub struct VHost {
     exchanges: RwLock<HashMap<Arc<str>, Arc<Exchange>>>,
     queues: RwLock<HashMap<Arc<str>, Arc<Queue>>>,
     generated: AtomicU64,
+    /// Queues declared, created and deleted in this vhost (Prometheus totals).
+    pub queue_totals: QueueTotals,
     /// Retained messages (MQTT).
     pub retained: RetainedStore,
     policies: RwLock<Policies>,
@@ -234,6 +248,7 @@ impl VHost {
             )),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
+            queue_totals: QueueTotals::default(),
             generated: AtomicU64::new(0),
             retained: RetainedStore::with_store(store.clone(), name),
             policies: RwLock::new(Policies::default()),
@@ -455,6 +470,7 @@ impl VHost {
         if check_type {
             settings::check_queue_type(&options.arguments, &name, &self.name)?;
         }
+        self.queue_totals.declared.fetch_add(1, Ordering::Relaxed);
         let mut queues = self.queues.write();
         if let Some(q) = queues.get(name.as_str()) {
             q.check_access(connection)?;
@@ -511,6 +527,7 @@ impl VHost {
             durable::put_queue(store, &self.name, &q);
         }
         queues.insert(name.into(), Arc::clone(&q));
+        self.queue_totals.created.fetch_add(1, Ordering::Relaxed);
         Ok(declared(q))
     }
 
@@ -549,6 +566,7 @@ impl VHost {
             match queues.get(q.name()) {
                 Some(current) if Arc::ptr_eq(current, q) => {
                     queues.remove(q.name());
+                    self.queue_totals.deleted.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => return 0,
             }
@@ -752,6 +770,15 @@ impl VHost {
     /// Returns the number of queues.
     pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> Published {
         let queues = self.route(exchange, message);
+        // Relaxed: statistics, read when asked, ordered with nothing.
+        exchange
+            .publish_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !queues.is_empty() {
+            exchange
+                .publish_out
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let (mut rejected, mut stored) = (false, false);
         for q in &queues {
             match q.enqueue(message.clone()) {
@@ -814,6 +841,18 @@ impl VHost {
                 }
             }
         }
+    }
+
+    /// Every queue (a snapshot of the list; direct reply-to pseudo-queues excluded).
+    pub fn queue_list(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
+    }
+
+    /// Every exchange, the default one included (a snapshot of the list).
+    pub fn exchange_list(&self) -> Vec<Arc<Exchange>> {
+        let mut all: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
+        all.push(Arc::clone(&self.default_exchange));
+        all
     }
 
     /// Body bytes of the ready messages of every queue (a message in several queues counts
@@ -885,6 +924,21 @@ impl VHost {
             self.apply_policies();
         }
         removed
+    }
+
+    /// Every exchange but the default one, in no particular order (the management API).
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    /// The default exchange (`""`).
+    pub fn default_exchange(&self) -> &Arc<Exchange> {
+        &self.default_exchange
+    }
+
+    /// Every queue, in no particular order (the management API).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
     }
 
     /// The vhost's policies.

@@ -62,6 +62,15 @@ pub struct ServeArgs {
     /// `server.mqtts_listen`; needs the `[tls]` table).
     #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
     pub mqtts_listen: Option<Vec<SocketAddr>>,
+
+    /// Addresses the management HTTP API binds to, e.g. 127.0.0.1:15672 (overrides
+    /// `server.management_listen`).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub management_listen: Option<Vec<SocketAddr>>,
+    /// Addresses the Prometheus endpoint binds to, e.g. 127.0.0.1:15692 (overrides
+    /// `server.prometheus_listen`).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub prometheus_listen: Option<Vec<SocketAddr>>,
 }
 
 impl Cli {
@@ -77,13 +86,17 @@ impl Cli {
                 mqtt_listen: args.mqtt_listen.or(top.mqtt_listen),
                 amqps_listen: args.amqps_listen.or(top.amqps_listen),
                 mqtts_listen: args.mqtts_listen.or(top.mqtts_listen),
+                management_listen: args.management_listen.or(top.management_listen),
+                prometheus_listen: args.prometheus_listen.or(top.prometheus_listen),
             })),
             Some(Command::Bench(_))
                 if top.config.is_some()
                     || top.amqp_listen.is_some()
                     || top.mqtt_listen.is_some()
                     || top.amqps_listen.is_some()
-                    || top.mqtts_listen.is_some() =>
+                    || top.mqtts_listen.is_some()
+                    || top.management_listen.is_some()
+                    || top.prometheus_listen.is_some() =>
             {
                 use clap::CommandFactory;
                 Err(Cli::command().error(

@@ -22,8 +22,14 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     if let Some(addrs) = &args.amqps_listen {
         config.server.amqps_listen = Some(pigeon_server::Listen(addrs.clone()));
     }
+    if let Some(addrs) = &args.prometheus_listen {
+        config.server.prometheus_listen = pigeon_server::Listen(addrs.clone());
+    }
     if let Some(addrs) = &args.mqtts_listen {
         config.server.mqtts_listen = Some(pigeon_server::Listen(addrs.clone()));
+    }
+    if let Some(addrs) = &args.management_listen {
+        config.server.management_listen = pigeon_server::Listen(addrs.clone());
     }
     logging::init(log_flag.as_deref(), config.log.as_deref(), "info")?;
     let s = &config.server;
@@ -44,12 +50,13 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     };
     use pigeon_server::ListenerKind as K;
     info!(
-        "pigeon {} listening for AMQP 0-9-1 on {}, AMQPS on {}, MQTT on {}, MQTTS on {}",
+        "pigeon {} listening for AMQP 0-9-1 on {}, AMQPS on {}, MQTT on {}, MQTTS on {}, management HTTP API on {}",
         env!("CARGO_PKG_VERSION"),
         list(K::Amqp),
         list(K::Amqps),
         list(K::Mqtt),
         list(K::Mqtts),
+        list(K::Http),
     );
 
     // `ServerHandle::wait` and `shutdown` both take the handle, so the process waits for a

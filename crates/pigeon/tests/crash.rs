@@ -88,6 +88,10 @@ impl Pigeon {
                 "127.0.0.1:0",
                 "--mqtt-listen",
                 "127.0.0.1:0",
+                "--management-listen",
+                "127.0.0.1:0",
+                "--prometheus-listen",
+                "127.0.0.1:0",
             ])
             .args(["--log", "info"])
             .env_remove("RUST_LOG")

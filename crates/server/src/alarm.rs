@@ -92,7 +92,7 @@ pub(crate) fn check_disk(state: &ServerState) {
 }
 
 /// Bytes an unprivileged process may still write on the filesystem holding `dir`.
-fn free_space(dir: &Path) -> std::io::Result<u64> {
+pub(crate) fn free_space(dir: &Path) -> std::io::Result<u64> {
     let s = rustix::fs::statvfs(dir)?;
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }

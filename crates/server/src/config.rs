@@ -158,6 +158,9 @@ pub struct ServerConfig {
     /// `mqtt.ssl_cert_login`, Mosquitto's `use_identity_as_username`). A user name and
     /// password, when sent, take priority (as RabbitMQ's). The user must exist.
     pub mqtt_ssl_cert_login: bool,
+    /// Where the management HTTP API (RabbitMQ's management plugin API, `/api/...`) binds,
+    /// as `amqp_listen`; an empty list turns it off. Plain HTTP for now (no TLS).
+    pub management_listen: Listen,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
     /// Where durable exchanges, queues, bindings and persistent messages are kept; `None`
@@ -186,6 +189,11 @@ pub struct ServerConfig {
     /// The same limit as a fraction of the machine's memory (RabbitMQ's
     /// `disk_free_limit.relative`); when set it wins over the bytes.
     pub disk_free_limit_relative: Option<f64>,
+    /// Where Prometheus scrapes `/metrics` and `/metrics/per-object` (RabbitMQ's
+    /// rabbitmq_prometheus port, 15692); `[]` turns it off.
+    pub prometheus_listen: Listen,
+    /// The prefix of every metric name (`rabbitmq`, so RabbitMQ's Grafana dashboards work).
+    pub prometheus_prefix: String,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -282,6 +290,7 @@ impl Default for ServerConfig {
             mqtt_disconnect_on_unauthorized: true,
             ssl_cert_login_from: CertLoginFrom::DistinguishedName,
             mqtt_ssl_cert_login: false,
+            management_listen: Listen::all_interfaces(MANAGEMENT_PORT),
             policies: Vec::new(),
             data_dir: Some("pigeon-data".into()),
             fsync: true,
@@ -291,12 +300,16 @@ impl Default for ServerConfig {
             memory_high_watermark_bytes: None,
             disk_free_limit: 50_000_000,
             disk_free_limit_relative: None,
+            prometheus_listen: Listen::all_interfaces(15692),
+            prometheus_prefix: "rabbitmq".into(),
         }
     }
 }
 
 /// AMQP over TLS, RabbitMQ's and IANA's port.
 pub const AMQPS_PORT: u16 = 5671;
+/// The management HTTP API, RabbitMQ's port.
+pub const MANAGEMENT_PORT: u16 = 15672;
 /// MQTT over TLS, IANA's port.
 pub const MQTTS_PORT: u16 = 8883;
 
@@ -351,6 +364,8 @@ impl ServerConfig {
         ServerConfig {
             amqp_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             mqtt_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
+            management_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
+            prometheus_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: None,
             // Test suites open connections from loopback far faster than any real client.
             connection_rate_limit: 0,

@@ -15,12 +15,15 @@ pub mod auth;
 mod authz;
 mod cert_login;
 pub mod config;
+mod http;
 mod limits;
 pub mod listen;
+mod metrics;
 mod mqtt;
 mod outbound;
 mod policy;
 mod readbuf;
+pub mod registry;
 pub mod tls;
 pub mod transport;
 pub mod ws;
@@ -97,6 +100,27 @@ pub(crate) struct ServerState {
     /// Moves when a vhost or user is deleted: AMQP connections then look whether theirs is
     /// gone and close (`admin.rs`).
     pub kicks: watch::Sender<u64>,
+    /// Every connection, its channels and consumers (`registry/`).
+    pub registry: Arc<registry::Registry>,
+}
+
+impl ServerState {
+    /// Closes the connection called `name` as `rabbitmqctl close_connection` does: AMQP
+    /// clients get 320 CONNECTION_FORCED with `reason` as the text, MQTT 5.0 clients
+    /// DISCONNECT 0x98 (Administrative action), MQTT 3.1.1 clients a closed socket. False if
+    /// no such connection is open. Reuses the wake-up of vhost and user deletion (`kicks`).
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        match self.registry.request_close(name, reason) {
+            Some(protocol) => {
+                tracing::info!(connection = %name, %reason, "closing connection on request");
+                if !protocol.is_mqtt() {
+                    self.kicks.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
@@ -134,6 +158,16 @@ impl ServerHandle {
         self.addr(listen::Kind::Mqtts)
     }
 
+    /// What a Prometheus scrape of `/metrics` (`per_object`: `/metrics/per-object`) returns.
+    pub fn metrics_text(&self, per_object: bool) -> String {
+        metrics::families::write_all(&self.state, per_object)
+    }
+
+    /// The first address the Prometheus endpoint is bound to, if it is enabled.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Prometheus)
+    }
+
     /// The first address the MQTT-over-WebSocket listener is bound to, if it is enabled.
     pub fn mqtt_ws_addr(&self) -> Option<SocketAddr> {
         self.addr(listen::Kind::MqttWs)
@@ -142,6 +176,11 @@ impl ServerHandle {
     /// The first address the MQTT-over-secure-WebSocket listener is bound to, if enabled.
     pub fn mqtt_wss_addr(&self) -> Option<SocketAddr> {
         self.addr(listen::Kind::MqttWss)
+    }
+
+    /// The first address the management HTTP API is bound to, if it is enabled.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Http)
     }
 
     /// The first address a listener is bound to.
@@ -173,6 +212,32 @@ impl ServerHandle {
     /// set_disk_free_limit`; the alarm follows at the next check (within 200 ms).
     pub fn set_disk_free_limit(&self, bytes: u64) {
         self.state.disk_free_limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The connection registry: connections, channels, consumers.
+    pub fn registry(&self) -> &Arc<registry::Registry> {
+        &self.state.registry
+    }
+
+    /// A snapshot of every open connection (`/api/connections`).
+    pub fn connections(&self) -> Vec<registry::ConnectionInfo> {
+        self.state.registry.connections()
+    }
+
+    /// A snapshot of every open AMQP channel (`/api/channels`).
+    pub fn channels(&self) -> Vec<registry::ChannelInfo> {
+        self.state.registry.channels()
+    }
+
+    /// A snapshot of every AMQP consumer (`/api/consumers`).
+    pub fn consumers(&self) -> Vec<registry::ConsumerInfo> {
+        self.state.registry.consumers()
+    }
+
+    /// Closes a connection by name with a reason the client sees (see
+    /// `ServerState::close_connection`); false if there is none.
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        self.state.close_connection(name, reason)
     }
 
     /// The broker core behind the listeners.
@@ -210,6 +275,9 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     for kind in listen::Kind::ALL {
         bound.extend(listen::bind(kind, &kind.addrs(&config))?);
     }
+    let http_bound = listen::bind(listen::Kind::Http, &config.management_listen)?;
+    let prometheus = listen::Kind::Prometheus;
+    bound.extend(listen::bind(prometheus, &prometheus.addrs(&config))?);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (broker, store) = match &config.data_dir {
         None => (Broker::new(), None),
@@ -258,12 +326,13 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
     let config_rate_limit = config.connection_rate_limit;
     let rate_limit_loopback = config.connection_rate_limit_loopback;
+    let registry: Arc<registry::Registry> = Arc::default();
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,
         shutdown: shutdown_rx,
         connections: AtomicUsize::new(0),
-        mqtt: mqtt::MqttState::new(),
+        mqtt: mqtt::MqttState::new(Arc::clone(&registry.global)),
         store: store.clone(),
         alarm: watch::channel(false).0,
         alarm_causes: alarm::AlarmCauses::default(),
@@ -271,6 +340,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         limits: limits::Limits::new(config_rate_limit, rate_limit_loopback),
         auth,
         kicks: watch::channel(0).0,
+        registry,
     });
     admin::register_hooks(&state);
     let sessions = mqtt::persist::recover(&state);
@@ -293,8 +363,21 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     for b in bound {
         tracing::info!(addr = %b.addr, "{} listener started", b.kind.name());
         addrs.push((b.kind, b.addr));
+        if b.kind == listen::Kind::Prometheus {
+            tasks.spawn(metrics::endpoint::serve(b, Arc::clone(&state)));
+            continue;
+        }
         let tls = b.kind.tls().then(|| tls.clone()).flatten();
         tasks.spawn(listen::accept_loop(b, Arc::clone(&state), tls));
+    }
+    if !http_bound.is_empty() {
+        let mut sockets = Vec::with_capacity(http_bound.len());
+        for b in http_bound {
+            tracing::info!(addr = %b.addr, "{} listener started", b.kind.name());
+            addrs.push((b.kind, b.addr));
+            sockets.push(b.listener);
+        }
+        tasks.spawn(http::serve(sockets, Arc::clone(&state), addrs.clone()));
     }
     Ok(ServerHandle {
         store,
@@ -316,7 +399,7 @@ fn paging_limits(config: &ServerConfig) -> pigeon_broker::PagingLimits {
 }
 
 /// The memory limit of the alarm, in bytes.
-fn memory_limit(config: &ServerConfig) -> u64 {
+pub(crate) fn memory_limit(config: &ServerConfig) -> u64 {
     if let Some(bytes) = config.memory_high_watermark_bytes {
         return bytes;
     }
@@ -387,6 +470,7 @@ mod tests_support {
         let config = ServerConfig::for_tests();
         let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
         let broker = Broker::new();
+        let registry: Arc<registry::Registry> = Arc::default();
         let auth = auth::Authenticator::new(
             Arc::clone(&broker),
             admin::loopback_users(&config),
@@ -398,7 +482,7 @@ mod tests_support {
             config,
             shutdown: watch::channel(false).1,
             connections: AtomicUsize::new(0),
-            mqtt: mqtt::MqttState::new(),
+            mqtt: mqtt::MqttState::new(Arc::clone(&registry.global)),
             store: None,
             alarm: watch::channel(false).0,
             alarm_causes: alarm::AlarmCauses::default(),
@@ -406,6 +490,7 @@ mod tests_support {
             limits: limits::Limits::new(0, false),
             auth,
             kicks: watch::channel(0).0,
+            registry,
         })
     }
 }

@@ -106,6 +106,10 @@ pub enum Kind {
     MqttWs,
     /// MQTT over WebSocket over TLS.
     MqttWss,
+    /// The management HTTP API (plain HTTP; served by `http/`, not by [`accept_loop`]).
+    Http,
+    /// Prometheus metrics over HTTP (not in [`Kind::ALL`]: served by `metrics/`).
+    Prometheus,
 }
 
 impl Kind {
@@ -128,6 +132,8 @@ impl Kind {
             Kind::Mqtts => "MQTT over TLS",
             Kind::MqttWs => "MQTT over WebSocket",
             Kind::MqttWss => "MQTT over secure WebSocket",
+            Kind::Http => "management HTTP API",
+            Kind::Prometheus => "Prometheus",
         }
     }
 
@@ -138,7 +144,10 @@ impl Kind {
 
     /// Whether it serves MQTT.
     pub fn mqtt(self) -> bool {
-        !matches!(self, Kind::Amqp | Kind::Amqps)
+        matches!(
+            self,
+            Kind::Mqtt | Kind::Mqtts | Kind::MqttWs | Kind::MqttWss
+        )
     }
 
     /// The configured addresses.
@@ -150,6 +159,8 @@ impl Kind {
             Kind::Mqtts => config.mqtts_addrs(),
             Kind::MqttWs => config.mqtt_ws_listen.clone(),
             Kind::MqttWss => config.mqtt_wss_listen.clone(),
+            Kind::Http => config.management_listen.clone(),
+            Kind::Prometheus => config.prometheus_listen.clone(),
         }
     }
 }
@@ -296,7 +307,11 @@ async fn serve(
     tls: Option<Arc<TlsContext>>,
     over_rate: bool,
 ) {
-    let (transport, info) = match (kind.tls(), tls) {
+    let local = stream
+        .local_addr()
+        .ok()
+        .map(|l| SocketAddr::new(l.ip().to_canonical(), l.port()));
+    let (transport, mut info) = match (kind.tls(), tls) {
         (false, _) => (Transport::Tcp(stream), PeerInfo::plain(peer)),
         (true, Some(tls)) => match handshake(stream, peer, kind, state, &tls).await {
             Some(secured) => secured,
@@ -307,6 +322,7 @@ async fn serve(
             return;
         }
     };
+    info.local = local;
     // Boxed futures: the listeners spawn one future type for every protocol, and an idle
     // MQTT connection's task must not carry the size of an AMQP connection's (see
     // `amqp::serve`), nor of the handshakes above.
@@ -319,6 +335,7 @@ async fn serve(
             Box::pin(mqtt::refuse_over_rate(transport, info, Arc::clone(state))).await
         }
         Kind::Mqtt | Kind::Mqtts => mqtt::serve(transport, info, Arc::clone(state)).await,
+        Kind::Prometheus => {}
         Kind::MqttWs | Kind::MqttWss => {
             if let Some(ws) = Box::pin(crate::ws::accept(transport, &info, state)).await {
                 if over_rate {
@@ -328,6 +345,8 @@ async fn serve(
                 }
             }
         }
+        // Never reached: the HTTP listener is served by `http::serve`.
+        Kind::Http => {}
     }
 }
 
@@ -349,6 +368,7 @@ async fn handshake(
             let peer = PeerInfo {
                 addr: peer,
                 tls: Some(Arc::new(info)),
+                local: None,
             };
             Some((Transport::Tls(Box::new(stream)), peer))
         }

@@ -52,6 +52,10 @@ pub struct Outbound {
     pub writer_done: Notify,
     /// When the last write reached the socket, in milliseconds after [`epoch`].
     last_write_ms: AtomicU64,
+    /// Bytes that reached the socket (the registry's `send_oct`).
+    sent_oct: AtomicU64,
+    /// Writes buffered: frames or packets, several per delivery (`send_cnt`).
+    sent_cnt: AtomicU64,
 }
 
 /// The process-wide origin of [`Outbound`] timestamps (one `Instant` less per connection).
@@ -85,6 +89,8 @@ impl Outbound {
             closing: AtomicBool::new(false),
             writer_done: Notify::new(),
             last_write_ms: AtomicU64::new(now_ms()),
+            sent_oct: AtomicU64::new(0),
+            sent_cnt: AtomicU64::new(0),
         }
     }
 
@@ -102,8 +108,19 @@ impl Outbound {
             // the lock) and writes them subtracts them after, so `backlog` never goes below 0.
             self.backlog.fetch_add(added, Ordering::SeqCst);
             drop(buf);
+            self.sent_cnt.fetch_add(1, Ordering::Relaxed);
             self.wake_writer.notify_one();
         }
+    }
+
+    /// Bytes written to the socket so far.
+    pub fn sent_oct(&self) -> u64 {
+        self.sent_oct.load(Ordering::Relaxed)
+    }
+
+    /// Writes buffered so far.
+    pub fn sent_cnt(&self) -> u64 {
+        self.sent_cnt.load(Ordering::Relaxed)
     }
 
     /// Whether consumers may take another message; records the refusal so that the writer
@@ -243,6 +260,7 @@ impl Outbound {
     /// Accounts for `n` bytes that reached the socket; true when starved consumers may resume.
     fn wrote(&self, n: usize) -> bool {
         self.last_write_ms.store(now_ms(), Ordering::Relaxed);
+        self.sent_oct.fetch_add(n as u64, Ordering::Relaxed);
         // `send` counts bytes before a writer can take them out, so this cannot go below 0;
         // saturating all the same, as a wrapped `left` would never resume anyone.
         let before = self.backlog.fetch_sub(n, Ordering::SeqCst);

@@ -185,12 +185,18 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// What the TLS handshake established, on a TLS listener (also under a WebSocket).
     pub tls: Option<Arc<TlsInfo>>,
+    /// Our address the client connected to (the connection's `host:port` in the registry).
+    pub local: Option<SocketAddr>,
 }
 
 impl PeerInfo {
     /// A client on a plain listener.
     pub fn plain(addr: SocketAddr) -> PeerInfo {
-        PeerInfo { addr, tls: None }
+        PeerInfo {
+            addr,
+            tls: None,
+            local: None,
+        }
     }
 }
 

@@ -201,6 +201,10 @@ pub struct Exchange {
     /// `alternate-exchange` from a policy (the declare argument wins over it).
     policy_alternate: RwLock<Option<String>>,
     bindings: RwLock<Bindings>,
+    /// Messages published to it (`message_stats.publish_in`).
+    pub publish_in: std::sync::atomic::AtomicU64,
+    /// Of those, routed to at least one queue (`publish_out`).
+    pub publish_out: std::sync::atomic::AtomicU64,
 }
 
 impl Exchange {
@@ -223,6 +227,8 @@ impl Exchange {
             arguments,
             policy_alternate: RwLock::new(None),
             bindings: RwLock::new(Bindings::default()),
+            publish_in: Default::default(),
+            publish_out: Default::default(),
         }
     }
 

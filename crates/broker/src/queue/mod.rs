@@ -117,6 +117,8 @@ struct State {
     deleted: bool,
     /// Messages dropped by a length limit.
     dropped: u64,
+    /// Message counters (plain integers: they change under the lock the change takes anyway).
+    counters: QueueCounters,
     /// Single active consumer: the active one was cancelled while holding unacked messages;
     /// the next one takes over only once they are settled or given back (as RabbitMQ does), so
     /// it gets them first, in order.
@@ -159,6 +161,53 @@ impl Dead {
             self.messages.push((m, reason));
         }
     }
+}
+
+/// Message counters of a queue since it was created (RabbitMQ's `message_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    /// Messages that reached the queue (`publish`), refused ones included.
+    pub publish: u64,
+    /// Messages delivered to consumers (`deliver` + `deliver_no_ack`).
+    pub deliver: u64,
+    /// Messages taken by `basic.get` (`get` + `get_no_ack`).
+    pub get: u64,
+    /// Of those delivered or taken, redelivered (`redeliver`).
+    pub redeliver: u64,
+    /// Messages acknowledged (`ack`).
+    pub ack: u64,
+}
+
+impl QueueCounters {
+    fn count_delivery(&mut self, m: &QueuedMessage, get: bool) {
+        if get {
+            self.get += 1;
+        } else {
+            self.deliver += 1;
+        }
+        if m.redelivered {
+            self.redeliver += 1;
+        }
+    }
+}
+
+/// A snapshot of a queue's counts (see [`Queue::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ready messages (`messages_ready`).
+    pub ready: u32,
+    /// Delivered, not yet settled (`messages_unacknowledged`).
+    pub unacked: u32,
+    /// Body bytes of the ready messages (`message_bytes_ready`).
+    pub bytes: u64,
+    /// Of the ready messages, those paged out to the queue's log.
+    pub paged_out: u32,
+    /// Consumers.
+    pub consumers: u32,
+    /// Messages dropped or refused by a length limit.
+    pub dropped: u64,
+    /// Message counters.
+    pub counters: QueueCounters,
 }
 
 /// What deleting a queue left behind.
@@ -220,6 +269,7 @@ impl Queue {
                 had_consumer: false,
                 deleted: false,
                 dropped: 0,
+                counters: QueueCounters::default(),
                 sac_handover: false,
                 last_used: Instant::now(),
                 codec: None,
@@ -276,6 +326,31 @@ impl Queue {
         self.state.lock().dropped
     }
 
+    /// Messages delivered and not yet acknowledged (the management API's
+    /// `messages_unacknowledged`).
+    pub fn unacked_count(&self) -> u32 {
+        count(self.state.lock().unacked)
+    }
+
+    /// The vhost it belongs to.
+    pub fn vhost_name(&self) -> &str {
+        &self.vhost_name
+    }
+
+    /// Its counts and counters, read under one lock (the management API and Prometheus).
+    pub fn stats(&self) -> QueueStats {
+        let st = self.state.lock();
+        QueueStats {
+            ready: count(st.ready.len()),
+            unacked: count(st.unacked),
+            bytes: st.ready.bytes() as u64,
+            paged_out: count(st.ready.tail.count),
+            consumers: count(st.consumers.len()),
+            dropped: st.dropped,
+            counters: st.counters,
+        }
+    }
+
     /// Registered consumers.
     pub fn consumer_count(&self) -> u32 {
         count(self.state.lock().consumers.len())
@@ -324,6 +399,7 @@ impl Queue {
             if st.deleted {
                 return Enqueued::Accepted;
             }
+            st.counters.publish += 1;
             let Some(next_seq) = st.next_seq.checked_add(1) else {
                 // Only a log restored with seq u64::MAX gets here: a seq is never reused.
                 tracing::error!(queue = %self.name, "no sequence number left; message refused");
@@ -422,6 +498,7 @@ impl Queue {
             };
             let (seq, persisted) = (message.seq, message.persisted);
             self.mark_delivered(&message);
+            st.counters.count_delivery(&message, false);
             match st.consumers[i].sink.deliver(self, message) {
                 Delivered::Pending => st.unacked += 1,
                 Delivered::Settled if persisted => dead.acks.push(seq),
@@ -438,6 +515,7 @@ impl Queue {
             self.expire_heads(st, now, dead);
             let message = self.pop_head(st, now)?;
             self.mark_delivered(&message);
+            st.counters.count_delivery(&message, true);
             if !no_ack {
                 st.unacked += 1;
             } else if message.persisted {
@@ -458,6 +536,7 @@ impl Queue {
         }
         self.locked(|st, dead| {
             st.unacked = st.unacked.saturating_sub(n);
+            st.counters.ack += n as u64;
             self.end_handover(st, dead);
         });
     }

@@ -51,12 +51,16 @@ impl Channel {
                 });
             }
             Method::BasicQos(m) => {
+                let count = u32::from(m.prefetch_count);
                 if m.global {
+                    self.shared.global_prefetch.store(count, Ordering::Relaxed);
                     self.shared
+                        .stats
                         .global_prefetch
-                        .store(u32::from(m.prefetch_count), Ordering::Relaxed);
+                        .store(count, Ordering::Relaxed);
                 } else {
-                    self.prefetch = u32::from(m.prefetch_count);
+                    self.prefetch = count;
+                    self.shared.stats.prefetch.store(count, Ordering::Relaxed);
                 }
                 self.needs_dispatch = true;
                 self.shared.send(&Method::BasicQosOk(BasicQosOk {}));
@@ -64,6 +68,7 @@ impl Channel {
             Method::BasicConsume(m) => self.consume(ctx, m)?,
             Method::BasicCancel(m) => {
                 if let Some(c) = self.consumers.remove(&m.consumer_tag) {
+                    self.shared.stats.remove_consumer(m.consumer_tag.as_str());
                     ctx.vhost
                         .remove_consumer(&c.queue, self.shared.uid, m.consumer_tag.as_str());
                     if self.reply_queue.as_deref() == Some(c.queue.name()) {
@@ -120,6 +125,10 @@ impl Channel {
                     ));
                 }
                 self.confirms.get_or_insert_with(Confirms::default);
+                self.shared
+                    .stats
+                    .confirm_mode
+                    .store(true, Ordering::Relaxed);
                 if !m.no_wait {
                     self.shared
                         .send(&Method::ConfirmSelectOk(ConfirmSelectOk {}));
@@ -133,6 +142,10 @@ impl Channel {
                     ));
                 }
                 self.tx.get_or_insert_with(Tx::default);
+                self.shared
+                    .stats
+                    .transactional
+                    .store(true, Ordering::Relaxed);
                 self.shared.send(&Method::TxSelectOk(TxSelectOk {}));
             }
             Method::TxCommit(_) => {
@@ -186,8 +199,14 @@ impl Channel {
             m.consumer_tag.clone()
         };
         // Consumers cancelled by the server (their queue was deleted) free their tags.
-        self.consumers
-            .retain(|_, c| !c.sink.cancelled.load(Ordering::Relaxed));
+        let stats = &self.shared.stats;
+        self.consumers.retain(|tag, c| {
+            let cancelled = c.sink.cancelled.load(Ordering::Relaxed);
+            if cancelled {
+                stats.remove_consumer(tag.as_str());
+            }
+            !cancelled
+        });
         if self.consumers.contains_key(&tag) {
             return Err(AmqpError::new(
                 ReplyCode::NotAllowed,
@@ -229,6 +248,13 @@ impl Channel {
                 }));
             }
         })?;
+        self.shared.stats.add_consumer(
+            tag.as_str(),
+            q.name(),
+            !m.no_ack,
+            m.exclusive,
+            self.prefetch,
+        );
         self.consumers
             .insert(tag, ConsumerRecord { queue: q, sink });
         Ok(())
@@ -355,7 +381,9 @@ impl Channel {
         mandatory: bool,
     ) -> Published {
         let routed = ctx.vhost.publish(exchange, &message);
-        if routed.queues == 0 && mandatory {
+        let returned = routed.queues == 0 && mandatory;
+        self.shared.stats.count_publish(routed.queues, returned);
+        if returned {
             let ret = Method::BasicReturn(BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortString::from_static("NO_ROUTE"),
@@ -430,7 +458,10 @@ impl Channel {
         self.needs_dispatch = true;
         match settle {
             Settle::Requeue => requeue(taken),
-            Settle::Ack => settle_runs(&taken),
+            Settle::Ack => {
+                self.shared.stats.count_acks(taken.len() as u64);
+                settle_runs(&taken)
+            }
             Settle::Discard => for_each_run(taken, |q, run| q.reject(run)),
         }
         Ok(())

@@ -45,6 +45,8 @@ pub struct ConnCtx {
     pub authz: Arc<Authz>,
     /// The user's name, for the channel limit.
     pub limits_user: String,
+    /// The broker-wide message counters.
+    pub counters: Arc<crate::registry::GlobalCounters>,
 }
 
 impl ConnCtx {
@@ -157,6 +159,7 @@ impl Channel {
                 ctx.broker.next_id(),
                 Arc::clone(&ctx.out),
                 ctx.frame_max,
+                Arc::clone(&ctx.counters),
             )),
             closing: false,
             publish: None,
@@ -365,6 +368,7 @@ impl Channel {
         let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
         requeue(unacked);
         for (tag, c) in self.consumers.drain() {
+            self.shared.stats.remove_consumer(tag.as_str());
             ctx.vhost
                 .remove_consumer(&c.queue, self.shared.uid, tag.as_str());
         }
@@ -379,6 +383,7 @@ impl Channel {
 /// Confirms every publish after `confirmed` up to `upto` with one `basic.ack`.
 fn send_ack(shared: &ChannelShared, confirmed: u64, upto: u64) {
     if upto > confirmed {
+        shared.stats.count_confirms(upto - confirmed);
         shared.send(&Method::BasicAck(amqp_wire::BasicAck {
             delivery_tag: upto,
             multiple: upto - confirmed > 1,

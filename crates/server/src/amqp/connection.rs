@@ -12,6 +12,7 @@ use crate::authz::Authz;
 use crate::limits::ConnectionSlots;
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
+use crate::registry::{ConnState, Protocol, Registered};
 use crate::transport::{PeerInfo, ReadHalf, TlsInfo, Transport};
 use crate::ServerState;
 use amqp_wire::{
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -84,6 +86,8 @@ struct Connection {
     synced: Arc<tokio::sync::Notify>,
     /// Who logged in (set by `connection.start-ok`).
     user: Option<crate::auth::AuthenticatedUser>,
+    /// The connection's entry in the registry (listed while it lives).
+    reg: Registered,
 }
 
 /// Serves one accepted socket until it closes.
@@ -101,8 +105,11 @@ async fn serve_connection(stream: Transport, peer: PeerInfo, server: Arc<ServerS
         let out = Arc::clone(&out);
         tokio::spawn(async move { out.run_writer(wr).await })
     };
+    let id = server.broker.next_id();
+    let reg = server.registry.register(id, Protocol::Amqp091, &peer, &out);
     let mut conn = Connection {
-        id: server.broker.next_id(),
+        id,
+        reg,
         frame_max: server.config.frame_max,
         channel_max: server.config.channel_max,
         heartbeat: 0,
@@ -162,6 +169,7 @@ impl Connection {
             loop {
                 match decode_frame(&mut rb.buf, self.frame_max) {
                     Ok(Some(frame)) => {
+                        self.reg.entry.recv_cnt.fetch_add(1, Relaxed);
                         if let Err(e) = self.handle_frame(frame) {
                             self.close_with(e);
                         }
@@ -204,6 +212,7 @@ impl Connection {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
                         rb.filled(n);
+                        self.reg.entry.recv_oct.fetch_add(n as u64, Relaxed);
                         self.last_read = Instant::now();
                     }
                 },
@@ -222,7 +231,10 @@ impl Connection {
                 _ = self.synced.notified() => {}
                 // A vhost or user was deleted: close if it is ours (as RabbitMQ, 320).
                 _ = kicks.changed() => {
-                    if let Some(reason) = self.deleted_under_us() {
+                    // rabbit_reader: `{shutdown, Explanation}` closes with
+                    // connection_forced and the explanation as the text.
+                    let reason = self.reg.entry.take_close_request().or_else(|| self.deleted_under_us());
+                    if let Some(reason) = reason {
                         self.close_with(AmqpError {
                             force_connection: true,
                             ..AmqpError::new(ReplyCode::ConnectionForced, reason)
@@ -266,6 +278,12 @@ impl Connection {
             return;
         }
         self.blocked = blocked;
+        let state = if blocked {
+            ConnState::Blocked
+        } else {
+            ConnState::Running
+        };
+        self.reg.entry.update(|d| d.state = state);
         if !blocked {
             // Heartbeats queued while we were not reading count from now.
             self.last_read = Instant::now();
@@ -462,6 +480,12 @@ impl Connection {
                     self.channel_max = m.channel_max;
                 }
                 self.heartbeat = m.heartbeat;
+                let (frame_max, channel_max) = (self.frame_max, self.channel_max);
+                self.reg.entry.update(|d| {
+                    d.timeout = m.heartbeat;
+                    d.frame_max = frame_max;
+                    d.channel_max = channel_max;
+                });
                 self.phase = Phase::AwaitOpen;
                 Ok(())
             }
@@ -508,8 +532,13 @@ impl Connection {
                     wake_epoch: AtomicU64::new(0),
                     authz,
                     limits_user: user,
+                    counters: Arc::clone(&self.server.registry.global),
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
+                self.reg.entry.update(|d| {
+                    d.vhost = name.to_string();
+                    d.state = ConnState::Running;
+                });
                 self.phase = Phase::Open;
                 Ok(())
             }
@@ -551,6 +580,10 @@ impl Connection {
         match result {
             Ok(user) => {
                 tracing::debug!(peer = %self.peer, user = %user.name, "authenticated");
+                self.reg.entry.update(|d| {
+                    d.user = user.name.clone();
+                    d.client_properties = m.client_properties.clone();
+                });
                 self.user = Some(user);
                 let c = &self.server.config;
                 self.send(
@@ -631,6 +664,9 @@ impl Connection {
                     let mut ch = Channel::new(number, ctx);
                     ch.slot = Some(slot);
                     ch.shared.send(&Method::ChannelOpenOk(ChannelOpenOk {}));
+                    self.reg
+                        .entry
+                        .add_channel(&self.server.registry, Arc::clone(&ch.shared) as _);
                     self.channels.insert(number, ch);
                     return Ok(());
                 }
@@ -638,6 +674,7 @@ impl Connection {
                     if let Some(mut ch) = self.channels.remove(&number) {
                         // Out of the user's channel count before close-ok goes out.
                         ch.slot = None;
+                        self.reg.entry.remove_channel(&self.server.registry, number);
                         ch.close_by_client(ctx);
                         return Ok(());
                     }
@@ -645,6 +682,7 @@ impl Connection {
                 Method::ChannelCloseOk(_) => {
                     if self.channels.get(&number).is_some_and(|c| c.closing) {
                         self.channels.remove(&number);
+                        self.reg.entry.remove_channel(&self.server.registry, number);
                         return Ok(());
                     }
                     // A close-ok that answers nothing (RabbitMQ: 503).
@@ -713,6 +751,7 @@ impl Connection {
         } else {
             tracing::warn!(peer = %self.peer, code = e.code.code(), text = %e.text, "closing connection");
         }
+        self.reg.entry.update(|d| d.state = ConnState::Closing);
         self.release();
         self.send(
             0,
@@ -734,7 +773,8 @@ impl Connection {
         let Some(ctx) = self.ctx.as_ref() else {
             return;
         };
-        for (_, mut ch) in self.channels.drain() {
+        for (number, mut ch) in self.channels.drain() {
+            self.reg.entry.remove_channel(&self.server.registry, number);
             ch.cleanup(ctx);
         }
         ctx.vhost.remove_exclusive_queues(self.id);

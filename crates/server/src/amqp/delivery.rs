@@ -7,6 +7,7 @@
 
 use super::codec::with_delivery_count;
 use crate::outbound::Outbound;
+use crate::registry::{ChannelStats, ChannelView, GlobalCounters};
 use amqp_wire::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicDeliver,
     BasicGetOk, Method, ShortString,
@@ -65,11 +66,29 @@ pub struct ChannelShared {
     pub active: AtomicBool,
     /// The channel is closing or closed: no more deliveries.
     pub closed: AtomicBool,
+    /// Counters and settings the registry lists.
+    pub stats: ChannelStats,
+}
+
+impl ChannelView for ChannelShared {
+    fn stats(&self) -> &ChannelStats {
+        &self.stats
+    }
+
+    fn unacked(&self) -> u32 {
+        self.deliveries.lock().unacked.len() as u32
+    }
 }
 
 impl ChannelShared {
     /// A new open channel.
-    pub fn new(number: u16, uid: u64, out: Arc<Outbound>, frame_max: u32) -> ChannelShared {
+    pub fn new(
+        number: u16,
+        uid: u64,
+        out: Arc<Outbound>,
+        frame_max: u32,
+        counters: Arc<GlobalCounters>,
+    ) -> ChannelShared {
         ChannelShared {
             number,
             uid,
@@ -83,6 +102,7 @@ impl ChannelShared {
             global_prefetch: AtomicU32::new(0),
             active: AtomicBool::new(true),
             closed: AtomicBool::new(false),
+            stats: ChannelStats::new(number, counters),
         }
     }
 
@@ -113,6 +133,8 @@ impl ChannelShared {
         let mut d = self.deliveries.lock();
         let tag = d.next_tag;
         d.next_tag += 1;
+        self.stats
+            .count_delivery(&self.stats.get, message.redelivered);
         let method = Method::BasicGetOk(BasicGetOk {
             delivery_tag: tag,
             redelivered: message.redelivered,
@@ -199,6 +221,8 @@ impl ConsumerSink for AmqpConsumer {
         let mut d = ch.deliveries.lock();
         let tag = d.next_tag;
         d.next_tag += 1;
+        ch.stats
+            .count_delivery(&ch.stats.deliver, message.redelivered);
         let method = Method::BasicDeliver(BasicDeliver {
             consumer_tag: self.tag.clone(),
             delivery_tag: tag,

@@ -11,7 +11,7 @@ mod basic;
 mod channel;
 mod codec;
 mod connection;
-mod convert;
+pub(crate) mod convert;
 mod delivery;
 mod error;
 mod topology;

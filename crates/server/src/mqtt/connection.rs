@@ -82,6 +82,8 @@ pub(super) struct Conn {
     pub user: Arc<str>,
     /// The access-control generation last looked at (see [`Conn::deleted_under_us`]).
     pub access_generation: u64,
+    /// The connection's entry in the registry (listed while it lives).
+    pub reg: crate::registry::Registered,
 }
 
 /// The state of a connection that publishes (see [`Conn::publishing`]).
@@ -295,6 +297,18 @@ async fn connect(
         _ => u32::MAX,
     };
     session.generation.fetch_add(1, Ordering::Relaxed);
+    let reg = register(
+        server,
+        peer_info,
+        out,
+        version,
+        &client_id,
+        &authenticated.name,
+    );
+    reg.entry.update(|d| {
+        d.vhost = vhost.name().to_string();
+        d.timeout = c.keep_alive;
+    });
     let mut conn = Conn {
         server: Arc::clone(server),
         peer,
@@ -316,6 +330,7 @@ async fn connect(
         _slots: slots,
         user: Arc::from(authenticated.name.as_str()),
         access_generation: server.broker.access().generation(),
+        reg,
     };
     // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
     let max_keep_alive = config.mqtt_max_keep_alive;
@@ -348,6 +363,29 @@ async fn connect(
     tracing::debug!(%peer, client_id = %client_id, ?version, session_present, "MQTT client connected");
     server.mqtt.stats.connected.fetch_add(1, Ordering::Relaxed);
     Some(conn)
+}
+
+/// Lists a connected client in the registry.
+fn register(
+    server: &ServerState,
+    peer: &PeerInfo,
+    out: &Arc<Outbound>,
+    version: ProtocolVersion,
+    client_id: &str,
+    user: &str,
+) -> crate::registry::Registered {
+    use crate::registry::ConnState;
+    let protocol = super::protocol(version);
+    let reg = server
+        .registry
+        .register(server.broker.next_id(), protocol, peer, out);
+    reg.entry.update(|d| {
+        d.user = user.to_string();
+        d.client_id = Some(client_id.to_string());
+        d.frame_max = server.config.mqtt_max_packet_size;
+        d.state = ConnState::Running;
+    });
+    reg
 }
 
 impl Conn {
@@ -446,6 +484,7 @@ impl Conn {
                     match decode(&mut io.rb.buf, Some(self.version), max) {
                         Ok(Some(packet)) => {
                             handled = true;
+                            self.reg.entry.recv_cnt.fetch_add(1, Ordering::Relaxed);
                             if let Err(end) = self.handle(packet) {
                                 return end;
                             }
@@ -535,6 +574,7 @@ impl Conn {
                         Err(_) | Ok(IoEvent::Read(0)) => return End::Abnormal,
                         Ok(IoEvent::Read(n)) => {
                             io.rb.filled(n);
+                            self.reg.entry.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
                             if let Some(g) = self.grace() {
                                 keepalive.as_mut().reset(Instant::now() + g);
                             }

@@ -73,6 +73,13 @@ impl Conn {
                     at.and_then(|i| core.inflight.remove(i))
                 };
                 if let Some(acked) = acked {
+                    let counters = self
+                        .server
+                        .mqtt
+                        .stats
+                        .global
+                        .of(super::protocol(self.version));
+                    counters.acknowledged.fetch_add(1, Ordering::Relaxed);
                     if let Some((q, m)) = acked.source {
                         q.settle([&m]);
                     }
@@ -241,10 +248,24 @@ impl Conn {
             Bytes::copy_from_slice(&p.payload),
             self.session.uid,
         );
+        let counters = self
+            .server
+            .mqtt
+            .stats
+            .global
+            .of(super::protocol(self.version));
+        counters.on_publish(published.queues, false);
+        counters.received_qos[p.qos as usize].fetch_add(1, Ordering::Relaxed);
+        if self.publishing.is_none() {
+            self.reg.entry.publisher.store(true, Ordering::Relaxed);
+        }
         self.publishing
             .get_or_insert_with(Default::default)
             .flow
             .note(&published.reached, &self.session.client_id);
+        if p.qos != QoS::AtMostOnce {
+            counters.confirmed.fetch_add(1, Ordering::Relaxed);
+        }
         let ack = match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => Packet::PubAck(PubAck::new(id)),
             (QoS::ExactlyOnce, Some(id)) => Packet::PubRec(PubRec::new(id)),

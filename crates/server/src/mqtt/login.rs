@@ -81,6 +81,13 @@ impl Conn {
     /// will along (there is nowhere to publish it). Costs two atomic loads per turn unless
     /// access control changed.
     pub(super) fn deleted_under_us(&mut self) -> Option<End> {
+        // An operator closed the connection (`close_connection`); like RabbitMQ's
+        // administrative close, the will is published.
+        if let Some(reason) = self.reg.entry.take_close_request() {
+            tracing::info!(peer = %self.peer, client_id = %self.session.client_id, %reason, "closed by an operator");
+            self.disconnect(ReasonCode::AdministrativeAction);
+            return Some(End::Abnormal);
+        }
         if self.vhost.is_deleted() {
             tracing::info!(peer = %self.peer, client_id = %self.session.client_id, vhost = self.vhost.name(), "vhost deleted, closing");
             self.disconnect(ReasonCode::AdministrativeAction);

@@ -38,6 +38,18 @@ pub struct Stats {
     pub messages_received: AtomicU64,
     /// PUBLISH packets sent to clients.
     pub messages_sent: AtomicU64,
+    /// The broker-wide counters (per MQTT version).
+    pub global: Arc<crate::registry::GlobalCounters>,
+}
+
+/// The registry's protocol of an MQTT version.
+pub(crate) fn protocol(version: mqtt_wire::ProtocolVersion) -> crate::registry::Protocol {
+    use crate::registry::Protocol;
+    match version {
+        mqtt_wire::ProtocolVersion::V3_1 => Protocol::Mqtt310,
+        mqtt_wire::ProtocolVersion::V3_1_1 => Protocol::Mqtt311,
+        mqtt_wire::ProtocolVersion::V5 => Protocol::Mqtt50,
+    }
 }
 
 /// What every MQTT connection shares.
@@ -50,7 +62,7 @@ pub struct MqttState {
 
 impl MqttState {
     /// Empty state.
-    pub fn new() -> MqttState {
+    pub fn new(global: Arc<crate::registry::GlobalCounters>) -> MqttState {
         MqttState {
             registry: Registry::default(),
             stats: Arc::new(Stats {
@@ -58,6 +70,7 @@ impl MqttState {
                 connected: AtomicUsize::new(0),
                 messages_received: AtomicU64::new(0),
                 messages_sent: AtomicU64::new(0),
+                global,
             }),
         }
     }

@@ -62,8 +62,11 @@ impl Attached {
                 }
             }
         }
+        let (dup, qos) = (publish.dup, publish.qos);
         let packet = Packet::Publish(publish);
         if packet.encoded_len(self.version) > self.max_packet_size {
+            let counters = stats.global.of(super::protocol(self.version));
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("PUBLISH larger than the client's maximum packet size, dropped");
             return false;
         }
@@ -79,6 +82,9 @@ impl Attached {
             }
         });
         stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+        let counters = stats.global.of(super::protocol(version));
+        counters.on_deliver(dup);
+        counters.sent_qos[qos as usize].fetch_add(1, Ordering::Relaxed);
         true
     }
 }

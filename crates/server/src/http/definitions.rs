@@ -1,0 +1,280 @@
+//! Definitions export and import (`rabbit_mgmt_wm_definitions`): `GET/POST /api/definitions`
+//! and `/api/definitions/{vhost}`, in RabbitMQ's JSON (`rabbit_version`, `users` with
+//! `password_hash` + `hashing_algorithm` + `tags`, `vhosts`, `permissions`,
+//! `topic_permissions`, `parameters`, `global_parameters`, `policies`, `queues`,
+//! `exchanges`, `bindings`), so that a file exported from RabbitMQ imports here and back.
+//!
+//! Export leaves out what RabbitMQ leaves out: the default exchange, `amq.*` exchanges,
+//! exclusive queues and the default exchange's implicit bindings. Vhost limits travel as
+//! RabbitMQ stores them, runtime parameters of the component `vhost-limits`.
+//!
+//! Import applies users, vhosts, permissions, topic permissions, limits, policies,
+//! exchanges, queues and bindings in that order, and is not atomic (neither is RabbitMQ's):
+//! the first error stops it with a 400, leaving what was imported before. What Pigeon cannot
+//! honour (parameters of other components such as federation or shovels, global parameters
+//! other than `cluster_name`, non-classic queue types) is skipped and listed in the answer:
+//! 204 when everything was imported, 200 `{"warnings": [...]}` otherwise.
+
+use super::json::{body, opt_str, table, table_json, value_json};
+use super::{blocking, ApiError, ApiResult, Caller, Shared, RABBITMQ_VERSION};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pigeon_broker::{ApplyTo, Destination, Policy, QueueOptions, VHost};
+use serde_json::{json, Map, Value};
+
+mod import;
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/definitions", get(export_all).post(import_all))
+        .route(
+            "/api/definitions/{vhost}",
+            get(export_vhost).post(import_vhost),
+        )
+}
+
+fn apply_to_str(a: ApplyTo) -> &'static str {
+    match a {
+        ApplyTo::Queues => "queues",
+        ApplyTo::Exchanges => "exchanges",
+        ApplyTo::All => "all",
+    }
+}
+
+/// The queues, exchanges, bindings and policies of one vhost, as definitions.
+fn objects(v: &VHost) -> (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>) {
+    let name = v.name();
+    let mut queues: Vec<Value> = v
+        .queues()
+        .iter()
+        .filter(|q| q.options().exclusive_owner.is_none())
+        .map(|q| {
+            let o = q.options();
+            json!({"name": q.name(), "vhost": name, "durable": o.durable,
+                   "auto_delete": o.auto_delete, "arguments": table_json(&o.arguments)})
+        })
+        .collect();
+    queues.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let mut all = v.exchanges();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut exchanges = Vec::new();
+    let mut bindings = Vec::new();
+    for x in &all {
+        if !x.name.starts_with("amq.") {
+            exchanges.push(
+                json!({"name": &*x.name, "vhost": name, "type": x.kind.as_str(),
+                "durable": x.durable, "auto_delete": x.auto_delete, "internal": x.internal,
+                "arguments": table_json(&x.arguments)}),
+            );
+        }
+        for b in x.bindings() {
+            let (dest, dtype) = match &b.destination {
+                Destination::Queue(q) if q.options().exclusive_owner.is_some() => continue,
+                Destination::Queue(q) => (q.name().to_string(), "queue"),
+                Destination::Exchange(e) => (e.name.to_string(), "exchange"),
+            };
+            bindings.push(
+                json!({"source": &*x.name, "vhost": name, "destination": dest,
+                "destination_type": dtype, "routing_key": b.routing_key,
+                "arguments": table_json(&b.arguments)}),
+            );
+        }
+    }
+    let policies = v
+        .policies()
+        .iter()
+        .map(|p| {
+            json!({"vhost": name, "name": p.name, "pattern": p.pattern,
+                   "apply-to": apply_to_str(p.apply_to), "definition": table_json(&p.definition),
+                   "priority": p.priority})
+        })
+        .collect();
+    (queues, exchanges, bindings, policies)
+}
+
+/// The `vhost-limits` runtime parameter of a vhost, if it has limits.
+fn limits_parameter(http: &Shared, vhost: &str) -> Option<Value> {
+    let l = http.state.broker.access().vhost_limits(vhost);
+    let mut value = Map::new();
+    if let Some(n) = l.max_connections {
+        value.insert("max-connections".into(), json!(n));
+    }
+    if let Some(n) = l.max_queues {
+        value.insert("max-queues".into(), json!(n));
+    }
+    (!value.is_empty()).then(
+        || json!({"vhost": vhost, "component": "vhost-limits", "name": "limits", "value": value}),
+    )
+}
+
+async fn export_all(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let broker = &http.state.broker;
+    let access = broker.access();
+    let mut users = access.users();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    let users: Vec<Value> = users
+        .iter()
+        .map(|u| super::users::user_json(&http, u))
+        .collect();
+    let live: Vec<_> = broker
+        .vhosts()
+        .into_iter()
+        .filter(|v| !v.is_deleted())
+        .collect();
+    let vhosts: Vec<Value> = live
+        .iter()
+        .map(|v| {
+            let info = v.info();
+            json!({"name": v.name(), "description": info.description, "tags": info.tags,
+                   "metadata": {"description": info.description, "tags": info.tags}})
+        })
+        .collect();
+    let mut permissions = access.all_permissions();
+    permissions.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let permissions: Vec<Value> = permissions
+        .iter()
+        .map(|(u, v, p)| json!({"user": u, "vhost": v, "configure": p.configure, "write": p.write, "read": p.read}))
+        .collect();
+    let mut topic = access.all_topic_permissions();
+    topic.sort_by(|a, b| (&a.1, &a.0, &a.2.exchange).cmp(&(&b.1, &b.0, &b.2.exchange)));
+    let topic_permissions: Vec<Value> = topic
+        .iter()
+        .map(|(u, v, p)| json!({"user": u, "vhost": v, "exchange": p.exchange, "write": p.write, "read": p.read}))
+        .collect();
+    let (mut queues, mut exchanges, mut bindings, mut policies, mut parameters) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for v in &live {
+        let (q, x, b, p) = objects(v);
+        queues.extend(q);
+        exchanges.extend(x);
+        bindings.extend(b);
+        policies.extend(p);
+        parameters.extend(limits_parameter(&http, v.name()));
+    }
+    Ok(Json(json!({
+        "rabbit_version": RABBITMQ_VERSION,
+        "rabbitmq_version": RABBITMQ_VERSION,
+        "product_name": "Pigeon",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "users": users,
+        "vhosts": vhosts,
+        "permissions": permissions,
+        "topic_permissions": topic_permissions,
+        "parameters": parameters,
+        "global_parameters": [{"name": "cluster_name", "value": http.cluster_name.read().clone()}],
+        "policies": policies,
+        "queues": queues,
+        "exchanges": exchanges,
+        "bindings": bindings,
+    })))
+}
+
+async fn export_vhost(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let v = caller.vhost(&http, &vhost)?;
+    let (queues, exchanges, bindings, policies) = objects(&v);
+    let parameters: Vec<Value> = limits_parameter(&http, &vhost).into_iter().collect();
+    Ok(Json(json!({
+        "rabbit_version": RABBITMQ_VERSION,
+        "rabbitmq_version": RABBITMQ_VERSION,
+        "product_name": "Pigeon",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "parameters": parameters,
+        "policies": policies,
+        "queues": queues,
+        "exchanges": exchanges,
+        "bindings": bindings,
+    })))
+}
+
+async fn import_all(
+    State(http): State<Shared>,
+    caller: Caller,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let defs = body(&bytes)?;
+    run_import(http, defs, None, caller.name).await
+}
+
+/// A vhost's definitions: objects without a `vhost` field (or with another) go to `{vhost}`.
+async fn import_vhost(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    caller.vhost(&http, &vhost)?;
+    let defs = body(&bytes)?;
+    run_import(http, defs, Some(vhost), caller.name).await
+}
+
+async fn run_import(
+    http: Shared,
+    defs: Map<String, Value>,
+    vhost: Option<String>,
+    by: String,
+) -> ApiResult<Response> {
+    let warnings = blocking(move || import::import(&http, &defs, vhost.as_deref())).await??;
+    tracing::info!(user = %by, skipped = warnings.len(), "definitions imported through the management API");
+    if warnings.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(json!({"warnings": warnings})).into_response())
+}
+
+/// A policy from its definitions JSON.
+fn policy(p: &Map<String, Value>) -> ApiResult<Policy> {
+    let name = opt_str(p, "name")?.ok_or_else(|| ApiError::bad_request("policy without a name"))?;
+    let pattern =
+        opt_str(p, "pattern")?.ok_or_else(|| ApiError::bad_request("policy without a pattern"))?;
+    let apply_to = opt_str(p, "apply-to")?.unwrap_or("all");
+    let apply_to = ApplyTo::parse(apply_to)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid apply-to {apply_to:?}")))?;
+    let definition = match p.get("definition") {
+        Some(Value::Object(d)) => table(d),
+        _ => return Err(ApiError::bad_request("policy definition must be an object")),
+    };
+    let priority = p.get("priority").and_then(Value::as_i64).unwrap_or(0);
+    Ok(Policy {
+        name: name.to_string(),
+        pattern: pattern.to_string(),
+        apply_to,
+        priority: i32::try_from(priority)
+            .map_err(|_| ApiError::bad_request("priority out of range"))?,
+        definition,
+    })
+}
+
+/// Declare options of a queue from its definitions JSON.
+fn queue_options(q: &Map<String, Value>) -> ApiResult<QueueOptions> {
+    Ok(QueueOptions {
+        durable: super::json::opt_bool(q, "durable")?.unwrap_or(true),
+        exclusive_owner: None,
+        auto_delete: super::json::opt_bool(q, "auto_delete")?.unwrap_or(false),
+        arguments: super::json::arguments(q)?,
+    })
+}
+
+/// A short description of a skipped item for the warnings.
+fn describe(kind: &str, item: &Map<String, Value>) -> String {
+    let name = item.get("name").map(value_text).unwrap_or_default();
+    format!("{kind} {name}")
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => value_json(&super::json::value(other)).to_string(),
+    }
+}

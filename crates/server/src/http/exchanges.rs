@@ -1,0 +1,150 @@
+//! `/api/exchanges`, `/api/exchanges/{vhost}`, `/api/exchanges/{vhost}/{name}`
+//! (`rabbit_mgmt_wm_exchanges`, `rabbit_mgmt_wm_exchange`). The default exchange is listed
+//! with the name `""` and reached as `amq.default`, as in RabbitMQ.
+
+use super::json::{arguments, body, list, opt_bool, opt_str, table_json, ListQuery};
+use super::{created_or_updated, ApiError, ApiResult, Caller, Shared};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pigeon_broker::permission::Access;
+use pigeon_broker::{Exchange, ExchangeDeclare, VHost};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/exchanges", get(all))
+        .route("/api/exchanges/{vhost}", get(of_vhost))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(show).put(put).delete(delete),
+        )
+}
+
+/// The exchange's name in the API's paths: `amq.default` is the default exchange.
+pub(super) fn exchange_name(name: &str) -> &str {
+    if name == "amq.default" {
+        ""
+    } else {
+        name
+    }
+}
+
+fn exchange_json(vhost: &str, x: &Exchange) -> Value {
+    json!({
+        "name": &*x.name,
+        "vhost": vhost,
+        "type": x.kind.as_str(),
+        "durable": x.durable,
+        "auto_delete": x.auto_delete,
+        "internal": x.internal,
+        "arguments": table_json(&x.arguments),
+        "user_who_performed_action": if x.name.starts_with("amq.") || x.name.is_empty() { "rmq-internal" } else { "" },
+        "policy": Value::Null,
+    })
+}
+
+/// Every exchange of `vhost`, the default one first.
+fn of(v: &VHost) -> Vec<Value> {
+    let mut all = vec![exchange_json(v.name(), v.default_exchange())];
+    all.extend(v.exchanges().iter().map(|x| exchange_json(v.name(), x)));
+    all
+}
+
+async fn all(
+    State(http): State<Shared>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let items: Vec<Value> = http
+        .state
+        .broker
+        .vhosts()
+        .iter()
+        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
+        .flat_map(|v| of(v))
+        .collect();
+    list(items, &q)
+}
+
+async fn of_vhost(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let v = caller.vhost(&http, &vhost)?;
+    list(of(&v), &q)
+}
+
+async fn show(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let v = caller.vhost(&http, &vhost)?;
+    let x = v.exchange(exchange_name(&name))?;
+    Ok(Json(exchange_json(v.name(), &x)))
+}
+
+/// Declares an exchange: `{"type": "direct", "durable": true, "auto_delete": false,
+/// "internal": false, "arguments": {}}`. Declaring an existing one with other properties is
+/// a 400 with the AMQP precondition text, as in RabbitMQ.
+async fn put(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let v = caller.vhost(&http, &vhost)?;
+    let map = body(&bytes)?;
+    let name = exchange_name(&name);
+    if name.is_empty() {
+        return Err(ApiError::not_authorised(
+            "operation not permitted on the default exchange",
+        ));
+    }
+    caller.check(&http, &vhost, Access::Configure, "exchange", name)?;
+    let kind = opt_str(&map, "type")?.ok_or_else(|| ApiError::bad_request("type is required"))?;
+    let declare = ExchangeDeclare {
+        name,
+        kind,
+        passive: false,
+        durable: opt_bool(&map, "durable")?.unwrap_or(true),
+        auto_delete: opt_bool(&map, "auto_delete")?.unwrap_or(false),
+        internal: opt_bool(&map, "internal")?.unwrap_or(false),
+        arguments: arguments(&map)?,
+    };
+    let existed = v.exchange(name).is_ok();
+    if !existed && name.starts_with("amq.") {
+        return Err(ApiError::bad_request(format!(
+            "exchange name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    }
+    v.declare_exchange(&declare)?;
+    Ok(created_or_updated(!existed))
+}
+
+#[derive(Deserialize, Default)]
+struct DeleteQuery {
+    #[serde(rename = "if-unused")]
+    if_unused: Option<String>,
+}
+
+async fn delete(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Response> {
+    let v = caller.vhost(&http, &vhost)?;
+    let name = exchange_name(&name);
+    v.exchange(name)?;
+    caller.check(&http, &vhost, Access::Configure, "exchange", name)?;
+    v.delete_exchange(name, q.if_unused.as_deref() == Some("true"))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

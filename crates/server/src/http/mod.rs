@@ -1,0 +1,245 @@
+//! The management HTTP API: the third adapter onto the broker (beside AMQP and MQTT),
+//! compatible with RabbitMQ's management plugin so that `rabbitmqadmin`, HTTP API client
+//! libraries and scripts work unchanged.
+//!
+//! The rooms: this file (the router, the listener's serve loop, the body limit and the
+//! errors), `auth.rs` (HTTP basic auth and the user tags that decide what a caller may see and
+//! do), `json.rs` (JSON <-> broker values, bodies, list paging), and one file per endpoint
+//! family: `overview.rs`, `vhosts.rs`, `users.rs`, `permissions.rs`, `limits.rs`,
+//! `exchanges.rs`, `queues.rs`, `messages.rs` (publish and get), `bindings.rs`, `health.rs`,
+//! `definitions.rs` (export and import), `connections.rs` (connections, channels, consumers,
+//! from the connection registry).
+//!
+//! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
+//! limits write to the metadata store synchronously (fsync), so they run on
+//! `spawn_blocking` ([`blocking`]).
+//!
+//! Errors have RabbitMQ's bodies (`rabbit_mgmt_util`): `{"error":..., "reason":...}`.
+
+mod auth;
+mod bindings;
+mod connections;
+mod definitions;
+mod exchanges;
+mod health;
+mod json;
+mod limits;
+mod messages;
+mod overview;
+mod permissions;
+mod queues;
+mod users;
+mod vhosts;
+
+use crate::ServerState;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use parking_lot::RwLock;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub(crate) use auth::Caller;
+
+/// The largest request body accepted: RabbitMQ's `management.http.max_body_size` default
+/// (`?MANAGEMENT_DEFAULT_HTTP_MAX_BODY_SIZE`, 20 MB), so that a definitions import that
+/// RabbitMQ takes is taken here too.
+pub const MAX_BODY_SIZE: usize = 20_000_000;
+
+/// The RabbitMQ release whose management API this implements (`rabbitmq_version` and
+/// `management_version` in `/api/overview`: clients such as rabbitmqadmin look at them).
+pub const RABBITMQ_VERSION: &str = "3.13.7";
+
+/// What every handler shares.
+pub(crate) struct Http {
+    /// The server's state (broker, config, alarms, authentication).
+    pub state: Arc<ServerState>,
+    /// `/api/cluster-name` (kept in memory: a restart goes back to the default).
+    pub cluster_name: RwLock<String>,
+    /// Every bound listener, for `/api/overview` and the listener health checks.
+    pub listeners: Vec<(crate::listen::Kind, SocketAddr)>,
+}
+
+impl Http {
+    /// This node's name, RabbitMQ style (`name@host`).
+    pub fn node(&self) -> String {
+        format!("pigeon@{}", hostname())
+    }
+}
+
+pub(crate) type Shared = Arc<Http>;
+
+/// The machine's host name (`localhost` when it cannot be read).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// An error answer, with RabbitMQ's JSON body.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub reason: String,
+}
+
+impl ApiError {
+    /// 404 `Object Not Found`, RabbitMQ's answer for anything missing.
+    pub fn not_found() -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            error: "Object Not Found",
+            reason: "Not Found".into(),
+        }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "bad_request",
+            reason: reason.into(),
+        }
+    }
+
+    /// 401 `not_authorised` (RabbitMQ answers 401 for a known user lacking a tag too).
+    pub fn not_authorised(reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            error: "not_authorised",
+            reason: reason.into(),
+        }
+    }
+
+    /// 500 for a store that refused a write.
+    pub fn internal(reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "internal_server_error",
+            reason: reason.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.error, "reason": self.reason});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<pigeon_broker::access::AccessError> for ApiError {
+    fn from(e: pigeon_broker::access::AccessError) -> ApiError {
+        use pigeon_broker::access::AccessError as E;
+        match e {
+            E::NoSuchUser(_) | E::NoSuchVHost(_) => ApiError::not_found(),
+            E::Store(e) => ApiError::internal(e.to_string()),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+impl From<pigeon_broker::BrokerError> for ApiError {
+    fn from(e: pigeon_broker::BrokerError) -> ApiError {
+        use pigeon_broker::BrokerError as E;
+        match e {
+            E::NotFound(_) => ApiError::not_found(),
+            E::AccessRefused(r) => ApiError::not_authorised(r),
+            // RabbitMQ answers a refused declare (inequivalent arguments...) with 400.
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+/// A handler's result.
+pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// Runs a store write off the async runtime (the metadata store fsyncs).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("task failed: {e}")))
+}
+
+/// 201 Created (a new object) or 204 No Content (an update), as RabbitMQ answers a PUT.
+pub(crate) fn created_or_updated(created: bool) -> Response {
+    if created {
+        StatusCode::CREATED.into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// Every route.
+fn router(http: Shared) -> Router {
+    Router::new()
+        .merge(overview::routes())
+        .merge(vhosts::routes())
+        .merge(users::routes())
+        .merge(permissions::routes())
+        .merge(limits::routes())
+        .merge(exchanges::routes())
+        .merge(queues::routes())
+        .merge(messages::routes())
+        .merge(bindings::routes())
+        .merge(health::routes())
+        .merge(definitions::routes())
+        .merge(connections::routes())
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                error: "method_not_allowed",
+                reason: "Method Not Allowed".into(),
+            }
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_SIZE))
+        .with_state(http)
+}
+
+/// Serves the API on every bound management socket until shutdown.
+pub(crate) async fn serve(
+    listeners: Vec<TcpListener>,
+    state: Arc<ServerState>,
+    bound: Vec<(crate::listen::Kind, SocketAddr)>,
+) {
+    let default_name = format!("pigeon@{}", hostname());
+    let http = Arc::new(Http {
+        state: Arc::clone(&state),
+        cluster_name: RwLock::new(default_name),
+        listeners: bound,
+    });
+    let app = router(http);
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let app = app.clone();
+        let mut shutdown = state.shutdown.clone();
+        tasks.spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(listener, service)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "management API listener failed");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}

@@ -1,0 +1,222 @@
+//! `/api/overview`, `/api/whoami`, `/api/cluster-name`.
+
+use super::json::body;
+use super::{blocking, ApiError, ApiResult, Caller, Shared, RABBITMQ_VERSION};
+use crate::listen::Kind;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/overview", get(overview))
+        .route("/api/whoami", get(whoami))
+        .route("/api/cluster-name", get(cluster_name).put(set_cluster_name))
+        .route("/api/nodes", get(nodes))
+        .route("/api/nodes/{node}", get(node))
+}
+
+/// The `protocol` RabbitMQ lists a listener under.
+pub(super) fn protocol(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Amqp => "amqp",
+        Kind::Amqps => "amqp/ssl",
+        Kind::Mqtt => "mqtt",
+        Kind::Mqtts => "mqtt/ssl",
+        Kind::MqttWs => "http/web-mqtt",
+        Kind::MqttWss => "https/web-mqtt",
+        Kind::Http => "http",
+        Kind::Prometheus => "http/prometheus",
+    }
+}
+
+/// Queue totals over the vhosts `caller` sees.
+pub(super) fn totals(http: &Shared, caller: &Caller) -> (Value, Value) {
+    let (mut exchanges, mut queues, mut consumers) = (0u64, 0u64, 0u64);
+    let (mut ready, mut unacked) = (0u64, 0u64);
+    for vhost in http.state.broker.vhosts() {
+        if vhost.is_deleted() || !caller.sees_vhost(http, vhost.name()) {
+            continue;
+        }
+        exchanges += vhost.exchanges().len() as u64 + 1;
+        for q in vhost.queues() {
+            queues += 1;
+            consumers += u64::from(q.consumer_count());
+            ready += u64::from(q.message_count());
+            unacked += u64::from(q.unacked_count());
+        }
+    }
+    let connections = http.state.registry.len();
+    let channels = http.state.registry.channel_count();
+    (
+        json!({
+            "connections": connections,
+            "channels": channels,
+            "exchanges": exchanges,
+            "queues": queues,
+            "consumers": consumers,
+        }),
+        json!({
+            "messages": ready + unacked,
+            "messages_ready": ready,
+            "messages_unacknowledged": unacked,
+        }),
+    )
+}
+
+async fn overview(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
+    let node = http.node();
+    let (object_totals, queue_totals) = totals(&http, &caller);
+    let listeners: Vec<Value> = http
+        .listeners
+        .iter()
+        .map(|(kind, addr)| {
+            json!({
+                "node": node,
+                "protocol": protocol(*kind),
+                "ip_address": addr.ip().to_string(),
+                "port": addr.port(),
+                "socket_opts": {},
+            })
+        })
+        .collect();
+    let contexts: Vec<Value> = http
+        .listeners
+        .iter()
+        .filter(|(k, _)| *k == Kind::Http)
+        .map(|(_, addr)| {
+            json!({
+                "node": node,
+                "description": "RabbitMQ Management",
+                "path": "/",
+                "ip": addr.ip().to_string(),
+                "port": addr.port().to_string(),
+            })
+        })
+        .collect();
+    let exchange_types: Vec<Value> = [
+        (
+            "direct",
+            "AMQP direct exchange, as per the AMQP specification",
+        ),
+        (
+            "fanout",
+            "AMQP fanout exchange, as per the AMQP specification",
+        ),
+        (
+            "headers",
+            "AMQP headers exchange, as per the AMQP specification",
+        ),
+        (
+            "topic",
+            "AMQP topic exchange, as per the AMQP specification",
+        ),
+    ]
+    .iter()
+    .map(|(name, description)| json!({"name": name, "description": description, "enabled": true}))
+    .collect();
+    Ok(Json(json!({
+        "management_version": RABBITMQ_VERSION,
+        "rates_mode": "none",
+        "exchange_types": exchange_types,
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "product_name": "Pigeon",
+        "rabbitmq_version": RABBITMQ_VERSION,
+        "cluster_name": http.cluster_name.read().clone(),
+        "erlang_version": "",
+        "erlang_full_version": "",
+        "release_series_support_status": "supported",
+        "disable_stats": false,
+        "is_op_policy_updating_enabled": false,
+        "enable_queue_totals": false,
+        // Rates and counters come with the statistics (not yet).
+        "message_stats": {},
+        "churn_rates": {},
+        "queue_totals": queue_totals,
+        "object_totals": object_totals,
+        "statistics_db_event_queue": 0,
+        "node": node,
+        "listeners": listeners,
+        "contexts": contexts,
+    })))
+}
+
+async fn whoami(caller: Caller) -> Json<Value> {
+    Json(json!({"name": caller.name, "tags": caller.tags}))
+}
+
+async fn cluster_name(State(http): State<Shared>, _caller: Caller) -> Json<Value> {
+    Json(json!({"name": http.cluster_name.read().clone()}))
+}
+
+async fn set_cluster_name(
+    State(http): State<Shared>,
+    caller: Caller,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let map = body(&bytes)?;
+    let name = super::json::opt_str(&map, "name")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("name is required"))?
+        .to_string();
+    blocking(move || *http.cluster_name.write() = name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// This node as `/api/nodes` lists it (the fields rabbitmqadmin and monitoring read; memory is
+/// the queued message bodies the memory alarm weighs).
+fn node_json(http: &Shared) -> Value {
+    let state = &http.state;
+    let used: u64 = state
+        .broker
+        .vhosts()
+        .iter()
+        .map(|v| v.resident_bytes() as u64)
+        .sum();
+    let causes = &state.alarm_causes;
+    let disk_free = state
+        .config
+        .data_dir
+        .as_deref()
+        .and_then(|d| crate::alarm::free_space(d).ok());
+    json!({
+        "name": http.node(),
+        "type": "disc",
+        "running": true,
+        "being_drained": false,
+        "mem_used": used,
+        "mem_limit": crate::memory_limit(&state.config),
+        "mem_alarm": causes.memory.load(std::sync::atomic::Ordering::Relaxed),
+        "disk_free": disk_free,
+        "disk_free_limit": state.disk_free_limit.load(std::sync::atomic::Ordering::Relaxed),
+        "disk_free_alarm": causes.disk.load(std::sync::atomic::Ordering::Relaxed),
+        "processors": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "os_pid": std::process::id().to_string(),
+        "rates_mode": "none",
+        "partitions": [],
+        "applications": [],
+        "enabled_plugins": ["rabbitmq_management"],
+    })
+}
+
+async fn nodes(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_monitor()?;
+    Ok(Json(Value::Array(vec![node_json(&http)])))
+}
+
+async fn node(
+    State(http): State<Shared>,
+    caller: Caller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_monitor()?;
+    if name != http.node() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(node_json(&http)))
+}

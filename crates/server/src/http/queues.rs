@@ -1,0 +1,180 @@
+//! `/api/queues`, `/api/queues/{vhost}`, `/api/queues/{vhost}/{name}`,
+//! `/api/queues/{vhost}/{name}/contents` (purge) (`rabbit_mgmt_wm_queues`,
+//! `rabbit_mgmt_wm_queue`, `rabbit_mgmt_wm_queue_purge`). Lists take RabbitMQ's `page`,
+//! `page_size`, `name`, `use_regex`, `sort`, `sort_reverse` and `columns`.
+
+use super::json::{arguments, body, list, opt_bool, table_json, ListQuery};
+use super::{created_or_updated, ApiError, ApiResult, Caller, Shared};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete as delete_route, get};
+use axum::{Json, Router};
+use pigeon_broker::permission::Access;
+use pigeon_broker::{Queue, QueueOptions, VHost};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/queues", get(all))
+        .route("/api/queues/{vhost}", get(of_vhost))
+        .route(
+            "/api/queues/{vhost}/{name}",
+            get(show).put(put).delete(delete),
+        )
+        .route("/api/queues/{vhost}/{name}/contents", delete_route(purge))
+}
+
+/// The connection id the API declares queues under: no AMQP connection has it (ids start
+/// at 1), so the API can never own an exclusive queue nor use another's.
+pub(super) const API_CONNECTION: u64 = 0;
+
+/// A queue as RabbitMQ shows it (the fields its UI and rabbitmqadmin read).
+pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
+    let options = q.options();
+    let ready = q.message_count();
+    let unacked = q.unacked_count();
+    let bytes = q.queued_bytes();
+    json!({
+        "name": q.name(),
+        "vhost": q.vhost_name(),
+        "durable": options.durable,
+        "auto_delete": options.auto_delete,
+        "exclusive": options.exclusive_owner.is_some(),
+        "arguments": table_json(&options.arguments),
+        "node": http.node(),
+        "type": "classic",
+        "state": "running",
+        "messages": u64::from(ready) + u64::from(unacked),
+        "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+        "message_bytes": bytes,
+        "message_bytes_ready": bytes,
+        "consumers": q.consumer_count(),
+        "policy": Value::Null,
+        "exclusive_consumer_tag": Value::Null,
+        "effective_policy_definition": {},
+    })
+}
+
+fn of(http: &Shared, v: &VHost) -> Vec<Value> {
+    v.queues().iter().map(|q| queue_json(http, q)).collect()
+}
+
+async fn all(
+    State(http): State<Shared>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let items: Vec<Value> = http
+        .state
+        .broker
+        .vhosts()
+        .iter()
+        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
+        .flat_map(|v| of(&http, v))
+        .collect();
+    list(items, &q)
+}
+
+async fn of_vhost(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let v = caller.vhost(&http, &vhost)?;
+    list(of(&http, &v), &q)
+}
+
+async fn show(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let v = caller.vhost(&http, &vhost)?;
+    let q = v.queue(&name)?;
+    Ok(Json(queue_json(&http, &q)))
+}
+
+/// Declares a queue: `{"durable": true, "auto_delete": false, "arguments": {}}`. An existing
+/// queue with other properties: 400 with the AMQP precondition text. Exclusive queues
+/// cannot be declared through the API (they would have no connection to belong to).
+async fn put(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let v = caller.vhost(&http, &vhost)?;
+    let map = body(&bytes)?;
+    if name.is_empty() {
+        return Err(ApiError::bad_request("queue name must not be empty"));
+    }
+    if name.starts_with("amq.") {
+        return Err(ApiError::bad_request(format!(
+            "queue name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    }
+    caller.check(&http, &vhost, Access::Configure, "queue", &name)?;
+    if opt_bool(&map, "exclusive")?.unwrap_or(false) {
+        return Err(ApiError::bad_request(
+            "exclusive queues cannot be declared through the management API",
+        ));
+    }
+    let options = QueueOptions {
+        durable: opt_bool(&map, "durable")?.unwrap_or(true),
+        exclusive_owner: None,
+        auto_delete: opt_bool(&map, "auto_delete")?.unwrap_or(false),
+        arguments: arguments(&map)?,
+    };
+    let existed = v.queue(&name).is_ok();
+    v.declare_queue(&name, false, options, API_CONNECTION)?;
+    Ok(created_or_updated(!existed))
+}
+
+#[derive(Deserialize, Default)]
+struct DeleteQuery {
+    #[serde(rename = "if-unused")]
+    if_unused: Option<String>,
+    #[serde(rename = "if-empty")]
+    if_empty: Option<String>,
+}
+
+async fn delete(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Response> {
+    let v = caller.vhost(&http, &vhost)?;
+    let queue = v.queue(&name)?;
+    caller.check(&http, &vhost, Access::Configure, "queue", &name)?;
+    if queue.options().exclusive_owner.is_some() {
+        // RabbitMQ lets the management API delete any queue, exclusive ones included.
+        v.remove_queue(&queue);
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    v.delete_queue(
+        &name,
+        q.if_unused.as_deref() == Some("true"),
+        q.if_empty.as_deref() == Some("true"),
+        API_CONNECTION,
+    )?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Drops the ready messages (those out for delivery stay).
+async fn purge(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let v = caller.vhost(&http, &vhost)?;
+    let queue = v.queue(&name)?;
+    caller.check(&http, &vhost, Access::Read, "queue", &name)?;
+    queue.purge();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

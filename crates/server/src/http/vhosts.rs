@@ -1,0 +1,103 @@
+//! `/api/vhosts`, `/api/vhosts/{vhost}` (`rabbit_mgmt_wm_vhosts`, `rabbit_mgmt_wm_vhost`).
+
+use super::json::{body, opt_str, tags};
+use super::{blocking, created_or_updated, ApiError, ApiResult, Caller, Shared};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pigeon_broker::access::VHostInfo;
+use pigeon_broker::VHost;
+use serde_json::{json, Value};
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/vhosts", get(list))
+        .route("/api/vhosts/{vhost}", get(show).put(put).delete(delete))
+}
+
+/// A vhost as RabbitMQ lists it (3.13: description and tags also under `metadata`).
+fn vhost_json(http: &Shared, v: &VHost) -> Value {
+    let info = v.info();
+    let (mut ready, mut unacked) = (0u64, 0u64);
+    for q in v.queues() {
+        ready += u64::from(q.message_count());
+        unacked += u64::from(q.unacked_count());
+    }
+    json!({
+        "name": v.name(),
+        "description": info.description,
+        "tags": info.tags,
+        "metadata": {"description": info.description, "tags": info.tags},
+        "default_queue_type": "classic",
+        "tracing": false,
+        "cluster_state": {http.node(): "running"},
+        "messages": ready + unacked,
+        "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+    })
+}
+
+async fn list(State(http): State<Shared>, caller: Caller) -> Json<Value> {
+    let all: Vec<Value> = http
+        .state
+        .broker
+        .vhosts()
+        .iter()
+        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
+        .map(|v| vhost_json(&http, v))
+        .collect();
+    Json(Value::Array(all))
+}
+
+async fn show(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let v = caller.vhost(&http, &vhost)?;
+    Ok(Json(vhost_json(&http, &v)))
+}
+
+/// Creates a vhost, or updates its description and tags. Body (optional):
+/// `{"description": "...", "tags": "a,b" | ["a","b"], "tracing": false}`.
+async fn put(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let map = body(&bytes)?;
+    let existing = http.state.broker.vhost(&vhost).filter(|v| !v.is_deleted());
+    let current = existing.as_ref().map(|v| v.info()).unwrap_or_default();
+    let info = VHostInfo {
+        description: opt_str(&map, "description")?
+            .map(str::to_string)
+            .unwrap_or(current.description),
+        tags: tags(&map, "tags")?.unwrap_or(current.tags),
+    };
+    let state = std::sync::Arc::clone(&http.state);
+    let name = vhost.clone();
+    blocking(move || state.broker.add_vhost(&name, info)).await??;
+    tracing::info!(vhost = %vhost, user = %caller.name, "vhost created or updated through the management API");
+    Ok(created_or_updated(existing.is_none()))
+}
+
+async fn delete(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let state = std::sync::Arc::clone(&http.state);
+    let name = vhost.clone();
+    let deleted = blocking(move || state.broker.delete_vhost(&name)).await??;
+    if !deleted {
+        return Err(ApiError::not_found());
+    }
+    tracing::info!(vhost = %vhost, user = %caller.name, "vhost deleted through the management API");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

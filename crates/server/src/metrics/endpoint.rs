@@ -1,0 +1,61 @@
+//! The Prometheus endpoint: `GET /metrics` (aggregated) and `GET /metrics/per-object` (a
+//! sample per queue), as RabbitMQ's rabbitmq_prometheus serves them on port 15692. Served by
+//! axum, the same HTTP stack as the management API. A scrape is written into one buffer on a
+//! blocking thread (it reads every queue), never on the runtime's workers.
+
+use crate::listen::Bound;
+use crate::ServerState;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+/// The text exposition format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The routes.
+pub(crate) fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/metrics", get(aggregated))
+        .route("/metrics/per-object", get(per_object))
+        .with_state(state)
+}
+
+async fn aggregated(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+) -> Response {
+    scrape(state, false).await
+}
+
+async fn per_object(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+) -> Response {
+    scrape(state, true).await
+}
+
+async fn scrape(state: Arc<ServerState>, per_object: bool) -> Response {
+    match tokio::task::spawn_blocking(move || super::families::write_all(&state, per_object)).await
+    {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics scrape failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Serves the endpoint on one bound socket until shutdown.
+pub(crate) async fn serve(bound: Bound, state: Arc<ServerState>) {
+    let mut shutdown = state.shutdown.clone();
+    let app = router(Arc::clone(&state));
+    let addr = bound.addr;
+    let result = axum::serve(bound.listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(%addr, error = %e, "Prometheus listener failed");
+    }
+}

@@ -753,7 +753,9 @@ impl VHost {
     pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> Published {
         let queues = self.route(exchange, message);
         // Relaxed: statistics, read when asked, ordered with nothing.
-        exchange.publish_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        exchange
+            .publish_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !queues.is_empty() {
             exchange
                 .publish_out

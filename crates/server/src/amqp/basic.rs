@@ -50,7 +50,10 @@ impl Channel {
                 let count = u32::from(m.prefetch_count);
                 if m.global {
                     self.shared.global_prefetch.store(count, Ordering::Relaxed);
-                    self.shared.stats.global_prefetch.store(count, Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .global_prefetch
+                        .store(count, Ordering::Relaxed);
                 } else {
                     self.prefetch = count;
                     self.shared.stats.prefetch.store(count, Ordering::Relaxed);
@@ -118,7 +121,10 @@ impl Channel {
                     ));
                 }
                 self.confirms.get_or_insert_with(Confirms::default);
-                self.shared.stats.confirm_mode.store(true, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .confirm_mode
+                    .store(true, Ordering::Relaxed);
                 if !m.no_wait {
                     self.shared
                         .send(&Method::ConfirmSelectOk(ConfirmSelectOk {}));
@@ -132,7 +138,10 @@ impl Channel {
                     ));
                 }
                 self.tx.get_or_insert_with(Tx::default);
-                self.shared.stats.transactional.store(true, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .transactional
+                    .store(true, Ordering::Relaxed);
                 self.shared.send(&Method::TxSelectOk(TxSelectOk {}));
             }
             Method::TxCommit(_) => {
@@ -234,9 +243,13 @@ impl Channel {
                 }));
             }
         })?;
-        self.shared
-            .stats
-            .add_consumer(tag.as_str(), q.name(), !m.no_ack, m.exclusive, self.prefetch);
+        self.shared.stats.add_consumer(
+            tag.as_str(),
+            q.name(),
+            !m.no_ack,
+            m.exclusive,
+            self.prefetch,
+        );
         self.consumers
             .insert(tag, ConsumerRecord { queue: q, sink });
         Ok(())

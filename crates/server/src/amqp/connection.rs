@@ -10,8 +10,8 @@ use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
-use crate::transport::{PeerInfo, ReadHalf, TlsInfo, Transport};
 use crate::registry::{ConnState, Protocol, Registered};
+use crate::transport::{PeerInfo, ReadHalf, TlsInfo, Transport};
 use crate::ServerState;
 use amqp_wire::{
     decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,
@@ -102,9 +102,7 @@ async fn serve_connection(stream: Transport, peer: PeerInfo, server: Arc<ServerS
         tokio::spawn(async move { out.run_writer(wr).await })
     };
     let id = server.broker.next_id();
-    let reg = server
-        .registry
-        .register(id, Protocol::Amqp091, &peer, &out);
+    let reg = server.registry.register(id, Protocol::Amqp091, &peer, &out);
     let mut conn = Connection {
         id,
         reg,
@@ -275,7 +273,11 @@ impl Connection {
             return;
         }
         self.blocked = blocked;
-        let state = if blocked { ConnState::Blocked } else { ConnState::Running };
+        let state = if blocked {
+            ConnState::Blocked
+        } else {
+            ConnState::Running
+        };
         self.reg.entry.update(|d| d.state = state);
         if !blocked {
             // Heartbeats queued while we were not reading count from now.

@@ -133,7 +133,8 @@ impl ChannelShared {
         let mut d = self.deliveries.lock();
         let tag = d.next_tag;
         d.next_tag += 1;
-        self.stats.count_delivery(&self.stats.get, message.redelivered);
+        self.stats
+            .count_delivery(&self.stats.get, message.redelivered);
         let method = Method::BasicGetOk(BasicGetOk {
             delivery_tag: tag,
             redelivered: message.redelivered,
@@ -220,7 +221,8 @@ impl ConsumerSink for AmqpConsumer {
         let mut d = ch.deliveries.lock();
         let tag = d.next_tag;
         d.next_tag += 1;
-        ch.stats.count_delivery(&ch.stats.deliver, message.redelivered);
+        ch.stats
+            .count_delivery(&ch.stats.deliver, message.redelivered);
         let method = Method::BasicDeliver(BasicDeliver {
             consumer_tag: self.tag.clone(),
             delivery_tag: tag,

@@ -22,16 +22,21 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-async fn aggregated(axum::extract::State(state): axum::extract::State<Arc<ServerState>>) -> Response {
+async fn aggregated(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+) -> Response {
     scrape(state, false).await
 }
 
-async fn per_object(axum::extract::State(state): axum::extract::State<Arc<ServerState>>) -> Response {
+async fn per_object(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+) -> Response {
     scrape(state, true).await
 }
 
 async fn scrape(state: Arc<ServerState>, per_object: bool) -> Response {
-    match tokio::task::spawn_blocking(move || super::families::write_all(&state, per_object)).await {
+    match tokio::task::spawn_blocking(move || super::families::write_all(&state, per_object)).await
+    {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "metrics scrape failed");

@@ -128,7 +128,12 @@ fn node_name() -> String {
 
 fn identity(e: &mut Exposition, _state: &ServerState) {
     let node = node_name();
-    let n = e.family(false, "identity_info", "untyped", "RabbitMQ node & cluster identity info");
+    let n = e.family(
+        false,
+        "identity_info",
+        "untyped",
+        "RabbitMQ node & cluster identity info",
+    );
     e.sample(
         &n,
         &[
@@ -138,7 +143,12 @@ fn identity(e: &mut Exposition, _state: &ServerState) {
         ],
         1,
     );
-    let n = e.family(false, "build_info", "untyped", "RabbitMQ & Erlang/OTP version info");
+    let n = e.family(
+        false,
+        "build_info",
+        "untyped",
+        "RabbitMQ & Erlang/OTP version info",
+    );
     let version = env!("CARGO_PKG_VERSION");
     e.sample(
         &n,
@@ -156,12 +166,48 @@ fn identity(e: &mut Exposition, _state: &ServerState) {
 fn connections(e: &mut Exposition, state: &ServerState) {
     let r = &state.registry;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    e.single(false, "connections", "gauge", "Connections currently open", r.len() as u64);
-    e.single(false, "connections_opened_total", "counter", "Total number of connections opened", load(&r.opened));
-    e.single(false, "connections_closed_total", "counter", "Total number of connections closed or terminated", load(&r.closed));
-    e.single(false, "channels", "gauge", "Channels currently open", r.channel_count() as u64);
-    e.single(false, "channels_opened_total", "counter", "Total number of channels opened", load(&r.channels_opened));
-    e.single(false, "channels_closed_total", "counter", "Total number of channels closed", load(&r.channels_closed));
+    e.single(
+        false,
+        "connections",
+        "gauge",
+        "Connections currently open",
+        r.len() as u64,
+    );
+    e.single(
+        false,
+        "connections_opened_total",
+        "counter",
+        "Total number of connections opened",
+        load(&r.opened),
+    );
+    e.single(
+        false,
+        "connections_closed_total",
+        "counter",
+        "Total number of connections closed or terminated",
+        load(&r.closed),
+    );
+    e.single(
+        false,
+        "channels",
+        "gauge",
+        "Channels currently open",
+        r.channel_count() as u64,
+    );
+    e.single(
+        false,
+        "channels_opened_total",
+        "counter",
+        "Total number of channels opened",
+        load(&r.channels_opened),
+    );
+    e.single(
+        false,
+        "channels_closed_total",
+        "counter",
+        "Total number of channels closed",
+        load(&r.channels_closed),
+    );
 }
 
 fn queue_families(e: &mut Exposition, state: &ServerState, rows: &[QueueRow], per_object: bool) {
@@ -172,27 +218,97 @@ fn queue_families(e: &mut Exposition, state: &ServerState, rows: &[QueueRow], pe
         created += t.created.load(Ordering::Relaxed);
         deleted += t.deleted.load(Ordering::Relaxed);
     }
-    e.single(false, "queues", "gauge", "Queues available", rows.len() as u64);
-    e.single(false, "queues_declared_total", "counter", "Total number of queues declared", declared);
-    e.single(false, "queues_created_total", "counter", "Total number of queues created", created);
-    e.single(false, "queues_deleted_total", "counter", "Total number of queues deleted", deleted);
+    e.single(
+        false,
+        "queues",
+        "gauge",
+        "Queues available",
+        rows.len() as u64,
+    );
+    e.single(
+        false,
+        "queues_declared_total",
+        "counter",
+        "Total number of queues declared",
+        declared,
+    );
+    e.single(
+        false,
+        "queues_created_total",
+        "counter",
+        "Total number of queues created",
+        created,
+    );
+    e.single(
+        false,
+        "queues_deleted_total",
+        "counter",
+        "Total number of queues deleted",
+        deleted,
+    );
     type Get = fn(&QueueStats) -> u64;
     let families: [(&str, &str, &str, Get); 9] = [
-        ("queue_messages_ready", "gauge", "Messages ready to be delivered to consumers", |s| u64::from(s.ready)),
-        ("queue_messages_unacked", "gauge", "Messages delivered to consumers but not yet acknowledged", |s| u64::from(s.unacked)),
-        ("queue_messages", "gauge", "Sum of ready and unacknowledged messages - total queue depth", |s| u64::from(s.ready) + u64::from(s.unacked)),
-        ("queue_messages_bytes", "gauge", "Size in bytes of ready messages", |s| s.bytes),
-        ("queue_consumers", "gauge", "Consumers on a queue", |s| u64::from(s.consumers)),
-        ("queue_messages_published_total", "counter", "Total number of messages published to queues", |s| s.counters.publish),
-        ("queue_messages_delivered_total", "counter", "Total number of messages delivered to consumers or fetched", |s| s.counters.deliver + s.counters.get),
-        ("queue_messages_redelivered_total", "counter", "Total number of messages redelivered", |s| s.counters.redeliver),
-        ("queue_messages_acked_total", "counter", "Total number of messages acknowledged by consumers", |s| s.counters.ack),
+        (
+            "queue_messages_ready",
+            "gauge",
+            "Messages ready to be delivered to consumers",
+            |s| u64::from(s.ready),
+        ),
+        (
+            "queue_messages_unacked",
+            "gauge",
+            "Messages delivered to consumers but not yet acknowledged",
+            |s| u64::from(s.unacked),
+        ),
+        (
+            "queue_messages",
+            "gauge",
+            "Sum of ready and unacknowledged messages - total queue depth",
+            |s| u64::from(s.ready) + u64::from(s.unacked),
+        ),
+        (
+            "queue_messages_bytes",
+            "gauge",
+            "Size in bytes of ready messages",
+            |s| s.bytes,
+        ),
+        ("queue_consumers", "gauge", "Consumers on a queue", |s| {
+            u64::from(s.consumers)
+        }),
+        (
+            "queue_messages_published_total",
+            "counter",
+            "Total number of messages published to queues",
+            |s| s.counters.publish,
+        ),
+        (
+            "queue_messages_delivered_total",
+            "counter",
+            "Total number of messages delivered to consumers or fetched",
+            |s| s.counters.deliver + s.counters.get,
+        ),
+        (
+            "queue_messages_redelivered_total",
+            "counter",
+            "Total number of messages redelivered",
+            |s| s.counters.redeliver,
+        ),
+        (
+            "queue_messages_acked_total",
+            "counter",
+            "Total number of messages acknowledged by consumers",
+            |s| s.counters.ack,
+        ),
     ];
     for (name, kind, help, get) in families {
         let n = e.family(false, name, kind, help);
         if per_object {
             for r in rows {
-                e.sample(&n, &[("vhost", &r.vhost), ("queue", &r.name)], get(&r.stats));
+                e.sample(
+                    &n,
+                    &[("vhost", &r.vhost), ("queue", &r.name)],
+                    get(&r.stats),
+                );
             }
         } else {
             let sum: u64 = rows.iter().map(|r| get(&r.stats)).sum();
@@ -224,11 +340,21 @@ fn global(e: &mut Exposition, state: &ServerState) {
     // MQTT subscribers are sessions' consumers, which the registry does not see.
     let subs = state.mqtt.registry.subscription_count() as u64;
     pc[Protocol::Mqtt311 as usize].1 += subs;
-    let n = e.family(false, "global_publishers", "gauge", "Current number of publishers");
+    let n = e.family(
+        false,
+        "global_publishers",
+        "gauge",
+        "Current number of publishers",
+    );
     for p in Protocol::ALL {
         e.sample(&n, &[("protocol", p.label())], pc[p as usize].0);
     }
-    let n = e.family(false, "global_consumers", "gauge", "Current number of consumers");
+    let n = e.family(
+        false,
+        "global_consumers",
+        "gauge",
+        "Current number of consumers",
+    );
     for p in Protocol::ALL {
         e.sample(&n, &[("protocol", p.label())], pc[p as usize].1);
     }
@@ -257,55 +383,182 @@ fn max_fds() -> u64 {
 }
 
 fn resources(e: &mut Exposition, state: &ServerState) {
-    e.single(false, "process_resident_memory_bytes", "gauge", "Memory used in bytes", resident_memory());
-    e.single(false, "resident_memory_limit_bytes", "gauge", "Memory high watermark in bytes", crate::memory_limit(&state.config));
+    e.single(
+        false,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Memory used in bytes",
+        resident_memory(),
+    );
+    e.single(
+        false,
+        "resident_memory_limit_bytes",
+        "gauge",
+        "Memory high watermark in bytes",
+        crate::memory_limit(&state.config),
+    );
     let free = state
         .store
         .as_ref()
         .and_then(|s| crate::alarm::free_space(s.dir()).ok())
         .unwrap_or(0);
-    e.single(false, "disk_space_available_bytes", "gauge", "Disk space available in bytes", free);
-    e.single(false, "disk_space_available_limit_bytes", "gauge", "Free disk space low watermark in bytes", state.disk_free_limit.load(Ordering::Relaxed));
+    e.single(
+        false,
+        "disk_space_available_bytes",
+        "gauge",
+        "Disk space available in bytes",
+        free,
+    );
+    e.single(
+        false,
+        "disk_space_available_limit_bytes",
+        "gauge",
+        "Free disk space low watermark in bytes",
+        state.disk_free_limit.load(Ordering::Relaxed),
+    );
     let alarm = |b: &std::sync::atomic::AtomicBool| u64::from(b.load(Ordering::Relaxed));
-    e.single(false, "alarms_memory_used_watermark", "gauge", "is set to 1 when the memory alarm is in effect", alarm(&state.alarm_causes.memory));
-    e.single(false, "alarms_free_disk_space_watermark", "gauge", "is set to 1 when the disk alarm is in effect", alarm(&state.alarm_causes.disk));
-    e.single(false, "process_open_fds", "gauge", "Open file descriptors", open_fds());
-    e.single(false, "process_max_fds", "gauge", "Open file descriptors limit", max_fds());
+    e.single(
+        false,
+        "alarms_memory_used_watermark",
+        "gauge",
+        "is set to 1 when the memory alarm is in effect",
+        alarm(&state.alarm_causes.memory),
+    );
+    e.single(
+        false,
+        "alarms_free_disk_space_watermark",
+        "gauge",
+        "is set to 1 when the disk alarm is in effect",
+        alarm(&state.alarm_causes.disk),
+    );
+    e.single(
+        false,
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors",
+        open_fds(),
+    );
+    e.single(
+        false,
+        "process_max_fds",
+        "gauge",
+        "Open file descriptors limit",
+        max_fds(),
+    );
 }
 
 fn pigeon_own(e: &mut Exposition, state: &ServerState, rows: &[QueueRow]) {
     let stats = &state.mqtt.stats;
-    e.single(true, "mqtt_connections", "gauge", "MQTT clients connected", stats.connected.load(Ordering::Relaxed) as u64);
-    e.single(true, "mqtt_sessions", "gauge", "MQTT sessions, online and offline", state.mqtt.registry.len() as u64);
+    e.single(
+        true,
+        "mqtt_connections",
+        "gauge",
+        "MQTT clients connected",
+        stats.connected.load(Ordering::Relaxed) as u64,
+    );
+    e.single(
+        true,
+        "mqtt_sessions",
+        "gauge",
+        "MQTT sessions, online and offline",
+        state.mqtt.registry.len() as u64,
+    );
     let retained: usize = state.broker.vhosts().iter().map(|v| v.retained.len()).sum();
-    e.single(true, "mqtt_retained_messages", "gauge", "Retained MQTT messages", retained as u64);
+    e.single(
+        true,
+        "mqtt_retained_messages",
+        "gauge",
+        "Retained MQTT messages",
+        retained as u64,
+    );
     let g = &state.registry.global;
     for (name, help, sent) in [
-        ("mqtt_messages_received_total", "PUBLISH packets received from MQTT clients", false),
-        ("mqtt_messages_sent_total", "PUBLISH packets sent to MQTT clients", true),
+        (
+            "mqtt_messages_received_total",
+            "PUBLISH packets received from MQTT clients",
+            false,
+        ),
+        (
+            "mqtt_messages_sent_total",
+            "PUBLISH packets sent to MQTT clients",
+            true,
+        ),
     ] {
         let n = e.family(true, name, "counter", help);
         for (p, c) in g.all().filter(|(p, _)| p.is_mqtt()) {
             for (qos, label) in ["0", "1", "2"].into_iter().enumerate() {
-                let v = if sent { &c.sent_qos[qos] } else { &c.received_qos[qos] };
-                e.sample(&n, &[("protocol", p.label()), ("qos", label)], ProtocolCounters::get(v));
+                let v = if sent {
+                    &c.sent_qos[qos]
+                } else {
+                    &c.received_qos[qos]
+                };
+                e.sample(
+                    &n,
+                    &[("protocol", p.label()), ("qos", label)],
+                    ProtocolCounters::get(v),
+                );
             }
         }
     }
-    let n = e.family(true, "mqtt_messages_dropped_total", "counter", "PUBLISH packets dropped (larger than the client accepts)");
+    let n = e.family(
+        true,
+        "mqtt_messages_dropped_total",
+        "counter",
+        "PUBLISH packets dropped (larger than the client accepts)",
+    );
     for (p, c) in g.all().filter(|(p, _)| p.is_mqtt()) {
-        e.sample(&n, &[("protocol", p.label())], ProtocolCounters::get(&c.dropped));
+        e.sample(
+            &n,
+            &[("protocol", p.label())],
+            ProtocolCounters::get(&c.dropped),
+        );
     }
     let dropped: u64 = rows.iter().map(|r| r.stats.dropped).sum();
-    e.single(true, "queue_messages_dropped_total", "counter", "Messages dropped or refused by a queue length limit", dropped);
+    e.single(
+        true,
+        "queue_messages_dropped_total",
+        "counter",
+        "Messages dropped or refused by a queue length limit",
+        dropped,
+    );
     let paged: u64 = rows.iter().map(|r| u64::from(r.stats.paged_out)).sum();
-    e.single(true, "queue_messages_paged_out", "gauge", "Ready messages paged out to the queues' logs", paged);
+    e.single(
+        true,
+        "queue_messages_paged_out",
+        "gauge",
+        "Ready messages paged out to the queues' logs",
+        paged,
+    );
     if let Some(store) = &state.store {
         let s = store.stats();
-        e.single(true, "store_fsyncs_total", "counter", "fdatasync/fsync calls of the store's flusher", s.fsyncs);
-        e.single(true, "store_flushes_total", "counter", "Group-commit rounds of the store", s.epochs);
-        e.single(true, "store_bytes_written_total", "counter", "Bytes written to the queue logs", s.bytes_written);
-        e.single(true, "store_segments_deleted_total", "counter", "Fully acknowledged segments deleted", s.segments_deleted);
+        e.single(
+            true,
+            "store_fsyncs_total",
+            "counter",
+            "fdatasync/fsync calls of the store's flusher",
+            s.fsyncs,
+        );
+        e.single(
+            true,
+            "store_flushes_total",
+            "counter",
+            "Group-commit rounds of the store",
+            s.epochs,
+        );
+        e.single(
+            true,
+            "store_bytes_written_total",
+            "counter",
+            "Bytes written to the queue logs",
+            s.bytes_written,
+        );
+        e.single(
+            true,
+            "store_segments_deleted_total",
+            "counter",
+            "Fully acknowledged segments deleted",
+            s.segments_deleted,
+        );
     }
 }
 

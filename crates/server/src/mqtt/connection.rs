@@ -258,7 +258,14 @@ async fn connect(
         _ => u32::MAX,
     };
     session.generation.fetch_add(1, Ordering::Relaxed);
-    let reg = register(server, peer_info, out, version, &client_id, &authenticated.name);
+    let reg = register(
+        server,
+        peer_info,
+        out,
+        version,
+        &client_id,
+        &authenticated.name,
+    );
     reg.entry.update(|d| {
         d.vhost = vhost.name().to_string();
         d.timeout = c.keep_alive;

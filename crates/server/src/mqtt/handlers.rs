@@ -72,7 +72,12 @@ impl Conn {
                     at.and_then(|i| core.inflight.remove(i))
                 };
                 if let Some(acked) = acked {
-                    let counters = self.server.mqtt.stats.global.of(super::protocol(self.version));
+                    let counters = self
+                        .server
+                        .mqtt
+                        .stats
+                        .global
+                        .of(super::protocol(self.version));
                     counters.acknowledged.fetch_add(1, Ordering::Relaxed);
                     if let Some((q, m)) = acked.source {
                         q.settle([&m]);
@@ -239,7 +244,12 @@ impl Conn {
             Bytes::copy_from_slice(&p.payload),
             self.session.uid,
         );
-        let counters = self.server.mqtt.stats.global.of(super::protocol(self.version));
+        let counters = self
+            .server
+            .mqtt
+            .stats
+            .global
+            .of(super::protocol(self.version));
         counters.on_publish(published.queues, false);
         counters.received_qos[p.qos as usize].fetch_add(1, Ordering::Relaxed);
         if self.publishing.is_none() {

@@ -4,8 +4,8 @@
 
 use super::{GlobalCounters, Protocol};
 use parking_lot::Mutex;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What a channel lets the registry read (its unacked count lives with its deliveries).
 pub(crate) trait ChannelView: Send + Sync {
@@ -94,7 +94,9 @@ impl ChannelStats {
         if returned {
             self.return_unroutable.fetch_add(1, Ordering::Relaxed);
         }
-        self.global.of(Protocol::Amqp091).on_publish(queues, returned);
+        self.global
+            .of(Protocol::Amqp091)
+            .on_publish(queues, returned);
     }
 
     /// `n` publishes were confirmed.
@@ -141,7 +143,12 @@ impl ChannelStats {
         self.consumers.lock().len() as u32
     }
 
-    pub(crate) fn consumers_into(&self, connection: &str, vhost: &str, out: &mut Vec<ConsumerInfo>) {
+    pub(crate) fn consumers_into(
+        &self,
+        connection: &str,
+        vhost: &str,
+        out: &mut Vec<ConsumerInfo>,
+    ) {
         for c in self.consumers.lock().iter() {
             out.push(ConsumerInfo {
                 connection: connection.to_string(),
@@ -221,7 +228,12 @@ pub struct ConsumerInfo {
     pub prefetch_count: u32,
 }
 
-pub(crate) fn info(view: &dyn ChannelView, connection: &str, user: &str, vhost: &str) -> ChannelInfo {
+pub(crate) fn info(
+    view: &dyn ChannelView,
+    connection: &str,
+    user: &str,
+    vhost: &str,
+) -> ChannelInfo {
     let s = view.stats();
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
     ChannelInfo {

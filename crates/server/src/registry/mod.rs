@@ -14,8 +14,8 @@ mod counters;
 
 pub use counters::{GlobalCounters, ProtocolCounters};
 
-pub use channel::{ChannelInfo, ChannelStats, ConsumerInfo};
 pub(crate) use channel::ChannelView;
+pub use channel::{ChannelInfo, ChannelStats, ConsumerInfo};
 
 use crate::outbound::Outbound;
 use crate::transport::TlsInfo;

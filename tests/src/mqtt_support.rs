@@ -453,6 +453,23 @@ impl Mqtt5 {
             .await;
     }
 
+    /// Waits for the broker's DISCONNECT and returns its reason code (fails the test if the
+    /// connection ends without one).
+    pub async fn next_disconnect(&mut self) -> v5::mqttbytes::v5::DisconnectReasonCode {
+        loop {
+            match self.next_other().await {
+                Ok(v5::Incoming::Disconnect(d)) => return d.reason_code,
+                // rumqttc ends its event loop with the server's DISCONNECT as the error.
+                Err(v5::ConnectionError::MqttState(v5::StateError::ServerDisconnect {
+                    reason_code,
+                    ..
+                })) => return reason_code,
+                Ok(_) => continue,
+                Err(e) => panic!("closed without DISCONNECT: {e:?}"),
+            }
+        }
+    }
+
     /// Waits for the connection to end and returns why.
     pub async fn closed(&mut self) -> v5::ConnectionError {
         loop {

@@ -75,6 +75,11 @@ impl Exposition {
 
 /// Label values escape `\`, `"` and newlines (text format 0.0.4).
 fn escape_into(buf: &mut String, v: &str) {
+    // Most names need no escaping: one copy.
+    if !v.contains(['\\', '"', '\n']) {
+        buf.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => buf.push_str("\\\\"),

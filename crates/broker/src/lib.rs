@@ -32,7 +32,7 @@ pub use message::{
 };
 pub use policy::{ApplyTo, Policy};
 pub use queue::settings::{Overflow, QueueSettings};
-pub use queue::{Enqueued, PagingLimits, Queue, QueueOptions, QueuedMessage};
+pub use queue::{Enqueued, FlowView, PagingLimits, Queue, QueueOptions, QueuedMessage};
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
 pub use vhost::{ExchangeDeclare, Published, QueueDeclared, VHost};

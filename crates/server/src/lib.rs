@@ -10,6 +10,8 @@ mod alarm;
 mod amqp;
 mod auth;
 pub mod config;
+mod flow;
+pub mod memory;
 mod mqtt;
 mod outbound;
 mod policy;
@@ -67,6 +69,10 @@ pub(crate) struct ServerState {
     pub alarm_causes: alarm::AlarmCauses,
     /// The disk free limit in bytes ([`ServerHandle::set_disk_free_limit`] changes it).
     pub disk_free_limit: AtomicU64,
+    /// The memory alarm's limit, figure and publish-path counter (`memory.rs`).
+    pub memory: memory::MemoryMeter,
+    /// Per-queue publisher flow control's marks (`flow.rs`).
+    pub flow: flow::FlowMarks,
 }
 
 /// The protocol a listener speaks.
@@ -176,6 +182,16 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
     let sys_interval = config.mqtt_sys_interval;
     let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
+    let memory = memory::MemoryMeter::new(memory_limit(&config));
+    if !memory.measurable() {
+        tracing::warn!("cannot measure the memory in use: no memory alarm");
+    }
+    tracing::info!(
+        limit = memory.limit,
+        "memory high watermark: {} MiB",
+        memory.limit >> 20
+    );
+    let flow = flow::FlowMarks::new(memory.limit);
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,
@@ -186,6 +202,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         alarm: watch::channel(false).0,
         alarm_causes: alarm::AlarmCauses::default(),
         disk_free_limit,
+        memory,
+        flow,
     });
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
@@ -228,45 +246,13 @@ fn memory_limit(config: &ServerConfig) -> u64 {
     if let Some(bytes) = config.memory_high_watermark_bytes {
         return bytes;
     }
-    (total_memory() as f64 * config.memory_high_watermark) as u64
+    (memory::total_memory() as f64 * config.memory_high_watermark) as u64
 }
 
-/// The machine's memory in bytes (4 GiB when /proc/meminfo cannot tell).
-fn total_memory() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(4 * 1024 * 1024);
-    total_kib.saturating_mul(1024)
-}
-
-/// Raises and clears the memory alarm from the queued bytes (clears under 90% of the limit).
-fn check_memory(state: &ServerState, limit: u64) {
-    let used: u64 = state
-        .broker
-        .vhosts()
-        .iter()
-        .map(|v| v.resident_bytes() as u64)
-        .sum();
-    let on = state.alarm_causes.memory.load(Ordering::Relaxed);
-    if !on && used > limit {
-        tracing::warn!(used, limit, "memory alarm: publishers are blocked");
-        state.alarm_causes.memory.store(true, Ordering::Relaxed);
-    } else if on && used < limit / 10 * 9 {
-        tracing::info!(used, limit, "memory alarm cleared: publishers resume");
-        state.alarm_causes.memory.store(false, Ordering::Relaxed);
-    }
-}
 
 /// The broker's timers, five times a second: message TTLs, unused queues (`x-expires`), and
 /// the memory and disk alarms.
 async fn timers(state: Arc<ServerState>) {
-    let limit = memory_limit(&state.config);
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -277,7 +263,7 @@ async fn timers(state: Arc<ServerState>) {
                 for vhost in state.broker.vhosts() {
                     vhost.tick(now);
                 }
-                check_memory(&state, limit);
+                memory::check(&state);
                 alarm::check_disk(&state);
                 alarm::update_flag(&state);
             }

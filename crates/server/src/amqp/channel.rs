@@ -134,6 +134,10 @@ pub struct Channel {
     pub(super) needs_dispatch: bool,
     /// The direct reply-to pseudo-queue this channel consumes, if any.
     pub(super) reply_queue: Option<String>,
+    /// The queues this read batch's publishes reached (publisher flow control, `crate::flow`).
+    pub(super) reached: crate::flow::Gathered,
+    /// What this read batch published, as the memory alarm estimates it, not yet charged.
+    pub(super) charged: u64,
 }
 
 impl Channel {
@@ -155,6 +159,8 @@ impl Channel {
             last_queue: None,
             needs_dispatch: false,
             reply_queue: None,
+            reached: crate::flow::Gathered::default(),
+            charged: 0,
         }
     }
 

@@ -237,10 +237,13 @@ impl Conn {
             Bytes::copy_from_slice(&p.payload),
             self.session.uid,
         );
-        self.publishing
-            .get_or_insert_with(Default::default)
-            .flow
-            .note(&published.reached, &self.session.client_id);
+        let cost = crate::memory::message_cost(p.payload.len());
+        let publishing = self.publishing.get_or_insert_with(Default::default);
+        publishing.gathered.add(&published.reached);
+        publishing.charged += cost;
+        if publishing.charged >= crate::memory::LOCAL_CHUNK {
+            crate::memory::charge(&self.server, std::mem::take(&mut publishing.charged));
+        }
         let ack = match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => Packet::PubAck(PubAck::new(id)),
             (QoS::ExactlyOnce, Some(id)) => Packet::PubRec(PubRec::new(id)),

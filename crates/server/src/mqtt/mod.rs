@@ -8,7 +8,6 @@
 
 mod connection;
 mod convert;
-mod flow;
 mod handlers;
 pub mod persist;
 mod session;

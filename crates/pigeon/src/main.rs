@@ -9,6 +9,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[cfg(feature = "jemalloc")]
 mod alloc;
 mod bench;
 mod cli;

@@ -20,6 +20,7 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
         config.server.mqtt_listen = Some(addr);
     }
     logging::init(log_flag.as_deref(), config.log.as_deref(), "info")?;
+    #[cfg(feature = "jemalloc")]
     crate::alloc::configure();
     if config.server.users.is_empty() {
         warn!("no users are configured: no client will be able to log in");

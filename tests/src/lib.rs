@@ -18,6 +18,7 @@
 //! (a marker message, a synchronous round trip).
 
 pub mod amqprs_support;
+pub mod jemalloc;
 pub mod lapin_support;
 pub mod mqtt_support;
 pub mod raw;

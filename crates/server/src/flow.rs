@@ -30,6 +30,7 @@
 use crate::memory::MESSAGE_OVERHEAD;
 use pigeon_broker::{FlowView, Queue};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,24 +48,36 @@ const GATHER_MAX: usize = 1024;
 const SCAN: usize = 16;
 
 /// The in-memory weight past which a queue holds back its publishers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct FlowMarks {
     /// Weight (resident bodies + [`MESSAGE_OVERHEAD`] per resident message) at which a queue
-    /// holds back its publishers.
-    pub high: u64,
+    /// holds back its publishers; follows the memory high watermark.
+    high: AtomicU64,
 }
 
 impl FlowMarks {
     /// A sixteenth of the memory high watermark (at least 1 MiB): a few slow queues are held
     /// back long before they raise the alarm that blocks every publisher.
     pub fn new(memory_limit: u64) -> FlowMarks {
-        FlowMarks {
-            high: (memory_limit / 16).max(1 << 20),
-        }
+        let marks = FlowMarks {
+            high: AtomicU64::new(0),
+        };
+        marks.follow(memory_limit);
+        marks
+    }
+
+    /// Follows a new memory high watermark.
+    pub fn follow(&self, memory_limit: u64) {
+        self.high
+            .store((memory_limit / 16).max(1 << 20), Ordering::Relaxed);
+    }
+
+    fn high(&self) -> u64 {
+        self.high.load(Ordering::Relaxed)
     }
 
     fn low(&self) -> u64 {
-        self.high / 2
+        self.high() / 2
     }
 }
 
@@ -81,7 +94,7 @@ fn length_marks(max: usize) -> (usize, usize) {
 /// Whether a queue holds back its publishers now.
 fn holds_back(v: &FlowView, marks: &FlowMarks) -> bool {
     v.other_consumers
-        && (v.max_length.is_some_and(|m| v.ready >= length_marks(m).0) || weight(v) >= marks.high)
+        && (v.max_length.is_some_and(|m| v.ready >= length_marks(m).0) || weight(v) >= marks.high())
 }
 
 /// Whether a queue lets its publishers go again.
@@ -246,7 +259,7 @@ mod tests {
     #[test]
     fn a_queue_heavy_in_memory_holds_back_and_lets_go_at_half() {
         let marks = FlowMarks::new(160 << 20);
-        assert_eq!(marks.high, 10 << 20);
+        assert_eq!(marks.high(), 10 << 20);
         let n = (10 << 20) / (MESSAGE_OVERHEAD as usize + 16);
         assert!(!holds_back(&view(n - 1, (n - 1) * 16, None), &marks));
         assert!(holds_back(&view(n + 1, (n + 1) * 16, None), &marks));

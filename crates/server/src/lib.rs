@@ -115,6 +115,24 @@ impl ServerHandle {
         self.state.disk_free_limit.store(bytes, Ordering::Relaxed);
     }
 
+    /// Whether the memory alarm is on (publishers blocked), as `rabbitmqctl status` lists it.
+    pub fn memory_alarm(&self) -> bool {
+        self.state.alarm_causes.memory.load(Ordering::Relaxed)
+    }
+
+    /// The memory high watermark in bytes (`memory_high_watermark[_bytes]`, resolved).
+    pub fn memory_limit(&self) -> u64 {
+        self.state.memory.limit()
+    }
+
+    /// Changes the memory high watermark (bytes) of the running server, as `rabbitmqctl
+    /// set_vm_memory_high_watermark absolute`; the alarm follows at the next check (within
+    /// 200 ms, or the next few MiB published), and so do the queues' flow marks.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.state.memory.set_limit(bytes);
+        self.state.flow.follow(bytes);
+    }
+
     /// The broker core behind the listeners.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -187,11 +205,11 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         tracing::warn!("cannot measure the memory in use: no memory alarm");
     }
     tracing::info!(
-        limit = memory.limit,
+        limit = memory.limit(),
         "memory high watermark: {} MiB",
-        memory.limit >> 20
+        memory.limit() >> 20
     );
-    let flow = flow::FlowMarks::new(memory.limit);
+    let flow = flow::FlowMarks::new(memory.limit());
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,

@@ -96,8 +96,8 @@ impl Statm {
 
 /// The memory alarm's state: the limit, the figure's source and the publish-path counter.
 pub(crate) struct MemoryMeter {
-    /// The memory high watermark in bytes.
-    pub limit: u64,
+    /// The memory high watermark in bytes ([`crate::ServerHandle::set_memory_limit`]).
+    limit: AtomicU64,
     statm: Option<Statm>,
     /// Estimated bytes published since the last check.
     charged: AtomicU64,
@@ -108,7 +108,7 @@ pub(crate) struct MemoryMeter {
 impl MemoryMeter {
     pub fn new(limit: u64) -> MemoryMeter {
         MemoryMeter {
-            limit,
+            limit: AtomicU64::new(limit),
             statm: Statm::open(),
             charged: AtomicU64::new(0),
             checking: AtomicBool::new(false),
@@ -123,6 +123,15 @@ impl MemoryMeter {
             .and_then(Statm::rss)
             .or_else(|| allocator_stats().map(|s| s.resident))
             .unwrap_or(0)
+    }
+
+    /// The memory high watermark in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    pub fn set_limit(&self, bytes: u64) {
+        self.limit.store(bytes, Ordering::Relaxed);
     }
 
     /// Whether any figure is available.
@@ -162,7 +171,7 @@ pub(crate) fn charge(state: &ServerState, bytes: u64) {
 pub(crate) fn check(state: &ServerState) {
     let meter = &state.memory;
     let used = meter.used();
-    let limit = meter.limit;
+    let limit = meter.limit();
     let on = state.alarm_causes.memory.load(Ordering::Relaxed);
     if !on && used > limit {
         let alloc = allocator_stats();

@@ -19,7 +19,10 @@ pub fn configure() {
         let arenas = tikv_jemalloc_ctl::arenas::narenas::read().unwrap_or(0);
         for i in 0..arenas {
             for (key, ms) in [("dirty", 1000isize), ("muzzy", 0)] {
-                let _ = format!("arena.{i}.{key}_decay_ms\0").as_str().name().write(ms);
+                let _ = format!("arena.{i}.{key}_decay_ms\0")
+                    .as_str()
+                    .name()
+                    .write(ms);
             }
         }
     });

@@ -165,8 +165,7 @@ fn count_deliveries(mut consumer: lapin::Consumer) -> Arc<AtomicU64> {
 async fn a_flood_of_tiny_messages_blocks_amqp_publishers_with_memory_bounded_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
     pigeon_tests::jemalloc::configure();
-    let Some(broker) = TestBroker::start_with(flood_config(ServerConfig::for_tests())).await
-    else {
+    let Some(broker) = TestBroker::start_with(flood_config(ServerConfig::for_tests())).await else {
         return;
     };
     let (_admin_conn, admin) = lp::connect_channel(&broker).await;
@@ -246,8 +245,7 @@ async fn an_mqtt_flood_is_paused_with_memory_bounded_and_loses_nothing() {
 
     let _serial = SERIAL.lock().await;
     pigeon_tests::jemalloc::configure();
-    let Some(broker) = TestBroker::start_with(flood_config(ServerConfig::for_tests())).await
-    else {
+    let Some(broker) = TestBroker::start_with(flood_config(ServerConfig::for_tests())).await else {
         return;
     };
     let server = broker.server().expect("in-process");

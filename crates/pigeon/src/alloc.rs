@@ -41,7 +41,10 @@ pub fn configure() {
     for i in 0..arenas {
         for (key, ms) in [("dirty", DIRTY_DECAY_MS), ("muzzy", MUZZY_DECAY_MS)] {
             // An arena that no thread has used yet does not exist: it will take the defaults.
-            let _ = format!("arena.{i}.{key}_decay_ms\0").as_str().name().write(ms);
+            let _ = format!("arena.{i}.{key}_decay_ms\0")
+                .as_str()
+                .name()
+                .write(ms);
         }
     }
     if let Some(e) = failed {

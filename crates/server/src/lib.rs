@@ -267,7 +267,6 @@ fn memory_limit(config: &ServerConfig) -> u64 {
     (memory::total_memory() as f64 * config.memory_high_watermark) as u64
 }
 
-
 /// The broker's timers, five times a second: message TTLs, unused queues (`x-expires`), and
 /// the memory and disk alarms.
 async fn timers(state: Arc<ServerState>) {

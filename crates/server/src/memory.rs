@@ -231,7 +231,10 @@ fn cgroup_limit() -> Option<u64> {
             // v2: the limit may sit on any ancestor; inside a container the path is `/`.
             let mut p = std::path::PathBuf::from("/sys/fs/cgroup");
             p.push(path.trim_start_matches('/'));
-            for dir in p.ancestors().take_while(|d| d.starts_with("/sys/fs/cgroup")) {
+            for dir in p
+                .ancestors()
+                .take_while(|d| d.starts_with("/sys/fs/cgroup"))
+            {
                 dirs.push(dir.join("memory.max"));
             }
         } else if controllers.split(',').any(|c| c == "memory") {

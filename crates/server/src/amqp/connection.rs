@@ -316,9 +316,7 @@ impl Connection {
                 let hb = Duration::from_secs(u64::from(self.heartbeat));
                 // Two missed heartbeats: the peer is gone (as RabbitMQ decides).
                 // While blocked we do not read, so the client's heartbeats wait in the socket.
-                if !self.blocked
-                    && !self.flow_paused
-                    && now.duration_since(self.last_read) > hb * 2
+                if !self.blocked && !self.flow_paused && now.duration_since(self.last_read) > hb * 2
                 {
                     tracing::info!(peer = %self.peer, heartbeat = self.heartbeat, "missed heartbeats from client, closing");
                     return false;

@@ -508,7 +508,8 @@ impl Conn {
                 if let Some(p) = self.publishing.as_mut() {
                     crate::memory::charge(&self.server, std::mem::take(&mut p.charged));
                     if !p.gathered.is_empty() {
-                        p.flow.look(&mut p.gathered, &self.server.flow, &[self.session.uid]);
+                        p.flow
+                            .look(&mut p.gathered, &self.server.flow, &[self.session.uid]);
                     }
                 }
                 // Persistent sessions: the batch's inbound QoS 2 ids go to disk before their PUBRECs.
@@ -553,10 +554,10 @@ impl Conn {
                 // A publisher waits while the memory alarm is on; so does a client that sends
                 // faster than it reads.
                 // Publisher flow control (flow.rs): not while a queue it filled drains.
-                let congested = self.publishing.as_mut().is_some_and(|p| {
-                    p.flow
-                        .must_wait(&self.server.flow, &[self.session.uid])
-                });
+                let congested = self
+                    .publishing
+                    .as_mut()
+                    .is_some_and(|p| p.flow.must_wait(&self.server.flow, &[self.session.uid]));
                 match (congested, flow_timer.as_mut()) {
                     (true, Some(t)) => t.as_mut().reset(Instant::now() + crate::flow::POLL),
                     (true, None) => flow_timer = Some(Box::pin(sleep(crate::flow::POLL))),

@@ -20,6 +20,7 @@
 pub mod access;
 pub mod amqprs_support;
 pub mod http_support;
+pub mod jemalloc;
 pub mod lapin_support;
 pub mod mqtt_support;
 pub mod raw;

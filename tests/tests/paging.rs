@@ -702,81 +702,8 @@ async fn without_a_data_directory_a_transient_queue_keeps_everything_in_memory()
     assert_eq!(got, bodies(0..50));
 }
 
-// ---------------------------------------------------------------------------------------------
-// The memory alarm
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_memory_alarm_counts_only_the_messages_in_memory() {
-    const LIMIT: u64 = 64 * 1024;
-    let data = data_dir();
-    let config = ServerConfig {
-        memory_high_watermark_bytes: Some(LIMIT),
-        ..data.config().clone()
-    };
-    let Some(broker) = TestBroker::start_with(config).await else {
-        return;
-    };
-    let (conn, ch) = confirm_connection(&broker).await;
-    let q = durable_queue(&ch, FieldTable::default()).await;
-    let body = vec![b'x'; 1024];
-    // 500 KiB queued, of which 10 KiB in memory.
-    let mut pending = Vec::new();
-    for _ in 0..500 {
-        let props = BasicProperties::default().with_delivery_mode(2);
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                q.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                props,
-            )
-            .await
-            .unwrap();
-        pending.push(confirm);
-    }
-    for c in pending {
-        assert_eq!(
-            within("a confirm", c).await.unwrap(),
-            Confirmation::Ack(None)
-        );
-    }
-    assert_eq!(paged(&broker, &q), (500, 490));
-    // Confirms keep coming over several alarm checks (200 ms apart).
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_millis(600) {
-        lp::publish_with(&ch, "", &q, b"x", BasicProperties::default()).await;
-    }
-    assert!(!conn.status().blocked());
-
-    // The same bytes in a queue that keeps them in memory (a priority queue) do raise it.
-    let transient = unique("tq");
-    ch.queue_declare(
-        transient.as_str().into(),
-        QueueDeclareOptions::default(),
-        table(&[("x-max-priority", AMQPValue::ShortShortUInt(5))]),
-    )
-    .await
-    .unwrap();
-    for _ in 0..(LIMIT / 1024 + 8) {
-        let _not_awaited = ch
-            .basic_publish(
-                "".into(),
-                transient.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap();
-    }
-    within("connection.blocked", async {
-        while !conn.status().blocked() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
+// The memory alarm ignores paged-out messages: tests/memory_flood.rs,
+// `messages_paged_out_to_disk_do_not_raise_the_memory_alarm`.
 
 // ---------------------------------------------------------------------------------------------
 // Measurement (run by hand, in release mode; see docs/configuration.md, "Queues larger than

@@ -33,7 +33,7 @@ pub use message::{
 pub use policy::{ApplyTo, Policy};
 pub use queue::settings::{Overflow, QueueSettings};
 pub use queue::{
-    Enqueued, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats, QueuedMessage,
+    Enqueued, FlowView, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats, QueuedMessage,
 };
 pub use retained::RetainedStore;
 pub use value::{Table, Value};

@@ -1,5 +1,6 @@
 //! The `pigeon` binary: the broker (`pigeon serve`, the default) and its tools (`pigeon bench`).
 //!
+//! - `alloc`: the process's allocator (jemalloc) and its statistics for the memory alarm;
 //! - `cli`: the command line (clap);
 //! - `config`: the TOML configuration file;
 //! - `logging`: where log lines go and which;
@@ -8,6 +9,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[cfg(feature = "jemalloc")]
+mod alloc;
 mod bench;
 mod cli;
 mod config;

@@ -32,6 +32,8 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
         config.server.management_listen = pigeon_server::Listen(addrs.clone());
     }
     logging::init(log_flag.as_deref(), config.log.as_deref(), "info")?;
+    #[cfg(feature = "jemalloc")]
+    crate::alloc::configure();
     let s = &config.server;
     if s.users.is_empty() && s.default_user.is_empty() && s.data_dir.is_none() {
         warn!("no default user and no configured users: no client will be able to log in");

@@ -1,8 +1,9 @@
-//! The resource alarms that block publishers: memory (queued bytes past
-//! `memory_high_watermark`, checked in `lib.rs`) and disk (free space of the data directory's
+//! The resource alarms that block publishers: memory (the process's resident memory past
+//! `memory_high_watermark`, measured in `memory.rs`) and disk (free space of the data directory's
 //! filesystem under `disk_free_limit`, checked here).
 //!
-//! The server's timer checks both five times a second and keeps one `watch` flag, memory OR
+//! The server's timer checks both five times a second (memory also from the publish path,
+//! see `memory.rs`) and keeps one `watch` flag, memory OR
 //! disk, that every connection selects on: a connection that has published stops reading its
 //! socket (AMQP also sends `connection.blocked` with the cause as its reason) until the flag
 //! drops. Publishers are slowed, never disconnected, and nothing is dropped.
@@ -14,13 +15,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Which alarms are on. The `watch` flag in [`ServerState::alarm`] is their OR.
 #[derive(Debug, Default)]
 pub(crate) struct AlarmCauses {
-    /// Queued message bodies are past the memory high watermark.
+    /// The process's memory is past the memory high watermark.
     pub memory: AtomicBool,
     /// The data directory's filesystem has less free space than the disk free limit.
     pub disk: AtomicBool,
 }
 
 impl AlarmCauses {
+    /// Whether publishers must stop now: read between two messages of one read batch, so
+    /// that a publisher stops at the next message once an alarm is raised (the `watch` flag
+    /// wakes the connections that wait).
+    pub fn any(&self) -> bool {
+        self.memory.load(Ordering::Relaxed) || self.disk.load(Ordering::Relaxed)
+    }
+
     /// The reason an AMQP client reads in `connection.blocked` (RabbitMQ's wording).
     pub fn reason(&self) -> &'static str {
         match (
@@ -49,7 +57,7 @@ pub(crate) fn update_flag(state: &ServerState) {
 /// RabbitMQ's `disk_free_limit.relative`) wins over the absolute one when set.
 pub(crate) fn disk_free_limit(config: &crate::ServerConfig) -> u64 {
     match config.disk_free_limit_relative {
-        Some(fraction) => (crate::total_memory() as f64 * fraction) as u64,
+        Some(fraction) => (crate::memory::total_memory() as f64 * fraction) as u64,
         None => config.disk_free_limit,
     }
 }

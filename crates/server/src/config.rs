@@ -176,7 +176,8 @@ pub struct ServerConfig {
     pub queue_resident_bytes: usize,
     /// Paging: most messages such a queue keeps in memory.
     pub queue_resident_messages: usize,
-    /// Memory alarm: when queued message bodies exceed this fraction of the machine's memory,
+    /// Memory alarm: when the process's resident memory (RSS) exceeds this fraction of the
+    /// machine's memory (or of the cgroup's limit when lower),
     /// publishing connections are blocked (AMQP `connection.blocked`, reads paused) until they
     /// fall under 90% of it. RabbitMQ's `vm_memory_high_watermark`.
     pub memory_high_watermark: f64,

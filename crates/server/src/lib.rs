@@ -15,9 +15,11 @@ pub mod auth;
 mod authz;
 mod cert_login;
 pub mod config;
+mod flow;
 mod http;
 mod limits;
 pub mod listen;
+pub mod memory;
 mod metrics;
 mod mqtt;
 mod outbound;
@@ -102,6 +104,10 @@ pub(crate) struct ServerState {
     pub kicks: watch::Sender<u64>,
     /// Every connection, its channels and consumers (`registry/`).
     pub registry: Arc<registry::Registry>,
+    /// The memory alarm's limit, figure and publish-path counter (`memory.rs`).
+    pub memory: memory::MemoryMeter,
+    /// Per-queue publisher flow control's marks (`flow.rs`).
+    pub flow: flow::FlowMarks,
 }
 
 impl ServerState {
@@ -240,6 +246,24 @@ impl ServerHandle {
         self.state.close_connection(name, reason)
     }
 
+    /// Whether the memory alarm is on (publishers blocked), as `rabbitmqctl status` lists it.
+    pub fn memory_alarm(&self) -> bool {
+        self.state.alarm_causes.memory.load(Ordering::Relaxed)
+    }
+
+    /// The memory high watermark in bytes (`memory_high_watermark[_bytes]`, resolved).
+    pub fn memory_limit(&self) -> u64 {
+        self.state.memory.limit()
+    }
+
+    /// Changes the memory high watermark (bytes) of the running server, as `rabbitmqctl
+    /// set_vm_memory_high_watermark absolute`; the alarm follows at the next check (within
+    /// 200 ms, or the next few MiB published), and so do the queues' flow marks.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.state.memory.set_limit(bytes);
+        self.state.flow.follow(bytes);
+    }
+
     /// The broker core behind the listeners.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -327,6 +351,16 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let config_rate_limit = config.connection_rate_limit;
     let rate_limit_loopback = config.connection_rate_limit_loopback;
     let registry: Arc<registry::Registry> = Arc::default();
+    let memory = memory::MemoryMeter::new(memory_limit(&config));
+    if !memory.measurable() {
+        tracing::warn!("cannot measure the memory in use: no memory alarm");
+    }
+    tracing::info!(
+        limit = memory.limit(),
+        "memory high watermark: {} MiB",
+        memory.limit() >> 20
+    );
+    let flow = flow::FlowMarks::new(memory.limit());
     let state = Arc::new(ServerState {
         broker: Arc::clone(&broker),
         config,
@@ -341,6 +375,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         auth,
         kicks: watch::channel(0).0,
         registry,
+        memory,
+        flow,
     });
     admin::register_hooks(&state);
     let sessions = mqtt::persist::recover(&state);
@@ -403,45 +439,12 @@ pub(crate) fn memory_limit(config: &ServerConfig) -> u64 {
     if let Some(bytes) = config.memory_high_watermark_bytes {
         return bytes;
     }
-    (total_memory() as f64 * config.memory_high_watermark) as u64
-}
-
-/// The machine's memory in bytes (4 GiB when /proc/meminfo cannot tell).
-fn total_memory() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(4 * 1024 * 1024);
-    total_kib.saturating_mul(1024)
-}
-
-/// Raises and clears the memory alarm from the queued bytes (clears under 90% of the limit).
-fn check_memory(state: &ServerState, limit: u64) {
-    let used: u64 = state
-        .broker
-        .vhosts()
-        .iter()
-        .map(|v| v.resident_bytes() as u64)
-        .sum();
-    let on = state.alarm_causes.memory.load(Ordering::Relaxed);
-    if !on && used > limit {
-        tracing::warn!(used, limit, "memory alarm: publishers are blocked");
-        state.alarm_causes.memory.store(true, Ordering::Relaxed);
-    } else if on && used < limit / 10 * 9 {
-        tracing::info!(used, limit, "memory alarm cleared: publishers resume");
-        state.alarm_causes.memory.store(false, Ordering::Relaxed);
-    }
+    (memory::total_memory() as f64 * config.memory_high_watermark) as u64
 }
 
 /// The broker's timers, five times a second: message TTLs, unused queues (`x-expires`), and
 /// the memory and disk alarms.
 async fn timers(state: Arc<ServerState>) {
-    let limit = memory_limit(&state.config);
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -452,7 +455,7 @@ async fn timers(state: Arc<ServerState>) {
                 for vhost in state.broker.vhosts() {
                     vhost.tick(now);
                 }
-                check_memory(&state, limit);
+                memory::check(&state);
                 alarm::check_disk(&state);
                 alarm::update_flag(&state);
             }
@@ -491,6 +494,8 @@ mod tests_support {
             auth,
             kicks: watch::channel(0).0,
             registry,
+            memory: memory::MemoryMeter::new(u64::MAX),
+            flow: flow::FlowMarks::new(u64::MAX),
         })
     }
 }

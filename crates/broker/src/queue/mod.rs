@@ -27,6 +27,21 @@ use crate::record::QueueExtras;
 use crate::value::Table;
 use crate::vhost::VHost;
 pub use paging::PagingLimits;
+
+/// A queue's backlog as publishers' flow control sees it ([`Queue::flow_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowView {
+    /// Ready messages, paged out or not.
+    pub ready: usize,
+    /// Ready messages in memory.
+    pub resident: usize,
+    /// Body bytes of the ready messages in memory.
+    pub resident_bytes: usize,
+    /// The length limit (`x-max-length`), if any.
+    pub max_length: Option<usize>,
+    /// Someone other than the publisher consumes from the queue.
+    pub other_consumers: bool,
+}
 use parking_lot::Mutex;
 use pigeon_store::QueueLog;
 use ready::Ready;
@@ -319,6 +334,20 @@ impl Queue {
             st.settings.max_length,
             !st.consumers.is_empty(),
         )
+    }
+
+    /// What a publisher's flow control weighs, read under one lock. `own` lists the consumer
+    /// owners (channels, sessions) of the publisher itself: a queue only they consume from
+    /// would wait for the publisher that waits for it.
+    pub fn flow_view(&self, own: &[u64]) -> FlowView {
+        let st = self.state.lock();
+        FlowView {
+            ready: st.ready.len(),
+            resident: st.ready.resident_len(),
+            resident_bytes: st.ready.resident_bytes(),
+            max_length: st.settings.max_length,
+            other_consumers: st.consumers.iter().any(|c| !own.contains(&c.owner)),
+        }
     }
 
     /// Messages dropped so far by a length limit.

@@ -87,6 +87,11 @@ impl Ready {
         usize::from(m.message.meta.priority.unwrap_or(0)).min(top)
     }
 
+    /// Number of ready messages in memory (the head).
+    pub fn resident_len(&self) -> usize {
+        self.len
+    }
+
     /// Number of ready messages, the tail included.
     pub fn len(&self) -> usize {
         self.len + self.tail.count

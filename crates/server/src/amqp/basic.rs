@@ -374,13 +374,15 @@ impl Channel {
 
     /// Routes a message; a mandatory one that reaches no queue comes back as basic.return.
     fn route(
-        &self,
+        &mut self,
         ctx: &ConnCtx,
         exchange: &Arc<Exchange>,
         message: Message,
         mandatory: bool,
     ) -> Published {
         let routed = ctx.vhost.publish(exchange, &message);
+        self.reached.add(&routed.reached);
+        self.charged += crate::memory::message_cost(message.body.len());
         let returned = routed.queues == 0 && mandatory;
         self.shared.stats.count_publish(routed.queues, returned);
         if returned {

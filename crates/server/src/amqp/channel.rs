@@ -148,6 +148,10 @@ pub struct Channel {
     pub(super) topic_allowed: Option<(u64, ShortString, ShortString)>,
     /// This channel's place in its user's channel count (given back when dropped).
     pub slot: Option<crate::limits::Slot>,
+    /// The queues this read batch's publishes reached (publisher flow control, `crate::flow`).
+    pub(super) reached: crate::flow::Gathered,
+    /// What this read batch published, as the memory alarm estimates it, not yet charged.
+    pub(super) charged: u64,
 }
 
 impl Channel {
@@ -173,6 +177,8 @@ impl Channel {
             publish_allowed: None,
             topic_allowed: None,
             slot: None,
+            reached: crate::flow::Gathered::default(),
+            charged: 0,
         }
     }
 

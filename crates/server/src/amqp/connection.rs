@@ -78,6 +78,10 @@ struct Connection {
     publisher: bool,
     /// Reading is paused by the memory alarm.
     blocked: bool,
+    /// Publisher flow control (`crate::flow`): queues this connection fills faster than
+    /// they drain; reading is paused while any holds it back (`flow_paused`).
+    flow: crate::flow::PublishFlow,
+    flow_paused: bool,
     ctx: Option<ConnCtx>,
     channels: HashMap<u16, Channel>,
     /// This connection's place in its vhost's and user's connection counts.
@@ -124,6 +128,8 @@ async fn serve_connection(stream: Transport, peer: PeerInfo, server: Arc<ServerS
         blocked_notify: false,
         publisher: false,
         blocked: false,
+        flow: crate::flow::PublishFlow::default(),
+        flow_paused: false,
         ctx: None,
         channels: HashMap::new(),
         _slots: None,
@@ -176,6 +182,14 @@ impl Connection {
                         if self.phase == Phase::Done {
                             return;
                         }
+                        // A publisher stops at the next frame once an alarm is raised (the
+                        // rest stays in the buffer until it is lifted).
+                        if self.publisher
+                            && self.phase == Phase::Open
+                            && self.server.alarm_causes.any()
+                        {
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -186,8 +200,19 @@ impl Connection {
                 }
             }
             if let Some(ctx) = self.ctx.as_ref() {
+                let mut charged = 0;
+                let mut gathered = false;
                 for ch in self.channels.values_mut() {
                     ch.flush(ctx);
+                    charged += std::mem::take(&mut ch.charged);
+                    gathered |= !ch.reached.is_empty();
+                }
+                crate::memory::charge(&self.server, charged);
+                if gathered {
+                    let own = self.own_consumers();
+                    for ch in self.channels.values_mut() {
+                        self.flow.look(&mut ch.reached, &self.server.flow, &own);
+                    }
                 }
             }
             let wanted = self.tick_period();
@@ -205,9 +230,19 @@ impl Connection {
             if self.phase == Phase::Open {
                 self.set_blocked(paused);
             }
-            let can_read = self.out.has_room() && !paused;
+            // Publisher flow control: not while a queue this connection fills holds it back.
+            let congested = self.phase == Phase::Open && {
+                let own = self.own_consumers();
+                self.flow.must_wait(&self.server.flow, &own)
+            };
+            if self.flow_paused && !congested {
+                self.last_read = Instant::now();
+            }
+            self.flow_paused = congested;
+            let can_read = self.out.has_room() && !paused && !congested;
             tokio::select! {
                 _ = alarm.changed() => {}
+                _ = tokio::time::sleep(crate::flow::POLL), if congested => {}
                 r = rd.read_buf(&mut rb.buf), if can_read => match r {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
@@ -271,6 +306,16 @@ impl Connection {
             .then(|| format!("user '{}' is deleted", user.name))
     }
 
+    /// The consumer owners (channels) of this connection that consume: a queue only they
+    /// consume from never holds this connection back (it would wait for itself).
+    fn own_consumers(&self) -> Vec<u64> {
+        self.channels
+            .values()
+            .filter(|c| !c.consumers.is_empty())
+            .map(|c| c.shared.uid)
+            .collect()
+    }
+
     /// Enters or leaves the blocked state of the memory and disk alarms, telling clients that
     /// asked (the reason names the alarm, as RabbitMQ's).
     fn set_blocked(&mut self, blocked: bool) {
@@ -327,7 +372,8 @@ impl Connection {
                 let hb = Duration::from_secs(u64::from(self.heartbeat));
                 // Two missed heartbeats: the peer is gone (as RabbitMQ decides).
                 // While blocked we do not read, so the client's heartbeats wait in the socket.
-                if !self.blocked && now.duration_since(self.last_read) > hb * 2 {
+                if !self.blocked && !self.flow_paused && now.duration_since(self.last_read) > hb * 2
+                {
                     tracing::info!(peer = %self.peer, heartbeat = self.heartbeat, "missed heartbeats from client, closing");
                     return false;
                 }

@@ -91,8 +91,13 @@ pub(super) struct Conn {
 pub(super) struct Publishing {
     /// Topic aliases the client set on this connection.
     pub aliases: HashMap<u16, TopicName>,
-    /// Publisher flow control: queues this publisher fills faster than they drain.
-    pub flow: super::flow::PublishFlow,
+    /// Publisher flow control (`crate::flow`): queues this publisher fills faster than they
+    /// drain, and the queues this read batch's publishes reached.
+    pub flow: crate::flow::PublishFlow,
+    pub gathered: crate::flow::Gathered,
+    /// What this read batch published, as the memory alarm estimates it, not yet charged
+    /// (`crate::memory::charge`).
+    pub charged: u64,
     /// PUBACK / PUBREC / PUBCOMP waiting for the store to sync what they acknowledge (epoch;
     /// 0: for the acknowledgements ahead of them only).
     pub pending_acks: VecDeque<(u64, Packet)>,
@@ -488,6 +493,11 @@ impl Conn {
                             if let Err(end) = self.handle(packet) {
                                 return end;
                             }
+                            // A publisher stops at the next packet once an alarm is raised
+                            // (the rest stays in the buffer until it is lifted).
+                            if self.publisher && self.server.alarm_causes.any() {
+                                break;
+                            }
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -495,6 +505,13 @@ impl Conn {
                             self.disconnect(e.reason_code());
                             return End::Abnormal;
                         }
+                    }
+                }
+                if let Some(p) = self.publishing.as_mut() {
+                    crate::memory::charge(&self.server, std::mem::take(&mut p.charged));
+                    if !p.gathered.is_empty() {
+                        p.flow
+                            .look(&mut p.gathered, &self.server.flow, &[self.session.uid]);
                     }
                 }
                 // Persistent sessions: the batch's inbound QoS 2 ids go to disk before their PUBRECs.
@@ -543,10 +560,13 @@ impl Conn {
                 // A publisher waits while the memory alarm is on; so does a client that sends
                 // faster than it reads.
                 // Publisher flow control (flow.rs): not while a queue it filled drains.
-                let congested = self.publishing.as_mut().is_some_and(|p| p.flow.must_wait());
+                let congested = self
+                    .publishing
+                    .as_mut()
+                    .is_some_and(|p| p.flow.must_wait(&self.server.flow, &[self.session.uid]));
                 match (congested, flow_timer.as_mut()) {
-                    (true, Some(t)) => t.as_mut().reset(Instant::now() + super::flow::POLL),
-                    (true, None) => flow_timer = Some(Box::pin(sleep(super::flow::POLL))),
+                    (true, Some(t)) => t.as_mut().reset(Instant::now() + crate::flow::POLL),
+                    (true, None) => flow_timer = Some(Box::pin(sleep(crate::flow::POLL))),
                     (false, _) => flow_timer = None,
                 }
                 if self.publisher && alarm_changed.is_none() {

@@ -259,10 +259,13 @@ impl Conn {
         if self.publishing.is_none() {
             self.reg.entry.publisher.store(true, Ordering::Relaxed);
         }
-        self.publishing
-            .get_or_insert_with(Default::default)
-            .flow
-            .note(&published.reached, &self.session.client_id);
+        let cost = crate::memory::message_cost(p.payload.len());
+        let publishing = self.publishing.get_or_insert_with(Default::default);
+        publishing.gathered.add(&published.reached);
+        publishing.charged += cost;
+        if publishing.charged >= crate::memory::LOCAL_CHUNK {
+            crate::memory::charge(&self.server, std::mem::take(&mut publishing.charged));
+        }
         if p.qos != QoS::AtMostOnce {
             counters.confirmed.fetch_add(1, Ordering::Relaxed);
         }

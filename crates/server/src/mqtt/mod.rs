@@ -11,7 +11,6 @@
 mod authz;
 mod connection;
 mod convert;
-mod flow;
 mod handlers;
 mod io;
 mod login;

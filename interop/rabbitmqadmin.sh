@@ -12,7 +12,7 @@ read -r amqp http < <(python3 -c 'import socket
 socks = [socket.socket() for _ in range(2)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = []\nmanagement_listen = "127.0.0.1:%s"\nprometheus_listen = []\ndata_dir = "%s/data"\n' \
+printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = []\nmanagement_listen = "127.0.0.1:%s"\nprometheus_listen = []\nmqtt_ws_listen = []\ndata_dir = "%s/data"\n' \
   "$amqp" "$http" "$dir" >"$dir/pigeon.toml"
 "$pigeon" --config "$dir/pigeon.toml" >"$dir/pigeon.log" 2>&1 &
 pid=$!

@@ -282,7 +282,7 @@ async fn websocket_tcp_and_amqp_clients_share_one_namespace() {
 async fn mqtt_5_over_secure_websocket_reaches_a_tcp_subscriber() {
     let pki = Pki::new("wss CA");
     let config = ServerConfig {
-        mqtt_wss_listen: SocketAddr::from(([127, 0, 0, 1], 0)).into(),
+        mqtt_wss_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0)).into()),
         ..config_with(pki.server_files(1))
     };
     let Some(broker) = TestBroker::start_with(config).await else {

@@ -28,6 +28,8 @@ pub struct Cli {
 
 /// What `pigeon` does.
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of the serve flags (one list per listener) costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the broker: AMQP 0-9-1 and MQTT listeners (the default when no subcommand is given).
     Serve(ServeArgs),
@@ -63,6 +65,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
     pub mqtts_listen: Option<Vec<SocketAddr>>,
 
+    /// Addresses the MQTT-over-WebSocket listener binds to, e.g. 127.0.0.1:8083 (overrides
+    /// `server.mqtt_ws_listen`).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub mqtt_ws_listen: Option<Vec<SocketAddr>>,
+
+    /// Addresses the MQTT-over-secure-WebSocket listener binds to, e.g. 0.0.0.0:8084
+    /// (overrides `server.mqtt_wss_listen`; needs the `[tls]` table).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub mqtt_wss_listen: Option<Vec<SocketAddr>>,
+
     /// Addresses the management HTTP API binds to, e.g. 127.0.0.1:15672 (overrides
     /// `server.management_listen`).
     #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
@@ -86,6 +98,8 @@ impl Cli {
                 mqtt_listen: args.mqtt_listen.or(top.mqtt_listen),
                 amqps_listen: args.amqps_listen.or(top.amqps_listen),
                 mqtts_listen: args.mqtts_listen.or(top.mqtts_listen),
+                mqtt_ws_listen: args.mqtt_ws_listen.or(top.mqtt_ws_listen),
+                mqtt_wss_listen: args.mqtt_wss_listen.or(top.mqtt_wss_listen),
                 management_listen: args.management_listen.or(top.management_listen),
                 prometheus_listen: args.prometheus_listen.or(top.prometheus_listen),
             })),
@@ -95,6 +109,8 @@ impl Cli {
                     || top.mqtt_listen.is_some()
                     || top.amqps_listen.is_some()
                     || top.mqtts_listen.is_some()
+                    || top.mqtt_ws_listen.is_some()
+                    || top.mqtt_wss_listen.is_some()
                     || top.management_listen.is_some()
                     || top.prometheus_listen.is_some() =>
             {

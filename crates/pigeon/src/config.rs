@@ -218,7 +218,9 @@ password = "s3cret"
         assert_eq!(c.server.mqtt_ws_path, "/ws");
         assert_eq!(c.server.mqtt_ws_origins, ["https://app.example.com"]);
         let d = Config::parse("").unwrap().server;
-        assert!(d.mqtt_ws_listen.is_empty() && d.mqtt_wss_listen.is_empty());
+        // WebSocket on 8083 by default; secure WebSocket only once [tls] is set.
+        assert_eq!(d.mqtt_ws_listen.addrs()[1], "0.0.0.0:8083".parse().unwrap());
+        assert!(d.mqtt_wss_addrs().is_empty());
         assert_eq!(d.mqtt_ws_path, "/mqtt");
         for bad in ["mqtt", "/mqtt?x=1", "/a b"] {
             let text = format!("[server]\nmqtt_ws_path = {bad:?}\n");

@@ -31,6 +31,12 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     if let Some(addrs) = &args.management_listen {
         config.server.management_listen = pigeon_server::Listen(addrs.clone());
     }
+    if let Some(addrs) = &args.mqtt_ws_listen {
+        config.server.mqtt_ws_listen = pigeon_server::Listen(addrs.clone());
+    }
+    if let Some(addrs) = &args.mqtt_wss_listen {
+        config.server.mqtt_wss_listen = Some(pigeon_server::Listen(addrs.clone()));
+    }
     logging::init(log_flag.as_deref(), config.log.as_deref(), "info")?;
     #[cfg(feature = "jemalloc")]
     crate::alloc::configure();

@@ -109,10 +109,12 @@ pub struct ServerConfig {
     /// Where MQTT over TLS binds (needs `tls`). Unset: `[::]:8883` and `0.0.0.0:8883` when
     /// `tls` is configured, off otherwise.
     pub mqtts_listen: Option<Listen>,
-    /// Where MQTT over WebSocket binds (off by default).
+    /// Where MQTT over WebSocket binds: `[::]:8083` and `0.0.0.0:8083` by default (EMQX's
+    /// port; RabbitMQ's Web MQTT uses 15675), `[]` turns it off.
     pub mqtt_ws_listen: Listen,
-    /// Where MQTT over secure WebSocket binds (needs `tls`; off by default).
-    pub mqtt_wss_listen: Listen,
+    /// Where MQTT over secure WebSocket binds (needs `tls`). Unset: `[::]:8084` and
+    /// `0.0.0.0:8084` when `tls` is configured, off otherwise.
+    pub mqtt_wss_listen: Option<Listen>,
     /// The HTTP path of the MQTT WebSocket endpoint on both WebSocket listeners (`/mqtt`, as
     /// mqtt.js and Paho expect; RabbitMQ's Web MQTT uses `/ws`). Other paths get 404.
     pub mqtt_ws_path: String,
@@ -274,8 +276,8 @@ impl Default for ServerConfig {
             login_failure_rate: 1.0,
             mqtt_listen: Listen::all_interfaces(1883),
             mqtts_listen: None,
-            mqtt_ws_listen: Listen::none(),
-            mqtt_wss_listen: Listen::none(),
+            mqtt_ws_listen: Listen::all_interfaces(MQTT_WS_PORT),
+            mqtt_wss_listen: None,
             mqtt_ws_path: "/mqtt".into(),
             mqtt_ws_origins: Vec::new(),
             tls: None,
@@ -313,6 +315,10 @@ pub const AMQPS_PORT: u16 = 5671;
 pub const MANAGEMENT_PORT: u16 = 15672;
 /// MQTT over TLS, IANA's port.
 pub const MQTTS_PORT: u16 = 8883;
+/// The default port of MQTT over WebSocket.
+pub const MQTT_WS_PORT: u16 = 8083;
+/// The default port of MQTT over secure WebSocket (once `tls` is configured).
+pub const MQTT_WSS_PORT: u16 = 8084;
 
 impl ServerConfig {
     /// The AMQPS listener's addresses: as configured, or the default when `tls` is set.
@@ -325,6 +331,12 @@ impl ServerConfig {
         tls_default(&self.mqtts_listen, self.tls.is_some(), MQTTS_PORT)
     }
 
+    /// The secure WebSocket listener's addresses: as configured, or the default when `tls` is
+    /// set.
+    pub fn mqtt_wss_addrs(&self) -> Listen {
+        tls_default(&self.mqtt_wss_listen, self.tls.is_some(), MQTT_WSS_PORT)
+    }
+
     /// Rejects TLS listeners without a `tls` table (checked again by `start`).
     pub fn check_tls(&self) -> Result<(), String> {
         if self.tls.is_some() {
@@ -333,7 +345,7 @@ impl ServerConfig {
         for (key, listen) in [
             ("amqps_listen", &self.amqps_addrs()),
             ("mqtts_listen", &self.mqtts_addrs()),
-            ("mqtt_wss_listen", &self.mqtt_wss_listen),
+            ("mqtt_wss_listen", &self.mqtt_wss_addrs()),
         ] {
             if !listen.is_empty() {
                 return Err(format!(
@@ -359,12 +371,14 @@ impl ServerConfig {
     }
 
     /// A configuration for tests: loopback, ephemeral ports, memory only, defaults otherwise.
-    /// TLS is off; a test that sets `tls` sets `amqps_listen` / `mqtts_listen` too, or they
-    /// bind the default ports (5671, 8883) on every interface.
+    /// TLS is off; a test that sets `tls` sets `amqps_listen` / `mqtts_listen` /
+    /// `mqtt_wss_listen` too, or they bind the default ports (5671, 8883, 8084) on every
+    /// interface. MQTT over WebSocket is off.
     pub fn for_tests() -> Self {
         ServerConfig {
             amqp_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             mqtt_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
+            mqtt_ws_listen: Listen::none(),
             management_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             prometheus_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: None,

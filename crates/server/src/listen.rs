@@ -158,7 +158,7 @@ impl Kind {
             Kind::Mqtt => config.mqtt_listen.clone(),
             Kind::Mqtts => config.mqtts_addrs(),
             Kind::MqttWs => config.mqtt_ws_listen.clone(),
-            Kind::MqttWss => config.mqtt_wss_listen.clone(),
+            Kind::MqttWss => config.mqtt_wss_addrs(),
             Kind::Http => config.management_listen.clone(),
             Kind::Prometheus => config.prometheus_listen.clone(),
         }

@@ -256,7 +256,8 @@ impl Conn {
             .of(super::protocol(self.version));
         counters.on_publish(published.queues, false);
         counters.received_qos[p.qos as usize].fetch_add(1, Ordering::Relaxed);
-        if self.publishing.is_none() {
+        // Once per connection (the permission check may have made `publishing` already).
+        if !self.reg.entry.publisher.load(Ordering::Relaxed) {
             self.reg.entry.publisher.store(true, Ordering::Relaxed);
         }
         let cost = crate::memory::message_cost(p.payload.len());

@@ -107,6 +107,7 @@ impl Pigeon {
                 "[server]\n\
                  amqps_listen = \"127.0.0.1:0\"\n\
                  mqtts_listen = \"127.0.0.1:0\"\n\
+                 mqtt_wss_listen = []\n\
                  data_dir = \"{data}\"\n\
                  [tls]\n\
                  certfile = \"{cert}\"\n\

@@ -125,14 +125,7 @@ fn is(b: &Value, key: &str, expected: &str) -> bool {
 }
 
 async fn all(State(http): State<Shared>, caller: Caller) -> Json<Value> {
-    let all: Vec<Value> = http
-        .state
-        .broker
-        .vhosts()
-        .iter()
-        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
-        .flat_map(|v| of(v))
-        .collect();
+    let all: Vec<Value> = caller.vhosts(&http).iter().flat_map(|v| of(v)).collect();
     Json(Value::Array(all))
 }
 

@@ -60,14 +60,7 @@ async fn all(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let items: Vec<Value> = http
-        .state
-        .broker
-        .vhosts()
-        .iter()
-        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
-        .flat_map(|v| of(v))
-        .collect();
+    let items: Vec<Value> = caller.vhosts(&http).iter().flat_map(|v| of(v)).collect();
     list(items, &q)
 }
 

@@ -332,112 +332,97 @@ async fn queue_purge_needs_read() {
     assert_connection_usable(&conn).await;
 }
 
-/// queue.bind and queue.unbind: write on the queue, read on the exchange.
-async fn queue_binding_row(unbind: bool) {
-    let Some(broker) = broker_with(perm("", "^w-", "^r-")).await else {
-        return;
-    };
-    let (_a, admin) = admin(&broker).await;
-    for q in ["w-q", "other-q"] {
-        lp::declare(&admin, q, QueueDeclareOptions::default()).await;
-    }
-    for x in ["r-x", "other-x"] {
-        declare_x(&admin, x, FieldTable::default()).await.unwrap();
-        for q in ["w-q", "other-q"] {
-            lp::bind(&admin, q, x, "k", FieldTable::default()).await;
-        }
-    }
-    let conn = connect_user(&broker).await;
-    let conn = &conn;
-    let op = |q: &'static str, x: &'static str| async move {
-        let ch = lp::open_channel(conn).await;
-        if unbind {
-            let f = ch.queue_unbind(q.into(), x.into(), "k".into(), FieldTable::default());
-            within("queue.unbind-ok", f).await
-        } else {
-            let f = ch.queue_bind(
-                q.into(),
-                x.into(),
-                "k2".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            );
-            within("queue.bind-ok", f).await
-        }
-    };
-    op("w-q", "r-x").await.unwrap();
-    assert_refused(
-        op("other-q", "r-x").await,
-        &refused("write", "queue", "other-q"),
-    );
-    assert_refused(
-        op("w-q", "other-x").await,
-        &refused("read", "exchange", "other-x"),
-    );
-    assert_connection_usable(conn).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_bind_needs_write_on_the_queue_and_read_on_the_exchange() {
-    queue_binding_row(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_unbind_needs_write_on_the_queue_and_read_on_the_exchange() {
-    queue_binding_row(true).await;
-}
-
-/// exchange.bind and exchange.unbind: write on the destination, read on the source.
-async fn exchange_binding_row(unbind: bool) {
-    let Some(broker) = broker_with(perm("", "^w-", "^r-")).await else {
-        return;
-    };
-    let (_a, admin) = admin(&broker).await;
-    for x in ["w-dest", "other-dest", "r-src", "other-src"] {
-        declare_x(&admin, x, FieldTable::default()).await.unwrap();
-    }
-    for (d, s) in [
-        ("w-dest", "r-src"),
-        ("other-dest", "r-src"),
-        ("w-dest", "other-src"),
-    ] {
-        let f = admin.exchange_bind(
-            d.into(),
-            s.into(),
-            "k".into(),
+/// Binds `dest` (an exchange with `to_exchange`, else a queue) to the exchange `source`.
+async fn bind(
+    ch: &Channel,
+    to_exchange: bool,
+    dest: &str,
+    source: &str,
+    key: &str,
+) -> lapin::Result<()> {
+    if to_exchange {
+        let f = ch.exchange_bind(
+            dest.into(),
+            source.into(),
+            key.into(),
             ExchangeBindOptions::default(),
             FieldTable::default(),
         );
-        within("exchange.bind-ok", f).await.unwrap();
+        within("exchange.bind-ok", f).await
+    } else {
+        let f = ch.queue_bind(
+            dest.into(),
+            source.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        );
+        within("queue.bind-ok", f).await
+    }
+}
+
+async fn unbind(
+    ch: &Channel,
+    to_exchange: bool,
+    dest: &str,
+    source: &str,
+    key: &str,
+) -> lapin::Result<()> {
+    if to_exchange {
+        let f = ch.exchange_unbind(
+            dest.into(),
+            source.into(),
+            key.into(),
+            ExchangeUnbindOptions::default(),
+            FieldTable::default(),
+        );
+        within("exchange.unbind-ok", f).await
+    } else {
+        let f = ch.queue_unbind(
+            dest.into(),
+            source.into(),
+            key.into(),
+            FieldTable::default(),
+        );
+        within("queue.unbind-ok", f).await
+    }
+}
+
+/// queue.bind, queue.unbind, exchange.bind and exchange.unbind: write on the destination (a
+/// queue, or an exchange with `to_exchange`), read on the source exchange.
+async fn binding_row(to_exchange: bool, unbind_it: bool) {
+    let Some(broker) = broker_with(perm("", "^w-", "^r-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    for d in ["w-dest", "other-dest"] {
+        if to_exchange {
+            declare_x(&admin, d, FieldTable::default()).await.unwrap();
+        } else {
+            lp::declare(&admin, d, QueueDeclareOptions::default()).await;
+        }
+    }
+    for s in ["r-src", "other-src"] {
+        declare_x(&admin, s, FieldTable::default()).await.unwrap();
+        for d in ["w-dest", "other-dest"] {
+            bind(&admin, to_exchange, d, s, "k").await.unwrap();
+        }
     }
     let conn = connect_user(&broker).await;
     let conn = &conn;
     let op = |d: &'static str, s: &'static str| async move {
         let ch = lp::open_channel(conn).await;
-        if unbind {
-            let f = ch.exchange_unbind(
-                d.into(),
-                s.into(),
-                "k".into(),
-                ExchangeUnbindOptions::default(),
-                FieldTable::default(),
-            );
-            within("exchange.unbind-ok", f).await
+        if unbind_it {
+            unbind(&ch, to_exchange, d, s, "k").await
         } else {
-            let f = ch.exchange_bind(
-                d.into(),
-                s.into(),
-                "k2".into(),
-                ExchangeBindOptions::default(),
-                FieldTable::default(),
-            );
-            within("exchange.bind-ok", f).await
+            bind(&ch, to_exchange, d, s, "k2").await
         }
     };
     op("w-dest", "r-src").await.unwrap();
+    let dest_kind = if to_exchange { "exchange" } else { "queue" };
     assert_refused(
         op("other-dest", "r-src").await,
-        &refused("write", "exchange", "other-dest"),
+        &refused("write", dest_kind, "other-dest"),
     );
     assert_refused(
         op("w-dest", "other-src").await,
@@ -447,13 +432,23 @@ async fn exchange_binding_row(unbind: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_bind_needs_write_on_the_queue_and_read_on_the_exchange() {
+    binding_row(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_unbind_needs_write_on_the_queue_and_read_on_the_exchange() {
+    binding_row(false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_bind_needs_write_on_the_destination_and_read_on_the_source() {
-    exchange_binding_row(false).await;
+    binding_row(true, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_unbind_needs_write_on_the_destination_and_read_on_the_source() {
-    exchange_binding_row(true).await;
+    binding_row(true, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

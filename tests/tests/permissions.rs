@@ -12,6 +12,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, ExchangeKind};
+use pigeon_broker::permission::Permission;
 use pigeon_tests::access::{
     access, assert_connection_usable, assert_refused, broker_with, connect_user, perm,
     user_channel, PASSWORD, USER,
@@ -19,6 +20,7 @@ use pigeon_tests::access::{
 use pigeon_tests::lapin_support as lp;
 use pigeon_tests::reply::NOT_ALLOWED;
 use pigeon_tests::{within, TestBroker};
+use std::future::Future;
 
 /// A guest channel, to set up what the restricted user then uses.
 async fn admin(broker: &TestBroker) -> (lapin::Connection, Channel) {
@@ -62,6 +64,46 @@ async fn publish_then_sync(ch: &Channel, exchange: &str, key: &str) -> lapin::Re
         .map(|_| ())
 }
 
+/// One row of the table: with permissions `p`, once guest has declared the `setup`
+/// (`("exchange" | "queue", name)`), the user does `op` on `allowed`, which succeeds, then on
+/// `denied.2`, refused with "`denied.0` access to `denied.1` '`denied.2`'"; the refusal closes
+/// only the channel.
+async fn row<T: std::fmt::Debug, F: Future<Output = lapin::Result<T>>>(
+    p: Permission,
+    setup: &[(&str, &str)],
+    op: impl Fn(Channel, &'static str) -> F,
+    allowed: &'static str,
+    denied: (&str, &str, &'static str),
+) {
+    let Some(broker) = broker_with(p).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    for (kind, name) in setup {
+        if *kind == "exchange" {
+            declare_x(&admin, name, FieldTable::default())
+                .await
+                .unwrap();
+        } else {
+            lp::declare(&admin, name, QueueDeclareOptions::default()).await;
+        }
+    }
+    let (conn, ch) = user_channel(&broker).await;
+    op(ch.clone(), allowed).await.unwrap();
+    let (what, kind, name) = denied;
+    assert_refused(op(ch, name).await, &refused(what, kind, name));
+    assert_connection_usable(&conn).await;
+}
+
+/// The rows that need read on the queue: `readable-q` allowed, `hidden-q` refused.
+async fn readable_row<T: std::fmt::Debug, F: Future<Output = lapin::Result<T>>>(
+    op: impl Fn(Channel, &'static str) -> F,
+) {
+    let setup = [("queue", "readable-q"), ("queue", "hidden-q")];
+    let denied = ("read", "queue", "hidden-q");
+    row(perm("", "", "^readable-"), &setup, op, "readable-q", denied).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_open_needs_a_permission_in_the_vhost() {
     let Some(broker) = broker_with(perm(".*", ".*", ".*")).await else {
@@ -81,58 +123,31 @@ async fn connection_open_needs_a_permission_in_the_vhost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_declare_needs_configure_on_the_exchange() {
-    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
-        return;
+    let op = |ch: Channel, x: &'static str| async move {
+        declare_x(&ch, x, FieldTable::default()).await
     };
-    let (conn, ch) = user_channel(&broker).await;
-    declare_x(&ch, "mine-x", FieldTable::default())
-        .await
-        .unwrap();
-    assert_refused(
-        declare_x(&ch, "other-x", FieldTable::default()).await,
-        &refused("configure", "exchange", "other-x"),
-    );
-    assert_connection_usable(&conn).await;
+    row(
+        perm("^mine-", ".*", ".*"),
+        &[],
+        op,
+        "mine-x",
+        ("configure", "exchange", "other-x"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_exchange_declare_needs_any_permission() {
-    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
-        return;
+    let op = |ch: Channel, x: &'static str| async move {
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        lp::declare_exchange(&ch, x, ExchangeKind::Direct, passive, FieldTable::default()).await
     };
-    let (_a, admin) = admin(&broker).await;
-    declare_x(&admin, "readable-x", FieldTable::default())
-        .await
-        .unwrap();
-    declare_x(&admin, "hidden-x", FieldTable::default())
-        .await
-        .unwrap();
-    let (conn, ch) = user_channel(&broker).await;
-    let passive = ExchangeDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    lp::declare_exchange(
-        &ch,
-        "readable-x",
-        ExchangeKind::Direct,
-        passive,
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    assert_refused(
-        lp::declare_exchange(
-            &ch,
-            "hidden-x",
-            ExchangeKind::Direct,
-            passive,
-            FieldTable::default(),
-        )
-        .await,
-        &refused("configure", "exchange", "hidden-x"),
-    );
-    assert_connection_usable(&conn).await;
+    let setup = [("exchange", "readable-x"), ("exchange", "hidden-x")];
+    let denied = ("configure", "exchange", "hidden-x");
+    row(perm("", "", "^readable-"), &setup, op, "readable-x", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,49 +174,28 @@ async fn exchange_declare_with_an_alternate_exchange_needs_write_on_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_delete_needs_configure() {
-    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
-        return;
+    let op = |ch: Channel, x: &'static str| async move {
+        let f = ch.exchange_delete(x.into(), ExchangeDeleteOptions::default());
+        within("exchange.delete-ok", f).await
     };
-    let (_a, admin) = admin(&broker).await;
-    declare_x(&admin, "mine-x", FieldTable::default())
-        .await
-        .unwrap();
-    declare_x(&admin, "theirs-x", FieldTable::default())
-        .await
-        .unwrap();
-    let (conn, ch) = user_channel(&broker).await;
-    let delete = |name: &'static str| {
-        let ch = ch.clone();
-        async move {
-            within(
-                "exchange.delete-ok",
-                ch.exchange_delete(name.into(), ExchangeDeleteOptions::default()),
-            )
-            .await
-        }
-    };
-    delete("mine-x").await.unwrap();
-    assert_refused(
-        delete("theirs-x").await,
-        &refused("configure", "exchange", "theirs-x"),
-    );
-    assert_connection_usable(&conn).await;
+    let setup = [("exchange", "mine-x"), ("exchange", "theirs-x")];
+    let denied = ("configure", "exchange", "theirs-x");
+    row(perm("^mine-", ".*", ".*"), &setup, op, "mine-x", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_declare_needs_configure_on_the_queue() {
-    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        declare_q(&ch, q, QueueDeclareOptions::default()).await
     };
-    let (conn, ch) = user_channel(&broker).await;
-    declare_q(&ch, "mine-q", QueueDeclareOptions::default())
-        .await
-        .unwrap();
-    assert_refused(
-        declare_q(&ch, "other-q", QueueDeclareOptions::default()).await,
-        &refused("configure", "queue", "other-q"),
-    );
-    assert_connection_usable(&conn).await;
+    row(
+        perm("^mine-", ".*", ".*"),
+        &[],
+        op,
+        "mine-q",
+        ("configure", "queue", "other-q"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,20 +216,12 @@ async fn server_named_queue_is_checked_under_its_generated_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_queue_declare_needs_any_permission() {
-    let Some(broker) = broker_with(perm("", "^writable-", "")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        declare_q(&ch, q, QueueDeclareOptions::default().passive()).await
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "writable-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    let passive = QueueDeclareOptions::default().passive();
-    declare_q(&ch, "writable-q", passive).await.unwrap();
-    assert_refused(
-        declare_q(&ch, "hidden-q", passive).await,
-        &refused("configure", "queue", "hidden-q"),
-    );
-    assert_connection_usable(&conn).await;
+    let setup = [("queue", "writable-q"), ("queue", "hidden-q")];
+    let denied = ("configure", "queue", "hidden-q");
+    row(perm("", "^writable-", ""), &setup, op, "writable-q", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,53 +269,22 @@ async fn queue_declare_with_a_dead_letter_exchange_needs_write_on_it_and_read_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_delete_needs_configure() {
-    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        let f = ch.queue_delete(q.into(), QueueDeleteOptions::default());
+        within("queue.delete-ok", f).await
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "mine-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "theirs-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    within(
-        "queue.delete-ok",
-        ch.queue_delete("mine-q".into(), QueueDeleteOptions::default()),
-    )
-    .await
-    .unwrap();
-    let result = within(
-        "queue.delete-ok",
-        ch.queue_delete("theirs-q".into(), QueueDeleteOptions::default()),
-    )
-    .await;
-    assert_refused(result, &refused("configure", "queue", "theirs-q"));
-    assert_connection_usable(&conn).await;
+    let setup = [("queue", "mine-q"), ("queue", "theirs-q")];
+    let denied = ("configure", "queue", "theirs-q");
+    row(perm("^mine-", ".*", ".*"), &setup, op, "mine-q", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_purge_needs_read() {
-    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        let f = ch.queue_purge(q.into(), QueuePurgeOptions::default());
+        within("queue.purge-ok", f).await
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    let purge = |name: &'static str| {
-        let ch = ch.clone();
-        async move {
-            within(
-                "queue.purge-ok",
-                ch.queue_purge(name.into(), QueuePurgeOptions::default()),
-            )
-            .await
-        }
-    };
-    purge("readable-q").await.unwrap();
-    assert_refused(
-        purge("hidden-q").await,
-        &refused("read", "queue", "hidden-q"),
-    );
-    assert_connection_usable(&conn).await;
+    readable_row(op).await;
 }
 
 /// Binds `dest` (an exchange with `to_exchange`, else a queue) to the exchange `source`.
@@ -484,58 +439,26 @@ async fn basic_publish_needs_write_on_the_exchange_and_the_default_one_is_amq_de
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_consume_needs_read_on_the_queue() {
-    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        let f = ch.basic_consume(
+            q.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        );
+        within("basic.consume-ok", f).await
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    let consume = |q: &'static str| {
-        let ch = ch.clone();
-        async move {
-            within(
-                "basic.consume-ok",
-                ch.basic_consume(
-                    q.into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                ),
-            )
-            .await
-        }
-    };
-    consume("readable-q").await.unwrap();
-    assert_refused(
-        consume("hidden-q").await,
-        &refused("read", "queue", "hidden-q"),
-    );
-    assert_connection_usable(&conn).await;
+    readable_row(op).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_get_needs_read_on_the_queue() {
-    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        let f = ch.basic_get(q.into(), BasicGetOptions::default());
+        // The readable queue is empty.
+        within("basic.get", f).await.map(|m| assert!(m.is_none()))
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    let get = |q: &'static str| {
-        let ch = ch.clone();
-        async move {
-            within(
-                "basic.get",
-                ch.basic_get(q.into(), BasicGetOptions::default()),
-            )
-            .await
-        }
-    };
-    assert!(get("readable-q").await.unwrap().is_none());
-    assert_refused(get("hidden-q").await, &refused("read", "queue", "hidden-q"));
-    assert_connection_usable(&conn).await;
+    readable_row(op).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

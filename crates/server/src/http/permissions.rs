@@ -4,7 +4,7 @@
 //! `/api/permissions`, `/api/permissions/{vhost}/{user}`, `/api/vhosts/{vhost}/permissions`,
 //! `/api/users/{user}/permissions`, and the same four under `topic-permissions`.
 
-use super::json::{body, opt_str};
+use super::json::{body, req_str};
 use super::{blocking, created_or_updated, user_or_404, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -95,11 +95,7 @@ fn put_fields(
     if broker.vhost(vhost).is_none_or(|v| v.is_deleted()) || broker.access().user(user).is_none() {
         return Err(ApiError::not_found());
     }
-    let field = |key: &str| -> ApiResult<String> {
-        opt_str(&map, key)?
-            .map(str::to_string)
-            .ok_or_else(|| ApiError::bad_request(format!("{key} is required")))
-    };
+    let field = |key: &str| req_str(&map, key).map(str::to_string);
     Ok([field(keys[0])?, field(keys[1])?, field(keys[2])?])
 }
 

@@ -6,16 +6,16 @@
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeBindOptions,
-    ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+    BasicConsumeOptions, BasicGetOptions, ExchangeBindOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::{Channel, ExchangeKind};
 use pigeon_broker::permission::Permission;
 use pigeon_tests::access::{
-    access, assert_connection_usable, assert_refused, broker_with, connect_user, perm,
-    user_channel, PASSWORD, USER,
+    access, assert_connection_usable, assert_refused, broker_with, confirmed_publish, connect_user,
+    perm, user_channel, PASSWORD, USER,
 };
 use pigeon_tests::lapin_support as lp;
 use pigeon_tests::reply::NOT_ALLOWED;
@@ -45,23 +45,6 @@ async fn declare_q(
         ch.queue_declare(name.into(), options, FieldTable::default()),
     )
     .await
-}
-
-/// Publishes on a confirm-mode channel: Ok once confirmed when the publish was allowed, the
-/// channel's close error when it was refused.
-async fn publish_then_sync(ch: &Channel, exchange: &str, key: &str) -> lapin::Result<()> {
-    let confirm = ch
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            b"m",
-            BasicProperties::default(),
-        )
-        .await?;
-    within("the confirm, or the channel's close", confirm)
-        .await
-        .map(|_| ())
 }
 
 /// One row of the table: with permissions `p`, once guest has declared the `setup`
@@ -420,11 +403,11 @@ async fn basic_publish_needs_write_on_the_exchange_and_the_default_one_is_amq_de
     let ch = lp::confirm_channel(&conn).await;
     // Repeated publishes to one exchange (the cached path), then another exchange.
     for _ in 0..3 {
-        publish_then_sync(&ch, "", "target-q").await.unwrap();
+        confirmed_publish(&ch, "", "target-q").await.unwrap();
     }
     assert_eq!(lp::message_count(&admin, "target-q").await, 3);
     assert_refused(
-        publish_then_sync(&ch, "closed-x", "k").await,
+        confirmed_publish(&ch, "closed-x", "k").await,
         &refused("write", "exchange", "closed-x"),
     );
     assert_connection_usable(&conn).await;
@@ -432,7 +415,7 @@ async fn basic_publish_needs_write_on_the_exchange_and_the_default_one_is_amq_de
     access(&broker).set_permission(USER, "/", perm("", "^closed-x$", ""));
     let ch = lp::confirm_channel(&conn).await;
     assert_refused(
-        publish_then_sync(&ch, "", "target-q").await,
+        confirmed_publish(&ch, "", "target-q").await,
         &refused("write", "exchange", "amq.default"),
     );
 }
@@ -470,11 +453,11 @@ async fn a_permission_change_applies_to_the_next_operation_of_an_open_channel() 
     lp::declare(&admin, "target-q", QueueDeclareOptions::default()).await;
     let conn = connect_user(&broker).await;
     let ch = lp::confirm_channel(&conn).await;
-    publish_then_sync(&ch, "", "target-q").await.unwrap();
+    confirmed_publish(&ch, "", "target-q").await.unwrap();
     // Revoked while the channel is open (and its last exchange is cached).
     access(&broker).set_permission(USER, "/", perm(".*", "^nothing$", ".*"));
     assert_refused(
-        publish_then_sync(&ch, "", "target-q").await,
+        confirmed_publish(&ch, "", "target-q").await,
         &refused("write", "exchange", "amq.default"),
     );
     assert_connection_usable(&conn).await;

@@ -96,3 +96,24 @@ pub async fn assert_connection_usable(conn: &lapin::Connection) {
         .await
         .expect("a new channel on the same connection works");
 }
+
+/// Publishes on a confirm-mode channel: Ok once confirmed when the publish was allowed, the
+/// channel's close error when it was refused.
+pub async fn confirmed_publish(
+    ch: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+) -> lapin::Result<()> {
+    let confirm = ch
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            lapin::options::BasicPublishOptions::default(),
+            b"m",
+            lapin::BasicProperties::default(),
+        )
+        .await?;
+    within("the confirm, or the channel's close", confirm)
+        .await
+        .map(|_| ())
+}

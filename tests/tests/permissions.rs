@@ -6,19 +6,21 @@
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeBindOptions,
-    ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+    BasicConsumeOptions, BasicGetOptions, ExchangeBindOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::{Channel, ExchangeKind};
+use pigeon_broker::permission::Permission;
 use pigeon_tests::access::{
-    access, assert_connection_usable, assert_refused, broker_with, connect_user, perm,
-    user_channel, PASSWORD, USER,
+    access, assert_connection_usable, assert_refused, broker_with, confirmed_publish, connect_user,
+    perm, user_channel, PASSWORD, USER,
 };
 use pigeon_tests::lapin_support as lp;
 use pigeon_tests::reply::NOT_ALLOWED;
 use pigeon_tests::{within, TestBroker};
+use std::future::Future;
 
 /// A guest channel, to set up what the restricted user then uses.
 async fn admin(broker: &TestBroker) -> (lapin::Connection, Channel) {
@@ -45,21 +47,44 @@ async fn declare_q(
     .await
 }
 
-/// Publishes on a confirm-mode channel: Ok once confirmed when the publish was allowed, the
-/// channel's close error when it was refused.
-async fn publish_then_sync(ch: &Channel, exchange: &str, key: &str) -> lapin::Result<()> {
-    let confirm = ch
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            b"m",
-            BasicProperties::default(),
-        )
-        .await?;
-    within("the confirm, or the channel's close", confirm)
-        .await
-        .map(|_| ())
+/// One row of the table: with permissions `p`, once guest has declared the `setup`
+/// (`("exchange" | "queue", name)`), the user does `op` on `allowed`, which succeeds, then on
+/// `denied.2`, refused with "`denied.0` access to `denied.1` '`denied.2`'"; the refusal closes
+/// only the channel.
+async fn row<T: std::fmt::Debug, F: Future<Output = lapin::Result<T>>>(
+    p: Permission,
+    setup: &[(&str, &str)],
+    op: impl Fn(Channel, &'static str) -> F,
+    allowed: &'static str,
+    denied: (&str, &str, &'static str),
+) {
+    let Some(broker) = broker_with(p).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    for (kind, name) in setup {
+        if *kind == "exchange" {
+            declare_x(&admin, name, FieldTable::default())
+                .await
+                .unwrap();
+        } else {
+            lp::declare(&admin, name, QueueDeclareOptions::default()).await;
+        }
+    }
+    let (conn, ch) = user_channel(&broker).await;
+    op(ch.clone(), allowed).await.unwrap();
+    let (what, kind, name) = denied;
+    assert_refused(op(ch, name).await, &refused(what, kind, name));
+    assert_connection_usable(&conn).await;
+}
+
+/// The rows that need read on the queue: `readable-q` allowed, `hidden-q` refused.
+async fn readable_row<T: std::fmt::Debug, F: Future<Output = lapin::Result<T>>>(
+    op: impl Fn(Channel, &'static str) -> F,
+) {
+    let setup = [("queue", "readable-q"), ("queue", "hidden-q")];
+    let denied = ("read", "queue", "hidden-q");
+    row(perm("", "", "^readable-"), &setup, op, "readable-q", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,58 +106,31 @@ async fn connection_open_needs_a_permission_in_the_vhost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_declare_needs_configure_on_the_exchange() {
-    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
-        return;
+    let op = |ch: Channel, x: &'static str| async move {
+        declare_x(&ch, x, FieldTable::default()).await
     };
-    let (conn, ch) = user_channel(&broker).await;
-    declare_x(&ch, "mine-x", FieldTable::default())
-        .await
-        .unwrap();
-    assert_refused(
-        declare_x(&ch, "other-x", FieldTable::default()).await,
-        &refused("configure", "exchange", "other-x"),
-    );
-    assert_connection_usable(&conn).await;
+    row(
+        perm("^mine-", ".*", ".*"),
+        &[],
+        op,
+        "mine-x",
+        ("configure", "exchange", "other-x"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_exchange_declare_needs_any_permission() {
-    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
-        return;
+    let op = |ch: Channel, x: &'static str| async move {
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        lp::declare_exchange(&ch, x, ExchangeKind::Direct, passive, FieldTable::default()).await
     };
-    let (_a, admin) = admin(&broker).await;
-    declare_x(&admin, "readable-x", FieldTable::default())
-        .await
-        .unwrap();
-    declare_x(&admin, "hidden-x", FieldTable::default())
-        .await
-        .unwrap();
-    let (conn, ch) = user_channel(&broker).await;
-    let passive = ExchangeDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    lp::declare_exchange(
-        &ch,
-        "readable-x",
-        ExchangeKind::Direct,
-        passive,
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    assert_refused(
-        lp::declare_exchange(
-            &ch,
-            "hidden-x",
-            ExchangeKind::Direct,
-            passive,
-            FieldTable::default(),
-        )
-        .await,
-        &refused("configure", "exchange", "hidden-x"),
-    );
-    assert_connection_usable(&conn).await;
+    let setup = [("exchange", "readable-x"), ("exchange", "hidden-x")];
+    let denied = ("configure", "exchange", "hidden-x");
+    row(perm("", "", "^readable-"), &setup, op, "readable-x", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,49 +157,28 @@ async fn exchange_declare_with_an_alternate_exchange_needs_write_on_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_delete_needs_configure() {
-    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
-        return;
+    let op = |ch: Channel, x: &'static str| async move {
+        let f = ch.exchange_delete(x.into(), ExchangeDeleteOptions::default());
+        within("exchange.delete-ok", f).await
     };
-    let (_a, admin) = admin(&broker).await;
-    declare_x(&admin, "mine-x", FieldTable::default())
-        .await
-        .unwrap();
-    declare_x(&admin, "theirs-x", FieldTable::default())
-        .await
-        .unwrap();
-    let (conn, ch) = user_channel(&broker).await;
-    let delete = |name: &'static str| {
-        let ch = ch.clone();
-        async move {
-            within(
-                "exchange.delete-ok",
-                ch.exchange_delete(name.into(), ExchangeDeleteOptions::default()),
-            )
-            .await
-        }
-    };
-    delete("mine-x").await.unwrap();
-    assert_refused(
-        delete("theirs-x").await,
-        &refused("configure", "exchange", "theirs-x"),
-    );
-    assert_connection_usable(&conn).await;
+    let setup = [("exchange", "mine-x"), ("exchange", "theirs-x")];
+    let denied = ("configure", "exchange", "theirs-x");
+    row(perm("^mine-", ".*", ".*"), &setup, op, "mine-x", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_declare_needs_configure_on_the_queue() {
-    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        declare_q(&ch, q, QueueDeclareOptions::default()).await
     };
-    let (conn, ch) = user_channel(&broker).await;
-    declare_q(&ch, "mine-q", QueueDeclareOptions::default())
-        .await
-        .unwrap();
-    assert_refused(
-        declare_q(&ch, "other-q", QueueDeclareOptions::default()).await,
-        &refused("configure", "queue", "other-q"),
-    );
-    assert_connection_usable(&conn).await;
+    row(
+        perm("^mine-", ".*", ".*"),
+        &[],
+        op,
+        "mine-q",
+        ("configure", "queue", "other-q"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,20 +199,12 @@ async fn server_named_queue_is_checked_under_its_generated_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_queue_declare_needs_any_permission() {
-    let Some(broker) = broker_with(perm("", "^writable-", "")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        declare_q(&ch, q, QueueDeclareOptions::default().passive()).await
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "writable-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    let passive = QueueDeclareOptions::default().passive();
-    declare_q(&ch, "writable-q", passive).await.unwrap();
-    assert_refused(
-        declare_q(&ch, "hidden-q", passive).await,
-        &refused("configure", "queue", "hidden-q"),
-    );
-    assert_connection_usable(&conn).await;
+    let setup = [("queue", "writable-q"), ("queue", "hidden-q")];
+    let denied = ("configure", "queue", "hidden-q");
+    row(perm("", "^writable-", ""), &setup, op, "writable-q", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,161 +252,115 @@ async fn queue_declare_with_a_dead_letter_exchange_needs_write_on_it_and_read_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_delete_needs_configure() {
-    let Some(broker) = broker_with(perm("^mine-", ".*", ".*")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        let f = ch.queue_delete(q.into(), QueueDeleteOptions::default());
+        within("queue.delete-ok", f).await
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "mine-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "theirs-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    within(
-        "queue.delete-ok",
-        ch.queue_delete("mine-q".into(), QueueDeleteOptions::default()),
-    )
-    .await
-    .unwrap();
-    let result = within(
-        "queue.delete-ok",
-        ch.queue_delete("theirs-q".into(), QueueDeleteOptions::default()),
-    )
-    .await;
-    assert_refused(result, &refused("configure", "queue", "theirs-q"));
-    assert_connection_usable(&conn).await;
+    let setup = [("queue", "mine-q"), ("queue", "theirs-q")];
+    let denied = ("configure", "queue", "theirs-q");
+    row(perm("^mine-", ".*", ".*"), &setup, op, "mine-q", denied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_purge_needs_read() {
-    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        let f = ch.queue_purge(q.into(), QueuePurgeOptions::default());
+        within("queue.purge-ok", f).await
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    let purge = |name: &'static str| {
-        let ch = ch.clone();
-        async move {
-            within(
-                "queue.purge-ok",
-                ch.queue_purge(name.into(), QueuePurgeOptions::default()),
-            )
-            .await
-        }
-    };
-    purge("readable-q").await.unwrap();
-    assert_refused(
-        purge("hidden-q").await,
-        &refused("read", "queue", "hidden-q"),
-    );
-    assert_connection_usable(&conn).await;
+    readable_row(op).await;
 }
 
-/// queue.bind and queue.unbind: write on the queue, read on the exchange.
-async fn queue_binding_row(unbind: bool) {
-    let Some(broker) = broker_with(perm("", "^w-", "^r-")).await else {
-        return;
-    };
-    let (_a, admin) = admin(&broker).await;
-    for q in ["w-q", "other-q"] {
-        lp::declare(&admin, q, QueueDeclareOptions::default()).await;
-    }
-    for x in ["r-x", "other-x"] {
-        declare_x(&admin, x, FieldTable::default()).await.unwrap();
-        for q in ["w-q", "other-q"] {
-            lp::bind(&admin, q, x, "k", FieldTable::default()).await;
-        }
-    }
-    let conn = connect_user(&broker).await;
-    let conn = &conn;
-    let op = |q: &'static str, x: &'static str| async move {
-        let ch = lp::open_channel(conn).await;
-        if unbind {
-            let f = ch.queue_unbind(q.into(), x.into(), "k".into(), FieldTable::default());
-            within("queue.unbind-ok", f).await
-        } else {
-            let f = ch.queue_bind(
-                q.into(),
-                x.into(),
-                "k2".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            );
-            within("queue.bind-ok", f).await
-        }
-    };
-    op("w-q", "r-x").await.unwrap();
-    assert_refused(
-        op("other-q", "r-x").await,
-        &refused("write", "queue", "other-q"),
-    );
-    assert_refused(
-        op("w-q", "other-x").await,
-        &refused("read", "exchange", "other-x"),
-    );
-    assert_connection_usable(conn).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_bind_needs_write_on_the_queue_and_read_on_the_exchange() {
-    queue_binding_row(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_unbind_needs_write_on_the_queue_and_read_on_the_exchange() {
-    queue_binding_row(true).await;
-}
-
-/// exchange.bind and exchange.unbind: write on the destination, read on the source.
-async fn exchange_binding_row(unbind: bool) {
-    let Some(broker) = broker_with(perm("", "^w-", "^r-")).await else {
-        return;
-    };
-    let (_a, admin) = admin(&broker).await;
-    for x in ["w-dest", "other-dest", "r-src", "other-src"] {
-        declare_x(&admin, x, FieldTable::default()).await.unwrap();
-    }
-    for (d, s) in [
-        ("w-dest", "r-src"),
-        ("other-dest", "r-src"),
-        ("w-dest", "other-src"),
-    ] {
-        let f = admin.exchange_bind(
-            d.into(),
-            s.into(),
-            "k".into(),
+/// Binds `dest` (an exchange with `to_exchange`, else a queue) to the exchange `source`.
+async fn bind(
+    ch: &Channel,
+    to_exchange: bool,
+    dest: &str,
+    source: &str,
+    key: &str,
+) -> lapin::Result<()> {
+    if to_exchange {
+        let f = ch.exchange_bind(
+            dest.into(),
+            source.into(),
+            key.into(),
             ExchangeBindOptions::default(),
             FieldTable::default(),
         );
-        within("exchange.bind-ok", f).await.unwrap();
+        within("exchange.bind-ok", f).await
+    } else {
+        let f = ch.queue_bind(
+            dest.into(),
+            source.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        );
+        within("queue.bind-ok", f).await
+    }
+}
+
+async fn unbind(
+    ch: &Channel,
+    to_exchange: bool,
+    dest: &str,
+    source: &str,
+    key: &str,
+) -> lapin::Result<()> {
+    if to_exchange {
+        let f = ch.exchange_unbind(
+            dest.into(),
+            source.into(),
+            key.into(),
+            ExchangeUnbindOptions::default(),
+            FieldTable::default(),
+        );
+        within("exchange.unbind-ok", f).await
+    } else {
+        let f = ch.queue_unbind(
+            dest.into(),
+            source.into(),
+            key.into(),
+            FieldTable::default(),
+        );
+        within("queue.unbind-ok", f).await
+    }
+}
+
+/// queue.bind, queue.unbind, exchange.bind and exchange.unbind: write on the destination (a
+/// queue, or an exchange with `to_exchange`), read on the source exchange.
+async fn binding_row(to_exchange: bool, unbind_it: bool) {
+    let Some(broker) = broker_with(perm("", "^w-", "^r-")).await else {
+        return;
+    };
+    let (_a, admin) = admin(&broker).await;
+    for d in ["w-dest", "other-dest"] {
+        if to_exchange {
+            declare_x(&admin, d, FieldTable::default()).await.unwrap();
+        } else {
+            lp::declare(&admin, d, QueueDeclareOptions::default()).await;
+        }
+    }
+    for s in ["r-src", "other-src"] {
+        declare_x(&admin, s, FieldTable::default()).await.unwrap();
+        for d in ["w-dest", "other-dest"] {
+            bind(&admin, to_exchange, d, s, "k").await.unwrap();
+        }
     }
     let conn = connect_user(&broker).await;
     let conn = &conn;
     let op = |d: &'static str, s: &'static str| async move {
         let ch = lp::open_channel(conn).await;
-        if unbind {
-            let f = ch.exchange_unbind(
-                d.into(),
-                s.into(),
-                "k".into(),
-                ExchangeUnbindOptions::default(),
-                FieldTable::default(),
-            );
-            within("exchange.unbind-ok", f).await
+        if unbind_it {
+            unbind(&ch, to_exchange, d, s, "k").await
         } else {
-            let f = ch.exchange_bind(
-                d.into(),
-                s.into(),
-                "k2".into(),
-                ExchangeBindOptions::default(),
-                FieldTable::default(),
-            );
-            within("exchange.bind-ok", f).await
+            bind(&ch, to_exchange, d, s, "k2").await
         }
     };
     op("w-dest", "r-src").await.unwrap();
+    let dest_kind = if to_exchange { "exchange" } else { "queue" };
     assert_refused(
         op("other-dest", "r-src").await,
-        &refused("write", "exchange", "other-dest"),
+        &refused("write", dest_kind, "other-dest"),
     );
     assert_refused(
         op("w-dest", "other-src").await,
@@ -447,13 +370,23 @@ async fn exchange_binding_row(unbind: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_bind_needs_write_on_the_queue_and_read_on_the_exchange() {
+    binding_row(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_unbind_needs_write_on_the_queue_and_read_on_the_exchange() {
+    binding_row(false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_bind_needs_write_on_the_destination_and_read_on_the_source() {
-    exchange_binding_row(false).await;
+    binding_row(true, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_unbind_needs_write_on_the_destination_and_read_on_the_source() {
-    exchange_binding_row(true).await;
+    binding_row(true, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,11 +403,11 @@ async fn basic_publish_needs_write_on_the_exchange_and_the_default_one_is_amq_de
     let ch = lp::confirm_channel(&conn).await;
     // Repeated publishes to one exchange (the cached path), then another exchange.
     for _ in 0..3 {
-        publish_then_sync(&ch, "", "target-q").await.unwrap();
+        confirmed_publish(&ch, "", "target-q").await.unwrap();
     }
     assert_eq!(lp::message_count(&admin, "target-q").await, 3);
     assert_refused(
-        publish_then_sync(&ch, "closed-x", "k").await,
+        confirmed_publish(&ch, "closed-x", "k").await,
         &refused("write", "exchange", "closed-x"),
     );
     assert_connection_usable(&conn).await;
@@ -482,65 +415,33 @@ async fn basic_publish_needs_write_on_the_exchange_and_the_default_one_is_amq_de
     access(&broker).set_permission(USER, "/", perm("", "^closed-x$", ""));
     let ch = lp::confirm_channel(&conn).await;
     assert_refused(
-        publish_then_sync(&ch, "", "target-q").await,
+        confirmed_publish(&ch, "", "target-q").await,
         &refused("write", "exchange", "amq.default"),
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_consume_needs_read_on_the_queue() {
-    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        let f = ch.basic_consume(
+            q.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        );
+        within("basic.consume-ok", f).await
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    let consume = |q: &'static str| {
-        let ch = ch.clone();
-        async move {
-            within(
-                "basic.consume-ok",
-                ch.basic_consume(
-                    q.into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                ),
-            )
-            .await
-        }
-    };
-    consume("readable-q").await.unwrap();
-    assert_refused(
-        consume("hidden-q").await,
-        &refused("read", "queue", "hidden-q"),
-    );
-    assert_connection_usable(&conn).await;
+    readable_row(op).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_get_needs_read_on_the_queue() {
-    let Some(broker) = broker_with(perm("", "", "^readable-")).await else {
-        return;
+    let op = |ch: Channel, q: &'static str| async move {
+        let f = ch.basic_get(q.into(), BasicGetOptions::default());
+        // The readable queue is empty.
+        within("basic.get", f).await.map(|m| assert!(m.is_none()))
     };
-    let (_a, admin) = admin(&broker).await;
-    lp::declare(&admin, "readable-q", QueueDeclareOptions::default()).await;
-    lp::declare(&admin, "hidden-q", QueueDeclareOptions::default()).await;
-    let (conn, ch) = user_channel(&broker).await;
-    let get = |q: &'static str| {
-        let ch = ch.clone();
-        async move {
-            within(
-                "basic.get",
-                ch.basic_get(q.into(), BasicGetOptions::default()),
-            )
-            .await
-        }
-    };
-    assert!(get("readable-q").await.unwrap().is_none());
-    assert_refused(get("hidden-q").await, &refused("read", "queue", "hidden-q"));
-    assert_connection_usable(&conn).await;
+    readable_row(op).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,11 +453,11 @@ async fn a_permission_change_applies_to_the_next_operation_of_an_open_channel() 
     lp::declare(&admin, "target-q", QueueDeclareOptions::default()).await;
     let conn = connect_user(&broker).await;
     let ch = lp::confirm_channel(&conn).await;
-    publish_then_sync(&ch, "", "target-q").await.unwrap();
+    confirmed_publish(&ch, "", "target-q").await.unwrap();
     // Revoked while the channel is open (and its last exchange is cached).
     access(&broker).set_permission(USER, "/", perm(".*", "^nothing$", ".*"));
     assert_refused(
-        publish_then_sync(&ch, "", "target-q").await,
+        confirmed_publish(&ch, "", "target-q").await,
         &refused("write", "exchange", "amq.default"),
     );
     assert_connection_usable(&conn).await;

@@ -5,14 +5,15 @@
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
-use lapin::options::{BasicPublishOptions, ExchangeBindOptions, QueueBindOptions};
+use lapin::options::{ExchangeBindOptions, QueueBindOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::ExchangeKind;
 use pigeon_broker::access::VHostInfo;
 use pigeon_broker::permission::Permission;
 use pigeon_server::ServerConfig;
 use pigeon_tests::access::{
-    access, add_user, assert_refused, broker_with, connect_user, topic_perm, PASSWORD, USER,
+    access, add_user, assert_refused, broker_with, confirmed_publish, connect_user, topic_perm,
+    PASSWORD, USER,
 };
 use pigeon_tests::lapin_support as lp;
 use pigeon_tests::mqtt_support::{filter5, Mqtt4, Mqtt5, MqttBroker};
@@ -20,22 +21,6 @@ use pigeon_tests::{unique, within};
 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as Sub5;
 use rumqttc::v5::mqttbytes::QoS as Q5;
 use rumqttc::{QoS as Q4, SubscribeReasonCode as Sub4};
-
-/// Publishes on a confirm channel: Ok when confirmed, the close error when refused.
-async fn publish(ch: &Channel, exchange: &str, key: &str) -> lapin::Result<()> {
-    let confirm = ch
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            b"m",
-            BasicProperties::default(),
-        )
-        .await?;
-    within("the confirm, or the channel's close", confirm)
-        .await
-        .map(|_| ())
-}
 
 fn topic_refused(what: &str, key: &str, exchange: &str, vhost: &str) -> String {
     format!("{what} access to topic '{key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{USER}'")
@@ -49,16 +34,22 @@ async fn amqp_publish_to_a_topic_exchange_needs_topic_write_on_the_routing_key()
     access(&broker).set_topic_permission(USER, "/", topic_perm("amq.topic", "^allowed\\.", ".*"));
     let conn = connect_user(&broker).await;
     let ch = lp::confirm_channel(&conn).await;
-    publish(&ch, "amq.topic", "allowed.a").await.unwrap();
-    publish(&ch, "amq.topic", "allowed.b").await.unwrap();
+    confirmed_publish(&ch, "amq.topic", "allowed.a")
+        .await
+        .unwrap();
+    confirmed_publish(&ch, "amq.topic", "allowed.b")
+        .await
+        .unwrap();
     assert_refused(
-        publish(&ch, "amq.topic", "other.a").await,
+        confirmed_publish(&ch, "amq.topic", "other.a").await,
         &topic_refused("write", "other.a", "amq.topic", "/"),
     );
     // A direct exchange named in a topic permission is not checked (only topic exchanges are).
     access(&broker).set_topic_permission(USER, "/", topic_perm("amq.direct", "^nothing$", ""));
     let ch = lp::confirm_channel(&conn).await;
-    publish(&ch, "amq.direct", "anything").await.unwrap();
+    confirmed_publish(&ch, "amq.direct", "anything")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,11 +124,11 @@ async fn username_variable_is_the_connected_user() {
     );
     let conn = connect_user(&broker).await;
     let ch = lp::confirm_channel(&conn).await;
-    publish(&ch, "amq.topic", "users.alice.status")
+    confirmed_publish(&ch, "amq.topic", "users.alice.status")
         .await
         .unwrap();
     assert_refused(
-        publish(&ch, "amq.topic", "users.bob.status").await,
+        confirmed_publish(&ch, "amq.topic", "users.bob.status").await,
         &topic_refused("write", "users.bob.status", "amq.topic", "/"),
     );
 }
@@ -159,9 +150,11 @@ async fn vhost_variable_is_the_connections_vhost() {
     let url = format!("amqp://{USER}:{PASSWORD}@{}/tenant-1", broker.addr());
     let conn = lp::connect_url(&url).await.unwrap();
     let ch = lp::confirm_channel(&conn).await;
-    publish(&ch, "amq.topic", "tenant-1.orders").await.unwrap();
+    confirmed_publish(&ch, "amq.topic", "tenant-1.orders")
+        .await
+        .unwrap();
     assert_refused(
-        publish(&ch, "amq.topic", "tenant-2.orders").await,
+        confirmed_publish(&ch, "amq.topic", "tenant-2.orders").await,
         &topic_refused("write", "tenant-2.orders", "amq.topic", "tenant-1"),
     );
     // Over AMQP there is no client id: a pattern using it matches nothing.
@@ -172,7 +165,7 @@ async fn vhost_variable_is_the_connections_vhost() {
     );
     let ch = lp::confirm_channel(&conn).await;
     assert_refused(
-        publish(&ch, "amq.topic", "anything").await,
+        confirmed_publish(&ch, "amq.topic", "anything").await,
         &topic_refused("write", "anything", "amq.topic", "tenant-1"),
     );
 }

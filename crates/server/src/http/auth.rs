@@ -74,6 +74,14 @@ impl Caller {
                 .is_some()
     }
 
+    /// The live vhosts the caller may see, sorted by name: what every listing across vhosts
+    /// (`/api/exchanges`, `/api/queues`, ...) walks.
+    pub fn vhosts(&self, http: &Shared) -> Vec<std::sync::Arc<pigeon_broker::VHost>> {
+        let mut all = http.state.broker.vhosts();
+        all.retain(|v| !v.is_deleted() && self.sees_vhost(http, v.name()));
+        all
+    }
+
     /// The vhost, if it exists and the caller may see it: 404 when it does not exist, 401
     /// "Not authorised to access virtual host" when it may not (`is_authorized_vhost`).
     pub fn vhost(

@@ -124,15 +124,15 @@ fn is(b: &Value, key: &str, expected: &str) -> bool {
     b.get(key).and_then(Value::as_str) == Some(expected)
 }
 
+/// The bindings of `v` to the destination `name` of type `dtype` (`queue` or `exchange`).
+fn to_destination(v: &VHost, name: &str, dtype: &str) -> Json<Value> {
+    Json(Value::Array(matching(v, |b| {
+        is(b, "destination", name) && is(b, "destination_type", dtype)
+    })))
+}
+
 async fn all(State(http): State<Shared>, caller: Caller) -> Json<Value> {
-    let all: Vec<Value> = http
-        .state
-        .broker
-        .vhosts()
-        .iter()
-        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
-        .flat_map(|v| of(v))
-        .collect();
+    let all: Vec<Value> = caller.vhosts(&http).iter().flat_map(|v| of(v)).collect();
     Json(Value::Array(all))
 }
 
@@ -292,9 +292,7 @@ async fn as_destination(
     let v = caller.vhost(&http, &vhost)?;
     let name = exchange_name(&name);
     v.exchange(name)?;
-    Ok(Json(Value::Array(matching(&v, |b| {
-        is(b, "destination", name) && is(b, "destination_type", "exchange")
-    }))))
+    Ok(to_destination(&v, name, "exchange"))
 }
 
 async fn of_queue(
@@ -304,7 +302,5 @@ async fn of_queue(
 ) -> ApiResult<Json<Value>> {
     let v = caller.vhost(&http, &vhost)?;
     v.queue(&name)?;
-    Ok(Json(Value::Array(matching(&v, |b| {
-        is(b, "destination", &name) && is(b, "destination_type", "queue")
-    }))))
+    Ok(to_destination(&v, &name, "queue"))
 }

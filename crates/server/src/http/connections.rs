@@ -114,13 +114,53 @@ fn consumer_json(c: &ConsumerInfo) -> Value {
     })
 }
 
-/// The connections `caller` may see (`rabbit_mgmt_util:filter_user`).
-fn visible(http: &Shared, caller: &Caller) -> Vec<ConnectionInfo> {
-    let mut all = http.state.registry.connections();
-    if !caller.is_monitor() {
-        all.retain(|c| c.user == caller.name);
+/// A registry row that belongs to a user and a vhost (a connection or a channel).
+trait Owned {
+    fn user(&self) -> &str;
+    fn vhost(&self) -> &str;
+}
+
+impl Owned for ConnectionInfo {
+    fn user(&self) -> &str {
+        &self.user
     }
-    all
+    fn vhost(&self) -> &str {
+        &self.vhost
+    }
+}
+
+impl Owned for ChannelInfo {
+    fn user(&self) -> &str {
+        &self.user
+    }
+    fn vhost(&self) -> &str {
+        &self.vhost
+    }
+}
+
+/// Whether `caller` may see the row (`rabbit_mgmt_util:filter_user`): monitoring and
+/// administrator users see all, others their own.
+fn sees(caller: &Caller, row: &impl Owned) -> bool {
+    caller.is_monitor() || row.user() == caller.name
+}
+
+/// The rows `caller` may see, of `vhost` if given (404 or 401 when `caller` may not see that
+/// vhost), as JSON.
+fn listing<T: Owned>(
+    http: &Shared,
+    caller: &Caller,
+    rows: Vec<T>,
+    vhost: Option<&str>,
+    to_json: fn(&Shared, &T) -> Value,
+) -> ApiResult<Vec<Value>> {
+    if let Some(vhost) = vhost {
+        caller.vhost(http, vhost)?;
+    }
+    Ok(rows
+        .iter()
+        .filter(|c| sees(caller, *c) && vhost.is_none_or(|v| c.vhost() == v))
+        .map(|c| to_json(http, c))
+        .collect())
 }
 
 async fn connections(
@@ -128,11 +168,8 @@ async fn connections(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let items = visible(&http, &caller)
-        .iter()
-        .map(|c| connection_json(&http, c))
-        .collect();
-    list(items, &q)
+    let rows = http.state.registry.connections();
+    list(listing(&http, &caller, rows, None, connection_json)?, &q)
 }
 
 async fn vhost_connections(
@@ -141,13 +178,11 @@ async fn vhost_connections(
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    caller.vhost(&http, &vhost)?;
-    let items = visible(&http, &caller)
-        .iter()
-        .filter(|c| c.vhost == vhost)
-        .map(|c| connection_json(&http, c))
-        .collect();
-    list(items, &q)
+    let rows = http.state.registry.connections();
+    list(
+        listing(&http, &caller, rows, Some(&vhost), connection_json)?,
+        &q,
+    )
 }
 
 /// The connection, if `caller` may see it (404 otherwise, as if it did not exist).
@@ -155,10 +190,9 @@ fn find(http: &Shared, caller: &Caller, name: &str) -> ApiResult<ConnectionInfo>
     http.state
         .registry
         .connection(name)
-        .filter(|c| caller.is_monitor() || c.user == caller.name)
+        .filter(|c| sees(caller, c))
         .ok_or_else(ApiError::not_found)
 }
-
 async fn connection(
     State(http): State<Shared>,
     caller: Caller,
@@ -209,24 +243,13 @@ async fn connection_channels(
     Ok(Json(Value::Array(items)))
 }
 
-fn visible_channels(http: &Shared, caller: &Caller) -> Vec<ChannelInfo> {
-    let mut all = http.state.registry.channels();
-    if !caller.is_monitor() {
-        all.retain(|c| c.user == caller.name);
-    }
-    all
-}
-
 async fn channels(
     State(http): State<Shared>,
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let items = visible_channels(&http, &caller)
-        .iter()
-        .map(|c| channel_json(&http, c))
-        .collect();
-    list(items, &q)
+    let rows = http.state.registry.channels();
+    list(listing(&http, &caller, rows, None, channel_json)?, &q)
 }
 
 async fn vhost_channels(
@@ -235,13 +258,11 @@ async fn vhost_channels(
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    caller.vhost(&http, &vhost)?;
-    let items = visible_channels(&http, &caller)
-        .iter()
-        .filter(|c| c.vhost == vhost)
-        .map(|c| channel_json(&http, c))
-        .collect();
-    list(items, &q)
+    let rows = http.state.registry.channels();
+    list(
+        listing(&http, &caller, rows, Some(&vhost), channel_json)?,
+        &q,
+    )
 }
 
 async fn channel(
@@ -249,9 +270,11 @@ async fn channel(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    visible_channels(&http, &caller)
+    http.state
+        .registry
+        .channels()
         .iter()
-        .find(|c| c.name == name)
+        .find(|c| c.name == name && sees(&caller, *c))
         .map(|c| Json(channel_json(&http, c)))
         .ok_or_else(ApiError::not_found)
 }

@@ -2,7 +2,7 @@
 //! (`rabbit_mgmt_wm_exchanges`, `rabbit_mgmt_wm_exchange`). The default exchange is listed
 //! with the name `""` and reached as `amq.default`, as in RabbitMQ.
 
-use super::json::{arguments, body, list, opt_bool, opt_str, table_json, ListQuery};
+use super::json::{arguments, body, list, opt_bool, req_str, table_json, ListQuery};
 use super::{created_or_updated, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -60,14 +60,7 @@ async fn all(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let items: Vec<Value> = http
-        .state
-        .broker
-        .vhosts()
-        .iter()
-        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
-        .flat_map(|v| of(v))
-        .collect();
+    let items: Vec<Value> = caller.vhosts(&http).iter().flat_map(|v| of(v)).collect();
     list(items, &q)
 }
 
@@ -109,7 +102,7 @@ async fn put(
         ));
     }
     caller.check(&http, &vhost, Access::Configure, "exchange", name)?;
-    let kind = opt_str(&map, "type")?.ok_or_else(|| ApiError::bad_request("type is required"))?;
+    let kind = req_str(&map, "type")?;
     let declare = ExchangeDeclare {
         name,
         kind,

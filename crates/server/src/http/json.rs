@@ -30,6 +30,11 @@ pub(crate) fn opt_str<'a>(map: &'a Map<String, Json>, key: &str) -> ApiResult<Op
     }
 }
 
+/// A string field that must be there: 400 "`key` is required" otherwise.
+pub(crate) fn req_str<'a>(map: &'a Map<String, Json>, key: &str) -> ApiResult<&'a str> {
+    opt_str(map, key)?.ok_or_else(|| ApiError::bad_request(format!("{key} is required")))
+}
+
 /// A boolean field; RabbitMQ also takes `"true"` / `"false"` strings (forms of the UI).
 pub(crate) fn opt_bool(map: &Map<String, Json>, key: &str) -> ApiResult<Option<bool>> {
     match map.get(key) {

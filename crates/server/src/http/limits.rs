@@ -4,7 +4,7 @@
 //! as in RabbitMQ.
 
 use super::json::body;
-use super::{blocking, ApiError, ApiResult, Caller, Shared};
+use super::{blocking, user_or_404, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -158,11 +158,7 @@ async fn user_one(
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    http.state
-        .broker
-        .access()
-        .user(&user)
-        .ok_or_else(ApiError::not_found)?;
+    user_or_404(&http, &user)?;
     Ok(Json(user_limits_json(&http, Some(&user))))
 }
 
@@ -192,9 +188,7 @@ async fn set_user_limit(
     name: &str,
     value: Option<u64>,
 ) -> ApiResult<Response> {
-    if http.state.broker.access().user(&user).is_none() {
-        return Err(ApiError::not_found());
-    }
+    user_or_404(http, &user)?;
     let mut limits = http.state.broker.access().user_limits(&user);
     match name {
         "max-connections" => limits.max_connections = value,

@@ -7,7 +7,7 @@
 //! message published here is the same as one published by an AMQP client.
 
 use super::exchanges::exchange_name;
-use super::json::{body, opt_str, table_json};
+use super::json::{body, opt_str, req_str, table_json};
 use super::{ApiError, ApiResult, Caller, Shared};
 use crate::amqp::convert;
 use amqp_wire::{BasicProperties, FieldTable, FieldValue, ShortString};
@@ -120,10 +120,8 @@ async fn publish(
     let name = exchange_name(&name);
     let exchange = v.exchange_for_publish(name)?;
     caller.check(&http, &vhost, Access::Write, "exchange", name)?;
-    let routing_key = opt_str(&map, "routing_key")?
-        .ok_or_else(|| ApiError::bad_request("routing_key is required"))?;
-    let payload =
-        opt_str(&map, "payload")?.ok_or_else(|| ApiError::bad_request("payload is required"))?;
+    let routing_key = req_str(&map, "routing_key")?;
+    let payload = req_str(&map, "payload")?;
     let payload = match opt_str(&map, "payload_encoding")?.unwrap_or("string") {
         "string" => Bytes::copy_from_slice(payload.as_bytes()),
         "base64" => Bytes::from(
@@ -224,8 +222,7 @@ async fn get(
     let queue = v.queue(&name)?;
     caller.check(&http, &vhost, Access::Read, "queue", &name)?;
     let count = int(&map, "count")?.ok_or_else(|| ApiError::bad_request("count is required"))?;
-    let ackmode =
-        opt_str(&map, "ackmode")?.ok_or_else(|| ApiError::bad_request("ackmode is required"))?;
+    let ackmode = req_str(&map, "ackmode")?;
     let requeue = match ackmode {
         "ack_requeue_true" | "reject_requeue_true" => true,
         "ack_requeue_false" | "reject_requeue_false" => false,

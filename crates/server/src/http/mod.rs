@@ -176,6 +176,18 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("task failed: {e}")))
 }
 
+/// The user named in the path, or 404.
+pub(crate) fn user_or_404(
+    http: &Shared,
+    name: &str,
+) -> ApiResult<Arc<pigeon_broker::access::User>> {
+    http.state
+        .broker
+        .access()
+        .user(name)
+        .ok_or_else(ApiError::not_found)
+}
+
 /// 201 Created (a new object) or 204 No Content (an update), as RabbitMQ answers a PUT.
 pub(crate) fn created_or_updated(created: bool) -> Response {
     if created {

@@ -38,10 +38,7 @@ pub(super) fn protocol(kind: Kind) -> &'static str {
 pub(super) fn totals(http: &Shared, caller: &Caller) -> (Value, Value) {
     let (mut exchanges, mut queues, mut consumers) = (0u64, 0u64, 0u64);
     let (mut ready, mut unacked) = (0u64, 0u64);
-    for vhost in http.state.broker.vhosts() {
-        if vhost.is_deleted() || !caller.sees_vhost(http, vhost.name()) {
-            continue;
-        }
+    for vhost in caller.vhosts(http) {
         exchanges += vhost.exchanges().len() as u64 + 1;
         for q in vhost.queues() {
             queues += 1;

@@ -4,8 +4,8 @@
 //! `/api/permissions`, `/api/permissions/{vhost}/{user}`, `/api/vhosts/{vhost}/permissions`,
 //! `/api/users/{user}/permissions`, and the same four under `topic-permissions`.
 
-use super::json::{body, opt_str};
-use super::{blocking, created_or_updated, ApiError, ApiResult, Caller, Shared};
+use super::json::{body, req_str};
+use super::{blocking, created_or_updated, user_or_404, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,24 +14,29 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pigeon_broker::permission::{Permission, TopicPermission};
 use serde_json::{json, Value};
+use std::cmp::Ordering;
 use std::sync::Arc;
 
+/// The listing handlers serve both tables: `TOPIC` picks the topic-permission one.
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
-        .route("/api/permissions", get(all))
+        .route("/api/permissions", get(all::<false>))
         .route(
             "/api/permissions/{vhost}/{user}",
             get(show).put(put).delete(delete),
         )
-        .route("/api/vhosts/{vhost}/permissions", get(of_vhost))
-        .route("/api/users/{user}/permissions", get(of_user))
-        .route("/api/topic-permissions", get(topic_all))
+        .route("/api/vhosts/{vhost}/permissions", get(of_vhost::<false>))
+        .route("/api/users/{user}/permissions", get(of_user::<false>))
+        .route("/api/topic-permissions", get(all::<true>))
         .route(
             "/api/topic-permissions/{vhost}/{user}",
             get(topic_show).put(topic_put).delete(topic_delete),
         )
-        .route("/api/vhosts/{vhost}/topic-permissions", get(topic_of_vhost))
-        .route("/api/users/{user}/topic-permissions", get(topic_of_user))
+        .route(
+            "/api/vhosts/{vhost}/topic-permissions",
+            get(of_vhost::<true>),
+        )
+        .route("/api/users/{user}/topic-permissions", get(of_user::<true>))
 }
 
 fn permission_json(user: &str, vhost: &str, p: &Permission) -> Value {
@@ -42,61 +47,84 @@ fn topic_json(user: &str, vhost: &str, p: &TopicPermission) -> Value {
     json!({"user": user, "vhost": vhost, "exchange": p.exchange, "write": p.write, "read": p.read})
 }
 
-/// Every permission for which `keep(user, vhost)` holds, sorted by vhost then user.
-fn permissions(http: &Shared, keep: impl Fn(&str, &str) -> bool) -> Value {
-    let mut all = http.state.broker.access().all_permissions();
-    all.retain(|(u, v, _)| keep(u, v));
-    all.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-    Value::Array(
-        all.iter()
-            .map(|(u, v, p)| permission_json(u, v, p))
-            .collect(),
-    )
+/// Every row of the permission table (or, with `TOPIC`, the topic-permission table) for which
+/// `keep(user, vhost)` holds, sorted by vhost then user (then exchange for topic permissions).
+fn list<const TOPIC: bool>(http: &Shared, keep: impl Fn(&str, &str) -> bool) -> Value {
+    let access = http.state.broker.access();
+    if TOPIC {
+        let by_exchange = |a: &TopicPermission, b: &TopicPermission| a.exchange.cmp(&b.exchange);
+        rows(
+            access.all_topic_permissions(),
+            keep,
+            by_exchange,
+            topic_json,
+        )
+    } else {
+        // One permission per (user, vhost): nothing left to order by.
+        let none = |_: &Permission, _: &Permission| Ordering::Equal;
+        rows(access.all_permissions(), keep, none, permission_json)
+    }
 }
 
-fn topic_permissions(http: &Shared, keep: impl Fn(&str, &str) -> bool) -> Value {
-    let mut all = http.state.broker.access().all_topic_permissions();
+fn rows<T>(
+    mut all: Vec<(String, String, T)>,
+    keep: impl Fn(&str, &str) -> bool,
+    then: impl Fn(&T, &T) -> Ordering,
+    to_json: fn(&str, &str, &T) -> Value,
+) -> Value {
     all.retain(|(u, v, _)| keep(u, v));
-    all.sort_by(|a, b| (&a.1, &a.0, &a.2.exchange).cmp(&(&b.1, &b.0, &b.2.exchange)));
-    Value::Array(all.iter().map(|(u, v, p)| topic_json(u, v, p)).collect())
+    all.sort_by(|a, b| {
+        (&a.1, &a.0)
+            .cmp(&(&b.1, &b.0))
+            .then_with(|| then(&a.2, &b.2))
+    });
+    Value::Array(all.iter().map(|(u, v, p)| to_json(u, v, p)).collect())
 }
 
-/// 404 unless both exist.
-fn check_exists(http: &Shared, vhost: &str, user: &str) -> ApiResult<()> {
+/// A PUT's three string fields, named by `keys`, once the vhost and user are known to exist
+/// (404 otherwise). All three are required, as in RabbitMQ (an empty string grants nothing).
+fn put_fields(
+    http: &Shared,
+    vhost: &str,
+    user: &str,
+    bytes: &Bytes,
+    keys: [&str; 3],
+) -> ApiResult<[String; 3]> {
+    let map = body(bytes)?;
     let broker = &http.state.broker;
     if broker.vhost(vhost).is_none_or(|v| v.is_deleted()) || broker.access().user(user).is_none() {
         return Err(ApiError::not_found());
     }
-    Ok(())
+    let field = |key: &str| req_str(&map, key).map(str::to_string);
+    Ok([field(keys[0])?, field(keys[1])?, field(keys[2])?])
 }
 
-async fn all(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
+async fn all<const TOPIC: bool>(
+    State(http): State<Shared>,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    Ok(Json(permissions(&http, |_, _| true)))
+    Ok(Json(list::<TOPIC>(&http, |_, _| true)))
 }
 
-async fn of_vhost(
+async fn of_vhost<const TOPIC: bool>(
     State(http): State<Shared>,
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     caller.vhost(&http, &vhost)?;
-    Ok(Json(permissions(&http, |_, v| v == vhost)))
+    Ok(Json(list::<TOPIC>(&http, |_, v| v == vhost)))
 }
 
-async fn of_user(
+async fn of_user<const TOPIC: bool>(
     State(http): State<Shared>,
     caller: Caller,
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    http.state
-        .broker
-        .access()
-        .user(&user)
-        .ok_or_else(ApiError::not_found)?;
-    Ok(Json(permissions(&http, |u, _| u == user)))
+    user_or_404(&http, &user)?;
+    Ok(Json(list::<TOPIC>(&http, |u, _| u == user)))
 }
 
 async fn show(
@@ -114,8 +142,7 @@ async fn show(
     Ok(Json(permission_json(&user, &vhost, &p)))
 }
 
-/// `{"configure": "...", "write": "...", "read": "..."}`: all three are required, as in
-/// RabbitMQ (an empty string grants nothing).
+/// `{"configure": "...", "write": "...", "read": "..."}`.
 async fn put(
     State(http): State<Shared>,
     caller: Caller,
@@ -123,17 +150,12 @@ async fn put(
     bytes: Bytes,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let map = body(&bytes)?;
-    check_exists(&http, &vhost, &user)?;
-    let field = |key: &str| -> ApiResult<String> {
-        opt_str(&map, key)?
-            .map(str::to_string)
-            .ok_or_else(|| ApiError::bad_request(format!("{key} is required")))
-    };
+    let [configure, write, read] =
+        put_fields(&http, &vhost, &user, &bytes, ["configure", "write", "read"])?;
     let p = Permission {
-        configure: field("configure")?,
-        write: field("write")?,
-        read: field("read")?,
+        configure,
+        write,
+        read,
     };
     let created = http
         .state
@@ -163,35 +185,6 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn topic_all(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
-    Ok(Json(topic_permissions(&http, |_, _| true)))
-}
-
-async fn topic_of_vhost(
-    State(http): State<Shared>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
-    caller.vhost(&http, &vhost)?;
-    Ok(Json(topic_permissions(&http, |_, v| v == vhost)))
-}
-
-async fn topic_of_user(
-    State(http): State<Shared>,
-    caller: Caller,
-    Path(user): Path<String>,
-) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
-    http.state
-        .broker
-        .access()
-        .user(&user)
-        .ok_or_else(ApiError::not_found)?;
-    Ok(Json(topic_permissions(&http, |u, _| u == user)))
-}
-
 async fn topic_show(
     State(http): State<Shared>,
     caller: Caller,
@@ -215,17 +208,12 @@ async fn topic_put(
     bytes: Bytes,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let map = body(&bytes)?;
-    check_exists(&http, &vhost, &user)?;
-    let field = |key: &str| -> ApiResult<String> {
-        opt_str(&map, key)?
-            .map(str::to_string)
-            .ok_or_else(|| ApiError::bad_request(format!("{key} is required")))
-    };
+    let [exchange, write, read] =
+        put_fields(&http, &vhost, &user, &bytes, ["exchange", "write", "read"])?;
     let p = TopicPermission {
-        exchange: field("exchange")?,
-        write: field("write")?,
-        read: field("read")?,
+        exchange,
+        write,
+        read,
     };
     let created = !http
         .state

@@ -68,12 +68,9 @@ async fn all(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let items: Vec<Value> = http
-        .state
-        .broker
-        .vhosts()
+    let items: Vec<Value> = caller
+        .vhosts(&http)
         .iter()
-        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
         .flat_map(|v| of(&http, v))
         .collect();
     list(items, &q)

@@ -3,7 +3,7 @@
 //! Administrators only, as in RabbitMQ.
 
 use super::json::{body, opt_str, tags};
-use super::{blocking, created_or_updated, ApiError, ApiResult, Caller, Shared};
+use super::{blocking, created_or_updated, user_or_404, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -76,12 +76,7 @@ async fn show(
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    let u = http
-        .state
-        .broker
-        .access()
-        .user(&user)
-        .ok_or_else(ApiError::not_found)?;
+    let u = user_or_404(&http, &user)?;
     Ok(Json(user_json(&http, &u)))
 }
 

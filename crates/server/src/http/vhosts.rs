@@ -41,12 +41,9 @@ fn vhost_json(http: &Shared, v: &VHost) -> Value {
 }
 
 async fn list(State(http): State<Shared>, caller: Caller) -> Json<Value> {
-    let all: Vec<Value> = http
-        .state
-        .broker
-        .vhosts()
+    let all: Vec<Value> = caller
+        .vhosts(&http)
         .iter()
-        .filter(|v| !v.is_deleted() && caller.sees_vhost(&http, v.name()))
         .map(|v| vhost_json(&http, v))
         .collect();
     Json(Value::Array(all))

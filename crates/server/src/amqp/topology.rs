@@ -143,30 +143,22 @@ impl Channel {
             }
             Method::QueueBind(m) => {
                 let name = self.queue_name(&m.queue)?;
-                let queue = ShortString::from(name);
-                check_binding(ctx, Kind::Queue, &queue, &m.exchange, &m.routing_key)?;
+                let key = binding_key(&m.queue, &m.routing_key, name);
+                // Topic permissions are checked against the key actually bound.
+                let (queue, checked) = (ShortString::from(name), ShortString::from(key));
+                check_binding(ctx, Kind::Queue, &queue, &m.exchange, &checked)?;
                 let q = vhost.queue_for(name, ctx.conn_id)?;
-                // An empty routing key with the default queue binds with the queue's name.
-                let key = if m.queue.is_empty() && m.routing_key.is_empty() {
-                    name
-                } else {
-                    m.routing_key.as_str()
-                };
                 let args = convert::table(&m.arguments);
                 vhost.bind(m.exchange.as_str(), Destination::Queue(q), key, args)?;
                 (!m.no_wait).then_some(Method::QueueBindOk(QueueBindOk {}))
             }
             Method::QueueUnbind(m) => {
                 let name = self.queue_name(&m.queue)?;
-                let queue = ShortString::from(name);
-                check_binding(ctx, Kind::Queue, &queue, &m.exchange, &m.routing_key)?;
+                let key = binding_key(&m.queue, &m.routing_key, name);
+                // Topic permissions are checked against the key actually bound.
+                let (queue, checked) = (ShortString::from(name), ShortString::from(key));
+                check_binding(ctx, Kind::Queue, &queue, &m.exchange, &checked)?;
                 let q = vhost.queue_for(name, ctx.conn_id)?;
-                // As for queue.bind (rabbit_channel `expand_routing_key_shortcut`).
-                let key = if m.queue.is_empty() && m.routing_key.is_empty() {
-                    name
-                } else {
-                    m.routing_key.as_str()
-                };
                 let args = convert::table(&m.arguments);
                 vhost.unbind(m.exchange.as_str(), Destination::Queue(q), key, args)?;
                 Some(Method::QueueUnbindOk(QueueUnbindOk {}))
@@ -199,6 +191,17 @@ impl Channel {
 /// A binding (queue.bind / unbind, exchange.bind / unbind) needs write on the destination,
 /// read on the source exchange and, when the source is a topic exchange, the topic read
 /// permission on the binding key (rabbit_channel `binding_action_with_checks`).
+/// The routing key a queue.bind / queue.unbind binds with: with the last-queue shortcut (an
+/// empty queue name) an empty key means the queue's name (rabbit_channel
+/// `expand_routing_key_shortcut`).
+fn binding_key<'a>(queue_arg: &str, key: &'a str, queue: &'a str) -> &'a str {
+    if queue_arg.is_empty() && key.is_empty() {
+        queue
+    } else {
+        key
+    }
+}
+
 fn check_binding(
     ctx: &ConnCtx,
     dest_kind: Kind,

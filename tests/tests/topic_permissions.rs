@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
-use lapin::options::{ExchangeBindOptions, QueueBindOptions};
+use lapin::options::{ExchangeBindOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::ExchangeKind;
 use pigeon_broker::access::VHostInfo;
@@ -79,6 +79,39 @@ async fn amqp_queue_bind_to_a_topic_exchange_needs_topic_read_on_the_binding_key
     assert_refused(
         bind("#").await,
         &topic_refused("read", "#", "amq.topic", "/"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_queue_bind_shortcut_checks_topic_read_on_the_queue_name_it_binds_with() {
+    let Some(broker) = broker_with(Permission::all()).await else {
+        return;
+    };
+    access(&broker).set_topic_permission(USER, "/", topic_perm("amq.topic", ".*", "^mine\\."));
+    let conn = connect_user(&broker).await;
+    // queue.bind with no queue name and no routing key binds the channel's last declared
+    // queue with the queue's own name (rabbit_channel `expand_routing_key_shortcut`): that
+    // name is the binding key the topic permission is checked against.
+    let bind_last = |name: String| {
+        let conn = &conn;
+        async move {
+            let ch = lp::open_channel(conn).await;
+            lp::declare(&ch, &name, QueueDeclareOptions::exclusive()).await;
+            let f = ch.queue_bind(
+                "".into(),
+                "amq.topic".into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            );
+            within("queue.bind-ok", f).await
+        }
+    };
+    bind_last(format!("mine.{}", unique("q"))).await.unwrap();
+    let other = unique("other");
+    assert_refused(
+        bind_last(other.clone()).await,
+        &topic_refused("read", &other, "amq.topic", "/"),
     );
 }
 

@@ -247,7 +247,7 @@ async fn mqtt_qos1_traffic_is_counted_per_protocol_and_qos() {
     );
     assert_eq!(get(&s, "pigeon_mqtt_messages_sent_total", &qos1), M as f64);
     assert_eq!(get(&s, "pigeon_mqtt_connections", &[]), 2.0);
-    assert_eq!(get(&s, "pigeon_mqtt_sessions", &[]), 2.0);
+    assert_eq!(get(&s, "pigeon_mqtt_sessions", &[("state", "online")]), 2.0);
     assert_eq!(get(&s, "rabbitmq_connections", &[]), 2.0);
     assert_eq!(get(&s, "rabbitmq_global_publishers", &mqtt), 1.0);
     // Nothing on the AMQP side.

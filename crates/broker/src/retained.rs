@@ -135,6 +135,15 @@ impl RetainedStore {
         self.messages.read().len()
     }
 
+    /// Body bytes of the retained messages (read when asked: a scrape, not a publish).
+    pub fn bytes(&self) -> u64 {
+        self.messages
+            .read()
+            .values()
+            .map(|m| m.body.len() as u64)
+            .sum()
+    }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -166,7 +166,9 @@ impl ServerHandle {
 
     /// What a Prometheus scrape of `/metrics` (`per_object`: `/metrics/per-object`) returns.
     pub fn metrics_text(&self, per_object: bool) -> String {
-        metrics::families::write_all(&self.state, per_object)
+        let mut e = metrics::exposition::Exposition::new(&self.state.config.prometheus_prefix);
+        metrics::write_all(&mut e, &self.state, per_object);
+        e.into_string()
     }
 
     /// The first address the Prometheus endpoint is bound to, if it is enabled.
@@ -366,7 +368,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         config,
         shutdown: shutdown_rx,
         connections: AtomicUsize::new(0),
-        mqtt: mqtt::MqttState::new(Arc::clone(&registry.global)),
+        mqtt: mqtt::MqttState::new(),
         store: store.clone(),
         alarm: watch::channel(false).0,
         alarm_causes: alarm::AlarmCauses::default(),
@@ -485,7 +487,7 @@ mod tests_support {
             config,
             shutdown: watch::channel(false).1,
             connections: AtomicUsize::new(0),
-            mqtt: mqtt::MqttState::new(Arc::clone(&registry.global)),
+            mqtt: mqtt::MqttState::new(),
             store: None,
             alarm: watch::channel(false).0,
             alarm_causes: alarm::AlarmCauses::default(),

@@ -101,6 +101,8 @@ pub(crate) struct Counters {
     pub(crate) fsyncs: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) segments_deleted: AtomicU64,
+    /// How long each `fdatasync`/`fsync` took.
+    pub(crate) fsync_latency: crate::latency::Histogram,
 }
 
 impl Counters {

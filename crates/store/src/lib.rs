@@ -83,6 +83,7 @@
 mod error;
 mod files;
 mod flusher;
+mod latency;
 mod log;
 mod meta;
 mod naming;
@@ -93,6 +94,7 @@ mod store;
 
 pub use error::StoreError;
 pub use flusher::SyncCallback;
+pub use latency::{LatencyHistogram, LATENCY_BUCKETS_US};
 pub use log::{LiveSummary, Location, QueueLog, RecoveredMessage, Recovery, RecoveryStats};
 pub use meta::{MetaEntry, MetaOp};
 pub use options::{StoreOptions, SyncMode};

@@ -50,6 +50,8 @@ pub struct StoreStats {
     pub bytes_written: u64,
     /// Fully acknowledged segments deleted.
     pub segments_deleted: u64,
+    /// How long the flusher's `fdatasync`/`fsync` calls took.
+    pub fsync_latency: crate::LatencyHistogram,
 }
 
 impl Store {
@@ -225,6 +227,7 @@ impl Store {
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             segments_deleted: c.segments_deleted.load(Ordering::Relaxed),
+            fsync_latency: c.fsync_latency.snapshot(),
         }
     }
 

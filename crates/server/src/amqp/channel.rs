@@ -45,8 +45,8 @@ pub struct ConnCtx {
     pub authz: Arc<Authz>,
     /// The user's name, for the channel limit.
     pub limits_user: String,
-    /// The broker-wide message counters.
-    pub counters: Arc<crate::registry::GlobalCounters>,
+    /// The connection's message counters (its registry entry's).
+    pub counters: Arc<crate::registry::ProtocolCounters>,
 }
 
 impl ConnCtx {

@@ -7,7 +7,7 @@
 
 use super::codec::with_delivery_count;
 use crate::outbound::Outbound;
-use crate::registry::{ChannelStats, ChannelView, GlobalCounters};
+use crate::registry::{ChannelStats, ChannelView, ProtocolCounters};
 use amqp_wire::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicDeliver,
     BasicGetOk, Method, ShortString,
@@ -87,7 +87,7 @@ impl ChannelShared {
         uid: u64,
         out: Arc<Outbound>,
         frame_max: u32,
-        counters: Arc<GlobalCounters>,
+        counters: Arc<ProtocolCounters>,
     ) -> ChannelShared {
         ChannelShared {
             number,
@@ -133,8 +133,7 @@ impl ChannelShared {
         let mut d = self.deliveries.lock();
         let tag = d.next_tag;
         d.next_tag += 1;
-        self.stats
-            .count_delivery(&self.stats.get, message.redelivered);
+        self.stats.count_delivery(true, no_ack, message.redelivered);
         let method = Method::BasicGetOk(BasicGetOk {
             delivery_tag: tag,
             redelivered: message.redelivered,
@@ -222,7 +221,7 @@ impl ConsumerSink for AmqpConsumer {
         let tag = d.next_tag;
         d.next_tag += 1;
         ch.stats
-            .count_delivery(&ch.stats.deliver, message.redelivered);
+            .count_delivery(false, self.no_ack, message.redelivered);
         let method = Method::BasicDeliver(BasicDeliver {
             consumer_tag: self.tag.clone(),
             delivery_tag: tag,

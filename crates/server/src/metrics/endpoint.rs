@@ -1,15 +1,21 @@
 //! The Prometheus endpoint: `GET /metrics` (aggregated) and `GET /metrics/per-object` (a
 //! sample per queue), as RabbitMQ's rabbitmq_prometheus serves them on port 15692. Served by
-//! axum, the same HTTP stack as the management API. A scrape is written into one buffer on a
-//! blocking thread (it reads every queue), never on the runtime's workers.
+//! axum, the same HTTP stack as the management API. A scrape is written on a blocking thread
+//! (it reads every queue), never on the runtime's workers, and streamed to the client in
+//! chunks as it is written (`exposition.rs`).
 
+use super::exposition::{Exposition, CHUNKS_AHEAD};
 use crate::listen::Bound;
 use crate::ServerState;
-use axum::http::{header, StatusCode};
+use axum::body::Body;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
+use std::convert::Infallible;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// The text exposition format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -25,24 +31,33 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
 async fn aggregated(
     axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
 ) -> Response {
-    scrape(state, false).await
+    scrape(state, false)
 }
 
 async fn per_object(
     axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
 ) -> Response {
-    scrape(state, true).await
+    scrape(state, true)
 }
 
-async fn scrape(state: Arc<ServerState>, per_object: bool) -> Response {
-    match tokio::task::spawn_blocking(move || super::families::write_all(&state, per_object)).await
-    {
-        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "metrics scrape failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
+fn scrape(state: Arc<ServerState>, per_object: bool) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
+    let prefix = state.config.prometheus_prefix.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut e = Exposition::streaming(&prefix, tx);
+        super::write_all(&mut e, &state, per_object);
+        e.finish();
+    });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// Serves the endpoint on one bound socket until shutdown.

@@ -1,5 +1,101 @@
-//! Prometheus metrics: `families.rs` writes the text exposition, `endpoint.rs` serves it on
-//! the `prometheus_listen` addresses (RabbitMQ's port 15692).
+//! Prometheus metrics, as RabbitMQ's rabbitmq_prometheus plugin serves them on port 15692:
+//! `/metrics` (aggregated) and `/metrics/per-object` (a sample per queue).
+//!
+//! - `endpoint.rs` serves them (axum) and streams the body;
+//! - `exposition.rs` writes the text format in chunks;
+//! - `rabbitmq.rs` has the families RabbitMQ has, with its names (prefix `rabbitmq` by
+//!   default, `prometheus_prefix`), so that its Grafana dashboards work;
+//! - `pigeon.rs` has what RabbitMQ lacks, always named `pigeon_...`;
+//! - `process.rs` reads the process's figures.
+//!
+//! Every value is read when scraped: gauges from the registry and the broker, counters from
+//! the relaxed atomics the objects own (connections their message counters, queues theirs).
+//! The queues are read once (one short lock each) into a list, then each family is written
+//! from it: a scrape's memory is that list and a few chunks of text.
 
 pub mod endpoint;
-pub mod families;
+pub mod exposition;
+mod pigeon;
+mod process;
+mod rabbitmq;
+
+use crate::registry::MessageTotals;
+use crate::ServerState;
+use exposition::Exposition;
+use pigeon_broker::{Queue, QueueStats, VHost};
+use std::sync::Arc;
+
+/// One queue as a scrape sees it.
+struct QueueRow {
+    /// Index into [`Scrape::vhosts`].
+    vhost: usize,
+    queue: Arc<Queue>,
+    stats: QueueStats,
+}
+
+/// What one scrape reads before writing.
+struct Scrape {
+    per_object: bool,
+    vhosts: Vec<Arc<VHost>>,
+    rows: Vec<QueueRow>,
+    /// Message counters per protocol, in `Protocol::ALL`'s order.
+    totals: [MessageTotals; 4],
+}
+
+impl Scrape {
+    fn read(state: &ServerState, per_object: bool) -> Scrape {
+        let vhosts = state.broker.vhosts();
+        let mut rows = Vec::new();
+        for (i, vhost) in vhosts.iter().enumerate() {
+            for queue in vhost.queue_list() {
+                let stats = queue.stats();
+                rows.push(QueueRow {
+                    vhost: i,
+                    queue,
+                    stats,
+                });
+            }
+        }
+        Scrape {
+            per_object,
+            vhosts,
+            rows,
+            totals: state.registry.message_totals(),
+        }
+    }
+}
+
+/// Writes every family into `e`; `per_object` labels queues instead of summing them.
+pub(crate) fn write_all(e: &mut Exposition, state: &ServerState, per_object: bool) {
+    let s = Scrape::read(state, per_object);
+    rabbitmq::identity(e, per_object);
+    rabbitmq::churn_and_totals(e, state, &s);
+    rabbitmq::queues(e, &s);
+    if e.gone() {
+        return;
+    }
+    rabbitmq::global(e, state, &s);
+    rabbitmq::node(e, state);
+    pigeon::mqtt(e, state, &s);
+    pigeon::queues(e, &s);
+    pigeon::store(e, state);
+    pigeon::alarms(e, state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_carry_the_prefix() {
+        let state = crate::tests_support::state();
+        let mut e = Exposition::new("rabbitmq");
+        write_all(&mut e, &state, false);
+        let text = e.into_string();
+        assert!(text.contains("# TYPE rabbitmq_connections gauge\nrabbitmq_connections 0\n"));
+        assert!(text.contains("rabbitmq_global_messages_received_total{protocol=\"amqp091\"} 0"));
+        assert!(text.contains("rabbitmq_endpoint=\"aggregated\""));
+        assert!(text
+            .contains("rabbitmq_message_size_bytes_bucket{protocol=\"amqp091\",le=\"1e+06\"} 0"));
+    }
+}

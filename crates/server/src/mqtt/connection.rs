@@ -11,7 +11,6 @@
 use super::io::{Io, IoEvent};
 use super::session::Session;
 use super::sink::{Attached, MqttSink};
-use super::Stats;
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
 use crate::transport::{PeerInfo, Transport};
@@ -405,6 +404,7 @@ impl Conn {
                 version: self.version,
                 max_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
                 receive_maximum: usize::from(props.receive_maximum.unwrap_or(u16::MAX)),
+                counters: Arc::clone(&self.reg.entry.counters),
                 alias_max: props.topic_alias_maximum.unwrap_or(0),
                 aliases: None,
             };
@@ -420,7 +420,7 @@ impl Conn {
                 } else {
                     let mut p = i.publish.clone();
                     p.dup = true;
-                    attached.send_publish(p, &self.server.mqtt.stats);
+                    attached.send_publish(p);
                 }
             }
             core.attached = Some(attached);
@@ -449,7 +449,6 @@ impl Conn {
     pub(super) fn consume(&self, queue: &Arc<Queue>) {
         let sink = MqttSink {
             session: Arc::clone(&self.session),
-            stats: Arc::clone(&self.server.mqtt.stats),
         };
         let entry = ConsumerEntry {
             tag: Arc::clone(&self.session.client_id),
@@ -717,12 +716,8 @@ impl Conn {
             .filter(|w| super::authz::check_publish(&self.authz, &self.exchange, &w.topic).is_ok());
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
-            let (vhost, exchange, stats) = (
-                Arc::clone(&self.vhost),
-                Arc::clone(&self.exchange),
-                Arc::clone(&self.server.mqtt.stats),
-            );
-            let publish_will = move || publish_will(&vhost, &exchange, &stats, *will, session.uid);
+            let (vhost, exchange) = (Arc::clone(&self.vhost), Arc::clone(&self.exchange));
+            let publish_will = move || publish_will(&vhost, &exchange, *will, session.uid);
             if delay == 0 {
                 publish_will();
             } else {
@@ -758,13 +753,7 @@ impl Conn {
     }
 }
 
-fn publish_will(
-    vhost: &VHost,
-    exchange: &Arc<Exchange>,
-    stats: &Stats,
-    will: LastWill,
-    origin: u64,
-) {
+fn publish_will(vhost: &VHost, exchange: &Arc<Exchange>, will: LastWill, origin: u64) {
     let w = will.properties;
     let props = PublishProperties {
         payload_format_indicator: w.payload_format_indicator,
@@ -778,7 +767,6 @@ fn publish_will(
     super::handlers::publish_message(
         vhost,
         exchange,
-        stats,
         &will.topic,
         will.qos,
         will.retain,

@@ -3,7 +3,7 @@
 use super::authz::SubscribeCheck;
 use super::connection::{Conn, End};
 use super::session::{Inflight, Subscription};
-use super::{convert, topic, Stats};
+use super::{convert, topic};
 use bytes::Bytes;
 use mqtt_wire::{
     Packet, PubAck, PubComp, PubRec, PubRel, Publish, PublishProperties, QoS, ReasonCode,
@@ -20,7 +20,6 @@ use std::sync::Arc;
 pub(super) fn publish_message(
     vhost: &VHost,
     exchange: &Arc<Exchange>,
-    stats: &Stats,
     topic_name: &TopicName,
     qos: QoS,
     retain: bool,
@@ -43,7 +42,6 @@ pub(super) fn publish_message(
         let keep = (!message.body.is_empty()).then(|| message.clone());
         vhost.retained.set(&key, keep);
     }
-    stats.messages_received.fetch_add(1, Ordering::Relaxed);
     vhost.publish(exchange, &message)
 }
 
@@ -73,12 +71,7 @@ impl Conn {
                     at.and_then(|i| core.inflight.remove(i))
                 };
                 if let Some(acked) = acked {
-                    let counters = self
-                        .server
-                        .mqtt
-                        .stats
-                        .global
-                        .of(super::protocol(self.version));
+                    let counters = &self.reg.entry.counters;
                     counters.acknowledged.fetch_add(1, Ordering::Relaxed);
                     if let Some((q, m)) = acked.source {
                         q.settle([&m]);
@@ -239,7 +232,6 @@ impl Conn {
         let published = publish_message(
             &self.vhost,
             &self.exchange,
-            &self.server.mqtt.stats,
             &topic_name,
             p.qos,
             p.retain,
@@ -248,13 +240,13 @@ impl Conn {
             Bytes::copy_from_slice(&p.payload),
             self.session.uid,
         );
-        let counters = self
-            .server
-            .mqtt
-            .stats
-            .global
-            .of(super::protocol(self.version));
-        counters.on_publish(published.queues, false);
+        let counters = &self.reg.entry.counters;
+        counters.on_publish(
+            published.queues,
+            false,
+            p.qos != QoS::AtMostOnce,
+            p.payload.len(),
+        );
         counters.received_qos[p.qos as usize].fetch_add(1, Ordering::Relaxed);
         // Once per connection (the permission check may have made `publishing` already).
         if !self.reg.entry.publisher.load(Ordering::Relaxed) {
@@ -531,7 +523,6 @@ impl Conn {
             properties,
             payload: m.body.clone(),
         };
-        let stats = &self.server.mqtt.stats;
         let mut core = self.session.core.lock();
         if qos != QoS::AtMostOnce {
             let Some(id) = core.allocate_packet_id() else {
@@ -540,7 +531,7 @@ impl Conn {
             publish.packet_id = Some(id);
         }
         let sent = match core.attached.as_mut() {
-            Some(a) => a.send_publish(publish.clone(), stats),
+            Some(a) => a.send_publish(publish.clone()),
             None => true,
         };
         // One too large for the client is dropped [MQTT-3.1.2-25], not left in flight.

@@ -23,7 +23,7 @@ mod topic;
 pub use connection::{refuse_over_rate, serve};
 
 use session::Registry;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,12 +33,6 @@ pub struct Stats {
     pub started: Instant,
     /// MQTT clients connected now.
     pub connected: AtomicUsize,
-    /// PUBLISH packets received from clients.
-    pub messages_received: AtomicU64,
-    /// PUBLISH packets sent to clients.
-    pub messages_sent: AtomicU64,
-    /// The broker-wide counters (per MQTT version).
-    pub global: Arc<crate::registry::GlobalCounters>,
 }
 
 /// The registry's protocol of an MQTT version.
@@ -61,15 +55,12 @@ pub struct MqttState {
 
 impl MqttState {
     /// Empty state.
-    pub fn new(global: Arc<crate::registry::GlobalCounters>) -> MqttState {
+    pub fn new() -> MqttState {
         MqttState {
             registry: Registry::default(),
             stats: Arc::new(Stats {
                 started: Instant::now(),
                 connected: AtomicUsize::new(0),
-                messages_received: AtomicU64::new(0),
-                messages_sent: AtomicU64::new(0),
-                global,
             }),
         }
     }

@@ -9,7 +9,6 @@
 use super::convert;
 use super::session::{Inflight, Session};
 use super::topic;
-use super::Stats;
 use crate::outbound::Outbound;
 use mqtt_wire::{encode, Packet, ProtocolVersion, Publish, QoS, TopicName};
 use pigeon_broker::{ConsumerSink, Delivered, Queue, QueuedMessage};
@@ -27,6 +26,8 @@ pub struct Attached {
     pub max_packet_size: usize,
     /// QoS 1/2 messages the client accepts in flight (5.0 Receive Maximum).
     pub receive_maximum: usize,
+    /// The connection's message counters (its registry entry's).
+    pub counters: Arc<crate::registry::ProtocolCounters>,
     /// Topic aliases the client accepts from us (5.0 Topic Alias Maximum).
     pub alias_max: u16,
     /// Topic aliases assigned on this connection; allocated at the first (5.0 clients that
@@ -39,7 +40,7 @@ pub struct Attached {
 impl Attached {
     /// Encodes a PUBLISH for this connection: topic alias, size limit. Returns false when the
     /// packet is larger than the client accepts and was dropped [MQTT-3.1.2-25].
-    pub fn send_publish(&mut self, mut publish: Publish, stats: &Stats) -> bool {
+    pub fn send_publish(&mut self, mut publish: Publish) -> bool {
         // A new alias is only remembered once its PUBLISH is actually sent: the client must
         // have seen the topic before it is referred to by alias alone.
         let mut new_alias = None;
@@ -65,8 +66,7 @@ impl Attached {
         let (dup, qos) = (publish.dup, publish.qos);
         let packet = Packet::Publish(publish);
         if packet.encoded_len(self.version) > self.max_packet_size {
-            let counters = stats.global.of(super::protocol(self.version));
-            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("PUBLISH larger than the client's maximum packet size, dropped");
             return false;
         }
@@ -81,9 +81,9 @@ impl Attached {
                 tracing::warn!(error = %e, "cannot encode PUBLISH");
             }
         });
-        stats.messages_sent.fetch_add(1, Ordering::Relaxed);
-        let counters = stats.global.of(super::protocol(version));
-        counters.on_deliver(dup);
+        // QoS 0 is settled on sending, as RabbitMQ counts it (consume_auto_ack).
+        let counters = &self.counters;
+        counters.on_deliver(false, qos == QoS::AtMostOnce, dup);
         counters.sent_qos[qos as usize].fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -93,8 +93,6 @@ impl Attached {
 pub struct MqttSink {
     /// The session.
     pub session: Arc<Session>,
-    /// Broker statistics for `$SYS`.
-    pub stats: Arc<Stats>,
 }
 
 impl ConsumerSink for MqttSink {
@@ -141,7 +139,7 @@ impl ConsumerSink for MqttSink {
         };
         if qos == QoS::AtMostOnce {
             if let Some(a) = core.attached.as_mut() {
-                a.send_publish(publish, &self.stats);
+                a.send_publish(publish);
             }
             return Delivered::Settled;
         }
@@ -152,7 +150,7 @@ impl ConsumerSink for MqttSink {
         let too_large = core
             .attached
             .as_mut()
-            .is_some_and(|a| !a.send_publish(publish.clone(), &self.stats));
+            .is_some_and(|a| !a.send_publish(publish.clone()));
         if too_large {
             // [MQTT-3.1.2-25]: discarded as if its delivery had completed; kept in flight it
             // would hold a receive-maximum slot for good and be "resent" at every reconnect.

@@ -29,6 +29,17 @@ fn publish_all(server: &ServerState) {
         return;
     };
     let stats = &server.mqtt.stats;
+    // PUBLISH received from and sent to MQTT clients: the connections' counters.
+    let (mut received, mut sent) = (0, 0);
+    for (p, t) in crate::registry::Protocol::ALL
+        .into_iter()
+        .zip(server.registry.message_totals())
+    {
+        if p.is_mqtt() {
+            received += t.received;
+            sent += t.delivered();
+        }
+    }
     let values = [
         (
             "$SYS/broker/uptime",
@@ -46,14 +57,8 @@ fn publish_all(server: &ServerState) {
             "$SYS/broker/clients/total",
             server.mqtt.registry.len().to_string(),
         ),
-        (
-            "$SYS/broker/messages/received",
-            stats.messages_received.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "$SYS/broker/messages/sent",
-            stats.messages_sent.load(Ordering::Relaxed).to_string(),
-        ),
+        ("$SYS/broker/messages/received", received.to_string()),
+        ("$SYS/broker/messages/sent", sent.to_string()),
         (
             "$SYS/broker/subscriptions/count",
             server.mqtt.registry.subscription_count().to_string(),
@@ -63,14 +68,11 @@ fn publish_all(server: &ServerState) {
             vhost.retained.len().to_string(),
         ),
     ];
-    // Our own $SYS publishes are not counted as received messages.
-    let received = stats.messages_received.load(Ordering::Relaxed);
     for (topic, value) in values {
         if let Ok(name) = TopicName::new(topic) {
             publish_message(
                 &vhost,
                 &exchange,
-                stats,
                 &name,
                 QoS::AtMostOnce,
                 true,
@@ -80,5 +82,4 @@ fn publish_all(server: &ServerState) {
             );
         }
     }
-    stats.messages_received.store(received, Ordering::Relaxed);
 }

@@ -2,7 +2,7 @@
 //! atomics, one per publish, delivery or ack), and the consumer list, changed only by
 //! `basic.consume` / `basic.cancel`.
 
-use super::{GlobalCounters, Protocol};
+use super::ProtocolCounters;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,8 +43,8 @@ pub struct ChannelStats {
     /// `tx.select` was sent.
     pub transactional: AtomicBool,
     consumers: Mutex<Vec<ConsumerEntry>>,
-    /// The broker-wide AMQP counters, bumped beside the channel's.
-    global: Arc<GlobalCounters>,
+    /// The connection's message counters, bumped beside the channel's.
+    counters: Arc<ProtocolCounters>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ struct ConsumerEntry {
 
 impl ChannelStats {
     /// Counters of a new channel.
-    pub fn new(number: u16, global: Arc<GlobalCounters>) -> ChannelStats {
+    pub fn new(number: u16, counters: Arc<ProtocolCounters>) -> ChannelStats {
         ChannelStats {
             number,
             publish: AtomicU64::new(0),
@@ -73,46 +73,50 @@ impl ChannelStats {
             confirm_mode: AtomicBool::new(false),
             transactional: AtomicBool::new(false),
             consumers: Mutex::new(Vec::new()),
-            global,
+            counters,
         }
     }
 
-    /// One more delivery (`deliver` or `get`), and a redelivery if it is one.
+    /// One more delivery, by `basic.get` (`get`) or to a consumer, `no_ack` or not, and a
+    /// redelivery if it is one.
     #[inline]
-    pub fn count_delivery(&self, counter: &AtomicU64, redelivered: bool) {
+    pub fn count_delivery(&self, get: bool, no_ack: bool, redelivered: bool) {
+        let counter = if get { &self.get } else { &self.deliver };
         counter.fetch_add(1, Ordering::Relaxed);
         if redelivered {
             self.redeliver.fetch_add(1, Ordering::Relaxed);
         }
-        self.global.of(Protocol::Amqp091).on_deliver(redelivered);
+        self.counters.on_deliver(get, no_ack, redelivered);
     }
 
-    /// A `basic.publish` reached `queues` queues (`returned`: it came back unroutable).
+    /// A `basic.get` found its queue empty.
+    pub fn count_get_empty(&self) {
+        self.counters.get_empty.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `basic.publish` of `size` body bytes reached `queues` queues (`returned`: it came
+    /// back unroutable; `confirm`: the channel is in confirm mode).
     #[inline]
-    pub fn count_publish(&self, queues: usize, returned: bool) {
+    pub fn count_publish(&self, queues: usize, returned: bool, confirm: bool, size: usize) {
         self.publish.fetch_add(1, Ordering::Relaxed);
         if returned {
             self.return_unroutable.fetch_add(1, Ordering::Relaxed);
         }
-        self.global
-            .of(Protocol::Amqp091)
-            .on_publish(queues, returned);
+        self.counters.on_publish(queues, returned, confirm, size);
     }
 
     /// `n` publishes were confirmed.
     #[inline]
     pub fn count_confirms(&self, n: u64) {
         self.confirm.fetch_add(n, Ordering::Relaxed);
-        let g = self.global.of(Protocol::Amqp091);
-        g.confirmed.fetch_add(n, Ordering::Relaxed);
+        self.counters.confirmed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// `n` deliveries were acknowledged.
     #[inline]
     pub fn count_acks(&self, n: u64) {
         self.ack.fetch_add(n, Ordering::Relaxed);
-        let g = self.global.of(Protocol::Amqp091);
-        g.acknowledged.fetch_add(n, Ordering::Relaxed);
+        self.counters.acknowledged.fetch_add(n, Ordering::Relaxed);
     }
 
     /// `basic.consume` succeeded.

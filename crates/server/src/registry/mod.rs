@@ -12,7 +12,7 @@
 mod channel;
 mod counters;
 
-pub use counters::{GlobalCounters, ProtocolCounters};
+pub use counters::{MessageTotals, ProtocolCounters, SIZE_BUCKETS, SIZE_BUCKET_LABELS};
 
 pub(crate) use channel::ChannelView;
 pub use channel::{ChannelInfo, ChannelStats, ConsumerInfo};
@@ -134,6 +134,8 @@ pub(crate) struct Entry {
     pub recv_cnt: AtomicU64,
     /// The client has published (MQTT; AMQP channels count their publishes).
     pub publisher: AtomicBool,
+    /// Its message counters (`rabbitmq_global_messages_*`), summed when scraped.
+    pub counters: Arc<ProtocolCounters>,
     pub details: Mutex<Details>,
     /// Open AMQP channels.
     pub channels: Mutex<Vec<Arc<dyn ChannelView>>>,
@@ -296,8 +298,8 @@ pub struct Registry {
     pub channels_opened: AtomicU64,
     /// Channels ever closed.
     pub channels_closed: AtomicU64,
-    /// Message counters per protocol.
-    pub global: Arc<GlobalCounters>,
+    /// Message counters of closed connections, per protocol (lock order: `conns` first).
+    retired: Mutex<[MessageTotals; 4]>,
 }
 
 /// RabbitMQ's connection name: `peer -> local` (rabbit_net:connection_string).
@@ -329,6 +331,7 @@ impl Registry {
             recv_oct: AtomicU64::new(0),
             recv_cnt: AtomicU64::new(0),
             publisher: AtomicBool::new(false),
+            counters: Arc::default(),
             details: Mutex::new(Details {
                 user: String::new(),
                 vhost: String::new(),
@@ -378,6 +381,18 @@ impl Registry {
                 }
                 out[p].1 += u64::from(s.consumer_count());
             }
+        }
+        out
+    }
+
+    /// The message counters per protocol (in [`Protocol::ALL`]'s order): closed connections'
+    /// and every live connection's, read under the lock a closing connection folds its own
+    /// in with, so that nothing is counted twice.
+    pub fn message_totals(&self) -> [MessageTotals; 4] {
+        let conns = self.conns.lock();
+        let mut out = *self.retired.lock();
+        for e in conns.values() {
+            out[*e.protocol.lock() as usize].add(&e.counters);
         }
         out
     }
@@ -454,7 +469,11 @@ pub(crate) struct Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        if self.registry.conns.lock().remove(&self.entry.id).is_some() {
+        let mut conns = self.registry.conns.lock();
+        if conns.remove(&self.entry.id).is_some() {
+            let protocol = *self.entry.protocol.lock() as usize;
+            self.registry.retired.lock()[protocol].add(&self.entry.counters);
+            drop(conns);
             self.registry.closed.fetch_add(1, Ordering::Relaxed);
             let channels = self.entry.channels.lock().len() as u64;
             self.registry

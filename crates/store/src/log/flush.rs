@@ -56,10 +56,12 @@ pub(crate) enum ToSync {
 
 impl ToSync {
     pub(crate) fn sync(&self, shared: &Shared) -> Result<(), Failure> {
+        let start = std::time::Instant::now();
         let (path, result) = match self {
             ToSync::File { path, file } => (path, file.sync_data()),
             ToSync::Dir(path) => (path, files::sync_dir(path)),
         };
+        shared.counters.fsync_latency.observe(start.elapsed());
         Counters::add(&shared.counters.fsyncs, 1);
         result.map_err(|e| Failure::new(path.clone(), e))
     }

@@ -106,13 +106,13 @@ if [ -z "${AMQP_URL:-}" ]; then
     "$here/tls/make-certs.sh" "$TLS_DIR" "$cert_user"
   fi
   for attempt in 1 2 3; do
-    read -r port mqtt_port amqps_port mqtts_port ws_port wss_port < <(python3 -c 'import socket
-socks = [socket.socket() for _ in range(6)]
+    read -r port mqtt_port amqps_port mqtts_port ws_port wss_port prom_port < <(python3 -c 'import socket
+socks = [socket.socket() for _ in range(7)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
     section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port, MQTT over WebSocket on 127.0.0.1:$ws_port"
-    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = "127.0.0.1:%s"\nmanagement_listen = []\nprometheus_listen = []\n' \
-      "$port" "$mqtt_port" "$ws_port" >"$broker_dir/pigeon.toml"
+    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = "127.0.0.1:%s"\nmanagement_listen = []\nprometheus_listen = "127.0.0.1:%s"\n' \
+      "$port" "$mqtt_port" "$ws_port" "$prom_port" >"$broker_dir/pigeon.toml"
     if tls_on; then
       echo "TLS: AMQPS $amqps_port, MQTTS $mqtts_port, secure WebSocket $wss_port"
       # Client certificates are asked for and verified, but optional (PLAIN over TLS goes on
@@ -169,6 +169,8 @@ EOF
   export AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
   export MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
   export MQTT_WS_URL="ws://127.0.0.1:$ws_port/mqtt"
+  # The Prometheus endpoint (python/test_prometheus.py; skipped without it).
+  export PROMETHEUS_URL="http://127.0.0.1:$prom_port"
   if tls_on; then
     # The certificate names localhost: the TLS URLs use that name, the WebSocket one the address.
     export AMQPS_URL="amqps://guest:guest@localhost:$amqps_port/%2f"

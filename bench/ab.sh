@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A/B throughput of two Pigeon binaries, alternating runs (A B A B ...) on this machine, each
 # run on a fresh broker with its own data directory and ports. Prints one line per run and the
-# medians of consumed/s and published/s per binary and workload.
+# medians of consumed/s, published/s and the broker's CPU time per consumed message (user +
+# system, from /proc: less sensitive than throughput to other processes sharing the machine)
+# per binary and workload.
 #
 #   bench/ab.sh OLD_BIN NEW_BIN            # RUNS=3 DURATION=15
 #   RUNS=5 WORKLOADS="amqp" bench/ab.sh A B
@@ -44,7 +46,9 @@ wait_port() {
     return 1
 }
 
-run() { # binary workload -> "consumed_per_s published_per_s"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run() { # binary workload -> "consumed_per_s published_per_s cpu_us_per_message"
     rm -rf "$work/data"
     "$1" serve -c "$work/cfg.toml" --log warn >"$work/broker.log" 2>&1 &
     broker=$!
@@ -56,8 +60,11 @@ run() { # binary workload -> "consumed_per_s published_per_s"
         mqtt) json=$("$A" bench mqtt --url "mqtt://127.0.0.1:$PORT_MQTT" --qos 1 \
                   -x 2 -y 2 -s 16 --duration "$DURATION" --json 2>/dev/null) ;;
     esac
+    local ticks; ticks=$(cpu_ticks "$broker")
     kill "$broker"; wait "$broker" 2>/dev/null || true; broker=""
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["consumed_per_s"], r["published_per_s"])' "$json"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=int(sys.argv[2])/int(sys.argv[3])
+print(r["consumed_per_s"], r["published_per_s"], round(t * 1e6 / max(r["consumed"], 1), 3))' \
+        "$json" "$ticks" "$(getconf CLK_TCK)"
 }
 
 declare -A results
@@ -66,7 +73,7 @@ for w in $WORKLOADS; do
         for side in A B; do
             bin=$A; [ $side = B ] && bin=$B
             r=$(run "$bin" "$w")
-            echo "$w run $i $side: consumed/s published/s = $r"
+            echo "$w run $i $side: consumed/s published/s cpu_us/msg = $r"
             results[$w$side]+="$r;"
         done
     done
@@ -78,7 +85,9 @@ import statistics, sys
 w, side, rows = sys.argv[1], sys.argv[2], [r.split() for r in sys.argv[3].split(';') if r]
 c = statistics.median(float(r[0]) for r in rows)
 p = statistics.median(float(r[1]) for r in rows)
-print(f"{w} {side}: median consumed/s {c:,.0f}  published/s {p:,.0f}  ({len(rows)} runs)")
+u = statistics.median(float(r[2]) for r in rows)
+print(f"{w} {side}: median consumed/s {c:,.0f}  published/s {p:,.0f}  "
+      f"broker CPU {u:.3f} us/message  ({len(rows)} runs)")
 PY
     done
 done

@@ -133,8 +133,7 @@ impl ChannelShared {
         let mut d = self.deliveries.lock();
         let tag = d.next_tag;
         d.next_tag += 1;
-        self.stats
-            .count_delivery(&self.stats.get, message.redelivered);
+        self.stats.count_delivery(true, no_ack, message.redelivered);
         let method = Method::BasicGetOk(BasicGetOk {
             delivery_tag: tag,
             redelivered: message.redelivered,
@@ -222,7 +221,7 @@ impl ConsumerSink for AmqpConsumer {
         let tag = d.next_tag;
         d.next_tag += 1;
         ch.stats
-            .count_delivery(&ch.stats.deliver, message.redelivered);
+            .count_delivery(false, self.no_ack, message.redelivered);
         let method = Method::BasicDeliver(BasicDeliver {
             consumer_tag: self.tag.clone(),
             delivery_tag: tag,

@@ -83,7 +83,8 @@ impl Attached {
         });
         stats.messages_sent.fetch_add(1, Ordering::Relaxed);
         let counters = stats.global.of(super::protocol(version));
-        counters.on_deliver(dup);
+        // QoS 0 is never acknowledged: RabbitMQ counts it as `deliver_no_ack`.
+        counters.on_delivery(dup, false, qos as usize == 0);
         counters.sent_qos[qos as usize].fetch_add(1, Ordering::Relaxed);
         true
     }

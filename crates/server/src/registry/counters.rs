@@ -22,6 +22,13 @@ pub struct ProtocolCounters {
     pub delivered: AtomicU64,
     /// Of those, redelivered.
     pub redelivered: AtomicU64,
+    /// Of those delivered, taken by AMQP `basic.get` (the management API's `get`).
+    pub got: AtomicU64,
+    /// Of those delivered to consumers (not `basic.get`), with no acknowledgement to come:
+    /// AMQP `no_ack` consumers and MQTT QoS 0 (`deliver_no_ack`).
+    pub delivered_no_ack: AtomicU64,
+    /// Of those taken by `basic.get`, with `no_ack` (`get_no_ack`).
+    pub got_no_ack: AtomicU64,
     /// Messages acknowledged by consumers.
     pub acknowledged: AtomicU64,
     /// MQTT: PUBLISH received per QoS (0, 1, 2).
@@ -53,6 +60,27 @@ impl ProtocolCounters {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         if redelivered {
             self.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A message was delivered to a consumer (`get`: taken by `basic.get`; `no_ack`: no
+    /// acknowledgement will come), for the management API's `deliver`, `deliver_no_ack`,
+    /// `get` and `get_no_ack`.
+    #[inline]
+    pub fn on_delivery(&self, redelivered: bool, get: bool, no_ack: bool) {
+        self.on_deliver(redelivered);
+        match (get, no_ack) {
+            (true, true) => {
+                self.got.fetch_add(1, Ordering::Relaxed);
+                self.got_no_ack.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.got.fetch_add(1, Ordering::Relaxed);
+            }
+            (false, true) => {
+                self.delivered_no_ack.fetch_add(1, Ordering::Relaxed);
+            }
+            (false, false) => {}
         }
     }
 

@@ -144,6 +144,9 @@ fn sees(caller: &Caller, row: &impl Owned) -> bool {
     caller.is_monitor() || row.user() == caller.name
 }
 
+/// How a row becomes JSON, with its statistics.
+type Render<T> = fn(&Shared, &Ctx, &T) -> Value;
+
 /// The rows `caller` may see, of `vhost` if given (404 or 401 when `caller` may not see that
 /// vhost), as JSON.
 fn listing<T: Owned>(
@@ -151,7 +154,7 @@ fn listing<T: Owned>(
     caller: &Caller,
     rows: Vec<T>,
     vhost: Option<&str>,
-    (sq, to_json): (&StatsQuery, fn(&Shared, &Ctx, &T) -> Value),
+    (sq, to_json): (&StatsQuery, Render<T>),
 ) -> ApiResult<Vec<Value>> {
     if let Some(vhost) = vhost {
         caller.vhost(http, vhost)?;

@@ -1,10 +1,10 @@
 //! `/api/overview`, `/api/whoami`, `/api/cluster-name`.
 
 use super::json::body;
+use super::stats::{self, StatsQuery};
 use super::{blocking, ApiError, ApiResult, Caller, Shared, RABBITMQ_VERSION};
 use crate::listen::Kind;
 use axum::body::Bytes;
-use super::stats::{self, StatsQuery};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

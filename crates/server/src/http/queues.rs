@@ -14,9 +14,9 @@ use axum::routing::{delete as delete_route, get};
 use axum::{Json, Router};
 use pigeon_broker::permission::Access;
 use pigeon_broker::{Queue, QueueOptions};
-use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()

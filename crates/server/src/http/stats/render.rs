@@ -25,7 +25,10 @@ fn put<const F: usize>(
     range: Option<Range>,
     ctx: &Ctx,
 ) {
-    let count: u64 = fields.iter().map(|&i| now.get(i).copied().unwrap_or(0)).sum();
+    let count: u64 = fields
+        .iter()
+        .map(|&i| now.get(i).copied().unwrap_or(0))
+        .sum();
     out.insert(name.to_string(), json!(count));
     out.insert(
         format!("{name}_details"),
@@ -68,7 +71,16 @@ pub(crate) fn message_stats<const F: usize>(
         }
         Kind::PublishAndDeliveries => {
             if any(&[PUBLISH]) {
-                put(&mut out, "publish", now, rings, &[PUBLISH], false, range, ctx);
+                put(
+                    &mut out,
+                    "publish",
+                    now,
+                    rings,
+                    &[PUBLISH],
+                    false,
+                    range,
+                    ctx,
+                );
             }
         }
     }
@@ -83,7 +95,16 @@ pub(crate) fn message_stats<const F: usize>(
         ] {
             put(&mut out, name, now, rings, &[i], false, range, ctx);
         }
-        put(&mut out, "deliver_get", now, rings, &DELIVER_GET, false, range, ctx);
+        put(
+            &mut out,
+            "deliver_get",
+            now,
+            rings,
+            &DELIVER_GET,
+            false,
+            range,
+            ctx,
+        );
     }
     debug_assert!(F >= MSG);
     Value::Object(out)
@@ -99,8 +120,26 @@ pub(crate) fn lengths<const F: usize>(
     ctx: &Ctx,
 ) {
     let [messages, ready, unacked] = fields;
-    put(out, "messages", now, rings, &[messages], true, ctx.lengths, ctx);
-    put(out, "messages_ready", now, rings, &[ready], true, ctx.lengths, ctx);
+    put(
+        out,
+        "messages",
+        now,
+        rings,
+        &[messages],
+        true,
+        ctx.lengths,
+        ctx,
+    );
+    put(
+        out,
+        "messages_ready",
+        now,
+        rings,
+        &[ready],
+        true,
+        ctx.lengths,
+        ctx,
+    );
     put(
         out,
         "messages_unacknowledged",

@@ -138,7 +138,8 @@ pub(crate) fn details<const F: usize>(
     );
     if let (Some(newest), Some(oldest)) = (samples.first(), samples.last()) {
         if samples.len() > 1 && newest.1 > oldest.1 {
-            let avg_rate = (newest.0 as f64 - oldest.0 as f64) * 1000.0 / (newest.1 - oldest.1) as f64;
+            let avg_rate =
+                (newest.0 as f64 - oldest.0 as f64) * 1000.0 / (newest.1 - oldest.1) as f64;
             let avg = samples.iter().map(|s| s.0 as f64).sum::<f64>() / samples.len() as f64;
             out.insert("avg_rate".into(), json!(avg_rate));
             out.insert("avg".into(), json!(avg));
@@ -161,20 +162,38 @@ mod tests {
         let mut r = Ring::<2>::new(4);
         r.push(10_000, [0, 7]);
         r.push(15_000, [50, 2]);
-        assert_eq!(details(&[&r], &[0], false, None, CLOCK), json!({"rate": 10.0}));
-        assert_eq!(details(&[&r], &[1], true, None, CLOCK), json!({"rate": -1.0}));
+        assert_eq!(
+            details(&[&r], &[0], false, None, CLOCK),
+            json!({"rate": 10.0})
+        );
+        assert_eq!(
+            details(&[&r], &[1], true, None, CLOCK),
+            json!({"rate": -1.0})
+        );
         // A counter that went down was reset: no negative message rate.
-        assert_eq!(details(&[&r], &[1], false, None, CLOCK), json!({"rate": 0.0}));
-        assert_eq!(details(&[&r], &[0, 1], true, None, CLOCK), json!({"rate": 9.0}));
+        assert_eq!(
+            details(&[&r], &[1], false, None, CLOCK),
+            json!({"rate": 0.0})
+        );
+        assert_eq!(
+            details(&[&r], &[0, 1], true, None, CLOCK),
+            json!({"rate": 9.0})
+        );
     }
 
     #[test]
     fn a_stale_or_single_sample_has_no_rate() {
         let mut r = Ring::<1>::new(4);
         r.push(1_000, [10]);
-        assert_eq!(details(&[&r], &[0], false, None, CLOCK), json!({"rate": 0.0}));
+        assert_eq!(
+            details(&[&r], &[0], false, None, CLOCK),
+            json!({"rate": 0.0})
+        );
         r.push(2_000, [20]);
-        assert_eq!(details(&[&r], &[0], false, None, CLOCK), json!({"rate": 0.0}));
+        assert_eq!(
+            details(&[&r], &[0], false, None, CLOCK),
+            json!({"rate": 0.0})
+        );
     }
 
     #[test]

@@ -384,6 +384,7 @@ async fn nodes_show_resources_with_rates() {
     }
     assert!(node["mem_used"].as_u64().unwrap() > 0);
     assert!(node["fd_used"].as_u64().unwrap() > 0);
+    assert!(rate(node, "connection_created").is_some(), "{node}");
     assert_eq!(node["mem_alarm"], false);
     assert_eq!(node["disk_free_alarm"], false);
     let name = node["name"].as_str().unwrap();

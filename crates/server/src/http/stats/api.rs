@@ -76,15 +76,19 @@ pub(crate) fn overview(
         }
         render::message_stats(&sum, &rings, Kind::PublishAndDeliveries, ctx)
     };
+    let churn = render::named_object(&churn_now(http), &[&t.churn], &CHURN_FIELDS, ctx.msg, ctx);
+    (message_stats, churn)
+}
+
+/// Connections and channels opened and closed, queues declared, created and deleted, now.
+fn churn_now(http: &Http) -> [u64; values::CHURN] {
     let mut queue_churn = [0u64; 3];
     for v in http.state.broker.vhosts() {
         for (c, n) in queue_churn.iter_mut().zip(values::queue_churn(&v)) {
             *c += n;
         }
     }
-    let churn = values::churn(registry, queue_churn);
-    let churn = render::named_object(&churn, &[&t.churn], &CHURN_FIELDS, ctx.msg, ctx);
-    (message_stats, churn)
+    values::churn(&http.state.registry, queue_churn)
 }
 
 /// A queue's `message_stats` and the `_details` of its lengths, from its `stats` read with
@@ -175,12 +179,22 @@ pub(crate) fn channel(t: &Tables, c: &ChannelInfo, ctx: &Ctx) -> Value {
     render::message_stats(&values::channel(c), &ring, Kind::Full, ctx)
 }
 
-/// The node's figures with their `_details`, and those without.
+/// The node's figures with their `_details`, those without, and the churn figures RabbitMQ
+/// also shows on its node.
 pub(crate) fn node(http: &Http, ctx: &Ctx, out: &mut Value) {
     let Some(out) = as_map(out) else { return };
     let t = http.stats.read();
     let now = super::node::sample(http);
     render::named(out, &now, &[&t.node], &NODE_FIELDS, ctx.lengths, ctx);
+    render::named(
+        out,
+        &churn_now(http),
+        &[&t.churn],
+        &CHURN_FIELDS,
+        ctx.msg,
+        ctx,
+    );
+    out.insert("mem_calculation_strategy".into(), "rss".into());
     let s = super::node::statics(http);
     out.insert("fd_total".into(), s.fd_total.into());
     out.insert("sockets_total".into(), s.sockets_total.into());

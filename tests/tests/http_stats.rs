@@ -116,6 +116,10 @@ async fn overview_counts_exactly_what_lapin_did() {
     .await
     .unwrap();
     assert!(m.is_some());
+    // The queue still holds 3; one basic.get on an empty queue.
+    let empty = unique("stats-empty");
+    lp::declare(&channel, &empty, lp::durable()).await;
+    assert!(lp::get(&channel, &empty).await.is_none());
 
     let overview = until(&api, "/api/overview", |o| {
         all_counted(
@@ -132,6 +136,7 @@ async fn overview_counts_exactly_what_lapin_did() {
                 ("deliver_get", 7),
                 ("ack", 6),
                 ("redeliver", 0),
+                ("get_empty", 1),
             ],
         )
     })
@@ -212,6 +217,7 @@ async fn queues_exchanges_channels_and_vhosts_have_their_statistics() {
                 ("deliver_no_ack", 5),
                 ("deliver", 0),
                 ("deliver_get", 5),
+                ("get_empty", 0),
             ],
         )
     })

@@ -191,6 +191,8 @@ pub struct QueueCounters {
     pub get: u64,
     /// Of those, with `no_ack`.
     pub get_no_ack: u64,
+    /// `basic.get`s that found the queue empty (`get_empty`).
+    pub get_empty: u64,
     /// Of those delivered or taken, redelivered (`redeliver`).
     pub redeliver: u64,
     /// Messages acknowledged (`ack`).
@@ -550,7 +552,10 @@ impl Queue {
             let now = Instant::now();
             st.last_used = now;
             self.expire_heads(st, now, dead);
-            let message = self.pop_head(st, now)?;
+            let Some(message) = self.pop_head(st, now) else {
+                st.counters.get_empty += 1;
+                return None;
+            };
             self.mark_delivered(&message);
             st.counters.count_delivery(&message, true);
             if no_ack {

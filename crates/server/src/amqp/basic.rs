@@ -88,7 +88,10 @@ impl Channel {
                 let q = ctx.vhost.queue_for(name, ctx.conn_id)?;
                 match q.get(m.no_ack) {
                     Some((message, left)) => self.shared.deliver_get(&q, message, left, m.no_ack),
-                    None => self.shared.send(&Method::BasicGetEmpty(BasicGetEmpty {})),
+                    None => {
+                        self.shared.stats.count_get_empty();
+                        self.shared.send(&Method::BasicGetEmpty(BasicGetEmpty {}));
+                    }
                 }
             }
             Method::BasicAck(m) => self.ack(TxAck::Ack {

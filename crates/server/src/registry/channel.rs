@@ -32,6 +32,8 @@ pub struct ChannelStats {
     pub get: AtomicU64,
     /// Of those, with `no_ack` (`get_no_ack`).
     pub get_no_ack: AtomicU64,
+    /// `basic.get`s answered `get-empty` (`get_empty`).
+    pub get_empty: AtomicU64,
     /// Of those, redelivered (`redeliver`).
     pub redeliver: AtomicU64,
     /// Messages acknowledged by the client (`ack`).
@@ -73,6 +75,7 @@ impl ChannelStats {
             deliver_no_ack: AtomicU64::new(0),
             get: AtomicU64::new(0),
             get_no_ack: AtomicU64::new(0),
+            get_empty: AtomicU64::new(0),
             redeliver: AtomicU64::new(0),
             ack: AtomicU64::new(0),
             return_unroutable: AtomicU64::new(0),
@@ -105,6 +108,13 @@ impl ChannelStats {
         self.global
             .of(Protocol::Amqp091)
             .on_delivery(redelivered, get, no_ack);
+    }
+
+    /// A `basic.get` found the queue empty.
+    pub fn count_get_empty(&self) {
+        self.get_empty.fetch_add(1, Ordering::Relaxed);
+        let g = self.global.of(Protocol::Amqp091);
+        g.got_empty.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A `basic.publish` reached `queues` queues (`returned`: it came back unroutable).
@@ -224,6 +234,8 @@ pub struct ChannelInfo {
     pub get: u64,
     /// Of those, with `no_ack`.
     pub get_no_ack: u64,
+    /// `basic.get`s that found the queue empty.
+    pub get_empty: u64,
     /// Redeliveries.
     pub redeliver: u64,
     /// Acknowledgements.
@@ -282,6 +294,7 @@ pub(crate) fn info(
         deliver_no_ack: r(&s.deliver_no_ack),
         get: r(&s.get),
         get_no_ack: r(&s.get_no_ack),
+        get_empty: r(&s.get_empty),
         redeliver: r(&s.redeliver),
         ack: r(&s.ack),
         return_unroutable: r(&s.return_unroutable),

@@ -29,6 +29,8 @@ pub struct ProtocolCounters {
     pub delivered_no_ack: AtomicU64,
     /// Of those taken by `basic.get`, with `no_ack` (`get_no_ack`).
     pub got_no_ack: AtomicU64,
+    /// `basic.get`s that found the queue empty (`get_empty`).
+    pub got_empty: AtomicU64,
     /// Messages acknowledged by consumers.
     pub acknowledged: AtomicU64,
     /// MQTT: PUBLISH received per QoS (0, 1, 2).

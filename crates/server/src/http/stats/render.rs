@@ -7,8 +7,8 @@
 
 use super::ring::{details, Range, Ring};
 use super::values::{
-    ACK, CONFIRM, DELIVER, DELIVER_GET, DELIVER_NO_ACK, DROP_UNROUTABLE, GET, GET_NO_ACK, MSG,
-    PUBLISH, REDELIVER, RETURN_UNROUTABLE,
+    ACK, CONFIRM, DELIVER, DELIVER_GET, DELIVER_NO_ACK, DROP_UNROUTABLE, GET, GET_EMPTY,
+    GET_NO_ACK, MSG, PUBLISH, REDELIVER, RETURN_UNROUTABLE,
 };
 use super::Ctx;
 use serde_json::{json, Map, Value};
@@ -84,7 +84,15 @@ pub(crate) fn message_stats<const F: usize>(
             }
         }
     }
-    if any(&[DELIVER, DELIVER_NO_ACK, GET, GET_NO_ACK, REDELIVER, ACK]) {
+    if any(&[
+        DELIVER,
+        DELIVER_NO_ACK,
+        GET,
+        GET_NO_ACK,
+        REDELIVER,
+        ACK,
+        GET_EMPTY,
+    ]) {
         for (name, i) in [
             ("get", GET),
             ("get_no_ack", GET_NO_ACK),
@@ -92,6 +100,7 @@ pub(crate) fn message_stats<const F: usize>(
             ("deliver_no_ack", DELIVER_NO_ACK),
             ("redeliver", REDELIVER),
             ("ack", ACK),
+            ("get_empty", GET_EMPTY),
         ] {
             put(&mut out, name, now, rings, &[i], false, range, ctx);
         }

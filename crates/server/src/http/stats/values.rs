@@ -20,26 +20,27 @@ pub(crate) const GET: usize = 6;
 pub(crate) const GET_NO_ACK: usize = 7;
 pub(crate) const REDELIVER: usize = 8;
 pub(crate) const ACK: usize = 9;
+pub(crate) const GET_EMPTY: usize = 10;
 /// Message counters.
-pub(crate) const MSG: usize = 10;
+pub(crate) const MSG: usize = 11;
 /// `deliver_get`: every way a message left for a consumer.
 pub(crate) const DELIVER_GET: [usize; 4] = [DELIVER, DELIVER_NO_ACK, GET, GET_NO_ACK];
 
 // Queue lengths (queues: after the message counters; overview `queue_totals`: alone).
-pub(crate) const MESSAGES: usize = 10;
-pub(crate) const READY: usize = 11;
-pub(crate) const UNACKED: usize = 12;
+pub(crate) const MESSAGES: usize = MSG;
+pub(crate) const READY: usize = MSG + 1;
+pub(crate) const UNACKED: usize = MSG + 2;
 /// Message counters and lengths.
-pub(crate) const QUEUE: usize = 13;
+pub(crate) const QUEUE: usize = MSG + 3;
 /// Where the lengths are in a vhost's (and a queue's) values.
 pub(crate) const LENGTHS_IN_VHOST: [usize; 3] = [MESSAGES, READY, UNACKED];
 /// `queue_totals`: messages, ready, unacked.
 pub(crate) const TOTALS: usize = 3;
 
 // Vhosts: message counters, lengths, then the bytes of their connections.
-pub(crate) const RECV_OCT_IN_VHOST: usize = 13;
-pub(crate) const SEND_OCT_IN_VHOST: usize = 14;
-pub(crate) const VHOST: usize = 15;
+pub(crate) const RECV_OCT_IN_VHOST: usize = QUEUE;
+pub(crate) const SEND_OCT_IN_VHOST: usize = QUEUE + 1;
+pub(crate) const VHOST: usize = QUEUE + 2;
 
 // Exchanges.
 pub(crate) const PUBLISH_IN: usize = 0;
@@ -79,6 +80,7 @@ fn msg(
     get_no_ack: u64,
     redeliver: u64,
     ack: u64,
+    get_empty: u64,
 ) -> [u64; MSG] {
     [
         publish,
@@ -91,6 +93,7 @@ fn msg(
         get_no_ack,
         redeliver,
         ack,
+        get_empty,
     ]
 }
 
@@ -112,6 +115,7 @@ pub(crate) fn global(g: &GlobalCounters) -> [u64; MSG] {
             r(&c.got_no_ack),
             r(&c.redelivered),
             r(&c.acknowledged),
+            r(&c.got_empty),
         );
         for (o, x) in out.iter_mut().zip(v) {
             *o += x;
@@ -134,6 +138,7 @@ pub(crate) fn queue(s: &QueueStats) -> [u64; QUEUE] {
         c.get_no_ack,
         c.redeliver,
         c.ack,
+        c.get_empty,
     );
     let mut out = [0u64; QUEUE];
     out[..MSG].copy_from_slice(&m);
@@ -203,6 +208,7 @@ pub(crate) fn channel(c: &ChannelInfo) -> [u64; CHANNEL] {
         c.get_no_ack,
         c.redeliver,
         c.ack,
+        c.get_empty,
     )
 }
 

@@ -12,7 +12,7 @@
 //! are dropped at the next sample. Broker-wide and per-vhost rings keep 605 s (RabbitMQ's
 //! finest `global` retention tier, `{605, 5}`); per-object rings (queues, exchanges,
 //! connections, channels) keep the 60 s the management UI charts by default
-//! (`?msg_rates_age=60&msg_rates_incr=5`), about 1 KB per queue.
+//! (`?msg_rates_age=60&msg_rates_incr=5`), about 1.5 KB per queue.
 //!
 //! Files: `ring.rs` (the rings, rates and sample lists), `values.rs` (which counters each
 //! object has, in ring order), `api.rs` (each endpoint's statistics), `render.rs` (RabbitMQ's JSON: `message_stats`,

@@ -138,6 +138,9 @@ pub struct ServerConfig {
     pub mqtt_allow_anonymous: bool,
     /// Seconds between `$SYS/broker/...` updates (0 disables them).
     pub mqtt_sys_interval: u64,
+    /// Milliseconds between the management API's statistics samples, from which it computes
+    /// message rates (RabbitMQ's `collect_statistics_interval`, default 5000).
+    pub collect_statistics_interval: u64,
     /// QoS 1/2 PUBLISHes a client may have unacknowledged towards the broker (5.0 Receive
     /// Maximum, announced in CONNACK; exceeding it is a protocol error).
     pub mqtt_receive_maximum: u16,
@@ -287,6 +290,7 @@ impl Default for ServerConfig {
             mqtt_max_queued_messages: 100_000,
             mqtt_allow_anonymous: true,
             mqtt_sys_interval: 10,
+            collect_statistics_interval: 5000,
             mqtt_receive_maximum: 1024,
             mqtt_max_keep_alive: 0,
             mqtt_deny_subscribe: Vec::new(),

@@ -185,8 +185,14 @@ pub struct QueueCounters {
     pub publish: u64,
     /// Messages delivered to consumers (`deliver` + `deliver_no_ack`).
     pub deliver: u64,
+    /// Of those, to consumers that settle on delivery (AMQP `no_ack`, MQTT QoS 0).
+    pub deliver_no_ack: u64,
     /// Messages taken by `basic.get` (`get` + `get_no_ack`).
     pub get: u64,
+    /// Of those, with `no_ack`.
+    pub get_no_ack: u64,
+    /// `basic.get`s that found the queue empty (`get_empty`).
+    pub get_empty: u64,
     /// Of those delivered or taken, redelivered (`redeliver`).
     pub redeliver: u64,
     /// Messages acknowledged (`ack`).
@@ -530,8 +536,12 @@ impl Queue {
             st.counters.count_delivery(&message, false);
             match st.consumers[i].sink.deliver(self, message) {
                 Delivered::Pending => st.unacked += 1,
-                Delivered::Settled if persisted => dead.acks.push(seq),
-                Delivered::Settled => {}
+                Delivered::Settled => {
+                    st.counters.deliver_no_ack += 1;
+                    if persisted {
+                        dead.acks.push(seq);
+                    }
+                }
             }
         }
     }
@@ -542,9 +552,15 @@ impl Queue {
             let now = Instant::now();
             st.last_used = now;
             self.expire_heads(st, now, dead);
-            let message = self.pop_head(st, now)?;
+            let Some(message) = self.pop_head(st, now) else {
+                st.counters.get_empty += 1;
+                return None;
+            };
             self.mark_delivered(&message);
             st.counters.count_delivery(&message, true);
+            if no_ack {
+                st.counters.get_no_ack += 1;
+            }
             if !no_ack {
                 st.unacked += 1;
             } else if message.persisted {

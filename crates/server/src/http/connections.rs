@@ -9,6 +9,7 @@
 //! management users see their own. Closing another user's connection takes an administrator.
 
 use super::json::{list, table_json, ListQuery};
+use super::stats::{self, Ctx, StatsQuery};
 use super::{ApiError, ApiResult, Caller, Shared};
 use crate::amqp::convert;
 use crate::registry::{ChannelInfo, ConnectionInfo, ConsumerInfo};
@@ -33,7 +34,14 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/api/consumers/{vhost}", get(vhost_consumers))
 }
 
-fn connection_json(http: &Shared, c: &ConnectionInfo) -> Value {
+/// A connection with its `recv_oct_details` / `send_oct_details` rates.
+fn connection_json(http: &Shared, ctx: &Ctx, c: &ConnectionInfo) -> Value {
+    let mut v = connection_fields(http, c);
+    stats::api::connection(&http.stats.read(), c, ctx, &mut v);
+    v
+}
+
+fn connection_fields(http: &Shared, c: &ConnectionInfo) -> Value {
     let connected_at = c
         .connected_at
         .duration_since(UNIX_EPOCH)
@@ -69,7 +77,7 @@ fn connection_json(http: &Shared, c: &ConnectionInfo) -> Value {
     })
 }
 
-fn channel_json(http: &Shared, c: &ChannelInfo) -> Value {
+fn channel_json(http: &Shared, ctx: &Ctx, c: &ChannelInfo) -> Value {
     json!({
         "name": c.name,
         "node": http.node(),
@@ -84,15 +92,7 @@ fn channel_json(http: &Shared, c: &ChannelInfo) -> Value {
         "confirm": c.confirm,
         "transactional": c.transactional,
         "state": "running",
-        "message_stats": {
-            "publish": c.publish,
-            "confirm": c.confirmed,
-            "deliver": c.deliver,
-            "get": c.get,
-            "redeliver": c.redeliver,
-            "ack": c.ack,
-            "return_unroutable": c.return_unroutable,
-        },
+        "message_stats": stats::api::channel(&http.stats.read(), c, ctx),
     })
 }
 
@@ -144,6 +144,9 @@ fn sees(caller: &Caller, row: &impl Owned) -> bool {
     caller.is_monitor() || row.user() == caller.name
 }
 
+/// How a row becomes JSON, with its statistics.
+type Render<T> = fn(&Shared, &Ctx, &T) -> Value;
+
 /// The rows `caller` may see, of `vhost` if given (404 or 401 when `caller` may not see that
 /// vhost), as JSON.
 fn listing<T: Owned>(
@@ -151,15 +154,16 @@ fn listing<T: Owned>(
     caller: &Caller,
     rows: Vec<T>,
     vhost: Option<&str>,
-    to_json: fn(&Shared, &T) -> Value,
+    (sq, to_json): (&StatsQuery, Render<T>),
 ) -> ApiResult<Vec<Value>> {
     if let Some(vhost) = vhost {
         caller.vhost(http, vhost)?;
     }
+    let ctx = sq.ctx(&http.stats)?;
     Ok(rows
         .iter()
         .filter(|c| sees(caller, *c) && vhost.is_none_or(|v| c.vhost() == v))
-        .map(|c| to_json(http, c))
+        .map(|c| to_json(http, &ctx, c))
         .collect())
 }
 
@@ -167,9 +171,11 @@ async fn connections(
     State(http): State<Shared>,
     caller: Caller,
     Query(q): Query<ListQuery>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
     let rows = http.state.registry.connections();
-    list(listing(&http, &caller, rows, None, connection_json)?, &q)
+    let render = (&sq, connection_json as fn(&_, &_, &_) -> _);
+    list(listing(&http, &caller, rows, None, render)?, &q)
 }
 
 async fn vhost_connections(
@@ -177,12 +183,11 @@ async fn vhost_connections(
     caller: Caller,
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
     let rows = http.state.registry.connections();
-    list(
-        listing(&http, &caller, rows, Some(&vhost), connection_json)?,
-        &q,
-    )
+    let render = (&sq, connection_json as fn(&_, &_, &_) -> _);
+    list(listing(&http, &caller, rows, Some(&vhost), render)?, &q)
 }
 
 /// The connection, if `caller` may see it (404 otherwise, as if it did not exist).
@@ -197,9 +202,11 @@ async fn connection(
     State(http): State<Shared>,
     caller: Caller,
     Path(name): Path<String>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     let c = find(&http, &caller, &name)?;
-    Ok(Json(connection_json(&http, &c)))
+    let ctx = sq.ctx(&http.stats)?;
+    Ok(Json(connection_json(&http, &ctx, &c)))
 }
 
 /// Closes the connection: AMQP clients get 320 CONNECTION_FORCED with the `X-Reason` header
@@ -230,15 +237,17 @@ async fn connection_channels(
     State(http): State<Shared>,
     caller: Caller,
     Path(name): Path<String>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     find(&http, &caller, &name)?;
+    let ctx = sq.ctx(&http.stats)?;
     let items = http
         .state
         .registry
         .channels()
         .iter()
         .filter(|c| c.connection == name)
-        .map(|c| channel_json(&http, c))
+        .map(|c| channel_json(&http, &ctx, c))
         .collect();
     Ok(Json(Value::Array(items)))
 }
@@ -247,9 +256,11 @@ async fn channels(
     State(http): State<Shared>,
     caller: Caller,
     Query(q): Query<ListQuery>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
     let rows = http.state.registry.channels();
-    list(listing(&http, &caller, rows, None, channel_json)?, &q)
+    let render = (&sq, channel_json as fn(&_, &_, &_) -> _);
+    list(listing(&http, &caller, rows, None, render)?, &q)
 }
 
 async fn vhost_channels(
@@ -257,25 +268,26 @@ async fn vhost_channels(
     caller: Caller,
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
     let rows = http.state.registry.channels();
-    list(
-        listing(&http, &caller, rows, Some(&vhost), channel_json)?,
-        &q,
-    )
+    let render = (&sq, channel_json as fn(&_, &_, &_) -> _);
+    list(listing(&http, &caller, rows, Some(&vhost), render)?, &q)
 }
 
 async fn channel(
     State(http): State<Shared>,
     caller: Caller,
     Path(name): Path<String>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
+    let ctx = sq.ctx(&http.stats)?;
     http.state
         .registry
         .channels()
         .iter()
         .find(|c| c.name == name && sees(&caller, *c))
-        .map(|c| Json(channel_json(&http, c)))
+        .map(|c| Json(channel_json(&http, &ctx, c)))
         .ok_or_else(ApiError::not_found)
 }
 

@@ -3,6 +3,7 @@
 //! with the name `""` and reached as `amq.default`, as in RabbitMQ.
 
 use super::json::{arguments, body, list, opt_bool, req_str, table_json, ListQuery};
+use super::stats::{self, Ctx, StatsQuery, Tables};
 use super::{created_or_updated, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -14,6 +15,7 @@ use pigeon_broker::permission::Access;
 use pigeon_broker::{Exchange, ExchangeDeclare, VHost};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -48,10 +50,21 @@ fn exchange_json(vhost: &str, x: &Exchange) -> Value {
     })
 }
 
+/// An exchange with its `message_stats` (`publish_in`, `publish_out`).
+fn with_stats(t: &Tables, ctx: &Ctx, vhost: &str, x: &Arc<Exchange>) -> Value {
+    let mut v = exchange_json(vhost, x);
+    stats::api::exchange(t, x, ctx, &mut v);
+    v
+}
+
 /// Every exchange of `vhost`, the default one first.
-fn of(v: &VHost) -> Vec<Value> {
-    let mut all = vec![exchange_json(v.name(), v.default_exchange())];
-    all.extend(v.exchanges().iter().map(|x| exchange_json(v.name(), x)));
+fn of(v: &VHost, t: &Tables, ctx: &Ctx) -> Vec<Value> {
+    let mut all = vec![with_stats(t, ctx, v.name(), v.default_exchange())];
+    all.extend(
+        v.exchanges()
+            .iter()
+            .map(|x| with_stats(t, ctx, v.name(), x)),
+    );
     all
 }
 
@@ -59,8 +72,15 @@ async fn all(
     State(http): State<Shared>,
     caller: Caller,
     Query(q): Query<ListQuery>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
-    let items: Vec<Value> = caller.vhosts(&http).iter().flat_map(|v| of(v)).collect();
+    let ctx = sq.ctx(&http.stats)?;
+    let t = http.stats.read();
+    let items: Vec<Value> = caller
+        .vhosts(&http)
+        .iter()
+        .flat_map(|v| of(v, &t, &ctx))
+        .collect();
     list(items, &q)
 }
 
@@ -69,19 +89,25 @@ async fn of_vhost(
     caller: Caller,
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
     let v = caller.vhost(&http, &vhost)?;
-    list(of(&v), &q)
+    let ctx = sq.ctx(&http.stats)?;
+    let t = http.stats.read();
+    list(of(&v, &t, &ctx), &q)
 }
 
 async fn show(
     State(http): State<Shared>,
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     let v = caller.vhost(&http, &vhost)?;
     let x = v.exchange(exchange_name(&name))?;
-    Ok(Json(exchange_json(v.name(), &x)))
+    let ctx = sq.ctx(&http.stats)?;
+    let t = http.stats.read();
+    Ok(Json(with_stats(&t, &ctx, v.name(), &x)))
 }
 
 /// Declares an exchange: `{"type": "direct", "durable": true, "auto_delete": false,

@@ -142,10 +142,8 @@ pub(crate) struct ListQuery {
 /// The largest page RabbitMQ serves (`?MAX_PAGE_SIZE`).
 const MAX_PAGE_SIZE: usize = 500;
 
-/// Filters, sorts, pages and trims `items` as the query asks. Without `page` the answer is
-/// the plain list; with it, RabbitMQ's paged object.
-pub(crate) fn list(mut items: Vec<Json>, q: &ListQuery) -> ApiResult<Response> {
-    let total = items.len();
+/// `page` and `page_size` (400 when out of range).
+fn paging(q: &ListQuery) -> ApiResult<(Option<usize>, usize)> {
     let page = match &q.page {
         None => None,
         Some(p) => Some(
@@ -165,16 +163,69 @@ pub(crate) fn list(mut items: Vec<Json>, q: &ListQuery) -> ApiResult<Response> {
                 ApiError::bad_request(format!("page_size must be between 1 and {MAX_PAGE_SIZE}"))
             })?,
     };
-    if let Some(name) = q.name.as_deref().filter(|n| !n.is_empty()) {
-        let regex = q.use_regex.as_deref() == Some("true");
-        let matcher: Box<dyn Fn(&str) -> bool> = if regex {
-            let re = regex::Regex::new(name)
-                .map_err(|e| ApiError::bad_request(format!("invalid regex: {e}")))?;
-            Box::new(move |s| re.is_match(s))
-        } else {
-            let needle = name.to_lowercase();
-            Box::new(move |s| s.to_lowercase().contains(&needle))
-        };
+    Ok((page, page_size))
+}
+
+type Matcher = Box<dyn Fn(&str) -> bool>;
+
+/// The `name` filter (a substring, case-insensitive, or with `use_regex=true` a regex).
+fn name_matcher(q: &ListQuery) -> ApiResult<Option<Matcher>> {
+    let Some(name) = q.name.as_deref().filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if q.use_regex.as_deref() == Some("true") {
+        let re = regex::Regex::new(name)
+            .map_err(|e| ApiError::bad_request(format!("invalid regex: {e}")))?;
+        Ok(Some(Box::new(move |s| re.is_match(s))))
+    } else {
+        let needle = name.to_lowercase();
+        Ok(Some(Box::new(move |s| s.to_lowercase().contains(&needle))))
+    }
+}
+
+/// The answer: the plain list, or with `page` RabbitMQ's paged object. `items` are sorted
+/// and filtered already, and trimmed to the page when `trimmed`.
+fn answer(
+    items: Vec<Json>,
+    page: Option<(usize, usize)>,
+    filtered: usize,
+    total: usize,
+    trimmed: bool,
+) -> ApiResult<Response> {
+    let Some((page, page_size)) = page else {
+        return Ok(axum::Json(Json::Array(items)).into_response());
+    };
+    let page_count = filtered.div_ceil(page_size).max(1);
+    if page > page_count {
+        return Err(ApiError::bad_request("page_out_of_range"));
+    }
+    let items: Vec<Json> = if trimmed {
+        items
+    } else {
+        items
+            .into_iter()
+            .skip((page - 1) * page_size)
+            .take(page_size)
+            .collect()
+    };
+    Ok(axum::Json(json!({
+        "filtered_count": filtered,
+        "item_count": items.len(),
+        "items": items,
+        "page": page,
+        "page_count": page_count,
+        "page_size": page_size,
+        "total_count": total,
+    }))
+    .into_response())
+}
+
+/// Filters, sorts, pages and trims `items` as the query asks. Without `page` the answer is
+/// the plain list; with it, RabbitMQ's paged object.
+pub(crate) fn list(mut items: Vec<Json>, q: &ListQuery) -> ApiResult<Response> {
+    let total = items.len();
+    let (page, page_size) = paging(q)?;
+    if let Some(matcher) = name_matcher(q)? {
         items.retain(|i| i.get("name").and_then(Json::as_str).is_some_and(&matcher));
     }
     let filtered = items.len();
@@ -191,28 +242,57 @@ pub(crate) fn list(mut items: Vec<Json>, q: &ListQuery) -> ApiResult<Response> {
         let wanted: Vec<&str> = columns.split(',').map(str::trim).collect();
         items = items.iter().map(|i| only(i, &wanted)).collect();
     }
-    let Some(page) = page else {
-        return Ok(axum::Json(Json::Array(items)).into_response());
+    answer(items, page.map(|p| (p, page_size)), filtered, total, false)
+}
+
+/// Lists objects known by vhost and name, rendering only what is answered: when the query
+/// sorts by name or vhost (or not at all: RabbitMQ's default sort is vhost, then name), the
+/// objects are filtered, sorted and paged by their names first, and only the page becomes
+/// JSON, so that a page of 10,000 queues costs a page. Any other sort (a statistic, say)
+/// renders everything and sorts the JSON.
+pub(crate) fn list_named<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> (&str, &str),
+    mut render: impl FnMut(&T) -> Json,
+    q: &ListQuery,
+) -> ApiResult<Response> {
+    let by_name = match q.sort.as_deref().filter(|s| !s.is_empty()) {
+        None | Some("vhost") => false,
+        Some("name") => true,
+        Some(_) => return list(items.iter().map(render).collect(), q),
     };
-    let page_count = filtered.div_ceil(page_size).max(1);
-    if page > page_count {
-        return Err(ApiError::bad_request("page_out_of_range"));
+    let total = items.len();
+    let (page, page_size) = paging(q)?;
+    let mut items = items;
+    if let Some(matcher) = name_matcher(q)? {
+        items.retain(|i| matcher(key(i).1));
     }
-    let items: Vec<Json> = items
-        .into_iter()
-        .skip((page - 1) * page_size)
-        .take(page_size)
-        .collect();
-    Ok(axum::Json(json!({
-        "filtered_count": filtered,
-        "item_count": items.len(),
-        "items": items,
-        "page": page,
-        "page_count": page_count,
-        "page_size": page_size,
-        "total_count": total,
-    }))
-    .into_response())
+    let filtered = items.len();
+    if by_name {
+        items.sort_by(|a, b| {
+            let ((av, an), (bv, bn)) = (key(a), key(b));
+            (an, av).cmp(&(bn, bv))
+        });
+    } else {
+        items.sort_by(|a, b| key(a).cmp(&key(b)));
+    }
+    if q.sort_reverse.as_deref() == Some("true") {
+        items.reverse();
+    }
+    let shown: &[T] = match page {
+        Some(p) => {
+            let start = (p - 1).saturating_mul(page_size).min(items.len());
+            let end = start.saturating_add(page_size).min(items.len());
+            &items[start..end]
+        }
+        None => &items,
+    };
+    let mut out: Vec<Json> = shown.iter().map(&mut render).collect();
+    if let Some(columns) = &q.columns {
+        let wanted: Vec<&str> = columns.split(',').map(str::trim).collect();
+        out = out.iter().map(|i| only(i, &wanted)).collect();
+    }
+    answer(out, page.map(|p| (p, page_size)), filtered, total, true)
 }
 
 /// A dotted path (`message_stats.publish`) in an object.

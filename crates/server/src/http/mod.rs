@@ -8,7 +8,8 @@
 //! family: `overview.rs`, `vhosts.rs`, `users.rs`, `permissions.rs`, `limits.rs`,
 //! `exchanges.rs`, `queues.rs`, `messages.rs` (publish and get), `bindings.rs`, `health.rs`,
 //! `definitions.rs` (export and import), `connections.rs` (connections, channels, consumers,
-//! from the connection registry).
+//! from the connection registry), `stats/` (the sampler behind `message_stats` and the
+//! `_details` rates).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -28,6 +29,7 @@ mod messages;
 mod overview;
 mod permissions;
 mod queues;
+mod stats;
 mod users;
 mod vhosts;
 
@@ -60,6 +62,10 @@ pub(crate) struct Http {
     pub cluster_name: RwLock<String>,
     /// Every bound listener, for `/api/overview` and the listener health checks.
     pub listeners: Vec<(crate::listen::Kind, SocketAddr)>,
+    /// The statistics sampler: rings of counters the rates are computed from.
+    pub stats: stats::Sampler,
+    /// When the management listener started (`uptime` in `/api/nodes`).
+    pub started: std::time::Instant,
 }
 
 impl Http {
@@ -235,9 +241,12 @@ pub(crate) async fn serve(
         state: Arc::clone(&state),
         cluster_name: RwLock::new(default_name),
         listeners: bound,
+        stats: stats::Sampler::new(state.config.collect_statistics_interval),
+        started: std::time::Instant::now(),
     });
-    let app = router(http);
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(stats::run(Arc::clone(&http)));
+    let app = router(http);
     for listener in listeners {
         let app = app.clone();
         let mut shutdown = state.shutdown.clone();

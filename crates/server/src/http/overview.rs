@@ -1,10 +1,11 @@
 //! `/api/overview`, `/api/whoami`, `/api/cluster-name`.
 
 use super::json::body;
+use super::stats::{self, StatsQuery};
 use super::{blocking, ApiError, ApiResult, Caller, Shared, RABBITMQ_VERSION};
 use crate::listen::Kind;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -65,9 +66,16 @@ pub(super) fn totals(http: &Shared, caller: &Caller) -> (Value, Value) {
     )
 }
 
-async fn overview(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
+async fn overview(
+    State(http): State<Shared>,
+    caller: Caller,
+    Query(sq): Query<StatsQuery>,
+) -> ApiResult<Json<Value>> {
+    let ctx = sq.ctx(&http.stats)?;
     let node = http.node();
-    let (object_totals, queue_totals) = totals(&http, &caller);
+    let (object_totals, mut queue_totals) = totals(&http, &caller);
+    let (message_stats, churn_rates) =
+        stats::api::overview(&http, &caller, &ctx, &mut queue_totals);
     let listeners: Vec<Value> = http
         .listeners
         .iter()
@@ -118,7 +126,10 @@ async fn overview(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<
     .collect();
     Ok(Json(json!({
         "management_version": RABBITMQ_VERSION,
-        "rates_mode": "none",
+        "rates_mode": "basic",
+        // What the rings keep, in seconds (RabbitMQ lists its retention tiers here; the UI
+        // offers chart ranges up to them).
+        "sample_retention_policies": {"global": [600], "basic": [60], "detailed": [60]},
         "exchange_types": exchange_types,
         "product_version": env!("CARGO_PKG_VERSION"),
         "product_name": "Pigeon",
@@ -130,9 +141,8 @@ async fn overview(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<
         "disable_stats": false,
         "is_op_policy_updating_enabled": false,
         "enable_queue_totals": false,
-        // Rates and counters come with the statistics (not yet).
-        "message_stats": {},
-        "churn_rates": {},
+        "message_stats": message_stats,
+        "churn_rates": churn_rates,
         "queue_totals": queue_totals,
         "object_totals": object_totals,
         "statistics_db_event_queue": 0,
@@ -166,54 +176,51 @@ async fn set_cluster_name(
 }
 
 /// This node as `/api/nodes` lists it (the fields rabbitmqadmin and monitoring read; memory is
-/// the queued message bodies the memory alarm weighs).
-fn node_json(http: &Shared) -> Value {
+/// what the memory alarm weighs). `mem_used`, `fd_used`, `sockets_used`, `proc_used` and
+/// `disk_free` come with their `_details` rates (`stats/`).
+fn node_json(http: &Shared, ctx: &stats::Ctx) -> Value {
     let state = &http.state;
-    let used: u64 = state
-        .broker
-        .vhosts()
-        .iter()
-        .map(|v| v.resident_bytes() as u64)
-        .sum();
     let causes = &state.alarm_causes;
-    let disk_free = state
-        .config
-        .data_dir
-        .as_deref()
-        .and_then(|d| crate::alarm::free_space(d).ok());
-    json!({
+    let mut node = json!({
         "name": http.node(),
         "type": "disc",
         "running": true,
         "being_drained": false,
-        "mem_used": used,
-        "mem_limit": crate::memory_limit(&state.config),
+        "mem_limit": state.memory.limit(),
         "mem_alarm": causes.memory.load(std::sync::atomic::Ordering::Relaxed),
-        "disk_free": disk_free,
         "disk_free_limit": state.disk_free_limit.load(std::sync::atomic::Ordering::Relaxed),
         "disk_free_alarm": causes.disk.load(std::sync::atomic::Ordering::Relaxed),
         "processors": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "os_pid": std::process::id().to_string(),
-        "rates_mode": "none",
+        "rates_mode": "basic",
         "partitions": [],
         "applications": [],
         "enabled_plugins": ["rabbitmq_management"],
-    })
+    });
+    stats::api::node(http, ctx, &mut node);
+    node
 }
 
-async fn nodes(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
+async fn nodes(
+    State(http): State<Shared>,
+    caller: Caller,
+    Query(sq): Query<StatsQuery>,
+) -> ApiResult<Json<Value>> {
     caller.require_monitor()?;
-    Ok(Json(Value::Array(vec![node_json(&http)])))
+    let ctx = sq.ctx(&http.stats)?;
+    Ok(Json(Value::Array(vec![node_json(&http, &ctx)])))
 }
 
 async fn node(
     State(http): State<Shared>,
     caller: Caller,
     axum::extract::Path(name): axum::extract::Path<String>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require_monitor()?;
     if name != http.node() {
         return Err(ApiError::not_found());
     }
-    Ok(Json(node_json(&http)))
+    let ctx = sq.ctx(&http.stats)?;
+    Ok(Json(node_json(&http, &ctx)))
 }

@@ -3,7 +3,8 @@
 //! `rabbit_mgmt_wm_queue`, `rabbit_mgmt_wm_queue_purge`). Lists take RabbitMQ's `page`,
 //! `page_size`, `name`, `use_regex`, `sort`, `sort_reverse` and `columns`.
 
-use super::json::{arguments, body, list, opt_bool, table_json, ListQuery};
+use super::json::{arguments, body, list_named, opt_bool, table_json, ListQuery};
+use super::stats::{self, Ctx, StatsQuery, Tables};
 use super::{created_or_updated, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -12,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete as delete_route, get};
 use axum::{Json, Router};
 use pigeon_broker::permission::Access;
-use pigeon_broker::{Queue, QueueOptions, VHost};
+use pigeon_broker::{Queue, QueueOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -59,21 +61,67 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
     })
 }
 
-fn of(http: &Shared, v: &VHost) -> Vec<Value> {
-    v.queues().iter().map(|q| queue_json(http, q)).collect()
+/// The fields that come from statistics, which `disable_stats=true` leaves out
+/// (`rabbit_mgmt_format:queue`; `enable_queue_totals=true` keeps the three counts).
+const STATS_FIELDS: [&str; 5] = [
+    "message_bytes",
+    "message_bytes_ready",
+    "consumers",
+    "exclusive_consumer_tag",
+    "effective_policy_definition",
+];
+const TOTALS_FIELDS: [&str; 3] = ["messages", "messages_ready", "messages_unacknowledged"];
+
+/// A queue with its statistics (`message_stats`, the lengths' `_details`), or without them
+/// when the query says `disable_stats=true`.
+fn queue_full(http: &Shared, t: &Tables, q: &Arc<Queue>, ctx: &Ctx, sq: &StatsQuery) -> Value {
+    let mut v = queue_json(http, q);
+    if sq.disable_stats() {
+        if let Some(m) = v.as_object_mut() {
+            for f in STATS_FIELDS {
+                m.remove(f);
+            }
+            if !sq.enable_queue_totals() {
+                for f in TOTALS_FIELDS {
+                    m.remove(f);
+                }
+            }
+        }
+    } else {
+        stats::api::queue(t, q, &q.stats(), ctx, &mut v);
+    }
+    v
+}
+
+/// Lists `queues`, rendering only the page asked for when the sort allows it.
+fn listing(
+    http: &Shared,
+    queues: Vec<Arc<Queue>>,
+    q: &ListQuery,
+    sq: &StatsQuery,
+) -> ApiResult<Response> {
+    let ctx = sq.ctx(&http.stats)?;
+    let t = http.stats.read();
+    list_named(
+        queues,
+        |x| (x.vhost_name(), x.name()),
+        |x| queue_full(http, &t, x, &ctx, sq),
+        q,
+    )
 }
 
 async fn all(
     State(http): State<Shared>,
     caller: Caller,
     Query(q): Query<ListQuery>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
-    let items: Vec<Value> = caller
+    let queues: Vec<Arc<Queue>> = caller
         .vhosts(&http)
         .iter()
-        .flat_map(|v| of(&http, v))
+        .flat_map(|v| v.queues())
         .collect();
-    list(items, &q)
+    listing(&http, queues, &q, &sq)
 }
 
 async fn of_vhost(
@@ -81,19 +129,23 @@ async fn of_vhost(
     caller: Caller,
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
     let v = caller.vhost(&http, &vhost)?;
-    list(of(&http, &v), &q)
+    listing(&http, v.queues(), &q, &sq)
 }
 
 async fn show(
     State(http): State<Shared>,
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     let v = caller.vhost(&http, &vhost)?;
     let q = v.queue(&name)?;
-    Ok(Json(queue_json(&http, &q)))
+    let ctx = sq.ctx(&http.stats)?;
+    let t = http.stats.read();
+    Ok(Json(queue_full(&http, &t, &q, &ctx, &sq)))
 }
 
 /// Declares a queue: `{"durable": true, "auto_delete": false, "arguments": {}}`. An existing

@@ -1,9 +1,10 @@
 //! `/api/vhosts`, `/api/vhosts/{vhost}` (`rabbit_mgmt_wm_vhosts`, `rabbit_mgmt_wm_vhost`).
 
 use super::json::{body, opt_str, tags};
+use super::stats::{self, Ctx, StatsQuery, Tables};
 use super::{blocking, created_or_updated, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,6 +17,20 @@ pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route("/api/vhosts", get(list))
         .route("/api/vhosts/{vhost}", get(show).put(put).delete(delete))
+}
+
+/// A vhost with its statistics: `message_stats`, the lengths' and its connections' bytes'
+/// `_details`.
+fn with_stats(
+    http: &Shared,
+    t: &Tables,
+    ctx: &Ctx,
+    connections: &[crate::registry::ConnectionInfo],
+    v: &std::sync::Arc<VHost>,
+) -> Value {
+    let mut out = vhost_json(http, v);
+    stats::api::vhost(t, v, connections, ctx, &mut out);
+    out
 }
 
 /// A vhost as RabbitMQ lists it (3.13: description and tags also under `metadata`).
@@ -40,22 +55,33 @@ fn vhost_json(http: &Shared, v: &VHost) -> Value {
     })
 }
 
-async fn list(State(http): State<Shared>, caller: Caller) -> Json<Value> {
+async fn list(
+    State(http): State<Shared>,
+    caller: Caller,
+    Query(sq): Query<StatsQuery>,
+) -> ApiResult<Json<Value>> {
+    let ctx = sq.ctx(&http.stats)?;
+    let connections = http.state.registry.connections();
+    let t = http.stats.read();
     let all: Vec<Value> = caller
         .vhosts(&http)
         .iter()
-        .map(|v| vhost_json(&http, v))
+        .map(|v| with_stats(&http, &t, &ctx, &connections, v))
         .collect();
-    Json(Value::Array(all))
+    Ok(Json(Value::Array(all)))
 }
 
 async fn show(
     State(http): State<Shared>,
     caller: Caller,
     Path(vhost): Path<String>,
+    Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     let v = caller.vhost(&http, &vhost)?;
-    Ok(Json(vhost_json(&http, &v)))
+    let ctx = sq.ctx(&http.stats)?;
+    let connections = http.state.registry.connections();
+    let t = http.stats.read();
+    Ok(Json(with_stats(&http, &t, &ctx, &connections, &v)))
 }
 
 /// Creates a vhost, or updates its description and tags. Body (optional):

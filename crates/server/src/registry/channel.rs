@@ -26,14 +26,22 @@ pub struct ChannelStats {
     pub confirm: AtomicU64,
     /// Messages delivered to consumers (`deliver` + `deliver_no_ack`).
     pub deliver: AtomicU64,
+    /// Of those, to `no_ack` consumers (`deliver_no_ack`).
+    pub deliver_no_ack: AtomicU64,
     /// Messages taken by `basic.get` (`get` + `get_no_ack`).
     pub get: AtomicU64,
+    /// Of those, with `no_ack` (`get_no_ack`).
+    pub get_no_ack: AtomicU64,
+    /// `basic.get`s answered `get-empty` (`get_empty`).
+    pub get_empty: AtomicU64,
     /// Of those, redelivered (`redeliver`).
     pub redeliver: AtomicU64,
     /// Messages acknowledged by the client (`ack`).
     pub ack: AtomicU64,
     /// Mandatory messages returned unroutable (`return_unroutable`).
     pub return_unroutable: AtomicU64,
+    /// Messages routed nowhere and dropped (`drop_unroutable`).
+    pub drop_unroutable: AtomicU64,
     /// `basic.qos` prefetch for new consumers (`prefetch_count`).
     pub prefetch: AtomicU32,
     /// `basic.qos global=true` (`global_prefetch_count`).
@@ -64,10 +72,14 @@ impl ChannelStats {
             publish: AtomicU64::new(0),
             confirm: AtomicU64::new(0),
             deliver: AtomicU64::new(0),
+            deliver_no_ack: AtomicU64::new(0),
             get: AtomicU64::new(0),
+            get_no_ack: AtomicU64::new(0),
+            get_empty: AtomicU64::new(0),
             redeliver: AtomicU64::new(0),
             ack: AtomicU64::new(0),
             return_unroutable: AtomicU64::new(0),
+            drop_unroutable: AtomicU64::new(0),
             prefetch: AtomicU32::new(0),
             global_prefetch: AtomicU32::new(0),
             confirm_mode: AtomicBool::new(false),
@@ -77,12 +89,19 @@ impl ChannelStats {
         }
     }
 
-    /// One more delivery, by `basic.get` (`get`) or to a consumer, `no_ack` or not, and a
-    /// redelivery if it is one.
+    /// One more delivery (`get`: by `basic.get`; `no_ack`: no acknowledgement will come),
+    /// and a redelivery if it is one.
     #[inline]
     pub fn count_delivery(&self, get: bool, no_ack: bool, redelivered: bool) {
-        let counter = if get { &self.get } else { &self.deliver };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let (all, no_ack_counter) = if get {
+            (&self.get, &self.get_no_ack)
+        } else {
+            (&self.deliver, &self.deliver_no_ack)
+        };
+        all.fetch_add(1, Ordering::Relaxed);
+        if no_ack {
+            no_ack_counter.fetch_add(1, Ordering::Relaxed);
+        }
         if redelivered {
             self.redeliver.fetch_add(1, Ordering::Relaxed);
         }
@@ -91,6 +110,7 @@ impl ChannelStats {
 
     /// A `basic.get` found its queue empty.
     pub fn count_get_empty(&self) {
+        self.get_empty.fetch_add(1, Ordering::Relaxed);
         self.counters.get_empty.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -101,6 +121,8 @@ impl ChannelStats {
         self.publish.fetch_add(1, Ordering::Relaxed);
         if returned {
             self.return_unroutable.fetch_add(1, Ordering::Relaxed);
+        } else if queues == 0 {
+            self.drop_unroutable.fetch_add(1, Ordering::Relaxed);
         }
         self.counters.on_publish(queues, returned, confirm, size);
     }
@@ -200,14 +222,22 @@ pub struct ChannelInfo {
     pub confirmed: u64,
     /// Deliveries to consumers.
     pub deliver: u64,
+    /// Of those, to `no_ack` consumers.
+    pub deliver_no_ack: u64,
     /// Messages fetched with `basic.get`.
     pub get: u64,
+    /// Of those, with `no_ack`.
+    pub get_no_ack: u64,
+    /// `basic.get`s that found the queue empty.
+    pub get_empty: u64,
     /// Redeliveries.
     pub redeliver: u64,
     /// Acknowledgements.
     pub ack: u64,
     /// Mandatory messages returned.
     pub return_unroutable: u64,
+    /// Messages routed nowhere and dropped.
+    pub drop_unroutable: u64,
 }
 
 /// A snapshot of one consumer (`/api/consumers`).
@@ -255,9 +285,13 @@ pub(crate) fn info(
         publish: r(&s.publish),
         confirmed: r(&s.confirm),
         deliver: r(&s.deliver),
+        deliver_no_ack: r(&s.deliver_no_ack),
         get: r(&s.get),
+        get_no_ack: r(&s.get_no_ack),
+        get_empty: r(&s.get_empty),
         redeliver: r(&s.redeliver),
         ack: r(&s.ack),
         return_unroutable: r(&s.return_unroutable),
+        drop_unroutable: r(&s.drop_unroutable),
     }
 }

@@ -187,7 +187,7 @@ fn node_json(http: &Shared) -> Value {
         "running": true,
         "being_drained": false,
         "mem_used": used,
-        "mem_limit": crate::memory_limit(&state.config),
+        "mem_limit": state.memory.limit(),
         "mem_alarm": causes.memory.load(std::sync::atomic::Ordering::Relaxed),
         "disk_free": disk_free,
         "disk_free_limit": state.disk_free_limit.load(std::sync::atomic::Ordering::Relaxed),

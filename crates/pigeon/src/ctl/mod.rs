@@ -84,28 +84,29 @@ Options (before or after the command):
   -t, --timeout <seconds>  how long to wait for the node";
 
 fn help(topic: Option<&str>) -> Result<(), CtlError> {
-    match topic.map(|t| commands::find(t).ok_or(t)) {
-        Some(Ok(c)) => {
-            println!(
-                "Usage: pigeon ctl {} {}\n\n{}.\n\n{GLOBAL_OPTIONS}",
-                c.name, c.usage, c.about
-            );
-            Ok(())
+    let text = match topic.map(|t| commands::find(t).ok_or(t)) {
+        Some(Ok(c)) => format!(
+            "Usage: pigeon ctl {} {}\n\n{}.\n\n{GLOBAL_OPTIONS}\n",
+            c.name, c.usage, c.about
+        ),
+        Some(Err(unknown)) => {
+            return Err(CtlError::Usage(format!(
+                "{unknown:?} is not a known command (`pigeon ctl help` lists them)"
+            )))
         }
-        Some(Err(unknown)) => Err(CtlError::Usage(format!(
-            "{unknown:?} is not a known command (`pigeon ctl help` lists them)"
-        ))),
         None => {
-            println!(
+            let mut text = String::from(
                 "Usage: pigeon ctl [options] <command> [<args>]\n\n\
                  rabbitmqctl's commands against a running node, over its management HTTP API.\n\n\
-                 Commands:"
+                 Commands:\n",
             );
             for c in commands::COMMANDS {
-                println!("  {:<30} {}", c.name, c.about);
+                text.push_str(&format!("  {:<30} {}\n", c.name, c.about));
             }
-            println!("\n{GLOBAL_OPTIONS}");
-            Ok(())
+            text.push_str(&format!("\n{GLOBAL_OPTIONS}\n"));
+            text
         }
-    }
+    };
+    output::print(&text);
+    Ok(())
 }

@@ -176,9 +176,9 @@ fn typed_table(value: &Value) -> Value {
     Value::Array(items)
 }
 
-fn print(text: &str) {
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly.
+pub fn print(text: &str) {
     let mut out = std::io::stdout().lock();
-    // A closed pipe (`| head`) is not an error worth a panic.
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }

@@ -175,7 +175,7 @@ pub(super) fn render(column: &str) -> Render {
     }
 }
 
-/// A JSON string for messages (`"bob"`), as rabbitmqctl quotes names in its banners.
+/// A name in double quotes, as rabbitmqctl's banners quote them (`"bob"`, unescaped).
 pub(super) fn quoted(s: &str) -> String {
-    Value::String(s.to_string()).to_string()
+    format!("\"{s}\"")
 }

@@ -71,6 +71,15 @@ impl NodeFacts {
     }
 }
 
+/// The operating system, as rabbitmqctl names it (`Linux`).
+fn os() -> String {
+    let os = std::env::consts::OS;
+    let mut chars = os.chars();
+    chars.next().map_or_else(String::new, |c| {
+        c.to_ascii_uppercase().to_string() + chars.as_str()
+    })
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
@@ -141,7 +150,7 @@ pub fn status(ctx: &Ctx) -> CtlResult {
     if ctx.out.json() {
         ctx.out.json_value(&json!({
             "pid": text(n, "os_pid").parse::<u64>().ok(),
-            "os": std::env::consts::OS,
+            "os": os(),
             "node": f.name(),
             "product_name": text(o, "product_name"),
             "product_version": text(o, "product_version"),
@@ -168,7 +177,7 @@ pub fn status(ctx: &Ctx) -> CtlResult {
         "Runtime",
         &[
             format!("OS PID: {}", text(n, "os_pid")),
-            format!("OS: {}", std::env::consts::OS),
+            format!("OS: {}", os()),
             format!("Node name: {}", f.name()),
             format!(
                 "Product: {} {}",

@@ -110,3 +110,28 @@ fn help(topic: Option<&str>) -> Result<(), CtlError> {
     output::print(&text);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn ctl_takes_its_arguments_raw_options_included() {
+        let argv = [
+            "pigeon",
+            "ctl",
+            "-q",
+            "list_queues",
+            "-p",
+            "/",
+            "--help",
+            "name",
+        ];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Ok(Command::Ctl(ctl)) = cli.into_command() else {
+            panic!("expected ctl");
+        };
+        assert_eq!(ctl.args, ["-q", "list_queues", "-p", "/", "--help", "name"]);
+    }
+}

@@ -786,6 +786,9 @@ async fn vhost_and_user_limits() {
         .await
         .ok();
     assert_eq!(out, "{\"max-channels\":3}\n");
+    ctl(&broker, &["list_vhost_limits", "-p", "no-such-vhost"])
+        .await
+        .fails(65);
     ctl(
         &broker,
         &["set_user_limits", "no-such-user", r#"{"max-channels": 3}"#],

@@ -41,8 +41,14 @@ pub fn set_policy(ctx: &Ctx) -> CtlResult {
         "apply-to": apply_to,
     });
     let path = format!("/api/policies/{}/{}", seg(vhost), seg(name));
-    ctx.node.send("PUT", &path, Some(&body))?;
-    Ok(())
+    let reply = ctx.node.call("PUT", &path, Some(&body), &[])?;
+    if reply.ok() {
+        return Ok(());
+    }
+    if reply.status == 404 {
+        super::lists::require_vhost(ctx, vhost)?;
+    }
+    Err(ctx.node.refused(&reply))
 }
 
 /// `clear_policy [-p vhost] <name>`: a policy that does not exist is an error (69, as
@@ -142,6 +148,7 @@ pub fn list_vhost_limits(ctx: &Ctx) -> CtlResult {
     let vhost = ctx.vhost();
     ctx.out
         .banner(&format!("Listing limits for vhost {} ...", quoted(vhost)));
+    super::lists::require_vhost(ctx, vhost)?;
     let limits = current_limits(ctx, &format!("/api/vhost-limits/{}", seg(vhost)))?;
     print_limits(ctx, limits);
     Ok(())

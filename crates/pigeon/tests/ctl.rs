@@ -71,17 +71,24 @@ async fn ctl(broker: &TestBroker, args: &[&str]) -> Run {
 }
 
 async fn ctl_at(url: &str, args: &[&str]) -> Run {
-    let bin = std::env::var("PIGEON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pigeon").into());
     let home = tempfile::tempdir().unwrap();
+    let mut all = vec!["--node", url];
+    all.extend_from_slice(args);
+    ctl_with(home.path(), &[], &all).await
+}
+
+/// Runs `pigeon ctl <args>` with `HOME` at `home` and only the `PIGEON_*` variables of `env`.
+async fn ctl_with(home: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let bin = std::env::var("PIGEON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pigeon").into());
     let mut command = Command::new(bin);
     command
         .arg("ctl")
-        .args(["--node", url])
         .args(args)
         .env_remove("PIGEON_URL")
         .env_remove("PIGEON_USER")
         .env_remove("PIGEON_PASS")
-        .env("HOME", home.path());
+        .env("HOME", home)
+        .envs(env.iter().copied());
     // The broker runs in this process: wait for the child off the runtime's threads.
     let output = within(
         "pigeon ctl to finish",
@@ -836,4 +843,54 @@ async fn ctl_policies_set_list_clear() {
     ctl(&broker, &["clear_policy", &name]).await.ok();
     assert_eq!(ctl(&broker, &["list_policies", "-s"]).await.ok(), "");
     ctl(&broker, &["clear_policy", &name]).await.fails(69);
+}
+
+#[tokio::test]
+async fn node_and_credentials_come_from_the_environment_or_a_rabbitmqadmin_config() {
+    let Some(broker) = broker().await else { return };
+    let user = unique("env-user");
+    ctl(&broker, &["add_user", &user, "pw"]).await.ok();
+    ctl(&broker, &["set_user_tags", &user, "administrator"])
+        .await
+        .ok();
+    let url = api_url(&broker);
+    let home = tempfile::tempdir().unwrap();
+
+    // PIGEON_URL, PIGEON_USER, PIGEON_PASS.
+    let env = [
+        ("PIGEON_URL", url.as_str()),
+        ("PIGEON_USER", user.as_str()),
+        ("PIGEON_PASS", "pw"),
+    ];
+    let who = ctl_with(home.path(), &env, &["list_users", "-s"])
+        .await
+        .ok();
+    assert!(who.contains(&user), "{who}");
+    let env = [
+        ("PIGEON_URL", url.as_str()),
+        ("PIGEON_USER", user.as_str()),
+        ("PIGEON_PASS", "nope"),
+    ];
+    ctl_with(home.path(), &env, &["list_users"]).await.fails(69);
+
+    // ~/.rabbitmqadmin.conf: [default], or the section --node names.
+    let addr = broker.server().unwrap().management_addr().unwrap();
+    let conf = format!(
+        "[default]\nhostname = 127.0.0.1\nport = 1\n\n[mine]\nhostname = {}\nport = {}\nusername = {user}\npassword = pw\n",
+        addr.ip(),
+        addr.port()
+    );
+    std::fs::write(home.path().join(".rabbitmqadmin.conf"), conf).unwrap();
+    ctl_with(home.path(), &[], &["ping"]).await.fails(69);
+    ctl_with(home.path(), &[], &["--node", "mine", "ping"])
+        .await
+        .ok();
+    // Flags win over the file.
+    ctl_with(
+        home.path(),
+        &[],
+        &["--node", "mine", "--password", "nope", "ping"],
+    )
+    .await
+    .fails(69);
 }

@@ -37,6 +37,9 @@ pub enum Command {
     /// report throughput, end-to-end latency and lost or duplicated messages.
     // Boxed: the bench's flags (with TLS's) are several times the size of serve's.
     Bench(Box<BenchArgs>),
+    /// Manage a running node over its management HTTP API with rabbitmqctl's commands
+    /// (`pigeon ctl help` lists them).
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// Flags of `pigeon serve`.

@@ -5,7 +5,8 @@
 //! - `config`: the TOML configuration file;
 //! - `logging`: where log lines go and which;
 //! - `serve`: starts `pigeon_server` and stops it on SIGINT or SIGTERM;
-//! - `bench`: the load generator, a client of any AMQP 0-9-1 or MQTT broker.
+//! - `bench`: the load generator, a client of any AMQP 0-9-1 or MQTT broker;
+//! - `ctl`: rabbitmqctl's commands against a running node, over its management HTTP API.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -14,6 +15,7 @@ mod alloc;
 mod bench;
 mod cli;
 mod config;
+mod ctl;
 mod logging;
 mod serve;
 
@@ -40,6 +42,8 @@ fn main() -> ExitCode {
             .block_on(serve::run(args, log))
             .map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => runtime.block_on(bench::run(*args, log)),
+        // A blocking HTTP client with rabbitmqctl's exit codes (no runtime needed).
+        Command::Ctl(args) => Ok(ctl::run(args)),
     };
     // Connections still closing must not keep a finished process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

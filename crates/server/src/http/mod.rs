@@ -9,7 +9,8 @@
 //! `exchanges.rs`, `queues.rs`, `messages.rs` (publish and get), `bindings.rs`, `health.rs`,
 //! `definitions.rs` (export and import), `connections.rs` (connections, channels, consumers,
 //! from the connection registry), `stats/` (the sampler behind `message_stats` and the
-//! `_details` rates).
+//! `_details` rates), `runtime.rs` (Pigeon's own: the memory watermark and disk limit of the
+//! running node, for `pigeon ctl`).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -29,6 +30,7 @@ mod messages;
 mod overview;
 mod permissions;
 mod queues;
+mod runtime;
 mod stats;
 mod users;
 mod vhosts;
@@ -218,6 +220,7 @@ fn router(http: Shared) -> Router {
         .merge(health::routes())
         .merge(definitions::routes())
         .merge(connections::routes())
+        .merge(runtime::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {

@@ -1,0 +1,530 @@
+//! The node as a whole: `status`, `cluster_status`, `set_cluster_name`, the resource limits
+//! (`set_disk_free_limit`, `set_vm_memory_high_watermark`, through Pigeon's own
+//! `/api/pigeon/...` endpoints since rabbitmqctl sets them over Erlang distribution),
+//! definitions export and import, and `enable_feature_flag`.
+
+use super::{items, quoted, Ctx};
+use crate::ctl::args::arity;
+use crate::ctl::client::seg;
+use crate::ctl::error::{CtlError, CtlResult};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+
+/// What `status` and `cluster_status` show: the overview, this node, the vhost count.
+struct NodeFacts {
+    overview: Value,
+    node: Value,
+    vhosts: usize,
+}
+
+impl NodeFacts {
+    fn read(ctx: &Ctx) -> CtlResult<NodeFacts> {
+        let overview = ctx.node.get("/api/overview")?;
+        let name = overview.get("node").and_then(Value::as_str).unwrap_or("");
+        let node = ctx
+            .node
+            .get_opt(&format!("/api/nodes/{}", seg(name)))?
+            .unwrap_or(Value::Null);
+        let vhosts = items(ctx.node.get("/api/vhosts")?).len();
+        Ok(NodeFacts {
+            overview,
+            node,
+            vhosts,
+        })
+    }
+
+    fn name(&self) -> &str {
+        text(&self.overview, "node")
+    }
+
+    fn alarms(&self) -> Vec<&'static str> {
+        let mut alarms = Vec::new();
+        if self.node.get("mem_alarm").and_then(Value::as_bool) == Some(true) {
+            alarms.push("memory");
+        }
+        if self.node.get("disk_free_alarm").and_then(Value::as_bool) == Some(true) {
+            alarms.push("disk");
+        }
+        alarms
+    }
+
+    fn alarm_lines(&self) -> Vec<String> {
+        let alarms = self.alarms();
+        if alarms.is_empty() {
+            return vec!["(none)".into()];
+        }
+        alarms
+            .iter()
+            .map(|a| match *a {
+                "memory" => format!("Memory alarm on node {}", self.name()),
+                _ => format!("Free disk space alarm on node {}", self.name()),
+            })
+            .collect()
+    }
+
+    fn listeners(&self) -> Vec<Value> {
+        self.overview
+            .get("listeners")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The operating system, as rabbitmqctl names it (`Linux`).
+fn os() -> String {
+    let os = std::env::consts::OS;
+    let mut chars = os.chars();
+    chars.next().map_or_else(String::new, |c| {
+        c.to_ascii_uppercase().to_string() + chars.as_str()
+    })
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn num(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// What a listener is for, as rabbitmqctl's `purpose`.
+fn purpose(protocol: &str) -> &'static str {
+    match protocol {
+        "amqp" => "AMQP 0-9-1",
+        "amqp/ssl" => "AMQP 0-9-1 over TLS",
+        "mqtt" => "MQTT",
+        "mqtt/ssl" => "MQTT over TLS",
+        "http" => "HTTP API",
+        "https" => "HTTP API over TLS",
+        "http/web-mqtt" => "MQTT over WebSockets",
+        "https/web-mqtt" => "MQTT over WebSockets and TLS",
+        "http/prometheus" => "Prometheus exporter API over HTTP",
+        _ => "",
+    }
+}
+
+/// Bytes as rabbitmqctl's status shows them: gigabytes (10^9) to four decimals.
+fn gb(bytes: u64) -> String {
+    let gb = bytes as f64 / 1e9;
+    let s = format!("{gb:.4}");
+    let s = s.trim_end_matches('0');
+    let s = if s.ends_with('.') {
+        format!("{s}0")
+    } else {
+        s.to_string()
+    };
+    format!("{s} gb")
+}
+
+fn listener_json(node: &str, l: &Value) -> Value {
+    let protocol = text(l, "protocol");
+    json!({
+        "node": node,
+        "interface": text(l, "ip_address"),
+        "port": l.get("port").cloned().unwrap_or(Value::Null),
+        "protocol": protocol,
+        "purpose": purpose(protocol),
+    })
+}
+
+fn section(ctx: &Ctx, title: &str, lines: &[String]) {
+    ctx.out.line(&format!("{title}\n"));
+    for l in lines {
+        ctx.out.line(l);
+    }
+    ctx.out.line("");
+}
+
+/// `status`.
+pub fn status(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 0, 0)?;
+    let f = NodeFacts::read(ctx)?;
+    let (o, n) = (&f.overview, &f.node);
+    let totals = o.get("object_totals").cloned().unwrap_or(Value::Null);
+    let listeners: Vec<Value> = f
+        .listeners()
+        .iter()
+        .map(|l| listener_json(f.name(), l))
+        .collect();
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "pid": text(n, "os_pid").parse::<u64>().ok(),
+            "os": os(),
+            "node": f.name(),
+            "product_name": text(o, "product_name"),
+            "product_version": text(o, "product_version"),
+            "rabbitmq_version": text(o, "rabbitmq_version"),
+            "is_under_maintenance": false,
+            "alarms": f.alarms(),
+            "memory": {"strategy": "rss", "total": {"rss": num(n, "mem_used")}},
+            "vm_memory_calculation_strategy": "rss",
+            "vm_memory_high_watermark_limit": num(n, "mem_limit"),
+            "disk_free": num(n, "disk_free"),
+            "disk_free_limit": num(n, "disk_free_limit"),
+            "totals": {
+                "connection_count": num(&totals, "connections"),
+                "queue_count": num(&totals, "queues"),
+                "virtual_host_count": f.vhosts,
+            },
+            "listeners": listeners,
+        }));
+        return Ok(());
+    }
+    ctx.out.banner(&format!("Status of node {} ...", f.name()));
+    section(
+        ctx,
+        "Runtime",
+        &[
+            format!("OS PID: {}", text(n, "os_pid")),
+            format!("OS: {}", os()),
+            format!("Node name: {}", f.name()),
+            format!(
+                "Product: {} {}",
+                text(o, "product_name"),
+                text(o, "product_version")
+            ),
+            format!(
+                "RabbitMQ version (of the API implemented): {}",
+                text(o, "rabbitmq_version")
+            ),
+            "Is under maintenance?: false".into(),
+        ],
+    );
+    section(ctx, "Alarms", &f.alarm_lines());
+    section(
+        ctx,
+        "Memory",
+        &[
+            format!("Total memory used: {}", gb(num(n, "mem_used"))),
+            "Calculation strategy: rss".into(),
+            format!("Memory high watermark: {}", gb(num(n, "mem_limit"))),
+        ],
+    );
+    section(
+        ctx,
+        "Free Disk Space",
+        &[
+            format!(
+                "Low free disk space watermark: {}",
+                gb(num(n, "disk_free_limit"))
+            ),
+            format!("Free disk space: {}", gb(num(n, "disk_free"))),
+        ],
+    );
+    section(
+        ctx,
+        "Totals",
+        &[
+            format!("Connection count: {}", num(&totals, "connections")),
+            format!("Queue count: {}", num(&totals, "queues")),
+            format!("Virtual host count: {}", f.vhosts),
+        ],
+    );
+    let lines: Vec<String> = listeners
+        .iter()
+        .map(|l| {
+            format!(
+                "Interface: {}, port: {}, protocol: {}, purpose: {}",
+                text(l, "interface"),
+                l["port"],
+                text(l, "protocol"),
+                text(l, "purpose")
+            )
+        })
+        .collect();
+    section(ctx, "Listeners", &lines);
+    Ok(())
+}
+
+/// `cluster_status`: a cluster of one node.
+pub fn cluster_status(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 0, 0)?;
+    let f = NodeFacts::read(ctx)?;
+    let o = &f.overview;
+    let name = f.name();
+    let listeners: Vec<Value> = f
+        .listeners()
+        .iter()
+        .map(|l| listener_json(name, l))
+        .collect();
+    if ctx.out.json() {
+        ctx.out.json_value(&json!({
+            "cluster_name": text(o, "cluster_name"),
+            "disk_nodes": [name],
+            "ram_nodes": [],
+            "running_nodes": [name],
+            "versions": {name: {
+                "rabbitmq_name": text(o, "product_name"),
+                "rabbitmq_version": text(o, "rabbitmq_version"),
+                "product_version": text(o, "product_version"),
+            }},
+            "maintenance_status": {name: "not under maintenance"},
+            "alarms": f.alarms(),
+            "partitions": {},
+            "listeners": {name: listeners},
+            "feature_flags": [],
+        }));
+        return Ok(());
+    }
+    ctx.out
+        .banner(&format!("Cluster status of node {name} ..."));
+    section(
+        ctx,
+        "Basics",
+        &[format!("Cluster name: {}", text(o, "cluster_name"))],
+    );
+    section(ctx, "Disk Nodes", &[name.to_string()]);
+    section(ctx, "Running Nodes", &[name.to_string()]);
+    section(
+        ctx,
+        "Versions",
+        &[format!(
+            "{name}: {} {} (RabbitMQ {} API)",
+            text(o, "product_name"),
+            text(o, "product_version"),
+            text(o, "rabbitmq_version")
+        )],
+    );
+    section(
+        ctx,
+        "Maintenance status",
+        &[format!("Node: {name}, status: not under maintenance")],
+    );
+    section(ctx, "Alarms", &f.alarm_lines());
+    section(ctx, "Network Partitions", &["(none)".to_string()]);
+    let lines: Vec<String> = listeners
+        .iter()
+        .map(|l| {
+            format!(
+                "Node: {name}, interface: {}, port: {}, protocol: {}, purpose: {}",
+                text(l, "interface"),
+                l["port"],
+                text(l, "protocol"),
+                text(l, "purpose")
+            )
+        })
+        .collect();
+    section(ctx, "Listeners", &lines);
+    Ok(())
+}
+
+/// `set_cluster_name <name>`.
+pub fn set_cluster_name(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 1)?;
+    let name = ctx.arg(0);
+    ctx.out
+        .banner(&format!("Setting cluster name to {name} ..."));
+    ctx.node
+        .send("PUT", "/api/cluster-name", Some(&json!({ "name": name })))?;
+    Ok(())
+}
+
+/// An information unit as RabbitMQ parses it (`rabbit_resource_monitor_misc:
+/// parse_information_unit`): digits, then `k`/`kiB` (1024), `kB` (1000), `M`/`MiB`,
+/// `MB`, `G`/`GiB`, `GB`, in any case.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1_000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+fn fraction(text: &str) -> CtlResult<f64> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && *f >= 0.0)
+        .ok_or_else(|| CtlError::Data(format!("{text:?} is not a non-negative number")))
+}
+
+/// `set_disk_free_limit <bytes>` or `set_disk_free_limit mem_relative <fraction>`.
+pub fn set_disk_free_limit(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 2)?;
+    let url = ctx.node.url();
+    let body = match (ctx.arg(0), ctx.inv.args.len()) {
+        ("mem_relative", 2) => {
+            let f = fraction(ctx.arg(1))?;
+            ctx.out.banner(&format!(
+                "Setting disk free limit on {url} to {} times the total RAM ...",
+                ctx.arg(1)
+            ));
+            json!({ "mem_relative": f })
+        }
+        (limit, 1) => {
+            let bytes = parse_bytes(limit).ok_or_else(|| {
+                CtlError::Data(format!(
+                    "{limit:?} is not an amount of bytes (such as 50MB)"
+                ))
+            })?;
+            ctx.out.banner(&format!(
+                "Setting disk free limit on {url} to {limit} bytes ..."
+            ));
+            json!({ "absolute": bytes })
+        }
+        _ => {
+            return Err(CtlError::Usage(
+                "usage: set_disk_free_limit <bytes> | mem_relative <fraction>".into(),
+            ))
+        }
+    };
+    ctx.node
+        .send("PUT", "/api/pigeon/disk_free_limit", Some(&body))?;
+    Ok(())
+}
+
+/// `set_vm_memory_high_watermark <fraction>` or `... absolute <bytes>`.
+pub fn set_vm_memory_high_watermark(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 2)?;
+    let url = ctx.node.url();
+    let body = match (ctx.arg(0), ctx.inv.args.len()) {
+        ("absolute", 2) => {
+            let limit = ctx.arg(1);
+            let bytes = parse_bytes(limit).ok_or_else(|| {
+                CtlError::Data(format!("{limit:?} is not an amount of bytes (such as 2GB)"))
+            })?;
+            ctx.out.banner(&format!(
+                "Setting memory threshold on {url} to {limit} bytes ..."
+            ));
+            json!({ "absolute": bytes })
+        }
+        (f, 1) => {
+            let value = fraction(f)?;
+            ctx.out
+                .banner(&format!("Setting memory threshold on {url} to {f} ..."));
+            json!({ "relative": value })
+        }
+        _ => {
+            return Err(CtlError::Usage(
+                "usage: set_vm_memory_high_watermark <fraction> | absolute <bytes>".into(),
+            ))
+        }
+    };
+    ctx.node
+        .send("PUT", "/api/pigeon/vm_memory_high_watermark", Some(&body))?;
+    Ok(())
+}
+
+fn json_format_only(ctx: &Ctx) -> CtlResult {
+    match ctx.inv.opts.flag("format") {
+        None | Some("json") => Ok(()),
+        Some(other) => Err(CtlError::Usage(format!(
+            "format {other:?} is not supported: definitions are JSON"
+        ))),
+    }
+}
+
+/// `export_definitions <file | ->`: RabbitMQ's definitions JSON.
+pub fn export_definitions(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 1)?;
+    json_format_only(ctx)?;
+    let target = ctx.arg(0);
+    let defs = ctx.node.get("/api/definitions")?;
+    let text = format!("{defs}\n");
+    if target == "-" {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        return Ok(());
+    }
+    ctx.out.banner(&format!(
+        "Exporting definitions in JSON to a file at {} ...",
+        quoted(target)
+    ));
+    std::fs::write(target, text).map_err(|e| CtlError::Data(format!("cannot write {target}: {e}")))
+}
+
+/// `import_definitions <file | ->`: what Pigeon cannot honour is printed as warnings.
+pub fn import_definitions(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 1)?;
+    json_format_only(ctx)?;
+    let source = ctx.arg(0);
+    let text = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CtlError::Data(format!("cannot read standard input: {e}")))?;
+        text
+    } else {
+        std::fs::read_to_string(source).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                CtlError::Data(format!("Bad argument: File {source} does not exist"))
+            }
+            _ => CtlError::Data(format!("cannot read {source}: {e}")),
+        })?
+    };
+    let defs: Value = serde_json::from_str(&text)
+        .map_err(|e| CtlError::Data(format!("{source} is not valid JSON: {e}")))?;
+    let from = if source == "-" {
+        "standard input"
+    } else {
+        source
+    };
+    ctx.out.banner(&format!(
+        "Importing definitions in JSON from a file at {} ...",
+        quoted(from)
+    ));
+    let reply = ctx.node.send("POST", "/api/definitions", Some(&defs))?;
+    let warnings = reply
+        .body
+        .get("warnings")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for w in &warnings {
+        let w = w.as_str().map_or_else(|| w.to_string(), String::from);
+        eprintln!("Warning: {w}");
+    }
+    ctx.out.line("Successfully imported definitions");
+    Ok(())
+}
+
+/// `enable_feature_flag <name | all>`: Pigeon has no feature flags (what RabbitMQ gates behind
+/// them is always on), so this succeeds once the node answers.
+pub fn enable_feature_flag(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 1)?;
+    let flag = ctx.arg(0);
+    if flag == "all" {
+        ctx.out.banner("Enabling all feature flags ...");
+    } else {
+        ctx.out
+            .banner(&format!("Enabling feature flag {} ...", quoted(flag)));
+    }
+    ctx.node.get("/api/overview")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn information_units_are_rabbitmqs() {
+        assert_eq!(parse_bytes("50000000"), Some(50_000_000));
+        assert_eq!(parse_bytes("60MB"), Some(60_000_000));
+        assert_eq!(parse_bytes("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(parse_bytes("512k"), Some(512 * 1024));
+        assert_eq!(parse_bytes("3kB"), Some(3000));
+        assert_eq!(parse_bytes("1.5GB"), None);
+        assert_eq!(parse_bytes("MB"), None);
+        assert_eq!(parse_bytes("10TB"), None);
+    }
+
+    #[test]
+    fn gigabytes_print_as_rabbitmqctl_prints_them() {
+        assert_eq!(gb(135_000_000), "0.135 gb");
+        assert_eq!(gb(1_000_000_000), "1.0 gb");
+        assert_eq!(gb(0), "0.0 gb");
+    }
+}

@@ -108,6 +108,8 @@ pub(crate) struct ServerState {
     pub memory: memory::MemoryMeter,
     /// Per-queue publisher flow control's marks (`flow.rs`).
     pub flow: flow::FlowMarks,
+    /// The policies the configuration file set (`policy.rs`).
+    pub config_policies: policy::Owned,
 }
 
 impl ServerState {
@@ -209,9 +211,11 @@ impl ServerHandle {
         self.tls.as_ref().map(|t| t.reload()).transpose()
     }
 
-    /// Replaces the policies of every vhost (existing queues and exchanges follow at once).
+    /// Applies the configuration file's policies again (SIGHUP): sets these, clears those
+    /// the file set before and no longer has; others (set through the API) stay. Existing
+    /// queues and exchanges follow at once.
     pub fn set_policies(&self, policies: &[PolicyConfig]) -> Result<(), String> {
-        policy::apply(&self.broker, policies)
+        policy::apply(&self.broker, policies, &self.state.config_policies)
     }
 
     /// Changes the disk free limit (bytes) of the running server, as `rabbitmqctl
@@ -339,7 +343,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         }
     };
     admin::bootstrap(&broker, &config)?;
-    policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
+    let config_policies = policy::Owned::default();
+    policy::apply(&broker, &config.policies, &config_policies).map_err(ServerError::Config)?;
     let auth = auth::Authenticator::new(
         Arc::clone(&broker),
         admin::loopback_users(&config),
@@ -377,6 +382,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         registry,
         memory,
         flow,
+        config_policies,
     });
     admin::register_hooks(&state);
     let sessions = mqtt::persist::recover(&state);

@@ -34,7 +34,9 @@ pub(super) fn exchange_name(name: &str) -> &str {
     }
 }
 
-fn exchange_json(vhost: &str, x: &Exchange) -> Value {
+fn exchange_json(v: &VHost, x: &Exchange) -> Value {
+    let vhost = v.name();
+    let applied = v.exchange_policies(&x.name);
     json!({
         "name": &*x.name,
         "vhost": vhost,
@@ -44,14 +46,16 @@ fn exchange_json(vhost: &str, x: &Exchange) -> Value {
         "internal": x.internal,
         "arguments": table_json(&x.arguments),
         "user_who_performed_action": if x.name.starts_with("amq.") || x.name.is_empty() { "rmq-internal" } else { "" },
-        "policy": Value::Null,
+        "policy": applied.policy,
+        "operator_policy": applied.operator_policy,
+        "effective_policy_definition": table_json(&applied.effective),
     })
 }
 
 /// Every exchange of `vhost`, the default one first.
 fn of(v: &VHost) -> Vec<Value> {
-    let mut all = vec![exchange_json(v.name(), v.default_exchange())];
-    all.extend(v.exchanges().iter().map(|x| exchange_json(v.name(), x)));
+    let mut all = vec![exchange_json(v, v.default_exchange())];
+    all.extend(v.exchanges().iter().map(|x| exchange_json(v, x)));
     all
 }
 
@@ -81,7 +85,7 @@ async fn show(
 ) -> ApiResult<Json<Value>> {
     let v = caller.vhost(&http, &vhost)?;
     let x = v.exchange(exchange_name(&name))?;
-    Ok(Json(exchange_json(v.name(), &x)))
+    Ok(Json(exchange_json(&v, &x)))
 }
 
 /// Declares an exchange: `{"type": "direct", "durable": true, "auto_delete": false,

@@ -8,7 +8,8 @@
 //! family: `overview.rs`, `vhosts.rs`, `users.rs`, `permissions.rs`, `limits.rs`,
 //! `exchanges.rs`, `queues.rs`, `messages.rs` (publish and get), `bindings.rs`, `health.rs`,
 //! `definitions.rs` (export and import), `connections.rs` (connections, channels, consumers,
-//! from the connection registry).
+//! from the connection registry), `policies.rs` (policies and operator policies),
+//! `parameters.rs` (runtime and global parameters).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -26,7 +27,9 @@ mod json;
 mod limits;
 mod messages;
 mod overview;
+mod parameters;
 mod permissions;
+mod policies;
 mod queues;
 mod users;
 mod vhosts;
@@ -36,7 +39,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use parking_lot::RwLock;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -56,8 +58,6 @@ pub const RABBITMQ_VERSION: &str = "3.13.7";
 pub(crate) struct Http {
     /// The server's state (broker, config, alarms, authentication).
     pub state: Arc<ServerState>,
-    /// `/api/cluster-name` (kept in memory: a restart goes back to the default).
-    pub cluster_name: RwLock<String>,
     /// Every bound listener, for `/api/overview` and the listener health checks.
     pub listeners: Vec<(crate::listen::Kind, SocketAddr)>,
 }
@@ -67,7 +67,33 @@ impl Http {
     pub fn node(&self) -> String {
         format!("pigeon@{}", hostname())
     }
+
+    /// The cluster's name: the global parameter `cluster_name`, as in RabbitMQ (so that
+    /// `/api/cluster-name` and `/api/global-parameters/cluster_name` agree and it survives
+    /// restarts); this node's name until one is set.
+    pub fn cluster_name(&self) -> String {
+        self.state
+            .broker
+            .parameters()
+            .global(CLUSTER_NAME)
+            .and_then(|v| serde_json::from_str::<String>(&v).ok())
+            .unwrap_or_else(|| self.node())
+    }
+
+    /// Sets the cluster's name (durably: call from a blocking context).
+    pub fn set_cluster_name(&self, name: &str) -> ApiResult<()> {
+        let value = serde_json::Value::String(name.to_string()).to_string();
+        self.state
+            .broker
+            .parameters()
+            .set_global(CLUSTER_NAME, &value)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(())
+    }
 }
+
+/// The global parameter holding the cluster's name (RabbitMQ's `cluster_name`).
+pub(crate) const CLUSTER_NAME: &str = "cluster_name";
 
 pub(crate) type Shared = Arc<Http>;
 
@@ -152,6 +178,18 @@ impl From<pigeon_broker::access::AccessError> for ApiError {
     }
 }
 
+impl From<pigeon_broker::PolicyError> for ApiError {
+    fn from(e: pigeon_broker::PolicyError) -> ApiError {
+        use pigeon_broker::PolicyError as E;
+        match e {
+            // rabbit_runtime_parameters:set_any answers `{error_string, "Validation failed..."}`,
+            // which the management API sends as a 400 reason.
+            E::Invalid(why) => ApiError::bad_request(format!("Validation failed\n\n{why}\n")),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
 impl From<pigeon_broker::BrokerError> for ApiError {
     fn from(e: pigeon_broker::BrokerError) -> ApiError {
         use pigeon_broker::BrokerError as E;
@@ -212,6 +250,8 @@ fn router(http: Shared) -> Router {
         .merge(health::routes())
         .merge(definitions::routes())
         .merge(connections::routes())
+        .merge(policies::routes())
+        .merge(parameters::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -230,10 +270,8 @@ pub(crate) async fn serve(
     state: Arc<ServerState>,
     bound: Vec<(crate::listen::Kind, SocketAddr)>,
 ) {
-    let default_name = format!("pigeon@{}", hostname());
     let http = Arc::new(Http {
         state: Arc::clone(&state),
-        cluster_name: RwLock::new(default_name),
         listeners: bound,
     });
     let app = router(http);

@@ -692,3 +692,53 @@ async fn definitions_carry_policies_operator_policies_and_parameters_both_ways()
                                    "definition": {"nonsense": 1}}]});
     assert_eq!(api.post("/api/definitions", bad).await.status, 400);
 }
+
+#[tokio::test]
+async fn load_definitions_imports_policies_and_parameters_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("definitions.json");
+    let defs = json!({
+        "vhosts": [{"name": "/"}, {"name": "booted"}],
+        "policies": [{"vhost": "/", "name": "boot", "pattern": "^boot", "apply-to": "queues",
+                      "definition": {"max-length": 2}, "priority": 0}],
+        "parameters": [{"vhost": "booted", "component": "shovel", "name": "s",
+                        "value": {"src-queue": "a"}}],
+        "global_parameters": [{"name": "cluster_name", "value": "from-file"}]
+    });
+    std::fs::write(&file, defs.to_string()).unwrap();
+    let config = ServerConfig {
+        load_definitions: Some(file),
+        ..ServerConfig::for_tests()
+    };
+    let Some(broker) = TestBroker::start_with(config).await else {
+        return;
+    };
+    let api = Api::new(&broker);
+    assert_eq!(api.get("/api/policies/%2F/boot").await.status, 200);
+    assert_eq!(
+        api.get("/api/parameters/shovel/booted/s").await.body["value"],
+        json!({"src-queue": "a"})
+    );
+    assert_eq!(api.get("/api/cluster-name").await.body["name"], "from-file");
+    let (_conn, channel) = lp::confirm_connection(&broker).await;
+    assert_eq!(fill(&channel, "boot.q", FieldTable::default(), 5).await, 2);
+}
+
+#[tokio::test]
+async fn a_definitions_file_with_an_invalid_policy_stops_the_start() {
+    if std::env::var(pigeon_tests::EXTERNAL_URL_VAR).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.json");
+    let defs = json!({"policies": [{"vhost": "/", "name": "bad", "pattern": ".*",
+                                    "definition": {"nonsense": 1}}]});
+    std::fs::write(&file, defs.to_string()).unwrap();
+    let config = ServerConfig {
+        load_definitions: Some(file),
+        ..ServerConfig::for_tests()
+    };
+    let started = pigeon_server::start(config).await;
+    let error = started.err().expect("the start fails").to_string();
+    assert!(error.contains("not recognised"), "{error}");
+}

@@ -385,6 +385,9 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         config_policies,
     });
     admin::register_hooks(&state);
+    if let Some(path) = &state.config.load_definitions {
+        http::load_definitions(&state, path).map_err(ServerError::Config)?;
+    }
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
         tracing::info!(sessions, "persistent MQTT sessions recovered");

@@ -231,6 +231,39 @@ async fn run_import(
     Ok(Json(json!({"warnings": warnings})).into_response())
 }
 
+/// The files `load_definitions` names: the file itself, or a directory's `*.json` files in
+/// name order.
+fn definition_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let what = |e: std::io::Error| format!("load_definitions {}: {e}", path.display());
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(what)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Imports `load_definitions` at start (RabbitMQ imports it at every boot too).
+pub(super) fn load_at_start(http: &Shared, path: &std::path::Path) -> Result<(), String> {
+    for file in definition_files(path)? {
+        let shown = file.display().to_string();
+        let bytes = std::fs::read(&file).map_err(|e| format!("load_definitions {shown}: {e}"))?;
+        let defs = body(&Bytes::from(bytes))
+            .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
+        let warnings = import::import(http, &defs, None)
+            .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
+        for w in &warnings {
+            tracing::warn!(file = %shown, "definitions: {w}");
+        }
+        tracing::info!(file = %shown, "definitions imported");
+    }
+    Ok(())
+}
+
 /// Declare options of a queue from its definitions JSON.
 fn queue_options(q: &Map<String, Value>) -> ApiResult<QueueOptions> {
     Ok(QueueOptions {

@@ -264,6 +264,19 @@ fn router(http: Shared) -> Router {
         .with_state(http)
 }
 
+/// Imports the definitions file (or directory of `*.json` files) `path` at start, as RabbitMQ's
+/// `load_definitions` does; what it cannot honour is logged.
+pub(crate) fn load_definitions(
+    state: &Arc<ServerState>,
+    path: &std::path::Path,
+) -> Result<(), String> {
+    let http = Arc::new(Http {
+        state: Arc::clone(state),
+        listeners: Vec::new(),
+    });
+    definitions::load_at_start(&http, path)
+}
+
 /// Serves the API on every bound management socket until shutdown.
 pub(crate) async fn serve(
     listeners: Vec<TcpListener>,

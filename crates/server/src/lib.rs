@@ -505,6 +505,7 @@ mod tests_support {
             registry,
             memory: memory::MemoryMeter::new(u64::MAX),
             flow: flow::FlowMarks::new(u64::MAX),
+            config_policies: policy::Owned::default(),
         })
     }
 }

@@ -169,12 +169,17 @@ impl Broker {
             tracing::warn!(vhost = %v, "deleting the parameters of a deleted vhost");
             parameters.forget_vhost(&v)?;
         }
+        let mut policies = policy::persist::load_all(&store, policy::PolicyKind::Policy)?;
+        let mut operator = policy::persist::load_all(&store, policy::PolicyKind::Operator)?;
         let mut vhosts = HashMap::new();
         let mut messages = 0;
         for (name, info) in known {
             let vhost = VHost::with_store(&name, Some(Arc::clone(&store)), paging);
             vhost.set_info(info);
-            vhost.recover_policies();
+            let mine =
+                |all: &mut HashMap<String, Vec<Policy>>| all.remove(&name).unwrap_or_default();
+            vhost.recover_policies(policy::PolicyKind::Policy, mine(&mut policies));
+            vhost.recover_policies(policy::PolicyKind::Operator, mine(&mut operator));
             messages += vhost.recover(&defs, codec);
             // Recovered exchanges take their policies' alternate exchanges.
             vhost.apply_policies();

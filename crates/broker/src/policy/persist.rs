@@ -81,21 +81,21 @@ pub fn delete(store: &Store, kind: PolicyKind, vhost: &str, name: &str) -> Resul
     store.meta_delete(table(kind), &key(&[vhost, name]))
 }
 
-/// The policies of `kind` recorded for `vhost`, in no particular order.
-pub fn load(store: &Store, kind: PolicyKind, vhost: &str) -> Result<Vec<Policy>, StoreError> {
-    let mut out = Vec::new();
+/// Every recorded policy of `kind`, by vhost (read once at start).
+pub fn load_all(
+    store: &Store,
+    kind: PolicyKind,
+) -> Result<std::collections::HashMap<String, Vec<Policy>>, StoreError> {
+    let mut out: std::collections::HashMap<String, Vec<Policy>> = Default::default();
     for (k, v) in store.meta_scan(table(kind))? {
-        let Some([v_name, name]) = split_key(&k, 2).and_then(|p| <[String; 2]>::try_from(p).ok())
+        let Some([vhost, name]) = split_key(&k, 2).and_then(|p| <[String; 2]>::try_from(p).ok())
         else {
             tracing::warn!("skipping an unreadable policy key");
             continue;
         };
-        if v_name != vhost {
-            continue;
-        }
         match decode(name, &v) {
-            Some(p) => out.push(p),
-            None => tracing::warn!(vhost, "skipping an unreadable policy record"),
+            Some(p) => out.entry(vhost).or_default().push(p),
+            None => tracing::warn!(%vhost, "skipping an unreadable policy record"),
         }
     }
     Ok(out)

@@ -98,28 +98,16 @@ impl VHost {
         self.policy_set(kind).read().get(name)
     }
 
-    /// Takes back the policies the store holds for this vhost (at start, before its queues
+    /// Takes back the policies the store held for this vhost (at start, before its queues
     /// are recovered, so that they are declared with their policies).
-    pub(crate) fn recover_policies(&self) {
-        let Some(store) = &self.store else {
-            return;
-        };
-        for kind in [PolicyKind::Policy, PolicyKind::Operator] {
-            let loaded = match persist::load(store, kind, &self.name) {
-                Ok(l) => l,
+    pub(crate) fn recover_policies(&self, kind: PolicyKind, stored: Vec<Policy>) {
+        let mut set = self.policy_set(kind).write();
+        for p in stored {
+            let name = p.name.clone();
+            match Compiled::new(kind, p) {
+                Ok(c) => set.insert(c),
                 Err(e) => {
-                    tracing::error!(vhost = %self.name, error = %e, "cannot read the policies");
-                    continue;
-                }
-            };
-            let mut set = self.policy_set(kind).write();
-            for p in loaded {
-                let name = p.name.clone();
-                match Compiled::new(kind, p) {
-                    Ok(c) => set.insert(c),
-                    Err(e) => {
-                        tracing::warn!(vhost = %self.name, policy = %name, error = %e, "stored policy not applied")
-                    }
+                    tracing::warn!(vhost = %self.name, policy = %name, error = %e, "stored policy not applied")
                 }
             }
         }

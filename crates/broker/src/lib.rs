@@ -15,6 +15,7 @@ pub mod durable;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod parameters;
 pub mod permission;
 pub mod policy;
 pub mod queue;
@@ -30,14 +31,15 @@ pub use message::{
     Death, DeathReason, Message, MessageMeta, OpaqueProperties, Properties, PropertiesCodec,
     PropertiesView,
 };
-pub use policy::{ApplyTo, Policy};
+pub use parameters::{Parameter, Parameters};
+pub use policy::{ApplyTo, Policy, PolicyError, PolicyKind};
 pub use queue::settings::{Overflow, QueueSettings};
 pub use queue::{
     Enqueued, FlowView, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats, QueuedMessage,
 };
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
-pub use vhost::{ExchangeDeclare, Published, QueueDeclared, VHost};
+pub use vhost::{AppliedPolicies, ExchangeDeclare, Published, QueueDeclared, VHost};
 
 use parking_lot::{Mutex, RwLock};
 use pigeon_store::Store;
@@ -65,6 +67,8 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     ids: AtomicU64,
     access: access::AccessControl,
+    /// Runtime and global parameters (`parameters.rs`).
+    parameters: parameters::Parameters,
     /// Where new vhosts keep their durable entities (`None`: memory only).
     store: Option<Arc<Store>>,
     /// The paging limits of new vhosts.
@@ -85,6 +89,7 @@ impl Broker {
             vhosts: RwLock::new(vhosts),
             ids: AtomicU64::new(1),
             access: access::AccessControl::new(),
+            parameters: parameters::Parameters::new(),
             store: None,
             paging: PagingLimits::default(),
             vhost_writes: Mutex::new(()),
@@ -109,6 +114,7 @@ impl Broker {
     ) -> std::result::Result<(Arc<Broker>, Recovered), pigeon_store::StoreError> {
         let started = std::time::Instant::now();
         let access = access::AccessControl::open(Arc::clone(&store))?;
+        let parameters = parameters::Parameters::open(Arc::clone(&store))?;
         let defs = durable::load(&store)?;
         let mut known: HashMap<String, access::VHostInfo> =
             access::vhosts::load(&store)?.into_iter().collect();
@@ -147,12 +153,36 @@ impl Broker {
                 tracing::warn!(vhost = %v, error = %e, "cannot forget the permissions of a deleted vhost");
             }
         }
+        // Policies and parameters of a vhost without a record: an interrupted delete_vhost.
+        for v in policy::persist::vhosts(&store)?
+            .into_iter()
+            .filter(|v| !known.contains_key(v))
+        {
+            tracing::warn!(vhost = %v, "deleting the policies of a deleted vhost");
+            policy::persist::delete_vhost(&store, &v)?;
+        }
+        for v in parameters
+            .vhosts()
+            .into_iter()
+            .filter(|v| !known.contains_key(v))
+        {
+            tracing::warn!(vhost = %v, "deleting the parameters of a deleted vhost");
+            parameters.forget_vhost(&v)?;
+        }
+        let mut policies = policy::persist::load_all(&store, policy::PolicyKind::Policy)?;
+        let mut operator = policy::persist::load_all(&store, policy::PolicyKind::Operator)?;
         let mut vhosts = HashMap::new();
         let mut messages = 0;
         for (name, info) in known {
             let vhost = VHost::with_store(&name, Some(Arc::clone(&store)), paging);
             vhost.set_info(info);
+            let mine =
+                |all: &mut HashMap<String, Vec<Policy>>| all.remove(&name).unwrap_or_default();
+            vhost.recover_policies(policy::PolicyKind::Policy, mine(&mut policies));
+            vhost.recover_policies(policy::PolicyKind::Operator, mine(&mut operator));
             messages += vhost.recover(&defs, codec);
+            // Recovered exchanges take their policies' alternate exchanges.
+            vhost.apply_policies();
             vhosts.insert(name, vhost);
         }
         let recovered = Recovered {
@@ -179,6 +209,7 @@ impl Broker {
                 vhosts: RwLock::new(vhosts),
                 ids: AtomicU64::new(1),
                 access,
+                parameters,
                 store: Some(store),
                 paging,
                 vhost_writes: Mutex::new(()),
@@ -203,6 +234,11 @@ impl Broker {
     /// Users, their permissions, topic permissions and limits.
     pub fn access(&self) -> &access::AccessControl {
         &self.access
+    }
+
+    /// Runtime and global parameters.
+    pub fn parameters(&self) -> &parameters::Parameters {
+        &self.parameters
     }
 
     /// A broker-wide unique id (connections, channels, sessions).

@@ -8,7 +8,7 @@ use crate::durable;
 use crate::error::{BrokerError, Result};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::{Death, DeathReason, Message, Properties, PropertiesCodec};
-use crate::policy::{Policies, Policy};
+use crate::policy::Policies;
 use crate::queue::settings::{self, QueueSettings};
 use crate::queue::{Enqueued, PagingLimits, Queue, QueueOptions, QueuedMessage};
 use crate::retained::RetainedStore;
@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 mod lifecycle;
+mod policies;
+pub use policies::AppliedPolicies;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The outcome of a publish.
@@ -174,6 +176,8 @@ pub struct VHost {
     /// Retained messages (MQTT).
     pub retained: RetainedStore,
     policies: RwLock<Policies>,
+    /// Operator policies (`policies.rs`): caps on what policies and arguments set.
+    operator_policies: RwLock<Policies>,
     /// Direct reply-to pseudo-queues (`amq.rabbitmq.reply-to.<token>`), reachable only through
     /// the default exchange and invisible to declarations.
     reply_queues: RwLock<HashMap<String, Arc<Queue>>>,
@@ -252,6 +256,7 @@ impl VHost {
             generated: AtomicU64::new(0),
             retained: RetainedStore::with_store(store.clone(), name),
             policies: RwLock::new(Policies::default()),
+            operator_policies: RwLock::new(Policies::default()),
             reply_queues: RwLock::new(HashMap::new()),
             store,
             paging,
@@ -501,10 +506,7 @@ impl VHost {
             q.touch();
             return Ok(declared(Arc::clone(q)));
         }
-        let settings = {
-            let policies = self.policies.read();
-            QueueSettings::resolve(&options.arguments, policies.for_queue(&name))?
-        };
+        let settings = self.queue_settings(&name, &options.arguments)?;
         let me = self
             .me
             .upgrade()
@@ -910,22 +912,6 @@ impl VHost {
         }
     }
 
-    /// Adds or replaces a policy and applies it to existing queues and exchanges.
-    pub fn set_policy(&self, policy: Policy) -> Result<()> {
-        self.policies.write().set(policy)?;
-        self.apply_policies();
-        Ok(())
-    }
-
-    /// Removes a policy; returns whether it existed.
-    pub fn clear_policy(&self, name: &str) -> bool {
-        let removed = self.policies.write().remove(name);
-        if removed {
-            self.apply_policies();
-        }
-        removed
-    }
-
     /// Every exchange but the default one, in no particular order (the management API).
     pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
         self.exchanges.read().values().cloned().collect()
@@ -939,32 +925,6 @@ impl VHost {
     /// Every queue, in no particular order (the management API).
     pub fn queues(&self) -> Vec<Arc<Queue>> {
         self.queues.read().values().cloned().collect()
-    }
-
-    /// The vhost's policies.
-    pub fn policies(&self) -> Vec<Policy> {
-        self.policies.read().list()
-    }
-
-    fn apply_policies(&self) {
-        let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
-        let exchanges: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
-        let policies = self.policies.read();
-        for q in queues {
-            let def = policies.for_queue(q.name());
-            if let Ok(settings) = QueueSettings::resolve(&q.options().arguments, def) {
-                if settings != q.settings() {
-                    q.apply_settings(settings);
-                }
-            }
-        }
-        for x in exchanges {
-            let ae = policies
-                .for_exchange(&x.name)
-                .and_then(|d| d.get_str("alternate-exchange"))
-                .map(str::to_string);
-            x.set_policy_alternate(ae);
-        }
     }
 
     /// The queues `message` published to `exchange` reaches, each once, following

@@ -168,6 +168,10 @@ pub struct ServerConfig {
     pub management_listen: Listen,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
+    /// A definitions file (RabbitMQ's JSON, as `rabbitmqctl export_definitions` writes it),
+    /// or a directory of `*.json` ones, imported at every start (RabbitMQ's
+    /// `load_definitions`).
+    pub load_definitions: Option<std::path::PathBuf>,
     /// Where durable exchanges, queues, bindings and persistent messages are kept; `None`
     /// keeps everything in memory.
     pub data_dir: Option<std::path::PathBuf>,
@@ -299,6 +303,7 @@ impl Default for ServerConfig {
             mqtt_ssl_cert_login: false,
             management_listen: Listen::all_interfaces(MANAGEMENT_PORT),
             policies: Vec::new(),
+            load_definitions: None,
             data_dir: Some("pigeon-data".into()),
             fsync: true,
             queue_resident_bytes: 8 * 1024 * 1024,

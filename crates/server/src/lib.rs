@@ -108,6 +108,8 @@ pub(crate) struct ServerState {
     pub memory: memory::MemoryMeter,
     /// Per-queue publisher flow control's marks (`flow.rs`).
     pub flow: flow::FlowMarks,
+    /// The policies the configuration file set (`policy.rs`).
+    pub config_policies: policy::Owned,
 }
 
 impl ServerState {
@@ -211,9 +213,11 @@ impl ServerHandle {
         self.tls.as_ref().map(|t| t.reload()).transpose()
     }
 
-    /// Replaces the policies of every vhost (existing queues and exchanges follow at once).
+    /// Applies the configuration file's policies again (SIGHUP): sets these, clears those
+    /// the file set before and no longer has; others (set through the API) stay. Existing
+    /// queues and exchanges follow at once.
     pub fn set_policies(&self, policies: &[PolicyConfig]) -> Result<(), String> {
-        policy::apply(&self.broker, policies)
+        policy::apply(&self.broker, policies, &self.state.config_policies)
     }
 
     /// Changes the disk free limit (bytes) of the running server, as `rabbitmqctl
@@ -341,7 +345,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         }
     };
     admin::bootstrap(&broker, &config)?;
-    policy::apply(&broker, &config.policies).map_err(ServerError::Config)?;
+    let config_policies = policy::Owned::default();
+    policy::apply(&broker, &config.policies, &config_policies).map_err(ServerError::Config)?;
     let auth = auth::Authenticator::new(
         Arc::clone(&broker),
         admin::loopback_users(&config),
@@ -379,8 +384,12 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         registry,
         memory,
         flow,
+        config_policies,
     });
     admin::register_hooks(&state);
+    if let Some(path) = &state.config.load_definitions {
+        http::load_definitions(&state, path).map_err(ServerError::Config)?;
+    }
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
         tracing::info!(sessions, "persistent MQTT sessions recovered");
@@ -498,6 +507,7 @@ mod tests_support {
             registry,
             memory: memory::MemoryMeter::new(u64::MAX),
             flow: flow::FlowMarks::new(u64::MAX),
+            config_policies: policy::Owned::default(),
         })
     }
 }

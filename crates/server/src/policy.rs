@@ -1,35 +1,48 @@
-//! Policies from the configuration, applied to the broker's vhosts.
+//! Policies from the configuration file, applied to the broker's vhosts.
+//!
+//! They are a bootstrap, as configured users are: applied (and stored) at every start and on
+//! SIGHUP, replacing a policy of the same name; policies set through the management API or a
+//! definitions import are left alone. A policy that was in the file and no longer is goes on
+//! the next reload of the same process (`owned` remembers what the file set); after a restart
+//! it stays, like any stored policy, until cleared through the API.
 
 use crate::config::{PolicyConfig, PolicyValue};
 use bytes::Bytes;
+use parking_lot::Mutex;
 use pigeon_broker::{ApplyTo, Broker, Policy, Table, Value};
+use std::collections::BTreeSet;
 
-/// Replaces every vhost's policies with `policies`; existing queues and exchanges pick up the
-/// change at once. Returns the first invalid policy's error, having applied the valid ones.
-pub fn apply(broker: &Broker, policies: &[PolicyConfig]) -> Result<(), String> {
+/// The (vhost, name) of the policies the configuration file set in this process.
+pub(crate) type Owned = Mutex<BTreeSet<(String, String)>>;
+
+/// Applies `policies` to their vhosts; clears those in `owned` the file no longer has.
+/// Returns the first invalid policy's error, having applied the valid ones.
+pub fn apply(broker: &Broker, policies: &[PolicyConfig], owned: &Owned) -> Result<(), String> {
     let mut first_error = None;
-    for vhost in broker.vhosts() {
-        let wanted: Vec<&PolicyConfig> = policies
-            .iter()
-            .filter(|p| p.vhost == vhost.name())
-            .collect();
-        for old in vhost.policies() {
-            if !wanted.iter().any(|p| p.name == old.name) {
-                vhost.clear_policy(&old.name);
-            }
+    let mut owned = owned.lock();
+    let wanted: BTreeSet<(String, String)> = policies
+        .iter()
+        .map(|p| (p.vhost.clone(), p.name.clone()))
+        .collect();
+    for (vhost, name) in owned.difference(&wanted) {
+        if let Some(v) = broker.vhost(vhost) {
+            v.clear_policy(name);
         }
-        for p in wanted {
-            if let Err(e) =
-                convert(p).and_then(|policy| vhost.set_policy(policy).map_err(|e| e.to_string()))
-            {
+    }
+    owned.clear();
+    for p in policies {
+        let Some(vhost) = broker.vhost(&p.vhost) else {
+            first_error.get_or_insert(format!("policy '{}': no vhost '{}'", p.name, p.vhost));
+            continue;
+        };
+        match convert(p).and_then(|policy| vhost.set_policy(policy).map_err(|e| e.to_string())) {
+            Ok(()) => {
+                owned.insert((p.vhost.clone(), p.name.clone()));
+            }
+            Err(e) => {
                 tracing::warn!(policy = %p.name, error = %e, "policy not applied");
                 first_error.get_or_insert(format!("policy '{}': {e}", p.name));
             }
-        }
-    }
-    for p in policies {
-        if broker.vhost(&p.vhost).is_none() {
-            first_error.get_or_insert(format!("policy '{}': no vhost '{}'", p.name, p.vhost));
         }
     }
     first_error.map_or(Ok(()), Err)

@@ -46,7 +46,8 @@ pub fn key(parts: &[&str]) -> Vec<u8> {
     k.to_vec()
 }
 
-fn split_key(k: &[u8], n: usize) -> Option<Vec<String>> {
+/// The `n` parts of a key made by [`key`], or `None` if it has other parts.
+pub fn split_key(k: &[u8], n: usize) -> Option<Vec<String>> {
     let mut b = Bytes::copy_from_slice(k);
     let parts: Option<Vec<String>> = (0..n).map(|_| get_string(&mut b)).collect();
     parts.filter(|_| b.is_empty())

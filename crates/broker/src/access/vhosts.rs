@@ -163,6 +163,10 @@ impl Broker {
                 durable::delete_vhost(store, name);
             }
             self.access().forget_vhost(name)?;
+            self.parameters().forget_vhost(name)?;
+            if let Some(store) = &self.store {
+                crate::policy::persist::delete_vhost(store, name)?;
+            }
             tracing::info!(vhost = %name, queues, "vhost deleted");
         }
         self.notify(&Deleted::VHost(name.to_string()));

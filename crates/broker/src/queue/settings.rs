@@ -150,6 +150,39 @@ impl QueueSettings {
     }
 }
 
+impl QueueSettings {
+    /// Caps these settings with an operator policy's `definition`: for each numeric key it
+    /// sets, the lower of its value and the one already resolved wins. RabbitMQ resolves
+    /// these keys of a classic queue with `res_min` over the argument and the policy merged
+    /// with the operator policy (rabbit_amqqueue_process `process_args_policy`), so an
+    /// operator policy caps declare arguments too: that is what it is for.
+    pub fn capped_by(mut self, operator: Option<&Table>) -> QueueSettings {
+        let Some(op) = operator else {
+            return self;
+        };
+        let cap = |key: &str| {
+            op.get(key)
+                .and_then(Value::as_i64)
+                .and_then(|i| u64::try_from(i).ok())
+        };
+        let lower = |mine: Option<u64>, theirs: Option<u64>| match (mine, theirs) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.message_ttl = lower(self.message_ttl, cap("message-ttl"));
+        self.expires = lower(self.expires, cap("expires"));
+        let as_usize = |v: Option<u64>| v.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+        self.max_length = as_usize(lower(self.max_length.map(|v| v as u64), cap("max-length")));
+        self.max_length_bytes = as_usize(lower(
+            self.max_length_bytes.map(|v| v as u64),
+            cap("max-length-bytes"),
+        ));
+        self.delivery_limit = lower(self.delivery_limit.map(u64::from), cap("delivery-limit"))
+            .map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

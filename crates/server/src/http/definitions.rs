@@ -5,25 +5,30 @@
 //! `exchanges`, `bindings`), so that a file exported from RabbitMQ imports here and back.
 //!
 //! Export leaves out what RabbitMQ leaves out: the default exchange, `amq.*` exchanges,
-//! exclusive queues and the default exchange's implicit bindings. Vhost limits travel as
-//! RabbitMQ stores them, runtime parameters of the component `vhost-limits`.
+//! exclusive queues and the default exchange's implicit bindings. Vhost limits and operator
+//! policies travel as RabbitMQ stores them, runtime parameters of the components
+//! `vhost-limits` and `operator_policy`; other components' parameters and the global
+//! parameters as they were imported or set.
 //!
-//! Import applies users, vhosts, permissions, topic permissions, limits, policies,
-//! exchanges, queues and bindings in that order, and is not atomic (neither is RabbitMQ's):
-//! the first error stops it with a 400, leaving what was imported before. What Pigeon cannot
-//! honour (parameters of other components such as federation or shovels, global parameters
-//! other than `cluster_name`, non-classic queue types) is skipped and listed in the answer:
-//! 204 when everything was imported, 200 `{"warnings": [...]}` otherwise.
+//! Import applies users, vhosts, permissions, topic permissions, limits, global parameters,
+//! parameters, policies, exchanges, queues and bindings in that order, and is not atomic
+//! (neither is RabbitMQ's): the first error stops it with a 400, leaving what was imported
+//! before. What Pigeon keeps without honouring it (parameters of components it does not
+//! implement, such as federation or shovels; policy keys such as `ha-mode`) and what it
+//! changes (non-classic queue types) is listed in the answer, one line per component or kind:
+//! 204 when everything was imported as it is, 200 `{"warnings": [...]}` otherwise.
 
-use super::json::{body, opt_str, table, table_json, value_json};
-use super::{blocking, ApiError, ApiResult, Caller, Shared, RABBITMQ_VERSION};
+use super::json::{body, table_json, value_json};
+use super::parameters::{global_list, limits_parameter, operator_parameter, parameter_json};
+use super::policies::policy_json;
+use super::{blocking, ApiResult, Caller, Shared, RABBITMQ_VERSION};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use pigeon_broker::{ApplyTo, Destination, Policy, QueueOptions, VHost};
+use pigeon_broker::{Destination, PolicyKind, QueueOptions, VHost};
 use serde_json::{json, Map, Value};
 
 mod import;
@@ -35,14 +40,6 @@ pub(super) fn routes() -> Router<Shared> {
             "/api/definitions/{vhost}",
             get(export_vhost).post(import_vhost),
         )
-}
-
-fn apply_to_str(a: ApplyTo) -> &'static str {
-    match a {
-        ApplyTo::Queues => "queues",
-        ApplyTo::Exchanges => "exchanges",
-        ApplyTo::All => "all",
-    }
 }
 
 /// The queues, exchanges, bindings and policies of one vhost, as definitions.
@@ -85,30 +82,31 @@ fn objects(v: &VHost) -> (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>) {
         }
     }
     let policies = v
-        .policies()
+        .policies_of(PolicyKind::Policy)
         .iter()
-        .map(|p| {
-            json!({"vhost": name, "name": p.name, "pattern": p.pattern,
-                   "apply-to": apply_to_str(p.apply_to), "definition": table_json(&p.definition),
-                   "priority": p.priority})
-        })
+        .map(|p| policy_json(name, p))
         .collect();
     (queues, exchanges, bindings, policies)
 }
 
-/// The `vhost-limits` runtime parameter of a vhost, if it has limits.
-fn limits_parameter(http: &Shared, vhost: &str) -> Option<Value> {
-    let l = http.state.broker.access().vhost_limits(vhost);
-    let mut value = Map::new();
-    if let Some(n) = l.max_connections {
-        value.insert("max-connections".into(), json!(n));
-    }
-    if let Some(n) = l.max_queues {
-        value.insert("max-queues".into(), json!(n));
-    }
-    (!value.is_empty()).then(
-        || json!({"vhost": vhost, "component": "vhost-limits", "name": "limits", "value": value}),
-    )
+/// The runtime parameters of a vhost: those stored, its limits, its operator policies.
+fn parameters(http: &Shared, v: &VHost) -> Vec<Value> {
+    let mut out: Vec<Value> = http
+        .state
+        .broker
+        .parameters()
+        .list()
+        .iter()
+        .filter(|p| p.vhost == v.name())
+        .map(parameter_json)
+        .collect();
+    out.extend(limits_parameter(http, v.name()));
+    out.extend(
+        v.policies_of(PolicyKind::Operator)
+            .iter()
+            .map(|p| operator_parameter(v.name(), p)),
+    );
+    out
 }
 
 async fn export_all(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
@@ -154,7 +152,7 @@ async fn export_all(State(http): State<Shared>, caller: Caller) -> ApiResult<Jso
         exchanges.extend(x);
         bindings.extend(b);
         policies.extend(p);
-        parameters.extend(limits_parameter(&http, v.name()));
+        parameters.extend(self::parameters(&http, v));
     }
     Ok(Json(json!({
         "rabbit_version": RABBITMQ_VERSION,
@@ -166,7 +164,7 @@ async fn export_all(State(http): State<Shared>, caller: Caller) -> ApiResult<Jso
         "permissions": permissions,
         "topic_permissions": topic_permissions,
         "parameters": parameters,
-        "global_parameters": [{"name": "cluster_name", "value": http.cluster_name.read().clone()}],
+        "global_parameters": global_list(&http),
         "policies": policies,
         "queues": queues,
         "exchanges": exchanges,
@@ -182,7 +180,7 @@ async fn export_vhost(
     caller.require_admin()?;
     let v = caller.vhost(&http, &vhost)?;
     let (queues, exchanges, bindings, policies) = objects(&v);
-    let parameters: Vec<Value> = limits_parameter(&http, &vhost).into_iter().collect();
+    let parameters = parameters(&http, &v);
     Ok(Json(json!({
         "rabbit_version": RABBITMQ_VERSION,
         "rabbitmq_version": RABBITMQ_VERSION,
@@ -233,27 +231,37 @@ async fn run_import(
     Ok(Json(json!({"warnings": warnings})).into_response())
 }
 
-/// A policy from its definitions JSON.
-fn policy(p: &Map<String, Value>) -> ApiResult<Policy> {
-    let name = opt_str(p, "name")?.ok_or_else(|| ApiError::bad_request("policy without a name"))?;
-    let pattern =
-        opt_str(p, "pattern")?.ok_or_else(|| ApiError::bad_request("policy without a pattern"))?;
-    let apply_to = opt_str(p, "apply-to")?.unwrap_or("all");
-    let apply_to = ApplyTo::parse(apply_to)
-        .ok_or_else(|| ApiError::bad_request(format!("invalid apply-to {apply_to:?}")))?;
-    let definition = match p.get("definition") {
-        Some(Value::Object(d)) => table(d),
-        _ => return Err(ApiError::bad_request("policy definition must be an object")),
-    };
-    let priority = p.get("priority").and_then(Value::as_i64).unwrap_or(0);
-    Ok(Policy {
-        name: name.to_string(),
-        pattern: pattern.to_string(),
-        apply_to,
-        priority: i32::try_from(priority)
-            .map_err(|_| ApiError::bad_request("priority out of range"))?,
-        definition,
-    })
+/// The files `load_definitions` names: the file itself, or a directory's `*.json` files in
+/// name order.
+fn definition_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let what = |e: std::io::Error| format!("load_definitions {}: {e}", path.display());
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(what)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Imports `load_definitions` at start (RabbitMQ imports it at every boot too).
+pub(super) fn load_at_start(http: &Shared, path: &std::path::Path) -> Result<(), String> {
+    for file in definition_files(path)? {
+        let shown = file.display().to_string();
+        let bytes = std::fs::read(&file).map_err(|e| format!("load_definitions {shown}: {e}"))?;
+        let defs = body(&Bytes::from(bytes))
+            .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
+        let warnings = import::import(http, &defs, None)
+            .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
+        for w in &warnings {
+            tracing::warn!(file = %shown, "definitions: {w}");
+        }
+        tracing::info!(file = %shown, "definitions imported");
+    }
+    Ok(())
 }
 
 /// Declare options of a queue from its definitions JSON.

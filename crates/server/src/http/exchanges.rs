@@ -36,7 +36,9 @@ pub(super) fn exchange_name(name: &str) -> &str {
     }
 }
 
-fn exchange_json(vhost: &str, x: &Exchange) -> Value {
+fn exchange_json(v: &VHost, x: &Exchange) -> Value {
+    let vhost = v.name();
+    let applied = v.exchange_policies(&x.name);
     json!({
         "name": &*x.name,
         "vhost": vhost,
@@ -46,12 +48,14 @@ fn exchange_json(vhost: &str, x: &Exchange) -> Value {
         "internal": x.internal,
         "arguments": table_json(&x.arguments),
         "user_who_performed_action": if x.name.starts_with("amq.") || x.name.is_empty() { "rmq-internal" } else { "" },
-        "policy": Value::Null,
+        "policy": applied.policy,
+        "operator_policy": applied.operator_policy,
+        "effective_policy_definition": table_json(&applied.effective),
     })
 }
 
 /// An exchange with its `message_stats` (`publish_in`, `publish_out`).
-fn with_stats(t: &Tables, ctx: &Ctx, vhost: &str, x: &Arc<Exchange>) -> Value {
+fn with_stats(t: &Tables, ctx: &Ctx, vhost: &VHost, x: &Arc<Exchange>) -> Value {
     let mut v = exchange_json(vhost, x);
     stats::api::exchange(t, x, ctx, &mut v);
     v
@@ -59,12 +63,8 @@ fn with_stats(t: &Tables, ctx: &Ctx, vhost: &str, x: &Arc<Exchange>) -> Value {
 
 /// Every exchange of `vhost`, the default one first.
 fn of(v: &VHost, t: &Tables, ctx: &Ctx) -> Vec<Value> {
-    let mut all = vec![with_stats(t, ctx, v.name(), v.default_exchange())];
-    all.extend(
-        v.exchanges()
-            .iter()
-            .map(|x| with_stats(t, ctx, v.name(), x)),
-    );
+    let mut all = vec![with_stats(t, ctx, v, v.default_exchange())];
+    all.extend(v.exchanges().iter().map(|x| with_stats(t, ctx, v, x)));
     all
 }
 
@@ -107,7 +107,7 @@ async fn show(
     let x = v.exchange(exchange_name(&name))?;
     let ctx = sq.ctx(&http.stats)?;
     let t = http.stats.read();
-    Ok(Json(with_stats(&t, &ctx, v.name(), &x)))
+    Ok(Json(with_stats(&t, &ctx, &v, &x)))
 }
 
 /// Declares an exchange: `{"type": "direct", "durable": true, "auto_delete": false,

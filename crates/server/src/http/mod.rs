@@ -10,7 +10,8 @@
 //! `definitions.rs` (export and import), `connections.rs` (connections, channels, consumers,
 //! from the connection registry), `stats/` (the sampler behind `message_stats` and the
 //! `_details` rates), `runtime.rs` (Pigeon's own: the memory watermark and disk limit of the
-//! running node, for `pigeon ctl`).
+//! running node, for `pigeon ctl`), `policies.rs` (policies and operator policies),
+//! `parameters.rs` (runtime and global parameters).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -28,7 +29,9 @@ mod json;
 mod limits;
 mod messages;
 mod overview;
+mod parameters;
 mod permissions;
+mod policies;
 mod queues;
 mod runtime;
 mod stats;
@@ -40,7 +43,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use parking_lot::RwLock;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -60,8 +62,6 @@ pub const RABBITMQ_VERSION: &str = "3.13.7";
 pub(crate) struct Http {
     /// The server's state (broker, config, alarms, authentication).
     pub state: Arc<ServerState>,
-    /// `/api/cluster-name` (kept in memory: a restart goes back to the default).
-    pub cluster_name: RwLock<String>,
     /// Every bound listener, for `/api/overview` and the listener health checks.
     pub listeners: Vec<(crate::listen::Kind, SocketAddr)>,
     /// The statistics sampler: rings of counters the rates are computed from.
@@ -75,7 +75,33 @@ impl Http {
     pub fn node(&self) -> String {
         format!("pigeon@{}", hostname())
     }
+
+    /// The cluster's name: the global parameter `cluster_name`, as in RabbitMQ (so that
+    /// `/api/cluster-name` and `/api/global-parameters/cluster_name` agree and it survives
+    /// restarts); this node's name until one is set.
+    pub fn cluster_name(&self) -> String {
+        self.state
+            .broker
+            .parameters()
+            .global(CLUSTER_NAME)
+            .and_then(|v| serde_json::from_str::<String>(&v).ok())
+            .unwrap_or_else(|| self.node())
+    }
+
+    /// Sets the cluster's name (durably: call from a blocking context).
+    pub fn set_cluster_name(&self, name: &str) -> ApiResult<()> {
+        let value = serde_json::Value::String(name.to_string()).to_string();
+        self.state
+            .broker
+            .parameters()
+            .set_global(CLUSTER_NAME, &value)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(())
+    }
 }
+
+/// The global parameter holding the cluster's name (RabbitMQ's `cluster_name`).
+pub(crate) const CLUSTER_NAME: &str = "cluster_name";
 
 pub(crate) type Shared = Arc<Http>;
 
@@ -160,6 +186,18 @@ impl From<pigeon_broker::access::AccessError> for ApiError {
     }
 }
 
+impl From<pigeon_broker::PolicyError> for ApiError {
+    fn from(e: pigeon_broker::PolicyError) -> ApiError {
+        use pigeon_broker::PolicyError as E;
+        match e {
+            // rabbit_runtime_parameters:set_any answers `{error_string, "Validation failed..."}`,
+            // which the management API sends as a 400 reason.
+            E::Invalid(why) => ApiError::bad_request(format!("Validation failed\n\n{why}\n")),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
 impl From<pigeon_broker::BrokerError> for ApiError {
     fn from(e: pigeon_broker::BrokerError) -> ApiError {
         use pigeon_broker::BrokerError as E;
@@ -221,6 +259,8 @@ fn router(http: Shared) -> Router {
         .merge(definitions::routes())
         .merge(connections::routes())
         .merge(runtime::routes())
+        .merge(policies::routes())
+        .merge(parameters::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -233,16 +273,29 @@ fn router(http: Shared) -> Router {
         .with_state(http)
 }
 
+/// Imports the definitions file (or directory of `*.json` files) `path` at start, as RabbitMQ's
+/// `load_definitions` does; what it cannot honour is logged.
+pub(crate) fn load_definitions(
+    state: &Arc<ServerState>,
+    path: &std::path::Path,
+) -> Result<(), String> {
+    let http = Arc::new(Http {
+        state: Arc::clone(state),
+        listeners: Vec::new(),
+        stats: stats::Sampler::new(state.config.collect_statistics_interval),
+        started: std::time::Instant::now(),
+    });
+    definitions::load_at_start(&http, path)
+}
+
 /// Serves the API on every bound management socket until shutdown.
 pub(crate) async fn serve(
     listeners: Vec<TcpListener>,
     state: Arc<ServerState>,
     bound: Vec<(crate::listen::Kind, SocketAddr)>,
 ) {
-    let default_name = format!("pigeon@{}", hostname());
     let http = Arc::new(Http {
         state: Arc::clone(&state),
-        cluster_name: RwLock::new(default_name),
         listeners: bound,
         stats: stats::Sampler::new(state.config.collect_statistics_interval),
         started: std::time::Instant::now(),

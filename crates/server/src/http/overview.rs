@@ -134,7 +134,7 @@ async fn overview(
         "product_version": env!("CARGO_PKG_VERSION"),
         "product_name": "Pigeon",
         "rabbitmq_version": RABBITMQ_VERSION,
-        "cluster_name": http.cluster_name.read().clone(),
+        "cluster_name": http.cluster_name(),
         "erlang_version": "",
         "erlang_full_version": "",
         "release_series_support_status": "supported",
@@ -157,7 +157,7 @@ async fn whoami(caller: Caller) -> Json<Value> {
 }
 
 async fn cluster_name(State(http): State<Shared>, _caller: Caller) -> Json<Value> {
-    Json(json!({"name": http.cluster_name.read().clone()}))
+    Json(json!({"name": http.cluster_name()}))
 }
 
 async fn set_cluster_name(
@@ -171,7 +171,7 @@ async fn set_cluster_name(
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("name is required"))?
         .to_string();
-    blocking(move || *http.cluster_name.write() = name).await?;
+    blocking(move || http.set_cluster_name(&name)).await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

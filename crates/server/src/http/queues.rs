@@ -39,6 +39,12 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
     let ready = q.message_count();
     let unacked = q.unacked_count();
     let bytes = q.queued_bytes();
+    let applied = http
+        .state
+        .broker
+        .vhost(q.vhost_name())
+        .map(|v| v.queue_policies(q.name()))
+        .unwrap_or_default();
     json!({
         "name": q.name(),
         "vhost": q.vhost_name(),
@@ -55,9 +61,10 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
         "message_bytes": bytes,
         "message_bytes_ready": bytes,
         "consumers": q.consumer_count(),
-        "policy": Value::Null,
+        "policy": applied.policy,
+        "operator_policy": applied.operator_policy,
         "exclusive_consumer_tag": Value::Null,
-        "effective_policy_definition": {},
+        "effective_policy_definition": table_json(&applied.effective),
     })
 }
 

@@ -1,14 +1,17 @@
 //! Applying a definitions document (see `definitions.rs` for the order and the rules). Runs
 //! on a blocking thread: every user, vhost and permission is written to the store.
 
-use super::{describe, policy, queue_options};
+use super::{describe, queue_options};
 use crate::http::json::{arguments, opt_str, tags};
+use crate::http::parameters::{set_global, OPERATOR_POLICY};
+use crate::http::policies::parse_policy;
 use crate::http::queues::API_CONNECTION;
 use crate::http::{ApiError, ApiResult, Shared};
 use pigeon_broker::access::{PasswordHash, User, UserLimits, VHostInfo, VHostLimits};
 use pigeon_broker::permission::{Permission, TopicPermission};
-use pigeon_broker::{Destination, ExchangeDeclare};
+use pigeon_broker::{Destination, ExchangeDeclare, Parameter, PolicyKind};
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 
 type Object = Map<String, Value>;
 
@@ -125,35 +128,70 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
             access.try_set_topic_permission(user, vhost, permission)?;
         }
         for g in section(defs, "global_parameters")? {
-            match (opt_str(g, "name")?, g.get("value")) {
-                (Some("cluster_name"), Some(Value::String(n))) => {
-                    *http.cluster_name.write() = n.clone()
+            let name = required(g, "name", "global parameter")?;
+            // RabbitMQ exports an internal cluster id; it means nothing here.
+            if name == "internal_cluster_id" {
+                continue;
+            }
+            match g.get("value") {
+                None | Some(Value::Null) => warnings.push(describe("global parameter", g)),
+                Some(value) => {
+                    set_global(http, name, value)?;
                 }
-                // RabbitMQ exports an internal cluster id; it means nothing here.
-                (Some("internal_cluster_id"), _) => {}
-                _ => warnings.push(describe("global parameter", g)),
             }
         }
     }
+    // Components Pigeon keeps parameters of without acting on them: one warning each.
+    let mut inert_components = BTreeSet::new();
     for p in section(defs, "parameters")? {
         let vhost = vhost_of(p)?;
-        match (opt_str(p, "component")?, p.get("value")) {
-            (Some("vhost-limits"), Some(Value::Object(l))) => {
-                if broker.vhost(&vhost).is_none() {
-                    return Err(ApiError::bad_request(format!("no such vhost '{vhost}'")));
-                }
+        let v = broker
+            .vhost(&vhost)
+            .filter(|v| !v.is_deleted())
+            .ok_or_else(|| ApiError::bad_request(format!("no such vhost '{vhost}'")))?;
+        let component = required(p, "component", "parameter")?;
+        let name = required(p, "name", "parameter")?;
+        let value = match p.get("value") {
+            None | Some(Value::Null) => {
+                return Err(ApiError::bad_request(format!(
+                    "parameter {name} of component {component} without value"
+                )))
+            }
+            // RabbitMQ's CLI export writes values as JSON documents in strings.
+            Some(Value::String(text)) => {
+                serde_json::from_str::<Value>(text).unwrap_or(Value::String(text.clone()))
+            }
+            Some(value) => value.clone(),
+        };
+        match (component, &value) {
+            ("vhost-limits", Value::Object(l)) => {
                 let limits = VHostLimits {
                     max_connections: l.get("max-connections").and_then(limit),
                     max_queues: l.get("max-queues").and_then(limit),
                 };
                 access.try_set_vhost_limits(&vhost, limits)?;
             }
-            (component, _) => warnings.push(format!(
-                "parameter {} of component {} in vhost {vhost} (not supported)",
-                p.get("name").and_then(Value::as_str).unwrap_or("?"),
-                component.unwrap_or("?")
-            )),
+            (OPERATOR_POLICY, Value::Object(o)) => {
+                v.put_policy(PolicyKind::Operator, parse_policy(name, o)?)?;
+            }
+            _ => {
+                broker
+                    .parameters()
+                    .set(Parameter {
+                        vhost: vhost.clone(),
+                        component: component.to_string(),
+                        name: name.to_string(),
+                        value: value.to_string(),
+                    })
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                inert_components.insert(component.to_string());
+            }
         }
+    }
+    for c in inert_components {
+        warnings.push(format!(
+            "parameters of component {c} are kept (and exported) but have no effect: Pigeon does not implement {c}"
+        ));
     }
     let vhost = |name: &str| {
         broker
@@ -161,16 +199,19 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
             .filter(|v| !v.is_deleted())
             .ok_or_else(|| ApiError::bad_request(format!("no such vhost '{name}'")))
     };
-    let policies = section(defs, "policies")?;
-    for p in &policies {
+    let mut inert_keys = BTreeSet::new();
+    for p in section(defs, "policies")? {
         let v = vhost(&vhost_of(p)?)?;
-        v.set_policy(policy(p)?)?;
+        let policy = parse_policy(required(p, "name", "policy")?, p)?;
+        inert_keys.extend(policy.inert_keys().into_iter().map(str::to_string));
+        v.set_policy(policy)?;
     }
-    if !policies.is_empty() {
-        warnings.push(
-            "policies are kept in memory only: add them to the configuration file to keep them across restarts"
-                .into(),
-        );
+    if !inert_keys.is_empty() {
+        let keys: Vec<String> = inert_keys.into_iter().collect();
+        warnings.push(format!(
+            "policy keys {} are kept (and exported) but have no effect in Pigeon",
+            keys.join(", ")
+        ));
     }
     for x in section(defs, "exchanges")? {
         let v = vhost(&vhost_of(x)?)?;

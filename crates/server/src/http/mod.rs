@@ -19,6 +19,7 @@
 mod auth;
 mod bindings;
 mod connections;
+mod dashboard;
 mod definitions;
 mod exchanges;
 mod health;
@@ -212,6 +213,7 @@ fn router(http: Shared) -> Router {
         .merge(health::routes())
         .merge(definitions::routes())
         .merge(connections::routes())
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {

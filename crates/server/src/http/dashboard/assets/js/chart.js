@@ -11,6 +11,11 @@ function niceMax(v) {
   return 10 * p;
 }
 
+function spanText(ms) {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s} s` : `${Math.round(s / 60)} min`;
+}
+
 export class LineChart {
   // series: [{ key, label, cls }] (cls picks the colour: s0..s5); format: a value's text.
   constructor({ title, series, format = short, axis = short, windowMs = 5 * 60 * 1000, height = 170, limit }) {
@@ -46,16 +51,19 @@ export class LineChart {
     const w = width - pad.l - pad.r;
     const ht = height - pad.t - pad.b;
     const now = this.points.length ? this.points[this.points.length - 1].t : Date.now();
-    const t0 = now - this.windowMs;
+    // A short history fills the chart (at least a minute shown), a long one scrolls.
+    const first = this.points.length ? this.points[0].t : now;
+    const span = Math.min(this.windowMs, Math.max(60 * 1000, now - first));
+    const t0 = now - span;
     const visible = this.points.filter((p) => p.t >= t0);
     let max = 0;
     for (const p of visible) for (const s of this.series) max = Math.max(max, p.v[s.key] || 0);
     if (this.limit) max = Math.max(max, this.limit);
     max = niceMax(max * 1.05);
-    const x = (t) => pad.l + ((t - t0) / this.windowMs) * w;
+    const x = (t) => pad.l + ((t - t0) / span) * w;
     const y = (v) => pad.t + ht - (v / max) * ht;
     const root = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
-      'aria-label': `${this.el.querySelector('.chart-title').textContent} over the last ${Math.round(this.windowMs / 60000)} minutes` });
+      'aria-label': `${this.el.querySelector('.chart-title').textContent} over the last ${spanText(span)}` });
     for (const f of [0, 0.5, 1]) {
       const yy = y(max * f);
       root.append(
@@ -63,7 +71,7 @@ export class LineChart {
         svg('text', { class: 'axis', x: pad.l - 6, y: yy + 4, 'text-anchor': 'end' }, document.createTextNode(this.axis(max * f))));
     }
     root.append(
-      svg('text', { class: 'axis', x: pad.l, y: height - 5 }, document.createTextNode(`−${Math.round(this.windowMs / 60000)} min`)),
+      svg('text', { class: 'axis', x: pad.l, y: height - 5 }, document.createTextNode(`−${spanText(span)}`)),
       svg('text', { class: 'axis', x: pad.l + w, y: height - 5, 'text-anchor': 'end' }, document.createTextNode('now')));
     if (this.limit) {
       const ly = y(this.limit);

@@ -5,10 +5,14 @@ import { h, pageHeader, badge, dialog, field, input, form, toast } from '../ui.j
 import { PagedTable } from '../table.js';
 import * as f from '../format.js';
 
-function client(c) {
+function connectionName(c) {
   const p = c.client_properties || {};
-  const name = p.connection_name || p.product || '';
-  return name ? h('span', { class: 'muted small block' }, String(name)) : null;
+  const label = p.connection_name || '';
+  const product = [p.product, p.version].filter(Boolean).join(' ');
+  return h('span', { class: 'conn-name' },
+    label ? h('strong', { class: 'block' }, String(label)) : null,
+    h('span', { class: `mono block ${label ? 'muted small' : ''}` }, c.name),
+    !label && product ? h('span', { class: 'muted small block' }, product) : null);
 }
 
 async function close(c, table) {
@@ -35,10 +39,10 @@ export function connections(root, _params, ctx) {
     emptyTitle: 'No connections',
     emptyText: 'Clients connected over AMQP or MQTT show up here.',
     columns: [
-      { label: 'Name', sort: 'name', header: true, render: (c) => h('span', {}, h('span', { class: 'mono' }, c.name), client(c)) },
+      { label: 'Name', sort: 'name', header: true, render: connectionName },
       { label: 'User', sort: 'user', key: 'user' },
       { label: 'Virtual host', sort: 'vhost', render: (c) => f.vhostLabel(c.vhost), cls: 'opt' },
-      { label: 'Protocol', sort: 'protocol', render: (c) => h('span', {}, c.protocol, c.ssl ? badge('TLS', 'info') : null) },
+      { label: 'Protocol', sort: 'protocol', cls: 'nowrap', render: (c) => h('span', {}, c.protocol, ' ', c.ssl ? badge('TLS', 'info') : null) },
       { label: 'Channels', sort: 'channels', key: 'channels', cls: 'num opt' },
       { label: 'State', sort: 'state', render: (c) => badge(c.state, c.state === 'running' ? 'good' : c.state === 'blocked' || c.state === 'blocking' ? 'warn' : '') },
       { label: 'Received', sort: 'recv_oct', desc: true, render: (c) => f.bytes(c.recv_oct), cls: 'num opt' },

@@ -148,7 +148,7 @@ test('a definitions file imported through the UI declares what it names', async 
   }));
   await go('/definitions');
   await page.getByLabel('Definitions file').setInputFiles(file);
-  await page.getByText('1 queues · 1 exchanges · 1 bindings').waitFor();
+  await page.getByText('1 queue · 1 exchange · 1 binding').waitFor();
   await page.getByRole('button', { name: 'Upload definitions' }).click();
   await page.getByText('Imported.').waitFor();
 
@@ -215,7 +215,11 @@ test('screenshots of the main pages', { skip: !SHOTS }, async () => {
   await ch.prefetch(50);
   await ch.consume(q, (m) => { if (m) setTimeout(() => ch.ack(m), 30); }, { noAck: false });
   let n = 0;
-  const timer = setInterval(() => { for (let i = 0; i < 25 + (n % 7) * 5; i += 1) ch.sendToQueue(q, Buffer.from(`tick ${n}`)); n += 1; }, 200);
+  const timer = setInterval(() => {
+    for (let i = 0; i < 25 + (n % 7) * 5; i += 1) ch.sendToQueue(q, Buffer.from(`tick ${n}`));
+    if (n % 3 === 0) ch.sendToQueue(`browser-jobs-${id}`, Buffer.from(JSON.stringify({ job: n, status: 'failed' })), { contentType: 'application/json' });
+    n += 1;
+  }, 200);
   try {
     await go('/overview');
     await page.waitForTimeout(30_000);
@@ -223,9 +227,9 @@ test('screenshots of the main pages', { skip: !SHOTS }, async () => {
     await nav('Queues');
     await page.getByRole('link', { name: `browser-jobs-${id}` }).waitFor();
     await shot('queues');
-    await page.getByRole('link', { name: q }).click();
-    await page.getByRole('heading', { name: q, level: 1 }).waitFor();
-    await page.waitForTimeout(11_000);
+    await page.getByRole('link', { name: `browser-jobs-${id}` }).click();
+    await page.getByRole('heading', { name: `browser-jobs-${id}`, level: 1 }).waitFor();
+    await page.waitForTimeout(16_000);
     await shot('queue');
     await nav('MQTT');
     await page.waitForTimeout(500);

@@ -7,8 +7,7 @@
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
-use lapin::publisher_confirm::Confirmation;
-use lapin::BasicProperties;
+use lapin::{BasicProperties, Confirmation};
 use pigeon_server::ServerConfig;
 use pigeon_tests::http_support::Api;
 use pigeon_tests::lapin_support as lp;

@@ -40,6 +40,7 @@ const ROUTES = [
 const ctx = { user: null, overview: null };
 const app = document.getElementById('app');
 let cleanup = null;
+let navigated = false;
 
 function can(who) {
   const tags = (ctx.user && ctx.user.tags) || [];
@@ -71,6 +72,7 @@ function themeButton() {
     b.setAttribute('aria-label', dark ? 'Switch to light theme' : 'Switch to dark theme');
     b.title = b.getAttribute('aria-label');
   };
+  matchMedia('(prefers-color-scheme: dark)').addEventListener('change', paint);
   b.addEventListener('click', () => {
     const next = currentTheme() === 'dark' ? 'light' : 'dark';
     localStorage.setItem(THEME_KEY, next);
@@ -146,6 +148,13 @@ function buildShell() {
     const open = side.classList.toggle('open');
     menu.setAttribute('aria-expanded', String(open));
   });
+  side.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && side.classList.contains('open')) {
+      side.classList.remove('open');
+      menu.setAttribute('aria-expanded', 'false');
+      menu.focus();
+    }
+  });
   nav.addEventListener('click', (e) => {
     if (e.target.closest('a')) { side.classList.remove('open'); menu.setAttribute('aria-expanded', 'false'); }
   });
@@ -215,8 +224,10 @@ async function route() {
     main.replaceChildren();
     document.title = `${m.route[3] ? m.route[3][0] : (m.params.name || 'Overview')} · Pigeon`;
     cleanup = page[fn](main, m.params, ctx) || null;
-    const heading = main.querySelector('h1');
-    if (heading && document.activeElement === document.body) main.focus({ preventScroll: true });
+    // After an in-app navigation, focus moves to the new content (screen readers read it, Tab
+    // goes on from there); a fresh load leaves it at the top, where the skip link is first.
+    if (navigated) main.focus({ preventScroll: true });
+    navigated = true;
   } catch (e) {
     clear(main, h('div', { class: 'empty' }, h('strong', {}, 'This page failed to load'), h('p', {}, e.message)));
   }

@@ -4,10 +4,15 @@ import { api, enc } from '../api.js';
 import { h, clear, pageHeader, card, field, select, toast, form } from '../ui.js';
 import * as f from '../format.js';
 
+const SINGULAR = {
+  users: 'user', vhosts: 'vhost', permissions: 'permission', topic_permissions: 'topic permission', policies: 'policy',
+  parameters: 'parameter', queues: 'queue', exchanges: 'exchange', bindings: 'binding',
+};
+
 function summary(defs) {
   const n = (k) => (Array.isArray(defs[k]) ? defs[k].length : 0);
   return ['users', 'vhosts', 'permissions', 'topic_permissions', 'policies', 'parameters', 'queues', 'exchanges', 'bindings']
-    .filter((k) => n(k)).map((k) => `${n(k)} ${k.replace('_', ' ')}`).join(' · ') || 'nothing';
+    .filter((k) => n(k)).map((k) => `${n(k)} ${SINGULAR[k] && n(k) === 1 ? SINGULAR[k] : k.replace('_', ' ')}`).join(' · ') || 'nothing';
 }
 
 export function render(root) {

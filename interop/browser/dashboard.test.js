@@ -1,7 +1,8 @@
 // Pigeon's web dashboard in a real browser: Debian's chromium driven headless by
 // playwright-core (no browser is downloaded), with amqplib on the side as the application a
 // user watches. Scenarios: log in as guest; see a queue an AMQP client declared; publish and
-// get a message through the UI (the message stays in the queue); import a definitions file;
+// get a message through the UI (the message stays in the queue), then move it to another queue;
+// import a definitions file;
 // close a connection (the amqplib connection sees it closed with 320 CONNECTION_FORCED).
 //
 //   PIGEON_HTTP_URL=http://127.0.0.1:15672 AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
@@ -135,6 +136,18 @@ test('a message published and got through the UI stays in the queue', async () =
   assert.equal(msg.fields.redelivered, true);
   ch.nack(msg, false, true);
   await ch.close();
+
+  // Move it to another queue: it leaves this one and arrives there, whole.
+  const other = `browser-other-${id}`;
+  const move = page.locator('section', { has: page.getByRole('heading', { name: 'Move messages' }) });
+  await move.getByLabel('Destination queue').fill(other);
+  await move.getByRole('button', { name: 'Move messages' }).click();
+  await page.getByRole('status').getByText(`1 message moved to ${other}`).waitFor();
+  const check = await conn.createChannel();
+  assert.equal((await check.checkQueue(queue)).messageCount, 0);
+  const moved = await check.get(other, { noAck: true });
+  assert.equal(moved && moved.content.toString(), `hello from the browser ${id}`);
+  await check.close();
 });
 
 test('a definitions file imported through the UI declares what it names', async () => {

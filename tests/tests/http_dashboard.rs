@@ -127,7 +127,10 @@ async fn the_live_log_answers_monitoring_users_with_the_broker_s_lines() {
         .await;
     assert_eq!(put.status, 201);
     assert_eq!(
-        api.with_user(&plain, "pw").get("/api/pigeon/log").await.status,
+        api.with_user(&plain, "pw")
+            .get("/api/pigeon/log")
+            .await
+            .status,
         401
     );
     assert_eq!(
@@ -174,10 +177,7 @@ async fn the_live_log_answers_monitoring_users_with_the_broker_s_lines() {
         .unwrap()
         .iter()
         .all(|l| l["seq"].as_u64().unwrap() > last));
-    assert_eq!(
-        api.get("/api/pigeon/log?since=minus-one").await.status,
-        400
-    );
+    assert_eq!(api.get("/api/pigeon/log?since=minus-one").await.status, 400);
 }
 
 /// Publishes `bodies` persistent, each confirmed.

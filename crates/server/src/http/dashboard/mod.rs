@@ -136,14 +136,16 @@ fn with_headers(mut response: Response, cache: &'static str) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
 /// The development directory, if `PIGEON_DASHBOARD_DIR` names one.
-static DEV_DIR: LazyLock<Option<std::path::PathBuf>> = LazyLock::new(|| {
-    std::env::var_os("PIGEON_DASHBOARD_DIR").map(std::path::PathBuf::from)
-});
+static DEV_DIR: LazyLock<Option<std::path::PathBuf>> =
+    LazyLock::new(|| std::env::var_os("PIGEON_DASHBOARD_DIR").map(std::path::PathBuf::from));
 
 /// A file from the development directory (`None`: not there, or no such directory).
 fn dev_file(path: &str) -> Option<Vec<u8>> {
@@ -217,7 +219,12 @@ mod tests {
     #[test]
     fn every_asset_has_a_known_content_type_and_the_index_names_the_version() {
         for a in ASSETS {
-            assert_ne!(content_type(a.path), "application/octet-stream", "{}", a.path);
+            assert_ne!(
+                content_type(a.path),
+                "application/octet-stream",
+                "{}",
+                a.path
+            );
         }
         assert!(INDEX.contains("__VERSION__"));
         assert!(!INDEX_PAGE.contains("__VERSION__"));

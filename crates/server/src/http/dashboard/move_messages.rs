@@ -27,7 +27,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Shared> {
-    Router::new().route("/api/pigeon/queues/{vhost}/{name}/move", post(move_messages))
+    Router::new().route(
+        "/api/pigeon/queues/{vhost}/{name}/move",
+        post(move_messages),
+    )
 }
 
 /// Messages taken, published and settled together: one store sync per batch.
@@ -130,7 +133,10 @@ impl Move {
                 let copy = Message::new(
                     exchange.name_bytes.clone(),
                     &destination,
-                    Properties::new(m.message.properties.raw().clone(), m.message.properties.codec()),
+                    Properties::new(
+                        m.message.properties.raw().clone(),
+                        m.message.properties.codec(),
+                    ),
                     m.message.body.clone(),
                     http.state.broker.next_id(),
                 );

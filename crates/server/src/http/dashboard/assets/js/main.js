@@ -254,6 +254,7 @@ function loginPage(next) {
     }
     go(next === '/login' ? '/' : next, true);
   }, { cls: 'login-form' });
+  for (const el of [user, pass]) el.addEventListener('input', () => { error.textContent = ''; });
   clear(app,
     h('main', { class: 'login' },
       h('div', { class: 'login-card' },

@@ -58,3 +58,32 @@ export function sumChannels(channels) {
 export function hasCounts(stats, kinds) {
   return !!stats && kinds.some((k) => typeof stats[k] === 'number' || (stats[`${k}_details`] && typeof stats[`${k}_details`].rate === 'number'));
 }
+
+// The query asking RabbitMQ-style APIs for the last `seconds` of samples every `step`
+// (`msg_rates_age`, `lengths_age`...), to fill a chart at once instead of from empty.
+export function sampleQuery(seconds = 300, step = 5) {
+  return `lengths_age=${seconds}&lengths_incr=${step}&msg_rates_age=${seconds}&msg_rates_incr=${step}`;
+}
+
+// Points from the `samples` the API gave (`{sample, timestamp}`, counts for message stats,
+// lengths for queue lengths): rates between successive counts, lengths as they are.
+// rates: { key: details object }, lengths: { key: details object }.
+export function backfill(rates, lengths) {
+  const byTime = new Map();
+  const at = (t) => {
+    if (!byTime.has(t)) byTime.set(t, {});
+    return byTime.get(t);
+  };
+  const sorted = (d) => (d && Array.isArray(d.samples) ? [...d.samples].sort((a, b) => a.timestamp - b.timestamp) : []);
+  for (const [key, details] of Object.entries(rates)) {
+    const s = sorted(details);
+    for (let i = 1; i < s.length; i += 1) {
+      const dt = (s[i].timestamp - s[i - 1].timestamp) / 1000;
+      if (dt > 0) at(s[i].timestamp)[key] = Math.max(0, (s[i].sample - s[i - 1].sample) / dt);
+    }
+  }
+  for (const [key, details] of Object.entries(lengths)) {
+    for (const x of sorted(details)) at(x.timestamp)[key] = x.sample;
+  }
+  return [...byTime.entries()].sort((a, b) => a[0] - b[0]).map(([t, v]) => ({ t, v }));
+}

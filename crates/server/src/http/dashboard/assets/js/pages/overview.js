@@ -4,7 +4,7 @@
 import { api, optional } from '../api.js';
 import { h, clear, every, stat, card, pageHeader, link } from '../ui.js';
 import { LineChart, gauge } from '../chart.js';
-import { History, RateMeter, sumChannels, hasCounts } from '../rates.js';
+import { History, RateMeter, sumChannels, hasCounts, sampleQuery, backfill } from '../rates.js';
 import * as f from '../format.js';
 import { simpleTable } from '../table.js';
 
@@ -49,7 +49,17 @@ export function render(root, _params, ctx) {
 
   let listenersShown = false;
   const tick = async () => {
-    const o = await api('/api/overview');
+    // The first time, ask for the last five minutes of samples too (when the API keeps them).
+    const first = history.points.length === 0;
+    const o = await api(first ? `/api/overview?${sampleQuery()}` : '/api/overview');
+    if (first) {
+      const ms = o.message_stats || {};
+      const qt = o.queue_totals || {};
+      for (const p of backfill(
+        { publish: ms.publish_details, deliver_get: ms.deliver_get_details, ack: ms.ack_details },
+        { ready: qt.messages_ready_details, unacked: qt.messages_unacknowledged_details },
+      ).slice(0, -1)) history.points.push(p);
+    }
     ctx.overview = o;
     let source = o.message_stats;
     if (!hasCounts(source, KINDS)) {

@@ -5,7 +5,7 @@
 import { api, enc, queuePath } from '../api.js';
 import { h, clear, pageHeader, badge, card, link, facts, form, field, input, select, toast, confirm, navigate, every, stat, args, empty } from '../ui.js';
 import { LineChart } from '../chart.js';
-import { History, RateMeter } from '../rates.js';
+import { History, RateMeter, sampleQuery, backfill } from '../rates.js';
 import { simpleTable } from '../table.js';
 import { publishForm, exchangeHref } from './exchanges.js';
 import * as f from '../format.js';
@@ -135,13 +135,21 @@ export function render(root, { vhost, name }) {
 
   const tick = async () => {
     let q;
+    const first = history.points.length === 0;
     try {
-      q = await api(path);
+      q = await api(first ? `${path}?${sampleQuery()}` : path);
     } catch (e) {
       if (e.status !== 404) throw e;
       stop();
       clear(root, empty('No such queue', `There is no queue “${name}” in ${f.vhostLabel(vhost)} (any more).`), h('p', { class: 'empty' }, link('/queues', 'All queues')));
       return;
+    }
+    if (first) {
+      const ms = q.message_stats || {};
+      for (const p of backfill(
+        { publish: ms.publish_details, deliver_get: ms.deliver_get_details, ack: ms.ack_details },
+        { ready: q.messages_ready_details, unacked: q.messages_unacknowledged_details },
+      ).slice(0, -1)) history.points.push(p);
     }
     const r = meter.sample(q.message_stats, ['publish', 'deliver_get', 'ack']);
     ratesNote.textContent = q.message_stats ? '' : 'This broker\u2019s API gives no per-queue message statistics yet.';

@@ -58,7 +58,7 @@ export function render(root) {
       { label: 'State', render: (q) => badge(q.state || 'running', (q.state || 'running') === 'running' ? 'good' : 'warn'), cls: 'opt' },
       { label: 'Ready', sort: 'messages_ready', desc: true, render: (q) => f.num(q.messages_ready), cls: 'num' },
       { label: 'Unacked', sort: 'messages_unacknowledged', desc: true, render: (q) => f.num(q.messages_unacknowledged), cls: 'num' },
-      { label: 'Total', sort: 'messages', desc: true, render: (q) => f.num(q.messages), cls: 'num' },
+      { label: 'Total', sort: 'messages', desc: true, render: (q) => f.num(q.messages), cls: 'num opt' },
       { label: 'Bytes', sort: 'message_bytes', desc: true, render: (q) => f.bytes(q.message_bytes), cls: 'num opt' },
       { label: 'Consumers', sort: 'consumers', desc: true, render: (q) => f.num(q.consumers), cls: 'num' },
       { label: 'In', render: (q) => rateOf(q, 'publish'), cls: 'num opt' },

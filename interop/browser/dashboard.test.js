@@ -30,6 +30,9 @@ let context;
 let page;
 let userDir;
 const connections = [];
+// Console errors other than failed requests (a 401 for the wrong password, a 404 for an
+// endpoint the broker lacks): a Content-Security-Policy violation, a script error.
+const consoleErrors = [];
 
 async function amqpConnection(name) {
   const conn = await amqp.connect(AMQP_URL, { clientProperties: { connection_name: name } });
@@ -71,7 +74,10 @@ before(async () => {
   });
   context.setDefaultTimeout(WAIT);
   page = context.pages()[0] || await context.newPage();
-  page.on('pageerror', (e) => { throw new Error(`the page threw: ${e.message}`); });
+  page.on('pageerror', (e) => consoleErrors.push(`the page threw: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) consoleErrors.push(m.text());
+  });
 });
 
 after(async () => {
@@ -216,6 +222,7 @@ test('every page loads, by keyboard too', async () => {
   await page.keyboard.press('Tab');
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement.closest('nav') !== null), true);
+  assert.deepEqual(consoleErrors, [], 'no script error and no Content-Security-Policy violation');
 });
 
 test('screenshots of the main pages', { skip: !SHOTS }, async () => {

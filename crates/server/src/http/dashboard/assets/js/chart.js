@@ -47,9 +47,6 @@ export class LineChart {
     const width = this.plot.clientWidth;
     if (!width) return;
     const height = this.height;
-    const pad = { l: 46, r: 10, t: 10, b: 22 };
-    const w = width - pad.l - pad.r;
-    const ht = height - pad.t - pad.b;
     const now = this.points.length ? this.points[this.points.length - 1].t : Date.now();
     // A short history fills the chart (at least a minute shown), a long one scrolls.
     const first = this.points.length ? this.points[0].t : now;
@@ -60,6 +57,11 @@ export class LineChart {
     for (const p of visible) for (const s of this.series) max = Math.max(max, p.v[s.key] || 0);
     if (this.limit) max = Math.max(max, this.limit);
     max = niceMax(max * 1.05);
+    // Room on the left for the longest axis label.
+    const longest = Math.max(...[0, 0.5, 1].map((f) => this.axis(max * f).length));
+    const pad = { l: Math.max(30, Math.ceil(longest * 6.6) + 12), r: 10, t: 10, b: 22 };
+    const w = width - pad.l - pad.r;
+    const ht = height - pad.t - pad.b;
     const x = (t) => pad.l + ((t - t0) / span) * w;
     const y = (v) => pad.t + ht - (v / max) * ht;
     const root = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',

@@ -93,7 +93,7 @@ export function detail(root, { vhost, name: raw }, ctx) {
           navigate('/exchanges');
         } catch (e) { toast(e.message, 'error'); }
       } }, 'Delete') : null),
-    h('div', { class: 'grid two' },
+    h('div', { class: 'grid two align-top' },
       card('Details', info),
       card('Publish message', publishForm(vhost, name))),
     card('Bindings from this exchange', source),

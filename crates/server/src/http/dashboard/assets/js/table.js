@@ -9,7 +9,7 @@ import { api } from './api.js';
 // columns: [{ key, label, sort (an API sort path; none: not sortable), render(row), cls }]
 export class PagedTable {
   constructor({ endpoint, columns, pageSize = 50, sort = 'name', reverse = false, label, rowKey = (r) => r.name,
-    emptyTitle = 'Nothing here yet', emptyText = '', fields, refreshMs = 5000, toolbar = [] }) {
+    emptyTitle = 'Nothing here yet', emptyText = '', fields, refreshMs = 5000, toolbar = [], searchable = true }) {
     this.endpoint = endpoint;
     this.columns = columns;
     this.state = { page: 1, pageSize, sort, reverse, name: '', regex: false };
@@ -29,8 +29,8 @@ export class PagedTable {
     this.error = h('div', { class: 'table-error', role: 'alert' });
     this.el = h('div', { class: 'paged' },
       h('div', { class: 'toolbar' },
-        h('div', { class: 'searchbox' }, this.search,
-          h('label', { class: 'check' }, this.regex, h('span', {}, 'Regex'))),
+        searchable ? h('div', { class: 'searchbox' }, this.search,
+          h('label', { class: 'check' }, this.regex, h('span', {}, 'Regex'))) : null,
         toolbar,
         h('div', { class: 'spacer' }),
         this.info, this.sizeSelect),

@@ -16,6 +16,23 @@ function subscriptions(s) {
     list.length > 6 ? h('span', { class: 'muted' }, ` +${list.length - 6}`) : null);
 }
 
+const VERSIONS = { 3: 'MQTT 3.1', 4: 'MQTT 3.1.1', 5: 'MQTT 5.0' };
+
+// A retained payload as text when it is UTF-8, else its size (listings give base64 previews).
+function payload(r) {
+  let text = r.payload ?? '';
+  if (r.payload_encoding === 'base64') {
+    try {
+      const bin = atob(text);
+      const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      return h('span', { class: 'muted' }, 'binary');
+    }
+  }
+  return h('span', { class: 'payload-cell', title: text }, text, r.payload_truncated ? '…' : '');
+}
+
 function unavailable(what) {
   return empty(`No ${what} to show`, 'This broker does not answer /api/mqtt yet, or MQTT is off.');
 }
@@ -34,6 +51,7 @@ export function render(root, _params, ctx) {
       const t = new PagedTable({
         endpoint: '/api/mqtt/sessions',
         label: 'MQTT sessions',
+        searchable: false,
         sort: 'client_id',
         rowKey: (s) => `${s.vhost}\u0000${s.client_id}`,
         emptyTitle: 'No MQTT sessions',
@@ -43,17 +61,19 @@ export function render(root, _params, ctx) {
           { label: 'User', sort: 'user', render: (s) => s.user || s.username || '' },
           { label: 'Virtual host', sort: 'vhost', render: (s) => f.vhostLabel(s.vhost), cls: 'opt' },
           { label: 'State', sort: 'connected', render: (s) => (s.connected ? badge('connected', 'good') : badge('disconnected', 'plain')) },
-          { label: 'Protocol', cls: 'opt', render: (s) => s.protocol_version ? `MQTT ${s.protocol_version}` : (s.protocol || '') },
+          { label: 'Protocol', cls: 'opt', render: (s) => VERSIONS[s.protocol_version] || s.protocol || '' },
+          { label: 'Kept', cls: 'opt', render: (s) => (s.persistent || s.clean_session === false ? badge('persistent', 'info') : badge('clean', 'plain')) },
           { label: 'Subscriptions', render: subscriptions },
           { label: 'Queued', sort: 'messages', cls: 'num', render: (s) => f.num(s.messages ?? s.queued_messages) },
-          { label: '', cls: 'actions-cell', render: (s) => (ctx.can('admin') && s.connected ? h('button', { type: 'button', class: 'small danger-ghost', 'aria-label': `Disconnect ${s.client_id}`, onclick: async () => {
-            if (!(await confirm('Disconnect client', `Disconnect MQTT client “${s.client_id}”? Its session stays if it is persistent.`, 'Disconnect'))) return;
+          { label: '', cls: 'actions-cell', render: (s) => ((ctx.can('admin') || s.user === ctx.user.name) ? h('button', { type: 'button', class: 'small danger-ghost', 'aria-label': `${s.connected ? 'Disconnect' : 'Discard'} ${s.client_id}`, onclick: async () => {
+            const what = s.connected ? `Disconnect MQTT client “${s.client_id}” and discard its session?` : `Discard the session of MQTT client “${s.client_id}”?`;
+            if (!(await confirm(s.connected ? 'Disconnect client' : 'Discard session', `${what} Its subscriptions and queued messages go with it.`, s.connected ? 'Disconnect' : 'Discard'))) return;
             try {
               await api(`/api/mqtt/sessions/${enc(s.vhost)}/${enc(s.client_id)}`, { method: 'DELETE' });
-              toast('Client disconnected');
+              toast(s.connected ? 'Client disconnected' : 'Session discarded');
               t.load();
             } catch (e) { toast(e.message, 'error'); }
-          } }, 'Disconnect') : null) },
+          } }, s.connected ? 'Disconnect' : 'Discard') : null) },
         ],
       });
       tables.push(t);
@@ -66,6 +86,7 @@ export function render(root, _params, ctx) {
       const t = new PagedTable({
         endpoint: '/api/mqtt/retained',
         label: 'Retained messages',
+        searchable: false,
         sort: 'topic',
         rowKey: (r) => `${r.vhost}\u0000${r.topic}`,
         emptyTitle: 'No retained messages',
@@ -74,7 +95,7 @@ export function render(root, _params, ctx) {
           { label: 'Topic', sort: 'topic', header: true, render: (r) => h('code', {}, r.topic) },
           { label: 'Virtual host', sort: 'vhost', render: (r) => f.vhostLabel(r.vhost), cls: 'opt' },
           { label: 'QoS', sort: 'qos', key: 'qos', cls: 'num' },
-          { label: 'Payload', render: (r) => h('span', { class: 'payload-cell' }, r.payload ?? '') },
+          { label: 'Payload', render: payload },
           { label: 'Size', cls: 'num opt', render: (r) => f.bytes(r.payload_bytes ?? (r.payload || '').length) },
           { label: '', cls: 'actions-cell', render: (r) => h('button', { type: 'button', class: 'small danger-ghost', 'aria-label': `Delete retained message of ${r.topic}`, onclick: async () => {
             if (!(await confirm('Delete retained message', `Delete the retained message of “${r.topic}”?`, 'Delete'))) return;

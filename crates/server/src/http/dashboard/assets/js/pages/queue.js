@@ -137,7 +137,7 @@ export function render(root, { vhost, name }) {
     let q;
     const first = history.points.length === 0;
     try {
-      q = await api(first ? `${path}?${sampleQuery()}` : path);
+      q = first ? await api(`${path}?${sampleQuery()}`).catch(() => api(path)) : await api(path);
     } catch (e) {
       if (e.status !== 404) throw e;
       stop();

@@ -18,10 +18,13 @@ const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const amqp = require('amqplib');
+const mqtt = require('mqtt');
 const { chromium } = require('playwright-core');
 
 const BASE = process.env.PIGEON_HTTP_URL || 'http://127.0.0.1:15672';
 const AMQP_URL = process.env.AMQP_URL || 'amqp://guest:guest@127.0.0.1:5672/%2f';
+// Without it the MQTT scenario is skipped.
+const MQTT_URL = process.env.MQTT_URL || '';
 const SHOTS = process.env.SCREENSHOTS || '';
 const WAIT = 15_000;
 const id = crypto.randomBytes(4).toString('hex');
@@ -30,6 +33,20 @@ let context;
 let page;
 let userDir;
 const connections = [];
+const mqttClients = [];
+
+function mqttClient(clientId, options = {}) {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(MQTT_URL, { clientId, username: 'guest', password: 'guest', reconnectPeriod: 0, connectTimeout: WAIT, ...options });
+    mqttClients.push(c);
+    c.once('connect', () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
+async function apiGet(p) {
+  return fetch(`${BASE}${p}`, { headers: { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` } });
+}
 // Console errors other than failed requests (a 401 for the wrong password, a 404 for an
 // endpoint the broker lacks): a Content-Security-Policy violation, a script error.
 const consoleErrors = [];
@@ -82,6 +99,7 @@ before(async () => {
 
 after(async () => {
   for (const c of connections) await c.close().catch(() => {});
+  for (const c of mqttClients) await c.endAsync(true).catch(() => {});
   if (context) await context.close();
   if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
 });
@@ -208,6 +226,27 @@ test('closing a connection in the UI closes the amqplib connection', async () =>
   await row.waitFor({ state: 'detached' });
 });
 
+test('MQTT sessions and retained messages are listed, or an empty state without the endpoints', { skip: !MQTT_URL }, async () => {
+  const clientId = `browser-mqtt-${id}`;
+  const topic = `browser/${id}/temperature`;
+  const c = await mqttClient(clientId, { protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 } });
+  await c.subscribeAsync(`browser/${id}/#`, { qos: 1 });
+  await c.publishAsync(topic, '21.5', { qos: 1, retain: true });
+  const has = (await apiGet('/api/mqtt/sessions')).status === 200;
+  await go('/mqtt');
+  if (!has) {
+    await page.getByText('No sessions to show').waitFor();
+    return;
+  }
+  await page.getByText(clientId).waitFor();
+  const retained = page.locator('tr', { hasText: topic });
+  await retained.getByText('21.5').waitFor();
+  await retained.getByRole('button', { name: `Delete retained message of ${topic}` }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await retained.waitFor({ state: 'detached' });
+  assert.equal((await apiGet(`/api/mqtt/retained/%2F/${encodeURIComponent(topic)}`)).status, 404);
+});
+
 test('every page loads, by keyboard too', async () => {
   for (const p of ['/overview', '/channels', '/exchanges', '/mqtt', '/nodes', '/log', '/users', '/vhosts', '/policies', '/limits']) {
     await go(p);
@@ -240,6 +279,19 @@ test('screenshots of the main pages', { skip: !SHOTS }, async () => {
     if (n % 3 === 0) ch.sendToQueue(`browser-jobs-${id}`, Buffer.from(JSON.stringify({ job: n, status: 'failed' })), { contentType: 'application/json' });
     n += 1;
   }, 200);
+  if (MQTT_URL) {
+    // Sessions for the MQTT page: a thermostat (MQTT 5, kept), a display (3.1.1), and a
+    // sensor gone offline whose session waits for it; retained readings.
+    const thermostat = await mqttClient(`thermostat-kitchen-${id}`, { protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600 } });
+    await thermostat.subscribeAsync(['home/+/setpoint', 'home/kitchen/#'], { qos: 1 });
+    const display = await mqttClient(`display-hall-${id}`, { protocolVersion: 4 });
+    await display.subscribeAsync('home/#', { qos: 0 });
+    const sensor = await mqttClient(`sensor-garage-${id}`, { protocolVersion: 4, clean: false });
+    await sensor.subscribeAsync('cmd/garage', { qos: 1 });
+    await sensor.endAsync();
+    await display.publishAsync('home/kitchen/temperature', '21.5', { retain: true, qos: 1 });
+    await display.publishAsync('home/livingroom/climate', JSON.stringify({ celsius: 20.1, humidity: 41 }), { retain: true, qos: 1 });
+  }
   try {
     await go('/overview');
     await page.waitForTimeout(30_000);

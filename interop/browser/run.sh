@@ -6,7 +6,7 @@
 #   interop/browser/run.sh                 # build, start Pigeon, run the scenarios, stop it
 #   interop/browser/run.sh --screenshots   # ... and save screenshots to docs/screenshots/
 #   PIGEON_HTTP_URL=http://127.0.0.1:15672 AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
-#     interop/browser/run.sh               # a broker that is already running
+#     [MQTT_URL=mqtt://127.0.0.1:1883] interop/browser/run.sh   # a broker that is already running
 #
 # Needs Node.js 20+ and chromium (Debian: apt-get install chromium; CHROMIUM=path for another).
 # Without chromium the scenarios are skipped, unless CI is set (then it fails). Nothing
@@ -55,12 +55,12 @@ if [ -z "${PIGEON_HTTP_URL:-}" ]; then
   pigeon="$target_dir/debug/pigeon"
   dir="$(mktemp -d)"
   for attempt in 1 2 3; do
-    read -r amqp http < <(python3 -c 'import socket
-socks = [socket.socket() for _ in range(2)]
+    read -r amqp http mqtt < <(python3 -c 'import socket
+socks = [socket.socket() for _ in range(3)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmanagement_listen = "127.0.0.1:%s"\nmqtt_listen = []\nmqtt_ws_listen = []\nprometheus_listen = []\ndata_dir = "%s/data"\n' \
-      "$amqp" "$http" "$dir" >"$dir/pigeon.toml"
+    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmanagement_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = []\nprometheus_listen = []\ndata_dir = "%s/data"\n' \
+      "$amqp" "$http" "$mqtt" "$dir" >"$dir/pigeon.toml"
     (cd "$dir" && exec "$pigeon" --config pigeon.toml) >"$dir/pigeon.log" 2>&1 &
     pid=$!
     up=no
@@ -83,6 +83,7 @@ print(*(s.getsockname()[1] for s in socks))')
   done
   export PIGEON_HTTP_URL="http://127.0.0.1:$http"
   export AMQP_URL="amqp://guest:guest@127.0.0.1:$amqp/%2f"
+  export MQTT_URL="mqtt://127.0.0.1:$mqtt"
   echo "Pigeon (pid $pid): dashboard at $PIGEON_HTTP_URL"
 fi
 

@@ -61,7 +61,7 @@ export function render(root, _params, ctx) {
           { label: 'User', sort: 'user', render: (s) => s.user || s.username || '' },
           { label: 'Virtual host', sort: 'vhost', render: (s) => f.vhostLabel(s.vhost), cls: 'opt' },
           { label: 'State', sort: 'connected', render: (s) => (s.connected ? badge('connected', 'good') : badge('disconnected', 'plain')) },
-          { label: 'Protocol', cls: 'opt', render: (s) => VERSIONS[s.protocol_version] || s.protocol || '' },
+          { label: 'Protocol', cls: 'opt nowrap', render: (s) => VERSIONS[s.protocol_version] || s.protocol || '' },
           { label: 'Kept', cls: 'opt', render: (s) => (s.persistent || s.clean_session === false ? badge('persistent', 'info') : badge('clean', 'plain')) },
           { label: 'Subscriptions', render: subscriptions },
           { label: 'Queued', sort: 'messages', cls: 'num', render: (s) => f.num(s.messages ?? s.queued_messages) },

@@ -261,6 +261,24 @@ test('every page loads, by keyboard too', async () => {
   await page.keyboard.press('Tab');
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement.closest('nav') !== null), true);
+
+  // A refresh that changes a row keeps the keyboard focus where it was.
+  const queue = `browser-orders-${id}`;
+  await go('/queues');
+  await page.getByLabel('Filter Queues by name').fill(queue);
+  await page.getByText(/^1 \(of \d+\)/).waitFor();
+  const link = page.getByRole('link', { name: queue, exact: true });
+  await link.focus();
+  const loads = Number(await page.locator('.paged').getAttribute('data-loads'));
+  const conn = await amqpConnection(`browser-focus-${id}`);
+  const ch = await conn.createConfirmChannel();
+  ch.sendToQueue(queue, Buffer.from('changes the row'));
+  await ch.waitForConfirms();
+  await page.waitForFunction((n) => Number(document.querySelector('.paged').dataset.loads) > n + 1, loads, { timeout: WAIT });
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), queue);
+  // (The row was drawn again: it shows the message.)
+  assert.equal(await page.evaluate(() => document.activeElement.closest('tr').querySelector('td[data-label="Ready"]').textContent), '1');
+
   assert.deepEqual(consoleErrors, [], 'no script error and no Content-Security-Policy violation');
 });
 

@@ -73,11 +73,15 @@ export class PagedTable {
   }
 
   async load() {
+    // Only the newest answer is shown (a refresh and a keystroke may cross).
+    const seq = (this.seq = (this.seq || 0) + 1);
     let data;
     try {
       data = await api(this.url());
+      if (seq !== this.seq) return;
       this.error.replaceChildren();
     } catch (e) {
+      if (seq !== this.seq) return;
       if (e.status === 400 && e.message === 'page_out_of_range' && this.state.page > 1) {
         this.state.page = 1;
         return this.load();
@@ -90,8 +94,19 @@ export class PagedTable {
       ? { items: data, page: 1, page_count: 1, filtered_count: data.length, total_count: data.length }
       : data;
     this.rows = page.items;
-    const focused = document.activeElement && this.body.contains(document.activeElement)
-      ? document.activeElement.dataset.focusKey : null;
+    // How many answers it has shown (tests wait for the next one).
+    this.el.dataset.loads = String(Number(this.el.dataset.loads || 0) + 1);
+    // Nothing changed: leave the DOM (and the keyboard focus, the selection) alone.
+    const snapshot = JSON.stringify(page);
+    if (snapshot === this.snapshot) return;
+    this.snapshot = snapshot;
+    // Keep the focus on the same link or button of the same row across the refresh.
+    let focused = null;
+    const active = document.activeElement;
+    if (active && this.body.contains(active)) {
+      const tr = active.closest('tr');
+      focused = { key: tr && tr.dataset.key, index: tr ? [...tr.querySelectorAll('a, button')].indexOf(active) : -1 };
+    }
     if (!page.items.length) {
       clear(this.body, h('tr', {}, h('td', { colspan: this.columns.length },
         empty(this.state.name ? 'No match' : this.emptyTitle, this.state.name ? `Nothing is called like “${this.state.name}”.` : this.emptyText))));
@@ -99,9 +114,10 @@ export class PagedTable {
       clear(this.body, page.items.map((r) => h('tr', { dataset: { key: this.rowKey(r) } },
         this.columns.map((c) => h(c.header ? 'th' : 'td', { class: c.cls || '', scope: c.header ? 'row' : null, 'data-label': c.label }, c.render ? c.render(r) : r[c.key])))));
     }
-    if (focused) {
-      const again = this.body.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
-      if (again) again.focus();
+    if (focused && focused.key !== undefined) {
+      const tr = [...this.body.querySelectorAll('tr')].find((r) => r.dataset.key === focused.key);
+      const again = tr && tr.querySelectorAll('a, button')[focused.index];
+      if (again) again.focus({ preventScroll: true });
     }
     const filtered = page.filtered_count !== page.total_count ? ` (of ${page.total_count})` : '';
     this.info.textContent = `${page.filtered_count}${filtered} · page ${page.page} of ${page.page_count}`;

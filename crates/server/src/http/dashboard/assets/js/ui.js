@@ -228,3 +228,12 @@ export function args(obj) {
   if (!keys.length) return '';
   return h('span', { class: 'args' }, keys.map((k) => h('code', {}, `${k}: ${JSON.stringify(obj[k])}`)));
 }
+
+// Re-renders `el` from `data` only when the data changed, so that a refresh every few
+// seconds does not take the keyboard focus or a text selection away.
+export function patch(el, data, build) {
+  const snapshot = JSON.stringify(data);
+  if (el.snapshot === snapshot) return;
+  el.snapshot = snapshot;
+  clear(el, build(data));
+}

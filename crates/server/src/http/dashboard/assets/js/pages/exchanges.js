@@ -1,7 +1,7 @@
 // Exchanges: the list, an exchange's page (bindings, publish a message), declaring one.
 
 import { api, enc, exchangePath } from '../api.js';
-import { h, clear, pageHeader, badge, card, link, facts, form, field, input, select, toast, dialog, args, confirm, navigate, every } from '../ui.js';
+import { h, clear, patch, pageHeader, badge, card, link, facts, form, field, input, select, toast, dialog, args, confirm, navigate, every } from '../ui.js';
 import { PagedTable, simpleTable } from '../table.js';
 import * as f from '../format.js';
 
@@ -120,10 +120,10 @@ export function detail(root, { vhost, name: raw }, ctx) {
       clear(source, h('p', { class: 'muted' }, 'The default exchange routes to the queue named by the routing key; every queue is bound to it.'));
     } else {
       const s = await api(`${exchangePath(vhost, name)}/bindings/source`);
-      clear(source, simpleTable(bindingCols('destination'), s, 'No bindings: messages published here go nowhere.'));
+      patch(source, s, () => simpleTable(bindingCols('destination'), s, 'No bindings: messages published here go nowhere.'));
     }
     const d = name === '' ? [] : await api(`${exchangePath(vhost, name)}/bindings/destination`);
-    clear(dest, simpleTable(bindingCols('source'), d, 'No exchange is bound to this one.'));
+    patch(dest, d, () => simpleTable(bindingCols('source'), d, 'No exchange is bound to this one.'));
   });
   return stop;
 }

@@ -2,7 +2,7 @@
 // disk against their alarms), listeners.
 
 import { api, optional } from '../api.js';
-import { h, clear, every, stat, card, pageHeader, link } from '../ui.js';
+import { h, clear, every, stat, card, pageHeader, link, patch } from '../ui.js';
 import { LineChart, gauge } from '../chart.js';
 import { History, RateMeter, sumChannels, hasCounts, sampleQuery, backfill } from '../rates.js';
 import * as f from '../format.js';
@@ -85,13 +85,13 @@ export function render(root, _params, ctx) {
       mem: node.mem_used, disk: node.disk_free,
     });
     sub.replaceChildren(`${o.product_name} ${o.product_version} · node ${o.node} · RabbitMQ API ${o.rabbitmq_version}`);
-    clear(stats,
+    patch(stats, [ot, qt.messages, qt.messages_ready, qt.messages_unacknowledged], () => [
       link('/connections', stat('Connections', f.num(ot.connections))),
       link('/channels', stat('Channels', f.num(ot.channels))),
       link('/queues', stat('Queues', f.num(ot.queues))),
       stat('Consumers', f.num(ot.consumers)),
       link('/exchanges', stat('Exchanges', f.num(ot.exchanges))),
-      stat('Messages', f.num(qt.messages), `${f.num(qt.messages_ready)} ready · ${f.num(qt.messages_unacknowledged)} unacked`));
+      stat('Messages', f.num(qt.messages), `${f.num(qt.messages_ready)} ready · ${f.num(qt.messages_unacknowledged)} unacked`)]);
     charts.rates.update(history.points);
     charts.queued.update(history.points);
     charts.conns.update(history.points);

@@ -3,7 +3,7 @@
 // dead-letter queue), purge, delete; its bindings and consumers.
 
 import { api, enc, queuePath } from '../api.js';
-import { h, clear, pageHeader, badge, card, link, facts, form, field, input, select, toast, confirm, navigate, every, stat, args, empty } from '../ui.js';
+import { h, clear, pageHeader, badge, card, link, facts, form, field, input, select, toast, confirm, navigate, every, stat, args, empty, patch } from '../ui.js';
 import { LineChart } from '../chart.js';
 import { History, RateMeter, sampleQuery, backfill } from '../rates.js';
 import { simpleTable } from '../table.js';
@@ -156,14 +156,14 @@ export function render(root, { vhost, name }) {
     history.push({ ready: q.messages_ready, unacked: q.messages_unacknowledged, ...r });
     queued.update(history.points);
     rates.update(history.points);
-    clear(figures,
+    patch(figures, [q.messages_ready, q.messages_unacknowledged, q.messages, q.message_bytes, q.consumers, q.state], () => [
       stat('Ready', f.num(q.messages_ready)),
       stat('Unacked', f.num(q.messages_unacknowledged)),
       stat('Total', f.num(q.messages)),
       stat('Bytes', f.bytes(q.message_bytes)),
       stat('Consumers', f.num(q.consumers)),
-      stat('State', badge(q.state || 'running', (q.state || 'running') === 'running' ? 'good' : 'warn')));
-    clear(info, facts([
+      stat('State', badge(q.state || 'running', (q.state || 'running') === 'running' ? 'good' : 'warn'))]);
+    patch(info, [q.type, q.durable, q.auto_delete, q.exclusive, q.arguments, q.policy, q.node], () => facts([
       ['Type', q.type],
       ['Durable', q.durable ? 'yes' : 'no'],
       ['Auto-delete', q.auto_delete ? 'yes' : 'no'],
@@ -173,7 +173,7 @@ export function render(root, { vhost, name }) {
       ['Node', q.node],
     ]));
     const bs = await api(`${path}/bindings`);
-    clear(bindings, simpleTable([
+    patch(bindings, bs, () => simpleTable([
       { label: 'From', render: (b) => link(exchangeHref(vhost, b.source), b.source === '' ? '(AMQP default)' : b.source) },
       { label: 'Routing key', render: (b) => h('code', {}, b.routing_key) },
       { label: 'Arguments', render: (b) => args(b.arguments) },
@@ -186,7 +186,7 @@ export function render(root, { vhost, name }) {
       } }, 'Unbind')) },
     ], bs));
     const cs = (await api(`/api/consumers/${enc(vhost)}`)).filter((c) => c.queue && c.queue.name === name);
-    clear(consumers, simpleTable([
+    patch(consumers, cs, () => simpleTable([
       { label: 'Tag', render: (c) => h('code', {}, c.consumer_tag) },
       { label: 'Channel', render: (c) => h('span', { class: 'mono small' }, c.channel_details.name) },
       { label: 'Ack', render: (c) => (c.ack_required ? 'manual' : 'auto') },

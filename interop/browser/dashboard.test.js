@@ -137,6 +137,18 @@ test('a queue an AMQP client declared is listed, searchable, and has its page', 
   await row.click();
   await page.getByRole('heading', { name: queue, level: 1 }).waitFor();
   assert.match(page.url(), new RegExp(`/queues/%2F/${queue}$`));
+
+  // A queue added through the UI (with arguments) is one amqplib finds.
+  await go('/queues');
+  await page.getByRole('button', { name: 'Add queue' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Add queue' });
+  await dialog.getByLabel('Name').fill(`browser-added-${id}`);
+  await dialog.getByLabel('Arguments (JSON)').fill('{"x-max-length": 10}');
+  await dialog.getByRole('button', { name: 'Add queue' }).click();
+  await page.getByRole('status').getByText('Queue added').waitFor();
+  const check = await conn.createChannel();
+  await check.checkQueue(`browser-added-${id}`);
+  await check.close();
 });
 
 test('a message published and got through the UI stays in the queue', async () => {

@@ -30,9 +30,14 @@ async function addExchange(table) {
 }
 
 export function list(root) {
+  const vhostFilter = h('select', { 'aria-label': 'Virtual host' }, h('option', { value: '' }, 'All virtual hosts'));
+  api('/api/vhosts').then((vs) => {
+    for (const v of vs) vhostFilter.append(h('option', { value: v.name }, f.vhostLabel(v.name)));
+  }).catch(() => {});
   const table = new PagedTable({
-    endpoint: '/api/exchanges',
+    endpoint: () => (vhostFilter.value ? `/api/exchanges/${enc(vhostFilter.value)}` : '/api/exchanges'),
     label: 'Exchanges',
+    toolbar: [vhostFilter],
     rowKey: (x) => `${x.vhost}\u0000${x.name}`,
     columns: [
       { label: 'Name', sort: 'name', header: true, render: (x) => link(exchangeHref(x.vhost, x.name), x.name === '' ? '(AMQP default)' : x.name) },
@@ -42,9 +47,9 @@ export function list(root) {
       { label: 'In', sort: 'message_stats.publish_in', desc: true, cls: 'num opt', render: (x) => (x.message_stats && x.message_stats.publish_in_details ? f.rate(x.message_stats.publish_in_details.rate) : '') },
     ],
   });
-  let tableRef = table;
+  vhostFilter.addEventListener('change', () => { table.state.page = 1; table.load(); });
   root.append(pageHeader('Exchanges', 'Where publishers send messages; bindings route them on to queues.',
-    h('button', { type: 'button', class: 'primary', onclick: () => addExchange(tableRef) }, 'Add exchange')), table.el);
+    h('button', { type: 'button', class: 'primary', onclick: () => addExchange(table) }, 'Add exchange')), table.el);
   return () => table.destroy();
 }
 

@@ -26,8 +26,11 @@
 # conformance tests (interop/paho/README.md says how to get them; not gating: some need broker
 # features Pigeon lacks).
 #
-# Dependencies go into interop/.venv and interop/node/node_modules, pinned by
-# python/requirements.txt and node/package-lock.json. Exits non-zero if any scenario fails.
+# The web dashboard's browser scenarios (interop/browser/run.sh: Debian's chromium driven by
+# playwright-core) run last, on a Pigeon of their own with the management listener.
+#
+# Dependencies go into interop/.venv and interop/node/node_modules (interop/browser/node_modules),
+# pinned by python/requirements.txt and the package-lock.json files. Exits non-zero if any scenario fails.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -293,6 +296,15 @@ else
   echo "interop: TLS and WebSocket scenarios not run (INTEROP_TLS=1 runs them)"
 fi
 
+# --- the web dashboard in chromium ----------------------------------------------------------------
+# interop/browser/run.sh starts a Pigeon of its own with the management listener (this script's
+# has none), or uses PIGEON_HTTP_URL with AMQP_URL; without chromium it is skipped (fails in CI).
+browser_result=""
+if [ "$INTEROP_TLS" != only ] && { [ -n "${PIGEON_HTTP_URL:-}" ] || [ -n "$broker_dir" ]; }; then
+  section "Web dashboard in chromium (interop/browser: playwright-core, amqplib)"
+  "$here/browser/run.sh" && browser_result=", browser passed" || browser_result=", browser FAILED"
+fi
+
 if [ -n "${PAHO_TESTING_DIR:-}" ] && [ -n "${MQTT_URL:-}" ]; then
   section "Eclipse Paho MQTT client conformance tests (not gating) against $MQTT_URL"
   hostport="${MQTT_URL#mqtt://}"
@@ -301,9 +313,9 @@ if [ -n "${PAHO_TESTING_DIR:-}" ] && [ -n "${MQTT_URL:-}" ]; then
     paho_result=", paho FAILED (not gating)"
 fi
 
-section "Interop: python $python_result, node $node_result, mosquitto $mosquitto_result$tls_result$paho_result"
+section "Interop: python $python_result, node $node_result, mosquitto $mosquitto_result$tls_result$browser_result$paho_result"
 if [ "$python_result" = FAILED ] || [ "$node_result" = FAILED ] || [ "$mosquitto_result" = FAILED ] ||
-  [ "$tls_result" = ", tls FAILED" ]; then
+  [ "$tls_result" = ", tls FAILED" ] || [ "$browser_result" = ", browser FAILED" ]; then
   show_broker_log
   exit 1
 fi

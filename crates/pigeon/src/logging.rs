@@ -1,7 +1,10 @@
-//! Logging: tracing to stderr (stdout stays free for `pigeon bench --json`).
+//! Logging: tracing to stderr (stdout stays free for `pigeon bench --json`), and the same lines
+//! into the live log the dashboard shows (`pigeon_server::livelog`: the last lines, in memory).
 
 use anyhow::Context;
 use std::io::IsTerminal;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. The filter comes from, in order: the `--log` flag, the
@@ -11,10 +14,14 @@ pub fn init(flag: Option<&str>, config: Option<&str>, default: &str) -> anyhow::
     let (filter, origin) = pick(flag, env.as_deref(), config, default);
     let filter = EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?} (from {origin})"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    // The filter applies to both layers: the live log shows what stderr shows.
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(pigeon_server::livelog::layer())
         .init();
     Ok(())
 }

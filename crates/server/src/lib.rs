@@ -19,6 +19,7 @@ mod flow;
 mod http;
 mod limits;
 pub mod listen;
+pub mod livelog;
 pub mod memory;
 mod metrics;
 mod mqtt;

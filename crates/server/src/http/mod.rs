@@ -22,6 +22,7 @@
 mod auth;
 mod bindings;
 mod connections;
+mod dashboard;
 mod definitions;
 mod exchanges;
 mod health;
@@ -261,6 +262,7 @@ fn router(http: Shared) -> Router {
         .merge(runtime::routes())
         .merge(policies::routes())
         .merge(parameters::routes())
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {

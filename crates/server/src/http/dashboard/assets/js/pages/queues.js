@@ -1,0 +1,74 @@
+// Queues: the list (search, sort, pages, all done by the API so it stays fast with ten
+// thousand queues) and declaring one.
+
+import { api, enc, queuePath } from '../api.js';
+import { h, pageHeader, badge, link, dialog, form, field, input, select, toast, args } from '../ui.js';
+import { PagedTable } from '../table.js';
+import * as f from '../format.js';
+
+export function queueHref(vhost, name) {
+  return `/queues/${enc(vhost)}/${enc(name)}`;
+}
+
+function rateOf(q, kind) {
+  const d = q.message_stats && q.message_stats[`${kind}_details`];
+  return d && typeof d.rate === 'number' ? f.rate(d.rate) : '';
+}
+
+async function addQueue(table) {
+  const vhosts = await api('/api/vhosts');
+  const argsBox = h('textarea', { name: 'arguments', rows: 3, spellcheck: 'false', placeholder: '{"x-dead-letter-exchange": "dlx", "x-max-length": 10000}' });
+  const ok = await dialog('Add queue', (close) => form([
+    field('Virtual host', select('vhost', vhosts.map((v) => [v.name, f.vhostLabel(v.name)]), '/')),
+    field('Name', input('name', { required: true })),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'durable', checked: true }), h('span', {}, 'Durable')),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'auto_delete' }), h('span', {}, 'Auto-delete')),
+    field('Arguments (JSON)', argsBox, 'x-message-ttl, x-max-length, x-overflow, x-dead-letter-exchange, x-max-priority, x-queue-mode…'),
+  ], 'Add queue', async (v) => {
+    let parsed = {};
+    if (v.arguments.trim()) {
+      try { parsed = JSON.parse(v.arguments); } catch { throw new Error('Arguments must be a JSON object'); }
+    }
+    await api(queuePath(v.vhost, v.name), { method: 'PUT', body: { durable: v.durable, auto_delete: v.auto_delete, arguments: parsed } });
+    close(true);
+  }));
+  if (ok) { toast('Queue added'); table.load(); }
+}
+
+export function render(root) {
+  const vhostFilter = h('select', { 'aria-label': 'Virtual host' }, h('option', { value: '' }, 'All virtual hosts'));
+  api('/api/vhosts').then((vs) => {
+    for (const v of vs) vhostFilter.append(h('option', { value: v.name }, f.vhostLabel(v.name)));
+  }).catch(() => {});
+  const table = new PagedTable({
+    endpoint: () => (vhostFilter.value ? `/api/queues/${enc(vhostFilter.value)}` : '/api/queues'),
+    label: 'Queues',
+    rowKey: (q) => `${q.vhost}\u0000${q.name}`,
+    emptyTitle: 'No queues',
+    emptyText: 'Queues that clients declare (or that you add) show up here.',
+    toolbar: [vhostFilter],
+    columns: [
+      { label: 'Name', sort: 'name', header: true, render: (q) => link(queueHref(q.vhost, q.name), q.name) },
+      { label: 'Virtual host', sort: 'vhost', render: (q) => f.vhostLabel(q.vhost), cls: 'opt' },
+      { label: 'Features', cls: 'opt', render: (q) => [q.durable ? badge('D', 'plain') : null, q.auto_delete ? badge('AD', 'plain') : null, q.exclusive ? badge('Excl', 'plain') : null,
+        q.arguments && q.arguments['x-dead-letter-exchange'] !== undefined ? badge('DLX', 'plain') : null,
+        q.arguments && q.arguments['x-message-ttl'] !== undefined ? badge('TTL', 'plain') : null,
+        q.arguments && q.arguments['x-max-length'] !== undefined ? badge('Lim', 'plain') : null,
+        q.policy ? badge(q.policy, 'info') : null] },
+      { label: 'State', render: (q) => badge(q.state || 'running', (q.state || 'running') === 'running' ? 'good' : 'warn'), cls: 'opt' },
+      { label: 'Ready', sort: 'messages_ready', desc: true, render: (q) => f.num(q.messages_ready), cls: 'num' },
+      { label: 'Unacked', sort: 'messages_unacknowledged', desc: true, render: (q) => f.num(q.messages_unacknowledged), cls: 'num' },
+      { label: 'Total', sort: 'messages', desc: true, render: (q) => f.num(q.messages), cls: 'num opt' },
+      { label: 'Bytes', sort: 'message_bytes', desc: true, render: (q) => f.bytes(q.message_bytes), cls: 'num opt' },
+      { label: 'Consumers', sort: 'consumers', desc: true, render: (q) => f.num(q.consumers), cls: 'num' },
+      { label: 'In', render: (q) => rateOf(q, 'publish'), cls: 'num opt' },
+      { label: 'Out', render: (q) => rateOf(q, 'deliver_get'), cls: 'num opt' },
+    ],
+  });
+  vhostFilter.addEventListener('change', () => { table.state.page = 1; table.load(); });
+  root.append(pageHeader('Queues', 'Search, sort and page through every queue you may see.',
+    h('button', { type: 'button', class: 'primary', onclick: () => addQueue(table) }, 'Add queue')), table.el);
+  return () => table.destroy();
+}
+
+export { args };

@@ -1,0 +1,361 @@
+// Pigeon's web dashboard in a real browser: Debian's chromium driven headless by
+// playwright-core (no browser is downloaded), with amqplib on the side as the application a
+// user watches. Scenarios: log in as guest; see a queue an AMQP client declared; publish and
+// get a message through the UI (the message stays in the queue), then move it to another queue;
+// import a definitions file;
+// close a connection (the amqplib connection sees it closed with 320 CONNECTION_FORCED).
+//
+//   PIGEON_HTTP_URL=http://127.0.0.1:15672 AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
+//     node --test dashboard.test.js
+//
+// SCREENSHOTS=dir also saves screenshots of the main pages there (light, and dark).
+// CHROMIUM=/path/to/chromium overrides /usr/bin/chromium.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const amqp = require('amqplib');
+const mqtt = require('mqtt');
+const { chromium } = require('playwright-core');
+
+const BASE = process.env.PIGEON_HTTP_URL || 'http://127.0.0.1:15672';
+const AMQP_URL = process.env.AMQP_URL || 'amqp://guest:guest@127.0.0.1:5672/%2f';
+// Without it the MQTT scenario is skipped.
+const MQTT_URL = process.env.MQTT_URL || '';
+const SHOTS = process.env.SCREENSHOTS || '';
+const WAIT = 15_000;
+const id = crypto.randomBytes(4).toString('hex');
+
+let context;
+let page;
+let userDir;
+const connections = [];
+const mqttClients = [];
+
+function mqttClient(clientId, options = {}) {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(MQTT_URL, { clientId, username: 'guest', password: 'guest', reconnectPeriod: 0, connectTimeout: WAIT, ...options });
+    mqttClients.push(c);
+    c.once('connect', () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
+async function apiGet(p) {
+  return fetch(`${BASE}${p}`, { headers: { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` } });
+}
+// Console errors other than failed requests (a 401 for the wrong password, a 404 for an
+// endpoint the broker lacks): a Content-Security-Policy violation, a script error.
+const consoleErrors = [];
+
+async function amqpConnection(name) {
+  const conn = await amqp.connect(AMQP_URL, { clientProperties: { connection_name: name } });
+  conn.errors = [];
+  conn.on('error', (e) => conn.errors.push(e));
+  connections.push(conn);
+  return conn;
+}
+
+async function shot(name) {
+  if (!SHOTS) return;
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+// Follows a link of the app's navigation (no reload: the charts keep their history).
+async function nav(name) {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true }).click();
+  await page.getByRole('heading', { name, level: 1 }).waitFor();
+}
+
+async function go(p) {
+  await page.goto(`${BASE}${p}`);
+  await page.locator('main h1').first().waitFor({ timeout: WAIT });
+}
+
+before(async () => {
+  userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pigeon-chromium-'));
+  if (SHOTS) fs.mkdirSync(SHOTS, { recursive: true });
+  context = await chromium.launchPersistentContext(userDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1440, height: 900 },
+    colorScheme: 'light',
+    acceptDownloads: true,
+  });
+  context.setDefaultTimeout(WAIT);
+  page = context.pages()[0] || await context.newPage();
+  page.on('pageerror', (e) => consoleErrors.push(`the page threw: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) consoleErrors.push(m.text());
+  });
+});
+
+after(async () => {
+  for (const c of connections) await c.close().catch(() => {});
+  for (const c of mqttClients) await c.endAsync(true).catch(() => {});
+  if (context) await context.close();
+  if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+});
+
+test('a wrong password is refused, then guest logs in', async () => {
+  await page.goto(`${BASE}/`);
+  await page.getByLabel('Username').fill('guest');
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('alert').getByText('Wrong username or password').waitFor();
+  await page.getByLabel('Password').fill('guest');
+  await shot('login');
+  await page.getByLabel('Password').press('Enter');
+  await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+  await page.getByText('Signed in as').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('pigeon.auth') !== null), true);
+  // A reload keeps the session (sessionStorage), as RabbitMQ's UI keeps its cookie.
+  await page.reload();
+  await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+});
+
+test('a queue an AMQP client declared is listed, searchable, and has its page', async () => {
+  const conn = await amqpConnection(`browser-declare-${id}`);
+  const ch = await conn.createChannel();
+  const queue = `browser-orders-${id}`;
+  await ch.assertQueue(queue, { durable: true });
+  await ch.assertQueue(`browser-other-${id}`, { durable: false });
+  await go('/queues');
+  await page.getByLabel('Filter Queues by name').fill(`orders-${id}`);
+  // The API filtered: one queue shown, out of more.
+  await page.getByText(/^1 \(of \d+\)/).waitFor();
+  const row = page.getByRole('link', { name: queue, exact: true });
+  await row.waitFor();
+  assert.equal(await page.getByRole('link', { name: `browser-other-${id}` }).count(), 0);
+  await row.click();
+  await page.getByRole('heading', { name: queue, level: 1 }).waitFor();
+  assert.match(page.url(), new RegExp(`/queues/%2F/${queue}$`));
+
+  // A queue added through the UI (with arguments) is one amqplib finds.
+  await go('/queues');
+  await page.getByRole('button', { name: 'Add queue' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Add queue' });
+  await dialog.getByLabel('Name').fill(`browser-added-${id}`);
+  await dialog.getByLabel('Arguments (JSON)').fill('{"x-max-length": 10}');
+  await dialog.getByRole('button', { name: 'Add queue' }).click();
+  await page.getByRole('status').getByText('Queue added').waitFor();
+  const check = await conn.createChannel();
+  await check.checkQueue(`browser-added-${id}`);
+  await check.close();
+});
+
+test('a message published and got through the UI stays in the queue', async () => {
+  const queue = `browser-orders-${id}`;
+  await go(`/queues/%2F/${queue}`);
+  const publish = page.locator('section', { has: page.getByRole('heading', { name: 'Publish message' }) });
+  await publish.getByLabel('Payload', { exact: true }).fill(`hello from the browser ${id}`);
+  await publish.getByRole('button', { name: 'Publish message' }).click();
+  await page.getByRole('status').getByText('Message published').first().waitFor();
+
+  const get = page.locator('section', { has: page.getByRole('heading', { name: 'Get messages' }) });
+  await get.getByRole('button', { name: 'Get messages' }).click();
+  await get.getByText(`hello from the browser ${id}`).waitFor();
+
+  // ack_requeue_true (the default) gave it back: amqplib still finds it.
+  const conn = await amqpConnection(`browser-check-${id}`);
+  const ch = await conn.createChannel();
+  const msg = await ch.get(queue, { noAck: false });
+  assert.ok(msg, 'the message is still in the queue');
+  assert.equal(msg.content.toString(), `hello from the browser ${id}`);
+  assert.equal(msg.fields.redelivered, true);
+  ch.nack(msg, false, true);
+  await ch.close();
+
+  // Move it to another queue: it leaves this one and arrives there, whole.
+  const other = `browser-other-${id}`;
+  const move = page.locator('section', { has: page.getByRole('heading', { name: 'Move messages' }) });
+  await move.getByLabel('Destination queue').fill(other);
+  await move.getByRole('button', { name: 'Move messages' }).click();
+  await page.getByRole('status').getByText(`1 message moved to ${other}`).waitFor();
+  const check = await conn.createChannel();
+  assert.equal((await check.checkQueue(queue)).messageCount, 0);
+  const moved = await check.get(other, { noAck: true });
+  assert.equal(moved && moved.content.toString(), `hello from the browser ${id}`);
+  await check.close();
+});
+
+test('a definitions file imported through the UI declares what it names', async () => {
+  const queue = `browser-imported-${id}`;
+  const exchange = `browser-events-${id}`;
+  const file = path.join(userDir, 'definitions.json');
+  fs.writeFileSync(file, JSON.stringify({
+    queues: [{ name: queue, vhost: '/', durable: true, auto_delete: false, arguments: {} }],
+    exchanges: [{ name: exchange, vhost: '/', type: 'topic', durable: true, auto_delete: false, internal: false, arguments: {} }],
+    bindings: [{ source: exchange, vhost: '/', destination: queue, destination_type: 'queue', routing_key: 'order.#', arguments: {} }],
+  }));
+  await go('/definitions');
+  await page.getByLabel('Definitions file').setInputFiles(file);
+  await page.getByText('1 queue · 1 exchange · 1 binding').waitFor();
+  await page.getByRole('button', { name: 'Upload definitions' }).click();
+  await page.getByText('Imported.').waitFor();
+
+  const conn = await amqpConnection(`browser-import-${id}`);
+  const ch = await conn.createConfirmChannel();
+  await ch.checkQueue(queue);
+  ch.publish(exchange, 'order.created', Buffer.from('routed'));
+  await ch.waitForConfirms();
+  const got = await ch.get(queue, { noAck: true });
+  assert.equal(got && got.content.toString(), 'routed', 'the imported binding routes');
+
+  // Export answers a file too.
+  const download = page.waitForEvent('download');
+  await page.getByRole('button', { name: 'Download definitions' }).click();
+  const file2 = await (await download).path();
+  const exported = JSON.parse(fs.readFileSync(file2, 'utf8'));
+  assert.ok(exported.queues.some((q) => q.name === queue));
+  await shot('definitions');
+});
+
+test('closing a connection in the UI closes the amqplib connection', async () => {
+  const name = `browser-victim-${id}`;
+  const conn = await amqpConnection(name);
+  const closed = new Promise((resolve) => conn.on('close', resolve));
+  await conn.createChannel();
+  await go('/connections');
+  const row = page.locator('tr', { hasText: name });
+  await row.waitFor();
+  await shot('connections');
+  await row.getByRole('button', { name: /^Close connection/ }).click();
+  const dialog = page.getByRole('dialog', { name: 'Close connection' });
+  await dialog.getByLabel('Reason').fill(`closed by the browser test ${id}`);
+  await dialog.getByRole('button', { name: 'Close connection' }).click();
+  const err = await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection did not close')), WAIT))]);
+  assert.ok(err, 'closed with an error');
+  assert.match(String(err.message), /320|CONNECTION_FORCED/);
+  assert.match(String(err.message), new RegExp(`closed by the browser test ${id}`));
+  await row.waitFor({ state: 'detached' });
+});
+
+test('MQTT sessions and retained messages are listed, or an empty state without the endpoints', { skip: !MQTT_URL }, async () => {
+  const clientId = `browser-mqtt-${id}`;
+  const topic = `browser/${id}/temperature`;
+  const c = await mqttClient(clientId, { protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 } });
+  await c.subscribeAsync(`browser/${id}/#`, { qos: 1 });
+  await c.publishAsync(topic, '21.5', { qos: 1, retain: true });
+  const has = (await apiGet('/api/mqtt/sessions')).status === 200;
+  await go('/mqtt');
+  if (!has) {
+    await page.getByText('No sessions to show').waitFor();
+    return;
+  }
+  await page.getByText(clientId).waitFor();
+  const retained = page.locator('tr', { hasText: topic });
+  await retained.getByText('21.5').waitFor();
+  await retained.getByRole('button', { name: `Delete retained message of ${topic}` }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await retained.waitFor({ state: 'detached' });
+  assert.equal((await apiGet(`/api/mqtt/retained/%2F/${encodeURIComponent(topic)}`)).status, 404);
+});
+
+test('every page loads, by keyboard too', async () => {
+  for (const p of ['/overview', '/channels', '/exchanges', '/mqtt', '/nodes', '/log', '/users', '/vhosts', '/policies', '/limits']) {
+    await go(p);
+  }
+  // The live log shows the broker's lines.
+  await go('/log');
+  await page.locator('.log li').first().waitFor();
+  // Keyboard: the skip link comes first, then the navigation.
+  await go('/overview');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.closest('nav') !== null), true);
+
+  // A refresh that changes a row keeps the keyboard focus where it was.
+  const queue = `browser-orders-${id}`;
+  await go('/queues');
+  await page.getByLabel('Filter Queues by name').fill(queue);
+  await page.getByText(/^1 \(of \d+\)/).waitFor();
+  const link = page.getByRole('link', { name: queue, exact: true });
+  await link.focus();
+  const loads = Number(await page.locator('.paged').getAttribute('data-loads'));
+  const conn = await amqpConnection(`browser-focus-${id}`);
+  const ch = await conn.createConfirmChannel();
+  ch.sendToQueue(queue, Buffer.from('changes the row'));
+  await ch.waitForConfirms();
+  await page.waitForFunction((n) => Number(document.querySelector('.paged').dataset.loads) > n + 1, loads, { timeout: WAIT });
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), queue);
+  // (The row was drawn again: it shows the message.)
+  assert.equal(await page.evaluate(() => document.activeElement.closest('tr').querySelector('td[data-label="Ready"]').textContent), '1');
+
+  assert.deepEqual(consoleErrors, [], 'no script error and no Content-Security-Policy violation');
+});
+
+test('screenshots of the main pages', { skip: !SHOTS }, async () => {
+  // Traffic for the charts: a publisher and a consumer for a few seconds.
+  const conn = await amqpConnection(`browser-traffic-${id}`);
+  const ch = await conn.createChannel();
+  const q = `browser-orders-${id}`;
+  await ch.assertQueue(`browser-jobs-${id}`, { durable: true, arguments: { 'x-dead-letter-exchange': 'dlx' } });
+  for (let i = 0; i < 40; i += 1) ch.sendToQueue(`browser-jobs-${id}`, Buffer.from(`job ${i}`));
+  await ch.prefetch(50);
+  await ch.consume(q, (m) => { if (m) setTimeout(() => ch.ack(m), 30); }, { noAck: false });
+  let n = 0;
+  const timer = setInterval(() => {
+    for (let i = 0; i < 25 + (n % 7) * 5; i += 1) ch.sendToQueue(q, Buffer.from(`tick ${n}`));
+    if (n % 3 === 0) ch.sendToQueue(`browser-jobs-${id}`, Buffer.from(JSON.stringify({ job: n, status: 'failed' })), { contentType: 'application/json' });
+    n += 1;
+  }, 200);
+  if (MQTT_URL) {
+    // Sessions for the MQTT page: a thermostat (MQTT 5, kept), a display (3.1.1), and a
+    // sensor gone offline whose session waits for it; retained readings.
+    const thermostat = await mqttClient(`thermostat-kitchen-${id}`, { protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600 } });
+    await thermostat.subscribeAsync(['home/+/setpoint', 'home/kitchen/#'], { qos: 1 });
+    const display = await mqttClient(`display-hall-${id}`, { protocolVersion: 4 });
+    await display.subscribeAsync('home/#', { qos: 0 });
+    const sensor = await mqttClient(`sensor-garage-${id}`, { protocolVersion: 4, clean: false });
+    await sensor.subscribeAsync('cmd/garage', { qos: 1 });
+    await sensor.endAsync();
+    await display.publishAsync('home/kitchen/temperature', '21.5', { retain: true, qos: 1 });
+    await display.publishAsync('home/livingroom/climate', JSON.stringify({ celsius: 20.1, humidity: 41 }), { retain: true, qos: 1 });
+  }
+  try {
+    await go('/overview');
+    await page.waitForTimeout(30_000);
+    await shot('overview');
+    await nav('Queues');
+    await page.getByRole('link', { name: `browser-jobs-${id}` }).waitFor();
+    await shot('queues');
+    await page.getByRole('link', { name: `browser-jobs-${id}` }).click();
+    await page.getByRole('heading', { name: `browser-jobs-${id}`, level: 1 }).waitFor();
+    await page.waitForTimeout(16_000);
+    await shot('queue');
+    await nav('MQTT');
+    await page.waitForTimeout(500);
+    await shot('mqtt');
+    await nav('Live log');
+    await page.locator('.log li').first().waitFor();
+    await shot('log');
+    await nav('Overview');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.waitForTimeout(1_000);
+    await shot('overview-dark');
+    await nav('Queues');
+    await page.getByRole('link', { name: `browser-jobs-${id}` }).click();
+    await page.getByRole('heading', { name: `browser-jobs-${id}`, level: 1 }).waitFor();
+    await page.getByRole('button', { name: 'Get messages' }).click();
+    await page.getByText('job 0', { exact: true }).waitFor();
+    await shot('queue-dark');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await go('/queues');
+    await page.waitForTimeout(500);
+    await shot('queues-phone-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.setViewportSize({ width: 1440, height: 900 });
+  } finally {
+    clearInterval(timer);
+  }
+});

@@ -197,6 +197,11 @@ pub struct ServerConfig {
     pub prometheus_listen: Listen,
     /// The prefix of every metric name (`rabbitmq`, so RabbitMQ's Grafana dashboards work).
     pub prometheus_prefix: String,
+    /// The number of nodes the cluster is expected to have (RabbitMQ's
+    /// `cluster_formation.target_cluster_size_hint`), which
+    /// `/api/health/checks/reached-target-cluster-size` compares with the nodes online. Pigeon
+    /// runs one node: above 1 that check fails.
+    pub target_cluster_size_hint: u32,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -305,6 +310,7 @@ impl Default for ServerConfig {
             disk_free_limit_relative: None,
             prometheus_listen: Listen::all_interfaces(15692),
             prometheus_prefix: "rabbitmq".into(),
+            target_cluster_size_hint: 1,
         }
     }
 }

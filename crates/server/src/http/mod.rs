@@ -224,12 +224,15 @@ fn router(http: Shared) -> Router {
         .with_state(http)
 }
 
-/// Serves the API on every bound management socket until shutdown.
+/// Serves the API on every bound management socket, plain (`plain`) and HTTPS (`secure`),
+/// until shutdown: one app, so both see the same state.
 pub(crate) async fn serve(
-    listeners: Vec<TcpListener>,
+    plain: Vec<TcpListener>,
+    secure: Vec<crate::tls::https::TlsListener>,
     state: Arc<ServerState>,
     bound: Vec<(crate::listen::Kind, SocketAddr)>,
 ) {
+    use axum::serve::ListenerExt;
     let default_name = format!("pigeon@{}", hostname());
     let http = Arc::new(Http {
         state: Arc::clone(&state),
@@ -238,20 +241,31 @@ pub(crate) async fn serve(
     });
     let app = router(http);
     let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
-        let app = app.clone();
+    let stop = |state: &Arc<ServerState>| {
         let mut shutdown = state.shutdown.clone();
-        tasks.spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, service)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "management API listener failed");
-            }
-        });
+        async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }
+    };
+    for listener in plain {
+        let service = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, service).with_graceful_shutdown(stop(&state));
+        tasks.spawn(async move { served.await });
     }
-    while tasks.join_next().await.is_some() {}
+    for listener in secure {
+        // `tap_io` only to have axum hand the listener's peer address to `ConnectInfo`.
+        let service = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener.tap_io(|_| {}), service)
+            .with_graceful_shutdown(stop(&state));
+        tasks.spawn(async move { served.await });
+    }
+    while let Some(served) = tasks.join_next().await {
+        if let Ok(Err(e)) = served {
+            tracing::error!(error = %e, "management API listener failed");
+        }
+    }
 }

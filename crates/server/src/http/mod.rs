@@ -8,7 +8,7 @@
 //! family: `overview.rs`, `vhosts.rs`, `users.rs`, `permissions.rs`, `limits.rs`,
 //! `exchanges.rs`, `queues.rs`, `messages.rs` (publish and get), `bindings.rs`, `health.rs`,
 //! `definitions.rs` (export and import), `connections.rs` (connections, channels, consumers,
-//! from the connection registry).
+//! from the connection registry), `mqtt.rs` (MQTT sessions and retained messages).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -25,6 +25,7 @@ mod health;
 mod json;
 mod limits;
 mod messages;
+mod mqtt;
 mod overview;
 mod permissions;
 mod queues;
@@ -212,6 +213,7 @@ fn router(http: Shared) -> Router {
         .merge(health::routes())
         .merge(definitions::routes())
         .merge(connections::routes())
+        .merge(mqtt::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {

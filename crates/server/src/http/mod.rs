@@ -223,6 +223,7 @@ fn router(http: Shared) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_SIZE))
+        .layer(axum::middleware::map_response(json::body_limit_answer))
         .with_state(http)
 }
 

@@ -38,7 +38,10 @@ fn assert_bad_request(a: &Answer, what: &str) {
 async fn fixture(api: &Api) -> (String, String) {
     let vhost = unique("bad-input");
     let v = vhost.replace('/', "%2F");
-    assert_eq!(api.put(&format!("/api/vhosts/{v}"), json!({})).await.status, 201);
+    assert_eq!(
+        api.put(&format!("/api/vhosts/{v}"), json!({})).await.status,
+        201
+    );
     let perms = json!({"configure": ".*", "write": ".*", "read": ".*"});
     assert_eq!(
         api.put(&format!("/api/permissions/{v}/guest"), perms)
@@ -48,9 +51,12 @@ async fn fixture(api: &Api) -> (String, String) {
     );
     let queue = "kept".to_string();
     assert_eq!(
-        api.put(&format!("/api/queues/{v}/{queue}"), json!({"durable": true}))
-            .await
-            .status,
+        api.put(
+            &format!("/api/queues/{v}/{queue}"),
+            json!({"durable": true})
+        )
+        .await
+        .status,
         201
     );
     let published = api
@@ -72,13 +78,21 @@ async fn malformed_json_and_wrong_types_get_400_and_change_nothing() {
     let fresh = format!("/api/queues/{v}/fresh");
 
     // Malformed JSON: RabbitMQ's reason is `not_json`.
-    for body in [&b"{not json"[..], b"{\"durable\": tru", b"[1, 2]", b"42", b"\xff\xfe"] {
+    for body in [
+        &b"{not json"[..],
+        b"{\"durable\": tru",
+        b"[1, 2]",
+        b"42",
+        b"\xff\xfe",
+    ] {
         let a = api.raw("PUT", &fresh, Some(body.to_vec())).await;
         assert_bad_request(&a, &String::from_utf8_lossy(body));
         assert_eq!(a.body["reason"], "not_json", "{:?}", a.body);
     }
     // A JSON string that holds JSON (encoded twice).
-    let twice = api.raw("PUT", &fresh, Some(br#""{\"durable\":true}""#.to_vec())).await;
+    let twice = api
+        .raw("PUT", &fresh, Some(br#""{\"durable\":true}""#.to_vec()))
+        .await;
     assert_bad_request(&twice, "doubly encoded");
 
     // Wrong types.
@@ -88,20 +102,56 @@ async fn malformed_json_and_wrong_types_get_400_and_change_nothing() {
         (fresh.clone(), json!({"arguments": ["x-max-length", 1]})),
         (fresh.clone(), json!({"arguments": {"x-max-length": "ten"}})),
         (fresh.clone(), json!({"arguments": {"x-message-ttl": -5}})),
-        (fresh.clone(), json!({"arguments": {"x-queue-type": "bananas"}})),
+        (
+            fresh.clone(),
+            json!({"arguments": {"x-queue-type": "bananas"}}),
+        ),
         (format!("/api/exchanges/{v}/fresh-x"), json!({"type": 5})),
-        (format!("/api/exchanges/{v}/fresh-x"), json!({"type": "bananas"})),
-        (format!("/api/exchanges/{v}/fresh-x"), json!({"type": "direct", "durable": "very"})),
-        (format!("/api/vhosts/{}", unique("v")), json!({"description": 5})),
-        (format!("/api/vhosts/{}", unique("v")), json!({"tracing": "on"})),
-        (format!("/api/users/{}", unique("u")), json!({"password": 5})),
-        (format!("/api/users/{}", unique("u")), json!({"password": "p", "tags": 7})),
-        (format!("/api/users/{}", unique("u")), json!({"password": "p", "password_hash": "x", "tags": ""})),
-        (format!("/api/permissions/{v}/guest"), json!({"configure": 5, "write": ".*", "read": ".*"})),
-        (format!("/api/permissions/{v}/guest"), json!({"configure": "(", "write": ".*", "read": ".*"})),
-        (format!("/api/vhost-limits/{v}/max-queues"), json!({"value": "ten"})),
-        (format!("/api/vhost-limits/{v}/max-bananas"), json!({"value": 1})),
-        (format!("/api/cluster-name"), json!({"name": 5})),
+        (
+            format!("/api/exchanges/{v}/fresh-x"),
+            json!({"type": "bananas"}),
+        ),
+        (
+            format!("/api/exchanges/{v}/fresh-x"),
+            json!({"type": "direct", "durable": "very"}),
+        ),
+        (
+            format!("/api/vhosts/{}", unique("v")),
+            json!({"description": 5}),
+        ),
+        (
+            format!("/api/vhosts/{}", unique("v")),
+            json!({"tracing": "on"}),
+        ),
+        (
+            format!("/api/users/{}", unique("u")),
+            json!({"password": 5}),
+        ),
+        (
+            format!("/api/users/{}", unique("u")),
+            json!({"password": "p", "tags": 7}),
+        ),
+        (
+            format!("/api/users/{}", unique("u")),
+            json!({"password": "p", "password_hash": "x", "tags": ""}),
+        ),
+        (
+            format!("/api/permissions/{v}/guest"),
+            json!({"configure": 5, "write": ".*", "read": ".*"}),
+        ),
+        (
+            format!("/api/permissions/{v}/guest"),
+            json!({"configure": "(", "write": ".*", "read": ".*"}),
+        ),
+        (
+            format!("/api/vhost-limits/{v}/max-queues"),
+            json!({"value": "ten"}),
+        ),
+        (
+            format!("/api/vhost-limits/{v}/max-bananas"),
+            json!({"value": 1}),
+        ),
+        ("/api/cluster-name".to_string(), json!({"name": 5})),
     ] {
         let a = api.put(&path, body.clone()).await;
         assert_bad_request(&a, &format!("PUT {path} {body}"));
@@ -135,9 +185,18 @@ async fn malformed_json_and_wrong_types_get_400_and_change_nothing() {
             format!("/api/bindings/{v}/e/amq.direct/q/{queue}"),
             json!({"routing_key": 5}),
         ),
-        (format!("/api/definitions"), json!({"queues": "all of them"})),
-        (format!("/api/definitions"), json!({"vhosts": [{"name": 5}]})),
-        (format!("/api/users/bulk-delete"), json!({"users": "everyone"})),
+        (
+            "/api/definitions".to_string(),
+            json!({"queues": "all of them"}),
+        ),
+        (
+            "/api/definitions".to_string(),
+            json!({"vhosts": [{"name": 5}]}),
+        ),
+        (
+            "/api/users/bulk-delete".to_string(),
+            json!({"users": "everyone"}),
+        ),
     ] {
         let a = api.post(&path, body.clone()).await;
         assert_bad_request(&a, &format!("POST {path} {body}"));
@@ -173,7 +232,11 @@ async fn a_body_over_20_mb_gets_400_and_changes_nothing() {
     // Valid JSON, just too large: a definitions import with 21 MB of description.
     let huge = json!({"vhosts": [{"name": unique("huge"), "description": "x".repeat(21_000_000)}]});
     let a = api
-        .raw("POST", "/api/definitions", Some(huge.to_string().into_bytes()))
+        .raw(
+            "POST",
+            "/api/definitions",
+            Some(huge.to_string().into_bytes()),
+        )
         .await;
     assert_eq!(
         (a.status, a.body),
@@ -194,7 +257,11 @@ async fn a_body_over_20_mb_gets_400_and_changes_nothing() {
     // Without credentials, the size does not matter: 401 first.
     let a = api
         .with_user("guest", "wrong")
-        .raw("PUT", &format!("/api/queues/{v}/{queue}"), Some(vec![b' '; 21_000_000]))
+        .raw(
+            "PUT",
+            &format!("/api/queues/{v}/{queue}"),
+            Some(vec![b' '; 21_000_000]),
+        )
         .await;
     assert_eq!(a.status, 401);
     assert_eq!(state(&api).await, before);
@@ -207,7 +274,9 @@ async fn raw_http(broker: &TestBroker, request: &str) -> (u16, String) {
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
-    within("the answer", socket.read_to_end(&mut answer)).await.unwrap();
+    within("the answer", socket.read_to_end(&mut answer))
+        .await
+        .unwrap();
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let status = answer
         .split(' ')
@@ -237,7 +306,9 @@ async fn paths_that_climb_out_find_nothing() {
     }
     // A DELETE that climbs out deletes nothing.
     assert_eq!(
-        api.delete(&format!("/api/queues/{v}/..%2F{queue}")).await.status,
+        api.delete(&format!("/api/queues/{v}/..%2F{queue}"))
+            .await
+            .status,
         404
     );
     // `..` left in the request line (reqwest would resolve it first).
@@ -294,7 +365,7 @@ async fn missing_or_wrong_credentials_get_401_with_the_basic_challenge() {
         assert_eq!(response.headers()["www-authenticate"], challenge);
         // Wrong password, unknown user, a scheme that is not Basic, garbage.
         for auth in [
-            "Basic Z3Vlc3Q6d3Jvbmc=", // guest:wrong
+            "Basic Z3Vlc3Q6d3Jvbmc=",     // guest:wrong
             "Basic bm9ib2R5Om5vdGhpbmc=", // nobody:nothing
             "Bearer abc",
             "Basic !!!",

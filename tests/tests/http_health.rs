@@ -183,7 +183,10 @@ async fn certificate_expiration_lists_the_tls_listeners_whose_certificates_expir
     assert_eq!(listener["port"], amqps.port());
     assert_eq!(listener["interface"], "127.0.0.1");
     assert_eq!(listener["certfile"], certfile.as_str());
-    assert_eq!(listener["certfile_expires_on"], json!(["4096-01-01 0:00:00"]));
+    assert_eq!(
+        listener["certfile_expires_on"],
+        json!(["4096-01-01 0:00:00"])
+    );
     assert_eq!(
         listener["cacertfile_expires_on"],
         json!(["4096-01-01 0:00:00"])

@@ -80,7 +80,10 @@ async fn sessions_are_listed_with_their_subscriptions_and_state() {
         .collect();
     assert_eq!(
         filters,
-        vec![(json!("sensors/+/temp"), json!(1)), (json!("alerts/#"), json!(2))]
+        vec![
+            (json!("sensors/+/temp"), json!(1)),
+            (json!("alerts/#"), json!(2))
+        ]
     );
     let s4 = find(&a.body, "client_id", &v4_id).unwrap();
     assert_eq!(s4["protocol_version"], 4);
@@ -204,8 +207,7 @@ async fn retained_messages_are_listed_shown_and_deleted() {
     assert_eq!(api.delete(&path).await.status, 204);
     assert_eq!(api.get(&path).await.status, 404);
     assert_eq!(api.delete(&path).await.status, 404);
-    let mut sub =
-        Mqtt4::connect(rumqttc::MqttOptions::new(unique("sub"), "127.0.0.1", port)).await;
+    let mut sub = Mqtt4::connect(rumqttc::MqttOptions::new(unique("sub"), "127.0.0.1", port)).await;
     sub.subscribe(&topic, rumqttc::QoS::AtLeastOnce).await;
     m4.publish(&topic, rumqttc::QoS::AtLeastOnce, false, b"live")
         .await;
@@ -240,7 +242,12 @@ async fn monitoring_users_see_everything_read_only_and_management_users_their_vh
     }
     let session = format!("/api/mqtt/sessions/%2F/{id}");
     let monitor = api.with_user("mon", "pw");
-    assert!(find(&monitor.get("/api/mqtt/sessions").await.body, "client_id", &id).is_some());
+    assert!(find(
+        &monitor.get("/api/mqtt/sessions").await.body,
+        "client_id",
+        &id
+    )
+    .is_some());
     assert_eq!(monitor.get(&session).await.status, 200);
     assert_eq!(monitor.get(&retained).await.status, 200);
     assert_eq!(monitor.delete(&session).await.status, 401);

@@ -110,7 +110,10 @@ async fn the_management_api_answers_over_https_with_the_same_state_as_over_http(
         204
     );
     let (status, body, _) = https(&pki, addr, "GET", "/api/cluster-name", guest).await;
-    assert_eq!((status, json_of(&body)), (200, json!({"name": "tls-cluster"})));
+    assert_eq!(
+        (status, json_of(&body)),
+        (200, json!({"name": "tls-cluster"}))
+    );
     // And the health checks know the listener by RabbitMQ's protocol name.
     let (status, body, _) = https(
         &pki,
@@ -193,7 +196,11 @@ async fn a_client_that_does_not_speak_tls_does_not_stop_the_https_listener() {
         .await
         .unwrap();
     let mut rest = Vec::new();
-    let _ = within("the plain client's socket to close", plain.read_to_end(&mut rest)).await;
+    let _ = within(
+        "the plain client's socket to close",
+        plain.read_to_end(&mut rest),
+    )
+    .await;
     assert!(!rest.starts_with(b"HTTP/"), "answered in clear: {rest:?}");
     // A client that opens a connection and never starts a handshake holds up no other.
     let _stalled = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -440,7 +440,12 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
                 _ => plain.push(b.listener),
             }
         }
-        tasks.spawn(http::serve(plain, secure, Arc::clone(&state), addrs.clone()));
+        tasks.spawn(http::serve(
+            plain,
+            secure,
+            Arc::clone(&state),
+            addrs.clone(),
+        ));
     }
     Ok(ServerHandle {
         store,

@@ -178,12 +178,10 @@ async fn ready(State(http): State<Shared>) -> Response {
             json!({}),
         );
     }
-    let amqp = http.listeners.iter().any(|(k, _)| {
-        matches!(
-            k,
-            crate::listen::Kind::Amqp | crate::listen::Kind::Amqps
-        )
-    });
+    let amqp = http
+        .listeners
+        .iter()
+        .any(|(k, _)| matches!(k, crate::listen::Kind::Amqp | crate::listen::Kind::Amqps));
     if !amqp {
         return failed("no active listeners for AMQP/AMQPS", json!({}));
     }

@@ -262,8 +262,8 @@ pub(crate) async fn serve(
         let service = app
             .clone()
             .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener.tap_io(|_| {}), service)
-            .with_graceful_shutdown(stop(&state));
+        let served =
+            axum::serve(listener.tap_io(|_| {}), service).with_graceful_shutdown(stop(&state));
         tasks.spawn(async move { served.await });
     }
     while let Some(served) = tasks.join_next().await {

@@ -93,7 +93,10 @@ pub(super) async fn expiration(
     if expired.is_empty() {
         return Ok(Json(json!({"status": "ok"})).into_response());
     }
-    Ok(failed("Certificates expiring", json!({ "expired": expired })))
+    Ok(failed(
+        "Certificates expiring",
+        json!({ "expired": expired }),
+    ))
 }
 
 /// The certificates of a PEM file that expire before `deadline` (their expiry dates, as

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the interop scenarios against a broker: AMQP 0-9-1 with Python (pika) and Node (amqplib),
 # MQTT 3.1.1/5.0 with Python (paho-mqtt), Node (mqtt.js) and Mosquitto's mosquitto_pub/sub/rr
-# (interop/mosquitto/run.sh), and both protocols together (MQTT in, AMQP out and back).
+# (interop/mosquitto/run.sh), both protocols together (MQTT in, AMQP out and back), and the
+# management HTTP API with RabbitMQ's rabbitmqadmin over HTTP and HTTPS (interop/rabbitmqadmin.sh,
+# on a Pigeon of its own; skipped without rabbitmqadmin, except in CI).
 #
 #   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f interop/run.sh   # a broker that is already running
 #   AMQP_URL=... MQTT_URL=mqtt://127.0.0.1:1883 interop/run.sh       # ... with MQTT too (without
@@ -263,6 +265,25 @@ if [ "$mosquitto_result" != skipped ]; then
   fi
 fi
 
+# --- rabbitmqadmin (the management HTTP API, over HTTP and HTTPS) ------------------------------------
+# interop/rabbitmqadmin.sh starts a Pigeon of its own (the management listeners are off on the one
+# above), so it needs the binary this script built: not run against a broker given by AMQP_URL.
+rabbitmqadmin_result=skipped
+if [ "$INTEROP_TLS" = only ]; then
+  :
+elif [ -z "${pigeon:-}" ]; then
+  echo "interop: rabbitmqadmin scenarios need the Pigeon this script builds (AMQP_URL given): skipped"
+else
+  section "rabbitmqadmin (RabbitMQ's management CLI) against Pigeon's management API"
+  # In CI a missing rabbitmqadmin is a failure (.ci/run installs Debian's rabbitmq-server for it
+  # and sets RABBITMQADMIN_REQUIRED).
+  if RABBITMQADMIN_REQUIRED="${RABBITMQADMIN_REQUIRED:-${CI:+1}}" timeout -k 10 "$suite_timeout" "$here/rabbitmqadmin.sh" "$pigeon"; then
+    command -v rabbitmqadmin >/dev/null && rabbitmqadmin_result=passed
+  else
+    rabbitmqadmin_result=FAILED
+  fi
+fi
+
 # --- TLS and WebSocket ---------------------------------------------------------------------------
 tls_result=""
 if tls_on; then
@@ -313,9 +334,9 @@ if [ -n "${PAHO_TESTING_DIR:-}" ] && [ -n "${MQTT_URL:-}" ]; then
     paho_result=", paho FAILED (not gating)"
 fi
 
-section "Interop: python $python_result, node $node_result, mosquitto $mosquitto_result$tls_result$browser_result$paho_result"
+section "Interop: python $python_result, node $node_result, mosquitto $mosquitto_result, rabbitmqadmin $rabbitmqadmin_result$tls_result$browser_result$paho_result"
 if [ "$python_result" = FAILED ] || [ "$node_result" = FAILED ] || [ "$mosquitto_result" = FAILED ] ||
-  [ "$tls_result" = ", tls FAILED" ] || [ "$browser_result" = ", browser FAILED" ]; then
+  [ "$rabbitmqadmin_result" = FAILED ] || [ "$tls_result" = ", tls FAILED" ] || [ "$browser_result" = ", browser FAILED" ]; then
   show_broker_log
   exit 1
 fi

@@ -130,6 +130,21 @@ impl RetainedStore {
             .collect()
     }
 
+    /// The retained message of `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Message> {
+        self.messages.read().get(key).cloned()
+    }
+
+    /// Every retained message with its key (a snapshot, in no particular order: the
+    /// management API lists them).
+    pub fn entries(&self) -> Vec<(String, Message)> {
+        self.messages
+            .read()
+            .iter()
+            .map(|(k, m)| (k.to_string(), m.clone()))
+            .collect()
+    }
+
     /// Number of retained messages.
     pub fn len(&self) -> usize {
         self.messages.read().len()

@@ -164,8 +164,12 @@ pub struct ServerConfig {
     /// password, when sent, take priority (as RabbitMQ's). The user must exist.
     pub mqtt_ssl_cert_login: bool,
     /// Where the management HTTP API (RabbitMQ's management plugin API, `/api/...`) binds,
-    /// as `amqp_listen`; an empty list turns it off. Plain HTTP for now (no TLS).
+    /// as `amqp_listen`; an empty list turns it off. Plain HTTP.
     pub management_listen: Listen,
+    /// Where the management HTTP API binds over TLS (HTTPS, needs `tls`; RabbitMQ's
+    /// `management.ssl.port`). Unset: `[::]:15671` and `0.0.0.0:15671` when `tls` is
+    /// configured, off otherwise.
+    pub management_tls_listen: Option<Listen>,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
     /// A definitions file (RabbitMQ's JSON, as `rabbitmqctl export_definitions` writes it),
@@ -202,8 +206,17 @@ pub struct ServerConfig {
     /// Where Prometheus scrapes `/metrics` and `/metrics/per-object` (RabbitMQ's
     /// rabbitmq_prometheus port, 15692); `[]` turns it off.
     pub prometheus_listen: Listen,
+    /// Where the Prometheus endpoint binds over TLS (HTTPS, needs `tls`; RabbitMQ's
+    /// `prometheus.ssl.port`). Unset: `[::]:15691` and `0.0.0.0:15691` when `tls` is
+    /// configured, off otherwise.
+    pub prometheus_tls_listen: Option<Listen>,
     /// The prefix of every metric name (`rabbitmq`, so RabbitMQ's Grafana dashboards work).
     pub prometheus_prefix: String,
+    /// The number of nodes the cluster is expected to have (RabbitMQ's
+    /// `cluster_formation.target_cluster_size_hint`), which
+    /// `/api/health/checks/reached-target-cluster-size` compares with the nodes online. Pigeon
+    /// runs one node: above 1 that check fails.
+    pub target_cluster_size_hint: u32,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -302,6 +315,7 @@ impl Default for ServerConfig {
             ssl_cert_login_from: CertLoginFrom::DistinguishedName,
             mqtt_ssl_cert_login: false,
             management_listen: Listen::all_interfaces(MANAGEMENT_PORT),
+            management_tls_listen: None,
             policies: Vec::new(),
             load_definitions: None,
             data_dir: Some("pigeon-data".into()),
@@ -313,7 +327,9 @@ impl Default for ServerConfig {
             disk_free_limit: 50_000_000,
             disk_free_limit_relative: None,
             prometheus_listen: Listen::all_interfaces(15692),
+            prometheus_tls_listen: None,
             prometheus_prefix: "rabbitmq".into(),
+            target_cluster_size_hint: 1,
         }
     }
 }
@@ -322,6 +338,10 @@ impl Default for ServerConfig {
 pub const AMQPS_PORT: u16 = 5671;
 /// The management HTTP API, RabbitMQ's port.
 pub const MANAGEMENT_PORT: u16 = 15672;
+/// The management HTTP API over TLS, RabbitMQ's port (`management.ssl.port`).
+pub const MANAGEMENT_TLS_PORT: u16 = 15671;
+/// Prometheus over TLS, RabbitMQ's port (`prometheus.ssl.port`).
+pub const PROMETHEUS_TLS_PORT: u16 = 15691;
 /// MQTT over TLS, IANA's port.
 pub const MQTTS_PORT: u16 = 8883;
 /// The default port of MQTT over WebSocket.
@@ -346,6 +366,25 @@ impl ServerConfig {
         tls_default(&self.mqtt_wss_listen, self.tls.is_some(), MQTT_WSS_PORT)
     }
 
+    /// The management API's HTTPS addresses: as configured, or the default when `tls` is set.
+    pub fn management_tls_addrs(&self) -> Listen {
+        tls_default(
+            &self.management_tls_listen,
+            self.tls.is_some(),
+            MANAGEMENT_TLS_PORT,
+        )
+    }
+
+    /// The Prometheus endpoint's HTTPS addresses: as configured, or the default when `tls`
+    /// is set.
+    pub fn prometheus_tls_addrs(&self) -> Listen {
+        tls_default(
+            &self.prometheus_tls_listen,
+            self.tls.is_some(),
+            PROMETHEUS_TLS_PORT,
+        )
+    }
+
     /// Rejects TLS listeners without a `tls` table (checked again by `start`).
     pub fn check_tls(&self) -> Result<(), String> {
         if self.tls.is_some() {
@@ -355,6 +394,8 @@ impl ServerConfig {
             ("amqps_listen", &self.amqps_addrs()),
             ("mqtts_listen", &self.mqtts_addrs()),
             ("mqtt_wss_listen", &self.mqtt_wss_addrs()),
+            ("management_tls_listen", &self.management_tls_addrs()),
+            ("prometheus_tls_listen", &self.prometheus_tls_addrs()),
         ] {
             if !listen.is_empty() {
                 return Err(format!(
@@ -382,7 +423,9 @@ impl ServerConfig {
     /// A configuration for tests: loopback, ephemeral ports, memory only, defaults otherwise.
     /// TLS is off; a test that sets `tls` sets `amqps_listen` / `mqtts_listen` /
     /// `mqtt_wss_listen` too, or they bind the default ports (5671, 8883, 8084) on every
-    /// interface. MQTT over WebSocket is off.
+    /// interface. MQTT over WebSocket is off, and so are the HTTPS listeners of the management
+    /// API and Prometheus (a test that wants them sets `management_tls_listen` /
+    /// `prometheus_tls_listen`).
     pub fn for_tests() -> Self {
         ServerConfig {
             amqp_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -390,6 +433,8 @@ impl ServerConfig {
             mqtt_ws_listen: Listen::none(),
             management_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             prometheus_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
+            management_tls_listen: Some(Listen::none()),
+            prometheus_tls_listen: Some(Listen::none()),
             data_dir: None,
             // Test suites open connections from loopback far faster than any real client.
             connection_rate_limit: 0,

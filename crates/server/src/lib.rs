@@ -194,6 +194,16 @@ impl ServerHandle {
         self.addr(listen::Kind::Http)
     }
 
+    /// The first address the management HTTP API over TLS is bound to, if it is enabled.
+    pub fn management_tls_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Https)
+    }
+
+    /// The first address the Prometheus endpoint over TLS is bound to, if it is enabled.
+    pub fn prometheus_tls_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::PrometheusTls)
+    }
+
     /// The first address a listener is bound to.
     pub fn addr(&self, kind: listen::Kind) -> Option<SocketAddr> {
         self.addrs(kind).next()
@@ -306,9 +316,14 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     for kind in listen::Kind::ALL {
         bound.extend(listen::bind(kind, &kind.addrs(&config))?);
     }
-    let http_bound = listen::bind(listen::Kind::Http, &config.management_listen)?;
-    let prometheus = listen::Kind::Prometheus;
-    bound.extend(listen::bind(prometheus, &prometheus.addrs(&config))?);
+    let mut http_bound = listen::bind(listen::Kind::Http, &config.management_listen)?;
+    http_bound.extend(listen::bind(
+        listen::Kind::Https,
+        &config.management_tls_addrs(),
+    )?);
+    for kind in [listen::Kind::Prometheus, listen::Kind::PrometheusTls] {
+        bound.extend(listen::bind(kind, &kind.addrs(&config))?);
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (broker, store) = match &config.data_dir {
         None => (Broker::new(), None),
@@ -415,17 +430,34 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             tasks.spawn(metrics::endpoint::serve(b, Arc::clone(&state)));
             continue;
         }
+        if b.kind == listen::Kind::PrometheusTls {
+            if let Some(tls) = &tls {
+                let listener = tls::https::TlsListener::start(b, Arc::clone(tls), &state);
+                tasks.spawn(metrics::endpoint::serve_tls(listener, Arc::clone(&state)));
+            }
+            continue;
+        }
         let tls = b.kind.tls().then(|| tls.clone()).flatten();
         tasks.spawn(listen::accept_loop(b, Arc::clone(&state), tls));
     }
     if !http_bound.is_empty() {
-        let mut sockets = Vec::with_capacity(http_bound.len());
+        let (mut plain, mut secure) = (Vec::new(), Vec::new());
         for b in http_bound {
             tracing::info!(addr = %b.addr, "{} listener started", b.kind.name());
             addrs.push((b.kind, b.addr));
-            sockets.push(b.listener);
+            match (&tls, b.kind) {
+                (Some(tls), listen::Kind::Https) => {
+                    secure.push(tls::https::TlsListener::start(b, Arc::clone(tls), &state));
+                }
+                _ => plain.push(b.listener),
+            }
         }
-        tasks.spawn(http::serve(sockets, Arc::clone(&state), addrs.clone()));
+        tasks.spawn(http::serve(
+            plain,
+            secure,
+            Arc::clone(&state),
+            addrs.clone(),
+        ));
     }
     Ok(ServerHandle {
         store,

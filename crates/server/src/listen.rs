@@ -108,8 +108,12 @@ pub enum Kind {
     MqttWss,
     /// The management HTTP API (plain HTTP; served by `http/`, not by [`accept_loop`]).
     Http,
+    /// The management HTTP API over TLS (served by `http/` through `tls/https.rs`).
+    Https,
     /// Prometheus metrics over HTTP (not in [`Kind::ALL`]: served by `metrics/`).
     Prometheus,
+    /// Prometheus metrics over TLS (served by `metrics/` through `tls/https.rs`).
+    PrometheusTls,
 }
 
 impl Kind {
@@ -133,13 +137,18 @@ impl Kind {
             Kind::MqttWs => "MQTT over WebSocket",
             Kind::MqttWss => "MQTT over secure WebSocket",
             Kind::Http => "management HTTP API",
+            Kind::Https => "management HTTP API over TLS",
             Kind::Prometheus => "Prometheus",
+            Kind::PrometheusTls => "Prometheus over TLS",
         }
     }
 
     /// Whether the listener starts with a TLS handshake.
     pub fn tls(self) -> bool {
-        matches!(self, Kind::Amqps | Kind::Mqtts | Kind::MqttWss)
+        matches!(
+            self,
+            Kind::Amqps | Kind::Mqtts | Kind::MqttWss | Kind::Https | Kind::PrometheusTls
+        )
     }
 
     /// Whether it serves MQTT.
@@ -161,6 +170,8 @@ impl Kind {
             Kind::MqttWss => config.mqtt_wss_addrs(),
             Kind::Http => config.management_listen.clone(),
             Kind::Prometheus => config.prometheus_listen.clone(),
+            Kind::Https => config.management_tls_addrs(),
+            Kind::PrometheusTls => config.prometheus_tls_addrs(),
         }
     }
 }
@@ -335,7 +346,8 @@ async fn serve(
             Box::pin(mqtt::refuse_over_rate(transport, info, Arc::clone(state))).await
         }
         Kind::Mqtt | Kind::Mqtts => mqtt::serve(transport, info, Arc::clone(state)).await,
-        Kind::Prometheus => {}
+        // Never reached: the HTTP listeners are served by `http::serve` and `metrics/`.
+        Kind::Prometheus | Kind::PrometheusTls | Kind::Http | Kind::Https => {}
         Kind::MqttWs | Kind::MqttWss => {
             if let Some(ws) = Box::pin(crate::ws::accept(transport, &info, state)).await {
                 if over_rate {
@@ -345,8 +357,6 @@ async fn serve(
                 }
             }
         }
-        // Never reached: the HTTP listener is served by `http::serve`.
-        Kind::Http => {}
     }
 }
 

@@ -1,4 +1,5 @@
-//! TLS for the listeners (AMQPS, MQTTS, MQTT over secure WebSocket): rustls, TLS 1.2 and 1.3,
+//! TLS for the listeners (AMQPS, MQTTS, MQTT over secure WebSocket, and HTTPS for the management
+//! API and Prometheus: `https.rs`): rustls, TLS 1.2 and 1.3,
 //! the ring provider (installed explicitly, never a process default).
 //!
 //! The configuration uses RabbitMQ's words (`ssl_options.*`): `certfile`, `keyfile`,
@@ -12,6 +13,7 @@
 //! Connections already established keep the configuration they were made with.
 
 pub mod cert;
+pub(crate) mod https;
 pub mod reload;
 
 use parking_lot::{Mutex, RwLock};

@@ -1,4 +1,4 @@
-//! JSON at the edge: request bodies (malformed -> 400, unknown fields ignored, as RabbitMQ's
+//! JSON at the edge: request bodies (malformed -> 400 `not_json`, unknown fields ignored, as RabbitMQ's
 //! `rabbit_mgmt_util:with_decode` does), broker values <-> JSON, and the list answers with
 //! RabbitMQ's filtering, sorting, paging and `columns` (`rabbit_mgmt_util:augment_resources`).
 
@@ -10,15 +10,33 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
 /// Parses a request body. An empty body is `{}` (RabbitMQ accepts a PUT without one).
+/// Anything but a JSON object is 400 `not_json`, as `rabbit_mgmt_util:decode/1` answers it
+/// (with its own words for a JSON string, which is JSON encoded twice).
 pub(crate) fn body(bytes: &Bytes) -> ApiResult<Map<String, Json>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Json>(bytes) {
         Ok(Json::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request("not_json_object")),
-        Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
+        Ok(Json::String(_)) => Err(ApiError::bad_request(
+            "invalid payload: the request body JSON-decoded to a string. Is the input doubly-JSON-encoded?",
+        )),
+        Ok(_) | Err(_) => Err(ApiError::bad_request("not_json")),
     }
+}
+
+/// A body over [`super::MAX_BODY_SIZE`]: axum's limit answers 413, RabbitMQ 400
+/// `Exceeded HTTP request body size limit` (`rabbit_mgmt_util:read_complete_body`), which
+/// is what clients see here too (a `map_response` layer over every route).
+pub(crate) async fn body_limit_answer(response: Response) -> Response {
+    if response.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    tracing::warn!(
+        limit = super::MAX_BODY_SIZE,
+        "management API: request body over the limit, refused"
+    );
+    ApiError::bad_request("Exceeded HTTP request body size limit").into_response()
 }
 
 /// A string field (absent: `None`; another type: 400).

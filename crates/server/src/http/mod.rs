@@ -11,7 +11,8 @@
 //! from the connection registry), `stats/` (the sampler behind `message_stats` and the
 //! `_details` rates), `runtime.rs` (Pigeon's own: the memory watermark and disk limit of the
 //! running node, for `pigeon ctl`), `policies.rs` (policies and operator policies),
-//! `parameters.rs` (runtime and global parameters).
+//! `parameters.rs` (runtime and global parameters), `mqtt.rs` (MQTT sessions and
+//! retained messages).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -29,6 +30,7 @@ mod health;
 mod json;
 mod limits;
 mod messages;
+mod mqtt;
 mod overview;
 mod parameters;
 mod permissions;
@@ -263,6 +265,7 @@ fn router(http: Shared) -> Router {
         .merge(policies::routes())
         .merge(parameters::routes())
         .merge(dashboard::routes())
+        .merge(mqtt::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -272,6 +275,7 @@ fn router(http: Shared) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_SIZE))
+        .layer(axum::middleware::map_response(json::body_limit_answer))
         .with_state(http)
 }
 
@@ -290,12 +294,15 @@ pub(crate) fn load_definitions(
     definitions::load_at_start(&http, path)
 }
 
-/// Serves the API on every bound management socket until shutdown.
+/// Serves the API on every bound management socket, plain (`plain`) and HTTPS (`secure`),
+/// until shutdown: one app, so both see the same state.
 pub(crate) async fn serve(
-    listeners: Vec<TcpListener>,
+    plain: Vec<TcpListener>,
+    secure: Vec<crate::tls::https::TlsListener>,
     state: Arc<ServerState>,
     bound: Vec<(crate::listen::Kind, SocketAddr)>,
 ) {
+    use axum::serve::ListenerExt;
     let http = Arc::new(Http {
         state: Arc::clone(&state),
         listeners: bound,
@@ -303,22 +310,38 @@ pub(crate) async fn serve(
         started: std::time::Instant::now(),
     });
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(stats::run(Arc::clone(&http)));
+    // The sampler ends with the shutdown signal, as the listeners do.
+    let sampler = Arc::clone(&http);
+    tasks.spawn(async move {
+        stats::run(sampler).await;
+        Ok(())
+    });
     let app = router(http);
-    for listener in listeners {
-        let app = app.clone();
+    let stop = |state: &Arc<ServerState>| {
         let mut shutdown = state.shutdown.clone();
-        tasks.spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, service)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "management API listener failed");
-            }
-        });
+        async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }
+    };
+    for listener in plain {
+        let service = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, service).with_graceful_shutdown(stop(&state));
+        tasks.spawn(async move { served.await });
     }
-    while tasks.join_next().await.is_some() {}
+    for listener in secure {
+        // `tap_io` only to have axum hand the listener's peer address to `ConnectInfo`.
+        let service = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served =
+            axum::serve(listener.tap_io(|_| {}), service).with_graceful_shutdown(stop(&state));
+        tasks.spawn(async move { served.await });
+    }
+    while let Some(served) = tasks.join_next().await {
+        if let Ok(Err(e)) = served {
+            tracing::error!(error = %e, "management API listener failed");
+        }
+    }
 }

@@ -31,7 +31,9 @@ pub(super) fn protocol(kind: Kind) -> &'static str {
         Kind::MqttWs => "http/web-mqtt",
         Kind::MqttWss => "https/web-mqtt",
         Kind::Http => "http",
+        Kind::Https => "https",
         Kind::Prometheus => "http/prometheus",
+        Kind::PrometheusTls => "https/prometheus",
     }
 }
 
@@ -92,7 +94,7 @@ async fn overview(
     let contexts: Vec<Value> = http
         .listeners
         .iter()
-        .filter(|(k, _)| *k == Kind::Http)
+        .filter(|(k, _)| matches!(k, Kind::Http | Kind::Https))
         .map(|(_, addr)| {
             json!({
                 "node": node,

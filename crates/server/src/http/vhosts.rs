@@ -94,6 +94,9 @@ async fn put(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let map = body(&bytes)?;
+    // Message tracing is not offered, but a value that is not a boolean is refused as
+    // RabbitMQ refuses it (`rabbit_mgmt_util:parse_bool`).
+    super::json::opt_bool(&map, "tracing")?;
     let existing = http.state.broker.vhost(&vhost).filter(|v| !v.is_deleted());
     let current = existing.as_ref().map(|v| v.info()).unwrap_or_default();
     let info = VHostInfo {

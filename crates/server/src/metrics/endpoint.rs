@@ -74,3 +74,17 @@ pub(crate) async fn serve(bound: Bound, state: Arc<ServerState>) {
         tracing::error!(%addr, error = %e, "Prometheus listener failed");
     }
 }
+
+/// Serves the endpoint over TLS on one bound socket until shutdown.
+pub(crate) async fn serve_tls(listener: crate::tls::https::TlsListener, state: Arc<ServerState>) {
+    let mut shutdown = state.shutdown.clone();
+    let app = router(Arc::clone(&state));
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "Prometheus TLS listener failed");
+    }
+}

@@ -6,8 +6,10 @@
 //! `session.rs` is what outlives a connection and the registry of sessions; `sink.rs` delivers
 //! queued messages to a session; `topic.rs` maps MQTT topics onto the topic exchange;
 //! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics;
-//! `authz.rs` checks permissions and limits.
+//! `authz.rs` checks permissions and limits; `admin.rs` is what the management API shows of
+//! sessions and retained messages, and does to them.
 
+pub(crate) mod admin;
 mod authz;
 mod connection;
 mod convert;

@@ -229,6 +229,18 @@ impl Registry {
         }
     }
 
+    /// Every session (online and offline), of one vhost or of all.
+    pub fn all(&self, vhost: Option<&str>) -> Vec<Arc<Session>> {
+        let map = self.sessions.lock();
+        match vhost {
+            Some(v) => map
+                .get(v)
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default(),
+            None => map.values().flat_map(|m| m.values().cloned()).collect(),
+        }
+    }
+
     /// Number of sessions (online and offline).
     pub fn len(&self) -> usize {
         self.sessions.lock().values().map(HashMap::len).sum()

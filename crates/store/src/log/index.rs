@@ -236,6 +236,18 @@ impl LiveIndex {
         }
     }
 
+    /// The location and delivered flag of a live message.
+    pub(crate) fn get(&self, seq: u64) -> Option<(Location, bool)> {
+        let e = match self.slot(seq) {
+            Some(i) => self.dense[i],
+            None => *self.sparse.get(&seq)?,
+        };
+        if e.is_hole() {
+            return None;
+        }
+        Some((self.location(seq, &e), e.delivered))
+    }
+
     /// Flags a live message delivered; returns its location if it was not flagged yet.
     pub(crate) fn mark_delivered(&mut self, seq: u64) -> Option<Location> {
         let e = match self.slot(seq) {

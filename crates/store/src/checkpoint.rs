@@ -260,6 +260,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Invalid> {
 }
 
 impl Parsed<'_> {
+    /// How many entries the file says it holds (checked by [`Parsed::entries`]); at most one
+    /// per byte of entries, whatever the count field says.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.min(self.entries.len() as u64)
+    }
+
     /// Decodes every entry, checking each against the segment table: a location that is not
     /// inside a covered part of a listed segment, or seqs out of order, reject the checkpoint.
     pub(crate) fn entries(&self, mut visit: impl FnMut(Entry)) -> Result<(), Invalid> {
@@ -271,6 +277,8 @@ impl Parsed<'_> {
         let mut next = Next::default();
         let mut count = 0u64;
         let mut last: Option<u64> = None;
+        // Runs of entries share a segment: look its cover up once per run.
+        let mut cover: Option<(u64, Covered)> = None;
         while r.at < r.bytes.len() {
             let tag = r.u8().ok_or_else(|| bad("cut short"))?;
             if tag & !(DELIVERED | SEQ | POSITION | LEN) != 0 {
@@ -298,11 +306,18 @@ impl Parsed<'_> {
             if last.is_some_and(|l| e.seq <= l) {
                 return Err(bad("entries out of seq order"));
             }
-            let covered = self
-                .header
-                .segments
-                .get(&e.segment)
-                .ok_or_else(|| bad("an entry in a segment the checkpoint does not list"))?;
+            let covered = match cover {
+                Some((n, c)) if n == e.segment => c,
+                _ => {
+                    let c = *self
+                        .header
+                        .segments
+                        .get(&e.segment)
+                        .ok_or_else(|| bad("an entry in a segment the checkpoint does not list"))?;
+                    cover = Some((e.segment, c));
+                    c
+                }
+            };
             let end = e.offset.checked_add(u64::from(e.len));
             if e.len == 0 || end.is_none_or(|end| end > covered.seg_len) {
                 return Err(bad("an entry past the covered part of its segment"));

@@ -294,11 +294,23 @@ fn load_checkpoint(
         }
     }
     let mut entries = 0u64;
-    // Runs of entries share a segment: count them before touching the table.
+    state
+        .live
+        .reserve(usize::try_from(parsed.count()).unwrap_or(0));
+    // Runs of entries share a segment: count them, and look the segment up, once per run.
     let mut run: Option<(u64, u64)> = None;
+    let mut exists: Option<(u64, bool)> = None;
     let decoded = parsed.entries(|e| {
         entries += 1;
-        if !listing.segs.contains_key(&e.segment) {
+        let present = match exists {
+            Some((n, present)) if n == e.segment => present,
+            _ => {
+                let present = listing.segs.contains_key(&e.segment);
+                exists = Some((e.segment, present));
+                present
+            }
+        };
+        if !present {
             return;
         }
         let location = Location {

@@ -8,9 +8,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicPublishOptions, BasicQosOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation};
 use pigeon_tests::lapin_support::{self as lp, confirm_connection, durable};
@@ -86,9 +84,12 @@ async fn consume(
         }
     }
     // A round trip: the broker has handled the acks before it answers.
-    within("basic.qos-ok", channel.basic_qos(0, BasicQosOptions::default()))
-        .await
-        .unwrap();
+    within(
+        "basic.qos-ok",
+        channel.basic_qos(0, BasicQosOptions::default()),
+    )
+    .await
+    .unwrap();
     drop(held);
     got
 }

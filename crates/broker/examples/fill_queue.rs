@@ -47,7 +47,10 @@ static CODEC: Persistent = Persistent;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().expect("usage: fill_queue DIR COUNT [BYTES] [QUEUE]"));
+    let dir = PathBuf::from(
+        args.next()
+            .expect("usage: fill_queue DIR COUNT [BYTES] [QUEUE]"),
+    );
     let count: u64 = args.next().expect("COUNT").parse().unwrap();
     let size: usize = args.next().map_or(1024, |s| s.parse().unwrap());
     let queue = args.next().unwrap_or_else(|| "restart-bench".to_owned());
@@ -66,7 +69,10 @@ fn main() {
         durable: true,
         ..QueueOptions::default()
     };
-    let q = vhost.declare_queue(&queue, false, options, 0).unwrap().queue;
+    let q = vhost
+        .declare_queue(&queue, false, options, 0)
+        .unwrap()
+        .queue;
     let body = Bytes::from(vec![b'x'; size]);
     let props = Bytes::from_static(PERSISTENT);
     let started = Instant::now();
@@ -81,7 +87,11 @@ fn main() {
         q.enqueue(message);
         if i % 1_000_000 == 999_999 {
             store.sync().unwrap();
-            println!("{} messages, {:.1} s", i + 1, started.elapsed().as_secs_f64());
+            println!(
+                "{} messages, {:.1} s",
+                i + 1,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     store.sync().unwrap();

@@ -309,11 +309,10 @@ impl Parsed<'_> {
             let covered = match cover {
                 Some((n, c)) if n == e.segment => c,
                 _ => {
-                    let c = *self
-                        .header
-                        .segments
-                        .get(&e.segment)
-                        .ok_or_else(|| bad("an entry in a segment the checkpoint does not list"))?;
+                    let c =
+                        *self.header.segments.get(&e.segment).ok_or_else(|| {
+                            bad("an entry in a segment the checkpoint does not list")
+                        })?;
                     cover = Some((e.segment, c));
                     c
                 }
@@ -482,10 +481,7 @@ mod tests {
             delivered: false,
         };
         assert!(read(&write(&header(), &[past])).is_err());
-        let unlisted = Entry {
-            segment: 3,
-            ..past
-        };
+        let unlisted = Entry { segment: 3, ..past };
         assert!(read(&write(&header(), &[unlisted])).is_err());
     }
 

@@ -185,7 +185,8 @@ impl Store {
         if let Some(log) = queues.open.remove(queue_id) {
             // Waits for a checkpoint being written (told to give up) and for a flush round
             // writing this log to finish; later ones skip it.
-            log.deleting.store(true, std::sync::atomic::Ordering::Relaxed);
+            log.deleting
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             let _ckpt = log.ckpt.lock();
             let _io = log.io.lock();
             log.mark_deleted();

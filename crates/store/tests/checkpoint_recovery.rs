@@ -47,7 +47,10 @@ fn closing_the_store_checkpoints_and_a_restart_reads_nothing_else() {
     let log = store.queue_log("q").unwrap();
     let recovery = log.recover();
     assert!(
-        matches!(recovery.stats.checkpoint, CheckpointOutcome::Loaded { entries: 1200 }),
+        matches!(
+            recovery.stats.checkpoint,
+            CheckpointOutcome::Loaded { entries: 1200 }
+        ),
         "{:?}",
         recovery.stats.checkpoint
     );

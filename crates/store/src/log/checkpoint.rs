@@ -133,7 +133,8 @@ impl QueueLog {
     ) -> Result<Option<CheckpointWritten>, StoreError> {
         let io = |e| StoreError::io(tmp, e);
         let file = File::create(tmp).map_err(io)?;
-        let mut writer = Writer::new(BufWriter::with_capacity(64 * 1024, file), header).map_err(io)?;
+        let mut writer =
+            Writer::new(BufWriter::with_capacity(64 * 1024, file), header).map_err(io)?;
         let mut from = 0u64;
         let mut chunk = Vec::with_capacity(CHUNK);
         loop {
@@ -152,9 +153,10 @@ impl QueueLog {
                 break;
             };
             for &(seq, location, delivered) in &chunk {
-                let inside = header.segments.get(&location.segment).is_some_and(|c| {
-                    location.offset + u64::from(location.len) <= c.seg_len
-                });
+                let inside = header
+                    .segments
+                    .get(&location.segment)
+                    .is_some_and(|c| location.offset + u64::from(location.len) <= c.seg_len);
                 if inside {
                     writer
                         .entry(&Entry {

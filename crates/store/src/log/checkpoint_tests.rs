@@ -56,6 +56,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 type Listing = Vec<(u64, Location, bool)>;
+/// What the log should hold: seq -> (body, delivered).
+type Model = BTreeMap<u64, (Vec<u8>, bool)>;
 type Segments = BTreeMap<u64, (u64, u64, u64)>;
 
 fn describe(state: &LogState) -> (Listing, Segments) {
@@ -77,7 +79,12 @@ fn recover_both(dir: &Path) -> (Listing, CheckpointOutcome) {
     let _ = std::fs::remove_file(bare.path().join(TMP_FILE));
     let (with, stats, _) = recovery::open_dir(dir, SyncMode::Never).unwrap();
     let (without, _, _) = recovery::open_dir(bare.path(), SyncMode::Never).unwrap();
-    assert_eq!(describe(&with), describe(&without), "{:?}", stats.checkpoint);
+    assert_eq!(
+        describe(&with),
+        describe(&without),
+        "{:?}",
+        stats.checkpoint
+    );
     assert!(!dir.join(TMP_FILE).exists());
     (describe(&with).0, stats.checkpoint)
 }
@@ -145,9 +152,9 @@ proptest! {
     #[test]
     fn recovery_with_a_checkpoint_is_recovery_without_it(ops in prop::collection::vec(op(), 1..120)) {
         let log = new_log();
-        let mut model: BTreeMap<u64, (Vec<u8>, bool)> = BTreeMap::new();
+        let mut model = Model::new();
         let mut next = 0u64;
-        let pick = |model: &BTreeMap<u64, (Vec<u8>, bool)>, i: usize| {
+        let pick = |model: &Model, i: usize| {
             (!model.is_empty()).then(|| *model.keys().nth(i % model.len()).unwrap())
         };
         for op in ops.into_iter().chain([Op::Crash(None)]) {
@@ -191,7 +198,7 @@ proptest! {
 
 /// A log with a checkpoint taken, then acks (of checkpointed messages and of new ones),
 /// delivered flags, replacements, appends across segments and deleted segments after it.
-fn busy_log() -> (Arc<QueueLog>, BTreeMap<u64, (Vec<u8>, bool)>) {
+fn busy_log() -> (Arc<QueueLog>, Model) {
     let log = new_log();
     let mut model = BTreeMap::new();
     for seq in 0..300 {
@@ -225,8 +232,11 @@ fn busy_log() -> (Arc<QueueLog>, BTreeMap<u64, (Vec<u8>, bool)>) {
     (log, model)
 }
 
-fn expected(model: &BTreeMap<u64, (Vec<u8>, bool)>) -> Vec<(u64, Vec<u8>, bool)> {
-    model.iter().map(|(&s, (b, d))| (s, b.clone(), *d)).collect()
+fn expected(model: &Model) -> Vec<(u64, Vec<u8>, bool)> {
+    model
+        .iter()
+        .map(|(&s, (b, d))| (s, b.clone(), *d))
+        .collect()
 }
 
 #[test]
@@ -235,13 +245,19 @@ fn a_checkpoint_older_than_the_log_replays_what_came_after_it() {
     let crashed = tempfile::tempdir().unwrap();
     copy_dir(log.dir(), crashed.path());
     let (listing, outcome) = recover_both(crashed.path());
-    assert!(matches!(outcome, CheckpointOutcome::Loaded { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, CheckpointOutcome::Loaded { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(bodies(crashed.path(), &listing), expected(&model));
 
     // A torn record after the checkpoint is cut as without one.
     tear(crashed.path(), 5);
     let (listing, outcome) = recover_both(crashed.path());
-    assert!(matches!(outcome, CheckpointOutcome::Loaded { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, CheckpointOutcome::Loaded { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(bodies(crashed.path(), &listing), expected(&model));
 }
 
@@ -303,13 +319,19 @@ fn a_crash_at_any_step_of_writing_a_checkpoint_recovers_exactly_the_log() {
     // Renamed, but cut short or damaged.
     for cut in 0..new.len() {
         let outcome = check(None, None, Some(&new[..cut]));
-        assert!(matches!(outcome, CheckpointOutcome::Rejected { .. }), "cut at {cut}");
+        assert!(
+            matches!(outcome, CheckpointOutcome::Rejected { .. }),
+            "cut at {cut}"
+        );
     }
     for i in 0..new.len() {
         let mut bad = new.clone();
         bad[i] ^= 0x41;
         let outcome = check(None, None, Some(&bad));
-        assert!(matches!(outcome, CheckpointOutcome::Rejected { .. }), "byte {i}");
+        assert!(
+            matches!(outcome, CheckpointOutcome::Rejected { .. }),
+            "byte {i}"
+        );
     }
     // Done.
     let outcome = check(None, None, Some(&new));
@@ -335,6 +357,12 @@ fn a_checkpoint_claiming_more_than_the_files_hold_is_rejected() {
         .set_len(len - 10)
         .unwrap();
     let (_, outcome) = recover_both(crashed.path());
-    assert!(matches!(outcome, CheckpointOutcome::Rejected { .. }), "{outcome:?}");
-    assert!(!crashed.path().join(FILE).exists(), "a rejected checkpoint is deleted");
+    assert!(
+        matches!(outcome, CheckpointOutcome::Rejected { .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        !crashed.path().join(FILE).exists(),
+        "a rejected checkpoint is deleted"
+    );
 }

@@ -84,7 +84,10 @@ pub(crate) fn open_dir(
     };
     let (mut state, header) = match loaded {
         Some(loaded) => loaded,
-        None => (LogState::new(next_segment(&listing, None)), Header::default()),
+        None => (
+            LogState::new(next_segment(&listing, None)),
+            Header::default(),
+        ),
     };
 
     let orphans: Vec<u64> = listing
@@ -134,7 +137,11 @@ pub(crate) fn open_dir(
                 offset,
                 len: 0,
             };
-            if state.live.get(seq).is_some_and(|(l, _)| same_record(&l, &at)) {
+            if state
+                .live
+                .get(seq)
+                .is_some_and(|(l, _)| same_record(&l, &at))
+            {
                 state.live.remove(seq);
                 if let Some(seg) = state.segments.get_mut(&n) {
                     seg.live -= 1;
@@ -147,7 +154,11 @@ pub(crate) fn open_dir(
                 offset,
                 len: 0,
             };
-            if state.live.get(seq).is_some_and(|(l, _)| same_record(&l, &at)) {
+            if state
+                .live
+                .get(seq)
+                .is_some_and(|(l, _)| same_record(&l, &at))
+            {
                 state.live.mark_delivered(seq);
             }
         }
@@ -218,7 +229,9 @@ fn list(dir: &Path, sync: SyncMode) -> Result<Listing, StoreError> {
         let name = entry.file_name();
         let name = name.to_str();
         let len = || -> Result<u64, StoreError> {
-            let meta = entry.metadata().map_err(|e| StoreError::io(entry.path(), e))?;
+            let meta = entry
+                .metadata()
+                .map_err(|e| StoreError::io(entry.path(), e))?;
             Ok(meta.len())
         };
         match name.and_then(LogFile::parse) {
@@ -249,10 +262,7 @@ fn list(dir: &Path, sync: SyncMode) -> Result<Listing, StoreError> {
 fn next_segment(listing: &Listing, header: Option<&Header>) -> u64 {
     let files = listing.segs.keys().chain(listing.acks.keys()).max();
     let named = header.and_then(|h| h.segments.keys().max().copied().max(Some(h.active)));
-    files
-        .copied()
-        .max(named)
-        .map_or(0, |n| n.saturating_add(1))
+    files.copied().max(named).map_or(0, |n| n.saturating_add(1))
 }
 
 /// Reads and checks the checkpoint against the files: its entries become the live index and

@@ -3,14 +3,17 @@
 //! A checkpoint must describe the log exactly as far as it claims to cover it. It is taken
 //! without stopping the log:
 //!
-//! 1. Under the log's state lock, note every segment's logical length and its acks file's
-//!    (written plus buffered): the *cover*. Everything appended from here on lies past it.
+//! 1. Under the log's state lock, note how much of every segment and its acks file has been
+//!    handed to the flusher (not what is still buffered): the *cover*. Everything appended or
+//!    acked from here on lies past it.
 //! 2. Walk the live index in seq order, a few thousand entries per hold of the state lock
 //!    (appends and acks go on in between), and write each live message whose record lies
 //!    inside the cover. An entry acked, replaced or flagged delivered during the walk is
 //!    written as the walk finds it, so the file may be *newer* than the cover for those.
 //! 3. Wait until everything buffered so far is synced (one flush epoch): then every record
-//!    and event the file reflects, inside the cover or past it, is on disk.
+//!    and event the file reflects, inside the cover or past it, is on disk. (When the store
+//!    closes, the flusher has already written and synced its last round; an ack arriving
+//!    after that is never written, and the checkpoint then keeps that message acknowledged.)
 //! 4. `fsync` the temporary file, rename it over `checkpoint`, `fsync` the directory.
 //!
 //! Why the newer entries are safe: recovery loads the entries, then replays every event past
@@ -31,6 +34,7 @@ use std::sync::atomic::Ordering;
 
 use super::QueueLog;
 use crate::checkpoint::{self, Covered, Entry, Header, Writer};
+use crate::naming::LogFile;
 use crate::{files, StoreError, SyncMode};
 
 /// Live entries copied per hold of the state lock (about 100 KiB, tens of microseconds).
@@ -91,6 +95,15 @@ impl QueueLog {
             if st.deleted {
                 return Ok(None);
             }
+            // What is still only buffered stays past the cover: when the flusher has stopped
+            // (`wait_synced` false) nothing will write it, and a cover reaching past the
+            // files would reject the checkpoint at the next open.
+            let mut buffered: BTreeMap<u64, u64> = BTreeMap::new();
+            for chunk in &st.pending {
+                if let LogFile::Segment(n) = chunk.file {
+                    *buffered.entry(n).or_default() += chunk.bytes.len() as u64;
+                }
+            }
             Header {
                 active: st.active,
                 segments: st
@@ -98,8 +111,8 @@ impl QueueLog {
                     .iter()
                     .map(|(&n, s)| {
                         let c = Covered {
-                            seg_len: s.len,
-                            acks_len: s.acks_len,
+                            seg_len: s.len.saturating_sub(buffered.get(&n).copied().unwrap_or(0)),
+                            acks_len: s.acks_len.saturating_sub(s.pending_acks.len() as u64),
                         };
                         (n, c)
                     })

@@ -295,6 +295,11 @@ impl ServerHandle {
             if let Err(e) = store.sync() {
                 tracing::error!(error = %e, "final store sync failed");
             }
+            // A checkpoint of every queue log that grew by 1 MiB or more, so that the next
+            // start reads it instead of the whole log (the store's crate doc, "Checkpoints").
+            if let Err(e) = store.checkpoint(1024 * 1024) {
+                tracing::warn!(error = %e, "could not checkpoint the queue logs");
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 //! <dir>/queues/<hash>-<prefix>/id              the queue id, exactly
 //! <dir>/queues/<hash>-<prefix>/00000000000000000000.seg    message records
 //! <dir>/queues/<hash>-<prefix>/00000000000000000000.acks   events about that segment's messages
+//! <dir>/queues/<hash>-<prefix>/checkpoint      the live index as of a log position (optional)
 //! ```
 //!
 //! A queue id can be any string; the directory name is derived from it and the `id` file says
@@ -68,6 +69,22 @@
 //! listed in [`RecoveryStats::truncations`]): damaged data is never an error and never a panic;
 //! only I/O errors are.
 //!
+//! # Checkpoints
+//!
+//! Reading a whole log costs a restart time in proportion to what the queue holds (10 GiB for
+//! 10 million 1 KiB messages). A log's *checkpoint* is its live index (seq, location, delivered
+//! flag of each live message, about a byte each for a queue appended in order) with, for each
+//! segment, how much of its `.seg` and `.acks` files the index reflects (`checkpoint.rs` has
+//! the format). Opening a log with a checkpoint loads it and reads only the files past those
+//! lengths, cutting torn tails there as above; a checkpoint that is damaged, of another format
+//! version, or claims more than the files hold is deleted and the whole log is read.
+//! Checkpoints are written by a background thread for logs that have grown
+//! [`StoreOptions::checkpoint_bytes`] past theirs (every [`StoreOptions::checkpoint_interval`]),
+//! by [`Store::checkpoint`] and when the store closes; always to a temporary file, synced,
+//! renamed into place and the directory synced, and only once every event the index reflects
+//! is on disk, so that whatever a crash interrupts, the log and its checkpoint recover what the
+//! log alone would (`log/checkpoint.rs` explains why).
+//!
 //! # Threads and locks
 //!
 //! Every call may block on the disk except [`QueueLog::append`], [`QueueLog::ack`],
@@ -80,6 +97,8 @@
 #![deny(unsafe_code, clippy::unwrap_used, missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod checkpoint;
+mod checkpointer;
 mod error;
 mod files;
 mod flusher;
@@ -95,7 +114,10 @@ mod store;
 pub use error::StoreError;
 pub use flusher::SyncCallback;
 pub use latency::{LatencyHistogram, LATENCY_BUCKETS_US};
-pub use log::{LiveSummary, Location, QueueLog, RecoveredMessage, Recovery, RecoveryStats};
+pub use log::{
+    CheckpointOutcome, CheckpointWritten, LiveSummary, Location, QueueLog, RecoveredMessage,
+    Recovery, RecoveryStats,
+};
 pub use meta::{MetaEntry, MetaOp};
 pub use options::{StoreOptions, SyncMode};
 pub use record::MAX_DATA_LEN;

@@ -17,6 +17,16 @@ pub struct StoreOptions {
     /// in memory. A crash loses at most this much of them, which makes a few acknowledged
     /// messages come back (at-least-once), never a message go missing. Default 200 ms.
     pub ack_flush_delay: Duration,
+    /// How often a background thread looks for queue logs worth checkpointing (see the crate
+    /// documentation, **Checkpoints**); `None`: only [`Store::checkpoint`](crate::Store::checkpoint)
+    /// and closing the store write checkpoints. Default 10 s: looking costs a lock per open log,
+    /// and a log is checkpointed at most once per interval.
+    pub checkpoint_interval: Option<Duration>,
+    /// A log is checkpointed by that thread once this many bytes of its files are not covered
+    /// by its checkpoint (and at least two per live message, about what the checkpoint
+    /// costs to write). A crash then makes a restart read at most about this much of each log
+    /// beyond its checkpoint, plus what was written in the last interval. Default 64 MiB.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -25,6 +35,8 @@ impl Default for StoreOptions {
             segment_size: 64 * 1024 * 1024,
             sync: SyncMode::Always,
             ack_flush_delay: Duration::from_millis(200),
+            checkpoint_interval: Some(Duration::from_secs(10)),
+            checkpoint_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! synced before it.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -54,17 +54,26 @@ pub(crate) struct Scanned {
     pub(crate) truncation: Option<Truncation>,
 }
 
-/// Calls `visit(offset, frame_len, payload)` for each valid record of the file at `path`, in
-/// order, until the end or the first damaged record. Does not change the file.
+/// Calls `visit(offset, frame_len, payload)` for each valid record of the file at `path` from
+/// byte `start` on (a record boundary: 0, or the end of what a checkpoint covers), in order,
+/// until the end or the first damaged record. Does not change the file.
 pub(crate) fn scan(
     path: &Path,
+    start: u64,
     mut visit: impl FnMut(u64, u32, Payload<'_>),
 ) -> Result<Scanned, StoreError> {
     let io_err = |e| StoreError::io(path, e);
-    let file = File::open(path).map_err(io_err)?;
+    let mut file = File::open(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
+    if start > file_len {
+        // The caller checked the length against the checkpoint first.
+        return Err(io_err(std::io::Error::other(
+            "scan starts past the end of the file",
+        )));
+    }
+    file.seek(SeekFrom::Start(start)).map_err(io_err)?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut offset = 0u64;
+    let mut offset = start;
     let mut records = 0u64;
     let mut payload = Vec::new();
     let damage = loop {

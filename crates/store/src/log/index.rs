@@ -137,7 +137,11 @@ impl LiveIndex {
                 }
             }
             None => {
-                let old = self.sparse.remove(&seq).map(|old| self.take(seq, &old));
+                let old = if self.sparse.is_empty() {
+                    None
+                } else {
+                    self.sparse.remove(&seq).map(|old| self.take(seq, &old))
+                };
                 let holes = if self.dense.is_empty() {
                     self.base = seq;
                     Some(0)
@@ -146,7 +150,9 @@ impl LiveIndex {
                 };
                 match holes {
                     Some(holes) => {
-                        self.extend_with_holes(holes);
+                        if holes > 0 {
+                            self.extend_with_holes(holes);
+                        }
                         self.dense.push_back(entry);
                         self.dense_live += 1;
                     }
@@ -234,6 +240,23 @@ impl LiveIndex {
         if self.dense.capacity() > 4 * floor {
             self.dense.shrink_to(2 * floor);
         }
+    }
+
+    /// Makes room for `n` more consecutive seqs in the window (a checkpoint being loaded).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.dense.reserve(n);
+    }
+
+    /// The location and delivered flag of a live message.
+    pub(crate) fn get(&self, seq: u64) -> Option<(Location, bool)> {
+        let e = match self.slot(seq) {
+            Some(i) => self.dense[i],
+            None => *self.sparse.get(&seq)?,
+        };
+        if e.is_hole() {
+            return None;
+        }
+        Some((self.location(seq, &e), e.delivered))
     }
 
     /// Flags a live message delivered; returns its location if it was not flagged yet.

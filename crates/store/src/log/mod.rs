@@ -3,18 +3,25 @@
 //!
 //! This file is the hot path: [`QueueLog::append`], [`QueueLog::ack`] and
 //! [`QueueLog::delivered`] only touch memory. `flush.rs` is what the flusher does with a log,
-//! `recovery.rs` how a log is rebuilt from its directory.
+//! `recovery.rs` how a log is rebuilt from its directory (and its checkpoint), `checkpoint.rs`
+//! how its index is checkpointed.
 
+mod checkpoint;
+#[cfg(test)]
+mod checkpoint_tests;
 mod flush;
 mod index;
-
-pub(crate) use flush::ToSync;
 mod recovery;
+
+pub use checkpoint::CheckpointWritten;
+pub(crate) use flush::ToSync;
+pub use recovery::CheckpointOutcome;
 
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -26,6 +33,7 @@ use crate::naming::LogFile;
 use crate::record::{self, Kind};
 use crate::scan::Truncation;
 use crate::{StoreError, StoreOptions};
+use checkpoint::CheckpointState;
 use index::LiveIndex;
 
 /// Where a message record lives, so its body can be read back with [`QueueLog::read`] after it
@@ -87,6 +95,8 @@ pub struct RecoveryStats {
     pub truncations: Vec<Truncation>,
     /// Time spent reading and repairing the files.
     pub duration: Duration,
+    /// Whether a checkpoint spared reading the files it covers.
+    pub checkpoint: CheckpointOutcome,
 }
 
 /// One durable queue's log. Get it from [`Store::queue_log`](crate::Store::queue_log).
@@ -101,6 +111,10 @@ pub struct QueueLog {
     /// This log, for putting itself on the flusher's dirty list.
     me: Weak<QueueLog>,
     shared: Arc<Shared>,
+    /// Held while a checkpoint of this log is written, and by deletion (`checkpoint.rs`).
+    pub(crate) ckpt: Mutex<CheckpointState>,
+    /// Set by deletion before it waits for `ckpt`: a checkpoint in progress gives up.
+    pub(crate) deleting: AtomicBool,
     /// Held by the flusher while it writes this log's files, and by deletion; see `flusher.rs`.
     pub(crate) io: Mutex<()>,
     state: Mutex<LogState>,
@@ -109,7 +123,8 @@ pub struct QueueLog {
     pub(crate) volatile: bool,
 }
 
-/// Lock order: `Store::queues` → `QueueLog::io` → `QueueLog::state` → the flusher's state.
+/// Lock order: `Store::queues` → `QueueLog::ckpt` → `QueueLog::io` → `QueueLog::state` → the
+/// flusher's state.
 pub(crate) struct LogState {
     /// Live messages by seq.
     live: LiveIndex,
@@ -167,7 +182,7 @@ impl QueueLog {
         shared: Arc<Shared>,
         volatile: bool,
     ) -> Result<Arc<QueueLog>, StoreError> {
-        let (state, opened) = recovery::open_dir(&dir, shared.sync)?;
+        let (state, opened, ckpt) = recovery::open_dir(&dir, shared.sync)?;
         let needs_flush = state.needs_flush();
         let log = Arc::new_cyclic(|me| QueueLog {
             id,
@@ -176,6 +191,8 @@ impl QueueLog {
             segment_size: opts.segment_size.clamp(1, u64::from(u32::MAX)),
             me: me.clone(),
             shared,
+            ckpt: Mutex::new(ckpt),
+            deleting: AtomicBool::new(false),
             io: Mutex::new(()),
             state: Mutex::new(state),
             opened,

@@ -5,7 +5,7 @@
 //! - `config`: the TOML configuration file;
 //! - `logging`: where log lines go and which;
 //! - `serve`: starts `pigeon_server` and stops it on SIGINT or SIGTERM;
-//! - `bench`: the load generator, a client of any AMQP 0-9-1 or MQTT broker.
+//! - `bench`: `pigeon bench`, the load generator of the `pigeon-bench` crate.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

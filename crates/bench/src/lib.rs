@@ -1,7 +1,8 @@
 //! `pigeon bench`: a load generator for any AMQP 0-9-1 or MQTT broker, in the manner of
 //! RabbitMQ's PerfTest, that also checks every message arrived exactly once; and
 //! `pigeon bench idle`, which holds many idle connections to show a broker's memory per
-//! connection.
+//! connection. A client of the broker, not part of it: this crate knows nothing of the server,
+//! and the `pigeon` binary runs it as a subcommand ([`BenchArgs`], [`run`]).
 //!
 //! A run declares its own queues (and exchange, and bindings) or picks its own topics (unique
 //! names; what it declared is deleted at the end), connects every consumer before any producer
@@ -26,6 +27,8 @@
 //! A run always ends: every wait on the broker races the controller's stop, the controller stops
 //! when nothing has moved for `--timeout`, and connection setup and cleanup are bounded by it too.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod amqp;
 mod amqp_raw;
 mod args;
@@ -43,7 +46,6 @@ mod workload;
 
 pub use args::BenchArgs;
 
-use crate::logging;
 use amqp_raw::AmqpConfig;
 use anyhow::Context;
 use args::{AmqpArgs, ClientKind, CrossArgs, LoadArgs, Mode, MqttArgs};
@@ -60,10 +62,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use workload::{ConsumerPlan, Phase, ProducerPlan, ProducerStats};
 
+/// The log filter for a run when the user gives none: lapin logs every connection error itself,
+/// and the report says what matters. The caller installs the tracing subscriber (the bench logs
+/// to whatever it is given; stdout stays free for the report).
+pub const DEFAULT_LOG_FILTER: &str = "info,lapin=off,amq_protocol=off";
+
 /// Runs `pigeon bench`; the exit code is failure unless every message arrived exactly once.
-pub async fn run(args: BenchArgs, log_flag: Option<String>) -> anyhow::Result<ExitCode> {
-    // lapin logs every connection error itself; the report says what matters.
-    logging::init(log_flag.as_deref(), None, "info,lapin=off,amq_protocol=off")?;
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match &args.mode {
         None => run_amqp(&args.amqp).await,
         Some(Mode::Mqtt(mqtt)) => run_mqtt(mqtt).await,
@@ -495,6 +500,24 @@ async fn execute<P: Client, K: Client>(
     }
     workload::close(admin, timeout).await;
     outcome
+}
+
+/// An error and its causes on one line, like `{:#}`, without the causes that an error's own
+/// message already quotes (std and lapin errors often both print and expose their source). The
+/// same as the `pigeon` binary's, which prints the errors `run` returns.
+pub(crate) fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        let cause = cause.trim_end();
+        if !text.contains(cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(cause);
+        }
+    }
+    text
 }
 
 /// A name unique to this run, so that two runs on one broker never share a queue, a topic or an

@@ -49,6 +49,7 @@ mod tls;
 mod workload;
 
 pub use args::BenchArgs;
+pub use tls::TlsArgs;
 
 use args::Mode;
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 //! 0-9-1 or MQTT broker.
 
 use crate::bench::BenchArgs;
+use crate::pubsub::{PubArgs, SubArgs};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,11 @@ pub enum Command {
     /// report throughput, end-to-end latency and lost or duplicated messages.
     // Boxed: the bench's flags (with TLS's) are several times the size of serve's.
     Bench(Box<BenchArgs>),
+    /// Publish messages over AMQP or MQTT, as mosquitto_pub and amqp-publish do (the URL's
+    /// scheme picks the protocol).
+    Pub(Box<PubArgs>),
+    /// Consume messages over AMQP or MQTT and print them, as mosquitto_sub and amqp-consume do.
+    Sub(Box<SubArgs>),
 }
 
 /// Flags of `pigeon serve`.
@@ -103,7 +109,7 @@ impl Cli {
                 management_listen: args.management_listen.or(top.management_listen),
                 prometheus_listen: args.prometheus_listen.or(top.prometheus_listen),
             })),
-            Some(Command::Bench(_))
+            Some(Command::Bench(_) | Command::Pub(_) | Command::Sub(_))
                 if top.config.is_some()
                     || top.amqp_listen.is_some()
                     || top.mqtt_listen.is_some()
@@ -117,7 +123,7 @@ impl Cli {
                 use clap::CommandFactory;
                 Err(Cli::command().error(
                     clap::error::ErrorKind::ArgumentConflict,
-                    "--config and the --*-listen flags belong to `serve`, not `bench`",
+                    "--config and the --*-listen flags belong to `serve`",
                 ))
             }
             Some(command) => Ok(command),

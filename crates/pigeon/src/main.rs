@@ -5,7 +5,8 @@
 //! - `config`: the TOML configuration file;
 //! - `logging`: where log lines go and which;
 //! - `serve`: starts `pigeon_server` and stops it on SIGINT or SIGTERM;
-//! - `bench`: `pigeon bench`, the load generator of the `pigeon-bench` crate.
+//! - `bench`: `pigeon bench`, the load generator of the `pigeon-bench` crate;
+//! - `pubsub`: `pigeon pub` and `pigeon sub`, command-line AMQP and MQTT clients.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -15,6 +16,7 @@ mod bench;
 mod cli;
 mod config;
 mod logging;
+mod pubsub;
 mod serve;
 
 use clap::Parser;
@@ -40,6 +42,8 @@ fn main() -> ExitCode {
             .block_on(serve::run(args, log))
             .map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => runtime.block_on(bench::run(*args, log)),
+        Command::Pub(args) => runtime.block_on(pubsub::publish(*args, log)),
+        Command::Sub(args) => runtime.block_on(pubsub::subscribe(*args, log)),
     };
     // Connections still closing must not keep a finished process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -191,6 +191,23 @@ mod tests {
     }
 
     #[test]
+    fn pub_and_sub_take_mosquitto_and_amqp_flags() {
+        let Ok(Command::Pub(p)) = parse(&[
+            "pub", "-u", "mqtt://h", "-t", "a/b", "-m", "x", "-q", "1", "-r", "-V", "5",
+        ]) else {
+            panic!("expected pub");
+        };
+        assert!(p.retain && p.conn.qos == 1 && p.topic.as_deref() == Some("a/b"));
+        let Ok(Command::Sub(s)) = parse(&["sub", "-Q", "orders", "-b", "k", "-C", "2"]) else {
+            panic!("expected sub");
+        };
+        assert_eq!((s.queue.as_deref(), s.count), (Some("orders"), Some(2)));
+        // A body is required; serve's flags do not belong to pub or sub.
+        assert!(parse(&["pub", "-t", "a"]).is_err());
+        assert!(parse(&["--config", "a.toml", "sub", "-t", "x"]).is_err());
+    }
+
+    #[test]
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();

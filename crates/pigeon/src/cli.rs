@@ -2,6 +2,7 @@
 //! 0-9-1 or MQTT broker.
 
 use crate::bench::BenchArgs;
+use crate::pubsub::{PubArgs, SubArgs};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ pub enum Command {
     /// Manage a running node over its management HTTP API with rabbitmqctl's commands
     /// (`pigeon ctl help` lists them).
     Ctl(crate::ctl::CtlArgs),
+    /// Publish messages over AMQP or MQTT, as mosquitto_pub and amqp-publish do (the URL's
+    /// scheme picks the protocol).
+    Pub(Box<PubArgs>),
+    /// Consume messages over AMQP or MQTT and print them, as mosquitto_sub and amqp-consume do.
+    Sub(Box<SubArgs>),
 }
 
 /// Flags of `pigeon serve`.
@@ -106,7 +112,7 @@ impl Cli {
                 management_listen: args.management_listen.or(top.management_listen),
                 prometheus_listen: args.prometheus_listen.or(top.prometheus_listen),
             })),
-            Some(Command::Bench(_))
+            Some(Command::Bench(_) | Command::Pub(_) | Command::Sub(_))
                 if top.config.is_some()
                     || top.amqp_listen.is_some()
                     || top.mqtt_listen.is_some()
@@ -120,7 +126,7 @@ impl Cli {
                 use clap::CommandFactory;
                 Err(Cli::command().error(
                     clap::error::ErrorKind::ArgumentConflict,
-                    "--config and the --*-listen flags belong to `serve`, not `bench`",
+                    "--config and the --*-listen flags belong to `serve`",
                 ))
             }
             Some(command) => Ok(command),
@@ -185,6 +191,23 @@ mod tests {
         };
         assert_eq!(serve.config, Some(PathBuf::from("a.toml")));
         assert!(parse(&["--config", "a.toml", "bench"]).is_err());
+    }
+
+    #[test]
+    fn pub_and_sub_take_mosquitto_and_amqp_flags() {
+        let Ok(Command::Pub(p)) = parse(&[
+            "pub", "-u", "mqtt://h", "-t", "a/b", "-m", "x", "-q", "1", "-r", "-V", "5",
+        ]) else {
+            panic!("expected pub");
+        };
+        assert!(p.retain && p.conn.qos == 1 && p.topic.as_deref() == Some("a/b"));
+        let Ok(Command::Sub(s)) = parse(&["sub", "-Q", "orders", "-b", "k", "-C", "2"]) else {
+            panic!("expected sub");
+        };
+        assert_eq!((s.queue.as_deref(), s.count), (Some("orders"), Some(2)));
+        // A body is required; serve's flags do not belong to pub or sub.
+        assert!(parse(&["pub", "-t", "a"]).is_err());
+        assert!(parse(&["--config", "a.toml", "sub", "-t", "x"]).is_err());
     }
 
     #[test]

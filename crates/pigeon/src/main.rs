@@ -5,7 +5,8 @@
 //! - `config`: the TOML configuration file;
 //! - `logging`: where log lines go and which;
 //! - `serve`: starts `pigeon_server` and stops it on SIGINT or SIGTERM;
-//! - `bench`: the load generator, a client of any AMQP 0-9-1 or MQTT broker;
+//! - `bench`: `pigeon bench`, the load generator of the `pigeon-bench` crate;
+//! - `pubsub`: `pigeon pub` and `pigeon sub`, command-line AMQP and MQTT clients;
 //! - `ctl`: rabbitmqctl's commands against a running node, over its management HTTP API.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -17,6 +18,7 @@ mod cli;
 mod config;
 mod ctl;
 mod logging;
+mod pubsub;
 mod serve;
 
 use clap::Parser;
@@ -44,6 +46,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => runtime.block_on(bench::run(*args, log)),
         // A blocking HTTP client with rabbitmqctl's exit codes (no runtime needed).
         Command::Ctl(args) => Ok(ctl::run(args)),
+        Command::Pub(args) => runtime.block_on(pubsub::publish(*args, log)),
+        Command::Sub(args) => runtime.block_on(pubsub::subscribe(*args, log)),
     };
     // Connections still closing must not keep a finished process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

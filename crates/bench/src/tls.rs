@@ -33,10 +33,15 @@ pub struct TlsArgs {
     pub tls: bool,
 
     /// TLS: the CA certificate(s) (PEM) that the broker's certificate must chain to.
-    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    #[arg(
+        long,
+        visible_alias = "cafile",
+        value_name = "FILE",
+        conflicts_with = "insecure"
+    )]
     pub cacert: Option<PathBuf>,
 
-    /// TLS: accept any broker certificate (no chain or name check; for benchmarking only).
+    /// TLS: accept any broker certificate (no chain or name check; for tests only).
     #[arg(long)]
     pub insecure: bool,
 
@@ -86,6 +91,15 @@ impl TlsArgs {
     }
 }
 
+impl TlsArgs {
+    /// The rustls client configuration these flags make (ring provider; the CA of `--cacert`,
+    /// or none checked with `--insecure`; `--cert` and `--key` presented), for other clients
+    /// of the `pigeon` binary (`pigeon pub`, `pigeon sub`).
+    pub fn rustls_config(&self) -> anyhow::Result<Arc<ClientConfig>> {
+        Ok(TlsClient::new(self)?.config)
+    }
+}
+
 /// What every TLS connection of a run shares: the rustls configuration and the name to verify.
 #[derive(Debug, Clone)]
 pub struct TlsClient {
@@ -107,7 +121,7 @@ impl TlsClient {
             let Some(cacert) = &args.cacert else {
                 anyhow::bail!(
                     "TLS needs --cacert FILE (the CA that signed the broker's certificate) or \
-                     --insecure: the bench uses no system trust store"
+                     --insecure: Pigeon's clients use no system trust store"
                 );
             };
             let mut roots = RootCertStore::empty();

@@ -455,8 +455,8 @@ impl fmt::Display for Report {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::bench::stamp::Stamp;
-    use crate::bench::tally::{summarize, Tally};
+    use crate::stamp::Stamp;
+    use crate::tally::{summarize, Tally};
 
     fn outcome_with(received: &[u64], sent: u64) -> Outcome {
         let mut tally = Tally::new(1);
@@ -539,7 +539,7 @@ mod tests {
 
         let mut outcome = outcome_with(&[0, 1, 2], 3);
         outcome.acked = 3;
-        let mut h = crate::bench::tally::latency_histogram();
+        let mut h = crate::tally::latency_histogram();
         for us in [100, 200, 300] {
             h.record(us).unwrap();
         }

@@ -127,6 +127,8 @@ print(*(s.getsockname()[1] for s in socks))')
 amqps_listen = "127.0.0.1:$amqps_port"
 mqtts_listen = "127.0.0.1:$mqtts_port"
 mqtt_wss_listen = "127.0.0.1:$wss_port"
+management_tls_listen = []
+prometheus_tls_listen = []
 # The certificate's user is named by its common name (RabbitMQ: ssl_cert_login_from = common_name).
 ssl_cert_login_from = "common_name"
 users = [

@@ -108,6 +108,8 @@ impl Pigeon {
                  amqps_listen = \"127.0.0.1:0\"\n\
                  mqtts_listen = \"127.0.0.1:0\"\n\
                  mqtt_wss_listen = []\n\
+                 management_tls_listen = []\n\
+                 prometheus_tls_listen = []\n\
                  data_dir = \"{data}\"\n\
                  [tls]\n\
                  certfile = \"{cert}\"\n\

@@ -136,6 +136,41 @@ async fn vhost_max_queues_refuses_new_queues_with_406() {
     lp::declare(&ch, "q3", QueueDeclareOptions::default()).await;
 }
 
+/// The management API declares through the same limit: a new queue over `max-queues` gets
+/// 400 with the channel's reason, an existing one is still declared, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vhost_max_queues_refuses_api_declarations_with_400() {
+    let Some(broker) = TestBroker::start_with(ServerConfig::for_tests()).await else {
+        return;
+    };
+    let api = pigeon_tests::http_support::Api::new(&broker);
+    let limit = VHostLimits {
+        max_connections: None,
+        max_queues: Some(1),
+    };
+    access(&broker).set_vhost_limits("/", limit);
+    let first = unique("limited");
+    let second = unique("limited");
+    let body = serde_json::json!({"durable": false});
+    let created = api.put(&format!("/api/queues/%2F/{first}"), body.clone()).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    // Declaring it again is not a new queue.
+    let again = api.put(&format!("/api/queues/%2F/{first}"), body.clone()).await;
+    assert_eq!(again.status, 204, "{:?}", again.body);
+    let refused = api.put(&format!("/api/queues/%2F/{second}"), body).await;
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert_eq!(refused.body["error"], "bad_request");
+    let reason = refused.body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "cannot declare queue '{second}': queue limit in vhost '/' (1) is reached"
+        )),
+        "{reason}"
+    );
+    let missing = api.get(&format!("/api/queues/%2F/{second}")).await;
+    assert_eq!(missing.status, 404);
+}
+
 /// A broker with MQTT and [`USER`] allowed everything in `/`.
 async fn mqtt_broker() -> MqttBroker {
     let broker = MqttBroker::start_with(ServerConfig::for_tests()).await;

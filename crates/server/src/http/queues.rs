@@ -187,6 +187,12 @@ async fn put(
         arguments: arguments(&map)?,
     };
     let existed = v.queue(&name).is_ok();
+    // RabbitMQ declares through a channel (rabbit_mgmt_util `amqp_request`), whose
+    // `check_vhost_queue_limit` refuses a new queue over `max-queues`; the API answers 400.
+    if !existed {
+        crate::limits::check_queue_limit(http.state.broker.access(), &v, &name)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     v.declare_queue(&name, false, options, API_CONNECTION)?;
     Ok(created_or_updated(!existed))
 }

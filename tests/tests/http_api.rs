@@ -552,3 +552,31 @@ async fn health_checks_answer_ok_or_503() {
         401
     );
 }
+
+/// The endpoints the RabbitMQ UI and client libraries read on start: `/api/auth` without
+/// credentials, the empty lists with them (and 401 without).
+#[tokio::test]
+async fn auth_extensions_feature_flags_and_deprecated_features_answer() {
+    let Some(broker) = broker().await else {
+        return;
+    };
+    let api = Api::new(&broker);
+    let anonymous = |path: &str| reqwest::get(format!("{}{path}", api.base()));
+    let auth = anonymous("/api/auth").await.unwrap();
+    assert_eq!(auth.status(), 200);
+    assert_eq!(
+        auth.json::<Value>().await.unwrap(),
+        json!({"oauth_enabled": false})
+    );
+    for path in [
+        "/api/extensions",
+        "/api/feature-flags",
+        "/api/deprecated-features",
+        "/api/deprecated-features/used",
+    ] {
+        let answer = api.get(path).await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.body, json!([]), "{path}");
+        assert_eq!(anonymous(path).await.unwrap().status(), 401, "{path}");
+    }
+}

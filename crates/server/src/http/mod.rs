@@ -11,7 +11,8 @@
 //! from the connection registry), `stats/` (the sampler behind `message_stats` and the
 //! `_details` rates), `runtime.rs` (Pigeon's own: the memory watermark and disk limit of the
 //! running node, for `pigeon ctl`), `policies.rs` (policies and operator policies),
-//! `parameters.rs` (runtime and global parameters), `mqtt.rs` (MQTT sessions and
+//! `parameters.rs` (runtime and global parameters), `features.rs` (auth, extensions,
+//! feature flags, deprecated features: what the UI and clients read on start), `mqtt.rs` (MQTT sessions and
 //! retained messages).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
@@ -26,6 +27,7 @@ mod connections;
 mod dashboard;
 mod definitions;
 mod exchanges;
+mod features;
 mod health;
 mod json;
 mod limits;
@@ -261,6 +263,7 @@ fn router(http: Shared) -> Router {
         .merge(health::routes())
         .merge(definitions::routes())
         .merge(connections::routes())
+        .merge(features::routes())
         .merge(runtime::routes())
         .merge(policies::routes())
         .merge(parameters::routes())

@@ -248,7 +248,10 @@ async fn policy_and_arguments_resolve_key_by_key() {
     let max_length = |n: i32| ("x-max-length", AMQPValue::LongInt(n));
     declare(&channel, "lim.big", args(&[max_length(100)])).await;
     declare(&channel, "loose", args(&[max_length(2)])).await;
-    let dlx = ("x-dead-letter-exchange", AMQPValue::LongString("arg.dlx".into()));
+    let dlx = (
+        "x-dead-letter-exchange",
+        AMQPValue::LongString("arg.dlx".into()),
+    );
     declare(&channel, "lim.dlx", args(&[dlx])).await;
     declare(&channel, "refusing", args(&[max_length(3)])).await;
     for queue in ["lim.big", "loose", "lim.dlx"] {

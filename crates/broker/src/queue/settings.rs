@@ -105,7 +105,10 @@ impl QueueSettings {
         };
         // `res_min`: each side checked on its own, then the lower of the two.
         let lowest = |arg: &str, key: &str, min: i64, max: i64| -> Result<Option<i64>> {
-            let mine = arguments.get(arg).map(|v| int(arg, v, min, max)).transpose()?;
+            let mine = arguments
+                .get(arg)
+                .map(|v| int(arg, v, min, max))
+                .transpose()?;
             let theirs = policy
                 .and_then(|p| p.get(key))
                 .map(|v| int(key, v, min, max))
@@ -236,7 +239,11 @@ mod tests {
         assert_eq!(s.dead_letter_exchange.as_deref(), Some("mine"));
         assert_eq!(s.overflow, Overflow::DropHead);
         let s = QueueSettings::resolve(&Table::new(), Some(&policy)).unwrap();
-        assert_eq!(s.overflow, Overflow::RejectPublish, "policy fills what is unset");
+        assert_eq!(
+            s.overflow,
+            Overflow::RejectPublish,
+            "policy fills what is unset"
+        );
     }
 
     #[test]

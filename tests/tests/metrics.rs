@@ -4,10 +4,12 @@
 use lapin::options::{BasicAckOptions, BasicPublishOptions};
 use lapin::BasicProperties;
 use pigeon_server::ServerConfig;
+use pigeon_tests::http_support::Api;
 use pigeon_tests::lapin_support as lp;
 use pigeon_tests::mqtt_support::Mqtt4;
-use pigeon_tests::{within, TestBroker};
+use pigeon_tests::{unique, within, TestBroker};
 use prometheus_parse::{Scrape, Value};
+use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -273,6 +275,54 @@ async fn the_prefix_is_configurable() {
     let s = scrape(addr, "/metrics").await;
     assert_eq!(get(&s, "pigeonmq_connections", &[]), 0.0);
     assert!(value(&s, "rabbitmq_connections", &[]).is_none());
+}
+
+/// `rabbitmq_identity_info`'s `rabbitmq_cluster` is the cluster's name (the `cluster_name`
+/// global parameter, as `/api/cluster-name` sets it), on both endpoints; the node's name until
+/// one is set, and the node stays the permanent id.
+#[tokio::test]
+async fn identity_info_carries_the_cluster_name_set_through_the_api() {
+    let Some(broker) = TestBroker::start_with(ServerConfig::for_tests()).await else {
+        return;
+    };
+    let addr = broker
+        .server()
+        .and_then(|s| s.prometheus_addr())
+        .expect("Prometheus listener");
+    let api = Api::new(&broker);
+    let identity = |s: &Scrape| {
+        s.samples
+            .iter()
+            .find(|x| x.metric == "rabbitmq_identity_info")
+            .map(|x| x.labels.clone())
+            .expect("rabbitmq_identity_info")
+    };
+    let before = identity(&scrape(addr, "/metrics").await);
+    let node = api.get("/api/overview").await.body["node"].clone();
+    assert_eq!(before.get("rabbitmq_node"), node.as_str());
+    assert_eq!(
+        before.get("rabbitmq_cluster"),
+        node.as_str(),
+        "the default name"
+    );
+
+    let renamed = unique("grafana-cluster");
+    let put = api.put("/api/cluster-name", json!({"name": renamed})).await;
+    assert_eq!(put.status, 204);
+    for path in ["/metrics", "/metrics/per-object"] {
+        let labels = identity(&scrape(addr, path).await);
+        assert_eq!(
+            labels.get("rabbitmq_cluster"),
+            Some(renamed.as_str()),
+            "{path}"
+        );
+        assert_eq!(labels.get("rabbitmq_node"), node.as_str(), "{path}");
+        assert_eq!(
+            labels.get("rabbitmq_cluster_permanent_id"),
+            node.as_str(),
+            "{path}"
+        );
+    }
 }
 
 /// Not a test: times a per-object scrape with 100,000 queues (`cargo test --release -p

@@ -68,7 +68,7 @@ impl Scrape {
 /// Writes every family into `e`; `per_object` labels queues instead of summing them.
 pub(crate) fn write_all(e: &mut Exposition, state: &ServerState, per_object: bool) {
     let s = Scrape::read(state, per_object);
-    rabbitmq::identity(e, per_object);
+    rabbitmq::identity(e, state, per_object);
     rabbitmq::churn_and_totals(e, state, &s);
     rabbitmq::queues(e, &s);
     if e.gone() {

@@ -254,7 +254,7 @@ async fn sessions_and_retained_messages_filter_by_name() {
     // A substring, case-insensitive; a regex with use_regex=true; paged with a total.
     let upper = north.to_uppercase();
     let a = api.get(&format!("/api/mqtt/sessions?name={upper}")).await;
-    assert_eq!(names(&a.body), [north.clone()]);
+    assert_eq!(names(&a.body), [north.as_str()]);
     // ^{tag}-(north|south)$, URL-encoded.
     let regex = format!("%5E{tag}-%28north%7Csouth%29%24");
     let a = api
@@ -263,7 +263,7 @@ async fn sessions_and_retained_messages_filter_by_name() {
         ))
         .await;
     assert_eq!(a.status, 200);
-    assert_eq!(names(&a.body), [north.clone()]);
+    assert_eq!(names(&a.body), [north.as_str()]);
     assert_eq!(a.body["filtered_count"], 2);
 
     let (kitchen, garage) = (format!("{tag}/kitchen"), format!("{tag}/garage"));
@@ -276,13 +276,13 @@ async fn sessions_and_retained_messages_filter_by_name() {
     let both = until(&api, &path, |a| names(&a.body).len() == 2).await;
     assert_eq!(
         names(&both.body),
-        [garage.clone(), kitchen.clone()],
+        [garage.as_str(), kitchen.as_str()],
         "sorted by name"
     );
     let a = api
         .get("/api/mqtt/retained/%2F?name=kitchen%24&use_regex=true")
         .await;
-    assert_eq!(names(&a.body), [kitchen.clone()]);
+    assert_eq!(names(&a.body), [kitchen.as_str()]);
     assert_eq!(
         api.get("/api/mqtt/retained?name=nothing-like-it")
             .await

@@ -1,6 +1,8 @@
 //! The Prometheus endpoint: scraped over HTTP by a real client and read with a real parser of
 //! the text format, its RabbitMQ-named families move as lapin and rumqttc traffic goes through.
 
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
+
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::BasicProperties;
 use pigeon_server::ServerConfig;

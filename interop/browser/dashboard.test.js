@@ -251,6 +251,13 @@ test('MQTT sessions and retained messages are listed, or an empty state without 
     return;
   }
   await page.getByText(clientId).waitFor();
+  // The search boxes filter sessions by client id and retained messages by topic (the API's `name`).
+  const sessionSearch = page.getByLabel('Filter MQTT sessions by client id');
+  await sessionSearch.fill(`${clientId}-nobody`);
+  await page.getByText('No match').waitFor();
+  await sessionSearch.fill(clientId);
+  await page.locator('tr', { hasText: clientId }).waitFor();
+  await page.getByLabel('Filter Retained messages by topic').fill(topic);
   const retained = page.locator('tr', { hasText: topic });
   await retained.getByText('21.5').waitFor();
   await retained.getByRole('button', { name: `Delete retained message of ${topic}` }).click();

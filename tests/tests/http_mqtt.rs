@@ -1,7 +1,7 @@
 //! Pigeon's MQTT endpoints of the management API (`/api/mqtt/...`; RabbitMQ has none): the
 //! sessions (connected or not, their subscriptions with QoS, queued and in-flight messages),
 //! disconnecting a client and discarding its session, the retained messages (listed with a
-//! truncated preview, shown whole, deleted), and who may see and do what. Real MQTT clients
+//! truncated preview, shown whole, deleted), their `name` filter, and who may see and do what. Real MQTT clients
 //! (rumqttc, 3.1.1 and 5.0) and a real HTTP client (reqwest) against the real broker.
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
@@ -216,6 +216,82 @@ async fn retained_messages_are_listed_shown_and_deleted() {
     assert!(!first.retain);
     sub.disconnect().await;
     m4.disconnect().await;
+}
+
+/// The names (client ids, topics) of a listing's items, in order.
+fn names(list: &Value) -> Vec<String> {
+    let items = list.get("items").unwrap_or(list);
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Each session and retained message has a `name` (its client id, its topic), so that the
+/// lists take RabbitMQ's `name` / `use_regex` filter and paging as its own lists do.
+#[tokio::test]
+async fn sessions_and_retained_messages_filter_by_name() {
+    let Some(broker) = broker().await else { return };
+    let api = Api::new(&broker);
+    let port = mqtt_port(&broker);
+    let tag = unique("filter");
+    let (north, south) = (format!("{tag}-north"), format!("{tag}-south"));
+    let mut clients = Vec::new();
+    for id in [&north, &south] {
+        clients.push(Mqtt4::connect(rumqttc::MqttOptions::new(id, "127.0.0.1", port)).await);
+    }
+    let everyone = until(&api, "/api/mqtt/sessions", |a| {
+        find(&a.body, "client_id", &south).is_some()
+    })
+    .await;
+    assert_eq!(
+        find(&everyone.body, "client_id", &north).unwrap()["name"],
+        north.as_str()
+    );
+
+    // A substring, case-insensitive; a regex with use_regex=true; paged with a total.
+    let upper = north.to_uppercase();
+    let a = api.get(&format!("/api/mqtt/sessions?name={upper}")).await;
+    assert_eq!(names(&a.body), [north.as_str()]);
+    // ^{tag}-(north|south)$, URL-encoded.
+    let regex = format!("%5E{tag}-%28north%7Csouth%29%24");
+    let a = api
+        .get(&format!(
+            "/api/mqtt/sessions/%2F?name={regex}&use_regex=true&page=1&page_size=1"
+        ))
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(names(&a.body), [north.as_str()]);
+    assert_eq!(a.body["filtered_count"], 2);
+
+    let (kitchen, garage) = (format!("{tag}/kitchen"), format!("{tag}/garage"));
+    for topic in [&kitchen, &garage] {
+        clients[0]
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, b"on")
+            .await;
+    }
+    let path = format!("/api/mqtt/retained?name={tag}%2F");
+    let both = until(&api, &path, |a| names(&a.body).len() == 2).await;
+    assert_eq!(
+        names(&both.body),
+        [garage.as_str(), kitchen.as_str()],
+        "sorted by name"
+    );
+    let a = api
+        .get("/api/mqtt/retained/%2F?name=kitchen%24&use_regex=true")
+        .await;
+    assert_eq!(names(&a.body), [kitchen.as_str()]);
+    assert_eq!(
+        api.get("/api/mqtt/retained?name=nothing-like-it")
+            .await
+            .body,
+        json!([])
+    );
+    for client in clients {
+        client.disconnect().await;
+    }
 }
 
 #[tokio::test]

@@ -1,13 +1,17 @@
 //! The Prometheus endpoint: scraped over HTTP by a real client and read with a real parser of
 //! the text format, its RabbitMQ-named families move as lapin and rumqttc traffic goes through.
 
-use lapin::options::{BasicAckOptions, BasicPublishOptions};
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::BasicProperties;
 use pigeon_server::ServerConfig;
+use pigeon_tests::http_support::Api;
 use pigeon_tests::lapin_support as lp;
 use pigeon_tests::mqtt_support::Mqtt4;
-use pigeon_tests::{within, TestBroker};
+use pigeon_tests::{unique, within, TestBroker};
 use prometheus_parse::{Scrape, Value};
+use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -273,6 +277,165 @@ async fn the_prefix_is_configurable() {
     let s = scrape(addr, "/metrics").await;
     assert_eq!(get(&s, "pigeonmq_connections", &[]), 0.0);
     assert!(value(&s, "rabbitmq_connections", &[]).is_none());
+}
+
+/// `rabbitmq_identity_info`'s `rabbitmq_cluster` is the cluster's name (the `cluster_name`
+/// global parameter, as `/api/cluster-name` sets it), on both endpoints; the node's name until
+/// one is set, and the node stays the permanent id.
+#[tokio::test]
+async fn identity_info_carries_the_cluster_name_set_through_the_api() {
+    let Some(broker) = TestBroker::start_with(ServerConfig::for_tests()).await else {
+        return;
+    };
+    let addr = broker
+        .server()
+        .and_then(|s| s.prometheus_addr())
+        .expect("Prometheus listener");
+    let api = Api::new(&broker);
+    let identity = |s: &Scrape| {
+        s.samples
+            .iter()
+            .find(|x| x.metric == "rabbitmq_identity_info")
+            .map(|x| x.labels.clone())
+            .expect("rabbitmq_identity_info")
+    };
+    let before = identity(&scrape(addr, "/metrics").await);
+    let node = api.get("/api/overview").await.body["node"].clone();
+    assert_eq!(before.get("rabbitmq_node"), node.as_str());
+    assert_eq!(
+        before.get("rabbitmq_cluster"),
+        node.as_str(),
+        "the default name"
+    );
+
+    let renamed = unique("grafana-cluster");
+    let put = api.put("/api/cluster-name", json!({"name": renamed})).await;
+    assert_eq!(put.status, 204);
+    for path in ["/metrics", "/metrics/per-object"] {
+        let labels = identity(&scrape(addr, path).await);
+        assert_eq!(
+            labels.get("rabbitmq_cluster"),
+            Some(renamed.as_str()),
+            "{path}"
+        );
+        assert_eq!(labels.get("rabbitmq_node"), node.as_str(), "{path}");
+        assert_eq!(
+            labels.get("rabbitmq_cluster_permanent_id"),
+            node.as_str(),
+            "{path}"
+        );
+    }
+}
+
+/// `/metrics/per-object` has RabbitMQ's per-connection and per-channel families, labelled
+/// `channel` (with the connection's or channel's name as the management API lists it), and
+/// `/metrics` their sums without labels.
+#[tokio::test]
+async fn per_object_has_the_connection_and_channel_families() {
+    let Some(broker) = TestBroker::start_with(ServerConfig::for_tests()).await else {
+        return;
+    };
+    let addr = broker
+        .server()
+        .and_then(|s| s.prometheus_addr())
+        .expect("Prometheus listener");
+    let api = Api::new(&broker);
+    let (conn, publisher) = lp::confirm_connection(&broker).await;
+    let q = lp::exclusive_queue(&publisher).await;
+    for body in ["a", "b", "c"] {
+        lp::publish(&publisher, "", &q, body.as_bytes()).await;
+    }
+    // Unroutable: returned (mandatory), then dropped.
+    assert!(!lp::routed(&publisher, "amq.direct", "nowhere", b"r").await);
+    lp::publish(&publisher, "amq.direct", "nowhere", b"d").await;
+
+    let getter = lp::open_channel(&conn).await;
+    let first = lp::get(&getter, &q).await.expect("a message");
+    lp::get(&getter, &q).await.expect("a second message");
+    let no_ack = BasicGetOptions { no_ack: true };
+    let third = within(
+        "basic.get no-ack",
+        getter.basic_get(q.as_str().into(), no_ack),
+    );
+    third.await.unwrap().expect("a third message");
+    assert!(lp::get(&getter, &q).await.is_none(), "get-empty");
+    getter
+        .basic_ack(first.delivery.delivery_tag, BasicAckOptions::default())
+        .await
+        .unwrap();
+    within("basic.qos", getter.basic_qos(7, BasicQosOptions::default()))
+        .await
+        .unwrap();
+    let idle = lp::exclusive_queue(&getter).await;
+    let _consumer = lp::consume_acked(&getter, &idle).await;
+
+    let connections = api.get("/api/connections").await.body;
+    let name = connections[0]["name"].as_str().unwrap().to_string();
+    let pub_channel = format!("{name} ({})", publisher.id());
+    let get_channel = format!("{name} ({})", getter.id());
+    let on = |channel: &str| [("channel", channel.to_string())];
+    let per = |s: &Scrape, metric: &str, channel: &str| {
+        let labels = on(channel);
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        get(s, &format!("rabbitmq_{metric}"), &labels)
+    };
+    let s = scrape_until(addr, "/metrics/per-object", "the ack to count", |s| {
+        value(
+            s,
+            "rabbitmq_channel_messages_acked_total",
+            &[("channel", &get_channel)],
+        ) == Some(1.0)
+    })
+    .await;
+    for (metric, value) in [
+        ("channel_messages_published_total", 5.0),
+        ("channel_messages_confirmed_total", 5.0),
+        ("channel_messages_unroutable_returned_total", 1.0),
+        ("channel_messages_unroutable_dropped_total", 1.0),
+        ("channel_consumers", 0.0),
+        ("channel_get_ack_total", 0.0),
+    ] {
+        assert_eq!(per(&s, metric, &pub_channel), value, "{metric}");
+    }
+    for (metric, value) in [
+        ("channel_get_ack_total", 2.0),
+        ("channel_get_total", 1.0),
+        ("channel_get_empty_total", 1.0),
+        ("channel_messages_acked_total", 1.0),
+        ("channel_messages_unacked", 1.0),
+        ("channel_messages_delivered_total", 0.0),
+        ("channel_messages_delivered_ack_total", 0.0),
+        ("channel_messages_redelivered_total", 0.0),
+        ("channel_consumers", 1.0),
+        ("consumer_prefetch", 7.0),
+        ("channel_prefetch", 0.0),
+        ("channel_messages_published_total", 0.0),
+    ] {
+        assert_eq!(per(&s, metric, &get_channel), value, "{metric}");
+    }
+    assert_eq!(per(&s, "connection_channels", &name), 2.0);
+    for metric in [
+        "connection_incoming_bytes_total",
+        "connection_outgoing_bytes_total",
+        "connection_incoming_packets_total",
+        "connection_outgoing_packets_total",
+    ] {
+        assert!(per(&s, metric, &name) > 0.0, "{metric}");
+    }
+
+    // Aggregated: the same families, summed, without labels.
+    let s = scrape(addr, "/metrics").await;
+    assert_eq!(
+        get(&s, "rabbitmq_channel_messages_published_total", &[]),
+        5.0
+    );
+    assert_eq!(get(&s, "rabbitmq_connection_channels", &[]), 2.0);
+    assert!(s
+        .samples
+        .iter()
+        .filter(|x| x.metric.starts_with("rabbitmq_channel_"))
+        .all(|x| x.labels.get("channel").is_none()));
+    conn.close(200, "bye".into()).await.unwrap();
 }
 
 /// Not a test: times a per-object scrape with 100,000 queues (`cargo test --release -p

@@ -2,7 +2,8 @@
 //! queue and exchange names, what they apply to, a priority (one policy applies: the matching
 //! one with the highest priority) and a definition (`message-ttl`, `expires`, `max-length`,
 //! `max-length-bytes`, `overflow`, `dead-letter-exchange`, `dead-letter-routing-key`,
-//! `delivery-limit`, `alternate-exchange`). Declare arguments win over policy values, and
+//! `delivery-limit`, `alternate-exchange`). Where declare arguments set the same key, the lower
+//! value wins for the numeric limits and the argument for the others, as in RabbitMQ; and
 //! changing the policies applies to existing queues and exchanges at once.
 //!
 //! Pigeon takes policies from `ServerConfig::policies` at start and from
@@ -210,40 +211,67 @@ async fn policy_from_the_config_gives_matching_queues_a_ttl_and_dead_letter_exch
     assert_eq!(lp::body(&kept.delivery), "kept");
 }
 
+/// RabbitMQ resolves a classic queue's settings key by key (rabbit_amqqueue_process
+/// `process_args_policy`): the lower of the argument and the policy value for the numeric
+/// limits, the argument for the dead-letter keys and `overflow`, the policy for what the
+/// arguments leave unset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn declare_arguments_win_over_policy_values_key_by_key() {
-    let Some(broker) = broker_with(vec![policy(
-        "limits",
-        "^limited$",
-        "all",
-        0,
-        &[("max-length", n(1)), ("overflow", s("reject-publish"))],
-    )])
+async fn policy_and_arguments_resolve_key_by_key() {
+    let Some(broker) = broker_with(vec![
+        policy(
+            "low",
+            r"^lim\.",
+            "queues",
+            0,
+            &[
+                ("max-length", n(2)),
+                ("dead-letter-exchange", s("policy.dlx")),
+            ],
+        ),
+        policy("high", "^loose$", "queues", 0, &[("max-length", n(100))]),
+        policy(
+            "refuse",
+            "^refusing$",
+            "queues",
+            0,
+            &[("max-length", n(1)), ("overflow", s("reject-publish"))],
+        ),
+    ])
     .await
     else {
         return;
     };
     let conn = lp::connect(&broker).await;
     let channel = lp::confirm_channel(&conn).await;
-    declare(
-        &channel,
-        "limited",
-        args(&[("x-max-length", AMQPValue::LongInt(3))]),
-    )
-    .await;
-    let outcomes = {
-        let mut v = Vec::new();
-        for body in messages("m", 4) {
-            v.push(publish_confirmed(&channel, "", "limited", &body).await);
-        }
-        v
-    };
-    assert_eq!(
-        outcomes,
-        [true, true, true, false],
-        "x-max-length 3 from the arguments, overflow reject-publish from the policy"
+    let mut by_policy = dead_letter_target(&channel, "policy.dlx").await;
+    let mut by_argument = dead_letter_target(&channel, "arg.dlx").await;
+    let max_length = |n: i32| ("x-max-length", AMQPValue::LongInt(n));
+    declare(&channel, "lim.big", args(&[max_length(100)])).await;
+    declare(&channel, "loose", args(&[max_length(2)])).await;
+    let dlx = (
+        "x-dead-letter-exchange",
+        AMQPValue::LongString("arg.dlx".into()),
     );
-    assert_eq!(lp::message_count(&channel, "limited").await, 3);
+    declare(&channel, "lim.dlx", args(&[dlx])).await;
+    declare(&channel, "refusing", args(&[max_length(3)])).await;
+    for queue in ["lim.big", "loose", "lim.dlx"] {
+        publish_n(&channel, queue, messages(queue, 3)).await;
+        assert_eq!(lp::message_count(&channel, queue).await, 2, "{queue}");
+    }
+    // lim.big's head went to the policy's exchange (it has no argument of its own), lim.dlx's
+    // to its argument's, not the policy's.
+    let d = lp::next_delivery(&mut by_policy).await;
+    assert_eq!(lp::body(&d), "lim.big1");
+    let d = lp::next_delivery(&mut by_argument).await;
+    assert_eq!(lp::body(&d), "lim.dlx1");
+    assert_eq!(deaths(&d), death("maxlen", "lim.dlx"));
+    // max-length 1 (lower than the argument's 3), overflow reject-publish from the policy.
+    let mut outcomes = Vec::new();
+    for body in messages("r", 2) {
+        outcomes.push(publish_confirmed(&channel, "", "refusing", &body).await);
+    }
+    assert_eq!(outcomes, [true, false]);
+    assert_eq!(lp::message_count(&channel, "refusing").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

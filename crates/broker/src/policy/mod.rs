@@ -1,6 +1,8 @@
 //! Policies: named, per-vhost settings applied to the queues and exchanges whose names match a
 //! regular expression, as RabbitMQ's `rabbitmqctl set_policy` does. One policy applies to an
-//! entity: the matching one with the highest priority. Declare arguments win over it.
+//! entity: the matching one with the highest priority. Where a queue's declare arguments set
+//! the same key, the lower value wins for the numeric limits and the argument for the others
+//! (`queue/settings.rs`, after rabbit_amqqueue_process `process_args_policy`).
 //!
 //! Operator policies (`rabbitmqctl set_operator_policy`) are a second, independent set, meant
 //! for operators to cap what users ask for: they take a few numeric keys only, and the lower of

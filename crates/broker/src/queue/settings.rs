@@ -1,5 +1,11 @@
-//! A queue's effective settings: its declare arguments (`x-...`), with the matching policy
-//! filling what the arguments leave unset (RabbitMQ: arguments win over policy values).
+//! A queue's effective settings: its declare arguments (`x-...`) and the matching policy,
+//! resolved key by key as RabbitMQ resolves a classic queue's (rabbit_amqqueue_process
+//! `process_args_policy`, through rabbit_queue_type_util `args_policy_lookup`): where only one
+//! side sets a key, it applies; where both do, the numeric limits (`expires`, `message-ttl`,
+//! `max-length`, `max-length-bytes`, and `delivery-limit`, as rabbit_quorum_queue resolves it)
+//! take the lower value (`res_min`), and the others (`dead-letter-exchange`,
+//! `dead-letter-routing-key`, `overflow`) take the argument's (`res_arg`). `x-max-priority` and
+//! `x-single-active-consumer` are arguments only.
 
 use crate::error::{BrokerError, Result};
 use crate::value::{Table, Value};
@@ -86,6 +92,7 @@ impl QueueSettings {
     /// Resolves the settings from declare `arguments` and an optional policy `definition`
     /// (keys without the `x-` prefix, as RabbitMQ's policies write them).
     pub fn resolve(arguments: &Table, policy: Option<&Table>) -> Result<QueueSettings> {
+        // `res_arg`: the argument, else the policy's value.
         let get = |arg: &str, key: &str| -> Option<(String, Value)> {
             arguments
                 .get(arg)
@@ -96,19 +103,29 @@ impl QueueSettings {
                         .map(|v| (key.to_string(), v.clone()))
                 })
         };
+        // `res_min`: each side checked on its own, then the lower of the two.
+        let lowest = |arg: &str, key: &str, min: i64, max: i64| -> Result<Option<i64>> {
+            let mine = arguments
+                .get(arg)
+                .map(|v| int(arg, v, min, max))
+                .transpose()?;
+            let theirs = policy
+                .and_then(|p| p.get(key))
+                .map(|v| int(key, v, min, max))
+                .transpose()?;
+            Ok(match (mine, theirs) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
+        };
         let mut s = QueueSettings::default();
-        if let Some((k, v)) = get("x-message-ttl", "message-ttl") {
-            s.message_ttl = Some(int(&k, &v, 0, i64::from(u32::MAX))? as u64);
-        }
-        if let Some((k, v)) = get("x-expires", "expires") {
-            s.expires = Some(int(&k, &v, 1, i64::from(u32::MAX))? as u64);
-        }
-        if let Some((k, v)) = get("x-max-length", "max-length") {
-            s.max_length = Some(int(&k, &v, 0, i64::MAX)? as usize);
-        }
-        if let Some((k, v)) = get("x-max-length-bytes", "max-length-bytes") {
-            s.max_length_bytes = Some(int(&k, &v, 0, i64::MAX)? as usize);
-        }
+        let as_u64 = |i: i64| u64::try_from(i).unwrap_or(0);
+        let as_usize = |i: i64| usize::try_from(i).unwrap_or(usize::MAX);
+        s.message_ttl = lowest("x-message-ttl", "message-ttl", 0, i64::from(u32::MAX))?.map(as_u64);
+        s.expires = lowest("x-expires", "expires", 1, i64::from(u32::MAX))?.map(as_u64);
+        s.max_length = lowest("x-max-length", "max-length", 0, i64::MAX)?.map(as_usize);
+        s.max_length_bytes =
+            lowest("x-max-length-bytes", "max-length-bytes", 0, i64::MAX)?.map(as_usize);
         if let Some((k, v)) = get("x-overflow", "overflow") {
             s.overflow = match text(&k, &v)?.as_str() {
                 "drop-head" => Overflow::DropHead,
@@ -143,19 +160,18 @@ impl QueueSettings {
                 _ => return Err(invalid("x-single-active-consumer", "expected a boolean")),
             };
         }
-        if let Some((k, v)) = get("x-delivery-limit", "delivery-limit") {
-            s.delivery_limit = Some(int(&k, &v, 0, i64::from(u32::MAX))? as u32);
-        }
+        s.delivery_limit = lowest("x-delivery-limit", "delivery-limit", 0, i64::from(u32::MAX))?
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX));
         Ok(s)
     }
 }
 
 impl QueueSettings {
     /// Caps these settings with an operator policy's `definition`: for each numeric key it
-    /// sets, the lower of its value and the one already resolved wins. RabbitMQ resolves
-    /// these keys of a classic queue with `res_min` over the argument and the policy merged
-    /// with the operator policy (rabbit_amqqueue_process `process_args_policy`), so an
-    /// operator policy caps declare arguments too: that is what it is for.
+    /// sets, the lower of its value and the one already resolved wins. RabbitMQ merges the
+    /// policy with the operator policy by `min` (rabbit_policy `merge_policy_value`) and then
+    /// resolves these keys with `res_min` against the argument (rabbit_amqqueue_process
+    /// `process_args_policy`), so the result is the lowest of the three, as here.
     pub fn capped_by(mut self, operator: Option<&Table>) -> QueueSettings {
         let Some(op) = operator else {
             return self;
@@ -198,20 +214,36 @@ mod tests {
     }
 
     #[test]
-    fn arguments_win_over_policy() {
-        let args = t(&[("x-message-ttl", Value::Int(100))]);
+    fn numeric_keys_take_the_lower_value_and_the_others_the_argument() {
+        let text = |b: &'static str| Value::Str(Bytes::from_static(b.as_bytes()));
+        let args = t(&[
+            ("x-message-ttl", Value::Int(100)),
+            ("x-max-length", Value::Int(50)),
+            ("x-expires", Value::Int(9000)),
+            ("x-dead-letter-exchange", text("mine")),
+            ("x-overflow", text("drop-head")),
+        ]);
         let policy = t(&[
             ("message-ttl", Value::Int(5000)),
             ("max-length", Value::Int(3)),
-            (
-                "overflow",
-                Value::Str(Bytes::from_static(b"reject-publish")),
-            ),
+            ("expires", Value::Int(10_000)),
+            ("max-length-bytes", Value::Int(1024)),
+            ("dead-letter-exchange", text("theirs")),
+            ("overflow", text("reject-publish")),
         ]);
         let s = QueueSettings::resolve(&args, Some(&policy)).unwrap();
-        assert_eq!(s.message_ttl, Some(100));
-        assert_eq!(s.max_length, Some(3));
-        assert_eq!(s.overflow, Overflow::RejectPublish);
+        assert_eq!(s.message_ttl, Some(100), "argument lower");
+        assert_eq!(s.max_length, Some(3), "policy lower");
+        assert_eq!(s.expires, Some(9000));
+        assert_eq!(s.max_length_bytes, Some(1024), "policy alone");
+        assert_eq!(s.dead_letter_exchange.as_deref(), Some("mine"));
+        assert_eq!(s.overflow, Overflow::DropHead);
+        let s = QueueSettings::resolve(&Table::new(), Some(&policy)).unwrap();
+        assert_eq!(
+            s.overflow,
+            Overflow::RejectPublish,
+            "policy fills what is unset"
+        );
     }
 
     #[test]

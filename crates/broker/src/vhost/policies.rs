@@ -113,8 +113,9 @@ impl VHost {
         }
     }
 
-    /// The settings of the queue `name` declared with `arguments`: the arguments, the
-    /// matching policy for what they leave unset, capped by the matching operator policy.
+    /// The settings of the queue `name` declared with `arguments`: the arguments and the
+    /// matching policy resolved key by key (`QueueSettings::resolve`), capped by the matching
+    /// operator policy.
     pub(crate) fn queue_settings(&self, name: &str, arguments: &Table) -> Result<QueueSettings> {
         let settings = QueueSettings::resolve(arguments, self.policies.read().for_queue(name))?;
         Ok(settings.capped_by(self.operator_policies.read().for_queue(name)))

@@ -78,19 +78,12 @@ pub(crate) struct Http {
 impl Http {
     /// This node's name, RabbitMQ style (`name@host`).
     pub fn node(&self) -> String {
-        format!("pigeon@{}", hostname())
+        node_name()
     }
 
-    /// The cluster's name: the global parameter `cluster_name`, as in RabbitMQ (so that
-    /// `/api/cluster-name` and `/api/global-parameters/cluster_name` agree and it survives
-    /// restarts); this node's name until one is set.
+    /// The cluster's name ([`cluster_name`]).
     pub fn cluster_name(&self) -> String {
-        self.state
-            .broker
-            .parameters()
-            .global(CLUSTER_NAME)
-            .and_then(|v| serde_json::from_str::<String>(&v).ok())
-            .unwrap_or_else(|| self.node())
+        cluster_name(&self.state)
     }
 
     /// Sets the cluster's name (durably: call from a blocking context).
@@ -107,6 +100,24 @@ impl Http {
 
 /// The global parameter holding the cluster's name (RabbitMQ's `cluster_name`).
 pub(crate) const CLUSTER_NAME: &str = "cluster_name";
+
+/// This node's name, RabbitMQ style (`name@host`): the API's `node`, the metrics'
+/// `rabbitmq_node`.
+pub(crate) fn node_name() -> String {
+    format!("pigeon@{}", hostname())
+}
+
+/// The cluster's name: the global parameter `cluster_name`, as in RabbitMQ (so that
+/// `/api/cluster-name`, `/api/global-parameters/cluster_name` and the metrics'
+/// `rabbitmq_cluster` agree and it survives restarts); this node's name until one is set.
+pub(crate) fn cluster_name(state: &ServerState) -> String {
+    state
+        .broker
+        .parameters()
+        .global(CLUSTER_NAME)
+        .and_then(|v| serde_json::from_str::<String>(&v).ok())
+        .unwrap_or_else(node_name)
+}
 
 pub(crate) type Shared = Arc<Http>;
 

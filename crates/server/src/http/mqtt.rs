@@ -2,6 +2,9 @@
 //! has none). Who sees what follows the connections' rules: a `management` user the vhosts it
 //! has permissions in, `monitoring` every vhost read-only, `administrator` everything.
 //!
+//! Each item carries a `name` (a session's client id, a retained message's topic), so that the
+//! lists take `name` / `use_regex`, `sort` and paging like RabbitMQ's own lists.
+//!
 //! - `GET /api/mqtt/sessions[/{vhost}]`, `GET /api/mqtt/sessions/{vhost}/{client_id}`;
 //!   `DELETE` of one disconnects its client (MQTT 5.0: DISCONNECT 0x98 Administrative
 //!   action) and discards the session (administrators, or the user connected with it).
@@ -60,6 +63,9 @@ fn session_json(s: &SessionView) -> Value {
         })
         .collect();
     json!({
+        // `name` as on RabbitMQ's other lists, so that the `name` / `use_regex` filter and the
+        // default sort work here too: the client id.
+        "name": s.client_id,
         "client_id": s.client_id,
         "vhost": s.vhost,
         "connected": s.connection.is_some(),
@@ -153,6 +159,8 @@ struct Truncate {
 fn retained_json(vhost: &str, r: &RetainedView, limit: usize) -> Value {
     let shown = &r.payload[..r.payload.len().min(limit)];
     json!({
+        // The topic, as `name` for the lists' `name` / `use_regex` filter and default sort.
+        "name": r.topic,
         "vhost": vhost,
         "topic": r.topic,
         "qos": r.qos,

@@ -1,18 +1,21 @@
 //! Prometheus metrics, as RabbitMQ's rabbitmq_prometheus plugin serves them on port 15692:
-//! `/metrics` (aggregated) and `/metrics/per-object` (a sample per queue).
+//! `/metrics` (aggregated) and `/metrics/per-object` (a sample per queue, connection and
+//! channel).
 //!
 //! - `endpoint.rs` serves them (axum) and streams the body;
 //! - `exposition.rs` writes the text format in chunks;
 //! - `rabbitmq.rs` has the families RabbitMQ has, with its names (prefix `rabbitmq` by
-//!   default, `prometheus_prefix`), so that its Grafana dashboards work;
+//!   default, `prometheus_prefix`), so that its Grafana dashboards work; `channels.rs` its
+//!   per-connection and per-channel families;
 //! - `pigeon.rs` has what RabbitMQ lacks, always named `pigeon_...`;
 //! - `process.rs` reads the process's figures.
 //!
 //! Every value is read when scraped: gauges from the registry and the broker, counters from
 //! the relaxed atomics the objects own (connections their message counters, queues theirs).
-//! The queues are read once (one short lock each) into a list, then each family is written
-//! from it: a scrape's memory is that list and a few chunks of text.
+//! The queues, connections and channels are read once (one short lock each) into lists, then
+//! each family is written from them: a scrape's memory is those lists and a few chunks of text.
 
+mod channels;
 pub mod endpoint;
 pub mod exposition;
 mod pigeon;
@@ -40,6 +43,8 @@ struct Scrape {
     rows: Vec<QueueRow>,
     /// Message counters per protocol, in `Protocol::ALL`'s order.
     totals: [MessageTotals; 4],
+    connections: Vec<channels::ConnectionRow>,
+    channels: Vec<channels::ChannelRow>,
 }
 
 impl Scrape {
@@ -56,11 +61,14 @@ impl Scrape {
                 });
             }
         }
+        let (connections, channels) = channels::read(&state.registry);
         Scrape {
             per_object,
             vhosts,
             rows,
             totals: state.registry.message_totals(),
+            connections,
+            channels,
         }
     }
 }
@@ -68,9 +76,11 @@ impl Scrape {
 /// Writes every family into `e`; `per_object` labels queues instead of summing them.
 pub(crate) fn write_all(e: &mut Exposition, state: &ServerState, per_object: bool) {
     let s = Scrape::read(state, per_object);
-    rabbitmq::identity(e, per_object);
+    rabbitmq::identity(e, state, per_object);
     rabbitmq::churn_and_totals(e, state, &s);
     rabbitmq::queues(e, &s);
+    channels::connections(e, &s.connections, per_object);
+    channels::channels(e, &s.channels, per_object);
     if e.gone() {
         return;
     }

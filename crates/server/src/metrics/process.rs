@@ -1,14 +1,6 @@
 //! Figures of the process, read from `/proc` when scraped: what RabbitMQ reports of its
 //! Erlang VM's process where the meaning is the same (file descriptors, sockets).
 
-/// The node's name, as the management API gives it (`pigeon@<host>`).
-pub(super) fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("pigeon@{host}")
-}
-
 /// What `/proc/self` says (0 where it says nothing, off Linux).
 pub(super) struct Figures {
     /// Open file descriptors.

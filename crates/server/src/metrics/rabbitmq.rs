@@ -19,8 +19,8 @@ const R: Owner = Owner::RabbitMq;
 const QUEUE_TYPE: &str = "rabbit_classic_queue";
 
 /// `rabbitmq_build_info` and `rabbitmq_identity_info`.
-pub(super) fn identity(e: &mut Exposition, per_object: bool) {
-    let node = process::node_name();
+pub(super) fn identity(e: &mut Exposition, state: &ServerState, per_object: bool) {
+    let node = crate::http::node_name();
     let n = e.family(
         R,
         "build_info",
@@ -49,8 +49,10 @@ pub(super) fn identity(e: &mut Exposition, per_object: bool) {
         Kind::Untyped,
         "RabbitMQ node & cluster identity info",
     );
-    // A single node is its own cluster; its name is the default cluster name, as in
-    // /api/cluster-name, and stays as the permanent id.
+    // `rabbitmq_cluster` is the cluster's name (rabbitmq_prometheus reads
+    // rabbit_nodes:cluster_name(), the `cluster_name` global parameter, defaulting to the
+    // node's name), the same stored value /api/cluster-name answers. A single node is its own
+    // cluster: its node name is the permanent id, which a rename leaves alone.
     let endpoint = if per_object {
         "per-object"
     } else {
@@ -60,7 +62,7 @@ pub(super) fn identity(e: &mut Exposition, per_object: bool) {
         &n,
         &[
             ("rabbitmq_node", &node),
-            ("rabbitmq_cluster", &node),
+            ("rabbitmq_cluster", &crate::http::cluster_name(state)),
             ("rabbitmq_cluster_permanent_id", &node),
             ("rabbitmq_endpoint", endpoint),
         ],

@@ -9,7 +9,7 @@ import { api } from './api.js';
 // columns: [{ key, label, sort (an API sort path; none: not sortable), render(row), cls }]
 export class PagedTable {
   constructor({ endpoint, columns, pageSize = 50, sort = 'name', reverse = false, label, rowKey = (r) => r.name,
-    emptyTitle = 'Nothing here yet', emptyText = '', fields, refreshMs = 5000, toolbar = [], searchable = true }) {
+    emptyTitle = 'Nothing here yet', emptyText = '', fields, refreshMs = 5000, toolbar = [], searchable = true, searchLabel = 'name' }) {
     this.endpoint = endpoint;
     this.columns = columns;
     this.state = { page: 1, pageSize, sort, reverse, name: '', regex: false };
@@ -18,7 +18,7 @@ export class PagedTable {
     this.emptyTitle = emptyTitle;
     this.emptyText = emptyText;
     const searchId = `search-${Math.random().toString(36).slice(2, 8)}`;
-    this.search = h('input', { type: 'search', id: searchId, placeholder: 'Filter by name', autocomplete: 'off', 'aria-label': `Filter ${label} by name` });
+    this.search = h('input', { type: 'search', id: searchId, placeholder: `Filter by ${searchLabel}`, autocomplete: 'off', 'aria-label': `Filter ${label} by ${searchLabel}` });
     this.regex = h('input', { type: 'checkbox', 'aria-label': 'Regular expression' });
     this.sizeSelect = h('select', { 'aria-label': 'Rows per page' },
       [20, 50, 100, 500].map((n) => h('option', { value: n, selected: n === pageSize }, `${n} / page`)));

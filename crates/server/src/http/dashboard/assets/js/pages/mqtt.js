@@ -51,7 +51,8 @@ export function render(root, _params, ctx) {
       const t = new PagedTable({
         endpoint: '/api/mqtt/sessions',
         label: 'MQTT sessions',
-        searchable: false,
+        // The API's `name` filter matches a session's client id.
+        searchLabel: 'client id',
         sort: 'client_id',
         rowKey: (s) => `${s.vhost}\u0000${s.client_id}`,
         emptyTitle: 'No MQTT sessions',
@@ -86,7 +87,8 @@ export function render(root, _params, ctx) {
       const t = new PagedTable({
         endpoint: '/api/mqtt/retained',
         label: 'Retained messages',
-        searchable: false,
+        // The API's `name` filter matches a retained message's topic.
+        searchLabel: 'topic',
         sort: 'topic',
         rowKey: (r) => `${r.vhost}\u0000${r.topic}`,
         emptyTitle: 'No retained messages',

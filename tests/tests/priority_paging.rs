@@ -77,7 +77,7 @@ fn mixed(i: usize) -> Item {
     Item {
         body: format!("m{i}"),
         priority: (i * 7 % 13) as u8,
-        persistent: i % 5 != 0,
+        persistent: !i.is_multiple_of(5),
     }
 }
 
@@ -311,4 +311,53 @@ async fn drop_head_dead_letters_the_highest_priority_oldest_message_while_paged_
     // Dead letters arrive in the order they were dropped.
     let got: Vec<String> = drain(&ch, &dead).await.into_iter().map(|m| m.0).collect();
     assert_eq!(got, dropped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_ttl_dead_letters_every_paged_out_message_once() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let (_conn, ch) = confirm_connection(&broker).await;
+    let dead = unique("dead");
+    within(
+        "queue.declare-ok",
+        ch.queue_declare(
+            dead.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let q = priority_queue(
+        &ch,
+        durable(),
+        &[
+            ("x-message-ttl", AMQPValue::LongInt(50)),
+            ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
+            (
+                "x-dead-letter-routing-key",
+                AMQPValue::LongString(dead.as_str().into()),
+            ),
+        ],
+    )
+    .await;
+    let items: Vec<Item> = (0..200).map(mixed).collect();
+    publish(&ch, &q, &items).await;
+    assert!(paged(&broker, &q).1 > 0, "nothing paged out");
+    // The timer expires every level's head, pages its tail in and expires it in turn.
+    within("every message dead-lettered", async {
+        while lp::message_count(&ch, &dead).await != 200 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(paged(&broker, &q), (0, 0));
+    let mut got: Vec<String> = drain(&ch, &dead).await.into_iter().map(|m| m.0).collect();
+    got.sort();
+    let mut want: Vec<String> = items.into_iter().map(|m| m.body).collect();
+    want.sort();
+    assert_eq!(got, want, "each exactly once");
 }

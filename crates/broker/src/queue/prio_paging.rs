@@ -83,6 +83,9 @@ impl SeqList {
         self.front = self.front.wrapping_add(delta);
         if self.len == 0 {
             self.bytes = VecDeque::new();
+        } else if self.bytes.capacity() > 4096 && self.bytes.len() < self.bytes.capacity() / 4 {
+            // Give back what a drained backlog left (a deque never shrinks by itself).
+            self.bytes.shrink_to(self.bytes.capacity() / 2);
         }
         Some(self.front)
     }
@@ -293,7 +296,7 @@ mod tests {
     /// Message `i` of a mixed batch: priority `i * 7 % 12` (10 and 11 count as 9), persistent
     /// unless `i % 5 == 0`.
     fn mixed(i: usize) -> (String, u8, bool) {
-        (format!("m{i}"), (i * 7 % 12) as u8, i % 5 != 0)
+        (format!("m{i}"), (i * 7 % 12) as u8, !i.is_multiple_of(5))
     }
 
     /// The order a priority queue delivers `items` in: highest level first, FIFO within one.

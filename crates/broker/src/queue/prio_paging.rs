@@ -361,6 +361,76 @@ mod tests {
     }
 
     #[test]
+    fn messages_delivered_before_a_restart_come_back_redelivered_at_their_place() {
+        let dir = TempDir::new("redelivered");
+        let items: Vec<_> = (0..60)
+            .map(|i| (format!("m{i}"), (i % 4) as u8, true))
+            .collect();
+        let held = {
+            let (_store, q) = queue(&dir, 4, true);
+            for (body, p, persistent) in &items {
+                q.enqueue(message(body, *p, *persistent));
+            }
+            // Delivered, never settled: the three oldest of priority 3.
+            let held: Vec<_> = (0..3).map(|_| q.get(false).unwrap().0).collect();
+            held.iter()
+                .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let (_store, q) = queue(&dir, 4, true);
+        assert_eq!(q.message_count(), 60);
+        let mut got = Vec::new();
+        while let Some((m, _)) = q.get(true) {
+            let body = String::from_utf8_lossy(&m.message.body).into_owned();
+            assert_eq!(m.redelivered, held.contains(&body), "{body}");
+            got.push(body);
+        }
+        assert_eq!(got, expected(&items));
+        assert_eq!(&got[..3], &held[..]);
+    }
+
+    #[test]
+    fn the_head_stays_within_one_and_a_half_times_the_limits() {
+        let dir = TempDir::new("bound");
+        let (_store, q) = queue(&dir, 40, false);
+        // A model of the order: one FIFO per level, highest first.
+        let mut model: Vec<std::collections::VecDeque<String>> = vec![Default::default(); 10];
+        let publish = |model: &mut Vec<std::collections::VecDeque<String>>, body: String, p: u8| {
+            q.enqueue(message(&body, p, false));
+            model[usize::from(p)].push_back(body);
+        };
+        // Low priorities fill the head; then every level, lowest first, pages out behind it.
+        for i in 0..40 {
+            publish(&mut model, format!("low{i}"), 0);
+        }
+        for p in 1..=9u8 {
+            for i in 0..100 {
+                publish(&mut model, format!("p{p}-{i}"), p);
+            }
+        }
+        let head = || q.state.lock().ready.head_len();
+        // Each level that became the highest read a small batch back (at most 40 / 20 each).
+        assert!((40..=60).contains(&head()), "{} in memory", head());
+        let mut n = 0;
+        while let Some((m, _)) = q.get(true) {
+            n += 1;
+            let want = model.iter_mut().rev().find_map(|l| l.pop_front());
+            assert_eq!(
+                Some(String::from_utf8_lossy(&m.message.body).into_owned()),
+                want
+            );
+            assert!(head() <= 60, "{} in memory", head());
+            // Now and then new messages arrive at the top and at the bottom.
+            if n % 50 == 0 {
+                publish(&mut model, format!("top{n}"), 9);
+                publish(&mut model, format!("bottom{n}"), 0);
+            }
+        }
+        assert!(model.iter().all(|l| l.is_empty()));
+        assert!(n > 940, "{n}");
+    }
+
+    #[test]
     fn purge_acknowledges_every_levels_tail() {
         let dir = TempDir::new("purge");
         let (_store, q) = queue(&dir, 4, true);

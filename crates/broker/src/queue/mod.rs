@@ -9,13 +9,15 @@
 //! Every message gets a sequence number when it is enqueued; the ready list is ordered by it, so
 //! messages given back (`requeue`) return to their original place, as RabbitMQ does.
 //!
-//! A plain queue with a log pages out past a resident limit (`paging.rs`): its newest
-//! messages then live only on disk and are read back as the head runs low.
+//! A queue with a log (or a store to open one in) pages out past a resident limit
+//! (`paging.rs`; priority queues per level, `prio_paging.rs`): its newest messages then live
+//! only on disk and are read back as the head runs low.
 //!
 //! Dead letters are collected while the lock is held and routed after it is released, so a
 //! dead-letter cycle between two queues can never take their locks in opposite orders.
 
 mod paging;
+mod prio_paging;
 mod ready;
 pub mod settings;
 mod volatile;
@@ -468,16 +470,16 @@ impl Queue {
                 }
                 return Enqueued::Rejected;
             }
-            let paged = if st.ready.pages_out(m.message.body.len()) {
+            let paged = if st.ready.pages_out(&m) {
                 self.page_out(st, &m, now)
             } else {
                 None
             };
             let stored = match paged {
                 Some(stored) => stored,
-                None if st.ready.tail.count > 0 => {
-                    // The log refused it (store failed or closed, disk full) and the tail is
-                    // not empty: in the head it would overtake the tail ("every head seq is
+                None if st.ready.behind_tail(&m) => {
+                    // The log refused it (store failed or closed, disk full) and the tail (of
+                    // its priority level) is not empty: in the head it would overtake the tail ("every head seq is
                     // below every tail seq"), so it is refused (AMQP nack, MQTT error) rather
                     // than delivered out of order. `page_out` logged why.
                     tracing::error!(queue = %self.name, "message refused: it cannot be queued behind the paged-out ones");
@@ -712,8 +714,16 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let (dropped, tail) = {
             let mut st = self.state.lock();
-            let tail = std::mem::take(&mut st.ready.tail);
-            if let (true, Some(log)) = (tail.count > 0, self.log.get()) {
+            let log = self.log.get();
+            // A priority queue's tails are acknowledged seq by seq: their levels interleave
+            // with each other's heads (and with messages out for delivery) in the log.
+            let by_level = st.ready.pages_by_level();
+            let tail = st.ready.take_tail(|seq| {
+                if let Some(log) = log {
+                    log.ack(seq);
+                }
+            });
+            if let (true, false, Some(log)) = (tail.count > 0, by_level, log) {
                 // Under the lock: a message paged out after it must not be caught.
                 log.ack_range(tail.next..);
             }
@@ -833,7 +843,7 @@ impl Queue {
         let deleted = {
             let mut st = self.state.lock();
             st.deleted = true;
-            let tail = std::mem::take(&mut st.ready.tail);
+            let tail = st.ready.take_tail(|_| {});
             let messages = count(st.ready.drain().len() + tail.count);
             Deleted {
                 messages,

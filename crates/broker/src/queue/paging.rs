@@ -30,17 +30,18 @@
 //! A transient (non-durable or exclusive) queue pages out the same way, to a log opened on its
 //! first page-out and deleted with it and at start (`volatile.rs`); with no store (a
 //! memory-only broker) it keeps every message in memory. Priority queues (`x-max-priority`)
-//! keep every message in memory. Everything here runs under the queue's lock: page-in reads the
+//! page out per priority level (`prio_paging.rs`). Everything here runs under the queue's lock: page-in reads the
 //! disk there (a batch of at most the limits, usually from the page cache).
 
 use super::{count, unix_ms, Queue, QueuedMessage, State};
 use crate::message::{Message, Properties, PropertiesCodec};
 use crate::record::{MessageRecord, QueueExtras};
 use bytes::Bytes;
+use pigeon_store::{QueueLog, RecoveredMessage};
 use std::time::{Duration, Instant};
 
 /// Most records read back in one page-in.
-const PAGE_IN_BATCH: usize = 256;
+pub(super) const PAGE_IN_BATCH: usize = 256;
 /// Bytes of a record's frame that are never body: the store's frame header (17) and this
 /// crate's version 2 record header (34, the four length prefixes included). So a record's
 /// body is at most its frame length minus this (and minus its exchange, routing key and
@@ -65,6 +66,14 @@ impl Default for PagingLimits {
     }
 }
 
+/// A record read back by [`Queue::read_back`].
+pub(super) enum ReadBack {
+    /// The message, and the body bytes the tail counted for it.
+    Message(QueuedMessage, usize),
+    /// Skipped and acknowledged; what to take off the tail's bytes.
+    Skipped(usize),
+}
+
 /// The paged-out messages of a queue: every live record of its log from seq `next` onward.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tail {
@@ -78,7 +87,7 @@ pub struct Tail {
 }
 
 impl Tail {
-    fn take(&mut self, bytes: usize) {
+    pub(super) fn take(&mut self, bytes: usize) {
         self.count = self.count.saturating_sub(1);
         self.bytes = if self.count == 0 {
             0
@@ -104,7 +113,7 @@ fn expiry_instant(expires_at_ms: u64, unix_now: u64, now: Instant) -> Instant {
 /// The most body bytes a record of `frame_len` bytes can hold: what to take off the tail's
 /// total for a record counted there that cannot be read (taking off too much keeps the total
 /// an under-count).
-fn max_body(frame_len: u32) -> usize {
+pub(super) fn max_body(frame_len: u32) -> usize {
     frame_len.saturating_sub(RECORD_OVERHEAD) as usize
 }
 
@@ -142,12 +151,7 @@ impl Queue {
             tracing::error!(queue = %self.name, error = %e, "cannot page a message out");
             return None;
         }
-        let tail = &mut st.ready.tail;
-        if tail.count == 0 {
-            tail.next = m.seq;
-        }
-        tail.count += 1;
-        tail.bytes += m.message.body.len();
+        st.ready.paged_out(m);
         if st.codec.is_none() {
             st.codec = Some(m.message.properties.codec());
         }
@@ -162,6 +166,12 @@ impl Queue {
             let Some(limits) = st.ready.limits() else {
                 return;
             };
+            if st.ready.pages_by_level() {
+                if !self.page_in_level(st, now, limits) {
+                    return;
+                }
+                continue;
+            }
             let room = limits
                 .resident_messages
                 .saturating_sub(st.ready.head_len())
@@ -196,48 +206,16 @@ impl Queue {
             // Nothing can follow a record at the last seq (a damaged or hostile log).
             last_possible |= r.seq == u64::MAX;
             st.ready.tail.next = r.seq.saturating_add(1);
-            // Written before the start: it counts 0 bytes in the tail, its origin is stale.
-            let old = st.restored_through.is_some_and(|last| r.seq <= last);
-            // What the tail counted for it, when it cannot be read: 0 or at least its body.
-            let estimate = if old { 0 } else { max_body(r.location.len) };
-            let decoded = match log.read(&r.location) {
-                Ok(bytes) => MessageRecord::decode_queued(Bytes::from(bytes)),
-                Err(e) => {
-                    tracing::error!(queue = %self.name, seq = r.seq, error = %e, "cannot read a message back");
-                    None
+            match self.read_back(st, log, codec, r, now, unix_now) {
+                ReadBack::Message(m, counted) => {
+                    st.ready.tail.take(counted);
+                    st.ready.push(m);
                 }
-            };
-            let Some((record, extras)) = decoded else {
-                tracing::warn!(queue = %self.name, seq = r.seq, "skipping an unreadable message record");
-                log.ack(r.seq);
-                st.ready.tail.take(estimate);
-                continue;
-            };
-            if old && extras.transient {
-                // A transient message does not survive a restart.
-                log.ack(r.seq);
-                st.ready.tail.take(estimate);
-                continue;
+                ReadBack::Skipped(estimate) => {
+                    st.ready.tail.take(estimate);
+                    continue;
+                }
             }
-            st.ready.tail.take(if old { 0 } else { record.body.len() });
-            let routing_key = String::from_utf8_lossy(&record.routing_key).into_owned();
-            let message = Message::new(
-                record.exchange,
-                &routing_key,
-                Properties::new(record.properties, codec),
-                record.body,
-                if old { 0 } else { extras.origin },
-            );
-            let expires_at = (record.expires_at_ms != 0)
-                .then(|| expiry_instant(record.expires_at_ms, unix_now, now));
-            st.ready.push(QueuedMessage {
-                message,
-                seq: r.seq,
-                redelivered: r.delivered,
-                expires_at,
-                delivery_count: 0,
-                persisted: true,
-            });
             if max_bytes.is_some_and(|max| st.ready.resident_bytes() >= max) {
                 break;
             }
@@ -248,6 +226,61 @@ impl Queue {
             st.ready.tail.bytes = 0;
         }
         true
+    }
+
+    /// Reads one paged-out record back: the message, with what the tail counted for it, or
+    /// what to take off the tail for a record skipped (unreadable, or a transient message
+    /// written before the start: both are acknowledged here).
+    pub(super) fn read_back(
+        &self,
+        st: &State,
+        log: &QueueLog,
+        codec: &'static dyn PropertiesCodec,
+        r: RecoveredMessage,
+        now: Instant,
+        unix_now: u64,
+    ) -> ReadBack {
+        // Written before the start: it counts 0 bytes in the tail, its origin is stale.
+        let old = st.restored_through.is_some_and(|last| r.seq <= last);
+        // What the tail counted for it, when it cannot be read: 0 or at least its body.
+        let estimate = if old { 0 } else { max_body(r.location.len) };
+        let decoded = match log.read(&r.location) {
+            Ok(bytes) => MessageRecord::decode_queued(Bytes::from(bytes)),
+            Err(e) => {
+                tracing::error!(queue = %self.name, seq = r.seq, error = %e, "cannot read a message back");
+                None
+            }
+        };
+        let Some((record, extras)) = decoded else {
+            tracing::warn!(queue = %self.name, seq = r.seq, "skipping an unreadable message record");
+            log.ack(r.seq);
+            return ReadBack::Skipped(estimate);
+        };
+        if old && extras.transient {
+            // A transient message does not survive a restart.
+            log.ack(r.seq);
+            return ReadBack::Skipped(estimate);
+        }
+        let counted = if old { 0 } else { record.body.len() };
+        let routing_key = String::from_utf8_lossy(&record.routing_key).into_owned();
+        let message = Message::new(
+            record.exchange,
+            &routing_key,
+            Properties::new(record.properties, codec),
+            record.body,
+            if old { 0 } else { extras.origin },
+        );
+        let expires_at = (record.expires_at_ms != 0)
+            .then(|| expiry_instant(record.expires_at_ms, unix_now, now));
+        let m = QueuedMessage {
+            message,
+            seq: r.seq,
+            redelivered: r.delivered,
+            expires_at,
+            delivery_count: 0,
+            persisted: true,
+        };
+        ReadBack::Message(m, counted)
     }
 
     /// Loads the queue's log (at start): the live messages become the tail and a head-full is
@@ -268,6 +301,11 @@ impl Queue {
         // Saturating: a log whose last seq is u64::MAX takes no new message (see `enqueue`).
         st.next_seq = st.next_seq.max(last.saturating_add(1));
         st.restored_through = Some(last);
+        if st.ready.pages_by_level() {
+            self.restore_levels(&mut st, log, now);
+            self.fill(&mut st, now);
+            return st.ready.len();
+        }
         // Bytes 0: the bodies' lengths are not known before the records are read back, and
         // their frame lengths over-count them (see the module's documentation, **Bytes**).
         st.ready.tail = Tail {

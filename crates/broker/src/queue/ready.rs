@@ -9,8 +9,12 @@
 //! count. Every head seq is below every tail seq, so the head is delivered first and the tail
 //! is read back, in order, as the head runs low. Counts and sizes include the tail; only
 //! [`Ready::resident_bytes`] and [`Ready::head_len`] do not.
+//!
+//! A priority queue pages out too, with a tail per level (`prio_paging.rs`): `tail` then
+//! holds the count and bytes of all of them, and each level lists its own seqs.
 
 use super::paging::{PagingLimits, Tail};
+use super::prio_paging::LevelTail;
 use super::QueuedMessage;
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -27,18 +31,22 @@ pub struct Ready {
     pub uneven_expiry: usize,
     /// Messages behind the head that live only in the queue's log.
     pub tail: Tail,
-    /// Set when the queue pages out: it has a log and a single level.
+    /// Set when the queue pages out (it has a log, or a store to open one in).
     limits: Option<PagingLimits>,
+    /// A priority queue that pages out: the tail of each level (`tail` counts them all).
+    level_tails: Option<Box<[LevelTail]>>,
 }
 
 impl Ready {
-    /// An empty list with `max_priority + 1` levels (one without priorities). `limits` makes a
-    /// single-level list page out past them (the queue must have a log).
+    /// An empty list with `max_priority + 1` levels (one without priorities). `limits` makes
+    /// it page out past them (the queue must have a log, or a store to open one in).
     pub fn new(max_priority: Option<u8>, limits: Option<PagingLimits>) -> Ready {
         let levels = max_priority.map_or(1, |p| usize::from(p) + 1);
         Ready {
             levels: (0..levels).map(|_| VecDeque::new()).collect(),
-            limits: limits.filter(|_| levels == 1),
+            limits,
+            level_tails: (levels > 1 && limits.is_some())
+                .then(|| (0..levels).map(|_| LevelTail::default()).collect()),
             ..Ready::default()
         }
     }
@@ -48,25 +56,102 @@ impl Ready {
         self.limits
     }
 
-    /// Whether a new message of `body` bytes goes to the tail: the tail is not empty (it must
+    /// Whether a new message goes to the tail: the tail (of its level) is not empty (it must
     /// stay behind the head), or the head is full. Always false for a queue that does not page.
     #[inline]
-    pub fn pages_out(&self, body: usize) -> bool {
+    pub fn pages_out(&self, m: &QueuedMessage) -> bool {
         self.limits.is_some_and(|l| {
-            self.tail.count > 0
+            self.behind_tail(m)
                 || self.len >= l.resident_messages
-                || self.bytes + body > l.resident_bytes
+                || self.bytes + m.message.body.len() > l.resident_bytes
         })
     }
 
-    /// Whether the head ran low (under half its limits, or empty) while the tail holds more.
+    /// Whether a new message must go behind paged-out ones: the tail of its level is not empty.
+    #[inline]
+    pub fn behind_tail(&self, m: &QueuedMessage) -> bool {
+        self.tail.count > 0
+            && self
+                .level_tails
+                .as_ref()
+                .is_none_or(|t| t[self.level(m)].seqs.len() > 0)
+    }
+
+    /// Records a message written to the log only (its body is not kept): it joins the tail of
+    /// the queue, or of its level.
+    pub fn paged_out(&mut self, m: &QueuedMessage) {
+        let l = self.level(m);
+        if let Some(tails) = self.level_tails.as_mut() {
+            tails[l].seqs.push(m.seq);
+        } else if self.tail.count == 0 {
+            self.tail.next = m.seq;
+        }
+        self.tail.count += 1;
+        self.tail.bytes += m.message.body.len();
+    }
+
+    /// Whether the head ran low (under half its limits, or empty) while the tail holds more,
+    /// or (priority queue) the highest level holding messages has them only in its tail.
     #[inline]
     pub fn wants_page_in(&self) -> bool {
         self.tail.count > 0
             && self.limits.is_some_and(|l| {
                 self.len == 0
                     || (self.len < l.resident_messages / 2 && self.bytes < l.resident_bytes / 2)
+                    || self.top_level_paged_out()
             })
+    }
+
+    /// Whether the highest level holding messages has an empty head and a tail.
+    fn top_level_paged_out(&self) -> bool {
+        let Some(tails) = self.level_tails.as_ref() else {
+            return false;
+        };
+        for (head, tail) in self.levels.iter().zip(tails.iter()).rev() {
+            if !head.is_empty() {
+                return false;
+            }
+            if tail.seqs.len() > 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The highest priority level whose tail is not empty (priority queues only).
+    pub fn highest_tail_level(&self) -> Option<usize> {
+        self.level_tails
+            .as_ref()?
+            .iter()
+            .rposition(|t| t.seqs.len() > 0)
+    }
+
+    /// Takes the lowest paged-out seq of `level` (its tail's next one to read back).
+    pub fn pop_level_seq(&mut self, level: usize) -> Option<u64> {
+        self.level_tails.as_mut()?.get_mut(level)?.seqs.pop()
+    }
+
+    /// Number of priority levels.
+    pub fn level_count(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Whether the tail is kept per level (a priority queue that pages out).
+    pub fn pages_by_level(&self) -> bool {
+        self.level_tails.is_some()
+    }
+
+    /// Empties the tail (its messages are dropped), calling `each` with the seq of every
+    /// message of a per-level tail; returns what the tail held.
+    pub fn take_tail(&mut self, mut each: impl FnMut(u64)) -> Tail {
+        if let Some(tails) = self.level_tails.as_mut() {
+            for t in tails.iter_mut() {
+                while let Some(seq) = t.seqs.pop() {
+                    each(seq);
+                }
+            }
+        }
+        std::mem::take(&mut self.tail)
     }
 
     /// Messages in memory.

@@ -5,6 +5,7 @@
 #
 #   interop/browser/run.sh                 # build, start Pigeon, run the scenarios, stop it
 #   interop/browser/run.sh --screenshots   # ... and save screenshots to docs/screenshots/
+#   PIGEON_BIN=/path/to/pigeon interop/browser/run.sh   # start that binary instead of building one
 #   PIGEON_HTTP_URL=http://127.0.0.1:15672 AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
 #     [MQTT_URL=mqtt://127.0.0.1:1883] interop/browser/run.sh   # a broker that is already running
 #
@@ -49,10 +50,15 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -z "${PIGEON_HTTP_URL:-}" ]; then
-  (cd "$root" && cargo build -p pigeon)
-  target_dir="${CARGO_TARGET_DIR:-target}"
-  case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
-  pigeon="$target_dir/debug/pigeon"
+  if [ -n "${PIGEON_BIN:-}" ]; then
+    # A binary built elsewhere (e.g. a copy, when several worktrees share one target dir).
+    pigeon="$PIGEON_BIN"
+  else
+    (cd "$root" && cargo build -p pigeon)
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+    pigeon="$target_dir/debug/pigeon"
+  fi
   dir="$(mktemp -d)"
   for attempt in 1 2 3; do
     read -r amqp http mqtt < <(python3 -c 'import socket

@@ -27,15 +27,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat > "$work/cfg.toml" <<CFG
+# Each side's configuration: the common listeners plus A_CONFIG / B_CONFIG lines (default: the
+# management and Prometheus listeners off). A binary older than those keys needs A_CONFIG=""
+# (it refuses keys it does not know); B_CONFIG='management_listen = "127.0.0.1:15999"' measures
+# with the statistics sampler running.
+for side in A B; do
+    extra_var=${side}_CONFIG
+    extra=${!extra_var-$'management_listen = []\nprometheus_listen = []'}
+    cat > "$work/cfg-$side.toml" <<CFG
 [server]
 amqp_listen = ["127.0.0.1:$PORT_AMQP"]
 mqtt_listen = ["127.0.0.1:$PORT_MQTT"]
 mqtt_ws_listen = []
-management_listen = []
-prometheus_listen = []
 data_dir = "$work/data"
+$(printf '%b' "$extra")
 CFG
+done
 
 wait_port() {
     for _ in $(seq 100); do
@@ -48,9 +55,9 @@ wait_port() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run() { # binary workload -> "consumed_per_s published_per_s cpu_us_per_message"
+run() { # binary workload side -> "consumed_per_s published_per_s cpu_us_per_message"
     rm -rf "$work/data"
-    "$1" serve -c "$work/cfg.toml" --log warn >"$work/broker.log" 2>&1 &
+    "$1" serve -c "$work/cfg-$3.toml" --log warn >"$work/broker.log" 2>&1 &
     broker=$!
     wait_port "$PORT_AMQP"
     local json
@@ -72,7 +79,7 @@ for w in $WORKLOADS; do
     for i in $(seq "$RUNS"); do
         for side in A B; do
             bin=$A; [ $side = B ] && bin=$B
-            r=$(run "$bin" "$w")
+            r=$(run "$bin" "$w" "$side")
             echo "$w run $i $side: consumed/s published/s cpu_us/msg = $r"
             results[$w$side]+="$r;"
         done

@@ -12,13 +12,18 @@
 
 use super::paging::{PagingLimits, Tail};
 use super::QueuedMessage;
-use std::collections::VecDeque;
+use pigeon_store::Chunked;
 use std::time::Instant;
 
 /// Ready messages, with their count and total body size.
+///
+/// Each level is [`Chunked`], not a `VecDeque`: a queue that cannot page (a memory-only broker,
+/// a priority queue) may hold millions of messages, and a `VecDeque` of them doubles its buffer
+/// in one push (copying the whole list into new pages before freeing the old ones), a step the
+/// memory alarm cannot anticipate. Chunks grow the list 4096 entries at a time.
 #[derive(Default)]
 pub struct Ready {
-    levels: Vec<VecDeque<QueuedMessage>>,
+    levels: Vec<Chunked<QueuedMessage>>,
     /// Messages in memory (the head).
     len: usize,
     /// Body bytes in memory.
@@ -37,7 +42,7 @@ impl Ready {
     pub fn new(max_priority: Option<u8>, limits: Option<PagingLimits>) -> Ready {
         let levels = max_priority.map_or(1, |p| usize::from(p) + 1);
         Ready {
-            levels: (0..levels).map(|_| VecDeque::new()).collect(),
+            levels: (0..levels).map(|_| Chunked::new()).collect(),
             limits: limits.filter(|_| levels == 1),
             ..Ready::default()
         }
@@ -149,7 +154,7 @@ impl Ready {
 
     /// Takes every message in memory out (the caller empties the tail).
     pub fn drain(&mut self) -> Vec<QueuedMessage> {
-        let out: Vec<QueuedMessage> = self.levels.iter_mut().flat_map(|l| l.drain(..)).collect();
+        let out: Vec<QueuedMessage> = self.levels.iter_mut().flat_map(|l| l.drain()).collect();
         self.len = 0;
         self.bytes = 0;
         self.uneven_expiry = 0;
@@ -175,11 +180,16 @@ impl Ready {
     pub fn take_expired(&mut self, now: Instant) -> Vec<QueuedMessage> {
         let mut expired = Vec::new();
         for l in 0..self.levels.len() {
-            let level = std::mem::take(&mut self.levels[l]);
-            let (dead, live): (VecDeque<_>, VecDeque<_>) =
-                level.into_iter().partition(|m| m.expired(now));
+            let mut level = std::mem::take(&mut self.levels[l]);
+            let mut live = Chunked::new();
+            for m in level.drain() {
+                if m.expired(now) {
+                    expired.push(m);
+                } else {
+                    live.push_back(m);
+                }
+            }
             self.levels[l] = live;
-            expired.extend(dead);
         }
         for m in &expired {
             self.removed(m);

@@ -15,6 +15,7 @@
 //! Dead letters are collected while the lock is held and routed after it is released, so a
 //! dead-letter cycle between two queues can never take their locks in opposite orders.
 
+mod deadline;
 mod paging;
 mod ready;
 pub mod settings;
@@ -26,6 +27,7 @@ use crate::message::{DeathReason, Message, PropertiesCodec};
 use crate::record::QueueExtras;
 use crate::value::Table;
 use crate::vhost::VHost;
+pub use deadline::Deadline;
 pub use paging::PagingLimits;
 
 /// A queue's backlog as publishers' flow control sees it ([`Queue::flow_view`]).
@@ -60,8 +62,9 @@ pub struct QueuedMessage {
     pub seq: u64,
     /// It was delivered before and given back.
     pub redelivered: bool,
-    /// When its TTL (the queue's or its own, whichever is shorter) runs out.
-    pub expires_at: Option<Instant>,
+    /// When its TTL (the queue's or its own, whichever is shorter) runs out (8 bytes, not an
+    /// `Instant`'s 16: every ready and unacked message carries one).
+    pub expires_at: Option<Deadline>,
     /// How many times it was given back after a delivery.
     pub delivery_count: u32,
     /// It is in the queue's log on disk (persistent message, or paged out, in a durable
@@ -72,7 +75,7 @@ pub struct QueuedMessage {
 impl QueuedMessage {
     /// Whether its TTL ran out before `now`.
     pub fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|t| now > t)
+        self.expires_at.is_some_and(|t| now > t.instant())
     }
 }
 
@@ -448,7 +451,7 @@ impl Queue {
             let mut m = QueuedMessage {
                 // From this `now`, which the dispatch below also uses: a TTL of 0 has not run
                 // out yet for a consumer that can take the message right away.
-                expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
+                expires_at: ttl.map(|ms| Deadline::at(now + Duration::from_millis(ms))),
                 message,
                 seq: st.next_seq,
                 redelivered: false,

@@ -720,14 +720,15 @@ impl Queue {
                 // Under the lock: a message paged out after it must not be caught.
                 log.ack_range(tail.next..);
             }
-            (st.ready.drain(), tail)
+            (st.ready.clear(), tail)
         };
+        let (dropped, persisted) = dropped;
         if let Some(log) = self.log.get() {
-            for m in dropped.iter().filter(|m| m.persisted) {
-                log.ack(m.seq);
+            for seq in persisted {
+                log.ack(seq);
             }
         }
-        count(dropped.len() + tail.count)
+        count(dropped + tail.count)
     }
 
     /// Writes a persistent message to the log of a durable queue. True when the publisher must
@@ -837,7 +838,7 @@ impl Queue {
             let mut st = self.state.lock();
             st.deleted = true;
             let tail = std::mem::take(&mut st.ready.tail);
-            let messages = count(st.ready.drain().len() + tail.count);
+            let messages = count(st.ready.clear().0 + tail.count);
             Deleted {
                 messages,
                 consumers: std::mem::take(&mut st.consumers),

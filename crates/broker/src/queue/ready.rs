@@ -152,13 +152,25 @@ impl Ready {
         Some(m)
     }
 
-    /// Takes every message in memory out (the caller empties the tail).
-    pub fn drain(&mut self) -> Vec<QueuedMessage> {
-        let out: Vec<QueuedMessage> = self.levels.iter_mut().flat_map(|l| l.drain()).collect();
+    /// Drops every message in memory (the caller empties the tail): returns how many there
+    /// were, and the seqs of those that are in the queue's log (to acknowledge there). The
+    /// messages are dropped as they are walked, and each chunk of the list with them, so a
+    /// queue of millions deleted or purged never needs a second copy of its list (collecting
+    /// them into a `Vec` first, as before, added up to ~20% of their memory for a moment).
+    pub fn clear(&mut self) -> (usize, Vec<u64>) {
+        let n = self.len;
+        let mut persisted = Vec::new();
+        for level in &mut self.levels {
+            for m in level.drain() {
+                if m.persisted {
+                    persisted.push(m.seq);
+                }
+            }
+        }
         self.len = 0;
         self.bytes = 0;
         self.uneven_expiry = 0;
-        out
+        (n, persisted)
     }
 
     /// Takes out the expired messages in memory at the head of every priority level (where,

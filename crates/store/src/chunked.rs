@@ -375,7 +375,10 @@ mod tests {
                     assert_eq!(c.len(), CHUNK, "middle chunk {i} of {n} not full");
                 }
             }
-            assert_eq!(self.chunks.iter().map(VecDeque::len).sum::<usize>(), self.len);
+            assert_eq!(
+                self.chunks.iter().map(VecDeque::len).sum::<usize>(),
+                self.len
+            );
         }
     }
 

@@ -49,7 +49,11 @@ mod tests {
     #[test]
     fn a_deadline_is_the_instant_it_was_made_from() {
         let now = Instant::now();
-        for t in [now, now + Duration::from_nanos(1), now + Duration::from_secs(3600)] {
+        for t in [
+            now,
+            now + Duration::from_nanos(1),
+            now + Duration::from_secs(3600),
+        ] {
             assert_eq!(Deadline::at(t).instant(), t);
         }
         assert!(Deadline::at(now) < Deadline::at(now + Duration::from_nanos(1)));

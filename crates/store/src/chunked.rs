@@ -25,6 +25,8 @@ pub const CHUNK: usize = 4096;
 /// Small in this crate's tests, so that they exercise many chunks.
 #[cfg(test)]
 pub const CHUNK: usize = 16;
+/// An emptied only chunk of at most this many entries is kept for the next push.
+const KEEP: usize = 64;
 
 /// A deque of `T` stored in chunks of [`CHUNK`] entries.
 #[derive(Debug, Clone)]
@@ -137,24 +139,30 @@ impl<T> Chunked<T> {
         self.len += 1;
     }
 
+    /// Frees chunk `c` if it is empty, unless it is a small only chunk: a queue that keeps
+    /// going from one message to none would otherwise allocate and free a chunk per message.
+    fn emptied(&mut self, c: usize) {
+        if self
+            .chunks
+            .get(c)
+            .is_some_and(|ch| ch.is_empty() && (self.chunks.len() > 1 || ch.capacity() > KEEP))
+        {
+            self.chunks.remove(c);
+        }
+    }
+
     /// Takes the first entry out.
     pub fn pop_front(&mut self) -> Option<T> {
-        let first = self.chunks.front_mut()?;
-        let value = first.pop_front()?;
-        if first.is_empty() {
-            self.chunks.pop_front();
-        }
+        let value = self.chunks.front_mut()?.pop_front()?;
+        self.emptied(0);
         self.len -= 1;
         Some(value)
     }
 
     /// Takes the last entry out.
     pub fn pop_back(&mut self) -> Option<T> {
-        let last = self.chunks.back_mut()?;
-        let value = last.pop_back()?;
-        if last.is_empty() {
-            self.chunks.pop_back();
-        }
+        let value = self.chunks.back_mut()?.pop_back()?;
+        self.emptied(self.chunks.len() - 1);
         self.len -= 1;
         Some(value)
     }
@@ -225,9 +233,7 @@ impl<T> Chunked<T> {
         self.len -= 1;
         let last = self.chunks.len() - 1;
         if c == 0 || c == last {
-            if self.chunks[c].is_empty() {
-                self.chunks.remove(c);
-            }
+            self.emptied(c);
             return Some(value);
         }
         // A middle chunk must stay exactly full: take one entry from the nearer end.
@@ -237,18 +243,14 @@ impl<T> Chunked<T> {
                     self.chunks[j].push_front(v);
                 }
             }
-            if self.chunks[0].is_empty() {
-                self.chunks.pop_front();
-            }
+            self.emptied(0);
         } else {
             for j in c..last {
                 if let Some(v) = self.chunks[j + 1].pop_front() {
                     self.chunks[j].push_back(v);
                 }
             }
-            if self.chunks[last].is_empty() {
-                self.chunks.pop_back();
-            }
+            self.emptied(last);
         }
         Some(value)
     }
@@ -296,9 +298,10 @@ impl<T> Chunked<T> {
             };
             let take = (n - out.len()).min(first.len());
             out.extend(first.drain(..take));
-            if first.is_empty() {
-                self.chunks.pop_front();
+            if take == 0 {
+                break;
             }
+            self.emptied(0);
         }
         self.len -= out.len();
         out
@@ -369,7 +372,10 @@ mod tests {
         fn check(&self) {
             let n = self.chunks.len();
             for (i, c) in self.chunks.iter().enumerate() {
-                assert!(!c.is_empty(), "empty chunk {i} of {n}");
+                assert!(
+                    !c.is_empty() || (n == 1 && self.len == 0),
+                    "empty chunk {i} of {n}"
+                );
                 assert!(c.len() <= CHUNK);
                 if i > 0 && i + 1 < n {
                     assert_eq!(c.len(), CHUNK, "middle chunk {i} of {n} not full");

@@ -152,10 +152,14 @@ async fn vhost_max_queues_refuses_api_declarations_with_400() {
     let first = unique("limited");
     let second = unique("limited");
     let body = serde_json::json!({"durable": false});
-    let created = api.put(&format!("/api/queues/%2F/{first}"), body.clone()).await;
+    let created = api
+        .put(&format!("/api/queues/%2F/{first}"), body.clone())
+        .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     // Declaring it again is not a new queue.
-    let again = api.put(&format!("/api/queues/%2F/{first}"), body.clone()).await;
+    let again = api
+        .put(&format!("/api/queues/%2F/{first}"), body.clone())
+        .await;
     assert_eq!(again.status, 204, "{:?}", again.body);
     let refused = api.put(&format!("/api/queues/%2F/{second}"), body).await;
     assert_eq!(refused.status, 400, "{:?}", refused.body);

@@ -244,7 +244,7 @@ mod tests {
             "{}",
             size_of::<MessageInner>()
         );
-        assert!(size_of::<crate::queue::QueuedMessage>() <= 48);
+        assert!(size_of::<crate::queue::QueuedMessage>() <= 32);
         assert_eq!(size_of::<Message>(), size_of::<usize>());
     }
 }

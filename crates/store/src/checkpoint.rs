@@ -260,12 +260,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Invalid> {
 }
 
 impl Parsed<'_> {
-    /// How many entries the file says it holds (checked by [`Parsed::entries`]); at most one
-    /// per byte of entries, whatever the count field says.
-    pub(crate) fn count(&self) -> u64 {
-        self.count.min(self.entries.len() as u64)
-    }
-
     /// Decodes every entry, checking each against the segment table: a location that is not
     /// inside a covered part of a listed segment, or seqs out of order, reject the checkpoint.
     pub(crate) fn entries(&self, mut visit: impl FnMut(Entry)) -> Result<(), Invalid> {

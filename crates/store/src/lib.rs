@@ -99,6 +99,7 @@
 
 mod checkpoint;
 mod checkpointer;
+pub mod chunked;
 mod error;
 mod files;
 mod flusher;
@@ -111,6 +112,7 @@ mod record;
 mod scan;
 mod store;
 
+pub use chunked::Chunked;
 pub use error::StoreError;
 pub use flusher::SyncCallback;
 pub use latency::{LatencyHistogram, LATENCY_BUCKETS_US};

@@ -16,6 +16,7 @@
 //! Dead letters are collected while the lock is held and routed after it is released, so a
 //! dead-letter cycle between two queues can never take their locks in opposite orders.
 
+mod deadline;
 mod paging;
 mod prio_paging;
 mod ready;
@@ -28,6 +29,7 @@ use crate::message::{DeathReason, Message, PropertiesCodec};
 use crate::record::QueueExtras;
 use crate::value::Table;
 use crate::vhost::VHost;
+pub use deadline::Deadline;
 pub use paging::PagingLimits;
 
 /// A queue's backlog as publishers' flow control sees it ([`Queue::flow_view`]).
@@ -62,8 +64,9 @@ pub struct QueuedMessage {
     pub seq: u64,
     /// It was delivered before and given back.
     pub redelivered: bool,
-    /// When its TTL (the queue's or its own, whichever is shorter) runs out.
-    pub expires_at: Option<Instant>,
+    /// When its TTL (the queue's or its own, whichever is shorter) runs out (8 bytes, not an
+    /// `Instant`'s 16: every ready and unacked message carries one).
+    pub expires_at: Option<Deadline>,
     /// How many times it was given back after a delivery.
     pub delivery_count: u32,
     /// It is in the queue's log on disk (persistent message, or paged out, in a durable
@@ -74,7 +77,7 @@ pub struct QueuedMessage {
 impl QueuedMessage {
     /// Whether its TTL ran out before `now`.
     pub fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|t| now > t)
+        self.expires_at.is_some_and(|t| now > t.instant())
     }
 }
 
@@ -450,7 +453,7 @@ impl Queue {
             let mut m = QueuedMessage {
                 // From this `now`, which the dispatch below also uses: a TTL of 0 has not run
                 // out yet for a consumer that can take the message right away.
-                expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
+                expires_at: ttl.map(|ms| Deadline::at(now + Duration::from_millis(ms))),
                 message,
                 seq: st.next_seq,
                 redelivered: false,
@@ -727,14 +730,15 @@ impl Queue {
                 // Under the lock: a message paged out after it must not be caught.
                 log.ack_range(tail.next..);
             }
-            (st.ready.drain(), tail)
+            (st.ready.clear(), tail)
         };
+        let (dropped, persisted) = dropped;
         if let Some(log) = self.log.get() {
-            for m in dropped.iter().filter(|m| m.persisted) {
-                log.ack(m.seq);
+            for seq in persisted {
+                log.ack(seq);
             }
         }
-        count(dropped.len() + tail.count)
+        count(dropped + tail.count)
     }
 
     /// Writes a persistent message to the log of a durable queue. True when the publisher must
@@ -844,7 +848,7 @@ impl Queue {
             let mut st = self.state.lock();
             st.deleted = true;
             let tail = st.ready.take_tail(|_| {});
-            let messages = count(st.ready.drain().len() + tail.count);
+            let messages = count(st.ready.clear().0 + tail.count);
             Deleted {
                 messages,
                 consumers: std::mem::take(&mut st.consumers),

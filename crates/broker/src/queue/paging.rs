@@ -33,7 +33,7 @@
 //! page out per priority level (`prio_paging.rs`). Everything here runs under the queue's lock: page-in reads the
 //! disk there (a batch of at most the limits, usually from the page cache).
 
-use super::{count, unix_ms, Queue, QueuedMessage, State};
+use super::{count, unix_ms, Deadline, Queue, QueuedMessage, State};
 use crate::message::{Message, Properties, PropertiesCodec};
 use crate::record::{MessageRecord, QueueExtras};
 use bytes::Bytes;
@@ -121,7 +121,7 @@ impl Queue {
     /// The record of a queued message, for its log.
     pub(super) fn record(m: &QueuedMessage, now: Instant) -> MessageRecord {
         let expires_at_ms = m.expires_at.map_or(0, |t| {
-            let left = t.saturating_duration_since(now).as_millis() as u64;
+            let left = t.instant().saturating_duration_since(now).as_millis() as u64;
             unix_ms().saturating_add(left).max(1)
         });
         MessageRecord {
@@ -271,7 +271,7 @@ impl Queue {
             if old { 0 } else { extras.origin },
         );
         let expires_at = (record.expires_at_ms != 0)
-            .then(|| expiry_instant(record.expires_at_ms, unix_now, now));
+            .then(|| Deadline::at(expiry_instant(record.expires_at_ms, unix_now, now)));
         let m = QueuedMessage {
             message,
             seq: r.seq,

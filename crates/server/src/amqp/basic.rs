@@ -114,7 +114,7 @@ impl Channel {
                 if matches!(method, Method::BasicRecover(_)) {
                     self.shared.send(&Method::BasicRecoverOk(BasicRecoverOk {}));
                 }
-                let all: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
+                let all: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain().collect();
                 for u in &all {
                     self.shared.release(&u.credit);
                 }
@@ -429,7 +429,8 @@ impl Channel {
 
     fn check_tag(&self, tag: u64, multiple: bool) -> AmqpResult {
         let d = self.shared.deliveries.lock();
-        if (multiple && tag == 0) || d.unacked.iter().any(|u| u.tag == tag) {
+        let at = d.unacked.partition_point(|u| u.tag < tag);
+        if (multiple && tag == 0) || d.unacked.get(at).is_some_and(|u| u.tag == tag) {
             return Ok(());
         }
         Err(unknown_tag(tag))
@@ -454,12 +455,14 @@ impl Channel {
         };
         let taken: Vec<Unacked> = {
             let mut d = self.shared.deliveries.lock();
-            let found = d.unacked.binary_search_by_key(&tag, |u| u.tag);
+            // Ordered by tag: the entry is at the partition point, if it is there at all.
+            let i = d.unacked.partition_point(|u| u.tag < tag);
+            let found = d.unacked.get(i).is_some_and(|u| u.tag == tag);
             match (multiple, found) {
-                (true, _) if tag == 0 => d.unacked.drain(..).collect(),
-                (true, Ok(i)) => d.unacked.drain(..=i).collect(),
-                (false, Ok(i)) => d.unacked.remove(i).into_iter().collect(),
-                (_, Err(_)) => return Err(unknown_tag(tag)),
+                (true, _) if tag == 0 => d.unacked.drain().collect(),
+                (true, true) => d.unacked.drain_front(i + 1),
+                (false, true) => d.unacked.remove(i).into_iter().collect(),
+                (_, false) => return Err(unknown_tag(tag)),
             }
         };
         for u in &taken {

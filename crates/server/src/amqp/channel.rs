@@ -371,7 +371,7 @@ impl Channel {
         // lets the queue hand the next messages to another consumer, e.g. a single active
         // consumer's successor).
         self.shared.closed.store(true, Ordering::Relaxed);
-        let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain(..).collect();
+        let unacked: Vec<Unacked> = self.shared.deliveries.lock().unacked.drain().collect();
         requeue(unacked);
         for (tag, c) in self.consumers.drain() {
             self.shared.stats.remove_consumer(tag.as_str());

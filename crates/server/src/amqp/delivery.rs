@@ -14,7 +14,7 @@ use amqp_wire::{
 };
 use parking_lot::Mutex;
 use pigeon_broker::{ConsumerSink, Delivered, Queue, QueuedMessage};
-use std::collections::VecDeque;
+use pigeon_store::Chunked;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -42,8 +42,9 @@ pub struct Unacked {
 #[derive(Default)]
 pub struct Deliveries {
     next_tag: u64,
-    /// Ordered by tag.
-    pub unacked: VecDeque<Unacked>,
+    /// Ordered by tag. Chunked: a consumer without a prefetch limit can hold millions, and a
+    /// `VecDeque` would double (copy) them all in one push (`pigeon_store::chunked`).
+    pub unacked: Chunked<Unacked>,
 }
 
 /// The state of a channel shared with the queues that deliver to it.
@@ -96,7 +97,7 @@ impl ChannelShared {
             frame_max,
             deliveries: Mutex::new(Deliveries {
                 next_tag: 1,
-                unacked: VecDeque::new(),
+                unacked: Chunked::new(),
             }),
             unacked: AtomicU32::new(0),
             global_prefetch: AtomicU32::new(0),

@@ -9,9 +9,11 @@
 //!   kept whole in a side table, so nothing is ever lost to the packing.
 //! - Seqs as a broker appends them are consecutive, so entries live in a *dense* window: a
 //!   deque indexed by `seq - base`, an acknowledged message leaving a hole, holes trimmed at
-//!   both ends (16 to 32 bytes per live message, as the deque's capacity is filled, against
-//!   about 49 in a B-tree and 78 before packing, measured with sequential seqs; the deque gives
-//!   its memory back as it drains). A seq a little past the window's end (at most
+//!   both ends (16 bytes per live message plus at most two partly filled chunks of 4096,
+//!   against about 49 in a B-tree and 78 before packing, measured with sequential seqs). The
+//!   deque is [`Chunked`]: it grows and gives memory back 64 KiB at a time, never by doubling
+//!   (a `VecDeque` of 100 million entries would allocate and fill a 3.2 GB buffer in one push,
+//!   which a memory alarm cannot anticipate). A seq a little past the window's end (at most
 //!   [`MAX_GAP`] or a quarter of the window) extends it with holes, as long as the window
 //!   stays at least a quarter full: a broker skips the seqs of messages it never appends
 //!   (transient messages in a durable queue, MQTT QoS 0 beside QoS 1), and those gaps must
@@ -20,11 +22,12 @@
 //!   messages held at its front while the rest flows through), its front is moved to the
 //!   sparse tree, so the window never costs more than four entries per live message.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::iter::Peekable;
 use std::ops::{Bound, RangeBounds};
 
 use super::Location;
+use crate::chunked::Chunked;
 
 /// Segment number of a packed entry whose location is in the side table.
 const WIDE: u32 = u32::MAX;
@@ -62,7 +65,7 @@ impl Entry {
 pub(crate) struct LiveIndex {
     /// Seq of `dense[0]`.
     base: u64,
-    dense: VecDeque<Entry>,
+    dense: Chunked<Entry>,
     /// Entries of `dense` that are not holes.
     dense_live: usize,
     /// Seqs outside the dense window.
@@ -186,7 +189,7 @@ impl LiveIndex {
     /// Adds `holes` slots at the end of the window, taking in the sparse entries they cover.
     fn extend_with_holes(&mut self, holes: usize) {
         let end = self.base + self.dense.len() as u64;
-        self.dense.resize(self.dense.len() + holes, Entry::HOLE);
+        self.dense.extend_with(holes, Entry::HOLE);
         let new_end = end + holes as u64;
         while let Some((&seq, _)) = self.sparse.range(end..new_end).next() {
             if let Some(e) = self.sparse.remove(&seq) {
@@ -235,16 +238,7 @@ impl LiveIndex {
         if self.dense.is_empty() {
             self.base = 0;
         }
-        // Give memory back as a long queue drains (halving at most, so amortised O(1)).
-        let floor = self.dense.len().max(MIN_COMPACT);
-        if self.dense.capacity() > 4 * floor {
-            self.dense.shrink_to(2 * floor);
-        }
-    }
-
-    /// Makes room for `n` more consecutive seqs in the window (a checkpoint being loaded).
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.dense.reserve(n);
+        // Memory goes back as a long queue drains: a chunk is freed as soon as it is empty.
     }
 
     /// The location and delivered flag of a live message.
@@ -279,11 +273,10 @@ impl LiveIndex {
         let skip = usize::try_from(from.saturating_sub(self.base)).unwrap_or(usize::MAX);
         let dense = self
             .dense
-            .iter()
-            .enumerate()
-            .skip(skip)
-            .filter(|(_, e)| !e.is_hole())
-            .map(|(i, e)| (self.base + i as u64, *e));
+            .iter_from(skip)
+            .zip(skip..)
+            .filter(|(e, _)| !e.is_hole())
+            .map(|(e, i)| (self.base + i as u64, *e));
         let sparse = self.sparse.range(from..).map(|(&seq, e)| (seq, *e));
         Merge {
             a: dense.peekable(),

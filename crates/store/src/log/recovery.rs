@@ -304,9 +304,6 @@ fn load_checkpoint(
         }
     }
     let mut entries = 0u64;
-    state
-        .live
-        .reserve(usize::try_from(parsed.count()).unwrap_or(0));
     // Runs of entries share a segment: count them, and look the segment up, once per run.
     let mut run: Option<(u64, u64)> = None;
     let mut exists: Option<(u64, bool)> = None;

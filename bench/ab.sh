@@ -7,6 +7,7 @@
 #
 #   bench/ab.sh OLD_BIN NEW_BIN            # RUNS=3 DURATION=15
 #   RUNS=5 WORKLOADS="amqp" bench/ab.sh A B
+#   BENCH_ARGS="--rate 50000" bench/ab.sh A B   # below both brokers' capacity: compare CPU/msg
 #
 # Workloads: amqp = `pigeon bench -x 2 -y 2 -s 16` (transient, auto-ack);
 #            mqtt = `pigeon bench mqtt --qos 1 -x 2 -y 2 -s 16`.
@@ -63,9 +64,9 @@ run() { # binary workload side -> "consumed_per_s published_per_s cpu_us_per_mes
     local json
     case $2 in
         amqp) json=$("$A" bench --url "amqp://guest:guest@127.0.0.1:$PORT_AMQP/%2f" \
-                  -x 2 -y 2 -s 16 --duration "$DURATION" --json 2>/dev/null) ;;
+                  -x 2 -y 2 -s 16 --duration "$DURATION" ${BENCH_ARGS:-} --json 2>/dev/null) ;;
         mqtt) json=$("$A" bench mqtt --url "mqtt://127.0.0.1:$PORT_MQTT" --qos 1 \
-                  -x 2 -y 2 -s 16 --duration "$DURATION" --json 2>/dev/null) ;;
+                  -x 2 -y 2 -s 16 --duration "$DURATION" ${BENCH_ARGS:-} --json 2>/dev/null) ;;
     esac
     local ticks; ticks=$(cpu_ticks "$broker")
     kill "$broker"; wait "$broker" 2>/dev/null || true; broker=""

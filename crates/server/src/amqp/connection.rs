@@ -1,11 +1,14 @@
-//! One AMQP connection: the handshake, the frame loop, heartbeats and the close handshake.
+//! One AMQP connection: the handshake, the frame loop, heartbeats and the close handshake
+//! (the channel-0 methods, `connection.start` to `connection.close-ok`, are in
+//! `connection/handshake.rs`).
 //!
 //! The connection task owns the socket's read half and every channel. It reads as much as the
 //! socket has, handles every complete frame in the buffer, then flushes per-channel work
 //! (coalesced publisher confirms, queue dispatch after acks) before reading again. Its
 //! outbound bytes go through [`Outbound`], drained by a writer task of its own.
 
-use super::auth::{self, AuthError, MECHANISMS, MECHANISMS_WITH_EXTERNAL};
+mod handshake;
+
 use super::channel::{Channel, ConnCtx};
 use super::error::{AmqpError, AmqpResult};
 use crate::authz::Authz;
@@ -17,13 +20,11 @@ use crate::transport::{PeerInfo, ReadHalf, TlsInfo, Transport};
 use crate::ServerState;
 use amqp_wire::{
     decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,
-    ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune, ConnectionUpdateSecretOk,
-    FieldTable, FieldValue, Frame, Method, ReplyCode, ShortString, FRAME_MIN_SIZE, PROTOCOL_HEADER,
+    ConnectionCloseOk, Frame, Method, ReplyCode, ShortString, PROTOCOL_HEADER,
 };
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -386,54 +387,6 @@ impl Connection {
         }
     }
 
-    fn send_start(&self) {
-        let mut caps = FieldTable::new();
-        for cap in [
-            "publisher_confirms",
-            "exchange_exchange_bindings",
-            "basic.nack",
-            "consumer_cancel_notify",
-            "connection.blocked",
-            "authentication_failure_close",
-            "per_consumer_qos",
-        ] {
-            caps.insert(ShortString::from_static(cap), FieldValue::Bool(true));
-        }
-        let text = |s: &'static str| FieldValue::LongString(Bytes::from_static(s.as_bytes()));
-        let mut props = FieldTable::new();
-        props.insert(
-            ShortString::from_static("capabilities"),
-            FieldValue::Table(caps),
-        );
-        props.insert(ShortString::from_static("product"), text("Pigeon"));
-        props.insert(
-            ShortString::from_static("version"),
-            text(env!("CARGO_PKG_VERSION")),
-        );
-        props.insert(ShortString::from_static("platform"), text("Rust"));
-        props.insert(
-            ShortString::from_static("information"),
-            text("AMQP 0-9-1 and MQTT message broker"),
-        );
-        self.send(
-            0,
-            &Method::ConnectionStart(ConnectionStart {
-                version_major: 0,
-                version_minor: 9,
-                server_properties: props,
-                // EXTERNAL only with a verified client certificate (its `should_offer`).
-                mechanisms: Bytes::from_static(
-                    if self.tls.as_ref().is_some_and(|t| !t.peer_certs.is_empty()) {
-                        MECHANISMS_WITH_EXTERNAL
-                    } else {
-                        MECHANISMS
-                    },
-                ),
-                locales: Bytes::from_static(b"en_US"),
-            }),
-        );
-    }
-
     fn send(&self, channel: u16, method: &Method) {
         self.out.send(|b| encode_method_frame(channel, method, b));
     }
@@ -481,188 +434,6 @@ impl Connection {
                 AmqpError::new(ReplyCode::UnexpectedFrame, "content frame on channel 0"),
             ),
             other => self.handle_channel_frame(other.channel(), other),
-        }
-    }
-
-    fn handle_connection_method(&mut self, method: Method) -> AmqpResult {
-        match (self.phase, method) {
-            (_, Method::ConnectionClose(m)) => {
-                tracing::debug!(peer = %self.peer, code = m.reply_code, text = %m.reply_text, "client closed connection");
-                self.release();
-                self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
-                // Read on until the client hangs up (see `Phase::Closed`). RabbitMQ's bound is
-                // the negotiated heartbeat when under 30 s, else 30 s (`close_connection`);
-                // ours is the handshake timeout.
-                let linger = self.server.config.handshake_timeout;
-                self.phase = Phase::Closed(Instant::now() + linger);
-                Ok(())
-            }
-            (Phase::AwaitStartOk, Method::ConnectionStartOk(m)) => self.start_ok(m),
-            (Phase::AwaitTuneOk, Method::ConnectionTuneOk(m)) => {
-                let server = &self.server.config;
-                if m.frame_max != 0 && m.frame_max < FRAME_MIN_SIZE {
-                    return Err(AmqpError::new(
-                        ReplyCode::NotAllowed,
-                        format!("frame_max={} < {FRAME_MIN_SIZE} min size", m.frame_max),
-                    ));
-                }
-                if m.frame_max > server.frame_max || (m.frame_max == 0 && server.frame_max != 0) {
-                    if m.frame_max != 0 {
-                        return Err(AmqpError::new(
-                            ReplyCode::NotAllowed,
-                            format!("frame_max={} > {} max size", m.frame_max, server.frame_max),
-                        ));
-                    }
-                } else {
-                    self.frame_max = m.frame_max;
-                }
-                if m.channel_max > server.channel_max {
-                    return Err(AmqpError::new(
-                        ReplyCode::NotAllowed,
-                        format!("channel_max={} > {} max", m.channel_max, server.channel_max),
-                    ));
-                }
-                if m.channel_max != 0 {
-                    self.channel_max = m.channel_max;
-                }
-                self.heartbeat = m.heartbeat;
-                let (frame_max, channel_max) = (self.frame_max, self.channel_max);
-                self.reg.entry.update(|d| {
-                    d.timeout = m.heartbeat;
-                    d.frame_max = frame_max;
-                    d.channel_max = channel_max;
-                });
-                self.phase = Phase::AwaitOpen;
-                Ok(())
-            }
-            (Phase::AwaitOpen, Method::ConnectionOpen(m)) => {
-                // rabbit_access_control:check_vhost_access: the vhost must exist and the user
-                // have permissions there; one answer for both (530).
-                let name = m.virtual_host.as_str();
-                let user = self.user.as_ref().map_or(String::new(), |u| u.name.clone());
-                let access = self.server.broker.access();
-                // rabbit_reader connection.open: the vhost's and the user's connection
-                // limits first, then access to the vhost; each refusal is 530 NOT_ALLOWED.
-                let slots = match self.server.broker.vhost(name) {
-                    Some(_) => Some(
-                        self.server
-                            .limits
-                            .open_connection(access, name, &user)
-                            .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?,
-                    ),
-                    None => None,
-                };
-                let vhost = self
-                    .server
-                    .broker
-                    .vhost(name)
-                    .filter(|_| crate::auth::may_open_vhost(&self.server.broker, &user, name));
-                let Some(vhost) = vhost else {
-                    return Err(AmqpError::new(
-                        ReplyCode::NotAllowed,
-                        crate::auth::vhost_refused(&user, name),
-                    ));
-                };
-                let authz = Authz::compile(access, &user, vhost.name(), None);
-                self._slots = slots;
-                self.ctx = Some(ConnCtx {
-                    broker: Arc::clone(&self.server.broker),
-                    vhost,
-                    conn_id: self.id,
-                    out: Arc::clone(&self.out),
-                    frame_max: self.frame_max,
-                    max_message_size: self.server.config.max_message_size,
-                    cancel_notify: self.cancel_notify,
-                    store: self.server.store.clone(),
-                    synced: Arc::clone(&self.synced),
-                    wake_epoch: AtomicU64::new(0),
-                    authz,
-                    limits_user: user,
-                    counters: Arc::clone(&self.reg.entry.counters),
-                });
-                self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
-                self.reg.entry.update(|d| {
-                    d.vhost = name.to_string();
-                    d.state = ConnState::Running;
-                });
-                self.phase = Phase::Open;
-                Ok(())
-            }
-            (Phase::Open, Method::ConnectionUpdateSecret(_)) => {
-                self.send(
-                    0,
-                    &Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk {}),
-                );
-                Ok(())
-            }
-            (Phase::Open, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => Ok(()),
-            (_, method) => Err(AmqpError::new(
-                ReplyCode::CommandInvalid,
-                format!("unexpected {} on channel 0", method.name()),
-            )
-            .on(&method)),
-        }
-    }
-
-    fn start_ok(&mut self, m: amqp_wire::ConnectionStartOk) -> AmqpResult {
-        if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
-            let flag = |k: &str| matches!(caps.get(k), Some(FieldValue::Bool(true)));
-            self.cancel_notify = flag("consumer_cancel_notify");
-            self.blocked_notify = flag("connection.blocked");
-            self.auth_failure_close = flag("authentication_failure_close");
-        }
-        let auth = &self.server.auth;
-        let result = if m.mechanism.as_str() == "EXTERNAL" {
-            // SASL EXTERNAL (rabbitmq_auth_mechanism_ssl): the user named by the verified
-            // client certificate; offered only when there is one.
-            let from = self.server.config.ssl_cert_login_from;
-            match crate::cert_login::user_name(self.tls.as_deref(), from) {
-                Some(name) => auth.authenticate_external(&name, self.peer.ip()),
-                None => Err(AuthError::Mechanism("EXTERNAL".into())),
-            }
-        } else {
-            auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer.ip())
-        };
-        match result {
-            Ok(user) => {
-                tracing::debug!(peer = %self.peer, user = %user.name, "authenticated");
-                self.reg.entry.update(|d| {
-                    d.user = user.name.clone();
-                    d.client_properties = m.client_properties.clone();
-                });
-                self.user = Some(user);
-                let c = &self.server.config;
-                self.send(
-                    0,
-                    &Method::ConnectionTune(ConnectionTune {
-                        channel_max: c.channel_max,
-                        frame_max: c.frame_max,
-                        heartbeat: c.heartbeat,
-                    }),
-                );
-                self.phase = Phase::AwaitTuneOk;
-                Ok(())
-            }
-            Err(e) => {
-                // Credential failures were logged by the authenticator; parse errors here.
-                if matches!(e, AuthError::Mechanism(_) | AuthError::Malformed(_)) {
-                    tracing::warn!(peer = %self.peer, error = %e, "login refused");
-                }
-                let mut err = AmqpError::new(
-                    ReplyCode::AccessRefused,
-                    format!(
-                        "Login was refused using authentication mechanism {}. For details see the broker logfile.",
-                        m.mechanism
-                    ),
-                );
-                err.force_connection = true;
-                if !self.auth_failure_close {
-                    // Clients without the capability expect the socket to just close.
-                    self.phase = Phase::Done;
-                    return Ok(());
-                }
-                Err(err)
-            }
         }
     }
 

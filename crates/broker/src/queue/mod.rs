@@ -16,11 +16,13 @@
 //! Dead letters are collected while the lock is held and routed after it is released, so a
 //! dead-letter cycle between two queues can never take their locks in opposite orders.
 
+mod consumers;
 mod deadline;
 mod paging;
 mod prio_paging;
 mod ready;
 pub mod settings;
+mod views;
 mod volatile;
 
 use crate::consumer::{ConnectionId, ConsumerEntry, Delivered};
@@ -304,114 +306,6 @@ impl Queue {
         }
     }
 
-    /// Its name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// How it was declared.
-    pub fn options(&self) -> &QueueOptions {
-        &self.options
-    }
-
-    /// Its effective settings (arguments and policy).
-    pub fn settings(&self) -> QueueSettings {
-        self.state.lock().settings.clone()
-    }
-
-    /// Whether redeliveries carry a delivery count (the queue has a delivery limit). Safe to
-    /// call from a consumer sink.
-    pub fn counts_deliveries(&self) -> bool {
-        self.counts_deliveries.load(Ordering::Relaxed)
-    }
-
-    /// Ready messages, paged out or not (not counting those out for delivery).
-    pub fn message_count(&self) -> u32 {
-        count(self.state.lock().ready.len())
-    }
-
-    /// Body bytes of the ready messages, paged out or not (see [`Queue::resident_bytes`] for
-    /// the memory alarm).
-    pub fn queued_bytes(&self) -> usize {
-        self.state.lock().ready.bytes()
-    }
-
-    /// Ready messages, the length limit (`x-max-length`) and whether anyone consumes, read
-    /// under one lock: what a publisher's flow control weighs.
-    pub fn backlog(&self) -> (usize, Option<usize>, bool) {
-        let st = self.state.lock();
-        (
-            st.ready.len(),
-            st.settings.max_length,
-            !st.consumers.is_empty(),
-        )
-    }
-
-    /// What a publisher's flow control weighs, read under one lock. `own` lists the consumer
-    /// owners (channels, sessions) of the publisher itself: a queue only they consume from
-    /// would wait for the publisher that waits for it.
-    pub fn flow_view(&self, own: &[u64]) -> FlowView {
-        let st = self.state.lock();
-        FlowView {
-            ready: st.ready.len(),
-            resident: st.ready.resident_len(),
-            resident_bytes: st.ready.resident_bytes(),
-            max_length: st.settings.max_length,
-            other_consumers: st.consumers.iter().any(|c| !own.contains(&c.owner)),
-        }
-    }
-
-    /// Messages dropped so far by a length limit.
-    pub fn dropped_count(&self) -> u64 {
-        self.state.lock().dropped
-    }
-
-    /// Messages delivered and not yet acknowledged (the management API's
-    /// `messages_unacknowledged`).
-    pub fn unacked_count(&self) -> u32 {
-        count(self.state.lock().unacked)
-    }
-
-    /// The vhost it belongs to.
-    pub fn vhost_name(&self) -> &str {
-        &self.vhost_name
-    }
-
-    /// Its counts and counters, read under one lock (the management API and Prometheus).
-    pub fn stats(&self) -> QueueStats {
-        let st = self.state.lock();
-        QueueStats {
-            ready: count(st.ready.len()),
-            unacked: count(st.unacked),
-            bytes: st.ready.bytes() as u64,
-            paged_out: count(st.ready.tail.count),
-            consumers: count(st.consumers.len()),
-            dropped: st.dropped,
-            counters: st.counters,
-        }
-    }
-
-    /// Registered consumers.
-    pub fn consumer_count(&self) -> u32 {
-        count(self.state.lock().consumers.len())
-    }
-
-    /// Checks that `connection` may use this queue (AMQP 405 RESOURCE_LOCKED otherwise).
-    pub fn check_access(&self, connection: ConnectionId) -> Result<()> {
-        match self.options.exclusive_owner {
-            Some(owner) if owner != connection => Err(BrokerError::ResourceLocked(format!(
-                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'",
-                self.name, self.vhost_name
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Marks the queue used now (a declaration), for `x-expires`.
-    pub fn touch(&self) {
-        self.state.lock().last_used = Instant::now();
-    }
-
     /// Runs `f` under the lock, then routes whatever it dead-lettered.
     fn locked<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, &mut Dead) -> R) -> R {
         let (r, dead) = {
@@ -530,7 +424,7 @@ impl Queue {
             if st.ready.head_len() == 0 {
                 return;
             }
-            let Some(i) = pick_consumer(st) else {
+            let Some(i) = consumers::pick_consumer(st) else {
                 return;
             };
             let Some(message) = st.ready.pop_front() else {
@@ -638,79 +532,6 @@ impl Queue {
             }
             self.dispatch_locked(st, Instant::now(), dead);
         });
-    }
-
-    /// Registers a consumer and delivers to it what it has credit for. `on_added` runs once the
-    /// consumer is accepted and before anything is delivered to it (AMQP sends `consume-ok`
-    /// there, which must precede the first `basic.deliver`).
-    pub fn add_consumer(
-        self: &Arc<Self>,
-        consumer: ConsumerEntry,
-        on_added: impl FnOnce(),
-    ) -> Result<()> {
-        self.locked(|st, dead| {
-            if st.deleted {
-                return Err(BrokerError::NotFound(format!(
-                    "no queue '{}' in vhost '{}'",
-                    self.name, self.vhost_name
-                )));
-            }
-            if st.consumers.iter().any(|c| c.exclusive)
-                || (consumer.exclusive && !st.consumers.is_empty())
-            {
-                return Err(BrokerError::AccessRefused(format!(
-                    "queue '{}' in vhost '{}' in exclusive use",
-                    self.name, self.vhost_name
-                )));
-            }
-            on_added();
-            // With a single active consumer, registration order alone decides which one is
-            // active (RabbitMQ 3.10 ignores x-priority there): a later consumer never takes
-            // over while the active one may still hold unacknowledged messages.
-            let at = if st.settings.single_active_consumer {
-                st.consumers.len()
-            } else {
-                st.consumers
-                    .iter()
-                    .position(|c| c.priority < consumer.priority)
-                    .unwrap_or(st.consumers.len())
-            };
-            if at <= st.cursor && at < st.consumers.len() {
-                st.cursor += 1;
-            }
-            st.consumers.insert(at, consumer);
-            st.had_consumer = true;
-            let now = Instant::now();
-            st.last_used = now;
-            self.dispatch_locked(st, now, dead);
-            Ok(())
-        })
-    }
-
-    /// Removes the consumer `tag` of `owner`. Returns `Some(unused)` if it existed, where
-    /// `unused` says the queue is auto-delete and has now lost its last consumer. With a
-    /// single active consumer, the next one takes over.
-    pub fn remove_consumer(self: &Arc<Self>, owner: u64, tag: &str) -> Option<bool> {
-        self.locked(|st, dead| {
-            let at = st
-                .consumers
-                .iter()
-                .position(|c| c.owner == owner && &*c.tag == tag)?;
-            st.consumers.remove(at);
-            if st.settings.single_active_consumer && at == 0 && st.unacked > 0 {
-                st.sac_handover = true;
-            }
-            if st.cursor > at {
-                st.cursor -= 1;
-            }
-            if st.cursor >= st.consumers.len() {
-                st.cursor = 0;
-            }
-            let now = Instant::now();
-            st.last_used = now;
-            self.dispatch_locked(st, now, dead);
-            Some(self.options.auto_delete && st.had_consumer && st.consumers.is_empty())
-        })
     }
 
     /// Drops every ready message, paged out or not; returns how many.
@@ -881,46 +702,6 @@ impl Queue {
             }
         }
     }
-}
-
-/// Picks the consumer for the next message and takes its credit: the highest consumer
-/// priority first, round-robin within a priority; with a single active consumer, only the
-/// first one.
-fn pick_consumer(st: &mut State) -> Option<usize> {
-    let n = st.consumers.len();
-    if n == 0 {
-        return None;
-    }
-    if st.settings.single_active_consumer {
-        if st.sac_handover {
-            return None;
-        }
-        return st.consumers[0].sink.try_reserve().then_some(0);
-    }
-    let mut start = 0;
-    while start < n {
-        let p = st.consumers[start].priority;
-        let end = start
-            + st.consumers[start..]
-                .iter()
-                .take_while(|c| c.priority == p)
-                .count();
-        let len = end - start;
-        let first = if (start..end).contains(&st.cursor) {
-            st.cursor - start
-        } else {
-            0
-        };
-        for k in 0..len {
-            let i = start + (first + k) % len;
-            if st.consumers[i].sink.try_reserve() {
-                st.cursor = i + 1;
-                return Some(i);
-            }
-        }
-        start = end;
-    }
-    None
 }
 
 impl std::fmt::Debug for Queue {

@@ -1,0 +1,114 @@
+//! What a queue tells about itself: its name, options, settings, counts and statistics, read
+//! under its lock (the management API, the metrics, flow control and `queue.declare-ok`).
+
+use super::*;
+
+impl Queue {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How it was declared.
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    /// Its effective settings (arguments and policy).
+    pub fn settings(&self) -> QueueSettings {
+        self.state.lock().settings.clone()
+    }
+
+    /// Whether redeliveries carry a delivery count (the queue has a delivery limit). Safe to
+    /// call from a consumer sink.
+    pub fn counts_deliveries(&self) -> bool {
+        self.counts_deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Ready messages, paged out or not (not counting those out for delivery).
+    pub fn message_count(&self) -> u32 {
+        count(self.state.lock().ready.len())
+    }
+
+    /// Body bytes of the ready messages, paged out or not (see [`Queue::resident_bytes`] for
+    /// the memory alarm).
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().ready.bytes()
+    }
+
+    /// Ready messages, the length limit (`x-max-length`) and whether anyone consumes, read
+    /// under one lock: what a publisher's flow control weighs.
+    pub fn backlog(&self) -> (usize, Option<usize>, bool) {
+        let st = self.state.lock();
+        (
+            st.ready.len(),
+            st.settings.max_length,
+            !st.consumers.is_empty(),
+        )
+    }
+
+    /// What a publisher's flow control weighs, read under one lock. `own` lists the consumer
+    /// owners (channels, sessions) of the publisher itself: a queue only they consume from
+    /// would wait for the publisher that waits for it.
+    pub fn flow_view(&self, own: &[u64]) -> FlowView {
+        let st = self.state.lock();
+        FlowView {
+            ready: st.ready.len(),
+            resident: st.ready.resident_len(),
+            resident_bytes: st.ready.resident_bytes(),
+            max_length: st.settings.max_length,
+            other_consumers: st.consumers.iter().any(|c| !own.contains(&c.owner)),
+        }
+    }
+
+    /// Messages dropped so far by a length limit.
+    pub fn dropped_count(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    /// Messages delivered and not yet acknowledged (the management API's
+    /// `messages_unacknowledged`).
+    pub fn unacked_count(&self) -> u32 {
+        count(self.state.lock().unacked)
+    }
+
+    /// The vhost it belongs to.
+    pub fn vhost_name(&self) -> &str {
+        &self.vhost_name
+    }
+
+    /// Its counts and counters, read under one lock (the management API and Prometheus).
+    pub fn stats(&self) -> QueueStats {
+        let st = self.state.lock();
+        QueueStats {
+            ready: count(st.ready.len()),
+            unacked: count(st.unacked),
+            bytes: st.ready.bytes() as u64,
+            paged_out: count(st.ready.tail.count),
+            consumers: count(st.consumers.len()),
+            dropped: st.dropped,
+            counters: st.counters,
+        }
+    }
+
+    /// Registered consumers.
+    pub fn consumer_count(&self) -> u32 {
+        count(self.state.lock().consumers.len())
+    }
+
+    /// Checks that `connection` may use this queue (AMQP 405 RESOURCE_LOCKED otherwise).
+    pub fn check_access(&self, connection: ConnectionId) -> Result<()> {
+        match self.options.exclusive_owner {
+            Some(owner) if owner != connection => Err(BrokerError::ResourceLocked(format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'",
+                self.name, self.vhost_name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Marks the queue used now (a declaration), for `x-expires`.
+    pub fn touch(&self) {
+        self.state.lock().last_used = Instant::now();
+    }
+}

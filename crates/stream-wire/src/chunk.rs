@@ -138,9 +138,7 @@ impl ChunkHeader {
 
     /// Reads a header from the first 48 bytes of `buf` (the rest is ignored).
     pub fn parse(buf: &[u8]) -> Result<Self, WireError> {
-        let head = buf
-            .get(..CHUNK_HEADER_SIZE)
-            .ok_or(WireError::Truncated)?;
+        let head = buf.get(..CHUNK_HEADER_SIZE).ok_or(WireError::Truncated)?;
         let mut c = Cursor::new(Bytes::copy_from_slice(head));
         Self::decode(&mut c)
     }

@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn too_large_is_0x0e_everything_else_0x0d() {
-        let e = WireError::FrameTooLarge { size: 9000, max: 8192 };
+        let e = WireError::FrameTooLarge {
+            size: 9000,
+            max: 8192,
+        };
         assert_eq!(e.response_code().code(), 0x0e);
         assert_eq!(e.close_reason(), "frame too large");
         for e in [

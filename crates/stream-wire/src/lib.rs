@@ -56,8 +56,8 @@ mod response_code;
 mod types;
 
 pub use chunk::{
-    compression, crc32, Chunk, ChunkHeader, ChunkType, Entries, Entry, SubBatch,
-    CHUNK_HEADER_SIZE, CHUNK_MAGIC_VERSION,
+    compression, crc32, Chunk, ChunkHeader, ChunkType, Entries, Entry, SubBatch, CHUNK_HEADER_SIZE,
+    CHUNK_MAGIC_VERSION,
 };
 pub use command::*;
 pub use error::WireError;

@@ -152,6 +152,9 @@ mod tests {
         assert_eq!(ResponseCode::FrameTooLarge.code(), 0x0e);
         assert_eq!(ResponseCode::NoOffset.code(), 0x13);
         assert!(ResponseCode::from(1).is_ok());
-        assert_eq!(ResponseCode::AccessRefused.to_string(), "AccessRefused (0x10)");
+        assert_eq!(
+            ResponseCode::AccessRefused.to_string(),
+            "AccessRefused (0x10)"
+        );
     }
 }

@@ -256,8 +256,7 @@ impl Cursor {
 
     /// A `string` that may not be null.
     pub(crate) fn str(&mut self) -> Result<Str, WireError> {
-        self.nullable_str()?
-            .ok_or(WireError::NegativeLength(-1))
+        self.nullable_str()?.ok_or(WireError::NegativeLength(-1))
     }
 
     /// A `string` where -1 means null.

@@ -337,4 +337,6 @@ impl Response {
 }
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod commands;
 mod no_panic;
 mod round_trip;
 mod strategies;

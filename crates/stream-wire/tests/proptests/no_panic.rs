@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use stream_wire::*;
 
-use crate::strategies::*;
+use crate::commands::*;
 
 /// A decoded command survives encode -> decode unchanged.
 fn check_reencode(command: &Command) {

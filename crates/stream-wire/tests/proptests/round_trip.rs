@@ -5,6 +5,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use stream_wire::*;
 
+use crate::commands::*;
 use crate::strategies::*;
 
 /// Encodes, decodes with a limit exactly the frame's size, and compares value and bytes.

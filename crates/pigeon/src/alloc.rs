@@ -34,9 +34,10 @@ const CONF_VAR: &str = "_RJEM_MALLOC_CONF";
 /// instead of jemalloc's default of 1 to 7 pages, or as many as a slab may hold (512 regions)
 /// for the smallest classes. jemalloc keeps a 128-byte descriptor per slab (`edata_t`) and never
 /// gives descriptor memory back (it is reused, not freed), so the number of slabs at a peak is
-/// a permanent cost: a flood of 25 M queued 16-byte messages (7 GB) left 61 MB of descriptors
-/// (70 MiB of RSS above the start once the queue was gone) with the defaults, 26 MB with
-/// larger slabs. Measurements: docs/performance.md, "Allocator".
+/// a permanent cost: a flood of 22 M queued 16-byte messages (6.6 GB) left 61 MB of
+/// descriptors (70 MiB of RSS above the start once the queue was gone) with the defaults; with
+/// these slabs 24 M messages left 29 MB (40 MiB above the start). Measurements:
+/// docs/performance.md, "Allocator".
 const STARTUP_OPTIONS: &str = "slab_sizes:1-4096:16";
 
 /// Why the restart with [`STARTUP_OPTIONS`] did not happen, if it was tried and failed

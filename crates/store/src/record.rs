@@ -196,7 +196,10 @@ mod tests {
         assert_eq!(buf.len() as u32, message_frame_len(5, true).unwrap());
         let p = decode_frame(&buf).unwrap();
         assert_eq!((p.seq, p.kind), (42, Some(Kind::TaggedMessage)));
-        assert_eq!(message_parts(p.kind, p.body), Some((Some(7), &b"hello"[..])));
+        assert_eq!(
+            message_parts(p.kind, p.body),
+            Some((Some(7), &b"hello"[..]))
+        );
         assert_eq!(message_parts(p.kind, &[]), None, "no room for the tag");
     }
 

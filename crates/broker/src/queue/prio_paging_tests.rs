@@ -1,9 +1,7 @@
 //! Tests of priority queues' paging (`prio_paging.rs`).
 
 use super::SeqList;
-use crate::message::{
-    Death, Message, MessageMeta, Properties, PropertiesCodec, PropertiesView,
-};
+use crate::message::{Death, Message, MessageMeta, Properties, PropertiesCodec, PropertiesView};
 use crate::queue::{PagingLimits, Queue, QueueOptions};
 use crate::value::{Table, Value};
 use crate::Broker;
@@ -202,7 +200,9 @@ fn a_crashed_priority_queue_restarts_from_its_checkpoint_in_exact_order() {
     let mut redelivered = std::collections::HashSet::new();
     let (store, q) = queue(&dir, 8, true);
     let log = || q.log.get().cloned().unwrap();
-    let take_some = |n: usize, live: &mut Vec<(String, u8, bool)>, redelivered: &mut std::collections::HashSet<String>| {
+    let take_some = |n: usize,
+                     live: &mut Vec<(String, u8, bool)>,
+                     redelivered: &mut std::collections::HashSet<String>| {
         // Every third one taken goes back (delivered, so redelivered after the restart); the
         // others are acknowledged.
         let taken: Vec<_> = (0..n).map(|_| q.get(false).unwrap().0).collect();
@@ -249,7 +249,10 @@ fn a_crashed_priority_queue_restarts_from_its_checkpoint_in_exact_order() {
     let log = q.log.get().cloned().unwrap();
     let opened = log.recover().stats;
     assert!(
-        matches!(opened.checkpoint, pigeon_store::CheckpointOutcome::Loaded { .. }),
+        matches!(
+            opened.checkpoint,
+            pigeon_store::CheckpointOutcome::Loaded { .. }
+        ),
         "{:?}",
         opened.checkpoint
     );

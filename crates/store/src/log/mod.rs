@@ -378,11 +378,7 @@ impl QueueLog {
     /// Every live message in seq order, with what opening the log found.
     pub fn recover(&self) -> Recovery {
         let st = self.state.lock();
-        let messages = st
-            .live
-            .from_tagged(0)
-            .map(RecoveredMessage::from)
-            .collect();
+        let messages = st.live.from_tagged(0).map(RecoveredMessage::from).collect();
         Recovery {
             messages,
             stats: self.opened.clone(),

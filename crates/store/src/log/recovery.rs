@@ -164,8 +164,10 @@ pub(crate) fn open_dir(
         }
         let path = LogFile::Segment(n).path(dir);
         let mut found = Vec::new();
-        let scanned = scan::scan(&path, from.seg_len, |offset, len, p| {
-            match record::message_parts(p.kind, p.body) {
+        let scanned = scan::scan(
+            &path,
+            from.seg_len,
+            |offset, len, p| match record::message_parts(p.kind, p.body) {
                 Some((tag, _)) => {
                     if !events.acked.contains(&(offset, p.seq)) {
                         let delivered = events.delivered.contains(&(offset, p.seq));
@@ -175,8 +177,8 @@ pub(crate) fn open_dir(
                 None => {
                     warn!(file = %path.display(), offset, kind = ?p.kind, "skipping a non-message record in a segment")
                 }
-            }
-        })?;
+            },
+        )?;
         let seg_len = finish(scanned, sync, &mut stats)?;
         stats.segments += 1;
         if let Some(segment) = state.segments.get_mut(&n) {
@@ -327,7 +329,9 @@ fn load_checkpoint(
             offset: e.offset,
             len: e.len,
         };
-        state.live.insert_tagged(e.seq, location, e.delivered, e.tag);
+        state
+            .live
+            .insert_tagged(e.seq, location, e.delivered, e.tag);
         run = match run {
             Some((n, count)) if n == e.segment => Some((n, count + 1)),
             other => {

@@ -160,7 +160,7 @@ impl QueueLog {
                 if st.deleted {
                     return Ok(None);
                 }
-                chunk.extend(st.live.from_tagged(from).take(CHUNK));
+                chunk.extend(st.live.tagged_from(from).take(CHUNK));
             }
             let Some(&(last, _, _, _)) = chunk.last() else {
                 break;

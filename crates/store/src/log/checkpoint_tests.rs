@@ -61,7 +61,7 @@ type Model = BTreeMap<u64, (Vec<u8>, bool)>;
 type Segments = BTreeMap<u64, (u64, u64, u64)>;
 
 fn describe(state: &LogState) -> (Listing, Segments) {
-    let listing = state.live.from_tagged(0).collect();
+    let listing = state.live.tagged_from(0).collect();
     let segments = state
         .segments
         .iter()

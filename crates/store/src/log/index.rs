@@ -294,12 +294,12 @@ impl LiveIndex {
     /// The live messages with a seq of at least `from`, in seq order: (seq, location,
     /// delivered).
     pub(crate) fn from(&self, from: u64) -> impl Iterator<Item = (u64, Location, bool)> + '_ {
-        self.from_tagged(from)
+        self.tagged_from(from)
             .map(|(seq, location, delivered, _)| (seq, location, delivered))
     }
 
     /// [`LiveIndex::from`] with each message's tag.
-    pub(crate) fn from_tagged(
+    pub(crate) fn tagged_from(
         &self,
         from: u64,
     ) -> impl Iterator<Item = (u64, Location, bool, Option<u8>)> + '_ {

@@ -378,7 +378,7 @@ impl QueueLog {
     /// Every live message in seq order, with what opening the log found.
     pub fn recover(&self) -> Recovery {
         let st = self.state.lock();
-        let messages = st.live.from_tagged(0).map(RecoveredMessage::from).collect();
+        let messages = st.live.tagged_from(0).map(RecoveredMessage::from).collect();
         Recovery {
             messages,
             stats: self.opened.clone(),
@@ -391,7 +391,7 @@ impl QueueLog {
     pub fn live_from(&self, from: u64, limit: usize) -> Vec<RecoveredMessage> {
         let st = self.state.lock();
         st.live
-            .from_tagged(from)
+            .tagged_from(from)
             .take(limit)
             .map(RecoveredMessage::from)
             .collect()

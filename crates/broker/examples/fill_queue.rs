@@ -3,12 +3,15 @@
 //!
 //! ```text
 //! pigeon serve --data-dir DIR ...   # once, then stop it: creates vhost '/' and its user
-//! cargo run --release -p pigeon-broker --example fill_queue -- DIR COUNT [BYTES] [QUEUE]
+//! cargo run --release -p pigeon-broker --example fill_queue -- DIR COUNT [BYTES] [QUEUE] [MAX_PRIORITY]
 //! ```
 //!
 //! The messages are what an AMQP client publishing with `delivery_mode` 2 to the default
 //! exchange leaves in the log: properties encoded as AMQP basic properties (flags word
-//! `0x1000`, delivery mode 2), so the real server decodes them at restart.
+//! `0x1000`, delivery mode 2), so the real server decodes them at restart. With
+//! `MAX_PRIORITY`, the queue is a priority queue (`x-max-priority`) and message `i` has
+//! priority `i * 7 % (MAX_PRIORITY + 1)` (flags `0x1800`, delivery mode 2, priority), so the
+//! levels interleave in the log.
 
 #![allow(clippy::unwrap_used)] // an example: a failure should stop it loudly
 
@@ -25,16 +28,22 @@ use pigeon_store::{Store, StoreOptions};
 /// AMQP basic properties with only `delivery_mode` = 2.
 const PERSISTENT: &[u8] = &[0x10, 0x00, 0x02];
 
-/// Just enough of the AMQP codec for these messages: persistent, nothing else.
+/// AMQP basic properties with `delivery_mode` = 2 and `priority` = `p`.
+fn persistent_with_priority(p: u8) -> Bytes {
+    Bytes::from(vec![0x18, 0x00, 0x02, p])
+}
+
+/// Just enough of the AMQP codec for these messages: persistent, and a priority if any.
 struct Persistent;
 
 impl PropertiesCodec for Persistent {
     fn view(&self, _: &Bytes) -> PropertiesView {
         PropertiesView::default()
     }
-    fn meta(&self, _: &Bytes) -> MessageMeta {
+    fn meta(&self, raw: &Bytes) -> MessageMeta {
         MessageMeta {
             persistent: true,
+            priority: (raw.first() == Some(&0x18)).then(|| raw.get(3).copied().unwrap_or(0)),
             ..MessageMeta::default()
         }
     }
@@ -54,6 +63,7 @@ fn main() {
     let count: u64 = args.next().expect("COUNT").parse().unwrap();
     let size: usize = args.next().map_or(1024, |s| s.parse().unwrap());
     let queue = args.next().unwrap_or_else(|| "restart-bench".to_owned());
+    let max_priority: Option<u8> = args.next().map(|s| s.parse().unwrap());
     let store = Arc::new(Store::open(&dir, StoreOptions::default()).unwrap());
     let (broker, recovered) = Broker::open(Arc::clone(&store), &CODEC, PagingLimits::default())
         .expect("the data directory opens");
@@ -65,8 +75,20 @@ fn main() {
     let vhost = broker
         .vhost("/")
         .expect("vhost '/': start and stop `pigeon serve` on the directory first");
+    let arguments = pigeon_broker::value::Table(
+        max_priority
+            .map(|p| {
+                (
+                    "x-max-priority".to_owned(),
+                    pigeon_broker::value::Value::Int(i64::from(p)),
+                )
+            })
+            .into_iter()
+            .collect(),
+    );
     let options = QueueOptions {
         durable: true,
+        arguments,
         ..QueueOptions::default()
     };
     let q = vhost
@@ -74,13 +96,20 @@ fn main() {
         .unwrap()
         .queue;
     let body = Bytes::from(vec![b'x'; size]);
-    let props = Bytes::from_static(PERSISTENT);
+    let levels = max_priority.map(|p| u64::from(p) + 1);
+    let props: Vec<Bytes> = match levels {
+        Some(n) => (0..n).map(|p| persistent_with_priority(p as u8)).collect(),
+        None => vec![Bytes::from_static(PERSISTENT)],
+    };
     let started = Instant::now();
     for i in 0..count {
         let message = Message::new(
             Bytes::new(),
             &queue,
-            Properties::new(props.clone(), &CODEC),
+            Properties::new(
+                props[levels.map_or(0, |n| (i * 7 % n) as usize)].clone(),
+                &CODEC,
+            ),
             body.clone(),
             0,
         );

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! magic     "PGNCKPT\n"                                     8 bytes
-//! version   u32 = 1
+//! version   u32 = 2 (1 is read too: it has no tags)
 //! active    u64        the segment appends went to when the checkpoint was taken
 //! segments  u32        then that many of:
 //!   number u64, seg_len u64, acks_len u64                   covered length of each file
@@ -26,6 +26,8 @@
 //! tag bit 2  segment = varint, offset = varint (else the previous record's segment, and the
 //!                                               offset right after the previous record)
 //! tag bit 3  len = varint                      (else the previous entry's len)
+//! tag bit 4  the message's tag = varint: 0 none, t + 1 tag t  (else the previous entry's;
+//!                                               version 2 only)
 //! ```
 //!
 //! A queue appended to in order and not yet consumed takes one byte per message (10 MB for
@@ -42,13 +44,17 @@ pub(crate) const FILE: &str = "checkpoint";
 pub(crate) const TMP_FILE: &str = "checkpoint.tmp";
 
 const MAGIC: &[u8; 8] = b"PGNCKPT\n";
-/// The format version this build writes and reads.
-pub(crate) const VERSION: u32 = 1;
+/// The format version this build writes. It reads it and version 1, which had no tags (a
+/// checkpoint taken by an older build still spares reading the log).
+pub(crate) const VERSION: u32 = 2;
+/// The oldest version this build reads.
+const OLDEST_VERSION: u32 = 1;
 const END: u8 = 0x80;
 const DELIVERED: u8 = 1;
 const SEQ: u8 = 2;
 const POSITION: u8 = 4;
 const LEN: u8 = 8;
+const TAG: u8 = 16;
 
 /// How much of one segment's two files a checkpoint reflects.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,6 +78,8 @@ pub(crate) struct Entry {
     pub(crate) offset: u64,
     pub(crate) len: u32,
     pub(crate) delivered: bool,
+    /// The caller's tag (`QueueLog::append_tagged`).
+    pub(crate) tag: Option<u8>,
 }
 
 /// What the previous entry implies for the next.
@@ -81,6 +89,7 @@ struct Next {
     segment: u64,
     offset: u64,
     len: u32,
+    tag: Option<u8>,
 }
 
 impl Next {
@@ -89,6 +98,7 @@ impl Next {
         self.segment = e.segment;
         self.offset = e.offset.saturating_add(u64::from(e.len));
         self.len = e.len;
+        self.tag = e.tag;
     }
 }
 
@@ -144,6 +154,9 @@ impl<W: Write> Writer<W> {
         if e.len != self.next.len {
             tag |= LEN;
         }
+        if e.tag != self.next.tag {
+            tag |= TAG;
+        }
         self.buf.push(tag);
         if tag & SEQ != 0 {
             put_varint(&mut self.buf, seq_gap);
@@ -154,6 +167,9 @@ impl<W: Write> Writer<W> {
         }
         if tag & LEN != 0 {
             put_varint(&mut self.buf, u64::from(e.len));
+        }
+        if tag & TAG != 0 {
+            put_varint(&mut self.buf, e.tag.map_or(0, |t| u64::from(t) + 1));
         }
         self.next.advance(e);
         self.count += 1;
@@ -203,6 +219,7 @@ pub(crate) struct Parsed<'a> {
     pub(crate) header: Header,
     entries: &'a [u8],
     count: u64,
+    version: u32,
 }
 
 /// Checks `bytes` (a whole checkpoint file) and reads its header.
@@ -216,9 +233,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Invalid> {
         at: MAGIC.len(),
     };
     let version = r.u32().ok_or_else(|| damaged("cut short"))?;
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(Invalid::Format(format!(
-            "checkpoint format version {version}, this build reads {VERSION}"
+            "checkpoint format version {version}, this build reads {OLDEST_VERSION} to {VERSION}"
         )));
     }
     // The checksum first, so that nothing below reads damaged data.
@@ -256,6 +273,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Invalid> {
         header: Header { active, segments },
         entries: &r.bytes[r.at..],
         count,
+        version,
     })
 }
 
@@ -273,9 +291,13 @@ impl Parsed<'_> {
         let mut last: Option<u64> = None;
         // Runs of entries share a segment: look its cover up once per run.
         let mut cover: Option<(u64, Covered)> = None;
+        let known = match self.version {
+            1 => DELIVERED | SEQ | POSITION | LEN,
+            _ => DELIVERED | SEQ | POSITION | LEN | TAG,
+        };
         while r.at < r.bytes.len() {
             let tag = r.u8().ok_or_else(|| bad("cut short"))?;
-            if tag & !(DELIVERED | SEQ | POSITION | LEN) != 0 {
+            if tag & !known != 0 {
                 return Err(bad("unknown entry tag"));
             }
             let mut e = Entry {
@@ -284,6 +306,7 @@ impl Parsed<'_> {
                 offset: next.offset,
                 len: next.len,
                 delivered: tag & DELIVERED != 0,
+                tag: next.tag,
             };
             if tag & SEQ != 0 {
                 let gap = r.varint().ok_or_else(|| bad("bad seq"))?;
@@ -296,6 +319,12 @@ impl Parsed<'_> {
             if tag & LEN != 0 {
                 let len = r.varint().ok_or_else(|| bad("bad length"))?;
                 e.len = u32::try_from(len).map_err(|_| bad("bad length"))?;
+            }
+            if tag & TAG != 0 {
+                e.tag = match r.varint().ok_or_else(|| bad("bad tag"))? {
+                    0 => None,
+                    t => Some(u8::try_from(t - 1).map_err(|_| bad("bad tag"))?),
+                };
             }
             if last.is_some_and(|l| e.seq <= l) {
                 return Err(bad("entries out of seq order"));
@@ -428,6 +457,7 @@ mod tests {
                 offset: i * 30,
                 len: 30,
                 delivered: i % 5 == 0,
+                tag: None,
             })
             .collect()
     }
@@ -449,6 +479,7 @@ mod tests {
             offset: 900,
             len: 100,
             delivered: false,
+            tag: Some(255),
         });
         let bytes = write(&header(), &entries);
         assert_eq!(read(&bytes).unwrap().1, entries);
@@ -461,8 +492,33 @@ mod tests {
             assert!(read(&bad).is_err(), "byte {i} flipped");
         }
         let mut other_version = bytes.clone();
-        other_version[8] = 2;
+        other_version[8] = 3;
         assert!(matches!(read(&other_version), Err(Invalid::Format(_))));
+    }
+
+    /// `bytes` rewritten as version `v`, its checksum recomputed.
+    fn as_version(bytes: &[u8], v: u32) -> Vec<u8> {
+        let mut out = bytes[..bytes.len() - 4].to_vec();
+        out[8..12].copy_from_slice(&v.to_le_bytes());
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn tags_round_trip_and_version_1_is_read_without_them() {
+        let mut entries = run(0, 100);
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.tag = (i % 3 != 0).then_some((i % 7) as u8);
+        }
+        let bytes = write(&header(), &entries);
+        assert_eq!(read(&bytes).unwrap().1, entries);
+        // A version 1 file (an older build's) has no tags: read as untagged.
+        let untagged = run(0, 100);
+        let v1 = as_version(&write(&header(), &untagged), 1);
+        assert_eq!(read(&v1).unwrap().1, untagged);
+        // A tag in a version 1 file is damage.
+        assert!(read(&as_version(&bytes, 1)).is_err());
     }
 
     #[test]
@@ -473,6 +529,7 @@ mod tests {
             offset: 990,
             len: 20,
             delivered: false,
+            tag: None,
         };
         assert!(read(&write(&header(), &[past])).is_err());
         let unlisted = Entry { segment: 3, ..past };
@@ -482,14 +539,14 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(raw in prop::collection::vec(
-            (1u64..1000, 0u64..3, 0u64..2000, 1u32..500, any::<bool>()), 0..300)
+            (1u64..1000, 0u64..3, 0u64..2000, 1u32..500, any::<bool>(), any::<Option<u8>>()), 0..300)
         ) {
             let mut seq = 0u64;
             let mut segments = BTreeMap::new();
             let mut entries = Vec::new();
-            for (gap, segment, offset, len, delivered) in raw {
+            for (gap, segment, offset, len, delivered, tag) in raw {
                 seq += gap - 1;
-                entries.push(Entry { seq, segment, offset, len, delivered });
+                entries.push(Entry { seq, segment, offset, len, delivered, tag });
                 let c: &mut Covered = segments.entry(segment).or_default();
                 c.seg_len = c.seg_len.max(offset + u64::from(len));
                 seq += 1;

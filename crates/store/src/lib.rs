@@ -29,7 +29,12 @@
 //! kind 1  Message    body = the caller's bytes                 (.seg files)
 //! kind 2  Ack        body = offset of the message record: u64  (.acks files)
 //! kind 3  Delivered  body = offset of the message record: u64  (.acks files)
+//! kind 4  TaggedMessage  body = tag: u8, then the caller's bytes  (.seg files)
 //! ```
+//!
+//! A tag ([`QueueLog::append_tagged`]) is one byte of the caller's kept in the live index
+//! beside the message's location and in checkpoints, so that it is known after a restart
+//! without reading the record (a priority queue's level).
 //!
 //! A segment file grows until appending would take it past
 //! [`StoreOptions::segment_size`]; then appends go to the next segment. Each segment has its
@@ -73,7 +78,7 @@
 //!
 //! Reading a whole log costs a restart time in proportion to what the queue holds (10 GiB for
 //! 10 million 1 KiB messages). A log's *checkpoint* is its live index (seq, location, delivered
-//! flag of each live message, about a byte each for a queue appended in order) with, for each
+//! flag and tag of each live message, about a byte each for a queue appended in order) with, for each
 //! segment, how much of its `.seg` and `.acks` files the index reflects (`checkpoint.rs` has
 //! the format). Opening a log with a checkpoint loads it and reads only the files past those
 //! lengths, cutting torn tails there as above; a checkpoint that is damaged, of another format

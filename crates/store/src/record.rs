@@ -6,7 +6,14 @@
 //! body    = message bytes                    kind 1, Message, in NNN.seg files
 //!         | offset:u64                       kind 2, Ack, in NNN.acks files
 //!         | offset:u64                       kind 3, Delivered, in NNN.acks files
+//!         | tag:u8 message bytes             kind 4, TaggedMessage, in NNN.seg files
 //! ```
+//!
+//! A tagged message carries one byte the caller chose ([`QueueLog::append_tagged`]), which the
+//! index keeps beside the message's location, so that a restart learns it without reading the
+//! record (a priority queue keeps its messages' priority level there).
+//!
+//! [`QueueLog::append_tagged`]: crate::QueueLog::append_tagged
 //!
 //! The checksum is the IEEE CRC-32 (`crc32fast`) of the payload. An event names the message
 //! record it is about by its seq *and* its offset in the segment, so it can never be applied to
@@ -28,6 +35,7 @@ pub(crate) enum Kind {
     Message = 1,
     Ack = 2,
     Delivered = 3,
+    TaggedMessage = 4,
 }
 
 impl Kind {
@@ -36,38 +44,59 @@ impl Kind {
             1 => Some(Kind::Message),
             2 => Some(Kind::Ack),
             3 => Some(Kind::Delivered),
+            4 => Some(Kind::TaggedMessage),
             _ => None,
         }
     }
 }
 
-/// The frame length of a message record with `data_len` body bytes, or `None` when too large.
-pub(crate) fn message_frame_len(data_len: usize) -> Option<u32> {
-    if data_len > MAX_DATA_LEN {
+/// The frame length of a message record with `data_len` body bytes (and a tag, if `tagged`),
+/// or `None` when too large.
+pub(crate) fn message_frame_len(data_len: usize, tagged: bool) -> Option<u32> {
+    let extra = usize::from(tagged);
+    if data_len > MAX_DATA_LEN - extra {
         return None;
     }
-    u32::try_from(HEADER_LEN + PREFIX_LEN + data_len).ok()
+    u32::try_from(HEADER_LEN + PREFIX_LEN + extra + data_len).ok()
 }
 
-/// Appends a message record to `buf`.
-pub(crate) fn encode_message(buf: &mut Vec<u8>, seq: u64, data: &[u8]) {
-    encode(buf, seq, Kind::Message, data);
+/// Appends a message record to `buf`: a plain one, or a tagged one when `tag` is set.
+pub(crate) fn encode_message(buf: &mut Vec<u8>, seq: u64, tag: Option<u8>, data: &[u8]) {
+    match tag {
+        None => encode(buf, seq, Kind::Message, &[], data),
+        Some(tag) => encode(buf, seq, Kind::TaggedMessage, &[tag], data),
+    }
+}
+
+/// A message record's tag and data, from its kind and body (`None`: not a message record, or
+/// a tagged one without its tag).
+pub(crate) fn message_parts(kind: Option<Kind>, body: &[u8]) -> Option<(Option<u8>, &[u8])> {
+    match kind {
+        Some(Kind::Message) => Some((None, body)),
+        Some(Kind::TaggedMessage) => {
+            let (&tag, data) = body.split_first()?;
+            Some((Some(tag), data))
+        }
+        _ => None,
+    }
 }
 
 /// Appends an Ack or Delivered event about the message record at `offset` to `buf`.
 pub(crate) fn encode_event(buf: &mut Vec<u8>, seq: u64, kind: Kind, offset: u64) {
-    debug_assert_ne!(kind, Kind::Message);
-    encode(buf, seq, kind, &offset.to_le_bytes());
+    debug_assert!(matches!(kind, Kind::Ack | Kind::Delivered));
+    encode(buf, seq, kind, &[], &offset.to_le_bytes());
 }
 
-fn encode(buf: &mut Vec<u8>, seq: u64, kind: Kind, body: &[u8]) {
+/// Appends a frame whose body is `head` then `body`.
+fn encode(buf: &mut Vec<u8>, seq: u64, kind: Kind, head: &[u8], body: &[u8]) {
     let start = buf.len();
     // The caller checked the size (message_frame_len); events are tiny.
-    let len = (PREFIX_LEN + body.len()) as u32;
+    let len = (PREFIX_LEN + head.len() + body.len()) as u32;
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(&[0; 4]);
     buf.extend_from_slice(&seq.to_le_bytes());
     buf.push(kind as u8);
+    buf.extend_from_slice(head);
     buf.extend_from_slice(body);
     let crc = crc32fast::hash(&buf[start + HEADER_LEN..]);
     buf[start + 4..start + HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -150,13 +179,28 @@ mod tests {
     #[test]
     fn message_round_trips() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 42, b"hello");
-        assert_eq!(buf.len() as u32, message_frame_len(5).unwrap());
+        encode_message(&mut buf, 42, None, b"hello");
+        assert_eq!(buf.len() as u32, message_frame_len(5, false).unwrap());
         let p = decode_frame(&buf).unwrap();
         assert_eq!(
             (p.seq, p.kind, p.body),
             (42, Some(Kind::Message), &b"hello"[..])
         );
+        assert_eq!(message_parts(p.kind, p.body), Some((None, &b"hello"[..])));
+    }
+
+    #[test]
+    fn tagged_message_round_trips() {
+        let mut buf = Vec::new();
+        encode_message(&mut buf, 42, Some(7), b"hello");
+        assert_eq!(buf.len() as u32, message_frame_len(5, true).unwrap());
+        let p = decode_frame(&buf).unwrap();
+        assert_eq!((p.seq, p.kind), (42, Some(Kind::TaggedMessage)));
+        assert_eq!(
+            message_parts(p.kind, p.body),
+            Some((Some(7), &b"hello"[..]))
+        );
+        assert_eq!(message_parts(p.kind, &[]), None, "no room for the tag");
     }
 
     #[test]
@@ -172,7 +216,7 @@ mod tests {
     #[test]
     fn header_is_little_endian() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 1, b"ab");
+        encode_message(&mut buf, 1, None, b"ab");
         assert_eq!(&buf[..4], &[11, 0, 0, 0]);
         assert_eq!(&buf[8..16], &[1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(buf[16], 1);
@@ -181,7 +225,7 @@ mod tests {
     #[test]
     fn every_flipped_bit_is_detected() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 3, b"payload");
+        encode_message(&mut buf, 3, None, b"payload");
         for i in HEADER_LEN..buf.len() {
             for bit in 0..8 {
                 let mut bad = buf.clone();
@@ -194,7 +238,7 @@ mod tests {
     #[test]
     fn short_length_is_damage() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 3, b"");
+        encode_message(&mut buf, 3, None, b"");
         buf[0] = 3;
         assert_eq!(decode_frame(&buf[..11]).unwrap_err(), Damage::Length);
     }

@@ -383,7 +383,8 @@ impl Queue {
                     return Enqueued::Rejected;
                 }
                 None => {
-                    let stored = self.persist(&mut m, now);
+                    let tag = st.ready.log_tag(&m);
+                    let stored = self.persist(&mut m, now, tag);
                     st.ready.push(m);
                     stored
                 }
@@ -566,7 +567,9 @@ impl Queue {
     /// wait for the store before its confirm (PUBACK): the message was written, or it should
     /// have been and the store refused it (failed, closed), in which case the confirm never
     /// comes rather than promising what is not on disk.
-    fn persist(&self, m: &mut QueuedMessage, now: Instant) -> bool {
+    /// `level_tag`: the message's priority level, for a priority queue's log
+    /// ([`Ready::log_tag`]).
+    fn persist(&self, m: &mut QueuedMessage, now: Instant, level_tag: Option<u8>) -> bool {
         let Some(log) = self.log.get() else {
             return false;
         };
@@ -579,7 +582,11 @@ impl Queue {
             origin: m.message.origin,
         };
         let record = Queue::record(m, now).encode_queued(extras);
-        match log.append(m.seq, &record) {
+        let appended = match level_tag {
+            Some(level) => log.append_tagged(m.seq, level, &record),
+            None => log.append(m.seq, &record),
+        };
+        match appended {
             Ok(_) => {
                 m.persisted = true;
                 true

@@ -147,7 +147,14 @@ impl Queue {
             origin: m.message.origin,
         };
         let record = Queue::record(m, now).encode_queued(extras);
-        if let Err(e) = log.append(m.seq, &record) {
+        // A persistent message of a priority queue carries its level in the log's index, so
+        // that a restart lists it by level without reading it (`prio_paging.rs`, **Restart**);
+        // a transient one does not: a restart reads it to drop it.
+        let appended = match st.ready.log_tag(m).filter(|_| persistent) {
+            Some(level) => log.append_tagged(m.seq, level, &record),
+            None => log.append(m.seq, &record),
+        };
+        if let Err(e) = appended {
             tracing::error!(queue = %self.name, error = %e, "cannot page a message out");
             return None;
         }

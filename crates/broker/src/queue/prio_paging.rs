@@ -16,11 +16,16 @@
 //!   head but a tail, that tail is read back before anything is delivered, even when lower
 //!   levels fill the head: a batch of at most `1 / (2 x levels)` of the limits, so the head
 //!   never holds more than 1.5 times the limits (plus one message).
-//! - **Restart.** The level of a record is in its properties, which only reading it tells:
-//!   a durable priority queue reads its whole log at start (as it did when it kept everything
-//!   in memory), keeps a head-full and lists the rest by level without their bodies. So its
-//!   tail's byte count is exact, and transient records written before the restart are
-//!   dropped there.
+//! - **Restart.** A persistent message's record carries its level as the log's tag
+//!   ([`QueueLog::append_tagged`]), which the store keeps in its index and checkpoints: at
+//!   start the live messages are listed by level from the index alone, every one into its
+//!   level's tail, and the head is paged in as usual (a head-full of the highest levels). So a
+//!   restart reads no record it does not deliver first, and with a checkpoint it reads no log.
+//!   Records without a tag are read at start, as all were before tags: transient messages
+//!   (written when they paged out; dropped and acknowledged there, so they are not counted),
+//!   and records written by a build without tags (their level is in their properties). As for
+//!   a plain queue (`paging.rs`, **Bytes**), a record not read back since the start counts 0
+//!   body bytes until it is.
 //!
 //! RabbitMQ's classic priority queue is one backing queue per priority (`rabbit_priority_queue`),
 //! each paging on its own; fetching and drop-head both take the highest priority's oldest
@@ -146,13 +151,12 @@ impl Queue {
                 continue;
             };
             match self.read_back(st, &log, codec, r, now, unix_now) {
-                // Exact bytes: this queue's tail counted every body (see `restore_levels`).
-                ReadBack::Message(m, _) => {
-                    st.ready.tail.take(m.message.body.len());
+                ReadBack::Message(m, counted) => {
+                    st.ready.tail.take(counted);
                     st.ready.push(m);
                 }
-                ReadBack::Skipped(_) => {
-                    st.ready.tail.take(super::paging::max_body(r.location.len));
+                ReadBack::Skipped(estimate) => {
+                    st.ready.tail.take(estimate);
                     continue;
                 }
             }
@@ -163,9 +167,11 @@ impl Queue {
         true
     }
 
-    /// Loads a priority queue's log at start: every live record is read, in seq order (its
-    /// level is in its properties); the first ones fill the head, the rest are listed in their
-    /// level's tail. Transient records (written before this start) are dropped.
+    /// Loads a priority queue's log at start: every live record goes to its level's tail (the
+    /// caller then pages the head in), in seq order, so each level stays FIFO. A tagged record's
+    /// level is its tag, from the index (no read); an untagged one is read to find its level
+    /// (a transient message written before this start is dropped there). The ones read keep
+    /// their place in the head while it has room and their level's tail is empty.
     pub(super) fn restore_levels(&self, st: &mut State, log: &QueueLog, now: Instant) {
         let Some(codec) = st.codec else {
             return;
@@ -173,16 +179,22 @@ impl Queue {
         let unix_now = unix_ms();
         let mut from = 0u64;
         loop {
-            let batch = log.live_from(from, PAGE_IN_BATCH);
+            let batch = log.live_from(from, RESTORE_BATCH);
             let Some(last) = batch.last() else {
                 return;
             };
             let next = last.seq.checked_add(1);
             for r in batch {
+                if let Some(level) = r.tag {
+                    // Written before this start: counts 0 bytes until read (`paging.rs`).
+                    st.ready.paged_out_seq(usize::from(level), r.seq, 0);
+                    continue;
+                }
                 // Counted by nobody yet: `read_back` only says what to take off.
                 if let ReadBack::Message(m, _) = self.read_back(st, log, codec, r, now, unix_now) {
                     if st.ready.pages_out(&m) {
-                        st.ready.paged_out(&m);
+                        let level = usize::from(st.ready.log_tag(&m).unwrap_or(0));
+                        st.ready.paged_out_seq(level, m.seq, 0);
                     } else {
                         st.ready.push(m);
                     }
@@ -196,298 +208,9 @@ impl Queue {
     }
 }
 
+/// Index entries listed per hold of the log's lock at start (no record is read for most).
+const RESTORE_BATCH: usize = 4096;
+
 #[cfg(test)]
-mod tests {
-    use super::SeqList;
-    use crate::message::{
-        Death, Message, MessageMeta, Properties, PropertiesCodec, PropertiesView,
-    };
-    use crate::queue::{PagingLimits, Queue, QueueOptions};
-    use crate::value::{Table, Value};
-    use crate::Broker;
-    use bytes::Bytes;
-    use pigeon_store::{Store, StoreOptions, SyncMode};
-    use std::sync::Arc;
-
-    /// Properties `[persistent, priority]`: `persistent` is 1 for a persistent message.
-    struct Codec;
-
-    impl PropertiesCodec for Codec {
-        fn view(&self, _: &Bytes) -> PropertiesView {
-            PropertiesView::default()
-        }
-        fn meta(&self, raw: &Bytes) -> MessageMeta {
-            MessageMeta {
-                persistent: raw.first() == Some(&1),
-                priority: raw.get(1).copied(),
-                ..MessageMeta::default()
-            }
-        }
-        fn dead_lettered(&self, raw: &Bytes, _: &Death) -> Bytes {
-            raw.clone()
-        }
-    }
-
-    static CODEC: Codec = Codec;
-
-    /// A directory removed when dropped (the broker crate has no tempfile).
-    struct TempDir(std::path::PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!(
-                "pigeon-prio-paging-{name}-{}-{}",
-                std::process::id(),
-                super::unix_ms()
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Opens (or reopens: a restart) the store in `dir` and declares priority queue "q"
-    /// (durable or not) there, keeping at most `resident` messages in memory.
-    fn queue(dir: &TempDir, resident: usize, durable: bool) -> (Arc<Store>, Arc<Queue>) {
-        let options = StoreOptions {
-            sync: SyncMode::Never,
-            ..StoreOptions::default()
-        };
-        let store = Arc::new(Store::open(&dir.0, options).unwrap());
-        let limits = PagingLimits {
-            resident_bytes: 1 << 20,
-            resident_messages: resident,
-        };
-        let (broker, _) = Broker::open(Arc::clone(&store), &CODEC, limits).unwrap();
-        let options = QueueOptions {
-            durable,
-            arguments: Table(vec![("x-max-priority".into(), Value::Int(9))]),
-            ..QueueOptions::default()
-        };
-        let vhost = broker.add_vhost("/", Default::default()).unwrap();
-        let q = vhost.declare_queue("q", false, options, 1).unwrap().queue;
-        (store, q)
-    }
-
-    fn message(body: &str, priority: u8, persistent: bool) -> Message {
-        let raw = Bytes::from(vec![u8::from(persistent), priority]);
-        Message::new(
-            Bytes::new(),
-            "q",
-            Properties::new(raw, &CODEC),
-            Bytes::copy_from_slice(body.as_bytes()),
-            7,
-        )
-    }
-
-    fn take_all(q: &Arc<Queue>) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Some((m, _)) = q.get(true) {
-            out.push(String::from_utf8_lossy(&m.message.body).into_owned());
-        }
-        out
-    }
-
-    /// Message `i` of a mixed batch: priority `i * 7 % 12` (10 and 11 count as 9), persistent
-    /// unless `i % 5 == 0`.
-    fn mixed(i: usize) -> (String, u8, bool) {
-        (format!("m{i}"), (i * 7 % 12) as u8, !i.is_multiple_of(5))
-    }
-
-    /// The order a priority queue delivers `items` in: highest level first, FIFO within one.
-    fn expected(items: &[(String, u8, bool)]) -> Vec<String> {
-        let mut sorted: Vec<_> = items.iter().enumerate().collect();
-        sorted.sort_by_key(|(i, (_, p, _))| (std::cmp::Reverse((*p).min(9)), *i));
-        sorted.into_iter().map(|(_, (b, _, _))| b.clone()).collect()
-    }
-
-    #[test]
-    fn a_priority_queue_pages_out_and_delivers_in_exact_order() {
-        for durable in [true, false] {
-            let dir = TempDir::new("order");
-            let (_store, q) = queue(&dir, 8, durable);
-            let items: Vec<_> = (0..300).map(mixed).collect();
-            for (body, p, persistent) in &items {
-                q.enqueue(message(body, *p, *persistent));
-            }
-            assert_eq!(q.message_count(), 300);
-            assert_eq!(q.paged_out_count(), 292, "all but a head-full");
-            assert!(q.resident_bytes() < q.queued_bytes() / 10);
-            // Take a few, give one back, publish more at the top and the bottom meanwhile.
-            let (first, _) = q.get(false).unwrap();
-            let mut all = items.clone();
-            all.push(("late-top".into(), 9, true));
-            all.push(("late-low".into(), 0, false));
-            q.enqueue(message("late-top", 9, true));
-            q.enqueue(message("late-low", 0, false));
-            q.requeue([first]);
-            let got = take_all(&q);
-            assert_eq!(got, expected(&all), "durable {durable}");
-            assert_eq!((q.message_count(), q.paged_out_count()), (0, 0));
-            if let Some(log) = q.log.get() {
-                assert_eq!(log.len(), 0, "everything acknowledged");
-            }
-        }
-    }
-
-    #[test]
-    fn a_durable_priority_queue_restores_its_persistent_messages_in_order() {
-        let dir = TempDir::new("restart");
-        let items: Vec<_> = (0..200).map(mixed).collect();
-        {
-            let (_store, q) = queue(&dir, 8, true);
-            for (body, p, persistent) in &items {
-                q.enqueue(message(body, *p, *persistent));
-            }
-            assert!(q.paged_out_count() > 0);
-        }
-        let (_store, q) = queue(&dir, 8, true);
-        let persistent: Vec<_> = items.iter().filter(|(_, _, p)| *p).cloned().collect();
-        assert_eq!(q.message_count() as usize, persistent.len());
-        assert!(
-            q.paged_out_count() > 0,
-            "only a head-full is kept in memory"
-        );
-        assert_eq!(
-            q.queued_bytes(),
-            persistent.iter().map(|(b, _, _)| b.len()).sum::<usize>()
-        );
-        assert_eq!(take_all(&q), expected(&persistent));
-    }
-
-    #[test]
-    fn messages_delivered_before_a_restart_come_back_redelivered_at_their_place() {
-        let dir = TempDir::new("redelivered");
-        let items: Vec<_> = (0..60)
-            .map(|i| (format!("m{i}"), (i % 4) as u8, true))
-            .collect();
-        let held = {
-            let (_store, q) = queue(&dir, 4, true);
-            for (body, p, persistent) in &items {
-                q.enqueue(message(body, *p, *persistent));
-            }
-            // Delivered, never settled: the three oldest of priority 3.
-            let held: Vec<_> = (0..3).map(|_| q.get(false).unwrap().0).collect();
-            held.iter()
-                .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
-                .collect::<Vec<_>>()
-        };
-        let (_store, q) = queue(&dir, 4, true);
-        assert_eq!(q.message_count(), 60);
-        let mut got = Vec::new();
-        while let Some((m, _)) = q.get(true) {
-            let body = String::from_utf8_lossy(&m.message.body).into_owned();
-            assert_eq!(m.redelivered, held.contains(&body), "{body}");
-            got.push(body);
-        }
-        assert_eq!(got, expected(&items));
-        assert_eq!(&got[..3], &held[..]);
-    }
-
-    #[test]
-    fn the_head_stays_within_one_and_a_half_times_the_limits() {
-        let dir = TempDir::new("bound");
-        let (_store, q) = queue(&dir, 40, false);
-        // A model of the order: one FIFO per level, highest first.
-        let mut model: Vec<std::collections::VecDeque<String>> = vec![Default::default(); 10];
-        let publish = |model: &mut Vec<std::collections::VecDeque<String>>, body: String, p: u8| {
-            q.enqueue(message(&body, p, false));
-            model[usize::from(p)].push_back(body);
-        };
-        // Low priorities fill the head; then every level, lowest first, pages out behind it.
-        for i in 0..40 {
-            publish(&mut model, format!("low{i}"), 0);
-        }
-        for p in 1..=9u8 {
-            for i in 0..100 {
-                publish(&mut model, format!("p{p}-{i}"), p);
-            }
-        }
-        let head = || q.state.lock().ready.head_len();
-        // Each level that became the highest read a small batch back (at most 40 / 20 each).
-        assert!((40..=60).contains(&head()), "{} in memory", head());
-        let mut n = 0;
-        while let Some((m, _)) = q.get(true) {
-            n += 1;
-            let want = model.iter_mut().rev().find_map(|l| l.pop_front());
-            assert_eq!(
-                Some(String::from_utf8_lossy(&m.message.body).into_owned()),
-                want
-            );
-            assert!(head() <= 60, "{} in memory", head());
-            // Now and then new messages arrive at the top and at the bottom.
-            if n % 50 == 0 {
-                publish(&mut model, format!("top{n}"), 9);
-                publish(&mut model, format!("bottom{n}"), 0);
-            }
-        }
-        assert!(model.iter().all(|l| l.is_empty()));
-        assert!(n > 940, "{n}");
-    }
-
-    #[test]
-    fn purge_acknowledges_every_levels_tail() {
-        let dir = TempDir::new("purge");
-        let (_store, q) = queue(&dir, 4, true);
-        for i in 0..50 {
-            let (body, p, persistent) = mixed(i);
-            q.enqueue(message(&body, p, persistent));
-        }
-        let (held, _) = q.get(false).unwrap();
-        assert_eq!(q.purge(), 49);
-        let log = q.log.get().cloned().unwrap();
-        // Only the message out for delivery is left (if it was written at all).
-        assert!(log.len() <= 1, "{}", log.len());
-        q.enqueue(message("after", 3, true));
-        q.settle([&held]);
-        assert_eq!(take_all(&q), ["after"]);
-        assert_eq!(log.len(), 0);
-    }
-
-    #[test]
-    fn a_seq_list_gives_back_what_it_was_given_in_order() {
-        let seqs = [
-            0u64,
-            1,
-            2,
-            130,
-            131,
-            100_000,
-            1 << 40,
-            u64::MAX - 1,
-            u64::MAX,
-        ];
-        let mut list = SeqList::default();
-        for s in seqs {
-            list.push(s);
-        }
-        assert_eq!(list.len(), seqs.len());
-        let mut out = Vec::new();
-        while let Some(s) = list.pop() {
-            out.push(s);
-        }
-        assert_eq!(out, seqs);
-        // Emptied, it starts over from any seq.
-        list.push(7);
-        list.push(9);
-        assert_eq!(
-            (list.pop(), list.pop(), list.pop()),
-            (Some(7), Some(9), None)
-        );
-    }
-
-    #[test]
-    fn close_seqs_take_a_byte_each() {
-        let mut list = SeqList::default();
-        for s in (1_000_000..1_010_000).step_by(3) {
-            list.push(s);
-        }
-        // The first one is far from 0; every other one is 3 away from the one before.
-        assert!(list.bytes.len() < list.len() + 4, "{}", list.bytes.len());
-    }
-}
+#[path = "prio_paging_tests.rs"]
+mod tests;

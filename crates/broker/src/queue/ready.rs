@@ -136,6 +136,24 @@ impl Ready {
         self.level_tails.as_mut()?.get_mut(level)?.seqs.pop()
     }
 
+    /// The tag a message's log record carries: its priority level, in a priority queue that
+    /// pages by level (`prio_paging.rs`, **Restart**); `None` in a plain queue.
+    pub fn log_tag(&self, m: &QueuedMessage) -> Option<u8> {
+        self.level_tails.as_ref()?;
+        u8::try_from(self.level(m)).ok()
+    }
+
+    /// Records a message of `level` that is only in the log (at a restart: its body was not
+    /// read), counting `bytes` of body for it.
+    pub fn paged_out_seq(&mut self, level: usize, seq: u64, bytes: usize) {
+        let top = self.levels.len() - 1;
+        if let Some(tails) = self.level_tails.as_mut() {
+            tails[level.min(top)].seqs.push(seq);
+            self.tail.count += 1;
+            self.tail.bytes += bytes;
+        }
+    }
+
     /// Number of priority levels.
     pub fn level_count(&self) -> usize {
         self.levels.len()

@@ -160,12 +160,12 @@ impl QueueLog {
                 if st.deleted {
                     return Ok(None);
                 }
-                chunk.extend(st.live.from(from).take(CHUNK));
+                chunk.extend(st.live.tagged_from(from).take(CHUNK));
             }
-            let Some(&(last, _, _)) = chunk.last() else {
+            let Some(&(last, _, _, _)) = chunk.last() else {
                 break;
             };
-            for &(seq, location, delivered) in &chunk {
+            for &(seq, location, delivered, tag) in &chunk {
                 let inside = header
                     .segments
                     .get(&location.segment)
@@ -178,6 +178,7 @@ impl QueueLog {
                             offset: location.offset,
                             len: location.len,
                             delivered,
+                            tag,
                         })
                         .map_err(io)?;
                 }

@@ -55,13 +55,13 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-type Listing = Vec<(u64, Location, bool)>;
+type Listing = Vec<(u64, Location, bool, Option<u8>)>;
 /// What the log should hold: seq -> (body, delivered).
 type Model = BTreeMap<u64, (Vec<u8>, bool)>;
 type Segments = BTreeMap<u64, (u64, u64, u64)>;
 
 fn describe(state: &LogState) -> (Listing, Segments) {
-    let listing = state.live.from(0).collect();
+    let listing = state.live.tagged_from(0).collect();
     let segments = state
         .segments
         .iter()
@@ -93,13 +93,15 @@ fn recover_both(dir: &Path) -> (Listing, CheckpointOutcome) {
 fn bodies(dir: &Path, listing: &Listing) -> Vec<(u64, Vec<u8>, bool)> {
     listing
         .iter()
-        .map(|&(seq, l, delivered)| {
+        .map(|&(seq, l, delivered, tag)| {
             let file = std::fs::File::open(LogFile::Segment(l.segment).path(dir)).unwrap();
             let mut frame = vec![0; l.len as usize];
             file.read_exact_at(&mut frame, l.offset).unwrap();
             let p = record::decode_frame(&frame).unwrap();
             assert_eq!(p.seq, seq);
-            (seq, p.body.to_vec(), delivered)
+            let (in_record, data) = record::message_parts(p.kind, p.body).unwrap();
+            assert_eq!(in_record, tag, "the index's tag is the record's");
+            (seq, data.to_vec(), delivered)
         })
         .collect()
 }
@@ -153,6 +155,9 @@ proptest! {
     fn recovery_with_a_checkpoint_is_recovery_without_it(ops in prop::collection::vec(op(), 1..120)) {
         let log = new_log();
         let mut model = Model::new();
+        // The tag of each live message: some messages have one (a priority queue's), some not.
+        let mut tags = BTreeMap::new();
+        let tag_of = |len: usize| (len % 3 != 0).then_some(len as u8);
         let mut next = 0u64;
         let pick = |model: &Model, i: usize| {
             (!model.is_empty()).then(|| *model.keys().nth(i % model.len()).unwrap())
@@ -160,21 +165,31 @@ proptest! {
         for op in ops.into_iter().chain([Op::Crash(None)]) {
             match op {
                 Op::Append(len) => {
-                    log.append(next, &body(next, len)).unwrap();
+                    match tag_of(len) {
+                        Some(tag) => log.append_tagged(next, tag, &body(next, len)).unwrap(),
+                        None => log.append(next, &body(next, len)).unwrap(),
+                    };
                     model.insert(next, (body(next, len), false));
+                    tags.insert(next, tag_of(len));
                     next += 1;
                 }
                 Op::Ack(i) => if let Some(seq) = pick(&model, i) {
                     log.ack(seq);
                     model.remove(&seq);
+                    tags.remove(&seq);
                 },
                 Op::Delivered(i) => if let Some(seq) = pick(&model, i) {
                     log.delivered(seq);
                     model.get_mut(&seq).unwrap().1 = true;
                 },
                 Op::Replace(i) => if let Some(seq) = pick(&model, i) {
-                    let data = body(seq + 1000, 50);
-                    log.append(seq, &data).unwrap();
+                    // A replacement may change the tag (or drop it).
+                    let data = body(seq + 1000, 50 + i % 2);
+                    match tag_of(data.len()) {
+                        Some(tag) => log.append_tagged(seq, tag, &data).unwrap(),
+                        None => log.append(seq, &data).unwrap(),
+                    };
+                    tags.insert(seq, tag_of(data.len()));
                     model.insert(seq, (data, false));
                 },
                 Op::Checkpoint => {
@@ -190,6 +205,8 @@ proptest! {
                     let (listing, _) = recover_both(crashed.path());
                     let want: Vec<_> = model.iter().map(|(&s, (b, d))| (s, b.clone(), *d)).collect();
                     prop_assert_eq!(bodies(crashed.path(), &listing), want);
+                    let listed_tags: BTreeMap<_, _> = listing.iter().map(|l| (l.0, l.3)).collect();
+                    prop_assert_eq!(&listed_tags, &tags);
                 }
             }
         }

@@ -2,8 +2,8 @@
 //! was delivered. It is the one per-message cost a broker pays for a message it keeps only on
 //! disk, so it is compact:
 //!
-//! - An entry is packed into 16 bytes: 32-bit segment number, offset and length, and the flag
-//!   (a [`Location`] and a flag take 32). An offset always fits, because segments are at most
+//! - An entry is packed into 16 bytes: 32-bit segment number, offset and length, the flag and
+//!   the caller's optional tag byte (a [`Location`] and a flag take 32). An offset always fits, because segments are at most
 //!   4 GiB (`StoreOptions::segment_size` is capped); a location that does not fit (a segment
 //!   number past 2^32 - 3, or a segment written by an older build with larger segments) is
 //!   kept whole in a side table, so nothing is ever lost to the packing.
@@ -45,6 +45,9 @@ struct Entry {
     offset: u32,
     len: u32,
     delivered: bool,
+    /// Whether `tag` holds the caller's tag (`QueueLog::append_tagged`).
+    tagged: bool,
+    tag: u8,
 }
 
 impl Entry {
@@ -53,7 +56,13 @@ impl Entry {
         offset: 0,
         len: 0,
         delivered: false,
+        tagged: false,
+        tag: 0,
     };
+
+    fn tag(&self) -> Option<u8> {
+        self.tagged.then_some(self.tag)
+    }
 
     fn is_hole(&self) -> bool {
         self.segment == HOLE
@@ -108,12 +117,25 @@ impl LiveIndex {
         self.location(seq, e)
     }
 
-    /// Adds a live message; returns the location of the one it replaces.
+    /// Adds a live message without a tag; returns the location of the one it replaces.
+    #[cfg(test)]
     pub(crate) fn insert(
         &mut self,
         seq: u64,
         location: Location,
         delivered: bool,
+    ) -> Option<Location> {
+        self.insert_tagged(seq, location, delivered, None)
+    }
+
+    /// Adds a live message, with its tag if it has one; returns the location of the one it
+    /// replaces.
+    pub(crate) fn insert_tagged(
+        &mut self,
+        seq: u64,
+        location: Location,
+        delivered: bool,
+        tag: Option<u8>,
     ) -> Option<Location> {
         let packed = match (
             u32::try_from(location.segment),
@@ -128,6 +150,8 @@ impl LiveIndex {
             offset,
             len: location.len,
             delivered,
+            tagged: tag.is_some(),
+            tag: tag.unwrap_or(0),
         };
         let replaced = match self.slot(seq) {
             Some(i) => {
@@ -270,6 +294,15 @@ impl LiveIndex {
     /// The live messages with a seq of at least `from`, in seq order: (seq, location,
     /// delivered).
     pub(crate) fn from(&self, from: u64) -> impl Iterator<Item = (u64, Location, bool)> + '_ {
+        self.tagged_from(from)
+            .map(|(seq, location, delivered, _)| (seq, location, delivered))
+    }
+
+    /// [`LiveIndex::from`] with each message's tag.
+    pub(crate) fn tagged_from(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = (u64, Location, bool, Option<u8>)> + '_ {
         let skip = usize::try_from(from.saturating_sub(self.base)).unwrap_or(usize::MAX);
         let dense = self
             .dense
@@ -282,7 +315,7 @@ impl LiveIndex {
             a: dense.peekable(),
             b: sparse.peekable(),
         }
-        .map(|(seq, e)| (seq, self.location(seq, &e), e.delivered))
+        .map(|(seq, e)| (seq, self.location(seq, &e), e.delivered, e.tag()))
     }
 
     /// The seqs of the live messages in `range`.

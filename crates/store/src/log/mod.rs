@@ -57,6 +57,20 @@ pub struct RecoveredMessage {
     pub location: Location,
     /// Whether [`QueueLog::delivered`] was recorded for it (AMQP `redelivered`, MQTT DUP).
     pub delivered: bool,
+    /// The tag it was appended with ([`QueueLog::append_tagged`]); `None` for
+    /// [`QueueLog::append`].
+    pub tag: Option<u8>,
+}
+
+impl From<(u64, Location, bool, Option<u8>)> for RecoveredMessage {
+    fn from((seq, location, delivered, tag): (u64, Location, bool, Option<u8>)) -> Self {
+        RecoveredMessage {
+            seq,
+            location,
+            delivered,
+            tag,
+        }
+    }
 }
 
 /// A count of live messages, from [`QueueLog::live_summary`].
@@ -233,7 +247,20 @@ impl QueueLog {
     /// [`StoreError::Closed`], [`StoreError::QueueDeleted`]) or the body cannot be framed
     /// ([`StoreError::TooLarge`]).
     pub fn append(&self, seq: u64, data: &[u8]) -> Result<Location, StoreError> {
-        let frame_len = record::message_frame_len(data.len())
+        self.append_with(seq, None, data)
+    }
+
+    /// [`QueueLog::append`] with a byte of the caller's that the index keeps beside the
+    /// message's location: [`QueueLog::live_from`] lists it, and a restart recovers it from
+    /// the checkpoint (or from the record header, one byte) without reading the message. A
+    /// priority queue keeps each message's priority level there, so that it can sort a long
+    /// log by level at start without reading it. [`QueueLog::read`] returns `data` alone.
+    pub fn append_tagged(&self, seq: u64, tag: u8, data: &[u8]) -> Result<Location, StoreError> {
+        self.append_with(seq, Some(tag), data)
+    }
+
+    fn append_with(&self, seq: u64, tag: Option<u8>, data: &[u8]) -> Result<Location, StoreError> {
+        let frame_len = record::message_frame_len(data.len(), tag.is_some())
             .ok_or(StoreError::TooLarge { len: data.len() })?;
         let mut guard = self.state.lock();
         if guard.deleted {
@@ -254,11 +281,11 @@ impl QueueLog {
         let file = LogFile::Segment(location.segment);
         match st.pending.last_mut() {
             Some(chunk) if chunk.file == file => {
-                record::encode_message(&mut chunk.bytes, seq, data)
+                record::encode_message(&mut chunk.bytes, seq, tag, data)
             }
             _ => {
                 let mut bytes = Vec::new();
-                record::encode_message(&mut bytes, seq, data);
+                record::encode_message(&mut bytes, seq, tag, data);
                 st.pending.push(Chunk {
                     file,
                     offset: location.offset,
@@ -269,7 +296,7 @@ impl QueueLog {
         let segment = st.segments.entry(location.segment).or_default();
         segment.len += u64::from(frame_len);
         segment.live += 1;
-        if let Some(replaced) = st.live.insert(seq, location, false) {
+        if let Some(replaced) = st.live.insert_tagged(seq, location, false, tag) {
             st.retire(seq, replaced);
         }
         self.mark_dirty(st, Queued::Urgent);
@@ -351,15 +378,7 @@ impl QueueLog {
     /// Every live message in seq order, with what opening the log found.
     pub fn recover(&self) -> Recovery {
         let st = self.state.lock();
-        let messages = st
-            .live
-            .from(0)
-            .map(|(seq, location, delivered)| RecoveredMessage {
-                seq,
-                location,
-                delivered,
-            })
-            .collect();
+        let messages = st.live.tagged_from(0).map(RecoveredMessage::from).collect();
         Recovery {
             messages,
             stats: self.opened.clone(),
@@ -372,13 +391,9 @@ impl QueueLog {
     pub fn live_from(&self, from: u64, limit: usize) -> Vec<RecoveredMessage> {
         let st = self.state.lock();
         st.live
-            .from(from)
+            .tagged_from(from)
             .take(limit)
-            .map(|(seq, location, delivered)| RecoveredMessage {
-                seq,
-                location,
-                delivered,
-            })
+            .map(RecoveredMessage::from)
             .collect()
     }
 
@@ -422,8 +437,10 @@ impl QueueLog {
             reason,
         };
         match record::decode_frame(frame) {
-            Ok(p) if p.kind == Some(Kind::Message) => Ok(p.body.to_vec()),
-            Ok(p) => Err(corrupt(format!("not a message record (kind {:?})", p.kind))),
+            Ok(p) => match record::message_parts(p.kind, p.body) {
+                Some((_, data)) => Ok(data.to_vec()),
+                None => Err(corrupt(format!("not a message record (kind {:?})", p.kind))),
+            },
             Err(damage) => Err(corrupt(format!("{damage:?}"))),
         }
     }

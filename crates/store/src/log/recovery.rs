@@ -164,23 +164,27 @@ pub(crate) fn open_dir(
         }
         let path = LogFile::Segment(n).path(dir);
         let mut found = Vec::new();
-        let scanned = scan::scan(&path, from.seg_len, |offset, len, p| match p.kind {
-            Some(Kind::Message) => {
-                if !events.acked.contains(&(offset, p.seq)) {
-                    let delivered = events.delivered.contains(&(offset, p.seq));
-                    found.push((p.seq, offset, len, delivered));
+        let scanned = scan::scan(
+            &path,
+            from.seg_len,
+            |offset, len, p| match record::message_parts(p.kind, p.body) {
+                Some((tag, _)) => {
+                    if !events.acked.contains(&(offset, p.seq)) {
+                        let delivered = events.delivered.contains(&(offset, p.seq));
+                        found.push((p.seq, offset, len, delivered, tag));
+                    }
                 }
-            }
-            other => {
-                warn!(file = %path.display(), offset, kind = ?other, "skipping a non-message record in a segment")
-            }
-        })?;
+                None => {
+                    warn!(file = %path.display(), offset, kind = ?p.kind, "skipping a non-message record in a segment")
+                }
+            },
+        )?;
         let seg_len = finish(scanned, sync, &mut stats)?;
         stats.segments += 1;
         if let Some(segment) = state.segments.get_mut(&n) {
             segment.len = seg_len;
         }
-        for (seq, offset, len, delivered) in found {
+        for (seq, offset, len, delivered, tag) in found {
             let location = Location {
                 segment: n,
                 offset,
@@ -191,7 +195,7 @@ pub(crate) fn open_dir(
             }
             // The same seq live twice: a replacement whose Ack of the older record was lost in
             // a crash. The later record wins, as it did before the crash; ack the older again.
-            if let Some(older) = state.live.insert(seq, location, delivered) {
+            if let Some(older) = state.live.insert_tagged(seq, location, delivered, tag) {
                 state.retire(seq, older);
             }
         }
@@ -325,7 +329,9 @@ fn load_checkpoint(
             offset: e.offset,
             len: e.len,
         };
-        state.live.insert(e.seq, location, e.delivered);
+        state
+            .live
+            .insert_tagged(e.seq, location, e.delivered, e.tag);
         run = match run {
             Some((n, count)) if n == e.segment => Some((n, count + 1)),
             other => {

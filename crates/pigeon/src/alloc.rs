@@ -5,10 +5,9 @@
 //! In short: with glibc's malloc, a broker that queued gigabytes during a burst kept its RSS
 //! after the queues were drained (7.7 GB during, 6.6 GB after); jemalloc returns freed pages to
 //! the OS on a timer, from its background threads, whether or not the program allocates again.
-//! Larger slabs ([`STARTUP_OPTIONS`]) keep jemalloc's own bookkeeping small after a flood.
+//! Larger slabs ([`MALLOC_CONF`]) keep jemalloc's own bookkeeping small after a flood.
 
 use pigeon_server::memory::{set_allocator_probe, AllocatorStats};
-use std::sync::OnceLock;
 use tikv_jemalloc_ctl::{Access, AsName};
 
 #[global_allocator]
@@ -23,12 +22,10 @@ const DIRTY_DECAY_MS: isize = 1000;
 /// (`MADV_FREE`), which Linux would still count in the RSS until it is short of memory.
 const MUZZY_DECAY_MS: isize = 0;
 
-/// The environment variable jemalloc reads its options from when it starts (this build's
-/// jemalloc has the `_rjem_` symbol prefix, hence the name).
-const CONF_VAR: &str = "_RJEM_MALLOC_CONF";
-
-/// Options that only take effect when jemalloc starts (they size its data structures), given
-/// to it through [`CONF_VAR`] by [`restart_with_options`].
+/// Options that only take effect when jemalloc starts (they size its data structures), read
+/// by jemalloc from its `malloc_conf` symbol before `main` (and after it, from the
+/// `_RJEM_MALLOC_CONF` environment variable, which overrides them option by option: this
+/// build's jemalloc has the `_rjem_` symbol prefix).
 ///
 /// `slab_sizes`: small allocations (up to 4 KiB) are carved from slabs of 16 pages (64 KiB)
 /// instead of jemalloc's default of 1 to 7 pages, or as many as a slab may hold (512 regions)
@@ -38,45 +35,20 @@ const CONF_VAR: &str = "_RJEM_MALLOC_CONF";
 /// descriptors (70 MiB of RSS above the start once the queue was gone) with the defaults; with
 /// these slabs 24 M messages left 29 MB (40 MiB above the start). Measurements:
 /// docs/performance.md, "Allocator".
-const STARTUP_OPTIONS: &str = "slab_sizes:1-4096:16";
-
-/// Why the restart with [`STARTUP_OPTIONS`] did not happen, if it was tried and failed
-/// (logged by [`configure`], once logging is set up).
-static RESTART_FAILED: OnceLock<String> = OnceLock::new();
-
-/// Gives jemalloc [`STARTUP_OPTIONS`]: they can only be read when it starts, from
-/// [`CONF_VAR`] (or from a `malloc_conf` symbol, which would take `unsafe` code), so the broker
-/// executes itself again with that variable set, once, before anything else runs (same process
-/// id, same arguments). Skipped when the variable is already set, even empty: an operator's
-/// own options (or none, under valgrind: `_RJEM_MALLOC_CONF= pigeon ...`) are kept as given.
-/// Returns only if the restart is skipped or fails.
-pub fn restart_with_options() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os(CONF_VAR).is_some() {
-        return;
-    }
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            let _ = RESTART_FAILED.set(format!("cannot find the executable: {e}"));
-            return;
-        }
-    };
-    let mut args = std::env::args_os();
-    let mut command = std::process::Command::new(exe);
-    if let Some(arg0) = args.next() {
-        command.arg0(arg0);
-    }
-    let e = command.args(args).env(CONF_VAR, STARTUP_OPTIONS).exec();
-    let _ = RESTART_FAILED.set(e.to_string());
-}
+///
+/// The symbol is jemalloc's `const char *malloc_conf`, which jemalloc defines weak (as
+/// `NULL`) so that a program may define it. Sound without an `unsafe` block, and allowed here
+/// for the exported name only: `&'static [u8; N]` has the layout of a non-null C pointer to
+/// the array's first byte; the array is a `'static`, immutable, NUL-terminated ASCII string
+/// (its length is checked by the type), and jemalloc only reads through the pointer (it never
+/// writes the variable nor the string). No Rust code refers to the symbol.
+#[allow(unsafe_code)]
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8; 21] = b"slab_sizes:1-4096:16\0";
 
 /// Starts jemalloc's background threads, sets its decay times, and plugs its statistics into
 /// the memory alarm. Errors are logged: the broker still runs, with jemalloc's defaults.
 pub fn configure() {
-    if let Some(e) = RESTART_FAILED.get() {
-        tracing::warn!(error = %e, options = STARTUP_OPTIONS, "cannot restart with jemalloc's start-up options: memory used at a peak is given back less completely");
-    }
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(error = %e, "cannot start jemalloc's background threads: freed memory goes back to the OS only while the broker allocates");
     }

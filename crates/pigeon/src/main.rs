@@ -29,11 +29,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone();
     let command = cli.into_command().unwrap_or_else(|e| e.exit());
-    // Before any thread starts: the broker may execute itself again (see `alloc`).
-    #[cfg(feature = "jemalloc")]
-    if matches!(command, Command::Serve(_)) {
-        alloc::restart_with_options();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

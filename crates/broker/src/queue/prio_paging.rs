@@ -148,7 +148,7 @@ impl Queue {
             match self.read_back(st, &log, codec, r, now, unix_now) {
                 // Exact bytes: this queue's tail counted every body (see `restore_levels`).
                 ReadBack::Message(m, _) => {
-                    st.ready.tail.take(m.message.body.len());
+                    st.ready.tail.take(m.message.body_len());
                     st.ready.push(m);
                 }
                 ReadBack::Skipped(_) => {
@@ -288,7 +288,7 @@ mod tests {
     fn take_all(q: &Arc<Queue>) -> Vec<String> {
         let mut out = Vec::new();
         while let Some((m, _)) = q.get(true) {
-            out.push(String::from_utf8_lossy(&m.message.body).into_owned());
+            out.push(String::from_utf8_lossy(m.message.body()).into_owned());
         }
         out
     }
@@ -374,14 +374,14 @@ mod tests {
             // Delivered, never settled: the three oldest of priority 3.
             let held: Vec<_> = (0..3).map(|_| q.get(false).unwrap().0).collect();
             held.iter()
-                .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+                .map(|m| String::from_utf8_lossy(m.message.body()).into_owned())
                 .collect::<Vec<_>>()
         };
         let (_store, q) = queue(&dir, 4, true);
         assert_eq!(q.message_count(), 60);
         let mut got = Vec::new();
         while let Some((m, _)) = q.get(true) {
-            let body = String::from_utf8_lossy(&m.message.body).into_owned();
+            let body = String::from_utf8_lossy(m.message.body()).into_owned();
             assert_eq!(m.redelivered, held.contains(&body), "{body}");
             got.push(body);
         }
@@ -416,7 +416,7 @@ mod tests {
             n += 1;
             let want = model.iter_mut().rev().find_map(|l| l.pop_front());
             assert_eq!(
-                Some(String::from_utf8_lossy(&m.message.body).into_owned()),
+                Some(String::from_utf8_lossy(m.message.body()).into_owned()),
                 want
             );
             assert!(head() <= 60, "{} in memory", head());

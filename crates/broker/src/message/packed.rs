@@ -62,7 +62,9 @@ struct Parts<'a> {
 
 impl Message {
     /// Creates a message: the exchange name, routing key and properties are copied into it, and
-    /// a body of at most [`INLINE_BODY_MAX`] bytes as well (a larger one is kept as it is).
+    /// a body of at most [`INLINE_BODY_MAX`] bytes as well. A larger body is kept as it is:
+    /// it must own its bytes, not be a slice of a connection's read buffer, which it would pin
+    /// (see [`Message::body_from_buffer`]).
     pub fn new(
         exchange: impl AsRef<[u8]>,
         routing_key: &str,
@@ -106,6 +108,18 @@ impl Message {
             codec: codecs::index(properties.codec()),
         };
         Message(ThinArc::from_header_and_slice(header, &data))
+    }
+
+    /// The body to give [`Message::new`] for `payload`, a slice of a connection's read buffer:
+    /// the slice itself when the message will copy it inline anyway, an exact copy otherwise
+    /// (so that a queued message never pins a read buffer). Saves small messages an allocation
+    /// and a copy.
+    pub fn body_from_buffer(payload: Bytes) -> Bytes {
+        if payload.len() <= INLINE_BODY_MAX {
+            payload
+        } else {
+            Bytes::copy_from_slice(&payload)
+        }
     }
 
     fn header(&self) -> &Header {

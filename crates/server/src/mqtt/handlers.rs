@@ -236,8 +236,8 @@ impl Conn {
             p.qos,
             p.retain,
             &properties,
-            // Own the payload: a slice would pin the connection's read buffer.
-            Bytes::copy_from_slice(&p.payload),
+            // A slice would pin the connection's read buffer: a large payload is copied.
+            Message::body_from_buffer(p.payload.clone()),
             self.session.uid,
         );
         let counters = &self.reg.entry.counters;

@@ -325,7 +325,7 @@ async fn fanned_out_messages_arrive_whole_whatever_their_size() {
         let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let properties = BasicProperties::default()
             .with_content_type("application/octet-stream".into())
-            .with_headers(lp::table(&[("size", lp::int(size as i32))]));
+            .with_headers(lp::table(&[("size", lp::int(size))]));
         lp::publish_with(&channel, &exchange, &key, &body, properties).await;
 
         let d = lp::next_delivery(&mut consumer).await;
@@ -333,7 +333,7 @@ async fn fanned_out_messages_arrive_whole_whatever_their_size() {
         assert_eq!(d.exchange.as_str(), exchange);
         assert_eq!(d.routing_key.as_str(), key);
         let headers = d.properties.headers().as_ref().unwrap();
-        assert_eq!(headers.inner().get("size"), Some(&lp::int(size as i32)));
+        assert_eq!(headers.inner().get("size"), Some(&lp::int(size)));
         d.ack(Default::default()).await.unwrap();
 
         let g = lp::get(&channel, &second).await.unwrap();

@@ -4,7 +4,8 @@
 //! library client hides (DUP flags, packet ids, resends, malformed input).
 //!
 //! MQTT tests always run against Pigeon, also in reference mode: the external broker named by
-//! [`crate::EXTERNAL_URL_VAR`] is an AMQP one. Every wait goes through [`crate::within`].
+//! [`crate::EXTERNAL_URL_VAR`] is an AMQP one. Every wait goes through [`crate::within`]
+//! (or, for an answer behind a long drain, an explicit longer limit: [`Raw::next_within`]).
 
 use bytes::{Bytes, BytesMut};
 use mqtt_wire::{
@@ -549,7 +550,14 @@ impl Raw {
 
     /// The next packet, or `None` when the broker closed the connection.
     pub async fn next(&mut self) -> Option<Packet> {
-        within("a packet or EOF from the broker", async {
+        self.next_within(crate::TIMEOUT).await
+    }
+
+    /// [`Raw::next`] for an answer that may take longer than [`crate::TIMEOUT`]: one that
+    /// comes only after a long drain, such as the PINGRESP queued behind a flood that the
+    /// memory alarm paused (the more messages fit under the watermark, the longer the drain).
+    pub async fn next_within(&mut self, limit: std::time::Duration) -> Option<Packet> {
+        let read = async {
             loop {
                 let max = mqtt_wire::MAX_PACKET_SIZE;
                 match decode(&mut self.buf, Some(self.version), max) {
@@ -562,8 +570,13 @@ impl Raw {
                     Ok(_) => {}
                 }
             }
-        })
-        .await
+        };
+        match tokio::time::timeout(limit, read).await {
+            Ok(packet) => packet,
+            Err(_) => {
+                panic!("timed out after {limit:?} waiting for a packet or EOF from the broker")
+            }
+        }
     }
 
     /// The next packet, failing the test at EOF.

@@ -304,3 +304,50 @@ async fn headers_exchange_routes_nothing_for_a_message_without_headers() {
     assert_eq!(lp::message_count(&channel, &queue).await, 0);
     lp::delete_exchange(&channel, &exchange).await;
 }
+
+/// A message is one allocation holding its routing key, properties and (up to 256 bytes) its
+/// body, with a larger body shared beside it (docs/performance.md, "Memory per message"): on
+/// both sides of that line, and for a body over several frames, every queue a fanout exchange
+/// copies it to delivers it whole, to a consumer (`basic.deliver`) and to `basic.get`, with its
+/// exchange, routing key and properties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanned_out_messages_arrive_whole_whatever_their_size() {
+    let broker = TestBroker::start().await;
+    let conn = lp::connect(&broker).await;
+    let channel = lp::confirm_channel(&conn).await;
+    let (exchange, first) =
+        exchange_with_binding(&channel, ExchangeKind::Fanout, "", FieldTable::default()).await;
+    let second = lp::exclusive_queue(&channel).await;
+    lp::bind(&channel, &second, &exchange, "", FieldTable::default()).await;
+    let key = "k".repeat(255);
+    let mut consumer = lp::consume_acked(&channel, &first).await;
+    for size in [0, 16, 255, 256, 257, 300_000] {
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let properties = BasicProperties::default()
+            .with_content_type("application/octet-stream".into())
+            .with_headers(lp::table(&[("size", lp::int(size))]));
+        lp::publish_with(&channel, &exchange, &key, &body, properties).await;
+
+        let d = lp::next_delivery(&mut consumer).await;
+        assert_eq!(d.data, body, "{size}");
+        assert_eq!(d.exchange.as_str(), exchange);
+        assert_eq!(d.routing_key.as_str(), key);
+        let headers = d.properties.headers().as_ref().unwrap();
+        assert_eq!(headers.inner().get("size"), Some(&lp::int(size)));
+        d.ack(Default::default()).await.unwrap();
+
+        let g = lp::get(&channel, &second).await.unwrap();
+        assert_eq!(g.delivery.data, body, "{size}");
+        assert_eq!(g.delivery.routing_key.as_str(), key);
+        assert_eq!(
+            g.delivery
+                .properties
+                .content_type()
+                .as_ref()
+                .map(|s| s.as_str()),
+            Some("application/octet-stream")
+        );
+        g.delivery.ack(Default::default()).await.unwrap();
+    }
+    lp::delete_exchange(&channel, &exchange).await;
+}

@@ -85,7 +85,7 @@ fn topic_setup(n: usize) -> Setup {
 
 fn message(x: &Exchange, key: &str) -> Message {
     Message::new(
-        x.name_bytes.clone(),
+        &*x.name,
         key,
         Properties::new(Bytes::new(), &CODEC),
         Bytes::from_static(b"0123456789abcdef"),

@@ -1,17 +1,28 @@
 //! Messages as the core sees them.
 //!
-//! A message is published once and may land in many queues: [`Message`] is a cheap handle
-//! (`Arc`) to one immutable [`MessageInner`], so fan-out copies no payload. The properties stay
-//! in the encoded form they arrived in (`raw`), together with the codec of the protocol that
-//! encoded them ([`PropertiesCodec`]); the core reads the few fields every queue needs
-//! ([`MessageMeta`]: TTL, priority, persistence) once at creation, and everything else through a
-//! neutral [`PropertiesView`] decoded on first use only (headers exchange, dead-lettering).
+//! A message is published once and may land in many queues: [`Message`] is a thin handle (8
+//! bytes, a reference count without a weak count) to one immutable allocation, so fan-out copies
+//! no payload. The properties stay in the encoded form they arrived in, together with the codec
+//! of the protocol that encoded them ([`PropertiesCodec`]); the core reads the few fields every
+//! queue needs ([`MessageMeta`]: TTL, priority, persistence) once at creation, and everything else
+//! through a neutral [`PropertiesView`] decoded when asked for (headers exchange,
+//! dead-lettering: cold paths, which decode once per routing or dead-lettering call).
+//!
+//! Layout (docs/performance.md, "Memory per message"): one allocation holds the reference
+//! count, a 24-byte header, and the exchange name, routing key and properties, each behind a
+//! varint length, then the body itself when it is at most [`INLINE_BODY_MAX`] bytes; a larger
+//! body stays a `Bytes` of its own (boxed, behind the header's 8-byte pointer), so that a large
+//! message is never copied. A resident 16-byte message with a 32-byte routing key takes one
+//! 96-byte allocation where it took four (280 bytes).
+
+mod codecs;
+mod packed;
+
+pub use packed::{Message, INLINE_BODY_MAX};
 
 use crate::value::Table;
 use bytes::Bytes;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 /// The properties the core needs to read, decoded from the raw form on demand.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,7 +49,8 @@ pub struct MessageMeta {
 }
 
 /// The protocol adapter that encoded a message's properties reads and rewrites them for the
-/// core, which knows no wire format.
+/// core, which knows no wire format. `meta` is given the properties as they arrived (on the
+/// publish path); `view` and `dead_lettered`, cold paths, a copy out of the stored message.
 pub trait PropertiesCodec: Send + Sync {
     /// The neutral view (a malformed encoding yields the default, empty view).
     fn view(&self, raw: &Bytes) -> PropertiesView;
@@ -106,23 +118,17 @@ pub struct Death {
     pub time: u64,
 }
 
-/// Encoded properties plus a lazily decoded view of them.
+/// Encoded properties and the codec that reads them: what [`Message::new`] takes.
+#[derive(Clone)]
 pub struct Properties {
     raw: Bytes,
     codec: &'static dyn PropertiesCodec,
-    /// Boxed: most messages are never decoded (a plain AMQP or MQTT delivery forwards `raw`),
-    /// and inline the view would cost every queued message about 50 bytes.
-    view: OnceLock<Box<PropertiesView>>,
 }
 
 impl Properties {
-    /// Wraps encoded properties; nothing is decoded until [`Properties::view`] is called.
+    /// Wraps encoded properties; nothing is decoded.
     pub fn new(raw: Bytes, codec: &'static dyn PropertiesCodec) -> Properties {
-        Properties {
-            raw,
-            codec,
-            view: OnceLock::new(),
-        }
+        Properties { raw, codec }
     }
 
     /// The properties exactly as they arrived.
@@ -134,12 +140,6 @@ impl Properties {
     pub fn codec(&self) -> &'static dyn PropertiesCodec {
         self.codec
     }
-
-    /// The decoded view (decoded once, on first call).
-    pub fn view(&self) -> &PropertiesView {
-        self.view
-            .get_or_init(|| Box::new(self.codec.view(&self.raw)))
-    }
 }
 
 impl fmt::Debug for Properties {
@@ -147,104 +147,5 @@ impl fmt::Debug for Properties {
         f.debug_struct("Properties")
             .field("raw_len", &self.raw.len())
             .finish()
-    }
-}
-
-/// One published message.
-#[derive(Debug)]
-pub struct MessageInner {
-    /// The exchange it was published to (UTF-8; shared with the exchange, not copied).
-    pub exchange: Bytes,
-    /// The routing key it was published with (UTF-8).
-    pub routing_key: Bytes,
-    /// Its properties.
-    pub properties: Properties,
-    /// Its body, owning its own bytes (never a slice of a connection's read buffer).
-    pub body: Bytes,
-    /// Broker-wide id of the connection or session that published it (0: the broker itself);
-    /// MQTT's no-local option compares it.
-    pub origin: u64,
-    /// When the broker received it (for expiry).
-    pub received: Instant,
-    /// Per-message TTL, priority, persistence.
-    pub meta: MessageMeta,
-}
-
-impl MessageInner {
-    /// The exchange name.
-    pub fn exchange(&self) -> &str {
-        std::str::from_utf8(&self.exchange).unwrap_or_default()
-    }
-
-    /// The routing key.
-    pub fn routing_key(&self) -> &str {
-        std::str::from_utf8(&self.routing_key).unwrap_or_default()
-    }
-}
-
-/// A shared handle to a published message; cloning it is a reference-count increment.
-#[derive(Debug, Clone)]
-pub struct Message(Arc<MessageInner>);
-
-impl Message {
-    /// Creates a message. `exchange` is the exchange's `name_bytes` (shared, not copied); the
-    /// routing key is copied into an allocation of its own.
-    pub fn new(
-        exchange: Bytes,
-        routing_key: &str,
-        properties: Properties,
-        body: Bytes,
-        origin: u64,
-    ) -> Self {
-        let meta = properties.codec.meta(&properties.raw);
-        Message(Arc::new(MessageInner {
-            exchange,
-            routing_key: Bytes::copy_from_slice(routing_key.as_bytes()),
-            properties,
-            body,
-            origin,
-            received: Instant::now(),
-            meta,
-        }))
-    }
-
-    /// The neutral view of the properties.
-    pub fn view(&self) -> &PropertiesView {
-        self.0.properties.view()
-    }
-}
-
-impl std::ops::Deref for Message {
-    type Target = MessageInner;
-    fn deref(&self) -> &MessageInner {
-        &self.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::mem::size_of;
-
-    /// What a message costs in memory, beyond its body's own allocation, is mostly these
-    /// structs (docs/architecture.md, "Memory per message"): keep them from growing unnoticed.
-    #[test]
-    fn message_structs_stay_small() {
-        eprintln!(
-            "MessageInner {} Properties {} PropertiesView {} MessageMeta {} QueuedMessage {}",
-            size_of::<MessageInner>(),
-            size_of::<Properties>(),
-            size_of::<PropertiesView>(),
-            size_of::<MessageMeta>(),
-            size_of::<crate::queue::QueuedMessage>(),
-        );
-        assert!(size_of::<Properties>() <= 64, "{}", size_of::<Properties>());
-        assert!(
-            size_of::<MessageInner>() <= 208,
-            "{}",
-            size_of::<MessageInner>()
-        );
-        assert!(size_of::<crate::queue::QueuedMessage>() <= 32);
-        assert_eq!(size_of::<Message>(), size_of::<usize>());
     }
 }

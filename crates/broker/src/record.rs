@@ -182,22 +182,49 @@ pub struct QueueExtras {
     /// A transient message, written only to keep its place in a paged-out queue: dropped (and
     /// acknowledged) when the queue is restored after a restart, never resurrected.
     pub transient: bool,
-    /// Who published it ([`crate::message::MessageInner::origin`]); meaningful only in the
+    /// Who published it ([`crate::Message::origin`]); meaningful only in the
     /// process that wrote the record (ids start again after a restart).
     pub origin: u64,
 }
 
-impl MessageRecord {
+/// A message to encode as a [`MessageRecord`], borrowed from where it lives (a queued
+/// [`crate::Message`] keeps its parts in one allocation, not as `Bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageRecordRef<'a> {
+    /// Exchange it was published to.
+    pub exchange: &'a [u8],
+    /// Routing key.
+    pub routing_key: &'a [u8],
+    /// Encoded properties.
+    pub properties: &'a [u8],
+    /// Body.
+    pub body: &'a [u8],
+    /// When its TTL runs out, in milliseconds since the Unix epoch (0: never).
+    pub expires_at_ms: u64,
+}
+
+impl<'a> MessageRecordRef<'a> {
+    /// The record of `m`.
+    pub fn of(m: &'a crate::Message, expires_at_ms: u64) -> MessageRecordRef<'a> {
+        MessageRecordRef {
+            exchange: m.exchange().as_bytes(),
+            routing_key: m.routing_key().as_bytes(),
+            properties: m.properties_raw(),
+            body: m.body(),
+            expires_at_ms,
+        }
+    }
+
     fn capacity(&self) -> usize {
         48 + self.exchange.len() + self.routing_key.len() + self.properties.len() + self.body.len()
     }
 
     fn put_message(&self, out: &mut BytesMut) {
         out.put_u64_le(self.expires_at_ms);
-        put_bytes(out, &self.exchange);
-        put_bytes(out, &self.routing_key);
-        put_bytes(out, &self.properties);
-        put_bytes(out, &self.body);
+        put_bytes(out, self.exchange);
+        put_bytes(out, self.routing_key);
+        put_bytes(out, self.properties);
+        put_bytes(out, self.body);
     }
 
     /// Encodes the record (layout version 1: retained messages).
@@ -216,6 +243,29 @@ impl MessageRecord {
         out.put_u64_le(extras.origin);
         self.put_message(&mut out);
         out
+    }
+}
+
+impl MessageRecord {
+    /// The record, borrowed for encoding.
+    pub fn as_ref(&self) -> MessageRecordRef<'_> {
+        MessageRecordRef {
+            exchange: &self.exchange,
+            routing_key: &self.routing_key,
+            properties: &self.properties,
+            body: &self.body,
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+
+    /// Encodes the record (layout version 1: retained messages).
+    pub fn encode(&self) -> BytesMut {
+        self.as_ref().encode()
+    }
+
+    /// Encodes the record for a queue log, with `extras` (layout version 2).
+    pub fn encode_queued(&self, extras: QueueExtras) -> BytesMut {
+        self.as_ref().encode_queued(extras)
     }
 
     /// Decodes a record of either layout; `None` if it is not one.

@@ -7,7 +7,7 @@
 use crate::durable;
 use crate::exchange::topic::TopicTrie;
 use crate::message::{Message, Properties, PropertiesCodec};
-use crate::record::MessageRecord;
+use crate::record::{MessageRecord, MessageRecordRef};
 use bytes::Bytes;
 use parking_lot::RwLock;
 use pigeon_store::Store;
@@ -40,14 +40,8 @@ impl RetainedStore {
         if let Some((store, vhost)) = &self.store {
             let k = durable::key(vhost, key);
             let result = match &message {
-                Some(m) if m.meta.persistent => {
-                    let record = MessageRecord {
-                        exchange: m.exchange.clone(),
-                        routing_key: m.routing_key.clone(),
-                        properties: m.properties.raw().clone(),
-                        body: m.body.clone(),
-                        expires_at_ms: 0,
-                    };
+                Some(m) if m.meta().persistent => {
+                    let record = MessageRecordRef::of(m, 0);
                     store.meta_put(TABLE, &k, &record.encode())
                 }
                 // Only a key whose previous message was kept needs a write.
@@ -55,7 +49,7 @@ impl RetainedStore {
                     .messages
                     .read()
                     .get(key)
-                    .is_some_and(|m| m.meta.persistent) =>
+                    .is_some_and(|m| m.meta().persistent) =>
                 {
                     store.meta_delete(TABLE, &k)
                 }
@@ -155,7 +149,7 @@ impl RetainedStore {
         self.messages
             .read()
             .values()
-            .map(|m| m.body.len() as u64)
+            .map(|m| m.body_len() as u64)
             .sum()
     }
 

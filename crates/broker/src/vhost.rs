@@ -99,11 +99,9 @@ impl Distinct {
 /// Whether `message` going to `queue` closes a dead-letter cycle: walking its deaths newest
 /// first, it died in that queue before any rejection (as RabbitMQ decides).
 fn is_cycle(message: &Message, queue: &str) -> bool {
-    let Some(crate::value::Value::Array(deaths)) = message
-        .view()
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("x-death"))
+    let view = message.view();
+    let Some(crate::value::Value::Array(deaths)) =
+        view.headers.as_ref().and_then(|h| h.get("x-death"))
     else {
         return false;
     };
@@ -828,14 +826,14 @@ impl VHost {
                 routing_keys: vec![old.routing_key().to_string()],
                 time,
             };
-            let codec = old.properties.codec();
-            let raw = codec.dead_lettered(old.properties.raw(), &death);
+            let codec = old.codec();
+            let raw = codec.dead_lettered(&old.properties_bytes(), &death);
             let message = Message::new(
-                x.name_bytes.clone(),
+                &*x.name,
                 routing_key.unwrap_or(old.routing_key()),
                 Properties::new(raw, codec),
-                old.body.clone(),
-                old.origin,
+                old.body_bytes(),
+                old.origin(),
             );
             for q in self.route(&x, &message) {
                 if !is_cycle(&message, q.name()) {

@@ -186,8 +186,6 @@ impl Bindings {
 pub struct Exchange {
     /// Its name (`""` is the default exchange).
     pub name: Arc<str>,
-    /// The same name as bytes, for messages to share instead of copying it.
-    pub name_bytes: bytes::Bytes,
     /// Its type.
     pub kind: ExchangeKind,
     /// Declared durable.
@@ -219,7 +217,6 @@ impl Exchange {
     ) -> Exchange {
         Exchange {
             name: name.into(),
-            name_bytes: bytes::Bytes::copy_from_slice(name.as_bytes()),
             kind,
             durable,
             auto_delete,
@@ -311,7 +308,9 @@ impl Exchange {
             }
             ExchangeKind::Topic => b.topic.for_each_match(routing_key, |(_, d)| each(d)),
             ExchangeKind::Headers => {
-                let headers = message.view().headers.as_ref();
+                // Decoded once for all the bindings (the message no longer caches it).
+                let view = message.view();
+                let headers = view.headers.as_ref();
                 b.list
                     .values()
                     .filter(|x| headers::matches(&x.arguments, headers))
@@ -376,7 +375,7 @@ mod tests {
         assert_eq!(listed, ["a.#", "b"]);
         let mut hits = 0;
         let m = crate::message::Message::new(
-            x.name_bytes.clone(),
+            &*x.name,
             "a.x",
             Properties::new(Bytes::new(), &CODEC),
             Bytes::new(),
@@ -404,7 +403,7 @@ mod tests {
             x.bind(binding(queue, "#.sport"));
         }
         let m = crate::message::Message::new(
-            x.name_bytes.clone(),
+            &*x.name,
             "news.sport",
             Properties::new(Bytes::new(), &CODEC),
             Bytes::new(),

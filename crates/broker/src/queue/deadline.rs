@@ -40,6 +40,16 @@ impl Deadline {
     pub fn instant(self) -> Instant {
         anchor() + Duration::from_nanos(self.0.get() - 1)
     }
+
+    /// Its 8 bytes, to pack into a message (see [`Deadline::from_bits`]).
+    pub(crate) fn to_bits(self) -> u64 {
+        self.0.get()
+    }
+
+    /// The deadline `to_bits` gave (0, which it never gives, reads as the anchor).
+    pub(crate) fn from_bits(bits: u64) -> Deadline {
+        Deadline(NonZeroU64::new(bits).unwrap_or(NonZeroU64::MIN))
+    }
 }
 
 #[cfg(test)]

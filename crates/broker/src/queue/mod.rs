@@ -340,7 +340,7 @@ impl Queue {
                 return Enqueued::Rejected;
             };
             let now = Instant::now();
-            let ttl = match (st.settings.message_ttl, message.meta.expiration_ms) {
+            let ttl = match (st.settings.message_ttl, message.meta().expiration_ms) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -358,7 +358,7 @@ impl Queue {
             let s = &st.settings;
             let full = s.max_length.is_some_and(|max| st.ready.len() >= max)
                 || s.max_length_bytes
-                    .is_some_and(|max| st.ready.bytes() + m.message.body.len() > max);
+                    .is_some_and(|max| st.ready.bytes() + m.message.body_len() > max);
             if full && s.overflow != Overflow::DropHead {
                 if s.overflow == Overflow::RejectPublishDlx {
                     dead.push(st, m, DeathReason::MaxLen);
@@ -574,12 +574,12 @@ impl Queue {
             return false;
         };
         // A transient queue's log holds only what paged out, and is not kept over a restart.
-        if !m.message.meta.persistent || self.volatile.is_some() {
+        if !m.message.meta().persistent || self.volatile.is_some() {
             return false;
         }
         let extras = QueueExtras {
             transient: false,
-            origin: m.message.origin,
+            origin: m.message.origin(),
         };
         let record = Queue::record(m, now).encode_queued(extras);
         let appended = match level_tag {

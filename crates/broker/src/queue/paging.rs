@@ -35,7 +35,7 @@
 
 use super::{count, unix_ms, Deadline, Queue, QueuedMessage, State};
 use crate::message::{Message, Properties, PropertiesCodec};
-use crate::record::{MessageRecord, QueueExtras};
+use crate::record::{MessageRecord, MessageRecordRef, QueueExtras};
 use bytes::Bytes;
 use pigeon_store::{QueueLog, RecoveredMessage};
 use std::time::{Duration, Instant};
@@ -119,18 +119,12 @@ pub(super) fn max_body(frame_len: u32) -> usize {
 
 impl Queue {
     /// The record of a queued message, for its log.
-    pub(super) fn record(m: &QueuedMessage, now: Instant) -> MessageRecord {
+    pub(super) fn record(m: &QueuedMessage, now: Instant) -> MessageRecordRef<'_> {
         let expires_at_ms = m.expires_at.map_or(0, |t| {
             let left = t.instant().saturating_duration_since(now).as_millis() as u64;
             unix_ms().saturating_add(left).max(1)
         });
-        MessageRecord {
-            exchange: m.message.exchange.clone(),
-            routing_key: m.message.routing_key.clone(),
-            properties: m.message.properties.raw().clone(),
-            body: m.message.body.clone(),
-            expires_at_ms,
-        }
+        MessageRecordRef::of(&m.message, expires_at_ms)
     }
 
     /// Writes a new message to the log only, behind everything else. `Some(stored)` when it is
@@ -141,10 +135,10 @@ impl Queue {
         let log = self.log_for_paging()?;
         // Only a durable queue's publisher waits for the disk: a transient queue's log promises
         // nothing (it is never synced, and deleted at start).
-        let persistent = m.message.meta.persistent && self.volatile.is_none();
+        let persistent = m.message.meta().persistent && self.volatile.is_none();
         let extras = QueueExtras {
             transient: !persistent,
-            origin: m.message.origin,
+            origin: m.message.origin(),
         };
         let record = Queue::record(m, now).encode_queued(extras);
         // A persistent message of a priority queue carries its level in the log's index, so
@@ -160,7 +154,7 @@ impl Queue {
         }
         st.ready.paged_out(m);
         if st.codec.is_none() {
-            st.codec = Some(m.message.properties.codec());
+            st.codec = Some(m.message.codec());
         }
         Some(persistent)
     }

@@ -95,7 +95,7 @@ fn message(body: &str, persistent: bool) -> Message {
 fn take_all(q: &Arc<Queue>) -> Vec<String> {
     let mut out = Vec::new();
     while let Some((m, _)) = q.get(true) {
-        out.push(String::from_utf8_lossy(&m.message.body).into_owned());
+        out.push(String::from_utf8_lossy(m.message.body()).into_owned());
     }
     out
 }
@@ -115,7 +115,7 @@ fn a_transient_message_paged_out_is_written_but_not_waited_for() {
     let log = q.log.get().cloned().unwrap();
     assert_eq!(log.len(), 3, "a, c and d are in the log; b only in memory");
     let (m, _) = q.get(false).unwrap();
-    assert_eq!(&m.message.body[..], b"a");
+    assert_eq!(m.message.body(), b"a");
     assert_eq!(take_all(&q), ["b", "c", "d"]);
     // The transient message read back keeps its publisher (MQTT no-local).
     q.enqueue(message("e", true));
@@ -124,8 +124,8 @@ fn a_transient_message_paged_out_is_written_but_not_waited_for() {
     let _ = q.get(true);
     let _ = q.get(true);
     let (g, _) = q.get(true).unwrap();
-    assert_eq!((&g.message.body[..], g.message.origin), (&b"g"[..], 7));
-    assert!(!g.message.meta.persistent);
+    assert_eq!((g.message.body(), g.message.origin()), (&b"g"[..], 7));
+    assert!(!g.message.meta().persistent);
 }
 
 #[test]
@@ -220,10 +220,7 @@ fn a_message_the_log_refuses_is_not_put_ahead_of_the_tail() {
     assert_eq!(q.message_count(), 3);
     let (a, _) = q.get(true).unwrap();
     let (b, _) = q.get(true).unwrap();
-    assert_eq!(
-        (&a.message.body[..], &b.message.body[..]),
-        (&b"a"[..], &b"b"[..])
-    );
+    assert_eq!((a.message.body(), b.message.body()), (&b"a"[..], &b"b"[..]));
     // ("c" was lost with the log.) With the tail empty, a message stays in memory.
     assert!(take_all(&q).is_empty());
     assert_eq!(q.enqueue(message("f", false)), Enqueued::Accepted);

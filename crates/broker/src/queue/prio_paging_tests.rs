@@ -88,7 +88,7 @@ fn message(body: &str, priority: u8, persistent: bool) -> Message {
 fn take_all(q: &Arc<Queue>) -> Vec<String> {
     let mut out = Vec::new();
     while let Some((m, _)) = q.get(true) {
-        out.push(String::from_utf8_lossy(&m.message.body).into_owned());
+        out.push(String::from_utf8_lossy(m.message.body()).into_owned());
     }
     out
 }
@@ -208,7 +208,7 @@ fn a_crashed_priority_queue_restarts_from_its_checkpoint_in_exact_order() {
         let taken: Vec<_> = (0..n).map(|_| q.get(false).unwrap().0).collect();
         let mut back = Vec::new();
         for (i, m) in taken.into_iter().enumerate() {
-            let body = String::from_utf8_lossy(&m.message.body).into_owned();
+            let body = String::from_utf8_lossy(m.message.body()).into_owned();
             if i % 3 == 0 {
                 redelivered.insert(body);
                 back.push(m);
@@ -261,7 +261,7 @@ fn a_crashed_priority_queue_restarts_from_its_checkpoint_in_exact_order() {
     assert!(q.paged_out_count() > 0, "only a head-full is read");
     let mut got = Vec::new();
     while let Some((m, _)) = q.get(true) {
-        let body = String::from_utf8_lossy(&m.message.body).into_owned();
+        let body = String::from_utf8_lossy(m.message.body()).into_owned();
         assert_eq!(m.redelivered, redelivered.contains(&body), "{body}");
         got.push(body);
     }
@@ -283,14 +283,14 @@ fn messages_delivered_before_a_restart_come_back_redelivered_at_their_place() {
         // Delivered, never settled: the three oldest of priority 3.
         let held: Vec<_> = (0..3).map(|_| q.get(false).unwrap().0).collect();
         held.iter()
-            .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+            .map(|m| String::from_utf8_lossy(m.message.body()).into_owned())
             .collect::<Vec<_>>()
     };
     let (_store, q) = queue(&dir, 4, true);
     assert_eq!(q.message_count(), 60);
     let mut got = Vec::new();
     while let Some((m, _)) = q.get(true) {
-        let body = String::from_utf8_lossy(&m.message.body).into_owned();
+        let body = String::from_utf8_lossy(m.message.body()).into_owned();
         assert_eq!(m.redelivered, held.contains(&body), "{body}");
         got.push(body);
     }
@@ -325,7 +325,7 @@ fn the_head_stays_within_one_and_a_half_times_the_limits() {
         n += 1;
         let want = model.iter_mut().rev().find_map(|l| l.pop_front());
         assert_eq!(
-            Some(String::from_utf8_lossy(&m.message.body).into_owned()),
+            Some(String::from_utf8_lossy(m.message.body()).into_owned()),
             want
         );
         assert!(head() <= 60, "{} in memory", head());

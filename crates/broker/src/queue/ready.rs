@@ -68,7 +68,7 @@ impl Ready {
         self.limits.is_some_and(|l| {
             self.behind_tail(m)
                 || self.len >= l.resident_messages
-                || self.bytes + m.message.body.len() > l.resident_bytes
+                || self.bytes + m.message.body_len() > l.resident_bytes
         })
     }
 
@@ -92,7 +92,7 @@ impl Ready {
             self.tail.next = m.seq;
         }
         self.tail.count += 1;
-        self.tail.bytes += m.message.body.len();
+        self.tail.bytes += m.message.body_len();
     }
 
     /// Whether the head ran low (under half its limits, or empty) while the tail holds more,
@@ -192,7 +192,7 @@ impl Ready {
         if top == 0 {
             return 0;
         }
-        usize::from(m.message.meta.priority.unwrap_or(0)).min(top)
+        usize::from(m.message.meta().priority.unwrap_or(0)).min(top)
     }
 
     /// Number of ready messages in memory (the head).
@@ -213,16 +213,16 @@ impl Ready {
 
     fn added(&mut self, m: &QueuedMessage) {
         self.len += 1;
-        self.bytes += m.message.body.len();
-        if m.message.meta.expiration_ms.is_some() {
+        self.bytes += m.message.body_len();
+        if m.message.meta().expiration_ms.is_some() {
             self.uneven_expiry += 1;
         }
     }
 
     fn removed(&mut self, m: &QueuedMessage) {
         self.len -= 1;
-        self.bytes -= m.message.body.len();
-        if m.message.meta.expiration_ms.is_some() {
+        self.bytes -= m.message.body_len();
+        if m.message.meta().expiration_ms.is_some() {
             self.uneven_expiry -= 1;
         }
     }

@@ -351,7 +351,7 @@ impl Channel {
             }
         }
         let message = Message::new(
-            p.exchange.name_bytes.clone(),
+            &*p.exchange.name,
             p.routing_key.as_str(),
             Properties::new(props, &AMQP_CODEC),
             body,
@@ -385,20 +385,20 @@ impl Channel {
     ) -> Published {
         let routed = ctx.vhost.publish(exchange, &message);
         self.reached.add(&routed.reached);
-        self.charged += crate::memory::message_cost(message.body.len());
+        self.charged += crate::memory::message_cost(message.body_len());
         let returned = routed.queues == 0 && mandatory;
         self.shared.stats.count_publish(
             routed.queues,
             returned,
             self.confirms.is_some(),
-            message.body.len(),
+            message.body_len(),
         );
         if returned {
             let ret = Method::BasicReturn(BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortString::from_static("NO_ROUTE"),
-                exchange: short(&message.exchange),
-                routing_key: short(&message.routing_key),
+                exchange: short(message.exchange()),
+                routing_key: short(message.routing_key()),
             });
             let returned = QueuedMessage {
                 message,

@@ -302,8 +302,8 @@ impl Channel {
             ));
         }
         if have == size && p.body.is_empty() {
-            // The whole body in one frame: one exact-size copy.
-            return self.finish_publish(ctx, Bytes::copy_from_slice(&payload));
+            // The whole body in one frame: at most one exact-size copy.
+            return self.finish_publish(ctx, Message::body_from_buffer(payload));
         }
         if p.body.is_empty() {
             p.body.reserve(usize::try_from(size).unwrap_or(0));

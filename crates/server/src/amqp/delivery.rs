@@ -9,9 +9,10 @@ use super::codec::with_delivery_count;
 use crate::outbound::Outbound;
 use crate::registry::{ChannelStats, ChannelView, ProtocolCounters};
 use amqp_wire::{
-    encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicDeliver,
-    BasicGetOk, Method, ShortString,
+    encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicGetOk, Method,
+    ShortString, FRAME_END, FRAME_METHOD,
 };
+use bytes::{BufMut, BytesMut};
 use parking_lot::Mutex;
 use pigeon_broker::{ConsumerSink, Delivered, Queue, QueuedMessage};
 use pigeon_store::Chunked;
@@ -21,10 +22,54 @@ use std::sync::Arc;
 /// Basic class id, for content headers.
 const BASIC_CLASS: u16 = 60;
 
-/// A broker name as a short string, sharing its bytes (no copy on the delivery path).
-pub fn short(name: &bytes::Bytes) -> ShortString {
-    ShortString::try_from(name.clone()).unwrap_or_default()
+/// A broker name as a short string (copied: for `basic.get-ok` and `basic.return`; a
+/// `basic.deliver` is written by [`encode_deliver_frame`] without one). A name over 255 bytes
+/// (an MQTT topic can be) is sent empty, as AMQP cannot carry it.
+pub fn short(name: &str) -> ShortString {
+    ShortString::new(name).unwrap_or_default()
 }
+
+/// Writes a `basic.deliver` method frame (AMQP 0-9-1 sections 2.3.5 and 4.2.3) straight from
+/// the message's own bytes: the message keeps its exchange and routing key inside its single
+/// allocation, so building a [`Method`] would copy both into new `ShortString`s for every
+/// delivery. The bytes are those `encode_method_frame` writes (a test compares them).
+pub fn encode_deliver_frame(
+    channel: u16,
+    consumer_tag: &ShortString,
+    delivery_tag: u64,
+    redelivered: bool,
+    exchange: &str,
+    routing_key: &str,
+    out: &mut BytesMut,
+) {
+    fn shortstr(out: &mut BytesMut, s: &[u8]) {
+        let s = if s.len() > ShortString::MAX_LEN {
+            &[][..]
+        } else {
+            s
+        };
+        out.put_u8(s.len() as u8);
+        out.put_slice(s);
+    }
+    out.reserve(32 + consumer_tag.len() + exchange.len() + routing_key.len());
+    out.put_u8(FRAME_METHOD);
+    out.put_u16(channel);
+    let at = out.len();
+    out.put_u32(0);
+    out.put_u16(BASIC_CLASS);
+    out.put_u16(BASIC_DELIVER);
+    shortstr(out, consumer_tag.as_bytes());
+    out.put_u64(delivery_tag);
+    out.put_u8(u8::from(redelivered));
+    shortstr(out, exchange.as_bytes());
+    shortstr(out, routing_key.as_bytes());
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    out.put_u8(FRAME_END);
+}
+
+/// `basic.deliver`'s method id in the basic class.
+const BASIC_DELIVER: u16 = 60;
 
 /// A delivered message waiting for its ack.
 pub struct Unacked {
@@ -117,15 +162,30 @@ impl ChannelShared {
     /// `counted` adds the `x-delivery-count` header to a redelivery (queues with a delivery
     /// limit).
     pub fn send_with_content(&self, method: &Method, message: &QueuedMessage, counted: bool) {
+        self.send_content(
+            |buf| encode_method_frame(self.number, method, buf),
+            message,
+            counted,
+        );
+    }
+
+    /// [`ChannelShared::send_with_content`] with the method frame written by `method`.
+    fn send_content(
+        &self,
+        method: impl FnOnce(&mut BytesMut),
+        message: &QueuedMessage,
+        counted: bool,
+    ) {
         let m = &message.message;
         let recounted = (counted && message.delivery_count > 0)
-            .then(|| with_delivery_count(m.properties.raw(), message.delivery_count));
-        let raw = recounted.as_ref().unwrap_or(m.properties.raw());
+            .then(|| with_delivery_count(&m.properties_bytes(), message.delivery_count));
+        let raw = recounted.as_deref().unwrap_or(m.properties_raw());
+        let body = m.body();
         self.out.send(|buf| {
-            buf.reserve(m.body.len() + raw.len() + 128);
-            encode_method_frame(self.number, method, buf);
-            encode_header_frame(self.number, BASIC_CLASS, m.body.len() as u64, raw, buf);
-            encode_body_frames(self.number, &m.body, self.frame_max, buf);
+            buf.reserve(body.len() + raw.len() + 128);
+            method(buf);
+            encode_header_frame(self.number, BASIC_CLASS, body.len() as u64, raw, buf);
+            encode_body_frames(self.number, body, self.frame_max, buf);
         });
     }
 
@@ -138,8 +198,8 @@ impl ChannelShared {
         let method = Method::BasicGetOk(BasicGetOk {
             delivery_tag: tag,
             redelivered: message.redelivered,
-            exchange: short(&message.message.exchange),
-            routing_key: short(&message.message.routing_key),
+            exchange: short(message.message.exchange()),
+            routing_key: short(message.message.routing_key()),
             message_count: left,
         });
         self.send_with_content(&method, &message, queue.counts_deliveries());
@@ -223,14 +283,22 @@ impl ConsumerSink for AmqpConsumer {
         d.next_tag += 1;
         ch.stats
             .count_delivery(false, self.no_ack, message.redelivered);
-        let method = Method::BasicDeliver(BasicDeliver {
-            consumer_tag: self.tag.clone(),
-            delivery_tag: tag,
-            redelivered: message.redelivered,
-            exchange: short(&message.message.exchange),
-            routing_key: short(&message.message.routing_key),
-        });
-        ch.send_with_content(&method, &message, queue.counts_deliveries());
+        let m = &message.message;
+        ch.send_content(
+            |buf| {
+                encode_deliver_frame(
+                    ch.number,
+                    &self.tag,
+                    tag,
+                    message.redelivered,
+                    m.exchange(),
+                    m.routing_key(),
+                    buf,
+                )
+            },
+            &message,
+            queue.counts_deliveries(),
+        );
         if self.no_ack {
             return Delivered::Settled;
         }
@@ -250,6 +318,38 @@ impl ConsumerSink for AmqpConsumer {
                 consumer_tag: self.tag.clone(),
                 no_wait: true,
             }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amqp_wire::BasicDeliver;
+
+    /// The hand-written `basic.deliver` is byte for byte the generic encoder's, a name too
+    /// long for a short string included (sent empty by both).
+    #[test]
+    fn a_deliver_frame_is_the_generic_encoding() {
+        let long = "k".repeat(300);
+        for (exchange, key, redelivered) in [
+            ("", "pigeon-bench-0123456789abcdefg-0", false),
+            ("amq.topic", "a.b.c", true),
+            ("x", long.as_str(), false),
+        ] {
+            let tag = ShortString::from_static("amq.ctag-1");
+            let mut direct = BytesMut::new();
+            encode_deliver_frame(7, &tag, 42, redelivered, exchange, key, &mut direct);
+            let method = Method::BasicDeliver(BasicDeliver {
+                consumer_tag: tag,
+                delivery_tag: 42,
+                redelivered,
+                exchange: short(exchange),
+                routing_key: short(key),
+            });
+            let mut generic = BytesMut::new();
+            encode_method_frame(7, &method, &mut generic);
+            assert_eq!(direct, generic);
         }
     }
 }

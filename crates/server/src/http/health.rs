@@ -239,7 +239,7 @@ async fn aliveness(
     let queue = declared.queue;
     let exchange = v.exchange("")?;
     let message = Message::new(
-        exchange.name_bytes.clone(),
+        &*exchange.name,
         name,
         Properties::new(bytes::Bytes::new(), &crate::amqp::AMQP_CODEC),
         bytes::Bytes::from_static(b"test_message"),
@@ -247,7 +247,7 @@ async fn aliveness(
     );
     v.publish(&exchange, &message);
     while let Some((m, _)) = queue.get(true) {
-        if &m.message.body[..] == b"test_message" {
+        if m.message.body() == b"test_message" {
             return Ok(Json(json!({"status": "ok"})).into_response());
         }
     }

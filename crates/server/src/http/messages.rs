@@ -148,7 +148,7 @@ async fn publish(
     let mut raw = BytesMut::new();
     props.encode(&mut raw);
     let message = Message::new(
-        exchange.name_bytes.clone(),
+        &*exchange.name,
         routing_key,
         Properties::new(raw.freeze(), &crate::amqp::AMQP_CODEC),
         payload,
@@ -177,7 +177,7 @@ fn int(map: &Map<String, Value>, key: &str) -> ApiResult<Option<u64>> {
 
 /// The message's properties as RabbitMQ shows them (absent ones left out).
 fn properties_json(m: &Message) -> Value {
-    let Ok(p) = BasicProperties::decode(m.properties.raw()) else {
+    let Ok(p) = BasicProperties::decode(&m.properties_bytes()) else {
         return json!({});
     };
     let mut out = Map::new();
@@ -247,7 +247,7 @@ async fn get(
     let answer: Vec<Value> = taken
         .iter()
         .map(|(m, left)| {
-            let body = &m.message.body;
+            let body = m.message.body();
             let shown = &body[..truncate.map_or(body.len(), |t| t.min(body.len()))];
             let (payload, encoding) = match std::str::from_utf8(shown) {
                 Ok(text) if !base64_only => (text.to_string(), "string"),

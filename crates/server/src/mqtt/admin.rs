@@ -200,11 +200,11 @@ pub(crate) struct RetainedView {
 }
 
 fn retained_view(key: &str, m: &pigeon_broker::Message) -> RetainedView {
-    let out = super::convert::outgoing(m.properties.raw(), m.received, true);
+    let out = super::convert::outgoing(m.properties_raw(), m.age(), true);
     RetainedView {
         topic: topic::from_routing_key(key),
         qos: out.qos as u8,
-        payload: m.body.clone(),
+        payload: m.body_bytes(),
         content_type: out.properties.content_type.clone(),
     }
 }

@@ -10,7 +10,7 @@ use super::topic;
 use amqp_wire::{BasicProperties, FieldTable, FieldValue, ShortString};
 use bytes::Bytes;
 use mqtt_wire::{PayloadFormat, PublishProperties, QoS, TopicName};
-use std::time::Instant;
+use std::time::Duration;
 
 /// Header holding the publish QoS when it was 2 (1 and 0 are told apart by delivery_mode).
 const QOS_HEADER: &str = "x-mqtt-publish-qos";
@@ -91,8 +91,9 @@ pub struct Outgoing {
 }
 
 /// Reads the stored AMQP properties of a message for an MQTT subscriber. `v5` asks for the
-/// MQTT 5 properties as well; a 3.1.1 delivery only needs the QoS.
-pub fn outgoing(raw: &Bytes, received: Instant, v5: bool) -> Outgoing {
+/// MQTT 5 properties as well; a 3.1.1 delivery only needs the QoS. `age`: how long ago the
+/// broker received the message, which it keeps for messages with a TTL (none: not expired).
+pub fn outgoing(raw: &[u8], age: Option<Duration>, v5: bool) -> Outgoing {
     let mut out = Outgoing {
         qos: QoS::AtMostOnce,
         properties: PublishProperties::default(),
@@ -108,7 +109,8 @@ pub fn outgoing(raw: &Bytes, received: Instant, v5: bool) -> Outgoing {
         };
         return out;
     }
-    let Ok(p) = BasicProperties::decode(raw) else {
+    // A copy, as the message keeps its properties inside its own allocation.
+    let Ok(p) = BasicProperties::decode(&Bytes::copy_from_slice(raw)) else {
         return out;
     };
     out.qos = if p.delivery_mode == Some(2) {
@@ -127,7 +129,7 @@ pub fn outgoing(raw: &Bytes, received: Instant, v5: bool) -> Outgoing {
         .as_ref()
         .and_then(|e| e.as_str().parse::<u64>().ok())
     {
-        let elapsed = received.elapsed().as_millis() as u64;
+        let elapsed = age.unwrap_or_default().as_millis() as u64;
         if elapsed >= ms {
             out.expired = true;
             return out;
@@ -207,7 +209,7 @@ mod tests {
         assert_eq!(amqp.delivery_mode, Some(2));
         assert_eq!(amqp.reply_to.as_deref(), Some("reply.to.me"));
         assert_eq!(amqp.expiration.as_deref(), Some("60000"));
-        let back = outgoing(&raw, Instant::now(), true);
+        let back = outgoing(&raw, Some(Duration::ZERO), true);
         assert_eq!(back.qos, QoS::ExactlyOnce);
         assert!(back.retain);
         assert!(!back.expired);
@@ -224,6 +226,9 @@ mod tests {
     fn plain_qos1_needs_no_decoding() {
         let raw = amqp_properties(QoS::AtLeastOnce, false, &PublishProperties::default());
         assert_eq!(&raw[..], &[0x10, 0x00, 0x02]);
-        assert_eq!(outgoing(&raw, Instant::now(), true).qos, QoS::AtLeastOnce);
+        assert_eq!(
+            outgoing(&raw, Some(Duration::ZERO), true).qos,
+            QoS::AtLeastOnce
+        );
     }
 }

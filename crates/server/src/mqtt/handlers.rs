@@ -30,7 +30,7 @@ pub(super) fn publish_message(
     let key = topic::to_routing_key(topic_name.as_str());
     let props = convert::amqp_properties(qos, retain, properties);
     let message = Message::new(
-        exchange.name_bytes.clone(),
+        &*exchange.name,
         &key,
         Properties::new(props, &crate::amqp::AMQP_CODEC),
         payload,
@@ -39,7 +39,7 @@ pub(super) fn publish_message(
     if retain {
         // [MQTT-3.3.1-5..7]: a retained PUBLISH replaces the topic's retained message; an
         // empty payload clears it (and is still delivered to current subscribers).
-        let keep = (!message.body.is_empty()).then(|| message.clone());
+        let keep = (message.body_len() > 0).then(|| message.clone());
         vhost.retained.set(&key, keep);
     }
     vhost.publish(exchange, &message)
@@ -236,8 +236,8 @@ impl Conn {
             p.qos,
             p.retain,
             &properties,
-            // Own the payload: a slice would pin the connection's read buffer.
-            Bytes::copy_from_slice(&p.payload),
+            // A slice would pin the connection's read buffer: a large payload is copied.
+            Message::body_from_buffer(p.payload.clone()),
             self.session.uid,
         );
         let counters = &self.reg.entry.counters;
@@ -504,7 +504,7 @@ impl Conn {
     /// Sends a retained message on subscribe, with the retain flag set.
     fn send_retained(&self, m: &Message, granted: QoS, id: Option<u32>) {
         let v5 = self.version == mqtt_wire::ProtocolVersion::V5;
-        let out = convert::outgoing(m.properties.raw(), m.received, v5);
+        let out = convert::outgoing(m.properties_raw(), m.age(), v5);
         let Ok(topic_name) = TopicName::new(topic::from_routing_key(m.routing_key())) else {
             return;
         };
@@ -521,7 +521,7 @@ impl Conn {
             topic: Some(topic_name),
             packet_id: None,
             properties,
-            payload: m.body.clone(),
+            payload: m.body_bytes(),
         };
         let mut core = self.session.core.lock();
         if qos != QoS::AtMostOnce {

@@ -108,7 +108,7 @@ impl ConsumerSink for MqttSink {
         let mut core = self.session.core.lock();
         let m = &message.message;
         let name = topic::from_routing_key(m.routing_key());
-        let own = m.origin == self.session.uid;
+        let own = m.origin() == self.session.uid;
         let Some((sub_qos, ids, rap)) = core.matching(queue, &name, own) else {
             return Delivered::Settled;
         };
@@ -116,7 +116,7 @@ impl ConsumerSink for MqttSink {
             .attached
             .as_ref()
             .is_some_and(|a| a.version == ProtocolVersion::V5);
-        let out = convert::outgoing(m.properties.raw(), m.received, v5);
+        let out = convert::outgoing(m.properties_raw(), m.age(), v5);
         if out.expired {
             return Delivered::Settled;
         }
@@ -135,7 +135,7 @@ impl ConsumerSink for MqttSink {
             topic: Some(topic),
             packet_id: None,
             properties,
-            payload: m.body.clone(),
+            payload: m.body_bytes(),
         };
         if qos == QoS::AtMostOnce {
             if let Some(a) = core.attached.as_mut() {

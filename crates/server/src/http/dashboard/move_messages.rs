@@ -22,7 +22,7 @@ use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use pigeon_broker::permission::Access;
-use pigeon_broker::{Message, Properties, QueuedMessage};
+use pigeon_broker::{Message, QueuedMessage};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -131,13 +131,10 @@ impl Move {
             let mut published = 0;
             for m in &taken {
                 let copy = Message::new(
-                    exchange.name_bytes.clone(),
+                    &*exchange.name,
                     &destination,
-                    Properties::new(
-                        m.message.properties.raw().clone(),
-                        m.message.properties.codec(),
-                    ),
-                    m.message.body.clone(),
+                    m.message.properties(),
+                    m.message.body_bytes(),
                     http.state.broker.next_id(),
                 );
                 let p = v.publish(&exchange, &copy);

@@ -1,0 +1,405 @@
+//! [`Message`]: one allocation per message, behind an 8-byte handle.
+//!
+//! The allocation (a `triomphe::ThinArc`) holds a reference count (8 bytes, no weak count), the
+//! [`Header`] (24), the length of what follows (8), and then, as bytes: the receive time (8,
+//! only when the message has a TTL), the exchange name, the routing key and the raw properties,
+//! each behind a varint length, and last the body when it is at most [`INLINE_BODY_MAX`] bytes.
+//! A larger body stays the `Bytes` it arrived in, boxed behind the header's pointer, so neither
+//! a publish nor a delivery copies it.
+
+use super::{codecs, MessageMeta, Properties, PropertiesCodec, PropertiesView};
+use crate::queue::Deadline;
+use bytes::Bytes;
+use smallvec::SmallVec;
+use std::fmt;
+use std::time::{Duration, Instant};
+use triomphe::ThinArc;
+
+/// Bodies up to this size live in the message's own allocation; larger ones in a `Bytes` of
+/// their own. Copying a small body into the message (on publish) and out of it (into a
+/// delivery's frames, which the AMQP writer does for every body anyway) costs less than the
+/// allocation and the 32-byte `Bytes` it saves; a large one is better shared than copied.
+pub const INLINE_BODY_MAX: usize = 256;
+
+/// Flag: published as persistent.
+const PERSISTENT: u8 = 1;
+/// Flag: `priority` is set.
+const HAS_PRIORITY: u8 = 2;
+/// Flag: `expiration_ms` is set, and the data starts with the receive time.
+const HAS_EXPIRATION: u8 = 4;
+
+/// The fixed part of a message: 24 bytes.
+struct Header {
+    /// The body, when larger than [`INLINE_BODY_MAX`] (boxed: 8 bytes here instead of 32 in
+    /// every message).
+    large_body: Option<Box<Bytes>>,
+    /// Broker-wide id of the connection or session that published it (0: the broker itself);
+    /// MQTT's no-local option compares it.
+    origin: u64,
+    /// Per-message TTL in milliseconds, when `HAS_EXPIRATION` (saturated at 2^32 - 1, about 49
+    /// days: RabbitMQ refuses larger TTLs, `rabbit_misc:check_expiry`).
+    expiration_ms: u32,
+    /// Message priority, when `HAS_PRIORITY`.
+    priority: u8,
+    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_EXPIRATION`.
+    flags: u8,
+    /// Its properties' codec (`codecs::get`).
+    codec: u8,
+}
+
+/// A shared handle to a published message; cloning it is a reference-count increment.
+#[derive(Clone)]
+pub struct Message(ThinArc<Header, u8>);
+
+/// The variable parts, split out of the data.
+struct Parts<'a> {
+    exchange: &'a [u8],
+    routing_key: &'a [u8],
+    properties: &'a [u8],
+    /// The inline body (empty when the body is large).
+    body: &'a [u8],
+}
+
+impl Message {
+    /// Creates a message: the exchange name, routing key and properties are copied into it, and
+    /// a body of at most [`INLINE_BODY_MAX`] bytes as well. A larger body is kept as it is:
+    /// it must own its bytes, not be a slice of a connection's read buffer, which it would pin
+    /// (see [`Message::body_from_buffer`]).
+    pub fn new(
+        exchange: impl AsRef<[u8]>,
+        routing_key: &str,
+        properties: Properties,
+        body: Bytes,
+        origin: u64,
+    ) -> Self {
+        let exchange = exchange.as_ref();
+        let raw = properties.raw();
+        let meta = properties.codec().meta(raw);
+        let mut flags = 0;
+        if meta.persistent {
+            flags |= PERSISTENT;
+        }
+        if meta.priority.is_some() {
+            flags |= HAS_PRIORITY;
+        }
+        let inline = body.len() <= INLINE_BODY_MAX;
+        let mut data: SmallVec<[u8; 512]> = SmallVec::new();
+        if meta.expiration_ms.is_some() {
+            // Only an MQTT 5 delivery reads it (the expiry interval left), and only for a
+            // message with a TTL: others do without these 8 bytes.
+            flags |= HAS_EXPIRATION;
+            let now = Deadline::at(Instant::now()).to_bits();
+            data.extend_from_slice(&now.to_le_bytes());
+        }
+        put(&mut data, exchange);
+        put(&mut data, routing_key.as_bytes());
+        put(&mut data, raw);
+        if inline {
+            data.extend_from_slice(&body);
+        }
+        let header = Header {
+            large_body: (!inline).then(|| Box::new(body)),
+            origin,
+            expiration_ms: meta
+                .expiration_ms
+                .map_or(0, |ms| u32::try_from(ms).unwrap_or(u32::MAX)),
+            priority: meta.priority.unwrap_or(0),
+            flags,
+            codec: codecs::index(properties.codec()),
+        };
+        Message(ThinArc::from_header_and_slice(header, &data))
+    }
+
+    /// The body to give [`Message::new`] for `payload`, a slice of a connection's read buffer:
+    /// the slice itself when the message will copy it inline anyway, an exact copy otherwise
+    /// (so that a queued message never pins a read buffer). Saves small messages an allocation
+    /// and a copy.
+    pub fn body_from_buffer(payload: Bytes) -> Bytes {
+        if payload.len() <= INLINE_BODY_MAX {
+            payload
+        } else {
+            Bytes::copy_from_slice(&payload)
+        }
+    }
+
+    fn header(&self) -> &Header {
+        &self.0.header.header
+    }
+
+    fn flag(&self, f: u8) -> bool {
+        self.header().flags & f != 0
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        let mut rest: &[u8] = &self.0.slice;
+        if self.flag(HAS_EXPIRATION) {
+            rest = rest.get(8..).unwrap_or_default();
+        }
+        let exchange = take(&mut rest);
+        let routing_key = take(&mut rest);
+        let properties = take(&mut rest);
+        Parts {
+            exchange,
+            routing_key,
+            properties,
+            body: rest,
+        }
+    }
+
+    /// The exchange it was published to.
+    pub fn exchange(&self) -> &str {
+        std::str::from_utf8(self.parts().exchange).unwrap_or_default()
+    }
+
+    /// The routing key it was published with.
+    pub fn routing_key(&self) -> &str {
+        std::str::from_utf8(self.parts().routing_key).unwrap_or_default()
+    }
+
+    /// Its properties exactly as they arrived.
+    pub fn properties_raw(&self) -> &[u8] {
+        self.parts().properties
+    }
+
+    /// Its properties as `Bytes` (copied: for the cold paths that decode them).
+    pub fn properties_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self.properties_raw())
+    }
+
+    /// Its properties, as a [`Properties`] for a new message (copied).
+    pub fn properties(&self) -> Properties {
+        Properties::new(self.properties_bytes(), self.codec())
+    }
+
+    /// The codec of its properties.
+    pub fn codec(&self) -> &'static dyn PropertiesCodec {
+        codecs::get(self.header().codec)
+    }
+
+    /// The neutral view of its properties, decoded on each call (the callers, headers exchange
+    /// and dead-lettering, decode once per routing call).
+    pub fn view(&self) -> PropertiesView {
+        self.codec().view(&self.properties_bytes())
+    }
+
+    /// Per-message TTL, priority, persistence.
+    pub fn meta(&self) -> MessageMeta {
+        let h = self.header();
+        MessageMeta {
+            expiration_ms: self
+                .flag(HAS_EXPIRATION)
+                .then_some(u64::from(h.expiration_ms)),
+            priority: self.flag(HAS_PRIORITY).then_some(h.priority),
+            persistent: self.flag(PERSISTENT),
+        }
+    }
+
+    /// Its body.
+    pub fn body(&self) -> &[u8] {
+        match &self.header().large_body {
+            Some(b) => b,
+            None => self.parts().body,
+        }
+    }
+
+    /// Its body as `Bytes`: shared when it is large, copied when it is small.
+    pub fn body_bytes(&self) -> Bytes {
+        match &self.header().large_body {
+            Some(b) => Bytes::clone(b),
+            None => Bytes::copy_from_slice(self.parts().body),
+        }
+    }
+
+    /// The size of its body.
+    pub fn body_len(&self) -> usize {
+        self.body().len()
+    }
+
+    /// Broker-wide id of the connection or session that published it (0: the broker itself).
+    pub fn origin(&self) -> u64 {
+        self.header().origin
+    }
+
+    /// How long ago the broker received it; kept only for a message with a TTL (`None`
+    /// otherwise), the one case that needs it.
+    pub fn age(&self) -> Option<Duration> {
+        if !self.flag(HAS_EXPIRATION) {
+            return None;
+        }
+        let bits = self.0.slice.first_chunk::<8>()?;
+        let received = Deadline::from_bits(u64::from_le_bytes(*bits)).instant();
+        Some(received.elapsed())
+    }
+
+    /// Whether both handles point to the same message.
+    pub fn ptr_eq(a: &Message, b: &Message) -> bool {
+        std::ptr::eq(a.0.heap_ptr(), b.0.heap_ptr())
+    }
+
+    /// The bytes its allocation takes before the allocator rounds it up (count, header,
+    /// length, data); a large body's own allocation is not counted.
+    pub fn allocation_size(&self) -> usize {
+        let size = 8 + std::mem::size_of::<Header>() + 8 + self.0.slice.len();
+        size.next_multiple_of(8)
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("exchange", &self.exchange())
+            .field("routing_key", &self.routing_key())
+            .field("properties_len", &self.properties_raw().len())
+            .field("body_len", &self.body_len())
+            .field("origin", &self.origin())
+            .field("meta", &self.meta())
+            .finish()
+    }
+}
+
+/// Appends `bytes` behind their length (LEB128: one byte below 128).
+fn put(data: &mut SmallVec<[u8; 512]>, bytes: &[u8]) {
+    let mut n = bytes.len();
+    while n >= 0x80 {
+        data.push((n & 0x7f) as u8 | 0x80);
+        n >>= 7;
+    }
+    data.push(n as u8);
+    data.extend_from_slice(bytes);
+}
+
+/// Takes one length-prefixed part off the front of `rest`, as [`put`] wrote it.
+fn take<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let mut n = 0usize;
+    let mut shift = 0;
+    while let Some((&b, tail)) = rest.split_first() {
+        *rest = tail;
+        n |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let (part, tail) = rest.split_at(n.min(rest.len()));
+    *rest = tail;
+    part
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::OpaqueProperties;
+    use super::*;
+    use std::mem::size_of;
+
+    static CODEC: OpaqueProperties = OpaqueProperties;
+
+    struct Ttl;
+    impl PropertiesCodec for Ttl {
+        fn view(&self, _: &Bytes) -> PropertiesView {
+            PropertiesView::default()
+        }
+        fn meta(&self, _: &Bytes) -> MessageMeta {
+            MessageMeta {
+                expiration_ms: Some(10_000_000_000),
+                priority: Some(7),
+                persistent: true,
+            }
+        }
+        fn dead_lettered(&self, raw: &Bytes, _: &super::super::Death) -> Bytes {
+            raw.clone()
+        }
+    }
+    static TTL: Ttl = Ttl;
+
+    #[test]
+    fn parts_read_back_as_written() {
+        for body_len in [0, 16, INLINE_BODY_MAX, INLINE_BODY_MAX + 1, 100_000] {
+            for key_len in [0, 1, 127, 128, 300, 70_000] {
+                let body = Bytes::from(vec![b'b'; body_len]);
+                let key = "k".repeat(key_len);
+                let props = Bytes::from(vec![9u8; key_len / 2]);
+                let m = Message::new(
+                    "amq.topic",
+                    &key,
+                    Properties::new(props.clone(), &CODEC),
+                    body.clone(),
+                    42,
+                );
+                assert_eq!(m.exchange(), "amq.topic");
+                assert_eq!(m.routing_key(), key);
+                assert_eq!(m.properties_raw(), &props[..]);
+                assert_eq!(m.body(), &body[..]);
+                assert_eq!(m.body_bytes(), body);
+                assert_eq!(m.origin(), 42);
+                assert_eq!(m.meta(), MessageMeta::default());
+                assert!(m.age().is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_body_is_shared_not_copied() {
+        let body = Bytes::from(vec![1u8; INLINE_BODY_MAX + 1]);
+        let m = Message::new(
+            "",
+            "k",
+            Properties::new(Bytes::new(), &CODEC),
+            body.clone(),
+            0,
+        );
+        assert_eq!(m.body().as_ptr(), body.as_ptr());
+        assert_eq!(m.body_bytes().as_ptr(), body.as_ptr());
+    }
+
+    #[test]
+    fn meta_and_receive_time_are_kept() {
+        let m = Message::new(
+            "x",
+            "k",
+            Properties::new(Bytes::from_static(b"p"), &TTL),
+            Bytes::new(),
+            1,
+        );
+        let meta = m.meta();
+        // Saturated at RabbitMQ's largest TTL.
+        assert_eq!(meta.expiration_ms, Some(u64::from(u32::MAX)));
+        assert_eq!(meta.priority, Some(7));
+        assert!(meta.persistent);
+        assert!(m.age().is_some_and(|a| a < Duration::from_secs(3600)));
+        assert!(std::ptr::eq(
+            m.codec() as *const dyn PropertiesCodec as *const u8,
+            &TTL as *const Ttl as *const u8
+        ));
+        assert_eq!(m.routing_key(), "k");
+        assert_eq!(m.properties_raw(), b"p");
+    }
+
+    /// What a message costs in memory is mostly this allocation (docs/performance.md, "Memory
+    /// per message"): keep it from growing unnoticed.
+    #[test]
+    fn message_structs_stay_small() {
+        // The bench's message: routing key `pigeon-bench-<run>-0` (32 bytes), 3 bytes of
+        // properties, a 16-byte body, the default exchange.
+        let m = Message::new(
+            "",
+            "pigeon-bench-0123456789abcdefg-0",
+            Properties::new(Bytes::from_static(&[0x10, 0, 1]), &CODEC),
+            Bytes::from_static(&[0; 16]),
+            7,
+        );
+        eprintln!(
+            "Header {} Message {} allocation {} QueuedMessage {}",
+            size_of::<Header>(),
+            size_of::<Message>(),
+            m.allocation_size(),
+            size_of::<crate::queue::QueuedMessage>(),
+        );
+        assert_eq!(m.routing_key().len(), 32);
+        assert_eq!(size_of::<Header>(), 24);
+        assert_eq!(size_of::<Message>(), size_of::<usize>());
+        assert_eq!(size_of::<Option<Message>>(), size_of::<usize>());
+        // 8 + 24 + 8 + (3 length bytes + 32 + 3 + 16) = 94, in jemalloc's 96-byte class.
+        assert!(m.allocation_size() <= 96, "{}", m.allocation_size());
+        assert!(size_of::<crate::queue::QueuedMessage>() <= 32);
+    }
+}

@@ -111,6 +111,7 @@ mod options;
 mod record;
 mod scan;
 mod store;
+pub mod stream;
 
 pub use chunked::Chunked;
 pub use error::StoreError;
@@ -125,3 +126,4 @@ pub use options::{StoreOptions, SyncMode};
 pub use record::MAX_DATA_LEN;
 pub use scan::{Truncation, TruncationReason};
 pub use store::{Store, StoreStats};
+pub use stream::{OffsetSpec, StreamConfig, StreamLog};

@@ -48,10 +48,7 @@ impl StreamLog {
             append.timestamp,
         );
         inner.bloom = bloom;
-        let (info, deleted) = match result {
-            Ok(ok) => ok,
-            Err(e) => return Err(e),
-        };
+        let (info, deleted) = result?;
         for (name, seq) in append.publishers {
             inner
                 .tracking
@@ -99,7 +96,6 @@ impl StreamLog {
 
     /// Encodes and writes a chunk, rolling first if it does not fit the active segment. Returns
     /// the files retention dropped on rolling, to be removed once the lock is released.
-    #[allow(clippy::too_many_arguments)]
     fn append_locked(
         &self,
         inner: &mut Inner,

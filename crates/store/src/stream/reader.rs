@@ -98,11 +98,6 @@ impl StreamLog {
         let Some((first_seg, first)) = first else {
             return Ok(next);
         };
-        let at = |seg: &Segment, r: &IndexRecord| SeekPosition {
-            chunk_id: r.chunk_id,
-            segment: seg.id,
-            position: r.position,
-        };
         match spec {
             OffsetSpec::First => Ok(SeekPosition {
                 chunk_id: first.chunk_id,
@@ -118,7 +113,11 @@ impl StreamLog {
                 },
                 None => next,
             }),
-            OffsetSpec::Offset(o) if o <= first.chunk_id => Ok(at(&inner.segments[0], &first)),
+            OffsetSpec::Offset(o) if o <= first.chunk_id => Ok(SeekPosition {
+                chunk_id: first.chunk_id,
+                segment: first_seg,
+                position: first.position,
+            }),
             OffsetSpec::Offset(o) if o >= inner.next_offset => Ok(next),
             OffsetSpec::Offset(o) => {
                 let Some(seg) = segment_of(&inner, o) else {

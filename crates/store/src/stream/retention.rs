@@ -58,6 +58,25 @@ impl StreamLog {
         outcome
     }
 
+    /// Deletes the stream: refuses appends and syncs from now on ([`StoreError::Closed`]),
+    /// ends every reader (they return `None`; a chunk range already handed out stays readable
+    /// until dropped), and removes the directory.
+    ///
+    /// [`StoreError::Closed`]: crate::StoreError::Closed
+    pub fn delete(&self) -> Result<(), crate::StoreError> {
+        let mut inner = self.inner.lock();
+        inner.failed = Some(crate::StoreError::Closed);
+        inner.segments.clear();
+        inner.committed = super::Committed::default();
+        drop(inner);
+        match std::fs::remove_dir_all(self.dir()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(crate::StoreError::io(self.dir(), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Drops the segments retention rules out from `inner`; returns their files, to remove once
     /// the lock is released.
     pub(crate) fn retain(&self, inner: &mut Inner, now_ms: i64) -> Vec<Arc<Path>> {

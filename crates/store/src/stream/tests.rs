@@ -457,3 +457,28 @@ fn reopening_continues_the_offsets() {
         assert_eq!(bodies[1], body(i as u64 * 2 + 1, 50));
     }
 }
+
+#[test]
+fn a_deleted_stream_refuses_appends_and_ends_its_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let log = StreamLog::open(&path, config(1 << 20)).unwrap();
+    append_n(&log, 0, 1, 10, 1);
+    let mut r = log
+        .reader(OffsetSpec::First, ReadOptions::default())
+        .unwrap();
+    let held = r.next_chunk().unwrap().unwrap();
+    append_n(&log, 1, 1, 10, 1);
+    log.delete().unwrap();
+    assert!(!path.exists());
+    assert!(r.next_chunk().unwrap().is_none());
+    assert_eq!(
+        held.read_deliver().unwrap().len() as u64,
+        held.deliver_len()
+    );
+    assert!(matches!(
+        log.append(&[Entry::Simple(b"x")], 1),
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(log.sync(), Err(StoreError::Closed)));
+}

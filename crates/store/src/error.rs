@@ -86,6 +86,15 @@ pub enum StoreError {
         len: usize,
     },
 
+    /// A stream append or tracking write was refused before anything was written: a chunk
+    /// without entries or with more than 65535 of them, or a consumer reference or publisher name
+    /// longer than 255 bytes. A caller bug or a client's invalid request: refuse it.
+    #[error("invalid stream chunk: {reason}")]
+    InvalidChunk {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// `location` does not name a live record of this log: its segment was deleted because every
     /// message in it was acknowledged, or it came from another log. A caller bug: a message
     /// must not be read after it was acknowledged.

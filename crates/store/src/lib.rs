@@ -90,6 +90,13 @@
 //! is on disk, so that whatever a crash interrupts, the log and its checkpoint recover what the
 //! log alone would (`log/checkpoint.rs` explains why).
 //!
+//! # Streams
+//!
+//! [`StreamLog`] (module [`stream`]) is a different kind of log: an append-only, replayable
+//! stream (RabbitMQ streams) of chunks in osiris' format, in a directory of its own chosen by
+//! the caller, with its own group commit ([`StreamLog::sync`]) and no flusher thread. Its
+//! module documentation describes the files.
+//!
 //! # Threads and locks
 //!
 //! Every call may block on the disk except [`QueueLog::append`], [`QueueLog::ack`],
@@ -116,6 +123,7 @@ mod options;
 mod record;
 mod scan;
 mod store;
+pub mod stream;
 
 pub use chunked::Chunked;
 pub use error::StoreError;
@@ -130,3 +138,4 @@ pub use options::{StoreOptions, SyncMode};
 pub use record::MAX_DATA_LEN;
 pub use scan::{Truncation, TruncationReason};
 pub use store::{Store, StoreStats};
+pub use stream::{OffsetSpec, StreamConfig, StreamLog};

@@ -510,8 +510,13 @@ async fn timers(state: Arc<ServerState>) {
                 memory::check(&state);
                 alarm::check_disk(&state);
                 alarm::update_flag(&state);
+                state.registry.sweep_keepalive();
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                // MQTT connections look at the flag when woken (`mqtt/connection.rs`).
+                state.registry.wake_all();
+                return;
+            }
         }
     }
 }

@@ -477,10 +477,10 @@ impl Conn {
             let mut alarm_changed: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
             // Publisher flow control's polling timer, boxed for the same reason; only while paused.
             let mut flow_timer: Option<Pin<Box<Sleep>>> = None;
-            let mut shutdown = self.server.shutdown.clone();
-            let far = Duration::from_secs(86_400 * 365);
-            let keepalive = sleep(self.grace().unwrap_or(far));
-            tokio::pin!(keepalive);
+            // Keep-alive and shutdown cost the task nothing while it waits: the server's timer
+            // sweeps every connection's deadline (kept in `out`) and wakes those past it, and
+            // at shutdown wakes every connection; each looks at both at its next turn.
+            self.out.set_deadline(self.grace());
             loop {
                 let mut handled = false;
                 loop {
@@ -577,11 +577,19 @@ impl Conn {
                 }
                 let paused = (*self.server.alarm.borrow() && self.publisher) || congested;
                 if self.blocked && !paused {
-                    if let Some(g) = self.grace() {
-                        keepalive.as_mut().reset(Instant::now() + g);
-                    }
+                    self.out.set_deadline(self.grace());
                 }
                 self.blocked = paused;
+                if *self.server.shutdown.borrow() {
+                    self.disconnect(ReasonCode::ServerShuttingDown);
+                    return End::Shutdown;
+                }
+                // [MQTT-3.1.2-24]; not while reading is paused (the client is not at fault).
+                if !paused && self.out.deadline_expired() {
+                    tracing::info!(peer = %self.peer, client_id = %self.session.client_id, keep_alive = self.keep_alive, "keep-alive timeout");
+                    self.disconnect(ReasonCode::KeepAliveTimeout);
+                    return End::Abnormal;
+                }
                 let can_read = self.out.has_room() && !paused;
                 tokio::select! {
                     _ = poll_fn(|cx| poll_boxed(&mut alarm_changed, cx)), if alarm_changed.is_some() => {
@@ -594,23 +602,15 @@ impl Conn {
                         Ok(IoEvent::Read(n)) => {
                             io.rb.filled(n);
                             self.reg.entry.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
-                            if let Some(g) = self.grace() {
-                                keepalive.as_mut().reset(Instant::now() + g);
+                            if self.keep_alive > 0 {
+                                self.out.set_deadline(self.grace());
                             }
                         }
                         Ok(IoEvent::Writable { resume }) => self.needs_dispatch |= resume,
                     },
-                    _ = &mut keepalive, if !paused => {
-                        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, keep_alive = self.keep_alive, "keep-alive timeout");
-                        self.disconnect(ReasonCode::KeepAliveTimeout);
-                        return End::Abnormal;
-                    }
-                    // Bytes to write, a takeover, the store's sync: the next turn sees to them.
+                    // Bytes to write, a takeover, the store's sync, the keep-alive sweep, the
+                    // shutdown: the next turn sees to them.
                     _ = self.out.notified() => {}
-                    _ = shutdown.changed() => {
-                        self.disconnect(ReasonCode::ServerShuttingDown);
-                        return End::Shutdown;
-                    }
                 }
             }
         }

@@ -782,7 +782,8 @@ mod tests {
     use tokio::net::TcpStream;
 
     /// What an idle MQTT connection's task costs (docs/performance.md: tokio allocates the
-    /// task cell in 128-byte steps and the future must stay within the 896-byte cell).
+    /// task cell in 128-byte steps, the future plus 104 bytes; the listener's wrapper adds
+    /// 16, and the future must stay within the 640-byte cell).
     #[tokio::test]
     async fn the_connection_future_fits_its_cell() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -794,7 +795,7 @@ mod tests {
         let size = std::mem::size_of_val(&fut);
         println!("MQTT connection future: {size} bytes");
         assert!(
-            size <= 792,
+            size <= 520,
             "the MQTT connection future grew to {size} bytes"
         );
         drop(client);

@@ -29,10 +29,14 @@ pub struct Grants {
     inner: parking_lot::Mutex<GrantsAt>,
 }
 
+/// (user, vhost).
+type UserVHost = (Arc<str>, Arc<str>);
+
 #[derive(Debug, Default)]
 struct GrantsAt {
     generation: u64,
-    by: HashMap<(Arc<str>, Arc<str>), Option<Arc<Grant>>>,
+    /// `None`: no (usable) permission in the vhost.
+    by: HashMap<UserVHost, Option<Arc<Grant>>>,
 }
 
 impl Grants {

@@ -9,14 +9,71 @@
 //!
 //! Caching: an [`Authz`] is compiled when the connection opens and again only when
 //! [`AccessControl::generation`] moves (a permission or topic permission changed anywhere):
-//! [`Authz::refresh`] is one atomic load. RabbitMQ caches per channel instead, until the
+//! [`Authz::refresh`] is one atomic load. The three permission regexes of a user in a vhost
+//! are compiled once per generation and shared by all of that user's connections
+//! ([`Grants`]): compiled per connection they cost about 40 KB each (docs/performance.md,
+//! "Idle connections"). RabbitMQ caches per channel instead, until the
 //! channel closes (or a tick for expiring backends); we re-check on the next operation after a
 //! change, which is stricter.
 
 use pigeon_broker::access::AccessControl;
 use pigeon_broker::permission::{resource_name, Access, Grant, TopicGrant, TopicVars};
 use pigeon_broker::{Exchange, ExchangeKind};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The compiled permissions of every (user, vhost) that has connections, valid for one
+/// [`AccessControl::generation`]: emptied when it moves. One per server.
+#[derive(Debug, Default)]
+pub struct Grants {
+    inner: parking_lot::Mutex<GrantsAt>,
+}
+
+/// (user, vhost).
+type UserVHost = (Arc<str>, Arc<str>);
+
+#[derive(Debug, Default)]
+struct GrantsAt {
+    generation: u64,
+    /// `None`: no (usable) permission in the vhost.
+    by: HashMap<UserVHost, Option<Arc<Grant>>>,
+}
+
+impl Grants {
+    /// `user`'s compiled permissions in `vhost` as of `generation` (read before calling, so
+    /// that a change made meanwhile moves it again and the next refresh recompiles).
+    fn get(
+        &self,
+        access: &AccessControl,
+        generation: u64,
+        user: &Arc<str>,
+        vhost: &Arc<str>,
+    ) -> Option<Arc<Grant>> {
+        let mut at = self.inner.lock();
+        if at.generation != generation {
+            // Entries of an older generation may be stale; entries compiled at a newer one
+            // than the caller read are not older than it, so they may be kept either way.
+            at.by.clear();
+            at.generation = generation;
+        }
+        let key = (Arc::clone(user), Arc::clone(vhost));
+        if let Some(g) = at.by.get(&key) {
+            return g.clone();
+        }
+        let grant = access
+            .permission(user, vhost)
+            .and_then(|p| match Grant::new(&p) {
+                Ok(g) => Some(Arc::new(g)),
+                Err(e) => {
+                    // Unusable patterns deny everything rather than allow anything.
+                    tracing::error!(user = %user, vhost = %vhost, error = %e, "invalid permission: access denied");
+                    None
+                }
+            });
+        at.by.insert(key, grant.clone());
+        grant
+    }
+}
 
 /// The kind of resource a permission is checked on (RabbitMQ's `#resource.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,20 +107,38 @@ pub struct Authz {
     client_id: Option<Arc<str>>,
     /// The [`AccessControl::generation`] this was compiled at.
     generation: u64,
-    /// `None`: no permissions in this vhost (no access at all).
-    grant: Option<Grant>,
+    /// `None`: no permissions in this vhost (no access at all). Shared by the user's
+    /// connections in the vhost.
+    grant: Option<Arc<Grant>>,
+    /// Where `grant` came from (for [`Authz::refresh`]).
+    grants: Arc<Grants>,
     topics: TopicGrant,
 }
 
 impl Authz {
-    /// Compiles `user`'s permissions in `vhost` (`client_id`: MQTT only, for `{client_id}`).
+    /// Compiles `user`'s permissions in `vhost` (`client_id`: MQTT only, for `{client_id}`),
+    /// with a cache of its own (tests; connections use [`Authz::compile_shared`]).
+    #[cfg(test)]
     pub fn compile(
         access: &AccessControl,
         user: &str,
         vhost: &str,
         client_id: Option<&str>,
     ) -> Arc<Authz> {
+        Authz::compile_shared(&Arc::default(), access, user, vhost, client_id)
+    }
+
+    /// Compiles `user`'s permissions in `vhost` (`client_id`: MQTT only, for `{client_id}`),
+    /// sharing the permission regexes through `grants` (the server's).
+    pub fn compile_shared(
+        grants: &Arc<Grants>,
+        access: &AccessControl,
+        user: &str,
+        vhost: &str,
+        client_id: Option<&str>,
+    ) -> Arc<Authz> {
         Authz::build(
+            grants,
             access,
             Arc::from(user),
             Arc::from(vhost),
@@ -72,6 +147,7 @@ impl Authz {
     }
 
     fn build(
+        grants: &Arc<Grants>,
         access: &AccessControl,
         user: Arc<str>,
         vhost: Arc<str>,
@@ -80,16 +156,7 @@ impl Authz {
         // Read the generation first: a change made while we compile moves it again, so the
         // next refresh recompiles rather than keeping a stale grant.
         let generation = access.generation();
-        let grant = access
-            .permission(&user, &vhost)
-            .and_then(|p| match Grant::new(&p) {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    // Unusable patterns deny everything rather than allow anything.
-                    tracing::error!(user = %user, vhost = %vhost, error = %e, "invalid permission: access denied");
-                    None
-                }
-            });
+        let grant = grants.get(access, generation, &user, &vhost);
         let vars = TopicVars {
             username: &user,
             vhost: &vhost,
@@ -105,6 +172,7 @@ impl Authz {
         Arc::new(Authz {
             generation,
             grant,
+            grants: Arc::clone(grants),
             topics,
             user,
             vhost,
@@ -119,6 +187,7 @@ impl Authz {
             return false;
         }
         *this = Authz::build(
+            &Arc::clone(&this.grants),
             access,
             Arc::clone(&this.user),
             Arc::clone(&this.vhost),

@@ -111,6 +111,8 @@ pub(crate) struct ServerState {
     pub flow: flow::FlowMarks,
     /// The policies the configuration file set (`policy.rs`).
     pub config_policies: policy::Owned,
+    /// Permissions compiled once per user and vhost, shared by their connections (`authz.rs`).
+    pub grants: Arc<authz::Grants>,
 }
 
 impl ServerState {
@@ -406,6 +408,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         memory,
         flow,
         config_policies,
+        grants: Arc::default(),
     });
     admin::register_hooks(&state);
     if let Some(path) = &state.config.load_definitions {
@@ -507,8 +510,13 @@ async fn timers(state: Arc<ServerState>) {
                 memory::check(&state);
                 alarm::check_disk(&state);
                 alarm::update_flag(&state);
+                state.registry.sweep_keepalive();
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                // MQTT connections look at the flag when woken (`mqtt/connection.rs`).
+                state.registry.wake_all();
+                return;
+            }
         }
     }
 }
@@ -546,6 +554,7 @@ mod tests_support {
             memory: memory::MemoryMeter::new(u64::MAX),
             flow: flow::FlowMarks::new(u64::MAX),
             config_policies: policy::Owned::default(),
+            grants: Arc::default(),
         })
     }
 }

@@ -283,12 +283,37 @@ pub(crate) async fn accept_loop(
                         tracing::warn!(%peer, limit = state.config.max_connections, "connection limit reached, refusing");
                         continue;
                     }
-                    let state = Arc::clone(&state);
-                    let tls = tls.clone();
-                    connections.spawn(async move {
-                        serve(kind, stream, peer, &state, tls, over_rate).await;
-                        state.connections.fetch_sub(1, Ordering::Relaxed);
-                    });
+                    // Each kind gets a task of its own size: a task cell is sized for its
+                    // future, and an idle plain-TCP connection must not carry the TLS
+                    // handshake's or the other protocol's (docs/performance.md, "Idle
+                    // connections"). `Open` gives the connection count back when the task ends.
+                    let open = Open(Arc::clone(&state));
+                    match kind {
+                        Kind::Mqtt if !over_rate => {
+                            let (transport, info) = plain(stream, peer);
+                            let serving = mqtt::serve(transport, info, Arc::clone(&state));
+                            connections.spawn(async move {
+                                serving.await;
+                                drop(open);
+                            });
+                        }
+                        Kind::Amqp => {
+                            let (transport, info) = plain(stream, peer);
+                            let serving = amqp::serve(transport, info, Arc::clone(&state));
+                            connections.spawn(async move {
+                                serving.await;
+                                drop(open);
+                            });
+                        }
+                        _ => {
+                            let serving =
+                                Box::pin(serve(kind, stream, peer, Arc::clone(&state), tls.clone(), over_rate));
+                            connections.spawn(async move {
+                                serving.await;
+                                drop(open);
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -308,20 +333,43 @@ pub(crate) async fn accept_loop(
     .await;
 }
 
-/// One connection, on its own task: the TLS handshake if any, the WebSocket upgrade if any,
-/// then the protocol.
+/// One accepted connection's place in [`ServerState::connections`], given back when dropped.
+struct Open(Arc<ServerState>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The local address of an accepted socket, named as IPv4 for an IPv4 client of a dual-stack
+/// socket.
+fn local_addr(stream: &TcpStream) -> Option<SocketAddr> {
+    stream
+        .local_addr()
+        .ok()
+        .map(|l| SocketAddr::new(l.ip().to_canonical(), l.port()))
+}
+
+/// A plain-TCP connection's transport and peer.
+fn plain(stream: TcpStream, peer: SocketAddr) -> (Transport, PeerInfo) {
+    let mut info = PeerInfo::plain(peer);
+    info.local = local_addr(&stream);
+    (Transport::Tcp(stream), info)
+}
+
+/// One connection of the other kinds (TLS, WebSocket, refused over rate), on its own task:
+/// the TLS handshake if any, the WebSocket upgrade if any, then the protocol.
 async fn serve(
     kind: Kind,
     stream: TcpStream,
     peer: SocketAddr,
-    state: &Arc<ServerState>,
+    state: Arc<ServerState>,
     tls: Option<Arc<TlsContext>>,
     over_rate: bool,
 ) {
-    let local = stream
-        .local_addr()
-        .ok()
-        .map(|l| SocketAddr::new(l.ip().to_canonical(), l.port()));
+    let state = &state;
+    let local = local_addr(&stream);
     let (transport, mut info) = match (kind.tls(), tls) {
         (false, _) => (Transport::Tcp(stream), PeerInfo::plain(peer)),
         (true, Some(tls)) => match handshake(stream, peer, kind, state, &tls).await {

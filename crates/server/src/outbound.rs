@@ -56,7 +56,16 @@ pub struct Outbound {
     sent_oct: AtomicU64,
     /// Writes buffered: frames or packets, several per delivery (`send_cnt`).
     sent_cnt: AtomicU64,
+    /// The connection's keep-alive deadline in milliseconds after [`epoch`] ([`NO_DEADLINE`]:
+    /// none, [`EXPIRED`]: the server's sweep found it passed and woke the task). One shared
+    /// sweep (`Registry::sweep_keepalive`) instead of a timer in every connection's task.
+    deadline_ms: AtomicU64,
 }
+
+/// [`Outbound`]'s keep-alive deadline when there is none.
+const NO_DEADLINE: u64 = 0;
+/// [`Outbound`]'s keep-alive deadline once the sweep found it passed.
+const EXPIRED: u64 = 1;
 
 /// The process-wide origin of [`Outbound`] timestamps (one `Instant` less per connection).
 fn epoch() -> Instant {
@@ -64,7 +73,7 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64
 }
 
@@ -89,6 +98,7 @@ impl Outbound {
             closing: AtomicBool::new(false),
             writer_done: Notify::new(),
             last_write_ms: AtomicU64::new(now_ms()),
+            deadline_ms: AtomicU64::new(NO_DEADLINE),
             sent_oct: AtomicU64::new(0),
             sent_cnt: AtomicU64::new(0),
         }
@@ -151,6 +161,36 @@ impl Outbound {
     /// Milliseconds since the last write reached the socket.
     pub fn idle_ms(&self) -> u64 {
         now_ms().saturating_sub(self.last_write_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets the keep-alive deadline `grace` from now (`None`: no keep-alive), replacing an
+    /// expired one.
+    pub fn set_deadline(&self, grace: Option<std::time::Duration>) {
+        let d = grace.map_or(NO_DEADLINE, |g| {
+            (now_ms() + u64::try_from(g.as_millis()).unwrap_or(u64::MAX / 2)).max(EXPIRED + 1)
+        });
+        self.deadline_ms.store(d, Ordering::Release);
+    }
+
+    /// Whether the sweep found the keep-alive deadline passed (it stays so until
+    /// [`Outbound::set_deadline`]).
+    pub fn deadline_expired(&self) -> bool {
+        self.deadline_ms.load(Ordering::Acquire) == EXPIRED
+    }
+
+    /// Marks the deadline expired and wakes the connection's task if it is at or before
+    /// `now_ms`. A deadline moved meanwhile (a packet arrived) is left alone.
+    pub fn expire_if_due(&self, now_ms: u64) {
+        let d = self.deadline_ms.load(Ordering::Acquire);
+        if d > EXPIRED
+            && d <= now_ms
+            && self
+                .deadline_ms
+                .compare_exchange(d, EXPIRED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.wake();
+        }
     }
 
     /// Asks the writer task to flush what is buffered and then stop.
@@ -325,6 +365,36 @@ impl Default for Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keepalive_sweep_expires_a_passed_deadline_until_a_new_one_is_set() {
+        use std::future::Future;
+        let out = Outbound::new();
+        // No keep-alive: never expires.
+        out.expire_if_due(u64::MAX);
+        assert!(!out.deadline_expired());
+        out.set_deadline(Some(std::time::Duration::from_secs(60)));
+        let now = now_ms();
+        out.expire_if_due(now);
+        assert!(!out.deadline_expired(), "not yet due");
+        out.expire_if_due(now + 61_000);
+        assert!(out.deadline_expired());
+        // The sweep woke the task (a stored wake-up).
+        let woken = out.notified();
+        let mut woken = std::pin::pin!(woken);
+        let waker = std::task::Waker::noop();
+        let ready = woken
+            .as_mut()
+            .poll(&mut Context::from_waker(waker))
+            .is_ready();
+        assert!(ready);
+        // A packet moves the deadline: no longer expired.
+        out.set_deadline(Some(std::time::Duration::from_secs(60)));
+        assert!(!out.deadline_expired());
+        out.set_deadline(None);
+        out.expire_if_due(u64::MAX);
+        assert!(!out.deadline_expired());
+    }
 
     /// An outbound buffer with `n` bytes waiting.
     fn backlogged(n: usize) -> Outbound {

@@ -138,6 +138,40 @@ pub enum WriteHalf {
     Other(tokio::io::WriteHalf<Transport>),
 }
 
+impl ReadHalf {
+    /// Reads into `rb` (see `readbuf.rs`). TCP waits for readiness holding no buffer and
+    /// allocates one only when there is something to read, so that an idle connection holds
+    /// none; other streams (no readiness of their own) poll a read into the prepared buffer.
+    pub fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        rb: &mut crate::readbuf::ReadBuf,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            ReadHalf::Tcp(s) => loop {
+                let stream: &TcpStream = s.as_ref();
+                match stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+                rb.prepare();
+                match s.try_read_buf(&mut rb.buf) {
+                    Ok(n) => return Poll::Ready(Ok(n)),
+                    // A spurious readiness: wait again, without the buffer.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => rb.release(),
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            },
+            ReadHalf::Other(s) => {
+                rb.prepare();
+                let read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(s, &mut rb.buf));
+                std::future::Future::poll(read, cx)
+            }
+        }
+    }
+}
+
 impl AsyncRead for ReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,

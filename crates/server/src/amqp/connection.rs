@@ -84,7 +84,8 @@ struct Connection {
     flow: crate::flow::PublishFlow,
     flow_paused: bool,
     ctx: Option<ConnCtx>,
-    channels: HashMap<u16, Channel>,
+    /// Boxed: a map allocates room for several entries, and a channel's state is large.
+    channels: HashMap<u16, Box<Channel>>,
     /// This connection's place in its vhost's and user's connection counts.
     _slots: Option<ConnectionSlots>,
     /// Woken by the store's flusher when confirms can go out.
@@ -223,7 +224,8 @@ impl Connection {
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 ticker.reset();
             }
-            rb.prepare();
+            // Everything read is decoded: wait for the next frame without a buffer.
+            rb.release();
             // A publisher waits while the memory alarm is on (connection.blocked), and a client
             // that sends faster than it reads our replies waits until they drain. Once closing,
             // what the client sends is discarded, and nothing more is said about the alarm.
@@ -244,7 +246,7 @@ impl Connection {
             tokio::select! {
                 _ = alarm.changed() => {}
                 _ = tokio::time::sleep(crate::flow::POLL), if congested => {}
-                r = rd.read_buf(&mut rb.buf), if can_read => match r {
+                r = std::future::poll_fn(|cx| rd.poll_read_into(cx, &mut rb)), if can_read => match r {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
                         rb.filled(n);
@@ -478,7 +480,7 @@ impl Connection {
                         .limits
                         .open_channel(ctx.broker.access(), &ctx.limits_user)
                         .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?;
-                    let mut ch = Channel::new(number, ctx);
+                    let mut ch = Box::new(Channel::new(number, ctx));
                     ch.slot = Some(slot);
                     ch.shared.send(&Method::ChannelOpenOk(ChannelOpenOk {}));
                     self.reg

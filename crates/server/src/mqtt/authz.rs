@@ -49,7 +49,7 @@ pub(super) fn admit(
                 ReasonCode::NotAuthorized
             }
         })?;
-    let authz = Authz::compile(access, user, vhost.name(), Some(client_id));
+    let authz = Authz::compile_shared(&server.grants, access, user, vhost.name(), Some(client_id));
     authz.check_vhost().map_err(|_| ReasonCode::NotAuthorized)?;
     Ok((authz, slots))
 }

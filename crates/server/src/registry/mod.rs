@@ -311,6 +311,23 @@ pub(crate) fn connection_name(peer: SocketAddr, local: Option<SocketAddr>) -> St
 }
 
 impl Registry {
+    /// Wakes every connection whose keep-alive deadline passed (the server's 200 ms timer):
+    /// one sweep for all connections instead of a timer in each task.
+    pub(crate) fn sweep_keepalive(&self) {
+        let now = crate::outbound::now_ms();
+        for e in self.conns.lock().values() {
+            e.out.expire_if_due(now);
+        }
+    }
+
+    /// Wakes every connection's task (at shutdown: each looks at the flag at its next turn,
+    /// instead of every task holding a receiver of the shutdown signal).
+    pub(crate) fn wake_all(&self) {
+        for e in self.conns.lock().values() {
+            e.out.wake();
+        }
+    }
+
     /// Registers a connection; it stays listed while the guard lives.
     pub(crate) fn register(
         self: &Arc<Self>,

@@ -145,7 +145,8 @@ impl Connection {
                         crate::auth::vhost_refused(&user, name),
                     ));
                 };
-                let authz = Authz::compile(access, &user, vhost.name(), None);
+                let authz =
+                    Authz::compile_shared(&self.server.grants, access, &user, vhost.name(), None);
                 self._slots = slots;
                 self.ctx = Some(ConnCtx {
                     broker: Arc::clone(&self.server.broker),

@@ -175,7 +175,12 @@ pub(crate) fn connection(t: &Tables, c: &ConnectionInfo, ctx: &Ctx, out: &mut Va
 
 /// A channel's `message_stats`.
 pub(crate) fn channel(t: &Tables, c: &ChannelInfo, ctx: &Ctx) -> Value {
-    let ring: Vec<_> = t.channels.get(&c.name).map(|e| &e.1).into_iter().collect();
+    let ring: Vec<_> = t
+        .channels
+        .get(&c.name)
+        .and_then(|e| e.ring.as_ref())
+        .into_iter()
+        .collect();
     render::message_stats(&values::channel(c), &ring, Kind::Full, ctx)
 }
 

@@ -59,7 +59,19 @@ pub(crate) struct Tables {
     pub queues: HashMap<usize, Tracked<pigeon_broker::Queue, QUEUE>>,
     pub exchanges: HashMap<usize, Tracked<pigeon_broker::Exchange, EXCHANGE>>,
     pub connections: HashMap<u64, (u64, Ring<CONNECTION>)>,
-    pub channels: HashMap<String, (u64, Ring<CHANNEL>)>,
+    pub channels: HashMap<String, ChannelRing>,
+}
+
+/// A channel's samples. The ring is allocated at the first sample with a counter above 0,
+/// with the zero samples it would have had until then: the counters only grow, and nothing is
+/// rendered from the ring while they are all 0, so an idle channel (most of them, with many
+/// connections) costs a map entry instead of a 1.2 KB ring (docs/performance.md, "Idle
+/// connections").
+pub(crate) struct ChannelRing {
+    seen: u64,
+    /// When it was first sampled (Unix ms, aligned to the interval).
+    since: u64,
+    pub ring: Option<Ring<CHANNEL>>,
 }
 
 /// The sampler's state, shared with the handlers.
@@ -207,25 +219,40 @@ impl Sampler {
             e.0 = tick;
             e.1.push(ts, values::connection(c));
         }
+        let interval_ms = self.interval_ms;
         for c in &channels {
             let v = values::channel(c);
-            match t.channels.get_mut(&c.name) {
-                Some(e) => {
-                    e.0 = tick;
-                    e.1.push(ts, v);
+            if !t.channels.contains_key(&c.name) {
+                let e = ChannelRing {
+                    seen: tick,
+                    since: ts,
+                    ring: None,
+                };
+                t.channels.insert(c.name.clone(), e);
+            }
+            let Some(e) = t.channels.get_mut(&c.name) else {
+                continue;
+            };
+            e.seen = tick;
+            if e.ring.is_none() && v.iter().any(|&x| x > 0) {
+                let mut ring = Ring::new(object_cap);
+                let span = interval_ms * (object_cap as u64).saturating_sub(1);
+                let mut at = e.since.max(ts.saturating_sub(span));
+                while at < ts {
+                    ring.push(at, [0; CHANNEL]);
+                    at += interval_ms;
                 }
-                None => {
-                    let mut ring = Ring::new(object_cap);
-                    ring.push(ts, v);
-                    t.channels.insert(c.name.clone(), (tick, ring));
-                }
+                e.ring = Some(ring);
+            }
+            if let Some(ring) = e.ring.as_mut() {
+                ring.push(ts, v);
             }
         }
         t.vhosts.retain(|_, e| e.seen == tick);
         t.queues.retain(|_, e| e.seen == tick);
         t.exchanges.retain(|_, e| e.seen == tick);
         t.connections.retain(|_, e| e.0 == tick);
-        t.channels.retain(|_, e| e.0 == tick);
+        t.channels.retain(|_, e| e.seen == tick);
     }
 }
 

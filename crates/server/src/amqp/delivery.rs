@@ -12,6 +12,7 @@ use amqp_wire::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicCancel, BasicDeliver,
     BasicGetOk, Method, ShortString,
 };
+use bytes::Bytes;
 use parking_lot::Mutex;
 use pigeon_broker::{ConsumerSink, Delivered, Queue, QueuedMessage};
 use pigeon_store::Chunked;
@@ -120,7 +121,14 @@ impl ChannelShared {
         let m = &message.message;
         let recounted = (counted && message.delivery_count > 0)
             .then(|| with_delivery_count(m.properties.raw(), message.delivery_count));
-        let raw = recounted.as_ref().unwrap_or(m.properties.raw());
+        self.send_with_raw(method, message, recounted.as_ref());
+    }
+
+    /// [`ChannelShared::send_with_content`] with other properties than the message's own.
+    pub fn send_with_raw(&self, method: &Method, message: &QueuedMessage, raw: Option<&Bytes>) {
+        let m = &message.message;
+        let recounted = raw;
+        let raw = recounted.unwrap_or(m.properties.raw());
         self.out.send(|buf| {
             buf.reserve(m.body.len() + raw.len() + 128);
             encode_method_frame(self.number, method, buf);
@@ -230,7 +238,14 @@ impl ConsumerSink for AmqpConsumer {
             exchange: short(&message.message.exchange),
             routing_key: short(&message.message.routing_key),
         });
-        ch.send_with_content(&method, &message, queue.counts_deliveries());
+        if queue.is_stream() {
+            // Every delivery from a stream says where it is (rabbit_stream_queue).
+            let raw =
+                super::streams::with_stream_offset(message.message.properties.raw(), message.seq);
+            ch.send_with_raw(&method, &message, Some(&raw));
+        } else {
+            ch.send_with_content(&method, &message, queue.counts_deliveries());
+        }
         if self.no_ack {
             return Delivered::Settled;
         }

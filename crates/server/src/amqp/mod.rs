@@ -14,6 +14,7 @@ mod connection;
 pub(crate) mod convert;
 mod delivery;
 mod error;
+mod streams;
 mod topology;
 
 pub(crate) use codec::AMQP_CODEC;

@@ -1,0 +1,579 @@
+//! Stream queues (`x-queue-type: stream`, RabbitMQ's `rabbit_stream_queue`): an append-only
+//! [`StreamLog`] that every consumer reads from its own offset. A message is never removed by
+//! a consumer: an ack only gives its credit back; retention drops whole segments.
+//!
+//! - **Publish**: a routed message is appended as one chunk of one entry; the publisher's
+//!   confirm waits for the store's epoch, and the store's flusher syncs the stream in that
+//!   round (`pigeon_store::StreamSyncHook`), then dispatches to consumers waiting at the tail.
+//! - **Entry format (interim)**: the broker's own message record (`record.rs`, version 2:
+//!   exchange, routing key, AMQP 0-9-1 encoded properties, body), not RabbitMQ's AMQP 1.0
+//!   encoding. Stream-protocol clients will need the 1.0 encoding; until then a stream's
+//!   entries are only readable by Pigeon.
+//! - **Consume**: each consumer has a [`StreamReader`] positioned by its `x-stream-offset`
+//!   and a buffer of the messages decoded from its current chunk; a delivery's `seq` is the
+//!   message's offset (the AMQP adapter adds the `x-stream-offset` header).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pigeon_store::stream::{parse_entries, Append, BloomMatcher, Entry, ReadOptions, StreamReader};
+use pigeon_store::{OffsetSpec, Store, StoreError, StreamConfig, StreamLog, StreamSyncHook};
+
+use super::{Enqueued, Queue, QueuedMessage};
+use crate::consumer::ConsumerSink;
+use crate::error::{BrokerError, Result};
+use crate::message::{Message, Properties, PropertiesCodec};
+use crate::record::{MessageRecord, QueueExtras};
+use crate::value::{Table, Value};
+
+/// RabbitMQ's `?MAX_STREAM_MAX_SEGMENT_SIZE` (3 GB).
+const MAX_SEGMENT_SIZE: i64 = 3_000_000_000;
+
+/// Arguments a stream accepts (RabbitMQ refuses the others for this queue type).
+const STREAM_ARGS: &[&str] = &[
+    "x-queue-type",
+    "x-max-length-bytes",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-stream-filter-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
+];
+
+/// Whether `arguments` declare a stream.
+pub fn is_stream_declaration(arguments: &Table) -> bool {
+    arguments
+        .get("x-queue-type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "stream")
+}
+
+/// RabbitMQ's declare checks for a stream (rabbit_stream_queue `declare`, with
+/// rabbit_queue_type_util's `check_auto_delete`, `check_exclusive`, `check_non_durable`, and
+/// rabbit_amqqueue's per-type argument check), in its order.
+pub fn check_declaration(
+    name: &str,
+    vhost: &str,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+    arguments: &Table,
+) -> Result<()> {
+    let rs = format!("queue '{name}' in vhost '{vhost}'");
+    for (key, _) in arguments.iter() {
+        if key.starts_with("x-") && !STREAM_ARGS.contains(&key) {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "invalid arg '{key}' for {rs} of queue type rabbit_stream_queue"
+            )));
+        }
+    }
+    let property =
+        |p: &str| BrokerError::PreconditionFailed(format!("invalid property '{p}' for {rs}"));
+    if auto_delete {
+        return Err(property("auto-delete"));
+    }
+    if exclusive {
+        return Err(property("exclusive-owner"));
+    }
+    if !durable {
+        return Err(property("non-durable"));
+    }
+    if let Some(v) = arguments.get("x-stream-max-segment-size-bytes") {
+        if v.as_i64().is_some_and(|v| v > MAX_SEGMENT_SIZE) {
+            return Err(BrokerError::PreconditionFailed(
+                "Exceeded max value for x-stream-max-segment-size-bytes".into(),
+            ));
+        }
+    }
+    if let Some(v) = arguments.get("x-stream-filter-size-bytes") {
+        if v.as_i64().is_some_and(|v| !(16..=255).contains(&v)) {
+            return Err(BrokerError::PreconditionFailed(
+                "Invalid value for  x-stream-filter-size-bytes".into(),
+            ));
+        }
+    }
+    if let Some(v) = arguments.get("x-max-age") {
+        if v.as_str().and_then(parse_age).is_none() {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "invalid arg 'x-max-age' for {rs}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An age as RabbitMQ writes it (rabbit_amqqueue `check_max_age`): a positive integer and a
+/// unit, `Y`, `M`, `D`, `h`, `m` or `s` (a year is 365 days, a month 30).
+pub fn parse_age(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok().filter(|&n| n > 0)?;
+    let secs = match unit {
+        "Y" => 365 * 24 * 3600,
+        "M" => 30 * 24 * 3600,
+        "D" => 24 * 3600,
+        "h" => 3600,
+        "m" => 60,
+        "s" => 1,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(secs)?))
+}
+
+/// The stream configuration its declare arguments ask for.
+pub fn stream_config(arguments: &Table) -> StreamConfig {
+    let mut config = StreamConfig::default();
+    if let Some(v) = arguments
+        .get("x-stream-max-segment-size-bytes")
+        .and_then(Value::as_i64)
+        .filter(|&v| v > 0)
+    {
+        config.max_segment_size_bytes = v as u64;
+    }
+    config.max_length_bytes = arguments
+        .get("x-max-length-bytes")
+        .and_then(Value::as_i64)
+        .filter(|&v| v >= 0)
+        .map(|v| v as u64);
+    config.max_age = arguments
+        .get("x-max-age")
+        .and_then(Value::as_str)
+        .and_then(parse_age);
+    if let Some(v) = arguments
+        .get("x-stream-filter-size-bytes")
+        .and_then(Value::as_i64)
+        .and_then(|v| u8::try_from(v).ok())
+        .filter(|&v| v >= 16)
+    {
+        config.bloom_size = v;
+    }
+    config
+}
+
+/// Where a stream consumer starts and what it wants (its `basic.consume` arguments).
+#[derive(Debug, Clone)]
+pub struct StreamStart {
+    /// `x-stream-offset`.
+    pub offset: OffsetSpec,
+    /// `x-stream-filter` values (empty: no filter) and `x-stream-match-unfiltered`.
+    pub filter: Vec<Vec<u8>>,
+    /// `x-stream-match-unfiltered`.
+    pub match_unfiltered: bool,
+}
+
+/// One consumer's position.
+struct Cursor {
+    owner: u64,
+    tag: Arc<str>,
+    sink: Arc<dyn ConsumerSink>,
+    reader: StreamReader,
+    /// Offsets below this are skipped (a numeric `x-stream-offset` inside a chunk).
+    from: u64,
+    /// Messages of the chunk being delivered, with their offsets.
+    pending: VecDeque<(u64, MessageRecord)>,
+}
+
+/// A stream queue's own state (beside the queue's: its consumers are also listed there, for
+/// counts, cancellation and deletion).
+pub(crate) struct StreamQueue {
+    pub(crate) log: Arc<StreamLog>,
+    store: Arc<Store>,
+    pub(crate) id: String,
+    codec: OnceLock<&'static dyn PropertiesCodec>,
+    cursors: Mutex<Vec<Cursor>>,
+    hook: OnceLock<Arc<Hook>>,
+}
+
+struct Hook {
+    log: Arc<StreamLog>,
+    queue: Weak<Queue>,
+}
+
+impl StreamSyncHook for Hook {
+    fn sync_round(&self) -> std::result::Result<(), StoreError> {
+        let before = self.log.committed_offset();
+        self.log.sync()?;
+        if self.log.committed_offset() > before {
+            // New chunks are visible: consumers waiting at the tail get them.
+            if let Some(q) = self.queue.upgrade() {
+                q.dispatch();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StreamQueue {
+    pub(crate) fn open(store: &Arc<Store>, id: String, arguments: &Table) -> Result<StreamQueue> {
+        let log = store
+            .open_stream(&id, stream_config(arguments))
+            .map_err(|e| {
+                tracing::error!(stream = %id, error = %e, "cannot open the stream");
+                BrokerError::NotAllowed(format!("cannot open stream: {e}"))
+            })?;
+        Ok(StreamQueue {
+            log,
+            store: Arc::clone(store),
+            id,
+            codec: OnceLock::new(),
+            cursors: Mutex::new(Vec::new()),
+            hook: OnceLock::new(),
+        })
+    }
+
+    /// Registers the flusher hook (needs the queue's `Arc`).
+    pub(crate) fn attach(&self, queue: &Arc<Queue>) {
+        let hook = Arc::new(Hook {
+            log: Arc::clone(&self.log),
+            queue: Arc::downgrade(queue),
+        });
+        let weak = Arc::downgrade(&hook) as Weak<dyn StreamSyncHook>;
+        if self.hook.set(hook).is_ok() {
+            self.store.register_stream_hook(weak);
+        }
+    }
+
+    pub(crate) fn set_codec(&self, codec: &'static dyn PropertiesCodec) {
+        let _ = self.codec.set(codec);
+    }
+
+    /// Appends a routed message as a chunk of its own.
+    pub(crate) fn append(&self, message: &Message) -> Enqueued {
+        self.set_codec(message.properties.codec());
+        let record = MessageRecord {
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+            properties: message.properties.raw().clone(),
+            body: message.body.clone(),
+            expires_at_ms: 0,
+        }
+        .encode_queued(QueueExtras::default());
+        // A publisher's `x-stream-filter-value` header goes into the chunk's bloom filter.
+        let filter = message
+            .view()
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("x-stream-filter-value"))
+            .and_then(|v| v.as_str().map(|s| s.as_bytes().to_vec()));
+        let entries = [Entry::Simple(&record)];
+        let values: Vec<&[u8]> = filter.iter().map(Vec::as_slice).collect();
+        let append = Append {
+            filter_values: &values,
+            ..Append::new(&entries, pigeon_store_now_ms())
+        };
+        match self.log.append_chunk(&append) {
+            Ok(_) => {
+                self.store.stream_appended();
+                Enqueued::Stored
+            }
+            Err(e) => {
+                tracing::error!(stream = %self.id, error = %e, "cannot append to the stream");
+                Enqueued::Rejected
+            }
+        }
+    }
+
+    /// Adds a consumer's cursor.
+    pub(crate) fn add_cursor(
+        &self,
+        owner: u64,
+        tag: Arc<str>,
+        sink: Arc<dyn ConsumerSink>,
+        start: &StreamStart,
+    ) -> Result<()> {
+        let filter = (!start.filter.is_empty())
+            .then(|| BloomMatcher::new(start.filter.clone(), start.match_unfiltered));
+        let options = ReadOptions {
+            all_chunk_types: false,
+            filter,
+        };
+        let reader = self.log.reader(start.offset, options).map_err(|e| {
+            tracing::error!(stream = %self.id, error = %e, "cannot read the stream");
+            BrokerError::NotAllowed(format!("cannot read stream: {e}"))
+        })?;
+        let from = match start.offset {
+            OffsetSpec::Offset(o) => o,
+            _ => 0,
+        };
+        self.cursors.lock().push(Cursor {
+            owner,
+            tag,
+            sink,
+            reader,
+            from,
+            pending: VecDeque::new(),
+        });
+        Ok(())
+    }
+
+    /// Delivers to every consumer as far as its credit goes. `alive` says which consumers are
+    /// still registered on the queue (the others' cursors are dropped).
+    pub(crate) fn dispatch(&self, queue: &Arc<Queue>, alive: impl Fn(u64, &str) -> bool) -> u64 {
+        let Some(codec) = self.codec.get().copied() else {
+            return 0;
+        };
+        let mut delivered = 0;
+        let mut cursors = self.cursors.lock();
+        cursors.retain(|c| alive(c.owner, &c.tag));
+        for c in cursors.iter_mut() {
+            loop {
+                if c.pending.is_empty() && !self.fill(c) {
+                    break;
+                }
+                if !c.sink.try_reserve() {
+                    break;
+                }
+                let Some((offset, r)) = c.pending.pop_front() else {
+                    break;
+                };
+                let routing_key = std::str::from_utf8(&r.routing_key).unwrap_or_default();
+                let message = Message::new(
+                    r.exchange,
+                    routing_key,
+                    Properties::new(r.properties, codec),
+                    r.body,
+                    0,
+                );
+                let m = QueuedMessage {
+                    message,
+                    seq: offset,
+                    redelivered: false,
+                    expires_at: None,
+                    delivery_count: 0,
+                    persisted: false,
+                };
+                c.sink.deliver(queue, m);
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Reads the cursor's next chunk into its buffer; false when it has caught up.
+    fn fill(&self, c: &mut Cursor) -> bool {
+        loop {
+            let range = match c.reader.next_chunk() {
+                Ok(Some(range)) => range,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::error!(stream = %self.id, error = %e, "cannot read the stream");
+                    return false;
+                }
+            };
+            let data = match range.read_data() {
+                Ok(d) => Bytes::from(d),
+                Err(e) => {
+                    tracing::error!(stream = %self.id, error = %e, "cannot read the stream");
+                    return false;
+                }
+            };
+            let Ok(entries) = parse_entries(&data) else {
+                tracing::error!(stream = %self.id, chunk = range.header.chunk_id, "malformed chunk skipped");
+                continue;
+            };
+            let mut offset = range.header.chunk_id;
+            for e in entries {
+                match e {
+                    Entry::Simple(body) => {
+                        if offset >= c.from {
+                            match MessageRecord::decode(data.slice_ref(body)) {
+                                Some(r) => c.pending.push_back((offset, r)),
+                                None => {
+                                    tracing::warn!(stream = %self.id, offset, "entry not in Pigeon's format skipped")
+                                }
+                            }
+                        }
+                    }
+                    // Sub-batches come from stream-protocol publishers (not served yet).
+                    Entry::SubBatch { .. } => {}
+                }
+                offset += u64::from(e.records());
+            }
+            if !c.pending.is_empty() {
+                return true;
+            }
+        }
+    }
+
+    /// Deletes the stream's files (the queue was deleted).
+    pub(crate) fn delete_files(&self) {
+        self.cursors.lock().clear();
+        if let Err(e) = self.store.delete_stream(&self.id) {
+            tracing::error!(stream = %self.id, error = %e, "cannot delete the stream's files");
+        }
+    }
+}
+
+fn pigeon_store_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Parses `x-stream-offset` as RabbitMQ does (rabbit_stream_queue `parse_offset_arg`): absent
+/// is `next`; `first`, `last`, `next`; a number is an offset; an AMQP timestamp (seconds) is a
+/// point in time; any other string is an age (`1h`, `30m`...) back from now.
+pub fn parse_offset(value: Option<&Value>) -> Result<OffsetSpec> {
+    let invalid = || BrokerError::PreconditionFailed("invalid arg 'x-stream-offset'".into());
+    let Some(v) = value else {
+        return Ok(OffsetSpec::Next);
+    };
+    if let Value::Timestamp(secs) = v {
+        return Ok(OffsetSpec::Timestamp((*secs as i64).saturating_mul(1000)));
+    }
+    if let Some(s) = v.as_str() {
+        return match s {
+            "first" => Ok(OffsetSpec::First),
+            "last" => Ok(OffsetSpec::Last),
+            "next" => Ok(OffsetSpec::Next),
+            age => {
+                let age = parse_age(age).ok_or_else(invalid)?;
+                let ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                Ok(OffsetSpec::Timestamp(
+                    pigeon_store_now_ms().saturating_sub(ms),
+                ))
+            }
+        };
+    }
+    match v.as_i64() {
+        Some(n) if n >= 0 => Ok(OffsetSpec::Offset(n as u64)),
+        _ => Err(invalid()),
+    }
+}
+
+/// `x-stream-filter` (a string or an array of strings) and `x-stream-match-unfiltered`
+/// (rabbit_stream_queue `filter_spec`).
+pub fn parse_filter(arguments: &Table) -> (Vec<Vec<u8>>, bool) {
+    let values: Vec<Vec<u8>> = match arguments.get("x-stream-filter") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(|s| s.as_bytes().to_vec()))
+            .collect(),
+        Some(v) => v
+            .as_str()
+            .map(|s| vec![s.as_bytes().to_vec()])
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let unfiltered = matches!(
+        arguments.get("x-stream-match-unfiltered"),
+        Some(Value::Bool(true))
+    );
+    (values, unfiltered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_as_rabbitmq() {
+        assert_eq!(parse_age("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_age("2D"), Some(Duration::from_secs(2 * 86400)));
+        assert_eq!(parse_age("1Y"), Some(Duration::from_secs(365 * 86400)));
+        assert_eq!(parse_age("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_age("0s"), None);
+        assert_eq!(parse_age("h"), None);
+        assert_eq!(parse_age("5x"), None);
+        assert_eq!(parse_age("5"), None);
+    }
+
+    #[test]
+    fn offsets_parse_as_rabbitmq() {
+        let s = |t: &str| Value::Str(Bytes::copy_from_slice(t.as_bytes()));
+        assert_eq!(parse_offset(None).unwrap(), OffsetSpec::Next);
+        assert_eq!(parse_offset(Some(&s("first"))).unwrap(), OffsetSpec::First);
+        assert_eq!(parse_offset(Some(&s("last"))).unwrap(), OffsetSpec::Last);
+        assert_eq!(
+            parse_offset(Some(&Value::Int(7))).unwrap(),
+            OffsetSpec::Offset(7)
+        );
+        assert_eq!(
+            parse_offset(Some(&Value::Timestamp(5))).unwrap(),
+            OffsetSpec::Timestamp(5000)
+        );
+        assert!(matches!(
+            parse_offset(Some(&s("1h"))).unwrap(),
+            OffsetSpec::Timestamp(_)
+        ));
+        assert!(parse_offset(Some(&s("bogus"))).is_err());
+        assert!(parse_offset(Some(&Value::Int(-1))).is_err());
+    }
+}
+
+impl Queue {
+    /// Makes this new queue a stream backed by `stream`; call [`Queue::attach_stream`] once it
+    /// is in an `Arc`.
+    pub(crate) fn with_stream(mut self, stream: StreamQueue) -> Queue {
+        self.stream = Some(stream);
+        self
+    }
+
+    /// Registers a stream queue with the store's flusher (see [`StreamSyncHook`]).
+    pub(crate) fn attach_stream(self: &Arc<Self>) {
+        if let Some(s) = &self.stream {
+            s.attach(self);
+        }
+    }
+
+    /// Whether this is a stream queue (`x-queue-type: stream`).
+    pub fn is_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The stream's log, for a stream queue.
+    pub fn stream_log(&self) -> Option<&Arc<StreamLog>> {
+        self.stream.as_ref().map(|s| &s.log)
+    }
+
+    /// Sets the codec of a recovered stream's messages.
+    pub(crate) fn restore_stream(&self, codec: &'static dyn PropertiesCodec) {
+        if let Some(s) = &self.stream {
+            s.set_codec(codec);
+        }
+    }
+
+    /// Adds a consumer to a stream queue, reading from `start`. `on_added` runs (consume-ok)
+    /// before any delivery.
+    pub fn add_stream_consumer(
+        self: &Arc<Self>,
+        consumer: crate::consumer::ConsumerEntry,
+        start: &StreamStart,
+        on_added: impl FnOnce(),
+    ) -> Result<()> {
+        let Some(s) = &self.stream else {
+            return self.add_consumer(consumer, on_added);
+        };
+        let (owner, tag, sink) = (
+            consumer.owner,
+            Arc::clone(&consumer.tag),
+            Arc::clone(&consumer.sink),
+        );
+        self.add_consumer(consumer, on_added)?;
+        if let Err(e) = s.add_cursor(owner, Arc::clone(&tag), sink, start) {
+            self.remove_consumer(owner, &tag);
+            return Err(e);
+        }
+        self.dispatch_stream();
+        Ok(())
+    }
+
+    /// Delivers from the stream to its consumers, as far as their credit goes.
+    pub(crate) fn dispatch_stream(self: &Arc<Self>) {
+        let Some(s) = &self.stream else {
+            return;
+        };
+        let mut st = self.state.lock();
+        if st.deleted {
+            return;
+        }
+        let consumers = &st.consumers;
+        let n = s.dispatch(self, |owner, tag| {
+            consumers.iter().any(|c| c.owner == owner && &*c.tag == tag)
+        });
+        st.counters.deliver += n;
+    }
+}

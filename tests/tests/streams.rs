@@ -430,3 +430,155 @@ async fn a_stream_bound_to_an_exchange_gets_what_is_routed_to_it() {
     assert_eq!(d.routing_key.as_str(), "sensors.t1");
     conn.close(200, "bye".into()).await.unwrap();
 }
+
+/// MQTT publishes (QoS 0: nobody waits for a confirm, the stream still gets committed) land in
+/// a stream bound to `amq.topic`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_publishes_land_in_a_stream() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let conn = lp::connect(&broker).await;
+    let ch = lp::open_channel(&conn).await;
+    let s = unique("stream");
+    declare_stream(&ch, &s).await;
+    let device = unique("dev");
+    lp::bind(
+        &ch,
+        &s,
+        "amq.topic",
+        &format!("sensors.{device}.*"),
+        FieldTable::default(),
+    )
+    .await;
+    let port = broker.server().unwrap().mqtt_addr().unwrap().port();
+    let mut mqtt = pigeon_tests::mqtt_support::Mqtt4::connect(rumqttc::MqttOptions::new(
+        unique("pub"),
+        "127.0.0.1",
+        port,
+    ))
+    .await;
+    let topic = format!("sensors/{device}/temp");
+    mqtt.publish(&topic, rumqttc::QoS::AtMostOnce, false, b"qos0")
+        .await;
+    mqtt.publish(&topic, rumqttc::QoS::AtLeastOnce, false, b"qos1")
+        .await;
+    let mut c = stream_consumer(&ch, &s, Some(text("first"))).await;
+    assert_eq!(next(&mut c).await, ("qos0".into(), 0));
+    assert_eq!(next(&mut c).await, ("qos1".into(), 1));
+    conn.close(200, "bye".into()).await.unwrap();
+}
+
+async fn publish_filtered(ch: &Channel, queue: &str, body: &str, filter: Option<&str>) {
+    let mut props = BasicProperties::default();
+    if let Some(f) = filter {
+        props = props.with_headers(table(&[("x-stream-filter-value", text(f))]));
+    }
+    let c = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            Default::default(),
+            body.as_bytes(),
+            props,
+        )
+        .await
+        .unwrap();
+    assert!(within("a confirm", c).await.unwrap().is_ack());
+}
+
+/// `x-stream-filter` skips chunks whose bloom filter rules the wanted values out; unfiltered
+/// messages come only with `x-stream-match-unfiltered`. (Chunks hold one message each here, so
+/// the filtering is exact for these values.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_consumer_gets_the_chunks_its_filter_values_may_be_in() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let conn = lp::connect(&broker).await;
+    let ch = confirm_channel(&conn).await;
+    let s = unique("stream");
+    declare_stream(&ch, &s).await;
+    publish_filtered(&ch, &s, "red-1", Some("red")).await;
+    publish_filtered(&ch, &s, "blue-1", Some("blue")).await;
+    publish_filtered(&ch, &s, "plain", None).await;
+    publish_filtered(&ch, &s, "red-2", Some("red")).await;
+
+    for (match_unfiltered, want) in [
+        (false, vec!["red-1", "red-2"]),
+        (true, vec!["red-1", "plain", "red-2"]),
+    ] {
+        let cch = lp::open_channel(&conn).await;
+        cch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
+        let args = table(&[
+            ("x-stream-offset", text("first")),
+            ("x-stream-filter", text("red")),
+            (
+                "x-stream-match-unfiltered",
+                AMQPValue::Boolean(match_unfiltered),
+            ),
+        ]);
+        let mut c = within(
+            "basic.consume-ok",
+            cch.basic_consume(
+                s.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                args,
+            ),
+        )
+        .await
+        .unwrap();
+        for w in &want {
+            assert_eq!(next(&mut c).await.0, *w);
+        }
+        // The marker published next comes right after: nothing else was delivered meanwhile.
+        publish_filtered(&ch, &s, "marker", Some("red")).await;
+        assert_eq!(next(&mut c).await.0, "marker");
+        cch.close(200, "bye".into()).await.unwrap();
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+}
+
+/// `x-max-length-bytes` with small segments: the oldest segments go, the last one stays, and a
+/// consumer from `first` starts at the first offset still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_by_size_drops_the_oldest_segments() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let conn = lp::connect(&broker).await;
+    let ch = confirm_channel(&conn).await;
+    let s = unique("stream");
+    let args = table(&[
+        ("x-queue-type", text("stream")),
+        (
+            "x-stream-max-segment-size-bytes",
+            AMQPValue::LongLongInt(1000),
+        ),
+        ("x-max-length-bytes", AMQPValue::LongLongInt(3000)),
+    ]);
+    within(
+        "queue.declare-ok",
+        ch.queue_declare(s.as_str().into(), lp::durable(), args),
+    )
+    .await
+    .unwrap();
+    let body = "x".repeat(400);
+    let bodies: Vec<String> = (0..30).map(|i| format!("{i:02}{body}")).collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    publish_confirmed(&ch, &s, &refs).await;
+    let cch = lp::open_channel(&conn).await;
+    let mut c = stream_consumer(&cch, &s, Some(text("first"))).await;
+    let (first_body, first) = next(&mut c).await;
+    assert!(first > 0, "the oldest messages were dropped");
+    assert!(first < 29, "the last segment is kept");
+    assert_eq!(first_body, bodies[first as usize]);
+    for i in first + 1..30 {
+        assert_eq!(next(&mut c).await, (bodies[i as usize].clone(), i));
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+}

@@ -2,6 +2,8 @@
 //! refusals, publishing with confirms, consuming from an offset with `x-stream-offset` on every
 //! delivery, acks that only return credit, restart, and what RabbitMQ refuses.
 
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
+
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, QueueDeclareOptions,
     QueueDeleteOptions, QueuePurgeOptions,

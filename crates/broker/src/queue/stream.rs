@@ -465,45 +465,6 @@ pub fn parse_filter(arguments: &Table) -> (Vec<Vec<u8>>, bool) {
     (values, unfiltered)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_parse_as_rabbitmq() {
-        assert_eq!(parse_age("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_age("2D"), Some(Duration::from_secs(2 * 86400)));
-        assert_eq!(parse_age("1Y"), Some(Duration::from_secs(365 * 86400)));
-        assert_eq!(parse_age("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_age("0s"), None);
-        assert_eq!(parse_age("h"), None);
-        assert_eq!(parse_age("5x"), None);
-        assert_eq!(parse_age("5"), None);
-    }
-
-    #[test]
-    fn offsets_parse_as_rabbitmq() {
-        let s = |t: &str| Value::Str(Bytes::copy_from_slice(t.as_bytes()));
-        assert_eq!(parse_offset(None).unwrap(), OffsetSpec::Next);
-        assert_eq!(parse_offset(Some(&s("first"))).unwrap(), OffsetSpec::First);
-        assert_eq!(parse_offset(Some(&s("last"))).unwrap(), OffsetSpec::Last);
-        assert_eq!(
-            parse_offset(Some(&Value::Int(7))).unwrap(),
-            OffsetSpec::Offset(7)
-        );
-        assert_eq!(
-            parse_offset(Some(&Value::Timestamp(5))).unwrap(),
-            OffsetSpec::Timestamp(5000)
-        );
-        assert!(matches!(
-            parse_offset(Some(&s("1h"))).unwrap(),
-            OffsetSpec::Timestamp(_)
-        ));
-        assert!(parse_offset(Some(&s("bogus"))).is_err());
-        assert!(parse_offset(Some(&Value::Int(-1))).is_err());
-    }
-}
-
 impl Queue {
     /// Makes this new queue a stream backed by `stream`; call [`Queue::attach_stream`] once it
     /// is in an `Arc`.
@@ -575,5 +536,44 @@ impl Queue {
             consumers.iter().any(|c| c.owner == owner && &*c.tag == tag)
         });
         st.counters.deliver += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_as_rabbitmq() {
+        assert_eq!(parse_age("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_age("2D"), Some(Duration::from_secs(2 * 86400)));
+        assert_eq!(parse_age("1Y"), Some(Duration::from_secs(365 * 86400)));
+        assert_eq!(parse_age("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_age("0s"), None);
+        assert_eq!(parse_age("h"), None);
+        assert_eq!(parse_age("5x"), None);
+        assert_eq!(parse_age("5"), None);
+    }
+
+    #[test]
+    fn offsets_parse_as_rabbitmq() {
+        let s = |t: &str| Value::Str(Bytes::copy_from_slice(t.as_bytes()));
+        assert_eq!(parse_offset(None).unwrap(), OffsetSpec::Next);
+        assert_eq!(parse_offset(Some(&s("first"))).unwrap(), OffsetSpec::First);
+        assert_eq!(parse_offset(Some(&s("last"))).unwrap(), OffsetSpec::Last);
+        assert_eq!(
+            parse_offset(Some(&Value::Int(7))).unwrap(),
+            OffsetSpec::Offset(7)
+        );
+        assert_eq!(
+            parse_offset(Some(&Value::Timestamp(5))).unwrap(),
+            OffsetSpec::Timestamp(5000)
+        );
+        assert!(matches!(
+            parse_offset(Some(&s("1h"))).unwrap(),
+            OffsetSpec::Timestamp(_)
+        ));
+        assert!(parse_offset(Some(&s("bogus"))).is_err());
+        assert!(parse_offset(Some(&Value::Int(-1))).is_err());
     }
 }

@@ -185,17 +185,28 @@ pub(crate) struct StreamQueue {
     codec: OnceLock<&'static dyn PropertiesCodec>,
     cursors: Mutex<Vec<Cursor>>,
     hook: OnceLock<Arc<Hook>>,
+    /// Set (under the lock) once the files are deleted: the flusher no longer syncs the
+    /// stream, and nothing more is appended. Held across a sync, so that deleting the
+    /// directory never races a sync of it (a failed sync would fail the whole store).
+    deleted: Arc<Mutex<bool>>,
 }
 
 struct Hook {
     log: Arc<StreamLog>,
     queue: Weak<Queue>,
+    deleted: Arc<Mutex<bool>>,
 }
 
 impl StreamSyncHook for Hook {
     fn sync_round(&self) -> std::result::Result<(), StoreError> {
         let before = self.log.committed_offset();
-        self.log.sync()?;
+        {
+            let deleted = self.deleted.lock();
+            if *deleted {
+                return Ok(());
+            }
+            self.log.sync()?;
+        }
         if self.log.committed_offset() > before {
             // New chunks are visible: consumers waiting at the tail get them.
             if let Some(q) = self.queue.upgrade() {
@@ -221,6 +232,7 @@ impl StreamQueue {
             codec: OnceLock::new(),
             cursors: Mutex::new(Vec::new()),
             hook: OnceLock::new(),
+            deleted: Arc::new(Mutex::new(false)),
         })
     }
 
@@ -229,6 +241,7 @@ impl StreamQueue {
         let hook = Arc::new(Hook {
             log: Arc::clone(&self.log),
             queue: Arc::downgrade(queue),
+            deleted: Arc::clone(&self.deleted),
         });
         let weak = Arc::downgrade(&hook) as Weak<dyn StreamSyncHook>;
         if self.hook.set(hook).is_ok() {
@@ -242,6 +255,10 @@ impl StreamQueue {
 
     /// Appends a routed message as a chunk of its own.
     pub(crate) fn append(&self, message: &Message) -> Enqueued {
+        if *self.deleted.lock() {
+            // As a deleted classic queue: taken and forgotten.
+            return Enqueued::Accepted;
+        }
         self.set_codec(message.properties.codec());
         let record = MessageRecord {
             exchange: message.exchange.clone(),
@@ -401,6 +418,8 @@ impl StreamQueue {
     /// Deletes the stream's files (the queue was deleted).
     pub(crate) fn delete_files(&self) {
         self.cursors.lock().clear();
+        let mut deleted = self.deleted.lock();
+        *deleted = true;
         if let Err(e) = self.store.delete_stream(&self.id) {
             tracing::error!(stream = %self.id, error = %e, "cannot delete the stream's files");
         }

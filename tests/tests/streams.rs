@@ -113,6 +113,8 @@ async fn a_stream_is_read_from_first_next_and_an_offset_and_acks_keep_the_messag
     let s = unique("stream");
     declare_stream(&ch, &s).await;
     publish_confirmed(&ch, &s, &["a", "b", "c"]).await;
+    // queue.declare-ok counts the messages the stream holds (RabbitMQ: committed offsets).
+    assert_eq!(lp::message_count(&ch, &s).await, 3);
 
     // From the start, twice: acking does not remove anything.
     for _ in 0..2 {
@@ -215,9 +217,16 @@ async fn a_stream_and_its_messages_survive_a_restart_and_delete_removes_its_file
     let streams = data.path().join("streams");
     let before = std::fs::read_dir(&streams).unwrap().count();
     assert_eq!(before, 1);
+    // if-empty is ignored for a stream, as RabbitMQ does.
     within(
         "queue.delete-ok",
-        ch.queue_delete(s.as_str().into(), QueueDeleteOptions::default()),
+        ch.queue_delete(
+            s.as_str().into(),
+            QueueDeleteOptions {
+                if_empty: true,
+                ..Default::default()
+            },
+        ),
     )
     .await
     .unwrap();

@@ -551,6 +551,8 @@ impl VHost {
             return Ok(0);
         };
         q.check_access(connection)?;
+        // rabbit_stream_queue `delete/4` ignores if-unused and if-empty.
+        let (if_unused, if_empty) = (if_unused && !q.is_stream(), if_empty && !q.is_stream());
         if if_unused && q.consumer_count() > 0 {
             return Err(BrokerError::PreconditionFailed(format!(
                 "queue '{name}' in vhost '{}' in use",

@@ -562,6 +562,44 @@ impl Queue {
 mod tests {
     use super::*;
 
+    fn err(r: Result<()>) -> String {
+        match r {
+            Err(BrokerError::PreconditionFailed(t)) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn declarations_are_checked_in_rabbitmq_order() {
+        let s = |t: &str| Value::Str(Bytes::copy_from_slice(t.as_bytes()));
+        let stream = Table(vec![("x-queue-type".into(), s("stream"))]);
+        assert!(check_declaration("q", "/", true, false, false, &stream).is_ok());
+        // Auto-delete is reported before exclusive, exclusive before non-durable.
+        assert_eq!(
+            err(check_declaration("q", "/", false, true, true, &stream)),
+            "invalid property 'auto-delete' for queue 'q' in vhost '/'"
+        );
+        assert_eq!(
+            err(check_declaration("q", "/", false, true, false, &stream)),
+            "invalid property 'exclusive-owner' for queue 'q' in vhost '/'"
+        );
+        let mut ttl = stream.clone();
+        ttl.0.push(("x-message-ttl".into(), Value::Int(5)));
+        assert_eq!(
+            err(check_declaration("q", "/", false, false, false, &ttl)),
+            "invalid arg 'x-message-ttl' for queue 'q' in vhost '/' of queue type rabbit_stream_queue"
+        );
+        let mut age = stream.clone();
+        age.0.push(("x-max-age".into(), s("7D")));
+        assert!(check_declaration("q", "/", true, false, false, &age).is_ok());
+        assert_eq!(
+            stream_config(&age).max_age,
+            Some(Duration::from_secs(7 * 86400))
+        );
+        age.0[1].1 = s("7 days");
+        assert!(check_declaration("q", "/", true, false, false, &age).is_err());
+    }
+
     #[test]
     fn ages_parse_as_rabbitmq() {
         assert_eq!(parse_age("1h"), Some(Duration::from_secs(3600)));

@@ -593,3 +593,89 @@ async fn retention_by_size_drops_the_oldest_segments() {
     }
     conn.close(200, "bye".into()).await.unwrap();
 }
+
+/// Entries are AMQP 1.0 messages, as RabbitMQ stores them, and a 0-9-1 consumer gets the
+/// publisher's properties back (RabbitMQ's mc_amqpl mapping both ways).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_are_amqp_1_0_messages_and_properties_come_back() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let conn = lp::connect(&broker).await;
+    let ch = confirm_channel(&conn).await;
+    let s = unique("stream");
+    declare_stream(&ch, &s).await;
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_priority(4)
+        .with_message_id("m-1".into())
+        .with_correlation_id("c-1".into())
+        .with_reply_to("replies".into())
+        .with_timestamp(1_700_000_000)
+        .with_type("order".into())
+        .with_app_id("shop".into())
+        .with_headers(table(&[
+            ("colour", text("red")),
+            ("n", AMQPValue::LongInt(7)),
+            ("x-custom", text("yes")),
+        ]));
+    let c = ch
+        .basic_publish(
+            "".into(),
+            s.as_str().into(),
+            Default::default(),
+            b"{}",
+            props,
+        )
+        .await
+        .unwrap();
+    assert!(within("a confirm", c).await.unwrap().is_ack());
+
+    // The bytes on disk: one simple entry beginning with a described section (0x00 0x53 0x70,
+    // the header).
+    let q = broker
+        .server()
+        .unwrap()
+        .broker()
+        .vhost("/")
+        .unwrap()
+        .queue(&s)
+        .unwrap();
+    let log = q.stream_log().unwrap();
+    let mut reader = log
+        .reader(pigeon_store::OffsetSpec::First, Default::default())
+        .unwrap();
+    let chunk = reader.next_chunk().unwrap().unwrap();
+    let data = chunk.read_data().unwrap();
+    let entries = pigeon_store::stream::parse_entries(&data).unwrap();
+    let pigeon_store::stream::Entry::Simple(entry) = entries[0] else {
+        panic!("a simple entry");
+    };
+    assert_eq!(&entry[..3], &[0x00, 0x53, 0x70]);
+
+    let cch = lp::open_channel(&conn).await;
+    let mut consumer = stream_consumer(&cch, &s, Some(text("first"))).await;
+    let d = lp::next_delivery(&mut consumer).await;
+    let p = &d.properties;
+    assert_eq!(
+        p.content_type().as_ref().unwrap().as_str(),
+        "application/json"
+    );
+    assert_eq!(*p.delivery_mode(), Some(2));
+    assert_eq!(*p.priority(), Some(4));
+    assert_eq!(p.message_id().as_ref().unwrap().as_str(), "m-1");
+    assert_eq!(p.correlation_id().as_ref().unwrap().as_str(), "c-1");
+    assert_eq!(p.reply_to().as_ref().unwrap().as_str(), "replies");
+    assert_eq!(*p.timestamp(), Some(1_700_000_000));
+    assert_eq!(p.kind().as_ref().unwrap().as_str(), "order");
+    assert_eq!(p.app_id().as_ref().unwrap().as_str(), "shop");
+    let h = p.headers().as_ref().unwrap().inner();
+    assert_eq!(h.get("colour"), Some(&text("red")));
+    assert_eq!(h.get("n"), Some(&AMQPValue::LongInt(7)));
+    assert_eq!(h.get("x-custom"), Some(&text("yes")));
+    assert_eq!(h.get("x-stream-offset"), Some(&AMQPValue::LongLongInt(0)));
+    assert_eq!(lp::body(&d), "{}");
+    conn.close(200, "bye".into()).await.unwrap();
+}

@@ -5,10 +5,9 @@
 //! - **Publish**: a routed message is appended as one chunk of one entry; the publisher's
 //!   confirm waits for the store's epoch, and the store's flusher syncs the stream in that
 //!   round (`pigeon_store::StreamSyncHook`), then dispatches to consumers waiting at the tail.
-//! - **Entry format (interim)**: the broker's own message record (`record.rs`, version 2:
-//!   exchange, routing key, AMQP 0-9-1 encoded properties, body), not RabbitMQ's AMQP 1.0
-//!   encoding. Stream-protocol clients will need the 1.0 encoding; until then a stream's
-//!   entries are only readable by Pigeon.
+//! - **Entry format**: RabbitMQ's, an AMQP 1.0 message, through the [`StreamEntryCodec`] the
+//!   server registers (`server/src/amqp/amqp10.rs`); without one, the broker's own message
+//!   record (`record.rs`), told apart by its first byte (never 0; a 1.0 message's is 0).
 //! - **Consume**: each consumer has a [`StreamReader`] positioned by its `x-stream-offset`
 //!   and a buffer of the messages decoded from its current chunk; a delivery's `seq` is the
 //!   message's offset (the AMQP adapter adds the `x-stream-offset` header).
@@ -28,6 +27,24 @@ use crate::error::{BrokerError, Result};
 use crate::message::{Message, Properties, PropertiesCodec};
 use crate::record::{MessageRecord, QueueExtras};
 use crate::value::{Table, Value};
+
+/// How stream entries are encoded. The server registers RabbitMQ's format (AMQP 1.0 messages,
+/// which it can map to and from its own properties) with [`set_entry_codec`]; without one
+/// (the broker's own tests), entries are the broker's message records.
+pub trait StreamEntryCodec: Send + Sync {
+    /// The entry for `message`, `None` if this codec cannot encode it (then the record format
+    /// is used).
+    fn encode(&self, message: &Message) -> Option<Vec<u8>>;
+    /// The message an entry holds, with the codec of its properties; `None` if malformed.
+    fn decode(&self, entry: Bytes) -> Option<(MessageRecord, &'static dyn PropertiesCodec)>;
+}
+
+static ENTRY_CODEC: OnceLock<&'static dyn StreamEntryCodec> = OnceLock::new();
+
+/// Registers the stream entry codec for the process (the first registration wins).
+pub fn set_entry_codec(codec: &'static dyn StreamEntryCodec) {
+    let _ = ENTRY_CODEC.set(codec);
+}
 
 /// RabbitMQ's `?MAX_STREAM_MAX_SEGMENT_SIZE` (3 GB).
 const MAX_SEGMENT_SIZE: i64 = 3_000_000_000;
@@ -173,7 +190,7 @@ struct Cursor {
     /// Offsets below this are skipped (a numeric `x-stream-offset` inside a chunk).
     from: u64,
     /// Messages of the chunk being delivered, with their offsets.
-    pending: VecDeque<(u64, MessageRecord)>,
+    pending: VecDeque<(u64, MessageRecord, &'static dyn PropertiesCodec)>,
 }
 
 /// A stream queue's own state (beside the queue's: its consumers are also listed there, for
@@ -260,14 +277,11 @@ impl StreamQueue {
             return Enqueued::Accepted;
         }
         self.set_codec(message.properties.codec());
-        let record = MessageRecord {
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
-            properties: message.properties.raw().clone(),
-            body: message.body.clone(),
-            expires_at_ms: 0,
-        }
-        .encode_queued(QueueExtras::default());
+        let encoded = ENTRY_CODEC.get().and_then(|c| c.encode(message));
+        let record = match encoded {
+            Some(entry) => entry,
+            None => self.record_entry(message),
+        };
         // A publisher's `x-stream-filter-value` header goes into the chunk's bloom filter.
         let filter = message
             .view()
@@ -291,6 +305,20 @@ impl StreamQueue {
                 Enqueued::Rejected
             }
         }
+    }
+
+    /// The broker's own entry format: its message record (`record.rs`, whose first byte, a
+    /// layout version, is never 0: an AMQP 1.0 message begins with 0, a described section).
+    fn record_entry(&self, message: &Message) -> Vec<u8> {
+        MessageRecord {
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+            properties: message.properties.raw().clone(),
+            body: message.body.clone(),
+            expires_at_ms: 0,
+        }
+        .encode_queued(QueueExtras::default())
+        .to_vec()
     }
 
     /// Adds a consumer's cursor.
@@ -337,13 +365,13 @@ impl StreamQueue {
         cursors.retain(|c| alive(c.owner, &c.tag));
         for c in cursors.iter_mut() {
             loop {
-                if c.pending.is_empty() && !self.fill(c) {
+                if c.pending.is_empty() && !self.fill(c, codec) {
                     break;
                 }
                 if !c.sink.try_reserve() {
                     break;
                 }
-                let Some((offset, r)) = c.pending.pop_front() else {
+                let Some((offset, r, codec)) = c.pending.pop_front() else {
                     break;
                 };
                 let routing_key = std::str::from_utf8(&r.routing_key).unwrap_or_default();
@@ -370,7 +398,7 @@ impl StreamQueue {
     }
 
     /// Reads the cursor's next chunk into its buffer; false when it has caught up.
-    fn fill(&self, c: &mut Cursor) -> bool {
+    fn fill(&self, c: &mut Cursor, codec: &'static dyn PropertiesCodec) -> bool {
         loop {
             let range = match c.reader.next_chunk() {
                 Ok(Some(range)) => range,
@@ -396,8 +424,13 @@ impl StreamQueue {
                 match e {
                     Entry::Simple(body) => {
                         if offset >= c.from {
-                            match MessageRecord::decode(data.slice_ref(body)) {
-                                Some(r) => c.pending.push_back((offset, r)),
+                            let entry = data.slice_ref(body);
+                            let decoded = match (entry.first(), ENTRY_CODEC.get()) {
+                                (Some(0), Some(ec)) => ec.decode(entry),
+                                _ => MessageRecord::decode(entry).map(|r| (r, codec)),
+                            };
+                            match decoded {
+                                Some((r, codec)) => c.pending.push_back((offset, r, codec)),
                                 None => {
                                     tracing::warn!(stream = %self.id, offset, "entry not in Pigeon's format skipped")
                                 }

@@ -23,6 +23,7 @@ mod prio_paging;
 mod ready;
 pub mod settings;
 pub mod stream;
+mod stream_args;
 mod views;
 mod volatile;
 

@@ -250,3 +250,85 @@ async fn entries_are_amqp_1_0_messages_and_properties_come_back() {
     assert_eq!(lp::body(&d), "{}");
     conn.close(200, "bye".into()).await.unwrap();
 }
+
+/// A figure, not a check (run with `--ignored --nocapture`; a debug build, so compare the two
+/// lines rather than read them as absolute figures): 20,000 messages of 1 KiB published with
+/// confirms (fsync on) into a stream and into a durable classic queue (persistent messages),
+/// then read by one consumer with a prefetch of 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_figure() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let conn = lp::connect(&broker).await;
+    let ch = confirm_channel(&conn).await;
+    for kind in ["stream", "classic"] {
+        let s = unique(kind);
+        within(
+            "queue.declare-ok",
+            ch.queue_declare(
+                s.as_str().into(),
+                lp::durable(),
+                table(&[("x-queue-type", text(kind))]),
+            ),
+        )
+        .await
+        .unwrap();
+        let body = vec![b'x'; 1024];
+        let n = 20_000;
+        let started = std::time::Instant::now();
+        let mut confirms = Vec::with_capacity(n);
+        for _ in 0..n {
+            confirms.push(
+                ch.basic_publish(
+                    "".into(),
+                    s.as_str().into(),
+                    Default::default(),
+                    &body,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        for c in confirms {
+            assert!(c.await.unwrap().is_ack());
+        }
+        let published = started.elapsed();
+        let cch = lp::open_channel(&conn).await;
+        cch.basic_qos(500, BasicQosOptions::default())
+            .await
+            .unwrap();
+        let args = table(&[("x-stream-offset", text("first"))]);
+        let args = if kind == "stream" {
+            args
+        } else {
+            FieldTable::default()
+        };
+        let mut c = cch
+            .basic_consume(
+                s.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                args,
+            )
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            let d = lp::next_delivery(&mut c).await;
+            d.ack(lapin::options::BasicAckOptions::default())
+                .await
+                .unwrap();
+        }
+        let consumed = started.elapsed();
+        println!(
+            "{kind}: published {n} x 1 KiB with confirms in {published:?} ({:.0}/s), consumed in {consumed:?} ({:.0}/s)",
+            n as f64 / published.as_secs_f64(),
+            n as f64 / consumed.as_secs_f64()
+        );
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+}

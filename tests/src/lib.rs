@@ -25,6 +25,7 @@ pub mod lapin_support;
 pub mod mqtt_support;
 pub mod raw;
 pub mod restart;
+pub mod streams_support;
 pub mod tls_support;
 
 pub use restart::DataDir;

@@ -25,6 +25,10 @@ pub enum BrokerError {
     /// A command that is invalid in the current state.
     #[error("COMMAND_INVALID - {0}")]
     CommandInvalid(String),
+    /// Something the entity's type does not do (`basic.get` on a stream, RabbitMQ's
+    /// `not_implemented`).
+    #[error("NOT_IMPLEMENTED - {0}")]
+    NotImplemented(String),
 }
 
 /// Shorthand for broker results.

@@ -10,6 +10,7 @@ use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::{Death, DeathReason, Message, Properties, PropertiesCodec};
 use crate::policy::Policies;
 use crate::queue::settings::{self, QueueSettings};
+use crate::queue::stream;
 use crate::queue::{Enqueued, PagingLimits, Queue, QueueOptions, QueuedMessage};
 use crate::retained::RetainedStore;
 use crate::value::Table;
@@ -23,6 +24,7 @@ use std::sync::{Arc, Weak};
 
 mod lifecycle;
 mod policies;
+mod streams;
 pub use policies::AppliedPolicies;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -509,6 +511,9 @@ impl VHost {
             .me
             .upgrade()
             .ok_or_else(|| not_found("vhost", &self.name, &self.name))?;
+        if stream::is_stream_declaration(&options.arguments) {
+            return self.declare_stream(queues, name, options, settings, &me);
+        }
         let durable = options.durable && options.exclusive_owner.is_none();
         let log = match (&self.store, durable) {
             (Some(store), true) => match store.queue_log(&durable::log_id(&self.name, &name)) {
@@ -544,6 +549,8 @@ impl VHost {
             return Ok(0);
         };
         q.check_access(connection)?;
+        // rabbit_stream_queue `delete/4` ignores if-unused and if-empty.
+        let (if_unused, if_empty) = (if_unused && !q.is_stream(), if_empty && !q.is_stream());
         if if_unused && q.consumer_count() > 0 {
             return Err(BrokerError::PreconditionFailed(format!(
                 "queue '{name}' in vhost '{}' in use",

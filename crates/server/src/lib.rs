@@ -315,6 +315,8 @@ impl ServerHandle {
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     config.check_tls().map_err(ServerError::Config)?;
     config.check_ws_path().map_err(ServerError::Config)?;
+    // Streams store AMQP 1.0 messages, as RabbitMQ does (`amqp/amqp10.rs`).
+    pigeon_broker::queue::stream::set_entry_codec(&amqp::amqp10::Amqp10Entries);
     let tls = match &config.tls {
         Some(t) => Some(Arc::new(TlsContext::load(t)?)),
         None => None,

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// Set once the store failed or closed: appends are refused from then on.
     stopped: AtomicBool,
     pub(crate) counters: Counters,
+    /// Streams synced by every round (`streams.rs`).
+    pub(crate) stream_hooks: crate::streams::Hooks,
 }
 
 struct FlushState {
@@ -131,6 +133,7 @@ impl Shared {
             next_epoch: AtomicU64::new(1),
             synced_epoch: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            stream_hooks: parking_lot::Mutex::new(Vec::new()),
             counters: Counters::default(),
         }
     }
@@ -263,7 +266,12 @@ pub(crate) fn run(shared: Arc<Shared>) {
             discard(&logs);
             Ok(())
         } else {
-            flush_round(&shared, &logs)
+            flush_round(&shared, &logs).and_then(|()| {
+                crate::streams::run_hooks(&shared.stream_hooks).map_err(|e| Failure {
+                    path: PathBuf::from("streams"),
+                    source: Arc::new(io::Error::other(e.to_string())),
+                })
+            })
         };
         drop(logs);
         Counters::add(&shared.counters.rounds, 1);

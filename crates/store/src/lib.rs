@@ -124,6 +124,7 @@ mod record;
 mod scan;
 mod store;
 pub mod stream;
+mod streams;
 
 pub use chunked::Chunked;
 pub use error::StoreError;
@@ -139,3 +140,4 @@ pub use record::MAX_DATA_LEN;
 pub use scan::{Truncation, TruncationReason};
 pub use store::{Store, StoreStats};
 pub use stream::{OffsetSpec, StreamConfig, StreamLog};
+pub use streams::StreamSyncHook;

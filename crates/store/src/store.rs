@@ -27,7 +27,7 @@ pub struct Store {
     dir: PathBuf,
     opts: StoreOptions,
     meta: Meta,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     queues: Arc<Mutex<Queues>>,
     flusher: Option<JoinHandle<()>>,
     checkpointer: Option<(Arc<Control>, JoinHandle<()>)>,

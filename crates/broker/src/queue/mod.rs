@@ -22,6 +22,8 @@ mod paging;
 mod prio_paging;
 mod ready;
 pub mod settings;
+pub mod stream;
+mod stream_args;
 mod views;
 mod volatile;
 
@@ -122,6 +124,8 @@ pub struct Queue {
     /// Set for a queue without a durable log in a broker with a store: where to open a log of
     /// its own when it first pages out (`paging.rs`).
     volatile: Option<VolatileLog>,
+    /// Set for a stream queue (`stream.rs`): messages go to its log, not to `state.ready`.
+    stream: Option<stream::StreamQueue>,
     state: Mutex<State>,
 }
 
@@ -287,6 +291,7 @@ impl Queue {
             counts_deliveries: AtomicBool::new(settings.delivery_limit.is_some()),
             log,
             volatile,
+            stream: None,
             state: Mutex::new(State {
                 ready: Ready::new(settings.max_priority, limits),
                 settings,
@@ -329,6 +334,10 @@ impl Queue {
 
     /// Appends a message and delivers what consumers have credit for.
     pub fn enqueue(self: &Arc<Self>, message: Message) -> Enqueued {
+        if let Some(s) = &self.stream {
+            self.state.lock().counters.publish += 1;
+            return s.append(&message);
+        }
         self.locked(|st, dead| {
             if st.deleted {
                 return Enqueued::Accepted;
@@ -416,6 +425,10 @@ impl Queue {
     /// Delivers ready messages to consumers with credit. Adapters call it when a consumer's
     /// credit comes back (ack, larger prefetch, drained socket).
     pub fn dispatch(self: &Arc<Self>) {
+        if self.stream.is_some() {
+            self.dispatch_stream();
+            return;
+        }
         self.locked(|st, dead| self.dispatch_locked(st, Instant::now(), dead));
     }
 
@@ -472,6 +485,12 @@ impl Queue {
 
     /// Settles delivered messages (acked): they leave the queue, and its log.
     pub fn settle<'a>(self: &Arc<Self>, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
+        if self.stream.is_some() {
+            // An ack only gives credit back (rabbit_stream_queue `settle`): the message stays.
+            self.state.lock().counters.ack += messages.into_iter().count() as u64;
+            self.dispatch_stream();
+            return;
+        }
         let mut n = 0;
         for m in messages {
             n += 1;
@@ -498,6 +517,11 @@ impl Queue {
     /// Settles delivered messages that were rejected without requeue: they are dead-lettered
     /// when the queue has a dead-letter exchange, dropped otherwise.
     pub fn reject(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if self.stream.is_some() {
+            // Every settlement of a stream's delivery only returns credit.
+            self.dispatch_stream();
+            return;
+        }
         self.locked(|st, dead| {
             for m in messages {
                 st.unacked = st.unacked.saturating_sub(1);
@@ -510,6 +534,10 @@ impl Queue {
     /// Gives delivered messages back: each returns to its original place, marked redelivered,
     /// unless it has been returned more often than the delivery limit allows.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if self.stream.is_some() {
+            self.dispatch_stream();
+            return;
+        }
         self.locked(|st, dead| {
             for mut m in messages {
                 st.unacked = st.unacked.saturating_sub(1);
@@ -684,6 +712,9 @@ impl Queue {
         };
         // After the lock: deleting the files waits for a flush round writing them.
         self.delete_volatile_log();
+        if let Some(s) = &self.stream {
+            s.delete_files();
+        }
         deleted
     }
 }

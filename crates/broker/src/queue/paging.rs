@@ -289,6 +289,7 @@ impl Queue {
     /// had been delivered. Returns how many messages the queue holds (records of transient
     /// messages still in the tail are counted until they are paged in and dropped).
     pub fn restore(&self, codec: &'static dyn PropertiesCodec) -> usize {
+        self.restore_stream(codec);
         let Some(log) = self.log.get() else {
             return 0;
         };

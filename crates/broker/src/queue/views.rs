@@ -27,6 +27,12 @@ impl Queue {
 
     /// Ready messages, paged out or not (not counting those out for delivery).
     pub fn message_count(&self) -> u32 {
+        if let Some(log) = self.stream_log() {
+            // A stream's committed offsets still held (tracking chunks take one each, so this
+            // may over-count a little, as RabbitMQ's committed-offset based count does).
+            let held = log.committed_offset().saturating_sub(log.first_offset());
+            return u32::try_from(held).unwrap_or(u32::MAX);
+        }
         count(self.state.lock().ready.len())
     }
 

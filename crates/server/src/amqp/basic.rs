@@ -86,6 +86,16 @@ impl Channel {
                 let name = self.queue_name(&m.queue)?;
                 ctx.authz.check(Access::Read, Kind::Queue, name)?;
                 let q = ctx.vhost.queue_for(name, ctx.conn_id)?;
+                if q.is_stream() {
+                    // rabbit_stream_queue `dequeue`.
+                    return Err(AmqpError::new(
+                        ReplyCode::NotImplemented,
+                        format!(
+                            "basic.get not supported by stream queues queue '{name}' in vhost '{}'",
+                            ctx.vhost.name()
+                        ),
+                    ));
+                }
                 match q.get(m.no_ack) {
                     Some((message, left)) => self.shared.deliver_get(&q, message, left, m.no_ack),
                     None => {
@@ -196,6 +206,17 @@ impl Channel {
             ctx.authz.check(Access::Read, Kind::Queue, name)?;
             ctx.vhost.queue_for(name, ctx.conn_id)?
         };
+        let stream_start = if q.is_stream() {
+            Some(super::streams::check_consume(
+                &q,
+                ctx.vhost.name(),
+                m,
+                self.prefetch,
+                self.shared.global_prefetch.load(Ordering::Relaxed),
+            )?)
+        } else {
+            None
+        };
         let tag = if m.consumer_tag.is_empty() {
             ShortString::from(ctx.vhost.unique_name("amq.ctag-"))
         } else {
@@ -244,13 +265,17 @@ impl Channel {
         let shared = Arc::clone(&self.shared);
         let ok_tag = tag.clone();
         let no_wait = m.no_wait;
-        q.add_consumer(entry, move || {
+        let on_added = move || {
             if !no_wait {
                 shared.send(&Method::BasicConsumeOk(BasicConsumeOk {
                     consumer_tag: ok_tag,
                 }));
             }
-        })?;
+        };
+        match stream_start {
+            Some(start) => q.add_stream_consumer(entry, &start, on_added)?,
+            None => q.add_consumer(entry, on_added)?,
+        }
         self.shared.stats.add_consumer(
             tag.as_str(),
             q.name(),

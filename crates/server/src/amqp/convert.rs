@@ -65,6 +65,7 @@ pub fn reply_code(e: &BrokerError) -> ReplyCode {
         BrokerError::PreconditionFailed(_) => ReplyCode::PreconditionFailed,
         BrokerError::NotAllowed(_) => ReplyCode::NotAllowed,
         BrokerError::CommandInvalid(_) => ReplyCode::CommandInvalid,
+        BrokerError::NotImplemented(_) => ReplyCode::NotImplemented,
         _ => ReplyCode::InternalError,
     }
 }

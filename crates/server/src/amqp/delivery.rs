@@ -180,7 +180,18 @@ impl ChannelShared {
         let recounted = (counted && message.delivery_count > 0)
             .then(|| with_delivery_count(&m.properties_bytes(), message.delivery_count));
         let raw = recounted.as_deref().unwrap_or(m.properties_raw());
-        let body = m.body();
+        self.send_content_raw(method, message, raw);
+    }
+
+    /// Writes method, header and body frames with `raw` as the content header's properties
+    /// (the message's own, or a rewritten copy of them).
+    fn send_content_raw(
+        &self,
+        method: impl FnOnce(&mut BytesMut),
+        message: &QueuedMessage,
+        raw: &[u8],
+    ) {
+        let body = message.message.body();
         self.out.send(|buf| {
             buf.reserve(body.len() + raw.len() + 128);
             method(buf);
@@ -284,21 +295,24 @@ impl ConsumerSink for AmqpConsumer {
         ch.stats
             .count_delivery(false, self.no_ack, message.redelivered);
         let m = &message.message;
-        ch.send_content(
-            |buf| {
-                encode_deliver_frame(
-                    ch.number,
-                    &self.tag,
-                    tag,
-                    message.redelivered,
-                    m.exchange(),
-                    m.routing_key(),
-                    buf,
-                )
-            },
-            &message,
-            queue.counts_deliveries(),
-        );
+        let deliver = |buf: &mut BytesMut| {
+            encode_deliver_frame(
+                ch.number,
+                &self.tag,
+                tag,
+                message.redelivered,
+                m.exchange(),
+                m.routing_key(),
+                buf,
+            )
+        };
+        if queue.is_stream() {
+            // Every delivery from a stream says where it is (rabbit_stream_queue).
+            let raw = super::streams::with_stream_offset(&m.properties_bytes(), message.seq);
+            ch.send_content_raw(deliver, &message, &raw);
+        } else {
+            ch.send_content(deliver, &message, queue.counts_deliveries());
+        }
         if self.no_ack {
             return Delivered::Settled;
         }

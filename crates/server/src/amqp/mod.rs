@@ -6,6 +6,7 @@
 //! our consumers; `auth.rs` SASL; `convert.rs` maps
 //! wire types onto broker types and broker errors onto reply codes.
 
+pub(crate) mod amqp10;
 mod auth;
 mod basic;
 mod channel;
@@ -14,6 +15,7 @@ mod connection;
 pub(crate) mod convert;
 mod delivery;
 mod error;
+mod streams;
 mod topology;
 
 pub(crate) use codec::AMQP_CODEC;

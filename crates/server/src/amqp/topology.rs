@@ -167,6 +167,16 @@ impl Channel {
                 let name = self.queue_name(&m.queue)?;
                 authz.check(Access::Read, Kind::Queue, name)?;
                 let q = vhost.queue_for(name, ctx.conn_id)?;
+                if q.is_stream() {
+                    // rabbit_stream_queue `purge` answers `{error, not_supported}`.
+                    return Err(AmqpError::new(
+                        ReplyCode::NotImplemented,
+                        format!(
+                            "queue.purge not supported by queue '{name}' in vhost '{}'",
+                            vhost.name()
+                        ),
+                    ));
+                }
                 let message_count = q.purge();
                 (!m.no_wait).then_some(Method::QueuePurgeOk(QueuePurgeOk { message_count }))
             }

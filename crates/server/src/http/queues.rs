@@ -53,7 +53,7 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
         "exclusive": options.exclusive_owner.is_some(),
         "arguments": table_json(&options.arguments),
         "node": http.node(),
-        "type": "classic",
+        "type": if q.is_stream() { "stream" } else { "classic" },
         "state": "running",
         "messages": u64::from(ready) + u64::from(unacked),
         "messages_ready": ready,

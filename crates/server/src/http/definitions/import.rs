@@ -234,13 +234,13 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
         let v = vhost(&vhost_of(q)?)?;
         let name = required(q, "name", "queue")?;
         let mut options = queue_options(q)?;
-        // Quorum and stream queues are not there yet: import them as classic queues (their
-        // messages and bindings work the same) and say so.
+        // Quorum queues are not there yet: import them as classic queues (their messages and
+        // bindings work the same) and say so. Streams are imported as streams.
         let kind = options
             .arguments
             .get_str("x-queue-type")
             .map(str::to_string);
-        if let Some(kind) = kind.filter(|k| k != "classic") {
+        if let Some(kind) = kind.filter(|k| k != "classic" && k != "stream") {
             warnings.push(format!("queue {name} in vhost {} imported as a classic queue (type {kind} is not supported)", v.name()));
             options.arguments.0.retain(|(k, _)| k != "x-queue-type");
         }

@@ -1,0 +1,159 @@
+//! A server without listeners: the real broker core and protocol adapters, handed byte streams
+//! and HTTP requests in memory. The whole-connection fuzz targets (`fuzz/fuzz_targets/amqp_conn.rs`,
+//! `mqtt_conn.rs`, `http_api.rs`) drive it; nothing else does.
+//!
+//! What differs from [`crate::start`]: no socket is bound, no data directory is opened (memory
+//! only, whatever `data_dir` says), no background task runs (no timers, no `$SYS`, no
+//! statistics sampler: each input must run alone and end deterministically). Everything a
+//! connection does after its transport is identical: the same `amqp::serve`, `mqtt::serve`,
+//! WebSocket upgrade and management router.
+
+use crate::transport::{AsyncStream, PeerInfo, Transport};
+use crate::{admin, alarm, auth, flow, limits, memory, mqtt, policy, registry};
+use crate::{ServerConfig, ServerError, ServerState};
+use pigeon_broker::Broker;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The broker core and the server's shared state, with no listener.
+pub struct InMemoryServer {
+    state: Arc<ServerState>,
+    shutdown: watch::Sender<bool>,
+    http: axum::Router,
+}
+
+/// What an in-memory HTTP request got back.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The body, whole.
+    pub body: Vec<u8>,
+}
+
+impl InMemoryServer {
+    /// Sets up the broker as [`crate::start`] does (default vhost and user, configured users
+    /// and policies, the deletion hooks), in memory.
+    pub fn new(mut config: ServerConfig) -> Result<InMemoryServer, ServerError> {
+        config.data_dir = None;
+        let broker = Broker::new();
+        admin::bootstrap(&broker, &config)?;
+        let config_policies = policy::Owned::default();
+        policy::apply(&broker, &config.policies, &config_policies).map_err(ServerError::Config)?;
+        let auth = auth::Authenticator::new(
+            Arc::clone(&broker),
+            admin::loopback_users(&config),
+            config.login_failure_rate,
+            config.login_failure_burst,
+        );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let disk_free_limit = AtomicU64::new(alarm::disk_free_limit(&config));
+        let limits = limits::Limits::new(
+            config.connection_rate_limit,
+            config.connection_rate_limit_loopback,
+        );
+        let state = Arc::new(ServerState {
+            broker,
+            config,
+            shutdown: shutdown_rx,
+            connections: AtomicUsize::new(0),
+            mqtt: mqtt::MqttState::new(),
+            store: None,
+            alarm: watch::channel(false).0,
+            alarm_causes: alarm::AlarmCauses::default(),
+            disk_free_limit,
+            limits,
+            auth,
+            kicks: watch::channel(0).0,
+            registry: Arc::<registry::Registry>::default(),
+            // No memory alarm: the process's RSS is not this server's alone.
+            memory: memory::MemoryMeter::new(u64::MAX),
+            flow: flow::FlowMarks::new(u64::MAX),
+            config_policies,
+        });
+        admin::register_hooks(&state);
+        let http = crate::http::in_memory_router(&state);
+        Ok(InMemoryServer {
+            state,
+            shutdown,
+            http,
+        })
+    }
+
+    /// The broker core.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.state.broker
+    }
+
+    /// Serves one AMQP 0-9-1 connection over `stream` (from `peer`) until it closes.
+    pub async fn serve_amqp(&self, stream: impl AsyncStream, peer: SocketAddr) {
+        let transport = Transport::Other(Box::new(stream));
+        crate::amqp::serve(transport, PeerInfo::plain(peer), Arc::clone(&self.state)).await;
+    }
+
+    /// Serves one MQTT connection over `stream` (from `peer`) until it closes.
+    pub async fn serve_mqtt(&self, stream: impl AsyncStream, peer: SocketAddr) {
+        let transport = Transport::Other(Box::new(stream));
+        mqtt::serve(transport, PeerInfo::plain(peer), Arc::clone(&self.state)).await;
+    }
+
+    /// Serves one MQTT-over-WebSocket connection: the upgrade, then MQTT.
+    pub async fn serve_mqtt_ws(&self, stream: impl AsyncStream, peer: SocketAddr) {
+        let transport = Transport::Other(Box::new(stream));
+        let info = PeerInfo::plain(peer);
+        if let Some(ws) = crate::ws::accept(transport, &info, &self.state).await {
+            mqtt::serve(ws, info, Arc::clone(&self.state)).await;
+        }
+    }
+
+    /// One management API request, from `peer`. `None` when the method, URI or a header is
+    /// not valid HTTP (no server would see such a request: hyper refuses it first).
+    pub async fn http(
+        &self,
+        method: &[u8],
+        uri: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: Vec<u8>,
+        peer: SocketAddr,
+    ) -> Option<HttpAnswer> {
+        use axum::body::Body;
+        use axum::extract::ConnectInfo;
+        use axum::http::{HeaderName, HeaderValue, Method, Request};
+        use tower::ServiceExt;
+        let mut request = Request::builder()
+            .method(Method::from_bytes(method).ok()?)
+            .uri(uri)
+            .extension(ConnectInfo(peer));
+        for (name, value) in headers {
+            request = request.header(
+                HeaderName::from_bytes(name).ok()?,
+                HeaderValue::from_bytes(value).ok()?,
+            );
+        }
+        let request = request.body(Body::from(body)).ok()?;
+        let response = self.http.clone().oneshot(request).await.ok()?;
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .ok()?;
+        Some(HttpAnswer {
+            status,
+            body: body.to_vec(),
+        })
+    }
+
+    /// Tells every connection to close (AMQP 320 CONNECTION_FORCED), as a shutdown does.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Runs the broker's periodic work once (message TTLs, unused queues), as the timers do.
+    pub fn tick(&self) {
+        let now = std::time::Instant::now();
+        for vhost in self.state.broker.vhosts() {
+            vhost.tick(now);
+        }
+    }
+}

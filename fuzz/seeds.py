@@ -160,7 +160,7 @@ def amqp_seeds():
     tune_ok = frame(1, 0, struct.pack(">HHHIH", 10, 31, 0, 4096, 0))
     open_ = frame(1, 0, struct.pack(">HH", 10, 40) + ss("/") + ss("") + b"\0")
     raw = hs + start_ok + tune_ok + open_
-    s["raw-amqplain"] = bytes([4]) + bytes([0, min(len(raw), 255)]) + raw[:255]
+    s["raw-amqplain"] = bytes([4]) + b"".join(bytes([0, len(raw[i:i + 200])]) + raw[i:i + 200] for i in range(0, len(raw), 200)) + chopen(0, 1) + qdeclare(0, 1, "q")
     s["raw-bad-header"] = bytes([4, 0, 8]) + b"AMQP\x01\x01\x00\x09"
     return s
 
@@ -271,7 +271,8 @@ def ws_frame(payload, opcode=2, fin=True):
 
 
 def ws_seeds():
-    connect = b"\x10" + bytes([12 + 14]) + mstr("MQTT") + b"\x04\xc2\x00\x3c" + mstr("w") + mstr("guest") + mstr("guest")
+    body = mstr("MQTT") + b"\x04\xc2\x00\x3c" + mstr("w") + mstr("guest") + mstr("guest")
+    connect = b"\x10" + bytes([len(body)]) + body
     sub = b"\x82\x06\x00\x01" + mstr("a") + b"\x01"
     pub = b"\x32" + bytes([len(mstr("a") + b"\x00\x02hi")]) + mstr("a") + b"\x00\x02hi"
     s = {}

@@ -114,6 +114,15 @@ fuzz_target!(|data: &[u8]| {
             else {
                 continue;
             };
+            if std::env::var_os("FUZZ_ECHO").is_some() {
+                eprintln!(
+                    "{} {} -> {} {}",
+                    String::from_utf8_lossy(&r.method),
+                    String::from_utf8_lossy(&r.path),
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body)
+                );
+            }
             let health =
                 r.path.starts_with(b"/api/health/") || r.path.starts_with(b"/api/aliveness-test/");
             if answer.status >= 500 && !(answer.status == 503 && health) {

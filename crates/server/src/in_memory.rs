@@ -21,7 +21,8 @@ use tokio::sync::watch;
 pub struct InMemoryServer {
     state: Arc<ServerState>,
     shutdown: watch::Sender<bool>,
-    http: axum::Router,
+    /// Built at the first request: most inputs never make one, and the router is not cheap.
+    http: std::sync::OnceLock<axum::Router>,
 }
 
 /// What an in-memory HTTP request got back.
@@ -74,11 +75,10 @@ impl InMemoryServer {
             config_policies,
         });
         admin::register_hooks(&state);
-        let http = crate::http::in_memory_router(&state);
         Ok(InMemoryServer {
             state,
             shutdown,
-            http,
+            http: std::sync::OnceLock::new(),
         })
     }
 
@@ -133,7 +133,10 @@ impl InMemoryServer {
             );
         }
         let request = request.body(Body::from(body)).ok()?;
-        let response = self.http.clone().oneshot(request).await.ok()?;
+        let router = self
+            .http
+            .get_or_init(|| crate::http::in_memory_router(&self.state));
+        let response = router.clone().oneshot(request).await.ok()?;
         let status = response.status().as_u16();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await

@@ -9,6 +9,8 @@
 //! end every client hangs up; every connection must then end by itself (and, failing
 //! that, at the server's shutdown): one that does not is a hang, reported as a panic.
 
+#![allow(dead_code)] // each target uses some of it
+
 use pigeon_server::in_memory::InMemoryServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, WriteHalf};
 
 /// Which adapter serves the streams.
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code)] // each target uses some
 pub enum Protocol {
     Amqp,
     Mqtt,
@@ -72,9 +73,15 @@ async fn session(protocol: Protocol, server: Arc<InMemoryServer>, n: usize, acti
                 Protocol::MqttWs => s.serve_mqtt_ws(stream, peer).await,
             }
         }));
+        // FUZZ_ECHO=1: what the server wrote, to check that a seed does what it means to.
+        let echo = std::env::var_os("FUZZ_ECHO").is_some();
         tokio::spawn(async move {
             let mut sink = vec![0u8; 16 * 1024];
-            while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+            while let Ok(n @ 1..) = read.read(&mut sink).await {
+                if echo {
+                    eprintln!("[{i}] {:?}", String::from_utf8_lossy(&sink[..n]));
+                }
+            }
         });
         writers.push(Some(write));
     }

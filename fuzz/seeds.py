@@ -152,6 +152,18 @@ def amqp_seeds():
     s["heartbeat"] = bytes([16]) + qdeclare(0, 1, "q") + run(0, 60)
     s["auto-delete-unbind"] = bytes([0]) + qdeclare(0, 1, "ad", auto_delete=True) + bind(0, 1, "ad", "amq.topic", "#") + consume(0, 1, "ad", tag="c") + m(0, 1, (50, 50), b"\0\0" + ss("ad") + ss("amq.topic") + ss("#") + table()) + m(0, 1, (60, 30), ss("c") + bits(False))
     s["expires"] = bytes([0]) + qdeclare(0, 1, "e", [("x-expires", 1000)]) + run(0, 8) + tick() + qdeclare(0, 1, "e", passive=True)
+    s["dlx-cycle"] = bytes([0]) + qdeclare(0, 1, "a", [("x-dead-letter-exchange", ""), ("x-dead-letter-routing-key", "b")]) + qdeclare(0, 1, "b", [("x-dead-letter-exchange", ""), ("x-dead-letter-routing-key", "a"), ("x-message-ttl", 0)]) + publish(0, 1, "", "a") + get(0, 1, "a") + reject(0, 1, 1) + run(0, 2) + tick() + get(0, 1, "a")
+    s["alternate-exchange"] = bytes([0]) + xdeclare(0, 1, "ae", "fanout") + xdeclare(0, 1, "main", "direct", [("alternate-exchange", "ae")]) + qdeclare(0, 1, "q") + bind(0, 1, "q", "ae", "") + publish(0, 1, "main", "none", mandatory=True) + get(0, 1, "q", no_ack=True)
+    s["cc-bcc"] = bytes([0]) + qdeclare(0, 1, "q1") + qdeclare(0, 1, "q2") + publish(0, 1, "", "q1", props=with_headers([("CC", b"A" + struct.pack(">I", 7) + b"S" + ls("q2")), ("BCC", b"A" + struct.pack(">I", 7) + b"S" + ls("q2"))])) + get(0, 1, "q2")
+    s["single-active"] = bytes([1]) + qdeclare(0, 1, "sac", [("x-single-active-consumer", True)]) + consume(0, 1, "sac", tag="a") + consume(1, 1, "sac", tag="b", args=[("x-priority", 5)]) + publish(1, 1, "", "sac") + run(0, 1) + eof(0) + publish(1, 1, "", "sac") + run(1, 1)
+    big = b"x" * 300
+    s["multi-frame-body"] = bytes([0]) + qdeclare(0, 1, "q") + m(0, 1, (60, 40), b"\0\0" + ss("") + ss("q") + bits(False, False)) + bytes([8, 1, 2, 0, 0]) + struct.pack(">H", 600) + big + big + get(0, 1, "q")
+    s["content-out-of-place"] = bytes([0]) + content(0, 1, b"stray") + m(0, 1, (60, 40), b"\0\0" + ss("") + ss("q") + bits(False, False)) + chclose(0, 1) + content(0, 2, b"x")
+    s["update-secret"] = bytes([0]) + m(0, 0, (10, 70), ls(b"\0guest\0guest") + ss("refresh")) + qdeclare(0, 1, "q")
+    s["max-length-bytes-confirm"] = bytes([0]) + m(0, 1, (85, 10), bits(False)) + qdeclare(0, 1, "mlb", [("x-max-length-bytes", 6), ("x-overflow", "reject-publish")]) + publish(0, 1, "", "mlb") + publish(0, 1, "", "mlb") + run(0, 1)
+    s["delete-under-consumer"] = bytes([1]) + qdeclare(0, 1, "q") + consume(0, 1, "q", tag="c") + publish(1, 1, "", "q") + m(1, 1, (50, 40), b"\0\0" + ss("q") + bits(False, False, False)) + run(0, 1) + ack(0, 1, 1)
+    s["internal-exchange"] = bytes([0]) + m(0, 1, (40, 10), b"\0\0" + ss("i") + ss("fanout") + bits(False, False, False, True, False) + table()) + publish(0, 1, "i", "") + chopen(0, 1)
+    s["prefetch-global"] = bytes([0]) + qos(0, 1, 1, glob=True) + qos(0, 1, 2) + qdeclare(0, 1, "q") + publish(0, 1, "", "q") + publish(0, 1, "", "q") + publish(0, 1, "", "q") + consume(0, 1, "q", tag="a") + consume(0, 1, "q", tag="b") + run(0, 1) + ack(0, 1, 0, multiple=True) + run(0, 1)
     # Raw: the fuzzer's own handshake (header, start-ok, tune-ok, open).
     hs = b"AMQP\x00\x00\x09\x01"
     def frame(t, ch, p):
@@ -215,6 +227,13 @@ def mqtt_seeds():
     s["keepalive"] = bytes([0]) + mrun(0, 255) + mrun(0, 255)
     s["shared-sub-v5"] = bytes([1 | 8 | 16]) + subscribe(0, 1, "$share/g/s", v5=True) + subscribe(1, 1, "$share/g/s", v5=True) + mpublish(0, "s", qos=1, v5=True) + mpublish(0, "s", qos=1, pid=2, v5=True) + mrun(0, 1)
     s["topic-alias-v5"] = bytes([8]) + mpublish(0, "al/1", v5=True, props=b"\x23\x00\x01") + mpublish(0, "", v5=True, props=b"\x23\x00\x01") + subscribe(0, 1, "al/#", v5=True, props=b"\x0b\x05")
+    # v5 CONNECT with session expiry and receive maximum, then a flow past it.
+    v5c = mstr("MQTT") + b"\x05\xc0\x00\x3c" + bytes([8]) + b"\x11\x00\x00\x00\x3c" + b"\x21\x00\x01" + mstr("sx") + mstr("guest") + mstr("guest")
+    s["raw-v5-session-expiry"] = bytes([4]) + pkt(0, 0x10, v5c) + subscribe(0, 1, "e/#", qos=2, v5=True) + mpublish(0, "e/1", qos=2, pid=5, v5=True) + mpublish(0, "e/2", qos=1, pid=6, v5=True) + meof(0)
+    s["v5-sub-options"] = bytes([8]) + pkt(0, 0x82, struct.pack(">H", 1) + b"\x02\x0b\x07" + mstr("o/#") + bytes([0x04 | 0x08 | 0x20 | 1])) + mpublish(0, "o/1", qos=1, retain=True, v5=True, props=b"\x02\x00\x00\x00\x01") + mrun(0, 8) + subscribe(0, 2, "o/#", v5=True)
+    s["v5-auth-and-props"] = bytes([8]) + pkt(0, 0xF0, b"\x18\x00") + mpublish(0, "rr", v5=True, props=b"\x08\x00\x02re\x09\x00\x01x\x26\x00\x01k\x00\x01v\x03\x00\x01t")
+    s["v3-qos2-dup"] = bytes([0]) + subscribe(0, 1, "d") + mpublish(0, "d", qos=2, pid=7) + pkt(0, 0x3C, mstr("d") + struct.pack(">H", 7) + b"x") + pkt(0, 0x62, b"\0\x07") + pkt(0, 0x62, b"\0\x07") + mrun(0, 1) + pkt(0, 0x50, b"\0\1") + pkt(0, 0x70, b"\0\1")
+    s["wildcards"] = bytes([1]) + subscribe(0, 1, "+/+/#") + subscribe(0, 2, "#") + subscribe(1, 1, "$SYS/#") + mpublish(1, "a/b/c") + mpublish(1, "/") + mpublish(1, "$SYS/x") + unsubscribe(0, 3, "#") + mrun(0, 1)
     s["raw-connect"] = bytes([4]) + pkt(0, 0x10, mstr("MQTT") + b"\x04\x02\x00\x0a" + mstr("raw")) + subscribe(0, 1, "z")
     return s
 

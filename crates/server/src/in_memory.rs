@@ -152,6 +152,47 @@ impl InMemoryServer {
         let _ = self.shutdown.send(true);
     }
 
+    /// What is still held once every connection has ended, which should be nothing: a
+    /// connection, channel or consumer in the registry, a connected MQTT client, a queue with
+    /// a consumer, or an exclusive queue whose owner is gone. One line each.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let registry = &self.state.registry;
+        for c in registry.connections() {
+            left.push(format!("connection {} ({})", c.name, c.protocol));
+        }
+        for c in registry.channels() {
+            left.push(format!("channel {} on {}", c.number, c.connection));
+        }
+        for c in registry.consumers() {
+            left.push(format!("consumer {} on queue {}", c.consumer_tag, c.queue));
+        }
+        let connected = self
+            .state
+            .mqtt
+            .stats
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if connected != 0 {
+            left.push(format!("{connected} MQTT clients counted as connected"));
+        }
+        for vhost in self.state.broker.vhosts() {
+            for q in vhost.queues() {
+                if q.consumer_count() > 0 {
+                    left.push(format!(
+                        "{} consumers on queue {}",
+                        q.consumer_count(),
+                        q.name()
+                    ));
+                }
+                if q.options().exclusive_owner.is_some() {
+                    left.push(format!("exclusive queue {} outlived its owner", q.name()));
+                }
+            }
+        }
+        left
+    }
+
     /// Runs the broker's periodic work once (message TTLs, unused queues), as the timers do.
     pub fn tick(&self) {
         let now = std::time::Instant::now();

@@ -123,6 +123,14 @@ async fn session(protocol: Protocol, server: Arc<InMemoryServer>, n: usize, acti
         .await
         .is_ok()
     {
+        // Whatever a connection held is given back when it ends (tasks it spawned for that
+        // get a moment of virtual time).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let left = server.leftovers();
+        assert!(
+            left.is_empty(),
+            "left behind after every client hung up: {left:?}"
+        );
         return;
     }
     server.shutdown();

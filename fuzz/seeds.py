@@ -301,6 +301,31 @@ def ws_seeds():
     return s
 
 
+# ---------------------------------------------------------------- AMQP + MQTT (mixed_conn.rs)
+def xm(ch, cls_method, args, conn2=False):
+    return bytes([1 | (8 if conn2 else 0), ch, METHODS.index(cls_method), len(args)]) + args
+
+
+def xcontent(ch, body, props=b"\x00\x00"):
+    return bytes([2, ch, len(props)]) + props + struct.pack(">H", len(body)) + body
+
+
+def xpkt(first, rest):
+    return bytes([3, first, len(rest)]) + rest
+
+
+def mixed_seeds():
+    s = {}
+    qd = lambda q, args=(): xm(1, (50, 10), b"\0\0" + ss(q) + bits(False, False, False, False, False) + table(args))
+    bd = lambda q, x, rk: xm(1, (50, 20), b"\0\0" + ss(q) + ss(x) + ss(rk) + bits(False) + table())
+    pub = lambda x, rk, body=b"hi", props=b"\x00\x00": xm(1, (60, 40), b"\0\0" + ss(x) + ss(rk) + bits(False, False)) + xcontent(1, body, props)
+    s["mqtt-to-amqp"] = bytes([0]) + qd("q") + bd("q", "amq.topic", "a.b") + xpkt(0x32, mstr("a/b") + b"\0\x01hi") + bytes([4, 1]) + xm(1, (60, 70), b"\0\0" + ss("q") + bits(True))
+    s["amqp-to-mqtt-v5"] = bytes([1]) + xpkt(0x82, b"\0\x01\0" + mstr("x/#") + b"\x01") + bytes([4, 1]) + pub("amq.topic", "x.y", props=struct.pack(">H", (1 << 15) | (1 << 13) | (1 << 12) | (1 << 10) | (1 << 8)) + ss("text/plain") + table([("h", "v")]) + b"\x02" + ss("corr") + ss("60000")) + bytes([4, 1]) + xpkt(0x40, b"\0\x01")
+    s["retained-and-queue-delete"] = bytes([2 | 4]) + xpkt(0x82, b"\0\x01" + mstr("r/#") + b"\x01") + bytes([4, 1]) + pub("amq.topic", "r.1") + xm(1, (50, 40), b"\0\0" + ss("mqtt-session-m") + bits(False, False, False), conn2=True) + xpkt(0x31, mstr("r/2") + b"\0\x02keep") + bytes([5 | 16]) + bytes([4, 4])
+    s["amqp-consumes-mqtt-queue"] = bytes([4 | 8]) + xpkt(0x82, b"\0\x01" + mstr("c") + b"\x01") + bytes([5 | 16]) + bytes([4, 1]) + xm(1, (60, 20), b"\0\0" + ss("mqtt-session-m") + ss("t") + bits(False, False, False, False) + table()) + pub("amq.topic", "c")
+    return s
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -315,3 +340,4 @@ if __name__ == "__main__":
     write("mqtt_conn", mqtt_seeds())
     write("http_api", http_seeds())
     write("ws_stream", ws_seeds())
+    write("mixed_conn", mixed_seeds())

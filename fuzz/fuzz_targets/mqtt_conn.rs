@@ -19,6 +19,10 @@
 
 #[path = "common/driver.rs"]
 mod driver;
+#[path = "common/mqtt.rs"]
+mod mqtt;
+
+use mqtt::{connect, packet};
 
 use driver::{Action, Input, Protocol};
 use libfuzzer_sys::fuzz_target;
@@ -72,57 +76,3 @@ fuzz_target!(|data: &[u8]| {
         actions,
     );
 });
-
-/// A packet: the first byte, the remaining length (variable byte integer), the rest.
-fn packet(first: u8, rest: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    let mut len = rest.len();
-    loop {
-        let mut b = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            b |= 0x80;
-        }
-        p.push(b);
-        if len == 0 {
-            break;
-        }
-    }
-    p.extend_from_slice(rest);
-    p
-}
-
-fn string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-/// A CONNECT as guest/guest, keep-alive 60 s; a will on `w/<c>` if asked.
-fn connect(v5: bool, id: &str, clean: bool, will: bool, c: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    string(&mut body, b"MQTT");
-    body.push(if v5 { 5 } else { 4 });
-    let mut flags = 0x80 | 0x40; // username, password
-    if clean {
-        flags |= 0x02;
-    }
-    if will {
-        flags |= 0x04 | 0x08 | 0x20; // will, QoS 1, retained
-    }
-    body.push(flags);
-    body.extend_from_slice(&60u16.to_be_bytes());
-    if v5 {
-        body.push(0); // no properties
-    }
-    string(&mut body, id.as_bytes());
-    if will {
-        if v5 {
-            body.push(0); // no will properties
-        }
-        string(&mut body, format!("w/{c}").as_bytes());
-        string(&mut body, b"bye");
-    }
-    string(&mut body, b"guest");
-    string(&mut body, b"guest");
-    packet(0x10, &body)
-}

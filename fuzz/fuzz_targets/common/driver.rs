@@ -49,19 +49,28 @@ pub fn run(
     n: usize,
     actions: Vec<Action>,
 ) {
+    run_mixed(&vec![protocol; n], config, actions);
+}
+
+/// Runs `actions` over one connection per entry of `protocols` to a fresh server.
+pub fn run_mixed(
+    protocols: &[Protocol],
+    config: pigeon_server::ServerConfig,
+    actions: Vec<Action>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .expect("a runtime");
     let server = Arc::new(InMemoryServer::new(config).expect("an in-memory server"));
-    rt.block_on(session(protocol, server, n, actions));
+    rt.block_on(session(protocols, server, actions));
 }
 
-async fn session(protocol: Protocol, server: Arc<InMemoryServer>, n: usize, actions: Vec<Action>) {
-    let mut writers: Vec<Option<WriteHalf<DuplexStream>>> = Vec::with_capacity(n);
-    let mut served = Vec::with_capacity(n);
-    for i in 0..n {
+async fn session(protocols: &[Protocol], server: Arc<InMemoryServer>, actions: Vec<Action>) {
+    let mut writers: Vec<Option<WriteHalf<DuplexStream>>> = Vec::with_capacity(protocols.len());
+    let mut served = Vec::with_capacity(protocols.len());
+    for (i, &protocol) in protocols.iter().enumerate() {
         let (client, stream) = tokio::io::duplex(64 * 1024);
         let (mut read, write) = tokio::io::split(client);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + i as u16));

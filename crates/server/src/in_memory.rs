@@ -241,8 +241,23 @@ mod tests {
         let mut connack = [0u8; 4];
         client.read_exact(&mut connack).await.unwrap();
         assert_eq!(connack, [0x20, 2, 0, 0]);
+        // SUBSCRIBE id 1 to "t" at QoS 1: the session's queue gets a consumer.
+        client
+            .write_all(b"\x82\x06\x00\x01\x00\x01t\x01")
+            .await
+            .unwrap();
+        let mut suback = [0u8; 5];
+        client.read_exact(&mut suback).await.unwrap();
+        assert_eq!(suback, [0x90, 3, 0, 1, 1]);
+        let held = server.leftovers();
+        assert!(held.iter().any(|l| l.contains("connected")), "{held:?}");
+        assert!(
+            held.iter().any(|l| l.contains("consumers on queue")),
+            "{held:?}"
+        );
         drop(client);
         served.await.unwrap();
+        assert_eq!(server.leftovers(), Vec::<String>::new());
     }
 
     #[tokio::test]

@@ -9,11 +9,18 @@
 //! frames out, flushes), and shuts down (the close frame). The client side drains whatever
 //! the server writes, so nothing blocks.
 //!
+//! Bit 1 of the first byte sends the same stream to the real server instead
+//! (`InMemoryServer::serve_mqtt_ws`: the upgrade, then a whole MQTT connection on the broker
+//! core, `common/driver.rs`).
+//!
 //! Beyond "never panics, never hangs": the bytes the adapter yields are never more than the
 //! input (a payload is never invented or duplicated), and the MQTT read buffer never holds
 //! more than one maximum packet plus one read (the limits hold).
 
 #![no_main]
+
+#[path = "common/driver.rs"]
+mod driver;
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
@@ -44,6 +51,12 @@ fuzz_target!(|data: &[u8]| {
         input.extend_from_slice(REQUEST);
     }
     input.extend_from_slice(rest);
+    if mode & 2 != 0 {
+        let actions = vec![driver::Action::Write(0, input)];
+        let config = pigeon_server::ServerConfig::for_tests();
+        driver::run(driver::Protocol::MqttWs, config, 1, actions);
+        return;
+    }
     RUNTIME.with(|rt| rt.block_on(run(input)));
 });
 

@@ -17,6 +17,7 @@ mod cert_login;
 pub mod config;
 mod flow;
 mod http;
+pub mod in_memory;
 mod limits;
 pub mod listen;
 pub mod livelog;

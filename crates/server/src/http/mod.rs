@@ -293,6 +293,16 @@ fn router(http: Shared) -> Router {
         .with_state(http)
 }
 
+/// The router over `state` with no listener and no statistics sampler (`in_memory.rs`).
+pub(crate) fn in_memory_router(state: &Arc<ServerState>) -> Router {
+    router(Arc::new(Http {
+        state: Arc::clone(state),
+        listeners: Vec::new(),
+        stats: stats::Sampler::new(state.config.collect_statistics_interval),
+        started: std::time::Instant::now(),
+    }))
+}
+
 /// Imports the definitions file (or directory of `*.json` files) `path` at start, as RabbitMQ's
 /// `load_definitions` does; what it cannot honour is logged.
 pub(crate) fn load_definitions(

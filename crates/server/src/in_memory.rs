@@ -73,6 +73,7 @@ impl InMemoryServer {
             memory: memory::MemoryMeter::new(u64::MAX),
             flow: flow::FlowMarks::new(u64::MAX),
             config_policies,
+            grants: Arc::default(),
         });
         admin::register_hooks(&state);
         Ok(InMemoryServer {
@@ -150,6 +151,9 @@ impl InMemoryServer {
     /// Tells every connection to close (AMQP 320 CONNECTION_FORCED), as a shutdown does.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+        // MQTT connections watch no channel: they look at the flag when woken, as the
+        // server's timer task wakes them at shutdown (`timers` in lib.rs).
+        self.state.registry.wake_all();
     }
 
     /// What is still held once every connection has ended, which should be nothing: a
@@ -193,12 +197,14 @@ impl InMemoryServer {
         left
     }
 
-    /// Runs the broker's periodic work once (message TTLs, unused queues), as the timers do.
+    /// Runs the broker's periodic work once (message TTLs, unused queues, MQTT keep-alive
+    /// deadlines), as the timers do.
     pub fn tick(&self) {
         let now = std::time::Instant::now();
         for vhost in self.state.broker.vhosts() {
             vhost.tick(now);
         }
+        self.state.registry.sweep_keepalive();
     }
 }
 

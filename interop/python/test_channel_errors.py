@@ -61,11 +61,11 @@ def test_unknown_queue_type_closes_the_channel_with_406(connections, name):
     assert ok.method.message_count == 0
 
 
-def test_quorum_and_stream_queues_are_refused_by_pigeon(connections, name):
+def test_quorum_queues_are_refused_by_pigeon(connections, name):
     conn = connections()
     if conn._impl.server_properties.get("product") == "RabbitMQ":
-        pytest.skip("RabbitMQ has quorum queues and streams")
-    for queue_type in ["quorum", "stream"]:
+        pytest.skip("RabbitMQ has quorum queues")
+    for queue_type in ["quorum"]:
         queue = name(queue_type)
         err = refusal(
             conn,

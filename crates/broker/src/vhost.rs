@@ -776,7 +776,18 @@ impl VHost {
     /// Routes `message` from `exchange` and enqueues it in every queue it reaches (each once).
     /// Returns the number of queues.
     pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> Published {
-        let queues = self.route(exchange, message);
+        self.publish_cc(exchange, message, &[])
+    }
+
+    /// [`VHost::publish`] with more routing keys than the message's own (AMQP's
+    /// sender-selected distribution: the `CC` and `BCC` headers).
+    pub fn publish_cc(
+        &self,
+        exchange: &Arc<Exchange>,
+        message: &Message,
+        extra_keys: &[String],
+    ) -> Published {
+        let queues = self.route_cc(exchange, message, extra_keys);
         // Relaxed: statistics, read when asked, ordered with nothing.
         exchange
             .publish_in
@@ -936,13 +947,27 @@ impl VHost {
     /// exchange-to-exchange bindings and alternate exchanges. Up to four queues, routing does
     /// not allocate (the usual publish reaches one).
     pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Routed {
+        self.route_cc(exchange, message, &[])
+    }
+
+    /// [`VHost::route`] with `extra_keys` used beside the message's routing key at every
+    /// exchange on the way (RabbitMQ's `CC`/`BCC` routing).
+    pub fn route_cc(
+        &self,
+        exchange: &Arc<Exchange>,
+        message: &Message,
+        extra_keys: &[String],
+    ) -> Routed {
         let mut queues = Distinct::default();
+        let keys =
+            std::iter::once(message.routing_key()).chain(extra_keys.iter().map(String::as_str));
         if exchange.name.is_empty() {
-            let key = message.routing_key();
-            if let Ok(q) = self.queue(key) {
-                queues.list.push(q);
-            } else if let Some(q) = self.reply_queues.read().get(key) {
-                queues.list.push(Arc::clone(q));
+            for key in keys {
+                if let Ok(q) = self.queue(key) {
+                    queues.add(&q);
+                } else if let Some(q) = self.reply_queues.read().get(key) {
+                    queues.add(q);
+                }
             }
             return queues.list;
         }
@@ -955,13 +980,15 @@ impl VHost {
             }
             visited.push(Arc::as_ptr(&x));
             let mut routed_here = false;
-            x.route(message.routing_key(), message, |d| {
-                routed_here = true;
-                match d {
-                    Destination::Queue(q) => queues.add(q),
-                    Destination::Exchange(e) => pending.push(Arc::clone(e)),
-                }
-            });
+            for key in keys.clone() {
+                x.route(key, message, |d| {
+                    routed_here = true;
+                    match d {
+                        Destination::Queue(q) => queues.add(q),
+                        Destination::Exchange(e) => pending.push(Arc::clone(e)),
+                    }
+                });
+            }
             if !routed_here {
                 if let Some(ae) = x.alternate_exchange().and_then(|n| self.exchange(&n).ok()) {
                     pending.push(ae);

@@ -165,8 +165,8 @@ impl Channel {
                 let tx = self.tx.as_mut().ok_or_else(not_transactional)?;
                 let Tx { publishes, acks } = std::mem::take(tx);
                 let mut stored = false;
-                for (exchange, message, mandatory) in publishes {
-                    stored |= self.route(ctx, &exchange, message, mandatory).stored;
+                for (exchange, message, mandatory, cc) in publishes {
+                    stored |= self.route(ctx, &exchange, message, mandatory, &cc).stored;
                 }
                 // tx.commit-ok means the published messages are on disk.
                 if let (true, Some(store)) = (stored, &ctx.store) {
@@ -375,6 +375,7 @@ impl Channel {
                 }
             }
         }
+        let cc = super::sender_selected::extra_keys(&mut props)?;
         let message = Message::new(
             &*p.exchange.name,
             p.routing_key.as_str(),
@@ -383,10 +384,10 @@ impl Channel {
             ctx.conn_id,
         );
         if let Some(tx) = self.tx.as_mut() {
-            tx.publishes.push((p.exchange, message, p.mandatory));
+            tx.publishes.push((p.exchange, message, p.mandatory, cc));
             return Ok(());
         }
-        let routed = self.route(ctx, &p.exchange, message, p.mandatory);
+        let routed = self.route(ctx, &p.exchange, message, p.mandatory, &cc);
         if let Some(c) = self.confirms.as_mut() {
             c.last_seq += 1;
             // Nothing is confirmed before it is on disk (group commit: the store's epoch).
@@ -407,8 +408,9 @@ impl Channel {
         exchange: &Arc<Exchange>,
         message: Message,
         mandatory: bool,
+        cc: &[String],
     ) -> Published {
-        let routed = ctx.vhost.publish(exchange, &message);
+        let routed = ctx.vhost.publish_cc(exchange, &message, cc);
         self.reached.add(&routed.reached);
         self.charged += crate::memory::message_cost(message.body_len());
         let returned = routed.queues == 0 && mandatory;

@@ -120,7 +120,8 @@ pub(super) enum TxAck {
 /// Work held back by a transaction (tx.select) until commit.
 #[derive(Default)]
 pub(super) struct Tx {
-    pub publishes: Vec<(Arc<Exchange>, Message, bool)>,
+    /// (exchange, message, mandatory, extra routing keys from `CC`/`BCC`).
+    pub publishes: Vec<(Arc<Exchange>, Message, bool, Vec<String>)>,
     pub acks: Vec<TxAck>,
 }
 

@@ -25,6 +25,14 @@ pub async fn declare_stream(ch: &Channel, name: &str) {
     .unwrap();
 }
 
+/// A confirm channel on `conn` and a new stream declared on it.
+pub async fn new_stream(conn: &Connection) -> (Channel, String) {
+    let ch = confirm_channel(conn).await;
+    let name = crate::unique("stream");
+    declare_stream(&ch, &name).await;
+    (ch, name)
+}
+
 /// Publishes `bodies` on a confirm channel and waits for every confirm.
 pub async fn publish_confirmed(ch: &Channel, queue: &str, bodies: &[&str]) {
     let mut confirms = Vec::new();

@@ -13,7 +13,7 @@ use lapin::BasicProperties;
 use pigeon_tests::lapin_support::{self as lp, table, text};
 use pigeon_tests::reply::{NOT_IMPLEMENTED, PRECONDITION_FAILED};
 use pigeon_tests::streams_support::{
-    assert_refused, confirm_channel, data_dir, declare_stream, next, publish_confirmed,
+    assert_refused, confirm_channel, data_dir, declare_stream, new_stream, next, publish_confirmed,
     stream_args, stream_consumer,
 };
 use pigeon_tests::{unique, within};
@@ -25,9 +25,7 @@ async fn a_stream_is_read_from_first_next_and_an_offset_and_acks_keep_the_messag
         return;
     };
     let conn = lp::connect(&broker).await;
-    let ch = confirm_channel(&conn).await;
-    let s = unique("stream");
-    declare_stream(&ch, &s).await;
+    let (ch, s) = new_stream(&conn).await;
     publish_confirmed(&ch, &s, &["a", "b", "c"]).await;
     // queue.declare-ok counts the messages the stream holds (RabbitMQ: committed offsets).
     assert_eq!(lp::message_count(&ch, &s).await, 3);
@@ -73,9 +71,7 @@ async fn the_prefetch_bounds_unacked_deliveries_and_an_ack_returns_credit() {
         return;
     };
     let conn = lp::connect(&broker).await;
-    let ch = confirm_channel(&conn).await;
-    let s = unique("stream");
-    declare_stream(&ch, &s).await;
+    let (ch, s) = new_stream(&conn).await;
     publish_confirmed(&ch, &s, &["1", "2", "3"]).await;
     let cch = lp::open_channel(&conn).await;
     within("basic.qos-ok", cch.basic_qos(1, BasicQosOptions::default()))
@@ -335,9 +331,7 @@ async fn a_stream_bound_to_an_exchange_gets_what_is_routed_to_it() {
         return;
     };
     let conn = lp::connect(&broker).await;
-    let ch = confirm_channel(&conn).await;
-    let s = unique("stream");
-    declare_stream(&ch, &s).await;
+    let (ch, s) = new_stream(&conn).await;
     lp::bind(&ch, &s, "amq.topic", "sensors.#", FieldTable::default()).await;
     let confirm = ch
         .basic_publish(

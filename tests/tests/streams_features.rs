@@ -9,7 +9,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use pigeon_tests::lapin_support::{self as lp, table, text};
 use pigeon_tests::streams_support::{
-    confirm_channel, data_dir, declare_stream, next, publish_confirmed, stream_consumer,
+    confirm_channel, data_dir, declare_stream, new_stream, next, publish_confirmed, stream_consumer,
 };
 use pigeon_tests::{unique, within};
 
@@ -80,9 +80,7 @@ async fn a_filtered_consumer_gets_the_chunks_its_filter_values_may_be_in() {
         return;
     };
     let conn = lp::connect(&broker).await;
-    let ch = confirm_channel(&conn).await;
-    let s = unique("stream");
-    declare_stream(&ch, &s).await;
+    let (ch, s) = new_stream(&conn).await;
     publish_filtered(&ch, &s, "red-1", Some("red")).await;
     publish_filtered(&ch, &s, "blue-1", Some("blue")).await;
     publish_filtered(&ch, &s, "plain", None).await;
@@ -174,9 +172,7 @@ async fn entries_are_amqp_1_0_messages_and_properties_come_back() {
         return;
     };
     let conn = lp::connect(&broker).await;
-    let ch = confirm_channel(&conn).await;
-    let s = unique("stream");
-    declare_stream(&ch, &s).await;
+    let (ch, s) = new_stream(&conn).await;
     let props = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2)

@@ -32,6 +32,15 @@ use crate::message::{Message, Properties, PropertiesCodec};
 use crate::record::{MessageRecord, MessageRecordRef, QueueExtras};
 use crate::value::Table;
 
+/// The header a publisher names a message's filter value with (RabbitMQ's stream filtering).
+const FILTER_VALUE: &str = "x-stream-filter-value";
+
+/// Whether encoded properties may carry [`FILTER_VALUE`]: its name appears in them as is.
+fn names_filter_value(raw: &[u8]) -> bool {
+    raw.windows(FILTER_VALUE.len())
+        .any(|w| w == FILTER_VALUE.as_bytes())
+}
+
 /// How stream entries are encoded. The server registers RabbitMQ's format (AMQP 1.0 messages,
 /// which it can map to and from its own properties) with [`set_entry_codec`]; without one
 /// (the broker's own tests), entries are the broker's message records.
@@ -151,13 +160,17 @@ impl StreamQueue {
             Some(entry) => entry,
             None => self.record_entry(message),
         };
-        // A publisher's `x-stream-filter-value` header goes into the chunk's bloom filter.
-        let filter = message
-            .view()
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("x-stream-filter-value"))
-            .and_then(|v| v.as_str().map(|s| s.as_bytes().to_vec()));
+        // A publisher's `x-stream-filter-value` header goes into the chunk's bloom filter. The
+        // properties are decoded only when their bytes name it (most publishes do not), not
+        // for every message appended.
+        let filter = names_filter_value(message.properties_raw())
+            .then(|| message.view())
+            .and_then(|view| {
+                view.headers
+                    .as_ref()
+                    .and_then(|h| h.get(FILTER_VALUE))
+                    .and_then(|v| v.as_str().map(|s| s.as_bytes().to_vec()))
+            });
         let entries = [Entry::Simple(&record)];
         let values: Vec<&[u8]> = filter.iter().map(Vec::as_slice).collect();
         let append = Append {

@@ -1,4 +1,5 @@
-//! A virtual host: its exchanges, queues and bindings, and publishing through them.
+//! A virtual host: its exchanges, queues and bindings; publishing through them is in
+//! `vhost/routing.rs`.
 //!
 //! Lock order (never take them the other way round): the vhost's `exchanges` / `queues` maps,
 //! then an exchange's bindings, then a queue's state, then whatever a consumer sink locks.
@@ -7,119 +8,26 @@ use crate::consumer::ConnectionId;
 use crate::durable;
 use crate::error::{BrokerError, Result};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::message::{Death, DeathReason, Message, Properties, PropertiesCodec};
+use crate::message::PropertiesCodec;
 use crate::policy::Policies;
 use crate::queue::settings::{self, QueueSettings};
 use crate::queue::stream;
-use crate::queue::{Enqueued, PagingLimits, Queue, QueueOptions, QueuedMessage};
+use crate::queue::{PagingLimits, Queue, QueueOptions};
 use crate::retained::RetainedStore;
 use crate::value::Table;
 use parking_lot::RwLock;
 use pigeon_store::Store;
-use smallvec::SmallVec;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 mod lifecycle;
 mod policies;
+mod routing;
 mod streams;
 pub use policies::AppliedPolicies;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// The outcome of a publish.
-#[derive(Clone, Default)]
-pub struct Published {
-    /// Queues the message reached.
-    pub queues: usize,
-    /// A queue refused it (length limit with reject-publish): publisher confirms nack it.
-    pub rejected: bool,
-    /// It was written to a queue log: confirm it once [`VHost::sync_epoch`] is synced.
-    pub stored: bool,
-    /// The queues it reached (publishers' flow control looks at their backlog). Inline up to
-    /// four: no allocation for the usual publish.
-    pub reached: Routed,
-}
-
-/// The queues a message is routed to, each once: inline up to four, so a publish reaching one
-/// queue allocates nothing for routing.
-pub type Routed = SmallVec<[Arc<Queue>; 4]>;
-
-/// Collects routed queues, each once: a linear scan while there are few, a set of addresses
-/// past [`Distinct::SCAN`] (a fan-out to many queues bound several times each).
-#[derive(Default)]
-struct Distinct {
-    list: Routed,
-    seen: Option<HashSet<usize, BuildHasherDefault<AddressHasher>>>,
-}
-
-/// Hashes an address with one multiplication (SipHash costs more than the linear scan it
-/// replaces at a hundred queues).
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        let h = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = h ^ (h >> 29);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Distinct {
-    const SCAN: usize = 16;
-
-    fn add(&mut self, q: &Arc<Queue>) {
-        let addr = |q: &Arc<Queue>| Arc::as_ptr(q) as usize;
-        match &mut self.seen {
-            Some(seen) => {
-                if seen.insert(addr(q)) {
-                    self.list.push(Arc::clone(q));
-                }
-            }
-            None => {
-                if self.list.iter().any(|have| Arc::ptr_eq(have, q)) {
-                    return;
-                }
-                self.list.push(Arc::clone(q));
-                if self.list.len() == Self::SCAN {
-                    self.seen = Some(self.list.iter().map(addr).collect());
-                }
-            }
-        }
-    }
-}
-
-/// Whether `message` going to `queue` closes a dead-letter cycle: walking its deaths newest
-/// first, it died in that queue before any rejection (as RabbitMQ decides).
-fn is_cycle(message: &Message, queue: &str) -> bool {
-    let view = message.view();
-    let Some(crate::value::Value::Array(deaths)) =
-        view.headers.as_ref().and_then(|h| h.get("x-death"))
-    else {
-        return false;
-    };
-    for d in deaths {
-        let crate::value::Value::Table(t) = d else {
-            continue;
-        };
-        if t.get_str("reason") == Some("rejected") {
-            return false;
-        }
-        if t.get_str("queue") == Some(queue) {
-            return true;
-        }
-    }
-    false
-}
+pub use routing::{Published, Routed};
+use std::time::Instant;
 
 /// What `exchange.declare` asks for.
 #[derive(Debug, Clone)]
@@ -761,106 +669,6 @@ impl VHost {
         messages
     }
 
-    /// Looks up the exchange a client publishes to: it must exist and not be internal.
-    pub fn exchange_for_publish(&self, name: &str) -> Result<Arc<Exchange>> {
-        let x = self.exchange(name)?;
-        if x.internal {
-            return Err(BrokerError::AccessRefused(format!(
-                "cannot publish to internal exchange '{name}' in vhost '{}'",
-                self.name
-            )));
-        }
-        Ok(x)
-    }
-
-    /// Routes `message` from `exchange` and enqueues it in every queue it reaches (each once).
-    /// Returns the number of queues.
-    pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> Published {
-        self.publish_cc(exchange, message, &[])
-    }
-
-    /// [`VHost::publish`] with more routing keys than the message's own (AMQP's
-    /// sender-selected distribution: the `CC` and `BCC` headers).
-    pub fn publish_cc(
-        &self,
-        exchange: &Arc<Exchange>,
-        message: &Message,
-        extra_keys: &[String],
-    ) -> Published {
-        let queues = self.route_cc(exchange, message, extra_keys);
-        // Relaxed: statistics, read when asked, ordered with nothing.
-        exchange
-            .publish_in
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if !queues.is_empty() {
-            exchange
-                .publish_out
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let (mut rejected, mut stored) = (false, false);
-        for q in &queues {
-            match q.enqueue(message.clone()) {
-                Enqueued::Rejected => rejected = true,
-                Enqueued::Stored => stored = true,
-                Enqueued::Accepted => {}
-            }
-        }
-        Published {
-            queues: queues.len(),
-            rejected,
-            stored,
-            reached: queues,
-        }
-    }
-
-    /// Dead-letters `messages` that left `from`: each is republished to `exchange` with
-    /// `routing_key` (or its own), its death recorded in its properties. A message that would
-    /// come back to a queue it already died in without ever being rejected is dropped, so
-    /// dead-letter cycles end (as in RabbitMQ).
-    pub fn dead_letter(
-        &self,
-        from: &Queue,
-        exchange: &str,
-        routing_key: Option<&str>,
-        messages: Vec<(QueuedMessage, DeathReason)>,
-    ) {
-        let Ok(x) = self.exchange(exchange) else {
-            tracing::debug!(
-                queue = from.name(),
-                exchange,
-                "dead-letter exchange missing, messages dropped"
-            );
-            return;
-        };
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        for (m, reason) in messages {
-            let old = &m.message;
-            let death = Death {
-                queue: from.name().to_string(),
-                reason,
-                exchange: old.exchange().to_string(),
-                routing_keys: vec![old.routing_key().to_string()],
-                time,
-            };
-            let codec = old.codec();
-            let raw = codec.dead_lettered(&old.properties_bytes(), &death);
-            let message = Message::new(
-                &*x.name,
-                routing_key.unwrap_or(old.routing_key()),
-                Properties::new(raw, codec),
-                old.body_bytes(),
-                old.origin(),
-            );
-            for q in self.route(&x, &message) {
-                if !is_cycle(&message, q.name()) {
-                    q.enqueue(message.clone());
-                }
-            }
-        }
-    }
-
     /// Every queue (a snapshot of the list; direct reply-to pseudo-queues excluded).
     pub fn queue_list(&self) -> Vec<Arc<Queue>> {
         self.queues.read().values().cloned().collect()
@@ -941,61 +749,6 @@ impl VHost {
     /// Every queue, in no particular order (the management API).
     pub fn queues(&self) -> Vec<Arc<Queue>> {
         self.queues.read().values().cloned().collect()
-    }
-
-    /// The queues `message` published to `exchange` reaches, each once, following
-    /// exchange-to-exchange bindings and alternate exchanges. Up to four queues, routing does
-    /// not allocate (the usual publish reaches one).
-    pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Routed {
-        self.route_cc(exchange, message, &[])
-    }
-
-    /// [`VHost::route`] with `extra_keys` used beside the message's routing key at every
-    /// exchange on the way (RabbitMQ's `CC`/`BCC` routing).
-    pub fn route_cc(
-        &self,
-        exchange: &Arc<Exchange>,
-        message: &Message,
-        extra_keys: &[String],
-    ) -> Routed {
-        let mut queues = Distinct::default();
-        let keys =
-            std::iter::once(message.routing_key()).chain(extra_keys.iter().map(String::as_str));
-        if exchange.name.is_empty() {
-            for key in keys {
-                if let Ok(q) = self.queue(key) {
-                    queues.add(&q);
-                } else if let Some(q) = self.reply_queues.read().get(key) {
-                    queues.add(q);
-                }
-            }
-            return queues.list;
-        }
-        let mut visited: SmallVec<[*const Exchange; 4]> = SmallVec::new();
-        let mut pending: SmallVec<[Arc<Exchange>; 2]> = SmallVec::new();
-        pending.push(Arc::clone(exchange));
-        while let Some(x) = pending.pop() {
-            if visited.contains(&Arc::as_ptr(&x)) {
-                continue;
-            }
-            visited.push(Arc::as_ptr(&x));
-            let mut routed_here = false;
-            for key in keys.clone() {
-                x.route(key, message, |d| {
-                    routed_here = true;
-                    match d {
-                        Destination::Queue(q) => queues.add(q),
-                        Destination::Exchange(e) => pending.push(Arc::clone(e)),
-                    }
-                });
-            }
-            if !routed_here {
-                if let Some(ae) = x.alternate_exchange().and_then(|n| self.exchange(&n).ok()) {
-                    pending.push(ae);
-                }
-            }
-        }
-        queues.list
     }
 
     fn generate_name(&self, prefix: &str) -> String {

@@ -1,0 +1,35 @@
+//! Pigeon's clustering: several nodes acting as one broker.
+//!
+//! Consensus is [openraft]'s (pinned exactly in Cargo.toml); this crate supplies what openraft
+//! leaves to its user, and nothing on a single node's hot path:
+//!
+//! - [`wal`]: the node's one write-ahead log, shared by every Raft group on the node. Each record
+//!   is tagged with its group; appends from all groups waiting at the same moment go to disk in one
+//!   write and one fsync (group commit), as RabbitMQ's Ra shares its WAL. [`wal::GroupLog`] is one
+//!   group's view of it, openraft's `RaftLogStorage`.
+//! - [`meta`]: the metadata group's commands ([`MetaCommand`]) and its state machine, applied
+//!   through the [`MetadataApply`] trait that the broker implements over its store.
+//! - [`net`]: the node-to-node transport: TCP, length-prefixed postcard frames, requests and
+//!   responses multiplexed over one connection per peer, reconnection with backoff. Raft messages
+//!   carry their group id, so one connection serves every group.
+//! - [`node`]: a running node ([`Cluster`]): its name, the metadata group, bootstrap from static
+//!   peers, `join`, `forget`, `status`, and client writes forwarded to the leader.
+//! - [`config`]: the `[cluster]` table ([`ClusterConfig`]).
+//!
+//! docs/clustering.md explains the design and what comes next.
+
+pub mod config;
+mod error;
+pub mod meta;
+pub mod net;
+pub mod node;
+mod types;
+pub mod wal;
+
+pub use config::{ClusterConfig, ConfigError, NodeName, Timing};
+pub use error::ClusterError;
+pub use meta::{
+    AppliedMarker, ApplyError, MemoryApplier, MetaCommand, MetaResponse, MetadataApply,
+};
+pub use node::{Cluster, ClusterStatus, MemberStatus, Role};
+pub use types::{node_id, GroupId, Member, MetaTypes, NodeId};

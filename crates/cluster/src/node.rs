@@ -1,0 +1,2 @@
+//! placeholder
+pub struct Cluster; pub struct ClusterStatus; pub struct MemberStatus; pub enum Role {}

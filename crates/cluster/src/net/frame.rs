@@ -1,0 +1,172 @@
+//! The messages nodes exchange and how they are framed.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The version of this protocol; a node refuses a peer that speaks another.
+pub const PROTOCOL: u32 = 1;
+
+/// The largest frame accepted: a snapshot chunk (openraft's default 3 MiB) with room to spare.
+pub(crate) const MAX_FRAME: usize = 64 << 20;
+
+/// What one node asks another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Who are you, and are you part of a cluster already? (bootstrap from static peers)
+    Hello {
+        /// The caller's protocol version.
+        protocol: u32,
+        /// The caller's name.
+        name: String,
+    },
+    /// A Raft message for one group (openraft's request, encoded).
+    Raft {
+        /// The group.
+        group: u64,
+        /// Which message.
+        kind: RpcKind,
+        /// The message, postcard-encoded.
+        body: Vec<u8>,
+    },
+    /// A client write forwarded to the leader (the group's command, encoded).
+    Write {
+        /// The group.
+        group: u64,
+        /// The command, postcard-encoded.
+        command: Vec<u8>,
+    },
+    /// Add this node to the cluster: as a learner, then, caught up, as a voter.
+    Join {
+        /// The node's name.
+        name: String,
+        /// Its cluster address.
+        addr: String,
+    },
+    /// Remove a node from the cluster.
+    Forget {
+        /// The node's name.
+        name: String,
+    },
+}
+
+/// The Raft messages.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum RpcKind {
+    /// AppendEntries (and heartbeats).
+    AppendEntries,
+    /// RequestVote.
+    Vote,
+    /// A snapshot chunk.
+    InstallSnapshot,
+}
+
+/// The answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// To `Hello`.
+    Hello {
+        /// The answering node's name.
+        name: String,
+        /// Whether it belongs to a cluster already (has Raft state).
+        initialized: bool,
+    },
+    /// To `Raft`: openraft's `Result`, encoded.
+    Raft(Vec<u8>),
+    /// To `Write`: the group's response, encoded.
+    Written(Vec<u8>),
+    /// To `Join` and `Forget`.
+    Done,
+    /// The request failed.
+    Error(WireError),
+}
+
+/// An error as it crosses the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireError {
+    /// The node is not the leader.
+    NotLeader {
+        /// The leader it knows of.
+        leader: Option<String>,
+    },
+    /// No leader known.
+    NoLeader,
+    /// Not committed in time.
+    Timeout {
+        /// Milliseconds waited.
+        waited_ms: u64,
+        /// The leader known.
+        leader: Option<String>,
+    },
+    /// Anything else, as text.
+    Other(String),
+}
+
+/// One frame's content.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Envelope {
+    /// A request and the id its answer will carry.
+    Request(u64, Request),
+    /// The answer to request `id`.
+    Response(u64, Response),
+}
+
+/// Encodes a frame: length prefix and envelope.
+pub(crate) fn encode(envelope: &Envelope) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = vec![0u8; 4];
+    let out = postcard::to_extend(envelope, std::mem::take(&mut out))?;
+    let mut out = out;
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
+}
+
+/// Why a connection's reading stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes is larger than the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub(crate) async fn read<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Envelope>, FrameError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(postcard::from_bytes(&body)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_reads_back() {
+        let env = Envelope::Request(7, Request::Forget { name: "b".into() });
+        let bytes = encode(&env).unwrap();
+        let mut reader = &bytes[..];
+        match read(&mut reader).await.unwrap() {
+            Some(Envelope::Request(7, Request::Forget { name })) => assert_eq!(name, "b"),
+            other => panic!("{other:?}"),
+        }
+        assert!(read(&mut reader).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_is_refused_before_allocating() {
+        let bytes = u32::MAX.to_be_bytes();
+        assert!(matches!(read(&mut &bytes[..]).await, Err(FrameError::TooLarge(_))));
+    }
+}

@@ -1,0 +1,195 @@
+//! The calling side: one connection per peer, shared by every caller on this node.
+
+use super::frame::{self, Envelope, Request, Response};
+use crate::ClusterError;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The first wait after a failed connection attempt; doubled after each further failure.
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+/// A live connection: its writer's queue, the callers waiting for answers, its two tasks.
+struct Link {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    closed: Arc<AtomicBool>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+struct PeerState {
+    link: Option<Arc<Link>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+struct Peer {
+    addr: String,
+    state: tokio::sync::Mutex<PeerState>,
+}
+
+/// The connections to the other nodes, by address. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Peers {
+    peers: Arc<Mutex<HashMap<String, Arc<Peer>>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Peers {
+    /// No connections yet; they are made on first use.
+    pub fn new() -> Peers {
+        Peers::default()
+    }
+
+    /// Sends `request` to the node at `addr` and waits up to `timeout` for its answer.
+    pub async fn call(&self, addr: &str, request: Request, timeout: Duration) -> Result<Response, ClusterError> {
+        let unreachable = |reason: String| ClusterError::Unreachable { addr: addr.to_string(), reason };
+        let peer = {
+            let mut peers = self.peers.lock();
+            peers
+                .entry(addr.to_string())
+                .or_insert_with(|| Arc::new(Peer { addr: addr.to_string(), state: Default::default() }))
+                .clone()
+        };
+        let link = peer.link().await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes = frame::encode(&Envelope::Request(id, request)).map_err(|e| unreachable(format!("cannot encode: {e}")))?;
+        let (tx, rx) = oneshot::channel();
+        link.pending.lock().insert(id, tx);
+        if link.tx.send(bytes).is_err() {
+            link.pending.lock().remove(&id);
+            return Err(unreachable("connection closed".into()));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(unreachable("connection lost before the answer".into())),
+            Err(_) => {
+                link.pending.lock().remove(&id);
+                Err(unreachable(format!("no answer within {timeout:?}")))
+            }
+        }
+    }
+
+    /// Closes every connection (on shutdown).
+    pub fn close_all(&self) {
+        self.peers.lock().clear();
+    }
+}
+
+impl Peer {
+    /// The live connection, made if there is none and the backoff allows.
+    async fn link(&self) -> Result<Arc<Link>, ClusterError> {
+        let mut state = self.state.lock().await;
+        if let Some(link) = &state.link {
+            if !link.closed.load(Ordering::Acquire) {
+                return Ok(link.clone());
+            }
+            state.link = None;
+        }
+        if let Some(at) = state.retry_at {
+            if Instant::now() < at {
+                return Err(ClusterError::Unreachable {
+                    addr: self.addr.clone(),
+                    reason: format!("backing off after {} failed connection attempts", state.failures),
+                });
+            }
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, dial(&self.addr)).await {
+            Ok(Ok(stream)) => {
+                if state.failures > 0 {
+                    tracing::info!(peer = %self.addr, "cluster: connected to peer after {} failed attempts", state.failures);
+                }
+                state.failures = 0;
+                state.retry_at = None;
+                let link = Arc::new(start_link(stream));
+                state.link = Some(link.clone());
+                Ok(link)
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no connection within {CONNECT_TIMEOUT:?}"),
+                };
+                state.failures = state.failures.saturating_add(1);
+                let wait = BACKOFF_FIRST.saturating_mul(1 << state.failures.min(7)).min(BACKOFF_MAX);
+                state.retry_at = Some(Instant::now() + wait);
+                if state.failures == 1 {
+                    tracing::debug!(peer = %self.addr, "cluster: cannot connect to peer: {reason}");
+                }
+                Err(ClusterError::Unreachable { addr: self.addr.clone(), reason })
+            }
+        }
+    }
+}
+
+/// Opens the socket to a peer. (TLS goes here: wrap the stream before framing.)
+async fn dial(addr: &str) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    // Raft messages are small and latency-bound: no Nagle delay.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+fn start_link(stream: TcpStream) -> Link {
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let pending: Pending = Arc::default();
+    let closed = Arc::new(AtomicBool::new(false));
+    let write_closed = closed.clone();
+    let write_task = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        write_closed.store(true, Ordering::Release);
+    });
+    let read_pending = pending.clone();
+    let read_closed = closed.clone();
+    let read_task = tokio::spawn(async move {
+        loop {
+            match frame::read(&mut reader).await {
+                Ok(Some(Envelope::Response(id, response))) => {
+                    if let Some(tx) = read_pending.lock().remove(&id) {
+                        let _ = tx.send(response);
+                    }
+                }
+                Ok(Some(Envelope::Request(..))) => {
+                    tracing::warn!("cluster: a peer sent a request on our outgoing connection; closing it");
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!("cluster: peer connection failed: {e}");
+                    break;
+                }
+            }
+        }
+        read_closed.store(true, Ordering::Release);
+        // Dropping the senders tells every waiting caller that the connection is gone.
+        read_pending.lock().clear();
+    });
+    Link { tx, pending, closed, tasks: [write_task, read_task] }
+}

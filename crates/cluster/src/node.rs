@@ -1,2 +1,0 @@
-//! placeholder
-pub struct Cluster; pub struct ClusterStatus; pub struct MemberStatus; pub enum Role {}

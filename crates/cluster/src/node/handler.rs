@@ -1,0 +1,63 @@
+//! What a node answers to its peers.
+
+use super::write::to_wire;
+use super::NodeInner;
+use crate::meta::MetaCommand;
+use crate::net::{BoxFuture, Handler, Request, Response, WireError, PROTOCOL};
+use crate::types::GroupId;
+use std::sync::Arc;
+
+/// The node as its listener's request handler.
+pub(crate) struct NodeHandler(pub(crate) Arc<NodeInner>);
+
+impl Handler for NodeHandler {
+    fn handle(&self, request: Request) -> BoxFuture<Response> {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            match request {
+                Request::Hello { protocol, name } => {
+                    if protocol != PROTOCOL {
+                        tracing::warn!(peer = %name, protocol, "cluster: refusing a peer that speaks another protocol version");
+                        return Response::Error(WireError::Other(format!(
+                            "node {} speaks cluster protocol {PROTOCOL}, not {protocol}",
+                            inner.me.name
+                        )));
+                    }
+                    let initialized = inner.raft.is_initialized().await.unwrap_or(false);
+                    Response::Hello { name: inner.me.name.clone(), initialized }
+                }
+                Request::Raft { group, kind, body } => {
+                    let endpoint = inner.groups.lock().get(&GroupId(group)).cloned();
+                    match endpoint {
+                        Some(endpoint) => endpoint.handle(kind, body).await,
+                        None => Response::Error(WireError::Other(format!("no {} on node {}", GroupId(group), inner.me.name))),
+                    }
+                }
+                Request::Write { group, command } => {
+                    if GroupId(group) != GroupId::METADATA {
+                        return Response::Error(WireError::Other(format!("no {} on node {}", GroupId(group), inner.me.name)));
+                    }
+                    let command: MetaCommand = match postcard::from_bytes(&command) {
+                        Ok(c) => c,
+                        Err(e) => return Response::Error(WireError::Other(format!("undecodable command: {e}"))),
+                    };
+                    match inner.write_here(command, inner.config.timing.write_timeout).await {
+                        Ok(response) => match postcard::to_stdvec(&response) {
+                            Ok(bytes) => Response::Written(bytes),
+                            Err(e) => Response::Error(WireError::Other(e.to_string())),
+                        },
+                        Err(e) => Response::Error(to_wire(e)),
+                    }
+                }
+                Request::Join { name, addr } => match inner.add_member(name, addr).await {
+                    Ok(()) => Response::Done,
+                    Err(e) => Response::Error(to_wire(e)),
+                },
+                Request::Forget { name } => match inner.remove_member(&name).await {
+                    Ok(()) => Response::Done,
+                    Err(e) => Response::Error(to_wire(e)),
+                },
+            }
+        })
+    }
+}

@@ -83,6 +83,8 @@ impl Default for WalOptions {
 /// Counters of the log's work, read when asked (relaxed atomics).
 #[derive(Debug, Default)]
 pub struct WalStats {
+    /// Records handed to the writer.
+    pub submitted: AtomicU64,
     /// fsyncs of segment files: one per batch.
     pub fsyncs: AtomicU64,
     /// Records written.
@@ -121,9 +123,12 @@ impl Shared {
     pub(crate) fn submit(&self, group: GroupId, op: Op, done: Done) -> Result<(), WalError> {
         let tx = self.tx.lock();
         match tx.as_ref() {
-            Some(tx) if !self.closed.load(Ordering::Acquire) => tx
-                .send(Job::Write { group, op, done })
-                .map_err(|_| WalError::Closed("the writer thread has stopped".into())),
+            Some(tx) if !self.closed.load(Ordering::Acquire) => {
+                tx.send(Job::Write { group, op, done })
+                    .map_err(|_| WalError::Closed("the writer thread has stopped".into()))?;
+                self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
             _ => Err(WalError::Closed("the log was shut down or failed".into())),
         }
     }

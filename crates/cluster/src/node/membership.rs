@@ -124,6 +124,18 @@ impl NodeInner {
         })
     }
 
+    /// Waits until the last membership change is committed (applied here), so that the next
+    /// one is not refused as "already undergoing a configuration change".
+    async fn membership_settled(&self) -> Result<(), ClusterError> {
+        let wait = self.config.timing.join_timeout;
+        let mut rx = self.raft.metrics();
+        tokio::time::timeout(wait, rx.wait_for(|m| m.last_applied >= m.membership_config.log_id().clone()))
+            .await
+            .map_err(|_| ClusterError::Membership(format!("the last membership change did not commit within {wait:?}")))?
+            .map_err(|_| ClusterError::Stopped("raft stopped".into()))?;
+        Ok(())
+    }
+
     /// Runs a membership change on the leader, bounded by the join timeout.
     async fn change(&self, what: &str, change: impl std::future::Future<Output = Changed>) -> Result<(), ClusterError> {
         let wait = self.config.timing.join_timeout;
@@ -140,6 +152,8 @@ impl NodeInner {
         if let Some(forwarded) = self.forward_admin(Request::Join { name: name.clone(), addr: addr.clone() }).await {
             return forwarded;
         }
+        let _one_at_a_time = self.admin.lock().await;
+        self.membership_settled().await?;
         let id = node_id(&name);
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         if let Some(existing) = membership.get_node(&id) {
@@ -168,6 +182,8 @@ impl NodeInner {
         if let Some(forwarded) = self.forward_admin(Request::Forget { name: name.to_string() }).await {
             return forwarded;
         }
+        let _one_at_a_time = self.admin.lock().await;
+        self.membership_settled().await?;
         let id = node_id(name);
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();

@@ -36,6 +36,9 @@ pub(crate) struct NodeInner {
     pub(crate) wal: Wal,
     pub(crate) peers: Peers,
     pub(crate) groups: Mutex<HashMap<GroupId, Arc<dyn GroupEndpoint>>>,
+    /// Held by the leader while it changes the membership: one change at a time (openraft
+    /// refuses a change while another is uncommitted, and two joins of one node race).
+    pub(crate) admin: tokio::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addr: SocketAddr,
@@ -152,6 +155,7 @@ impl Cluster {
             wal,
             peers,
             groups: Mutex::new(groups),
+            admin: tokio::sync::Mutex::new(()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
             local_addr,

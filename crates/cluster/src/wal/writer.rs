@@ -116,7 +116,10 @@ impl Writer {
             }),
         };
         let ok = result.is_ok();
-        let records = batch.len() as u64;
+        if ok {
+            // Counted before anyone is told, so a caller that was told sees its record counted.
+            self.stats.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
         for (group, op, done) in batch {
             if ok {
                 self.state.entry(group).or_default().apply(&op);
@@ -124,7 +127,6 @@ impl Writer {
             done(result.clone().map_err(io::Error::other));
         }
         if ok {
-            self.stats.records.fetch_add(records, Ordering::Relaxed);
             if self.segment.len >= self.options.segment_bytes {
                 if let Err(e) = self.rotate() {
                     tracing::error!("write-ahead log: cannot start a new segment: {e}");

@@ -17,6 +17,11 @@
 //! [tls]                     # pigeon_server::TlsConfig (also accepted as [server.tls])
 //! certfile = "/etc/pigeon/server.pem"
 //! keyfile = "/etc/pigeon/server.key"
+//!
+//! [cluster]                 # pigeon_cluster::ClusterTable: parsed and checked, not started yet
+//! node_name = "rabbit@node-a"
+//! listen = "0.0.0.0:25672"
+//! peers = ["node-b:25672", "node-c:25672"]
 //! ```
 //!
 //! The `[server]` table deserializes straight into [`ServerConfig`], so a key added there is a
@@ -24,6 +29,8 @@
 //! it. docs/configuration.md lists every key.
 
 use anyhow::{bail, Context};
+use pigeon_cluster::config::ClusterTable;
+use pigeon_cluster::ClusterConfig;
 use pigeon_server::{ServerConfig, TlsConfig};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -42,6 +49,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// The TLS listeners' certificate and client checks (moved into `server.tls` on load).
     pub tls: Option<TlsConfig>,
+    /// This node's place in a cluster (docs/clustering.md). Checked at load; the broker does
+    /// not start the cluster yet.
+    pub cluster: Option<ClusterTable>,
 }
 
 impl Config {
@@ -92,6 +102,7 @@ impl Config {
                 );
             }
         }
+        self.cluster()?;
         s.check_tls().map_err(|e| anyhow::anyhow!("server.{e}"))?;
         s.check_ws_path()
             .map_err(|e| anyhow::anyhow!("server.{e}"))?;
@@ -105,6 +116,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The `[cluster]` table checked and turned into the cluster crate's configuration, with the
+    /// cluster's files under the broker's data directory; `None` when there is no such table.
+    pub fn cluster(&self) -> anyhow::Result<Option<ClusterConfig>> {
+        let Some(table) = &self.cluster else { return Ok(None) };
+        let data_dir = self.server.data_dir.clone().unwrap_or_else(|| "pigeon-data".into());
+        Ok(Some(table.clone().into_config(data_dir)?))
     }
 }
 
@@ -152,6 +173,25 @@ password = "s3cret"
         assert!(s.users[0].loopback_only);
         assert_eq!(s.users[1].name, "app");
         assert!(!s.users[1].loopback_only, "loopback_only defaults to false");
+    }
+
+    #[test]
+    fn the_cluster_table_is_parsed_and_checked() {
+        let c = Config::parse(
+            "[cluster]\nnode_name = \"rabbit@node-a\"\npeers = [\"node-b\", \"node-c:25673\"]\n",
+        )
+        .unwrap();
+        let cluster = c.cluster().unwrap().unwrap();
+        assert_eq!(cluster.node_name.as_str(), "rabbit@node-a");
+        assert_eq!(cluster.listen.port(), 25672);
+        assert_eq!(cluster.advertise, "node-a:25672");
+        assert_eq!(cluster.peers, ["node-b:25672", "node-c:25673"]);
+        assert!(Config::parse("").unwrap().cluster().unwrap().is_none());
+        let err = Config::parse("[cluster]\nnode_name = \"a\"\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("cluster.listen"), "{err:#}");
+        let err = Config::parse("[cluster]\nnode_name = \"a\"\nport = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("port"), "{err:#}");
+        assert!(Config::parse("[cluster]\npeers = []\n").is_err(), "node_name is required");
     }
 
     #[test]

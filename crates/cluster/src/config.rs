@@ -28,7 +28,10 @@ impl NodeName {
             return Err(ConfigError::BadNodeName(name.to_string(), "1 to 255 bytes"));
         }
         if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ConfigError::BadNodeName(name.to_string(), "no spaces or control characters"));
+            return Err(ConfigError::BadNodeName(
+                name.to_string(),
+                "no spaces or control characters",
+            ));
         }
         Ok(NodeName(name.to_string()))
     }
@@ -40,7 +43,9 @@ impl NodeName {
 
     /// The host part: what follows the '@' of `rabbit@host`, or the whole name.
     pub fn host(&self) -> &str {
-        self.0.rsplit_once('@').map_or(self.0.as_str(), |(_, host)| host)
+        self.0
+            .rsplit_once('@')
+            .map_or(self.0.as_str(), |(_, host)| host)
     }
 }
 
@@ -114,7 +119,14 @@ impl ClusterTable {
                 peers.push(peer);
             }
         }
-        Ok(ClusterConfig { node_name, listen, advertise, peers, data_dir, timing: Timing::default() })
+        Ok(ClusterConfig {
+            node_name,
+            listen,
+            advertise,
+            peers,
+            data_dir,
+            timing: Timing::default(),
+        })
     }
 }
 
@@ -131,7 +143,11 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
 
 /// `host:port`, adding the default port to a bare host.
 fn with_port(key: &'static str, text: &str) -> Result<String, ConfigError> {
-    let bad = |reason| ConfigError::BadAddress { key, value: text.to_string(), reason };
+    let bad = |reason| ConfigError::BadAddress {
+        key,
+        value: text.to_string(),
+        reason,
+    };
     if text.is_empty() || text.chars().any(char::is_whitespace) {
         return Err(bad("expected host:port"));
     }
@@ -140,9 +156,12 @@ fn with_port(key: &'static str, text: &str) -> Result<String, ConfigError> {
     }
     match text.rsplit_once(':') {
         // A bare IPv6 address has colons but no port.
-        Some(_) if text.parse::<std::net::Ipv6Addr>().is_ok() => Ok(format!("[{text}]:{DEFAULT_PORT}")),
+        Some(_) if text.parse::<std::net::Ipv6Addr>().is_ok() => {
+            Ok(format!("[{text}]:{DEFAULT_PORT}"))
+        }
         Some((host, port)) if !host.is_empty() && !host.contains(':') => {
-            port.parse::<u16>().map_err(|_| bad("the port is not a number"))?;
+            port.parse::<u16>()
+                .map_err(|_| bad("the port is not a number"))?;
             Ok(text.to_string())
         }
         Some(_) => Err(bad("expected host:port")),
@@ -215,8 +234,18 @@ mod tests {
         let mut parts = spec.split('|');
         let node_name = parts.next().unwrap_or_default().to_string();
         let listen = parts.next().filter(|s| !s.is_empty()).map(str::to_string);
-        let peers = parts.next().map_or(Vec::new(), |p| p.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect());
-        ClusterTable { node_name, listen, advertise: None, peers }
+        let peers = parts.next().map_or(Vec::new(), |p| {
+            p.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        });
+        ClusterTable {
+            node_name,
+            listen,
+            advertise: None,
+            peers,
+        }
     }
 
     #[test]
@@ -224,7 +253,10 @@ mod tests {
         let c = table("rabbit@node-a||node-b,node-c:25673").unwrap();
         assert_eq!(c.listen.port(), 25672);
         assert_eq!(c.advertise, "node-a:25672");
-        assert_eq!(c.peers, vec!["node-b:25672".to_string(), "node-c:25673".to_string()]);
+        assert_eq!(
+            c.peers,
+            vec!["node-b:25672".to_string(), "node-c:25673".to_string()]
+        );
     }
 
     #[test]
@@ -237,8 +269,17 @@ mod tests {
     fn bad_values_are_refused() {
         assert!(matches!(table(""), Err(ConfigError::BadNodeName(..))));
         assert!(matches!(table("a b"), Err(ConfigError::BadNodeName(..))));
-        assert!(matches!(table("a|nope"), Err(ConfigError::BadAddress { key: "listen", .. })));
-        assert!(matches!(table("a||b:x"), Err(ConfigError::BadAddress { key: "peers", .. })));
-        assert!(matches!(table("a||b,b:25672"), Err(ConfigError::DuplicatePeer(_))));
+        assert!(matches!(
+            table("a|nope"),
+            Err(ConfigError::BadAddress { key: "listen", .. })
+        ));
+        assert!(matches!(
+            table("a||b:x"),
+            Err(ConfigError::BadAddress { key: "peers", .. })
+        ));
+        assert!(matches!(
+            table("a||b,b:25672"),
+            Err(ConfigError::DuplicatePeer(_))
+        ));
     }
 }

@@ -24,16 +24,30 @@ async fn when_the_leader_stops_another_is_elected_and_the_old_one_catches_up_fro
     // Writes continue, through either survivor.
     for i in 5..10 {
         let via = if i % 2 == 0 { new } else { 3 - new - old };
-        assert_eq!(cluster.nodes[via].cluster().write(vhost(i)).await.unwrap(), MetaResponse::Done);
+        assert_eq!(
+            cluster.nodes[via].cluster().write(vhost(i)).await.unwrap(),
+            MetaResponse::Done
+        );
     }
 
     // The old leader restarts with an empty applier: it replays its own log (5 commands) and
     // receives the 5 it missed.
     cluster.restart(old).await;
     let restarted = &cluster.nodes[old];
-    assert!(restarted.applier.wait_for(10, WITHIN).await, "applied {}", restarted.applier.applied().len());
-    assert_eq!(restarted.applier.applied(), cluster.nodes[new].applier.applied());
-    assert_eq!(restarted.applier.restores(), 0, "caught up from the log, not a snapshot");
+    assert!(
+        restarted.applier.wait_for(10, WITHIN).await,
+        "applied {}",
+        restarted.applier.applied().len()
+    );
+    assert_eq!(
+        restarted.applier.applied(),
+        cluster.nodes[new].applier.applied()
+    );
+    assert_eq!(
+        restarted.applier.restores(),
+        0,
+        "caught up from the log, not a snapshot"
+    );
     let leader = cluster.leader().await;
     assert_eq!(cluster.nodes[leader].cluster().status().members.len(), 3);
     cluster.shutdown().await;
@@ -44,29 +58,48 @@ async fn a_node_that_joins_late_catches_up_from_a_snapshot_and_becomes_a_voter()
     let mut cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
     for i in 0..20 {
-        cluster.nodes[leader].cluster().write(vhost(i)).await.unwrap();
+        cluster.nodes[leader]
+            .cluster()
+            .write(vhost(i))
+            .await
+            .unwrap();
     }
     for (_, n) in cluster.running() {
         assert!(n.applier.wait_for(20, WITHIN).await);
     }
     // Snapshot and purge on every node, so that whoever leads has only the snapshot to give.
     for (_, n) in cluster.running() {
-        bounded("compaction", n.cluster().compact(WITHIN)).await.unwrap();
+        bounded("compaction", n.cluster().compact(WITHIN))
+            .await
+            .unwrap();
     }
     let d = cluster.add_lone_node("node-d").await;
     let seed = cluster.nodes[(leader + 1) % 3].addr.to_string();
-    bounded("join", cluster.nodes[d].cluster().join(&seed)).await.unwrap();
+    bounded("join", cluster.nodes[d].cluster().join(&seed))
+        .await
+        .unwrap();
 
     let joined = &cluster.nodes[d];
     assert!(joined.applier.wait_for(20, WITHIN).await);
-    assert_eq!(joined.applier.restores(), 1, "the new node was sent the snapshot");
-    assert_eq!(joined.applier.applied(), cluster.nodes[leader].applier.applied());
+    assert_eq!(
+        joined.applier.restores(),
+        1,
+        "the new node was sent the snapshot"
+    );
+    assert_eq!(
+        joined.applier.applied(),
+        cluster.nodes[leader].applier.applied()
+    );
     let status = joined.cluster().status();
     assert_eq!(status.members.len(), 4, "{status:?}");
     assert!(status.members.iter().all(|m| m.voter), "{status:?}");
     // It takes part in what follows.
     let leader = cluster.leader().await;
-    cluster.nodes[leader].cluster().write(vhost(99)).await.unwrap();
+    cluster.nodes[leader]
+        .cluster()
+        .write(vhost(99))
+        .await
+        .unwrap();
     assert!(cluster.nodes[d].applier.wait_for(21, WITHIN).await);
     cluster.shutdown().await;
 }
@@ -75,14 +108,26 @@ async fn a_node_that_joins_late_catches_up_from_a_snapshot_and_becomes_a_voter()
 async fn a_node_started_after_the_cluster_formed_joins_through_its_static_peers() {
     let mut cluster = TestCluster::start(2).await;
     let leader = cluster.leader().await;
-    cluster.nodes[leader].cluster().write(vhost(1)).await.unwrap();
+    cluster.nodes[leader]
+        .cluster()
+        .write(vhost(1))
+        .await
+        .unwrap();
     // node-c's static peers are the two running nodes; they have state, so it joins them.
     let c = cluster.add_lone_node("node-c").await;
     let c_id = cluster.nodes[c].cluster().node_id();
     let mut metrics = cluster.nodes[c].cluster().metrics();
-    bounded("node-c to become a voter", metrics.wait_for(|m| m.membership_config.membership().voter_ids().any(|v| v == c_id)))
-        .await
-        .unwrap();
+    bounded(
+        "node-c to become a voter",
+        metrics.wait_for(|m| {
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == c_id)
+        }),
+    )
+    .await
+    .unwrap();
     assert!(cluster.nodes[c].applier.wait_for(1, WITHIN).await);
     cluster.shutdown().await;
 }
@@ -96,9 +141,17 @@ async fn forget_removes_a_node_and_the_rest_go_on() {
     cluster.stop(gone).await;
     // Run on a follower: forwarded to the leader.
     let via = (leader + 1) % 3;
-    bounded("forget", cluster.nodes[via].cluster().forget(&gone_name)).await.unwrap();
+    bounded("forget", cluster.nodes[via].cluster().forget(&gone_name))
+        .await
+        .unwrap();
     within("the membership without the forgotten node", || {
-        cluster.running().all(|(_, n)| n.cluster().status().members.iter().all(|m| m.name != gone_name))
+        cluster.running().all(|(_, n)| {
+            n.cluster()
+                .status()
+                .members
+                .iter()
+                .all(|m| m.name != gone_name)
+        })
     })
     .await;
     assert_eq!(cluster.nodes[leader].cluster().status().members.len(), 2);
@@ -124,6 +177,9 @@ async fn a_single_node_is_a_cluster_of_one() {
     assert_eq!(cluster.leader().await, 0);
     assert!(cluster.nodes[0].applier.wait_for(1, WITHIN).await);
     cluster.nodes[0].cluster().write(vhost(2)).await.unwrap();
-    assert_eq!(cluster.nodes[0].applier.commands(), vec![vhost(1), vhost(2)]);
+    assert_eq!(
+        cluster.nodes[0].applier.commands(),
+        vec![vhost(1), vhost(2)]
+    );
     cluster.shutdown().await;
 }

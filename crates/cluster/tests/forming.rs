@@ -13,10 +13,20 @@ async fn three_nodes_form_a_cluster_from_static_peers_and_elect_a_leader() {
         let status = node.cluster().status();
         assert_eq!(status.members.len(), 3, "{status:?}");
         assert!(status.members.iter().all(|m| m.voter), "{status:?}");
-        assert_eq!(status.leader.as_deref(), Some(cluster.nodes[leader].name.as_str()));
+        assert_eq!(
+            status.leader.as_deref(),
+            Some(cluster.nodes[leader].name.as_str())
+        );
     }
-    let roles: Vec<Role> = cluster.running().map(|(_, n)| n.cluster().status().role).collect();
-    assert_eq!(roles.iter().filter(|r| **r == Role::Leader).count(), 1, "{roles:?}");
+    let roles: Vec<Role> = cluster
+        .running()
+        .map(|(_, n)| n.cluster().status().role)
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == Role::Leader).count(),
+        1,
+        "{roles:?}"
+    );
     cluster.shutdown().await;
 }
 
@@ -31,7 +41,10 @@ async fn commands_written_on_the_leader_are_applied_on_every_node_in_the_same_or
         let node = cluster.nodes[leader].cluster().clone();
         writers.push(tokio::spawn(async move {
             for i in 0..10 {
-                assert_eq!(node.write(vhost(w * 100 + i)).await.unwrap(), MetaResponse::Done);
+                assert_eq!(
+                    node.write(vhost(w * 100 + i)).await.unwrap(),
+                    MetaResponse::Done
+                );
             }
         }));
     }
@@ -39,12 +52,22 @@ async fn commands_written_on_the_leader_are_applied_on_every_node_in_the_same_or
         bounded("writers", w).await.unwrap();
     }
     for (_, node) in cluster.running() {
-        assert!(node.applier.wait_for(40, WITHIN).await, "{} applied {}", node.name, node.applier.applied().len());
+        assert!(
+            node.applier.wait_for(40, WITHIN).await,
+            "{} applied {}",
+            node.name,
+            node.applier.applied().len()
+        );
     }
     let reference = cluster.nodes[leader].applier.applied();
     assert_eq!(reference.len(), 40);
     for (_, node) in cluster.running() {
-        assert_eq!(node.applier.applied(), reference, "{} applied another order", node.name);
+        assert_eq!(
+            node.applier.applied(),
+            reference,
+            "{} applied another order",
+            node.name
+        );
     }
     cluster.shutdown().await;
 }
@@ -56,12 +79,21 @@ async fn a_write_on_a_follower_is_forwarded_or_refused_naming_the_leader() {
     let follower = (leader + 1) % 3;
     let node = cluster.nodes[follower].cluster();
     match node.write_local(vhost(1)).await {
-        Err(ClusterError::NotLeader { leader: Some(name), .. }) => {
+        Err(ClusterError::NotLeader {
+            leader: Some(name), ..
+        }) => {
             assert_eq!(name, cluster.nodes[leader].name);
-            let text = ClusterError::NotLeader { group: pigeon_cluster::GroupId::METADATA, leader: Some(name.clone()) }.to_string();
+            let text = ClusterError::NotLeader {
+                group: pigeon_cluster::GroupId::METADATA,
+                leader: Some(name.clone()),
+            }
+            .to_string();
             assert!(text.contains(&name), "{text}");
         }
-        other => panic!("expected NotLeader naming {}, got {other:?}", cluster.nodes[leader].name),
+        other => panic!(
+            "expected NotLeader naming {}, got {other:?}",
+            cluster.nodes[leader].name
+        ),
     }
     // `write` forwards it instead, and it is applied everywhere.
     assert_eq!(node.write(vhost(2)).await.unwrap(), MetaResponse::Done);
@@ -76,7 +108,11 @@ async fn a_write_on_a_follower_is_forwarded_or_refused_naming_the_leader() {
 async fn a_minority_cannot_commit_and_the_write_times_out_with_a_clear_error() {
     let mut cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
-    cluster.nodes[leader].cluster().write(vhost(1)).await.unwrap();
+    cluster.nodes[leader]
+        .cluster()
+        .write(vhost(1))
+        .await
+        .unwrap();
     for (_, n) in cluster.running() {
         assert!(n.applier.wait_for(1, WITHIN).await);
     }
@@ -88,10 +124,15 @@ async fn a_minority_cannot_commit_and_the_write_times_out_with_a_clear_error() {
         }
     }
     let node = cluster.nodes[survivor].cluster().clone();
-    let err = bounded("the write to fail", node.write(vhost(2))).await.unwrap_err();
+    let err = bounded("the write to fail", node.write(vhost(2)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ClusterError::Timeout { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("not committed") && text.contains("majority"), "{text}");
+    assert!(
+        text.contains("not committed") && text.contains("majority"),
+        "{text}"
+    );
     // Nothing was applied by the minority.
     assert_eq!(cluster.nodes[survivor].applier.commands(), vec![vhost(1)]);
     cluster.shutdown().await;

@@ -15,16 +15,27 @@ fn log_id(term: u64, index: u64) -> LogId<u64> {
 fn entry(term: u64, index: u64) -> Entry<MetaTypes> {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(MetaCommand::AddVhost { name: format!("v{index}"), metadata: Json::default() }),
+        payload: EntryPayload::Normal(MetaCommand::AddVhost {
+            name: format!("v{index}"),
+            metadata: Json::default(),
+        }),
     }
 }
 
 async fn indexes(log: &mut GroupLog<MetaTypes>) -> Vec<u64> {
-    log.try_get_log_entries(0..u64::MAX).await.unwrap().iter().map(|e| e.log_id.index).collect()
+    log.try_get_log_entries(0..u64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.log_id.index)
+        .collect()
 }
 
 fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "wal"));
     files.sort();
     files
@@ -37,14 +48,21 @@ async fn everything_a_group_wrote_is_there_after_a_restart() {
         let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
         let mut log = wal.group::<MetaTypes>(GroupId(3));
         log.save_vote(&Vote::new(2, 1)).await.unwrap();
-        log.blocking_append((1..=10).map(|i| entry(1, i))).await.unwrap();
+        log.blocking_append((1..=10).map(|i| entry(1, i)))
+            .await
+            .unwrap();
         log.truncate(log_id(1, 8)).await.unwrap();
-        log.blocking_append((8..=9).map(|i| entry(2, i))).await.unwrap();
+        log.blocking_append((8..=9).map(|i| entry(2, i)))
+            .await
+            .unwrap();
         log.purge(log_id(1, 3)).await.unwrap();
         log.save_committed(Some(log_id(2, 8))).await.unwrap();
         // Another group in the same log.
         let mut other = wal.group::<MetaTypes>(GroupId(4));
-        other.blocking_append((1..=2).map(|i| entry(1, i))).await.unwrap();
+        other
+            .blocking_append((1..=2).map(|i| entry(1, i)))
+            .await
+            .unwrap();
         wal.shutdown();
     }
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
@@ -53,12 +71,18 @@ async fn everything_a_group_wrote_is_there_after_a_restart() {
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
     assert_eq!(indexes(&mut log).await, vec![4, 5, 6, 7, 8, 9]);
     let entries = log.try_get_log_entries(8..=9).await.unwrap();
-    assert!(entries.iter().all(|e| e.log_id.leader_id.term == 2), "the truncated suffix was replaced");
+    assert!(
+        entries.iter().all(|e| e.log_id.leader_id.term == 2),
+        "the truncated suffix was replaced"
+    );
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, Some(log_id(1, 3)));
     assert_eq!(state.last_log_id, Some(log_id(2, 9)));
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 8)));
-    assert_eq!(indexes(&mut wal.group::<MetaTypes>(GroupId(4))).await, vec![1, 2]);
+    assert_eq!(
+        indexes(&mut wal.group::<MetaTypes>(GroupId(4))).await,
+        vec![1, 2]
+    );
     assert_eq!(wal.stats().torn_bytes_cut.load(Ordering::Relaxed), 0);
 }
 
@@ -76,20 +100,30 @@ async fn a_torn_tail_is_cut_at_recovery_and_writing_goes_on() {
     // A crash in the middle of the last write: its record is half on disk.
     let segment = segments(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&segment).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
     file.set_len(len - 7).unwrap();
     drop(file);
 
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
     assert!(wal.stats().torn_bytes_cut.load(Ordering::Relaxed) > 0);
     let mut log = wal.group::<MetaTypes>(GroupId::METADATA);
-    assert_eq!(indexes(&mut log).await, vec![1, 2, 3, 4], "the torn record is gone, the rest is whole");
+    assert_eq!(
+        indexes(&mut log).await,
+        vec![1, 2, 3, 4],
+        "the torn record is gone, the rest is whole"
+    );
     // The file was cut to its last whole record, so new records follow it and read back.
     log.blocking_append([entry(1, 5)]).await.unwrap();
     wal.shutdown();
     let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
     assert_eq!(wal.stats().torn_bytes_cut.load(Ordering::Relaxed), 0);
-    assert_eq!(indexes(&mut wal.group::<MetaTypes>(GroupId::METADATA)).await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        indexes(&mut wal.group::<MetaTypes>(GroupId::METADATA)).await,
+        vec![1, 2, 3, 4, 5]
+    );
 }
 
 #[tokio::test]
@@ -98,7 +132,9 @@ async fn damage_in_an_older_segment_refuses_to_start() {
     {
         let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
         let mut log = wal.group::<MetaTypes>(GroupId::METADATA);
-        log.blocking_append((1..=3).map(|i| entry(1, i))).await.unwrap();
+        log.blocking_append((1..=3).map(|i| entry(1, i)))
+            .await
+            .unwrap();
         wal.shutdown();
     }
     let first = segments(dir.path()).pop().unwrap();
@@ -118,7 +154,10 @@ async fn damage_in_an_older_segment_refuses_to_start() {
 #[tokio::test]
 async fn a_full_segment_is_replaced_by_a_checkpoint_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let options = WalOptions { segment_bytes: 4096, ..WalOptions::default() };
+    let options = WalOptions {
+        segment_bytes: 4096,
+        ..WalOptions::default()
+    };
     {
         let wal = Wal::open(dir.path(), options.clone()).unwrap();
         let mut log = wal.group::<MetaTypes>(GroupId(1));
@@ -132,11 +171,18 @@ async fn a_full_segment_is_replaced_by_a_checkpoint_and_deleted() {
         assert!(wal.stats().rotations.load(Ordering::Relaxed) > 0);
         wal.shutdown();
     }
-    assert_eq!(segments(dir.path()).len(), 1, "older segments are deleted after a checkpoint");
+    assert_eq!(
+        segments(dir.path()).len(),
+        1,
+        "older segments are deleted after a checkpoint"
+    );
     let wal = Wal::open(dir.path(), options).unwrap();
     let mut log = wal.group::<MetaTypes>(GroupId(1));
     assert_eq!(indexes(&mut log).await, (191..=200).collect::<Vec<_>>());
-    assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(log_id(1, 190)));
+    assert_eq!(
+        log.get_log_state().await.unwrap().last_purged_log_id,
+        Some(log_id(1, 190))
+    );
 }
 
 /// N groups append at the same moment, M times: each round is one batch and one fsync, not N.
@@ -163,7 +209,10 @@ async fn concurrent_appends_of_many_groups_share_one_fsync() {
         let all_queued = submitted + GROUPS;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while wal.stats().submitted.load(Ordering::Relaxed) < all_queued {
-            assert!(tokio::time::Instant::now() < deadline, "appends were not queued");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "appends were not queued"
+            );
             tokio::task::yield_now().await;
         }
         drop(hold);
@@ -172,8 +221,14 @@ async fn concurrent_appends_of_many_groups_share_one_fsync() {
         }
     }
     let fsyncs = wal.fsync_count() - before;
-    println!("{} appends from {GROUPS} groups took {fsyncs} fsyncs", GROUPS * ROUNDS);
-    assert_eq!(fsyncs, ROUNDS, "one fsync per round, shared by all {GROUPS} groups");
+    println!(
+        "{} appends from {GROUPS} groups took {fsyncs} fsyncs",
+        GROUPS * ROUNDS
+    );
+    assert_eq!(
+        fsyncs, ROUNDS,
+        "one fsync per round, shared by all {GROUPS} groups"
+    );
     assert_eq!(wal.stats().records.load(Ordering::Relaxed), GROUPS * ROUNDS);
     wal.shutdown();
 }

@@ -123,8 +123,14 @@ impl Config {
     /// The `[cluster]` table checked and turned into the cluster crate's configuration, with the
     /// cluster's files under the broker's data directory; `None` when there is no such table.
     pub fn cluster(&self) -> anyhow::Result<Option<ClusterConfig>> {
-        let Some(table) = &self.cluster else { return Ok(None) };
-        let data_dir = self.server.data_dir.clone().unwrap_or_else(|| "pigeon-data".into());
+        let Some(table) = &self.cluster else {
+            return Ok(None);
+        };
+        let data_dir = self
+            .server
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| "pigeon-data".into());
         Ok(Some(table.clone().into_config(data_dir)?))
     }
 }
@@ -187,11 +193,15 @@ password = "s3cret"
         assert_eq!(cluster.advertise, "node-a:25672");
         assert_eq!(cluster.peers, ["node-b:25672", "node-c:25673"]);
         assert!(Config::parse("").unwrap().cluster().unwrap().is_none());
-        let err = Config::parse("[cluster]\nnode_name = \"a\"\nlisten = \"nowhere\"\n").unwrap_err();
+        let err =
+            Config::parse("[cluster]\nnode_name = \"a\"\nlisten = \"nowhere\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("cluster.listen"), "{err:#}");
         let err = Config::parse("[cluster]\nnode_name = \"a\"\nport = 1\n").unwrap_err();
         assert!(format!("{err:#}").contains("port"), "{err:#}");
-        assert!(Config::parse("[cluster]\npeers = []\n").is_err(), "node_name is required");
+        assert!(
+            Config::parse("[cluster]\npeers = []\n").is_err(),
+            "node_name is required"
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub struct MemoryApplier {
 
 impl Default for MemoryApplier {
     fn default() -> Self {
-        MemoryApplier { state: Arc::default(), count: watch::Sender::new(0) }
+        MemoryApplier {
+            state: Arc::default(),
+            count: watch::Sender::new(0),
+        }
     }
 }
 
@@ -41,7 +44,12 @@ impl MemoryApplier {
 
     /// The commands alone.
     pub fn commands(&self) -> Vec<MetaCommand> {
-        self.state.lock().applied.iter().map(|(_, c)| c.clone()).collect()
+        self.state
+            .lock()
+            .applied
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
     }
 
     /// How many snapshots were installed.
@@ -52,7 +60,9 @@ impl MemoryApplier {
     /// Waits until at least `n` commands are applied; false if `timeout` passes first.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         let mut rx = self.count.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 

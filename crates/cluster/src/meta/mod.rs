@@ -30,9 +30,12 @@ impl AppliedMarker {
         last_applied: Option<LogId<NodeId>>,
         membership: StoredMembership<NodeId, Member>,
     ) -> Result<AppliedMarker, ApplyError> {
-        postcard::to_stdvec(&MarkerBody { last_applied, membership })
-            .map(AppliedMarker)
-            .map_err(|e| ApplyError(format!("cannot encode the applied marker: {e}")))
+        postcard::to_stdvec(&MarkerBody {
+            last_applied,
+            membership,
+        })
+        .map(AppliedMarker)
+        .map_err(|e| ApplyError(format!("cannot encode the applied marker: {e}")))
     }
 
     pub(crate) fn decode(
@@ -55,7 +58,10 @@ impl AppliedMarker {
 
     /// The index of the last applied entry (0 when none).
     pub fn last_applied_index(&self) -> u64 {
-        self.decode().ok().and_then(|(l, _)| l).map_or(0, |l| l.index)
+        self.decode()
+            .ok()
+            .and_then(|(l, _)| l)
+            .map_or(0, |l| l.index)
     }
 }
 

@@ -11,8 +11,8 @@ use super::{AppliedMarker, ApplyError, MetaResponse, MetadataApply};
 use crate::types::{Member, MetaTypes, NodeId};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    AnyError, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -51,7 +51,9 @@ pub struct MetaStateMachine<A> {
 
 impl<A> Clone for MetaStateMachine<A> {
     fn clone(&self) -> Self {
-        MetaStateMachine { inner: self.inner.clone() }
+        MetaStateMachine {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -77,7 +79,10 @@ impl<A: MetadataApply> MetaStateMachine<A> {
         };
         if let Some(snapshot) = &stored {
             if snapshot.meta.last_log_id > last_applied {
-                let marker = AppliedMarker::new(snapshot.meta.last_log_id, snapshot.meta.last_membership.clone())?;
+                let marker = AppliedMarker::new(
+                    snapshot.meta.last_log_id,
+                    snapshot.meta.last_membership.clone(),
+                )?;
                 applier.restore(&snapshot.data, &marker)?;
                 last_applied = snapshot.meta.last_log_id;
                 membership = snapshot.meta.last_membership.clone();
@@ -85,7 +90,11 @@ impl<A: MetadataApply> MetaStateMachine<A> {
         }
         Ok(MetaStateMachine {
             inner: Arc::new(Inner {
-                locked: Mutex::new(Locked { applier, last_applied, membership }),
+                locked: Mutex::new(Locked {
+                    applier,
+                    last_applied,
+                    membership,
+                }),
                 current: Mutex::new(stored),
                 path,
                 built: AtomicU64::new(0),
@@ -113,7 +122,9 @@ fn persist(path: &Path, snapshot: &StoredSnapshot) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> SmResult<T> + Send + 'static) -> SmResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> SmResult<T> + Send + 'static,
+) -> SmResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(sm_err)?
 }
 
@@ -137,10 +148,16 @@ impl<A: MetadataApply> RaftSnapshotBuilder<MetaTypes> for MetaStateMachine<A> {
                 StoredSnapshot { meta, data }
             };
             persist(&inner.path, &stored).map_err(|e| {
-                StorageError::from(StorageIOError::write_snapshot(Some(stored.meta.signature()), AnyError::new(&e)))
+                StorageError::from(StorageIOError::write_snapshot(
+                    Some(stored.meta.signature()),
+                    AnyError::new(&e),
+                ))
             })?;
             *inner.current.lock() = Some(stored.clone());
-            Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
+            Ok(Snapshot {
+                meta: stored.meta,
+                snapshot: Box::new(Cursor::new(stored.data)),
+            })
         })
         .await
     }
@@ -149,7 +166,9 @@ impl<A: MetadataApply> RaftSnapshotBuilder<MetaTypes> for MetaStateMachine<A> {
 impl<A: MetadataApply> RaftStateMachine<MetaTypes> for MetaStateMachine<A> {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> SmResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)> {
+    async fn applied_state(
+        &mut self,
+    ) -> SmResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)> {
         let locked = self.inner.locked.lock();
         Ok((locked.last_applied, locked.membership.clone()))
     }
@@ -218,14 +237,21 @@ impl<A: MetadataApply> RaftStateMachine<MetaTypes> for MetaStateMachine<A> {
         meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> SmResult<()> {
-        let stored = StoredSnapshot { meta: meta.clone(), data: snapshot.into_inner() };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: snapshot.into_inner(),
+        };
         let inner = self.inner.clone();
         blocking(move || {
-            let marker = AppliedMarker::new(stored.meta.last_log_id, stored.meta.last_membership.clone())
-                .map_err(sm_err)?;
+            let marker =
+                AppliedMarker::new(stored.meta.last_log_id, stored.meta.last_membership.clone())
+                    .map_err(sm_err)?;
             {
                 let mut locked = inner.locked.lock();
-                locked.applier.restore(&stored.data, &marker).map_err(sm_err)?;
+                locked
+                    .applier
+                    .restore(&stored.data, &marker)
+                    .map_err(sm_err)?;
                 locked.last_applied = stored.meta.last_log_id;
                 locked.membership = stored.meta.last_membership.clone();
             }
@@ -238,6 +264,9 @@ impl<A: MetadataApply> RaftStateMachine<MetaTypes> for MetaStateMachine<A> {
 
     async fn get_current_snapshot(&mut self) -> SmResult<Option<Snapshot<MetaTypes>>> {
         let current = self.inner.current.lock().clone();
-        Ok(current.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(current.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }

@@ -132,7 +132,9 @@ pub(crate) enum FrameError {
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
-pub(crate) async fn read<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Envelope>, FrameError> {
+pub(crate) async fn read<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Envelope>, FrameError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -167,6 +169,9 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_length_is_refused_before_allocating() {
         let bytes = u32::MAX.to_be_bytes();
-        assert!(matches!(read(&mut &bytes[..]).await, Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read(&mut &bytes[..]).await,
+            Err(FrameError::TooLarge(_))
+        ));
     }
 }

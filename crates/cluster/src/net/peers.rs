@@ -64,18 +64,32 @@ impl Peers {
     }
 
     /// Sends `request` to the node at `addr` and waits up to `timeout` for its answer.
-    pub async fn call(&self, addr: &str, request: Request, timeout: Duration) -> Result<Response, ClusterError> {
-        let unreachable = |reason: String| ClusterError::Unreachable { addr: addr.to_string(), reason };
+    pub async fn call(
+        &self,
+        addr: &str,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, ClusterError> {
+        let unreachable = |reason: String| ClusterError::Unreachable {
+            addr: addr.to_string(),
+            reason,
+        };
         let peer = {
             let mut peers = self.peers.lock();
             peers
                 .entry(addr.to_string())
-                .or_insert_with(|| Arc::new(Peer { addr: addr.to_string(), state: Default::default() }))
+                .or_insert_with(|| {
+                    Arc::new(Peer {
+                        addr: addr.to_string(),
+                        state: Default::default(),
+                    })
+                })
                 .clone()
         };
         let link = peer.link().await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let bytes = frame::encode(&Envelope::Request(id, request)).map_err(|e| unreachable(format!("cannot encode: {e}")))?;
+        let bytes = frame::encode(&Envelope::Request(id, request))
+            .map_err(|e| unreachable(format!("cannot encode: {e}")))?;
         let (tx, rx) = oneshot::channel();
         link.pending.lock().insert(id, tx);
         if link.tx.send(bytes).is_err() {
@@ -112,7 +126,10 @@ impl Peer {
             if Instant::now() < at {
                 return Err(ClusterError::Unreachable {
                     addr: self.addr.clone(),
-                    reason: format!("backing off after {} failed connection attempts", state.failures),
+                    reason: format!(
+                        "backing off after {} failed connection attempts",
+                        state.failures
+                    ),
                 });
             }
         }
@@ -133,12 +150,17 @@ impl Peer {
                     _ => format!("no connection within {CONNECT_TIMEOUT:?}"),
                 };
                 state.failures = state.failures.saturating_add(1);
-                let wait = BACKOFF_FIRST.saturating_mul(1 << state.failures.min(7)).min(BACKOFF_MAX);
+                let wait = BACKOFF_FIRST
+                    .saturating_mul(1 << state.failures.min(7))
+                    .min(BACKOFF_MAX);
                 state.retry_at = Some(Instant::now() + wait);
                 if state.failures == 1 {
                     tracing::debug!(peer = %self.addr, "cluster: cannot connect to peer: {reason}");
                 }
-                Err(ClusterError::Unreachable { addr: self.addr.clone(), reason })
+                Err(ClusterError::Unreachable {
+                    addr: self.addr.clone(),
+                    reason,
+                })
             }
         }
     }
@@ -177,7 +199,9 @@ fn start_link(stream: TcpStream) -> Link {
                     }
                 }
                 Ok(Some(Envelope::Request(..))) => {
-                    tracing::warn!("cluster: a peer sent a request on our outgoing connection; closing it");
+                    tracing::warn!(
+                        "cluster: a peer sent a request on our outgoing connection; closing it"
+                    );
                     break;
                 }
                 Ok(None) => break,
@@ -191,5 +215,10 @@ fn start_link(stream: TcpStream) -> Link {
         // Dropping the senders tells every waiting caller that the connection is gone.
         read_pending.lock().clear();
     });
-    Link { tx, pending, closed, tasks: [write_task, read_task] }
+    Link {
+        tx,
+        pending,
+        closed,
+        tasks: [write_task, read_task],
+    }
 }

@@ -3,7 +3,9 @@
 use super::frame::{Request, Response, RpcKind, WireError};
 use super::{BoxFuture, Peers};
 use crate::types::{GroupId, Member, NodeId};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -25,7 +27,11 @@ pub struct GroupNetwork<C> {
 impl<C> GroupNetwork<C> {
     /// The network of `group`.
     pub fn new(group: GroupId, peers: Peers) -> Self {
-        GroupNetwork { group, peers, _types: PhantomData }
+        GroupNetwork {
+            group,
+            peers,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -46,7 +52,13 @@ where
     type Network = GroupClient<C>;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> GroupClient<C> {
-        GroupClient { group: self.group, target, member: node.clone(), peers: self.peers.clone(), _types: PhantomData }
+        GroupClient {
+            group: self.group,
+            target,
+            member: node.clone(),
+            peers: self.peers.clone(),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -54,14 +66,24 @@ type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>
 
 impl<C> GroupClient<C> {
     /// Sends one Raft message and decodes the remote's `Result`.
-    async fn send<Req, Resp, E>(&self, kind: RpcKind, rpc: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    async fn send<Req, Resp, E>(
+        &self,
+        kind: RpcKind,
+        rpc: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let body = postcard::to_stdvec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let request = Request::Raft { group: self.group.0, kind, body };
+        let body =
+            postcard::to_stdvec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let request = Request::Raft {
+            group: self.group.0,
+            kind,
+            body,
+        };
         let response = self
             .peers
             .call(&self.member.addr, request, option.hard_ttl())
@@ -69,16 +91,28 @@ impl<C> GroupClient<C> {
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         match response {
             Response::Raft(bytes) => {
-                let result: Result<Resp, RaftError<NodeId, E>> =
-                    postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-                result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.member.clone(), e)))
+                let result: Result<Resp, RaftError<NodeId, E>> = postcard::from_bytes(&bytes)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                result.map_err(|e| {
+                    RPCError::RemoteError(RemoteError::new_with_node(
+                        self.target,
+                        self.member.clone(),
+                        e,
+                    ))
+                })
             }
             Response::Error(e) => {
-                let e = crate::ClusterError::Remote { addr: self.member.addr.clone(), message: format!("{e:?}") };
+                let e = crate::ClusterError::Remote {
+                    addr: self.member.addr.clone(),
+                    message: format!("{e:?}"),
+                };
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             other => {
-                let e = crate::ClusterError::Remote { addr: self.member.addr.clone(), message: format!("unexpected answer {other:?}") };
+                let e = crate::ClusterError::Remote {
+                    addr: self.member.addr.clone(),
+                    message: format!("unexpected answer {other:?}"),
+                };
                 Err(RPCError::Network(NetworkError::new(&e)))
             }
         }
@@ -106,7 +140,11 @@ where
         self.send(RpcKind::InstallSnapshot, &rpc, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
         self.send(RpcKind::Vote, &rpc, &option).await
     }
 
@@ -139,20 +177,26 @@ where
     fn handle(&self, kind: RpcKind, body: Vec<u8>) -> BoxFuture<Response> {
         let raft = self.clone();
         Box::pin(async move {
-            let bad = |e: postcard::Error| Response::Error(WireError::Other(format!("undecodable Raft message: {e}")));
+            let bad = |e: postcard::Error| {
+                Response::Error(WireError::Other(format!("undecodable Raft message: {e}")))
+            };
             match kind {
-                RpcKind::AppendEntries => match postcard::from_bytes::<AppendEntriesRequest<C>>(&body) {
-                    Ok(rpc) => encode_result(&raft.append_entries(rpc).await),
-                    Err(e) => bad(e),
-                },
+                RpcKind::AppendEntries => {
+                    match postcard::from_bytes::<AppendEntriesRequest<C>>(&body) {
+                        Ok(rpc) => encode_result(&raft.append_entries(rpc).await),
+                        Err(e) => bad(e),
+                    }
+                }
                 RpcKind::Vote => match postcard::from_bytes::<VoteRequest<NodeId>>(&body) {
                     Ok(rpc) => encode_result(&raft.vote(rpc).await),
                     Err(e) => bad(e),
                 },
-                RpcKind::InstallSnapshot => match postcard::from_bytes::<InstallSnapshotRequest<C>>(&body) {
-                    Ok(rpc) => encode_result(&raft.install_snapshot(rpc).await),
-                    Err(e) => bad(e),
-                },
+                RpcKind::InstallSnapshot => {
+                    match postcard::from_bytes::<InstallSnapshotRequest<C>>(&body) {
+                        Ok(rpc) => encode_result(&raft.install_snapshot(rpc).await),
+                        Err(e) => bad(e),
+                    }
+                }
             }
         })
     }

@@ -15,7 +15,11 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Accepts peers' connections until `shutdown` turns true, then drops every connection.
-pub async fn serve(listener: TcpListener, handler: Arc<dyn Handler>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    handler: Arc<dyn Handler>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if *shutdown.borrow() {
         return;
     }

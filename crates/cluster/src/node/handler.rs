@@ -24,24 +24,42 @@ impl Handler for NodeHandler {
                         )));
                     }
                     let initialized = inner.raft.is_initialized().await.unwrap_or(false);
-                    Response::Hello { name: inner.me.name.clone(), initialized }
+                    Response::Hello {
+                        name: inner.me.name.clone(),
+                        initialized,
+                    }
                 }
                 Request::Raft { group, kind, body } => {
                     let endpoint = inner.groups.lock().get(&GroupId(group)).cloned();
                     match endpoint {
                         Some(endpoint) => endpoint.handle(kind, body).await,
-                        None => Response::Error(WireError::Other(format!("no {} on node {}", GroupId(group), inner.me.name))),
+                        None => Response::Error(WireError::Other(format!(
+                            "no {} on node {}",
+                            GroupId(group),
+                            inner.me.name
+                        ))),
                     }
                 }
                 Request::Write { group, command } => {
                     if GroupId(group) != GroupId::METADATA {
-                        return Response::Error(WireError::Other(format!("no {} on node {}", GroupId(group), inner.me.name)));
+                        return Response::Error(WireError::Other(format!(
+                            "no {} on node {}",
+                            GroupId(group),
+                            inner.me.name
+                        )));
                     }
                     let command: MetaCommand = match postcard::from_bytes(&command) {
                         Ok(c) => c,
-                        Err(e) => return Response::Error(WireError::Other(format!("undecodable command: {e}"))),
+                        Err(e) => {
+                            return Response::Error(WireError::Other(format!(
+                                "undecodable command: {e}"
+                            )))
+                        }
                     };
-                    match inner.write_here(command, inner.config.timing.write_timeout).await {
+                    match inner
+                        .write_here(command, inner.config.timing.write_timeout)
+                        .await
+                    {
                         Ok(response) => match postcard::to_stdvec(&response) {
                             Ok(bytes) => Response::Written(bytes),
                             Err(e) => Response::Error(WireError::Other(e.to_string())),

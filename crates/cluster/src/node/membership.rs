@@ -34,13 +34,21 @@ pub(crate) async fn bootstrap(inner: Arc<NodeInner>) {
         let mut names: Vec<Member> = Vec::new();
         let mut formed: Option<String> = None;
         for addr in &peers {
-            let hello = Request::Hello { protocol: PROTOCOL, name: inner.me.name.clone() };
-            if let Ok(Response::Hello { name, initialized }) = inner.peers.call(addr, hello, HELLO_TIMEOUT).await {
+            let hello = Request::Hello {
+                protocol: PROTOCOL,
+                name: inner.me.name.clone(),
+            };
+            if let Ok(Response::Hello { name, initialized }) =
+                inner.peers.call(addr, hello, HELLO_TIMEOUT).await
+            {
                 if initialized && formed.is_none() {
                     formed = Some(addr.clone());
                 }
                 if name != inner.me.name {
-                    names.push(Member { name, addr: addr.clone() });
+                    names.push(Member {
+                        name,
+                        addr: addr.clone(),
+                    });
                 }
             }
         }
@@ -56,7 +64,10 @@ pub(crate) async fn bootstrap(inner: Arc<NodeInner>) {
             }
         } else if names.len() == peers.len() && names.iter().all(|m| inner.me.name < m.name) {
             // Every peer answered and none has state: the lowest name initializes, with all.
-            let mut members: BTreeMap<NodeId, Member> = names.iter().map(|m| (node_id(&m.name), m.clone())).collect();
+            let mut members: BTreeMap<NodeId, Member> = names
+                .iter()
+                .map(|m| (node_id(&m.name), m.clone()))
+                .collect();
             members.insert(inner.id, inner.me.clone());
             match inner.raft.initialize(members).await {
                 Ok(()) => {
@@ -80,27 +91,49 @@ pub(crate) async fn bootstrap(inner: Arc<NodeInner>) {
 
 /// Asks the node at `seed` to add this node; the seed forwards to its leader.
 async fn join_via(inner: &NodeInner, seed: &str) -> Result<(), ClusterError> {
-    let request = Request::Join { name: inner.me.name.clone(), addr: inner.me.addr.clone() };
+    let request = Request::Join {
+        name: inner.me.name.clone(),
+        addr: inner.me.addr.clone(),
+    };
     let wait = inner.config.timing.join_timeout + Duration::from_secs(1);
     match inner.peers.call(seed, request, wait).await? {
         Response::Done => Ok(()),
-        Response::Error(e) => Err(from_wire(e, &Member { name: String::new(), addr: seed.to_string() })),
-        other => Err(ClusterError::Remote { addr: seed.to_string(), message: format!("unexpected answer {other:?}") }),
+        Response::Error(e) => Err(from_wire(
+            e,
+            &Member {
+                name: String::new(),
+                addr: seed.to_string(),
+            },
+        )),
+        other => Err(ClusterError::Remote {
+            addr: seed.to_string(),
+            message: format!("unexpected answer {other:?}"),
+        }),
     }
 }
 
 fn change_err(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_node {
-            Some(l) => ClusterError::NotLeader { group: crate::GroupId::METADATA, leader: Some(l.name) },
-            None => ClusterError::NoLeader { group: crate::GroupId::METADATA },
+            Some(l) => ClusterError::NotLeader {
+                group: crate::GroupId::METADATA,
+                leader: Some(l.name),
+            },
+            None => ClusterError::NoLeader {
+                group: crate::GroupId::METADATA,
+            },
         },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Membership(e.to_string()),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ClusterError::Membership(e.to_string())
+        }
         RaftError::Fatal(e) => ClusterError::Stopped(e.to_string()),
     }
 }
 
-type Changed = Result<openraft::raft::ClientWriteResponse<MetaTypes>, RaftError<NodeId, ClientWriteError<NodeId, Member>>>;
+type Changed = Result<
+    openraft::raft::ClientWriteResponse<MetaTypes>,
+    RaftError<NodeId, ClientWriteError<NodeId, Member>>,
+>;
 
 impl NodeInner {
     fn is_leader(&self) -> bool {
@@ -113,13 +146,18 @@ impl NodeInner {
             return None;
         }
         let Some(leader) = self.leader().filter(|l| l.name != self.me.name) else {
-            return Some(Err(ClusterError::NoLeader { group: crate::GroupId::METADATA }));
+            return Some(Err(ClusterError::NoLeader {
+                group: crate::GroupId::METADATA,
+            }));
         };
         let wait = self.config.timing.join_timeout + Duration::from_secs(1);
         Some(match self.peers.call(&leader.addr, request, wait).await {
             Ok(Response::Done) => Ok(()),
             Ok(Response::Error(e)) => Err(from_wire(e, &leader)),
-            Ok(other) => Err(ClusterError::Remote { addr: leader.addr, message: format!("unexpected answer {other:?}") }),
+            Ok(other) => Err(ClusterError::Remote {
+                addr: leader.addr,
+                message: format!("unexpected answer {other:?}"),
+            }),
             Err(e) => Err(e),
         })
     }
@@ -129,33 +167,58 @@ impl NodeInner {
     async fn membership_settled(&self) -> Result<(), ClusterError> {
         let wait = self.config.timing.join_timeout;
         let mut rx = self.raft.metrics();
-        tokio::time::timeout(wait, rx.wait_for(|m| m.last_applied >= m.membership_config.log_id().clone()))
-            .await
-            .map_err(|_| ClusterError::Membership(format!("the last membership change did not commit within {wait:?}")))?
-            .map_err(|_| ClusterError::Stopped("raft stopped".into()))?;
+        tokio::time::timeout(
+            wait,
+            rx.wait_for(|m| m.last_applied >= m.membership_config.log_id().clone()),
+        )
+        .await
+        .map_err(|_| {
+            ClusterError::Membership(format!(
+                "the last membership change did not commit within {wait:?}"
+            ))
+        })?
+        .map_err(|_| ClusterError::Stopped("raft stopped".into()))?;
         Ok(())
     }
 
     /// Runs a membership change on the leader, bounded by the join timeout.
-    async fn change(&self, what: &str, change: impl std::future::Future<Output = Changed>) -> Result<(), ClusterError> {
+    async fn change(
+        &self,
+        what: &str,
+        change: impl std::future::Future<Output = Changed>,
+    ) -> Result<(), ClusterError> {
         let wait = self.config.timing.join_timeout;
         match tokio::time::timeout(wait, change).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(change_err(e)),
-            Err(_) => Err(ClusterError::Membership(format!("{what} did not finish within {wait:?}"))),
+            Err(_) => Err(ClusterError::Membership(format!(
+                "{what} did not finish within {wait:?}"
+            ))),
         }
     }
 
     /// Adds a node: as a learner, waiting for it to catch up (from a snapshot if the log it
     /// needs is purged), then as a voter. Forwarded to the leader from a follower.
     pub(crate) async fn add_member(&self, name: String, addr: String) -> Result<(), ClusterError> {
-        if let Some(forwarded) = self.forward_admin(Request::Join { name: name.clone(), addr: addr.clone() }).await {
+        if let Some(forwarded) = self
+            .forward_admin(Request::Join {
+                name: name.clone(),
+                addr: addr.clone(),
+            })
+            .await
+        {
             return forwarded;
         }
         let _one_at_a_time = self.admin.lock().await;
         self.membership_settled().await?;
         let id = node_id(&name);
-        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
         if let Some(existing) = membership.get_node(&id) {
             if existing.name != name {
                 return Err(ClusterError::Membership(format!(
@@ -168,38 +231,72 @@ impl NodeInner {
             return Ok(());
         }
         if !membership.learner_ids().any(|l| l == id) {
-            let member = Member { name: name.clone(), addr };
+            let member = Member {
+                name: name.clone(),
+                addr,
+            };
             tracing::info!(node = %member, "cluster: adding a node as a learner");
-            self.change("catching up the new node", self.raft.add_learner(id, member, true)).await?;
+            self.change(
+                "catching up the new node",
+                self.raft.add_learner(id, member, true),
+            )
+            .await?;
         }
         tracing::info!(node = %name, "cluster: promoting the caught-up node to voter");
-        self.change("promoting the new node", self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false))
-            .await
+        self.change(
+            "promoting the new node",
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+        )
+        .await
     }
 
     /// Removes a node from the cluster (voter or learner). Forwarded to the leader.
     pub(crate) async fn remove_member(&self, name: &str) -> Result<(), ClusterError> {
-        if let Some(forwarded) = self.forward_admin(Request::Forget { name: name.to_string() }).await {
+        if let Some(forwarded) = self
+            .forward_admin(Request::Forget {
+                name: name.to_string(),
+            })
+            .await
+        {
             return forwarded;
         }
         let _one_at_a_time = self.admin.lock().await;
         self.membership_settled().await?;
         let id = node_id(name);
-        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         if voters.contains(&id) {
             if voters.len() == 1 {
-                return Err(ClusterError::Membership(format!("{name} is the last voter; a cluster cannot forget all its nodes")));
+                return Err(ClusterError::Membership(format!(
+                    "{name} is the last voter; a cluster cannot forget all its nodes"
+                )));
             }
             tracing::info!(node = %name, "cluster: forgetting a voter");
-            self.change("forgetting the node", self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false))
-                .await
+            self.change(
+                "forgetting the node",
+                self.raft
+                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+            )
+            .await
         } else if membership.learner_ids().any(|l| l == id) {
             tracing::info!(node = %name, "cluster: forgetting a learner");
-            self.change("forgetting the node", self.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false))
-                .await
+            self.change(
+                "forgetting the node",
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
+            )
+            .await
         } else {
-            Err(ClusterError::Membership(format!("{name} is not a member of the cluster")))
+            Err(ClusterError::Membership(format!(
+                "{name} is not a member of the cluster"
+            )))
         }
     }
 }
@@ -212,10 +309,18 @@ impl Cluster {
         let id = self.inner.id;
         let wait = self.inner.config.timing.join_timeout;
         let mut rx = self.metrics();
-        tokio::time::timeout(wait, rx.wait_for(|m| m.membership_config.membership().voter_ids().any(|v| v == id)))
-            .await
-            .map_err(|_| ClusterError::Membership(format!("not a voter {wait:?} after joining")))?
-            .map_err(|_| ClusterError::Stopped("raft stopped while joining".into()))?;
+        tokio::time::timeout(
+            wait,
+            rx.wait_for(|m| {
+                m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == id)
+            }),
+        )
+        .await
+        .map_err(|_| ClusterError::Membership(format!("not a voter {wait:?} after joining")))?
+        .map_err(|_| ClusterError::Stopped("raft stopped while joining".into()))?;
         Ok(())
     }
 

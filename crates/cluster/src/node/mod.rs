@@ -97,11 +97,17 @@ pub struct ClusterStatus {
 
 impl Cluster {
     /// Binds the cluster listener on `config.listen` and starts the node.
-    pub async fn start<A: MetadataApply>(config: ClusterConfig, applier: A) -> Result<Cluster, ClusterError> {
-        let listener = TcpListener::bind(config.listen).await.map_err(|source| ClusterError::Io {
-            context: format!("cannot bind the cluster listener on {}", config.listen),
-            source,
-        })?;
+    pub async fn start<A: MetadataApply>(
+        config: ClusterConfig,
+        applier: A,
+    ) -> Result<Cluster, ClusterError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ClusterError::Io {
+                    context: format!("cannot bind the cluster listener on {}", config.listen),
+                    source,
+                })?;
         Cluster::start_with_listener(config, listener, applier).await
     }
 
@@ -115,11 +121,16 @@ impl Cluster {
         let io = |context: String| move |source| ClusterError::Io { context, source };
         let dir = config.cluster_dir();
         std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
-        let local_addr = listener.local_addr().map_err(io("cannot read the listener's address".into()))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(io("cannot read the listener's address".into()))?;
         let wal = Wal::open(&dir.join("wal"), WalOptions::default())?;
-        let state_machine =
-            MetaStateMachine::open(&dir, applier).map_err(|e| ClusterError::Stopped(e.to_string()))?;
-        let me = Member { name: config.node_name.to_string(), addr: config.advertise.clone() };
+        let state_machine = MetaStateMachine::open(&dir, applier)
+            .map_err(|e| ClusterError::Stopped(e.to_string()))?;
+        let me = Member {
+            name: config.node_name.to_string(),
+            addr: config.advertise.clone(),
+        };
         let id = node_id(&me.name);
         let peers = Peers::new();
         let raft_config = openraft::Config {
@@ -205,7 +216,11 @@ impl Cluster {
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let mut members: Vec<MemberStatus> = membership
             .nodes()
-            .map(|(id, node)| MemberStatus { name: node.name.clone(), addr: node.addr.clone(), voter: voters.contains(id) })
+            .map(|(id, node)| MemberStatus {
+                name: node.name.clone(),
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
             .collect();
         members.sort_by(|a, b| b.voter.cmp(&a.voter).then_with(|| a.name.cmp(&b.name)));
         let role = match m.state {
@@ -218,7 +233,10 @@ impl Cluster {
         ClusterStatus {
             node: self.inner.me.name.clone(),
             role,
-            leader: m.current_leader.and_then(|id| membership.get_node(&id)).map(|n| n.name.clone()),
+            leader: m
+                .current_leader
+                .and_then(|id| membership.get_node(&id))
+                .map(|n| n.name.clone()),
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             last_applied: m.last_applied.map_or(0, |l| l.index),
@@ -229,7 +247,8 @@ impl Cluster {
     /// Waits until this node knows a leader; its name. `None` if `timeout` passes first.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<String> {
         let mut rx = self.metrics();
-        let found = tokio::time::timeout(timeout, rx.wait_for(|m| m.current_leader.is_some())).await;
+        let found =
+            tokio::time::timeout(timeout, rx.wait_for(|m| m.current_leader.is_some())).await;
         match found {
             Ok(Ok(_)) => self.status().leader,
             _ => None,
@@ -242,18 +261,31 @@ impl Cluster {
     pub async fn compact(&self, timeout: Duration) -> Result<u64, ClusterError> {
         let raft = &self.inner.raft;
         let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
-        raft.trigger().snapshot().await.map_err(|e| ClusterError::Stopped(e.to_string()))?;
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|e| ClusterError::Stopped(e.to_string()))?;
         let mut rx = self.metrics();
-        let waited = |what: &str| ClusterError::Stopped(format!("{what} did not finish within {timeout:?}"));
-        tokio::time::timeout(timeout, rx.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied)))
+        let waited =
+            |what: &str| ClusterError::Stopped(format!("{what} did not finish within {timeout:?}"));
+        tokio::time::timeout(
+            timeout,
+            rx.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied)),
+        )
+        .await
+        .map_err(|_| waited("the snapshot"))?
+        .map_err(|_| waited("the snapshot"))?;
+        raft.trigger()
+            .purge_log(applied)
             .await
-            .map_err(|_| waited("the snapshot"))?
-            .map_err(|_| waited("the snapshot"))?;
-        raft.trigger().purge_log(applied).await.map_err(|e| ClusterError::Stopped(e.to_string()))?;
-        tokio::time::timeout(timeout, rx.wait_for(|m| m.purged.is_some_and(|p| p.index >= applied)))
-            .await
-            .map_err(|_| waited("purging the log"))?
-            .map_err(|_| waited("purging the log"))?;
+            .map_err(|e| ClusterError::Stopped(e.to_string()))?;
+        tokio::time::timeout(
+            timeout,
+            rx.wait_for(|m| m.purged.is_some_and(|p| p.index >= applied)),
+        )
+        .await
+        .map_err(|_| waited("purging the log"))?
+        .map_err(|_| waited("purging the log"))?;
         Ok(applied)
     }
 

@@ -15,18 +15,32 @@ impl NodeInner {
     /// The leader this node knows of, as a member.
     pub(crate) fn leader(&self) -> Option<crate::Member> {
         let m = self.raft.metrics().borrow().clone();
-        m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+        m.current_leader
+            .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
     }
 
     /// Proposes `command` here, without forwarding: this node must be the leader.
-    pub(crate) async fn write_here(&self, command: MetaCommand, wait: Duration) -> Result<MetaResponse, ClusterError> {
+    pub(crate) async fn write_here(
+        &self,
+        command: MetaCommand,
+        wait: Duration,
+    ) -> Result<MetaResponse, ClusterError> {
         match tokio::time::timeout(wait, self.raft.client_write(command)).await {
-            Err(_) => Err(ClusterError::Timeout { group: GROUP, waited: wait, leader: self.leader().map(|l| l.name) }),
+            Err(_) => Err(ClusterError::Timeout {
+                group: GROUP,
+                waited: wait,
+                leader: self.leader().map(|l| l.name),
+            }),
             Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => match f.leader_node {
-                Some(leader) => Err(ClusterError::NotLeader { group: GROUP, leader: Some(leader.name) }),
-                None => Err(ClusterError::NoLeader { group: GROUP }),
-            },
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                match f.leader_node {
+                    Some(leader) => Err(ClusterError::NotLeader {
+                        group: GROUP,
+                        leader: Some(leader.name),
+                    }),
+                    None => Err(ClusterError::NoLeader { group: GROUP }),
+                }
+            }
             Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                 Err(ClusterError::Membership(e.to_string()))
             }
@@ -52,22 +66,40 @@ impl Cluster {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ClusterError::Timeout { group: GROUP, waited: total, leader: inner.leader().map(|l| l.name) });
+                return Err(ClusterError::Timeout {
+                    group: GROUP,
+                    waited: total,
+                    leader: inner.leader().map(|l| l.name),
+                });
             }
             let outcome = match inner.leader() {
-                Some(leader) if leader.name != inner.me.name => forward(inner, &leader, &command, left).await,
+                Some(leader) if leader.name != inner.me.name => {
+                    forward(inner, &leader, &command, left).await
+                }
                 _ => inner.write_here(command.clone(), left).await,
             };
             match outcome {
                 // Not proposed anywhere: wait for a (new) leader, then try again.
-                Err(ClusterError::NotLeader { .. } | ClusterError::NoLeader { .. } | ClusterError::Unreachable { .. }) => {
+                Err(
+                    ClusterError::NotLeader { .. }
+                    | ClusterError::NoLeader { .. }
+                    | ClusterError::Unreachable { .. },
+                ) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     // Woken by any change of Raft's state (a leader elected, a term begun);
                     // at most every 100 ms, in case the change is only the leader coming back.
-                    let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
+                    let _ = tokio::time::timeout(
+                        left.min(Duration::from_millis(100)),
+                        metrics.changed(),
+                    )
+                    .await;
                 }
                 Err(ClusterError::Timeout { leader, .. }) => {
-                    return Err(ClusterError::Timeout { group: GROUP, waited: total, leader })
+                    return Err(ClusterError::Timeout {
+                        group: GROUP,
+                        waited: total,
+                        leader,
+                    })
                 }
                 other => return other,
             }
@@ -77,7 +109,9 @@ impl Cluster {
     /// Writes here only, never forwarding: [`ClusterError::NotLeader`] names the leader on a
     /// follower.
     pub async fn write_local(&self, command: MetaCommand) -> Result<MetaResponse, ClusterError> {
-        self.inner.write_here(command, self.inner.config.timing.write_timeout).await
+        self.inner
+            .write_here(command, self.inner.config.timing.write_timeout)
+            .await
     }
 }
 
@@ -88,13 +122,25 @@ async fn forward(
     command: &MetaCommand,
     wait: Duration,
 ) -> Result<MetaResponse, ClusterError> {
-    let bytes = postcard::to_stdvec(command).map_err(|e| ClusterError::Stopped(format!("cannot encode a command: {e}")))?;
-    let request = Request::Write { group: GROUP.0, command: bytes };
+    let bytes = postcard::to_stdvec(command)
+        .map_err(|e| ClusterError::Stopped(format!("cannot encode a command: {e}")))?;
+    let request = Request::Write {
+        group: GROUP.0,
+        command: bytes,
+    };
     // The leader waits up to its own write timeout; give the answer a little longer to arrive.
-    let response = inner.peers.call(&leader.addr, request, wait + Duration::from_millis(500)).await?;
-    let remote = |message: String| ClusterError::Remote { addr: leader.addr.clone(), message };
+    let response = inner
+        .peers
+        .call(&leader.addr, request, wait + Duration::from_millis(500))
+        .await?;
+    let remote = |message: String| ClusterError::Remote {
+        addr: leader.addr.clone(),
+        message,
+    };
     match response {
-        Response::Written(bytes) => postcard::from_bytes(&bytes).map_err(|e| remote(format!("undecodable answer: {e}"))),
+        Response::Written(bytes) => {
+            postcard::from_bytes(&bytes).map_err(|e| remote(format!("undecodable answer: {e}")))
+        }
         Response::Error(e) => Err(from_wire(e, leader)),
         other => Err(remote(format!("unexpected answer {other:?}"))),
     }
@@ -103,12 +149,20 @@ async fn forward(
 /// An error received from a peer, as the local error.
 pub(crate) fn from_wire(e: WireError, from: &crate::Member) -> ClusterError {
     match e {
-        WireError::NotLeader { leader } => ClusterError::NotLeader { group: GROUP, leader },
+        WireError::NotLeader { leader } => ClusterError::NotLeader {
+            group: GROUP,
+            leader,
+        },
         WireError::NoLeader => ClusterError::NoLeader { group: GROUP },
-        WireError::Timeout { waited_ms, leader } => {
-            ClusterError::Timeout { group: GROUP, waited: Duration::from_millis(waited_ms), leader }
-        }
-        WireError::Other(message) => ClusterError::Remote { addr: from.addr.clone(), message },
+        WireError::Timeout { waited_ms, leader } => ClusterError::Timeout {
+            group: GROUP,
+            waited: Duration::from_millis(waited_ms),
+            leader,
+        },
+        WireError::Other(message) => ClusterError::Remote {
+            addr: from.addr.clone(),
+            message,
+        },
     }
 }
 
@@ -117,9 +171,10 @@ pub(crate) fn to_wire(e: ClusterError) -> WireError {
     match e {
         ClusterError::NotLeader { leader, .. } => WireError::NotLeader { leader },
         ClusterError::NoLeader { .. } => WireError::NoLeader,
-        ClusterError::Timeout { waited, leader, .. } => {
-            WireError::Timeout { waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), leader }
-        }
+        ClusterError::Timeout { waited, leader, .. } => WireError::Timeout {
+            waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+            leader,
+        },
         other => WireError::Other(other.to_string()),
     }
 }

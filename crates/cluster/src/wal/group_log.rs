@@ -33,7 +33,12 @@ pub struct GroupLog<C> {
 
 impl<C> Clone for GroupLog<C> {
     fn clone(&self) -> Self {
-        GroupLog { group: self.group, mem: self.mem.clone(), shared: self.shared.clone(), _types: PhantomData }
+        GroupLog {
+            group: self.group,
+            mem: self.mem.clone(),
+            shared: self.shared.clone(),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -48,7 +53,9 @@ fn write_err<C: RaftTypeConfig>(e: impl std::error::Error + 'static) -> StorageE
 }
 
 fn encode<C: RaftTypeConfig, T: Serialize>(value: &T) -> StorageResult<Arc<[u8]>, C> {
-    postcard::to_stdvec(value).map(Arc::from).map_err(write_err::<C>)
+    postcard::to_stdvec(value)
+        .map(Arc::from)
+        .map_err(write_err::<C>)
 }
 
 fn decode<C: RaftTypeConfig, T: DeserializeOwned>(bytes: &[u8]) -> StorageResult<T, C> {
@@ -60,7 +67,12 @@ where
     C: RaftTypeConfig,
 {
     pub(crate) fn new(group: GroupId, mem: Arc<Mutex<GroupMem>>, shared: Arc<Shared>) -> Self {
-        GroupLog { group, mem, shared, _types: PhantomData }
+        GroupLog {
+            group,
+            mem,
+            shared,
+            _types: PhantomData,
+        }
     }
 
     /// The group this log belongs to.
@@ -74,7 +86,8 @@ where
         {
             let mut mem = self.mem.lock();
             mem.apply(&op);
-            self.shared.submit(self.group, op, Box::new(move |r| drop(tx.send(r))))?;
+            self.shared
+                .submit(self.group, op, Box::new(move |r| drop(tx.send(r))))?;
         }
         match rx.await {
             Ok(Ok(())) => Ok(()),
@@ -94,7 +107,13 @@ where
         range: RB,
     ) -> StorageResult<Vec<C::Entry>, C> {
         // Copy the (shared) bytes out under the lock, decode outside it.
-        let bytes: Vec<Arc<[u8]>> = self.mem.lock().entries.range(range).map(|(_, b)| b.clone()).collect();
+        let bytes: Vec<Arc<[u8]>> = self
+            .mem
+            .lock()
+            .entries
+            .range(range)
+            .map(|(_, b)| b.clone())
+            .collect();
         bytes.iter().map(|b| decode::<C, C::Entry>(b)).collect()
     }
 }
@@ -109,7 +128,10 @@ where
     async fn get_log_state(&mut self) -> StorageResult<LogState<C>, C> {
         let (purged, last) = {
             let mem = self.mem.lock();
-            (mem.purged.clone(), mem.entries.last_key_value().map(|(_, b)| b.clone()))
+            (
+                mem.purged.clone(),
+                mem.entries.last_key_value().map(|(_, b)| b.clone()),
+            )
         };
         let last_purged_log_id: Option<LogId<C::NodeId>> = match purged {
             Some((_, bytes)) => Some(decode::<C, _>(&bytes)?),
@@ -119,7 +141,10 @@ where
             Some(bytes) => Some(decode::<C, C::Entry>(&bytes)?.get_log_id().clone()),
             None => last_purged_log_id.clone(),
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -141,14 +166,19 @@ where
         }
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<C::NodeId>>) -> StorageResult<(), C> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<C::NodeId>>,
+    ) -> StorageResult<(), C> {
         // Not waited for: a committed id lost in a crash is learnt again from the leader; it only
         // lets a restarting node re-apply its own committed entries without waiting for one.
         let bytes = encode::<C, _>(&committed)?;
         let mut mem = self.mem.lock();
         let op = Op::Committed(bytes);
         mem.apply(&op);
-        self.shared.submit(self.group, op, Box::new(|_| {})).map_err(write_err::<C>)
+        self.shared
+            .submit(self.group, op, Box::new(|_| {}))
+            .map_err(write_err::<C>)
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<C::NodeId>>, C> {
@@ -172,16 +202,27 @@ where
         let op = Op::Append(encoded);
         mem.apply(&op);
         self.shared
-            .submit(self.group, op, Box::new(move |r| callback.log_io_completed(r)))
+            .submit(
+                self.group,
+                op,
+                Box::new(move |r| callback.log_io_completed(r)),
+            )
             .map_err(write_err::<C>)
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> StorageResult<(), C> {
-        self.change_and_sync(Op::Truncate(log_id.index)).await.map_err(write_err::<C>)
+        self.change_and_sync(Op::Truncate(log_id.index))
+            .await
+            .map_err(write_err::<C>)
     }
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> StorageResult<(), C> {
         let bytes = encode::<C, _>(&log_id)?;
-        self.change_and_sync(Op::Purge { upto: log_id.index, log_id: bytes }).await.map_err(write_err::<C>)
+        self.change_and_sync(Op::Purge {
+            upto: log_id.index,
+            log_id: bytes,
+        })
+        .await
+        .map_err(write_err::<C>)
     }
 }

@@ -76,7 +76,10 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> WalOptions {
-        WalOptions { segment_bytes: 64 << 20, max_batch_bytes: 8 << 20 }
+        WalOptions {
+            segment_bytes: 64 << 20,
+            max_batch_bytes: 8 << 20,
+        }
     }
 }
 
@@ -146,7 +149,11 @@ impl Wal {
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
         let io_err = |context, path: &Path| {
             let path = path.to_path_buf();
-            move |source| WalError::Io { context, path, source }
+            move |source| WalError::Io {
+                context,
+                path,
+                source,
+            }
         };
         fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
         let segments = list_segments(dir)?;
@@ -160,7 +167,11 @@ impl Wal {
             }
             if let Some(reason) = scan.problem {
                 if i + 1 != segments.len() {
-                    return Err(WalError::Corrupt { path: path.clone(), offset: scan.valid_len, reason });
+                    return Err(WalError::Corrupt {
+                        path: path.clone(),
+                        offset: scan.valid_len,
+                        reason,
+                    });
                 }
                 let cut = bytes.len() - scan.valid_len;
                 tracing::warn!(segment = %path.display(), offset = scan.valid_len, bytes = cut, reason,
@@ -171,17 +182,27 @@ impl Wal {
         }
         let (seq, file, len) = match segments.last() {
             Some((seq, path)) => {
-                let file = fs::OpenOptions::new().append(true).open(path).map_err(io_err("cannot open", path))?;
+                let file = fs::OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .map_err(io_err("cannot open", path))?;
                 let len = file.metadata().map_err(io_err("cannot stat", path))?.len();
                 (*seq, file, len)
             }
             None => writer::create_segment(dir, 1)?,
         };
-        let groups: HashMap<GroupId, Arc<Mutex<GroupMem>>> =
-            state.iter().map(|(g, mem)| (*g, Arc::new(Mutex::new(mem.clone())))).collect();
+        let groups: HashMap<GroupId, Arc<Mutex<GroupMem>>> = state
+            .iter()
+            .map(|(g, mem)| (*g, Arc::new(Mutex::new(mem.clone()))))
+            .collect();
         let (tx, rx) = mpsc::channel();
         let gate = Arc::new(Mutex::new(()));
-        let segment = writer::Segment { dir: dir.to_path_buf(), seq, file, len };
+        let segment = writer::Segment {
+            dir: dir.to_path_buf(),
+            seq,
+            file,
+            len,
+        };
         let thread = writer::spawn(rx, segment, state, options, stats.clone(), gate.clone())
             .map_err(io_err("cannot start the writer thread for", dir))?;
         Ok(Wal {
@@ -249,7 +270,11 @@ impl Wal {
 
 /// Segment files in `dir`, oldest first.
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
-    let read = fs::read_dir(dir).map_err(|source| WalError::Io { context: "cannot list", path: dir.into(), source })?;
+    let read = fs::read_dir(dir).map_err(|source| WalError::Io {
+        context: "cannot list",
+        path: dir.into(),
+        source,
+    })?;
     let mut segments = Vec::new();
     for entry in read.flatten() {
         let path = entry.path();
@@ -268,8 +293,15 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
 
 /// Cuts a segment to its valid prefix (a whole header at least) and makes that durable.
 fn truncate_segment(path: &Path, valid_len: usize) -> Result<(), WalError> {
-    let io_err = |source| WalError::Io { context: "cannot cut the torn tail of", path: path.into(), source };
-    let file = fs::OpenOptions::new().write(true).open(path).map_err(io_err)?;
+    let io_err = |source| WalError::Io {
+        context: "cannot cut the torn tail of",
+        path: path.into(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err)?;
     if valid_len < record::MAGIC.len() {
         // Not even the header made it: rewrite it.
         use std::io::Write;

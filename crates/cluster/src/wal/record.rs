@@ -111,7 +111,11 @@ pub(crate) struct Scan {
 /// Reads the records of one segment's bytes, stopping at the first incomplete or bad one.
 pub(crate) fn scan(bytes: &[u8]) -> Scan {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Scan { records: Vec::new(), valid_len: 0, problem: Some("missing segment header") };
+        return Scan {
+            records: Vec::new(),
+            valid_len: 0,
+            problem: Some("missing segment header"),
+        };
     }
     let mut records = Vec::new();
     let mut at = MAGIC.len();
@@ -141,7 +145,11 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
         }
         at += HEADER + len;
     };
-    Scan { records, valid_len: at, problem }
+    Scan {
+        records,
+        valid_len: at,
+        problem,
+    }
 }
 
 #[cfg(test)]

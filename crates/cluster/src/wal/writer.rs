@@ -33,8 +33,16 @@ pub(crate) struct Segment {
 /// Creates segment `seq` with its header, durable (the file and its directory entry).
 pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<(u64, File, u64), WalError> {
     let path = dir.join(format!("{seq:020}.wal"));
-    let io_err = |source| WalError::Io { context: "cannot create segment", path: path.clone(), source };
-    let mut file = fs::OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err)?;
+    let io_err = |source| WalError::Io {
+        context: "cannot create segment",
+        path: path.clone(),
+        source,
+    };
+    let mut file = fs::OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err)?;
     file.write_all(record::MAGIC).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     sync_dir(dir).map_err(io_err)?;
@@ -54,8 +62,16 @@ pub(crate) fn spawn(
     stats: Arc<WalStats>,
     gate: Arc<Mutex<()>>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
-    let mut writer = Writer { segment, state, options, stats, failed: None };
-    std::thread::Builder::new().name("pigeon-wal".into()).spawn(move || writer.run(rx, gate))
+    let mut writer = Writer {
+        segment,
+        state,
+        options,
+        stats,
+        failed: None,
+    };
+    std::thread::Builder::new()
+        .name("pigeon-wal".into())
+        .spawn(move || writer.run(rx, gate))
 }
 
 struct Writer {
@@ -118,7 +134,9 @@ impl Writer {
         let ok = result.is_ok();
         if ok {
             // Counted before anyone is told, so a caller that was told sees its record counted.
-            self.stats.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.stats
+                .records
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         for (group, op, done) in batch {
             if ok {
@@ -150,16 +168,32 @@ impl Writer {
     /// everything.
     fn rotate(&mut self) -> Result<(), WalError> {
         let (seq, file, len) = create_segment(&self.segment.dir, self.segment.seq + 1)?;
-        self.segment = Segment { dir: self.segment.dir.clone(), seq, file, len };
+        self.segment = Segment {
+            dir: self.segment.dir.clone(),
+            seq,
+            file,
+            len,
+        };
         let mut buf = Vec::new();
         for (group, mem) in &self.state {
-            let record = Record { group: group.0, op: Op::Checkpoint(mem.clone()) };
+            let record = Record {
+                group: group.0,
+                op: Op::Checkpoint(mem.clone()),
+            };
             record::encode(&record, &mut buf)?;
         }
         let path = self.segment.dir.clone();
-        self.write_and_sync(&buf).map_err(|source| WalError::Io { context: "cannot checkpoint into", path, source })?;
+        self.write_and_sync(&buf).map_err(|source| WalError::Io {
+            context: "cannot checkpoint into",
+            path,
+            source,
+        })?;
         self.stats.rotations.fetch_add(1, Ordering::Relaxed);
-        for entry in fs::read_dir(&self.segment.dir).into_iter().flatten().flatten() {
+        for entry in fs::read_dir(&self.segment.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let path = entry.path();
             let older = path
                 .file_name()

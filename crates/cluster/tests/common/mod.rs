@@ -26,7 +26,10 @@ pub fn timing() -> Timing {
 pub async fn within<F: FnMut() -> bool>(what: &str, mut check: F) {
     let deadline = tokio::time::Instant::now() + WITHIN;
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -40,7 +43,10 @@ pub async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
 }
 
 pub fn vhost(n: usize) -> MetaCommand {
-    MetaCommand::AddVhost { name: format!("vhost-{n}"), metadata: Json(format!("{{\"n\":{n}}}")) }
+    MetaCommand::AddVhost {
+        name: format!("vhost-{n}"),
+        metadata: Json(format!("{{\"n\":{n}}}")),
+    }
 }
 
 pub struct TestNode {
@@ -74,13 +80,27 @@ impl TestCluster {
             listeners.push(bind().await);
         }
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-        let mut cluster = TestCluster { dir, nodes: Vec::new() };
+        let mut cluster = TestCluster {
+            dir,
+            nodes: Vec::new(),
+        };
         for (i, listener) in listeners.into_iter().enumerate() {
             let name = format!("node-{}", (b'a' + i as u8) as char);
-            let peers = addrs.iter().filter(|a| **a != addrs[i]).map(|a| a.to_string()).collect();
+            let peers = addrs
+                .iter()
+                .filter(|a| **a != addrs[i])
+                .map(|a| a.to_string())
+                .collect();
             let applier = MemoryApplier::new();
-            let node = cluster.launch(&name, listener, peers, applier.clone()).await;
-            cluster.nodes.push(TestNode { name, addr: addrs[i], cluster: Some(node), applier });
+            let node = cluster
+                .launch(&name, listener, peers, applier.clone())
+                .await;
+            cluster.nodes.push(TestNode {
+                name,
+                addr: addrs[i],
+                cluster: Some(node),
+                applier,
+            });
         }
         cluster
     }
@@ -96,9 +116,17 @@ impl TestCluster {
         }
     }
 
-    async fn launch(&self, name: &str, listener: TcpListener, peers: Vec<String>, applier: MemoryApplier) -> Cluster {
+    async fn launch(
+        &self,
+        name: &str,
+        listener: TcpListener,
+        peers: Vec<String>,
+        applier: MemoryApplier,
+    ) -> Cluster {
         let addr = listener.local_addr().unwrap();
-        Cluster::start_with_listener(self.config(name, addr, peers), listener, applier).await.unwrap()
+        Cluster::start_with_listener(self.config(name, addr, peers), listener, applier)
+            .await
+            .unwrap()
     }
 
     /// Adds a node that knows no peers (it joins with `join`).
@@ -110,7 +138,12 @@ impl TestCluster {
         let peers = vec![self.nodes[0].addr.to_string()];
         let applier = MemoryApplier::new();
         let node = self.launch(name, listener, peers, applier.clone()).await;
-        self.nodes.push(TestNode { name: name.to_string(), addr, cluster: Some(node), applier });
+        self.nodes.push(TestNode {
+            name: name.to_string(),
+            addr,
+            cluster: Some(node),
+            applier,
+        });
         self.nodes.len() - 1
     }
 
@@ -125,7 +158,12 @@ impl TestCluster {
     pub async fn restart(&mut self, i: usize) {
         let addr = self.nodes[i].addr;
         let listener = TcpListener::bind(addr).await.unwrap();
-        let peers = self.nodes.iter().filter(|n| n.addr != addr).map(|n| n.addr.to_string()).collect();
+        let peers = self
+            .nodes
+            .iter()
+            .filter(|n| n.addr != addr)
+            .map(|n| n.addr.to_string())
+            .collect();
         let applier = MemoryApplier::new();
         let name = self.nodes[i].name.clone();
         let node = self.launch(&name, listener, peers, applier.clone()).await;
@@ -134,14 +172,20 @@ impl TestCluster {
     }
 
     pub fn running(&self) -> impl Iterator<Item = (usize, &TestNode)> {
-        self.nodes.iter().enumerate().filter(|(_, n)| n.cluster.is_some())
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.cluster.is_some())
     }
 
     /// Waits until every running node knows the same running leader, which says it leads.
     pub async fn leader(&self) -> usize {
         let deadline = tokio::time::Instant::now() + WITHIN;
         loop {
-            let leaders: Vec<Option<String>> = self.running().map(|(_, n)| n.cluster().status().leader).collect();
+            let leaders: Vec<Option<String>> = self
+                .running()
+                .map(|(_, n)| n.cluster().status().leader)
+                .collect();
             if let Some(Some(name)) = leaders.first() {
                 if leaders.iter().all(|l| l.as_deref() == Some(name.as_str())) {
                     if let Some((i, n)) = self.running().find(|(_, n)| &n.name == name) {
@@ -151,7 +195,10 @@ impl TestCluster {
                     }
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agreed leader: {leaders:?}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -222,6 +222,7 @@ impl Default for Timing {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn table(text: &str) -> Result<ClusterConfig, ConfigError> {

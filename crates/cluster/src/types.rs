@@ -71,6 +71,7 @@ openraft::declare_raft_types!(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

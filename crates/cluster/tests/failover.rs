@@ -1,5 +1,7 @@
 //! Losing the leader, restarting a node, a node joining late, forgetting one, a cluster of one.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{bounded, vhost, within, TestCluster, WITHIN};

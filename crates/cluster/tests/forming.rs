@@ -1,5 +1,7 @@
 //! Three nodes on loopback form a cluster from their static peers and replicate metadata.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{bounded, vhost, TestCluster, WITHIN};

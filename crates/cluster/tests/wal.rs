@@ -1,5 +1,7 @@
 //! The shared write-ahead log on its own: recovery, torn tails, rotation, group commit.
 
+#![allow(clippy::unwrap_used)]
+
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, Vote};
 use pigeon_cluster::meta::Json;

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedMarker(Vec<u8>);
 
+/// The last applied log id and the membership as of it.
+pub(crate) type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, Member>);
+
 #[derive(Serialize, Deserialize)]
 struct MarkerBody {
     last_applied: Option<LogId<NodeId>>,
@@ -38,9 +41,7 @@ impl AppliedMarker {
         .map_err(|e| ApplyError(format!("cannot encode the applied marker: {e}")))
     }
 
-    pub(crate) fn decode(
-        &self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), ApplyError> {
+    pub(crate) fn decode(&self) -> Result<AppliedState, ApplyError> {
         let body: MarkerBody = postcard::from_bytes(&self.0)
             .map_err(|e| ApplyError(format!("cannot decode the applied marker: {e}")))?;
         Ok((body.last_applied, body.membership))

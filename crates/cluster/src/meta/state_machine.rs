@@ -7,6 +7,9 @@
 //! that it can be sent to a lagging node after a restart, and so that a store that lost its state
 //! (or an in-memory one, in tests) is restored from it before the log is replayed.
 
+// openraft's traits return its `StorageError` (185 bytes); it is not ours to box.
+#![allow(clippy::result_large_err)]
+
 use super::{AppliedMarker, ApplyError, MetaResponse, MetadataApply};
 use crate::types::{Member, MetaTypes, NodeId};
 use openraft::storage::{RaftStateMachine, Snapshot};

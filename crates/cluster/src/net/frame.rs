@@ -152,6 +152,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[tokio::test]

@@ -169,7 +169,7 @@ impl NodeInner {
         let mut rx = self.raft.metrics();
         tokio::time::timeout(
             wait,
-            rx.wait_for(|m| m.last_applied >= m.membership_config.log_id().clone()),
+            rx.wait_for(|m| m.last_applied >= *m.membership_config.log_id()),
         )
         .await
         .map_err(|_| {

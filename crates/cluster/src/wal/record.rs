@@ -154,6 +154,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn sample() -> Vec<u8> {

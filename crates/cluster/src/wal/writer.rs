@@ -144,12 +144,10 @@ impl Writer {
             }
             done(result.clone().map_err(io::Error::other));
         }
-        if ok {
-            if self.segment.len >= self.options.segment_bytes {
-                if let Err(e) = self.rotate() {
-                    tracing::error!("write-ahead log: cannot start a new segment: {e}");
-                    self.failed = Some(e.to_string());
-                }
+        if ok && self.segment.len >= self.options.segment_bytes {
+            if let Err(e) = self.rotate() {
+                tracing::error!("write-ahead log: cannot start a new segment: {e}");
+                self.failed = Some(e.to_string());
             }
         }
     }

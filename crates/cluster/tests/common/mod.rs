@@ -1,5 +1,5 @@
 //! Nodes of a test cluster in one process, on loopback, with their own data folders.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use pigeon_cluster::meta::Json;
 use pigeon_cluster::{Cluster, ClusterConfig, MemoryApplier, MetaCommand, NodeName, Role, Timing};

@@ -249,3 +249,44 @@ async fn a_node_restarted_after_a_torn_write_cuts_it_and_catches_up() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_after_compaction_restores_its_snapshot_then_replays_the_rest() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let victim = (leader + 1) % 3;
+    for i in 0..10 {
+        cluster.nodes[leader]
+            .cluster()
+            .write(vhost(i))
+            .await
+            .unwrap();
+    }
+    assert!(cluster.nodes[victim].applier.wait_for(10, WITHIN).await);
+    bounded(
+        "compaction",
+        cluster.nodes[victim].cluster().compact(WITHIN),
+    )
+    .await
+    .unwrap();
+    for i in 10..15 {
+        cluster.nodes[leader]
+            .cluster()
+            .write(vhost(i))
+            .await
+            .unwrap();
+    }
+    assert!(cluster.nodes[victim].applier.wait_for(15, WITHIN).await);
+    cluster.stop(victim).await;
+    // Restarted with an empty (in-memory) applier: the snapshot file restores the first 10, the
+    // log after it the other 5.
+    cluster.restart(victim).await;
+    let node = &cluster.nodes[victim];
+    assert_eq!(node.applier.restores(), 1);
+    assert!(node.applier.wait_for(15, WITHIN).await);
+    assert_eq!(
+        node.applier.applied(),
+        cluster.nodes[leader].applier.applied()
+    );
+    cluster.shutdown().await;
+}

@@ -234,3 +234,38 @@ async fn concurrent_appends_of_many_groups_share_one_fsync() {
     assert_eq!(wal.stats().records.load(Ordering::Relaxed), GROUPS * ROUNDS);
     wal.shutdown();
 }
+
+/// The same without holding the writer: 32 groups, each appending and waiting for durability 25
+/// times over, as 32 Raft groups do. Appends that arrive during an fsync share the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_running_groups_need_fewer_fsyncs_than_appends() {
+    const GROUPS: u64 = 32;
+    const APPENDS: u64 = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let before = wal.fsync_count();
+    let tasks: Vec<_> = (0..GROUPS)
+        .map(|g| {
+            let mut log: GroupLog<MetaTypes> = wal.group(GroupId(1000 + g));
+            tokio::spawn(async move {
+                for i in 1..=APPENDS {
+                    log.blocking_append([entry(1, i)]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let fsyncs = wal.fsync_count() - before;
+    println!(
+        "{} appends from {GROUPS} groups took {fsyncs} fsyncs",
+        GROUPS * APPENDS
+    );
+    assert!(
+        fsyncs < GROUPS * APPENDS,
+        "{fsyncs} fsyncs for {} appends",
+        GROUPS * APPENDS
+    );
+    wal.shutdown();
+}

@@ -199,6 +199,24 @@ impl Cluster {
         &self.inner.wal
     }
 
+    /// The network for another Raft group on this node (a quorum queue, next): it shares the
+    /// node's connections to its peers. Give the group's `Raft` this, and
+    /// [`Wal::group`](crate::wal::Wal::group) of [`Self::wal`] as its log, then
+    /// [`register_group`](Self::register_group) it so that peers' messages reach it.
+    pub fn group_network<C>(&self, group: GroupId) -> GroupNetwork<C> {
+        GroupNetwork::new(group, self.inner.peers.clone())
+    }
+
+    /// Routes the peers' Raft messages for `group` to `endpoint` (a group's `Raft`).
+    pub fn register_group(&self, group: GroupId, endpoint: Arc<dyn GroupEndpoint>) {
+        self.inner.groups.lock().insert(group, endpoint);
+    }
+
+    /// Stops routing messages to `group` (deleted, or moved off this node).
+    pub fn unregister_group(&self, group: GroupId) {
+        self.inner.groups.lock().remove(&group);
+    }
+
     /// The metadata group's Raft, for what this type does not wrap (metrics, triggers).
     pub fn raft(&self) -> &Raft<MetaTypes> {
         &self.inner.raft

@@ -139,3 +139,34 @@ async fn a_minority_cannot_commit_and_the_write_times_out_with_a_clear_error() {
     assert_eq!(cluster.nodes[survivor].applier.commands(), vec![vhost(1)]);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_left_alone_cannot_commit_either() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    cluster.nodes[leader]
+        .cluster()
+        .write(vhost(1))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        if i != leader {
+            cluster.stop(i).await;
+        }
+    }
+    let node = cluster.nodes[leader].cluster().clone();
+    let err = bounded("the write to fail", node.write(vhost(2)))
+        .await
+        .unwrap_err();
+    match &err {
+        ClusterError::Timeout {
+            leader: Some(name), ..
+        } => assert_eq!(name, &cluster.nodes[leader].name),
+        other => panic!("expected a timeout naming the leader, got {other:?}"),
+    }
+    assert!(
+        !cluster.nodes[leader].applier.commands().contains(&vhost(2)),
+        "a minority applied a write"
+    );
+    cluster.shutdown().await;
+}

@@ -35,7 +35,8 @@ pub use parameters::{Parameter, Parameters};
 pub use policy::{ApplyTo, Policy, PolicyError, PolicyKind};
 pub use queue::settings::{Overflow, QueueSettings};
 pub use queue::{
-    Enqueued, FlowView, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats, QueuedMessage,
+    Enqueued, FlowView, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats,
+    QueuedMessage, StreamView,
 };
 pub use retained::RetainedStore;
 pub use value::{Table, Value};

@@ -321,6 +321,17 @@ impl StreamLog {
             .map_or(inner.next_offset, |r| r.chunk_id)
     }
 
+    /// The timestamp (ms since the Unix epoch) of the first chunk still in the stream, `None`
+    /// when it is empty (osiris' `first_timestamp` counter).
+    pub fn first_timestamp(&self) -> Option<i64> {
+        let inner = self.inner.lock();
+        inner
+            .segments
+            .iter()
+            .find_map(|s| s.first)
+            .map(|r| r.timestamp)
+    }
+
     /// The offset the next appended record gets.
     pub fn next_offset(&self) -> u64 {
         self.inner.lock().next_offset

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod queue;
 pub mod record;
 pub mod retained;
+pub mod stream_sac;
 pub mod value;
 pub mod vhost;
 

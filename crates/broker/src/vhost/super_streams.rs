@@ -394,6 +394,41 @@ impl VHost {
             .collect())
     }
 
+    /// The index of the partition `stream` in the super stream `name`, for single active
+    /// consumer on partitions (rabbit_stream_manager `partition_index`): its binding's
+    /// `x-stream-partition-order`, else the number after the last `-` of its name, else -1.
+    /// `NotFound` without such an exchange or without a binding from it to that stream.
+    pub fn super_stream_partition_index(
+        &self,
+        name: &str,
+        stream: &str,
+    ) -> Result<i64, SuperStreamError> {
+        let exchange = self.super_stream_exchange(name)?;
+        let mut bindings: Vec<Option<i64>> = exchange
+            .bindings()
+            .iter()
+            .filter_map(|b| match &b.destination {
+                Destination::Queue(q) if q.is_stream() && q.name() == stream => {
+                    Some(partition_order(b))
+                }
+                _ => None,
+            })
+            .collect();
+        bindings.sort_by_key(|order| (order.is_none(), *order));
+        let Some(first) = bindings.first() else {
+            return Err(SuperStreamError::NotFound(format!(
+                "stream '{stream}' is not a partition of super stream '{name}' in vhost '{}'",
+                self.name
+            )));
+        };
+        Ok(first.unwrap_or_else(|| {
+            stream
+                .rsplit_once('-')
+                .and_then(|(_, n)| n.parse::<i64>().ok())
+                .unwrap_or(-1)
+        }))
+    }
+
     /// The exchange of the super stream `name` (any exchange of that name, as RabbitMQ's
     /// `lookup_or_die`), or RabbitMQ's `stream_not_found`.
     fn super_stream_exchange(&self, name: &str) -> Result<Arc<Exchange>, SuperStreamError> {

@@ -398,3 +398,45 @@ fn a_super_stream_survives_a_restart() {
     assert!(vhost.exchange("kept").is_err());
     assert!(vhost.queue("kept-0").is_err());
 }
+
+#[test]
+fn partition_indexes_come_from_the_order_argument() {
+    let dir = TempDir::new("index");
+    let (_broker, vhost) = open(&dir);
+    let keys = strings(&["b", "a"]);
+    let (p, k) = super_stream_layout("ix", None, &keys);
+    vhost.create_super_stream("ix", p, k, Table::new()).unwrap();
+    assert_eq!(vhost.super_stream_partition_index("ix", "ix-b").unwrap(), 0);
+    assert_eq!(vhost.super_stream_partition_index("ix", "ix-a").unwrap(), 1);
+    assert!(matches!(
+        vhost.super_stream_partition_index("ix", "other"),
+        Err(SuperStreamError::NotFound(_))
+    ));
+    assert!(matches!(
+        vhost.super_stream_partition_index("nope", "ix-a"),
+        Err(SuperStreamError::NotFound(_))
+    ));
+    // Bound by hand without an order: the number after the last '-', else -1.
+    let options = QueueOptions {
+        durable: true,
+        arguments: stream_queue_arguments(&Table::new()).unwrap(),
+        ..QueueOptions::default()
+    };
+    for q in ["hand-7", "hand-x"] {
+        let q = vhost
+            .declare_queue(q, false, options.clone(), 1)
+            .unwrap()
+            .queue;
+        vhost
+            .bind("ix", Destination::Queue(q), "k", Table::new())
+            .unwrap();
+    }
+    assert_eq!(
+        vhost.super_stream_partition_index("ix", "hand-7").unwrap(),
+        7
+    );
+    assert_eq!(
+        vhost.super_stream_partition_index("ix", "hand-x").unwrap(),
+        -1
+    );
+}

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod queue;
 pub mod record;
 pub mod retained;
+pub mod stream_sac;
 pub mod value;
 pub mod vhost;
 
@@ -35,11 +36,14 @@ pub use parameters::{Parameter, Parameters};
 pub use policy::{ApplyTo, Policy, PolicyError, PolicyKind};
 pub use queue::settings::{Overflow, QueueSettings};
 pub use queue::{
-    Enqueued, FlowView, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats, QueuedMessage,
+    Enqueued, FlowView, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats,
+    QueuedMessage, StreamView,
 };
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
-pub use vhost::{AppliedPolicies, ExchangeDeclare, Published, QueueDeclared, VHost};
+pub use vhost::{
+    AppliedPolicies, ExchangeDeclare, Published, QueueDeclared, SuperStreamError, VHost,
+};
 
 use parking_lot::{Mutex, RwLock};
 use pigeon_store::Store;

@@ -139,5 +139,5 @@ pub use options::{StoreOptions, SyncMode};
 pub use record::MAX_DATA_LEN;
 pub use scan::{Truncation, TruncationReason};
 pub use store::{Store, StoreStats};
-pub use stream::{OffsetSpec, StreamConfig, StreamLog};
+pub use stream::{OffsetSpec, StreamConfig, StreamLog, StreamRetention};
 pub use streams::StreamSyncHook;

@@ -18,23 +18,32 @@ pub use validate::PolicyError;
 use crate::value::{Table, Value};
 use regex::Regex;
 
-/// Which entities a policy applies to.
+/// Which entities a policy applies to (RabbitMQ 3.12+'s `apply-to`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyTo {
-    /// Queues only.
+    /// Queues of every type.
     Queues,
     /// Exchanges only.
     Exchanges,
     /// Both.
     All,
+    /// Classic queues only (not streams).
+    ClassicQueues,
+    /// Quorum queues only: Pigeon has none, so such a policy matches nothing yet.
+    QuorumQueues,
+    /// Streams only.
+    Streams,
 }
 
 impl ApplyTo {
-    /// Parses RabbitMQ's names (`queues`, `exchanges`, `all`; `classic_queues` is a queue
-    /// type's name for its queues, and every Pigeon queue is a classic one).
+    /// Parses RabbitMQ's names (`queues`, `classic_queues`, `quorum_queues`, `streams`,
+    /// `exchanges`, `all`).
     pub fn parse(s: &str) -> Option<ApplyTo> {
         match s {
-            "queues" | "classic_queues" => Some(ApplyTo::Queues),
+            "queues" => Some(ApplyTo::Queues),
+            "classic_queues" => Some(ApplyTo::ClassicQueues),
+            "quorum_queues" => Some(ApplyTo::QuorumQueues),
+            "streams" => Some(ApplyTo::Streams),
             "exchanges" => Some(ApplyTo::Exchanges),
             "all" => Some(ApplyTo::All),
             _ => None,
@@ -47,8 +56,32 @@ impl ApplyTo {
             ApplyTo::Queues => "queues",
             ApplyTo::Exchanges => "exchanges",
             ApplyTo::All => "all",
+            ApplyTo::ClassicQueues => "classic_queues",
+            ApplyTo::QuorumQueues => "quorum_queues",
+            ApplyTo::Streams => "streams",
         }
     }
+
+    /// Whether a policy with this `apply-to` may apply to `target` (rabbit_policy
+    /// `is_applicable`: a queue type's own name, `queues` or `all`).
+    fn reaches(self, target: Target) -> bool {
+        matches!(
+            (self, target),
+            (ApplyTo::All, _)
+                | (ApplyTo::Exchanges, Target::Exchange)
+                | (ApplyTo::Queues, Target::ClassicQueue | Target::Stream)
+                | (ApplyTo::ClassicQueues, Target::ClassicQueue)
+                | (ApplyTo::Streams, Target::Stream)
+        )
+    }
+}
+
+/// What a policy is looked up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Exchange,
+    ClassicQueue,
+    Stream,
 }
 
 /// A policy or an operator policy (they differ in the keys they take and in how they apply).
@@ -151,15 +184,10 @@ impl Policies {
 
     /// The matching policy with the highest priority (RabbitMQ: `match_all` sorted by
     /// priority, first wins; among equals the first set).
-    fn best(&self, name: &str, queue: bool) -> Option<&Policy> {
+    fn best(&self, name: &str, target: Target) -> Option<&Policy> {
         let mut best: Option<&Compiled> = None;
         for c in &self.list {
-            let applies = match c.policy.apply_to {
-                ApplyTo::All => true,
-                ApplyTo::Queues => queue,
-                ApplyTo::Exchanges => !queue,
-            };
-            if applies
+            if c.policy.apply_to.reaches(target)
                 && best.is_none_or(|b| c.policy.priority > b.policy.priority)
                 && c.regex.is_match(name)
             {
@@ -169,17 +197,33 @@ impl Policies {
         best.map(|c| &c.policy)
     }
 
-    /// The policy that applies to the queue `name`.
+    /// The policy that applies to the classic queue `name`.
     pub fn policy_for_queue(&self, name: &str) -> Option<&Policy> {
-        self.best(name, true)
+        self.best(name, Target::ClassicQueue)
+    }
+
+    /// The policy that applies to the queue `name`, a stream or not.
+    pub fn policy_for_queue_of(&self, name: &str, stream: bool) -> Option<&Policy> {
+        let target = if stream {
+            Target::Stream
+        } else {
+            Target::ClassicQueue
+        };
+        self.best(name, target)
+    }
+
+    /// The definition that applies to the queue `name`, a stream or not.
+    pub fn for_queue_of(&self, name: &str, stream: bool) -> Option<&Table> {
+        self.policy_for_queue_of(name, stream)
+            .map(|p| &p.definition)
     }
 
     /// The policy that applies to the exchange `name`.
     pub fn policy_for_exchange(&self, name: &str) -> Option<&Policy> {
-        self.best(name, false)
+        self.best(name, Target::Exchange)
     }
 
-    /// The definition that applies to the queue `name`.
+    /// The definition that applies to the classic queue `name`.
     pub fn for_queue(&self, name: &str) -> Option<&Table> {
         self.policy_for_queue(name).map(|p| &p.definition)
     }

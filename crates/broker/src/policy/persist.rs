@@ -32,6 +32,9 @@ fn apply_to_byte(a: ApplyTo) -> u8 {
         ApplyTo::All => 0,
         ApplyTo::Queues => 1,
         ApplyTo::Exchanges => 2,
+        ApplyTo::ClassicQueues => 3,
+        ApplyTo::QuorumQueues => 4,
+        ApplyTo::Streams => 5,
     }
 }
 
@@ -40,6 +43,9 @@ fn byte_apply_to(b: u8) -> Option<ApplyTo> {
         0 => Some(ApplyTo::All),
         1 => Some(ApplyTo::Queues),
         2 => Some(ApplyTo::Exchanges),
+        3 => Some(ApplyTo::ClassicQueues),
+        4 => Some(ApplyTo::QuorumQueues),
+        5 => Some(ApplyTo::Streams),
         _ => None,
     }
 }

@@ -33,6 +33,10 @@ const APPLIED: &[&str] = &[
     "overflow",
     "delivery-limit",
     "alternate-exchange",
+    // Streams (`vhost/streams.rs`).
+    "max-age",
+    "stream-max-segment-size-bytes",
+    "stream-filter-size-bytes",
 ];
 
 /// Keys RabbitMQ 3.13 recognises that Pigeon accepts without acting on them (classic queue
@@ -51,9 +55,7 @@ const INERT: &[&str] = &[
     "queue-version",
     "max-in-memory-length",
     "max-in-memory-bytes",
-    "max-age",
     "max-segment-size-bytes",
-    "stream-max-segment-size-bytes",
     "queue-leader-locator",
     "initial-cluster-size",
     "target-group-size",
@@ -138,9 +140,23 @@ fn check_value(key: &str, v: &Value) -> Option<&'static str> {
         "initial-cluster-size" | "target-group-size" => {
             (int_at_least(v, 0), "is not a valid cluster size")
         }
-        "max-segment-size-bytes" | "stream-max-segment-size-bytes" => {
-            (int_at_least(v, 0), "is not a valid segment size")
-        }
+        "max-segment-size-bytes" => (int_at_least(v, 0), "is not a valid segment size"),
+        // ?MAX_STREAM_MAX_SEGMENT_SIZE, 3 GB.
+        "stream-max-segment-size-bytes" => (
+            int_at_least(v, 0) && v.as_i64().is_some_and(|n| n <= 3_000_000_000),
+            "is not a valid segment size",
+        ),
+        "stream-filter-size-bytes" => (
+            int_at_least(v, 16) && v.as_i64().is_some_and(|n| n <= 255),
+            "is not a valid filter size. Valid range is 16-255",
+        ),
+        // rabbit_amqqueue `check_max_age`.
+        "max-age" => (
+            v.as_str()
+                .and_then(crate::queue::stream::parse_age)
+                .is_some(),
+            "is not a valid max age",
+        ),
         "consumer-timeout" => (int_at_least(v, 0), "is not a valid consumer timeout"),
         "ha-mode" => (
             one_of(v, &["all", "exactly", "nodes"]),
@@ -151,8 +167,7 @@ fn check_value(key: &str, v: &Value) -> Option<&'static str> {
             "is not a valid ha-sync-mode value",
         ),
         "ha-sync-batch-size" => (int_at_least(v, 1), "is not a valid ha-sync-batch-size"),
-        "max-age"
-        | "ha-promote-on-shutdown"
+        "ha-promote-on-shutdown"
         | "ha-promote-on-failure"
         | "federation-upstream"
         | "federation-upstream-set" => (string, "is not a valid value"),

@@ -35,6 +35,7 @@ use crate::value::Table;
 use crate::vhost::VHost;
 pub use deadline::Deadline;
 pub use paging::PagingLimits;
+pub use views::StreamView;
 
 /// A queue's backlog as publishers' flow control sees it ([`Queue::flow_view`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use pigeon_store::stream::{parse_entries, Append, BloomMatcher, Entry, ReadOptions, StreamReader};
-use pigeon_store::{OffsetSpec, Store, StoreError, StreamLog, StreamSyncHook};
+use pigeon_store::{OffsetSpec, Store, StoreError, StreamConfig, StreamLog, StreamSyncHook};
 
 pub use super::stream_args::{
     check_declaration, is_stream_declaration, parse_age, parse_filter, parse_offset, stream_config,
@@ -30,7 +30,6 @@ use crate::consumer::ConsumerSink;
 use crate::error::{BrokerError, Result};
 use crate::message::{Message, Properties, PropertiesCodec};
 use crate::record::{MessageRecord, MessageRecordRef, QueueExtras};
-use crate::value::Table;
 
 /// The header a publisher names a message's filter value with (RabbitMQ's stream filtering).
 const FILTER_VALUE: &str = "x-stream-filter-value";
@@ -113,13 +112,17 @@ impl StreamSyncHook for Hook {
 }
 
 impl StreamQueue {
-    pub(crate) fn open(store: &Arc<Store>, id: String, arguments: &Table) -> Result<StreamQueue> {
-        let log = store
-            .open_stream(&id, stream_config(arguments))
-            .map_err(|e| {
-                tracing::error!(stream = %id, error = %e, "cannot open the stream");
-                BrokerError::NotAllowed(format!("cannot open stream: {e}"))
-            })?;
+    /// Opens the stream's log with `config` (its arguments and policies, see
+    /// `VHost::stream_config_for`).
+    pub(crate) fn open(
+        store: &Arc<Store>,
+        id: String,
+        config: StreamConfig,
+    ) -> Result<StreamQueue> {
+        let log = store.open_stream(&id, config).map_err(|e| {
+            tracing::error!(stream = %id, error = %e, "cannot open the stream");
+            BrokerError::NotAllowed(format!("cannot open stream: {e}"))
+        })?;
         Ok(StreamQueue {
             log,
             store: Arc::clone(store),
@@ -335,7 +338,7 @@ impl StreamQueue {
     }
 }
 
-pub(super) fn pigeon_store_now_ms() -> i64 {
+pub(crate) fn pigeon_store_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

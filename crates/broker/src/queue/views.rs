@@ -83,12 +83,19 @@ impl Queue {
         &self.vhost_name
     }
 
-    /// Its counts and counters, read under one lock (the management API and Prometheus).
+    /// Its counts and counters, read under one lock (the management API and Prometheus). A
+    /// stream's messages are those its log holds, all ready, none unacknowledged, as RabbitMQ
+    /// counts them (rabbit_osiris_metrics: `offset + 1 - first_offset`, 0 unacked).
     pub fn stats(&self) -> QueueStats {
+        let stream_held = self.stream_log().map(|_| self.message_count());
         let st = self.state.lock();
         QueueStats {
-            ready: count(st.ready.len()),
-            unacked: count(st.unacked),
+            ready: stream_held.unwrap_or_else(|| count(st.ready.len())),
+            unacked: if stream_held.is_some() {
+                0
+            } else {
+                count(st.unacked)
+            },
             bytes: st.ready.bytes() as u64,
             paged_out: count(st.ready.tail.count),
             consumers: count(st.consumers.len()),
@@ -116,5 +123,49 @@ impl Queue {
     /// Marks the queue used now (a declaration), for `x-expires`.
     pub fn touch(&self) {
         self.state.lock().last_used = Instant::now();
+    }
+}
+
+/// What the management API shows of a stream (rabbit_stream_queue's info keys `segments`,
+/// `committed_offset`, `committed_chunk_id`, `first_timestamp`, from osiris' counters; and
+/// the first and last offsets of `rabbitmq-streams stream_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamView {
+    /// Messages held: from the first offset to the last committed one.
+    pub messages: u64,
+    /// Segment files.
+    pub segments: usize,
+    /// Bytes of the segment files.
+    pub bytes: u64,
+    /// The first offset still in the stream (the next one when it is empty).
+    pub first_offset: u64,
+    /// The last offset written, committed or not (`None`: empty).
+    pub last_offset: Option<u64>,
+    /// The last committed offset, -1 when none is (osiris' `committed_offset`).
+    pub committed_offset: i64,
+    /// The first offset of the last committed chunk, -1 when none is.
+    pub committed_chunk_id: i64,
+    /// The first chunk's timestamp, in ms since the Unix epoch (0 when empty).
+    pub first_timestamp: i64,
+}
+
+impl Queue {
+    /// The stream's view, `None` for a queue that is not a stream.
+    pub fn stream_view(&self) -> Option<StreamView> {
+        let log = self.stream_log()?;
+        let stats = log.stats();
+        let first_offset = log.first_offset();
+        let committed_next = log.committed_offset();
+        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        Some(StreamView {
+            messages: committed_next.saturating_sub(first_offset),
+            segments: stats.segments,
+            bytes: stats.bytes,
+            first_offset,
+            last_offset: log.last_offset(),
+            committed_offset: signed(committed_next) - 1,
+            committed_chunk_id: log.committed_chunk_id().map_or(-1, signed),
+            first_timestamp: log.first_timestamp().unwrap_or(0),
+        })
     }
 }

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::exchange::Exchange;
 use crate::policy::{self, persist, Compiled, Policies, Policy, PolicyError, PolicyKind};
 use crate::queue::settings::QueueSettings;
+use crate::queue::stream;
 use crate::queue::Queue;
 use crate::value::Table;
 use parking_lot::RwLock;
@@ -117,17 +118,21 @@ impl VHost {
     /// matching policy resolved key by key (`QueueSettings::resolve`), capped by the matching
     /// operator policy.
     pub(crate) fn queue_settings(&self, name: &str, arguments: &Table) -> Result<QueueSettings> {
-        let settings = QueueSettings::resolve(arguments, self.policies.read().for_queue(name))?;
-        Ok(settings.capped_by(self.operator_policies.read().for_queue(name)))
+        let stream = stream::is_stream_declaration(arguments);
+        let settings =
+            QueueSettings::resolve(arguments, self.policies.read().for_queue_of(name, stream))?;
+        Ok(settings.capped_by(self.operator_policies.read().for_queue_of(name, stream)))
     }
 
-    /// The policies that apply to the queue `name`.
+    /// The policies that apply to the queue `name` (a stream's: `apply-to` `streams` reaches
+    /// it, `classic_queues` does not).
     pub fn queue_policies(&self, name: &str) -> AppliedPolicies {
+        let stream = self.queue(name).is_ok_and(|q| q.is_stream());
         let policies = self.policies.read();
         let operator = self.operator_policies.read();
         applied(
-            policies.policy_for_queue(name),
-            operator.policy_for_queue(name),
+            policies.policy_for_queue_of(name, stream),
+            operator.policy_for_queue_of(name, stream),
         )
     }
 
@@ -150,6 +155,9 @@ impl VHost {
                 if settings != q.settings() {
                     q.apply_settings(settings);
                 }
+            }
+            if q.is_stream() {
+                self.apply_stream_policy(&q);
             }
         }
         let policies = self.policies.read();

@@ -124,6 +124,15 @@ const SPECS: &[Spec] = &[
     spec("local", None, false),
     spec("global", None, false),
     spec("skip-if-unchanged", None, false),
+    // rabbitmq-streams add_super_stream.
+    spec("partitions", None, true),
+    spec("binding-keys", None, true),
+    spec("routing-keys", None, true),
+    spec("max-length-bytes", None, true),
+    spec("max-age", None, true),
+    spec("stream-max-segment-size-bytes", None, true),
+    spec("leader-locator", None, true),
+    spec("initial-cluster-size", None, true),
 ];
 
 /// Parses `pigeon ctl`'s arguments.

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use pigeon_broker::permission::Access;
 use pigeon_broker::{Queue, QueueOptions};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Shared> {
@@ -45,7 +45,7 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
         .vhost(q.vhost_name())
         .map(|v| v.queue_policies(q.name()))
         .unwrap_or_default();
-    json!({
+    let mut v = json!({
         "name": q.name(),
         "vhost": q.vhost_name(),
         "durable": options.durable,
@@ -65,7 +65,43 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
         "operator_policy": applied.operator_policy,
         "exclusive_consumer_tag": Value::Null,
         "effective_policy_definition": table_json(&applied.effective),
-    })
+    });
+    if let (Some(view), Some(m)) = (q.stream_view(), v.as_object_mut()) {
+        stream_fields(http, &view, q.consumer_count(), m);
+    }
+    v
+}
+
+/// A stream's own fields: RabbitMQ's (rabbit_osiris_metrics' `STATISTICS_KEYS`: `members`,
+/// `online` and `readers` (per node: a reader per consumer), as 3.10.8 shows them; `leader`,
+/// `segments`, `first_timestamp` from 3.11 on; `committed_offset` and `committed_chunk_id`
+/// from rabbit_stream_queue's info keys; a single node is the leader and the only member),
+/// and Pigeon's `first_offset`, `last_offset` (`null` when empty) and `stream_bytes` (the
+/// segment files' size), which RabbitMQ shows in `rabbitmq-streams stream_status` instead.
+/// Messages are all ready, none unacknowledged, as RabbitMQ counts them (rabbit_osiris_metrics).
+fn stream_fields(
+    http: &Shared,
+    view: &pigeon_broker::StreamView,
+    readers: u32,
+    m: &mut Map<String, Value>,
+) {
+    let node = http.node();
+    let mut per_node = Map::new();
+    per_node.insert(node.clone(), json!(readers));
+    m.insert("readers".into(), Value::Object(per_node));
+    m.insert("leader".into(), json!(node));
+    m.insert("members".into(), json!([node]));
+    m.insert("online".into(), json!([node]));
+    m.insert("segments".into(), json!(view.segments));
+    m.insert("first_timestamp".into(), json!(view.first_timestamp));
+    m.insert("committed_offset".into(), json!(view.committed_offset));
+    m.insert("committed_chunk_id".into(), json!(view.committed_chunk_id));
+    m.insert("first_offset".into(), json!(view.first_offset));
+    m.insert("last_offset".into(), json!(view.last_offset));
+    m.insert("stream_bytes".into(), json!(view.bytes));
+    m.insert("messages".into(), json!(view.messages));
+    m.insert("messages_ready".into(), json!(view.messages));
+    m.insert("messages_unacknowledged".into(), json!(0));
 }
 
 /// The fields that come from statistics, which `disable_stats=true` leaves out

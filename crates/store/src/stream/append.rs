@@ -141,7 +141,7 @@ impl StreamLog {
 
     fn needs_roll(&self, inner: &Inner, len: u64) -> bool {
         inner.segments.back().is_some_and(|s| {
-            s.len > FILE_HEADER_LEN && s.len + len > self.config().max_segment_size_bytes
+            s.len > FILE_HEADER_LEN && s.len + len > inner.retention.max_segment_size_bytes
         })
     }
 

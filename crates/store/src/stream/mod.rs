@@ -57,7 +57,7 @@ pub use chunk::{
 };
 pub use reader::{ChunkRange, ReadOptions, SeekPosition, StreamReader};
 pub use recovery::StreamRecoveryStats;
-pub use retention::RetentionOutcome;
+pub use retention::{RetentionOutcome, StreamRetention};
 pub use tracking::{MAX_SEQUENCES, MAX_TRACKING_ID_LEN};
 
 use std::collections::VecDeque;
@@ -224,6 +224,9 @@ pub(crate) struct Inner {
     pub(crate) dir_dirty: bool,
     /// Set once a write or sync failed: appends are refused from then on.
     pub(crate) failed: Option<StoreError>,
+    /// Segment size and retention in force: the configuration's at open, changed by
+    /// [`StreamLog::set_retention`] (a policy).
+    pub(crate) retention: StreamRetention,
     /// Reused encoding buffers.
     pub(crate) buf: Vec<u8>,
     pub(crate) trailer: Vec<u8>,
@@ -259,6 +262,7 @@ impl StreamLog {
     ) -> Result<Arc<StreamLog>, StoreError> {
         let dir = dir.into();
         let r = recovery::recover(&dir, &config)?;
+        let retention = StreamRetention::of(&config);
         let committed = Committed {
             chunk_id: r
                 .segments
@@ -280,6 +284,7 @@ impl StreamLog {
                 appended: 0,
                 dir_dirty: false,
                 failed: None,
+                retention,
                 buf: Vec::new(),
                 trailer: Vec::new(),
                 bloom: Vec::new(),
@@ -295,7 +300,8 @@ impl StreamLog {
         &self.dir
     }
 
-    /// Its configuration.
+    /// Its configuration as opened (the segment size and retention in force may have changed
+    /// since: [`StreamLog::retention`]).
     pub fn config(&self) -> &StreamConfig {
         &self.config
     }
@@ -313,6 +319,17 @@ impl StreamLog {
             .iter()
             .find_map(|s| s.first)
             .map_or(inner.next_offset, |r| r.chunk_id)
+    }
+
+    /// The timestamp (ms since the Unix epoch) of the first chunk still in the stream, `None`
+    /// when it is empty (osiris' `first_timestamp` counter).
+    pub fn first_timestamp(&self) -> Option<i64> {
+        let inner = self.inner.lock();
+        inner
+            .segments
+            .iter()
+            .find_map(|s| s.first)
+            .map(|r| r.timestamp)
     }
 
     /// The offset the next appended record gets.

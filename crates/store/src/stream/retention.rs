@@ -15,7 +15,32 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::{Inner, StreamLog};
+use super::{Inner, StreamConfig, StreamLog};
+
+/// The part of a [`StreamConfig`] that can change while the stream is open: RabbitMQ applies
+/// a policy's `max-length-bytes`, `max-age` and `stream-max-segment-size-bytes` to a running
+/// stream (rabbit_stream_queue `policy_changed` -> osiris `update_retention`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamRetention {
+    /// [`StreamConfig::max_segment_size_bytes`]: applies from the next chunk (a smaller size
+    /// rolls the active segment at the next append).
+    pub max_segment_size_bytes: u64,
+    /// [`StreamConfig::max_length_bytes`].
+    pub max_length_bytes: Option<u64>,
+    /// [`StreamConfig::max_age`].
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl StreamRetention {
+    /// The retention `config` asks for.
+    pub fn of(config: &StreamConfig) -> StreamRetention {
+        StreamRetention {
+            max_segment_size_bytes: config.max_segment_size_bytes,
+            max_length_bytes: config.max_length_bytes,
+            max_age: config.max_age,
+        }
+    }
+}
 
 /// What [`StreamLog::apply_retention`] dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,8 +55,21 @@ pub struct RetentionOutcome {
 }
 
 impl StreamLog {
-    /// Applies the configured retention ([`StreamConfig::max_length_bytes`],
-    /// [`StreamConfig::max_age`]) as of `now_ms` (milliseconds since the Unix epoch). Runs on
+    /// The segment size and retention in force.
+    pub fn retention(&self) -> StreamRetention {
+        self.inner.lock().retention
+    }
+
+    /// Changes the segment size and retention (a policy changed), then applies the new
+    /// retention at once as of `now_ms`, as osiris does on `update_retention`. Returns what it
+    /// dropped.
+    pub fn set_retention(&self, retention: StreamRetention, now_ms: i64) -> RetentionOutcome {
+        self.inner.lock().retention = retention;
+        self.apply_retention(now_ms)
+    }
+
+    /// Applies the retention in force ([`StreamConfig::max_length_bytes`],
+    /// [`StreamConfig::max_age`], or what [`StreamLog::set_retention`] set) as of `now_ms` (milliseconds since the Unix epoch). Runs on
     /// every segment roll by itself; a server also calls it periodically, so that age limits
     /// apply to a stream nobody writes to.
     ///
@@ -82,7 +120,7 @@ impl StreamLog {
     pub(crate) fn retain(&self, inner: &mut Inner, now_ms: i64) -> Vec<Arc<Path>> {
         let n = inner.segments.len();
         let mut drop_count = 0;
-        if let Some(max) = self.config().max_length_bytes {
+        if let Some(max) = inner.retention.max_length_bytes {
             let mut total = 0u64;
             let mut keep = 0;
             for (i, s) in inner.segments.iter().enumerate().rev() {
@@ -94,7 +132,7 @@ impl StreamLog {
             }
             drop_count = n - keep;
         }
-        if let Some(age) = self.config().max_age {
+        if let Some(age) = inner.retention.max_age {
             let cutoff = now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
             while drop_count + 1 < n
                 && inner.segments[drop_count]

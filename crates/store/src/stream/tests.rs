@@ -303,6 +303,39 @@ fn retention_by_age_drops_segments_whose_last_chunk_is_older() {
 }
 
 #[test]
+fn set_retention_applies_at_once_and_the_segment_size_from_the_next_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = StreamLog::open(dir.path(), config(10_000)).unwrap();
+    for i in 0..6 {
+        append_n(&log, i, 1, 100, 1);
+    }
+    assert_eq!(log.stats().segments, 1);
+    assert_eq!(log.retention(), StreamRetention::of(&config(10_000)));
+    // A smaller segment size: the next appends roll.
+    let small = StreamRetention {
+        max_segment_size_bytes: 500,
+        ..log.retention()
+    };
+    let out = log.set_retention(small, now_ms());
+    assert_eq!(out.segments, 0);
+    for i in 6..12 {
+        append_n(&log, i, 1, 100, 1);
+    }
+    assert!(log.stats().segments >= 3, "{:?}", log.stats());
+    // A size limit: old segments go at once, the last stays.
+    let limited = StreamRetention {
+        max_length_bytes: Some(1),
+        ..small
+    };
+    let out = log.set_retention(limited, now_ms());
+    assert!(out.segments >= 2);
+    assert_eq!(log.stats().segments, 1);
+    assert_eq!(log.retention(), limited);
+    // The configuration as opened is unchanged.
+    assert_eq!(log.config().max_length_bytes, None);
+}
+
+#[test]
 fn tracking_survives_restart_rolling_and_retention() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StreamConfig {

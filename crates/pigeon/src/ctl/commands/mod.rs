@@ -1,7 +1,8 @@
 //! The commands, by family: `lists.rs` (the `list_*` commands), `objects.rs` (connections
 //! and queues), `access.rs` (users, vhosts, permissions), `policies.rs` (policies and limits),
-//! `node.rs` (status, cluster, runtime settings, definitions, feature flags) and `health.rs`
-//! (await_startup and rabbitmq-diagnostics' checks).
+//! `node.rs` (status, cluster, runtime settings, definitions, feature flags), `health.rs`
+//! (await_startup and rabbitmq-diagnostics' checks) and `streams.rs` (rabbitmq-streams' super
+//! stream commands).
 //!
 //! Each command is a function of a [`Ctx`]; [`COMMANDS`] names them with their usage, as
 //! `pigeon ctl help` lists them.
@@ -12,6 +13,7 @@ mod lists;
 mod node;
 mod objects;
 mod policies;
+mod streams;
 
 use super::args::Invocation;
 use super::client::Node;
@@ -114,6 +116,8 @@ pub const COMMANDS: &[Command] = &[
     cmd("export_definitions", "<file | ->", "Writes the definitions (users, vhosts, queues...) as JSON", node::export_definitions),
     cmd("import_definitions", "<file | ->", "Imports definitions from a JSON file", node::import_definitions),
     cmd("enable_feature_flag", "<flag | all>", "Accepted for scripts: Pigeon has no feature flags to enable", node::enable_feature_flag),
+    cmd("add_super_stream", "<name> [-p <vhost>] [--partitions <n> | --binding-keys <k1,k2>] [--max-length-bytes <20gb>] [--max-age <PT1H>] [--stream-max-segment-size-bytes <500mb>] [--leader-locator <client-local|balanced>] [--initial-cluster-size <n>]", "Adds a super stream (rabbitmq-streams)", streams::add_super_stream),
+    cmd("delete_super_stream", "<name> [-p <vhost>]", "Deletes a super stream and its partitions (rabbitmq-streams)", streams::delete_super_stream),
     cmd("ping", "", "Checks that the node answers", health::ping),
     cmd("check_running", "", "Checks that the node is running and serving clients", health::check_running),
     cmd("check_local_alarms", "", "Fails if the node has a memory or disk alarm", health::check_local_alarms),

@@ -1,6 +1,8 @@
 // A queue's page: its figures and charts, then what an operator does with it: get messages
 // (given back to the queue by default), publish, move messages to another queue (retrying a
-// dead-letter queue), purge, delete; its bindings and consumers.
+// dead-letter queue), purge, delete; its bindings and consumers. A stream shows what a stream
+// has instead (its size, segments, first and last offsets: rabbit_stream_queue's info keys),
+// and no get, move or purge, which streams refuse.
 
 import { api, enc, queuePath } from '../api.js';
 import { h, clear, pageHeader, badge, card, link, facts, form, field, input, select, toast, confirm, navigate, every, stat, args, empty, patch } from '../ui.js';
@@ -97,6 +99,9 @@ export function render(root, { vhost, name }) {
   const bindings = h('div');
   const consumers = h('div');
   const got = h('div', { class: 'messages', 'aria-live': 'polite' });
+  const streamInfo = h('div');
+  const streamCard = card('Stream', streamInfo);
+  streamCard.hidden = true;
   const history = new History(120);
   const meter = new RateMeter();
   const queued = new LineChart({ title: 'Queued messages', format: f.num, series: [
@@ -116,18 +121,22 @@ export function render(root, { vhost, name }) {
     try { await api(path, { method: 'DELETE' }); toast('Queue deleted'); navigate('/queues'); } catch (e) { toast(e.message, 'error'); }
   };
 
+  const purgeButton = h('button', { type: 'button', class: 'ghost', onclick: purge }, 'Purge');
+  const getCard = card('Get messages', getForm(vhost, name, got), got);
+  const moveCard = card('Move messages', moveForm(vhost, name, () => refresh()));
   root.append(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/queues', 'Queues'), ' / ', f.vhostLabel(vhost)),
     pageHeader(name, `Queue in ${f.vhostLabel(vhost)}`,
-      h('button', { type: 'button', class: 'ghost', onclick: purge }, 'Purge'),
+      purgeButton,
       h('button', { type: 'button', class: 'danger-ghost', onclick: remove }, 'Delete')),
     figures,
+    streamCard,
     h('div', { class: 'grid two' }, card(null, queued.el), card(null, rates.el, ratesNote)),
     h('div', { class: 'grid two align-top' },
-      card('Get messages', getForm(vhost, name, got), got),
+      getCard,
       h('div', { class: 'stack' },
         card('Publish message', publishForm(vhost, '', name, 'queue')),
-        card('Move messages', moveForm(vhost, name, () => refresh())))),
+        moveCard)),
     h('div', { class: 'grid two align-top' },
       card('Details', info),
       card('Consumers', consumers)),
@@ -156,7 +165,31 @@ export function render(root, { vhost, name }) {
     history.push({ ready: q.messages_ready, unacked: q.messages_unacknowledged, ...r });
     queued.update(history.points);
     rates.update(history.points);
-    patch(figures, [q.messages_ready, q.messages_unacknowledged, q.messages, q.message_bytes, q.consumers, q.state], () => [
+    const stream = q.type === 'stream';
+    // basic.get, purge and moving messages out are refused by streams (540).
+    streamCard.hidden = !stream;
+    purgeButton.hidden = stream;
+    getCard.hidden = stream;
+    moveCard.hidden = stream;
+    if (stream) {
+      patch(figures, [q.messages, q.stream_bytes, q.segments, q.first_offset, q.last_offset, q.consumers, q.state], () => [
+        stat('Messages', f.num(q.messages)),
+        stat('Size', f.bytes(q.stream_bytes)),
+        stat('Segments', f.num(q.segments)),
+        stat('First offset', f.num(q.first_offset)),
+        stat('Last offset', q.last_offset == null ? '–' : f.num(q.last_offset)),
+        stat('Consumers', f.num(q.consumers)),
+        stat('State', badge(q.state || 'running', (q.state || 'running') === 'running' ? 'good' : 'warn'))]);
+      patch(streamInfo, [q.committed_offset, q.committed_chunk_id, q.first_timestamp, q.leader, q.members, q.arguments], () => facts([
+        ['Committed offset', q.committed_offset < 0 ? 'none' : f.num(q.committed_offset)],
+        ['Last committed chunk', q.committed_chunk_id < 0 ? 'none' : f.num(q.committed_chunk_id)],
+        ['Oldest message', q.first_timestamp ? `${f.time(q.first_timestamp)} (${f.since(q.first_timestamp)} ago)` : '–'],
+        ['Max length', q.arguments && q.arguments['x-max-length-bytes'] != null ? f.bytes(q.arguments['x-max-length-bytes']) : 'none (or by policy)'],
+        ['Max age', (q.arguments && q.arguments['x-max-age']) || 'none (or by policy)'],
+        ['Leader', q.leader],
+        ['Members', (q.members || []).join(', ')],
+      ]));
+    } else patch(figures, [q.messages_ready, q.messages_unacknowledged, q.messages, q.message_bytes, q.consumers, q.state], () => [
       stat('Ready', f.num(q.messages_ready)),
       stat('Unacked', f.num(q.messages_unacknowledged)),
       stat('Total', f.num(q.messages)),

@@ -5,6 +5,15 @@ import { h, clear, patch, pageHeader, badge, card, link, facts, form, field, inp
 import { PagedTable, simpleTable } from '../table.js';
 import * as f from '../format.js';
 
+export function superStreamPath(vhost, name) {
+  return `/api/stream/super-streams/${enc(vhost)}/${enc(name)}`;
+}
+
+// A super stream's exchange: direct, with `x-super-stream: true` (rabbit_stream_manager).
+export function isSuperStream(x) {
+  return Boolean(x.arguments && x.arguments['x-super-stream']);
+}
+
 export function exchangeHref(vhost, name) {
   return `/exchanges/${enc(vhost)}/${enc(name === '' ? 'amq.default' : name)}`;
 }
@@ -84,6 +93,7 @@ export function publishForm(vhost, exchange, routingKey = '', onDone) {
 
 export function detail(root, { vhost, name: raw }, ctx) {
   const name = raw === 'amq.default' ? '' : raw;
+  let superStream = false;
   const info = h('div');
   const source = h('div');
   const dest = h('div');
@@ -91,10 +101,14 @@ export function detail(root, { vhost, name: raw }, ctx) {
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/exchanges', 'Exchanges'), ' / ', f.vhostLabel(vhost)),
     pageHeader(name === '' ? '(AMQP default)' : name, `Exchange in ${f.vhostLabel(vhost)}`,
       name !== '' && !name.startsWith('amq.') ? h('button', { type: 'button', class: 'danger-ghost', onclick: async () => {
-        if (!(await confirm('Delete exchange', `Delete exchange “${name}” and its bindings?`, 'Delete'))) return;
+        // A super stream goes whole: its exchange and its partition streams (Pigeon's DELETE
+        // on RabbitMQ's super stream path, as `rabbitmq-streams delete_super_stream` does).
+        if (superStream) {
+          if (!(await confirm('Delete super stream', `Delete super stream “${name}”: its exchange and its partition streams, with every message in them?`, 'Delete'))) return;
+        } else if (!(await confirm('Delete exchange', `Delete exchange “${name}” and its bindings?`, 'Delete'))) return;
         try {
-          await api(exchangePath(vhost, name), { method: 'DELETE' });
-          toast('Exchange deleted');
+          await api(superStream ? superStreamPath(vhost, name) : exchangePath(vhost, name), { method: 'DELETE' });
+          toast(superStream ? 'Super stream deleted' : 'Exchange deleted');
           navigate('/exchanges');
         } catch (e) { toast(e.message, 'error'); }
       } }, 'Delete') : null),
@@ -113,8 +127,9 @@ export function detail(root, { vhost, name: raw }, ctx) {
   ];
   const stop = every(10000, async () => {
     const x = await api(exchangePath(vhost, name));
+    superStream = isSuperStream(x);
     clear(info, facts([
-      ['Type', badge(x.type, 'info')],
+      ['Type', superStream ? [badge(x.type, 'info'), ' ', badge('super stream', 'plain')] : badge(x.type, 'info')],
       ['Durable', x.durable ? 'yes' : 'no'],
       ['Auto-delete', x.auto_delete ? 'yes' : 'no'],
       ['Internal', x.internal ? 'yes' : 'no'],

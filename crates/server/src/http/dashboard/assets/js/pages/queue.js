@@ -121,19 +121,21 @@ export function render(root, { vhost, name }) {
     try { await api(path, { method: 'DELETE' }); toast('Queue deleted'); navigate('/queues'); } catch (e) { toast(e.message, 'error'); }
   };
 
+  const subtitle = h('span', {}, `Queue in ${f.vhostLabel(vhost)}`);
   const purgeButton = h('button', { type: 'button', class: 'ghost', onclick: purge }, 'Purge');
   const getCard = card('Get messages', getForm(vhost, name, got), got);
   const moveCard = card('Move messages', moveForm(vhost, name, () => refresh()));
   root.append(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/queues', 'Queues'), ' / ', f.vhostLabel(vhost)),
-    pageHeader(name, `Queue in ${f.vhostLabel(vhost)}`,
+    pageHeader(name, subtitle,
       purgeButton,
       h('button', { type: 'button', class: 'danger-ghost', onclick: remove }, 'Delete')),
     figures,
-    streamCard,
     h('div', { class: 'grid two' }, card(null, queued.el), card(null, rates.el, ratesNote)),
+    // A stream has no get nor move: its own card takes the place of getting messages.
     h('div', { class: 'grid two align-top' },
       getCard,
+      streamCard,
       h('div', { class: 'stack' },
         card('Publish message', publishForm(vhost, '', name, 'queue')),
         moveCard)),
@@ -168,6 +170,7 @@ export function render(root, { vhost, name }) {
     const stream = q.type === 'stream';
     // basic.get, purge and moving messages out are refused by streams (540).
     streamCard.hidden = !stream;
+    subtitle.textContent = `${stream ? 'Stream' : 'Queue'} in ${f.vhostLabel(vhost)}`;
     purgeButton.hidden = stream;
     getCard.hidden = stream;
     moveCard.hidden = stream;
@@ -180,14 +183,17 @@ export function render(root, { vhost, name }) {
         stat('Last offset', q.last_offset == null ? '–' : f.num(q.last_offset)),
         stat('Consumers', f.num(q.consumers)),
         stat('State', badge(q.state || 'running', (q.state || 'running') === 'running' ? 'good' : 'warn'))]);
-      patch(streamInfo, [q.committed_offset, q.committed_chunk_id, q.first_timestamp, q.leader, q.members, q.arguments], () => facts([
+      patch(streamInfo, [q.committed_offset, q.committed_chunk_id, q.first_timestamp, q.leader, q.members, q.readers, q.arguments], () => facts([
         ['Committed offset', q.committed_offset < 0 ? 'none' : f.num(q.committed_offset)],
         ['Last committed chunk', q.committed_chunk_id < 0 ? 'none' : f.num(q.committed_chunk_id)],
-        ['Oldest message', q.first_timestamp ? `${f.time(q.first_timestamp)} (${f.since(q.first_timestamp)} ago)` : '–'],
+        // (No "… ago": the card is drawn again only when a figure changes, so it would go stale.)
+        ['Oldest message', q.first_timestamp ? f.time(q.first_timestamp) : 'none (empty)'],
         ['Max length', q.arguments && q.arguments['x-max-length-bytes'] != null ? f.bytes(q.arguments['x-max-length-bytes']) : 'none (or by policy)'],
         ['Max age', (q.arguments && q.arguments['x-max-age']) || 'none (or by policy)'],
         ['Leader', q.leader],
         ['Members', (q.members || []).join(', ')],
+        // rabbit_osiris_metrics' readers: per member, its reading consumers.
+        ['Readers', Object.entries(q.readers || {}).map(([node, n]) => `${f.num(n)} on ${node}`).join(', ') || 'none'],
       ]));
     } else patch(figures, [q.messages_ready, q.messages_unacknowledged, q.messages, q.message_bytes, q.consumers, q.state], () => [
       stat('Ready', f.num(q.messages_ready)),

@@ -3,7 +3,10 @@
 // user watches. Scenarios: log in as guest; see a queue an AMQP client declared; publish and
 // get a message through the UI (the message stays in the queue), then move it to another queue;
 // import a definitions file;
-// close a connection (the amqplib connection sees it closed with 320 CONNECTION_FORCED).
+// close a connection (the amqplib connection sees it closed with 320 CONNECTION_FORCED);
+// a stream (x-queue-type: stream) is listed as one, its page shows its offsets and size and no
+// get, move or purge; a super stream made through the API (PUT /api/stream/super-streams)
+// shows its exchange and partitions; one added and deleted through the UI.
 //
 //   PIGEON_HTTP_URL=http://127.0.0.1:15672 AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
 //     node --test dashboard.test.js
@@ -46,6 +49,21 @@ function mqttClient(clientId, options = {}) {
 
 async function apiGet(p) {
   return fetch(`${BASE}${p}`, { headers: { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` } });
+}
+
+async function apiPut(p, body) {
+  return fetch(`${BASE}${p}`, { method: 'PUT', body: JSON.stringify(body), headers: {
+    authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}`, 'content-type': 'application/json' } });
+}
+
+// The value of the figure labelled `label` on a queue's page.
+function stat(label) {
+  return page.locator('.stat', { has: page.locator('.stat-label', { hasText: new RegExp(`^${label}$`) }) }).locator('.stat-value');
+}
+
+// The value of the `dt` labelled `label` in a card's facts.
+function fact(card, label) {
+  return card.locator('dt', { hasText: new RegExp(`^${label}$`) }).locator('xpath=following-sibling::dd[1]');
 }
 // Console errors other than failed requests (a 401 for the wrong password, a 404 for an
 // endpoint the broker lacks): a Content-Security-Policy violation, a script error.
@@ -270,6 +288,116 @@ test('MQTT sessions and retained messages are listed, or an empty state without 
   // The search (debounced) may apply before or after the delete: either way it ends empty.
   await retainedTable.getByText('No match').waitFor();
   assert.equal((await apiGet(`/api/mqtt/retained/%2F/${encodeURIComponent(topic)}`)).status, 404);
+});
+
+test('a stream is listed as one; its page shows its offsets and size, and no get, move or purge', async () => {
+  const stream = `browser-stream-${id}`;
+  const conn = await amqpConnection(`browser-stream-${id}`);
+  const ch = await conn.createConfirmChannel();
+  await ch.assertQueue(stream, { durable: true, arguments: { 'x-queue-type': 'stream', 'x-max-age': '7D' } });
+  for (let i = 0; i < 25; i += 1) ch.sendToQueue(stream, Buffer.from(JSON.stringify({ event: i })));
+  await ch.waitForConfirms();
+
+  await go('/queues');
+  await page.getByLabel('Filter Queues by name').fill(stream);
+  await page.getByText(/^1 \(of \d+\)/).waitFor();
+  const row = page.locator('tr', { has: page.getByRole('link', { name: stream, exact: true }) });
+  await row.locator('td[data-label="Ready"]', { hasText: /^25$/ }).waitFor();
+  assert.equal(await row.locator('td[data-label="Type"]').textContent(), 'stream');
+  // Its size is its segment files', not the 0 B of message_bytes.
+  assert.match(await row.locator('td[data-label="Bytes"]').textContent(), /^\d+(\.\d)? (B|KiB)$/);
+  assert.notEqual(await row.locator('td[data-label="Bytes"]').textContent(), '0 B');
+
+  await row.getByRole('link', { name: stream, exact: true }).click();
+  await page.getByRole('heading', { name: stream, level: 1 }).waitFor();
+  await page.getByText('Stream in / (default)').waitFor();
+  await stat('Last offset').getByText('24', { exact: true }).waitFor();
+  assert.equal(await stat('Messages').textContent(), '25');
+  assert.equal(await stat('First offset').textContent(), '0');
+  assert.equal(await stat('Segments').textContent(), '1');
+  assert.match(await stat('Size').textContent(), /^\d+(\.\d)? (B|KiB)$/);
+  const card = page.locator('section', { has: page.getByRole('heading', { name: 'Stream', exact: true }) });
+  assert.equal(await fact(card, 'Committed offset').textContent(), '24');
+  assert.equal(await fact(card, 'Max age').textContent(), '7D');
+  assert.match(await fact(card, 'Readers').textContent(), /^0 on /);
+  // Streams refuse basic.get, purge and moving messages out: none is offered.
+  for (const heading of ['Get messages', 'Move messages']) {
+    assert.equal(await page.getByRole('heading', { name: heading }).count(), 0, `no ${heading}`);
+  }
+  assert.equal(await page.getByRole('button', { name: 'Purge' }).count(), 0, 'no Purge');
+  assert.equal(await page.getByRole('button', { name: 'Delete' }).count(), 1);
+  await shot('stream');
+
+  // Publishing from the page appends to it: the next refresh shows offset 25.
+  const publish = page.locator('section', { has: page.getByRole('heading', { name: 'Publish message' }) });
+  await publish.getByLabel('Payload', { exact: true }).fill(`appended from the browser ${id}`);
+  await publish.getByRole('button', { name: 'Publish message' }).click();
+  await page.getByRole('status').getByText('Message published').first().waitFor();
+  await stat('Last offset').getByText('25', { exact: true }).waitFor();
+  assert.equal(await stat('Messages').textContent(), '26');
+});
+
+test('a super stream created through the API shows its exchange and partition streams', async () => {
+  const name = `browser-orders-ss-${id}`;
+  const r = await apiPut(`/api/stream/super-streams/%2F/${name}`, { partitions: 3 });
+  assert.equal(r.status, 204, await r.text());
+
+  await go(`/exchanges/%2F/${name}`);
+  const details = page.locator('section', { has: page.getByRole('heading', { name: 'Details' }) });
+  await details.getByText('super stream', { exact: true }).waitFor();
+  const from = page.locator('section', { has: page.getByRole('heading', { name: 'Bindings from this exchange' }) });
+  for (const i of [0, 1, 2]) {
+    const binding = from.locator('tr', { has: page.getByRole('link', { name: `${name}-${i}`, exact: true }) });
+    await binding.waitFor();
+    assert.equal(await binding.locator('td[data-label="Routing key"]').textContent(), String(i));
+    assert.match(await binding.locator('td[data-label="Arguments"]').textContent(), new RegExp(`x-stream-partition-order: ${i}`));
+  }
+
+  await go('/queues');
+  await page.getByLabel('Filter Queues by name').fill(`${name}-`);
+  await page.getByText(/^3 \(of \d+\)/).waitFor();
+  const types = await page.locator('tr[data-key] td[data-label="Type"]').allTextContents();
+  assert.deepEqual(types, ['stream', 'stream', 'stream']);
+  await page.getByRole('link', { name: `${name}-1`, exact: true }).click();
+  await page.getByRole('heading', { name: `${name}-1`, level: 1 }).waitFor();
+  await stat('Last offset').getByText('–', { exact: true }).waitFor();
+  // Its binding from the super stream's exchange, with its order.
+  await page.getByRole('link', { name, exact: true }).waitFor();
+});
+
+test('a super stream added and deleted through the UI', async () => {
+  const name = `browser-regions-${id}`;
+  await go('/queues');
+  await page.getByRole('button', { name: 'Add super stream' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Add super stream' });
+  await dialog.getByLabel('Name').fill(name);
+  await dialog.getByLabel('Binding keys').fill('amer, emea');
+  await dialog.getByLabel('Max age').fill('1D');
+  await dialog.getByRole('button', { name: 'Add super stream' }).click();
+  await page.getByRole('status').getByText('Super stream added').waitFor();
+  const got = await (await apiGet(`/api/stream/super-streams/%2F/${name}`)).json();
+  assert.deepEqual(got.partitions, [`${name}-amer`, `${name}-emea`]);
+  const partition = await (await apiGet(`/api/queues/%2F/${name}-emea`)).json();
+  assert.equal(partition.type, 'stream');
+  assert.equal(partition.arguments['x-max-age'], '1D');
+
+  // An AMQP publisher reaches a partition by its binding key.
+  const conn = await amqpConnection(`browser-regions-${id}`);
+  const ch = await conn.createConfirmChannel();
+  ch.publish(name, 'emea', Buffer.from('to emea'));
+  await ch.waitForConfirms();
+  await go(`/queues/%2F/${name}-emea`);
+  await stat('Messages').getByText('1', { exact: true }).waitFor();
+
+  // Delete on the exchange's page removes the super stream whole.
+  await go(`/exchanges/%2F/${name}`);
+  await page.locator('section', { has: page.getByRole('heading', { name: 'Details' }) }).getByText('super stream', { exact: true }).waitFor();
+  await page.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog', { name: 'Delete super stream' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('status').getByText('Super stream deleted').waitFor();
+  assert.equal((await apiGet(`/api/stream/super-streams/%2F/${name}`)).status, 404);
+  assert.equal((await apiGet(`/api/queues/%2F/${name}-amer`)).status, 404);
+  assert.equal((await apiGet(`/api/exchanges/%2F/${name}`)).status, 404);
 });
 
 test('every page loads, by keyboard too', async () => {

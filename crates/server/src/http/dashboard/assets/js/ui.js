@@ -75,10 +75,11 @@ export function icon(name, cls = 'icon') {
 // Toasts: short-lived messages in a live region (screen readers announce them).
 let toastBox;
 export function toast(message, kind = 'ok') {
-  if (!toastBox) {
-    toastBox = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
-    document.body.append(toastBox);
-  }
+  if (!toastBox) toastBox = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
+  // Inside an open modal dialog, so that its backdrop does not dim a form's error (the dialog
+  // is in the top layer, above everything in the body).
+  const host = document.querySelector('dialog[open]') || document.body;
+  if (toastBox.parentNode !== host) host.append(toastBox);
   const t = h('div', { class: `toast ${kind}` }, message);
   toastBox.append(t);
   setTimeout(() => t.classList.add('leaving'), kind === 'error' ? 6000 : 3500);

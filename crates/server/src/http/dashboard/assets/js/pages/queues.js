@@ -56,7 +56,14 @@ async function addSuperStream(table) {
     if (v.max_length_bytes) a['max-length-bytes'] = Number(v.max_length_bytes);
     if (v.max_age.trim()) a['max-age'] = v.max_age.trim();
     body.arguments = a;
-    await api(superStreamPath(v.vhost, v.name), { method: 'PUT', body });
+    try {
+      await api(superStreamPath(v.vhost, v.name), { method: 'PUT', body });
+    } catch (e) {
+      // RabbitMQ's refusals print the Erlang reason, `{reference_already_exists,"there is
+      // already an exchange named s"}`: its text reads better alone.
+      const m = /^\{\w+,"(.*)"\}$/s.exec(e.message);
+      throw m ? new Error(m[1].charAt(0).toUpperCase() + m[1].slice(1)) : e;
+    }
     close(true);
   }));
   if (ok) { toast('Super stream added'); table.load(); }

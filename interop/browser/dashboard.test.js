@@ -320,6 +320,7 @@ test('a stream is listed as one; its page shows its offsets and size, and no get
   assert.equal(await fact(card, 'Committed offset').textContent(), '24');
   assert.equal(await fact(card, 'Max age').textContent(), '7D');
   assert.match(await fact(card, 'Readers').textContent(), /^0 on /);
+  await page.getByText('Messages in the stream', { exact: true }).waitFor();
   // Streams refuse basic.get, purge and moving messages out: none is offered.
   for (const heading of ['Get messages', 'Move messages']) {
     assert.equal(await page.getByRole('heading', { name: heading }).count(), 0, `no ${heading}`);

@@ -164,10 +164,15 @@ export function render(root, { vhost, name }) {
     }
     const r = meter.sample(q.message_stats, ['publish', 'deliver_get', 'ack']);
     ratesNote.textContent = q.message_stats ? '' : 'This broker\u2019s API gives no per-queue message statistics yet.';
+    const stream = q.type === 'stream';
+    if (stream && queued.series.length !== 1) {
+      // A stream holds its messages (all "ready", none unacknowledged: rabbit_osiris_metrics).
+      queued.series = [{ key: 'ready', label: 'Messages', cls: 's3' }];
+      queued.el.querySelector('.chart-title').textContent = 'Messages in the stream';
+    }
     history.push({ ready: q.messages_ready, unacked: q.messages_unacknowledged, ...r });
     queued.update(history.points);
     rates.update(history.points);
-    const stream = q.type === 'stream';
     // basic.get, purge and moving messages out are refused by streams (540).
     streamCard.hidden = !stream;
     subtitle.textContent = `${stream ? 'Stream' : 'Queue'} in ${f.vhostLabel(vhost)}`;

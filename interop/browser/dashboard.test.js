@@ -362,8 +362,11 @@ test('a super stream created through the API shows its exchange and partition st
   await page.getByRole('link', { name: `${name}-1`, exact: true }).click();
   await page.getByRole('heading', { name: `${name}-1`, level: 1 }).waitFor();
   await stat('Last offset').getByText('–', { exact: true }).waitFor();
-  // Its binding from the super stream's exchange, with its order.
-  await page.getByRole('link', { name, exact: true }).waitFor();
+  // Which super stream it belongs to, from its binding's x-stream-partition-order.
+  const card = page.locator('section', { has: page.getByRole('heading', { name: 'Stream', exact: true }) });
+  await card.getByText(`Partition 1 of super stream ${name}`).waitFor();
+  await card.getByRole('link', { name, exact: true }).click();
+  await page.getByRole('heading', { name, level: 1 }).waitFor();
 });
 
 test('a super stream added and deleted through the UI', async () => {

@@ -100,7 +100,10 @@ export function render(root, { vhost, name }) {
   const consumers = h('div');
   const got = h('div', { class: 'messages', 'aria-live': 'polite' });
   const streamInfo = h('div');
-  const streamCard = card('Stream', streamInfo);
+  // A super stream's partition says whose (its binding from the super stream's exchange
+  // carries x-stream-partition-order).
+  const partitionOf = h('p', { class: 'muted small' });
+  const streamCard = card('Stream', partitionOf, streamInfo);
   streamCard.hidden = true;
   const history = new History(120);
   const meter = new RateMeter();
@@ -217,6 +220,11 @@ export function render(root, { vhost, name }) {
       ['Node', q.node],
     ]));
     const bs = await api(`${path}/bindings`);
+    const part = stream ? bs.find((b) => b.arguments && b.arguments['x-stream-partition-order'] !== undefined) : null;
+    partitionOf.hidden = !part;
+    patch(partitionOf, part ? [part.source, part.arguments['x-stream-partition-order']] : [], () => (part
+      ? ['Partition ', f.num(Number(part.arguments['x-stream-partition-order'])), ' of super stream ', link(exchangeHref(vhost, part.source), part.source)]
+      : []));
     patch(bindings, bs, () => simpleTable([
       { label: 'From', render: (b) => link(exchangeHref(vhost, b.source), b.source === '' ? '(AMQP default)' : b.source) },
       { label: 'Routing key', render: (b) => h('code', {}, b.routing_key) },

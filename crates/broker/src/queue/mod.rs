@@ -18,6 +18,7 @@
 
 mod consumers;
 mod deadline;
+mod level;
 mod paging;
 mod prio_paging;
 mod ready;
@@ -343,8 +344,9 @@ impl Queue {
                 return Enqueued::Accepted;
             }
             st.counters.publish += 1;
-            let Some(next_seq) = st.next_seq.checked_add(1) else {
-                // Only a log restored with seq u64::MAX gets here: a seq is never reused.
+            let Some(next_seq) = st.next_seq.checked_add(1).filter(|&s| s < level::SEQ_LIMIT) else {
+                // Only a log restored with a seq near `SEQ_LIMIT` (2^56) gets here: a seq is
+                // never reused, and the ready list packs it into 56 bits.
                 tracing::error!(queue = %self.name, "no sequence number left; message refused");
                 return Enqueued::Rejected;
             };
@@ -731,7 +733,7 @@ impl Queue {
     fn expire_heads(&self, st: &mut State, now: Instant, dead: &mut Dead) {
         loop {
             self.fill(st, now);
-            if !st.ready.front().is_some_and(|m| m.expired(now)) {
+            if !st.ready.front_expired(now) {
                 return;
             }
             match st.ready.pop_front() {

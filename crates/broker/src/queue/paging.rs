@@ -241,10 +241,19 @@ impl Queue {
         now: Instant,
         unix_now: u64,
     ) -> ReadBack {
+        let estimate = |old: bool| if old { 0 } else { max_body(r.location.len) };
+        if r.seq >= super::level::SEQ_LIMIT {
+            // The ready list packs seqs into 56 bits, and Pigeon never writes a larger one:
+            // a damaged or hostile log. Skipped like an unreadable record.
+            tracing::error!(queue = %self.name, seq = r.seq, "skipping a message record with an impossible seq");
+            log.ack(r.seq);
+            let old = st.restored_through.is_some_and(|last| r.seq <= last);
+            return ReadBack::Skipped(estimate(old));
+        }
         // Written before the start: it counts 0 bytes in the tail, its origin is stale.
         let old = st.restored_through.is_some_and(|last| r.seq <= last);
         // What the tail counted for it, when it cannot be read: 0 or at least its body.
-        let estimate = if old { 0 } else { max_body(r.location.len) };
+        let estimate = estimate(old);
         let decoded = match log.read(&r.location) {
             Ok(bytes) => MessageRecord::decode_queued(Bytes::from(bytes)),
             Err(e) => {

@@ -27,6 +27,9 @@ const PERSISTENT: u8 = 1;
 const HAS_PRIORITY: u8 = 2;
 /// Flag: `expiration_ms` is set, and the data starts with the receive time.
 const HAS_EXPIRATION: u8 = 4;
+/// Flag: published to the default exchange with the name of the only queue it reached as its
+/// routing key, which is not stored (see [`Message::to_named_queue`]).
+const KEY_IS_QUEUE: u8 = 8;
 
 /// The fixed part of a message: 24 bytes.
 struct Header {
@@ -41,7 +44,7 @@ struct Header {
     expiration_ms: u32,
     /// Message priority, when `HAS_PRIORITY`.
     priority: u8,
-    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_EXPIRATION`.
+    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_EXPIRATION`, `KEY_IS_QUEUE`.
     flags: u8,
     /// Its properties' codec (`codecs::get`).
     codec: u8,
@@ -72,10 +75,65 @@ impl Message {
         body: Bytes,
         origin: u64,
     ) -> Self {
-        let exchange = exchange.as_ref();
+        Message::build(
+            exchange.as_ref(),
+            Some(routing_key),
+            properties,
+            body,
+            origin,
+        )
+    }
+
+    /// Creates a message published to the default exchange whose routing key names the one
+    /// queue it goes to (no `CC`/`BCC` keys: the commonest publish, RabbitMQ's "send to
+    /// queue"): the key is that queue's name, so it is not stored, which saves its length in
+    /// every such message. Whoever reads the key takes it from the queue
+    /// ([`Message::routing_key_in`]); the publisher routes it with the key it has
+    /// (`VHost::publish_cc`). As [`Message::new`] otherwise.
+    pub fn to_named_queue(properties: Properties, body: Bytes, origin: u64) -> Self {
+        Message::build(b"", None, properties, body, origin)
+    }
+
+    /// The same message with `routing_key` stored in it (a copy; the message itself if it
+    /// stores its key already), for a reader that needs the key without its queue.
+    pub fn with_routing_key(&self, routing_key: &str) -> Message {
+        if !self.flag(KEY_IS_QUEUE) {
+            return self.clone();
+        }
+        let p = self.parts();
+        let mut data: SmallVec<[u8; 512]> = SmallVec::new();
+        if self.flag(HAS_EXPIRATION) {
+            data.extend_from_slice(self.0.slice.get(..8).unwrap_or_default());
+        }
+        put(&mut data, p.exchange);
+        put(&mut data, routing_key.as_bytes());
+        put(&mut data, p.properties);
+        data.extend_from_slice(p.body);
+        let h = self.header();
+        let header = Header {
+            large_body: h.large_body.clone(),
+            origin: h.origin,
+            expiration_ms: h.expiration_ms,
+            priority: h.priority,
+            flags: h.flags & !KEY_IS_QUEUE,
+            codec: h.codec,
+        };
+        Message(ThinArc::from_header_and_slice(header, &data))
+    }
+
+    fn build(
+        exchange: &[u8],
+        routing_key: Option<&str>,
+        properties: Properties,
+        body: Bytes,
+        origin: u64,
+    ) -> Self {
         let raw = properties.raw();
         let meta = properties.codec().meta(raw);
         let mut flags = 0;
+        if routing_key.is_none() {
+            flags |= KEY_IS_QUEUE;
+        }
         if meta.persistent {
             flags |= PERSISTENT;
         }
@@ -92,7 +150,9 @@ impl Message {
             data.extend_from_slice(&now.to_le_bytes());
         }
         put(&mut data, exchange);
-        put(&mut data, routing_key.as_bytes());
+        if let Some(key) = routing_key {
+            put(&mut data, key.as_bytes());
+        }
         put(&mut data, raw);
         if inline {
             data.extend_from_slice(&body);
@@ -136,7 +196,11 @@ impl Message {
             rest = rest.get(8..).unwrap_or_default();
         }
         let exchange = take(&mut rest);
-        let routing_key = take(&mut rest);
+        let routing_key = if self.flag(KEY_IS_QUEUE) {
+            &[]
+        } else {
+            take(&mut rest)
+        };
         let properties = take(&mut rest);
         Parts {
             exchange,
@@ -151,9 +215,20 @@ impl Message {
         std::str::from_utf8(self.parts().exchange).unwrap_or_default()
     }
 
-    /// The routing key it was published with.
-    pub fn routing_key(&self) -> &str {
-        std::str::from_utf8(self.parts().routing_key).unwrap_or_default()
+    /// The routing key it was published with, when the message stores it: `None` for one made
+    /// by [`Message::to_named_queue`], whose key is the name of the queue it is in (see
+    /// [`Message::routing_key_in`]).
+    pub fn routing_key(&self) -> Option<&str> {
+        if self.flag(KEY_IS_QUEUE) {
+            return None;
+        }
+        Some(std::str::from_utf8(self.parts().routing_key).unwrap_or_default())
+    }
+
+    /// The routing key it was published with, for a message taken from the queue named
+    /// `queue` (deliveries, dead-lettering, the queue's log).
+    pub fn routing_key_in<'a>(&'a self, queue: &'a str) -> &'a str {
+        self.routing_key().unwrap_or(queue)
     }
 
     /// Its properties exactly as they arrived.
@@ -326,7 +401,8 @@ mod tests {
                     42,
                 );
                 assert_eq!(m.exchange(), "amq.topic");
-                assert_eq!(m.routing_key(), key);
+                assert_eq!(m.routing_key(), Some(&*key));
+                assert_eq!(m.routing_key_in("q"), key);
                 assert_eq!(m.properties_raw(), &props[..]);
                 assert_eq!(m.body(), &body[..]);
                 assert_eq!(m.body_bytes(), body);
@@ -370,8 +446,35 @@ mod tests {
             m.codec() as *const dyn PropertiesCodec as *const u8,
             &TTL as *const Ttl as *const u8
         ));
-        assert_eq!(m.routing_key(), "k");
+        assert_eq!(m.routing_key(), Some("k"));
         assert_eq!(m.properties_raw(), b"p");
+    }
+
+    #[test]
+    fn a_message_to_a_named_queue_takes_its_key_from_the_queue() {
+        for body_len in [0, 16, INLINE_BODY_MAX + 1] {
+            for codec in [&CODEC as &'static dyn PropertiesCodec, &TTL] {
+                let body = Bytes::from(vec![b'b'; body_len]);
+                let props = Properties::new(Bytes::from_static(b"props"), codec);
+                let m = Message::to_named_queue(props, body.clone(), 9);
+                assert_eq!(m.routing_key(), None);
+                assert_eq!(m.routing_key_in("orders"), "orders");
+                assert_eq!((m.exchange(), m.properties_raw()), ("", &b"props"[..]));
+                assert_eq!((m.body(), m.origin()), (&body[..], 9));
+                // With its key put back (a stream's entry), it is the same message otherwise.
+                let keyed = m.with_routing_key("orders");
+                assert_eq!(keyed.routing_key(), Some("orders"));
+                assert_eq!(keyed.routing_key_in("elsewhere"), "orders");
+                assert_eq!(
+                    (keyed.exchange(), keyed.properties_raw()),
+                    ("", &b"props"[..])
+                );
+                assert_eq!((keyed.body(), keyed.origin()), (&body[..], 9));
+                assert_eq!(keyed.meta(), m.meta());
+                assert_eq!(keyed.age().is_some(), m.age().is_some());
+                assert!(Message::ptr_eq(&keyed.with_routing_key("x"), &keyed));
+            }
+        }
     }
 
     /// What a message costs in memory is mostly this allocation (docs/performance.md, "Memory
@@ -380,26 +483,33 @@ mod tests {
     fn message_structs_stay_small() {
         // The bench's message: routing key `pigeon-bench-<run>-0` (32 bytes), 3 bytes of
         // properties, a 16-byte body, the default exchange.
+        let props = || Properties::new(Bytes::from_static(&[0x10, 0, 1]), &CODEC);
+        let body = Bytes::from_static(&[0; 16]);
         let m = Message::new(
             "",
             "pigeon-bench-0123456789abcdefg-0",
-            Properties::new(Bytes::from_static(&[0x10, 0, 1]), &CODEC),
-            Bytes::from_static(&[0; 16]),
+            props(),
+            body.clone(),
             7,
         );
+        // As the server makes it: the key is the queue's name.
+        let named = Message::to_named_queue(props(), body, 7);
         eprintln!(
-            "Header {} Message {} allocation {} QueuedMessage {}",
+            "Header {} Message {} allocation {} (key not stored: {}) QueuedMessage {}",
             size_of::<Header>(),
             size_of::<Message>(),
             m.allocation_size(),
+            named.allocation_size(),
             size_of::<crate::queue::QueuedMessage>(),
         );
-        assert_eq!(m.routing_key().len(), 32);
+        assert_eq!(m.routing_key().map(str::len), Some(32));
         assert_eq!(size_of::<Header>(), 24);
         assert_eq!(size_of::<Message>(), size_of::<usize>());
         assert_eq!(size_of::<Option<Message>>(), size_of::<usize>());
         // 8 + 24 + 8 + (3 length bytes + 32 + 3 + 16) = 94, in jemalloc's 96-byte class.
         assert!(m.allocation_size() <= 96, "{}", m.allocation_size());
+        // 8 + 24 + 8 + (2 length bytes + 3 + 16) = 61, in the 64-byte class.
+        assert!(named.allocation_size() <= 64, "{}", named.allocation_size());
         assert!(size_of::<crate::queue::QueuedMessage>() <= 32);
     }
 }

@@ -337,7 +337,8 @@ impl Queue {
     pub fn enqueue(self: &Arc<Self>, message: Message) -> Enqueued {
         if let Some(s) = &self.stream {
             self.state.lock().counters.publish += 1;
-            return s.append(&message);
+            // The stream's entry keeps the routing key (`Message::to_named_queue` leaves it out).
+            return s.append(&message.with_routing_key(&self.name));
         }
         self.locked(|st, dead| {
             if st.deleted {
@@ -611,7 +612,7 @@ impl Queue {
             transient: false,
             origin: m.message.origin(),
         };
-        let record = Queue::record(m, now).encode_queued(extras);
+        let record = self.record(m, now).encode_queued(extras);
         let appended = match level_tag {
             Some(level) => log.append_tagged(m.seq, level, &record),
             None => log.append(m.seq, &record),

@@ -318,3 +318,37 @@ fn an_expiry_that_passed_is_strictly_before_the_callers_clock() {
         now + Duration::from_millis(500)
     );
 }
+
+#[test]
+fn a_message_sent_to_the_queue_by_name_is_logged_with_its_key_and_read_back_without() {
+    let dir = TempDir::new("named");
+    let named = |body: &'static str| {
+        let props = Properties::new(Bytes::from_static(b"p"), &CODEC);
+        Message::to_named_queue(props, Bytes::from_static(body.as_bytes()), 7)
+    };
+    {
+        let (_store, q) = queue(&dir, 1);
+        assert_eq!(q.enqueue(named("a")), Enqueued::Stored);
+        assert_eq!(q.enqueue(named("b")), Enqueued::Stored);
+        assert_eq!(q.paged_out_count(), 1);
+        // The records name the queue as the routing key, as any other message's would.
+        let log = q.log.get().cloned().unwrap();
+        for r in log.live_from(0, 10) {
+            let bytes = Bytes::from(log.read(&r.location).unwrap());
+            let (record, _) = MessageRecord::decode_queued(bytes).unwrap();
+            assert_eq!(
+                (&record.exchange[..], &record.routing_key[..]),
+                (&b""[..], &b"q"[..])
+            );
+        }
+    }
+    // Read back after a restart: sent to "q" through the default exchange, so the key is
+    // again the queue's name, not stored.
+    let (_store, q) = queue(&dir, 10);
+    for body in ["a", "b"] {
+        let (m, _) = q.get(true).unwrap();
+        assert_eq!(m.message.body(), body.as_bytes());
+        assert_eq!(m.message.routing_key(), None);
+        assert_eq!(m.message.routing_key_in(q.name()), "q");
+    }
+}

@@ -1,9 +1,11 @@
 //! [`Message`]: one allocation per message, behind an 8-byte handle.
 //!
 //! The allocation (a `triomphe::ThinArc`) holds a reference count (8 bytes, no weak count), the
-//! [`Header`] (24), the length of what follows (8), and then, as bytes: the receive time (8,
-//! only when the message has a TTL), the exchange name, the routing key and the raw properties,
-//! each behind a varint length, and last the body when it is at most [`INLINE_BODY_MAX`] bytes.
+//! [`Header`] (16), the length of what follows (8), and then, as bytes: the receive time and
+//! the TTL (8 + 4, only when the message has a TTL), the priority (1, only when it has one),
+//! the exchange name, the routing key (unless it is the queue's name: [`Message::to_named_queue`])
+//! and the raw properties, each behind a varint length, and last the body when it is at most
+//! [`INLINE_BODY_MAX`] bytes.
 //! A larger body stays the `Bytes` it arrived in, boxed behind the header's pointer, so neither
 //! a publish nor a delivery copies it.
 
@@ -23,27 +25,33 @@ pub const INLINE_BODY_MAX: usize = 256;
 
 /// Flag: published as persistent.
 const PERSISTENT: u8 = 1;
-/// Flag: `priority` is set.
+/// Flag: the data holds a priority (after the TTL, if any).
 const HAS_PRIORITY: u8 = 2;
-/// Flag: `expiration_ms` is set, and the data starts with the receive time.
+/// Flag: the data starts with the receive time and the per-message TTL in milliseconds (saturated
+/// at 2^32 - 1, about 49 days: RabbitMQ refuses larger TTLs, `rabbit_misc:check_expiry`).
 const HAS_EXPIRATION: u8 = 4;
 /// Flag: published to the default exchange with the name of the only queue it reached as its
 /// routing key, which is not stored (see [`Message::to_named_queue`]).
 const KEY_IS_QUEUE: u8 = 8;
 
-/// The fixed part of a message: 24 bytes.
+/// Origins are kept in 48 bits (a larger one saturates).
+const ORIGIN_MAX: u64 = (1 << 48) - 1;
+
+/// The fixed part of a message: 16 bytes. The TTL and the priority, which most messages do
+/// without, are in the data when they are set.
+#[derive(Clone)]
 struct Header {
     /// The body, when larger than [`INLINE_BODY_MAX`] (boxed: 8 bytes here instead of 32 in
     /// every message).
     large_body: Option<Box<Bytes>>,
-    /// Broker-wide id of the connection or session that published it (0: the broker itself);
-    /// MQTT's no-local option compares it.
-    origin: u64,
-    /// Per-message TTL in milliseconds, when `HAS_EXPIRATION` (saturated at 2^32 - 1, about 49
-    /// days: RabbitMQ refuses larger TTLs, `rabbit_misc:check_expiry`).
-    expiration_ms: u32,
-    /// Message priority, when `HAS_PRIORITY`.
-    priority: u8,
+    /// Broker-wide id of the connection or session that published it (0: the broker itself),
+    /// in 48 bits (low 32, high 16), which fill what would otherwise be the pointer's padding;
+    /// MQTT's no-local option compares it. Ids are taken from a counter (`Broker::next_id`) by
+    /// connections, channels and HTTP publishes: 2^48 of them last 8.9 years at a million a
+    /// second, and one that saturated could only make a no-local subscriber skip a message of
+    /// another publisher past that point.
+    origin_low: u32,
+    origin_high: u16,
     /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_EXPIRATION`, `KEY_IS_QUEUE`.
     flags: u8,
     /// Its properties' codec (`codecs::get`).
@@ -102,22 +110,14 @@ impl Message {
         }
         let p = self.parts();
         let mut data: SmallVec<[u8; 512]> = SmallVec::new();
-        if self.flag(HAS_EXPIRATION) {
-            data.extend_from_slice(self.0.slice.get(..8).unwrap_or_default());
-        }
+        let prefix = self.prefix_len();
+        data.extend_from_slice(self.0.slice.get(..prefix).unwrap_or_default());
         put(&mut data, p.exchange);
         put(&mut data, routing_key.as_bytes());
         put(&mut data, p.properties);
         data.extend_from_slice(p.body);
-        let h = self.header();
-        let header = Header {
-            large_body: h.large_body.clone(),
-            origin: h.origin,
-            expiration_ms: h.expiration_ms,
-            priority: h.priority,
-            flags: h.flags & !KEY_IS_QUEUE,
-            codec: h.codec,
-        };
+        let mut header = self.header().clone();
+        header.flags &= !KEY_IS_QUEUE;
         Message(ThinArc::from_header_and_slice(header, &data))
     }
 
@@ -137,17 +137,20 @@ impl Message {
         if meta.persistent {
             flags |= PERSISTENT;
         }
-        if meta.priority.is_some() {
-            flags |= HAS_PRIORITY;
-        }
         let inline = body.len() <= INLINE_BODY_MAX;
         let mut data: SmallVec<[u8; 512]> = SmallVec::new();
-        if meta.expiration_ms.is_some() {
-            // Only an MQTT 5 delivery reads it (the expiry interval left), and only for a
-            // message with a TTL: others do without these 8 bytes.
+        if let Some(ms) = meta.expiration_ms {
+            // The receive time: only an MQTT 5 delivery reads it (the expiry interval left),
+            // and only for a message with a TTL: others do without these 8 bytes.
             flags |= HAS_EXPIRATION;
             let now = Deadline::at(Instant::now()).to_bits();
             data.extend_from_slice(&now.to_le_bytes());
+            let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+            data.extend_from_slice(&ms.to_le_bytes());
+        }
+        if let Some(priority) = meta.priority {
+            flags |= HAS_PRIORITY;
+            data.push(priority);
         }
         put(&mut data, exchange);
         if let Some(key) = routing_key {
@@ -157,13 +160,11 @@ impl Message {
         if inline {
             data.extend_from_slice(&body);
         }
+        let origin = origin.min(ORIGIN_MAX);
         let header = Header {
             large_body: (!inline).then(|| Box::new(body)),
-            origin,
-            expiration_ms: meta
-                .expiration_ms
-                .map_or(0, |ms| u32::try_from(ms).unwrap_or(u32::MAX)),
-            priority: meta.priority.unwrap_or(0),
+            origin_low: origin as u32,
+            origin_high: (origin >> 32) as u16,
             flags,
             codec: codecs::index(properties.codec()),
         };
@@ -190,11 +191,20 @@ impl Message {
         self.header().flags & f != 0
     }
 
-    fn parts(&self) -> Parts<'_> {
-        let mut rest: &[u8] = &self.0.slice;
+    /// The length of the TTL and priority fields at the start of the data.
+    fn prefix_len(&self) -> usize {
+        let mut n = 0;
         if self.flag(HAS_EXPIRATION) {
-            rest = rest.get(8..).unwrap_or_default();
+            n += 12;
         }
+        if self.flag(HAS_PRIORITY) {
+            n += 1;
+        }
+        n
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        let mut rest: &[u8] = self.0.slice.get(self.prefix_len()..).unwrap_or_default();
         let exchange = take(&mut rest);
         let routing_key = if self.flag(KEY_IS_QUEUE) {
             &[]
@@ -259,12 +269,20 @@ impl Message {
 
     /// Per-message TTL, priority, persistence.
     pub fn meta(&self) -> MessageMeta {
-        let h = self.header();
+        let data = &self.0.slice;
+        let expiration_ms = self
+            .flag(HAS_EXPIRATION)
+            .then(|| data.get(8..12)?.try_into().ok().map(u32::from_le_bytes))
+            .flatten();
+        let priority = if self.flag(HAS_PRIORITY) {
+            let at = if self.flag(HAS_EXPIRATION) { 12 } else { 0 };
+            data.get(at).copied()
+        } else {
+            None
+        };
         MessageMeta {
-            expiration_ms: self
-                .flag(HAS_EXPIRATION)
-                .then_some(u64::from(h.expiration_ms)),
-            priority: self.flag(HAS_PRIORITY).then_some(h.priority),
+            expiration_ms: expiration_ms.map(u64::from),
+            priority,
             persistent: self.flag(PERSISTENT),
         }
     }
@@ -292,7 +310,8 @@ impl Message {
 
     /// Broker-wide id of the connection or session that published it (0: the broker itself).
     pub fn origin(&self) -> u64 {
-        self.header().origin
+        let h = self.header();
+        u64::from(h.origin_low) | u64::from(h.origin_high) << 32
     }
 
     /// How long ago the broker received it; kept only for a message with a TTL (`None`
@@ -413,6 +432,55 @@ mod tests {
         }
     }
 
+    /// A codec that gives every message the same meta.
+    struct Fixed(MessageMeta);
+    impl PropertiesCodec for Fixed {
+        fn view(&self, _: &Bytes) -> PropertiesView {
+            PropertiesView::default()
+        }
+        fn meta(&self, _: &Bytes) -> MessageMeta {
+            self.0
+        }
+        fn dead_lettered(&self, raw: &Bytes, _: &super::super::Death) -> Bytes {
+            raw.clone()
+        }
+    }
+    static PRIORITY_ONLY: Fixed = Fixed(MessageMeta {
+        expiration_ms: None,
+        priority: Some(3),
+        persistent: false,
+    });
+    static TTL_ONLY: Fixed = Fixed(MessageMeta {
+        expiration_ms: Some(1500),
+        priority: None,
+        persistent: true,
+    });
+
+    #[test]
+    fn ttl_priority_and_origin_read_back_in_every_combination() {
+        let codecs: [&'static dyn PropertiesCodec; 4] = [&CODEC, &PRIORITY_ONLY, &TTL_ONLY, &TTL];
+        for codec in codecs {
+            for origin in [0, 1, 70_000, 1 << 40, ORIGIN_MAX, u64::MAX] {
+                let props = Properties::new(Bytes::from_static(b"pp"), codec);
+                let m = Message::new(
+                    "amq.topic",
+                    "a.b",
+                    props,
+                    Bytes::from_static(b"body"),
+                    origin,
+                );
+                let mut expected = codec.meta(&Bytes::new());
+                // Saturated at RabbitMQ's largest TTL.
+                expected.expiration_ms = expected.expiration_ms.map(|ms| ms.min(u32::MAX.into()));
+                assert_eq!(m.meta(), expected);
+                assert_eq!(m.age().is_some(), expected.expiration_ms.is_some());
+                assert_eq!(m.origin(), origin.min(ORIGIN_MAX));
+                assert_eq!((m.exchange(), m.routing_key()), ("amq.topic", Some("a.b")));
+                assert_eq!((m.properties_raw(), m.body()), (&b"pp"[..], &b"body"[..]));
+            }
+        }
+    }
+
     #[test]
     fn a_large_body_is_shared_not_copied() {
         let body = Bytes::from(vec![1u8; INLINE_BODY_MAX + 1]);
@@ -503,13 +571,13 @@ mod tests {
             size_of::<crate::queue::QueuedMessage>(),
         );
         assert_eq!(m.routing_key().map(str::len), Some(32));
-        assert_eq!(size_of::<Header>(), 24);
+        assert_eq!(size_of::<Header>(), 16);
         assert_eq!(size_of::<Message>(), size_of::<usize>());
         assert_eq!(size_of::<Option<Message>>(), size_of::<usize>());
-        // 8 + 24 + 8 + (3 length bytes + 32 + 3 + 16) = 94, in jemalloc's 96-byte class.
+        // 8 + 16 + 8 + (3 length bytes + 32 + 3 + 16) = 86, in jemalloc's 96-byte class.
         assert!(m.allocation_size() <= 96, "{}", m.allocation_size());
-        // 8 + 24 + 8 + (2 length bytes + 3 + 16) = 61, in the 64-byte class.
-        assert!(named.allocation_size() <= 64, "{}", named.allocation_size());
+        // 8 + 16 + 8 + (2 length bytes + 3 + 16) = 53, in the 64-byte class.
+        assert!(named.allocation_size() <= 56, "{}", named.allocation_size());
         assert!(size_of::<crate::queue::QueuedMessage>() <= 32);
     }
 }

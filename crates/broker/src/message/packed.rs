@@ -33,6 +33,20 @@ const HAS_EXPIRATION: u8 = 4;
 /// Flag: published to the default exchange with the name of the only queue it reached as its
 /// routing key, which is not stored (see [`Message::to_named_queue`]).
 const KEY_IS_QUEUE: u8 = 8;
+/// Flag: the exchange is stored as a one-byte index into [`STANDARD_EXCHANGES`].
+const STANDARD_EXCHANGE: u8 = 16;
+
+/// Exchanges every vhost has (RabbitMQ's `amq.*`), stored in a message as one byte instead of
+/// their names (9 to 11 bytes): MQTT publishes go through `amq.topic`, and applications often
+/// use these rather than their own. (A table of any exchange's names would need a lock to
+/// read and a rule to forget names; these are static.)
+const STANDARD_EXCHANGES: [&str; 5] = [
+    "amq.direct",
+    "amq.fanout",
+    "amq.headers",
+    "amq.match",
+    "amq.topic",
+];
 
 /// Origins are kept in 48 bits (a larger one saturates).
 const ORIGIN_MAX: u64 = (1 << 48) - 1;
@@ -52,7 +66,7 @@ struct Header {
     /// another publisher past that point.
     origin_low: u32,
     origin_high: u16,
-    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_EXPIRATION`, `KEY_IS_QUEUE`.
+    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_EXPIRATION`, `KEY_IS_QUEUE`, `STANDARD_EXCHANGE`.
     flags: u8,
     /// Its properties' codec (`codecs::get`).
     codec: u8,
@@ -112,12 +126,13 @@ impl Message {
         let mut data: SmallVec<[u8; 512]> = SmallVec::new();
         let prefix = self.prefix_len();
         data.extend_from_slice(self.0.slice.get(..prefix).unwrap_or_default());
-        put(&mut data, p.exchange);
+        let standard = put_exchange(&mut data, p.exchange);
         put(&mut data, routing_key.as_bytes());
         put(&mut data, p.properties);
         data.extend_from_slice(p.body);
         let mut header = self.header().clone();
-        header.flags &= !KEY_IS_QUEUE;
+        header.flags &= !(KEY_IS_QUEUE | STANDARD_EXCHANGE);
+        header.flags |= standard;
         Message(ThinArc::from_header_and_slice(header, &data))
     }
 
@@ -152,7 +167,7 @@ impl Message {
             flags |= HAS_PRIORITY;
             data.push(priority);
         }
-        put(&mut data, exchange);
+        flags |= put_exchange(&mut data, exchange);
         if let Some(key) = routing_key {
             put(&mut data, key.as_bytes());
         }
@@ -205,7 +220,15 @@ impl Message {
 
     fn parts(&self) -> Parts<'_> {
         let mut rest: &[u8] = self.0.slice.get(self.prefix_len()..).unwrap_or_default();
-        let exchange = take(&mut rest);
+        let exchange = if self.flag(STANDARD_EXCHANGE) {
+            let (&i, tail) = rest.split_first().unwrap_or((&0, &[]));
+            rest = tail;
+            STANDARD_EXCHANGES
+                .get(usize::from(i))
+                .map_or(&[][..], |n| n.as_bytes())
+        } else {
+            take(&mut rest)
+        };
         let routing_key = if self.flag(KEY_IS_QUEUE) {
             &[]
         } else {
@@ -362,6 +385,23 @@ fn put(data: &mut SmallVec<[u8; 512]>, bytes: &[u8]) {
     data.extend_from_slice(bytes);
 }
 
+/// Appends the exchange name, as an index when it is a standard one: returns the flag to set.
+fn put_exchange(data: &mut SmallVec<[u8; 512]>, exchange: &[u8]) -> u8 {
+    match STANDARD_EXCHANGES
+        .iter()
+        .position(|n| n.as_bytes() == exchange)
+    {
+        Some(i) => {
+            data.push(i as u8);
+            STANDARD_EXCHANGE
+        }
+        None => {
+            put(data, exchange);
+            0
+        }
+    }
+}
+
 /// Takes one length-prefixed part off the front of `rest`, as [`put`] wrote it.
 fn take<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
     let mut n = 0usize;
@@ -469,6 +509,7 @@ mod tests {
                     Bytes::from_static(b"body"),
                     origin,
                 );
+                assert!(m.flag(STANDARD_EXCHANGE));
                 let mut expected = codec.meta(&Bytes::new());
                 // Saturated at RabbitMQ's largest TTL.
                 expected.expiration_ms = expected.expiration_ms.map(|ms| ms.min(u32::MAX.into()));
@@ -478,6 +519,29 @@ mod tests {
                 assert_eq!((m.exchange(), m.routing_key()), ("amq.topic", Some("a.b")));
                 assert_eq!((m.properties_raw(), m.body()), (&b"pp"[..], &b"body"[..]));
             }
+        }
+    }
+
+    #[test]
+    fn standard_exchanges_are_stored_as_an_index_and_others_by_name() {
+        for exchange in STANDARD_EXCHANGES
+            .iter()
+            .chain(&["", "amq.topicx", "amq", "orders"])
+        {
+            let props = Properties::new(Bytes::from_static(b"p"), &CODEC);
+            let m = Message::new(exchange, "k", props, Bytes::from_static(b"b"), 1);
+            assert_eq!(m.exchange(), *exchange);
+            assert_eq!(m.routing_key(), Some("k"));
+            assert_eq!((m.properties_raw(), m.body()), (&b"p"[..], &b"b"[..]));
+            let standard = STANDARD_EXCHANGES.contains(exchange);
+            assert_eq!(m.flag(STANDARD_EXCHANGE), standard);
+            // The exchange (index, or length and name), then key, properties and body.
+            let exchange_len = if standard { 1 } else { 1 + exchange.len() };
+            assert_eq!(m.0.slice.len(), exchange_len + 2 + 2 + 1);
+            // Put back with a key, the exchange is stored the same way.
+            let named =
+                Message::to_named_queue(Properties::new(Bytes::new(), &CODEC), Bytes::new(), 1);
+            assert_eq!(named.with_routing_key("q").exchange(), "");
         }
     }
 

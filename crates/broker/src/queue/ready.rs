@@ -22,10 +22,10 @@ use std::time::Instant;
 /// Ready messages, with their count and total body size.
 ///
 /// Each level is a [`Level`] (16 bytes per message) of `pigeon_store::Chunked` lists, not a
-/// `VecDeque`: a queue that cannot page (a memory-only broker,
-/// a priority queue) may hold millions of messages, and a `VecDeque` of them doubles its buffer
-/// in one push (copying the whole list into new pages before freeing the old ones), a step the
-/// memory alarm cannot anticipate. Chunks grow the list 4096 entries at a time.
+/// `VecDeque`: a queue that cannot page (a memory-only broker, a priority queue) may hold
+/// millions of messages, and a `VecDeque` of them doubles its buffer in one push (copying the
+/// whole list into new pages before freeing the old ones), a step the memory alarm cannot
+/// anticipate. Chunks grow the list 4096 entries at a time.
 #[derive(Default)]
 pub struct Ready {
     levels: Vec<Level>,

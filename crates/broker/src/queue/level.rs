@@ -186,7 +186,7 @@ mod tests {
             redelivered: false,
             expires_at: None,
             delivery_count: 0,
-            persisted: seq % 3 == 0,
+            persisted: seq.is_multiple_of(3),
         }
     }
 

@@ -351,3 +351,104 @@ async fn fanned_out_messages_arrive_whole_whatever_their_size() {
     }
     lp::delete_exchange(&channel, &exchange).await;
 }
+
+/// A message published to the default exchange is stored without its routing key (the name of
+/// the queue it goes to: docs/performance.md, "Memory per message"); every reader must still see
+/// that key: deliveries, basic.get, basic.return, dead-lettering's `x-death`, a queue's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_exchange_gives_the_queue_name_as_the_routing_key_everywhere() {
+    use lapin::options::{BasicAckOptions, BasicRejectOptions};
+    use lapin::Confirmation;
+    let broker = TestBroker::start().await;
+    let conn = lp::connect(&broker).await;
+    let channel = lp::confirm_channel(&conn).await;
+    let queue = lp::exclusive_queue(&channel).await;
+    let dead = lp::exclusive_queue(&channel).await;
+    let source = pigeon_tests::unique("dl-source");
+    let arguments = lp::table(&[
+        ("x-dead-letter-exchange", lp::text("")),
+        ("x-dead-letter-routing-key", lp::text(&dead)),
+    ]);
+    channel
+        .queue_declare(
+            source.as_str().into(),
+            lapin::options::QueueDeclareOptions::exclusive(),
+            arguments,
+        )
+        .await
+        .unwrap();
+
+    let props = BasicProperties::default;
+    let routed = lp::publish_mandatory(&channel, "", &queue, b"got", props()).await;
+    assert!(matches!(routed, Confirmation::Ack(None)), "{routed:?}");
+    let g = lp::get(&channel, &queue).await.unwrap();
+    let d = &g.delivery;
+    assert_eq!((d.exchange.as_str(), d.routing_key.as_str()), ("", &*queue));
+    d.ack(BasicAckOptions::default()).await.unwrap();
+
+    lp::publish(&channel, "", &queue, b"consumed").await;
+    let mut consumer = lp::consume_acked(&channel, &queue).await;
+    let d = lp::next_delivery(&mut consumer).await;
+    assert_eq!(
+        (lp::body(&d).as_str(), d.routing_key.as_str()),
+        ("consumed", &*queue)
+    );
+    d.ack(BasicAckOptions::default()).await.unwrap();
+
+    let nowhere = pigeon_tests::unique("nowhere");
+    let back = lp::publish_mandatory(&channel, "", &nowhere, b"back", props()).await;
+    let Confirmation::Ack(Some(returned)) = back else {
+        panic!("expected basic.return then basic.ack, got {back:?}");
+    };
+    assert_eq!(returned.delivery.routing_key.as_str(), nowhere);
+
+    lp::publish(&channel, "", &source, b"rejected").await;
+    let g = lp::get(&channel, &source).await.unwrap();
+    assert_eq!(g.delivery.routing_key.as_str(), source);
+    let requeue = BasicRejectOptions { requeue: false };
+    g.delivery.reject(requeue).await.unwrap();
+    let g = pigeon_tests::within("the dead-lettered message", async {
+        loop {
+            if let Some(g) = lp::get(&channel, &dead).await {
+                return g;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let d = &g.delivery;
+    assert_eq!((d.exchange.as_str(), d.routing_key.as_str()), ("", &*dead));
+    let headers = d.properties.headers().as_ref().unwrap();
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        panic!("no x-death in {headers:?}");
+    };
+    let Some(AMQPValue::FieldTable(death)) = deaths.as_slice().first() else {
+        panic!("x-death {deaths:?}");
+    };
+    let keys = death.inner().get("routing-keys");
+    let Some(AMQPValue::FieldArray(keys)) = keys else {
+        panic!("routing-keys {keys:?}");
+    };
+    assert_eq!(
+        keys.as_slice(),
+        [AMQPValue::LongString(source.as_str().into())]
+    );
+}
+
+/// The same for a stream: its entries keep the key (the stream's name) of a message published
+/// through the default exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_entry_published_through_the_default_exchange_keeps_its_routing_key() {
+    use pigeon_tests::streams_support::{data_dir, new_stream, publish_confirmed, stream_consumer};
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let conn = lp::connect(&broker).await;
+    let (ch, s) = new_stream(&conn).await;
+    publish_confirmed(&ch, &s, &["a"]).await;
+    let mut c = stream_consumer(&ch, &s, Some(lp::text("first"))).await;
+    let d = lp::next_delivery(&mut c).await;
+    assert_eq!((lp::body(&d).as_str(), d.exchange.as_str()), ("a", ""));
+    assert_eq!(d.routing_key.as_str(), s);
+}

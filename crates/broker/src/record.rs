@@ -204,11 +204,26 @@ pub struct MessageRecordRef<'a> {
 }
 
 impl<'a> MessageRecordRef<'a> {
-    /// The record of `m`.
+    /// The record of `m`, a message that stores its routing key (see [`MessageRecordRef::in_queue`]).
     pub fn of(m: &'a crate::Message, expires_at_ms: u64) -> MessageRecordRef<'a> {
+        let key = m.routing_key().unwrap_or_default();
+        MessageRecordRef::with_key(m, key, expires_at_ms)
+    }
+
+    /// The record of `m`, taken from the queue named `queue` (whose name is its routing key
+    /// when it does not store one: `Message::to_named_queue`).
+    pub fn in_queue(
+        m: &'a crate::Message,
+        queue: &'a str,
+        expires_at_ms: u64,
+    ) -> MessageRecordRef<'a> {
+        MessageRecordRef::with_key(m, m.routing_key_in(queue), expires_at_ms)
+    }
+
+    fn with_key(m: &'a crate::Message, key: &'a str, expires_at_ms: u64) -> MessageRecordRef<'a> {
         MessageRecordRef {
             exchange: m.exchange().as_bytes(),
-            routing_key: m.routing_key().as_bytes(),
+            routing_key: key.as_bytes(),
             properties: m.properties_raw(),
             body: m.body(),
             expires_at_ms,

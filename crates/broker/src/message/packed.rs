@@ -1,9 +1,11 @@
 //! [`Message`]: one allocation per message, behind an 8-byte handle.
 //!
 //! The allocation (a `triomphe::ThinArc`) holds a reference count (8 bytes, no weak count), the
-//! [`Header`] (24), the length of what follows (8), and then, as bytes: the receive time (8,
-//! only when the message has a TTL), the exchange name, the routing key and the raw properties,
-//! each behind a varint length, and last the body when it is at most [`INLINE_BODY_MAX`] bytes.
+//! [`Header`] (16), the length of what follows (8), and then, as bytes: the receive time and
+//! the TTL (8 + 4, only when the message has a TTL), the priority (1, only when it has one),
+//! the exchange name, the routing key (unless it is the queue's name: [`Message::to_named_queue`])
+//! and the raw properties, each behind a varint length, and last the body when it is at most
+//! [`INLINE_BODY_MAX`] bytes.
 //! A larger body stays the `Bytes` it arrived in, boxed behind the header's pointer, so neither
 //! a publish nor a delivery copies it.
 
@@ -23,25 +25,48 @@ pub const INLINE_BODY_MAX: usize = 256;
 
 /// Flag: published as persistent.
 const PERSISTENT: u8 = 1;
-/// Flag: `priority` is set.
+/// Flag: the data holds a priority (after the TTL, if any).
 const HAS_PRIORITY: u8 = 2;
-/// Flag: `expiration_ms` is set, and the data starts with the receive time.
+/// Flag: the data starts with the receive time and the per-message TTL in milliseconds (saturated
+/// at 2^32 - 1, about 49 days: RabbitMQ refuses larger TTLs, `rabbit_misc:check_expiry`).
 const HAS_EXPIRATION: u8 = 4;
+/// Flag: published to the default exchange with the name of the only queue it reached as its
+/// routing key, which is not stored (see [`Message::to_named_queue`]).
+const KEY_IS_QUEUE: u8 = 8;
+/// Flag: the exchange is stored as a one-byte index into [`STANDARD_EXCHANGES`].
+const STANDARD_EXCHANGE: u8 = 16;
 
-/// The fixed part of a message: 24 bytes.
+/// Exchanges every vhost has (RabbitMQ's `amq.*`), stored in a message as one byte instead of
+/// their names (9 to 11 bytes): MQTT publishes go through `amq.topic`, and applications often
+/// use these rather than their own. (A table of any exchange's names would need a lock to
+/// read and a rule to forget names; these are static.)
+const STANDARD_EXCHANGES: [&str; 5] = [
+    "amq.direct",
+    "amq.fanout",
+    "amq.headers",
+    "amq.match",
+    "amq.topic",
+];
+
+/// Origins are kept in 48 bits (a larger one saturates).
+const ORIGIN_MAX: u64 = (1 << 48) - 1;
+
+/// The fixed part of a message: 16 bytes. The TTL and the priority, which most messages do
+/// without, are in the data when they are set.
+#[derive(Clone)]
 struct Header {
     /// The body, when larger than [`INLINE_BODY_MAX`] (boxed: 8 bytes here instead of 32 in
     /// every message).
     large_body: Option<Box<Bytes>>,
-    /// Broker-wide id of the connection or session that published it (0: the broker itself);
-    /// MQTT's no-local option compares it.
-    origin: u64,
-    /// Per-message TTL in milliseconds, when `HAS_EXPIRATION` (saturated at 2^32 - 1, about 49
-    /// days: RabbitMQ refuses larger TTLs, `rabbit_misc:check_expiry`).
-    expiration_ms: u32,
-    /// Message priority, when `HAS_PRIORITY`.
-    priority: u8,
-    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_EXPIRATION`.
+    /// Broker-wide id of the connection or session that published it (0: the broker itself),
+    /// in 48 bits (low 32, high 16), which fill what would otherwise be the pointer's padding;
+    /// MQTT's no-local option compares it. Ids are taken from a counter (`Broker::next_id`) by
+    /// connections, channels and HTTP publishes: 2^48 of them last 8.9 years at a million a
+    /// second, and one that saturated could only make a no-local subscriber skip a message of
+    /// another publisher past that point.
+    origin_low: u32,
+    origin_high: u16,
+    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_EXPIRATION`, `KEY_IS_QUEUE`, `STANDARD_EXCHANGE`.
     flags: u8,
     /// Its properties' codec (`codecs::get`).
     codec: u8,
@@ -72,38 +97,89 @@ impl Message {
         body: Bytes,
         origin: u64,
     ) -> Self {
-        let exchange = exchange.as_ref();
+        Message::build(
+            exchange.as_ref(),
+            Some(routing_key),
+            properties,
+            body,
+            origin,
+        )
+    }
+
+    /// Creates a message published to the default exchange whose routing key names the one
+    /// queue it goes to (no `CC`/`BCC` keys: the commonest publish, RabbitMQ's "send to
+    /// queue"): the key is that queue's name, so it is not stored, which saves its length in
+    /// every such message. Whoever reads the key takes it from the queue
+    /// ([`Message::routing_key_in`]); the publisher routes it with the key it has
+    /// (`VHost::publish_cc`). As [`Message::new`] otherwise.
+    pub fn to_named_queue(properties: Properties, body: Bytes, origin: u64) -> Self {
+        Message::build(b"", None, properties, body, origin)
+    }
+
+    /// The same message with `routing_key` stored in it (a copy; the message itself if it
+    /// stores its key already), for a reader that needs the key without its queue.
+    pub fn with_routing_key(&self, routing_key: &str) -> Message {
+        if !self.flag(KEY_IS_QUEUE) {
+            return self.clone();
+        }
+        let p = self.parts();
+        let mut data: SmallVec<[u8; 512]> = SmallVec::new();
+        let prefix = self.prefix_len();
+        data.extend_from_slice(self.0.slice.get(..prefix).unwrap_or_default());
+        let standard = put_exchange(&mut data, p.exchange);
+        put(&mut data, routing_key.as_bytes());
+        put(&mut data, p.properties);
+        data.extend_from_slice(p.body);
+        let mut header = self.header().clone();
+        header.flags &= !(KEY_IS_QUEUE | STANDARD_EXCHANGE);
+        header.flags |= standard;
+        Message(ThinArc::from_header_and_slice(header, &data))
+    }
+
+    fn build(
+        exchange: &[u8],
+        routing_key: Option<&str>,
+        properties: Properties,
+        body: Bytes,
+        origin: u64,
+    ) -> Self {
         let raw = properties.raw();
         let meta = properties.codec().meta(raw);
         let mut flags = 0;
+        if routing_key.is_none() {
+            flags |= KEY_IS_QUEUE;
+        }
         if meta.persistent {
             flags |= PERSISTENT;
         }
-        if meta.priority.is_some() {
-            flags |= HAS_PRIORITY;
-        }
         let inline = body.len() <= INLINE_BODY_MAX;
         let mut data: SmallVec<[u8; 512]> = SmallVec::new();
-        if meta.expiration_ms.is_some() {
-            // Only an MQTT 5 delivery reads it (the expiry interval left), and only for a
-            // message with a TTL: others do without these 8 bytes.
+        if let Some(ms) = meta.expiration_ms {
+            // The receive time: only an MQTT 5 delivery reads it (the expiry interval left),
+            // and only for a message with a TTL: others do without these 8 bytes.
             flags |= HAS_EXPIRATION;
             let now = Deadline::at(Instant::now()).to_bits();
             data.extend_from_slice(&now.to_le_bytes());
+            let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+            data.extend_from_slice(&ms.to_le_bytes());
         }
-        put(&mut data, exchange);
-        put(&mut data, routing_key.as_bytes());
+        if let Some(priority) = meta.priority {
+            flags |= HAS_PRIORITY;
+            data.push(priority);
+        }
+        flags |= put_exchange(&mut data, exchange);
+        if let Some(key) = routing_key {
+            put(&mut data, key.as_bytes());
+        }
         put(&mut data, raw);
         if inline {
             data.extend_from_slice(&body);
         }
+        let origin = origin.min(ORIGIN_MAX);
         let header = Header {
             large_body: (!inline).then(|| Box::new(body)),
-            origin,
-            expiration_ms: meta
-                .expiration_ms
-                .map_or(0, |ms| u32::try_from(ms).unwrap_or(u32::MAX)),
-            priority: meta.priority.unwrap_or(0),
+            origin_low: origin as u32,
+            origin_high: (origin >> 32) as u16,
             flags,
             codec: codecs::index(properties.codec()),
         };
@@ -130,13 +206,34 @@ impl Message {
         self.header().flags & f != 0
     }
 
-    fn parts(&self) -> Parts<'_> {
-        let mut rest: &[u8] = &self.0.slice;
+    /// The length of the TTL and priority fields at the start of the data.
+    fn prefix_len(&self) -> usize {
+        let mut n = 0;
         if self.flag(HAS_EXPIRATION) {
-            rest = rest.get(8..).unwrap_or_default();
+            n += 12;
         }
-        let exchange = take(&mut rest);
-        let routing_key = take(&mut rest);
+        if self.flag(HAS_PRIORITY) {
+            n += 1;
+        }
+        n
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        let mut rest: &[u8] = self.0.slice.get(self.prefix_len()..).unwrap_or_default();
+        let exchange = if self.flag(STANDARD_EXCHANGE) {
+            let (&i, tail) = rest.split_first().unwrap_or((&0, &[]));
+            rest = tail;
+            STANDARD_EXCHANGES
+                .get(usize::from(i))
+                .map_or(&[][..], |n| n.as_bytes())
+        } else {
+            take(&mut rest)
+        };
+        let routing_key = if self.flag(KEY_IS_QUEUE) {
+            &[]
+        } else {
+            take(&mut rest)
+        };
         let properties = take(&mut rest);
         Parts {
             exchange,
@@ -151,9 +248,20 @@ impl Message {
         std::str::from_utf8(self.parts().exchange).unwrap_or_default()
     }
 
-    /// The routing key it was published with.
-    pub fn routing_key(&self) -> &str {
-        std::str::from_utf8(self.parts().routing_key).unwrap_or_default()
+    /// The routing key it was published with, when the message stores it: `None` for one made
+    /// by [`Message::to_named_queue`], whose key is the name of the queue it is in (see
+    /// [`Message::routing_key_in`]).
+    pub fn routing_key(&self) -> Option<&str> {
+        if self.flag(KEY_IS_QUEUE) {
+            return None;
+        }
+        Some(std::str::from_utf8(self.parts().routing_key).unwrap_or_default())
+    }
+
+    /// The routing key it was published with, for a message taken from the queue named
+    /// `queue` (deliveries, dead-lettering, the queue's log).
+    pub fn routing_key_in<'a>(&'a self, queue: &'a str) -> &'a str {
+        self.routing_key().unwrap_or(queue)
     }
 
     /// Its properties exactly as they arrived.
@@ -184,12 +292,20 @@ impl Message {
 
     /// Per-message TTL, priority, persistence.
     pub fn meta(&self) -> MessageMeta {
-        let h = self.header();
+        let data = &self.0.slice;
+        let expiration_ms = self
+            .flag(HAS_EXPIRATION)
+            .then(|| data.get(8..12)?.try_into().ok().map(u32::from_le_bytes))
+            .flatten();
+        let priority = if self.flag(HAS_PRIORITY) {
+            let at = if self.flag(HAS_EXPIRATION) { 12 } else { 0 };
+            data.get(at).copied()
+        } else {
+            None
+        };
         MessageMeta {
-            expiration_ms: self
-                .flag(HAS_EXPIRATION)
-                .then_some(u64::from(h.expiration_ms)),
-            priority: self.flag(HAS_PRIORITY).then_some(h.priority),
+            expiration_ms: expiration_ms.map(u64::from),
+            priority,
             persistent: self.flag(PERSISTENT),
         }
     }
@@ -217,7 +333,8 @@ impl Message {
 
     /// Broker-wide id of the connection or session that published it (0: the broker itself).
     pub fn origin(&self) -> u64 {
-        self.header().origin
+        let h = self.header();
+        u64::from(h.origin_low) | u64::from(h.origin_high) << 32
     }
 
     /// How long ago the broker received it; kept only for a message with a TTL (`None`
@@ -268,6 +385,23 @@ fn put(data: &mut SmallVec<[u8; 512]>, bytes: &[u8]) {
     data.extend_from_slice(bytes);
 }
 
+/// Appends the exchange name, as an index when it is a standard one: returns the flag to set.
+fn put_exchange(data: &mut SmallVec<[u8; 512]>, exchange: &[u8]) -> u8 {
+    match STANDARD_EXCHANGES
+        .iter()
+        .position(|n| n.as_bytes() == exchange)
+    {
+        Some(i) => {
+            data.push(i as u8);
+            STANDARD_EXCHANGE
+        }
+        None => {
+            put(data, exchange);
+            0
+        }
+    }
+}
+
 /// Takes one length-prefixed part off the front of `rest`, as [`put`] wrote it.
 fn take<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
     let mut n = 0usize;
@@ -286,120 +420,5 @@ fn take<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::OpaqueProperties;
-    use super::*;
-    use std::mem::size_of;
-
-    static CODEC: OpaqueProperties = OpaqueProperties;
-
-    struct Ttl;
-    impl PropertiesCodec for Ttl {
-        fn view(&self, _: &Bytes) -> PropertiesView {
-            PropertiesView::default()
-        }
-        fn meta(&self, _: &Bytes) -> MessageMeta {
-            MessageMeta {
-                expiration_ms: Some(10_000_000_000),
-                priority: Some(7),
-                persistent: true,
-            }
-        }
-        fn dead_lettered(&self, raw: &Bytes, _: &super::super::Death) -> Bytes {
-            raw.clone()
-        }
-    }
-    static TTL: Ttl = Ttl;
-
-    #[test]
-    fn parts_read_back_as_written() {
-        for body_len in [0, 16, INLINE_BODY_MAX, INLINE_BODY_MAX + 1, 100_000] {
-            for key_len in [0, 1, 127, 128, 300, 70_000] {
-                let body = Bytes::from(vec![b'b'; body_len]);
-                let key = "k".repeat(key_len);
-                let props = Bytes::from(vec![9u8; key_len / 2]);
-                let m = Message::new(
-                    "amq.topic",
-                    &key,
-                    Properties::new(props.clone(), &CODEC),
-                    body.clone(),
-                    42,
-                );
-                assert_eq!(m.exchange(), "amq.topic");
-                assert_eq!(m.routing_key(), key);
-                assert_eq!(m.properties_raw(), &props[..]);
-                assert_eq!(m.body(), &body[..]);
-                assert_eq!(m.body_bytes(), body);
-                assert_eq!(m.origin(), 42);
-                assert_eq!(m.meta(), MessageMeta::default());
-                assert!(m.age().is_none());
-            }
-        }
-    }
-
-    #[test]
-    fn a_large_body_is_shared_not_copied() {
-        let body = Bytes::from(vec![1u8; INLINE_BODY_MAX + 1]);
-        let m = Message::new(
-            "",
-            "k",
-            Properties::new(Bytes::new(), &CODEC),
-            body.clone(),
-            0,
-        );
-        assert_eq!(m.body().as_ptr(), body.as_ptr());
-        assert_eq!(m.body_bytes().as_ptr(), body.as_ptr());
-    }
-
-    #[test]
-    fn meta_and_receive_time_are_kept() {
-        let m = Message::new(
-            "x",
-            "k",
-            Properties::new(Bytes::from_static(b"p"), &TTL),
-            Bytes::new(),
-            1,
-        );
-        let meta = m.meta();
-        // Saturated at RabbitMQ's largest TTL.
-        assert_eq!(meta.expiration_ms, Some(u64::from(u32::MAX)));
-        assert_eq!(meta.priority, Some(7));
-        assert!(meta.persistent);
-        assert!(m.age().is_some_and(|a| a < Duration::from_secs(3600)));
-        assert!(std::ptr::eq(
-            m.codec() as *const dyn PropertiesCodec as *const u8,
-            &TTL as *const Ttl as *const u8
-        ));
-        assert_eq!(m.routing_key(), "k");
-        assert_eq!(m.properties_raw(), b"p");
-    }
-
-    /// What a message costs in memory is mostly this allocation (docs/performance.md, "Memory
-    /// per message"): keep it from growing unnoticed.
-    #[test]
-    fn message_structs_stay_small() {
-        // The bench's message: routing key `pigeon-bench-<run>-0` (32 bytes), 3 bytes of
-        // properties, a 16-byte body, the default exchange.
-        let m = Message::new(
-            "",
-            "pigeon-bench-0123456789abcdefg-0",
-            Properties::new(Bytes::from_static(&[0x10, 0, 1]), &CODEC),
-            Bytes::from_static(&[0; 16]),
-            7,
-        );
-        eprintln!(
-            "Header {} Message {} allocation {} QueuedMessage {}",
-            size_of::<Header>(),
-            size_of::<Message>(),
-            m.allocation_size(),
-            size_of::<crate::queue::QueuedMessage>(),
-        );
-        assert_eq!(m.routing_key().len(), 32);
-        assert_eq!(size_of::<Header>(), 24);
-        assert_eq!(size_of::<Message>(), size_of::<usize>());
-        assert_eq!(size_of::<Option<Message>>(), size_of::<usize>());
-        // 8 + 24 + 8 + (3 length bytes + 32 + 3 + 16) = 94, in jemalloc's 96-byte class.
-        assert!(m.allocation_size() <= 96, "{}", m.allocation_size());
-        assert!(size_of::<crate::queue::QueuedMessage>() <= 32);
-    }
-}
+#[path = "packed_tests.rs"]
+mod tests;

@@ -18,6 +18,7 @@
 
 mod consumers;
 mod deadline;
+mod level;
 mod paging;
 mod prio_paging;
 mod ready;
@@ -337,15 +338,17 @@ impl Queue {
     pub fn enqueue(self: &Arc<Self>, message: Message) -> Enqueued {
         if let Some(s) = &self.stream {
             self.state.lock().counters.publish += 1;
-            return s.append(&message);
+            // The stream's entry keeps the routing key (`Message::to_named_queue` leaves it out).
+            return s.append(&message.with_routing_key(&self.name));
         }
         self.locked(|st, dead| {
             if st.deleted {
                 return Enqueued::Accepted;
             }
             st.counters.publish += 1;
-            let Some(next_seq) = st.next_seq.checked_add(1) else {
-                // Only a log restored with seq u64::MAX gets here: a seq is never reused.
+            let Some(next_seq) = st.next_seq.checked_add(1).filter(|&s| s < level::SEQ_LIMIT) else {
+                // Only a log restored with a seq near `SEQ_LIMIT` (2^56) gets here: a seq is
+                // never reused, and the ready list packs it into 56 bits.
                 tracing::error!(queue = %self.name, "no sequence number left; message refused");
                 return Enqueued::Rejected;
             };
@@ -610,7 +613,7 @@ impl Queue {
             transient: false,
             origin: m.message.origin(),
         };
-        let record = Queue::record(m, now).encode_queued(extras);
+        let record = self.record(m, now).encode_queued(extras);
         let appended = match level_tag {
             Some(level) => log.append_tagged(m.seq, level, &record),
             None => log.append(m.seq, &record),
@@ -732,7 +735,7 @@ impl Queue {
     fn expire_heads(&self, st: &mut State, now: Instant, dead: &mut Dead) {
         loop {
             self.fill(st, now);
-            if !st.ready.front().is_some_and(|m| m.expired(now)) {
+            if !st.ready.front_expired(now) {
                 return;
             }
             match st.ready.pop_front() {

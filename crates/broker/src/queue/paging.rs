@@ -119,12 +119,12 @@ pub(super) fn max_body(frame_len: u32) -> usize {
 
 impl Queue {
     /// The record of a queued message, for its log.
-    pub(super) fn record(m: &QueuedMessage, now: Instant) -> MessageRecordRef<'_> {
+    pub(super) fn record<'a>(&'a self, m: &'a QueuedMessage, now: Instant) -> MessageRecordRef<'a> {
         let expires_at_ms = m.expires_at.map_or(0, |t| {
             let left = t.instant().saturating_duration_since(now).as_millis() as u64;
             unix_ms().saturating_add(left).max(1)
         });
-        MessageRecordRef::of(&m.message, expires_at_ms)
+        MessageRecordRef::in_queue(&m.message, &self.name, expires_at_ms)
     }
 
     /// Writes a new message to the log only, behind everything else. `Some(stored)` when it is
@@ -140,7 +140,7 @@ impl Queue {
             transient: !persistent,
             origin: m.message.origin(),
         };
-        let record = Queue::record(m, now).encode_queued(extras);
+        let record = self.record(m, now).encode_queued(extras);
         // A persistent message of a priority queue carries its level in the log's index, so
         // that a restart lists it by level without reading it (`prio_paging.rs`, **Restart**);
         // a transient one does not: a restart reads it to drop it.
@@ -241,10 +241,19 @@ impl Queue {
         now: Instant,
         unix_now: u64,
     ) -> ReadBack {
+        let estimate = |old: bool| if old { 0 } else { max_body(r.location.len) };
+        if r.seq >= super::level::SEQ_LIMIT {
+            // The ready list packs seqs into 56 bits, and Pigeon never writes a larger one:
+            // a damaged or hostile log. Skipped like an unreadable record.
+            tracing::error!(queue = %self.name, seq = r.seq, "skipping a message record with an impossible seq");
+            log.ack(r.seq);
+            let old = st.restored_through.is_some_and(|last| r.seq <= last);
+            return ReadBack::Skipped(estimate(old));
+        }
         // Written before the start: it counts 0 bytes in the tail, its origin is stale.
         let old = st.restored_through.is_some_and(|last| r.seq <= last);
         // What the tail counted for it, when it cannot be read: 0 or at least its body.
-        let estimate = if old { 0 } else { max_body(r.location.len) };
+        let estimate = estimate(old);
         let decoded = match log.read(&r.location) {
             Ok(bytes) => MessageRecord::decode_queued(Bytes::from(bytes)),
             Err(e) => {
@@ -263,14 +272,22 @@ impl Queue {
             return ReadBack::Skipped(estimate);
         }
         let counted = if old { 0 } else { record.body.len() };
-        let routing_key = String::from_utf8_lossy(&record.routing_key).into_owned();
-        let message = Message::new(
-            record.exchange,
-            &routing_key,
-            Properties::new(record.properties, codec),
-            record.body,
-            if old { 0 } else { extras.origin },
-        );
+        let properties = Properties::new(record.properties, codec);
+        let origin = if old { 0 } else { extras.origin };
+        let message = if record.exchange.is_empty() && *record.routing_key == *self.name.as_bytes()
+        {
+            // Sent to this queue through the default exchange: its key is the queue's name.
+            Message::to_named_queue(properties, record.body, origin)
+        } else {
+            let routing_key = String::from_utf8_lossy(&record.routing_key);
+            Message::new(
+                record.exchange,
+                &routing_key,
+                properties,
+                record.body,
+                origin,
+            )
+        };
         let expires_at = (record.expires_at_ms != 0)
             .then(|| Deadline::at(expiry_instant(record.expires_at_ms, unix_now, now)));
         let m = QueuedMessage {

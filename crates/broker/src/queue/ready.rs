@@ -13,21 +13,22 @@
 //! A priority queue pages out too, with a tail per level (`prio_paging.rs`): `tail` then
 //! holds the count and bytes of all of them, and each level lists its own seqs.
 
+use super::level::Level;
 use super::paging::{PagingLimits, Tail};
 use super::prio_paging::LevelTail;
 use super::QueuedMessage;
-use pigeon_store::Chunked;
 use std::time::Instant;
 
 /// Ready messages, with their count and total body size.
 ///
-/// Each level is [`Chunked`], not a `VecDeque`: a queue that cannot page (a memory-only broker,
-/// a priority queue) may hold millions of messages, and a `VecDeque` of them doubles its buffer
-/// in one push (copying the whole list into new pages before freeing the old ones), a step the
-/// memory alarm cannot anticipate. Chunks grow the list 4096 entries at a time.
+/// Each level is a [`Level`] (16 bytes per message) of `pigeon_store::Chunked` lists, not a
+/// `VecDeque`: a queue that cannot page (a memory-only broker, a priority queue) may hold
+/// millions of messages, and a `VecDeque` of them doubles its buffer in one push (copying the
+/// whole list into new pages before freeing the old ones), a step the memory alarm cannot
+/// anticipate. Chunks grow the list 4096 entries at a time.
 #[derive(Default)]
 pub struct Ready {
-    levels: Vec<Chunked<QueuedMessage>>,
+    levels: Vec<Level>,
     /// Messages in memory (the head).
     len: usize,
     /// Body bytes in memory.
@@ -48,7 +49,7 @@ impl Ready {
     pub fn new(max_priority: Option<u8>, limits: Option<PagingLimits>) -> Ready {
         let levels = max_priority.map_or(1, |p| usize::from(p) + 1);
         Ready {
-            levels: (0..levels).map(|_| Chunked::new()).collect(),
+            levels: (0..levels).map(|_| Level::default()).collect(),
             limits,
             level_tails: (levels > 1 && limits.is_some())
                 .then(|| (0..levels).map(|_| LevelTail::default()).collect()),
@@ -238,14 +239,16 @@ impl Ready {
     pub fn insert(&mut self, m: QueuedMessage) {
         self.added(&m);
         let l = self.level(&m);
-        let level = &mut self.levels[l];
-        let at = level.partition_point(|r| r.seq < m.seq);
-        level.insert(at, m);
+        self.levels[l].insert(m);
     }
 
-    /// The next message to deliver, if it is in memory (page the tail in first).
-    pub fn front(&self) -> Option<&QueuedMessage> {
-        self.levels.iter().rev().find_map(|l| l.front())
+    /// Whether the next message to deliver is in memory and its TTL ran out before `now`.
+    pub fn front_expired(&self, now: Instant) -> bool {
+        self.levels
+            .iter()
+            .rev()
+            .find(|l| !l.is_empty())
+            .is_some_and(|l| l.front_expired(now))
     }
 
     /// Takes the next message to deliver, if it is in memory (page the tail in first).
@@ -281,7 +284,7 @@ impl Ready {
     pub fn take_expired_heads(&mut self, now: Instant) -> Vec<QueuedMessage> {
         let mut expired = Vec::new();
         for level in self.levels.iter_mut().rev() {
-            while level.front().is_some_and(|m| m.expired(now)) {
+            while level.front_expired(now) {
                 expired.extend(level.pop_front());
             }
         }
@@ -296,7 +299,7 @@ impl Ready {
         let mut expired = Vec::new();
         for l in 0..self.levels.len() {
             let mut level = std::mem::take(&mut self.levels[l]);
-            let mut live = Chunked::new();
+            let mut live = Level::default();
             for m in level.drain() {
                 if m.expired(now) {
                     expired.push(m);

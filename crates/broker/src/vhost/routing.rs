@@ -119,21 +119,29 @@ impl VHost {
         Ok(x)
     }
 
-    /// Routes `message` from `exchange` and enqueues it in every queue it reaches (each once).
-    /// Returns the number of queues.
+    /// Routes `message`, which stores its routing key (`Message::new`), from `exchange` and
+    /// enqueues it in every queue it reaches (each once). Returns the number of queues.
     pub fn publish(&self, exchange: &Arc<Exchange>, message: &Message) -> Published {
-        self.publish_cc(exchange, message, &[])
+        debug_assert!(message.routing_key().is_some());
+        let key = message.routing_key().unwrap_or_default();
+        self.publish_cc(exchange, message, key, &[])
     }
 
-    /// [`VHost::publish`] with more routing keys than the message's own (AMQP's
-    /// sender-selected distribution: the `CC` and `BCC` headers).
+    /// [`VHost::publish`] of a message published with `routing_key` (which a message made by
+    /// `Message::to_named_queue` does not store: it must go only to the queue of that name,
+    /// through the default exchange, without `extra_keys`), and with more routing keys than
+    /// that one (AMQP's sender-selected distribution: the `CC` and `BCC` headers).
     pub fn publish_cc(
         &self,
         exchange: &Arc<Exchange>,
         message: &Message,
+        routing_key: &str,
         extra_keys: &[String],
     ) -> Published {
-        let queues = self.route_cc(exchange, message, extra_keys);
+        debug_assert!(
+            message.routing_key().is_some() || (exchange.name.is_empty() && extra_keys.is_empty())
+        );
+        let queues = self.route_cc(exchange, message, routing_key, extra_keys);
         // Relaxed: statistics, read when asked, ordered with nothing.
         exchange
             .publish_in
@@ -187,19 +195,20 @@ impl VHost {
                 queue: from.name().to_string(),
                 reason,
                 exchange: old.exchange().to_string(),
-                routing_keys: vec![old.routing_key().to_string()],
+                routing_keys: vec![old.routing_key_in(from.name()).to_string()],
                 time,
             };
             let codec = old.codec();
             let raw = codec.dead_lettered(&old.properties_bytes(), &death);
             let message = Message::new(
                 &*x.name,
-                routing_key.unwrap_or(old.routing_key()),
+                routing_key.unwrap_or(old.routing_key_in(from.name())),
                 Properties::new(raw, codec),
                 old.body_bytes(),
                 old.origin(),
             );
-            for q in self.route(&x, &message) {
+            let key = routing_key.unwrap_or(old.routing_key_in(from.name()));
+            for q in self.route_cc(&x, &message, key, &[]) {
                 if !is_cycle(&message, q.name()) {
                     q.enqueue(message.clone());
                 }
@@ -211,20 +220,21 @@ impl VHost {
     /// exchange-to-exchange bindings and alternate exchanges. Up to four queues, routing does
     /// not allocate (the usual publish reaches one).
     pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Routed {
-        self.route_cc(exchange, message, &[])
+        let key = message.routing_key().unwrap_or_default();
+        self.route_cc(exchange, message, key, &[])
     }
 
-    /// [`VHost::route`] with `extra_keys` used beside the message's routing key at every
-    /// exchange on the way (RabbitMQ's `CC`/`BCC` routing).
+    /// [`VHost::route`] of a message published with `routing_key`, with `extra_keys` used
+    /// beside it at every exchange on the way (RabbitMQ's `CC`/`BCC` routing).
     pub fn route_cc(
         &self,
         exchange: &Arc<Exchange>,
         message: &Message,
+        routing_key: &str,
         extra_keys: &[String],
     ) -> Routed {
         let mut queues = Distinct::default();
-        let keys =
-            std::iter::once(message.routing_key()).chain(extra_keys.iter().map(String::as_str));
+        let keys = std::iter::once(routing_key).chain(extra_keys.iter().map(String::as_str));
         if exchange.name.is_empty() {
             for key in keys {
                 if let Ok(q) = self.queue(key) {

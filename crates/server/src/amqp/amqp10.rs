@@ -475,7 +475,8 @@ impl StreamEntryCodec for Amqp10Entries {
         let p = BasicProperties::decode(&m.properties_bytes()).ok()?;
         Some(encode_message(
             m.exchange().as_bytes(),
-            m.routing_key().as_bytes(),
+            // A stream's messages store their key (`Queue::enqueue` puts it back in).
+            m.routing_key().unwrap_or_default().as_bytes(),
             &p,
             m.body(),
         ))

@@ -166,7 +166,11 @@ impl Channel {
                 let Tx { publishes, acks } = std::mem::take(tx);
                 let mut stored = false;
                 for (exchange, message, mandatory, cc) in publishes {
-                    stored |= self.route(ctx, &exchange, message, mandatory, &cc).stored;
+                    // Held messages store their key (`finish_publish`).
+                    let key = message.routing_key().unwrap_or_default().to_owned();
+                    stored |= self
+                        .route(ctx, &exchange, message, &key, mandatory, &cc)
+                        .stored;
                 }
                 // tx.commit-ok means the published messages are on disk.
                 if let (true, Some(store)) = (stored, &ctx.store) {
@@ -376,18 +380,27 @@ impl Channel {
             }
         }
         let cc = super::sender_selected::extra_keys(&mut props)?;
-        let message = Message::new(
-            &*p.exchange.name,
-            p.routing_key.as_str(),
-            Properties::new(props, &AMQP_CODEC),
-            body,
-            ctx.conn_id,
-        );
+        let properties = Properties::new(props, &AMQP_CODEC);
+        let message = if p.exchange.name.is_empty() && cc.is_empty() && self.tx.is_none() {
+            // Routed to the queue its key names, and only there: the key is not stored in the
+            // message (docs/performance.md, "Memory per message").
+            Message::to_named_queue(properties, body, ctx.conn_id)
+        } else {
+            let key = p.routing_key.as_str();
+            Message::new(&*p.exchange.name, key, properties, body, ctx.conn_id)
+        };
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((p.exchange, message, p.mandatory, cc));
             return Ok(());
         }
-        let routed = self.route(ctx, &p.exchange, message, p.mandatory, &cc);
+        let routed = self.route(
+            ctx,
+            &p.exchange,
+            message,
+            p.routing_key.as_str(),
+            p.mandatory,
+            &cc,
+        );
         if let Some(c) = self.confirms.as_mut() {
             c.last_seq += 1;
             // Nothing is confirmed before it is on disk (group commit: the store's epoch).
@@ -407,10 +420,11 @@ impl Channel {
         ctx: &ConnCtx,
         exchange: &Arc<Exchange>,
         message: Message,
+        routing_key: &str,
         mandatory: bool,
         cc: &[String],
     ) -> Published {
-        let routed = ctx.vhost.publish_cc(exchange, &message, cc);
+        let routed = ctx.vhost.publish_cc(exchange, &message, routing_key, cc);
         self.reached.add(&routed.reached);
         self.charged += crate::memory::message_cost(message.body_len());
         let returned = routed.queues == 0 && mandatory;
@@ -425,7 +439,7 @@ impl Channel {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortString::from_static("NO_ROUTE"),
                 exchange: short(message.exchange()),
-                routing_key: short(message.routing_key()),
+                routing_key: short(routing_key),
             });
             let returned = QueuedMessage {
                 message,

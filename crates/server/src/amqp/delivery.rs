@@ -210,7 +210,7 @@ impl ChannelShared {
             delivery_tag: tag,
             redelivered: message.redelivered,
             exchange: short(message.message.exchange()),
-            routing_key: short(message.message.routing_key()),
+            routing_key: short(message.message.routing_key_in(queue.name())),
             message_count: left,
         });
         self.send_with_content(&method, &message, queue.counts_deliveries());
@@ -302,7 +302,7 @@ impl ConsumerSink for AmqpConsumer {
                 tag,
                 message.redelivered,
                 m.exchange(),
-                m.routing_key(),
+                m.routing_key_in(queue.name()),
                 buf,
             )
         };

@@ -260,7 +260,7 @@ async fn get(
                 "payload_bytes": body.len(),
                 "redelivered": m.redelivered,
                 "exchange": m.message.exchange(),
-                "routing_key": m.message.routing_key(),
+                "routing_key": m.message.routing_key_in(queue.name()),
                 "message_count": left,
                 "properties": properties_json(&m.message),
                 "payload": payload,

@@ -414,7 +414,8 @@ impl Conn {
                 };
             if send_retained {
                 for m in self.vhost.retained.matching(&pattern) {
-                    let name = topic::from_routing_key(m.routing_key());
+                    // Retained messages come from MQTT publishes, which store their key.
+                    let name = topic::from_routing_key(m.routing_key().unwrap_or_default());
                     if topic::matches(&match_filter, &name) {
                         retained.push((m, granted, s.properties.subscription_identifier));
                     }
@@ -505,7 +506,8 @@ impl Conn {
     fn send_retained(&self, m: &Message, granted: QoS, id: Option<u32>) {
         let v5 = self.version == mqtt_wire::ProtocolVersion::V5;
         let out = convert::outgoing(m.properties_raw(), m.age(), v5);
-        let Ok(topic_name) = TopicName::new(topic::from_routing_key(m.routing_key())) else {
+        let key = m.routing_key().unwrap_or_default();
+        let Ok(topic_name) = TopicName::new(topic::from_routing_key(key)) else {
             return;
         };
         if out.expired {

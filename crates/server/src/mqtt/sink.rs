@@ -107,7 +107,7 @@ impl ConsumerSink for MqttSink {
     fn deliver(&self, queue: &Arc<Queue>, message: QueuedMessage) -> Delivered {
         let mut core = self.session.core.lock();
         let m = &message.message;
-        let name = topic::from_routing_key(m.routing_key());
+        let name = topic::from_routing_key(m.routing_key_in(queue.name()));
         let own = m.origin() == self.session.uid;
         let Some((sub_qos, ids, rap)) = core.matching(queue, &name, own) else {
             return Delivered::Settled;

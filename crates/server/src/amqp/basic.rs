@@ -376,6 +376,15 @@ impl Channel {
             }
         }
         let cc = super::sender_selected::extra_keys(&mut props)?;
+        // The CC and BCC keys route like the routing key, so they need its topic write
+        // permission too: RabbitMQ 4.0 checks every routing key of the message
+        // (rabbit_channel `check_write_permitted_on_topics`, commit dc9ebc5b; 3.x checked only
+        // the routing key, letting CC bypass a topic permission).
+        if !cc.is_empty() && ctx.authz.has_topic_permissions() {
+            for key in &cc {
+                ctx.authz.check_topic(Access::Write, &p.exchange, key)?;
+            }
+        }
         let message = Message::new(
             &*p.exchange.name,
             p.routing_key.as_str(),

@@ -143,6 +143,17 @@ mod tests {
     }
 
     #[test]
+    fn cc_keys_reads_the_cc_array_of_stored_properties() {
+        let mut h = FieldTable::new();
+        h.insert("CC", array(&["a", "b"]));
+        assert_eq!(cc_keys(&props(Some(h))), ["a", "b"]);
+        let mut h = FieldTable::new();
+        h.insert("CC", FieldValue::LongString(Bytes::from_static(b"a")));
+        assert!(cc_keys(&props(Some(h))).is_empty(), "not an array: no keys");
+        assert!(cc_keys(&props(None)).is_empty());
+    }
+
+    #[test]
     fn no_headers_or_no_cc_leaves_the_properties_alone() {
         for headers in [None, Some(FieldTable::new())] {
             let mut p = props(headers);

@@ -59,6 +59,13 @@ pub trait PropertiesCodec: Send + Sync {
     /// The properties of a dead-lettered copy: `death` recorded (AMQP `x-death` and
     /// `x-first-death-*` headers), the per-message expiration removed.
     fn dead_lettered(&self, raw: &Bytes, death: &Death) -> Bytes;
+    /// The `CC` routing keys the properties carry (sender-selected distribution; `BCC` was
+    /// removed at publish). Dead-lettering records them in `x-death` and, without a
+    /// dead-letter routing key, routes with them (RabbitMQ `rabbit_dead_letter:make_msg`).
+    /// None by default: a codec without such headers.
+    fn cc_keys(&self, _raw: &Bytes) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A codec for properties nothing reads: an empty view, default (transient) meta, and
@@ -112,8 +119,12 @@ pub struct Death {
     pub reason: DeathReason,
     /// The exchange it had been published to.
     pub exchange: String,
-    /// The routing keys it had been published with.
+    /// The routing keys it had been published with: its routing key, then its `CC` keys.
     pub routing_keys: Vec<String>,
+    /// A dead-letter routing key replaces the message's keys: the copy loses its `CC` header
+    /// too (RabbitMQ `rabbit_dead_letter:make_msg` deletes it), so it names no key it was not
+    /// routed with.
+    pub remove_cc: bool,
     /// When, in seconds since the Unix epoch.
     pub time: u64,
 }

@@ -168,7 +168,7 @@ impl VHost {
     }
 
     /// Dead-letters `messages` that left `from`: each is republished to `exchange` with
-    /// `routing_key` (or its own), its death recorded in its properties. A message that would
+    /// `routing_key` (or its own and its `CC` keys), its death recorded in its properties. A message that would
     /// come back to a queue it already died in without ever being rejected is dropped, so
     /// dead-letter cycles end (as in RabbitMQ).
     pub fn dead_letter(
@@ -191,15 +191,22 @@ impl VHost {
             .map_or(0, |d| d.as_secs());
         for (m, reason) in messages {
             let old = &m.message;
+            let codec = old.codec();
+            let raw = old.properties_bytes();
+            // rabbit_dead_letter:make_msg: `routing-keys` is the routing key and the `CC`
+            // keys; without a dead-letter routing key the copy is routed with all of them.
+            let cc = codec.cc_keys(&raw);
             let death = Death {
                 queue: from.name().to_string(),
                 reason,
                 exchange: old.exchange().to_string(),
-                routing_keys: vec![old.routing_key_in(from.name()).to_string()],
+                routing_keys: std::iter::once(old.routing_key_in(from.name()).to_string())
+                    .chain(cc.iter().cloned())
+                    .collect(),
+                remove_cc: routing_key.is_some(),
                 time,
             };
-            let codec = old.codec();
-            let raw = codec.dead_lettered(&old.properties_bytes(), &death);
+            let raw = codec.dead_lettered(&raw, &death);
             let message = Message::new(
                 &*x.name,
                 routing_key.unwrap_or(old.routing_key_in(from.name())),
@@ -208,7 +215,8 @@ impl VHost {
                 old.origin(),
             );
             let key = routing_key.unwrap_or(old.routing_key_in(from.name()));
-            for q in self.route_cc(&x, &message, key, &[]) {
+            let extra: &[String] = if routing_key.is_some() { &[] } else { &cc };
+            for q in self.route_cc(&x, &message, key, extra) {
                 if !is_cycle(&message, q.name()) {
                     q.enqueue(message.clone());
                 }

@@ -380,6 +380,15 @@ impl Channel {
             }
         }
         let cc = super::sender_selected::extra_keys(&mut props)?;
+        // The CC and BCC keys route like the routing key, so they need its topic write
+        // permission too: RabbitMQ 4.0 checks every routing key of the message
+        // (rabbit_channel `check_write_permitted_on_topics`, commit dc9ebc5b; 3.x checked only
+        // the routing key, letting CC bypass a topic permission).
+        if !cc.is_empty() && ctx.authz.has_topic_permissions() {
+            for key in &cc {
+                ctx.authz.check_topic(Access::Write, &p.exchange, key)?;
+            }
+        }
         let properties = Properties::new(props, &AMQP_CODEC);
         let message = if p.exchange.name.is_empty() && cc.is_empty() && self.tx.is_none() {
             // Routed to the queue its key names, and only there: the key is not stored in the

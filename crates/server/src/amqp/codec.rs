@@ -109,6 +109,9 @@ impl PropertiesCodec for AmqpCodec {
         };
         deaths.insert(0, FieldValue::Table(entry));
         headers.insert("x-death", FieldValue::Array(deaths));
+        if death.remove_cc {
+            headers.remove("CC");
+        }
         for (key, value) in [
             ("x-first-death-reason", death.reason.as_str()),
             ("x-first-death-queue", death.queue.as_str()),
@@ -120,6 +123,10 @@ impl PropertiesCodec for AmqpCodec {
         }
         p.headers = Some(headers);
         p.to_bytes()
+    }
+
+    fn cc_keys(&self, raw: &Bytes) -> Vec<String> {
+        super::sender_selected::cc_keys(raw)
     }
 }
 
@@ -144,6 +151,7 @@ mod tests {
             reason,
             exchange: "ex".into(),
             routing_keys: vec!["rk".into()],
+            remove_cc: false,
             time: 1_700_000_000,
         }
     }

@@ -37,6 +37,25 @@ pub(super) fn extra_keys(props: &mut Bytes) -> AmqpResult<Vec<String>> {
     Ok(keys)
 }
 
+/// The `CC` keys of a stored message's properties (`BCC` went at publish), for
+/// dead-lettering. A `CC` that is not an array names none: it was refused at publish, so only
+/// a message converted from another protocol could carry one.
+pub(super) fn cc_keys(props: &Bytes) -> Vec<String> {
+    let has_headers = props.first().is_some_and(|f| f & FLAG_HEADERS_HIGH != 0);
+    if !has_headers || !contains(props, b"\x02CC") {
+        return Vec::new();
+    }
+    let mut keys = Vec::new();
+    if let Some(cc) = BasicProperties::decode(props)
+        .ok()
+        .and_then(|p| p.headers)
+        .and_then(|mut h| h.remove("CC"))
+    {
+        let _ = routes("CC", &cc, &mut keys);
+    }
+    keys
+}
+
 /// The routing keys of one header: an array of long strings. Anything else is refused as
 /// RabbitMQ refuses it (`unacceptable_type_in_header`, a 406 from `rabbit_channel`).
 fn routes(name: &str, value: &FieldValue, keys: &mut Vec<String>) -> AmqpResult<()> {
@@ -121,6 +140,17 @@ mod tests {
         let left = BasicProperties::decode(&p).unwrap().headers.unwrap();
         assert!(left.get("BCC").is_none());
         assert!(left.get("CC").is_some() && left.get("other").is_some());
+    }
+
+    #[test]
+    fn cc_keys_reads_the_cc_array_of_stored_properties() {
+        let mut h = FieldTable::new();
+        h.insert("CC", array(&["a", "b"]));
+        assert_eq!(cc_keys(&props(Some(h))), ["a", "b"]);
+        let mut h = FieldTable::new();
+        h.insert("CC", FieldValue::LongString(Bytes::from_static(b"a")));
+        assert!(cc_keys(&props(Some(h))).is_empty(), "not an array: no keys");
+        assert!(cc_keys(&props(None)).is_empty());
     }
 
     #[test]

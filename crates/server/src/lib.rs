@@ -27,6 +27,7 @@ mod mqtt;
 mod outbound;
 mod policy;
 mod readbuf;
+mod stream;
 pub mod registry;
 pub mod tls;
 pub mod transport;
@@ -168,6 +169,16 @@ impl ServerHandle {
     /// The first address the MQTT-over-TLS listener is bound to, if it is enabled.
     pub fn mqtts_addr(&self) -> Option<SocketAddr> {
         self.addr(listen::Kind::Mqtts)
+    }
+
+    /// The first address the RabbitMQ Stream protocol listener is bound to, if it is enabled.
+    pub fn stream_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Stream)
+    }
+
+    /// The first address the Stream protocol over TLS is bound to, if it is enabled.
+    pub fn stream_tls_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::StreamTls)
     }
 
     /// What a Prometheus scrape of `/metrics` (`per_object`: `/metrics/per-object`) returns.

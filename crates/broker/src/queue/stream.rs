@@ -54,6 +54,43 @@ pub trait StreamEntryCodec: Send + Sync {
 
 static ENTRY_CODEC: OnceLock<&'static dyn StreamEntryCodec> = OnceLock::new();
 
+/// Something woken when a stream's committed tail moves or the stream is deleted: the stream
+/// protocol's connections (`server/src/stream/`), which read the log themselves instead of
+/// being handed messages as the queue's consumers are.
+pub trait StreamWatcher: Send + Sync {
+    /// Called on the store's flusher thread or a publisher's task: only wake a task here.
+    fn wake(&self);
+}
+
+/// A stream's watchers, and the committed offset they were last woken for.
+#[derive(Default)]
+struct Watchers {
+    list: Mutex<Vec<Weak<dyn StreamWatcher>>>,
+    woken_at: std::sync::atomic::AtomicU64,
+}
+
+impl Watchers {
+    /// Wakes every live watcher (and forgets the dead ones).
+    fn wake_all(&self) {
+        let live: Vec<Arc<dyn StreamWatcher>> = {
+            let mut list = self.list.lock();
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for w in live {
+            w.wake();
+        }
+    }
+
+    /// Wakes the watchers if the committed offset moved since they were last woken.
+    fn wake_if_moved(&self, committed: u64) {
+        use std::sync::atomic::Ordering;
+        if self.woken_at.fetch_max(committed, Ordering::AcqRel) < committed {
+            self.wake_all();
+        }
+    }
+}
+
 /// Registers the stream entry codec for the process (the first registration wins).
 pub fn set_entry_codec(codec: &'static dyn StreamEntryCodec) {
     let _ = ENTRY_CODEC.set(codec);
@@ -84,12 +121,14 @@ pub(crate) struct StreamQueue {
     /// stream, and nothing more is appended. Held across a sync, so that deleting the
     /// directory never races a sync of it (a failed sync would fail the whole store).
     deleted: Arc<Mutex<bool>>,
+    watchers: Arc<Watchers>,
 }
 
 struct Hook {
     log: Arc<StreamLog>,
     queue: Weak<Queue>,
     deleted: Arc<Mutex<bool>>,
+    watchers: Arc<Watchers>,
 }
 
 impl StreamSyncHook for Hook {
@@ -102,12 +141,16 @@ impl StreamSyncHook for Hook {
             }
             self.log.sync()?;
         }
-        if self.log.committed_offset() > before {
+        let committed = self.log.committed_offset();
+        if committed > before {
             // New chunks are visible: consumers waiting at the tail get them.
             if let Some(q) = self.queue.upgrade() {
                 q.dispatch();
             }
         }
+        // Compared with what the watchers last saw rather than with `before`: without fsync
+        // an append commits at once, and this round is the first to notice.
+        self.watchers.wake_if_moved(committed);
         Ok(())
     }
 }
@@ -128,6 +171,7 @@ impl StreamQueue {
             cursors: Mutex::new(Vec::new()),
             hook: OnceLock::new(),
             deleted: Arc::new(Mutex::new(false)),
+            watchers: Arc::default(),
         })
     }
 
@@ -137,6 +181,7 @@ impl StreamQueue {
             log: Arc::clone(&self.log),
             queue: Arc::downgrade(queue),
             deleted: Arc::clone(&self.deleted),
+            watchers: Arc::clone(&self.watchers),
         });
         let weak = Arc::downgrade(&hook) as Weak<dyn StreamSyncHook>;
         if self.hook.set(hook).is_ok() {
@@ -180,6 +225,7 @@ impl StreamQueue {
         match self.log.append_chunk(&append) {
             Ok(_) => {
                 self.store.stream_appended();
+                self.watchers.wake_if_moved(self.log.committed_offset());
                 Enqueued::Stored
             }
             Err(e) => {
@@ -332,6 +378,9 @@ impl StreamQueue {
         if let Err(e) = self.store.delete_stream(&self.id) {
             tracing::error!(stream = %self.id, error = %e, "cannot delete the stream's files");
         }
+        drop(deleted);
+        // Stream-protocol publishers and subscribers learn it (MetadataUpdate).
+        self.watchers.wake_all();
     }
 }
 
@@ -364,6 +413,28 @@ impl Queue {
     /// The stream's log, for a stream queue.
     pub fn stream_log(&self) -> Option<&Arc<StreamLog>> {
         self.stream.as_ref().map(|s| &s.log)
+    }
+
+    /// Registers `watcher` to be woken when the stream's committed tail moves or the stream
+    /// is deleted (held weakly: dropping it unregisters it).
+    pub fn watch_stream(&self, watcher: Weak<dyn StreamWatcher>) {
+        if let Some(s) = &self.stream {
+            s.watchers.list.lock().push(watcher);
+        }
+    }
+
+    /// Wakes the stream's watchers if its committed tail moved (an append that committed at
+    /// once, without fsync, is otherwise noticed at the flusher's next round).
+    pub fn stream_tail_moved(&self) {
+        if let Some(s) = &self.stream {
+            s.watchers.wake_if_moved(s.log.committed_offset());
+        }
+    }
+
+    /// Whether the stream's files were deleted (the queue was deleted): nothing more is
+    /// appended.
+    pub fn stream_deleted(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| *s.deleted.lock())
     }
 
     /// Sets the codec of a recovered stream's messages.

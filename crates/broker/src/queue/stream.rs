@@ -279,9 +279,9 @@ impl StreamQueue {
     /// Delivers to every consumer as far as its credit goes. `alive` says which consumers are
     /// still registered on the queue (the others' cursors are dropped).
     pub(crate) fn dispatch(&self, queue: &Arc<Queue>, alive: impl Fn(u64, &str) -> bool) -> u64 {
-        let Some(codec) = self.codec.get().copied() else {
-            return 0;
-        };
+        // Unset until an AMQP publish or recovery sets it: a stream fed only through the
+        // stream protocol holds AMQP 1.0 entries, which the entry codec decodes without it.
+        let codec = self.codec.get().copied();
         let mut delivered = 0;
         let mut cursors = self.cursors.lock();
         cursors.retain(|c| alive(c.owner, &c.tag));
@@ -320,7 +320,7 @@ impl StreamQueue {
     }
 
     /// Reads the cursor's next chunk into its buffer; false when it has caught up.
-    fn fill(&self, c: &mut Cursor, codec: &'static dyn PropertiesCodec) -> bool {
+    fn fill(&self, c: &mut Cursor, codec: Option<&'static dyn PropertiesCodec>) -> bool {
         loop {
             let range = match c.reader.next_chunk() {
                 Ok(Some(range)) => range,
@@ -349,7 +349,9 @@ impl StreamQueue {
                             let entry = data.slice_ref(body);
                             let decoded = match (entry.first(), ENTRY_CODEC.get()) {
                                 (Some(0), Some(ec)) => ec.decode(entry),
-                                _ => MessageRecord::decode(entry).map(|r| (r, codec)),
+                                _ => codec.and_then(|codec| {
+                                    MessageRecord::decode(entry).map(|r| (r, codec))
+                                }),
                             };
                             match decoded {
                                 Some((r, codec)) => c.pending.push_back((offset, r, codec)),

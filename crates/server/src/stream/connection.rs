@@ -136,7 +136,10 @@ pub(super) async fn run(transport: Transport, peer: PeerInfo, state: Arc<ServerS
     tracing::debug!(conn = conn.id, peer = %conn.peer.addr, "stream connection closed");
     out.close();
     // A client that stopped reading cannot hold the task forever.
-    if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
         writer.abort();
     }
 }
@@ -254,7 +257,11 @@ impl Conn {
             // A stray close response (we sent no Close): nothing to do.
             Command::Response(r) if r.command == key::CLOSE => Next::Go,
             other => {
-                tracing::debug!(conn = self.id, key = other.key(), "unexpected stream command after Open");
+                tracing::debug!(
+                    conn = self.id,
+                    key = other.key(),
+                    "unexpected stream command after Open"
+                );
                 self.refuse_frame(ResponseCode::UnknownFrame, "unknown frame", false)
             }
         }

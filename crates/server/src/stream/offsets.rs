@@ -9,8 +9,8 @@ use pigeon_store::OffsetSpec as StoreSpec;
 use stream_wire::{
     key, CommandVersion, ExchangeCommandVersions, ExchangeCommandVersionsResponse, OffsetSpec,
     QueryOffset, QueryOffsetResponse, QueryPublisherSequence, QueryPublisherSequenceResponse,
-    ResolveOffsetSpec, ResolveOffsetSpecResponse, ResponseCode, StoreOffset,
-    OFFSET_TYPE_OFFSET, SERVER_COMMAND_VERSIONS,
+    ResolveOffsetSpec, ResolveOffsetSpecResponse, ResponseCode, StoreOffset, OFFSET_TYPE_OFFSET,
+    SERVER_COMMAND_VERSIONS,
 };
 
 /// The store's offset specification for the protocol's.

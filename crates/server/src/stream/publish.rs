@@ -17,8 +17,8 @@ use super::offsets::now_ms;
 use crate::authz::Kind;
 use pigeon_broker::permission::Access;
 use pigeon_broker::Queue;
-use pigeon_store::stream::Entry as StoreEntry;
 use pigeon_store::stream::Append;
+use pigeon_store::stream::Entry as StoreEntry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use stream_wire::{
@@ -67,17 +67,16 @@ impl Conn {
         let reference = (!d.reference.is_empty()).then(|| d.reference.as_bytes().to_vec());
         // rabbit_stream_reader: the id, or the reference on this stream, already in use.
         let taken = self.publishers.contains_key(&d.publisher_id)
-            || self.publishers.values().any(|p| {
-                p.stream == stream && reference.is_some() && p.reference == reference
-            });
+            || self
+                .publishers
+                .values()
+                .any(|p| p.stream == stream && reference.is_some() && p.reference == reference);
         if taken {
             return Err(ResponseCode::PreconditionFailed);
         }
-        let last = reference.as_ref().and_then(|r| {
-            queue
-                .stream_log()
-                .and_then(|l| l.publisher_sequence(r))
-        });
+        let last = reference
+            .as_ref()
+            .and_then(|r| queue.stream_log().and_then(|l| l.publisher_sequence(r)));
         self.watch(&queue);
         self.publishers.insert(
             d.publisher_id,
@@ -141,7 +140,8 @@ impl Conn {
             })
             .collect();
         for batch in fresh.chunks(MAX_CHUNK_ENTRIES) {
-            let entries: Vec<StoreEntry<'_>> = batch.iter().map(|m| store_entry(&m.entry)).collect();
+            let entries: Vec<StoreEntry<'_>> =
+                batch.iter().map(|m| store_entry(&m.entry)).collect();
             let mut values: Vec<&[u8]> = Vec::new();
             let mut unfiltered = false;
             if p.is_filtered() {
@@ -211,7 +211,10 @@ impl Conn {
             let Some(c) = self.confirms.pop_front() else {
                 break;
             };
-            match by_publisher.iter_mut().find(|(id, _)| *id == c.publisher_id) {
+            match by_publisher
+                .iter_mut()
+                .find(|(id, _)| *id == c.publisher_id)
+            {
                 Some((_, ids)) => ids.extend(c.ids),
                 None => by_publisher.push((c.publisher_id, c.ids)),
             }

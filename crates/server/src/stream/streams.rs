@@ -11,12 +11,12 @@ use crate::authz::Kind;
 use bytes::Bytes;
 use pigeon_broker::permission::Access;
 use pigeon_broker::vhost::{correct_stream_name, stream_queue_arguments};
-use pigeon_broker::{Queue, QueueOptions, SuperStreamError, Table, Value, VHost};
+use pigeon_broker::{Queue, QueueOptions, SuperStreamError, Table, VHost, Value};
 use std::sync::Arc;
 use stream_wire::{
-    key, Broker, Create, CreateSuperStream, Delete, DeleteSuperStream, Metadata,
-    MetadataResponse, Partitions, PartitionsResponse, Properties, ResponseCode, Route,
-    RouteResponse, StreamMetadata, StreamStats, StreamStatsResponse, Str,
+    key, Broker, Create, CreateSuperStream, Delete, DeleteSuperStream, Metadata, MetadataResponse,
+    Partitions, PartitionsResponse, Properties, ResponseCode, Route, RouteResponse, Str,
+    StreamMetadata, StreamStats, StreamStatsResponse,
 };
 
 /// The leader reference RabbitMQ gives a stream it did not find (`-1` as an int16).
@@ -180,7 +180,10 @@ impl Conn {
     }
 
     pub(super) fn create_super_stream(&mut self, c: &CreateSuperStream) -> Next {
-        let code = self.try_create_super_stream(c).err().unwrap_or(ResponseCode::Ok);
+        let code = self
+            .try_create_super_stream(c)
+            .err()
+            .unwrap_or(ResponseCode::Ok);
         self.respond(key::CREATE_SUPER_STREAM, c.correlation_id, code);
         Next::Go
     }

@@ -149,7 +149,8 @@ impl Conn {
             .map_err(|_| std::io::Error::other("chunk too large"))?;
         let v2 = self.deliver_v2;
         let head = 2 + 2 + 1 + if v2 { 8 } else { 0 };
-        let size = u32::try_from(head + len).map_err(|_| std::io::Error::other("chunk too large"))?;
+        let size =
+            u32::try_from(head + len).map_err(|_| std::io::Error::other("chunk too large"))?;
         let mut result = Ok(());
         self.out.send(|buf| {
             let start = buf.len();

@@ -450,8 +450,8 @@ impl ServerConfig {
 
     /// A configuration for tests: loopback, ephemeral ports, memory only, defaults otherwise.
     /// TLS is off; a test that sets `tls` sets `amqps_listen` / `mqtts_listen` /
-    /// `mqtt_wss_listen` / `stream_tls_listen` too, or they bind the default ports (5671,
-    /// 8883, 8084, 5551) on every interface. MQTT over WebSocket is off, and so are the HTTPS listeners of the management
+    /// `mqtt_wss_listen` too, or they bind the default ports (5671, 8883, 8084) on every
+    /// interface. The stream protocol listens on 127.0.0.1:0, its TLS listener is off. MQTT over WebSocket is off, and so are the HTTPS listeners of the management
     /// API and Prometheus (a test that wants them sets `management_tls_listen` /
     /// `prometheus_tls_listen`).
     pub fn for_tests() -> Self {
@@ -464,6 +464,7 @@ impl ServerConfig {
             stream_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             management_tls_listen: Some(Listen::none()),
             prometheus_tls_listen: Some(Listen::none()),
+            stream_tls_listen: Some(Listen::none()),
             data_dir: None,
             // Test suites open connections from loopback far faster than any real client.
             connection_rate_limit: 0,

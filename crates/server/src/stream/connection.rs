@@ -18,13 +18,14 @@ use super::subscribe::Subscription;
 use crate::auth::AuthenticatedUser;
 use crate::authz::Authz;
 use crate::outbound::Outbound;
+use crate::registry::{ConnState, Protocol, Registered};
 use crate::transport::{PeerInfo, ReadHalf, Transport};
 use crate::ServerState;
 use bytes::BytesMut;
 use pigeon_broker::queue::stream::StreamWatcher;
 use pigeon_broker::VHost;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stream_wire::{
@@ -35,9 +36,6 @@ use tokio::sync::Notify;
 
 /// How long the connection waits for the client's answer to a `Close` it sent.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// Connection ids, for logs.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Wakes the connection task: held by the streams it watches (weakly) and by store callbacks.
 #[derive(Default)]
@@ -96,6 +94,8 @@ pub(super) struct Conn {
     pub(super) confirms: VecDeque<PendingConfirm>,
     /// Set once this side sent `Close`: only the client's close response is awaited.
     closing_since: Option<Instant>,
+    /// The connection's entry in the registry (`/api/connections`, counts, operator close).
+    pub(super) reg: Registered,
     connected_at: Instant,
     last_read: Instant,
 }
@@ -110,8 +110,11 @@ pub(super) async fn run(transport: Transport, peer: PeerInfo, state: Arc<ServerS
         tokio::spawn(async move { out.run_writer(wr).await })
     };
     let now = Instant::now();
+    let id = state.broker.next_id();
+    let reg = state.registry.register(id, Protocol::Stream, &peer, &out);
     let mut conn = Conn {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        id,
+        reg,
         state,
         out: Arc::clone(&out),
         peer,
@@ -159,8 +162,9 @@ impl Conn {
             let next = tokio::select! {
                 read = rd.read_buf(&mut buf) => match read {
                     Ok(0) | Err(_) => Next::Hangup,
-                    Ok(_) => {
+                    Ok(n) => {
                         self.last_read = Instant::now();
+                        self.reg.entry.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
                         self.on_bytes(&mut buf)
                     }
                 },
@@ -201,6 +205,7 @@ impl Conn {
     }
 
     fn on_frame(&mut self, frame: RawFrame) -> Next {
+        self.reg.entry.recv_cnt.fetch_add(1, Ordering::Relaxed);
         let command = match Command::decode(frame) {
             Ok(Command::Unknown { key, version, .. }) => {
                 tracing::debug!(conn = self.id, key, version, "unknown stream command");
@@ -323,6 +328,11 @@ impl Conn {
             if now.duration_since(since) > CLOSE_GRACE {
                 return Next::Hangup;
             }
+        }
+        if let Some(reason) = self.reg.entry.take_close_request() {
+            // `rabbitmqctl close_connection` / the management API: a Close with the reason.
+            self.reg.entry.update(|d| d.state = ConnState::Closing);
+            self.close_with(ResponseCode::Ok, &reason);
         }
         if self.step != Step::Open
             && now.duration_since(self.connected_at) > self.state.config.handshake_timeout

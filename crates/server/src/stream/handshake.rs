@@ -24,6 +24,19 @@ impl Conn {
     pub(super) fn pre_open(&mut self, command: Command) -> Next {
         match command {
             Command::PeerProperties(p) => {
+                // The client's properties, shown as `client_properties` in /api/connections.
+                let mut table = amqp_wire::FieldTable::new();
+                for (k, v) in p.properties.iter() {
+                    if let Ok(key) = amqp_wire::ShortString::new(k.as_str()) {
+                        table.insert(
+                            key,
+                            amqp_wire::FieldValue::LongString(bytes::Bytes::copy_from_slice(
+                                v.as_bytes(),
+                            )),
+                        );
+                    }
+                }
+                self.reg.entry.update(|d| d.client_properties = table);
                 let mut properties = Properties::new();
                 properties.push("product", "Pigeon");
                 properties.push("version", env!("CARGO_PKG_VERSION"));
@@ -90,6 +103,8 @@ impl Conn {
         let code = match result {
             Ok(user) => {
                 tracing::debug!(conn = self.id, user = %user.name, "stream client authenticated");
+                let name = user.name.clone();
+                self.reg.entry.update(|d| d.user = name);
                 self.user = Some(user);
                 self.step = Step::Authenticated;
                 self.send(SaslAuthenticateResponse {
@@ -165,6 +180,13 @@ impl Conn {
         ));
         self.vhost = Some(vhost);
         self.step = Step::Open;
+        let (heartbeat, frame_max) = (self.heartbeat, self.frame_max);
+        self.reg.entry.update(|d| {
+            d.vhost = name.to_string();
+            d.timeout = u16::try_from(heartbeat).unwrap_or(u16::MAX);
+            d.frame_max = frame_max;
+            d.state = crate::registry::ConnState::Running;
+        });
         let (host, port) = self.advertised();
         let mut properties = Properties::new();
         properties.push("advertised_host", host);

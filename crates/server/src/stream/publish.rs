@@ -20,6 +20,7 @@ use pigeon_broker::Queue;
 use pigeon_store::stream::Append;
 use pigeon_store::stream::Entry as StoreEntry;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use stream_wire::{
     key, DeclarePublisher, DeletePublisher, Entry, Publish, PublishConfirm, PublishError,
@@ -120,6 +121,12 @@ impl Conn {
             return Next::Go;
         }
         let messages: Vec<PublishedMessage> = p.messages().collect();
+        let counters = &self.reg.entry.counters;
+        let n = messages.len() as u64;
+        self.reg.entry.publisher.store(true, Ordering::Relaxed);
+        counters.received.fetch_add(n, Ordering::Relaxed);
+        counters.received_confirm.fetch_add(n, Ordering::Relaxed);
+        counters.routed.fetch_add(n, Ordering::Relaxed);
         let ids: Vec<u64> = messages.iter().map(|m| m.publishing_id).collect();
         // De-duplication: what the reference already stored is skipped (and confirmed).
         let mut last = publisher.last;
@@ -220,6 +227,11 @@ impl Conn {
             }
         }
         for (publisher_id, ids) in by_publisher {
+            self.reg
+                .entry
+                .counters
+                .confirmed
+                .fetch_add(ids.len() as u64, Ordering::Relaxed);
             for part in ids.chunks(MAX_CONFIRM_IDS) {
                 self.send(PublishConfirm {
                     publisher_id,

@@ -17,6 +17,7 @@ use pigeon_broker::permission::Access;
 use pigeon_broker::Queue;
 use pigeon_store::stream::{BloomMatcher, ChunkRange, ReadOptions, StreamReader};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use stream_wire::{key, Credit, CreditResponse, Properties, ResponseCode, Subscribe, Unsubscribe};
 
@@ -129,6 +130,12 @@ impl Conn {
                     }
                 };
                 sub.credit -= 1;
+                // Stream deliveries are settled on sending (nothing is acknowledged).
+                self.reg
+                    .entry
+                    .counters
+                    .delivered_consume_auto_ack
+                    .fetch_add(u64::from(range.header.num_records), Ordering::Relaxed);
                 let committed = sub
                     .queue
                     .stream_log()

@@ -81,7 +81,7 @@ async fn stream_connections_are_listed_and_closed_by_an_operator() {
     };
     let server = broker.server().unwrap();
     let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
-    let port = raw.socket.local_addr().unwrap().port();
+    let port = raw.local.port();
     let conn = server
         .connections()
         .into_iter()

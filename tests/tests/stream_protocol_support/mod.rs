@@ -101,17 +101,26 @@ pub async fn take(consumer: &mut Consumer, n: usize) -> Vec<(u64, String)> {
     got
 }
 
-/// A raw stream-protocol client for hostile input.
+/// A raw stream-protocol client for hostile input (over TCP, or TLS).
 pub struct Raw {
-    pub socket: TcpStream,
+    pub socket: Box<dyn pigeon_tests::ByteStream>,
+    /// Our end of the TCP connection.
+    pub local: SocketAddr,
     buf: BytesMut,
 }
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
         let socket = within("connect", TcpStream::connect(addr)).await.unwrap();
+        let local = socket.local_addr().unwrap();
+        Raw::over(Box::new(socket), local)
+    }
+
+    /// A raw client over an established stream (a TLS one).
+    pub fn over(socket: Box<dyn pigeon_tests::ByteStream>, local: SocketAddr) -> Raw {
         Raw {
             socket,
+            local,
             buf: BytesMut::new(),
         }
     }
@@ -153,6 +162,15 @@ impl Raw {
     /// The whole handshake as guest up to a successful `Open` of `/`.
     pub async fn open(addr: SocketAddr) -> Raw {
         let mut raw = Raw::connect(addr).await;
+        raw.handshake("PLAIN", Some(bytes::Bytes::from_static(b"\0guest\0guest")))
+            .await;
+        raw
+    }
+
+    /// The handshake with `mechanism` up to a successful `Open` of `/`; the mechanisms the
+    /// broker offered.
+    pub async fn handshake(&mut self, mechanism: &str, data: Option<bytes::Bytes>) -> Vec<String> {
+        let raw = self;
         raw.send(PeerProperties {
             correlation_id: 1,
             properties: Default::default(),
@@ -163,14 +181,16 @@ impl Raw {
             Some(Command::PeerPropertiesResponse(_))
         ));
         raw.send(SaslHandshake { correlation_id: 2 }).await;
-        assert!(matches!(
-            raw.recv().await,
-            Some(Command::SaslHandshakeResponse(_))
-        ));
+        let mechanisms = match raw.recv().await {
+            Some(Command::SaslHandshakeResponse(r)) => {
+                r.mechanisms.iter().map(|m| m.to_string()).collect()
+            }
+            other => panic!("expected SaslHandshake's response, got {other:?}"),
+        };
         raw.send(SaslAuthenticate {
             correlation_id: 3,
-            mechanism: "PLAIN".into(),
-            data: Some(bytes::Bytes::from_static(b"\0guest\0guest")),
+            mechanism: mechanism.into(),
+            data,
         })
         .await;
         match raw.recv().await {
@@ -194,6 +214,6 @@ impl Raw {
             Some(Command::OpenResponse(r)) => assert!(r.code.is_ok()),
             other => panic!("expected Open's response, got {other:?}"),
         }
-        raw
+        mechanisms
     }
 }

@@ -179,3 +179,40 @@ async fn deleting_a_stream_sends_metadata_update_to_its_publishers_and_consumers
         other => panic!("expected PublishError, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn single_active_consumer_hands_over_when_the_active_one_leaves() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let env = env(&broker).await;
+    let name = new_stream(&env).await;
+    let member = |offset: OffsetSpecification| {
+        env.consumer()
+            .name("group")
+            .enable_single_active_consumer(true)
+            .offset(OffsetSpecification::First)
+            .consumer_update(move |_active, _ctx| {
+                let offset = offset.clone();
+                async move { offset }
+            })
+            .build(&name)
+    };
+    // The first to join is activated and starts where its answer says (first).
+    let mut a = within("Subscribe", member(OffsetSpecification::First))
+        .await
+        .unwrap();
+    let mut b = within("Subscribe", member(OffsetSpecification::Next))
+        .await
+        .unwrap();
+    publish(&env, &name, &["a", "b"]).await;
+    assert_eq!(
+        take(&mut a, 2).await,
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+    // The active one leaves: the other is activated and resumes where its answer says
+    // (next), so the first thing it ever receives is what comes after.
+    within("close", a.handle().close()).await.unwrap();
+    publish(&env, &name, &["after"]).await;
+    assert_eq!(take(&mut b, 1).await, vec![(2, "after".to_string())]);
+}

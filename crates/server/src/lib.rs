@@ -115,6 +115,8 @@ pub(crate) struct ServerState {
     pub config_policies: policy::Owned,
     /// Permissions compiled once per user and vhost, shared by their connections (`authz.rs`).
     pub grants: Arc<authz::Grants>,
+    /// The stream protocol's single-active-consumer groups (`stream/sac.rs`).
+    pub stream_groups: stream::Groups,
 }
 
 impl ServerState {
@@ -423,6 +425,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         flow,
         config_policies,
         grants: Arc::default(),
+        stream_groups: stream::Groups::default(),
     });
     admin::register_hooks(&state);
     if let Some(path) = &state.config.load_definitions {
@@ -569,6 +572,7 @@ mod tests_support {
             flow: flow::FlowMarks::new(u64::MAX),
             config_policies: policy::Owned::default(),
             grants: Arc::default(),
+            stream_groups: stream::Groups::default(),
         })
     }
 }

@@ -92,6 +92,8 @@ pub(super) struct Conn {
     pub(super) subscriptions: HashMap<u8, Subscription>,
     /// Publishes waiting for their store epoch to be synced, oldest first.
     pub(super) confirms: VecDeque<PendingConfirm>,
+    /// The last correlation id of a request this server sent (`ConsumerUpdate`).
+    pub(super) next_correlation: u32,
     /// Set once this side sent `Close`: only the client's close response is awaited.
     closing_since: Option<Instant>,
     /// The connection's entry in the registry (`/api/connections`, counts, operator close).
@@ -130,12 +132,14 @@ pub(super) async fn run(transport: Transport, peer: PeerInfo, state: Arc<ServerS
         publishers: HashMap::new(),
         subscriptions: HashMap::new(),
         confirms: VecDeque::new(),
+        next_correlation: 0,
         closing_since: None,
         connected_at: now,
         last_read: now,
     };
     tracing::debug!(conn = conn.id, peer = %conn.peer.addr, "stream connection accepted");
     conn.serve(&mut rd).await;
+    conn.leave_all_groups();
     tracing::debug!(conn = conn.id, peer = %conn.peer.addr, "stream connection closed");
     out.close();
     // A client that stopped reading cannot hold the task forever.
@@ -317,6 +321,7 @@ impl Conn {
     fn on_wake(&mut self) -> Next {
         self.flush_confirms();
         self.forget_deleted_streams();
+        self.activate_promoted();
         self.deliver_all();
         Next::Go
     }

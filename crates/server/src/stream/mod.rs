@@ -18,6 +18,7 @@
 //! - `publish.rs`: publishers, `Publish` (one chunk per frame), confirms after the sync.
 //! - `subscribe.rs`: subscriptions, `Deliver` of whole chunks read from the log's files,
 //!   credit.
+//! - `sac.rs`: single active consumer groups and `ConsumerUpdate`.
 //!
 //! The wire format is `stream-wire`'s; the broker and the store know nothing of it.
 
@@ -25,8 +26,11 @@ mod connection;
 mod handshake;
 mod offsets;
 mod publish;
+mod sac;
 mod streams;
 mod subscribe;
+
+pub(crate) use sac::Groups;
 
 use crate::transport::{PeerInfo, Transport};
 use crate::ServerState;

@@ -271,13 +271,20 @@ impl Conn {
             }
             keep
         });
-        self.subscriptions.retain(|_, s| {
+        let mut left = Vec::new();
+        self.subscriptions.retain(|&id, s| {
             let keep = !gone(&s.queue);
             if !keep {
                 streams.insert(s.stream.clone(), ());
+                if let Some(sac) = s.sac.take() {
+                    left.push((sac, id));
+                }
             }
             keep
         });
+        for (sac, id) in left {
+            self.leave_group(&sac, id);
+        }
         for stream in streams.into_keys() {
             self.watched.remove(&stream);
             self.send(stream_wire::MetadataUpdate {

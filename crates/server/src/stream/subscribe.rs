@@ -11,6 +11,7 @@
 
 use super::connection::{Conn, Next};
 use super::offsets::store_spec;
+use super::sac::{self, Sac, SacState};
 use crate::authz::Kind;
 use bytes::BufMut;
 use pigeon_broker::permission::Access;
@@ -26,8 +27,37 @@ pub(super) struct Subscription {
     pub(super) stream: String,
     pub(super) queue: Arc<Queue>,
     reader: StreamReader,
+    /// Its filter, kept to restart the reader elsewhere.
+    filter: Option<BloomMatcher>,
     /// Chunks it may still be sent.
     credit: u32,
+    /// Its single-active-consumer group, if it is in one.
+    pub(super) sac: Option<Sac>,
+}
+
+impl Subscription {
+    /// Reads from `spec` from now on (an activated single active consumer's answer).
+    pub(super) fn restart_at(
+        &mut self,
+        spec: stream_wire::OffsetSpec,
+    ) -> Result<(), pigeon_store::StoreError> {
+        let Some(log) = self.queue.stream_log() else {
+            return Ok(());
+        };
+        let options = ReadOptions {
+            all_chunk_types: false,
+            filter: self.filter.clone(),
+        };
+        self.reader = log.reader(store_spec(spec), options)?;
+        Ok(())
+    }
+
+    /// Whether it may be sent chunks (not a waiting member of a group).
+    fn delivering(&self) -> bool {
+        self.sac
+            .as_ref()
+            .is_none_or(|s| s.state == SacState::Active)
+    }
 }
 
 impl Conn {
@@ -38,6 +68,7 @@ impl Conn {
         };
         self.respond(key::SUBSCRIBE, s.correlation_id, code);
         if code == ResponseCode::Ok {
+            self.activate_promoted();
             self.deliver_all();
         }
         Next::Go
@@ -53,22 +84,32 @@ impl Conn {
             return Err(ResponseCode::SubscriptionIdAlreadyExists);
         }
         let log = queue.stream_log().ok_or(ResponseCode::StreamNotAvailable)?;
+        let vhost = self
+            .vhost()
+            .map(|v| v.name().to_string())
+            .unwrap_or_default();
+        let group = sac::requested(&s.properties, &vhost, stream)
+            .map_err(|()| ResponseCode::PreconditionFailed)?;
+        let filter = filter(&s.properties);
         let options = ReadOptions {
             all_chunk_types: false,
-            filter: filter(&s.properties),
+            filter: filter.clone(),
         };
         let reader = log.reader(store_spec(s.offset), options).map_err(|e| {
             tracing::error!(conn = self.id, %stream, error = %e, "cannot read the stream");
             ResponseCode::InternalError
         })?;
         self.watch(&queue);
+        let sac = group.map(|key| self.join_group(key, s.subscription_id));
         self.subscriptions.insert(
             s.subscription_id,
             Subscription {
                 stream: stream.to_string(),
                 queue,
                 reader,
+                filter,
                 credit: u32::from(s.credit),
+                sac,
             },
         );
         Ok(())
@@ -91,18 +132,24 @@ impl Conn {
 
     pub(super) fn unsubscribe(&mut self, u: &Unsubscribe) -> Next {
         let code = match self.subscriptions.remove(&u.subscription_id) {
-            Some(_) => ResponseCode::Ok,
+            Some(sub) => {
+                if let Some(sac) = &sub.sac {
+                    self.leave_group(sac, u.subscription_id);
+                }
+                ResponseCode::Ok
+            }
             None => ResponseCode::SubscriptionIdDoesNotExist,
         };
         self.respond(key::UNSUBSCRIBE, u.correlation_id, code);
         Next::Go
     }
 
-    /// Single active consumer is not served yet: answers to ConsumerUpdate are ignored.
+    /// The answer to a `ConsumerUpdate` this server sent (`sac.rs`).
     pub(super) fn consumer_update_response(
         &mut self,
-        _: &stream_wire::ConsumerUpdateResponse,
+        r: &stream_wire::ConsumerUpdateResponse,
     ) -> Next {
+        self.activated(r);
         Next::Go
     }
 
@@ -118,7 +165,7 @@ impl Conn {
                 let Some(sub) = self.subscriptions.get_mut(&id) else {
                     break;
                 };
-                if sub.credit == 0 {
+                if sub.credit == 0 || !sub.delivering() {
                     break;
                 }
                 let range = match sub.reader.next_chunk() {

@@ -228,3 +228,68 @@ async fn filter_values_let_subscribers_skip_chunks() {
     let ids: Vec<u64> = chunks.iter().map(|c| c.header.chunk_id).collect();
     assert_eq!(ids, vec![1]);
 }
+
+#[tokio::test]
+async fn super_streams_created_routed_and_deleted_through_the_protocol() {
+    use stream_wire::{CreateSuperStream, DeleteSuperStream, Partitions, Route};
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let name = pigeon_tests::unique("sp-super");
+    let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
+    let partitions: Vec<String> = (0..3).map(|i| format!("{name}-{i}")).collect();
+    raw.send(CreateSuperStream {
+        correlation_id: 1,
+        name: name.as_str().into(),
+        partitions: partitions.iter().map(|p| p.as_str().into()).collect(),
+        binding_keys: ["0", "1", "2"].into_iter().map(Into::into).collect(),
+        arguments: Default::default(),
+    })
+    .await;
+    assert!(matches!(raw.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
+    raw.send(Partitions {
+        correlation_id: 2,
+        super_stream: name.as_str().into(),
+    })
+    .await;
+    match raw.recv().await {
+        Some(Command::PartitionsResponse(r)) => {
+            let got: Vec<String> = r.streams.iter().map(|s| s.to_string()).collect();
+            assert_eq!((r.code, got), (ResponseCode::Ok, partitions.clone()));
+        }
+        other => panic!("expected Partitions' answer, got {other:?}"),
+    }
+    for (key, want) in [("1", vec![partitions[1].clone()]), ("none", vec![])] {
+        raw.send(Route {
+            correlation_id: 3,
+            routing_key: key.into(),
+            super_stream: name.as_str().into(),
+        })
+        .await;
+        match raw.recv().await {
+            Some(Command::RouteResponse(r)) => {
+                let got: Vec<String> = r.streams.iter().map(|s| s.to_string()).collect();
+                assert_eq!((r.code, got), (ResponseCode::Ok, want));
+            }
+            other => panic!("expected Route's answer, got {other:?}"),
+        }
+    }
+    raw.send(DeleteSuperStream {
+        correlation_id: 4,
+        name: name.as_str().into(),
+    })
+    .await;
+    assert!(matches!(raw.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
+    raw.send(Route {
+        correlation_id: 5,
+        routing_key: "1".into(),
+        super_stream: name.as_str().into(),
+    })
+    .await;
+    match raw.recv().await {
+        Some(Command::RouteResponse(r)) => assert_eq!(r.code, ResponseCode::StreamDoesNotExist),
+        other => panic!("expected Route's answer, got {other:?}"),
+    }
+    let vhost = broker.server().unwrap().broker().vhost("/").unwrap();
+    assert!(vhost.queue(&partitions[0]).is_err());
+}

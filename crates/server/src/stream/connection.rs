@@ -92,6 +92,9 @@ pub(super) struct Conn {
     pub(super) subscriptions: HashMap<u8, Subscription>,
     /// Publishes waiting for their store epoch to be synced, oldest first.
     pub(super) confirms: VecDeque<PendingConfirm>,
+    /// The highest epoch a store callback will wake this connection for (one callback per
+    /// epoch, however many frames wait for it).
+    pub(super) awaited_epoch: u64,
     /// The last correlation id of a request this server sent (`ConsumerUpdate`).
     pub(super) next_correlation: u32,
     /// Set once this side sent `Close`: only the client's close response is awaited.
@@ -132,6 +135,7 @@ pub(super) async fn run(transport: Transport, peer: PeerInfo, state: Arc<ServerS
         publishers: HashMap::new(),
         subscriptions: HashMap::new(),
         confirms: VecDeque::new(),
+        awaited_epoch: 0,
         next_correlation: 0,
         closing_since: None,
         connected_at: now,
@@ -180,8 +184,9 @@ impl Conn {
                 _ = tick.tick() => self.on_tick(),
                 _ = shutdown.changed() => {
                     // rabbit_stream_reader on shutdown: a close request, then the socket goes.
+                    self.next_correlation = self.next_correlation.wrapping_add(1);
                     self.send(Close {
-                        correlation_id: 0,
+                        correlation_id: self.next_correlation,
                         code: ResponseCode::Ok,
                         reason: "server shutdown".into(),
                     });
@@ -309,8 +314,10 @@ impl Conn {
         if self.closing_since.is_some() {
             return;
         }
+        // A request of the server: its own correlation ids (RabbitMQ's first is 1).
+        self.next_correlation = self.next_correlation.wrapping_add(1);
         self.send(Close {
-            correlation_id: 0,
+            correlation_id: self.next_correlation,
             code,
             reason: reason.into(),
         });

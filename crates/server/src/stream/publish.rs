@@ -200,7 +200,8 @@ impl Conn {
         });
         if epoch <= store.synced_epoch() {
             self.flush_confirms();
-        } else {
+        } else if epoch > self.awaited_epoch {
+            self.awaited_epoch = epoch;
             let waker = Arc::clone(&self.waker);
             store.on_synced(epoch, Box::new(move |_| waker.0.notify_one()));
         }

@@ -1,6 +1,7 @@
 //! The RabbitMQ Stream protocol through the `rabbitmq-stream-client` crate: handshake,
 //! streams, publishing with confirms, consuming from each offset specification, offsets kept
 //! in the stream, de-duplication.
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 mod stream_protocol_support;
 

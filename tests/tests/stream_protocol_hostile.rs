@@ -1,6 +1,7 @@
 //! Hostile input on the stream port over a raw socket: commands before `Open`, lying lengths,
 //! huge frames, unknown keys. The broker answers or closes as RabbitMQ does, and keeps
 //! serving everyone else.
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 mod stream_protocol_support;
 

@@ -1,6 +1,7 @@
 //! One stream, two protocols: a stream declared over AMQP 0-9-1 consumed through the stream
 //! protocol, one created through the stream protocol consumed over AMQP 0-9-1; credit counted
 //! in chunks; MetadataUpdate when a stream in use is deleted.
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 mod stream_protocol_support;
 

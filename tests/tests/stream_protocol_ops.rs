@@ -1,5 +1,6 @@
 //! Stream connections as the operator sees them, what survives a restart, and what is stored
 //! as the client sent it (sub-entry batches, filter values), over a raw client.
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 mod stream_protocol_support;
 

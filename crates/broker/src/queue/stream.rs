@@ -121,6 +121,9 @@ pub(crate) struct StreamQueue {
     /// stream, and nothing more is appended. Held across a sync, so that deleting the
     /// directory never races a sync of it (a failed sync would fail the whole store).
     deleted: Arc<Mutex<bool>>,
+    /// `deleted`, readable without waiting: the mutex is held across the flusher's sync of
+    /// the stream, and a publisher checking it would wait for that fdatasync on every append.
+    gone: std::sync::atomic::AtomicBool,
     watchers: Arc<Watchers>,
 }
 
@@ -171,6 +174,7 @@ impl StreamQueue {
             cursors: Mutex::new(Vec::new()),
             hook: OnceLock::new(),
             deleted: Arc::new(Mutex::new(false)),
+            gone: std::sync::atomic::AtomicBool::new(false),
             watchers: Arc::default(),
         })
     }
@@ -195,7 +199,7 @@ impl StreamQueue {
 
     /// Appends a routed message as a chunk of its own.
     pub(crate) fn append(&self, message: &Message) -> Enqueued {
-        if *self.deleted.lock() {
+        if self.gone.load(std::sync::atomic::Ordering::Acquire) {
             // As a deleted classic queue: taken and forgotten.
             return Enqueued::Accepted;
         }
@@ -377,6 +381,7 @@ impl StreamQueue {
         self.cursors.lock().clear();
         let mut deleted = self.deleted.lock();
         *deleted = true;
+        self.gone.store(true, std::sync::atomic::Ordering::Release);
         if let Err(e) = self.store.delete_stream(&self.id) {
             tracing::error!(stream = %self.id, error = %e, "cannot delete the stream's files");
         }
@@ -436,7 +441,9 @@ impl Queue {
     /// Whether the stream's files were deleted (the queue was deleted): nothing more is
     /// appended.
     pub fn stream_deleted(&self) -> bool {
-        self.stream.as_ref().is_some_and(|s| *s.deleted.lock())
+        self.stream
+            .as_ref()
+            .is_some_and(|s| s.gone.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Sets the codec of a recovered stream's messages.

@@ -152,9 +152,13 @@ pub fn stream_queue_arguments(arguments: &Table) -> Result<Table, String> {
             }
             "max-age" => Value::Str(Bytes::from(text(key, value)?)),
             "queue-leader-locator" => {
-                // rabbit_queue_location `queue_leader_locators()`.
+                // rabbit_queue_location `queue_leader_locators()`: `random` and
+                // `least-leaders` are the deprecated names of `balanced`, still accepted (the
+                // Rust stream client sends `least-leaders` by default).
                 let locator = text(key, value)?;
-                if locator != "client-local" && locator != "balanced" {
+                if !["client-local", "balanced", "random", "least-leaders"]
+                    .contains(&locator.as_str())
+                {
                     return Err(format!("invalid value for '{key}': {locator}"));
                 }
                 Value::Str(Bytes::from(locator))

@@ -266,7 +266,7 @@ fn bad_stream_arguments_leave_nothing_behind() {
     let queues = vhost.queue_count();
     for (key, value) in [
         ("initial-cluster-size", "0"),
-        ("queue-leader-locator", "random"),
+        ("queue-leader-locator", "nowhere"),
         ("stream-filter-size-bytes", "300"),
         ("max-length-bytes", "lots"),
     ] {

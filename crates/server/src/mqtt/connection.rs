@@ -404,7 +404,7 @@ impl Conn {
                 version: self.version,
                 max_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
                 receive_maximum: usize::from(props.receive_maximum.unwrap_or(u16::MAX)),
-                counters: Arc::clone(&self.reg.entry.counters),
+                entry: Arc::clone(&self.reg.entry),
                 alias_max: props.topic_alias_maximum.unwrap_or(0),
                 aliases: None,
             };

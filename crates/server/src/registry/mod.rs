@@ -298,6 +298,9 @@ pub struct ConnectionInfo {
     pub send_cnt: u64,
 }
 
+/// Bytes received and sent by the connections of each vhost.
+pub(crate) type TrafficByVhost = HashMap<String, [u64; 2]>;
+
 /// Every live connection.
 #[derive(Default)]
 pub struct Registry {
@@ -440,7 +443,7 @@ impl Registry {
     /// Each connection's id and bytes received and sent, and the bytes per vhost: what the
     /// statistics sampler reads every interval, in place (a full [`Registry::connections`]
     /// snapshot was a transient of ~0.7 KB per connection at every sample).
-    pub(crate) fn traffic(&self) -> (Vec<(u64, [u64; 2])>, HashMap<String, [u64; 2]>) {
+    pub(crate) fn traffic(&self) -> (Vec<(u64, [u64; 2])>, TrafficByVhost) {
         let entries = self.entries();
         let mut each = Vec::with_capacity(entries.len());
         let mut by_vhost: HashMap<String, [u64; 2]> = HashMap::new();

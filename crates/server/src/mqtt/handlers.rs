@@ -165,7 +165,7 @@ impl Conn {
             }
             other => {
                 // A second CONNECT [MQTT-3.1.0-2] or a server-to-client packet.
-                tracing::info!(peer = %self.peer, packet = ?other.packet_type(), "unexpected packet, closing");
+                tracing::info!(peer = %self.peer(), packet = ?other.packet_type(), "unexpected packet, closing");
                 self.disconnect(ReasonCode::ProtocolError);
                 return Err(End::Abnormal);
             }

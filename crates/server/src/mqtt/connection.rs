@@ -268,7 +268,7 @@ async fn connect(
             }
         };
     let registry = &server.mqtt.registry;
-    let (session, existed, permit) = loop {
+    let (session, existed) = loop {
         let (session, existed) =
             registry.get_or_create(&vhost, &client_id, || server.broker.next_id());
         session.waiting.fetch_add(1, Ordering::SeqCst);
@@ -280,9 +280,13 @@ async fn connect(
                 a.out.wake();
             }
         }
-        let acquired = timeout(TAKEOVER_TIMEOUT, Arc::clone(&session.lease).acquire_owned()).await;
+        // The permit is held until the connection is dropped (see `impl Drop for Conn`;
+        // nothing awaits between here and the connection's creation), or given back below.
+        let acquired = timeout(TAKEOVER_TIMEOUT, session.lease.acquire())
+            .await
+            .map(|permit| permit.map(tokio::sync::SemaphorePermit::forget));
         session.waiting.fetch_sub(1, Ordering::SeqCst);
-        let Ok(Ok(permit)) = acquired else {
+        let Ok(Ok(())) = acquired else {
             return refuse(
                 ReasonCode::ServerUnavailable,
                 "previous connection did not let go",
@@ -290,8 +294,11 @@ async fn connect(
         };
         // The previous connection may have ended the session while we waited.
         match registry.get(vhost.name(), &client_id) {
-            Some(s) if Arc::ptr_eq(&s, &session) => break (session, existed, permit),
-            _ => continue,
+            Some(s) if Arc::ptr_eq(&s, &session) => break (session, existed),
+            _ => {
+                session.lease.add_permits(1);
+                continue;
+            }
         }
     };
     if c.clean_start && existed {
@@ -316,8 +323,6 @@ async fn connect(
         d.vhost = vhost.name().to_string();
         d.timeout = c.keep_alive;
     });
-    // Given back when the connection is dropped (see `impl Drop for Conn`).
-    permit.forget();
     let mut conn = Conn {
         server: Arc::clone(server),
         out: Arc::clone(out),

@@ -15,6 +15,7 @@
 //! (a PINGRESP or a heartbeat now and then) holds no buffer at all between writes.
 
 use bytes::{Buf, BytesMut};
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::io;
 use std::pin::Pin;
@@ -24,7 +25,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 /// Above this many unwritten bytes consumers of the connection get no more messages.
@@ -41,8 +41,12 @@ pub struct Outbound {
     buf: Mutex<BytesMut>,
     backlog: AtomicUsize,
     /// Wakes the writer: bytes were buffered, or (connection task as writer) something else
-    /// wants the connection's attention ([`Outbound::wake`]).
-    wake_writer: Notify,
+    /// wants the connection's attention ([`Outbound::wake`]). One task waits (the writer task,
+    /// or the connection's own), and it polls without a future to keep: a tokio `Notified`
+    /// was 64 bytes of every idle MQTT connection's task (docs/performance.md).
+    wake_writer: AtomicWaker,
+    /// A wake-up not yet seen by the writer (kept when nobody waits, as `Notify`'s permit).
+    woken: AtomicBool,
     /// Signalled when room came back after a consumer was refused for lack of it (writer task
     /// only: a connection that writes itself learns it from [`Outbound::flush`]).
     pub resume: Notify,
@@ -92,7 +96,8 @@ impl Outbound {
         Outbound {
             buf: Mutex::new(BytesMut::new()),
             backlog: AtomicUsize::new(0),
-            wake_writer: Notify::new(),
+            wake_writer: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
             resume: Notify::new(),
             starved: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -119,7 +124,7 @@ impl Outbound {
             self.backlog.fetch_add(added, Ordering::SeqCst);
             drop(buf);
             self.sent_cnt.fetch_add(1, Ordering::Relaxed);
-            self.wake_writer.notify_one();
+            self.notify();
         }
     }
 
@@ -196,18 +201,37 @@ impl Outbound {
     /// Asks the writer task to flush what is buffered and then stop.
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
-        self.wake_writer.notify_one();
+        self.notify();
     }
 
     /// Wakes the task waiting in [`Outbound::notified`] (a stored wake-up if none waits yet).
     pub fn wake(&self) {
-        self.wake_writer.notify_one();
+        self.notify();
     }
 
-    /// Completes after [`Outbound::send`] buffered bytes or [`Outbound::wake`] was called, for a
-    /// connection task that writes itself.
-    pub fn notified(&self) -> Notified<'_> {
-        self.wake_writer.notified()
+    fn notify(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.wake_writer.wake();
+    }
+
+    /// Completes after [`Outbound::send`] buffered bytes or [`Outbound::wake`] was called, for
+    /// the one task that writes (a connection task that writes itself, or the writer task).
+    pub fn notified(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        std::future::poll_fn(|cx| self.poll_notified(cx))
+    }
+
+    /// [`Outbound::notified`] as a poll: ready once per wake-up since the last.
+    pub fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.wake_writer.register(cx.waker());
+        // A wake-up between the check and the registration found no waker: check again.
+        if self.woken.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Writes what is buffered to `socket` without waiting, for a connection task that writes
@@ -321,7 +345,7 @@ impl Outbound {
                 if self.closing.load(Ordering::Acquire) {
                     break;
                 }
-                self.wake_writer.notified().await;
+                self.notified().await;
                 continue;
             }
             // The flush is free on TCP; TLS may keep records in its buffer until it.

@@ -62,7 +62,7 @@ pub(super) fn read(registry: &Registry) -> (Vec<ConnectionRow>, Vec<ChannelRow>)
     for e in entries {
         let channels = e.channels.lock().clone();
         conns.push(ConnectionRow {
-            name: e.name.clone(),
+            name: e.name(),
             recv_oct: load(&e.recv_oct),
             send_oct: e.out.sent_oct(),
             recv_cnt: load(&e.recv_cnt),
@@ -76,7 +76,7 @@ pub(super) fn read(registry: &Registry) -> (Vec<ConnectionRow>, Vec<ChannelRow>)
             let get_no_ack = load(&s.get_no_ack);
             let deliver_no_ack = load(&s.deliver_no_ack);
             chans.push(ChannelRow {
-                name: format!("{} ({})", e.name, s.number),
+                name: format!("{} ({})", e.name(), s.number),
                 consumers: u64::from(s.consumer_count()),
                 unacked: u64::from(ch.unacked()),
                 prefetch: u64::from(s.prefetch.load(Ordering::Relaxed)),

@@ -178,7 +178,7 @@ pub(crate) async fn discard(
     // included, done); holding the lease, nothing else attaches while the session ends. A
     // client that connects meanwhile waits, then finds the session gone and starts anew
     // (`connection.rs`).
-    let lease = tokio::time::timeout(LET_GO, Arc::clone(&session.lease).acquire_owned())
+    let lease = tokio::time::timeout(LET_GO, session.lease.acquire())
         .await
         .map_err(|_| DiscardError::Busy(LET_GO))?
         .map_err(|_| DiscardError::Busy(LET_GO))?;

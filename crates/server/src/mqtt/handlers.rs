@@ -71,7 +71,7 @@ impl Conn {
                     at.and_then(|i| core.inflight.remove(i))
                 };
                 if let Some(acked) = acked {
-                    let counters = &self.reg.entry.counters;
+                    let counters = self.reg.entry.counters();
                     counters.acknowledged.fetch_add(1, Ordering::Relaxed);
                     if let Some((q, m)) = acked.source {
                         q.settle([&m]);
@@ -165,7 +165,7 @@ impl Conn {
             }
             other => {
                 // A second CONNECT [MQTT-3.1.0-2] or a server-to-client packet.
-                tracing::info!(peer = %self.peer, packet = ?other.packet_type(), "unexpected packet, closing");
+                tracing::info!(peer = %self.peer(), packet = ?other.packet_type(), "unexpected packet, closing");
                 self.disconnect(ReasonCode::ProtocolError);
                 return Err(End::Abnormal);
             }
@@ -240,7 +240,7 @@ impl Conn {
             Message::body_from_buffer(p.payload.clone()),
             self.session.uid,
         );
-        let counters = &self.reg.entry.counters;
+        let counters = self.reg.entry.counters();
         counters.on_publish(
             published.queues,
             false,

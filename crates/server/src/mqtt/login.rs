@@ -84,12 +84,12 @@ impl Conn {
         // An operator closed the connection (`close_connection`); like RabbitMQ's
         // administrative close, the will is published.
         if let Some(reason) = self.reg.entry.take_close_request() {
-            tracing::info!(peer = %self.peer, client_id = %self.session.client_id, %reason, "closed by an operator");
+            tracing::info!(peer = %self.peer(), client_id = %self.session.client_id, %reason, "closed by an operator");
             self.disconnect(ReasonCode::AdministrativeAction);
             return Some(End::Abnormal);
         }
         if self.vhost.is_deleted() {
-            tracing::info!(peer = %self.peer, client_id = %self.session.client_id, vhost = self.vhost.name(), "vhost deleted, closing");
+            tracing::info!(peer = %self.peer(), client_id = %self.session.client_id, vhost = self.vhost.name(), "vhost deleted, closing");
             self.disconnect(ReasonCode::AdministrativeAction);
             return Some(End::Disconnect { with_will: false });
         }
@@ -99,10 +99,12 @@ impl Conn {
             return None;
         }
         self.access_generation = generation;
-        if access.user(&self.user).is_some() {
+        // Who logged in: the registry entry keeps it (for the management API).
+        let user = self.reg.entry.details.lock().user.clone();
+        if access.user(&user).is_some() {
             return None;
         }
-        tracing::info!(peer = %self.peer, client_id = %self.session.client_id, user = %self.user, "user deleted, closing");
+        tracing::info!(peer = %self.peer(), client_id = %self.session.client_id, %user, "user deleted, closing");
         self.disconnect(ReasonCode::AdministrativeAction);
         Some(End::Abnormal)
     }

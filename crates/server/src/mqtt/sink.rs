@@ -26,8 +26,9 @@ pub struct Attached {
     pub max_packet_size: usize,
     /// QoS 1/2 messages the client accepts in flight (5.0 Receive Maximum).
     pub receive_maximum: usize,
-    /// The connection's message counters (its registry entry's).
-    pub counters: Arc<crate::registry::ProtocolCounters>,
+    /// The connection's registry entry, for its message counters (allocated at the first
+    /// count, see `registry::Entry::counters`).
+    pub(crate) entry: Arc<crate::registry::Entry>,
     /// Topic aliases the client accepts from us (5.0 Topic Alias Maximum).
     pub alias_max: u16,
     /// Topic aliases assigned on this connection; allocated at the first (5.0 clients that
@@ -66,7 +67,10 @@ impl Attached {
         let (dup, qos) = (publish.dup, publish.qos);
         let packet = Packet::Publish(publish);
         if packet.encoded_len(self.version) > self.max_packet_size {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.entry
+                .counters()
+                .dropped
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!("PUBLISH larger than the client's maximum packet size, dropped");
             return false;
         }
@@ -82,7 +86,7 @@ impl Attached {
             }
         });
         // QoS 0 is settled on sending, as RabbitMQ counts it (consume_auto_ack).
-        let counters = &self.counters;
+        let counters = self.entry.counters();
         counters.on_deliver(false, qos == QoS::AtMostOnce, dup);
         counters.sent_qos[qos as usize].fetch_add(1, Ordering::Relaxed);
         true

@@ -161,7 +161,7 @@ impl Connection {
                     wake_epoch: AtomicU64::new(0),
                     authz,
                     limits_user: user,
-                    counters: Arc::clone(&self.reg.entry.counters),
+                    counters: Arc::clone(self.reg.entry.counters()),
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
                 self.reg.entry.update(|d| {

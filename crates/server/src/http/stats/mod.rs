@@ -58,8 +58,72 @@ pub(crate) struct Tables {
     pub vhosts: HashMap<usize, Tracked<pigeon_broker::VHost, VHOST>>,
     pub queues: HashMap<usize, Tracked<pigeon_broker::Queue, QUEUE>>,
     pub exchanges: HashMap<usize, Tracked<pigeon_broker::Exchange, EXCHANGE>>,
-    pub connections: HashMap<u64, (u64, Ring<CONNECTION>)>,
+    pub connections: HashMap<u64, ConnectionRing>,
     pub channels: HashMap<String, ChannelRing>,
+    /// The timestamp of the last sample.
+    pub ts: u64,
+    /// The sampler's interval and per-object ring size, for rings rendered from flat samples.
+    interval_ms: u64,
+    object_cap: usize,
+}
+
+/// A connection's samples (bytes received and sent). While they have not changed since the
+/// first sample (an idle connection: its handshake's bytes, then nothing), the ring is not
+/// allocated: `flat` stands for every sample since `since`, and [`ConnectionRing::ring`]
+/// renders them. The ring is allocated at the first change, filled with the samples it would
+/// have had (docs/performance.md, "Idle connections": ~0.35 KB per idle connection).
+pub(crate) struct ConnectionRing {
+    seen: u64,
+    /// When it was first sampled (Unix ms, aligned to the interval).
+    since: u64,
+    /// The values of every sample so far, while the ring is not allocated.
+    flat: [u64; CONNECTION],
+    ring: Option<Box<Ring<CONNECTION>>>,
+}
+
+impl ConnectionRing {
+    /// Adds a sample; allocates the ring at the first change.
+    fn push(&mut self, ts: u64, v: [u64; CONNECTION], interval_ms: u64, cap: usize) {
+        if self.ring.is_none() && v != self.flat {
+            let ring = backfilled(self.since, ts, interval_ms, cap, self.flat);
+            self.ring = Some(Box::new(ring));
+        }
+        if let Some(ring) = self.ring.as_mut() {
+            ring.push(ts, v);
+        }
+    }
+
+    /// Its samples: the ring, or the flat samples up to the last sample `ts` in one made now.
+    pub fn ring(&self, t: &Tables) -> std::borrow::Cow<'_, Ring<CONNECTION>> {
+        match &self.ring {
+            Some(r) => std::borrow::Cow::Borrowed(&**r),
+            None => {
+                let mut r = backfilled(self.since, t.ts, t.interval_ms, t.object_cap, self.flat);
+                r.push(t.ts, self.flat);
+                std::borrow::Cow::Owned(r)
+            }
+        }
+    }
+}
+
+/// A ring of `cap` with a sample of `v` every interval from `since` (or as far back as the
+/// ring reaches) up to `ts`, excluded: the samples an object would have had before its ring
+/// was allocated.
+fn backfilled<const F: usize>(
+    since: u64,
+    ts: u64,
+    interval_ms: u64,
+    cap: usize,
+    v: [u64; F],
+) -> Ring<F> {
+    let mut ring = Ring::new(cap);
+    let span = interval_ms * (cap as u64).saturating_sub(1);
+    let mut at = since.max(ts.saturating_sub(span));
+    while at < ts {
+        ring.push(at, v);
+        at += interval_ms;
+    }
+    ring
 }
 
 /// A channel's samples. The ring is allocated at the first sample with a counter above 0,
@@ -136,6 +200,9 @@ impl Sampler {
                 exchanges: HashMap::new(),
                 connections: HashMap::new(),
                 channels: HashMap::new(),
+                ts: 0,
+                interval_ms,
+                object_cap,
             }),
         }
     }
@@ -164,7 +231,7 @@ impl Sampler {
         let mut exchanges = Vec::new();
         let mut totals = [0u64; TOTALS];
         let mut churn_queues = [0u64; 3];
-        let connections = state.registry.connections();
+        let (connections, traffic) = state.registry.traffic();
         for v in state.broker.vhosts() {
             if v.is_deleted() {
                 continue;
@@ -180,7 +247,7 @@ impl Sampler {
                 vv[values::PUBLISH] += xv[values::PUBLISH_IN];
                 exchanges.push((x, xv));
             }
-            values::add_connections_to_vhost(&mut vv, v.name(), &connections);
+            values::add_traffic_to_vhost(&mut vv, v.name(), &traffic);
             for (t, i) in totals.iter_mut().zip(values::LENGTHS_IN_VHOST) {
                 *t += vv[i];
             }
@@ -196,6 +263,7 @@ impl Sampler {
 
         let mut t = self.tables.write();
         t.tick += 1;
+        t.ts = ts;
         let tick = t.tick;
         t.overview.push(ts, overview);
         t.queue_totals.push(ts, totals);
@@ -211,15 +279,17 @@ impl Sampler {
             track(&mut t.exchanges, x, tick, self.object_cap, ts, *xv);
         }
         let object_cap = self.object_cap;
-        for c in &connections {
-            let e = t
-                .connections
-                .entry(c.id)
-                .or_insert_with(|| (tick, Ring::new(object_cap)));
-            e.0 = tick;
-            e.1.push(ts, values::connection(c));
-        }
         let interval_ms = self.interval_ms;
+        for &(id, v) in &connections {
+            let e = t.connections.entry(id).or_insert(ConnectionRing {
+                seen: tick,
+                since: ts,
+                flat: v,
+                ring: None,
+            });
+            e.seen = tick;
+            e.push(ts, v, interval_ms, object_cap);
+        }
         for c in &channels {
             let v = values::channel(c);
             if !t.channels.contains_key(&c.name) {
@@ -235,14 +305,13 @@ impl Sampler {
             };
             e.seen = tick;
             if e.ring.is_none() && v.iter().any(|&x| x > 0) {
-                let mut ring = Ring::new(object_cap);
-                let span = interval_ms * (object_cap as u64).saturating_sub(1);
-                let mut at = e.since.max(ts.saturating_sub(span));
-                while at < ts {
-                    ring.push(at, [0; CHANNEL]);
-                    at += interval_ms;
-                }
-                e.ring = Some(ring);
+                e.ring = Some(backfilled(
+                    e.since,
+                    ts,
+                    interval_ms,
+                    object_cap,
+                    [0; CHANNEL],
+                ));
             }
             if let Some(ring) = e.ring.as_mut() {
                 ring.push(ts, v);
@@ -251,7 +320,7 @@ impl Sampler {
         t.vhosts.retain(|_, e| e.seen == tick);
         t.queues.retain(|_, e| e.seen == tick);
         t.exchanges.retain(|_, e| e.seen == tick);
-        t.connections.retain(|_, e| e.0 == tick);
+        t.connections.retain(|_, e| e.seen == tick);
         t.channels.retain(|_, e| e.seen == tick);
     }
 }
@@ -352,5 +421,61 @@ impl StatsQuery {
     /// `enable_queue_totals=true`: with `disable_stats`, keep the message counts.
     pub fn enable_queue_totals(&self) -> bool {
         self.enable_queue_totals.as_deref() == Some("true")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn listed(ring: &Ring<CONNECTION>, now_ms: u64) -> Value {
+        let clock = Clock {
+            now_ms,
+            interval_ms: 5_000,
+        };
+        let all = Range {
+            age_ms: 600_000,
+            incr_ms: 5_000,
+        };
+        ring::details(
+            &[ring],
+            &[values::RECV_OCT, values::SEND_OCT],
+            false,
+            Some(all),
+            clock,
+        )
+    }
+
+    /// A connection's samples render the same whether its ring was allocated at the first
+    /// sample (before) or at its first change (now): flat samples while idle, then the change.
+    #[test]
+    fn an_idle_connection_renders_as_its_full_ring() {
+        let sampler = Sampler::new(5_000);
+        let mut t = sampler.tables.write();
+        let cap = t.object_cap;
+        let mut full = Ring::<CONNECTION>::new(cap);
+        let handshake = [40, 4];
+        let mut e = ConnectionRing {
+            seen: 1,
+            since: 100_000,
+            flat: handshake,
+            ring: None,
+        };
+        for i in 0..20u64 {
+            let ts = 100_000 + i * 5_000;
+            let v = if i < 16 {
+                handshake
+            } else {
+                [40 + i, 4 + 2 * i]
+            };
+            full.push(ts, v);
+            if i > 0 {
+                e.push(ts, v, 5_000, cap);
+            }
+            t.ts = ts;
+            assert_eq!(e.ring.is_some(), i >= 16, "sample {i}");
+            assert_eq!(listed(&e.ring(&t), ts), listed(&full, ts), "sample {i}");
+        }
     }
 }

@@ -15,7 +15,7 @@ pub(crate) struct Sample<const F: usize> {
 }
 
 /// The last samples of one object.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Ring<const F: usize> {
     samples: VecDeque<Sample<F>>,
     cap: usize,

@@ -7,6 +7,7 @@
 
 use crate::registry::{ChannelInfo, ConnectionInfo, Registry};
 use pigeon_broker::{Exchange, QueueStats, VHost};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 // The message counters (overview, channels, and the first fields of vhosts and queues).
@@ -163,6 +164,18 @@ pub(crate) fn add_connections_to_vhost(
     for c in connections.iter().filter(|c| c.vhost == name) {
         vhost[RECV_OCT_IN_VHOST] += c.recv_oct;
         vhost[SEND_OCT_IN_VHOST] += c.send_oct;
+    }
+}
+
+/// Adds the bytes of a vhost's connections, from `Registry::traffic`.
+pub(crate) fn add_traffic_to_vhost(
+    vhost: &mut [u64; VHOST],
+    name: &str,
+    by_vhost: &HashMap<String, [u64; 2]>,
+) {
+    if let Some(t) = by_vhost.get(name) {
+        vhost[RECV_OCT_IN_VHOST] += t[0];
+        vhost[SEND_OCT_IN_VHOST] += t[1];
     }
 }
 

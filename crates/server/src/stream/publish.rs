@@ -121,7 +121,7 @@ impl Conn {
             return Next::Go;
         }
         let messages: Vec<PublishedMessage> = p.messages().collect();
-        let counters = &self.reg.entry.counters;
+        let counters = &self.reg.entry.counters();
         let n = messages.len() as u64;
         self.reg.entry.publisher.store(true, Ordering::Relaxed);
         counters.received.fetch_add(n, Ordering::Relaxed);
@@ -230,7 +230,7 @@ impl Conn {
         for (publisher_id, ids) in by_publisher {
             self.reg
                 .entry
-                .counters
+                .counters()
                 .confirmed
                 .fetch_add(ids.len() as u64, Ordering::Relaxed);
             for part in ids.chunks(MAX_CONFIRM_IDS) {

@@ -180,7 +180,7 @@ impl Conn {
                 // Stream deliveries are settled on sending (nothing is acknowledged).
                 self.reg
                     .entry
-                    .counters
+                    .counters()
                     .delivered_consume_auto_ack
                     .fetch_add(u64::from(range.header.num_records), Ordering::Relaxed);
                 let committed = sub

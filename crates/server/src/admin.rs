@@ -90,6 +90,8 @@ pub(crate) fn register_hooks(state: &Arc<ServerState>) {
             }
         }
         state.kicks.send_modify(|n| *n = n.wrapping_add(1));
+        // AMQP connections look at their vhost and user when woken (`amqp/connection.rs`).
+        state.registry.wake_all();
     }));
 }
 

@@ -17,7 +17,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// What a channel's handlers need from their connection.
 pub struct ConnCtx {
@@ -37,14 +36,12 @@ pub struct ConnCtx {
     pub cancel_notify: bool,
     /// The store, when persistent messages go to disk.
     pub store: Option<Arc<Store>>,
-    /// Woken when the store synced something this connection waits for.
-    pub synced: Arc<Notify>,
     /// Highest store epoch this connection asked to be woken for.
     pub wake_epoch: AtomicU64,
     /// The user's permissions in this vhost (recompiled by the connection when they change).
     pub authz: Arc<Authz>,
     /// The user's name, for the channel limit.
-    pub limits_user: String,
+    pub user: Arc<str>,
     /// The connection's message counters (its registry entry's).
     pub counters: Arc<crate::registry::ProtocolCounters>,
 }
@@ -60,7 +57,8 @@ impl ConnCtx {
         self.store.as_ref().map_or(0, |s| s.current_epoch())
     }
 
-    /// Asks to be woken (through `synced`) once `epoch` is on disk.
+    /// Asks to be woken (through the connection's outbound buffer, which its task waits on)
+    /// once `epoch` is on disk.
     pub fn wake_when_synced(&self, epoch: u64) {
         let Some(store) = &self.store else {
             return;
@@ -68,8 +66,8 @@ impl ConnCtx {
         if self.wake_epoch.fetch_max(epoch, Ordering::Relaxed) >= epoch {
             return;
         }
-        let notify = Arc::clone(&self.synced);
-        store.on_synced(epoch, Box::new(move |_| notify.notify_one()));
+        let out = Arc::clone(&self.out);
+        store.on_synced(epoch, Box::new(move |_| out.wake()));
     }
 }
 

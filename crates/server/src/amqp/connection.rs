@@ -20,7 +20,7 @@
 mod handshake;
 mod io;
 
-use super::channel::{Channel, ConnCtx};
+use super::channel::{ConnCtx, OpenChannel};
 use super::error::{AmqpError, AmqpResult};
 use crate::authz::Authz;
 use crate::limits::ConnectionSlots;
@@ -109,8 +109,9 @@ struct Connection {
     /// The access-control generation last looked at (see [`Connection::deleted_under_us`]).
     access_generation: u64,
     ctx: Option<ConnCtx>,
-    /// Boxed: a map allocates room for several entries, and a channel's state is large.
-    channels: HashMap<u16, Box<Channel>>,
+    /// A channel's state is boxed, and created at its first use (`OpenChannel`): a map
+    /// allocates room for several entries, and most channels of an idle connection do nothing.
+    channels: HashMap<u16, OpenChannel>,
     /// This connection's place in its vhost's and user's connection counts.
     _slots: Option<ConnectionSlots>,
     /// Who logged in (set by `connection.start-ok`), shared with the channels' context.
@@ -375,7 +376,7 @@ impl Connection {
         };
         let mut charged = 0;
         let mut gathered = false;
-        for ch in self.channels.values_mut() {
+        for ch in self.channels.values_mut().filter_map(OpenChannel::used_mut) {
             ch.flush(ctx);
             charged += std::mem::take(&mut ch.charged);
             gathered |= !ch.reached.is_empty();
@@ -383,7 +384,7 @@ impl Connection {
         crate::memory::charge(&self.server, charged);
         if gathered {
             let own = self.own_consumers();
-            for ch in self.channels.values_mut() {
+            for ch in self.channels.values_mut().filter_map(OpenChannel::used_mut) {
                 self.flow.look(&mut ch.reached, &self.server.flow, &own);
             }
         }
@@ -391,7 +392,7 @@ impl Connection {
 
     /// Lets every queue the channels consume from deliver again.
     fn dispatch_all(&self) {
-        for ch in self.channels.values() {
+        for ch in self.channels.values().filter_map(OpenChannel::used) {
             ch.dispatch();
         }
     }
@@ -434,6 +435,7 @@ impl Connection {
     fn own_consumers(&self) -> Vec<u64> {
         self.channels
             .values()
+            .filter_map(OpenChannel::used)
             .filter(|c| !c.consumers.is_empty())
             .map(|c| c.shared.uid)
             .collect()
@@ -605,8 +607,7 @@ impl Connection {
                         .limits
                         .open_channel(ctx.broker.access(), &ctx.user)
                         .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?;
-                    let mut ch = Box::new(Channel::new(number, ctx));
-                    ch.slot = Some(slot);
+                    let ch = OpenChannel::new(number, ctx, slot);
                     ch.shared.send(&Method::ChannelOpenOk(ChannelOpenOk {}));
                     self.reg
                         .entry
@@ -624,7 +625,7 @@ impl Connection {
                     }
                 }
                 Method::ChannelCloseOk(_) => {
-                    if self.channels.get(&number).is_some_and(|c| c.closing) {
+                    if self.channels.get(&number).is_some_and(|c| c.closing()) {
                         self.channels.remove(&number);
                         self.reg.entry.remove_channel(&self.server.registry, number);
                         return Ok(());
@@ -644,6 +645,7 @@ impl Connection {
                 format!("expected 'channel.open' on channel {number}"),
             ));
         };
+        let ch = ch.state();
         if ch.closing {
             return Ok(());
         }
@@ -755,7 +757,7 @@ mod tests {
         println!(
             "AMQP connection future: {size} bytes; Connection {}, Channel {}, ChannelShared {}, ConnCtx {}",
             std::mem::size_of::<Connection>(),
-            std::mem::size_of::<Channel>(),
+            std::mem::size_of::<super::super::channel::Channel>(),
             std::mem::size_of::<super::super::delivery::ChannelShared>(),
             std::mem::size_of::<ConnCtx>(),
         );

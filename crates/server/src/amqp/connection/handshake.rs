@@ -212,7 +212,7 @@ impl Connection {
                 tracing::debug!(peer = %self.peer(), user = %user.name, "authenticated");
                 self.reg.entry.update(|d| {
                     d.user = user.name.clone();
-                    d.client_properties = m.client_properties.clone();
+                    d.client_properties = encoded(&m.client_properties);
                 });
                 self.user = Some(Arc::from(user.name.as_str()));
                 let c = &self.server.config;
@@ -249,4 +249,12 @@ impl Connection {
             }
         }
     }
+}
+
+/// A table as the client sent it, in an allocation of its exact size (kept for the management
+/// API, which decodes it when it lists the connection).
+fn encoded(table: &FieldTable) -> Box<[u8]> {
+    let mut buf = bytes::BytesMut::with_capacity(table.encoded_len());
+    table.encode(&mut buf);
+    Vec::from(buf).into_boxed_slice()
 }

@@ -17,12 +17,12 @@
 //! - the memory alarm's wake-up and publisher flow control's polling timer exist only for a
 //!   connection that has published, boxed.
 
+mod channels;
 mod handshake;
 mod io;
 
-use super::channel::{ConnCtx, OpenChannel};
+use super::channel::ConnCtx;
 use super::error::{AmqpError, AmqpResult};
-use crate::authz::Authz;
 use crate::limits::ConnectionSlots;
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
@@ -30,12 +30,11 @@ use crate::registry::{ConnState, Protocol, Registered};
 use crate::transport::{PeerInfo, Transport};
 use crate::ServerState;
 use amqp_wire::{
-    decode_frame, encode_method_frame, ChannelClose, ChannelOpenOk, ConnectionClose,
+    decode_frame, encode_method_frame, ConnectionClose,
     ConnectionCloseOk, Frame, Method, ReplyCode, ShortString, PROTOCOL_HEADER,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use io::{Io, IoEvent};
-use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -104,14 +103,16 @@ struct Connection {
     shutdown_seen: bool,
     /// Publisher flow control (`crate::flow`): queues this connection fills faster than
     /// they drain; reading is paused while any holds it back (`flow_paused`).
-    flow: crate::flow::PublishFlow,
+    /// Boxed, created when the connection's first publishes reached queues: most
+    /// connections never publish.
+    flow: Option<Box<crate::flow::PublishFlow>>,
     flow_paused: bool,
     /// The access-control generation last looked at (see [`Connection::deleted_under_us`]).
     access_generation: u64,
     ctx: Option<ConnCtx>,
     /// A channel's state is boxed, and created at its first use (`OpenChannel`): a map
     /// allocates room for several entries, and most channels of an idle connection do nothing.
-    channels: HashMap<u16, OpenChannel>,
+    channels: channels::Channels,
     /// This connection's place in its vhost's and user's connection counts.
     _slots: Option<ConnectionSlots>,
     /// Who logged in (set by `connection.start-ok`), shared with the channels' context.
@@ -154,10 +155,10 @@ pub fn serve(
         publisher: false,
         blocked: false,
         shutdown_seen: false,
-        flow: crate::flow::PublishFlow::default(),
+        flow: None,
         flow_paused: false,
         ctx: None,
-        channels: HashMap::new(),
+        channels: channels::Channels::default(),
         _slots: None,
         user: None,
     };
@@ -306,9 +307,10 @@ impl Connection {
                     }));
                 }
                 // Publisher flow control: not while a queue this connection fills holds it back.
-                let congested = self.phase == Phase::Open && {
+                let congested = self.phase == Phase::Open && self.flow.is_some() && {
                     let own = self.own_consumers();
-                    self.flow.must_wait(&self.server.flow, &own)
+                    let marks = &self.server.flow;
+                    self.flow.as_mut().is_some_and(|f| f.must_wait(marks, &own))
                 };
                 match (congested, flow_timer.as_mut()) {
                     (true, Some(t)) => t.as_mut().reset(Instant::now() + crate::flow::POLL),
@@ -367,36 +369,6 @@ impl Connection {
         true
     }
 
-    /// Work to do after a batch of frames or when woken: each channel's confirms and
-    /// dispatch, the memory alarm's charge, publisher flow control's look at the queues
-    /// the batch reached.
-    fn flush_channels(&mut self) {
-        let Some(ctx) = self.ctx.as_ref() else {
-            return;
-        };
-        let mut charged = 0;
-        let mut gathered = false;
-        for ch in self.channels.values_mut().filter_map(OpenChannel::used_mut) {
-            ch.flush(ctx);
-            charged += std::mem::take(&mut ch.charged);
-            gathered |= !ch.reached.is_empty();
-        }
-        crate::memory::charge(&self.server, charged);
-        if gathered {
-            let own = self.own_consumers();
-            for ch in self.channels.values_mut().filter_map(OpenChannel::used_mut) {
-                self.flow.look(&mut ch.reached, &self.server.flow, &own);
-            }
-        }
-    }
-
-    /// Lets every queue the channels consume from deliver again.
-    fn dispatch_all(&self) {
-        for ch in self.channels.values().filter_map(OpenChannel::used) {
-            ch.dispatch();
-        }
-    }
-
     /// Why the connection must close now: an operator asked (`close_connection`), or its
     /// vhost or user was deleted.
     fn close_reason(&mut self) -> Option<String> {
@@ -428,17 +400,6 @@ impl Connection {
             .user(user)
             .is_none()
             .then(|| format!("user '{user}' is deleted"))
-    }
-
-    /// The consumer owners (channels) of this connection that consume: a queue only they
-    /// consume from never holds this connection back (it would wait for itself).
-    fn own_consumers(&self) -> Vec<u64> {
-        self.channels
-            .values()
-            .filter_map(OpenChannel::used)
-            .filter(|c| !c.consumers.is_empty())
-            .map(|c| c.shared.uid)
-            .collect()
     }
 
     /// Enters or leaves the blocked state of the memory and disk alarms, telling clients that
@@ -566,124 +527,6 @@ impl Connection {
         }
     }
 
-    fn handle_channel_frame(&mut self, number: u16, frame: Frame) -> AmqpResult {
-        if let (Some(ctx), Frame::Method { .. }) = (self.ctx.as_mut(), &frame) {
-            // Permissions changed since they were compiled: recompile before this method
-            // (one atomic load otherwise).
-            Authz::refresh(&mut ctx.authz, ctx.broker.access());
-        }
-        let Some(ctx) = self.ctx.as_ref() else {
-            return Err(AmqpError::new(
-                ReplyCode::ChannelError,
-                "channel frame before connection.open",
-            ));
-        };
-        if let Frame::Method { method, .. } = &frame {
-            match method {
-                Method::ChannelOpen(_) => {
-                    // As RabbitMQ: channel_max bounds the number of open channels.
-                    let open = self.channels.len();
-                    if self.channel_max != 0 && open >= usize::from(self.channel_max) {
-                        return Err(AmqpError::new(
-                            ReplyCode::NotAllowed,
-                            format!(
-                                "number of channels opened ({open}) has reached the negotiated channel_max ({})",
-                                self.channel_max
-                            ),
-                        )
-                        .on(method));
-                    }
-                    if self.channels.contains_key(&number) {
-                        return Err(AmqpError::new(
-                            ReplyCode::ChannelError,
-                            "second 'channel.open' seen",
-                        )
-                        .on(method));
-                    }
-                    // The user's max-channels, over all of the user's connections
-                    // (rabbit_reader create_channel): 530, closing the connection.
-                    let slot = self
-                        .server
-                        .limits
-                        .open_channel(ctx.broker.access(), &ctx.user)
-                        .map_err(|e| AmqpError::limit(ReplyCode::NotAllowed, e))?;
-                    let ch = OpenChannel::new(number, ctx, slot);
-                    ch.shared.send(&Method::ChannelOpenOk(ChannelOpenOk {}));
-                    self.reg
-                        .entry
-                        .add_channel(&self.server.registry, Arc::clone(&ch.shared) as _);
-                    self.channels.insert(number, ch);
-                    return Ok(());
-                }
-                Method::ChannelClose(_) => {
-                    if let Some(mut ch) = self.channels.remove(&number) {
-                        // Out of the user's channel count before close-ok goes out.
-                        ch.slot = None;
-                        self.reg.entry.remove_channel(&self.server.registry, number);
-                        ch.close_by_client(ctx);
-                        return Ok(());
-                    }
-                }
-                Method::ChannelCloseOk(_) => {
-                    if self.channels.get(&number).is_some_and(|c| c.closing()) {
-                        self.channels.remove(&number);
-                        self.reg.entry.remove_channel(&self.server.registry, number);
-                        return Ok(());
-                    }
-                    // A close-ok that answers nothing (RabbitMQ: 503).
-                    return Err(
-                        AmqpError::new(ReplyCode::CommandInvalid, "unimplemented method")
-                            .on(method),
-                    );
-                }
-                _ => {}
-            }
-        }
-        let Some(ch) = self.channels.get_mut(&number) else {
-            return Err(AmqpError::new(
-                ReplyCode::ChannelError,
-                format!("expected 'channel.open' on channel {number}"),
-            ));
-        };
-        let ch = ch.state();
-        if ch.closing {
-            return Ok(());
-        }
-        let result = match frame {
-            Frame::Method { method, .. } => ch.handle_method(ctx, method),
-            Frame::Header {
-                class_id,
-                body_size,
-                properties,
-                ..
-            } => {
-                self.publisher = true;
-                ch.handle_header(ctx, class_id, body_size, properties)
-            }
-            Frame::Body { payload, .. } => ch.handle_body(ctx, payload),
-            Frame::Heartbeat { .. } => Ok(()),
-        };
-        match result {
-            Err(e) if !e.is_connection_error() => {
-                if e.logged {
-                    tracing::debug!(peer = %self.reg.entry.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
-                } else {
-                    tracing::info!(peer = %self.reg.entry.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
-                }
-                ch.cleanup(ctx);
-                ch.closing = true;
-                ch.shared.send(&Method::ChannelClose(ChannelClose {
-                    reply_code: e.code.code(),
-                    reply_text: ShortString::from(truncate(&e.text)),
-                    class_id: e.class_id,
-                    method_id: e.method_id,
-                }));
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
     /// Starts the close handshake with a connection exception.
     fn close_with(&mut self, e: AmqpError) {
         if matches!(self.phase, Phase::Closing | Phase::Closed | Phase::Done) {
@@ -755,7 +598,8 @@ mod tests {
         let fut = serve(Transport::Tcp(stream), PeerInfo::plain(peer), state);
         let size = std::mem::size_of_val(&fut);
         println!(
-            "AMQP connection future: {size} bytes; Connection {}, Channel {}, ChannelShared {}, ConnCtx {}",
+            "AMQP connection future: {size} bytes; Io {}, Connection {}, Channel {}, ChannelShared {}, ConnCtx {}",
+            std::mem::size_of::<Io>(),
             std::mem::size_of::<Connection>(),
             std::mem::size_of::<super::super::channel::Channel>(),
             std::mem::size_of::<super::super::delivery::ChannelShared>(),

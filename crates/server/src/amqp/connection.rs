@@ -30,8 +30,8 @@ use crate::registry::{ConnState, Protocol, Registered};
 use crate::transport::{PeerInfo, Transport};
 use crate::ServerState;
 use amqp_wire::{
-    decode_frame, encode_method_frame, ConnectionClose,
-    ConnectionCloseOk, Frame, Method, ReplyCode, ShortString, PROTOCOL_HEADER,
+    decode_frame, encode_method_frame, ConnectionClose, ConnectionCloseOk, Frame, Method,
+    ReplyCode, ShortString, PROTOCOL_HEADER,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use io::{Io, IoEvent};
@@ -294,7 +294,8 @@ impl Connection {
                 // client that sends faster than it reads our replies waits until they drain.
                 // Once closing, what the client sends is discarded, and nothing more is said
                 // about the alarm.
-                let paused = *self.server.alarm.borrow() && self.publisher && self.phase == Phase::Open;
+                let paused =
+                    *self.server.alarm.borrow() && self.publisher && self.phase == Phase::Open;
                 if self.phase == Phase::Open {
                     self.set_blocked(paused);
                 }
@@ -605,7 +606,10 @@ mod tests {
             std::mem::size_of::<super::super::delivery::ChannelShared>(),
             std::mem::size_of::<ConnCtx>(),
         );
-        assert!(size <= 1024, "the AMQP connection future grew to {size} bytes");
+        assert!(
+            size <= 1024,
+            "the AMQP connection future grew to {size} bytes"
+        );
         drop(client);
     }
 }

@@ -248,7 +248,6 @@ impl Connection {
             other => other,
         }
     }
-
 }
 
 #[cfg(test)]

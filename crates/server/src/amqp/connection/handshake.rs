@@ -54,7 +54,13 @@ impl Connection {
                 server_properties: props,
                 // EXTERNAL only with a verified client certificate (its `should_offer`).
                 mechanisms: Bytes::from_static(
-                    if self.reg.entry.tls.as_ref().is_some_and(|t| !t.peer_certs.is_empty()) {
+                    if self
+                        .reg
+                        .entry
+                        .tls
+                        .as_ref()
+                        .is_some_and(|t| !t.peer_certs.is_empty())
+                    {
                         MECHANISMS_WITH_EXTERNAL
                     } else {
                         MECHANISMS

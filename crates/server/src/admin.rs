@@ -70,9 +70,9 @@ pub(crate) fn loopback_users(config: &ServerConfig) -> Vec<String> {
 }
 
 /// Registers what happens when a vhost or user is deleted: MQTT sessions of a deleted vhost
-/// end (they were in it), and every connection is told to look whether it is concerned (AMQP
-/// through `state.kicks`, MQTT by waking its task); those whose vhost or user is gone close
-/// (`connection.rs` of each protocol).
+/// end (they were in it), and every connection is told to look whether it is concerned (by
+/// waking its task; `state.kicks` moves too, for whoever watches it); those whose vhost or
+/// user is gone close (`connection.rs` of each protocol).
 pub(crate) fn register_hooks(state: &Arc<ServerState>) {
     let weak: Weak<ServerState> = Arc::downgrade(state);
     state.broker.on_deleted(Arc::new(move |deleted: &Deleted| {
@@ -90,6 +90,8 @@ pub(crate) fn register_hooks(state: &Arc<ServerState>) {
             }
         }
         state.kicks.send_modify(|n| *n = n.wrapping_add(1));
+        // AMQP connections look at their vhost and user when woken (`amqp/connection.rs`).
+        state.registry.wake_all();
     }));
 }
 

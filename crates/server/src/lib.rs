@@ -3,8 +3,8 @@
 //! [`start`] binds the listeners (`listen.rs`: AMQP 0-9-1 and MQTT, each over TCP and TLS,
 //! MQTT also over WebSocket) and returns a [`ServerHandle`]. Every accepted socket gets one
 //! task: the TLS handshake (`tls.rs`) if any, then the protocol's state machine
-//! (`amqp/connection.rs`, `mqtt/connection.rs`) over a [`transport::Transport`]. An AMQP
-//! connection has a second task, the writer draining its outbound buffer (`outbound.rs`).
+//! (`amqp/connection.rs`, `mqtt/connection.rs`) over a [`transport::Transport`], which also
+//! writes its outbound buffer (`outbound.rs`).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -102,8 +102,9 @@ pub(crate) struct ServerState {
     pub limits: limits::Limits,
     /// Checks logins against the broker's users (`auth/`).
     pub auth: auth::Authenticator,
-    /// Moves when a vhost or user is deleted: AMQP connections then look whether theirs is
-    /// gone and close (`admin.rs`).
+    /// Moves when a vhost or user is deleted or an operator closes a connection (`admin.rs`).
+    /// Connections no longer watch it (they are woken through the registry, each looks at
+    /// its own vhost, user and close request); kept for other watchers.
     pub kicks: watch::Sender<u64>,
     /// Every connection, its channels and consumers (`registry/`).
     pub registry: Arc<registry::Registry>,

@@ -11,6 +11,7 @@
 use crate::tls::TlsContext;
 use crate::transport::{PeerInfo, TlsInfo, Transport};
 use crate::{amqp, mqtt, stream, ServerError, ServerState};
+use futures_util::FutureExt;
 use serde::{Deserialize, Deserializer};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use std::io;
@@ -316,11 +317,12 @@ pub(crate) async fn accept_loop(
                         }
                         Kind::Amqp => {
                             let (transport, info) = plain(stream, peer);
-                            let serving = amqp::serve(transport, info, Arc::clone(&state));
-                            connections.spawn(async move {
-                                serving.await;
-                                drop(open);
-                            });
+                            // `map`, not an async block: a future captured by an async
+                            // block and awaited there takes its room in the task twice (the
+                            // capture and the awaited copy), 1,408 bytes instead of 768.
+                            let serving = amqp::serve(transport, info, Arc::clone(&state))
+                                .map(move |()| drop(open));
+                            connections.spawn(serving);
                         }
                         _ => {
                             let serving =

@@ -17,7 +17,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// What a channel's handlers need from their connection.
 pub struct ConnCtx {
@@ -37,14 +36,12 @@ pub struct ConnCtx {
     pub cancel_notify: bool,
     /// The store, when persistent messages go to disk.
     pub store: Option<Arc<Store>>,
-    /// Woken when the store synced something this connection waits for.
-    pub synced: Arc<Notify>,
     /// Highest store epoch this connection asked to be woken for.
     pub wake_epoch: AtomicU64,
     /// The user's permissions in this vhost (recompiled by the connection when they change).
     pub authz: Arc<Authz>,
     /// The user's name, for the channel limit.
-    pub limits_user: String,
+    pub user: Arc<str>,
     /// The connection's message counters (its registry entry's).
     pub counters: Arc<crate::registry::ProtocolCounters>,
 }
@@ -60,7 +57,8 @@ impl ConnCtx {
         self.store.as_ref().map_or(0, |s| s.current_epoch())
     }
 
-    /// Asks to be woken (through `synced`) once `epoch` is on disk.
+    /// Asks to be woken (through the connection's outbound buffer, which its task waits on)
+    /// once `epoch` is on disk.
     pub fn wake_when_synced(&self, epoch: u64) {
         let Some(store) = &self.store else {
             return;
@@ -68,8 +66,8 @@ impl ConnCtx {
         if self.wake_epoch.fetch_max(epoch, Ordering::Relaxed) >= epoch {
             return;
         }
-        let notify = Arc::clone(&self.synced);
-        store.on_synced(epoch, Box::new(move |_| notify.notify_one()));
+        let out = Arc::clone(&self.out);
+        store.on_synced(epoch, Box::new(move |_| out.wake()));
     }
 }
 
@@ -147,18 +145,27 @@ pub struct Channel {
     pub(super) publish_allowed: Option<(u64, ShortString)>,
     /// The same for the topic permission: (generation, exchange, routing key).
     pub(super) topic_allowed: Option<(u64, ShortString, ShortString)>,
-    /// This channel's place in its user's channel count (given back when dropped).
-    pub slot: Option<crate::limits::Slot>,
     /// The queues this read batch's publishes reached (publisher flow control, `crate::flow`).
     pub(super) reached: crate::flow::Gathered,
     /// What this read batch published, as the memory alarm estimates it, not yet charged.
     pub(super) charged: u64,
 }
 
-impl Channel {
+/// An open channel as its connection keeps it. Most channels of an idle connection were opened
+/// and do nothing: such a channel is its shared view (what the registry lists and deliveries
+/// would use) and its place in the user's channel count; its state ([`Channel`], ~500 bytes)
+/// is created at its first frame after `channel.open`.
+pub struct OpenChannel {
+    pub shared: Arc<ChannelShared>,
+    /// This channel's place in its user's channel count (given back when dropped).
+    pub slot: Option<crate::limits::Slot>,
+    used: Option<Box<Channel>>,
+}
+
+impl OpenChannel {
     /// A new open channel numbered `number`.
-    pub fn new(number: u16, ctx: &ConnCtx) -> Channel {
-        Channel {
+    pub fn new(number: u16, ctx: &ConnCtx, slot: crate::limits::Slot) -> OpenChannel {
+        OpenChannel {
             shared: Arc::new(ChannelShared::new(
                 number,
                 ctx.broker.next_id(),
@@ -166,6 +173,53 @@ impl Channel {
                 ctx.frame_max,
                 Arc::clone(&ctx.counters),
             )),
+            slot: Some(slot),
+            used: None,
+        }
+    }
+
+    /// The channel's state, created at the first need.
+    pub fn state(&mut self) -> &mut Channel {
+        let shared = &self.shared;
+        self.used
+            .get_or_insert_with(|| Box::new(Channel::new(Arc::clone(shared))))
+    }
+
+    /// The channel's state if it was used.
+    pub fn used(&self) -> Option<&Channel> {
+        self.used.as_deref()
+    }
+
+    /// The same, to change.
+    pub fn used_mut(&mut self) -> Option<&mut Channel> {
+        self.used.as_deref_mut()
+    }
+
+    /// We sent `channel.close` and wait for `close-ok`.
+    pub fn closing(&self) -> bool {
+        self.used.as_ref().is_some_and(|c| c.closing)
+    }
+
+    /// Replies to a client's `channel.close` after cleaning up.
+    pub fn close_by_client(&mut self, ctx: &ConnCtx) {
+        self.cleanup(ctx);
+        self.shared.send(&Method::ChannelCloseOk(ChannelCloseOk {}));
+    }
+
+    /// Releases everything the channel holds (see [`Channel::cleanup`]).
+    pub fn cleanup(&mut self, ctx: &ConnCtx) {
+        match self.used.as_mut() {
+            Some(c) => c.cleanup(ctx),
+            None => self.shared.closed.store(true, Ordering::Relaxed),
+        }
+    }
+}
+
+impl Channel {
+    /// The state of the open channel `shared` is the view of.
+    fn new(shared: Arc<ChannelShared>) -> Channel {
+        Channel {
+            shared,
             closing: false,
             publish: None,
             confirms: None,
@@ -177,7 +231,6 @@ impl Channel {
             reply_queue: None,
             publish_allowed: None,
             topic_allowed: None,
-            slot: None,
             reached: crate::flow::Gathered::default(),
             charged: 0,
         }
@@ -356,12 +409,6 @@ impl Channel {
         for c in self.consumers.values() {
             c.queue.dispatch();
         }
-    }
-
-    /// Replies to a client's `channel.close` after cleaning up.
-    pub fn close_by_client(&mut self, ctx: &ConnCtx) {
-        self.cleanup(ctx);
-        self.shared.send(&Method::ChannelCloseOk(ChannelCloseOk {}));
     }
 
     /// Releases everything the channel holds: consumers are cancelled and every unacked

@@ -36,7 +36,11 @@ impl Conn {
                         );
                     }
                 }
-                self.reg.entry.update(|d| d.client_properties = table);
+                // Kept encoded, as AMQP's (decoded when the management API lists it).
+                let mut raw = bytes::BytesMut::with_capacity(table.encoded_len());
+                table.encode(&mut raw);
+                let raw = Vec::from(raw).into_boxed_slice();
+                self.reg.entry.update(|d| d.client_properties = raw);
                 let mut properties = Properties::new();
                 properties.push("product", "Pigeon");
                 properties.push("version", env!("CARGO_PKG_VERSION"));

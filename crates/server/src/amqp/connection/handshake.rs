@@ -13,7 +13,6 @@ use amqp_wire::{
 use bytes::Bytes;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::{Connection, Phase};
 
@@ -55,7 +54,13 @@ impl Connection {
                 server_properties: props,
                 // EXTERNAL only with a verified client certificate (its `should_offer`).
                 mechanisms: Bytes::from_static(
-                    if self.tls.as_ref().is_some_and(|t| !t.peer_certs.is_empty()) {
+                    if self
+                        .reg
+                        .entry
+                        .tls
+                        .as_ref()
+                        .is_some_and(|t| !t.peer_certs.is_empty())
+                    {
                         MECHANISMS_WITH_EXTERNAL
                     } else {
                         MECHANISMS
@@ -69,14 +74,15 @@ impl Connection {
     pub(super) fn handle_connection_method(&mut self, method: Method) -> AmqpResult {
         match (self.phase, method) {
             (_, Method::ConnectionClose(m)) => {
-                tracing::debug!(peer = %self.peer, code = m.reply_code, text = %m.reply_text, "client closed connection");
+                tracing::debug!(peer = %self.peer(), code = m.reply_code, text = %m.reply_text, "client closed connection");
                 self.release();
                 self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
                 // Read on until the client hangs up (see `Phase::Closed`). RabbitMQ's bound is
                 // the negotiated heartbeat when under 30 s, else 30 s (`close_connection`);
                 // ours is the handshake timeout.
-                let linger = self.server.config.handshake_timeout;
-                self.phase = Phase::Closed(Instant::now() + linger);
+                self.out
+                    .set_deadline(Some(self.server.config.handshake_timeout));
+                self.phase = Phase::Closed;
                 Ok(())
             }
             (Phase::AwaitStartOk, Method::ConnectionStartOk(m)) => self.start_ok(m),
@@ -121,7 +127,7 @@ impl Connection {
                 // rabbit_access_control:check_vhost_access: the vhost must exist and the user
                 // have permissions there; one answer for both (530).
                 let name = m.virtual_host.as_str();
-                let user = self.user.as_ref().map_or(String::new(), |u| u.name.clone());
+                let user: Arc<str> = self.user.clone().unwrap_or_else(|| Arc::from(""));
                 let access = self.server.broker.access();
                 // rabbit_reader connection.open: the vhost's and the user's connection
                 // limits first, then access to the vhost; each refusal is 530 NOT_ALLOWED.
@@ -151,16 +157,15 @@ impl Connection {
                 self.ctx = Some(ConnCtx {
                     broker: Arc::clone(&self.server.broker),
                     vhost,
-                    conn_id: self.id,
+                    conn_id: self.reg.entry.id,
                     out: Arc::clone(&self.out),
                     frame_max: self.frame_max,
                     max_message_size: self.server.config.max_message_size,
                     cancel_notify: self.cancel_notify,
                     store: self.server.store.clone(),
-                    synced: Arc::clone(&self.synced),
                     wake_epoch: AtomicU64::new(0),
                     authz,
-                    limits_user: user,
+                    user,
                     counters: Arc::clone(self.reg.entry.counters()),
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
@@ -169,6 +174,8 @@ impl Connection {
                     d.state = ConnState::Running;
                 });
                 self.phase = Phase::Open;
+                // From now on the deadline in `out` is the heartbeats' (none without them).
+                self.out.set_deadline(self.heartbeat_period());
                 Ok(())
             }
             (Phase::Open, Method::ConnectionUpdateSecret(_)) => {
@@ -199,21 +206,21 @@ impl Connection {
             // SASL EXTERNAL (rabbitmq_auth_mechanism_ssl): the user named by the verified
             // client certificate; offered only when there is one.
             let from = self.server.config.ssl_cert_login_from;
-            match crate::cert_login::user_name(self.tls.as_deref(), from) {
-                Some(name) => auth.authenticate_external(&name, self.peer.ip()),
+            match crate::cert_login::user_name(self.reg.entry.tls.as_deref(), from) {
+                Some(name) => auth.authenticate_external(&name, self.peer().ip()),
                 None => Err(AuthError::Mechanism("EXTERNAL".into())),
             }
         } else {
-            auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer.ip())
+            auth::authenticate(auth, m.mechanism.as_str(), &m.response, self.peer().ip())
         };
         match result {
             Ok(user) => {
-                tracing::debug!(peer = %self.peer, user = %user.name, "authenticated");
+                tracing::debug!(peer = %self.peer(), user = %user.name, "authenticated");
                 self.reg.entry.update(|d| {
                     d.user = user.name.clone();
-                    d.client_properties = m.client_properties.clone();
+                    d.client_properties = encoded(&m.client_properties);
                 });
-                self.user = Some(user);
+                self.user = Some(Arc::from(user.name.as_str()));
                 let c = &self.server.config;
                 self.send(
                     0,
@@ -229,7 +236,7 @@ impl Connection {
             Err(e) => {
                 // Credential failures were logged by the authenticator; parse errors here.
                 if matches!(e, AuthError::Mechanism(_) | AuthError::Malformed(_)) {
-                    tracing::warn!(peer = %self.peer, error = %e, "login refused");
+                    tracing::warn!(peer = %self.peer(), error = %e, "login refused");
                 }
                 let mut err = AmqpError::new(
                     ReplyCode::AccessRefused,
@@ -248,4 +255,12 @@ impl Connection {
             }
         }
     }
+}
+
+/// A table as the client sent it, in an allocation of its exact size (kept for the management
+/// API, which decodes it when it lists the connection).
+fn encoded(table: &FieldTable) -> Box<[u8]> {
+    let mut buf = bytes::BytesMut::with_capacity(table.encoded_len());
+    table.encode(&mut buf);
+    Vec::from(buf).into_boxed_slice()
 }

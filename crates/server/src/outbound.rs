@@ -49,15 +49,11 @@ pub struct Outbound {
     woken: AtomicBool,
     /// Signalled when room came back after a consumer was refused for lack of it (writer task
     /// only: a connection that writes itself learns it from [`Outbound::flush`]).
-    // The writer task's (`run_writer`) alone: not used once AMQP connections write themselves,
-    // until the stream protocol server (which has a writer task) is merged.
-    #[allow(dead_code)]
+    // The writer task's (`run_writer`, used by the stream protocol's connections) alone.
     pub resume: Notify,
     starved: AtomicBool,
-    #[allow(dead_code)]
     closing: AtomicBool,
     /// Signalled when the writer task stopped (socket error or closed).
-    #[allow(dead_code)]
     pub writer_done: Notify,
     /// When the last write reached the socket, in milliseconds after [`epoch`].
     last_write_ms: AtomicU64,
@@ -204,7 +200,6 @@ impl Outbound {
     }
 
     /// Asks the writer task to flush what is buffered and then stop.
-    #[allow(dead_code)]
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
         self.notify();
@@ -340,7 +335,6 @@ impl Outbound {
     }
 
     /// The writer task: drains the buffer into `socket` until [`Outbound::close`] or an error.
-    #[allow(dead_code)]
     pub async fn run_writer<W: AsyncWrite + Unpin>(&self, mut socket: W) {
         let mut spare = BytesMut::new();
         loop {

@@ -168,3 +168,25 @@ async def eventually(ask, want, what, timeout=WAIT_SECONDS):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}: last answer {last!r}, want {want!r}")
         await asyncio.sleep(0.01)
+
+
+def tolerate_rabbitmq_310_route_key():
+    """RabbitMQ 3.10 answers Route (0x0018) and Partitions (0x0019) with the request's key, without
+    the response bit (0x8018, 0x8019), which rstream cannot decode (seen on the wire: the answer
+    to Route is 00 18 00 01 <correlation id> 00 01 <streams>). For that RabbitMQ alone, and only
+    those two keys, the frames are read as responses so that the super-stream scenarios can be
+    checked against it; any other broker must send the response key."""
+    product, version = broker()
+    if product != "RabbitMQ" or version >= (3, 11):
+        return
+    import rstream.connection as connection
+    from rstream.encoding import decode_frame
+
+    def decode(data, version_to_decode=1):
+        key = int.from_bytes(data[:2], "big")
+        if key in (0x0018, 0x0019):
+            data = bytearray(data)
+            data[0] |= 0x80
+        return decode_frame(data, version_to_decode)
+
+    connection.decode_frame = decode

@@ -9,6 +9,7 @@ import pytest
 from rstream import (
     AMQPMessage,
     ConsumerOffsetSpecification,
+    FilterConfiguration,
     OffsetType,
     RawMessage,
     amqp_decoder,
@@ -27,6 +28,7 @@ from stream_helpers import (
     quiet,
     require_stream_url,
     run,
+    skip_on_old_rabbitmq,
     unique,
     wait_for,
 )
@@ -519,5 +521,58 @@ def test_the_host_and_port_are_the_advertised_ones():
             await c.close()
         assert int(props["advertised_port"]) == PORT, (props, PORT)
         assert props["advertised_host"] in (HOST, "localhost", "127.0.0.1"), props
+
+    run(scenario())
+
+
+# --- filtering (publish v2 with filter values, subscription filter properties) ------------------
+
+
+def test_a_filtered_subscription_skips_chunks_without_its_value(stream):
+    skip_on_old_rabbitmq((3, 13), "stream filtering (Publish v2, filter.N subscription properties) is RabbitMQ 3.13+")
+
+    async def color_of(message):
+        return message.application_properties["color"]
+
+    async def scenario():
+        async with producer(filter_value_extractor=color_of) as p:
+            for color in ("blue", "red", "blue"):
+                confirmed = []
+                await p.send_batch(
+                    stream,
+                    [AMQPMessage(body=f"{color}{i}".encode(), application_properties={"color": color}) for i in range(5)],
+                    on_publish_confirm=lambda status: confirmed.append(status),
+                )
+                await wait_for(lambda: len(confirmed) >= 5, f"the {color} chunk's confirms")
+        c = await client()
+        chunks = []
+        try:
+
+            def on_deliver(frame):
+                chunks.append((frame.chunk_first_offset, frame.num_entries))
+
+            c.add_handler(schema.Deliver, on_deliver, name="2")
+            await c.run_queue_listener_task(subscriber_id=2, handler=on_deliver)
+            await c.subscribe(stream, subscription_id=2, properties={"filter.0": "red", "match-unfiltered": "false"})
+            await wait_for(lambda: chunks, "the red chunk")
+            await quiet()
+            # The broker checks each chunk's filter (a Bloom filter of its values): the blue
+            # chunks are not sent at all.
+            assert chunks == [(5, 5)]
+        finally:
+            await c.close()
+        inbox = Inbox()
+        async with consumer() as cons:
+            await cons.subscribe(
+                stream,
+                inbox,
+                decoder=amqp_decoder,
+                filter_input=FilterConfiguration(
+                    ["red"], predicate=lambda m: m.application_properties[b"color"] == b"red"
+                ),
+            )
+            await inbox.wait(5)
+            await quiet()
+        assert inbox.bodies == [f"red{i}" for i in range(5)]
 
     run(scenario())

@@ -50,6 +50,25 @@ Connection.prototype.exchangeCommandVersions = async function () {
   return exchangeCommandVersions.call(this);
 };
 
+// RabbitMQ 3.10 answers Route (0x0018) and Partitions (0x0019) with the request's key, without the
+// response bit (0x8018, 0x8019); the client cannot match them. tolerateRabbitmq310RouteKey() reads
+// those two keys as responses, for that RabbitMQ alone (any other broker must send the response
+// key), so that the super-stream scenarios can be checked against it.
+const { ResponseDecoder } = require('rabbitmq-stream-js-client/dist/response_decoder');
+
+let routeKeyCompat = false;
+const emitResponseReceived = ResponseDecoder.prototype.emitResponseReceived;
+ResponseDecoder.prototype.emitResponseReceived = function (response) {
+  if (routeKeyCompat && (response.key === 0x0018 || response.key === 0x0019)) {
+    response.key |= 0x8000;
+  }
+  return emitResponseReceived.call(this, response);
+};
+
+async function tolerateRabbitmq310RouteKey() {
+  routeKeyCompat = olderRabbitmq(await broker(), 3, 11);
+}
+
 async function connect(overrides = {}) {
   return rabbit.connect({ ...PARAMS, ...overrides });
 }
@@ -136,5 +155,6 @@ module.exports = {
   rabbit,
   scratchStream,
   skipOnOldRabbitmq,
+  tolerateRabbitmq310RouteKey,
   uniqueName,
 };

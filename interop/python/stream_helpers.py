@@ -21,7 +21,7 @@ import uuid
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from rstream import Consumer, Producer
+from rstream import AMQPMessage, Consumer, Producer, amqp_decoder, exceptions
 from rstream.client import Client
 
 from helpers import WAIT_SECONDS
@@ -190,3 +190,61 @@ def tolerate_rabbitmq_310_route_key():
         return decode_frame(data, version_to_decode)
 
     connection.decode_frame = decode
+
+
+# --- shared by the test_stream_* modules ------------------------------------------------------
+
+
+@pytest.fixture
+def stream():
+    """A fresh stream, deleted at the end whatever the scenario did."""
+    name = unique("s")
+
+    async def create():
+        c = await client()
+        try:
+            await c.create_stream(name)
+        finally:
+            await c.close()
+
+    run(create())
+    yield name
+
+    async def delete():
+        c = await client()
+        try:
+            await c.delete_stream(name)
+        except exceptions.StreamDoesNotExist:
+            pass
+        finally:
+            await c.close()
+
+    run(delete())
+
+
+async def publish_chunks(stream, chunks, per_chunk=1, prefix="m"):
+    """Publishes `chunks` batches of `per_chunk` messages, waiting for each batch's confirms before
+    the next, so that each batch is its own chunk. Returns the bodies in order."""
+    bodies = []
+    async with producer() as p:
+        for c in range(chunks):
+            batch = [f"{prefix}{c * per_chunk + i}" for i in range(per_chunk)]
+            confirmed = []
+            await p.send_batch(
+                stream,
+                [AMQPMessage(body=b.encode()) for b in batch],
+                on_publish_confirm=lambda status: confirmed.append(status),
+            )
+            await wait_for(lambda: len(confirmed) >= len(batch), f"confirms of chunk {c}")
+            assert all(s.is_confirmed for s in confirmed), confirmed
+            bodies.extend(batch)
+    return bodies
+
+
+async def read(stream, spec, want, *, credit=10):
+    """Subscribes with `spec` until `want` messages have arrived; returns the Inbox."""
+    inbox = Inbox()
+    async with consumer() as c:
+        await c.subscribe(stream, inbox, decoder=amqp_decoder, offset_specification=spec, initial_credit=credit)
+        await inbox.wait(want)
+    return inbox

@@ -5,10 +5,9 @@ deleted stream get. Each code is the one RabbitMQ 3.10 answers (PROTOCOL.adoc's 
 
 import asyncio
 
-import pytest
-from rstream import exceptions, schema
+from rstream import schema
 
-from stream_helpers import client, quiet, require_stream_url, run, unique, wait_for
+from stream_helpers import client, quiet, require_stream_url, run, stream, unique, wait_for  # noqa: F401
 
 require_stream_url()
 
@@ -19,32 +18,6 @@ STREAM_NOT_AVAILABLE = 6
 PRECONDITION_FAILED = 17
 PUBLISHER_DOES_NOT_EXIST = 18
 NO_OFFSET = 19
-
-
-@pytest.fixture
-def stream():
-    name = unique("r")
-
-    async def create():
-        c = await client()
-        try:
-            await c.create_stream(name)
-        finally:
-            await c.close()
-
-    run(create())
-    yield name
-
-    async def delete():
-        c = await client()
-        try:
-            await c.delete_stream(name)
-        except exceptions.StreamDoesNotExist:
-            pass
-        finally:
-            await c.close()
-
-    run(delete())
 
 
 async def ask(c, frame_cls, response_cls, **fields):

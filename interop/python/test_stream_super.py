@@ -297,3 +297,65 @@ def test_single_active_consumer_hands_over():
             await c.close()
 
     run(scenario())
+
+
+def test_single_active_consumer_on_super_stream_partitions(super_stream):
+    """Two members of a group on a super stream: each partition has one active consumer; when a
+    member leaves, the other takes its partitions over (ConsumerUpdate, active = 1)."""
+    skip_on_old_rabbitmq((3, 11), "single active consumer (ConsumerUpdate) is RabbitMQ 3.11+")
+    name, conn = super_stream
+
+    async def scenario():
+        active = {}  # (member, partition) -> latest is_active
+        got = {"a": [], "b": []}
+
+        def member(tag):
+            async def on_update(is_active, context):
+                active[(tag, context.stream)] = is_active
+                return schema.OffsetSpecification(OffsetType.NEXT, 0)
+
+            async def on_message(message, context):
+                got[tag].append((context.stream, bytes(message.body).decode()))
+
+            return on_update, on_message
+
+        props = {"single-active-consumer": "true", "name": "group", "super-stream": name}
+        consumers = {}
+        for tag in ("a", "b"):
+            on_update, on_message = member(tag)
+            ssc = SuperStreamConsumer(HOST, PORT, username=USERNAME, password=PASSWORD, vhost=VHOST, super_stream=name)
+            await ssc.start()
+            await ssc.subscribe(
+                on_message,
+                decoder=amqp_decoder,
+                properties=dict(props),
+                subscriber_name="group",
+                consumer_update_listener=on_update,
+            )
+            consumers[tag] = ssc
+
+        partitions = [f"{name}-{i}" for i in range(PARTITIONS)]
+
+        def owners():
+            return {p: [t for t in ("a", "b") if active.get((t, p))] for p in partitions}
+
+        await wait_for(lambda: all(len(o) == 1 for o in owners().values()), "one active member per partition")
+        assert {o[0] for o in owners().values()} == {"a", "b"}  # the partitions are shared out
+
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for i in range(PARTITIONS):
+            ch.basic_publish(name, str(i), f"first-{i}".encode(), mandatory=True)
+        await wait_for(lambda: len(got["a"]) + len(got["b"]) >= PARTITIONS, "a message per partition")
+        await quiet()
+        for tag in ("a", "b"):
+            assert {s for s, _ in got[tag]} == {p for p, o in owners().items() if o == [tag]}, (tag, got, owners())
+
+        await consumers["a"].close()
+        await wait_for(lambda: all(active.get(("b", p)) for p in partitions), "b to take over every partition")
+        for i in range(PARTITIONS):
+            ch.basic_publish(name, str(i), f"second-{i}".encode(), mandatory=True)
+        await wait_for(lambda: sum(b.startswith("second") for _, b in got["b"]) >= PARTITIONS, "b to get the rest")
+        await consumers["b"].close()
+
+    run(scenario())

@@ -12,6 +12,7 @@
 #                                                                    # by the script on its own broker)
 #   interop/run.sh                                                   # builds Pigeon (debug), starts it
 #                                                                    # on free loopback ports, stops it after
+#   PIGEON_BIN=/path/to/pigeon interop/run.sh                        # ... that binary instead of building
 #
 # INTEROP_TLS=1 (the default; 0 leaves them out) also runs the TLS and WebSocket scenarios (python/tls_*.py, node/test/tls_*.js,
 # mosquitto/tls_run.sh): pika and amqplib over AMQPS (CA verification, client certificate with
@@ -104,12 +105,20 @@ tls_on() { [ "$INTEROP_TLS" = 1 ] || [ "$INTEROP_TLS" = only ]; }
 cert_user="interop-cert-user"
 
 if [ -z "${AMQP_URL:-}" ]; then
-  section "Building Pigeon (debug)"
-  (cd "$root" && cargo build -p pigeon)
-  target_dir="${CARGO_TARGET_DIR:-target}"
-  case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
-  pigeon="$target_dir/debug/pigeon"
-  [ -x "$pigeon" ] || die "no binary at $pigeon after cargo build"
+  if [ -n "${PIGEON_BIN:-}" ]; then
+    # A binary built elsewhere (e.g. copied out of a target directory shared by several
+    # checkouts, whose debug/pigeon may be another checkout's).
+    section "Using Pigeon at $PIGEON_BIN"
+    pigeon="$PIGEON_BIN"
+    [ -x "$pigeon" ] || die "PIGEON_BIN=$pigeon is not an executable"
+  else
+    section "Building Pigeon (debug)"
+    (cd "$root" && cargo build -p pigeon)
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+    pigeon="$target_dir/debug/pigeon"
+    [ -x "$pigeon" ] || die "no binary at $pigeon after cargo build"
+  fi
 
   # Both listeners on free loopback ports (none on a default port). The ports are free when
   # chosen, but another process may take one before Pigeon binds it: Pigeon then exits with

@@ -20,6 +20,7 @@ from stream_helpers import (  # noqa: F401 - `stream` is a fixture
     read,
     require_stream_url,
     run,
+    skip_on_old_rabbitmq,
     stream,
     unique,
     wait_for,
@@ -105,6 +106,43 @@ def test_create_and_delete_with_their_errors():
             assert not await c.stream_exists(name)
             with pytest.raises(exceptions.StreamDoesNotExist):
                 await c.delete_stream(name)
+        finally:
+            await c.close()
+
+    run(scenario())
+
+
+def test_create_refuses_bad_arguments():
+    async def scenario():
+        c = await client()
+        try:
+            # PRECONDITION_FAILED (17), as rabbit_stream_manager's validation (validation_failed).
+            for args in ({"queue-leader-locator": "nowhere"}, {"initial-cluster-size": "0"}):
+                name = unique("bad")
+                with pytest.raises(exceptions.PreconditionFailed):
+                    await c.create_stream(name, arguments=args)
+                assert not await c.stream_exists(name)
+        finally:
+            await c.close()
+
+    run(scenario())
+
+
+def test_create_refuses_an_unparsable_retention():
+    skip_on_old_rabbitmq(
+        (3, 11),
+        "its stream reader crashes on a max-age it cannot parse and closes the connection (seen on 3.10.8); "
+        "current RabbitMQ answers PRECONDITION_FAILED from the queue's argument check",
+    )
+
+    async def scenario():
+        c = await client()
+        try:
+            for args in ({"max-age": "forever"}, {"max-length-bytes": "lots"}):
+                name = unique("bad")
+                with pytest.raises(exceptions.PreconditionFailed):
+                    await c.create_stream(name, arguments=args)
+                assert not await c.stream_exists(name)
         finally:
             await c.close()
 

@@ -111,16 +111,20 @@ async function skipOnOldRabbitmq(t, major, minor, reason) {
 async function scratchStream(t, client, prefix = 's', args) {
   const stream = uniqueName(prefix);
   await client.createStream({ stream, arguments: args });
-  t.after(async () => {
-    const c = await connect();
-    try {
-      await c.deleteStream({ stream });
-    } catch {
-      // already gone: the scenario deleted it
-    } finally {
-      await c.close();
-    }
-  });
+  t.after(() =>
+    bounded(
+      (async () => {
+        const c = await connect();
+        try {
+          await c.deleteStream({ stream });
+        } catch {
+          // already gone: the scenario deleted it
+        } finally {
+          await c.close();
+        }
+      })(),
+    ),
+  );
   return stream;
 }
 
@@ -142,9 +146,30 @@ async function eventually(ask, want, what, timeoutMs = WAIT_MS) {
   }
 }
 
+// Cleanup that cannot hang a run: rabbitmq-stream-js-client's close() can wait forever (e.g. on
+// a connection that is already gone), so teardown gives up after the usual wait.
+function bounded(promise, ms = WAIT_MS) {
+  return Promise.race([promise.catch(() => {}), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
+}
+
+// A client closed when the scenario ends (at most once, bounded).
+async function scenarioClient(t, overrides) {
+  const c = await connect(overrides);
+  let closed = false;
+  const close = c.close.bind(c);
+  c.close = (...args) => {
+    if (closed) return Promise.resolve();
+    closed = true;
+    return close(...args);
+  };
+  t.after(() => bounded(c.close()));
+  return c;
+}
+
 const quiet = (ms = 500) => new Promise((resolve) => setTimeout(resolve, ms));
 
 module.exports = {
+  bounded,
   PARAMS,
   SKIP,
   STREAM_URL,
@@ -153,6 +178,7 @@ module.exports = {
   eventually,
   quiet,
   rabbit,
+  scenarioClient,
   scratchStream,
   skipOnOldRabbitmq,
   tolerateRabbitmq310RouteKey,

@@ -14,6 +14,7 @@ const {
   eventually,
   quiet,
   rabbit,
+  scenarioClient,
   scratchStream,
   skipOnOldRabbitmq,
   uniqueName,
@@ -23,11 +24,7 @@ const { creditsOnChunkCompleted } = require('rabbitmq-stream-js-client/dist/cons
 const { Offset } = rabbit;
 const opts = { timeout: TEST_TIMEOUT_MS, skip: SKIP };
 
-async function client(t) {
-  const c = await connect();
-  t.after(() => c.close().catch(() => {}));
-  return c;
-}
+const client = (t) => scenarioClient(t);
 
 // Publishes `bodies` one by one, each confirmed before the next (so each is its own chunk).
 async function publishEach(c, stream, bodies, sendOpts = {}) {
@@ -165,8 +162,7 @@ test('a consumer offset stored on the server survives a reconnect', opts, async 
   await first.consumer.close();
   await c.close();
 
-  const again = await connect();
-  t.after(() => again.close().catch(() => {}));
+  const again = await client(t);
   assert.equal(await again.queryOffset({ reference: 'app', stream }), 4n);
   const resumed = await consume(again, stream, Offset.offset(5n), 3, { consumerRef: 'app' });
   assert.deepEqual(resumed.bodies(), ['m5', 'm6', 'm7']);

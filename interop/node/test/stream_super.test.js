@@ -12,6 +12,7 @@ const {
   connect,
   quiet,
   rabbit,
+  scenarioClient,
   scratchStream,
   skipOnOldRabbitmq,
   tolerateRabbitmq310RouteKey,
@@ -26,11 +27,7 @@ before(async () => {
   if (!SKIP) await tolerateRabbitmq310RouteKey();
 });
 
-async function client(t) {
-  const c = await connect();
-  t.after(() => c.close().catch(() => {}));
-  return c;
-}
+const client = (t) => scenarioClient(t);
 
 // NAME-0..NAME-2 bound to the direct exchange NAME with keys "0".."2", in reverse binding order:
 // the partition order comes from x-stream-partition-order.

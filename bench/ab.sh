@@ -40,6 +40,7 @@ for side in A B; do
 amqp_listen = ["127.0.0.1:$PORT_AMQP"]
 mqtt_listen = ["127.0.0.1:$PORT_MQTT"]
 mqtt_ws_listen = []
+stream_listen = []
 data_dir = "$work/data"
 $(printf '%b' "$extra")
 CFG

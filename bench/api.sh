@@ -32,6 +32,7 @@ cat >"$WORK/pigeon.toml" <<EOF
 amqp_listen = "127.0.0.1:$AMQP_PORT"
 mqtt_listen = []
 mqtt_ws_listen = []
+stream_listen = []
 prometheus_listen = []
 management_listen = "127.0.0.1:$PORT"
 data_dir = "$WORK/data"

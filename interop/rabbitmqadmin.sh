@@ -42,7 +42,7 @@ print(*(s.getsockname()[1] for s in socks))')
     printf 'amqp_listen = "127.0.0.1:%s"\n' "$amqp"
     printf 'management_listen = "127.0.0.1:%s"\n' "$http"
     printf 'management_tls_listen = "127.0.0.1:%s"\n' "$https"
-    printf 'mqtt_listen = []\nmqtt_ws_listen = []\nprometheus_listen = []\n'
+    printf 'mqtt_listen = []\nmqtt_ws_listen = []\nprometheus_listen = []\nstream_listen = []\n'
     printf 'amqps_listen = []\nmqtts_listen = []\nmqtt_wss_listen = []\nprometheus_tls_listen = []\n'
     printf 'data_dir = "%s/data"\n\n' "$dir"
     printf '[tls]\ncertfile = "%s/certs/server.pem"\nkeyfile = "%s/certs/server.key"\n' "$dir" "$dir"

@@ -65,7 +65,7 @@ if [ -z "${PIGEON_HTTP_URL:-}" ]; then
 socks = [socket.socket() for _ in range(3)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmanagement_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = []\nprometheus_listen = []\ndata_dir = "%s/data"\n' \
+    printf '[server]\namqp_listen = "127.0.0.1:%s"\nmanagement_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = []\nprometheus_listen = []\nstream_listen = []\ndata_dir = "%s/data"\n' \
       "$amqp" "$http" "$mqtt" "$dir" >"$dir/pigeon.toml"
     (cd "$dir" && exec "$pigeon" --config pigeon.toml) >"$dir/pigeon.log" 2>&1 &
     pid=$!

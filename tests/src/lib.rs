@@ -138,6 +138,12 @@ impl TestBroker {
         self.addr
     }
 
+    /// The address of the RabbitMQ Stream protocol listener (`None` against an external
+    /// broker, or when the listener is off).
+    pub fn stream_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().and_then(|s| s.stream_addr())
+    }
+
     /// The user the clients log in as.
     pub fn user(&self) -> &str {
         &self.user

@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 
 use crate::within;
 
-/// [`ServerConfig::for_tests`] with `tls` and the AMQPS and MQTTS listeners on 127.0.0.1:0
+/// [`ServerConfig::for_tests`] with `tls` and the AMQPS, MQTTS and stream TLS listeners on 127.0.0.1:0
 /// (once `tls` is set, they otherwise default to ports 5671 and 8883 on every interface); the
 /// secure WebSocket listener off (a test that wants it sets `mqtt_wss_listen`).
 pub fn config_with(tls: TlsConfig) -> ServerConfig {
@@ -36,6 +36,7 @@ pub fn config_with(tls: TlsConfig) -> ServerConfig {
         tls: Some(tls),
         amqps_listen: Some(loopback.into()),
         mqtts_listen: Some(loopback.into()),
+        stream_tls_listen: Some(loopback.into()),
         mqtt_wss_listen: Some(pigeon_server::Listen::none()),
         ..ServerConfig::for_tests()
     }

@@ -39,7 +39,9 @@ pub use queue::{
 };
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
-pub use vhost::{AppliedPolicies, ExchangeDeclare, Published, QueueDeclared, VHost};
+pub use vhost::{
+    AppliedPolicies, ExchangeDeclare, Published, QueueDeclared, SuperStreamError, VHost,
+};
 
 use parking_lot::{Mutex, RwLock};
 use pigeon_store::Store;

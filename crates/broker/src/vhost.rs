@@ -25,9 +25,14 @@ mod lifecycle;
 mod policies;
 mod routing;
 mod streams;
+mod super_streams;
 pub use policies::AppliedPolicies;
 pub use routing::{Published, Routed};
 use std::time::Instant;
+pub use super_streams::{
+    correct_stream_name, split_binding_keys, stream_queue_arguments, super_stream_layout,
+    SuperStreamError, MAX_SUPER_STREAM_PARTITIONS, PARTITION_ORDER_ARG, SUPER_STREAM_ARG,
+};
 
 /// What `exchange.declare` asks for.
 #[derive(Debug, Clone)]

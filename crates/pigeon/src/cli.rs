@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// `server.prometheus_listen`).
     #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
     pub prometheus_listen: Option<Vec<SocketAddr>>,
+    /// Addresses the RabbitMQ Stream protocol listener binds to, e.g. 127.0.0.1:5552
+    /// (overrides `server.stream_listen`).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', num_args = 1)]
+    pub stream_listen: Option<Vec<SocketAddr>>,
 }
 
 impl Cli {
@@ -111,6 +115,7 @@ impl Cli {
                 mqtt_wss_listen: args.mqtt_wss_listen.or(top.mqtt_wss_listen),
                 management_listen: args.management_listen.or(top.management_listen),
                 prometheus_listen: args.prometheus_listen.or(top.prometheus_listen),
+                stream_listen: args.stream_listen.or(top.stream_listen),
             })),
             Some(Command::Bench(_) | Command::Pub(_) | Command::Sub(_))
                 if top.config.is_some()
@@ -121,6 +126,7 @@ impl Cli {
                     || top.mqtt_ws_listen.is_some()
                     || top.mqtt_wss_listen.is_some()
                     || top.management_listen.is_some()
+                    || top.stream_listen.is_some()
                     || top.prometheus_listen.is_some() =>
             {
                 use clap::CommandFactory;

@@ -246,6 +246,39 @@ password = "s3cret"
         );
         assert!(s.amqps_addrs().is_empty());
         assert!(s.mqtts_addrs().is_empty());
+        assert_eq!(
+            s.stream_listen.addrs(),
+            [
+                "[::]:5552".parse().unwrap(),
+                "0.0.0.0:5552".parse().unwrap()
+            ]
+        );
+        assert!(s.stream_tls_addrs().is_empty());
+        assert_eq!(s.stream_advertised_host, None);
+    }
+
+    #[test]
+    fn the_stream_listener_and_its_advertised_address() {
+        let c = Config::parse(
+            "[server]
+stream_listen = []
+stream_advertised_host = \"streams.example\"
+\
+             stream_advertised_port = 15552
+",
+        )
+        .unwrap();
+        assert!(c.server.stream_listen.is_empty());
+        assert_eq!(
+            c.server.stream_advertised_host.as_deref(),
+            Some("streams.example")
+        );
+        assert_eq!(c.server.stream_advertised_port, Some(15552));
+        let msg = format!(
+            "{:#}",
+            Config::parse("[server]\nstream_tls_listen = 5551\n").unwrap_err()
+        );
+        assert!(msg.contains("stream_tls_listen needs a [tls]"), "{msg}");
     }
 
     #[test]
@@ -258,6 +291,10 @@ password = "s3cret"
         assert!(tls.fail_if_no_peer_cert);
         assert_eq!(s.amqps_addrs().addrs()[1], "0.0.0.0:5671".parse().unwrap());
         assert_eq!(s.mqtts_addrs().addrs()[1], "0.0.0.0:8883".parse().unwrap());
+        assert_eq!(
+            s.stream_tls_addrs().addrs()[1],
+            "0.0.0.0:5551".parse().unwrap()
+        );
     }
 
     #[test]

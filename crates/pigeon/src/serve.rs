@@ -34,6 +34,9 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     if let Some(addrs) = &args.mqtt_ws_listen {
         config.server.mqtt_ws_listen = pigeon_server::Listen(addrs.clone());
     }
+    if let Some(addrs) = &args.stream_listen {
+        config.server.stream_listen = pigeon_server::Listen(addrs.clone());
+    }
     if let Some(addrs) = &args.mqtt_wss_listen {
         config.server.mqtt_wss_listen = Some(pigeon_server::Listen(addrs.clone()));
     }

@@ -170,6 +170,19 @@ pub struct ServerConfig {
     /// `management.ssl.port`). Unset: `[::]:15671` and `0.0.0.0:15671` when `tls` is
     /// configured, off otherwise.
     pub management_tls_listen: Option<Listen>,
+    /// Where the RabbitMQ Stream protocol listener binds (RabbitMQ's `stream.listeners.tcp`,
+    /// port 5552), as `amqp_listen`; `[]` turns it off.
+    pub stream_listen: Listen,
+    /// Where the Stream protocol over TLS binds (needs `tls`; `stream.listeners.ssl`). Unset:
+    /// `[::]:5551` and `0.0.0.0:5551` when `tls` is configured, off otherwise.
+    pub stream_tls_listen: Option<Listen>,
+    /// The host stream clients are told to connect to in `Metadata` and `Open`
+    /// (`stream.advertised_host`). Unset: the address the client connected to, `localhost`
+    /// when that is a loopback address.
+    pub stream_advertised_host: Option<String>,
+    /// The port advertised likewise (`stream.advertised_port`). Unset: the port the client
+    /// connected to.
+    pub stream_advertised_port: Option<u16>,
     /// Policies, as `rabbitmqctl set_policy` would set them.
     pub policies: Vec<PolicyConfig>,
     /// A definitions file (RabbitMQ's JSON, as `rabbitmqctl export_definitions` writes it),
@@ -316,6 +329,10 @@ impl Default for ServerConfig {
             mqtt_ssl_cert_login: false,
             management_listen: Listen::all_interfaces(MANAGEMENT_PORT),
             management_tls_listen: None,
+            stream_listen: Listen::all_interfaces(STREAM_PORT),
+            stream_tls_listen: None,
+            stream_advertised_host: None,
+            stream_advertised_port: None,
             policies: Vec::new(),
             load_definitions: None,
             data_dir: Some("pigeon-data".into()),
@@ -334,6 +351,10 @@ impl Default for ServerConfig {
     }
 }
 
+/// The RabbitMQ Stream protocol, RabbitMQ's port.
+pub const STREAM_PORT: u16 = 5552;
+/// The RabbitMQ Stream protocol over TLS, RabbitMQ's port.
+pub const STREAM_TLS_PORT: u16 = 5551;
 /// AMQP over TLS, RabbitMQ's and IANA's port.
 pub const AMQPS_PORT: u16 = 5671;
 /// The management HTTP API, RabbitMQ's port.
@@ -353,6 +374,12 @@ impl ServerConfig {
     /// The AMQPS listener's addresses: as configured, or the default when `tls` is set.
     pub fn amqps_addrs(&self) -> Listen {
         tls_default(&self.amqps_listen, self.tls.is_some(), AMQPS_PORT)
+    }
+
+    /// The Stream-over-TLS listener's addresses: as configured, or the default when `tls` is
+    /// set.
+    pub fn stream_tls_addrs(&self) -> Listen {
+        tls_default(&self.stream_tls_listen, self.tls.is_some(), STREAM_TLS_PORT)
     }
 
     /// The MQTTS listener's addresses: as configured, or the default when `tls` is set.
@@ -393,6 +420,7 @@ impl ServerConfig {
         for (key, listen) in [
             ("amqps_listen", &self.amqps_addrs()),
             ("mqtts_listen", &self.mqtts_addrs()),
+            ("stream_tls_listen", &self.stream_tls_addrs()),
             ("mqtt_wss_listen", &self.mqtt_wss_addrs()),
             ("management_tls_listen", &self.management_tls_addrs()),
             ("prometheus_tls_listen", &self.prometheus_tls_addrs()),
@@ -423,7 +451,7 @@ impl ServerConfig {
     /// A configuration for tests: loopback, ephemeral ports, memory only, defaults otherwise.
     /// TLS is off; a test that sets `tls` sets `amqps_listen` / `mqtts_listen` /
     /// `mqtt_wss_listen` too, or they bind the default ports (5671, 8883, 8084) on every
-    /// interface. MQTT over WebSocket is off, and so are the HTTPS listeners of the management
+    /// interface. The stream protocol listens on 127.0.0.1:0, its TLS listener is off. MQTT over WebSocket is off, and so are the HTTPS listeners of the management
     /// API and Prometheus (a test that wants them sets `management_tls_listen` /
     /// `prometheus_tls_listen`).
     pub fn for_tests() -> Self {
@@ -433,8 +461,10 @@ impl ServerConfig {
             mqtt_ws_listen: Listen::none(),
             management_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             prometheus_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
+            stream_listen: Listen::one(SocketAddr::from(([127, 0, 0, 1], 0))),
             management_tls_listen: Some(Listen::none()),
             prometheus_tls_listen: Some(Listen::none()),
+            stream_tls_listen: Some(Listen::none()),
             data_dir: None,
             // Test suites open connections from loopback far faster than any real client.
             connection_rate_limit: 0,

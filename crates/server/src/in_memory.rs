@@ -74,6 +74,7 @@ impl InMemoryServer {
             flow: flow::FlowMarks::new(u64::MAX),
             config_policies,
             grants: Arc::default(),
+            stream_groups: crate::stream::Groups::default(),
         });
         admin::register_hooks(&state);
         Ok(InMemoryServer {

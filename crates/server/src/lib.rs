@@ -28,6 +28,7 @@ mod outbound;
 mod policy;
 mod readbuf;
 pub mod registry;
+mod stream;
 pub mod tls;
 pub mod transport;
 pub mod ws;
@@ -114,6 +115,8 @@ pub(crate) struct ServerState {
     pub config_policies: policy::Owned,
     /// Permissions compiled once per user and vhost, shared by their connections (`authz.rs`).
     pub grants: Arc<authz::Grants>,
+    /// The stream protocol's single-active-consumer groups (`stream/sac.rs`).
+    pub stream_groups: stream::Groups,
 }
 
 impl ServerState {
@@ -168,6 +171,16 @@ impl ServerHandle {
     /// The first address the MQTT-over-TLS listener is bound to, if it is enabled.
     pub fn mqtts_addr(&self) -> Option<SocketAddr> {
         self.addr(listen::Kind::Mqtts)
+    }
+
+    /// The first address the RabbitMQ Stream protocol listener is bound to, if it is enabled.
+    pub fn stream_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::Stream)
+    }
+
+    /// The first address the Stream protocol over TLS is bound to, if it is enabled.
+    pub fn stream_tls_addr(&self) -> Option<SocketAddr> {
+        self.addr(listen::Kind::StreamTls)
     }
 
     /// What a Prometheus scrape of `/metrics` (`per_object`: `/metrics/per-object`) returns.
@@ -412,6 +425,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         flow,
         config_policies,
         grants: Arc::default(),
+        stream_groups: stream::Groups::default(),
     });
     admin::register_hooks(&state);
     if let Some(path) = &state.config.load_definitions {
@@ -558,6 +572,7 @@ mod tests_support {
             flow: flow::FlowMarks::new(u64::MAX),
             config_policies: policy::Owned::default(),
             grants: Arc::default(),
+            stream_groups: stream::Groups::default(),
         })
     }
 }

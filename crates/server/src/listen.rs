@@ -10,7 +10,7 @@
 
 use crate::tls::TlsContext;
 use crate::transport::{PeerInfo, TlsInfo, Transport};
-use crate::{amqp, mqtt, ServerError, ServerState};
+use crate::{amqp, mqtt, stream, ServerError, ServerState};
 use serde::{Deserialize, Deserializer};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use std::io;
@@ -106,6 +106,10 @@ pub enum Kind {
     MqttWs,
     /// MQTT over WebSocket over TLS.
     MqttWss,
+    /// The RabbitMQ Stream protocol over TCP.
+    Stream,
+    /// The RabbitMQ Stream protocol over TLS.
+    StreamTls,
     /// The management HTTP API (plain HTTP; served by `http/`, not by [`accept_loop`]).
     Http,
     /// The management HTTP API over TLS (served by `http/` through `tls/https.rs`).
@@ -118,13 +122,15 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order the listeners are started.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Amqp,
         Kind::Amqps,
         Kind::Mqtt,
         Kind::Mqtts,
         Kind::MqttWs,
         Kind::MqttWss,
+        Kind::Stream,
+        Kind::StreamTls,
     ];
 
     /// The name in logs.
@@ -136,6 +142,8 @@ impl Kind {
             Kind::Mqtts => "MQTT over TLS",
             Kind::MqttWs => "MQTT over WebSocket",
             Kind::MqttWss => "MQTT over secure WebSocket",
+            Kind::Stream => "RabbitMQ Stream",
+            Kind::StreamTls => "RabbitMQ Stream over TLS",
             Kind::Http => "management HTTP API",
             Kind::Https => "management HTTP API over TLS",
             Kind::Prometheus => "Prometheus",
@@ -147,7 +155,12 @@ impl Kind {
     pub fn tls(self) -> bool {
         matches!(
             self,
-            Kind::Amqps | Kind::Mqtts | Kind::MqttWss | Kind::Https | Kind::PrometheusTls
+            Kind::Amqps
+                | Kind::Mqtts
+                | Kind::MqttWss
+                | Kind::StreamTls
+                | Kind::Https
+                | Kind::PrometheusTls
         )
     }
 
@@ -168,6 +181,8 @@ impl Kind {
             Kind::Mqtts => config.mqtts_addrs(),
             Kind::MqttWs => config.mqtt_ws_listen.clone(),
             Kind::MqttWss => config.mqtt_wss_addrs(),
+            Kind::Stream => config.stream_listen.clone(),
+            Kind::StreamTls => config.stream_tls_addrs(),
             Kind::Http => config.management_listen.clone(),
             Kind::Prometheus => config.prometheus_listen.clone(),
             Kind::Https => config.management_tls_addrs(),
@@ -394,6 +409,9 @@ async fn serve(
             Box::pin(mqtt::refuse_over_rate(transport, info, Arc::clone(state))).await
         }
         Kind::Mqtt | Kind::Mqtts => mqtt::serve(transport, info, Arc::clone(state)).await,
+        Kind::Stream | Kind::StreamTls => {
+            Box::pin(stream::serve(transport, info, Arc::clone(state))).await
+        }
         // Never reached: the HTTP listeners are served by `http::serve` and `metrics/`.
         Kind::Prometheus | Kind::PrometheusTls | Kind::Http | Kind::Https => {}
         Kind::MqttWs | Kind::MqttWss => {

@@ -54,6 +54,43 @@ pub trait StreamEntryCodec: Send + Sync {
 
 static ENTRY_CODEC: OnceLock<&'static dyn StreamEntryCodec> = OnceLock::new();
 
+/// Something woken when a stream's committed tail moves or the stream is deleted: the stream
+/// protocol's connections (`server/src/stream/`), which read the log themselves instead of
+/// being handed messages as the queue's consumers are.
+pub trait StreamWatcher: Send + Sync {
+    /// Called on the store's flusher thread or a publisher's task: only wake a task here.
+    fn wake(&self);
+}
+
+/// A stream's watchers, and the committed offset they were last woken for.
+#[derive(Default)]
+struct Watchers {
+    list: Mutex<Vec<Weak<dyn StreamWatcher>>>,
+    woken_at: std::sync::atomic::AtomicU64,
+}
+
+impl Watchers {
+    /// Wakes every live watcher (and forgets the dead ones).
+    fn wake_all(&self) {
+        let live: Vec<Arc<dyn StreamWatcher>> = {
+            let mut list = self.list.lock();
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for w in live {
+            w.wake();
+        }
+    }
+
+    /// Wakes the watchers if the committed offset moved since they were last woken.
+    fn wake_if_moved(&self, committed: u64) {
+        use std::sync::atomic::Ordering;
+        if self.woken_at.fetch_max(committed, Ordering::AcqRel) < committed {
+            self.wake_all();
+        }
+    }
+}
+
 /// Registers the stream entry codec for the process (the first registration wins).
 pub fn set_entry_codec(codec: &'static dyn StreamEntryCodec) {
     let _ = ENTRY_CODEC.set(codec);
@@ -84,12 +121,17 @@ pub(crate) struct StreamQueue {
     /// stream, and nothing more is appended. Held across a sync, so that deleting the
     /// directory never races a sync of it (a failed sync would fail the whole store).
     deleted: Arc<Mutex<bool>>,
+    /// `deleted`, readable without waiting: the mutex is held across the flusher's sync of
+    /// the stream, and a publisher checking it would wait for that fdatasync on every append.
+    gone: std::sync::atomic::AtomicBool,
+    watchers: Arc<Watchers>,
 }
 
 struct Hook {
     log: Arc<StreamLog>,
     queue: Weak<Queue>,
     deleted: Arc<Mutex<bool>>,
+    watchers: Arc<Watchers>,
 }
 
 impl StreamSyncHook for Hook {
@@ -102,12 +144,16 @@ impl StreamSyncHook for Hook {
             }
             self.log.sync()?;
         }
-        if self.log.committed_offset() > before {
+        let committed = self.log.committed_offset();
+        if committed > before {
             // New chunks are visible: consumers waiting at the tail get them.
             if let Some(q) = self.queue.upgrade() {
                 q.dispatch();
             }
         }
+        // Compared with what the watchers last saw rather than with `before`: without fsync
+        // an append commits at once, and this round is the first to notice.
+        self.watchers.wake_if_moved(committed);
         Ok(())
     }
 }
@@ -128,6 +174,8 @@ impl StreamQueue {
             cursors: Mutex::new(Vec::new()),
             hook: OnceLock::new(),
             deleted: Arc::new(Mutex::new(false)),
+            gone: std::sync::atomic::AtomicBool::new(false),
+            watchers: Arc::default(),
         })
     }
 
@@ -137,6 +185,7 @@ impl StreamQueue {
             log: Arc::clone(&self.log),
             queue: Arc::downgrade(queue),
             deleted: Arc::clone(&self.deleted),
+            watchers: Arc::clone(&self.watchers),
         });
         let weak = Arc::downgrade(&hook) as Weak<dyn StreamSyncHook>;
         if self.hook.set(hook).is_ok() {
@@ -150,7 +199,7 @@ impl StreamQueue {
 
     /// Appends a routed message as a chunk of its own.
     pub(crate) fn append(&self, message: &Message) -> Enqueued {
-        if *self.deleted.lock() {
+        if self.gone.load(std::sync::atomic::Ordering::Acquire) {
             // As a deleted classic queue: taken and forgotten.
             return Enqueued::Accepted;
         }
@@ -180,6 +229,7 @@ impl StreamQueue {
         match self.log.append_chunk(&append) {
             Ok(_) => {
                 self.store.stream_appended();
+                self.watchers.wake_if_moved(self.log.committed_offset());
                 Enqueued::Stored
             }
             Err(e) => {
@@ -233,9 +283,9 @@ impl StreamQueue {
     /// Delivers to every consumer as far as its credit goes. `alive` says which consumers are
     /// still registered on the queue (the others' cursors are dropped).
     pub(crate) fn dispatch(&self, queue: &Arc<Queue>, alive: impl Fn(u64, &str) -> bool) -> u64 {
-        let Some(codec) = self.codec.get().copied() else {
-            return 0;
-        };
+        // Unset until an AMQP publish or recovery sets it: a stream fed only through the
+        // stream protocol holds AMQP 1.0 entries, which the entry codec decodes without it.
+        let codec = self.codec.get().copied();
         let mut delivered = 0;
         let mut cursors = self.cursors.lock();
         cursors.retain(|c| alive(c.owner, &c.tag));
@@ -274,7 +324,7 @@ impl StreamQueue {
     }
 
     /// Reads the cursor's next chunk into its buffer; false when it has caught up.
-    fn fill(&self, c: &mut Cursor, codec: &'static dyn PropertiesCodec) -> bool {
+    fn fill(&self, c: &mut Cursor, codec: Option<&'static dyn PropertiesCodec>) -> bool {
         loop {
             let range = match c.reader.next_chunk() {
                 Ok(Some(range)) => range,
@@ -303,7 +353,9 @@ impl StreamQueue {
                             let entry = data.slice_ref(body);
                             let decoded = match (entry.first(), ENTRY_CODEC.get()) {
                                 (Some(0), Some(ec)) => ec.decode(entry),
-                                _ => MessageRecord::decode(entry).map(|r| (r, codec)),
+                                _ => codec.and_then(|codec| {
+                                    MessageRecord::decode(entry).map(|r| (r, codec))
+                                }),
                             };
                             match decoded {
                                 Some((r, codec)) => c.pending.push_back((offset, r, codec)),
@@ -329,9 +381,13 @@ impl StreamQueue {
         self.cursors.lock().clear();
         let mut deleted = self.deleted.lock();
         *deleted = true;
+        self.gone.store(true, std::sync::atomic::Ordering::Release);
         if let Err(e) = self.store.delete_stream(&self.id) {
             tracing::error!(stream = %self.id, error = %e, "cannot delete the stream's files");
         }
+        drop(deleted);
+        // Stream-protocol publishers and subscribers learn it (MetadataUpdate).
+        self.watchers.wake_all();
     }
 }
 
@@ -364,6 +420,30 @@ impl Queue {
     /// The stream's log, for a stream queue.
     pub fn stream_log(&self) -> Option<&Arc<StreamLog>> {
         self.stream.as_ref().map(|s| &s.log)
+    }
+
+    /// Registers `watcher` to be woken when the stream's committed tail moves or the stream
+    /// is deleted (held weakly: dropping it unregisters it).
+    pub fn watch_stream(&self, watcher: Weak<dyn StreamWatcher>) {
+        if let Some(s) = &self.stream {
+            s.watchers.list.lock().push(watcher);
+        }
+    }
+
+    /// Wakes the stream's watchers if its committed tail moved (an append that committed at
+    /// once, without fsync, is otherwise noticed at the flusher's next round).
+    pub fn stream_tail_moved(&self) {
+        if let Some(s) = &self.stream {
+            s.watchers.wake_if_moved(s.log.committed_offset());
+        }
+    }
+
+    /// Whether the stream's files were deleted (the queue was deleted): nothing more is
+    /// appended.
+    pub fn stream_deleted(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(|s| s.gone.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Sets the codec of a recovered stream's messages.

@@ -7,7 +7,7 @@
 //! wire types onto broker types and broker errors onto reply codes.
 
 pub(crate) mod amqp10;
-mod auth;
+pub(crate) mod auth;
 mod basic;
 mod channel;
 mod codec;

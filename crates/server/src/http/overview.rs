@@ -30,6 +30,8 @@ pub(super) fn protocol(kind: Kind) -> &'static str {
         Kind::Mqtts => "mqtt/ssl",
         Kind::MqttWs => "http/web-mqtt",
         Kind::MqttWss => "https/web-mqtt",
+        Kind::Stream => "stream",
+        Kind::StreamTls => "stream/ssl",
         Kind::Http => "http",
         Kind::Https => "https",
         Kind::Prometheus => "http/prometheus",

@@ -42,7 +42,7 @@ struct Scrape {
     vhosts: Vec<Arc<VHost>>,
     rows: Vec<QueueRow>,
     /// Message counters per protocol, in `Protocol::ALL`'s order.
-    totals: [MessageTotals; 4],
+    totals: [MessageTotals; crate::registry::PROTOCOLS],
     connections: Vec<channels::ConnectionRow>,
     channels: Vec<channels::ChannelRow>,
 }

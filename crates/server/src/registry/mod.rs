@@ -40,15 +40,18 @@ pub enum Protocol {
     Mqtt311,
     /// MQTT 5.0 (protocol level 5).
     Mqtt50,
+    /// The RabbitMQ Stream protocol (`server/src/stream/`).
+    Stream,
 }
 
 impl Protocol {
     /// Every protocol, in the order of their counters.
-    pub const ALL: [Protocol; 4] = [
+    pub const ALL: [Protocol; PROTOCOLS] = [
         Protocol::Amqp091,
         Protocol::Mqtt310,
         Protocol::Mqtt311,
         Protocol::Mqtt50,
+        Protocol::Stream,
     ];
 
     /// The `protocol` label of RabbitMQ's global counters.
@@ -58,6 +61,7 @@ impl Protocol {
             Protocol::Mqtt310 => "mqtt310",
             Protocol::Mqtt311 => "mqtt311",
             Protocol::Mqtt50 => "mqtt50",
+            Protocol::Stream => "stream",
         }
     }
 
@@ -68,14 +72,21 @@ impl Protocol {
             Protocol::Mqtt310 => "MQTT 3.1.0",
             Protocol::Mqtt311 => "MQTT 3.1.1",
             Protocol::Mqtt50 => "MQTT 5.0",
+            Protocol::Stream => "stream",
         }
     }
 
     /// True for the MQTT versions.
     pub fn is_mqtt(self) -> bool {
-        !matches!(self, Protocol::Amqp091)
+        matches!(
+            self,
+            Protocol::Mqtt310 | Protocol::Mqtt311 | Protocol::Mqtt50
+        )
     }
 }
+
+/// How many protocols [`Protocol::ALL`] lists (the length of the per-protocol arrays).
+pub const PROTOCOLS: usize = 5;
 
 /// A connection's state as the management API shows it (`state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,7 +310,7 @@ pub struct Registry {
     /// Channels ever closed.
     pub channels_closed: AtomicU64,
     /// Message counters of closed connections, per protocol (lock order: `conns` first).
-    retired: Mutex<[MessageTotals; 4]>,
+    retired: Mutex<[MessageTotals; PROTOCOLS]>,
 }
 
 /// RabbitMQ's connection name: `peer -> local` (rabbit_net:connection_string).
@@ -384,8 +395,8 @@ impl Registry {
     /// Publishers and consumers per protocol now (`rabbitmq_global_publishers`,
     /// `rabbitmq_global_consumers`): AMQP channels that published and AMQP consumers; MQTT
     /// connections that published (consumers are counted by the MQTT adapter).
-    pub fn publishers_and_consumers(&self) -> [(u64, u64); 4] {
-        let mut out = [(0u64, 0u64); 4];
+    pub fn publishers_and_consumers(&self) -> [(u64, u64); PROTOCOLS] {
+        let mut out = [(0u64, 0u64); PROTOCOLS];
         for e in self.entries() {
             let p = *e.protocol.lock() as usize;
             if e.publisher.load(Ordering::Relaxed) {
@@ -405,7 +416,7 @@ impl Registry {
     /// The message counters per protocol (in [`Protocol::ALL`]'s order): closed connections'
     /// and every live connection's, read under the lock a closing connection folds its own
     /// in with, so that nothing is counted twice.
-    pub fn message_totals(&self) -> [MessageTotals; 4] {
+    pub fn message_totals(&self) -> [MessageTotals; PROTOCOLS] {
         let conns = self.conns.lock();
         let mut out = *self.retired.lock();
         for e in conns.values() {

@@ -259,10 +259,13 @@ def test_single_active_consumer_hands_over():
         try:
             events = []
 
-            def listener(tag):
+            # Numeric offsets, not NEXT: the answer reaches the broker after the listener
+            # returns, so NEXT would race with the publish that follows the hand-over (and
+            # test_consumer_update_answered_with_next checks NEXT on its own).
+            def listener(tag, start):
                 async def on_update(is_active, context):
                     events.append((tag, is_active))
-                    return schema.OffsetSpecification(OffsetType.NEXT, 0)
+                    return schema.OffsetSpecification(OffsetType.OFFSET, start)
 
                 return on_update
 
@@ -272,11 +275,11 @@ def test_single_active_consumer_hands_over():
             await c1.start()
             await c2.start()
             await c1.subscribe(stream, first, decoder=amqp_decoder, properties=dict(props), subscriber_name="group",
-                               consumer_update_listener=listener("one"),
+                               consumer_update_listener=listener("one", 0),
                                offset_specification=ConsumerOffsetSpecification(OffsetType.FIRST))
             await wait_for(lambda: ("one", True) in events, "the first consumer to be made active")
             await c2.subscribe(stream, second, decoder=amqp_decoder, properties=dict(props), subscriber_name="group",
-                               consumer_update_listener=listener("two"),
+                               consumer_update_listener=listener("two", 3),
                                offset_specification=ConsumerOffsetSpecification(OffsetType.FIRST))
             async with producer() as p:
                 for i in range(3):
@@ -309,10 +312,14 @@ def test_single_active_consumer_on_super_stream_partitions(super_stream):
         active = {}  # (member, partition) -> latest is_active
         got = {"a": [], "b": []}
 
+        handed_over = []
+
         def member(tag):
             async def on_update(is_active, context):
                 active[(tag, context.stream)] = is_active
-                return schema.OffsetSpecification(OffsetType.NEXT, 0)
+                # Each partition gets one "first-" message before the hand-over, one "second-"
+                # after: numeric offsets keep NEXT's race with the publishes out.
+                return schema.OffsetSpecification(OffsetType.OFFSET, 1 if handed_over else 0)
 
             async def on_message(message, context):
                 got[tag].append((context.stream, bytes(message.body).decode()))
@@ -339,8 +346,13 @@ def test_single_active_consumer_on_super_stream_partitions(super_stream):
         def owners():
             return {p: [t for t in ("a", "b") if active.get((t, p))] for p in partitions}
 
-        await wait_for(lambda: all(len(o) == 1 for o in owners().values()), "one active member per partition")
-        assert {o[0] for o in owners().values()} == {"a", "b"}  # the partitions are shared out
+        # RabbitMQ's coordinator rebalances the partitions over the group's members (partition
+        # i to member i mod 2, the old one deactivated first): wait for that, not just for
+        # one active member per partition (true as soon as the first member joined).
+        await wait_for(
+            lambda: all(len(o) == 1 for o in owners().values()) and {o[0] for o in owners().values()} == {"a", "b"},
+            "one active member per partition, the partitions shared out between the two",
+        )
 
         ch = conn.channel()
         ch.confirm_delivery()
@@ -351,6 +363,7 @@ def test_single_active_consumer_on_super_stream_partitions(super_stream):
         for tag in ("a", "b"):
             assert {s for s, _ in got[tag]} == {p for p, o in owners().items() if o == [tag]}, (tag, got, owners())
 
+        handed_over.append(True)
         await consumers["a"].close()
         await wait_for(lambda: all(active.get(("b", p)) for p in partitions), "b to take over every partition")
         for i in range(PARTITIONS):
@@ -359,3 +372,50 @@ def test_single_active_consumer_on_super_stream_partitions(super_stream):
         await consumers["b"].close()
 
     run(scenario())
+
+
+def test_consumer_update_answered_with_next():
+    """rstream answers ConsumerUpdate with its offset specification always followed by an 8-byte
+    offset, also for NEXT (and FIRST, LAST), where PROTOCOL.adoc has none; RabbitMQ reads the
+    type and ignores the rest (rabbit_stream_core:parse_response_body for consumer_update)."""
+    skip_on_old_rabbitmq((3, 11), "single active consumer (ConsumerUpdate) is RabbitMQ 3.11+")
+    stream = unique("sacnext")
+
+    async def scenario():
+        c = await client()
+        await c.create_stream(stream)
+        await c.close()
+        inbox = Inbox()
+        try:
+            async with consumer() as cons:
+                updates = []
+
+                async def on_update(is_active, context):
+                    updates.append(is_active)
+                    return schema.OffsetSpecification(OffsetType.NEXT, 0)
+
+                await cons.subscribe(
+                    stream,
+                    inbox,
+                    decoder=amqp_decoder,
+                    properties={"single-active-consumer": "true", "name": "g"},
+                    subscriber_name="g",
+                    consumer_update_listener=on_update,
+                )
+                # rstream sends the answer as soon as the listener returns. A request after it on
+                # the same connection: once answered, the broker has read the ConsumerUpdate
+                # answer too (and the connection is still open).
+                await wait_for(lambda: updates == [True], "the activation")
+                conn = cons._clients[stream]
+                assert await conn.stream_exists(stream)
+                async with producer() as p:
+                    await p.send_wait(stream, AMQPMessage(body=b"after"))
+                await inbox.wait(1)
+                assert inbox.bodies == ["after"]
+        finally:
+            c = await client()
+            await c.delete_stream(stream)
+            await c.close()
+
+    run(scenario())
+

@@ -121,19 +121,21 @@ test('single active consumer: one consumer of a group at a time, the next takes 
   const second = [];
   const updates = [];
   // The broker asks the consumer it makes active where to start (ConsumerUpdate).
-  const params = (tag) => ({
+  // Numeric offsets, not next: the answer reaches the broker after the listener returns, so
+  // `next` would race with the publish that follows the hand-over.
+  const params = (tag, from) => ({
     stream,
     offset: Offset.first(),
     singleActive: true,
     consumerRef: 'group',
     consumerUpdateListener: async () => {
       updates.push(tag);
-      return Offset.next();
+      return Offset.offset(from);
     },
   });
-  const one = await c.declareConsumer(params('one'), (m) => first.push(m.content.toString()));
+  const one = await c.declareConsumer(params('one', 0n), (m) => first.push(m.content.toString()));
   await waitFor(() => updates.includes('one'), 'the first consumer to be made active');
-  await c.declareConsumer(params('two'), (m) => second.push(m.content.toString()));
+  await c.declareConsumer(params('two', 3n), (m) => second.push(m.content.toString()));
   const publisher = await c.declarePublisher({ stream });
   for (let i = 0; i < 3; i++) await publisher.send(Buffer.from(`a${i}`));
   await publisher.flush();
@@ -141,7 +143,9 @@ test('single active consumer: one consumer of a group at a time, the next takes 
   await quiet();
   assert.deepEqual(second, []);
   assert.deepEqual(updates, ['one']);
-  await one.close();
+  // closeConsumer unsubscribes (the consumer's own close() only gives its pooled connection back,
+  // leaving the subscription, shared connection and all, in place).
+  await c.closeConsumer(one.extendedId);
   await waitFor(() => updates.includes('two'), 'the second consumer to take over');
   await publisher.send(Buffer.from('b0'));
   await publisher.flush();

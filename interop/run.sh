@@ -12,6 +12,7 @@
 #                                                                    # by the script on its own broker)
 #   interop/run.sh                                                   # builds Pigeon (debug), starts it
 #                                                                    # on free loopback ports, stops it after
+#   PIGEON_BIN=/path/to/pigeon interop/run.sh                        # ... that binary instead of building
 #
 # INTEROP_TLS=1 (the default; 0 leaves them out) also runs the TLS and WebSocket scenarios (python/tls_*.py, node/test/tls_*.js,
 # mosquitto/tls_run.sh): pika and amqplib over AMQPS (CA verification, client certificate with
@@ -23,6 +24,14 @@
 # (any subset; scenarios without theirs are skipped) and TLS_DIR, a directory as make-certs.sh
 # makes it whose client certificate's CN is a user the broker knows (INTEROP_MQTT5=0 for a broker
 # without MQTT 5.0). INTEROP_TLS=only runs the TLS scenarios alone.
+#
+# PIGEON_STREAM_TESTS=1 also runs the RabbitMQ Stream protocol scenarios (python/test_stream_*.py
+# with rstream, node/test/stream_*.test.js with rabbitmq-stream-js-client; off by default): the
+# Pigeon this script starts then gets a stream listener on a free loopback port (stream_listen,
+# advertised as 127.0.0.1 and that port); against a running broker, give its STREAM_URL
+# (rabbitmq-stream://guest:guest@127.0.0.1:5552/%2f). The scenarios skip what the RabbitMQ they
+# run against lacks (RabbitMQ 3.10: StreamStats, single active consumer, CreateSuperStream,
+# filtering), never for Pigeon.
 #
 # PAHO_TESTING_DIR=/path/to/paho.mqtt.testing/interoperability also runs the Eclipse Paho client
 # conformance tests (interop/paho/README.md says how to get them; not gating: some need broker
@@ -53,14 +62,14 @@ if ! "$venv/bin/python" -c '' 2>/dev/null; then
     die "could not create $venv; on Debian or Ubuntu install python3-venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
-"$venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(pika|paho-mqtt|pytest) '
+"$venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(pika|paho-mqtt|pytest|rstream) '
 
 section "Node dependencies (interop/node/node_modules)"
 node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
   die "Node.js 20 or newer is needed, found $(node --version)"
 (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error)
 version_of() { node -p 'require(process.argv[1]).version' "$here/node/node_modules/$1/package.json"; }
-echo "node $(node --version), amqplib $(version_of amqplib), mqtt $(version_of mqtt)"
+echo "node $(node --version), amqplib $(version_of amqplib), mqtt $(version_of mqtt), rabbitmq-stream-js-client $(version_of rabbitmq-stream-js-client)"
 
 # --- the broker ---------------------------------------------------------------------------------
 broker_pid=""
@@ -90,17 +99,26 @@ show_broker_log() {
 }
 
 INTEROP_TLS="${INTEROP_TLS:-1}"
+PIGEON_STREAM_TESTS="${PIGEON_STREAM_TESTS:-0}"
 tls_on() { [ "$INTEROP_TLS" = 1 ] || [ "$INTEROP_TLS" = only ]; }
 # The user named in the client certificate's CN (SASL EXTERNAL, MQTT certificate login).
 cert_user="interop-cert-user"
 
 if [ -z "${AMQP_URL:-}" ]; then
-  section "Building Pigeon (debug)"
-  (cd "$root" && cargo build -p pigeon)
-  target_dir="${CARGO_TARGET_DIR:-target}"
-  case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
-  pigeon="$target_dir/debug/pigeon"
-  [ -x "$pigeon" ] || die "no binary at $pigeon after cargo build"
+  if [ -n "${PIGEON_BIN:-}" ]; then
+    # A binary built elsewhere (e.g. copied out of a target directory shared by several
+    # checkouts, whose debug/pigeon may be another checkout's).
+    section "Using Pigeon at $PIGEON_BIN"
+    pigeon="$PIGEON_BIN"
+    [ -x "$pigeon" ] || die "PIGEON_BIN=$pigeon is not an executable"
+  else
+    section "Building Pigeon (debug)"
+    (cd "$root" && cargo build -p pigeon)
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+    pigeon="$target_dir/debug/pigeon"
+    [ -x "$pigeon" ] || die "no binary at $pigeon after cargo build"
+  fi
 
   # Both listeners on free loopback ports (none on a default port). The ports are free when
   # chosen, but another process may take one before Pigeon binds it: Pigeon then exits with
@@ -111,13 +129,29 @@ if [ -z "${AMQP_URL:-}" ]; then
     "$here/tls/make-certs.sh" "$TLS_DIR" "$cert_user"
   fi
   for attempt in 1 2 3; do
-    read -r port mqtt_port amqps_port mqtts_port ws_port wss_port prom_port < <(python3 -c 'import socket
-socks = [socket.socket() for _ in range(7)]
+    read -r port mqtt_port amqps_port mqtts_port ws_port wss_port prom_port stream_port < <(python3 -c 'import socket
+socks = [socket.socket() for _ in range(8)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
     section "Starting Pigeon: AMQP on 127.0.0.1:$port, MQTT on 127.0.0.1:$mqtt_port, MQTT over WebSocket on 127.0.0.1:$ws_port"
     printf '[server]\namqp_listen = "127.0.0.1:%s"\nmqtt_listen = "127.0.0.1:%s"\nmqtt_ws_listen = "127.0.0.1:%s"\nmanagement_listen = []\nprometheus_listen = "127.0.0.1:%s"\n' \
       "$port" "$mqtt_port" "$ws_port" "$prom_port" >"$broker_dir/pigeon.toml"
+    # A Pigeon with the Stream protocol (it knows the stream_listen key) would otherwise bind its
+    # default ports (5552, and 5551 with TLS) on every interface: they are given or turned off.
+    wait_ports=("$port" "$mqtt_port" "$ws_port")
+    if grep -qa stream_advertised_host "$pigeon"; then
+      if [ "$PIGEON_STREAM_TESTS" = 1 ]; then
+        echo "Stream protocol on 127.0.0.1:$stream_port"
+        printf 'stream_listen = "127.0.0.1:%s"\nstream_advertised_host = "127.0.0.1"\nstream_advertised_port = %s\n' \
+          "$stream_port" "$stream_port" >>"$broker_dir/pigeon.toml"
+        wait_ports+=("$stream_port")
+      else
+        echo 'stream_listen = []' >>"$broker_dir/pigeon.toml"
+      fi
+      if tls_on; then echo 'stream_tls_listen = []' >>"$broker_dir/pigeon.toml"; fi
+    elif [ "$PIGEON_STREAM_TESTS" = 1 ]; then
+      die "PIGEON_STREAM_TESTS=1 but this Pigeon has no stream listener (no stream_listen key)"
+    fi
     if tls_on; then
       echo "TLS: AMQPS $amqps_port, MQTTS $mqtts_port, secure WebSocket $wss_port"
       # Client certificates are asked for and verified, but optional (PLAIN over TLS goes on
@@ -149,7 +183,7 @@ EOF
     broker_pid=$!
     deadline=$((SECONDS + 30))
     up=yes
-    for p in "$port" "$mqtt_port" "$ws_port"; do
+    for p in "${wait_ports[@]}"; do
       until kill -0 "$broker_pid" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
         if ! kill -0 "$broker_pid" 2>/dev/null; then
           up=no
@@ -176,6 +210,9 @@ EOF
   export AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
   export MQTT_URL="mqtt://127.0.0.1:$mqtt_port"
   export MQTT_WS_URL="ws://127.0.0.1:$ws_port/mqtt"
+  if [ "$PIGEON_STREAM_TESTS" = 1 ]; then
+    export STREAM_URL="rabbitmq-stream://guest:guest@127.0.0.1:$stream_port/%2f"
+  fi
   # The Prometheus endpoint (python/test_prometheus.py; skipped without it).
   export PROMETHEUS_URL="http://127.0.0.1:$prom_port"
   if tls_on; then
@@ -220,6 +257,21 @@ if [ -z "${MQTT_URL:-}" ]; then
 else
   export MQTT_URL
 fi
+# The Stream protocol scenarios: with PIGEON_STREAM_TESTS=1 and a STREAM_URL only.
+if [ "$PIGEON_STREAM_TESTS" = 1 ] && [ -n "${STREAM_URL:-}" ]; then
+  export STREAM_URL
+  echo "interop: Stream protocol scenarios against $(printf '%s' "$STREAM_URL" | sed -E 's#//[^@/]*@#//***@#')"
+elif [ "$PIGEON_STREAM_TESTS" = 1 ]; then
+  die "PIGEON_STREAM_TESTS=1 against a running broker needs its STREAM_URL"
+else
+  echo "interop: Stream protocol scenarios not run (PIGEON_STREAM_TESTS=1 runs them)"
+  unset STREAM_URL
+  python_skip+=(--ignore-glob='test_stream_*')
+fi
+# The Node stream scenarios run on their own (below), with --test-force-exit:
+# rabbitmq-stream-js-client 1.0.0 can leave a socket open after close(), which would keep a test
+# file's process alive after its last test.
+node_skip="$node_skip|^test/stream_"
 node_tests=()
 for f in "$here"/node/test/*.test.js; do
   f="test/${f##*/}"
@@ -255,6 +307,10 @@ fi
 if [ "$node_result" != skipped ]; then
   section "Node scenarios (amqplib, mqtt.js) against $shown_url${MQTT_URL:+ and $MQTT_URL}"
   (cd "$here/node" && timeout -k 10 "$suite_timeout" node --test "${node_tests[@]}") || node_result=FAILED
+  if [ -n "${STREAM_URL:-}" ]; then
+    section "Node Stream protocol scenarios (rabbitmq-stream-js-client)"
+    (cd "$here/node" && timeout -k 10 "$suite_timeout" node --test --test-force-exit test/stream_*.test.js) || node_result=FAILED
+  fi
 fi
 
 if [ "$mosquitto_result" != skipped ]; then

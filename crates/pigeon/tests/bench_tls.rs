@@ -110,6 +110,7 @@ impl Pigeon {
                  mqtt_wss_listen = []\n\
                  management_tls_listen = []\n\
                  prometheus_tls_listen = []\n\
+                 stream_tls_listen = []\n\
                  data_dir = \"{data}\"\n\
                  [tls]\n\
                  certfile = \"{cert}\"\n\
@@ -136,6 +137,8 @@ impl Pigeon {
                 "--prometheus-listen",
                 "127.0.0.1:0",
                 "--mqtt-ws-listen",
+                "127.0.0.1:0",
+                "--stream-listen",
                 "127.0.0.1:0",
             ])
             .args(["--log", "info"])

@@ -94,6 +94,8 @@ impl Pigeon {
                 "127.0.0.1:0",
                 "--mqtt-ws-listen",
                 "127.0.0.1:0",
+                "--stream-listen",
+                "127.0.0.1:0",
             ])
             .args(["--log", "info"])
             .env_remove("RUST_LOG")

@@ -248,7 +248,10 @@ async fn connection_publishers(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     find(&http, &caller, &vhost, &name)?;
-    list(publishers_json(&http, &caller, |p| p.connection.name == name), &q)
+    list(
+        publishers_json(&http, &caller, |p| p.connection.name == name),
+        &q,
+    )
 }
 
 async fn connection_consumers(
@@ -258,7 +261,10 @@ async fn connection_consumers(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     find(&http, &caller, &vhost, &name)?;
-    list(consumers_json(&http, &caller, |c| c.connection.name == name), &q)
+    list(
+        consumers_json(&http, &caller, |c| c.connection.name == name),
+        &q,
+    )
 }
 
 async fn publishers(
@@ -276,7 +282,10 @@ async fn vhost_publishers(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     caller.vhost(&http, &vhost)?;
-    list(publishers_json(&http, &caller, |p| p.connection.vhost == vhost), &q)
+    list(
+        publishers_json(&http, &caller, |p| p.connection.vhost == vhost),
+        &q,
+    )
 }
 
 async fn stream_publishers(
@@ -307,5 +316,8 @@ async fn vhost_consumers(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     caller.vhost(&http, &vhost)?;
-    list(consumers_json(&http, &caller, |c| c.connection.vhost == vhost), &q)
+    list(
+        consumers_json(&http, &caller, |c| c.connection.vhost == vhost),
+        &q,
+    )
 }

@@ -199,9 +199,10 @@ impl crate::ServerState {
                     let offset = c.offset.load(Ordering::Relaxed);
                     // rabbit_stream_reader: the committed offset minus the consumer's.
                     let committed = c.queue.stream_log().map_or(0, |l| l.committed_offset());
-                    let active = c.group.as_ref().is_none_or(|key| {
-                        self.stream_groups.is_active(key, view.entry.id, c.id)
-                    });
+                    let active = c
+                        .group
+                        .as_ref()
+                        .is_none_or(|key| self.stream_groups.is_active(key, view.entry.id, c.id));
                     ConsumerInfo {
                         connection: connection.clone(),
                         subscription_id: c.id,

@@ -10,7 +10,69 @@ use pigeon_tests::http_support::Api;
 use pigeon_tests::{unique, within};
 use rabbitmq_stream_client::types::{Message, OffsetSpecification};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use stream_protocol_support::{broker, consumer, env, new_stream, take};
+
+/// The `pigeon` binary: `PIGEON_BIN`, else built with the profile of this test.
+fn pigeon() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("PIGEON_BIN") {
+            return PathBuf::from(bin);
+        }
+        // This test runs as <target>/<profile dir>/deps/http_stream_mgmt-<hash>.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+        let target = profile_dir.parent().unwrap();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "pigeon",
+                "--bin",
+                "pigeon",
+                "--profile",
+                profile,
+            ])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build -p pigeon failed");
+        profile_dir.join("pigeon")
+    })
+}
+
+/// `pigeon ctl -q --node <the broker's API> <args>` as guest: its standard output.
+async fn ctl(broker: &pigeon_tests::TestBroker, args: &[&str]) -> String {
+    let addr = broker
+        .server()
+        .and_then(|s| s.management_addr())
+        .expect("the management listener");
+    let url = format!("http://{addr}");
+    let mut all = vec!["ctl", "-q", "--node", url.as_str()];
+    all.extend_from_slice(args);
+    let home = std::env::temp_dir();
+    let out = within(
+        "pigeon ctl",
+        tokio::process::Command::new(pigeon())
+            .args(&all)
+            .env_remove("PIGEON_URL")
+            .env_remove("PIGEON_USER")
+            .env_remove("PIGEON_PASS")
+            .env("HOME", home)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
 
 fn encode(name: &str) -> String {
     name.bytes()
@@ -111,6 +173,48 @@ async fn publishers_and_consumers_are_listed_and_a_connection_closed() {
         of_stream(&api.get("/api/stream/consumers/%2F").await.body, &stream).len(),
         1
     );
+
+    // rabbitmq-streams' listings: default columns, then chosen ones.
+    let out = ctl(&broker, &["list_stream_publishers"]).await;
+    assert!(
+        out.starts_with("connection_pid\tpublisher_id\tstream\treference\tmessages_published\tmessages_confirmed\tmessages_errored\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("\t{stream}\tref-1\t3\t3\t0\n")),
+        "{out}"
+    );
+    let out = ctl(&broker, &["list_stream_consumers"]).await;
+    assert!(
+        out.starts_with("connection_pid\tsubscription_id\tstream\tmessages_consumed\toffset\toffset_lag\tcredits\tactive\tactivity_status\tproperties\n"),
+        "{out}"
+    );
+    let out = ctl(
+        &broker,
+        &[
+            "list_stream_consumers",
+            "stream",
+            "messages_consumed",
+            "offset",
+            "offset_lag",
+            "active",
+            "activity_status",
+        ],
+    )
+    .await;
+    assert!(
+        out.contains(&format!("{stream}\t3\t3\t0\ttrue\tup\n")),
+        "{out}"
+    );
+    let out = ctl(&broker, &["list_stream_connections"]).await;
+    assert!(out.starts_with("conn_name\n"), "{out}");
+    assert!(out.contains(&format!("{consumer_conn}\n")), "{out}");
+    let out = ctl(
+        &broker,
+        &["list_stream_connections", "conn_name", "subscriptions"],
+    )
+    .await;
+    assert!(out.contains(&format!("{consumer_conn}\t1\n")), "{out}");
 
     // Connections: only stream ones, each reachable by vhost and name.
     let conns = api.get("/api/stream/connections").await.body;

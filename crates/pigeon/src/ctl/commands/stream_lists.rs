@@ -48,7 +48,10 @@ pub fn connections(ctx: &Ctx) -> CtlResult {
     let subscriptions = if wanted.iter().any(|c| c == "subscriptions") {
         let mut by_conn: HashMap<String, u64> = HashMap::new();
         for c in super::items(ctx.node.get("/api/stream/consumers")?) {
-            if let Some(name) = c.pointer("/connection_details/name").and_then(Value::as_str) {
+            if let Some(name) = c
+                .pointer("/connection_details/name")
+                .and_then(Value::as_str)
+            {
                 *by_conn.entry(name.to_string()).or_default() += 1;
             }
         }

@@ -75,6 +75,7 @@ impl InMemoryServer {
             config_policies,
             grants: Arc::default(),
             stream_groups: crate::stream::Groups::default(),
+            stream_views: crate::stream::Views::default(),
         });
         admin::register_hooks(&state);
         Ok(InMemoryServer {

@@ -118,6 +118,8 @@ pub(crate) struct ServerState {
     pub grants: Arc<authz::Grants>,
     /// The stream protocol's single-active-consumer groups (`stream/sac.rs`).
     pub stream_groups: stream::Groups,
+    /// What the management API reads of stream connections (`stream/view.rs`).
+    pub stream_views: stream::Views,
 }
 
 impl ServerState {
@@ -427,6 +429,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         config_policies,
         grants: Arc::default(),
         stream_groups: stream::Groups::default(),
+        stream_views: stream::Views::default(),
     });
     admin::register_hooks(&state);
     if let Some(path) = &state.config.load_definitions {
@@ -574,6 +577,7 @@ mod tests_support {
             config_policies: policy::Owned::default(),
             grants: Arc::default(),
             stream_groups: stream::Groups::default(),
+            stream_views: stream::Views::default(),
         })
     }
 }

@@ -35,7 +35,7 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 /// A connection with its `recv_oct_details` / `send_oct_details` rates.
-fn connection_json(http: &Shared, ctx: &Ctx, c: &ConnectionInfo) -> Value {
+pub(super) fn connection_json(http: &Shared, ctx: &Ctx, c: &ConnectionInfo) -> Value {
     let mut v = connection_fields(http, c);
     stats::api::connection(&http.stats.read(), c, ctx, &mut v);
     v

@@ -13,7 +13,8 @@
 //! running node, for `pigeon ctl`), `policies.rs` (policies and operator policies),
 //! `parameters.rs` (runtime and global parameters), `features.rs` (auth, extensions,
 //! feature flags, deprecated features: what the UI and clients read on start), `mqtt.rs` (MQTT sessions and
-//! retained messages), `super_streams.rs` (`/api/stream/super-streams/`).
+//! retained messages), `super_streams.rs` (`/api/stream/super-streams/`), `stream.rs`
+//! (`/api/stream/connections`, `/api/stream/publishers`, `/api/stream/consumers`).
 //!
 //! Every handler reads the broker's state directly; changes to users, vhosts, permissions and
 //! limits write to the metadata store synchronously (fsync), so they run on
@@ -40,6 +41,7 @@ mod policies;
 mod queues;
 mod runtime;
 mod stats;
+mod stream;
 mod super_streams;
 mod users;
 mod vhosts;
@@ -282,6 +284,7 @@ fn router(http: Shared) -> Router {
         .merge(dashboard::routes())
         .merge(mqtt::routes())
         .merge(super_streams::routes())
+        .merge(stream::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError {

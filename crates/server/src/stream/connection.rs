@@ -15,6 +15,7 @@
 
 use super::publish::{PendingConfirm, Publisher};
 use super::subscribe::Subscription;
+use super::view::ConnView;
 use crate::auth::AuthenticatedUser;
 use crate::authz::Authz;
 use crate::outbound::Outbound;
@@ -101,6 +102,8 @@ pub(super) struct Conn {
     closing_since: Option<Instant>,
     /// The connection's entry in the registry (`/api/connections`, counts, operator close).
     pub(super) reg: Registered,
+    /// Its publishers and subscriptions as the management API reads them (`view.rs`).
+    pub(super) view: Arc<ConnView>,
     connected_at: Instant,
     last_read: Instant,
 }
@@ -117,9 +120,12 @@ pub(super) async fn run(transport: Transport, peer: PeerInfo, state: Arc<ServerS
     let now = Instant::now();
     let id = state.broker.next_id();
     let reg = state.registry.register(id, Protocol::Stream, &peer, &out);
+    let view = Arc::new(ConnView::new(Arc::clone(&reg.entry)));
+    state.stream_views.add(Arc::clone(&view));
     let mut conn = Conn {
         id,
         reg,
+        view,
         state,
         out: Arc::clone(&out),
         peer,
@@ -144,6 +150,7 @@ pub(super) async fn run(transport: Transport, peer: PeerInfo, state: Arc<ServerS
     tracing::debug!(conn = conn.id, peer = %conn.peer.addr, "stream connection accepted");
     conn.serve(&mut rd).await;
     conn.leave_all_groups();
+    conn.state.stream_views.remove(conn.id);
     tracing::debug!(conn = conn.id, peer = %conn.peer.addr, "stream connection closed");
     out.close();
     // A client that stopped reading cannot hold the task forever.

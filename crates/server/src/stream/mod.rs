@@ -19,6 +19,7 @@
 //! - `subscribe.rs`: subscriptions, `Deliver` of whole chunks read from the log's files,
 //!   credit.
 //! - `sac.rs`: single active consumer groups and `ConsumerUpdate`.
+//! - `view.rs`: publishers and subscriptions as the management API reads them.
 //!
 //! The wire format is `stream-wire`'s; the broker and the store know nothing of it.
 
@@ -29,8 +30,10 @@ mod publish;
 mod sac;
 mod streams;
 mod subscribe;
+mod view;
 
 pub(crate) use sac::Groups;
+pub(crate) use view::{ConnectionRef, ConsumerInfo, PublisherInfo, Views};
 
 use crate::transport::{PeerInfo, Transport};
 use crate::ServerState;

@@ -14,6 +14,7 @@
 
 use super::connection::{Conn, Next};
 use super::offsets::now_ms;
+use super::view::PublisherView;
 use crate::authz::Kind;
 use pigeon_broker::permission::Access;
 use pigeon_broker::Queue;
@@ -40,6 +41,8 @@ pub(super) struct Publisher {
     reference: Option<Vec<u8>>,
     /// The last publishing id stored for the reference.
     last: Option<u64>,
+    /// Its counters, read by the management API.
+    view: Arc<PublisherView>,
 }
 
 /// Publishing ids waiting for a store epoch to be synced.
@@ -79,6 +82,12 @@ impl Conn {
             .as_ref()
             .and_then(|r| queue.stream_log().and_then(|l| l.publisher_sequence(r)));
         self.watch(&queue);
+        let view = Arc::new(PublisherView::new(
+            d.publisher_id,
+            stream,
+            d.reference.as_str(),
+        ));
+        self.view.add_publisher(Arc::clone(&view));
         self.publishers.insert(
             d.publisher_id,
             Publisher {
@@ -86,6 +95,7 @@ impl Conn {
                 queue,
                 reference,
                 last,
+                view,
             },
         );
         Ok(())
@@ -93,7 +103,10 @@ impl Conn {
 
     pub(super) fn delete_publisher(&mut self, d: &DeletePublisher) -> Next {
         let code = match self.publishers.remove(&d.publisher_id) {
-            Some(_) => ResponseCode::Ok,
+            Some(_) => {
+                self.view.remove_publisher(d.publisher_id);
+                ResponseCode::Ok
+            }
             None => ResponseCode::PublisherDoesNotExist,
         };
         self.respond(key::DELETE_PUBLISHER, d.correlation_id, code);
@@ -123,6 +136,7 @@ impl Conn {
         let messages: Vec<PublishedMessage> = p.messages().collect();
         let counters = &self.reg.entry.counters();
         let n = messages.len() as u64;
+        PublisherView::count(&publisher.view.published, n);
         self.reg.entry.publisher.store(true, Ordering::Relaxed);
         counters.received.fetch_add(n, Ordering::Relaxed);
         counters.received_confirm.fetch_add(n, Ordering::Relaxed);
@@ -233,6 +247,9 @@ impl Conn {
                 .counters()
                 .confirmed
                 .fetch_add(ids.len() as u64, Ordering::Relaxed);
+            if let Some(p) = self.publishers.get(&publisher_id) {
+                PublisherView::count(&p.view.confirmed, ids.len() as u64);
+            }
             for part in ids.chunks(MAX_CONFIRM_IDS) {
                 self.send(PublishConfirm {
                     publisher_id,
@@ -251,6 +268,9 @@ impl Conn {
                 code,
             })
             .collect();
+        if let Some(publisher) = self.publishers.get(&p.publisher_id) {
+            PublisherView::count(&publisher.view.errored, errors.len() as u64);
+        }
         for part in errors.chunks(MAX_CONFIRM_IDS) {
             self.send(PublishError {
                 publisher_id: p.publisher_id,
@@ -265,10 +285,12 @@ impl Conn {
     pub(super) fn forget_deleted_streams(&mut self) {
         let gone = |q: &Queue| q.is_deleted() || q.stream_deleted();
         let mut streams: HashMap<String, ()> = HashMap::new();
-        self.publishers.retain(|_, p| {
+        let view = Arc::clone(&self.view);
+        self.publishers.retain(|&id, p| {
             let keep = !gone(&p.queue);
             if !keep {
                 streams.insert(p.stream.clone(), ());
+                view.remove_publisher(id);
             }
             keep
         });
@@ -277,6 +299,7 @@ impl Conn {
             let keep = !gone(&s.queue);
             if !keep {
                 streams.insert(s.stream.clone(), ());
+                view.remove_consumer(id);
                 if let Some(sac) = s.sac.take() {
                     left.push((sac, id));
                 }

@@ -75,7 +75,7 @@ impl Groups {
         }
     }
 
-    fn is_active(&self, key: &GroupKey, conn: u64, subscription: u8) -> bool {
+    pub(super) fn is_active(&self, key: &GroupKey, conn: u64, subscription: u8) -> bool {
         self.0.lock().get(key).is_some_and(|members| {
             members
                 .iter()

@@ -12,13 +12,14 @@
 use super::connection::{Conn, Next};
 use super::offsets::store_spec;
 use super::sac::{self, Sac, SacState};
+use super::view::ConsumerView;
 use crate::authz::Kind;
 use bytes::BufMut;
 use pigeon_broker::permission::Access;
 use pigeon_broker::Queue;
 use pigeon_store::stream::{BloomMatcher, ChunkRange, ReadOptions, StreamReader};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use stream_wire::{key, Credit, CreditResponse, Properties, ResponseCode, Subscribe, Unsubscribe};
 
@@ -33,6 +34,8 @@ pub(super) struct Subscription {
     credit: u32,
     /// Its single-active-consumer group, if it is in one.
     pub(super) sac: Option<Sac>,
+    /// Its counters, read by the management API.
+    view: Arc<ConsumerView>,
 }
 
 impl Subscription {
@@ -49,6 +52,9 @@ impl Subscription {
             filter: self.filter.clone(),
         };
         self.reader = log.reader(store_spec(spec), options)?;
+        self.view
+            .offset
+            .store(self.reader.next_offset(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -100,6 +106,20 @@ impl Conn {
             ResponseCode::InternalError
         })?;
         self.watch(&queue);
+        let view = Arc::new(ConsumerView {
+            id: s.subscription_id,
+            queue: Arc::clone(&queue),
+            properties: s
+                .properties
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.as_str().to_string()))
+                .collect(),
+            group: group.clone(),
+            offset: AtomicU64::new(reader.next_offset()),
+            consumed: AtomicU64::new(0),
+            credits: AtomicU32::new(u32::from(s.credit)),
+        });
+        self.view.add_consumer(Arc::clone(&view));
         let sac = group.map(|key| self.join_group(key, s.subscription_id));
         self.subscriptions.insert(
             s.subscription_id,
@@ -110,6 +130,7 @@ impl Conn {
                 filter,
                 credit: u32::from(s.credit),
                 sac,
+                view,
             },
         );
         Ok(())
@@ -119,6 +140,7 @@ impl Conn {
         match self.subscriptions.get_mut(&c.subscription_id) {
             Some(sub) => {
                 sub.credit = sub.credit.saturating_add(u32::from(c.credit));
+                sub.view.credits.store(sub.credit, Ordering::Relaxed);
                 self.deliver_all();
             }
             // The only answer to Credit: an error (PROTOCOL.adoc, "Credit").
@@ -133,6 +155,7 @@ impl Conn {
     pub(super) fn unsubscribe(&mut self, u: &Unsubscribe) -> Next {
         let code = match self.subscriptions.remove(&u.subscription_id) {
             Some(sub) => {
+                self.view.remove_consumer(u.subscription_id);
                 if let Some(sac) = &sub.sac {
                     self.leave_group(sac, u.subscription_id);
                 }
@@ -177,6 +200,13 @@ impl Conn {
                     }
                 };
                 sub.credit -= 1;
+                sub.view.credits.store(sub.credit, Ordering::Relaxed);
+                sub.view
+                    .offset
+                    .store(range.header.next_offset(), Ordering::Relaxed);
+                sub.view
+                    .consumed
+                    .fetch_add(u64::from(range.header.num_records), Ordering::Relaxed);
                 // Stream deliveries are settled on sending (nothing is acknowledged).
                 self.reg
                     .entry

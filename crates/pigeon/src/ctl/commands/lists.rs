@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 /// Lists `path`'s items under the chosen columns; a 404 (a vhost that does not exist) lists
 /// nothing, as rabbitmqctl does.
-fn list(
+pub(super) fn list(
     ctx: &Ctx,
     keys: &[&str],
     defaults: &[&str],
@@ -37,7 +37,7 @@ fn list(
 }
 
 /// The item's field `column`, or null.
-fn field(item: &Value, column: &str) -> Value {
+pub(super) fn field(item: &Value, column: &str) -> Value {
     item.get(column).cloned().unwrap_or(Value::Null)
 }
 
@@ -209,7 +209,7 @@ pub fn connection_pid(c: &Value) -> String {
 }
 
 /// Connection name -> pid token, for channels and consumers.
-fn connection_pids(ctx: &Ctx) -> CtlResult<HashMap<String, String>> {
+pub(super) fn connection_pids(ctx: &Ctx) -> CtlResult<HashMap<String, String>> {
     let all = items(ctx.node.get("/api/connections")?);
     Ok(all
         .iter()

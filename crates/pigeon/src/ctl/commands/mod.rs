@@ -13,6 +13,7 @@ mod lists;
 mod node;
 mod objects;
 mod policies;
+mod stream_lists;
 mod streams;
 
 use super::args::Invocation;
@@ -118,6 +119,9 @@ pub const COMMANDS: &[Command] = &[
     cmd("enable_feature_flag", "<flag | all>", "Accepted for scripts: Pigeon has no feature flags to enable", node::enable_feature_flag),
     cmd("add_super_stream", "<name> [-p <vhost>] [--partitions <n> | --binding-keys <k1,k2>] [--max-length-bytes <20gb>] [--max-age <PT1H>] [--stream-max-segment-size-bytes <500mb>] [--leader-locator <client-local|balanced>] [--initial-cluster-size <n>]", "Adds a super stream (rabbitmq-streams)", streams::add_super_stream),
     cmd("delete_super_stream", "<name> [-p <vhost>]", "Deletes a super stream and its partitions (rabbitmq-streams)", streams::delete_super_stream),
+    cmd("list_stream_connections", "[--no-table-headers] [<column> ...]", "Lists stream protocol connections (default: conn_name; rabbitmq-streams)", stream_lists::connections),
+    cmd("list_stream_publishers", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists stream publishers (rabbitmq-streams)", stream_lists::publishers),
+    cmd("list_stream_consumers", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists stream consumers (rabbitmq-streams)", stream_lists::consumers),
     cmd("ping", "", "Checks that the node answers", health::ping),
     cmd("check_running", "", "Checks that the node is running and serving clients", health::check_running),
     cmd("check_local_alarms", "", "Fails if the node has a memory or disk alarm", health::check_local_alarms),

@@ -29,11 +29,12 @@ use std::sync::LazyLock;
 
 /// The app's pages: each, and anything below it, answers `index.html` (the app's router
 /// reads the path). Keep in step with `assets/js/main.js`'s routes.
-const PAGES: [&str; 14] = [
+const PAGES: [&str; 15] = [
     "overview",
     "nodes",
     "connections",
     "channels",
+    "streams",
     "exchanges",
     "queues",
     "mqtt",

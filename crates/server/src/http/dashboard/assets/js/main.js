@@ -23,6 +23,7 @@ const ROUTES = [
   ['/overview', 'overview', 'render', ['Overview', 'overview']],
   ['/connections', 'connections', 'connections', ['Connections', 'connections']],
   ['/channels', 'connections', 'channels', ['Channels', 'channels']],
+  ['/streams', 'connections', 'streams', ['Stream clients', 'channels']],
   ['/exchanges', 'exchanges', 'list', ['Exchanges', 'exchanges']],
   ['/exchanges/:vhost/:name', 'exchanges', 'detail'],
   ['/queues', 'queues', 'render', ['Queues', 'queues']],

@@ -433,7 +433,14 @@ mod tests {
                 read: ".*".into(),
             },
         );
-        let topic = Exchange::new("amq.topic", ExchangeKind::Topic, true, false, false, Default::default());
+        let topic = Exchange::new(
+            "amq.topic",
+            ExchangeKind::Topic,
+            true,
+            false,
+            false,
+            Default::default(),
+        );
         let mut a = a;
         let mut b = b;
         assert!(Authz::refresh_for(&mut a, &access, Some("c1")));

@@ -122,8 +122,8 @@ pub(crate) struct Details {
     /// MQTT), decoded only when listed: a typical client's table is ~200 bytes encoded and
     /// ~700 parsed, kept for every connection while it lives.
     pub client_properties: Box<[u8]>,
-    /// MQTT client identifier.
-    pub client_id: Option<String>,
+    /// MQTT client identifier (the session's, shared: one string per connection less).
+    pub client_id: Option<Arc<str>>,
     /// Heartbeat (AMQP) or keep-alive (MQTT), seconds.
     pub timeout: u16,
     pub frame_max: u32,
@@ -260,7 +260,7 @@ impl Entry {
                 .and_then(Result::ok)
                 .map(|n| n.subject_dn),
             client_properties: decode_table(&d.client_properties),
-            client_id: d.client_id,
+            client_id: d.client_id.as_deref().map(String::from),
             connected_at: SystemTime::UNIX_EPOCH
                 + std::time::Duration::from_millis(self.connected_at),
             channels: self.channels.lock().len() as u32,

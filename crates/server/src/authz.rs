@@ -12,7 +12,9 @@
 //! [`Authz::refresh`] is one atomic load. The three permission regexes of a user in a vhost
 //! are compiled once per generation and shared by all of that user's connections
 //! ([`Grants`]): compiled per connection they cost about 40 KB each (docs/performance.md,
-//! "Idle connections"). RabbitMQ caches per channel instead, until the
+//! "Idle connections"). So is the whole [`Authz`] when the user's topic permissions in the
+//! vhost do not name `{client_id}` (then nothing in it depends on the connection): ~200 bytes
+//! per idle connection. RabbitMQ caches per channel instead, until the
 //! channel closes (or a tick for expiring backends); we re-check on the next operation after a
 //! change, which is stricter.
 
@@ -20,7 +22,7 @@ use pigeon_broker::access::AccessControl;
 use pigeon_broker::permission::{resource_name, Access, Grant, TopicGrant, TopicVars};
 use pigeon_broker::{Exchange, ExchangeKind};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The compiled permissions of every (user, vhost) that has connections, valid for one
 /// [`AccessControl::generation`]: emptied when it moves. One per server.
@@ -37,25 +39,34 @@ struct GrantsAt {
     generation: u64,
     /// `None`: no (usable) permission in the vhost.
     by: HashMap<UserVHost, Option<Arc<Grant>>>,
+    /// The [`Authz`] shared by the user's connections in the vhost, when its topic
+    /// permissions do not name `{client_id}`. Weak: the connections own it (and it points
+    /// back at the [`Grants`]); a dead entry is replaced at the next connection.
+    shared: HashMap<UserVHost, Weak<Authz>>,
+}
+
+impl GrantsAt {
+    /// Forgets what was compiled at an older generation than `generation`.
+    fn at(&mut self, generation: u64) {
+        if self.generation != generation {
+            // Entries of an older generation may be stale; entries compiled at a newer one
+            // than the caller read are not older than it, so they may be kept either way.
+            self.by.clear();
+            self.shared.clear();
+            self.generation = generation;
+        }
+    }
 }
 
 impl Grants {
     /// `user`'s compiled permissions in `vhost` as of `generation` (read before calling, so
     /// that a change made meanwhile moves it again and the next refresh recompiles).
     fn get(
-        &self,
+        at: &mut GrantsAt,
         access: &AccessControl,
-        generation: u64,
         user: &Arc<str>,
         vhost: &Arc<str>,
     ) -> Option<Arc<Grant>> {
-        let mut at = self.inner.lock();
-        if at.generation != generation {
-            // Entries of an older generation may be stale; entries compiled at a newer one
-            // than the caller read are not older than it, so they may be kept either way.
-            at.by.clear();
-            at.generation = generation;
-        }
         let key = (Arc::clone(user), Arc::clone(vhost));
         if let Some(g) = at.by.get(&key) {
             return g.clone();
@@ -104,7 +115,6 @@ pub struct Refused(pub String);
 pub struct Authz {
     user: Arc<str>,
     vhost: Arc<str>,
-    client_id: Option<Arc<str>>,
     /// The [`AccessControl::generation`] this was compiled at.
     generation: u64,
     /// `None`: no permissions in this vhost (no access at all). Shared by the user's
@@ -128,8 +138,9 @@ impl Authz {
         Authz::compile_shared(&Arc::default(), access, user, vhost, client_id)
     }
 
-    /// Compiles `user`'s permissions in `vhost` (`client_id`: MQTT only, for `{client_id}`),
-    /// sharing the permission regexes through `grants` (the server's).
+    /// `user`'s permissions in `vhost` (`client_id`: MQTT only, for `{client_id}`), shared
+    /// through `grants` (the server's) with the user's other connections in the vhost unless
+    /// its topic permissions name `{client_id}`.
     pub fn compile_shared(
         grants: &Arc<Grants>,
         access: &AccessControl,
@@ -137,13 +148,7 @@ impl Authz {
         vhost: &str,
         client_id: Option<&str>,
     ) -> Arc<Authz> {
-        Authz::build(
-            grants,
-            access,
-            Arc::from(user),
-            Arc::from(vhost),
-            client_id.map(Arc::from),
-        )
+        Authz::build(grants, access, Arc::from(user), Arc::from(vhost), client_id)
     }
 
     fn build(
@@ -151,38 +156,63 @@ impl Authz {
         access: &AccessControl,
         user: Arc<str>,
         vhost: Arc<str>,
-        client_id: Option<Arc<str>>,
+        client_id: Option<&str>,
     ) -> Arc<Authz> {
         // Read the generation first: a change made while we compile moves it again, so the
         // next refresh recompiles rather than keeping a stale grant.
         let generation = access.generation();
-        let grant = grants.get(access, generation, &user, &vhost);
+        let mut at = grants.inner.lock();
+        at.at(generation);
+        let key = (Arc::clone(&user), Arc::clone(&vhost));
+        if let Some(shared) = at.shared.get(&key).and_then(Weak::upgrade) {
+            return shared;
+        }
+        let grant = Grants::get(&mut at, access, &user, &vhost);
+        let perms = access.topic_permissions(&user, &vhost);
+        // Without `{client_id}` in a pattern the client id changes nothing that is compiled.
+        let per_client = perms
+            .iter()
+            .any(|p| p.write.contains("{client_id}") || p.read.contains("{client_id}"));
         let vars = TopicVars {
             username: &user,
             vhost: &vhost,
-            client_id: client_id.as_deref(),
+            client_id: if per_client { client_id } else { None },
         };
-        let topics = match TopicGrant::new(&access.topic_permissions(&user, &vhost), &vars) {
+        let topics = match TopicGrant::new(&perms, &vars) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(user = %user, vhost = %vhost, error = %e, "invalid topic permission: topic access denied");
-                deny_all_topics(&access.topic_permissions(&user, &vhost))
+                deny_all_topics(&perms)
             }
         };
-        Arc::new(Authz {
+        let authz = Arc::new(Authz {
             generation,
             grant,
             grants: Arc::clone(grants),
             topics,
             user,
             vhost,
-            client_id,
-        })
+        });
+        if !per_client {
+            at.shared.insert(key, Arc::downgrade(&authz));
+        }
+        authz
     }
 
     /// Recompiles `this` if permissions changed since it was compiled (one atomic load when
-    /// they did not). True if it was recompiled.
+    /// they did not). True if it was recompiled. For a connection without a client id
+    /// (AMQP, stream); MQTT's use [`Authz::refresh_for`].
     pub fn refresh(this: &mut Arc<Authz>, access: &AccessControl) -> bool {
+        Authz::refresh_for(this, access, None)
+    }
+
+    /// [`Authz::refresh`] for an MQTT connection: `client_id` is its client id (not kept in
+    /// the `Authz`, which may be shared by connections of other client ids).
+    pub fn refresh_for(
+        this: &mut Arc<Authz>,
+        access: &AccessControl,
+        client_id: Option<&str>,
+    ) -> bool {
         if access.generation() == this.generation {
             return false;
         }
@@ -191,7 +221,7 @@ impl Authz {
             access,
             Arc::clone(&this.user),
             Arc::clone(&this.vhost),
-            this.client_id.clone(),
+            client_id,
         );
         true
     }
@@ -380,5 +410,44 @@ mod tests {
         let mut m = Authz::compile(&access, "u", "/", Some("c1"));
         assert!(!Authz::refresh(&mut m, &access));
         assert!(m.has_topic_permissions());
+    }
+
+    #[test]
+    fn connections_share_an_authz_unless_it_names_the_client_id() {
+        let access = AccessControl::new();
+        access.set_permission("u", "/", Permission::all());
+        let grants = Arc::default();
+        let a = Authz::compile_shared(&grants, &access, "u", "/", Some("c1"));
+        let b = Authz::compile_shared(&grants, &access, "u", "/", Some("c2"));
+        let amqp = Authz::compile_shared(&grants, &access, "u", "/", None);
+        assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &amqp));
+        let other = Authz::compile_shared(&grants, &access, "u", "other", Some("c1"));
+        assert!(!Arc::ptr_eq(&a, &other));
+
+        access.set_topic_permission(
+            "u",
+            "/",
+            TopicPermission {
+                exchange: "amq.topic".into(),
+                write: "^{client_id}\\.".into(),
+                read: ".*".into(),
+            },
+        );
+        let topic = Exchange::new(
+            "amq.topic",
+            ExchangeKind::Topic,
+            true,
+            false,
+            false,
+            Default::default(),
+        );
+        let mut a = a;
+        let mut b = b;
+        assert!(Authz::refresh_for(&mut a, &access, Some("c1")));
+        assert!(Authz::refresh_for(&mut b, &access, Some("c2")));
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(a.check_topic(Access::Write, &topic, "c1.x").is_ok());
+        assert!(a.check_topic(Access::Write, &topic, "c2.x").is_err());
+        assert!(b.check_topic(Access::Write, &topic, "c2.x").is_ok());
     }
 }

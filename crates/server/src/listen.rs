@@ -20,7 +20,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 /// The addresses one listener binds. In the configuration: one address (`"0.0.0.0:5672"`), a
 /// list (`["[::1]:5672", "127.0.0.1:5672"]`, `[]` turns the listener off), or a port alone
@@ -281,7 +280,9 @@ pub(crate) async fn accept_loop(
 ) {
     let Bound { kind, listener, .. } = bound;
     let mut shutdown = state.shutdown.clone();
-    let mut connections = JoinSet::new();
+    // Connection tasks are detached rather than kept in a `JoinSet` (~56 bytes of list node
+    // per idle connection, docs/performance.md "Idle connections"): `Open` counts them in
+    // `ServerState::connections`, which the shutdown below waits on.
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -313,7 +314,7 @@ pub(crate) async fn accept_loop(
                             // twice its size in every idle connection's task cell (896 bytes
                             // instead of 512; rust-lang/rust#62958).
                             let serving = futures_util::FutureExt::map(serving, move |()| drop(open));
-                            connections.spawn(serving);
+                            tokio::spawn(serving);
                         }
                         Kind::Amqp => {
                             let (transport, info) = plain(stream, peer);
@@ -322,12 +323,12 @@ pub(crate) async fn accept_loop(
                             // capture and the awaited copy), 1,408 bytes instead of 768.
                             let serving = amqp::serve(transport, info, Arc::clone(&state))
                                 .map(move |()| drop(open));
-                            connections.spawn(serving);
+                            tokio::spawn(serving);
                         }
                         _ => {
                             let serving =
                                 Box::pin(serve(kind, stream, peer, Arc::clone(&state), tls.clone(), over_rate));
-                            connections.spawn(async move {
+                            tokio::spawn(async move {
                                 serving.await;
                                 drop(open);
                             });
@@ -340,14 +341,17 @@ pub(crate) async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = shutdown.changed() => break,
         }
     }
     drop(listener);
     // Connections see the same shutdown signal and close themselves; give them a moment.
+    // Polled (every listener waits for all the connections, at shutdown only): a wake-up per
+    // closed connection would cost every connection's close a notification for nothing.
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while connections.join_next().await.is_some() {}
+        while state.connections.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     })
     .await;
 }

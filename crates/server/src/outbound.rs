@@ -53,8 +53,6 @@ pub struct Outbound {
     pub resume: Notify,
     starved: AtomicBool,
     closing: AtomicBool,
-    /// Signalled when the writer task stopped (socket error or closed).
-    pub writer_done: Notify,
     /// When the last write reached the socket, in milliseconds after [`epoch`].
     last_write_ms: AtomicU64,
     /// Bytes that reached the socket (the registry's `send_oct`).
@@ -102,7 +100,6 @@ impl Outbound {
             resume: Notify::new(),
             starved: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            writer_done: Notify::new(),
             last_write_ms: AtomicU64::new(now_ms()),
             deadline_ms: AtomicU64::new(NO_DEADLINE),
             sent_oct: AtomicU64::new(0),
@@ -367,7 +364,6 @@ impl Outbound {
         }
         let _ = socket.shutdown().await;
         self.closing.store(true, Ordering::Release);
-        self.writer_done.notify_one();
     }
 }
 

@@ -67,7 +67,11 @@ pub(super) struct SubscribeCheck<'a> {
 impl Conn {
     /// Recompiles the permissions if they changed since (one atomic load otherwise).
     pub(super) fn refresh_authz(&mut self) {
-        Authz::refresh(&mut self.authz, self.server.broker.access());
+        Authz::refresh_for(
+            &mut self.authz,
+            self.server.broker.access(),
+            Some(&self.session.client_id),
+        );
     }
 
     /// Whether the client may publish to `topic_name` (write on the exchange, topic write on

@@ -316,7 +316,7 @@ async fn connect(
         peer_info,
         out,
         version,
-        &client_id,
+        &session.client_id,
         &authenticated.name,
     );
     reg.entry.update(|d| {
@@ -382,7 +382,7 @@ fn register(
     peer: &PeerInfo,
     out: &Arc<Outbound>,
     version: ProtocolVersion,
-    client_id: &str,
+    client_id: &Arc<str>,
     user: &str,
 ) -> crate::registry::Registered {
     use crate::registry::ConnState;
@@ -392,7 +392,7 @@ fn register(
         .register(server.broker.next_id(), protocol, peer, out);
     reg.entry.update(|d| {
         d.user = user.to_string();
-        d.client_id = Some(client_id.to_string());
+        d.client_id = Some(Arc::clone(client_id));
         d.frame_max = server.config.mqtt_max_packet_size;
         d.state = ConnState::Running;
     });

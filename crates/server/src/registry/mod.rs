@@ -122,8 +122,8 @@ pub(crate) struct Details {
     /// MQTT), decoded only when listed: a typical client's table is ~200 bytes encoded and
     /// ~700 parsed, kept for every connection while it lives.
     pub client_properties: Box<[u8]>,
-    /// MQTT client identifier.
-    pub client_id: Option<String>,
+    /// MQTT client identifier (the session's, shared: one string per connection less).
+    pub client_id: Option<Arc<str>>,
     /// Heartbeat (AMQP) or keep-alive (MQTT), seconds.
     pub timeout: u16,
     pub frame_max: u32,
@@ -138,7 +138,9 @@ pub(crate) struct Entry {
     pub peer: SocketAddr,
     pub local: Option<SocketAddr>,
     pub tls: Option<Arc<TlsInfo>>,
-    pub connected_at: SystemTime,
+    /// When it was accepted, Unix milliseconds (8 bytes where a `SystemTime` takes 16: see
+    /// the size note below).
+    connected_at: u64,
     /// Counts what is sent (`send_oct`, `send_cnt`).
     pub out: Arc<Outbound>,
     /// Bytes read from the socket.
@@ -152,12 +154,17 @@ pub(crate) struct Entry {
     /// is 384 bytes with its cache-line alignment (docs/performance.md, "Idle connections").
     counters: OnceLock<Arc<ProtocolCounters>>,
     pub details: Mutex<Details>,
-    /// Open AMQP channels.
-    pub channels: Mutex<Vec<Arc<dyn ChannelView>>>,
+    /// Open AMQP channels (a boxed slice: 8 bytes less than a `Vec`; channels open rarely).
+    pub channels: Mutex<Box<[Arc<dyn ChannelView>]>>,
     /// Set when an operator closes the connection: the task closes it at its next turn.
     close_requested: AtomicBool,
-    close_reason: Mutex<Option<String>>,
+    close_reason: Mutex<Option<Box<str>>>,
 }
+
+// Size: an `Arc<Entry>` is one allocation per connection, 336 bytes (jemalloc's 384-byte
+// class) with a `SystemTime`, a `Vec` and an `Option<String>` above; 312 now, in the 320-byte
+// class (docs/performance.md, "Idle connections"). The test
+// `registry::tests::an_entry_fits_its_size_class` keeps it there.
 
 impl Entry {
     /// RabbitMQ's connection name, `peer -> local`: made when asked (the management API, an
@@ -187,7 +194,13 @@ impl Entry {
             return None;
         }
         self.close_requested.store(false, Ordering::Relaxed);
-        Some(self.close_reason.lock().take().unwrap_or_default())
+        Some(
+            self.close_reason
+                .lock()
+                .take()
+                .map(String::from)
+                .unwrap_or_default(),
+        )
     }
 
     /// Updates what the handshake learnt.
@@ -198,15 +211,20 @@ impl Entry {
     /// Adds an open channel.
     pub fn add_channel(&self, registry: &Registry, ch: Arc<dyn ChannelView>) {
         registry.channels_opened.fetch_add(1, Ordering::Relaxed);
-        self.channels.lock().push(ch);
+        let mut channels = self.channels.lock();
+        let mut grown = std::mem::take(&mut *channels).into_vec();
+        grown.push(ch);
+        *channels = grown.into_boxed_slice();
     }
 
     /// Removes a closed channel.
     pub fn remove_channel(&self, registry: &Registry, number: u16) {
         let mut channels = self.channels.lock();
         let before = channels.len();
-        channels.retain(|c| c.stats().number != number);
-        let removed = before - channels.len();
+        let mut kept = std::mem::take(&mut *channels).into_vec();
+        kept.retain(|c| c.stats().number != number);
+        let removed = before - kept.len();
+        *channels = kept.into_boxed_slice();
         drop(channels);
         registry
             .channels_closed
@@ -242,8 +260,9 @@ impl Entry {
                 .and_then(Result::ok)
                 .map(|n| n.subject_dn),
             client_properties: decode_table(&d.client_properties),
-            client_id: d.client_id,
-            connected_at: self.connected_at,
+            client_id: d.client_id.as_deref().map(String::from),
+            connected_at: SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_millis(self.connected_at),
             channels: self.channels.lock().len() as u32,
             state: d.state.as_str(),
             timeout: d.timeout,
@@ -389,7 +408,9 @@ impl Registry {
             peer: peer.addr,
             local: peer.local,
             tls: peer.tls.clone(),
-            connected_at: SystemTime::now(),
+            connected_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             out: Arc::clone(out),
             recv_oct: AtomicU64::new(0),
             recv_cnt: AtomicU64::new(0),
@@ -405,7 +426,7 @@ impl Registry {
                 channel_max: 0,
                 state: ConnState::Starting,
             }),
-            channels: Mutex::new(Vec::new()),
+            channels: Mutex::new(Box::default()),
             close_requested: AtomicBool::new(false),
             close_reason: Mutex::new(None),
         });
@@ -546,7 +567,7 @@ impl Registry {
     /// caller wakes the connection's task (see `ServerState::close_connection`).
     pub(crate) fn request_close(&self, name: &str, reason: &str) -> Option<Protocol> {
         let entry = self.entries().into_iter().find(|e| e.is_named(name))?;
-        *entry.close_reason.lock() = Some(reason.to_string());
+        *entry.close_reason.lock() = Some(reason.into());
         entry.close_requested.store(true, Ordering::Relaxed);
         // MQTT connections write themselves: waking their outbound wakes their task.
         entry.out.wake();
@@ -576,5 +597,19 @@ impl Drop for Registered {
                 .channels_closed
                 .fetch_add(channels, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+
+    /// An `Arc<Entry>` (the entry and the two counts before it) stays within jemalloc's
+    /// 320-byte size class: one allocation per connection, idle or not.
+    #[test]
+    fn an_entry_fits_its_size_class() {
+        let size = std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<usize>();
+        println!("Arc<Entry>: {size} bytes");
+        assert!(size <= 320, "{size}");
     }
 }

@@ -42,6 +42,18 @@ async fn create_twice_and_delete_twice() {
         }
         other => panic!("expected STREAM_ALREADY_EXISTS, got {other:?}"),
     }
+    // The same name with other arguments: PRECONDITION_FAILED, as RabbitMQ's
+    // (rabbit_stream_manager `create`: the declare's equivalence check fails).
+    let other = env
+        .stream_creator()
+        .max_age(std::time::Duration::from_secs(60))
+        .create(&name);
+    match within("Create", other).await {
+        Err(StreamCreateError::Create { status, .. }) => {
+            assert_eq!(status, ResponseCode::PrecoditionFailed) // (the crate's spelling)
+        }
+        other => panic!("expected PRECONDITION_FAILED, got {other:?}"),
+    }
     within("Delete", env.delete_stream(&name)).await.unwrap();
     match within("Delete", env.delete_stream(&name)).await {
         Err(StreamDeleteError::Delete { status, .. }) => {

@@ -60,10 +60,7 @@ impl Conn {
             return Err(ResponseCode::AccessRefused);
         }
         let vhost = self.vhost().ok_or(ResponseCode::InternalError)?;
-        if vhost.queue(&name).is_ok() {
-            // rabbit_stream_manager: `{error, reference_already_exists}`, whatever its type.
-            return Err(ResponseCode::StreamAlreadyExists);
-        }
+        let exists = vhost.queue(&name).is_ok();
         let arguments = stream_queue_arguments(&table(arguments)).map_err(|reason| {
             tracing::info!(conn = self.id, stream = %name, %reason, "stream not created");
             ResponseCode::PreconditionFailed
@@ -75,6 +72,10 @@ impl Conn {
             arguments,
         };
         match vhost.declare_queue(&name, false, options, self.id) {
+            // rabbit_stream_manager `create`: an equivalent queue already there is
+            // `{error, reference_already_exists}`; one with other arguments (or another type)
+            // fails the declare's equivalence check, `validation_failed`: PRECONDITION_FAILED.
+            Ok(_) if exists => Err(ResponseCode::StreamAlreadyExists),
             Ok(_) => {
                 tracing::debug!(conn = self.id, stream = %name, "stream created");
                 Ok(())

@@ -152,8 +152,10 @@ impl Conn {
             match self.stream_queue(name) {
                 Ok(q) => match q.stream_log() {
                     Some(log) => {
-                        // osiris' counters: -1 while the stream holds no chunk.
+                        // osiris' counters (`osiris:get_stats/1`): -1 while the stream
+                        // holds no chunk.
                         let committed = log.committed_chunk_id().map_or(-1, to_i64);
+                        let last = log.last_chunk_id().map_or(-1, to_i64);
                         let first = if committed < 0 {
                             -1
                         } else {
@@ -163,6 +165,7 @@ impl Conn {
                             ResponseCode::Ok,
                             vec![
                                 (Str::from("first_chunk_id"), first),
+                                (Str::from("last_chunk_id"), last),
                                 (Str::from("committed_chunk_id"), committed),
                             ],
                         )

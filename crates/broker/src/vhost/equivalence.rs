@@ -101,7 +101,8 @@ pub(super) fn check(
     }
     let classic = |v: Option<&Value>| v.is_none_or(|v| v.as_str() == Some("classic"));
     let (g, h) = (got.get(TYPE), had.get(TYPE));
-    if !(classic(g) && classic(h)) && !same(g, h) {
+    let both_classic = classic(g) && classic(h);
+    if !both_classic && !same(g, h) {
         return Err(fail(TYPE, name, vhost, g, h));
     }
     for (key, value) in got.iter() {

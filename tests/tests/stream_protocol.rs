@@ -8,7 +8,7 @@ mod stream_protocol_support;
 use pigeon_tests::within;
 use rabbitmq_stream_client::error::{ClientError, StreamCreateError, StreamDeleteError};
 use rabbitmq_stream_client::types::{Message, OffsetSpecification, ResponseCode};
-use stream_protocol_support::{broker, consumer, env, env_as, new_stream, publish, take};
+use stream_protocol_support::{broker, consumer, env, env_as, new_stream, publish, take, Raw};
 
 #[tokio::test]
 async fn handshake_as_guest_and_refused_with_a_wrong_password() {
@@ -41,6 +41,18 @@ async fn create_twice_and_delete_twice() {
             assert_eq!(status, ResponseCode::StreamAlreadyExists)
         }
         other => panic!("expected STREAM_ALREADY_EXISTS, got {other:?}"),
+    }
+    // The same name with other arguments: PRECONDITION_FAILED, as RabbitMQ's
+    // (rabbit_stream_manager `create`: the declare's equivalence check fails).
+    let other = env
+        .stream_creator()
+        .max_age(std::time::Duration::from_secs(60))
+        .create(&name);
+    match within("Create", other).await {
+        Err(StreamCreateError::Create { status, .. }) => {
+            assert_eq!(status, ResponseCode::PrecoditionFailed) // (the crate's spelling)
+        }
+        other => panic!("expected PRECONDITION_FAILED, got {other:?}"),
     }
     within("Delete", env.delete_stream(&name)).await.unwrap();
     match within("Delete", env.delete_stream(&name)).await {
@@ -214,4 +226,68 @@ async fn deduplication_across_a_producer_restart() {
     // Nothing after m8: a marker published now is the next delivery.
     publish(&env, &name, &["marker"]).await;
     assert_eq!(take(&mut c, 1).await[0].1, "marker");
+}
+
+#[tokio::test]
+async fn peer_properties_name_the_rabbitmq_version_followed() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let mut raw = Raw::connect(broker.stream_addr().unwrap()).await;
+    raw.send(stream_wire::PeerProperties {
+        correlation_id: 1,
+        properties: Default::default(),
+    })
+    .await;
+    // Clients gate features on it (rabbitmq-stream-js-client: filtering, super streams and
+    // Publish/Deliver v2 from 3.13.0 on): the version RabbitMQ's HTTP API says too.
+    match raw.recv().await {
+        Some(stream_wire::Command::PeerPropertiesResponse(r)) => {
+            assert_eq!(r.properties.get("version").unwrap().as_str(), "3.13.7");
+            assert_eq!(r.properties.get("product").unwrap().as_str(), "Pigeon");
+        }
+        other => panic!("expected PeerProperties' answer, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn stream_stats_give_osiris_first_last_and_committed_chunk_ids() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let env = env(&broker).await;
+    let name = new_stream(&env).await;
+    let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
+    // osiris:get_stats/1: -1 while the stream holds no chunk.
+    let empty = stream_stats(&mut raw, &name, 10).await;
+    for key in ["first_chunk_id", "last_chunk_id", "committed_chunk_id"] {
+        assert!(empty.contains(&(key.to_string(), -1)), "{key} in {empty:?}");
+    }
+    publish(&env, &name, &["a", "b", "c"]).await;
+    let full = stream_stats(&mut raw, &name, 11).await;
+    let get = |key: &str| full.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+    assert_eq!(get("first_chunk_id"), Some(0));
+    // Confirmed, so committed: the last chunk written is the last committed.
+    let last = get("last_chunk_id").unwrap();
+    assert!(last >= 0, "{full:?}");
+    assert_eq!(get("committed_chunk_id"), Some(last));
+}
+
+/// StreamStats of `name` as (key, value) pairs.
+async fn stream_stats(raw: &mut Raw, name: &str, id: u32) -> Vec<(String, i64)> {
+    raw.send(stream_wire::StreamStats {
+        correlation_id: id,
+        stream: name.into(),
+    })
+    .await;
+    match raw.recv().await {
+        Some(stream_wire::Command::StreamStatsResponse(r)) => {
+            assert_eq!(r.code, stream_wire::ResponseCode::Ok);
+            r.stats
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), *v))
+                .collect()
+        }
+        other => panic!("expected StreamStats' answer, got {other:?}"),
+    }
 }

@@ -210,6 +210,63 @@ async fn declarations_rabbitmq_refuses_are_refused_with_its_texts() {
     conn.close(200, "bye".into()).await.unwrap();
 }
 
+/// rabbit_amqqueue `assert_args_equivalence` and rabbit_misc `equivalence_fail`: a stream
+/// declared again without `x-queue-type`, or as a classic queue, is inequivalent, with
+/// RabbitMQ 3.x's texts; declared again as a stream it is fine, and a classic queue declared
+/// again with or without `x-queue-type: classic` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_declared_again_as_another_type_is_inequivalent() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let s = unique("stream");
+    let conn = lp::connect(&broker).await;
+    let ch = lp::open_channel(&conn).await;
+    declare_stream(&ch, &s).await;
+    declare_stream(&ch, &s).await;
+    let cases = [
+        (
+            FieldTable::default(),
+            "received none but current is the value 'stream' of type 'longstr'",
+        ),
+        (
+            table(&[("x-queue-type", text("classic"))]),
+            "received the value 'classic' of type 'longstr' but current is the value 'stream' of type 'longstr'",
+        ),
+    ];
+    for (args, want) in cases {
+        let ch = lp::open_channel(&conn).await;
+        let r = within(
+            "queue.declare",
+            ch.queue_declare(s.as_str().into(), lp::durable(), args),
+        )
+        .await;
+        let want = format!(
+            "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '{s}' in vhost '/': {want}"
+        );
+        assert_refused(r, PRECONDITION_FAILED, &want);
+    }
+    // Classic queues as before: with or without the type, either way round.
+    let ch = lp::open_channel(&conn).await;
+    let classic = table(&[("x-queue-type", text("classic"))]);
+    for (first, again) in [
+        (FieldTable::default(), classic.clone()),
+        (classic.clone(), FieldTable::default()),
+    ] {
+        let q = unique("classic");
+        for args in [first.clone(), again.clone(), first.clone()] {
+            within(
+                "queue.declare",
+                ch.queue_declare(q.as_str().into(), lp::durable(), args),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_rabbitmq_refuses_on_a_stream_is_refused_with_its_codes() {
     let data = data_dir();

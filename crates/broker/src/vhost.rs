@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+mod equivalence;
 mod lifecycle;
 mod policies;
 mod routing;
@@ -408,14 +409,13 @@ impl VHost {
                     return Err(inequivalent(arg, "queue", &name, &self.name, &got, &had));
                 }
             }
-            for (key, value) in options.arguments.iter() {
-                if have.arguments.get(key).is_some_and(|h| !h.matches(value)) {
-                    return Err(BrokerError::PreconditionFailed(format!(
-                        "inequivalent arg '{key}' for queue '{name}' in vhost '{}'",
-                        self.name
-                    )));
-                }
-            }
+            equivalence::check(
+                &have.arguments,
+                &options.arguments,
+                q.is_stream(),
+                &name,
+                &self.name,
+            )?;
             q.touch();
             return Ok(declared(Arc::clone(q)));
         }

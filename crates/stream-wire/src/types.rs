@@ -201,6 +201,11 @@ impl Cursor {
         }
     }
 
+    /// Consumes whatever is left unread (where RabbitMQ ignores a command's tail).
+    pub(crate) fn skip_rest(&mut self) {
+        self.pos = self.buf.len();
+    }
+
     fn array_of<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let end = self.pos.checked_add(N).ok_or(WireError::Truncated)?;
         let bytes = self.buf.get(self.pos..end).ok_or(WireError::Truncated)?;

@@ -15,72 +15,99 @@
 
 use super::connection::{Conn, Waker};
 use parking_lot::Mutex;
+use pigeon_broker::stream_sac::{Notification, SacConsumer, SacCoordinator};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use stream_wire::{ConsumerUpdate, ConsumerUpdateResponse, Properties};
 
-/// A group: vhost, stream, consumer name.
-pub(super) type GroupKey = (String, String, String);
+pub(super) use pigeon_broker::stream_sac::GroupKey;
 
-struct Member {
-    conn: u64,
-    subscription: u8,
-    waker: Weak<Waker>,
-    active: bool,
+#[derive(Default)]
+struct Inner {
+    coordinator: SacCoordinator,
+    /// Each connection with consumers in a group: how to wake it.
+    wakers: HashMap<u64, Weak<Waker>>,
+    /// What each connection must still be told (it reads them when woken).
+    pending: HashMap<u64, Vec<Notification>>,
 }
 
-/// Every single-active-consumer group of the server, members in the order they joined.
-#[derive(Default)]
-pub(crate) struct Groups(Mutex<HashMap<GroupKey, Vec<Member>>>);
-
-impl Groups {
-    /// Adds a member; true if it is the active one (the group was empty).
-    fn join(&self, key: GroupKey, conn: u64, subscription: u8, waker: &Arc<Waker>) -> bool {
-        let mut groups = self.0.lock();
-        let members = groups.entry(key).or_default();
-        let active = !members.iter().any(|m| m.active);
-        members.push(Member {
-            conn,
-            subscription,
-            waker: Arc::downgrade(waker),
-            active,
-        });
-        active
-    }
-
-    /// Removes a member; if it was the active one, the next is activated and its connection
-    /// woken.
-    fn leave(&self, key: &GroupKey, conn: u64, subscription: u8) {
-        let mut groups = self.0.lock();
-        let Some(members) = groups.get_mut(key) else {
-            return;
-        };
-        let Some(i) = members
-            .iter()
-            .position(|m| m.conn == conn && m.subscription == subscription)
-        else {
-            return;
-        };
-        let left = members.remove(i);
-        if left.active {
-            if let Some(next) = members.first_mut() {
-                next.active = true;
-                if let Some(w) = next.waker.upgrade() {
-                    w.0.notify_one();
-                }
+impl Inner {
+    /// Queues `notes` for their connections and wakes them.
+    fn post(&mut self, notes: Vec<Notification>) {
+        for n in notes {
+            let conn = n.consumer.connection;
+            self.pending.entry(conn).or_default().push(n);
+            if let Some(w) = self.wakers.get(&conn).and_then(Weak::upgrade) {
+                w.0.notify_one();
             }
         }
-        if members.is_empty() {
-            groups.remove(key);
-        }
+    }
+}
+
+/// Every single-active-consumer group of the server: the broker's coordinator
+/// ([`SacCoordinator`], RabbitMQ's `rabbit_stream_sac_coordinator`) and the notifications it
+/// gave for each connection.
+#[derive(Default)]
+pub(crate) struct Groups(Mutex<Inner>);
+
+impl Groups {
+    fn join(&self, key: GroupKey, partition: Option<u32>, conn: u64, sub: u8, waker: &Arc<Waker>) {
+        let mut inner = self.0.lock();
+        inner.wakers.insert(conn, Arc::downgrade(waker));
+        let consumer = SacConsumer {
+            connection: conn,
+            subscription: sub,
+        };
+        let (_, notes) = inner.coordinator.register(key, partition, consumer);
+        inner.post(notes);
     }
 
+    /// Whether the consumer is its group's active one (the management API's `active`).
     pub(super) fn is_active(&self, key: &GroupKey, conn: u64, subscription: u8) -> bool {
-        self.0.lock().get(key).is_some_and(|members| {
-            members
-                .iter()
-                .any(|m| m.conn == conn && m.subscription == subscription && m.active)
-        })
+        let consumer = SacConsumer {
+            connection: conn,
+            subscription,
+        };
+        self.0.lock().coordinator.is_active(key, consumer)
+    }
+
+    /// Removes a member; `stepping_down`: it was told to step down and had not answered yet,
+    /// so the group's next active one is picked now.
+    fn leave(&self, key: &GroupKey, conn: u64, sub: u8, stepping_down: bool) {
+        let mut inner = self.0.lock();
+        let consumer = SacConsumer {
+            connection: conn,
+            subscription: sub,
+        };
+        let mut notes = inner.coordinator.unregister(key, consumer);
+        if stepping_down {
+            notes.extend(inner.coordinator.activate(key));
+        }
+        inner.post(notes);
+    }
+
+    /// The connection ended: its consumers leave their groups; `stepping_down`: the groups
+    /// where one of them had not answered its step-down yet (the next one is picked now).
+    fn closed(&self, conn: u64, stepping_down: &[GroupKey]) {
+        let mut inner = self.0.lock();
+        inner.wakers.remove(&conn);
+        inner.pending.remove(&conn);
+        let mut notes = inner.coordinator.connection_closed(conn);
+        for key in stepping_down {
+            notes.extend(inner.coordinator.activate(key));
+        }
+        inner.post(notes);
+    }
+
+    /// A member that stepped down answered: the group's next active one is picked.
+    fn stepped_down(&self, key: &GroupKey) {
+        let mut inner = self.0.lock();
+        let notes = inner.coordinator.activate(key);
+        inner.post(notes);
+    }
+
+    fn take(&self, conn: u64) -> Vec<Notification> {
+        self.0.lock().pending.remove(&conn).unwrap_or_default()
     }
 }
 
@@ -99,6 +126,8 @@ pub(super) enum SacState {
     Activating(u32),
     /// The active consumer: delivering.
     Active,
+    /// Told to step down (`ConsumerUpdate` inactive, this correlation id); not delivering.
+    SteppingDown(u32),
 }
 
 /// The group a subscription's properties ask for: `Ok(None)` for an ordinary subscription,
@@ -115,21 +144,18 @@ pub(super) fn requested(
         return Ok(None);
     }
     match properties.get("name") {
-        Some(name) if !name.is_empty() => Ok(Some((
-            vhost.to_string(),
-            stream.to_string(),
-            name.to_string(),
-        ))),
+        Some(name) if !name.is_empty() => Ok(Some(GroupKey::new(vhost, stream, name.as_str()))),
         _ => Err(()),
     }
 }
 
 impl Conn {
-    /// Joins the group `key` with subscription `id`; its state.
-    pub(super) fn join_group(&self, key: GroupKey, id: u8) -> Sac {
+    /// Joins the group `key` with subscription `id` (`partition`: the stream's index in its
+    /// super stream, named by the `super-stream` property); its state.
+    pub(super) fn join_group(&self, key: GroupKey, partition: Option<u32>, id: u8) -> Sac {
         self.state
             .stream_groups
-            .join(key.clone(), self.id, id, &self.waker);
+            .join(key.clone(), partition, self.id, id, &self.waker);
         Sac {
             key,
             state: SacState::Waiting,
@@ -138,44 +164,88 @@ impl Conn {
 
     /// Leaves the group of a subscription that goes away.
     pub(super) fn leave_group(&self, sac: &Sac, id: u8) {
-        self.state.stream_groups.leave(&sac.key, self.id, id);
+        let stepping_down = matches!(sac.state, SacState::SteppingDown(_));
+        self.state
+            .stream_groups
+            .leave(&sac.key, self.id, id, stepping_down);
     }
 
-    /// Sends `ConsumerUpdate` (active) to every waiting subscription its group activated.
+    /// Tells the client what its groups decided: `ConsumerUpdate` (active) to a subscription
+    /// that becomes active, `ConsumerUpdate` (inactive) to one that must step down (the
+    /// group's next one is activated once it answered, so that it may store its offset
+    /// first: rabbit_stream_sac_coordinator).
     pub(super) fn activate_promoted(&mut self) {
         let groups = Arc::clone(&self.state);
         let mut updates = Vec::new();
-        for (&id, sub) in self.subscriptions.iter_mut() {
-            let Some(sac) = sub.sac.as_mut() else {
+        let mut stepped_down = Vec::new();
+        for note in groups.stream_groups.take(self.id) {
+            let id = note.consumer.subscription;
+            let Some(sac) = self.subscriptions.get_mut(&id).and_then(|s| s.sac.as_mut()) else {
                 continue;
             };
-            if sac.state == SacState::Waiting
-                && groups.stream_groups.is_active(&sac.key, self.id, id)
-            {
-                self.next_correlation = self.next_correlation.wrapping_add(1);
-                sac.state = SacState::Activating(self.next_correlation);
-                updates.push(ConsumerUpdate {
-                    correlation_id: self.next_correlation,
-                    subscription_id: id,
-                    active: true,
-                });
+            if sac.key != note.group {
+                continue;
+            }
+            match (note.active, sac.state) {
+                (true, SacState::Waiting) => {
+                    self.next_correlation = self.next_correlation.wrapping_add(1);
+                    sac.state = SacState::Activating(self.next_correlation);
+                    updates.push(ConsumerUpdate {
+                        correlation_id: self.next_correlation,
+                        subscription_id: id,
+                        active: true,
+                    });
+                }
+                (false, SacState::Activating(_) | SacState::Active) => {
+                    self.next_correlation = self.next_correlation.wrapping_add(1);
+                    sac.state = if note.stepping_down {
+                        SacState::SteppingDown(self.next_correlation)
+                    } else {
+                        SacState::Waiting
+                    };
+                    updates.push(ConsumerUpdate {
+                        correlation_id: self.next_correlation,
+                        subscription_id: id,
+                        active: false,
+                    });
+                }
+                // Never told it was active: nothing to wait for.
+                (false, SacState::Waiting) if note.stepping_down => {
+                    stepped_down.push(sac.key.clone());
+                }
+                _ => {}
             }
         }
         for u in updates {
             self.send(u);
         }
+        for key in stepped_down {
+            groups.stream_groups.stepped_down(&key);
+        }
     }
 
-    /// The client's answer to an activation: where the subscription starts reading.
+    /// The client's answer to a `ConsumerUpdate`: where an activated subscription starts
+    /// reading, or that one stepping down is done.
     pub(super) fn activated(&mut self, r: &ConsumerUpdateResponse) {
         let found = self.subscriptions.iter_mut().find(|(_, s)| {
-            s.sac
-                .as_ref()
-                .is_some_and(|sac| sac.state == SacState::Activating(r.correlation_id))
+            s.sac.as_ref().is_some_and(|sac| {
+                sac.state == SacState::Activating(r.correlation_id)
+                    || sac.state == SacState::SteppingDown(r.correlation_id)
+            })
         });
         let Some((_, sub)) = found else {
             return;
         };
+        if let Some(sac) = sub.sac.as_mut() {
+            if sac.state == SacState::SteppingDown(r.correlation_id) {
+                sac.state = SacState::Waiting;
+                let key = sac.key.clone();
+                self.state.stream_groups.stepped_down(&key);
+                // The next active one may be one of this connection's.
+                self.activate_promoted();
+                return;
+            }
+        }
         if let Some(spec) = r.offset {
             if let Err(e) = sub.restart_at(spec) {
                 tracing::error!(conn = self.id, stream = %sub.stream, error = %e, "cannot read the stream");
@@ -189,10 +259,13 @@ impl Conn {
 
     /// Leaves every group (the connection ends).
     pub(super) fn leave_all_groups(&mut self) {
-        for (&id, sub) in &self.subscriptions {
-            if let Some(sac) = &sub.sac {
-                self.leave_group(sac, id);
-            }
-        }
+        let stepping_down: Vec<GroupKey> = self
+            .subscriptions
+            .values()
+            .filter_map(|s| s.sac.as_ref())
+            .filter(|sac| matches!(sac.state, SacState::SteppingDown(_)))
+            .map(|sac| sac.key.clone())
+            .collect();
+        self.state.stream_groups.closed(self.id, &stepping_down);
     }
 }

@@ -60,10 +60,7 @@ impl Conn {
             return Err(ResponseCode::AccessRefused);
         }
         let vhost = self.vhost().ok_or(ResponseCode::InternalError)?;
-        if vhost.queue(&name).is_ok() {
-            // rabbit_stream_manager: `{error, reference_already_exists}`, whatever its type.
-            return Err(ResponseCode::StreamAlreadyExists);
-        }
+        let exists = vhost.queue(&name).is_ok();
         let arguments = stream_queue_arguments(&table(arguments)).map_err(|reason| {
             tracing::info!(conn = self.id, stream = %name, %reason, "stream not created");
             ResponseCode::PreconditionFailed
@@ -75,6 +72,10 @@ impl Conn {
             arguments,
         };
         match vhost.declare_queue(&name, false, options, self.id) {
+            // rabbit_stream_manager `create`: an equivalent queue already there is
+            // `{error, reference_already_exists}`; one with other arguments (or another type)
+            // fails the declare's equivalence check, `validation_failed`: PRECONDITION_FAILED.
+            Ok(_) if exists => Err(ResponseCode::StreamAlreadyExists),
             Ok(_) => {
                 tracing::debug!(conn = self.id, stream = %name, "stream created");
                 Ok(())
@@ -151,8 +152,10 @@ impl Conn {
             match self.stream_queue(name) {
                 Ok(q) => match q.stream_log() {
                     Some(log) => {
-                        // osiris' counters: -1 while the stream holds no chunk.
+                        // osiris' counters (`osiris:get_stats/1`): -1 while the stream
+                        // holds no chunk.
                         let committed = log.committed_chunk_id().map_or(-1, to_i64);
+                        let last = log.last_chunk_id().map_or(-1, to_i64);
                         let first = if committed < 0 {
                             -1
                         } else {
@@ -162,6 +165,7 @@ impl Conn {
                             ResponseCode::Ok,
                             vec![
                                 (Str::from("first_chunk_id"), first),
+                                (Str::from("last_chunk_id"), last),
                                 (Str::from("committed_chunk_id"), committed),
                             ],
                         )

@@ -120,7 +120,14 @@ impl Conn {
             credits: AtomicU32::new(u32::from(s.credit)),
         });
         self.view.add_consumer(Arc::clone(&view));
-        let sac = group.map(|key| self.join_group(key, s.subscription_id));
+        // A partition of a super stream (`super-stream` property): its index among the
+        // partitions spreads the partitions over the group's consumers.
+        let partition = s.properties.get("super-stream").and_then(|name| {
+            let partitions = self.vhost()?.super_stream_partitions(name.as_str()).ok()?;
+            let i = partitions.iter().position(|p| p == stream)?;
+            u32::try_from(i).ok()
+        });
+        let sac = group.map(|key| self.join_group(key, partition, s.subscription_id));
         self.subscriptions.insert(
             s.subscription_id,
             Subscription {

@@ -348,6 +348,18 @@ impl StreamLog {
             .map(|_| inner.next_offset - 1)
     }
 
+    /// The id of the last chunk written (committed or not; osiris' `last_chunk_id`), `None`
+    /// for an empty stream.
+    pub fn last_chunk_id(&self) -> Option<u64> {
+        let inner = self.inner.lock();
+        inner
+            .segments
+            .iter()
+            .rev()
+            .find_map(|s| s.last)
+            .map(|r| r.chunk_id)
+    }
+
     /// The id of the last committed chunk (durable, visible to readers), `None` if none is.
     pub fn committed_chunk_id(&self) -> Option<u64> {
         self.inner.lock().committed.chunk_id

@@ -341,11 +341,16 @@ pub struct ConsumerUpdateResponse {
 
 impl Body for ConsumerUpdateResponse {
     fn decode(c: &mut Cursor, _: u16) -> Result<Self, WireError> {
-        Ok(ConsumerUpdateResponse {
+        let response = ConsumerUpdateResponse {
             correlation_id: c.u32()?,
             code: c.u16()?.into(),
             offset: OffsetSpec::decode_optional(c)?,
-        })
+        };
+        // Whatever follows the offset specification is ignored, as RabbitMQ's
+        // `rabbit_stream_core:parse_response_body/2` does (it reads the offset type and leaves
+        // the rest): rstream 1.1 appends an 8-byte offset even after `first`, `last` and `next`.
+        c.skip_rest();
+        Ok(response)
     }
 
     fn encode(&self, out: &mut BytesMut) {

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use super::tests::every_command;
 use super::*;
 use crate::frame::decode;
+use crate::OffsetSpec;
 
 fn frame(key: u16, version: u16, content: &[u8]) -> BytesMut {
     let mut out = BytesMut::new();
@@ -139,6 +140,39 @@ fn truncated_strings_and_trailing_bytes() {
     assert_eq!(
         decode_one(frame(key::SUBSCRIBE | RESPONSE_FLAG, 1, &content)),
         Err(WireError::TrailingBytes)
+    );
+}
+
+#[test]
+fn consumer_update_response_ignores_what_follows_its_offset() {
+    // rstream 1.1's answer: offset type `next` (3) followed by an 8-byte offset anyway.
+    // RabbitMQ (rabbit_stream_core parse_response_body) reads the type and ignores the rest.
+    let mut content = vec![0, 0, 0, 9, 0, 1, 0, 3];
+    content.extend_from_slice(&[0; 8]);
+    let key = key::CONSUMER_UPDATE | RESPONSE_FLAG;
+    assert_eq!(
+        decode_one(frame(key, 1, &content)),
+        Ok(Command::ConsumerUpdateResponse(ConsumerUpdateResponse {
+            correlation_id: 9,
+            code: ResponseCode::Ok,
+            offset: Some(OffsetSpec::Next),
+        }))
+    );
+    // An `offset` (4) with its value and a tail.
+    let mut content = vec![0, 0, 0, 9, 0, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 42, 7];
+    assert_eq!(
+        decode_one(frame(key, 1, &content)),
+        Ok(Command::ConsumerUpdateResponse(ConsumerUpdateResponse {
+            correlation_id: 9,
+            code: ResponseCode::Ok,
+            offset: Some(OffsetSpec::Offset(42)),
+        }))
+    );
+    // The offset itself cut short is still an error.
+    content.truncate(12);
+    assert_eq!(
+        decode_one(frame(key, 1, &content)),
+        Err(WireError::Truncated)
     );
 }
 

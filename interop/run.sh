@@ -25,8 +25,8 @@
 # makes it whose client certificate's CN is a user the broker knows (INTEROP_MQTT5=0 for a broker
 # without MQTT 5.0). INTEROP_TLS=only runs the TLS scenarios alone.
 #
-# PIGEON_STREAM_TESTS=1 also runs the RabbitMQ Stream protocol scenarios (python/test_stream_*.py
-# with rstream, node/test/stream_*.test.js with rabbitmq-stream-js-client; off by default): the
+# PIGEON_STREAM_TESTS=1 (the default; 0 turns them off) runs the RabbitMQ Stream protocol scenarios
+# (python/test_stream_*.py with rstream, node/test/stream_*.test.js with rabbitmq-stream-js-client): the
 # Pigeon this script starts then gets a stream listener on a free loopback port (stream_listen,
 # advertised as 127.0.0.1 and that port); against a running broker, give its STREAM_URL
 # (rabbitmq-stream://guest:guest@127.0.0.1:5552/%2f). The scenarios skip what the RabbitMQ they
@@ -99,7 +99,7 @@ show_broker_log() {
 }
 
 INTEROP_TLS="${INTEROP_TLS:-1}"
-PIGEON_STREAM_TESTS="${PIGEON_STREAM_TESTS:-0}"
+PIGEON_STREAM_TESTS="${PIGEON_STREAM_TESTS:-1}"
 tls_on() { [ "$INTEROP_TLS" = 1 ] || [ "$INTEROP_TLS" = only ]; }
 # The user named in the client certificate's CN (SASL EXTERNAL, MQTT certificate login).
 cert_user="interop-cert-user"
@@ -264,7 +264,7 @@ if [ "$PIGEON_STREAM_TESTS" = 1 ] && [ -n "${STREAM_URL:-}" ]; then
 elif [ "$PIGEON_STREAM_TESTS" = 1 ]; then
   die "PIGEON_STREAM_TESTS=1 against a running broker needs its STREAM_URL"
 else
-  echo "interop: Stream protocol scenarios not run (PIGEON_STREAM_TESTS=1 runs them)"
+  echo "interop: Stream protocol scenarios not run (PIGEON_STREAM_TESTS=0)"
   unset STREAM_URL
   python_skip+=(--ignore-glob='test_stream_*')
 fi

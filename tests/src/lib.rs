@@ -50,6 +50,45 @@ pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Sen
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream for S {}
 
+/// The `pigeon` binary for tests that run it as a process: `PIGEON_BIN`, else built (once
+/// per test binary) with the profile of the running test, in its target directory.
+pub fn pigeon_bin() -> &'static std::path::Path {
+    use std::path::{Path, PathBuf};
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("PIGEON_BIN") {
+            return PathBuf::from(bin);
+        }
+        // A test runs as <target>/<profile dir>/deps/<test>-<hash>.
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary's profile directory");
+        let target = profile_dir.parent().expect("the target directory");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "pigeon",
+                "--bin",
+                "pigeon",
+                "--profile",
+                profile,
+            ])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build -p pigeon failed");
+        profile_dir.join("pigeon")
+    })
+}
+
 /// Awaits `fut`, failing the test with `what` if it takes longer than [`TIMEOUT`].
 pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
     match tokio::time::timeout(TIMEOUT, fut).await {

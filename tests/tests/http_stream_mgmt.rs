@@ -10,42 +10,11 @@ use pigeon_tests::http_support::Api;
 use pigeon_tests::{unique, within};
 use rabbitmq_stream_client::types::{Message, OffsetSpecification};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use stream_protocol_support::{broker, consumer, env, new_stream, take};
 
-/// The `pigeon` binary: `PIGEON_BIN`, else built with the profile of this test.
 fn pigeon() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("PIGEON_BIN") {
-            return PathBuf::from(bin);
-        }
-        // This test runs as <target>/<profile dir>/deps/http_stream_mgmt-<hash>.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let target = profile_dir.parent().unwrap();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "pigeon",
-                "--bin",
-                "pigeon",
-                "--profile",
-                profile,
-            ])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p pigeon failed");
-        profile_dir.join("pigeon")
-    })
+    pigeon_tests::pigeon_bin()
 }
 
 /// `pigeon ctl -q --node <the broker's API> <args>` as guest: its standard output.

@@ -16,46 +16,16 @@ use pigeon_tests::lapin_support as lp;
 use pigeon_tests::tls_support::{config_with, Pki};
 use pigeon_tests::{unique, within, TestBroker};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// How long a `sub` may take to say it is ready.
 const READY: Duration = Duration::from_secs(30);
 
-/// The `pigeon` binary, built with the profile of this test.
 fn pigeon() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("PIGEON_BIN") {
-            return PathBuf::from(bin);
-        }
-        // This test runs as <target>/<profile dir>/deps/pubsub_cli-<hash>.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let target = profile_dir.parent().unwrap();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "pigeon",
-                "--bin",
-                "pigeon",
-                "--profile",
-                profile,
-            ])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p pigeon failed");
-        profile_dir.join("pigeon")
-    })
+    pigeon_tests::pigeon_bin()
 }
 
 /// Runs `pigeon <args>` to its end, with `stdin` as its input.

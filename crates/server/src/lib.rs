@@ -15,6 +15,7 @@ pub mod auth;
 mod authz;
 mod cert_login;
 pub mod config;
+mod conn_io;
 mod flow;
 mod http;
 pub mod in_memory;

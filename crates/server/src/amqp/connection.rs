@@ -1,6 +1,6 @@
 //! One AMQP connection: the handshake, the frame loop, heartbeats and the close handshake
 //! (the channel-0 methods, `connection.start` to `connection.close-ok`, are in
-//! `connection/handshake.rs`; the socket in `connection/io.rs`).
+//! `connection/handshake.rs`; the socket in `conn_io.rs`, shared with MQTT).
 //!
 //! One task per connection reads, handles and writes, as MQTT's: it reads as much as the
 //! socket has, handles every complete frame in the buffer, flushes per-channel work (coalesced
@@ -19,10 +19,10 @@
 
 mod channels;
 mod handshake;
-mod io;
 
 use super::channel::ConnCtx;
 use super::error::{AmqpError, AmqpResult};
+use crate::conn_io::{Io, IoEvent};
 use crate::limits::ConnectionSlots;
 use crate::outbound::Outbound;
 use crate::readbuf::ReadBuf;
@@ -34,7 +34,6 @@ use amqp_wire::{
     ReplyCode, ShortString, PROTOCOL_HEADER,
 };
 use bytes::{Buf, Bytes, BytesMut};
-use io::{Io, IoEvent};
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -172,7 +171,7 @@ pub fn serve(
     async move {
         conn.run(&mut io).await;
         conn.release();
-        Box::pin(io.close(CLOSE_TIMEOUT)).await;
+        Box::pin(io.flush_and_shutdown(CLOSE_TIMEOUT)).await;
         tracing::debug!(peer = %conn.peer(), "connection ended");
     }
 }

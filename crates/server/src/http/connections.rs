@@ -218,15 +218,26 @@ async fn close(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let c = find(&http, &caller, &name)?;
-    if c.user != caller.name && !caller.is_admin() {
+    close_found(&http, &caller, &c.user, &name, &headers)
+}
+
+/// Closes connection `name` of `user`, found by the caller's endpoint (AMQP, MQTT or stream):
+/// another user's takes an administrator; the reason is the `X-Reason` header.
+pub(super) fn close_found(
+    http: &Shared,
+    caller: &Caller,
+    user: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    if user != caller.name && !caller.is_admin() {
         return Err(ApiError::not_authorised("Not administrator user"));
     }
     let reason = headers
         .get("x-reason")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("Closed via management plugin")
-        .to_string();
-    if !http.state.close_connection(&name, &reason) {
+        .unwrap_or("Closed via management plugin");
+    if !http.state.close_connection(name, reason) {
         return Err(ApiError::not_found());
     }
     tracing::info!(connection = %name, by = %caller.name, "connection closed through the management API");

@@ -23,8 +23,8 @@ use super::{ApiError, ApiResult, Caller, Shared};
 use crate::registry::ConnectionInfo;
 use crate::stream::{ConsumerInfo, PublisherInfo};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
@@ -138,19 +138,7 @@ async fn close(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let c = find(&http, &caller, &vhost, &name)?;
-    if c.user != caller.name && !caller.is_admin() {
-        return Err(ApiError::not_authorised("Not administrator user"));
-    }
-    let reason = headers
-        .get("x-reason")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("Closed via management plugin")
-        .to_string();
-    if !http.state.close_connection(&name, &reason) {
-        return Err(ApiError::not_found());
-    }
-    tracing::info!(connection = %name, by = %caller.name, "stream connection closed through the management API");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::connections::close_found(&http, &caller, &c.user, &name, &headers)
 }
 
 /// `connection_details` of a publisher or consumer.

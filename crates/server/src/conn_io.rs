@@ -1,9 +1,8 @@
-//! The socket of an AMQP connection, read and written by the connection's one task: reads
-//! into the adaptive read buffer and writes the outbound buffer, with the plain-TCP fast path
-//! (readiness, `try_read`, `try_write`) and the generic path for TLS (see `transport.rs`).
-//!
-//! The same shape as MQTT's `mqtt/io.rs` (one task per connection, no writer task): the two
-//! differ only in what they decode.
+//! The socket of an AMQP or MQTT connection, read and written by the connection's one task
+//! (no writer task): reads into the adaptive read buffer and writes the outbound buffer, with
+//! the plain-TCP fast path (readiness, `try_read`, `try_write`) and the generic path for TLS
+//! and other streams (see `transport.rs`). What each protocol decodes stays in its own module
+//! (`mqtt/io.rs`, the AMQP frame loop).
 
 use crate::outbound::{Flushed, Outbound};
 use crate::readbuf::ReadBuf;
@@ -16,19 +15,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
-/// The socket of a connection.
-pub(super) struct Io {
+/// The socket of a connection, read and written by its task alone.
+pub(crate) struct Io {
     pub stream: Transport,
     /// Bytes read and not yet decoded.
     pub rb: ReadBuf,
-    /// What is sent to the client, from any task (deliveries from publishers' tasks).
+    /// What is sent to the client, from any task.
     pub out: Arc<Outbound>,
     /// Bytes taken out of `out` and not yet written.
     pub pending: BytesMut,
 }
 
-/// What the socket had for the frame loop.
-pub(super) enum IoEvent {
+/// What the socket had for the connection's frame or packet loop.
+pub(crate) enum IoEvent {
     /// This many bytes were read into the read buffer (0: the client closed).
     Read(usize),
     /// The socket can take more: the next turn's flush continues the write. `resume`: a
@@ -40,10 +39,10 @@ impl Io {
     /// Reads if `read` and the socket has bytes, or reports that it is writable if `write`.
     /// No future to keep: the socket keeps the task's waker.
     ///
-    /// TCP waits for readiness holding no read buffer and allocates one only when there is
-    /// something to read. TLS has no readiness to wait for (rustls may hold decrypted bytes
-    /// the socket no longer signals), so it polls a read into the buffer, and pushes what is
-    /// buffered to write.
+    /// TCP (the fast path): waits for readiness holding no read buffer, allocates one only
+    /// when there is something to read. TLS and other streams have no readiness to wait for
+    /// (rustls may hold decrypted bytes the socket no longer signals), so they poll a read
+    /// into the buffer, and push what is buffered to write.
     pub fn poll_io(
         &mut self,
         cx: &mut Context<'_>,
@@ -105,9 +104,9 @@ impl Io {
         }
     }
 
-    /// Sends what is still buffered (our last frames: close-ok, a connection.close with its
-    /// reason, the protocol header that refuses a version), bounded by `wait`, then a FIN.
-    pub async fn close(&mut self, wait: Duration) {
+    /// Sends what is still buffered (our last frames or packets: a close with its reason, a
+    /// refusal), bounded by `wait`, then a FIN.
+    pub async fn flush_and_shutdown(&mut self, wait: Duration) {
         let _ = timeout(wait, async {
             while let Ok(f) = poll_fn(|cx| Poll::Ready(self.flush(cx))).await {
                 if f.done || poll_fn(|cx| self.poll_io(cx, false, true)).await.is_err() {

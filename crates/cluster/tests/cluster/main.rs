@@ -1,0 +1,9 @@
+//! The cluster crate's integration tests in one test binary (one link instead of one per file).
+
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
+
+mod common;
+mod failover;
+mod forming;
+mod groups;
+mod wal;

@@ -1,0 +1,11 @@
+//! The `pigeon` binary's tests (ctl, bench, kill -9 crashes) in one test binary (one link instead of one per file).
+
+#![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
+
+mod bench_tls;
+mod crash;
+mod ctl;
+mod ctl_access;
+mod ctl_node;
+mod ctl_streams;
+mod ctl_support;

@@ -17,6 +17,7 @@
 //! dead-letter cycle between two queues can never take their locks in opposite orders.
 
 mod consumers;
+mod dead;
 mod deadline;
 mod level;
 mod paging;
@@ -25,6 +26,7 @@ mod ready;
 pub mod settings;
 pub mod stream;
 mod stream_args;
+mod types;
 mod views;
 mod volatile;
 
@@ -32,26 +34,15 @@ use crate::consumer::{ConnectionId, ConsumerEntry, Delivered};
 use crate::error::{BrokerError, Result};
 use crate::message::{DeathReason, Message, PropertiesCodec};
 use crate::record::QueueExtras;
-use crate::value::Table;
 use crate::vhost::VHost;
+use dead::Dead;
 pub use deadline::Deadline;
 pub use paging::PagingLimits;
+pub use types::{
+    Deleted, Enqueued, FlowView, QueueCounters, QueueOptions, QueueStats, QueuedMessage,
+};
 pub use views::StreamView;
 
-/// A queue's backlog as publishers' flow control sees it ([`Queue::flow_view`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlowView {
-    /// Ready messages, paged out or not.
-    pub ready: usize,
-    /// Ready messages in memory.
-    pub resident: usize,
-    /// Body bytes of the ready messages in memory.
-    pub resident_bytes: usize,
-    /// The length limit (`x-max-length`), if any.
-    pub max_length: Option<usize>,
-    /// Someone other than the publisher consumes from the queue.
-    pub other_consumers: bool,
-}
 use parking_lot::Mutex;
 use pigeon_store::QueueLog;
 use ready::Ready;
@@ -60,57 +51,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use volatile::VolatileLog;
-
-/// A message in a queue, or out for delivery from it.
-#[derive(Debug, Clone)]
-pub struct QueuedMessage {
-    /// The message (shared with every other queue it was routed to).
-    pub message: Message,
-    /// Position in this queue, to put it back in order.
-    pub seq: u64,
-    /// It was delivered before and given back.
-    pub redelivered: bool,
-    /// When its TTL (the queue's or its own, whichever is shorter) runs out (8 bytes, not an
-    /// `Instant`'s 16: every ready and unacked message carries one).
-    pub expires_at: Option<Deadline>,
-    /// How many times it was given back after a delivery.
-    pub delivery_count: u32,
-    /// It is in the queue's log on disk (persistent message, or paged out, in a durable
-    /// queue), so leaving the queue acknowledges it there.
-    pub persisted: bool,
-}
-
-impl QueuedMessage {
-    /// Whether its TTL ran out before `now`.
-    pub fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|t| now > t.instant())
-    }
-}
-
-/// How a queue was declared.
-#[derive(Debug, Clone, Default)]
-pub struct QueueOptions {
-    /// Survives a restart (recorded; disk durability lands with the store).
-    pub durable: bool,
-    /// Owned by one connection and deleted with it.
-    pub exclusive_owner: Option<ConnectionId>,
-    /// Deleted when its last consumer goes away.
-    pub auto_delete: bool,
-    /// Declare arguments (`x-message-ttl`, `x-max-length`, ...).
-    pub arguments: Table,
-}
-
-/// Whether a queue took a published message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enqueued {
-    /// Queued (or delivered).
-    Accepted,
-    /// Queued and written to the queue's log: confirm it once the store's current epoch is
-    /// synced.
-    Stored,
-    /// Refused by the length limit (`x-overflow` reject-publish / reject-publish-dlx).
-    Rejected,
-}
 
 /// A queue.
 pub struct Queue {
@@ -157,99 +97,6 @@ struct State {
     codec: Option<&'static dyn PropertiesCodec>,
     /// The last seq written before the last start (seqs up to it were restored).
     restored_through: Option<u64>,
-}
-
-/// Messages that left the queue under its lock: to dead-letter, and to acknowledge in the log,
-/// once the lock is released.
-struct Dead {
-    exchange: Option<String>,
-    routing_key: Option<String>,
-    messages: Vec<(QueuedMessage, DeathReason)>,
-    acks: Vec<u64>,
-}
-
-impl Dead {
-    fn new(settings: &QueueSettings) -> Dead {
-        Dead {
-            exchange: settings.dead_letter_exchange.clone(),
-            routing_key: settings.dead_letter_routing_key.clone(),
-            messages: Vec::new(),
-            acks: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, st: &mut State, m: QueuedMessage, reason: DeathReason) {
-        if reason == DeathReason::MaxLen {
-            st.dropped += 1;
-        }
-        if m.persisted {
-            self.acks.push(m.seq);
-        }
-        if self.exchange.is_some() {
-            self.messages.push((m, reason));
-        }
-    }
-}
-
-/// Message counters of a queue since it was created (RabbitMQ's `message_stats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueCounters {
-    /// Messages that reached the queue (`publish`), refused ones included.
-    pub publish: u64,
-    /// Messages delivered to consumers (`deliver` + `deliver_no_ack`).
-    pub deliver: u64,
-    /// Of those, to consumers that settle on delivery (AMQP `no_ack`, MQTT QoS 0).
-    pub deliver_no_ack: u64,
-    /// Messages taken by `basic.get` (`get` + `get_no_ack`).
-    pub get: u64,
-    /// Of those, with `no_ack`.
-    pub get_no_ack: u64,
-    /// `basic.get`s that found the queue empty (`get_empty`).
-    pub get_empty: u64,
-    /// Of those delivered or taken, redelivered (`redeliver`).
-    pub redeliver: u64,
-    /// Messages acknowledged (`ack`).
-    pub ack: u64,
-}
-
-impl QueueCounters {
-    fn count_delivery(&mut self, m: &QueuedMessage, get: bool) {
-        if get {
-            self.get += 1;
-        } else {
-            self.deliver += 1;
-        }
-        if m.redelivered {
-            self.redeliver += 1;
-        }
-    }
-}
-
-/// A snapshot of a queue's counts (see [`Queue::stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Ready messages (`messages_ready`).
-    pub ready: u32,
-    /// Delivered, not yet settled (`messages_unacknowledged`).
-    pub unacked: u32,
-    /// Body bytes of the ready messages (`message_bytes_ready`).
-    pub bytes: u64,
-    /// Of the ready messages, those paged out to the queue's log.
-    pub paged_out: u32,
-    /// Consumers.
-    pub consumers: u32,
-    /// Messages dropped or refused by a length limit.
-    pub dropped: u64,
-    /// Message counters.
-    pub counters: QueueCounters,
-}
-
-/// What deleting a queue left behind.
-pub struct Deleted {
-    /// Ready messages dropped with it.
-    pub messages: u32,
-    /// Its consumers, to be told they were cancelled.
-    pub consumers: Vec<ConsumerEntry>,
 }
 
 fn unix_ms() -> u64 {

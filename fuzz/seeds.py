@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the whole-connection fuzz targets (docs/fuzzing.md):
-fuzz/corpus/{amqp_conn,mqtt_conn,http_api}/seed-*. Each seed is a short, valid session in
+fuzz/corpus/{amqp_conn,mqtt_conn,http_api,ws_stream,mixed_conn,stream_conn}/seed-*. Each seed is a short, valid session in
 the target's input format (see the doc comment at the top of each target), so that the
 fuzzer starts from queues, exchanges, consumers, subscriptions and API objects that exist.
 
@@ -326,6 +326,77 @@ def mixed_seeds():
     return s
 
 
+# ---------------------------------------------------------------- Stream protocol (stream_conn.rs)
+def sstr(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack(">H", len(b)) + b
+
+
+def sarr(items):
+    return struct.pack(">i", len(items)) + b"".join(items)
+
+
+def smap(pairs=()):
+    return struct.pack(">i", len(pairs)) + b"".join(sstr(k) + sstr(v) for k, v in pairs)
+
+
+def sf(c, key, body, version=1, response=False):
+    """A frame step on connection c (the key's low five bits; bit 7 the response flag)."""
+    assert len(body) < 256, len(body)
+    return bytes([4 | c, (key & 0x1F) | (0x80 if response else 0), version - 1, len(body)]) + body
+
+
+def srun(c, quarters):
+    return bytes([8 | c, quarters])
+
+
+def stick(c=0):
+    return bytes([16 | c])
+
+
+def seof(c):
+    return bytes([12 | c])
+
+
+def corr(n):
+    return struct.pack(">I", n)
+
+
+def amqp10(body=b"hi"):
+    # An AMQP 1.0 data section (the way clients send a message body).
+    return b"\x00\x53\x75\xa0" + bytes([len(body)]) + body
+
+
+def spublish(c, ids, pub=0, v2_filter=None):
+    body = bytes([pub]) + struct.pack(">i", len(ids))
+    for i in ids:
+        msg = amqp10(b"m%d" % i)
+        body += struct.pack(">Q", i) + (sstr(v2_filter) if v2_filter is not None else b"") + struct.pack(">i", len(msg)) + msg
+    return sf(c, 0x02, body, version=2 if v2_filter is not None else 1)
+
+
+def ssubscribe(c, sub, stream, offset_type=1, offset=None, credit=10, props=(), n=20):
+    body = corr(n) + bytes([sub]) + sstr(stream) + struct.pack(">H", offset_type)
+    if offset is not None:
+        body += struct.pack(">Q", offset)
+    return sf(c, 0x07, body + struct.pack(">H", credit) + smap(props))
+
+
+def stream_seeds():
+    s = {}
+    create, pub, sub = 8, 16, 32
+    s["publish-consume-offsets"] = bytes([create | pub | sub]) + spublish(0, [1, 2, 3]) + srun(0, 1) + sf(0, 0x09, bytes([0]) + struct.pack(">H", 5)) + sf(0, 0x0A, sstr("app") + sstr("s") + struct.pack(">Q", 2)) + sf(0, 0x0B, corr(30) + sstr("app") + sstr("s")) + sf(0, 0x05, corr(31) + sstr("p0") + sstr("s")) + sf(0, 0x1C, corr(32) + sstr("s")) + sf(0, 0x0F, corr(33) + sarr([sstr("s"), sstr("nope")])) + sf(0, 0x0C, corr(34) + bytes([0])) + sf(0, 0x06, corr(35) + bytes([0])) + sf(0, 0x16, corr(36) + struct.pack(">H", 1) + sstr("bye"))
+    s["dedup-and-delete"] = bytes([1 | create | pub]) + spublish(0, [1, 2]) + spublish(0, [1, 2, 3]) + spublish(1, [1]) + ssubscribe(1, 3, "s", offset_type=4, offset=1) + srun(1, 1) + sf(0, 0x0E, corr(40) + sstr("s")) + srun(1, 1)
+    s["sac-two-consumers"] = bytes([1 | create]) + ssubscribe(0, 1, "s", props=[("single-active-consumer", "true"), ("name", "g")]) + ssubscribe(1, 1, "s", props=[("single-active-consumer", "true"), ("name", "g")]) + sf(0, 0x1A, corr(1) + struct.pack(">H", 1) + struct.pack(">H", 1), response=True) + sf(0, 0x0C, corr(41) + bytes([1])) + srun(1, 1) + sf(1, 0x1A, corr(2) + struct.pack(">H", 1) + struct.pack(">HQ", 4, 0), response=True)
+    s["super-stream"] = bytes([0]) + sf(0, 0x1D, corr(50) + sstr("ss") + sarr([sstr("ss-0"), sstr("ss-1")]) + sarr([sstr("0"), sstr("1")]) + smap()) + sf(0, 0x18, corr(51) + sstr("1") + sstr("ss")) + sf(0, 0x19, corr(52) + sstr("ss")) + ssubscribe(0, 2, "ss-0", props=[("single-active-consumer", "true"), ("super-stream", "ss"), ("name", "g")]) + sf(0, 0x1E, corr(53) + sstr("ss"))
+    s["filter-v2"] = bytes([create | pub]) + ssubscribe(0, 4, "s", props=[("filter.0", "red"), ("match-unfiltered", "false")]) + spublish(0, [1, 2], v2_filter="red") + spublish(0, [3], v2_filter="blue") + srun(0, 1)
+    s["resolve-and-versions"] = bytes([create]) + sf(0, 0x1B, corr(60) + sarr([struct.pack(">HHH", 2, 1, 2), struct.pack(">HHH", 8, 1, 2)])) + sf(0, 0x1F, corr(61) + sstr("s") + struct.pack(">HQ", 5, 0) + smap()) + sf(0, 0x0D, corr(62) + sstr("r") + smap([("max-age", "1h"), ("max-length-bytes", "1000"), ("stream-max-segment-size-bytes", "500")])) + sf(0, 0x0D, corr(63) + sstr("r") + smap([("max-age", "2h")]))
+    s["heartbeats-and-timeout"] = bytes([create | sub]) + sf(0, 0x17, b"") + srun(0, 255) + srun(0, 255)
+    # Raw: commands before the handshake, a bad mechanism, a wrong password, a huge size.
+    s["raw-before-open"] = bytes([4 | 1]) + sf(0, 0x0D, corr(1) + sstr("s") + smap()) + sf(1, 0x11, corr(1) + smap([("product", "x")])) + sf(1, 0x13, corr(2) + sstr("NOPE") + struct.pack(">i", 0)) + sf(1, 0x13, corr(3) + sstr("PLAIN") + struct.pack(">i", 12) + b"\0guest\0wrong") + bytes([0 | 0, 8]) + struct.pack(">I", 0x7FFFFFFF) + b"\x00\x0d\x00\x01"
+    return s
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -341,3 +412,4 @@ if __name__ == "__main__":
     write("http_api", http_seeds())
     write("ws_stream", ws_seeds())
     write("mixed_conn", mixed_seeds())
+    write("stream_conn", stream_seeds())

@@ -1,9 +1,10 @@
 //! A server without listeners: the real broker core and protocol adapters, handed byte streams
 //! and HTTP requests in memory. The whole-connection fuzz targets (`fuzz/fuzz_targets/amqp_conn.rs`,
-//! `mqtt_conn.rs`, `http_api.rs`) drive it; nothing else does.
+//! `mqtt_conn.rs`, `http_api.rs`, `stream_conn.rs`) drive it; nothing else does.
 //!
 //! What differs from [`crate::start`]: no socket is bound, no data directory is opened (memory
-//! only, whatever `data_dir` says), no background task runs (no timers, no `$SYS`, no
+//! only, whatever `data_dir` says) unless [`InMemoryServer::with_store`] is asked for one (streams
+//! need a store; it never syncs), no background task runs (no timers, no `$SYS`, no
 //! statistics sampler: each input must run alone and end deterministically). Everything a
 //! connection does after its transport is identical: the same `amqp::serve`, `mqtt::serve`,
 //! WebSocket upgrade and management router.
@@ -12,6 +13,7 @@ use crate::transport::{AsyncStream, PeerInfo, Transport};
 use crate::{admin, alarm, auth, flow, limits, memory, mqtt, policy, registry};
 use crate::{ServerConfig, ServerError, ServerState};
 use pigeon_broker::Broker;
+use pigeon_store::{Store, StoreOptions, SyncMode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
@@ -39,7 +41,39 @@ impl InMemoryServer {
     /// and policies, the deletion hooks), in memory.
     pub fn new(mut config: ServerConfig) -> Result<InMemoryServer, ServerError> {
         config.data_dir = None;
-        let broker = Broker::new();
+        Self::build(config, Broker::new(), None)
+    }
+
+    /// As [`InMemoryServer::new`], with a store in `dir` (which should be empty: what is there
+    /// is recovered) that writes without syncing: streams, durable queues and paging work as
+    /// on a broker with a data directory.
+    pub fn with_store(
+        mut config: ServerConfig,
+        dir: &std::path::Path,
+    ) -> Result<InMemoryServer, ServerError> {
+        config.data_dir = None;
+        let store_error = |source| ServerError::Store {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let options = StoreOptions {
+            sync: SyncMode::Never,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(Store::open(dir, options).map_err(store_error)?);
+        let paging = crate::paging_limits(&config);
+        let (broker, _) = Broker::open(Arc::clone(&store), &crate::amqp::AMQP_CODEC, paging)
+            .map_err(store_error)?;
+        Self::build(config, broker, Some(store))
+    }
+
+    fn build(
+        config: ServerConfig,
+        broker: Arc<Broker>,
+        store: Option<Arc<Store>>,
+    ) -> Result<InMemoryServer, ServerError> {
+        // Streams store AMQP 1.0 messages, as `start` sets up.
+        pigeon_broker::queue::stream::set_entry_codec(&crate::amqp::amqp10::Amqp10Entries);
         admin::bootstrap(&broker, &config)?;
         let config_policies = policy::Owned::default();
         policy::apply(&broker, &config.policies, &config_policies).map_err(ServerError::Config)?;
@@ -61,7 +95,7 @@ impl InMemoryServer {
             shutdown: shutdown_rx,
             connections: AtomicUsize::new(0),
             mqtt: mqtt::MqttState::new(),
-            store: None,
+            store,
             alarm: watch::channel(false).0,
             alarm_causes: alarm::AlarmCauses::default(),
             disk_free_limit,
@@ -100,6 +134,13 @@ impl InMemoryServer {
     pub async fn serve_mqtt(&self, stream: impl AsyncStream, peer: SocketAddr) {
         let transport = Transport::Other(Box::new(stream));
         mqtt::serve(transport, PeerInfo::plain(peer), Arc::clone(&self.state)).await;
+    }
+
+    /// Serves one RabbitMQ Stream protocol connection over `stream` (from `peer`) until it
+    /// closes.
+    pub async fn serve_stream(&self, stream: impl AsyncStream, peer: SocketAddr) {
+        let transport = Transport::Other(Box::new(stream));
+        crate::stream::serve(transport, PeerInfo::plain(peer), Arc::clone(&self.state)).await;
     }
 
     /// Serves one MQTT-over-WebSocket connection: the upgrade, then MQTT.
@@ -283,5 +324,84 @@ mod tests {
             .http(b"G T", b"/", &[], Vec::new(), peer())
             .await
             .is_none());
+    }
+
+    /// A stream-protocol frame: size, key, version 1, then `body`.
+    fn frame(key: u16, body: &[u8]) -> Vec<u8> {
+        let mut f = ((4 + body.len()) as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&key.to_be_bytes());
+        f.extend_from_slice(&1u16.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// A protocol string: an i16 length, then the bytes.
+    fn string(s: &str) -> Vec<u8> {
+        let mut b = (s.len() as u16).to_be_bytes().to_vec();
+        b.extend_from_slice(s.as_bytes());
+        b
+    }
+
+    /// The next frame's key and what follows its version.
+    async fn next_frame(client: &mut tokio::io::DuplexStream) -> (u16, Vec<u8>) {
+        let mut size = [0u8; 4];
+        client.read_exact(&mut size).await.unwrap();
+        let mut rest = vec![0u8; u32::from_be_bytes(size) as usize];
+        client.read_exact(&mut rest).await.unwrap();
+        (u16::from_be_bytes([rest[0], rest[1]]), rest.split_off(4))
+    }
+
+    /// The response code of a response frame (after its correlation id).
+    fn code(body: &[u8]) -> u16 {
+        u16::from_be_bytes([body[4], body[5]])
+    }
+
+    #[tokio::test]
+    async fn a_stream_client_opens_and_creates_a_stream_in_memory_with_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let server =
+            Arc::new(InMemoryServer::with_store(ServerConfig::for_tests(), dir.path()).unwrap());
+        let (mut client, stream) = tokio::io::duplex(64 * 1024);
+        let s = Arc::clone(&server);
+        let served = tokio::spawn(async move { s.serve_stream(stream, peer()).await });
+        // PeerProperties with no properties, SaslHandshake, SaslAuthenticate PLAIN guest.
+        client
+            .write_all(&frame(0x0011, &[0, 0, 0, 1, 0, 0, 0, 0]))
+            .await
+            .unwrap();
+        assert_eq!(next_frame(&mut client).await.0, 0x8011);
+        client
+            .write_all(&frame(0x0012, &[0, 0, 0, 2]))
+            .await
+            .unwrap();
+        assert_eq!(next_frame(&mut client).await.0, 0x8012);
+        let mut auth = vec![0, 0, 0, 3];
+        auth.extend(string("PLAIN"));
+        auth.extend_from_slice(&12u32.to_be_bytes());
+        auth.extend_from_slice(b"\0guest\0guest");
+        client.write_all(&frame(0x0013, &auth)).await.unwrap();
+        let (key, body) = next_frame(&mut client).await;
+        assert_eq!((key, code(&body)), (0x8013, 1));
+        // The server's Tune, answered with the same values; then Open "/".
+        let (key, tune) = next_frame(&mut client).await;
+        assert_eq!(key, 0x0014);
+        client.write_all(&frame(0x0014, &tune)).await.unwrap();
+        let mut open = vec![0, 0, 0, 4];
+        open.extend(string("/"));
+        client.write_all(&frame(0x0015, &open)).await.unwrap();
+        let (key, body) = next_frame(&mut client).await;
+        assert_eq!((key, code(&body)), (0x8015, 1));
+        // Create "s" with no arguments: the store makes it a stream queue.
+        let mut create = vec![0, 0, 0, 5];
+        create.extend(string("s"));
+        create.extend_from_slice(&[0, 0, 0, 0]);
+        client.write_all(&frame(0x000d, &create)).await.unwrap();
+        let (key, body) = next_frame(&mut client).await;
+        assert_eq!((key, code(&body)), (0x800d, 1));
+        let vhost = server.broker().vhost("/").unwrap();
+        assert!(vhost.queue("s").unwrap().is_stream());
+        drop(client);
+        served.await.unwrap();
+        assert_eq!(server.leftovers(), Vec::<String>::new());
     }
 }

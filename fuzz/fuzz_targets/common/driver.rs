@@ -23,6 +23,8 @@ pub enum Protocol {
     Amqp,
     Mqtt,
     MqttWs,
+    /// The RabbitMQ Stream protocol.
+    Stream,
 }
 
 /// One step of the script.
@@ -67,6 +69,27 @@ pub fn run_mixed(
     rt.block_on(session(protocols, server, actions));
 }
 
+/// As [`run`], on a server with a store in a fresh temporary directory (streams need one),
+/// removed afterwards. Put `TMPDIR` on a tmpfs (`/dev/shm`) to keep the disk out of it.
+pub fn run_with_store(
+    protocol: Protocol,
+    config: pigeon_server::ServerConfig,
+    n: usize,
+    actions: Vec<Action>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Arc::new(
+        InMemoryServer::with_store(config, dir.path()).expect("an in-memory server with a store"),
+    );
+    rt.block_on(session(&vec![protocol; n], Arc::clone(&server), actions));
+    drop(server);
+}
+
 async fn session(protocols: &[Protocol], server: Arc<InMemoryServer>, actions: Vec<Action>) {
     let mut writers: Vec<Option<WriteHalf<DuplexStream>>> = Vec::with_capacity(protocols.len());
     let mut served = Vec::with_capacity(protocols.len());
@@ -80,6 +103,7 @@ async fn session(protocols: &[Protocol], server: Arc<InMemoryServer>, actions: V
                 Protocol::Amqp => s.serve_amqp(stream, peer).await,
                 Protocol::Mqtt => s.serve_mqtt(stream, peer).await,
                 Protocol::MqttWs => s.serve_mqtt_ws(stream, peer).await,
+                Protocol::Stream => s.serve_stream(stream, peer).await,
             }
         }));
         // FUZZ_ECHO=1: what the server wrote, to check that a seed does what it means to.

@@ -184,11 +184,14 @@ impl QueueMachine {
             QueueOp::Tick => Reply::Ok,
             QueueOp::UpdateConfig(config) => {
                 self.config = config;
-                self.enforce_length(&mut fx);
                 Reply::Ok
             }
         };
+        // Consumers first, then the length limit over what is left (rabbit_fifo's `checkout`
+        // then `evaluate_limit`): a publish to a full queue with a consumer waiting drops nothing,
+        // and messages returned past the limit push the oldest out.
         self.dispatch(&mut fx);
+        self.enforce_length(&mut fx);
         let next = self.next_expiry();
         let timer = if next != self.timer { next } else { None };
         self.timer = next;
@@ -241,7 +244,6 @@ impl QueueMachine {
                 seq: pseq,
             });
         }
-        self.enforce_length(fx);
         Reply::Enqueued(seq)
     }
 

@@ -218,13 +218,13 @@ fn run(config: &QueueConfig, acts: &[(u8, Act)], roundtrip: bool) -> Vec<QueueRe
                 let gone: Vec<ConsumerId> = model
                     .held
                     .keys()
-                    .filter(|c| c.node == u64::from(*n))
+                    .filter(|c| c.node == u64::from(n))
                     .copied()
                     .collect();
                 for c in gone {
                     returned.extend(model.held.remove(&c).unwrap().into_values());
                 }
-                QueueOp::NodeDown(u64::from(*n))
+                QueueOp::NodeDown(u64::from(n))
             }
             Act::Tick => QueueOp::Tick,
         };

@@ -6,4 +6,5 @@ mod common;
 mod failover;
 mod forming;
 mod groups;
+mod quorum;
 mod wal;

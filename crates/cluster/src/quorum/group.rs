@@ -420,6 +420,20 @@ impl QuorumQueue {
         }
     }
 
+    /// Switches this member's timers off (`idle`) or on again. An idle group costs no wake-ups:
+    /// the leader sends no heartbeats and a follower does not time out into an election
+    /// (openraft 0.9's runtime switches `tick`, `heartbeat` and `elect`). Writes still replicate
+    /// (openraft replicates on each append, not on the tick). Every member of an idle group must
+    /// be idle, or a follower elects itself for want of heartbeats; and when a node is lost, the
+    /// survivors' members of the groups it led must be woken (`set_idle(false)`) to elect a new
+    /// leader: that is node-level liveness's job (docs/clustering.md, "Idle groups").
+    pub fn set_idle(&self, idle: bool) {
+        let runtime = self.raft.runtime_config();
+        runtime.heartbeat(!idle);
+        runtime.elect(!idle);
+        runtime.tick(!idle);
+    }
+
     /// Stops this node's member of the group (the node goes on).
     pub async fn shutdown(&self) {
         self.cluster.unregister_group(self.group);

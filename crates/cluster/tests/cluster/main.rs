@@ -7,4 +7,5 @@ mod failover;
 mod forming;
 mod groups;
 mod quorum;
+mod quorum_idle;
 mod wal;

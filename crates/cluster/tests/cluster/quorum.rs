@@ -13,7 +13,7 @@ use pigeon_cluster::{ClusterError, GroupId, Member};
 use std::time::Duration;
 
 /// Starts the queue's member on every running node and forms the group from node 0.
-async fn start_queue(cluster: &TestCluster, group: GroupId) -> Vec<Option<QuorumQueue>> {
+pub async fn start_queue(cluster: &TestCluster, group: GroupId) -> Vec<Option<QuorumQueue>> {
     let mut queues = Vec::new();
     let mut members = Vec::new();
     for node in &cluster.nodes {
@@ -31,7 +31,7 @@ async fn start_queue(cluster: &TestCluster, group: GroupId) -> Vec<Option<Quorum
 }
 
 /// Waits until every running member knows the same leader, which says it leads; its index.
-async fn queue_leader(queues: &[Option<QuorumQueue>]) -> usize {
+pub async fn queue_leader(queues: &[Option<QuorumQueue>]) -> usize {
     let deadline = tokio::time::Instant::now() + WITHIN;
     loop {
         let running: Vec<(usize, &QuorumQueue)> = queues
@@ -55,7 +55,7 @@ async fn queue_leader(queues: &[Option<QuorumQueue>]) -> usize {
     }
 }
 
-fn publish(publisher: u64, seq: u64, body: &str) -> QueueOp {
+pub fn publish(publisher: u64, seq: u64, body: &str) -> QueueOp {
     QueueOp::Enqueue {
         publisher: Some((PublisherId(publisher), seq)),
         message: Message {
@@ -81,7 +81,7 @@ fn delivered(response: &QueueResponse, to: ConsumerId) -> Vec<Delivery> {
         .collect()
 }
 
-async fn stop(cluster: &mut TestCluster, queues: &mut [Option<QuorumQueue>], i: usize) {
+pub async fn stop(cluster: &mut TestCluster, queues: &mut [Option<QuorumQueue>], i: usize) {
     let q = queues[i].take().unwrap();
     bounded("queue member shutdown", q.shutdown()).await;
     cluster.stop(i).await;

@@ -106,10 +106,7 @@ impl QueueMachine {
     /// Single active consumer: when no consumer is active, the first waiting one becomes it.
     fn activate_next(&mut self) {
         if !self.config.single_active_consumer
-            || self
-                .consumers
-                .values()
-                .any(|c| c.status == Status::Active)
+            || self.consumers.values().any(|c| c.status == Status::Active)
         {
             return;
         }

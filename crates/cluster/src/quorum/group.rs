@@ -309,7 +309,8 @@ impl QuorumQueue {
             context: format!("cannot create {}", dir.display()),
             source,
         })?;
-        let machine = QueueStateMachine::open(dir.join(format!("{:016x}.snapshot", group.0)), config)?;
+        let machine =
+            QueueStateMachine::open(dir.join(format!("{:016x}.snapshot", group.0)), config)?;
         let raft_config = openraft::Config {
             cluster_name: format!("pigeon-queue-{:016x}", group.0),
             heartbeat_interval: millis(node.timing.heartbeat),

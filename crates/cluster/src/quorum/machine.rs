@@ -212,7 +212,8 @@ impl QueueMachine {
             if self.publishers.get(&id).is_some_and(|last| seq <= *last) {
                 // A resend of what is already in (the publisher did not see its confirm, say
                 // after a leader change): confirm it again, enqueue nothing.
-                fx.publisher.push(Effect::PublisherSettled { publisher: id, seq });
+                fx.publisher
+                    .push(Effect::PublisherSettled { publisher: id, seq });
                 return Reply::Duplicate;
             }
         }
@@ -295,7 +296,10 @@ impl QueueMachine {
     }
 
     pub(crate) fn pop_head(&mut self) -> Option<Stored> {
-        let message = self.returns.pop_front().or_else(|| self.ready.pop_front())?;
+        let message = self
+            .returns
+            .pop_front()
+            .or_else(|| self.ready.pop_front())?;
         self.ready_bytes -= message.size();
         Some(message)
     }

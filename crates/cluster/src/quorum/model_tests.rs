@@ -334,10 +334,12 @@ fn run(config: &QueueConfig, acts: &[(u8, Act)], roundtrip: bool) -> Vec<QueueRe
             model.ready
         );
         let counts = m.counts();
-        assert_eq!(counts.ready_bytes, model.ready.iter().map(|s| model.sizes[s]).sum::<u64>());
+        assert_eq!(
+            counts.ready_bytes,
+            model.ready.iter().map(|s| model.sizes[s]).sum::<u64>()
+        );
         for (c, _) in m.consumers() {
-            let held: BTreeMap<u64, u64> =
-                m.checked_out(c).iter().map(|d| (d.id, d.seq)).collect();
+            let held: BTreeMap<u64, u64> = m.checked_out(c).iter().map(|d| (d.id, d.seq)).collect();
             assert_eq!(held, model.held.get(&c).cloned().unwrap_or_default());
         }
         assert_eq!(
@@ -346,7 +348,10 @@ fn run(config: &QueueConfig, acts: &[(u8, Act)], roundtrip: bool) -> Vec<QueueRe
         );
         // Nothing lost, nothing twice.
         let held: usize = model.held.values().map(|h| h.len()).sum();
-        assert_eq!(model.ready.len() + held + model.done.len(), model.sizes.len());
+        assert_eq!(
+            model.ready.len() + held + model.done.len(),
+            model.sizes.len()
+        );
         if config.overflow == Overflow::DropHead {
             if let Some(max) = config.max_length {
                 assert!(counts.ready <= max);

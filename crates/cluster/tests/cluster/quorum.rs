@@ -26,7 +26,12 @@ pub async fn start_queue(cluster: &TestCluster, group: GroupId) -> Vec<Option<Qu
             addr: node.addr.to_string(),
         });
     }
-    queues[0].as_ref().unwrap().initialize(&members).await.unwrap();
+    queues[0]
+        .as_ref()
+        .unwrap()
+        .initialize(&members)
+        .await
+        .unwrap();
     queues
 }
 
@@ -116,7 +121,10 @@ async fn a_quorum_queue_confirms_after_a_majority_and_redelivers_after_its_leade
     // has the entry and the leader applied it); the consumer receives in the same response.
     let mut got = Vec::new();
     for seq in 1..=3u64 {
-        let r = leader.write(publish(7, seq, &format!("m{seq}"))).await.unwrap();
+        let r = leader
+            .write(publish(7, seq, &format!("m{seq}")))
+            .await
+            .unwrap();
         assert_eq!(r.reply, Reply::Enqueued(seq));
         assert!(r.effects.contains(&Effect::PublisherSettled {
             publisher: PublisherId(7),
@@ -153,7 +161,10 @@ async fn a_quorum_queue_confirms_after_a_majority_and_redelivers_after_its_leade
     // Its node is reported down (by node-level liveness, in the broker): what its consumer held
     // is returned and goes to the other consumer, redelivered. That m2 and m3 are there at all
     // shows they were on a majority before their publisher was confirmed.
-    let r = new_leader.write(QueueOp::NodeDown(lost_node)).await.unwrap();
+    let r = new_leader
+        .write(QueueOp::NodeDown(lost_node))
+        .await
+        .unwrap();
     let again = delivered(&r, on_other);
     let bodies: Vec<&[u8]> = again.iter().map(|d| d.message.body.as_slice()).collect();
     assert_eq!(bodies, vec![b"m2".as_slice(), b"m3"]);
@@ -168,9 +179,13 @@ async fn a_quorum_queue_confirms_after_a_majority_and_redelivers_after_its_leade
     new_leader.write(publish(8, 1, "m4")).await.unwrap();
     // The old leader's node restarts from its own log and catches up on what it missed.
     cluster.restart(first).await;
-    let q = QuorumQueue::start(cluster.nodes[first].cluster(), group, QueueConfig::default())
-        .await
-        .unwrap();
+    let q = QuorumQueue::start(
+        cluster.nodes[first].cluster(),
+        group,
+        QueueConfig::default(),
+    )
+    .await
+    .unwrap();
     queues[first] = Some(q.clone());
     let target = new_leader.machine().applied_index();
     assert!(

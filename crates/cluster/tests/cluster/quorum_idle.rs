@@ -107,14 +107,14 @@ async fn memory_of_1000_idle_groups_on_three_nodes() {
             );
         }
         // Leaders spread over the nodes, as queues declared on different nodes would be.
-        members_of[(g % 3) as usize].initialize(&members).await.unwrap();
+        members_of[(g % 3) as usize]
+            .initialize(&members)
+            .await
+            .unwrap();
         all.push(members_of);
     }
     let deadline = Instant::now() + WITHIN * 6;
-    while all
-        .iter()
-        .any(|ms| ms.iter().any(|q| q.leader().is_none()))
-    {
+    while all.iter().any(|ms| ms.iter().any(|q| q.leader().is_none())) {
         assert!(Instant::now() < deadline, "not every group has a leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

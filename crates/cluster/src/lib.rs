@@ -14,6 +14,9 @@
 //!   carry their group id, so one connection serves every group.
 //! - [`node`]: a running node ([`Cluster`]): its name, the metadata group, bootstrap from static
 //!   peers, `join`, `forget`, `status`, and client writes forwarded to the leader.
+//! - [`quorum`]: quorum queues, each a Raft group of its own: the queue as a deterministic state
+//!   machine ([`quorum::QueueMachine`], after RabbitMQ's `rabbit_fifo`) and its group
+//!   ([`quorum::QuorumQueue`]).
 //! - [`config`]: the `[cluster]` table ([`ClusterConfig`]).
 //!
 //! docs/clustering.md explains the design and what comes next.
@@ -23,6 +26,7 @@ mod error;
 pub mod meta;
 pub mod net;
 pub mod node;
+pub mod quorum;
 mod types;
 pub mod wal;
 

@@ -65,6 +65,7 @@ impl TestNode {
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<TestNode>,
+    pub timing: Timing,
 }
 
 async fn bind() -> TcpListener {
@@ -74,6 +75,11 @@ async fn bind() -> TcpListener {
 impl TestCluster {
     /// Starts `n` nodes named node-a, node-b... each configured with the others as static peers.
     pub async fn start(n: usize) -> TestCluster {
+        TestCluster::start_with(n, timing()).await
+    }
+
+    /// [`Self::start`] with other Raft timers.
+    pub async fn start_with(n: usize, timing: Timing) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         for _ in 0..n {
@@ -83,6 +89,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             dir,
             nodes: Vec::new(),
+            timing,
         };
         for (i, listener) in listeners.into_iter().enumerate() {
             let name = format!("node-{}", (b'a' + i as u8) as char);
@@ -112,7 +119,7 @@ impl TestCluster {
             advertise: addr.to_string(),
             peers,
             data_dir: self.dir.path().join(name),
-            timing: timing(),
+            timing: self.timing.clone(),
         }
     }
 

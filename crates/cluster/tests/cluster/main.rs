@@ -6,4 +6,6 @@ mod common;
 mod failover;
 mod forming;
 mod groups;
+mod quorum;
+mod quorum_idle;
 mod wal;

@@ -110,7 +110,8 @@ impl StreamPublisher {
             n => n as usize,
         };
         if let Some(f) = self.frame {
-            if self.conn.wire.out.len() - f.at + 8 + entry_len > limit {
+            // The limit counts the frame without its 4-byte size prefix.
+            if self.conn.wire.out.len() - f.at - 4 + 8 + entry_len > limit {
                 self.seal_frame();
             }
         }
@@ -253,6 +254,10 @@ impl Publisher for StreamPublisher {
         if self.conn.wire.out.len() >= WRITE_BATCH {
             self.seal_frame();
             self.conn.wire.send().await?;
+            // Take in the confirms that have come meanwhile: a write that did not have to wait
+            // read nothing, and confirms left in the socket until the window fills would make
+            // the window fill and drain in bursts (and confirm latency look worse than it is).
+            while self.conn.wire.receive_now()? {}
             self.process()?;
         }
         Ok(())

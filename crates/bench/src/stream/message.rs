@@ -199,7 +199,6 @@ mod tests {
         assert_eq!(offsets, vec![100, 101, 102, 103]);
         let bodies: Vec<Bytes> = got.into_iter().map(|(_, m)| body(m)).collect();
         assert_eq!(bodies, vec!["a", "b", "c", "d"]);
-        let _ = entry_bytes(&[]);
     }
 
     #[test]

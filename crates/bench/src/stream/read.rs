@@ -65,7 +65,6 @@ pub async fn run(
         Until::Elapsed(_) => None,
     };
     let (timeout, idle) = (args.timeout(), Duration::from_secs(args.idle_end));
-    let start = Instant::now();
     let mut tasks = Vec::new();
     for j in 0..args.consumers {
         let (config, stream) = (config.clone(), stream.to_owned());
@@ -115,7 +114,6 @@ pub async fn run(
             .map(|(after, before)| after.since(before).total().as_secs_f64()),
         errors,
     };
-    let _ = start;
     if args.json {
         println!(
             "{}",

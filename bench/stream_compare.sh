@@ -18,6 +18,10 @@
 #   BENCH_TMPDIR=/var/tmp   where the brokers' data goes (a real disk: fsync must mean it)
 #   OUT=bench/results/<date>-streams   output prefix (.md and .jsonl)
 #   KEEP_RABBIT=0       1: leave RabbitMQ's node directory in place at exit (for a look at its logs)
+#   READ_MB=0           also compare reading: fill a stream of this many MB of 1000-byte messages
+#                       on each broker (`-y 0`), then read it back from first RUNS times with
+#                       `-x 0`, the page cache dropped before each read when we may
+#                       (`echo 3 > /proc/sys/vm/drop_caches`, as root); the stream is deleted after
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,6 +34,7 @@ WORKLOADS=${WORKLOADS:-"pub1-sub1-16 pub1-sub1-16-subentry pub1-sub1-1k pub2-sub
 BENCH_TMPDIR=${BENCH_TMPDIR:-/var/tmp}
 OUT=${OUT:-$root/bench/results/$(date +%Y-%m-%d)-streams}
 KEEP_RABBIT=${KEEP_RABBIT:-0}
+READ_MB=${READ_MB:-0}
 
 # Ports of our own, below 32768 (the ephemeral range) and away from every default.
 PIGEON_STREAM=21552
@@ -226,11 +231,41 @@ while read -r id flags; do
     done
 done < <(workloads)
 
+# --- reading a filled stream back --------------------------------------------------------------
+drop_caches() { sync && { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null && echo true || echo false; }
+if [ "$READ_MB" -gt 0 ]; then
+    count=$((READ_MB * 1000)) # 1000-byte messages
+    for b in $BROKERS; do
+        stream=stream-compare-read
+        log "$b: filling $stream with $count messages of 1000 B"
+        "$PIGEON_BIN" bench stream --url "$(url_for "$b")" --stream "$stream" -y 0 -s 1000 \
+            --count "$count" --max-inflight 20000 --batch 100 --timeout 60 --json >/dev/null 2>&1 ||
+            log "$b: filling failed"
+        for ((run = 1; run <= RUNS; run++)); do
+            delete=()
+            if [ "$run" = "$RUNS" ]; then delete=(--delete); fi
+            cold=$(drop_caches)
+            pid=$(pid_for "$b")
+            before=$(cpu_ticks "$pid")
+            report=$("$PIGEON_BIN" bench stream --url "$(url_for "$b")" --stream "$stream" -x 0 -y 1 \
+                --offset first --timeout 60 --json "${delete[@]}" 2>/dev/null) || true
+            after=$(cpu_ticks "$pid")
+            [ -n "$report" ] || report='{"errors":["no report"]}'
+            cpu=$(awk -v a="$after" -v b="$before" -v t="$clk_tck" 'BEGIN {printf "%.2f", (a - b) / t}')
+            printf '{"workload":"read-%sMB","broker":"%s","run":%d,"flags":"-x 0 -y 1 --offset first","cold":%s,"broker_cpu_s":%s,"report":%s}\n' \
+                "$READ_MB" "$b" "$run" "$cold" "$cpu" "$report" >>"$jsonl"
+            log "read $b run $run (cold: $cold): $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("MB/s", r.get("mb_per_s"), "msg/s", r.get("messages_per_s"), "messages", r.get("messages"), "errors", r.get("errors"))' "$report")"
+        done
+    done
+fi
+
 python3 - "$jsonl" "$OUT.md" "$RUNS" "$DURATION" <<'EOF'
 import json, statistics, sys
 from collections import defaultdict
 src, dst, runs, duration = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 rows = [json.loads(line) for line in open(src)]
+reads = [r for r in rows if r["workload"].startswith("read-")]
+rows = [r for r in rows if not r["workload"].startswith("read-")]
 by = defaultdict(list)
 for r in rows:
     by[(r["workload"], r["broker"])].append(r)
@@ -265,6 +300,12 @@ for w in workloads:
 out += ["", "Every run, consumed/s: " + "; ".join(
     f"{w} {b}: " + ", ".join(fmt(r['report'].get('consumed_per_s')) for r in by[(w, b)])
     for w in workloads for b in ["pigeon", "rabbitmq"] if (w, b) in by)]
+if reads:
+    out += ["", "Reading a filled stream from first (one consumer, `-x 0`; cold: page cache dropped before the read):", "",
+            "| stream | broker | run | cold | MB/s | messages/s | seconds | broker CPU s |", "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for r in reads:
+        rep = r["report"]
+        out.append(f"| {r['workload']} | {r['broker']} | {r['run']} | {r['cold']} | {fmt(rep.get('mb_per_s'))} | {fmt(rep.get('messages_per_s'))} | {rep.get('seconds')} | {r['broker_cpu_s']} |")
 open(dst, "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 EOF

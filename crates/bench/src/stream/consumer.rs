@@ -140,3 +140,91 @@ impl Consumer for StreamConsumer {
         self.conn.close().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Wire;
+    use bytes::BytesMut;
+    use stream_wire::{decode, Chunk, Entry, MetadataUpdate, ResponseCode};
+
+    /// A consumer on a real socket to a listener that sends nothing: frames are put straight
+    /// into its read buffer.
+    async fn consumer(from: u64) -> StreamConsumer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let wire = Wire::connect("127.0.0.1", addr.port(), None, 4096, None)
+            .await
+            .unwrap();
+        StreamConsumer {
+            conn: Conn::for_tests(wire, 0),
+            chunk: None,
+            from,
+            counts: ChunkCounts::default(),
+        }
+    }
+
+    fn deliver(chunk_id: u64, bodies: &[&[u8]]) -> BytesMut {
+        let entries: Vec<Entry> = bodies
+            .iter()
+            .map(|b| {
+                let mut m = BytesMut::new();
+                message::encode(b, &mut m);
+                Entry::Simple(m.freeze())
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        Command::Deliver(Deliver {
+            subscription_id: SUBSCRIPTION_ID,
+            committed_chunk_id: None,
+            chunk: Chunk::from_entries(0, 1, chunk_id, &entries),
+        })
+        .encode(&mut out);
+        out
+    }
+
+    #[tokio::test]
+    async fn each_chunk_gives_one_credit_back_and_hands_out_its_bodies_in_order() {
+        let mut c = consumer(0).await;
+        c.conn
+            .wire
+            .rbuf
+            .extend_from_slice(&deliver(0, &[b"a", b"b"]));
+        c.conn.wire.rbuf.extend_from_slice(&deliver(2, &[b"c"]));
+        for want in ["a", "b", "c"] {
+            assert_eq!(c.next().await.unwrap().unwrap(), want);
+        }
+        assert_eq!((c.counts.chunks, c.counts.records), (2, 3));
+        let mut out = std::mem::take(&mut c.conn.wire.out);
+        for _ in 0..2 {
+            let credit = decode(&mut out, 0).unwrap().unwrap();
+            assert_eq!(
+                credit,
+                Command::Credit(Credit {
+                    subscription_id: SUBSCRIPTION_ID,
+                    credit: 1
+                })
+            );
+        }
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn messages_before_a_numeric_offset_are_skipped_and_a_deleted_stream_ends() {
+        let mut c = consumer(11).await;
+        c.conn
+            .wire
+            .rbuf
+            .extend_from_slice(&deliver(10, &[b"x", b"y", b"z"]));
+        let mut update = BytesMut::new();
+        Command::MetadataUpdate(MetadataUpdate {
+            code: ResponseCode::StreamNotAvailable,
+            stream: Str::from_static("s"),
+        })
+        .encode(&mut update);
+        c.conn.wire.rbuf.extend_from_slice(&update);
+        assert_eq!(c.next().await.unwrap().unwrap(), "y");
+        assert_eq!(c.next().await.unwrap().unwrap(), "z");
+        assert_eq!(c.next().await.unwrap(), None);
+    }
+}

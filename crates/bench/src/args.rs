@@ -3,9 +3,11 @@
 
 mod idle;
 mod mqtt;
+mod stream;
 
 pub use idle::{IdleArgs, Protocol};
 pub use mqtt::{CrossArgs, MqttArgs, MqttVersion};
+pub use stream::StreamArgs;
 
 use super::stamp::Stamp;
 use super::tls::TlsArgs;
@@ -20,7 +22,8 @@ use std::time::Duration;
     after_help = "Without a mode, the flags above run AMQP 0-9-1 producers and consumers. \
                   `pigeon bench mqtt --help`: MQTT publishers and subscribers. \
                   `pigeon bench cross --help`: MQTT publishers to AMQP consumers. \
-                  `pigeon bench idle --help`: idle connections and a broker's memory per connection."
+                  `pigeon bench idle --help`: idle connections and a broker's memory per connection. \
+                  `pigeon bench stream --help`: RabbitMQ Stream protocol publishers and consumers."
 )]
 pub struct BenchArgs {
     /// Another workload than AMQP producers and consumers.
@@ -44,6 +47,11 @@ pub enum Mode {
     /// Open many idle connections (MQTT or AMQP), hold them, and report how many succeeded and,
     /// with --broker-pid, the broker's memory per connection.
     Idle(IdleArgs),
+    /// Load a RabbitMQ Stream protocol broker: publishers with a confirm window (optionally
+    /// sub-entry batching), consumers from an offset; report published, confirmed and consumed
+    /// per second, confirm and end-to-end latency. `-x 0` reads an existing stream and reports
+    /// MB/s.
+    Stream(Box<StreamArgs>),
 }
 
 /// Flags every message workload has.

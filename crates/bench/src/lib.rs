@@ -24,7 +24,9 @@
 //!   phases and the end of a run;
 //! - `stamp`, `tally`: the message header and what consumers make of it;
 //! - `report`, `cpu`: the results and the bench's own CPU time;
-//! - `idle`: `pigeon bench idle`.
+//! - `idle`: `pigeon bench idle`;
+//! - `stream`: `pigeon bench stream`, the bench's own RabbitMQ Stream protocol client (publishers
+//!   with a confirm window, consumers from an offset, and a read-only run for read speed).
 //!
 //! A run always ends: every wait on the broker races the controller's stop, the controller stops
 //! when nothing has moved for `--timeout`, and connection setup and cleanup are bounded by it too.
@@ -35,6 +37,7 @@ mod amqp;
 mod amqp_raw;
 mod args;
 mod client;
+mod confirms;
 mod control;
 mod cpu;
 mod idle;
@@ -44,6 +47,7 @@ mod net;
 mod report;
 mod runner;
 mod stamp;
+mod stream;
 mod tally;
 mod tls;
 mod workload;
@@ -66,6 +70,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Mode::Mqtt(mqtt)) => modes::run_mqtt(mqtt).await,
         Some(Mode::Cross(cross)) => modes::run_cross(cross).await,
         Some(Mode::Idle(idle)) => idle::run(idle).await,
+        Some(Mode::Stream(stream)) => modes::run_stream(stream).await,
     }
 }
 

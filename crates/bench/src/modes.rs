@@ -3,12 +3,13 @@
 //! [`Load`] for the runner.
 
 use crate::amqp_raw::{self, AmqpConfig};
-use crate::args::{self, AmqpArgs, ClientKind, CrossArgs, LoadArgs, MqttArgs};
+use crate::args::{self, AmqpArgs, ClientKind, CrossArgs, LoadArgs, MqttArgs, StreamArgs};
 use crate::client::{ConsumeOptions, PublishOptions};
 use crate::report::{AmqpSettings, CrossSettings, MqttSettings, RunInfo, Settings};
 use crate::runner::{measure, Load, Topology};
+use crate::stream::{Batching, StreamClient, StreamConfig, StreamSettings};
 use crate::tally::Sharing;
-use crate::{amqp, mqtt, net, run_id};
+use crate::{amqp, describe, mqtt, net, run_id, stream};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -256,6 +257,113 @@ pub(crate) async fn run_cross(args: &CrossArgs) -> anyhow::Result<ExitCode> {
         sharing: load.sharing,
     };
     measure::<mqtt::Mqtt, amqp_raw::RawAmqp>(&load, &mqtt_config, &amqp_config, info).await
+}
+
+/// Publishers and consumers on one stream (`pigeon bench stream`), or only readers (`-x 0`).
+/// The stream is created unless it exists; the run's own stream (no `--stream`) is deleted at
+/// the end, a named one only with `--delete`. Every consumer reads every message, so each is a
+/// group of its own for the loss and duplicate counts (as MQTT subscribers of one topic).
+pub(crate) async fn run_stream(args: &StreamArgs) -> anyhow::Result<ExitCode> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    let url = args
+        .tls
+        .url(&args.url, "rabbitmq-stream", "rabbitmq-stream+tls");
+    let broker = net::BrokerUrl::parse(&url, stream::STREAM_SCHEMES)?;
+    let tls = args.tls.client(stream::is_tls(&broker))?;
+    let mut config = StreamConfig::new(broker, tls);
+    config.offset = args.offset();
+    config.credit = args.credit;
+    config.batching = Batching {
+        frame: args.batch,
+        sub_entry: args.sub_entry,
+    };
+    let own = args.stream.is_none();
+    let name = args
+        .stream
+        .clone()
+        .unwrap_or_else(|| format!("pigeon-bench-{}", run_id()));
+    let redacted = net::redact_password(&url);
+    let timeout = args.timeout();
+    let mut admin = within(timeout, "connecting", async {
+        let mut admin =
+            <StreamClient as crate::client::Client>::connect(&config, "pigeon-bench admin").await?;
+        if !args.read_only() {
+            admin.ensure_stream(&name).await?;
+        }
+        anyhow::Ok(admin)
+    })
+    .await
+    .map_err(|e| e.context(format!("cannot set up {name} on {redacted}")))?;
+    let result = if args.read_only() {
+        stream::read::run(args, &config, &name, redacted).await
+    } else {
+        let load_args = args.load();
+        let load = Load {
+            load: &load_args,
+            targets: vec![name.clone()],
+            sources: vec![name.clone()],
+            topology: Topology::default(),
+            publish: PublishOptions {
+                confirm_window: Some(args.max_inflight),
+                persistent: true,
+            },
+            consume: ConsumeOptions {
+                manual_ack: false,
+                prefetch: 0,
+            },
+            ack_every: None,
+            sharing: Sharing::FanOut { topics: 1 },
+            drain_quiet: None,
+        };
+        let (duration_s, count) = until_fields(&load_args);
+        let info = RunInfo {
+            protocol: "stream",
+            client: "raw",
+            url: redacted,
+            settings: Settings::Stream(StreamSettings {
+                stream: name.clone(),
+                producers: args.producers,
+                consumers: args.consumers,
+                size: args.size,
+                duration_s,
+                count,
+                max_inflight: args.max_inflight,
+                batch: args.batch,
+                sub_entry: args.sub_entry,
+                offset: args.offset_name(),
+                credit: args.credit,
+                rate: args.rate,
+            }),
+            confirm: true,
+            sharing: load.sharing,
+        };
+        measure::<StreamClient, StreamClient>(&load, &config, &config, info).await
+    };
+    if own || args.delete {
+        let deleted = within(timeout, "deleting", async {
+            crate::client::Client::delete_queue(&mut admin, &name).await
+        });
+        if let Err(e) = deleted.await {
+            tracing::warn!("deleting stream {name}: {}", describe(&e));
+        }
+    }
+    crate::workload::close(admin, timeout).await;
+    result
+}
+
+/// Bounds a setup or cleanup step by the run's timeout.
+async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    step: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(timeout, step).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!(
+            "{what}: no answer within {}s",
+            timeout.as_secs()
+        )),
+    }
 }
 
 /// The routing key a broker gives an MQTT topic (as RabbitMQ's MQTT plugin and Pigeon do):

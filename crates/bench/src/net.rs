@@ -136,6 +136,11 @@ impl Wire {
         }
     }
 
+    /// Reads what the socket has now into `rbuf`, without waiting; false when it had nothing.
+    pub fn receive_now(&mut self) -> io::Result<bool> {
+        self.try_receive()
+    }
+
     /// Waits until more bytes are in `rbuf`, writing `out` meanwhile.
     pub async fn receive(&mut self) -> io::Result<()> {
         loop {

@@ -28,6 +28,8 @@ pub struct Report {
     pub published_per_s: f64,
     /// Confirms received (AMQP --confirm; MQTT PUBACK or PUBCOMP at QoS 1 or 2).
     pub confirmed: Option<u64>,
+    /// `confirmed` over the time from the start to the last confirm.
+    pub confirmed_per_s: Option<f64>,
     /// Of those, nacks (MQTT 5: reason codes 0x80 and above).
     pub nacked: Option<u64>,
     /// Confirm latency, publish call to the broker's confirm (AMQP basic.ack or basic.nack;
@@ -75,6 +77,8 @@ pub enum Settings {
     Mqtt(MqttSettings),
     /// `pigeon bench cross`.
     Cross(CrossSettings),
+    /// `pigeon bench stream`.
+    Stream(crate::stream::StreamSettings),
 }
 
 /// The flags of an AMQP run.
@@ -251,6 +255,9 @@ impl Report {
             published,
             published_per_s: per_s(published, outcome.publish_ns),
             confirmed: info.confirm.then_some(outcome.acked + outcome.nacked),
+            confirmed_per_s: info
+                .confirm
+                .then(|| per_s(outcome.acked + outcome.nacked, outcome.confirm_ns)),
             nacked: info.confirm.then_some(outcome.nacked),
             confirm_latency_us: outcome
                 .confirm_latency_us
@@ -353,6 +360,7 @@ impl Settings {
                     rate_text(s.rate),
                 )
             }
+            Settings::Stream(s) => s.describe(),
             Settings::Cross(s) => {
                 let window = s
                     .inflight
@@ -399,10 +407,13 @@ impl fmt::Display for Report {
             "  published  {:>10} msgs  {:>11.1} msg/s",
             self.published, self.published_per_s
         )?;
-        if let (Some(c), Some(n)) = (self.confirmed, self.nacked) {
-            write!(f, "  (confirmed {c}, nacked {n})")?;
-        }
         writeln!(f)?;
+        if let (Some(c), Some(r), Some(n)) = (self.confirmed, self.confirmed_per_s, self.nacked) {
+            writeln!(
+                f,
+                "  confirmed  {c:>10} msgs  {r:>11.1} msg/s  (nacked {n})"
+            )?;
+        }
         if let Some(l) = &self.confirm_latency_us {
             writeln!(f, "  confirms   {}", l.describe())?;
         }
@@ -476,6 +487,7 @@ mod tests {
             nacked: 0,
             confirm_latency_us: None,
             publish_ns: 1_000_000_000,
+            confirm_ns: 1_000_000_000,
             delivered: Some(summarize(vec![tally], &[sent], Sharing::Competing)),
             ending: Ending::Completed,
             errors: vec![],

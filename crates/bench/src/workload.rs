@@ -57,6 +57,8 @@ pub struct ProducerStats {
     pub nacked: AtomicU64,
     /// When the last message was sent, in nanoseconds since the run started.
     pub last_ns: AtomicU64,
+    /// When the last confirm arrived, in nanoseconds since the run started.
+    pub last_confirm_ns: AtomicU64,
 }
 
 /// What one producer does.
@@ -112,7 +114,7 @@ pub async fn produce<P: Publisher>(
             let Some(confirms) = unless(&mut run, Phase::Drain, publisher.reserve()).await else {
                 break;
             };
-            add_confirms(&stats, confirms?);
+            add_confirms(&stats, confirms?, epoch);
             let now = since(epoch);
             Stamp {
                 sent_ns: now,
@@ -132,7 +134,7 @@ pub async fn produce<P: Publisher>(
         }
         // Writes out what is still buffered, then waits for the confirms.
         if let Some(confirms) = unless(&mut run, Phase::Stop, publisher.flush()).await {
-            add_confirms(&stats, confirms?);
+            add_confirms(&stats, confirms?, epoch);
         }
         anyhow::Ok(())
     }
@@ -146,9 +148,13 @@ pub async fn produce<P: Publisher>(
     (confirm_latency, result)
 }
 
-fn add_confirms(stats: &ProducerStats, confirms: super::client::Confirms) {
+fn add_confirms(stats: &ProducerStats, confirms: super::client::Confirms, epoch: Instant) {
+    if confirms == super::client::Confirms::default() {
+        return;
+    }
     stats.acked.fetch_add(confirms.acked, Relaxed);
     stats.nacked.fetch_add(confirms.nacked, Relaxed);
+    stats.last_confirm_ns.store(since(epoch), Relaxed);
 }
 
 /// What one consumer does.

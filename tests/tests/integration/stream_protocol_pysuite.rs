@@ -5,9 +5,39 @@
 
 use crate::stream_protocol_support;
 
+use bytes::Bytes;
 use pigeon_tests::http_support::Api;
 use stream_protocol_support::{broker, Raw};
-use stream_wire::{Command, PeerProperties};
+use stream_wire::{
+    Command, Create, DeclarePublisher, PeerProperties, Publish, PublishedMessage,
+};
+
+async fn create(raw: &mut Raw, name: &str) {
+    raw.send(Create {
+        correlation_id: 1,
+        stream: name.into(),
+        arguments: Default::default(),
+    })
+    .await;
+    assert!(matches!(raw.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
+}
+
+async fn declare_publisher(raw: &mut Raw, name: &str, reference: &str) {
+    raw.send(DeclarePublisher {
+        correlation_id: 2,
+        publisher_id: 1,
+        reference: reference.into(),
+        stream: name.into(),
+    })
+    .await;
+    assert!(matches!(raw.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
+}
+
+fn messages(ids: &[u64], size: usize) -> Vec<PublishedMessage> {
+    ids.iter()
+        .map(|&id| PublishedMessage::simple(id, Bytes::from(vec![b'm'; size])))
+        .collect()
+}
 
 /// rabbitmq-stream-client's `client_drop_connection` (and its producer_drop_* tests) list
 /// `/api/connections/`: RabbitMQ's router ignores the trailing slash.
@@ -60,4 +90,27 @@ async fn a_stream_connection_is_listed_once_open() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["peer_port"], open.local.port());
+}
+
+/// rabbitmq-stream-client's `producer_send_batch_name_with_deduplication_ok`: a frame with
+/// publishing ids 0, 0, 1, 1 stores 0 and 1 and confirms the written ones and the duplicates
+/// in two frames (osiris confirms duplicates apart), never one id twice in a frame.
+#[tokio::test]
+async fn duplicates_of_a_frame_are_confirmed_in_a_frame_of_their_own() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let name = pigeon_tests::unique("sp-dedup-frame");
+    let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
+    create(&mut raw, &name).await;
+    declare_publisher(&mut raw, &name, "my_producer").await;
+    raw.send(Publish::new(1, &messages(&[0, 0, 1, 1], 7))).await;
+    let mut confirms = Vec::new();
+    while confirms.len() < 2 {
+        match raw.recv().await {
+            Some(Command::PublishConfirm(c)) => confirms.push(c.publishing_ids.to_vec()),
+            other => panic!("expected PublishConfirm, got {other:?}"),
+        }
+    }
+    assert_eq!(confirms, vec![vec![0, 1], vec![0, 1]]);
 }

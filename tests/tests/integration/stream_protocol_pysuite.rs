@@ -114,3 +114,30 @@ async fn duplicates_of_a_frame_are_confirmed_in_a_frame_of_their_own() {
     }
     assert_eq!(confirms, vec![vec![0, 1], vec![0, 1]]);
 }
+
+/// rabbitmq-stream-client's `client_drop_connection` and rstream's `test_*_connection_broke*`:
+/// a connection closed through the management API drops at once, without a Close
+/// (rabbit_stream_reader stops on `{shutdown, _}`), so the client's next request fails.
+#[tokio::test]
+async fn a_management_close_drops_the_socket_at_once() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
+    let api = Api::new(&broker);
+    let rows = api.get("/api/connections").await.body;
+    let conn = rows[0]["name"].as_str().unwrap().to_string();
+    let encoded: String = conn
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let answer = api.delete(&format!("/api/connections/{encoded}")).await;
+    assert_eq!(answer.status, 204, "{answer:?}");
+    assert!(raw.until_closed().await.is_empty());
+}

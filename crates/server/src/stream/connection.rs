@@ -19,7 +19,7 @@ use super::view::ConnView;
 use crate::auth::AuthenticatedUser;
 use crate::authz::Authz;
 use crate::outbound::Outbound;
-use crate::registry::{ConnState, Protocol, Registered};
+use crate::registry::{Protocol, Registered};
 use crate::transport::{PeerInfo, ReadHalf, Transport};
 use crate::ServerState;
 use bytes::BytesMut;
@@ -166,6 +166,9 @@ impl Conn {
     async fn serve(&mut self, rd: &mut ReadHalf) {
         let mut buf = BytesMut::new();
         let mut shutdown = self.state.shutdown.clone();
+        // Moved by `ServerState::close_connection` (and vhost or user deletion): an operator's
+        // close takes effect at once, as `rabbit_stream_reader` stops on `{shutdown, _}`.
+        let mut kicks = self.state.kicks.subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let waker = Arc::clone(&self.waker);
@@ -189,6 +192,7 @@ impl Conn {
                     Next::Go
                 }
                 _ = tick.tick() => self.on_tick(),
+                _ = kicks.changed() => self.on_close_request(),
                 _ = shutdown.changed() => {
                     // rabbit_stream_reader on shutdown: a close request, then the socket goes.
                     self.next_correlation = self.next_correlation.wrapping_add(1);
@@ -348,10 +352,8 @@ impl Conn {
                 return Next::Hangup;
             }
         }
-        if let Some(reason) = self.reg.entry.take_close_request() {
-            // `rabbitmqctl close_connection` / the management API: a Close with the reason.
-            self.reg.entry.update(|d| d.state = ConnState::Closing);
-            self.close_with(ResponseCode::Ok, &reason);
+        if self.on_close_request() == Next::Hangup {
+            return Next::Hangup;
         }
         if self.step != Step::Open
             && now.duration_since(self.connected_at) > self.state.config.handshake_timeout
@@ -371,6 +373,20 @@ impl Conn {
             }
         }
         Next::Go
+    }
+
+    /// `rabbitmqctl close_connection` / the management API's `DELETE`: the socket closes at
+    /// once, without a Close (rabbit_stream_reader's `open(info, {shutdown, _})` stops the
+    /// process; clients see the connection drop, and their suites test it so: rstream's
+    /// `test_*_connection_broke*`, rabbitmq-stream-client's `client_drop_connection`).
+    fn on_close_request(&mut self) -> Next {
+        match self.reg.entry.take_close_request() {
+            Some(reason) => {
+                tracing::debug!(conn = self.id, peer = %self.peer.addr, %reason, "stream connection closed on request");
+                Next::Hangup
+            }
+            None => Next::Go,
+        }
     }
 
     /// Encodes `command` into the outbound buffer.

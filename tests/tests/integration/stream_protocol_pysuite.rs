@@ -9,7 +9,7 @@ use bytes::Bytes;
 use pigeon_tests::http_support::Api;
 use stream_protocol_support::{broker, Raw};
 use stream_wire::{
-    Command, Create, DeclarePublisher, PeerProperties, Publish, PublishedMessage,
+    Command, Create, DeclarePublisher, PeerProperties, Publish, PublishedMessage, ResponseCode,
 };
 
 async fn create(raw: &mut Raw, name: &str) {
@@ -140,4 +140,33 @@ async fn a_management_close_drops_the_socket_at_once() {
     let answer = api.delete(&format!("/api/connections/{encoded}")).await;
     assert_eq!(answer.status, 204, "{answer:?}");
     assert!(raw.until_closed().await.is_empty());
+}
+
+/// rstream's `test_publishing_several_messages_different_streams`: its producer packs 100,000
+/// messages into frames over the negotiated 1 MiB, which RabbitMQ 3.13 reads (it limits
+/// inbound frames to nothing once open); Pigeon reads them up to `max_message_size`.
+#[tokio::test]
+async fn a_frame_over_the_negotiated_maximum_is_read_once_open() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let name = pigeon_tests::unique("sp-big-frame");
+    let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
+    create(&mut raw, &name).await;
+    declare_publisher(&mut raw, &name, "").await;
+    // 1,500 messages of 1,000 bytes: a frame of about 1.5 MB, over the 1 MiB negotiated.
+    let ids: Vec<u64> = (1..=1_500).collect();
+    raw.send(Publish::new(1, &messages(&ids, 1_000))).await;
+    match raw.recv().await {
+        Some(Command::PublishConfirm(c)) => assert_eq!(c.publishing_ids.len(), ids.len()),
+        Some(Command::Close(c)) => panic!("closed: {:?}", c.code),
+        other => panic!("expected PublishConfirm, got {other:?}"),
+    }
+    // A frame over `max_message_size` is still refused.
+    raw.send_bytes(&[0x7f, 0xff, 0xff, 0xff, 0x00, 0x02, 0x00, 0x01])
+        .await;
+    match raw.recv().await {
+        Some(Command::Close(c)) => assert_eq!(c.code, ResponseCode::FrameTooLarge),
+        other => panic!("expected Close, got {other:?}"),
+    }
 }

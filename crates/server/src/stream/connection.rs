@@ -10,7 +10,7 @@
 //! Errors follow `rabbit_stream_reader`: before `Open` succeeds, anything unexpected (a
 //! command that is not part of the handshake, an undecodable frame, a frame over the 8 KiB
 //! initial limit) closes the socket without a word; after it, an undecodable or unknown frame
-//! gets a `Close` with 0x0d (unknown frame), a frame over the negotiated maximum a `Close`
+//! gets a `Close` with 0x0d (unknown frame), a frame over `max_message_size` (and the negotiated maximum) a `Close`
 //! with 0x0e (frame too large), and the connection waits for the client's close response.
 
 use super::publish::{PendingConfirm, Publisher};
@@ -210,10 +210,26 @@ impl Conn {
         }
     }
 
+    /// The largest frame read from the client: before Open, the initial or negotiated
+    /// maximum. Once open, frames over the negotiated maximum are read too, up to
+    /// `max_message_size`: RabbitMQ 3.13 (and every release to 4.2) parses frames of any size
+    /// after the handshake (`rabbit_stream_core:init(undefined)`), and clients rely on it:
+    /// rstream's producer packs 100,000 small messages into 1.5 MB frames over a negotiated
+    /// 1 MiB (its suite's `test_publishing_several_messages_different_streams`). The bound keeps
+    /// one frame of a hostile client to the memory one AMQP message may take.
+    fn inbound_limit(&self) -> u32 {
+        if self.step == Step::Open {
+            let cap = u32::try_from(self.state.config.max_message_size).unwrap_or(u32::MAX);
+            self.frame_max.max(cap)
+        } else {
+            self.frame_max
+        }
+    }
+
     /// Decodes and handles every whole frame in `buf`.
     fn on_bytes(&mut self, buf: &mut BytesMut) -> Next {
         loop {
-            let frame = match decode_frame(buf, self.frame_max) {
+            let frame = match decode_frame(buf, self.inbound_limit()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Next::Go,
                 Err(e) => return self.wire_error(&e, true),

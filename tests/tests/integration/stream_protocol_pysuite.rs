@@ -48,7 +48,11 @@ async fn the_management_api_ignores_a_trailing_slash() {
     };
     let api = Api::new(&broker);
     let _raw = Raw::open(broker.stream_addr().unwrap()).await;
-    for path in ["/api/connections/", "/api/queues/", "/api/stream/connections/"] {
+    for path in [
+        "/api/connections/",
+        "/api/queues/",
+        "/api/stream/connections/",
+    ] {
         let answer = api.get(path).await;
         assert_eq!(answer.status, 200, "{path}: {answer:?}");
         assert!(answer.body.is_array(), "{path}: {answer:?}");
@@ -78,11 +82,7 @@ async fn a_stream_connection_is_listed_once_open() {
         Some(Command::PeerPropertiesResponse(_))
     ));
     let open = Raw::open(broker.stream_addr().unwrap()).await;
-    let ports: Vec<u16> = server
-        .connections()
-        .iter()
-        .map(|c| c.peer_port)
-        .collect();
+    let ports: Vec<u16> = server.connections().iter().map(|c| c.peer_port).collect();
     assert!(ports.contains(&open.local.port()), "{ports:?}");
     assert!(!ports.contains(&half.local.port()), "{ports:?}");
     let api = Api::new(&broker);

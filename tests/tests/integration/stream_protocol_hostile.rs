@@ -61,7 +61,8 @@ async fn a_huge_frame_is_refused_from_its_size() {
     raw.send_bytes(&[0x7f, 0xff, 0xff, 0xff, 0x00, 0x11, 0x00, 0x01])
         .await;
     assert!(raw.until_closed().await.is_empty());
-    // After Open: over the negotiated maximum, Close with FRAME_TOO_LARGE (0x0e).
+    // After Open: over `max_message_size` (above the negotiated maximum), Close with
+    // FRAME_TOO_LARGE (0x0e).
     let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
     raw.send_bytes(&[0x7f, 0xff, 0xff, 0xff, 0x00, 0x02, 0x00, 0x01])
         .await;

@@ -262,8 +262,42 @@ pub(crate) fn created_or_updated(created: bool) -> Response {
     }
 }
 
-/// Every route.
+/// Every route, reached with or without a trailing slash.
 fn router(http: Shared) -> Router {
+    let api = routes(http);
+    // RabbitMQ's HTTP server (cowboy_router) matches `/api/connections/` as
+    // `/api/connections`, and clients rely on it (rabbitmq-stream-rust-client's test suite lists
+    // `/api/connections/`): the path is trimmed before the routes are matched (a layer of the
+    // routed router would run after the match).
+    Router::new().fallback_service(tower::ServiceExt::map_request(api, trim_trailing_slash))
+}
+
+/// `req` with the trailing slashes of its path removed (the root `/` stays).
+fn trim_trailing_slash<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let path = req.uri().path();
+    if path.len() <= 1 || !path.ends_with('/') {
+        return req;
+    }
+    let trimmed = match path.trim_end_matches('/') {
+        "" => "/",
+        t => t,
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// The routes, with their fallbacks and layers.
+fn routes(http: Shared) -> Router {
     Router::new()
         .merge(overview::routes())
         .merge(vhosts::routes())

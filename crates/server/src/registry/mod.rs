@@ -180,6 +180,16 @@ impl Entry {
         self.name() == name
     }
 
+    /// Whether it is listed (`/api/connections`, `pigeon ctl list_connections`): a stream
+    /// connection only once its client has opened a vhost, as `rabbit_stream_reader` notifies
+    /// `connection_created` and registers the connection in `transition_to_opened`. Clients'
+    /// test suites read `client_properties.connection_name` of every listed connection, which
+    /// a half-open one does not have yet (rstream's `test_*_connection_broke*`).
+    fn listed(&self) -> bool {
+        *self.protocol.lock() != Protocol::Stream
+            || self.details.lock().state != ConnState::Starting
+    }
+
     /// Its message counters, allocated now if nothing was counted yet.
     pub fn counters(&self) -> &Arc<ProtocolCounters> {
         self.counters.get_or_init(Arc::default)
@@ -464,7 +474,12 @@ impl Registry {
 
     /// A snapshot of every connection, oldest first.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
-        let mut all: Vec<ConnectionInfo> = self.entries().iter().map(|e| e.snapshot()).collect();
+        let mut all: Vec<ConnectionInfo> = self
+            .entries()
+            .iter()
+            .filter(|e| e.listed())
+            .map(|e| e.snapshot())
+            .collect();
         all.sort_by_key(|c| c.id);
         all
     }
@@ -473,7 +488,7 @@ impl Registry {
     pub fn connection(&self, name: &str) -> Option<ConnectionInfo> {
         self.entries()
             .iter()
-            .find(|e| e.is_named(name))
+            .find(|e| e.is_named(name) && e.listed())
             .map(|e| e.snapshot())
     }
 

@@ -10,7 +10,7 @@
 //! Errors follow `rabbit_stream_reader`: before `Open` succeeds, anything unexpected (a
 //! command that is not part of the handshake, an undecodable frame, a frame over the 8 KiB
 //! initial limit) closes the socket without a word; after it, an undecodable or unknown frame
-//! gets a `Close` with 0x0d (unknown frame), a frame over the negotiated maximum a `Close`
+//! gets a `Close` with 0x0d (unknown frame), a frame over `max_message_size` (and the negotiated maximum) a `Close`
 //! with 0x0e (frame too large), and the connection waits for the client's close response.
 
 use super::publish::{PendingConfirm, Publisher};
@@ -19,7 +19,7 @@ use super::view::ConnView;
 use crate::auth::AuthenticatedUser;
 use crate::authz::Authz;
 use crate::outbound::Outbound;
-use crate::registry::{ConnState, Protocol, Registered};
+use crate::registry::{Protocol, Registered};
 use crate::transport::{PeerInfo, ReadHalf, Transport};
 use crate::ServerState;
 use bytes::BytesMut;
@@ -166,6 +166,9 @@ impl Conn {
     async fn serve(&mut self, rd: &mut ReadHalf) {
         let mut buf = BytesMut::new();
         let mut shutdown = self.state.shutdown.clone();
+        // Moved by `ServerState::close_connection` (and vhost or user deletion): an operator's
+        // close takes effect at once, as `rabbit_stream_reader` stops on `{shutdown, _}`.
+        let mut kicks = self.state.kicks.subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let waker = Arc::clone(&self.waker);
@@ -189,6 +192,7 @@ impl Conn {
                     Next::Go
                 }
                 _ = tick.tick() => self.on_tick(),
+                _ = kicks.changed() => self.on_close_request(),
                 _ = shutdown.changed() => {
                     // rabbit_stream_reader on shutdown: a close request, then the socket goes.
                     self.next_correlation = self.next_correlation.wrapping_add(1);
@@ -206,10 +210,26 @@ impl Conn {
         }
     }
 
+    /// The largest frame read from the client: before Open, the initial or negotiated
+    /// maximum. Once open, frames over the negotiated maximum are read too, up to
+    /// `max_message_size`: RabbitMQ 3.13 (and every release to 4.2) parses frames of any size
+    /// after the handshake (`rabbit_stream_core:init(undefined)`), and clients rely on it:
+    /// rstream's producer packs 100,000 small messages into 1.5 MB frames over a negotiated
+    /// 1 MiB (its suite's `test_publishing_several_messages_different_streams`). The bound keeps
+    /// one frame of a hostile client to the memory one AMQP message may take.
+    fn inbound_limit(&self) -> u32 {
+        if self.step == Step::Open {
+            let cap = u32::try_from(self.state.config.max_message_size).unwrap_or(u32::MAX);
+            self.frame_max.max(cap)
+        } else {
+            self.frame_max
+        }
+    }
+
     /// Decodes and handles every whole frame in `buf`.
     fn on_bytes(&mut self, buf: &mut BytesMut) -> Next {
         loop {
-            let frame = match decode_frame(buf, self.frame_max) {
+            let frame = match decode_frame(buf, self.inbound_limit()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Next::Go,
                 Err(e) => return self.wire_error(&e, true),
@@ -348,10 +368,8 @@ impl Conn {
                 return Next::Hangup;
             }
         }
-        if let Some(reason) = self.reg.entry.take_close_request() {
-            // `rabbitmqctl close_connection` / the management API: a Close with the reason.
-            self.reg.entry.update(|d| d.state = ConnState::Closing);
-            self.close_with(ResponseCode::Ok, &reason);
+        if self.on_close_request() == Next::Hangup {
+            return Next::Hangup;
         }
         if self.step != Step::Open
             && now.duration_since(self.connected_at) > self.state.config.handshake_timeout
@@ -371,6 +389,20 @@ impl Conn {
             }
         }
         Next::Go
+    }
+
+    /// `rabbitmqctl close_connection` / the management API's `DELETE`: the socket closes at
+    /// once, without a Close (rabbit_stream_reader's `open(info, {shutdown, _})` stops the
+    /// process; clients see the connection drop, and their suites test it so: rstream's
+    /// `test_*_connection_broke*`, rabbitmq-stream-client's `client_drop_connection`).
+    fn on_close_request(&mut self) -> Next {
+        match self.reg.entry.take_close_request() {
+            Some(reason) => {
+                tracing::debug!(conn = self.id, peer = %self.peer.addr, %reason, "stream connection closed on request");
+                Next::Hangup
+            }
+            None => Next::Go,
+        }
     }
 
     /// Encodes `command` into the outbound buffer.

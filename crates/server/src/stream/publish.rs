@@ -10,7 +10,12 @@
 //!   then calls back, which wakes this connection to send `PublishConfirm`.
 //! - **De-duplication.** A publisher with a reference (a name) has its last publishing id
 //!   recorded in each chunk it writes (osiris' writer tracking): ids at or below it are
-//!   skipped, and confirmed like the others, as osiris confirms the duplicates it drops.
+//!   skipped, and confirmed like the others, as osiris confirms the duplicates it drops, in
+//!   a `PublishConfirm` of their own after the written ones' (osiris_writer's
+//!   `handle_duplicates` sends the duplicates' written event apart from the batch's). A
+//!   frame carrying one id twice so gets it confirmed once per frame, never twice in one:
+//!   rabbitmq-stream-client (Rust) panics on an id it no longer waits for within a frame and
+//!   drops the rest of it (its suite's `producer_send_batch_name_with_deduplication_ok`).
 
 use super::connection::{Conn, Next};
 use super::offsets::now_ms;
@@ -49,6 +54,8 @@ pub(super) struct Publisher {
 pub(super) struct PendingConfirm {
     epoch: u64,
     publisher_id: u8,
+    /// Whether these are the duplicates a frame carried (confirmed in their own frame).
+    duplicates: bool,
     ids: Vec<u64>,
 }
 
@@ -141,10 +148,10 @@ impl Conn {
         counters.received.fetch_add(n, Ordering::Relaxed);
         counters.received_confirm.fetch_add(n, Ordering::Relaxed);
         counters.routed.fetch_add(n, Ordering::Relaxed);
-        let ids: Vec<u64> = messages.iter().map(|m| m.publishing_id).collect();
         // De-duplication: what the reference already stored is skipped (and confirmed).
         let mut last = publisher.last;
         let reference = publisher.reference.clone();
+        let mut duplicates: Vec<u64> = Vec::new();
         let fresh: Vec<&PublishedMessage> = messages
             .iter()
             .filter(|m| {
@@ -152,7 +159,10 @@ impl Conn {
                     return true;
                 }
                 match last {
-                    Some(l) if m.publishing_id <= l => false,
+                    Some(l) if m.publishing_id <= l => {
+                        duplicates.push(m.publishing_id);
+                        false
+                    }
                     _ => {
                         last = Some(m.publishing_id);
                         true
@@ -160,6 +170,7 @@ impl Conn {
                 }
             })
             .collect();
+        let ids: Vec<u64> = fresh.iter().map(|m| m.publishing_id).collect();
         for batch in fresh.chunks(MAX_CHUNK_ENTRIES) {
             let entries: Vec<StoreEntry<'_>> =
                 batch.iter().map(|m| store_entry(&m.entry)).collect();
@@ -207,11 +218,16 @@ impl Conn {
             queue.stream_tail_moved();
             store.current_epoch()
         };
-        self.confirms.push_back(PendingConfirm {
-            epoch,
-            publisher_id,
-            ids,
-        });
+        for (duplicates, ids) in [(false, ids), (true, duplicates)] {
+            if !ids.is_empty() {
+                self.confirms.push_back(PendingConfirm {
+                    epoch,
+                    publisher_id,
+                    duplicates,
+                    ids,
+                });
+            }
+        }
         if epoch <= store.synced_epoch() {
             self.flush_confirms();
         } else if epoch > self.awaited_epoch {
@@ -228,20 +244,21 @@ impl Conn {
             return;
         };
         let synced = store.synced_epoch();
-        let mut by_publisher: Vec<(u8, Vec<u64>)> = Vec::new();
+        // Per publisher, the written ids in one frame and the duplicates in another.
+        let mut by_publisher: Vec<(u8, bool, Vec<u64>)> = Vec::new();
         while self.confirms.front().is_some_and(|c| c.epoch <= synced) {
             let Some(c) = self.confirms.pop_front() else {
                 break;
             };
             match by_publisher
                 .iter_mut()
-                .find(|(id, _)| *id == c.publisher_id)
+                .find(|(id, dup, _)| *id == c.publisher_id && *dup == c.duplicates)
             {
-                Some((_, ids)) => ids.extend(c.ids),
-                None => by_publisher.push((c.publisher_id, c.ids)),
+                Some((_, _, ids)) => ids.extend(c.ids),
+                None => by_publisher.push((c.publisher_id, c.duplicates, c.ids)),
             }
         }
-        for (publisher_id, ids) in by_publisher {
+        for (publisher_id, _, ids) in by_publisher {
             self.reg
                 .entry
                 .counters()

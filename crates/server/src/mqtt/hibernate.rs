@@ -28,9 +28,11 @@ use crate::listen::Open;
 use crate::transport::Transport;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
+use crate::registry::Registry as ConnRegistry;
+use crate::ServerState;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
@@ -38,13 +40,16 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 /// The hibernated connections of a server, and the task that watches their sockets.
+///
+/// A hibernated connection is found through the registry (its entry's id is its token in the
+/// epoll set), and its state through its `Outbound`, whose waker it is: no map of its own.
 #[derive(Default)]
 pub struct Parking {
     /// Started at the first hibernation (it needs the runtime); `None`: it could not be, and
     /// connections do not hibernate.
     poller: OnceLock<Option<Poller>>,
-    /// By token (the registry id of the connection), for the poller's events.
-    parked: Mutex<HashMap<u64, Arc<Parked>>>,
+    /// Connections hibernated now.
+    count: AtomicUsize,
 }
 
 /// The shared epoll set, as the parking and resuming sides see it.
@@ -71,13 +76,13 @@ struct State {
 impl Parking {
     /// Connections hibernated now.
     pub fn count(&self) -> usize {
-        self.parked.lock().len()
+        self.count.load(Ordering::Relaxed)
     }
 
     /// The poller, started at the first call.
-    fn poller(self: &Arc<Self>, shutdown: &watch::Receiver<bool>) -> Option<&Poller> {
+    fn poller(&self, server: &ServerState) -> Option<&Poller> {
         self.poller
-            .get_or_init(|| match start(Arc::clone(self), shutdown.clone()) {
+            .get_or_init(|| match start(Arc::clone(&server.registry), server.shutdown.clone()) {
                 Ok(poller) => Some(poller),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start the poller of hibernated MQTT connections; they stay awake");
@@ -89,24 +94,27 @@ impl Parking {
 }
 
 /// Creates the epoll set and spawns the task that reads it.
-fn start(parking: Arc<Parking>, shutdown: watch::Receiver<bool>) -> std::io::Result<Poller> {
+fn start(registry: Arc<ConnRegistry>, shutdown: watch::Receiver<bool>) -> std::io::Result<Poller> {
     let poll = Poll::new()?;
-    let registry = poll.registry().try_clone()?;
+    let epoll = poll.registry().try_clone()?;
     // Deprecated in tokio 1.54 for types whose `as_raw_fd` could return a descriptor they do
     // not own; `mio::Poll` owns its epoll descriptor for as long as it lives, which is what
     // the replacement (`register_with_interest`) asks of its caller, `unsafe` (denied here).
     #[allow(deprecated)]
     let poll = AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)?;
     let handle = tokio::runtime::Handle::current();
-    handle.spawn(watch_sockets(poll, parking, shutdown));
-    Ok(Poller { registry, handle })
+    handle.spawn(watch_sockets(poll, registry, shutdown));
+    Ok(Poller {
+        registry: epoll,
+        handle,
+    })
 }
 
 /// The poller task: resumes the connections whose sockets became readable. The epoll set is
 /// read without waiting (tokio says when it has events), until it has none.
 async fn watch_sockets(
     mut poll: AsyncFd<Poll>,
-    parking: Arc<Parking>,
+    registry: Arc<ConnRegistry>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut events = Events::with_capacity(256);
@@ -136,16 +144,10 @@ async fn watch_sockets(
             continue;
         }
         drop(ready);
-        let woken: Vec<Arc<Parked>> = {
-            let parked = parking.parked.lock();
-            events
-                .iter()
-                .filter_map(|e| parked.get(&(e.token().0 as u64)).cloned())
-                .collect()
-        };
-        // A connection already resumed by its waker is gone from the map, or is an empty cell.
-        for p in woken {
-            p.resume();
+        // Woken as anything else wakes it: its waker is the hibernated state, which resumes
+        // it (once: a connection already resumed, or gone, is not woken twice).
+        for event in events.iter() {
+            registry.wake(event.token().0 as u64);
         }
     }
 }
@@ -156,7 +158,7 @@ async fn watch_sockets(
 pub(super) fn park(conn: Conn, io: Io) -> Option<(Conn, Io)> {
     let server = Arc::clone(&conn.server);
     let parking = &server.mqtt.parking;
-    let Some(poller) = parking.poller(&server.shutdown) else {
+    let Some(poller) = parking.poller(&server) else {
         return Some((conn, io));
     };
     let Io {
@@ -196,8 +198,7 @@ pub(super) fn park(conn: Conn, io: Io) -> Option<(Conn, Io)> {
             _open: Open::new(&server),
         })),
     });
-    // Listed before its socket is watched: an event for a token not (yet) listed is lost.
-    parking.parked.lock().insert(id, Arc::clone(&parked));
+    parking.count.fetch_add(1, Ordering::Relaxed);
     // Edge-triggered, but epoll reports at registration what is already readable.
     let watched = poller
         .registry
@@ -207,8 +208,9 @@ pub(super) fn park(conn: Conn, io: Io) -> Option<(Conn, Io)> {
         parked.resume();
         return None;
     }
-    // From now on, what wakes the connection's task (through its `Outbound`) resumes it; a
-    // wake-up since its last turn resumes it at once.
+    // From now on, what wakes the connection's task (through its `Outbound`) resumes it, its
+    // socket's events too (`watch_sockets`); a wake-up since its last turn resumes it at once.
+    // The `Outbound` holds the only reference to this state until then.
     let waker = Waker::from(Arc::clone(&parked));
     if out.poll_notified(&mut Context::from_waker(&waker)).is_ready() {
         parked.resume();
@@ -230,14 +232,7 @@ impl Parked {
         };
         let server = Arc::clone(&conn.server);
         let parking = &server.mqtt.parking;
-        let id = conn.reg.entry.id;
-        {
-            // It may have hibernated again since this cell was the waker: leave the new one.
-            let mut parked = parking.parked.lock();
-            if parked.get(&id).is_some_and(|p| Arc::ptr_eq(p, self)) {
-                parked.remove(&id);
-            }
-        }
+        parking.count.fetch_sub(1, Ordering::Relaxed);
         let Some(Some(poller)) = parking.poller.get() else {
             // Never: a connection hibernates only once the poller runs.
             return;
@@ -270,5 +265,20 @@ impl Wake for Parked {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.resume();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a hibernated connection keeps beside its registry entry, session and `Outbound`
+    /// (docs/performance.md): its `Arc<Parked>` (16 bytes of counts and the cell) must stay
+    /// in jemalloc's 160-byte class.
+    #[test]
+    fn a_hibernated_connection_fits_its_size_class() {
+        let size = 16 + std::mem::size_of::<Parked>();
+        println!("hibernated connection: {size} bytes");
+        assert!(size <= 160, "the hibernated state grew to {size} bytes");
     }
 }

@@ -56,7 +56,7 @@ pub struct MqttState {
     /// Counters.
     pub stats: Arc<Stats>,
     /// Hibernated connections (`hibernate.rs`).
-    pub parking: Arc<hibernate::Parking>,
+    pub parking: hibernate::Parking,
 }
 
 impl MqttState {
@@ -75,7 +75,7 @@ impl MqttState {
                 started: Instant::now(),
                 connected: AtomicUsize::new(0),
             }),
-            parking: Arc::default(),
+            parking: hibernate::Parking::default(),
         }
     }
 }

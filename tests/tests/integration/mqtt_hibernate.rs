@@ -61,7 +61,8 @@ async fn hibernated_clients_receive_qos0_and_qos1_publishes_and_publish() {
     let Some(broker) = broker().await else { return };
     let port = port(&broker);
     let topic = unique("hib/deliver");
-    let mut sub4 = Mqtt4::connect(rumqttc::MqttOptions::new(unique("sub4"), "127.0.0.1", port)).await;
+    let mut sub4 =
+        Mqtt4::connect(rumqttc::MqttOptions::new(unique("sub4"), "127.0.0.1", port)).await;
     sub4.subscribe(&topic, Q4::AtLeastOnce).await;
     let mut sub5 = Mqtt5::connect(v5::MqttOptions::new(unique("sub5"), "127.0.0.1", port)).await;
     sub5.subscribe(&topic, Q5::AtLeastOnce).await;
@@ -126,8 +127,12 @@ async fn a_hibernated_connection_times_out_on_keep_alive_and_its_will_is_publish
     let port = port(&broker);
     let addr = server(&broker).mqtt_addr().expect("MQTT listener");
     let topic = unique("hib/will");
-    let mut watcher =
-        Mqtt4::connect(rumqttc::MqttOptions::new(unique("watch"), "127.0.0.1", port)).await;
+    let mut watcher = Mqtt4::connect(rumqttc::MqttOptions::new(
+        unique("watch"),
+        "127.0.0.1",
+        port,
+    ))
+    .await;
     watcher.subscribe(&topic, Q4::AtLeastOnce).await;
     // Keep-alive 1 s: closed after 1.5 s without a packet [MQTT-3.1.2-24].
     let mut connect = connect_packet(ProtocolVersion::V5, &unique("silent"));
@@ -152,8 +157,12 @@ async fn a_hibernated_client_that_goes_away_has_its_will_published() {
     let port = port(&broker);
     let addr = server(&broker).mqtt_addr().expect("MQTT listener");
     let topic = unique("hib/gone");
-    let mut watcher =
-        Mqtt4::connect(rumqttc::MqttOptions::new(unique("watch"), "127.0.0.1", port)).await;
+    let mut watcher = Mqtt4::connect(rumqttc::MqttOptions::new(
+        unique("watch"),
+        "127.0.0.1",
+        port,
+    ))
+    .await;
     watcher.subscribe(&topic, Q4::AtLeastOnce).await;
     let mut connect = connect_packet(ProtocolVersion::V3_1_1, &unique("gone"));
     connect.will = Some(will(&topic, "gone"));
@@ -196,7 +205,8 @@ async fn hibernated_connections_are_listed_and_closed_by_the_management_api() {
     assert_eq!(listed.status, 200);
     for name in [&name5, &name4] {
         let found = listed.body.as_array().and_then(|all| {
-            all.iter().find(|c| c["name"] == name.as_str() && c["state"] == "running")
+            all.iter()
+                .find(|c| c["name"] == name.as_str() && c["state"] == "running")
         });
         assert!(found.is_some(), "{name} listed as running: {}", listed.body);
     }

@@ -679,7 +679,11 @@ impl Conn {
                         idle_since = now;
                     }
                     let at = Instant::now()
-                        + Duration::from_millis(idle_since.saturating_add(hibernate_after).saturating_sub(now));
+                        + Duration::from_millis(
+                            idle_since
+                                .saturating_add(hibernate_after)
+                                .saturating_sub(now),
+                        );
                     match idle_timer.as_mut() {
                         // Fired (or about to): set for the new time; otherwise it fires early
                         // once, and is set then (one timer update per period, not per turn).

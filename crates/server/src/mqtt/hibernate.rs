@@ -25,11 +25,11 @@
 use super::connection::Conn;
 use super::io::Io;
 use crate::listen::Open;
+use crate::registry::Registry as ConnRegistry;
 use crate::transport::Transport;
+use crate::ServerState;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
-use crate::registry::Registry as ConnRegistry;
-use crate::ServerState;
 use parking_lot::Mutex;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -130,7 +130,10 @@ async fn watch_sockets(
             // Every connection is woken at shutdown (`Registry::wake_all`), the parked ones too.
             _ = shutdown.changed() => return,
         };
-        match ready.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+        match ready
+            .get_inner_mut()
+            .poll(&mut events, Some(Duration::ZERO))
+        {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -200,9 +203,10 @@ pub(super) fn park(conn: Conn, io: Io) -> Option<(Conn, Io)> {
     });
     parking.count.fetch_add(1, Ordering::Relaxed);
     // Edge-triggered, but epoll reports at registration what is already readable.
-    let watched = poller
-        .registry
-        .register(&mut SourceFd(&fd), Token(id as usize), Interest::READABLE);
+    let watched =
+        poller
+            .registry
+            .register(&mut SourceFd(&fd), Token(id as usize), Interest::READABLE);
     if let Err(e) = watched {
         tracing::debug!(error = %e, "cannot hibernate a connection's socket");
         parked.resume();
@@ -212,7 +216,10 @@ pub(super) fn park(conn: Conn, io: Io) -> Option<(Conn, Io)> {
     // socket's events too (`watch_sockets`); a wake-up since its last turn resumes it at once.
     // The `Outbound` holds the only reference to this state until then.
     let waker = Waker::from(Arc::clone(&parked));
-    if out.poll_notified(&mut Context::from_waker(&waker)).is_ready() {
+    if out
+        .poll_notified(&mut Context::from_waker(&waker))
+        .is_ready()
+    {
         parked.resume();
     }
     None

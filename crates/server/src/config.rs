@@ -129,6 +129,9 @@ pub struct ServerConfig {
     pub mqtt_exchange: String,
     /// Largest MQTT packet accepted (and announced to 5.0 clients), in bytes.
     pub mqtt_max_packet_size: u32,
+    /// Milliseconds an MQTT connection with nothing in flight stays idle before it hibernates
+    /// (gives its task back until a packet or a delivery: `mqtt/hibernate.rs`); 0: never.
+    pub mqtt_hibernate_after_ms: u64,
     /// Topic aliases a 5.0 client may use towards the broker.
     pub mqtt_topic_alias_maximum: u16,
     /// Messages a session queue holds for a subscriber (offline or slow) before the oldest are
@@ -316,6 +319,9 @@ impl Default for ServerConfig {
             tls: None,
             mqtt_exchange: "amq.topic".into(),
             mqtt_max_packet_size: 16 * 1024 * 1024,
+            // RabbitMQ's MQTT reader hibernates after 1 s idle at first (rabbit_mqtt_reader:
+            // gen_server2's `{backoff, 1000, 1000, 10000}`).
+            mqtt_hibernate_after_ms: 1000,
             mqtt_topic_alias_maximum: 64,
             mqtt_max_queued_messages: 100_000,
             mqtt_allow_anonymous: true,

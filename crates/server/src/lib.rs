@@ -262,6 +262,11 @@ impl ServerHandle {
         &self.state.registry
     }
 
+    /// MQTT connections hibernated now (idle without a task: `mqtt/hibernate.rs`).
+    pub fn mqtt_hibernated(&self) -> usize {
+        self.state.mqtt.hibernated()
+    }
+
     /// A snapshot of every open connection (`/api/connections`).
     pub fn connections(&self) -> Vec<registry::ConnectionInfo> {
         self.state.registry.connections()

@@ -357,7 +357,16 @@ pub(crate) async fn accept_loop(
 }
 
 /// One accepted connection's place in [`ServerState::connections`], given back when dropped.
-struct Open(Arc<ServerState>);
+pub(crate) struct Open(Arc<ServerState>);
+
+impl Open {
+    /// Counts a connection that outlives the task that counted it (a hibernated MQTT
+    /// connection, `mqtt/hibernate.rs`).
+    pub(crate) fn new(state: &Arc<ServerState>) -> Open {
+        state.connections.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(state))
+    }
+}
 
 impl Drop for Open {
     fn drop(&mut self) {

@@ -36,6 +36,7 @@ mod metrics;
 mod metrics_grafana;
 mod mqtt_connect;
 mod mqtt_delivery;
+mod mqtt_hibernate;
 mod mqtt_permissions;
 mod mqtt_qos2_restart;
 mod mqtt_sessions;

@@ -43,6 +43,8 @@ pub(super) enum End {
     Abnormal,
     /// The broker is shutting down.
     Shutdown,
+    /// Idle with nothing in flight for `mqtt_hibernate_after_ms`: hibernate (`hibernate.rs`).
+    Park,
 }
 
 /// The state of one connection after CONNECT.
@@ -132,16 +134,66 @@ pub fn serve(
     // peer address, the server), so the task does not keep them either. The same for the
     // close.
     let handshake = Box::pin(handshake(io, peer, server));
+    // `then`, not `async move { let (io, conn) = handshake.await; ... }`: the locals an async
+    // block moves into the next future keep their room in it (twice the connection's state).
+    futures_util::FutureExt::then(handshake, |(io, conn)| connected(io, conn, true))
+}
+
+/// A connected client's packet loop until it ends, or until it hibernates (`hibernate.rs`):
+/// then the task ends and the connection waits without one. `fresh`: just connected (a
+/// resumed connection's keep-alive deadline keeps running from its last packet). `None`: the
+/// handshake refused the client; its last packets are sent and the socket closed.
+///
+/// The connection stays in its `Option` (never moved to a local across an `.await`): a
+/// moved-from variable keeps its room in the future, which sizes every connection's task.
+fn connected(mut io: Io, mut conn: Option<Conn>, fresh: bool) -> impl Future<Output = ()> + Send {
     async move {
-        let (mut io, mut conn) = handshake.await;
-        if let Some(conn) = conn.as_mut() {
-            let end = conn.run(&mut io).await;
-            conn.finish(end);
+        if let (Some(c), true) = (conn.as_ref(), fresh) {
+            // Keep-alive and shutdown cost the task nothing while it waits: the server's timer
+            // sweeps every connection's deadline (kept in `out`) and wakes those past it, and
+            // at shutdown wakes every connection; each looks at both at its next turn.
+            c.out.set_deadline(c.grace());
+        }
+        while let Some(c) = conn.as_mut() {
+            match c.run(&mut io).await {
+                End::Park => {
+                    let Some(c) = conn.take() else { break };
+                    match super::hibernate::park(c, io) {
+                        None => return,
+                        // It cannot hibernate (not plain TCP): it stays awake.
+                        Some((c, i)) => (conn, io) = (Some(c), i),
+                    }
+                }
+                end => {
+                    c.finish(end);
+                    break;
+                }
+            }
         }
         // Lets go of the session (the lease).
         drop(conn);
         Box::pin(io.close()).await;
     }
+}
+
+/// The task of a hibernated connection woken up (`hibernate.rs`), its socket back in tokio.
+pub(super) fn resumed(
+    conn: Conn,
+    stream: tokio::net::TcpStream,
+) -> impl Future<Output = ()> + Send {
+    let io = Io {
+        stream: Transport::Tcp(stream),
+        rb: ReadBuf::new(),
+        out: Arc::clone(&conn.out),
+        pending: BytesMut::new(),
+    };
+    connected(io, Some(conn), false)
+}
+
+/// Ends a hibernated connection whose socket cannot go back to tokio: as if it had closed
+/// (the will is published).
+pub(super) fn abandon(mut conn: Conn) {
+    conn.finish(End::Abnormal);
 }
 
 /// Answers a client whose address is over `connection_rate_limit` (the listener counted it):
@@ -489,10 +541,10 @@ impl Conn {
             let mut alarm_changed: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
             // Publisher flow control's polling timer, boxed for the same reason; only while paused.
             let mut flow_timer: Option<Pin<Box<Sleep>>> = None;
-            // Keep-alive and shutdown cost the task nothing while it waits: the server's timer
-            // sweeps every connection's deadline (kept in `out`) and wakes those past it, and
-            // at shutdown wakes every connection; each looks at both at its next turn.
-            self.out.set_deadline(self.grace());
+            // Hibernation (`hibernate.rs`). `idle_since`: the last turn that was not this
+            // timer's, in `now_ms`.
+            let mut idle_timer: Option<Pin<Box<Sleep>>> = None;
+            let mut idle_since = crate::outbound::now_ms();
             loop {
                 let mut handled = false;
                 loop {
@@ -603,15 +655,55 @@ impl Conn {
                     return End::Abnormal;
                 }
                 let can_read = self.out.has_room() && !paused;
+                // Nothing unread, unwritten or waited for: hibernate once idle long enough.
+                // Plain TCP only (TLS and WebSocket state is not parked). Read here rather
+                // than kept: every byte of this future is in every connection's task.
+                let hibernate_after = match io.stream {
+                    Transport::Tcp(_) => self.server.config.mqtt_hibernate_after_ms,
+                    _ => 0,
+                };
+                let idle = hibernate_after > 0
+                    && !writing
+                    && can_read
+                    && io.rb.buf.is_empty()
+                    && !self.needs_dispatch
+                    && self.acks_waiting() == 0;
+                if idle {
+                    let now = crate::outbound::now_ms();
+                    let due = idle_since.saturating_add(hibernate_after);
+                    if now >= due {
+                        if self.nothing_in_flight() {
+                            return End::Park;
+                        }
+                        // Waiting for the client's acknowledgements: look again later.
+                        idle_since = now;
+                    }
+                    let at = Instant::now()
+                        + Duration::from_millis(
+                            idle_since
+                                .saturating_add(hibernate_after)
+                                .saturating_sub(now),
+                        );
+                    match idle_timer.as_mut() {
+                        // Fired (or about to): set for the new time; otherwise it fires early
+                        // once, and is set then (one timer update per period, not per turn).
+                        Some(t) if t.deadline() <= Instant::now() => t.as_mut().reset(at),
+                        Some(_) => {}
+                        None => idle_timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                    }
+                }
                 tokio::select! {
                     _ = poll_fn(|cx| poll_boxed(&mut alarm_changed, cx)), if alarm_changed.is_some() => {
                         alarm_changed = None;
                     }
                     _ = poll_fn(|cx| poll_boxed(&mut flow_timer, cx)), if congested => {}
+                    // Idle long enough? The next turn looks (and does not count as activity).
+                    _ = poll_fn(|cx| poll_boxed(&mut idle_timer, cx)), if idle => continue,
                     // Writable: the flush above continues the write at the next turn.
                     r = poll_fn(|cx| io.poll_io(cx, can_read, writing)), if can_read || writing => match r {
                         Err(_) | Ok(IoEvent::Read(0)) => return End::Abnormal,
                         Ok(IoEvent::Read(n)) => {
+                            idle_since = crate::outbound::now_ms();
                             io.rb.filled(n);
                             self.reg.entry.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
                             if self.keep_alive > 0 {
@@ -622,10 +714,16 @@ impl Conn {
                     },
                     // Bytes to write, a takeover, the store's sync, the keep-alive sweep, the
                     // shutdown: the next turn sees to them.
-                    _ = self.out.notified() => {}
+                    _ = self.out.notified() => idle_since = crate::outbound::now_ms(),
                 }
             }
         }
+    }
+
+    /// No QoS exchange is unfinished either way (what hibernating asks, beside an idle socket).
+    fn nothing_in_flight(&self) -> bool {
+        let core = self.session.core.lock();
+        core.inflight.is_empty() && core.inbound_qos2.is_empty()
     }
 
     /// [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.

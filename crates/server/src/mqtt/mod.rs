@@ -7,13 +7,15 @@
 //! queued messages to a session; `topic.rs` maps MQTT topics onto the topic exchange;
 //! `convert.rs` maps MQTT 5 properties onto AMQP ones; `sys.rs` publishes `$SYS` topics;
 //! `authz.rs` checks permissions and limits; `admin.rs` is what the management API shows of
-//! sessions and retained messages, and does to them.
+//! sessions and retained messages, and does to them; `hibernate.rs` parks idle connections
+//! without a task.
 
 pub(crate) mod admin;
 mod authz;
 mod connection;
 mod convert;
 mod handlers;
+mod hibernate;
 mod io;
 mod login;
 pub mod persist;
@@ -53,6 +55,15 @@ pub struct MqttState {
     pub registry: Registry,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Hibernated connections (`hibernate.rs`).
+    pub parking: hibernate::Parking,
+}
+
+impl MqttState {
+    /// MQTT connections hibernated now (idle, without a task: `hibernate.rs`).
+    pub fn hibernated(&self) -> usize {
+        self.parking.count()
+    }
 }
 
 impl MqttState {
@@ -64,6 +75,7 @@ impl MqttState {
                 started: Instant::now(),
                 connected: AtomicUsize::new(0),
             }),
+            parking: hibernate::Parking::default(),
         }
     }
 }

@@ -350,6 +350,15 @@ impl Registry {
         }
     }
 
+    /// Wakes the task of connection `id`, if it is still registered (a hibernated MQTT
+    /// connection's socket became readable: `mqtt/hibernate.rs`).
+    pub(crate) fn wake(&self, id: u64) {
+        let out = self.conns.lock().get(&id).map(|e| Arc::clone(&e.out));
+        if let Some(out) = out {
+            out.wake();
+        }
+    }
+
     /// Registers a connection; it stays listed while the guard lives.
     pub(crate) fn register(
         self: &Arc<Self>,

@@ -1,0 +1,291 @@
+//! Hibernated MQTT connections: an idle connection gives its task and its tokio registration
+//! back, and waits in one shared epoll set until it has something to do.
+//!
+//! An idle connection's tokio task cell (512 bytes) and its tokio `ScheduledIo` (256) were
+//! most of what an idle MQTT connection cost (docs/performance.md, "Session 6, third pass:
+//! hibernation"). As RabbitMQ's MQTT reader hibernates after a while with nothing to do
+//! (gen_server2's `{backoff, 1000, 1000, 10000}`: 1 s idle at first), a plain-TCP connection
+//! with nothing in flight that has been idle for `mqtt_hibernate_after_ms` ends its task: its
+//! socket leaves tokio's reactor (`into_std`) for the [`Parking`]'s own epoll set (one `mio`
+//! poll, itself one tokio registration, read by one task), and its state ([`Conn`]) waits in a
+//! [`Parked`] cell. Two things resume it, whichever comes first:
+//!
+//! - its socket becomes readable (a packet, or the peer closing): the poller task;
+//! - anything that wakes the connection's task through its [`Outbound`] (a delivery, the
+//!   keep-alive sweep, a takeover, an operator's close, a deleted vhost or user, the
+//!   shutdown): the `Parked` cell is the waker registered there while the connection sleeps.
+//!
+//! Resuming gives the socket back to tokio and spawns the connection's task again with its
+//! state, which then takes its turn as if it had been waiting all along. Nothing else changes:
+//! the registry lists a hibernated connection as before, the keep-alive deadline keeps
+//! running in its `Outbound`, and the session stays leased by it.
+//!
+//! [`Outbound`]: crate::outbound::Outbound
+
+use super::connection::Conn;
+use super::io::Io;
+use crate::listen::Open;
+use crate::registry::Registry as ConnRegistry;
+use crate::transport::Transport;
+use crate::ServerState;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use parking_lot::Mutex;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+/// The hibernated connections of a server, and the task that watches their sockets.
+///
+/// A hibernated connection is found through the registry (its entry's id is its token in the
+/// epoll set), and its state through its `Outbound`, whose waker it is: no map of its own.
+#[derive(Default)]
+pub struct Parking {
+    /// Started at the first hibernation (it needs the runtime); `None`: it could not be, and
+    /// connections do not hibernate.
+    poller: OnceLock<Option<Poller>>,
+    /// Connections hibernated now.
+    count: AtomicUsize,
+}
+
+/// The shared epoll set, as the parking and resuming sides see it.
+struct Poller {
+    registry: Registry,
+    /// Where resumed connections' tasks are spawned (a waker may run on any thread).
+    handle: tokio::runtime::Handle,
+}
+
+/// One hibernated connection, and its waker while it sleeps.
+struct Parked {
+    /// Taken by whichever resumes it first.
+    state: Mutex<Option<State>>,
+}
+
+/// What a hibernated connection keeps.
+struct State {
+    conn: Conn,
+    socket: std::net::TcpStream,
+    /// Its place in the server's connection count (the task that counted it has ended).
+    _open: Open,
+}
+
+impl Parking {
+    /// Connections hibernated now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The poller, started at the first call.
+    fn poller(&self, server: &ServerState) -> Option<&Poller> {
+        self.poller
+            .get_or_init(|| match start(Arc::clone(&server.registry), server.shutdown.clone()) {
+                Ok(poller) => Some(poller),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the poller of hibernated MQTT connections; they stay awake");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// Creates the epoll set and spawns the task that reads it.
+fn start(registry: Arc<ConnRegistry>, shutdown: watch::Receiver<bool>) -> std::io::Result<Poller> {
+    let poll = Poll::new()?;
+    let epoll = poll.registry().try_clone()?;
+    // Deprecated in tokio 1.54 for types whose `as_raw_fd` could return a descriptor they do
+    // not own; `mio::Poll` owns its epoll descriptor for as long as it lives, which is what
+    // the replacement (`register_with_interest`) asks of its caller, `unsafe` (denied here).
+    #[allow(deprecated)]
+    let poll = AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)?;
+    let handle = tokio::runtime::Handle::current();
+    handle.spawn(watch_sockets(poll, registry, shutdown));
+    Ok(Poller {
+        registry: epoll,
+        handle,
+    })
+}
+
+/// The poller task: resumes the connections whose sockets became readable. The epoll set is
+/// read without waiting (tokio says when it has events), until it has none.
+async fn watch_sockets(
+    mut poll: AsyncFd<Poll>,
+    registry: Arc<ConnRegistry>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = Events::with_capacity(256);
+    loop {
+        let mut ready = tokio::select! {
+            r = poll.readable_mut() => match r {
+                Ok(ready) => ready,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the poller of hibernated MQTT connections failed");
+                    return;
+                }
+            },
+            // Every connection is woken at shutdown (`Registry::wake_all`), the parked ones too.
+            _ = shutdown.changed() => return,
+        };
+        match ready
+            .get_inner_mut()
+            .poll(&mut events, Some(Duration::ZERO))
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "the poller of hibernated MQTT connections failed");
+                return;
+            }
+        }
+        if events.is_empty() {
+            // Drained: wait for tokio to report the epoll set readable again.
+            ready.clear_ready();
+            continue;
+        }
+        drop(ready);
+        // Woken as anything else wakes it: its waker is the hibernated state, which resumes
+        // it (once: a connection already resumed, or gone, is not woken twice).
+        for event in events.iter() {
+            registry.wake(event.token().0 as u64);
+        }
+    }
+}
+
+/// Hibernates a connection that has been idle long enough (the caller checked that nothing is
+/// in flight, buffered or unread). Gives the connection back if it cannot sleep (not plain
+/// TCP, no poller); `None` when it sleeps (or its socket failed, and it ended).
+pub(super) fn park(conn: Conn, io: Io) -> Option<(Conn, Io)> {
+    let server = Arc::clone(&conn.server);
+    let parking = &server.mqtt.parking;
+    let Some(poller) = parking.poller(&server) else {
+        return Some((conn, io));
+    };
+    let Io {
+        stream,
+        rb,
+        out,
+        pending,
+    } = io;
+    let stream = match stream {
+        Transport::Tcp(stream) => stream,
+        stream => {
+            let io = Io {
+                stream,
+                rb,
+                out,
+                pending,
+            };
+            return Some((conn, io));
+        }
+    };
+    drop((rb, pending));
+    // Leaves tokio's reactor (its `ScheduledIo` is freed); the socket stays non-blocking.
+    let socket = match stream.into_std() {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::debug!(peer = %conn.peer(), error = %e, "cannot hibernate, closing");
+            super::connection::abandon(conn);
+            return None;
+        }
+    };
+    let fd = socket.as_raw_fd();
+    let id = conn.reg.entry.id;
+    let parked = Arc::new(Parked {
+        state: Mutex::new(Some(State {
+            conn,
+            socket,
+            _open: Open::new(&server),
+        })),
+    });
+    parking.count.fetch_add(1, Ordering::Relaxed);
+    // Edge-triggered, but epoll reports at registration what is already readable.
+    let watched =
+        poller
+            .registry
+            .register(&mut SourceFd(&fd), Token(id as usize), Interest::READABLE);
+    if let Err(e) = watched {
+        tracing::debug!(error = %e, "cannot hibernate a connection's socket");
+        parked.resume();
+        return None;
+    }
+    // From now on, what wakes the connection's task (through its `Outbound`) resumes it, its
+    // socket's events too (`watch_sockets`); a wake-up since its last turn resumes it at once.
+    // The `Outbound` holds the only reference to this state until then.
+    let waker = Waker::from(Arc::clone(&parked));
+    if out
+        .poll_notified(&mut Context::from_waker(&waker))
+        .is_ready()
+    {
+        parked.resume();
+    }
+    None
+}
+
+impl Parked {
+    /// Gives the socket back to tokio and spawns the connection's task again (once: the
+    /// first caller takes the state).
+    fn resume(self: &Arc<Self>) {
+        let Some(State {
+            conn,
+            socket,
+            _open: open,
+        }) = self.state.lock().take()
+        else {
+            return;
+        };
+        let server = Arc::clone(&conn.server);
+        let parking = &server.mqtt.parking;
+        parking.count.fetch_sub(1, Ordering::Relaxed);
+        let Some(Some(poller)) = parking.poller.get() else {
+            // Never: a connection hibernates only once the poller runs.
+            return;
+        };
+        // The waker may run outside the runtime (another thread's wake-up): registering the
+        // socket with tokio, and what an ending connection spawns, need its context.
+        let _runtime = poller.handle.enter();
+        let _ = poller
+            .registry
+            .deregister(&mut SourceFd(&socket.as_raw_fd()));
+        match tokio::net::TcpStream::from_std(socket) {
+            Ok(stream) => {
+                let task = super::connection::resumed(conn, stream);
+                poller
+                    .handle
+                    .spawn(futures_util::FutureExt::map(task, move |()| drop(open)));
+            }
+            Err(e) => {
+                tracing::info!(peer = %conn.peer(), error = %e, "cannot resume a hibernated MQTT connection, closing");
+                super::connection::abandon(conn);
+            }
+        }
+    }
+}
+
+impl Wake for Parked {
+    fn wake(self: Arc<Self>) {
+        self.resume();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.resume();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a hibernated connection keeps beside its registry entry, session and `Outbound`
+    /// (docs/performance.md): its `Arc<Parked>` (16 bytes of counts and the cell) must stay
+    /// in jemalloc's 160-byte class.
+    #[test]
+    fn a_hibernated_connection_fits_its_size_class() {
+        let size = 16 + std::mem::size_of::<Parked>();
+        println!("hibernated connection: {size} bytes");
+        assert!(size <= 160, "the hibernated state grew to {size} bytes");
+    }
+}

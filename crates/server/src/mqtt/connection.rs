@@ -146,6 +146,8 @@ pub fn serve(
 ///
 /// The connection stays in its `Option` (never moved to a local across an `.await`): a
 /// moved-from variable keeps its room in the future, which sizes every connection's task.
+/// Not an `async fn`, which would keep a second copy of its arguments (see [`serve`]).
+#[allow(clippy::manual_async_fn)]
 fn connected(mut io: Io, mut conn: Option<Conn>, fresh: bool) -> impl Future<Output = ()> + Send {
     async move {
         if let (Some(c), true) = (conn.as_ref(), fresh) {

@@ -42,6 +42,7 @@ mod queues;
 mod runtime;
 mod stats;
 mod stream;
+mod stream_groups;
 mod super_streams;
 mod users;
 mod vhosts;

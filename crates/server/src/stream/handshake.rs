@@ -52,11 +52,9 @@ impl Conn {
                 self.reg.entry.update(|d| d.client_properties = raw);
                 let mut properties = Properties::new();
                 properties.push("product", "Pigeon");
-                // The RabbitMQ version whose behaviour Pigeon follows (the HTTP API's): clients
-                // gate features on it (rabbitmq-stream-js-client turns filtering, super
-                // streams and Publish/Deliver v2 off below 3.13.0). Pigeon's own version is
-                // given as `pigeon_version`.
-                properties.push("version", crate::http::RABBITMQ_VERSION);
+                // The RabbitMQ version Pigeon follows (`crate::RABBITMQ_VERSION`, as AMQP and
+                // the API give it); Pigeon's own version is given as `pigeon_version`.
+                properties.push("version", crate::RABBITMQ_VERSION);
                 properties.push("pigeon_version", env!("CARGO_PKG_VERSION"));
                 properties.push("platform", "Rust");
                 properties.push(

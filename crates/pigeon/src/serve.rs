@@ -65,12 +65,14 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     };
     use pigeon_server::ListenerKind as K;
     info!(
-        "pigeon {} listening for AMQP 0-9-1 on {}, AMQPS on {}, MQTT on {}, MQTTS on {}, management HTTP API on {}",
+        "pigeon {} listening for AMQP 0-9-1 on {}, AMQPS on {}, MQTT on {}, MQTTS on {}, stream on {}, stream TLS on {}, management HTTP API on {}",
         env!("CARGO_PKG_VERSION"),
         list(K::Amqp),
         list(K::Amqps),
         list(K::Mqtt),
         list(K::Mqtts),
+        list(K::Stream),
+        list(K::StreamTls),
         list(K::Http),
     );
 

@@ -34,6 +34,13 @@ pub mod tls;
 pub mod transport;
 pub mod ws;
 
+/// The RabbitMQ release whose behaviour Pigeon follows, given as the version wherever clients
+/// read one: AMQP's `connection.start` server properties, the stream protocol's
+/// `PeerProperties` answer and the management API's `rabbitmq_version`. Clients gate features
+/// on it (rabbitmq-stream-js-client turns filtering, super streams and Publish/Deliver v2 off
+/// below 3.13.0); Pigeon's own version goes beside it as `pigeon_version` / `product_version`.
+pub const RABBITMQ_VERSION: &str = "3.13.7";
+
 pub use auth::{AuthError, AuthenticatedUser};
 pub use config::{
     CertLoginFrom, DefaultPermissions, Listen, PolicyConfig, PolicyValue, ServerConfig, TlsConfig,

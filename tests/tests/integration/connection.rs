@@ -361,3 +361,64 @@ async fn configured_users_log_in_and_others_are_refused() {
         .expect_err("guest does not exist");
     assert_eq!(reply_code(&guest), Some(ACCESS_REFUSED));
 }
+
+/// One version everywhere clients read one: AMQP's server properties (raw, and as amqprs reads
+/// them), the stream protocol's PeerProperties answer and `/api/overview`, all
+/// `pigeon_server::RABBITMQ_VERSION`, with Pigeon's own version beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_stream_and_the_api_give_the_same_rabbitmq_version() {
+    let Some(broker) = TestBroker::start_with(ServerConfig::for_tests()).await else {
+        return;
+    };
+    let version = pigeon_server::RABBITMQ_VERSION;
+    assert!(version.starts_with("3.13."), "{version}");
+
+    let mut client = RawClient::connect(broker.addr()).await;
+    let start = client.start().await;
+    let text = |key: &str| match start.server_properties.get(key) {
+        Some(raw::Value::Str(s)) => String::from_utf8_lossy(s).into_owned(),
+        other => panic!("{key} = {other:?}"),
+    };
+    assert_eq!(text("version"), version);
+    assert_eq!(text("pigeon_version"), env!("CARGO_PKG_VERSION"));
+
+    let args = amqprs::connection::OpenConnectionArguments::new(
+        &broker.addr().ip().to_string(),
+        broker.addr().port(),
+        broker.user(),
+        broker.password(),
+    );
+    let conn = within(
+        "amqprs' connection",
+        amqprs::connection::Connection::open(&args),
+    )
+    .await
+    .unwrap();
+    assert_eq!(conn.server_properties().version(), version);
+    conn.close().await.unwrap();
+
+    let mut stream =
+        crate::stream_protocol_support::Raw::connect(broker.stream_addr().unwrap()).await;
+    stream
+        .send(stream_wire::PeerProperties {
+            correlation_id: 1,
+            properties: Default::default(),
+        })
+        .await;
+    match stream.recv().await {
+        Some(stream_wire::Command::PeerPropertiesResponse(r)) => {
+            assert_eq!(
+                r.properties.get("version").map(|v| v.as_str()),
+                Some(version)
+            );
+        }
+        other => panic!("expected PeerProperties' answer, got {other:?}"),
+    }
+
+    let overview = pigeon_tests::http_support::Api::new(&broker)
+        .get("/api/overview")
+        .await
+        .body;
+    assert_eq!(overview["rabbitmq_version"], version);
+    assert_eq!(overview["management_version"], version);
+}

@@ -59,6 +59,7 @@ mod stream_protocol;
 mod stream_protocol_access;
 mod stream_protocol_hostile;
 mod stream_protocol_interop;
+mod stream_protocol_limits;
 mod stream_protocol_ops;
 mod stream_protocol_pysuite;
 mod stream_protocol_sac;

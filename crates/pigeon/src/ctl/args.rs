@@ -133,6 +133,9 @@ const SPECS: &[Spec] = &[
     spec("stream-max-segment-size-bytes", None, true),
     spec("leader-locator", None, true),
     spec("initial-cluster-size", None, true),
+    // rabbitmq-streams list_stream_group_consumers.
+    spec("stream", None, true),
+    spec("reference", None, true),
 ];
 
 /// Parses `pigeon ctl`'s arguments.

@@ -57,12 +57,15 @@ const FANOUT_QUEUE: &str = "crash.fan";
 // ---------------------------------------------------------------------------------------------
 // The broker process
 
-/// A running `pigeon` child process; killed (SIGKILL) when dropped.
-struct Pigeon {
+/// A running `pigeon` child process; killed (SIGKILL) when dropped. Also used by
+/// `crash_stream.rs`.
+pub(crate) struct Pigeon {
     child: Child,
     amqp: SocketAddr,
+    /// Its stream-protocol listener.
+    pub(crate) stream: SocketAddr,
     /// Every line it wrote to stderr so far.
-    log: Arc<Mutex<Vec<String>>>,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
     /// `messages=` and `ms=` of its "recovered from the data directory" line.
     recovered: (u64, u64),
 }
@@ -70,7 +73,7 @@ struct Pigeon {
 impl Pigeon {
     /// Starts the binary with `config` on loopback ephemeral ports and waits (bounded) for the
     /// line saying where it listens.
-    async fn start(config: &Path) -> Pigeon {
+    pub(crate) async fn start(config: &Path) -> Pigeon {
         let config = config.to_path_buf();
         tokio::task::spawn_blocking(move || Pigeon::start_blocking(&config))
             .await
@@ -78,7 +81,10 @@ impl Pigeon {
     }
 
     fn start_blocking(config: &Path) -> Pigeon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pigeon"))
+        // PIGEON_BIN: the binary of this worktree when several share a target directory.
+        let bin =
+            std::env::var("PIGEON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pigeon").into());
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(config)
             .args([
@@ -118,7 +124,7 @@ impl Pigeon {
         }
         let deadline = Instant::now() + TIMEOUT;
         let mut recovered = None;
-        let amqp = loop {
+        let (amqp, stream) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
@@ -133,11 +139,14 @@ impl Pigeon {
             if line.contains("recovered from the data directory") {
                 recovered = Some((field(&line, "messages="), field(&line, "ms=")));
             }
-            if let Some(rest) = line.split("listening for AMQP 0-9-1 on ").nth(1) {
-                let addr = rest.split([',', ' ']).next().unwrap_or_default();
-                break addr
-                    .parse::<SocketAddr>()
-                    .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+            if line.contains("listening for AMQP 0-9-1 on ") {
+                let addr = |after: &str| {
+                    let rest = line.split(after).nth(1).unwrap_or_default();
+                    let addr = rest.split([',', ' ']).next().unwrap_or_default();
+                    addr.parse::<SocketAddr>()
+                        .unwrap_or_else(|e| panic!("bad address after {after:?} in {line:?}: {e}"))
+                };
+                break (addr("listening for AMQP 0-9-1 on "), addr(", stream on "));
             }
         };
         let recovered = recovered.unwrap_or_else(|| {
@@ -149,6 +158,7 @@ impl Pigeon {
         Pigeon {
             child,
             amqp,
+            stream,
             log,
             recovered,
         }
@@ -159,13 +169,13 @@ impl Pigeon {
     }
 
     /// SIGKILL, and reap the process.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
     /// SIGTERM, and wait (bounded) for a clean exit.
-    fn terminate(mut self) {
+    pub(crate) fn terminate(mut self) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let deadline = Instant::now() + TIMEOUT;
@@ -297,7 +307,7 @@ async fn connect(url: &str) -> Connection {
     }
 }
 
-async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+pub(crate) async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
     tokio::time::timeout(TIMEOUT, fut)
         .await
         .unwrap_or_else(|_| panic!("timed out after {TIMEOUT:?} waiting for {what}"))
@@ -542,10 +552,10 @@ async fn ready_count(channel: &Channel, queue: &str) -> u32 {
 // The test
 
 /// xorshift64*: enough randomness for kill delays, reproducible from the printed seed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

@@ -194,3 +194,151 @@ async fn refusals_have_rabbitmq_streams_texts_and_exit_codes() {
         .fails(70);
     assert_eq!(line, "Error: stream_not_found");
 }
+
+/// A stream-protocol environment of the broker's user (the `rabbitmq-stream-client` crate).
+async fn stream_env(broker: &pigeon_tests::TestBroker) -> rabbitmq_stream_client::Environment {
+    let addr = broker.stream_addr().expect("the stream listener");
+    pigeon_tests::within(
+        "the stream handshake",
+        rabbitmq_stream_client::Environment::builder()
+            .host(&addr.ip().to_string())
+            .port(addr.port())
+            .username(broker.user())
+            .password(broker.password())
+            .build(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A single-active consumer of group `name` on `stream`.
+async fn sac_consumer(
+    env: &rabbitmq_stream_client::Environment,
+    stream: &str,
+    name: &str,
+) -> rabbitmq_stream_client::Consumer {
+    pigeon_tests::within(
+        "Subscribe",
+        env.consumer()
+            .name(name)
+            .enable_single_active_consumer(true)
+            .offset(rabbitmq_stream_client::types::OffsetSpecification::First)
+            .build(stream),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_and_their_consumers_are_listed_as_rabbitmq_streams_does() {
+    let data = data_dir();
+    let Some(broker) = data.start().await else {
+        return;
+    };
+    let env = stream_env(&broker).await;
+    let stream = unique("sac");
+    pigeon_tests::within("Create", env.stream_creator().create(&stream))
+        .await
+        .unwrap();
+    let first = sac_consumer(&env, &stream, "grp").await;
+    let _second = sac_consumer(&env, &stream, "grp").await;
+    // A consumer without single-active is in no group.
+    let _plain = pigeon_tests::within("Subscribe", env.consumer().build(&stream))
+        .await
+        .unwrap();
+
+    let groups = ctl(
+        &broker,
+        &["list_stream_consumer_groups", "--formatter", "json"],
+    )
+    .await
+    .json();
+    assert_eq!(
+        groups,
+        json!([{"stream": stream, "reference": "grp", "partition_index": -1, "consumers": 2}])
+    );
+    // Chosen columns, in the order given; the table's header names them.
+    let out = ctl(
+        &broker,
+        &[
+            "-q",
+            "list_stream_consumer_groups",
+            "consumers",
+            "reference",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(out, "consumers\treference\n2\tgrp\n");
+
+    let group = [
+        "list_stream_group_consumers",
+        "--stream",
+        &stream,
+        "--reference",
+        "grp",
+        "--formatter",
+        "json",
+    ];
+    let states = |rows: &serde_json::Value| -> Vec<(u64, String)> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert!(
+                    r["connection_name"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("->")),
+                    "{r}"
+                );
+                (
+                    r["subscription_id"].as_u64().unwrap(),
+                    r["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let rows = ctl(&broker, &group).await.json();
+    let listed = states(&rows);
+    assert_eq!(
+        listed.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+        ["active", "inactive"],
+        "{rows}"
+    );
+    // The first one goes: the second takes over, and is the only one listed.
+    pigeon_tests::within("the consumer's close", first.handle().close())
+        .await
+        .unwrap();
+    pigeon_tests::within("the hand-over", async {
+        loop {
+            let rows = ctl(&broker, &group).await.json();
+            let now = states(&rows);
+            if now.len() == 1 && now[0] == (listed[1].0, "active".to_string()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    // rabbitmq-streams' refusals: no such group, a missing option.
+    let line = ctl(
+        &broker,
+        &[
+            "list_stream_group_consumers",
+            "--stream",
+            &stream,
+            "--reference",
+            "nope",
+        ],
+    )
+    .await
+    .fails(65);
+    assert_eq!(line, "Error: The group does not exist");
+    ctl(
+        &broker,
+        &["list_stream_group_consumers", "--stream", &stream],
+    )
+    .await
+    .fails(64);
+}

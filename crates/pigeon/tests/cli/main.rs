@@ -5,6 +5,7 @@
 mod bench_stream;
 mod bench_tls;
 mod crash;
+mod crash_stream;
 mod ctl;
 mod ctl_access;
 mod ctl_node;

@@ -42,6 +42,7 @@ mod queues;
 mod runtime;
 mod stats;
 mod stream;
+mod stream_groups;
 mod super_streams;
 mod users;
 mod vhosts;
@@ -62,9 +63,9 @@ pub(crate) use auth::Caller;
 /// RabbitMQ takes is taken here too.
 pub const MAX_BODY_SIZE: usize = 20_000_000;
 
-/// The RabbitMQ release whose management API this implements (`rabbitmq_version` and
-/// `management_version` in `/api/overview`: clients such as rabbitmqadmin look at them).
-pub const RABBITMQ_VERSION: &str = "3.13.7";
+/// `rabbitmq_version` and `management_version` in `/api/overview` (clients such as
+/// rabbitmqadmin look at them): the one [`crate::RABBITMQ_VERSION`].
+pub use crate::RABBITMQ_VERSION;
 
 /// What every handler shares.
 pub(crate) struct Http {

@@ -56,6 +56,14 @@ pub(super) fn routes() -> Router<Shared> {
         )
         .route("/api/stream/consumers", get(consumers))
         .route("/api/stream/consumers/{vhost}", get(vhost_consumers))
+        .route(
+            "/api/stream/consumer-groups/{vhost}",
+            get(super::stream_groups::groups),
+        )
+        .route(
+            "/api/stream/consumer-groups/{vhost}/{stream}/{reference}",
+            get(super::stream_groups::group_consumers),
+        )
 }
 
 /// Whether `caller` sees a connection of `user` (`rabbit_mgmt_util:filter_user`).

@@ -18,6 +18,7 @@ use super::subscribe::Subscription;
 use super::view::ConnView;
 use crate::auth::AuthenticatedUser;
 use crate::authz::Authz;
+use crate::limits::ConnectionSlots;
 use crate::outbound::Outbound;
 use crate::registry::{Protocol, Registered};
 use crate::transport::{PeerInfo, ReadHalf, Transport};
@@ -80,6 +81,8 @@ pub(super) struct Conn {
     pub(super) user: Option<AuthenticatedUser>,
     pub(super) vhost: Option<Arc<VHost>>,
     pub(super) authz: Option<Arc<Authz>>,
+    /// Its places in its vhost's and user's connection counts (`max-connections`), from `Open`.
+    pub(super) slots: Option<ConnectionSlots>,
     /// Largest frame accepted: 8 KiB until tuned, then the negotiated `FrameMax`.
     pub(super) frame_max: u32,
     /// Negotiated heartbeat in seconds (0: none).
@@ -133,6 +136,7 @@ pub(super) async fn run(transport: Transport, peer: PeerInfo, state: Arc<ServerS
         user: None,
         vhost: None,
         authz: None,
+        slots: None,
         frame_max: INITIAL_FRAME_MAX,
         heartbeat: 0,
         deliver_v2: false,

@@ -4,6 +4,15 @@
 //! As `rabbit_stream_reader:handle_frame_pre_auth/4`: a failed authentication or a refused
 //! vhost is answered with its code and the socket is closed; the frame limit is 8 KiB until
 //! the client answers `Tune`, the values the client answers with are the ones used.
+//!
+//! Connection limits: a stream connection counts in its vhost's and its user's
+//! `max-connections` as an AMQP one does, and in the node's `max_connections` (at accept, as
+//! every listener). Over a vhost or user limit, `Open` is refused with
+//! `VirtualHostAccessFailure` (0x0c), the only refusal RabbitMQ's stream `Open` has. RabbitMQ
+//! 3.13 counts stream connections (they are tracked, so AMQP connections are refused over the
+//! limit) but does not check the limits for the stream connection itself: "FIXME enforce
+//! connection limit" in `handle_frame_pre_auth` for `open` (still there on main). Pigeon
+//! enforces them, as a RabbitMQ user setting a limit expects.
 
 use super::connection::{Conn, Next, Step};
 use crate::auth::AuthError;
@@ -43,11 +52,9 @@ impl Conn {
                 self.reg.entry.update(|d| d.client_properties = raw);
                 let mut properties = Properties::new();
                 properties.push("product", "Pigeon");
-                // The RabbitMQ version whose behaviour Pigeon follows (the HTTP API's): clients
-                // gate features on it (rabbitmq-stream-js-client turns filtering, super
-                // streams and Publish/Deliver v2 off below 3.13.0). Pigeon's own version is
-                // given as `pigeon_version`.
-                properties.push("version", crate::http::RABBITMQ_VERSION);
+                // The RabbitMQ version Pigeon follows (`crate::RABBITMQ_VERSION`, as AMQP and
+                // the API give it); Pigeon's own version is given as `pigeon_version`.
+                properties.push("version", crate::RABBITMQ_VERSION);
                 properties.push("pigeon_version", env!("CARGO_PKG_VERSION"));
                 properties.push("platform", "Rust");
                 properties.push(
@@ -168,6 +175,26 @@ impl Conn {
         };
         let name = o.virtual_host.as_str();
         let broker = &self.state.broker;
+        // As rabbit_reader's connection.open: the limits first (for a vhost that exists),
+        // then access to the vhost.
+        if broker.vhost(name).is_some() {
+            match self
+                .state
+                .limits
+                .open_connection(broker.access(), name, &user)
+            {
+                Ok(slots) => self.slots = Some(slots),
+                Err(e) => {
+                    tracing::warn!(conn = self.id, peer = %self.peer.addr, "stream connection refused: {e}");
+                    self.send(OpenResponse {
+                        correlation_id: o.correlation_id,
+                        code: ResponseCode::VirtualHostAccessFailure,
+                        properties: Properties::new(),
+                    });
+                    return Next::Hangup;
+                }
+            }
+        }
         let vhost = broker
             .vhost(name)
             .filter(|_| crate::auth::may_open_vhost(broker, &user, name));

@@ -15,7 +15,7 @@
 
 use super::connection::{Conn, Waker};
 use parking_lot::Mutex;
-use pigeon_broker::stream_sac::{Notification, SacConsumer, SacCoordinator};
+use pigeon_broker::stream_sac::{GroupInfo, Notification, SacConsumer, SacCoordinator};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use stream_wire::{ConsumerUpdate, ConsumerUpdateResponse, Properties};
@@ -69,6 +69,16 @@ impl Groups {
             subscription,
         };
         self.0.lock().coordinator.is_active(key, consumer)
+    }
+
+    /// The groups of `vhost`, by stream then name (`list_stream_consumer_groups`).
+    pub(crate) fn list(&self, vhost: &str) -> Vec<GroupInfo> {
+        self.0.lock().coordinator.groups(vhost)
+    }
+
+    /// One group's consumers in registration order (`list_stream_group_consumers`).
+    pub(crate) fn group(&self, key: &GroupKey) -> Option<GroupInfo> {
+        self.0.lock().coordinator.group(key)
     }
 
     /// Removes a member; `stepping_down`: it was told to step down and had not answered yet,

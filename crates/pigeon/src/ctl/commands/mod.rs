@@ -122,6 +122,8 @@ pub const COMMANDS: &[Command] = &[
     cmd("list_stream_connections", "[--no-table-headers] [<column> ...]", "Lists stream protocol connections (default: conn_name; rabbitmq-streams)", stream_lists::connections),
     cmd("list_stream_publishers", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists stream publishers (rabbitmq-streams)", stream_lists::publishers),
     cmd("list_stream_consumers", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists stream consumers (rabbitmq-streams)", stream_lists::consumers),
+    cmd("list_stream_consumer_groups", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists single active consumer groups (rabbitmq-streams)", stream_lists::consumer_groups),
+    cmd("list_stream_group_consumers", "--stream <stream> --reference <reference> [-p <vhost>] [--no-table-headers] [<column> ...]", "Lists the consumers of a single active consumer group (rabbitmq-streams)", stream_lists::group_consumers),
     cmd("ping", "", "Checks that the node answers", health::ping),
     cmd("check_running", "", "Checks that the node is running and serving clients", health::check_running),
     cmd("check_local_alarms", "", "Fails if the node has a memory or disk alarm", health::check_local_alarms),

@@ -1,11 +1,12 @@
 //! rabbitmq-streams' listing commands: `list_stream_connections`, `list_stream_publishers`,
-//! `list_stream_consumers`, with their column names and default columns
-//! (rabbitmq-streams(8), "Stream plugin"), read from `/api/stream/...`.
+//! `list_stream_consumers`, `list_stream_consumer_groups`, `list_stream_group_consumers`, with
+//! their column names and default columns (rabbitmq-streams(8), "Stream plugin"), read from
+//! `/api/stream/...`.
 
 use super::lists::{connection_pid, connection_pids, field, list};
 use super::{columns, Ctx};
 use crate::ctl::client::seg;
-use crate::ctl::error::CtlResult;
+use crate::ctl::error::{CtlError, CtlResult};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -145,4 +146,45 @@ pub fn consumers(ctx: &Ctx) -> CtlResult {
         "messages_consumed" => field(c, "consumed"),
         other => field(c, other),
     })
+}
+
+/// `list_stream_consumer_groups [-p vhost] [column ...]`, every column by default: the
+/// single-active-consumer groups of the vhost (`/api/stream/consumer-groups/{vhost}`).
+pub fn consumer_groups(ctx: &Ctx) -> CtlResult {
+    let keys = &["stream", "reference", "partition_index", "consumers"];
+    let banners = [format!(
+        "Listing consumer groups in vhost {} ...",
+        ctx.vhost()
+    )];
+    let path = format!("/api/stream/consumer-groups/{}", seg(ctx.vhost()));
+    list(ctx, keys, keys, &banners, &path, |col, g| field(g, col))
+}
+
+/// `list_stream_group_consumers --stream <stream> --reference <reference> [-p vhost]
+/// [column ...]`, every column by default; a group that does not exist is an error, as
+/// rabbitmq-streams' "The group does not exist".
+pub fn group_consumers(ctx: &Ctx) -> CtlResult {
+    let required = |name: &str| {
+        ctx.inv
+            .opts
+            .flag(name)
+            .map(str::to_string)
+            .ok_or_else(|| CtlError::Usage(format!("--{name} is required")))
+    };
+    let (stream, reference) = (required("stream")?, required("reference")?);
+    let keys = &["subscription_id", "connection_name", "state"];
+    let path = format!(
+        "/api/stream/consumer-groups/{}/{}/{}",
+        seg(ctx.vhost()),
+        seg(&stream),
+        seg(&reference)
+    );
+    if ctx.node.get_opt(&path)?.is_none() {
+        return Err(CtlError::Data("The group does not exist".into()));
+    }
+    let banners = [format!(
+        "Listing group consumers of stream {stream}, reference {reference} in vhost {} ...",
+        ctx.vhost()
+    )];
+    list(ctx, keys, keys, &banners, &path, |col, c| field(c, col))
 }

@@ -37,8 +37,14 @@ impl Connection {
             FieldValue::Table(caps),
         );
         props.insert(ShortString::from_static("product"), text("Pigeon"));
+        // The RabbitMQ version Pigeon follows, as the stream protocol and the API give it
+        // (`crate::RABBITMQ_VERSION`); Pigeon's own beside it.
         props.insert(
             ShortString::from_static("version"),
+            text(crate::RABBITMQ_VERSION),
+        );
+        props.insert(
+            ShortString::from_static("pigeon_version"),
             text(env!("CARGO_PKG_VERSION")),
         );
         props.insert(ShortString::from_static("platform"), text("Rust"));

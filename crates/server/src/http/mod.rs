@@ -30,7 +30,7 @@ mod definitions;
 mod exchanges;
 mod features;
 mod health;
-mod json;
+pub(crate) mod json;
 mod limits;
 mod messages;
 mod mqtt;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
 mod bench_tls;
+mod cluster;
 mod crash;
 mod ctl;
 mod ctl_access;

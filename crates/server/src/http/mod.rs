@@ -180,6 +180,29 @@ impl ApiError {
     }
 }
 
+/// Makes a metadata change through the cluster when the node is clustered (`crate::cluster`):
+/// `Ok(true)` once a majority committed it and this node applied it; `Ok(false)` when the node
+/// is not clustered (the caller makes the change itself). A node that cannot reach a majority
+/// answers 503, as RabbitMQ's management API does when its metadata store times out.
+pub(crate) async fn replicate(
+    http: &Http,
+    command: pigeon_cluster::MetaCommand,
+) -> ApiResult<bool> {
+    let Some(cluster) = &http.state.cluster else {
+        return Ok(false);
+    };
+    match crate::cluster::write(cluster, command).await {
+        Ok(()) => Ok(true),
+        Err(crate::cluster::WriteError::Refused { code: 404, .. }) => Err(ApiError::not_found()),
+        Err(crate::cluster::WriteError::Refused { text, .. }) => Err(ApiError::bad_request(text)),
+        Err(crate::cluster::WriteError::Unavailable(e)) => Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "service_unavailable",
+            reason: format!("the change was not committed by a majority of the cluster: {e}"),
+        }),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": self.error, "reason": self.reason});

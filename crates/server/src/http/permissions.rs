@@ -4,6 +4,7 @@
 //! `/api/permissions`, `/api/permissions/{vhost}/{user}`, `/api/vhosts/{vhost}/permissions`,
 //! `/api/users/{user}/permissions`, and the same four under `topic-permissions`.
 
+use pigeon_cluster::MetaCommand;
 use super::json::{body, req_str};
 use super::{blocking, created_or_updated, user_or_404, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
@@ -163,9 +164,18 @@ async fn put(
         .access()
         .permission(&user, &vhost)
         .is_none();
-    let state = Arc::clone(&http.state);
-    let (u, v) = (user.clone(), vhost.clone());
-    blocking(move || state.broker.set_permissions(&u, &v, p)).await??;
+    let command = MetaCommand::SetPermissions {
+        user: user.clone(),
+        vhost: vhost.clone(),
+        configure: p.configure.clone(),
+        write: p.write.clone(),
+        read: p.read.clone(),
+    };
+    if !super::replicate(&http, command).await? {
+        let state = Arc::clone(&http.state);
+        let (u, v) = (user.clone(), vhost.clone());
+        blocking(move || state.broker.set_permissions(&u, &v, p)).await??;
+    }
     tracing::info!(user = %user, vhost = %vhost, by = %caller.name, "permissions set through the management API");
     Ok(created_or_updated(created))
 }
@@ -176,9 +186,13 @@ async fn delete(
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let state = Arc::clone(&http.state);
-    let cleared =
-        blocking(move || state.broker.access().try_clear_permission(&user, &vhost)).await??;
+    let cleared = if http.state.cluster.is_some() {
+        http.state.broker.access().permission(&user, &vhost).is_some()
+            && super::replicate(&http, MetaCommand::ClearPermissions { user, vhost }).await?
+    } else {
+        let state = Arc::clone(&http.state);
+        blocking(move || state.broker.access().try_clear_permission(&user, &vhost)).await??
+    };
     if !cleared {
         return Err(ApiError::not_found());
     }

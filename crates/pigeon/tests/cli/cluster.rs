@@ -146,7 +146,7 @@ impl Drop for Node {
 
 /// Whether the queue is listed by the node's `/api/queues` (through `pigeon ctl list_queues`).
 async fn lists_queue(node: &Node, queue: &str) -> bool {
-    let out = ctl_at(&node.api(), &["--format", "json", "list_queues", "name"]).await;
+    let out = ctl_at(&node.api(), &["list_queues", "name", "--formatter", "json"]).await;
     let all: serde_json::Value = serde_json::from_str(&out.ok()).unwrap();
     all.as_array()
         .is_some_and(|l| l.iter().any(|q| q["name"] == queue))
@@ -186,6 +186,11 @@ async fn declare_durable(conn: &Connection, queue: &str) -> Result<(), lapin::Er
         .map(|_| ())
 }
 
+/// Node `i`, which the test has not killed.
+fn node(nodes: &[Option<Node>], i: usize) -> &Node {
+    nodes[i].as_ref().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,7 +200,6 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     for c in &configs {
         nodes.push(Some(Node::start(c).await));
     }
-    let node = |nodes: &'_ Vec<Option<Node>>, i: usize| -> &'_ Node { nodes[i].as_ref().unwrap() };
 
     // Declared through node 1 (an exchange, a durable queue, a binding)...
     // The first change waits for the cluster to form and elect a leader; a connection closed
@@ -257,7 +261,7 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     for i in 0..3 {
         until_listed(node(&nodes, i), "orders.eu").await;
     }
-    let bindings = ctl_at(&node(&nodes, 2).api(), &["--format", "json", "list_bindings"])
+    let bindings = ctl_at(&node(&nodes, 2).api(), &["list_bindings", "--formatter", "json"])
         .await
         .ok();
     assert!(bindings.contains("eu.#"), "{bindings}");

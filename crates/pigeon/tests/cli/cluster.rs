@@ -266,6 +266,14 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
         .ok();
     assert!(bindings.contains("eu.#"), "{bindings}");
 
+    // cluster_status and /api/nodes (through `list_nodes`-like JSON) show the three members.
+    let status = ctl_at(&node(&nodes, 0).api(), &["cluster_status", "--formatter", "json"])
+        .await
+        .json();
+    assert_eq!(status["disk_nodes"].as_array().unwrap().len(), 3, "{status}");
+    assert_eq!(status["running_nodes"].as_array().unwrap().len(), 3, "{status}");
+    assert_eq!(status["raft"]["members"].as_array().unwrap().len(), 3, "{status}");
+
     // A user created through node 2 logs in on node 3.
     let api2 = node(&nodes, 1).api();
     ctl_at(&api2, &["add_user", "alice", "s3cret"]).await.ok();
@@ -280,6 +288,11 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
         .unwrap_or_else(|e| panic!("a majority refused a declare: {e}\n{}", node(&nodes, 0).log()));
     ctl_at(&api2, &["add_user", "bob", "pw"]).await.ok();
     until_listed(node(&nodes, 1), "while.down").await;
+    let status = ctl_at(&node(&nodes, 1).api(), &["cluster_status", "--formatter", "json"])
+        .await
+        .json();
+    assert_eq!(status["disk_nodes"].as_array().unwrap().len(), 3, "{status}");
+    assert_eq!(status["running_nodes"].as_array().unwrap().len(), 2, "{status}");
 
     // Restarted, it catches up with what it missed.
     nodes[2] = Some(Node::start(&configs[2]).await);

@@ -24,6 +24,7 @@
 
 mod auth;
 mod bindings;
+mod cluster;
 mod connections;
 mod dashboard;
 mod definitions;
@@ -79,9 +80,13 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    /// This node's name, RabbitMQ style (`name@host`).
+    /// This node's name, RabbitMQ style (`name@host`): its `[cluster]` node name when
+    /// clustered.
     pub fn node(&self) -> String {
-        node_name()
+        match &self.state.cluster {
+            Some(c) => c.name().to_string(),
+            None => node_name(),
+        }
     }
 
     /// The cluster's name ([`cluster_name`]).
@@ -289,6 +294,7 @@ pub(crate) fn created_or_updated(created: bool) -> Response {
 fn router(http: Shared) -> Router {
     Router::new()
         .merge(overview::routes())
+        .merge(cluster::routes())
         .merge(vhosts::routes())
         .merge(users::routes())
         .merge(permissions::routes())

@@ -130,9 +130,10 @@ impl ClusterTable {
             peers,
             data_dir,
             timing: Timing {
-                write_timeout: self
-                    .write_timeout_ms
-                    .map_or(Timing::default().write_timeout, std::time::Duration::from_millis),
+                write_timeout: self.write_timeout_ms.map_or(
+                    Timing::default().write_timeout,
+                    std::time::Duration::from_millis,
+                ),
                 ..Timing::default()
             },
         })

@@ -73,10 +73,20 @@ impl Node {
         let mut child = Command::new(pigeon_bin())
             .arg("--config")
             .arg(config)
-            .args(["--amqp-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"])
+            .args([
+                "--amqp-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--management-listen", "127.0.0.1:0"])
             .args(["--prometheus-listen", "127.0.0.1:0"])
-            .args(["--mqtt-ws-listen", "127.0.0.1:0", "--stream-listen", "127.0.0.1:0"])
+            .args([
+                "--mqtt-ws-listen",
+                "127.0.0.1:0",
+                "--stream-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--log", "info"])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -166,7 +176,9 @@ async fn until_listed(node: &Node, queue: &str) {
 async fn until_login(node: &Node, user: &str, pass: &str) -> Connection {
     within(&format!("{user} logging in on {}", node.api()), async {
         loop {
-            if let Ok(c) = Connection::connect(&node.url(user, pass), ConnectionProperties::default()).await {
+            if let Ok(c) =
+                Connection::connect(&node.url(user, pass), ConnectionProperties::default()).await
+            {
                 return c;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -195,7 +207,9 @@ fn node(nodes: &[Option<Node>], i: usize) -> &Node {
 async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..3).map(|i| write_config(dir.path(), i, &ports)).collect();
+    let configs: Vec<PathBuf> = (0..3)
+        .map(|i| write_config(dir.path(), i, &ports))
+        .collect();
     let mut nodes = Vec::new();
     for c in &configs {
         nodes.push(Some(Node::start(c).await));
@@ -213,7 +227,12 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
                 ..Default::default()
             };
             let r = ch
-                .exchange_declare("orders".into(), ExchangeKind::Topic, durable, FieldTable::default())
+                .exchange_declare(
+                    "orders".into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await;
             match r {
                 Ok(()) => return (c, ch),
@@ -261,23 +280,43 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     for i in 0..3 {
         until_listed(node(&nodes, i), "orders.eu").await;
     }
-    let bindings = ctl_at(&node(&nodes, 2).api(), &["list_bindings", "--formatter", "json"])
-        .await
-        .ok();
+    let bindings = ctl_at(
+        &node(&nodes, 2).api(),
+        &["list_bindings", "--formatter", "json"],
+    )
+    .await
+    .ok();
     assert!(bindings.contains("eu.#"), "{bindings}");
 
     // cluster_status and /api/nodes (through `list_nodes`-like JSON) show the three members.
-    let status = ctl_at(&node(&nodes, 0).api(), &["cluster_status", "--formatter", "json"])
-        .await
-        .json();
-    assert_eq!(status["disk_nodes"].as_array().unwrap().len(), 3, "{status}");
-    assert_eq!(status["running_nodes"].as_array().unwrap().len(), 3, "{status}");
-    assert_eq!(status["raft"]["members"].as_array().unwrap().len(), 3, "{status}");
+    let status = ctl_at(
+        &node(&nodes, 0).api(),
+        &["cluster_status", "--formatter", "json"],
+    )
+    .await
+    .json();
+    assert_eq!(
+        status["disk_nodes"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+    assert_eq!(
+        status["running_nodes"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+    assert_eq!(
+        status["raft"]["members"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
 
     // A user created through node 2 logs in on node 3.
     let api2 = node(&nodes, 1).api();
     ctl_at(&api2, &["add_user", "alice", "s3cret"]).await.ok();
-    ctl_at(&api2, &["set_permissions", "alice", ".*", ".*", ".*"]).await.ok();
+    ctl_at(&api2, &["set_permissions", "alice", ".*", ".*", ".*"])
+        .await
+        .ok();
     let alice = until_login(node(&nodes, 2), "alice", "s3cret").await;
     alice.close(200, "bye".into()).await.unwrap();
 
@@ -285,21 +324,40 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     nodes[2].take().unwrap().kill();
     declare_durable(&c1, "while.down")
         .await
-        .unwrap_or_else(|e| panic!("a majority refused a declare: {e}\n{}", node(&nodes, 0).log()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "a majority refused a declare: {e}\n{}",
+                node(&nodes, 0).log()
+            )
+        });
     ctl_at(&api2, &["add_user", "bob", "pw"]).await.ok();
     until_listed(node(&nodes, 1), "while.down").await;
-    let status = ctl_at(&node(&nodes, 1).api(), &["cluster_status", "--formatter", "json"])
-        .await
-        .json();
-    assert_eq!(status["disk_nodes"].as_array().unwrap().len(), 3, "{status}");
-    assert_eq!(status["running_nodes"].as_array().unwrap().len(), 2, "{status}");
+    let status = ctl_at(
+        &node(&nodes, 1).api(),
+        &["cluster_status", "--formatter", "json"],
+    )
+    .await
+    .json();
+    assert_eq!(
+        status["disk_nodes"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+    assert_eq!(
+        status["running_nodes"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
 
     // Restarted, it catches up with what it missed.
     nodes[2] = Some(Node::start(&configs[2]).await);
     until_listed(node(&nodes, 2), "while.down").await;
-    ctl_at(&node(&nodes, 2).api(), &["set_permissions", "bob", ".*", ".*", ".*"])
-        .await
-        .ok();
+    ctl_at(
+        &node(&nodes, 2).api(),
+        &["set_permissions", "bob", ".*", ".*", ".*"],
+    )
+    .await
+    .ok();
     let bob = until_login(node(&nodes, 0), "bob", "pw").await;
     bob.close(200, "bye".into()).await.unwrap();
 
@@ -307,9 +365,12 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     // INTERNAL_ERROR (the connection closes), the API with 503; what it has stays readable.
     nodes[1].take().unwrap().kill();
     nodes[2].take().unwrap().kill();
-    let err = within("a minority to refuse a declare", declare_durable(&c1, "in.minority"))
-        .await
-        .unwrap_err();
+    let err = within(
+        "a minority to refuse a declare",
+        declare_durable(&c1, "in.minority"),
+    )
+    .await
+    .unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("541") || text.contains("INTERNAL_ERROR"),
@@ -318,7 +379,10 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     assert!(text.contains("timed out"), "{text}");
     let refused = ctl_at(&node(&nodes, 0).api(), &["add_user", "carol", "pw"]).await;
     assert_ne!(refused.code, 0, "{refused:?}");
-    assert!(refused.stderr.contains("503") || refused.stderr.contains("majority"), "{refused:?}");
+    assert!(
+        refused.stderr.contains("503") || refused.stderr.contains("majority"),
+        "{refused:?}"
+    );
     assert!(lists_queue(node(&nodes, 0), "orders.eu").await);
     assert!(!lists_queue(node(&nodes, 0), "in.minority").await);
 }

@@ -107,11 +107,7 @@ impl Channel {
     }
 
     /// `exchange.declare` of a new durable exchange, through the cluster. True if proposed.
-    pub(super) fn replicate_exchange_declare(
-        &mut self,
-        ctx: &ConnCtx,
-        method: &Method,
-    ) -> bool {
+    pub(super) fn replicate_exchange_declare(&mut self, ctx: &ConnCtx, method: &Method) -> bool {
         let Method::ExchangeDeclare(m) = method else {
             return false;
         };
@@ -134,8 +130,8 @@ impl Channel {
             internal: m.internal,
             arguments: commands::to_json(&convert::table(&m.arguments)),
         };
-        let reply = (!m.no_wait)
-            .then_some(Method::ExchangeDeclareOk(amqp_wire::ExchangeDeclareOk {}));
+        let reply =
+            (!m.no_wait).then_some(Method::ExchangeDeclareOk(amqp_wire::ExchangeDeclareOk {}));
         let what = format!("declare exchange '{name}' in vhost '{}'", ctx.vhost.name());
         self.propose(ctx, method, command, reply, what)
     }

@@ -107,8 +107,7 @@ impl Channel {
                 )?;
                 let dest = Destination::Exchange(vhost.exchange(m.destination.as_str())?);
                 let args = convert::table(&m.arguments);
-                let reply =
-                    (!m.no_wait).then_some(Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
+                let reply = (!m.no_wait).then_some(Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
                 let (source, key) = (m.source.as_str(), m.routing_key.as_str());
                 if self.replicate_binding(ctx, method, source, &dest, key, &args, reply) {
                     return Ok(());

@@ -160,7 +160,10 @@ impl BrokerApplier {
                 vhost,
                 name,
                 operator,
-            } => match broker.vhost(vhost).map(|v| v.remove_policy(kind(*operator), name)) {
+            } => match broker
+                .vhost(vhost)
+                .map(|v| v.remove_policy(kind(*operator), name))
+            {
                 Some(Ok(_)) | None => MetaResponse::Done,
                 Some(Err(e)) => refused(400, e),
             },
@@ -236,7 +239,8 @@ impl BrokerApplier {
                     .map(|_| ())
             }),
             MetaCommand::DeleteQueue { vhost, name } => self.in_vhost(vhost, |v| {
-                v.delete_queue(name, false, false, NO_CONNECTION).map(|_| ())
+                v.delete_queue(name, false, false, NO_CONNECTION)
+                    .map(|_| ())
             }),
             MetaCommand::Bind { binding } => self.binding(binding, true),
             MetaCommand::Unbind { binding } => self.binding(binding, false),

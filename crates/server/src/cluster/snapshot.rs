@@ -173,28 +173,38 @@ pub(crate) fn restore_plan(broker: &Broker, wanted: Vec<MetaCommand>) -> Vec<Met
     let present = commands(broker);
     for c in present {
         let gone = match &c {
-            MetaCommand::AddVhost { name, .. } => (!keep.contains(&(0, name.clone(), String::new())))
-                .then(|| MetaCommand::DeleteVhost { name: name.clone() }),
-            MetaCommand::PutUser { name, .. } => (!keep.contains(&(1, name.clone(), String::new())))
-                .then(|| MetaCommand::DeleteUser { name: name.clone() }),
-            MetaCommand::SetPermissions { user, vhost, .. } => (!keep
-                .contains(&(2, user.clone(), vhost.clone())))
-            .then(|| MetaCommand::ClearPermissions {
-                user: user.clone(),
-                vhost: vhost.clone(),
-            }),
-            MetaCommand::DeclareExchange { vhost, name, .. } => (!keep
-                .contains(&(3, vhost.clone(), name.clone())))
-            .then(|| MetaCommand::DeleteExchange {
-                vhost: vhost.clone(),
-                name: name.clone(),
-            }),
-            MetaCommand::DeclareQueue { vhost, name, .. } => (!keep
-                .contains(&(4, vhost.clone(), name.clone())))
-            .then(|| MetaCommand::DeleteQueue {
-                vhost: vhost.clone(),
-                name: name.clone(),
-            }),
+            MetaCommand::AddVhost { name, .. } => {
+                (!keep.contains(&(0, name.clone(), String::new())))
+                    .then(|| MetaCommand::DeleteVhost { name: name.clone() })
+            }
+            MetaCommand::PutUser { name, .. } => {
+                (!keep.contains(&(1, name.clone(), String::new())))
+                    .then(|| MetaCommand::DeleteUser { name: name.clone() })
+            }
+            MetaCommand::SetPermissions { user, vhost, .. } => {
+                (!keep.contains(&(2, user.clone(), vhost.clone()))).then(|| {
+                    MetaCommand::ClearPermissions {
+                        user: user.clone(),
+                        vhost: vhost.clone(),
+                    }
+                })
+            }
+            MetaCommand::DeclareExchange { vhost, name, .. } => {
+                (!keep.contains(&(3, vhost.clone(), name.clone()))).then(|| {
+                    MetaCommand::DeleteExchange {
+                        vhost: vhost.clone(),
+                        name: name.clone(),
+                    }
+                })
+            }
+            MetaCommand::DeclareQueue { vhost, name, .. } => {
+                (!keep.contains(&(4, vhost.clone(), name.clone()))).then(|| {
+                    MetaCommand::DeleteQueue {
+                        vhost: vhost.clone(),
+                        name: name.clone(),
+                    }
+                })
+            }
             _ => None,
         };
         plan.extend(gone);

@@ -108,7 +108,10 @@ async fn forget(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    clustered(&http)?.forget(&name).await.map_err(cluster_error)?;
+    clustered(&http)?
+        .forget(&name)
+        .await
+        .map_err(cluster_error)?;
     tracing::info!(node = %name, by = %caller.name, "cluster member forgotten through the management API");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,7 +4,6 @@
 //! `/api/permissions`, `/api/permissions/{vhost}/{user}`, `/api/vhosts/{vhost}/permissions`,
 //! `/api/users/{user}/permissions`, and the same four under `topic-permissions`.
 
-use pigeon_cluster::MetaCommand;
 use super::json::{body, req_str};
 use super::{blocking, created_or_updated, user_or_404, ApiError, ApiResult, Caller, Shared};
 use axum::body::Bytes;
@@ -14,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use pigeon_broker::permission::{Permission, TopicPermission};
+use pigeon_cluster::MetaCommand;
 use serde_json::{json, Value};
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -187,7 +187,11 @@ async fn delete(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let cleared = if http.state.cluster.is_some() {
-        http.state.broker.access().permission(&user, &vhost).is_some()
+        http.state
+            .broker
+            .access()
+            .permission(&user, &vhost)
+            .is_some()
             && super::replicate(&http, MetaCommand::ClearPermissions { user, vhost }).await?
     } else {
         let state = Arc::clone(&http.state);

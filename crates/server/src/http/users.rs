@@ -6,7 +6,6 @@ use super::json::{body, opt_str, tags};
 use super::{
     blocking, created_or_updated, replicate, user_or_404, ApiError, ApiResult, Caller, Shared,
 };
-use pigeon_cluster::MetaCommand;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pigeon_broker::access::{PasswordHash, User};
+use pigeon_cluster::MetaCommand;
 use serde_json::{json, Value};
 use std::sync::Arc;
 

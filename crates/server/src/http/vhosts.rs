@@ -127,7 +127,13 @@ async fn delete(
     caller.require_admin()?;
     let deleted = if http.state.cluster.is_some() {
         http.state.broker.vhost(&vhost).is_some()
-            && super::replicate(&http, MetaCommand::DeleteVhost { name: vhost.clone() }).await?
+            && super::replicate(
+                &http,
+                MetaCommand::DeleteVhost {
+                    name: vhost.clone(),
+                },
+            )
+            .await?
     } else {
         let state = std::sync::Arc::clone(&http.state);
         let name = vhost.clone();

@@ -265,8 +265,8 @@ pub fn cluster_status(ctx: &Ctx) -> CtlResult {
         .node
         .get_opt("/api/pigeon/cluster")?
         .unwrap_or(Value::Null);
-    let (disk_nodes, running_nodes) =
-        cluster_members(&cluster).unwrap_or_else(|| (vec![name.to_string()], vec![name.to_string()]));
+    let (disk_nodes, running_nodes) = cluster_members(&cluster)
+        .unwrap_or_else(|| (vec![name.to_string()], vec![name.to_string()]));
     let listeners: Vec<Value> = f
         .listeners()
         .iter()
@@ -594,7 +594,10 @@ pub fn forget_cluster_node(ctx: &Ctx) -> CtlResult {
         .banner(&format!("Removing node {name} from the cluster ..."));
     ctx.node.send(
         "DELETE",
-        &format!("/api/pigeon/cluster/nodes/{}", crate::ctl::client::seg(name)),
+        &format!(
+            "/api/pigeon/cluster/nodes/{}",
+            crate::ctl::client::seg(name)
+        ),
         None,
     )?;
     Ok(())

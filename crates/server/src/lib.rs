@@ -594,6 +594,7 @@ mod tests_support {
             grants: Arc::default(),
             stream_groups: stream::Groups::default(),
             stream_views: stream::Views::default(),
+            cluster: None,
         })
     }
 }

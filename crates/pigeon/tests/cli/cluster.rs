@@ -110,10 +110,14 @@ impl Node {
         loop {
             let line = match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok(line) => line,
-                Err(e) => panic!(
-                    "pigeon did not say where it listens ({e}); its log:\n{}",
-                    log.lock().unwrap().join("\n")
-                ),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "pigeon did not say where it listens ({e}); its log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    )
+                }
             };
             if let (Some(amqp), Some(http)) = (
                 addr_after(&line, "listening for AMQP 0-9-1 on "),

@@ -240,14 +240,23 @@ async fn topic_put(
         .topic_permissions(&user, &vhost)
         .iter()
         .any(|t| t.exchange == p.exchange);
-    let state = Arc::clone(&http.state);
-    blocking(move || {
-        state
-            .broker
-            .access()
-            .try_set_topic_permission(&user, &vhost, p)
-    })
-    .await??;
+    let command = MetaCommand::SetTopicPermissions {
+        user: user.clone(),
+        vhost: vhost.clone(),
+        exchange: p.exchange.clone(),
+        write: p.write.clone(),
+        read: p.read.clone(),
+    };
+    if !super::replicate(&http, command).await? {
+        let state = Arc::clone(&http.state);
+        blocking(move || {
+            state
+                .broker
+                .access()
+                .try_set_topic_permission(&user, &vhost, p)
+        })
+        .await??;
+    }
     Ok(created_or_updated(created))
 }
 
@@ -267,13 +276,20 @@ async fn topic_delete(
     {
         return Err(ApiError::not_found());
     }
-    let state = Arc::clone(&http.state);
-    blocking(move || {
-        state
-            .broker
-            .access()
-            .try_clear_topic_permissions(&user, &vhost, None)
-    })
-    .await??;
+    let command = MetaCommand::ClearTopicPermissions {
+        user: user.clone(),
+        vhost: vhost.clone(),
+        exchange: None,
+    };
+    if !super::replicate(&http, command).await? {
+        let state = Arc::clone(&http.state);
+        blocking(move || {
+            state
+                .broker
+                .access()
+                .try_clear_topic_permissions(&user, &vhost, None)
+        })
+        .await??;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

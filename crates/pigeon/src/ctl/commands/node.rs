@@ -544,31 +544,6 @@ pub fn enable_feature_flag(ctx: &Ctx) -> CtlResult {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn information_units_are_rabbitmqs() {
-        assert_eq!(parse_bytes("50000000"), Some(50_000_000));
-        assert_eq!(parse_bytes("60MB"), Some(60_000_000));
-        assert_eq!(parse_bytes("1GB"), Some(1_000_000_000));
-        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
-        assert_eq!(parse_bytes("512k"), Some(512 * 1024));
-        assert_eq!(parse_bytes("3kB"), Some(3000));
-        assert_eq!(parse_bytes("1.5GB"), None);
-        assert_eq!(parse_bytes("MB"), None);
-        assert_eq!(parse_bytes("10TB"), None);
-    }
-
-    #[test]
-    fn gigabytes_print_as_rabbitmqctl_prints_them() {
-        assert_eq!(gb(135_000_000), "0.135 gb");
-        assert_eq!(gb(1_000_000_000), "1.0 gb");
-        assert_eq!(gb(0), "0.0 gb");
-    }
-}
-
 /// `join_cluster <member address>`: this node joins the cluster of the member reachable at
 /// that cluster address (host:port), as a learner and then, caught up, a voter.
 pub fn join_cluster(ctx: &Ctx) -> CtlResult {
@@ -601,4 +576,29 @@ pub fn forget_cluster_node(ctx: &Ctx) -> CtlResult {
         None,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn information_units_are_rabbitmqs() {
+        assert_eq!(parse_bytes("50000000"), Some(50_000_000));
+        assert_eq!(parse_bytes("60MB"), Some(60_000_000));
+        assert_eq!(parse_bytes("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(parse_bytes("512k"), Some(512 * 1024));
+        assert_eq!(parse_bytes("3kB"), Some(3000));
+        assert_eq!(parse_bytes("1.5GB"), None);
+        assert_eq!(parse_bytes("MB"), None);
+        assert_eq!(parse_bytes("10TB"), None);
+    }
+
+    #[test]
+    fn gigabytes_print_as_rabbitmqctl_prints_them() {
+        assert_eq!(gb(135_000_000), "0.135 gb");
+        assert_eq!(gb(1_000_000_000), "1.0 gb");
+        assert_eq!(gb(0), "0.0 gb");
+    }
 }

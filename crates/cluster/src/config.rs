@@ -92,6 +92,10 @@ pub struct ClusterTable {
     /// The other nodes' cluster addresses.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// How long a metadata change waits for a majority before it fails (milliseconds;
+    /// default 10,000), what a node in a minority answers after.
+    #[serde(default)]
+    pub write_timeout_ms: Option<u64>,
 }
 
 impl ClusterTable {
@@ -125,7 +129,13 @@ impl ClusterTable {
             advertise,
             peers,
             data_dir,
-            timing: Timing::default(),
+            timing: Timing {
+                write_timeout: self.write_timeout_ms.map_or(
+                    Timing::default().write_timeout,
+                    std::time::Duration::from_millis,
+                ),
+                ..Timing::default()
+            },
         })
     }
 }
@@ -246,6 +256,7 @@ mod tests {
             listen,
             advertise: None,
             peers,
+            write_timeout_ms: None,
         }
     }
 

@@ -18,7 +18,7 @@
 //! certfile = "/etc/pigeon/server.pem"
 //! keyfile = "/etc/pigeon/server.key"
 //!
-//! [cluster]                 # pigeon_cluster::ClusterTable: parsed and checked, not started yet
+//! [cluster]                 # pigeon_cluster::ClusterTable: this node of a cluster (docs/clustering.md)
 //! node_name = "rabbit@node-a"
 //! listen = "0.0.0.0:25672"
 //! peers = ["node-b:25672", "node-c:25672"]
@@ -49,8 +49,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The TLS listeners' certificate and client checks (moved into `server.tls` on load).
     pub tls: Option<TlsConfig>,
-    /// This node's place in a cluster (docs/clustering.md). Checked at load; the broker does
-    /// not start the cluster yet.
+    /// This node's place in a cluster (docs/clustering.md). Checked at load; `serve` starts the
+    /// node with it.
     pub cluster: Option<ClusterTable>,
 }
 

@@ -47,10 +47,9 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     if s.users.is_empty() && s.default_user.is_empty() && s.data_dir.is_none() {
         warn!("no default user and no configured users: no client will be able to log in");
     }
-    if let Some(cluster) = config.cluster()? {
-        // Checked, but the broker does not run the cluster yet (docs/clustering.md, next steps).
-        warn!(node = %cluster.node_name, "[cluster] is configured but clustering is not wired into the broker yet: running as a single node");
-    }
+    // With a [cluster] table the server starts this node of the cluster and puts its
+    // metadata through it (docs/clustering.md); without one it is a single node, as before.
+    config.server.cluster = config.cluster()?;
 
     let server = pigeon_server::start(config.server)
         .await

@@ -233,6 +233,11 @@ pub struct ServerConfig {
     /// `/api/health/checks/reached-target-cluster-size` compares with the nodes online. Pigeon
     /// runs one node: above 1 that check fails.
     pub target_cluster_size_hint: u32,
+    /// This node's place in a cluster (`[cluster]` of the configuration file, checked by the
+    /// `pigeon` crate): the broker's metadata then goes through the cluster's Raft group
+    /// (`cluster/`, docs/clustering.md). `None`: a single node, as before.
+    #[serde(skip)]
+    pub cluster: Option<pigeon_cluster::ClusterConfig>,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -353,6 +358,7 @@ impl Default for ServerConfig {
             prometheus_tls_listen: None,
             prometheus_prefix: "rabbitmq".into(),
             target_cluster_size_hint: 1,
+            cluster: None,
         }
     }
 }

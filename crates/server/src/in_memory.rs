@@ -110,6 +110,7 @@ impl InMemoryServer {
             grants: Arc::default(),
             stream_groups: crate::stream::Groups::default(),
             stream_views: crate::stream::Views::default(),
+            cluster: None,
         });
         admin::register_hooks(&state);
         Ok(InMemoryServer {

@@ -14,6 +14,7 @@ mod amqp;
 pub mod auth;
 mod authz;
 mod cert_login;
+mod cluster;
 pub mod config;
 mod conn_io;
 mod flow;
@@ -89,6 +90,9 @@ pub enum ServerError {
     /// The TLS certificate, key or CA files cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// The cluster node could not start (its listener, its log, its state machine).
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// What every connection task shares.
@@ -128,6 +132,9 @@ pub(crate) struct ServerState {
     pub stream_groups: stream::Groups,
     /// What the management API reads of stream connections (`stream/view.rs`).
     pub stream_views: stream::Views,
+    /// This node of the cluster, when `[cluster]` is configured (`cluster/`): replicated
+    /// metadata changes go through it. `None`: a single node.
+    pub cluster: Option<pigeon_cluster::Cluster>,
 }
 
 impl ServerState {
@@ -323,6 +330,9 @@ impl ServerHandle {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(cluster) = &self.state.cluster {
+            cluster.shutdown().await;
+        }
         if let Some(store) = &self.store {
             if let Err(e) = store.sync() {
                 tracing::error!(error = %e, "final store sync failed");
@@ -402,6 +412,10 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     admin::bootstrap(&broker, &config)?;
     let config_policies = policy::Owned::default();
     policy::apply(&broker, &config.policies, &config_policies).map_err(ServerError::Config)?;
+    let cluster = match config.cluster.clone() {
+        Some(c) => Some(cluster::start(c, &broker, store.as_ref()).await?),
+        None => None,
+    };
     let auth = auth::Authenticator::new(
         Arc::clone(&broker),
         admin::loopback_users(&config),
@@ -443,6 +457,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         grants: Arc::default(),
         stream_groups: stream::Groups::default(),
         stream_views: stream::Views::default(),
+        cluster,
     });
     admin::register_hooks(&state);
     if let Some(path) = &state.config.load_definitions {
@@ -591,6 +606,7 @@ mod tests_support {
             grants: Arc::default(),
             stream_groups: stream::Groups::default(),
             stream_views: stream::Views::default(),
+            cluster: None,
         })
     }
 }

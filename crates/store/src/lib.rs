@@ -134,7 +134,7 @@ pub use log::{
     CheckpointOutcome, CheckpointWritten, LiveSummary, Location, QueueLog, RecoveredMessage,
     Recovery, RecoveryStats,
 };
-pub use meta::{MetaEntry, MetaOp};
+pub use meta::{MetaEntry, MetaOp, OwnedMetaOp};
 pub use options::{StoreOptions, SyncMode};
 pub use record::MAX_DATA_LEN;
 pub use scan::{Truncation, TruncationReason};

@@ -35,6 +35,67 @@ pub enum MetaOp<'a> {
 /// A key and its value, as listed by [`Store::meta_scan`](crate::Store::meta_scan).
 pub type MetaEntry = (Vec<u8>, Vec<u8>);
 
+/// A [`MetaOp`] that owns its bytes: what [`Store::meta_capture`](crate::Store::meta_capture)
+/// collects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnedMetaOp {
+    /// Insert or replace `key` in `table`.
+    Put {
+        /// The table.
+        table: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Remove `key` from `table`.
+    Delete {
+        /// The table.
+        table: String,
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+impl OwnedMetaOp {
+    /// The borrowed form, for [`Store::meta_batch`](crate::Store::meta_batch).
+    pub fn as_op(&self) -> MetaOp<'_> {
+        match self {
+            OwnedMetaOp::Put { table, key, value } => MetaOp::Put { table, key, value },
+            OwnedMetaOp::Delete { table, key } => MetaOp::Delete { table, key },
+        }
+    }
+
+    fn from_op(op: &MetaOp<'_>) -> OwnedMetaOp {
+        match *op {
+            MetaOp::Put { table, key, value } => OwnedMetaOp::Put {
+                table: table.to_string(),
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            MetaOp::Delete { table, key } => OwnedMetaOp::Delete {
+                table: table.to_string(),
+                key: key.to_vec(),
+            },
+        }
+    }
+}
+
+thread_local! {
+    /// The writes collected on this thread by a running `meta_capture`, if any.
+    static CAPTURE: std::cell::RefCell<Option<Vec<OwnedMetaOp>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's metadata writes collected instead of committed (see
+/// [`Store::meta_capture`](crate::Store::meta_capture)).
+pub(crate) fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedMetaOp>) {
+    let outer = CAPTURE.with(|c| c.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let ops = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    (r, ops.unwrap_or_default())
+}
+
 pub(crate) struct Meta {
     db: Database,
 }
@@ -62,6 +123,21 @@ impl Meta {
     }
 
     pub(crate) fn batch(&self, ops: &[MetaOp<'_>]) -> Result<(), StoreError> {
+        let captured = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+            Some(collected) => {
+                collected.extend(ops.iter().map(OwnedMetaOp::from_op));
+                true
+            }
+            None => false,
+        });
+        if captured {
+            return Ok(());
+        }
+        self.commit(ops)
+    }
+
+    /// Commits `ops` in one transaction, never captured.
+    pub(crate) fn commit(&self, ops: &[MetaOp<'_>]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(redb::Error::from)?;
         for op in ops {
             match *op {

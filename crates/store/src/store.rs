@@ -15,7 +15,7 @@ use crate::checkpointer::{self, Control};
 use crate::files;
 use crate::flusher::{self, Shared, SyncCallback};
 use crate::log::QueueLog;
-use crate::meta::{Meta, MetaEntry, MetaOp};
+use crate::meta::{Meta, MetaEntry, MetaOp, OwnedMetaOp};
 use crate::naming::{self, DELETED_PREFIX, ID_FILE, TMP_PREFIX};
 use crate::{StoreError, StoreOptions};
 
@@ -137,6 +137,23 @@ impl Store {
     /// Applies all `ops` in one transaction: all or none of them, durable on return.
     pub fn meta_batch(&self, ops: &[MetaOp<'_>]) -> Result<(), StoreError> {
         self.meta.batch(ops)
+    }
+
+    /// Runs `f` with every metadata write it makes on this thread ([`Store::meta_put`],
+    /// [`Store::meta_delete`], [`Store::meta_batch`]) collected instead of committed, and
+    /// returns them, to be committed together in one transaction with
+    /// [`Store::meta_commit`]: the cluster's metadata state machine applies a batch of
+    /// commands through the broker's usual code this way, and stores the batch with its
+    /// applied marker atomically (docs/clustering.md). Reads during `f` see what is committed,
+    /// not what `f` wrote. Other threads' writes are not collected.
+    pub fn meta_capture<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<OwnedMetaOp>) {
+        crate::meta::capture(f)
+    }
+
+    /// Commits `ops` in one write transaction (fsynced), even inside [`Store::meta_capture`].
+    pub fn meta_commit(&self, ops: &[OwnedMetaOp]) -> Result<(), StoreError> {
+        let ops: Vec<MetaOp<'_>> = ops.iter().map(OwnedMetaOp::as_op).collect();
+        self.meta.commit(&ops)
     }
 
     /// The log of queue `queue_id`, created if it does not exist. The first call for a queue in

@@ -72,7 +72,7 @@ pub enum Response {
     },
     /// To `Raft`: openraft's `Result`, encoded.
     Raft(Vec<u8>),
-    /// To `Write`: the group's response, encoded.
+    /// To `Write`: the group's response and the entry's log index, encoded.
     Written(Vec<u8>),
     /// To `Join` and `Forget`.
     Done,

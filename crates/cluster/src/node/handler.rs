@@ -60,7 +60,8 @@ impl Handler for NodeHandler {
                         .write_here(command, inner.config.timing.write_timeout)
                         .await
                     {
-                        Ok(response) => match postcard::to_stdvec(&response) {
+                        // The index lets the forwarding node wait for its own apply.
+                        Ok(written) => match postcard::to_stdvec(&written) {
                             Ok(bytes) => Response::Written(bytes),
                             Err(e) => Response::Error(WireError::Other(e.to_string())),
                         },

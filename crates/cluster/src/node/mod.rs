@@ -262,6 +262,22 @@ impl Cluster {
         }
     }
 
+    /// Whether the member at `addr` answers on the cluster link within `timeout` (what
+    /// `/api/nodes` shows as `running`). This node answers for itself without a call.
+    pub async fn probe(&self, addr: &str, timeout: Duration) -> bool {
+        if addr == self.inner.me.addr {
+            return true;
+        }
+        let hello = crate::net::Request::Hello {
+            protocol: crate::net::PROTOCOL,
+            name: self.inner.me.name.clone(),
+        };
+        matches!(
+            self.inner.peers.call(addr, hello, timeout).await,
+            Ok(crate::net::Response::Hello { .. })
+        )
+    }
+
     /// Waits until this node knows a leader; its name. `None` if `timeout` passes first.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<String> {
         let mut rx = self.metrics();

@@ -19,19 +19,20 @@ impl NodeInner {
             .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
     }
 
-    /// Proposes `command` here, without forwarding: this node must be the leader.
+    /// Proposes `command` here, without forwarding: this node must be the leader. Returns the
+    /// response and the log index of the entry.
     pub(crate) async fn write_here(
         &self,
         command: MetaCommand,
         wait: Duration,
-    ) -> Result<MetaResponse, ClusterError> {
+    ) -> Result<(MetaResponse, u64), ClusterError> {
         match tokio::time::timeout(wait, self.raft.client_write(command)).await {
             Err(_) => Err(ClusterError::Timeout {
                 group: GROUP,
                 waited: wait,
                 leader: self.leader().map(|l| l.name),
             }),
-            Ok(Ok(response)) => Ok(response.data),
+            Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 match f.leader_node {
                     Some(leader) => Err(ClusterError::NotLeader {
@@ -58,7 +59,40 @@ impl Cluster {
     /// A write that timed out may still commit later (it was proposed); one refused with
     /// `NotLeader`/`NoLeader` was not made. A forwarded write whose answer was lost may be
     /// retried by the caller and applied twice: metadata commands are idempotent declarations.
+    ///
+    /// When it returns `Ok`, this node has applied the entry too (a follower waits for its own
+    /// state machine, up to the rest of `write_timeout`), so that the caller reads its own write
+    /// here at once.
     pub async fn write(&self, command: MetaCommand) -> Result<MetaResponse, ClusterError> {
+        let deadline = Instant::now() + self.inner.config.timing.write_timeout;
+        let (response, index) = self.write_indexed(command).await?;
+        self.wait_applied(index, deadline).await;
+        Ok(response)
+    }
+
+    /// Waits until this node's state machine has applied the entry at `index`, or `deadline`
+    /// passes (the entry is committed: it will be applied; a caller that reads at once may not
+    /// see it yet, which is logged).
+    async fn wait_applied(&self, index: u64, deadline: Instant) {
+        let mut metrics = self.inner.raft.metrics();
+        let applied = |m: &openraft::RaftMetrics<crate::NodeId, crate::Member>| {
+            m.last_applied.is_some_and(|l| l.index >= index)
+        };
+        let waited = tokio::time::timeout_at(deadline, metrics.wait_for(applied)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            tracing::warn!(
+                index,
+                "cluster: a committed write is not applied on this node yet"
+            );
+        }
+    }
+
+    /// [`Self::write`] without waiting for this node's state machine: the response and the
+    /// entry's log index.
+    async fn write_indexed(
+        &self,
+        command: MetaCommand,
+    ) -> Result<(MetaResponse, u64), ClusterError> {
         let inner = &self.inner;
         let total = inner.config.timing.write_timeout;
         let deadline = Instant::now() + total;
@@ -112,16 +146,17 @@ impl Cluster {
         self.inner
             .write_here(command, self.inner.config.timing.write_timeout)
             .await
+            .map(|(response, _)| response)
     }
 }
 
-/// Sends a write to the leader.
+/// Sends a write to the leader: its response and log index.
 async fn forward(
     inner: &NodeInner,
     leader: &crate::Member,
     command: &MetaCommand,
     wait: Duration,
-) -> Result<MetaResponse, ClusterError> {
+) -> Result<(MetaResponse, u64), ClusterError> {
     let bytes = postcard::to_stdvec(command)
         .map_err(|e| ClusterError::Stopped(format!("cannot encode a command: {e}")))?;
     let request = Request::Write {

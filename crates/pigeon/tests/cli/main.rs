@@ -4,6 +4,7 @@
 
 mod bench_stream;
 mod bench_tls;
+mod cluster;
 mod crash;
 mod crash_stream;
 mod ctl;

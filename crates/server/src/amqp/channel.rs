@@ -40,6 +40,9 @@ pub struct ConnCtx {
     pub wake_epoch: AtomicU64,
     /// The user's permissions in this vhost (recompiled by the connection when they change).
     pub authz: Arc<Authz>,
+    /// This node of the cluster, when clustered: durable topology changes go through it
+    /// (`replicated.rs`).
+    pub cluster: Option<pigeon_cluster::Cluster>,
     /// The user's name, for the channel limit.
     pub user: Arc<str>,
     /// The connection's message counters (its registry entry's).
@@ -149,6 +152,9 @@ pub struct Channel {
     pub(super) reached: crate::flow::Gathered,
     /// What this read batch published, as the memory alarm estimates it, not yet charged.
     pub(super) charged: u64,
+    /// A topology change proposed to the cluster (`replicated.rs`), for the connection to wait
+    /// for before it reads this channel's next frame.
+    pub(super) meta_wait: Option<super::replicated::MetaWait>,
 }
 
 /// An open channel as its connection keeps it. Most channels of an idle connection were opened
@@ -227,6 +233,7 @@ impl Channel {
             consumers: HashMap::new(),
             prefetch: 0,
             last_queue: None,
+            meta_wait: None,
             needs_dispatch: false,
             reply_queue: None,
             publish_allowed: None,

@@ -116,6 +116,9 @@ struct Connection {
     _slots: Option<ConnectionSlots>,
     /// Who logged in (set by `connection.start-ok`), shared with the channels' context.
     user: Option<Arc<str>>,
+    /// A topology change proposed to the cluster (`amqp/replicated.rs`): while it is
+    /// undecided, no frame is read or handled, so the client's methods keep their order.
+    meta_wait: Option<crate::amqp::replicated::MetaWait>,
     /// The connection's entry in the registry (listed while it lives): its id, peer and TLS
     /// details too.
     reg: Registered,
@@ -160,6 +163,7 @@ pub fn serve(
         channels: channels::Channels::default(),
         _slots: None,
         user: None,
+        meta_wait: None,
     };
     let mut io = Io {
         stream,
@@ -210,7 +214,7 @@ impl Connection {
                 if self.phase == Phase::AwaitHeader && !self.read_header(&mut io.rb.buf) {
                     return;
                 }
-                while self.phase != Phase::AwaitHeader {
+                while self.phase != Phase::AwaitHeader && self.meta_wait.is_none() {
                     match decode_frame(&mut io.rb.buf, self.frame_max) {
                         Ok(Some(frame)) => {
                             handled = true;
@@ -318,12 +322,17 @@ impl Connection {
                     (false, _) => flow_timer = None,
                 }
                 self.flow_paused = congested;
-                let can_read = self.out.has_room() && !paused && !congested;
+                let can_read =
+                    self.out.has_room() && !paused && !congested && self.meta_wait.is_none();
                 tokio::select! {
                     _ = poll_fn(|cx| poll_boxed(&mut alarm_changed, cx)), if alarm_changed.is_some() => {
                         alarm_changed = None;
                     }
                     _ = poll_fn(|cx| poll_boxed(&mut flow_timer, cx)), if congested => {}
+                    done = poll_fn(|cx| poll_boxed(&mut self.meta_wait, cx)), if self.meta_wait.is_some() => {
+                        self.meta_wait = None;
+                        self.finish_meta(done);
+                    }
                     // Writable: the flush above continues the write at the next turn.
                     r = poll_fn(|cx| io.poll_io(cx, can_read, writing)), if can_read || writing => match r {
                         Err(_) | Ok(IoEvent::Read(0)) => return,
@@ -456,7 +465,11 @@ impl Connection {
                 // intervals. While blocked we do not read, so the client's heartbeats wait in
                 // the socket: not counted (RabbitMQ pauses its receiver, `pause_monitor`).
                 let seen = self.reg.entry.recv_oct.load(Relaxed);
-                if seen != self.hb_seen || self.blocked || self.flow_paused {
+                if seen != self.hb_seen
+                    || self.blocked
+                    || self.flow_paused
+                    || self.meta_wait.is_some()
+                {
                     self.hb_seen = seen;
                     self.hb_missed = 0;
                 } else {

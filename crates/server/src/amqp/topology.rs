@@ -55,6 +55,9 @@ impl Channel {
                         }
                     }
                 }
+                if self.replicate_exchange_declare(ctx, method) {
+                    return Ok(());
+                }
                 vhost.declare_exchange(&ExchangeDeclare {
                     name: m.exchange.as_str(),
                     kind: m.kind.as_str(),
@@ -70,6 +73,9 @@ impl Channel {
                 if !m.exchange.is_empty() {
                     authz.check(Access::Configure, Kind::Exchange, m.exchange.as_str())?;
                 }
+                if self.replicate_exchange_delete(ctx, method) {
+                    return Ok(());
+                }
                 vhost.delete_exchange(m.exchange.as_str(), m.if_unused)?;
                 (!m.no_wait).then_some(Method::ExchangeDeleteOk(ExchangeDeleteOk {}))
             }
@@ -83,6 +89,11 @@ impl Channel {
                 )?;
                 let dest = Destination::Exchange(vhost.exchange(m.destination.as_str())?);
                 let args = convert::table(&m.arguments);
+                let reply = (!m.no_wait).then_some(Method::ExchangeBindOk(ExchangeBindOk {}));
+                let (source, key) = (m.source.as_str(), m.routing_key.as_str());
+                if self.replicate_binding(ctx, method, source, &dest, key, &args, reply) {
+                    return Ok(());
+                }
                 vhost.bind(m.source.as_str(), dest, m.routing_key.as_str(), args)?;
                 (!m.no_wait).then_some(Method::ExchangeBindOk(ExchangeBindOk {}))
             }
@@ -96,6 +107,11 @@ impl Channel {
                 )?;
                 let dest = Destination::Exchange(vhost.exchange(m.destination.as_str())?);
                 let args = convert::table(&m.arguments);
+                let reply = (!m.no_wait).then_some(Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
+                let (source, key) = (m.source.as_str(), m.routing_key.as_str());
+                if self.replicate_binding(ctx, method, source, &dest, key, &args, reply) {
+                    return Ok(());
+                }
                 vhost.unbind(m.source.as_str(), dest, m.routing_key.as_str(), args)?;
                 (!m.no_wait).then_some(Method::ExchangeUnbindOk(ExchangeUnbindOk {}))
             }
@@ -125,6 +141,9 @@ impl Channel {
                     if vhost.queue(&name).is_err() {
                         check_new_queue(ctx, vhost, &name, &m.arguments)?;
                     }
+                    if !generated && self.replicate_queue_declare(ctx, method) {
+                        return Ok(());
+                    }
                     if generated {
                         vhost.declare_generated_queue(&name, options, ctx.conn_id)?
                     } else {
@@ -149,7 +168,13 @@ impl Channel {
                 check_binding(ctx, Kind::Queue, &queue, &m.exchange, &checked)?;
                 let q = vhost.queue_for(name, ctx.conn_id)?;
                 let args = convert::table(&m.arguments);
-                vhost.bind(m.exchange.as_str(), Destination::Queue(q), key, args)?;
+                let (key, dest) = (key.to_string(), Destination::Queue(q));
+                let reply = (!m.no_wait).then_some(Method::QueueBindOk(QueueBindOk {}));
+                let source = m.exchange.as_str();
+                if self.replicate_binding(ctx, method, source, &dest, &key, &args, reply) {
+                    return Ok(());
+                }
+                vhost.bind(m.exchange.as_str(), dest, &key, args)?;
                 (!m.no_wait).then_some(Method::QueueBindOk(QueueBindOk {}))
             }
             Method::QueueUnbind(m) => {
@@ -160,7 +185,13 @@ impl Channel {
                 check_binding(ctx, Kind::Queue, &queue, &m.exchange, &checked)?;
                 let q = vhost.queue_for(name, ctx.conn_id)?;
                 let args = convert::table(&m.arguments);
-                vhost.unbind(m.exchange.as_str(), Destination::Queue(q), key, args)?;
+                let (key, dest) = (key.to_string(), Destination::Queue(q));
+                let reply = Some(Method::QueueUnbindOk(QueueUnbindOk {}));
+                let source = m.exchange.as_str();
+                if self.replicate_binding(ctx, method, source, &dest, &key, &args, reply) {
+                    return Ok(());
+                }
+                vhost.unbind(m.exchange.as_str(), dest, &key, args)?;
                 Some(Method::QueueUnbindOk(QueueUnbindOk {}))
             }
             Method::QueuePurge(m) => {
@@ -183,6 +214,9 @@ impl Channel {
             Method::QueueDelete(m) => {
                 let name = self.queue_name(&m.queue)?.to_string();
                 authz.check(Access::Configure, Kind::Queue, &name)?;
+                if self.replicate_queue_delete(ctx, method, &name) {
+                    return Ok(());
+                }
                 let message_count =
                     vhost.delete_queue(&name, m.if_unused, m.if_empty, ctx.conn_id)?;
                 self.consumers

@@ -127,8 +127,14 @@ async fn set_vhost_limit(
         "max-queues" => limits.max_queues = value,
         other => return Err(ApiError::bad_request(format!("unknown limit {other:?}"))),
     }
-    let state = Arc::clone(&http.state);
-    blocking(move || state.broker.access().try_set_vhost_limits(&vhost, limits)).await??;
+    let command = pigeon_cluster::MetaCommand::SetLimits {
+        scope: pigeon_cluster::meta::LimitScope::Vhost(vhost.clone()),
+        limits: crate::cluster::commands::vhost_limits_json(&limits),
+    };
+    if !super::replicate(http, command).await? {
+        let state = Arc::clone(&http.state);
+        blocking(move || state.broker.access().try_set_vhost_limits(&vhost, limits)).await??;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -195,7 +201,13 @@ async fn set_user_limit(
         "max-channels" => limits.max_channels = value,
         other => return Err(ApiError::bad_request(format!("unknown limit {other:?}"))),
     }
-    let state = Arc::clone(&http.state);
-    blocking(move || state.broker.access().try_set_user_limits(&user, limits)).await??;
+    let command = pigeon_cluster::MetaCommand::SetLimits {
+        scope: pigeon_cluster::meta::LimitScope::User(user.clone()),
+        limits: crate::cluster::commands::user_limits_json(&limits),
+    };
+    if !super::replicate(http, command).await? {
+        let state = Arc::clone(&http.state);
+        blocking(move || state.broker.access().try_set_user_limits(&user, limits)).await??;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

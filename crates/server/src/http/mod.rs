@@ -24,13 +24,14 @@
 
 mod auth;
 mod bindings;
+mod cluster;
 mod connections;
 mod dashboard;
 mod definitions;
 mod exchanges;
 mod features;
 mod health;
-mod json;
+pub(crate) mod json;
 mod limits;
 mod messages;
 mod mqtt;
@@ -80,9 +81,13 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    /// This node's name, RabbitMQ style (`name@host`).
+    /// This node's name, RabbitMQ style (`name@host`): its `[cluster]` node name when
+    /// clustered.
     pub fn node(&self) -> String {
-        node_name()
+        match &self.state.cluster {
+            Some(c) => c.name().to_string(),
+            None => node_name(),
+        }
     }
 
     /// The cluster's name ([`cluster_name`]).
@@ -178,6 +183,29 @@ impl ApiError {
             error: "internal_server_error",
             reason: reason.into(),
         }
+    }
+}
+
+/// Makes a metadata change through the cluster when the node is clustered (`crate::cluster`):
+/// `Ok(true)` once a majority committed it and this node applied it; `Ok(false)` when the node
+/// is not clustered (the caller makes the change itself). A node that cannot reach a majority
+/// answers 503, as RabbitMQ's management API does when its metadata store times out.
+pub(crate) async fn replicate(
+    http: &Http,
+    command: pigeon_cluster::MetaCommand,
+) -> ApiResult<bool> {
+    let Some(cluster) = &http.state.cluster else {
+        return Ok(false);
+    };
+    match crate::cluster::write(cluster, command).await {
+        Ok(()) => Ok(true),
+        Err(crate::cluster::WriteError::Refused { code: 404, .. }) => Err(ApiError::not_found()),
+        Err(crate::cluster::WriteError::Refused { text, .. }) => Err(ApiError::bad_request(text)),
+        Err(crate::cluster::WriteError::Unavailable(e)) => Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "service_unavailable",
+            reason: format!("the change was not committed by a majority of the cluster: {e}"),
+        }),
     }
 }
 
@@ -301,6 +329,7 @@ fn trim_trailing_slash<B>(mut req: axum::http::Request<B>) -> axum::http::Reques
 fn routes(http: Shared) -> Router {
     Router::new()
         .merge(overview::routes())
+        .merge(cluster::routes())
         .merge(vhosts::routes())
         .merge(users::routes())
         .merge(permissions::routes())

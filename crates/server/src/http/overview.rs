@@ -212,7 +212,33 @@ async fn nodes(
 ) -> ApiResult<Json<Value>> {
     caller.require_monitor()?;
     let ctx = sq.ctx(&http.stats)?;
-    Ok(Json(Value::Array(vec![node_json(&http, &ctx)])))
+    let mut all = vec![node_json(&http, &ctx)];
+    if let Some(cluster) = &http.state.cluster {
+        // The other members: what this node knows of them without their statistics (which
+        // stay on their node until the overview is cluster-wide).
+        for (m, running) in super::cluster::members(cluster).await {
+            if m.name != cluster.name() {
+                all.push(member_json(&m, running));
+            }
+        }
+        all.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    }
+    Ok(Json(Value::Array(all)))
+}
+
+/// Another member of the cluster as `/api/nodes` lists it: RabbitMQ's fields that are known
+/// here (`running`: it answers on the cluster link), and Pigeon's `cluster_address` and
+/// `voter`.
+fn member_json(m: &pigeon_cluster::MemberStatus, running: bool) -> Value {
+    json!({
+        "name": m.name,
+        "type": "disc",
+        "running": running,
+        "being_drained": false,
+        "partitions": [],
+        "cluster_address": m.addr,
+        "voter": m.voter,
+    })
 }
 
 async fn node(
@@ -223,6 +249,13 @@ async fn node(
 ) -> ApiResult<Json<Value>> {
     caller.require_monitor()?;
     if name != http.node() {
+        if let Some(cluster) = &http.state.cluster {
+            for (m, running) in super::cluster::members(cluster).await {
+                if m.name == name {
+                    return Ok(Json(member_json(&m, running)));
+                }
+            }
+        }
         return Err(ApiError::not_found());
     }
     let ctx = sq.ctx(&http.stats)?;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use pigeon_broker::permission::{Permission, TopicPermission};
+use pigeon_cluster::MetaCommand;
 use serde_json::{json, Value};
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -163,9 +164,18 @@ async fn put(
         .access()
         .permission(&user, &vhost)
         .is_none();
-    let state = Arc::clone(&http.state);
-    let (u, v) = (user.clone(), vhost.clone());
-    blocking(move || state.broker.set_permissions(&u, &v, p)).await??;
+    let command = MetaCommand::SetPermissions {
+        user: user.clone(),
+        vhost: vhost.clone(),
+        configure: p.configure.clone(),
+        write: p.write.clone(),
+        read: p.read.clone(),
+    };
+    if !super::replicate(&http, command).await? {
+        let state = Arc::clone(&http.state);
+        let (u, v) = (user.clone(), vhost.clone());
+        blocking(move || state.broker.set_permissions(&u, &v, p)).await??;
+    }
     tracing::info!(user = %user, vhost = %vhost, by = %caller.name, "permissions set through the management API");
     Ok(created_or_updated(created))
 }
@@ -176,9 +186,17 @@ async fn delete(
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let state = Arc::clone(&http.state);
-    let cleared =
-        blocking(move || state.broker.access().try_clear_permission(&user, &vhost)).await??;
+    let cleared = if http.state.cluster.is_some() {
+        http.state
+            .broker
+            .access()
+            .permission(&user, &vhost)
+            .is_some()
+            && super::replicate(&http, MetaCommand::ClearPermissions { user, vhost }).await?
+    } else {
+        let state = Arc::clone(&http.state);
+        blocking(move || state.broker.access().try_clear_permission(&user, &vhost)).await??
+    };
     if !cleared {
         return Err(ApiError::not_found());
     }
@@ -222,14 +240,23 @@ async fn topic_put(
         .topic_permissions(&user, &vhost)
         .iter()
         .any(|t| t.exchange == p.exchange);
-    let state = Arc::clone(&http.state);
-    blocking(move || {
-        state
-            .broker
-            .access()
-            .try_set_topic_permission(&user, &vhost, p)
-    })
-    .await??;
+    let command = MetaCommand::SetTopicPermissions {
+        user: user.clone(),
+        vhost: vhost.clone(),
+        exchange: p.exchange.clone(),
+        write: p.write.clone(),
+        read: p.read.clone(),
+    };
+    if !super::replicate(&http, command).await? {
+        let state = Arc::clone(&http.state);
+        blocking(move || {
+            state
+                .broker
+                .access()
+                .try_set_topic_permission(&user, &vhost, p)
+        })
+        .await??;
+    }
     Ok(created_or_updated(created))
 }
 
@@ -249,13 +276,20 @@ async fn topic_delete(
     {
         return Err(ApiError::not_found());
     }
-    let state = Arc::clone(&http.state);
-    blocking(move || {
-        state
-            .broker
-            .access()
-            .try_clear_topic_permissions(&user, &vhost, None)
-    })
-    .await??;
+    let command = MetaCommand::ClearTopicPermissions {
+        user: user.clone(),
+        vhost: vhost.clone(),
+        exchange: None,
+    };
+    if !super::replicate(&http, command).await? {
+        let state = Arc::clone(&http.state);
+        blocking(move || {
+            state
+                .broker
+                .access()
+                .try_clear_topic_permissions(&user, &vhost, None)
+        })
+        .await??;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

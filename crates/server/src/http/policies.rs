@@ -262,7 +262,19 @@ async fn put_one(
     let v = live_vhost(&http, &vhost)?;
     let map = body(&bytes)?;
     let policy = parse_policy(&name, &map)?;
-    let created = blocking(move || v.put_policy(kind, policy)).await??;
+    let created = if http.state.cluster.is_some() {
+        let created = v.policy(kind, &name).is_none();
+        let command = pigeon_cluster::MetaCommand::SetPolicy {
+            vhost: vhost.clone(),
+            name: name.clone(),
+            policy: crate::cluster::commands::policy_json(&policy),
+            operator: kind == pigeon_broker::policy::PolicyKind::Operator,
+        };
+        super::replicate(&http, command).await?;
+        created
+    } else {
+        blocking(move || v.put_policy(kind, policy)).await??
+    };
     tracing::info!(user = %caller.name, %vhost, policy = %name, ?kind, "policy set through the management API");
     Ok(created_or_updated(created))
 }
@@ -276,7 +288,16 @@ async fn delete_one(
 ) -> ApiResult<Response> {
     authorise(&http, &caller, kind, &vhost)?;
     let v = live_vhost(&http, &vhost)?;
-    let removed = blocking(move || v.remove_policy(kind, &name)).await??;
+    let removed = if http.state.cluster.is_some() {
+        let command = pigeon_cluster::MetaCommand::ClearPolicy {
+            vhost: vhost.clone(),
+            name: name.clone(),
+            operator: kind == pigeon_broker::policy::PolicyKind::Operator,
+        };
+        v.policy(kind, &name).is_some() && super::replicate(&http, command).await?
+    } else {
+        blocking(move || v.remove_policy(kind, &name)).await??
+    };
     if !removed {
         return Err(ApiError::not_found());
     }

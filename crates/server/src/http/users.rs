@@ -3,7 +3,9 @@
 //! Administrators only, as in RabbitMQ.
 
 use super::json::{body, opt_str, tags};
-use super::{blocking, created_or_updated, user_or_404, ApiError, ApiResult, Caller, Shared};
+use super::{
+    blocking, created_or_updated, replicate, user_or_404, ApiError, ApiResult, Caller, Shared,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pigeon_broker::access::{PasswordHash, User};
+use pigeon_cluster::MetaCommand;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -122,8 +125,15 @@ async fn put(
         password,
         tags: new_tags,
     };
-    let state = Arc::clone(&http.state);
-    blocking(move || state.broker.access().put_user(record)).await??;
+    let command = MetaCommand::PutUser {
+        name: record.name.clone(),
+        password_hash: crate::cluster::commands::password_text(record.password.as_ref()),
+        tags: record.tags.clone(),
+    };
+    if !replicate(&http, command).await? {
+        let state = Arc::clone(&http.state);
+        blocking(move || state.broker.access().put_user(record)).await??;
+    }
     tracing::info!(user = %user, by = %caller.name, "user created or updated through the management API");
     Ok(created_or_updated(existing.is_none()))
 }
@@ -134,9 +144,14 @@ async fn delete(
     Path(user): Path<String>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let state = Arc::clone(&http.state);
-    let name = user.clone();
-    let deleted = blocking(move || state.broker.delete_user(&name)).await??;
+    let deleted = if http.state.cluster.is_some() {
+        http.state.broker.access().user(&user).is_some()
+            && replicate(&http, MetaCommand::DeleteUser { name: user.clone() }).await?
+    } else {
+        let state = Arc::clone(&http.state);
+        let name = user.clone();
+        blocking(move || state.broker.delete_user(&name)).await??
+    };
     if !deleted {
         return Err(ApiError::not_found());
     }

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pigeon_broker::access::VHostInfo;
 use pigeon_broker::VHost;
+use pigeon_cluster::MetaCommand;
 use serde_json::{json, Value};
 
 pub(super) fn routes() -> Router<Shared> {
@@ -105,9 +106,15 @@ async fn put(
             .unwrap_or(current.description),
         tags: tags(&map, "tags")?.unwrap_or(current.tags),
     };
-    let state = std::sync::Arc::clone(&http.state);
-    let name = vhost.clone();
-    blocking(move || state.broker.add_vhost(&name, info)).await??;
+    let command = MetaCommand::AddVhost {
+        name: vhost.clone(),
+        metadata: crate::cluster::commands::vhost_json(&info),
+    };
+    if !super::replicate(&http, command).await? {
+        let state = std::sync::Arc::clone(&http.state);
+        let name = vhost.clone();
+        blocking(move || state.broker.add_vhost(&name, info)).await??;
+    }
     tracing::info!(vhost = %vhost, user = %caller.name, "vhost created or updated through the management API");
     Ok(created_or_updated(existing.is_none()))
 }
@@ -118,9 +125,20 @@ async fn delete(
     Path(vhost): Path<String>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let state = std::sync::Arc::clone(&http.state);
-    let name = vhost.clone();
-    let deleted = blocking(move || state.broker.delete_vhost(&name)).await??;
+    let deleted = if http.state.cluster.is_some() {
+        http.state.broker.vhost(&vhost).is_some()
+            && super::replicate(
+                &http,
+                MetaCommand::DeleteVhost {
+                    name: vhost.clone(),
+                },
+            )
+            .await?
+    } else {
+        let state = std::sync::Arc::clone(&http.state);
+        let name = vhost.clone();
+        blocking(move || state.broker.delete_vhost(&name)).await??
+    };
     if !deleted {
         return Err(ApiError::not_found());
     }

@@ -75,6 +75,8 @@ const fn cmd(
 pub const COMMANDS: &[Command] = &[
     cmd("status", "", "Shows the node's status", node::status),
     cmd("cluster_status", "", "Shows the cluster's nodes, listeners and alarms", node::cluster_status),
+    cmd("join_cluster", "<member cluster address host:port>", "Makes this node join the cluster of that member", node::join_cluster),
+    cmd("forget_cluster_node", "<node name>", "Removes a node from the cluster", node::forget_cluster_node),
     cmd("await_startup", "[--timeout <seconds>]", "Waits until the node answers its API", health::await_startup),
     cmd("list_queues", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists queues (default columns: name messages)", lists::queues),
     cmd("list_exchanges", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists exchanges (default: name type)", lists::exchanges),

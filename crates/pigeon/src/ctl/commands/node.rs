@@ -237,12 +237,36 @@ pub fn status(ctx: &Ctx) -> CtlResult {
     Ok(())
 }
 
-/// `cluster_status`: a cluster of one node.
+/// The members a clustered node lists (`/api/pigeon/cluster`): every name, and those that
+/// answer on the cluster link; `None` for a single node.
+fn cluster_members(cluster: &Value) -> Option<(Vec<String>, Vec<String>)> {
+    if cluster["clustered"] != Value::Bool(true) {
+        return None;
+    }
+    let members = cluster["members"].as_array().cloned().unwrap_or_default();
+    let name = |m: &Value| text(m, "name").to_string();
+    let all = members.iter().map(name).collect();
+    let running = members
+        .iter()
+        .filter(|m| m["running"] == Value::Bool(true))
+        .map(name)
+        .collect();
+    Some((all, running))
+}
+
+/// `cluster_status`: the members (every node when clustered, else this one), listeners and
+/// alarms of this node, and its view of the metadata group.
 pub fn cluster_status(ctx: &Ctx) -> CtlResult {
     arity(&ctx.inv, 0, 0)?;
     let f = NodeFacts::read(ctx)?;
     let o = &f.overview;
     let name = f.name();
+    let cluster = ctx
+        .node
+        .get_opt("/api/pigeon/cluster")?
+        .unwrap_or(Value::Null);
+    let (disk_nodes, running_nodes) = cluster_members(&cluster)
+        .unwrap_or_else(|| (vec![name.to_string()], vec![name.to_string()]));
     let listeners: Vec<Value> = f
         .listeners()
         .iter()
@@ -251,9 +275,10 @@ pub fn cluster_status(ctx: &Ctx) -> CtlResult {
     if ctx.out.json() {
         ctx.out.json_value(&json!({
             "cluster_name": text(o, "cluster_name"),
-            "disk_nodes": [name],
+            "disk_nodes": disk_nodes,
             "ram_nodes": [],
-            "running_nodes": [name],
+            "running_nodes": running_nodes,
+            "raft": cluster,
             "versions": {name: {
                 "rabbitmq_name": text(o, "product_name"),
                 "rabbitmq_version": text(o, "rabbitmq_version"),
@@ -274,8 +299,23 @@ pub fn cluster_status(ctx: &Ctx) -> CtlResult {
         "Basics",
         &[format!("Cluster name: {}", text(o, "cluster_name"))],
     );
-    section(ctx, "Disk Nodes", &[name.to_string()]);
-    section(ctx, "Running Nodes", &[name.to_string()]);
+    section(ctx, "Disk Nodes", &disk_nodes);
+    section(ctx, "Running Nodes", &running_nodes);
+    if cluster["clustered"] == Value::Bool(true) {
+        section(
+            ctx,
+            "Metadata group (Raft)",
+            &[
+                format!("Role: {}", text(&cluster, "role")),
+                format!("Leader: {}", text(&cluster, "leader")),
+                format!("Term: {}", cluster["term"]),
+                format!(
+                    "Last log index: {}, last applied: {}",
+                    cluster["last_log_index"], cluster["last_applied"]
+                ),
+            ],
+        );
+    }
     section(
         ctx,
         "Versions",
@@ -501,6 +541,40 @@ pub fn enable_feature_flag(ctx: &Ctx) -> CtlResult {
             .banner(&format!("Enabling feature flag {} ...", quoted(flag)));
     }
     ctx.node.get("/api/overview")?;
+    Ok(())
+}
+
+/// `join_cluster <member address>`: this node joins the cluster of the member reachable at
+/// that cluster address (host:port), as a learner and then, caught up, a voter.
+pub fn join_cluster(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 1)?;
+    let seed = ctx.arg(0);
+    ctx.out.banner(&format!(
+        "Clustering node {} with {seed} ...",
+        ctx.node.url()
+    ));
+    ctx.node.send(
+        "POST",
+        "/api/pigeon/cluster/join",
+        Some(&json!({ "seed": seed })),
+    )?;
+    Ok(())
+}
+
+/// `forget_cluster_node <node name>`: removes a member from the cluster.
+pub fn forget_cluster_node(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 1)?;
+    let name = ctx.arg(0);
+    ctx.out
+        .banner(&format!("Removing node {name} from the cluster ..."));
+    ctx.node.send(
+        "DELETE",
+        &format!(
+            "/api/pigeon/cluster/nodes/{}",
+            crate::ctl::client::seg(name)
+        ),
+        None,
+    )?;
     Ok(())
 }
 

@@ -228,6 +228,10 @@ impl Connection {
             Frame::Body { payload, .. } => ch.handle_body(ctx, payload),
             Frame::Heartbeat { .. } => Ok(()),
         };
+        // A topology change went to the cluster: no frame is read until it is decided.
+        if let Some(wait) = ch.meta_wait.take() {
+            self.meta_wait = Some(wait);
+        }
         match result {
             Err(e) if !e.is_connection_error() => {
                 if e.logged {
@@ -247,6 +251,42 @@ impl Connection {
             }
             other => other,
         }
+    }
+}
+
+impl Connection {
+    /// A topology change proposed to the cluster was decided (`amqp/replicated.rs`): the reply
+    /// goes out, or the channel (a refusal) or the connection (no majority) closes.
+    pub(super) fn finish_meta(&mut self, done: crate::amqp::replicated::MetaDone) {
+        let Some(e) = done.error() else {
+            if let (Some(reply), Some(ch)) = (&done.reply, self.channels.get_mut(done.channel)) {
+                let ch = ch.state();
+                if !ch.closing {
+                    ch.shared.send(reply);
+                }
+            }
+            return;
+        };
+        if e.is_connection_error() {
+            self.close_with(e);
+            return;
+        }
+        let (Some(ctx), Some(ch)) = (self.ctx.as_ref(), self.channels.get_mut(done.channel)) else {
+            return;
+        };
+        let ch = ch.state();
+        if ch.closing {
+            return;
+        }
+        tracing::info!(peer = %self.reg.entry.peer, channel = done.channel, code = e.code.code(), text = %e.text, "closing channel");
+        ch.cleanup(ctx);
+        ch.closing = true;
+        ch.shared.send(&Method::ChannelClose(ChannelClose {
+            reply_code: e.code.code(),
+            reply_text: ShortString::from(truncate(&e.text)),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        }));
     }
 }
 

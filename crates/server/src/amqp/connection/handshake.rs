@@ -171,6 +171,7 @@ impl Connection {
                     store: self.server.store.clone(),
                     wake_epoch: AtomicU64::new(0),
                     authz,
+                    cluster: self.server.cluster.clone(),
                     user,
                     counters: Arc::clone(self.reg.entry.counters()),
                 });

@@ -1,0 +1,392 @@
+//! Three `pigeon` processes forming a cluster on loopback (docs/clustering.md): metadata
+//! declared through one node is found through the others, changes go on with one node down,
+//! a restarted node catches up, and a node left alone refuses changes.
+//!
+//! Each node is the real binary with a `[cluster]` table naming the other two; every port is
+//! ephemeral (the cluster ports are taken from sockets bound to port 0 and closed just before
+//! the nodes start). Waits are bounded by the harness's `within`, polling the management API
+//! or AMQP for the event, never sleeping a fixed time.
+
+use super::ctl_support::ctl_at;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use pigeon_tests::{pigeon_bin, within};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running node; killed (SIGKILL) when dropped.
+struct Node {
+    child: Child,
+    amqp: SocketAddr,
+    http: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// A free loopback port (bound, read, closed).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes node `i`'s configuration: its data directory and its `[cluster]` table.
+fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathBuf {
+    let data = dir.join(format!("n{i}"));
+    std::fs::create_dir_all(&data).unwrap();
+    let peers: Vec<String> = cluster_ports
+        .iter()
+        .map(|p| format!("'127.0.0.1:{p}'"))
+        .collect();
+    let text = format!(
+        "[server]\ndata_dir = '{}'\nmqtt_sys_interval = 0\n\n[cluster]\nnode_name = 'rabbit@n{i}'\nlisten = '127.0.0.1:{}'\npeers = [{}]\nwrite_timeout_ms = 3000\n",
+        data.display(),
+        cluster_ports[i],
+        peers.join(", ")
+    );
+    let path = dir.join(format!("n{i}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The address after `prefix` in a log line.
+fn addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
+    let rest = line.split(prefix).nth(1)?;
+    rest.split([',', ' ']).next()?.parse().ok()
+}
+
+impl Node {
+    async fn start(config: &Path) -> Node {
+        let config = config.to_path_buf();
+        tokio::task::spawn_blocking(move || Node::start_blocking(&config))
+            .await
+            .unwrap()
+    }
+
+    fn start_blocking(config: &Path) -> Node {
+        let mut child = Command::new(pigeon_bin())
+            .arg("--config")
+            .arg(config)
+            .args([
+                "--amqp-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--management-listen", "127.0.0.1:0"])
+            .args(["--prometheus-listen", "127.0.0.1:0"])
+            .args([
+                "--mqtt-ws-listen",
+                "127.0.0.1:0",
+                "--stream-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--log", "info"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the pigeon binary");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { return };
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        loop {
+            let line = match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "pigeon did not say where it listens ({e}); its log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    )
+                }
+            };
+            if let (Some(amqp), Some(http)) = (
+                addr_after(&line, "listening for AMQP 0-9-1 on "),
+                addr_after(&line, "management HTTP API on "),
+            ) {
+                return Node {
+                    child,
+                    amqp,
+                    http,
+                    log,
+                };
+            }
+        }
+    }
+
+    fn url(&self, user: &str, pass: &str) -> String {
+        format!("amqp://{user}:{pass}@{}/%2f", self.amqp)
+    }
+
+    fn api(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the queue is listed by the node's `/api/queues` (through `pigeon ctl list_queues`).
+async fn lists_queue(node: &Node, queue: &str) -> bool {
+    let out = ctl_at(&node.api(), &["list_queues", "name", "--formatter", "json"]).await;
+    let all: serde_json::Value = serde_json::from_str(&out.ok()).unwrap();
+    all.as_array()
+        .is_some_and(|l| l.iter().any(|q| q["name"] == queue))
+}
+
+/// Waits until `node` lists `queue`.
+async fn until_listed(node: &Node, queue: &str) {
+    within(&format!("{queue} listed by {}", node.api()), async {
+        while !lists_queue(node, queue).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+/// Waits until `user` can open an AMQP connection to `node`.
+async fn until_login(node: &Node, user: &str, pass: &str) -> Connection {
+    within(&format!("{user} logging in on {}", node.api()), async {
+        loop {
+            if let Ok(c) =
+                Connection::connect(&node.url(user, pass), ConnectionProperties::default()).await
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+async fn declare_durable(conn: &Connection, queue: &str) -> Result<(), lapin::Error> {
+    let ch = conn.create_channel().await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.into(), durable, FieldTable::default())
+        .await
+        .map(|_| ())
+}
+
+/// Node `i`, which the test has not killed.
+fn node(nodes: &[Option<Node>], i: usize) -> &Node {
+    nodes[i].as_ref().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let configs: Vec<PathBuf> = (0..3)
+        .map(|i| write_config(dir.path(), i, &ports))
+        .collect();
+    let mut nodes = Vec::new();
+    for c in &configs {
+        nodes.push(Some(Node::start(c).await));
+    }
+
+    // Declared through node 1 (an exchange, a durable queue, a binding)...
+    // The first change waits for the cluster to form and elect a leader; a connection closed
+    // because none was elected within the write timeout is opened again.
+    let (c1, ch1) = within("the cluster to accept a declare", async {
+        loop {
+            let c = until_login(node(&nodes, 0), "guest", "guest").await;
+            let ch = c.create_channel().await.unwrap();
+            let durable = ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            let r = ch
+                .exchange_declare(
+                    "orders".into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await;
+            match r {
+                Ok(()) => return (c, ch),
+                Err(e) if e.to_string().contains("timed out") => continue,
+                Err(e) => panic!("exchange.declare failed: {e}\n{}", node(&nodes, 0).log()),
+            }
+        }
+    })
+    .await;
+    declare_durable(&c1, "orders.eu").await.unwrap();
+    ch1.queue_bind(
+        "orders.eu".into(),
+        "orders".into(),
+        "eu.#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    // ... is found through nodes 2 and 3 by AMQP (passive declares), and in every node's
+    // /api/queues.
+    for i in 1..3 {
+        let conn = until_login(node(&nodes, i), "guest", "guest").await;
+        let ch = conn.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        ch.queue_declare("orders.eu".into(), passive, FieldTable::default())
+            .await
+            .unwrap_or_else(|e| panic!("node {i} does not know the queue: {e}"));
+        ch.exchange_declare(
+            "orders".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        conn.close(200, "bye".into()).await.unwrap();
+    }
+    for i in 0..3 {
+        until_listed(node(&nodes, i), "orders.eu").await;
+    }
+    let bindings = ctl_at(
+        &node(&nodes, 2).api(),
+        &["list_bindings", "--formatter", "json"],
+    )
+    .await
+    .ok();
+    assert!(bindings.contains("eu.#"), "{bindings}");
+
+    // cluster_status and /api/nodes (through `list_nodes`-like JSON) show the three members.
+    let status = ctl_at(
+        &node(&nodes, 0).api(),
+        &["cluster_status", "--formatter", "json"],
+    )
+    .await
+    .json();
+    assert_eq!(
+        status["disk_nodes"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+    assert_eq!(
+        status["running_nodes"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+    assert_eq!(
+        status["raft"]["members"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+
+    // A user created through node 2 logs in on node 3.
+    let api2 = node(&nodes, 1).api();
+    ctl_at(&api2, &["add_user", "alice", "s3cret"]).await.ok();
+    ctl_at(&api2, &["set_permissions", "alice", ".*", ".*", ".*"])
+        .await
+        .ok();
+    let alice = until_login(node(&nodes, 2), "alice", "s3cret").await;
+    alice.close(200, "bye".into()).await.unwrap();
+
+    // Node 3 killed: the other two still accept changes.
+    nodes[2].take().unwrap().kill();
+    declare_durable(&c1, "while.down")
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "a majority refused a declare: {e}\n{}",
+                node(&nodes, 0).log()
+            )
+        });
+    ctl_at(&api2, &["add_user", "bob", "pw"]).await.ok();
+    until_listed(node(&nodes, 1), "while.down").await;
+    let status = ctl_at(
+        &node(&nodes, 1).api(),
+        &["cluster_status", "--formatter", "json"],
+    )
+    .await
+    .json();
+    assert_eq!(
+        status["disk_nodes"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+    assert_eq!(
+        status["running_nodes"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
+
+    // Restarted, it catches up with what it missed.
+    nodes[2] = Some(Node::start(&configs[2]).await);
+    until_listed(node(&nodes, 2), "while.down").await;
+    ctl_at(
+        &node(&nodes, 2).api(),
+        &["set_permissions", "bob", ".*", ".*", ".*"],
+    )
+    .await
+    .ok();
+    let bob = until_login(node(&nodes, 0), "bob", "pw").await;
+    bob.close(200, "bye".into()).await.unwrap();
+
+    // Nodes 2 and 3 killed: node 1 alone is a minority and refuses changes, AMQP with 541
+    // INTERNAL_ERROR (the connection closes), the API with 503; what it has stays readable.
+    nodes[1].take().unwrap().kill();
+    nodes[2].take().unwrap().kill();
+    let err = within(
+        "a minority to refuse a declare",
+        declare_durable(&c1, "in.minority"),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("541") || text.contains("INTERNAL_ERROR"),
+        "expected 541 INTERNAL_ERROR, got {text}"
+    );
+    assert!(text.contains("timed out"), "{text}");
+    let refused = ctl_at(&node(&nodes, 0).api(), &["add_user", "carol", "pw"]).await;
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("503") || refused.stderr.contains("majority"),
+        "{refused:?}"
+    );
+    assert!(lists_queue(node(&nodes, 0), "orders.eu").await);
+    assert!(!lists_queue(node(&nodes, 0), "in.minority").await);
+}

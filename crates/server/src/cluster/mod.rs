@@ -1,0 +1,72 @@
+//! The broker in a cluster: its durable metadata through the cluster's Raft group
+//! (`pigeon-cluster`, docs/clustering.md).
+//!
+//! Without a `[cluster]` table none of this runs and nothing changes. With one, [`start`] starts
+//! the node with the broker as its state machine (`apply.rs`), and the paths that change
+//! replicated metadata (AMQP topology methods on durable entities, the management API's users,
+//! vhosts, permissions...) build a [`MetaCommand`] and [`write`] it instead of changing the broker
+//! directly: the change is made on every node, this one included, from the committed log, and
+//! acknowledged to the client once a majority has it. Exclusive and non-durable entities stay
+//! on their connection's node and never enter the log.
+
+mod apply;
+pub(crate) mod commands;
+mod snapshot;
+
+use pigeon_broker::Broker;
+use pigeon_cluster::{Cluster, ClusterConfig, ClusterError, MetaCommand, MetaResponse};
+use pigeon_store::Store;
+use std::sync::Arc;
+
+/// Starts this node of the cluster, with the broker as the metadata group's state machine.
+pub(crate) async fn start(
+    config: ClusterConfig,
+    broker: &Arc<Broker>,
+    store: Option<&Arc<Store>>,
+) -> Result<Cluster, crate::ServerError> {
+    let Some(store) = store else {
+        return Err(crate::ServerError::Config(
+            "[cluster] needs a data directory (data_dir): the metadata group keeps its log there"
+                .into(),
+        ));
+    };
+    let applier = apply::BrokerApplier {
+        broker: Arc::clone(broker),
+        store: Arc::clone(store),
+    };
+    let name = config.node_name.to_string();
+    let cluster = Cluster::start(config, applier)
+        .await
+        .map_err(|e| crate::ServerError::Cluster(e.to_string()))?;
+    tracing::info!(node = %name, "cluster node started: metadata changes go through the cluster");
+    Ok(cluster)
+}
+
+/// Why a replicated change was not made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// Committed, and refused by the broker's rules on every node (an inequivalent redeclare,
+    /// a missing vhost...), with the protocol's reply code.
+    #[error("{text}")]
+    Refused {
+        /// AMQP reply code (404, 406...) or 400 for a management change.
+        code: u16,
+        /// The reason.
+        text: String,
+    },
+    /// Not committed: this node cannot reach a majority (or no leader is elected yet).
+    #[error(transparent)]
+    Unavailable(#[from] ClusterError),
+}
+
+/// Proposes `command` and waits until a majority has committed it and this node has applied it.
+pub(crate) async fn write(cluster: &Cluster, command: MetaCommand) -> Result<(), WriteError> {
+    match cluster.write(command).await {
+        Ok(MetaResponse::Done) => Ok(()),
+        Ok(MetaResponse::Refused { code, text }) => Err(WriteError::Refused { code, text }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster: a metadata change was not committed");
+            Err(WriteError::Unavailable(e))
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Pigeon's own cluster endpoints, for `pigeon ctl cluster_status`, `join_cluster` and
+//! `forget_cluster_node` (which rabbitmqctl runs over Erlang distribution, not HTTP), and the
+//! members listed by `/api/nodes` (`overview.rs`). Administrators only, status to monitors.
+//!
+//! - `GET /api/pigeon/cluster` -> this node's view: `{"clustered": true, "node", "role",
+//!   "leader", "term", "last_log_index", "last_applied", "members": [{"name", "address",
+//!   "voter", "running"}]}`; `{"clustered": false, "node"}` on a single node.
+//! - `POST /api/pigeon/cluster/join` with `{"seed": "host:port"}`: this node joins the
+//!   cluster of the member at that cluster address.
+//! - `DELETE /api/pigeon/cluster/nodes/{name}`: removes a member.
+
+use super::json::{body, req_str};
+use super::{ApiError, ApiResult, Caller, Http, Shared};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use pigeon_cluster::{Cluster, ClusterError, Role};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How long `running` waits for a member's answer on the cluster link.
+const PROBE: Duration = Duration::from_millis(500);
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/pigeon/cluster", get(status))
+        .route("/api/pigeon/cluster/join", post(join))
+        .route("/api/pigeon/cluster/nodes/{name}", delete(forget))
+}
+
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Learner => "learner",
+        Role::Shutdown => "shutdown",
+    }
+}
+
+/// The members as this node knows them, each probed on the cluster link (concurrently).
+pub(super) async fn members(cluster: &Cluster) -> Vec<(pigeon_cluster::MemberStatus, bool)> {
+    let status = cluster.status();
+    let probes = status.members.iter().map(|m| cluster.probe(&m.addr, PROBE));
+    let running = futures_util::future::join_all(probes).await;
+    status.members.into_iter().zip(running).collect()
+}
+
+/// A cluster error as the API answers it: 503 when a majority or the leader cannot be reached.
+fn cluster_error(e: ClusterError) -> ApiError {
+    match e {
+        ClusterError::Membership(reason) => ApiError::bad_request(reason),
+        other => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "service_unavailable",
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn clustered(http: &Http) -> ApiResult<&Cluster> {
+    http.state
+        .cluster
+        .as_ref()
+        .ok_or_else(|| ApiError::bad_request("this node is not clustered (no [cluster] table)"))
+}
+
+async fn status(State(http): State<Shared>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_monitor()?;
+    let Some(cluster) = &http.state.cluster else {
+        return Ok(Json(json!({"clustered": false, "node": http.node()})));
+    };
+    let s = cluster.status();
+    let members: Vec<Value> = members(cluster)
+        .await
+        .into_iter()
+        .map(|(m, running)| {
+            json!({"name": m.name, "address": m.addr, "voter": m.voter, "running": running})
+        })
+        .collect();
+    Ok(Json(json!({
+        "clustered": true,
+        "node": s.node,
+        "role": role(s.role),
+        "leader": s.leader,
+        "term": s.term,
+        "last_log_index": s.last_log_index,
+        "last_applied": s.last_applied,
+        "members": members,
+    })))
+}
+
+async fn join(State(http): State<Shared>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let map = body(&bytes)?;
+    let seed = req_str(&map, "seed")?.to_string();
+    clustered(&http)?.join(&seed).await.map_err(cluster_error)?;
+    tracing::info!(seed = %seed, by = %caller.name, "joined a cluster through the management API");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn forget(
+    State(http): State<Shared>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    clustered(&http)?
+        .forget(&name)
+        .await
+        .map_err(cluster_error)?;
+    tracing::info!(node = %name, by = %caller.name, "cluster member forgotten through the management API");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

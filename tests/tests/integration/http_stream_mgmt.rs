@@ -253,3 +253,42 @@ async fn publishers_and_consumers_are_listed_and_a_connection_closed() {
         .unwrap();
     drop(consumer);
 }
+
+/// `DELETE /api/connections/{name}` of a stream connection answers once the connection is
+/// gone, and the client sees its socket closed with no `Close` frame, as
+/// rabbit_stream_reader's `{shutdown, Reason}` call does (rabbitmq-stream-js-client's suite
+/// closes every connection after each test and then counts them: its "connect declaring
+/// connection name" test found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_connection_closed_through_the_api_is_gone_when_the_delete_answers() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let api = Api::new(&broker);
+    let mut raw = stream_protocol_support::Raw::open(broker.stream_addr().unwrap()).await;
+    let port = raw.local.port();
+    let conns = api.get("/api/stream/connections").await.body;
+    let name = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["peer_port"] == port)
+        .and_then(|c| c["name"].as_str())
+        .expect("the raw connection is listed")
+        .to_string();
+    assert_eq!(
+        api.delete(&format!("/api/connections/{}", encode(&name)))
+            .await
+            .status,
+        204
+    );
+    let all = api.get("/api/connections").await.body;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != name.as_str()),
+        "{all}"
+    );
+    assert!(raw.until_closed().await.is_empty());
+}

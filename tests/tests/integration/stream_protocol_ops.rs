@@ -92,16 +92,9 @@ async fn stream_connections_are_listed_and_closed_by_an_operator() {
     assert_eq!(conn.vhost, "/");
     assert_eq!(conn.state, "running");
     assert!(server.close_connection(&conn.name, "maintenance"));
-    match raw.recv().await {
-        Some(Command::Close(c)) => assert_eq!(c.reason.as_str(), "maintenance"),
-        other => panic!("expected Close, got {other:?}"),
-    }
-    raw.send(Command::Response(stream_wire::Response::new(
-        stream_wire::key::CLOSE,
-        0,
-        ResponseCode::Ok,
-    )))
-    .await;
+    // rabbit_stream_reader closes the socket with no Close frame (rabbitmq-stream-js-client
+    // fails on a server Close: its "closed_connection listener is invoked by the server"
+    // test found it).
     assert!(raw.until_closed().await.is_empty());
 }
 

@@ -166,6 +166,8 @@ impl Conn {
     async fn serve(&mut self, rd: &mut ReadHalf) {
         let mut buf = BytesMut::new();
         let mut shutdown = self.state.shutdown.clone();
+        // Moves when an operator closes a connection (`ServerState::close_connection`).
+        let mut kicks = self.state.kicks.subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let waker = Arc::clone(&self.waker);
@@ -189,6 +191,7 @@ impl Conn {
                     Next::Go
                 }
                 _ = tick.tick() => self.on_tick(),
+                _ = kicks.changed() => self.on_close_request(),
                 _ = shutdown.changed() => {
                     // rabbit_stream_reader on shutdown: a close request, then the socket goes.
                     self.next_correlation = self.next_correlation.wrapping_add(1);
@@ -348,10 +351,8 @@ impl Conn {
                 return Next::Hangup;
             }
         }
-        if let Some(reason) = self.reg.entry.take_close_request() {
-            // `rabbitmqctl close_connection` / the management API: a Close with the reason.
-            self.reg.entry.update(|d| d.state = ConnState::Closing);
-            self.close_with(ResponseCode::Ok, &reason);
+        if self.on_close_request() == Next::Hangup {
+            return Next::Hangup;
         }
         if self.step != Step::Open
             && now.duration_since(self.connected_at) > self.state.config.handshake_timeout
@@ -371,6 +372,19 @@ impl Conn {
             }
         }
         Next::Go
+    }
+
+    /// `rabbitmqctl close_connection` / the management API: the socket closes, with no
+    /// `Close` frame (rabbit_stream_reader's `{shutdown, Explanation}` call: `close/3` shuts
+    /// the socket down; clients such as rabbitmq-stream-js-client fail on a server `Close`
+    /// and report a closed connection for the socket).
+    fn on_close_request(&mut self) -> Next {
+        let Some(reason) = self.reg.entry.take_close_request() else {
+            return Next::Go;
+        };
+        tracing::info!(conn = self.id, peer = %self.peer.addr, %reason, "forcing stream connection closing");
+        self.reg.entry.update(|d| d.state = ConnState::Closing);
+        Next::Hangup
     }
 
     /// Encodes `command` into the outbound buffer.

@@ -292,3 +292,25 @@ async fn a_stream_connection_closed_through_the_api_is_gone_when_the_delete_answ
     );
     assert!(raw.until_closed().await.is_empty());
 }
+
+/// A path with a trailing slash is the path without it, as cowboy routes RabbitMQ's API
+/// (rabbitmq-stream-js-client's "declaring a consumer on an existing stream with identifiers"
+/// asks for `/api/stream/consumers/%2F/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_slash_is_ignored() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let api = Api::new(&broker);
+    let env = env(&broker).await;
+    let stream = new_stream(&env).await;
+    let consumer = consumer(&env, &stream, OffsetSpecification::First).await;
+    let with = api.get("/api/stream/consumers/%2F/").await;
+    assert_eq!(with.status, 200);
+    assert_eq!(of_stream(&with.body, &stream).len(), 1, "{}", with.body);
+    assert_eq!(api.get("/api/overview/").await.status, 200);
+    assert_eq!(api.get("/api/queues/%2F/?name=x").await.status, 200);
+    // One slash only, as cowboy drops one empty last segment.
+    assert_eq!(api.get("/api/overview//").await.status, 404);
+    drop(consumer);
+}

@@ -262,8 +262,39 @@ pub(crate) fn created_or_updated(created: bool) -> Response {
     }
 }
 
-/// Every route.
+/// Every route, reached with one trailing slash dropped from the path.
 fn router(http: Shared) -> Router {
+    use tower::ServiceExt;
+    Router::new().fallback_service(routes(http).map_request(trim_trailing_slash))
+}
+
+/// Drops one trailing `/` from a request's path (not from `/` itself): cowboy's router, which
+/// RabbitMQ's management API runs on, splits the path into segments and ignores the empty
+/// last one, so `/api/stream/consumers/%2F/` is `/api/stream/consumers/%2F`
+/// (rabbitmq-stream-js-client's test suite asks for that one).
+fn trim_trailing_slash(mut request: axum::extract::Request) -> axum::extract::Request {
+    let uri = request.uri();
+    let path = uri.path();
+    if path.len() <= 1 || !path.ends_with('/') {
+        return request;
+    }
+    let trimmed = match uri.query() {
+        Some(q) => format!("{}?{q}", &path[..path.len() - 1]),
+        None => path[..path.len() - 1].to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    let Ok(path_and_query) = trimmed.parse() else {
+        return request;
+    };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
+/// The routes themselves.
+fn routes(http: Shared) -> Router {
     Router::new()
         .merge(overview::routes())
         .merge(vhosts::routes())

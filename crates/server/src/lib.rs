@@ -140,8 +140,8 @@ pub(crate) struct ServerState {
 impl ServerState {
     /// Closes the connection called `name` as `rabbitmqctl close_connection` does: AMQP
     /// clients get 320 CONNECTION_FORCED with `reason` as the text, MQTT 5.0 clients
-    /// DISCONNECT 0x98 (Administrative action), MQTT 3.1.1 clients a closed socket. False if
-    /// no such connection is open. Reuses the wake-up of vhost and user deletion (`kicks`).
+    /// DISCONNECT 0x98 (Administrative action), MQTT 3.1.1 and stream clients a closed socket.
+    /// False if no such connection is open. Reuses the wake-up of vhost and user deletion (`kicks`).
     pub fn close_connection(&self, name: &str, reason: &str) -> bool {
         match self.registry.request_close(name, reason) {
             Some(protocol) => {

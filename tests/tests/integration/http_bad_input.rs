@@ -296,7 +296,6 @@ async fn paths_that_climb_out_find_nothing() {
         format!("/api/queues/{v}/..%2F{queue}"),
         "/api/vhosts/..%2F..%2F..%2Fetc%2Fpasswd".to_string(),
         "/api/definitions/..%2F..%2Fetc%2Fpasswd".to_string(),
-        "/api/exchanges/%2F/%2E%2E".to_string(),
     ] {
         let a = api.get(&path).await;
         assert_eq!(a.status, 404, "{path}: {:?}", a.body);
@@ -317,6 +316,9 @@ async fn paths_that_climb_out_find_nothing() {
         "/api/%2e%2e/%2e%2e/etc/passwd",
         "/../../etc/passwd",
         "/api/queues/../users",
+        // reqwest resolves `%2E%2E` as `..` and would send `/api/exchanges/`: the exchange
+        // list, as `/api/exchanges` (one trailing slash is ignored, as cowboy does).
+        "/api/exchanges/%2F/%2E%2E",
     ] {
         let (status, answer) = raw_http(
             &broker,

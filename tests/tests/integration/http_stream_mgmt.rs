@@ -253,3 +253,64 @@ async fn publishers_and_consumers_are_listed_and_a_connection_closed() {
         .unwrap();
     drop(consumer);
 }
+
+/// `DELETE /api/connections/{name}` of a stream connection answers once the connection is
+/// gone, and the client sees its socket closed with no `Close` frame, as
+/// rabbit_stream_reader's `{shutdown, Reason}` call does (rabbitmq-stream-js-client's suite
+/// closes every connection after each test and then counts them: its "connect declaring
+/// connection name" test found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_connection_closed_through_the_api_is_gone_when_the_delete_answers() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let api = Api::new(&broker);
+    let mut raw = stream_protocol_support::Raw::open(broker.stream_addr().unwrap()).await;
+    let port = raw.local.port();
+    let conns = api.get("/api/stream/connections").await.body;
+    let name = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["peer_port"] == port)
+        .and_then(|c| c["name"].as_str())
+        .expect("the raw connection is listed")
+        .to_string();
+    assert_eq!(
+        api.delete(&format!("/api/connections/{}", encode(&name)))
+            .await
+            .status,
+        204
+    );
+    let all = api.get("/api/connections").await.body;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != name.as_str()),
+        "{all}"
+    );
+    assert!(raw.until_closed().await.is_empty());
+}
+
+/// A path with a trailing slash is the path without it, as cowboy routes RabbitMQ's API
+/// (rabbitmq-stream-js-client's "declaring a consumer on an existing stream with identifiers"
+/// asks for `/api/stream/consumers/%2F/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_slash_is_ignored() {
+    let Some((_data, broker)) = broker().await else {
+        return;
+    };
+    let api = Api::new(&broker);
+    let env = env(&broker).await;
+    let stream = new_stream(&env).await;
+    let consumer = consumer(&env, &stream, OffsetSpecification::First).await;
+    let with = api.get("/api/stream/consumers/%2F/").await;
+    assert_eq!(with.status, 200);
+    assert_eq!(of_stream(&with.body, &stream).len(), 1, "{}", with.body);
+    assert_eq!(api.get("/api/overview/").await.status, 200);
+    assert_eq!(api.get("/api/queues/%2F/?name=x").await.status, 200);
+    // One slash only, as cowboy drops one empty last segment.
+    assert_eq!(api.get("/api/overview//").await.status, 404);
+    drop(consumer);
+}

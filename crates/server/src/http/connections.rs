@@ -19,7 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// How long closing a stream connection waits for it to be gone (its task closes the socket
+/// at once; the bound keeps a wedged connection from holding the request).
+const STREAM_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -218,18 +222,18 @@ async fn close(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let c = find(&http, &caller, &name)?;
-    close_found(&http, &caller, &c.user, &name, &headers)
+    close_found(&http, &caller, &c, &headers).await
 }
 
 /// Closes connection `name` of `user`, found by the caller's endpoint (AMQP, MQTT or stream):
 /// another user's takes an administrator; the reason is the `X-Reason` header.
-pub(super) fn close_found(
+pub(super) async fn close_found(
     http: &Shared,
     caller: &Caller,
-    user: &str,
-    name: &str,
+    c: &ConnectionInfo,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
+    let (user, name) = (c.user.as_str(), c.name.as_str());
     if user != caller.name && !caller.is_admin() {
         return Err(ApiError::not_authorised("Not administrator user"));
     }
@@ -241,6 +245,16 @@ pub(super) fn close_found(
         return Err(ApiError::not_found());
     }
     tracing::info!(connection = %name, by = %caller.name, "connection closed through the management API");
+    if c.protocol == "stream" {
+        // rabbit_stream_reader answers the management plugin's `{shutdown, Reason}` call once
+        // it has closed the socket: a client listing connections right after the DELETE no
+        // longer sees it (rabbitmq-stream-js-client's suite closes every connection between
+        // tests and then counts them).
+        http.state
+            .registry
+            .until_gone(name, STREAM_CLOSE_WAIT)
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -146,7 +146,7 @@ async fn close(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let c = find(&http, &caller, &vhost, &name)?;
-    super::connections::close_found(&http, &caller, &c.user, &name, &headers)
+    super::connections::close_found(&http, &caller, &c, &headers).await
 }
 
 /// `connection_details` of a publisher or consumer.

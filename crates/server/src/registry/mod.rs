@@ -322,6 +322,8 @@ pub struct Registry {
     pub channels_closed: AtomicU64,
     /// Message counters of closed connections, per protocol (lock order: `conns` first).
     retired: Mutex<[MessageTotals; PROTOCOLS]>,
+    /// Signalled whenever a connection is deregistered ([`Registry::until_gone`]).
+    gone: tokio::sync::Notify,
 }
 
 /// RabbitMQ's connection name: `peer -> local` (rabbit_net:connection_string).
@@ -531,9 +533,29 @@ impl Registry {
         all
     }
 
+    /// Waits (at most `limit`) until no connection called `name` is listed; false if one
+    /// still is. The management API's close of a stream connection answers once the socket
+    /// is closed, as rabbit_stream_reader's synchronous `{shutdown, Reason}` call does.
+    pub(crate) async fn until_gone(&self, name: &str, limit: std::time::Duration) -> bool {
+        let gone = async {
+            loop {
+                let notified = self.gone.notified();
+                tokio::pin!(notified);
+                // Registered before the look-up: a deregistration in between is not missed.
+                notified.as_mut().enable();
+                if !self.entries().iter().any(|e| e.is_named(name)) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, gone).await.is_ok()
+    }
+
     /// Asks the connection called `name` to close with `reason` (AMQP: 320 CONNECTION_FORCED
     /// with the reason as text, as `rabbitmqctl close_connection`; MQTT 5.0: DISCONNECT 0x98
-    /// Administrative action; MQTT 3.1.1: the socket closes). False if there is none. The
+    /// Administrative action; MQTT 3.1.1 and the stream protocol: the socket closes). False if
+    /// there is none. The
     /// caller wakes the connection's task (see `ServerState::close_connection`).
     pub(crate) fn request_close(&self, name: &str, reason: &str) -> Option<Protocol> {
         let entry = self.entries().into_iter().find(|e| e.is_named(name))?;
@@ -562,6 +584,7 @@ impl Drop for Registered {
             }
             drop(conns);
             self.registry.closed.fetch_add(1, Ordering::Relaxed);
+            self.registry.gone.notify_waiters();
             let channels = self.entry.channels.lock().len() as u64;
             self.registry
                 .channels_closed

@@ -395,18 +395,19 @@ impl Conn {
         Next::Go
     }
 
-    /// `rabbitmqctl close_connection` / the management API's `DELETE`: the socket closes at
-    /// once, without a Close (rabbit_stream_reader's `open(info, {shutdown, _})` stops the
-    /// process; clients see the connection drop, and their suites test it so: rstream's
-    /// `test_*_connection_broke*`, rabbitmq-stream-client's `client_drop_connection`).
+    /// `rabbitmqctl close_connection` / the management API (rstream's
+    /// `test_*_connection_broke*`, rabbitmq-stream-client's `client_drop_connection`): the
+    /// socket closes, with no
+    /// `Close` frame (rabbit_stream_reader's `{shutdown, Explanation}` call: `close/3` shuts
+    /// the socket down; clients such as rabbitmq-stream-js-client fail on a server `Close`
+    /// and report a closed connection for the socket).
     fn on_close_request(&mut self) -> Next {
-        match self.reg.entry.take_close_request() {
-            Some(reason) => {
-                tracing::debug!(conn = self.id, peer = %self.peer.addr, %reason, "stream connection closed on request");
-                Next::Hangup
-            }
-            None => Next::Go,
-        }
+        let Some(reason) = self.reg.entry.take_close_request() else {
+            return Next::Go;
+        };
+        tracing::info!(conn = self.id, peer = %self.peer.addr, %reason, "forcing stream connection closing");
+        self.reg.entry.update(|d| d.state = ConnState::Closing);
+        Next::Hangup
     }
 
     /// Encodes `command` into the outbound buffer.

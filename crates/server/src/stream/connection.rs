@@ -20,7 +20,7 @@ use crate::auth::AuthenticatedUser;
 use crate::authz::Authz;
 use crate::limits::ConnectionSlots;
 use crate::outbound::Outbound;
-use crate::registry::{Protocol, Registered};
+use crate::registry::{ConnState, Protocol, Registered};
 use crate::transport::{PeerInfo, ReadHalf, Transport};
 use crate::ServerState;
 use bytes::BytesMut;

@@ -216,6 +216,7 @@ async fn read(
     addr: SocketAddr,
     from: OffsetSpecification,
     sync_first: u64,
+    ready: tokio::sync::oneshot::Sender<()>,
     mut stop: watch::Receiver<bool>,
 ) -> Read {
     let mut out = Read {
@@ -238,6 +239,8 @@ async fn read(
     )
     .await
     .unwrap();
+    // The kill waits for this: a setup the kill interrupted would fail the test for nothing.
+    let _ = ready.send(());
     loop {
         let Some(Some(Ok(delivery))) = or_stop(&mut stop, consumer.next()).await else {
             return out;
@@ -476,10 +479,12 @@ async fn confirmed_stream_messages_survive_sigkill_once_and_in_order() {
     let mut resume = OffsetSpecification::First;
     for round in 0..ROUNDS {
         let (stop_tx, stop) = watch::channel(false);
+        let (ready, reader_ready) = tokio::sync::oneshot::channel();
         let reader = tokio::spawn(read(
             broker.stream,
             resume.clone(),
             next_id[SYNC],
+            ready,
             stop.clone(),
         ));
         let (first_confirm, mut confirming) = mpsc::channel(PUBLISHERS);
@@ -500,6 +505,9 @@ async fn confirmed_stream_messages_survive_sigkill_once_and_in_order() {
                 .await
                 .expect("a publisher ended before its first confirm");
         }
+        within("the reader's Subscribe and DeclarePublisher", reader_ready)
+            .await
+            .expect("the reader ended before it was ready");
         let delay = Duration::from_millis(rng.below(1000));
         tokio::time::sleep(delay).await;
         tokio::task::spawn_blocking(move || broker.kill())

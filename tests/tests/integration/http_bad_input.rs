@@ -296,7 +296,6 @@ async fn paths_that_climb_out_find_nothing() {
         format!("/api/queues/{v}/..%2F{queue}"),
         "/api/vhosts/..%2F..%2F..%2Fetc%2Fpasswd".to_string(),
         "/api/definitions/..%2F..%2Fetc%2Fpasswd".to_string(),
-        "/api/exchanges/%2F/%2E%2E".to_string(),
     ] {
         let a = api.get(&path).await;
         assert_eq!(a.status, 404, "{path}: {:?}", a.body);
@@ -309,7 +308,8 @@ async fn paths_that_climb_out_find_nothing() {
             .status,
         404
     );
-    // `..` left in the request line (reqwest would resolve it first).
+    // `..` left in the request line (reqwest would resolve it first: `/api/exchanges/%2F/%2E%2E`
+    // would reach the server as `/api/exchanges/`, the list, as RabbitMQ ignores the slash).
     let auth = "Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n"; // guest:guest
     for target in [
         "/api/../etc/passwd",
@@ -317,6 +317,7 @@ async fn paths_that_climb_out_find_nothing() {
         "/api/%2e%2e/%2e%2e/etc/passwd",
         "/../../etc/passwd",
         "/api/queues/../users",
+        "/api/exchanges/%2F/%2E%2E",
     ] {
         let (status, answer) = raw_http(
             &broker,

@@ -1,4 +1,5 @@
-//! One MQTT connection: CONNECT, the packet loop, keep-alive, takeover and the end.
+//! One MQTT connection: the handshake, the packet loop, keep-alive, takeover and the end
+//! (CONNECT itself, authentication to CONNACK, is `connect.rs`).
 //!
 //! One task per connection reads, handles and writes: it waits for the socket (readable, or
 //! writable while a write is unfinished) and for [`Outbound::notified`] (deliveries from other
@@ -17,8 +18,8 @@ use crate::transport::{PeerInfo, Transport};
 use crate::ServerState;
 use bytes::{Bytes, BytesMut};
 use mqtt_wire::{
-    decode, encode, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, LastWill, Packet,
-    ProtocolVersion, PubRel, PublishProperties, ReasonCode, TopicName,
+    decode, encode, ConnAck, DecodeError, Disconnect, LastWill, Packet, ProtocolVersion, PubRel,
+    PublishProperties, ReasonCode, TopicName,
 };
 use pigeon_broker::{ConsumerEntry, Exchange, Queue, VHost};
 use std::collections::{HashMap, VecDeque};
@@ -30,9 +31,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant, Sleep};
-
-/// How long a new connection waits for the previous one of the same client id to let go.
-const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the packet loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +226,9 @@ async fn handshake(mut io: Io, peer: PeerInfo, server: Arc<ServerState>) -> (Io,
     let peer_info = peer;
     let peer = peer_info.addr;
     let conn = match first {
-        Ok(Ok(Some(Packet::Connect(c)))) => connect(c, &peer_info, &server, &io.out).await,
+        Ok(Ok(Some(Packet::Connect(c)))) => {
+            super::connect::connect(c, &peer_info, &server, &io.out).await
+        }
         Ok(Err(e)) => {
             refuse_undecodable(&io.out, &e, peer);
             None
@@ -263,194 +263,12 @@ fn refuse_undecodable(out: &Outbound, e: &DecodeError, peer: SocketAddr) {
     }
 }
 
-fn send_packet(out: &Outbound, packet: &Packet, version: ProtocolVersion) {
+pub(super) fn send_packet(out: &Outbound, packet: &Packet, version: ProtocolVersion) {
     out.send(|b| {
         if let Err(e) = encode(packet, version, b) {
             tracing::warn!(error = %e, "cannot encode MQTT packet");
         }
     });
-}
-
-/// Authenticates, finds or creates the session, takes it over, and answers CONNACK.
-async fn connect(
-    c: Connect,
-    peer_info: &PeerInfo,
-    server: &Arc<ServerState>,
-    out: &Arc<Outbound>,
-) -> Option<Conn> {
-    let peer = peer_info.addr;
-    let version = c.protocol;
-    let refuse = |code: ReasonCode, why: &str| {
-        tracing::info!(%peer, client_id = %c.client_id, reason = ?code, "MQTT connection refused: {why}");
-        send_packet(out, &Packet::ConnAck(ConnAck::new(code)), version);
-        None
-    };
-    let config = &server.config;
-    let (authenticated, vhost) =
-        match super::login::login(&c, peer, peer_info.tls.as_deref(), server) {
-            Ok(found) => found,
-            Err(super::login::Refused::Credentials) => {
-                // Logged by `auth` (once, and not at all for a throttled source).
-                let ack = Packet::ConnAck(ConnAck::new(ReasonCode::BadUserNameOrPassword));
-                send_packet(out, &ack, version);
-                return None;
-            }
-            Err(super::login::Refused::Other(code, why)) => return refuse(code, &why),
-        };
-    let Ok(exchange) = vhost.exchange(&config.mqtt_exchange) else {
-        return refuse(ReasonCode::ServerUnavailable, "MQTT exchange missing");
-    };
-    let mut assigned = None;
-    let client_id = if c.client_id.is_empty() {
-        // [MQTT-3.1.3-7/8]: an empty id needs a clean session in 3.1.1; 5.0 assigns one.
-        if version != ProtocolVersion::V5 && (!c.clean_start || version == ProtocolVersion::V3_1) {
-            return refuse(ReasonCode::ClientIdentifierNotValid, "empty client id");
-        }
-        let id = format!("pigeon-{:016x}", server.broker.next_id());
-        assigned = Some(id.clone());
-        id
-    } else {
-        c.client_id.clone()
-    };
-    let (authz, slots) =
-        match super::authz::admit(server, &vhost, &authenticated.name, &client_id, version) {
-            Ok(admitted) => admitted,
-            Err(code) => {
-                // Logged by `admit`.
-                send_packet(out, &Packet::ConnAck(ConnAck::new(code)), version);
-                return None;
-            }
-        };
-    let registry = &server.mqtt.registry;
-    let (session, existed) = loop {
-        let (session, existed) =
-            registry.get_or_create(&vhost, &client_id, || server.broker.next_id());
-        session.waiting.fetch_add(1, Ordering::SeqCst);
-        if session.lease.available_permits() == 0 {
-            // Session takeover [MQTT-3.1.4-3]: the connection holding it sees `waiting` at its
-            // next turn and goes; wake it for that turn. One that has not attached yet looks
-            // after attaching, so it needs no wake-up.
-            if let Some(a) = session.core.lock().attached.as_ref() {
-                a.out.wake();
-            }
-        }
-        // The permit is held until the connection is dropped (see `impl Drop for Conn`;
-        // nothing awaits between here and the connection's creation), or given back below.
-        let acquired = timeout(TAKEOVER_TIMEOUT, session.lease.acquire())
-            .await
-            .map(|permit| permit.map(tokio::sync::SemaphorePermit::forget));
-        session.waiting.fetch_sub(1, Ordering::SeqCst);
-        let Ok(Ok(())) = acquired else {
-            return refuse(
-                ReasonCode::ServerUnavailable,
-                "previous connection did not let go",
-            );
-        };
-        // The previous connection may have ended the session while we waited.
-        match registry.get(vhost.name(), &client_id) {
-            Some(s) if Arc::ptr_eq(&s, &session) => break (session, existed),
-            _ => {
-                session.lease.add_permits(1);
-                continue;
-            }
-        }
-    };
-    if c.clean_start && existed {
-        session.discard();
-    }
-    let session_present = existed && !c.clean_start;
-    let expiry = match version {
-        ProtocolVersion::V5 => c.properties.session_expiry_interval.unwrap_or(0),
-        _ if c.clean_start => 0,
-        _ => u32::MAX,
-    };
-    session.generation.fetch_add(1, Ordering::Relaxed);
-    let reg = register(
-        server,
-        peer_info,
-        out,
-        version,
-        &session.client_id,
-        &authenticated.name,
-    );
-    reg.entry.update(|d| {
-        d.vhost = vhost.name().to_string();
-        d.timeout = c.keep_alive;
-    });
-    let mut conn = Conn {
-        server: Arc::clone(server),
-        out: Arc::clone(out),
-        version,
-        session: Arc::clone(&session),
-        vhost,
-        exchange,
-        will: c.will.map(Box::new),
-        keep_alive: c.keep_alive,
-        needs_dispatch: false,
-        connect_expiry_zero: expiry == 0,
-        problem_information: c.properties.request_problem_information.unwrap_or(true),
-        publisher: false,
-        blocked: false,
-        publishing: None,
-        authz,
-        _slots: slots,
-        access_generation: server.broker.access().generation(),
-        reg,
-    };
-    // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
-    let max_keep_alive = config.mqtt_max_keep_alive;
-    let server_keep_alive = (max_keep_alive > 0
-        && (conn.keep_alive == 0 || conn.keep_alive > max_keep_alive))
-        .then_some(max_keep_alive);
-    if let Some(k) = server_keep_alive {
-        conn.keep_alive = k;
-    }
-    let mut ack = ConnAck::new(ReasonCode::Success);
-    ack.session_present = session_present;
-    if version == ProtocolVersion::V5 {
-        let receive_maximum = config.mqtt_receive_maximum;
-        ack.properties = ConnAckProperties {
-            server_keep_alive,
-            receive_maximum: (receive_maximum < u16::MAX).then_some(receive_maximum),
-            assigned_client_identifier: assigned,
-            topic_alias_maximum: Some(config.mqtt_topic_alias_maximum),
-            maximum_packet_size: Some(config.mqtt_max_packet_size),
-            retain_available: Some(true),
-            wildcard_subscription_available: Some(true),
-            subscription_identifiers_available: Some(true),
-            shared_subscription_available: Some(true),
-            ..ConnAckProperties::default()
-        };
-    }
-    send_packet(out, &Packet::ConnAck(ack), version);
-    conn.attach(expiry, &c.properties);
-    super::persist::save(&session);
-    tracing::debug!(%peer, client_id = %client_id, ?version, session_present, "MQTT client connected");
-    server.mqtt.stats.connected.fetch_add(1, Ordering::Relaxed);
-    Some(conn)
-}
-
-/// Lists a connected client in the registry.
-fn register(
-    server: &ServerState,
-    peer: &PeerInfo,
-    out: &Arc<Outbound>,
-    version: ProtocolVersion,
-    client_id: &Arc<str>,
-    user: &str,
-) -> crate::registry::Registered {
-    use crate::registry::ConnState;
-    let protocol = super::protocol(version);
-    let reg = server
-        .registry
-        .register(server.broker.next_id(), protocol, peer, out);
-    reg.entry.update(|d| {
-        d.user = user.to_string();
-        d.client_id = Some(Arc::clone(client_id));
-        d.frame_max = server.config.mqtt_max_packet_size;
-        d.state = ConnState::Running;
-    });
-    reg
 }
 
 impl Conn {
@@ -461,7 +279,7 @@ impl Conn {
 
     /// Attaches this connection to its session: resends what was in flight, then lets the
     /// session's queues deliver.
-    fn attach(&mut self, expiry: u32, props: &mqtt_wire::ConnectProperties) {
+    pub(super) fn attach(&mut self, expiry: u32, props: &mqtt_wire::ConnectProperties) {
         let queues = {
             let mut core = self.session.core.lock();
             core.expiry = expiry;

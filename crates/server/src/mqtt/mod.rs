@@ -12,6 +12,7 @@
 
 pub(crate) mod admin;
 mod authz;
+mod connect;
 mod connection;
 mod convert;
 mod handlers;

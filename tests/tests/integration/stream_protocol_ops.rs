@@ -6,31 +6,9 @@ use crate::stream_protocol_support;
 use bytes::Bytes;
 use stream_protocol_support::{broker, Raw};
 use stream_wire::{
-    compression, Command, Create, DeclarePublisher, Entry, OffsetSpec, Properties, Publish,
-    PublishedMessage, QueryOffset, QueryPublisherSequence, ResponseCode, StoreOffset, SubBatch,
-    Subscribe,
+    compression, Command, Entry, OffsetSpec, Properties, Publish, PublishedMessage, QueryOffset,
+    QueryPublisherSequence, ResponseCode, StoreOffset, SubBatch, Subscribe,
 };
-
-async fn create(raw: &mut Raw, name: &str) {
-    raw.send(Create {
-        correlation_id: 1,
-        stream: name.into(),
-        arguments: Default::default(),
-    })
-    .await;
-    assert!(matches!(raw.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
-}
-
-async fn declare_publisher(raw: &mut Raw, name: &str, reference: &str) {
-    raw.send(DeclarePublisher {
-        correlation_id: 2,
-        publisher_id: 1,
-        reference: reference.into(),
-        stream: name.into(),
-    })
-    .await;
-    assert!(matches!(raw.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
-}
 
 /// Sends `publish` and waits for its confirm.
 async fn publish_confirmed(raw: &mut Raw, publish: Publish) {
@@ -105,8 +83,8 @@ async fn offsets_and_publisher_sequences_survive_a_restart() {
     };
     let name = pigeon_tests::unique("sp-restart");
     let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
-    create(&mut raw, &name).await;
-    declare_publisher(&mut raw, &name, "p1").await;
+    raw.create(&name).await;
+    raw.declare_publisher(&name, "p1").await;
     let messages: Vec<PublishedMessage> = (1..=3)
         .map(|i| PublishedMessage::simple(i, Bytes::from(format!("m{i}"))))
         .collect();
@@ -164,8 +142,8 @@ async fn one_publish_frame_is_one_chunk_and_sub_entry_batches_pass_untouched() {
     };
     let name = pigeon_tests::unique("sp-batch");
     let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
-    create(&mut raw, &name).await;
-    declare_publisher(&mut raw, &name, "").await;
+    raw.create(&name).await;
+    raw.declare_publisher(&name, "").await;
     // Bytes the broker cannot read (claimed gzip): stored and delivered as they came.
     let batch = SubBatch {
         compression: compression::GZIP,
@@ -204,8 +182,8 @@ async fn filter_values_let_subscribers_skip_chunks() {
     };
     let name = pigeon_tests::unique("sp-filter");
     let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
-    create(&mut raw, &name).await;
-    declare_publisher(&mut raw, &name, "").await;
+    raw.create(&name).await;
+    raw.declare_publisher(&name, "").await;
     for (id, colour) in [(1, "red"), (2, "blue"), (3, "red")] {
         let m = PublishedMessage {
             publishing_id: id,

@@ -8,30 +8,7 @@ use crate::stream_protocol_support;
 use bytes::Bytes;
 use pigeon_tests::http_support::Api;
 use stream_protocol_support::{broker, Raw};
-use stream_wire::{
-    Command, Create, DeclarePublisher, PeerProperties, Publish, PublishedMessage, ResponseCode,
-};
-
-async fn create(raw: &mut Raw, name: &str) {
-    raw.send(Create {
-        correlation_id: 1,
-        stream: name.into(),
-        arguments: Default::default(),
-    })
-    .await;
-    assert!(matches!(raw.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
-}
-
-async fn declare_publisher(raw: &mut Raw, name: &str, reference: &str) {
-    raw.send(DeclarePublisher {
-        correlation_id: 2,
-        publisher_id: 1,
-        reference: reference.into(),
-        stream: name.into(),
-    })
-    .await;
-    assert!(matches!(raw.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
-}
+use stream_wire::{Command, PeerProperties, Publish, PublishedMessage, ResponseCode};
 
 fn messages(ids: &[u64], size: usize) -> Vec<PublishedMessage> {
     ids.iter()
@@ -102,8 +79,8 @@ async fn duplicates_of_a_frame_are_confirmed_in_a_frame_of_their_own() {
     };
     let name = pigeon_tests::unique("sp-dedup-frame");
     let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
-    create(&mut raw, &name).await;
-    declare_publisher(&mut raw, &name, "my_producer").await;
+    raw.create(&name).await;
+    raw.declare_publisher(&name, "my_producer").await;
     raw.send(Publish::new(1, &messages(&[0, 0, 1, 1], 7))).await;
     let mut confirms = Vec::new();
     while confirms.len() < 2 {
@@ -152,8 +129,8 @@ async fn a_frame_over_the_negotiated_maximum_is_read_once_open() {
     };
     let name = pigeon_tests::unique("sp-big-frame");
     let mut raw = Raw::open(broker.stream_addr().unwrap()).await;
-    create(&mut raw, &name).await;
-    declare_publisher(&mut raw, &name, "").await;
+    raw.create(&name).await;
+    raw.declare_publisher(&name, "").await;
     // 1,500 messages of 1,000 bytes: a frame of about 1.5 MB, over the 1 MiB negotiated.
     let ids: Vec<u64> = (1..=1_500).collect();
     raw.send(Publish::new(1, &messages(&ids, 1_000))).await;

@@ -10,7 +10,8 @@ use rabbitmq_stream_client::types::{Message, OffsetSpecification};
 use rabbitmq_stream_client::{Consumer, Environment};
 use std::net::SocketAddr;
 use stream_wire::{
-    decode, Command, Open, PeerProperties, SaslAuthenticate, SaslHandshake, TuneResponse,
+    decode, Command, Create, DeclarePublisher, Open, PeerProperties, SaslAuthenticate,
+    SaslHandshake, TuneResponse,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -123,6 +124,29 @@ impl Raw {
             local,
             buf: BytesMut::new(),
         }
+    }
+
+    /// Creates stream `name` (correlation id 1) and checks the answer is OK.
+    pub async fn create(&mut self, name: &str) {
+        self.send(Create {
+            correlation_id: 1,
+            stream: name.into(),
+            arguments: Default::default(),
+        })
+        .await;
+        assert!(matches!(self.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
+    }
+
+    /// Declares publisher 1 on `name` with `reference` (correlation id 2), answered OK.
+    pub async fn declare_publisher(&mut self, name: &str, reference: &str) {
+        self.send(DeclarePublisher {
+            correlation_id: 2,
+            publisher_id: 1,
+            reference: reference.into(),
+            stream: name.into(),
+        })
+        .await;
+        assert!(matches!(self.recv().await, Some(Command::Response(r)) if r.code.is_ok()));
     }
 
     pub async fn send(&mut self, command: impl Into<Command>) {

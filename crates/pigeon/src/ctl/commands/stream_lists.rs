@@ -85,6 +85,16 @@ pub fn connections(ctx: &Ctx) -> CtlResult {
     )
 }
 
+/// The connections' pids, when the columns asked for include `connection_pid`.
+fn pids_if_wanted(ctx: &Ctx, keys: &[&str]) -> CtlResult<HashMap<String, String>> {
+    let wanted = columns(ctx, keys, keys)?;
+    if wanted.iter().any(|c| c == "connection_pid") {
+        connection_pids(ctx)
+    } else {
+        Ok(HashMap::new())
+    }
+}
+
 /// `list_stream_publishers [-p vhost] [column ...]`, every column by default.
 pub fn publishers(ctx: &Ctx) -> CtlResult {
     let keys = &[
@@ -96,12 +106,7 @@ pub fn publishers(ctx: &Ctx) -> CtlResult {
         "messages_confirmed",
         "messages_errored",
     ];
-    let wanted = columns(ctx, keys, keys)?;
-    let pids = if wanted.iter().any(|c| c == "connection_pid") {
-        connection_pids(ctx)?
-    } else {
-        HashMap::new()
-    };
+    let pids = pids_if_wanted(ctx, keys)?;
     let banners = [format!(
         "Listing stream publishers in vhost {} ...",
         ctx.vhost()
@@ -130,12 +135,7 @@ pub fn consumers(ctx: &Ctx) -> CtlResult {
         "activity_status",
         "properties",
     ];
-    let wanted = columns(ctx, keys, keys)?;
-    let pids = if wanted.iter().any(|c| c == "connection_pid") {
-        connection_pids(ctx)?
-    } else {
-        HashMap::new()
-    };
+    let pids = pids_if_wanted(ctx, keys)?;
     let banners = [format!(
         "Listing stream consumers in vhost {} ...",
         ctx.vhost()

@@ -6,6 +6,12 @@
 //! listen = "0.0.0.0:25672"             # the cluster listener (default [::]:25672)
 //! advertise = "node-a.internal:25672"  # how the others dial this node (default: host of node_name, listen's port)
 //! peers = ["node-b:25672", "node-c"]   # the other nodes (port 25672 when omitted); listing this node too is fine
+//! tls_certfile = "/etc/pigeon/cluster/node-a.pem"   # TLS with mutual certificates (all three or none)
+//! tls_keyfile = "/etc/pigeon/cluster/node-a.key"
+//! tls_cacertfile = "/etc/pigeon/cluster/ca.pem"
+//! node_heartbeat_ms = 500              # node liveness: one ping per pair of nodes
+//! node_heartbeat_misses = 8            # a node is down after 8 unanswered (4 s)
+//! quorum_idle_after_ms = 5000          # a quorum queue's group stops its timers after 5 s without commands
 //! ```
 
 use serde::Deserialize;
@@ -75,6 +81,17 @@ pub enum ConfigError {
     /// A peer is listed twice.
     #[error("cluster.peers lists {0:?} twice")]
     DuplicatePeer(String),
+    /// Some of the TLS files are given, not all.
+    #[error("cluster TLS needs tls_certfile, tls_keyfile and tls_cacertfile together (missing: {0})")]
+    IncompleteTls(&'static str),
+    /// A value is out of range.
+    #[error("cluster.{key} is invalid: {reason}")]
+    BadValue {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// The `[cluster]` table as written in the file.
@@ -96,6 +113,32 @@ pub struct ClusterTable {
     /// default 10,000), what a node in a minority answers after.
     #[serde(default)]
     pub write_timeout_ms: Option<u64>,
+    /// This node's certificate chain (PEM), its own certificate first: presented to the peers
+    /// that connect to it and to those it connects to (RabbitMQ's inter-node TLS `certfile`).
+    #[serde(default)]
+    pub tls_certfile: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1; not encrypted) (`keyfile`).
+    #[serde(default)]
+    pub tls_keyfile: Option<PathBuf>,
+    /// The CAs the other nodes' certificates must chain to (`cacertfile`).
+    #[serde(default)]
+    pub tls_cacertfile: Option<PathBuf>,
+    /// Whether a node dialling a peer checks that the peer's certificate names the host it
+    /// dialled (default true). RabbitMQ's inter-node TLS examples switch the check off with
+    /// `{server_name_indication, disable}` where certificates do not name the hosts.
+    #[serde(default)]
+    pub tls_verify_peer_name: Option<bool>,
+    /// Node liveness: how often each node pings each other node (milliseconds; default 500).
+    #[serde(default)]
+    pub node_heartbeat_ms: Option<u64>,
+    /// Node liveness: a node is declared down after this many unanswered pings (default 8,
+    /// so 4 s).
+    #[serde(default)]
+    pub node_heartbeat_misses: Option<u32>,
+    /// A quorum queue's Raft group switches its timers off after this long without a command
+    /// (milliseconds; default 5,000; 0 keeps every group's timers on).
+    #[serde(default)]
+    pub quorum_idle_after_ms: Option<u64>,
 }
 
 impl ClusterTable {
@@ -123,6 +166,44 @@ impl ClusterTable {
                 peers.push(peer);
             }
         }
+        let tls = match (self.tls_certfile, self.tls_keyfile, self.tls_cacertfile) {
+            (None, None, None) => None,
+            (Some(certfile), Some(keyfile), Some(cacertfile)) => Some(TlsFiles {
+                certfile,
+                keyfile,
+                cacertfile,
+                verify_peer_name: self.tls_verify_peer_name.unwrap_or(true),
+            }),
+            (None, _, _) => return Err(ConfigError::IncompleteTls("tls_certfile")),
+            (_, None, _) => return Err(ConfigError::IncompleteTls("tls_keyfile")),
+            (_, _, None) => return Err(ConfigError::IncompleteTls("tls_cacertfile")),
+        };
+        let defaults = Timing::default();
+        let node_heartbeat = match self.node_heartbeat_ms {
+            None => defaults.node_heartbeat,
+            Some(0) => {
+                return Err(ConfigError::BadValue {
+                    key: "node_heartbeat_ms",
+                    reason: "must be at least 1",
+                })
+            }
+            Some(ms) => Duration::from_millis(ms),
+        };
+        let node_heartbeat_misses = match self.node_heartbeat_misses {
+            None => defaults.node_heartbeat_misses,
+            Some(0) => {
+                return Err(ConfigError::BadValue {
+                    key: "node_heartbeat_misses",
+                    reason: "must be at least 1",
+                })
+            }
+            Some(n) => n,
+        };
+        let quorum_idle_after = match self.quorum_idle_after_ms {
+            None => defaults.quorum_idle_after,
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+        };
         Ok(ClusterConfig {
             node_name,
             listen,
@@ -130,12 +211,15 @@ impl ClusterTable {
             peers,
             data_dir,
             timing: Timing {
-                write_timeout: self.write_timeout_ms.map_or(
-                    Timing::default().write_timeout,
-                    std::time::Duration::from_millis,
-                ),
-                ..Timing::default()
+                write_timeout: self
+                    .write_timeout_ms
+                    .map_or(defaults.write_timeout, Duration::from_millis),
+                node_heartbeat,
+                node_heartbeat_misses,
+                quorum_idle_after,
+                ..defaults
             },
+            tls,
         })
     }
 }
@@ -194,6 +278,23 @@ pub struct ClusterConfig {
     pub data_dir: PathBuf,
     /// Raft's timers and the write timeout.
     pub timing: Timing,
+    /// TLS on the cluster link; `None`: plain TCP (the port must then be reachable by the
+    /// nodes only; a warning says so at start).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The cluster link's TLS files: every node presents its certificate and requires the peer's,
+/// verified against the CA (mutual authentication), in both directions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// This node's certificate chain (PEM), its own first.
+    pub certfile: PathBuf,
+    /// Its private key (PEM).
+    pub keyfile: PathBuf,
+    /// The CAs the peers' certificates must chain to (PEM).
+    pub cacertfile: PathBuf,
+    /// Whether the dialling node checks that the peer's certificate names the host dialled.
+    pub verify_peer_name: bool,
 }
 
 impl ClusterConfig {
@@ -216,6 +317,14 @@ pub struct Timing {
     pub write_timeout: Duration,
     /// How long a join waits for the new node to catch up.
     pub join_timeout: Duration,
+    /// Node liveness: how often each node pings each other member.
+    pub node_heartbeat: Duration,
+    /// Node liveness: unanswered pings after which a member is declared down.
+    pub node_heartbeat_misses: u32,
+    /// A quorum queue's group switches its Raft timers off after this long without a command
+    /// (quorum/idle.rs); `None` leaves them on (and [`crate::quorum::QuorumQueue::set_idle`] to
+    /// the caller).
+    pub quorum_idle_after: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -226,6 +335,9 @@ impl Default for Timing {
             election_max: Duration::from_millis(3000),
             write_timeout: Duration::from_secs(10),
             join_timeout: Duration::from_secs(60),
+            node_heartbeat: Duration::from_millis(500),
+            node_heartbeat_misses: 8,
+            quorum_idle_after: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -257,6 +369,13 @@ mod tests {
             advertise: None,
             peers,
             write_timeout_ms: None,
+            tls_certfile: None,
+            tls_keyfile: None,
+            tls_cacertfile: None,
+            tls_verify_peer_name: None,
+            node_heartbeat_ms: None,
+            node_heartbeat_misses: None,
+            quorum_idle_after_ms: None,
         }
     }
 

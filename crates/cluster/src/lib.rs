@@ -14,6 +14,11 @@
 //!   carry their group id, so one connection serves every group.
 //! - [`node`]: a running node ([`Cluster`]): its name, the metadata group, bootstrap from static
 //!   peers, `join`, `forget`, `status`, and client writes forwarded to the leader.
+//! - Node liveness ([`net::liveness`]): one ping per pair of nodes every 500 ms, a node down
+//!   after 8 unanswered. [`Cluster::node_states`] is the current view (name -> [`NodeState`]),
+//!   [`Cluster::watch_node_states`] a watch of it, [`Cluster::node_events`] the changes
+//!   ([`NodeEvent`]: down, up, restarted), for what must react to a lost node (quorum queues'
+//!   `NodeDown`, forwarding to a queue's home node, `/api/nodes`' `running`).
 //! - [`quorum`]: quorum queues, each a Raft group of its own: the queue as a deterministic state
 //!   machine ([`quorum::QueueMachine`], after RabbitMQ's `rabbit_fifo`) and its group
 //!   ([`quorum::QuorumQueue`]).
@@ -30,7 +35,8 @@ pub mod quorum;
 mod types;
 pub mod wal;
 
-pub use config::{ClusterConfig, ConfigError, NodeName, Timing};
+pub use config::{ClusterConfig, ConfigError, NodeName, Timing, TlsFiles};
+pub use net::{NodeEvent, NodeEventKind, NodeState, NodeStates};
 pub use error::ClusterError;
 pub use meta::{
     AppliedMarker, ApplyError, MemoryApplier, MetaCommand, MetaResponse, MetadataApply,

@@ -47,6 +47,13 @@ pub enum Request {
         /// The node's name.
         name: String,
     },
+    // --- Node liveness (clusternet): one heartbeat per pair of nodes, whatever the number of
+    // groups (net/liveness.rs). ---
+    /// Are you there? Sent to every member every `node_heartbeat`.
+    Ping {
+        /// The caller's name.
+        from: String,
+    },
 }
 
 /// The Raft messages.
@@ -78,6 +85,15 @@ pub enum Response {
     Done,
     /// The request failed.
     Error(WireError),
+    // --- Node liveness (clusternet). ---
+    /// To `Ping`.
+    Pong {
+        /// The answering node's name.
+        name: String,
+        /// A number drawn at each start of the node: a new one tells the caller that the node
+        /// restarted, even quicker than it would have been declared down.
+        incarnation: u64,
+    },
 }
 
 /// An error as it crosses the wire.

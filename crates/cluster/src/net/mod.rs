@@ -11,11 +11,13 @@
 //! `tokio-rustls` changes those two functions only.
 
 pub(crate) mod frame;
+pub mod liveness;
 pub mod peers;
 pub(crate) mod raft;
 pub mod server;
 
 pub use frame::{Request, Response, RpcKind, WireError, PROTOCOL};
+pub use liveness::{NodeEvent, NodeEventKind, NodeState, NodeStates};
 pub use peers::Peers;
 pub use raft::{GroupEndpoint, GroupNetwork};
 pub use server::Handler;

@@ -76,6 +76,11 @@ impl Handler for NodeHandler {
                     Ok(()) => Response::Done,
                     Err(e) => Response::Error(to_wire(e)),
                 },
+                // --- Node liveness (clusternet): answered at once, without Raft. ---
+                Request::Ping { from: _ } => Response::Pong {
+                    name: inner.me.name.clone(),
+                    incarnation: inner.liveness.incarnation,
+                },
             }
         })
     }

@@ -13,7 +13,8 @@ mod write;
 
 use crate::config::ClusterConfig;
 use crate::meta::{MetaStateMachine, MetadataApply};
-use crate::net::{GroupEndpoint, GroupNetwork, Peers};
+use crate::net::liveness::{self, Liveness, LivenessTiming};
+use crate::net::{GroupEndpoint, GroupNetwork, NodeEvent, NodeStates, Peers};
 use crate::types::{node_id, GroupId, Member, MetaTypes, NodeId};
 use crate::wal::{Wal, WalOptions};
 use crate::ClusterError;
@@ -39,7 +40,11 @@ pub(crate) struct NodeInner {
     /// Held by the leader while it changes the membership: one change at a time (openraft
     /// refuses a change while another is uncommitted, and two joins of one node race).
     pub(crate) admin: tokio::sync::Mutex<()>,
-    shutdown: watch::Sender<bool>,
+    /// Node liveness: the other members' states and their changes (net/liveness.rs).
+    pub(crate) liveness: Arc<Liveness>,
+    /// The quorum queues' members on this node, for the idle policy (quorum/idle.rs).
+    pub(crate) quorum: crate::quorum::idle::IdleGroups,
+    pub(crate) shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addr: SocketAddr,
 }
@@ -158,6 +163,7 @@ impl Cluster {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut groups: HashMap<GroupId, Arc<dyn GroupEndpoint>> = HashMap::new();
         groups.insert(GroupId::METADATA, Arc::new(raft.clone()));
+        let liveness = Arc::new(Liveness::new(&me.name));
         let inner = Arc::new(NodeInner {
             config,
             me,
@@ -167,6 +173,8 @@ impl Cluster {
             peers,
             groups: Mutex::new(groups),
             admin: tokio::sync::Mutex::new(()),
+            liveness,
+            quorum: Default::default(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
             local_addr,
@@ -174,7 +182,28 @@ impl Cluster {
         let handler: Arc<dyn crate::net::Handler> = Arc::new(handler::NodeHandler(inner.clone()));
         let serve = tokio::spawn(crate::net::server::serve(listener, handler, shutdown_rx));
         let bootstrap = tokio::spawn(membership::bootstrap(inner.clone()));
-        inner.tasks.lock().extend([serve, bootstrap]);
+        let metrics = inner.raft.metrics();
+        let liveness = tokio::spawn(liveness::run(
+            inner.peers.clone(),
+            inner.me.clone(),
+            LivenessTiming {
+                interval: inner.config.timing.node_heartbeat,
+                misses: inner.config.timing.node_heartbeat_misses,
+            },
+            inner.liveness.clone(),
+            move || {
+                metrics
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(_, m)| m.clone())
+                    .collect()
+            },
+            inner.shutdown.subscribe(),
+        ));
+        let idle = tokio::spawn(crate::quorum::idle::run(Arc::downgrade(&inner)));
+        inner.tasks.lock().extend([serve, bootstrap, liveness, idle]);
         tracing::info!(node = %inner.me, listen = %local_addr, "cluster: node started");
         Ok(Cluster { inner })
     }
@@ -276,6 +305,26 @@ impl Cluster {
             self.inner.peers.call(addr, hello, timeout).await,
             Ok(crate::net::Response::Hello { .. })
         )
+    }
+
+    /// Every member of the cluster (this node included) and whether it answers on the cluster
+    /// link (node liveness: docs/clustering.md, "Node liveness"). A member is up until it has
+    /// missed `node_heartbeat_misses` pings in a row.
+    pub fn node_states(&self) -> NodeStates {
+        self.inner.liveness.states.borrow().clone()
+    }
+
+    /// A watch of [`Self::node_states`], changed when a member goes down, comes back, joins or
+    /// leaves.
+    pub fn watch_node_states(&self) -> watch::Receiver<NodeStates> {
+        self.inner.liveness.states.subscribe()
+    }
+
+    /// The members' changes as they happen: down, up again, restarted (what a quorum queue's
+    /// leader turns into `NodeDown`, for example). A receiver that falls more than 1,024 events
+    /// behind loses the oldest ([`tokio::sync::broadcast`]); [`Self::node_states`] is the truth.
+    pub fn node_events(&self) -> tokio::sync::broadcast::Receiver<NodeEvent> {
+        self.inner.liveness.events.subscribe()
     }
 
     /// Waits until this node knows a leader; its name. `None` if `timeout` passes first.

@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::command::{QueueCommand, QueueConfig, QueueOp, QueueResponse};
+use super::idle::{Activity, IdleMember};
 use super::machine::QueueMachine;
 use crate::node::Cluster;
 use crate::types::{node_id, GroupId, Member, NodeId};
@@ -68,6 +69,11 @@ struct Inner {
     built: AtomicU64,
     /// The index of the last applied entry, to wait on.
     index: watch::Sender<u64>,
+    /// When the member last applied a command (the idle policy, quorum/idle.rs).
+    activity: Arc<Activity>,
+    /// A command counts as activity when applied within this many milliseconds of its `at`
+    /// (0: never): replaying an old log at a restart does not wake the group.
+    activity_window_ms: AtomicU64,
 }
 
 /// The queue's Raft state machine. Clones share it.
@@ -114,6 +120,8 @@ impl QueueStateMachine {
                 path,
                 built: AtomicU64::new(0),
                 index: watch::Sender::new(index),
+                activity: Arc::default(),
+                activity_window_ms: AtomicU64::new(0),
             }),
         })
     }
@@ -207,12 +215,19 @@ impl RaftStateMachine<QueueTypes> for QueueStateMachine {
     {
         // In memory and quick: applied on the calling task, under the lock.
         let mut out = Vec::new();
+        let window = self.inner.activity_window_ms.load(Ordering::Relaxed);
+        let now = now_millis();
         let last = {
             let mut applied = self.inner.applied.lock();
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 out.push(match entry.payload {
-                    EntryPayload::Normal(command) => applied.machine.apply(command),
+                    EntryPayload::Normal(command) => {
+                        if now.saturating_sub(command.at) < window {
+                            self.inner.activity.touch();
+                        }
+                        applied.machine.apply(command)
+                    }
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
                         QueueResponse::default()
@@ -279,6 +294,10 @@ pub struct QuorumQueue {
     raft: Raft<QueueTypes>,
     machine: QueueStateMachine,
     cluster: Cluster,
+    /// The member as the idle policy sees it (quorum/idle.rs).
+    idle: Arc<IdleMember>,
+    /// Whether the policy runs (`Timing::quorum_idle_after` set).
+    policy: bool,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -333,12 +352,29 @@ impl QuorumQueue {
         )
         .await
         .map_err(|e| ClusterError::Stopped(e.to_string()))?;
+        let idle = Arc::new(IdleMember::new(raft.clone(), machine.inner.activity.clone()));
+        let policy = match node.timing.quorum_idle_after {
+            Some(window) => {
+                // Idle from the start (quorum/idle.rs): `initialize` elects without a timer, and
+                // the policy wakes a member that has no leader.
+                machine
+                    .inner
+                    .activity_window_ms
+                    .store(millis(window), Ordering::Relaxed);
+                idle.set_idle(true);
+                cluster.inner.quorum.insert(group, idle.clone());
+                true
+            }
+            None => false,
+        };
         cluster.register_group(group, Arc::new(raft.clone()));
         Ok(QuorumQueue {
             group,
             raft,
             machine,
             cluster: cluster.clone(),
+            idle,
+            policy,
         })
     }
 
@@ -398,6 +434,11 @@ impl QuorumQueue {
             at: now_millis(),
             op,
         };
+        if self.policy {
+            // A write wakes the group (the leader heartbeats, the followers watch it) until it
+            // has been quiet for `quorum_idle_after`.
+            self.idle.wake();
+        }
         match tokio::time::timeout(wait, self.raft.client_write(command)).await {
             Err(_) => Err(ClusterError::Timeout {
                 group: self.group,
@@ -427,16 +468,24 @@ impl QuorumQueue {
     /// (openraft replicates on each append, not on the tick). Every member of an idle group must
     /// be idle, or a follower elects itself for want of heartbeats; and when a node is lost, the
     /// survivors' members of the groups it led must be woken (`set_idle(false)`) to elect a new
-    /// leader: that is node-level liveness's job (docs/clustering.md, "Idle groups").
+    /// leader.
+    ///
+    /// With the idle policy on (`Timing::quorum_idle_after`, the default) the node does all
+    /// that on its own (quorum/idle.rs, docs/clustering.md "Idle groups") and may switch the
+    /// timers again after this call; this is for a caller that runs the policy itself
+    /// (`quorum_idle_after` `None`).
     pub fn set_idle(&self, idle: bool) {
-        let runtime = self.raft.runtime_config();
-        runtime.heartbeat(!idle);
-        runtime.elect(!idle);
-        runtime.tick(!idle);
+        self.idle.set_idle(idle);
+    }
+
+    /// Whether this member's Raft timers are off now.
+    pub fn is_idle(&self) -> bool {
+        self.idle.is_idle()
     }
 
     /// Stops this node's member of the group (the node goes on).
     pub async fn shutdown(&self) {
+        self.cluster.inner.quorum.remove(self.group);
         self.cluster.unregister_group(self.group);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(group = %self.group, "quorum queue: raft did not stop cleanly: {e}");

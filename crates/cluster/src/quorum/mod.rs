@@ -12,6 +12,7 @@
 pub mod command;
 mod consumers;
 mod group;
+pub(crate) mod idle;
 mod machine;
 #[cfg(test)]
 mod model_tests;

@@ -19,6 +19,9 @@ pub fn timing() -> Timing {
         election_max: Duration::from_millis(600),
         write_timeout: Duration::from_secs(2),
         join_timeout: Duration::from_secs(15),
+        node_heartbeat: Duration::from_millis(100),
+        node_heartbeat_misses: 5,
+        quorum_idle_after: Some(Duration::from_millis(1000)),
     }
 }
 
@@ -120,6 +123,7 @@ impl TestCluster {
             peers,
             data_dir: self.dir.path().join(name),
             timing: self.timing.clone(),
+            tls: None,
         }
     }
 

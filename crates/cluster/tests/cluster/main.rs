@@ -6,6 +6,8 @@ mod common;
 mod failover;
 mod forming;
 mod groups;
+mod idle_policy;
+mod liveness;
 mod quorum;
 mod quorum_idle;
 mod wal;

@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_group_replicates_and_elects_again_once_woken_after_losing_its_leader() {
-    let mut cluster = TestCluster::start(3).await;
+    // The idle policy off: this test switches the timers by hand (what the policy builds on).
+    let timing = Timing {
+        quorum_idle_after: None,
+        ..common::timing()
+    };
+    let mut cluster = TestCluster::start_with(3, timing).await;
     cluster.leader().await;
     let mut queues = start_queue(&cluster, queue_group("/", "idle")).await;
     let first = queue_leader(&queues).await;

@@ -4,7 +4,7 @@
 use crate::common;
 use crate::quorum::{publish, queue_leader, start_queue, stop};
 
-use common::{TestCluster, WITHIN};
+use common::TestCluster;
 use openraft::ServerState;
 use pigeon_cluster::quorum::{queue_group, QueueConfig, QueueOp, QuorumQueue, Reply};
 use pigeon_cluster::{Member, Timing};
@@ -79,9 +79,26 @@ async fn cpu_over(window: Duration) -> f64 {
     (cpu_ticks() - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64()
 }
 
-/// Run by hand: `cargo test -p pigeon-cluster --test cluster quorum_idle::memory -- --ignored
-/// --nocapture`. Prints the resident memory and CPU of 1,000 groups on three in-process nodes
-/// (production timers: 250 ms heartbeats), with heartbeats and idle.
+/// Waits, checking every 100 ms, until `done` or `limit` passes; how long it took, or `None`.
+async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Some(started.elapsed())
+}
+
+/// Run by hand, in a release build: `cargo test --release -p pigeon-cluster --test cluster
+/// quorum_idle::memory -- --ignored --nocapture` (`PIGEON_GROUPS=10000` for 10,000 groups).
+/// Three in-process nodes with production timers (250 ms Raft heartbeats, 500 ms node
+/// liveness, groups idle after 5 s without commands) form the groups (leaders spread over the
+/// nodes) and print: how long forming took, the resident memory per member once formed and
+/// idle, the CPU idle, the CPU for the seconds after one write to every group (awake:
+/// heartbeating), and how long the survivors take to give every group a leader after one
+/// node is stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, minutes long; run by hand"]
 async fn memory_of_1000_idle_groups_on_three_nodes() {
@@ -89,7 +106,7 @@ async fn memory_of_1000_idle_groups_on_three_nodes() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
-    let cluster = TestCluster::start_with(3, Timing::default()).await;
+    let mut cluster = TestCluster::start_with(3, Timing::default()).await;
     cluster.leader().await;
     let members: Vec<Member> = cluster
         .nodes
@@ -100,57 +117,105 @@ async fn memory_of_1000_idle_groups_on_three_nodes() {
         })
         .collect();
     let before = rss_kib();
-    let mut all = Vec::new();
+    let started = Instant::now();
+    let mut all: Vec<Vec<Option<QuorumQueue>>> = Vec::new();
     for g in 0..groups {
         let group = queue_group("/", &format!("q{g}"));
         let mut members_of = Vec::new();
         for node in &cluster.nodes {
-            members_of.push(
+            members_of.push(Some(
                 QuorumQueue::start(node.cluster(), group, QueueConfig::default())
                     .await
                     .unwrap(),
-            );
+            ));
         }
         // Leaders spread over the nodes, as queues declared on different nodes would be.
         members_of[(g % 3) as usize]
+            .as_ref()
+            .unwrap()
             .initialize(&members)
             .await
             .unwrap();
         all.push(members_of);
     }
-    let started = Instant::now();
-    let deadline = started + WITHIN * 15;
-    let leaderless = || {
+    let leaderless = |all: &[Vec<Option<QuorumQueue>>]| {
         all.iter()
-            .filter(|ms| ms.iter().any(|q| q.leader().is_none()))
+            .filter(|ms| {
+                let leaders: Vec<_> = ms.iter().flatten().map(QuorumQueue::leader).collect();
+                // Agreed on a leader that is one of the running members and says it leads.
+                leaders.iter().any(Option::is_none)
+                    || leaders.windows(2).any(|w| w[0] != w[1])
+                    || !ms.iter().flatten().any(QuorumQueue::is_leader)
+            })
             .count()
     };
-    while leaderless() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let awake = |all: &[Vec<Option<QuorumQueue>>]| {
+        all.iter()
+            .flatten()
+            .flatten()
+            .filter(|q| !q.is_idle())
+            .count()
+    };
+    let limit = Duration::from_secs(600);
+    let led = until(limit, || leaderless(&all) == 0).await;
     println!(
-        "{groups} groups started; {} without a leader everywhere after {:?}",
-        leaderless(),
-        started.elapsed()
+        "{groups} groups: started and initialized in {:?}; every group with one leader known \
+         to its three members after {led:?} more",
+        started.elapsed() - led.unwrap_or_default()
     );
+    let idle = until(limit, || awake(&all) == 0).await;
+    println!("every member idle after {idle:?} more");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let formed = rss_kib();
-    let busy = cpu_over(Duration::from_secs(5)).await;
-    for q in all.iter().flatten() {
-        q.set_idle(true);
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = cpu_over(Duration::from_secs(5)).await;
-    let idle_rss = rss_kib();
+    let idle_cpu = cpu_over(Duration::from_secs(10)).await;
     let members_total = groups * 3;
     println!(
-        "{groups} groups x 3 members: RSS {before} KiB before, {formed} KiB formed (+{} KiB, \
-         {:.1} KiB per member), {idle_rss} KiB idle; CPU {busy:.2} cores with heartbeats, \
-         {idle:.2} idle",
+        "{groups} groups x 3 members, idle: RSS {before} KiB before, {formed} KiB formed \
+         (+{} KiB, {:.1} KiB per member); CPU {idle_cpu:.3} cores",
         formed - before,
         (formed - before) as f64 / members_total as f64
     );
-    for q in all.iter().flatten() {
+    // One write to every group, 256 at a time: every group awake (heartbeating) for 5 s.
+    let wrote = Instant::now();
+    let leaders: Vec<QuorumQueue> = all
+        .iter()
+        .map(|ms| ms.iter().flatten().find(|q| q.is_leader()).unwrap().clone())
+        .collect();
+    for chunk in leaders.chunks(256) {
+        let mut writes = tokio::task::JoinSet::new();
+        for q in chunk {
+            let q = q.clone();
+            writes.spawn(async move { q.write(QueueOp::Tick).await });
+        }
+        while let Some(r) = writes.join_next().await {
+            assert_eq!(r.unwrap().unwrap().reply, Reply::Ok);
+        }
+    }
+    let write_time = wrote.elapsed();
+    let busy_cpu = cpu_over(Duration::from_secs(3)).await;
+    let busy_rss = rss_kib();
+    let quiet = until(limit, || awake(&all) == 0).await;
+    println!(
+        "one write to each group in {write_time:?}; then CPU {busy_cpu:.2} cores while awake, \
+         RSS {busy_rss} KiB; every member idle again after {quiet:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_cpu = cpu_over(Duration::from_secs(5)).await;
+    println!("idle again: CPU {idle_cpu:.3} cores, RSS {} KiB", rss_kib());
+    // Node 0 stops: the groups it led (a third) need a new leader from the survivors, woken
+    // by node liveness (down after 4 s).
+    for ms in &mut all {
+        if let Some(q) = ms[0].take() {
+            q.shutdown().await;
+        }
+    }
+    cluster.stop(0).await;
+    let failover = until(limit, || leaderless(&all) == 0).await;
+    println!(
+        "node 0 stopped: every group led by a survivor after {failover:?} (node down after {:?})",
+        Timing::default().node_heartbeat * Timing::default().node_heartbeat_misses
+    );
+    for q in all.iter().flatten().flatten() {
         q.shutdown().await;
     }
     cluster.shutdown().await;

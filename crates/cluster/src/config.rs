@@ -84,6 +84,14 @@ pub enum ConfigError {
     /// Some of the TLS files are given, not all.
     #[error("cluster TLS needs tls_certfile, tls_keyfile and tls_cacertfile together (missing: {0})")]
     IncompleteTls(&'static str),
+    /// A TLS file cannot be used.
+    #[error("cluster TLS: {}: {reason}", path.display())]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A value is out of range.
     #[error("cluster.{key} is invalid: {reason}")]
     BadValue {

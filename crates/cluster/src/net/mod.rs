@@ -6,21 +6,24 @@
 //! flight on one connection at once and answered out of order. A caller that finds its
 //! connection broken reconnects, backing off after each failure.
 //!
-//! TLS with mutual certificate authentication (issue 13, item 1) goes in [`peers::dial`] and
-//! [`server::serve`]: both hand the socket to generic framing code, so wrapping it in
-//! `tokio-rustls` changes those two functions only.
+//! With TLS ([`tls`], `tls_certfile`/`tls_keyfile`/`tls_cacertfile` in `[cluster]`), both
+//! ends of every connection present a certificate and verify the other's against the cluster's
+//! CA before a frame is read: the outgoing side in `peers`' dial, the listener in
+//! [`server::serve`]; the framing code above is the same for both kinds of stream.
 
 pub(crate) mod frame;
 pub mod liveness;
 pub mod peers;
 pub(crate) mod raft;
 pub mod server;
+pub mod tls;
 
 pub use frame::{Request, Response, RpcKind, WireError, PROTOCOL};
 pub use liveness::{NodeEvent, NodeEventKind, NodeState, NodeStates};
 pub use peers::Peers;
 pub use raft::{GroupEndpoint, GroupNetwork};
 pub use server::Handler;
+pub use tls::ClusterTls;
 
 use std::future::Future;
 use std::pin::Pin;

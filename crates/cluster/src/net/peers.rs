@@ -1,13 +1,14 @@
 //! The calling side: one connection per peer, shared by every caller on this node.
 
 use super::frame::{self, Envelope, Request, Response};
+use super::tls::{self, ClusterTls};
 use crate::ClusterError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -47,6 +48,7 @@ struct PeerState {
 
 struct Peer {
     addr: String,
+    tls: Option<Arc<ClusterTls>>,
     state: tokio::sync::Mutex<PeerState>,
 }
 
@@ -55,12 +57,22 @@ struct Peer {
 pub struct Peers {
     peers: Arc<Mutex<HashMap<String, Arc<Peer>>>>,
     next_id: Arc<AtomicU64>,
+    /// TLS for every connection, or plain TCP.
+    tls: Option<Arc<ClusterTls>>,
 }
 
 impl Peers {
-    /// No connections yet; they are made on first use.
+    /// No connections yet; they are made on first use, over plain TCP.
     pub fn new() -> Peers {
         Peers::default()
+    }
+
+    /// [`Self::new`], every connection over TLS with this node's certificate (`None`: plain).
+    pub fn with_tls(tls: Option<Arc<ClusterTls>>) -> Peers {
+        Peers {
+            tls,
+            ..Peers::default()
+        }
     }
 
     /// Sends `request` to the node at `addr` and waits up to `timeout` for its answer.
@@ -81,6 +93,7 @@ impl Peers {
                 .or_insert_with(|| {
                     Arc::new(Peer {
                         addr: addr.to_string(),
+                        tls: self.tls.clone(),
                         state: Default::default(),
                     })
                 })
@@ -133,22 +146,27 @@ impl Peer {
                 });
             }
         }
-        match tokio::time::timeout(CONNECT_TIMEOUT, dial(&self.addr)).await {
-            Ok(Ok(stream)) => {
+        match tokio::time::timeout(CONNECT_TIMEOUT, dial(&self.addr, self.tls.as_deref())).await {
+            Ok(Ok(link)) => {
                 if state.failures > 0 {
                     tracing::info!(peer = %self.addr, "cluster: connected to peer after {} failed attempts", state.failures);
                 }
                 state.failures = 0;
                 state.retry_at = None;
-                let link = Arc::new(start_link(stream));
+                let link = Arc::new(link);
                 state.link = Some(link.clone());
                 Ok(link)
             }
             outcome => {
-                let reason = match outcome {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no connection within {CONNECT_TIMEOUT:?}"),
+                let (reason, tls_refused) = match outcome {
+                    Ok(Err(e)) => (e.to_string(), e.kind() == std::io::ErrorKind::InvalidData),
+                    _ => (format!("no connection within {CONNECT_TIMEOUT:?}"), false),
                 };
+                if tls_refused && state.failures == 0 {
+                    // The peer's certificate did not verify (or it refused ours): one line per
+                    // run of failures, not one per attempt.
+                    tracing::warn!(peer = %self.addr, "cluster: TLS handshake with peer failed: {reason}");
+                }
                 state.failures = state.failures.saturating_add(1);
                 let wait = BACKOFF_FIRST
                     .saturating_mul(1 << state.failures.min(7))
@@ -166,16 +184,28 @@ impl Peer {
     }
 }
 
-/// Opens the socket to a peer. (TLS goes here: wrap the stream before framing.)
-async fn dial(addr: &str) -> std::io::Result<TcpStream> {
+/// Opens the connection to a peer: TCP, then, with TLS, the handshake (this node's certificate
+/// presented, the peer's verified against the CA and, unless switched off, its name against the
+/// host dialled), and starts its reader and writer.
+async fn dial(addr: &str, tls: Option<&ClusterTls>) -> std::io::Result<Link> {
     let stream = TcpStream::connect(addr).await?;
     // Raft messages are small and latency-bound: no Nagle delay.
     stream.set_nodelay(true)?;
-    Ok(stream)
+    match tls {
+        None => Ok(start_link(stream)),
+        Some(tls) => {
+            let name = tls::server_name(addr)?;
+            let stream = tls.connector().connect(name, stream).await?;
+            Ok(start_link(stream))
+        }
+    }
 }
 
-fn start_link(stream: TcpStream) -> Link {
-    let (mut reader, mut writer) = stream.into_split();
+fn start_link<S>(stream: S) -> Link
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let pending: Pending = Arc::default();
     let closed = Arc::new(AtomicBool::new(false));
@@ -183,6 +213,10 @@ fn start_link(stream: TcpStream) -> Link {
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
             if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+            // TLS buffers records: flush once the queue is empty (a no-op on plain TCP).
+            if rx.is_empty() && writer.flush().await.is_err() {
                 break;
             }
         }

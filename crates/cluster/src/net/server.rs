@@ -1,10 +1,12 @@
 //! The answering side: the cluster listener.
 
 use super::frame::{self, Envelope, Request, Response};
+use super::tls::ClusterTls;
 use super::BoxFuture;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -14,9 +16,16 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> BoxFuture<Response>;
 }
 
-/// Accepts peers' connections until `shutdown` turns true, then drops every connection.
+/// How long a peer has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts peers' connections until `shutdown` turns true, then drops every connection. With
+/// `tls`, a connection is served only once its TLS handshake succeeded, which includes a client
+/// certificate that verifies against the cluster's CA; a peer without one is refused with one
+/// log line.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<ClusterTls>>,
     handler: Arc<dyn Handler>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -29,10 +38,9 @@ pub async fn serve(
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    // TLS goes here: the handshake and the peer certificate check, before framing.
                     let _ = stream.set_nodelay(true);
                     tracing::debug!(%peer, "cluster: peer connected");
-                    connections.spawn(connection(stream, handler.clone()));
+                    connections.spawn(accept(stream, peer, tls.clone(), handler.clone()));
                 }
                 Err(e) => {
                     tracing::warn!("cluster listener: accept failed: {e}");
@@ -45,13 +53,41 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-async fn connection(stream: tokio::net::TcpStream, handler: Arc<dyn Handler>) {
-    let (mut reader, mut writer) = stream.into_split();
+/// The TLS handshake, if any, then the connection's requests.
+async fn accept(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<Arc<ClusterTls>>,
+    handler: Arc<dyn Handler>,
+) {
+    let Some(tls) = tls else {
+        return connection(stream, handler).await;
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => connection(stream, handler).await,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, "cluster: refused a connection: TLS handshake failed: {e}");
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "cluster: refused a connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+        }
+    }
+}
+
+async fn connection<S>(stream: S, handler: Arc<dyn Handler>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let mut tasks = JoinSet::new();
     tasks.spawn(async move {
         while let Some(bytes) = rx.recv().await {
             if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+            // TLS buffers records: flush once the queue is empty (a no-op on plain TCP).
+            if rx.is_empty() && writer.flush().await.is_err() {
                 break;
             }
         }

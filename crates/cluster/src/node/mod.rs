@@ -137,7 +137,14 @@ impl Cluster {
             addr: config.advertise.clone(),
         };
         let id = node_id(&me.name);
-        let peers = Peers::new();
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(crate::net::ClusterTls::load(files)?)),
+            None => {
+                tracing::warn!(listen = %local_addr, "cluster: the cluster link is plain TCP, without authentication: anything that reaches the cluster port can act as a node; set tls_certfile, tls_keyfile and tls_cacertfile in [cluster], or keep the port on a private network");
+                None
+            }
+        };
+        let peers = Peers::with_tls(tls.clone());
         let raft_config = openraft::Config {
             cluster_name: "pigeon".into(),
             heartbeat_interval: millis(config.timing.heartbeat),
@@ -180,7 +187,12 @@ impl Cluster {
             local_addr,
         });
         let handler: Arc<dyn crate::net::Handler> = Arc::new(handler::NodeHandler(inner.clone()));
-        let serve = tokio::spawn(crate::net::server::serve(listener, handler, shutdown_rx));
+        let serve = tokio::spawn(crate::net::server::serve(
+            listener,
+            tls,
+            handler,
+            shutdown_rx,
+        ));
         let bootstrap = tokio::spawn(membership::bootstrap(inner.clone()));
         let metrics = inner.raft.metrics();
         let liveness = tokio::spawn(liveness::run(

@@ -82,7 +82,9 @@ pub enum ConfigError {
     #[error("cluster.peers lists {0:?} twice")]
     DuplicatePeer(String),
     /// Some of the TLS files are given, not all.
-    #[error("cluster TLS needs tls_certfile, tls_keyfile and tls_cacertfile together (missing: {0})")]
+    #[error(
+        "cluster TLS needs tls_certfile, tls_keyfile and tls_cacertfile together (missing: {0})"
+    )]
     IncompleteTls(&'static str),
     /// A TLS file cannot be used.
     #[error("cluster TLS: {}: {reason}", path.display())]
@@ -402,6 +404,52 @@ mod tests {
     fn own_entry_in_peers_is_skipped() {
         let c = table("a|127.0.0.1:7000|127.0.0.1:7000,127.0.0.1:7001").unwrap();
         assert_eq!(c.peers, vec!["127.0.0.1:7001".to_string()]);
+    }
+
+    #[test]
+    fn tls_needs_its_three_files_and_checks_peer_names_by_default() {
+        let mut t = toml_like("a|127.0.0.1:7000|");
+        t.tls_certfile = Some("n.pem".into());
+        t.tls_keyfile = Some("n.key".into());
+        assert!(matches!(
+            t.clone().into_config(PathBuf::from("/tmp/x")),
+            Err(ConfigError::IncompleteTls("tls_cacertfile"))
+        ));
+        t.tls_cacertfile = Some("ca.pem".into());
+        let tls = t
+            .clone()
+            .into_config(PathBuf::from("/tmp/x"))
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(tls.cacertfile, PathBuf::from("ca.pem"));
+        assert!(tls.verify_peer_name);
+        t.tls_verify_peer_name = Some(false);
+        let tls = t.into_config(PathBuf::from("/tmp/x")).unwrap().tls.unwrap();
+        assert!(!tls.verify_peer_name);
+        assert!(table("a|127.0.0.1:7000|").unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn liveness_and_idle_settings() {
+        let c = table("a|127.0.0.1:7000|").unwrap();
+        assert_eq!(c.timing.node_heartbeat, Duration::from_millis(500));
+        assert_eq!(c.timing.node_heartbeat_misses, 8);
+        assert_eq!(c.timing.quorum_idle_after, Some(Duration::from_secs(5)));
+        let mut t = toml_like("a|127.0.0.1:7000|");
+        t.node_heartbeat_ms = Some(200);
+        t.node_heartbeat_misses = Some(10);
+        t.quorum_idle_after_ms = Some(0);
+        let c = t.into_config(PathBuf::from("/tmp/x")).unwrap();
+        assert_eq!(c.timing.node_heartbeat, Duration::from_millis(200));
+        assert_eq!(c.timing.node_heartbeat_misses, 10);
+        assert_eq!(c.timing.quorum_idle_after, None);
+        let mut t = toml_like("a|127.0.0.1:7000|");
+        t.node_heartbeat_misses = Some(0);
+        assert!(matches!(
+            t.into_config(PathBuf::from("/tmp/x")),
+            Err(ConfigError::BadValue { .. })
+        ));
     }
 
     #[test]

@@ -36,10 +36,10 @@ mod types;
 pub mod wal;
 
 pub use config::{ClusterConfig, ConfigError, NodeName, Timing, TlsFiles};
-pub use net::{NodeEvent, NodeEventKind, NodeState, NodeStates};
 pub use error::ClusterError;
 pub use meta::{
     AppliedMarker, ApplyError, MemoryApplier, MetaCommand, MetaResponse, MetadataApply,
 };
+pub use net::{NodeEvent, NodeEventKind, NodeState, NodeStates};
 pub use node::{Cluster, ClusterStatus, MemberStatus, Role};
 pub use types::{node_id, GroupId, Member, MetaTypes, NodeId};

@@ -70,13 +70,11 @@ impl ClusterTls {
     /// Reads the files and builds both configurations.
     pub fn load(files: &TlsFiles) -> Result<ClusterTls, ConfigError> {
         let certs = read_certs(&files.certfile)?;
-        let key = PrivateKeyDer::from_pem_file(&files.keyfile)
-            .map_err(|e| tls_err(&files.keyfile, e))?;
+        let key =
+            PrivateKeyDer::from_pem_file(&files.keyfile).map_err(|e| tls_err(&files.keyfile, e))?;
         let mut roots = RootCertStore::empty();
         for ca in read_certs(&files.cacertfile)? {
-            roots
-                .add(ca)
-                .map_err(|e| tls_err(&files.cacertfile, e))?;
+            roots.add(ca).map_err(|e| tls_err(&files.cacertfile, e))?;
         }
         let roots = Arc::new(roots);
         let versions = rustls::DEFAULT_VERSIONS;
@@ -156,13 +154,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),

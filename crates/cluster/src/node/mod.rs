@@ -215,7 +215,10 @@ impl Cluster {
             inner.shutdown.subscribe(),
         ));
         let idle = tokio::spawn(crate::quorum::idle::run(Arc::downgrade(&inner)));
-        inner.tasks.lock().extend([serve, bootstrap, liveness, idle]);
+        inner
+            .tasks
+            .lock()
+            .extend([serve, bootstrap, liveness, idle]);
         tracing::info!(node = %inner.me, listen = %local_addr, "cluster: node started");
         Ok(Cluster { inner })
     }

@@ -352,7 +352,10 @@ impl QuorumQueue {
         )
         .await
         .map_err(|e| ClusterError::Stopped(e.to_string()))?;
-        let idle = Arc::new(IdleMember::new(raft.clone(), machine.inner.activity.clone()));
+        let idle = Arc::new(IdleMember::new(
+            raft.clone(),
+            machine.inner.activity.clone(),
+        ));
         let policy = match node.timing.quorum_idle_after {
             Some(window) => {
                 // Idle from the start (quorum/idle.rs): `initialize` elects without a timer, and

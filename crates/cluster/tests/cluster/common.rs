@@ -2,7 +2,10 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use pigeon_cluster::meta::Json;
-use pigeon_cluster::{Cluster, ClusterConfig, MemoryApplier, MetaCommand, NodeName, Role, Timing};
+use pigeon_cluster::{
+    Cluster, ClusterConfig, MemoryApplier, MetaCommand, NodeName, Role, Timing, TlsFiles,
+};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -69,6 +72,8 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<TestNode>,
     pub timing: Timing,
+    /// The TLS files of each node by name (tls.rs); a node not named here speaks plain TCP.
+    pub tls: HashMap<String, TlsFiles>,
 }
 
 async fn bind() -> TcpListener {
@@ -84,6 +89,16 @@ impl TestCluster {
     /// [`Self::start`] with other Raft timers.
     pub async fn start_with(n: usize, timing: Timing) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
+        TestCluster::start_in(dir, n, timing, HashMap::new()).await
+    }
+
+    /// [`Self::start`] in `dir`, each node with its TLS files from `tls` (by name: node-a...).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        n: usize,
+        timing: Timing,
+        tls: HashMap<String, TlsFiles>,
+    ) -> TestCluster {
         let mut listeners = Vec::new();
         for _ in 0..n {
             listeners.push(bind().await);
@@ -93,6 +108,7 @@ impl TestCluster {
             dir,
             nodes: Vec::new(),
             timing,
+            tls,
         };
         for (i, listener) in listeners.into_iter().enumerate() {
             let name = format!("node-{}", (b'a' + i as u8) as char);
@@ -123,7 +139,7 @@ impl TestCluster {
             peers,
             data_dir: self.dir.path().join(name),
             timing: self.timing.clone(),
-            tls: None,
+            tls: self.tls.get(name).cloned(),
         }
     }
 

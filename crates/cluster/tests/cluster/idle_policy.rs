@@ -25,7 +25,11 @@ async fn a_group_is_idle_once_formed_wakes_on_a_write_and_elects_when_its_leader
     assert!(!leader.is_idle(), "a write leaves the leader idle");
     // Quiet for `quorum_idle_after` (1 s in the tests' timing): idle again, followers first.
     within("every member idle again", || all_idle(&queues)).await;
-    assert_eq!(queue_leader(&queues).await, first, "going idle changed the leader");
+    assert_eq!(
+        queue_leader(&queues).await,
+        first,
+        "going idle changed the leader"
+    );
     // The leader's node stops. Nobody wakes the survivors by hand: node liveness declares the
     // node down, the policy wakes the members it led, they elect.
     stop(&mut cluster, &mut queues, first).await;
@@ -41,13 +45,9 @@ async fn a_group_is_idle_once_formed_wakes_on_a_write_and_elects_when_its_leader
     // announces itself when liveness sees the node up) and catches up.
     cluster.restart(first).await;
     let group = new_leader.group();
-    let back = QuorumQueue::start(
-        cluster.nodes[first].cluster(),
-        group,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let back = QuorumQueue::start(cluster.nodes[first].cluster(), group, Default::default())
+        .await
+        .unwrap();
     queues[first] = Some(back.clone());
     common::bounded("the restarted member catches up", async {
         while back.machine().read(|m| m.counts().ready) != 1 {

@@ -35,12 +35,17 @@ async fn a_stopped_node_is_reported_down_and_up_again_once_restarted() {
             Some(&NodeState::Up)
         );
     }
-    let down = common::bounded("a Down event", events.recv()).await.unwrap();
+    let down = common::bounded("a Down event", events.recv())
+        .await
+        .unwrap();
     assert_eq!(down.name, names[2]);
     assert_eq!(down.kind, NodeEventKind::Down);
     cluster.restart(2).await;
     let up = common::bounded("an Up event", events.recv()).await.unwrap();
-    assert_eq!((up.name.as_str(), up.kind), (names[2].as_str(), NodeEventKind::Up));
+    assert_eq!(
+        (up.name.as_str(), up.kind),
+        (names[2].as_str(), NodeEventKind::Up)
+    );
     for i in 0..3 {
         let mut states = cluster.nodes[i].cluster().watch_node_states();
         let all_up = tokio::time::timeout(
@@ -76,7 +81,10 @@ async fn a_node_restarted_quicker_than_the_down_timeout_is_reported_restarted() 
         }
     }
     let event = reported.expect("no Restarted event after three restarts");
-    assert_eq!((event.name.as_str(), event.kind), (name.as_str(), NodeEventKind::Restarted));
+    assert_eq!(
+        (event.name.as_str(), event.kind),
+        (name.as_str(), NodeEventKind::Restarted)
+    );
     assert_eq!(
         cluster.nodes[0].cluster().node_states().get(&name),
         Some(&NodeState::Up)

@@ -10,4 +10,5 @@ mod idle_policy;
 mod liveness;
 mod quorum;
 mod quorum_idle;
+mod tls;
 mod wal;

@@ -230,9 +230,14 @@ impl RaftStateMachine<QueueTypes> for QueueStateMachine {
                     }
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                        self.inner.activity.changed();
                         QueueResponse::default()
                     }
-                    EntryPayload::Blank => QueueResponse::default(),
+                    EntryPayload::Blank => {
+                        // A new leader's first entry: the idle policy looks at the member again.
+                        self.inner.activity.changed();
+                        QueueResponse::default()
+                    }
                 });
             }
             applied.last_applied.map_or(0, |l| l.index)

@@ -21,8 +21,10 @@
 //!   not a voter any more (a membership change removed it), or whose leader's node liveness
 //!   reports down, keeps its timers on until a leader is known again: so it elects.
 //! - **Woken when a node is lost.** When liveness declares a node down, or sees that it
-//!   restarted, every member here whose leader was on that node is woken at once: the survivors
-//!   elect a new leader within an election timeout (1.5-3 s) of the detection (4 s).
+//!   restarted, every member here whose leader was on that node is woken at once, and the
+//!   surviving voter with the lowest id starts an election right away (openraft's
+//!   `trigger().elect()`; one candidate, so no split vote): a new leader about one round trip
+//!   after the detection (4 s), the others' election timers as the fallback.
 //! - **Announced when a node comes back.** When a node is up again (or restarted), each group
 //!   this node leads with a member there sends one heartbeat (openraft's `trigger().heartbeat()`),
 //!   so that the returning member learns its leader before its own election timer fires.
@@ -53,11 +55,18 @@ fn since_epoch_ms() -> u64 {
     u64::try_from(Instant::now().duration_since(epoch()).as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The groups a node's sweep looks at: those awake, or whose state may have changed.
+type ActiveSet = Arc<Mutex<HashSet<GroupId>>>;
+
 /// When a member last saw a command, shared by its handle and its state machine.
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     /// Milliseconds since [`epoch`] plus one; 0 = never.
     last: AtomicU64,
+    /// Whether the member is in its node's active set (or about to be).
+    listed: AtomicBool,
+    /// The member's group and its node's active set, once registered.
+    active: OnceLock<(GroupId, ActiveSet)>,
 }
 
 impl Activity {
@@ -65,6 +74,18 @@ impl Activity {
     pub(crate) fn touch(&self) {
         self.last
             .fetch_max(since_epoch_ms().saturating_add(1), Ordering::Relaxed);
+        self.changed();
+    }
+
+    /// Something that may change the policy's decision happened (a command, a membership
+    /// change, a new leader's first entry): the next sweep looks at the member. Cheap when it
+    /// is listed already (one atomic swap), as it is while commands flow.
+    pub(crate) fn changed(&self) {
+        if !self.listed.swap(true, Ordering::AcqRel) {
+            if let Some((group, set)) = self.active.get() {
+                set.lock().insert(*group);
+            }
+        }
     }
 
     /// How long since the last command; `None` if there was none.
@@ -117,7 +138,7 @@ impl IdleMember {
     }
 
     /// Applies the policy's rules (module documentation) to this member.
-    fn settle(&self, down: &HashSet<NodeId>, idle_after: Duration, grace: Duration) {
+    fn settle(&self, down: &HashSet<NodeId>, idle_after: Duration, grace: Duration) -> bool {
         let quiet = self.activity.quiet();
         let recent = |window: Duration| quiet.is_some_and(|q| q < window);
         let awake = {
@@ -144,26 +165,73 @@ impl IdleMember {
         if self.idle.load(Ordering::Relaxed) == awake {
             self.set_idle(!awake);
         }
+        awake
+    }
+
+    /// The lowest-id voter of the group that is not on a down node (nor `lost`): the one
+    /// member that starts the election at once when the leader's node is lost (the others are
+    /// woken too, their timers as a fallback), so that no two candidates split the votes.
+    fn first_survivor(&self, lost: NodeId, down: &HashSet<NodeId>) -> Option<NodeId> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != lost && !down.contains(v))
+            .min()
     }
 }
 
-/// The quorum-queue members of a node.
+/// The quorum-queue members of a node, and those of them the sweep must look at: a node with
+/// 10,000 idle groups does not look at 10,000 members twice a second, only at those awake or
+/// touched (and at all of them every `FULL_SWEEP` sweeps, in case).
 #[derive(Default)]
 pub(crate) struct IdleGroups {
     members: Mutex<HashMap<GroupId, Arc<IdleMember>>>,
+    active: ActiveSet,
 }
+
+/// Every this many sweeps, all members are looked at.
+const FULL_SWEEP: u32 = 20;
 
 impl IdleGroups {
     pub(crate) fn insert(&self, group: GroupId, member: Arc<IdleMember>) {
-        self.members.lock().insert(group, member);
+        let _ = member.activity.active.set((group, self.active.clone()));
+        self.members.lock().insert(group, member.clone());
+        member.activity.listed.store(false, Ordering::Release);
+        member.activity.changed();
     }
 
     pub(crate) fn remove(&self, group: GroupId) {
         self.members.lock().remove(&group);
+        self.active.lock().remove(&group);
     }
 
     fn all(&self) -> Vec<Arc<IdleMember>> {
         self.members.lock().values().cloned().collect()
+    }
+
+    /// The members to look at: the active ones, or all.
+    fn to_sweep(&self, full: bool) -> Vec<(GroupId, Arc<IdleMember>)> {
+        let members = self.members.lock();
+        if full {
+            return members.iter().map(|(g, m)| (*g, m.clone())).collect();
+        }
+        let active: Vec<GroupId> = self.active.lock().iter().copied().collect();
+        active
+            .into_iter()
+            .filter_map(|g| members.get(&g).map(|m| (g, m.clone())))
+            .collect()
+    }
+
+    /// Takes an idle member off the active set (until something touches it again).
+    fn unlist(&self, group: GroupId, member: &IdleMember, idle_after: Duration) {
+        member.activity.listed.store(false, Ordering::Release);
+        self.active.lock().remove(&group);
+        // A command applied between the decision and now: look again next time.
+        if member.activity.quiet().is_some_and(|q| q < idle_after) {
+            member.activity.changed();
+        }
     }
 }
 
@@ -187,20 +255,27 @@ pub(crate) async fn run(node: Weak<NodeInner>) {
     let period = (idle_after / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeps = 0u32;
+    let down_nodes = |inner: &NodeInner| -> HashSet<NodeId> {
+        inner
+            .liveness
+            .states
+            .borrow()
+            .iter()
+            .filter(|(_, s)| **s == crate::net::NodeState::Down)
+            .map(|(name, _)| node_id(name))
+            .collect()
+    };
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 let Some(inner) = node.upgrade() else { return };
-                let down: HashSet<NodeId> = inner
-                    .liveness
-                    .states
-                    .borrow()
-                    .iter()
-                    .filter(|(_, s)| **s == crate::net::NodeState::Down)
-                    .map(|(name, _)| node_id(name))
-                    .collect();
-                for member in inner.quorum.all() {
-                    member.settle(&down, idle_after, grace);
+                let down = down_nodes(&inner);
+                sweeps = sweeps.wrapping_add(1);
+                for (group, member) in inner.quorum.to_sweep(sweeps % FULL_SWEEP == 0) {
+                    if !member.settle(&down, idle_after, grace) {
+                        inner.quorum.unlist(group, &member, idle_after);
+                    }
                 }
             }
             event = events.recv() => {
@@ -212,14 +287,19 @@ pub(crate) async fn run(node: Weak<NodeInner>) {
                 };
                 let Some(inner) = node.upgrade() else { return };
                 let members = inner.quorum.all();
+                let mut down = down_nodes(&inner);
                 drop(inner);
                 if matches!(event.kind, NodeEventKind::Down | NodeEventKind::Restarted) {
+                    down.insert(event.id);
                     let mut woken = 0usize;
                     for member in &members {
                         let leader = member.raft.metrics().borrow().current_leader;
                         if leader == Some(event.id) && event.id != me {
                             member.wake();
                             woken += 1;
+                            if member.first_survivor(event.id, &down) == Some(me) {
+                                let _ = member.raft.trigger().elect().await;
+                            }
                         }
                     }
                     if woken > 0 {

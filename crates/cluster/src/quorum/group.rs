@@ -362,9 +362,12 @@ impl QuorumQueue {
             machine.inner.activity.clone(),
         ));
         let policy = match node.timing.quorum_idle_after {
-            Some(window) => {
+            Some(idle_after) => {
                 // Idle from the start (quorum/idle.rs): `initialize` elects without a timer, and
-                // the policy wakes a member that has no leader.
+                // the policy wakes a member that has no leader. An applied command wakes a
+                // member only if it is at most an election timeout old: a follower that applies
+                // it later than that (catching up) could outlast its leader's awake time.
+                let window = idle_after.min(node.timing.election_max);
                 machine
                     .inner
                     .activity_window_ms
@@ -442,9 +445,10 @@ impl QuorumQueue {
             at: now_millis(),
             op,
         };
-        if self.policy {
-            // A write wakes the group (the leader heartbeats, the followers watch it) until it
-            // has been quiet for `quorum_idle_after`.
+        if self.policy && (self.is_leader() || self.leader().is_none()) {
+            // A write wakes the group's leader (it heartbeats, the followers wake as they apply)
+            // until it has been quiet for `quorum_idle_after`. Not a follower: awake under an
+            // idle leader, its election timer would fire.
             self.idle.wake();
         }
         match tokio::time::timeout(wait, self.raft.client_write(command)).await {

@@ -11,8 +11,8 @@
 //! - **Idle from the start.** A member starts with its timers off. `initialize` elects at once
 //!   (openraft's `Engine::initialize` campaigns without waiting for a timer), and the first
 //!   leader's appends tell the others who leads: forming 10,000 groups costs no heartbeats.
-//! - **Awake after a command**, for `quorum_idle_after` (5 s): a write through a member, or a
-//!   command applied by a member, keeps it awake, so a busy group is plain Raft. A member goes
+//! - **Awake after a command**, for `quorum_idle_after` (5 s): a write through the leader, or
+//!   a recent command applied by a member, keeps it awake, so a busy group is plain Raft. A member goes
 //!   idle once it has been quiet that long; the leader waits a grace longer (the largest
 //!   election timeout and two liveness intervals), so that its followers are idle before it
 //!   stops heartbeating, and none of them times out into an election. Every member decides

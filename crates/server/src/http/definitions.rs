@@ -223,7 +223,14 @@ async fn run_import(
     vhost: Option<String>,
     by: String,
 ) -> ApiResult<Response> {
-    let warnings = blocking(move || import::import(&http, &defs, vhost.as_deref())).await??;
+    // Through the cluster when clustered: the import's thread waits on this runtime for each
+    // change to commit (`import::Replicator`).
+    let runtime = tokio::runtime::Handle::current();
+    let warnings = blocking(move || {
+        let cluster = import::Replicator::new(&http, Some(runtime));
+        import::import(&http, &defs, vhost.as_deref(), &cluster)
+    })
+    .await??;
     tracing::info!(user = %by, skipped = warnings.len(), "definitions imported through the management API");
     if warnings.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -254,7 +261,8 @@ pub(super) fn load_at_start(http: &Shared, path: &std::path::Path) -> Result<(),
         let bytes = std::fs::read(&file).map_err(|e| format!("load_definitions {shown}: {e}"))?;
         let defs = body(&Bytes::from(bytes))
             .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
-        let warnings = import::import(http, &defs, None)
+        // At start, each node imports its own file (as with the configuration's users).
+        let warnings = import::import(http, &defs, None, &import::Replicator::new(http, None))
             .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
         for w in &warnings {
             tracing::warn!(file = %shown, "definitions: {w}");

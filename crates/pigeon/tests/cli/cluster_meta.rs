@@ -8,7 +8,7 @@
 //! `within`.
 
 use super::cluster::{free_port, until_listed, until_login, write_config, Node};
-use lapin::options::QueueDeclareOptions;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use pigeon_tests::http_support::{Answer, Api};
 use pigeon_tests::within;
@@ -248,6 +248,54 @@ async fn the_management_api_changes_metadata_on_every_node() {
     )
     .await;
     until_status(&nodes[1], "/api/global-parameters/knob", 404).await;
+
+    // Automatic deletions on A reach B: a durable auto-delete queue losing its last consumer
+    // (lapin on A), a durable auto-delete exchange losing its last (local) binding.
+    let conn = until_login(&nodes[0], "guest", "guest").await;
+    let ch = conn.create_channel().await.unwrap();
+    let options = QueueDeclareOptions {
+        durable: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    ch.queue_declare("ad.q".into(), options, FieldTable::default())
+        .await
+        .unwrap();
+    let consumer = ch
+        .basic_consume(
+            "ad.q".into(),
+            "ad.c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    until_status(&nodes[1], "/api/queues/%2f/ad.q", 200).await;
+    ch.basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    until_status(&nodes[1], "/api/queues/%2f/ad.q", 404).await;
+    conn.close(200, "bye".into()).await.unwrap();
+    let r = a
+        .put(
+            "/api/exchanges/%2f/ad.x",
+            json!({"type": "fanout", "durable": true, "auto_delete": true}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = a
+        .put("/api/queues/%2f/ad.local", json!({"durable": false}))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    until_status(&nodes[1], "/api/exchanges/%2f/ad.x", 200).await;
+    let r = a
+        .post("/api/bindings/%2f/e/ad.x/q/ad.local", json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(a.delete("/api/queues/%2f/ad.local").await.status, 204);
+    assert_eq!(a.get("/api/exchanges/%2f/ad.x").await.status, 404);
+    until_status(&nodes[1], "/api/exchanges/%2f/ad.x", 404).await;
+    until_status(&nodes[2], "/api/exchanges/%2f/ad.x", 404).await;
 
     // B and C gone: A alone refuses every change with 503 and still answers reads.
     let c_node = nodes.pop().unwrap();

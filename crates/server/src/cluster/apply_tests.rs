@@ -252,3 +252,54 @@ fn local_automatic_deletions_are_told_and_those_of_the_log_are_not() {
     applying(|| v.delete_queue("local.q", false, false, 0)).unwrap();
     assert_eq!(told.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn restoring_a_snapshot_removes_what_it_does_not_name() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = applier(dir_a.path());
+    let mut b = applier(dir_b.path());
+    let both = vec![queue("kept.q", false), exchange("kept.x", false)];
+    apply(&mut b, both.clone());
+    apply(&mut a, both);
+    // What `a` has and the snapshot (`b`'s) does not.
+    apply(
+        &mut a,
+        vec![
+            bind("kept.x", "kept.q"),
+            queue("gone.q", false),
+            MetaCommand::SetParameter {
+                vhost: Some("/".into()),
+                component: "shovel".into(),
+                name: "s".into(),
+                value: Json("{}".into()),
+            },
+            MetaCommand::SetParameter {
+                vhost: None,
+                component: String::new(),
+                name: "g".into(),
+                value: Json("1".into()),
+            },
+            MetaCommand::SetPolicy {
+                vhost: "/".into(),
+                name: "p".into(),
+                policy: Json(
+                    r#"{"pattern":".*","apply-to":"queues","priority":0,"definition":{"max-length":1}}"#
+                        .into(),
+                ),
+                operator: false,
+            },
+        ],
+    );
+    let v = a.broker.vhost("/").unwrap();
+    assert!(v.policy(pigeon_broker::PolicyKind::Policy, "p").is_some());
+    let snapshot = b.snapshot().unwrap();
+    a.restore(&snapshot, &AppliedMarker::from_bytes(Vec::new()))
+        .unwrap();
+    let v = a.broker.vhost("/").unwrap();
+    assert!(v.queue("kept.q").is_ok());
+    assert!(v.exchange("kept.x").unwrap().bindings().is_empty());
+    assert!(v.queue("gone.q").is_err());
+    assert!(a.broker.parameters().get("/", "shovel", "s").is_none());
+    assert!(a.broker.parameters().global("g").is_none());
+    assert!(v.policy(pigeon_broker::PolicyKind::Policy, "p").is_none());
+}

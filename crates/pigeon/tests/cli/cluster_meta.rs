@@ -85,6 +85,22 @@ async fn the_management_api_changes_metadata_on_every_node() {
     let configs: Vec<PathBuf> = (0..3)
         .map(|i| write_config(dir.path(), i, &ports))
         .collect();
+    // C loads a definitions file at start: imported there, then through the cluster.
+    let boot = dir.path().join("boot.json");
+    let boot_defs = json!({
+        "vhosts": [{"name": "booted"}],
+        "queues": [{"vhost": "booted", "name": "boot.q", "durable": true,
+                    "auto_delete": false, "arguments": {}}],
+        "policies": [{"vhost": "booted", "name": "boot.p", "pattern": "^boot",
+                      "apply-to": "queues", "priority": 0,
+                      "definition": {"max-length": 5}}]
+    });
+    std::fs::write(&boot, boot_defs.to_string()).unwrap();
+    let text = std::fs::read_to_string(&configs[2]).unwrap().replace(
+        "[server]\n",
+        &format!("[server]\nload_definitions = '{}'\n", boot.display()),
+    );
+    std::fs::write(&configs[2], text).unwrap();
     let mut nodes = Vec::new();
     for c in &configs {
         nodes.push(Node::start(c).await);
@@ -179,6 +195,12 @@ async fn the_management_api_changes_metadata_on_every_node() {
     })
     .await;
     until_body(&nodes[1], "/api/cluster-name", |n| n["name"] == "flock").await;
+
+    // C's start-time definitions reach A and B.
+    for n in [&nodes[0], &nodes[1]] {
+        until_status(n, "/api/queues/booted/boot.q", 200).await;
+        until_status(n, "/api/policies/booted/boot.p", 200).await;
+    }
 
     // A definitions file imported on B is on A and C (durable entities; the non-durable
     // queue only on B).

@@ -55,13 +55,27 @@ pub(super) struct Replicator<'a> {
     http: &'a Shared,
     /// The runtime to wait on; none: every change is made here only.
     runtime: Option<tokio::runtime::Handle>,
+    /// Durable exchanges and queues are proposed even when this node has them (the start's
+    /// import, made here first: `definitions::load_at_start`).
+    force: bool,
 }
 
 impl<'a> Replicator<'a> {
     /// Through the cluster when `http`'s node is clustered and `runtime` is given.
     pub(super) fn new(http: &'a Shared, runtime: Option<tokio::runtime::Handle>) -> Self {
         let runtime = runtime.filter(|_| http.state.cluster.is_some());
-        Replicator { http, runtime }
+        Replicator {
+            http,
+            runtime,
+            force: false,
+        }
+    }
+
+    /// Proposes durable exchanges and queues even when this node has them (an equivalent
+    /// redeclare changes nothing where they exist).
+    pub(super) fn forced(mut self) -> Self {
+        self.force = true;
+        self
     }
 
     /// Whether changes go through the cluster.
@@ -344,7 +358,7 @@ pub(super) fn import(
         // non-durable one stays on this node (as over AMQP).
         let replicated = cluster.on()
             && declare.durable
-            && v.exchange(name).is_err()
+            && (cluster.force || v.exchange(name).is_err())
             && pigeon_broker::exchange::ExchangeKind::parse(kind).is_some();
         if !(replicated
             && cluster.write(MetaCommand::DeclareExchange {
@@ -373,7 +387,8 @@ pub(super) fn import(
             warnings.push(format!("queue {name} in vhost {} imported as a classic queue (type {kind} is not supported)", v.name()));
             options.arguments.0.retain(|(k, _)| k != "x-queue-type");
         }
-        let replicated = cluster.on() && options.durable && v.queue(name).is_err();
+        let replicated =
+            cluster.on() && options.durable && (cluster.force || v.queue(name).is_err());
         let node = http.state.cluster.as_ref().map(|c| c.name().to_string());
         if !(replicated
             && cluster.write(MetaCommand::DeclareQueue {

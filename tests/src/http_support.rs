@@ -43,6 +43,16 @@ impl Api {
         }
     }
 
+    /// The API at `base` (`http://127.0.0.1:port`, e.g. a `pigeon` process's) as `user`.
+    pub fn at(base: &str, user: &str, password: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            user: user.to_string(),
+            password: password.to_string(),
+            client: reqwest::Client::new(),
+        }
+    }
+
     /// The same API as another user.
     pub fn with_user(&self, user: &str, password: &str) -> Api {
         Api {

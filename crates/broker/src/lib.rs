@@ -42,7 +42,8 @@ pub use queue::{
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
 pub use vhost::{
-    AppliedPolicies, ExchangeDeclare, Published, QueueDeclared, SuperStreamError, VHost,
+    AppliedPolicies, AutoDeleteHook, AutoDeleted, ExchangeDeclare, Published, QueueDeclared,
+    SuperStreamError, VHost,
 };
 
 use parking_lot::{Mutex, RwLock};

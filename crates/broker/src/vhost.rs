@@ -21,12 +21,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+mod auto_delete;
 mod equivalence;
 mod lifecycle;
 mod policies;
 mod routing;
 mod streams;
 mod super_streams;
+pub use auto_delete::{AutoDeleteHook, AutoDeleted};
 pub use policies::AppliedPolicies;
 pub use routing::{Published, Routed};
 use std::time::Instant;
@@ -103,6 +105,8 @@ pub struct VHost {
     deleted: AtomicBool,
     /// Description and tags.
     info: RwLock<crate::access::VHostInfo>,
+    /// Told of automatic deletions of durable entities (`auto_delete.rs`; a cluster's).
+    auto_delete_hook: RwLock<Option<auto_delete::AutoDeleteHook>>,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> BrokerError {
@@ -176,6 +180,7 @@ impl VHost {
             paging,
             deleted: AtomicBool::new(false),
             info: RwLock::new(crate::access::VHostInfo::default()),
+            auto_delete_hook: RwLock::new(None),
         })
     }
 
@@ -533,6 +538,7 @@ impl VHost {
         match q.remove_consumer(owner, tag) {
             Some(true) => {
                 self.remove_queue(q);
+                self.auto_deleted_queue(q);
                 true
             }
             Some(false) => true,
@@ -604,16 +610,22 @@ impl VHost {
     }
 
     fn auto_delete_exchange(&self, x: &Arc<Exchange>) {
-        let mut exchanges = self.exchanges.write();
-        if exchanges
-            .get(&*x.name)
-            .is_some_and(|cur| Arc::ptr_eq(cur, x))
-            && x.binding_count() == 0
-        {
-            exchanges.remove(&*x.name);
-            if let (true, Some(store)) = (x.durable, &self.store) {
-                durable::delete_exchange(store, &self.name, &x.name);
+        let removed = {
+            let mut exchanges = self.exchanges.write();
+            let removed = exchanges
+                .get(&*x.name)
+                .is_some_and(|cur| Arc::ptr_eq(cur, x))
+                && x.binding_count() == 0;
+            if removed {
+                exchanges.remove(&*x.name);
+                if let (true, Some(store)) = (x.durable, &self.store) {
+                    durable::delete_exchange(store, &self.name, &x.name);
+                }
             }
+            removed
+        };
+        if removed {
+            self.auto_deleted_exchange(x);
         }
     }
 

@@ -214,6 +214,24 @@ pub enum MetaCommand {
         /// The MQTT client identifier.
         client_id: String,
     },
+    // Automatic deletions (meta2): proposed by the node where they happened, applied by the
+    // others only where the entity is unused there too.
+    /// An auto-delete durable queue lost its last consumer on the proposing node: deleted on
+    /// every node where it has no consumer.
+    AutoDeleteQueue {
+        /// The vhost.
+        vhost: String,
+        /// The queue.
+        name: String,
+    },
+    /// An auto-delete durable exchange lost its last binding on the proposing node: deleted on
+    /// every node where it has no binding left.
+    AutoDeleteExchange {
+        /// The vhost.
+        vhost: String,
+        /// The exchange.
+        name: String,
+    },
 }
 
 /// Whose limits a [`MetaCommand::SetLimits`] sets.

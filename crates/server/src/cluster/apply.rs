@@ -28,6 +28,9 @@ const NO_CONNECTION: pigeon_broker::ConnectionId = 0;
 pub(crate) struct BrokerApplier {
     pub broker: Arc<Broker>,
     pub store: Arc<Store>,
+    /// Proposes this node's automatic deletions (set once the node started); given to every
+    /// vhost, those created by the log included.
+    pub auto_delete: super::auto_delete::Hooks,
 }
 
 /// Why a command was refused: its protocol reply code and text (the same on every node).
@@ -242,6 +245,22 @@ impl BrokerApplier {
                 v.delete_queue(name, false, false, NO_CONNECTION)
                     .map(|_| ())
             }),
+            // An automatic deletion elsewhere: made here only where the entity is unused
+            // here too (its non-durable bindings and its consumers are this node's own).
+            MetaCommand::AutoDeleteQueue { vhost, name } => {
+                self.in_vhost(vhost, |v| match v.queue(name) {
+                    Ok(q) if q.consumer_count() == 0 => {
+                        v.delete_queue(name, true, false, NO_CONNECTION).map(|_| ())
+                    }
+                    _ => Ok(()),
+                })
+            }
+            MetaCommand::AutoDeleteExchange { vhost, name } => {
+                self.in_vhost(vhost, |v| match v.exchange(name) {
+                    Ok(x) if x.binding_count() == 0 => v.delete_exchange(name, true),
+                    _ => Ok(()),
+                })
+            }
             MetaCommand::Bind { binding } => self.binding(binding, true),
             MetaCommand::Unbind { binding } => self.binding(binding, false),
             // MQTT sessions are not replicated yet (docs/clustering.md, next steps): nothing
@@ -310,11 +329,14 @@ impl MetadataApply for BrokerApplier {
         marker: &AppliedMarker,
     ) -> Result<Vec<MetaResponse>, ApplyError> {
         let (responses, mut ops) = self.store.meta_capture(|| {
-            commands
-                .iter()
-                .map(|(_, c)| self.apply_one(c))
-                .collect::<Vec<_>>()
+            super::auto_delete::applying(|| {
+                commands
+                    .iter()
+                    .map(|(_, c)| self.apply_one(c))
+                    .collect::<Vec<_>>()
+            })
         });
+        self.auto_delete.install(&self.broker);
         ops.push(OwnedMetaOp::Put {
             table: TABLE.into(),
             key: MARKER.to_vec(),
@@ -332,10 +354,13 @@ impl MetadataApply for BrokerApplier {
     fn restore(&mut self, snapshot: &[u8], marker: &AppliedMarker) -> Result<(), ApplyError> {
         let wanted = postcard_decode(snapshot)?;
         let (_, mut ops) = self.store.meta_capture(|| {
-            for c in super::snapshot::restore_plan(&self.broker, wanted) {
-                self.apply_one(&c);
-            }
+            super::auto_delete::applying(|| {
+                for c in super::snapshot::restore_plan(&self.broker, wanted) {
+                    self.apply_one(&c);
+                }
+            })
         });
+        self.auto_delete.install(&self.broker);
         ops.push(OwnedMetaOp::Put {
             table: TABLE.into(),
             key: MARKER.to_vec(),

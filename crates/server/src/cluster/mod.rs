@@ -10,6 +10,9 @@
 //! on their connection's node and never enter the log.
 
 mod apply;
+#[cfg(test)]
+mod apply_tests;
+mod auto_delete;
 pub(crate) mod commands;
 mod snapshot;
 
@@ -30,14 +33,17 @@ pub(crate) async fn start(
                 .into(),
         ));
     };
+    let hooks = auto_delete::Hooks::default();
     let applier = apply::BrokerApplier {
         broker: Arc::clone(broker),
         store: Arc::clone(store),
+        auto_delete: hooks.clone(),
     };
     let name = config.node_name.to_string();
     let cluster = Cluster::start(config, applier)
         .await
         .map_err(|e| crate::ServerError::Cluster(e.to_string()))?;
+    hooks.start(&cluster, broker);
     tracing::info!(node = %name, "cluster node started: metadata changes go through the cluster");
     Ok(cluster)
 }

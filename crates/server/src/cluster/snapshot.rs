@@ -149,66 +149,83 @@ pub(crate) fn commands(broker: &Broker) -> Vec<MetaCommand> {
     out
 }
 
-/// What turns the broker's replicated metadata into `wanted`'s: deletions of the vhosts,
-/// users, permissions, exchanges and queues it does not name, then `wanted` itself.
+/// The command that removes what `c` declares (`None` for what has no removal of its own).
+/// Deterministic, so that it also names what `c` declares.
+fn undo(c: &MetaCommand) -> Option<MetaCommand> {
+    Some(match c {
+        MetaCommand::AddVhost { name, .. } => MetaCommand::DeleteVhost { name: name.clone() },
+        MetaCommand::PutUser { name, .. } => MetaCommand::DeleteUser { name: name.clone() },
+        MetaCommand::SetPermissions { user, vhost, .. } => MetaCommand::ClearPermissions {
+            user: user.clone(),
+            vhost: vhost.clone(),
+        },
+        MetaCommand::SetTopicPermissions {
+            user,
+            vhost,
+            exchange,
+            ..
+        } => MetaCommand::ClearTopicPermissions {
+            user: user.clone(),
+            vhost: vhost.clone(),
+            exchange: Some(exchange.clone()),
+        },
+        MetaCommand::SetLimits { scope, .. } => MetaCommand::SetLimits {
+            scope: scope.clone(),
+            limits: match scope {
+                LimitScope::Vhost(_) => commands::vhost_limits_json(&VHostLimits::default()),
+                LimitScope::User(_) => commands::user_limits_json(&UserLimits::default()),
+            },
+        },
+        MetaCommand::SetPolicy {
+            vhost,
+            name,
+            operator,
+            ..
+        } => MetaCommand::ClearPolicy {
+            vhost: vhost.clone(),
+            name: name.clone(),
+            operator: *operator,
+        },
+        MetaCommand::SetParameter {
+            vhost,
+            component,
+            name,
+            ..
+        } => MetaCommand::ClearParameter {
+            vhost: vhost.clone(),
+            component: component.clone(),
+            name: name.clone(),
+        },
+        MetaCommand::DeclareExchange { vhost, name, .. } => MetaCommand::DeleteExchange {
+            vhost: vhost.clone(),
+            name: name.clone(),
+        },
+        MetaCommand::DeclareQueue { vhost, name, .. } => MetaCommand::DeleteQueue {
+            vhost: vhost.clone(),
+            name: name.clone(),
+        },
+        MetaCommand::Bind { binding } => MetaCommand::Unbind {
+            binding: binding.clone(),
+        },
+        _ => return None,
+    })
+}
+
+/// A command as a set key (commands are not `Hash`).
+fn key(c: &MetaCommand) -> String {
+    serde_json::to_string(c).unwrap_or_default()
+}
+
+/// What turns the broker's replicated metadata into `wanted`'s: the removal of every
+/// replicated entity it does not name (vhosts, users, permissions, topic permissions, limits,
+/// policies, parameters, exchanges, queues, bindings), then `wanted` itself.
 pub(crate) fn restore_plan(broker: &Broker, wanted: Vec<MetaCommand>) -> Vec<MetaCommand> {
-    let mut keep: HashSet<(u8, String, String)> = HashSet::new();
-    for c in &wanted {
-        match c {
-            MetaCommand::AddVhost { name, .. } => keep.insert((0, name.clone(), String::new())),
-            MetaCommand::PutUser { name, .. } => keep.insert((1, name.clone(), String::new())),
-            MetaCommand::SetPermissions { user, vhost, .. } => {
-                keep.insert((2, user.clone(), vhost.clone()))
-            }
-            MetaCommand::DeclareExchange { vhost, name, .. } => {
-                keep.insert((3, vhost.clone(), name.clone()))
-            }
-            MetaCommand::DeclareQueue { vhost, name, .. } => {
-                keep.insert((4, vhost.clone(), name.clone()))
-            }
-            _ => false,
-        };
-    }
-    let mut plan = Vec::new();
-    let present = commands(broker);
-    for c in present {
-        let gone = match &c {
-            MetaCommand::AddVhost { name, .. } => {
-                (!keep.contains(&(0, name.clone(), String::new())))
-                    .then(|| MetaCommand::DeleteVhost { name: name.clone() })
-            }
-            MetaCommand::PutUser { name, .. } => {
-                (!keep.contains(&(1, name.clone(), String::new())))
-                    .then(|| MetaCommand::DeleteUser { name: name.clone() })
-            }
-            MetaCommand::SetPermissions { user, vhost, .. } => {
-                (!keep.contains(&(2, user.clone(), vhost.clone()))).then(|| {
-                    MetaCommand::ClearPermissions {
-                        user: user.clone(),
-                        vhost: vhost.clone(),
-                    }
-                })
-            }
-            MetaCommand::DeclareExchange { vhost, name, .. } => {
-                (!keep.contains(&(3, vhost.clone(), name.clone()))).then(|| {
-                    MetaCommand::DeleteExchange {
-                        vhost: vhost.clone(),
-                        name: name.clone(),
-                    }
-                })
-            }
-            MetaCommand::DeclareQueue { vhost, name, .. } => {
-                (!keep.contains(&(4, vhost.clone(), name.clone()))).then(|| {
-                    MetaCommand::DeleteQueue {
-                        vhost: vhost.clone(),
-                        name: name.clone(),
-                    }
-                })
-            }
-            _ => None,
-        };
-        plan.extend(gone);
-    }
+    let keep: HashSet<String> = wanted.iter().filter_map(undo).map(|u| key(&u)).collect();
+    let mut plan: Vec<MetaCommand> = commands(broker)
+        .iter()
+        .filter_map(undo)
+        .filter(|u| !keep.contains(&key(u)))
+        .collect();
     plan.extend(wanted);
     plan
 }

@@ -204,7 +204,9 @@ async fn create(
     caller.check(&http, &vhost, Access::Write, dtype, &dest)?;
     caller.check(&http, &vhost, Access::Read, "exchange", &source)?;
     let props = properties_key(&key, &args);
-    v.bind(&source, target, &key, args)?;
+    if !replicate_binding(&http, &v, &source, &target, &key, &args, true).await? {
+        v.bind(&source, target, &key, args)?;
+    }
     let location = format!(
         "/api/bindings/{}/e/{}/{}/{}/{}",
         utf8_percent_encode(&vhost, NON_ALPHANUMERIC),
@@ -269,8 +271,49 @@ async fn delete(
         _ => Table::new(),
     };
     let target = destination(&v, &source, dtype, &dest)?;
-    v.unbind(&source, target, key, args)?;
+    if !replicate_binding(&http, &v, &source, &target, key, &args, false).await? {
+        v.unbind(&source, target, key, args)?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A binding between durable ends, (un)made through the cluster when clustered (as AMQP's
+/// `queue.bind` does, `amqp/replicated.rs`): true if it was. Bindings with a non-durable end
+/// stay on this node.
+async fn replicate_binding(
+    http: &Shared,
+    v: &VHost,
+    source: &str,
+    target: &Destination,
+    key: &str,
+    args: &Table,
+    bind: bool,
+) -> ApiResult<bool> {
+    if http.state.cluster.is_none() {
+        return Ok(false);
+    }
+    let x = v.exchange(source)?;
+    if !pigeon_broker::durable::binding_is_durable(&x, target) {
+        return Ok(false);
+    }
+    let (to_exchange, destination) = match target {
+        Destination::Queue(q) => (false, q.name().to_string()),
+        Destination::Exchange(d) => (true, d.name.to_string()),
+    };
+    let binding = pigeon_cluster::meta::Binding {
+        vhost: v.name().to_string(),
+        source: source.to_string(),
+        destination,
+        to_exchange,
+        routing_key: key.to_string(),
+        arguments: crate::cluster::commands::to_json(args),
+    };
+    let command = if bind {
+        pigeon_cluster::MetaCommand::Bind { binding }
+    } else {
+        pigeon_cluster::MetaCommand::Unbind { binding }
+    };
+    super::replicate(http, command).await
 }
 
 async fn as_source(

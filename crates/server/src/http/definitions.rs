@@ -30,6 +30,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pigeon_broker::{Destination, PolicyKind, QueueOptions, VHost};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 mod import;
 
@@ -223,7 +224,14 @@ async fn run_import(
     vhost: Option<String>,
     by: String,
 ) -> ApiResult<Response> {
-    let warnings = blocking(move || import::import(&http, &defs, vhost.as_deref())).await??;
+    // Through the cluster when clustered: the import's thread waits on this runtime for each
+    // change to commit (`import::Replicator`).
+    let runtime = tokio::runtime::Handle::current();
+    let warnings = blocking(move || {
+        let cluster = import::Replicator::new(&http, Some(runtime));
+        import::import(&http, &defs, vhost.as_deref(), &cluster)
+    })
+    .await??;
     tracing::info!(user = %by, skipped = warnings.len(), "definitions imported through the management API");
     if warnings.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -247,21 +255,79 @@ fn definition_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, S
     Ok(files)
 }
 
-/// Imports `load_definitions` at start (RabbitMQ imports it at every boot too).
+/// Imports `load_definitions` at start (RabbitMQ imports it at every boot too). On a
+/// clustered node the files are imported here first (so that an invalid file stops the start
+/// and the node serves what they define at once), then once more through the cluster in the
+/// background, as soon as a majority commits, so that every node has what they define
+/// ([`replicate_at_start`]).
 pub(super) fn load_at_start(http: &Shared, path: &std::path::Path) -> Result<(), String> {
+    let mut loaded = Vec::new();
     for file in definition_files(path)? {
         let shown = file.display().to_string();
         let bytes = std::fs::read(&file).map_err(|e| format!("load_definitions {shown}: {e}"))?;
         let defs = body(&Bytes::from(bytes))
             .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
-        let warnings = import::import(http, &defs, None)
+        let warnings = import::import(http, &defs, None, &import::Replicator::new(http, None))
             .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
         for w in &warnings {
             tracing::warn!(file = %shown, "definitions: {w}");
         }
         tracing::info!(file = %shown, "definitions imported");
+        loaded.push((shown, defs));
+    }
+    if http.state.cluster.is_some() && !loaded.is_empty() {
+        replicate_at_start(http, loaded);
     }
     Ok(())
+}
+
+/// How long the start's import through the cluster waits before trying again when no
+/// majority committed (the cluster is forming, or this node is cut off).
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Imports the start's definitions through the cluster, in the background, trying again until
+/// a majority commits them or the node shuts down.
+fn replicate_at_start(http: &Shared, loaded: Vec<(String, Map<String, Value>)>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let (http, rt) = (Arc::clone(http), runtime.clone());
+    let loaded = Arc::new(loaded);
+    runtime.spawn(async move {
+        let mut shutdown = http.state.shutdown.clone();
+        loop {
+            let (h, files, rt2) = (Arc::clone(&http), Arc::clone(&loaded), rt.clone());
+            let done = blocking(move || {
+                let cluster = import::Replicator::new(&h, Some(rt2)).forced();
+                for (shown, defs) in files.iter() {
+                    import::import(&h, defs, None, &cluster).map_err(|e| (shown.clone(), e))?;
+                }
+                Ok::<(), (String, super::ApiError)>(())
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => {
+                    tracing::info!("load_definitions imported through the cluster");
+                    return;
+                }
+                Ok(Err((shown, e))) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    tracing::debug!(file = %shown, reason = %e.reason, "load_definitions: no majority yet, trying again");
+                }
+                Ok(Err((shown, e))) => {
+                    tracing::warn!(file = %shown, reason = %e.reason, "load_definitions not imported through the cluster");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(reason = %e.reason, "load_definitions not imported through the cluster");
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
 }
 
 /// Declare options of a queue from its definitions JSON.

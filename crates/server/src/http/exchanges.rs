@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pigeon_broker::permission::Access;
 use pigeon_broker::{Exchange, ExchangeDeclare, VHost};
+use pigeon_cluster::MetaCommand;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -144,8 +145,29 @@ async fn put(
             "exchange name '{name}' contains reserved prefix 'amq.*'"
         )));
     }
+    // A new durable exchange goes through the cluster when clustered (as an AMQP
+    // `exchange.declare` does, `amqp/replicated.rs`); a redeclare is checked here.
+    if !existed
+        && declare.durable
+        && pigeon_broker::exchange::ExchangeKind::parse(kind).is_some()
+        && super::replicate(&http, declare_command(&vhost, &declare)).await?
+    {
+        return Ok(created_or_updated(true));
+    }
     v.declare_exchange(&declare)?;
     Ok(created_or_updated(!existed))
+}
+
+/// The replicated form of a durable exchange's declaration.
+fn declare_command(vhost: &str, d: &ExchangeDeclare) -> MetaCommand {
+    MetaCommand::DeclareExchange {
+        vhost: vhost.to_string(),
+        name: d.name.to_string(),
+        kind: d.kind.to_string(),
+        auto_delete: d.auto_delete,
+        internal: d.internal,
+        arguments: crate::cluster::commands::to_json(&d.arguments),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -162,8 +184,25 @@ async fn delete(
 ) -> ApiResult<Response> {
     let v = caller.vhost(&http, &vhost)?;
     let name = exchange_name(&name);
-    v.exchange(name)?;
+    let x = v.exchange(name)?;
     caller.check(&http, &vhost, Access::Configure, "exchange", name)?;
-    v.delete_exchange(name, q.if_unused.as_deref() == Some("true"))?;
+    let if_unused = q.if_unused.as_deref() == Some("true");
+    // A durable exchange is deleted through the cluster when clustered; `if-unused` with
+    // bindings left is refused here, with the local path's error.
+    if x.durable
+        && !name.starts_with("amq.")
+        && !(if_unused && x.binding_count() > 0)
+        && super::replicate(
+            &http,
+            MetaCommand::DeleteExchange {
+                vhost: vhost.clone(),
+                name: name.to_string(),
+            },
+        )
+        .await?
+    {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    v.delete_exchange(name, if_unused)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -2,7 +2,7 @@
 
 use super::json::body;
 use super::stats::{self, StatsQuery};
-use super::{blocking, ApiError, ApiResult, Caller, Shared, RABBITMQ_VERSION};
+use super::{ApiError, ApiResult, Caller, Shared, RABBITMQ_VERSION};
 use crate::listen::Kind;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -175,7 +175,8 @@ async fn set_cluster_name(
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("name is required"))?
         .to_string();
-    blocking(move || http.set_cluster_name(&name)).await??;
+    // Through the cluster when clustered, so that every node shows the same name.
+    super::parameters::put_global(&http, super::CLUSTER_NAME.into(), Value::String(name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

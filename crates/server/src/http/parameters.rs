@@ -16,6 +16,7 @@
 use super::json::body;
 use super::policies::{is_policymaker, live_vhost, require_policies};
 use super::{blocking, created_or_updated, ApiError, ApiResult, Caller, Shared, CLUSTER_NAME};
+use crate::cluster::commands;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -24,6 +25,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pigeon_broker::access::VHostLimits;
 use pigeon_broker::{Parameter, PolicyKind};
+use pigeon_cluster::meta::{Json as JsonText, LimitScope};
+use pigeon_cluster::MetaCommand;
 use serde_json::{json, Map, Value};
 
 /// RabbitMQ's component for vhost limits.
@@ -219,6 +222,16 @@ async fn put(
             ));
         };
         let policy = super::policies::parse_policy(&name, map)?;
+        let created = v.policy(PolicyKind::Operator, &name).is_none();
+        let command = MetaCommand::SetPolicy {
+            vhost: vhost.clone(),
+            name: name.clone(),
+            policy: commands::policy_json(&policy),
+            operator: true,
+        };
+        if super::replicate(&http, command).await? {
+            return Ok(created_or_updated(created));
+        }
         let created = blocking(move || v.put_policy(PolicyKind::Operator, policy)).await??;
         return Ok(created_or_updated(created));
     }
@@ -233,8 +246,30 @@ async fn put(
             max_queues: limit(l.get("max-queues"))?,
         };
         let created = limits_parameter(&http, &vhost).is_none();
-        let h = http.clone();
-        blocking(move || h.state.broker.access().try_set_vhost_limits(&vhost, limits)).await??;
+        let command = MetaCommand::SetLimits {
+            scope: LimitScope::Vhost(vhost.clone()),
+            limits: commands::vhost_limits_json(&limits),
+        };
+        if !super::replicate(&http, command).await? {
+            let h = http.clone();
+            blocking(move || h.state.broker.access().try_set_vhost_limits(&vhost, limits))
+                .await??;
+        }
+        return Ok(created_or_updated(created));
+    }
+    let created = http
+        .state
+        .broker
+        .parameters()
+        .get(&vhost, &component, &name)
+        .is_none();
+    let command = MetaCommand::SetParameter {
+        vhost: Some(vhost.clone()),
+        component: component.clone(),
+        name: name.clone(),
+        value: JsonText(value.to_string()),
+    };
+    if super::replicate(&http, command).await? {
         return Ok(created_or_updated(created));
     }
     let parameter = Parameter {
@@ -260,7 +295,18 @@ async fn delete(
     if component == OPERATOR_POLICY {
         caller.require_admin()?;
         let v = live_vhost(&http, &vhost)?;
-        if !blocking(move || v.remove_policy(PolicyKind::Operator, &name)).await?? {
+        let removed = if http.state.cluster.is_some() {
+            let command = MetaCommand::ClearPolicy {
+                vhost: vhost.clone(),
+                name: name.clone(),
+                operator: true,
+            };
+            v.policy(PolicyKind::Operator, &name).is_some()
+                && super::replicate(&http, command).await?
+        } else {
+            blocking(move || v.remove_policy(PolicyKind::Operator, &name)).await??
+        };
+        if !removed {
             return Err(ApiError::not_found());
         }
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -269,20 +315,40 @@ async fn delete(
         if limits_parameter(&http, &vhost).is_none() || name != "limits" {
             return Err(ApiError::not_found());
         }
-        let h = http.clone();
-        blocking(move || {
-            h.state
-                .broker
-                .access()
-                .try_set_vhost_limits(&vhost, VHostLimits::default())
-        })
-        .await??;
+        let command = MetaCommand::SetLimits {
+            scope: LimitScope::Vhost(vhost.clone()),
+            limits: commands::vhost_limits_json(&VHostLimits::default()),
+        };
+        if !super::replicate(&http, command).await? {
+            let h = http.clone();
+            blocking(move || {
+                h.state
+                    .broker
+                    .access()
+                    .try_set_vhost_limits(&vhost, VHostLimits::default())
+            })
+            .await??;
+        }
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let h = http.clone();
-    let removed = blocking(move || h.state.broker.parameters().clear(&vhost, &component, &name))
-        .await?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let removed = if http.state.cluster.is_some() {
+        let command = MetaCommand::ClearParameter {
+            vhost: Some(vhost.clone()),
+            component: component.clone(),
+            name: name.clone(),
+        };
+        http.state
+            .broker
+            .parameters()
+            .get(&vhost, &component, &name)
+            .is_some()
+            && super::replicate(&http, command).await?
+    } else {
+        let h = http.clone();
+        blocking(move || h.state.broker.parameters().clear(&vhost, &component, &name))
+            .await?
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    };
     if !removed {
         return Err(ApiError::not_found());
     }
@@ -337,7 +403,31 @@ async fn global_show(
         .ok_or_else(ApiError::not_found)
 }
 
-/// Sets a global parameter (blocking: the store fsyncs). `cluster_name` must be a string.
+/// Sets a global parameter: through the cluster when clustered (`cluster_name` included, so
+/// that every node shows the same name), else here. True if it was new. `cluster_name` must
+/// be a string.
+pub(super) async fn put_global(http: &Shared, name: String, value: Value) -> ApiResult<bool> {
+    if name == CLUSTER_NAME && !value.is_string() {
+        return Err(ApiError::bad_request(
+            "Validation failed\n\ncluster_name must be a string\n",
+        ));
+    }
+    let created = http.state.broker.parameters().global(&name).is_none();
+    let command = MetaCommand::SetParameter {
+        vhost: None,
+        component: String::new(),
+        name: name.clone(),
+        value: JsonText(value.to_string()),
+    };
+    if super::replicate(http, command).await? {
+        return Ok(created);
+    }
+    let h = http.clone();
+    blocking(move || set_global(&h, &name, &value)).await?
+}
+
+/// Sets a global parameter on this node only (blocking: the store fsyncs). `cluster_name`
+/// must be a string.
 pub(super) fn set_global(http: &Shared, name: &str, value: &Value) -> ApiResult<bool> {
     if name == CLUSTER_NAME {
         let Value::String(n) = value else {
@@ -369,7 +459,7 @@ async fn global_put(
 ) -> ApiResult<Response> {
     require_global(&caller)?;
     let value = value_of(&bytes)?;
-    let created = blocking(move || set_global(&http, &name, &value)).await??;
+    let created = put_global(&http, name, value).await?;
     Ok(created_or_updated(created))
 }
 
@@ -379,10 +469,20 @@ async fn global_delete(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     require_global(&caller)?;
-    let h = http.clone();
-    let removed = blocking(move || h.state.broker.parameters().clear_global(&name))
-        .await?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let removed = if http.state.cluster.is_some() {
+        let command = MetaCommand::ClearParameter {
+            vhost: None,
+            component: String::new(),
+            name: name.clone(),
+        };
+        http.state.broker.parameters().global(&name).is_some()
+            && super::replicate(&http, command).await?
+    } else {
+        let h = http.clone();
+        blocking(move || h.state.broker.parameters().clear_global(&name))
+            .await?
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    };
     if !removed {
         return Err(ApiError::not_found());
     }

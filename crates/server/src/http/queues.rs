@@ -14,6 +14,7 @@ use axum::routing::{delete as delete_route, get};
 use axum::{Json, Router};
 use pigeon_broker::permission::Access;
 use pigeon_broker::{Queue, QueueOptions};
+use pigeon_cluster::MetaCommand;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -229,6 +230,26 @@ async fn put(
         crate::limits::check_queue_limit(http.state.broker.access(), &v, &name)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    // A new durable queue goes through the cluster when clustered (as an AMQP `queue.declare`
+    // does, `amqp/replicated.rs`), living on this node; a redeclare is checked here.
+    if !existed && options.durable {
+        if let Some(node) = http.state.cluster.as_ref().map(|c| c.name().to_string()) {
+            let command = MetaCommand::DeclareQueue {
+                vhost: vhost.clone(),
+                name: name.clone(),
+                kind: options
+                    .arguments
+                    .get_str("x-queue-type")
+                    .unwrap_or("classic")
+                    .to_string(),
+                auto_delete: options.auto_delete,
+                arguments: crate::cluster::commands::to_json(&options.arguments),
+                node,
+            };
+            super::replicate(&http, command).await?;
+            return Ok(created_or_updated(true));
+        }
+    }
     v.declare_queue(&name, false, options, API_CONNECTION)?;
     Ok(created_or_updated(!existed))
 }
@@ -255,12 +276,27 @@ async fn delete(
         v.remove_queue(&queue);
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    v.delete_queue(
-        &name,
+    let (if_unused, if_empty) = (
         q.if_unused.as_deref() == Some("true"),
         q.if_empty.as_deref() == Some("true"),
-        API_CONNECTION,
-    )?;
+    );
+    // A durable queue is deleted through the cluster when clustered; `if-unused` / `if-empty`
+    // conditions that fail are refused here, with the local path's error.
+    if queue.options().durable
+        && !(if_unused && queue.consumer_count() > 0)
+        && !(if_empty && queue.message_count() > 0)
+        && super::replicate(
+            &http,
+            MetaCommand::DeleteQueue {
+                vhost: vhost.clone(),
+                name: name.clone(),
+            },
+        )
+        .await?
+    {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    v.delete_queue(&name, if_unused, if_empty, API_CONNECTION)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -178,6 +178,15 @@ async fn bulk_delete(
             .collect::<ApiResult<_>>()?,
         _ => return Err(ApiError::bad_request("users must be a list")),
     };
+    if http.state.cluster.is_some() {
+        // One replicated deletion per user that exists, in order; a minority stops at the first.
+        for name in names {
+            if http.state.broker.access().user(&name).is_some() {
+                replicate(&http, MetaCommand::DeleteUser { name }).await?;
+            }
+        }
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let state = Arc::clone(&http.state);
     blocking(move || {
         for name in &names {

@@ -1,15 +1,25 @@
 //! Applying a definitions document (see `definitions.rs` for the order and the rules). Runs
 //! on a blocking thread: every user, vhost and permission is written to the store.
+//!
+//! On a clustered node an import through the API is a sequence of replicated commands
+//! ([`Replicator`]), one per entity and in the document's order, each committed by a majority
+//! and applied here before the next is built (so that a parameter finds the vhost imported
+//! before it): every node ends with what was imported. Non-durable exchanges and queues and
+//! bindings with a non-durable end stay on this node, as when declared over AMQP. A minority
+//! stops the import at its first change with a 503.
 
 use super::{describe, queue_options};
+use crate::cluster::commands;
 use crate::http::json::{arguments, opt_str, tags};
 use crate::http::parameters::{set_global, OPERATOR_POLICY};
 use crate::http::policies::parse_policy;
 use crate::http::queues::API_CONNECTION;
-use crate::http::{ApiError, ApiResult, Shared};
+use crate::http::{ApiError, ApiResult, Shared, CLUSTER_NAME};
 use pigeon_broker::access::{PasswordHash, User, UserLimits, VHostInfo, VHostLimits};
 use pigeon_broker::permission::{Permission, TopicPermission};
 use pigeon_broker::{Destination, ExchangeDeclare, Parameter, PolicyKind};
+use pigeon_cluster::meta::{Binding, Json, LimitScope};
+use pigeon_cluster::MetaCommand;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
@@ -39,9 +49,58 @@ fn limit(v: &Value) -> Option<u64> {
     v.as_i64().and_then(|n| u64::try_from(n).ok())
 }
 
+/// Writes an import's changes through the cluster (when the node is clustered and the import
+/// came through the API), from the import's blocking thread.
+pub(super) struct Replicator<'a> {
+    http: &'a Shared,
+    /// The runtime to wait on; none: every change is made here only.
+    runtime: Option<tokio::runtime::Handle>,
+    /// Durable exchanges and queues are proposed even when this node has them (the start's
+    /// import, made here first: `definitions::load_at_start`).
+    force: bool,
+}
+
+impl<'a> Replicator<'a> {
+    /// Through the cluster when `http`'s node is clustered and `runtime` is given.
+    pub(super) fn new(http: &'a Shared, runtime: Option<tokio::runtime::Handle>) -> Self {
+        let runtime = runtime.filter(|_| http.state.cluster.is_some());
+        Replicator {
+            http,
+            runtime,
+            force: false,
+        }
+    }
+
+    /// Proposes durable exchanges and queues even when this node has them (an equivalent
+    /// redeclare changes nothing where they exist).
+    pub(super) fn forced(mut self) -> Self {
+        self.force = true;
+        self
+    }
+
+    /// Whether changes go through the cluster.
+    fn on(&self) -> bool {
+        self.runtime.is_some()
+    }
+
+    /// Writes `command` through the cluster: true once applied here; false when not
+    /// replicating (the caller makes the change itself).
+    fn write(&self, command: MetaCommand) -> ApiResult<bool> {
+        match &self.runtime {
+            None => Ok(false),
+            Some(rt) => rt.block_on(crate::http::replicate(self.http, command)),
+        }
+    }
+}
+
 /// Imports `defs`; with `only` every object goes to that vhost (a vhost's import). Returns
 /// what was skipped.
-pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiResult<Vec<String>> {
+pub(super) fn import(
+    http: &Shared,
+    defs: &Object,
+    only: Option<&str>,
+    cluster: &Replicator<'_>,
+) -> ApiResult<Vec<String>> {
     let broker = &http.state.broker;
     let access = broker.access();
     let mut warnings = Vec::new();
@@ -65,17 +124,31 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
                         .map_err(|e| ApiError::bad_request(format!("user {name}: {e}")))?,
                 )
             };
-            access.put_user(User {
+            let user = User {
                 name: name.to_string(),
                 password,
                 tags: tags(u, "tags")?.unwrap_or_default(),
-            })?;
+            };
+            let command = MetaCommand::PutUser {
+                name: user.name.clone(),
+                password_hash: commands::password_text(user.password.as_ref()),
+                tags: user.tags.clone(),
+            };
+            if !cluster.write(command)? {
+                access.put_user(user)?;
+            }
             if let Some(Value::Object(l)) = u.get("limits") {
                 let limits = UserLimits {
                     max_connections: l.get("max-connections").and_then(limit),
                     max_channels: l.get("max-channels").and_then(limit),
                 };
-                access.try_set_user_limits(name, limits)?;
+                let command = MetaCommand::SetLimits {
+                    scope: LimitScope::User(name.to_string()),
+                    limits: commands::user_limits_json(&limits),
+                };
+                if !cluster.write(command)? {
+                    access.try_set_user_limits(name, limits)?;
+                }
             }
         }
         for v in section(defs, "vhosts")? {
@@ -94,13 +167,17 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
                     .flatten()
                     .unwrap_or_default(),
             };
-            broker.add_vhost(
-                name,
-                VHostInfo {
-                    description: description.to_string(),
-                    tags: vtags,
-                },
-            )?;
+            let info = VHostInfo {
+                description: description.to_string(),
+                tags: vtags,
+            };
+            let command = MetaCommand::AddVhost {
+                name: name.to_string(),
+                metadata: commands::vhost_json(&info),
+            };
+            if !cluster.write(command)? {
+                broker.add_vhost(name, info)?;
+            }
         }
         for p in section(defs, "permissions")? {
             let (user, vhost) = (
@@ -112,7 +189,16 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
                 write: required(p, "write", "permission")?.into(),
                 read: required(p, "read", "permission")?.into(),
             };
-            broker.set_permissions(user, vhost, permission)?;
+            let command = MetaCommand::SetPermissions {
+                user: user.to_string(),
+                vhost: vhost.to_string(),
+                configure: permission.configure.clone(),
+                write: permission.write.clone(),
+                read: permission.read.clone(),
+            };
+            if !cluster.write(command)? {
+                broker.set_permissions(user, vhost, permission)?;
+            }
         }
         for p in section(defs, "topic_permissions")? {
             let (user, vhost) = (
@@ -125,7 +211,16 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
                 write: required(p, "write", "topic permission")?.into(),
                 read: required(p, "read", "topic permission")?.into(),
             };
-            access.try_set_topic_permission(user, vhost, permission)?;
+            let command = MetaCommand::SetTopicPermissions {
+                user: user.to_string(),
+                vhost: vhost.to_string(),
+                exchange: permission.exchange.clone(),
+                write: permission.write.clone(),
+                read: permission.read.clone(),
+            };
+            if !cluster.write(command)? {
+                access.try_set_topic_permission(user, vhost, permission)?;
+            }
         }
         for g in section(defs, "global_parameters")? {
             let name = required(g, "name", "global parameter")?;
@@ -136,7 +231,18 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
             match g.get("value") {
                 None | Some(Value::Null) => warnings.push(describe("global parameter", g)),
                 Some(value) => {
-                    set_global(http, name, value)?;
+                    let command = MetaCommand::SetParameter {
+                        vhost: None,
+                        component: String::new(),
+                        name: name.to_string(),
+                        value: Json(value.to_string()),
+                    };
+                    if name == CLUSTER_NAME && !value.is_string() {
+                        // set_global's validation error.
+                        set_global(http, name, value)?;
+                    } else if !cluster.write(command)? {
+                        set_global(http, name, value)?;
+                    }
                 }
             }
         }
@@ -169,21 +275,38 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
                     max_connections: l.get("max-connections").and_then(limit),
                     max_queues: l.get("max-queues").and_then(limit),
                 };
-                access.try_set_vhost_limits(&vhost, limits)?;
+                let command = MetaCommand::SetLimits {
+                    scope: LimitScope::Vhost(vhost.clone()),
+                    limits: commands::vhost_limits_json(&limits),
+                };
+                if !cluster.write(command)? {
+                    access.try_set_vhost_limits(&vhost, limits)?;
+                }
             }
             (OPERATOR_POLICY, Value::Object(o)) => {
-                v.put_policy(PolicyKind::Operator, parse_policy(name, o)?)?;
+                let policy = parse_policy(name, o)?;
+                if !cluster.write(set_policy(&vhost, &policy, true))? {
+                    v.put_policy(PolicyKind::Operator, policy)?;
+                }
             }
             _ => {
-                broker
-                    .parameters()
-                    .set(Parameter {
-                        vhost: vhost.clone(),
-                        component: component.to_string(),
-                        name: name.to_string(),
-                        value: value.to_string(),
-                    })
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let command = MetaCommand::SetParameter {
+                    vhost: Some(vhost.clone()),
+                    component: component.to_string(),
+                    name: name.to_string(),
+                    value: Json(value.to_string()),
+                };
+                if !cluster.write(command)? {
+                    broker
+                        .parameters()
+                        .set(Parameter {
+                            vhost: vhost.clone(),
+                            component: component.to_string(),
+                            name: name.to_string(),
+                            value: value.to_string(),
+                        })
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                }
                 inert_components.insert(component.to_string());
             }
         }
@@ -204,7 +327,9 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
         let v = vhost(&vhost_of(p)?)?;
         let policy = parse_policy(required(p, "name", "policy")?, p)?;
         inert_keys.extend(policy.inert_keys().into_iter().map(str::to_string));
-        v.set_policy(policy)?;
+        if !cluster.write(set_policy(v.name(), &policy, false))? {
+            v.set_policy(policy)?;
+        }
     }
     if !inert_keys.is_empty() {
         let keys: Vec<String> = inert_keys.into_iter().collect();
@@ -220,7 +345,7 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
             continue;
         }
         let kind = required(x, "type", "exchange")?;
-        v.declare_exchange(&ExchangeDeclare {
+        let declare = ExchangeDeclare {
             name,
             kind,
             passive: false,
@@ -228,7 +353,25 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
             auto_delete: crate::http::json::opt_bool(x, "auto_delete")?.unwrap_or(false),
             internal: crate::http::json::opt_bool(x, "internal")?.unwrap_or(false),
             arguments: arguments(x)?,
-        })?;
+        };
+        // A new durable exchange through the cluster; a redeclare is checked here, and a
+        // non-durable one stays on this node (as over AMQP).
+        let replicated = cluster.on()
+            && declare.durable
+            && (cluster.force || v.exchange(name).is_err())
+            && pigeon_broker::exchange::ExchangeKind::parse(kind).is_some();
+        if !(replicated
+            && cluster.write(MetaCommand::DeclareExchange {
+                vhost: v.name().to_string(),
+                name: name.to_string(),
+                kind: kind.to_string(),
+                auto_delete: declare.auto_delete,
+                internal: declare.internal,
+                arguments: commands::to_json(&declare.arguments),
+            })?)
+        {
+            v.declare_exchange(&declare)?;
+        }
     }
     for q in section(defs, "queues")? {
         let v = vhost(&vhost_of(q)?)?;
@@ -244,7 +387,25 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
             warnings.push(format!("queue {name} in vhost {} imported as a classic queue (type {kind} is not supported)", v.name()));
             options.arguments.0.retain(|(k, _)| k != "x-queue-type");
         }
-        v.declare_queue(name, false, options, API_CONNECTION)?;
+        let replicated =
+            cluster.on() && options.durable && (cluster.force || v.queue(name).is_err());
+        let node = http.state.cluster.as_ref().map(|c| c.name().to_string());
+        if !(replicated
+            && cluster.write(MetaCommand::DeclareQueue {
+                vhost: v.name().to_string(),
+                name: name.to_string(),
+                kind: options
+                    .arguments
+                    .get_str("x-queue-type")
+                    .unwrap_or("classic")
+                    .to_string(),
+                auto_delete: options.auto_delete,
+                arguments: commands::to_json(&options.arguments),
+                node: node.unwrap_or_default(),
+            })?)
+        {
+            v.declare_queue(name, false, options, API_CONNECTION)?;
+        }
     }
     for b in section(defs, "bindings")? {
         let v = vhost(&vhost_of(b)?)?;
@@ -263,7 +424,32 @@ pub(super) fn import(http: &Shared, defs: &Object, only: Option<&str>) -> ApiRes
             }
         };
         let key = opt_str(b, "routing_key")?.unwrap_or("");
-        v.bind(source, destination, key, arguments(b)?)?;
+        let args = arguments(b)?;
+        let durable = match v.exchange(source) {
+            Ok(x) => pigeon_broker::durable::binding_is_durable(&x, &destination),
+            Err(_) => false,
+        };
+        let binding = Binding {
+            vhost: v.name().to_string(),
+            source: source.to_string(),
+            destination: dest.to_string(),
+            to_exchange: matches!(destination, Destination::Exchange(_)),
+            routing_key: key.to_string(),
+            arguments: commands::to_json(&args),
+        };
+        if !(cluster.on() && durable && cluster.write(MetaCommand::Bind { binding })?) {
+            v.bind(source, destination, key, args)?;
+        }
     }
     Ok(warnings)
+}
+
+/// A policy's replicated form.
+fn set_policy(vhost: &str, policy: &pigeon_broker::Policy, operator: bool) -> MetaCommand {
+    MetaCommand::SetPolicy {
+        vhost: vhost.to_string(),
+        name: policy.name.clone(),
+        policy: commands::policy_json(policy),
+        operator,
+    }
 }

@@ -122,10 +122,8 @@ pub(super) async fn connect(
     });
     let mut conn = Conn {
         server: Arc::clone(server),
-        out: Arc::clone(out),
         version,
         session: Arc::clone(&session),
-        vhost,
         exchange,
         will: c.will.map(Box::new),
         keep_alive: c.keep_alive,

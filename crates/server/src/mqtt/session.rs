@@ -12,9 +12,9 @@ use mqtt_wire::{Publish, QoS, SubscriptionOptions};
 use parking_lot::Mutex;
 use pigeon_broker::{Queue, QueuedMessage, VHost};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 /// One subscription of a session.
 pub struct Subscription {
@@ -122,10 +122,10 @@ pub struct Session {
     pub uid: u64,
     /// Mutable state.
     pub core: Mutex<SessionCore>,
-    /// One permit: held by the attached connection.
-    /// Inline rather than in an `Arc` of its own (64 bytes less per session): the connection
-    /// forgets its permit and gives it back when dropped.
-    pub lease: Semaphore,
+    /// Held by the attached connection (taken at CONNECT, given back when the connection is
+    /// dropped). A flag, and one `Notify` for every session in the [`Registry`] (a takeover
+    /// is rare): a semaphore per session was 40 bytes of every one.
+    pub lease: Lease,
     /// Connections waiting for `lease`: the attached connection sees it at its next turn and
     /// leaves (session takeover; the waiter wakes it through its outbound buffer).
     pub waiting: AtomicU32,
@@ -137,7 +137,7 @@ pub struct Session {
 // Size: an `Arc<Session>` is one allocation per connected client. At 256 bytes it shared
 // jemalloc's 256-byte class with tokio's `ScheduledIo`, which a hibernating connection frees:
 // the freed halves of those slabs stayed resident (docs/performance.md, "Idle connections").
-// The test `session::tests::a_session_fits_its_size_class` keeps it in the 224-byte class.
+// The test `session::tests::a_session_fits_its_size_class` keeps it in the 192-byte class.
 
 /// A session's outbound QoS 1/2 messages in flight: a `VecDeque` boxed while any are (8 bytes
 /// instead of 32 in every session, and nothing while none are: most clients are QoS 0
@@ -200,6 +200,26 @@ impl IntoIterator for Inflights {
 #[derive(Default)]
 pub struct Registry {
     sessions: Mutex<HashMap<String, ById>>,
+    /// Signalled whenever a session's lease is given back ([`Registry::take_lease`]).
+    lease_freed: Notify,
+}
+
+/// A session's lease: whether a connection (or an operator's discard) holds it.
+#[derive(Default)]
+pub struct Lease(AtomicBool);
+
+impl Lease {
+    /// Whether nothing holds it.
+    pub fn is_free(&self) -> bool {
+        !self.0.load(Ordering::SeqCst)
+    }
+
+    /// Takes it if nothing holds it.
+    fn try_take(&self) -> bool {
+        self.0
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
 }
 
 /// The sessions of one vhost, by client id.
@@ -247,7 +267,7 @@ impl Registry {
             vhost: Arc::clone(vhost),
             uid: uid(),
             core: Mutex::new(SessionCore::default()),
-            lease: Semaphore::new(1),
+            lease: Lease::default(),
             waiting: AtomicU32::new(0),
             generation: AtomicU32::new(0),
         });
@@ -255,6 +275,30 @@ impl Registry {
             .or_default()
             .insert(ByClientId(Arc::clone(&s)));
         (s, false)
+    }
+
+    /// Takes `session`'s lease, waiting at most `limit` for its holder to give it back; false
+    /// if it did not.
+    pub async fn take_lease(&self, session: &Session, limit: std::time::Duration) -> bool {
+        let taken = async {
+            loop {
+                let freed = self.lease_freed.notified();
+                tokio::pin!(freed);
+                // Registered before the look: a release in between is not missed.
+                freed.as_mut().enable();
+                if session.lease.try_take() {
+                    return;
+                }
+                freed.await;
+            }
+        };
+        tokio::time::timeout(limit, taken).await.is_ok()
+    }
+
+    /// Gives `session`'s lease back (its connection was dropped, or a discard is done).
+    pub fn give_back_lease(&self, session: &Session) {
+        session.lease.0.store(false, Ordering::SeqCst);
+        self.lease_freed.notify_waiters();
     }
 
     /// Looks a session up without creating it.
@@ -396,17 +440,16 @@ mod tests {
     use super::*;
 
     /// An `Arc<Session>` (the session and the two counts before it) stays in jemalloc's
-    /// 224-byte class: the 256-byte class is tokio's `ScheduledIo`'s, which hibernating
-    /// connections free (docs/performance.md, "Idle connections").
+    /// 192-byte class (and out of the 256-byte class, tokio's `ScheduledIo`'s, which
+    /// hibernating connections free: docs/performance.md, "Idle connections").
     #[test]
     fn a_session_fits_its_size_class() {
         let size = std::mem::size_of::<Session>() + 2 * std::mem::size_of::<usize>();
         println!(
-            "Arc<Session>: {size} bytes (SessionCore {}, Attached {}, Semaphore {})",
+            "Arc<Session>: {size} bytes (SessionCore {}, Attached {})",
             std::mem::size_of::<SessionCore>(),
-            std::mem::size_of::<Attached>(),
-            std::mem::size_of::<Semaphore>()
+            std::mem::size_of::<Attached>()
         );
-        assert!(size <= 224, "{size}");
+        assert!(size <= 192, "{size}");
     }
 }

@@ -452,4 +452,41 @@ mod tests {
         );
         assert!(size <= 192, "{size}");
     }
+
+    /// A takeover waits for the lease until its holder gives it back, and no longer than its
+    /// limit; the registry's sets find sessions by client id.
+    #[tokio::test]
+    async fn a_lease_is_taken_once_given_back() {
+        let state = crate::tests_support::state();
+        let vhost = state.broker.vhost("/").expect("the default vhost");
+        let registry = Arc::new(Registry::default());
+        let (session, existed) = registry.get_or_create(&vhost, "c1", || 7);
+        assert!(!existed);
+        assert!(registry
+            .get("/", "c1")
+            .is_some_and(|s| Arc::ptr_eq(&s, &session)));
+        assert!(registry.get("/", "c2").is_none());
+        let short = std::time::Duration::from_millis(20);
+        assert!(registry.take_lease(&session, short).await);
+        assert!(!session.lease.is_free());
+        assert!(
+            !registry.take_lease(&session, short).await,
+            "held: times out"
+        );
+        let waiter = {
+            let (registry, session) = (Arc::clone(&registry), Arc::clone(&session));
+            tokio::spawn(async move {
+                registry
+                    .take_lease(&session, std::time::Duration::from_secs(30))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        registry.give_back_lease(&session);
+        assert!(waiter.await.expect("the waiter"), "taken once given back");
+        assert!(!session.lease.is_free());
+        registry.end(&session);
+        assert!(registry.get("/", "c1").is_none());
+        assert_eq!(registry.len(), 0);
+    }
 }

@@ -144,6 +144,8 @@ pub struct Session {
 /// subscribers or idle). [`Inflights::shrink`] frees an emptied one (a hibernating
 /// connection's).
 #[derive(Default)]
+// Boxed on purpose: 8 bytes instead of 32 in every session (as `Attached::aliases`).
+#[allow(clippy::box_collection)]
 pub struct Inflights(Option<Box<VecDeque<Inflight>>>);
 
 impl Inflights {

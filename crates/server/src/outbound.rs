@@ -19,7 +19,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -49,12 +49,14 @@ pub struct Outbound {
     woken: AtomicBool,
     /// Signalled when room came back after a consumer was refused for lack of it (writer task
     /// only: a connection that writes itself learns it from [`Outbound::flush`]).
-    // The writer task's (`run_writer`, used by the stream protocol's connections) alone.
-    pub resume: Notify,
+    // The writer task's (`run_writer`, used by the stream protocol's connections) alone:
+    // created at its first use, 8 bytes where a `Notify` is 32 in every connection's.
+    pub resume: LazyNotify,
     starved: AtomicBool,
     closing: AtomicBool,
-    /// When the last write reached the socket, in milliseconds after [`epoch`].
-    last_write_ms: AtomicU64,
+    /// When the last write reached the socket, in milliseconds after [`epoch`], modulo 2^32
+    /// (read as a difference, [`Outbound::idle_ms`]: right for idle periods under 49 days).
+    last_write_ms: AtomicU32,
     /// Bytes that reached the socket (the registry's `send_oct`).
     sent_oct: AtomicU64,
     /// Writes buffered: frames or packets, several per delivery (`send_cnt`).
@@ -63,6 +65,23 @@ pub struct Outbound {
     /// none, [`EXPIRED`]: the server's sweep found it passed and woke the task). One shared
     /// sweep (`Registry::sweep_keepalive`) instead of a timer in every connection's task.
     deadline_ms: AtomicU64,
+}
+
+// Size: an `Arc<Outbound>` is one allocation per connection, idle or not: 112 bytes of
+// fields, in jemalloc's 128-byte class (it was 160 with the `Notify` inline and a 64-bit
+// `last_write_ms`; docs/performance.md, "Idle connections"). The test
+// `outbound::tests::an_outbound_fits_its_size_class` keeps it there.
+
+/// A `Notify` created at its first use (dereferencing it creates it).
+#[derive(Default)]
+pub struct LazyNotify(once_cell::race::OnceBox<Notify>);
+
+impl std::ops::Deref for LazyNotify {
+    type Target = Notify;
+
+    fn deref(&self) -> &Notify {
+        self.0.get_or_init(|| Box::new(Notify::new()))
+    }
 }
 
 /// [`Outbound`]'s keep-alive deadline when there is none.
@@ -97,10 +116,10 @@ impl Outbound {
             backlog: AtomicUsize::new(0),
             wake_writer: AtomicWaker::new(),
             woken: AtomicBool::new(false),
-            resume: Notify::new(),
+            resume: LazyNotify::default(),
             starved: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            last_write_ms: AtomicU64::new(now_ms()),
+            last_write_ms: AtomicU32::new(now_ms() as u32),
             deadline_ms: AtomicU64::new(NO_DEADLINE),
             sent_oct: AtomicU64::new(0),
             sent_cnt: AtomicU64::new(0),
@@ -163,7 +182,8 @@ impl Outbound {
 
     /// Milliseconds since the last write reached the socket.
     pub fn idle_ms(&self) -> u64 {
-        now_ms().saturating_sub(self.last_write_ms.load(Ordering::Relaxed))
+        let last = self.last_write_ms.load(Ordering::Relaxed);
+        u64::from((now_ms() as u32).wrapping_sub(last))
     }
 
     /// Sets the keep-alive deadline `grace` from now (`None`: no keep-alive), replacing an
@@ -321,7 +341,7 @@ impl Outbound {
 
     /// Accounts for `n` bytes that reached the socket; true when starved consumers may resume.
     fn wrote(&self, n: usize) -> bool {
-        self.last_write_ms.store(now_ms(), Ordering::Relaxed);
+        self.last_write_ms.store(now_ms() as u32, Ordering::Relaxed);
         self.sent_oct.fetch_add(n as u64, Ordering::Relaxed);
         // `send` counts bytes before a writer can take them out, so this cannot go below 0;
         // saturating all the same, as a wrapped `left` would never resume anyone.
@@ -386,6 +406,23 @@ impl Default for Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `Arc<Outbound>` (the buffer and the two counts before it) stays in jemalloc's
+    /// 128-byte class: one per connection, idle or not.
+    #[test]
+    fn an_outbound_fits_its_size_class() {
+        let size = std::mem::size_of::<Outbound>() + 2 * std::mem::size_of::<usize>();
+        println!("Arc<Outbound>: {size} bytes");
+        assert!(size <= 128, "{size}");
+    }
+
+    #[test]
+    fn the_resume_notify_is_made_at_its_first_use() {
+        let out = Outbound::new();
+        assert!(out.resume.0.get().is_none());
+        out.resume.notify_one();
+        assert!(out.resume.0.get().is_some());
+    }
 
     #[test]
     fn the_keepalive_sweep_expires_a_passed_deadline_until_a_new_one_is_set() {

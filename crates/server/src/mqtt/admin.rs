@@ -178,12 +178,11 @@ pub(crate) async fn discard(
     // included, done); holding the lease, nothing else attaches while the session ends. A
     // client that connects meanwhile waits, then finds the session gone and starts anew
     // (`connection.rs`).
-    let lease = tokio::time::timeout(LET_GO, session.lease.acquire())
-        .await
-        .map_err(|_| DiscardError::Busy(LET_GO))?
-        .map_err(|_| DiscardError::Busy(LET_GO))?;
+    if !registry.take_lease(&session, LET_GO).await {
+        return Err(DiscardError::Busy(LET_GO));
+    }
     registry.end(&session);
-    drop(lease);
+    registry.give_back_lease(&session);
     Ok(())
 }
 

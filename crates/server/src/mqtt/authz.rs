@@ -99,7 +99,7 @@ impl Conn {
             authz
                 .check(Access::Configure, Kind::Queue, c.queue)
                 .map_err(refused)?;
-            limits::check_queue_limit(self.server.broker.access(), &self.vhost, c.queue).map_err(
+            limits::check_queue_limit(self.server.broker.access(), &self.session.vhost, c.queue).map_err(
                 |e| {
                     tracing::warn!(client_id = %self.session.client_id, reason = %e, "MQTT subscription refused: limit reached");
                     ReasonCode::QuotaExceeded

@@ -9,7 +9,6 @@ use mqtt_wire::{ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, Re
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::timeout;
 
 /// How long a new connection waits for the previous one of the same client id to let go.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,7 +68,7 @@ pub(super) async fn connect(
         let (session, existed) =
             registry.get_or_create(&vhost, &client_id, || server.broker.next_id());
         session.waiting.fetch_add(1, Ordering::SeqCst);
-        if session.lease.available_permits() == 0 {
+        if !session.lease.is_free() {
             // Session takeover [MQTT-3.1.4-3]: the connection holding it sees `waiting` at its
             // next turn and goes; wake it for that turn. One that has not attached yet looks
             // after attaching, so it needs no wake-up.
@@ -77,23 +76,21 @@ pub(super) async fn connect(
                 a.out.wake();
             }
         }
-        // The permit is held until the connection is dropped (see `impl Drop for Conn`;
+        // The lease is held until the connection is dropped (see `impl Drop for Conn`;
         // nothing awaits between here and the connection's creation), or given back below.
-        let acquired = timeout(TAKEOVER_TIMEOUT, session.lease.acquire())
-            .await
-            .map(|permit| permit.map(tokio::sync::SemaphorePermit::forget));
+        let acquired = registry.take_lease(&session, TAKEOVER_TIMEOUT).await;
         session.waiting.fetch_sub(1, Ordering::SeqCst);
-        let Ok(Ok(())) = acquired else {
+        if !acquired {
             return refuse(
                 ReasonCode::ServerUnavailable,
                 "previous connection did not let go",
             );
-        };
+        }
         // The previous connection may have ended the session while we waited.
         match registry.get(vhost.name(), &client_id) {
             Some(s) if Arc::ptr_eq(&s, &session) => break (session, existed),
             _ => {
-                session.lease.add_permits(1);
+                registry.give_back_lease(&session);
                 continue;
             }
         }
@@ -122,10 +119,8 @@ pub(super) async fn connect(
     });
     let mut conn = Conn {
         server: Arc::clone(server),
-        out: Arc::clone(out),
         version,
         session: Arc::clone(&session),
-        vhost,
         exchange,
         will: c.will.map(Box::new),
         keep_alive: c.keep_alive,

@@ -48,10 +48,11 @@ pub(super) enum End {
 /// The state of one connection after CONNECT.
 pub(super) struct Conn {
     pub server: Arc<ServerState>,
-    pub out: Arc<Outbound>,
     pub version: ProtocolVersion,
+    /// The session (and its vhost, `session.vhost`). The outbound buffer is the registry
+    /// entry's (`reg.entry.out`): a connection keeps nothing twice, as a hibernated one keeps
+    /// all of this (`hibernate.rs`).
     pub session: Arc<Session>,
-    pub vhost: Arc<VHost>,
     pub exchange: Arc<Exchange>,
     /// Boxed: most connections have none, and it is large.
     pub will: Option<Box<LastWill>>,
@@ -79,12 +80,11 @@ pub(super) struct Conn {
     pub reg: crate::registry::Registered,
 }
 
-/// The session's lease (its semaphore's one permit) is held while the connection lives, and
-/// given back when it is dropped: the permit is forgotten at CONNECT rather than kept, 16 bytes
-/// less in every connection's task.
+/// The session's lease is held while the connection lives, and given back when it is dropped
+/// (taken at CONNECT: no guard kept, 16 bytes less in every connection's task).
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.session.lease.add_permits(1);
+        self.server.mqtt.registry.give_back_lease(&self.session);
     }
 }
 
@@ -152,7 +152,7 @@ fn connected(mut io: Io, mut conn: Option<Conn>, fresh: bool) -> impl Future<Out
             // Keep-alive and shutdown cost the task nothing while it waits: the server's timer
             // sweeps every connection's deadline (kept in `out`) and wakes those past it, and
             // at shutdown wakes every connection; each looks at both at its next turn.
-            c.out.set_deadline(c.grace());
+            c.reg.entry.out.set_deadline(c.grace());
         }
         while let Some(c) = conn.as_mut() {
             match c.run(&mut io).await {
@@ -184,7 +184,7 @@ pub(super) fn resumed(
     let io = Io {
         stream: Transport::Tcp(stream),
         rb: ReadBuf::new(),
-        out: Arc::clone(&conn.out),
+        out: Arc::clone(&conn.reg.entry.out),
         pending: BytesMut::new(),
     };
     connected(io, Some(conn), false)
@@ -284,10 +284,10 @@ impl Conn {
             let mut core = self.session.core.lock();
             core.expiry = expiry;
             let mut attached = Attached {
-                out: Arc::clone(&self.out),
+                out: Arc::clone(&self.reg.entry.out),
                 version: self.version,
-                max_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
-                receive_maximum: usize::from(props.receive_maximum.unwrap_or(u16::MAX)),
+                max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
+                receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
                 entry: Arc::clone(&self.reg.entry),
                 alias_max: props.topic_alias_maximum.unwrap_or(0),
                 aliases: None,
@@ -297,7 +297,7 @@ impl Conn {
             for i in core.inflight.iter() {
                 if i.released {
                     send_packet(
-                        &self.out,
+                        &self.reg.entry.out,
                         &Packet::PubRel(PubRel::new(i.packet_id)),
                         self.version,
                     );
@@ -347,7 +347,7 @@ impl Conn {
     }
 
     pub(super) fn send(&self, packet: &Packet) {
-        send_packet(&self.out, packet, self.version);
+        send_packet(&self.reg.entry.out, packet, self.version);
     }
 
     /// The packet loop, until the connection ends. Not an `async fn`, which would keep a second
@@ -461,7 +461,7 @@ impl Conn {
                 }
                 let paused = (*self.server.alarm.borrow() && self.publisher) || congested;
                 if self.blocked && !paused {
-                    self.out.set_deadline(self.grace());
+                    self.reg.entry.out.set_deadline(self.grace());
                 }
                 self.blocked = paused;
                 if *self.server.shutdown.borrow() {
@@ -469,12 +469,12 @@ impl Conn {
                     return End::Shutdown;
                 }
                 // [MQTT-3.1.2-24]; not while reading is paused (the client is not at fault).
-                if !paused && self.out.deadline_expired() {
+                if !paused && self.reg.entry.out.deadline_expired() {
                     tracing::info!(peer = %self.peer(), client_id = %self.session.client_id, keep_alive = self.keep_alive, "keep-alive timeout");
                     self.disconnect(ReasonCode::KeepAliveTimeout);
                     return End::Abnormal;
                 }
-                let can_read = self.out.has_room() && !paused;
+                let can_read = self.reg.entry.out.has_room() && !paused;
                 // Nothing unread, unwritten or waited for: hibernate once idle long enough.
                 // Plain TCP only (TLS and WebSocket state is not parked). Read here rather
                 // than kept: every byte of this future is in every connection's task.
@@ -527,14 +527,14 @@ impl Conn {
                             io.rb.filled(n);
                             self.reg.entry.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
                             if self.keep_alive > 0 {
-                                self.out.set_deadline(self.grace());
+                                self.reg.entry.out.set_deadline(self.grace());
                             }
                         }
                         Ok(IoEvent::Writable { resume }) => self.needs_dispatch |= resume,
                     },
                     // Bytes to write, a takeover, the store's sync, the keep-alive sweep, the
                     // shutdown: the next turn sees to them.
-                    _ = self.out.notified() => idle_since = crate::outbound::now_ms(),
+                    _ = self.reg.entry.out.notified() => idle_since = crate::outbound::now_ms(),
                 }
             }
         }
@@ -569,13 +569,13 @@ impl Conn {
                 let epoch = *epoch;
                 if let (Some(store), true) = (&self.server.store, epoch > p.wake_epoch) {
                     p.wake_epoch = epoch;
-                    let out = Arc::clone(&self.out);
+                    let out = Arc::clone(&self.reg.entry.out);
                     store.on_synced(epoch, Box::new(move |_| out.wake()));
                 }
                 return;
             }
             if let Some((_, ack)) = p.pending_acks.pop_front() {
-                send_packet(&self.out, &ack, self.version);
+                send_packet(&self.reg.entry.out, &ack, self.version);
             }
         }
     }
@@ -627,7 +627,8 @@ impl Conn {
             if expiry != 0 && shared {
                 continue;
             }
-            self.vhost
+            self.session
+                .vhost
                 .remove_consumer(q, session.uid, &session.client_id);
         }
         self.server
@@ -646,7 +647,7 @@ impl Conn {
             .filter(|w| super::authz::check_publish(&self.authz, &self.exchange, &w.topic).is_ok());
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
-            let (vhost, exchange) = (Arc::clone(&self.vhost), Arc::clone(&self.exchange));
+            let (vhost, exchange) = (Arc::clone(&self.session.vhost), Arc::clone(&self.exchange));
             let publish_will = move || publish_will(&vhost, &exchange, *will, session.uid);
             if delay == 0 {
                 publish_will();
@@ -663,7 +664,11 @@ impl Conn {
         }
         let registry_owner = Arc::clone(&self.server);
         // A deleted vhost's session ends now: no expiry timer may keep it (and the vhost) alive.
-        let expiry = if self.vhost.is_deleted() { 0 } else { expiry };
+        let expiry = if self.session.vhost.is_deleted() {
+            0
+        } else {
+            expiry
+        };
         match expiry {
             0 => registry_owner.mqtt.registry.end(&self.session),
             u32::MAX => {}
@@ -672,7 +677,7 @@ impl Conn {
                 tokio::spawn(async move {
                     sleep(Duration::from_secs(u64::from(secs))).await;
                     let idle = session.generation.load(Ordering::Relaxed) == generation
-                        && session.lease.available_permits() == 1;
+                        && session.lease.is_free();
                     if idle {
                         registry_owner.mqtt.registry.end(&session);
                     }

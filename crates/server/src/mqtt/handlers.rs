@@ -94,12 +94,12 @@ impl Conn {
                 };
                 // The message is delivered as far as the queue is concerned; what is left is
                 // the release handshake. (Settled once the session lock is released.)
-                let source = core.inflight[i].source.take();
+                let source = core.inflight.get_mut(i).and_then(|i| i.source.take());
                 if r.reason.is_error() {
                     core.inflight.remove(i);
                     self.needs_dispatch = true;
-                } else {
-                    core.inflight[i].released = true;
+                } else if let Some(i) = core.inflight.get_mut(i) {
+                    i.released = true;
                 }
                 drop(core);
                 if let Some((q, m)) = source {
@@ -111,11 +111,11 @@ impl Conn {
             }
             Packet::PubComp(c) => {
                 let mut core = self.session.core.lock();
-                if let Some(i) = core
+                let found = core
                     .inflight
                     .iter()
-                    .position(|i| i.packet_id == c.packet_id && i.released)
-                {
+                    .position(|i| i.packet_id == c.packet_id && i.released);
+                if let Some(i) = found {
                     core.inflight.remove(i);
                     self.needs_dispatch = true;
                 }
@@ -230,7 +230,7 @@ impl Conn {
         let mut properties = p.properties;
         properties.topic_alias = None;
         let published = publish_message(
-            &self.vhost,
+            &self.session.vhost,
             &self.exchange,
             &topic_name,
             p.qos,
@@ -368,7 +368,7 @@ impl Conn {
                 reasons.push(ReasonCode::UnspecifiedError);
                 continue;
             };
-            let bound = self.vhost.bind(
+            let bound = self.session.vhost.bind(
                 self.exchange.name.as_ref(),
                 Destination::Queue(Arc::clone(&queue)),
                 &pattern,
@@ -413,7 +413,7 @@ impl Conn {
                     RetainHandling::DoNotSend => false,
                 };
             if send_retained {
-                for m in self.vhost.retained.matching(&pattern) {
+                for m in self.session.vhost.retained.matching(&pattern) {
                     // Retained messages come from MQTT publishes, which store their key.
                     let name = topic::from_routing_key(m.routing_key().unwrap_or_default());
                     if topic::matches(&match_filter, &name) {
@@ -448,7 +448,7 @@ impl Conn {
             }
         }
         let name = self.new_queue_name(group, filter);
-        let exists = self.vhost.queue(&name).is_ok();
+        let exists = self.session.vhost.queue(&name).is_ok();
         (name, exists)
     }
 
@@ -476,6 +476,7 @@ impl Conn {
                 ..QueueOptions::default()
             };
             return self
+                .session
                 .vhost
                 .declare_queue(&name, false, options, 0)
                 .ok()
@@ -493,6 +494,7 @@ impl Conn {
             ..QueueOptions::default()
         };
         let q = self
+            .session
             .vhost
             .declare_queue(&name, false, options, 0)
             .ok()?
@@ -574,10 +576,13 @@ impl Conn {
                 // The group's queue and its binding belong to every member: leaving removes
                 // only this session's consumer (the last one out deletes the auto-delete queue,
                 // binding included).
-                self.vhost
-                    .remove_consumer(&sub.queue, self.session.uid, &self.session.client_id);
+                self.session.vhost.remove_consumer(
+                    &sub.queue,
+                    self.session.uid,
+                    &self.session.client_id,
+                );
             } else {
-                let _ = self.vhost.unbind(
+                let _ = self.session.vhost.unbind(
                     self.exchange.name.as_ref(),
                     Destination::Queue(Arc::clone(&sub.queue)),
                     &sub.pattern,

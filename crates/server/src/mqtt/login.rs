@@ -88,8 +88,8 @@ impl Conn {
             self.disconnect(ReasonCode::AdministrativeAction);
             return Some(End::Abnormal);
         }
-        if self.vhost.is_deleted() {
-            tracing::info!(peer = %self.peer(), client_id = %self.session.client_id, vhost = self.vhost.name(), "vhost deleted, closing");
+        if self.session.vhost.is_deleted() {
+            tracing::info!(peer = %self.peer(), client_id = %self.session.client_id, vhost = self.session.vhost.name(), "vhost deleted, closing");
             self.disconnect(ReasonCode::AdministrativeAction);
             return Some(End::Disconnect { with_will: false });
         }

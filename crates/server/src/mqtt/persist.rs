@@ -260,9 +260,7 @@ fn restore_one(
         let generation = session.generation.load(Ordering::Relaxed);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
-            if session.generation.load(Ordering::Relaxed) == generation
-                && session.lease.available_permits() == 1
-            {
+            if session.generation.load(Ordering::Relaxed) == generation && session.lease.is_free() {
                 server.mqtt.registry.end(&session);
             }
         });

@@ -11,10 +11,10 @@ use super::sink::Attached;
 use mqtt_wire::{Publish, QoS, SubscriptionOptions};
 use parking_lot::Mutex;
 use pigeon_broker::{Queue, QueuedMessage, VHost};
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 /// One subscription of a session.
 pub struct Subscription {
@@ -54,8 +54,9 @@ pub struct SessionCore {
     pub subscriptions: Vec<Subscription>,
     /// The session's own queue, once it has a non-shared subscription.
     pub queue: Option<Arc<Queue>>,
-    /// Outbound QoS 1/2 messages in flight, oldest first.
-    pub inflight: VecDeque<Inflight>,
+    /// Outbound QoS 1/2 messages in flight, oldest first (boxed while any are, see
+    /// [`Inflights`]).
+    pub inflight: Inflights,
     /// Next packet identifier to try.
     pub next_packet_id: u16,
     /// Inbound QoS 2 packet ids received and not yet released (exactly-once).
@@ -121,26 +122,135 @@ pub struct Session {
     pub uid: u64,
     /// Mutable state.
     pub core: Mutex<SessionCore>,
-    /// One permit: held by the attached connection.
-    /// Inline rather than in an `Arc` of its own (64 bytes less per session): the connection
-    /// forgets its permit and gives it back when dropped.
-    pub lease: Semaphore,
+    /// Held by the attached connection (taken at CONNECT, given back when the connection is
+    /// dropped). A flag, and one `Notify` for every session in the [`Registry`] (a takeover
+    /// is rare): a semaphore per session was 40 bytes of every one.
+    pub lease: Lease,
     /// Connections waiting for `lease`: the attached connection sees it at its next turn and
     /// leaves (session takeover; the waiter wakes it through its outbound buffer).
-    pub waiting: AtomicUsize,
-    /// Bumped at every attach; delayed wills and expiry timers check it.
-    pub generation: AtomicU64,
+    pub waiting: AtomicU32,
+    /// Bumped at every attach; delayed wills and expiry timers check it (for equality: 32
+    /// bits wrap only after 4 billion reconnections within one timer).
+    pub generation: AtomicU32,
 }
 
-/// Sessions by vhost, then client id. A session's key is its own `client_id`, shared: the
-/// registry costs every connected client one map entry and no string of its own.
+// Size: an `Arc<Session>` is one allocation per connected client. At 256 bytes it shared
+// jemalloc's 256-byte class with tokio's `ScheduledIo`, which a hibernating connection frees:
+// the freed halves of those slabs stayed resident (docs/performance.md, "Idle connections").
+// The test `session::tests::a_session_fits_its_size_class` keeps it in the 192-byte class.
+
+/// A session's outbound QoS 1/2 messages in flight: a `VecDeque` boxed while any are (8 bytes
+/// instead of 32 in every session, and nothing while none are: most clients are QoS 0
+/// subscribers or idle). [`Inflights::shrink`] frees an emptied one (a hibernating
+/// connection's).
+#[derive(Default)]
+// Boxed on purpose: 8 bytes instead of 32 in every session (as `Attached::aliases`).
+#[allow(clippy::box_collection)]
+pub struct Inflights(Option<Box<VecDeque<Inflight>>>);
+
+impl Inflights {
+    /// How many are in flight.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |d| d.len())
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Inflight> {
+        self.0.iter().flat_map(|d| d.iter())
+    }
+
+    /// Adds the newest.
+    pub fn push_back(&mut self, i: Inflight) {
+        self.0.get_or_insert_with(Default::default).push_back(i);
+    }
+
+    /// Removes the one at `index` (as [`Iterator::position`] found it).
+    pub fn remove(&mut self, index: usize) -> Option<Inflight> {
+        self.0.as_mut()?.remove(index)
+    }
+
+    /// The one at `index`, mutably.
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut Inflight> {
+        self.0.as_mut()?.get_mut(index)
+    }
+
+    /// Frees the box if none is in flight.
+    pub fn shrink(&mut self) {
+        if self.is_empty() {
+            self.0 = None;
+        }
+    }
+}
+
+impl IntoIterator for Inflights {
+    type Item = Inflight;
+    type IntoIter = std::iter::Flatten<std::option::IntoIter<VecDeque<Inflight>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.map(|d| *d).into_iter().flatten()
+    }
+}
+
+/// Sessions by vhost, then client id. A session's key is its own `client_id`: the registry
+/// costs every connected client one 8-byte slot (a set of the sessions, looked up by client
+/// id, rather than a map from a shared `Arc<str>` to the session: 24 bytes a slot).
 #[derive(Default)]
 pub struct Registry {
     sessions: Mutex<HashMap<String, ById>>,
+    /// Signalled whenever a session's lease is given back ([`Registry::take_lease`]).
+    lease_freed: Notify,
+}
+
+/// A session's lease: whether a connection (or an operator's discard) holds it.
+#[derive(Default)]
+pub struct Lease(AtomicBool);
+
+impl Lease {
+    /// Whether nothing holds it.
+    pub fn is_free(&self) -> bool {
+        !self.0.load(Ordering::SeqCst)
+    }
+
+    /// Takes it if nothing holds it.
+    fn try_take(&self) -> bool {
+        self.0
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
 }
 
 /// The sessions of one vhost, by client id.
-type ById = HashMap<Arc<str>, Arc<Session>>;
+type ById = HashSet<ByClientId>;
+
+/// A session in its vhost's set, found by its client id.
+#[derive(Clone)]
+struct ByClientId(Arc<Session>);
+
+impl std::borrow::Borrow<str> for ByClientId {
+    fn borrow(&self) -> &str {
+        &self.0.client_id
+    }
+}
+
+impl std::hash::Hash for ByClientId {
+    // As `str` hashes, which `Borrow<str>` requires.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (*self.0.client_id).hash(state);
+    }
+}
+
+impl PartialEq for ByClientId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.client_id == other.0.client_id
+    }
+}
+
+impl Eq for ByClientId {}
 
 impl Registry {
     /// The session of `client_id`, created if absent; the flag says it existed.
@@ -152,26 +262,51 @@ impl Registry {
     ) -> (Arc<Session>, bool) {
         let mut map = self.sessions.lock();
         if let Some(s) = map.get(vhost.name()).and_then(|m| m.get(client_id)) {
-            return (Arc::clone(s), true);
+            return (Arc::clone(&s.0), true);
         }
         let s = Arc::new(Session {
             client_id: Arc::from(client_id),
             vhost: Arc::clone(vhost),
             uid: uid(),
             core: Mutex::new(SessionCore::default()),
-            lease: Semaphore::new(1),
-            waiting: AtomicUsize::new(0),
-            generation: AtomicU64::new(0),
+            lease: Lease::default(),
+            waiting: AtomicU32::new(0),
+            generation: AtomicU32::new(0),
         });
         map.entry(vhost.name().to_string())
             .or_default()
-            .insert(Arc::clone(&s.client_id), Arc::clone(&s));
+            .insert(ByClientId(Arc::clone(&s)));
         (s, false)
+    }
+
+    /// Takes `session`'s lease, waiting at most `limit` for its holder to give it back; false
+    /// if it did not.
+    pub async fn take_lease(&self, session: &Session, limit: std::time::Duration) -> bool {
+        let taken = async {
+            loop {
+                let freed = self.lease_freed.notified();
+                tokio::pin!(freed);
+                // Registered before the look: a release in between is not missed.
+                freed.as_mut().enable();
+                if session.lease.try_take() {
+                    return;
+                }
+                freed.await;
+            }
+        };
+        tokio::time::timeout(limit, taken).await.is_ok()
+    }
+
+    /// Gives `session`'s lease back (its connection was dropped, or a discard is done).
+    pub fn give_back_lease(&self, session: &Session) {
+        session.lease.0.store(false, Ordering::SeqCst);
+        self.lease_freed.notify_waiters();
     }
 
     /// Looks a session up without creating it.
     pub fn get(&self, vhost: &str, client_id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().get(vhost)?.get(client_id).cloned()
+        let map = self.sessions.lock();
+        map.get(vhost)?.get(client_id).map(|s| Arc::clone(&s.0))
     }
 
     /// Forgets `session` (if it is still the registered one) and releases what it holds.
@@ -183,7 +318,7 @@ impl Registry {
                 return;
             };
             match by_id.get(&*session.client_id) {
-                Some(s) if Arc::ptr_eq(s, session) => {
+                Some(s) if Arc::ptr_eq(&s.0, session) => {
                     by_id.remove(&*session.client_id);
                     if by_id.is_empty() {
                         map.remove(vhost);
@@ -203,7 +338,7 @@ impl Registry {
             .sessions
             .lock()
             .remove(vhost)
-            .map(|m| m.into_values().collect())
+            .map(|m| m.into_iter().map(|s| s.0).collect())
             .unwrap_or_default();
         for s in sessions {
             let attached = s.core.lock().attached.as_ref().map(|a| Arc::clone(&a.out));
@@ -223,7 +358,7 @@ impl Registry {
             .sessions
             .lock()
             .values()
-            .flat_map(|m| m.values().cloned())
+            .flat_map(|m| m.iter().map(|s| Arc::clone(&s.0)))
             .collect();
         for s in sessions {
             if let Some(a) = s.core.lock().attached.as_ref() {
@@ -238,15 +373,18 @@ impl Registry {
         match vhost {
             Some(v) => map
                 .get(v)
-                .map(|m| m.values().cloned().collect())
+                .map(|m| m.iter().map(|s| Arc::clone(&s.0)).collect())
                 .unwrap_or_default(),
-            None => map.values().flat_map(|m| m.values().cloned()).collect(),
+            None => map
+                .values()
+                .flat_map(|m| m.iter().map(|s| Arc::clone(&s.0)))
+                .collect(),
         }
     }
 
     /// Number of sessions (online and offline).
     pub fn len(&self) -> usize {
-        self.sessions.lock().values().map(HashMap::len).sum()
+        self.sessions.lock().values().map(HashSet::len).sum()
     }
 
     /// Number of subscriptions over all sessions.
@@ -255,7 +393,7 @@ impl Registry {
             .sessions
             .lock()
             .values()
-            .flat_map(|m| m.values().cloned())
+            .flat_map(|m| m.iter().map(|s| Arc::clone(&s.0)))
             .collect();
         sessions
             .iter()
@@ -296,5 +434,61 @@ impl Session {
         if let Some(q) = queue {
             self.vhost.remove_queue(&q);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `Arc<Session>` (the session and the two counts before it) stays in jemalloc's
+    /// 192-byte class (and out of the 256-byte class, tokio's `ScheduledIo`'s, which
+    /// hibernating connections free: docs/performance.md, "Idle connections").
+    #[test]
+    fn a_session_fits_its_size_class() {
+        let size = std::mem::size_of::<Session>() + 2 * std::mem::size_of::<usize>();
+        println!(
+            "Arc<Session>: {size} bytes (SessionCore {}, Attached {})",
+            std::mem::size_of::<SessionCore>(),
+            std::mem::size_of::<Attached>()
+        );
+        assert!(size <= 192, "{size}");
+    }
+
+    /// A takeover waits for the lease until its holder gives it back, and no longer than its
+    /// limit; the registry's sets find sessions by client id.
+    #[tokio::test]
+    async fn a_lease_is_taken_once_given_back() {
+        let state = crate::tests_support::state();
+        let vhost = state.broker.vhost("/").expect("the default vhost");
+        let registry = Arc::new(Registry::default());
+        let (session, existed) = registry.get_or_create(&vhost, "c1", || 7);
+        assert!(!existed);
+        assert!(registry
+            .get("/", "c1")
+            .is_some_and(|s| Arc::ptr_eq(&s, &session)));
+        assert!(registry.get("/", "c2").is_none());
+        let short = std::time::Duration::from_millis(20);
+        assert!(registry.take_lease(&session, short).await);
+        assert!(!session.lease.is_free());
+        assert!(
+            !registry.take_lease(&session, short).await,
+            "held: times out"
+        );
+        let waiter = {
+            let (registry, session) = (Arc::clone(&registry), Arc::clone(&session));
+            tokio::spawn(async move {
+                registry
+                    .take_lease(&session, std::time::Duration::from_secs(30))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        registry.give_back_lease(&session);
+        assert!(waiter.await.expect("the waiter"), "taken once given back");
+        assert!(!session.lease.is_free());
+        registry.end(&session);
+        assert!(registry.get("/", "c1").is_none());
+        assert_eq!(registry.len(), 0);
     }
 }

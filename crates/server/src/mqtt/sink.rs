@@ -22,10 +22,10 @@ pub struct Attached {
     pub out: Arc<Outbound>,
     /// Its protocol version.
     pub version: ProtocolVersion,
-    /// The largest packet the client accepts (5.0 Maximum Packet Size).
-    pub max_packet_size: usize,
-    /// QoS 1/2 messages the client accepts in flight (5.0 Receive Maximum).
-    pub receive_maximum: usize,
+    /// The largest packet the client accepts (5.0 Maximum Packet Size, a four-byte integer).
+    pub max_packet_size: u32,
+    /// QoS 1/2 messages the client accepts in flight (5.0 Receive Maximum, two bytes).
+    pub receive_maximum: u16,
     /// The connection's registry entry, for its message counters (allocated at the first
     /// count, see `registry::Entry::counters`).
     pub(crate) entry: Arc<crate::registry::Entry>,
@@ -66,7 +66,7 @@ impl Attached {
         }
         let (dup, qos) = (publish.dup, publish.qos);
         let packet = Packet::Publish(publish);
-        if packet.encoded_len(self.version) > self.max_packet_size {
+        if packet.encoded_len(self.version) > self.max_packet_size as usize {
             self.entry
                 .counters()
                 .dropped
@@ -103,7 +103,7 @@ impl ConsumerSink for MqttSink {
     fn try_reserve(&self) -> bool {
         let core = self.session.core.lock();
         match &core.attached {
-            Some(a) => a.out.has_room() && core.inflight.len() < a.receive_maximum,
+            Some(a) => a.out.has_room() && core.inflight.len() < usize::from(a.receive_maximum),
             None => false,
         }
     }

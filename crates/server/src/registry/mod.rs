@@ -23,7 +23,7 @@ use crate::outbound::Outbound;
 use crate::transport::TlsInfo;
 use amqp_wire::FieldTable;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -308,10 +308,44 @@ fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
 /// Bytes received and sent by the connections of each vhost.
 pub(crate) type TrafficByVhost = HashMap<String, [u64; 2]>;
 
+/// A registry entry in [`Registry`]'s set, found by its id.
+struct ById(Arc<Entry>);
+
+impl std::ops::Deref for ById {
+    type Target = Entry;
+
+    fn deref(&self) -> &Entry {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<u64> for ById {
+    fn borrow(&self) -> &u64 {
+        &self.0.id
+    }
+}
+
+impl std::hash::Hash for ById {
+    // As `u64` hashes, which `Borrow<u64>` requires.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
 /// Every live connection.
 #[derive(Default)]
 pub struct Registry {
-    conns: Mutex<HashMap<u64, Arc<Entry>>>,
+    /// By id: a set of the entries looked up by their id (8 bytes a slot, where a map from
+    /// the id took 16: a slot per connection, idle or not).
+    conns: Mutex<HashSet<ById>>,
     /// Connections ever registered (`rabbitmq_connections_opened_total`).
     pub opened: AtomicU64,
     /// Connections ever deregistered.
@@ -339,7 +373,7 @@ impl Registry {
     /// one sweep for all connections instead of a timer in each task.
     pub(crate) fn sweep_keepalive(&self) {
         let now = crate::outbound::now_ms();
-        for e in self.conns.lock().values() {
+        for e in self.conns.lock().iter() {
             e.out.expire_if_due(now);
         }
     }
@@ -347,7 +381,7 @@ impl Registry {
     /// Wakes every connection's task (at shutdown: each looks at the flag at its next turn,
     /// instead of every task holding a receiver of the shutdown signal).
     pub(crate) fn wake_all(&self) {
-        for e in self.conns.lock().values() {
+        for e in self.conns.lock().iter() {
             e.out.wake();
         }
     }
@@ -355,7 +389,7 @@ impl Registry {
     /// Wakes the task of connection `id`, if it is still registered (a hibernated MQTT
     /// connection's socket became readable: `mqtt/hibernate.rs`).
     pub(crate) fn wake(&self, id: u64) {
-        let out = self.conns.lock().get(&id).map(|e| Arc::clone(&e.out));
+        let out = self.conns.lock().get(&id).map(|e| Arc::clone(&e.0.out));
         if let Some(out) = out {
             out.wake();
         }
@@ -397,7 +431,7 @@ impl Registry {
             close_requested: AtomicBool::new(false),
             close_reason: Mutex::new(None),
         });
-        self.conns.lock().insert(id, Arc::clone(&entry));
+        self.conns.lock().insert(ById(Arc::clone(&entry)));
         self.opened.fetch_add(1, Ordering::Relaxed);
         Registered {
             registry: Arc::clone(self),
@@ -442,7 +476,7 @@ impl Registry {
     pub fn message_totals(&self) -> [MessageTotals; PROTOCOLS] {
         let conns = self.conns.lock();
         let mut out = *self.retired.lock();
-        for e in conns.values() {
+        for e in conns.iter() {
             if let Some(c) = e.counted() {
                 out[*e.protocol.lock() as usize].add(c);
             }
@@ -456,7 +490,7 @@ impl Registry {
     }
 
     pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
-        self.conns.lock().values().cloned().collect()
+        self.conns.lock().iter().map(|e| Arc::clone(&e.0)).collect()
     }
 
     /// Each connection's id and bytes received and sent, and the bytes per vhost: what the
@@ -577,7 +611,7 @@ pub(crate) struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         let mut conns = self.registry.conns.lock();
-        if conns.remove(&self.entry.id).is_some() {
+        if conns.remove(&self.entry.id) {
             let protocol = *self.entry.protocol.lock() as usize;
             if let Some(c) = self.entry.counted() {
                 self.registry.retired.lock()[protocol].add(c);

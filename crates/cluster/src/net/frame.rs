@@ -47,6 +47,14 @@ pub enum Request {
         /// The node's name.
         name: String,
     },
+    // --- Operations (issue 13 item 6, clusterops): the broker's own questions to a peer
+    // (its statistics, connections, overview; closing a connection; maintenance), opaque here.
+    /// A request for the peer's broker, answered by the [`OpsHandler`](crate::node::OpsHandler)
+    /// it registered (`Response::Ops`).
+    Ops {
+        /// The broker's request, encoded by the broker (JSON in Pigeon).
+        body: Vec<u8>,
+    },
 }
 
 /// The Raft messages.
@@ -78,6 +86,9 @@ pub enum Response {
     Done,
     /// The request failed.
     Error(WireError),
+    // --- Operations (issue 13 item 6, clusterops).
+    /// To `Ops`: the peer broker's answer, encoded by it.
+    Ops(Vec<u8>),
 }
 
 /// An error as it crosses the wire.

@@ -76,6 +76,8 @@ impl Handler for NodeHandler {
                     Ok(()) => Response::Done,
                     Err(e) => Response::Error(to_wire(e)),
                 },
+                // Operations (issue 13 item 6, clusterops): handed to the broker's handler.
+                Request::Ops { body } => super::ops::answer(&inner, body).await,
             }
         })
     }

@@ -11,6 +11,7 @@
 
 mod apply;
 pub(crate) mod commands;
+pub(crate) mod maintenance;
 mod snapshot;
 
 use pigeon_broker::Broker;

@@ -80,7 +80,20 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
     for c in &configs {
         nodes.push(Node::start(c).await);
     }
-    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    // A is the metadata group's leader (so that draining it moves the leadership), B and C
+    // the others.
+    let status = until_api(
+        &nodes[1],
+        "a leader to be elected",
+        "/api/pigeon/cluster",
+        |s| s["leader"].is_string(),
+    )
+    .await;
+    let leader = status["leader"].as_str().unwrap().to_string();
+    let li: usize = leader.trim_start_matches("rabbit@n").parse().unwrap();
+    let (a, b, c) = (&nodes[li], &nodes[(li + 1) % 3], &nodes[(li + 2) % 3]);
+    let name = |i: usize| format!("rabbit@n{}", (li + i) % 3);
+    let (a_name, c_name) = (name(0), name(2));
 
     // /api/nodes on B: every member running, A with its own statistics (asked over the link).
     let all = until_api(b, "B to show every node's statistics", "/api/nodes", |v| {
@@ -92,7 +105,7 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
         })
     })
     .await;
-    let n0 = entry(&all, "rabbit@n0");
+    let n0 = entry(&all, &a_name);
     for field in [
         "mem_used",
         "mem_limit",
@@ -114,8 +127,8 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
     assert_eq!(n0["being_drained"], false, "{n0}");
     assert_eq!(n0["mem_alarm"], false, "{n0}");
     assert!(n0["partitions"].is_array(), "{n0}");
-    let one = get(b, "/api/nodes/rabbit@n0").await;
-    assert_eq!(one["name"], "rabbit@n0");
+    let one = get(b, &format!("/api/nodes/{a_name}")).await;
+    assert_eq!(one["name"], a_name.as_str());
     assert!(one["mem_used"].is_u64(), "{one}");
 
     // Connections to A and C are counted and listed by B's overview and connection list.
@@ -147,8 +160,8 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
             .map(|r| r["name"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(of("rabbit@n0").len(), 1, "{conns}");
-    let c_conn = of("rabbit@n2");
+    assert_eq!(of(&a_name).len(), 1, "{conns}");
+    let c_conn = of(&c_name);
     assert_eq!(c_conn.len(), 1, "{conns}");
 
     // A DELETE on B of C's connection is forwarded to C, which closes it.
@@ -176,7 +189,7 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
         .await
         .unwrap();
     assert!(
-        metrics.contains("rabbitmq_node=\"rabbit@n0\""),
+        metrics.contains(&format!("rabbitmq_node=\"{a_name}\"")),
         "identity_info of A: {}",
         metrics
             .lines()
@@ -192,7 +205,7 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
     // RabbitMQ's reason, A refuses new connections, B still serves, A is being_drained, and the
     // metadata group is led by another node.
     let mut events = on_a.events_listener();
-    let drained = ctl_at(&b.api(), &["drain", "rabbit@n0", "--formatter", "json"])
+    let drained = ctl_at(&b.api(), &["drain", &a_name, "--formatter", "json"])
         .await
         .json();
     assert_eq!(drained["being_drained"], true, "{drained}");
@@ -222,13 +235,9 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
     assert!(refused.is_err(), "a drained node accepted a client");
     let on_b = until_login(b, "guest", "guest").await;
     let nodes_b = get(b, "/api/nodes").await;
+    assert_eq!(entry(&nodes_b, &a_name)["being_drained"], true, "{nodes_b}");
     assert_eq!(
-        entry(&nodes_b, "rabbit@n0")["being_drained"],
-        true,
-        "{nodes_b}"
-    );
-    assert_eq!(
-        entry(&nodes_b, "rabbit@n1")["being_drained"],
+        entry(&nodes_b, &name(1))["being_drained"],
         false,
         "{nodes_b}"
     );
@@ -236,10 +245,10 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
         b,
         "another node to lead the metadata group",
         "/api/pigeon/cluster",
-        |s| s["leader"].is_string() && s["leader"] != "rabbit@n0",
+        |s| s["leader"].is_string() && s["leader"] != a_name.as_str(),
     )
     .await;
-    assert_ne!(leader["leader"], "rabbit@n0");
+    assert_ne!(leader["leader"], a_name.as_str());
     let metrics = reqwest::get(prometheus(a))
         .await
         .unwrap()
@@ -264,7 +273,7 @@ async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away(
     let during = until_login(a, "during", "drain").await;
     let nodes_b = get(b, "/api/nodes").await;
     assert_eq!(
-        entry(&nodes_b, "rabbit@n0")["being_drained"],
+        entry(&nodes_b, &a_name)["being_drained"],
         false,
         "{nodes_b}"
     );

@@ -6,6 +6,7 @@ mod common;
 mod failover;
 mod forming;
 mod groups;
+mod ops;
 mod quorum;
 mod quorum_idle;
 mod wal;

@@ -135,6 +135,9 @@ pub(crate) struct ServerState {
     /// This node of the cluster, when `[cluster]` is configured (`cluster/`): replicated
     /// metadata changes go through it. `None`: a single node.
     pub cluster: Option<pigeon_cluster::Cluster>,
+    /// Maintenance mode (`pigeon ctl drain` / `revive`, `cluster/maintenance.rs`): the client
+    /// listeners' suspension and `being_drained`.
+    pub maintenance: cluster::maintenance::Maintenance,
 }
 
 impl ServerState {
@@ -458,6 +461,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         stream_groups: stream::Groups::default(),
         stream_views: stream::Views::default(),
         cluster,
+        maintenance: Default::default(),
     });
     admin::register_hooks(&state);
     if let Some(path) = &state.config.load_definitions {
@@ -607,6 +611,7 @@ mod tests_support {
             stream_groups: stream::Groups::default(),
             stream_views: stream::Views::default(),
             cluster: None,
+            maintenance: Default::default(),
         })
     }
 }

@@ -278,13 +278,34 @@ pub(crate) async fn accept_loop(
     state: Arc<ServerState>,
     tls: Option<Arc<TlsContext>>,
 ) {
-    let Bound { kind, listener, .. } = bound;
+    let Bound {
+        kind,
+        mut listener,
+        addr,
+    } = bound;
     let mut shutdown = state.shutdown.clone();
+    // Maintenance mode (`cluster/maintenance.rs`) closes the socket while the node is drained.
+    let mut suspended = state.maintenance.watch();
+    state.maintenance.accept_loop(true);
+    state.maintenance.listening(true);
     // Connection tasks are detached rather than kept in a `JoinSet` (~56 bytes of list node
     // per idle connection, docs/performance.md "Idle connections"): `Open` counts them in
     // `ServerState::connections`, which the shutdown below waits on.
     loop {
         tokio::select! {
+            // Mapped to `()`: the watch's guard must not outlive the branch.
+            () = suspended.wait_for(|s| *s).map(|_| ()) => {
+                match suspend(kind, listener, addr, &state, &mut suspended, &mut shutdown).await {
+                    Some(reopened) => {
+                        listener = reopened;
+                        continue;
+                    }
+                    None => {
+                        state.maintenance.accept_loop(false);
+                        return wait_for_connections(&state).await;
+                    }
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`: name it as
@@ -345,6 +366,51 @@ pub(crate) async fn accept_loop(
         }
     }
     drop(listener);
+    state.maintenance.listening(false);
+    state.maintenance.accept_loop(false);
+    wait_for_connections(&state).await;
+}
+
+/// While the node is drained: the socket closed (new clients are refused by the kernel, as a
+/// suspended ranch listener's are), then bound again on the same address once revived
+/// (retried every second if the address is taken meanwhile). `None` on shutdown.
+async fn suspend(
+    kind: Kind,
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: &ServerState,
+    suspended: &mut tokio::sync::watch::Receiver<bool>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<TcpListener> {
+    let v6only = socket2::SockRef::from(&listener).only_v6().unwrap_or(false);
+    drop(listener);
+    state.maintenance.listening(false);
+    tracing::info!(%addr, listener = kind.name(), "listener suspended (maintenance mode)");
+    loop {
+        tokio::select! {
+            _ = suspended.wait_for(|s| !*s) => {}
+            _ = shutdown.changed() => return None,
+        }
+        let bound = bind_one(addr, v6only).and_then(TcpListener::from_std);
+        match bound {
+            Ok(listener) => {
+                state.maintenance.listening(true);
+                tracing::info!(%addr, listener = kind.name(), "listener resumed");
+                return Some(listener);
+            }
+            Err(e) => {
+                tracing::warn!(%addr, listener = kind.name(), error = %e, "cannot reopen the listener, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// At shutdown: waits (a bounded while) for this node's connections to end.
+async fn wait_for_connections(state: &ServerState) {
     // Connections see the same shutdown signal and close themselves; give them a moment.
     // Polled (every listener waits for all the connections, at shutdown only): a wake-up per
     // closed connection would cost every connection's close a notification for nothing.

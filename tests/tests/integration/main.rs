@@ -32,6 +32,7 @@ mod http_streams;
 mod http_tls;
 mod limits;
 mod listeners;
+mod maintenance;
 mod metrics;
 mod metrics_grafana;
 mod mqtt_connect;

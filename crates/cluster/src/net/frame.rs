@@ -54,6 +54,14 @@ pub enum Request {
         /// The caller's name.
         from: String,
     },
+    // --- Operations (issue 13 item 6, clusterops): the broker's own questions to a peer
+    // (its statistics, connections, overview; closing a connection; maintenance), opaque here.
+    /// A request for the peer's broker, answered by the [`OpsHandler`](crate::node::OpsHandler)
+    /// it registered (`Response::Ops`).
+    Ops {
+        /// The broker's request, encoded by the broker (JSON in Pigeon).
+        body: Vec<u8>,
+    },
 }
 
 /// The Raft messages.
@@ -94,6 +102,9 @@ pub enum Response {
         /// restarted, even quicker than it would have been declared down.
         incarnation: u64,
     },
+    // --- Operations (issue 13 item 6, clusterops).
+    /// To `Ops`: the peer broker's answer, encoded by it.
+    Ops(Vec<u8>),
 }
 
 /// An error as it crosses the wire.

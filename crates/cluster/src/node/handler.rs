@@ -81,6 +81,8 @@ impl Handler for NodeHandler {
                     name: inner.me.name.clone(),
                     incarnation: inner.liveness.incarnation,
                 },
+                // Operations (issue 13 item 6, clusterops): handed to the broker's handler.
+                Request::Ops { body } => super::ops::answer(&inner, body).await,
             }
         })
     }

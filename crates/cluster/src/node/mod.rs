@@ -9,7 +9,10 @@
 
 mod handler;
 mod membership;
+mod ops;
 mod write;
+
+pub use ops::OpsHandler;
 
 use crate::config::ClusterConfig;
 use crate::meta::{MetaStateMachine, MetadataApply};
@@ -47,6 +50,8 @@ pub(crate) struct NodeInner {
     pub(crate) shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addr: SocketAddr,
+    /// Operations (issue 13 item 6): what answers the peers' `Ops` requests (the broker's).
+    pub(crate) ops: ops::OpsSlot,
 }
 
 /// A node of the cluster. Cheap to clone.
@@ -185,6 +190,7 @@ impl Cluster {
             shutdown,
             tasks: Mutex::new(Vec::new()),
             local_addr,
+            ops: ops::OpsSlot::default(),
         });
         let handler: Arc<dyn crate::net::Handler> = Arc::new(handler::NodeHandler(inner.clone()));
         let serve = tokio::spawn(crate::net::server::serve(

@@ -8,6 +8,7 @@ mod forming;
 mod groups;
 mod idle_policy;
 mod liveness;
+mod ops;
 mod quorum;
 mod quorum_idle;
 mod tls;

@@ -19,16 +19,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A running node; killed (SIGKILL) when dropped.
-pub(super) struct Node {
+/// A running node; killed (SIGKILL) when dropped. Shared with `cluster_ops.rs`.
+pub(crate) struct Node {
     child: Child,
-    pub(super) amqp: SocketAddr,
-    http: SocketAddr,
+    pub(crate) amqp: SocketAddr,
+    pub(crate) http: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 /// A free loopback port (bound, read, closed).
-pub(super) fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,7 +37,7 @@ pub(super) fn free_port() -> u16 {
 }
 
 /// Writes node `i`'s configuration: its data directory and its `[cluster]` table.
-pub(super) fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathBuf {
     let data = dir.join(format!("n{i}"));
     std::fs::create_dir_all(&data).unwrap();
     let peers: Vec<String> = cluster_ports
@@ -62,7 +62,7 @@ fn addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
 }
 
 impl Node {
-    pub(super) async fn start(config: &Path) -> Node {
+    pub(crate) async fn start(config: &Path) -> Node {
         let config = config.to_path_buf();
         tokio::task::spawn_blocking(move || Node::start_blocking(&config))
             .await
@@ -133,20 +133,20 @@ impl Node {
         }
     }
 
-    pub(super) fn url(&self, user: &str, pass: &str) -> String {
+    pub(crate) fn url(&self, user: &str, pass: &str) -> String {
         format!("amqp://{user}:{pass}@{}/%2f", self.amqp)
     }
 
-    pub(super) fn api(&self) -> String {
+    pub(crate) fn api(&self) -> String {
         format!("http://{}", self.http)
     }
 
-    pub(super) fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    pub(super) fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 }
@@ -159,7 +159,7 @@ impl Drop for Node {
 }
 
 /// Whether the queue is listed by the node's `/api/queues` (through `pigeon ctl list_queues`).
-pub(super) async fn lists_queue(node: &Node, queue: &str) -> bool {
+pub(crate) async fn lists_queue(node: &Node, queue: &str) -> bool {
     let out = ctl_at(&node.api(), &["list_queues", "name", "--formatter", "json"]).await;
     let all: serde_json::Value = serde_json::from_str(&out.ok()).unwrap();
     all.as_array()
@@ -167,7 +167,7 @@ pub(super) async fn lists_queue(node: &Node, queue: &str) -> bool {
 }
 
 /// Waits until `node` lists `queue`.
-pub(super) async fn until_listed(node: &Node, queue: &str) {
+pub(crate) async fn until_listed(node: &Node, queue: &str) {
     within(&format!("{queue} listed by {}", node.api()), async {
         while !lists_queue(node, queue).await {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -177,7 +177,7 @@ pub(super) async fn until_listed(node: &Node, queue: &str) {
 }
 
 /// Waits until `user` can open an AMQP connection to `node`.
-pub(super) async fn until_login(node: &Node, user: &str, pass: &str) -> Connection {
+pub(crate) async fn until_login(node: &Node, user: &str, pass: &str) -> Connection {
     within(&format!("{user} logging in on {}", node.api()), async {
         loop {
             if let Ok(c) =

@@ -6,6 +6,7 @@ mod bench_stream;
 mod bench_tls;
 mod cluster;
 mod cluster_meta;
+mod cluster_ops;
 mod crash;
 mod crash_stream;
 mod ctl;

@@ -14,6 +14,7 @@ mod apply;
 mod apply_tests;
 mod auto_delete;
 pub(crate) mod commands;
+pub(crate) mod maintenance;
 mod snapshot;
 
 use pigeon_broker::Broker;

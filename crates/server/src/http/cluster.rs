@@ -8,6 +8,11 @@
 //! - `POST /api/pigeon/cluster/join` with `{"seed": "host:port"}`: this node joins the
 //!   cluster of the member at that cluster address.
 //! - `DELETE /api/pigeon/cluster/nodes/{name}`: removes a member.
+//! - `POST /api/pigeon/maintenance/drain` and `.../revive`, optional body `{"node": name}`
+//!   (default: this node; another node is asked over the cluster link): maintenance mode, as
+//!   `rabbitmq-upgrade drain` / `revive` (which RabbitMQ's HTTP API does not offer; its CLI
+//!   calls `rabbit_maintenance` over Erlang distribution). Answers
+//!   `{"node", "being_drained", "connections_closed", "metadata_leader", "warnings"}`.
 
 use super::json::{body, req_str};
 use super::{ApiError, ApiResult, Caller, Http, Shared};
@@ -29,6 +34,73 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/api/pigeon/cluster", get(status))
         .route("/api/pigeon/cluster/join", post(join))
         .route("/api/pigeon/cluster/nodes/{name}", delete(forget))
+        .route("/api/pigeon/maintenance/drain", post(drain))
+        .route("/api/pigeon/maintenance/revive", post(revive))
+}
+
+async fn drain(State(http): State<Shared>, caller: Caller, bytes: Bytes) -> ApiResult<Json<Value>> {
+    maintenance(http, caller, bytes, true).await
+}
+
+async fn revive(
+    State(http): State<Shared>,
+    caller: Caller,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    maintenance(http, caller, bytes, false).await
+}
+
+/// Drains or revives the node the body names (this one by default).
+async fn maintenance(
+    http: Shared,
+    caller: Caller,
+    bytes: Bytes,
+    drain: bool,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let node = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        super::json::opt_str(&body(&bytes)?, "node")?.map(str::to_string)
+    };
+    let what = if drain { "drain" } else { "revive" };
+    let mut report = match node.filter(|n| *n != http.node()) {
+        None => {
+            let state = std::sync::Arc::clone(&http.state);
+            tracing::info!(by = %caller.name, "{what} requested through the management API");
+            if drain {
+                crate::cluster::maintenance::drain(&state).await.json()
+            } else {
+                crate::cluster::maintenance::revive(&state).await.json()
+            }
+        }
+        Some(name) => {
+            let ask = super::peers::Ask::Maintenance { drain };
+            match super::peers::ask_node(&http, &name, &ask).await {
+                None => return Err(ApiError::not_found()),
+                Some((_, Some(reply))) => reply?,
+                Some((m, None)) => {
+                    return Err(cluster_error(ClusterError::Unreachable {
+                        addr: m.addr,
+                        reason: format!("node {name} did not answer"),
+                    }))
+                }
+            }
+        }
+    };
+    if report.get("node").is_none() {
+        let name = node_name_of(&http, &bytes);
+        report["node"] = name.into();
+    }
+    Ok(Json(report))
+}
+
+/// The node a maintenance request names (this one by default).
+fn node_name_of(http: &Shared, bytes: &Bytes) -> String {
+    body(bytes)
+        .ok()
+        .and_then(|m| m.get("node").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| http.node())
 }
 
 fn role(r: Role) -> &'static str {

@@ -5,10 +5,15 @@
 //! `/api/channels/{name}`, `/api/consumers`, `/api/consumers/{vhost}`
 //! (`rabbit_mgmt_wm_connection*`, `rabbit_mgmt_wm_channel*`, `rabbit_mgmt_wm_consumers`).
 //!
+//! In a cluster the lists are every node's (each row with its `node`): the other nodes are
+//! asked over the cluster link (`peers.rs`), and a GET or DELETE of a connection this node does
+//! not have is forwarded to the node that has it.
+//!
 //! As in RabbitMQ, monitoring and administrator users see every connection; other
 //! management users see their own. Closing another user's connection takes an administrator.
 
 use super::json::{list, table_json, ListQuery};
+use super::peers::{self, Ask};
 use super::stats::{self, Ctx, StatsQuery};
 use super::{ApiError, ApiResult, Caller, Shared};
 use crate::amqp::convert;
@@ -100,8 +105,9 @@ fn channel_json(http: &Shared, ctx: &Ctx, c: &ChannelInfo) -> Value {
     })
 }
 
-fn consumer_json(c: &ConsumerInfo) -> Value {
+fn consumer_json(http: &Shared, c: &ConsumerInfo) -> Value {
     json!({
+        "node": http.node(),
         "consumer_tag": c.consumer_tag,
         "channel_details": {
             "name": format!("{} ({})", c.connection, c.channel),
@@ -179,7 +185,11 @@ async fn connections(
 ) -> ApiResult<Response> {
     let rows = http.state.registry.connections();
     let render = (&sq, connection_json as fn(&_, &_, &_) -> _);
-    list(listing(&http, &caller, rows, None, render)?, &q)
+    let local = listing(&http, &caller, rows, None, render)?;
+    let ask = Ask::Connections {
+        caller: (&caller).into(),
+    };
+    list(with_peers(&http, local, &ask, None).await, &q)
 }
 
 async fn vhost_connections(
@@ -191,7 +201,74 @@ async fn vhost_connections(
 ) -> ApiResult<Response> {
     let rows = http.state.registry.connections();
     let render = (&sq, connection_json as fn(&_, &_, &_) -> _);
-    list(listing(&http, &caller, rows, Some(&vhost), render)?, &q)
+    let local = listing(&http, &caller, rows, Some(&vhost), render)?;
+    let ask = Ask::Connections {
+        caller: (&caller).into(),
+    };
+    list(with_peers(&http, local, &ask, Some(&vhost)).await, &q)
+}
+
+/// `local` and the rows of every other node that answers `ask` (a list; of `vhost` only if
+/// given): RabbitMQ lists every node's connections and channels, each with its `node`.
+async fn with_peers(
+    http: &Shared,
+    mut local: Vec<Value>,
+    ask: &Ask,
+    vhost: Option<&str>,
+) -> Vec<Value> {
+    for rows in peers::answered(http, ask).await {
+        if let Value::Array(rows) = rows {
+            local.extend(
+                rows.into_iter()
+                    .filter(|r| vhost.is_none_or(|v| r["vhost"].as_str() == Some(v))),
+            );
+        }
+    }
+    local
+}
+
+/// This node's connections `caller` may see (a peer's question, `peers.rs`).
+pub(super) fn local_connections(http: &Shared, caller: &Caller, ctx: &Ctx) -> Vec<Value> {
+    http.state
+        .registry
+        .connections()
+        .iter()
+        .filter(|c| sees(caller, *c))
+        .map(|c| connection_json(http, ctx, c))
+        .collect()
+}
+
+/// This node's channels `caller` may see (a peer's question).
+pub(super) fn local_channels(http: &Shared, caller: &Caller, ctx: &Ctx) -> Vec<Value> {
+    http.state
+        .registry
+        .channels()
+        .iter()
+        .filter(|c| sees(caller, *c))
+        .map(|c| channel_json(http, ctx, c))
+        .collect()
+}
+
+/// One of this node's connections (a peer's question): 404 if none, or `caller` may not see it.
+pub(super) fn local_connection(
+    http: &Shared,
+    caller: &Caller,
+    name: &str,
+    ctx: &Ctx,
+) -> ApiResult<Value> {
+    let c = find(http, caller, name)?;
+    Ok(connection_json(http, ctx, &c))
+}
+
+/// Closes one of this node's connections (a peer forwarding a DELETE): 404 if none.
+pub(super) async fn close_local(
+    http: &Shared,
+    caller: &Caller,
+    name: &str,
+    reason: &str,
+) -> ApiResult<()> {
+    let c = find(http, caller, name)?;
+    close_because(http, caller, &c, reason).await.map(|_| ())
 }
 
 /// The connection, if `caller` may see it (404 otherwise, as if it did not exist).
@@ -208,21 +285,62 @@ async fn connection(
     Path(name): Path<String>,
     Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let c = find(&http, &caller, &name)?;
     let ctx = sq.ctx(&http.stats)?;
-    Ok(Json(connection_json(&http, &ctx, &c)))
+    match find(&http, &caller, &name) {
+        Ok(c) => Ok(Json(connection_json(&http, &ctx, &c))),
+        Err(e) => {
+            let ask = Ask::Connection {
+                caller: (&caller).into(),
+                name,
+            };
+            on_a_peer(&http, &ask, e).await.map(Json)
+        }
+    }
 }
 
 /// Closes the connection: AMQP clients get 320 CONNECTION_FORCED with the `X-Reason` header
-/// as text (RabbitMQ's default "Closed via management plugin").
+/// as text (RabbitMQ's default "Closed via management plugin"). A connection to another node
+/// is closed by that node (the DELETE is forwarded over the cluster link).
 async fn close(
     State(http): State<Shared>,
     caller: Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let c = find(&http, &caller, &name)?;
-    close_found(&http, &caller, &c, &headers).await
+    match find(&http, &caller, &name) {
+        Ok(c) => close_found(&http, &caller, &c, &headers).await,
+        Err(e) => {
+            let ask = Ask::CloseConnection {
+                caller: (&caller).into(),
+                name,
+                reason: reason(&headers).to_string(),
+            };
+            on_a_peer(&http, &ask, e).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
+}
+
+/// The answer of the node that has the object `ask` names: the first success, else the first
+/// error other than 404, else `not_here` (this node's own error, a 404).
+async fn on_a_peer(http: &Shared, ask: &Ask, not_here: ApiError) -> ApiResult<Value> {
+    let mut error = not_here;
+    for (_, reply) in peers::ask_others(http, ask).await {
+        match reply {
+            Some(Ok(v)) => return Ok(v),
+            Some(Err(e)) if e.status != StatusCode::NOT_FOUND => error = e,
+            _ => {}
+        }
+    }
+    Err(error)
+}
+
+/// The close reason: the `X-Reason` header, or RabbitMQ's default.
+fn reason(headers: &HeaderMap) -> &str {
+    headers
+        .get("x-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Closed via management plugin")
 }
 
 /// Closes connection `name` of `user`, found by the caller's endpoint (AMQP, MQTT or stream):
@@ -233,14 +351,20 @@ pub(super) async fn close_found(
     c: &ConnectionInfo,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
+    close_because(http, caller, c, reason(headers)).await
+}
+
+/// Closes connection `c` with `reason` (another user's takes an administrator).
+async fn close_because(
+    http: &Shared,
+    caller: &Caller,
+    c: &ConnectionInfo,
+    reason: &str,
+) -> ApiResult<Response> {
     let (user, name) = (c.user.as_str(), c.name.as_str());
     if user != caller.name && !caller.is_admin() {
         return Err(ApiError::not_authorised("Not administrator user"));
     }
-    let reason = headers
-        .get("x-reason")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("Closed via management plugin");
     if !http.state.close_connection(name, reason) {
         return Err(ApiError::not_found());
     }
@@ -285,7 +409,11 @@ async fn channels(
 ) -> ApiResult<Response> {
     let rows = http.state.registry.channels();
     let render = (&sq, channel_json as fn(&_, &_, &_) -> _);
-    list(listing(&http, &caller, rows, None, render)?, &q)
+    let local = listing(&http, &caller, rows, None, render)?;
+    let ask = Ask::Channels {
+        caller: (&caller).into(),
+    };
+    list(with_peers(&http, local, &ask, None).await, &q)
 }
 
 async fn vhost_channels(
@@ -297,7 +425,11 @@ async fn vhost_channels(
 ) -> ApiResult<Response> {
     let rows = http.state.registry.channels();
     let render = (&sq, channel_json as fn(&_, &_, &_) -> _);
-    list(listing(&http, &caller, rows, Some(&vhost), render)?, &q)
+    let local = listing(&http, &caller, rows, Some(&vhost), render)?;
+    let ask = Ask::Channels {
+        caller: (&caller).into(),
+    };
+    list(with_peers(&http, local, &ask, Some(&vhost)).await, &q)
 }
 
 async fn channel(
@@ -316,21 +448,38 @@ async fn channel(
         .ok_or_else(ApiError::not_found)
 }
 
-/// Consumers of the vhosts `caller` sees (`None`: every vhost).
-fn consumers_of(http: &Shared, caller: &Caller, vhost: Option<&str>) -> Value {
+/// This node's consumers of the vhosts `caller` sees (`None`: every vhost); a peer's question
+/// too (`peers.rs`).
+pub(super) fn local_consumers(http: &Shared, caller: &Caller, vhost: Option<&str>) -> Value {
     let items: Vec<Value> = http
         .state
         .registry
         .consumers()
         .iter()
         .filter(|c| vhost.is_none_or(|v| v == c.vhost) && caller.sees_vhost(http, &c.vhost))
-        .map(consumer_json)
+        .map(|c| consumer_json(http, c))
         .collect();
     Value::Array(items)
 }
 
+/// Every node's consumers (of `vhost` if given).
+async fn consumers_of(http: &Shared, caller: &Caller, vhost: Option<&str>) -> Value {
+    let Value::Array(local) = local_consumers(http, caller, vhost) else {
+        return Value::Array(Vec::new());
+    };
+    let ask = Ask::Consumers {
+        caller: caller.into(),
+    };
+    let all = with_peers(http, local, &ask, None).await;
+    Value::Array(
+        all.into_iter()
+            .filter(|c| vhost.is_none_or(|v| c["queue"]["vhost"].as_str() == Some(v)))
+            .collect(),
+    )
+}
+
 async fn consumers(State(http): State<Shared>, caller: Caller) -> Json<Value> {
-    Json(consumers_of(&http, &caller, None))
+    Json(consumers_of(&http, &caller, None).await)
 }
 
 async fn vhost_consumers(
@@ -339,5 +488,5 @@ async fn vhost_consumers(
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.vhost(&http, &vhost)?;
-    Ok(Json(consumers_of(&http, &caller, Some(&vhost))))
+    Ok(Json(consumers_of(&http, &caller, Some(&vhost)).await))
 }

@@ -37,6 +37,7 @@ mod messages;
 mod mqtt;
 mod overview;
 mod parameters;
+mod peers;
 mod permissions;
 mod policies;
 mod queues;
@@ -407,6 +408,7 @@ pub(crate) async fn serve(
         stats::run(sampler).await;
         Ok(())
     });
+    peers::register(&http);
     let app = router(http);
     let stop = |state: &Arc<ServerState>| {
         let mut shutdown = state.shutdown.clone();

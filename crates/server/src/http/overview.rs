@@ -1,6 +1,7 @@
 //! `/api/overview`, `/api/whoami`, `/api/cluster-name`.
 
 use super::json::body;
+use super::peers;
 use super::stats::{self, StatsQuery};
 use super::{ApiError, ApiResult, Caller, Shared, RABBITMQ_VERSION};
 use crate::listen::Kind;
@@ -70,18 +71,10 @@ pub(super) fn totals(http: &Shared, caller: &Caller) -> (Value, Value) {
     )
 }
 
-async fn overview(
-    State(http): State<Shared>,
-    caller: Caller,
-    Query(sq): Query<StatsQuery>,
-) -> ApiResult<Json<Value>> {
-    let ctx = sq.ctx(&http.stats)?;
+/// This node's listeners, as `/api/overview` lists them (each with its `node`).
+fn listeners_json(http: &Shared) -> Vec<Value> {
     let node = http.node();
-    let (object_totals, mut queue_totals) = totals(&http, &caller);
-    let (message_stats, churn_rates) =
-        stats::api::overview(&http, &caller, &ctx, &mut queue_totals);
-    let listeners: Vec<Value> = http
-        .listeners
+    http.listeners
         .iter()
         .map(|(kind, addr)| {
             json!({
@@ -92,9 +85,13 @@ async fn overview(
                 "socket_opts": {},
             })
         })
-        .collect();
-    let contexts: Vec<Value> = http
-        .listeners
+        .collect()
+}
+
+/// This node's management contexts.
+fn contexts_json(http: &Shared) -> Vec<Value> {
+    let node = http.node();
+    http.listeners
         .iter()
         .filter(|(k, _)| matches!(k, Kind::Http | Kind::Https))
         .map(|(_, addr)| {
@@ -106,7 +103,71 @@ async fn overview(
                 "port": addr.port().to_string(),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// The queues and exchanges of the vhosts `caller` sees that exist on this node only: those
+/// that never enter the metadata log (exclusive, non-durable or server-named queues,
+/// non-durable exchanges: docs/clustering.md "What stays local"). Replicated ones exist on
+/// every node, so a cluster-wide count takes them from one node and these from every node.
+fn local_only(http: &Shared, caller: &Caller) -> (u64, u64) {
+    let (mut queues, mut exchanges) = (0u64, 0u64);
+    for vhost in caller.vhosts(http) {
+        exchanges += vhost.exchanges().iter().filter(|x| !x.durable).count() as u64;
+        for q in vhost.queues() {
+            let o = q.options();
+            if !o.durable || o.exclusive_owner.is_some() || q.name().starts_with("amq.gen-") {
+                queues += 1;
+            }
+        }
+    }
+    (queues, exchanges)
+}
+
+/// This node's part of a cluster-wide `/api/overview`, answered to the node asking
+/// (`peers.rs`): its totals (queues and exchanges: its local-only ones), message rates and
+/// listeners.
+pub(super) fn share(http: &Shared, caller: &Caller, ctx: &stats::Ctx) -> Value {
+    let (mut object_totals, mut queue_totals) = totals(http, caller);
+    let (message_stats, churn_rates) = stats::api::overview(http, caller, ctx, &mut queue_totals);
+    let (queues, exchanges) = local_only(http, caller);
+    object_totals["queues"] = queues.into();
+    object_totals["exchanges"] = exchanges.into();
+    json!({
+        "object_totals": object_totals,
+        "queue_totals": queue_totals,
+        "message_stats": message_stats,
+        "churn_rates": churn_rates,
+        "listeners": listeners_json(http),
+        "contexts": contexts_json(http),
+    })
+}
+
+/// RabbitMQ's overview is the cluster's: totals, message rates and listeners of every running
+/// node (a node that does not answer within `peers::PEER_TIMEOUT` is left out).
+async fn overview(
+    State(http): State<Shared>,
+    caller: Caller,
+    Query(sq): Query<StatsQuery>,
+) -> ApiResult<Json<Value>> {
+    let ctx = sq.ctx(&http.stats)?;
+    let node = http.node();
+    let (mut object_totals, mut queue_totals) = totals(&http, &caller);
+    let (mut message_stats, mut churn_rates) =
+        stats::api::overview(&http, &caller, &ctx, &mut queue_totals);
+    let mut listeners = listeners_json(&http);
+    let mut contexts = contexts_json(&http);
+    for share in peers::answered(&http, &peers::Ask::overview(&caller)).await {
+        peers::add_into(&mut object_totals, &share["object_totals"]);
+        peers::add_into(&mut queue_totals, &share["queue_totals"]);
+        peers::add_into(&mut message_stats, &share["message_stats"]);
+        peers::add_into(&mut churn_rates, &share["churn_rates"]);
+        for (all, theirs) in [(&mut listeners, "listeners"), (&mut contexts, "contexts")] {
+            if let Some(list) = share[theirs].as_array() {
+                all.extend(list.iter().cloned());
+            }
+        }
+    }
     let exchange_types: Vec<Value> = [
         (
             "direct",
@@ -182,15 +243,15 @@ async fn set_cluster_name(
 
 /// This node as `/api/nodes` lists it (the fields rabbitmqadmin and monitoring read; memory is
 /// what the memory alarm weighs). `mem_used`, `fd_used`, `sockets_used`, `proc_used` and
-/// `disk_free` come with their `_details` rates (`stats/`).
-fn node_json(http: &Shared, ctx: &stats::Ctx) -> Value {
+/// `disk_free` come with their `_details` rates (`stats/`). Peers ask for it (`peers.rs`).
+pub(super) fn node_json(http: &Shared, ctx: &stats::Ctx) -> Value {
     let state = &http.state;
     let causes = &state.alarm_causes;
     let mut node = json!({
         "name": http.node(),
         "type": "disc",
         "running": true,
-        "being_drained": false,
+        "being_drained": state.maintenance.being_drained(),
         "mem_limit": state.memory.limit(),
         "mem_alarm": causes.memory.load(std::sync::atomic::Ordering::Relaxed),
         "disk_free_limit": state.disk_free_limit.load(std::sync::atomic::Ordering::Relaxed),
@@ -206,6 +267,37 @@ fn node_json(http: &Shared, ctx: &stats::Ctx) -> Value {
     node
 }
 
+/// Every member: its own statistics when it answers (asked over the cluster link, all at
+/// once, bounded by `peers::PEER_TIMEOUT`), the basic fields with `running: false` when not.
+/// Each entry also has Pigeon's `cluster_address` and `voter`.
+async fn all_nodes(http: &Shared, ctx: &stats::Ctx) -> Vec<Value> {
+    let mut all = vec![node_json(http, ctx)];
+    let Some(cluster) = &http.state.cluster else {
+        return all;
+    };
+    let me = cluster
+        .status()
+        .members
+        .into_iter()
+        .find(|m| m.name == cluster.name());
+    if let (Some(me), Some(mine)) = (me, all.first_mut()) {
+        mine["cluster_address"] = me.addr.into();
+        mine["voter"] = me.voter.into();
+    }
+    for (m, reply) in peers::ask_others(http, &peers::Ask::Node).await {
+        all.push(match reply {
+            Some(Ok(mut node)) if node.is_object() => {
+                node["cluster_address"] = m.addr.clone().into();
+                node["voter"] = m.voter.into();
+                node
+            }
+            _ => member_json(&m),
+        });
+    }
+    all.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    all
+}
+
 async fn nodes(
     State(http): State<Shared>,
     caller: Caller,
@@ -213,28 +305,16 @@ async fn nodes(
 ) -> ApiResult<Json<Value>> {
     caller.require_monitor()?;
     let ctx = sq.ctx(&http.stats)?;
-    let mut all = vec![node_json(&http, &ctx)];
-    if let Some(cluster) = &http.state.cluster {
-        // The other members: what this node knows of them without their statistics (which
-        // stay on their node until the overview is cluster-wide).
-        for (m, running) in super::cluster::members(cluster).await {
-            if m.name != cluster.name() {
-                all.push(member_json(&m, running));
-            }
-        }
-        all.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    }
-    Ok(Json(Value::Array(all)))
+    Ok(Json(Value::Array(all_nodes(&http, &ctx).await)))
 }
 
-/// Another member of the cluster as `/api/nodes` lists it: RabbitMQ's fields that are known
-/// here (`running`: it answers on the cluster link), and Pigeon's `cluster_address` and
-/// `voter`.
-fn member_json(m: &pigeon_cluster::MemberStatus, running: bool) -> Value {
+/// A member that did not answer, as `/api/nodes` lists it: RabbitMQ's fields known without
+/// it, and Pigeon's `cluster_address` and `voter`.
+fn member_json(m: &pigeon_cluster::MemberStatus) -> Value {
     json!({
         "name": m.name,
         "type": "disc",
-        "running": running,
+        "running": false,
         "being_drained": false,
         "partitions": [],
         "cluster_address": m.addr,
@@ -249,16 +329,13 @@ async fn node(
     Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require_monitor()?;
-    if name != http.node() {
-        if let Some(cluster) = &http.state.cluster {
-            for (m, running) in super::cluster::members(cluster).await {
-                if m.name == name {
-                    return Ok(Json(member_json(&m, running)));
-                }
-            }
-        }
-        return Err(ApiError::not_found());
-    }
     let ctx = sq.ctx(&http.stats)?;
-    Ok(Json(node_json(&http, &ctx)))
+    if name == http.node() {
+        return Ok(Json(node_json(&http, &ctx)));
+    }
+    match peers::ask_node(&http, &name, &peers::Ask::Node).await {
+        Some((_, Some(Ok(node)))) => Ok(Json(node)),
+        Some((m, _)) => Ok(Json(member_json(&m))),
+        None => Err(ApiError::not_found()),
+    }
 }

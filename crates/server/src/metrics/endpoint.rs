@@ -31,21 +31,23 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
 async fn aggregated(
     axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
 ) -> Response {
-    scrape(state, false)
+    scrape(state, false).await
 }
 
 async fn per_object(
     axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
 ) -> Response {
-    scrape(state, true)
+    scrape(state, true).await
 }
 
-fn scrape(state: Arc<ServerState>, per_object: bool) -> Response {
+async fn scrape(state: Arc<ServerState>, per_object: bool) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
     let prefix = state.config.prometheus_prefix.clone();
+    // Probed first (at once, bounded): the writing below runs on a blocking thread.
+    let unreachable = super::cluster::unreachable_peers(&state).await;
     tokio::task::spawn_blocking(move || {
         let mut e = Exposition::streaming(&prefix, tx);
-        super::write_all(&mut e, &state, per_object);
+        super::write_with(&mut e, &state, per_object, Some(unreachable));
         e.finish();
     });
     let chunks = futures_util::stream::unfold(rx, |mut rx| async move {

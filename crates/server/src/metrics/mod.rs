@@ -8,7 +8,9 @@
 //!   default, `prometheus_prefix`), so that its Grafana dashboards work; `channels.rs` its
 //!   per-connection and per-channel families;
 //! - `pigeon.rs` has what RabbitMQ lacks, always named `pigeon_...`;
-//! - `process.rs` reads the process's figures.
+//! - `process.rs` reads the process's figures;
+//! - `cluster.rs` has the cluster's families (this node's view of it: `/metrics` stays per
+//!   node, as RabbitMQ's).
 //!
 //! Every value is read when scraped: gauges from the registry and the broker, counters from
 //! the relaxed atomics the objects own (connections their message counters, queues theirs).
@@ -16,6 +18,7 @@
 //! each family is written from them: a scrape's memory is those lists and a few chunks of text.
 
 mod channels;
+mod cluster;
 pub mod endpoint;
 pub mod exposition;
 mod pigeon;
@@ -75,6 +78,17 @@ impl Scrape {
 
 /// Writes every family into `e`; `per_object` labels queues instead of summing them.
 pub(crate) fn write_all(e: &mut Exposition, state: &ServerState, per_object: bool) {
+    write_with(e, state, per_object, None);
+}
+
+/// [`write_all`], with the count of unreachable peers probed before the scrape
+/// (`cluster::unreachable_peers`).
+pub(crate) fn write_with(
+    e: &mut Exposition,
+    state: &ServerState,
+    per_object: bool,
+    unreachable: Option<u64>,
+) {
     let s = Scrape::read(state, per_object);
     rabbitmq::identity(e, state, per_object);
     rabbitmq::churn_and_totals(e, state, &s);
@@ -90,6 +104,7 @@ pub(crate) fn write_all(e: &mut Exposition, state: &ServerState, per_object: boo
     pigeon::queues(e, &s);
     pigeon::store(e, state);
     pigeon::alarms(e, state);
+    cluster::write(e, state, unreachable);
 }
 
 #[cfg(test)]

@@ -20,7 +20,11 @@ const QUEUE_TYPE: &str = "rabbit_classic_queue";
 
 /// `rabbitmq_build_info` and `rabbitmq_identity_info`.
 pub(super) fn identity(e: &mut Exposition, state: &ServerState, per_object: bool) {
-    let node = crate::http::node_name();
+    // The `[cluster]` node name when clustered, as `/api/nodes` names the node.
+    let node = match &state.cluster {
+        Some(c) => c.name().to_string(),
+        None => crate::http::node_name(),
+    };
     let n = e.family(
         R,
         "build_info",

@@ -10,6 +10,7 @@
 mod access;
 mod health;
 mod lists;
+mod maintenance;
 mod node;
 mod objects;
 mod policies;
@@ -77,6 +78,8 @@ pub const COMMANDS: &[Command] = &[
     cmd("cluster_status", "", "Shows the cluster's nodes, listeners and alarms", node::cluster_status),
     cmd("join_cluster", "<member cluster address host:port>", "Makes this node join the cluster of that member", node::join_cluster),
     cmd("forget_cluster_node", "<node name>", "Removes a node from the cluster", node::forget_cluster_node),
+    cmd("drain", "[<node name>]", "Puts the node in maintenance mode (rabbitmq-upgrade drain): clients disconnected, listeners suspended, leadership moved", maintenance::drain),
+    cmd("revive", "[<node name>]", "Takes the node out of maintenance mode (rabbitmq-upgrade revive)", maintenance::revive),
     cmd("await_startup", "[--timeout <seconds>]", "Waits until the node answers its API", health::await_startup),
     cmd("list_queues", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists queues (default columns: name messages)", lists::queues),
     cmd("list_exchanges", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists exchanges (default: name type)", lists::exchanges),

@@ -284,7 +284,11 @@ pub fn cluster_status(ctx: &Ctx) -> CtlResult {
                 "rabbitmq_version": text(o, "rabbitmq_version"),
                 "product_version": text(o, "product_version"),
             }},
-            "maintenance_status": {name: "not under maintenance"},
+            "maintenance_status": {name: if f.node["being_drained"] == Value::Bool(true) {
+                "under maintenance"
+            } else {
+                "not under maintenance"
+            }},
             "alarms": f.alarms(),
             "partitions": {},
             "listeners": {name: listeners},

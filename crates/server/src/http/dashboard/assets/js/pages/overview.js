@@ -1,8 +1,8 @@
-// The overview: totals, live charts (message rates, queued messages, connections, memory and
-// disk against their alarms), listeners.
+// The overview: totals (the cluster's), live charts (message rates, queued messages,
+// connections, memory and disk against their alarms), the nodes, listeners.
 
 import { api, optional } from '../api.js';
-import { h, clear, every, stat, card, pageHeader, link, patch } from '../ui.js';
+import { h, clear, every, stat, card, pageHeader, link, patch, badge } from '../ui.js';
 import { LineChart, gauge } from '../chart.js';
 import { History, RateMeter, sumChannels, hasCounts, sampleQuery, backfill } from '../rates.js';
 import * as f from '../format.js';
@@ -33,6 +33,7 @@ export function render(root, _params, ctx) {
   };
   const gauges = h('div', { class: 'gauges' });
   const listeners = h('div');
+  const nodeList = h('div');
   const note = h('p', { class: 'muted small rates-note' });
   const sub = h('span');
   root.append(
@@ -45,6 +46,7 @@ export function render(root, _params, ctx) {
       ctx.can('monitor') ? card('Resources', gauges) : null,
       ctx.can('monitor') ? card(null, charts.memory.el) : null,
       ctx.can('monitor') ? card(null, charts.disk.el) : null),
+    ctx.can('monitor') ? card('Nodes', nodeList) : null,
     card('Listeners', listeners));
 
   let listenersShown = false;
@@ -75,7 +77,8 @@ export function render(root, _params, ctx) {
     }
     const rates = meter.sample(source, KINDS);
     const nodes = ctx.can('monitor') ? await optional('/api/nodes', []) : [];
-    const node = nodes[0] || {};
+    // The node this page talks to (the list is every member's, by name).
+    const node = nodes.find((n) => n.name === o.node) || nodes[0] || {};
     const qt = o.queue_totals || {};
     const ot = o.object_totals || {};
     history.push({
@@ -102,9 +105,24 @@ export function render(root, _params, ctx) {
         gauge('Memory', node.mem_used, node.mem_limit, f.bytes, { alarm: node.mem_alarm }),
         gauge('Disk', node.disk_free, node.disk_free_limit, f.bytes, { invert: true, alarm: node.disk_free_alarm }));
     }
+    if (ctx.can('monitor')) {
+      clear(nodeList, simpleTable([
+        { label: 'Name', render: (n) => h('code', {}, n.name) },
+        { label: 'State', render: (n) => [
+          badge(n.running ? 'running' : 'not running', n.running ? 'good' : 'bad'),
+          n.being_drained ? badge('maintenance', 'warn') : null,
+          n.mem_alarm ? badge('memory alarm', 'bad') : null,
+          n.disk_free_alarm ? badge('disk alarm', 'bad') : null] },
+        { label: 'Memory', cls: 'num', render: (n) => (n.mem_used === undefined ? '–' : `${f.bytes(n.mem_used)} of ${f.bytes(n.mem_limit)}`) },
+        { label: 'Disk free', cls: 'num opt', render: (n) => f.bytes(n.disk_free) },
+        { label: 'File descriptors', cls: 'num opt', render: (n) => (n.fd_used === undefined ? '–' : `${f.num(n.fd_used)} of ${f.num(n.fd_total)}`) },
+        { label: 'Uptime', cls: 'num opt', render: (n) => (n.uptime === undefined ? '–' : f.since(Date.now() - n.uptime)) },
+      ], nodes));
+    }
     if (!listenersShown) {
       listenersShown = true;
       clear(listeners, simpleTable([
+        { label: 'Node', render: (l) => l.node, cls: 'opt' },
         { label: 'Protocol', render: (l) => h('code', {}, l.protocol) },
         { label: 'Address', render: (l) => l.ip_address },
         { label: 'Port', key: 'port', cls: 'num' },

@@ -86,6 +86,8 @@ export function render(root) {
       { label: 'Virtual host', sort: 'vhost', render: (q) => f.vhostLabel(q.vhost), cls: 'opt nowrap' },
       // RabbitMQ's Type column: classic, quorum or stream.
       { label: 'Type', render: (q) => q.type || 'classic', cls: 'opt nowrap' },
+      // The node the queue lives on (in a cluster).
+      { label: 'Node', sort: 'node', render: (q) => q.node || '–', cls: 'opt nowrap' },
       { label: 'Features', cls: 'opt nowrap', render: (q) => [q.durable ? badge('D', 'plain') : null, q.auto_delete ? badge('AD', 'plain') : null, q.exclusive ? badge('Excl', 'plain') : null,
         q.arguments && q.arguments['x-dead-letter-exchange'] !== undefined ? badge('DLX', 'plain') : null,
         q.arguments && q.arguments['x-message-ttl'] !== undefined ? badge('TTL', 'plain') : null,

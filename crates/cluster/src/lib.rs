@@ -35,5 +35,5 @@ pub use error::ClusterError;
 pub use meta::{
     AppliedMarker, ApplyError, MemoryApplier, MetaCommand, MetaResponse, MetadataApply,
 };
-pub use node::{Cluster, ClusterStatus, MemberStatus, Role};
+pub use node::{Cluster, ClusterStatus, ForwardError, MemberStatus, Role};
 pub use types::{node_id, GroupId, Member, MetaTypes, NodeId};

@@ -47,6 +47,17 @@ pub enum Request {
         /// The node's name.
         name: String,
     },
+    // --- Classic queues across nodes (issue 13 item 3, helper "forward"): publishes forwarded
+    // to a queue's home node, consumers on another node. The body is the broker's own
+    // message (a batch), opaque to the cluster; see `net/forward.rs`.
+    /// A broker message for the node's classic queues (a batch of forwarded publishes, a
+    /// remote consumer's attach, deliveries, acks...).
+    Forward {
+        /// The calling node's name.
+        from: String,
+        /// The broker's message, encoded by the broker.
+        body: Vec<u8>,
+    },
 }
 
 /// The Raft messages.
@@ -76,6 +87,9 @@ pub enum Response {
     Written(Vec<u8>),
     /// To `Join` and `Forget`.
     Done,
+    // --- Classic queues across nodes (helper "forward").
+    /// To `Forward`: the broker's answer, encoded by the broker.
+    Forwarded(Vec<u8>),
     /// The request failed.
     Error(WireError),
 }

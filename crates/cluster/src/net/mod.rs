@@ -10,11 +10,13 @@
 //! [`server::serve`]: both hand the socket to generic framing code, so wrapping it in
 //! `tokio-rustls` changes those two functions only.
 
+pub(crate) mod forward;
 pub(crate) mod frame;
 pub mod peers;
 pub(crate) mod raft;
 pub mod server;
 
+pub use forward::ForwardHandler;
 pub use frame::{Request, Response, RpcKind, WireError, PROTOCOL};
 pub use peers::Peers;
 pub use raft::{GroupEndpoint, GroupNetwork};

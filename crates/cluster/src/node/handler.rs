@@ -76,6 +76,8 @@ impl Handler for NodeHandler {
                     Ok(()) => Response::Done,
                     Err(e) => Response::Error(to_wire(e)),
                 },
+                // Classic queues across nodes (helper "forward"): the broker answers.
+                Request::Forward { from, body } => super::forward::handle(&inner, from, body).await,
             }
         })
     }

@@ -7,6 +7,8 @@
 //! same choice, so exactly one initializes), and a node whose peers already form a cluster joins
 //! it instead (as a learner, then, caught up, as a voter).
 
+mod forward;
+pub use forward::ForwardError;
 mod handler;
 mod membership;
 mod write;
@@ -39,6 +41,9 @@ pub(crate) struct NodeInner {
     /// Held by the leader while it changes the membership: one change at a time (openraft
     /// refuses a change while another is uncommitted, and two joins of one node race).
     pub(crate) admin: tokio::sync::Mutex<()>,
+    /// Classic queues across nodes (helper "forward"): the broker's answerer of
+    /// `Request::Forward` (node/forward.rs), set once the broker is up.
+    pub(crate) forward: std::sync::OnceLock<Arc<dyn crate::net::ForwardHandler>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addr: SocketAddr,
@@ -167,6 +172,7 @@ impl Cluster {
             peers,
             groups: Mutex::new(groups),
             admin: tokio::sync::Mutex::new(()),
+            forward: std::sync::OnceLock::new(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
             local_addr,

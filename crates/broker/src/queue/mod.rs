@@ -23,6 +23,7 @@ mod level;
 mod paging;
 mod prio_paging;
 mod ready;
+pub mod remote;
 pub mod settings;
 pub mod stream;
 mod stream_args;
@@ -68,6 +69,9 @@ pub struct Queue {
     volatile: Option<VolatileLog>,
     /// Set for a stream queue (`stream.rs`): messages go to its log, not to `state.ready`.
     stream: Option<stream::StreamQueue>,
+    /// Set on a node that is not the queue's home in a cluster (`remote.rs`): what reaches the
+    /// queue here is forwarded to its home node.
+    remote: OnceLock<Arc<dyn remote::RemoteHome>>,
     state: Mutex<State>,
 }
 
@@ -141,6 +145,7 @@ impl Queue {
             log,
             volatile,
             stream: None,
+            remote: OnceLock::new(),
             state: Mutex::new(State {
                 ready: Ready::new(settings.max_priority, limits),
                 settings,
@@ -181,8 +186,31 @@ impl Queue {
         r
     }
 
-    /// Appends a message and delivers what consumers have credit for.
+    /// Marks the queue as homed on another node: what reaches it here goes to `home` (once;
+    /// a queue's home does not change).
+    pub fn set_remote(&self, home: Arc<dyn remote::RemoteHome>) {
+        let _ = self.remote.set(home);
+    }
+
+    /// The queue's home node, when it is not this one.
+    pub fn remote(&self) -> Option<&Arc<dyn remote::RemoteHome>> {
+        self.remote.get()
+    }
+
+    /// Appends a message and delivers what consumers have credit for. On a node that is not
+    /// the queue's home, forwards it there instead (no confirm: `VHost::publish_cc` asks for
+    /// one).
     pub fn enqueue(self: &Arc<Self>, message: Message) -> Enqueued {
+        if let Some(home) = self.remote.get() {
+            home.forward(self, message, None);
+            return Enqueued::Accepted;
+        }
+        self.enqueue_here(message)
+    }
+
+    /// [`Queue::enqueue`] into this node's copy: what the home node does with a forwarded
+    /// message.
+    pub fn enqueue_here(self: &Arc<Self>, message: Message) -> Enqueued {
         if let Some(s) = &self.stream {
             self.state.lock().counters.publish += 1;
             // The stream's entry keeps the routing key (`Message::to_named_queue` leaves it out).

@@ -12,4 +12,7 @@ pub trait ForwardHandler: Send + Sync + 'static {
     /// [`crate::ClusterError::Forward`]. Messages on one connection are handled concurrently:
     /// a caller that needs them in order sends one at a time.
     fn handle(&self, from: String, body: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>>;
+    /// The handler itself, for the broker to find its own type again
+    /// ([`crate::Cluster::forward_handler`]).
+    fn as_any(&self) -> &dyn std::any::Any;
 }

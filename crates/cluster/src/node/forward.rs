@@ -50,6 +50,11 @@ impl Cluster {
         let _ = self.inner.forward.set(handler);
     }
 
+    /// What answers the broker messages peers send, once set.
+    pub fn forward_handler(&self) -> Option<Arc<dyn ForwardHandler>> {
+        self.inner.forward.get().cloned()
+    }
+
     /// The cluster address of the member named `node`, from the membership this node knows.
     pub fn member_addr(&self, node: &str) -> Option<String> {
         let m = self.inner.raft.metrics().borrow().clone();

@@ -86,6 +86,7 @@ impl Channel {
                 let name = self.queue_name(&m.queue)?;
                 ctx.authz.check(Access::Read, Kind::Queue, name)?;
                 let q = ctx.vhost.queue_for(name, ctx.conn_id)?;
+                super::remote::check_home(&q)?;
                 if q.is_stream() {
                     // rabbit_stream_queue `dequeue`.
                     return Err(AmqpError::new(
@@ -210,6 +211,7 @@ impl Channel {
             ctx.authz.check(Access::Read, Kind::Queue, name)?;
             ctx.vhost.queue_for(name, ctx.conn_id)?
         };
+        super::remote::check_home(&q)?;
         let stream_start = if q.is_stream() {
             Some(super::streams::check_consume(
                 &q,
@@ -419,6 +421,10 @@ impl Channel {
                 0
             };
             c.waiting.push_back((c.last_seq, epoch, !routed.rejected));
+            // Queues homed on other nodes confirm through the cluster (cluster/forward.rs).
+            if let Some(remote) = routed.remote {
+                c.remote.push_back((c.last_seq, remote));
+            }
         }
         Ok(())
     }

@@ -28,6 +28,8 @@ const NO_CONNECTION: pigeon_broker::ConnectionId = 0;
 pub(crate) struct BrokerApplier {
     pub broker: Arc<Broker>,
     pub store: Arc<Store>,
+    /// Classic queues' homes (`forward.rs`, `homes.rs`).
+    pub forwarder: Arc<super::forward::Forwarder>,
 }
 
 /// Why a command was refused: its protocol reply code and text (the same on every node).
@@ -227,6 +229,7 @@ impl BrokerApplier {
                 name,
                 auto_delete,
                 arguments,
+                node,
                 ..
             } => self.in_vhost(vhost, |v| {
                 let options = QueueOptions {
@@ -235,12 +238,15 @@ impl BrokerApplier {
                     auto_delete: *auto_delete,
                     arguments: from_json(arguments),
                 };
-                v.declare_queue(name, false, options, NO_CONNECTION)
-                    .map(|_| ())
+                v.declare_queue(name, false, options, NO_CONNECTION)?;
+                // Its home node: the others forward to it (`forward.rs`).
+                self.forwarder.declared(v, name, node);
+                Ok(())
             }),
             MetaCommand::DeleteQueue { vhost, name } => self.in_vhost(vhost, |v| {
-                v.delete_queue(name, false, false, NO_CONNECTION)
-                    .map(|_| ())
+                v.delete_queue(name, false, false, NO_CONNECTION)?;
+                self.forwarder.deleted(vhost, name);
+                Ok(())
             }),
             MetaCommand::Bind { binding } => self.binding(binding, true),
             MetaCommand::Unbind { binding } => self.binding(binding, false),
@@ -325,7 +331,21 @@ impl MetadataApply for BrokerApplier {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, ApplyError> {
-        let all = super::snapshot::commands(&self.broker);
+        let mut all = super::snapshot::commands(&self.broker);
+        // Each queue's home node, so that a node restored from the snapshot knows it.
+        for c in &mut all {
+            if let MetaCommand::DeclareQueue {
+                vhost, name, node, ..
+            } = c
+            {
+                let home = self
+                    .broker
+                    .vhost(vhost)
+                    .and_then(|v| v.queue(name).ok())
+                    .and_then(|q| super::homes::home_of(&q).map(str::to_string));
+                *node = home.unwrap_or_else(|| self.forwarder.me().to_string());
+            }
+        }
         postcard_encode(&all)
     }
 

@@ -11,6 +11,8 @@
 
 mod apply;
 pub(crate) mod commands;
+pub(crate) mod forward;
+pub(crate) mod homes;
 mod snapshot;
 
 use pigeon_broker::Broker;
@@ -30,14 +32,20 @@ pub(crate) async fn start(
                 .into(),
         ));
     };
+    let name = config.node_name.to_string();
+    // Classic queues across nodes: the homes recorded before the restart first, so that the
+    // log's replay and the first publishes find them.
+    let forwarder = forward::Forwarder::new(name.clone(), Arc::clone(broker), Arc::clone(store));
+    forwarder.recover();
     let applier = apply::BrokerApplier {
         broker: Arc::clone(broker),
         store: Arc::clone(store),
+        forwarder: Arc::clone(&forwarder),
     };
-    let name = config.node_name.to_string();
     let cluster = Cluster::start(config, applier)
         .await
         .map_err(|e| crate::ServerError::Cluster(e.to_string()))?;
+    forwarder.attach(&cluster);
     tracing::info!(node = %name, "cluster node started: metadata changes go through the cluster");
     Ok(cluster)
 }

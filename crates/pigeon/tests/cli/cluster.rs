@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running node; killed (SIGKILL) when dropped.
-struct Node {
+pub(super) struct Node {
     child: Child,
     amqp: SocketAddr,
     http: SocketAddr,
@@ -28,7 +28,7 @@ struct Node {
 }
 
 /// A free loopback port (bound, read, closed).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 /// Writes node `i`'s configuration: its data directory and its `[cluster]` table.
-fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathBuf {
+pub(super) fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathBuf {
     let data = dir.join(format!("n{i}"));
     std::fs::create_dir_all(&data).unwrap();
     let peers: Vec<String> = cluster_ports
@@ -62,7 +62,7 @@ fn addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
 }
 
 impl Node {
-    async fn start(config: &Path) -> Node {
+    pub(super) async fn start(config: &Path) -> Node {
         let config = config.to_path_buf();
         tokio::task::spawn_blocking(move || Node::start_blocking(&config))
             .await
@@ -133,20 +133,20 @@ impl Node {
         }
     }
 
-    fn url(&self, user: &str, pass: &str) -> String {
+    pub(super) fn url(&self, user: &str, pass: &str) -> String {
         format!("amqp://{user}:{pass}@{}/%2f", self.amqp)
     }
 
-    fn api(&self) -> String {
+    pub(super) fn api(&self) -> String {
         format!("http://{}", self.http)
     }
 
-    fn kill(mut self) {
+    pub(super) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 }
@@ -167,7 +167,7 @@ async fn lists_queue(node: &Node, queue: &str) -> bool {
 }
 
 /// Waits until `node` lists `queue`.
-async fn until_listed(node: &Node, queue: &str) {
+pub(super) async fn until_listed(node: &Node, queue: &str) {
     within(&format!("{queue} listed by {}", node.api()), async {
         while !lists_queue(node, queue).await {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -177,7 +177,7 @@ async fn until_listed(node: &Node, queue: &str) {
 }
 
 /// Waits until `user` can open an AMQP connection to `node`.
-async fn until_login(node: &Node, user: &str, pass: &str) -> Connection {
+pub(super) async fn until_login(node: &Node, user: &str, pass: &str) -> Connection {
     within(&format!("{user} logging in on {}", node.api()), async {
         loop {
             if let Ok(c) =

@@ -39,7 +39,7 @@ pub use queue::{
     Enqueued, FlowView, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats,
     QueuedMessage, StreamView,
 };
-pub use queue::remote::{RemoteConfirm, RemoteHome};
+pub use queue::remote::{Outcome, RemoteConfirm, RemoteHome};
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
 pub use vhost::{

@@ -364,6 +364,11 @@ impl Queue {
 
     /// Settles delivered messages (acked): they leave the queue, and its log.
     pub fn settle<'a>(self: &Arc<Self>, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
+        if let Some(home) = self.remote.get() {
+            let seqs = messages.into_iter().map(|m| m.seq).collect();
+            home.settle(self, seqs, remote::Outcome::Ack);
+            return;
+        }
         if self.stream.is_some() {
             // An ack only gives credit back (rabbit_stream_queue `settle`): the message stays.
             self.state.lock().counters.ack += messages.into_iter().count() as u64;
@@ -396,6 +401,11 @@ impl Queue {
     /// Settles delivered messages that were rejected without requeue: they are dead-lettered
     /// when the queue has a dead-letter exchange, dropped otherwise.
     pub fn reject(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if let Some(home) = self.remote.get() {
+            let seqs = messages.into_iter().map(|m| m.seq).collect();
+            home.settle(self, seqs, remote::Outcome::Reject);
+            return;
+        }
         if self.stream.is_some() {
             // Every settlement of a stream's delivery only returns credit.
             self.dispatch_stream();
@@ -413,6 +423,11 @@ impl Queue {
     /// Gives delivered messages back: each returns to its original place, marked redelivered,
     /// unless it has been returned more often than the delivery limit allows.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if let Some(home) = self.remote.get() {
+            let seqs = messages.into_iter().map(|m| m.seq).collect();
+            home.settle(self, seqs, remote::Outcome::Requeue);
+            return;
+        }
         if self.stream.is_some() {
             self.dispatch_stream();
             return;

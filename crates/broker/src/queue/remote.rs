@@ -24,6 +24,22 @@ pub trait RemoteHome: Send + Sync {
     /// [`RemoteConfirm::add`]) is to be settled with the home node's answer: confirmed once it
     /// has the message, refused if it refused it or cannot be reached.
     fn forward(&self, queue: &Arc<Queue>, message: Message, confirm: Option<Arc<RemoteConfirm>>);
+    /// A consumer here settled messages the home delivered to it (by the home's sequence
+    /// numbers): acked, given back, or rejected.
+    fn settle(&self, queue: &Arc<Queue>, seqs: Vec<u64>, outcome: Outcome);
+    /// The consumer `tag` of `owner` here was removed from the queue.
+    fn cancel(&self, queue: &Arc<Queue>, owner: u64, tag: &str);
+}
+
+/// How a consumer settled messages of a queue homed elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged: they leave the queue.
+    Ack,
+    /// Given back (nack/reject with requeue, a channel closed): redelivered.
+    Requeue,
+    /// Rejected without requeue: dead-lettered or dropped.
+    Reject,
 }
 
 /// A publish waiting for the home nodes of the queues it reached: confirmed once each has

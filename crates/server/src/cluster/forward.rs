@@ -51,11 +51,21 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
 
-/// A broker message from one node to another (the body of `Request::Forward`).
+/// A broker message from one node to another (the body of `Request::Forward`): a batch of
+/// items, handled in order.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToNode {
-    /// Messages routed on the sender to queues homed here, in publish order.
-    Publish(Vec<Forwarded>),
+    /// The items, in the order they were queued for the peer.
+    Batch(Vec<Item>),
+}
+
+/// One item of a batch.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Item {
+    /// A message routed on the sender to a queue homed here.
+    Publish(Forwarded),
+    /// Consumers on another node of queues homed on the receiver (`remote_consumer.rs`).
+    Consumer(super::remote_consumer::ConsumerItem),
 }
 
 /// One forwarded message and the queue it was routed to.
@@ -70,15 +80,54 @@ pub(crate) struct Forwarded {
 /// The answers (the body of `Response::Forwarded`).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromNode {
-    /// To `Publish`: for each message, whether its queue took it (and, if it wrote it to its
-    /// log, synced it).
-    Published(Vec<bool>),
+    /// For each item, whether it was done (a message taken by its queue and, if written to
+    /// its log, synced; a delivery taken by its consumer).
+    Done(Vec<bool>),
 }
 
-/// One message waiting to be forwarded.
-struct Outgoing {
-    forwarded: Forwarded,
-    confirm: Option<Arc<RemoteConfirm>>,
+/// What to do with an item's answer.
+pub(crate) enum Then {
+    /// Nothing.
+    Nothing,
+    /// Settle a publisher's confirm.
+    Confirm(Option<Arc<RemoteConfirm>>),
+    /// A delivery to a remote consumer: given back to the queue if not taken.
+    Delivered(Arc<super::remote_consumer::RemoteSink>, u64),
+}
+
+/// One item waiting to be sent, and what its answer settles.
+pub(crate) struct Outgoing {
+    pub item: Item,
+    pub then: Then,
+}
+
+impl Outgoing {
+    fn size(&self) -> usize {
+        match &self.item {
+            Item::Publish(f) => f.record.len(),
+            Item::Consumer(c) => c.size(),
+        }
+    }
+
+}
+
+impl Then {
+    /// The peer answered `ok` (false also when it could not be reached).
+    fn answered(self, ok: bool) {
+        match self {
+            Then::Nothing => {}
+            Then::Confirm(c) => {
+                if let Some(c) = c {
+                    c.settle(ok);
+                }
+            }
+            Then::Delivered(sink, seq) => {
+                if !ok {
+                    sink.give_back(seq);
+                }
+            }
+        }
+    }
 }
 
 /// The outgoing queue to one peer and what wakes its sender.
@@ -100,6 +149,9 @@ pub(crate) struct Forwarder {
     peers: Mutex<HashMap<String, Arc<PeerOut>>>,
     /// Nodes found down (by a failed batch or probe), until a probe answers again.
     down: Mutex<HashSet<String>>,
+    /// Consumers of queues homed elsewhere and consumers of queues homed here on other nodes
+    /// (`remote_consumer.rs`).
+    pub(super) consumers: super::remote_consumer::Consumers,
     runtime: tokio::runtime::Handle,
 }
 
@@ -114,6 +166,7 @@ impl Forwarder {
             cluster: OnceLock::new(),
             peers: Mutex::default(),
             down: Mutex::default(),
+            consumers: Default::default(),
             runtime: tokio::runtime::Handle::current(),
         })
     }
@@ -144,13 +197,22 @@ impl Forwarder {
     }
 
     fn mark(&self, node: &str, up: bool) {
-        let mut down = self.down.lock();
-        if up {
-            if down.remove(node) {
-                tracing::info!(%node, "cluster: node is back: its classic queues are available");
+        let went_down = {
+            let mut down = self.down.lock();
+            if up {
+                if down.remove(node) {
+                    tracing::info!(%node, "cluster: node is back: its classic queues are available");
+                }
+                false
+            } else if down.insert(node.to_string()) {
+                tracing::warn!(%node, "cluster: node is down or unreachable: its classic queues are unavailable");
+                true
+            } else {
+                false
             }
-        } else if down.insert(node.to_string()) {
-            tracing::warn!(%node, "cluster: node is down or unreachable: its classic queues are unavailable");
+        };
+        if went_down {
+            self.node_down(node);
         }
     }
 
@@ -180,17 +242,24 @@ impl Forwarder {
         let record = MessageRecordRef::in_queue(message, queue.name(), 0)
             .encode()
             .to_vec();
-        let out = Outgoing {
-            forwarded: Forwarded {
-                vhost: queue.vhost_name().to_string(),
-                queue: queue.name().to_string(),
-                record,
-            },
-            confirm,
-        };
+        let item = Item::Publish(Forwarded {
+            vhost: queue.vhost_name().to_string(),
+            queue: queue.name().to_string(),
+            record,
+        });
+        self.push(node, item, Then::Confirm(confirm));
+    }
+
+    /// Queues `item` for `node`'s next batch.
+    pub(crate) fn push(&self, node: &str, item: Item, then: Then) {
         let peer = self.peer(node);
-        peer.queue.lock().push_back(out);
+        peer.queue.lock().push_back(Outgoing { item, then });
         peer.wake.notify_one();
+    }
+
+    /// How many items wait for `node` (remote consumers without a prefetch stop at a batch).
+    pub(crate) fn backlog(&self, node: &str) -> usize {
+        self.peers.lock().get(node).map_or(0, |p| p.queue.lock().len())
     }
 
     fn peer(&self, node: &str) -> Arc<PeerOut> {
@@ -209,39 +278,44 @@ impl Forwarder {
         peer
     }
 
-    /// Enqueues a peer's batch in the queues homed here; whether each was taken, and whether
-    /// any was written to a queue log (then the answer waits for the store's sync).
-    fn enqueue_batch(&self, batch: Vec<Forwarded>) -> (Vec<bool>, bool) {
+    /// Handles a peer's batch in order: messages into the queues homed here, consumer items
+    /// (`remote_consumer.rs`). Whether each was done, and whether any message was written to a
+    /// queue log (then the answer waits for the store's sync).
+    fn handle_batch(&self, from: &str, batch: Vec<Item>) -> (Vec<bool>, bool) {
         let mut stored = false;
         let mut oks = Vec::with_capacity(batch.len());
-        for f in batch {
-            let ok = (|| {
-                let v = self.broker.vhost(&f.vhost)?;
-                let q = v.queue(&f.queue).ok()?;
-                if q.remote().is_some() {
-                    // Not homed here (the sender's metadata is ahead of or behind ours).
-                    return None;
-                }
-                let m = decode(f.record)?;
-                match q.enqueue_here(m) {
-                    Enqueued::Rejected => None,
-                    Enqueued::Stored => {
+        for item in batch {
+            let ok = match item {
+                Item::Publish(f) => match self.enqueue(f) {
+                    Some(Enqueued::Stored) => {
                         stored = true;
-                        Some(())
+                        true
                     }
-                    Enqueued::Accepted => Some(()),
-                }
-            })()
-            .is_some();
+                    Some(Enqueued::Accepted) => true,
+                    Some(Enqueued::Rejected) | None => false,
+                },
+                Item::Consumer(c) => self.consumer_item(from, c),
+            };
             oks.push(ok);
         }
         (oks, stored)
+    }
+
+    fn enqueue(&self, f: Forwarded) -> Option<Enqueued> {
+        let v = self.broker.vhost(&f.vhost)?;
+        let q = v.queue(&f.queue).ok()?;
+        if q.remote().is_some() {
+            // Not homed here (the sender's metadata is ahead of or behind ours).
+            return None;
+        }
+        let m = decode(f.record)?;
+        Some(q.enqueue_here(m))
     }
 }
 
 /// A forwarded record back to a message (its properties in AMQP 0-9-1's encoding, which every
 /// adapter of this broker uses).
-fn decode(record: Vec<u8>) -> Option<Message> {
+pub(super) fn decode(record: Vec<u8>) -> Option<Message> {
     let r = MessageRecord::decode(Bytes::from(record))?;
     let exchange = std::str::from_utf8(&r.exchange).ok()?;
     let key = std::str::from_utf8(&r.routing_key).ok()?;
@@ -263,7 +337,7 @@ async fn send_batches(peer: Weak<PeerOut>, forwarder: Weak<Forwarder>) {
             let mut bytes = 0;
             let mut n = 0;
             while n < q.len() && n < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                bytes += q[n].forwarded.record.len();
+                bytes += q[n].size();
                 n += 1;
             }
             q.drain(..n).collect()
@@ -274,13 +348,12 @@ async fn send_batches(peer: Weak<PeerOut>, forwarder: Weak<Forwarder>) {
             continue;
         }
         let Some(f) = forwarder.upgrade() else { return };
-        let (messages, confirms): (Vec<Forwarded>, Vec<Option<Arc<RemoteConfirm>>>) = batch
-            .into_iter()
-            .map(|o| (o.forwarded, o.confirm))
-            .unzip();
+        let (items, thens): (Vec<Item>, Vec<Then>) =
+            batch.into_iter().map(|o| (o.item, o.then)).unzip();
+        let count = items.len();
         let oks = match f.cluster.get().cloned() {
             None => None,
-            Some(cluster) => match postcard::to_stdvec(&ToNode::Publish(messages)) {
+            Some(cluster) => match postcard::to_stdvec(&ToNode::Batch(items)) {
                 Err(e) => {
                     tracing::warn!(node = %p.node, "cluster: cannot encode forwarded messages: {e}");
                     None
@@ -289,9 +362,7 @@ async fn send_batches(peer: Weak<PeerOut>, forwarder: Weak<Forwarder>) {
                     Ok(bytes) => {
                         f.mark(&p.node, true);
                         match postcard::from_bytes::<FromNode>(&bytes) {
-                            Ok(FromNode::Published(oks)) if oks.len() == confirms.len() => {
-                                Some(oks)
-                            }
+                            Ok(FromNode::Done(oks)) if oks.len() == count => Some(oks),
                             _ => None,
                         }
                     }
@@ -299,16 +370,15 @@ async fn send_batches(peer: Weak<PeerOut>, forwarder: Weak<Forwarder>) {
                         if matches!(e, ForwardError::Unreachable { .. }) {
                             f.mark(&p.node, false);
                         }
-                        tracing::debug!(node = %p.node, "cluster: forwarded messages lost: {e}");
+                        tracing::debug!(node = %p.node, "cluster: forwarded batch lost: {e}");
                         None
                     }
                 },
             },
         };
-        for (i, c) in confirms.into_iter().enumerate() {
-            if let Some(c) = c {
-                c.settle(oks.as_ref().is_some_and(|o| o[i]));
-            }
+        for (i, then) in thens.into_iter().enumerate() {
+            let ok = oks.as_ref().is_some_and(|o| o[i]);
+            then.answered(ok);
         }
     }
 }
@@ -348,8 +418,8 @@ impl ForwardHandler for Answerer {
             let message: ToNode = postcard::from_bytes(&body)
                 .map_err(|e| format!("undecodable message from {from}: {e}"))?;
             let answer = match message {
-                ToNode::Publish(batch) => {
-                    let (mut oks, stored) = f.enqueue_batch(batch);
+                ToNode::Batch(batch) => {
+                    let (mut oks, stored) = f.handle_batch(&from, batch);
                     if stored {
                         // Confirmed after the home's fsync, as a local publish is.
                         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -363,7 +433,7 @@ impl ForwardHandler for Answerer {
                             oks.iter_mut().for_each(|o| *o = false);
                         }
                     }
-                    FromNode::Published(oks)
+                    FromNode::Done(oks)
                 }
             };
             postcard::to_stdvec(&answer).map_err(|e| e.to_string())

@@ -11,7 +11,7 @@
 //! command), so that after a restart its queues know their homes before the log replays.
 
 use super::forward::{self, Forwarder};
-use pigeon_broker::{Message, Queue, RemoteConfirm, RemoteHome, Table, VHost};
+use pigeon_broker::{Message, Outcome, Queue, RemoteConfirm, RemoteHome, Table, VHost};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
@@ -51,6 +51,18 @@ impl RemoteHome for Home {
                     c.settle(false);
                 }
             }
+        }
+    }
+
+    fn settle(&self, queue: &Arc<Queue>, seqs: Vec<u64>, outcome: Outcome) {
+        if let Some(f) = self.forwarder.upgrade() {
+            f.settle_remote(queue, &self.node, seqs, outcome);
+        }
+    }
+
+    fn cancel(&self, queue: &Arc<Queue>, owner: u64, tag: &str) {
+        if let Some(f) = self.forwarder.upgrade() {
+            f.cancel_consumer(queue, owner, tag);
         }
     }
 }

@@ -13,6 +13,7 @@ mod apply;
 pub(crate) mod commands;
 pub(crate) mod forward;
 pub(crate) mod homes;
+pub(crate) mod remote_consumer;
 mod snapshot;
 
 use pigeon_broker::Broker;

@@ -5,15 +5,15 @@
 //!
 //! Three real `pigeon` processes (the harness of `cluster.rs`), lapin clients.
 
-use super::cluster::{free_port, until_login, until_listed, write_config, Node};
+use super::cluster::{free_port, until_listed, until_login, write_config, Node};
 use super::ctl_support::ctl_at;
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
 use pigeon_tests::within;
 use std::path::PathBuf;
@@ -33,12 +33,17 @@ async fn confirming(conn: &Connection) -> Channel {
 /// Publishes `bodies` (persistent) to `QUEUE` through the default exchange and waits for
 /// every confirm; whether each was acked.
 async fn publish_all(ch: &Channel, bodies: &[String]) -> Vec<bool> {
+    publish_to(ch, QUEUE, bodies).await
+}
+
+/// [`publish_all`] to `queue`.
+async fn publish_to(ch: &Channel, queue: &str, bodies: &[String]) -> Vec<bool> {
     let mut pending = Vec::new();
     for b in bodies {
         let confirm = ch
             .basic_publish(
                 "".into(),
-                QUEUE.into(),
+                queue.into(),
                 BasicPublishOptions::default(),
                 b.as_bytes(),
                 BasicProperties::default().with_delivery_mode(2),
@@ -133,7 +138,10 @@ async fn publishes_through_any_node_reach_the_queues_home_and_confirm_after_its_
     for i in 1..3 {
         until_listed(nodes[i].as_ref().unwrap(), QUEUE).await;
         // Every node shows the queue's home as its `node`.
-        assert_eq!(queue_node(nodes[i].as_ref().unwrap(), QUEUE).await, "rabbit@n0");
+        assert_eq!(
+            queue_node(nodes[i].as_ref().unwrap(), QUEUE).await,
+            "rabbit@n0"
+        );
     }
     // n0 has a queue, n1 and n2 none: balanced picks n1 (the fewest, then by name).
     assert_eq!(queue_node(home, "placed").await, "rabbit@n1");
@@ -210,10 +218,7 @@ async fn publishes_through_any_node_reach_the_queues_home_and_confirm_after_its_
     // rejects what was pending there).
     let c1 = until_login(other, "guest", "guest").await;
     let ch1 = confirming(&c1).await;
-    assert_eq!(
-        publish_all(&ch1, &["lost".to_string()]).await,
-        vec![false]
-    );
+    assert_eq!(publish_all(&ch1, &["lost".to_string()]).await, vec![false]);
 
     // The home restarts with the confirmed message, and only that one.
     nodes[0] = Some(Node::start(&configs[0]).await);
@@ -244,4 +249,165 @@ async fn home_channel(home: &Node) -> (Connection, Channel) {
     let c = until_login(home, "guest", "guest").await;
     let ch = c.create_channel().await.unwrap();
     (c, ch)
+}
+
+/// Declares durable `queue` through `node` once the cluster has a leader.
+async fn declare_when_ready(node: &Node, queue: &str) {
+    within("the cluster to accept a declare", async {
+        loop {
+            let c = until_login(node, "guest", "guest").await;
+            let ch = c.create_channel().await.unwrap();
+            let durable = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            match ch
+                .queue_declare(queue.into(), durable, FieldTable::default())
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if e.to_string().contains("timed out") => continue,
+                Err(e) => panic!("queue.declare failed: {e}\n{}", node.log()),
+            }
+        }
+    })
+    .await;
+}
+
+/// `messages` and `messages_unacknowledged` of `queue` on `node`.
+async fn counts(node: &Node, queue: &str) -> (u64, u64) {
+    let out = ctl_at(
+        &node.api(),
+        &[
+            "list_queues",
+            "name",
+            "messages",
+            "messages_unacknowledged",
+            "--formatter",
+            "json",
+        ],
+    )
+    .await;
+    let all: serde_json::Value = serde_json::from_str(&out.ok()).unwrap();
+    let q = all
+        .as_array()
+        .and_then(|l| l.iter().find(|q| q["name"] == queue))
+        .cloned()
+        .unwrap_or_default();
+    (
+        q["messages"].as_u64().unwrap_or(u64::MAX),
+        q["messages_unacknowledged"].as_u64().unwrap_or(u64::MAX),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_on_another_node_gets_the_home_queues_messages_and_settles_them_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let configs: Vec<PathBuf> = (0..2)
+        .map(|i| write_config(dir.path(), i, &ports))
+        .collect();
+    let home = Node::start(&configs[0]).await;
+    let other = Node::start(&configs[1]).await;
+    declare_when_ready(&home, "rc").await;
+    until_listed(&other, "rc").await;
+
+    // A consumer on the other node, prefetch 10, manual acks.
+    let cc = until_login(&other, "guest", "guest").await;
+    let cch = cc.create_channel().await.unwrap();
+    cch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = cch
+        .basic_consume(
+            "rc".into(),
+            "remote".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // Published through the home with confirms.
+    let hc = until_login(&home, "guest", "guest").await;
+    let hch = confirming(&hc).await;
+    let bodies: Vec<String> = (0..50).map(|i| format!("m-{i}")).collect();
+    assert!(publish_to(&hch, "rc", &bodies).await.iter().all(|ok| *ok));
+
+    // Every message in order; the first 40 acked, 40..45 nacked with requeue (they come
+    // back, redelivered, and are acked then), 45..50 rejected.
+    let mut got = Vec::new();
+    let mut redelivered = Vec::new();
+    while got.len() + redelivered.len() < 55 {
+        let d = within("a delivery from the home node", consumer.next())
+            .await
+            .expect("the consumer ended")
+            .expect("a delivery");
+        let body = String::from_utf8(d.data.clone()).unwrap();
+        let i: usize = body[2..].parse().unwrap();
+        if d.redelivered {
+            redelivered.push(body);
+            d.acker.ack(BasicAckOptions::default()).await.unwrap();
+            continue;
+        }
+        got.push(body);
+        if i < 40 {
+            d.acker.ack(BasicAckOptions::default()).await.unwrap();
+        } else if i < 45 {
+            d.acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        } else {
+            d.acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(got, bodies);
+    let mut redelivered_sorted = redelivered.clone();
+    redelivered_sorted.sort();
+    assert_eq!(
+        redelivered_sorted,
+        (40..45).map(|i| format!("m-{i}")).collect::<Vec<_>>()
+    );
+    // The home's queue is empty: every settlement reached it.
+    within("the home queue to be empty", async {
+        while counts(&home, "rc").await != (0, 0) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // Unacknowledged messages of a channel closed on the other node go back to the home
+    // queue, redelivered.
+    let more: Vec<String> = (0..5).map(|i| format!("n-{i}")).collect();
+    assert!(publish_to(&hch, "rc", &more).await.iter().all(|ok| *ok));
+    for _ in 0..5 {
+        within("a delivery", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    cch.close(200, "bye".into()).await.unwrap();
+    let back = hc.create_channel().await.unwrap();
+    let mut again = Vec::new();
+    within("the unacknowledged messages back at the home", async {
+        while again.len() < 5 {
+            match back
+                .basic_get("rc".into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
+                Some(m) => {
+                    assert!(m.delivery.redelivered);
+                    again.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(again, more);
 }

@@ -36,7 +36,12 @@ pub(super) fn check_home(queue: &Queue) -> AmqpResult {
 /// A consumer registered on `queue`, a proxy of a queue homed on another node: attached there
 /// too, with its prefetch (cluster/remote_consumer.rs). Its deliveries come through the
 /// cluster link and are handed to it with this channel's own delivery tags.
-pub(super) fn attach(ctx: &ConnCtx, queue: &Arc<Queue>, sink: &Arc<AmqpConsumer>, entry: &ConsumerEntry) {
+pub(super) fn attach(
+    ctx: &ConnCtx,
+    queue: &Arc<Queue>,
+    sink: &Arc<AmqpConsumer>,
+    entry: &ConsumerEntry,
+) {
     let (Some(home), Some(cluster)) = (queue.remote(), &ctx.cluster) else {
         return;
     };

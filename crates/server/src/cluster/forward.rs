@@ -108,7 +108,6 @@ impl Outgoing {
             Item::Consumer(c) => c.size(),
         }
     }
-
 }
 
 impl Then {
@@ -259,7 +258,10 @@ impl Forwarder {
 
     /// How many items wait for `node` (remote consumers without a prefetch stop at a batch).
     pub(crate) fn backlog(&self, node: &str) -> usize {
-        self.peers.lock().get(node).map_or(0, |p| p.queue.lock().len())
+        self.peers
+            .lock()
+            .get(node)
+            .map_or(0, |p| p.queue.lock().len())
     }
 
     fn peer(&self, node: &str) -> Arc<PeerOut> {

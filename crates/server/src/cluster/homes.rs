@@ -86,14 +86,20 @@ impl Forwarder {
             .store
             .meta_put(TABLE, &key(vhost.name(), name), node.as_bytes())
         {
-            tracing::error!(queue = name, "cluster: cannot record the queue's home node: {e}");
+            tracing::error!(
+                queue = name,
+                "cluster: cannot record the queue's home node: {e}"
+            );
         }
     }
 
     /// A durable queue was deleted through the log.
     pub(crate) fn deleted(&self, vhost: &str, name: &str) {
         if let Err(e) = self.store.meta_delete(TABLE, &key(vhost, name)) {
-            tracing::error!(queue = name, "cluster: cannot forget the queue's home node: {e}");
+            tracing::error!(
+                queue = name,
+                "cluster: cannot forget the queue's home node: {e}"
+            );
         }
     }
 
@@ -108,7 +114,8 @@ impl Forwarder {
         };
         for (k, node) in entries {
             let mut parts = k.splitn(2, |b| *b == 0);
-            let (Some(v), Some(q), Ok(node)) = (parts.next(), parts.next(), String::from_utf8(node))
+            let (Some(v), Some(q), Ok(node)) =
+                (parts.next(), parts.next(), String::from_utf8(node))
             else {
                 continue;
             };

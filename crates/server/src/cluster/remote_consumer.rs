@@ -238,12 +238,22 @@ impl Forwarder {
             id.and_then(|id| local.remove(&id).map(|c| (id, c)))
         };
         if let Some((id, c)) = found {
-            self.push(&c.home, Item::Consumer(ConsumerItem::Cancel { id }), Then::Nothing);
+            self.push(
+                &c.home,
+                Item::Consumer(ConsumerItem::Cancel { id }),
+                Then::Nothing,
+            );
         }
     }
 
     /// Settlements of deliveries from a queue homed elsewhere, sent back to its home.
-    pub(crate) fn settle_remote(&self, queue: &Arc<Queue>, home: &str, seqs: Vec<u64>, outcome: Outcome) {
+    pub(crate) fn settle_remote(
+        &self,
+        queue: &Arc<Queue>,
+        home: &str,
+        seqs: Vec<u64>,
+        outcome: Outcome,
+    ) {
         if seqs.is_empty() {
             return;
         }

@@ -599,8 +599,12 @@ impl Conn {
                                 continue;
                             }
                             match &mut ack {
-                                Packet::PubAck(a) => a.reason = mqtt_wire::ReasonCode::UnspecifiedError,
-                                Packet::PubRec(r) => r.reason = mqtt_wire::ReasonCode::UnspecifiedError,
+                                Packet::PubAck(a) => {
+                                    a.reason = mqtt_wire::ReasonCode::UnspecifiedError
+                                }
+                                Packet::PubRec(r) => {
+                                    r.reason = mqtt_wire::ReasonCode::UnspecifiedError
+                                }
                                 _ => {}
                             }
                         }

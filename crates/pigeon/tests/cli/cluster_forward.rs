@@ -135,13 +135,10 @@ async fn publishes_through_any_node_reach_the_queues_home_and_confirm_after_its_
         .await
         .unwrap();
     }
-    for i in 1..3 {
-        until_listed(nodes[i].as_ref().unwrap(), QUEUE).await;
+    for n in nodes[1..].iter().flatten() {
+        until_listed(n, QUEUE).await;
         // Every node shows the queue's home as its `node`.
-        assert_eq!(
-            queue_node(nodes[i].as_ref().unwrap(), QUEUE).await,
-            "rabbit@n0"
-        );
+        assert_eq!(queue_node(n, QUEUE).await, "rabbit@n0");
     }
     // n0 has a queue, n1 and n2 none: balanced picks n1 (the fewest, then by name).
     assert_eq!(queue_node(home, "placed").await, "rabbit@n1");
@@ -410,4 +407,99 @@ async fn a_consumer_on_another_node_gets_the_home_queues_messages_and_settles_th
     })
     .await;
     assert_eq!(again, more);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_publish_reaches_a_queue_homed_on_another_node_and_its_consumer_is_cancelled_when_the_home_goes_down(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let configs: Vec<PathBuf> = (0..2)
+        .map(|i| write_config(dir.path(), i, &ports))
+        .collect();
+    let home = Node::start(&configs[0]).await;
+    let other = Node::start(&configs[1]).await;
+    declare_when_ready(&home, "mq").await;
+    let hc = until_login(&home, "guest", "guest").await;
+    let hch = hc.create_channel().await.unwrap();
+    hch.queue_bind(
+        "mq".into(),
+        "amq.topic".into(),
+        "sensors.#".into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    until_listed(&other, "mq").await;
+    within("the binding on the other node", async {
+        loop {
+            let out = ctl_at(&other.api(), &["list_bindings", "--formatter", "json"])
+                .await
+                .ok();
+            if out.contains("sensors.#") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // QoS 1 PUBLISHes through the other node: each PUBACK comes once the home has it.
+    let mqtt = other
+        .log()
+        .lines()
+        .find_map(|l| super::cluster::addr_after(l, ", MQTT on "))
+        .expect("the MQTT address");
+    let mut opts = rumqttc::MqttOptions::new("fwd-pub", mqtt.ip().to_string(), mqtt.port());
+    opts.set_credentials("guest", "guest");
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
+    for i in 0..20 {
+        client
+            .publish(
+                "sensors/t1",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                format!("t-{i}").into_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    within("20 PUBACKs", async {
+        let mut acks = 0;
+        while acks < 20 {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
+                events.poll().await.unwrap()
+            {
+                acks += 1;
+            }
+        }
+    })
+    .await;
+    let mut got = Vec::new();
+    while let Some(m) = hch
+        .basic_get("mq".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        got.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    assert_eq!(got, (0..20).map(|i| format!("t-{i}")).collect::<Vec<_>>());
+
+    // A consumer on the other node is cancelled (basic.cancel: lapin announces
+    // consumer_cancel_notify) when the queue's home goes down.
+    let cc = until_login(&other, "guest", "guest").await;
+    let cch = cc.create_channel().await.unwrap();
+    let mut consumer = cch
+        .basic_consume(
+            "mq".into(),
+            "doomed".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    home.kill();
+    let next = within("the consumer's cancellation", consumer.next()).await;
+    assert!(next.is_none(), "{next:?}");
 }

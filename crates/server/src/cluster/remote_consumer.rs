@@ -88,6 +88,9 @@ impl ConsumerItem {
     }
 }
 
+/// How a delivery from the home reaches a consumer here (its proxy queue, the message).
+pub(crate) type DeliverFn = Box<dyn Fn(&Arc<Queue>, QueuedMessage) -> bool + Send + Sync>;
+
 /// A consumer on this node of a queue homed elsewhere.
 pub(crate) struct LocalConsumer {
     pub proxy: Arc<Queue>,
@@ -95,7 +98,7 @@ pub(crate) struct LocalConsumer {
     pub owner: u64,
     pub tag: String,
     /// Hands a delivery to the consumer (false: it cannot take it, its channel is closed).
-    pub deliver: Box<dyn Fn(&Arc<Queue>, QueuedMessage) -> bool + Send + Sync>,
+    pub deliver: DeliverFn,
     /// Tells the consumer it was cancelled by the broker.
     pub cancelled: Box<dyn Fn() + Send + Sync>,
 }

@@ -741,6 +741,15 @@ fn publish_will(vhost: &VHost, exchange: &Arc<Exchange>, will: LastWill, origin:
     );
 }
 
+/// The packet id of a PUBACK / PUBREC that may wait for a cluster's home nodes.
+fn remote_ack_id(ack: Option<&Packet>) -> Option<u16> {
+    match ack? {
+        Packet::PubAck(a) => Some(a.packet_id),
+        Packet::PubRec(r) => Some(r.packet_id),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,14 +776,5 @@ mod tests {
             "the MQTT connection future grew to {size} bytes"
         );
         drop(client);
-    }
-}
-
-/// The packet id of a PUBACK / PUBREC that may wait for a cluster's home nodes.
-fn remote_ack_id(ack: Option<&Packet>) -> Option<u16> {
-    match ack? {
-        Packet::PubAck(a) => Some(a.packet_id),
-        Packet::PubRec(r) => Some(r.packet_id),
-        _ => None,
     }
 }

@@ -55,7 +55,9 @@ pub enum Request {
     Forward {
         /// The calling node's name.
         from: String,
-        /// The broker's message, encoded by the broker.
+        /// The broker's message, encoded by the broker (as bytes: postcard would otherwise
+        /// encode a `Vec<u8>` element by element).
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
 }
@@ -89,7 +91,7 @@ pub enum Response {
     Done,
     // --- Classic queues across nodes (helper "forward").
     /// To `Forward`: the broker's answer, encoded by the broker.
-    Forwarded(Vec<u8>),
+    Forwarded(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The request failed.
     Error(WireError),
 }

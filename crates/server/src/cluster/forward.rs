@@ -73,7 +73,8 @@ pub(crate) enum Item {
 pub(crate) struct Forwarded {
     pub vhost: String,
     pub queue: String,
-    /// The message as a queue log record (`MessageRecordRef::encode`).
+    /// The message as a queue log record (`MessageRecordRef::encode`), as bytes.
+    #[serde(with = "serde_bytes")]
     pub record: Vec<u8>,
 }
 

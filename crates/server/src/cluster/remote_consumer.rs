@@ -66,6 +66,7 @@ pub(crate) enum ConsumerItem {
         seq: u64,
         redelivered: bool,
         delivery_count: u32,
+        #[serde(with = "serde_bytes")]
         record: Vec<u8>,
     },
 }

@@ -34,6 +34,7 @@ pub use message::{
 };
 pub use parameters::{Parameter, Parameters};
 pub use policy::{ApplyTo, Policy, PolicyError, PolicyKind};
+pub use queue::remote::{Outcome, RemoteConfirm, RemoteHome};
 pub use queue::settings::{Overflow, QueueSettings};
 pub use queue::{
     Enqueued, FlowView, PagingLimits, Queue, QueueCounters, QueueOptions, QueueStats,

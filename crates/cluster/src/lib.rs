@@ -41,5 +41,5 @@ pub use meta::{
     AppliedMarker, ApplyError, MemoryApplier, MetaCommand, MetaResponse, MetadataApply,
 };
 pub use net::{NodeEvent, NodeEventKind, NodeState, NodeStates};
-pub use node::{Cluster, ClusterStatus, MemberStatus, OpsHandler, Role};
+pub use node::{Cluster, ClusterStatus, ForwardError, MemberStatus, OpsHandler, Role};
 pub use types::{node_id, GroupId, Member, MetaTypes, NodeId};

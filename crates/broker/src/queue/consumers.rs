@@ -55,6 +55,15 @@ impl Queue {
     /// `unused` says the queue is auto-delete and has now lost its last consumer. With a
     /// single active consumer, the next one takes over.
     pub fn remove_consumer(self: &Arc<Self>, owner: u64, tag: &str) -> Option<bool> {
+        let removed = self.remove_consumer_here(owner, tag);
+        if let (Some(_), Some(home)) = (removed, self.remote.get()) {
+            // A consumer of a queue homed on another node: it is cancelled there too.
+            home.cancel(self, owner, tag);
+        }
+        removed
+    }
+
+    fn remove_consumer_here(self: &Arc<Self>, owner: u64, tag: &str) -> Option<bool> {
         self.locked(|st, dead| {
             let at = st
                 .consumers

@@ -23,6 +23,7 @@ mod level;
 mod paging;
 mod prio_paging;
 mod ready;
+pub mod remote;
 pub mod settings;
 pub mod stream;
 mod stream_args;
@@ -68,6 +69,9 @@ pub struct Queue {
     volatile: Option<VolatileLog>,
     /// Set for a stream queue (`stream.rs`): messages go to its log, not to `state.ready`.
     stream: Option<stream::StreamQueue>,
+    /// Set on a node that is not the queue's home in a cluster (`remote.rs`): what reaches the
+    /// queue here is forwarded to its home node.
+    remote: OnceLock<Arc<dyn remote::RemoteHome>>,
     state: Mutex<State>,
 }
 
@@ -141,6 +145,7 @@ impl Queue {
             log,
             volatile,
             stream: None,
+            remote: OnceLock::new(),
             state: Mutex::new(State {
                 ready: Ready::new(settings.max_priority, limits),
                 settings,
@@ -181,8 +186,31 @@ impl Queue {
         r
     }
 
-    /// Appends a message and delivers what consumers have credit for.
+    /// Marks the queue as homed on another node: what reaches it here goes to `home` (once;
+    /// a queue's home does not change).
+    pub fn set_remote(&self, home: Arc<dyn remote::RemoteHome>) {
+        let _ = self.remote.set(home);
+    }
+
+    /// The queue's home node, when it is not this one.
+    pub fn remote(&self) -> Option<&Arc<dyn remote::RemoteHome>> {
+        self.remote.get()
+    }
+
+    /// Appends a message and delivers what consumers have credit for. On a node that is not
+    /// the queue's home, forwards it there instead (no confirm: `VHost::publish_cc` asks for
+    /// one).
     pub fn enqueue(self: &Arc<Self>, message: Message) -> Enqueued {
+        if let Some(home) = self.remote.get() {
+            home.forward(self, message, None);
+            return Enqueued::Accepted;
+        }
+        self.enqueue_here(message)
+    }
+
+    /// [`Queue::enqueue`] into this node's copy: what the home node does with a forwarded
+    /// message.
+    pub fn enqueue_here(self: &Arc<Self>, message: Message) -> Enqueued {
         if let Some(s) = &self.stream {
             self.state.lock().counters.publish += 1;
             // The stream's entry keeps the routing key (`Message::to_named_queue` leaves it out).
@@ -336,6 +364,11 @@ impl Queue {
 
     /// Settles delivered messages (acked): they leave the queue, and its log.
     pub fn settle<'a>(self: &Arc<Self>, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
+        if let Some(home) = self.remote.get() {
+            let seqs = messages.into_iter().map(|m| m.seq).collect();
+            home.settle(self, seqs, remote::Outcome::Ack);
+            return;
+        }
         if self.stream.is_some() {
             // An ack only gives credit back (rabbit_stream_queue `settle`): the message stays.
             self.state.lock().counters.ack += messages.into_iter().count() as u64;
@@ -368,6 +401,11 @@ impl Queue {
     /// Settles delivered messages that were rejected without requeue: they are dead-lettered
     /// when the queue has a dead-letter exchange, dropped otherwise.
     pub fn reject(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if let Some(home) = self.remote.get() {
+            let seqs = messages.into_iter().map(|m| m.seq).collect();
+            home.settle(self, seqs, remote::Outcome::Reject);
+            return;
+        }
         if self.stream.is_some() {
             // Every settlement of a stream's delivery only returns credit.
             self.dispatch_stream();
@@ -385,6 +423,11 @@ impl Queue {
     /// Gives delivered messages back: each returns to its original place, marked redelivered,
     /// unless it has been returned more often than the delivery limit allows.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if let Some(home) = self.remote.get() {
+            let seqs = messages.into_iter().map(|m| m.seq).collect();
+            home.settle(self, seqs, remote::Outcome::Requeue);
+            return;
+        }
         if self.stream.is_some() {
             self.dispatch_stream();
             return;

@@ -6,6 +6,7 @@ use super::VHost;
 use crate::error::{BrokerError, Result};
 use crate::exchange::{Destination, Exchange};
 use crate::message::{Death, DeathReason, Message, Properties};
+use crate::queue::remote::RemoteConfirm;
 use crate::queue::{Enqueued, Queue, QueuedMessage};
 use smallvec::SmallVec;
 use std::collections::HashSet;
@@ -25,6 +26,9 @@ pub struct Published {
     /// The queues it reached (publishers' flow control looks at their backlog). Inline up to
     /// four: no allocation for the usual publish.
     pub reached: Routed,
+    /// Some queues it reached live on other nodes (a cluster): confirm it once they have it
+    /// too (`queue/remote.rs`).
+    pub remote: Option<Arc<RemoteConfirm>>,
 }
 
 /// The queues a message is routed to, each once: inline up to four, so a publish reaching one
@@ -152,8 +156,15 @@ impl VHost {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let (mut rejected, mut stored) = (false, false);
+        let mut remote: Option<Arc<RemoteConfirm>> = None;
         for q in &queues {
-            match q.enqueue(message.clone()) {
+            if let Some(home) = q.remote() {
+                let confirm = remote.get_or_insert_with(Default::default);
+                confirm.add();
+                home.forward(q, message.clone(), Some(Arc::clone(confirm)));
+                continue;
+            }
+            match q.enqueue_here(message.clone()) {
                 Enqueued::Rejected => rejected = true,
                 Enqueued::Stored => stored = true,
                 Enqueued::Accepted => {}
@@ -164,6 +175,7 @@ impl VHost {
             rejected,
             stored,
             reached: queues,
+            remote,
         }
     }
 

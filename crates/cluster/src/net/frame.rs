@@ -62,6 +62,19 @@ pub enum Request {
         /// The broker's request, encoded by the broker (JSON in Pigeon).
         body: Vec<u8>,
     },
+    // --- Classic queues across nodes (issue 13 item 3, helper "forward"): publishes forwarded
+    // to a queue's home node, consumers on another node. The body is the broker's own
+    // message (a batch), opaque to the cluster; see `net/forward.rs`.
+    /// A broker message for the node's classic queues (a batch of forwarded publishes, a
+    /// remote consumer's attach, deliveries, acks...).
+    Forward {
+        /// The calling node's name.
+        from: String,
+        /// The broker's message, encoded by the broker (as bytes: postcard would otherwise
+        /// encode a `Vec<u8>` element by element).
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
 }
 
 /// The Raft messages.
@@ -91,6 +104,9 @@ pub enum Response {
     Written(Vec<u8>),
     /// To `Join` and `Forget`.
     Done,
+    // --- Classic queues across nodes (helper "forward").
+    /// To `Forward`: the broker's answer, encoded by the broker.
+    Forwarded(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The request failed.
     Error(WireError),
     // --- Node liveness (clusternet). ---

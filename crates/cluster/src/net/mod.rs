@@ -11,6 +11,7 @@
 //! CA before a frame is read: the outgoing side in `peers`' dial, the listener in
 //! [`server::serve`]; the framing code above is the same for both kinds of stream.
 
+pub(crate) mod forward;
 pub(crate) mod frame;
 pub mod liveness;
 pub mod peers;
@@ -18,6 +19,7 @@ pub(crate) mod raft;
 pub mod server;
 pub mod tls;
 
+pub use forward::ForwardHandler;
 pub use frame::{Request, Response, RpcKind, WireError, PROTOCOL};
 pub use liveness::{NodeEvent, NodeEventKind, NodeState, NodeStates};
 pub use peers::Peers;

@@ -83,6 +83,8 @@ impl Handler for NodeHandler {
                 },
                 // Operations (issue 13 item 6, clusterops): handed to the broker's handler.
                 Request::Ops { body } => super::ops::answer(&inner, body).await,
+                // Classic queues across nodes (helper "forward"): the broker answers.
+                Request::Forward { from, body } => super::forward::handle(&inner, from, body).await,
             }
         })
     }

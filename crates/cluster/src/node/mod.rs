@@ -7,6 +7,8 @@
 //! same choice, so exactly one initializes), and a node whose peers already form a cluster joins
 //! it instead (as a learner, then, caught up, as a voter).
 
+mod forward;
+pub use forward::ForwardError;
 mod handler;
 mod membership;
 mod ops;
@@ -47,6 +49,9 @@ pub(crate) struct NodeInner {
     pub(crate) liveness: Arc<Liveness>,
     /// The quorum queues' members on this node, for the idle policy (quorum/idle.rs).
     pub(crate) quorum: crate::quorum::idle::IdleGroups,
+    /// Classic queues across nodes (helper "forward"): the broker's answerer of
+    /// `Request::Forward` (node/forward.rs), set once the broker is up.
+    pub(crate) forward: std::sync::OnceLock<Arc<dyn crate::net::ForwardHandler>>,
     pub(crate) shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addr: SocketAddr,
@@ -187,6 +192,7 @@ impl Cluster {
             admin: tokio::sync::Mutex::new(()),
             liveness,
             quorum: Default::default(),
+            forward: std::sync::OnceLock::new(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
             local_addr,

@@ -56,7 +56,7 @@ pub(crate) fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathB
 }
 
 /// The address after `prefix` in a log line.
-fn addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
+pub(super) fn addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
     let rest = line.split(prefix).nth(1)?;
     rest.split([',', ' ']).next()?.parse().ok()
 }

@@ -7,6 +7,7 @@ mod bench_tls;
 mod cluster;
 mod cluster_meta;
 mod cluster_ops;
+mod cluster_forward;
 mod crash;
 mod crash_stream;
 mod ctl;

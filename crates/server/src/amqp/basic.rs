@@ -86,6 +86,7 @@ impl Channel {
                 let name = self.queue_name(&m.queue)?;
                 ctx.authz.check(Access::Read, Kind::Queue, name)?;
                 let q = ctx.vhost.queue_for(name, ctx.conn_id)?;
+                super::remote::check_home(&q)?;
                 if q.is_stream() {
                     // rabbit_stream_queue `dequeue`.
                     return Err(AmqpError::new(
@@ -210,6 +211,7 @@ impl Channel {
             ctx.authz.check(Access::Read, Kind::Queue, name)?;
             ctx.vhost.queue_for(name, ctx.conn_id)?
         };
+        super::remote::check_home(&q)?;
         let stream_start = if q.is_stream() {
             Some(super::streams::check_consume(
                 &q,
@@ -276,9 +278,14 @@ impl Channel {
                 }));
             }
         };
+        let remote_entry = q.remote().is_some().then(|| entry.clone());
         match stream_start {
             Some(start) => q.add_stream_consumer(entry, &start, on_added)?,
             None => q.add_consumer(entry, on_added)?,
+        }
+        // A queue homed on another node: the consumer is attached there (cluster).
+        if let Some(entry) = remote_entry {
+            super::remote::attach(ctx, &q, &sink, &entry);
         }
         self.shared.stats.add_consumer(
             tag.as_str(),
@@ -419,6 +426,10 @@ impl Channel {
                 0
             };
             c.waiting.push_back((c.last_seq, epoch, !routed.rejected));
+            // Queues homed on other nodes confirm through the cluster (cluster/forward.rs).
+            if let Some(remote) = routed.remote {
+                c.remote.push_back((c.last_seq, remote));
+            }
         }
         Ok(())
     }

@@ -103,6 +103,9 @@ pub(super) struct Confirms {
     pub waiting: VecDeque<(u64, u64, bool)>,
     /// Highest sequence number confirmed.
     pub confirmed_upto: u64,
+    /// (seq, its queues' home nodes) of publishes that reached queues homed on other nodes
+    /// of the cluster (cluster/forward.rs), in order: confirmed once those nodes have them.
+    pub remote: VecDeque<(u64, Arc<pigeon_broker::RemoteConfirm>)>,
 }
 
 /// An ack, nack or reject held back by a transaction.
@@ -383,10 +386,19 @@ impl Channel {
         if let Some(c) = self.confirms.as_mut() {
             let synced = ctx.synced_epoch();
             let mut ack_upto = c.confirmed_upto;
-            while let Some(&(seq, epoch, ok)) = c.waiting.front() {
+            while let Some(&(seq, epoch, mut ok)) = c.waiting.front() {
                 if epoch > synced {
                     ctx.wake_when_synced(epoch);
                     break;
+                }
+                if let Some((_, remote)) = c.remote.front().filter(|(s, _)| *s == seq) {
+                    if !remote.done() {
+                        let out = Arc::clone(&ctx.out);
+                        remote.on_done(Arc::new(move || out.wake()));
+                        break;
+                    }
+                    ok &= remote.ok();
+                    c.remote.pop_front();
                 }
                 c.waiting.pop_front();
                 if ok {

@@ -15,6 +15,7 @@ mod connection;
 pub(crate) mod convert;
 mod delivery;
 mod error;
+mod remote;
 mod replicated;
 mod sender_selected;
 mod streams;

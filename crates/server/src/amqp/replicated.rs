@@ -163,8 +163,8 @@ impl Channel {
     }
 
     /// `queue.declare` of a new durable, non-exclusive, client-named queue, through the
-    /// cluster. True if proposed. The queue's messages stay on the node they are published to
-    /// until publishes are forwarded (docs/clustering.md).
+    /// cluster. True if proposed. The queue's messages live on its home node; the other nodes
+    /// forward to it (docs/clustering.md, "Classic queues in a cluster").
     pub(super) fn replicate_queue_declare(&mut self, ctx: &ConnCtx, method: &Method) -> bool {
         let Method::QueueDeclare(m) = method else {
             return false;
@@ -187,13 +187,19 @@ impl Channel {
             .get_str("x-queue-type")
             .unwrap_or("classic")
             .to_string();
+        // A classic queue's home: this node, or where `x-queue-leader-locator` places it
+        // (cluster/homes.rs).
+        let node = match crate::cluster::forward::Forwarder::of(cluster) {
+            Some(f) if kind == "classic" => f.place(&ctx.vhost, name, &arguments),
+            _ => cluster.name().to_string(),
+        };
         let command = MetaCommand::DeclareQueue {
             vhost: ctx.vhost.name().to_string(),
             name: name.to_string(),
             kind,
             auto_delete: m.auto_delete,
             arguments: commands::to_json(&arguments),
-            node: cluster.name().to_string(),
+            node,
         };
         let reply = (!m.no_wait).then(|| {
             Method::QueueDeclareOk(amqp_wire::QueueDeclareOk {

@@ -150,6 +150,7 @@ impl Channel {
                         vhost.declare_queue(&name, false, options, ctx.conn_id)?
                     }
                 };
+                super::remote::check_home(&d.queue)?;
                 let name = d.queue.name().to_string();
                 self.last_queue = Some(name.clone());
                 (!m.no_wait).then(|| {

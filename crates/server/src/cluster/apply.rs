@@ -31,6 +31,8 @@ pub(crate) struct BrokerApplier {
     /// Proposes this node's automatic deletions (set once the node started); given to every
     /// vhost, those created by the log included.
     pub auto_delete: super::auto_delete::Hooks,
+    /// Classic queues' homes (`forward.rs`, `homes.rs`).
+    pub forwarder: Arc<super::forward::Forwarder>,
 }
 
 /// Why a command was refused: its protocol reply code and text (the same on every node).
@@ -230,6 +232,7 @@ impl BrokerApplier {
                 name,
                 auto_delete,
                 arguments,
+                node,
                 ..
             } => self.in_vhost(vhost, |v| {
                 let options = QueueOptions {
@@ -238,12 +241,15 @@ impl BrokerApplier {
                     auto_delete: *auto_delete,
                     arguments: from_json(arguments),
                 };
-                v.declare_queue(name, false, options, NO_CONNECTION)
-                    .map(|_| ())
+                v.declare_queue(name, false, options, NO_CONNECTION)?;
+                // Its home node: the others forward to it (`forward.rs`).
+                self.forwarder.declared(v, name, node);
+                Ok(())
             }),
             MetaCommand::DeleteQueue { vhost, name } => self.in_vhost(vhost, |v| {
-                v.delete_queue(name, false, false, NO_CONNECTION)
-                    .map(|_| ())
+                v.delete_queue(name, false, false, NO_CONNECTION)?;
+                self.forwarder.deleted(vhost, name);
+                Ok(())
             }),
             // An automatic deletion elsewhere: made here only where the entity is unused
             // here too (its non-durable bindings and its consumers are this node's own).
@@ -347,7 +353,21 @@ impl MetadataApply for BrokerApplier {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, ApplyError> {
-        let all = super::snapshot::commands(&self.broker);
+        let mut all = super::snapshot::commands(&self.broker);
+        // Each queue's home node, so that a node restored from the snapshot knows it.
+        for c in &mut all {
+            if let MetaCommand::DeclareQueue {
+                vhost, name, node, ..
+            } = c
+            {
+                let home = self
+                    .broker
+                    .vhost(vhost)
+                    .and_then(|v| v.queue(name).ok())
+                    .and_then(|q| super::homes::home_of(&q).map(str::to_string));
+                *node = home.unwrap_or_else(|| self.forwarder.me().to_string());
+            }
+        }
         postcard_encode(&all)
     }
 

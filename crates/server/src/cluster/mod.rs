@@ -15,6 +15,9 @@ mod apply_tests;
 mod auto_delete;
 pub(crate) mod commands;
 pub(crate) mod maintenance;
+pub(crate) mod forward;
+pub(crate) mod homes;
+pub(crate) mod remote_consumer;
 mod snapshot;
 
 use pigeon_broker::Broker;
@@ -35,16 +38,22 @@ pub(crate) async fn start(
         ));
     };
     let hooks = auto_delete::Hooks::default();
+    let name = config.node_name.to_string();
+    // Classic queues across nodes: the homes recorded before the restart first, so that the
+    // log's replay and the first publishes find them.
+    let forwarder = forward::Forwarder::new(name.clone(), Arc::clone(broker), Arc::clone(store));
+    forwarder.recover();
     let applier = apply::BrokerApplier {
         broker: Arc::clone(broker),
         store: Arc::clone(store),
         auto_delete: hooks.clone(),
+        forwarder: Arc::clone(&forwarder),
     };
-    let name = config.node_name.to_string();
     let cluster = Cluster::start(config, applier)
         .await
         .map_err(|e| crate::ServerError::Cluster(e.to_string()))?;
     hooks.start(&cluster, broker);
+    forwarder.attach(&cluster);
     tracing::info!(node = %name, "cluster node started: metadata changes go through the cluster");
     Ok(cluster)
 }

@@ -53,7 +53,9 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
         "auto_delete": options.auto_delete,
         "exclusive": options.exclusive_owner.is_some(),
         "arguments": table_json(&options.arguments),
-        "node": http.node(),
+        // A classic queue homed on another node of the cluster shows that node
+        // (cluster/forward.rs), as RabbitMQ's `node` is its process's node.
+        "node": q.remote().map_or_else(|| http.node(), |home| home.node().to_string()),
         "type": if q.is_stream() { "stream" } else { "classic" },
         "state": "running",
         "messages": u64::from(ready) + u64::from(unacked),

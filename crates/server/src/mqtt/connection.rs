@@ -105,6 +105,9 @@ pub(super) struct Publishing {
     pub pending_acks: VecDeque<(u64, Packet)>,
     /// Highest epoch a wake-up (of this task, through `out`) was asked for.
     pub wake_epoch: u64,
+    /// PUBACK / PUBREC (by packet id) of publishes that reached queues homed on other nodes
+    /// of the cluster (cluster/forward.rs): sent once those nodes have the message.
+    pub remote: HashMap<u16, Arc<pigeon_broker::RemoteConfirm>>,
     /// The last topic the client was allowed to publish to, with the permissions' generation.
     pub allowed: Option<(u64, TopicName)>,
 }
@@ -574,7 +577,39 @@ impl Conn {
                 }
                 return;
             }
-            if let Some((_, ack)) = p.pending_acks.pop_front() {
+            if let Some(id) = remote_ack_id(p.pending_acks.front().map(|(_, a)| a)) {
+                if let Some(remote) = p.remote.get(&id) {
+                    if !remote.done() {
+                        let out = Arc::clone(&self.reg.entry.out);
+                        remote.on_done(Arc::new(move || out.wake()));
+                        return;
+                    }
+                }
+            }
+            if let Some((_, mut ack)) = p.pending_acks.pop_front() {
+                if let Some(id) = remote_ack_id(Some(&ack)) {
+                    if let Some(remote) = p.remote.remove(&id) {
+                        if !remote.ok() {
+                            // A home node refused it or was down (the message is lost for
+                            // that queue): MQTT 5 says so in the reason code; MQTT 3.1.1 has
+                            // no negative acknowledgement, so none is sent and the client
+                            // publishes it again (as RabbitMQ's MQTT plugin does for a
+                            // rejected publish).
+                            if self.version != ProtocolVersion::V5 {
+                                continue;
+                            }
+                            match &mut ack {
+                                Packet::PubAck(a) => {
+                                    a.reason = mqtt_wire::ReasonCode::UnspecifiedError
+                                }
+                                Packet::PubRec(r) => {
+                                    r.reason = mqtt_wire::ReasonCode::UnspecifiedError
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
                 send_packet(&self.reg.entry.out, &ack, self.version);
             }
         }
@@ -709,6 +744,15 @@ fn publish_will(vhost: &VHost, exchange: &Arc<Exchange>, will: LastWill, origin:
         Bytes::copy_from_slice(&will.payload),
         origin,
     );
+}
+
+/// The packet id of a PUBACK / PUBREC that may wait for a cluster's home nodes.
+fn remote_ack_id(ack: Option<&Packet>) -> Option<u16> {
+    match ack? {
+        Packet::PubAck(a) => Some(a.packet_id),
+        Packet::PubRec(r) => Some(r.packet_id),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -273,9 +273,14 @@ impl Conn {
             (Some(store), true) => store.current_epoch(),
             _ => 0,
         };
-        if epoch == 0 && self.acks_waiting() == 0 && !id_to_write {
+        // Queues homed on other nodes of the cluster acknowledge through it (cluster/forward.rs).
+        let remote = published.remote.clone();
+        if epoch == 0 && self.acks_waiting() == 0 && !id_to_write && remote.is_none() {
             self.send(&ack);
         } else {
+            if let (Some(remote), Some(id)) = (remote, p.packet_id) {
+                self.publishing().remote.insert(id, remote);
+            }
             self.publishing().pending_acks.push_back((epoch, ack));
         }
         Ok(())

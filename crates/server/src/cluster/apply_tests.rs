@@ -17,10 +17,16 @@ fn applier(dir: &std::path::Path) -> BrokerApplier {
         PagingLimits::default(),
     )
     .unwrap();
+    let forwarder = super::forward::Forwarder::new(
+        "rabbit@test".into(),
+        Arc::clone(&broker),
+        Arc::clone(&store),
+    );
     let mut a = BrokerApplier {
         broker,
         store,
         auto_delete: Hooks::default(),
+        forwarder,
     };
     let added = apply(
         &mut a,

@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use stream_wire::{
-    key, DeclarePublisher, DeletePublisher, Entry, Publish, PublishConfirm, PublishError,
-    PublishedMessage, PublishingError, ResponseCode,
+    key, DeclarePublisher, DeletePublisher, EntryRef, Publish, PublishConfirm, PublishError,
+    PublishedRef, PublishingError, ResponseCode,
 };
 
 /// A chunk holds at most this many entries (the header's `NumEntries` is 16 bits).
@@ -140,9 +140,10 @@ impl Conn {
             self.publish_error(p, ResponseCode::StreamNotAvailable);
             return Next::Go;
         }
-        let messages: Vec<PublishedMessage> = p.messages().collect();
+        // One pass over the frame, borrowing each message (no copy, no reference count):
+        // the store copies each entry once, into the chunk.
+        let n = u64::from(p.len());
         let counters = &self.reg.entry.counters();
-        let n = messages.len() as u64;
         PublisherView::count(&publisher.view.published, n);
         self.reg.entry.publisher.store(true, Ordering::Relaxed);
         counters.received.fetch_add(n, Ordering::Relaxed);
@@ -152,34 +153,30 @@ impl Conn {
         let mut last = publisher.last;
         let reference = publisher.reference.clone();
         let mut duplicates: Vec<u64> = Vec::new();
-        let fresh: Vec<&PublishedMessage> = messages
-            .iter()
-            .filter(|m| {
-                if reference.is_none() {
-                    return true;
-                }
+        let mut fresh: Vec<PublishedRef<'_>> = Vec::with_capacity(p.len() as usize);
+        for m in p.message_refs() {
+            if reference.is_some() {
                 match last {
                     Some(l) if m.publishing_id <= l => {
                         duplicates.push(m.publishing_id);
-                        false
+                        continue;
                     }
-                    _ => {
-                        last = Some(m.publishing_id);
-                        true
-                    }
+                    _ => last = Some(m.publishing_id),
                 }
-            })
-            .collect();
+            }
+            fresh.push(m);
+        }
         let ids: Vec<u64> = fresh.iter().map(|m| m.publishing_id).collect();
+        let mut entries: Vec<StoreEntry<'_>> = Vec::with_capacity(fresh.len().min(MAX_CHUNK_ENTRIES));
         for batch in fresh.chunks(MAX_CHUNK_ENTRIES) {
-            let entries: Vec<StoreEntry<'_>> =
-                batch.iter().map(|m| store_entry(&m.entry)).collect();
+            entries.clear();
+            entries.extend(batch.iter().map(|m| store_entry(&m.entry)));
             let mut values: Vec<&[u8]> = Vec::new();
             let mut unfiltered = false;
             if p.is_filtered() {
                 for m in batch {
-                    match &m.filter_value {
-                        Some(v) if !values.contains(&v.as_bytes()) => values.push(v.as_bytes()),
+                    match m.filter_value {
+                        Some(v) if !values.contains(&v) => values.push(v),
                         Some(_) => {}
                         None => unfiltered = true,
                     }
@@ -267,6 +264,14 @@ impl Conn {
             if let Some(p) = self.publishers.get(&publisher_id) {
                 PublisherView::count(&p.view.confirmed, ids.len() as u64);
             }
+            if ids.len() <= MAX_CONFIRM_IDS {
+                // The usual case: the ids go out as they are, uncopied.
+                self.send(PublishConfirm {
+                    publisher_id,
+                    publishing_ids: ids,
+                });
+                continue;
+            }
             for part in ids.chunks(MAX_CONFIRM_IDS) {
                 self.send(PublishConfirm {
                     publisher_id,
@@ -279,7 +284,7 @@ impl Conn {
     /// Refuses every message of `p` with `code`.
     fn publish_error(&self, p: &Publish, code: ResponseCode) {
         let errors: Vec<PublishingError> = p
-            .messages()
+            .message_refs()
             .map(|m| PublishingError {
                 publishing_id: m.publishing_id,
                 code,
@@ -336,15 +341,20 @@ impl Conn {
     }
 }
 
-/// The store's view of a published entry (borrowing its bytes).
-fn store_entry(e: &Entry) -> StoreEntry<'_> {
-    match e {
-        Entry::Simple(body) => StoreEntry::Simple(body),
-        Entry::SubBatch(b) => StoreEntry::SubBatch {
-            compression: b.compression,
-            records: b.records,
-            uncompressed_len: b.uncompressed_len,
-            data: &b.body,
+/// The store's view of a published entry (borrowing the frame's bytes).
+fn store_entry<'a>(e: &EntryRef<'a>) -> StoreEntry<'a> {
+    match *e {
+        EntryRef::Simple(body) => StoreEntry::Simple(body),
+        EntryRef::SubBatch {
+            compression,
+            records,
+            uncompressed_len,
+            body,
+        } => StoreEntry::SubBatch {
+            compression,
+            records,
+            uncompressed_len,
+            data: body,
         },
     }
 }

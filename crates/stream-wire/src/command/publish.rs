@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::publish_ref::PublishedRefs;
 use super::Body;
 use crate::chunk::Entry;
 use crate::error::WireError;
@@ -146,6 +147,11 @@ impl Publish {
         }
     }
 
+    /// The messages, borrowed from the frame (no copy, no reference count per message).
+    pub fn message_refs(&self) -> PublishedRefs<'_> {
+        PublishedRefs::new(&self.messages, self.filtered)
+    }
+
     /// The encoded messages as received.
     pub fn raw_messages(&self) -> &Bytes {
         &self.messages
@@ -158,10 +164,10 @@ impl Body for Publish {
         let declared = c.count()?;
         let filtered = version == 2;
         let messages = c.rest();
-        let mut walk = Cursor::new(messages.clone());
+        // Checked with the borrowed walk: no `Bytes` per message (see `publish_ref.rs`).
+        let mut walk = PublishedRefs::new(&messages, filtered);
         let mut found = 0usize;
-        while walk.remaining() > 0 {
-            PublishedMessage::decode(&mut walk, filtered)?;
+        while walk.try_next()?.is_some() {
             found += 1;
         }
         if found != declared {

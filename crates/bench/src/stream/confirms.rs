@@ -82,6 +82,13 @@ impl IdConfirms {
         id
     }
 
+    /// The next `n` ids are published, one message each.
+    pub(super) fn published_many(&mut self, n: u64) {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        self.weights.extend(std::iter::repeat_n(1, n));
+        self.unsettled += n;
+    }
+
     /// The index in `frames` of the frame holding `id` (which is tracked, so one does).
     fn frame_of(&mut self, id: u64) -> usize {
         let holds = |i: usize, frames: &VecDeque<FrameStamp>| {

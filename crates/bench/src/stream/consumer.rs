@@ -91,13 +91,30 @@ impl StreamConsumer {
     ) -> anyhow::Result<u64> {
         let from = self.from;
         let mut recorded = 0;
-        message::walk(&chunk.data, chunk.header.chunk_id, |offset, m| {
-            if offset >= from {
-                tally.record(message::body_of(m), now_ns);
-                recorded += 1;
+        // Messages sent together (one frame, one stamp) arrive together: their latencies are
+        // recorded as one run, one histogram update per run rather than per message.
+        let mut run: Option<(u64, u64)> = None;
+        let walked = message::walk(&chunk.data, chunk.header.chunk_id, |offset, m| {
+            if offset < from {
+                return;
             }
-        })
-        .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+            recorded += 1;
+            let Some(sent_ns) = tally.record_seen(message::body_of(m), now_ns) else {
+                return;
+            };
+            run = match run {
+                Some((sent, n)) if sent == sent_ns => Some((sent, n + 1)),
+                Some((sent, n)) => {
+                    tally.record_latency(now_ns, sent, n);
+                    Some((sent_ns, 1))
+                }
+                None => Some((sent_ns, 1)),
+            };
+        });
+        if let Some((sent, n)) = run {
+            tally.record_latency(now_ns, sent, n);
+        }
+        walked.map_err(|e| anyhow::anyhow!("{}", e.0))?;
         Ok(recorded)
     }
 

@@ -246,19 +246,74 @@ impl StreamPublisher {
         // Whatever is open belongs to this run's time from now on; the workload never leaves
         // anything open between runs (the run ends sealed).
         self.handed_over = run.sent;
-        for seq in run.first_seq..run.first_seq + run.count {
-            Stamp {
-                sent_ns: run.sent_ns,
-                producer: run.producer,
-                seq,
+        if self.batching.sub_entry.is_none() {
+            self.simple_run(body, run)?;
+        } else {
+            for seq in run.first_seq..run.first_seq + run.count {
+                Stamp {
+                    sent_ns: run.sent_ns,
+                    producer: run.producer,
+                    seq,
+                }
+                .write_to(body);
+                self.add(body)?;
             }
-            .write_to(body);
-            self.add(body)?;
         }
         // The run goes out in whole entries and frames: its messages never wait for the next
         // run's (a run shorter than a frame is a window or a rate limit speaking).
         self.seal_all();
         self.write_if_full().await
+    }
+
+    /// A run without sub-entries: each entry is the same bytes but for its publishing id and
+    /// stamp, so it is copied from one template and patched, frame by frame.
+    fn simple_run(&mut self, body: &[u8], run: Run) -> anyhow::Result<()> {
+        self.seal_all();
+        // The template: publishing id, entry size, the data section's head, the body.
+        let len = message::encoded_len(body.len());
+        let mut entry = BytesMut::with_capacity(12 + len);
+        entry.put_u64(0);
+        entry.put_u32(u32::try_from(len)?);
+        message::encode(body, &mut entry);
+        let stamp_at = entry.len() - body.len();
+        let limit = match self.conn.frame_max {
+            0 => usize::MAX,
+            n => n as usize,
+        };
+        // Entries per frame: the batch, and what the frame limit (which does not count the
+        // 4-byte size prefix) leaves room for, but always at least one.
+        let fits = (limit.saturating_sub(FRAME_HEAD - 4) / entry.len()).max(1);
+        let per_frame = (self.batching.frame.max(1) as usize).min(fits) as u64;
+        let mut seq = run.first_seq;
+        let end = run.first_seq + run.count;
+        while seq < end {
+            let n = per_frame.min(end - seq);
+            self.start_entry(entry.len() - 8, 1);
+            // `start_entry` opened the frame and wrote the first id; the rest are ours.
+            let out = &mut self.conn.wire.out;
+            out.truncate(out.len() - 8);
+            let first_id = self.confirms.next_id() - 1;
+            self.confirms.published_many(n - 1);
+            out.reserve(entry.len() * n as usize);
+            for i in 0..n {
+                let at = out.len();
+                out.extend_from_slice(&entry);
+                let e = &mut out[at..];
+                e[..8].copy_from_slice(&(first_id + i).to_be_bytes());
+                Stamp {
+                    sent_ns: run.sent_ns,
+                    producer: run.producer,
+                    seq: seq + i,
+                }
+                .write_to(&mut e[stamp_at..]);
+            }
+            if let Some(f) = &mut self.frame {
+                f.entries = u32::try_from(n)?;
+            }
+            self.seal_frame();
+            seq += n;
+        }
+        Ok(())
     }
 
     /// Handles what the broker sent: confirms and errors.

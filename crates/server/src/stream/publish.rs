@@ -153,7 +153,8 @@ impl Conn {
         let mut last = publisher.last;
         let reference = publisher.reference.clone();
         let mut duplicates: Vec<u64> = Vec::new();
-        let mut fresh: Vec<PublishedRef<'_>> = Vec::with_capacity(p.len() as usize);
+        let mut ids: Vec<u64> = Vec::with_capacity(p.len() as usize);
+        let mut chunk = ChunkUnderWay::new(p.len() as usize);
         for m in p.message_refs() {
             if reference.is_some() {
                 match last {
@@ -164,50 +165,28 @@ impl Conn {
                     _ => last = Some(m.publishing_id),
                 }
             }
-            fresh.push(m);
-        }
-        let ids: Vec<u64> = fresh.iter().map(|m| m.publishing_id).collect();
-        let mut entries: Vec<StoreEntry<'_>> = Vec::with_capacity(fresh.len().min(MAX_CHUNK_ENTRIES));
-        for batch in fresh.chunks(MAX_CHUNK_ENTRIES) {
-            entries.clear();
-            entries.extend(batch.iter().map(|m| store_entry(&m.entry)));
-            let mut values: Vec<&[u8]> = Vec::new();
-            let mut unfiltered = false;
-            if p.is_filtered() {
-                for m in batch {
-                    match m.filter_value {
-                        Some(v) if !values.contains(&v) => values.push(v),
-                        Some(_) => {}
-                        None => unfiltered = true,
-                    }
+            ids.push(m.publishing_id);
+            chunk.add(&m, p.is_filtered());
+            if chunk.entries.len() == MAX_CHUNK_ENTRIES {
+                if let Err(e) = chunk.append(&log, reference.as_deref()) {
+                    tracing::error!(conn = self.id, stream = %queue.name(), error = %e, "cannot append to the stream");
+                    self.publish_error(p, ResponseCode::InternalError);
+                    return Next::Go;
                 }
             }
-            let max_id = batch.iter().map(|m| m.publishing_id).max().unwrap_or(0);
-            let tracked;
-            let publishers: &[(&[u8], u64)] = match &reference {
-                Some(r) => {
-                    tracked = [(r.as_slice(), max_id)];
-                    &tracked
-                }
-                None => &[],
-            };
-            let append = Append {
-                entries: &entries,
-                timestamp: now_ms(),
-                publishers,
-                filter_values: &values,
-                unfiltered,
-            };
-            if let Err(e) = log.append_chunk(&append) {
+        }
+        if !chunk.entries.is_empty() {
+            if let Err(e) = chunk.append(&log, reference.as_deref()) {
                 tracing::error!(conn = self.id, stream = %queue.name(), error = %e, "cannot append to the stream");
                 self.publish_error(p, ResponseCode::InternalError);
                 return Next::Go;
             }
         }
+        let fresh = !ids.is_empty();
         if let Some(publisher) = self.publishers.get_mut(&publisher_id) {
             publisher.last = last;
         }
-        let epoch = if fresh.is_empty() {
+        let epoch = if !fresh {
             0
         } else {
             store.stream_appended();
@@ -338,6 +317,70 @@ impl Conn {
                 stream: stream.into(),
             });
         }
+    }
+}
+
+/// The chunk a `Publish` frame's messages are gathered into, borrowing the frame's bytes.
+struct ChunkUnderWay<'a> {
+    entries: Vec<StoreEntry<'a>>,
+    /// The distinct filter values of its messages (version 2).
+    values: Vec<&'a [u8]>,
+    /// Some message has no filter value.
+    unfiltered: bool,
+    /// The highest publishing id in it (the publisher's sequence it records).
+    max_id: u64,
+}
+
+impl<'a> ChunkUnderWay<'a> {
+    fn new(messages: usize) -> Self {
+        ChunkUnderWay {
+            entries: Vec::with_capacity(messages.min(MAX_CHUNK_ENTRIES)),
+            values: Vec::new(),
+            unfiltered: false,
+            max_id: 0,
+        }
+    }
+
+    fn add(&mut self, m: &PublishedRef<'a>, filtered: bool) {
+        self.entries.push(store_entry(&m.entry));
+        self.max_id = self.max_id.max(m.publishing_id);
+        if filtered {
+            match m.filter_value {
+                Some(v) if !self.values.contains(&v) => self.values.push(v),
+                Some(_) => {}
+                None => self.unfiltered = true,
+            }
+        }
+    }
+
+    /// Appends the gathered entries as one chunk (recording `reference`'s sequence, when the
+    /// publisher has one) and starts over.
+    fn append(
+        &mut self,
+        log: &pigeon_store::stream::StreamLog,
+        reference: Option<&[u8]>,
+    ) -> Result<(), pigeon_store::StoreError> {
+        let tracked;
+        let publishers: &[(&[u8], u64)] = match reference {
+            Some(r) => {
+                tracked = [(r, self.max_id)];
+                &tracked
+            }
+            None => &[],
+        };
+        let append = Append {
+            entries: &self.entries,
+            timestamp: now_ms(),
+            publishers,
+            filter_values: &self.values,
+            unfiltered: self.unfiltered,
+        };
+        let result = log.append_chunk(&append).map(|_| ());
+        self.entries.clear();
+        self.values.clear();
+        self.unfiltered = false;
+        self.max_id = 0;
+        result
     }
 }
 

@@ -167,7 +167,7 @@ impl Body for Publish {
         // Checked with the borrowed walk: no `Bytes` per message (see `publish_ref.rs`).
         let mut walk = PublishedRefs::new(&messages, filtered);
         let mut found = 0usize;
-        while walk.try_next()?.is_some() {
+        while walk.skip_next()? {
             found += 1;
         }
         if found != declared {

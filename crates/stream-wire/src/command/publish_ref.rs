@@ -64,6 +64,36 @@ impl<'a> PublishedRefs<'a> {
         }
     }
 
+    /// Steps over the next message, checking it as [`PublishedRefs::try_next`] does; false
+    /// at the end. The frame's decoding checks every message with this.
+    pub(crate) fn skip_next(&mut self) -> Result<bool, WireError> {
+        if !self.filtered {
+            // Publishing id, then the entry: a simple one's 31-bit length, or a sub-batch's
+            // header whose last 4 octets are its length.
+            let Some(head) = self.rest.get(8..12) else {
+                return if self.rest.is_empty() {
+                    Ok(false)
+                } else {
+                    Err(WireError::Truncated)
+                };
+            };
+            let first = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+            let (header, len) = if first & 0x8000_0000 == 0 {
+                (12, first as usize)
+            } else {
+                let len = self.rest.get(15..19).ok_or(WireError::Truncated)?;
+                (19, u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
+            };
+            let end = header + len;
+            if end > self.rest.len() {
+                return Err(WireError::Truncated);
+            }
+            self.rest = &self.rest[end..];
+            return Ok(true);
+        }
+        self.try_next().map(|m| m.is_some())
+    }
+
     /// The next message, or the error that makes the rest unreadable.
     pub(crate) fn try_next(&mut self) -> Result<Option<PublishedRef<'a>>, WireError> {
         if self.rest.is_empty() {

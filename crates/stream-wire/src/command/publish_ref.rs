@@ -95,9 +95,29 @@ impl<'a> PublishedRefs<'a> {
     }
 
     /// The next message, or the error that makes the rest unreadable.
+    #[inline]
     pub(crate) fn try_next(&mut self) -> Result<Option<PublishedRef<'a>>, WireError> {
         if self.rest.is_empty() {
             return Ok(None);
+        }
+        if !self.filtered {
+            // The common case first: version 1, a simple entry.
+            if let Some(head) = self.rest.get(..12) {
+                let first = u32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+                if first & 0x8000_0000 == 0 {
+                    let end = 12 + first as usize;
+                    if let Some(body) = self.rest.get(12..end) {
+                        let mut id = [0u8; 8];
+                        id.copy_from_slice(&head[..8]);
+                        self.rest = &self.rest[end..];
+                        return Ok(Some(PublishedRef {
+                            publishing_id: u64::from_be_bytes(id),
+                            filter_value: None,
+                            entry: EntryRef::Simple(body),
+                        }));
+                    }
+                }
+            }
         }
         let publishing_id = u64::from_be_bytes(take_array(&mut self.rest)?);
         let filter_value = if self.filtered {
@@ -149,6 +169,7 @@ impl<'a> PublishedRefs<'a> {
 impl<'a> Iterator for PublishedRefs<'a> {
     type Item = PublishedRef<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<PublishedRef<'a>> {
         self.try_next().ok().flatten()
     }

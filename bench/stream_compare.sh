@@ -13,7 +13,8 @@
 #   RUNS=3              runs of each workload per broker (the table shows the median and all runs)
 #   DURATION=5          seconds each run publishes
 #   BROKERS="pigeon rabbitmq"
-#   WORKLOADS="pub1-sub1-16 pub1-sub1-16-subentry pub1-sub1-1k pub2-sub2-16"   (see workloads())
+#   WORKLOADS="pub1-sub1-16 pub1-sub1-16-subentry pub1-sub1-1k pub2-sub2-16"   (see workloads();
+#                       pub1-sub1-16-subentry-w400k, the sub-entry run with a 4x window, on request)
 #   PIGEON_BIN=...      the Pigeon binary (default: target/release/pigeon, built when missing)
 #   BENCH_TMPDIR=/var/tmp   where the brokers' data goes (a real disk: fsync must mean it)
 #   OUT=bench/results/<date>-streams   output prefix (.md and .jsonl)
@@ -54,6 +55,7 @@ pub1-sub1-16 -x 1 -y 1 -s 16 --max-inflight 100000 --batch 1000
 pub1-sub1-16-subentry -x 1 -y 1 -s 16 --max-inflight 100000 --batch 100 --sub-entry 100
 pub1-sub1-1k -x 1 -y 1 -s 1000 --max-inflight 20000 --batch 100
 pub2-sub2-16 -x 2 -y 2 -s 16 --max-inflight 50000 --batch 1000
+pub1-sub1-16-subentry-w400k -x 1 -y 1 -s 16 --max-inflight 400000 --batch 100 --sub-entry 100
 EOF
 }
 

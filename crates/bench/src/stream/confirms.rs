@@ -187,18 +187,34 @@ mod tests {
         assert_eq!((c.next_id(), c.unsettled), (6, 110));
         let now = t0 + Duration::from_millis(5);
         c.settle([2, 4, 2, 99, 0], true, now);
-        assert_eq!(c.take(), Confirms { acked: 101, nacked: 0 });
+        assert_eq!(
+            c.take(),
+            Confirms {
+                acked: 101,
+                nacked: 0
+            }
+        );
         assert_eq!(c.unsettled, 9);
         // Frame 1's id 2 waited 5 ms, frame 2's id 4 (100 messages) 4 ms.
         assert_eq!(c.latency_us.len(), 101);
         assert_eq!(c.latency_us.count_between(4990, 5010), 1);
         assert_eq!(c.latency_us.count_between(3990, 4010), 100);
         c.settle([1, 3, 5], false, now);
-        assert_eq!(c.take(), Confirms { acked: 0, nacked: 9 });
+        assert_eq!(
+            c.take(),
+            Confirms {
+                acked: 0,
+                nacked: 9
+            }
+        );
         assert_eq!(c.unsettled, 0);
         assert_eq!(c.next_id(), 6);
         assert!(c.weights.is_empty());
-        assert_eq!(c.frames.len(), 1, "the last frame stays until a newer one starts");
+        assert_eq!(
+            c.frames.len(),
+            1,
+            "the last frame stays until a newer one starts"
+        );
         c.settle([5], true, now);
         assert_eq!(c.take(), Confirms::default());
     }
@@ -220,7 +236,11 @@ mod tests {
         assert_eq!(c.latency_us.len(), 100);
         for f in 0..10u64 {
             let us = (20 - f) * 1000;
-            assert_eq!(c.latency_us.count_between(us - 10, us + 10), 10, "frame {f}");
+            assert_eq!(
+                c.latency_us.count_between(us - 10, us + 10),
+                10,
+                "frame {f}"
+            );
         }
         assert_eq!(c.frames.len(), 1);
     }

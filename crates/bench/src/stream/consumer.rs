@@ -268,7 +268,10 @@ mod tests {
         let mut tally = Tally::new(1);
         // Offsets 20..24: the one before 21 is skipped.
         assert_eq!(c.tally_chunk(&d.chunk, &mut tally, 3_000_000).unwrap(), 3);
-        assert_eq!((tally.received, tally.duplicates, tally.malformed), (3, 0, 0));
+        assert_eq!(
+            (tally.received, tally.duplicates, tally.malformed),
+            (3, 0, 0)
+        );
         assert_eq!(tally.latency_us.len(), 3);
         assert_eq!(tally.latency_us.count_between(1990, 2010), 3);
     }

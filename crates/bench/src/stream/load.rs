@@ -25,11 +25,11 @@ use super::{StreamClient, StreamConfig};
 use crate::args::{LoadArgs, Until};
 use crate::client::{Client, ConsumeOptions, PublishOptions};
 use crate::control::{self, Fleet, Supervision};
+use crate::cpu;
 use crate::report::{self, RunInfo};
 use crate::stamp::Stamp;
 use crate::tally::{Sharing, Tally};
 use crate::workload::{Phase, ProducerStats};
-use crate::cpu;
 use hdrhistogram::Histogram;
 use std::future::Future;
 use std::process::ExitCode;
@@ -101,9 +101,13 @@ async fn produce(
                         None => break,
                     }
                     add_confirms(&stats, publisher.take_confirms(), epoch);
-                    if unless(&mut run, Phase::Drain, tokio::time::sleep_until(next.into()))
-                        .await
-                        .is_none()
+                    if unless(
+                        &mut run,
+                        Phase::Drain,
+                        tokio::time::sleep_until(next.into()),
+                    )
+                    .await
+                    .is_none()
                     {
                         break;
                     }
@@ -135,8 +139,12 @@ async fn produce(
             };
             // A run under way is finished even when publishing ends meanwhile: abandoning it
             // could leave messages on the wire that the report never counted as sent.
-            let Some(published) =
-                unless(&mut run, Phase::Stop, publisher.publish_run(&mut body, batch)).await
+            let Some(published) = unless(
+                &mut run,
+                Phase::Stop,
+                publisher.publish_run(&mut body, batch),
+            )
+            .await
             else {
                 break;
             };

@@ -158,7 +158,10 @@ fn walk_entries(mut data: &[u8], outer: bool, f: &mut impl FnMut(&[u8])) -> Resu
     let cut = || Unreadable("chunk data: an entry is cut short".into());
     while let Some(&first) = data.first() {
         if first & 0x80 == 0 {
-            let head: [u8; 4] = data.get(..4).and_then(|h| h.try_into().ok()).ok_or_else(cut)?;
+            let head: [u8; 4] = data
+                .get(..4)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(cut)?;
             let len = u32::from_be_bytes(head) as usize;
             let m = data.get(4..4 + len).ok_or_else(cut)?;
             f(m);
@@ -283,7 +286,10 @@ mod tests {
         let chunk = Chunk::from_entries(0, 1, 0, &entries);
         let first = ChunkMessages::new(&chunk).next().unwrap();
         assert!(first.unwrap_err().0.contains("compressed"));
-        assert!(walk(&chunk.data, 0, |_, _| {}).unwrap_err().0.contains("compressed"));
+        assert!(walk(&chunk.data, 0, |_, _| {})
+            .unwrap_err()
+            .0
+            .contains("compressed"));
     }
 
     #[test]

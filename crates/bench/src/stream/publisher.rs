@@ -472,7 +472,10 @@ mod tests {
         p.publish_run(&mut body, run).await.unwrap();
         assert_eq!(p.unsettled(), 6);
         let found = frames(&mut p);
-        assert_eq!(found.iter().map(Publish::len).collect::<Vec<_>>(), vec![4, 2]);
+        assert_eq!(
+            found.iter().map(Publish::len).collect::<Vec<_>>(),
+            vec![4, 2]
+        );
         let all: Vec<PublishedMessage> = found.iter().flat_map(Publish::messages).collect();
         for (i, m) in all.iter().enumerate() {
             assert_eq!(m.publishing_id, i as u64 + 1);
@@ -482,11 +485,15 @@ mod tests {
             let body = message::body(stored.clone());
             assert_eq!(body.len(), 20);
             let stamp = Stamp::read_from(&body).unwrap();
-            assert_eq!((stamp.sent_ns, stamp.producer, stamp.seq), (12_345, 3, 10 + i as u64));
+            assert_eq!(
+                (stamp.sent_ns, stamp.producer, stamp.seq),
+                (12_345, 3, 10 + i as u64)
+            );
             assert!(body[Stamp::LEN..].iter().all(|&b| b == 0xEE));
         }
         // Both frames carry the run's time: a confirm of ids 5 and 6 is one sample of two.
-        p.confirms.settle([5, 6], true, sent + std::time::Duration::from_millis(3));
+        p.confirms
+            .settle([5, 6], true, sent + std::time::Duration::from_millis(3));
         assert_eq!(p.confirms.latency_us.len(), 2);
         assert_eq!(p.confirms.latency_us.count_between(2990, 3010), 2);
     }

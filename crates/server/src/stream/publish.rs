@@ -168,7 +168,7 @@ impl Conn {
             ids.push(m.publishing_id);
             chunk.add(&m, p.is_filtered());
             if chunk.entries.len() == MAX_CHUNK_ENTRIES {
-                if let Err(e) = chunk.append(&log, reference.as_deref()) {
+                if let Err(e) = chunk.append(log, reference.as_deref()) {
                     tracing::error!(conn = self.id, stream = %queue.name(), error = %e, "cannot append to the stream");
                     self.publish_error(p, ResponseCode::InternalError);
                     return Next::Go;
@@ -176,7 +176,7 @@ impl Conn {
             }
         }
         if !chunk.entries.is_empty() {
-            if let Err(e) = chunk.append(&log, reference.as_deref()) {
+            if let Err(e) = chunk.append(log, reference.as_deref()) {
                 tracing::error!(conn = self.id, stream = %queue.name(), error = %e, "cannot append to the stream");
                 self.publish_error(p, ResponseCode::InternalError);
                 return Next::Go;

@@ -82,7 +82,10 @@ impl<'a> PublishedRefs<'a> {
                 (12, first as usize)
             } else {
                 let len = self.rest.get(15..19).ok_or(WireError::Truncated)?;
-                (19, u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
+                (
+                    19,
+                    u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize,
+                )
             };
             let end = header + len;
             if end > self.rest.len() {
@@ -189,4 +192,65 @@ fn take_array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], WireError> {
     let mut a = [0u8; N];
     a.copy_from_slice(head);
     Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{Entry, SubBatch};
+    use crate::command::{Command, Publish, PublishedMessage};
+    use crate::frame::decode_frame;
+    use bytes::{Bytes, BytesMut};
+
+    #[test]
+    fn borrowed_publish_messages_match_the_owned_ones() {
+        let published = vec![
+            PublishedMessage::simple(3, Bytes::from_static(b"one")),
+            PublishedMessage {
+                publishing_id: 4,
+                filter_value: Some(Str::new("eu").unwrap()),
+                entry: Entry::SubBatch(SubBatch {
+                    compression: 1,
+                    records: 3,
+                    uncompressed_len: 30,
+                    body: Bytes::from_static(b"gz"),
+                }),
+            },
+            PublishedMessage::simple(9, Bytes::new()),
+        ];
+        for filtered in [false, true] {
+            let p = Publish::with_version(2, filtered, &published);
+            let owned: Vec<PublishedMessage> = p.messages().collect();
+            let borrowed: Vec<PublishedRef<'_>> = p.message_refs().collect();
+            assert_eq!(owned.len(), borrowed.len());
+            for (o, b) in owned.iter().zip(&borrowed) {
+                assert_eq!(o.publishing_id, b.publishing_id);
+                assert_eq!(o.filter_value.as_ref().map(Str::as_bytes), b.filter_value);
+                assert_eq!(o.entry.records(), b.entry.records());
+                match (&o.entry, b.entry) {
+                    (Entry::Simple(x), EntryRef::Simple(y)) => assert_eq!(&x[..], y),
+                    (
+                        Entry::SubBatch(x),
+                        EntryRef::SubBatch {
+                            compression,
+                            records,
+                            uncompressed_len,
+                            body,
+                        },
+                    ) => assert_eq!(
+                        (x.compression, x.records, x.uncompressed_len, &x.body[..]),
+                        (compression, records, uncompressed_len, body)
+                    ),
+                    _ => panic!("entry kinds differ"),
+                }
+            }
+        }
+        // A frame cut inside its last message is refused by decoding, as before.
+        let bytes = Command::from(Publish::new(1, &published)).to_bytes();
+        let mut cut = BytesMut::from(&bytes[..bytes.len() - 1]);
+        let size = u32::try_from(cut.len() - 4).unwrap();
+        cut[..4].copy_from_slice(&size.to_be_bytes());
+        let frame = decode_frame(&mut cut, 0).unwrap().unwrap();
+        assert!(Command::decode(frame).is_err());
+    }
 }

@@ -565,58 +565,6 @@ fn publish_bodies_are_slices_of_the_frame() {
 }
 
 #[test]
-fn borrowed_publish_messages_match_the_owned_ones() {
-    let published = vec![
-        PublishedMessage::simple(3, Bytes::from_static(b"one")),
-        PublishedMessage {
-            publishing_id: 4,
-            filter_value: Some(s("eu")),
-            entry: Entry::SubBatch(SubBatch {
-                compression: 1,
-                records: 3,
-                uncompressed_len: 30,
-                body: Bytes::from_static(b"gz"),
-            }),
-        },
-        PublishedMessage::simple(9, Bytes::new()),
-    ];
-    for filtered in [false, true] {
-        let p = Publish::with_version(2, filtered, &published);
-        let owned: Vec<PublishedMessage> = p.messages().collect();
-        let borrowed: Vec<PublishedRef<'_>> = p.message_refs().collect();
-        assert_eq!(owned.len(), borrowed.len());
-        for (o, b) in owned.iter().zip(&borrowed) {
-            assert_eq!(o.publishing_id, b.publishing_id);
-            assert_eq!(o.filter_value.as_ref().map(Str::as_bytes), b.filter_value);
-            assert_eq!(o.entry.records(), b.entry.records());
-            match (&o.entry, b.entry) {
-                (Entry::Simple(x), EntryRef::Simple(y)) => assert_eq!(&x[..], y),
-                (
-                    Entry::SubBatch(x),
-                    EntryRef::SubBatch {
-                        compression,
-                        records,
-                        uncompressed_len,
-                        body,
-                    },
-                ) => assert_eq!(
-                    (x.compression, x.records, x.uncompressed_len, &x.body[..]),
-                    (compression, records, uncompressed_len, body)
-                ),
-                _ => panic!("entry kinds differ"),
-            }
-        }
-    }
-    // A frame cut inside its last message is refused by decoding, as before.
-    let bytes = Command::from(Publish::new(1, &published)).to_bytes();
-    let mut cut = BytesMut::from(&bytes[..bytes.len() - 1]);
-    let size = u32::try_from(cut.len() - 4).unwrap();
-    cut[..4].copy_from_slice(&size.to_be_bytes());
-    let frame = decode_frame(&mut cut, 0).unwrap().unwrap();
-    assert!(Command::decode(frame).is_err());
-}
-
-#[test]
 fn deliver_header_matches_the_encoded_frame() {
     for committed in [None, Some(9)] {
         let chunk = Chunk::from_entries(1, 1, 0, &[Entry::Simple(Bytes::from_static(b"x"))]);

@@ -13,7 +13,8 @@
 #   RUNS=3              runs of each workload per broker (the table shows the median and all runs)
 #   DURATION=5          seconds each run publishes
 #   BROKERS="pigeon rabbitmq"
-#   WORKLOADS="pub1-sub1-16 pub1-sub1-16-subentry pub1-sub1-1k pub2-sub2-16"   (see workloads())
+#   WORKLOADS="pub1-sub1-16 pub1-sub1-16-subentry pub1-sub1-1k pub2-sub2-16"   (see workloads();
+#                       pub1-sub1-16-subentry-w400k, the sub-entry run with a 4x window, on request)
 #   PIGEON_BIN=...      the Pigeon binary (default: target/release/pigeon, built when missing)
 #   BENCH_TMPDIR=/var/tmp   where the brokers' data goes (a real disk: fsync must mean it)
 #   OUT=bench/results/<date>-streams   output prefix (.md and .jsonl)
@@ -54,6 +55,7 @@ pub1-sub1-16 -x 1 -y 1 -s 16 --max-inflight 100000 --batch 1000
 pub1-sub1-16-subentry -x 1 -y 1 -s 16 --max-inflight 100000 --batch 100 --sub-entry 100
 pub1-sub1-1k -x 1 -y 1 -s 1000 --max-inflight 20000 --batch 100
 pub2-sub2-16 -x 2 -y 2 -s 16 --max-inflight 50000 --batch 1000
+pub1-sub1-16-subentry-w400k -x 1 -y 1 -s 16 --max-inflight 400000 --batch 100 --sub-entry 100
 EOF
 }
 
@@ -224,8 +226,9 @@ while read -r id flags; do
             after=$(cpu_ticks "$pid")
             [ -n "$report" ] || report='{"errors":["no report"]}'
             cpu=$(awk -v a="$after" -v b="$before" -v t="$clk_tck" 'BEGIN {printf "%.2f", (a - b) / t}')
-            printf '{"workload":"%s","broker":"%s","run":%d,"flags":"%s","broker_cpu_s":%s,"report":%s}\n' \
-                "$id" "$b" "$run" "$flags" "$cpu" "$report" >>"$jsonl"
+            load=$(cut -d' ' -f1 /proc/loadavg)
+            printf '{"workload":"%s","broker":"%s","run":%d,"flags":"%s","broker_cpu_s":%s,"loadavg":%s,"report":%s}\n' \
+                "$id" "$b" "$run" "$flags" "$cpu" "$load" "$report" >>"$jsonl"
             log "$id $b run $run: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("published/s", r.get("published_per_s"), "confirmed/s", r.get("confirmed_per_s"), "consumed/s", r.get("consumed_per_s"), "lost", r.get("lost"), "errors", r.get("errors"))' "$report")"
         done
     done
@@ -275,8 +278,8 @@ def med(xs):
 def fmt(x, unit=""):
     return "-" if x is None else f"{x:,.0f}{unit}"
 out = [f"# Streams: Pigeon and RabbitMQ ({runs} runs of {duration} s each, medians)", "",
-       "| workload | broker | published/s | confirmed/s | consumed/s | confirm p50 / p99 (ms) | end-to-end p50 / p99 (ms) | broker CPU s | lost+dup | flags |",
-       "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+       "| workload | broker | published/s | confirmed/s | consumed/s | confirm p50 / p99 (ms) | end-to-end p50 / p99 (ms) | broker CPU s | broker µs/msg | bench CPU s | bench µs/msg | lost+dup | flags |",
+       "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
 workloads = []
 for r in rows:
     if r["workload"] not in workloads:
@@ -294,11 +297,16 @@ for w in workloads:
         meds[b] = cons
         bad = sum((x.get("lost") or 0) + (x.get("duplicates") or 0) for x in rep)
         errs = sum(len(x.get("errors") or []) for x in rep)
-        out.append(f"| {w} | {b} | {fmt(pub)} | {fmt(conf)} | {fmt(cons)} | {ms(lat('confirm_latency_us', 'p50'))} / {ms(lat('confirm_latency_us', 'p99'))} | {ms(lat('latency_us', 'p50'))} / {ms(lat('latency_us', 'p99'))} | {med([r['broker_cpu_s'] for r in rs]):.1f} | {bad}{' (' + str(errs) + ' errors)' if errs else ''} | `{rs[0]['flags']}` |")
+        # CPU per message published (each is also consumed by every consumer): the broker's
+        # user+system seconds over the run, and the bench process's own.
+        bench_cpu = [((x.get("bench_cpu") or {}).get("user_s", 0) + (x.get("bench_cpu") or {}).get("system_s", 0)) for x in rep]
+        per_msg = lambda cpus: med([c * 1e6 / x["published"] for c, x in zip(cpus, rep) if x.get("published")])
+        us = lambda v: "-" if v is None else f"{v:.3f}"
+        out.append(f"| {w} | {b} | {fmt(pub)} | {fmt(conf)} | {fmt(cons)} | {ms(lat('confirm_latency_us', 'p50'))} / {ms(lat('confirm_latency_us', 'p99'))} | {ms(lat('latency_us', 'p50'))} / {ms(lat('latency_us', 'p99'))} | {med([r['broker_cpu_s'] for r in rs]):.1f} | {us(per_msg([r['broker_cpu_s'] for r in rs]))} | {med(bench_cpu):.1f} | {us(per_msg(bench_cpu))} | {bad}{' (' + str(errs) + ' errors)' if errs else ''} | `{rs[0]['flags']}` |")
     if meds.get("pigeon") and meds.get("rabbitmq"):
-        out.append(f"| {w} | **Pigeon / RabbitMQ** | | | **{meds['pigeon'] / meds['rabbitmq']:.1f}x** | | | | | |")
-out += ["", "Every run, consumed/s: " + "; ".join(
-    f"{w} {b}: " + ", ".join(fmt(r['report'].get('consumed_per_s')) for r in by[(w, b)])
+        out.append(f"| {w} | **Pigeon / RabbitMQ** | | | **{meds['pigeon'] / meds['rabbitmq']:.1f}x** | | | | | | | | |")
+out += ["", "Every run, consumed/s (load average at the end of the run): " + "; ".join(
+    f"{w} {b}: " + ", ".join(fmt(r['report'].get('consumed_per_s')) + (f" ({r['loadavg']})" if 'loadavg' in r else "") for r in by[(w, b)])
     for w in workloads for b in ["pigeon", "rabbitmq"] if (w, b) in by)]
 if reads:
     out += ["", "Reading a filled stream from first (one consumer, `-x 0`; cold: page cache dropped before the read):", "",

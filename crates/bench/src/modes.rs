@@ -298,23 +298,6 @@ pub(crate) async fn run_stream(args: &StreamArgs) -> anyhow::Result<ExitCode> {
         stream::read::run(args, &config, &name, redacted).await
     } else {
         let load_args = args.load();
-        let load = Load {
-            load: &load_args,
-            targets: vec![name.clone()],
-            sources: vec![name.clone()],
-            topology: Topology::default(),
-            publish: PublishOptions {
-                confirm_window: Some(args.max_inflight),
-                persistent: true,
-            },
-            consume: ConsumeOptions {
-                manual_ack: false,
-                prefetch: 0,
-            },
-            ack_every: None,
-            sharing: Sharing::FanOut { topics: 1 },
-            drain_quiet: None,
-        };
         let (duration_s, count) = until_fields(&load_args);
         let info = RunInfo {
             protocol: "stream",
@@ -335,9 +318,9 @@ pub(crate) async fn run_stream(args: &StreamArgs) -> anyhow::Result<ExitCode> {
                 rate: args.rate,
             }),
             confirm: true,
-            sharing: load.sharing,
+            sharing: Sharing::FanOut { topics: 1 },
         };
-        measure::<StreamClient, StreamClient>(&load, &config, &config, info).await
+        stream::load::measure(&load_args, &config, &name, args.max_inflight, info).await
     };
     if own || args.delete {
         let deleted = within(timeout, "deleting", async {

@@ -97,21 +97,38 @@ impl Tally {
 
     /// Records one delivery's body, received at `now_ns` since the run started.
     pub fn record(&mut self, body: &[u8], now_ns: u64) {
+        if let Some(sent_ns) = self.record_seen(body, now_ns) {
+            self.record_latency(now_ns, sent_ns, 1);
+        }
+    }
+
+    /// Records one delivery's body as [`Tally::record`] does but its latency: returns its send
+    /// time (`None` for a malformed body) for the caller to record the latency of a run of
+    /// deliveries with one send time and one arrival time at once ([`Tally::record_latency`]):
+    /// the stream bench stamps a frame's messages with one time and receives them in one chunk.
+    pub fn record_seen(&mut self, body: &[u8], now_ns: u64) -> Option<u64> {
         self.received += 1;
         self.last_ns = now_ns;
         let Some(stamp) = Stamp::read_from(body) else {
             self.malformed += 1;
-            return;
+            return None;
         };
         let Some(set) = self.seen.get_mut(usize::from(stamp.producer)) else {
             self.malformed += 1;
-            return;
+            return None;
         };
         if !set.insert(stamp.seq) {
             self.duplicates += 1;
         }
-        let latency_us = now_ns.saturating_sub(stamp.sent_ns) / 1_000;
-        self.latency_us.saturating_record(latency_us);
+        Some(stamp.sent_ns)
+    }
+
+    /// Records the end-to-end latency of `count` deliveries sent at `sent_ns` and received at
+    /// `now_ns`: `count` samples, as `count` calls of [`Tally::record`] would.
+    pub fn record_latency(&mut self, now_ns: u64, sent_ns: u64, count: u64) {
+        let latency_us = (now_ns.saturating_sub(sent_ns) / 1_000).min(self.latency_us.high());
+        // Within the bounds (clamped above; 0 is always recordable): cannot fail.
+        let _ = self.latency_us.record_n(latency_us, count);
     }
 
     /// Folds another consumer's tally into this one, counting pairs both saw as duplicates.

@@ -8,6 +8,7 @@
 use super::conn::{expect_ok, Conn};
 use super::message::{self, ChunkMessages};
 use crate::client::Consumer;
+use crate::tally::Tally;
 use bytes::Bytes;
 use stream_wire::{Command, Credit, Deliver, OffsetSpec, Properties, Str, Subscribe, Unsubscribe};
 
@@ -78,6 +79,43 @@ impl StreamConsumer {
             }
             self.conn.wire.receive().await?;
         }
+    }
+
+    /// Records every message of `chunk` at or after the subscription's offset in `tally`, as
+    /// received at `now_ns`; returns how many it recorded.
+    pub(super) fn tally_chunk(
+        &self,
+        chunk: &stream_wire::Chunk,
+        tally: &mut Tally,
+        now_ns: u64,
+    ) -> anyhow::Result<u64> {
+        let from = self.from;
+        let mut recorded = 0;
+        // Messages sent together (one frame, one stamp) arrive together: their latencies are
+        // recorded as one run, one histogram update per run rather than per message.
+        let mut run: Option<(u64, u64)> = None;
+        let walked = message::walk(&chunk.data, chunk.header.chunk_id, |offset, m| {
+            if offset < from {
+                return;
+            }
+            recorded += 1;
+            let Some(sent_ns) = tally.record_seen(message::body_of(m), now_ns) else {
+                return;
+            };
+            run = match run {
+                Some((sent, n)) if sent == sent_ns => Some((sent, n + 1)),
+                Some((sent, n)) => {
+                    tally.record_latency(now_ns, sent, n);
+                    Some((sent_ns, 1))
+                }
+                None => Some((sent_ns, 1)),
+            };
+        });
+        if let Some((sent, n)) = run {
+            tally.record_latency(now_ns, sent, n);
+        }
+        walked.map_err(|e| anyhow::anyhow!("{}", e.0))?;
+        Ok(recorded)
     }
 
     /// What a command means to the subscription: `Some(Some(chunk))` a delivery,
@@ -207,6 +245,35 @@ mod tests {
             );
         }
         assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_chunk_is_tallied_message_by_message_from_the_subscription_offset() {
+        let mut c = consumer(21).await;
+        let bodies: Vec<Vec<u8>> = (0..4u64)
+            .map(|seq| {
+                let mut b = vec![0; 16];
+                crate::stamp::Stamp {
+                    sent_ns: 1_000_000,
+                    producer: 0,
+                    seq,
+                }
+                .write_to(&mut b);
+                b
+            })
+            .collect();
+        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        c.conn.wire.rbuf.extend_from_slice(&deliver(20, &refs));
+        let d = c.next_chunk().await.unwrap().unwrap();
+        let mut tally = Tally::new(1);
+        // Offsets 20..24: the one before 21 is skipped.
+        assert_eq!(c.tally_chunk(&d.chunk, &mut tally, 3_000_000).unwrap(), 3);
+        assert_eq!(
+            (tally.received, tally.duplicates, tally.malformed),
+            (3, 0, 0)
+        );
+        assert_eq!(tally.latency_us.len(), 3);
+        assert_eq!(tally.latency_us.count_between(1990, 2010), 3);
     }
 
     #[tokio::test]

@@ -7,6 +7,9 @@
 //!   frame, optionally in sub-batches, with a window of unconfirmed messages;
 //! - `consumer`: one subscription with chunk credit, messages handed out zero-copy from each
 //!   delivered chunk;
+//! - `confirms`: confirms by publishing id, with one send time per frame;
+//! - `load`: the stream workload, publishers and consumers driven frame by frame and chunk by
+//!   chunk (one clock reading per frame or chunk, every message still counted and checked);
 //! - `message`: the AMQP 1.0 data section around each body, and the walk over a chunk's
 //!   entries;
 //! - `read`: the read-only run (`-x 0`), which measures how fast a stream is read back;
@@ -14,8 +17,10 @@
 //!
 //! This file is the [`Client`] the workload drives, and the stream's creation and deletion.
 
+mod confirms;
 mod conn;
 mod consumer;
+pub(crate) mod load;
 mod message;
 mod publisher;
 pub(crate) mod read;

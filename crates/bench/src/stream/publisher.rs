@@ -7,18 +7,22 @@
 //! With `--sub-entry N`, N messages go into one uncompressed sub-batch entry first (one
 //! publishing id for all N, as the stream clients' sub-entry batching does).
 //!
-//! Each message gets a tag (1, 2, 3, ...) for confirm tracking ([`ConfirmTracker`]); without
-//! sub-entries its publishing id is its tag, with them each sub-batch's id is mapped to its
-//! range of tags until confirmed. The broker confirms every publishing id once (PublishConfirm)
-//! or refuses it (PublishError, counted as a nack).
+//! Each entry gets the next publishing id (1, 2, 3, ...): a message without sub-entries, a
+//! whole sub-batch with them ([`IdConfirms`] weighs each id by its messages). The broker
+//! confirms every publishing id once (PublishConfirm) or refuses it (PublishError, counted as
+//! a nack).
+//!
+//! The send time of confirm latency is taken once per frame: [`StreamPublisher::publish_run`]
+//! (the stream workload's way in) writes a run of messages stamped with one time, the trait's
+//! `publish` (one message at a time) stamps a frame when it opens it.
 
+use super::confirms::IdConfirms;
 use super::conn::{expect_ok, Conn};
 use super::message;
 use crate::client::{Confirms, Publisher};
-use crate::confirms::ConfirmTracker;
+use crate::stamp::Stamp;
 use bytes::{BufMut, BytesMut};
 use hdrhistogram::Histogram;
-use std::collections::HashMap;
 use std::time::Instant;
 use stream_wire::{key, Command, DeclarePublisher, Str};
 
@@ -52,8 +56,18 @@ struct OpenSubBatch {
     /// Its messages as simple entries.
     records: BytesMut,
     count: u16,
-    /// The tag of its first message.
-    first_tag: u64,
+}
+
+/// A run of messages for [`StreamPublisher::publish_run`]: `count` messages of producer
+/// `producer`, sequence numbers from `first_seq`, all handed over at `sent` (`sent_ns` since
+/// the run started).
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub producer: u16,
+    pub first_seq: u64,
+    pub count: u64,
+    pub sent: Instant,
+    pub sent_ns: u64,
 }
 
 /// A connection publishing to one stream.
@@ -63,12 +77,9 @@ pub struct StreamPublisher {
     batching: Batching,
     frame: Option<OpenFrame>,
     sub: OpenSubBatch,
-    /// The next message's tag.
-    next_tag: u64,
-    /// With sub-entries: the next sub-batch's publishing id, and each unconfirmed one's tags.
-    next_id: u64,
-    sub_batches: HashMap<u64, (u64, u16)>,
-    confirms: ConfirmTracker,
+    /// When the messages of the next frame opened were handed over.
+    handed_over: Instant,
+    confirms: IdConfirms,
 }
 
 impl StreamPublisher {
@@ -89,22 +100,40 @@ impl StreamPublisher {
             })
             .await?;
         expect_ok(&answer, "DeclarePublisher")?;
-        Ok(StreamPublisher {
+        Ok(Self::new(conn, window, batching))
+    }
+
+    fn new(conn: Conn, window: usize, batching: Batching) -> StreamPublisher {
+        StreamPublisher {
             conn,
             window: window.max(1),
             batching,
             frame: None,
             sub: OpenSubBatch::default(),
-            next_tag: 1,
-            next_id: 1,
-            sub_batches: HashMap::new(),
-            confirms: ConfirmTracker::default(),
-        })
+            handed_over: Instant::now(),
+            confirms: IdConfirms::new(1),
+        }
     }
 
-    /// Appends one entry's publishing id to the open frame (opening one if needed), sealing
+    /// Messages unconfirmed.
+    pub(super) fn unsettled(&self) -> usize {
+        self.confirms.unsettled
+    }
+
+    /// The most messages unconfirmed.
+    pub(super) fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Messages per frame, at most.
+    pub(super) fn messages_per_frame(&self) -> u64 {
+        u64::from(self.batching.frame.max(1))
+            * u64::from(self.batching.sub_entry.unwrap_or(1).max(1))
+    }
+
+    /// Appends the next publishing id to the open frame (opening one if needed), sealing
     /// the frame first if `entry_len` more bytes would outgrow the frame limit.
-    fn start_entry(&mut self, publishing_id: u64, entry_len: usize) {
+    fn start_entry(&mut self, entry_len: usize, messages: u16) {
         let limit = match self.conn.frame_max {
             0 => usize::MAX,
             n => n as usize,
@@ -115,18 +144,22 @@ impl StreamPublisher {
                 self.seal_frame();
             }
         }
-        let out = &mut self.conn.wire.out;
-        let frame = self.frame.get_or_insert_with(|| {
+        if self.frame.is_none() {
+            self.confirms.frame(self.handed_over);
+            let out = &mut self.conn.wire.out;
             let at = out.len();
             out.put_u32(0);
             out.put_u16(key::PUBLISH);
             out.put_u16(1);
             out.put_u8(PUBLISHER_ID);
             out.put_u32(0);
-            OpenFrame { at, entries: 0 }
-        });
-        frame.entries += 1;
-        out.put_u64(publishing_id);
+            self.frame = Some(OpenFrame { at, entries: 0 });
+        }
+        if let Some(f) = &mut self.frame {
+            f.entries += 1;
+        }
+        let id = self.confirms.published(messages);
+        self.conn.wire.out.put_u64(id);
     }
 
     /// Patches the open frame's size and count.
@@ -145,13 +178,9 @@ impl StreamPublisher {
         if self.sub.count == 0 {
             return;
         }
-        let id = self.next_id;
-        self.next_id += 1;
         let records = std::mem::take(&mut self.sub.records);
-        self.start_entry(id, 11 + records.len());
+        self.start_entry(11 + records.len(), self.sub.count);
         message::encode_sub_batch(&records, self.sub.count, &mut self.conn.wire.out);
-        self.sub_batches
-            .insert(id, (self.sub.first_tag, self.sub.count));
         // Keep the allocation for the next sub-batch.
         self.sub.records = records;
         self.sub.records.clear();
@@ -172,77 +201,19 @@ impl StreamPublisher {
         self.seal_frame();
     }
 
-    /// Handles what the broker sent: confirms and errors.
-    fn process(&mut self) -> anyhow::Result<()> {
-        while let Some(command) = self.conn.decode()? {
-            let now = Instant::now();
-            match command {
-                Command::PublishConfirm(c) => {
-                    for id in c.publishing_ids {
-                        self.settle(id, true, now);
-                    }
-                }
-                Command::PublishError(e) => {
-                    for failed in e.errors {
-                        self.settle(failed.publishing_id, false, now);
-                    }
-                }
-                Command::MetadataUpdate(m) => {
-                    anyhow::bail!("stream {} is gone ({:?})", m.stream.as_str(), m.code)
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn settle(&mut self, id: u64, acked: bool, now: Instant) {
-        if self.batching.sub_entry.is_none() {
-            self.confirms.settle(id, false, acked, now);
-        } else if let Some((first, count)) = self.sub_batches.remove(&id) {
-            for tag in first..first + u64::from(count) {
-                self.confirms.settle(tag, false, acked, now);
-            }
-        }
-    }
-
-    /// Writes out everything, then reads until the broker has settled all but `room` messages.
-    async fn settle_until(&mut self, room: usize) -> anyhow::Result<Confirms> {
-        self.process()?;
-        if self.confirms.unsettled > room {
-            self.seal_all();
-            while self.confirms.unsettled > room {
-                self.conn.wire.receive().await?;
-                self.process()?;
-            }
-        }
-        Ok(self.confirms.take())
-    }
-}
-
-impl Publisher for StreamPublisher {
-    async fn reserve(&mut self) -> anyhow::Result<Confirms> {
-        self.settle_until(self.window - 1).await
-    }
-
-    async fn publish(&mut self, body: &[u8]) -> anyhow::Result<()> {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.confirms.published(Instant::now());
+    /// Adds one message to the open frame or sub-batch.
+    fn add(&mut self, body: &[u8]) -> anyhow::Result<()> {
         let len = message::encoded_len(body.len());
         let len32 = u32::try_from(len)?;
         match self.batching.sub_entry {
             None => {
-                self.start_entry(tag, 4 + len);
+                self.start_entry(4 + len, 1);
                 let out = &mut self.conn.wire.out;
                 out.put_u32(len32);
                 message::encode(body, out);
                 self.end_entry();
             }
             Some(n) => {
-                if self.sub.count == 0 {
-                    self.sub.first_tag = tag;
-                }
                 self.sub.records.put_u32(len32);
                 message::encode(body, &mut self.sub.records);
                 self.sub.count += 1;
@@ -251,6 +222,12 @@ impl Publisher for StreamPublisher {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Writes out what has gathered once it is worth a write, and takes in the confirms that
+    /// came meanwhile.
+    async fn write_if_full(&mut self) -> anyhow::Result<()> {
         if self.conn.wire.out.len() >= WRITE_BATCH {
             self.seal_frame();
             self.conn.wire.send().await?;
@@ -261,6 +238,134 @@ impl Publisher for StreamPublisher {
             self.process()?;
         }
         Ok(())
+    }
+
+    /// Publishes a run of messages with bodies like `body` (at least [`Stamp::LEN`] bytes),
+    /// each stamped with the run's send time, its producer and its sequence number.
+    pub(super) async fn publish_run(&mut self, body: &mut [u8], run: Run) -> anyhow::Result<()> {
+        // Whatever is open belongs to this run's time from now on; the workload never leaves
+        // anything open between runs (the run ends sealed).
+        self.handed_over = run.sent;
+        if self.batching.sub_entry.is_none() {
+            self.simple_run(body, run)?;
+        } else {
+            for seq in run.first_seq..run.first_seq + run.count {
+                Stamp {
+                    sent_ns: run.sent_ns,
+                    producer: run.producer,
+                    seq,
+                }
+                .write_to(body);
+                self.add(body)?;
+            }
+        }
+        // The run goes out in whole entries and frames: its messages never wait for the next
+        // run's (a run shorter than a frame is a window or a rate limit speaking).
+        self.seal_all();
+        self.write_if_full().await
+    }
+
+    /// A run without sub-entries: each entry is the same bytes but for its publishing id and
+    /// stamp, so it is copied from one template and patched, frame by frame.
+    fn simple_run(&mut self, body: &[u8], run: Run) -> anyhow::Result<()> {
+        self.seal_all();
+        // The template: publishing id, entry size, the data section's head, the body.
+        let len = message::encoded_len(body.len());
+        let mut entry = BytesMut::with_capacity(12 + len);
+        entry.put_u64(0);
+        entry.put_u32(u32::try_from(len)?);
+        message::encode(body, &mut entry);
+        let stamp_at = entry.len() - body.len();
+        let limit = match self.conn.frame_max {
+            0 => usize::MAX,
+            n => n as usize,
+        };
+        // Entries per frame: the batch, and what the frame limit (which does not count the
+        // 4-byte size prefix) leaves room for, but always at least one.
+        let fits = (limit.saturating_sub(FRAME_HEAD - 4) / entry.len()).max(1);
+        let per_frame = (self.batching.frame.max(1) as usize).min(fits) as u64;
+        let mut seq = run.first_seq;
+        let end = run.first_seq + run.count;
+        while seq < end {
+            let n = per_frame.min(end - seq);
+            self.start_entry(entry.len() - 8, 1);
+            // `start_entry` opened the frame and wrote the first id; the rest are ours.
+            let out = &mut self.conn.wire.out;
+            out.truncate(out.len() - 8);
+            let first_id = self.confirms.next_id() - 1;
+            self.confirms.published_many(n - 1);
+            out.reserve(entry.len() * n as usize);
+            for i in 0..n {
+                let at = out.len();
+                out.extend_from_slice(&entry);
+                let e = &mut out[at..];
+                e[..8].copy_from_slice(&(first_id + i).to_be_bytes());
+                Stamp {
+                    sent_ns: run.sent_ns,
+                    producer: run.producer,
+                    seq: seq + i,
+                }
+                .write_to(&mut e[stamp_at..]);
+            }
+            if let Some(f) = &mut self.frame {
+                f.entries = u32::try_from(n)?;
+            }
+            self.seal_frame();
+            seq += n;
+        }
+        Ok(())
+    }
+
+    /// Handles what the broker sent: confirms and errors.
+    fn process(&mut self) -> anyhow::Result<()> {
+        while let Some(command) = self.conn.decode()? {
+            match command {
+                Command::PublishConfirm(c) => {
+                    self.confirms.settle(c.publishing_ids, true, Instant::now());
+                }
+                Command::PublishError(e) => {
+                    let ids = e.errors.iter().map(|f| f.publishing_id);
+                    self.confirms.settle(ids, false, Instant::now());
+                }
+                Command::MetadataUpdate(m) => {
+                    anyhow::bail!("stream {} is gone ({:?})", m.stream.as_str(), m.code)
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out everything, then reads until the broker has settled all but `room` messages.
+    pub(super) async fn settle_until(&mut self, room: usize) -> anyhow::Result<Confirms> {
+        self.process()?;
+        if self.confirms.unsettled > room {
+            self.seal_all();
+            while self.confirms.unsettled > room {
+                self.conn.wire.receive().await?;
+                self.process()?;
+            }
+        }
+        Ok(self.confirms.take())
+    }
+
+    /// The confirms handled since the last call, without waiting.
+    pub(super) fn take_confirms(&mut self) -> Confirms {
+        self.confirms.take()
+    }
+}
+
+impl Publisher for StreamPublisher {
+    async fn reserve(&mut self) -> anyhow::Result<Confirms> {
+        self.settle_until(self.window - 1).await
+    }
+
+    async fn publish(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        if self.frame.is_none() {
+            self.handed_over = Instant::now();
+        }
+        self.add(body)?;
+        self.write_if_full().await
     }
 
     async fn write_out(&mut self) -> anyhow::Result<()> {
@@ -300,17 +405,7 @@ mod tests {
         let wire = Wire::connect("127.0.0.1", addr.port(), None, 4096, None)
             .await
             .unwrap();
-        StreamPublisher {
-            conn: Conn::for_tests(wire, frame_max),
-            window: 1000,
-            batching,
-            frame: None,
-            sub: OpenSubBatch::default(),
-            next_tag: 1,
-            next_id: 1,
-            sub_batches: HashMap::new(),
-            confirms: ConfirmTracker::default(),
-        }
+        StreamPublisher::new(Conn::for_tests(wire, frame_max), 1000, batching)
     }
 
     fn frames(p: &mut StreamPublisher) -> Vec<Publish> {
@@ -359,6 +454,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_is_stamped_with_one_time_and_consecutive_sequence_numbers() {
+        let batching = Batching {
+            frame: 4,
+            sub_entry: None,
+        };
+        let mut p = publisher(batching, 0).await;
+        let sent = Instant::now();
+        let mut body = vec![0xEE; 20];
+        let run = Run {
+            producer: 3,
+            first_seq: 10,
+            count: 6,
+            sent,
+            sent_ns: 12_345,
+        };
+        p.publish_run(&mut body, run).await.unwrap();
+        assert_eq!(p.unsettled(), 6);
+        let found = frames(&mut p);
+        assert_eq!(
+            found.iter().map(Publish::len).collect::<Vec<_>>(),
+            vec![4, 2]
+        );
+        let all: Vec<PublishedMessage> = found.iter().flat_map(Publish::messages).collect();
+        for (i, m) in all.iter().enumerate() {
+            assert_eq!(m.publishing_id, i as u64 + 1);
+            let Entry::Simple(stored) = &m.entry else {
+                panic!("not a simple entry");
+            };
+            let body = message::body(stored.clone());
+            assert_eq!(body.len(), 20);
+            let stamp = Stamp::read_from(&body).unwrap();
+            assert_eq!(
+                (stamp.sent_ns, stamp.producer, stamp.seq),
+                (12_345, 3, 10 + i as u64)
+            );
+            assert!(body[Stamp::LEN..].iter().all(|&b| b == 0xEE));
+        }
+        // Both frames carry the run's time: a confirm of ids 5 and 6 is one sample of two.
+        p.confirms
+            .settle([5, 6], true, sent + std::time::Duration::from_millis(3));
+        assert_eq!(p.confirms.latency_us.len(), 2);
+        assert_eq!(p.confirms.latency_us.count_between(2990, 3010), 2);
+    }
+
+    #[tokio::test]
     async fn a_frame_never_outgrows_the_frame_limit() {
         let batching = Batching {
             frame: 1000,
@@ -394,11 +534,11 @@ mod tests {
         };
         assert_eq!(*records, 1, "the last sub-batch is partial");
         assert_eq!(body.len(), 4 + 21);
-        p.settle(2, true, Instant::now());
+        p.confirms.settle([2], true, Instant::now());
         assert_eq!(p.confirms.take().acked, 3);
-        p.settle(2, true, Instant::now());
+        p.confirms.settle([2], true, Instant::now());
         assert_eq!(p.confirms.take().acked, 0, "settled once");
-        p.settle(3, false, Instant::now());
+        p.confirms.settle([3], false, Instant::now());
         assert_eq!(p.confirms.take().nacked, 1);
         assert_eq!(p.confirms.unsettled, 3);
     }

@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use stream_wire::{
-    key, DeclarePublisher, DeletePublisher, Entry, Publish, PublishConfirm, PublishError,
-    PublishedMessage, PublishingError, ResponseCode,
+    key, DeclarePublisher, DeletePublisher, EntryRef, Publish, PublishConfirm, PublishError,
+    PublishedRef, PublishingError, ResponseCode,
 };
 
 /// A chunk holds at most this many entries (the header's `NumEntries` is 16 bits).
@@ -140,9 +140,10 @@ impl Conn {
             self.publish_error(p, ResponseCode::StreamNotAvailable);
             return Next::Go;
         }
-        let messages: Vec<PublishedMessage> = p.messages().collect();
+        // One pass over the frame, borrowing each message (no copy, no reference count):
+        // the store copies each entry once, into the chunk.
+        let n = u64::from(p.len());
         let counters = &self.reg.entry.counters();
-        let n = messages.len() as u64;
         PublisherView::count(&publisher.view.published, n);
         self.reg.entry.publisher.store(true, Ordering::Relaxed);
         counters.received.fetch_add(n, Ordering::Relaxed);
@@ -152,65 +153,40 @@ impl Conn {
         let mut last = publisher.last;
         let reference = publisher.reference.clone();
         let mut duplicates: Vec<u64> = Vec::new();
-        let fresh: Vec<&PublishedMessage> = messages
-            .iter()
-            .filter(|m| {
-                if reference.is_none() {
-                    return true;
-                }
+        let mut ids: Vec<u64> = Vec::with_capacity(p.len() as usize);
+        let mut chunk = ChunkUnderWay::new(p.len() as usize);
+        for m in p.message_refs() {
+            if reference.is_some() {
                 match last {
                     Some(l) if m.publishing_id <= l => {
                         duplicates.push(m.publishing_id);
-                        false
+                        continue;
                     }
-                    _ => {
-                        last = Some(m.publishing_id);
-                        true
-                    }
-                }
-            })
-            .collect();
-        let ids: Vec<u64> = fresh.iter().map(|m| m.publishing_id).collect();
-        for batch in fresh.chunks(MAX_CHUNK_ENTRIES) {
-            let entries: Vec<StoreEntry<'_>> =
-                batch.iter().map(|m| store_entry(&m.entry)).collect();
-            let mut values: Vec<&[u8]> = Vec::new();
-            let mut unfiltered = false;
-            if p.is_filtered() {
-                for m in batch {
-                    match &m.filter_value {
-                        Some(v) if !values.contains(&v.as_bytes()) => values.push(v.as_bytes()),
-                        Some(_) => {}
-                        None => unfiltered = true,
-                    }
+                    _ => last = Some(m.publishing_id),
                 }
             }
-            let max_id = batch.iter().map(|m| m.publishing_id).max().unwrap_or(0);
-            let tracked;
-            let publishers: &[(&[u8], u64)] = match &reference {
-                Some(r) => {
-                    tracked = [(r.as_slice(), max_id)];
-                    &tracked
+            ids.push(m.publishing_id);
+            chunk.add(&m, p.is_filtered());
+            if chunk.entries.len() == MAX_CHUNK_ENTRIES {
+                if let Err(e) = chunk.append(log, reference.as_deref()) {
+                    tracing::error!(conn = self.id, stream = %queue.name(), error = %e, "cannot append to the stream");
+                    self.publish_error(p, ResponseCode::InternalError);
+                    return Next::Go;
                 }
-                None => &[],
-            };
-            let append = Append {
-                entries: &entries,
-                timestamp: now_ms(),
-                publishers,
-                filter_values: &values,
-                unfiltered,
-            };
-            if let Err(e) = log.append_chunk(&append) {
+            }
+        }
+        if !chunk.entries.is_empty() {
+            if let Err(e) = chunk.append(log, reference.as_deref()) {
                 tracing::error!(conn = self.id, stream = %queue.name(), error = %e, "cannot append to the stream");
                 self.publish_error(p, ResponseCode::InternalError);
                 return Next::Go;
             }
         }
+        let fresh = !ids.is_empty();
         if let Some(publisher) = self.publishers.get_mut(&publisher_id) {
             publisher.last = last;
         }
-        let epoch = if fresh.is_empty() {
+        let epoch = if !fresh {
             0
         } else {
             store.stream_appended();
@@ -267,6 +243,14 @@ impl Conn {
             if let Some(p) = self.publishers.get(&publisher_id) {
                 PublisherView::count(&p.view.confirmed, ids.len() as u64);
             }
+            if ids.len() <= MAX_CONFIRM_IDS {
+                // The usual case: the ids go out as they are, uncopied.
+                self.send(PublishConfirm {
+                    publisher_id,
+                    publishing_ids: ids,
+                });
+                continue;
+            }
             for part in ids.chunks(MAX_CONFIRM_IDS) {
                 self.send(PublishConfirm {
                     publisher_id,
@@ -279,7 +263,7 @@ impl Conn {
     /// Refuses every message of `p` with `code`.
     fn publish_error(&self, p: &Publish, code: ResponseCode) {
         let errors: Vec<PublishingError> = p
-            .messages()
+            .message_refs()
             .map(|m| PublishingError {
                 publishing_id: m.publishing_id,
                 code,
@@ -336,15 +320,84 @@ impl Conn {
     }
 }
 
-/// The store's view of a published entry (borrowing its bytes).
-fn store_entry(e: &Entry) -> StoreEntry<'_> {
-    match e {
-        Entry::Simple(body) => StoreEntry::Simple(body),
-        Entry::SubBatch(b) => StoreEntry::SubBatch {
-            compression: b.compression,
-            records: b.records,
-            uncompressed_len: b.uncompressed_len,
-            data: &b.body,
+/// The chunk a `Publish` frame's messages are gathered into, borrowing the frame's bytes.
+struct ChunkUnderWay<'a> {
+    entries: Vec<StoreEntry<'a>>,
+    /// The distinct filter values of its messages (version 2).
+    values: Vec<&'a [u8]>,
+    /// Some message has no filter value.
+    unfiltered: bool,
+    /// The highest publishing id in it (the publisher's sequence it records).
+    max_id: u64,
+}
+
+impl<'a> ChunkUnderWay<'a> {
+    fn new(messages: usize) -> Self {
+        ChunkUnderWay {
+            entries: Vec::with_capacity(messages.min(MAX_CHUNK_ENTRIES)),
+            values: Vec::new(),
+            unfiltered: false,
+            max_id: 0,
+        }
+    }
+
+    fn add(&mut self, m: &PublishedRef<'a>, filtered: bool) {
+        self.entries.push(store_entry(&m.entry));
+        self.max_id = self.max_id.max(m.publishing_id);
+        if filtered {
+            match m.filter_value {
+                Some(v) if !self.values.contains(&v) => self.values.push(v),
+                Some(_) => {}
+                None => self.unfiltered = true,
+            }
+        }
+    }
+
+    /// Appends the gathered entries as one chunk (recording `reference`'s sequence, when the
+    /// publisher has one) and starts over.
+    fn append(
+        &mut self,
+        log: &pigeon_store::stream::StreamLog,
+        reference: Option<&[u8]>,
+    ) -> Result<(), pigeon_store::StoreError> {
+        let tracked;
+        let publishers: &[(&[u8], u64)] = match reference {
+            Some(r) => {
+                tracked = [(r, self.max_id)];
+                &tracked
+            }
+            None => &[],
+        };
+        let append = Append {
+            entries: &self.entries,
+            timestamp: now_ms(),
+            publishers,
+            filter_values: &self.values,
+            unfiltered: self.unfiltered,
+        };
+        let result = log.append_chunk(&append).map(|_| ());
+        self.entries.clear();
+        self.values.clear();
+        self.unfiltered = false;
+        self.max_id = 0;
+        result
+    }
+}
+
+/// The store's view of a published entry (borrowing the frame's bytes).
+fn store_entry<'a>(e: &EntryRef<'a>) -> StoreEntry<'a> {
+    match *e {
+        EntryRef::Simple(body) => StoreEntry::Simple(body),
+        EntryRef::SubBatch {
+            compression,
+            records,
+            uncompressed_len,
+            body,
+        } => StoreEntry::SubBatch {
+            compression,
+            records,
+            uncompressed_len,
+            data: body,
         },
     }
 }

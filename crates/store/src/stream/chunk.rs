@@ -306,7 +306,9 @@ pub(crate) fn build(
             reason: "a chunk needs at least one entry".into(),
         });
     }
+    // One pass for both sums: a chunk of a Publish frame has thousands of small entries.
     let mut num_records = 0u32;
+    let mut data_len = 0usize;
     for e in body.entries {
         num_records =
             num_records
@@ -314,8 +316,8 @@ pub(crate) fn build(
                 .ok_or_else(|| StoreError::InvalidChunk {
                     reason: "too many records".into(),
                 })?;
+        data_len += e.encoded_len();
     }
-    let data_len: usize = body.entries.iter().map(Entry::encoded_len).sum();
     let total = HEADER_LEN + data_len + body.trailer.len() + body.bloom.len();
     let too_large = || StoreError::TooLarge { len: total };
     let data_len32 = u32::try_from(data_len).map_err(|_| too_large())?;

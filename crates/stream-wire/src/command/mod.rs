@@ -20,11 +20,13 @@
 mod connection;
 mod consume;
 mod publish;
+mod publish_ref;
 mod streams;
 
 pub use connection::*;
 pub use consume::*;
 pub use publish::*;
+pub use publish_ref::{EntryRef, PublishedRef, PublishedRefs};
 pub use streams::*;
 
 use bytes::{BufMut, Bytes, BytesMut};

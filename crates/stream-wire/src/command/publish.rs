@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::publish_ref::PublishedRefs;
 use super::Body;
 use crate::chunk::Entry;
 use crate::error::WireError;
@@ -146,6 +147,11 @@ impl Publish {
         }
     }
 
+    /// The messages, borrowed from the frame (no copy, no reference count per message).
+    pub fn message_refs(&self) -> PublishedRefs<'_> {
+        PublishedRefs::new(&self.messages, self.filtered)
+    }
+
     /// The encoded messages as received.
     pub fn raw_messages(&self) -> &Bytes {
         &self.messages
@@ -158,10 +164,10 @@ impl Body for Publish {
         let declared = c.count()?;
         let filtered = version == 2;
         let messages = c.rest();
-        let mut walk = Cursor::new(messages.clone());
+        // Checked with the borrowed walk: no `Bytes` per message (see `publish_ref.rs`).
+        let mut walk = PublishedRefs::new(&messages, filtered);
         let mut found = 0usize;
-        while walk.remaining() > 0 {
-            PublishedMessage::decode(&mut walk, filtered)?;
+        while walk.skip_next()? {
             found += 1;
         }
         if found != declared {
@@ -236,8 +242,15 @@ impl Body for PublishConfirm {
     fn encode(&self, out: &mut BytesMut) {
         out.put_u8(self.publisher_id);
         put_count(out, self.publishing_ids.len());
-        for id in &self.publishing_ids {
-            out.put_u64(*id);
+        // A broker confirms thousands of ids at once: gather them 64 at a time on the stack
+        // rather than one `put_u64` (a capacity check and a copy call) each.
+        out.reserve(8 * self.publishing_ids.len());
+        let mut block = [0u8; 8 * 64];
+        for ids in self.publishing_ids.chunks(64) {
+            for (slot, id) in block.chunks_exact_mut(8).zip(ids) {
+                slot.copy_from_slice(&id.to_be_bytes());
+            }
+            out.put_slice(&block[..8 * ids.len()]);
         }
     }
 }

@@ -22,6 +22,7 @@ mod deadline;
 mod level;
 mod paging;
 mod prio_paging;
+pub mod quorum;
 mod ready;
 pub mod settings;
 pub mod stream;
@@ -68,6 +69,10 @@ pub struct Queue {
     volatile: Option<VolatileLog>,
     /// Set for a stream queue (`stream.rs`): messages go to its log, not to `state.ready`.
     stream: Option<stream::StreamQueue>,
+    /// A quorum queue (`quorum.rs`): declared with `x-queue-type: quorum`.
+    quorum_declared: bool,
+    /// A quorum queue's replicated half, attached by the server.
+    quorum: OnceLock<Arc<dyn quorum::QuorumBackend>>,
     state: Mutex<State>,
 }
 
@@ -132,15 +137,21 @@ impl Queue {
         };
         let limits = (log.is_some() || volatile.is_some()).then(|| vhost.paging());
         let log = log.map_or_else(OnceLock::new, OnceLock::from);
+        let quorum_declared = quorum::is_quorum_declaration(&options.arguments);
         Queue {
             name: name.into(),
             vhost_name: vhost.name().into(),
             vhost: Arc::downgrade(vhost),
             options,
-            counts_deliveries: AtomicBool::new(settings.delivery_limit.is_some()),
+            // A quorum queue always counts (RabbitMQ's `x-delivery-count` on its redeliveries).
+            counts_deliveries: AtomicBool::new(
+                settings.delivery_limit.is_some() || quorum_declared,
+            ),
             log,
             volatile,
             stream: None,
+            quorum_declared,
+            quorum: OnceLock::new(),
             state: Mutex::new(State {
                 ready: Ready::new(settings.max_priority, limits),
                 settings,
@@ -187,6 +198,13 @@ impl Queue {
             self.state.lock().counters.publish += 1;
             // The stream's entry keeps the routing key (`Message::to_named_queue` leaves it out).
             return s.append(&message.with_routing_key(&self.name));
+        }
+        if self.quorum_declared {
+            // Not through a publisher's confirm (dead-lettering, say): confirmed to nobody.
+            let confirm = quorum::ReplicaConfirm::new();
+            let r = self.enqueue_replicated(message, &confirm);
+            confirm.finish(true);
+            return r;
         }
         self.locked(|st, dead| {
             if st.deleted {
@@ -280,6 +298,10 @@ impl Queue {
             self.dispatch_stream();
             return;
         }
+        if let Some(q) = self.quorum.get() {
+            q.dispatch(self);
+            return;
+        }
         self.locked(|st, dead| self.dispatch_locked(st, Instant::now(), dead));
     }
 
@@ -342,6 +364,12 @@ impl Queue {
             self.dispatch_stream();
             return;
         }
+        if let Some(q) = self.quorum.get() {
+            let seqs: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+            self.state.lock().counters.ack += seqs.len() as u64;
+            q.settle(&seqs);
+            return;
+        }
         let mut n = 0;
         for m in messages {
             n += 1;
@@ -373,6 +401,11 @@ impl Queue {
             self.dispatch_stream();
             return;
         }
+        if let Some(q) = self.quorum.get() {
+            let seqs: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+            q.reject(&seqs);
+            return;
+        }
         self.locked(|st, dead| {
             for m in messages {
                 st.unacked = st.unacked.saturating_sub(1);
@@ -387,6 +420,11 @@ impl Queue {
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
         if self.stream.is_some() {
             self.dispatch_stream();
+            return;
+        }
+        if let Some(q) = self.quorum.get() {
+            let seqs: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+            q.requeue(&seqs);
             return;
         }
         self.locked(|st, dead| {
@@ -416,6 +454,9 @@ impl Queue {
 
     /// Drops every ready message, paged out or not; returns how many.
     pub fn purge(&self) -> u32 {
+        if let Some(q) = self.quorum.get() {
+            return q.purge();
+        }
         let (dropped, tail) = {
             let mut st = self.state.lock();
             let log = self.log.get();
@@ -560,6 +601,16 @@ impl Queue {
                 messages,
                 consumers: std::mem::take(&mut st.consumers),
             }
+        };
+        let deleted = match self.quorum.get() {
+            Some(q) => {
+                let messages = q.counts().ready;
+                Deleted {
+                    messages,
+                    consumers: q.delete(),
+                }
+            }
+            None => deleted,
         };
         // After the lock: deleting the files waits for a flush round writing them.
         self.delete_volatile_log();

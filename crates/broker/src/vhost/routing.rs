@@ -6,6 +6,7 @@ use super::VHost;
 use crate::error::{BrokerError, Result};
 use crate::exchange::{Destination, Exchange};
 use crate::message::{Death, DeathReason, Message, Properties};
+use crate::queue::quorum::ReplicaConfirm;
 use crate::queue::{Enqueued, Queue, QueuedMessage};
 use smallvec::SmallVec;
 use std::collections::HashSet;
@@ -25,6 +26,8 @@ pub struct Published {
     /// The queues it reached (publishers' flow control looks at their backlog). Inline up to
     /// four: no allocation for the usual publish.
     pub reached: Routed,
+    /// It reached quorum queues: confirm it once they all committed it (`queue/quorum.rs`).
+    pub replicated: Option<Arc<ReplicaConfirm>>,
 }
 
 /// The queues a message is routed to, each once: inline up to four, so a publish reaching one
@@ -152,18 +155,30 @@ impl VHost {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let (mut rejected, mut stored) = (false, false);
+        let mut replicated: Option<Arc<ReplicaConfirm>> = None;
         for q in &queues {
-            match q.enqueue(message.clone()) {
+            let enqueued = if q.is_quorum() {
+                let confirm = replicated.get_or_insert_with(ReplicaConfirm::new);
+                q.enqueue_replicated(message.clone(), confirm)
+            } else {
+                q.enqueue(message.clone())
+            };
+            match enqueued {
                 Enqueued::Rejected => rejected = true,
                 Enqueued::Stored => stored = true,
                 Enqueued::Accepted => {}
             }
+        }
+        if let Some(confirm) = &replicated {
+            // The router's own part: every queue has its part by now.
+            confirm.finish(true);
         }
         Published {
             queues: queues.len(),
             rejected,
             stored,
             reached: queues,
+            replicated,
         }
     }
 

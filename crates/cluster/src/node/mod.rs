@@ -11,6 +11,8 @@ mod handler;
 mod membership;
 mod write;
 
+pub(crate) use write::to_wire;
+
 use crate::config::ClusterConfig;
 use crate::meta::{MetaStateMachine, MetadataApply};
 use crate::net::{GroupEndpoint, GroupNetwork, Peers};
@@ -36,6 +38,9 @@ pub(crate) struct NodeInner {
     pub(crate) wal: Wal,
     pub(crate) peers: Peers,
     pub(crate) groups: Mutex<HashMap<GroupId, Arc<dyn GroupEndpoint>>>,
+    /// Quorum queue members on this node, for the writes other nodes forward to them
+    /// (quorum queues in the broker, `quorum/forward.rs`).
+    pub(crate) queue_writers: Mutex<HashMap<GroupId, crate::quorum::QuorumQueue>>,
     /// Held by the leader while it changes the membership: one change at a time (openraft
     /// refuses a change while another is uncommitted, and two joins of one node race).
     pub(crate) admin: tokio::sync::Mutex<()>,
@@ -166,6 +171,7 @@ impl Cluster {
             wal,
             peers,
             groups: Mutex::new(groups),
+            queue_writers: Mutex::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
@@ -337,6 +343,7 @@ impl Cluster {
             let _ = task.await;
         }
         inner.groups.lock().clear();
+        inner.queue_writers.lock().clear();
         inner.peers.close_all();
         let wal = inner.wal.clone();
         let _ = tokio::task::spawn_blocking(move || wal.shutdown()).await;

@@ -187,13 +187,24 @@ impl Channel {
             .get_str("x-queue-type")
             .unwrap_or("classic")
             .to_string();
+        let node = if kind == "quorum" {
+            // The group's members, chosen here, the first forms it (`cluster/quorum`).
+            let size = arguments
+                .get("x-quorum-initial-group-size")
+                .and_then(|v| v.as_i64())
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(cluster::quorum::DEFAULT_GROUP_SIZE);
+            cluster::quorum::place(cluster, ctx.vhost.name(), name, size).join(",")
+        } else {
+            cluster.name().to_string()
+        };
         let command = MetaCommand::DeclareQueue {
             vhost: ctx.vhost.name().to_string(),
             name: name.to_string(),
             kind,
             auto_delete: m.auto_delete,
             arguments: commands::to_json(&arguments),
-            node: cluster.name().to_string(),
+            node,
         };
         let reply = (!m.no_wait).then(|| {
             Method::QueueDeclareOk(amqp_wire::QueueDeclareOk {

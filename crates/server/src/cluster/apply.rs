@@ -28,6 +28,8 @@ const NO_CONNECTION: pigeon_broker::ConnectionId = 0;
 pub(crate) struct BrokerApplier {
     pub broker: Arc<Broker>,
     pub store: Arc<Store>,
+    /// This node's quorum queues: a quorum queue's declare places its members.
+    pub quorum: Arc<super::quorum::QuorumRegistry>,
 }
 
 /// Why a command was refused: its protocol reply code and text (the same on every node).
@@ -227,21 +229,33 @@ impl BrokerApplier {
                 name,
                 auto_delete,
                 arguments,
+                node,
                 ..
-            } => self.in_vhost(vhost, |v| {
-                let options = QueueOptions {
-                    durable: true,
-                    exclusive_owner: None,
-                    auto_delete: *auto_delete,
-                    arguments: from_json(arguments),
-                };
-                v.declare_queue(name, false, options, NO_CONNECTION)
-                    .map(|_| ())
-            }),
-            MetaCommand::DeleteQueue { vhost, name } => self.in_vhost(vhost, |v| {
-                v.delete_queue(name, false, false, NO_CONNECTION)
-                    .map(|_| ())
-            }),
+            } => {
+                let done = self.in_vhost(vhost, |v| {
+                    let options = QueueOptions {
+                        durable: true,
+                        exclusive_owner: None,
+                        auto_delete: *auto_delete,
+                        arguments: from_json(arguments),
+                    };
+                    v.declare_queue(name, false, options, NO_CONNECTION)
+                        .map(|_| ())
+                });
+                if matches!(done, MetaResponse::Done) {
+                    // A quorum queue: its members (the `node` field) start (`cluster/quorum`).
+                    self.quorum.placed(vhost, name, node);
+                }
+                done
+            }
+            MetaCommand::DeleteQueue { vhost, name } => {
+                let done = self.in_vhost(vhost, |v| {
+                    v.delete_queue(name, false, false, NO_CONNECTION)
+                        .map(|_| ())
+                });
+                self.quorum.removed(vhost, name);
+                done
+            }
             MetaCommand::Bind { binding } => self.binding(binding, true),
             MetaCommand::Unbind { binding } => self.binding(binding, false),
             // MQTT sessions are not replicated yet (docs/clustering.md, next steps): nothing

@@ -11,6 +11,7 @@
 
 mod apply;
 pub(crate) mod commands;
+pub(crate) mod quorum;
 mod snapshot;
 
 use pigeon_broker::Broker;
@@ -30,14 +31,17 @@ pub(crate) async fn start(
                 .into(),
         ));
     };
+    let quorum = quorum::QuorumRegistry::new(broker);
     let applier = apply::BrokerApplier {
         broker: Arc::clone(broker),
         store: Arc::clone(store),
+        quorum: Arc::clone(&quorum),
     };
     let name = config.node_name.to_string();
     let cluster = Cluster::start(config, applier)
         .await
         .map_err(|e| crate::ServerError::Cluster(e.to_string()))?;
+    quorum.set_cluster(cluster.clone());
     tracing::info!(node = %name, "cluster node started: metadata changes go through the cluster");
     Ok(cluster)
 }

@@ -148,6 +148,20 @@ pub trait QuorumBackend: Send + Sync {
     fn delete(&self) -> Vec<ConsumerEntry>;
     /// The queue's size.
     fn counts(&self) -> QuorumCounts;
+    /// Where the group runs, as the management API shows it.
+    fn placement(&self) -> QuorumPlacement;
+}
+
+/// A quorum queue's group as RabbitMQ's management API shows it (rabbit_quorum_queue
+/// `format/1`: `leader`, `members`, `online`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumPlacement {
+    /// The leader's node name, if one is known here.
+    pub leader: Option<String>,
+    /// The members' node names.
+    pub members: Vec<String>,
+    /// Those whose node answers.
+    pub online: Vec<String>,
 }
 
 /// A publish's confirm waiting for the quorum queues it reached: one part per queue plus the

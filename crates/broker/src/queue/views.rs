@@ -42,6 +42,9 @@ impl Queue {
     /// Body bytes of the ready messages, paged out or not (see [`Queue::resident_bytes`] for
     /// the memory alarm).
     pub fn queued_bytes(&self) -> usize {
+        if let Some(q) = self.quorum.get() {
+            return usize::try_from(q.counts().ready_bytes).unwrap_or(usize::MAX);
+        }
         self.state.lock().ready.bytes()
     }
 

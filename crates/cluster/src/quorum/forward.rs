@@ -68,16 +68,14 @@ impl Cluster {
                     leader: local.and_then(QuorumQueue::leader_name).or(hint),
                 });
             }
-            let leader = local.and_then(QuorumQueue::leader_name).or_else(|| hint.take());
+            let leader = local
+                .and_then(QuorumQueue::leader_name)
+                .or_else(|| hint.take());
             let outcome = match (&leader, local) {
-                (Some(name), Some(member)) if name == self.name() => {
-                    member.write(op.clone()).await
-                }
+                (Some(name), Some(member)) if name == self.name() => member.write(op.clone()).await,
                 (Some(name), _) => self.forward_queue_write(group, name, op, left).await,
                 (None, Some(_)) => Err(ClusterError::NoLeader { group }),
-                (None, None) if members.is_empty() => {
-                    return Err(ClusterError::NoLeader { group })
-                }
+                (None, None) if members.is_empty() => return Err(ClusterError::NoLeader { group }),
                 (None, None) => {
                     let name = &members[next_member % members.len()];
                     next_member += 1;

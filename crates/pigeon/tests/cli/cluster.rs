@@ -20,15 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running node; killed (SIGKILL) when dropped.
-struct Node {
+pub(crate) struct Node {
     child: Child,
-    amqp: SocketAddr,
-    http: SocketAddr,
+    pub(crate) amqp: SocketAddr,
+    pub(crate) http: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 /// A free loopback port (bound, read, closed).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 /// Writes node `i`'s configuration: its data directory and its `[cluster]` table.
-fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathBuf {
     let data = dir.join(format!("n{i}"));
     std::fs::create_dir_all(&data).unwrap();
     let peers: Vec<String> = cluster_ports
@@ -62,7 +62,7 @@ fn addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
 }
 
 impl Node {
-    async fn start(config: &Path) -> Node {
+    pub(crate) async fn start(config: &Path) -> Node {
         let config = config.to_path_buf();
         tokio::task::spawn_blocking(move || Node::start_blocking(&config))
             .await
@@ -133,20 +133,20 @@ impl Node {
         }
     }
 
-    fn url(&self, user: &str, pass: &str) -> String {
+    pub(crate) fn url(&self, user: &str, pass: &str) -> String {
         format!("amqp://{user}:{pass}@{}/%2f", self.amqp)
     }
 
-    fn api(&self) -> String {
+    pub(crate) fn api(&self) -> String {
         format!("http://{}", self.http)
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 }
@@ -177,7 +177,7 @@ async fn until_listed(node: &Node, queue: &str) {
 }
 
 /// Waits until `user` can open an AMQP connection to `node`.
-async fn until_login(node: &Node, user: &str, pass: &str) -> Connection {
+pub(crate) async fn until_login(node: &Node, user: &str, pass: &str) -> Connection {
     within(&format!("{user} logging in on {}", node.api()), async {
         loop {
             if let Ok(c) =

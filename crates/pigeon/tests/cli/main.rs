@@ -5,6 +5,7 @@
 mod bench_stream;
 mod bench_tls;
 mod cluster;
+mod cluster_quorum;
 mod crash;
 mod crash_stream;
 mod ctl;

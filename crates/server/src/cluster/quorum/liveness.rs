@@ -35,13 +35,16 @@ pub(super) fn spawn(registry: Weak<QuorumRegistry>, cluster: Cluster) {
                 }
                 if cluster.probe(&m.addr, PROBE).await {
                     misses.remove(&m.name);
-                    reported.remove(&m.name);
+                    if reported.remove(&m.name) {
+                        registry.down.lock().remove(&m.name);
+                    }
                     continue;
                 }
                 let n = misses.entry(m.name.clone()).or_insert(0);
                 *n += 1;
                 if *n >= MISSES && reported.insert(m.name.clone()) {
                     tracing::warn!(node = %m.name, "cluster: node does not answer; its quorum queue consumers are down");
+                    registry.down.lock().insert(m.name.clone());
                     let down = node_id(&m.name);
                     for member in registry.all() {
                         member.push(QueueOp::NodeDown(down), None);

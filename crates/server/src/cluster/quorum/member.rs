@@ -15,14 +15,13 @@
 
 use super::message;
 use parking_lot::Mutex;
-use pigeon_broker::queue::quorum::{QuorumBackend, QuorumCounts, ReplicaConfirm};
+use pigeon_broker::queue::quorum::{QuorumBackend, QuorumCounts, QuorumPlacement, ReplicaConfirm};
 use pigeon_broker::{
     Broker, BrokerError, ConsumerEntry, DeathReason, Delivered, Message, Queue, QueuedMessage,
 };
 use pigeon_cluster::quorum::{
-    ConsumerId, DeadLetterReason, DeadLettered, Delivery, Effect, Observer, Overflow,
-    PublisherId, QueueConfig, QueueOp, QueueResponse, QuorumQueue, Reply,
-    DEFAULT_DELIVERY_LIMIT,
+    ConsumerId, DeadLetterReason, DeadLettered, Delivery, Effect, Observer, Overflow, PublisherId,
+    QueueConfig, QueueOp, QueueResponse, QuorumQueue, Reply, DEFAULT_DELIVERY_LIMIT,
 };
 use pigeon_cluster::{node_id, Cluster, GroupId, Member, NodeId};
 use std::collections::{HashMap, VecDeque};
@@ -77,6 +76,8 @@ pub(crate) struct QuorumMember {
     /// This node's publisher id for the group's de-duplication, and its next sequence number.
     publisher: PublisherId,
     publish_seq: AtomicU64,
+    /// Nodes the liveness probe found down (shared by the node's queues).
+    down: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Consumer keys of this process start here (a restarted node's keys never collide with
     /// those its previous run left in the queue).
     key_base: u64,
@@ -123,6 +124,7 @@ impl QuorumMember {
         vhost: &str,
         declared: Vec<String>,
         runtime: &tokio::runtime::Handle,
+        down: &Arc<Mutex<std::collections::HashSet<String>>>,
     ) -> Arc<QuorumMember> {
         let (tx, rx) = mpsc::unbounded_channel();
         let me = cluster.node_id();
@@ -142,6 +144,7 @@ impl QuorumMember {
             publisher: PublisherId(me ^ nonce.rotate_left(32)),
             publish_seq: AtomicU64::new(0),
             key_base: nonce << 20,
+            down: Arc::clone(down),
             declared,
         });
         runtime.spawn(Arc::clone(&member).propose_loop(rx));
@@ -163,8 +166,13 @@ impl QuorumMember {
                 let _ = tx.send(r.clone());
             }
         });
-        let qq = match QuorumQueue::start_observed(&self.cluster, self.group, config, Some(observer))
-            .await
+        let qq = match QuorumQueue::start_observed(
+            &self.cluster,
+            self.group,
+            config,
+            Some(observer),
+        )
+        .await
         {
             Ok(qq) => qq,
             Err(e) => {
@@ -491,10 +499,7 @@ impl QuorumBackend for QuorumMember {
         self.push(
             op,
             Some(Box::new(move |reply| {
-                confirm.finish(matches!(
-                    reply,
-                    Some(Reply::Enqueued(_) | Reply::Duplicate)
-                ))
+                confirm.finish(matches!(reply, Some(Reply::Enqueued(_) | Reply::Duplicate)))
             })),
         );
     }
@@ -590,6 +595,21 @@ impl QuorumBackend for QuorumMember {
         books.consumers.drain().map(|(_, c)| c.entry).collect()
     }
 
+    fn placement(&self) -> QuorumPlacement {
+        let members = self.members();
+        let down = self.down.lock();
+        let online = members
+            .iter()
+            .filter(|m| !down.contains(*m))
+            .cloned()
+            .collect();
+        QuorumPlacement {
+            leader: self.leader(),
+            members,
+            online,
+        }
+    }
+
     fn counts(&self) -> QuorumCounts {
         let Some(qq) = self.local.get() else {
             return QuorumCounts::default();
@@ -605,7 +625,7 @@ impl QuorumBackend for QuorumMember {
     }
 }
 
-/// The node names of a new quorum queue's group: `size` of the cluster's voters (at most all
+/// The node names of a new quorum queue's group: `size` of the cluster's members (at most all
 /// of them, one member per node), the declaring node first (it forms the group and leads it
 /// first), the others in an order that depends on the queue's name, so that queues spread over
 /// the nodes.
@@ -616,7 +636,8 @@ pub(crate) fn place(cluster: &Cluster, vhost: &str, queue: &str, size: usize) ->
         .status()
         .members
         .into_iter()
-        .filter(|m| m.voter && m.name != me)
+        // Learners too: a node joining the cluster is a learner until it caught up.
+        .filter(|m| m.name != me)
         .map(|m| m.name)
         .collect();
     others.sort_by_key(|n| node_id(n) ^ group);

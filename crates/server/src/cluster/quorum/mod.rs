@@ -22,7 +22,7 @@ pub(crate) use member::{place, QuorumMember};
 use parking_lot::Mutex;
 use pigeon_broker::Broker;
 use pigeon_cluster::Cluster;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 /// `x-quorum-initial-group-size`'s default (RabbitMQ's `quorum_cluster_size`).
@@ -34,6 +34,8 @@ pub(crate) struct QuorumRegistry {
     runtime: tokio::runtime::Handle,
     cluster: OnceLock<Cluster>,
     queues: Mutex<HashMap<(String, String), Arc<QuorumMember>>>,
+    /// Nodes the liveness probe finds down.
+    down: Arc<Mutex<HashSet<String>>>,
     /// Declares applied before the node's handle existed (the log replayed at start).
     early: Mutex<Vec<(String, String, Vec<String>)>>,
 }
@@ -46,6 +48,7 @@ impl QuorumRegistry {
             runtime: tokio::runtime::Handle::current(),
             cluster: OnceLock::new(),
             queues: Mutex::new(HashMap::new()),
+            down: Arc::new(Mutex::new(HashSet::new())),
             early: Mutex::new(Vec::new()),
         })
     }
@@ -103,8 +106,17 @@ impl QuorumRegistry {
         if !queue.is_quorum() {
             return;
         }
+        tracing::info!(queue = %name, vhost = %vhost, members = %members.join(","), "quorum queue placed");
         let _guard = self.runtime.enter();
-        let member = QuorumMember::new(cluster, &self.broker, &queue, vhost, members, &self.runtime);
+        let member = QuorumMember::new(
+            cluster,
+            &self.broker,
+            &queue,
+            vhost,
+            members,
+            &self.runtime,
+            &self.down,
+        );
         queue.set_quorum(member.clone());
         queues.insert(key, member);
     }
@@ -119,16 +131,6 @@ impl QuorumRegistry {
             let _guard = self.runtime.enter();
             member.stop();
         }
-    }
-
-    /// The members of `vhost`'s queue `name` as declared (comma-separated), for a metadata
-    /// snapshot.
-    pub(crate) fn declared(&self, vhost: &str, name: &str) -> String {
-        self.queues
-            .lock()
-            .get(&(vhost.to_string(), name.to_string()))
-            .map(|m| m.declared.join(","))
-            .unwrap_or_default()
     }
 
     fn all(&self) -> Vec<Arc<QuorumMember>> {

@@ -97,7 +97,7 @@ pub fn check_declaration(
         )));
     }
     if let Some(v) = arguments.get("x-quorum-initial-group-size") {
-        if !v.as_i64().is_some_and(|n| n >= 1) {
+        if v.as_i64().is_none_or(|n| n < 1) {
             return Err(BrokerError::PreconditionFailed(format!(
                 "invalid arg 'x-quorum-initial-group-size' for {rs}"
             )));

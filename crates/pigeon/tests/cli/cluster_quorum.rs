@@ -402,4 +402,56 @@ async fn past_its_delivery_limit_a_message_is_dead_lettered() {
         death.inner().get("queue"),
         Some(&AMQPValue::LongString("limited".into()))
     );
+
+    // An MQTT QoS 1 publish through B reaches a quorum queue bound to amq.topic: PUBACK once
+    // committed, consumed on C.
+    a.create_channel()
+        .await
+        .unwrap()
+        .queue_declare("mq".into(), durable(), quorum_args(&[]))
+        .await
+        .unwrap();
+    a.create_channel()
+        .await
+        .unwrap()
+        .queue_bind(
+            "mq".into(),
+            "amq.topic".into(),
+            "t.x".into(),
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mqtt = mqtt_addr(&nodes[1]);
+    let mut options = rumqttc::MqttOptions::new("qq-publisher", "127.0.0.1", mqtt.port());
+    options.set_credentials("guest", "guest");
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 10);
+    client
+        .publish("t/x", rumqttc::QoS::AtLeastOnce, false, &b"over mqtt"[..])
+        .await
+        .unwrap();
+    within("PUBACK", async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => return,
+                Ok(_) => {}
+                Err(e) => panic!("mqtt: {e}"),
+            }
+        }
+    })
+    .await;
+    let (_mch, mut from_mqtt) = consumer(&c, "mq", "mqtt", 1).await;
+    let d = next(&mut from_mqtt, "the MQTT message").await;
+    assert_eq!(d.data, b"over mqtt");
+}
+
+/// The node's MQTT address, from its start-up line.
+fn mqtt_addr(node: &Node) -> std::net::SocketAddr {
+    let log = node.log();
+    let rest = log
+        .split(", MQTT on ")
+        .nth(1)
+        .expect("the start-up line names the MQTT listener");
+    rest.split([',', ' ']).next().unwrap().parse().unwrap()
 }

@@ -88,6 +88,14 @@ impl Drop for Conn {
     }
 }
 
+/// An acknowledgement waiting: the store epoch it needs synced, the packet, and the quorum
+/// queues' commit it needs (quorum queues in the broker, `cluster/quorum`).
+pub(super) type PendingAck = (
+    u64,
+    Packet,
+    Option<Arc<pigeon_broker::queue::quorum::ReplicaConfirm>>,
+);
+
 /// The state of a connection that publishes (see [`Conn::publishing`]).
 #[derive(Default)]
 pub(super) struct Publishing {
@@ -101,8 +109,9 @@ pub(super) struct Publishing {
     /// (`crate::memory::charge`).
     pub charged: u64,
     /// PUBACK / PUBREC / PUBCOMP waiting for the store to sync what they acknowledge (epoch;
-    /// 0: for the acknowledgements ahead of them only).
-    pub pending_acks: VecDeque<(u64, Packet)>,
+    /// 0: for the acknowledgements ahead of them only), and for the quorum queues the message
+    /// reached to commit it.
+    pub pending_acks: VecDeque<PendingAck>,
     /// Highest epoch a wake-up (of this task, through `out`) was asked for.
     pub wake_epoch: u64,
     /// The last topic the client was allowed to publish to, with the permissions' generation.
@@ -564,7 +573,19 @@ impl Conn {
             .store
             .as_ref()
             .map_or(u64::MAX, |s| s.synced_epoch());
-        while let Some((epoch, _)) = p.pending_acks.front() {
+        while let Some((epoch, _, replicated)) = p.pending_acks.front() {
+            let mut refused = false;
+            if let Some(r) = replicated {
+                match r.outcome() {
+                    Some(ok) => refused = !ok,
+                    None => {
+                        // Woken (this task runs `flush_acks` again) once the groups answer.
+                        let out = Arc::clone(&self.out);
+                        r.on_done(Box::new(move || out.wake()));
+                        return;
+                    }
+                }
+            }
             if *epoch > synced {
                 let epoch = *epoch;
                 if let (Some(store), true) = (&self.server.store, epoch > p.wake_epoch) {
@@ -574,7 +595,21 @@ impl Conn {
                 }
                 return;
             }
-            if let Some((_, ack)) = p.pending_acks.pop_front() {
+            if let Some((_, mut ack, _)) = p.pending_acks.pop_front() {
+                if refused {
+                    // Not committed by a quorum queue (full with reject-publish, or no
+                    // majority): MQTT 5 says so; 3.1.1 has no negative PUBACK, so none is
+                    // sent and the client publishes it again.
+                    match (&mut ack, self.version) {
+                        (Packet::PubAck(a), ProtocolVersion::V5) => {
+                            a.reason = ReasonCode::QuotaExceeded;
+                        }
+                        (Packet::PubRec(r), ProtocolVersion::V5) => {
+                            r.reason = ReasonCode::QuotaExceeded;
+                        }
+                        _ => continue,
+                    }
+                }
                 send_packet(&self.out, &ack, self.version);
             }
         }

@@ -439,7 +439,8 @@ impl VHost {
         }
         let durable = options.durable && options.exclusive_owner.is_none();
         // A quorum queue's messages live in its Raft group's log, not in a queue log.
-        let quorum = crate::queue::quorum::is_quorum_declaration(&options.arguments);
+        let quorum = crate::queue::quorum::is_quorum_declaration(&options.arguments)
+            && crate::queue::quorum::enabled();
         let log = match (&self.store, durable && !quorum) {
             (Some(store), true) => match store.queue_log(&durable::log_id(&self.name, &name)) {
                 Ok(log) => Some(log),

@@ -12,7 +12,7 @@ impl Queue {
         consumer: ConsumerEntry,
         on_added: impl FnOnce(),
     ) -> Result<()> {
-        if self.quorum_declared {
+        if self.is_quorum() {
             let Some(q) = self.quorum.get() else {
                 return Err(BrokerError::NotFound(format!(
                     "quorum queue '{}' in vhost '{}' is not started on this node",

@@ -143,10 +143,7 @@ impl Queue {
             vhost_name: vhost.name().into(),
             vhost: Arc::downgrade(vhost),
             options,
-            // A quorum queue always counts (RabbitMQ's `x-delivery-count` on its redeliveries).
-            counts_deliveries: AtomicBool::new(
-                settings.delivery_limit.is_some() || quorum_declared,
-            ),
+            counts_deliveries: AtomicBool::new(settings.delivery_limit.is_some()),
             log,
             volatile,
             stream: None,
@@ -199,7 +196,7 @@ impl Queue {
             // The stream's entry keeps the routing key (`Message::to_named_queue` leaves it out).
             return s.append(&message.with_routing_key(&self.name));
         }
-        if self.quorum_declared {
+        if self.is_quorum() {
             // Not through a publisher's confirm (dead-lettering, say): confirmed to nobody.
             let confirm = quorum::ReplicaConfirm::new();
             let r = self.enqueue_replicated(message, &confirm);

@@ -218,14 +218,18 @@ impl ReplicaConfirm {
 }
 
 impl Queue {
-    /// Whether this is a quorum queue (`x-queue-type: quorum`).
+    /// Whether this is a quorum queue (`x-queue-type: quorum` on a clustered node; a node
+    /// that is not clustered keeps a queue an earlier version accepted with that type as a
+    /// classic queue, as before).
     pub fn is_quorum(&self) -> bool {
-        self.quorum_declared
+        self.quorum_declared && enabled()
     }
 
     /// Attaches the replicated half of a quorum queue (once; later calls are ignored).
     pub fn set_quorum(&self, backend: Arc<dyn QuorumBackend>) {
         let _ = self.quorum.set(backend);
+        // Redeliveries carry `x-delivery-count`, as RabbitMQ's quorum queues' do.
+        self.counts_deliveries.store(true, Ordering::Relaxed);
     }
 
     /// The replicated half of a quorum queue, once attached.

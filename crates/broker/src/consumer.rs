@@ -26,6 +26,12 @@ pub trait ConsumerSink: Send + Sync {
 
     /// The queue was deleted: the consumer is gone (AMQP sends `basic.cancel`).
     fn cancelled(&self);
+
+    /// The consumer's prefetch (0: unlimited), for a queue that accounts credit itself (a
+    /// quorum queue's `Checkout`).
+    fn prefetch(&self) -> u32 {
+        0
+    }
 }
 
 /// What became of a delivered message.

@@ -424,6 +424,16 @@ impl VHost {
             q.touch();
             return Ok(declared(Arc::clone(q)));
         }
+        if crate::queue::quorum::is_quorum_declaration(&options.arguments) {
+            crate::queue::quorum::check_declaration(
+                &name,
+                &self.name,
+                options.durable,
+                options.exclusive_owner.is_some(),
+                options.auto_delete,
+                &options.arguments,
+            )?;
+        }
         let settings = self.queue_settings(&name, &options.arguments)?;
         let me = self
             .me
@@ -433,7 +443,10 @@ impl VHost {
             return self.declare_stream(queues, name, options, settings, &me);
         }
         let durable = options.durable && options.exclusive_owner.is_none();
-        let log = match (&self.store, durable) {
+        // A quorum queue's messages live in its Raft group's log, not in a queue log.
+        let quorum = crate::queue::quorum::is_quorum_declaration(&options.arguments)
+            && crate::queue::quorum::enabled();
+        let log = match (&self.store, durable && !quorum) {
             (Some(store), true) => match store.queue_log(&durable::log_id(&self.name, &name)) {
                 Ok(log) => Some(log),
                 Err(e) => {

@@ -12,6 +12,19 @@ impl Queue {
         consumer: ConsumerEntry,
         on_added: impl FnOnce(),
     ) -> Result<()> {
+        if self.is_quorum() {
+            let Some(q) = self.quorum.get() else {
+                return Err(BrokerError::NotFound(format!(
+                    "quorum queue '{}' in vhost '{}' is not started on this node",
+                    self.name, self.vhost_name
+                )));
+            };
+            q.check_consume(self)?;
+            on_added();
+            q.add_consumer(self, consumer);
+            self.state.lock().had_consumer = true;
+            return Ok(());
+        }
         self.locked(|st, dead| {
             if st.deleted {
                 return Err(BrokerError::NotFound(format!(
@@ -55,6 +68,10 @@ impl Queue {
     /// `unused` says the queue is auto-delete and has now lost its last consumer. With a
     /// single active consumer, the next one takes over.
     pub fn remove_consumer(self: &Arc<Self>, owner: u64, tag: &str) -> Option<bool> {
+        if let Some(q) = self.quorum.get() {
+            // A quorum queue is never auto-delete.
+            return q.remove_consumer(owner, tag).then_some(false);
+        }
         let removed = self.remove_consumer_here(owner, tag);
         if let (Some(_), Some(home)) = (removed, self.remote.get()) {
             // A consumer of a queue homed on another node: it is cancelled there too.

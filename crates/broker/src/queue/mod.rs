@@ -22,6 +22,7 @@ mod deadline;
 mod level;
 mod paging;
 mod prio_paging;
+pub mod quorum;
 mod ready;
 pub mod remote;
 pub mod settings;
@@ -72,6 +73,10 @@ pub struct Queue {
     /// Set on a node that is not the queue's home in a cluster (`remote.rs`): what reaches the
     /// queue here is forwarded to its home node.
     remote: OnceLock<Arc<dyn remote::RemoteHome>>,
+    /// A quorum queue (`quorum.rs`): declared with `x-queue-type: quorum`.
+    quorum_declared: bool,
+    /// A quorum queue's replicated half, attached by the server.
+    quorum: OnceLock<Arc<dyn quorum::QuorumBackend>>,
     state: Mutex<State>,
 }
 
@@ -136,6 +141,7 @@ impl Queue {
         };
         let limits = (log.is_some() || volatile.is_some()).then(|| vhost.paging());
         let log = log.map_or_else(OnceLock::new, OnceLock::from);
+        let quorum_declared = quorum::is_quorum_declaration(&options.arguments);
         Queue {
             name: name.into(),
             vhost_name: vhost.name().into(),
@@ -146,6 +152,8 @@ impl Queue {
             volatile,
             stream: None,
             remote: OnceLock::new(),
+            quorum_declared,
+            quorum: OnceLock::new(),
             state: Mutex::new(State {
                 ready: Ready::new(settings.max_priority, limits),
                 settings,
@@ -215,6 +223,13 @@ impl Queue {
             self.state.lock().counters.publish += 1;
             // The stream's entry keeps the routing key (`Message::to_named_queue` leaves it out).
             return s.append(&message.with_routing_key(&self.name));
+        }
+        if self.is_quorum() {
+            // Not through a publisher's confirm (dead-lettering, say): confirmed to nobody.
+            let confirm = quorum::ReplicaConfirm::new();
+            let r = self.enqueue_replicated(message, &confirm);
+            confirm.finish(true);
+            return r;
         }
         self.locked(|st, dead| {
             if st.deleted {
@@ -308,6 +323,10 @@ impl Queue {
             self.dispatch_stream();
             return;
         }
+        if let Some(q) = self.quorum.get() {
+            q.dispatch(self);
+            return;
+        }
         self.locked(|st, dead| self.dispatch_locked(st, Instant::now(), dead));
     }
 
@@ -375,6 +394,12 @@ impl Queue {
             self.dispatch_stream();
             return;
         }
+        if let Some(q) = self.quorum.get() {
+            let seqs: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+            self.state.lock().counters.ack += seqs.len() as u64;
+            q.settle(&seqs);
+            return;
+        }
         let mut n = 0;
         for m in messages {
             n += 1;
@@ -411,6 +436,11 @@ impl Queue {
             self.dispatch_stream();
             return;
         }
+        if let Some(q) = self.quorum.get() {
+            let seqs: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+            q.reject(&seqs);
+            return;
+        }
         self.locked(|st, dead| {
             for m in messages {
                 st.unacked = st.unacked.saturating_sub(1);
@@ -430,6 +460,11 @@ impl Queue {
         }
         if self.stream.is_some() {
             self.dispatch_stream();
+            return;
+        }
+        if let Some(q) = self.quorum.get() {
+            let seqs: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+            q.requeue(&seqs);
             return;
         }
         self.locked(|st, dead| {
@@ -459,6 +494,9 @@ impl Queue {
 
     /// Drops every ready message, paged out or not; returns how many.
     pub fn purge(&self) -> u32 {
+        if let Some(q) = self.quorum.get() {
+            return q.purge();
+        }
         let (dropped, tail) = {
             let mut st = self.state.lock();
             let log = self.log.get();
@@ -603,6 +641,16 @@ impl Queue {
                 messages,
                 consumers: std::mem::take(&mut st.consumers),
             }
+        };
+        let deleted = match self.quorum.get() {
+            Some(q) => {
+                let messages = q.counts().ready;
+                Deleted {
+                    messages,
+                    consumers: q.delete(),
+                }
+            }
+            None => deleted,
         };
         // After the lock: deleting the files waits for a flush round writing them.
         self.delete_volatile_log();

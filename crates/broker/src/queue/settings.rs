@@ -58,9 +58,10 @@ pub fn check_queue_type(arguments: &Table, queue: &str, vhost: &str) -> Result<(
     };
     let why = match value.as_str() {
         Some("classic" | "stream") => return Ok(()),
+        Some("quorum") if super::quorum::enabled() => return Ok(()),
         Some(t @ "quorum") => format!(
-            "queue type '{t}' is not supported by this broker yet; \
-             declare a classic queue (x-queue-type 'classic' or none)"
+            "queue type '{t}' needs a cluster: start the node with a [cluster] table \
+             (a node with no peers is a cluster of one), or declare a classic queue"
         ),
         Some(t) => format!("\"unsupported queue type '{t}'\""),
         None => "expected a string".to_string(),
@@ -260,7 +261,7 @@ mod tests {
             text(s("bogus")),
             "invalid arg 'x-queue-type' for queue 'q' in vhost '/': \"unsupported queue type 'bogus'\""
         );
-        assert!(text(s("quorum")).contains("queue type 'quorum' is not supported"));
+        assert!(text(s("quorum")).contains("queue type 'quorum' needs a cluster"));
         assert!(check_queue_type(&with(s("stream")), "q", "/").is_ok());
         assert!(text(Value::Int(1)).ends_with("expected a string"));
     }

@@ -27,6 +27,9 @@ impl Queue {
 
     /// Ready messages, paged out or not (not counting those out for delivery).
     pub fn message_count(&self) -> u32 {
+        if let Some(q) = self.quorum.get() {
+            return q.counts().ready;
+        }
         if let Some(log) = self.stream_log() {
             // A stream's committed offsets still held (tracking chunks take one each, so this
             // may over-count a little, as RabbitMQ's committed-offset based count does).
@@ -39,6 +42,9 @@ impl Queue {
     /// Body bytes of the ready messages, paged out or not (see [`Queue::resident_bytes`] for
     /// the memory alarm).
     pub fn queued_bytes(&self) -> usize {
+        if let Some(q) = self.quorum.get() {
+            return usize::try_from(q.counts().ready_bytes).unwrap_or(usize::MAX);
+        }
         self.state.lock().ready.bytes()
     }
 
@@ -75,6 +81,9 @@ impl Queue {
     /// Messages delivered and not yet acknowledged (the management API's
     /// `messages_unacknowledged`).
     pub fn unacked_count(&self) -> u32 {
+        if let Some(q) = self.quorum.get() {
+            return q.counts().unacked;
+        }
         count(self.state.lock().unacked)
     }
 
@@ -88,7 +97,19 @@ impl Queue {
     /// counts them (rabbit_osiris_metrics: `offset + 1 - first_offset`, 0 unacked).
     pub fn stats(&self) -> QueueStats {
         let stream_held = self.stream_log().map(|_| self.message_count());
+        let quorum = self.quorum.get().map(|q| q.counts());
         let st = self.state.lock();
+        if let Some(q) = quorum {
+            return QueueStats {
+                ready: q.ready,
+                unacked: q.unacked,
+                bytes: q.ready_bytes,
+                paged_out: 0,
+                consumers: q.consumers,
+                dropped: st.dropped,
+                counters: st.counters,
+            };
+        }
         QueueStats {
             ready: stream_held.unwrap_or_else(|| count(st.ready.len())),
             unacked: if stream_held.is_some() {
@@ -106,6 +127,9 @@ impl Queue {
 
     /// Registered consumers.
     pub fn consumer_count(&self) -> u32 {
+        if let Some(q) = self.quorum.get() {
+            return q.counts().consumers;
+        }
         count(self.state.lock().consumers.len())
     }
 

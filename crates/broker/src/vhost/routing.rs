@@ -7,6 +7,7 @@ use crate::error::{BrokerError, Result};
 use crate::exchange::{Destination, Exchange};
 use crate::message::{Death, DeathReason, Message, Properties};
 use crate::queue::remote::RemoteConfirm;
+use crate::queue::quorum::ReplicaConfirm;
 use crate::queue::{Enqueued, Queue, QueuedMessage};
 use smallvec::SmallVec;
 use std::collections::HashSet;
@@ -29,6 +30,8 @@ pub struct Published {
     /// Some queues it reached live on other nodes (a cluster): confirm it once they have it
     /// too (`queue/remote.rs`).
     pub remote: Option<Arc<RemoteConfirm>>,
+    /// It reached quorum queues: confirm it once they all committed it (`queue/quorum.rs`).
+    pub replicated: Option<Arc<ReplicaConfirm>>,
 }
 
 /// The queues a message is routed to, each once: inline up to four, so a publish reaching one
@@ -157,6 +160,7 @@ impl VHost {
         }
         let (mut rejected, mut stored) = (false, false);
         let mut remote: Option<Arc<RemoteConfirm>> = None;
+        let mut replicated: Option<Arc<ReplicaConfirm>> = None;
         for q in &queues {
             if let Some(home) = q.remote() {
                 let confirm = remote.get_or_insert_with(Default::default);
@@ -164,11 +168,21 @@ impl VHost {
                 home.forward(q, message.clone(), Some(Arc::clone(confirm)));
                 continue;
             }
-            match q.enqueue_here(message.clone()) {
+            let enqueued = if q.is_quorum() {
+                let confirm = replicated.get_or_insert_with(ReplicaConfirm::new);
+                q.enqueue_replicated(message.clone(), confirm)
+            } else {
+                q.enqueue_here(message.clone())
+            };
+            match enqueued {
                 Enqueued::Rejected => rejected = true,
                 Enqueued::Stored => stored = true,
                 Enqueued::Accepted => {}
             }
+        }
+        if let Some(confirm) = &replicated {
+            // The router's own part: every queue has its part by now.
+            confirm.finish(true);
         }
         Published {
             queues: queues.len(),
@@ -176,6 +190,7 @@ impl VHost {
             stored,
             reached: queues,
             remote,
+            replicated,
         }
     }
 

@@ -42,11 +42,9 @@ impl Handler for NodeHandler {
                 }
                 Request::Write { group, command } => {
                     if GroupId(group) != GroupId::METADATA {
-                        return Response::Error(WireError::Other(format!(
-                            "no {} on node {}",
-                            GroupId(group),
-                            inner.me.name
-                        )));
+                        // Quorum queues in the broker: a write forwarded to a queue's member.
+                        return crate::quorum::forward::handle(&inner, GroupId(group), &command)
+                            .await;
                     }
                     let command: MetaCommand = match postcard::from_bytes(&command) {
                         Ok(c) => c,

@@ -15,6 +15,7 @@ mod ops;
 mod write;
 
 pub use ops::OpsHandler;
+pub(crate) use write::to_wire;
 
 use crate::config::ClusterConfig;
 use crate::meta::{MetaStateMachine, MetadataApply};
@@ -42,6 +43,9 @@ pub(crate) struct NodeInner {
     pub(crate) wal: Wal,
     pub(crate) peers: Peers,
     pub(crate) groups: Mutex<HashMap<GroupId, Arc<dyn GroupEndpoint>>>,
+    /// Quorum queue members on this node, for the writes other nodes forward to them
+    /// (quorum queues in the broker, `quorum/forward.rs`).
+    pub(crate) queue_writers: Mutex<HashMap<GroupId, crate::quorum::QuorumQueue>>,
     /// Held by the leader while it changes the membership: one change at a time (openraft
     /// refuses a change while another is uncommitted, and two joins of one node race).
     pub(crate) admin: tokio::sync::Mutex<()>,
@@ -189,6 +193,7 @@ impl Cluster {
             wal,
             peers,
             groups: Mutex::new(groups),
+            queue_writers: Mutex::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             liveness,
             quorum: Default::default(),
@@ -413,6 +418,7 @@ impl Cluster {
             let _ = task.await;
         }
         inner.groups.lock().clear();
+        inner.queue_writers.lock().clear();
         inner.peers.close_all();
         let wal = inner.wal.clone();
         let _ = tokio::task::spawn_blocking(move || wal.shutdown()).await;

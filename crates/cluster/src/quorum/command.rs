@@ -152,6 +152,13 @@ pub enum QueueOp {
     Tick,
     /// New settings (a policy changed).
     UpdateConfig(QueueConfig),
+    // --- quorum queues in the broker (issue 13 item 4) ---
+    /// Several operations in one Raft entry, applied in order as if proposed one after the
+    /// other (each is followed by the usual dispatch and length check), answered with
+    /// [`Reply::Batch`]: a node's broker gathers the publishes, acks and consumer changes that
+    /// wait while its previous entry commits, so that one entry (one fsync, one round trip)
+    /// carries many.
+    Batch(Vec<QueueOp>),
 }
 
 /// Why a message was dead-lettered: RabbitMQ's `x-first-death-reason` values.
@@ -260,6 +267,8 @@ pub enum Reply {
     Purged(u64),
     /// The consumer is not known (cancelled and drained, or down): nothing was done.
     UnknownConsumer,
+    /// The replies to a [`QueueOp::Batch`]'s operations, in order.
+    Batch(Vec<Reply>),
 }
 
 /// What applying one command gives back.

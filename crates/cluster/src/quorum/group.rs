@@ -62,8 +62,14 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
+/// Called on every member with each applied command's response (quorum queues in the broker:
+/// each node carries out the effects for its own consumers from its own replica). Runs under
+/// the state machine's lock: it must only hand the response on (to a channel, say).
+pub type Observer = Arc<dyn Fn(&QueueResponse) + Send + Sync>;
+
 struct Inner {
     applied: Mutex<Applied>,
+    observer: Option<Observer>,
     current: Mutex<Option<StoredSnapshot>>,
     path: PathBuf,
     built: AtomicU64,
@@ -86,6 +92,15 @@ impl QueueStateMachine {
     /// Opens the state machine whose snapshot file is `path`: the queue as of that snapshot, or
     /// an empty queue with `config` if there is none.
     pub fn open(path: PathBuf, config: QueueConfig) -> Result<QueueStateMachine, ClusterError> {
+        QueueStateMachine::open_observed(path, config, None)
+    }
+
+    /// [`Self::open`] with an [`Observer`] of every applied command's response.
+    pub fn open_observed(
+        path: PathBuf,
+        config: QueueConfig,
+        observer: Option<Observer>,
+    ) -> Result<QueueStateMachine, ClusterError> {
         let stored: Option<StoredSnapshot> = match std::fs::read(&path) {
             Ok(bytes) => Some(postcard::from_bytes(&bytes).map_err(|e| {
                 ClusterError::Stopped(format!("snapshot {} is unreadable: {e}", path.display()))
@@ -116,6 +131,7 @@ impl QueueStateMachine {
         Ok(QueueStateMachine {
             inner: Arc::new(Inner {
                 applied: Mutex::new(applied),
+                observer,
                 current: Mutex::new(stored),
                 path,
                 built: AtomicU64::new(0),
@@ -226,7 +242,11 @@ impl RaftStateMachine<QueueTypes> for QueueStateMachine {
                         if now.saturating_sub(command.at) < window {
                             self.inner.activity.touch();
                         }
-                        applied.machine.apply(command)
+                        let response = applied.machine.apply(command);
+                        if let Some(observe) = &self.inner.observer {
+                            observe(&response);
+                        }
+                        response
                     }
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -327,14 +347,29 @@ impl QuorumQueue {
         group: GroupId,
         config: QueueConfig,
     ) -> Result<QuorumQueue, ClusterError> {
+        QuorumQueue::start_observed(cluster, group, config, None).await
+    }
+
+    /// [`Self::start`] with an [`Observer`] of every command this member applies (the leader's
+    /// and the followers' alike), and the member registered to take the writes that other
+    /// nodes forward to it ([`Cluster::write_queue`]).
+    pub async fn start_observed(
+        cluster: &Cluster,
+        group: GroupId,
+        config: QueueConfig,
+        observer: Option<Observer>,
+    ) -> Result<QuorumQueue, ClusterError> {
         let node = &cluster.inner.config;
         let dir = node.cluster_dir().join("quorum");
         std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
             context: format!("cannot create {}", dir.display()),
             source,
         })?;
-        let machine =
-            QueueStateMachine::open(dir.join(format!("{:016x}.snapshot", group.0)), config)?;
+        let machine = QueueStateMachine::open_observed(
+            dir.join(format!("{:016x}.snapshot", group.0)),
+            config,
+            observer,
+        )?;
         let raft_config = openraft::Config {
             cluster_name: format!("pigeon-queue-{:016x}", group.0),
             heartbeat_interval: millis(node.timing.heartbeat),
@@ -379,14 +414,20 @@ impl QuorumQueue {
             None => false,
         };
         cluster.register_group(group, Arc::new(raft.clone()));
-        Ok(QuorumQueue {
+        let queue = QuorumQueue {
             group,
             raft,
             machine,
             cluster: cluster.clone(),
             idle,
             policy,
-        })
+        };
+        cluster
+            .inner
+            .queue_writers
+            .lock()
+            .insert(group, queue.clone());
+        Ok(queue)
     }
 
     /// Forms the group with these members as voters (called on one node, once, when the queue
@@ -427,7 +468,8 @@ impl QuorumQueue {
         self.leader() == Some(self.cluster.node_id())
     }
 
-    fn leader_name(&self) -> Option<String> {
+    /// The group's leader's name as this node knows it.
+    pub fn leader_name(&self) -> Option<String> {
         let m = self.raft.metrics().borrow().clone();
         m.current_leader
             .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
@@ -499,6 +541,7 @@ impl QuorumQueue {
     pub async fn shutdown(&self) {
         self.cluster.inner.quorum.remove(self.group);
         self.cluster.unregister_group(self.group);
+        self.cluster.inner.queue_writers.lock().remove(&self.group);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(group = %self.group, "quorum queue: raft did not stop cleanly: {e}");
         }

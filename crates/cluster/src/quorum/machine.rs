@@ -149,15 +149,27 @@ impl QueueMachine {
     pub fn apply(&mut self, command: QueueCommand) -> QueueResponse {
         self.now = self.now.max(command.at);
         let mut fx = Gathered::default();
+        let reply = self.apply_op(command.op, &mut fx);
+        let next = self.next_expiry();
+        let timer = if next != self.timer { next } else { None };
+        self.timer = next;
+        QueueResponse {
+            reply,
+            effects: fx.into_effects(timer),
+        }
+    }
+
+    /// Applies one operation (a batch's one by one), gathering its effects.
+    fn apply_op(&mut self, op: QueueOp, fx: &mut Gathered) -> Reply {
         // Time moved: what reached its expiry at the head goes first (rabbit_fifo expires at the
         // head only, before every checkout).
-        self.expire_head(&mut fx);
-        let reply = match command.op {
+        self.expire_head(fx);
+        let reply = match op {
             QueueOp::Enqueue {
                 publisher,
                 message,
                 ttl,
-            } => self.enqueue(publisher, message, ttl, &mut fx),
+            } => self.enqueue(publisher, message, ttl, fx),
             QueueOp::PublisherDown(publisher) => {
                 self.publishers.remove(&publisher);
                 Reply::Ok
@@ -165,10 +177,10 @@ impl QueueMachine {
             QueueOp::Checkout { consumer, prefetch } => self.checkout(consumer, prefetch),
             QueueOp::Cancel(consumer) => self.cancel(consumer),
             QueueOp::Settle { consumer, ids } => self.settle(consumer, &ids),
-            QueueOp::Return { consumer, ids } => self.return_ids(consumer, &ids, &mut fx),
-            QueueOp::Discard { consumer, ids } => self.discard(consumer, &ids, &mut fx),
+            QueueOp::Return { consumer, ids } => self.return_ids(consumer, &ids, fx),
+            QueueOp::Discard { consumer, ids } => self.discard(consumer, &ids, fx),
             QueueOp::Purge => Reply::Purged(self.purge()),
-            QueueOp::ConsumerDown(consumer) => self.consumer_down(consumer, &mut fx),
+            QueueOp::ConsumerDown(consumer) => self.consumer_down(consumer, fx),
             QueueOp::NodeDown(node) => {
                 let gone: Vec<ConsumerId> = self
                     .consumers
@@ -177,7 +189,7 @@ impl QueueMachine {
                     .copied()
                     .collect();
                 for consumer in gone {
-                    self.consumer_down(consumer, &mut fx);
+                    self.consumer_down(consumer, fx);
                 }
                 Reply::Ok
             }
@@ -186,19 +198,16 @@ impl QueueMachine {
                 self.config = config;
                 Reply::Ok
             }
+            QueueOp::Batch(ops) => {
+                return Reply::Batch(ops.into_iter().map(|op| self.apply_op(op, fx)).collect())
+            }
         };
         // Consumers first, then the length limit over what is left (rabbit_fifo's `checkout`
         // then `evaluate_limit`): a publish to a full queue with a consumer waiting drops nothing,
         // and messages returned past the limit push the oldest out.
-        self.dispatch(&mut fx);
-        self.enforce_length(&mut fx);
-        let next = self.next_expiry();
-        let timer = if next != self.timer { next } else { None };
-        self.timer = next;
-        QueueResponse {
-            reply,
-            effects: fx.into_effects(timer),
-        }
+        self.dispatch(fx);
+        self.enforce_length(fx);
+        reply
     }
 
     fn enqueue(

@@ -7,10 +7,13 @@
 //! - `group`: the queue's Raft group ([`QuorumQueue`]): openraft's state machine over
 //!   [`QueueMachine`], its snapshots, and a handle to write commands through the leader.
 //!
-//! Not wired into the broker yet (docs/clustering.md, "Quorum queues").
+//! - `forward`: writes from any node, forwarded to the group's leader over the cluster link.
+//!
+//! The broker's side is `crates/server/src/cluster/quorum/` (docs/clustering.md, "Quorum queues").
 
 pub mod command;
 mod consumers;
+pub(crate) mod forward;
 mod group;
 pub(crate) mod idle;
 mod machine;
@@ -23,7 +26,7 @@ pub use command::{
     ConsumerId, DeadLetterReason, DeadLettered, Delivery, Effect, Message, Overflow, PublisherId,
     QueueCommand, QueueConfig, QueueOp, QueueResponse, Reply, DEFAULT_DELIVERY_LIMIT,
 };
-pub use group::{QueueStateMachine, QueueTypes, QuorumQueue};
+pub use group::{Observer, QueueStateMachine, QueueTypes, QuorumQueue};
 pub use machine::{QueueCounts, QueueMachine};
 
 use crate::types::GroupId;

@@ -335,3 +335,61 @@ fn group_ids_come_from_the_queue_identity() {
     assert_ne!(queue_group("a", "bc"), queue_group("ab", "c"));
     assert_ne!(queue_group("/", "q"), crate::GroupId::METADATA);
 }
+
+/// A batch (one Raft entry carrying a node's waiting operations) ends in the same queue as
+/// its operations applied one by one, and answers each in order.
+#[test]
+fn a_batch_is_its_operations_one_after_the_other() {
+    let config = QueueConfig {
+        max_length: Some(2),
+        overflow: Overflow::RejectPublish,
+        ..QueueConfig::default()
+    };
+    let ops = vec![
+        QueueOp::Checkout {
+            consumer: C1,
+            prefetch: 1,
+        },
+        QueueOp::Enqueue {
+            publisher: None,
+            message: msg("a"),
+            ttl: None,
+        },
+        QueueOp::Enqueue {
+            publisher: None,
+            message: msg("b"),
+            ttl: None,
+        },
+        QueueOp::Enqueue {
+            publisher: None,
+            message: msg("c"),
+            ttl: None,
+        },
+        // Full (one delivered, two ready): refused.
+        QueueOp::Enqueue {
+            publisher: None,
+            message: msg("d"),
+            ttl: None,
+        },
+        // The first delivery's id (ids count from 0).
+        QueueOp::Settle {
+            consumer: C1,
+            ids: vec![0],
+        },
+    ];
+    let mut one_by_one = QueueMachine::new(config.clone());
+    let replies: Vec<Reply> = ops
+        .iter()
+        .map(|op| run(&mut one_by_one, op.clone()).reply)
+        .collect();
+    let mut batched = QueueMachine::new(config);
+    let r = run(&mut batched, QueueOp::Batch(ops));
+    assert_eq!(r.reply, Reply::Batch(replies.clone()));
+    assert_eq!(replies[4], Reply::RejectedFull);
+    assert_eq!(batched, one_by_one);
+    let got: Vec<String> = deliveries(&r, C1)
+        .into_iter()
+        .map(|d| String::from_utf8(d.message.body).unwrap())
+        .collect();
+    assert_eq!(got, ["a", "b"]);
+}

@@ -8,6 +8,7 @@ mod cluster;
 mod cluster_meta;
 mod cluster_ops;
 mod cluster_forward;
+mod cluster_quorum;
 mod crash;
 mod crash_stream;
 mod ctl;

@@ -87,6 +87,15 @@ impl Channel {
                 ctx.authz.check(Access::Read, Kind::Queue, name)?;
                 let q = ctx.vhost.queue_for(name, ctx.conn_id)?;
                 super::remote::check_home(&q)?;
+                if q.is_quorum() {
+                    return Err(AmqpError::new(
+                        ReplyCode::NotImplemented,
+                        format!(
+                            "basic.get not supported by quorum queues in Pigeon yet: queue '{name}' in vhost '{}'",
+                            ctx.vhost.name()
+                        ),
+                    ));
+                }
                 if q.is_stream() {
                     // rabbit_stream_queue `dequeue`.
                     return Err(AmqpError::new(
@@ -212,6 +221,18 @@ impl Channel {
             ctx.vhost.queue_for(name, ctx.conn_id)?
         };
         super::remote::check_home(&q)?;
+        if q.is_quorum() && self.shared.global_prefetch.load(Ordering::Relaxed) > 0 {
+            // rabbit_quorum_queue `consume` with the channel's limiter active (global QoS):
+            // `global_qos_not_supported_for_queue_type`, which rabbit_channel reports so.
+            return Err(AmqpError::new(
+                ReplyCode::NotImplemented,
+                format!(
+                    "queue '{}' in vhost '{}' does not support global qos",
+                    q.name(),
+                    ctx.vhost.name()
+                ),
+            ));
+        }
         let stream_start = if q.is_stream() {
             Some(super::streams::check_consume(
                 &q,
@@ -425,7 +446,8 @@ impl Channel {
             } else {
                 0
             };
-            c.waiting.push_back((c.last_seq, epoch, !routed.rejected));
+            c.waiting
+                .push_back((c.last_seq, epoch, !routed.rejected, routed.replicated));
             // Queues homed on other nodes confirm through the cluster (cluster/forward.rs).
             if let Some(remote) = routed.remote {
                 c.remote.push_back((c.last_seq, remote));

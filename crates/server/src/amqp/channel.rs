@@ -11,6 +11,7 @@ use crate::authz::Authz;
 use crate::outbound::Outbound;
 use amqp_wire::{ChannelCloseOk, ChannelFlowOk, Method, ReplyCode, ShortString};
 use bytes::{Bytes, BytesMut};
+use pigeon_broker::queue::quorum::ReplicaConfirm;
 use pigeon_broker::{Broker, Exchange, Message, Queue, QueuedMessage, VHost};
 use pigeon_store::Store;
 use std::collections::{HashMap, VecDeque};
@@ -93,14 +94,16 @@ pub(super) struct ConsumerRecord {
 /// Publisher-confirm bookkeeping (confirm.select).
 ///
 /// Every publish waits in `waiting` with the store epoch that must be synced before it may be
-/// confirmed (0 when nothing was written to disk). Confirms go out in order at the end of each
+/// confirmed (0 when nothing was written to disk), and, when it reached quorum queues, their
+/// groups' commit (`ReplicaConfirm`). Confirms go out in order at the end of each
 /// read batch, or when the store reports a sync: runs of acks as one `basic.ack multiple`.
 #[derive(Default)]
 pub(super) struct Confirms {
     /// Sequence number of the last publish.
     pub last_seq: u64,
-    /// (seq, epoch, ack (else nack)) of publishes not confirmed yet, in order.
-    pub waiting: VecDeque<(u64, u64, bool)>,
+    /// (seq, epoch, ack (else nack), quorum queues' commit) of publishes not confirmed yet,
+    /// in order.
+    pub waiting: VecDeque<(u64, u64, bool, Option<Arc<ReplicaConfirm>>)>,
     /// Highest sequence number confirmed.
     pub confirmed_upto: u64,
     /// (seq, its queues' home nodes) of publishes that reached queues homed on other nodes
@@ -386,10 +389,22 @@ impl Channel {
         if let Some(c) = self.confirms.as_mut() {
             let synced = ctx.synced_epoch();
             let mut ack_upto = c.confirmed_upto;
-            while let Some(&(seq, epoch, mut ok)) = c.waiting.front() {
+            while let Some((seq, epoch, ok, replicated)) = c.waiting.front() {
+                let (seq, epoch, mut ok) = (*seq, *epoch, *ok);
                 if epoch > synced {
                     ctx.wake_when_synced(epoch);
                     break;
+                }
+                if let Some(r) = replicated {
+                    match r.outcome() {
+                        Some(acked) => ok &= acked,
+                        None => {
+                            // Woken (the connection flushes again) once the groups answer.
+                            let out = Arc::clone(&ctx.out);
+                            r.on_done(Box::new(move || out.wake()));
+                            break;
+                        }
+                    }
                 }
                 if let Some((_, remote)) = c.remote.front().filter(|(s, _)| *s == seq) {
                     if !remote.done() {

@@ -325,6 +325,14 @@ impl ConsumerSink for AmqpConsumer {
         Delivered::Pending
     }
 
+    fn prefetch(&self) -> u32 {
+        if self.no_ack {
+            0
+        } else {
+            self.prefetch
+        }
+    }
+
     fn cancelled(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
         if self.cancel_notify && !self.channel.closed.load(Ordering::Relaxed) {

@@ -187,11 +187,21 @@ impl Channel {
             .get_str("x-queue-type")
             .unwrap_or("classic")
             .to_string();
-        // A classic queue's home: this node, or where `x-queue-leader-locator` places it
-        // (cluster/homes.rs).
-        let node = match crate::cluster::forward::Forwarder::of(cluster) {
-            Some(f) if kind == "classic" => f.place(&ctx.vhost, name, &arguments),
-            _ => cluster.name().to_string(),
+        let node = if kind == "quorum" {
+            // The group's members, chosen here, the first forms it (`cluster/quorum`).
+            let size = arguments
+                .get("x-quorum-initial-group-size")
+                .and_then(|v| v.as_i64())
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(cluster::quorum::DEFAULT_GROUP_SIZE);
+            cluster::quorum::place(cluster, ctx.vhost.name(), name, size).join(",")
+        } else {
+            // A classic queue's home: this node, or where `x-queue-leader-locator` places it
+            // (cluster/homes.rs).
+            match crate::cluster::forward::Forwarder::of(cluster) {
+                Some(f) if kind == "classic" => f.place(&ctx.vhost, name, &arguments),
+                _ => cluster.name().to_string(),
+            }
         };
         let command = MetaCommand::DeclareQueue {
             vhost: ctx.vhost.name().to_string(),

@@ -16,6 +16,7 @@ use amqp_wire::{
     QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk, ReplyCode, ShortString,
 };
 use pigeon_broker::permission::Access;
+use pigeon_broker::queue::quorum;
 use pigeon_broker::{Destination, ExchangeDeclare, QueueOptions, VHost};
 
 impl Channel {
@@ -140,6 +141,22 @@ impl Channel {
                     authz.check(Access::Configure, Kind::Queue, &name)?;
                     if vhost.queue(&name).is_err() {
                         check_new_queue(ctx, vhost, &name, &m.arguments)?;
+                        if quorum::is_quorum_declaration(&options.arguments) {
+                            // Refused before anything is proposed to the cluster.
+                            pigeon_broker::queue::settings::check_queue_type(
+                                &options.arguments,
+                                &name,
+                                vhost.name(),
+                            )?;
+                            quorum::check_declaration(
+                                &name,
+                                vhost.name(),
+                                m.durable,
+                                m.exclusive,
+                                m.auto_delete,
+                                &options.arguments,
+                            )?;
+                        }
                     }
                     if !generated && self.replicate_queue_declare(ctx, method) {
                         return Ok(());

@@ -33,6 +33,8 @@ pub(crate) struct BrokerApplier {
     pub auto_delete: super::auto_delete::Hooks,
     /// Classic queues' homes (`forward.rs`, `homes.rs`).
     pub forwarder: Arc<super::forward::Forwarder>,
+    /// This node's quorum queues: a quorum queue's declare places its members.
+    pub quorum: Arc<super::quorum::QuorumRegistry>,
 }
 
 /// Why a command was refused: its protocol reply code and text (the same on every node).
@@ -234,23 +236,34 @@ impl BrokerApplier {
                 arguments,
                 node,
                 ..
-            } => self.in_vhost(vhost, |v| {
-                let options = QueueOptions {
-                    durable: true,
-                    exclusive_owner: None,
-                    auto_delete: *auto_delete,
-                    arguments: from_json(arguments),
-                };
-                v.declare_queue(name, false, options, NO_CONNECTION)?;
-                // Its home node: the others forward to it (`forward.rs`).
-                self.forwarder.declared(v, name, node);
-                Ok(())
-            }),
-            MetaCommand::DeleteQueue { vhost, name } => self.in_vhost(vhost, |v| {
-                v.delete_queue(name, false, false, NO_CONNECTION)?;
-                self.forwarder.deleted(vhost, name);
-                Ok(())
-            }),
+            } => {
+                let done = self.in_vhost(vhost, |v| {
+                    let options = QueueOptions {
+                        durable: true,
+                        exclusive_owner: None,
+                        auto_delete: *auto_delete,
+                        arguments: from_json(arguments),
+                    };
+                    v.declare_queue(name, false, options, NO_CONNECTION)?;
+                    // A classic queue's home node: the others forward to it (`forward.rs`).
+                    self.forwarder.declared(v, name, node);
+                    Ok(())
+                });
+                if matches!(done, MetaResponse::Done) {
+                    // A quorum queue: its members (the `node` field) start (`cluster/quorum`).
+                    self.quorum.placed(vhost, name, node);
+                }
+                done
+            }
+            MetaCommand::DeleteQueue { vhost, name } => {
+                let done = self.in_vhost(vhost, |v| {
+                    v.delete_queue(name, false, false, NO_CONNECTION)?;
+                    self.forwarder.deleted(vhost, name);
+                    Ok(())
+                });
+                self.quorum.removed(vhost, name);
+                done
+            }
             // An automatic deletion elsewhere: made here only where the entity is unused
             // here too (its non-durable bindings and its consumers are this node's own).
             MetaCommand::AutoDeleteQueue { vhost, name } => {

@@ -76,7 +76,9 @@ impl Forwarder {
             return;
         }
         let Ok(q) = vhost.queue(name) else { return };
-        if q.is_stream() {
+        // Streams are single-node for now; a quorum queue's `node` lists its members, and
+        // every member holds its messages (cluster/quorum): neither gets a proxy.
+        if q.is_stream() || q.is_quorum() {
             return;
         }
         if q.remote().is_none() {

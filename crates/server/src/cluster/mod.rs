@@ -18,6 +18,7 @@ pub(crate) mod maintenance;
 pub(crate) mod forward;
 pub(crate) mod homes;
 pub(crate) mod remote_consumer;
+pub(crate) mod quorum;
 mod snapshot;
 
 use pigeon_broker::Broker;
@@ -43,17 +44,20 @@ pub(crate) async fn start(
     // log's replay and the first publishes find them.
     let forwarder = forward::Forwarder::new(name.clone(), Arc::clone(broker), Arc::clone(store));
     forwarder.recover();
+    let quorum = quorum::QuorumRegistry::new(broker);
     let applier = apply::BrokerApplier {
         broker: Arc::clone(broker),
         store: Arc::clone(store),
         auto_delete: hooks.clone(),
         forwarder: Arc::clone(&forwarder),
+        quorum: Arc::clone(&quorum),
     };
     let cluster = Cluster::start(config, applier)
         .await
         .map_err(|e| crate::ServerError::Cluster(e.to_string()))?;
     hooks.start(&cluster, broker);
     forwarder.attach(&cluster);
+    quorum.set_cluster(cluster.clone());
     tracing::info!(node = %name, "cluster node started: metadata changes go through the cluster");
     Ok(cluster)
 }

@@ -56,7 +56,13 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
         // A classic queue homed on another node of the cluster shows that node
         // (cluster/forward.rs), as RabbitMQ's `node` is its process's node.
         "node": q.remote().map_or_else(|| http.node(), |home| home.node().to_string()),
-        "type": if q.is_stream() { "stream" } else { "classic" },
+        "type": if q.is_stream() {
+            "stream"
+        } else if q.is_quorum() {
+            "quorum"
+        } else {
+            "classic"
+        },
         "state": "running",
         "messages": u64::from(ready) + u64::from(unacked),
         "messages_ready": ready,
@@ -71,6 +77,13 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
     });
     if let (Some(view), Some(m)) = (q.stream_view(), v.as_object_mut()) {
         stream_fields(http, &view, q.consumer_count(), m);
+    }
+    if let (Some(backend), Some(m)) = (q.quorum(), v.as_object_mut()) {
+        // rabbit_quorum_queue `format/1`; the leader is '' when none is known.
+        let p = backend.placement();
+        m.insert("leader".into(), json!(p.leader.unwrap_or_default()));
+        m.insert("members".into(), json!(p.members));
+        m.insert("online".into(), json!(p.online));
     }
     v
 }

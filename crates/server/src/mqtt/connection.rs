@@ -88,6 +88,14 @@ impl Drop for Conn {
     }
 }
 
+/// An acknowledgement waiting: the store epoch it needs synced, the packet, and the quorum
+/// queues' commit it needs (quorum queues in the broker, `cluster/quorum`).
+pub(super) type PendingAck = (
+    u64,
+    Packet,
+    Option<Arc<pigeon_broker::queue::quorum::ReplicaConfirm>>,
+);
+
 /// The state of a connection that publishes (see [`Conn::publishing`]).
 #[derive(Default)]
 pub(super) struct Publishing {
@@ -101,8 +109,9 @@ pub(super) struct Publishing {
     /// (`crate::memory::charge`).
     pub charged: u64,
     /// PUBACK / PUBREC / PUBCOMP waiting for the store to sync what they acknowledge (epoch;
-    /// 0: for the acknowledgements ahead of them only).
-    pub pending_acks: VecDeque<(u64, Packet)>,
+    /// 0: for the acknowledgements ahead of them only), and for the quorum queues the message
+    /// reached to commit it.
+    pub pending_acks: VecDeque<PendingAck>,
     /// Highest epoch a wake-up (of this task, through `out`) was asked for.
     pub wake_epoch: u64,
     /// PUBACK / PUBREC (by packet id) of publishes that reached queues homed on other nodes
@@ -567,7 +576,19 @@ impl Conn {
             .store
             .as_ref()
             .map_or(u64::MAX, |s| s.synced_epoch());
-        while let Some((epoch, _)) = p.pending_acks.front() {
+        while let Some((epoch, _, replicated)) = p.pending_acks.front() {
+            let mut refused = false;
+            if let Some(r) = replicated {
+                match r.outcome() {
+                    Some(ok) => refused = !ok,
+                    None => {
+                        // Woken (this task runs `flush_acks` again) once the groups answer.
+                        let out = Arc::clone(&self.reg.entry.out);
+                        r.on_done(Box::new(move || out.wake()));
+                        return;
+                    }
+                }
+            }
             if *epoch > synced {
                 let epoch = *epoch;
                 if let (Some(store), true) = (&self.server.store, epoch > p.wake_epoch) {
@@ -577,7 +598,7 @@ impl Conn {
                 }
                 return;
             }
-            if let Some(id) = remote_ack_id(p.pending_acks.front().map(|(_, a)| a)) {
+            if let Some(id) = remote_ack_id(p.pending_acks.front().map(|(_, a, _)| a)) {
                 if let Some(remote) = p.remote.get(&id) {
                     if !remote.done() {
                         let out = Arc::clone(&self.reg.entry.out);
@@ -586,28 +607,26 @@ impl Conn {
                     }
                 }
             }
-            if let Some((_, mut ack)) = p.pending_acks.pop_front() {
-                if let Some(id) = remote_ack_id(Some(&ack)) {
-                    if let Some(remote) = p.remote.remove(&id) {
-                        if !remote.ok() {
-                            // A home node refused it or was down (the message is lost for
-                            // that queue): MQTT 5 says so in the reason code; MQTT 3.1.1 has
-                            // no negative acknowledgement, so none is sent and the client
-                            // publishes it again (as RabbitMQ's MQTT plugin does for a
-                            // rejected publish).
-                            if self.version != ProtocolVersion::V5 {
-                                continue;
-                            }
-                            match &mut ack {
-                                Packet::PubAck(a) => {
-                                    a.reason = mqtt_wire::ReasonCode::UnspecifiedError
-                                }
-                                Packet::PubRec(r) => {
-                                    r.reason = mqtt_wire::ReasonCode::UnspecifiedError
-                                }
-                                _ => {}
-                            }
-                        }
+            if let Some((_, mut ack, _)) = p.pending_acks.pop_front() {
+                // A home node that refused it or was down (cluster/forward.rs): the message
+                // is lost for that queue.
+                let remote_failed = remote_ack_id(Some(&ack))
+                    .and_then(|id| p.remote.remove(&id))
+                    .is_some_and(|remote| !remote.ok());
+                if refused || remote_failed {
+                    // Not committed by a quorum queue (full with reject-publish, or no
+                    // majority) or not taken by a home node: MQTT 5 says so; 3.1.1 has no
+                    // negative PUBACK, so none is sent and the client publishes it again (as
+                    // RabbitMQ's MQTT plugin does for a rejected publish).
+                    let reason = if refused {
+                        ReasonCode::QuotaExceeded
+                    } else {
+                        ReasonCode::UnspecifiedError
+                    };
+                    match (&mut ack, self.version) {
+                        (Packet::PubAck(a), ProtocolVersion::V5) => a.reason = reason,
+                        (Packet::PubRec(r), ProtocolVersion::V5) => r.reason = reason,
+                        _ => continue,
                     }
                 }
                 send_packet(&self.reg.entry.out, &ack, self.version);

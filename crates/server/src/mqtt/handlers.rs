@@ -137,7 +137,7 @@ impl Conn {
                 if kept {
                     self.publishing()
                         .pending_acks
-                        .push_back((0, Packet::PubComp(comp)));
+                        .push_back((0, Packet::PubComp(comp), None));
                 } else {
                     self.send(&Packet::PubComp(comp));
                 }
@@ -212,7 +212,7 @@ impl Conn {
                 drop(core);
                 let rec = Packet::PubRec(PubRec::new(id));
                 if wait {
-                    self.publishing().pending_acks.push_back((0, rec));
+                    self.publishing().pending_acks.push_back((0, rec, None));
                 } else {
                     self.send(&rec);
                 }
@@ -275,13 +275,20 @@ impl Conn {
         };
         // Queues homed on other nodes of the cluster acknowledge through it (cluster/forward.rs).
         let remote = published.remote.clone();
-        if epoch == 0 && self.acks_waiting() == 0 && !id_to_write && remote.is_none() {
+        if epoch == 0
+            && self.acks_waiting() == 0
+            && !id_to_write
+            && remote.is_none()
+            && published.replicated.is_none()
+        {
             self.send(&ack);
         } else {
             if let (Some(remote), Some(id)) = (remote, p.packet_id) {
                 self.publishing().remote.insert(id, remote);
             }
-            self.publishing().pending_acks.push_back((epoch, ack));
+            self.publishing()
+                .pending_acks
+                .push_back((epoch, ack, published.replicated.clone()));
         }
         Ok(())
     }
@@ -312,7 +319,7 @@ impl Conn {
         if self.acks_waiting() == 0 {
             self.send(&ack);
         } else {
-            self.publishing().pending_acks.push_back((0, ack));
+            self.publishing().pending_acks.push_back((0, ack, None));
         }
         Ok(())
     }
@@ -329,7 +336,7 @@ impl Conn {
             .publishing
             .iter()
             .flat_map(|p| p.pending_acks.iter())
-            .filter(|(_, p)| !matches!(p, Packet::PubRec(_)))
+            .filter(|(_, p, _)| !matches!(p, Packet::PubRec(_)))
             .count();
         inbound_qos2 + waiting >= max
     }

@@ -1,0 +1,251 @@
+//! Quorum queues (`x-queue-type: quorum`, RabbitMQ's `rabbit_quorum_queue`): the queue's state
+//! is a replicated state machine in a Raft group of its own, which the broker does not know:
+//! the server implements [`QuorumBackend`] over the cluster crate's group
+//! (`server/src/cluster/quorum/`) and attaches it to the queue ([`Queue::set_quorum`]). The
+//! broker's `Queue` is then a front: publishes, consumers, acks, purges and deletions go to the
+//! backend, and its own ready list stays empty.
+//!
+//! A publish to a quorum queue is confirmed once a majority of the group has it on disk: the
+//! router hands each quorum queue a part of a [`ReplicaConfirm`], which the publisher's confirm
+//! waits for beside the store's epoch.
+
+use super::{Enqueued, Queue};
+use crate::consumer::ConsumerEntry;
+use crate::error::{BrokerError, Result};
+use crate::message::Message;
+use crate::value::{Table, Value};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Arguments a quorum queue accepts (rabbit_quorum_queue `capabilities/0`'s
+/// `queue_arguments`); RabbitMQ refuses the other `x-` arguments for this queue type.
+const QUORUM_ARGS: &[&str] = &[
+    "x-queue-type",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-dead-letter-strategy",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-overflow",
+    "x-single-active-consumer",
+    "x-queue-leader-locator",
+    "x-quorum-initial-group-size",
+    "x-quorum-target-group-size",
+    "x-delivery-limit",
+    "x-message-ttl",
+];
+
+/// Set once the node is clustered: quorum queues need the cluster's Raft groups.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Lets `queue.declare` create quorum queues (the server calls it once its cluster node is up).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether quorum queues can be declared in this process.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether `arguments` declare a quorum queue.
+pub fn is_quorum_declaration(arguments: &Table) -> bool {
+    arguments
+        .get("x-queue-type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "quorum")
+}
+
+/// RabbitMQ's declare checks for a quorum queue (rabbit_quorum_queue `declare`, with
+/// rabbit_queue_type_util's `check_auto_delete`, `check_exclusive`, `check_non_durable`, and
+/// the per-type argument check), in its order; then `x-overflow: reject-publish-dlx`, which
+/// quorum queues refuse ("invalid arg 'x-overflow' with value 'reject-publish-dlx' for ...").
+pub fn check_declaration(
+    name: &str,
+    vhost: &str,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+    arguments: &Table,
+) -> Result<()> {
+    let rs = format!("queue '{name}' in vhost '{vhost}'");
+    for (key, _) in arguments.iter() {
+        if key.starts_with("x-") && !QUORUM_ARGS.contains(&key) {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "invalid arg '{key}' for {rs} of queue type rabbit_quorum_queue"
+            )));
+        }
+    }
+    let property =
+        |p: &str| BrokerError::PreconditionFailed(format!("invalid property '{p}' for {rs}"));
+    if auto_delete {
+        return Err(property("auto-delete"));
+    }
+    if exclusive {
+        return Err(property("exclusive-owner"));
+    }
+    if !durable {
+        return Err(property("non-durable"));
+    }
+    if arguments.get_str("x-overflow") == Some("reject-publish-dlx") {
+        return Err(BrokerError::PreconditionFailed(format!(
+            "invalid arg 'x-overflow' with value 'reject-publish-dlx' for {rs}"
+        )));
+    }
+    if let Some(v) = arguments.get("x-quorum-initial-group-size") {
+        if v.as_i64().is_none_or(|n| n < 1) {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "invalid arg 'x-quorum-initial-group-size' for {rs}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The size of a quorum queue as its backend knows it (this node's replica).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuorumCounts {
+    /// Ready messages.
+    pub ready: u32,
+    /// Their body bytes.
+    pub ready_bytes: u64,
+    /// Delivered, not yet settled.
+    pub unacked: u32,
+    /// Consumers (on every node).
+    pub consumers: u32,
+}
+
+/// A quorum queue's replicated half, implemented by the server over its Raft group. Every
+/// method returns at once: what must be replicated is proposed in the background, in the
+/// order of the calls. Called with no queue lock held.
+pub trait QuorumBackend: Send + Sync {
+    /// Enqueues `message`; `confirm` gets one part finished once the group committed it
+    /// (refused when the queue is full with `reject-publish`, or the write failed).
+    fn enqueue(&self, queue: &Queue, message: Message, confirm: &Arc<ReplicaConfirm>);
+    /// Whether a consumer may attach on this node (a node with no member of the group cannot
+    /// serve one yet): the error to refuse it with.
+    fn check_consume(&self, queue: &Queue) -> Result<()>;
+    /// Attaches a consumer (`Checkout` with its prefetch); deliveries reach its sink once the
+    /// group committed the attachment. Each delivery's `seq` is this node's handle for it.
+    fn add_consumer(&self, queue: &Arc<Queue>, consumer: ConsumerEntry);
+    /// Detaches the consumer `tag` of `owner` (`Cancel`); true if it was attached here.
+    fn remove_consumer(&self, owner: u64, tag: &str) -> bool;
+    /// Acks the deliveries with these `seq`s (`Settle`).
+    fn settle(&self, seqs: &[u64]);
+    /// Gives them back (`Return`): redelivered with a delivery count one higher.
+    fn requeue(&self, seqs: &[u64]);
+    /// Rejects them without requeue (`Discard`): dead-lettered.
+    fn reject(&self, seqs: &[u64]);
+    /// A consumer's credit came back: deliveries held for lack of room go out.
+    fn dispatch(&self, queue: &Arc<Queue>);
+    /// `queue.purge`: the ready messages go; returns how many this node's replica had.
+    fn purge(&self) -> u32;
+    /// The queue is deleted: its consumers here, to be told.
+    fn delete(&self) -> Vec<ConsumerEntry>;
+    /// The queue's size.
+    fn counts(&self) -> QuorumCounts;
+    /// Where the group runs, as the management API shows it.
+    fn placement(&self) -> QuorumPlacement;
+}
+
+/// A quorum queue's group as RabbitMQ's management API shows it (rabbit_quorum_queue
+/// `format/1`: `leader`, `members`, `online`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumPlacement {
+    /// The leader's node name, if one is known here.
+    pub leader: Option<String>,
+    /// The members' node names.
+    pub members: Vec<String>,
+    /// Those whose node answers.
+    pub online: Vec<String>,
+}
+
+/// A publish's confirm waiting for the quorum queues it reached: one part per queue plus the
+/// router's own, finished once every queue answered. Refused if any part was.
+pub struct ReplicaConfirm {
+    parts: AtomicUsize,
+    refused: AtomicBool,
+    waker: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl ReplicaConfirm {
+    /// A confirm with the router's part open.
+    pub fn new() -> Arc<ReplicaConfirm> {
+        Arc::new(ReplicaConfirm {
+            parts: AtomicUsize::new(1),
+            refused: AtomicBool::new(false),
+            waker: Mutex::new(None),
+        })
+    }
+
+    /// Opens one more part (a queue the message is handed to).
+    pub fn add_part(&self) {
+        self.parts.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Finishes one part: `ok` false refuses the whole publish (nack).
+    pub fn finish(&self, ok: bool) {
+        if !ok {
+            self.refused.store(true, Ordering::Release);
+        }
+        if self.parts.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let waker = self.waker.lock().take();
+            if let Some(wake) = waker {
+                wake();
+            }
+        }
+    }
+
+    /// `Some(ack)` once every part finished; `None` while one is open.
+    pub fn outcome(&self) -> Option<bool> {
+        (self.parts.load(Ordering::Acquire) == 0).then(|| !self.refused.load(Ordering::Acquire))
+    }
+
+    /// Runs `wake` once every part finished (at once if they have).
+    pub fn on_done(&self, wake: Box<dyn FnOnce() + Send>) {
+        let mut slot = self.waker.lock();
+        if self.parts.load(Ordering::Acquire) == 0 {
+            drop(slot);
+            wake();
+        } else {
+            *slot = Some(wake);
+        }
+    }
+}
+
+impl Queue {
+    /// Whether this is a quorum queue (`x-queue-type: quorum` on a clustered node; a node
+    /// that is not clustered keeps a queue an earlier version accepted with that type as a
+    /// classic queue, as before).
+    pub fn is_quorum(&self) -> bool {
+        self.quorum_declared && enabled()
+    }
+
+    /// Attaches the replicated half of a quorum queue (once; later calls are ignored).
+    pub fn set_quorum(&self, backend: Arc<dyn QuorumBackend>) {
+        let _ = self.quorum.set(backend);
+        // Redeliveries carry `x-delivery-count`, as RabbitMQ's quorum queues' do.
+        self.counts_deliveries.store(true, Ordering::Relaxed);
+    }
+
+    /// The replicated half of a quorum queue, once attached.
+    pub fn quorum(&self) -> Option<&Arc<dyn QuorumBackend>> {
+        self.quorum.get()
+    }
+
+    /// Enqueues into a quorum queue, confirmed through `confirm`.
+    pub fn enqueue_replicated(&self, message: Message, confirm: &Arc<ReplicaConfirm>) -> Enqueued {
+        let Some(backend) = self.quorum.get() else {
+            tracing::warn!(queue = %self.name, "quorum queue not started on this node: publish refused");
+            return Enqueued::Rejected;
+        };
+        self.state.lock().counters.publish += 1;
+        confirm.add_part();
+        backend.enqueue(self, message, confirm);
+        Enqueued::Accepted
+    }
+}

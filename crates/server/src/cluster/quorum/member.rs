@@ -1,0 +1,647 @@
+//! One quorum queue on this node: the broker's [`QuorumBackend`] over the queue's Raft group.
+//!
+//! - **Writes** (publishes, consumer changes, acks) are queued in call order and proposed by one
+//!   task per queue and node, which takes everything waiting while the previous entry commits
+//!   into one entry (`QueueOp::Batch`): one fsync and one round trip carry many publishes, and
+//!   the node's operations keep their order. On a node that does not lead the group, the entry
+//!   is forwarded to the leader (`Cluster::write_queue`).
+//! - **Deliveries** are effects of applied commands. Every member applies every command, so
+//!   this node's member carries out the `Deliver` effects of this node's consumers from its own
+//!   replica (it has the bodies): no delivery crosses the cluster link. Followers learn of a
+//!   commit with the leader's next replication message, which openraft sends as soon as the
+//!   commit index moves (`ReplicateCommitted`). Dead-lettering and timers are the leader's.
+//! - A delivery's `seq`, as the channel sees it, is a handle of this node's
+//!   (`Books::outstanding`) that maps back to the consumer and its delivery id for the ack.
+
+use super::message;
+use parking_lot::Mutex;
+use pigeon_broker::queue::quorum::{QuorumBackend, QuorumCounts, QuorumPlacement, ReplicaConfirm};
+use pigeon_broker::{
+    Broker, BrokerError, ConsumerEntry, DeathReason, Delivered, Message, Queue, QueuedMessage,
+};
+use pigeon_cluster::quorum::{
+    ConsumerId, DeadLetterReason, DeadLettered, Delivery, Effect, Observer, Overflow, PublisherId,
+    QueueConfig, QueueOp, QueueResponse, QuorumQueue, Reply, DEFAULT_DELIVERY_LIMIT,
+};
+use pigeon_cluster::{node_id, Cluster, GroupId, Member, NodeId};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use tokio::sync::mpsc;
+
+/// The most operations in one entry.
+const MAX_BATCH: usize = 1_024;
+
+/// What to do with an operation's reply (`None`: it was not committed).
+type Done = Box<dyn FnOnce(Option<&Reply>) + Send>;
+
+struct Pending {
+    op: QueueOp,
+    done: Option<Done>,
+}
+
+/// A consumer of this node.
+struct Local {
+    entry: ConsumerEntry,
+    /// Deliveries the consumer had no room for yet, in order.
+    waiting: VecDeque<QueuedMessage>,
+}
+
+#[derive(Default)]
+struct Books {
+    consumers: HashMap<u64, Local>,
+    /// Handle (a delivery's `seq`) -> (consumer key, delivery id).
+    outstanding: HashMap<u64, (u64, u64)>,
+    next_handle: u64,
+    next_key: u64,
+}
+
+/// This node's side of one quorum queue.
+pub(crate) struct QuorumMember {
+    pub(super) vhost: String,
+    pub(super) name: String,
+    pub(super) group: GroupId,
+    cluster: Cluster,
+    broker: Arc<Broker>,
+    me: NodeId,
+    /// The node names chosen at declaration (empty when recovered at start).
+    pub(super) declared: Vec<String>,
+    /// This node's member of the group, once started (none on a node outside the group).
+    local: OnceLock<QuorumQueue>,
+    /// Known not to be a member (recovered without Raft state for the group).
+    outsider: AtomicBool,
+    ops: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    books: Mutex<Books>,
+    queue: Weak<Queue>,
+    /// This node's publisher id for the group's de-duplication, and its next sequence number.
+    publisher: PublisherId,
+    publish_seq: AtomicU64,
+    /// Nodes the liveness probe found down (shared by the node's queues).
+    down: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Consumer keys of this process start here (a restarted node's keys never collide with
+    /// those its previous run left in the queue).
+    key_base: u64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The group's settings from the queue's arguments and policy: RabbitMQ 4's quorum queue
+/// defaults (a delivery limit of 20; `x-delivery-limit` below 0 for none).
+pub(super) fn config_of(queue: &Queue) -> QueueConfig {
+    let s = queue.settings();
+    let delivery_limit = match queue.options().arguments.get("x-delivery-limit") {
+        None => Some(DEFAULT_DELIVERY_LIMIT),
+        Some(v) => match v.as_i64() {
+            Some(n) if n < 0 => None,
+            Some(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+            None => Some(DEFAULT_DELIVERY_LIMIT),
+        },
+    };
+    QueueConfig {
+        delivery_limit,
+        max_length: s.max_length.map(|n| n as u64),
+        max_length_bytes: s.max_length_bytes.map(|n| n as u64),
+        overflow: match s.overflow {
+            pigeon_broker::Overflow::DropHead => Overflow::DropHead,
+            _ => Overflow::RejectPublish,
+        },
+        message_ttl: s.message_ttl,
+        single_active_consumer: s.single_active_consumer,
+    }
+}
+
+impl QuorumMember {
+    /// This node's side of `queue`, whose group has `declared` members (empty: recovered, the
+    /// group's own state tells). Starts this node's member if it is one.
+    pub(super) fn new(
+        cluster: &Cluster,
+        broker: &Arc<Broker>,
+        queue: &Arc<Queue>,
+        vhost: &str,
+        declared: Vec<String>,
+        runtime: &tokio::runtime::Handle,
+        down: &Arc<Mutex<std::collections::HashSet<String>>>,
+    ) -> Arc<QuorumMember> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let me = cluster.node_id();
+        let nonce = unix_ms();
+        let member = Arc::new(QuorumMember {
+            vhost: vhost.to_string(),
+            name: queue.name().to_string(),
+            group: pigeon_cluster::quorum::queue_group(vhost, queue.name()),
+            cluster: cluster.clone(),
+            broker: Arc::clone(broker),
+            me,
+            outsider: AtomicBool::new(false),
+            local: OnceLock::new(),
+            ops: Mutex::new(Some(tx)),
+            books: Mutex::new(Books::default()),
+            queue: Arc::downgrade(queue),
+            publisher: PublisherId(me ^ nonce.rotate_left(32)),
+            publish_seq: AtomicU64::new(0),
+            key_base: nonce << 20,
+            down: Arc::clone(down),
+            declared,
+        });
+        runtime.spawn(Arc::clone(&member).propose_loop(rx));
+        let recovering = member.declared.is_empty();
+        if recovering || member.declared.iter().any(|n| n == cluster.name()) {
+            let config = config_of(queue);
+            runtime.spawn(Arc::clone(&member).start(config, recovering));
+        } else {
+            member.outsider.store(true, Ordering::Relaxed);
+        }
+        member
+    }
+
+    /// Starts this node's member; the first declared node forms the group.
+    async fn start(self: Arc<Self>, config: QueueConfig, recovering: bool) {
+        let (tx, rx) = mpsc::unbounded_channel::<QueueResponse>();
+        let observer: Observer = Arc::new(move |r: &QueueResponse| {
+            if !r.effects.is_empty() {
+                let _ = tx.send(r.clone());
+            }
+        });
+        let qq = match QuorumQueue::start_observed(
+            &self.cluster,
+            self.group,
+            config,
+            Some(observer),
+        )
+        .await
+        {
+            Ok(qq) => qq,
+            Err(e) => {
+                tracing::error!(queue = %self.name, vhost = %self.vhost, error = %e, "quorum queue: cannot start this node's member");
+                return;
+            }
+        };
+        let initialized = qq.raft().is_initialized().await.unwrap_or(false);
+        if recovering && !initialized {
+            // Never a member here (or never reached by the group): writes go to the members.
+            qq.shutdown().await;
+            self.outsider.store(true, Ordering::Relaxed);
+            return;
+        }
+        if !initialized && self.declared.first().map(String::as_str) == Some(self.cluster.name()) {
+            let known = self.cluster.status().members;
+            let members: Vec<Member> = self
+                .declared
+                .iter()
+                .filter_map(|n| known.iter().find(|m| &m.name == n))
+                .map(|m| Member {
+                    name: m.name.clone(),
+                    addr: m.addr.clone(),
+                })
+                .collect();
+            if let Err(e) = qq.initialize(&members).await {
+                tracing::warn!(queue = %self.name, error = %e, "quorum queue: forming the group failed");
+            }
+        }
+        let _ = self.local.set(qq);
+        tokio::spawn(Arc::clone(&self).effects_loop(rx));
+        if recovering {
+            // What this node's consumers held before it stopped goes back to the queue.
+            self.push(QueueOp::NodeDown(self.me), None);
+        }
+    }
+
+    /// Stops this node's member (the queue was deleted).
+    pub(super) fn stop(&self) {
+        self.ops.lock().take();
+        if let Some(qq) = self.local.get().cloned() {
+            tokio::spawn(async move { qq.shutdown().await });
+        }
+    }
+
+    /// The group's leader, as this node knows it.
+    pub(crate) fn leader(&self) -> Option<String> {
+        self.local.get().and_then(QuorumQueue::leader_name)
+    }
+
+    /// The group's members (this node's view), or the declared ones.
+    pub(crate) fn members(&self) -> Vec<String> {
+        if let Some(qq) = self.local.get() {
+            let m = qq.raft().metrics().borrow().clone();
+            let mut names: Vec<String> = m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(_, n)| n.name.clone())
+                .collect();
+            names.sort();
+            if !names.is_empty() {
+                return names;
+            }
+        }
+        self.declared.clone()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.local.get().is_some_and(QuorumQueue::is_leader)
+    }
+
+    /// Proposes `op` after every operation queued before it.
+    pub(super) fn push(&self, op: QueueOp, done: Option<Done>) {
+        let sent = match self.ops.lock().as_ref() {
+            Some(tx) => tx.send(Pending { op, done }).map_err(|e| e.0.done),
+            None => Err(done),
+        };
+        if let Err(Some(done)) = sent {
+            done(None);
+        }
+    }
+
+    /// Where writes go when this node has no member: the declared members, or every other node.
+    fn candidates(&self) -> Vec<String> {
+        if !self.declared.is_empty() {
+            return self.declared.clone();
+        }
+        let me = self.cluster.name().to_string();
+        self.cluster
+            .status()
+            .members
+            .into_iter()
+            .map(|m| m.name)
+            .filter(|n| *n != me)
+            .collect()
+    }
+
+    async fn propose_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        let mut batch: Vec<Pending> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            let (mut ops, dones): (Vec<QueueOp>, Vec<Option<Done>>) =
+                batch.drain(..).map(|p| (p.op, p.done)).unzip();
+            let op = if ops.len() == 1 {
+                ops.remove(0)
+            } else {
+                QueueOp::Batch(ops)
+            };
+            let candidates = self.candidates();
+            let result = self
+                .cluster
+                .write_queue(self.group, self.local.get(), &candidates, &op)
+                .await;
+            match result {
+                Ok(response) => {
+                    let replies = match response.reply {
+                        Reply::Batch(replies) => replies,
+                        one => vec![one],
+                    };
+                    for (i, done) in dones.into_iter().enumerate() {
+                        if let Some(done) = done {
+                            done(replies.get(i));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %self.name, vhost = %self.vhost, error = %e, "quorum queue: a write was not committed");
+                    for done in dones.into_iter().flatten() {
+                        done(None);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn effects_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<QueueResponse>) {
+        while let Some(response) = rx.recv().await {
+            for effect in response.effects {
+                match effect {
+                    Effect::Deliver {
+                        consumer,
+                        deliveries,
+                    } if consumer.node == self.me => self.deliver(consumer, deliveries),
+                    Effect::DeadLetter { reason, messages } if self.is_leader() => {
+                        self.dead_letter(reason, messages)
+                    }
+                    Effect::Timer { at } if self.is_leader() => {
+                        let member = Arc::downgrade(&self);
+                        tokio::spawn(async move {
+                            let wait = at.saturating_sub(unix_ms());
+                            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                            if let Some(m) = member.upgrade() {
+                                m.push(QueueOp::Tick, None);
+                            }
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn consumer_id(&self, key: u64) -> ConsumerId {
+        ConsumerId { node: self.me, key }
+    }
+
+    /// Hands deliveries to this node's consumer (`consumer.key`), in order; those of a
+    /// consumer gone from here go back to the queue.
+    fn deliver(&self, consumer: ConsumerId, deliveries: Vec<Delivery>) {
+        let Some(queue) = self.queue.upgrade() else {
+            return;
+        };
+        let mut returned = Vec::new();
+        {
+            let mut books = self.books.lock();
+            let books = &mut *books;
+            match books.consumers.get_mut(&consumer.key) {
+                None => returned.extend(deliveries.iter().map(|d| d.id)),
+                Some(local) => {
+                    for d in deliveries {
+                        let Some(message) = message::decode(&self.name, d.message) else {
+                            tracing::warn!(queue = %self.name, "quorum queue: undecodable message dropped");
+                            returned.push(d.id);
+                            continue;
+                        };
+                        books.next_handle += 1;
+                        let handle = books.next_handle;
+                        books.outstanding.insert(handle, (consumer.key, d.id));
+                        local.waiting.push_back(QueuedMessage {
+                            message,
+                            seq: handle,
+                            redelivered: d.redelivered,
+                            expires_at: None,
+                            delivery_count: d.delivery_count,
+                            persisted: false,
+                        });
+                    }
+                }
+            }
+        }
+        if !returned.is_empty() {
+            self.push(
+                QueueOp::Return {
+                    consumer,
+                    ids: returned,
+                },
+                None,
+            );
+        }
+        self.drain(&queue);
+    }
+
+    /// Delivers what consumers have room for; deliveries to no-ack consumers are settled.
+    fn drain(&self, queue: &Arc<Queue>) {
+        let mut settled: HashMap<u64, Vec<u64>> = HashMap::new();
+        {
+            let mut books = self.books.lock();
+            let books = &mut *books;
+            for (key, local) in books.consumers.iter_mut() {
+                while !local.waiting.is_empty() && local.entry.sink.try_reserve() {
+                    let Some(m) = local.waiting.pop_front() else {
+                        break;
+                    };
+                    let handle = m.seq;
+                    if local.entry.sink.deliver(queue, m) == Delivered::Settled {
+                        if let Some((_, id)) = books.outstanding.remove(&handle) {
+                            settled.entry(*key).or_default().push(id);
+                        }
+                    }
+                }
+            }
+        }
+        for (key, ids) in settled {
+            self.push(
+                QueueOp::Settle {
+                    consumer: self.consumer_id(key),
+                    ids,
+                },
+                None,
+            );
+        }
+    }
+
+    /// The consumers' delivery ids of these handles, by consumer (forgotten here).
+    fn take(&self, seqs: &[u64]) -> HashMap<u64, Vec<u64>> {
+        let mut books = self.books.lock();
+        let mut by: HashMap<u64, Vec<u64>> = HashMap::new();
+        for seq in seqs {
+            if let Some((key, id)) = books.outstanding.remove(seq) {
+                by.entry(key).or_default().push(id);
+            }
+        }
+        by
+    }
+
+    fn settle_with(&self, seqs: &[u64], op: fn(ConsumerId, Vec<u64>) -> QueueOp) {
+        for (key, ids) in self.take(seqs) {
+            self.push(op(self.consumer_id(key), ids), None);
+        }
+    }
+
+    /// Dead-letters through the queue's dead-letter exchange (leader only), with RabbitMQ's
+    /// `x-death` (the broker's `VHost::dead_letter`).
+    fn dead_letter(&self, reason: DeadLetterReason, messages: Vec<DeadLettered>) {
+        let Some(queue) = self.queue.upgrade() else {
+            return;
+        };
+        let settings = queue.settings();
+        let Some(exchange) = settings.dead_letter_exchange.as_deref() else {
+            return;
+        };
+        let Some(vhost) = self.broker.vhost(&self.vhost) else {
+            return;
+        };
+        let why = match reason {
+            DeadLetterReason::Rejected => DeathReason::Rejected,
+            DeadLetterReason::Expired => DeathReason::Expired,
+            DeadLetterReason::MaxLen => DeathReason::MaxLen,
+            DeadLetterReason::DeliveryLimit => DeathReason::DeliveryLimit,
+        };
+        let dead: Vec<(QueuedMessage, DeathReason)> = messages
+            .into_iter()
+            .filter_map(|d| {
+                let message = message::decode(&self.name, d.message)?;
+                Some((
+                    QueuedMessage {
+                        message,
+                        seq: d.seq,
+                        redelivered: d.delivery_count > 0,
+                        expires_at: None,
+                        delivery_count: d.delivery_count,
+                        persisted: false,
+                    },
+                    why,
+                ))
+            })
+            .collect();
+        vhost.dead_letter(
+            &queue,
+            exchange,
+            settings.dead_letter_routing_key.as_deref(),
+            dead,
+        );
+    }
+}
+
+impl QuorumBackend for QuorumMember {
+    fn enqueue(&self, queue: &Queue, message: Message, confirm: &Arc<ReplicaConfirm>) {
+        let ttl = message.meta().expiration_ms;
+        let seq = self.publish_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let op = QueueOp::Enqueue {
+            publisher: Some((self.publisher, seq)),
+            message: message::encode(queue.name(), &message),
+            ttl,
+        };
+        let confirm = Arc::clone(confirm);
+        self.push(
+            op,
+            Some(Box::new(move |reply| {
+                confirm.finish(matches!(reply, Some(Reply::Enqueued(_) | Reply::Duplicate)))
+            })),
+        );
+    }
+
+    fn check_consume(&self, queue: &Queue) -> pigeon_broker::Result<()> {
+        if self.outsider.load(Ordering::Relaxed) {
+            return Err(BrokerError::NotImplemented(format!(
+                "queue '{}' in vhost '{}' has no member on node {}: consume on one of {}",
+                queue.name(),
+                self.vhost,
+                self.cluster.name(),
+                self.members().join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn add_consumer(&self, _queue: &Arc<Queue>, consumer: ConsumerEntry) {
+        let prefetch = consumer.sink.prefetch();
+        let key = {
+            let mut books = self.books.lock();
+            books.next_key += 1;
+            let key = self.key_base + books.next_key;
+            books.consumers.insert(
+                key,
+                Local {
+                    entry: consumer,
+                    waiting: VecDeque::new(),
+                },
+            );
+            key
+        };
+        self.push(
+            QueueOp::Checkout {
+                consumer: self.consumer_id(key),
+                prefetch,
+            },
+            None,
+        );
+    }
+
+    fn remove_consumer(&self, owner: u64, tag: &str) -> bool {
+        let (key, unsent) = {
+            let mut books = self.books.lock();
+            let Some(key) = books
+                .consumers
+                .iter()
+                .find(|(_, c)| c.entry.owner == owner && &*c.entry.tag == tag)
+                .map(|(k, _)| *k)
+            else {
+                return false;
+            };
+            let unsent: Vec<u64> = books
+                .consumers
+                .remove(&key)
+                .map(|c| c.waiting.into_iter().map(|m| m.seq).collect())
+                .unwrap_or_default();
+            (key, unsent)
+        };
+        let consumer = self.consumer_id(key);
+        self.push(QueueOp::Cancel(consumer), None);
+        // Deliveries it never saw go back (cancel keeps only what the consumer holds).
+        self.settle_with(&unsent, |consumer, ids| QueueOp::Return { consumer, ids });
+        true
+    }
+
+    fn settle(&self, seqs: &[u64]) {
+        self.settle_with(seqs, |consumer, ids| QueueOp::Settle { consumer, ids });
+    }
+
+    fn requeue(&self, seqs: &[u64]) {
+        self.settle_with(seqs, |consumer, ids| QueueOp::Return { consumer, ids });
+    }
+
+    fn reject(&self, seqs: &[u64]) {
+        self.settle_with(seqs, |consumer, ids| QueueOp::Discard { consumer, ids });
+    }
+
+    fn dispatch(&self, queue: &Arc<Queue>) {
+        self.drain(queue);
+    }
+
+    fn purge(&self) -> u32 {
+        let ready = self.counts().ready;
+        self.push(QueueOp::Purge, None);
+        ready
+    }
+
+    fn delete(&self) -> Vec<ConsumerEntry> {
+        self.stop();
+        let mut books = self.books.lock();
+        books.outstanding.clear();
+        books.consumers.drain().map(|(_, c)| c.entry).collect()
+    }
+
+    fn placement(&self) -> QuorumPlacement {
+        let members = self.members();
+        let down = self.down.lock();
+        let online = members
+            .iter()
+            .filter(|m| !down.contains(*m))
+            .cloned()
+            .collect();
+        QuorumPlacement {
+            leader: self.leader(),
+            members,
+            online,
+        }
+    }
+
+    fn counts(&self) -> QuorumCounts {
+        let Some(qq) = self.local.get() else {
+            return QuorumCounts::default();
+        };
+        let c = qq.machine().read(|m| m.counts());
+        let n = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        QuorumCounts {
+            ready: n(c.ready),
+            ready_bytes: c.ready_bytes,
+            unacked: n(c.checked_out),
+            consumers: n(c.consumers),
+        }
+    }
+}
+
+/// The node names of a new quorum queue's group: `size` of the cluster's members (at most all
+/// of them, one member per node), the declaring node first (it forms the group and leads it
+/// first), the others in an order that depends on the queue's name, so that queues spread over
+/// the nodes.
+pub(crate) fn place(cluster: &Cluster, vhost: &str, queue: &str, size: usize) -> Vec<String> {
+    let me = cluster.name().to_string();
+    let group = pigeon_cluster::quorum::queue_group(vhost, queue).0;
+    let mut others: Vec<String> = cluster
+        .status()
+        .members
+        .into_iter()
+        // Learners too: a node joining the cluster is a learner until it caught up.
+        .filter(|m| m.name != me)
+        .map(|m| m.name)
+        .collect();
+    others.sort_by_key(|n| node_id(n) ^ group);
+    let mut members = vec![me];
+    members.extend(others.into_iter().take(size.saturating_sub(1)));
+    members
+}

@@ -17,16 +17,26 @@ fn applier(dir: &std::path::Path) -> BrokerApplier {
         PagingLimits::default(),
     )
     .unwrap();
+    // The forwarder keeps a runtime handle for its batches (none are sent here).
+    static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    let _runtime = RUNTIME.enter();
     let forwarder = super::forward::Forwarder::new(
         "rabbit@test".into(),
         Arc::clone(&broker),
         Arc::clone(&store),
     );
+    let broker_for_quorum = Arc::clone(&broker);
     let mut a = BrokerApplier {
         broker,
         store,
         auto_delete: Hooks::default(),
         forwarder,
+        quorum: super::quorum::QuorumRegistry::new(&broker_for_quorum),
     };
     let added = apply(
         &mut a,

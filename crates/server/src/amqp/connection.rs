@@ -194,7 +194,7 @@ fn poll_boxed<F: Future + ?Sized>(
 impl Connection {
     /// The client's address.
     fn peer(&self) -> SocketAddr {
-        self.reg.entry.peer
+        self.reg.entry.peer()
     }
 
     /// The frame loop, until the connection ends. Not an `async fn`, which would keep a second

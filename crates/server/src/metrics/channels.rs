@@ -60,7 +60,7 @@ pub(super) fn read(registry: &Registry) -> (Vec<ConnectionRow>, Vec<ChannelRow>)
     let mut conns = Vec::with_capacity(entries.len());
     let mut chans = Vec::new();
     for e in entries {
-        let channels = e.channels.lock().clone();
+        let channels = e.with_channels(|c| c.to_vec());
         conns.push(ConnectionRow {
             name: e.name(),
             recv_oct: load(&e.recv_oct),

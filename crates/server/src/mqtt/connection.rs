@@ -286,7 +286,7 @@ pub(super) fn send_packet(out: &Outbound, packet: &Packet, version: ProtocolVers
 impl Conn {
     /// The client's address (kept once, in the registry entry).
     pub(super) fn peer(&self) -> SocketAddr {
-        self.reg.entry.peer
+        self.reg.entry.peer()
     }
 
     /// Attaches this connection to its session: resends what was in flight, then lets the

@@ -9,6 +9,7 @@
 //! read and written (`Outbound` counts what is sent). Nothing here is on the per-message path
 //! but those atomics. Channels (`channel.rs`) are views the AMQP adapter hands in.
 
+mod addrs;
 mod channel;
 mod counters;
 mod info;
@@ -21,6 +22,7 @@ pub use channel::{ChannelInfo, ChannelStats, ConsumerInfo};
 
 use crate::outbound::Outbound;
 use crate::transport::TlsInfo;
+use addrs::Addrs;
 use amqp_wire::FieldTable;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -120,10 +122,6 @@ impl ConnState {
 pub(crate) struct Details {
     pub user: String,
     pub vhost: String,
-    /// AMQP `client_properties` as the client encoded them (length prefix included; empty for
-    /// MQTT), decoded only when listed: a typical client's table is ~200 bytes encoded and
-    /// ~700 parsed, kept for every connection while it lives.
-    pub client_properties: Box<[u8]>,
     /// MQTT client identifier (the session's, shared: one string per connection less).
     pub client_id: Option<Arc<str>>,
     /// Heartbeat (AMQP) or keep-alive (MQTT), seconds.
@@ -137,8 +135,8 @@ pub(crate) struct Details {
 pub(crate) struct Entry {
     pub id: u64,
     pub protocol: Mutex<Protocol>,
-    pub peer: SocketAddr,
-    pub local: Option<SocketAddr>,
+    /// The client's address and ours (16 bytes where two `SocketAddr`s take 64).
+    addrs: Addrs,
     pub tls: Option<Arc<TlsInfo>>,
     /// When it was accepted, Unix milliseconds (8 bytes where a `SystemTime` takes 16: see
     /// the size note below).
@@ -156,23 +154,68 @@ pub(crate) struct Entry {
     /// is 384 bytes with its cache-line alignment (docs/performance.md, "Idle connections").
     counters: OnceLock<Arc<ProtocolCounters>>,
     pub details: Mutex<Details>,
-    /// Open AMQP channels (a boxed slice: 8 bytes less than a `Vec`; channels open rarely).
-    pub channels: Mutex<Box<[Arc<dyn ChannelView>]>>,
+    /// What only AMQP and stream connections have (client properties, channels): boxed, and
+    /// none for MQTT's.
+    extras: Option<Box<Extras>>,
     /// Set when an operator closes the connection: the task closes it at its next turn.
     close_requested: AtomicBool,
     close_reason: Mutex<Option<Box<str>>>,
 }
 
 // Size: an `Arc<Entry>` is one allocation per connection, 336 bytes (jemalloc's 384-byte
-// class) with a `SystemTime`, a `Vec` and an `Option<String>` above; 312 now, in the 320-byte
-// class (docs/performance.md, "Idle connections"). The test
+// class) with a `SystemTime`, a `Vec` and an `Option<String>` above; 304 in the 320-byte class
+// with two `SocketAddr`s and the AMQP parts inline; 224 now, the 224-byte class (not the
+// 256-byte one, tokio's `ScheduledIo`'s, whose slabs hibernations leave half empty:
+// docs/performance.md, "Idle connections"). The test
 // `registry::tests::an_entry_fits_its_size_class` keeps it there.
+
+/// The parts of an entry only AMQP and stream connections use.
+#[derive(Default)]
+struct Extras {
+    /// `client_properties` as the client encoded them (AMQP: length prefix included),
+    /// decoded only when listed: a typical client's table is ~200 bytes encoded and ~700
+    /// parsed, kept for every connection while it lives.
+    client_properties: Mutex<Box<[u8]>>,
+    /// Open AMQP channels (a boxed slice: 8 bytes less than a `Vec`; channels open rarely).
+    channels: Mutex<Box<[Arc<dyn ChannelView>]>>,
+}
 
 impl Entry {
     /// RabbitMQ's connection name, `peer -> local`: made when asked (the management API, an
     /// operator's close) rather than kept, 64 bytes less per connection.
     pub fn name(&self) -> String {
-        connection_name(self.peer, self.local)
+        connection_name(self.peer(), self.local())
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.addrs.peer()
+    }
+
+    /// Our address the client connected to.
+    pub fn local(&self) -> Option<SocketAddr> {
+        self.addrs.local()
+    }
+
+    /// Records the client's properties as encoded (AMQP `connection.start-ok`, the stream
+    /// protocol's `PeerProperties`); nothing for a protocol without them.
+    pub fn set_client_properties(&self, raw: Box<[u8]>) {
+        if let Some(x) = &self.extras {
+            *x.client_properties.lock() = raw;
+        }
+    }
+
+    /// Runs `f` over its open channels (none for MQTT), under their lock.
+    pub fn with_channels<R>(&self, f: impl FnOnce(&[Arc<dyn ChannelView>]) -> R) -> R {
+        match &self.extras {
+            Some(x) => f(&x.channels.lock()),
+            None => f(&[]),
+        }
+    }
+
+    /// How many channels are open.
+    pub fn channel_count(&self) -> usize {
+        self.with_channels(<[_]>::len)
     }
 
     /// Whether the connection is called `name`.
@@ -222,8 +265,11 @@ impl Entry {
 
     /// Adds an open channel.
     pub fn add_channel(&self, registry: &Registry, ch: Arc<dyn ChannelView>) {
+        let Some(x) = &self.extras else {
+            return;
+        };
         registry.channels_opened.fetch_add(1, Ordering::Relaxed);
-        let mut channels = self.channels.lock();
+        let mut channels = x.channels.lock();
         let mut grown = std::mem::take(&mut *channels).into_vec();
         grown.push(ch);
         *channels = grown.into_boxed_slice();
@@ -231,7 +277,10 @@ impl Entry {
 
     /// Removes a closed channel.
     pub fn remove_channel(&self, registry: &Registry, number: u16) {
-        let mut channels = self.channels.lock();
+        let Some(x) = &self.extras else {
+            return;
+        };
+        let mut channels = x.channels.lock();
         let before = channels.len();
         let mut kept = std::mem::take(&mut *channels).into_vec();
         kept.retain(|c| c.stats().number != number);
@@ -245,6 +294,7 @@ impl Entry {
 
     fn snapshot(&self) -> ConnectionInfo {
         let d = self.details.lock().clone();
+        let (peer, local) = (self.peer(), self.local());
         let (ssl_protocol, ssl_cipher) = match &self.tls {
             Some(t) => (
                 t.protocol.map(|p| tls_version_name(p).to_string()),
@@ -258,10 +308,10 @@ impl Entry {
             protocol: self.protocol.lock().as_str(),
             user: d.user,
             vhost: d.vhost,
-            peer_host: self.peer.ip().to_string(),
-            peer_port: self.peer.port(),
-            host: self.local.map(|l| l.ip().to_string()).unwrap_or_default(),
-            port: self.local.map_or(0, |l| l.port()),
+            peer_host: peer.ip().to_string(),
+            peer_port: peer.port(),
+            host: local.map(|l| l.ip().to_string()).unwrap_or_default(),
+            port: local.map_or(0, |l| l.port()),
             ssl: self.tls.is_some(),
             ssl_protocol,
             ssl_cipher,
@@ -271,11 +321,15 @@ impl Entry {
                 .and_then(|t| t.peer_names())
                 .and_then(Result::ok)
                 .map(|n| n.subject_dn),
-            client_properties: decode_table(&d.client_properties),
+            client_properties: self
+                .extras
+                .as_ref()
+                .map(|x| decode_table(&x.client_properties.lock()))
+                .unwrap_or_default(),
             client_id: d.client_id.as_deref().map(String::from),
             connected_at: SystemTime::UNIX_EPOCH
                 + std::time::Duration::from_millis(self.connected_at),
-            channels: self.channels.lock().len() as u32,
+            channels: self.channel_count() as u32,
             state: d.state.as_str(),
             timeout: d.timeout,
             frame_max: d.frame_max,
@@ -288,7 +342,7 @@ impl Entry {
     }
 }
 
-/// A table kept encoded ([`Details::client_properties`]); empty when there is none.
+/// A table kept encoded ([`Extras::client_properties`]); empty when there is none.
 fn decode_table(raw: &[u8]) -> FieldTable {
     if raw.is_empty() {
         return FieldTable::default();
@@ -406,8 +460,7 @@ impl Registry {
         let entry = Arc::new(Entry {
             id,
             protocol: Mutex::new(protocol),
-            peer: peer.addr,
-            local: peer.local,
+            addrs: Addrs::new(peer.addr, peer.local),
             tls: peer.tls.clone(),
             connected_at: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -420,14 +473,13 @@ impl Registry {
             details: Mutex::new(Details {
                 user: String::new(),
                 vhost: String::new(),
-                client_properties: Box::default(),
                 client_id: None,
                 timeout: 0,
                 frame_max: 0,
                 channel_max: 0,
                 state: ConnState::Starting,
             }),
-            channels: Mutex::new(Box::default()),
+            extras: matches!(protocol, Protocol::Amqp091 | Protocol::Stream).then(Box::default),
             close_requested: AtomicBool::new(false),
             close_reason: Mutex::new(None),
         });
@@ -459,13 +511,15 @@ impl Registry {
             if e.publisher.load(Ordering::Relaxed) {
                 out[p].0 += 1;
             }
-            for ch in e.channels.lock().iter() {
-                let s = ch.stats();
-                if s.publish.load(Ordering::Relaxed) > 0 {
-                    out[p].0 += 1;
+            e.with_channels(|channels| {
+                for ch in channels {
+                    let s = ch.stats();
+                    if s.publish.load(Ordering::Relaxed) > 0 {
+                        out[p].0 += 1;
+                    }
+                    out[p].1 += u64::from(s.consumer_count());
                 }
-                out[p].1 += u64::from(s.consumer_count());
-            }
+            });
         }
         out
     }
@@ -486,7 +540,7 @@ impl Registry {
 
     /// Open AMQP channels.
     pub fn channel_count(&self) -> usize {
-        self.entries().iter().map(|e| e.channels.lock().len()).sum()
+        self.entries().iter().map(|e| e.channel_count()).sum()
     }
 
     pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
@@ -541,15 +595,16 @@ impl Registry {
     pub fn channels(&self) -> Vec<ChannelInfo> {
         let mut all = Vec::new();
         for e in self.entries() {
-            let channels = e.channels.lock();
-            if channels.is_empty() {
-                continue;
-            }
-            let d = e.details.lock().clone();
-            let name = e.name();
-            for ch in channels.iter() {
-                all.push(channel::info(ch.as_ref(), &name, &d.user, &d.vhost));
-            }
+            e.with_channels(|channels| {
+                if channels.is_empty() {
+                    return;
+                }
+                let d = e.details.lock().clone();
+                let name = e.name();
+                for ch in channels {
+                    all.push(channel::info(ch.as_ref(), &name, &d.user, &d.vhost));
+                }
+            });
         }
         all.sort_by(|a, b| (&a.connection, a.number).cmp(&(&b.connection, b.number)));
         all
@@ -560,9 +615,11 @@ impl Registry {
         let mut all = Vec::new();
         for e in self.entries() {
             let vhost = e.details.lock().vhost.clone();
-            for ch in e.channels.lock().iter() {
-                ch.stats().consumers_into(&e.name(), &vhost, &mut all);
-            }
+            e.with_channels(|channels| {
+                for ch in channels {
+                    ch.stats().consumers_into(&e.name(), &vhost, &mut all);
+                }
+            });
         }
         all
     }
@@ -619,7 +676,7 @@ impl Drop for Registered {
             drop(conns);
             self.registry.closed.fetch_add(1, Ordering::Relaxed);
             self.registry.gone.notify_waiters();
-            let channels = self.entry.channels.lock().len() as u64;
+            let channels = self.entry.channel_count() as u64;
             self.registry
                 .channels_closed
                 .fetch_add(channels, Ordering::Relaxed);
@@ -637,6 +694,6 @@ mod tests {
     fn an_entry_fits_its_size_class() {
         let size = std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<usize>();
         println!("Arc<Entry>: {size} bytes");
-        assert!(size <= 320, "{size}");
+        assert!(size <= 224, "{size}");
     }
 }

@@ -49,7 +49,7 @@ impl Conn {
                 let mut raw = bytes::BytesMut::with_capacity(table.encoded_len());
                 table.encode(&mut raw);
                 let raw = Vec::from(raw).into_boxed_slice();
-                self.reg.entry.update(|d| d.client_properties = raw);
+                self.reg.entry.set_client_properties(raw);
                 let mut properties = Properties::new();
                 properties.push("product", "Pigeon");
                 // The RabbitMQ version Pigeon follows (`crate::RABBITMQ_VERSION`, as AMQP and

@@ -156,8 +156,8 @@ fn connection_ref(entry: &Entry) -> ConnectionRef {
         name: entry.name(),
         user: d.user.clone(),
         vhost: d.vhost.clone(),
-        peer_host: entry.peer.ip().to_string(),
-        peer_port: entry.peer.port(),
+        peer_host: entry.peer().ip().to_string(),
+        peer_port: entry.peer().port(),
     }
 }
 

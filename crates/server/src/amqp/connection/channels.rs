@@ -235,9 +235,9 @@ impl Connection {
         match result {
             Err(e) if !e.is_connection_error() => {
                 if e.logged {
-                    tracing::debug!(peer = %self.reg.entry.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                    tracing::debug!(peer = %self.reg.entry.peer(), channel = number, code = e.code.code(), text = %e.text, "closing channel");
                 } else {
-                    tracing::info!(peer = %self.reg.entry.peer, channel = number, code = e.code.code(), text = %e.text, "closing channel");
+                    tracing::info!(peer = %self.reg.entry.peer(), channel = number, code = e.code.code(), text = %e.text, "closing channel");
                 }
                 ch.cleanup(ctx);
                 ch.closing = true;
@@ -278,7 +278,7 @@ impl Connection {
         if ch.closing {
             return;
         }
-        tracing::info!(peer = %self.reg.entry.peer, channel = done.channel, code = e.code.code(), text = %e.text, "closing channel");
+        tracing::info!(peer = %self.reg.entry.peer(), channel = done.channel, code = e.code.code(), text = %e.text, "closing channel");
         ch.cleanup(ctx);
         ch.closing = true;
         ch.shared.send(&Method::ChannelClose(ChannelClose {

@@ -223,10 +223,10 @@ impl Connection {
         match result {
             Ok(user) => {
                 tracing::debug!(peer = %self.peer(), user = %user.name, "authenticated");
-                self.reg.entry.update(|d| {
-                    d.user = user.name.clone();
-                    d.client_properties = encoded(&m.client_properties);
-                });
+                self.reg.entry.update(|d| d.user = user.name.clone());
+                self.reg
+                    .entry
+                    .set_client_properties(encoded(&m.client_properties));
                 self.user = Some(Arc::from(user.name.as_str()));
                 let c = &self.server.config;
                 self.send(

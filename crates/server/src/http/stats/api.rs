@@ -159,7 +159,7 @@ pub(crate) fn vhost(
 /// A connection's `recv_oct_details` and `send_oct_details`.
 pub(crate) fn connection(t: &Tables, c: &ConnectionInfo, ctx: &Ctx, out: &mut Value) {
     let Some(out) = as_map(out) else { return };
-    let ring = t.connections.get(&c.id).map(|e| e.ring(t));
+    let ring = t.connections.get(c.id).map(|e| e.ring(t));
     let ring: Vec<_> = ring.as_deref().into_iter().collect();
     render::named(
         out,

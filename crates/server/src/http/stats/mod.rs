@@ -19,12 +19,14 @@
 //! `<field>_details`), `node.rs` (the node's figures for `/api/nodes`).
 
 pub(crate) mod api;
+mod conns;
 pub(crate) mod node;
 pub(crate) mod render;
 pub(crate) mod ring;
 pub(crate) mod values;
 
 use super::Http;
+use conns::Connections;
 use parking_lot::RwLock;
 use ring::{Clock, Range, Ring};
 use serde::Deserialize;
@@ -58,7 +60,7 @@ pub(crate) struct Tables {
     pub vhosts: HashMap<usize, Tracked<pigeon_broker::VHost, VHOST>>,
     pub queues: HashMap<usize, Tracked<pigeon_broker::Queue, QUEUE>>,
     pub exchanges: HashMap<usize, Tracked<pigeon_broker::Exchange, EXCHANGE>>,
-    pub connections: HashMap<u64, ConnectionRing>,
+    pub connections: Connections,
     pub channels: HashMap<String, ChannelRing>,
     /// The timestamp of the last sample.
     pub ts: u64,
@@ -73,7 +75,8 @@ pub(crate) struct Tables {
 /// renders them. The ring is allocated at the first change, filled with the samples it would
 /// have had (docs/performance.md, "Idle connections": ~0.35 KB per idle connection).
 pub(crate) struct ConnectionRing {
-    seen: u64,
+    /// The connection's id.
+    id: u64,
     /// When it was first sampled (Unix ms, aligned to the interval).
     since: u64,
     /// The values of every sample so far, while the ring is not allocated.
@@ -198,7 +201,7 @@ impl Sampler {
                 vhosts: HashMap::new(),
                 queues: HashMap::new(),
                 exchanges: HashMap::new(),
-                connections: HashMap::new(),
+                connections: Connections::default(),
                 channels: HashMap::new(),
                 ts: 0,
                 interval_ms,
@@ -280,16 +283,8 @@ impl Sampler {
         }
         let object_cap = self.object_cap;
         let interval_ms = self.interval_ms;
-        for &(id, v) in &connections {
-            let e = t.connections.entry(id).or_insert(ConnectionRing {
-                seen: tick,
-                since: ts,
-                flat: v,
-                ring: None,
-            });
-            e.seen = tick;
-            e.push(ts, v, interval_ms, object_cap);
-        }
+        t.connections
+            .sample(connections, ts, interval_ms, object_cap);
         for c in &channels {
             let v = values::channel(c);
             if !t.channels.contains_key(&c.name) {
@@ -320,7 +315,6 @@ impl Sampler {
         t.vhosts.retain(|_, e| e.seen == tick);
         t.queues.retain(|_, e| e.seen == tick);
         t.exchanges.retain(|_, e| e.seen == tick);
-        t.connections.retain(|_, e| e.seen == tick);
         t.channels.retain(|_, e| e.seen == tick);
     }
 }
@@ -457,7 +451,7 @@ mod tests {
         let mut full = Ring::<CONNECTION>::new(cap);
         let handshake = [40, 4];
         let mut e = ConnectionRing {
-            seen: 1,
+            id: 1,
             since: 100_000,
             flat: handshake,
             ring: None,

@@ -272,7 +272,7 @@ pub(crate) async fn run(node: Weak<NodeInner>) {
                 let Some(inner) = node.upgrade() else { return };
                 let down = down_nodes(&inner);
                 sweeps = sweeps.wrapping_add(1);
-                for (group, member) in inner.quorum.to_sweep(sweeps % FULL_SWEEP == 0) {
+                for (group, member) in inner.quorum.to_sweep(sweeps.is_multiple_of(FULL_SWEEP)) {
                     if !member.settle(&down, idle_after, grace) {
                         inner.quorum.unlist(group, &member, idle_after);
                     }

@@ -5,9 +5,9 @@
 mod bench_stream;
 mod bench_tls;
 mod cluster;
+mod cluster_forward;
 mod cluster_meta;
 mod cluster_ops;
-mod cluster_forward;
 mod cluster_quorum;
 mod crash;
 mod crash_stream;

@@ -14,11 +14,11 @@ mod apply;
 mod apply_tests;
 mod auto_delete;
 pub(crate) mod commands;
-pub(crate) mod maintenance;
 pub(crate) mod forward;
 pub(crate) mod homes;
-pub(crate) mod remote_consumer;
+pub(crate) mod maintenance;
 pub(crate) mod quorum;
+pub(crate) mod remote_consumer;
 mod snapshot;
 
 use pigeon_broker::Broker;

@@ -271,8 +271,13 @@ pub(crate) async fn run(node: Weak<NodeInner>) {
             _ = ticker.tick() => {
                 let Some(inner) = node.upgrade() else { return };
                 let down = down_nodes(&inner);
-                sweeps = sweeps.wrapping_add(1);
-                for (group, member) in inner.quorum.to_sweep(sweeps.is_multiple_of(FULL_SWEEP)) {
+                // No `is_multiple_of`: it is newer than the workspace's rust-version (1.85).
+                sweeps += 1;
+                let full = sweeps >= FULL_SWEEP;
+                if full {
+                    sweeps = 0;
+                }
+                for (group, member) in inner.quorum.to_sweep(full) {
                     if !member.settle(&down, idle_after, grace) {
                         inner.quorum.unlist(group, &member, idle_after);
                     }

@@ -61,7 +61,10 @@ def test_unknown_queue_type_closes_the_channel_with_406(connections, name):
     assert ok.method.message_count == 0
 
 
-def test_quorum_queues_are_refused_by_pigeon(connections, name):
+def test_quorum_queues_need_a_cluster_in_pigeon(connections, name):
+    # A quorum queue is a Raft group: Pigeon runs them on nodes started with a [cluster]
+    # table (a node with no peers is a cluster of one); a plain node refuses the declare with
+    # a 406 that says so. RabbitMQ accepts them on any node.
     conn = connections()
     if conn._impl.server_properties.get("product") == "RabbitMQ":
         pytest.skip("RabbitMQ has quorum queues")
@@ -72,4 +75,4 @@ def test_quorum_queues_are_refused_by_pigeon(connections, name):
             lambda ch: ch.queue_declare(queue, durable=True, arguments={"x-queue-type": queue_type}),
         )
         assert err.reply_code == 406
-        assert f"queue type '{queue_type}' is not supported by this broker yet" in err.reply_text
+        assert f"queue type '{queue_type}' needs a cluster: start the node with a [cluster] table" in err.reply_text

@@ -17,7 +17,7 @@ def now():
 
 def delivery_limit(connection, limit):
     """Queue arguments for a delivery limit: RabbitMQ keeps delivery limits to quorum queues,
-    Pigeon has them on its classic queues and refuses the quorum type it does not implement."""
+    Pigeon has them on its classic queues too, and runs quorum queues only on clustered nodes."""
     args = {"x-delivery-limit": limit}
     if connection._impl.server_properties.get("product") == "RabbitMQ":
         args["x-queue-type"] = "quorum"

@@ -20,6 +20,7 @@ mod hibernate;
 mod io;
 mod login;
 pub mod persist;
+mod publishing;
 mod session;
 mod sink;
 pub mod sys;

@@ -28,6 +28,7 @@ pub mod remote;
 pub mod settings;
 pub mod stream;
 mod stream_args;
+mod typed;
 mod types;
 mod views;
 mod volatile;

@@ -13,7 +13,7 @@ use super::{Enqueued, Queue};
 use crate::consumer::ConsumerEntry;
 use crate::error::{BrokerError, Result};
 use crate::message::Message;
-use crate::value::{Table, Value};
+use crate::value::Table;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,10 +54,7 @@ pub fn enabled() -> bool {
 
 /// Whether `arguments` declare a quorum queue.
 pub fn is_quorum_declaration(arguments: &Table) -> bool {
-    arguments
-        .get("x-queue-type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t == "quorum")
+    super::typed::declares(arguments, "quorum")
 }
 
 /// RabbitMQ's declare checks for a quorum queue (rabbit_quorum_queue `declare`, with
@@ -72,25 +69,14 @@ pub fn check_declaration(
     auto_delete: bool,
     arguments: &Table,
 ) -> Result<()> {
-    let rs = format!("queue '{name}' in vhost '{vhost}'");
-    for (key, _) in arguments.iter() {
-        if key.starts_with("x-") && !QUORUM_ARGS.contains(&key) {
-            return Err(BrokerError::PreconditionFailed(format!(
-                "invalid arg '{key}' for {rs} of queue type rabbit_quorum_queue"
-            )));
-        }
-    }
-    let property =
-        |p: &str| BrokerError::PreconditionFailed(format!("invalid property '{p}' for {rs}"));
-    if auto_delete {
-        return Err(property("auto-delete"));
-    }
-    if exclusive {
-        return Err(property("exclusive-owner"));
-    }
-    if !durable {
-        return Err(property("non-durable"));
-    }
+    let rs = super::typed::check_common(
+        name,
+        vhost,
+        (durable, exclusive, auto_delete),
+        arguments,
+        QUORUM_ARGS,
+        "rabbit_quorum_queue",
+    )?;
     if arguments.get_str("x-overflow") == Some("reject-publish-dlx") {
         return Err(BrokerError::PreconditionFailed(format!(
             "invalid arg 'x-overflow' with value 'reject-publish-dlx' for {rs}"

@@ -25,10 +25,7 @@ const STREAM_ARGS: &[&str] = &[
 
 /// Whether `arguments` declare a stream.
 pub fn is_stream_declaration(arguments: &Table) -> bool {
-    arguments
-        .get("x-queue-type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t == "stream")
+    super::typed::declares(arguments, "stream")
 }
 
 /// RabbitMQ's declare checks for a stream (rabbit_stream_queue `declare`, with
@@ -42,25 +39,14 @@ pub fn check_declaration(
     auto_delete: bool,
     arguments: &Table,
 ) -> Result<()> {
-    let rs = format!("queue '{name}' in vhost '{vhost}'");
-    for (key, _) in arguments.iter() {
-        if key.starts_with("x-") && !STREAM_ARGS.contains(&key) {
-            return Err(BrokerError::PreconditionFailed(format!(
-                "invalid arg '{key}' for {rs} of queue type rabbit_stream_queue"
-            )));
-        }
-    }
-    let property =
-        |p: &str| BrokerError::PreconditionFailed(format!("invalid property '{p}' for {rs}"));
-    if auto_delete {
-        return Err(property("auto-delete"));
-    }
-    if exclusive {
-        return Err(property("exclusive-owner"));
-    }
-    if !durable {
-        return Err(property("non-durable"));
-    }
+    let rs = super::typed::check_common(
+        name,
+        vhost,
+        (durable, exclusive, auto_delete),
+        arguments,
+        STREAM_ARGS,
+        "rabbit_stream_queue",
+    )?;
     if let Some(v) = arguments.get("x-stream-max-segment-size-bytes") {
         if v.as_i64().is_some_and(|v| v > MAX_SEGMENT_SIZE) {
             return Err(BrokerError::PreconditionFailed(

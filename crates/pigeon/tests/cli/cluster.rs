@@ -56,6 +56,21 @@ pub(crate) fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathB
 }
 
 /// The address after `prefix` in a log line.
+/// Configuration files for `n` nodes that list each other as peers (`write_config`), in `dir`.
+pub(crate) fn write_configs(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    (0..n).map(|i| write_config(dir, i, &ports)).collect()
+}
+
+/// Starts a node for each configuration, in order.
+pub(crate) async fn start_all(configs: &[PathBuf]) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for c in configs {
+        nodes.push(Node::start(c).await);
+    }
+    nodes
+}
+
 pub(super) fn addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
     let rest = line.split(prefix).nth(1)?;
     rest.split([',', ' ']).next()?.parse().ok()
@@ -210,14 +225,8 @@ fn node(nodes: &[Option<Node>], i: usize) -> &Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..3)
-        .map(|i| write_config(dir.path(), i, &ports))
-        .collect();
-    let mut nodes = Vec::new();
-    for c in &configs {
-        nodes.push(Some(Node::start(c).await));
-    }
+    let configs = write_configs(dir.path(), 3);
+    let mut nodes: Vec<Option<Node>> = start_all(&configs).await.into_iter().map(Some).collect();
 
     // Declared through node 1 (an exchange, a durable queue, a binding)...
     // The first change waits for the cluster to form and elect a leader; a connection closed

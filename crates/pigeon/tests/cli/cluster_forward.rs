@@ -5,7 +5,7 @@
 //!
 //! Three real `pigeon` processes (the harness of `cluster.rs`), lapin clients.
 
-use super::cluster::{free_port, until_listed, until_login, write_config, Node};
+use super::cluster::{start_all, until_listed, until_login, write_configs, Node};
 use super::ctl_support::ctl_at;
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -16,7 +16,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
 use pigeon_tests::within;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const QUEUE: &str = "fwd";
@@ -85,14 +84,8 @@ async fn queue_node(node: &Node, queue: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_through_any_node_reach_the_queues_home_and_confirm_after_its_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..3)
-        .map(|i| write_config(dir.path(), i, &ports))
-        .collect();
-    let mut nodes = Vec::new();
-    for c in &configs {
-        nodes.push(Some(Node::start(c).await));
-    }
+    let configs = write_configs(dir.path(), 3);
+    let mut nodes: Vec<Option<Node>> = start_all(&configs).await.into_iter().map(Some).collect();
 
     // Declared through node 0 (its home), once the cluster has a leader.
     let home = nodes[0].as_ref().unwrap();
@@ -300,10 +293,7 @@ async fn counts(node: &Node, queue: &str) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_on_another_node_gets_the_home_queues_messages_and_settles_them_there() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..2)
-        .map(|i| write_config(dir.path(), i, &ports))
-        .collect();
+    let configs = write_configs(dir.path(), 2);
     let home = Node::start(&configs[0]).await;
     let other = Node::start(&configs[1]).await;
     declare_when_ready(&home, "rc").await;
@@ -413,10 +403,7 @@ async fn a_consumer_on_another_node_gets_the_home_queues_messages_and_settles_th
 async fn an_mqtt_publish_reaches_a_queue_homed_on_another_node_and_its_consumer_is_cancelled_when_the_home_goes_down(
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..2)
-        .map(|i| write_config(dir.path(), i, &ports))
-        .collect();
+    let configs = write_configs(dir.path(), 2);
     let home = Node::start(&configs[0]).await;
     let other = Node::start(&configs[1]).await;
     declare_when_ready(&home, "mq").await;

@@ -7,13 +7,12 @@
 //! (`pigeon_tests::http_support::Api`) and lapin; every wait polls for its event, bounded by
 //! `within`.
 
-use super::cluster::{free_port, until_listed, until_login, write_config, Node};
+use super::cluster::{start_all, until_listed, until_login, write_configs, Node};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use pigeon_tests::http_support::{Answer, Api};
 use pigeon_tests::within;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::Duration;
 
 fn api(node: &Node) -> Api {
@@ -81,10 +80,7 @@ fn definitions() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_management_api_changes_metadata_on_every_node() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..3)
-        .map(|i| write_config(dir.path(), i, &ports))
-        .collect();
+    let configs = write_configs(dir.path(), 3);
     // C loads a definitions file at start: imported there, then through the cluster.
     let boot = dir.path().join("boot.json");
     let boot_defs = json!({
@@ -101,10 +97,7 @@ async fn the_management_api_changes_metadata_on_every_node() {
         &format!("[server]\nload_definitions = '{}'\n", boot.display()),
     );
     std::fs::write(&configs[2], text).unwrap();
-    let mut nodes = Vec::new();
-    for c in &configs {
-        nodes.push(Node::start(c).await);
-    }
+    let mut nodes = start_all(&configs).await;
     let (a, b, c) = (api(&nodes[0]), api(&nodes[1]), api(&nodes[2]));
 
     // A durable queue PUT on node A (retried while the cluster forms and elects: 503)...

@@ -5,14 +5,13 @@
 //! leadership moved; revive: back in service). The harness is `cluster.rs`'s; every wait is
 //! bounded by `within` and polls for the event.
 
-use super::cluster::{free_port, until_login, write_config, Node};
+use super::cluster::{start_all, until_login, write_configs, Node};
 use super::ctl_support::ctl_at;
 use futures_lite::StreamExt;
 use lapin::{Connection, ConnectionProperties};
 use pigeon_tests::lapin_support::reply_code;
 use pigeon_tests::within;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const CONNECTION_FORCED: u16 = 320;
@@ -72,14 +71,8 @@ fn prometheus(node: &Node) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_shows_the_cluster_and_a_drained_node_sends_its_clients_away() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..3)
-        .map(|i| write_config(dir.path(), i, &ports))
-        .collect();
-    let mut nodes = Vec::new();
-    for c in &configs {
-        nodes.push(Node::start(c).await);
-    }
+    let configs = write_configs(dir.path(), 3);
+    let nodes = start_all(&configs).await;
     // A is the metadata group's leader (so that draining it moves the leadership), B and C
     // the others.
     let status = until_api(

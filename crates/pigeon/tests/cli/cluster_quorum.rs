@@ -5,7 +5,7 @@
 //! consumer held redelivered (`redelivered`, `x-delivery-count`). Also: what RabbitMQ refuses
 //! for quorum queues, refused with its codes; the delivery limit dead-letters.
 
-use super::cluster::{free_port, until_login, write_config, Node};
+use super::cluster::{start_all, until_login, write_configs, Node};
 use super::ctl_support::ctl_at;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
@@ -17,7 +17,6 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
 use pigeon_tests::within;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
@@ -157,14 +156,8 @@ async fn publish_confirmed(ch: &Channel, queue: &str, body: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_queue_survives_the_loss_of_its_first_leader() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..3)
-        .map(|i| write_config(dir.path(), i, &ports))
-        .collect();
-    let mut nodes = Vec::new();
-    for c in &configs {
-        nodes.push(Some(Node::start(c).await));
-    }
+    let configs = write_configs(dir.path(), 3);
+    let mut nodes: Vec<Option<Node>> = start_all(&configs).await.into_iter().map(Some).collect();
     let node = |i: usize| -> &Node { nodes[i].as_ref().unwrap() };
 
     // Declared on node A (0): the group's three members are formed by A.
@@ -339,14 +332,8 @@ async fn queue_row(node: &Node, queue: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_delivery_limit_a_message_is_dead_lettered() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = (0..3)
-        .map(|i| write_config(dir.path(), i, &ports))
-        .collect();
-    let mut nodes = Vec::new();
-    for c in &configs {
-        nodes.push(Node::start(c).await);
-    }
+    let configs = write_configs(dir.path(), 3);
+    let nodes = start_all(&configs).await;
     let a = declare(&nodes[0], "dead", quorum_args(&[])).await;
     let limited = quorum_args(&[
         ("x-delivery-limit", AMQPValue::LongInt(1)),

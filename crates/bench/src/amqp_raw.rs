@@ -29,8 +29,8 @@ use super::client::{Client, ConsumeOptions, PublishOptions};
 use super::net::BULK;
 use super::tls::TlsClient;
 use amqp_wire::{
-    ChannelClose, ExchangeDeclare, ExchangeDelete, Method, QueueBind, QueueDeclare, QueueDelete,
-    ShortString,
+    ChannelClose, ExchangeDeclare, ExchangeDelete, FieldTable, Method, QueueBind, QueueDeclare,
+    QueueDelete, ShortString,
 };
 
 /// Publishes are written once this many bytes have gathered.
@@ -52,12 +52,16 @@ pub struct AmqpConfig {
     pub exchange: String,
     /// TLS, for an `amqps://` URL.
     pub tls: Option<TlsClient>,
+    /// The arguments of every queue declared (`--queue-arg`).
+    pub queue_args: FieldTable,
 }
 
 /// A connection of the bench's own AMQP client.
 pub struct RawAmqp {
     conn: Conn,
     exchange: String,
+    /// The arguments of the queues it declares.
+    queue_args: FieldTable,
     /// The next channel number for administrative work.
     next_channel: u16,
 }
@@ -107,6 +111,7 @@ impl Client for RawAmqp {
         Ok(RawAmqp {
             conn: Conn::open(&config.url, name, None, BULK, config.tls.as_ref()).await?,
             exchange: config.exchange.clone(),
+            queue_args: config.queue_args.clone(),
             next_channel: 1,
         })
     }
@@ -115,6 +120,7 @@ impl Client for RawAmqp {
         let declare = QueueDeclare {
             queue: ShortString::new(name)?,
             durable,
+            arguments: self.queue_args.clone(),
             ..QueueDeclare::default()
         };
         self.on_own_channel(declare, "queue.declare-ok", |m| {

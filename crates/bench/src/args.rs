@@ -1,12 +1,16 @@
 //! The flags of `pigeon bench` (AMQP), `pigeon bench mqtt` and `pigeon bench idle`, and the checks
 //! clap cannot express. AMQP names follow RabbitMQ's PerfTest where one exists (`-x`, `-y`, `-s`).
 
+mod declare;
 mod idle;
 mod mqtt;
+pub(crate) mod queue_arg;
 mod stream;
 
+pub use declare::DeclareArgs;
 pub use idle::{IdleArgs, Protocol};
 pub use mqtt::{CrossArgs, MqttArgs, MqttVersion};
+pub use queue_arg::QueueArg;
 pub use stream::StreamArgs;
 
 use super::stamp::Stamp;
@@ -23,7 +27,8 @@ use std::time::Duration;
                   `pigeon bench mqtt --help`: MQTT publishers and subscribers. \
                   `pigeon bench cross --help`: MQTT publishers to AMQP consumers. \
                   `pigeon bench idle --help`: idle connections and a broker's memory per connection. \
-                  `pigeon bench stream --help`: RabbitMQ Stream protocol publishers and consumers."
+                  `pigeon bench stream --help`: RabbitMQ Stream protocol publishers and consumers. \
+                  `pigeon bench declare --help`: declare (or delete) many queues and time it."
 )]
 pub struct BenchArgs {
     /// Another workload than AMQP producers and consumers.
@@ -52,6 +57,10 @@ pub enum Mode {
     /// per second, confirm and end-to-end latency. `-x 0` reads an existing stream and reports
     /// MB/s.
     Stream(Box<StreamArgs>),
+    /// Declare many queues (quorum queues with `--queue-arg x-queue-type=quorum`) and leave
+    /// them idle, or delete them again; report how long it took (a broker's memory per idle
+    /// queue is measured around it).
+    Declare(DeclareArgs),
 }
 
 /// Flags every message workload has.
@@ -114,9 +123,27 @@ pub enum ClientKind {
 #[derive(Debug, Clone, Args)]
 pub struct AmqpArgs {
     /// Broker to load, as an AMQP URI (the vhost is URL-encoded: `%2f` is `/`); `amqps://`
-    /// connects over TLS (port 5671 by default).
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1/%2f")]
-    pub url: String,
+    /// connects over TLS (port 5671 by default). Give it several times for the nodes of a
+    /// cluster: producer i connects to the (i mod n)-th.
+    #[arg(long = "url", default_value = "amqp://guest:guest@127.0.0.1/%2f", value_name = "URL")]
+    pub urls: Vec<String>,
+
+    /// Where consumers connect (several times: consumer j to the (j mod n)-th); default: the
+    /// `--url`s.
+    #[arg(long = "consumer-url", value_name = "URL")]
+    pub consumer_urls: Vec<String>,
+
+    /// Where the run declares and deletes its queues (in a cluster, the node a quorum queue's
+    /// first leader is placed on by RabbitMQ's default `client-local` and by Pigeon); default:
+    /// the first consumer URL.
+    #[arg(long, value_name = "URL")]
+    pub declare_url: Option<String>,
+
+    /// An argument for every queue the run declares, `KEY=VALUE` (several times): an integer
+    /// value is sent as a signed 64-bit integer, `true`/`false` as a boolean, anything else as
+    /// a string; e.g. `--queue-arg x-queue-type=quorum --queue-arg x-quorum-initial-group-size=3`.
+    #[arg(long = "queue-arg", value_name = "KEY=VALUE")]
+    pub queue_args: Vec<QueueArg>,
 
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -249,6 +276,23 @@ impl AmqpArgs {
         }
         check_ack_batch(self.prefetch, self.multi_ack_every)
     }
+
+    /// The URLs consumers connect to: `--consumer-url`, or else `--url`.
+    pub fn consumer_urls(&self) -> &[String] {
+        if self.consumer_urls.is_empty() {
+            &self.urls
+        } else {
+            &self.consumer_urls
+        }
+    }
+
+    /// Where the run declares its queues: `--declare-url`, or else the first consumer URL.
+    pub fn declare_url(&self) -> &str {
+        match &self.declare_url {
+            Some(url) => url,
+            None => self.consumer_urls().first().map_or("", String::as_str),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +415,41 @@ mod tests {
         assert!(parse("--fanout --queues 4 -x 1 -y 0").is_ok());
         assert!(parse("--queues 4 -x 1 -y 4").is_err(), "without a fanout");
         assert!(parse("--fanout --exchange amq.direct").is_err());
+    }
+
+    #[test]
+    fn several_urls_spread_the_connections_and_queue_args_are_typed() {
+        let a = parse("").unwrap();
+        assert_eq!(a.urls, ["amqp://guest:guest@127.0.0.1/%2f"]);
+        assert_eq!(a.consumer_urls(), a.urls.as_slice());
+        assert_eq!(a.declare_url(), "amqp://guest:guest@127.0.0.1/%2f");
+        let a = parse(
+            "--url amqp://n1 --url amqp://n2 --consumer-url amqp://n3 \
+             --queue-arg x-queue-type=quorum --queue-arg x-quorum-initial-group-size=3",
+        )
+        .unwrap();
+        assert_eq!(a.urls, ["amqp://n1", "amqp://n2"]);
+        assert_eq!(a.consumer_urls(), ["amqp://n3"]);
+        assert_eq!(a.declare_url(), "amqp://n3");
+        assert_eq!(a.queue_args.len(), 2);
+        let a = parse("--declare-url amqp://n2").unwrap();
+        assert_eq!(a.declare_url(), "amqp://n2");
+        assert!(parse("--queue-arg novalue").is_err());
+    }
+
+    #[test]
+    fn declare_mode_counts_its_queues() {
+        let Some(Mode::Declare(d)) = parse_any(
+            "declare --count 1000 --queue-arg x-queue-type=quorum --prefix idle --connections 8",
+        )
+        .unwrap()
+        .mode
+        else {
+            panic!("expected declare");
+        };
+        assert_eq!((d.count, d.connections, d.prefix.as_str()), (1000, 8, "idle"));
+        assert!(!d.delete);
+        assert!(parse_any("declare --count 0").is_err());
     }
 
     #[test]

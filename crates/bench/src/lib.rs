@@ -24,7 +24,7 @@
 //!   phases and the end of a run;
 //! - `stamp`, `tally`: the message header and what consumers make of it;
 //! - `report`, `cpu`: the results and the bench's own CPU time;
-//! - `idle`: `pigeon bench idle`;
+//! - `idle`: `pigeon bench idle`; `declare`: `pigeon bench declare` (many idle queues);
 //! - `stream`: `pigeon bench stream`, the bench's own RabbitMQ Stream protocol client (publishers
 //!   with a confirm window, consumers from an offset, and a read-only run for read speed).
 //!
@@ -40,6 +40,7 @@ mod client;
 mod confirms;
 mod control;
 mod cpu;
+mod declare;
 mod idle;
 mod modes;
 mod mqtt;
@@ -71,6 +72,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Mode::Cross(cross)) => modes::run_cross(cross).await,
         Some(Mode::Idle(idle)) => idle::run(idle).await,
         Some(Mode::Stream(stream)) => modes::run_stream(stream).await,
+        Some(Mode::Declare(declare)) => declare::run(declare).await,
     }
 }
 

@@ -6,7 +6,7 @@ use crate::amqp_raw::{self, AmqpConfig};
 use crate::args::{self, AmqpArgs, ClientKind, CrossArgs, LoadArgs, MqttArgs, StreamArgs};
 use crate::client::{ConsumeOptions, PublishOptions};
 use crate::report::{AmqpSettings, CrossSettings, MqttSettings, RunInfo, Settings};
-use crate::runner::{measure, Load, Topology};
+use crate::runner::{measure, Configs, Load, Topology};
 use crate::stream::{Batching, StreamClient, StreamConfig, StreamSettings};
 use crate::tally::Sharing;
 use crate::{amqp, describe, mqtt, net, run_id, stream};
@@ -38,18 +38,44 @@ pub(crate) async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
             .map(|q| (q.clone(), exchange.clone(), q.clone()))
             .collect();
     }
-    let url = args.tls.url(&args.url, "amqp", "amqps");
-    let tls = args
-        .tls
-        .client(net::BrokerUrl::parse(&url, net::AMQP_SCHEMES)?.is_tls())?;
+    let with_tls = |url: &String| args.tls.url(url, "amqp", "amqps");
+    let producer_urls: Vec<String> = args.urls.iter().map(with_tls).collect();
+    let consumer_urls: Vec<String> = args.consumer_urls().iter().map(with_tls).collect();
+    let declare_url = with_tls(&args.declare_url().to_owned());
+    let mut any_tls = false;
+    for url in producer_urls.iter().chain(&consumer_urls).chain([&declare_url]) {
+        any_tls |= net::BrokerUrl::parse(url, net::AMQP_SCHEMES)?.is_tls();
+    }
+    let tls = args.tls.client(any_tls)?;
     if tls.is_some() && args.client == ClientKind::Lapin {
         anyhow::bail!("--client lapin is plain TCP only here; TLS runs use the default client");
     }
-    let config = AmqpConfig {
-        url: url.clone(),
-        exchange: exchange.clone(),
-        tls,
+    if !args.queue_args.is_empty() && args.client == ClientKind::Lapin {
+        anyhow::bail!("--queue-arg is for the default client; --client lapin declares without");
+    }
+    let queue_args = args::queue_arg::table(&args.queue_args)?;
+    let config = |url: &String| -> anyhow::Result<AmqpConfig> {
+        let is_tls = net::BrokerUrl::parse(url, net::AMQP_SCHEMES)?.is_tls();
+        Ok(AmqpConfig {
+            url: url.clone(),
+            exchange: exchange.clone(),
+            tls: tls.clone().filter(|_| is_tls),
+            queue_args: queue_args.clone(),
+        })
     };
+    let configs = Configs {
+        producers: producer_urls.iter().map(config).collect::<Result<_, _>>()?,
+        consumers: consumer_urls.iter().map(config).collect::<Result<_, _>>()?,
+        declare: config(&declare_url)?,
+    };
+    // The report names every node the run used, in the order given.
+    let mut urls: Vec<String> = Vec::new();
+    for url in producer_urls.iter().chain(&consumer_urls) {
+        let url = net::redact_password(url);
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
     let load = Load {
         load: &args.load,
         targets: queues.clone(),
@@ -80,7 +106,7 @@ pub(crate) async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
             ClientKind::Raw => "raw",
             ClientKind::Lapin => "lapin",
         },
-        url: net::redact_password(&url),
+        url: urls.join(" "),
         settings: Settings::Amqp(AmqpSettings {
             producers: args.load.producers,
             consumers: args.load.consumers,
@@ -100,10 +126,8 @@ pub(crate) async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
         sharing: load.sharing,
     };
     match args.client {
-        ClientKind::Raw => {
-            measure::<amqp_raw::RawAmqp, amqp_raw::RawAmqp>(&load, &config, &config, info).await
-        }
-        ClientKind::Lapin => measure::<amqp::Amqp, amqp::Amqp>(&load, &config, &config, info).await,
+        ClientKind::Raw => measure::<amqp_raw::RawAmqp, amqp_raw::RawAmqp>(&load, &configs, info).await,
+        ClientKind::Lapin => measure::<amqp::Amqp, amqp::Amqp>(&load, &configs, info).await,
     }
 }
 
@@ -166,7 +190,7 @@ pub(crate) async fn run_mqtt(args: &MqttArgs) -> anyhow::Result<ExitCode> {
         confirm: acked,
         sharing: load.sharing,
     };
-    measure::<mqtt::Mqtt, mqtt::Mqtt>(&load, &config, &config, info).await
+    measure::<mqtt::Mqtt, mqtt::Mqtt>(&load, &Configs::one(config.clone(), config), info).await
 }
 
 /// MQTT publishers to AMQP consumers: publisher i sends to topic `pigeon-bench/<run>/<k>`
@@ -194,6 +218,7 @@ pub(crate) async fn run_cross(args: &CrossArgs) -> anyhow::Result<ExitCode> {
         url: amqp_url.clone(),
         exchange: String::new(),
         tls: tls.filter(|_| amqp_tls),
+        queue_args: amqp_wire::FieldTable::new(),
     };
     let acked = args.qos > 0;
     let queues: Vec<String> = (0..args.queues)
@@ -256,7 +281,8 @@ pub(crate) async fn run_cross(args: &CrossArgs) -> anyhow::Result<ExitCode> {
         confirm: acked,
         sharing: load.sharing,
     };
-    measure::<mqtt::Mqtt, amqp_raw::RawAmqp>(&load, &mqtt_config, &amqp_config, info).await
+    let configs = Configs::one(mqtt_config, amqp_config);
+    measure::<mqtt::Mqtt, amqp_raw::RawAmqp>(&load, &configs, info).await
 }
 
 /// Publishers and consumers on one stream (`pigeon bench stream`), or only readers (`-x 0`).

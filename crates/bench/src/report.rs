@@ -1,6 +1,6 @@
 //! The bench report: computed once from the run's outcome, printed as text or as JSON.
 
-use super::control::{Ending, Outcome};
+use super::control::{AckGap, Ending, Outcome};
 use super::cpu::CpuTime;
 use super::tally::Sharing;
 use hdrhistogram::Histogram;
@@ -36,6 +36,9 @@ pub struct Report {
     /// MQTT PUBACK, or PUBCOMP at QoS 2) as the producer handled it, in microseconds; one
     /// sample per message confirmed, every producer's merged.
     pub confirm_latency_us: Option<Latency>,
+    /// With confirms: the longest wait between two acks of one producer, which is how long
+    /// confirms stopped while a broker failed over (a leader killed during the run).
+    pub max_confirm_gap: Option<ConfirmGap>,
     /// How consumers share messages: `competing` (each message to one consumer), `fan-out`
     /// (MQTT: to every subscriber of its topic) or `broadcast` (AMQP fanout: to every queue).
     pub sharing: &'static str,
@@ -196,6 +199,28 @@ pub struct Latency {
     mean: f64,
 }
 
+/// The longest wait between two acks of one producer.
+#[derive(Debug, Serialize)]
+pub struct ConfirmGap {
+    /// Its length in milliseconds.
+    pub ms: f64,
+    /// When it began (the ack before it), Unix time in milliseconds.
+    pub from_unix_ms: u64,
+    /// When it ended (the first ack after it), Unix time in milliseconds.
+    pub to_unix_ms: u64,
+}
+
+impl ConfirmGap {
+    fn of(gap: AckGap, epoch_unix_ms: u64) -> ConfirmGap {
+        let to = epoch_unix_ms + gap.end_ns / 1_000_000;
+        ConfirmGap {
+            ms: round1(gap.gap_ns as f64 / 1e6),
+            from_unix_ms: to.saturating_sub(gap.gap_ns / 1_000_000),
+            to_unix_ms: to,
+        }
+    }
+}
+
 /// CPU use of the bench process.
 #[derive(Debug, Serialize)]
 pub struct Cpu {
@@ -264,6 +289,10 @@ impl Report {
                 .as_ref()
                 .filter(|_| info.confirm)
                 .and_then(Latency::of),
+            max_confirm_gap: outcome
+                .max_ack_gap
+                .filter(|_| info.confirm)
+                .map(|g| ConfirmGap::of(g, outcome.epoch_unix_ms)),
             consumed: delivered.map(|d| d.received),
             expected: delivered.map(|d| d.expected),
             consumed_per_s: delivered.map(|d| per_s(d.received, d.last_ns)),
@@ -417,6 +446,9 @@ impl fmt::Display for Report {
         if let Some(l) = &self.confirm_latency_us {
             writeln!(f, "  confirms   {}", l.describe())?;
         }
+        if let Some(g) = &self.max_confirm_gap {
+            writeln!(f, "  longest wait between two acks {:.1} ms", g.ms)?;
+        }
         if let (Some(c), Some(r)) = (self.consumed, self.consumed_per_s) {
             write!(f, "  consumed   {c:>10} msgs  {r:>11.1} msg/s")?;
             match self.expected {
@@ -488,6 +520,8 @@ mod tests {
             confirm_latency_us: None,
             publish_ns: 1_000_000_000,
             confirm_ns: 1_000_000_000,
+            max_ack_gap: None,
+            epoch_unix_ms: 1_000_000,
             delivered: Some(summarize(vec![tally], &[sent], Sharing::Competing)),
             ending: Ending::Completed,
             errors: vec![],
@@ -567,6 +601,17 @@ mod tests {
         }
         let text = with.to_string();
         assert!(text.contains("confirms   p50 200 us"), "{text}");
+        assert!(json["max_confirm_gap"].is_null(), "{json}");
+
+        outcome.max_ack_gap = Some(AckGap {
+            gap_ns: 2_500_000_000,
+            end_ns: 4_000_000_000,
+        });
+        let json: serde_json::Value = serde_json::from_str(&report(&outcome).to_json()).unwrap();
+        let gap = &json["max_confirm_gap"];
+        assert_eq!(gap["ms"], 2500.0);
+        assert_eq!(gap["to_unix_ms"], 1_004_000);
+        assert_eq!(gap["from_unix_ms"], 1_001_500);
     }
 
     #[test]

@@ -51,17 +51,38 @@ impl Topology {
     }
 }
 
+/// Where producers, consumers and the declaring connection connect: producer i with
+/// `producers[i % len]`, consumer j with `consumers[j % len]` (several nodes of a cluster).
+pub(crate) struct Configs<PC, KC> {
+    pub(crate) producers: Vec<PC>,
+    pub(crate) consumers: Vec<KC>,
+    /// The connection that declares the topology and deletes it at the end (with the
+    /// consumers' client).
+    pub(crate) declare: KC,
+}
+
+impl<PC, KC: Clone> Configs<PC, KC> {
+    /// Every producer with one configuration, every consumer (and the declaring connection)
+    /// with another.
+    pub(crate) fn one(producer: PC, consumer: KC) -> Self {
+        Configs {
+            producers: vec![producer],
+            consumers: vec![consumer.clone()],
+            declare: consumer,
+        }
+    }
+}
+
 /// Runs a workload with producers on client `P` and consumers on client `K`, prints the report
 /// and says whether it passed.
 pub(crate) async fn measure<P: Client, K: Client>(
     load: &Load<'_>,
-    producer_config: &P::Config,
-    consumer_config: &K::Config,
+    configs: &Configs<P::Config, K::Config>,
     info: RunInfo,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let cpu_before = cpu::CpuTime::now();
-    let outcome = execute::<P, K>(load, producer_config, consumer_config, &info.url).await?;
+    let outcome = execute::<P, K>(load, configs, &info.url).await?;
     let cpu = cpu::CpuTime::now()
         .zip(cpu_before)
         .map(|(after, before)| after.since(before));
@@ -98,19 +119,18 @@ async fn bounded<T>(
 /// and deletes what it declared whatever happened.
 async fn execute<P: Client, K: Client>(
     load: &Load<'_>,
-    producer_config: &P::Config,
-    consumer_config: &K::Config,
+    configs: &Configs<P::Config, K::Config>,
     url: &str,
 ) -> anyhow::Result<control::Outcome> {
     let topology = &load.topology;
     if topology.is_empty() {
-        return drive::<P, K>(load, producer_config, consumer_config).await;
+        return drive::<P, K>(load, configs).await;
     }
     let timeout = load.load.timeout();
     let mut admin = bounded(
         timeout,
         || format!("cannot connect to {url}"),
-        K::connect(consumer_config, "pigeon-bench admin"),
+        K::connect(&configs.declare, "pigeon-bench admin"),
     )
     .await?;
     let mut exchange_declared = None;
@@ -146,7 +166,7 @@ async fn execute<P: Client, K: Client>(
     }
     .await;
     let outcome = match result {
-        Ok(()) => drive::<P, K>(load, producer_config, consumer_config).await,
+        Ok(()) => drive::<P, K>(load, configs).await,
         Err(e) => Err(e),
     };
     for q in declared {
@@ -178,9 +198,10 @@ async fn execute<P: Client, K: Client>(
 /// Connects every consumer, then every producer, then lets them loose.
 async fn drive<P: Client, K: Client>(
     load: &Load<'_>,
-    producer_config: &P::Config,
-    consumer_config: &K::Config,
+    configs: &Configs<P::Config, K::Config>,
 ) -> anyhow::Result<control::Outcome> {
+    let producer_config = |i: u32| configs.producers[i as usize % configs.producers.len()].clone();
+    let consumer_config = |j: u32| configs.consumers[j as usize % configs.consumers.len()].clone();
     let args = load.load;
     let timeout = args.timeout();
     let target = |i: u32| load.targets[i as usize % load.targets.len()].clone();
@@ -190,7 +211,7 @@ async fn drive<P: Client, K: Client>(
     let consume = load.consume;
     let mut consumer_setups = Vec::new();
     for j in 0..args.consumers {
-        let (config, q) = (consumer_config.clone(), source(j));
+        let (config, q) = (consumer_config(j), source(j));
         consumer_setups.push(tokio::spawn(async move {
             let what = || format!("consumer {j} on {q}");
             let client = bounded(
@@ -205,7 +226,7 @@ async fn drive<P: Client, K: Client>(
     let publish = load.publish;
     let mut producer_setups = Vec::new();
     for i in 0..args.producers {
-        let (config, q) = (producer_config.clone(), target(i));
+        let (config, q) = (producer_config(i), target(i));
         producer_setups.push(tokio::spawn(async move {
             let what = || format!("producer {i} on {q}");
             let client = bounded(

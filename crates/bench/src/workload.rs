@@ -59,6 +59,13 @@ pub struct ProducerStats {
     pub last_ns: AtomicU64,
     /// When the last confirm arrived, in nanoseconds since the run started.
     pub last_confirm_ns: AtomicU64,
+    /// When the last ack (a positive confirm) arrived, in nanoseconds since the run started.
+    pub last_ack_ns: AtomicU64,
+    /// The longest wait between two acks (nanoseconds): a broker's failover shows here as
+    /// the time from the last ack before it to the first after it.
+    pub max_ack_gap_ns: AtomicU64,
+    /// When that longest wait ended, in nanoseconds since the run started.
+    pub max_ack_gap_end_ns: AtomicU64,
 }
 
 /// What one producer does.
@@ -152,9 +159,19 @@ fn add_confirms(stats: &ProducerStats, confirms: super::client::Confirms, epoch:
     if confirms == super::client::Confirms::default() {
         return;
     }
+    let now = since(epoch);
     stats.acked.fetch_add(confirms.acked, Relaxed);
     stats.nacked.fetch_add(confirms.nacked, Relaxed);
-    stats.last_confirm_ns.store(since(epoch), Relaxed);
+    stats.last_confirm_ns.store(now, Relaxed);
+    if confirms.acked > 0 {
+        // Only this producer writes its stats: plain loads and stores suffice.
+        let last = stats.last_ack_ns.swap(now, Relaxed);
+        let gap = now.saturating_sub(last);
+        if last > 0 && gap > stats.max_ack_gap_ns.load(Relaxed) {
+            stats.max_ack_gap_ns.store(gap, Relaxed);
+            stats.max_ack_gap_end_ns.store(now, Relaxed);
+        }
+    }
 }
 
 /// What one consumer does.

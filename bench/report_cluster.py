@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""bench/report_cluster.py: the tables of bench/cluster_compare.sh's .jsonl (standard library only).
+
+python3 bench/report_cluster.py --jsonl bench/results/<date>-cluster.jsonl --out /tmp/x.md
+"""
+import argparse
+import json
+import statistics
+from collections import defaultdict
+
+BROKERS = ["pigeon", "rabbitmq"]
+NAMES = {"pigeon": "Pigeon", "rabbitmq": "RabbitMQ"}
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def num(x, digits=0):
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def ms(us):
+    return "-" if us is None else f"{us / 1000:.1f}"
+
+
+def ratio(p, r, higher_is_better=True):
+    if not p or not r:
+        return "-"
+    return f"{p / r:.2f}x" if higher_is_better else f"{r / p:.2f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jsonl", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--meta", action="append", default=[])
+    a = ap.parse_args()
+    meta = dict(m.split("=", 1) for m in a.meta)
+    rows = [json.loads(line) for line in open(a.jsonl) if line.strip()]
+    head = next((r for r in rows if r["step"] == "meta"), {})
+    out = [
+        "# Quorum queues: a three-node Pigeon cluster and a three-node RabbitMQ cluster",
+        "",
+        f"Machine: {head.get('machine', '?')}; RabbitMQ {head.get('rabbitmq', '?')}; "
+        f"{head.get('pigeon', 'pigeon')}; started {head.get('started', '?')}, load average then "
+        f"{head.get('loadavg', '?')}. {meta.get('runs', '?')} runs of each workload per broker, "
+        f"alternating brokers; medians (every run is in the .jsonl).",
+    ]
+
+    runs = defaultdict(list)
+    for r in rows:
+        if r["step"] in ("throughput", "latency"):
+            runs[(r["workload"], r["broker"])].append(r)
+    workloads = []
+    for r in rows:
+        if r["step"] in ("throughput", "latency") and r["workload"] not in workloads:
+            workloads.append(r["workload"])
+    if workloads:
+        out += [
+            "",
+            "## Throughput and latency",
+            "",
+            "| workload | broker | confirmed/s | consumed/s | confirm p50 / p99 (ms) | publish-to-deliver p50 / p99 (ms) | brokers' CPU s (3 nodes) | lost / dup / nacked / errors | runs (consumed/s) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for w in workloads:
+            meds = {}
+            for b in BROKERS:
+                rs = runs.get((w, b))
+                if not rs:
+                    continue
+                rep = [r["report"] for r in rs]
+                lat = lambda k, q: med([(x.get(k) or {}).get(q) for x in rep])
+                conf = med([x.get("confirmed_per_s") for x in rep])
+                cons = med([x.get("consumed_per_s") for x in rep])
+                meds[b] = (conf, cons, lat("confirm_latency_us", "p50"), lat("latency_us", "p50"))
+                bad = "/".join(
+                    str(sum((x.get(k) or 0) for x in rep)) for k in ("lost", "duplicates", "nacked")
+                ) + f"/{sum(len(x.get('errors') or []) for x in rep)}"
+                out.append(
+                    f"| {w} | {NAMES[b]} | {num(conf)} | {num(cons)} | "
+                    f"{ms(lat('confirm_latency_us', 'p50'))} / {ms(lat('confirm_latency_us', 'p99'))} | "
+                    f"{ms(lat('latency_us', 'p50'))} / {ms(lat('latency_us', 'p99'))} | "
+                    f"{med([r['broker_cpu_s'] for r in rs]):.1f} | {bad} | "
+                    + ", ".join(f"{num(x.get('consumed_per_s'))} (load {r.get('loadavg')})" for x, r in zip(rep, rs))
+                    + " |"
+                )
+            if "pigeon" in meds and "rabbitmq" in meds:
+                p, r = meds["pigeon"], meds["rabbitmq"]
+                out.append(
+                    f"| {w} | **Pigeon / RabbitMQ** | **{ratio(p[0], r[0])}** | **{ratio(p[1], r[1])}** | "
+                    f"{ratio(p[2], r[2], False)} faster | {ratio(p[3], r[3], False)} faster | | | |"
+                )
+        flags = {r["workload"]: r["flags"] for r in rows if r["step"] in ("throughput", "latency")}
+        out += ["", "Flags (besides `--json`; the URLs are each broker's nodes):", ""]
+        out += [f"- `{w}`: `pigeon bench {flags[w]}`" for w in workloads]
+
+    fails = [r for r in rows if r["step"] == "failover"]
+    if fails:
+        out += [
+            "",
+            "## Failover: SIGKILL of the queue's leader during confirmed publishing",
+            "",
+            "| broker | run | killed node | kill -> first ack after it (ms) | longest wait between two acks (ms) | confirmed/s | nacked | lost | duplicates | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        per = defaultdict(list)
+        for r in fails:
+            rep = r["report"]
+            gap = rep.get("max_confirm_gap") or {}
+            resume = (gap.get("to_unix_ms") or 0) - r["kill_unix_ms"] if gap else None
+            per[r["broker"]].append((resume, gap.get("ms")))
+            errs = "; ".join(rep.get("errors") or [])
+            out.append(
+                f"| {NAMES[r['broker']]} | {r['run']} | {r['killed_node']} | {num(resume)} | {num(gap.get('ms'))} | "
+                f"{num(rep.get('confirmed_per_s'))} | {rep.get('nacked')} | {rep.get('lost')} | {rep.get('duplicates')} | {errs[:200]} |"
+            )
+        for b in BROKERS:
+            if per.get(b):
+                out.append(
+                    f"| **{NAMES[b]} median** | | | **{num(med([x[0] for x in per[b]]))}** | **{num(med([x[1] for x in per[b]]))}** | | | | | |"
+                )
+
+    mem = [r for r in rows if r["step"] == "memory"]
+    if mem:
+        base = {r["broker"]: r for r in mem if r["queues"] == 0}
+        decl = {(r["broker"], r["queues"]): r.get("report") or {} for r in rows if r["step"] == "declare"}
+        out += [
+            "",
+            "## Idle quorum queues: memory and CPU",
+            "",
+            "| broker | quorum queues (3 members each) | declared in (s) | RSS per node (MiB) | RSS added, 3 nodes (MiB) | per queue (KiB, 3 members) | per member (KiB) | idle CPU per node (% of a core) |",
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        ]
+        for r in mem:
+            b, q = r["broker"], r["queues"]
+            rss = r["rss_kib"]
+            added = sum(rss) - sum(base[b]["rss_kib"]) if b in base else None
+            d = decl.get((b, q), {})
+            per_q = added / q if q and added is not None else None
+            out.append(
+                f"| {NAMES[b]} | {q:,} | {num(d.get('seconds'), 1) if q else '-'} | "
+                + " / ".join(f"{x / 1024:.0f}" for x in rss)
+                + f" | {num(added / 1024 if added is not None and q else None)} | {num(per_q, 1)} | {num(per_q / 3 if per_q else None, 1)} | "
+                + " / ".join(f"{c:.2f}" for c in r["idle_cpu_pct"])
+                + f" (over {r['idle_secs']} s) |"
+            )
+    open(a.out, "w").write("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

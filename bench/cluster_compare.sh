@@ -380,7 +380,7 @@ step_failover() {
             # shellcheck disable=SC2086
             "$PIGEON_BIN" bench --json --duration "$FAILOVER_DURATION" --timeout 60 $COMMON -x 1 -y 1 \
                 --url "$(url "$b" 2)" --consumer-url "$(url "$b" 3)" --declare-url "$(url "$b" 1)" \
-                >"$work/failover.json" 2>>"$work/bench.log" &
+                >"$work/failover.json" 2>"$work/failover.log" &
             bench_pid=$!
             sleep "$FAILOVER_KILL_AFTER"
             leader=$(leader_of_bench_queue "$b") || leader=""
@@ -392,11 +392,15 @@ step_failover() {
             kill -9 "$(node_pid "$b" "$leader")"
             log "failover $b run $run: SIGKILL to node $leader (the queue's leader)"
             wait "$bench_pid" || true
+            cat "$work/failover.log" >>"$work/bench.log"
             report=$(cat "$work/failover.json")
             [ -n "$report" ] || report='{"errors":["no report"]}'
-            printf '{"step":"failover","workload":"qq-1k-failover","broker":"%s","run":%d,"killed_node":%s,"kill_unix_ms":%s,"report":%s}\n' \
-                "$b" "$run" "$leader" "$kill_ms" "$report" >>"$jsonl"
-            log "failover $b run $run: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); g=r.get("max_confirm_gap") or {}; k=int(sys.argv[2]); print("longest ack gap ms", g.get("ms"), "kill -> next ack ms", (g.get("to_unix_ms") or 0) - k, "nacked", r.get("nacked"), "lost", r.get("lost"), "dups", r.get("duplicates"), "errors", r.get("errors"))' "$report" "$kill_ms")"
+            # The confirmed rate before the kill and once confirms resumed, from the bench's
+            # progress lines (one a second, each with its time).
+            rates=$(python3 "$here/report_cluster.py" --rates "$work/failover.log" "$kill_ms" "$report" "$FAILOVER_DURATION")
+            printf '{"step":"failover","workload":"qq-1k-failover","broker":"%s","run":%d,"killed_node":%s,"kill_unix_ms":%s,"confirmed_per_s":%s,"report":%s}\n' \
+                "$b" "$run" "$leader" "$kill_ms" "$rates" "$report" >>"$jsonl"
+            log "failover $b run $run: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); g=r.get("max_confirm_gap") or {}; k=int(sys.argv[2]); print("longest ack gap ms", g.get("ms"), "kill -> next ack ms", (g.get("to_unix_ms") or 0) - k, "confirmed/s before/after", sys.argv[3], "nacked", r.get("nacked"), "lost", r.get("lost"), "dups", r.get("duplicates"), "errors", r.get("errors"))' "$report" "$kill_ms" "$rates")"
             restart_node "$b" "$leader"
         done
     done

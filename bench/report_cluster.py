@@ -31,7 +31,35 @@ def ratio(p, r, higher_is_better=True):
     return f"{p / r:.2f}x" if higher_is_better else f"{r / p:.2f}x"
 
 
+def rates(log, kill, report, duration):
+    """The median confirmed/s of the bench's progress lines before `kill` (Unix ms) and from a
+    second after confirms resumed (the end of the longest ack gap) to the end of publishing."""
+    import datetime
+    import re
+
+    resumed = (report.get("max_confirm_gap") or {}).get("to_unix_ms") or kill
+    before, after = [], []
+    line_re = re.compile(r"(\S+Z)\s.*\s(\d+)s\s+published\s+\d+/s\s+confirmed\s+(\d+)/s")
+    for line in open(log):
+        m = line_re.match(line)
+        if not m:
+            continue
+        t = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp() * 1000
+        secs, rate = int(m.group(2)), int(m.group(3))
+        if secs > 1 and t < kill:
+            before.append(rate)
+        elif t > resumed + 1000 and secs < duration:
+            after.append(rate)
+    return {"before": med(before), "after": med(after), "after_samples": after}
+
+
 def main():
+    import sys
+
+    if len(sys.argv) == 6 and sys.argv[1] == "--rates":
+        log, kill, report, duration = sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
+        print(json.dumps(rates(log, kill, report, duration)))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--jsonl", required=True)
     ap.add_argument("--out", required=True)
@@ -103,24 +131,26 @@ def main():
             "",
             "## Failover: SIGKILL of the queue's leader during confirmed publishing",
             "",
-            "| broker | run | killed node | kill -> first ack after it (ms) | longest wait between two acks (ms) | confirmed/s | nacked | lost | duplicates | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| broker | run | killed node | kill -> first ack after it (ms) | longest wait between two acks (ms) | confirmed/s before the kill | confirmed/s once resumed | nacked | lost | duplicates | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         per = defaultdict(list)
         for r in fails:
             rep = r["report"]
             gap = rep.get("max_confirm_gap") or {}
             resume = (gap.get("to_unix_ms") or 0) - r["kill_unix_ms"] if gap else None
-            per[r["broker"]].append((resume, gap.get("ms")))
+            rate = r.get("confirmed_per_s") or {}
+            per[r["broker"]].append((resume, gap.get("ms"), rate.get("before"), rate.get("after")))
             errs = "; ".join(rep.get("errors") or [])
             out.append(
                 f"| {NAMES[r['broker']]} | {r['run']} | {r['killed_node']} | {num(resume)} | {num(gap.get('ms'))} | "
-                f"{num(rep.get('confirmed_per_s'))} | {rep.get('nacked')} | {rep.get('lost')} | {rep.get('duplicates')} | {errs[:200]} |"
+                f"{num(rate.get('before'))} | {num(rate.get('after'))} | {rep.get('nacked')} | {rep.get('lost')} | {rep.get('duplicates')} | {errs[:200]} |"
             )
         for b in BROKERS:
             if per.get(b):
                 out.append(
-                    f"| **{NAMES[b]} median** | | | **{num(med([x[0] for x in per[b]]))}** | **{num(med([x[1] for x in per[b]]))}** | | | | | |"
+                    f"| **{NAMES[b]} median** | | | **{num(med([x[0] for x in per[b]]))}** | **{num(med([x[1] for x in per[b]]))}** | "
+                    f"{num(med([x[2] for x in per[b]]))} | {num(med([x[3] for x in per[b]]))} | | | | |"
                 )
 
     mem = [r for r in rows if r["step"] == "memory"]

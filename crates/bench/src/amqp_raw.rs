@@ -129,6 +129,26 @@ impl Client for RawAmqp {
         .await
     }
 
+    async fn knows_queue(&mut self, name: &str) -> anyhow::Result<bool> {
+        let declare = QueueDeclare {
+            queue: ShortString::new(name)?,
+            passive: true,
+            ..QueueDeclare::default()
+        };
+        let known = self
+            .on_own_channel(declare, "queue.declare-ok", |m| {
+                matches!(m, Method::QueueDeclareOk(_))
+            })
+            .await;
+        match known {
+            Ok(()) => Ok(true),
+            // The broker closed the channel with 404 NOT_FOUND (and we answered close-ok): the
+            // connection goes on.
+            Err(e) if format!("{e:#}").contains("404") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn declare_exchange(&mut self, name: &str, kind: &str) -> anyhow::Result<()> {
         let declare = ExchangeDeclare {
             exchange: ShortString::new(name)?,

@@ -76,6 +76,15 @@ pub trait Client: Sized + Send + 'static {
         durable: bool,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Whether the broker (the node this connection is to) knows the queue: an AMQP passive
+    /// declare. In a cluster a declare is answered by the declaring node and applied by the
+    /// others a moment later; a run that uses several nodes waits until each knows its queues.
+    /// Clients without queues know every one.
+    fn knows_queue(&mut self, name: &str) -> impl Future<Output = anyhow::Result<bool>> + Send {
+        let _ = name;
+        async { Ok(true) }
+    }
+
     /// Deletes a queue and the messages left in it.
     fn delete_queue(&mut self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
 

@@ -165,6 +165,10 @@ async fn execute<P: Client, K: Client>(
         anyhow::Ok(())
     }
     .await;
+    let result = match result {
+        Ok(()) => until_known::<P, K>(configs, &topology.queues, timeout).await,
+        Err(e) => Err(e),
+    };
     let outcome = match result {
         Ok(()) => drive::<P, K>(load, configs).await,
         Err(e) => Err(e),
@@ -193,6 +197,64 @@ async fn execute<P: Client, K: Client>(
     }
     workload::close(admin, timeout).await;
     outcome
+}
+
+/// Waits until every node the producers and consumers connect to knows every queue: a cluster
+/// answers a declare on the declaring node and applies it on the others a moment later
+/// (Pigeon's metadata log; RabbitMQ's Mnesia transaction is done on all nodes when it answers),
+/// and a publish to a queue its node does not know yet is dropped, a consume refused (404).
+async fn until_known<P: Client, K: Client>(
+    configs: &Configs<P::Config, K::Config>,
+    queues: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut waited = false;
+    for config in &configs.producers {
+        waited |= knows_all::<P>(config, queues, started + timeout).await?;
+    }
+    for config in &configs.consumers {
+        waited |= knows_all::<K>(config, queues, started + timeout).await?;
+    }
+    if waited {
+        info!(
+            "every node knew the run's queues {} ms after they were declared",
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until the broker at `config` knows every queue; says whether it had to wait.
+async fn knows_all<C: Client>(
+    config: &C::Config,
+    queues: &[String],
+    deadline: Instant,
+) -> anyhow::Result<bool> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let mut client = bounded(
+        timeout,
+        || "connecting to check the queues".to_owned(),
+        C::connect(config, "pigeon-bench check"),
+    )
+    .await?;
+    let mut waited = false;
+    for q in queues {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let known = bounded(left, || format!("checking queue {q}"), client.knows_queue(q));
+            if known.await? {
+                break;
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("queue {q} was declared but a node did not know it in time");
+            }
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    workload::close(client, deadline.saturating_duration_since(Instant::now())).await;
+    Ok(waited)
 }
 
 /// Connects every consumer, then every producer, then lets them loose.

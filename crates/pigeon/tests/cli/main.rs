@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test at its own line
 
+mod bench_cluster;
 mod bench_stream;
 mod bench_tls;
 mod cluster;

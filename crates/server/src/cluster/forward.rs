@@ -57,6 +57,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
 pub(crate) enum ToNode {
     /// The items, in the order they were queued for the peer.
     Batch(Vec<Item>),
+    // Classic queues through another node than their home (metafinish, remote_queue.rs).
+    /// A question about a queue homed on the receiver (basic.get, queue.purge, its counts).
+    Query(super::remote_queue::Query),
 }
 
 /// One item of a batch.
@@ -66,6 +69,10 @@ pub(crate) enum Item {
     Publish(Forwarded),
     /// Consumers on another node of queues homed on the receiver (`remote_consumer.rs`).
     Consumer(super::remote_consumer::ConsumerItem),
+    // Classic queues through another node than their home (metafinish, remote_queue.rs).
+    /// Nothing: its answer tells the sender that everything queued before it reached the
+    /// peer (a question then sees the publishes made before it).
+    Flush,
 }
 
 /// One forwarded message and the queue it was routed to.
@@ -84,6 +91,9 @@ pub(crate) enum FromNode {
     /// For each item, whether it was done (a message taken by its queue and, if written to
     /// its log, synced; a delivery taken by its consumer).
     Done(Vec<bool>),
+    // Classic queues through another node than their home (metafinish, remote_queue.rs).
+    /// To a `ToNode::Query`.
+    Answer(super::remote_queue::Answer),
 }
 
 /// What to do with an item's answer.
@@ -94,6 +104,8 @@ pub(crate) enum Then {
     Confirm(Option<Arc<RemoteConfirm>>),
     /// A delivery to a remote consumer: given back to the queue if not taken.
     Delivered(Arc<super::remote_consumer::RemoteSink>, u64),
+    /// Tell a waiting question whether its `Item::Flush` reached the peer.
+    Flushed(tokio::sync::oneshot::Sender<bool>),
 }
 
 /// One item waiting to be sent, and what its answer settles.
@@ -107,6 +119,7 @@ impl Outgoing {
         match &self.item {
             Item::Publish(f) => f.record.len(),
             Item::Consumer(c) => c.size(),
+            Item::Flush => 0,
         }
     }
 }
@@ -125,6 +138,9 @@ impl Then {
                 if !ok {
                     sink.give_back(seq);
                 }
+            }
+            Then::Flushed(tx) => {
+                let _ = tx.send(ok);
             }
         }
     }
@@ -184,6 +200,11 @@ impl Forwarder {
         cluster.set_forward_handler(Arc::new(Answerer(Arc::downgrade(self))));
         let this = Arc::downgrade(self);
         self.runtime.spawn(probe(this));
+    }
+
+    /// The started node.
+    pub(super) fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get()
     }
 
     /// This node's name.
@@ -298,6 +319,7 @@ impl Forwarder {
                     Some(Enqueued::Rejected) | None => false,
                 },
                 Item::Consumer(c) => self.consumer_item(from, c),
+                Item::Flush => true,
             };
             oks.push(ok);
         }
@@ -438,6 +460,7 @@ impl ForwardHandler for Answerer {
                     }
                     FromNode::Done(oks)
                 }
+                ToNode::Query(q) => FromNode::Answer(f.answer(&from, q)),
             };
             postcard::to_stdvec(&answer).map_err(|e| e.to_string())
         })

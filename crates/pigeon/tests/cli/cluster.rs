@@ -156,6 +156,11 @@ impl Node {
         format!("http://{}", self.http)
     }
 
+    /// The process id (for SIGSTOP/SIGCONT: `cluster_heal.rs`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

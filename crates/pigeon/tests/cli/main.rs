@@ -5,6 +5,9 @@
 mod bench_stream;
 mod bench_tls;
 mod cluster;
+mod cluster_defaults;
+mod cluster_get;
+mod cluster_heal;
 mod cluster_forward;
 mod cluster_meta;
 mod cluster_ops;

@@ -34,12 +34,13 @@ impl Channel {
             let (reply, result) = match forwarder.ask(&home, query).await {
                 Ok(answer) => (reply(answer), Ok(())),
                 Err(e) => {
+                    // As `AmqpError::new` words a channel error (RabbitMQ's "NOT_FOUND - ...").
                     let text = match e {
                         AskError::Down(_) => format!(
-                            "home node '{home}' of durable queue '{name}' in vhost '{vhost}' is down or inaccessible"
+                            "NOT_FOUND - home node '{home}' of durable queue '{name}' in vhost '{vhost}' is down or inaccessible"
                         ),
                         AskError::NotHere(_) => {
-                            format!("no queue '{name}' in vhost '{vhost}'")
+                            format!("NOT_FOUND - no queue '{name}' in vhost '{vhost}'")
                         }
                     };
                     (None, Err(WriteError::Refused { code: 404, text }))

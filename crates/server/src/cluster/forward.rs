@@ -150,8 +150,13 @@ impl Then {
 struct PeerOut {
     node: String,
     queue: Mutex<VecDeque<Outgoing>>,
+    /// Bytes of the items in `queue` (bounded forwarding, metafinish: `Forwarder::waiting_for`).
+    bytes: std::sync::atomic::AtomicUsize,
     wake: Notify,
 }
+
+/// Bytes that count as one message in a peer's backlog (`Forwarder::waiting_for`).
+const BACKLOG_UNIT: usize = 4096;
 
 /// This node's side of classic queues across nodes: the outgoing batches, the answers to
 /// peers' batches, the peers' liveness. Reached from a `Cluster` through
@@ -274,8 +279,24 @@ impl Forwarder {
     /// Queues `item` for `node`'s next batch.
     pub(crate) fn push(&self, node: &str, item: Item, then: Then) {
         let peer = self.peer(node);
-        peer.queue.lock().push_back(Outgoing { item, then });
+        let outgoing = Outgoing { item, then };
+        peer.bytes
+            .fetch_add(outgoing.size(), std::sync::atomic::Ordering::Relaxed);
+        peer.queue.lock().push_back(outgoing);
         peer.wake.notify_one();
+    }
+
+    /// What waits for `node`, in messages or, when larger, bytes in 4 KiB units: the backlog
+    /// that holds back the publishers to its queues (publisher flow control, `flow.rs`, through
+    /// the proxies' `Queue::flow_view`), so the outgoing queue stays bounded without dropping
+    /// anything: a publisher without confirms that outruns the link stops being read.
+    pub(crate) fn waiting_for(&self, node: &str) -> usize {
+        let Some(peer) = self.peers.lock().get(node).cloned() else {
+            return 0;
+        };
+        let items = peer.queue.lock().len();
+        let bytes = peer.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        items.max(bytes / BACKLOG_UNIT)
     }
 
     /// How many items wait for `node` (remote consumers without a prefetch stop at a batch).
@@ -294,6 +315,7 @@ impl Forwarder {
         let peer = Arc::new(PeerOut {
             node: node.to_string(),
             queue: Mutex::default(),
+            bytes: Default::default(),
             wake: Notify::new(),
         });
         peers.insert(node.to_string(), Arc::clone(&peer));
@@ -365,6 +387,8 @@ async fn send_batches(peer: Weak<PeerOut>, forwarder: Weak<Forwarder>) {
                 bytes += q[n].size();
                 n += 1;
             }
+            p.bytes
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
             q.drain(..n).collect()
         };
         if batch.is_empty() {

@@ -412,9 +412,14 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             (broker, Some(store))
         }
     };
-    admin::bootstrap(&broker, &config)?;
     let config_policies = policy::Owned::default();
-    policy::apply(&broker, &config.policies, &config_policies).map_err(ServerError::Config)?;
+    if config.cluster.is_none() {
+        admin::bootstrap(&broker, &config)?;
+        policy::apply(&broker, &config.policies, &config_policies).map_err(ServerError::Config)?;
+    } else {
+        // Written once for the cluster, through it, once it formed (`cluster/seed.rs`).
+        policy::check(&config.policies).map_err(ServerError::Config)?;
+    }
     let cluster = match config.cluster.clone() {
         Some(c) => Some(cluster::start(c, &broker, store.as_ref()).await?),
         None => None,
@@ -465,7 +470,10 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     });
     admin::register_hooks(&state);
     if let Some(path) = &state.config.load_definitions {
+        // (Clustered: after the set-up of `cluster/seed.rs`, in the background.)
         http::load_definitions(&state, path).map_err(ServerError::Config)?;
+    } else if state.cluster.is_some() {
+        cluster::seed::spawn(&state);
     }
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {

@@ -48,7 +48,16 @@ pub fn apply(broker: &Broker, policies: &[PolicyConfig], owned: &Owned) -> Resul
     first_error.map_or(Ok(()), Err)
 }
 
-fn convert(p: &PolicyConfig) -> Result<Policy, String> {
+/// Checks `policies` without applying them (a clustered node writes them through the cluster
+/// once it formed: `cluster/seed.rs`): the first invalid one's error.
+pub(crate) fn check(policies: &[PolicyConfig]) -> Result<(), String> {
+    for p in policies {
+        convert(p).map_err(|e| format!("policy '{}': {e}", p.name))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn convert(p: &PolicyConfig) -> Result<Policy, String> {
     let apply_to = ApplyTo::parse(&p.apply_to).ok_or_else(|| {
         format!(
             "apply_to must be queues, exchanges or all, not '{}'",

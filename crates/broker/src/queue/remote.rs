@@ -29,7 +29,20 @@ pub trait RemoteHome: Send + Sync {
     fn settle(&self, queue: &Arc<Queue>, seqs: Vec<u64>, outcome: Outcome);
     /// The consumer `tag` of `owner` here was removed from the queue.
     fn cancel(&self, queue: &Arc<Queue>, owner: u64, tag: &str);
+    // Bounded forwarding (metafinish).
+    /// What waits to be sent to the home node, as message-equivalents (messages, or their
+    /// bytes in 4 KiB units when larger): the proxy's ready messages for publisher flow
+    /// control ([`Queue::flow_view`]), so that a publisher that outruns the link is slowed
+    /// as one that outruns a local queue's consumers.
+    fn backlog(&self) -> usize {
+        0
+    }
 }
+
+/// The backlog past which a queue homed elsewhere holds back its publishers (they go again
+/// under half of it): a few batches of the link (`forward.rs` sends up to 1,024 messages or
+/// 4 MiB per batch).
+pub const REMOTE_BACKLOG: usize = 4096;
 
 /// How a consumer settled messages of a queue homed elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,6 +63,19 @@ impl Queue {
     /// owners (channels, sessions) of the publisher itself: a queue only they consume from
     /// would wait for the publisher that waits for it.
     pub fn flow_view(&self, own: &[u64]) -> FlowView {
+        if let Some(home) = self.remote.get() {
+            // Homed on another node (metafinish): the messages waiting for the link are its
+            // ready ones, consumed by the home (someone else), and the length marks bound
+            // them (`remote::REMOTE_BACKLOG`).
+            let waiting = home.backlog();
+            return FlowView {
+                ready: waiting,
+                resident: 0,
+                resident_bytes: 0,
+                max_length: Some(2 * remote::REMOTE_BACKLOG),
+                other_consumers: true,
+            };
+        }
         let st = self.state.lock();
         FlowView {
             ready: st.ready.len(),

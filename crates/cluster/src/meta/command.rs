@@ -232,6 +232,24 @@ pub enum MetaCommand {
         /// The exchange.
         name: String,
     },
+    // Written once per cluster, and in batches (metafinish): the first start's set-up and a
+    // definitions import's entities.
+    /// The cluster's first-start set-up: the default vhost, the default user and its
+    /// permissions (RabbitMQ seeds them once, on the first node of a new cluster). Every node
+    /// proposes it after the cluster formed; only the first one committed is applied (each of
+    /// its commands only where the entity is absent), the later ones change nothing, so a
+    /// default user deleted cluster-wide is never created again. With no commands, it only
+    /// records that the set-up happened (a snapshot carries it so).
+    Bootstrap {
+        /// The set-up's commands (`AddVhost`, `PutUser`, `SetPermissions`).
+        commands: Vec<MetaCommand>,
+    },
+    /// Several commands in one log entry, applied in order with each one's own checks; the
+    /// first one refused stops the rest (a definitions import stops at its first refusal).
+    Batch {
+        /// The commands.
+        commands: Vec<MetaCommand>,
+    },
 }
 
 /// Whose limits a [`MetaCommand::SetLimits`] sets.

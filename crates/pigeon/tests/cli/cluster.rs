@@ -62,11 +62,17 @@ pub(crate) fn write_configs(dir: &Path, n: usize) -> Vec<PathBuf> {
     (0..n).map(|i| write_config(dir, i, &ports)).collect()
 }
 
-/// Starts a node for each configuration, in order.
+/// Starts a node for each configuration, in order, and waits until each takes guest's
+/// logins: the cluster formed and committed its set-up (the default user is created once for
+/// the cluster, through it: docs/clustering.md).
 pub(crate) async fn start_all(configs: &[PathBuf]) -> Vec<Node> {
     let mut nodes = Vec::new();
     for c in configs {
         nodes.push(Node::start(c).await);
+    }
+    for n in &nodes {
+        let c = until_login(n, "guest", "guest").await;
+        let _ = c.close(200, "bye".into()).await;
     }
     nodes
 }
@@ -154,6 +160,11 @@ impl Node {
 
     pub(crate) fn api(&self) -> String {
         format!("http://{}", self.http)
+    }
+
+    /// The process id (for SIGSTOP/SIGCONT: `cluster_heal.rs`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn kill(mut self) {

@@ -83,10 +83,15 @@ impl Channel {
                 }
             }
             Method::BasicGet(m) => {
-                let name = self.queue_name(&m.queue)?;
+                let name = self.queue_name(&m.queue)?.to_string();
+                let name = name.as_str();
                 ctx.authz.check(Access::Read, Kind::Queue, name)?;
                 let q = ctx.vhost.queue_for(name, ctx.conn_id)?;
                 super::remote::check_home(&q)?;
+                // Homed on another node: asked of the home (metafinish).
+                if self.remote_get(ctx, method, &q, m.no_ack) {
+                    return Ok(());
+                }
                 if q.is_quorum() {
                     return Err(AmqpError::new(
                         ReplyCode::NotImplemented,

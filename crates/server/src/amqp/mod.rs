@@ -16,6 +16,7 @@ pub(crate) mod convert;
 mod delivery;
 mod error;
 mod remote;
+mod remote_queue;
 mod replicated;
 mod sender_selected;
 mod streams;

@@ -168,6 +168,11 @@ impl Channel {
                     }
                 };
                 super::remote::check_home(&d.queue)?;
+                // Homed on another node: the counts are the home's (metafinish).
+                if self.remote_declare_ok(ctx, method, &d.queue, m.no_wait) {
+                    self.last_queue = Some(d.queue.name().to_string());
+                    return Ok(());
+                }
                 let name = d.queue.name().to_string();
                 self.last_queue = Some(name.clone());
                 (!m.no_wait).then(|| {
@@ -225,6 +230,11 @@ impl Channel {
                             vhost.name()
                         ),
                     ));
+                }
+                // Homed on another node: purged there (metafinish).
+                super::remote::check_home(&q)?;
+                if self.remote_purge(ctx, method, &q, m.no_wait) {
+                    return Ok(());
                 }
                 let message_count = q.purge();
                 (!m.no_wait).then_some(Method::QueuePurgeOk(QueuePurgeOk { message_count }))

@@ -282,9 +282,45 @@ impl BrokerApplier {
             }
             MetaCommand::Bind { binding } => self.binding(binding, true),
             MetaCommand::Unbind { binding } => self.binding(binding, false),
+            // Written once per cluster, and in batches (metafinish).
+            MetaCommand::Bootstrap { commands } => self.bootstrap(commands),
+            MetaCommand::Batch { commands } => commands
+                .iter()
+                .map(|c| self.apply_one(c))
+                .find(|r| !matches!(r, MetaResponse::Done))
+                .unwrap_or_default(),
             // MQTT sessions are not replicated yet (docs/clustering.md, next steps): nothing
             // proposes these, and a node that finds one in its log ignores it.
             _ => MetaResponse::Done,
+        }
+    }
+
+    /// The cluster's first-start set-up ([`MetaCommand::Bootstrap`]): applied only if no
+    /// set-up was applied before (the broker's bootstrapped mark, which the log and snapshots
+    /// carry), each command only where its entity is absent; then marked.
+    fn bootstrap(&self, commands: &[MetaCommand]) -> MetaResponse {
+        let access = self.broker.access();
+        if access.is_bootstrapped() {
+            return MetaResponse::Done;
+        }
+        for c in commands {
+            let present = match c {
+                MetaCommand::AddVhost { name, .. } => self.broker.vhost(name).is_some(),
+                MetaCommand::PutUser { name, .. } => access.user(name).is_some(),
+                MetaCommand::SetPermissions { user, vhost, .. } => {
+                    access.permission(user, vhost).is_some()
+                }
+                _ => false,
+            };
+            if !present {
+                if let MetaResponse::Refused { code, text } = self.apply_one(c) {
+                    tracing::warn!(code, %text, "cluster: part of the first start's set-up was refused");
+                }
+            }
+        }
+        match access.mark_bootstrapped() {
+            Ok(()) => MetaResponse::Done,
+            Err(e) => access_refused(&e),
         }
     }
 
@@ -380,6 +416,13 @@ impl MetadataApply for BrokerApplier {
                     .and_then(|q| super::homes::home_of(&q).map(str::to_string));
                 *node = home.unwrap_or_else(|| self.forwarder.me().to_string());
             }
+        }
+        // The first start's set-up happened: a node restored from this snapshot must not
+        // make it again (`bootstrap`).
+        if self.broker.access().is_bootstrapped() {
+            all.push(MetaCommand::Bootstrap {
+                commands: Vec::new(),
+            });
         }
         postcard_encode(&all)
     }

@@ -57,6 +57,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
 pub(crate) enum ToNode {
     /// The items, in the order they were queued for the peer.
     Batch(Vec<Item>),
+    // Classic queues through another node than their home (metafinish, remote_queue.rs).
+    /// A question about a queue homed on the receiver (basic.get, queue.purge, its counts).
+    Query(super::remote_queue::Query),
 }
 
 /// One item of a batch.
@@ -66,6 +69,10 @@ pub(crate) enum Item {
     Publish(Forwarded),
     /// Consumers on another node of queues homed on the receiver (`remote_consumer.rs`).
     Consumer(super::remote_consumer::ConsumerItem),
+    // Classic queues through another node than their home (metafinish, remote_queue.rs).
+    /// Nothing: its answer tells the sender that everything queued before it reached the
+    /// peer (a question then sees the publishes made before it).
+    Flush,
 }
 
 /// One forwarded message and the queue it was routed to.
@@ -84,6 +91,9 @@ pub(crate) enum FromNode {
     /// For each item, whether it was done (a message taken by its queue and, if written to
     /// its log, synced; a delivery taken by its consumer).
     Done(Vec<bool>),
+    // Classic queues through another node than their home (metafinish, remote_queue.rs).
+    /// To a `ToNode::Query`.
+    Answer(super::remote_queue::Answer),
 }
 
 /// What to do with an item's answer.
@@ -94,6 +104,8 @@ pub(crate) enum Then {
     Confirm(Option<Arc<RemoteConfirm>>),
     /// A delivery to a remote consumer: given back to the queue if not taken.
     Delivered(Arc<super::remote_consumer::RemoteSink>, u64),
+    /// Tell a waiting question whether its `Item::Flush` reached the peer.
+    Flushed(tokio::sync::oneshot::Sender<bool>),
 }
 
 /// One item waiting to be sent, and what its answer settles.
@@ -107,6 +119,7 @@ impl Outgoing {
         match &self.item {
             Item::Publish(f) => f.record.len(),
             Item::Consumer(c) => c.size(),
+            Item::Flush => 0,
         }
     }
 }
@@ -126,6 +139,9 @@ impl Then {
                     sink.give_back(seq);
                 }
             }
+            Then::Flushed(tx) => {
+                let _ = tx.send(ok);
+            }
         }
     }
 }
@@ -134,8 +150,13 @@ impl Then {
 struct PeerOut {
     node: String,
     queue: Mutex<VecDeque<Outgoing>>,
+    /// Bytes of the items in `queue` (bounded forwarding, metafinish: `Forwarder::waiting_for`).
+    bytes: std::sync::atomic::AtomicUsize,
     wake: Notify,
 }
+
+/// Bytes that count as one message in a peer's backlog (`Forwarder::waiting_for`).
+const BACKLOG_UNIT: usize = 4096;
 
 /// This node's side of classic queues across nodes: the outgoing batches, the answers to
 /// peers' batches, the peers' liveness. Reached from a `Cluster` through
@@ -184,6 +205,11 @@ impl Forwarder {
         cluster.set_forward_handler(Arc::new(Answerer(Arc::downgrade(self))));
         let this = Arc::downgrade(self);
         self.runtime.spawn(probe(this));
+    }
+
+    /// The started node.
+    pub(super) fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get()
     }
 
     /// This node's name.
@@ -253,8 +279,24 @@ impl Forwarder {
     /// Queues `item` for `node`'s next batch.
     pub(crate) fn push(&self, node: &str, item: Item, then: Then) {
         let peer = self.peer(node);
-        peer.queue.lock().push_back(Outgoing { item, then });
+        let outgoing = Outgoing { item, then };
+        peer.bytes
+            .fetch_add(outgoing.size(), std::sync::atomic::Ordering::Relaxed);
+        peer.queue.lock().push_back(outgoing);
         peer.wake.notify_one();
+    }
+
+    /// What waits for `node`, in messages or, when larger, bytes in 4 KiB units: the backlog
+    /// that holds back the publishers to its queues (publisher flow control, `flow.rs`, through
+    /// the proxies' `Queue::flow_view`), so the outgoing queue stays bounded without dropping
+    /// anything: a publisher without confirms that outruns the link stops being read.
+    pub(crate) fn waiting_for(&self, node: &str) -> usize {
+        let Some(peer) = self.peers.lock().get(node).cloned() else {
+            return 0;
+        };
+        let items = peer.queue.lock().len();
+        let bytes = peer.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        items.max(bytes / BACKLOG_UNIT)
     }
 
     /// How many items wait for `node` (remote consumers without a prefetch stop at a batch).
@@ -273,6 +315,7 @@ impl Forwarder {
         let peer = Arc::new(PeerOut {
             node: node.to_string(),
             queue: Mutex::default(),
+            bytes: Default::default(),
             wake: Notify::new(),
         });
         peers.insert(node.to_string(), Arc::clone(&peer));
@@ -298,6 +341,7 @@ impl Forwarder {
                     Some(Enqueued::Rejected) | None => false,
                 },
                 Item::Consumer(c) => self.consumer_item(from, c),
+                Item::Flush => true,
             };
             oks.push(ok);
         }
@@ -343,6 +387,8 @@ async fn send_batches(peer: Weak<PeerOut>, forwarder: Weak<Forwarder>) {
                 bytes += q[n].size();
                 n += 1;
             }
+            p.bytes
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
             q.drain(..n).collect()
         };
         if batch.is_empty() {
@@ -438,6 +484,7 @@ impl ForwardHandler for Answerer {
                     }
                     FromNode::Done(oks)
                 }
+                ToNode::Query(q) => FromNode::Answer(f.answer(&from, q)),
             };
             postcard::to_stdvec(&answer).map_err(|e| e.to_string())
         })

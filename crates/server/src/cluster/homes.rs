@@ -65,6 +65,12 @@ impl RemoteHome for Home {
             f.cancel_consumer(queue, owner, tag);
         }
     }
+
+    fn backlog(&self) -> usize {
+        self.forwarder
+            .upgrade()
+            .map_or(0, |f| f.waiting_for(&self.node))
+    }
 }
 
 impl Forwarder {

@@ -19,6 +19,8 @@ pub(crate) mod homes;
 pub(crate) mod maintenance;
 pub(crate) mod quorum;
 pub(crate) mod remote_consumer;
+pub(crate) mod remote_queue;
+pub(crate) mod seed;
 mod snapshot;
 
 use pigeon_broker::Broker;

@@ -20,9 +20,8 @@
 //! `consumer_cancel_notify`, the consumer silently dropped otherwise); their unacknowledged
 //! messages are redelivered by A, and a later ack of one of them is ignored.
 //!
-//! Not done: `basic.get` of a queue homed elsewhere (it answers get-empty from the proxy) and
-//! its message count in `queue.declare-ok` (0); the channel's global prefetch is applied on B
-//! only.
+//! `basic.get`, `queue.purge` and the counts of a queue homed elsewhere are questions to its
+//! home (`remote_queue.rs`). Not done: the channel's global prefetch is applied on B only.
 
 use super::forward::{self, Forwarder, Item, Then};
 use parking_lot::Mutex;
@@ -273,6 +272,29 @@ impl Forwarder {
             outcome,
         });
         self.push(home, item, Then::Nothing);
+    }
+
+    /// On the home: `message`, taken from `queue` by a `basic.get` (with acknowledgement) of
+    /// a client on node `from`, held until that node settles it (by its sequence number, as a
+    /// remote consumer's deliveries) or goes down (then given back). Not a consumer of the
+    /// queue: a sink of its own, removed once settled.
+    pub(super) fn hold_for_get(&self, from: &str, queue: &Arc<Queue>, message: QueuedMessage) {
+        let id = (1 << 63) + self.consumers.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let seq = message.seq;
+        let sink = Arc::new_cyclic(|this| RemoteSink {
+            this: this.clone(),
+            node: from.to_string(),
+            id,
+            queue: Arc::clone(queue),
+            prefetch: 0,
+            no_ack: false,
+            owner: OWNER_BASE + id,
+            tag: Arc::from(format!("{from}/get/{id}").as_str()),
+            held: Mutex::new(HashMap::from([(seq, message)])),
+            forwarder: self.this.clone(),
+            cancelled: AtomicBool::new(true),
+        });
+        self.consumers.sinks.lock().insert((from.to_string(), id), sink);
     }
 
     /// Handles one consumer item of a peer's batch; whether it was done.

@@ -256,10 +256,10 @@ fn definition_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, S
 }
 
 /// Imports `load_definitions` at start (RabbitMQ imports it at every boot too). On a
-/// clustered node the files are imported here first (so that an invalid file stops the start
-/// and the node serves what they define at once), then once more through the cluster in the
-/// background, as soon as a majority commits, so that every node has what they define
-/// ([`replicate_at_start`]).
+/// clustered node the files are read here (an unreadable file stops the start), then imported
+/// through the cluster in the background, after the set-up of `cluster/seed.rs` (the default
+/// vhost they may use), as soon as a majority commits, so that every node has what they
+/// define ([`replicate_at_start`]).
 pub(super) fn load_at_start(http: &Shared, path: &std::path::Path) -> Result<(), String> {
     let mut loaded = Vec::new();
     for file in definition_files(path)? {
@@ -267,6 +267,10 @@ pub(super) fn load_at_start(http: &Shared, path: &std::path::Path) -> Result<(),
         let bytes = std::fs::read(&file).map_err(|e| format!("load_definitions {shown}: {e}"))?;
         let defs = body(&Bytes::from(bytes))
             .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
+        if http.state.cluster.is_some() {
+            loaded.push((shown, defs));
+            continue;
+        }
         let warnings = import::import(http, &defs, None, &import::Replicator::new(http, None))
             .map_err(|e| format!("load_definitions {shown}: {}", e.reason))?;
         for w in &warnings {
@@ -275,7 +279,7 @@ pub(super) fn load_at_start(http: &Shared, path: &std::path::Path) -> Result<(),
         tracing::info!(file = %shown, "definitions imported");
         loaded.push((shown, defs));
     }
-    if http.state.cluster.is_some() && !loaded.is_empty() {
+    if http.state.cluster.is_some() {
         replicate_at_start(http, loaded);
     }
     Ok(())
@@ -296,8 +300,26 @@ fn replicate_at_start(http: &Shared, loaded: Vec<(String, Map<String, Value>)>) 
     runtime.spawn(async move {
         let mut shutdown = http.state.shutdown.clone();
         loop {
+            let seeded = match crate::cluster::seed::once(&http.state).await {
+                Ok(()) => true,
+                Err(crate::cluster::WriteError::Unavailable(_)) => false,
+                Err(e) => {
+                    tracing::warn!(reason = %e, "cluster: configured users or policies refused");
+                    true
+                }
+            };
             let (h, files, rt2) = (Arc::clone(&http), Arc::clone(&loaded), rt.clone());
             let done = blocking(move || {
+                if !seeded {
+                    return Err((
+                        String::from("(set-up)"),
+                        super::ApiError {
+                            status: StatusCode::SERVICE_UNAVAILABLE,
+                            error: "service_unavailable",
+                            reason: "the cluster's set-up was not committed yet".into(),
+                        },
+                    ));
+                }
                 let cluster = import::Replicator::new(&h, Some(rt2)).forced();
                 for (shown, defs) in files.iter() {
                     import::import(&h, defs, None, &cluster).map_err(|e| (shown.clone(), e))?;

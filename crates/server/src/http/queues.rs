@@ -203,8 +203,25 @@ async fn show(
     let v = caller.vhost(&http, &vhost)?;
     let q = v.queue(&name)?;
     let ctx = sq.ctx(&http.stats)?;
+    // A classic queue homed on another node: its counts are the home's (metafinish).
+    let home = match crate::cluster::remote_queue::remote(http.state.cluster.as_ref(), &q) {
+        Some((forwarder, _)) => forwarder.counts(&q).await,
+        None => None,
+    };
     let t = http.stats.read();
-    Ok(Json(queue_full(&http, &t, &q, &ctx, &sq)))
+    let mut shown = queue_full(&http, &t, &q, &ctx, &sq);
+    if let (Some(c), Some(m)) = (home, shown.as_object_mut()) {
+        m.insert(
+            "messages".into(),
+            json!(u64::from(c.ready) + u64::from(c.unacked)),
+        );
+        m.insert("messages_ready".into(), json!(c.ready));
+        m.insert("messages_unacknowledged".into(), json!(c.unacked));
+        m.insert("message_bytes".into(), json!(c.bytes));
+        m.insert("message_bytes_ready".into(), json!(c.bytes));
+        m.insert("consumers".into(), json!(c.consumers));
+    }
+    Ok(Json(shown))
 }
 
 /// Declares a queue: `{"durable": true, "auto_delete": false, "arguments": {}}`. An existing
@@ -324,6 +341,23 @@ async fn purge(
     let v = caller.vhost(&http, &vhost)?;
     let queue = v.queue(&name)?;
     caller.check(&http, &vhost, Access::Read, "queue", &name)?;
+    // A classic queue homed on another node is purged there (metafinish).
+    if let Some((forwarder, home)) =
+        crate::cluster::remote_queue::remote(http.state.cluster.as_ref(), &queue)
+    {
+        let query = crate::cluster::remote_queue::Query::Purge {
+            vhost: vhost.clone(),
+            queue: name.clone(),
+        };
+        return match forwarder.ask(&home, query).await {
+            Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+            Err(e) => Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: "service_unavailable",
+                reason: e.to_string(),
+            }),
+        };
+    }
     queue.purge();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -2,11 +2,14 @@
 //! on a blocking thread: every user, vhost and permission is written to the store.
 //!
 //! On a clustered node an import through the API is a sequence of replicated commands
-//! ([`Replicator`]), one per entity and in the document's order, each committed by a majority
-//! and applied here before the next is built (so that a parameter finds the vhost imported
-//! before it): every node ends with what was imported. Non-durable exchanges and queues and
+//! ([`Replicator`]), one per entity and in the document's order, proposed in batches (one log
+//! entry, [`MetaCommand::Batch`], of up to [`BATCH`] commands, applied in order with each
+//! one's checks): a section's batch is committed by a majority and applied here before the
+//! next section is built (so that a parameter finds the vhost imported before it, a binding
+//! its queue): every node ends with what was imported. Non-durable exchanges and queues and
 //! bindings with a non-durable end stay on this node, as when declared over AMQP. A minority
-//! stops the import at its first change with a 503.
+//! stops the import at its first uncommitted batch with a 503; a refusal stops it at the
+//! refused entity (the batch's later entities are not applied) with its 400 or 404.
 
 use super::{describe, queue_options};
 use crate::cluster::commands;
@@ -58,7 +61,13 @@ pub(super) struct Replicator<'a> {
     /// Durable exchanges and queues are proposed even when this node has them (the start's
     /// import, made here first: `definitions::load_at_start`).
     force: bool,
+    /// Commands not proposed yet (the batch being built).
+    pending: std::cell::RefCell<Vec<MetaCommand>>,
 }
+
+/// The most commands in one log entry of an import: a few hundred KiB of entry, applied in
+/// one store transaction on every node.
+pub(super) const BATCH: usize = 1000;
 
 impl<'a> Replicator<'a> {
     /// Through the cluster when `http`'s node is clustered and `runtime` is given.
@@ -68,6 +77,7 @@ impl<'a> Replicator<'a> {
             http,
             runtime,
             force: false,
+            pending: Default::default(),
         }
     }
 
@@ -83,13 +93,38 @@ impl<'a> Replicator<'a> {
         self.runtime.is_some()
     }
 
-    /// Writes `command` through the cluster: true once applied here; false when not
-    /// replicating (the caller makes the change itself).
+    /// Adds `command` to the batch written through the cluster (proposed once [`BATCH`]
+    /// are waiting, or at the next [`Replicator::flush`]): true; false when not replicating
+    /// (the caller makes the change itself).
     fn write(&self, command: MetaCommand) -> ApiResult<bool> {
-        match &self.runtime {
-            None => Ok(false),
-            Some(rt) => rt.block_on(crate::http::replicate(self.http, command)),
+        if self.runtime.is_none() {
+            return Ok(false);
         }
+        let full = {
+            let mut pending = self.pending.borrow_mut();
+            pending.push(command);
+            pending.len() >= BATCH
+        };
+        if full {
+            self.flush()?;
+        }
+        Ok(true)
+    }
+
+    /// Proposes the waiting commands as one entry and waits until a majority committed it
+    /// and this node applied it.
+    pub(super) fn flush(&self) -> ApiResult<()> {
+        let Some(rt) = &self.runtime else {
+            return Ok(());
+        };
+        let mut commands = std::mem::take(&mut *self.pending.borrow_mut());
+        let command = match commands.len() {
+            0 => return Ok(()),
+            1 => commands.remove(0),
+            _ => MetaCommand::Batch { commands },
+        };
+        rt.block_on(crate::http::replicate(self.http, command))
+            .map(|_| ())
     }
 }
 
@@ -151,6 +186,7 @@ pub(super) fn import(
                 }
             }
         }
+        cluster.flush()?;
         for v in section(defs, "vhosts")? {
             let name = required(v, "name", "vhost")?;
             let meta = v.get("metadata").and_then(Value::as_object);
@@ -179,6 +215,7 @@ pub(super) fn import(
                 broker.add_vhost(name, info)?;
             }
         }
+        cluster.flush()?;
         for p in section(defs, "permissions")? {
             let (user, vhost) = (
                 required(p, "user", "permission")?,
@@ -200,6 +237,7 @@ pub(super) fn import(
                 broker.set_permissions(user, vhost, permission)?;
             }
         }
+        cluster.flush()?;
         for p in section(defs, "topic_permissions")? {
             let (user, vhost) = (
                 required(p, "user", "topic permission")?,
@@ -222,6 +260,7 @@ pub(super) fn import(
                 access.try_set_topic_permission(user, vhost, permission)?;
             }
         }
+        cluster.flush()?;
         for g in section(defs, "global_parameters")? {
             let name = required(g, "name", "global parameter")?;
             // RabbitMQ exports an internal cluster id; it means nothing here.
@@ -247,6 +286,7 @@ pub(super) fn import(
             }
         }
     }
+    cluster.flush()?;
     // Components Pigeon keeps parameters of without acting on them: one warning each.
     let mut inert_components = BTreeSet::new();
     for p in section(defs, "parameters")? {
@@ -311,6 +351,7 @@ pub(super) fn import(
             }
         }
     }
+    cluster.flush()?;
     for c in inert_components {
         warnings.push(format!(
             "parameters of component {c} are kept (and exported) but have no effect: Pigeon does not implement {c}"
@@ -331,6 +372,7 @@ pub(super) fn import(
             v.set_policy(policy)?;
         }
     }
+    cluster.flush()?;
     if !inert_keys.is_empty() {
         let keys: Vec<String> = inert_keys.into_iter().collect();
         warnings.push(format!(
@@ -373,6 +415,7 @@ pub(super) fn import(
             v.declare_exchange(&declare)?;
         }
     }
+    cluster.flush()?;
     for q in section(defs, "queues")? {
         let v = vhost(&vhost_of(q)?)?;
         let name = required(q, "name", "queue")?;
@@ -407,6 +450,7 @@ pub(super) fn import(
             v.declare_queue(name, false, options, API_CONNECTION)?;
         }
     }
+    cluster.flush()?;
     for b in section(defs, "bindings")? {
         let v = vhost(&vhost_of(b)?)?;
         let source = required(b, "source", "binding")?;
@@ -441,6 +485,7 @@ pub(super) fn import(
             v.bind(source, destination, key, args)?;
         }
     }
+    cluster.flush()?;
     Ok(warnings)
 }
 

@@ -282,6 +282,15 @@ impl BrokerApplier {
             }
             MetaCommand::Bind { binding } => self.binding(binding, true),
             MetaCommand::Unbind { binding } => self.binding(binding, false),
+            // Quorum queue membership (quorummembers, quorum/membership.rs).
+            MetaCommand::SetQueueMembers {
+                vhost,
+                name,
+                members,
+            } => {
+                self.quorum.members_set(vhost, name, members);
+                MetaResponse::Done
+            }
             // MQTT sessions are not replicated yet (docs/clustering.md, next steps): nothing
             // proposes these, and a node that finds one in its log ignores it.
             _ => MetaResponse::Done,
@@ -379,6 +388,10 @@ impl MetadataApply for BrokerApplier {
                     .and_then(|v| v.queue(name).ok())
                     .and_then(|q| super::homes::home_of(&q).map(str::to_string));
                 *node = home.unwrap_or_else(|| self.forwarder.me().to_string());
+                // A quorum queue's `node` is its members (quorummembers).
+                if let Some(m) = self.quorum.member(vhost, name) {
+                    *node = m.listed().join(",");
+                }
             }
         }
         postcard_encode(&all)

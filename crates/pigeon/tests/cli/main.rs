@@ -6,6 +6,7 @@ mod bench_stream;
 mod bench_tls;
 mod cluster;
 mod cluster_forward;
+mod cluster_members;
 mod cluster_meta;
 mod cluster_ops;
 mod cluster_quorum;

@@ -9,6 +9,8 @@
 //!   "vhost_pattern", "queue_pattern"}` -> 204
 //! - `DELETE /api/queues/quorum/replicas/on/{node}/shrink` -> 202
 //! - `POST /api/rebalance/queues` -> 204 (the moves go on in the background, as RabbitMQ's)
+//! - `POST /api/pigeon/quorum/{vhost}/{name}/delete_member` `{"node"}` -> 202: `replicas/delete`
+//!   for clients that send no body with a DELETE (`pigeon ctl`'s).
 //! - `POST /api/pigeon/quorum/grow/{node}`, `POST /api/pigeon/quorum/shrink/{node}` -> 200
 //!   `[{"vhost", "name", "size", "result"}]`, rabbitmq-queues' table; `POST
 //!   /api/pigeon/quorum/rebalance` `{"vhost_pattern", "queue_pattern"}` -> 200
@@ -44,6 +46,11 @@ pub(super) fn routes() -> Router<Shared> {
             delete(shrink_202),
         )
         .route("/api/rebalance/queues", post(rebalance_204))
+        // The same as `replicas/delete`, for clients that send no body with a DELETE.
+        .route(
+            "/api/pigeon/quorum/{vhost}/{name}/delete_member",
+            post(delete_member),
+        )
         .route("/api/pigeon/quorum/grow/{node}", post(grow_report))
         .route("/api/pigeon/quorum/shrink/{node}", post(shrink_report))
         .route("/api/pigeon/quorum/rebalance", post(rebalance_report))

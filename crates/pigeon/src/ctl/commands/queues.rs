@@ -43,12 +43,14 @@ pub fn delete_member(ctx: &Ctx) -> CtlResult {
     ctx.out.banner(&format!(
         "Removing a replica of queue {queue} in vhost {vhost} on node {node}..."
     ));
+    // RabbitMQ's `DELETE .../replicas/delete` takes a body, which this client does not send
+    // with a DELETE: Pigeon's POST twin.
     let path = format!(
-        "/api/queues/quorum/{}/{}/replicas/delete",
+        "/api/pigeon/quorum/{}/{}/delete_member",
         seg(vhost),
         seg(queue)
     );
-    ctx.node.send("DELETE", &path, Some(&json!({ "node": node })))?;
+    ctx.node.send("POST", &path, Some(&json!({ "node": node })))?;
     Ok(())
 }
 

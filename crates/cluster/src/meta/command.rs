@@ -250,6 +250,19 @@ pub enum MetaCommand {
         /// The commands.
         commands: Vec<MetaCommand>,
     },
+    // Quorum queue membership (quorummembers): `add_member`, `delete_member`, `grow`, `shrink`.
+    /// A quorum queue's members changed (its Raft group's voters): the node names,
+    /// comma-separated, as `DeclareQueue`'s `node` gives them at declaration. A node added
+    /// starts its member (which the group's leader then adds as a learner, then a voter); a
+    /// node removed stops its own.
+    SetQueueMembers {
+        /// The vhost.
+        vhost: String,
+        /// The queue.
+        name: String,
+        /// The members, comma-separated.
+        members: String,
+    },
 }
 
 /// Whose limits a [`MetaCommand::SetLimits`] sets.

@@ -17,6 +17,8 @@ pub(crate) mod forward;
 mod group;
 pub(crate) mod idle;
 mod machine;
+// Membership changes and leadership moves (quorummembers).
+mod members;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

@@ -136,6 +136,11 @@ const SPECS: &[Spec] = &[
     // rabbitmq-streams list_stream_group_consumers.
     spec("stream", None, true),
     spec("reference", None, true),
+    // rabbitmq-queues grow, shrink, add_member, rebalance (quorummembers).
+    spec("vhost-pattern", None, true),
+    spec("queue-pattern", None, true),
+    spec("membership", None, true),
+    spec("errors-only", None, false),
 ];
 
 /// Parses `pigeon ctl`'s arguments.

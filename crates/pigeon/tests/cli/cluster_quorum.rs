@@ -19,7 +19,7 @@ use pigeon_tests::within;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
+pub(crate) fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
     t.insert(
         "x-queue-type".into(),
@@ -31,7 +31,7 @@ fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
     t
 }
 
-fn durable() -> QueueDeclareOptions {
+pub(crate) fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -59,7 +59,7 @@ async fn until_three_members(node: &Node) {
 }
 
 /// Declares a quorum queue, retrying while the cluster has no leader yet.
-async fn declare(node: &Node, queue: &str, args: FieldTable) -> Connection {
+pub(crate) async fn declare(node: &Node, queue: &str, args: FieldTable) -> Connection {
     until_three_members(node).await;
     within(&format!("the cluster to declare {queue}"), async {
         loop {
@@ -92,7 +92,7 @@ async fn refusal(
     }
 }
 
-async fn consumer(conn: &Connection, queue: &str, tag: &str, prefetch: u16) -> (Channel, Consumer) {
+pub(crate) async fn consumer(conn: &Connection, queue: &str, tag: &str, prefetch: u16) -> (Channel, Consumer) {
     let ch = conn.create_channel().await.unwrap();
     ch.basic_qos(prefetch, BasicQosOptions::default())
         .await
@@ -109,7 +109,7 @@ async fn consumer(conn: &Connection, queue: &str, tag: &str, prefetch: u16) -> (
     (ch, consumer)
 }
 
-async fn next(consumer: &mut Consumer, what: &str) -> Delivery {
+pub(crate) async fn next(consumer: &mut Consumer, what: &str) -> Delivery {
     within(what, consumer.next())
         .await
         .expect("the consumer ended")
@@ -128,7 +128,7 @@ fn delivery_count(d: &Delivery) -> Option<i64> {
 
 /// Publishes `body` until the broker confirms it (a publish that was not committed, say
 /// during an election, is nacked: a publisher sends it again).
-async fn publish_confirmed(ch: &Channel, queue: &str, body: &str) {
+pub(crate) async fn publish_confirmed(ch: &Channel, queue: &str, body: &str) {
     within(&format!("a confirm for {body}"), async {
         loop {
             let confirm = ch
@@ -307,7 +307,7 @@ async fn a_quorum_queue_survives_the_loss_of_its_first_leader() {
 }
 
 /// The queue's row in `pigeon ctl list_queues name type messages leader members online`.
-async fn queue_row(node: &Node, queue: &str) -> serde_json::Value {
+pub(crate) async fn queue_row(node: &Node, queue: &str) -> serde_json::Value {
     let out = ctl_at(
         &node.api(),
         &[

@@ -10,6 +10,7 @@ mod cluster_defaults;
 mod cluster_get;
 mod cluster_heal;
 mod cluster_forward;
+mod cluster_members;
 mod cluster_meta;
 mod cluster_ops;
 mod cluster_quorum;

@@ -289,6 +289,15 @@ impl BrokerApplier {
                 .map(|c| self.apply_one(c))
                 .find(|r| !matches!(r, MetaResponse::Done))
                 .unwrap_or_default(),
+            // Quorum queue membership (quorummembers, quorum/membership.rs).
+            MetaCommand::SetQueueMembers {
+                vhost,
+                name,
+                members,
+            } => {
+                self.quorum.members_set(vhost, name, members);
+                MetaResponse::Done
+            }
             // MQTT sessions are not replicated yet (docs/clustering.md, next steps): nothing
             // proposes these, and a node that finds one in its log ignores it.
             _ => MetaResponse::Done,
@@ -415,6 +424,10 @@ impl MetadataApply for BrokerApplier {
                     .and_then(|v| v.queue(name).ok())
                     .and_then(|q| super::homes::home_of(&q).map(str::to_string));
                 *node = home.unwrap_or_else(|| self.forwarder.me().to_string());
+                // A quorum queue's `node` is its members (quorummembers).
+                if let Some(m) = self.quorum.member(vhost, name) {
+                    *node = m.listed().join(",");
+                }
             }
         }
         // The first start's set-up happened: a node restored from this snapshot must not

@@ -47,9 +47,9 @@ pub(crate) const MAX_BATCH: usize = 1024;
 pub(crate) const MAX_BATCH_BYTES: usize = 4 << 20;
 /// How long a batch may wait for its answer (the home's fsync included).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often the peers are probed for liveness (a down home makes its queues unavailable).
+/// How often node liveness's states are looked at besides their changes (a down home makes
+/// its queues unavailable).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
-const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
 
 /// A broker message from one node to another (the body of `Request::Forward`): a batch of
 /// items, handled in order.
@@ -432,23 +432,33 @@ async fn send_batches(peer: Weak<PeerOut>, forwarder: Weak<Forwarder>) {
     }
 }
 
-/// Probes every peer now and then: a home found down makes its queues unavailable (declares
-/// and consumes get RabbitMQ's error, publishes to them are dropped and nacked).
+/// Follows node liveness (`Cluster::node_states`, the cluster crate's one ping per pair of
+/// nodes; docs/clustering.md "Node liveness"): a home found down makes its queues unavailable
+/// (declares and consumes get RabbitMQ's error, publishes to them are dropped and nacked), and
+/// one up again (also after a failed batch marked it down) available. Looked at on each change
+/// and every [`PROBE_EVERY`].
 async fn probe(forwarder: Weak<Forwarder>) {
+    let mut watch: Option<tokio::sync::watch::Receiver<pigeon_cluster::NodeStates>> = None;
     loop {
-        tokio::time::sleep(PROBE_EVERY).await;
+        match watch.as_mut() {
+            Some(w) => {
+                let _ = tokio::time::timeout(PROBE_EVERY, w.changed()).await;
+            }
+            None => tokio::time::sleep(PROBE_EVERY).await,
+        }
         let Some(f) = forwarder.upgrade() else { return };
         let Some(cluster) = f.cluster.get().cloned() else {
             continue;
         };
+        if watch.is_none() {
+            watch = Some(cluster.watch_node_states());
+        }
+        let states = cluster.node_states();
         for node in cluster.member_names() {
             if node == f.me {
                 continue;
             }
-            let Some(addr) = cluster.member_addr(&node) else {
-                continue;
-            };
-            let up = cluster.probe(&addr, PROBE_TIMEOUT).await;
+            let up = states.get(&node) != Some(&pigeon_cluster::NodeState::Down);
             f.mark(&node, up);
         }
     }

@@ -8,7 +8,7 @@
 //! management API, Prometheus and the cluster link stay open); close every client connection
 //! with RabbitMQ's reason, "Node was put into maintenance mode" (AMQP 320 CONNECTION_FORCED,
 //! MQTT 5.0 DISCONNECT 0x98, others a closed socket); then move the leadership of Raft groups
-//! away: quorum queues' (a hook, [`hand_over_quorum_queues`], for their registry) and the
+//! away: quorum queues' ([`hand_over_quorum_queues`], quorum/membership.rs) and the
 //! metadata group's ([`pigeon_cluster::Cluster::hand_over_leadership`]).
 //!
 //! Revive reopens the listeners on the same addresses, lets the node stand for election again
@@ -149,9 +149,7 @@ pub(crate) async fn drain(state: &Arc<ServerState>) -> Report {
         }
     }
     tracing::warn!(connections = closed, "closed the local client connections");
-    if let Err(e) = hand_over_quorum_queues(state) {
-        warnings.push(e);
-    }
+    warnings.extend(hand_over_quorum_queues(state).await);
     let mut new_leader = None;
     if let Some(cluster) = &state.cluster {
         match cluster.hand_over_leadership(HAND_OVER_WAIT).await {
@@ -179,6 +177,8 @@ pub(crate) async fn revive(state: &Arc<ServerState>) -> Report {
     tracing::info!("this node is being revived from maintenance (drain) mode");
     if let Some(cluster) = &state.cluster {
         cluster.resume_leadership();
+        // Quorum queues' members stand for election again (quorum/membership.rs).
+        super::quorum::membership::resume(cluster);
     }
     m.suspended.send_replace(false);
     let mut warnings = Vec::new();
@@ -195,10 +195,18 @@ pub(crate) async fn revive(state: &Arc<ServerState>) -> Report {
     }
 }
 
-/// Moves the leadership of the quorum queues led here to other members (RabbitMQ stops the
-/// local Ra servers, `transfer_leadership_of_quorum_queues`). The hook for the quorum queues'
-/// registry (issue 13, item 4, another branch): nothing to move until the broker has quorum
-/// queues.
-fn hand_over_quorum_queues(_state: &ServerState) -> Result<(), String> {
-    Ok(())
+/// Moves the leadership of the quorum queues led here to other members (RabbitMQ's
+/// `rabbit_maintenance:transfer_leadership_of_quorum_queues`) and keeps this node's members
+/// from standing for election until revive (quorum/membership.rs, `hand_over`); waits for
+/// each, bounded. The warnings of those that did not move.
+async fn hand_over_quorum_queues(state: &ServerState) -> Vec<String> {
+    let Some(cluster) = &state.cluster else {
+        return Vec::new();
+    };
+    let (moved, warnings) = super::quorum::membership::hand_over(cluster).await;
+    tracing::warn!(
+        queues = moved,
+        "moved the leadership of the quorum queues led by this node"
+    );
+    warnings
 }

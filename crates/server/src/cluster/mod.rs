@@ -47,6 +47,8 @@ pub(crate) async fn start(
     let forwarder = forward::Forwarder::new(name.clone(), Arc::clone(broker), Arc::clone(store));
     forwarder.recover();
     let quorum = quorum::QuorumRegistry::new(broker);
+    // The quorum queues' members are recorded in the store (quorum/membership.rs).
+    quorum.set_store(store, &name);
     let applier = apply::BrokerApplier {
         broker: Arc::clone(broker),
         store: Arc::clone(store),

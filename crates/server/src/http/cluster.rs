@@ -24,10 +24,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use pigeon_cluster::{Cluster, ClusterError, Role};
 use serde_json::{json, Value};
-use std::time::Duration;
-
-/// How long `running` waits for a member's answer on the cluster link.
-const PROBE: Duration = Duration::from_millis(500);
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -113,12 +109,20 @@ fn role(r: Role) -> &'static str {
     }
 }
 
-/// The members as this node knows them, each probed on the cluster link (concurrently).
+/// The members as this node knows them, each with whether it is running: node liveness's
+/// view (`Cluster::node_states`, one ping per pair of nodes every `node_heartbeat`), not a probe
+/// of its own. A member liveness does not know yet (it just joined) counts as running.
 pub(super) async fn members(cluster: &Cluster) -> Vec<(pigeon_cluster::MemberStatus, bool)> {
     let status = cluster.status();
-    let probes = status.members.iter().map(|m| cluster.probe(&m.addr, PROBE));
-    let running = futures_util::future::join_all(probes).await;
-    status.members.into_iter().zip(running).collect()
+    let states = cluster.node_states();
+    status
+        .members
+        .into_iter()
+        .map(|m| {
+            let running = states.get(&m.name) != Some(&pigeon_cluster::NodeState::Down);
+            (m, running)
+        })
+        .collect()
 }
 
 /// A cluster error as the API answers it: 503 when a majority or the leader cannot be reached.

@@ -41,6 +41,8 @@ mod peers;
 mod permissions;
 mod policies;
 mod queues;
+// Quorum queue replicas: add_member, delete_member, grow, shrink, rebalance (quorummembers).
+mod quorum_members;
 mod runtime;
 mod stats;
 mod stream;
@@ -335,6 +337,7 @@ fn routes(http: Shared) -> Router {
         .merge(limits::routes())
         .merge(exchanges::routes())
         .merge(queues::routes())
+        .merge(quorum_members::routes())
         .merge(messages::routes())
         .merge(bindings::routes())
         .merge(health::routes())

@@ -81,6 +81,11 @@ pub(super) enum Ask {
     },
     /// Put itself in maintenance mode (`drain: true`) or out of it.
     Maintenance { drain: bool },
+    // Quorum queue membership (quorummembers): `cluster/quorum/membership.rs` sends it.
+    /// A question about its quorum queues (membership change, leadership move).
+    Quorum {
+        ask: crate::cluster::quorum::membership::QuorumAsk,
+    },
 }
 
 impl Ask {
@@ -168,6 +173,20 @@ async fn answer(http: Shared, ask: Ask) -> ApiResult<Value> {
             } else {
                 Ok(crate::cluster::maintenance::revive(&state).await.json())
             }
+        }
+        Ask::Quorum { ask } => {
+            let Some(cluster) = http.state.cluster.as_ref() else {
+                return Err(ApiError::not_found());
+            };
+            crate::cluster::quorum::membership::answer(cluster, ask)
+                .await
+                .map_err(|e| ApiError {
+                    // The status as is (409: not the leader): the asker tells them apart.
+                    status: StatusCode::from_u16(e.status())
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    error: "quorum",
+                    reason: e.reason(),
+                })
         }
     }
 }

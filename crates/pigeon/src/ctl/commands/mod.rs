@@ -14,6 +14,8 @@ mod maintenance;
 mod node;
 mod objects;
 mod policies;
+// rabbitmq-queues' member commands (quorummembers).
+mod queues;
 mod stream_lists;
 mod streams;
 
@@ -80,6 +82,12 @@ pub const COMMANDS: &[Command] = &[
     cmd("forget_cluster_node", "<node name>", "Removes a node from the cluster", node::forget_cluster_node),
     cmd("drain", "[<node name>]", "Puts the node in maintenance mode (rabbitmq-upgrade drain): clients disconnected, listeners suspended, leadership moved", maintenance::drain),
     cmd("revive", "[<node name>]", "Takes the node out of maintenance mode (rabbitmq-upgrade revive)", maintenance::revive),
+    // rabbitmq-queues' member commands (quorummembers).
+    cmd("add_member", "[--vhost <vhost>] <queue> <node>", "Adds a member (replica) on the node to a quorum queue (rabbitmq-queues add_member)", queues::add_member),
+    cmd("delete_member", "[--vhost <vhost>] <queue> <node>", "Removes the quorum queue's member on the node (rabbitmq-queues delete_member)", queues::delete_member),
+    cmd("grow", "<node> <all|even> [--vhost-pattern <re>] [--queue-pattern <re>]", "Adds a member on the node to every matching quorum queue (rabbitmq-queues grow)", queues::grow),
+    cmd("shrink", "<node> [--errors-only]", "Removes the node's member from every quorum queue (rabbitmq-queues shrink)", queues::shrink),
+    cmd("rebalance", "<all|quorum|classic|stream> [--vhost-pattern <re>] [--queue-pattern <re>]", "Spreads the quorum queues' leaders over the running nodes (rabbitmq-queues rebalance)", queues::rebalance),
     cmd("await_startup", "[--timeout <seconds>]", "Waits until the node answers its API", health::await_startup),
     cmd("list_queues", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists queues (default columns: name messages)", lists::queues),
     cmd("list_exchanges", "[-p <vhost>] [--no-table-headers] [<column> ...]", "Lists exchanges (default: name type)", lists::exchanges),

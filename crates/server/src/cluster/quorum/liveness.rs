@@ -3,52 +3,66 @@
 //! node's consumers held (redelivered, with a delivery count one higher), as RabbitMQ's
 //! quorum queues do on a `nodedown`.
 //!
-//! A simple probe of our own (a `Hello` to each member every second, down after two missed
-//! in a row), kept in this file until the cluster crate's node-level liveness exists. A node
-//! that was only slow gets its consumers' messages redelivered elsewhere while it may still
-//! process them: at-least-once, as in RabbitMQ after a partition.
+//! The cluster crate's node liveness decides (`Cluster::node_events`: one ping per pair of
+//! nodes, docs/clustering.md "Node liveness"); this only turns its events into queue commands
+//! and keeps the set of down nodes that `online` in `/api/queues` leaves out. A node that
+//! restarted (`Restarted`) reports its own consumers' loss when its members start again
+//! (`member.rs`), so it is only taken as up here. A node that was only slow gets its
+//! consumers' messages redelivered elsewhere while it may still process them: at-least-once,
+//! as in RabbitMQ after a partition.
 
 use super::QuorumRegistry;
+use pigeon_cluster::net::{NodeEventKind, NodeState};
 use pigeon_cluster::quorum::QueueOp;
-use pigeon_cluster::{node_id, Cluster};
-use std::collections::{HashMap, HashSet};
+use pigeon_cluster::Cluster;
 use std::sync::Weak;
-use std::time::Duration;
-
-const EVERY: Duration = Duration::from_secs(1);
-const PROBE: Duration = Duration::from_millis(500);
-const MISSES: u32 = 2;
+use tokio::sync::broadcast::error::RecvError;
 
 pub(super) fn spawn(registry: Weak<QuorumRegistry>, cluster: Cluster) {
+    let mut events = cluster.node_events();
+    // The nodes already down when the registry starts.
+    if let Some(registry) = registry.upgrade() {
+        let mut down = registry.down.lock();
+        for (name, state) in cluster.node_states() {
+            if state == NodeState::Down {
+                down.insert(name);
+            }
+        }
+    }
     tokio::spawn(async move {
-        let mut misses: HashMap<String, u32> = HashMap::new();
-        let mut reported: HashSet<String> = HashSet::new();
         loop {
-            tokio::time::sleep(EVERY).await;
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(_)) => {
+                    // Missed events: take the states as they are now.
+                    let Some(registry) = registry.upgrade() else {
+                        return;
+                    };
+                    let mut down = registry.down.lock();
+                    down.clear();
+                    for (name, state) in cluster.node_states() {
+                        if state == NodeState::Down {
+                            down.insert(name);
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
             let Some(registry) = registry.upgrade() else {
                 return;
             };
-            let me = cluster.name().to_string();
-            for m in cluster.status().members {
-                if m.name == me {
-                    continue;
-                }
-                if cluster.probe(&m.addr, PROBE).await {
-                    misses.remove(&m.name);
-                    if reported.remove(&m.name) {
-                        registry.down.lock().remove(&m.name);
+            match event.kind {
+                NodeEventKind::Down => {
+                    if registry.down.lock().insert(event.name.clone()) {
+                        tracing::warn!(node = %event.name, "cluster: node is down; its quorum queue consumers are down");
+                        for member in registry.all() {
+                            member.push(QueueOp::NodeDown(event.id), None);
+                        }
                     }
-                    continue;
                 }
-                let n = misses.entry(m.name.clone()).or_insert(0);
-                *n += 1;
-                if *n >= MISSES && reported.insert(m.name.clone()) {
-                    tracing::warn!(node = %m.name, "cluster: node does not answer; its quorum queue consumers are down");
-                    registry.down.lock().insert(m.name.clone());
-                    let down = node_id(&m.name);
-                    for member in registry.all() {
-                        member.push(QueueOp::NodeDown(down), None);
-                    }
+                NodeEventKind::Up | NodeEventKind::Restarted => {
+                    registry.down.lock().remove(&event.name);
                 }
             }
         }

@@ -26,7 +26,7 @@ use pigeon_cluster::quorum::{
 use pigeon_cluster::{node_id, Cluster, GroupId, Member, NodeId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
 /// The most operations in one entry.
@@ -64,10 +64,13 @@ pub(crate) struct QuorumMember {
     cluster: Cluster,
     broker: Arc<Broker>,
     me: NodeId,
-    /// The node names chosen at declaration (empty when recovered at start).
-    pub(super) declared: Vec<String>,
-    /// This node's member of the group, once started (none on a node outside the group).
-    local: OnceLock<QuorumQueue>,
+    /// The group's members as the replicated metadata lists them (`DeclareQueue`'s `node`,
+    /// then `SetQueueMembers`; empty when recovered without a record). Changed by
+    /// `membership.rs` (quorummembers).
+    pub(super) declared: Mutex<Vec<String>>,
+    /// This node's member of the group, once started (none on a node outside the group). Not a
+    /// `OnceLock`: a member removed (`delete_member`) stops, one added starts (membership.rs).
+    pub(super) local: parking_lot::RwLock<Option<QuorumQueue>>,
     /// Known not to be a member (recovered without Raft state for the group).
     outsider: AtomicBool,
     ops: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
@@ -125,6 +128,7 @@ impl QuorumMember {
         declared: Vec<String>,
         runtime: &tokio::runtime::Handle,
         down: &Arc<Mutex<std::collections::HashSet<String>>>,
+        restarted: bool,
     ) -> Arc<QuorumMember> {
         let (tx, rx) = mpsc::unbounded_channel();
         let me = cluster.node_id();
@@ -137,7 +141,7 @@ impl QuorumMember {
             broker: Arc::clone(broker),
             me,
             outsider: AtomicBool::new(false),
-            local: OnceLock::new(),
+            local: parking_lot::RwLock::new(None),
             ops: Mutex::new(Some(tx)),
             books: Mutex::new(Books::default()),
             queue: Arc::downgrade(queue),
@@ -145,21 +149,31 @@ impl QuorumMember {
             publish_seq: AtomicU64::new(0),
             key_base: nonce << 20,
             down: Arc::clone(down),
-            declared,
+            declared: Mutex::new(declared),
         });
         runtime.spawn(Arc::clone(&member).propose_loop(rx));
-        let recovering = member.declared.is_empty();
-        if recovering || member.declared.iter().any(|n| n == cluster.name()) {
+        // Membership at restart (quorummembers): a node the metadata lists always starts its
+        // member, even one that crashed before the group reached it (it catches up from the
+        // leader); without a record, the group's own state tells.
+        let recovering = member.declared.lock().is_empty();
+        if recovering || member.declared.lock().iter().any(|n| n == cluster.name()) {
             let config = config_of(queue);
-            runtime.spawn(Arc::clone(&member).start(config, recovering));
+            runtime.spawn(Arc::clone(&member).start(config, recovering, restarted));
         } else {
             member.outsider.store(true, Ordering::Relaxed);
         }
         member
     }
 
-    /// Starts this node's member; the first declared node forms the group.
-    async fn start(self: Arc<Self>, config: QueueConfig, recovering: bool) {
+    /// Starts this node's member; the first listed node forms the group if nothing did
+    /// (`initialize` on a node whose log holds the group's state does nothing). `restarted`:
+    /// the node started again, so what its consumers held goes back to the queue.
+    pub(super) async fn start(
+        self: Arc<Self>,
+        config: QueueConfig,
+        recovering: bool,
+        restarted: bool,
+    ) {
         let (tx, rx) = mpsc::unbounded_channel::<QueueResponse>();
         let observer: Observer = Arc::new(move |r: &QueueResponse| {
             if !r.effects.is_empty() {
@@ -187,10 +201,11 @@ impl QuorumMember {
             self.outsider.store(true, Ordering::Relaxed);
             return;
         }
-        if !initialized && self.declared.first().map(String::as_str) == Some(self.cluster.name()) {
+        self.outsider.store(false, Ordering::Relaxed);
+        let declared = self.declared.lock().clone();
+        if !initialized && declared.first().map(String::as_str) == Some(self.cluster.name()) {
             let known = self.cluster.status().members;
-            let members: Vec<Member> = self
-                .declared
+            let members: Vec<Member> = declared
                 .iter()
                 .filter_map(|n| known.iter().find(|m| &m.name == n))
                 .map(|m| Member {
@@ -202,9 +217,9 @@ impl QuorumMember {
                 tracing::warn!(queue = %self.name, error = %e, "quorum queue: forming the group failed");
             }
         }
-        let _ = self.local.set(qq);
+        *self.local.write() = Some(qq);
         tokio::spawn(Arc::clone(&self).effects_loop(rx));
-        if recovering {
+        if recovering || restarted {
             // What this node's consumers held before it stopped goes back to the queue.
             self.push(QueueOp::NodeDown(self.me), None);
         }
@@ -213,19 +228,41 @@ impl QuorumMember {
     /// Stops this node's member (the queue was deleted).
     pub(super) fn stop(&self) {
         self.ops.lock().take();
-        if let Some(qq) = self.local.get().cloned() {
+        if let Some(qq) = self.local.write().take() {
             tokio::spawn(async move { qq.shutdown().await });
         }
     }
 
+    // Membership changes (quorummembers, membership.rs).
+    /// This node's name.
+    pub(super) fn cluster_name(&self) -> String {
+        self.cluster.name().to_string()
+    }
+
+    /// The broker's queue, while it exists.
+    pub(super) fn queue_arc(&self) -> Option<Arc<Queue>> {
+        self.queue.upgrade()
+    }
+
+    /// This node has no member of the group any more.
+    pub(super) fn mark_outsider(&self) {
+        self.outsider.store(true, Ordering::Relaxed);
+    }
+    // End of membership changes.
+
     /// The group's leader, as this node knows it.
     pub(crate) fn leader(&self) -> Option<String> {
-        self.local.get().and_then(QuorumQueue::leader_name)
+        self.local().and_then(|qq| qq.leader_name())
+    }
+
+    /// This node's member of the group, if it runs one.
+    pub(super) fn local(&self) -> Option<QuorumQueue> {
+        self.local.read().clone()
     }
 
     /// The group's members (this node's view), or the declared ones.
     pub(crate) fn members(&self) -> Vec<String> {
-        if let Some(qq) = self.local.get() {
+        if let Some(qq) = self.local() {
             let m = qq.raft().metrics().borrow().clone();
             let mut names: Vec<String> = m
                 .membership_config
@@ -238,11 +275,11 @@ impl QuorumMember {
                 return names;
             }
         }
-        self.declared.clone()
+        self.declared.lock().clone()
     }
 
     fn is_leader(&self) -> bool {
-        self.local.get().is_some_and(QuorumQueue::is_leader)
+        self.local().is_some_and(|qq| qq.is_leader())
     }
 
     /// Proposes `op` after every operation queued before it.
@@ -258,8 +295,9 @@ impl QuorumMember {
 
     /// Where writes go when this node has no member: the declared members, or every other node.
     fn candidates(&self) -> Vec<String> {
-        if !self.declared.is_empty() {
-            return self.declared.clone();
+        let declared = self.declared.lock().clone();
+        if !declared.is_empty() {
+            return declared;
         }
         let me = self.cluster.name().to_string();
         self.cluster
@@ -289,9 +327,10 @@ impl QuorumMember {
                 QueueOp::Batch(ops)
             };
             let candidates = self.candidates();
+            let local = self.local();
             let result = self
                 .cluster
-                .write_queue(self.group, self.local.get(), &candidates, &op)
+                .write_queue(self.group, local.as_ref(), &candidates, &op)
                 .await;
             match result {
                 Ok(response) => {
@@ -611,7 +650,7 @@ impl QuorumBackend for QuorumMember {
     }
 
     fn counts(&self) -> QuorumCounts {
-        let Some(qq) = self.local.get() else {
+        let Some(qq) = self.local() else {
             return QuorumCounts::default();
         };
         let c = qq.machine().read(|m| m.counts());

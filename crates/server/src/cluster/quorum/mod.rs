@@ -15,6 +15,8 @@
 
 mod liveness;
 mod member;
+// Member management, membership at restart, leadership moves (quorummembers).
+pub(crate) mod membership;
 mod message;
 
 pub(crate) use member::{place, QuorumMember};
@@ -38,6 +40,8 @@ pub(crate) struct QuorumRegistry {
     down: Arc<Mutex<HashSet<String>>>,
     /// Declares applied before the node's handle existed (the log replayed at start).
     early: Mutex<Vec<(String, String, Vec<String>)>>,
+    /// Where the queues' members are recorded (membership.rs), once set.
+    store: OnceLock<Arc<pigeon_store::Store>>,
 }
 
 impl QuorumRegistry {
@@ -50,6 +54,7 @@ impl QuorumRegistry {
             queues: Mutex::new(HashMap::new()),
             down: Arc::new(Mutex::new(HashSet::new())),
             early: Mutex::new(Vec::new()),
+            store: OnceLock::new(),
         })
     }
 
@@ -60,12 +65,16 @@ impl QuorumRegistry {
         pigeon_broker::queue::quorum::enable();
         let early: Vec<_> = std::mem::take(&mut *self.early.lock());
         for (vhost, name, members) in early {
-            self.place_now(&cluster, &vhost, &name, members);
+            self.place_now(&cluster, &vhost, &name, members, true);
         }
+        // The members recorded in the store (membership.rs): a listed node starts its member.
+        let recorded = self.recorded_members();
         for v in self.broker.vhosts() {
             for q in v.queue_list() {
                 if q.is_quorum() && q.quorum().is_none() {
-                    self.place_now(&cluster, v.name(), q.name(), Vec::new());
+                    let key = (v.name().to_string(), q.name().to_string());
+                    let members = recorded.get(&key).cloned().unwrap_or_default();
+                    self.place_now(&cluster, v.name(), q.name(), members, true);
                 }
             }
         }
@@ -86,15 +95,24 @@ impl QuorumRegistry {
             match self.cluster.get() {
                 Some(c) => c.clone(),
                 None => {
+                    self.record_members(vhost, name, &members);
                     early.push((vhost.to_string(), name.to_string(), members));
                     return;
                 }
             }
         };
-        self.place_now(&cluster, vhost, name, members);
+        self.record_members(vhost, name, &members);
+        self.place_now(&cluster, vhost, name, members, false);
     }
 
-    fn place_now(&self, cluster: &Cluster, vhost: &str, name: &str, members: Vec<String>) {
+    fn place_now(
+        &self,
+        cluster: &Cluster,
+        vhost: &str,
+        name: &str,
+        members: Vec<String>,
+        restarted: bool,
+    ) {
         let key = (vhost.to_string(), name.to_string());
         let mut queues = self.queues.lock();
         if queues.contains_key(&key) {
@@ -116,6 +134,8 @@ impl QuorumRegistry {
             members,
             &self.runtime,
             &self.down,
+            // Placed at start or during the log's replay at start: the node restarted.
+            restarted,
         );
         queue.set_quorum(member.clone());
         queues.insert(key, member);
@@ -123,6 +143,7 @@ impl QuorumRegistry {
 
     /// A quorum queue was deleted: this node's member stops.
     pub(crate) fn removed(&self, vhost: &str, name: &str) {
+        self.forget_members(vhost, name);
         let gone = self
             .queues
             .lock()

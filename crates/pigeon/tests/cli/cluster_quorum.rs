@@ -19,7 +19,7 @@ use pigeon_tests::within;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
+pub(crate) fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
     t.insert(
         "x-queue-type".into(),
@@ -31,7 +31,7 @@ fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
     t
 }
 
-fn durable() -> QueueDeclareOptions {
+pub(crate) fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -59,7 +59,7 @@ async fn until_three_members(node: &Node) {
 }
 
 /// Declares a quorum queue, retrying while the cluster has no leader yet.
-async fn declare(node: &Node, queue: &str, args: FieldTable) -> Connection {
+pub(crate) async fn declare(node: &Node, queue: &str, args: FieldTable) -> Connection {
     until_three_members(node).await;
     within(&format!("the cluster to declare {queue}"), async {
         loop {
@@ -116,7 +116,7 @@ async fn next(consumer: &mut Consumer, what: &str) -> Delivery {
         .expect("a delivery")
 }
 
-fn delivery_count(d: &Delivery) -> Option<i64> {
+pub(crate) fn delivery_count(d: &Delivery) -> Option<i64> {
     let headers = d.properties.headers().as_ref()?;
     match headers.inner().get("x-delivery-count")? {
         AMQPValue::LongLongInt(n) => Some(*n),
@@ -128,7 +128,7 @@ fn delivery_count(d: &Delivery) -> Option<i64> {
 
 /// Publishes `body` until the broker confirms it (a publish that was not committed, say
 /// during an election, is nacked: a publisher sends it again).
-async fn publish_confirmed(ch: &Channel, queue: &str, body: &str) {
+pub(crate) async fn publish_confirmed(ch: &Channel, queue: &str, body: &str) {
     within(&format!("a confirm for {body}"), async {
         loop {
             let confirm = ch

@@ -88,13 +88,9 @@ impl Channel {
                 let q = ctx.vhost.queue_for(name, ctx.conn_id)?;
                 super::remote::check_home(&q)?;
                 if q.is_quorum() {
-                    return Err(AmqpError::new(
-                        ReplyCode::NotImplemented,
-                        format!(
-                            "basic.get not supported by quorum queues in Pigeon yet: queue '{name}' in vhost '{}'",
-                            ctx.vhost.name()
-                        ),
-                    ));
+                    // Through the group, answered once committed (`quorum_wait.rs`).
+                    self.quorum_get(method, q, m.no_ack);
+                    return Ok(());
                 }
                 if q.is_stream() {
                     // rabbit_stream_queue `dequeue`.
@@ -175,12 +171,14 @@ impl Channel {
                 let tx = self.tx.as_mut().ok_or_else(not_transactional)?;
                 let Tx { publishes, acks } = std::mem::take(tx);
                 let mut stored = false;
+                // Quorum queues' commits and other nodes' queues (`quorum_wait.rs`).
+                let mut waits = super::quorum_wait::TxWaits::default();
                 for (exchange, message, mandatory, cc) in publishes {
                     // Held messages store their key (`finish_publish`).
                     let key = message.routing_key().unwrap_or_default().to_owned();
-                    stored |= self
-                        .route(ctx, &exchange, message, &key, mandatory, &cc)
-                        .stored;
+                    let published = self.route(ctx, &exchange, message, &key, mandatory, &cc);
+                    stored |= published.stored;
+                    waits.add(&published);
                 }
                 // tx.commit-ok means the published messages are on disk.
                 if let (true, Some(store)) = (stored, &ctx.store) {
@@ -195,7 +193,9 @@ impl Channel {
                 for op in acks {
                     self.apply_ack(op)?;
                 }
-                self.shared.send(&Method::TxCommitOk(TxCommitOk {}));
+                if !self.tx_commit_wait(method, waits) {
+                    self.shared.send(&Method::TxCommitOk(TxCommitOk {}));
+                }
             }
             Method::TxRollback(_) => {
                 let tx = self.tx.as_mut().ok_or_else(not_transactional)?;

@@ -226,6 +226,11 @@ impl Channel {
                         ),
                     ));
                 }
+                if q.is_quorum() {
+                    // Answered with the group's count once committed (`quorum_wait.rs`).
+                    self.quorum_purge(method, &q, m.no_wait);
+                    return Ok(());
+                }
                 let message_count = q.purge();
                 (!m.no_wait).then_some(Method::QueuePurgeOk(QueuePurgeOk { message_count }))
             }

@@ -81,6 +81,9 @@ pub(crate) struct QuorumMember {
     /// Consumer keys of this process start here (a restarted node's keys never collide with
     /// those its previous run left in the queue).
     key_base: u64,
+    // --- quorum queue features (basic.get, ...; `ops.rs`) ---
+    /// This member, for the answers of operations that outlive a call.
+    pub(super) this: Weak<QuorumMember>,
 }
 
 fn unix_ms() -> u64 {
@@ -93,13 +96,16 @@ fn unix_ms() -> u64 {
 /// defaults (a delivery limit of 20; `x-delivery-limit` below 0 for none).
 pub(super) fn config_of(queue: &Queue) -> QueueConfig {
     let s = queue.settings();
-    let delivery_limit = match queue.options().arguments.get("x-delivery-limit") {
-        None => Some(DEFAULT_DELIVERY_LIMIT),
-        Some(v) => match v.as_i64() {
-            Some(n) if n < 0 => None,
-            Some(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-            None => Some(DEFAULT_DELIVERY_LIMIT),
-        },
+    // The lower of the argument and the policies' `delivery-limit` (`QueueSettings`), so
+    // that a policy changes a running queue's limit too (`ops.rs`).
+    let delivery_limit = match queue
+        .options()
+        .arguments
+        .get("x-delivery-limit")
+        .and_then(|v| v.as_i64())
+    {
+        Some(n) if n < 0 => None,
+        _ => Some(s.delivery_limit.unwrap_or(DEFAULT_DELIVERY_LIMIT)),
     };
     QueueConfig {
         delivery_limit,
@@ -129,7 +135,8 @@ impl QuorumMember {
         let (tx, rx) = mpsc::unbounded_channel();
         let me = cluster.node_id();
         let nonce = unix_ms();
-        let member = Arc::new(QuorumMember {
+        let member = Arc::new_cyclic(|this| QuorumMember {
+            this: this.clone(),
             vhost: vhost.to_string(),
             name: queue.name().to_string(),
             group: pigeon_cluster::quorum::queue_group(vhost, queue.name()),
@@ -610,6 +617,24 @@ impl QuorumBackend for QuorumMember {
         }
     }
 
+    // --- quorum queue features: basic.get, purge's count, policies (`ops.rs`) ---
+    fn get(
+        &self,
+        queue: &Arc<Queue>,
+        no_ack: bool,
+        done: pigeon_broker::queue::quorum_ops::GetDone,
+    ) {
+        self.dequeue(queue, no_ack, done);
+    }
+
+    fn purge_committed(&self, done: pigeon_broker::queue::quorum_ops::PurgeDone) {
+        self.purge_then(done);
+    }
+
+    fn settings_changed(&self, queue: &Queue) {
+        self.update_config(queue);
+    }
+
     fn counts(&self) -> QuorumCounts {
         let Some(qq) = self.local.get() else {
             return QuorumCounts::default();
@@ -622,6 +647,36 @@ impl QuorumBackend for QuorumMember {
             unacked: n(c.checked_out),
             consumers: n(c.consumers),
         }
+    }
+}
+
+// --- quorum queue features (basic.get, ...; `ops.rs`) ---
+impl QuorumMember {
+    /// A new consumer key of this node (basic.get's one-message consumers).
+    pub(super) fn fresh_key(&self) -> u64 {
+        let mut books = self.books.lock();
+        books.next_key += 1;
+        self.key_base + books.next_key
+    }
+
+    /// The id of this node's consumer `key`.
+    pub(super) fn consumer(&self, key: u64) -> ConsumerId {
+        self.consumer_id(key)
+    }
+
+    /// A handle (a delivery's `seq` on this node) for delivery `id` of consumer `key`, which
+    /// acks, returns and rejects find it by.
+    pub(super) fn track(&self, key: u64, id: u64) -> u64 {
+        let mut books = self.books.lock();
+        books.next_handle += 1;
+        let handle = books.next_handle;
+        books.outstanding.insert(handle, (key, id));
+        handle
+    }
+
+    /// This node's replica of the group, if it has one.
+    pub(super) fn replica(&self) -> Option<&QuorumQueue> {
+        self.local.get()
     }
 }
 

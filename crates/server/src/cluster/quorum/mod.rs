@@ -16,6 +16,7 @@
 mod liveness;
 mod member;
 mod message;
+mod ops;
 
 pub(crate) use member::{place, QuorumMember};
 

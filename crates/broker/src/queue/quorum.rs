@@ -157,6 +157,11 @@ pub trait QuorumBackend: Send + Sync {
     fn settings_changed(&self, queue: &Queue) {
         let _ = queue;
     }
+    /// On a node without a member of the group: the member node whose replica serves this
+    /// node's consumers (their deliveries cross the cluster link). `None`: served here.
+    fn serving_node(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A quorum queue's group as RabbitMQ's management API shows it (rabbit_quorum_queue

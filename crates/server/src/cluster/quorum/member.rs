@@ -17,7 +17,7 @@ use super::message;
 use parking_lot::Mutex;
 use pigeon_broker::queue::quorum::{QuorumBackend, QuorumCounts, QuorumPlacement, ReplicaConfirm};
 use pigeon_broker::{
-    Broker, BrokerError, ConsumerEntry, DeathReason, Delivered, Message, Queue, QueuedMessage,
+    Broker, ConsumerEntry, DeathReason, Delivered, Message, Outcome, Queue, QueuedMessage,
 };
 use pigeon_cluster::quorum::{
     ConsumerId, DeadLetterReason, DeadLettered, Delivery, Effect, Observer, Overflow, PublisherId,
@@ -61,7 +61,7 @@ pub(crate) struct QuorumMember {
     pub(super) vhost: String,
     pub(super) name: String,
     pub(super) group: GroupId,
-    cluster: Cluster,
+    pub(super) cluster: Cluster,
     broker: Arc<Broker>,
     me: NodeId,
     /// The node names chosen at declaration (empty when recovered at start).
@@ -72,7 +72,7 @@ pub(crate) struct QuorumMember {
     outsider: AtomicBool,
     ops: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
     books: Mutex<Books>,
-    queue: Weak<Queue>,
+    pub(super) queue: Weak<Queue>,
     /// This node's publisher id for the group's de-duplication, and its next sequence number.
     publisher: PublisherId,
     publish_seq: AtomicU64,
@@ -84,6 +84,9 @@ pub(crate) struct QuorumMember {
     // --- quorum queue features (basic.get, ...; `ops.rs`) ---
     /// This member, for the answers of operations that outlive a call.
     pub(super) this: Weak<QuorumMember>,
+    /// On a node without a member: the member node serving this node's consumers
+    /// (`outsider.rs`).
+    pub(super) serving: Mutex<Option<String>>,
 }
 
 fn unix_ms() -> u64 {
@@ -137,6 +140,7 @@ impl QuorumMember {
         let nonce = unix_ms();
         let member = Arc::new_cyclic(|this| QuorumMember {
             this: this.clone(),
+            serving: Mutex::new(None),
             vhost: vhost.to_string(),
             name: queue.name().to_string(),
             group: pigeon_cluster::quorum::queue_group(vhost, queue.name()),
@@ -264,7 +268,7 @@ impl QuorumMember {
     }
 
     /// Where writes go when this node has no member: the declared members, or every other node.
-    fn candidates(&self) -> Vec<String> {
+    pub(super) fn candidates(&self) -> Vec<String> {
         if !self.declared.is_empty() {
             return self.declared.clone();
         }
@@ -512,14 +516,9 @@ impl QuorumBackend for QuorumMember {
     }
 
     fn check_consume(&self, queue: &Queue) -> pigeon_broker::Result<()> {
-        if self.outsider.load(Ordering::Relaxed) {
-            return Err(BrokerError::NotImplemented(format!(
-                "queue '{}' in vhost '{}' has no member on node {}: consume on one of {}",
-                queue.name(),
-                self.vhost,
-                self.cluster.name(),
-                self.members().join(", ")
-            )));
+        if self.is_outsider() {
+            // Served by a member node (`outsider.rs`).
+            return self.outsider_check(queue.name());
         }
         Ok(())
     }
@@ -539,6 +538,10 @@ impl QuorumBackend for QuorumMember {
             );
             key
         };
+        if self.is_outsider() {
+            // Attached at the serving node by the channel, not here (`outsider.rs`).
+            return;
+        }
         self.push(
             QueueOp::Checkout {
                 consumer: self.consumer_id(key),
@@ -566,6 +569,10 @@ impl QuorumBackend for QuorumMember {
                 .unwrap_or_default();
             (key, unsent)
         };
+        if self.is_outsider() {
+            self.outsider_cancel(owner, tag);
+            return true;
+        }
         let consumer = self.consumer_id(key);
         self.push(QueueOp::Cancel(consumer), None);
         // Deliveries it never saw go back (cancel keeps only what the consumer holds).
@@ -574,15 +581,18 @@ impl QuorumBackend for QuorumMember {
     }
 
     fn settle(&self, seqs: &[u64]) {
-        self.settle_with(seqs, |consumer, ids| QueueOp::Settle { consumer, ids });
+        let seqs = self.settle_remote(seqs, Outcome::Ack);
+        self.settle_with(&seqs, |consumer, ids| QueueOp::Settle { consumer, ids });
     }
 
     fn requeue(&self, seqs: &[u64]) {
-        self.settle_with(seqs, |consumer, ids| QueueOp::Return { consumer, ids });
+        let seqs = self.settle_remote(seqs, Outcome::Requeue);
+        self.settle_with(&seqs, |consumer, ids| QueueOp::Return { consumer, ids });
     }
 
     fn reject(&self, seqs: &[u64]) {
-        self.settle_with(seqs, |consumer, ids| QueueOp::Discard { consumer, ids });
+        let seqs = self.settle_remote(seqs, Outcome::Reject);
+        self.settle_with(&seqs, |consumer, ids| QueueOp::Discard { consumer, ids });
     }
 
     fn dispatch(&self, queue: &Arc<Queue>) {
@@ -635,6 +645,14 @@ impl QuorumBackend for QuorumMember {
         self.update_config(queue);
     }
 
+    fn serving_node(&self) -> Option<String> {
+        if self.is_outsider() {
+            self.serving()
+        } else {
+            None
+        }
+    }
+
     fn counts(&self) -> QuorumCounts {
         let Some(qq) = self.local.get() else {
             return QuorumCounts::default();
@@ -669,9 +687,17 @@ impl QuorumMember {
     pub(super) fn track(&self, key: u64, id: u64) -> u64 {
         let mut books = self.books.lock();
         books.next_handle += 1;
-        let handle = books.next_handle;
+        let mut handle = books.next_handle;
+        if self.is_outsider() {
+            handle |= super::outsider::OWN_HANDLES;
+        }
         books.outstanding.insert(handle, (key, id));
         handle
+    }
+
+    /// Whether this node has no member of the group (`outsider.rs`).
+    pub(super) fn is_outsider(&self) -> bool {
+        self.outsider.load(Ordering::Relaxed)
     }
 
     /// This node's replica of the group, if it has one.

@@ -17,8 +17,10 @@ mod liveness;
 mod member;
 mod message;
 mod ops;
+mod outsider;
 
 pub(crate) use member::{place, QuorumMember};
+pub(crate) use outsider::serving_node;
 
 use parking_lot::Mutex;
 use pigeon_broker::Broker;

@@ -171,3 +171,189 @@ async fn basic_get_purge_tx_and_policies_on_a_quorum_queue() {
         "{text}"
     );
 }
+
+/// Waits until `node` counts `n` nodes in its cluster.
+async fn until_members(node: &Node, n: usize) {
+    within(&format!("{n} members in the cluster"), async {
+        loop {
+            let out = ctl_at(&node.api(), &["cluster_status", "--formatter", "json"]).await;
+            let status: serde_json::Value =
+                serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
+            if status["disk_nodes"]
+                .as_array()
+                .is_some_and(|l| l.len() == n)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+/// The members of `queue`'s group as `node` lists them, once it lists three.
+async fn three_members(node: &Node, queue: &str) -> Vec<String> {
+    within(&format!("{queue}'s three members"), async {
+        loop {
+            let out = ctl_at(
+                &node.api(),
+                &["list_queues", "name", "members", "--formatter", "json"],
+            )
+            .await;
+            let all: serde_json::Value =
+                serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
+            let members: Vec<String> = all
+                .as_array()
+                .and_then(|l| l.iter().find(|q| q["name"] == queue))
+                .and_then(|q| q["members"].as_array())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|n| n.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if members.len() == 3 {
+                return members;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// A fourth node, without a member of the group, serves a consumer (RabbitMQ's consumers work
+/// from any node): deliveries in order within the prefetch, a requeue redelivered with
+/// `x-delivery-count`, acks and a reject settled in the group, and basic.get through it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_member_serves_consumers_of_a_quorum_queue() {
+    use futures_lite::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+    use lapin::types::FieldTable;
+
+    let dir = tempfile::tempdir().unwrap();
+    let configs = write_configs(dir.path(), 4);
+    let nodes = start_all(&configs).await;
+    until_members(&nodes[0], 4).await;
+    let a = within("the cluster to declare qo", async {
+        loop {
+            let c = until_login(&nodes[0], "guest", "guest").await;
+            let ch = c.create_channel().await.unwrap();
+            let options = lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            match ch
+                .queue_declare("qo".into(), options, quorum_args(&[]))
+                .await
+            {
+                Ok(_) => return c,
+                Err(e) if e.to_string().contains("timed out") => continue,
+                Err(e) => panic!("queue.declare failed: {e}"),
+            }
+        }
+    })
+    .await;
+    let members = three_members(&nodes[0], "qo").await;
+    let outsider = (0..4)
+        .find(|i| !members.contains(&format!("rabbit@n{i}")))
+        .expect("a node without a member");
+
+    let o = until_login(&nodes[outsider], "guest", "guest").await;
+    let ch = o.create_channel().await.unwrap();
+    ch.basic_qos(5, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "qo".into(),
+            "far".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let pub_ch = a.create_channel().await.unwrap();
+    pub_ch
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for i in 0..20 {
+        publish_confirmed(&pub_ch, "qo", &format!("m{i:02}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut requeued = false;
+    let mut rejected = false;
+    while seen.len() < 19 {
+        let d = within("a delivery on the node without a member", consumer.next())
+            .await
+            .expect("the consumer ended")
+            .expect("a delivery");
+        let b = String::from_utf8(d.data.clone()).unwrap();
+        if b == "m03" && !requeued {
+            requeued = true;
+            assert!(!d.redelivered);
+            d.acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            continue;
+        }
+        if b == "m07" {
+            rejected = true;
+            d.acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await
+                .unwrap();
+            continue;
+        }
+        if b == "m03" {
+            assert!(d.redelivered);
+            assert_eq!(delivery_count(&d), Some(1));
+        }
+        seen.push(b);
+        d.acker.ack(Default::default()).await.unwrap();
+    }
+    assert!(requeued && rejected);
+    seen.sort();
+    let want: Vec<String> = (0..20)
+        .filter(|i| *i != 7)
+        .map(|i| format!("m{i:02}"))
+        .collect();
+    assert_eq!(seen, want);
+    // Every delivery settled in the group: nothing left on a member's replica.
+    within("qo empty on a member", async {
+        while messages(&nodes[0], "qo").await != Some(0) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // basic.get through the node without a member.
+    publish_confirmed(&pub_ch, "qo", "g1").await;
+    ch.basic_cancel("far".into(), Default::default())
+        .await
+        .unwrap();
+    let g = o.create_channel().await.unwrap();
+    let got = within("basic.get of g1 on the node without a member", async {
+        loop {
+            // The consumer may have taken g1 before its cancel: it comes back once the
+            // cancelled consumer's channel gives it back (closed below).
+            if let Some(m) = get(&g, "qo", false).await {
+                return m;
+            }
+            let _ = ch.close(200, "bye".into()).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(body(&got), "g1");
+    got.delivery.acker.ack(Default::default()).await.unwrap();
+    within("qo empty after the get's ack", async {
+        while messages(&nodes[0], "qo").await != Some(0) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}

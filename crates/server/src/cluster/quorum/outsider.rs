@@ -72,8 +72,7 @@ impl QuorumMember {
         if !self.is_outsider() {
             return Cow::Borrowed(seqs);
         }
-        let (own, theirs): (Vec<u64>, Vec<u64>) =
-            seqs.iter().partition(|s| **s & OWN_HANDLES != 0);
+        let (own, theirs): (Vec<u64>, Vec<u64>) = seqs.iter().partition(|s| **s & OWN_HANDLES != 0);
         let serving = self.serving.lock().clone();
         if let (Some(node), Some(forwarder), Some(queue)) =
             (serving, Forwarder::of(&self.cluster), self.queue.upgrade())

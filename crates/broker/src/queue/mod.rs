@@ -23,6 +23,7 @@ mod level;
 mod paging;
 mod prio_paging;
 pub mod quorum;
+pub mod quorum_ops;
 mod ready;
 pub mod remote;
 pub mod settings;
@@ -604,6 +605,12 @@ impl Queue {
 
     /// Applies new settings (a policy changed): limits are enforced at once.
     pub fn apply_settings(self: &Arc<Self>, settings: QueueSettings) {
+        // --- quorum queues: a policy changes the group's configuration (`quorum_ops.rs`) ---
+        if let Some(q) = self.quorum.get() {
+            self.state.lock().settings = settings;
+            q.settings_changed(self);
+            return;
+        }
         self.counts_deliveries
             .store(settings.delivery_limit.is_some(), Ordering::Relaxed);
         self.locked(|st, dead| {

@@ -136,6 +136,32 @@ pub trait QuorumBackend: Send + Sync {
     fn counts(&self) -> QuorumCounts;
     /// Where the group runs, as the management API shows it.
     fn placement(&self) -> QuorumPlacement;
+
+    // --- quorum queue features: basic.get, purge's count, policies (`quorum_ops.rs`) ---
+    /// `basic.get`: one message checked out through the group (`QueueOp::Dequeue`), handed
+    /// to `done` with the ready messages left; acked, given back or rejected by its `seq`
+    /// like a consumer's delivery. `done` returning false gives it back.
+    fn get(&self, queue: &Arc<Queue>, no_ack: bool, done: super::quorum_ops::GetDone) {
+        let _ = (queue, no_ack);
+        done(Err(BrokerError::NotImplemented(
+            "basic.get not supported by this quorum queue".into(),
+        )
+        .into()));
+    }
+    /// `queue.purge`, answered with the number of messages the group purged once committed.
+    fn purge_committed(&self, done: super::quorum_ops::PurgeDone) {
+        done(Ok(self.purge()));
+    }
+    /// The queue's settings changed (a policy was set, changed or cleared): the group's
+    /// configuration follows (`QueueOp::UpdateConfig`).
+    fn settings_changed(&self, queue: &Queue) {
+        let _ = queue;
+    }
+    /// On a node without a member of the group: the member node whose replica serves this
+    /// node's consumers (their deliveries cross the cluster link). `None`: served here.
+    fn serving_node(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A quorum queue's group as RabbitMQ's management API shows it (rabbit_quorum_queue

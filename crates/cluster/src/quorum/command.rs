@@ -159,6 +159,16 @@ pub enum QueueOp {
     /// wait while its previous entry commits, so that one entry (one fsync, one round trip)
     /// carries many.
     Batch(Vec<QueueOp>),
+    // --- quorum queue features in the broker: basic.get (issue 13 item 4) ---
+    /// `basic.get`: checks out the head message to `consumer`, a consumer attached for that
+    /// one message (`rabbit_fifo`'s `{dequeue, Settlement}` checkout); `settled` (no-ack)
+    /// settles it at once. Answered [`Reply::Dequeued`] (`dequeue.rs`).
+    Dequeue {
+        /// The one-message consumer (a new id per get).
+        consumer: ConsumerId,
+        /// No-ack: settled as it is taken.
+        settled: bool,
+    },
 }
 
 /// Why a message was dead-lettered: RabbitMQ's `x-first-death-reason` values.
@@ -269,6 +279,18 @@ pub enum Reply {
     UnknownConsumer,
     /// The replies to a [`QueueOp::Batch`]'s operations, in order.
     Batch(Vec<Reply>),
+    // --- quorum queue features in the broker: basic.get (issue 13 item 4) ---
+    /// The answer to [`QueueOp::Dequeue`]: the message taken (none: the queue had no ready
+    /// message) and how many are still ready (`basic.get-ok`'s `message_count`).
+    Dequeued {
+        /// The message, with delivery id 0 of the dequeue's consumer.
+        delivery: Option<Delivery>,
+        /// Ready messages left.
+        ready: u64,
+    },
+    /// A dequeue of a single-active-consumer queue, which RabbitMQ refuses
+    /// (`{error, {unsupported, single_active_consumer}}`).
+    DequeueUnsupported,
 }
 
 /// What applying one command gives back.

@@ -50,7 +50,7 @@ pub struct QueueCounts {
     pub ready_bytes: u64,
     /// Messages delivered and not yet settled (`messages_unacknowledged`).
     pub checked_out: u64,
-    /// Consumers attached (cancelled ones still holding messages included).
+    /// Consumers attached and not cancelled (waiting single active consumers included).
     pub consumers: u64,
 }
 
@@ -201,6 +201,8 @@ impl QueueMachine {
             QueueOp::Batch(ops) => {
                 return Reply::Batch(ops.into_iter().map(|op| self.apply_op(op, fx)).collect())
             }
+            // basic.get (`dequeue.rs`).
+            QueueOp::Dequeue { consumer, settled } => self.dequeue(consumer, settled),
         };
         // Consumers first, then the length limit over what is left (rabbit_fifo's `checkout`
         // then `evaluate_limit`): a publish to a full queue with a consumer waiting drops nothing,
@@ -351,7 +353,13 @@ impl QueueMachine {
                 .values()
                 .map(|c| c.checked_out.len() as u64)
                 .sum(),
-            consumers: self.consumers.len() as u64,
+            // Cancelled consumers still holding messages and basic.get's one-message
+            // consumers are not the queue's consumers (RabbitMQ counts those attached).
+            consumers: self
+                .consumers
+                .values()
+                .filter(|c| c.status != super::consumers::Status::Cancelled)
+                .count() as u64,
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod command;
 mod consumers;
+mod dequeue;
 pub(crate) mod forward;
 mod group;
 pub(crate) mod idle;

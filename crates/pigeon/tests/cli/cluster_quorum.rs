@@ -116,7 +116,7 @@ pub(crate) async fn next(consumer: &mut Consumer, what: &str) -> Delivery {
         .expect("a delivery")
 }
 
-fn delivery_count(d: &Delivery) -> Option<i64> {
+pub(crate) fn delivery_count(d: &Delivery) -> Option<i64> {
     let headers = d.properties.headers().as_ref()?;
     match headers.inner().get("x-delivery-count")? {
         AMQPValue::LongLongInt(n) => Some(*n),

@@ -14,6 +14,7 @@ mod cluster_members;
 mod cluster_meta;
 mod cluster_ops;
 mod cluster_quorum;
+mod cluster_quorum_more;
 mod crash;
 mod crash_stream;
 mod ctl;

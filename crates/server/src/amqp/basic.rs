@@ -93,13 +93,9 @@ impl Channel {
                     return Ok(());
                 }
                 if q.is_quorum() {
-                    return Err(AmqpError::new(
-                        ReplyCode::NotImplemented,
-                        format!(
-                            "basic.get not supported by quorum queues in Pigeon yet: queue '{name}' in vhost '{}'",
-                            ctx.vhost.name()
-                        ),
-                    ));
+                    // Through the group, answered once committed (`quorum_wait.rs`).
+                    self.quorum_get(method, q, m.no_ack);
+                    return Ok(());
                 }
                 if q.is_stream() {
                     // rabbit_stream_queue `dequeue`.
@@ -180,12 +176,14 @@ impl Channel {
                 let tx = self.tx.as_mut().ok_or_else(not_transactional)?;
                 let Tx { publishes, acks } = std::mem::take(tx);
                 let mut stored = false;
+                // Quorum queues' commits and other nodes' queues (`quorum_wait.rs`).
+                let mut waits = super::quorum_wait::TxWaits::default();
                 for (exchange, message, mandatory, cc) in publishes {
                     // Held messages store their key (`finish_publish`).
                     let key = message.routing_key().unwrap_or_default().to_owned();
-                    stored |= self
-                        .route(ctx, &exchange, message, &key, mandatory, &cc)
-                        .stored;
+                    let published = self.route(ctx, &exchange, message, &key, mandatory, &cc);
+                    stored |= published.stored;
+                    waits.add(&published);
                 }
                 // tx.commit-ok means the published messages are on disk.
                 if let (true, Some(store)) = (stored, &ctx.store) {
@@ -200,7 +198,9 @@ impl Channel {
                 for op in acks {
                     self.apply_ack(op)?;
                 }
-                self.shared.send(&Method::TxCommitOk(TxCommitOk {}));
+                if !self.tx_commit_wait(method, waits) {
+                    self.shared.send(&Method::TxCommitOk(TxCommitOk {}));
+                }
             }
             Method::TxRollback(_) => {
                 let tx = self.tx.as_mut().ok_or_else(not_transactional)?;
@@ -304,14 +304,19 @@ impl Channel {
                 }));
             }
         };
-        let remote_entry = q.remote().is_some().then(|| entry.clone());
+        // A quorum queue with no member here: served by a member node's replica.
+        let serving = crate::cluster::quorum::serving_node(&q);
+        let remote_entry = (q.remote().is_some() || serving.is_some()).then(|| entry.clone());
         match stream_start {
             Some(start) => q.add_stream_consumer(entry, &start, on_added)?,
             None => q.add_consumer(entry, on_added)?,
         }
         // A queue homed on another node: the consumer is attached there (cluster).
         if let Some(entry) = remote_entry {
-            super::remote::attach(ctx, &q, &sink, &entry);
+            match &serving {
+                Some(node) => super::remote::attach_at(ctx, &q, &sink, &entry, node),
+                None => super::remote::attach(ctx, &q, &sink, &entry),
+            }
         }
         self.shared.stats.add_consumer(
             tag.as_str(),

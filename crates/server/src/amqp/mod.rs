@@ -15,6 +15,7 @@ mod connection;
 pub(crate) mod convert;
 mod delivery;
 mod error;
+mod quorum_wait;
 mod remote;
 mod remote_queue;
 mod replicated;

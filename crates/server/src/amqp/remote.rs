@@ -42,7 +42,22 @@ pub(super) fn attach(
     sink: &Arc<AmqpConsumer>,
     entry: &ConsumerEntry,
 ) {
-    let (Some(home), Some(cluster)) = (queue.remote(), &ctx.cluster) else {
+    let Some(home) = queue.remote() else {
+        return;
+    };
+    attach_at(ctx, queue, sink, entry, home.node());
+}
+
+/// [`attach`] at the node `home`: a queue's home, or the member node serving a quorum queue's
+/// consumers on a node without a member of its group (`cluster/quorum/outsider.rs`).
+pub(super) fn attach_at(
+    ctx: &ConnCtx,
+    queue: &Arc<Queue>,
+    sink: &Arc<AmqpConsumer>,
+    entry: &ConsumerEntry,
+    home: &str,
+) {
+    let Some(cluster) = &ctx.cluster else {
         return;
     };
     let Some(forwarder) = Forwarder::of(cluster) else {
@@ -52,7 +67,7 @@ pub(super) fn attach(
     let cancel = Arc::clone(sink);
     let consumer = LocalConsumer {
         proxy: Arc::clone(queue),
-        home: home.node().to_string(),
+        home: home.to_string(),
         owner: entry.owner,
         tag: entry.tag.to_string(),
         deliver: Box::new(move |proxy, message| {

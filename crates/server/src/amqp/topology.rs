@@ -231,6 +231,11 @@ impl Channel {
                         ),
                     ));
                 }
+                if q.is_quorum() {
+                    // Answered with the group's count once committed (`quorum_wait.rs`).
+                    self.quorum_purge(method, &q, m.no_wait);
+                    return Ok(());
+                }
                 // Homed on another node: purged there (metafinish).
                 super::remote::check_home(&q)?;
                 if self.remote_purge(ctx, method, &q, m.no_wait) {

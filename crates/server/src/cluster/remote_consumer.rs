@@ -130,6 +130,16 @@ pub(crate) struct RemoteSink {
 }
 
 impl ConsumerSink for RemoteSink {
+    // A quorum queue's `Checkout` takes the consumer's prefetch (consumers on a node without
+    // a member of the group, `cluster/quorum/outsider.rs`).
+    fn prefetch(&self) -> u32 {
+        if self.no_ack {
+            0
+        } else {
+            self.prefetch
+        }
+    }
+
     fn try_reserve(&self) -> bool {
         if self.cancelled.load(Ordering::Relaxed) {
             return false;

@@ -17,7 +17,7 @@ use super::message;
 use parking_lot::Mutex;
 use pigeon_broker::queue::quorum::{QuorumBackend, QuorumCounts, QuorumPlacement, ReplicaConfirm};
 use pigeon_broker::{
-    Broker, BrokerError, ConsumerEntry, DeathReason, Delivered, Message, Queue, QueuedMessage,
+    Broker, ConsumerEntry, DeathReason, Delivered, Message, Outcome, Queue, QueuedMessage,
 };
 use pigeon_cluster::quorum::{
     ConsumerId, DeadLetterReason, DeadLettered, Delivery, Effect, Observer, Overflow, PublisherId,
@@ -61,7 +61,7 @@ pub(crate) struct QuorumMember {
     pub(super) vhost: String,
     pub(super) name: String,
     pub(super) group: GroupId,
-    cluster: Cluster,
+    pub(super) cluster: Cluster,
     broker: Arc<Broker>,
     me: NodeId,
     /// The group's members as the replicated metadata lists them (`DeclareQueue`'s `node`,
@@ -75,7 +75,7 @@ pub(crate) struct QuorumMember {
     outsider: AtomicBool,
     ops: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
     books: Mutex<Books>,
-    queue: Weak<Queue>,
+    pub(super) queue: Weak<Queue>,
     /// This node's publisher id for the group's de-duplication, and its next sequence number.
     publisher: PublisherId,
     publish_seq: AtomicU64,
@@ -84,6 +84,12 @@ pub(crate) struct QuorumMember {
     /// Consumer keys of this process start here (a restarted node's keys never collide with
     /// those its previous run left in the queue).
     key_base: u64,
+    // --- quorum queue features (basic.get, ...; `ops.rs`) ---
+    /// This member, for the answers of operations that outlive a call.
+    pub(super) this: Weak<QuorumMember>,
+    /// On a node without a member: the member node serving this node's consumers
+    /// (`outsider.rs`).
+    pub(super) serving: Mutex<Option<String>>,
 }
 
 fn unix_ms() -> u64 {
@@ -96,13 +102,16 @@ fn unix_ms() -> u64 {
 /// defaults (a delivery limit of 20; `x-delivery-limit` below 0 for none).
 pub(super) fn config_of(queue: &Queue) -> QueueConfig {
     let s = queue.settings();
-    let delivery_limit = match queue.options().arguments.get("x-delivery-limit") {
-        None => Some(DEFAULT_DELIVERY_LIMIT),
-        Some(v) => match v.as_i64() {
-            Some(n) if n < 0 => None,
-            Some(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-            None => Some(DEFAULT_DELIVERY_LIMIT),
-        },
+    // The lower of the argument and the policies' `delivery-limit` (`QueueSettings`), so
+    // that a policy changes a running queue's limit too (`ops.rs`).
+    let delivery_limit = match queue
+        .options()
+        .arguments
+        .get("x-delivery-limit")
+        .and_then(|v| v.as_i64())
+    {
+        Some(n) if n < 0 => None,
+        _ => Some(s.delivery_limit.unwrap_or(DEFAULT_DELIVERY_LIMIT)),
     };
     QueueConfig {
         delivery_limit,
@@ -133,7 +142,9 @@ impl QuorumMember {
         let (tx, rx) = mpsc::unbounded_channel();
         let me = cluster.node_id();
         let nonce = unix_ms();
-        let member = Arc::new(QuorumMember {
+        let member = Arc::new_cyclic(|this| QuorumMember {
+            this: this.clone(),
+            serving: Mutex::new(None),
             vhost: vhost.to_string(),
             name: queue.name().to_string(),
             group: pigeon_cluster::quorum::queue_group(vhost, queue.name()),
@@ -294,7 +305,7 @@ impl QuorumMember {
     }
 
     /// Where writes go when this node has no member: the declared members, or every other node.
-    fn candidates(&self) -> Vec<String> {
+    pub(super) fn candidates(&self) -> Vec<String> {
         let declared = self.declared.lock().clone();
         if !declared.is_empty() {
             return declared;
@@ -544,14 +555,9 @@ impl QuorumBackend for QuorumMember {
     }
 
     fn check_consume(&self, queue: &Queue) -> pigeon_broker::Result<()> {
-        if self.outsider.load(Ordering::Relaxed) {
-            return Err(BrokerError::NotImplemented(format!(
-                "queue '{}' in vhost '{}' has no member on node {}: consume on one of {}",
-                queue.name(),
-                self.vhost,
-                self.cluster.name(),
-                self.members().join(", ")
-            )));
+        if self.is_outsider() {
+            // Served by a member node (`outsider.rs`).
+            return self.outsider_check(queue.name());
         }
         Ok(())
     }
@@ -571,6 +577,10 @@ impl QuorumBackend for QuorumMember {
             );
             key
         };
+        if self.is_outsider() {
+            // Attached at the serving node by the channel, not here (`outsider.rs`).
+            return;
+        }
         self.push(
             QueueOp::Checkout {
                 consumer: self.consumer_id(key),
@@ -598,6 +608,10 @@ impl QuorumBackend for QuorumMember {
                 .unwrap_or_default();
             (key, unsent)
         };
+        if self.is_outsider() {
+            self.outsider_cancel(owner, tag);
+            return true;
+        }
         let consumer = self.consumer_id(key);
         self.push(QueueOp::Cancel(consumer), None);
         // Deliveries it never saw go back (cancel keeps only what the consumer holds).
@@ -606,15 +620,18 @@ impl QuorumBackend for QuorumMember {
     }
 
     fn settle(&self, seqs: &[u64]) {
-        self.settle_with(seqs, |consumer, ids| QueueOp::Settle { consumer, ids });
+        let seqs = self.settle_remote(seqs, Outcome::Ack);
+        self.settle_with(&seqs, |consumer, ids| QueueOp::Settle { consumer, ids });
     }
 
     fn requeue(&self, seqs: &[u64]) {
-        self.settle_with(seqs, |consumer, ids| QueueOp::Return { consumer, ids });
+        let seqs = self.settle_remote(seqs, Outcome::Requeue);
+        self.settle_with(&seqs, |consumer, ids| QueueOp::Return { consumer, ids });
     }
 
     fn reject(&self, seqs: &[u64]) {
-        self.settle_with(seqs, |consumer, ids| QueueOp::Discard { consumer, ids });
+        let seqs = self.settle_remote(seqs, Outcome::Reject);
+        self.settle_with(&seqs, |consumer, ids| QueueOp::Discard { consumer, ids });
     }
 
     fn dispatch(&self, queue: &Arc<Queue>) {
@@ -649,6 +666,32 @@ impl QuorumBackend for QuorumMember {
         }
     }
 
+    // --- quorum queue features: basic.get, purge's count, policies (`ops.rs`) ---
+    fn get(
+        &self,
+        queue: &Arc<Queue>,
+        no_ack: bool,
+        done: pigeon_broker::queue::quorum_ops::GetDone,
+    ) {
+        self.dequeue(queue, no_ack, done);
+    }
+
+    fn purge_committed(&self, done: pigeon_broker::queue::quorum_ops::PurgeDone) {
+        self.purge_then(done);
+    }
+
+    fn settings_changed(&self, queue: &Queue) {
+        self.update_config(queue);
+    }
+
+    fn serving_node(&self) -> Option<String> {
+        if self.is_outsider() {
+            self.serving()
+        } else {
+            None
+        }
+    }
+
     fn counts(&self) -> QuorumCounts {
         let Some(qq) = self.local() else {
             return QuorumCounts::default();
@@ -661,6 +704,44 @@ impl QuorumBackend for QuorumMember {
             unacked: n(c.checked_out),
             consumers: n(c.consumers),
         }
+    }
+}
+
+// --- quorum queue features (basic.get, ...; `ops.rs`) ---
+impl QuorumMember {
+    /// A new consumer key of this node (basic.get's one-message consumers).
+    pub(super) fn fresh_key(&self) -> u64 {
+        let mut books = self.books.lock();
+        books.next_key += 1;
+        self.key_base + books.next_key
+    }
+
+    /// The id of this node's consumer `key`.
+    pub(super) fn consumer(&self, key: u64) -> ConsumerId {
+        self.consumer_id(key)
+    }
+
+    /// A handle (a delivery's `seq` on this node) for delivery `id` of consumer `key`, which
+    /// acks, returns and rejects find it by.
+    pub(super) fn track(&self, key: u64, id: u64) -> u64 {
+        let mut books = self.books.lock();
+        books.next_handle += 1;
+        let mut handle = books.next_handle;
+        if self.is_outsider() {
+            handle |= super::outsider::OWN_HANDLES;
+        }
+        books.outstanding.insert(handle, (key, id));
+        handle
+    }
+
+    /// Whether this node has no member of the group (`outsider.rs`).
+    pub(super) fn is_outsider(&self) -> bool {
+        self.outsider.load(Ordering::Relaxed)
+    }
+
+    /// This node's replica of the group, if it has one.
+    pub(super) fn replica(&self) -> Option<&QuorumQueue> {
+        self.local.get()
     }
 }
 

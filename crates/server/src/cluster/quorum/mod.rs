@@ -18,8 +18,11 @@ mod member;
 // Member management, membership at restart, leadership moves (quorummembers).
 pub(crate) mod membership;
 mod message;
+mod ops;
+mod outsider;
 
 pub(crate) use member::{place, QuorumMember};
+pub(crate) use outsider::serving_node;
 
 use parking_lot::Mutex;
 use pigeon_broker::Broker;

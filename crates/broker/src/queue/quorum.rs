@@ -39,10 +39,11 @@ const QUORUM_ARGS: &[&str] = &[
     "x-message-ttl",
 ];
 
-/// Set once the node is clustered: quorum queues need the cluster's Raft groups.
+/// Set once a node has started quorum queues in this process. No longer gates anything: a
+/// broker with a data directory accepts quorum queues, clustered or not (helper quorumone).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Lets `queue.declare` create quorum queues (the server calls it once its cluster node is up).
+/// Records that quorum queues run in this process (kept for callers; declares are not gated).
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
 }
@@ -204,11 +205,11 @@ impl ReplicaConfirm {
 }
 
 impl Queue {
-    /// Whether this is a quorum queue (`x-queue-type: quorum` on a clustered node; a node
-    /// that is not clustered keeps a queue an earlier version accepted with that type as a
-    /// classic queue, as before).
+    /// Whether this is a quorum queue (`x-queue-type: quorum` in a broker with a data
+    /// directory, clustered or not: a node without `[cluster]` runs its quorum queues as a
+    /// cluster of one, server `cluster/quorum/single.rs`).
     pub fn is_quorum(&self) -> bool {
-        self.quorum_declared && enabled()
+        self.quorum_declared
     }
 
     /// Attaches the replicated half of a quorum queue (once; later calls are ignored).

@@ -16,6 +16,8 @@ pub(crate) mod convert;
 mod delivery;
 mod error;
 mod remote;
+// Quorum queues on a node without [cluster] (helper quorumone).
+mod quorum_local;
 mod replicated;
 mod sender_selected;
 mod streams;

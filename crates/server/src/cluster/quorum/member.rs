@@ -81,6 +81,10 @@ pub(crate) struct QuorumMember {
     /// Consumer keys of this process start here (a restarted node's keys never collide with
     /// those its previous run left in the queue).
     key_base: u64,
+    /// True once this node's member has started or is known not to exist: writes wait for
+    /// it rather than being forwarded (a node of one has nowhere to forward them; helper
+    /// quorumone).
+    settled: tokio::sync::watch::Sender<bool>,
 }
 
 fn unix_ms() -> u64 {
@@ -146,6 +150,7 @@ impl QuorumMember {
             key_base: nonce << 20,
             down: Arc::clone(down),
             declared,
+            settled: tokio::sync::watch::Sender::new(false),
         });
         runtime.spawn(Arc::clone(&member).propose_loop(rx));
         let recovering = member.declared.is_empty();
@@ -154,6 +159,7 @@ impl QuorumMember {
             runtime.spawn(Arc::clone(&member).start(config, recovering));
         } else {
             member.outsider.store(true, Ordering::Relaxed);
+            member.settled.send_replace(true);
         }
         member
     }
@@ -177,14 +183,28 @@ impl QuorumMember {
             Ok(qq) => qq,
             Err(e) => {
                 tracing::error!(queue = %self.name, vhost = %self.vhost, error = %e, "quorum queue: cannot start this node's member");
+                self.settled.send_replace(true);
                 return;
             }
         };
         let initialized = qq.raft().is_initialized().await.unwrap_or(false);
-        if recovering && !initialized {
+        let alone = self.cluster.status().members.len() == 1;
+        if recovering && !initialized && alone {
+            // A node of one (no `[cluster]`, or a cluster of one) whose group never formed
+            // (stopped between the declare and the group's first entry): this node is the
+            // only member there can be, so it forms the group now (helper quorumone).
+            let me = Member {
+                name: self.cluster.name().to_string(),
+                addr: self.cluster.status().members[0].addr.clone(),
+            };
+            if let Err(e) = qq.initialize(&[me]).await {
+                tracing::warn!(queue = %self.name, error = %e, "quorum queue: forming the group failed");
+            }
+        } else if recovering && !initialized {
             // Never a member here (or never reached by the group): writes go to the members.
             qq.shutdown().await;
             self.outsider.store(true, Ordering::Relaxed);
+            self.settled.send_replace(true);
             return;
         }
         if !initialized && self.declared.first().map(String::as_str) == Some(self.cluster.name()) {
@@ -203,6 +223,7 @@ impl QuorumMember {
             }
         }
         let _ = self.local.set(qq);
+        self.settled.send_replace(true);
         tokio::spawn(Arc::clone(&self).effects_loop(rx));
         if recovering {
             // What this node's consumers held before it stopped goes back to the queue.
@@ -210,11 +231,14 @@ impl QuorumMember {
         }
     }
 
-    /// Stops this node's member (the queue was deleted).
+    /// Stops this node's member (the queue was deleted); its log and snapshot go too, so that
+    /// a queue declared again under the same name starts empty (`QuorumQueue::destroy`).
     pub(super) fn stop(&self) {
-        self.ops.lock().take();
-        if let Some(qq) = self.local.get().cloned() {
-            tokio::spawn(async move { qq.shutdown().await });
+        if self.ops.lock().take().is_none() {
+            return; // stopped already (the broker's deletion and the registry's both stop it)
+        }
+        if let Some(qq) = self.local.get() {
+            drop(qq.destroy());
         }
     }
 
@@ -272,6 +296,8 @@ impl QuorumMember {
     }
 
     async fn propose_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        // This node's member first (or the knowledge that there is none here).
+        let _ = self.settled.subscribe().wait_for(|s| *s).await;
         let mut batch: Vec<Pending> = Vec::new();
         while let Some(first) = rx.recv().await {
             batch.push(first);

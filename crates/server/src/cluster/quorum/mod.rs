@@ -16,6 +16,8 @@
 mod liveness;
 mod member;
 mod message;
+// Quorum queues on a node without `[cluster]` (helper quorumone).
+pub(crate) mod single;
 
 pub(crate) use member::{place, QuorumMember};
 

@@ -10,6 +10,7 @@ mod cluster_meta;
 mod cluster_ops;
 mod cluster_quorum;
 mod crash;
+mod crash_quorum;
 mod crash_stream;
 mod ctl;
 mod ctl_access;

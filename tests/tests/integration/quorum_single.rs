@@ -117,10 +117,10 @@ async fn a_quorum_queue_runs_on_a_node_without_a_cluster_and_survives_a_restart(
     // The management API shows a quorum queue led by this node, its only member.
     let api = Api::new(&broker);
     let node = api.get("/api/overview").await.body["node"].clone();
-    let shown = shown(&api, "%2f", &q).await;
-    assert_eq!(shown["type"], "quorum");
-    assert_eq!(shown["leader"], node);
-    assert_eq!(shown["members"], json!([node]));
+    let listed = shown(&api, "%2f", &q).await;
+    assert_eq!(listed["type"], "quorum");
+    assert_eq!(listed["leader"], node);
+    assert_eq!(listed["members"], json!([node]));
 
     for i in 0..10 {
         assert!(publish(&ch, &q, &format!("m{i}")).await.is_ack());
@@ -263,9 +263,9 @@ async fn a_vhost_default_queue_type_makes_durable_declares_quorum_queues() {
         )
         .await;
     assert_eq!(a.status, 201, "{:?}", a.body);
-    let shown = api.get(&format!("/api/vhosts/{v}")).await.body;
-    assert_eq!(shown["default_queue_type"], "quorum");
-    assert_eq!(shown["metadata"]["default_queue_type"], "quorum");
+    let vhost = api.get(&format!("/api/vhosts/{v}")).await.body;
+    assert_eq!(vhost["default_queue_type"], "quorum");
+    assert_eq!(vhost["metadata"]["default_queue_type"], "quorum");
     let bad = api
         .put(&format!("/api/vhosts/{v}"), json!({"default_queue_type": "lazy"}))
         .await;
@@ -350,15 +350,15 @@ async fn a_vhost_default_queue_type_makes_durable_declares_quorum_queues() {
         )
         .await;
     assert!(a.status < 300, "{:?}", a.body);
-    let shown = api.get(&format!("/api/vhosts/{w}")).await.body;
-    assert_eq!(shown["default_queue_type"], "quorum");
+    let imported = api.get(&format!("/api/vhosts/{w}")).await.body;
+    assert_eq!(imported["default_queue_type"], "quorum");
     conn.close(200, "done".into()).await.unwrap();
 
     // It survives a restart, and the quorum queue with its message too.
     let broker = data.restart(broker).await;
     let api = Api::new(&broker);
-    let shown = api.get(&format!("/api/vhosts/{v}")).await.body;
-    assert_eq!(shown["default_queue_type"], "quorum");
+    let vhost = api.get(&format!("/api/vhosts/{v}")).await.body;
+    assert_eq!(vhost["default_queue_type"], "quorum");
     let url = format!("amqp://guest:guest@{}/{v}", broker.addr());
     let conn = lp::connect_url(&url).await.unwrap();
     let ch = conn.create_channel().await.unwrap();

@@ -5,10 +5,10 @@
 //! only when the queue is durable, not exclusive and not auto-delete: those stay classic
 //! (rabbit_amqqueue `augment_declare_args`, called by rabbit_channel's `queue.declare` and the
 //! management API's `PUT /api/queues`; rabbitmq-server pull request 5305, "Configure default
-//! queue type by vhost", keeps exclusive and transient queues classic). Pigeon applies it to a
-//! queue that does not exist yet: a redeclare of an existing queue keeps comparing the
-//! arguments it was declared with, so a queue declared before the default was set is still
-//! redeclared without an error.
+//! queue type by vhost", keeps exclusive and transient queues classic, and adds the type so
+//! that "future declares with and without the x-queue-type argument succeed"). The callers
+//! apply it to a new queue and to a redeclare of a queue declared with a type; a queue
+//! declared with none (before the default was set) is redeclared as it was, without an error.
 
 use super::VHost;
 use crate::value::{Table, Value};

@@ -139,10 +139,12 @@ impl Channel {
                         m.queue.as_str().to_string()
                     };
                     authz.check(Access::Configure, Kind::Queue, &name)?;
-                    let new_queue = vhost.queue(&name).is_err();
-                    if new_queue {
-                        // The vhost's (or node's) `default_queue_type` for a declare that names
-                        // none (`vhost/default_type.rs`).
+                    let existing = vhost.queue(&name).ok();
+                    let new_queue = existing.is_none();
+                    // The vhost's (or node's) `default_queue_type` for a declare that names
+                    // none, for a new queue or one declared with a type (`vhost/default_type.rs`).
+                    if existing.is_none_or(|q| q.options().arguments.get("x-queue-type").is_some())
+                    {
                         vhost.apply_default_queue_type(
                             ctx.declares.node_default.as_deref(),
                             m.durable,
@@ -150,6 +152,8 @@ impl Channel {
                             m.auto_delete,
                             &mut options.arguments,
                         );
+                    }
+                    if new_queue {
                         check_new_queue(ctx, vhost, &name, &m.arguments)?;
                         if quorum::is_quorum_declaration(&options.arguments) {
                             // Refused before anything is proposed to the cluster.

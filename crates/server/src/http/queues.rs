@@ -238,8 +238,9 @@ async fn put(
         auto_delete: opt_bool(&map, "auto_delete")?.unwrap_or(false),
         arguments: arguments(&map)?,
     };
-    let existed = v.queue(&name).is_ok();
-    if !existed {
+    let existing = v.queue(&name).ok();
+    let existed = existing.is_some();
+    if existing.is_none_or(|q| q.options().arguments.get("x-queue-type").is_some()) {
         // The vhost's default queue type, as RabbitMQ's PUT applies it (rabbit_mgmt_wm_queue
         // through rabbit_amqqueue `augment_declare_args`; `vhost/default_type.rs`).
         v.apply_default_queue_type(

@@ -62,7 +62,9 @@ pub(crate) struct QuorumMember {
     pub(super) name: String,
     pub(super) group: GroupId,
     cluster: Cluster,
-    broker: Arc<Broker>,
+    /// Weak: the broker holds the queue, which holds this member (helper quorumone: a strong
+    /// reference kept the broker, and its store, alive after a server's shutdown).
+    broker: Weak<Broker>,
     me: NodeId,
     /// The node names chosen at declaration (empty when recovered at start).
     pub(super) declared: Vec<String>,
@@ -138,7 +140,7 @@ impl QuorumMember {
             name: queue.name().to_string(),
             group: pigeon_cluster::quorum::queue_group(vhost, queue.name()),
             cluster: cluster.clone(),
-            broker: Arc::clone(broker),
+            broker: Arc::downgrade(broker),
             me,
             outsider: AtomicBool::new(false),
             local: OnceLock::new(),
@@ -239,6 +241,15 @@ impl QuorumMember {
         }
         if let Some(qq) = self.local.get() {
             drop(qq.destroy());
+        }
+    }
+
+    /// Stops this node's member without deleting anything (the server is shutting down;
+    /// helper quorumone).
+    pub(super) async fn close(&self) {
+        self.ops.lock().take();
+        if let Some(qq) = self.local.get() {
+            qq.shutdown().await;
         }
     }
 
@@ -477,7 +488,7 @@ impl QuorumMember {
         let Some(exchange) = settings.dead_letter_exchange.as_deref() else {
             return;
         };
-        let Some(vhost) = self.broker.vhost(&self.vhost) else {
+        let Some(vhost) = self.broker.upgrade().and_then(|b| b.vhost(&self.vhost)) else {
             return;
         };
         let why = match reason {

@@ -158,9 +158,12 @@ impl LocalQuorum {
         }
     }
 
-    /// Stops the local node (the server is shutting down).
+    /// Stops the queues' members and the local node (the server is shutting down).
     pub(crate) async fn shutdown(&self) {
         if let Some(node) = self.node.get() {
+            for member in self.registry.all() {
+                member.close().await;
+            }
             node.shutdown().await;
         }
     }

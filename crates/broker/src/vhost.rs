@@ -430,12 +430,9 @@ impl VHost {
             // A quorum queue's Raft log lives under the data directory (a node without
             // `[cluster]` runs it as a cluster of one): a broker with no store has none.
             if self.store.is_none() && check_type {
-                return Err(BrokerError::PreconditionFailed(format!(
-                    "invalid arg 'x-queue-type' for queue '{name}' in vhost '{}': queue type \
-                     'quorum' needs a data directory (data_dir), where its Raft log is kept; \
-                     declare a classic queue on a node without one",
-                    self.name
-                )));
+                return Err(crate::queue::quorum::needs_a_data_directory(
+                    &name, &self.name,
+                ));
             }
             crate::queue::quorum::check_declaration(
                 &name,

@@ -53,6 +53,16 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// The refusal of a quorum queue by a broker without a data directory (no store: nowhere for
+/// its Raft log), with RabbitMQ's code for a refused argument (helper quorumone).
+pub fn needs_a_data_directory(queue: &str, vhost: &str) -> BrokerError {
+    BrokerError::PreconditionFailed(format!(
+        "invalid arg 'x-queue-type' for queue '{queue}' in vhost '{vhost}': queue type \
+         'quorum' needs a data directory (data_dir), where its Raft log is kept; declare a \
+         classic queue on a node without one"
+    ))
+}
+
 /// Whether `arguments` declare a quorum queue.
 pub fn is_quorum_declaration(arguments: &Table) -> bool {
     super::typed::declares(arguments, "quorum")

@@ -156,6 +156,11 @@ impl Channel {
                     if new_queue {
                         check_new_queue(ctx, vhost, &name, &m.arguments)?;
                         if quorum::is_quorum_declaration(&options.arguments) {
+                            if ctx.store.is_none() {
+                                // Nowhere for its Raft log: said before the other refusals.
+                                let e = quorum::needs_a_data_directory(&name, vhost.name());
+                                return Err(e.into());
+                            }
                             // Refused before anything is proposed to the cluster.
                             pigeon_broker::queue::settings::check_queue_type(
                                 &options.arguments,

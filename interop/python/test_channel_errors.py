@@ -61,18 +61,23 @@ def test_unknown_queue_type_closes_the_channel_with_406(connections, name):
     assert ok.method.message_count == 0
 
 
-def test_quorum_queues_need_a_cluster_in_pigeon(connections, name):
-    # A quorum queue is a Raft group: Pigeon runs them on nodes started with a [cluster]
-    # table (a node with no peers is a cluster of one); a plain node refuses the declare with
-    # a 406 that says so. RabbitMQ accepts them on any node.
+def test_quorum_queues_on_a_single_node(connections, name):
+    # A quorum queue on a lone node: RabbitMQ accepts it, and so does Pigeon without a
+    # [cluster] table (a single node is a cluster of one; its Raft log is in the data
+    # directory). Confirmed publishes are there; what RabbitMQ refuses is refused.
     conn = connections()
-    if conn._impl.server_properties.get("product") == "RabbitMQ":
-        pytest.skip("RabbitMQ has quorum queues")
-    for queue_type in ["quorum"]:
-        queue = name(queue_type)
-        err = refusal(
-            conn,
-            lambda ch: ch.queue_declare(queue, durable=True, arguments={"x-queue-type": queue_type}),
-        )
-        assert err.reply_code == 406
-        assert f"queue type '{queue_type}' needs a cluster: start the node with a [cluster] table" in err.reply_text
+    ch = conn.channel()
+    queue = name("quorum")
+    ok = ch.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    assert ok.method.message_count == 0
+    ch.confirm_delivery()
+    ch.basic_publish("", queue, b"kept", pika.BasicProperties(delivery_mode=2))
+    assert ch.queue_declare(queue, passive=True).method.message_count == 1
+    ch.queue_delete(queue)
+    transient = name("quorum-transient")
+    err = refusal(
+        conn,
+        lambda c: c.queue_declare(transient, durable=False, arguments={"x-queue-type": "quorum"}),
+    )
+    assert err.reply_code == 406
+    assert "invalid property 'non-durable'" in err.reply_text

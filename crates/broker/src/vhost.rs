@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 mod auto_delete;
+// `default_queue_type` (helper quorumone).
+pub mod default_type;
 mod equivalence;
 mod lifecycle;
 mod policies;
@@ -425,6 +427,13 @@ impl VHost {
             return Ok(declared(Arc::clone(q)));
         }
         if crate::queue::quorum::is_quorum_declaration(&options.arguments) {
+            // A quorum queue's Raft log lives under the data directory (a node without
+            // `[cluster]` runs it as a cluster of one): a broker with no store has none.
+            if self.store.is_none() && check_type {
+                return Err(crate::queue::quorum::needs_a_data_directory(
+                    &name, &self.name,
+                ));
+            }
             crate::queue::quorum::check_declaration(
                 &name,
                 &self.name,
@@ -444,8 +453,8 @@ impl VHost {
         }
         let durable = options.durable && options.exclusive_owner.is_none();
         // A quorum queue's messages live in its Raft group's log, not in a queue log.
-        let quorum = crate::queue::quorum::is_quorum_declaration(&options.arguments)
-            && crate::queue::quorum::enabled();
+        let quorum =
+            crate::queue::quorum::is_quorum_declaration(&options.arguments) && self.store.is_some();
         let log = match (&self.store, durable && !quorum) {
             (Some(store), true) => match store.queue_log(&durable::log_id(&self.name, &name)) {
                 Ok(log) => Some(log),

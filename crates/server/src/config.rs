@@ -238,6 +238,15 @@ pub struct ServerConfig {
     /// (`cluster/`, docs/clustering.md). `None`: a single node, as before.
     #[serde(skip)]
     pub cluster: Option<pigeon_cluster::ClusterConfig>,
+    /// The queue type of a `queue.declare` that names none, in a vhost that sets no
+    /// `default_queue_type` of its own (RabbitMQ's `default_queue_type` in rabbitmq.conf):
+    /// `classic` (unset), `quorum` or `stream`. Applies to durable, non-exclusive,
+    /// non-auto-delete queues only, as RabbitMQ's (broker `vhost/default_type.rs`).
+    pub default_queue_type: Option<String>,
+    /// The type of an MQTT persistent session's queue (clean session false, or a session
+    /// expiry): `classic` (unset) or `quorum` (RabbitMQ's `mqtt.durable_queue_type`), so that
+    /// a QoS 1 session's messages are in a Raft log and PUBACK waits for its commit.
+    pub mqtt_durable_queue_type: Option<String>,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -358,6 +367,8 @@ impl Default for ServerConfig {
             prometheus_tls_listen: None,
             prometheus_prefix: "rabbitmq".into(),
             target_cluster_size_hint: 1,
+            default_queue_type: None,
+            mqtt_durable_queue_type: None,
             cluster: None,
         }
     }
@@ -440,6 +451,27 @@ impl ServerConfig {
             if !listen.is_empty() {
                 return Err(format!(
                     "{key} needs a [tls] table with certfile and keyfile"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `default_queue_type` and `mqtt_durable_queue_type` (helper quorumone).
+    pub fn check_queue_types(&self) -> Result<(), String> {
+        let types = pigeon_broker::vhost::default_type::QUEUE_TYPES;
+        if let Some(t) = &self.default_queue_type {
+            if !types.contains(&t.as_str()) {
+                return Err(format!(
+                    "default_queue_type = {t:?}: expected one of {}",
+                    types.join(", ")
+                ));
+            }
+        }
+        if let Some(t) = &self.mqtt_durable_queue_type {
+            if !["classic", "quorum"].contains(&t.as_str()) {
+                return Err(format!(
+                    "mqtt_durable_queue_type = {t:?}: expected classic or quorum"
                 ));
             }
         }

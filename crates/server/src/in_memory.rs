@@ -111,6 +111,7 @@ impl InMemoryServer {
             stream_groups: crate::stream::Groups::default(),
             stream_views: crate::stream::Views::default(),
             cluster: None,
+            declares: Arc::default(),
             maintenance: Default::default(),
         });
         admin::register_hooks(&state);

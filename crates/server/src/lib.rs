@@ -135,6 +135,9 @@ pub(crate) struct ServerState {
     /// This node of the cluster, when `[cluster]` is configured (`cluster/`): replicated
     /// metadata changes go through it. `None`: a single node.
     pub cluster: Option<pigeon_cluster::Cluster>,
+    /// The node's default queue type and, without `[cluster]`, its quorum queues as a
+    /// cluster of one (`cluster/quorum/single.rs`, helper quorumone).
+    pub declares: Arc<cluster::quorum::single::Declares>,
     /// Maintenance mode (`pigeon ctl drain` / `revive`, `cluster/maintenance.rs`): the client
     /// listeners' suspension and `being_drained`.
     pub maintenance: cluster::maintenance::Maintenance,
@@ -336,6 +339,9 @@ impl ServerHandle {
         if let Some(cluster) = &self.state.cluster {
             cluster.shutdown().await;
         }
+        if let Some(local) = &self.state.declares.local {
+            local.shutdown().await;
+        }
         if let Some(store) = &self.store {
             if let Err(e) = store.sync() {
                 tracing::error!(error = %e, "final store sync failed");
@@ -358,6 +364,7 @@ impl ServerHandle {
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     config.check_tls().map_err(ServerError::Config)?;
     config.check_ws_path().map_err(ServerError::Config)?;
+    config.check_queue_types().map_err(ServerError::Config)?;
     // Streams store AMQP 1.0 messages, as RabbitMQ does (`amqp/amqp10.rs`).
     pigeon_broker::queue::stream::set_entry_codec(&amqp::amqp10::Amqp10Entries);
     let tls = match &config.tls {
@@ -424,6 +431,16 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         Some(c) => Some(cluster::start(c, &broker, store.as_ref()).await?),
         None => None,
     };
+    // Quorum queues on a node without [cluster]: a cluster of one, started when needed
+    // (`cluster/quorum/single.rs`). Without a data directory there is none: quorum declares
+    // are refused (the broker's `VHost::declare_queue`).
+    let declares = Arc::new(cluster::quorum::single::Declares {
+        node_default: config.default_queue_type.clone(),
+        local: match (&cluster, &config.data_dir) {
+            (None, Some(dir)) => Some(cluster::quorum::single::LocalQuorum::new(&broker, dir)),
+            _ => None,
+        },
+    });
     let auth = auth::Authenticator::new(
         Arc::clone(&broker),
         admin::loopback_users(&config),
@@ -466,6 +483,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         stream_groups: stream::Groups::default(),
         stream_views: stream::Views::default(),
         cluster,
+        declares,
         maintenance: Default::default(),
     });
     admin::register_hooks(&state);
@@ -478,6 +496,22 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let sessions = mqtt::persist::recover(&state);
     if sessions > 0 {
         tracing::info!(sessions, "persistent MQTT sessions recovered");
+    }
+    if let Some(local) = &state.declares.local {
+        // Quorum queues restored from the store get their groups back before clients come;
+        // with quorum queues as a default, the node is ready for the first declare.
+        let quorum = |t: &Option<String>| t.as_deref() == Some("quorum");
+        let wanted = local.broker_has_quorum_queues()
+            || quorum(&state.config.default_queue_type)
+            || quorum(&state.config.mqtt_durable_queue_type)
+            || state
+                .broker
+                .vhosts()
+                .iter()
+                .any(|v| quorum(&v.default_queue_type()));
+        if wanted {
+            local.start().await.map_err(ServerError::Cluster)?;
+        }
     }
     let mut tasks = JoinSet::new();
     tasks.spawn(timers(Arc::clone(&state)));
@@ -619,6 +653,7 @@ mod tests_support {
             stream_groups: stream::Groups::default(),
             stream_views: stream::Views::default(),
             cluster: None,
+            declares: Arc::default(),
             maintenance: Default::default(),
         })
     }

@@ -51,6 +51,7 @@ mod priority_paging;
 mod pubsub_cli;
 mod queue_features;
 mod queues;
+mod quorum_single;
 mod rabbitmq_compat;
 mod restart_checkpoint;
 mod routing;

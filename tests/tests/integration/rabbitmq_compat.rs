@@ -322,12 +322,12 @@ async fn classic_is_a_queue_type_and_an_unknown_one_closes_the_channel_with_406(
     conn.close(200, "bye".into()).await.unwrap();
 }
 
-/// Pigeon's own answer: RabbitMQ would declare quorum queues on a single node; Pigeon runs them
-/// only on a clustered node (a `[cluster]` table, a cluster of one at least) and says so with
-/// RabbitMQ's code for a refused argument (streams are declared: tests/streams.rs; quorum
-/// queues in a cluster: crates/pigeon/tests/cli/cluster_quorum.rs).
+/// Pigeon's own answer: quorum queues run on every node with a data directory (a node without
+/// `[cluster]` is a cluster of one: tests/integration/quorum_single.rs); a broker kept in memory
+/// (no `data_dir`, as these tests' default configuration) has nowhere for their Raft log and
+/// says so with RabbitMQ's code for a refused argument (RabbitMQ always has a data directory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quorum_queues_are_refused_with_406_without_a_cluster() {
+async fn quorum_queues_are_refused_with_406_without_a_data_directory() {
     let broker = TestBroker::start().await;
     if broker.is_external() {
         println!("skipped against an external broker: RabbitMQ has quorum queues");
@@ -340,8 +340,8 @@ async fn quorum_queues_are_refused_with_406_without_a_cluster() {
         let r = declare_typed(&ch, &name, queue_type).await;
         let text = format!(
             "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue '{name}' in vhost '/': \
-             queue type '{queue_type}' needs a cluster: start the node with a [cluster] table \
-             (a node with no peers is a cluster of one), or declare a classic queue"
+             queue type '{queue_type}' needs a data directory (data_dir), where its Raft log \
+             is kept; declare a classic queue on a node without one"
         );
         assert_refused(&conn, r, PRECONDITION_FAILED, &text);
         assert!(!lp::queue_exists(&conn, &name).await);

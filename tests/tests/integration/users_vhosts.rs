@@ -225,6 +225,7 @@ async fn users_vhosts_and_their_queues_survive_a_restart() {
         VHostInfo {
             description: "production".into(),
             tags: vec!["eu".into()],
+            default_queue_type: None,
         },
     )
     .unwrap();

@@ -226,6 +226,7 @@ fn a_deleted_vhost_leaves_nothing_behind() {
                 VHostInfo {
                     description: "doomed".into(),
                     tags: vec!["t".into()],
+                    default_queue_type: None,
                 },
             )
             .unwrap();

@@ -32,6 +32,10 @@ pub struct VHostInfo {
     pub description: String,
     /// Free-form tags.
     pub tags: Vec<String>,
+    /// The queue type of a declare that names none (RabbitMQ 3.11+ vhost metadata
+    /// `default_queue_type`: `classic`, `quorum` or `stream`; `None`: classic). See
+    /// `vhost/default_type.rs`.
+    pub default_queue_type: Option<String>,
 }
 
 /// What was deleted, as told to the hooks of [`Broker::on_deleted`].
@@ -75,6 +79,10 @@ fn encode_info(info: &VHostInfo) -> Vec<u8> {
     for t in &info.tags {
         put_bytes(&mut v, t.as_bytes());
     }
+    // Appended later (quorumone): older records end after the tags.
+    if let Some(t) = &info.default_queue_type {
+        put_bytes(&mut v, t.as_bytes());
+    }
     v.to_vec()
 }
 
@@ -86,9 +94,16 @@ fn decode_info(value: &[u8]) -> Option<VHostInfo> {
     }
     let n = v.get_u32_le();
     let tags: Option<Vec<String>> = (0..n).map(|_| get_string(&mut v)).collect();
+    let tags = tags?;
+    let default_queue_type = if v.has_remaining() {
+        Some(get_string(&mut v)?)
+    } else {
+        None
+    };
     Some(VHostInfo {
         description,
-        tags: tags?,
+        tags,
+        default_queue_type,
     })
 }
 
@@ -237,6 +252,7 @@ impl Broker {
             VHostInfo {
                 description: "Default virtual host".into(),
                 tags: Vec::new(),
+                default_queue_type: None,
             },
         )?;
         if let Some(u) = &b.user {
@@ -260,8 +276,14 @@ mod tests {
         let info = VHostInfo {
             description: "prod".into(),
             tags: vec!["a".into(), "b".into()],
+            default_queue_type: None,
         };
-        assert_eq!(decode_info(&encode_info(&info)), Some(info));
+        assert_eq!(decode_info(&encode_info(&info)), Some(info.clone()));
+        let quorum = VHostInfo {
+            default_queue_type: Some("quorum".into()),
+            ..info
+        };
+        assert_eq!(decode_info(&encode_info(&quorum)), Some(quorum));
         assert_eq!(decode_info(b"\x07"), None);
     }
 }

@@ -143,7 +143,10 @@ impl Queue {
         };
         let limits = (log.is_some() || volatile.is_some()).then(|| vhost.paging());
         let log = log.map_or_else(OnceLock::new, OnceLock::from);
-        let quorum_declared = quorum::is_quorum_declaration(&options.arguments);
+        // A quorum queue needs the store's data directory (its Raft log is kept there): in a
+        // broker without one, a queue recovered with that type is a classic queue.
+        let quorum_declared =
+            quorum::is_quorum_declaration(&options.arguments) && vhost.store().is_some();
         Queue {
             name: name.into(),
             vhost_name: vhost.name().into(),

@@ -39,10 +39,11 @@ const QUORUM_ARGS: &[&str] = &[
     "x-message-ttl",
 ];
 
-/// Set once the node is clustered: quorum queues need the cluster's Raft groups.
+/// Set once a node has started quorum queues in this process. No longer gates anything: a
+/// broker with a data directory accepts quorum queues, clustered or not (helper quorumone).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Lets `queue.declare` create quorum queues (the server calls it once its cluster node is up).
+/// Records that quorum queues run in this process (kept for callers; declares are not gated).
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
 }
@@ -50,6 +51,16 @@ pub fn enable() {
 /// Whether quorum queues can be declared in this process.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
+}
+
+/// The refusal of a quorum queue by a broker without a data directory (no store: nowhere for
+/// its Raft log), with RabbitMQ's code for a refused argument (helper quorumone).
+pub fn needs_a_data_directory(queue: &str, vhost: &str) -> BrokerError {
+    BrokerError::PreconditionFailed(format!(
+        "invalid arg 'x-queue-type' for queue '{queue}' in vhost '{vhost}': queue type \
+         'quorum' needs a data directory (data_dir), where its Raft log is kept; declare a \
+         classic queue on a node without one"
+    ))
 }
 
 /// Whether `arguments` declare a quorum queue.
@@ -230,11 +241,11 @@ impl ReplicaConfirm {
 }
 
 impl Queue {
-    /// Whether this is a quorum queue (`x-queue-type: quorum` on a clustered node; a node
-    /// that is not clustered keeps a queue an earlier version accepted with that type as a
-    /// classic queue, as before).
+    /// Whether this is a quorum queue (`x-queue-type: quorum` in a broker with a data
+    /// directory, clustered or not: a node without `[cluster]` runs its quorum queues as a
+    /// cluster of one, server `cluster/quorum/single.rs`).
     pub fn is_quorum(&self) -> bool {
-        self.quorum_declared && enabled()
+        self.quorum_declared
     }
 
     /// Attaches the replicated half of a quorum queue (once; later calls are ignored).

@@ -50,19 +50,16 @@ pub struct QueueSettings {
 /// Refuses an `x-queue-type` other than `classic` or `stream` (`queue/stream.rs`), with
 /// RabbitMQ's 406. Its texts: an unknown type is `"unsupported queue type 'x'"`, quoted as
 /// Erlang prints a string (rabbit_amqqueue `check_queue_type`, reported by
-/// `check_arguments_type_and_value`); `quorum`, which RabbitMQ would accept, gets a text of our
-/// own saying so.
+/// `check_arguments_type_and_value`).
 pub fn check_queue_type(arguments: &Table, queue: &str, vhost: &str) -> Result<()> {
     let Some(value) = arguments.get("x-queue-type") else {
         return Ok(());
     };
     let why = match value.as_str() {
         Some("classic" | "stream") => return Ok(()),
-        Some("quorum") if super::quorum::enabled() => return Ok(()),
-        Some(t @ "quorum") => format!(
-            "queue type '{t}' needs a cluster: start the node with a [cluster] table \
-             (a node with no peers is a cluster of one), or declare a classic queue"
-        ),
+        // Quorum queues run on every node with a data directory: a node without `[cluster]`
+        // is a cluster of one (`VHost::declare_queue` refuses them without a store).
+        Some("quorum") => return Ok(()),
         Some(t) => format!("\"unsupported queue type '{t}'\""),
         None => "expected a string".to_string(),
     };
@@ -261,13 +258,15 @@ mod tests {
             text(s("bogus")),
             "invalid arg 'x-queue-type' for queue 'q' in vhost '/': \"unsupported queue type 'bogus'\""
         );
-        assert!(text(s("quorum")).contains("queue type 'quorum' needs a cluster"));
+        // Accepted here; a vhost without a store refuses it (`VHost::declare_queue`).
+        assert!(check_queue_type(&with(s("quorum")), "q", "/").is_ok());
         assert!(check_queue_type(&with(s("stream")), "q", "/").is_ok());
         assert!(text(Value::Int(1)).ends_with("expected a string"));
     }
 
-    /// A queue an earlier version accepted with `x-queue-type: quorum` (as a classic queue)
-    /// still comes back at start; only new declarations are refused.
+    /// A queue recovered with `x-queue-type: quorum` into a vhost with no store comes back (as
+    /// a classic queue); new declarations there are refused: quorum queues need a data
+    /// directory.
     #[test]
     fn recovery_keeps_queues_declared_with_another_type() {
         use crate::durable::{Definitions, QueueDef};

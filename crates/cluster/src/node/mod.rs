@@ -61,6 +61,10 @@ pub(crate) struct NodeInner {
     local_addr: SocketAddr,
     /// Operations (issue 13 item 6): what answers the peers' `Ops` requests (the broker's).
     pub(crate) ops: ops::OpsSlot,
+    /// Deleted quorum queues whose member is still being shut down and its log emptied
+    /// (`QuorumQueue::destroy`): a member of the same group waits for it before it starts
+    /// (helper quorumone).
+    pub(crate) destroying: crate::quorum::destroy::Destroying,
 }
 
 /// A node of the cluster. Cheap to clone.
@@ -137,12 +141,42 @@ impl Cluster {
         listener: TcpListener,
         applier: A,
     ) -> Result<Cluster, ClusterError> {
+        Cluster::start_inner(config, Some(listener), applier).await
+    }
+
+    // --- Quorum queues on a node without [cluster] (helper quorumone) ---
+    /// Starts a node that is a cluster of one and stays one: no listener (nothing can reach it
+    /// from outside the process), no peers. A plain broker (no `[cluster]` table) runs its
+    /// quorum queues' groups on such a node (server `cluster/quorum/single.rs`): each queue a
+    /// group of one member, sharing the node's write-ahead log and its fsyncs. `config.peers`
+    /// must be empty; `config.listen` is only reported, never bound.
+    pub async fn start_local<A: MetadataApply>(
+        config: ClusterConfig,
+        applier: A,
+    ) -> Result<Cluster, ClusterError> {
+        if !config.peers.is_empty() {
+            return Err(ClusterError::Stopped(
+                "a local node of one has no peers".into(),
+            ));
+        }
+        Cluster::start_inner(config, None, applier).await
+    }
+    // --- end quorumone ---
+
+    async fn start_inner<A: MetadataApply>(
+        config: ClusterConfig,
+        listener: Option<TcpListener>,
+        applier: A,
+    ) -> Result<Cluster, ClusterError> {
         let io = |context: String| move |source| ClusterError::Io { context, source };
         let dir = config.cluster_dir();
         std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(io("cannot read the listener's address".into()))?;
+        let local_addr = match &listener {
+            Some(listener) => listener
+                .local_addr()
+                .map_err(io("cannot read the listener's address".into()))?,
+            None => config.listen,
+        };
         let wal = Wal::open(&dir.join("wal"), WalOptions::default())?;
         let state_machine = MetaStateMachine::open(&dir, applier)
             .map_err(|e| ClusterError::Stopped(e.to_string()))?;
@@ -153,6 +187,8 @@ impl Cluster {
         let id = node_id(&me.name);
         let tls = match &config.tls {
             Some(files) => Some(Arc::new(crate::net::ClusterTls::load(files)?)),
+            // A local node (no listener) has no link to protect.
+            None if listener.is_none() => None,
             None => {
                 tracing::warn!(listen = %local_addr, "cluster: the cluster link is plain TCP, without authentication: anything that reaches the cluster port can act as a node; set tls_certfile, tls_keyfile and tls_cacertfile in [cluster], or keep the port on a private network");
                 None
@@ -202,14 +238,19 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             local_addr,
             ops: ops::OpsSlot::default(),
+            destroying: Default::default(),
         });
         let handler: Arc<dyn crate::net::Handler> = Arc::new(handler::NodeHandler(inner.clone()));
-        let serve = tokio::spawn(crate::net::server::serve(
-            listener,
-            tls,
-            handler,
-            shutdown_rx,
-        ));
+        let serve = match listener {
+            Some(listener) => tokio::spawn(crate::net::server::serve(
+                listener,
+                tls,
+                handler,
+                shutdown_rx,
+            )),
+            // A local node (`start_local`) takes no connections.
+            None => tokio::spawn(async move { drop((tls, handler, shutdown_rx)) }),
+        };
         let bootstrap = tokio::spawn(membership::bootstrap(inner.clone()));
         let metrics = inner.raft.metrics();
         let liveness = tokio::spawn(liveness::run(

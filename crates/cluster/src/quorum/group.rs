@@ -318,7 +318,7 @@ pub struct QuorumQueue {
     group: GroupId,
     raft: Raft<QueueTypes>,
     machine: QueueStateMachine,
-    cluster: Cluster,
+    pub(super) cluster: Cluster,
     /// The member as the idle policy sees it (quorum/idle.rs).
     idle: Arc<IdleMember>,
     /// Whether the policy runs (`Timing::quorum_idle_after` set).
@@ -359,6 +359,8 @@ impl QuorumQueue {
         config: QueueConfig,
         observer: Option<Observer>,
     ) -> Result<QuorumQueue, ClusterError> {
+        // A deleted queue of the same name still being emptied here (quorum/destroy.rs).
+        super::destroy::wait(cluster, group).await;
         let node = &cluster.inner.config;
         let dir = node.cluster_dir().join("quorum");
         std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {

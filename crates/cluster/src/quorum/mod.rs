@@ -14,6 +14,8 @@
 pub mod command;
 mod consumers;
 mod dequeue;
+// A deleted queue's member gone for good (helper quorumone).
+pub(crate) mod destroy;
 pub(crate) mod forward;
 mod group;
 pub(crate) mod idle;

@@ -234,6 +234,33 @@ impl Wal {
         groups
     }
 
+    // --- A deleted quorum queue's log (helper quorumone) ---
+    /// Empties `group`'s log, durably: vote, committed id and entries (a deleted queue's group,
+    /// so that a queue declared again under the same name starts empty). Written as an empty
+    /// checkpoint of the group; the group's Raft must be shut down first.
+    pub async fn forget_group(&self, group: GroupId) -> Result<(), WalError> {
+        let mem = self.shared.groups.lock().get(&group).cloned();
+        let Some(mem) = mem else {
+            return Ok(());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut mem = mem.lock();
+            *mem = GroupMem::default();
+            self.shared.submit(
+                group,
+                Op::Checkpoint(GroupMem::default()),
+                Box::new(move |r| drop(tx.send(r))),
+            )?;
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(WalError::Closed(e.to_string())),
+            Err(_) => Err(WalError::Closed("the writer thread stopped".into())),
+        }
+    }
+    // --- end quorumone ---
+
     /// The log's counters.
     pub fn stats(&self) -> &WalStats {
         &self.shared.stats

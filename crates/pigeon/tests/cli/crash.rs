@@ -164,7 +164,7 @@ impl Pigeon {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.amqp)
     }
 

@@ -16,6 +16,7 @@ mod cluster_ops;
 mod cluster_quorum;
 mod cluster_quorum_more;
 mod crash;
+mod crash_quorum;
 mod crash_stream;
 mod ctl;
 mod ctl_access;

@@ -44,6 +44,9 @@ pub struct ConnCtx {
     /// This node of the cluster, when clustered: durable topology changes go through it
     /// (`replicated.rs`).
     pub cluster: Option<pigeon_cluster::Cluster>,
+    /// The node's default queue type and its quorum queues without `[cluster]`
+    /// (`cluster/quorum/single.rs`).
+    pub(crate) declares: Arc<crate::cluster::quorum::single::Declares>,
     /// The user's name, for the channel limit.
     pub user: Arc<str>,
     /// The connection's message counters (its registry entry's).

@@ -18,6 +18,8 @@ mod error;
 mod quorum_wait;
 mod remote;
 mod remote_queue;
+// Quorum queues on a node without [cluster] (helper quorumone).
+mod quorum_local;
 mod replicated;
 mod sender_selected;
 mod streams;

@@ -165,7 +165,13 @@ impl Channel {
     /// `queue.declare` of a new durable, non-exclusive, client-named queue, through the
     /// cluster. True if proposed. The queue's messages live on its home node; the other nodes
     /// forward to it (docs/clustering.md, "Classic queues in a cluster").
-    pub(super) fn replicate_queue_declare(&mut self, ctx: &ConnCtx, method: &Method) -> bool {
+    /// `arguments`: the declare's, with the vhost's default queue type applied.
+    pub(super) fn replicate_queue_declare(
+        &mut self,
+        ctx: &ConnCtx,
+        method: &Method,
+        arguments: &pigeon_broker::Table,
+    ) -> bool {
         let Method::QueueDeclare(m) = method else {
             return false;
         };
@@ -182,7 +188,6 @@ impl Channel {
         {
             return false;
         }
-        let arguments = convert::table(&m.arguments);
         let kind = arguments
             .get_str("x-queue-type")
             .unwrap_or("classic")
@@ -199,7 +204,7 @@ impl Channel {
             // A classic queue's home: this node, or where `x-queue-leader-locator` places it
             // (cluster/homes.rs).
             match crate::cluster::forward::Forwarder::of(cluster) {
-                Some(f) if kind == "classic" => f.place(&ctx.vhost, name, &arguments),
+                Some(f) if kind == "classic" => f.place(&ctx.vhost, name, arguments),
                 _ => cluster.name().to_string(),
             }
         };
@@ -208,7 +213,7 @@ impl Channel {
             name: name.to_string(),
             kind,
             auto_delete: m.auto_delete,
-            arguments: commands::to_json(&arguments),
+            arguments: commands::to_json(arguments),
             node,
         };
         let reply = (!m.no_wait).then(|| {

@@ -117,7 +117,7 @@ impl Channel {
                 (!m.no_wait).then_some(Method::ExchangeUnbindOk(ExchangeUnbindOk {}))
             }
             Method::QueueDeclare(m) => {
-                let options = QueueOptions {
+                let mut options = QueueOptions {
                     durable: m.durable,
                     exclusive_owner: m.exclusive.then_some(ctx.conn_id),
                     auto_delete: m.auto_delete,
@@ -139,9 +139,28 @@ impl Channel {
                         m.queue.as_str().to_string()
                     };
                     authz.check(Access::Configure, Kind::Queue, &name)?;
-                    if vhost.queue(&name).is_err() {
+                    let existing = vhost.queue(&name).ok();
+                    let new_queue = existing.is_none();
+                    // The vhost's (or node's) `default_queue_type` for a declare that names
+                    // none, for a new queue or one declared with a type (`vhost/default_type.rs`).
+                    if existing.is_none_or(|q| q.options().arguments.get("x-queue-type").is_some())
+                    {
+                        vhost.apply_default_queue_type(
+                            ctx.declares.node_default.as_deref(),
+                            m.durable,
+                            m.exclusive,
+                            m.auto_delete,
+                            &mut options.arguments,
+                        );
+                    }
+                    if new_queue {
                         check_new_queue(ctx, vhost, &name, &m.arguments)?;
                         if quorum::is_quorum_declaration(&options.arguments) {
+                            if ctx.store.is_none() {
+                                // Nowhere for its Raft log: said before the other refusals.
+                                let e = quorum::needs_a_data_directory(&name, vhost.name());
+                                return Err(e.into());
+                            }
                             // Refused before anything is proposed to the cluster.
                             pigeon_broker::queue::settings::check_queue_type(
                                 &options.arguments,
@@ -158,11 +177,19 @@ impl Channel {
                             )?;
                         }
                     }
-                    if !generated && self.replicate_queue_declare(ctx, method) {
+                    if !generated
+                        && self.replicate_queue_declare(ctx, method, &options.arguments)
+                    {
                         return Ok(());
                     }
                     if generated {
                         vhost.declare_generated_queue(&name, options, ctx.conn_id)?
+                    } else if new_queue && ctx.declares.is_local_quorum(&options.arguments) {
+                        // A quorum queue on a node without [cluster] (`quorum_local.rs`).
+                        match self.declare_local_quorum(ctx, method, &name, options)? {
+                            Some(d) => d,
+                            None => return Ok(()),
+                        }
                     } else {
                         vhost.declare_queue(&name, false, options, ctx.conn_id)?
                     }

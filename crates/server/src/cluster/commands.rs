@@ -40,7 +40,11 @@ pub(crate) fn from_json(j: &Json) -> Table {
 
 /// A vhost's description and tags.
 pub(crate) fn vhost_json(info: &VHostInfo) -> Json {
-    Json(json!({"description": info.description, "tags": info.tags}).to_string())
+    // `default_queue_type` travels with the vhost's other metadata, so that every node of a
+    // cluster applies the same default (helper quorumone).
+    Json(json!({"description": info.description, "tags": info.tags,
+                "default_queue_type": info.default_queue_type})
+    .to_string())
 }
 
 pub(crate) fn vhost_info(j: &Json) -> Result<VHostInfo, BadCommand> {
@@ -61,6 +65,10 @@ pub(crate) fn vhost_info(j: &Json) -> Result<VHostInfo, BadCommand> {
                     .collect()
             })
             .unwrap_or_default(),
+        default_queue_type: m
+            .get("default_queue_type")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 

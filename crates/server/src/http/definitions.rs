@@ -129,8 +129,12 @@ async fn export_all(State(http): State<Shared>, caller: Caller) -> ApiResult<Jso
         .iter()
         .map(|v| {
             let info = v.info();
+            // As RabbitMQ 3.13 exports it: top level and under `metadata`.
+            let dqt = info.default_queue_type.as_deref().unwrap_or("classic");
             json!({"name": v.name(), "description": info.description, "tags": info.tags,
-                   "metadata": {"description": info.description, "tags": info.tags}})
+                   "default_queue_type": dqt,
+                   "metadata": {"description": info.description, "tags": info.tags,
+                                "default_queue_type": dqt}})
         })
         .collect();
     let mut permissions = access.all_permissions();
@@ -224,6 +228,13 @@ async fn run_import(
     vhost: Option<String>,
     by: String,
 ) -> ApiResult<Response> {
+    // Quorum queues on a node without [cluster] run on its local node of one: started before
+    // the import declares them (helper quorumone).
+    if let Some(local) = &http.state.declares.local {
+        if !local.is_started() && Value::Object(defs.clone()).to_string().contains("quorum") {
+            local.start().await.map_err(super::ApiError::internal)?;
+        }
+    }
     // Through the cluster when clustered: the import's thread waits on this runtime for each
     // change to commit (`import::Replicator`).
     let runtime = tokio::runtime::Handle::current();

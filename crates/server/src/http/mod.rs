@@ -49,7 +49,7 @@ mod stream;
 mod stream_groups;
 mod super_streams;
 mod users;
-mod vhosts;
+pub(crate) mod vhosts;
 
 use crate::ServerState;
 use axum::extract::DefaultBodyLimit;

@@ -249,13 +249,25 @@ async fn put(
             "exclusive queues cannot be declared through the management API",
         ));
     }
-    let options = QueueOptions {
+    let mut options = QueueOptions {
         durable: opt_bool(&map, "durable")?.unwrap_or(true),
         exclusive_owner: None,
         auto_delete: opt_bool(&map, "auto_delete")?.unwrap_or(false),
         arguments: arguments(&map)?,
     };
-    let existed = v.queue(&name).is_ok();
+    let existing = v.queue(&name).ok();
+    let existed = existing.is_some();
+    if existing.is_none_or(|q| q.options().arguments.get("x-queue-type").is_some()) {
+        // The vhost's default queue type, as RabbitMQ's PUT applies it (rabbit_mgmt_wm_queue
+        // through rabbit_amqqueue `augment_declare_args`; `vhost/default_type.rs`).
+        v.apply_default_queue_type(
+            http.state.declares.node_default.as_deref(),
+            options.durable,
+            false,
+            options.auto_delete,
+            &mut options.arguments,
+        );
+    }
     // RabbitMQ declares through a channel (rabbit_mgmt_util `amqp_request`), whose
     // `check_vhost_queue_limit` refuses a new queue over `max-queues`; the API answers 400.
     if !existed {
@@ -282,7 +294,19 @@ async fn put(
             return Ok(created_or_updated(true));
         }
     }
+    // A quorum queue on a node without [cluster]: its group of one, on the local node started
+    // first (`cluster/quorum/single.rs`).
+    let local = match &http.state.declares.local {
+        Some(l) if !existed && http.state.declares.is_local_quorum(&options.arguments) => {
+            l.start().await.map_err(ApiError::internal)?;
+            Some(l)
+        }
+        _ => None,
+    };
     v.declare_queue(&name, false, options, API_CONNECTION)?;
+    if let Some(local) = local {
+        local.declared(&vhost, &name);
+    }
     Ok(created_or_updated(!existed))
 }
 

@@ -42,12 +42,15 @@ fn vhost_json(http: &Shared, v: &VHost) -> Value {
         ready += u64::from(q.message_count());
         unacked += u64::from(q.unacked_count());
     }
+    // RabbitMQ 3.13 shows the default queue type at the top level and in `metadata`
+    // (rabbit_queue_type `inject_dqt`), `classic` when the vhost sets none.
+    let dqt = info.default_queue_type.as_deref().unwrap_or("classic");
     json!({
         "name": v.name(),
         "description": info.description,
         "tags": info.tags,
-        "metadata": {"description": info.description, "tags": info.tags},
-        "default_queue_type": "classic",
+        "metadata": {"description": info.description, "tags": info.tags, "default_queue_type": dqt},
+        "default_queue_type": dqt,
         "tracing": false,
         "cluster_state": {http.node(): "running"},
         "messages": ready + unacked,
@@ -86,7 +89,8 @@ async fn show(
 }
 
 /// Creates a vhost, or updates its description and tags. Body (optional):
-/// `{"description": "...", "tags": "a,b" | ["a","b"], "tracing": false}`.
+/// `{"description": "...", "tags": "a,b" | ["a","b"], "default_queue_type": "quorum",
+/// "tracing": false}`.
 async fn put(
     State(http): State<Shared>,
     caller: Caller,
@@ -105,6 +109,7 @@ async fn put(
             .map(str::to_string)
             .unwrap_or(current.description),
         tags: tags(&map, "tags")?.unwrap_or(current.tags),
+        default_queue_type: queue_type_field(&map)?.or(current.default_queue_type),
     };
     let command = MetaCommand::AddVhost {
         name: vhost.clone(),
@@ -117,6 +122,29 @@ async fn put(
     }
     tracing::info!(vhost = %vhost, user = %caller.name, "vhost created or updated through the management API");
     Ok(created_or_updated(existing.is_none()))
+}
+
+/// A vhost's `default_queue_type` from a request body (also under `metadata`, as RabbitMQ's
+/// definitions write it): `classic`, `quorum` or `stream`; anything else is 400, as
+/// rabbit_vhost `do_add` refuses an unknown type (`invalid_queue_type`). `"undefined"` (what
+/// older RabbitMQ exports hold) is no default.
+pub(crate) fn queue_type_field(
+    map: &serde_json::Map<String, Value>,
+) -> ApiResult<Option<String>> {
+    let value = opt_str(map, "default_queue_type")?.or_else(|| {
+        map.get("metadata")
+            .and_then(|m| m.get("default_queue_type"))
+            .and_then(Value::as_str)
+    });
+    match value {
+        None | Some("undefined") => Ok(None),
+        Some(t) if pigeon_broker::vhost::default_type::QUEUE_TYPES.contains(&t) => {
+            Ok(Some(t.to_string()))
+        }
+        Some(t) => Err(ApiError::bad_request(format!(
+            "Unsupported queue type '{t}': expected classic, quorum or stream"
+        ))),
+    }
 }
 
 async fn delete(

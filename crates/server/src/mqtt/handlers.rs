@@ -500,17 +500,30 @@ impl Conn {
         let name = self.new_queue_name(None, filter);
         // A persistent session's queue is durable: its QoS 1/2 messages survive a restart.
         let persistent = self.session.core.lock().expiry != 0;
-        let options = QueueOptions {
+        let mut options = QueueOptions {
             durable: persistent,
             arguments: max_length(config.mqtt_max_queued_messages),
             ..QueueOptions::default()
         };
+        // `mqtt_durable_queue_type = quorum` (RabbitMQ's `mqtt.durable_queue_type`): a new
+        // persistent session's queue is a quorum queue (helper quorumone).
+        let quorum = persistent
+            && self.server.store.is_some()
+            && config.mqtt_durable_queue_type.as_deref() == Some("quorum")
+            && self.session.vhost.queue(&name).is_err();
+        if quorum {
+            let kind = pigeon_broker::Value::Str(bytes::Bytes::from_static(b"quorum"));
+            options.arguments.0.push(("x-queue-type".into(), kind));
+        }
         let q = self
             .session
             .vhost
             .declare_queue(&name, false, options, 0)
             .ok()?
             .queue;
+        if let (true, Some(local)) = (quorum, &self.server.declares.local) {
+            local.declared(self.session.vhost.name(), &name);
+        }
         self.session.core.lock().queue = Some(Arc::clone(&q));
         self.consume(&q);
         Some(q)

@@ -126,6 +126,25 @@ pub fn add_vhost(ctx: &Ctx) -> CtlResult {
     Ok(())
 }
 
+/// `update_vhost_metadata <vhost> [--description d] [--tags a,b] [--default-queue-type t]`
+/// (rabbitmqctl 3.11+): changes what is given, keeps the rest; the vhost must exist.
+pub fn update_vhost_metadata(ctx: &Ctx) -> CtlResult {
+    arity(&ctx.inv, 1, 1)?;
+    let vhost = ctx.arg(0);
+    ctx.out
+        .banner(&format!("Updating metadata of vhost {} ...", quoted(vhost)));
+    require_vhost(ctx, vhost)?;
+    let mut body = serde_json::Map::new();
+    for key in ["description", "tags", "default-queue-type"] {
+        if let Some(v) = ctx.inv.opts.flag(key) {
+            body.insert(key.replace('-', "_"), Value::String(v.to_string()));
+        }
+    }
+    let path = format!("/api/vhosts/{}", seg(vhost));
+    ctx.node.send("PUT", &path, Some(&Value::Object(body)))?;
+    Ok(())
+}
+
 /// `delete_vhost <vhost>`.
 pub fn delete_vhost(ctx: &Ctx) -> CtlResult {
     arity(&ctx.inv, 1, 1)?;

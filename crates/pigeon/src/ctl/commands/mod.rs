@@ -105,6 +105,7 @@ pub const COMMANDS: &[Command] = &[
     cmd("list_users", "[--no-table-headers]", "Lists users", lists::users),
     cmd("authenticate_user", "<username> <password>", "Checks a user's credentials", access::authenticate_user),
     cmd("add_vhost", "<vhost> [--description <text>] [--tags <t1,t2>] [--default-queue-type <type>]", "Creates a virtual host", access::add_vhost),
+    cmd("update_vhost_metadata", "<vhost> [--description <text>] [--tags <t1,t2>] [--default-queue-type <type>]", "Changes a virtual host's description, tags or default queue type", access::update_vhost_metadata),
     cmd("delete_vhost", "<vhost>", "Deletes a virtual host and everything in it", access::delete_vhost),
     cmd("list_vhosts", "[--no-table-headers] [<column> ...]", "Lists virtual hosts (default: name)", lists::vhosts),
     cmd("set_permissions", "[-p <vhost>] <username> <conf> <write> <read>", "Sets a user's permissions in a vhost", access::set_permissions),

@@ -172,6 +172,7 @@ impl Connection {
                     wake_epoch: AtomicU64::new(0),
                     authz,
                     cluster: self.server.cluster.clone(),
+                    declares: Arc::clone(&self.server.declares),
                     user,
                     counters: Arc::clone(self.reg.entry.counters()),
                 });

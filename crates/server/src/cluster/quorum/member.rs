@@ -62,7 +62,9 @@ pub(crate) struct QuorumMember {
     pub(super) name: String,
     pub(super) group: GroupId,
     pub(super) cluster: Cluster,
-    broker: Arc<Broker>,
+    /// Weak: the broker holds the queue, which holds this member (helper quorumone: a strong
+    /// reference kept the broker, and its store, alive after a server's shutdown).
+    broker: Weak<Broker>,
     me: NodeId,
     /// The group's members as the replicated metadata lists them (`DeclareQueue`'s `node`,
     /// then `SetQueueMembers`; empty when recovered without a record). Changed by
@@ -90,6 +92,10 @@ pub(crate) struct QuorumMember {
     /// On a node without a member: the member node serving this node's consumers
     /// (`outsider.rs`).
     pub(super) serving: Mutex<Option<String>>,
+    /// True once this node's member has started or is known not to exist: writes wait for
+    /// it rather than being forwarded (a node of one has nowhere to forward them; helper
+    /// quorumone).
+    settled: tokio::sync::watch::Sender<bool>,
 }
 
 fn unix_ms() -> u64 {
@@ -149,7 +155,7 @@ impl QuorumMember {
             name: queue.name().to_string(),
             group: pigeon_cluster::quorum::queue_group(vhost, queue.name()),
             cluster: cluster.clone(),
-            broker: Arc::clone(broker),
+            broker: Arc::downgrade(broker),
             me,
             outsider: AtomicBool::new(false),
             local: parking_lot::RwLock::new(None),
@@ -161,6 +167,7 @@ impl QuorumMember {
             key_base: nonce << 20,
             down: Arc::clone(down),
             declared: Mutex::new(declared),
+            settled: tokio::sync::watch::Sender::new(false),
         });
         runtime.spawn(Arc::clone(&member).propose_loop(rx));
         // Membership at restart (quorummembers): a node the metadata lists always starts its
@@ -172,6 +179,7 @@ impl QuorumMember {
             runtime.spawn(Arc::clone(&member).start(config, recovering, restarted));
         } else {
             member.outsider.store(true, Ordering::Relaxed);
+            member.settled.send_replace(true);
         }
         member
     }
@@ -202,14 +210,28 @@ impl QuorumMember {
             Ok(qq) => qq,
             Err(e) => {
                 tracing::error!(queue = %self.name, vhost = %self.vhost, error = %e, "quorum queue: cannot start this node's member");
+                self.settled.send_replace(true);
                 return;
             }
         };
         let initialized = qq.raft().is_initialized().await.unwrap_or(false);
-        if recovering && !initialized {
+        let alone = self.cluster.status().members.len() == 1;
+        if recovering && !initialized && alone {
+            // A node of one (no `[cluster]`, or a cluster of one) whose group never formed
+            // (stopped between the declare and the group's first entry): this node is the
+            // only member there can be, so it forms the group now (helper quorumone).
+            let me = Member {
+                name: self.cluster.name().to_string(),
+                addr: self.cluster.status().members[0].addr.clone(),
+            };
+            if let Err(e) = qq.initialize(&[me]).await {
+                tracing::warn!(queue = %self.name, error = %e, "quorum queue: forming the group failed");
+            }
+        } else if recovering && !initialized {
             // Never a member here (or never reached by the group): writes go to the members.
             qq.shutdown().await;
             self.outsider.store(true, Ordering::Relaxed);
+            self.settled.send_replace(true);
             return;
         }
         self.outsider.store(false, Ordering::Relaxed);
@@ -229,6 +251,7 @@ impl QuorumMember {
             }
         }
         *self.local.write() = Some(qq);
+        self.settled.send_replace(true);
         tokio::spawn(Arc::clone(&self).effects_loop(rx));
         if recovering || restarted {
             // What this node's consumers held before it stopped goes back to the queue.
@@ -236,11 +259,24 @@ impl QuorumMember {
         }
     }
 
-    /// Stops this node's member (the queue was deleted).
+    /// Stops this node's member (the queue was deleted); its log and snapshot go too, so that
+    /// a queue declared again under the same name starts empty (`QuorumQueue::destroy`).
     pub(super) fn stop(&self) {
+        if self.ops.lock().take().is_none() {
+            return; // stopped already (the broker's deletion and the registry's both stop it)
+        }
+        if let Some(qq) = self.local() {
+            drop(qq.destroy());
+        }
+    }
+
+    /// Stops this node's member without deleting anything (the server is shutting down;
+    /// helper quorumone).
+    pub(super) async fn close(&self) {
         self.ops.lock().take();
-        if let Some(qq) = self.local.write().take() {
-            tokio::spawn(async move { qq.shutdown().await });
+        let qq = self.local.write().take();
+        if let Some(qq) = qq {
+            qq.shutdown().await;
         }
     }
 
@@ -321,6 +357,8 @@ impl QuorumMember {
     }
 
     async fn propose_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        // This node's member first (or the knowledge that there is none here).
+        let _ = self.settled.subscribe().wait_for(|s| *s).await;
         let mut batch: Vec<Pending> = Vec::new();
         while let Some(first) = rx.recv().await {
             batch.push(first);
@@ -501,7 +539,7 @@ impl QuorumMember {
         let Some(exchange) = settings.dead_letter_exchange.as_deref() else {
             return;
         };
-        let Some(vhost) = self.broker.vhost(&self.vhost) else {
+        let Some(vhost) = self.broker.upgrade().and_then(|b| b.vhost(&self.vhost)) else {
             return;
         };
         let why = match reason {
@@ -740,8 +778,8 @@ impl QuorumMember {
     }
 
     /// This node's replica of the group, if it has one.
-    pub(super) fn replica(&self) -> Option<&QuorumQueue> {
-        self.local.get()
+    pub(super) fn replica(&self) -> Option<QuorumQueue> {
+        self.local()
     }
 }
 

@@ -20,6 +20,8 @@ pub(crate) mod membership;
 mod message;
 mod ops;
 mod outsider;
+// Quorum queues on a node without `[cluster]` (helper quorumone).
+pub(crate) mod single;
 
 pub(crate) use member::{place, QuorumMember};
 pub(crate) use outsider::serving_node;

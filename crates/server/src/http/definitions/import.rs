@@ -206,6 +206,7 @@ pub(super) fn import(
             let info = VHostInfo {
                 description: description.to_string(),
                 tags: vtags,
+                default_queue_type: crate::http::vhosts::queue_type_field(v)?,
             };
             let command = MetaCommand::AddVhost {
                 name: name.to_string(),
@@ -420,13 +421,18 @@ pub(super) fn import(
         let v = vhost(&vhost_of(q)?)?;
         let name = required(q, "name", "queue")?;
         let mut options = queue_options(q)?;
-        // Quorum queues are not there yet: import them as classic queues (their messages and
-        // bindings work the same) and say so. Streams are imported as streams.
+        // Quorum queues need a data directory (their Raft log is there): without one they
+        // are imported as classic queues (their messages and bindings work the same), with a
+        // warning. Streams are imported as streams.
         let kind = options
             .arguments
             .get_str("x-queue-type")
             .map(str::to_string);
-        if let Some(kind) = kind.filter(|k| k != "classic" && k != "stream") {
+        let quorum_ok = http.state.store.is_some();
+        let quorum = kind.as_deref() == Some("quorum") && quorum_ok;
+        if let Some(kind) = kind.filter(|k| {
+            k != "classic" && k != "stream" && !(k == "quorum" && quorum_ok)
+        }) {
             warnings.push(format!("queue {name} in vhost {} imported as a classic queue (type {kind} is not supported)", v.name()));
             options.arguments.0.retain(|(k, _)| k != "x-queue-type");
         }
@@ -447,7 +453,12 @@ pub(super) fn import(
                 node: node.unwrap_or_default(),
             })?)
         {
+            let new_queue = v.queue(name).is_err();
             v.declare_queue(name, false, options, API_CONNECTION)?;
+            // A quorum queue on a node without [cluster]: its group of one (helper quorumone).
+            if let (true, true, Some(local)) = (quorum, new_queue, &http.state.declares.local) {
+                local.declared(v.name(), name);
+            }
         }
     }
     cluster.flush()?;

@@ -471,6 +471,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     if sessions > 0 {
         tracing::info!(sessions, "persistent MQTT sessions recovered");
     }
+    // MQTT across the cluster (cluster/mqtt.rs): after the sessions, which it announces.
+    cluster::mqtt::start(&state);
     let mut tasks = JoinSet::new();
     tasks.spawn(timers(Arc::clone(&state)));
     if let Some(tls) = &tls {

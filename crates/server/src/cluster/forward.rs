@@ -57,6 +57,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
 pub(crate) enum ToNode {
     /// The items, in the order they were queued for the peer.
     Batch(Vec<Item>),
+    // --- MQTT across the cluster (issue 13 item 5, helper mqttcluster; `mqtt.rs`).
+    /// A request with an answer of its own (a session takeover), outside the batches.
+    Mqtt(super::mqtt::MqttRequest),
 }
 
 /// One item of a batch.
@@ -66,6 +69,9 @@ pub(crate) enum Item {
     Publish(Forwarded),
     /// Consumers on another node of queues homed on the receiver (`remote_consumer.rs`).
     Consumer(super::remote_consumer::ConsumerItem),
+    // --- MQTT across the cluster (issue 13 item 5, helper mqttcluster; `mqtt.rs`).
+    /// A session queue's subscriptions, a node's whole set of them, a retained message.
+    Mqtt(super::mqtt::MqttItem),
 }
 
 /// One forwarded message and the queue it was routed to.
@@ -84,6 +90,9 @@ pub(crate) enum FromNode {
     /// For each item, whether it was done (a message taken by its queue and, if written to
     /// its log, synced; a delivery taken by its consumer).
     Done(Vec<bool>),
+    // --- MQTT across the cluster (issue 13 item 5, helper mqttcluster; `mqtt.rs`).
+    /// The answer to `ToNode::Mqtt`.
+    Mqtt(super::mqtt::MqttAnswer),
 }
 
 /// What to do with an item's answer.
@@ -107,6 +116,9 @@ impl Outgoing {
         match &self.item {
             Item::Publish(f) => f.record.len(),
             Item::Consumer(c) => c.size(),
+            // MQTT across the cluster (`mqtt.rs`): small, but a Sync or a retained message
+            // can be large; counted as one record's worth.
+            Item::Mqtt(_) => 1024,
         }
     }
 }
@@ -152,6 +164,8 @@ pub(crate) struct Forwarder {
     /// Consumers of queues homed elsewhere and consumers of queues homed here on other nodes
     /// (`remote_consumer.rs`).
     pub(super) consumers: super::remote_consumer::Consumers,
+    /// MQTT across the cluster: the other nodes' session queues known here (`mqtt.rs`).
+    pub(super) mqtt: super::mqtt::MqttRemote,
     runtime: tokio::runtime::Handle,
 }
 
@@ -167,6 +181,7 @@ impl Forwarder {
             peers: Mutex::default(),
             down: Mutex::default(),
             consumers: Default::default(),
+            mqtt: Default::default(),
             runtime: tokio::runtime::Handle::current(),
         })
     }
@@ -298,6 +313,8 @@ impl Forwarder {
                     Some(Enqueued::Rejected) | None => false,
                 },
                 Item::Consumer(c) => self.consumer_item(from, c),
+                // MQTT across the cluster (`mqtt.rs`).
+                Item::Mqtt(m) => self.mqtt_item(from, m),
             };
             oks.push(ok);
         }
@@ -438,6 +455,8 @@ impl ForwardHandler for Answerer {
                     }
                     FromNode::Done(oks)
                 }
+                // MQTT across the cluster (`mqtt.rs`): a session takeover.
+                ToNode::Mqtt(request) => FromNode::Mqtt(f.mqtt_request(request).await),
             };
             postcard::to_stdvec(&answer).map_err(|e| e.to_string())
         })

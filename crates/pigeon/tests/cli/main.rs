@@ -7,6 +7,7 @@ mod bench_tls;
 mod cluster;
 mod cluster_forward;
 mod cluster_meta;
+mod cluster_mqtt;
 mod cluster_ops;
 mod cluster_quorum;
 mod crash;

@@ -231,30 +231,63 @@ pub(crate) fn start(server: &Arc<ServerState>) {
     };
     let _ = f.mqtt.server.set(Arc::downgrade(server));
     crate::mqtt::cluster::install_hooks(server);
-    for node in f.members() {
-        if node != f.me() {
-            f.sync_to(&node, true);
-        }
-    }
     let weak = Arc::downgrade(&f);
     let mut events = cluster.node_events();
+    let mut states = cluster.watch_node_states();
     tokio::spawn(async move {
-        use pigeon_cluster::net::NodeEventKind;
+        use pigeon_cluster::{NodeEventKind, NodeState};
         use tokio::sync::broadcast::error::RecvError;
+        // The members seen up: one that joins (a cluster formed after this node started, a
+        // node added) or comes back is sent this node's set; one found down loses its
+        // clean sessions' proxies.
+        let mut up: BTreeSet<String> = BTreeSet::new();
+        let mut first = true;
         loop {
-            let event = match events.recv().await {
-                Ok(e) => e,
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return,
-            };
-            let Some(f) = weak.upgrade() else { return };
-            match event.kind {
-                NodeEventKind::Down => f.forget_node(&event.name),
-                NodeEventKind::Restarted => {
-                    f.forget_node(&event.name);
-                    f.sync_to(&event.name, true);
+            tokio::select! {
+                changed = states.changed(), if !first => {
+                    if changed.is_err() {
+                        return;
+                    }
                 }
-                NodeEventKind::Up => f.sync_to(&event.name, true),
+                event = events.recv() => {
+                    let event = match event {
+                        Ok(e) => e,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    };
+                    let Some(f) = weak.upgrade() else { return };
+                    // Up and down are the states' (below); a restart is only an event.
+                    if event.kind == NodeEventKind::Restarted {
+                        f.forget_node(&event.name);
+                        f.sync_to(&event.name, true);
+                    }
+                    continue;
+                }
+                // The states as they are at start.
+                () = std::future::ready(()), if first => first = false,
+            }
+            let now: Vec<(String, NodeState)> = states
+                .borrow_and_update()
+                .iter()
+                .map(|(n, s)| (n.clone(), *s))
+                .collect();
+            let Some(f) = weak.upgrade() else { return };
+            for (node, state) in now {
+                if node == f.me() {
+                    continue;
+                }
+                match state {
+                    NodeState::Up => {
+                        if up.insert(node.clone()) {
+                            f.sync_to(&node, true);
+                        }
+                    }
+                    NodeState::Down => {
+                        if up.remove(&node) {
+                            f.forget_node(&node);
+                        }
+                    }
+                }
             }
         }
     });
@@ -359,6 +392,18 @@ impl Forwarder {
                         let _ = v.unbind(&k.exchange, dest, pattern, Table::new());
                     }
                 }
+            }
+        }
+    }
+
+    /// The session queue `queue` lives here now (a session moved here): no proxy of it from
+    /// another node is kept.
+    pub(crate) fn mqtt_owned_here(&self, vhost: &str, queue: &str) {
+        let key = (vhost.to_string(), queue.to_string());
+        let mut known = self.mqtt.known.lock();
+        for queues in known.values_mut() {
+            if let Some(k) = queues.remove(&key) {
+                self.unbind_known(vhost, queue, k);
             }
         }
     }

@@ -75,6 +75,15 @@ pub(super) fn announce(server: &ServerState, session: &Session) -> Option<Arc<Re
     Some(done)
 }
 
+/// Waits until `done` is.
+pub(super) async fn settled(done: Arc<ReplicaConfirm>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    done.on_done(Box::new(move || {
+        let _ = tx.send(());
+    }));
+    let _ = rx.await;
+}
+
 /// Every session queue of this node, for a peer's Sync.
 pub(crate) fn local_subs(server: &ServerState) -> Vec<QueueSubs> {
     server
@@ -230,10 +239,21 @@ fn extract(session: &Session) -> Option<SessionState> {
 }
 
 impl Conn {
-    /// Installs a session handed over by another node (after CONNACK and `attach`): its
-    /// subscriptions bound to this session's queue (a persistent one if this connection's
-    /// session is), its messages queued, its inbound QoS 2 ids kept; then announced.
-    pub(super) fn install(&mut self, state: SessionState) {
+    /// Installs a session handed over by another node (before CONNACK and `attach`, so its
+    /// messages wait for the connection): its subscriptions bound to this session's queue (a
+    /// persistent one if this connection's `expiry` says so), its messages queued, its inbound
+    /// QoS 2 ids kept; then announced (`Some`: done once the other nodes route to it).
+    pub(super) fn install(
+        &mut self,
+        state: SessionState,
+        expiry: u32,
+    ) -> Option<Arc<ReplicaConfirm>> {
+        self.session.core.lock().expiry = expiry;
+        if let Some(f) = forwarder(&self.server) {
+            // Another node's proxy of this session's queue is stale now: it lives here.
+            let name = format!("mqtt-session-{}", self.session.client_id);
+            f.mqtt_owned_here(self.session.vhost.name(), &name);
+        }
         for s in state.subscriptions {
             let Some(queue) = self.subscription_queue(None, &s.filter) else {
                 continue;
@@ -290,6 +310,6 @@ impl Conn {
         }
         super::persist::save(&self.session);
         super::persist::save_inbound_qos2(&self.session);
-        announce(&self.server, &self.session);
+        announce(&self.server, &self.session)
     }
 }

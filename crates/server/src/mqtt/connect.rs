@@ -165,12 +165,16 @@ pub(super) async fn connect(
             ..ConnAckProperties::default()
         };
     }
+    if let Some(state) = moved {
+        // A session handed over by another node (`mqtt/cluster.rs`), installed before the
+        // CONNACK (its messages wait until `attach`), which waits until the other nodes route
+        // to it.
+        if let Some(done) = conn.install(state, expiry) {
+            super::cluster::settled(done).await;
+        }
+    }
     send_packet(out, &Packet::ConnAck(ack), version);
     conn.attach(expiry, &c.properties);
-    if let Some(state) = moved {
-        // A session handed over by another node (`mqtt/cluster.rs`).
-        conn.install(state);
-    }
     super::persist::save(&session);
     tracing::debug!(%peer, client_id = %client_id, ?version, session_present, "MQTT client connected");
     server.mqtt.stats.connected.fetch_add(1, Ordering::Relaxed);

@@ -513,6 +513,8 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             local.start().await.map_err(ServerError::Cluster)?;
         }
     }
+    // MQTT across the cluster (cluster/mqtt.rs): after the sessions, which it announces.
+    cluster::mqtt::start(&state);
     let mut tasks = JoinSet::new();
     tasks.spawn(timers(Arc::clone(&state)));
     if let Some(tls) = &tls {

@@ -319,3 +319,44 @@ fn restoring_a_snapshot_removes_what_it_does_not_name() {
     assert!(a.broker.parameters().global("g").is_none());
     assert!(v.policy(pigeon_broker::PolicyKind::Policy, "p").is_none());
 }
+
+/// MQTT across the cluster: a persistent MQTT session's queue is its node's own (declared by
+/// the node of its connection, not through the log): a snapshot does not carry it, and
+/// restoring another node's snapshot does not delete it or its bindings.
+#[test]
+fn a_snapshot_neither_carries_nor_deletes_a_nodes_mqtt_session_queues() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = applier(dir_a.path());
+    let b = applier(dir_b.path());
+    let durable = || QueueOptions {
+        durable: true,
+        ..QueueOptions::default()
+    };
+    for (node, client) in [(&a, "on-a"), (&b, "on-b")] {
+        let v = node.broker.vhost("/").unwrap();
+        let name = format!("mqtt-session-{client}");
+        let q = v.declare_queue(&name, false, durable(), 0).unwrap().queue;
+        v.bind(
+            "amq.topic",
+            pigeon_broker::Destination::Queue(q),
+            "sensors.#",
+            pigeon_broker::Table::new(),
+        )
+        .unwrap();
+    }
+    let snapshot = b.snapshot().unwrap();
+    let text = String::from_utf8_lossy(&snapshot);
+    assert!(!text.contains("mqtt-session-on-b"), "{text}");
+    a.restore(&snapshot, &AppliedMarker::from_bytes(Vec::new()))
+        .unwrap();
+    let v = a.broker.vhost("/").unwrap();
+    assert!(v.queue("mqtt-session-on-a").is_ok());
+    assert!(v.queue("mqtt-session-on-b").is_err());
+    let bound = v
+        .exchange("amq.topic")
+        .unwrap()
+        .bindings()
+        .iter()
+        .any(|b| b.routing_key == "sensors.#");
+    assert!(bound, "the session's binding is kept");
+}

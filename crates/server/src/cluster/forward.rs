@@ -60,6 +60,9 @@ pub(crate) enum ToNode {
     // Classic queues through another node than their home (metafinish, remote_queue.rs).
     /// A question about a queue homed on the receiver (basic.get, queue.purge, its counts).
     Query(super::remote_queue::Query),
+    // --- MQTT across the cluster (issue 13 item 5, helper mqttcluster; `mqtt.rs`).
+    /// A request with an answer of its own (a session takeover), outside the batches.
+    Mqtt(super::mqtt::MqttRequest),
 }
 
 /// One item of a batch.
@@ -73,6 +76,9 @@ pub(crate) enum Item {
     /// Nothing: its answer tells the sender that everything queued before it reached the
     /// peer (a question then sees the publishes made before it).
     Flush,
+    // --- MQTT across the cluster (issue 13 item 5, helper mqttcluster; `mqtt.rs`).
+    /// A session queue's subscriptions, a node's whole set of them, a retained message.
+    Mqtt(super::mqtt::MqttItem),
 }
 
 /// One forwarded message and the queue it was routed to.
@@ -94,6 +100,9 @@ pub(crate) enum FromNode {
     // Classic queues through another node than their home (metafinish, remote_queue.rs).
     /// To a `ToNode::Query`.
     Answer(super::remote_queue::Answer),
+    // --- MQTT across the cluster (issue 13 item 5, helper mqttcluster; `mqtt.rs`).
+    /// The answer to `ToNode::Mqtt`.
+    Mqtt(super::mqtt::MqttAnswer),
 }
 
 /// What to do with an item's answer.
@@ -120,6 +129,9 @@ impl Outgoing {
             Item::Publish(f) => f.record.len(),
             Item::Consumer(c) => c.size(),
             Item::Flush => 0,
+            // MQTT across the cluster (`mqtt.rs`): small, but a Sync or a retained message
+            // can be large; counted as one record's worth.
+            Item::Mqtt(_) => 1024,
         }
     }
 }
@@ -173,6 +185,8 @@ pub(crate) struct Forwarder {
     /// Consumers of queues homed elsewhere and consumers of queues homed here on other nodes
     /// (`remote_consumer.rs`).
     pub(super) consumers: super::remote_consumer::Consumers,
+    /// MQTT across the cluster: the other nodes' session queues known here (`mqtt.rs`).
+    pub(super) mqtt: super::mqtt::MqttRemote,
     runtime: tokio::runtime::Handle,
 }
 
@@ -188,6 +202,7 @@ impl Forwarder {
             peers: Mutex::default(),
             down: Mutex::default(),
             consumers: Default::default(),
+            mqtt: Default::default(),
             runtime: tokio::runtime::Handle::current(),
         })
     }
@@ -342,6 +357,8 @@ impl Forwarder {
                 },
                 Item::Consumer(c) => self.consumer_item(from, c),
                 Item::Flush => true,
+                // MQTT across the cluster (`mqtt.rs`).
+                Item::Mqtt(m) => self.mqtt_item(from, m),
             };
             oks.push(ok);
         }
@@ -495,6 +512,8 @@ impl ForwardHandler for Answerer {
                     FromNode::Done(oks)
                 }
                 ToNode::Query(q) => FromNode::Answer(f.answer(&from, q)),
+                // MQTT across the cluster (`mqtt.rs`): a session takeover.
+                ToNode::Mqtt(request) => FromNode::Mqtt(f.mqtt_request(request).await),
             };
             postcard::to_stdvec(&answer).map_err(|e| e.to_string())
         })

@@ -17,6 +17,7 @@ pub(crate) mod commands;
 pub(crate) mod forward;
 pub(crate) mod homes;
 pub(crate) mod maintenance;
+pub(crate) mod mqtt;
 pub(crate) mod quorum;
 pub(crate) mod remote_consumer;
 pub(crate) mod remote_queue;

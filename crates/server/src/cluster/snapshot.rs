@@ -19,6 +19,15 @@ fn replicated_exchange(name: &str, durable: bool) -> bool {
     durable && !name.is_empty() && !name.starts_with("amq.")
 }
 
+/// Whether a queue belongs to its node's MQTT sessions rather than to the replicated
+/// metadata: a session's own queue (`mqtt-session-<client id>`, durable for a persistent
+/// session) is declared by the node of its connection, not through the log (`mqtt/`), so a
+/// snapshot must neither carry it to the other nodes nor, restored there, delete theirs.
+/// A replicated one (a quorum queue, `mqtt_durable_queue_type = quorum`) is replicated.
+fn local_mqtt_queue(q: &pigeon_broker::Queue) -> bool {
+    q.name().starts_with("mqtt-session-") && !q.is_quorum()
+}
+
 /// The commands that recreate the broker's replicated metadata.
 pub(crate) fn commands(broker: &Broker) -> Vec<MetaCommand> {
     let access = broker.access();
@@ -113,7 +122,7 @@ pub(crate) fn commands(broker: &Broker) -> Vec<MetaCommand> {
         }
         for q in v.queue_list() {
             let o = q.options();
-            if o.durable && o.exclusive_owner.is_none() {
+            if o.durable && o.exclusive_owner.is_none() && !local_mqtt_queue(&q) {
                 out.push(MetaCommand::DeclareQueue {
                     vhost: vhost.clone(),
                     name: q.name().to_string(),
@@ -130,6 +139,8 @@ pub(crate) fn commands(broker: &Broker) -> Vec<MetaCommand> {
                     continue;
                 }
                 let (to_exchange, destination) = match &b.destination {
+                    // An MQTT session's binding is its node's (see `local_mqtt_queue`).
+                    Destination::Queue(q) if local_mqtt_queue(q) => continue,
                     Destination::Queue(q) => (false, q.name().to_string()),
                     Destination::Exchange(d) => (true, d.name.to_string()),
                 };

@@ -63,6 +63,9 @@ pub(super) async fn connect(
                 return None;
             }
         };
+    // MQTT across the cluster (`mqtt/cluster.rs`): another node's connection of this client id
+    // is closed (0x8E) and, unless this one starts clean, its persistent session comes here.
+    let moved = super::cluster::take_over(server, vhost.name(), &client_id, c.clean_start).await;
     let registry = &server.mqtt.registry;
     let (session, existed) = loop {
         let (session, existed) =
@@ -97,8 +100,10 @@ pub(super) async fn connect(
     };
     if c.clean_start && existed {
         session.discard();
+        // MQTT across the cluster: the other nodes forget the discarded session's queue.
+        super::cluster::announce(server, &session);
     }
-    let session_present = existed && !c.clean_start;
+    let session_present = (existed || moved.is_some()) && !c.clean_start;
     let expiry = match version {
         ProtocolVersion::V5 => c.properties.session_expiry_interval.unwrap_or(0),
         _ if c.clean_start => 0,
@@ -159,6 +164,14 @@ pub(super) async fn connect(
             shared_subscription_available: Some(true),
             ..ConnAckProperties::default()
         };
+    }
+    if let Some(state) = moved {
+        // A session handed over by another node (`mqtt/cluster.rs`), installed before the
+        // CONNACK (its messages wait until `attach`), which waits until the other nodes route
+        // to it.
+        if let Some(done) = conn.install(state, expiry) {
+            super::cluster::settled(done).await;
+        }
     }
     send_packet(out, &Packet::ConnAck(ack), version);
     conn.attach(expiry, &c.properties);

@@ -240,6 +240,11 @@ impl Conn {
             Message::body_from_buffer(p.payload.clone()),
             self.session.uid,
         );
+        if p.retain {
+            // MQTT across the cluster (`mqtt/cluster.rs`): every node's retained store.
+            let key = topic::to_routing_key(topic_name.as_str());
+            super::cluster::retained(&self.server, &self.session.vhost, &key);
+        }
         let counters = self.reg.entry.counters();
         counters.on_publish(
             published.queues,
@@ -435,11 +440,20 @@ impl Conn {
             }
         }
         super::persist::save(&self.session);
-        self.send(&Packet::SubAck(SubAck {
+        let suback = Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             properties: Default::default(),
             reasons,
-        }));
+        });
+        // MQTT across the cluster (`mqtt/cluster.rs`): the SUBACK waits until the other nodes
+        // route to the session's queue, so that a publish anywhere after it reaches it.
+        match super::cluster::announce(&self.server, &self.session) {
+            Some(done) => self
+                .publishing()
+                .pending_acks
+                .push_back((0, suback, Some(done))),
+            None => self.send(&suback),
+        }
         if unauthorized && self.disconnect_on_unauthorized() {
             // After the SUBACK, and without the retained messages (rabbit_mqtt_processor
             // SUBSCRIBE with disconnect_on_unauthorized).
@@ -474,7 +488,7 @@ impl Conn {
 
     /// The queue a subscription binds: the session's own (created on first use) or the shared
     /// group's.
-    fn subscription_queue(
+    pub(super) fn subscription_queue(
         &mut self,
         group: Option<&str>,
         filter: &str,
@@ -617,6 +631,8 @@ impl Conn {
             reasons.push(ReasonCode::Success);
         }
         super::persist::save(&self.session);
+        // MQTT across the cluster (`mqtt/cluster.rs`): the other nodes unbind too.
+        super::cluster::announce(&self.server, &self.session);
         self.send(&Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
             properties: Default::default(),

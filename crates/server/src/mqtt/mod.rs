@@ -12,6 +12,7 @@
 
 pub(crate) mod admin;
 mod authz;
+pub(crate) mod cluster;
 mod connect;
 mod connection;
 mod convert;

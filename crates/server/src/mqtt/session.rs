@@ -204,7 +204,14 @@ pub struct Registry {
     sessions: Mutex<HashMap<String, ById>>,
     /// Signalled whenever a session's lease is given back ([`Registry::take_lease`]).
     lease_freed: Notify,
+    /// MQTT across the cluster (`mqtt/cluster.rs`): told of every session [`Registry::end`]
+    /// ends, so that the other nodes stop routing to its queue. One per registry, none per
+    /// session; unset on a single node.
+    ended: std::sync::OnceLock<EndHook>,
 }
+
+/// What [`Registry::end`] tells of an ended session (`Registry::on_end`).
+pub type EndHook = Box<dyn Fn(&Session) + Send + Sync>;
 
 /// A session's lease: whether a connection (or an operator's discard) holds it.
 #[derive(Default)]
@@ -297,6 +304,11 @@ impl Registry {
         tokio::time::timeout(limit, taken).await.is_ok()
     }
 
+    /// Sets what is told of every ended session (MQTT across the cluster; once).
+    pub fn on_end(&self, hook: EndHook) {
+        let _ = self.ended.set(hook);
+    }
+
     /// Gives `session`'s lease back (its connection was dropped, or a discard is done).
     pub fn give_back_lease(&self, session: &Session) {
         session.lease.0.store(false, Ordering::SeqCst);
@@ -328,6 +340,10 @@ impl Registry {
             }
         }
         session.discard();
+        // MQTT across the cluster: the other nodes forget the session's queue.
+        if let Some(hook) = self.ended.get() {
+            hook(session);
+        }
     }
 
     /// Ends every session of `vhost`, which is being deleted: each is forgotten here and in

@@ -1,0 +1,602 @@
+//! MQTT across the cluster (issue 13 item 5, docs/clustering.md "MQTT in a cluster"): the
+//! node-to-node side. The sessions' side (what is announced, taken over, installed) is
+//! `mqtt/cluster.rs`.
+//!
+//! **Remote subscriptions.** An MQTT session's queue (`mqtt-session-<client id>`) lives on the
+//! node of its connection, bound to the MQTT exchange once per subscription. Each node
+//! announces the bindings of its session queues to the other nodes ([`QueueSubs`], in the
+//! per-peer batches of `forward.rs`, so in order with everything else it sends them), and each
+//! node keeps, for every session queue of another node, a local *proxy*: a non-durable queue
+//! `<queue>@<node>` bound with the same patterns, whose [`RemoteHome`] forwards what routing
+//! gives it to the real queue (the same `Request::Forward` batches as classic queues' publishes:
+//! one batch in flight per peer, so each publisher's messages keep their order). So a publish on
+//! any node, MQTT or AMQP, a will included, reaches every node's matching sessions through the
+//! exchange's own routing, and the session's node delivers it with MQTT's own matching (QoS,
+//! no-local, retain-as-published, subscription identifiers) from the session queue as for a
+//! local publish. A session queue that is replicated (a quorum queue, `mqtt_durable_queue_type
+//! = quorum`) exists on every node: the other nodes bind their own copy instead of a proxy.
+//!
+//! An announcement is the queue's whole binding set (an empty one: the queue is gone), so it
+//! is idempotent; a node's whole set ([`MqttItem::Sync`]) is sent to every peer at start and
+//! to a peer found up again or restarted (node liveness, `Cluster::node_events`), which answers
+//! with its own. A peer found down loses its proxies of non-persistent sessions (their messages
+//! would be lost with the node anyway); those of persistent sessions stay, and a publish to them
+//! is refused as to a classic queue whose home is down.
+//!
+//! **Retained messages** are set on every node: each retained PUBLISH (or clearing) is sent to
+//! every peer ([`MqttItem::Retain`]); a Sync is followed by the sender's retained messages,
+//! which fill the topics the receiver lacks.
+//!
+//! **Session takeover** ([`MqttRequest::TakeOver`]): a CONNECT on one node asks every other
+//! node to let go of the client id: a connection there gets DISCONNECT 0x8E (MQTT 5) or is
+//! closed (3.1.1), and a persistent session's state (subscriptions, queued messages, inbound
+//! QoS 2 ids) comes back in the answer and continues on the new node.
+
+use super::forward::{self, Forwarded, Forwarder, Item, Then};
+use crate::ServerState;
+use parking_lot::Mutex;
+use pigeon_broker::record::MessageRecordRef;
+use pigeon_broker::{
+    Destination, Message, Outcome, Queue, QueueOptions, RemoteConfirm, RemoteHome, Table,
+};
+use pigeon_cluster::Cluster;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+/// How long a CONNECT waits for the other nodes to let go of its client id (as long as a
+/// takeover on one node waits for the previous connection).
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// The bindings of one session queue of the sending node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct QueueSubs {
+    pub vhost: String,
+    pub queue: String,
+    /// The MQTT exchange (`mqtt_exchange`).
+    pub exchange: String,
+    /// The binding patterns; empty: the queue is gone.
+    pub patterns: Vec<String>,
+    /// A persistent session's queue: a publish to it while its node is down is refused.
+    pub durable: bool,
+    /// A replicated queue (quorum): every node binds its own copy, no proxy.
+    pub replicated: bool,
+}
+
+/// An MQTT item of a forwarded batch (`forward::Item::Mqtt`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum MqttItem {
+    /// One session queue's bindings changed (or it is gone).
+    Subs(QueueSubs),
+    /// Every session queue of the sender: what the receiver knows of the sender is replaced.
+    /// `reply`: the receiver sends its own back.
+    Sync { subs: Vec<QueueSubs>, reply: bool },
+    /// A retained message set (`record`, a message record) or cleared (empty).
+    Retain {
+        vhost: String,
+        key: String,
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+        /// Only where the receiver has none for that topic (after a Sync).
+        fill_only: bool,
+    },
+}
+
+/// A request with an answer (`forward::ToNode::Mqtt`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum MqttRequest {
+    /// Let go of `client_id`: its connection here closes; unless `clean`, a persistent
+    /// session's state is handed over in the answer and the session ends here.
+    TakeOver {
+        vhost: String,
+        client_id: String,
+        clean: bool,
+    },
+}
+
+/// The answer to an [`MqttRequest`] (`forward::FromNode::Mqtt`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum MqttAnswer {
+    /// The session handed over, if there was one to hand over.
+    Session(Option<SessionState>),
+}
+
+/// A persistent session moving to another node.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SessionState {
+    /// Its subscriptions (shared ones stay with their node's group).
+    pub subscriptions: Vec<SubState>,
+    /// Its queued messages, oldest first (those in flight first, as redeliveries), as message
+    /// records.
+    pub messages: Vec<serde_bytes::ByteBuf>,
+    /// Inbound QoS 2 packet ids not yet released.
+    pub inbound_qos2: Vec<u16>,
+}
+
+/// One subscription of a moving session.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SubState {
+    pub key: String,
+    pub filter: String,
+    pub pattern: String,
+    pub qos: u8,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    pub retain_handling: u8,
+    pub id: Option<u32>,
+}
+
+/// What one node knows of another's session queue.
+struct Known {
+    /// The local proxy (`None`: a replicated queue, bound directly).
+    proxy: Option<Arc<Queue>>,
+    exchange: String,
+    patterns: BTreeSet<String>,
+    durable: bool,
+}
+
+/// This node's part of MQTT across the cluster (held by the [`Forwarder`]).
+#[derive(Default)]
+pub(crate) struct MqttRemote {
+    server: OnceLock<Weak<ServerState>>,
+    /// By node, then (vhost, queue): the other nodes' session queues.
+    known: Mutex<HashMap<String, HashMap<(String, String), Known>>>,
+}
+
+/// The proxy of another node's session queue.
+struct MqttHome {
+    node: String,
+    vhost: String,
+    target: String,
+    durable: bool,
+    forwarder: Weak<Forwarder>,
+}
+
+impl RemoteHome for MqttHome {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn available(&self) -> bool {
+        self.forwarder
+            .upgrade()
+            .is_some_and(|f| f.is_up(&self.node))
+    }
+
+    fn forward(&self, _queue: &Arc<Queue>, message: Message, confirm: Option<Arc<RemoteConfirm>>) {
+        let f = self.forwarder.upgrade().filter(|f| f.is_up(&self.node));
+        let Some(f) = f else {
+            // The session's node is down: a persistent session's message is refused, as for a
+            // classic queue whose home is down; a clean session is gone with its node.
+            if let Some(c) = confirm {
+                c.settle(!self.durable);
+            }
+            return;
+        };
+        let record = MessageRecordRef::in_queue(&message, &self.target, 0)
+            .encode()
+            .to_vec();
+        // A persistent session's queue confirms once its node has the message (on disk for a
+        // QoS 1/2 one); a clean session's queue is not durable and a local publish to it is
+        // acknowledged at once: so is a forwarded one.
+        let then = if self.durable {
+            Then::Confirm(confirm)
+        } else {
+            if let Some(c) = confirm {
+                c.settle(true);
+            }
+            Then::Nothing
+        };
+        let item = Item::Publish(Forwarded {
+            vhost: self.vhost.clone(),
+            queue: self.target.clone(),
+            record,
+        });
+        f.push(&self.node, item, then);
+    }
+
+    // Nobody consumes from a proxy (the session consumes its own queue on its own node).
+    fn settle(&self, _queue: &Arc<Queue>, _seqs: Vec<u64>, _outcome: Outcome) {}
+
+    fn cancel(&self, _queue: &Arc<Queue>, _owner: u64, _tag: &str) {}
+}
+
+/// The name of the proxy of `node`'s queue `queue`.
+fn proxy_name(queue: &str, node: &str) -> String {
+    format!("{queue}@{node}")
+}
+
+/// A forwarded message record back to a message.
+pub(crate) fn decode_message(record: Vec<u8>) -> Option<Message> {
+    forward::decode(record)
+}
+
+/// A message as a record to forward.
+pub(crate) fn encode_message(message: &Message, queue: &str) -> Vec<u8> {
+    MessageRecordRef::in_queue(message, queue, 0)
+        .encode()
+        .to_vec()
+}
+
+/// Wires MQTT across the cluster once the server state exists: peers' takeover requests are
+/// answered, ended sessions announced, this node's subscriptions and retained messages sent to
+/// every peer (which answer with theirs), and peers' liveness followed.
+pub(crate) fn start(server: &Arc<ServerState>) {
+    let Some(cluster) = server.cluster.clone() else {
+        return;
+    };
+    let Some(f) = Forwarder::of(&cluster) else {
+        return;
+    };
+    let _ = f.mqtt.server.set(Arc::downgrade(server));
+    crate::mqtt::cluster::install_hooks(server);
+    let weak = Arc::downgrade(&f);
+    let mut events = cluster.node_events();
+    let mut states = cluster.watch_node_states();
+    tokio::spawn(async move {
+        use pigeon_cluster::{NodeEventKind, NodeState};
+        use tokio::sync::broadcast::error::RecvError;
+        // The members seen up: one that joins (a cluster formed after this node started, a
+        // node added) or comes back is sent this node's set; one found down loses its
+        // clean sessions' proxies.
+        let mut up: BTreeSet<String> = BTreeSet::new();
+        let mut first = true;
+        loop {
+            tokio::select! {
+                changed = states.changed(), if !first => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                event = events.recv() => {
+                    let event = match event {
+                        Ok(e) => e,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    };
+                    let Some(f) = weak.upgrade() else { return };
+                    // Up and down are the states' (below); a restart is only an event.
+                    if event.kind == NodeEventKind::Restarted {
+                        f.forget_node(&event.name);
+                        f.sync_to(&event.name, true);
+                    }
+                    continue;
+                }
+                // The states as they are at start.
+                () = std::future::ready(()), if first => first = false,
+            }
+            let now: Vec<(String, NodeState)> = states
+                .borrow_and_update()
+                .iter()
+                .map(|(n, s)| (n.clone(), *s))
+                .collect();
+            let Some(f) = weak.upgrade() else { return };
+            for (node, state) in now {
+                if node == f.me() {
+                    continue;
+                }
+                match state {
+                    NodeState::Up => {
+                        if up.insert(node.clone()) {
+                            f.sync_to(&node, true);
+                        }
+                    }
+                    NodeState::Down => {
+                        if up.remove(&node) {
+                            f.forget_node(&node);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+impl Forwarder {
+    fn mqtt_server(&self) -> Option<Arc<ServerState>> {
+        self.mqtt.server.get()?.upgrade()
+    }
+
+    /// The peers believed up.
+    fn up_peers(&self) -> Vec<String> {
+        self.members()
+            .into_iter()
+            .filter(|n| n != self.me() && self.is_up(n))
+            .collect()
+    }
+
+    /// Sends every peer that is up the bindings of one of this node's session queues. The
+    /// answer is `done` once each has them (or could not be reached): a SUBACK waits for it,
+    /// so that a publish on any node after the SUBACK reaches the new subscription.
+    pub(crate) fn announce_subs(&self, subs: QueueSubs) -> Option<Arc<RemoteConfirm>> {
+        let peers = self.up_peers();
+        if peers.is_empty() {
+            return None;
+        }
+        let done = Arc::new(RemoteConfirm::default());
+        for node in peers {
+            done.add();
+            let item = Item::Mqtt(MqttItem::Subs(subs.clone()));
+            self.push(&node, item, Then::Confirm(Some(Arc::clone(&done))));
+        }
+        Some(done)
+    }
+
+    /// Sends every peer that is up a retained message set (`Some`) or cleared.
+    pub(crate) fn announce_retained(&self, vhost: &str, key: &str, message: Option<&Message>) {
+        for node in self.up_peers() {
+            let record = message.map(|m| encode_message(m, "")).unwrap_or_default();
+            let item = Item::Mqtt(MqttItem::Retain {
+                vhost: vhost.to_string(),
+                key: key.to_string(),
+                record,
+                fill_only: false,
+            });
+            self.push(&node, item, Then::Nothing);
+        }
+    }
+
+    /// Sends `node` this node's whole set of session queues, then its retained messages.
+    fn sync_to(&self, node: &str, reply: bool) {
+        let Some(server) = self.mqtt_server() else {
+            return;
+        };
+        let subs = crate::mqtt::cluster::local_subs(&server);
+        self.push(node, Item::Mqtt(MqttItem::Sync { subs, reply }), Then::Nothing);
+        for v in self.broker.vhosts() {
+            for (key, m) in v.retained.entries() {
+                let item = Item::Mqtt(MqttItem::Retain {
+                    vhost: v.name().to_string(),
+                    key,
+                    record: encode_message(&m, ""),
+                    fill_only: true,
+                });
+                self.push(node, item, Then::Nothing);
+            }
+        }
+    }
+
+    /// `node` is down or restarted: its clean sessions' proxies go (its persistent sessions'
+    /// stay: they come back with the node, and meanwhile publishes to them are refused).
+    fn forget_node(&self, node: &str) {
+        let mut known = self.mqtt.known.lock();
+        let Some(queues) = known.get_mut(node) else {
+            return;
+        };
+        let gone: Vec<(String, String)> = queues
+            .iter()
+            .filter(|(_, k)| !k.durable)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            if let Some(k) = queues.remove(&key) {
+                self.unbind_known(&key.0, &key.1, k);
+            }
+        }
+    }
+
+    /// Removes what this node made for another node's queue.
+    fn unbind_known(&self, vhost: &str, queue: &str, k: Known) {
+        let Some(v) = self.broker.vhost(vhost) else {
+            return;
+        };
+        match k.proxy {
+            Some(p) => {
+                v.remove_queue(&p);
+            }
+            None => {
+                if let Ok(q) = v.queue(queue) {
+                    for pattern in &k.patterns {
+                        let dest = Destination::Queue(Arc::clone(&q));
+                        let _ = v.unbind(&k.exchange, dest, pattern, Table::new());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The session queue `queue` lives here now (a session moved here): no proxy of it from
+    /// another node is kept.
+    pub(crate) fn mqtt_owned_here(&self, vhost: &str, queue: &str) {
+        let key = (vhost.to_string(), queue.to_string());
+        let mut known = self.mqtt.known.lock();
+        for queues in known.values_mut() {
+            if let Some(k) = queues.remove(&key) {
+                self.unbind_known(vhost, queue, k);
+            }
+        }
+    }
+
+    /// Handles one MQTT item of `from`'s batch.
+    pub(crate) fn mqtt_item(&self, from: &str, item: MqttItem) -> bool {
+        match item {
+            MqttItem::Subs(subs) => {
+                let mut known = self.mqtt.known.lock();
+                let queues = known.entry(from.to_string()).or_default();
+                self.apply_subs(from, queues, subs);
+            }
+            MqttItem::Sync { subs, reply } => {
+                {
+                    let mut known = self.mqtt.known.lock();
+                    let queues = known.entry(from.to_string()).or_default();
+                    let named: BTreeSet<(String, String)> = subs
+                        .iter()
+                        .map(|s| (s.vhost.clone(), s.queue.clone()))
+                        .collect();
+                    let stale: Vec<(String, String)> = queues
+                        .keys()
+                        .filter(|k| !named.contains(*k))
+                        .cloned()
+                        .collect();
+                    for key in stale {
+                        if let Some(k) = queues.remove(&key) {
+                            self.unbind_known(&key.0, &key.1, k);
+                        }
+                    }
+                    for s in subs {
+                        self.apply_subs(from, queues, s);
+                    }
+                }
+                if reply {
+                    self.sync_to(from, false);
+                }
+            }
+            MqttItem::Retain {
+                vhost,
+                key,
+                record,
+                fill_only,
+            } => {
+                let Some(v) = self.broker.vhost(&vhost) else {
+                    return false;
+                };
+                if fill_only && v.retained.get(&key).is_some() {
+                    return true;
+                }
+                if record.is_empty() {
+                    v.retained.set(&key, None);
+                } else if let Some(m) = decode_message(record) {
+                    v.retained.set(&key, Some(m));
+                }
+            }
+        }
+        true
+    }
+
+    /// Makes this node route to `from`'s queue as `subs` says.
+    fn apply_subs(
+        &self,
+        from: &str,
+        queues: &mut HashMap<(String, String), Known>,
+        subs: QueueSubs,
+    ) {
+        let key = (subs.vhost.clone(), subs.queue.clone());
+        let Some(v) = self.broker.vhost(&subs.vhost) else {
+            return;
+        };
+        let wanted: BTreeSet<String> = subs.patterns.iter().cloned().collect();
+        if wanted.is_empty() {
+            if let Some(k) = queues.remove(&key) {
+                self.unbind_known(&subs.vhost, &subs.queue, k);
+            }
+            return;
+        }
+        if !queues.contains_key(&key) {
+            let proxy = if subs.replicated {
+                None
+            } else {
+                let options = QueueOptions {
+                    durable: false,
+                    ..QueueOptions::default()
+                };
+                let name = proxy_name(&subs.queue, from);
+                let Ok(declared) = v.declare_queue(&name, false, options, 0) else {
+                    tracing::warn!(queue = %name, "cluster: cannot make the proxy of an MQTT session queue of another node");
+                    return;
+                };
+                let q = declared.queue;
+                if q.remote().is_none() {
+                    q.set_remote(Arc::new(MqttHome {
+                        node: from.to_string(),
+                        vhost: subs.vhost.clone(),
+                        target: subs.queue.clone(),
+                        durable: subs.durable,
+                        forwarder: self.this.clone(),
+                    }));
+                }
+                Some(q)
+            };
+            queues.insert(
+                key.clone(),
+                Known {
+                    proxy,
+                    exchange: subs.exchange.clone(),
+                    patterns: BTreeSet::new(),
+                    durable: subs.durable,
+                },
+            );
+        }
+        let Some(k) = queues.get_mut(&key) else {
+            return;
+        };
+        k.durable = subs.durable;
+        let target = match &k.proxy {
+            Some(p) => Arc::clone(p),
+            None => match v.queue(&subs.queue) {
+                Ok(q) => q,
+                Err(_) => return,
+            },
+        };
+        for gone in k.patterns.difference(&wanted) {
+            let dest = Destination::Queue(Arc::clone(&target));
+            let _ = v.unbind(&k.exchange, dest, gone, Table::new());
+        }
+        for new in wanted.difference(&k.patterns) {
+            let dest = Destination::Queue(Arc::clone(&target));
+            if let Err(e) = v.bind(&subs.exchange, dest, new, Table::new()) {
+                tracing::warn!(error = %e, "cluster: cannot bind an MQTT subscription of another node");
+            }
+        }
+        k.patterns = wanted;
+        k.exchange = subs.exchange;
+    }
+
+    /// Handles a peer's MQTT request.
+    pub(crate) async fn mqtt_request(&self, request: MqttRequest) -> MqttAnswer {
+        match request {
+            MqttRequest::TakeOver {
+                vhost,
+                client_id,
+                clean,
+            } => {
+                let Some(server) = self.mqtt_server() else {
+                    return MqttAnswer::Session(None);
+                };
+                let state =
+                    crate::mqtt::cluster::hand_over(&server, &vhost, &client_id, clean).await;
+                MqttAnswer::Session(state)
+            }
+        }
+    }
+}
+
+/// Asks every other node that is up to let go of `client_id` (see [`MqttRequest::TakeOver`]);
+/// the persistent session one of them handed over, if any.
+pub(crate) async fn take_over(
+    cluster: &Cluster,
+    vhost: &str,
+    client_id: &str,
+    clean: bool,
+) -> Option<SessionState> {
+    let f = Forwarder::of(cluster)?;
+    let request = forward::ToNode::Mqtt(MqttRequest::TakeOver {
+        vhost: vhost.to_string(),
+        client_id: client_id.to_string(),
+        clean,
+    });
+    let body = match postcard::to_stdvec(&request) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!("cluster: cannot encode an MQTT takeover: {e}");
+            return None;
+        }
+    };
+    let asks = f.up_peers().into_iter().map(|node| {
+        let body = body.clone();
+        async move {
+            match cluster.forward(&node, body, TAKEOVER_TIMEOUT).await {
+                Ok(bytes) => match postcard::from_bytes::<forward::FromNode>(&bytes) {
+                    Ok(forward::FromNode::Mqtt(MqttAnswer::Session(s))) => s,
+                    _ => None,
+                },
+                Err(e) => {
+                    tracing::debug!(%node, "cluster: MQTT takeover not answered: {e}");
+                    None
+                }
+            }
+        }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    answers.into_iter().flatten().next()
+}

@@ -69,7 +69,7 @@ async fn rolling_upgrade_loses_no_confirmed_message() {
         })
         .collect();
     for w in &works {
-        w.progress(20, "before the upgrade").await;
+        w.progress(20, "before the upgrade", &cluster).await;
     }
     for i in 0..3 {
         let (code, out) = ctl(&cluster, i, &["drain"]).await;
@@ -81,7 +81,7 @@ async fn rolling_upgrade_loses_no_confirmed_message() {
         // Every queue takes confirmed publishes again (a classic queue's home was down
         // meanwhile: its publishes were nacked).
         for w in &works {
-            w.progress(10, &format!("n{i} upgraded")).await;
+            w.progress(10, &format!("n{i} upgraded"), &cluster).await;
         }
     }
     for w in &mut works {

@@ -5,7 +5,7 @@
 //! a list of node addresses does. Every body is a unique id; the history records it.
 
 use super::checker::History;
-use super::bounded;
+use super::{bounded, Cluster};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -81,14 +81,22 @@ impl Workload {
 
     /// Waits until `more` messages beyond those confirmed now are confirmed: the cluster
     /// makes progress.
-    pub async fn progress(&self, more: usize, what: &str) {
+    pub async fn progress(&self, more: usize, what: &str, cluster: &Cluster) {
         let target = self.history.confirmed_count() + more;
-        bounded(&format!("{more} more confirms ({what})"), 90, async {
+        let reached = tokio::time::timeout(Duration::from_secs(90), async {
             while self.history.confirmed_count() < target {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
         .await;
+        if reached.is_err() {
+            panic!(
+                "{}: no {more} more confirms within 90 s ({what}); {} confirmed\n{}",
+                self.queue,
+                self.history.confirmed_count(),
+                cluster.logs()
+            );
+        }
     }
 
     /// Stops the publishers (each finishes the publish it waits for).

@@ -10,7 +10,9 @@
 //! minority failed (the client was told) and is nowhere after healing.
 //!
 //! A published message that was neither confirmed nor refused (the connection died first) may
-//! or may not be delivered: that is Jepsen's "indeterminate" outcome, counted, not checked.
+//! or may not be delivered: that is Jepsen's "indeterminate" outcome (its total-queue
+//! checker's "recovered" when delivered), counted, not checked. So is a nacked one: a nack
+//! sent because the write did not commit within `write_timeout_ms` is not a definite failure.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +48,9 @@ pub struct Summary {
     pub redelivered: usize,
     /// Published, neither confirmed nor nacked, yet delivered: indeterminate, allowed.
     pub indeterminate_delivered: usize,
+    /// Nacked, yet delivered: a quorum queue's nack after `write_timeout_ms` is not a
+    /// definite failure (the entry may still commit), so this is allowed and counted.
+    pub nacked_delivered: usize,
 }
 
 impl History {
@@ -144,6 +149,10 @@ impl History {
             indeterminate_delivered: delivered
                 .iter()
                 .filter(|id| !inner.confirmed.contains(id) && !inner.nacked.contains(id))
+                .count(),
+            nacked_delivered: delivered
+                .iter()
+                .filter(|id| inner.nacked.contains(id))
                 .count(),
         };
         eprintln!("{what}: {summary:?}");

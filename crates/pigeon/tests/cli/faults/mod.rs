@@ -119,10 +119,7 @@ impl Cluster {
         let listeners: Vec<std::net::TcpListener> = (0..n)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
-        let proxied: Vec<SocketAddr> = listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap())
-            .collect();
+        let proxied: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let mut proxies = Vec::new();
         let mut nodes = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -191,7 +188,9 @@ impl Cluster {
         self.links.set_pid(i, child.id());
         let stderr = child.stderr.take().unwrap();
         let log = node.log.clone();
-        log.lock().unwrap().push(format!("---- {} started ----", node.name));
+        log.lock()
+            .unwrap()
+            .push(format!("---- {} started ----", node.name));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut told = false;
@@ -327,9 +326,9 @@ impl Cluster {
                     let Some(s) = self.get(i, "/api/pigeon/cluster").await else {
                         break;
                     };
-                    let running = s["members"].as_array().map_or(0, |m| {
-                        m.iter().filter(|m| m["running"] == true).count()
-                    });
+                    let running = s["members"]
+                        .as_array()
+                        .map_or(0, |m| m.iter().filter(|m| m["running"] == true).count());
                     if running == n && s["leader"].is_string() {
                         leaders.push(s["leader"].clone());
                     }
@@ -402,14 +401,16 @@ impl Cluster {
     pub async fn declare(&self, i: usize, queue: &str, quorum: bool) {
         let mut args = FieldTable::default();
         if quorum {
-            args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
             args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(3));
         }
         let url = self.nodes[i].url();
         bounded(&format!("the cluster to declare {queue}"), 60, async {
             loop {
-                let Ok(c) = Connection::connect(&url, ConnectionProperties::default()).await
-                else {
+                let Ok(c) = Connection::connect(&url, ConnectionProperties::default()).await else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };

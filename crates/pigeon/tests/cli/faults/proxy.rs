@@ -172,9 +172,7 @@ fn owner(port: u16, proxy_port: u16, pids: &[(usize, u32)]) -> Option<usize> {
     pids.iter().find_map(|(i, pid)| {
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
         fds.flatten()
-            .any(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target)
-            })
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target))
             .then_some(*i)
     })
 }

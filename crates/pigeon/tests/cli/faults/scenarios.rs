@@ -30,7 +30,11 @@ pub(super) async fn setup(n: usize) -> (Cluster, Workload) {
     // Every node has applied the declare before a client uses it there.
     for i in 0..n {
         bounded(&format!("n{i} to know {QUEUE}"), 30, async {
-            while cluster.get(i, &format!("/api/queues/%2f/{QUEUE}")).await.is_none() {
+            while cluster
+                .get(i, &format!("/api/queues/%2f/{QUEUE}"))
+                .await
+                .is_none()
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -104,7 +108,13 @@ pub(super) async fn minority_change_fails(cluster: &Cluster, i: usize, name: &st
         Err(e) => eprintln!("n{i} in a minority refused queue.declare {name}: {e}"),
     }
     let api = cluster.nodes[i].api();
-    let status = put(&api, &format!("/api/vhosts/{name}"), serde_json::json!({}), 30).await;
+    let status = put(
+        &api,
+        &format!("/api/vhosts/{name}"),
+        serde_json::json!({}),
+        30,
+    )
+    .await;
     assert!(
         !matches!(status, Some(200..=299)),
         "n{i}, in a minority, created vhost {name}: {status:?}"
@@ -184,7 +194,8 @@ async fn isolate_the_leader() {
     // what it proposes cannot commit and is replaced by the majority's log on healing.
     let in_minority = format!("minority-{seed}");
     minority_change_fails(&cluster, leader, &in_minority).await;
-    work.progress(30, "with the old leader cut off", &cluster).await;
+    work.progress(30, "with the old leader cut off", &cluster)
+        .await;
     finish(cluster, work, test, &[in_minority], &[in_majority]).await;
 }
 
@@ -271,12 +282,14 @@ pub(super) async fn rounds(cluster: &mut Cluster, work: &Workload, rng: &mut Std
             _ => true,
         };
         if available {
-            work.progress(15, &format!("round {round}: {fault:?}"), &cluster).await;
+            work.progress(15, &format!("round {round}: {fault:?}"), &cluster)
+                .await;
         } else {
             tokio::time::sleep(Duration::from_secs(4)).await;
         }
         heal(cluster).await;
-        work.progress(10, &format!("round {round}: healed"), &cluster).await;
+        work.progress(10, &format!("round {round}: healed"), &cluster)
+            .await;
     }
 }
 
@@ -321,10 +334,15 @@ async fn a_slow_leader_stalls_its_group() {
     let (cluster, work) = setup(3).await;
     let (leader, _) = cluster.queue_members(0, QUEUE).await.unwrap();
     for j in (0..3).filter(|&j| j != leader) {
-        cluster.links.set(leader, j, Mode::Delay(Duration::from_millis(150)));
-        cluster.links.set(j, leader, Mode::Delay(Duration::from_millis(150)));
+        cluster
+            .links
+            .set(leader, j, Mode::Delay(Duration::from_millis(150)));
+        cluster
+            .links
+            .set(j, leader, Mode::Delay(Duration::from_millis(150)));
     }
-    work.progress(15, "with the leader's links slowed", &cluster).await;
+    work.progress(15, "with the leader's links slowed", &cluster)
+        .await;
     finish(cluster, work, test, &[], &[]).await;
 }
 
@@ -345,7 +363,10 @@ async fn soak_random_faults_on_five_nodes() {
     while tokio::time::Instant::now() < end {
         rounds(&mut cluster, &work, &mut rng, 1).await;
         round += 1;
-        eprintln!("{test}: {round} rounds, {} confirmed", work.history.confirmed_count());
+        eprintln!(
+            "{test}: {round} rounds, {} confirmed",
+            work.history.confirmed_count()
+        );
     }
     finish(cluster, work, test, &[], &[]).await;
 }

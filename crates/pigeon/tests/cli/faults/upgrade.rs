@@ -50,7 +50,11 @@ async fn rolling_upgrade_loses_no_confirmed_message() {
     for i in 0..3 {
         for (q, ..) in queues {
             bounded(&format!("n{i} to know {q}"), 30, async {
-                while cluster.get(i, &format!("/api/queues/%2f/{q}")).await.is_none() {
+                while cluster
+                    .get(i, &format!("/api/queues/%2f/{q}"))
+                    .await
+                    .is_none()
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             })

@@ -162,7 +162,14 @@ async fn publish(
             continue;
         };
         let channel = match conn.create_channel().await {
-            Ok(ch) if ch.confirm_select(ConfirmSelectOptions::default()).await.is_ok() => ch,
+            Ok(ch)
+                if ch
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .is_ok() =>
+            {
+                ch
+            }
             _ => {
                 close(conn).await;
                 continue;
@@ -249,11 +256,9 @@ async fn consume(
                 break;
             };
             history.delivered(&delivery.data, delivery.redelivered);
-            let acked = tokio::time::timeout(
-                CLIENT_WAIT,
-                delivery.acker.ack(BasicAckOptions::default()),
-            )
-            .await;
+            let acked =
+                tokio::time::timeout(CLIENT_WAIT, delivery.acker.ack(BasicAckOptions::default()))
+                    .await;
             if !matches!(acked, Ok(Ok(_))) {
                 break;
             }

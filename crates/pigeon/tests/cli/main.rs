@@ -24,3 +24,4 @@ mod ctl_access;
 mod ctl_node;
 mod ctl_streams;
 mod ctl_support;
+mod faults;

@@ -73,7 +73,7 @@ pub(super) async fn connect(
             // next turn and goes; wake it for that turn. One that has not attached yet looks
             // after attaching, so it needs no wake-up.
             if let Some(a) = session.core.lock().attached.as_ref() {
-                a.out.wake();
+                a.out().wake();
             }
         }
         // The lease is held until the connection is dropped (see `impl Drop for Conn`;
@@ -114,7 +114,7 @@ pub(super) async fn connect(
         &authenticated.name,
     );
     reg.entry.update(|d| {
-        d.vhost = vhost.name().to_string();
+        d.vhost = crate::registry::intern(vhost.name());
         d.timeout = c.keep_alive;
     });
     let mut conn = Conn {
@@ -183,7 +183,7 @@ fn register(
         .registry
         .register(server.broker.next_id(), protocol, peer, out);
     reg.entry.update(|d| {
-        d.user = user.to_string();
+        d.user = crate::registry::intern(user);
         d.client_id = Some(Arc::clone(client_id));
         d.frame_max = server.config.mqtt_max_packet_size;
         d.state = ConnState::Running;

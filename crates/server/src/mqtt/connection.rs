@@ -263,7 +263,6 @@ impl Conn {
             let mut core = self.session.core.lock();
             core.expiry = expiry;
             let mut attached = Attached {
-                out: Arc::clone(&self.reg.entry.out),
                 version: self.version,
                 max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
                 receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),

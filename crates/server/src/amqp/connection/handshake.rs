@@ -177,7 +177,7 @@ impl Connection {
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
                 self.reg.entry.update(|d| {
-                    d.vhost = name.to_string();
+                    d.vhost = crate::registry::intern(name);
                     d.state = ConnState::Running;
                 });
                 self.phase = Phase::Open;
@@ -223,7 +223,9 @@ impl Connection {
         match result {
             Ok(user) => {
                 tracing::debug!(peer = %self.peer(), user = %user.name, "authenticated");
-                self.reg.entry.update(|d| d.user = user.name.clone());
+                self.reg
+                    .entry
+                    .update(|d| d.user = crate::registry::intern(&user.name));
                 self.reg
                     .entry
                     .set_client_properties(encoded(&m.client_properties));

@@ -132,8 +132,9 @@ pub(super) async fn connect(
         publishing: None,
         authz,
         _slots: slots,
-        access_generation: server.broker.access().generation(),
-        reg,
+        access_generation: server.broker.access().generation() as u32,
+        reg: reg.into(),
+        parked: None,
     };
     // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
     let max_keep_alive = config.mqtt_max_keep_alive;

@@ -496,7 +496,7 @@ impl Registry {
         self.conns.lock().insert(ById(Arc::clone(&entry)));
         self.opened.fetch_add(1, Ordering::Relaxed);
         Registered {
-            registry: Arc::clone(self),
+            registry: Some(Arc::clone(self)),
             entry,
         }
     }
@@ -671,25 +671,43 @@ impl Registry {
 
 /// Keeps a connection listed; deregisters it when dropped.
 pub(crate) struct Registered {
-    registry: Arc<Registry>,
+    /// `None` once [`Registered::into_entry`] handed the deregistration to its caller.
+    registry: Option<Arc<Registry>>,
     pub entry: Arc<Entry>,
+}
+
+impl Registered {
+    /// The entry alone, for a connection that deregisters it itself ([`Registry::deregister`],
+    /// with the registry it already holds: an MQTT connection's state, which a hibernated
+    /// connection keeps, is 8 bytes smaller for it).
+    pub(crate) fn into_entry(mut self) -> Arc<Entry> {
+        self.registry = None;
+        Arc::clone(&self.entry)
+    }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        let mut conns = self.registry.conns.lock();
-        if conns.remove(&self.entry.id) {
-            let protocol = *self.entry.protocol.lock() as usize;
-            if let Some(c) = self.entry.counted() {
-                self.registry.retired.lock()[protocol].add(c);
+        if let Some(registry) = &self.registry {
+            registry.deregister(&self.entry);
+        }
+    }
+}
+
+impl Registry {
+    /// Stops listing a connection (once: later calls do nothing).
+    pub(crate) fn deregister(&self, entry: &Entry) {
+        let mut conns = self.conns.lock();
+        if conns.remove(&entry.id) {
+            let protocol = *entry.protocol.lock() as usize;
+            if let Some(c) = entry.counted() {
+                self.retired.lock()[protocol].add(c);
             }
             drop(conns);
-            self.registry.closed.fetch_add(1, Ordering::Relaxed);
-            self.registry.gone.notify_waiters();
-            let channels = self.entry.channel_count() as u64;
-            self.registry
-                .channels_closed
-                .fetch_add(channels, Ordering::Relaxed);
+            self.closed.fetch_add(1, Ordering::Relaxed);
+            self.gone.notify_waiters();
+            let channels = entry.channel_count() as u64;
+            self.channels_closed.fetch_add(channels, Ordering::Relaxed);
         }
     }
 }

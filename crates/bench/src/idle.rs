@@ -78,6 +78,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(b) = &mut report.broker {
         b.rss_before_kib = rss_kib(b.pid);
+        b.anon_before_kib = anon_kib(b.pid);
         if b.rss_before_kib.is_none() {
             warn!("cannot read /proc/{}/status: no memory figures", b.pid);
         }
@@ -97,43 +98,67 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<ExitCode> {
     };
     let timeout = Duration::from_secs(args.timeout);
     let started = Instant::now();
-    for i in 0..args.connections {
-        let source = (!sources.is_empty()).then(|| sources[i as usize % sources.len()]);
-        let idle = Idle {
-            protocol: args.protocol,
-            url: url.clone(),
-            tls: tls.clone(),
-            mqtt: mqtt.clone(),
-            id: i,
-            source,
-            timeout,
-        };
-        let (setup, results, stopped) = (setup.clone(), results.clone(), stopped.clone());
-        tasks.spawn(idle.run(setup, results, stopped));
-    }
-    drop(results);
-
-    let mut last_log = Instant::now();
-    while let Some(result) = opened.recv().await {
-        match result {
-            Ok(()) => report.opened += 1,
-            Err(e) => {
-                report.failed += 1;
-                *report.errors.entry(e).or_insert(0) += 1;
+    // With --settle: half the connections, a pause, the broker's RSS, then the other half.
+    let first = if args.settle > 0 {
+        args.connections / 2
+    } else {
+        args.connections
+    };
+    let mut settled = Duration::ZERO;
+    for (from, to) in [(0, first), (first, args.connections)] {
+        if from == to {
+            continue;
+        }
+        if from > 0 {
+            info!(
+                "{} of {} connections open; {} s before the other half",
+                report.opened, args.connections, args.settle
+            );
+            let pause = Instant::now();
+            tokio::time::sleep(Duration::from_secs(args.settle)).await;
+            if let Some(b) = &mut report.broker {
+                b.rss_half_open_kib = rss_kib(b.pid);
+                b.half_opened = Some(report.opened);
+            }
+            settled = pause.elapsed();
+        }
+        for i in from..to {
+            let source = (!sources.is_empty()).then(|| sources[i as usize % sources.len()]);
+            let idle = Idle {
+                protocol: args.protocol,
+                url: url.clone(),
+                tls: tls.clone(),
+                mqtt: mqtt.clone(),
+                id: i,
+                source,
+                timeout,
+            };
+            let (setup, results, stopped) = (setup.clone(), results.clone(), stopped.clone());
+            tasks.spawn(idle.run(setup, results, stopped));
+        }
+        let mut last_log = Instant::now();
+        while report.opened + report.failed < to {
+            let Some(result) = opened.recv().await else {
+                break;
+            };
+            match result {
+                Ok(()) => report.opened += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    *report.errors.entry(e).or_insert(0) += 1;
+                }
+            }
+            if last_log.elapsed() >= Duration::from_secs(1) {
+                info!(
+                    "{} open, {} failed of {}",
+                    report.opened, report.failed, args.connections
+                );
+                last_log = Instant::now();
             }
         }
-        if last_log.elapsed() >= Duration::from_secs(1) {
-            info!(
-                "{} open, {} failed of {}",
-                report.opened, report.failed, args.connections
-            );
-            last_log = Instant::now();
-        }
-        if report.opened + report.failed == args.connections {
-            break;
-        }
     }
-    report.open_s = round3(started.elapsed().as_secs_f64());
+    drop(results);
+    report.open_s = round3((started.elapsed() - settled).as_secs_f64());
     info!(
         "{} of {} connections open after {:.1} s ({} failed); holding them {} s",
         report.opened, args.connections, report.open_s, report.failed, args.hold
@@ -150,12 +175,25 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<ExitCode> {
     report.held_s = round3(held.elapsed().as_secs_f64());
     if let Some(b) = &mut report.broker {
         b.rss_end_of_hold_kib = rss_kib(b.pid);
-        b.per_connection_kib = match (b.rss_before_kib, b.rss_all_open_kib) {
-            (Some(before), Some(after)) if report.opened > 0 => Some(round1(
-                (after as f64 - before as f64) / f64::from(report.opened),
-            )),
+        b.anon_end_of_hold_kib = anon_kib(b.pid);
+        let per = |from: Option<u64>, to: Option<u64>, n: u32| match (from, to) {
+            (Some(from), Some(to)) if n > 0 => {
+                Some(round3((to as f64 - from as f64) / f64::from(n)))
+            }
             _ => None,
         };
+        b.per_connection_kib = per(b.rss_before_kib, b.rss_all_open_kib, report.opened);
+        b.per_connection_end_of_hold_kib =
+            per(b.rss_before_kib, b.rss_end_of_hold_kib, report.opened);
+        b.anon_per_connection_end_of_hold_kib =
+            per(b.anon_before_kib, b.anon_end_of_hold_kib, report.opened);
+        b.slope_kib = b.half_opened.and_then(|half| {
+            per(
+                b.rss_half_open_kib,
+                b.rss_end_of_hold_kib,
+                report.opened.saturating_sub(half),
+            )
+        });
     }
     let _ = stop.send(true);
     let closing = Instant::now();
@@ -385,8 +423,29 @@ struct BrokerMemory {
     rss_before_kib: Option<u64>,
     rss_all_open_kib: Option<u64>,
     rss_end_of_hold_kib: Option<u64>,
-    /// (all open - before) / connections opened.
+    /// With `--settle`: VmRSS with the first half open, after the pause.
+    rss_half_open_kib: Option<u64>,
+    /// With `--settle`: the connections open then.
+    half_opened: Option<u32>,
+    /// (all open - before) / connections opened: when the last one opened, before most
+    /// have been idle long enough to hibernate (MQTT).
     per_connection_kib: Option<f64>,
+    /// (end of hold - before) / connections opened: what they cost once settled (idle MQTT
+    /// connections hibernated), the figure docs/performance.md calls steady.
+    per_connection_end_of_hold_kib: Option<f64>,
+    /// RssAnon (the anonymous part of VmRSS: the heap, without the executable's pages) before
+    /// and at the end of the hold.
+    anon_before_kib: Option<u64>,
+    anon_end_of_hold_kib: Option<u64>,
+    /// (RssAnon end of hold - before) / connections opened. The executable's code pages that
+    /// the first connections fault in (1.6 MB with 10,000 MQTT connections: a fixed cost, not
+    /// one per connection) are in VmRSS, not here.
+    anon_per_connection_end_of_hold_kib: Option<f64>,
+    /// With `--settle`: (end of hold - half open) / the connections opened after the pause.
+    /// The cost of one more idle connection, without what the broker maps anyway as it
+    /// starts serving (its baseline moves with the build and the machine: ~0.3 KiB per
+    /// connection at 10,000).
+    slope_kib: Option<f64>,
 }
 
 /// VmRSS of process `pid`, in KiB.
@@ -395,8 +454,18 @@ fn rss_kib(pid: u32) -> Option<u64> {
     parse_rss(&status)
 }
 
+/// RssAnon of process `pid` (VmRSS without file-backed and shared pages), in KiB.
+fn anon_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&status, "RssAnon:")
+}
+
 fn parse_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    parse_status_kib(status, "VmRSS:")
+}
+
+fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -480,7 +549,20 @@ impl fmt::Display for IdleReport {
                 show(b.rss_end_of_hold_kib)
             )?;
             if let Some(per) = b.per_connection_kib {
-                writeln!(f, "  broker memory per connection {per:.1} KiB")?;
+                writeln!(f, "  broker memory per connection {per:.3} KiB (all open)")?;
+            }
+            if let Some(per) = b.per_connection_end_of_hold_kib {
+                writeln!(f, "  broker memory per connection {per:.3} KiB (end of hold)")?;
+            }
+            if let Some(per) = b.anon_per_connection_end_of_hold_kib {
+                writeln!(f, "  broker anonymous memory per connection {per:.3} KiB (end of hold, RssAnon)")?;
+            }
+            if let (Some(half), Some(slope)) = (b.rss_half_open_kib, b.slope_kib) {
+                writeln!(
+                    f,
+                    "  broker VmRSS with half open {}; per connection of the second half {slope:.3} KiB",
+                    mib(half)
+                )?;
             }
             if let Some(limit) = &b.open_files_limit {
                 writeln!(f, "  broker open-files limit {limit}")?;
@@ -501,10 +583,6 @@ impl fmt::Display for IdleReport {
     }
 }
 
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -518,6 +596,8 @@ mod tests {
         let status = "Name:\tpigeon\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(parse_rss(status), Some(12_345));
         assert_eq!(parse_rss("Name:\tx\n"), None);
+        let status = "VmRSS:\t   12345 kB\nRssAnon:\t    4567 kB\nRssFile:\t    7778 kB\n";
+        assert_eq!(parse_status_kib(status, "RssAnon:"), Some(4567));
     }
 
     #[test]

@@ -29,10 +29,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone();
     let command = cli.into_command().unwrap_or_else(|e| e.exit());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // An idle worker gives its allocator cache back (`alloc.rs`).
+    #[cfg(feature = "jemalloc")]
+    runtime.on_thread_park(alloc::on_thread_park);
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pigeon: cannot start the async runtime: {e}");

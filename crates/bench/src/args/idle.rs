@@ -38,6 +38,12 @@ pub struct IdleArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub hold: u64,
 
+    /// Open half the connections, wait this long, read the broker's RSS, then open the other
+    /// half: the report adds the cost per connection of the second half (`slope_kib`), which
+    /// does not depend on the broker's RSS before the run. 0: all at once.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub settle: u64,
+
     /// The broker's process id: sample its resident memory (VmRSS in /proc/PID/status) before
     /// and after, and report it per connection.
     #[arg(long, value_name = "PID")]

@@ -76,7 +76,7 @@ pub(super) async fn connect(
             // next turn and goes; wake it for that turn. One that has not attached yet looks
             // after attaching, so it needs no wake-up.
             if let Some(a) = session.core.lock().attached.as_ref() {
-                a.out.wake();
+                a.out().wake();
             }
         }
         // The lease is held until the connection is dropped (see `impl Drop for Conn`;
@@ -119,7 +119,7 @@ pub(super) async fn connect(
         &authenticated.name,
     );
     reg.entry.update(|d| {
-        d.vhost = vhost.name().to_string();
+        d.vhost = crate::registry::intern(vhost.name());
         d.timeout = c.keep_alive;
     });
     let mut conn = Conn {
@@ -137,8 +137,9 @@ pub(super) async fn connect(
         publishing: None,
         authz,
         _slots: slots,
-        access_generation: server.broker.access().generation(),
-        reg,
+        access_generation: server.broker.access().generation() as u32,
+        reg: reg.into(),
+        parked: None,
     };
     // [MQTT-3.1.2-21]: the server may impose its own keep-alive (5.0 Server Keep Alive).
     let max_keep_alive = config.mqtt_max_keep_alive;
@@ -196,7 +197,7 @@ fn register(
         .registry
         .register(server.broker.next_id(), protocol, peer, out);
     reg.entry.update(|d| {
-        d.user = user.to_string();
+        d.user = crate::registry::intern(user);
         d.client_id = Some(Arc::clone(client_id));
         d.frame_max = server.config.mqtt_max_packet_size;
         d.state = ConnState::Running;

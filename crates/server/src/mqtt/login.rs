@@ -94,7 +94,8 @@ impl Conn {
             return Some(End::Disconnect { with_will: false });
         }
         let access = self.server.broker.access();
-        let generation = access.generation();
+        // Its low 32 bits, as kept (`Conn::access_generation`).
+        let generation = access.generation() as u32;
         if generation == self.access_generation {
             return None;
         }

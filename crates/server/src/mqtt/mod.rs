@@ -22,6 +22,7 @@ mod io;
 mod login;
 pub mod persist;
 mod publishing;
+mod qos2;
 mod session;
 mod sink;
 pub mod sys;

@@ -18,8 +18,6 @@ use std::sync::Arc;
 
 /// The connection a session is attached to, as its deliveries see it.
 pub struct Attached {
-    /// Its outbound buffer.
-    pub out: Arc<Outbound>,
     /// Its protocol version.
     pub version: ProtocolVersion,
     /// The largest packet the client accepts (5.0 Maximum Packet Size, a four-byte integer).
@@ -39,6 +37,12 @@ pub struct Attached {
 }
 
 impl Attached {
+    /// Its outbound buffer (the registry entry's: not kept twice, 8 bytes of every online
+    /// session).
+    pub fn out(&self) -> &Arc<Outbound> {
+        &self.entry.out
+    }
+
     /// Encodes a PUBLISH for this connection: topic alias, size limit. Returns false when the
     /// packet is larger than the client accepts and was dropped [MQTT-3.1.2-25].
     pub fn send_publish(&mut self, mut publish: Publish) -> bool {
@@ -80,7 +84,7 @@ impl Attached {
                 .insert(name, alias);
         }
         let version = self.version;
-        self.out.send(|buf| {
+        self.out().send(|buf| {
             if let Err(e) = encode(&packet, version, buf) {
                 tracing::warn!(error = %e, "cannot encode PUBLISH");
             }
@@ -103,7 +107,7 @@ impl ConsumerSink for MqttSink {
     fn try_reserve(&self) -> bool {
         let core = self.session.core.lock();
         match &core.attached {
-            Some(a) => a.out.has_room() && core.inflight.len() < usize::from(a.receive_maximum),
+            Some(a) => a.out().has_room() && core.inflight.len() < usize::from(a.receive_maximum),
             None => false,
         }
     }

@@ -119,7 +119,7 @@ impl Conn {
         let code = match result {
             Ok(user) => {
                 tracing::debug!(conn = self.id, user = %user.name, "stream client authenticated");
-                let name = user.name.clone();
+                let name = crate::registry::intern(&user.name);
                 self.reg.entry.update(|d| d.user = name);
                 self.user = Some(user);
                 self.step = Step::Authenticated;
@@ -218,7 +218,7 @@ impl Conn {
         self.step = Step::Open;
         let (heartbeat, frame_max) = (self.heartbeat, self.frame_max);
         self.reg.entry.update(|d| {
-            d.vhost = name.to_string();
+            d.vhost = crate::registry::intern(name);
             d.timeout = u16::try_from(heartbeat).unwrap_or(u16::MAX);
             d.frame_max = frame_max;
             d.state = crate::registry::ConnState::Running;

@@ -154,8 +154,8 @@ fn connection_ref(entry: &Entry) -> ConnectionRef {
     let d = entry.details.lock();
     ConnectionRef {
         name: entry.name(),
-        user: d.user.clone(),
-        vhost: d.vhost.clone(),
+        user: d.user.to_string(),
+        vhost: d.vhost.to_string(),
         peer_host: entry.peer().ip().to_string(),
         peer_port: entry.peer().port(),
     }

@@ -178,7 +178,7 @@ impl Connection {
                 });
                 self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
                 self.reg.entry.update(|d| {
-                    d.vhost = name.to_string();
+                    d.vhost = crate::registry::intern(name);
                     d.state = ConnState::Running;
                 });
                 self.phase = Phase::Open;
@@ -224,7 +224,9 @@ impl Connection {
         match result {
             Ok(user) => {
                 tracing::debug!(peer = %self.peer(), user = %user.name, "authenticated");
-                self.reg.entry.update(|d| d.user = user.name.clone());
+                self.reg
+                    .entry
+                    .update(|d| d.user = crate::registry::intern(&user.name));
                 self.reg
                     .entry
                     .set_client_properties(encoded(&m.client_properties));

@@ -32,6 +32,7 @@ fn bootstrap(state: &ServerState) -> MetaCommand {
         metadata: commands::vhost_json(&VHostInfo {
             description: "Default virtual host".into(),
             tags: Vec::new(),
+            default_queue_type: None,
         }),
     }];
     if !config.default_user.is_empty() {

@@ -144,7 +144,7 @@ pub(crate) async fn hand_over(
     session.waiting.fetch_add(1, Ordering::SeqCst);
     if !session.lease.is_free() {
         if let Some(a) = session.core.lock().attached.as_ref() {
-            a.out.wake();
+            a.out().wake();
         }
     }
     let acquired = registry.take_lease(&session, HAND_OVER_TIMEOUT).await;

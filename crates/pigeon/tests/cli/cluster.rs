@@ -356,12 +356,22 @@ async fn three_nodes_share_their_metadata_and_a_minority_refuses_changes() {
         });
     ctl_at(&api2, &["add_user", "bob", "pw"]).await.ok();
     until_listed(node(&nodes, 1), "while.down").await;
-    let status = ctl_at(
-        &node(&nodes, 1).api(),
-        &["cluster_status", "--formatter", "json"],
-    )
-    .await
-    .json();
+    // `running_nodes` comes from node liveness, which finds the killed node down after it
+    // missed its probes (about two seconds): waited for, not assumed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = ctl_at(
+            &node(&nodes, 1).api(),
+            &["cluster_status", "--formatter", "json"],
+        )
+        .await
+        .json();
+        let running = status["running_nodes"].as_array().map_or(0, Vec::len);
+        if running == 2 || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         status["disk_nodes"].as_array().unwrap().len(),
         3,

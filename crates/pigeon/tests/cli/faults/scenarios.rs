@@ -282,13 +282,13 @@ pub(super) async fn rounds(cluster: &mut Cluster, work: &Workload, rng: &mut Std
             _ => true,
         };
         if available {
-            work.progress(15, &format!("round {round}: {fault:?}"), &cluster)
+            work.progress(15, &format!("round {round}: {fault:?}"), cluster)
                 .await;
         } else {
             tokio::time::sleep(Duration::from_secs(4)).await;
         }
         heal(cluster).await;
-        work.progress(10, &format!("round {round}: healed"), &cluster)
+        work.progress(10, &format!("round {round}: healed"), cluster)
             .await;
     }
 }

@@ -282,13 +282,13 @@ pub(super) async fn rounds(cluster: &mut Cluster, work: &Workload, rng: &mut Std
             _ => true,
         };
         if available {
-            work.progress(15, &format!("round {round}: {fault:?}"), &cluster)
+            work.progress(15, &format!("round {round}: {fault:?}"), cluster)
                 .await;
         } else {
             tokio::time::sleep(Duration::from_secs(4)).await;
         }
         heal(cluster).await;
-        work.progress(10, &format!("round {round}: healed"), &cluster)
+        work.progress(10, &format!("round {round}: healed"), cluster)
             .await;
     }
 }
@@ -347,6 +347,8 @@ async fn a_slow_leader_stalls_its_group() {
 }
 
 /// The long run: `PIGEON_FAULT_SOAK_SECS` (default 600) of random faults on five nodes.
+/// Found once (docs/clustering.md, "Fault tests", finding 2; seed 11098713183365831083, 150 s):
+/// three duplicates delivered without the redelivered flag after a minority partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "soak: minutes of random faults; run with --ignored"]
 async fn soak_random_faults_on_five_nodes() {

@@ -1,7 +1,8 @@
 //! The default user and vhost, and the configuration file's users and policies, written once
 //! for the cluster (docs/clustering.md, "The broker in a cluster"): a fresh cluster has
 //! guest/guest and `/` on every node, a configured user and policy on every node, and a
-//! default user deleted cluster-wide stays deleted when a node restarts.
+//! default user deleted cluster-wide stays deleted when a node restarts or a new one joins
+//! (through its static peers: a learner, then a voter).
 //!
 //! Three `pigeon` processes (the harness of `cluster.rs`), driven with reqwest and lapin;
 //! every wait polls for its event, bounded by `within`.
@@ -121,4 +122,71 @@ async fn the_default_user_is_created_once_for_the_cluster_and_stays_deleted() {
         .is_err(),
         "guest logged in on the restarted node"
     );
+}
+
+/// The cluster port in a configuration written by `write_config`.
+fn cluster_port(config: &std::path::Path) -> u16 {
+    let text = std::fs::read_to_string(config).unwrap();
+    let line = text.lines().find(|l| l.starts_with("listen = ")).unwrap();
+    line.trim_end_matches('\'')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_later_becomes_a_voter_with_the_clusters_users_not_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = write_configs(dir.path(), 3);
+    let nodes = start_all(&configs).await;
+    // An administrator of the cluster's own, and guest deleted cluster-wide.
+    let guest = Api::at(&nodes[0].api(), "guest", "guest");
+    let a = guest
+        .put(
+            "/api/users/admin",
+            json!({"password": "adminpw", "tags": "administrator"}),
+        )
+        .await;
+    assert!(a.status == 201 || a.status == 204, "{:?}", a.body);
+    let all = json!({"configure": ".*", "write": ".*", "read": ".*"});
+    let a = guest.put("/api/permissions/%2f/admin", all).await;
+    assert!(a.status == 201 || a.status == 204, "{:?}", a.body);
+    let admin = Api::at(&nodes[0].api(), "admin", "adminpw");
+    assert_eq!(admin.delete("/api/users/guest").await.status, 204);
+    for n in &nodes {
+        until_status(n, ("admin", "adminpw"), "/api/users/guest", 404).await;
+    }
+    // A fourth node whose static peers are the three (and itself) joins the running cluster:
+    // it says Hello, finds them formed, is added as a learner and promoted to voter.
+    let mut ports: Vec<u16> = configs.iter().map(|c| cluster_port(c)).collect();
+    ports.push(super::cluster::free_port());
+    let config = super::cluster::write_config(dir.path(), 3, &ports);
+    let late = Node::start(&config).await;
+    until_status(&late, ("admin", "adminpw"), "/api/pigeon/cluster", 200).await;
+    let members = within("the fourth node to be a voter", async {
+        loop {
+            let a = admin.get("/api/pigeon/cluster").await;
+            let members = a.body["members"].as_array().cloned().unwrap_or_default();
+            let voter = members
+                .iter()
+                .any(|m| m["name"] == "rabbit@n3" && m["voter"] == true);
+            if voter {
+                return members;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(members.len(), 4, "{members:?}");
+    // It has the cluster's users (admin logs in there), not a guest of its own: its set-up
+    // proposal changed nothing.
+    until_login(&late, "admin", "adminpw").await;
+    until_logged(&late, SET_UP).await;
+    until_status(&late, ("admin", "adminpw"), "/api/users/guest", 404).await;
+    assert_eq!(user_names(&late, ("admin", "adminpw")).await, ["admin"]);
+    for n in &nodes {
+        assert_eq!(user_names(n, ("admin", "adminpw")).await, ["admin"]);
+    }
 }

@@ -165,11 +165,14 @@ async fn basic_get_purge_and_counts_through_another_node_are_the_homes() {
         )
         .await
         .unwrap();
-    within("the home's consumer counted through the other node", async {
-        while passive(&ch).await.1 != 1 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    within(
+        "the home's consumer counted through the other node",
+        async {
+            while passive(&ch).await.1 != 1 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
     .await;
     home_ch
         .basic_cancel("c".into(), Default::default())
@@ -198,9 +201,6 @@ async fn basic_get_purge_and_counts_through_another_node_are_the_homes() {
         .basic_get(QUEUE.into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap_err();
-    assert!(
-        e.to_string().contains("NOT-FOUND"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("NOT-FOUND"), "{e}");
     assert!(e.to_string().contains("is down or inaccessible"), "{e}");
 }

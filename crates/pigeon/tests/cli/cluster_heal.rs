@@ -137,12 +137,7 @@ async fn a_stopped_node_catches_up_and_a_minoritys_change_is_never_applied() {
         json!({"durable": true, "arguments": {}}),
     )
     .await;
-    put_until_made(
-        n0,
-        "/api/users/carol",
-        json!({"password": "c", "tags": ""}),
-    )
-    .await;
+    put_until_made(n0, "/api/users/carol", json!({"password": "c", "tags": ""})).await;
     let gone = api(n1).delete("/api/vhosts/before").await;
     assert_eq!(gone.status, 204, "{:?}", gone.body);
     // It runs again (SIGCONT) and converges on its own.
@@ -194,8 +189,14 @@ async fn a_stopped_node_catches_up_and_a_minoritys_change_is_never_applied() {
     put_until_made(lone, "/api/vhosts/healed", json!({})).await;
     let all: Vec<&Node> = nodes.iter().flatten().collect();
     let d = until_converged(&all, |d| names(d, "vhosts").contains(&"healed".to_string())).await;
-    assert!(!names(&d, "vhosts").contains(&"minority".to_string()), "{d}");
-    assert!(!names(&d, "queues").contains(&"minority-q".to_string()), "{d}");
+    assert!(
+        !names(&d, "vhosts").contains(&"minority".to_string()),
+        "{d}"
+    );
+    assert!(
+        !names(&d, "queues").contains(&"minority-q".to_string()),
+        "{d}"
+    );
     for n in &all {
         assert_eq!(api(n).get("/api/vhosts/minority").await.status, 404);
     }

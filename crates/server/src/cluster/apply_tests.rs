@@ -9,7 +9,7 @@ use pigeon_cluster::{AppliedMarker, MetaCommand, MetaResponse, MetadataApply};
 use pigeon_store::{Store, StoreOptions};
 use std::sync::{Arc, Mutex};
 
-fn applier(dir: &std::path::Path) -> BrokerApplier {
+pub(super) fn applier(dir: &std::path::Path) -> BrokerApplier {
     let store = Arc::new(Store::open(dir, StoreOptions::default()).unwrap());
     let (broker, _) = Broker::open(
         Arc::clone(&store),
@@ -49,7 +49,7 @@ fn applier(dir: &std::path::Path) -> BrokerApplier {
     a
 }
 
-fn apply(a: &mut BrokerApplier, commands: Vec<MetaCommand>) -> Vec<MetaResponse> {
+pub(super) fn apply(a: &mut BrokerApplier, commands: Vec<MetaCommand>) -> Vec<MetaResponse> {
     let numbered: Vec<(u64, MetaCommand)> = commands.into_iter().map(|c| (1, c)).collect();
     a.apply(&numbered, &AppliedMarker::from_bytes(Vec::new()))
         .unwrap()

@@ -22,6 +22,8 @@ pub(crate) mod quorum;
 pub(crate) mod remote_consumer;
 pub(crate) mod remote_queue;
 pub(crate) mod seed;
+#[cfg(test)]
+mod seed_tests;
 mod snapshot;
 
 use pigeon_broker::Broker;

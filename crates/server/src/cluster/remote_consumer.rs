@@ -304,7 +304,10 @@ impl Forwarder {
             forwarder: self.this.clone(),
             cancelled: AtomicBool::new(true),
         });
-        self.consumers.sinks.lock().insert((from.to_string(), id), sink);
+        self.consumers
+            .sinks
+            .lock()
+            .insert((from.to_string(), id), sink);
     }
 
     /// Handles one consumer item of a peer's batch; whether it was done.

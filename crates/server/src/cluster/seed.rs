@@ -135,7 +135,9 @@ pub(crate) fn spawn(state: &Arc<ServerState>) {
         loop {
             match once(&state).await {
                 Ok(()) => {
-                    tracing::info!("cluster: default user, vhost and configured users and policies set up");
+                    tracing::info!(
+                        "cluster: default user, vhost and configured users and policies set up"
+                    );
                     return;
                 }
                 Err(WriteError::Unavailable(_)) => {}

@@ -600,6 +600,13 @@ impl Queue {
 
     /// Whether the queue has been unused for longer than its `x-expires`.
     pub fn unused_for_too_long(&self, now: Instant) -> bool {
+        // --- quorum queues: `x-expires` is not applied (docs/clustering.md, "Not done yet") ---
+        // Their consumers live in the group (on every node), and a deletion must go through
+        // the cluster: each node deleting its copy on its own clock would delete a queue in
+        // use and let the nodes diverge.
+        if self.quorum.get().is_some() {
+            return false;
+        }
         let st = self.state.lock();
         st.settings.expires.is_some_and(|ms| {
             st.consumers.is_empty() && now.duration_since(st.last_used) >= Duration::from_millis(ms)

@@ -97,7 +97,7 @@ mod tests {
             Reply::Dequeued { delivery, ready } => (
                 delivery.map(|d| {
                     (
-                        String::from_utf8(d.message.body).unwrap(),
+                        String::from_utf8_lossy(&d.message.body).into_owned(),
                         d.delivery_count,
                         d.redelivered,
                     )

@@ -15,5 +15,6 @@ mod crash_stream;
 mod ctl;
 mod ctl_access;
 mod ctl_node;
+mod ctl_quorum;
 mod ctl_streams;
 mod ctl_support;

@@ -9,13 +9,13 @@
 //! checking anything against an external broker (reference mode).
 
 use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{
     BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Consumer};
-use lapin::message::Delivery;
 use pigeon_server::ServerConfig;
 use pigeon_tests::http_support::Api;
 use pigeon_tests::lapin_support::{self as lp, durable, table};
@@ -243,7 +243,8 @@ async fn a_broker_without_a_data_directory_refuses_quorum_queues() {
     };
     assert_eq!(lp::reply_code(&e), Some(PRECONDITION_FAILED));
     assert!(
-        e.to_string().contains("queue type 'quorum' needs a data directory"),
+        e.to_string()
+            .contains("queue type 'quorum' needs a data directory"),
         "{e}"
     );
 }
@@ -267,7 +268,10 @@ async fn a_vhost_default_queue_type_makes_durable_declares_quorum_queues() {
     assert_eq!(vhost["default_queue_type"], "quorum");
     assert_eq!(vhost["metadata"]["default_queue_type"], "quorum");
     let bad = api
-        .put(&format!("/api/vhosts/{v}"), json!({"default_queue_type": "lazy"}))
+        .put(
+            &format!("/api/vhosts/{v}"),
+            json!({"default_queue_type": "lazy"}),
+        )
         .await;
     assert_eq!(bad.status, 400);
     let p = api
@@ -320,7 +324,12 @@ async fn a_vhost_default_queue_type_makes_durable_declares_quorum_queues() {
     assert_eq!(kind(auto).await, "classic");
     // An explicit type wins.
     let classic = unique("cq");
-    declare(&ch, &classic, table(&[("x-queue-type", lp::text("classic"))])).await;
+    declare(
+        &ch,
+        &classic,
+        table(&[("x-queue-type", lp::text("classic"))]),
+    )
+    .await;
     assert_eq!(kind(classic).await, "classic");
     // Through the management API too.
     let put = unique("pq");

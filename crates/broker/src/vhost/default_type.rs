@@ -74,7 +74,10 @@ mod tests {
         assert_eq!(typed(false, false, false), None);
         assert_eq!(typed(true, true, false), None);
         assert_eq!(typed(true, false, true), None);
-        let mut args = Table(vec![("x-queue-type".into(), Value::Str(Bytes::from("classic")))]);
+        let mut args = Table(vec![(
+            "x-queue-type".into(),
+            Value::Str(Bytes::from("classic")),
+        )]);
         v.apply_default_queue_type(None, true, false, false, &mut args);
         assert_eq!(args.0.len(), 1, "a declared type is kept");
     }

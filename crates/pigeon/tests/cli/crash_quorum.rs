@@ -26,7 +26,10 @@ const WINDOW: usize = 32;
 
 fn quorum() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     args
 }
 
@@ -41,10 +44,16 @@ async fn connect(url: &str) -> Connection {
 
 /// Publishes `r<round>:s<seq>` until the connection dies; returns the confirmed seqs and the
 /// number attempted.
-async fn produce(url: String, round: u32, first: tokio::sync::oneshot::Sender<()>) -> (BTreeSet<u64>, u64) {
+async fn produce(
+    url: String,
+    round: u32,
+    first: tokio::sync::oneshot::Sender<()>,
+) -> (BTreeSet<u64>, u64) {
     let conn = connect(&url).await;
     let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     ch.queue_declare(
         QUEUE.into(),
         QueueDeclareOptions {

@@ -22,6 +22,7 @@ mod crash_stream;
 mod ctl;
 mod ctl_access;
 mod ctl_node;
+mod ctl_quorum;
 mod ctl_streams;
 mod ctl_support;
 mod faults;

@@ -23,7 +23,12 @@ impl Channel {
         options: QueueOptions,
     ) -> Result<Option<QueueDeclared>, AmqpError> {
         let (Method::QueueDeclare(m), Some(local)) = (method, ctx.declares.local.as_ref()) else {
-            return Ok(Some(ctx.vhost.declare_queue(name, false, options, ctx.conn_id)?));
+            return Ok(Some(ctx.vhost.declare_queue(
+                name,
+                false,
+                options,
+                ctx.conn_id,
+            )?));
         };
         if local.is_started() {
             let d = ctx.vhost.declare_queue(name, false, options, ctx.conn_id)?;

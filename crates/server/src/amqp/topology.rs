@@ -177,9 +177,7 @@ impl Channel {
                             )?;
                         }
                     }
-                    if !generated
-                        && self.replicate_queue_declare(ctx, method, &options.arguments)
-                    {
+                    if !generated && self.replicate_queue_declare(ctx, method, &options.arguments) {
                         return Ok(());
                     }
                     if generated {

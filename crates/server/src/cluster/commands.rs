@@ -42,9 +42,11 @@ pub(crate) fn from_json(j: &Json) -> Table {
 pub(crate) fn vhost_json(info: &VHostInfo) -> Json {
     // `default_queue_type` travels with the vhost's other metadata, so that every node of a
     // cluster applies the same default (helper quorumone).
-    Json(json!({"description": info.description, "tags": info.tags,
+    Json(
+        json!({"description": info.description, "tags": info.tags,
                 "default_queue_type": info.default_queue_type})
-    .to_string())
+        .to_string(),
+    )
 }
 
 pub(crate) fn vhost_info(j: &Json) -> Result<VHostInfo, BadCommand> {

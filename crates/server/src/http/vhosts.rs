@@ -128,9 +128,7 @@ async fn put(
 /// definitions write it): `classic`, `quorum` or `stream`; anything else is 400, as
 /// rabbit_vhost `do_add` refuses an unknown type (`invalid_queue_type`). `"undefined"` (what
 /// older RabbitMQ exports hold) is no default.
-pub(crate) fn queue_type_field(
-    map: &serde_json::Map<String, Value>,
-) -> ApiResult<Option<String>> {
+pub(crate) fn queue_type_field(map: &serde_json::Map<String, Value>) -> ApiResult<Option<String>> {
     let value = opt_str(map, "default_queue_type")?.or_else(|| {
         map.get("metadata")
             .and_then(|m| m.get("default_queue_type"))

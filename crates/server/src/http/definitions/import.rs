@@ -430,9 +430,9 @@ pub(super) fn import(
             .map(str::to_string);
         let quorum_ok = http.state.store.is_some();
         let quorum = kind.as_deref() == Some("quorum") && quorum_ok;
-        if let Some(kind) = kind.filter(|k| {
-            k != "classic" && k != "stream" && !(k == "quorum" && quorum_ok)
-        }) {
+        if let Some(kind) =
+            kind.filter(|k| k != "classic" && k != "stream" && !(k == "quorum" && quorum_ok))
+        {
             warnings.push(format!("queue {name} in vhost {} imported as a classic queue (type {kind} is not supported)", v.name()));
             options.arguments.0.retain(|(k, _)| k != "x-queue-type");
         }

@@ -144,11 +144,7 @@ fn samples_before(
         let v = if at >= since {
             flat
         } else {
-            steps
-                .iter()
-                .rev()
-                .find(|s| s.0 <= at)
-                .map_or(flat, |s| s.1)
+            steps.iter().rev().find(|s| s.0 <= at).map_or(flat, |s| s.1)
         };
         ring.push(at, v);
         at += interval_ms.max(1);
@@ -250,14 +246,12 @@ mod tests {
     /// sample or not: flat samples while idle, then changes.
     #[test]
     fn an_idle_connection_renders_as_its_full_ring() {
-        let ringed = renders_as_its_full_ring(20, |i| {
-            if i < 16 {
-                [40, 4]
-            } else {
-                [40 + i, 4 + 2 * i]
-            }
-        });
-        assert!(!ringed[15] && ringed[19], "a full ring once it changes often");
+        let ringed =
+            renders_as_its_full_ring(20, |i| if i < 16 { [40, 4] } else { [40 + i, 4 + 2 * i] });
+        assert!(
+            !ringed[15] && ringed[19],
+            "a full ring once it changes often"
+        );
     }
 
     /// An idle MQTT connection's keep-alive (a change every 6th sample, i.e. 30 s) never needs
@@ -268,7 +262,10 @@ mod tests {
         let ringed = renders_as_its_full_ring(60, |i| [40 + 2 * (i / 6), 4 + 2 * (i / 6)]);
         assert!(ringed.iter().all(|r| !r), "steps only");
         let ringed = renders_as_its_full_ring(40, |i| [40 + 2 * (i / 3), 4]);
-        assert!(ringed[39], "every 3rd sample: more than STEPS changes in the span");
+        assert!(
+            ringed[39],
+            "every 3rd sample: more than STEPS changes in the span"
+        );
     }
 
     #[test]

@@ -552,10 +552,16 @@ impl fmt::Display for IdleReport {
                 writeln!(f, "  broker memory per connection {per:.3} KiB (all open)")?;
             }
             if let Some(per) = b.per_connection_end_of_hold_kib {
-                writeln!(f, "  broker memory per connection {per:.3} KiB (end of hold)")?;
+                writeln!(
+                    f,
+                    "  broker memory per connection {per:.3} KiB (end of hold)"
+                )?;
             }
             if let Some(per) = b.anon_per_connection_end_of_hold_kib {
-                writeln!(f, "  broker anonymous memory per connection {per:.3} KiB (end of hold, RssAnon)")?;
+                writeln!(
+                    f,
+                    "  broker anonymous memory per connection {per:.3} KiB (end of hold, RssAnon)"
+                )?;
             }
             if let (Some(half), Some(slope)) = (b.rss_half_open_kib, b.slope_kib) {
                 writeln!(

@@ -36,6 +36,15 @@ const MUZZY_DECAY_MS: isize = 0;
 /// these slabs 24 M messages left 29 MB (40 MiB above the start). Measurements:
 /// docs/performance.md, "Allocator".
 ///
+/// `narenas:1`: one arena instead of jemalloc's default of four per CPU. Each arena keeps its
+/// own partly used slab of every size class its threads allocate; with several, the
+/// long-lived objects of idle connections (allocated by whichever worker accepted them) and
+/// the handshakes' leftovers are spread over more slabs: 0.06 KiB more per idle MQTT
+/// connection at 10,000 (0.03 at 19,000). The threads' caches (tcache) keep most allocations
+/// off the arena's locks; on this 2-core machine throughput did not move (docs/performance.md,
+/// "Idle connections", sixth pass). On a host with many cores, `_RJEM_MALLOC_CONF=narenas:N`
+/// in the broker's environment gives it more.
+///
 /// The symbol is jemalloc's `const char *malloc_conf`, which jemalloc defines weak (as
 /// `NULL`) so that a program may define it. Sound without an `unsafe` block, and allowed here
 /// for the exported name only: `&'static [u8; N]` has the layout of a non-null C pointer to
@@ -44,7 +53,7 @@ const MUZZY_DECAY_MS: isize = 0;
 /// writes the variable nor the string). No Rust code refers to the symbol.
 #[allow(unsafe_code)]
 #[export_name = "_rjem_malloc_conf"]
-pub static MALLOC_CONF: &[u8; 21] = b"slab_sizes:1-4096:16\0";
+pub static MALLOC_CONF: &[u8; 31] = b"slab_sizes:1-4096:16,narenas:1\0";
 
 /// Starts jemalloc's background threads, sets its decay times, and plugs its statistics into
 /// the memory alarm. Errors are logged: the broker still runs, with jemalloc's defaults.

@@ -7,11 +7,11 @@
 //! subscriptions and the QoS 1/2 state (packets in flight each way); the connection attached
 //! to it, if any, is in `attached`.
 
+use super::qos2::PacketIds;
 use super::sink::Attached;
 use mqtt_wire::{Publish, QoS, SubscriptionOptions};
 use parking_lot::Mutex;
 use pigeon_broker::{Queue, QueuedMessage, VHost};
-use super::qos2::PacketIds;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;

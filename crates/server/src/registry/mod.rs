@@ -26,11 +26,11 @@ use crate::outbound::Outbound;
 use crate::transport::TlsInfo;
 use addrs::Addrs;
 use amqp_wire::FieldTable;
+use once_cell::race::OnceBox;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use once_cell::race::OnceBox;
 use std::sync::Arc;
 use std::time::SystemTime;
 

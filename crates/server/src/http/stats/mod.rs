@@ -69,46 +69,6 @@ pub(crate) struct Tables {
     object_cap: usize,
 }
 
-/// A connection's samples (bytes received and sent). While they have not changed since the
-/// first sample (an idle connection: its handshake's bytes, then nothing), the ring is not
-/// allocated: `flat` stands for every sample since `since`, and [`ConnectionRing::ring`]
-/// renders them. The ring is allocated at the first change, filled with the samples it would
-/// have had (docs/performance.md, "Idle connections": ~0.35 KB per idle connection).
-pub(crate) struct ConnectionRing {
-    /// The connection's id.
-    id: u64,
-    /// When it was first sampled (Unix ms, aligned to the interval).
-    since: u64,
-    /// The values of every sample so far, while the ring is not allocated.
-    flat: [u64; CONNECTION],
-    ring: Option<Box<Ring<CONNECTION>>>,
-}
-
-impl ConnectionRing {
-    /// Adds a sample; allocates the ring at the first change.
-    fn push(&mut self, ts: u64, v: [u64; CONNECTION], interval_ms: u64, cap: usize) {
-        if self.ring.is_none() && v != self.flat {
-            let ring = backfilled(self.since, ts, interval_ms, cap, self.flat);
-            self.ring = Some(Box::new(ring));
-        }
-        if let Some(ring) = self.ring.as_mut() {
-            ring.push(ts, v);
-        }
-    }
-
-    /// Its samples: the ring, or the flat samples up to the last sample `ts` in one made now.
-    pub fn ring(&self, t: &Tables) -> std::borrow::Cow<'_, Ring<CONNECTION>> {
-        match &self.ring {
-            Some(r) => std::borrow::Cow::Borrowed(&**r),
-            None => {
-                let mut r = backfilled(self.since, t.ts, t.interval_ms, t.object_cap, self.flat);
-                r.push(t.ts, self.flat);
-                std::borrow::Cow::Owned(r)
-            }
-        }
-    }
-}
-
 /// A ring of `cap` with a sample of `v` every interval from `since` (or as far back as the
 /// ring reaches) up to `ts`, excluded: the samples an object would have had before its ring
 /// was allocated.
@@ -415,61 +375,5 @@ impl StatsQuery {
     /// `enable_queue_totals=true`: with `disable_stats`, keep the message counts.
     pub fn enable_queue_totals(&self) -> bool {
         self.enable_queue_totals.as_deref() == Some("true")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Value;
-
-    fn listed(ring: &Ring<CONNECTION>, now_ms: u64) -> Value {
-        let clock = Clock {
-            now_ms,
-            interval_ms: 5_000,
-        };
-        let all = Range {
-            age_ms: 600_000,
-            incr_ms: 5_000,
-        };
-        ring::details(
-            &[ring],
-            &[values::RECV_OCT, values::SEND_OCT],
-            false,
-            Some(all),
-            clock,
-        )
-    }
-
-    /// A connection's samples render the same whether its ring was allocated at the first
-    /// sample (before) or at its first change (now): flat samples while idle, then the change.
-    #[test]
-    fn an_idle_connection_renders_as_its_full_ring() {
-        let sampler = Sampler::new(5_000);
-        let mut t = sampler.tables.write();
-        let cap = t.object_cap;
-        let mut full = Ring::<CONNECTION>::new(cap);
-        let handshake = [40, 4];
-        let mut e = ConnectionRing {
-            id: 1,
-            since: 100_000,
-            flat: handshake,
-            ring: None,
-        };
-        for i in 0..20u64 {
-            let ts = 100_000 + i * 5_000;
-            let v = if i < 16 {
-                handshake
-            } else {
-                [40 + i, 4 + 2 * i]
-            };
-            full.push(ts, v);
-            if i > 0 {
-                e.push(ts, v, 5_000, cap);
-            }
-            t.ts = ts;
-            assert_eq!(e.ring.is_some(), i >= 16, "sample {i}");
-            assert_eq!(listed(&e.ring(&t), ts), listed(&full, ts), "sample {i}");
-        }
     }
 }

@@ -282,8 +282,10 @@ impl BrokerApplier {
             }
             MetaCommand::Bind { binding } => self.binding(binding, true),
             MetaCommand::Unbind { binding } => self.binding(binding, false),
-            // MQTT sessions are not replicated yet (docs/clustering.md, next steps): nothing
-            // proposes these, and a node that finds one in its log ignores it.
+            // MQTT persistent sessions' subscriptions (cluster/mqtt_sessions.rs).
+            MetaCommand::MqttSubscribe { .. }
+            | MetaCommand::MqttUnsubscribe { .. }
+            | MetaCommand::MqttDropSession { .. } => self.forwarder.mqtt_apply(command),
             _ => MetaResponse::Done,
         }
     }
@@ -381,12 +383,16 @@ impl MetadataApply for BrokerApplier {
                 *node = home.unwrap_or_else(|| self.forwarder.me().to_string());
             }
         }
+        // MQTT persistent sessions' subscriptions (cluster/mqtt_sessions.rs).
+        all.extend(self.forwarder.mqtt_snapshot());
         postcard_encode(&all)
     }
 
     fn restore(&mut self, snapshot: &[u8], marker: &AppliedMarker) -> Result<(), ApplyError> {
         let wanted = postcard_decode(snapshot)?;
         let (_, mut ops) = self.store.meta_capture(|| {
+            // MQTT sessions the snapshot does not name go (those it names are applied again).
+            self.forwarder.mqtt_restore_begin();
             super::auto_delete::applying(|| {
                 for c in super::snapshot::restore_plan(&self.broker, wanted) {
                     self.apply_one(&c);

@@ -18,6 +18,7 @@ pub(crate) mod forward;
 pub(crate) mod homes;
 pub(crate) mod maintenance;
 pub(crate) mod mqtt;
+pub(crate) mod mqtt_sessions;
 pub(crate) mod quorum;
 pub(crate) mod remote_consumer;
 mod snapshot;
@@ -45,6 +46,8 @@ pub(crate) async fn start(
     // log's replay and the first publishes find them.
     let forwarder = forward::Forwarder::new(name.clone(), Arc::clone(broker), Arc::clone(store));
     forwarder.recover();
+    // MQTT persistent sessions' subscriptions as the group had them (cluster/mqtt_sessions.rs).
+    forwarder.mqtt_recover();
     let quorum = quorum::QuorumRegistry::new(broker);
     let applier = apply::BrokerApplier {
         broker: Arc::clone(broker),

@@ -142,6 +142,18 @@ pub(crate) struct MqttRemote {
     server: OnceLock<Weak<ServerState>>,
     /// By node, then (vhost, queue): the other nodes' session queues.
     known: Mutex<HashMap<String, HashMap<(String, String), Known>>>,
+    /// Persistent sessions' subscriptions as the metadata group has them
+    /// (`mqtt_sessions.rs`).
+    pub(super) replicated: Mutex<super::mqtt_sessions::Replicated>,
+    /// This node's proposals of those, written in order by one task (`mqtt_sessions.rs`).
+    pub(super) proposals: OnceLock<
+        tokio::sync::mpsc::UnboundedSender<(
+            pigeon_cluster::MetaCommand,
+            Option<Arc<pigeon_broker::queue::quorum::ReplicaConfirm>>,
+        )>,
+    >,
+    /// Sessions being handed over to another node: their end here is not the session's end.
+    handing_over: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// The proxy of another node's session queue.
@@ -230,6 +242,7 @@ pub(crate) fn start(server: &Arc<ServerState>) {
         return;
     };
     let _ = f.mqtt.server.set(Arc::downgrade(server));
+    super::mqtt_sessions::start_proposer(&f, &cluster);
     crate::mqtt::cluster::install_hooks(server);
     let weak = Arc::downgrade(&f);
     let mut events = cluster.node_events();
@@ -396,6 +409,14 @@ impl Forwarder {
         }
     }
 
+    /// Whether `client_id`'s session is being handed over to another node.
+    pub(crate) fn mqtt_handing_over(&self, vhost: &str, client_id: &str) -> bool {
+        self.mqtt
+            .handing_over
+            .lock()
+            .contains(&(vhost.to_string(), client_id.to_string()))
+    }
+
     /// The session queue `queue` lives here now (a session moved here): no proxy of it from
     /// another node is kept.
     pub(crate) fn mqtt_owned_here(&self, vhost: &str, queue: &str) {
@@ -553,8 +574,13 @@ impl Forwarder {
                 let Some(server) = self.mqtt_server() else {
                     return MqttAnswer::Session(None);
                 };
+                let key = (vhost.clone(), client_id.clone());
+                if !clean {
+                    self.mqtt.handing_over.lock().insert(key.clone());
+                }
                 let state =
                     crate::mqtt::cluster::hand_over(&server, &vhost, &client_id, clean).await;
+                self.mqtt.handing_over.lock().remove(&key);
                 MqttAnswer::Session(state)
             }
         }
@@ -598,5 +624,16 @@ pub(crate) async fn take_over(
         }
     });
     let answers = futures_util::future::join_all(asks).await;
-    answers.into_iter().flatten().next()
+    if let Some(moved) = answers.into_iter().flatten().next() {
+        return Some(moved);
+    }
+    // No node had it (its node is lost, or it never left this one): the subscriptions the
+    // metadata group knows of it (`mqtt_sessions.rs`), without messages (a replicated queue
+    // keeps them itself).
+    let subscriptions = f.mqtt_replicated(vhost, client_id);
+    (!clean && !subscriptions.is_empty()).then(|| SessionState {
+        subscriptions,
+        messages: Vec::new(),
+        inbound_qos2: Vec::new(),
+    })
 }

@@ -356,7 +356,11 @@ impl Forwarder {
             return;
         };
         let subs = crate::mqtt::cluster::local_subs(&server);
-        self.push(node, Item::Mqtt(MqttItem::Sync { subs, reply }), Then::Nothing);
+        self.push(
+            node,
+            Item::Mqtt(MqttItem::Sync { subs, reply }),
+            Then::Nothing,
+        );
         for v in self.broker.vhosts() {
             for (key, m) in v.retained.entries() {
                 let item = Item::Mqtt(MqttItem::Retain {

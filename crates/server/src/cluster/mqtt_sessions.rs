@@ -22,8 +22,8 @@ type Proposal = (MetaCommand, Option<Arc<ReplicaConfirm>>);
 
 use super::forward::Forwarder;
 use super::mqtt::SubState;
-use pigeon_cluster::meta::Json;
 use pigeon_broker::queue::quorum::ReplicaConfirm;
+use pigeon_cluster::meta::Json;
 use pigeon_cluster::{Cluster, MetaCommand, MetaResponse};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -165,14 +165,20 @@ impl Forwarder {
                         map.remove(&k);
                     }
                 }
-                store(self.store.meta_delete(TABLE, &key(vhost, client_id, filter)));
+                store(
+                    self.store
+                        .meta_delete(TABLE, &key(vhost, client_id, filter)),
+                );
             }
             MetaCommand::MqttDropSession { vhost, client_id } => {
                 let filters = map
                     .remove(&(vhost.clone(), client_id.clone()))
                     .unwrap_or_default();
                 for filter in filters.keys() {
-                    store(self.store.meta_delete(TABLE, &key(vhost, client_id, filter)));
+                    store(
+                        self.store
+                            .meta_delete(TABLE, &key(vhost, client_id, filter)),
+                    );
                 }
             }
             _ => {}
@@ -227,7 +233,8 @@ impl Forwarder {
         let mut map = self.mqtt.replicated.lock();
         for (k, v) in entries {
             let mut parts = k.splitn(3, |b| *b == 0);
-            let (Some(vhost), Some(client), Some(filter)) = (parts.next(), parts.next(), parts.next())
+            let (Some(vhost), Some(client), Some(filter)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };

@@ -160,15 +160,15 @@ pub(super) fn subscribed(
             Vec::new()
         } else {
             core.subscriptions
-            .iter()
-            .filter(|s| s.group.is_none() && keys.contains(&s.key))
-            .map(|s| MetaCommand::MqttSubscribe {
-                vhost: session.vhost.name().to_string(),
-                client_id: session.client_id.to_string(),
-                filter: s.key.clone(),
-                options: crate::cluster::mqtt_sessions::options_json(&sub_state(s)),
-            })
-            .collect()
+                .iter()
+                .filter(|s| s.group.is_none() && keys.contains(&s.key))
+                .map(|s| MetaCommand::MqttSubscribe {
+                    vhost: session.vhost.name().to_string(),
+                    client_id: session.client_id.to_string(),
+                    filter: s.key.clone(),
+                    options: crate::cluster::mqtt_sessions::options_json(&sub_state(s)),
+                })
+                .collect()
         }
     };
     for c in commands {
@@ -248,7 +248,10 @@ pub(crate) async fn hand_over(
     let acquired = registry.take_lease(&session, HAND_OVER_TIMEOUT).await;
     session.waiting.fetch_sub(1, Ordering::SeqCst);
     if !acquired {
-        tracing::warn!(client_id, "MQTT session not handed over: its connection did not let go");
+        tracing::warn!(
+            client_id,
+            "MQTT session not handed over: its connection did not let go"
+        );
         return None;
     }
     // Its connection may have ended it (a clean session) while we waited.

@@ -349,7 +349,11 @@ impl Conn {
     fn subscribe(&mut self, s: Subscribe) -> Result<(), End> {
         let mut reasons = Vec::with_capacity(s.filters.len());
         // MQTT across the cluster: the filters, for the metadata group (`mqtt/cluster.rs`).
-        let keys: Vec<String> = s.filters.iter().map(|(f, _)| f.as_str().to_string()).collect();
+        let keys: Vec<String> = s
+            .filters
+            .iter()
+            .map(|(f, _)| f.as_str().to_string())
+            .collect();
         let mut unauthorized = false;
         let mut retained = Vec::new();
         for (filter, options) in s.filters {

@@ -146,14 +146,12 @@ pub(crate) struct MqttRemote {
     /// (`mqtt_sessions.rs`).
     pub(super) replicated: Mutex<super::mqtt_sessions::Replicated>,
     /// This node's proposals of those, written in order by one task (`mqtt_sessions.rs`).
-    pub(super) proposals: OnceLock<
-        tokio::sync::mpsc::UnboundedSender<(
-            pigeon_cluster::MetaCommand,
-            Option<Arc<pigeon_broker::queue::quorum::ReplicaConfirm>>,
-        )>,
-    >,
+    pub(super) proposals: OnceLock<super::mqtt_sessions::Proposals>,
     /// Sessions being handed over to another node: their end here is not the session's end.
     handing_over: Mutex<BTreeSet<(String, String)>>,
+    /// This node's session queues the peers were told of (so that a session that never
+    /// subscribed ends without a message to every peer).
+    announced: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// The proxy of another node's session queue.
@@ -323,6 +321,17 @@ impl Forwarder {
     /// answer is `done` once each has them (or could not be reached): a SUBACK waits for it,
     /// so that a publish on any node after the SUBACK reaches the new subscription.
     pub(crate) fn announce_subs(&self, subs: QueueSubs) -> Option<Arc<RemoteConfirm>> {
+        {
+            let key = (subs.vhost.clone(), subs.queue.clone());
+            let mut announced = self.mqtt.announced.lock();
+            if subs.patterns.is_empty() {
+                if !announced.remove(&key) {
+                    return None;
+                }
+            } else {
+                announced.insert(key);
+            }
+        }
         let peers = self.up_peers();
         if peers.is_empty() {
             return None;
@@ -356,6 +365,10 @@ impl Forwarder {
             return;
         };
         let subs = crate::mqtt::cluster::local_subs(&server);
+        self.mqtt
+            .announced
+            .lock()
+            .extend(subs.iter().map(|s| (s.vhost.clone(), s.queue.clone())));
         self.push(
             node,
             Item::Mqtt(MqttItem::Sync { subs, reply }),

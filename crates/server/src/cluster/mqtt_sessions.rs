@@ -20,6 +20,9 @@
 /// A proposal and what waits for it (a SUBACK's part, finished once written or failed).
 type Proposal = (MetaCommand, Option<Arc<ReplicaConfirm>>);
 
+/// Where this node's proposals wait for the task that writes them.
+pub(crate) type Proposals = tokio::sync::mpsc::UnboundedSender<Proposal>;
+
 use super::forward::Forwarder;
 use super::mqtt::SubState;
 use pigeon_broker::queue::quorum::ReplicaConfirm;

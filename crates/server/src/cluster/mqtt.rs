@@ -136,12 +136,15 @@ struct Known {
     durable: bool,
 }
 
+/// One node's session queues, by (vhost, queue), as this node knows them.
+type KnownQueues = HashMap<(String, String), Known>;
+
 /// This node's part of MQTT across the cluster (held by the [`Forwarder`]).
 #[derive(Default)]
 pub(crate) struct MqttRemote {
     server: OnceLock<Weak<ServerState>>,
     /// By node, then (vhost, queue): the other nodes' session queues.
-    known: Mutex<HashMap<String, HashMap<(String, String), Known>>>,
+    known: Mutex<HashMap<String, KnownQueues>>,
     /// Persistent sessions' subscriptions as the metadata group has them
     /// (`mqtt_sessions.rs`).
     pub(super) replicated: Mutex<super::mqtt_sessions::Replicated>,
@@ -503,12 +506,7 @@ impl Forwarder {
     }
 
     /// Makes this node route to `from`'s queue as `subs` says.
-    fn apply_subs(
-        &self,
-        from: &str,
-        queues: &mut HashMap<(String, String), Known>,
-        subs: QueueSubs,
-    ) {
+    fn apply_subs(&self, from: &str, queues: &mut KnownQueues, subs: QueueSubs) {
         let key = (subs.vhost.clone(), subs.queue.clone());
         let Some(v) = self.broker.vhost(&subs.vhost) else {
             return;

@@ -183,7 +183,12 @@ async fn a_session_follows_its_client_to_another_node_and_the_old_connection_is_
     let mut publisher = Mqtt4::connect(v4(b, "pub-b")).await;
     for i in 1..=3 {
         publisher
-            .publish(&format!("p/{i}"), QoS::AtLeastOnce, false, format!("m-{i}").as_bytes())
+            .publish(
+                &format!("p/{i}"),
+                QoS::AtLeastOnce,
+                false,
+                format!("m-{i}").as_bytes(),
+            )
             .await;
     }
 
@@ -195,7 +200,10 @@ async fn a_session_follows_its_client_to_another_node_and_the_old_connection_is_
     assert!(roamer.session_present, "the session moved from A to B");
     for i in 1..=3 {
         let p = roamer.next_publish().await;
-        assert_eq!((p.qos, p.payload.to_vec()), (QoS::AtLeastOnce, format!("m-{i}").into_bytes()));
+        assert_eq!(
+            (p.qos, p.payload.to_vec()),
+            (QoS::AtLeastOnce, format!("m-{i}").into_bytes())
+        );
     }
     // Its subscription now lives on B: a publish through A reaches it there.
     let mut on_a = Mqtt4::connect(v4(a, "pub-a")).await;
@@ -232,4 +240,51 @@ async fn a_session_follows_its_client_to_another_node_and_the_old_connection_is_
     on_a.publish("twin/x", QoS::AtLeastOnce, false, b"hello twin")
         .await;
     assert_eq!(second.next_text().await, "hello twin");
+}
+
+// Not passing yet: in its one run the subscription did not reach B within the 10 s of
+// `within` after A was killed (an election, then B's apply of the committed MqttSubscribe,
+// then the fallback of the takeover in `cluster/mqtt.rs`); to investigate with the nodes'
+// logs. The path it exercises is documented in docs/clustering.md, "MQTT in a cluster".
+#[ignore = "not passing yet: the session's subscription did not reach B in time (see above)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_sessions_subscriptions_survive_the_loss_of_its_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_all(&write_configs(dir.path(), 3)).await;
+    until_formed(&nodes).await;
+
+    // A persistent session on A: its SUBACK comes once the metadata group committed the
+    // subscription (MqttSubscribe), so every node has it in its log.
+    let mut opts = v4(&nodes[0], "survivor");
+    opts.set_clean_session(false);
+    let mut survivor = Mqtt4::connect(opts).await;
+    survivor.subscribe("s/#", QoS::AtLeastOnce).await;
+    survivor.kill();
+    nodes.remove(0).kill();
+
+    // The client reconnects through B: B and C elect a new leader of the metadata group,
+    // which commits what A's log had, and B knows the subscription. Until B has applied it
+    // (one election away), a publish does not reach the session: the client tries again.
+    let (b, c) = (&nodes[0], &nodes[1]);
+    let mut publisher = Mqtt4::connect(v4(c, "pub-c")).await;
+    within("the session's subscription on B", async {
+        for attempt in 0.. {
+            let mut opts = v4(b, "survivor");
+            opts.set_clean_session(false);
+            let mut back = Mqtt4::connect(opts).await;
+            let text = format!("after the loss {attempt}");
+            publisher
+                .publish("s/1", QoS::AtLeastOnce, false, text.as_bytes())
+                .await;
+            match tokio::time::timeout(Duration::from_millis(500), back.next_publish()).await {
+                Ok(p) => {
+                    assert!(back.session_present);
+                    assert_eq!(p.topic, "s/1");
+                    return;
+                }
+                Err(_) => back.disconnect().await,
+            }
+        }
+    })
+    .await;
 }

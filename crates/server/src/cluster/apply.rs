@@ -298,8 +298,10 @@ impl BrokerApplier {
                 self.quorum.members_set(vhost, name, members);
                 MetaResponse::Done
             }
-            // MQTT sessions are not replicated yet (docs/clustering.md, next steps): nothing
-            // proposes these, and a node that finds one in its log ignores it.
+            // MQTT persistent sessions' subscriptions (cluster/mqtt_sessions.rs).
+            MetaCommand::MqttSubscribe { .. }
+            | MetaCommand::MqttUnsubscribe { .. }
+            | MetaCommand::MqttDropSession { .. } => self.forwarder.mqtt_apply(command),
             _ => MetaResponse::Done,
         }
     }
@@ -437,12 +439,16 @@ impl MetadataApply for BrokerApplier {
                 commands: Vec::new(),
             });
         }
+        // MQTT persistent sessions' subscriptions (cluster/mqtt_sessions.rs).
+        all.extend(self.forwarder.mqtt_snapshot());
         postcard_encode(&all)
     }
 
     fn restore(&mut self, snapshot: &[u8], marker: &AppliedMarker) -> Result<(), ApplyError> {
         let wanted = postcard_decode(snapshot)?;
         let (_, mut ops) = self.store.meta_capture(|| {
+            // MQTT sessions the snapshot does not name go (those it names are applied again).
+            self.forwarder.mqtt_restore_begin();
             super::auto_delete::applying(|| {
                 for c in super::snapshot::restore_plan(&self.broker, wanted) {
                     self.apply_one(&c);

@@ -18,6 +18,7 @@ pub(crate) mod forward;
 pub(crate) mod homes;
 pub(crate) mod maintenance;
 pub(crate) mod mqtt;
+pub(crate) mod mqtt_sessions;
 pub(crate) mod quorum;
 pub(crate) mod remote_consumer;
 pub(crate) mod remote_queue;
@@ -49,6 +50,8 @@ pub(crate) async fn start(
     // log's replay and the first publishes find them.
     let forwarder = forward::Forwarder::new(name.clone(), Arc::clone(broker), Arc::clone(store));
     forwarder.recover();
+    // MQTT persistent sessions' subscriptions as the group had them (cluster/mqtt_sessions.rs).
+    forwarder.mqtt_recover();
     let quorum = quorum::QuorumRegistry::new(broker);
     // The quorum queues' members are recorded in the store (quorum/membership.rs).
     quorum.set_store(store, &name);

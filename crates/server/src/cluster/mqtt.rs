@@ -136,12 +136,25 @@ struct Known {
     durable: bool,
 }
 
+/// One node's session queues, by (vhost, queue), as this node knows them.
+type KnownQueues = HashMap<(String, String), Known>;
+
 /// This node's part of MQTT across the cluster (held by the [`Forwarder`]).
 #[derive(Default)]
 pub(crate) struct MqttRemote {
     server: OnceLock<Weak<ServerState>>,
     /// By node, then (vhost, queue): the other nodes' session queues.
-    known: Mutex<HashMap<String, HashMap<(String, String), Known>>>,
+    known: Mutex<HashMap<String, KnownQueues>>,
+    /// Persistent sessions' subscriptions as the metadata group has them
+    /// (`mqtt_sessions.rs`).
+    pub(super) replicated: Mutex<super::mqtt_sessions::Replicated>,
+    /// This node's proposals of those, written in order by one task (`mqtt_sessions.rs`).
+    pub(super) proposals: OnceLock<super::mqtt_sessions::Proposals>,
+    /// Sessions being handed over to another node: their end here is not the session's end.
+    handing_over: Mutex<BTreeSet<(String, String)>>,
+    /// This node's session queues the peers were told of (so that a session that never
+    /// subscribed ends without a message to every peer).
+    announced: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// The proxy of another node's session queue.
@@ -230,6 +243,7 @@ pub(crate) fn start(server: &Arc<ServerState>) {
         return;
     };
     let _ = f.mqtt.server.set(Arc::downgrade(server));
+    super::mqtt_sessions::start_proposer(&f, &cluster);
     crate::mqtt::cluster::install_hooks(server);
     let weak = Arc::downgrade(&f);
     let mut events = cluster.node_events();
@@ -310,6 +324,17 @@ impl Forwarder {
     /// answer is `done` once each has them (or could not be reached): a SUBACK waits for it,
     /// so that a publish on any node after the SUBACK reaches the new subscription.
     pub(crate) fn announce_subs(&self, subs: QueueSubs) -> Option<Arc<RemoteConfirm>> {
+        {
+            let key = (subs.vhost.clone(), subs.queue.clone());
+            let mut announced = self.mqtt.announced.lock();
+            if subs.patterns.is_empty() {
+                if !announced.remove(&key) {
+                    return None;
+                }
+            } else {
+                announced.insert(key);
+            }
+        }
         let peers = self.up_peers();
         if peers.is_empty() {
             return None;
@@ -343,7 +368,15 @@ impl Forwarder {
             return;
         };
         let subs = crate::mqtt::cluster::local_subs(&server);
-        self.push(node, Item::Mqtt(MqttItem::Sync { subs, reply }), Then::Nothing);
+        self.mqtt
+            .announced
+            .lock()
+            .extend(subs.iter().map(|s| (s.vhost.clone(), s.queue.clone())));
+        self.push(
+            node,
+            Item::Mqtt(MqttItem::Sync { subs, reply }),
+            Then::Nothing,
+        );
         for v in self.broker.vhosts() {
             for (key, m) in v.retained.entries() {
                 let item = Item::Mqtt(MqttItem::Retain {
@@ -394,6 +427,14 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// Whether `client_id`'s session is being handed over to another node.
+    pub(crate) fn mqtt_handing_over(&self, vhost: &str, client_id: &str) -> bool {
+        self.mqtt
+            .handing_over
+            .lock()
+            .contains(&(vhost.to_string(), client_id.to_string()))
     }
 
     /// The session queue `queue` lives here now (a session moved here): no proxy of it from
@@ -465,12 +506,7 @@ impl Forwarder {
     }
 
     /// Makes this node route to `from`'s queue as `subs` says.
-    fn apply_subs(
-        &self,
-        from: &str,
-        queues: &mut HashMap<(String, String), Known>,
-        subs: QueueSubs,
-    ) {
+    fn apply_subs(&self, from: &str, queues: &mut KnownQueues, subs: QueueSubs) {
         let key = (subs.vhost.clone(), subs.queue.clone());
         let Some(v) = self.broker.vhost(&subs.vhost) else {
             return;
@@ -553,8 +589,13 @@ impl Forwarder {
                 let Some(server) = self.mqtt_server() else {
                     return MqttAnswer::Session(None);
                 };
+                let key = (vhost.clone(), client_id.clone());
+                if !clean {
+                    self.mqtt.handing_over.lock().insert(key.clone());
+                }
                 let state =
                     crate::mqtt::cluster::hand_over(&server, &vhost, &client_id, clean).await;
+                self.mqtt.handing_over.lock().remove(&key);
                 MqttAnswer::Session(state)
             }
         }
@@ -598,5 +639,16 @@ pub(crate) async fn take_over(
         }
     });
     let answers = futures_util::future::join_all(asks).await;
-    answers.into_iter().flatten().next()
+    if let Some(moved) = answers.into_iter().flatten().next() {
+        return Some(moved);
+    }
+    // No node had it (its node is lost, or it never left this one): the subscriptions the
+    // metadata group knows of it (`mqtt_sessions.rs`), without messages (a replicated queue
+    // keeps them itself).
+    let subscriptions = f.mqtt_replicated(vhost, client_id);
+    (!clean && !subscriptions.is_empty()).then(|| SessionState {
+        subscriptions,
+        messages: Vec::new(),
+        inbound_qos2: Vec::new(),
+    })
 }

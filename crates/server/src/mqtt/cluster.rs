@@ -22,6 +22,7 @@ use crate::ServerState;
 use mqtt_wire::{QoS, RetainHandling, SubscriptionOptions};
 use pigeon_broker::queue::quorum::ReplicaConfirm;
 use pigeon_broker::{Destination, Table, VHost};
+use pigeon_cluster::MetaCommand;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,9 +104,106 @@ pub(crate) fn install_hooks(server: &Arc<ServerState>) {
     let weak = Arc::downgrade(server);
     server.mqtt.registry.on_end(Box::new(move |session| {
         if let Some(server) = weak.upgrade() {
-            announce(&server, session);
+            discarded(&server, session);
         }
     }));
+}
+
+/// `session` ended here (or was discarded by a clean start): the other nodes stop routing to
+/// its queue and, unless it is moving to another node, the metadata group forgets it.
+pub(super) fn discarded(server: &ServerState, session: &Session) {
+    let Some(f) = forwarder(server) else {
+        return;
+    };
+    announce(server, session);
+    let (vhost, client_id) = (session.vhost.name(), &*session.client_id);
+    if f.mqtt_replicated_has(vhost, client_id) && !f.mqtt_handing_over(vhost, client_id) {
+        let drop = MetaCommand::MqttDropSession {
+            vhost: vhost.to_string(),
+            client_id: client_id.to_string(),
+        };
+        f.mqtt_propose(drop, None);
+    }
+}
+
+fn sub_state(s: &Subscription) -> SubState {
+    SubState {
+        key: s.key.clone(),
+        filter: s.filter.clone(),
+        pattern: s.pattern.clone(),
+        qos: s.options.qos as u8,
+        no_local: s.options.no_local,
+        retain_as_published: s.options.retain_as_published,
+        retain_handling: s.options.retain_handling as u8,
+        id: s.id,
+    }
+}
+
+/// A session subscribed to `keys`: announced to the other nodes and, for a persistent
+/// session, written through the metadata group (item 2), so that every node knows them.
+/// `Some`: done once both are (the SUBACK waits for it).
+pub(super) fn subscribed(
+    server: &ServerState,
+    session: &Session,
+    keys: &[String],
+) -> Option<Arc<ReplicaConfirm>> {
+    let f = forwarder(server)?;
+    let done = ReplicaConfirm::new();
+    if let Some(announced) = announce(server, session) {
+        done.add_part();
+        let part = Arc::clone(&done);
+        announced.on_done(Box::new(move || part.finish(true)));
+    }
+    let commands: Vec<MetaCommand> = {
+        let core = session.core.lock();
+        if core.expiry == 0 {
+            Vec::new()
+        } else {
+            core.subscriptions
+                .iter()
+                .filter(|s| s.group.is_none() && keys.contains(&s.key))
+                .map(|s| MetaCommand::MqttSubscribe {
+                    vhost: session.vhost.name().to_string(),
+                    client_id: session.client_id.to_string(),
+                    filter: s.key.clone(),
+                    options: crate::cluster::mqtt_sessions::options_json(&sub_state(s)),
+                })
+                .collect()
+        }
+    };
+    for c in commands {
+        done.add_part();
+        f.mqtt_propose(c, Some(Arc::clone(&done)));
+    }
+    done.finish(true);
+    Some(done)
+}
+
+/// A session unsubscribed from `keys`: those the metadata group has go.
+pub(super) fn unsubscribed(server: &ServerState, session: &Session, keys: &[String]) {
+    let Some(f) = forwarder(server) else {
+        return;
+    };
+    let (vhost, client_id) = (session.vhost.name(), &*session.client_id);
+    let known: Vec<String> = f
+        .mqtt_replicated(vhost, client_id)
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    let kept: Vec<String> = {
+        let core = session.core.lock();
+        core.subscriptions.iter().map(|s| s.key.clone()).collect()
+    };
+    for key in keys {
+        if known.contains(key) && !kept.contains(key) {
+            let unsubscribe = MetaCommand::MqttUnsubscribe {
+                vhost: vhost.to_string(),
+                client_id: client_id.to_string(),
+                filter: key.clone(),
+            };
+            f.mqtt_propose(unsubscribe, None);
+        }
+    }
 }
 
 /// A retained message set or cleared here (`key`, a routing key): the other nodes too.
@@ -150,7 +248,10 @@ pub(crate) async fn hand_over(
     let acquired = registry.take_lease(&session, HAND_OVER_TIMEOUT).await;
     session.waiting.fetch_sub(1, Ordering::SeqCst);
     if !acquired {
-        tracing::warn!(client_id, "MQTT session not handed over: its connection did not let go");
+        tracing::warn!(
+            client_id,
+            "MQTT session not handed over: its connection did not let go"
+        );
         return None;
     }
     // Its connection may have ended it (a clean session) while we waited.
@@ -184,16 +285,7 @@ fn extract(session: &Session) -> Option<SessionState> {
             .subscriptions
             .iter()
             .filter(|s| s.group.is_none())
-            .map(|s| SubState {
-                key: s.key.clone(),
-                filter: s.filter.clone(),
-                pattern: s.pattern.clone(),
-                qos: s.options.qos as u8,
-                no_local: s.options.no_local,
-                retain_as_published: s.options.retain_as_published,
-                retain_handling: s.options.retain_handling as u8,
-                id: s.id,
-            })
+            .map(sub_state)
             .collect();
         let queue = core.queue.clone();
         if queue.as_ref().is_some_and(|q| q.is_quorum()) {

@@ -100,8 +100,9 @@ pub(super) async fn connect(
     };
     if c.clean_start && existed {
         session.discard();
-        // MQTT across the cluster: the other nodes forget the discarded session's queue.
-        super::cluster::announce(server, &session);
+        // MQTT across the cluster: the other nodes forget the discarded session's queue, and
+        // the metadata group its subscriptions.
+        super::cluster::discarded(server, &session);
     }
     let session_present = (existed || moved.is_some()) && !c.clean_start;
     let expiry = match version {

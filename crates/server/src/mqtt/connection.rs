@@ -608,7 +608,17 @@ impl Conn {
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
             let (vhost, exchange) = (Arc::clone(&self.session.vhost), Arc::clone(&self.exchange));
-            let publish_will = move || publish_will(&vhost, &exchange, *will, session.uid);
+            // MQTT across the cluster: a retained will is set on every node (`mqtt/cluster.rs`).
+            let server = Arc::clone(&self.server);
+            let publish_will = move || {
+                let retained = will
+                    .retain
+                    .then(|| super::topic::to_routing_key(will.topic.as_str()));
+                publish_will(&vhost, &exchange, *will, session.uid);
+                if let Some(key) = retained {
+                    super::cluster::retained(&server, &vhost, &key);
+                }
+            };
             if delay == 0 {
                 publish_will();
             } else {

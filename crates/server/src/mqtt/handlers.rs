@@ -348,6 +348,12 @@ impl Conn {
 
     fn subscribe(&mut self, s: Subscribe) -> Result<(), End> {
         let mut reasons = Vec::with_capacity(s.filters.len());
+        // MQTT across the cluster: the filters, for the metadata group (`mqtt/cluster.rs`).
+        let keys: Vec<String> = s
+            .filters
+            .iter()
+            .map(|(f, _)| f.as_str().to_string())
+            .collect();
         let mut unauthorized = false;
         let mut retained = Vec::new();
         for (filter, options) in s.filters {
@@ -446,8 +452,9 @@ impl Conn {
             reasons,
         });
         // MQTT across the cluster (`mqtt/cluster.rs`): the SUBACK waits until the other nodes
-        // route to the session's queue, so that a publish anywhere after it reaches it.
-        match super::cluster::announce(&self.server, &self.session) {
+        // route to the session's queue, so that a publish anywhere after it reaches it, and
+        // until a persistent session's subscriptions are committed by the metadata group.
+        match super::cluster::subscribed(&self.server, &self.session, &keys) {
             Some(done) => self
                 .publishing()
                 .pending_acks
@@ -590,6 +597,8 @@ impl Conn {
 
     fn unsubscribe(&mut self, u: Unsubscribe) {
         let mut reasons = Vec::with_capacity(u.filters.len());
+        // MQTT across the cluster: the filters, for the metadata group (`mqtt/cluster.rs`).
+        let keys: Vec<String> = u.filters.iter().map(|f| f.as_str().to_string()).collect();
         for filter in u.filters {
             let removed = {
                 let mut core = self.session.core.lock();
@@ -633,6 +642,7 @@ impl Conn {
         super::persist::save(&self.session);
         // MQTT across the cluster (`mqtt/cluster.rs`): the other nodes unbind too.
         super::cluster::announce(&self.server, &self.session);
+        super::cluster::unsubscribed(&self.server, &self.session, &keys);
         self.send(&Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
             properties: Default::default(),

@@ -140,7 +140,7 @@ async fn grow(http: &Http, node: &str, bytes: &Bytes) -> ApiResult<Vec<Value>> {
     let Some(registry) = membership::registry(cluster) else {
         return Ok(Vec::new());
     };
-    if cluster.node_states().get(node) != Some(&pigeon_cluster::NodeState::Up) {
+    if !membership::running(cluster, node) {
         return Err(ApiError::bad_request(format!(
             "node {node} is not a running member of the cluster (node_not_running)"
         )));

@@ -446,9 +446,11 @@ async fn change_on_leader(
     }
 }
 
-/// Whether `node` is a member of the cluster that answers (node liveness).
-fn running(cluster: &Cluster, node: &str) -> bool {
-    cluster.node_states().get(node) == Some(&NodeState::Up)
+/// Whether `node` is a member of the cluster that node liveness does not find down (a member
+/// it has not pinged yet counts as running, as in `/api/nodes`).
+pub(crate) fn running(cluster: &Cluster, node: &str) -> bool {
+    cluster.member_names().iter().any(|n| n == node)
+        && cluster.node_states().get(node) != Some(&NodeState::Down)
 }
 
 /// Writes the queue's new member list through the metadata group.

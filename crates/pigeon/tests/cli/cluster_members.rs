@@ -132,7 +132,11 @@ async fn consume_all(node: &Node, queue: &str, n: usize) -> BTreeSet<String> {
     let (ch, mut c) = consumer(&conn, queue, "members", 100).await;
     let mut got = BTreeSet::new();
     while got.len() < n {
-        let d = next(&mut c, &format!("message {} of {n} on {}", got.len() + 1, node.api())).await;
+        let d = next(
+            &mut c,
+            &format!("message {} of {n} on {}", got.len() + 1, node.api()),
+        )
+        .await;
         got.insert(String::from_utf8(d.data.clone()).unwrap());
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
@@ -156,10 +160,7 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
     let old = names(&row["members"]);
     assert_eq!(old.len(), 3, "{row}");
     assert!(old.contains("rabbit@n0"), "{row}");
-    let outsider = (0..4)
-        .map(node_name)
-        .find(|n| !old.contains(n))
-        .unwrap();
+    let outsider = (0..4).map(node_name).find(|n| !old.contains(n)).unwrap();
 
     // RabbitMQ's refusals: a node that is not a running member, the last member.
     let err = ctl_at(&node(&nodes, 1), &["add_member", "qq", "rabbit@nowhere"])
@@ -182,14 +183,30 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
     // grow: the outsider gets a member of `solo` (one member: `even` leaves it alone).
     let rows = ctl_at(
         &node(&nodes, 2),
-        &["grow", &outsider, "even", "--queue-pattern", "^solo$", "--formatter", "json"],
+        &[
+            "grow",
+            &outsider,
+            "even",
+            "--queue-pattern",
+            "^solo$",
+            "--formatter",
+            "json",
+        ],
     )
     .await
     .json();
     assert_eq!(rows, serde_json::json!([]));
     let rows = ctl_at(
         &node(&nodes, 2),
-        &["grow", &outsider, "all", "--queue-pattern", "^solo$", "--formatter", "json"],
+        &[
+            "grow",
+            &outsider,
+            "all",
+            "--queue-pattern",
+            "^solo$",
+            "--formatter",
+            "json",
+        ],
     )
     .await
     .json();
@@ -259,7 +276,10 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
     let new = nodes[index_of(&outsider)].as_ref().unwrap();
     until_led_without(new, "qq", &others[1]).await;
     let got = consume_all(new, "qq", 5).await;
-    assert_eq!(got, (0..5).map(|i| format!("m{i}")).collect::<BTreeSet<_>>());
+    assert_eq!(
+        got,
+        (0..5).map(|i| format!("m{i}")).collect::<BTreeSet<_>>()
+    );
     let row = queue_row(new, "qq").await;
     assert_eq!(names(&row["members"]), three, "{row}");
 }
@@ -338,5 +358,8 @@ async fn a_member_down_at_declaration_starts_and_drain_moves_the_leaders() {
     nodes[0].take().unwrap().kill();
     until_led_without(nodes[2].as_ref().unwrap(), "late", "rabbit@n0").await;
     let got = consume_all(nodes[2].as_ref().unwrap(), "late", 3).await;
-    assert_eq!(got, (0..3).map(|i| format!("m{i}")).collect::<BTreeSet<_>>());
+    assert_eq!(
+        got,
+        (0..3).map(|i| format!("m{i}")).collect::<BTreeSet<_>>()
+    );
 }

@@ -135,7 +135,10 @@ async fn grow(http: &Http, node: &str, bytes: &Bytes) -> ApiResult<Vec<Value>> {
             "strategy must be 'all' or 'even', not '{strategy}'"
         )));
     }
-    let (vhosts, queues) = (pattern(&map, "vhost_pattern")?, pattern(&map, "queue_pattern")?);
+    let (vhosts, queues) = (
+        pattern(&map, "vhost_pattern")?,
+        pattern(&map, "queue_pattern")?,
+    );
     let cluster = clustered(http)?;
     let Some(registry) = membership::registry(cluster) else {
         return Ok(Vec::new());
@@ -240,7 +243,10 @@ async fn shrink_report(
 
 async fn rebalance(http: &Http, bytes: &Bytes) -> ApiResult<Value> {
     let map = map_of(bytes)?;
-    let (vhosts, queues) = (pattern(&map, "vhost_pattern")?, pattern(&map, "queue_pattern")?);
+    let (vhosts, queues) = (
+        pattern(&map, "vhost_pattern")?,
+        pattern(&map, "queue_pattern")?,
+    );
     let cluster = clustered(http)?;
     let load = membership::rebalance(cluster, &vhosts, &queues)
         .await

@@ -60,13 +60,35 @@ fn names(v: &serde_json::Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The queue's row in `pigeon ctl list_queues name messages leader members online`, if the
+/// node lists it (yet).
+async fn row_of(node: &Node, queue: &str) -> Option<serde_json::Value> {
+    let out = ctl_at(
+        &node.api(),
+        &[
+            "list_queues",
+            "name",
+            "messages",
+            "leader",
+            "members",
+            "online",
+            "--formatter",
+            "json",
+        ],
+    )
+    .await;
+    let all: serde_json::Value = serde_json::from_str(&out.ok()).unwrap();
+    all.as_array()
+        .and_then(|l| l.iter().find(|q| q["name"] == queue).cloned())
+}
+
 /// Waits until `node` lists `queue` with exactly these members.
 async fn until_members_are(node: &Node, queue: &str, members: &BTreeSet<String>) {
     within(
         &format!("{queue}'s members to be {members:?} on {}", node.api()),
         async {
             loop {
-                let row = queue_row(node, queue).await;
+                let row = row_of(node, queue).await.unwrap_or_default();
                 if names(&row["members"]) == *members {
                     return;
                 }
@@ -89,13 +111,32 @@ fn index_of(name: &str) -> usize {
     name.trim_start_matches("rabbit@n").parse().unwrap()
 }
 
+/// Waits until `node` sees a leader of `queue` other than `gone`.
+async fn until_led_without(node: &Node, queue: &str, gone: &str) {
+    within(&format!("{queue} led by another node than {gone}"), async {
+        loop {
+            let row = row_of(node, queue).await.unwrap_or_default();
+            let leader = row["leader"].as_str().unwrap_or_default().to_string();
+            if !leader.is_empty() && leader != gone {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
 /// Consumes `n` messages on `node` and acknowledges them; their bodies.
 async fn consume_all(node: &Node, queue: &str, n: usize) -> BTreeSet<String> {
     let conn = until_login(node, "guest", "guest").await;
     let (ch, mut c) = consumer(&conn, queue, "members", 100).await;
     let mut got = BTreeSet::new();
     while got.len() < n {
-        let d = next(&mut c, &format!("message {} of {n} on {}", got.len() + 1, node.api())).await;
+        let d = next(
+            &mut c,
+            &format!("message {} of {n} on {}", got.len() + 1, node.api()),
+        )
+        .await;
         got.insert(String::from_utf8(d.data.clone()).unwrap());
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
@@ -119,10 +160,7 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
     let old = names(&row["members"]);
     assert_eq!(old.len(), 3, "{row}");
     assert!(old.contains("rabbit@n0"), "{row}");
-    let outsider = (0..4)
-        .map(node_name)
-        .find(|n| !old.contains(n))
-        .unwrap();
+    let outsider = (0..4).map(node_name).find(|n| !old.contains(n)).unwrap();
 
     // RabbitMQ's refusals: a node that is not a running member, the last member.
     let err = ctl_at(&node(&nodes, 1), &["add_member", "qq", "rabbit@nowhere"])
@@ -143,33 +181,55 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
         .ok();
 
     // grow: the outsider gets a member of `solo` (one member: `even` leaves it alone).
-    let out = ctl_at(
+    let rows = ctl_at(
         &node(&nodes, 2),
-        &["grow", &outsider, "even", "--queue-pattern", "^solo$"],
+        &[
+            "grow",
+            &outsider,
+            "even",
+            "--queue-pattern",
+            "^solo$",
+            "--formatter",
+            "json",
+        ],
     )
     .await
-    .ok();
-    assert!(!out.contains("solo"), "{out}");
-    let out = ctl_at(
+    .json();
+    assert_eq!(rows, serde_json::json!([]));
+    let rows = ctl_at(
         &node(&nodes, 2),
-        &["grow", &outsider, "all", "--queue-pattern", "^solo$"],
+        &[
+            "grow",
+            &outsider,
+            "all",
+            "--queue-pattern",
+            "^solo$",
+            "--formatter",
+            "json",
+        ],
     )
     .await
-    .ok();
-    assert!(out.contains("solo") && out.contains("ok"), "{out}");
-    for i in 0..4 {
-        until_members_are(
-            nodes[i].as_ref().unwrap(),
-            "solo",
-            &set(&["rabbit@n0", &outsider]),
-        )
-        .await;
+    .json();
+    assert_eq!(
+        rows,
+        serde_json::json!([{"vhost": "/", "name": "solo", "size": 2, "result": "ok"}])
+    );
+    for n in nodes.iter().flatten() {
+        until_members_are(n, "solo", &set(&["rabbit@n0", &outsider])).await;
     }
     // shrink: the outsider's members go (it has none of `qq`).
-    let out = ctl_at(&node(&nodes, 3), &["shrink", &outsider]).await.ok();
-    assert!(out.contains("solo") && !out.contains("qq\t"), "{out}");
-    for i in 0..4 {
-        until_members_are(nodes[i].as_ref().unwrap(), "solo", &set(&["rabbit@n0"])).await;
+    let rows = ctl_at(
+        &node(&nodes, 3),
+        &["shrink", &outsider, "--formatter", "json"],
+    )
+    .await
+    .json();
+    assert_eq!(
+        rows,
+        serde_json::json!([{"vhost": "/", "name": "solo", "size": 1, "result": "ok"}])
+    );
+    for n in nodes.iter().flatten() {
+        until_members_are(n, "solo", &set(&["rabbit@n0"])).await;
     }
 
     // Five confirmed messages in `qq`, then a member on the outsider (it catches up).
@@ -185,8 +245,8 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
         .ok();
     let mut four = old.clone();
     four.insert(outsider.clone());
-    for i in 0..4 {
-        until_members_are(nodes[i].as_ref().unwrap(), "qq", &four).await;
+    for n in nodes.iter().flatten() {
+        until_members_are(n, "qq", &four).await;
     }
 
     // delete_member of an old member (not n0, which the publisher uses), then the other old
@@ -196,8 +256,8 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
         .await
         .ok();
     let three: BTreeSet<String> = four.iter().filter(|n| **n != others[0]).cloned().collect();
-    for i in 0..4 {
-        until_members_are(nodes[i].as_ref().unwrap(), "qq", &three).await;
+    for n in nodes.iter().flatten() {
+        until_members_are(n, "qq", &three).await;
     }
     // Deleting a member that is none is a success that changes nothing.
     ctl_at(&node(&nodes, 0), &["delete_member", "qq", &others[0]])
@@ -207,10 +267,14 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
     drop(a);
     nodes[index_of(&others[1])].take().unwrap().kill();
 
-    // The new member has every message: consumed on its node.
+    // The new member has every message: consumed on its node once a leader is known there.
     let new = nodes[index_of(&outsider)].as_ref().unwrap();
+    until_led_without(new, "qq", &others[1]).await;
     let got = consume_all(new, "qq", 5).await;
-    assert_eq!(got, (0..5).map(|i| format!("m{i}")).collect::<BTreeSet<_>>());
+    assert_eq!(
+        got,
+        (0..5).map(|i| format!("m{i}")).collect::<BTreeSet<_>>()
+    );
     let row = queue_row(new, "qq").await;
     assert_eq!(names(&row["members"]), three, "{row}");
 }
@@ -243,8 +307,8 @@ async fn a_member_down_at_declaration_starts_and_drain_moves_the_leaders() {
     until_members_are(nodes[2].as_ref().unwrap(), "late", &all).await;
     within("n2's member to have the messages", async {
         loop {
-            let row = queue_row(nodes[2].as_ref().unwrap(), "late").await;
-            if row["messages"] == 3 {
+            let row = row_of(nodes[2].as_ref().unwrap(), "late").await;
+            if row.is_some_and(|r| r["messages"] == 3) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -260,7 +324,9 @@ async fn a_member_down_at_declaration_starts_and_drain_moves_the_leaders() {
     }
     for q in ["late", "led1", "led2"] {
         within(&format!("{q} led by some node"), async {
-            while queue_row(nodes[1].as_ref().unwrap(), q).await["leader"]
+            while row_of(nodes[1].as_ref().unwrap(), q)
+                .await
+                .unwrap_or_default()["leader"]
                 .as_str()
                 .is_none_or(str::is_empty)
             {
@@ -277,17 +343,7 @@ async fn a_member_down_at_declaration_starts_and_drain_moves_the_leaders() {
     .json();
     assert_eq!(report["being_drained"], true, "{report}");
     for q in ["late", "led1", "led2"] {
-        within(&format!("{q} led by another node than n0"), async {
-            loop {
-                let row = queue_row(nodes[1].as_ref().unwrap(), q).await;
-                let leader = row["leader"].as_str().unwrap_or_default().to_string();
-                if !leader.is_empty() && leader != "rabbit@n0" {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
+        until_led_without(nodes[1].as_ref().unwrap(), q, "rabbit@n0").await;
     }
     ctl_at(&nodes[1].as_ref().unwrap().api(), &["revive", "rabbit@n0"])
         .await
@@ -295,6 +351,10 @@ async fn a_member_down_at_declaration_starts_and_drain_moves_the_leaders() {
 
     // n0 is killed: n1 and the restarted n2 are the majority; n2 has every message.
     nodes[0].take().unwrap().kill();
+    until_led_without(nodes[2].as_ref().unwrap(), "late", "rabbit@n0").await;
     let got = consume_all(nodes[2].as_ref().unwrap(), "late", 3).await;
-    assert_eq!(got, (0..3).map(|i| format!("m{i}")).collect::<BTreeSet<_>>());
+    assert_eq!(
+        got,
+        (0..3).map(|i| format!("m{i}")).collect::<BTreeSet<_>>()
+    );
 }

@@ -92,7 +92,12 @@ async fn refusal(
     }
 }
 
-pub(crate) async fn consumer(conn: &Connection, queue: &str, tag: &str, prefetch: u16) -> (Channel, Consumer) {
+pub(crate) async fn consumer(
+    conn: &Connection,
+    queue: &str,
+    tag: &str,
+    prefetch: u16,
+) -> (Channel, Consumer) {
     let ch = conn.create_channel().await.unwrap();
     ch.basic_qos(prefetch, BasicQosOptions::default())
         .await

@@ -135,12 +135,15 @@ async fn grow(http: &Http, node: &str, bytes: &Bytes) -> ApiResult<Vec<Value>> {
             "strategy must be 'all' or 'even', not '{strategy}'"
         )));
     }
-    let (vhosts, queues) = (pattern(&map, "vhost_pattern")?, pattern(&map, "queue_pattern")?);
+    let (vhosts, queues) = (
+        pattern(&map, "vhost_pattern")?,
+        pattern(&map, "queue_pattern")?,
+    );
     let cluster = clustered(http)?;
     let Some(registry) = membership::registry(cluster) else {
         return Ok(Vec::new());
     };
-    if cluster.node_states().get(node) != Some(&pigeon_cluster::NodeState::Up) {
+    if !membership::running(cluster, node) {
         return Err(ApiError::bad_request(format!(
             "node {node} is not a running member of the cluster (node_not_running)"
         )));
@@ -240,7 +243,10 @@ async fn shrink_report(
 
 async fn rebalance(http: &Http, bytes: &Bytes) -> ApiResult<Value> {
     let map = map_of(bytes)?;
-    let (vhosts, queues) = (pattern(&map, "vhost_pattern")?, pattern(&map, "queue_pattern")?);
+    let (vhosts, queues) = (
+        pattern(&map, "vhost_pattern")?,
+        pattern(&map, "queue_pattern")?,
+    );
     let cluster = clustered(http)?;
     let load = membership::rebalance(cluster, &vhosts, &queues)
         .await

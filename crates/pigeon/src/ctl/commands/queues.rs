@@ -32,7 +32,8 @@ pub fn add_member(ctx: &Ctx) -> CtlResult {
         seg(vhost),
         seg(queue)
     );
-    ctx.node.send("POST", &path, Some(&json!({ "node": node })))?;
+    ctx.node
+        .send("POST", &path, Some(&json!({ "node": node })))?;
     Ok(())
 }
 
@@ -50,7 +51,8 @@ pub fn delete_member(ctx: &Ctx) -> CtlResult {
         seg(vhost),
         seg(queue)
     );
-    ctx.node.send("POST", &path, Some(&json!({ "node": node })))?;
+    ctx.node
+        .send("POST", &path, Some(&json!({ "node": node })))?;
     Ok(())
 }
 
@@ -110,9 +112,8 @@ pub fn rebalance(ctx: &Ctx) -> CtlResult {
         )));
     }
     let opts = &ctx.inv.opts;
-    ctx.out.banner(&format!(
-        "Re-balancing leaders of {kind} queues..."
-    ));
+    ctx.out
+        .banner(&format!("Re-balancing leaders of {kind} queues..."));
     let body = json!({
         "vhost_pattern": opts.flag("vhost-pattern").unwrap_or(".*"),
         "queue_pattern": opts.flag("queue-pattern").unwrap_or(".*"),

@@ -135,6 +135,8 @@ pub(super) fn config_of(queue: &Queue) -> QueueConfig {
 impl QuorumMember {
     /// This node's side of `queue`, whose group has `declared` members (empty: recovered, the
     /// group's own state tells). Starts this node's member if it is one.
+    // The node's handles and the queue's placement; `restarted` added by quorummembers.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         cluster: &Cluster,
         broker: &Arc<Broker>,

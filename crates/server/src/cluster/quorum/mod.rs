@@ -16,6 +16,7 @@
 mod liveness;
 mod member;
 // Member management, membership at restart, leadership moves (quorummembers).
+mod leadership;
 pub(crate) mod membership;
 mod message;
 mod ops;

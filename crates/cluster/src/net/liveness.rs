@@ -4,7 +4,9 @@
 //! Raft groups: every `node_heartbeat` (500 ms by default) each node sends `Ping` to every other
 //! member of the metadata group and waits up to one interval for its `Pong`. A member that has
 //! not answered for `node_heartbeat x node_heartbeat_misses` (4 s by default) is declared
-//! [`NodeState::Down`]; its next answer makes it [`NodeState::Up`] again. A `Pong` carries the
+//! [`NodeState::Down`]; so is, at once, a member that answered before and whose cluster port
+//! now refuses connections (its process is gone). Its next answer makes it
+//! [`NodeState::Up`] again. A `Pong` carries the
 //! node's incarnation, drawn at each start, so a node that restarted quicker than the down
 //! timeout is still noticed ([`NodeEvent::Restarted`]): the groups it led must elect again all
 //! the same.
@@ -185,6 +187,18 @@ pub(crate) async fn run(
         }
         let now = Instant::now();
         for (name, w) in &mut watched {
+            // A node that answered before and whose port now refuses connections is down at
+            // once: its process is gone (a SIGKILL, a crash, a stop), which a closed
+            // connection and a refused reconnection tell for sure, as the Erlang
+            // distribution's closed connection makes RabbitMQ's `nodedown` immediate. Silent
+            // failures (a hung process, a cut network) still wait for the down timeout.
+            let refused = w.incarnation.is_some() && peers.refused(&w.member.addr);
+            if refused && w.state == NodeState::Up {
+                w.state = NodeState::Down;
+                tracing::warn!(node = %name, "cluster: node is down (its cluster port refuses connections)");
+                events.push((name.clone(), NodeEventKind::Down));
+                continue;
+            }
             if w.state == NodeState::Up && now.duration_since(w.last_ok) >= timing.down_after() {
                 w.state = NodeState::Down;
                 tracing::warn!(node = %name, after = ?timing.down_after(), "cluster: node is down (no answer on the cluster link)");

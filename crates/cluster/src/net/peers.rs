@@ -23,12 +23,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 
-/// A live connection: its writer's queue, the callers waiting for answers, its two tasks.
+/// A live connection: its writer's queue (each request's id and frame), the callers waiting
+/// for answers, its two tasks.
 struct Link {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<(u64, Vec<u8>)>,
     pending: Pending,
     closed: Arc<AtomicBool>,
     tasks: [JoinHandle<()>; 2],
+}
+
+/// A call's place in its link's pending set, removed when the call ends for any reason.
+struct Waiting<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().remove(&self.id);
+    }
 }
 
 impl Drop for Link {
@@ -50,6 +63,9 @@ struct Peer {
     addr: String,
     tls: Option<Arc<ClusterTls>>,
     state: tokio::sync::Mutex<PeerState>,
+    /// The last connection attempt was refused (nothing listens there: the process is gone);
+    /// cleared by the next connection made. Node liveness takes it as down at once.
+    refused: AtomicBool,
 }
 
 /// The connections to the other nodes, by address. Cheap to clone.
@@ -95,6 +111,7 @@ impl Peers {
                         addr: addr.to_string(),
                         tls: self.tls.clone(),
                         state: Default::default(),
+                        refused: AtomicBool::new(false),
                     })
                 })
                 .clone()
@@ -105,18 +122,30 @@ impl Peers {
             .map_err(|e| unreachable(format!("cannot encode: {e}")))?;
         let (tx, rx) = oneshot::channel();
         link.pending.lock().insert(id, tx);
-        if link.tx.send(bytes).is_err() {
-            link.pending.lock().remove(&id);
+        // However the wait ends (an answer, the timeout, or the caller's future dropped, as
+        // openraft's replication does after its heartbeat interval), the request leaves the
+        // pending set, so that the writer does not send one nobody waits for any more.
+        let _waiting = Waiting {
+            pending: &link.pending,
+            id,
+        };
+        if link.tx.send((id, bytes)).is_err() {
             return Err(unreachable("connection closed".into()));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(_)) => Err(unreachable("connection lost before the answer".into())),
-            Err(_) => {
-                link.pending.lock().remove(&id);
-                Err(unreachable(format!("no answer within {timeout:?}")))
-            }
+            Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
         }
+    }
+
+    /// Whether the last attempt to connect to `addr` was refused (and no connection was made
+    /// since): the peer's port has no listener, so its process is gone or not started.
+    pub fn refused(&self, addr: &str) -> bool {
+        self.peers
+            .lock()
+            .get(addr)
+            .is_some_and(|p| p.refused.load(Ordering::Relaxed))
     }
 
     /// Closes every connection (on shutdown).
@@ -153,14 +182,24 @@ impl Peer {
                 }
                 state.failures = 0;
                 state.retry_at = None;
+                self.refused.store(false, Ordering::Relaxed);
                 let link = Arc::new(link);
                 state.link = Some(link.clone());
                 Ok(link)
             }
             outcome => {
                 let (reason, tls_refused) = match outcome {
-                    Ok(Err(e)) => (e.to_string(), e.kind() == std::io::ErrorKind::InvalidData),
-                    _ => (format!("no connection within {CONNECT_TIMEOUT:?}"), false),
+                    Ok(Err(e)) => {
+                        self.refused.store(
+                            e.kind() == std::io::ErrorKind::ConnectionRefused,
+                            Ordering::Relaxed,
+                        );
+                        (e.to_string(), e.kind() == std::io::ErrorKind::InvalidData)
+                    }
+                    _ => {
+                        self.refused.store(false, Ordering::Relaxed);
+                        (format!("no connection within {CONNECT_TIMEOUT:?}"), false)
+                    }
                 };
                 if tls_refused && state.failures == 0 {
                     // The peer's certificate did not verify (or it refused ours): one line per
@@ -206,13 +245,20 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Vec<u8>)>();
     let pending: Pending = Arc::default();
     let closed = Arc::new(AtomicBool::new(false));
     let write_closed = closed.clone();
+    let write_pending = pending.clone();
     let write_task = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+        while let Some((id, bytes)) = rx.recv().await {
+            // A request whose caller gave up (timed out) is not sent: under load, openraft
+            // resends the same entries after each timeout of its heartbeat interval, and
+            // sending the abandoned copies too filled the link and the peer's log with
+            // retransmissions that every later request waited behind, so that it never
+            // drained (bench/results/2026-12-07-cluster.md, finding 1).
+            let wanted = write_pending.lock().contains_key(&id);
+            if wanted && writer.write_all(&bytes).await.is_err() {
                 break;
             }
             // TLS buffers records: flush once the queue is empty (a no-op on plain TCP).

@@ -381,6 +381,11 @@ impl QuorumQueue {
             // every 4,096 entries, which bounds the log replayed at a restart.
             snapshot_policy: SnapshotPolicy::LogsSinceLast(4_096),
             max_in_snapshot_log_to_keep: 256,
+            // An entry can carry a proposer's batch of up to 1,024 operations (about 1 MiB of
+            // 1 KiB bodies), and openraft 0.9 gives an AppendEntries its heartbeat interval
+            // to be answered (the follower's fsync included): its default of 300 entries per
+            // message would make messages no follower can answer in time under load.
+            max_payload_entries: 16,
             ..Default::default()
         }
         .validate()

@@ -110,11 +110,10 @@ pub async fn produce<P: Publisher>(
                         Some(written) => written?,
                         None => break,
                     }
-                    if unless(&mut run, Phase::Drain, tokio::time::sleep_until(due.into()))
-                        .await
-                        .is_none()
+                    match unless(&mut run, Phase::Drain, publisher.pause_until(due.into())).await
                     {
-                        break;
+                        Some(confirms) => add_confirms(&stats, confirms?, epoch),
+                        None => break,
                     }
                 }
             }

@@ -110,8 +110,7 @@ pub async fn produce<P: Publisher>(
                         Some(written) => written?,
                         None => break,
                     }
-                    match unless(&mut run, Phase::Drain, publisher.pause_until(due.into())).await
-                    {
+                    match unless(&mut run, Phase::Drain, publisher.pause_until(due.into())).await {
                         Some(confirms) => add_confirms(&stats, confirms?, epoch),
                         None => break,
                     }

@@ -32,7 +32,14 @@ async fn bench(args: &[&str]) -> Value {
 async fn quorum_queues(node: &Node, prefix: &str) -> Vec<Value> {
     let out = ctl_at(
         &node.api(),
-        &["list_queues", "name", "type", "members", "--formatter", "json"],
+        &[
+            "list_queues",
+            "name",
+            "type",
+            "members",
+            "--formatter",
+            "json",
+        ],
     )
     .await;
     let all: Value = serde_json::from_str(&out.ok()).unwrap();
@@ -131,7 +138,11 @@ async fn the_bench_spreads_a_quorum_queue_run_over_the_nodes_and_declares_idle_q
     };
     let args = declare(false);
     let report = bench(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    assert_eq!((report["done"].as_u64(), report["queues"].as_u64()), (Some(12), Some(12)), "{report}");
+    assert_eq!(
+        (report["done"].as_u64(), report["queues"].as_u64()),
+        (Some(12), Some(12)),
+        "{report}"
+    );
     assert_eq!(report["action"], "declare", "{report}");
     within("the idle queues listed on node C", async {
         while quorum_queues(&nodes[2], "idle-").await.len() < 12 {

@@ -20,7 +20,8 @@
 #               leader there, by RabbitMQ's default client-local locator and by Pigeon)
 #   latency     1->1 at LATENCY_RATE msg/s, publisher on node 1, consumer on node 3:
 #               publish-to-deliver latency across nodes, below saturation
-#   failover    1->1 confirmed publishing through node 2, consumer on node 3, queue declared
+#   failover    1->1 confirmed publishing (FAILOVER_RATE msg/s: the time to fail over, not a
+#               throughput) through node 2, consumer on node 3, queue declared
 #               through node 1; FAILOVER_KILL_AFTER s in, the queue's leader (asked of node 2)
 #               gets SIGKILL; reported: from the kill to the first ack after it, and the
 #               longest wait between two acks (`max_confirm_gap`); the node is restarted after
@@ -30,7 +31,7 @@
 #   BROKERS="pigeon rabbitmq"   STEPS="throughput latency failover memory" (memory last: a
 #               broker that just deleted thousands of quorum queues is not the same broker)
 #   IDLE_COUNTS="1000 10000"    RABBIT_IDLE_COUNTS="1000"   IDLE_CPU_SECS=60
-#   LATENCY_RATE=200    FAILOVER_DURATION=20   FAILOVER_KILL_AFTER=6
+#   LATENCY_RATE=200    FAILOVER_DURATION=20   FAILOVER_KILL_AFTER=6   FAILOVER_RATE=1000
 #   PIGEON_BIN=...      the Pigeon binary (default: target/release/pigeon, built when missing)
 #   BENCH_TMPDIR=/var/tmp   where the nodes' data goes (a real disk: fsync must mean it)
 #   OUT=bench/results/<date>-cluster   output prefix (.md and .jsonl)
@@ -50,6 +51,7 @@ IDLE_CPU_SECS=${IDLE_CPU_SECS:-60}
 LATENCY_RATE=${LATENCY_RATE:-200}
 FAILOVER_DURATION=${FAILOVER_DURATION:-20}
 FAILOVER_KILL_AFTER=${FAILOVER_KILL_AFTER:-6}
+FAILOVER_RATE=${FAILOVER_RATE:-1000}
 BENCH_TMPDIR=${BENCH_TMPDIR:-/var/tmp}
 OUT=${OUT:-$root/bench/results/$(date +%Y-%m-%d)-cluster}
 KEEP=${KEEP:-0}
@@ -353,18 +355,21 @@ step_latency() {
     done
 }
 
-# The node (1..3) leading the run's quorum queue, asked of node 2.
-leader_of_bench_queue() { # broker
+# The node (1..3) leading the quorum queue of the bench process $2 (its queues are named
+# pigeon-bench-<time>-<pid>-<i>; an earlier run whose declaring node was killed leaves its queue
+# behind), asked of node 2.
+leader_of_bench_queue() { # broker, bench pid
     local out
     if [ "$1" = pigeon ]; then
         out=$(pigeon_ctl 2 list_queues name leader --formatter json 2>/dev/null) || return 1
         python3 -c 'import json,sys
 for q in json.loads(sys.argv[1]):
-    if str(q.get("name","")).startswith("pigeon-bench-"):
-        print(str(q.get("leader","")).rsplit("pigeon", 1)[-1]); break' "$out"
+    if str(q.get("name","")).startswith("pigeon-bench-") and str(q.get("name","")).endswith("-" + sys.argv[2] + "-0"):
+        print(str(q.get("leader","")).rsplit("pigeon", 1)[-1]); break' "$out" "$2"
     else
         out=$(rabbitctl 2 list_queues name leader --quiet --no-table-headers 2>/dev/null) || return 1
-        echo "$out" | awk '/^pigeon-bench-/ {print $2; exit}' | sed -E "s/^$R_NAME([0-9])@.*/\1/"
+        echo "$out" | awk -v suffix="-$2-0" 'index($1, "pigeon-bench-") == 1 && substr($1, length($1) - length(suffix) + 1) == suffix {print $2; exit}' |
+            sed -E "s/^$R_NAME([0-9])@.*/\1/"
     fi
 }
 
@@ -386,11 +391,12 @@ step_failover() {
         for b in $BROKERS; do
             # shellcheck disable=SC2086
             "$PIGEON_BIN" bench --json --duration "$FAILOVER_DURATION" --timeout 60 $COMMON -x 1 -y 1 \
+                --rate "$FAILOVER_RATE" \
                 --url "$(url "$b" 2)" --consumer-url "$(url "$b" 3)" --declare-url "$(url "$b" 1)" \
                 >"$work/failover.json" 2>"$work/failover.log" &
             bench_pid=$!
             sleep "$FAILOVER_KILL_AFTER"
-            leader=$(leader_of_bench_queue "$b") || leader=""
+            leader=$(leader_of_bench_queue "$b" "$bench_pid") || leader=""
             case "$leader" in
                 1 | 2 | 3) ;;
                 *) log "failover $b run $run: leader not found ($leader); killing node 1"; leader=1 ;;

@@ -125,7 +125,11 @@ pub struct AmqpArgs {
     /// Broker to load, as an AMQP URI (the vhost is URL-encoded: `%2f` is `/`); `amqps://`
     /// connects over TLS (port 5671 by default). Give it several times for the nodes of a
     /// cluster: producer i connects to the (i mod n)-th.
-    #[arg(long = "url", default_value = "amqp://guest:guest@127.0.0.1/%2f", value_name = "URL")]
+    #[arg(
+        long = "url",
+        default_value = "amqp://guest:guest@127.0.0.1/%2f",
+        value_name = "URL"
+    )]
     pub urls: Vec<String>,
 
     /// Where consumers connect (several times: consumer j to the (j mod n)-th); default: the
@@ -447,7 +451,10 @@ mod tests {
         else {
             panic!("expected declare");
         };
-        assert_eq!((d.count, d.connections, d.prefix.as_str()), (1000, 8, "idle"));
+        assert_eq!(
+            (d.count, d.connections, d.prefix.as_str()),
+            (1000, 8, "idle")
+        );
         assert!(!d.delete);
         assert!(parse_any("declare --count 0").is_err());
     }

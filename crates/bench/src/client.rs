@@ -143,6 +143,21 @@ pub trait Publisher: Send + 'static {
     /// it before it pauses (`--rate`), so a message never waits in a buffer for the next one.
     fn write_out(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Waits until `due` (a producer with `--rate` pausing between messages), handling the
+    /// confirms that arrive meanwhile, so that each is timed when it arrives rather than when
+    /// the producer next looks (which, with a window much larger than what a pause lets
+    /// through, was once the window filled: hundreds of milliseconds of the bench's own).
+    /// The default just sleeps.
+    fn pause_until(
+        &mut self,
+        due: tokio::time::Instant,
+    ) -> impl Future<Output = anyhow::Result<Confirms>> + Send {
+        async move {
+            tokio::time::sleep_until(due).await;
+            Ok(Confirms::default())
+        }
+    }
+
     /// Writes out what is buffered and waits for every outstanding confirm.
     fn flush(&mut self) -> impl Future<Output = anyhow::Result<Confirms>> + Send;
 

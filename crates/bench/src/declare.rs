@@ -90,7 +90,9 @@ pub(crate) async fn run(args: &DeclareArgs) -> anyhow::Result<ExitCode> {
                 report.done += done;
                 report.errors.extend(error);
             }
-            Err(e) => report.errors.push(format!("a connection's task failed: {e}")),
+            Err(e) => report
+                .errors
+                .push(format!("a connection's task failed: {e}")),
         }
     }
     let secs = started.elapsed().as_secs_f64();
@@ -101,9 +103,11 @@ pub(crate) async fn run(args: &DeclareArgs) -> anyhow::Result<ExitCode> {
         0.0
     };
     println!("{}", serde_json::to_string(&report)?);
-    Ok(if report.errors.is_empty() && report.done == report.queues {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if report.errors.is_empty() && report.done == report.queues {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

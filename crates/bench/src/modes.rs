@@ -43,7 +43,11 @@ pub(crate) async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
     let consumer_urls: Vec<String> = args.consumer_urls().iter().map(with_tls).collect();
     let declare_url = with_tls(&args.declare_url().to_owned());
     let mut any_tls = false;
-    for url in producer_urls.iter().chain(&consumer_urls).chain([&declare_url]) {
+    for url in producer_urls
+        .iter()
+        .chain(&consumer_urls)
+        .chain([&declare_url])
+    {
         any_tls |= net::BrokerUrl::parse(url, net::AMQP_SCHEMES)?.is_tls();
     }
     let tls = args.tls.client(any_tls)?;
@@ -126,7 +130,9 @@ pub(crate) async fn run_amqp(args: &AmqpArgs) -> anyhow::Result<ExitCode> {
         sharing: load.sharing,
     };
     match args.client {
-        ClientKind::Raw => measure::<amqp_raw::RawAmqp, amqp_raw::RawAmqp>(&load, &configs, info).await,
+        ClientKind::Raw => {
+            measure::<amqp_raw::RawAmqp, amqp_raw::RawAmqp>(&load, &configs, info).await
+        }
         ClientKind::Lapin => measure::<amqp::Amqp, amqp::Amqp>(&load, &configs, info).await,
     }
 }

@@ -242,7 +242,11 @@ async fn knows_all<C: Client>(
     for q in queues {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let known = bounded(left, || format!("checking queue {q}"), client.knows_queue(q));
+            let known = bounded(
+                left,
+                || format!("checking queue {q}"),
+                client.knows_queue(q),
+            );
             if known.await? {
                 break;
             }

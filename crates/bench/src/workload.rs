@@ -110,11 +110,9 @@ pub async fn produce<P: Publisher>(
                         Some(written) => written?,
                         None => break,
                     }
-                    if unless(&mut run, Phase::Drain, tokio::time::sleep_until(due.into()))
-                        .await
-                        .is_none()
-                    {
-                        break;
+                    match unless(&mut run, Phase::Drain, publisher.pause_until(due.into())).await {
+                        Some(confirms) => add_confirms(&stats, confirms?, epoch),
+                        None => break,
                     }
                 }
             }

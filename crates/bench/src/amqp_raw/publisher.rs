@@ -132,6 +132,22 @@ impl Publisher for RawPublisher {
         self.process()
     }
 
+    async fn pause_until(&mut self, due: tokio::time::Instant) -> anyhow::Result<Confirms> {
+        self.process()?;
+        while self.confirms.unsettled > 0 {
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => return Ok(self.confirms.take()),
+                // Cancelling `receive` at its await loses nothing: it only waits for readiness.
+                received = self.conn.wire.receive() => {
+                    received?;
+                    self.process()?;
+                }
+            }
+        }
+        tokio::time::sleep_until(due).await;
+        Ok(self.confirms.take())
+    }
+
     async fn flush(&mut self) -> anyhow::Result<Confirms> {
         self.conn.wire.send().await?;
         self.settle_until(0).await

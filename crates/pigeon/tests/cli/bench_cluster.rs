@@ -32,7 +32,14 @@ async fn bench(args: &[&str]) -> Value {
 async fn quorum_queues(node: &Node, prefix: &str) -> Vec<Value> {
     let out = ctl_at(
         &node.api(),
-        &["list_queues", "name", "type", "members", "--formatter", "json"],
+        &[
+            "list_queues",
+            "name",
+            "type",
+            "members",
+            "--formatter",
+            "json",
+        ],
     )
     .await;
     let all: Value = serde_json::from_str(&out.ok()).unwrap();
@@ -106,15 +113,15 @@ async fn the_bench_spreads_a_quorum_queue_run_over_the_nodes_and_declares_idle_q
     for node in &nodes {
         assert!(named.contains(&node.amqp.to_string()), "{named}");
     }
-    // The run deleted its queues.
-    assert!(quorum_queues(&nodes[1], "pigeon-bench-").await.is_empty());
+    // The run deleted its queues (node B applies the deletion a moment after node A answered).
+    until_gone(&nodes[1], "pigeon-bench-").await;
 
     // Many idle quorum queues, declared through node B, listed with three members by node C.
     let declare = |delete: bool| {
-        let mut args = vec![
+        let mut args: Vec<&str> = vec![
             "declare",
             "--url",
-            &b,
+            b.as_str(),
             "--count",
             "12",
             "--prefix",
@@ -131,7 +138,11 @@ async fn the_bench_spreads_a_quorum_queue_run_over_the_nodes_and_declares_idle_q
     };
     let args = declare(false);
     let report = bench(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    assert_eq!((report["done"].as_u64(), report["queues"].as_u64()), (Some(12), Some(12)), "{report}");
+    assert_eq!(
+        (report["done"].as_u64(), report["queues"].as_u64()),
+        (Some(12), Some(12)),
+        "{report}"
+    );
     assert_eq!(report["action"], "declare", "{report}");
     within("the idle queues listed on node C", async {
         while quorum_queues(&nodes[2], "idle-").await.len() < 12 {
@@ -146,5 +157,15 @@ async fn the_bench_spreads_a_quorum_queue_run_over_the_nodes_and_declares_idle_q
     let args = declare(true);
     let report = bench(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(report["done"], 12, "{report}");
-    assert!(quorum_queues(&nodes[1], "idle-").await.is_empty());
+    until_gone(&nodes[1], "idle-").await;
+}
+
+/// Waits until `node` lists no queue whose name starts with `prefix`.
+async fn until_gone(node: &Node, prefix: &str) {
+    within(&format!("{prefix}* gone from {}", node.api()), async {
+        while !quorum_queues(node, prefix).await.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
 }

@@ -92,7 +92,10 @@ async fn a_node_restarted_quicker_than_the_down_timeout_is_reported_restarted() 
                 .await
                 .expect("no Up event after the Down of a restarted node")
                 .unwrap();
-            assert_eq!((up.name.as_str(), up.kind), (name.as_str(), NodeEventKind::Up));
+            assert_eq!(
+                (up.name.as_str(), up.kind),
+                (name.as_str(), NodeEventKind::Up)
+            );
         }
         NodeEventKind::Up => panic!("{name} reported up without being down"),
     }
@@ -127,9 +130,15 @@ async fn a_node_whose_port_refuses_connections_is_down_before_the_silent_timeout
     let down = common::bounded("a Down event", events.recv())
         .await
         .unwrap();
-    assert_eq!((down.name.as_str(), down.kind), (name.as_str(), NodeEventKind::Down));
+    assert_eq!(
+        (down.name.as_str(), down.kind),
+        (name.as_str(), NodeEventKind::Down)
+    );
     cluster.restart(2).await;
     let up = common::bounded("an Up event", events.recv()).await.unwrap();
-    assert_eq!((up.name.as_str(), up.kind), (name.as_str(), NodeEventKind::Up));
+    assert_eq!(
+        (up.name.as_str(), up.kind),
+        (name.as_str(), NodeEventKind::Up)
+    );
     cluster.shutdown().await;
 }

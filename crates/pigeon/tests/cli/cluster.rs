@@ -217,6 +217,52 @@ pub(crate) async fn until_login(node: &Node, user: &str, pass: &str) -> Connecti
     .await
 }
 
+/// A channel on `node`, once it takes logins.
+pub(crate) async fn channel(node: &Node) -> (Connection, lapin::Channel) {
+    let c = until_login(node, "guest", "guest").await;
+    let ch = c.create_channel().await.unwrap();
+    (c, ch)
+}
+
+/// Declares durable `queue` with `args` through `node`, retrying while the cluster has no
+/// leader yet (a declare then times out); the connection it was declared on.
+pub(crate) async fn declare_when_ready(node: &Node, queue: &str, args: FieldTable) -> Connection {
+    within(&format!("the cluster to declare {queue}"), async {
+        loop {
+            let (c, ch) = channel(node).await;
+            let durable = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            match ch.queue_declare(queue.into(), durable, args.clone()).await {
+                Ok(_) => return c,
+                Err(e) if e.to_string().contains("timed out") => continue,
+                Err(e) => panic!("queue.declare failed: {e}\n{}", node.log()),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until `node` counts `n` members in its cluster.
+pub(crate) async fn until_members(node: &Node, n: usize) {
+    within(&format!("{n} members in the cluster"), async {
+        loop {
+            let out = ctl_at(&node.api(), &["cluster_status", "--formatter", "json"]).await;
+            let status: serde_json::Value =
+                serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
+            if status["disk_nodes"]
+                .as_array()
+                .is_some_and(|l| l.len() == n)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
 async fn declare_durable(conn: &Connection, queue: &str) -> Result<(), lapin::Error> {
     let ch = conn.create_channel().await?;
     let durable = QueueDeclareOptions {

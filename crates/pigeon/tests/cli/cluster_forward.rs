@@ -5,7 +5,9 @@
 //!
 //! Three real `pigeon` processes (the harness of `cluster.rs`), lapin clients.
 
-use super::cluster::{start_all, until_listed, until_login, write_configs, Node};
+use super::cluster::{
+    channel, declare_when_ready, start_all, until_listed, until_login, write_configs, Node,
+};
 use super::ctl_support::ctl_at;
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -89,25 +91,7 @@ async fn publishes_through_any_node_reach_the_queues_home_and_confirm_after_its_
 
     // Declared through node 0 (its home), once the cluster has a leader.
     let home = nodes[0].as_ref().unwrap();
-    within("the cluster to accept a declare", async {
-        loop {
-            let c = until_login(home, "guest", "guest").await;
-            let ch = c.create_channel().await.unwrap();
-            let durable = QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            };
-            match ch
-                .queue_declare(QUEUE.into(), durable, FieldTable::default())
-                .await
-            {
-                Ok(_) => return,
-                Err(e) if e.to_string().contains("timed out") => continue,
-                Err(e) => panic!("queue.declare failed: {e}\n{}", home.log()),
-            }
-        }
-    })
-    .await;
+    declare_when_ready(home, QUEUE, FieldTable::default()).await;
     // A queue placed by `x-queue-leader-locator: balanced` goes to a node without queues.
     {
         let c = until_login(home, "guest", "guest").await;
@@ -147,7 +131,7 @@ async fn publishes_through_any_node_reach_the_queues_home_and_confirm_after_its_
     assert!(publish_all(&ch2, &second).await.iter().all(|ok| *ok));
 
     // Consumed on the home: every message exactly once, in publish order.
-    let (_c0, ch0) = home_channel(home).await;
+    let (_c0, ch0) = channel(home).await;
     let mut consumer = ch0
         .basic_consume(
             QUEUE.into(),
@@ -213,7 +197,7 @@ async fn publishes_through_any_node_reach_the_queues_home_and_confirm_after_its_
     // The home restarts with the confirmed message, and only that one.
     nodes[0] = Some(Node::start(&configs[0]).await);
     let home = nodes[0].as_ref().unwrap();
-    let (_c0, ch0) = home_channel(home).await;
+    let (_c0, ch0) = channel(home).await;
     let got = within("basic.get on the restarted home", async {
         loop {
             match ch0
@@ -232,36 +216,6 @@ async fn publishes_through_any_node_reach_the_queues_home_and_confirm_after_its_
         .await
         .unwrap()
         .is_none());
-}
-
-/// A channel on the home node, once it takes logins.
-async fn home_channel(home: &Node) -> (Connection, Channel) {
-    let c = until_login(home, "guest", "guest").await;
-    let ch = c.create_channel().await.unwrap();
-    (c, ch)
-}
-
-/// Declares durable `queue` through `node` once the cluster has a leader.
-async fn declare_when_ready(node: &Node, queue: &str) {
-    within("the cluster to accept a declare", async {
-        loop {
-            let c = until_login(node, "guest", "guest").await;
-            let ch = c.create_channel().await.unwrap();
-            let durable = QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            };
-            match ch
-                .queue_declare(queue.into(), durable, FieldTable::default())
-                .await
-            {
-                Ok(_) => return,
-                Err(e) if e.to_string().contains("timed out") => continue,
-                Err(e) => panic!("queue.declare failed: {e}\n{}", node.log()),
-            }
-        }
-    })
-    .await;
 }
 
 /// `messages` and `messages_unacknowledged` of `queue` on `node`.
@@ -296,7 +250,7 @@ async fn a_consumer_on_another_node_gets_the_home_queues_messages_and_settles_th
     let configs = write_configs(dir.path(), 2);
     let home = Node::start(&configs[0]).await;
     let other = Node::start(&configs[1]).await;
-    declare_when_ready(&home, "rc").await;
+    declare_when_ready(&home, "rc", FieldTable::default()).await;
     until_listed(&other, "rc").await;
 
     // A consumer on the other node, prefetch 10, manual acks.
@@ -406,7 +360,7 @@ async fn an_mqtt_publish_reaches_a_queue_homed_on_another_node_and_its_consumer_
     let configs = write_configs(dir.path(), 2);
     let home = Node::start(&configs[0]).await;
     let other = Node::start(&configs[1]).await;
-    declare_when_ready(&home, "mq").await;
+    declare_when_ready(&home, "mq", FieldTable::default()).await;
     let hc = until_login(&home, "guest", "guest").await;
     let hch = hc.create_channel().await.unwrap();
     hch.queue_bind(

@@ -4,47 +4,18 @@
 //!
 //! Two real `pigeon` processes (the harness of `cluster.rs`), lapin and reqwest.
 
-use super::cluster::{until_listed, until_login, write_configs, Node};
+use super::cluster::{channel, declare_when_ready, until_listed, write_configs, Node};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation};
 use pigeon_tests::http_support::Api;
 use pigeon_tests::within;
 use std::time::Duration;
 
 const QUEUE: &str = "g";
-
-/// A channel on `node`, once it takes logins.
-async fn channel(node: &Node) -> (Connection, Channel) {
-    let c = until_login(node, "guest", "guest").await;
-    let ch = c.create_channel().await.unwrap();
-    (c, ch)
-}
-
-/// Declares durable `QUEUE` through `node` once the cluster has a leader.
-async fn declare_when_ready(node: &Node) {
-    within("the cluster to accept a declare", async {
-        loop {
-            let (_c, ch) = channel(node).await;
-            let durable = QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            };
-            match ch
-                .queue_declare(QUEUE.into(), durable, FieldTable::default())
-                .await
-            {
-                Ok(_) => return,
-                Err(e) if e.to_string().contains("timed out") => continue,
-                Err(e) => panic!("queue.declare failed: {e}\n{}", node.log()),
-            }
-        }
-    })
-    .await;
-}
 
 /// `queue.declare-ok`'s counts of a passive declare through `ch`.
 async fn passive(ch: &Channel) -> (u32, u32) {
@@ -98,7 +69,7 @@ async fn basic_get_purge_and_counts_through_another_node_are_the_homes() {
     let configs = write_configs(dir.path(), 2);
     let home = Node::start(&configs[0]).await;
     let other = Node::start(&configs[1]).await;
-    declare_when_ready(&home).await;
+    declare_when_ready(&home, QUEUE, FieldTable::default()).await;
     until_listed(&other, QUEUE).await;
 
     // Five persistent messages confirmed through the other node: they are at the home.

@@ -4,53 +4,18 @@
 //! `grow` and `shrink`; RabbitMQ's refusals (`node_not_running`, `last_node`); a member that
 //! was down when its queue was declared, started again; `drain` moving the leaderships away.
 
-use super::cluster::{start_all, until_login, write_configs, Node};
-use super::cluster_quorum::{consumer, durable, next, publish_confirmed, queue_row, quorum_args};
+use super::cluster::{
+    declare_when_ready, start_all, until_login, until_members, write_configs, Node,
+};
+use super::cluster_quorum::{
+    consumer, listed_row, next, publish_confirmed, queue_row, quorum_args,
+};
 use super::ctl_support::ctl_at;
 use lapin::options::{BasicAckOptions, ConfirmSelectOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::Connection;
+use lapin::types::AMQPValue;
 use pigeon_tests::within;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// Waits until `node` counts `n` members in its cluster.
-async fn until_members(node: &Node, n: usize) {
-    within(&format!("{n} members in the cluster"), async {
-        loop {
-            let out = ctl_at(&node.api(), &["cluster_status", "--formatter", "json"]).await;
-            let status: serde_json::Value =
-                serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
-            if status["disk_nodes"]
-                .as_array()
-                .is_some_and(|l| l.len() == n)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-}
-
-/// Declares a quorum queue through `node`, retrying while the cluster has no leader yet.
-async fn declare(node: &Node, queue: &str, args: FieldTable) -> Connection {
-    within(&format!("the cluster to declare {queue}"), async {
-        loop {
-            let c = until_login(node, "guest", "guest").await;
-            let ch = c.create_channel().await.unwrap();
-            match ch
-                .queue_declare(queue.into(), durable(), args.clone())
-                .await
-            {
-                Ok(_) => return c,
-                Err(e) if e.to_string().contains("timed out") => continue,
-                Err(e) => panic!("queue.declare failed: {e}\n{}", node.log()),
-            }
-        }
-    })
-    .await
-}
 
 fn names(v: &serde_json::Value) -> BTreeSet<String> {
     v.as_array()
@@ -60,35 +25,13 @@ fn names(v: &serde_json::Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The queue's row in `pigeon ctl list_queues name messages leader members online`, if the
-/// node lists it (yet).
-async fn row_of(node: &Node, queue: &str) -> Option<serde_json::Value> {
-    let out = ctl_at(
-        &node.api(),
-        &[
-            "list_queues",
-            "name",
-            "messages",
-            "leader",
-            "members",
-            "online",
-            "--formatter",
-            "json",
-        ],
-    )
-    .await;
-    let all: serde_json::Value = serde_json::from_str(&out.ok()).unwrap();
-    all.as_array()
-        .and_then(|l| l.iter().find(|q| q["name"] == queue).cloned())
-}
-
 /// Waits until `node` lists `queue` with exactly these members.
 async fn until_members_are(node: &Node, queue: &str, members: &BTreeSet<String>) {
     within(
         &format!("{queue}'s members to be {members:?} on {}", node.api()),
         async {
             loop {
-                let row = row_of(node, queue).await.unwrap_or_default();
+                let row = listed_row(node, queue).await.unwrap_or_default();
                 if names(&row["members"]) == *members {
                     return;
                 }
@@ -115,7 +58,7 @@ fn index_of(name: &str) -> usize {
 async fn until_led_without(node: &Node, queue: &str, gone: &str) {
     within(&format!("{queue} led by another node than {gone}"), async {
         loop {
-            let row = row_of(node, queue).await.unwrap_or_default();
+            let row = listed_row(node, queue).await.unwrap_or_default();
             let leader = row["leader"].as_str().unwrap_or_default().to_string();
             if !leader.is_empty() && leader != gone {
                 return;
@@ -153,9 +96,9 @@ async fn members_are_added_and_removed_and_the_new_one_carries_the_queue() {
     until_members(nodes[0].as_ref().unwrap(), 4).await;
 
     // Three members (the default group size) of four nodes; a one-member queue.
-    let a = declare(nodes[0].as_ref().unwrap(), "qq", quorum_args(&[])).await;
+    let a = declare_when_ready(nodes[0].as_ref().unwrap(), "qq", quorum_args(&[])).await;
     let solo_args = quorum_args(&[("x-quorum-initial-group-size", AMQPValue::LongInt(1))]);
-    declare(nodes[0].as_ref().unwrap(), "solo", solo_args).await;
+    declare_when_ready(nodes[0].as_ref().unwrap(), "solo", solo_args).await;
     let row = queue_row(nodes[0].as_ref().unwrap(), "qq").await;
     let old = names(&row["members"]);
     assert_eq!(old.len(), 3, "{row}");
@@ -289,7 +232,7 @@ async fn a_member_down_at_declaration_starts_and_drain_moves_the_leaders() {
     // n2 is down when the queue is declared: it is chosen all the same (a member of the
     // cluster), and the group is formed by n0 and n1.
     nodes[2].take().unwrap().kill();
-    let a = declare(nodes[0].as_ref().unwrap(), "late", quorum_args(&[])).await;
+    let a = declare_when_ready(nodes[0].as_ref().unwrap(), "late", quorum_args(&[])).await;
     let ch = a.create_channel().await.unwrap();
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
@@ -307,7 +250,7 @@ async fn a_member_down_at_declaration_starts_and_drain_moves_the_leaders() {
     until_members_are(nodes[2].as_ref().unwrap(), "late", &all).await;
     within("n2's member to have the messages", async {
         loop {
-            let row = row_of(nodes[2].as_ref().unwrap(), "late").await;
+            let row = listed_row(nodes[2].as_ref().unwrap(), "late").await;
             if row.is_some_and(|r| r["messages"] == 3) {
                 return;
             }
@@ -320,11 +263,11 @@ async fn a_member_down_at_declaration_starts_and_drain_moves_the_leaders() {
 
     // Quorum queues declared on n0 are led by n0; drained, n0 hands them over.
     for q in ["led1", "led2"] {
-        declare(nodes[0].as_ref().unwrap(), q, quorum_args(&[])).await;
+        declare_when_ready(nodes[0].as_ref().unwrap(), q, quorum_args(&[])).await;
     }
     for q in ["late", "led1", "led2"] {
         within(&format!("{q} led by some node"), async {
-            while row_of(nodes[1].as_ref().unwrap(), q)
+            while listed_row(nodes[1].as_ref().unwrap(), q)
                 .await
                 .unwrap_or_default()["leader"]
                 .as_str()

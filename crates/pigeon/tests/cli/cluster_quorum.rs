@@ -5,7 +5,9 @@
 //! consumer held redelivered (`redelivered`, `x-delivery-count`). Also: what RabbitMQ refuses
 //! for quorum queues, refused with its codes; the delivery limit dead-letters.
 
-use super::cluster::{start_all, until_login, write_configs, Node};
+use super::cluster::{
+    declare_when_ready, start_all, until_login, until_members, write_configs, Node,
+};
 use super::ctl_support::ctl_at;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
@@ -38,44 +40,11 @@ pub(crate) fn durable() -> QueueDeclareOptions {
     }
 }
 
-/// Waits until `node` counts three members in its cluster (the group of a queue declared
-/// sooner would have fewer members: it is placed on the members known when it is declared).
-async fn until_three_members(node: &Node) {
-    within("three members in the cluster", async {
-        loop {
-            let out = ctl_at(&node.api(), &["cluster_status", "--formatter", "json"]).await;
-            let status: serde_json::Value =
-                serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
-            if status["disk_nodes"]
-                .as_array()
-                .is_some_and(|n| n.len() == 3)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-}
-
-/// Declares a quorum queue, retrying while the cluster has no leader yet.
+/// Declares a quorum queue once the cluster has its three members (a queue declared sooner
+/// would be placed on fewer: on the members known when it is declared).
 pub(crate) async fn declare(node: &Node, queue: &str, args: FieldTable) -> Connection {
-    until_three_members(node).await;
-    within(&format!("the cluster to declare {queue}"), async {
-        loop {
-            let c = until_login(node, "guest", "guest").await;
-            let ch = c.create_channel().await.unwrap();
-            match ch
-                .queue_declare(queue.into(), durable(), args.clone())
-                .await
-            {
-                Ok(_) => return c,
-                Err(e) if e.to_string().contains("timed out") => continue,
-                Err(e) => panic!("queue.declare failed: {e}\n{}", node.log()),
-            }
-        }
-    })
-    .await
+    until_members(node, 3).await;
+    declare_when_ready(node, queue, args).await
 }
 
 /// The reply code and text a declare is refused with.
@@ -311,8 +280,9 @@ async fn a_quorum_queue_survives_the_loss_of_its_first_leader() {
     .await;
 }
 
-/// The queue's row in `pigeon ctl list_queues name type messages leader members online`.
-pub(crate) async fn queue_row(node: &Node, queue: &str) -> serde_json::Value {
+/// The queue's row in `pigeon ctl list_queues name type messages leader members online`, if
+/// the node lists it (yet).
+pub(crate) async fn listed_row(node: &Node, queue: &str) -> Option<serde_json::Value> {
     let out = ctl_at(
         &node.api(),
         &[
@@ -331,7 +301,13 @@ pub(crate) async fn queue_row(node: &Node, queue: &str) -> serde_json::Value {
     let all: serde_json::Value = serde_json::from_str(&out.ok()).unwrap();
     all.as_array()
         .and_then(|l| l.iter().find(|q| q["name"] == queue).cloned())
-        .unwrap_or_else(|| panic!("{queue} is not listed: {all}"))
+}
+
+/// The queue's row, which the node must list.
+pub(crate) async fn queue_row(node: &Node, queue: &str) -> serde_json::Value {
+    listed_row(node, queue)
+        .await
+        .unwrap_or_else(|| panic!("{queue} is not listed on {}", node.api()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,7 +33,7 @@ use lapin::{
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -552,9 +552,41 @@ async fn ready_count(channel: &Channel, queue: &str) -> u32 {
 // The test
 
 /// xorshift64*: enough randomness for kill delays, reproducible from the printed seed.
+/// The configuration of a crash test's broker in `dir`: a data directory, fsync on, no `$SYS`
+/// publishing, its data under `dir/data`. Returns the configuration file.
+pub(crate) fn crash_config(dir: &Path) -> PathBuf {
+    let config = dir.join("pigeon.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = '{}'\nfsync = true\nmqtt_sys_interval = 0\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
+    /// Seeded from `PIGEON_CRASH_SEED`, else from the clock; the seed is printed so that a
+    /// failing run's kill delays can be replayed.
+    pub(crate) fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("PIGEON_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            })
+            .max(1);
+        println!("{test} seed: {seed} (replay the kill delays with PIGEON_CRASH_SEED={seed})");
+        Rng(seed)
+    }
+
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -646,29 +678,10 @@ fn check_drain(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_messages_survive_sigkill_and_nothing_is_invented() {
     let started = Instant::now();
-    let seed = std::env::var("PIGEON_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-        .max(1);
-    println!("crash test seed: {seed} (replay the kill delays with PIGEON_CRASH_SEED={seed})");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("crash test");
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pigeon.toml");
-    let data = dir.path().join("data");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ndata_dir = '{}'\nfsync = true\nmqtt_sys_interval = 0\n",
-            data.display()
-        ),
-    )
-    .unwrap();
+    let config = crash_config(dir.path());
 
     let mut ledger = Ledger::default();
     let mut broker = Pigeon::start(&config).await;

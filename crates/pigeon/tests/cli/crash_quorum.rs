@@ -8,7 +8,7 @@
 //! The random kill delays come from a seed that is printed; `PIGEON_CRASH_SEED=<seed>` replays
 //! them.
 
-use super::crash::{within, Pigeon, Rng};
+use super::crash::{crash_config, within, Pigeon, Rng};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -104,28 +104,9 @@ async fn produce(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_messages_of_a_single_node_quorum_queue_survive_sigkill() {
-    let seed = std::env::var("PIGEON_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-        .max(1);
-    println!("quorum crash test seed: {seed} (PIGEON_CRASH_SEED={seed} replays the kill delays)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("quorum crash test");
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pigeon.toml");
-    let data = dir.path().join("data");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ndata_dir = '{}'\nfsync = true\nmqtt_sys_interval = 0\n",
-            data.display()
-        ),
-    )
-    .unwrap();
+    let config = crash_config(dir.path());
 
     let mut produced: BTreeMap<u32, (BTreeSet<u64>, u64)> = BTreeMap::new();
     let mut broker = Pigeon::start(&config).await;

@@ -19,7 +19,7 @@
 //! The kill delays and torn bytes come from a seed that is printed; `PIGEON_CRASH_SEED=<seed>`
 //! replays them (the interleaving of the client tasks is of course not replayed).
 
-use crate::crash::{within, Pigeon, Rng};
+use crate::crash::{crash_config, within, Pigeon, Rng};
 use futures_lite::StreamExt;
 use rabbitmq_stream_client::types::{ByteCapacity, Message, OffsetSpecification};
 use rabbitmq_stream_client::{Client, ClientOptions, Environment};
@@ -435,29 +435,11 @@ fn tear(data: &Path, rng: &mut Rng) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_stream_messages_survive_sigkill_once_and_in_order() {
     let started = Instant::now();
-    let seed = std::env::var("PIGEON_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-        .max(1);
-    println!("stream crash test seed: {seed} (replay with PIGEON_CRASH_SEED={seed})");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("stream crash test");
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pigeon.toml");
+    let config = crash_config(dir.path());
     let data = dir.path().join("data");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\ndata_dir = '{}'\nfsync = true\nmqtt_sys_interval = 0\n",
-            data.display()
-        ),
-    )
-    .unwrap();
 
     let mut broker = Pigeon::start(&config).await;
     {

@@ -13,6 +13,7 @@
 //! - A delivery's `seq`, as the channel sees it, is a handle of this node's
 //!   (`Books::outstanding`) that maps back to the consumer and its delivery id for the ack.
 
+mod effects;
 use super::message;
 use parking_lot::Mutex;
 use pigeon_broker::queue::quorum::{QuorumBackend, QuorumCounts, QuorumPlacement, ReplicaConfirm};
@@ -23,7 +24,7 @@ use pigeon_cluster::quorum::{
     ConsumerId, DeadLetterReason, DeadLettered, Delivery, Effect, Observer, Overflow, PublisherId,
     QueueConfig, QueueOp, QueueResponse, QuorumQueue, Reply, DEFAULT_DELIVERY_LIMIT,
 };
-use pigeon_cluster::{node_id, Cluster, GroupId, Member, NodeId};
+use pigeon_cluster::{Cluster, GroupId, Member, NodeId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -404,176 +405,6 @@ impl QuorumMember {
             }
         }
     }
-
-    async fn effects_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<QueueResponse>) {
-        while let Some(response) = rx.recv().await {
-            for effect in response.effects {
-                match effect {
-                    Effect::Deliver {
-                        consumer,
-                        deliveries,
-                    } if consumer.node == self.me => self.deliver(consumer, deliveries),
-                    Effect::DeadLetter { reason, messages } if self.is_leader() => {
-                        self.dead_letter(reason, messages)
-                    }
-                    Effect::Timer { at } if self.is_leader() => {
-                        let member = Arc::downgrade(&self);
-                        tokio::spawn(async move {
-                            let wait = at.saturating_sub(unix_ms());
-                            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                            if let Some(m) = member.upgrade() {
-                                m.push(QueueOp::Tick, None);
-                            }
-                        });
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    fn consumer_id(&self, key: u64) -> ConsumerId {
-        ConsumerId { node: self.me, key }
-    }
-
-    /// Hands deliveries to this node's consumer (`consumer.key`), in order; those of a
-    /// consumer gone from here go back to the queue.
-    fn deliver(&self, consumer: ConsumerId, deliveries: Vec<Delivery>) {
-        let Some(queue) = self.queue.upgrade() else {
-            return;
-        };
-        let mut returned = Vec::new();
-        {
-            let mut books = self.books.lock();
-            let books = &mut *books;
-            match books.consumers.get_mut(&consumer.key) {
-                None => returned.extend(deliveries.iter().map(|d| d.id)),
-                Some(local) => {
-                    for d in deliveries {
-                        let Some(message) = message::decode(&self.name, d.message) else {
-                            tracing::warn!(queue = %self.name, "quorum queue: undecodable message dropped");
-                            returned.push(d.id);
-                            continue;
-                        };
-                        books.next_handle += 1;
-                        let handle = books.next_handle;
-                        books.outstanding.insert(handle, (consumer.key, d.id));
-                        local.waiting.push_back(QueuedMessage {
-                            message,
-                            seq: handle,
-                            redelivered: d.redelivered,
-                            expires_at: None,
-                            delivery_count: d.delivery_count,
-                            persisted: false,
-                        });
-                    }
-                }
-            }
-        }
-        if !returned.is_empty() {
-            self.push(
-                QueueOp::Return {
-                    consumer,
-                    ids: returned,
-                },
-                None,
-            );
-        }
-        self.drain(&queue);
-    }
-
-    /// Delivers what consumers have room for; deliveries to no-ack consumers are settled.
-    fn drain(&self, queue: &Arc<Queue>) {
-        let mut settled: HashMap<u64, Vec<u64>> = HashMap::new();
-        {
-            let mut books = self.books.lock();
-            let books = &mut *books;
-            for (key, local) in books.consumers.iter_mut() {
-                while !local.waiting.is_empty() && local.entry.sink.try_reserve() {
-                    let Some(m) = local.waiting.pop_front() else {
-                        break;
-                    };
-                    let handle = m.seq;
-                    if local.entry.sink.deliver(queue, m) == Delivered::Settled {
-                        if let Some((_, id)) = books.outstanding.remove(&handle) {
-                            settled.entry(*key).or_default().push(id);
-                        }
-                    }
-                }
-            }
-        }
-        for (key, ids) in settled {
-            self.push(
-                QueueOp::Settle {
-                    consumer: self.consumer_id(key),
-                    ids,
-                },
-                None,
-            );
-        }
-    }
-
-    /// The consumers' delivery ids of these handles, by consumer (forgotten here).
-    fn take(&self, seqs: &[u64]) -> HashMap<u64, Vec<u64>> {
-        let mut books = self.books.lock();
-        let mut by: HashMap<u64, Vec<u64>> = HashMap::new();
-        for seq in seqs {
-            if let Some((key, id)) = books.outstanding.remove(seq) {
-                by.entry(key).or_default().push(id);
-            }
-        }
-        by
-    }
-
-    fn settle_with(&self, seqs: &[u64], op: fn(ConsumerId, Vec<u64>) -> QueueOp) {
-        for (key, ids) in self.take(seqs) {
-            self.push(op(self.consumer_id(key), ids), None);
-        }
-    }
-
-    /// Dead-letters through the queue's dead-letter exchange (leader only), with RabbitMQ's
-    /// `x-death` (the broker's `VHost::dead_letter`).
-    fn dead_letter(&self, reason: DeadLetterReason, messages: Vec<DeadLettered>) {
-        let Some(queue) = self.queue.upgrade() else {
-            return;
-        };
-        let settings = queue.settings();
-        let Some(exchange) = settings.dead_letter_exchange.as_deref() else {
-            return;
-        };
-        let Some(vhost) = self.broker.upgrade().and_then(|b| b.vhost(&self.vhost)) else {
-            return;
-        };
-        let why = match reason {
-            DeadLetterReason::Rejected => DeathReason::Rejected,
-            DeadLetterReason::Expired => DeathReason::Expired,
-            DeadLetterReason::MaxLen => DeathReason::MaxLen,
-            DeadLetterReason::DeliveryLimit => DeathReason::DeliveryLimit,
-        };
-        let dead: Vec<(QueuedMessage, DeathReason)> = messages
-            .into_iter()
-            .filter_map(|d| {
-                let message = message::decode(&self.name, d.message)?;
-                Some((
-                    QueuedMessage {
-                        message,
-                        seq: d.seq,
-                        redelivered: d.delivery_count > 0,
-                        expires_at: None,
-                        delivery_count: d.delivery_count,
-                        persisted: false,
-                    },
-                    why,
-                ))
-            })
-            .collect();
-        vhost.dead_letter(
-            &queue,
-            exchange,
-            settings.dead_letter_routing_key.as_deref(),
-            dead,
-        );
-    }
 }
 
 impl QuorumBackend for QuorumMember {
@@ -756,11 +587,6 @@ impl QuorumMember {
         self.key_base + books.next_key
     }
 
-    /// The id of this node's consumer `key`.
-    pub(super) fn consumer(&self, key: u64) -> ConsumerId {
-        self.consumer_id(key)
-    }
-
     /// A handle (a delivery's `seq` on this node) for delivery `id` of consumer `key`, which
     /// acks, returns and rejects find it by.
     pub(super) fn track(&self, key: u64, id: u64) -> u64 {
@@ -778,30 +604,4 @@ impl QuorumMember {
     pub(super) fn is_outsider(&self) -> bool {
         self.outsider.load(Ordering::Relaxed)
     }
-
-    /// This node's replica of the group, if it has one.
-    pub(super) fn replica(&self) -> Option<QuorumQueue> {
-        self.local()
-    }
-}
-
-/// The node names of a new quorum queue's group: `size` of the cluster's members (at most all
-/// of them, one member per node), the declaring node first (it forms the group and leads it
-/// first), the others in an order that depends on the queue's name, so that queues spread over
-/// the nodes.
-pub(crate) fn place(cluster: &Cluster, vhost: &str, queue: &str, size: usize) -> Vec<String> {
-    let me = cluster.name().to_string();
-    let group = pigeon_cluster::quorum::queue_group(vhost, queue).0;
-    let mut others: Vec<String> = cluster
-        .status()
-        .members
-        .into_iter()
-        // Learners too: a node joining the cluster is a learner until it caught up.
-        .filter(|m| m.name != me)
-        .map(|m| m.name)
-        .collect();
-    others.sort_by_key(|n| node_id(n) ^ group);
-    let mut members = vec![me];
-    members.extend(others.into_iter().take(size.saturating_sub(1)));
-    members
 }

@@ -540,3 +540,24 @@ fn lookup(cluster: &Cluster, vhost: &str, name: &str) -> Result<Arc<QuorumMember
             MembersError::NotFound(format!("no quorum queue '{name}' in vhost '{vhost}'"))
         })
 }
+
+/// The node names of a new quorum queue's group: `size` of the cluster's members (at most all
+/// of them, one member per node), the declaring node first (it forms the group and leads it
+/// first), the others in an order that depends on the queue's name, so that queues spread over
+/// the nodes.
+pub(crate) fn place(cluster: &Cluster, vhost: &str, queue: &str, size: usize) -> Vec<String> {
+    let me = cluster.name().to_string();
+    let group = pigeon_cluster::quorum::queue_group(vhost, queue).0;
+    let mut others: Vec<String> = cluster
+        .status()
+        .members
+        .into_iter()
+        // Learners too: a node joining the cluster is a learner until it caught up.
+        .filter(|m| m.name != me)
+        .map(|m| m.name)
+        .collect();
+    others.sort_by_key(|n| pigeon_cluster::node_id(n) ^ group);
+    let mut members = vec![me];
+    members.extend(others.into_iter().take(size.saturating_sub(1)));
+    members
+}

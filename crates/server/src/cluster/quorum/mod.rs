@@ -3,7 +3,7 @@
 //! replicated half ([`QuorumBackend`](pigeon_broker::queue::quorum::QuorumBackend)) is this
 //! node's [`QuorumMember`].
 //!
-//! - **Declare**: the declaring node chooses the members (`member::place`: the
+//! - **Declare**: the declaring node chooses the members (`membership::place`: the
 //!   `x-quorum-initial-group-size`, 3 by default, capped by the number of nodes, one per node,
 //!   itself first) and writes them in the `DeclareQueue` command's `node` field, comma-separated;
 //!   every node applies the declare (`apply.rs`) and [`QuorumRegistry::placed`] attaches a
@@ -24,7 +24,8 @@ mod outsider;
 // Quorum queues on a node without `[cluster]` (helper quorumone).
 pub(crate) mod single;
 
-pub(crate) use member::{place, QuorumMember};
+pub(crate) use member::QuorumMember;
+pub(crate) use membership::place;
 pub(crate) use outsider::serving_node;
 
 use parking_lot::Mutex;

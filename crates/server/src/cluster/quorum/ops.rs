@@ -27,7 +27,7 @@ impl QuorumMember {
     /// `basic.get` through the group; `done` gets the message (or none) once committed.
     pub(super) fn dequeue(&self, queue: &Arc<Queue>, no_ack: bool, done: GetDone) {
         let key = self.fresh_key();
-        let consumer = self.consumer(key);
+        let consumer = self.consumer_id(key);
         let member = self.this.clone();
         let name = queue.name().to_string();
         let vhost = self.vhost.clone();
@@ -116,7 +116,7 @@ impl QuorumMember {
     /// may get the same configuration from each: the later ones change nothing.
     pub(super) fn update_config(&self, queue: &Queue) {
         let config = config_of(queue);
-        let Some(replica) = self.replica() else {
+        let Some(replica) = self.local() else {
             return;
         };
         if replica.machine().read(|m| m.config().clone()) == config {

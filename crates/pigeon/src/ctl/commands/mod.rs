@@ -8,7 +8,9 @@
 //! `pigeon ctl help` lists them.
 
 mod access;
+mod definitions;
 mod health;
+mod limits;
 mod lists;
 mod maintenance;
 mod node;
@@ -126,10 +128,10 @@ pub const COMMANDS: &[Command] = &[
     cmd("clear_user_limits", "<username> <limit|all>", "Removes a user's limits", policies::clear_user_limits),
     cmd("list_user_limits", "[--user <username>] [--global]", "Shows users' limits", policies::list_user_limits),
     cmd("set_cluster_name", "<name>", "Sets the cluster's name", node::set_cluster_name),
-    cmd("set_disk_free_limit", "<bytes, e.g. 50MB> | mem_relative <fraction>", "Sets the free disk space under which publishers are blocked", node::set_disk_free_limit),
-    cmd("set_vm_memory_high_watermark", "<fraction> | absolute <bytes, e.g. 2GB>", "Sets the memory use over which publishers are blocked", node::set_vm_memory_high_watermark),
-    cmd("export_definitions", "<file | ->", "Writes the definitions (users, vhosts, queues...) as JSON", node::export_definitions),
-    cmd("import_definitions", "<file | ->", "Imports definitions from a JSON file", node::import_definitions),
+    cmd("set_disk_free_limit", "<bytes, e.g. 50MB> | mem_relative <fraction>", "Sets the free disk space under which publishers are blocked", limits::set_disk_free_limit),
+    cmd("set_vm_memory_high_watermark", "<fraction> | absolute <bytes, e.g. 2GB>", "Sets the memory use over which publishers are blocked", limits::set_vm_memory_high_watermark),
+    cmd("export_definitions", "<file | ->", "Writes the definitions (users, vhosts, queues...) as JSON", definitions::export_definitions),
+    cmd("import_definitions", "<file | ->", "Imports definitions from a JSON file", definitions::import_definitions),
     cmd("enable_feature_flag", "<flag | all>", "Accepted for scripts: Pigeon has no feature flags to enable", node::enable_feature_flag),
     cmd("add_super_stream", "<name> [-p <vhost>] [--partitions <n> | --binding-keys <k1,k2>] [--max-length-bytes <20gb>] [--max-age <PT1H>] [--stream-max-segment-size-bytes <500mb>] [--leader-locator <client-local|balanced>] [--initial-cluster-size <n>]", "Adds a super stream (rabbitmq-streams)", streams::add_super_stream),
     cmd("delete_super_stream", "<name> [-p <vhost>]", "Deletes a super stream and its partitions (rabbitmq-streams)", streams::delete_super_stream),

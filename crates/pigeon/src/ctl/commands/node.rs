@@ -1,14 +1,12 @@
-//! The node as a whole: `status`, `cluster_status`, `set_cluster_name`, the resource limits
-//! (`set_disk_free_limit`, `set_vm_memory_high_watermark`, through Pigeon's own
-//! `/api/pigeon/...` endpoints since rabbitmqctl sets them over Erlang distribution),
-//! definitions export and import, and `enable_feature_flag`.
+//! The node as a whole: `status`, `cluster_status`, `set_cluster_name`, `join_cluster`,
+//! `forget_cluster_node` and `enable_feature_flag` (the resource limits are in `limits.rs`, the
+//! definitions in `definitions.rs`).
 
 use super::{items, quoted, Ctx};
 use crate::ctl::args::arity;
 use crate::ctl::client::seg;
-use crate::ctl::error::{CtlError, CtlResult};
+use crate::ctl::error::CtlResult;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 
 /// What `status` and `cluster_status` show: the overview, this node, the vhost count.
 struct NodeFacts {
@@ -364,175 +362,6 @@ pub fn set_cluster_name(ctx: &Ctx) -> CtlResult {
     Ok(())
 }
 
-/// An information unit as RabbitMQ parses it (`rabbit_resource_monitor_misc:
-/// parse_information_unit`): digits, then `k`/`kiB` (1024), `kB` (1000), `M`/`MiB`,
-/// `MB`, `G`/`GiB`, `GB`, in any case.
-pub fn parse_bytes(text: &str) -> Option<u64> {
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" => 1,
-        "k" | "kib" => 1 << 10,
-        "kb" => 1_000,
-        "m" | "mib" => 1 << 20,
-        "mb" => 1_000_000,
-        "g" | "gib" => 1 << 30,
-        "gb" => 1_000_000_000,
-        _ => return None,
-    };
-    number.checked_mul(factor)
-}
-
-fn fraction(text: &str) -> CtlResult<f64> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite() && *f >= 0.0)
-        .ok_or_else(|| CtlError::Data(format!("{text:?} is not a non-negative number")))
-}
-
-/// `set_disk_free_limit <bytes>` or `set_disk_free_limit mem_relative <fraction>`.
-pub fn set_disk_free_limit(ctx: &Ctx) -> CtlResult {
-    arity(&ctx.inv, 1, 2)?;
-    let url = ctx.node.url();
-    let body = match (ctx.arg(0), ctx.inv.args.len()) {
-        ("mem_relative", 2) => {
-            let f = fraction(ctx.arg(1))?;
-            ctx.out.banner(&format!(
-                "Setting disk free limit on {url} to {} times the total RAM ...",
-                ctx.arg(1)
-            ));
-            json!({ "mem_relative": f })
-        }
-        (limit, 1) => {
-            let bytes = parse_bytes(limit).ok_or_else(|| {
-                CtlError::Data(format!(
-                    "{limit:?} is not an amount of bytes (such as 50MB)"
-                ))
-            })?;
-            ctx.out.banner(&format!(
-                "Setting disk free limit on {url} to {limit} bytes ..."
-            ));
-            json!({ "absolute": bytes })
-        }
-        _ => {
-            return Err(CtlError::Usage(
-                "usage: set_disk_free_limit <bytes> | mem_relative <fraction>".into(),
-            ))
-        }
-    };
-    ctx.node
-        .send("PUT", "/api/pigeon/disk_free_limit", Some(&body))?;
-    Ok(())
-}
-
-/// `set_vm_memory_high_watermark <fraction>` or `... absolute <bytes>`.
-pub fn set_vm_memory_high_watermark(ctx: &Ctx) -> CtlResult {
-    arity(&ctx.inv, 1, 2)?;
-    let url = ctx.node.url();
-    let body = match (ctx.arg(0), ctx.inv.args.len()) {
-        ("absolute", 2) => {
-            let limit = ctx.arg(1);
-            let bytes = parse_bytes(limit).ok_or_else(|| {
-                CtlError::Data(format!("{limit:?} is not an amount of bytes (such as 2GB)"))
-            })?;
-            ctx.out.banner(&format!(
-                "Setting memory threshold on {url} to {limit} bytes ..."
-            ));
-            json!({ "absolute": bytes })
-        }
-        (f, 1) => {
-            let value = fraction(f)?;
-            ctx.out
-                .banner(&format!("Setting memory threshold on {url} to {f} ..."));
-            json!({ "relative": value })
-        }
-        _ => {
-            return Err(CtlError::Usage(
-                "usage: set_vm_memory_high_watermark <fraction> | absolute <bytes>".into(),
-            ))
-        }
-    };
-    ctx.node
-        .send("PUT", "/api/pigeon/vm_memory_high_watermark", Some(&body))?;
-    Ok(())
-}
-
-fn json_format_only(ctx: &Ctx) -> CtlResult {
-    match ctx.inv.opts.flag("format") {
-        None | Some("json") => Ok(()),
-        Some(other) => Err(CtlError::Usage(format!(
-            "format {other:?} is not supported: definitions are JSON"
-        ))),
-    }
-}
-
-/// `export_definitions <file | ->`: RabbitMQ's definitions JSON.
-pub fn export_definitions(ctx: &Ctx) -> CtlResult {
-    arity(&ctx.inv, 1, 1)?;
-    json_format_only(ctx)?;
-    let target = ctx.arg(0);
-    let defs = ctx.node.get("/api/definitions")?;
-    let text = format!("{defs}\n");
-    if target == "-" {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        return Ok(());
-    }
-    ctx.out.banner(&format!(
-        "Exporting definitions in JSON to a file at {} ...",
-        quoted(target)
-    ));
-    std::fs::write(target, text).map_err(|e| CtlError::Data(format!("cannot write {target}: {e}")))
-}
-
-/// `import_definitions <file | ->`: what Pigeon cannot honour is printed as warnings.
-pub fn import_definitions(ctx: &Ctx) -> CtlResult {
-    arity(&ctx.inv, 1, 1)?;
-    json_format_only(ctx)?;
-    let source = ctx.arg(0);
-    let text = if source == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CtlError::Data(format!("cannot read standard input: {e}")))?;
-        text
-    } else {
-        std::fs::read_to_string(source).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                CtlError::Data(format!("Bad argument: File {source} does not exist"))
-            }
-            _ => CtlError::Data(format!("cannot read {source}: {e}")),
-        })?
-    };
-    let defs: Value = serde_json::from_str(&text)
-        .map_err(|e| CtlError::Data(format!("{source} is not valid JSON: {e}")))?;
-    let from = if source == "-" {
-        "standard input"
-    } else {
-        source
-    };
-    ctx.out.banner(&format!(
-        "Importing definitions in JSON from a file at {} ...",
-        quoted(from)
-    ));
-    let reply = ctx.node.send("POST", "/api/definitions", Some(&defs))?;
-    let warnings = reply
-        .body
-        .get("warnings")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for w in &warnings {
-        let w = w.as_str().map_or_else(|| w.to_string(), String::from);
-        eprintln!("Warning: {w}");
-    }
-    ctx.out.line("Successfully imported definitions");
-    Ok(())
-}
-
 /// `enable_feature_flag <name | all>`: Pigeon has no feature flags (what RabbitMQ gates behind
 /// them is always on), so this succeeds once the node answers.
 pub fn enable_feature_flag(ctx: &Ctx) -> CtlResult {
@@ -585,19 +414,6 @@ pub fn forget_cluster_node(ctx: &Ctx) -> CtlResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn information_units_are_rabbitmqs() {
-        assert_eq!(parse_bytes("50000000"), Some(50_000_000));
-        assert_eq!(parse_bytes("60MB"), Some(60_000_000));
-        assert_eq!(parse_bytes("1GB"), Some(1_000_000_000));
-        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
-        assert_eq!(parse_bytes("512k"), Some(512 * 1024));
-        assert_eq!(parse_bytes("3kB"), Some(3000));
-        assert_eq!(parse_bytes("1.5GB"), None);
-        assert_eq!(parse_bytes("MB"), None);
-        assert_eq!(parse_bytes("10TB"), None);
-    }
 
     #[test]
     fn gigabytes_print_as_rabbitmqctl_prints_them() {

@@ -128,7 +128,7 @@ pub(crate) struct SubState {
 }
 
 /// What one node knows of another's session queue.
-struct Known {
+pub(super) struct Known {
     /// The local proxy (`None`: a replicated queue, bound directly).
     proxy: Option<Arc<Queue>>,
     exchange: String,
@@ -137,21 +137,21 @@ struct Known {
 }
 
 /// One node's session queues, by (vhost, queue), as this node knows them.
-type KnownQueues = HashMap<(String, String), Known>;
+pub(super) type KnownQueues = HashMap<(String, String), Known>;
 
 /// This node's part of MQTT across the cluster (held by the [`Forwarder`]).
 #[derive(Default)]
 pub(crate) struct MqttRemote {
     server: OnceLock<Weak<ServerState>>,
     /// By node, then (vhost, queue): the other nodes' session queues.
-    known: Mutex<HashMap<String, KnownQueues>>,
+    pub(super) known: Mutex<HashMap<String, KnownQueues>>,
     /// Persistent sessions' subscriptions as the metadata group has them
     /// (`mqtt_sessions.rs`).
     pub(super) replicated: Mutex<super::mqtt_sessions::Replicated>,
     /// This node's proposals of those, written in order by one task (`mqtt_sessions.rs`).
     pub(super) proposals: OnceLock<super::mqtt_sessions::Proposals>,
     /// Sessions being handed over to another node: their end here is not the session's end.
-    handing_over: Mutex<BTreeSet<(String, String)>>,
+    pub(super) handing_over: Mutex<BTreeSet<(String, String)>>,
     /// This node's session queues the peers were told of (so that a session that never
     /// subscribed ends without a message to every peer).
     announced: Mutex<BTreeSet<(String, String)>>,
@@ -410,7 +410,7 @@ impl Forwarder {
     }
 
     /// Removes what this node made for another node's queue.
-    fn unbind_known(&self, vhost: &str, queue: &str, k: Known) {
+    pub(super) fn unbind_known(&self, vhost: &str, queue: &str, k: Known) {
         let Some(v) = self.broker.vhost(vhost) else {
             return;
         };
@@ -454,6 +454,8 @@ impl Forwarder {
         match item {
             MqttItem::Subs(subs) => {
                 let mut known = self.mqtt.known.lock();
+                // The session moved to `from` (mqtt_failover.rs).
+                self.forget_moved(&mut known, from, &subs);
                 let queues = known.entry(from.to_string()).or_default();
                 self.apply_subs(from, queues, subs);
             }

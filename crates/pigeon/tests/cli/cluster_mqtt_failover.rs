@@ -11,13 +11,14 @@
 //! that node has applied the session's subscriptions), and for each message.
 
 use super::cluster::{declare_when_ready, lists_queue, start_all, write_configs, Node};
-use super::cluster_mqtt::{until_formed, v5};
+use super::cluster_mqtt::{until_formed, v4, v5};
 use super::ctl_support::ctl_at;
 use lapin::types::FieldTable;
-use pigeon_tests::mqtt_support::Mqtt5;
+use pigeon_tests::mqtt_support::{Mqtt4, Mqtt5};
 use pigeon_tests::within;
 use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish};
 use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::QoS as QoS4;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -242,4 +243,67 @@ async fn a_quorum_session_connected_when_its_node_dies_gets_what_was_published_m
     publish_until_acked(&mut publisher, "c/y", "fresh", &mut sent, &mut fresh).await;
     let got = receive_all(&mut back, &fresh).await;
     check_no_invention_and_dup_only(&got, &sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_after_its_session_moved_hands_the_queued_messages_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = write_configs(dir.path(), 3);
+    let mut nodes = start_all(&configs).await;
+    until_formed(&nodes).await;
+
+    // A persistent 3.1.1 session on A (a classic queue there), subscribed at QoS 1, offline;
+    // three QoS 1 messages through B, each PUBACKed once A has it on disk.
+    let mut opts = v4(&nodes[0], "returner");
+    opts.set_clean_session(false);
+    let mut client = Mqtt4::connect(opts).await;
+    client.subscribe("h/#", QoS4::AtLeastOnce).await;
+    client.disconnect().await;
+    let mut publisher = Mqtt4::connect(v4(&nodes[1], "pub-b")).await;
+    for i in 1..=3 {
+        let text = format!("m-{i}");
+        publisher
+            .publish("h/x", QoS4::AtLeastOnce, false, text.as_bytes())
+            .await;
+    }
+
+    // A is SIGKILLed; the client reconnects through B (its subscriptions from the metadata
+    // group; the three messages are on A's disk).
+    nodes.remove(0).kill();
+    until_lost(&nodes, 2).await;
+    until_applied(&nodes[0], "returner-barrier").await;
+    let mut opts = v4(&nodes[0], "returner");
+    opts.set_clean_session(false);
+    let mut back = Mqtt4::connect(opts).await;
+    assert!(back.session_present);
+
+    // A restarts: it recovers the session from its store, learns that it lives on B now and
+    // hands its three messages to it there.
+    nodes.insert(0, Node::start(&configs[0]).await);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(back.next_text().await);
+    }
+    got.sort();
+    assert_eq!(got, ["m-1", "m-2", "m-3"], "{}", nodes[0].log());
+
+    // The session ended on A: its queue is gone there and no node routes to A for it.
+    within("the session gone from A", async {
+        while lists_queue(&nodes[0], "mqtt-session-returner").await
+            || lists_queue(&nodes[1], "mqtt-session-returner@rabbit@n0").await
+            || lists_queue(&nodes[2], "mqtt-session-returner@rabbit@n0").await
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // Publishes through A and C reach the client on B, once each.
+    let mut on_a = Mqtt4::connect(v4(&nodes[0], "pub-a")).await;
+    on_a.publish("h/y", QoS4::AtLeastOnce, false, b"through A")
+        .await;
+    let mut on_c = Mqtt4::connect(v4(&nodes[2], "pub-c")).await;
+    on_c.publish("h/z", QoS4::AtLeastOnce, false, b"through C")
+        .await;
+    assert_eq!(back.next_text().await, "through A");
+    assert_eq!(back.next_text().await, "through C");
 }

@@ -445,6 +445,31 @@ impl Mqtt5 {
         }
     }
 
+    /// Publishes at QoS 1 and returns the PUBACK's reason code (MQTT 5 says why a publish
+    /// was not taken: 0x80 when a queue it reached could not have it).
+    pub async fn publish_qos1(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+    ) -> v5::mqttbytes::v5::PubAckReason {
+        self.client
+            .publish(
+                topic,
+                v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload.to_vec(),
+            )
+            .await
+            .expect("queue PUBLISH");
+        loop {
+            match self.next_other().await {
+                Ok(v5::Incoming::PubAck(ack)) => return ack.reason,
+                Ok(_) => {}
+                Err(e) => panic!("connection ended before the publish was acknowledged: {e:?}"),
+            }
+        }
+    }
+
     /// Publishes without properties (see [`Mqtt5::publish_with`]).
     pub async fn publish(
         &mut self,

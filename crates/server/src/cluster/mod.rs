@@ -18,6 +18,7 @@ pub(crate) mod forward;
 pub(crate) mod homes;
 pub(crate) mod maintenance;
 pub(crate) mod mqtt;
+pub(crate) mod mqtt_failover;
 pub(crate) mod mqtt_sessions;
 pub(crate) mod quorum;
 pub(crate) mod remote_consumer;

@@ -128,33 +128,36 @@ pub(crate) struct SubState {
 }
 
 /// What one node knows of another's session queue.
-struct Known {
+pub(super) struct Known {
     /// The local proxy (`None`: a replicated queue, bound directly).
-    proxy: Option<Arc<Queue>>,
-    exchange: String,
-    patterns: BTreeSet<String>,
+    pub(super) proxy: Option<Arc<Queue>>,
+    pub(super) exchange: String,
+    pub(super) patterns: BTreeSet<String>,
     durable: bool,
 }
 
 /// One node's session queues, by (vhost, queue), as this node knows them.
-type KnownQueues = HashMap<(String, String), Known>;
+pub(super) type KnownQueues = HashMap<(String, String), Known>;
 
 /// This node's part of MQTT across the cluster (held by the [`Forwarder`]).
 #[derive(Default)]
 pub(crate) struct MqttRemote {
     server: OnceLock<Weak<ServerState>>,
     /// By node, then (vhost, queue): the other nodes' session queues.
-    known: Mutex<HashMap<String, KnownQueues>>,
+    pub(super) known: Mutex<HashMap<String, KnownQueues>>,
     /// Persistent sessions' subscriptions as the metadata group has them
     /// (`mqtt_sessions.rs`).
     pub(super) replicated: Mutex<super::mqtt_sessions::Replicated>,
     /// This node's proposals of those, written in order by one task (`mqtt_sessions.rs`).
     pub(super) proposals: OnceLock<super::mqtt_sessions::Proposals>,
     /// Sessions being handed over to another node: their end here is not the session's end.
-    handing_over: Mutex<BTreeSet<(String, String)>>,
+    pub(super) handing_over: Mutex<BTreeSet<(String, String)>>,
     /// This node's session queues the peers were told of (so that a session that never
     /// subscribed ends without a message to every peer).
     announced: Mutex<BTreeSet<(String, String)>>,
+    /// Persistent sessions recovered at start, with their CONNECT count then
+    /// (`mqtt_failover.rs`: one no client took since yields to a copy elsewhere).
+    pub(super) dormant: Mutex<HashMap<(String, String), u32>>,
 }
 
 /// The proxy of another node's session queue.
@@ -243,6 +246,7 @@ pub(crate) fn start(server: &Arc<ServerState>) {
         return;
     };
     let _ = f.mqtt.server.set(Arc::downgrade(server));
+    super::mqtt_failover::note_dormant(&f, server);
     super::mqtt_sessions::start_proposer(&f, &cluster);
     crate::mqtt::cluster::install_hooks(server);
     let weak = Arc::downgrade(&f);
@@ -308,7 +312,7 @@ pub(crate) fn start(server: &Arc<ServerState>) {
 }
 
 impl Forwarder {
-    fn mqtt_server(&self) -> Option<Arc<ServerState>> {
+    pub(super) fn mqtt_server(&self) -> Option<Arc<ServerState>> {
         self.mqtt.server.get()?.upgrade()
     }
 
@@ -410,7 +414,7 @@ impl Forwarder {
     }
 
     /// Removes what this node made for another node's queue.
-    fn unbind_known(&self, vhost: &str, queue: &str, k: Known) {
+    pub(super) fn unbind_known(&self, vhost: &str, queue: &str, k: Known) {
         let Some(v) = self.broker.vhost(vhost) else {
             return;
         };
@@ -454,8 +458,12 @@ impl Forwarder {
         match item {
             MqttItem::Subs(subs) => {
                 let mut known = self.mqtt.known.lock();
+                // The session moved to `from` (mqtt_failover.rs).
+                self.forget_moved(&mut known, from, &subs);
                 let queues = known.entry(from.to_string()).or_default();
+                let key = (subs.vhost.clone(), subs.queue.clone());
                 self.apply_subs(from, queues, subs);
+                self.rebind_others(&known, from, &key);
             }
             MqttItem::Sync { subs, reply } => {
                 {
@@ -470,13 +478,18 @@ impl Forwarder {
                         .filter(|k| !named.contains(*k))
                         .cloned()
                         .collect();
-                    for key in stale {
-                        if let Some(k) = queues.remove(&key) {
+                    for key in &stale {
+                        if let Some(k) = queues.remove(key) {
                             self.unbind_known(&key.0, &key.1, k);
                         }
                     }
                     for s in subs {
+                        // A session recovered here that moved to `from` (mqtt_failover.rs).
+                        self.yield_dormant(from, &s);
                         self.apply_subs(from, queues, s);
+                    }
+                    for key in named.iter().chain(&stale) {
+                        self.rebind_others(&known, from, key);
                     }
                 }
                 if reply {

@@ -66,6 +66,22 @@ pub(super) async fn connect(
     // MQTT across the cluster (`mqtt/cluster.rs`): another node's connection of this client id
     // is closed (0x8E) and, unless this one starts clean, its persistent session comes here.
     let moved = super::cluster::take_over(server, vhost.name(), &client_id, c.clean_start).await;
+    // A persistent session's quorum queue (`mqtt_durable_queue_type = quorum`) is declared
+    // through the cluster's metadata group, so that every node has it
+    // (`cluster/mqtt_failover.rs`); refused as a SUBSCRIBE's declare would be without it.
+    let persistent = match version {
+        ProtocolVersion::V5 => c.properties.session_expiry_interval.unwrap_or(0) != 0,
+        _ => !c.clean_start,
+    };
+    let declared = crate::cluster::mqtt_failover::session_queue_at_connect(
+        server,
+        vhost.name(),
+        &client_id,
+        persistent,
+    );
+    if let Err(e) = declared.await {
+        return refuse(ReasonCode::ServerUnavailable, &e.to_string());
+    }
     let registry = &server.mqtt.registry;
     let (session, existed) = loop {
         let (session, existed) =

@@ -528,10 +528,16 @@ impl Conn {
         };
         // `mqtt_durable_queue_type = quorum` (RabbitMQ's `mqtt.durable_queue_type`): a new
         // persistent session's queue is a quorum queue (helper quorumone).
+        // A quorum session queue that exists is the session's again (a cluster's nodes all
+        // have it: declared through the metadata group at CONNECT, `cluster/mqtt_failover.rs`,
+        // or left by the session's previous node), declared as it is.
+        let existing = self.session.vhost.queue(&name).ok();
         let quorum = persistent
             && self.server.store.is_some()
-            && config.mqtt_durable_queue_type.as_deref() == Some("quorum")
-            && self.session.vhost.queue(&name).is_err();
+            && existing.as_ref().map_or(
+                config.mqtt_durable_queue_type.as_deref() == Some("quorum"),
+                |q| q.is_quorum(),
+            );
         if quorum {
             let kind = pigeon_broker::Value::Str(bytes::Bytes::from_static(b"quorum"));
             options.arguments.0.push(("x-queue-type".into(), kind));
@@ -542,7 +548,7 @@ impl Conn {
             .declare_queue(&name, false, options, 0)
             .ok()?
             .queue;
-        if let (true, Some(local)) = (quorum, &self.server.declares.local) {
+        if let (true, None, Some(local)) = (quorum, &existing, &self.server.declares.local) {
             local.declared(self.session.vhost.name(), &name);
         }
         self.session.core.lock().queue = Some(Arc::clone(&q));

@@ -323,6 +323,8 @@ pub struct QuorumQueue {
     idle: Arc<IdleMember>,
     /// Whether the policy runs (`Timing::quorum_idle_after` set).
     policy: bool,
+    /// The highest commit index a leader told this member of (soakdup, `catchup.rs`).
+    pub(super) commit_seen: Arc<AtomicU64>,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -420,8 +422,17 @@ impl QuorumQueue {
             }
             None => false,
         };
-        cluster.register_group(group, Arc::new(raft.clone()));
+        // The receiving side notes the leaders' commit indexes (soakdup, `catchup.rs`).
+        let commit_seen = Arc::new(AtomicU64::new(0));
+        cluster.register_group(
+            group,
+            Arc::new(super::catchup::Tracked {
+                raft: raft.clone(),
+                seen: Arc::clone(&commit_seen),
+            }),
+        );
         let queue = QuorumQueue {
+            commit_seen,
             group,
             raft,
             machine,

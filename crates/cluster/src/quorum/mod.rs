@@ -11,6 +11,8 @@
 //!
 //! The broker's side is `crates/server/src/cluster/quorum/` (docs/clustering.md, "Quorum queues").
 
+// Deliveries only once caught up with the leader's commit (soakdup).
+mod catchup;
 pub mod command;
 mod consumers;
 mod dequeue;

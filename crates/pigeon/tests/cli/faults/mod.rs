@@ -13,6 +13,8 @@
 mod checker;
 mod proxy;
 mod scenarios;
+// Stale deliveries of a node catching up (soakdup).
+mod stale;
 mod upgrade;
 mod workload;
 
@@ -62,12 +64,38 @@ pub struct FNode {
     stopped: bool,
 }
 
+/// A port for a node's listener that no other socket should take before the node binds it,
+/// and again when it restarts (soakdup: the harness's flake). Ports picked by binding port 0
+/// and letting go come from the kernel's ephemeral range, which every outgoing connection's
+/// local port also comes from: with hundreds of connections opened by the nodes, proxies and
+/// clients (and by the tests running beside), one of them could take the port in between, and
+/// the node failed to bind it (EADDRINUSE) at its start or a restart. So the ports come from
+/// below the ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), which only explicit
+/// binds use, from a counter that starts at an offset of this process's id (several test
+/// processes at once), each checked free by a bind.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // 12,000 ports below the ephemeral range (at least from 10,000).
+    let base = low.saturating_sub(12_000).max(10_000);
+    let span = low.saturating_sub(base).max(1);
+    let _ = NEXT.compare_exchange(
+        0,
+        std::process::id().wrapping_mul(97) % span + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range")
 }
 
 impl FNode {
@@ -212,9 +240,19 @@ impl Cluster {
         let ok = tokio::task::spawn_blocking(move || ready.recv_timeout(Duration::from_secs(30)))
             .await
             .unwrap();
-        if ok.is_err() {
+        if let Err(e) = ok {
+            // Exited (its log says why) or still starting (slow, or stuck: its threads' kernel
+            // wait channels tell where, e.g. an fsync).
+            let exited = self.nodes[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            let waits = self.nodes[i]
+                .pid()
+                .map(|p| wait_channels(p.as_raw_nonzero().get()));
             panic!(
-                "{} did not start listening; its log:\n{}",
+                "{} did not start listening ({e:?}; exited: {exited:?}; threads waiting in: \
+                 {waits:?}); its log:\n{}",
                 self.nodes[i].name,
                 self.nodes[i].log_tail(60)
             );
@@ -487,6 +525,19 @@ impl Drop for Cluster {
             self.kill(i);
         }
     }
+}
+
+/// The kernel functions the threads of process `pid` wait in (`/proc/<pid>/task/*/wchan`),
+/// counted: where a node that does not start is stuck.
+fn wait_channels(pid: i32) -> Vec<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let wchan = std::fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+            *counts.entry(wchan).or_default() += 1;
+        }
+    }
+    counts.into_iter().collect()
 }
 
 /// A GET as guest, with a short timeout (a paused node answers nothing).

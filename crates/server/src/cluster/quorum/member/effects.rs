@@ -4,18 +4,29 @@
 
 use super::*;
 
+/// How long deliveries wait for this member to apply what its leader has committed (`fence`).
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A delivery applied this long (ms) after the newest known command was proposed is flagged
+/// `redelivered` (`fence`).
+const LATE_MS: u64 = 500;
+
 impl QuorumMember {
     pub(super) async fn effects_loop(
         self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<QueueResponse>,
     ) {
+        // Until when deliveries may wait for this member to catch up (`fence`).
+        let mut behind = None;
         while let Some(response) = rx.recv().await {
             for effect in response.effects {
                 match effect {
                     Effect::Deliver {
                         consumer,
                         deliveries,
-                    } if consumer.node == self.me => self.deliver(consumer, deliveries),
+                    } if consumer.node == self.me => {
+                        let deliveries = self.fence(consumer, deliveries, &mut behind).await;
+                        self.deliver(consumer, deliveries)
+                    }
                     Effect::DeadLetter { reason, messages } if self.is_leader() => {
                         self.dead_letter(reason, messages)
                     }
@@ -33,6 +44,57 @@ impl QuorumMember {
                 }
             }
         }
+    }
+
+    /// Stale deliveries (soakdup; `pigeon_cluster::quorum` `catchup.rs`): a member that
+    /// catches up applies, late, deliveries to its consumers that the queue may have taken back
+    /// since (`NodeDown` of this node, decided by the others while it was cut off or paused)
+    /// and delivered again, flagged, to other consumers. So:
+    /// - a delivery is handed over only once this member has applied what a leader last told
+    ///   it was committed, and only if the consumer still holds the message then (a partition
+    ///   healing: the leader's first message carries the commit of the `NodeDown`);
+    /// - what is still behind after [`CATCH_UP_WAIT`] is handed over flagged `redelivered`
+    ///   (not returned: a return this member cannot commit would leave the message held by a
+    ///   consumer that never got it); once a wait gave up, the next ones do not wait until this
+    ///   member has caught up again;
+    /// - a delivery applied more than [`LATE_MS`] after the newest command this member knows of
+    ///   was proposed is flagged `redelivered`: a paused process resumes with the leader's
+    ///   requests that waited in its socket, whose commit index predates the `NodeDown`, so the
+    ///   first two checks pass; the flag may be a false alarm (a slow follower, a clock ahead of
+    ///   the leader's), which AMQP allows ("may have been delivered before"), never a loss.
+    async fn fence(
+        &self,
+        consumer: ConsumerId,
+        deliveries: Vec<Delivery>,
+        behind: &mut Option<tokio::time::Instant>,
+    ) -> Vec<Delivery> {
+        let Some(qq) = self.local() else {
+            return deliveries;
+        };
+        let until = *behind.get_or_insert_with(|| tokio::time::Instant::now() + CATCH_UP_WAIT);
+        let caught_up = qq.caught_up(until).await;
+        if caught_up {
+            *behind = None;
+        } else {
+            tracing::debug!(queue = %self.name, "quorum queue: deliveries flagged redelivered: this member is still catching up");
+        }
+        let (held, latest): (Vec<Delivery>, u64) = qq.machine().read(|m| {
+            let held = deliveries
+                .into_iter()
+                .filter(|d| m.holds(consumer, d.id))
+                .collect();
+            (held, m.latest_command_at())
+        });
+        if !caught_up || unix_ms().saturating_sub(latest) > LATE_MS {
+            return held
+                .into_iter()
+                .map(|d| Delivery {
+                    redelivered: true,
+                    ..d
+                })
+                .collect();
+        }
+        held
     }
 
     pub(in crate::cluster::quorum) fn consumer_id(&self, key: u64) -> ConsumerId {

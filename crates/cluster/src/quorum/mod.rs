@@ -14,6 +14,9 @@
 pub mod command;
 mod consumers;
 mod dequeue;
+// Consumer priorities and the last activity for x-expires (helper quorumrest).
+mod extras;
+mod priority;
 // A deleted queue's member gone for good (helper quorumone).
 pub(crate) mod destroy;
 pub(crate) mod forward;

@@ -16,6 +16,8 @@ mod cluster_mqtt;
 mod cluster_ops;
 mod cluster_quorum;
 mod cluster_quorum_more;
+// x-expires on quorum queues across nodes (helper quorumrest).
+mod cluster_quorum_expires;
 mod crash;
 mod crash_quorum;
 mod crash_stream;

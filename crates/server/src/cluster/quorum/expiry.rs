@@ -65,8 +65,7 @@ async fn run(registry: Weak<QuorumRegistry>, deleter: Deleter) {
                 continue;
             };
             let key = (member.vhost.clone(), member.name.clone());
-            let Some(unused) = leader_sees_unused(&member, expires, now, &mut watched, &key)
-            else {
+            let Some(unused) = leader_sees_unused(&member, expires, now, &mut watched, &key) else {
                 continue;
             };
             seen.insert(key.clone());
@@ -82,7 +81,11 @@ async fn run(registry: Weak<QuorumRegistry>, deleter: Deleter) {
 /// broker's (a queue deleted on a node without `[cluster]` leaves its member in the registry).
 fn expires(registry: &QuorumRegistry, member: &QuorumMember) -> Option<u64> {
     let queue = member.queue_arc()?;
-    let current = registry.broker.vhost(&member.vhost)?.queue(&member.name).ok()?;
+    let current = registry
+        .broker
+        .vhost(&member.vhost)?
+        .queue(&member.name)
+        .ok()?;
     if !Arc::ptr_eq(&queue, &current) {
         return None;
     }

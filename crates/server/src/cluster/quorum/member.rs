@@ -454,7 +454,10 @@ impl QuorumBackend for QuorumMember {
             return;
         }
         // `x-priority` (helper quorumrest, `priority.rs`).
-        self.push(super::priority::checkout(self.consumer_id(key), prefetch, priority), None);
+        self.push(
+            super::priority::checkout(self.consumer_id(key), prefetch, priority),
+            None,
+        );
     }
 
     fn touched(&self) {

@@ -271,11 +271,12 @@ impl QueueMachine {
     }
 
     /// The consumers attached, in id order, with whether each is served now (false: cancelled,
-    /// or waiting as single active consumer).
+    /// or waiting as single active consumer; a quiescing one is still the active one, as
+    /// rabbit_fifo's `is_active/2` says).
     pub fn consumers(&self) -> Vec<(ConsumerId, bool)> {
         self.consumers
             .iter()
-            .map(|(id, c)| (*id, c.status == Status::Active))
+            .map(|(id, c)| (*id, c.holds_the_turn()))
             .collect()
     }
 }

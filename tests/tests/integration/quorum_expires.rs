@@ -5,7 +5,8 @@
 //! `[cluster]` it deletes through the broker.
 //!
 //! No timing assertion: "kept" is shown against a control queue with the same delay declared
-//! before it and left alone, whose deletion is the event waited for.
+//! after it and left alone, whose deletion is the event waited for (without what keeps it, the
+//! queue declared first would go no later than the control).
 
 use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -101,7 +102,6 @@ async fn a_consumer_keeps_a_quorum_queue_and_its_leaving_starts_the_delay() {
     let api = Api::new(&broker);
     let control = unique("qq-ctl");
     let kept = unique("qq-kept");
-    declare(&ch, &control, quorum_expiring()).await;
     declare(&ch, &kept, quorum_expiring()).await;
     let consumer_ch = lp::open_channel(&conn).await;
     let _consumer = within(
@@ -115,7 +115,8 @@ async fn a_consumer_keeps_a_quorum_queue_and_its_leaving_starts_the_delay() {
     )
     .await
     .unwrap();
-    // The control, declared first and left alone, goes; the consumed one stays.
+    declare(&ch, &control, quorum_expiring()).await;
+    // The control, declared last and left alone, goes; the consumed one stays.
     gone(&api, &control).await;
     assert!(exists(&api, &kept).await);
     // The consumer leaves: the delay starts, and the queue goes.
@@ -136,11 +137,11 @@ async fn redeclaring_or_getting_from_a_quorum_queue_starts_its_delay_again() {
     let control = unique("qq-ctl");
     let redeclared = unique("qq-redeclared");
     let got = unique("qq-got");
-    declare(&ch, &control, quorum_expiring()).await;
     declare(&ch, &redeclared, quorum_expiring()).await;
     declare(&ch, &got, quorum_expiring()).await;
+    declare(&ch, &control, quorum_expiring()).await;
     // Used again and again (a redeclare, a passive one too, and basic.get, each far more often
-    // than the delay) while the control, declared first, is left alone until it goes.
+    // than the delay) while the control, declared last, is left alone until it goes.
     let passive = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()

@@ -51,6 +51,8 @@ mod priority_paging;
 mod pubsub_cli;
 mod queue_features;
 mod queues;
+mod quorum_expires;
+mod quorum_priority;
 mod quorum_single;
 mod rabbitmq_compat;
 mod restart_checkpoint;

@@ -600,10 +600,11 @@ impl Queue {
 
     /// Whether the queue has been unused for longer than its `x-expires`.
     pub fn unused_for_too_long(&self, now: Instant) -> bool {
-        // --- quorum queues: `x-expires` is not applied (docs/clustering.md, "Not done yet") ---
-        // Their consumers live in the group (on every node), and a deletion must go through
-        // the cluster: each node deleting its copy on its own clock would delete a queue in
-        // use and let the nodes diverge.
+        // --- quorum queues: not here. Their consumers live in the group (on every node), and a
+        // deletion must be decided once: the group's leader decides from the replicated last
+        // activity and deletes through the cluster (server `cluster/quorum/expiry.rs`). Each
+        // node deleting its copy on its own clock would delete a queue in use elsewhere and
+        // let the nodes diverge.
         if self.quorum.get().is_some() {
             return false;
         }

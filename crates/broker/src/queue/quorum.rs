@@ -173,6 +173,11 @@ pub trait QuorumBackend: Send + Sync {
     fn serving_node(&self) -> Option<String> {
         None
     }
+
+    // --- quorum queue features: x-expires (helper quorumrest) ---
+    /// The queue was redeclared (it has an `x-expires`): the group records the use
+    /// (`QueueOp::Touch`), so that the queue's expiry counts from now on every member.
+    fn touched(&self) {}
 }
 
 /// A quorum queue's group as RabbitMQ's management API shows it (rabbit_quorum_queue

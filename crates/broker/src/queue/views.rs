@@ -159,7 +159,15 @@ impl Queue {
 
     /// Marks the queue used now (a declaration), for `x-expires`.
     pub fn touch(&self) {
-        self.state.lock().last_used = Instant::now();
+        let expires = {
+            let mut st = self.state.lock();
+            st.last_used = Instant::now();
+            st.settings.expires
+        };
+        // --- quorum queues: `x-expires` counts from the group's last activity (quorumrest) ---
+        if let (Some(q), Some(_)) = (self.quorum.get(), expires) {
+            q.touched();
+        }
     }
 }
 

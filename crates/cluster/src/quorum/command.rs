@@ -169,6 +169,23 @@ pub enum QueueOp {
         /// No-ack: settled as it is taken.
         settled: bool,
     },
+    // --- quorum queue features: consumer priorities and x-expires (helper quorumrest) ---
+    /// `basic.consume` with `x-priority`: [`QueueOp::Checkout`] with the consumer's priority.
+    /// Ready messages go to the highest-priority consumers with credit, lower ones only while
+    /// those are full; with single active consumer a higher-priority consumer takes over
+    /// (`priority.rs`). The broker sends it only for a priority other than 0 (the default),
+    /// plain `Checkout` otherwise.
+    CheckoutPriority {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The most unsettled deliveries it may hold; 0 for no limit.
+        prefetch: u32,
+        /// Its `x-priority`: higher is served first.
+        priority: i32,
+    },
+    /// The queue was used without an operation of its own (a redeclare): `x-expires` counts
+    /// from this command's time (`extras.rs`, RabbitMQ's `last_active`).
+    Touch,
 }
 
 /// Why a message was dead-lettered: RabbitMQ's `x-first-death-reason` values.

@@ -17,6 +17,11 @@ pub(crate) enum Status {
     Waiting,
     /// Cancelled: receives nothing more; kept while it holds messages.
     Cancelled,
+    // --- consumer priorities (helper quorumrest, `priority.rs`) ---
+    /// Single active consumer: still the active one, but a consumer of a higher priority
+    /// waits to take over once this one holds nothing (rabbit_fifo's `quiescing`): it
+    /// receives nothing more meanwhile.
+    Quiescing,
 }
 
 /// A consumer and what it holds.
@@ -34,6 +39,11 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
+    /// Whether it is the single active consumer (served, or quiescing before a handover).
+    pub(crate) fn holds_the_turn(&self) -> bool {
+        matches!(self.status, Status::Active | Status::Quiescing)
+    }
+
     fn has_credit(&self) -> bool {
         self.status == Status::Active
             && (self.prefetch == 0 || self.checked_out.len() < self.prefetch as usize)
@@ -58,7 +68,7 @@ impl QueueMachine {
         let active_exists = self
             .consumers
             .iter()
-            .any(|(other, c)| *other != id && c.status == Status::Active);
+            .any(|(other, c)| *other != id && c.holds_the_turn());
         let consumer = self.consumers.entry(id).or_insert(Consumer {
             prefetch,
             status: Status::Cancelled,
@@ -69,18 +79,23 @@ impl QueueMachine {
         consumer.prefetch = prefetch;
         if consumer.status == Status::Cancelled {
             consumer.status = if sac && active_exists {
-                self.waiting.push_back(id);
                 Status::Waiting
             } else {
                 Status::Active
             };
+            if consumer.status == Status::Waiting {
+                // In priority order, then arrival (`priority.rs`).
+                self.push_waiting(id);
+            }
         }
         self.serve(id);
+        // A consumer of a higher priority takes over from the active one (`priority.rs`).
+        self.activate_next();
         Reply::Ok
     }
 
     /// Puts the consumer in the service queue if it can take a message and is not there.
-    fn serve(&mut self, id: ConsumerId) {
+    pub(super) fn serve(&mut self, id: ConsumerId) {
         if let Some(c) = self.consumers.get_mut(&id) {
             if c.has_credit() && !c.in_service {
                 c.in_service = true;
@@ -93,21 +108,28 @@ impl QueueMachine {
         let Some(c) = self.consumers.get_mut(&id) else {
             return Reply::UnknownConsumer;
         };
-        let was_active = c.status == Status::Active;
         c.status = Status::Cancelled;
         self.waiting.retain(|w| *w != id);
         self.forget_if_drained(id);
-        if was_active {
-            self.activate_next();
-        }
+        // The next takes over if it was the active one; a quiescing one gets its turn back if
+        // the consumer it was yielding to left.
+        self.activate_next();
         Reply::Ok
     }
 
-    /// Single active consumer: when no consumer is active, the first waiting one becomes it.
-    fn activate_next(&mut self) {
-        if !self.config.single_active_consumer
-            || self.consumers.values().any(|c| c.status == Status::Active)
-        {
+    /// Single active consumer: when no consumer is active, the first waiting one becomes it;
+    /// when one is, a waiting one of a higher priority may take over (`priority.rs`).
+    pub(super) fn activate_next(&mut self) {
+        if !self.config.single_active_consumer {
+            return;
+        }
+        let active = self
+            .consumers
+            .iter()
+            .find(|(_, c)| c.holds_the_turn())
+            .map(|(id, _)| *id);
+        if let Some(active) = active {
+            self.hand_over(active);
             return;
         }
         while let Some(next) = self.waiting.pop_front() {
@@ -142,6 +164,8 @@ impl QueueMachine {
     fn after_take(&mut self, id: ConsumerId) {
         self.serve(id);
         self.forget_if_drained(id);
+        // A quiescing consumer that holds nothing more hands over (`priority.rs`).
+        self.activate_next();
     }
 
     pub(crate) fn settle(&mut self, id: ConsumerId, ids: &[u64]) -> Reply {
@@ -196,9 +220,7 @@ impl QueueMachine {
         for (_, message) in c.checked_out {
             self.requeue(message, fx);
         }
-        if c.status == Status::Active {
-            self.activate_next();
-        }
+        self.activate_next();
         Reply::Ok
     }
 
@@ -209,7 +231,8 @@ impl QueueMachine {
             if self.ready_count() == 0 {
                 return;
             }
-            let Some(id) = self.service.pop_front() else {
+            // The highest priority first (`priority.rs`).
+            let Some(id) = self.next_served() else {
                 return;
             };
             let eligible = match self.consumers.get_mut(&id) {
@@ -248,11 +271,12 @@ impl QueueMachine {
     }
 
     /// The consumers attached, in id order, with whether each is served now (false: cancelled,
-    /// or waiting as single active consumer).
+    /// or waiting as single active consumer; a quiescing one is still the active one, as
+    /// rabbit_fifo's `is_active/2` says).
     pub fn consumers(&self) -> Vec<(ConsumerId, bool)> {
         self.consumers
             .iter()
-            .map(|(id, c)| (*id, c.status == Status::Active))
+            .map(|(id, c)| (*id, c.holds_the_turn()))
             .collect()
     }
 }

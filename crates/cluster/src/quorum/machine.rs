@@ -119,6 +119,10 @@ pub struct QueueMachine {
     pub(crate) publishers: BTreeMap<PublisherId, u64>,
     /// The expiry the last [`Effect::Timer`] asked for.
     pub(crate) timer: Option<u64>,
+    // --- consumer priorities, last activity (helper quorumrest) ---
+    /// Encoded after the machine in snapshots, not within it (`extras.rs`).
+    #[serde(skip)]
+    pub(crate) extras: super::extras::Extras,
 }
 
 impl QueueMachine {
@@ -136,6 +140,7 @@ impl QueueMachine {
             waiting: VecDeque::new(),
             publishers: BTreeMap::new(),
             timer: None,
+            extras: Default::default(),
         }
     }
 
@@ -149,7 +154,9 @@ impl QueueMachine {
     pub fn apply(&mut self, command: QueueCommand) -> QueueResponse {
         self.now = self.now.max(command.at);
         let mut fx = Gathered::default();
+        let (used, was_in_use) = (Self::op_uses_queue(&command.op), self.in_use());
         let reply = self.apply_op(command.op, &mut fx);
+        self.after_command(used, was_in_use);
         let next = self.next_expiry();
         let timer = if next != self.timer { next } else { None };
         self.timer = next;
@@ -203,6 +210,14 @@ impl QueueMachine {
             }
             // basic.get (`dequeue.rs`).
             QueueOp::Dequeue { consumer, settled } => self.dequeue(consumer, settled),
+            // Consumer priorities and the last activity (helper quorumrest: `priority.rs`,
+            // `extras.rs`).
+            QueueOp::CheckoutPriority {
+                consumer,
+                prefetch,
+                priority,
+            } => self.checkout_priority(consumer, prefetch, priority),
+            QueueOp::Touch => Reply::Ok,
         };
         // Consumers first, then the length limit over what is left (rabbit_fifo's `checkout`
         // then `evaluate_limit`): a publish to a full queue with a consumer waiting drops nothing,
@@ -370,15 +385,5 @@ impl QueueMachine {
             .chain(self.ready.iter())
             .map(|m| m.seq)
             .collect()
-    }
-
-    /// The machine as snapshot bytes (postcard).
-    pub fn snapshot(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_stdvec(self)
-    }
-
-    /// A machine from [`Self::snapshot`] bytes.
-    pub fn restore(bytes: &[u8]) -> Result<QueueMachine, postcard::Error> {
-        postcard::from_bytes(bytes)
     }
 }

@@ -16,6 +16,9 @@ mod catchup;
 pub mod command;
 mod consumers;
 mod dequeue;
+// Consumer priorities and the last activity for x-expires (helper quorumrest).
+mod extras;
+mod priority;
 // A deleted queue's member gone for good (helper quorumone).
 pub(crate) mod destroy;
 pub(crate) mod forward;

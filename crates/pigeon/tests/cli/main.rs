@@ -17,6 +17,8 @@ mod cluster_mqtt_failover;
 mod cluster_ops;
 mod cluster_quorum;
 mod cluster_quorum_more;
+// x-expires on quorum queues across nodes (helper quorumrest).
+mod cluster_quorum_expires;
 mod crash;
 mod crash_quorum;
 mod crash_stream;

@@ -69,6 +69,8 @@ pub(crate) async fn start(
     hooks.start(&cluster, broker);
     forwarder.attach(&cluster);
     quorum.set_cluster(cluster.clone());
+    // x-expires on quorum queues, decided by each group's leader (helper quorumrest).
+    quorum::expiry::spawn(&quorum, quorum::expiry::Deleter::Cluster(cluster.clone()));
     tracing::info!(node = %name, "cluster node started: metadata changes go through the cluster");
     Ok(cluster)
 }

@@ -435,6 +435,7 @@ impl QuorumBackend for QuorumMember {
 
     fn add_consumer(&self, _queue: &Arc<Queue>, consumer: ConsumerEntry) {
         let prefetch = consumer.sink.prefetch();
+        let priority = consumer.priority;
         let key = {
             let mut books = self.books.lock();
             books.next_key += 1;
@@ -452,13 +453,15 @@ impl QuorumBackend for QuorumMember {
             // Attached at the serving node by the channel, not here (`outsider.rs`).
             return;
         }
+        // `x-priority` (helper quorumrest, `priority.rs`).
         self.push(
-            QueueOp::Checkout {
-                consumer: self.consumer_id(key),
-                prefetch,
-            },
+            super::priority::checkout(self.consumer_id(key), prefetch, priority),
             None,
         );
+    }
+
+    fn touched(&self) {
+        self.push(QueueOp::Touch, None);
     }
 
     fn remove_consumer(&self, owner: u64, tag: &str) -> bool {

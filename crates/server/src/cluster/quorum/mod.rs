@@ -23,6 +23,9 @@ mod ops;
 mod outsider;
 // Quorum queues on a node without `[cluster]` (helper quorumone).
 pub(crate) mod single;
+// x-expires and consumer priorities (helper quorumrest).
+pub(crate) mod expiry;
+mod priority;
 
 pub(crate) use member::QuorumMember;
 pub(crate) use membership::place;

@@ -96,6 +96,8 @@ impl LocalQuorum {
         let node = self.start_node().await?;
         let _ = self.node.set(node.clone());
         self.registry.set_cluster(node.clone());
+        // x-expires on its quorum queues (helper quorumrest).
+        super::expiry::spawn(&self.registry, super::expiry::Deleter::Local);
         tracing::info!(node = %node.name(), dir = %self.dir.display(), "quorum queues: started the local node (a cluster of one)");
         Ok(())
     }

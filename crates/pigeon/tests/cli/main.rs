@@ -16,6 +16,8 @@ mod cluster_mqtt;
 mod cluster_ops;
 mod cluster_quorum;
 mod cluster_quorum_more;
+// Read barrier (helper readwrites).
+mod cluster_reads;
 mod crash;
 mod crash_quorum;
 mod crash_stream;

@@ -194,7 +194,11 @@ async fn round_once(inner: &NodeInner) -> Result<(), BarrierError> {
             return Err(refused("down".into()));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match inner.peers.call(&leader.addr, Request::ReadIndex, left).await {
+        match inner
+            .peers
+            .call(&leader.addr, Request::ReadIndex, left)
+            .await
+        {
             Ok(Response::ReadIndex { index }) => index,
             Ok(Response::Error(e)) => return Err(refused(format!("{e:?}"))),
             Ok(other) => return Err(refused(format!("unexpected answer {other:?}"))),

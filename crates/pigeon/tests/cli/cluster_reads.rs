@@ -70,7 +70,10 @@ async fn what_is_declared_through_one_node_is_found_through_another_at_once() {
             passive: true,
             ..Default::default()
         };
-        if let Err(e) = ch_b.queue_declare(q.as_str().into(), passive, no_args()).await {
+        if let Err(e) = ch_b
+            .queue_declare(q.as_str().into(), passive, no_args())
+            .await
+        {
             misses.push(format!("passive declare of {q} through B: {e}"));
         }
     }
@@ -173,7 +176,9 @@ async fn what_is_declared_through_one_node_is_found_through_another_at_once() {
             .await
         {
             Ok(Some(m)) => assert_eq!(m.delivery.data, b"hello"),
-            Ok(None) => misses.push(format!("get from {q} through B after a publish to {x}: empty")),
+            Ok(None) => misses.push(format!(
+                "get from {q} through B after a publish to {x}: empty"
+            )),
             Err(e) => misses.push(format!("get from {q} through B: {e}")),
         }
     }
@@ -209,8 +214,11 @@ async fn what_is_declared_through_one_node_is_found_through_another_at_once() {
             )
             .await;
         assert!(granted.status < 300, "PUT permissions: {}", granted.status);
-        match Connection::connect(&node_b.url(&user, "secret"), ConnectionProperties::default())
-            .await
+        match Connection::connect(
+            &node_b.url(&user, "secret"),
+            ConnectionProperties::default(),
+        )
+        .await
         {
             Ok(c) => {
                 let _ = c.close(200, "bye".into()).await;

@@ -42,4 +42,6 @@ pub use meta::{
 };
 pub use net::{NodeEvent, NodeEventKind, NodeState, NodeStates};
 pub use node::{Cluster, ClusterStatus, ForwardError, MemberStatus, OpsHandler, Role};
+// Read barrier (helper readwrites).
+pub use node::BarrierError;
 pub use types::{node_id, GroupId, Member, MetaTypes, NodeId};

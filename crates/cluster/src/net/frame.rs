@@ -75,6 +75,10 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
+    // --- Read barrier (issue 13 item 2, helper readwrites): a node whose lookup missed asks
+    // the metadata leader for its read index (node/read_index.rs).
+    /// What is your committed index, once you have confirmed that you still lead?
+    ReadIndex,
 }
 
 /// The Raft messages.
@@ -121,6 +125,13 @@ pub enum Response {
     // --- Operations (issue 13 item 6, clusterops).
     /// To `Ops`: the peer broker's answer, encoded by it.
     Ops(Vec<u8>),
+    // --- Read barrier (helper readwrites).
+    /// To `ReadIndex`: the leader's read index (its commit index once its leadership was
+    /// confirmed by a majority); the asking node applies up to it before it looks again.
+    ReadIndex {
+        /// The log index.
+        index: u64,
+    },
 }
 
 /// An error as it crosses the wire.

@@ -83,6 +83,8 @@ impl Handler for NodeHandler {
                 Request::Ops { body } => super::ops::answer(&inner, body).await,
                 // Classic queues across nodes (helper "forward"): the broker answers.
                 Request::Forward { from, body } => super::forward::handle(&inner, from, body).await,
+                // Read barrier (helper readwrites): the leader's read index.
+                Request::ReadIndex => super::read_index::answer(&inner).await,
             }
         })
     }

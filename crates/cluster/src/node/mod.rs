@@ -13,6 +13,9 @@ mod handler;
 mod membership;
 mod ops;
 mod write;
+// Read barrier (issue 13 item 2, helper readwrites).
+mod read_index;
+pub use read_index::BarrierError;
 
 pub use ops::OpsHandler;
 pub(crate) use write::to_wire;
@@ -65,6 +68,9 @@ pub(crate) struct NodeInner {
     /// (`QuorumQueue::destroy`): a member of the same group waits for it before it starts
     /// (helper quorumone).
     pub(crate) destroying: crate::quorum::destroy::Destroying,
+    /// Read barrier (helper readwrites): the one read-index round in flight on this node and
+    /// the callers waiting for the next (node/read_index.rs).
+    pub(crate) read_index: read_index::ReadIndex,
 }
 
 /// A node of the cluster. Cheap to clone.
@@ -239,6 +245,7 @@ impl Cluster {
             local_addr,
             ops: ops::OpsSlot::default(),
             destroying: Default::default(),
+            read_index: Default::default(),
         });
         let handler: Arc<dyn crate::net::Handler> = Arc::new(handler::NodeHandler(inner.clone()));
         let serve = match listener {

@@ -11,5 +11,7 @@ mod liveness;
 mod ops;
 mod quorum;
 mod quorum_idle;
+// Read barrier (helper readwrites).
+mod read_index;
 mod tls;
 mod wal;

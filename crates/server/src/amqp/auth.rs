@@ -28,6 +28,16 @@ pub fn authenticate(
     auth.authenticate(&user, password.as_bytes(), peer)
 }
 
+/// The user a SASL response names (PLAIN, AMQPLAIN), without checking anything: the read
+/// barrier (`connection/barrier.rs`) looks it up before the login.
+pub fn login_name(mechanism: &str, response: &Bytes) -> Option<String> {
+    match mechanism {
+        "PLAIN" => plain(response).ok().map(|(user, _)| user),
+        "AMQPLAIN" => amqplain(response).ok().map(|(user, _)| user),
+        _ => None,
+    }
+}
+
 /// RFC 4616: `[authzid] NUL authcid NUL passwd`.
 fn plain(response: &[u8]) -> Result<(String, String), AuthError> {
     let mut parts = response.split(|&b| b == 0);

@@ -253,7 +253,7 @@ impl Channel {
     }
 
     /// Handles a method frame for this channel.
-    pub fn handle_method(&mut self, ctx: &ConnCtx, method: Method) -> AmqpResult {
+    pub fn handle_method(&mut self, ctx: &ConnCtx, method: &Method) -> AmqpResult {
         if self.publish.is_some() {
             return Err(AmqpError::new(
                 ReplyCode::UnexpectedFrame,
@@ -262,9 +262,9 @@ impl Channel {
                     method.name()
                 ),
             )
-            .on(&method));
+            .on(method));
         }
-        let result = match &method {
+        let result = match method {
             Method::ChannelFlow(m) => {
                 self.shared.active.store(m.active, Ordering::Relaxed);
                 self.needs_dispatch |= m.active;
@@ -281,16 +281,16 @@ impl Channel {
             | Method::QueueBind(_)
             | Method::QueueUnbind(_)
             | Method::QueuePurge(_)
-            | Method::QueueDelete(_) => self.handle_topology(ctx, &method),
+            | Method::QueueDelete(_) => self.handle_topology(ctx, method),
             Method::AccessRequest(_) => {
                 self.shared.send(&Method::AccessRequestOk(
                     amqp_wire::AccessRequestOk::default(),
                 ));
                 Ok(())
             }
-            _ => self.handle_basic(ctx, &method),
+            _ => self.handle_basic(ctx, method),
         };
-        result.map_err(|e| if e.class_id == 0 { e.on(&method) } else { e })
+        result.map_err(|e| if e.class_id == 0 { e.on(method) } else { e })
     }
 
     /// Handles a content header frame.

@@ -17,6 +17,8 @@
 //! - the memory alarm's wake-up and publisher flow control's polling timer exist only for a
 //!   connection that has published, boxed.
 
+// Read barrier (helper readwrites): a missed lookup waits for the node to catch up.
+mod barrier;
 mod channels;
 mod handshake;
 
@@ -119,6 +121,10 @@ struct Connection {
     /// A topology change proposed to the cluster (`amqp/replicated.rs`): while it is
     /// undecided, no frame is read or handled, so the client's methods keep their order.
     meta_wait: Option<crate::amqp::replicated::MetaWait>,
+    /// Read barrier (`connection/barrier.rs`): the frame to handle again once `meta_wait` (the
+    /// barrier) ends, and whether the frame being handled is that second try.
+    retry: Option<Box<Frame>>,
+    retrying: bool,
     /// The connection's entry in the registry (listed while it lives): its id, peer and TLS
     /// details too.
     reg: Registered,
@@ -164,6 +170,8 @@ pub fn serve(
         _slots: None,
         user: None,
         meta_wait: None,
+        retry: None,
+        retrying: false,
     };
     let mut io = Io {
         stream,
@@ -522,7 +530,13 @@ impl Connection {
                 ReplyCode::FrameError,
                 format!("heartbeat frame on channel {channel}"),
             )),
-            Frame::Method { channel: 0, method } => self.handle_connection_method(method),
+            Frame::Method { channel: 0, method } => {
+                if self.connection_method_waits(&method) {
+                    self.wait_for_barrier(Frame::Method { channel: 0, method });
+                    return Ok(());
+                }
+                self.handle_connection_method(method)
+            }
             Frame::Method { channel, method } => {
                 if method.class_id() == 10 {
                     return Err(AmqpError::new(

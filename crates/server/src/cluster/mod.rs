@@ -13,6 +13,8 @@ mod apply;
 #[cfg(test)]
 mod apply_tests;
 mod auto_delete;
+// Read barrier (issue 13 item 2, helper readwrites): a missed lookup catches up first.
+pub(crate) mod barrier;
 pub(crate) mod commands;
 pub(crate) mod forward;
 pub(crate) mod homes;

@@ -359,6 +359,12 @@ fn routes(http: Shared) -> Router {
                 reason: "Method Not Allowed".into(),
             }
         })
+        // Read barrier (helper readwrites): a 404 on a clustered node is answered again once
+        // the node caught up with the metadata leader (`cluster/barrier.rs`).
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&http.state),
+            crate::cluster::barrier::http,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_SIZE))
         .layer(axum::middleware::map_response(json::body_limit_answer))
         .with_state(http)

@@ -12,6 +12,8 @@
 
 mod checker;
 mod proxy;
+// Read barrier (helper readwrites): a follower held behind.
+mod reads;
 mod scenarios;
 // Stale deliveries of a node catching up (soakdup).
 mod stale;

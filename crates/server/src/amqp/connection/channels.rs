@@ -2,7 +2,7 @@
 //! than 0 (`channel.open` and `channel.close`, the rest handed to the channel, channel errors
 //! turned into `channel.close`).
 
-use super::{truncate, Connection};
+use super::{barrier, truncate, Connection};
 use crate::amqp::channel::OpenChannel;
 use crate::amqp::error::{AmqpError, AmqpResult};
 use crate::authz::Authz;
@@ -214,8 +214,16 @@ impl Connection {
         if ch.closing {
             return Ok(());
         }
+        let mut missed = None;
         let result = match frame {
-            Frame::Method { method, .. } => ch.handle_method(ctx, method),
+            Frame::Method { method, .. } => {
+                let result = ch.handle_method(ctx, &method);
+                // Read barrier (helper readwrites): a miss is answered once caught up.
+                if !self.retrying && barrier::channel_method_waits(ctx, ch, &method, &result) {
+                    missed = Some(method);
+                }
+                result
+            }
             Frame::Header {
                 class_id,
                 body_size,
@@ -231,6 +239,13 @@ impl Connection {
         // A topology change went to the cluster: no frame is read until it is decided.
         if let Some(wait) = ch.meta_wait.take() {
             self.meta_wait = Some(wait);
+        }
+        if let Some(method) = missed {
+            self.wait_for_barrier(Frame::Method {
+                channel: number,
+                method,
+            });
+            return Ok(());
         }
         match result {
             Err(e) if !e.is_connection_error() => {
@@ -258,6 +273,10 @@ impl Connection {
     /// A topology change proposed to the cluster was decided (`amqp/replicated.rs`): the reply
     /// goes out, or the channel (a refusal) or the connection (no majority) closes.
     pub(super) fn finish_meta(&mut self, done: crate::amqp::replicated::MetaDone) {
+        // Read barrier (helper readwrites): the frame that waited for it.
+        if self.retry_after_barrier() {
+            return;
+        }
         let Some(e) = done.error() else {
             if let (Some(reply), Some(ch)) = (&done.reply, self.channels.get_mut(done.channel)) {
                 let ch = ch.state();

@@ -21,14 +21,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The node's MQTT address (from its log).
-fn mqtt_addr(node: &Node) -> SocketAddr {
+pub(super) fn mqtt_addr(node: &Node) -> SocketAddr {
     node.log()
         .lines()
         .find_map(|l| super::cluster::addr_after(l, ", MQTT on "))
         .expect("the MQTT address")
 }
 
-fn v4(node: &Node, client_id: &str) -> rumqttc::MqttOptions {
+pub(super) fn v4(node: &Node, client_id: &str) -> rumqttc::MqttOptions {
     let addr = mqtt_addr(node);
     let mut o = rumqttc::MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     o.set_credentials("guest", "guest");
@@ -45,7 +45,7 @@ fn v5(node: &Node, client_id: &str) -> v5::MqttOptions {
 }
 
 /// Waits until every node counts `n` members, each running (answering on the cluster link).
-async fn until_formed(nodes: &[Node]) {
+pub(super) async fn until_formed(nodes: &[Node]) {
     for node in nodes {
         within("the cluster to form", async {
             loop {

@@ -82,7 +82,11 @@ async fn a_share_group_with_members_on_two_nodes_gets_each_publish_once() {
     })
     .await;
     let all: BTreeSet<&String> = got1.iter().chain(&got2).collect();
-    assert_eq!(all.len(), 20, "a message reached both members: {got1:?} {got2:?}");
+    assert_eq!(
+        all.len(),
+        20,
+        "a message reached both members: {got1:?} {got2:?}"
+    );
     assert!(
         !got1.is_empty() && !got2.is_empty(),
         "the group is one across nodes, round-robin: {got1:?} {got2:?}"

@@ -24,8 +24,13 @@
 //! is refused as to a classic queue whose home is down.
 //!
 //! **Retained messages** are set on every node: each retained PUBLISH (or clearing) is sent to
-//! every peer ([`MqttItem::Retain`]); a Sync is followed by the sender's retained messages,
-//! which fill the topics the receiver lacks.
+//! every peer with its version ([`MqttItem::RetainedVersion`], `mqtt_retained.rs`: the last
+//! change per topic wins on every node, clearings are kept as tombstones); a Sync is followed
+//! by the sender's retained messages and tombstones. ([`MqttItem::Retain`], unversioned, is
+//! no longer sent.)
+//!
+//! **Shared subscriptions**: a share group is one queue on one node, proxies elsewhere, and
+//! members on other nodes attached there as remote consumers (`mqtt_shared.rs`).
 //!
 //! **Session takeover** ([`MqttRequest::TakeOver`]): a CONNECT on one node asks every other
 //! node to let go of the client id: a connection there gets DISCONNECT 0x8E (MQTT 5) or is

@@ -35,8 +35,8 @@ use super::mqtt::MqttItem;
 use parking_lot::Mutex;
 use pigeon_broker::record::MessageRecordRef;
 use pigeon_broker::{
-    Destination, Message, Outcome, Queue, QueueOptions, RemoteConfirm, RemoteHome, Table, Value,
-    VHost,
+    Destination, Message, Outcome, Queue, QueueOptions, RemoteConfirm, RemoteHome, Table, VHost,
+    Value,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -61,10 +61,13 @@ pub(crate) struct SharedGroup {
     pub max_length: u64,
 }
 
+/// A group's queue (or proxy) here and what was announced of it.
+type Known = (Arc<Queue>, SharedGroup);
+
 /// The groups this node knows, by (vhost, queue): those it owns and those it has a proxy of.
 #[derive(Default)]
 pub(crate) struct Shared {
-    groups: Mutex<HashMap<(String, String), (Arc<Queue>, SharedGroup)>>,
+    groups: Mutex<HashMap<(String, String), Known>>,
 }
 
 /// The proxy of a share group's queue owned by another node.
@@ -213,11 +216,10 @@ impl Forwarder {
         if let Err(e) = v.bind(&g.exchange, dest, &g.pattern, Table::new()) {
             tracing::warn!(error = %e, "cluster: cannot bind a shared subscription group");
         }
-        self.mqtt
-            .shared
-            .groups
-            .lock()
-            .insert((g.vhost.clone(), g.queue.clone()), (Arc::clone(q), g.clone()));
+        self.mqtt.shared.groups.lock().insert(
+            (g.vhost.clone(), g.queue.clone()),
+            (Arc::clone(q), g.clone()),
+        );
     }
 
     /// Tells every peer that is up of `g` (a session here joined it). `Some`: done once each
@@ -321,11 +323,7 @@ impl Forwarder {
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.into_iter()
-                .filter(|k| {
-                    groups
-                        .remove(k)
-                        .is_some_and(|(q, _)| q.remote().is_none())
-                })
+                .filter(|k| groups.remove(k).is_some_and(|(q, _)| q.remote().is_none()))
                 .collect()
         };
         if gone.is_empty() {
@@ -358,8 +356,7 @@ impl Forwarder {
     /// Sends `node` every group this node knows (after a Sync); the proxies of groups it owns
     /// are returned, for their members here to attach again (it may have restarted).
     pub(crate) fn shared_sync_to(&self, node: &str) -> Vec<Arc<Queue>> {
-        let groups: Vec<(Arc<Queue>, SharedGroup)> =
-            self.mqtt.shared.groups.lock().values().cloned().collect();
+        let groups: Vec<Known> = self.mqtt.shared.groups.lock().values().cloned().collect();
         let mut owned_there = Vec::new();
         for (q, g) in groups {
             if q.remote().is_some_and(|h| h.node() == node) {

@@ -506,7 +506,9 @@ impl Conn {
             // MQTT across the cluster: a group is one queue on one node; a member here of a
             // group owned elsewhere consumes from this node's proxy (`mqtt/cluster_shared.rs`).
             let pattern = topic::to_binding_pattern(filter);
-            if let Some(q) = super::cluster_shared::join(&self.server, &self.session.vhost, &name, &pattern) {
+            if let Some(q) =
+                super::cluster_shared::join(&self.server, &self.session.vhost, &name, &pattern)
+            {
                 return Some(q);
             }
             let options = QueueOptions {

@@ -21,7 +21,9 @@ pub(crate) mod homes;
 pub(crate) mod maintenance;
 pub(crate) mod mqtt;
 pub(crate) mod mqtt_failover;
+pub(crate) mod mqtt_retained;
 pub(crate) mod mqtt_sessions;
+pub(crate) mod mqtt_shared;
 pub(crate) mod quorum;
 pub(crate) mod remote_consumer;
 pub(crate) mod remote_queue;
@@ -55,6 +57,8 @@ pub(crate) async fn start(
     forwarder.recover();
     // MQTT persistent sessions' subscriptions as the group had them (cluster/mqtt_sessions.rs).
     forwarder.mqtt_recover();
+    // Retained messages' versions and tombstones (cluster/mqtt_retained.rs).
+    forwarder.retained_recover();
     let quorum = quorum::QuorumRegistry::new(broker);
     // The quorum queues' members are recorded in the store (quorum/membership.rs).
     quorum.set_store(store, &name);

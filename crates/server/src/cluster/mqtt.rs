@@ -24,8 +24,13 @@
 //! is refused as to a classic queue whose home is down.
 //!
 //! **Retained messages** are set on every node: each retained PUBLISH (or clearing) is sent to
-//! every peer ([`MqttItem::Retain`]); a Sync is followed by the sender's retained messages,
-//! which fill the topics the receiver lacks.
+//! every peer with its version ([`MqttItem::RetainedVersion`], `mqtt_retained.rs`: the last
+//! change per topic wins on every node, clearings are kept as tombstones); a Sync is followed
+//! by the sender's retained messages and tombstones. ([`MqttItem::Retain`], unversioned, is
+//! no longer sent.)
+//!
+//! **Shared subscriptions**: a share group is one queue on one node, proxies elsewhere, and
+//! members on other nodes attached there as remote consumers (`mqtt_shared.rs`).
 //!
 //! **Session takeover** ([`MqttRequest::TakeOver`]): a CONNECT on one node asks every other
 //! node to let go of the client id: a connection there gets DISCONNECT 0x8E (MQTT 5) or is
@@ -81,6 +86,15 @@ pub(crate) enum MqttItem {
         /// Only where the receiver has none for that topic (after a Sync).
         fill_only: bool,
     },
+    // --- Shared subscriptions and retained messages' versions across nodes (issue 13 item
+    // 5, helper mqttshared; `mqtt_shared.rs`, `mqtt_retained.rs`).
+    /// A share group's queue, its binding and its owner: the receiver makes its proxy (or,
+    /// as the owner, the queue).
+    SharedGroup(super::mqtt_shared::SharedGroup),
+    /// The owner deleted a share group's queue (its last member left).
+    SharedGone { vhost: String, queue: String },
+    /// A retained message set or cleared, with its version (last writer wins).
+    RetainedVersion(super::mqtt_retained::Retained),
 }
 
 /// A request with an answer (`forward::ToNode::Mqtt`).
@@ -158,6 +172,11 @@ pub(crate) struct MqttRemote {
     /// Persistent sessions recovered at start, with their CONNECT count then
     /// (`mqtt_failover.rs`: one no client took since yields to a copy elsewhere).
     pub(super) dormant: Mutex<HashMap<(String, String), u32>>,
+    // Shared subscriptions and retained messages' versions across nodes (helper mqttshared).
+    /// The share groups known here (`mqtt_shared.rs`).
+    pub(super) shared: super::mqtt_shared::Shared,
+    /// The retained messages' versions (`mqtt_retained.rs`).
+    pub(super) retained_versions: super::mqtt_retained::Versions,
 }
 
 /// The proxy of another node's session queue.
@@ -317,7 +336,7 @@ impl Forwarder {
     }
 
     /// The peers believed up.
-    fn up_peers(&self) -> Vec<String> {
+    pub(super) fn up_peers(&self) -> Vec<String> {
         self.members()
             .into_iter()
             .filter(|n| n != self.me() && self.is_up(n))
@@ -352,18 +371,10 @@ impl Forwarder {
         Some(done)
     }
 
-    /// Sends every peer that is up a retained message set (`Some`) or cleared.
+    /// Sends every peer that is up a retained message set (`Some`) or cleared, versioned
+    /// (`mqtt_retained.rs`).
     pub(crate) fn announce_retained(&self, vhost: &str, key: &str, message: Option<&Message>) {
-        for node in self.up_peers() {
-            let record = message.map(|m| encode_message(m, "")).unwrap_or_default();
-            let item = Item::Mqtt(MqttItem::Retain {
-                vhost: vhost.to_string(),
-                key: key.to_string(),
-                record,
-                fill_only: false,
-            });
-            self.push(&node, item, Then::Nothing);
-        }
+        self.retained_changed(vhost, key, message);
     }
 
     /// Sends `node` this node's whole set of session queues, then its retained messages.
@@ -381,17 +392,12 @@ impl Forwarder {
             Item::Mqtt(MqttItem::Sync { subs, reply }),
             Then::Nothing,
         );
-        for v in self.broker.vhosts() {
-            for (key, m) in v.retained.entries() {
-                let item = Item::Mqtt(MqttItem::Retain {
-                    vhost: v.name().to_string(),
-                    key,
-                    record: encode_message(&m, ""),
-                    fill_only: true,
-                });
-                self.push(node, item, Then::Nothing);
-            }
-        }
+        // Shared subscriptions and retained messages' versions (helper mqttshared): the groups
+        // known here (members here of groups `node` owns attach there again), then the
+        // retained messages and tombstones with their versions.
+        let owned_there = self.shared_sync_to(node);
+        crate::mqtt::cluster_shared::reattach(&server, &owned_there);
+        self.retained_sync_to(node);
     }
 
     /// `node` is down or restarted: its clean sessions' proxies go (its persistent sessions'
@@ -514,6 +520,12 @@ impl Forwarder {
                     v.retained.set(&key, Some(m));
                 }
             }
+            // Shared subscriptions and retained messages' versions (helper mqttshared).
+            MqttItem::SharedGroup(g) => return self.shared_group_item(from, g),
+            MqttItem::SharedGone { vhost, queue } => {
+                return self.shared_gone_item(from, &vhost, &queue)
+            }
+            MqttItem::RetainedVersion(r) => return self.retained_item(r),
         }
         true
     }

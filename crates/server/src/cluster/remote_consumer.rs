@@ -206,12 +206,18 @@ impl RemoteSink {
     /// The consumer is gone (its node is down): removed, what it held back in the queue.
     fn drop_all(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
-        self.queue.remove_consumer(self.owner, &self.tag);
+        let last = self.queue.remove_consumer(self.owner, &self.tag) == Some(true);
         let held: Vec<QueuedMessage> = self.held.lock().drain().map(|(_, m)| m).collect();
         if !held.is_empty() {
             let mut held = held;
             held.sort_by_key(|m| m.seq);
             self.queue.requeue(held);
+        }
+        if last {
+            // An MQTT share group's last member (`mqtt_shared.rs`).
+            if let Some(f) = self.forwarder.upgrade() {
+                f.shared_last_consumer_left(&self.queue);
+            }
         }
     }
 }
@@ -367,7 +373,10 @@ impl Forwarder {
                 let sink = self.consumers.sinks.lock().get(&key).cloned();
                 if let Some(s) = sink {
                     s.cancelled.store(true, Ordering::Relaxed);
-                    s.queue.remove_consumer(s.owner, &s.tag);
+                    if s.queue.remove_consumer(s.owner, &s.tag) == Some(true) {
+                        // Its last consumer: an MQTT share group's queue goes (`mqtt_shared.rs`).
+                        self.shared_last_consumer_left(&s.queue);
+                    }
                     // What it holds may still be acked (basic.cancel keeps unacked messages).
                     if s.held.lock().is_empty() {
                         self.consumers.sinks.lock().remove(&key);

@@ -232,7 +232,8 @@ async fn delete_retained(
         let exchange = http.state.config.mqtt_exchange.clone();
         caller.check(&http, &vhost, Access::Write, "exchange", &exchange)?;
     }
-    let deleted = blocking(move || admin::delete_retained(&v, &topic)).await?;
+    let state = std::sync::Arc::clone(&http.state);
+    let deleted = blocking(move || admin::delete_retained(&state, &v, &topic)).await?;
     if !deleted {
         return Err(ApiError::not_found());
     }

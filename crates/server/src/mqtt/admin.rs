@@ -228,12 +228,14 @@ pub(crate) fn retained_one(vhost: &VHost, topic_name: &str) -> Option<RetainedVi
 
 /// Deletes the retained message of an MQTT topic (as an empty retained PUBLISH would); false
 /// if there is none. Writes to the store when the message was kept there (fsync): call it
-/// off the runtime.
-pub(crate) fn delete_retained(vhost: &VHost, topic_name: &str) -> bool {
+/// off the runtime. In a cluster the deletion is versioned and sent to every node, as an
+/// empty retained PUBLISH's (`cluster/mqtt_retained.rs`).
+pub(crate) fn delete_retained(server: &ServerState, vhost: &VHost, topic_name: &str) -> bool {
     let key = topic::to_routing_key(topic_name);
     if vhost.retained.get(&key).is_none() {
         return false;
     }
     vhost.retained.set(&key, None);
+    super::cluster::retained(server, vhost, &key);
     true
 }

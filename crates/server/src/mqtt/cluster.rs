@@ -116,6 +116,8 @@ pub(super) fn discarded(server: &ServerState, session: &Session) {
         return;
     };
     announce(server, session);
+    // Shared subscriptions across nodes (helper mqttshared): a group gone with it.
+    super::cluster_shared::left(server);
     let (vhost, client_id) = (session.vhost.name(), &*session.client_id);
     if f.mqtt_replicated_has(vhost, client_id) && !f.mqtt_handing_over(vhost, client_id) {
         let drop = MetaCommand::MqttDropSession {
@@ -175,6 +177,8 @@ pub(super) fn subscribed(
         done.add_part();
         f.mqtt_propose(c, Some(Arc::clone(&done)));
     }
+    // Shared subscriptions across nodes (helper mqttshared): the groups joined.
+    super::cluster_shared::subscribed(server, &f, session, keys, &done);
     done.finish(true);
     Some(done)
 }
@@ -184,6 +188,8 @@ pub(super) fn unsubscribed(server: &ServerState, session: &Session, keys: &[Stri
     let Some(f) = forwarder(server) else {
         return;
     };
+    // Shared subscriptions across nodes (helper mqttshared): a group gone with the last member.
+    super::cluster_shared::left(server);
     let (vhost, client_id) = (session.vhost.name(), &*session.client_id);
     let known: Vec<String> = f
         .mqtt_replicated(vhost, client_id)

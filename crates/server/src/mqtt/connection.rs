@@ -342,7 +342,10 @@ impl Conn {
         };
         if let Err(e) = queue.add_consumer(entry, || {}) {
             tracing::warn!(error = %e, queue = queue.name(), "cannot consume for MQTT session");
+            return;
         }
+        // MQTT across the cluster: a share group owned by another node (`cluster_shared.rs`).
+        super::cluster_shared::attach(&self.server, &self.session, queue);
     }
 
     pub(super) fn send(&self, packet: &Packet) {

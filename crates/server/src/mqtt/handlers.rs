@@ -503,6 +503,14 @@ impl Conn {
         let config = &self.server.config;
         if let Some(group) = group {
             let name = self.new_queue_name(Some(group), filter);
+            // MQTT across the cluster: a group is one queue on one node; a member here of a
+            // group owned elsewhere consumes from this node's proxy (`mqtt/cluster_shared.rs`).
+            let pattern = topic::to_binding_pattern(filter);
+            if let Some(q) =
+                super::cluster_shared::join(&self.server, &self.session.vhost, &name, &pattern)
+            {
+                return Some(q);
+            }
             let options = QueueOptions {
                 auto_delete: true,
                 arguments: max_length(config.mqtt_max_queued_messages),

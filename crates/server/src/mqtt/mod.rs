@@ -13,6 +13,7 @@
 pub(crate) mod admin;
 mod authz;
 pub(crate) mod cluster;
+pub(crate) mod cluster_shared;
 mod connect;
 mod connection;
 mod convert;

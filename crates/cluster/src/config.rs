@@ -317,9 +317,11 @@ impl ClusterConfig {
 /// Raft's timers. The defaults suit a LAN; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct Timing {
-    /// How often a leader sends heartbeats.
+    /// The metadata group: how often its leader sends heartbeats (and, in openraft 0.9, how
+    /// long an AppendEntries may take; see `quorum_heartbeat`).
     pub heartbeat: Duration,
-    /// The election timeout is drawn from `[election_min, election_max)`.
+    /// The metadata group's election timeout is drawn from `[election_min, election_max)`; its
+    /// followers' leader lease is `election_max`.
     pub election_min: Duration,
     /// See `election_min`.
     pub election_max: Duration,

@@ -317,12 +317,29 @@ impl ClusterConfig {
 /// Raft's timers. The defaults suit a LAN; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct Timing {
-    /// How often a leader sends heartbeats.
+    /// The metadata group: how often its leader sends heartbeats (and, in openraft 0.9, how
+    /// long an AppendEntries may take; see `quorum_heartbeat`).
     pub heartbeat: Duration,
-    /// The election timeout is drawn from `[election_min, election_max)`.
+    /// The metadata group's election timeout is drawn from `[election_min, election_max)`; its
+    /// followers' leader lease is `election_max`.
     pub election_min: Duration,
     /// See `election_min`.
     pub election_max: Duration,
+    /// Quorum queues' groups: how often a leader sends heartbeats. openraft 0.9 also gives each
+    /// AppendEntries this long to be answered (`replication/mod.rs`: the RPC's timeout *is* the
+    /// heartbeat interval, with no separate setting), so it must exceed a follower's round trip
+    /// with its fsync under load: a shorter one makes the leader resend what the follower is
+    /// still writing, and a leader whose round trip passes it never commits. Longer than the
+    /// metadata group's: a queue group's failover does not wait for its heartbeats to stop but
+    /// for node liveness (quorum/idle.rs, "Woken when a node is lost").
+    pub quorum_heartbeat: Duration,
+    /// Quorum queues' groups: the election timeout is drawn from
+    /// `[quorum_election_min, quorum_election_max)`, the followers' leader lease is
+    /// `quorum_election_max` (openraft 0.9's `EngineConfig`). The fallback when liveness does
+    /// not see the leader's node go (its member stopped, the node alive).
+    pub quorum_election_min: Duration,
+    /// See `quorum_election_min`.
+    pub quorum_election_max: Duration,
     /// How long a write waits to be committed before [`crate::ClusterError::Timeout`].
     pub write_timeout: Duration,
     /// How long a join waits for the new node to catch up.
@@ -343,6 +360,9 @@ impl Default for Timing {
             heartbeat: Duration::from_millis(250),
             election_min: Duration::from_millis(1500),
             election_max: Duration::from_millis(3000),
+            quorum_heartbeat: Duration::from_millis(1000),
+            quorum_election_min: Duration::from_millis(1500),
+            quorum_election_max: Duration::from_millis(3000),
             write_timeout: Duration::from_secs(10),
             join_timeout: Duration::from_secs(60),
             node_heartbeat: Duration::from_millis(500),

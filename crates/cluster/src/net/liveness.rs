@@ -123,6 +123,10 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            // A connection closed: probe now rather than at the next tick, so that a peer whose
+            // process is gone (its port refuses the reconnection) is down within a round trip
+            // of the kill, not up to an interval later. Cheap: links close rarely.
+            () = peers.connection_lost() => {}
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
         let now = Instant::now();

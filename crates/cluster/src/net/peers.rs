@@ -62,6 +62,7 @@ struct PeerState {
 struct Peer {
     addr: String,
     tls: Option<Arc<ClusterTls>>,
+    lost: Arc<tokio::sync::Notify>,
     state: tokio::sync::Mutex<PeerState>,
     /// The last connection attempt was refused (nothing listens there: the process is gone);
     /// cleared by the next connection made. Node liveness takes it as down at once.
@@ -75,6 +76,9 @@ pub struct Peers {
     next_id: Arc<AtomicU64>,
     /// TLS for every connection, or plain TCP.
     tls: Option<Arc<ClusterTls>>,
+    /// Notified when an established connection closes (node liveness probes at once: a killed
+    /// peer is then down without waiting for the next ping, rafttiming).
+    lost: Arc<tokio::sync::Notify>,
 }
 
 impl Peers {
@@ -110,6 +114,7 @@ impl Peers {
                     Arc::new(Peer {
                         addr: addr.to_string(),
                         tls: self.tls.clone(),
+                        lost: self.lost.clone(),
                         state: Default::default(),
                         refused: AtomicBool::new(false),
                     })
@@ -148,6 +153,11 @@ impl Peers {
             .is_some_and(|p| p.refused.load(Ordering::Relaxed))
     }
 
+    /// Waits until a connection to a peer closes (its process gone, or the network).
+    pub(crate) async fn connection_lost(&self) {
+        self.lost.notified().await;
+    }
+
     /// Closes every connection (on shutdown).
     pub fn close_all(&self) {
         self.peers.lock().clear();
@@ -175,7 +185,12 @@ impl Peer {
                 });
             }
         }
-        match tokio::time::timeout(CONNECT_TIMEOUT, dial(&self.addr, self.tls.as_deref())).await {
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            dial(&self.addr, self.tls.as_deref(), &self.lost),
+        )
+        .await
+        {
             Ok(Ok(link)) => {
                 if state.failures > 0 {
                     tracing::info!(peer = %self.addr, "cluster: connected to peer after {} failed attempts", state.failures);
@@ -226,21 +241,25 @@ impl Peer {
 /// Opens the connection to a peer: TCP, then, with TLS, the handshake (this node's certificate
 /// presented, the peer's verified against the CA and, unless switched off, its name against the
 /// host dialled), and starts its reader and writer.
-async fn dial(addr: &str, tls: Option<&ClusterTls>) -> std::io::Result<Link> {
+async fn dial(
+    addr: &str,
+    tls: Option<&ClusterTls>,
+    lost: &Arc<tokio::sync::Notify>,
+) -> std::io::Result<Link> {
     let stream = TcpStream::connect(addr).await?;
     // Raft messages are small and latency-bound: no Nagle delay.
     stream.set_nodelay(true)?;
     match tls {
-        None => Ok(start_link(stream)),
+        None => Ok(start_link(stream, lost.clone())),
         Some(tls) => {
             let name = tls::server_name(addr)?;
             let stream = tls.connector().connect(name, stream).await?;
-            Ok(start_link(stream))
+            Ok(start_link(stream, lost.clone()))
         }
     }
 }
 
-fn start_link<S>(stream: S) -> Link
+fn start_link<S>(stream: S, lost: Arc<tokio::sync::Notify>) -> Link
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -294,6 +313,7 @@ where
         read_closed.store(true, Ordering::Release);
         // Dropping the senders tells every waiting caller that the connection is gone.
         read_pending.lock().clear();
+        lost.notify_one();
     });
     Link {
         tx,

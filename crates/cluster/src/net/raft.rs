@@ -15,12 +15,28 @@ use openraft::{Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Told of every refused vote a group's candidate gets back, with the candidate's own last log
+/// id: how the liveness-driven failover of quorum queues (quorum/failover.rs) learns which
+/// survivor has the longest log without a message of its own.
+pub(crate) trait VoteObserver: Send + Sync {
+    /// A vote request of `group` carrying `mine` as the candidate's last log id was answered
+    /// `response`.
+    fn answered(
+        &self,
+        group: GroupId,
+        mine: Option<&openraft::LogId<NodeId>>,
+        response: &VoteResponse<NodeId>,
+    );
+}
 
 /// Builds the connections of one group's Raft to the other members: openraft's
 /// `RaftNetworkFactory`. Every group shares the node's [`Peers`].
 pub struct GroupNetwork<C> {
     group: GroupId,
     peers: Peers,
+    votes: Option<Arc<dyn VoteObserver>>,
     _types: PhantomData<fn() -> C>,
 }
 
@@ -30,7 +46,16 @@ impl<C> GroupNetwork<C> {
         GroupNetwork {
             group,
             peers,
+            votes: None,
             _types: PhantomData,
+        }
+    }
+
+    /// The network of `group`, its vote answers told to `votes`.
+    pub(crate) fn observed(group: GroupId, peers: Peers, votes: Arc<dyn VoteObserver>) -> Self {
+        GroupNetwork {
+            votes: Some(votes),
+            ..GroupNetwork::new(group, peers)
         }
     }
 }
@@ -41,6 +66,7 @@ pub struct GroupClient<C> {
     target: NodeId,
     member: Member,
     peers: Peers,
+    votes: Option<Arc<dyn VoteObserver>>,
     _types: PhantomData<fn() -> C>,
 }
 
@@ -57,6 +83,7 @@ where
             target,
             member: node.clone(),
             peers: self.peers.clone(),
+            votes: self.votes.clone(),
             _types: PhantomData,
         }
     }
@@ -84,9 +111,14 @@ impl<C> GroupClient<C> {
             kind,
             body,
         };
+        // openraft 0.9 bounds every Raft RPC by `hard_ttl` itself (an AppendEntries by the
+        // heartbeat interval) and retries a timed-out one at once; this wait is a little longer,
+        // so that a slow answer ends as openraft's `Timeout`, not as `Unreachable`, which
+        // would add its 200 ms backoff (`Self::backoff`) to a follower that is only busy.
+        let wait = option.hard_ttl().saturating_add(option.hard_ttl() / 4);
         let response = self
             .peers
-            .call(&self.member.addr, request, option.hard_ttl())
+            .call(&self.member.addr, request, wait)
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         match response {
@@ -145,7 +177,11 @@ where
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.send(RpcKind::Vote, &rpc, &option).await
+        let result = self.send(RpcKind::Vote, &rpc, &option).await;
+        if let (Ok(response), Some(votes)) = (&result, &self.votes) {
+            votes.answered(self.group, rpc.last_log_id.as_ref(), response);
+        }
+        result
     }
 
     fn backoff(&self) -> openraft::network::Backoff {

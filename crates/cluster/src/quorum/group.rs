@@ -2,7 +2,7 @@
 //! [`QuorumQueue`], the handle a node holds for each queue it is a member of.
 //!
 //! The group shares the node's write-ahead log (its entries are group-committed with every other
-//! group's) and its connections to the peers ([`Cluster::group_network`]). The queue's state is in
+//! group's) and its connections to the peers (`crate::net::GroupNetwork`). The queue's state is in
 //! memory, as `rabbit_fifo`'s is; snapshots are the machine's postcard bytes, the last one kept
 //! in `<data_dir>/cluster/quorum/<group>.snapshot` so that a restart starts from it and replays
 //! only the log after it.
@@ -376,9 +376,11 @@ impl QuorumQueue {
         )?;
         let raft_config = openraft::Config {
             cluster_name: format!("pigeon-queue-{:016x}", group.0),
-            heartbeat_interval: millis(node.timing.heartbeat),
-            election_timeout_min: millis(node.timing.election_min),
-            election_timeout_max: millis(node.timing.election_max),
+            // openraft 0.9 times an AppendEntries out after the heartbeat interval: the queue
+            // groups' is long enough for a follower's fsync under load (`Timing`).
+            heartbeat_interval: millis(node.timing.quorum_heartbeat),
+            election_timeout_min: millis(node.timing.quorum_election_min),
+            election_timeout_max: millis(node.timing.quorum_election_max),
             // A snapshot holds the queue's messages, so it costs what the queue holds: taken
             // every 4,096 entries, which bounds the log replayed at a restart.
             snapshot_policy: SnapshotPolicy::LogsSinceLast(4_096),
@@ -395,7 +397,13 @@ impl QuorumQueue {
         let raft = Raft::new(
             cluster.node_id(),
             Arc::new(raft_config),
-            cluster.group_network::<QueueTypes>(group),
+            // Its candidates' refused votes tell the liveness-driven failover who has the
+            // longest log (quorum/failover.rs).
+            crate::net::GroupNetwork::<QueueTypes>::observed(
+                group,
+                cluster.inner.peers.clone(),
+                cluster.inner.quorum.failover.clone(),
+            ),
             cluster.wal().group::<QueueTypes>(group),
             machine.clone(),
         )
@@ -411,7 +419,7 @@ impl QuorumQueue {
                 // the policy wakes a member that has no leader. An applied command wakes a
                 // member only if it is at most an election timeout old: a follower that applies
                 // it later than that (catching up) could outlast its leader's awake time.
-                let window = idle_after.min(node.timing.election_max);
+                let window = idle_after.min(node.timing.quorum_election_max);
                 machine
                     .inner
                     .activity_window_ms

@@ -21,10 +21,10 @@
 //!   not a voter any more (a membership change removed it), or whose leader's node liveness
 //!   reports down, keeps its timers on until a leader is known again: so it elects.
 //! - **Woken when a node is lost.** When liveness declares a node down, or sees that it
-//!   restarted, every member here whose leader was on that node is woken at once, and the
-//!   surviving voter with the lowest id starts an election right away (openraft's
-//!   `trigger().elect()`; one candidate, so no split vote): a new leader about one round trip
-//!   after the detection (4 s), the others' election timers as the fallback.
+//!   restarted, every member here whose leader was on that node is woken at once and stands
+//!   for election right away, past the followers' leader lease (quorum/failover.rs): a new
+//!   leader a few round trips after the detection (at once for a killed process, 4 s for a
+//!   silent one), the election timers as the fallback.
 //! - **Announced when a node comes back.** When a node is up again (or restarted), each group
 //!   this node leads with a member there sends one heartbeat (openraft's `trigger().heartbeat()`),
 //!   so that the returning member learns its leader before its own election timer fires.
@@ -167,19 +167,6 @@ impl IdleMember {
         }
         awake
     }
-
-    /// The lowest-id voter of the group that is not on a down node (nor `lost`): the one
-    /// member that starts the election at once when the leader's node is lost (the others are
-    /// woken too, their timers as a fallback), so that no two candidates split the votes.
-    fn first_survivor(&self, lost: NodeId, down: &HashSet<NodeId>) -> Option<NodeId> {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        m.membership_config
-            .membership()
-            .voter_ids()
-            .filter(|v| *v != lost && !down.contains(v))
-            .min()
-    }
 }
 
 /// The quorum-queue members of a node, and those of them the sweep must look at: a node with
@@ -189,6 +176,8 @@ impl IdleMember {
 pub(crate) struct IdleGroups {
     members: Mutex<HashMap<GroupId, Arc<IdleMember>>>,
     active: ActiveSet,
+    /// Liveness-driven elections (quorum/failover.rs).
+    pub(crate) failover: Arc<super::failover::Failover>,
 }
 
 /// Every this many sweeps, all members are looked at.
@@ -207,12 +196,8 @@ impl IdleGroups {
         self.active.lock().remove(&group);
     }
 
-    fn all(&self) -> Vec<Arc<IdleMember>> {
-        self.members.lock().values().cloned().collect()
-    }
-
     /// The members to look at: the active ones, or all.
-    fn to_sweep(&self, full: bool) -> Vec<(GroupId, Arc<IdleMember>)> {
+    pub(super) fn to_sweep(&self, full: bool) -> Vec<(GroupId, Arc<IdleMember>)> {
         let members = self.members.lock();
         if full {
             return members.iter().map(|(g, m)| (*g, m.clone())).collect();
@@ -251,7 +236,7 @@ pub(crate) async fn run(node: Weak<NodeInner>) {
     let Some(idle_after) = timing.quorum_idle_after else {
         return;
     };
-    let grace = timing.election_max + timing.node_heartbeat.saturating_mul(2);
+    let grace = timing.quorum_election_max + timing.node_heartbeat.saturating_mul(2);
     let period = (idle_after / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -291,28 +276,20 @@ pub(crate) async fn run(node: Weak<NodeInner>) {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
                 let Some(inner) = node.upgrade() else { return };
-                let members = inner.quorum.all();
+                let members = inner.quorum.to_sweep(true);
                 let mut down = down_nodes(&inner);
                 drop(inner);
                 if matches!(event.kind, NodeEventKind::Down | NodeEventKind::Restarted) {
                     down.insert(event.id);
-                    let mut woken = 0usize;
-                    for member in &members {
-                        let leader = member.raft.metrics().borrow().current_leader;
-                        if leader == Some(event.id) && event.id != me {
-                            member.wake();
-                            woken += 1;
-                            if member.first_survivor(event.id, &down) == Some(me) {
-                                let _ = member.raft.trigger().elect().await;
-                            }
-                        }
-                    }
+                    // Every survivor elects at once, past the followers' leader lease
+                    // (quorum/failover.rs).
+                    let woken = super::failover::node_lost(&node, members.clone(), event.id, &down, me).await;
                     if woken > 0 {
                         tracing::info!(node = %event.name, groups = woken, "quorum queues: waking the groups the lost node led");
                     }
                 }
                 if matches!(event.kind, NodeEventKind::Up | NodeEventKind::Restarted) {
-                    for member in &members {
+                    for (_, member) in &members {
                         let leads_it = {
                             let metrics = member.raft.metrics();
                             let m = metrics.borrow();

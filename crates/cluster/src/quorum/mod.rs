@@ -21,6 +21,8 @@ mod extras;
 mod priority;
 // A deleted queue's member gone for good (helper quorumone).
 pub(crate) mod destroy;
+// Elections at once when liveness loses a group's leader (rafttiming).
+mod failover;
 pub(crate) mod forward;
 mod group;
 pub(crate) mod idle;

@@ -10,6 +10,7 @@ mod idle_policy;
 mod liveness;
 mod ops;
 mod quorum;
+mod quorum_failover;
 mod quorum_idle;
 // Read barrier (helper readwrites).
 mod read_index;

@@ -249,8 +249,7 @@ impl Entry {
     /// test suites read `client_properties.connection_name` of every listed connection, which
     /// a half-open one does not have yet (rstream's `test_*_connection_broke*`).
     fn listed(&self) -> bool {
-        self.protocol != Protocol::Stream
-            || self.details.lock().state != ConnState::Starting
+        self.protocol != Protocol::Stream || self.details.lock().state != ConnState::Starting
     }
 
     /// Its message counters, allocated now if nothing was counted yet.

@@ -408,7 +408,12 @@ mod tests {
     fn a_keep_alive_needs_no_box() {
         let mut e = ConnectionRing::new(1, 100_000, [40, 4]);
         for i in 1..60u64 {
-            e.push(100_000 + i * 5_000, [40 + 2 * (i / 6), 4 + 2 * (i / 6)], 5_000, 13);
+            e.push(
+                100_000 + i * 5_000,
+                [40 + 2 * (i / 6), 4 + 2 * (i / 6)],
+                5_000,
+                13,
+            );
             assert!(e.older.is_none(), "sample {i}");
         }
         assert!(e.tiny.len > 0);

@@ -47,8 +47,8 @@ pub(super) enum End {
 
 /// How long a quiet connection stays awake with nothing to do before it hibernates, at most
 /// (`mqtt_hibernate_after_ms` otherwise). Quiet: since its task started (at CONNECT, or when
-/// a hibernated connection resumed) the client has sent nothing but PINGREQs and been sent
-/// nothing but their PINGRESPs (and its CONNACK): a client that has just connected, or an
+/// a hibernated connection resumed with nothing to send) the client has sent nothing but
+/// PINGREQs and been sent nothing but their PINGRESPs (and its CONNACK): a client that has just connected, or an
 /// idle one whose keep-alive woke it. Such a connection has most likely nothing more to do
 /// (fleets of devices connect, then only ping), and while awake it costs its task cell and
 /// its tokio registration (~0.8 KiB, about as much as all the rest of an idle connection):
@@ -173,7 +173,7 @@ fn connected(mut io: Io, mut conn: Option<Conn>, fresh: bool) -> impl Future<Out
             c.reg.entry.out.set_deadline(c.grace());
         }
         while let Some(c) = conn.as_mut() {
-            match c.run(&mut io).await {
+            match c.run(&mut io, fresh).await {
                 End::Park => {
                     let Some(c) = conn.take() else { break };
                     match super::hibernate::park(c, io) {
@@ -370,7 +370,7 @@ impl Conn {
     /// The packet loop, until the connection ends. Not an `async fn`, which would keep a second
     /// copy of its two references in every connection's task (see [`serve`]).
     #[allow(clippy::manual_async_fn)]
-    fn run<'a>(&'a mut self, io: &'a mut Io) -> impl Future<Output = End> + Send + 'a {
+    fn run<'a>(&'a mut self, io: &'a mut Io, fresh: bool) -> impl Future<Output = End> + Send + 'a {
         async move {
             // The memory alarm matters to publishers only: once the client has published, the
             // loop also waits for the alarm to change, in a future of its own, boxed so that the
@@ -384,8 +384,17 @@ impl Conn {
             let mut idle_since = crate::outbound::now_ms();
             // While the connection is quiet (see [`QUIET_HIBERNATE_AFTER_MS`]): what
             // `out.sent_cnt()` is with only the CONNACK and the PINGRESPs sent since this task
-            // started. [`NOT_QUIET`] once anything else was received or sent.
-            let mut quiet_sent = self.reg.entry.out.sent_cnt();
+            // started. [`NOT_QUIET`] once anything else was received or sent. A resumed
+            // connection that has something to send (a delivery resumed it) is not quiet: a
+            // subscriber fed every few hundred ms keeps the configured delay, as before.
+            let mut quiet_sent = {
+                let out = &self.reg.entry.out;
+                if fresh || out.backlog() == 0 {
+                    out.sent_cnt()
+                } else {
+                    NOT_QUIET
+                }
+            };
             loop {
                 let mut handled = false;
                 loop {

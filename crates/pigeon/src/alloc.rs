@@ -45,6 +45,14 @@ const MUZZY_DECAY_MS: isize = 0;
 /// "Idle connections", sixth pass). On a host with many cores, `_RJEM_MALLOC_CONF=narenas:N`
 /// in the broker's environment gives it more.
 ///
+/// `background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0`: what [`configure`] sets
+/// (it still does, for a build whose `malloc_conf` is ignored), from jemalloc's start rather
+/// than after the broker's start-up: the start-up's freed pages were otherwise decayed at
+/// jemalloc's default 10 s, or purged only when `configure` reset the arena's decay, so that
+/// an idle broker's RSS a few seconds after start varied by ~1 MB from run to run (0.07 KiB
+/// of the idle-connection figure at 10,000: docs/performance.md, "Idle connections",
+/// seventh pass).
+///
 /// The symbol is jemalloc's `const char *malloc_conf`, which jemalloc defines weak (as
 /// `NULL`) so that a program may define it. Sound without an `unsafe` block, and allowed here
 /// for the exported name only: `&'static [u8; N]` has the layout of a non-null C pointer to
@@ -53,7 +61,8 @@ const MUZZY_DECAY_MS: isize = 0;
 /// writes the variable nor the string). No Rust code refers to the symbol.
 #[allow(unsafe_code)]
 #[export_name = "_rjem_malloc_conf"]
-pub static MALLOC_CONF: &[u8; 31] = b"slab_sizes:1-4096:16,narenas:1\0";
+pub static MALLOC_CONF: &[u8; 91] =
+    b"slab_sizes:1-4096:16,narenas:1,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// Starts jemalloc's background threads, sets its decay times, and plugs its statistics into
 /// the memory alarm. Errors are logged: the broker still runs, with jemalloc's defaults.

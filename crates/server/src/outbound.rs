@@ -145,6 +145,11 @@ impl Outbound {
         }
     }
 
+    /// Bytes buffered and not yet written.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::SeqCst)
+    }
+
     /// Bytes written to the socket so far.
     pub fn sent_oct(&self) -> u64 {
         self.sent_oct.load(Ordering::Relaxed)

@@ -45,6 +45,24 @@ pub(super) enum End {
     Park,
 }
 
+/// How long a quiet connection stays awake with nothing to do before it hibernates, at most
+/// (`mqtt_hibernate_after_ms` otherwise). Quiet: since its task started (at CONNECT, or when
+/// a hibernated connection resumed with nothing to send) the client has sent nothing but
+/// PINGREQs and been sent nothing but their PINGRESPs (and its CONNACK): a client that has just connected, or an
+/// idle one whose keep-alive woke it. Such a connection has most likely nothing more to do
+/// (fleets of devices connect, then only ping), and while awake it costs its task cell and
+/// its tokio registration (~0.8 KiB, about as much as all the rest of an idle connection):
+/// with 1 s, a burst of 10,000 connections (a reconnect storm after a restart; `pigeon bench
+/// idle`) opened within a second held all of them awake at once, 1.56 KiB per connection
+/// instead of 0.85 (docs/performance.md, "Idle connections", seventh pass). A client that
+/// subscribes or publishes right after its CONNACK (within a round trip) is no longer quiet
+/// and keeps the configured delay; one slower than this is resumed once, at the cost of a
+/// task spawn and three `epoll_ctl`s.
+const QUIET_HIBERNATE_AFTER_MS: u64 = 10;
+
+/// `quiet_sent` of a connection that is not quiet (`Conn::run`).
+const NOT_QUIET: u64 = u64::MAX;
+
 /// The state of one connection after CONNECT.
 pub(super) struct Conn {
     pub server: Arc<ServerState>,
@@ -155,7 +173,7 @@ fn connected(mut io: Io, mut conn: Option<Conn>, fresh: bool) -> impl Future<Out
             c.reg.entry.out.set_deadline(c.grace());
         }
         while let Some(c) = conn.as_mut() {
-            match c.run(&mut io).await {
+            match c.run(&mut io, fresh).await {
                 End::Park => {
                     let Some(c) = conn.take() else { break };
                     match super::hibernate::park(c, io) {
@@ -355,7 +373,7 @@ impl Conn {
     /// The packet loop, until the connection ends. Not an `async fn`, which would keep a second
     /// copy of its two references in every connection's task (see [`serve`]).
     #[allow(clippy::manual_async_fn)]
-    fn run<'a>(&'a mut self, io: &'a mut Io) -> impl Future<Output = End> + Send + 'a {
+    fn run<'a>(&'a mut self, io: &'a mut Io, fresh: bool) -> impl Future<Output = End> + Send + 'a {
         async move {
             // The memory alarm matters to publishers only: once the client has published, the
             // loop also waits for the alarm to change, in a future of its own, boxed so that the
@@ -367,6 +385,19 @@ impl Conn {
             // timer's, in `now_ms`.
             let mut idle_timer: Option<Pin<Box<Sleep>>> = None;
             let mut idle_since = crate::outbound::now_ms();
+            // While the connection is quiet (see [`QUIET_HIBERNATE_AFTER_MS`]): what
+            // `out.sent_cnt()` is with only the CONNACK and the PINGRESPs sent since this task
+            // started. [`NOT_QUIET`] once anything else was received or sent. A resumed
+            // connection that has something to send (a delivery resumed it) is not quiet: a
+            // subscriber fed every few hundred ms keeps the configured delay, as before.
+            let mut quiet_sent = {
+                let out = &self.reg.entry.out;
+                if fresh || out.backlog() == 0 {
+                    out.sent_cnt()
+                } else {
+                    NOT_QUIET
+                }
+            };
             loop {
                 let mut handled = false;
                 loop {
@@ -374,6 +405,13 @@ impl Conn {
                     match decode(&mut io.rb.buf, Some(self.version), max) {
                         Ok(Some(packet)) => {
                             handled = true;
+                            if quiet_sent != NOT_QUIET {
+                                // A PINGREQ gets one PINGRESP; anything else ends the quiet.
+                                quiet_sent = match packet {
+                                    Packet::PingReq => quiet_sent + 1,
+                                    _ => NOT_QUIET,
+                                };
+                            }
                             self.reg.entry.recv_cnt.fetch_add(1, Ordering::Relaxed);
                             if let Err(end) = self.handle(packet) {
                                 return end;
@@ -480,10 +518,18 @@ impl Conn {
                 // Nothing unread, unwritten or waited for: hibernate once idle long enough.
                 // Plain TCP only (TLS and WebSocket state is not parked). Read here rather
                 // than kept: every byte of this future is in every connection's task.
-                let hibernate_after = match io.stream {
+                let mut hibernate_after = match io.stream {
                     Transport::Tcp(_) => self.server.config.mqtt_hibernate_after_ms,
                     _ => 0,
                 };
+                if quiet_sent != NOT_QUIET {
+                    if quiet_sent == self.reg.entry.out.sent_cnt() {
+                        hibernate_after = hibernate_after.min(QUIET_HIBERNATE_AFTER_MS);
+                    } else {
+                        // A delivery (or anything else) went out: not quiet any more.
+                        quiet_sent = NOT_QUIET;
+                    }
+                }
                 let idle = hibernate_after > 0
                     && !writing
                     && can_read

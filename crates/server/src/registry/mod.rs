@@ -17,7 +17,7 @@ mod names;
 
 pub use counters::{MessageTotals, ProtocolCounters, SIZE_BUCKETS, SIZE_BUCKET_LABELS};
 pub use info::ConnectionInfo;
-pub(crate) use names::intern;
+pub(crate) use names::{intern, Name};
 
 pub(crate) use channel::ChannelView;
 pub use channel::{ChannelInfo, ChannelStats, ConsumerInfo};
@@ -124,9 +124,9 @@ impl ConnState {
 #[derive(Debug, Clone)]
 pub(crate) struct Details {
     /// Shared by every connection of the user ([`intern`]): no string per connection.
-    pub user: Arc<str>,
+    pub user: Name,
     /// Shared by every connection in the vhost ([`intern`]).
-    pub vhost: Arc<str>,
+    pub vhost: Name,
     /// MQTT client identifier (the session's, shared: one string per connection less).
     pub client_id: Option<Arc<str>>,
     /// Heartbeat (AMQP) or keep-alive (MQTT), seconds.
@@ -135,17 +135,19 @@ pub(crate) struct Details {
     pub channel_max: u16,
     pub state: ConnState,
     /// Why an operator closes the connection (with `Entry::close_requested`; here rather
-    /// than behind a mutex of its own, 24 bytes of every entry).
-    close_reason: Option<Box<str>>,
+    /// than behind a mutex of its own, 24 bytes of every entry; boxed twice, 8 bytes where a
+    /// `Box<str>` is 16: it is rare).
+    #[allow(clippy::box_collection)] // 8 bytes of every entry where a `String` is 24
+    close_reason: Option<Box<String>>,
 }
 
 /// One registered connection (shared by its task and the registry).
 pub(crate) struct Entry {
     pub id: u64,
-    pub protocol: Mutex<Protocol>,
+    /// Known when it registers (MQTT registers at CONNECT), and never changes.
+    pub protocol: Protocol,
     /// The client's address and ours (16 bytes where two `SocketAddr`s take 64).
     addrs: Addrs,
-    pub tls: Option<Arc<TlsInfo>>,
     /// When it was accepted, Unix milliseconds (8 bytes where a `SystemTime` takes 16: see
     /// the size note below).
     connected_at: u64,
@@ -163,8 +165,8 @@ pub(crate) struct Entry {
     /// (A `OnceBox`, 8 bytes, where a `OnceLock` is 16.)
     counters: OnceBox<Arc<ProtocolCounters>>,
     pub details: Mutex<Details>,
-    /// What only AMQP and stream connections have (client properties, channels): boxed, and
-    /// none for MQTT's.
+    /// What only AMQP and stream connections have (client properties, channels) and TLS
+    /// connections (the TLS details): boxed, and none for plain MQTT's.
     extras: Option<Box<Extras>>,
     /// Set when an operator closes the connection: the task closes it at its next turn.
     close_requested: AtomicBool,
@@ -175,12 +177,17 @@ pub(crate) struct Entry {
 // with two `SocketAddr`s and the AMQP parts inline; 224 in the 224-byte class with the user
 // and vhost `String`s, a `OnceLock` and the close reason behind a mutex of its own; 192 now,
 // the 192-byte class (not the 256-byte one, tokio's `ScheduledIo`'s, whose slabs hibernations
-// leave half empty: docs/performance.md, "Idle connections"). The test
-// `registry::tests::an_entry_fits_its_size_class` keeps it there.
+// leave half empty: docs/performance.md, "Idle connections") with the user and vhost interned
+// `Arc<str>`s and the protocol behind a mutex; 160 now (the 160-byte class, seventh pass),
+// with the names thin pointers ([`Name`]), the protocol plain (it never changes) and the TLS
+// details in [`Extras`]. The test `registry::tests::an_entry_fits_its_size_class` keeps it
+// there.
 
-/// The parts of an entry only AMQP and stream connections use.
+/// The parts of an entry only AMQP and stream connections, and TLS connections, use.
 #[derive(Default)]
 struct Extras {
+    /// The TLS session's details (TLS connections only).
+    tls: Option<Arc<TlsInfo>>,
     /// `client_properties` as the client encoded them (AMQP: length prefix included),
     /// decoded only when listed: a typical client's table is ~200 bytes encoded and ~700
     /// parsed, kept for every connection while it lives.
@@ -194,6 +201,11 @@ impl Entry {
     /// operator's close) rather than kept, 64 bytes less per connection.
     pub fn name(&self) -> String {
         connection_name(self.peer(), self.local())
+    }
+
+    /// The TLS session's details, for a TLS connection.
+    pub fn tls(&self) -> Option<&Arc<TlsInfo>> {
+        self.extras.as_ref().and_then(|x| x.tls.as_ref())
     }
 
     /// The client's address.
@@ -238,8 +250,7 @@ impl Entry {
     /// test suites read `client_properties.connection_name` of every listed connection, which
     /// a half-open one does not have yet (rstream's `test_*_connection_broke*`).
     fn listed(&self) -> bool {
-        *self.protocol.lock() != Protocol::Stream
-            || self.details.lock().state != ConnState::Starting
+        self.protocol != Protocol::Stream || self.details.lock().state != ConnState::Starting
     }
 
     /// Its message counters, allocated now if nothing was counted yet.
@@ -263,7 +274,7 @@ impl Entry {
                 .lock()
                 .close_reason
                 .take()
-                .map(String::from)
+                .map(|r| *r)
                 .unwrap_or_default(),
         )
     }
@@ -305,7 +316,8 @@ impl Entry {
     fn snapshot(&self) -> ConnectionInfo {
         let d = self.details.lock().clone();
         let (peer, local) = (self.peer(), self.local());
-        let (ssl_protocol, ssl_cipher) = match &self.tls {
+        let tls = self.tls();
+        let (ssl_protocol, ssl_cipher) = match tls {
             Some(t) => (
                 t.protocol.map(|p| tls_version_name(p).to_string()),
                 t.cipher.map(|c| format!("{c:?}")),
@@ -315,19 +327,17 @@ impl Entry {
         ConnectionInfo {
             id: self.id,
             name: self.name(),
-            protocol: self.protocol.lock().as_str(),
+            protocol: self.protocol.as_str(),
             user: d.user.to_string(),
             vhost: d.vhost.to_string(),
             peer_host: peer.ip().to_string(),
             peer_port: peer.port(),
             host: local.map(|l| l.ip().to_string()).unwrap_or_default(),
             port: local.map_or(0, |l| l.port()),
-            ssl: self.tls.is_some(),
+            ssl: tls.is_some(),
             ssl_protocol,
             ssl_cipher,
-            peer_cert_subject: self
-                .tls
-                .as_ref()
+            peer_cert_subject: tls
                 .and_then(|t| t.peer_names())
                 .and_then(Result::ok)
                 .map(|n| n.subject_dn),
@@ -469,9 +479,8 @@ impl Registry {
     ) -> Registered {
         let entry = Arc::new(Entry {
             id,
-            protocol: Mutex::new(protocol),
+            protocol,
             addrs: Addrs::new(peer.addr, peer.local),
-            tls: peer.tls.clone(),
             connected_at: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -490,7 +499,14 @@ impl Registry {
                 state: ConnState::Starting,
                 close_reason: None,
             }),
-            extras: matches!(protocol, Protocol::Amqp091 | Protocol::Stream).then(Box::default),
+            extras: (matches!(protocol, Protocol::Amqp091 | Protocol::Stream)
+                || peer.tls.is_some())
+            .then(|| {
+                Box::new(Extras {
+                    tls: peer.tls.clone(),
+                    ..Extras::default()
+                })
+            }),
             close_requested: AtomicBool::new(false),
         });
         self.conns.lock().insert(ById(Arc::clone(&entry)));
@@ -517,7 +533,7 @@ impl Registry {
     pub fn publishers_and_consumers(&self) -> [(u64, u64); PROTOCOLS] {
         let mut out = [(0u64, 0u64); PROTOCOLS];
         for e in self.entries() {
-            let p = *e.protocol.lock() as usize;
+            let p = e.protocol as usize;
             if e.publisher.load(Ordering::Relaxed) {
                 out[p].0 += 1;
             }
@@ -542,7 +558,7 @@ impl Registry {
         let mut out = *self.retired.lock();
         for e in conns.iter() {
             if let Some(c) = e.counted() {
-                out[*e.protocol.lock() as usize].add(c);
+                out[e.protocol as usize].add(c);
             }
         }
         out
@@ -660,12 +676,11 @@ impl Registry {
     /// caller wakes the connection's task (see `ServerState::close_connection`).
     pub(crate) fn request_close(&self, name: &str, reason: &str) -> Option<Protocol> {
         let entry = self.entries().into_iter().find(|e| e.is_named(name))?;
-        entry.details.lock().close_reason = Some(reason.into());
+        entry.details.lock().close_reason = Some(Box::new(reason.into()));
         entry.close_requested.store(true, Ordering::Relaxed);
         // MQTT connections write themselves: waking their outbound wakes their task.
         entry.out.wake();
-        let protocol = *entry.protocol.lock();
-        Some(protocol)
+        Some(entry.protocol)
     }
 }
 
@@ -699,7 +714,7 @@ impl Registry {
     pub(crate) fn deregister(&self, entry: &Entry) {
         let mut conns = self.conns.lock();
         if conns.remove(&entry.id) {
-            let protocol = *entry.protocol.lock() as usize;
+            let protocol = entry.protocol as usize;
             if let Some(c) = entry.counted() {
                 self.retired.lock()[protocol].add(c);
             }
@@ -717,11 +732,11 @@ mod tests {
     use super::Entry;
 
     /// An `Arc<Entry>` (the entry and the two counts before it) stays within jemalloc's
-    /// 192-byte size class: one allocation per connection, idle or not.
+    /// 160-byte size class: one allocation per connection, idle or not.
     #[test]
     fn an_entry_fits_its_size_class() {
         let size = std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<usize>();
         println!("Arc<Entry>: {size} bytes");
-        assert!(size <= 192, "{size}");
+        assert!(size <= 160, "{size}");
     }
 }

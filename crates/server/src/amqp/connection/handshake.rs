@@ -63,8 +63,7 @@ impl Connection {
                     if self
                         .reg
                         .entry
-                        .tls
-                        .as_ref()
+                        .tls()
                         .is_some_and(|t| !t.peer_certs.is_empty())
                     {
                         MECHANISMS_WITH_EXTERNAL
@@ -214,7 +213,7 @@ impl Connection {
             // SASL EXTERNAL (rabbitmq_auth_mechanism_ssl): the user named by the verified
             // client certificate; offered only when there is one.
             let from = self.server.config.ssl_cert_login_from;
-            match crate::cert_login::user_name(self.reg.entry.tls.as_deref(), from) {
+            match crate::cert_login::user_name(self.reg.entry.tls().map(|t| &**t), from) {
                 Some(name) => auth.authenticate_external(&name, self.peer().ip()),
                 None => Err(AuthError::Mechanism("EXTERNAL".into())),
             }

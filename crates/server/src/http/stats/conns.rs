@@ -1,5 +1,6 @@
 //! The connections' samples, in a vector sorted by connection id rather than a hash map: one
-//! 40-byte slot per connection where the map's 48-byte slots at its load factor took 92-97
+//! 48-byte slot per connection (40 before the seventh pass, which keeps a keep-alive's steps
+//! in it) where the map's 48-byte slots at its load factor took 92-97
 //! bytes (docs/performance.md, "Idle connections", the fifth pass). Most connections are idle
 //! and most samples see the same connections as the one before, so the vector is updated in
 //! place and rebuilt (merged) only when connections came or went.
@@ -21,7 +22,7 @@ const STEPS: usize = 3;
 /// nothing since its handshake) nothing is allocated: `flat` stands for every sample since
 /// `since`. While they change rarely (at most [`STEPS`] earlier values within the ring's
 /// span: an idle connection's keep-alive), the earlier values and when each was first sampled
-/// are kept in one small box. A connection whose values change more often gets the full ring,
+/// are kept in the slot when they are small ([`Tiny`]: a keep-alive's), else in one small box. A connection whose values change more often gets the full ring,
 /// filled with the samples it would have had. The rendering is the same either way (unit
 /// tests below).
 pub(crate) struct ConnectionRing {
@@ -31,17 +32,110 @@ pub(crate) struct ConnectionRing {
     since: u64,
     /// The newest values: those of every sample since `since`.
     flat: [u64; CONNECTION],
-    /// What came before them; `None`: nothing (the first sample had these values).
+    /// What came before them; `None`: nothing (the first sample had these values), or
+    /// `tiny` has it.
     older: Option<Box<Older>>,
+    /// What came before them when it is small enough to keep here ([`Tiny`]); `older` is
+    /// `None` then.
+    tiny: Tiny,
+}
+
+/// Earlier values kept in the slot itself: at most [`TINY`] steps, each beginning a whole
+/// number of intervals (under 256) before the newest values, its values at most 255 below
+/// them. An idle connection's keep-alive (a PINGREQ and a PINGRESP, 2 bytes each way, every
+/// 30 to 60 s: one or two steps in the ring's minute) is kept here: no box at all, where the
+/// 48-byte box (80 before the seventh pass) was most of what an idle MQTT connection grew by
+/// at its first PINGREQ (docs/performance.md, "Idle connections", seventh pass). 7 bytes of
+/// the slot (40 -> 48 bytes).
+#[derive(Clone, Copy, Default)]
+struct Tiny {
+    len: u8,
+    /// Intervals before the newest values.
+    before: [u8; TINY],
+    less: [[u8; CONNECTION]; TINY],
+}
+
+/// Steps a [`Tiny`] holds.
+const TINY: usize = 2;
+
+impl Tiny {
+    /// `kept` (oldest first) relative to the newest values `flat`, first sampled at `since`,
+    /// if every step fits.
+    fn new(kept: &[Step], since: u64, flat: &[u64; CONNECTION], interval_ms: u64) -> Option<Tiny> {
+        if kept.len() > TINY || interval_ms == 0 {
+            return None;
+        }
+        let mut t = Tiny {
+            len: kept.len() as u8,
+            ..Tiny::default()
+        };
+        for (i, step) in kept.iter().enumerate() {
+            let back = since.checked_sub(step.0)?;
+            if back % interval_ms != 0 {
+                return None;
+            }
+            t.before[i] = u8::try_from(back / interval_ms).ok()?;
+            for (l, (f, v)) in t.less[i].iter_mut().zip(flat.iter().zip(&step.1)) {
+                *l = u8::try_from(f.checked_sub(*v)?).ok()?;
+            }
+        }
+        Some(t)
+    }
+
+    /// The steps back, relative to `since` and `flat`.
+    fn steps(&self, since: u64, flat: &[u64; CONNECTION], interval_ms: u64) -> Vec<Step> {
+        (0..usize::from(self.len))
+            .map(|i| {
+                let mut v = *flat;
+                for (v, l) in v.iter_mut().zip(&self.less[i]) {
+                    *v -= u64::from(*l);
+                }
+                (since - u64::from(self.before[i]) * interval_ms, v)
+            })
+            .collect()
+    }
 }
 
 /// A step: when some values were first sampled, and the values.
 type Step = (u64, [u64; CONNECTION]);
 
+/// An earlier step as kept: how long before the newest values it began, and how much lower
+/// than them its values were (the counters only grow), in 32 bits: 12 bytes where a [`Step`]
+/// is 24, so that the box of an idle connection's steps is in jemalloc's 48-byte class
+/// rather than the 80-byte one (every idle MQTT connection has one from its first PINGREQ
+/// on: docs/performance.md, "Idle connections", seventh pass). A step that does not fit
+/// (a gap of 49 days, 4 GiB between two samples) gives the connection its full ring.
+#[derive(Clone, Copy, Default)]
+struct Packed {
+    before_ms: u32,
+    less: [u32; CONNECTION],
+}
+
+impl Packed {
+    /// `step` relative to the newest values `flat`, first sampled at `since`.
+    fn new(step: &Step, since: u64, flat: &[u64; CONNECTION]) -> Option<Packed> {
+        let before_ms = u32::try_from(since.checked_sub(step.0)?).ok()?;
+        let mut less = [0; CONNECTION];
+        for (l, (f, v)) in less.iter_mut().zip(flat.iter().zip(&step.1)) {
+            *l = u32::try_from(f.checked_sub(*v)?).ok()?;
+        }
+        Some(Packed { before_ms, less })
+    }
+
+    /// The step back, relative to `since` and `flat`.
+    fn step(&self, since: u64, flat: &[u64; CONNECTION]) -> Step {
+        let mut v = *flat;
+        for (v, l) in v.iter_mut().zip(&self.less) {
+            *v -= u64::from(*l);
+        }
+        (since - u64::from(self.before_ms), v)
+    }
+}
+
 /// The samples before a connection's newest values.
 enum Older {
     /// The earlier values still in the ring's span, oldest first (`len` of them).
-    Steps { len: u8, steps: [Step; STEPS] },
+    Steps { len: u8, steps: [Packed; STEPS] },
     /// Every sample (the newest included).
     Ring(Ring<CONNECTION>),
 }
@@ -54,14 +148,21 @@ impl ConnectionRing {
             since: ts,
             flat: v,
             older: None,
+            tiny: Tiny::default(),
         }
     }
 
     /// The earlier values kept (none with a full ring).
-    fn steps(&self) -> &[Step] {
+    fn steps(&self, interval_ms: u64) -> Vec<Step> {
+        if self.tiny.len > 0 {
+            return self.tiny.steps(self.since, &self.flat, interval_ms);
+        }
         match self.older.as_deref() {
-            Some(Older::Steps { len, steps }) => &steps[..usize::from(*len)],
-            _ => &[],
+            Some(Older::Steps { len, steps }) => steps[..usize::from(*len)]
+                .iter()
+                .map(|p| p.step(self.since, &self.flat))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -77,7 +178,7 @@ impl ConnectionRing {
         // The newest values become a step; the steps no sample in the ring's span can reach
         // any more go (a step is needed while the next one starts after the span's start).
         let start = ts.saturating_sub(span(interval_ms, cap));
-        let mut steps: Vec<Step> = self.steps().to_vec();
+        let mut steps: Vec<Step> = self.steps(interval_ms);
         steps.push((self.since, self.flat));
         let kept: Vec<Step> = steps
             .iter()
@@ -85,7 +186,17 @@ impl ConnectionRing {
             .filter(|(i, _)| steps.get(i + 1).map_or(ts, |next| next.0) > start)
             .map(|(_, s)| *s)
             .collect();
-        self.older = if kept.len() > STEPS {
+        let mut packed = [Packed::default(); STEPS];
+        let fits = kept.len() <= STEPS
+            && kept
+                .iter()
+                .zip(packed.iter_mut())
+                .all(|(k, p)| Packed::new(k, ts, &v).map(|k| *p = k).is_some());
+        self.tiny = Tiny::default();
+        self.older = if let Some(tiny) = Tiny::new(&kept, ts, &v, interval_ms) {
+            self.tiny = tiny;
+            None
+        } else if !fits {
             // Changing often: the full ring, with the samples it would have had.
             let mut ring = samples_before(&kept, ts, v, ts, interval_ms, cap);
             ring.push(ts, v);
@@ -93,11 +204,9 @@ impl ConnectionRing {
         } else if kept.is_empty() {
             None
         } else {
-            let mut steps = [(0, [0; CONNECTION]); STEPS];
-            steps[..kept.len()].copy_from_slice(&kept);
             Some(Box::new(Older::Steps {
                 len: kept.len() as u8,
-                steps,
+                steps: packed,
             }))
         };
         self.since = ts;
@@ -110,7 +219,7 @@ impl ConnectionRing {
             return std::borrow::Cow::Borrowed(ring);
         }
         let mut r = samples_before(
-            self.steps(),
+            &self.steps(t.interval_ms),
             self.since,
             self.flat,
             t.ts,
@@ -281,15 +390,41 @@ mod tests {
         assert_eq!(c.get(4).map(|e| e.since), Some(15_000));
         assert!(c
             .get(1)
-            .is_some_and(|e| e.steps() == [(5_000, [2, 2])] && e.since == 15_000));
+            .is_some_and(|e| e.steps(5_000) == vec![(5_000, [2, 2])] && e.since == 15_000));
         assert!(c.get(2).is_none());
     }
 
-    /// The box of earlier values stays small (jemalloc's 96-byte class).
+    /// The box of earlier values stays small (jemalloc's 48-byte class; 80 before the seventh
+    /// pass).
     #[test]
     fn the_earlier_values_fit_their_size_class() {
         let size = std::mem::size_of::<Older>();
         println!("connection samples: {size} bytes boxed");
-        assert!(size <= 96, "{size}");
+        assert!(size <= 48, "{size}");
+    }
+
+    /// An idle connection's keep-alive (every 6th sample) keeps its steps in its slot.
+    #[test]
+    fn a_keep_alive_needs_no_box() {
+        let mut e = ConnectionRing::new(1, 100_000, [40, 4]);
+        for i in 1..60u64 {
+            e.push(
+                100_000 + i * 5_000,
+                [40 + 2 * (i / 6), 4 + 2 * (i / 6)],
+                5_000,
+                13,
+            );
+            assert!(e.older.is_none(), "sample {i}");
+        }
+        assert!(e.tiny.len > 0);
+        assert_eq!(std::mem::size_of::<ConnectionRing>(), 48);
+    }
+
+    /// Steps that do not fit in 32 bits give the connection its full ring, rendered the same.
+    #[test]
+    fn a_step_too_far_below_the_newest_values_gets_the_full_ring() {
+        let big = 1u64 << 33;
+        let ringed = renders_as_its_full_ring(8, |i| if i < 4 { [40, 4] } else { [40 + big, 4] });
+        assert!(!ringed[3] && ringed[4], "{ringed:?}");
     }
 }

@@ -13,6 +13,7 @@ mod addrs;
 mod channel;
 mod counters;
 mod info;
+mod listing;
 mod names;
 
 pub use counters::{MessageTotals, ProtocolCounters, SIZE_BUCKETS, SIZE_BUCKET_LABELS};
@@ -25,7 +26,6 @@ pub use channel::{ChannelInfo, ChannelStats, ConsumerInfo};
 use crate::outbound::Outbound;
 use crate::transport::TlsInfo;
 use addrs::Addrs;
-use amqp_wire::FieldTable;
 use once_cell::race::OnceBox;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -312,71 +312,6 @@ impl Entry {
             .channels_closed
             .fetch_add(removed as u64, Ordering::Relaxed);
     }
-
-    fn snapshot(&self) -> ConnectionInfo {
-        let d = self.details.lock().clone();
-        let (peer, local) = (self.peer(), self.local());
-        let tls = self.tls();
-        let (ssl_protocol, ssl_cipher) = match tls {
-            Some(t) => (
-                t.protocol.map(|p| tls_version_name(p).to_string()),
-                t.cipher.map(|c| format!("{c:?}")),
-            ),
-            None => (None, None),
-        };
-        ConnectionInfo {
-            id: self.id,
-            name: self.name(),
-            protocol: self.protocol.as_str(),
-            user: d.user.to_string(),
-            vhost: d.vhost.to_string(),
-            peer_host: peer.ip().to_string(),
-            peer_port: peer.port(),
-            host: local.map(|l| l.ip().to_string()).unwrap_or_default(),
-            port: local.map_or(0, |l| l.port()),
-            ssl: tls.is_some(),
-            ssl_protocol,
-            ssl_cipher,
-            peer_cert_subject: tls
-                .and_then(|t| t.peer_names())
-                .and_then(Result::ok)
-                .map(|n| n.subject_dn),
-            client_properties: self
-                .extras
-                .as_ref()
-                .map(|x| decode_table(&x.client_properties.lock()))
-                .unwrap_or_default(),
-            client_id: d.client_id.as_deref().map(String::from),
-            connected_at: SystemTime::UNIX_EPOCH
-                + std::time::Duration::from_millis(self.connected_at),
-            channels: self.channel_count() as u32,
-            state: d.state.as_str(),
-            timeout: d.timeout,
-            frame_max: d.frame_max,
-            channel_max: d.channel_max,
-            recv_oct: self.recv_oct.load(Ordering::Relaxed),
-            recv_cnt: self.recv_cnt.load(Ordering::Relaxed),
-            send_oct: self.out.sent_oct(),
-            send_cnt: self.out.sent_cnt(),
-        }
-    }
-}
-
-/// A table kept encoded ([`Extras::client_properties`]); empty when there is none.
-fn decode_table(raw: &[u8]) -> FieldTable {
-    if raw.is_empty() {
-        return FieldTable::default();
-    }
-    FieldTable::decode(bytes::Bytes::copy_from_slice(raw)).unwrap_or_default()
-}
-
-/// RabbitMQ's `ssl_protocol` names (`tlsv1.3`).
-fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
-    match v {
-        rustls::ProtocolVersion::TLSv1_3 => "tlsv1.3",
-        rustls::ProtocolVersion::TLSv1_2 => "tlsv1.2",
-        _ => "unknown",
-    }
 }
 
 /// Bytes received and sent by the connections of each vhost.
@@ -595,59 +530,6 @@ impl Registry {
             }
         }
         (each, by_vhost)
-    }
-
-    /// A snapshot of every connection, oldest first.
-    pub fn connections(&self) -> Vec<ConnectionInfo> {
-        let mut all: Vec<ConnectionInfo> = self
-            .entries()
-            .iter()
-            .filter(|e| e.listed())
-            .map(|e| e.snapshot())
-            .collect();
-        all.sort_by_key(|c| c.id);
-        all
-    }
-
-    /// One connection by name.
-    pub fn connection(&self, name: &str) -> Option<ConnectionInfo> {
-        self.entries()
-            .iter()
-            .find(|e| e.is_named(name) && e.listed())
-            .map(|e| e.snapshot())
-    }
-
-    /// Every open channel (`/api/channels`).
-    pub fn channels(&self) -> Vec<ChannelInfo> {
-        let mut all = Vec::new();
-        for e in self.entries() {
-            e.with_channels(|channels| {
-                if channels.is_empty() {
-                    return;
-                }
-                let d = e.details.lock().clone();
-                let name = e.name();
-                for ch in channels {
-                    all.push(channel::info(ch.as_ref(), &name, &d.user, &d.vhost));
-                }
-            });
-        }
-        all.sort_by(|a, b| (&a.connection, a.number).cmp(&(&b.connection, b.number)));
-        all
-    }
-
-    /// Every consumer of every channel (`/api/consumers`).
-    pub fn consumers(&self) -> Vec<ConsumerInfo> {
-        let mut all = Vec::new();
-        for e in self.entries() {
-            let vhost = e.details.lock().vhost.clone();
-            e.with_channels(|channels| {
-                for ch in channels {
-                    ch.stats().consumers_into(&e.name(), &vhost, &mut all);
-                }
-            });
-        }
-        all
     }
 
     /// Waits (at most `limit`) until no connection called `name` is listed; false if one

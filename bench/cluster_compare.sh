@@ -36,6 +36,8 @@
 #   BENCH_TMPDIR=/var/tmp   where the nodes' data goes (a real disk: fsync must mean it)
 #   OUT=bench/results/<date>-cluster   output prefix (.md and .jsonl)
 #   KEEP=0              1: leave the node directories in place at exit (for their logs)
+#   PIGEON_LOG=warn     the Pigeon nodes' log filter (e.g. "warn,pigeon_cluster=debug": WAL
+#               rotations, slow fsyncs, snapshot builds)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -146,7 +148,7 @@ node_name = "rabbit@pigeon$i"
 listen = "127.0.0.1:$((P_CLUSTER + i))"
 peers = ["127.0.0.1:$((P_CLUSTER + 1))", "127.0.0.1:$((P_CLUSTER + 2))", "127.0.0.1:$((P_CLUSTER + 3))"]
 EOF
-    setsid "$PIGEON_BIN" --config "$d/pigeon.toml" --log warn >>"$d/pigeon.log" 2>&1 &
+    setsid "$PIGEON_BIN" --config "$d/pigeon.toml" --log "${PIGEON_LOG:-warn}" >>"$d/pigeon.log" 2>&1 &
     pid[pigeon$i]=$!
 }
 

@@ -178,6 +178,7 @@ fn persist(path: &Path, snapshot: &StoredSnapshot) -> std::io::Result<()> {
 
 impl RaftSnapshotBuilder<QueueTypes> for QueueStateMachine {
     async fn build_snapshot(&mut self) -> SmResult<Snapshot<QueueTypes>> {
+        let started = std::time::Instant::now();
         let stored = {
             let applied = self.inner.applied.lock();
             let data = applied.machine.snapshot().map_err(sm_err)?;
@@ -195,6 +196,7 @@ impl RaftSnapshotBuilder<QueueTypes> for QueueStateMachine {
                 data,
             }
         };
+        let encoded = started.elapsed();
         let inner = self.inner.clone();
         let to_write = stored.clone();
         tokio::task::spawn_blocking(move || persist(&inner.path, &to_write))
@@ -207,6 +209,13 @@ impl RaftSnapshotBuilder<QueueTypes> for QueueStateMachine {
                 ))
             })?;
         *self.inner.current.lock() = Some(stored.clone());
+        tracing::debug!(
+            snapshot = %stored.meta.snapshot_id,
+            bytes = stored.data.len(),
+            encode_ms = encoded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "quorum queue: snapshot built"
+        );
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),

@@ -63,6 +63,9 @@ pub(crate) fn spawn(
     gate: Arc<Mutex<()>>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     let mut writer = Writer {
+        // A recovered segment's own length: as full as it looks (the checkpoint it may begin
+        // with included, which only makes its first rotation come sooner).
+        appended: segment.len,
         segment,
         state,
         options,
@@ -76,6 +79,13 @@ pub(crate) fn spawn(
 
 struct Writer {
     segment: Segment,
+    /// Bytes of batches written to the segment since its checkpoint. The segment rotates when
+    /// these, not its length, reach `segment_bytes`: a checkpoint holds every group's live log,
+    /// which can itself pass `segment_bytes` (4,096 entries of a proposer's batches before a
+    /// snapshot lets a group purge), and counting it made every following batch rotate again,
+    /// each rotation rewriting and fsyncing the whole live log while no group's append could
+    /// complete (confirm stalls of 0.3-10 s, docs/clustering.md, "Next steps" item 6).
+    appended: u64,
     state: BTreeMap<GroupId, GroupMem>,
     options: WalOptions,
     stats: Arc<WalStats>,
@@ -144,7 +154,10 @@ impl Writer {
             }
             done(result.clone().map_err(io::Error::other));
         }
-        if ok && self.segment.len >= self.options.segment_bytes {
+        if ok {
+            self.appended += buf.len() as u64;
+        }
+        if ok && self.appended >= self.options.segment_bytes {
             if let Err(e) = self.rotate() {
                 tracing::error!("write-ahead log: cannot start a new segment: {e}");
                 self.failed = Some(e.to_string());
@@ -153,8 +166,20 @@ impl Writer {
     }
 
     fn write_and_sync(&mut self, buf: &[u8]) -> io::Result<()> {
+        let started = std::time::Instant::now();
         self.segment.file.write_all(buf)?;
         self.segment.file.sync_data()?;
+        let took = started.elapsed();
+        // The stalls of confirms under load (docs/clustering.md, "Next steps"): a write and
+        // fsync that holds every group's appends back for long.
+        if took >= std::time::Duration::from_millis(100) {
+            tracing::debug!(
+                bytes = buf.len(),
+                ms = took.as_millis() as u64,
+                segment = self.segment.seq,
+                "write-ahead log: slow write and fsync"
+            );
+        }
         self.segment.len += buf.len() as u64;
         self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -165,6 +190,7 @@ impl Writer {
     /// and the partial new one, whose torn tail it cuts); after it, the new segment alone holds
     /// everything.
     fn rotate(&mut self) -> Result<(), WalError> {
+        let started = std::time::Instant::now();
         let (seq, file, len) = create_segment(&self.segment.dir, self.segment.seq + 1)?;
         self.segment = Segment {
             dir: self.segment.dir.clone(),
@@ -186,7 +212,16 @@ impl Writer {
             path,
             source,
         })?;
+        self.appended = 0;
         self.stats.rotations.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            segment = seq,
+            checkpoint_bytes = buf.len(),
+            groups = self.state.len(),
+            entries = self.state.values().map(|m| m.entries.len()).sum::<usize>(),
+            ms = started.elapsed().as_millis() as u64,
+            "write-ahead log: rotated"
+        );
         for entry in fs::read_dir(&self.segment.dir)
             .into_iter()
             .flatten()

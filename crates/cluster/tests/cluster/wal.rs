@@ -185,6 +185,36 @@ async fn a_full_segment_is_replaced_by_a_checkpoint_and_deleted() {
     );
 }
 
+#[tokio::test]
+async fn a_checkpoint_larger_than_a_segment_does_not_rotate_at_every_write() {
+    // A group's live log (no snapshot, so no purge yet) outgrows `segment_bytes`: every
+    // checkpoint is then larger than a segment. Rotations must still come once per
+    // `segment_bytes` of new records, not after every write (each rewrites the live log).
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        segment_bytes: 4096,
+        ..WalOptions::default()
+    };
+    let appends = 400;
+    {
+        let wal = Wal::open(dir.path(), options.clone()).unwrap();
+        let mut log = wal.group::<MetaTypes>(GroupId(1));
+        for i in 1..=appends {
+            log.blocking_append([entry(1, i)]).await.unwrap();
+        }
+        let rotations = wal.stats().rotations.load(Ordering::Relaxed);
+        assert!(rotations > 0);
+        assert!(
+            rotations * 10 < appends,
+            "{rotations} rotations for {appends} appends"
+        );
+        wal.shutdown();
+    }
+    let wal = Wal::open(dir.path(), options).unwrap();
+    let mut log = wal.group::<MetaTypes>(GroupId(1));
+    assert_eq!(indexes(&mut log).await, (1..=appends).collect::<Vec<_>>());
+}
+
 /// N groups append at the same moment, M times: each round is one batch and one fsync, not N.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_of_many_groups_share_one_fsync() {

@@ -20,8 +20,6 @@ mod cluster_quorum;
 mod cluster_quorum_more;
 // x-expires on quorum queues across nodes (helper quorumrest).
 mod cluster_quorum_expires;
-// Read barrier (helper readwrites).
-mod cluster_reads;
 mod crash;
 mod crash_quorum;
 mod crash_stream;

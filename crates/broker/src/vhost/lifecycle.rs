@@ -1,4 +1,5 @@
-//! The end of a vhost (`rabbitmqctl delete_vhost`) and its description.
+//! The start of a vhost after a restart ([`VHost::recover`]), its end (`rabbitmqctl
+//! delete_vhost`) and its description.
 //!
 //! [`Broker::delete_vhost`](crate::Broker::delete_vhost) takes the vhost out of the broker, then
 //! calls [`VHost::close`]: from then on it is marked deleted, refuses new exchanges and queues,
@@ -8,13 +9,74 @@
 
 use super::VHost;
 use crate::access::VHostInfo;
+use crate::durable;
 use crate::error::{BrokerError, Result};
 use crate::exchange::Destination;
+use crate::exchange::{Binding, Exchange};
+use crate::message::PropertiesCodec;
 use crate::queue::Queue;
+use crate::queue::QueueOptions;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl VHost {
+    /// Recreates what `defs` recorded for this vhost, and loads the messages of its durable
+    /// queues. Returns the number of messages recovered.
+    pub fn recover(
+        &self,
+        defs: &durable::Definitions,
+        codec: &'static dyn PropertiesCodec,
+    ) -> usize {
+        let mine = |v: &str| v == &*self.name;
+        for d in defs.exchanges.iter().filter(|d| mine(&d.vhost)) {
+            if self.exchange(&d.name).is_ok() {
+                continue;
+            }
+            let x = Arc::new(Exchange::new(
+                &d.name,
+                d.kind,
+                true,
+                d.auto_delete,
+                d.internal,
+                d.arguments.clone(),
+            ));
+            self.exchanges.write().insert(Arc::clone(&x.name), x);
+        }
+        let retained = self.retained.recover(codec);
+        if retained > 0 {
+            tracing::info!(vhost = %self.name, retained, "retained messages recovered");
+        }
+        let mut messages = 0;
+        for d in defs.queues.iter().filter(|d| mine(&d.vhost)) {
+            let options = QueueOptions {
+                durable: true,
+                exclusive_owner: None,
+                auto_delete: d.auto_delete,
+                arguments: d.arguments.clone(),
+            };
+            match self.declare_queue_as(&d.name, false, false, options, 0, false) {
+                Ok(declared) => messages += declared.queue.restore(codec),
+                Err(e) => tracing::warn!(queue = %d.name, error = %e, "queue not recovered"),
+            }
+        }
+        for b in defs.bindings.iter().filter(|d| mine(&d.vhost)) {
+            let destination = if b.to_exchange {
+                self.exchange(&b.destination).map(Destination::Exchange)
+            } else {
+                self.queue(&b.destination).map(Destination::Queue)
+            };
+            let (Ok(x), Ok(destination)) = (self.exchange(&b.source), destination) else {
+                continue;
+            };
+            x.bind(Binding {
+                destination,
+                routing_key: b.routing_key.clone(),
+                arguments: b.arguments.clone(),
+            });
+        }
+        messages
+    }
+
     /// Whether the vhost was deleted: its connections must close.
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)

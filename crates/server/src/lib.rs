@@ -287,6 +287,12 @@ impl ServerHandle {
         self.state.mqtt.hibernated()
     }
 
+    /// How many times hibernated MQTT connections were resumed, and how many PINGREQs were
+    /// answered without resuming one (`mqtt/hibernate.rs`), since the start.
+    pub fn mqtt_resumed_and_pings(&self) -> (u64, u64) {
+        self.state.mqtt.parking.resumed_and_pings()
+    }
+
     /// A snapshot of every open connection (`/api/connections`).
     pub fn connections(&self) -> Vec<registry::ConnectionInfo> {
         self.state.registry.connections()

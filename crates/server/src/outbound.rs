@@ -47,6 +47,10 @@ pub struct Outbound {
     wake_writer: AtomicWaker,
     /// A wake-up not yet seen by the writer (kept when nobody waits, as `Notify`'s permit).
     woken: AtomicBool,
+    /// A hibernated MQTT connection's socket became readable ([`Outbound::wake_readable`]):
+    /// a wake-up of its own, which `woken` does not record, so that the hibernated state can
+    /// tell a lone PINGREQ (answered where it sleeps) from every other reason to resume.
+    readable: AtomicBool,
     /// Signalled when room came back after a consumer was refused for lack of it (writer task
     /// only: a connection that writes itself learns it from [`Outbound::flush`]).
     // The writer task's (`run_writer`, used by the stream protocol's connections) alone:
@@ -116,6 +120,7 @@ impl Outbound {
             backlog: AtomicUsize::new(0),
             wake_writer: AtomicWaker::new(),
             woken: AtomicBool::new(false),
+            readable: AtomicBool::new(false),
             resume: LazyNotify::default(),
             starved: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -230,6 +235,32 @@ impl Outbound {
     /// Wakes the task waiting in [`Outbound::notified`] (a stored wake-up if none waits yet).
     pub fn wake(&self) {
         self.notify();
+    }
+
+    /// Wakes the hibernated connection whose socket became readable (`mqtt/hibernate.rs`),
+    /// without recording a wake-up in `woken`: [`Outbound::take_readable`] says why it woke.
+    pub fn wake_readable(&self) {
+        self.readable.store(true, Ordering::Release);
+        self.wake_writer.wake();
+    }
+
+    /// Whether [`Outbound::wake_readable`] was called since the last look (and forgets it).
+    pub fn take_readable(&self) -> bool {
+        self.readable.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether a wake-up is recorded that the task has not seen yet (bytes buffered, the
+    /// keep-alive sweep, a takeover, a close, the shutdown...).
+    pub fn has_wake_up(&self) -> bool {
+        self.woken.load(Ordering::Acquire)
+    }
+
+    /// Accounts for a packet written to the socket directly, not through the buffer (a
+    /// hibernated connection's PINGRESP).
+    pub fn wrote_directly(&self, n: usize) {
+        self.last_write_ms.store(now_ms() as u32, Ordering::Relaxed);
+        self.sent_oct.fetch_add(n as u64, Ordering::Relaxed);
+        self.sent_cnt.fetch_add(1, Ordering::Relaxed);
     }
 
     fn notify(&self) {

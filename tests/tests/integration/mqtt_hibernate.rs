@@ -9,7 +9,7 @@ use bytes::Bytes;
 use mqtt_wire::{LastWill, Packet, ProtocolVersion, QoS, TopicName};
 use pigeon_server::{ServerConfig, ServerHandle};
 use pigeon_tests::http_support::Api;
-use pigeon_tests::mqtt_support::{connect_packet, Mqtt4, Mqtt5, Raw};
+use pigeon_tests::mqtt_support::{connect_packet, subscribe_packet, Mqtt4, Mqtt5, Raw};
 use pigeon_tests::{unique, within, TestBroker};
 use rumqttc::v5;
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
@@ -119,6 +119,66 @@ async fn a_hibernated_connection_answers_pingreq() {
         hibernated(&broker, 0).await;
     }
     broker.stop().await;
+}
+
+/// A lone PINGREQ is answered where the connection sleeps (`Parked::answer_ping`): no
+/// resume, the counts and the keep-alive deadline moved as if the task had answered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_pingreq_is_answered_without_resuming_the_connection() {
+    let Some(broker) = broker().await else { return };
+    let server = server(&broker);
+    let addr = server.mqtt_addr().expect("MQTT listener");
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let client_id = unique("lone-ping");
+        // Keep-alive 2 s: the pings below span 4 s, more than its 3 s of grace, so the
+        // connection stays only if each PINGREQ answered in its sleep moved the deadline.
+        let mut connect = connect_packet(version, &client_id);
+        connect.keep_alive = 2;
+        let (mut raw, _) = Raw::connect(addr, connect).await;
+        hibernated(&broker, 1).await;
+        let (resumed, pings) = server.mqtt_resumed_and_pings();
+        let recv_before = recv_oct(server, &client_id);
+        for _ in 0..8 {
+            raw.send(Packet::PingReq).await;
+            assert!(matches!(raw.recv().await, Packet::PingResp));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let (resumed_after, pings_after) = server.mqtt_resumed_and_pings();
+        assert_eq!(resumed_after, resumed, "a PINGREQ resumed the connection");
+        assert_eq!(pings_after, pings + 8);
+        assert_eq!(server.mqtt_hibernated(), 1);
+        assert_eq!(recv_oct(server, &client_id), recv_before + 16);
+        // Anything more than a PINGREQ resumes it: a PINGREQ and a SUBSCRIBE in one write
+        // get their PINGRESP and SUBACK.
+        let mut both = bytes::BytesMut::new();
+        for packet in [
+            Packet::PingReq,
+            Packet::Subscribe(subscribe_packet(7, "lone/ping", QoS::AtMostOnce)),
+        ] {
+            mqtt_wire::encode(&packet, version, &mut both).expect("encode");
+        }
+        raw.send_bytes(&both).await;
+        assert!(matches!(raw.recv().await, Packet::PingResp));
+        assert!(matches!(raw.recv().await, Packet::SubAck(a) if a.packet_id == 7));
+        assert!(server.mqtt_resumed_and_pings().0 > resumed);
+        raw.send(Packet::Disconnect(mqtt_wire::Disconnect::new(
+            mqtt_wire::ReasonCode::Success,
+        )))
+        .await;
+        raw.until_closed().await;
+        hibernated(&broker, 0).await;
+    }
+    broker.stop().await;
+}
+
+/// `recv_oct` of the connection of `client_id` (`/api/connections`' figure).
+fn recv_oct(server: &ServerHandle, client_id: &str) -> u64 {
+    server
+        .connections()
+        .into_iter()
+        .find(|c| c.client_id.as_deref() == Some(client_id))
+        .map(|c| c.recv_oct)
+        .expect("the connection is listed")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

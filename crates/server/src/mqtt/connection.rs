@@ -597,7 +597,7 @@ impl Conn {
     }
 
     /// [MQTT-3.1.2-24]: one and a half keep-alive periods without a packet end the connection.
-    fn grace(&self) -> Option<Duration> {
+    pub(super) fn grace(&self) -> Option<Duration> {
         (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500))
     }
 

@@ -395,12 +395,14 @@ impl Registry {
         }
     }
 
-    /// Wakes the task of connection `id`, if it is still registered (a hibernated MQTT
-    /// connection's socket became readable: `mqtt/hibernate.rs`).
-    pub(crate) fn wake(&self, id: u64) {
+    /// Tells connection `id`, if it is still registered, that its socket became readable (a
+    /// hibernated MQTT connection: `mqtt/hibernate.rs`, [`Outbound::wake_readable`]).
+    ///
+    /// [`Outbound::wake_readable`]: crate::outbound::Outbound::wake_readable
+    pub(crate) fn wake_readable(&self, id: u64) {
         let out = self.conns.lock().get(&id).map(|e| Arc::clone(&e.0.out));
         if let Some(out) = out {
-            out.wake();
+            out.wake_readable();
         }
     }
 

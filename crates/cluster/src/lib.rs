@@ -28,6 +28,8 @@
 
 pub mod config;
 mod error;
+// Elections at once when liveness loses a group's leader, for every group (metaelect).
+mod failover;
 pub mod meta;
 pub mod net;
 pub mod node;

@@ -13,6 +13,9 @@
 //! group's own timers take over (a leader whose Raft stopped on a live node, a loss liveness
 //! does not see).
 //!
+//! A node in maintenance (`Cluster::hand_over_leadership`) does not stand: openraft's
+//! `trigger().elect()` ignores the runtime switch that keeps it from campaigning on its timer.
+//!
 //! When a member comes back (`Up` or `Restarted`), the leader sends it one heartbeat at once,
 //! so that it learns who leads within a round trip rather than at the next heartbeat.
 
@@ -21,6 +24,7 @@ use crate::failover::down_nodes;
 use crate::net::NodeEventKind;
 use crate::types::GroupId;
 use openraft::ServerState;
+use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -58,7 +62,10 @@ pub(super) async fn run(node: Weak<NodeInner>) {
             }
         };
         let Some(inner) = node.upgrade() else { return };
-        if matches!(event.kind, NodeEventKind::Down | NodeEventKind::Restarted) {
+        // A node in maintenance stands aside (node/ops.rs): the other survivors elect, once
+        // its lease has run out.
+        let aside = inner.meta_aside.load(Ordering::Relaxed);
+        if !aside && matches!(event.kind, NodeEventKind::Down | NodeEventKind::Restarted) {
             let mut down = down_nodes(&inner);
             down.insert(event.id);
             let timing = &inner.config.timing;

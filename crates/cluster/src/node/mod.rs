@@ -60,6 +60,10 @@ pub(crate) struct NodeInner {
     pub(crate) quorum: crate::quorum::idle::IdleGroups,
     /// The metadata group's liveness-driven elections (node/failover.rs).
     pub(crate) meta_failover: Arc<crate::failover::Failover>,
+    /// This node stands aside from the metadata group's elections (maintenance,
+    /// [`Cluster::hand_over_leadership`]): liveness-driven ones included, which openraft's
+    /// `trigger().elect()` would start whatever its runtime switch says.
+    pub(crate) meta_aside: std::sync::atomic::AtomicBool,
     /// Classic queues across nodes (helper "forward"): the broker's answerer of
     /// `Request::Forward` (node/forward.rs), set once the broker is up.
     pub(crate) forward: std::sync::OnceLock<Arc<dyn crate::net::ForwardHandler>>,
@@ -251,6 +255,7 @@ impl Cluster {
             liveness,
             quorum: Default::default(),
             meta_failover,
+            meta_aside: Default::default(),
             forward: std::sync::OnceLock::new(),
             shutdown,
             tasks: Mutex::new(Vec::new()),

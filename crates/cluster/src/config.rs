@@ -12,6 +12,7 @@
 //! node_heartbeat_ms = 500              # node liveness: one ping per pair of nodes
 //! node_heartbeat_misses = 8            # a node is down after 8 unanswered (4 s)
 //! quorum_idle_after_ms = 5000          # a quorum queue's group stops its timers after 5 s without commands
+//! metadata_election_timeout_ms = 1500  # the metadata group's election timeout: 1.5-3 s
 //! ```
 
 use serde::Deserialize;
@@ -149,6 +150,12 @@ pub struct ClusterTable {
     /// (milliseconds; default 5,000; 0 keeps every group's timers on).
     #[serde(default)]
     pub quorum_idle_after_ms: Option<u64>,
+    /// The metadata group's election timeout is drawn from `[this, twice this)` (milliseconds;
+    /// default 1,500; more than the group's heartbeat, 1,000). Its followers' leader lease is
+    /// twice this. Only the fallback for a leader whose loss node liveness does not see: a lost
+    /// leader's node is replaced at once (docs/clustering.md, "Raft timing and failover").
+    #[serde(default)]
+    pub metadata_election_timeout_ms: Option<u64>,
 }
 
 impl ClusterTable {
@@ -214,6 +221,19 @@ impl ClusterTable {
             Some(0) => None,
             Some(ms) => Some(Duration::from_millis(ms)),
         };
+        let (election_min, election_max) = match self.metadata_election_timeout_ms {
+            None => (defaults.election_min, defaults.election_max),
+            Some(ms) if Duration::from_millis(ms) <= defaults.heartbeat => {
+                return Err(ConfigError::BadValue {
+                    key: "metadata_election_timeout_ms",
+                    reason: "must exceed the metadata group's heartbeat (1000 ms)",
+                })
+            }
+            Some(ms) => (
+                Duration::from_millis(ms),
+                Duration::from_millis(ms.saturating_mul(2)),
+            ),
+        };
         Ok(ClusterConfig {
             node_name,
             listen,
@@ -227,6 +247,8 @@ impl ClusterTable {
                 node_heartbeat,
                 node_heartbeat_misses,
                 quorum_idle_after,
+                election_min,
+                election_max,
                 ..defaults
             },
             tls,
@@ -317,11 +339,17 @@ impl ClusterConfig {
 /// Raft's timers. The defaults suit a LAN; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct Timing {
-    /// The metadata group: how often its leader sends heartbeats (and, in openraft 0.9, how
-    /// long an AppendEntries may take; see `quorum_heartbeat`).
+    /// The metadata group: how often its leader sends heartbeats, and, in openraft 0.9, how
+    /// long an AppendEntries (and a read-index confirmation) may take to be answered: the
+    /// same 1 s as `quorum_heartbeat`, for the same reason (a 300 ms round trip to a follower
+    /// must not stall the group). Nothing waits for it: the commit index reaches the followers
+    /// on the replication stream, and a lost leader's node is replaced on node liveness's word
+    /// (node/failover.rs), not when heartbeats stop.
     pub heartbeat: Duration,
     /// The metadata group's election timeout is drawn from `[election_min, election_max)`; its
-    /// followers' leader lease is `election_max`.
+    /// followers' leader lease is `election_max`, so a follower elects on its timer after
+    /// `election_max` plus the timeout without a word from its leader. The fallback when
+    /// liveness does not see the leader's node go (its Raft stopped, the node alive).
     pub election_min: Duration,
     /// See `election_min`.
     pub election_max: Duration,
@@ -357,7 +385,7 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Timing {
         Timing {
-            heartbeat: Duration::from_millis(250),
+            heartbeat: Duration::from_millis(1000),
             election_min: Duration::from_millis(1500),
             election_max: Duration::from_millis(3000),
             quorum_heartbeat: Duration::from_millis(1000),
@@ -406,6 +434,7 @@ mod tests {
             node_heartbeat_ms: None,
             node_heartbeat_misses: None,
             quorum_idle_after_ms: None,
+            metadata_election_timeout_ms: None,
         }
     }
 
@@ -469,6 +498,28 @@ mod tests {
         assert!(matches!(
             t.into_config(PathBuf::from("/tmp/x")),
             Err(ConfigError::BadValue { .. })
+        ));
+    }
+
+    #[test]
+    fn metadata_election_timeout() {
+        let c = table("a|127.0.0.1:7000|").unwrap();
+        assert_eq!(c.timing.heartbeat, Duration::from_millis(1000));
+        assert_eq!(c.timing.election_min, Duration::from_millis(1500));
+        assert_eq!(c.timing.election_max, Duration::from_millis(3000));
+        let mut t = toml_like("a|127.0.0.1:7000|");
+        t.metadata_election_timeout_ms = Some(120_000);
+        let c = t.into_config(PathBuf::from("/tmp/x")).unwrap();
+        assert_eq!(c.timing.election_min, Duration::from_secs(120));
+        assert_eq!(c.timing.election_max, Duration::from_secs(240));
+        let mut t = toml_like("a|127.0.0.1:7000|");
+        t.metadata_election_timeout_ms = Some(1000);
+        assert!(matches!(
+            t.into_config(PathBuf::from("/tmp/x")),
+            Err(ConfigError::BadValue {
+                key: "metadata_election_timeout_ms",
+                ..
+            })
         ));
     }
 

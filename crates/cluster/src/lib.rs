@@ -14,6 +14,8 @@
 //!   carry their group id, so one connection serves every group.
 //! - [`node`]: a running node ([`Cluster`]): its name, the metadata group, bootstrap from static
 //!   peers, `join`, `forget`, `status`, and client writes forwarded to the leader.
+//! - `failover`: every group's election at once when node liveness loses its leader's node,
+//!   past openraft 0.9's leader lease (the metadata group and quorum queues' groups).
 //! - Node liveness ([`net::liveness`]): one ping per pair of nodes every 500 ms, a node down
 //!   after 8 unanswered. [`Cluster::node_states`] is the current view (name -> [`NodeState`]),
 //!   [`Cluster::watch_node_states`] a watch of it, [`Cluster::node_events`] the changes
@@ -28,6 +30,8 @@
 
 pub mod config;
 mod error;
+// Elections at once when liveness loses a group's leader, for every group (metaelect).
+mod failover;
 pub mod meta;
 pub mod net;
 pub mod node;

@@ -18,8 +18,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// Told of every refused vote a group's candidate gets back, with the candidate's own last log
-/// id: how the liveness-driven failover of quorum queues (quorum/failover.rs) learns which
-/// survivor has the longest log without a message of its own.
+/// id: how the liveness-driven failover of every group (failover.rs) learns which survivor has
+/// the longest log without a message of its own.
 pub(crate) trait VoteObserver: Send + Sync {
     /// A vote request of `group` carrying `mine` as the candidate's last log id was answered
     /// `response`.

@@ -9,6 +9,8 @@
 
 mod forward;
 pub use forward::ForwardError;
+// The metadata group's liveness-driven elections (helper metaelect).
+mod failover;
 mod handler;
 mod membership;
 mod ops;
@@ -56,6 +58,12 @@ pub(crate) struct NodeInner {
     pub(crate) liveness: Arc<Liveness>,
     /// The quorum queues' members on this node, for the idle policy (quorum/idle.rs).
     pub(crate) quorum: crate::quorum::idle::IdleGroups,
+    /// The metadata group's liveness-driven elections (node/failover.rs).
+    pub(crate) meta_failover: Arc<crate::failover::Failover>,
+    /// This node stands aside from the metadata group's elections (maintenance,
+    /// [`Cluster::hand_over_leadership`]): liveness-driven ones included, which openraft's
+    /// `trigger().elect()` would start whatever its runtime switch says.
+    pub(crate) meta_aside: std::sync::atomic::AtomicBool,
     /// Classic queues across nodes (helper "forward"): the broker's answerer of
     /// `Request::Forward` (node/forward.rs), set once the broker is up.
     pub(crate) forward: std::sync::OnceLock<Arc<dyn crate::net::ForwardHandler>>,
@@ -214,10 +222,17 @@ impl Cluster {
         }
         .validate()
         .map_err(|e| ClusterError::Stopped(format!("invalid Raft timing: {e}")))?;
+        // Its candidates' refused votes tell the liveness-driven failover who has the longest
+        // log (node/failover.rs).
+        let meta_failover = Arc::new(crate::failover::Failover::default());
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
-            GroupNetwork::<MetaTypes>::new(GroupId::METADATA, peers.clone()),
+            GroupNetwork::<MetaTypes>::observed(
+                GroupId::METADATA,
+                peers.clone(),
+                meta_failover.clone(),
+            ),
             wal.group::<MetaTypes>(GroupId::METADATA),
             state_machine,
         )
@@ -239,6 +254,8 @@ impl Cluster {
             admin: tokio::sync::Mutex::new(()),
             liveness,
             quorum: Default::default(),
+            meta_failover,
+            meta_aside: Default::default(),
             forward: std::sync::OnceLock::new(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
@@ -280,10 +297,11 @@ impl Cluster {
             inner.shutdown.subscribe(),
         ));
         let idle = tokio::spawn(crate::quorum::idle::run(Arc::downgrade(&inner)));
+        let meta_failover = tokio::spawn(failover::run(Arc::downgrade(&inner)));
         inner
             .tasks
             .lock()
-            .extend([serve, bootstrap, liveness, idle]);
+            .extend([serve, bootstrap, liveness, idle, meta_failover]);
         tracing::info!(node = %inner.me, listen = %local_addr, "cluster: node started");
         Ok(Cluster { inner })
     }

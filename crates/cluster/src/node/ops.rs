@@ -22,6 +22,7 @@ use super::{Cluster, MemberStatus, NodeInner};
 use crate::net::{BoxFuture, Request, Response};
 use crate::ClusterError;
 use parking_lot::RwLock;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,6 +131,7 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<Option<String>, ClusterError> {
         let raft = &self.inner.raft;
+        self.inner.meta_aside.store(true, Ordering::Relaxed);
         raft.runtime_config().elect(false);
         let me = self.inner.id;
         if raft.metrics().borrow().current_leader != Some(me) {
@@ -166,5 +168,6 @@ impl Cluster {
         let raft = &self.inner.raft;
         raft.runtime_config().heartbeat(true);
         raft.runtime_config().elect(true);
+        self.inner.meta_aside.store(false, Ordering::Relaxed);
     }
 }

@@ -8,6 +8,8 @@ mod forming;
 mod groups;
 mod idle_policy;
 mod liveness;
+// The metadata group's liveness-driven election (helper metaelect).
+mod meta_failover;
 mod ops;
 mod quorum;
 mod quorum_failover;

@@ -12,6 +12,8 @@
 
 mod checker;
 mod proxy;
+// The metadata group's liveness-driven failover and its heartbeat (helper metaelect).
+mod meta_failover;
 // Read barrier (helper readwrites): a follower held behind.
 mod reads;
 mod scenarios;
@@ -144,17 +146,42 @@ impl Cluster {
     /// Writes the configurations and starts every node (in parallel, so that the first
     /// formation finds every listed peer up).
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, "").await
+    }
+
+    /// [`Self::start`] with `extra` lines appended to every node's `[cluster]` table.
+    pub async fn start_with(n: usize, extra: &str) -> Cluster {
+        Cluster::start_opts(n, extra, true).await
+    }
+
+    /// [`Self::start`] without the proxies: the nodes dial each other directly, so a killed
+    /// node's port refuses connections as a real one does (behind a proxy, which accepts, it
+    /// looks like a silent failure), and `links` does nothing. For measurements.
+    pub async fn start_direct(n: usize) -> Cluster {
+        Cluster::start_opts(n, "", false).await
+    }
+
+    async fn start_opts(n: usize, extra: &str, proxy: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let links = Links::new();
         let listeners: Vec<std::net::TcpListener> = (0..n)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
-        let proxied: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let reals: Vec<SocketAddr> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+            .collect();
+        let proxied: Vec<SocketAddr> = if proxy {
+            listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+        } else {
+            reals.clone()
+        };
         let mut proxies = Vec::new();
         let mut nodes = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let real: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            proxies.push(Proxy::start(listener, i, real, links.clone()));
+            let real = reals[i];
+            if proxy {
+                proxies.push(Proxy::start(listener, i, real, links.clone()));
+            }
             let data = dir.path().join(format!("n{i}"));
             std::fs::create_dir_all(&data).unwrap();
             // Every node dials its peers through their proxies: `advertise` (what the Raft
@@ -164,7 +191,7 @@ impl Cluster {
             let text = format!(
                 "[server]\ndata_dir = '{}'\nmqtt_sys_interval = 0\n\n[cluster]\n\
                  node_name = 'rabbit@n{i}'\nlisten = '{real}'\nadvertise = '{}'\npeers = [{}]\n\
-                 write_timeout_ms = 3000\n",
+                 write_timeout_ms = 3000\n{extra}",
                 data.display(),
                 proxied[i],
                 peers.join(", ")

@@ -27,7 +27,7 @@ async fn a_follower_behind_the_leader_finds_what_was_declared_through_it() {
     cluster.declare(leader, "rw.warmup", false).await;
     // The leader's requests to B (AppendEntries, heartbeats) and B's answers to them arrive
     // 100 ms late: a round trip of 200 ms, under openraft's per-request timeout (the heartbeat
-    // interval, 250 ms), so B follows, always behind.
+    // interval, 1 s), so B follows, always behind.
     cluster
         .links
         .set(leader, b, Mode::Delay(Duration::from_millis(100)));

@@ -247,6 +247,10 @@ pub struct ServerConfig {
     /// expiry): `classic` (unset) or `quorum` (RabbitMQ's `mqtt.durable_queue_type`), so that
     /// a QoS 1 session's messages are in a Raft log and PUBACK waits for its commit.
     pub mqtt_durable_queue_type: Option<String>,
+    /// In a cluster, how long a cleared retained message's tombstone is kept, in milliseconds
+    /// (Cassandra's `gc_grace_seconds`): older ones are collected (docs/clustering.md,
+    /// "Retained messages"). 0: never.
+    pub mqtt_retained_tombstone_grace_ms: u64,
 }
 
 /// A policy: settings for the queues and/or exchanges of a vhost whose names match `pattern`.
@@ -369,6 +373,7 @@ impl Default for ServerConfig {
             target_cluster_size_hint: 1,
             default_queue_type: None,
             mqtt_durable_queue_type: None,
+            mqtt_retained_tombstone_grace_ms: 24 * 60 * 60 * 1000,
             cluster: None,
         }
     }

@@ -307,3 +307,95 @@ async fn a_node_back_after_its_session_moved_hands_the_queued_messages_over() {
     assert_eq!(back.next_text().await, "through A");
     assert_eq!(back.next_text().await, "through C");
 }
+
+/// Waits until no node of `nodes` lists `name` (`pigeon ctl list_queues`).
+async fn until_gone_everywhere(nodes: &[Node], name: &str) {
+    for node in nodes {
+        within(&format!("{name} gone from {}", node.api()), async {
+            while lists_queue(node, name).await {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_sessions_queue_is_deleted_on_every_node_when_a_clean_start_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_all(&quorum_configs(dir.path(), 3)).await;
+    until_formed(&nodes).await;
+
+    // A persistent session on A with a quorum queue every node has, three QoS 1 messages
+    // queued through C while it is offline.
+    let mut first = Mqtt5::connect(persistent(&nodes[0], "ender")).await;
+    first.subscribe("e/#", QoS::AtLeastOnce).await;
+    first.disconnect().await;
+    until_quorum_queue_everywhere(&nodes, "mqtt-session-ender").await;
+    let (mut sent, mut acked) = (BTreeSet::new(), BTreeSet::new());
+    let mut publisher = Mqtt5::connect(v5(&nodes[2], "pub-c")).await;
+    for i in 0..3 {
+        let text = format!("old-{i}");
+        publish_until_acked(&mut publisher, "e/x", &text, &mut sent, &mut acked).await;
+    }
+
+    // The session moves to B (session present), then the client starts clean through C:
+    // the session ends on B, and its queue on every node.
+    let moved = Mqtt5::connect(persistent(&nodes[1], "ender")).await;
+    assert!(moved.session_present(), "{}", nodes[1].log());
+    moved.disconnect().await;
+    let mut clean = Mqtt5::connect(v5(&nodes[2], "ender")).await;
+    assert!(!clean.session_present());
+    until_gone_everywhere(&nodes, "mqtt-session-ender").await;
+
+    // The clean session subscribes on C (its queue a new one, not the old quorum queue) and
+    // gets a publish through A, none of the old messages.
+    clean.subscribe("e/#", QoS::AtLeastOnce).await;
+    let mut on_a = Mqtt5::connect(v5(&nodes[0], "pub-a")).await;
+    let mut fresh = BTreeSet::new();
+    publish_until_acked(&mut on_a, "e/y", "fresh", &mut sent, &mut fresh).await;
+    let got = receive_all(&mut clean, &fresh).await;
+    assert!(
+        got.keys().all(|k| fresh.contains(k)),
+        "an old message reached the clean session: {got:?}"
+    );
+    clean.disconnect().await;
+
+    // A new persistent session of the client through A starts empty.
+    let again = Mqtt5::connect(persistent(&nodes[0], "ender")).await;
+    assert!(!again.session_present(), "{}", nodes[0].log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_sessions_queue_is_deleted_on_every_node_when_the_session_expires_one_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = quorum_configs(dir.path(), 3);
+    let mut nodes = start_all(&configs).await;
+    until_formed(&nodes).await;
+
+    // A persistent session on A with a 2 s session expiry, subscribed at QoS 1: its quorum
+    // queue is on every node.
+    let mut options = v5(&nodes[0], "expirer");
+    options
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(2));
+    let mut client = Mqtt5::connect(options).await;
+    client.subscribe("x/#", QoS::AtLeastOnce).await;
+    until_quorum_queue_everywhere(&nodes, "mqtt-session-expirer").await;
+
+    // C is SIGKILLed (A and B see it down and the metadata group has a leader among them),
+    // then the client leaves: its session expires on A while C is down, and the queue goes
+    // from A and B.
+    nodes.remove(2).kill();
+    until_lost(&nodes, 2).await;
+    until_applied(&nodes[0], "expirer-barrier").await;
+    client.disconnect().await;
+    until_gone_everywhere(&nodes, "mqtt-session-expirer").await;
+
+    // C restarts and forgets it too.
+    nodes.push(Node::start(&configs[2]).await);
+    until_formed(&nodes).await;
+    until_gone_everywhere(&nodes, "mqtt-session-expirer").await;
+    let back = Mqtt5::connect(persistent(&nodes[2], "expirer")).await;
+    assert!(!back.session_present(), "{}", nodes[2].log());
+}

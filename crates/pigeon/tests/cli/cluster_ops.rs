@@ -54,7 +54,7 @@ async fn until_api(node: &Node, what: &str, path: &str, ok: impl Fn(&Value) -> b
 }
 
 /// The node's Prometheus address, from its log.
-fn prometheus(node: &Node) -> String {
+pub(crate) fn prometheus(node: &Node) -> String {
     let log = node.log();
     let line = log
         .lines()

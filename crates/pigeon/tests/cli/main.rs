@@ -14,6 +14,7 @@ mod cluster_members;
 mod cluster_meta;
 mod cluster_mqtt;
 mod cluster_mqtt_failover;
+mod cluster_mqtt_retained;
 mod cluster_mqtt_shared;
 mod cluster_ops;
 mod cluster_quorum;

@@ -172,6 +172,8 @@ pub(crate) struct MqttRemote {
     /// Persistent sessions recovered at start, with their CONNECT count then
     /// (`mqtt_failover.rs`: one no client took since yields to a copy elsewhere).
     pub(super) dormant: Mutex<HashMap<(String, String), u32>>,
+    /// Ended sessions' quorum queues being deleted through the group (`mqtt_failover.rs`).
+    pub(super) ending: super::mqtt_failover::Ending,
     // Shared subscriptions and retained messages' versions across nodes (helper mqttshared).
     /// The share groups known here (`mqtt_shared.rs`).
     pub(super) shared: super::mqtt_shared::Shared,
@@ -267,6 +269,8 @@ pub(crate) fn start(server: &Arc<ServerState>) {
     let _ = f.mqtt.server.set(Arc::downgrade(server));
     super::mqtt_failover::note_dormant(&f, server);
     super::mqtt_sessions::start_proposer(&f, &cluster);
+    // Retained messages' tombstones past the bound are collected (mqtt_retained.rs).
+    super::mqtt_retained::start_collector(&f, server.config.mqtt_retained_tombstone_grace_ms);
     crate::mqtt::cluster::install_hooks(server);
     let weak = Arc::downgrade(&f);
     let mut events = cluster.node_events();
@@ -621,6 +625,9 @@ impl Forwarder {
                 let state =
                     crate::mqtt::cluster::hand_over(&server, &vhost, &client_id, clean).await;
                 self.mqtt.handing_over.lock().remove(&key);
+                // A session that ended here: its queue's deletion is committed before the
+                // asking node looks at the group (mqtt_failover.rs).
+                self.ending_settled(&vhost, &client_id).await;
                 MqttAnswer::Session(state)
             }
         }
@@ -669,7 +676,10 @@ pub(crate) async fn take_over(
     }
     // No node had it (its node is lost, or it never left this one): the subscriptions the
     // metadata group knows of it (`mqtt_sessions.rs`), without messages (a replicated queue
-    // keeps them itself).
+    // keeps them itself), once this node has applied an end written elsewhere.
+    if !clean {
+        f.catch_up_before_taking(cluster, vhost, client_id).await;
+    }
     let subscriptions = f.mqtt_replicated(vhost, client_id);
     (!clean && !subscriptions.is_empty()).then(|| SessionState {
         subscriptions,

@@ -20,15 +20,25 @@
 //!   another node announces the same session queue (its client reconnected there while this
 //!   node was down): it ends here and its queued messages are forwarded to the session's
 //!   queue on that node ([`Forwarder::yield_dormant`]).
+//! - **A session's end deletes its replicated queue through the metadata group.** When a
+//!   persistent session whose queue is a quorum queue ends (a clean start, its expiry, a
+//!   discard), not moving to another node, its node proposes a `DeleteQueue`
+//!   ([`Forwarder::session_ended`]): every node forgets the queue and stops its member. A
+//!   CONNECT of the same client id waits for it, on that node or (through the takeover) on
+//!   another, and a clean start deletes a copy still here ([`session_queue_at_connect`]).
 
 use super::forward::{Forwarded, Forwarder, Item, Then};
 use super::mqtt::{KnownQueues, QueueSubs};
 use crate::ServerState;
-use pigeon_broker::{Destination, RemoteConfirm, Table, Value};
+use parking_lot::Mutex;
+use pigeon_broker::queue::quorum::ReplicaConfirm;
+use pigeon_broker::{Destination, RemoteConfirm, Table, VHost, Value};
 use pigeon_cluster::MetaCommand;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
 impl Forwarder {
     /// `from` announced `subs`: if it has bindings, the session queue lives on `from`, and
@@ -169,6 +179,9 @@ pub(crate) enum SessionQueueError {
     /// Not committed (no majority) or refused by the group.
     #[error("the session's quorum queue was not declared through the cluster: {0}")]
     NotDeclared(#[from] super::WriteError),
+    /// A clean start's deletion of the previous session's quorum queue was not committed.
+    #[error("the previous session's quorum queue was not deleted through the cluster: {0}")]
+    NotDeleted(super::WriteError),
 }
 
 /// Declares the quorum queue `name` (a persistent session's, `arguments` with its
@@ -205,19 +218,53 @@ pub(crate) async fn declare_session_queue(
     Ok(())
 }
 
-/// At the CONNECT of a `persistent` session on a clustered node with `mqtt_durable_queue_type
-/// = quorum`: its queue (`mqtt-session-<client id>`) declared through the metadata group
-/// unless the node has it ([`declare_session_queue`]), with the arguments the SUBSCRIBE's
-/// declare of it gives (`mqtt/handlers.rs`, `subscription_queue`: they must be equivalent).
+/// At the CONNECT of a session on a clustered node, once the connection holds the session
+/// (and a clean start discarded what this node had of it):
+/// - a deletion of the client id's quorum session queue this node proposed (its previous
+///   session ended here: [`session_ended`]) is waited for, so that the new session neither
+///   finds the old queue nor loses its own to that deletion;
+/// - a clean start: a quorum session queue of the client id still here (its session ended on
+///   another node, whose deletion this node has not applied yet, or one not committed) is
+///   deleted through the metadata group now, and the CONNACK waits for it (a clean session's
+///   queue has the same name); refused without a majority, as a declare would be;
+/// - a `persistent` session with `mqtt_durable_queue_type = quorum`: its queue
+///   (`mqtt-session-<client id>`) declared through the metadata group unless the node has it
+///   ([`declare_session_queue`]), with the arguments the SUBSCRIBE's declare of it gives
+///   (`mqtt/handlers.rs`, `subscription_queue`: they must be equivalent).
 pub(crate) async fn session_queue_at_connect(
     server: &ServerState,
     vhost: &str,
     client_id: &str,
+    clean_start: bool,
     persistent: bool,
 ) -> Result<(), SessionQueueError> {
+    let Some(cluster) = &server.cluster else {
+        return Ok(());
+    };
+    if let Some(f) = Forwarder::of(cluster) {
+        f.ending_settled(vhost, client_id).await;
+    }
+    let name = format!("mqtt-session-{client_id}");
+    let replicated = || {
+        server
+            .broker
+            .vhost(vhost)
+            .and_then(|v| v.queue(&name).ok())
+            .is_some_and(|q| q.is_quorum())
+    };
+    if clean_start && replicated() {
+        let command = MetaCommand::DeleteQueue {
+            vhost: vhost.to_string(),
+            name: name.clone(),
+        };
+        match super::write(cluster, command).await {
+            // 404: deleted by an earlier deletion (the session's node's), applied before it.
+            Ok(()) | Err(super::WriteError::Refused { code: 404, .. }) => {}
+            Err(e) => return Err(SessionQueueError::NotDeleted(e)),
+        }
+    }
     let config = &server.config;
     if !persistent
-        || server.cluster.is_none()
         || server.store.is_none()
         || config.mqtt_durable_queue_type.as_deref() != Some("quorum")
     {
@@ -233,4 +280,85 @@ pub(crate) async fn session_queue_at_connect(
     ]);
     let name = format!("mqtt-session-{client_id}");
     declare_session_queue(server, vhost, &name, &arguments).await
+}
+
+/// This node's deletions of ended sessions' quorum queues under way, by (vhost, client id):
+/// true once written (committed and applied here, or failed).
+pub(super) type Ending = Mutex<HashMap<(String, String), watch::Receiver<bool>>>;
+
+/// How long a CONNECT (or a peer's takeover) waits for such a deletion: as long as a write
+/// waits for its commit, after which it has failed anyway.
+const ENDING_WAIT: Duration = Duration::from_secs(15);
+
+impl Forwarder {
+    /// `client_id`'s session ended here and is not moving to another node (a clean start, its
+    /// expiry, a discard through the management API): its quorum queue, which every node has
+    /// and `Session::discard` left in place on a clustered node, is deleted through the
+    /// metadata group, in order after this node's earlier proposals (the session's
+    /// subscriptions and their `MqttDropSession`), so that every node forgets it and stops its
+    /// member of the queue's group. A CONNECT of the client id here
+    /// ([`session_queue_at_connect`]), or a peer's takeover of it, waits for the deletion.
+    pub(crate) fn session_ended(&self, vhost: &VHost, client_id: &str) {
+        let name = format!("mqtt-session-{client_id}");
+        if !vhost.queue(&name).is_ok_and(|q| q.is_quorum()) {
+            return;
+        }
+        let key = (vhost.name().to_string(), client_id.to_string());
+        let (tx, rx) = watch::channel(false);
+        self.mqtt.ending.lock().insert(key.clone(), rx.clone());
+        let done = ReplicaConfirm::new();
+        let this = self.this.clone();
+        done.on_done(Box::new(move || {
+            let _ = tx.send(true);
+            if let Some(f) = this.upgrade() {
+                let mut ending = f.mqtt.ending.lock();
+                if ending.get(&key).is_some_and(|r| r.same_channel(&rx)) {
+                    ending.remove(&key);
+                }
+            }
+        }));
+        tracing::info!(queue = %name, "MQTT session ended: its quorum queue is deleted through the cluster");
+        let command = MetaCommand::DeleteQueue {
+            vhost: vhost.name().to_string(),
+            name,
+        };
+        self.mqtt_propose(command, Some(done));
+    }
+
+    /// Waits until this node's deletion of `client_id`'s session queue, if one is under way,
+    /// is written (or [`ENDING_WAIT`] passed).
+    pub(crate) async fn ending_settled(&self, vhost: &str, client_id: &str) {
+        let key = (vhost.to_string(), client_id.to_string());
+        let pending = self.mqtt.ending.lock().get(&key).cloned();
+        if let Some(mut rx) = pending {
+            let _ = tokio::time::timeout(ENDING_WAIT, rx.wait_for(|written| *written)).await;
+        }
+    }
+
+    /// A CONNECT through this node found no node holding `client_id`'s session: before it
+    /// takes what the metadata group has of it (the subscriptions, the quorum queue), this
+    /// node catches up with the group's leader if it has anything of it and no session of its
+    /// own: the session may have ended on another node, which wrote its end through the group
+    /// before it answered the takeover, and which this node may not have applied yet.
+    pub(super) async fn catch_up_before_taking(
+        &self,
+        cluster: &pigeon_cluster::Cluster,
+        vhost: &str,
+        client_id: &str,
+    ) {
+        let Some(server) = self.mqtt_server() else {
+            return;
+        };
+        if server.mqtt.registry.get(vhost, client_id).is_some() {
+            return;
+        }
+        let name = format!("mqtt-session-{client_id}");
+        let has_queue = self
+            .broker
+            .vhost(vhost)
+            .is_some_and(|v| v.queue(&name).is_ok_and(|q| q.is_quorum()));
+        if has_queue || self.mqtt_replicated_has(vhost, client_id) {
+            super::barrier::catch_up(cluster).await;
+        }
+    }
 }

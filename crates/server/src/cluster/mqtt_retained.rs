@@ -29,7 +29,8 @@ use parking_lot::Mutex;
 use pigeon_broker::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The metadata store's table: `vhost NUL key` -> the version (`at` big-endian, then node).
 const TABLE: &str = "mqtt_retained_versions";
@@ -204,6 +205,81 @@ impl Forwarder {
             };
             versions.insert((vhost.to_string(), key.to_string()), version);
         }
+    }
+}
+
+/// How often the collector looks for tombstones past the bound: a quarter of it, within
+/// these limits.
+const COLLECT_EVERY_MIN: Duration = Duration::from_millis(100);
+const COLLECT_EVERY_MAX: Duration = Duration::from_secs(60);
+
+/// Starts collecting tombstones older than `grace_ms` (`mqtt_retained_tombstone_grace_ms`;
+/// 0: never), every quarter of it.
+pub(super) fn start_collector(f: &Arc<Forwarder>, grace_ms: u64) {
+    if grace_ms == 0 {
+        return;
+    }
+    let every = (Duration::from_millis(grace_ms) / 4).clamp(COLLECT_EVERY_MIN, COLLECT_EVERY_MAX);
+    let weak = Arc::downgrade(f);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(f) = weak.upgrade() else { return };
+            f.collect_tombstones(now_ms().saturating_sub(grace_ms));
+        }
+    });
+}
+
+impl Forwarder {
+    /// Forgets the tombstones made before `horizon` (ms since the epoch): a topic's version
+    /// with no retained message here. A node up all along has had them for the whole bound
+    /// (sent to every node up when made, and at every Sync); see docs/clustering.md for a node
+    /// away longer than the bound. A version without its message after a restart (a QoS 0
+    /// retained message) looks the same: collected too, and a peer's copy, which comes with
+    /// the next Sync, is taken as new.
+    pub(super) fn collect_tombstones(&self, horizon: u64) {
+        let mut gone = Vec::new();
+        {
+            let mut versions = self.mqtt.retained_versions.lock();
+            versions.retain(|(vhost, key), version| {
+                let tombstone = self
+                    .broker
+                    .vhost(vhost)
+                    .is_none_or(|v| v.retained.get(key).is_none());
+                let keep = version.at >= horizon || !tombstone;
+                if !keep {
+                    gone.push(store_key(vhost, key));
+                }
+                keep
+            });
+        }
+        if gone.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            count = gone.len(),
+            "cluster: retained messages' tombstones collected"
+        );
+        for k in gone {
+            if let Err(e) = self.store.meta_delete(TABLE, &k) {
+                tracing::error!("cluster: cannot forget a retained message's tombstone: {e}");
+            }
+        }
+    }
+
+    /// How many tombstones this node keeps (`pigeon_mqtt_retained_tombstones`).
+    pub(crate) fn retained_tombstones(&self) -> usize {
+        let versions = self.mqtt.retained_versions.lock();
+        versions
+            .keys()
+            .filter(|(vhost, key)| {
+                self.broker
+                    .vhost(vhost)
+                    .is_none_or(|v| v.retained.get(key).is_none())
+            })
+            .count()
     }
 }
 

@@ -60,6 +60,20 @@ pub(super) fn mqtt(e: &mut Exposition, state: &ServerState, s: &Scrape) {
         "Payload bytes of the retained MQTT messages",
         retained_bytes,
     );
+    // In a cluster: the cleared topics' tombstones kept (cluster/mqtt_retained.rs).
+    let forwarder = state
+        .cluster
+        .as_ref()
+        .and_then(crate::cluster::forward::Forwarder::of);
+    if let Some(f) = forwarder {
+        e.single(
+            P,
+            "mqtt_retained_tombstones",
+            Kind::Gauge,
+            "Cleared retained MQTT messages' tombstones kept until mqtt_retained_tombstone_grace_ms",
+            f.retained_tombstones() as u64,
+        );
+    }
     for (name, help, sent) in [
         (
             "mqtt_messages_received_total",

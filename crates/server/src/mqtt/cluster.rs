@@ -126,6 +126,10 @@ pub(super) fn discarded(server: &ServerState, session: &Session) {
         };
         f.mqtt_propose(drop, None);
     }
+    // Its quorum queue, which every node has, through the group (cluster/mqtt_failover.rs).
+    if !f.mqtt_handing_over(vhost, client_id) {
+        f.session_ended(&session.vhost, client_id);
+    }
 }
 
 fn sub_state(s: &Subscription) -> SubState {

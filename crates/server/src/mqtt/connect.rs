@@ -66,22 +66,6 @@ pub(super) async fn connect(
     // MQTT across the cluster (`mqtt/cluster.rs`): another node's connection of this client id
     // is closed (0x8E) and, unless this one starts clean, its persistent session comes here.
     let moved = super::cluster::take_over(server, vhost.name(), &client_id, c.clean_start).await;
-    // A persistent session's quorum queue (`mqtt_durable_queue_type = quorum`) is declared
-    // through the cluster's metadata group, so that every node has it
-    // (`cluster/mqtt_failover.rs`); refused as a SUBSCRIBE's declare would be without it.
-    let persistent = match version {
-        ProtocolVersion::V5 => c.properties.session_expiry_interval.unwrap_or(0) != 0,
-        _ => !c.clean_start,
-    };
-    let declared = crate::cluster::mqtt_failover::session_queue_at_connect(
-        server,
-        vhost.name(),
-        &client_id,
-        persistent,
-    );
-    if let Err(e) = declared.await {
-        return refuse(ReasonCode::ServerUnavailable, &e.to_string());
-    }
     let registry = &server.mqtt.registry;
     let (session, existed) = loop {
         let (session, existed) =
@@ -96,7 +80,8 @@ pub(super) async fn connect(
             }
         }
         // The lease is held until the connection is dropped (see `impl Drop for Conn`;
-        // nothing awaits between here and the connection's creation), or given back below.
+        // a `LeaseHeld` keeps it while the CONNECT awaits a change through the cluster), or given
+        // back below.
         let acquired = registry.take_lease(&session, TAKEOVER_TIMEOUT).await;
         session.waiting.fetch_sub(1, Ordering::SeqCst);
         if !acquired {
@@ -115,10 +100,36 @@ pub(super) async fn connect(
         }
     };
     if c.clean_start && existed {
-        session.discard();
+        session.discard(registry.clustered());
         // MQTT across the cluster: the other nodes forget the discarded session's queue, and
-        // the metadata group its subscriptions.
+        // the metadata group its subscriptions (and its quorum queue).
         super::cluster::discarded(server, &session);
+    }
+    if server.cluster.is_some() {
+        // A persistent session's quorum queue (`mqtt_durable_queue_type = quorum`) is declared
+        // through the cluster's metadata group, so that every node has it; a previous
+        // session's is deleted through it first (`cluster/mqtt_failover.rs`). Refused as a
+        // SUBSCRIBE's declare would be without a majority.
+        let persistent = match version {
+            ProtocolVersion::V5 => c.properties.session_expiry_interval.unwrap_or(0) != 0,
+            _ => !c.clean_start,
+        };
+        let held = LeaseHeld {
+            registry,
+            session: &session,
+        };
+        let ready = crate::cluster::mqtt_failover::session_queue_at_connect(
+            server,
+            vhost.name(),
+            &client_id,
+            c.clean_start,
+            persistent,
+        )
+        .await;
+        if let Err(e) = ready {
+            return refuse(ReasonCode::ServerUnavailable, &e.to_string());
+        }
+        std::mem::forget(held);
     }
     let session_present = (existed || moved.is_some()) && !c.clean_start;
     let expiry = match version {
@@ -197,6 +208,19 @@ pub(super) async fn connect(
     tracing::debug!(%peer, client_id = %client_id, ?version, session_present, "MQTT client connected");
     server.mqtt.stats.connected.fetch_add(1, Ordering::Relaxed);
     Some(conn)
+}
+
+/// The session's lease while the CONNECT awaits a change through the cluster: given back if
+/// the CONNECT is refused or dropped there (forgotten once the connection holds it).
+struct LeaseHeld<'a> {
+    registry: &'a super::session::Registry,
+    session: &'a super::session::Session,
+}
+
+impl Drop for LeaseHeld<'_> {
+    fn drop(&mut self) {
+        self.registry.give_back_lease(self.session);
+    }
 }
 
 /// Lists a connected client in the registry.

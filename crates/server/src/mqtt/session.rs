@@ -312,6 +312,13 @@ impl Registry {
         let _ = self.ended.set(hook);
     }
 
+    /// Whether the sessions' ends are told to the cluster (`on_end` was set): a session's
+    /// quorum queue, which every node has, is then deleted through the metadata group
+    /// (`cluster/mqtt_failover.rs`), not by [`Session::discard`] alone.
+    pub fn clustered(&self) -> bool {
+        self.ended.get().is_some()
+    }
+
     /// Gives `session`'s lease back (its connection was dropped, or a discard is done).
     pub fn give_back_lease(&self, session: &Session) {
         session.lease.0.store(false, Ordering::SeqCst);
@@ -342,7 +349,7 @@ impl Registry {
                 _ => return,
             }
         }
-        session.discard();
+        session.discard(self.clustered());
         // MQTT across the cluster: the other nodes forget the session's queue.
         if let Some(hook) = self.ended.get() {
             hook(session);
@@ -366,7 +373,7 @@ impl Registry {
                     super::persist::forget(&s);
                     out.wake();
                 }
-                None => s.discard(),
+                None => s.discard(false),
             }
         }
     }
@@ -423,8 +430,10 @@ impl Registry {
 
 impl Session {
     /// Drops the session's subscriptions, its queue and its in-flight messages (those from a
-    /// shared queue go back to it for the group's other members).
-    pub fn discard(&self) {
+    /// shared queue go back to it for the group's other members). `clustered`: a quorum queue
+    /// is left in place, for the metadata group to delete on every node
+    /// (`cluster/mqtt_failover.rs`, `Forwarder::session_ended`).
+    pub fn discard(&self, clustered: bool) {
         super::persist::forget(self);
         let (subscriptions, queue, inflight) = {
             let mut core = self.core.lock();
@@ -450,7 +459,7 @@ impl Session {
                 q.requeue([m]);
             }
         }
-        if let Some(q) = queue {
+        if let Some(q) = queue.filter(|q| !(clustered && q.is_quorum())) {
             self.vhost.remove_queue(&q);
         }
     }

@@ -152,13 +152,10 @@ pub(super) fn group_options(max_length: u64) -> QueueOptions {
 }
 
 impl Forwarder {
-    /// The owner of a new group: the member that is up with the highest rendezvous hash.
+    /// The owner of a new group: the member liveness reports up with the highest rendezvous
+    /// hash (`mqtt_shared_move.rs`' `live_owner`).
     fn shared_owner(&self, vhost: &str, queue: &str) -> String {
-        self.members()
-            .into_iter()
-            .filter(|n| self.is_up(n))
-            .max_by_key(|n| (fnv(&[n, vhost, queue]), n.clone()))
-            .unwrap_or_else(|| self.me().to_string())
+        self.live_owner(vhost, queue)
     }
 
     /// The queue a session here joining the group `g` (owner not yet decided) consumes from:

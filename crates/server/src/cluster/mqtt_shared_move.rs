@@ -44,17 +44,16 @@ pub(super) fn rank(node: &str, vhost: &str, queue: &str) -> (u64, String) {
 }
 
 impl Forwarder {
-    /// Whether `node` is up: liveness does not report it down and this node's last batch to
-    /// it did not find it unreachable (which liveness may take its 4 s to confirm). This node
-    /// always is.
+    /// Whether liveness reports `node` up (this node always is). Liveness's view, not the
+    /// forwarder's (which also marks a node down for a batch that failed, as when its link is
+    /// still being set up while the cluster forms): nodes that disagree on the owner would
+    /// otherwise keep disagreeing.
     pub(super) fn live(&self, node: &str) -> bool {
         if node == self.me() {
             return true;
         }
-        self.is_up(node)
-            && self
-                .cluster()
-                .is_some_and(|c| c.node_states().get(node) != Some(&NodeState::Down))
+        self.cluster()
+            .is_some_and(|c| c.node_states().get(node) != Some(&NodeState::Down))
     }
 
     /// The group's owner among the members liveness reports up.
@@ -168,15 +167,14 @@ impl Forwarder {
     /// A peer's `SharedGroup` names `g.owner` while this node knows `q` held by `holder`:
     /// the claim rule (see the module's comment).
     pub(super) fn shared_claim(&self, from: &str, q: &Arc<Queue>, holder: &str, g: SharedGroup) {
-        let winner = if !self.live(&g.owner) {
-            holder.to_string()
-        } else if !self.live(holder) {
-            g.owner.clone()
-        } else {
-            [holder.to_string(), g.owner.clone()]
+        let (holder_live, claimed_live) = (self.live(holder), self.live(&g.owner));
+        let winner = match (holder_live, claimed_live) {
+            (true, true) => [holder.to_string(), g.owner.clone()]
                 .into_iter()
                 .max_by_key(|n| rank(n, &g.vhost, &g.queue))
-                .unwrap_or_else(|| holder.to_string())
+                .unwrap_or_else(|| holder.to_string()),
+            (false, true) => g.owner.clone(),
+            _ => holder.to_string(),
         };
         tracing::debug!(queue = %g.queue, %from, %holder, claimed = %g.owner, %winner, "cluster: a shared subscription group's owner claimed");
         if winner != holder {
@@ -188,9 +186,12 @@ impl Forwarder {
                     ..g.clone()
                 },
             );
-        } else if winner == self.me() && from != self.me() && self.live(from) {
-            // (Not to a node seen down: two nodes whose views of each other differ would
-            // otherwise send each other their claims until liveness agrees.)
+        }
+        // Both up here, decided by the hash: the sender, if it sees them up too, decides alike
+        // when told. (Not when decided by liveness: two nodes whose views differ would send
+        // each other their claims until liveness agrees.)
+        if holder_live && claimed_live && winner != g.owner && from != self.me() && self.live(from)
+        {
             let mine = SharedGroup {
                 owner: winner,
                 created: false,

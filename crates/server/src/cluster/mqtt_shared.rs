@@ -9,9 +9,10 @@
 //! (its *owner*), so that those semantics are the single-node code's:
 //!
 //! - The owner is picked when a node first meets the group (a member subscribes there and no
-//!   queue of that name exists): the cluster member that is up with the highest rendezvous
-//!   hash of the group's vhost and queue name (the same answer on every node that sees the
-//!   same members up). From then on the group's queue (or proxy) on a node says where it is.
+//!   queue of that name exists): the cluster member that node liveness reports up with the
+//!   highest rendezvous hash of the group's vhost and queue name (the same answer on every
+//!   node that sees the same members up). From then on the group's queue (or proxy) on a node
+//!   says where it is; it moves when its owner is down (`mqtt_shared_move.rs`).
 //! - Every other node keeps a *proxy* of it: a non-durable queue of the same name, bound with
 //!   the same pattern, whose [`SharedHome`] forwards what routing gives it to the owner (the
 //!   per-peer batches of `forward.rs`, as for session queues). So a publish on any node reaches

@@ -24,6 +24,8 @@ pub(crate) mod mqtt_failover;
 pub(crate) mod mqtt_retained;
 pub(crate) mod mqtt_sessions;
 pub(crate) mod mqtt_shared;
+// A share group moving to another owner (helper sharemove).
+pub(crate) mod mqtt_shared_move;
 pub(crate) mod quorum;
 pub(crate) mod remote_consumer;
 pub(crate) mod remote_queue;

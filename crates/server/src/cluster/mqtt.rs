@@ -326,6 +326,8 @@ pub(crate) fn start(server: &Arc<ServerState>) {
                     NodeState::Down => {
                         if up.remove(&node) {
                             f.forget_node(&node);
+                            // Its share groups move (`mqtt_shared_move.rs`, helper sharemove).
+                            f.shared_node_down(&node);
                         }
                     }
                 }

@@ -9,9 +9,10 @@
 //! (its *owner*), so that those semantics are the single-node code's:
 //!
 //! - The owner is picked when a node first meets the group (a member subscribes there and no
-//!   queue of that name exists): the cluster member that is up with the highest rendezvous
-//!   hash of the group's vhost and queue name (the same answer on every node that sees the
-//!   same members up). From then on the group's queue (or proxy) on a node says where it is.
+//!   queue of that name exists): the cluster member that node liveness reports up with the
+//!   highest rendezvous hash of the group's vhost and queue name (the same answer on every
+//!   node that sees the same members up). From then on the group's queue (or proxy) on a node
+//!   says where it is; it moves when its owner is down (`mqtt_shared_move.rs`).
 //! - Every other node keeps a *proxy* of it: a non-durable queue of the same name, bound with
 //!   the same pattern, whose [`SharedHome`] forwards what routing gives it to the owner (the
 //!   per-peer batches of `forward.rs`, as for session queues). So a publish on any node reaches
@@ -59,6 +60,10 @@ pub(crate) struct SharedGroup {
     pub owner: String,
     /// The queue's `x-max-length` (`mqtt_max_queued_messages`).
     pub max_length: u64,
+    /// Sent by the owner, which has just made the queue (after a move): the receiver's
+    /// members attach again (an `Attach` that came before the queue was refused;
+    /// `mqtt_shared_move.rs`).
+    pub created: bool,
 }
 
 /// A group's queue (or proxy) here and what was announced of it.
@@ -67,7 +72,7 @@ type Known = (Arc<Queue>, SharedGroup);
 /// The groups this node knows, by (vhost, queue): those it owns and those it has a proxy of.
 #[derive(Default)]
 pub(crate) struct Shared {
-    groups: Mutex<HashMap<(String, String), Known>>,
+    pub(super) groups: Mutex<HashMap<(String, String), Known>>,
 }
 
 /// The proxy of a share group's queue owned by another node.
@@ -123,7 +128,7 @@ impl RemoteHome for SharedHome {
 }
 
 /// FNV-1a: a hash that every node computes alike (std's hasher promises no such thing).
-fn fnv(parts: &[&str]) -> u64 {
+pub(super) fn fnv(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in p.bytes().chain(std::iter::once(0)) {
@@ -136,7 +141,7 @@ fn fnv(parts: &[&str]) -> u64 {
 
 /// The group's queue options: auto-delete with the session queues' length limit, as on one
 /// node (`mqtt/handlers.rs`).
-fn group_options(max_length: u64) -> QueueOptions {
+pub(super) fn group_options(max_length: u64) -> QueueOptions {
     QueueOptions {
         auto_delete: true,
         arguments: Table(vec![(
@@ -148,13 +153,10 @@ fn group_options(max_length: u64) -> QueueOptions {
 }
 
 impl Forwarder {
-    /// The owner of a new group: the member that is up with the highest rendezvous hash.
+    /// The owner of a new group: the member liveness reports up with the highest rendezvous
+    /// hash (`mqtt_shared_move.rs`' `live_owner`).
     fn shared_owner(&self, vhost: &str, queue: &str) -> String {
-        self.members()
-            .into_iter()
-            .filter(|n| self.is_up(n))
-            .max_by_key(|n| (fnv(&[n, vhost, queue]), n.clone()))
-            .unwrap_or_else(|| self.me().to_string())
+        self.live_owner(vhost, queue)
     }
 
     /// The queue a session here joining the group `g` (owner not yet decided) consumes from:
@@ -184,7 +186,7 @@ impl Forwarder {
     }
 
     /// Makes (or finds) the proxy of `g`'s queue, bound.
-    fn shared_proxy(&self, v: &VHost, g: &SharedGroup) -> Option<Arc<Queue>> {
+    pub(super) fn shared_proxy(&self, v: &VHost, g: &SharedGroup) -> Option<Arc<Queue>> {
         let q = match v.queue(&g.queue) {
             Ok(q) => q,
             Err(_) => {
@@ -211,15 +213,20 @@ impl Forwarder {
         Some(q)
     }
 
-    fn shared_bind(&self, v: &VHost, q: &Arc<Queue>, g: &SharedGroup) {
+    pub(super) fn shared_bind(&self, v: &VHost, q: &Arc<Queue>, g: &SharedGroup) {
         let dest = Destination::Queue(Arc::clone(q));
         if let Err(e) = v.bind(&g.exchange, dest, &g.pattern, Table::new()) {
             tracing::warn!(error = %e, "cluster: cannot bind a shared subscription group");
         }
-        self.mqtt.shared.groups.lock().insert(
-            (g.vhost.clone(), g.queue.clone()),
-            (Arc::clone(q), g.clone()),
-        );
+        let known = SharedGroup {
+            created: false,
+            ..g.clone()
+        };
+        self.mqtt
+            .shared
+            .groups
+            .lock()
+            .insert((g.vhost.clone(), g.queue.clone()), (Arc::clone(q), known));
     }
 
     /// Tells every peer that is up of `g` (a session here joined it). `Some`: done once each
@@ -247,7 +254,8 @@ impl Forwarder {
 
     /// A peer's announcement of a group: this node makes its proxy, or, as the owner, the
     /// queue (and then tells every other peer, so that a group recreated after its deletion
-    /// is routed to from everywhere again).
+    /// or moved here is routed to from everywhere again). An announcement naming another owner
+    /// than the one known here is a claim (`mqtt_shared_move.rs`).
     pub(crate) fn shared_group_item(&self, from: &str, g: SharedGroup) -> bool {
         let Some(v) = self.broker.vhost(&g.vhost) else {
             return false;
@@ -255,19 +263,31 @@ impl Forwarder {
         let existing = v.queue(&g.queue).ok();
         match existing {
             Some(q) => {
-                let holder = q.remote().map_or(self.me(), |h| h.node());
+                let holder = q.remote().map_or(self.me(), |h| h.node()).to_string();
                 if holder != g.owner {
-                    // Two nodes picked different owners (their views of the members up
-                    // differed): this node keeps its own (docs/clustering.md, not done).
-                    tracing::warn!(queue = %g.queue, owner = %g.owner, here = %holder, "cluster: a shared subscription group has two owners");
+                    self.shared_claim(from, &q, &holder, g);
+                    return true;
                 }
-                let g = SharedGroup {
-                    owner: holder.to_string(),
-                    ..g
-                };
+                let created = g.created && from == holder && holder != self.me();
                 self.shared_bind(&v, &q, &g);
+                if created {
+                    // The owner made the queue after a move: the members here attach again.
+                    if let Some(server) = self.mqtt_server() {
+                        crate::mqtt::cluster_shared::reattach(&server, &[q]);
+                    }
+                }
             }
-            None if g.owner == self.me() => {
+            None => {
+                // A group whose owner is down here is placed among the nodes that are up.
+                let owner = if self.live(&g.owner) {
+                    g.owner.clone()
+                } else {
+                    self.live_owner(&g.vhost, &g.queue)
+                };
+                let g = SharedGroup { owner, ..g };
+                if g.owner != self.me() {
+                    return self.shared_proxy(&v, &g).is_some();
+                }
                 let q = match v.declare_queue(&g.queue, false, group_options(g.max_length), 0) {
                     Ok(d) => d.queue,
                     Err(e) => {
@@ -276,13 +296,11 @@ impl Forwarder {
                     }
                 };
                 self.shared_bind(&v, &q, &g);
+                let created = SharedGroup { created: true, ..g };
                 for node in self.up_peers().into_iter().filter(|n| n != from) {
-                    let item = Item::Mqtt(MqttItem::SharedGroup(g.clone()));
+                    let item = Item::Mqtt(MqttItem::SharedGroup(created.clone()));
                     self.push(&node, item, Then::Nothing);
                 }
-            }
-            None => {
-                return self.shared_proxy(&v, &g).is_some();
             }
         }
         true
@@ -347,6 +365,10 @@ impl Forwarder {
         if !queue.name().starts_with(PREFIX) || queue.options().durable {
             return;
         }
+        tracing::info!(
+            queue = queue.name(),
+            "cluster: a shared subscription group's last member left: its queue is deleted"
+        );
         if let Some(v) = self.broker.vhost(queue.vhost_name()) {
             v.remove_queue(queue);
         }

@@ -246,6 +246,51 @@ impl Forwarder {
         self.push(&home, item, Then::Nothing);
     }
 
+    /// This node's consumers of `proxy` attach again at its home under new ids, each new
+    /// `Attach` sent before the old id's `Cancel` (in one batch, in order), so the home's queue
+    /// never passes through zero consumers (a share group's queue is auto-delete:
+    /// `mqtt_shared.rs`). For a home that restarted or dropped them the `Cancel`s find nothing.
+    /// Returns the (owner, tag) of the consumers attached again. (Helper sharemove.)
+    pub(crate) fn reattach_consumers(
+        &self,
+        proxy: &Arc<Queue>,
+        prefetch: u32,
+    ) -> Vec<(u64, String)> {
+        let moved: Vec<(u64, u64, Arc<LocalConsumer>)> = {
+            let mut local = self.consumers.local.lock();
+            let ids: Vec<u64> = local
+                .iter()
+                .filter(|(_, c)| Arc::ptr_eq(&c.proxy, proxy))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|old| {
+                    let c = local.remove(&old)?;
+                    let new = self.consumers.next.fetch_add(1, Ordering::Relaxed) + 1;
+                    local.insert(new, Arc::clone(&c));
+                    Some((old, new, c))
+                })
+                .collect()
+        };
+        let mut done = Vec::with_capacity(moved.len());
+        for (old, new, c) in moved {
+            let attach = Item::Consumer(ConsumerItem::Attach {
+                id: new,
+                vhost: proxy.vhost_name().to_string(),
+                queue: proxy.name().to_string(),
+                prefetch,
+                no_ack: false,
+                exclusive: false,
+                priority: 0,
+            });
+            self.push(&c.home, attach, Then::Nothing);
+            let cancel = Item::Consumer(ConsumerItem::Cancel { id: old });
+            self.push(&c.home, cancel, Then::Nothing);
+            done.push((c.owner, c.tag.clone()));
+        }
+        done
+    }
+
     /// This node's consumer `tag` of `owner` on a proxy was removed: cancelled at the home.
     pub(crate) fn cancel_consumer(&self, queue: &Arc<Queue>, owner: u64, tag: &str) {
         let found = {
@@ -447,6 +492,9 @@ impl Forwarder {
     /// `node` went down: its consumers of queues homed here are removed (what they held is
     /// redelivered), and this node's consumers of queues homed there are cancelled.
     pub(super) fn node_down(&self, node: &str) {
+        // MQTT share groups' members attach again once `node` answers (`mqtt_shared_move.rs`,
+        // helper sharemove): noted before the groups lose their remote consumers.
+        self.shared_peer_lost(node);
         let gone: Vec<Arc<RemoteSink>> = {
             let mut sinks = self.consumers.sinks.lock();
             let keys: Vec<(String, u64)> =

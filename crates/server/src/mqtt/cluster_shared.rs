@@ -28,6 +28,7 @@ fn group(server: &ServerState, vhost: &VHost, queue: &str, pattern: &str) -> Sha
         pattern: pattern.to_string(),
         owner: String::new(),
         max_length: u64::try_from(server.config.mqtt_max_queued_messages).unwrap_or(u64::MAX),
+        created: false,
     }
 }
 
@@ -148,38 +149,107 @@ pub(super) fn left(server: &ServerState) {
 }
 
 /// The members here of the groups behind `proxies` attach again (their owner came back or
-/// restarted and has lost its remote consumers).
+/// restarted and may have lost its remote consumers). A member still attached is attached
+/// again under a new id before its old one is cancelled, so that the owner's auto-delete queue
+/// never finds itself without a consumer meanwhile (it was deleted there when a Sync came
+/// while its only member was a remote one, and the group got nothing until the next Sync);
+/// one whose consumer went when its node found the owner down becomes a consumer again.
 pub(crate) fn reattach(server: &ServerState, proxies: &[Arc<Queue>]) {
     if proxies.is_empty() {
         return;
     }
-    for session in server.mqtt.registry.all(None) {
-        let queues: Vec<Arc<Queue>> = {
-            let core = session.core.lock();
-            proxies
+    let Some(f) = forwarder(server) else {
+        return;
+    };
+    let window = u32::from(server.config.mqtt_receive_maximum);
+    for proxy in proxies {
+        let attached = f.reattach_consumers(proxy, window);
+        tracing::debug!(
+            queue = proxy.name(),
+            again = attached.len(),
+            "cluster: shared subscription members attach again"
+        );
+        for session in server.mqtt.registry.all(None) {
+            let member = session
+                .core
+                .lock()
+                .subscriptions
                 .iter()
-                .filter(|p| {
-                    core.subscriptions
-                        .iter()
-                        .any(|s| s.group.is_some() && Arc::ptr_eq(&s.queue, p))
-                })
-                .cloned()
-                .collect()
-        };
-        for q in queues {
-            q.remove_consumer(session.uid, &session.client_id);
-            let entry = ConsumerEntry {
-                tag: Arc::clone(&session.client_id),
-                owner: session.uid,
-                exclusive: false,
-                priority: 0,
-                sink: Arc::new(MqttSink {
-                    session: Arc::clone(&session),
-                }),
-            };
-            if q.add_consumer(entry, || {}).is_ok() {
-                attach(server, &session, &q);
+                .any(|s| s.group.is_some() && Arc::ptr_eq(&s.queue, proxy));
+            let again = attached
+                .iter()
+                .any(|(owner, tag)| *owner == session.uid && **tag == *session.client_id);
+            if member && !again {
+                consume(server, &session, proxy);
             }
+        }
+    }
+}
+
+/// `session`, a member of the group behind `queue`, consumes from it (again), attached at its
+/// owner if that is another node.
+fn consume(server: &ServerState, session: &Arc<Session>, queue: &Arc<Queue>) {
+    queue.remove_consumer(session.uid, &session.client_id);
+    let entry = ConsumerEntry {
+        tag: Arc::clone(&session.client_id),
+        owner: session.uid,
+        exclusive: false,
+        priority: 0,
+        sink: Arc::new(MqttSink {
+            session: Arc::clone(session),
+        }),
+    };
+    if queue.add_consumer(entry, || {}).is_ok() {
+        attach(server, session, queue);
+    }
+}
+
+/// The group behind `old` moves to another queue (its owner changed,
+/// `cluster/mqtt_shared_move.rs`): the sessions here that are its members stop consuming from
+/// `old` (cancelled at its owner if that is another node). Returned for [`adopt_members`].
+pub(crate) fn detach_members(server: &ServerState, old: &Arc<Queue>) -> Vec<Arc<Session>> {
+    let members: Vec<Arc<Session>> = server
+        .mqtt
+        .registry
+        .all(None)
+        .into_iter()
+        .filter(|session| {
+            session
+                .core
+                .lock()
+                .subscriptions
+                .iter()
+                .any(|s| s.group.is_some() && Arc::ptr_eq(&s.queue, old))
+        })
+        .collect();
+    for session in &members {
+        old.remove_consumer(session.uid, &session.client_id);
+    }
+    members
+}
+
+/// The `members` of a moved group (from [`detach_members`]) subscribe through `new`, the
+/// group's queue or proxy now, and consume from it. What a member holds from the old queue is
+/// settled there (acknowledged, or lost if given back: that queue is gone).
+pub(crate) fn adopt_members(server: &ServerState, members: &[Arc<Session>], new: &Arc<Queue>) {
+    let name = new.name();
+    for session in members {
+        if session.vhost.name() != new.vhost_name() {
+            continue;
+        }
+        let moved = {
+            let mut core = session.core.lock();
+            let mut moved = false;
+            for s in core.subscriptions.iter_mut() {
+                if s.group.is_some() && s.queue.name() == name {
+                    s.queue = Arc::clone(new);
+                    moved = true;
+                }
+            }
+            moved
+        };
+        if moved {
+            consume(server, session, new);
         }
     }
 }

@@ -6,7 +6,7 @@
 //! consumer's channel is never cancelled, what it held unacknowledged comes again, flagged
 //! `redelivered`, and every message ends settled in the group.
 
-use super::cluster::{until_login, until_members, write_configs, Node};
+use super::cluster::{declare_when_ready, until_login, until_members, write_configs, Node};
 use super::cluster_quorum::{consumer, declare, listed_row, next, publish_confirmed, quorum_args};
 use super::ctl_support::ctl_at;
 use lapin::message::Delivery;
@@ -79,7 +79,7 @@ async fn cluster_with(dir: &std::path::Path, n: usize, queue: &str) -> (Vec<Node
     let configs = write_configs(dir, n);
     let nodes = super::cluster::start_all(&configs).await;
     until_members(&nodes[0], n).await;
-    let a = declare(&nodes[0], queue, quorum_args(&[])).await;
+    let a = declare_when_ready(&nodes[0], queue, quorum_args(&[])).await;
     until_row(&nodes[0], queue, "three members", |r| {
         names(&r["members"]).len() == 3
     })

@@ -7,7 +7,7 @@
 //! `redelivered`, and every message ends settled in the group.
 
 use super::cluster::{declare_when_ready, until_login, until_members, write_configs, Node};
-use super::cluster_quorum::{consumer, declare, listed_row, next, publish_confirmed, quorum_args};
+use super::cluster_quorum::{consumer, listed_row, next, publish_confirmed, quorum_args};
 use super::ctl_support::ctl_at;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, ConfirmSelectOptions};

@@ -21,6 +21,8 @@ mod cluster_quorum;
 mod cluster_quorum_more;
 // x-expires on quorum queues across nodes (helper quorumrest).
 mod cluster_quorum_expires;
+// Consumers carrying on through node failures (helper resume).
+mod cluster_quorum_resume;
 mod crash;
 mod crash_quorum;
 mod crash_stream;

@@ -304,19 +304,16 @@ impl Channel {
                 }));
             }
         };
-        // A quorum queue with no member here: served by a member node's replica.
-        let serving = crate::cluster::quorum::serving_node(&q);
-        let remote_entry = (q.remote().is_some() || serving.is_some()).then(|| entry.clone());
+        // A quorum queue with no member here is served by a member node's replica: the queue
+        // attaches the consumer there itself (`cluster/quorum/outsider.rs`).
+        let remote_entry = q.remote().is_some().then(|| entry.clone());
         match stream_start {
             Some(start) => q.add_stream_consumer(entry, &start, on_added)?,
             None => q.add_consumer(entry, on_added)?,
         }
         // A queue homed on another node: the consumer is attached there (cluster).
         if let Some(entry) = remote_entry {
-            match &serving {
-                Some(node) => super::remote::attach_at(ctx, &q, &sink, &entry, node),
-                None => super::remote::attach(ctx, &q, &sink, &entry),
-            }
+            super::remote::attach(ctx, &q, &sink, &entry);
         }
         self.shared.stats.add_consumer(
             tag.as_str(),

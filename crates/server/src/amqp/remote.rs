@@ -45,18 +45,7 @@ pub(super) fn attach(
     let Some(home) = queue.remote() else {
         return;
     };
-    attach_at(ctx, queue, sink, entry, home.node());
-}
-
-/// [`attach`] at the node `home`: a queue's home, or the member node serving a quorum queue's
-/// consumers on a node without a member of its group (`cluster/quorum/outsider.rs`).
-pub(super) fn attach_at(
-    ctx: &ConnCtx,
-    queue: &Arc<Queue>,
-    sink: &Arc<AmqpConsumer>,
-    entry: &ConsumerEntry,
-    home: &str,
-) {
+    let home = home.node();
     let Some(cluster) = &ctx.cluster else {
         return;
     };

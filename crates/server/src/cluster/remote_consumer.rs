@@ -68,6 +68,10 @@ pub(crate) enum ConsumerItem {
         #[serde(with = "serde_bytes")]
         record: Vec<u8>,
     },
+    /// From the home: the sender's consumer `id` was not attached (a quorum queue with no
+    /// member on the home: its consumers here attach at another member, `quorum/outsider.rs`).
+    /// Added with the quorum consumers' re-attachment: a node older than it cannot read it.
+    Refused { id: u64 },
 }
 
 /// [`Outcome`] on the wire.
@@ -381,6 +385,18 @@ impl Forwarder {
                 else {
                     return false;
                 };
+                if let Some(cluster) = self.cluster().filter(|_| q.is_quorum()) {
+                    if !super::quorum::member_here(cluster, &q) {
+                        // No replica here to serve it (never relayed: two nodes without a
+                        // member would attach at each other).
+                        self.push(
+                            from,
+                            Item::Consumer(ConsumerItem::Refused { id }),
+                            Then::Nothing,
+                        );
+                        return false;
+                    }
+                }
                 let n = self.consumers.next.fetch_add(1, Ordering::Relaxed) + 1;
                 let sink = Arc::new_cyclic(|this| RemoteSink {
                     this: this.clone(),
@@ -461,6 +477,20 @@ impl Forwarder {
                 q.dispatch();
                 true
             }
+            ConsumerItem::Refused { id } => {
+                let c = self.consumers.local.lock().remove(&id);
+                match (c, self.cluster()) {
+                    (Some(c), Some(cluster)) if c.proxy.is_quorum() => {
+                        super::quorum::attach_refused(cluster, &c.proxy, from, c.owner, &c.tag);
+                    }
+                    (Some(c), _) => {
+                        // Not sent for classic queues; kept as it was.
+                        self.consumers.local.lock().insert(id, c);
+                    }
+                    _ => {}
+                }
+                true
+            }
             ConsumerItem::Deliver {
                 id,
                 seq,
@@ -469,12 +499,19 @@ impl Forwarder {
                 record,
             } => {
                 let Some(c) = self.consumers.local.lock().get(&id).cloned() else {
+                    // An attachment this node left (its serving node was found down, and has
+                    // come back): the home removes it, and gives the message back.
+                    self.push(
+                        from,
+                        Item::Consumer(ConsumerItem::Cancel { id }),
+                        Then::Nothing,
+                    );
                     return false;
                 };
                 let Some(message) = forward::decode(record) else {
                     return false;
                 };
-                (c.deliver)(
+                let taken = (c.deliver)(
                     &c.proxy,
                     QueuedMessage {
                         message,
@@ -484,7 +521,18 @@ impl Forwarder {
                         delivery_count,
                         persisted: false,
                     },
-                )
+                );
+                if !taken && c.proxy.is_quorum() {
+                    // A quorum consumer's attachment it replaced (`quorum/outsider.rs`): the
+                    // home stops delivering to it.
+                    self.consumers.local.lock().remove(&id);
+                    self.push(
+                        from,
+                        Item::Consumer(ConsumerItem::Cancel { id }),
+                        Then::Nothing,
+                    );
+                }
+                taken
             }
         }
     }
@@ -513,9 +561,23 @@ impl Forwarder {
                 .collect();
             ids.iter().filter_map(|id| local.remove(id)).collect()
         };
+        // A quorum queue's consumers attach at another member of its group
+        // (`quorum/outsider.rs`), as RabbitMQ's carry on with the group's new leader.
+        let mut served: Vec<Arc<Queue>> = Vec::new();
         for c in cancelled {
+            if c.proxy.is_quorum() {
+                if !served.iter().any(|q| Arc::ptr_eq(q, &c.proxy)) {
+                    served.push(Arc::clone(&c.proxy));
+                }
+                continue;
+            }
             (c.cancelled)();
             c.proxy.remove_consumer(c.owner, &c.tag);
+        }
+        if let Some(cluster) = self.cluster() {
+            for q in served {
+                super::quorum::serving_lost(cluster, &q);
+            }
         }
     }
 }

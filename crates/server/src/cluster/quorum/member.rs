@@ -42,17 +42,22 @@ struct Pending {
 }
 
 /// A consumer of this node.
-struct Local {
-    entry: ConsumerEntry,
+pub(super) struct Local {
+    pub(super) entry: ConsumerEntry,
     /// Deliveries the consumer had no room for yet, in order.
-    waiting: VecDeque<QueuedMessage>,
+    pub(super) waiting: VecDeque<QueuedMessage>,
+    /// Served by a member node's replica (`outsider.rs`), not by a `Checkout` of this node.
+    pub(super) attached: bool,
+    /// Seen in this node's replica of the group (`liveness.rs`: a consumer the group dropped
+    /// with `NodeDown` while this node was only slow checks out again).
+    pub(super) seen: bool,
 }
 
 #[derive(Default)]
-struct Books {
-    consumers: HashMap<u64, Local>,
+pub(super) struct Books {
+    pub(super) consumers: HashMap<u64, Local>,
     /// Handle (a delivery's `seq`) -> (consumer key, delivery id).
-    outstanding: HashMap<u64, (u64, u64)>,
+    pub(super) outstanding: HashMap<u64, (u64, u64)>,
     next_handle: u64,
     next_key: u64,
 }
@@ -77,7 +82,7 @@ pub(crate) struct QuorumMember {
     /// Known not to be a member (recovered without Raft state for the group).
     outsider: AtomicBool,
     ops: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
-    books: Mutex<Books>,
+    pub(super) books: Mutex<Books>,
     pub(super) queue: Weak<Queue>,
     /// This node's publisher id for the group's de-duplication, and its next sequence number.
     publisher: PublisherId,
@@ -90,9 +95,9 @@ pub(crate) struct QuorumMember {
     // --- quorum queue features (basic.get, ...; `ops.rs`) ---
     /// This member, for the answers of operations that outlive a call.
     pub(super) this: Weak<QuorumMember>,
-    /// On a node without a member: the member node serving this node's consumers
-    /// (`outsider.rs`).
-    pub(super) serving: Mutex<Option<String>>,
+    /// On a node without a member: the member node serving this node's consumers, and the
+    /// attachment's epoch (`outsider.rs`).
+    pub(super) serving: Mutex<super::outsider::Serving>,
     /// True once this node's member has started or is known not to exist: writes wait for
     /// it rather than being forwarded (a node of one has nowhere to forward them; helper
     /// quorumone).
@@ -153,7 +158,7 @@ impl QuorumMember {
         let nonce = unix_ms();
         let member = Arc::new_cyclic(|this| QuorumMember {
             this: this.clone(),
-            serving: Mutex::new(None),
+            serving: Mutex::default(),
             vhost: vhost.to_string(),
             name: queue.name().to_string(),
             group: pigeon_cluster::quorum::queue_group(vhost, queue.name()),
@@ -445,12 +450,15 @@ impl QuorumBackend for QuorumMember {
                 Local {
                     entry: consumer,
                     waiting: VecDeque::new(),
+                    attached: false,
+                    seen: false,
                 },
             );
             key
         };
         if self.is_outsider() {
-            // Attached at the serving node by the channel, not here (`outsider.rs`).
+            // Attached at the serving node (`outsider.rs`).
+            self.outsider_attach(key);
             return;
         }
         // `x-priority` (helper quorumrest, `priority.rs`).
@@ -465,7 +473,7 @@ impl QuorumBackend for QuorumMember {
     }
 
     fn remove_consumer(&self, owner: u64, tag: &str) -> bool {
-        let (key, unsent) = {
+        let (key, unsent, attached) = {
             let mut books = self.books.lock();
             let Some(key) = books
                 .consumers
@@ -475,21 +483,20 @@ impl QuorumBackend for QuorumMember {
             else {
                 return false;
             };
-            let unsent: Vec<u64> = books
-                .consumers
-                .remove(&key)
-                .map(|c| c.waiting.into_iter().map(|m| m.seq).collect())
-                .unwrap_or_default();
-            (key, unsent)
+            let Some(c) = books.consumers.remove(&key) else {
+                return false;
+            };
+            let unsent: Vec<u64> = c.waiting.into_iter().map(|m| m.seq).collect();
+            (key, unsent, c.attached)
         };
-        if self.is_outsider() {
+        if attached {
             self.outsider_cancel(owner, tag);
-            return true;
+        } else {
+            self.push(QueueOp::Cancel(self.consumer_id(key)), None);
         }
-        let consumer = self.consumer_id(key);
-        self.push(QueueOp::Cancel(consumer), None);
-        // Deliveries it never saw go back (cancel keeps only what the consumer holds).
-        self.settle_with(&unsent, |consumer, ids| QueueOp::Return { consumer, ids });
+        // Deliveries it never saw go back (cancel keeps only what the consumer holds): to the
+        // group, or to the serving node that delivered them (`outsider.rs`).
+        self.requeue(&unsent);
         true
     }
 
@@ -585,7 +592,11 @@ impl QuorumBackend for QuorumMember {
 impl QuorumMember {
     /// A new consumer key of this node (basic.get's one-message consumers).
     pub(super) fn fresh_key(&self) -> u64 {
-        let mut books = self.books.lock();
+        self.fresh_key_in(&mut self.books.lock())
+    }
+
+    /// [`Self::fresh_key`] with the books locked already.
+    pub(super) fn fresh_key_in(&self, books: &mut Books) -> u64 {
         books.next_key += 1;
         self.key_base + books.next_key
     }

@@ -214,6 +214,8 @@ impl QuorumMember {
             if let Some(qq) = self.local.write().take() {
                 tokio::spawn(async move { qq.shutdown().await });
             }
+            // Its consumers are served by a member node now (`outsider.rs`).
+            self.moved_out();
         }
     }
 }

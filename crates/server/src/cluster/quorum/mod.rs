@@ -29,7 +29,7 @@ mod priority;
 
 pub(crate) use member::QuorumMember;
 pub(crate) use membership::place;
-pub(crate) use outsider::serving_node;
+pub(crate) use outsider::{attach_refused, member_here, serving_lost};
 
 use parking_lot::Mutex;
 use pigeon_broker::Broker;

@@ -114,6 +114,8 @@ impl QuorumMember {
             match books.consumers.get_mut(&consumer.key) {
                 None => returned.extend(deliveries.iter().map(|d| d.id)),
                 Some(local) => {
+                    // The group holds it (`liveness.rs` checks it out again if dropped).
+                    local.seen = true;
                     for d in deliveries {
                         let Some(message) = message::decode(&self.name, d.message) else {
                             tracing::warn!(queue = %self.name, "quorum queue: undecodable message dropped");
@@ -148,8 +150,10 @@ impl QuorumMember {
     }
 
     /// Delivers what consumers have room for; deliveries to no-ack consumers are settled.
-    pub(super) fn drain(&self, queue: &Arc<Queue>) {
+    pub(in crate::cluster::quorum) fn drain(&self, queue: &Arc<Queue>) {
         let mut settled: HashMap<u64, Vec<u64>> = HashMap::new();
+        // A serving node's deliveries to a no-ack consumer here (`outsider.rs`).
+        let mut remote = Vec::new();
         {
             let mut books = self.books.lock();
             let books = &mut *books;
@@ -162,10 +166,15 @@ impl QuorumMember {
                     if local.entry.sink.deliver(queue, m) == Delivered::Settled {
                         if let Some((_, id)) = books.outstanding.remove(&handle) {
                             settled.entry(*key).or_default().push(id);
+                        } else if super::super::outsider::is_remote(handle) {
+                            remote.push(handle);
                         }
                     }
                 }
             }
+        }
+        if !remote.is_empty() {
+            self.settle_remote(&remote, Outcome::Ack);
         }
         for (key, ids) in settled {
             self.push(
@@ -190,7 +199,11 @@ impl QuorumMember {
         by
     }
 
-    pub(super) fn settle_with(&self, seqs: &[u64], op: fn(ConsumerId, Vec<u64>) -> QueueOp) {
+    pub(in crate::cluster::quorum) fn settle_with(
+        &self,
+        seqs: &[u64],
+        op: fn(ConsumerId, Vec<u64>) -> QueueOp,
+    ) {
         for (key, ids) in self.take(seqs) {
             self.push(op(self.consumer_id(key), ids), None);
         }

@@ -164,13 +164,18 @@ mod tests {
         .reply
     }
 
-    /// Takes `n` messages on consumer `C` and rejects them; returns the effects.
+    /// Attaches a new consumer that takes the `n` ready messages and rejects them; returns
+    /// the effects of the rejection.
     fn reject_all(m: &mut QueueMachine, n: usize) -> Vec<Effect> {
+        let consumer = ConsumerId {
+            node: 2,
+            key: m.next_seq,
+        };
         let fx = run(
             m,
             10,
             QueueOp::Checkout {
-                consumer: C,
+                consumer,
                 prefetch: 0,
             },
         )
@@ -183,7 +188,9 @@ mod tests {
             })
             .collect();
         assert_eq!(ids.len(), n);
-        run(m, 11, QueueOp::Discard { consumer: C, ids }).effects
+        let fx = run(m, 11, QueueOp::Discard { consumer, ids }).effects;
+        run(m, 12, QueueOp::Cancel(consumer));
+        fx
     }
 
     fn waiting(m: &QueueMachine) -> Vec<(u64, String)> {
@@ -263,7 +270,6 @@ mod tests {
         publish(&mut m, 1, "a", None);
         publish(&mut m, 1, "b", None);
         reject_all(&mut m, 2);
-        run(&mut m, 12, QueueOp::Cancel(C));
         assert_eq!(m.counts().ready, 0);
         assert_eq!(publish(&mut m, 20, "c", None), Reply::RejectedFull);
         run(&mut m, 21, QueueOp::DeadLetterSettle(vec![0]));
@@ -306,7 +312,6 @@ mod tests {
         config.overflow = Overflow::RejectPublish;
         run(&mut m, 21, QueueOp::UpdateConfig(config));
         publish(&mut m, 22, "c", None);
-        run(&mut m, 23, QueueOp::Cancel(C));
         reject_all(&mut m, 1);
         assert_eq!(m.dead_letters_counts(), (1, 1));
         let fx = run(

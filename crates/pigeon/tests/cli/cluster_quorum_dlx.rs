@@ -330,6 +330,38 @@ async fn at_least_once_dead_letters_on_a_single_node_wait_and_count_towards_the_
     assert_eq!(got, want);
     until_waiting(&node, "src", 0).await;
 
+    // A policy turns a running queue's dead-lettering to at-least-once (with reject-publish):
+    // a message rejected then waits while its exchange (`dlx2`) does not exist.
+    ch.queue_declare(
+        "bypolicy".into(),
+        durable(),
+        quorum_args(&[(
+            "x-dead-letter-exchange",
+            AMQPValue::LongString("dlx2".into()),
+        )]),
+    )
+    .await
+    .unwrap();
+    let reply = reqwest::Client::new()
+        .put(format!("{}/api/policies/%2f/alo", node.api()))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({
+            "pattern": "^bypolicy$",
+            "apply-to": "queues",
+            "definition": {"dead-letter-strategy": "at-least-once", "overflow": "reject-publish"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success(), "{}", reply.status());
+    publish_confirmed(&ch, "bypolicy", "p").await;
+    reject(&conn, "bypolicy", 1)
+        .await
+        .close(200, "done".into())
+        .await
+        .unwrap();
+    until_waiting(&node, "bypolicy", 1).await;
+
     // at-least-once without reject-publish falls back to at-most-once, saying so.
     ch.queue_declare(
         "fallback".into(),

@@ -127,7 +127,7 @@ impl QuorumMember {
                 return;
             }
             qq.machine()
-                .read(|m| m.dead_letters_waiting(room, &*in_flight))
+                .read(|m| m.dead_letters_waiting(room, &in_flight))
         };
         if waiting.is_empty() {
             return;

@@ -202,7 +202,6 @@ impl QuorumMember {
         recovering: bool,
         restarted: bool,
     ) {
-        let strategy = config.dead_letter_strategy;
         let (tx, rx) = mpsc::unbounded_channel::<QueueResponse>();
         let observer: Observer = Arc::new(move |r: &QueueResponse| {
             if !r.effects.is_empty() {
@@ -263,7 +262,7 @@ impl QuorumMember {
         *self.local.write() = Some(qq);
         self.settled.send_replace(true);
         tokio::spawn(Arc::clone(&self).effects_loop(rx));
-        self.dlx_started(strategy);
+        self.dlx_started();
         if recovering || restarted {
             // What this node's consumers held before it stopped goes back to the queue.
             self.push(QueueOp::NodeDown(self.me), None);

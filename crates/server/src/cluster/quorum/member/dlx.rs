@@ -65,20 +65,17 @@ pub(super) fn strategy(queue: &Queue, s: &QueueSettings) -> DeadLetterStrategy {
 }
 
 impl QuorumMember {
-    /// This node's member started: the strategy the settings ask for is proposed if the
-    /// replica has another (a snapshot older than the strategy), and the worker starts if
-    /// there is anything for it.
-    pub(super) fn dlx_started(&self, wanted: DeadLetterStrategy) {
-        let Some(qq) = self.local() else {
+    /// This node's member started: settings that differ from its replica's (a policy applied
+    /// while the member was starting, which `settings_changed` could not propose yet, or a
+    /// snapshot older than the strategy) are proposed now, and the worker starts if there is
+    /// anything for it.
+    pub(super) fn dlx_started(&self) {
+        let (Some(qq), Some(queue)) = (self.local(), self.queue.upgrade()) else {
             return;
         };
-        let (current, waiting) = qq
-            .machine()
-            .read(|m| (m.dead_letter_strategy(), m.dead_letters_counts().0));
-        if current != wanted {
-            self.push(QueueOp::DeadLetterStrategy(wanted), None);
-        }
-        if wanted == DeadLetterStrategy::AtLeastOnce || waiting > 0 {
+        self.update_config(&queue);
+        let waiting = qq.machine().read(|m| m.dead_letters_counts().0);
+        if queue.settings().dead_letter_at_least_once || waiting > 0 {
             self.dlx_wake();
         }
     }

@@ -43,8 +43,8 @@ pub use queue::{
 pub use retained::RetainedStore;
 pub use value::{Table, Value};
 pub use vhost::{
-    AppliedPolicies, AutoDeleteHook, AutoDeleted, ExchangeDeclare, Published, QueueDeclared,
-    SuperStreamError, VHost,
+    AppliedPolicies, AutoDeleteHook, AutoDeleted, DeadLetterRoute, ExchangeDeclare, Published,
+    QueueDeclared, SuperStreamError, VHost,
 };
 
 use parking_lot::{Mutex, RwLock};

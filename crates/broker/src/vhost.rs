@@ -32,7 +32,7 @@ mod streams;
 mod super_streams;
 pub use auto_delete::{AutoDeleteHook, AutoDeleted};
 pub use policies::AppliedPolicies;
-pub use routing::{Published, Routed};
+pub use routing::{DeadLetterRoute, Published, Routed};
 use std::time::Instant;
 pub use super_streams::{
     correct_stream_name, split_binding_keys, stream_queue_arguments, super_stream_layout,

@@ -26,6 +26,8 @@ pub enum PolicyError {
 const APPLIED: &[&str] = &[
     "dead-letter-exchange",
     "dead-letter-routing-key",
+    // Quorum queues' at-least-once dead-lettering (helper dlxalo).
+    "dead-letter-strategy",
     "message-ttl",
     "expires",
     "max-length",
@@ -109,6 +111,10 @@ fn check_value(key: &str, v: &Value) -> Option<&'static str> {
         "alternate-exchange" => (string, "is not a valid alternate exchange name"),
         "dead-letter-exchange" => (string, "is not a valid dead letter exchange name"),
         "dead-letter-routing-key" => (string, "is not a valid dead letter routing key"),
+        "dead-letter-strategy" => (
+            one_of(v, &["at-most-once", "at-least-once"]),
+            "is not a valid dead letter strategy",
+        ),
         "message-ttl" => (int_at_least(v, 0), "is not a valid message TTL"),
         "expires" => (int_at_least(v, 1), "is not a valid queue expiry"),
         "max-length" => (int_at_least(v, 0), "is not a valid maximum length"),
@@ -266,6 +272,19 @@ mod tests {
             bad(policy(".*", vec![]), PolicyKind::Policy),
             "no policy provided"
         );
+        // Quorum queues' dead-letter strategy (helper dlxalo).
+        assert_eq!(
+            bad(
+                policy(".*", vec![("dead-letter-strategy", s("sometimes"))]),
+                PolicyKind::Policy
+            ),
+            "<<\"sometimes\">> is not a valid dead letter strategy"
+        );
+        assert!(check(
+            PolicyKind::Policy,
+            &policy(".*", vec![("dead-letter-strategy", s("at-least-once"))])
+        )
+        .is_ok());
         // An operator policy takes the capping keys only.
         assert!(bad(
             policy(".*", vec![("dead-letter-exchange", s("x"))]),

@@ -114,6 +114,11 @@ pub struct QuorumCounts {
     pub unacked: u32,
     /// Consumers (on every node).
     pub consumers: u32,
+    /// Dead-lettered with `at-least-once`, not yet confirmed by their targets (RabbitMQ's
+    /// `messages_dlx`).
+    pub dlx: u32,
+    /// Their body bytes (`message_bytes_dlx`).
+    pub dlx_bytes: u64,
 }
 
 /// A quorum queue's replicated half, implemented by the server over its Raft group. Every

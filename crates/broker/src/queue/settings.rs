@@ -45,6 +45,9 @@ pub struct QueueSettings {
     pub single_active_consumer: bool,
     /// `x-delivery-limit`: returns allowed before the message is dead-lettered.
     pub delivery_limit: Option<u32>,
+    /// `x-dead-letter-strategy` is `at-least-once` (quorum queues only; anything else is
+    /// RabbitMQ's default `at-most-once`).
+    pub dead_letter_at_least_once: bool,
 }
 
 /// Refuses an `x-queue-type` other than `classic` or `stream` (`queue/stream.rs`), with
@@ -147,6 +150,10 @@ impl QueueSettings {
         }
         if let Some((k, v)) = get("x-dead-letter-routing-key", "dead-letter-routing-key") {
             s.dead_letter_routing_key = Some(text(&k, &v)?);
+        }
+        // `res_arg`, as rabbit_quorum_queue's `dead_letter_handler/2` reads it.
+        if let Some((_, v)) = get("x-dead-letter-strategy", "dead-letter-strategy") {
+            s.dead_letter_at_least_once = v.as_str() == Some("at-least-once");
         }
         if let Some(v) = arguments.get("x-max-priority") {
             // 0 is accepted, as by RabbitMQ: a single priority level.

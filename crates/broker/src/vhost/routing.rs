@@ -113,6 +113,64 @@ fn is_cycle(message: &Message, queue: &str) -> bool {
     false
 }
 
+/// Where [`VHost::dead_letter_confirmed`] sent a dead letter.
+pub enum DeadLetterRoute {
+    /// The dead-letter exchange does not exist.
+    NoExchange,
+    /// The exchange routed it to no queue.
+    NoQueue,
+    /// Every queue it reached is one it died in before (a cycle): dropped, as RabbitMQ drops it.
+    Cycle,
+    /// Handed to its target queues: done once their confirms are.
+    Published(Published),
+}
+
+/// The copy of `m` dead-lettered from `from` through `x`: its death recorded in its
+/// properties (rabbit_dead_letter:make_msg), with the routing key and the extra (`CC`) keys
+/// to route it with.
+fn dead_copy(
+    from: &Queue,
+    x: &Arc<Exchange>,
+    routing_key: Option<&str>,
+    m: &QueuedMessage,
+    reason: DeathReason,
+    time: u64,
+) -> (Message, String, Vec<String>) {
+    let old = &m.message;
+    let codec = old.codec();
+    let raw = old.properties_bytes();
+    // rabbit_dead_letter:make_msg: `routing-keys` is the routing key and the `CC` keys;
+    // without a dead-letter routing key the copy is routed with all of them.
+    let cc = codec.cc_keys(&raw);
+    let death = Death {
+        queue: from.name().to_string(),
+        reason,
+        exchange: old.exchange().to_string(),
+        routing_keys: std::iter::once(old.routing_key_in(from.name()).to_string())
+            .chain(cc.iter().cloned())
+            .collect(),
+        remove_cc: routing_key.is_some(),
+        time,
+    };
+    let raw = codec.dead_lettered(&raw, &death);
+    let key = routing_key
+        .unwrap_or(old.routing_key_in(from.name()))
+        .to_string();
+    let message = Message::new(
+        &*x.name,
+        &key,
+        Properties::new(raw, codec),
+        old.body_bytes(),
+        old.origin(),
+    );
+    let extra = if routing_key.is_some() {
+        Vec::new()
+    } else {
+        cc
+    };
+    (message, key, extra)
+}
+
 impl VHost {
     /// Looks up the exchange a client publishes to: it must exist and not be internal.
     pub fn exchange_for_publish(&self, name: &str) -> Result<Arc<Exchange>> {
@@ -158,6 +216,13 @@ impl VHost {
                 .publish_out
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        self.enqueue_routed(queues, message)
+    }
+
+    /// Hands `message` to each of `queues` (routed already, each once) as a publish does:
+    /// queues homed on other nodes through their home (confirmed by it), quorum queues through
+    /// their group (confirmed once committed), the others here.
+    pub fn enqueue_routed(&self, queues: Routed, message: &Message) -> Published {
         let (mut rejected, mut stored) = (false, false);
         let mut remote: Option<Arc<RemoteConfirm>> = None;
         let mut replicated: Option<Arc<ReplicaConfirm>> = None;
@@ -217,38 +282,45 @@ impl VHost {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         for (m, reason) in messages {
-            let old = &m.message;
-            let codec = old.codec();
-            let raw = old.properties_bytes();
-            // rabbit_dead_letter:make_msg: `routing-keys` is the routing key and the `CC`
-            // keys; without a dead-letter routing key the copy is routed with all of them.
-            let cc = codec.cc_keys(&raw);
-            let death = Death {
-                queue: from.name().to_string(),
-                reason,
-                exchange: old.exchange().to_string(),
-                routing_keys: std::iter::once(old.routing_key_in(from.name()).to_string())
-                    .chain(cc.iter().cloned())
-                    .collect(),
-                remove_cc: routing_key.is_some(),
-                time,
-            };
-            let raw = codec.dead_lettered(&raw, &death);
-            let message = Message::new(
-                &*x.name,
-                routing_key.unwrap_or(old.routing_key_in(from.name())),
-                Properties::new(raw, codec),
-                old.body_bytes(),
-                old.origin(),
-            );
-            let key = routing_key.unwrap_or(old.routing_key_in(from.name()));
-            let extra: &[String] = if routing_key.is_some() { &[] } else { &cc };
-            for q in self.route_cc(&x, &message, key, extra) {
+            let (message, key, extra) = dead_copy(from, &x, routing_key, &m, reason, time);
+            for q in self.route_cc(&x, &message, &key, &extra) {
                 if !is_cycle(&message, q.name()) {
                     q.enqueue(message.clone());
                 }
             }
         }
+    }
+
+    /// Dead-letters one message as [`VHost::dead_letter`] does, but with the publish path's
+    /// confirms (quorum queues' at-least-once dead-lettering, RabbitMQ's
+    /// rabbit_fifo_dlx_worker: the source keeps the message until its targets confirmed it).
+    pub fn dead_letter_confirmed(
+        &self,
+        from: &Queue,
+        exchange: &str,
+        routing_key: Option<&str>,
+        m: &QueuedMessage,
+        reason: DeathReason,
+    ) -> DeadLetterRoute {
+        let Ok(x) = self.exchange(exchange) else {
+            return DeadLetterRoute::NoExchange;
+        };
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (message, key, extra) = dead_copy(from, &x, routing_key, m, reason, time);
+        let routed = self.route_cc(&x, &message, &key, &extra);
+        if routed.is_empty() {
+            return DeadLetterRoute::NoQueue;
+        }
+        let targets: Routed = routed
+            .into_iter()
+            .filter(|q| !is_cycle(&message, q.name()))
+            .collect();
+        if targets.is_empty() {
+            return DeadLetterRoute::Cycle;
+        }
+        DeadLetterRoute::Published(self.enqueue_routed(targets, &message))
     }
 
     /// The queues `message` published to `exchange` reaches, each once, following

@@ -42,6 +42,28 @@ pub struct QueueConfig {
     pub message_ttl: Option<u64>,
     /// `x-single-active-consumer`: one consumer at a time receives; the others wait in line.
     pub single_active_consumer: bool,
+    // --- at-least-once dead-lettering (helper dlxalo, `dlx.rs`) ---
+    /// `x-dead-letter-strategy` (with a dead-letter exchange). **Not encoded** (postcard
+    /// writes fields by position, so a new one would make older snapshots and
+    /// `UpdateConfig` entries unreadable): it is a new machine's initial strategy only; the
+    /// machine keeps its own in the snapshot's tail (`dlx.rs`), and changes travel as
+    /// [`QueueOp::DeadLetterStrategy`]. Applying `UpdateConfig` keeps the machine's.
+    #[serde(skip)]
+    pub dead_letter_strategy: DeadLetterStrategy,
+}
+
+/// How dead letters leave the queue (`x-dead-letter-strategy`; RabbitMQ's
+/// `dead_letter_handler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DeadLetterStrategy {
+    /// `at-most-once` (the default): [`Effect::DeadLetter`], routed by the leader when it
+    /// applies the entry, lost if it fails then.
+    #[default]
+    AtMostOnce,
+    /// `at-least-once`: dead letters stay in the queue until the leader's dead-letter worker
+    /// has them confirmed by their targets ([`QueueOp::DeadLetterSettle`]). Effective only
+    /// with `x-overflow: reject-publish` (at-most-once otherwise, as in RabbitMQ).
+    AtLeastOnce,
 }
 
 impl Default for QueueConfig {
@@ -53,6 +75,7 @@ impl Default for QueueConfig {
             overflow: Overflow::DropHead,
             message_ttl: None,
             single_active_consumer: false,
+            dead_letter_strategy: DeadLetterStrategy::AtMostOnce,
         }
     }
 }
@@ -186,6 +209,16 @@ pub enum QueueOp {
     /// The queue was used without an operation of its own (a redeclare): `x-expires` counts
     /// from this command's time (`extras.rs`, RabbitMQ's `last_active`).
     Touch,
+    // --- at-least-once dead-lettering (helper dlxalo, `dlx.rs`); proposed only for queues
+    // that use it, so that the others write only what older nodes read ---
+    /// The queue's dead-letter strategy changed (a policy, or a machine restored from a
+    /// snapshot older than the strategy). Leaving `at-least-once` hands the dead letters
+    /// still waiting to [`Effect::DeadLetter`] (at-most-once).
+    DeadLetterStrategy(DeadLetterStrategy),
+    /// The leader's dead-letter worker had these dead letters (their ids in the waiting list)
+    /// confirmed by their target queues: they leave the queue (RabbitMQ's rabbit_fifo_dlx
+    /// `settle`). Unknown ids are ignored (settled already, by a previous leader's worker).
+    DeadLetterSettle(Vec<u64>),
 }
 
 /// Why a message was dead-lettered: RabbitMQ's `x-first-death-reason` values.
@@ -276,6 +309,10 @@ pub enum Effect {
         /// When.
         at: u64,
     },
+    // --- at-least-once dead-lettering (helper dlxalo) ---
+    /// Dead letters joined the waiting list (`at-least-once`): the leader's dead-letter worker
+    /// routes them (from its replica) and settles them once confirmed.
+    DeadLettersWaiting,
 }
 
 /// The answer to the proposer of a command.

@@ -86,10 +86,12 @@ impl QueueMachine {
         !self.in_use() && now > self.extras.last_active.max(since).saturating_add(expires)
     }
 
-    /// The machine as snapshot bytes: its own encoding, then [`Extras`].
+    /// The machine as snapshot bytes: its own encoding, then [`Extras`], then the
+    /// at-least-once dead-lettering state (`dlx.rs`).
     pub fn snapshot(&self) -> Result<Vec<u8>, postcard::Error> {
         let mut bytes = postcard::to_stdvec(self)?;
         bytes.extend(postcard::to_stdvec(&self.extras)?);
+        bytes.extend(postcard::to_stdvec(&self.dlx)?);
         Ok(bytes)
     }
 
@@ -98,8 +100,14 @@ impl QueueMachine {
     pub fn restore(bytes: &[u8]) -> Result<QueueMachine, postcard::Error> {
         let (mut machine, rest) = postcard::take_from_bytes::<QueueMachine>(bytes)?;
         if !rest.is_empty() {
-            machine.extras = postcard::from_bytes(rest)?;
+            let (extras, rest) = postcard::take_from_bytes(rest)?;
+            machine.extras = extras;
+            if !rest.is_empty() {
+                machine.dlx = postcard::from_bytes(rest)?;
+            }
         }
+        // The strategy lives in the tail; the configuration's copy follows it.
+        machine.config.dead_letter_strategy = machine.dlx.strategy;
         Ok(machine)
     }
 }

@@ -52,6 +52,10 @@ pub struct QueueCounts {
     pub checked_out: u64,
     /// Consumers attached and not cancelled (waiting single active consumers included).
     pub consumers: u64,
+    /// Dead letters waiting for at-least-once dead-lettering (`messages_dlx`; `dlx.rs`).
+    pub dead_lettering: u64,
+    /// Their body bytes (`message_bytes_dlx`).
+    pub dead_lettering_bytes: u64,
 }
 
 /// The effects of one command as they are gathered: dead letters in order, deliveries per
@@ -61,6 +65,8 @@ pub(crate) struct Gathered {
     pub(crate) dead: Vec<(DeadLetterReason, DeadLettered)>,
     pub(crate) deliveries: BTreeMap<ConsumerId, Vec<super::Delivery>>,
     pub(crate) publisher: Vec<Effect>,
+    /// Dead letters joined the at-least-once waiting list (`dlx.rs`).
+    pub(crate) dlx_waiting: bool,
 }
 
 impl Gathered {
@@ -90,6 +96,9 @@ impl Gathered {
             });
         }
         effects.extend(self.publisher);
+        if self.dlx_waiting {
+            effects.push(Effect::DeadLettersWaiting);
+        }
         if let Some(at) = timer {
             effects.push(Effect::Timer { at });
         }
@@ -123,13 +132,16 @@ pub struct QueueMachine {
     /// Encoded after the machine in snapshots, not within it (`extras.rs`).
     #[serde(skip)]
     pub(crate) extras: super::extras::Extras,
+    // --- at-least-once dead-lettering (helper dlxalo) ---
+    /// Encoded after the extras in snapshots (`dlx.rs`).
+    #[serde(skip)]
+    pub(crate) dlx: super::dlx::Dlx,
 }
 
 impl QueueMachine {
     /// An empty queue with these settings.
     pub fn new(config: QueueConfig) -> QueueMachine {
         QueueMachine {
-            config,
             now: 0,
             next_seq: 1,
             returns: VecDeque::new(),
@@ -141,6 +153,11 @@ impl QueueMachine {
             publishers: BTreeMap::new(),
             timer: None,
             extras: Default::default(),
+            dlx: super::dlx::Dlx {
+                strategy: config.dead_letter_strategy,
+                ..Default::default()
+            },
+            config,
         }
     }
 
@@ -156,6 +173,8 @@ impl QueueMachine {
         let mut fx = Gathered::default();
         let (used, was_in_use) = (Self::op_uses_queue(&command.op), self.in_use());
         let reply = self.apply_op(command.op, &mut fx);
+        // An empty batch's expiries (each operation keeps its own, `apply_op`).
+        self.keep_dead_letters(&mut fx);
         self.after_command(used, was_in_use);
         let next = self.next_expiry();
         let timer = if next != self.timer { next } else { None };
@@ -171,6 +190,9 @@ impl QueueMachine {
         // Time moved: what reached its expiry at the head goes first (rabbit_fifo expires at the
         // head only, before every checkout).
         self.expire_head(fx);
+        // With at-least-once they wait in the queue (and count towards its limits) before the
+        // operation runs (`dlx.rs`).
+        self.keep_dead_letters(fx);
         let reply = match op {
             QueueOp::Enqueue {
                 publisher,
@@ -202,7 +224,13 @@ impl QueueMachine {
             }
             QueueOp::Tick => Reply::Ok,
             QueueOp::UpdateConfig(config) => {
+                // The strategy is not encoded in the command (`QueueConfig`): the machine's
+                // stays, whatever the proposer's copy held.
+                let was = self.at_least_once();
+                let strategy = self.config.dead_letter_strategy;
                 self.config = config;
+                self.config.dead_letter_strategy = strategy;
+                self.left_at_least_once(was, fx);
                 Reply::Ok
             }
             QueueOp::Batch(ops) => {
@@ -218,12 +246,22 @@ impl QueueMachine {
                 priority,
             } => self.checkout_priority(consumer, prefetch, priority),
             QueueOp::Touch => Reply::Ok,
+            // At-least-once dead-lettering (helper dlxalo, `dlx.rs`).
+            QueueOp::DeadLetterStrategy(strategy) => {
+                self.set_dead_letter_strategy(strategy, fx);
+                Reply::Ok
+            }
+            QueueOp::DeadLetterSettle(ids) => {
+                self.settle_dead_letters(&ids);
+                Reply::Ok
+            }
         };
         // Consumers first, then the length limit over what is left (rabbit_fifo's `checkout`
         // then `evaluate_limit`): a publish to a full queue with a consumer waiting drops nothing,
         // and messages returned past the limit push the oldest out.
         self.dispatch(fx);
         self.enforce_length(fx);
+        self.keep_dead_letters(fx);
         reply
     }
 
@@ -276,23 +314,27 @@ impl QueueMachine {
 
     /// Whether one more message of `size` bytes would take the queue past a limit.
     fn would_overflow(&self, size: u64) -> bool {
+        // Dead letters waiting for at-least-once dead-lettering count too (rabbit_fifo
+        // `is_over_limit`: `messages_ready` plus rabbit_fifo_dlx `stat`).
+        let (dead, dead_bytes) = self.dead_letters_counts();
         self.config
             .max_length
-            .is_some_and(|max| self.ready_count() + 1 > max)
+            .is_some_and(|max| self.ready_count() + dead + 1 > max)
             || self
                 .config
                 .max_length_bytes
-                .is_some_and(|max| self.ready_bytes + size > max)
+                .is_some_and(|max| self.ready_bytes + dead_bytes + size > max)
     }
 
     fn over_limit(&self) -> bool {
+        let (dead, dead_bytes) = self.dead_letters_counts();
         self.config
             .max_length
-            .is_some_and(|max| self.ready_count() > max)
+            .is_some_and(|max| self.ready_count() + dead > max)
             || self
                 .config
                 .max_length_bytes
-                .is_some_and(|max| self.ready_bytes > max)
+                .is_some_and(|max| self.ready_bytes + dead_bytes > max)
     }
 
     /// `drop-head`: dead-letters the oldest ready messages while the queue is over a limit.
@@ -375,6 +417,8 @@ impl QueueMachine {
                 .values()
                 .filter(|c| c.status != super::consumers::Status::Cancelled)
                 .count() as u64,
+            dead_lettering: self.dlx.waiting.len() as u64,
+            dead_lettering_bytes: self.dlx.bytes,
         }
     }
 

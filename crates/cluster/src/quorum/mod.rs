@@ -16,6 +16,8 @@ mod catchup;
 pub mod command;
 mod consumers;
 mod dequeue;
+// At-least-once dead-lettering (helper dlxalo).
+mod dlx;
 // Consumer priorities and the last activity for x-expires (helper quorumrest).
 mod extras;
 mod priority;
@@ -35,9 +37,11 @@ mod model_tests;
 mod scenario_tests;
 
 pub use command::{
-    ConsumerId, DeadLetterReason, DeadLettered, Delivery, Effect, Message, Overflow, PublisherId,
-    QueueCommand, QueueConfig, QueueOp, QueueResponse, Reply, DEFAULT_DELIVERY_LIMIT,
+    ConsumerId, DeadLetterReason, DeadLetterStrategy, DeadLettered, Delivery, Effect, Message,
+    Overflow, PublisherId, QueueCommand, QueueConfig, QueueOp, QueueResponse, Reply,
+    DEFAULT_DELIVERY_LIMIT,
 };
+pub use dlx::WaitingDeadLetter;
 pub use group::{Observer, QueueStateMachine, QueueTypes, QuorumQueue};
 pub use machine::{QueueCounts, QueueMachine};
 

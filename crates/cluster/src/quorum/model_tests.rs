@@ -66,6 +66,7 @@ fn config() -> impl Strategy<Value = QueueConfig> {
             },
             message_ttl: ttl,
             single_active_consumer: sac,
+            ..QueueConfig::default()
         })
 }
 

@@ -19,6 +19,8 @@ mod cluster_mqtt_shared;
 mod cluster_ops;
 mod cluster_quorum;
 mod cluster_quorum_more;
+// At-least-once dead-lettering of quorum queues (helper dlxalo).
+mod cluster_quorum_dlx;
 // x-expires on quorum queues across nodes (helper quorumrest).
 mod cluster_quorum_expires;
 // Consumers carrying on through node failures (helper resume).

@@ -84,6 +84,11 @@ pub(super) fn queue_json(http: &Shared, q: &Queue) -> Value {
         m.insert("leader".into(), json!(p.leader.unwrap_or_default()));
         m.insert("members".into(), json!(p.members));
         m.insert("online".into(), json!(p.online));
+        // Awaiting at-least-once dead-lettering (rabbit_quorum_queue `handle_tick`,
+        // RabbitMQ 3.10+).
+        let c = backend.counts();
+        m.insert("messages_dlx".into(), json!(c.dlx));
+        m.insert("message_bytes_dlx".into(), json!(c.dlx_bytes));
     }
     v
 }

@@ -13,6 +13,8 @@
 //! - A delivery's `seq`, as the channel sees it, is a handle of this node's
 //!   (`Books::outstanding`) that maps back to the consumer and its delivery id for the ack.
 
+// At-least-once dead-lettering's worker (helper dlxalo).
+mod dlx;
 mod effects;
 use super::message;
 use parking_lot::Mutex;
@@ -102,6 +104,8 @@ pub(crate) struct QuorumMember {
     /// it rather than being forwarded (a node of one has nowhere to forward them; helper
     /// quorumone).
     settled: tokio::sync::watch::Sender<bool>,
+    /// At-least-once dead-lettering (`member/dlx.rs`).
+    dlx: dlx::Worker,
 }
 
 fn unix_ms() -> u64 {
@@ -135,6 +139,7 @@ pub(super) fn config_of(queue: &Queue) -> QueueConfig {
         },
         message_ttl: s.message_ttl,
         single_active_consumer: s.single_active_consumer,
+        dead_letter_strategy: dlx::strategy(queue, &s),
     }
 }
 
@@ -176,6 +181,7 @@ impl QuorumMember {
             down: Arc::clone(down),
             declared: Mutex::new(declared),
             settled: tokio::sync::watch::Sender::new(false),
+            dlx: dlx::Worker::default(),
         });
         runtime.spawn(Arc::clone(&member).propose_loop(rx));
         // Membership at restart (quorummembers): a node the metadata lists always starts its
@@ -261,6 +267,7 @@ impl QuorumMember {
         *self.local.write() = Some(qq);
         self.settled.send_replace(true);
         tokio::spawn(Arc::clone(&self).effects_loop(rx));
+        self.dlx_started();
         if recovering || restarted {
             // What this node's consumers held before it stopped goes back to the queue.
             self.push(QueueOp::NodeDown(self.me), None);
@@ -584,6 +591,8 @@ impl QuorumBackend for QuorumMember {
             ready_bytes: c.ready_bytes,
             unacked: n(c.checked_out),
             consumers: n(c.consumers),
+            dlx: n(c.dead_lettering),
+            dlx_bytes: c.dead_lettering_bytes,
         }
     }
 }

@@ -119,10 +119,16 @@ impl QuorumMember {
         let Some(replica) = self.local() else {
             return;
         };
-        if replica.machine().read(|m| m.config().clone()) == config {
-            return;
+        let current = replica.machine().read(|m| m.config().clone());
+        // The dead-letter strategy travels in a command of its own (helper dlxalo,
+        // `member/dlx.rs`): `UpdateConfig` does not carry it.
+        let wanted = config.dead_letter_strategy;
+        let mut others = config.clone();
+        others.dead_letter_strategy = current.dead_letter_strategy;
+        if others != current {
+            tracing::info!(queue = %queue.name(), vhost = %self.vhost, "quorum queue: a policy changed its settings");
+            self.push(QueueOp::UpdateConfig(config), None);
         }
-        tracing::info!(queue = %queue.name(), vhost = %self.vhost, "quorum queue: a policy changed its settings");
-        self.push(QueueOp::UpdateConfig(config), None);
+        self.dlx_strategy_changed(wanted);
     }
 }

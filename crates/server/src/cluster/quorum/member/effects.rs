@@ -30,6 +30,9 @@ impl QuorumMember {
                     Effect::DeadLetter { reason, messages } if self.is_leader() => {
                         self.dead_letter(reason, messages)
                     }
+                    // At-least-once: every member's worker is told; the leader's acts
+                    // (`member/dlx.rs`).
+                    Effect::DeadLettersWaiting => self.dlx_wake(),
                     Effect::Timer { at } if self.is_leader() => {
                         let member = Arc::downgrade(&self);
                         tokio::spawn(async move {

@@ -85,6 +85,10 @@ pub struct WalOptions {
     pub max_segments: usize,
     /// The most bytes of moved entries written in front of one batch.
     pub relocate_bytes: usize,
+    /// Only a group with at most this many bytes of live entries to move out of the oldest
+    /// segment is moved (until more than four times `max_segments` are kept): a busy group's
+    /// long tail is purged by its next snapshot instead of being written twice.
+    pub max_moved_group_bytes: u64,
 }
 
 impl Default for WalOptions {
@@ -94,6 +98,7 @@ impl Default for WalOptions {
             max_batch_bytes: 8 << 20,
             max_segments: 8,
             relocate_bytes: 1 << 20,
+            max_moved_group_bytes: 4 << 20,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! A group that never purges (an idle quorum queue that has not reached its snapshot interval)
 //! would keep the segment holding its entries, and so every segment after it, forever. When more
 //! than `max_segments` segments are kept, the writer rewrites the live entries that keep the
-//! oldest one (each pinning group's entries up to its highest index there) into the active
+//! oldest one (each pinning group's entries up to its highest index there, for the groups with
+//! little there: see [`Relocator::plan`]) into the active
 //! segment as ordinary `Append` records: the same entries again, which replay in order simply
 //! overwrite with the same bytes. It writes at most `relocate_bytes` of them in front of each
 //! batch, sharing that batch's write and fsync, so no append waits for more than one slice; once
@@ -39,29 +40,62 @@ pub(crate) struct Slice {
 #[derive(Debug, Default)]
 pub(crate) struct Relocator {
     queue: VecDeque<Relocation>,
+    /// The oldest and active segment when the last plan was made.
+    planned: Option<(u64, u64)>,
 }
 
 impl Relocator {
     /// Plans the relocation of the groups that keep the oldest segment, when more than
-    /// `max_segments` are kept and none is under way.
-    pub fn plan(&mut self, table: &SegmentTable, max_segments: usize, active: u64) {
-        if !self.queue.is_empty() || table.len() <= max_segments.max(2) {
+    /// `max_segments` are kept and none is under way. Only groups with little to move there
+    /// (at most `small` bytes of live entries up to their highest index in it) are moved: a busy
+    /// group's long unsnapshotted tail is purged by its next snapshot anyway, and moving it would
+    /// only write it again (and again, while it stays longer than `max_segments` segments). Past
+    /// four times `max_segments` every pinning group is moved, so that a large group that went
+    /// idle before its snapshot cannot keep segments forever either.
+    pub fn plan(
+        &mut self,
+        table: &SegmentTable,
+        state: &BTreeMap<GroupId, GroupMem>,
+        max_segments: usize,
+        small: u64,
+        active: u64,
+    ) {
+        let max_segments = max_segments.max(2);
+        if !self.queue.is_empty() || table.len() <= max_segments {
             return;
         }
         let Some((oldest, pinning)) = table.oldest() else {
             return;
         };
-        if oldest >= active {
+        // Sizing the pinning groups walks their entries: once per oldest and active segment.
+        if oldest >= active || self.planned == Some((oldest, active)) {
+            return;
+        }
+        self.planned = Some((oldest, active));
+        let all = table.len() > 4 * max_segments;
+        let to_move = |group: &GroupId, upto: u64| -> u64 {
+            state.get(group).map_or(0, |mem| {
+                mem.entries
+                    .range(..=upto)
+                    .map(|(_, e)| e.len() as u64)
+                    .sum()
+            })
+        };
+        let moving: Vec<(GroupId, u64)> = pinning
+            .into_iter()
+            .filter(|(group, upto)| all || to_move(group, *upto) <= small)
+            .collect();
+        if moving.is_empty() {
             return;
         }
         tracing::debug!(
             segment = oldest,
-            groups = pinning.len(),
+            groups = moving.len(),
             kept = table.len(),
             "write-ahead log: moving the live entries that keep the oldest segment"
         );
         self.queue
-            .extend(pinning.into_iter().map(|(group, upto)| Relocation {
+            .extend(moving.into_iter().map(|(group, upto)| Relocation {
                 group,
                 next: 0,
                 upto,
@@ -137,7 +171,7 @@ mod tests {
             table.record(seq, busy, &Op::Append(vec![(seq, Arc::from(vec![1u8]))]));
         }
         let mut relocator = Relocator::default();
-        relocator.plan(&table, 3, 4);
+        relocator.plan(&table, &state, 3, 4096, 4);
         let mut moved = Vec::new();
         let mut slices = 0;
         loop {
@@ -161,5 +195,36 @@ mod tests {
         assert_eq!(moved, (1..=10).collect::<Vec<_>>());
         assert!(slices > 1, "the move was sliced");
         assert_eq!(table.deletable(4), Some(1));
+    }
+
+    #[test]
+    fn a_group_with_a_long_tail_is_left_to_purge_unless_far_too_many_segments_are_kept() {
+        let (small, big) = (GroupId(1), GroupId(2));
+        let mut state: BTreeMap<GroupId, GroupMem> = BTreeMap::new();
+        let mut table = SegmentTable::default();
+        table.open(1);
+        for (group, size) in [(small, 10), (big, 1000)] {
+            let op = Op::Append((1..=10).map(|i| (i, Arc::from(vec![0u8; size]))).collect());
+            table.record(1, group, &op);
+            state.entry(group).or_default().apply(&op);
+        }
+        let planned = |segments: u64| {
+            let mut table = SegmentTable::default();
+            for seq in 1..=segments {
+                table.open(seq);
+            }
+            table.record(1, small, &Op::Append(vec![(10, Arc::from(vec![0u8]))]));
+            table.record(1, big, &Op::Append(vec![(10, Arc::from(vec![0u8]))]));
+            let mut relocator = Relocator::default();
+            relocator.plan(&table, &state, 3, 1000, segments);
+            relocator.queue.iter().map(|r| r.group).collect::<Vec<_>>()
+        };
+        assert_eq!(planned(3), vec![], "not more than max_segments kept");
+        assert_eq!(planned(4), vec![small], "the big group purges on its own");
+        assert_eq!(
+            planned(13),
+            vec![small, big],
+            "past 4 x max_segments, everyone"
+        );
     }
 }

@@ -252,8 +252,13 @@ impl Writer {
             self.rotate()?;
         }
         self.delete_unneeded();
-        self.relocator
-            .plan(&self.table, self.options.max_segments, self.segment.seq);
+        self.relocator.plan(
+            &self.table,
+            &self.state,
+            self.options.max_segments,
+            self.options.max_moved_group_bytes,
+            self.segment.seq,
+        );
         Ok(())
     }
 

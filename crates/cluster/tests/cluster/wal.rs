@@ -316,6 +316,7 @@ fn small_segments(max_segments: usize) -> WalOptions {
         segment_bytes: 4096,
         max_segments,
         relocate_bytes: 512,
+        max_moved_group_bytes: 4096,
         ..WalOptions::default()
     }
 }

@@ -93,8 +93,8 @@ def main():
             "",
             "## Throughput and latency",
             "",
-            "| workload | broker | confirmed/s | consumed/s | confirm p50 / p99 (ms) | publish-to-deliver p50 / p99 (ms) | brokers' CPU s (3 nodes) | lost / dup / nacked / errors | runs (consumed/s) |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| workload | broker | confirmed/s | consumed/s | confirm p50 / p99 (ms) | longest confirm gap (ms) | publish-to-deliver p50 / p99 (ms) | brokers' CPU s (3 nodes) | lost / dup / nacked / errors | runs (consumed/s) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for w in workloads:
             meds = {}
@@ -113,6 +113,9 @@ def main():
                 out.append(
                     f"| {w} | {NAMES[b]} | {num(conf)} | {num(cons)} | "
                     f"{ms(lat('confirm_latency_us', 'p50'))} / {ms(lat('confirm_latency_us', 'p99'))} | "
+                    # The longest wait between two acks of a publisher (`max_confirm_gap`): a
+                    # stall of the whole group shows here even when it is under 1% of confirms.
+                    f"{num(med([(x.get('max_confirm_gap') or {}).get('ms') for x in rep]))} | "
                     f"{ms(lat('latency_us', 'p50'))} / {ms(lat('latency_us', 'p99'))} | "
                     f"{med([r['broker_cpu_s'] for r in rs]):.1f} | {bad} | "
                     + ", ".join(f"{num(x.get('consumed_per_s'))} (load {r.get('loadavg')})" for x, r in zip(rep, rs))
@@ -122,7 +125,7 @@ def main():
                 p, r = meds["pigeon"], meds["rabbitmq"]
                 out.append(
                     f"| {w} | **Pigeon / RabbitMQ** | **{ratio(p[0], r[0])}** | **{ratio(p[1], r[1])}** | "
-                    f"p50 {ratio(p[2], r[2])} RabbitMQ's | p50 {ratio(p[3], r[3])} RabbitMQ's | | | |"
+                    f"p50 {ratio(p[2], r[2])} RabbitMQ's | | p50 {ratio(p[3], r[3])} RabbitMQ's | | | |"
                 )
         flags = {r["workload"]: r["flags"] for r in rows if r["step"] in ("throughput", "latency")}
         out += ["", "Flags (besides `--json`; the URLs shown are RabbitMQ's nodes, 22801-22803; Pigeon's runs had its own, 22701-22703, in the same places):", ""]

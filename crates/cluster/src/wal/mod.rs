@@ -9,13 +9,20 @@
 //! `fsync` ([`writer`]): group commit, as RabbitMQ's Ra WAL does for all of a node's Raft groups.
 //!
 //! Each group's present state (vote, committed id, purged id, entries) is held in memory by its
-//! [`GroupLog`], so reads never touch the disk; the files are read only at startup. Old segments
-//! are dropped when the active one fills: the writer starts a new segment with a checkpoint of
-//! every group's state and deletes the older files. That keeps the disk bounded by what the groups
-//! keep (Raft purges what a snapshot covers).
+//! [`GroupLog`], so reads never touch the disk; the files are read only at startup. When the
+//! active segment fills, the writer only starts the next one (no group's entries are rewritten,
+//! so no append waits on a rotation); an older segment is deleted once no group has live entries
+//! left in it ([`segments`]: Raft purges what a snapshot covers), and a group that would keep old
+//! segments forever (an idle one that never snapshots) has its few live entries moved forward, a
+//! slice per batch ([`relocate`]). That keeps the disk bounded by what the groups keep, plus at
+//! most `max_segments` segments.
 
 mod group_log;
 pub(crate) mod record;
+mod relocate;
+mod segments;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 pub use group_log::GroupLog;
@@ -23,6 +30,7 @@ pub use group_log::GroupLog;
 use crate::types::GroupId;
 use parking_lot::Mutex;
 use record::{GroupMem, Op, Record};
+use segments::SegmentTable;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
@@ -67,11 +75,20 @@ pub enum WalError {
 /// How the log is written.
 #[derive(Debug, Clone)]
 pub struct WalOptions {
-    /// When the active segment grows past this, the writer starts a new one (with a checkpoint)
-    /// and deletes the old.
+    /// When the active segment grows past this, the writer starts a new one.
     pub segment_bytes: u64,
     /// The most bytes one batch writes before its fsync.
     pub max_batch_bytes: usize,
+    /// When more segments than this are kept (the active one included), the live entries that
+    /// keep the oldest are moved forward. Busy groups purge on their own long before (a queue
+    /// group's unsnapshotted tail is a few segments at full speed); this is for the idle ones.
+    pub max_segments: usize,
+    /// The most bytes of moved entries written in front of one batch.
+    pub relocate_bytes: usize,
+    /// Only a group with at most this many bytes of live entries to move out of the oldest
+    /// segment is moved (until more than four times `max_segments` are kept): a busy group's
+    /// long tail is purged by its next snapshot instead of being written twice.
+    pub max_moved_group_bytes: u64,
 }
 
 impl Default for WalOptions {
@@ -79,6 +96,9 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes: 64 << 20,
             max_batch_bytes: 8 << 20,
+            max_segments: 8,
+            relocate_bytes: 1 << 20,
+            max_moved_group_bytes: 4 << 20,
         }
     }
 }
@@ -94,6 +114,13 @@ pub struct WalStats {
     pub records: AtomicU64,
     /// Segments started by rotation.
     pub rotations: AtomicU64,
+    /// Bytes written to start those segments: the header and every group's restated vote,
+    /// committed id and purge point (never entries).
+    pub rotation_bytes: AtomicU64,
+    /// Bytes of live entries moved forward out of old segments (see `max_segments`).
+    pub relocated_bytes: AtomicU64,
+    /// Old segments deleted because no group needed them any more.
+    pub segments_deleted: AtomicU64,
     /// Bytes cut from a torn tail at the last recovery.
     pub torn_bytes_cut: AtomicU64,
 }
@@ -144,8 +171,10 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the log in `dir`, replaying every segment: a torn record at the end of
-    /// the newest segment is cut off; damage anywhere else is [`WalError::Corrupt`].
+    /// Opens (or creates) the log in `dir`, replaying every segment in order: a torn record at
+    /// the end of the newest segment is cut off; damage anywhere else is [`WalError::Corrupt`].
+    /// A directory written before segments were kept opens too: its newest segment starts with
+    /// a `Checkpoint` record per group, which replays like any other record.
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
         let io_err = |context, path: &Path| {
             let path = path.to_path_buf();
@@ -159,11 +188,14 @@ impl Wal {
         let segments = list_segments(dir)?;
         let stats = Arc::new(WalStats::default());
         let mut state: BTreeMap<GroupId, GroupMem> = BTreeMap::new();
-        for (i, (_, path)) in segments.iter().enumerate() {
+        let mut table = SegmentTable::default();
+        for (i, (seq, path)) in segments.iter().enumerate() {
             let bytes = fs::read(path).map_err(io_err("cannot read", path))?;
             let scan = record::scan(&bytes);
+            table.open(*seq);
             for Record { group, op } in &scan.records {
                 state.entry(GroupId(*group)).or_default().apply(op);
+                table.record(*seq, GroupId(*group), op);
             }
             if let Some(reason) = scan.problem {
                 if i + 1 != segments.len() {
@@ -189,7 +221,10 @@ impl Wal {
                 let len = file.metadata().map_err(io_err("cannot stat", path))?.len();
                 (*seq, file, len)
             }
-            None => writer::create_segment(dir, 1)?,
+            None => {
+                table.open(1);
+                writer::create_segment(dir, 1, &[])?
+            }
         };
         let groups: HashMap<GroupId, Arc<Mutex<GroupMem>>> = state
             .iter()
@@ -203,8 +238,16 @@ impl Wal {
             file,
             len,
         };
-        let thread = writer::spawn(rx, segment, state, options, stats.clone(), gate.clone())
-            .map_err(io_err("cannot start the writer thread for", dir))?;
+        let thread = writer::spawn(
+            rx,
+            segment,
+            state,
+            table,
+            options,
+            stats.clone(),
+            gate.clone(),
+        )
+        .map_err(io_err("cannot start the writer thread for", dir))?;
         Ok(Wal {
             shared: Arc::new(Shared {
                 tx: Mutex::new(Some(tx)),

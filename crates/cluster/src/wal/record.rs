@@ -37,6 +37,34 @@ pub(crate) struct GroupMem {
 }
 
 impl GroupMem {
+    /// Nothing at all: a group never written or forgotten.
+    pub fn is_empty(&self) -> bool {
+        self.vote.is_none()
+            && self.committed.is_none()
+            && self.purged.is_none()
+            && self.entries.is_empty()
+    }
+
+    /// The records that restate the group's vote, committed id and purge point (not its
+    /// entries), written at the head of each new segment. Replayed after the older segments they
+    /// change nothing; replayed without them they give back what those held besides entries.
+    pub fn restated(&self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        if let Some(vote) = &self.vote {
+            ops.push(Op::Vote(vote.clone()));
+        }
+        if let Some(committed) = &self.committed {
+            ops.push(Op::Committed(committed.clone()));
+        }
+        if let Some((upto, log_id)) = &self.purged {
+            ops.push(Op::Purge {
+                upto: *upto,
+                log_id: log_id.clone(),
+            });
+        }
+        ops
+    }
+
     /// Applies one operation, as the writer does after writing it and recovery does on replay.
     pub fn apply(&mut self, op: &Op) {
         match op {
@@ -77,8 +105,9 @@ pub(crate) enum Op {
     Vote(Arc<[u8]>),
     /// The committed log id.
     Committed(Arc<[u8]>),
-    /// The group's whole state, written at the head of a new segment so that the older ones can be
-    /// deleted.
+    /// The group's whole state. Written empty by `Wal::forget_group`; before segments were kept
+    /// (issue 13), also at the head of every new segment, so an older data directory's newest
+    /// segment starts with one per group.
     Checkpoint(GroupMem),
 }
 

@@ -1,4 +1,4 @@
-//! The writer thread: group commit and segment rotation.
+//! The writer thread: group commit, segment rotation and deletion.
 //!
 //! One thread owns the active segment. It blocks for a job, then takes every job already queued
 //! (from any group, up to `max_batch_bytes`), writes them with one `write_all`, calls `fsync`
@@ -7,11 +7,18 @@
 //! that had something to write at that moment, which is what lets thousands of groups (quorum
 //! queues, next) live on one disk.
 //!
-//! The writer also keeps the state the files hold, group by group (entry bytes are shared with the
-//! groups' own copies, not duplicated), so that when the active segment is full it can start a new
-//! one with a checkpoint of every group and delete the older segments.
+//! When the active segment has `segment_bytes`, the writer closes it and opens the next, whose
+//! head restates every group's vote, committed id and purge point (a few dozen bytes a group,
+//! never its entries): a rotation costs one small write and fsync. Older segments stay while some
+//! group may have live entries in them ([`super::segments`]) and are deleted, oldest first, once
+//! none has; a group that keeps the oldest of too many segments has its live entries there moved
+//! forward a slice per batch ([`super::relocate`]). The writer also keeps the state the files
+//! hold, group by group (entry bytes are shared with the groups' own copies, not duplicated):
+//! what it restates and what it moves.
 
 use super::record::{self, GroupMem, Op, Record};
+use super::relocate::{Relocator, Slice};
+use super::segments::SegmentTable;
 use super::{Done, Job, WalError, WalOptions, WalStats};
 use crate::types::GroupId;
 use parking_lot::Mutex;
@@ -30,9 +37,19 @@ pub(crate) struct Segment {
     pub len: u64,
 }
 
-/// Creates segment `seq` with its header, durable (the file and its directory entry).
-pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<(u64, File, u64), WalError> {
-    let path = dir.join(format!("{seq:020}.wal"));
+/// The file of segment `seq`.
+pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.wal"))
+}
+
+/// Creates segment `seq` with its header and `head` (records), durable (the file and its
+/// directory entry).
+pub(crate) fn create_segment(
+    dir: &Path,
+    seq: u64,
+    head: &[u8],
+) -> Result<(u64, File, u64), WalError> {
+    let path = segment_path(dir, seq);
     let io_err = |source| WalError::Io {
         context: "cannot create segment",
         path: path.clone(),
@@ -43,10 +60,13 @@ pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<(u64, File, u64), W
         .append(true)
         .open(&path)
         .map_err(io_err)?;
-    file.write_all(record::MAGIC).map_err(io_err)?;
+    let mut bytes = Vec::with_capacity(record::MAGIC.len() + head.len());
+    bytes.extend_from_slice(record::MAGIC);
+    bytes.extend_from_slice(head);
+    file.write_all(&bytes).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     sync_dir(dir).map_err(io_err)?;
-    Ok((seq, file, record::MAGIC.len() as u64))
+    Ok((seq, file, bytes.len() as u64))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -57,17 +77,18 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 pub(crate) fn spawn(
     rx: mpsc::Receiver<Job>,
     segment: Segment,
-    state: BTreeMap<GroupId, GroupMem>,
+    mut state: BTreeMap<GroupId, GroupMem>,
+    table: SegmentTable,
     options: WalOptions,
     stats: Arc<WalStats>,
     gate: Arc<Mutex<()>>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
+    state.retain(|_, mem| !mem.is_empty());
     let mut writer = Writer {
-        // A recovered segment's own length: as full as it looks (the checkpoint it may begin
-        // with included, which only makes its first rotation come sooner).
-        appended: segment.len,
         segment,
         state,
+        table,
+        relocator: Relocator::default(),
         options,
         stats,
         failed: None,
@@ -79,14 +100,11 @@ pub(crate) fn spawn(
 
 struct Writer {
     segment: Segment,
-    /// Bytes of batches written to the segment since its checkpoint. The segment rotates when
-    /// these, not its length, reach `segment_bytes`: a checkpoint holds every group's live log,
-    /// which can itself pass `segment_bytes` (4,096 entries of a proposer's batches before a
-    /// snapshot lets a group purge), and counting it made every following batch rotate again,
-    /// each rotation rewriting and fsyncing the whole live log while no group's append could
-    /// complete (confirm stalls of 0.3-10 s, docs/clustering.md, "Next steps" item 6).
-    appended: u64,
+    /// What the files hold, group by group (groups with nothing left are dropped).
     state: BTreeMap<GroupId, GroupMem>,
+    /// Which kept segment each group still needs.
+    table: SegmentTable,
+    relocator: Relocator,
     options: WalOptions,
     stats: Arc<WalStats>,
     /// Set by the first failed write or fsync: after it nothing is reported durable again (the
@@ -102,6 +120,10 @@ impl Writer {
             let _gate = gate.lock();
             let mut batch: Vec<(GroupId, Op, Done)> = Vec::new();
             let mut buf: Vec<u8> = Vec::new();
+            // Entries being moved forward go first: they are what the files held before this
+            // batch, which may truncate or purge them.
+            let slice = self.next_slice(&mut buf);
+            let moved = buf.len();
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
@@ -122,8 +144,8 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            if !batch.is_empty() {
-                self.write_batch(batch, &buf);
+            if !buf.is_empty() {
+                self.write_batch(batch, slice, moved, &buf);
             }
         }
         if let Some(ack) = stop {
@@ -131,7 +153,33 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: Vec<(GroupId, Op, Done)>, buf: &[u8]) {
+    fn next_slice(&mut self, buf: &mut Vec<u8>) -> Slice {
+        if self.failed.is_some() {
+            return Slice::default();
+        }
+        match self
+            .relocator
+            .slice(&self.state, self.options.relocate_bytes, buf)
+        {
+            Ok(slice) => slice,
+            Err(e) => {
+                // Unreachable in practice (the same bytes encoded before); the segment is then
+                // kept longer, nothing is lost.
+                tracing::warn!("write-ahead log: cannot encode entries to move: {e}");
+                self.relocator = Relocator::default();
+                buf.clear();
+                Slice::default()
+            }
+        }
+    }
+
+    fn write_batch(
+        &mut self,
+        batch: Vec<(GroupId, Op, Done)>,
+        slice: Slice,
+        moved: usize,
+        buf: &[u8],
+    ) {
         let result = match &self.failed {
             Some(reason) => Err(reason.clone()),
             None => self.write_and_sync(buf).map_err(|e| {
@@ -142,23 +190,35 @@ impl Writer {
             }),
         };
         let ok = result.is_ok();
+        let seq = self.segment.seq;
         if ok {
             // Counted before anyone is told, so a caller that was told sees its record counted.
             self.stats
                 .records
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.stats
+                .relocated_bytes
+                .fetch_add(moved as u64, Ordering::Relaxed);
+            for (group, op) in &slice.appends {
+                self.table.record(seq, *group, op);
+            }
+            for (group, since, upto) in slice.finished {
+                self.table.release(group, since, upto);
+            }
         }
         for (group, op, done) in batch {
             if ok {
-                self.state.entry(group).or_default().apply(&op);
+                self.table.record(seq, group, &op);
+                let mem = self.state.entry(group).or_default();
+                mem.apply(&op);
+                if mem.is_empty() {
+                    self.state.remove(&group);
+                }
             }
             done(result.clone().map_err(io::Error::other));
         }
         if ok {
-            self.appended += buf.len() as u64;
-        }
-        if ok && self.appended >= self.options.segment_bytes {
-            if let Err(e) = self.rotate() {
+            if let Err(e) = self.maintain() {
                 tracing::error!("write-ahead log: cannot start a new segment: {e}");
                 self.failed = Some(e.to_string());
             }
@@ -185,61 +245,76 @@ impl Writer {
         Ok(())
     }
 
-    /// Starts the next segment with a checkpoint of every group, then deletes the older ones.
-    /// A crash before the checkpoint is durable leaves the old segments whole (recovery reads them
-    /// and the partial new one, whose torn tail it cuts); after it, the new segment alone holds
-    /// everything.
+    /// After a durable batch: rotates a full segment, deletes what no group needs any more, and
+    /// plans moving entries forward when too many segments are kept.
+    fn maintain(&mut self) -> Result<(), WalError> {
+        if self.segment.len >= self.options.segment_bytes {
+            self.rotate()?;
+        }
+        self.delete_unneeded();
+        self.relocator.plan(
+            &self.table,
+            &self.state,
+            self.options.max_segments,
+            self.options.max_moved_group_bytes,
+            self.segment.seq,
+        );
+        Ok(())
+    }
+
+    /// Closes the active segment and starts the next with every group's vote, committed id and
+    /// purge point, so that no older segment is needed for those. A crash before the new
+    /// segment is durable leaves a torn newest segment, which recovery cuts; nothing older is
+    /// touched here.
     fn rotate(&mut self) -> Result<(), WalError> {
         let started = std::time::Instant::now();
-        let (seq, file, len) = create_segment(&self.segment.dir, self.segment.seq + 1)?;
+        let mut head = Vec::new();
+        for (group, mem) in &self.state {
+            for op in mem.restated() {
+                record::encode(&Record { group: group.0, op }, &mut head)?;
+            }
+        }
+        let (seq, file, len) = create_segment(&self.segment.dir, self.segment.seq + 1, &head)?;
         self.segment = Segment {
             dir: self.segment.dir.clone(),
             seq,
             file,
             len,
         };
-        let mut buf = Vec::new();
-        for (group, mem) in &self.state {
-            let record = Record {
-                group: group.0,
-                op: Op::Checkpoint(mem.clone()),
-            };
-            record::encode(&record, &mut buf)?;
-        }
-        let path = self.segment.dir.clone();
-        self.write_and_sync(&buf).map_err(|source| WalError::Io {
-            context: "cannot checkpoint into",
-            path,
-            source,
-        })?;
-        self.appended = 0;
+        self.table.open(seq);
         self.stats.rotations.fetch_add(1, Ordering::Relaxed);
+        self.stats.rotation_bytes.fetch_add(len, Ordering::Relaxed);
         tracing::debug!(
             segment = seq,
-            checkpoint_bytes = buf.len(),
+            head_bytes = len,
             groups = self.state.len(),
-            entries = self.state.values().map(|m| m.entries.len()).sum::<usize>(),
+            kept = self.table.len(),
             ms = started.elapsed().as_millis() as u64,
             "write-ahead log: rotated"
         );
-        for entry in fs::read_dir(&self.segment.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let path = entry.path();
-            let older = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".wal"))
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|s| s < seq);
-            if older {
-                if let Err(e) = fs::remove_file(&path) {
-                    tracing::warn!(segment = %path.display(), "write-ahead log: cannot delete an old segment: {e}");
-                }
-            }
-        }
         Ok(())
+    }
+
+    /// Deletes the oldest segments while no group needs them, one at a time with the directory
+    /// fsynced after each, so that the files left are always a suffix of the sequence.
+    fn delete_unneeded(&mut self) {
+        while let Some(seq) = self.table.deletable(self.segment.seq) {
+            let path = segment_path(&self.segment.dir, seq);
+            let removed = match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => sync_dir(&self.segment.dir),
+            };
+            if let Err(e) = removed {
+                // Kept, and so is every later segment: tried again after the next batch.
+                tracing::warn!(segment = %path.display(), "write-ahead log: cannot delete an old segment: {e}");
+                return;
+            }
+            self.table.remove(seq);
+            self.stats.segments_deleted.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                segment = seq,
+                "write-ahead log: deleted a segment no group needs"
+            );
+        }
     }
 }

@@ -57,7 +57,7 @@ async fn delete(node: &Node, queue: &str, if_empty: bool, if_unused: bool) -> Re
     let options = QueueDeleteOptions {
         if_empty,
         if_unused,
-        no_wait: false,
+        nowait: false,
     };
     ch.queue_delete(queue.into(), options)
         .await

@@ -106,7 +106,9 @@ impl Channel {
     /// `handle_call({delete, IfUnused, IfEmpty, _})`: `{error, in_use}` / `{error, not_empty}`,
     /// 406 PRECONDITION_FAILED at the channel), then the deletion goes through the cluster.
     /// Unlike there, a message or consumer reaching the home between its answer and the
-    /// deletion's commit (one round trip) does not stop it. True if asked.
+    /// deletion's commit (one round trip) does not stop it. Without conditions the home is
+    /// asked too, for delete-ok's message count, and a home that does not answer does not stop
+    /// the deletion (count 0). True if asked.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn remote_delete(
         &mut self,
@@ -117,9 +119,6 @@ impl Channel {
         if_empty: bool,
         no_wait: bool,
     ) -> bool {
-        if !(if_unused || if_empty) {
-            return false;
-        }
         let (Some((forwarder, home)), Some(cluster)) = (
             remote_queue::remote(ctx.cluster.as_ref(), queue),
             ctx.cluster.clone(),
@@ -134,33 +133,36 @@ impl Channel {
                 vhost: vhost.clone(),
                 queue: name.clone(),
             };
-            let refuse = |why: &str| {
-                let text = format!("PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' {why}");
-                (None, Err(WriteError::Refused { code: 406, text }))
+            let refuse = |why: &str| WriteError::Refused {
+                code: 406,
+                text: format!("PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' {why}"),
             };
-            let (reply, result) = match forwarder.ask(&home, query).await {
-                Ok(Answer::Counts(c)) if if_unused && c.consumers > 0 => refuse("in use"),
-                Ok(Answer::Counts(c)) if if_empty && c.ready > 0 => refuse("is not empty"),
-                Ok(Answer::Counts(c)) => {
-                    let command = MetaCommand::DeleteQueue {
-                        vhost: vhost.clone(),
-                        name: name.clone(),
-                    };
-                    let reply = (!no_wait).then_some(Method::QueueDeleteOk(QueueDeleteOk {
-                        message_count: c.ready,
-                    }));
-                    (reply, crate::cluster::write(&cluster, command).await)
-                }
-                Ok(_) => (
-                    None,
-                    Err(not_found(
-                        &AskError::NotHere(home.clone()),
-                        &home,
-                        &vhost,
-                        &name,
-                    )),
+            let conditional = if_unused || if_empty;
+            let command = MetaCommand::DeleteQueue {
+                vhost: vhost.clone(),
+                name: name.clone(),
+            };
+            let deleted = match forwarder.ask(&home, query).await {
+                Ok(Answer::Counts(c)) if if_unused && c.consumers > 0 => Err(refuse("in use")),
+                Ok(Answer::Counts(c)) if if_empty && c.ready > 0 => Err(refuse("is not empty")),
+                // delete-ok's count is the messages the home drops.
+                Ok(Answer::Counts(c)) => Ok(c.ready),
+                // Without conditions the deletion needs no answer (as before).
+                _ if !conditional => Ok(0),
+                Ok(_) => Err(not_found(
+                    &AskError::NotHere(home.clone()),
+                    &home,
+                    &vhost,
+                    &name,
+                )),
+                Err(e) => Err(not_found(&e, &home, &vhost, &name)),
+            };
+            let (reply, result) = match deleted {
+                Ok(message_count) => (
+                    (!no_wait).then_some(Method::QueueDeleteOk(QueueDeleteOk { message_count })),
+                    crate::cluster::write(&cluster, command).await,
                 ),
-                Err(e) => (None, Err(not_found(&e, &home, &vhost, &name))),
+                Err(e) => (None, Err(e)),
             };
             MetaDone {
                 channel,

@@ -19,6 +19,7 @@ mod config;
 mod ctl;
 mod logging;
 mod pubsub;
+mod restart;
 mod serve;
 
 use clap::Parser;

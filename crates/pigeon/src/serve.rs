@@ -50,6 +50,8 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     // With a [cluster] table the server starts this node of the cluster and puts its
     // metadata through it (docs/clustering.md); without one it is a single node, as before.
     config.server.cluster = config.cluster()?;
+    // Started again by `join_cluster` (restart.rs): the same listeners as before.
+    crate::restart::keep_listeners(&mut config.server);
 
     let server = pigeon_server::start(config.server)
         .await
@@ -79,12 +81,21 @@ pub async fn run(args: ServeArgs, log_flag: Option<String>) -> anyhow::Result<()
     // signal rather than also for the server ending on its own.
     let signal = loop {
         tokio::select! {
-            signal = shutdown_signal() => break signal?,
+            signal = shutdown_signal() => break Some(signal?),
+            // `pigeon ctl join_cluster` (server cluster/join.rs).
+            () = server.restart_requested() => break None,
             () = reload_signal() => {
                 reload_policies(&args, &server);
                 reload_tls(&server);
             }
         }
+    };
+    let Some(signal) = signal else {
+        // Stop, then start again: the new start resets the node and joins the other cluster.
+        warn!("join_cluster: stopping to reset this node and join another cluster; pigeon starts again");
+        let listen = crate::restart::bound(&server);
+        server.shutdown().await;
+        return Err(crate::restart::exec(listen));
     };
     info!("{signal} received: shutting down (send it again to exit at once)");
     tokio::select! {

@@ -113,6 +113,7 @@ impl InMemoryServer {
             cluster: None,
             declares: Arc::default(),
             maintenance: Default::default(),
+            restart: Default::default(),
         });
         admin::register_hooks(&state);
         Ok(InMemoryServer {

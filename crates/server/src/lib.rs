@@ -141,6 +141,8 @@ pub(crate) struct ServerState {
     /// Maintenance mode (`pigeon ctl drain` / `revive`, `cluster/maintenance.rs`): the client
     /// listeners' suspension and `being_drained`.
     pub maintenance: cluster::maintenance::Maintenance,
+    /// Asked by `join_cluster` (`cluster/join.rs`): the process restarts to reset and join.
+    pub restart: cluster::join::Restart,
 }
 
 impl ServerState {
@@ -360,6 +362,13 @@ impl ServerHandle {
         }
     }
 
+    /// Resolves when `pigeon ctl join_cluster` asked this node to reset and join another
+    /// cluster (`cluster/join.rs`): the caller stops the server ([`Self::shutdown`]) and
+    /// starts the process again, whose start resets the node and joins.
+    pub async fn restart_requested(&self) {
+        self.state.restart.requested().await
+    }
+
     /// Waits until the server stops.
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
@@ -367,7 +376,7 @@ impl ServerHandle {
 }
 
 /// Binds the listeners and starts serving.
-pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+pub async fn start(mut config: ServerConfig) -> Result<ServerHandle, ServerError> {
     config.check_tls().map_err(ServerError::Config)?;
     config.check_ws_path().map_err(ServerError::Config)?;
     config.check_queue_types().map_err(ServerError::Config)?;
@@ -390,6 +399,11 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         bound.extend(listen::bind(kind, &kind.addrs(&config))?);
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    // A `join_cluster` accepted before this restart: the node's data goes first (cluster/join.rs).
+    let pending_join = match (&config.data_dir, config.cluster.as_mut()) {
+        (Some(dir), Some(cluster)) => cluster::join::reset_pending(dir, cluster)?,
+        _ => None,
+    };
     let (broker, store) = match &config.data_dir {
         None => (Broker::new(), None),
         Some(dir) => {
@@ -437,6 +451,9 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         Some(c) => Some(cluster::start(c, &broker, store.as_ref()).await?),
         None => None,
     };
+    if let (Some(cluster), Some(dir), Some(_)) = (&cluster, &config.data_dir, &pending_join) {
+        cluster::join::clear_when_joined(cluster, dir.clone());
+    }
     // Quorum queues on a node without [cluster]: a cluster of one, started when needed
     // (`cluster/quorum/single.rs`). Without a data directory there is none: quorum declares
     // are refused (the broker's `VHost::declare_queue`).
@@ -491,6 +508,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         cluster,
         declares,
         maintenance: Default::default(),
+        restart: Default::default(),
     });
     admin::register_hooks(&state);
     if let Some(path) = &state.config.load_definitions {
@@ -663,6 +681,7 @@ mod tests_support {
             cluster: None,
             declares: Arc::default(),
             maintenance: Default::default(),
+            restart: Default::default(),
         })
     }
 }

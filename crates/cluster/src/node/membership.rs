@@ -324,6 +324,33 @@ impl Cluster {
         Ok(())
     }
 
+    /// Says `Hello` to the node at `addr`: its name and whether it belongs to a cluster
+    /// already (`join_cluster`'s checks before this node resets itself to join it).
+    pub async fn hello(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<(String, bool), ClusterError> {
+        let hello = Request::Hello {
+            protocol: PROTOCOL,
+            name: self.inner.me.name.clone(),
+        };
+        match self.inner.peers.call(addr, hello, timeout).await? {
+            Response::Hello { name, initialized } => Ok((name, initialized)),
+            Response::Error(e) => Err(from_wire(
+                e,
+                &Member {
+                    name: String::new(),
+                    addr: addr.to_string(),
+                },
+            )),
+            other => Err(ClusterError::Remote {
+                addr: addr.to_string(),
+                message: format!("unexpected answer {other:?}"),
+            }),
+        }
+    }
+
     /// `forget_cluster_node`: removes the named node from the cluster. Run on any member.
     pub async fn forget(&self, name: &str) -> Result<(), ClusterError> {
         self.inner.remove_member(name).await

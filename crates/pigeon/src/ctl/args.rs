@@ -124,6 +124,8 @@ const SPECS: &[Spec] = &[
     spec("local", None, false),
     spec("global", None, false),
     spec("skip-if-unchanged", None, false),
+    // join_cluster.
+    spec("force", None, false),
     // rabbitmq-streams add_super_stream.
     spec("partitions", None, true),
     spec("binding-keys", None, true),

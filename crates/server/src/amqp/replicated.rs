@@ -242,6 +242,15 @@ impl Channel {
             return false;
         };
         let o = q.options();
+        // Homed on another node: `if-unused` / `if-empty` are the home's to check
+        // (amqp/remote_queue.rs).
+        if ctx.cluster.is_some()
+            && o.durable
+            && o.exclusive_owner.is_none()
+            && self.remote_delete(ctx, method, &q, m.if_unused, m.if_empty, m.no_wait)
+        {
+            return true;
+        }
         if ctx.cluster.is_none()
             || !o.durable
             || o.exclusive_owner.is_some()

@@ -18,6 +18,7 @@ pub(crate) mod barrier;
 pub(crate) mod commands;
 pub(crate) mod forward;
 pub(crate) mod homes;
+pub(crate) mod join;
 pub(crate) mod maintenance;
 pub(crate) mod mqtt;
 pub(crate) mod mqtt_failover;

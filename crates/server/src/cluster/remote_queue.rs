@@ -2,7 +2,9 @@
 //! in a cluster"): `basic.get`, `queue.purge`, and the counts `queue.declare-ok` and
 //! `/api/queues/{vhost}/{name}` show, for a queue homed elsewhere, are questions to the home
 //! (the proxy here holds no message), as RabbitMQ's channel calls the queue's process on its
-//! own node for each (rabbit_amqqueue `basic_get`, `purge`, `stat`).
+//! own node for each (rabbit_amqqueue `basic_get`, `purge`, `stat`); so are `queue.delete`'s
+//! `if-empty` / `if-unused` checks (`amqp/remote_queue.rs`, `http/queues.rs`), and the
+//! `/api/queues` lists ask each home once for all its queues in the list ([`Forwarder::counts_of`]).
 //!
 //! A question is a `ToNode::Query` sent at once on the node's connection to the home, after an
 //! `Item::Flush` went through the per-peer batches (`forward.rs`): what this node forwarded
@@ -16,6 +18,7 @@ use pigeon_broker::record::MessageRecordRef;
 use pigeon_broker::{Queue, QueuedMessage};
 use pigeon_cluster::ForwardError;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +38,9 @@ pub(crate) enum Query {
     Purge { vhost: String, queue: String },
     /// Its counts.
     Counts { vhost: String, queue: String },
+    /// The counts of several queues homed on the receiver (`/api/queues`' lists), by vhost
+    /// and name, in order. (Appended last: the older variants keep their wire tags.)
+    CountsOf { queues: Vec<(String, String)> },
 }
 
 /// A message taken by a `basic.get` at the home.
@@ -69,6 +75,8 @@ pub(crate) enum Answer {
     Counts(Counts),
     /// The queue is not (or no longer) homed on the receiver.
     NotHere,
+    /// To `CountsOf`: each queue's counts, `None` for one not homed on the receiver.
+    CountsOf(Vec<Option<Counts>>),
 }
 
 /// Why a question got no answer.
@@ -89,14 +97,29 @@ impl Forwarder {
         if !self.is_up(node) {
             return Err(down());
         }
-        let cluster = self.cluster().cloned().ok_or_else(down)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.push(node, Item::Flush, Then::Flushed(tx));
         if !rx.await.unwrap_or(false) {
             return Err(down());
         }
+        self.ask_now(node, query, ASK_TIMEOUT).await
+    }
+
+    /// Asks `node` `query` at once, without waiting for what this node forwarded to it before
+    /// (a listing's counts need no order with publishes), within `timeout`.
+    pub(crate) async fn ask_now(
+        &self,
+        node: &str,
+        query: Query,
+        timeout: Duration,
+    ) -> Result<Answer, AskError> {
+        let down = || AskError::Down(node.to_string());
+        if !self.is_up(node) {
+            return Err(down());
+        }
+        let cluster = self.cluster().cloned().ok_or_else(down)?;
         let body = postcard::to_stdvec(&forward::ToNode::Query(query)).map_err(|_| down())?;
-        let bytes = match cluster.forward(node, body, ASK_TIMEOUT).await {
+        let bytes = match cluster.forward(node, body, timeout).await {
             Ok(b) => b,
             Err(ForwardError::Refused { reason, .. }) => {
                 tracing::debug!(%node, %reason, "cluster: a question to a queue's home was refused");
@@ -127,19 +150,71 @@ impl Forwarder {
         }
     }
 
+    /// The counts of `proxies` (queues homed elsewhere) at their homes: one question per home,
+    /// all homes at once, each given `timeout`. A queue whose home did not answer (down, slow,
+    /// or no longer its home) is absent from the result.
+    pub(crate) async fn counts_of(
+        &self,
+        proxies: &[Arc<Queue>],
+        timeout: Duration,
+    ) -> HashMap<(String, String), Counts> {
+        let mut by_home: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for q in proxies {
+            if let Some(home) = q.remote() {
+                by_home
+                    .entry(home.node().to_string())
+                    .or_default()
+                    .push((q.vhost_name().to_string(), q.name().to_string()));
+            }
+        }
+        let asks = by_home.into_iter().map(|(home, queues)| async move {
+            let query = Query::CountsOf {
+                queues: queues.clone(),
+            };
+            let answer = tokio::time::timeout(timeout, self.ask_now(&home, query, timeout)).await;
+            match answer {
+                Ok(Ok(Answer::CountsOf(counts))) if counts.len() == queues.len() => queues
+                    .into_iter()
+                    .zip(counts)
+                    .filter_map(|(key, c)| Some((key, c?)))
+                    .collect(),
+                other => {
+                    tracing::debug!(%home, "cluster: no counts from a home for a queue list: {other:?}");
+                    Vec::new()
+                }
+            }
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// A queue homed here, by vhost and name.
+    fn homed_here(&self, vhost: &str, queue: &str) -> Option<Arc<Queue>> {
+        self.broker
+            .vhost(vhost)
+            .and_then(|v| v.queue(queue).ok())
+            .filter(|q| q.remote().is_none())
+    }
+
     /// Answers a peer's question about a queue homed here.
     pub(super) fn answer(&self, from: &str, query: Query) -> Answer {
         let (vhost, queue) = match &query {
             Query::Get { vhost, queue, .. }
             | Query::Purge { vhost, queue }
             | Query::Counts { vhost, queue } => (vhost, queue),
+            Query::CountsOf { queues } => {
+                return Answer::CountsOf(
+                    queues
+                        .iter()
+                        .map(|(v, q)| self.homed_here(v, q).map(|q| counts(&q)))
+                        .collect(),
+                )
+            }
         };
-        let Some(q) = self
-            .broker
-            .vhost(vhost)
-            .and_then(|v| v.queue(queue).ok())
-            .filter(|q| q.remote().is_none())
-        else {
+        let Some(q) = self.homed_here(vhost, queue) else {
             return Answer::NotHere;
         };
         match query {
@@ -163,13 +238,19 @@ impl Forwarder {
                 Answer::Got(Some(got))
             }
             Query::Purge { .. } => Answer::Purged(q.purge()),
-            Query::Counts { .. } => Answer::Counts(Counts {
-                ready: q.message_count(),
-                unacked: q.unacked_count(),
-                consumers: q.consumer_count(),
-                bytes: q.queued_bytes() as u64,
-            }),
+            Query::Counts { .. } => Answer::Counts(counts(&q)),
+            Query::CountsOf { .. } => Answer::NotHere,
         }
+    }
+}
+
+/// A queue's counts, as its home answers them.
+fn counts(q: &Queue) -> Counts {
+    Counts {
+        ready: q.message_count(),
+        unacked: q.unacked_count(),
+        consumers: q.consumer_count(),
+        bytes: q.queued_bytes() as u64,
     }
 }
 

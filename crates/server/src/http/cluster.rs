@@ -5,8 +5,10 @@
 //! - `GET /api/pigeon/cluster` -> this node's view: `{"clustered": true, "node", "role",
 //!   "leader", "term", "last_log_index", "last_applied", "members": [{"name", "address",
 //!   "voter", "running"}]}`; `{"clustered": false, "node"}` on a single node.
-//! - `POST /api/pigeon/cluster/join` with `{"seed": "host:port"}`: this node joins the
-//!   cluster of the member at that cluster address.
+//! - `POST /api/pigeon/cluster/join` with `{"seed": "host:port", "force": false}`: this node,
+//!   a cluster of one, resets itself (deletes its data) and joins the cluster of the member at
+//!   that cluster address (`cluster/join.rs`): 202 `{"node", "seed", "restarting": true}`,
+//!   then the process restarts; 200 `{"already_member": true}`; 400 with the refusal.
 //! - `DELETE /api/pigeon/cluster/nodes/{name}`: removes a member.
 //! - `POST /api/pigeon/maintenance/drain` and `.../revive`, optional body `{"node": name}`
 //!   (default: this node; another node is asked over the cluster link): maintenance mode, as
@@ -173,9 +175,26 @@ async fn join(State(http): State<Shared>, caller: Caller, bytes: Bytes) -> ApiRe
     caller.require_admin()?;
     let map = body(&bytes)?;
     let seed = req_str(&map, "seed")?.to_string();
-    clustered(&http)?.join(&seed).await.map_err(cluster_error)?;
-    tracing::info!(seed = %seed, by = %caller.name, "joined a cluster through the management API");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let force = super::json::opt_bool(&map, "force")?.unwrap_or(false);
+    clustered(&http)?;
+    use crate::cluster::join::{request, Accepted, JoinRefused};
+    match request(&http.state, &seed, force).await {
+        Ok(Accepted::AlreadyMember) => Ok((
+            StatusCode::OK,
+            Json(json!({"node": http.node(), "seed": seed, "already_member": true})),
+        )
+            .into_response()),
+        Ok(Accepted::Restarting) => {
+            tracing::warn!(seed = %seed, by = %caller.name, "join_cluster requested through the management API: the node resets and restarts");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"node": http.node(), "seed": seed, "restarting": true})),
+            )
+                .into_response())
+        }
+        Err(e @ JoinRefused::Io { .. }) => Err(ApiError::internal(e.to_string())),
+        Err(e) => Err(ApiError::bad_request(e.to_string())),
+    }
 }
 
 async fn forget(

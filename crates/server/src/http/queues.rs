@@ -157,21 +157,96 @@ fn queue_full(http: &Shared, t: &Tables, q: &Arc<Queue>, ctx: &Ctx, sq: &StatsQu
     v
 }
 
-/// Lists `queues`, rendering only the page asked for when the sort allows it.
-fn listing(
+/// How long a list waits for the homes of the queues homed elsewhere (as `peers.rs` gives
+/// each node for the cluster-wide lists).
+const HOMES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Lists `queues`, rendering only the page asked for when the sort allows it. The counts of
+/// classic queues homed on other nodes are their homes', asked once per home for all of them
+/// (cluster/remote_queue.rs); a queue whose home does not answer within [`HOMES_TIMEOUT`] is
+/// listed without them, with `state` `down` when its home is down, as RabbitMQ's list shows
+/// a queue on a down node (rabbit_amqqueue `info_down`: `state` and no statistics).
+async fn listing(
     http: &Shared,
     queues: Vec<Arc<Queue>>,
     q: &ListQuery,
     sq: &StatsQuery,
 ) -> ApiResult<Response> {
     let ctx = sq.ctx(&http.stats)?;
+    let homes = match http
+        .state
+        .cluster
+        .as_ref()
+        .and_then(crate::cluster::forward::Forwarder::of)
+    {
+        Some(forwarder) => {
+            let remote: Vec<Arc<Queue>> = queues
+                .iter()
+                .filter(|x| x.remote().is_some())
+                .cloned()
+                .collect();
+            let counts = if remote.is_empty() {
+                Default::default()
+            } else {
+                forwarder.counts_of(&remote, HOMES_TIMEOUT).await
+            };
+            Some((forwarder, counts))
+        }
+        None => None,
+    };
     let t = http.stats.read();
     list_named(
         queues,
         |x| (x.vhost_name(), x.name()),
-        |x| queue_full(http, &t, x, &ctx, sq),
+        |x| {
+            let mut v = queue_full(http, &t, x, &ctx, sq);
+            if let (Some((forwarder, counts)), Some(home), Some(m)) =
+                (&homes, x.remote(), v.as_object_mut())
+            {
+                let key = (x.vhost_name().to_string(), x.name().to_string());
+                match counts.get(&key) {
+                    Some(c) => home_counts(m, c),
+                    None => {
+                        for f in COUNT_FIELDS {
+                            m.remove(f);
+                        }
+                        if !forwarder.is_up(home.node()) {
+                            m.insert("state".into(), json!("down"));
+                        }
+                    }
+                }
+            }
+            v
+        },
         q,
     )
+}
+
+/// The fields a queue's home answers for it.
+const COUNT_FIELDS: [&str; 6] = [
+    "messages",
+    "messages_ready",
+    "messages_unacknowledged",
+    "message_bytes",
+    "message_bytes_ready",
+    "consumers",
+];
+
+/// Puts the home's counts in a queue's fields (those the query did not leave out).
+fn home_counts(m: &mut Map<String, Value>, c: &crate::cluster::remote_queue::Counts) {
+    let values = [
+        json!(u64::from(c.ready) + u64::from(c.unacked)),
+        json!(c.ready),
+        json!(c.unacked),
+        json!(c.bytes),
+        json!(c.bytes),
+        json!(c.consumers),
+    ];
+    for (field, value) in COUNT_FIELDS.into_iter().zip(values) {
+        if let Some(slot) = m.get_mut(field) {
+            *slot = value;
+        }
+    }
 }
 
 async fn all(
@@ -185,7 +260,7 @@ async fn all(
         .iter()
         .flat_map(|v| v.queues())
         .collect();
-    listing(&http, queues, &q, &sq)
+    listing(&http, queues, &q, &sq).await
 }
 
 async fn of_vhost(
@@ -196,7 +271,7 @@ async fn of_vhost(
     Query(sq): Query<StatsQuery>,
 ) -> ApiResult<Response> {
     let v = caller.vhost(&http, &vhost)?;
-    listing(&http, v.queues(), &q, &sq)
+    listing(&http, v.queues(), &q, &sq).await
 }
 
 async fn show(
@@ -216,15 +291,7 @@ async fn show(
     let t = http.stats.read();
     let mut shown = queue_full(&http, &t, &q, &ctx, &sq);
     if let (Some(c), Some(m)) = (home, shown.as_object_mut()) {
-        m.insert(
-            "messages".into(),
-            json!(u64::from(c.ready) + u64::from(c.unacked)),
-        );
-        m.insert("messages_ready".into(), json!(c.ready));
-        m.insert("messages_unacknowledged".into(), json!(c.unacked));
-        m.insert("message_bytes".into(), json!(c.bytes));
-        m.insert("message_bytes_ready".into(), json!(c.bytes));
-        m.insert("consumers".into(), json!(c.consumers));
+        home_counts(m, &c);
     }
     Ok(Json(shown))
 }
@@ -341,6 +408,32 @@ async fn delete(
         q.if_unused.as_deref() == Some("true"),
         q.if_empty.as_deref() == Some("true"),
     );
+    // Homed on another node: the home's counts decide, as for AMQP (amqp/remote_queue.rs).
+    if if_unused || if_empty {
+        if let Some((forwarder, _)) =
+            crate::cluster::remote_queue::remote(http.state.cluster.as_ref(), &queue)
+        {
+            let Some(c) = forwarder.counts(&queue).await else {
+                return Err(ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    error: "service_unavailable",
+                    reason: format!("the home node of queue '{name}' in vhost '{vhost}' is down or inaccessible"),
+                });
+            };
+            if if_unused && c.consumers > 0 {
+                return Err(pigeon_broker::BrokerError::PreconditionFailed(format!(
+                    "queue '{name}' in vhost '{vhost}' in use"
+                ))
+                .into());
+            }
+            if if_empty && c.ready > 0 {
+                return Err(pigeon_broker::BrokerError::PreconditionFailed(format!(
+                    "queue '{name}' in vhost '{vhost}' is not empty"
+                ))
+                .into());
+            }
+        }
+    }
     // A durable queue is deleted through the cluster when clustered; `if-unused` / `if-empty`
     // conditions that fail are refused here, with the local path's error.
     if queue.options().durable

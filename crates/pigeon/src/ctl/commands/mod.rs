@@ -80,7 +80,7 @@ const fn cmd(
 pub const COMMANDS: &[Command] = &[
     cmd("status", "", "Shows the node's status", node::status),
     cmd("cluster_status", "", "Shows the cluster's nodes, listeners and alarms", node::cluster_status),
-    cmd("join_cluster", "<member cluster address host:port>", "Makes this node join the cluster of that member", node::join_cluster),
+    cmd("join_cluster", "<member cluster address host:port> [--force]", "Resets this node (deletes its data) and makes it join the cluster of that member", node::join_cluster),
     cmd("forget_cluster_node", "<node name>", "Removes a node from the cluster", node::forget_cluster_node),
     cmd("drain", "[<node name>]", "Puts the node in maintenance mode (rabbitmq-upgrade drain): clients disconnected, listeners suspended, leadership moved", maintenance::drain),
     cmd("revive", "[<node name>]", "Takes the node out of maintenance mode (rabbitmq-upgrade revive)", maintenance::revive),

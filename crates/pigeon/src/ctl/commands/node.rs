@@ -5,8 +5,9 @@
 use super::{items, quoted, Ctx};
 use crate::ctl::args::arity;
 use crate::ctl::client::seg;
-use crate::ctl::error::CtlResult;
+use crate::ctl::error::{CtlError, CtlResult};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 /// What `status` and `cluster_status` show: the overview, this node, the vhost count.
 struct NodeFacts {
@@ -377,22 +378,57 @@ pub fn enable_feature_flag(ctx: &Ctx) -> CtlResult {
     Ok(())
 }
 
-/// `join_cluster <member address>`: this node joins the cluster of the member reachable at
-/// that cluster address (host:port), as a learner and then, caught up, a voter.
+/// `join_cluster <member address> [--force]`: this node, a cluster of one, resets itself
+/// (**its users, vhosts, queues and messages are deleted**, as `rabbitmqctl reset` does) and
+/// joins the cluster of the member reachable at that cluster address (host:port), as a learner
+/// and then, caught up, a voter; its users, vhosts and queues are then that cluster's. The node
+/// restarts to do it (docs/clustering.md, "Membership"); this waits until it is a voter.
+/// Refused for a node whose cluster has other members, and for one holding messages in
+/// durable queues unless `--force`.
 pub fn join_cluster(ctx: &Ctx) -> CtlResult {
     arity(&ctx.inv, 1, 1)?;
     let seed = ctx.arg(0);
+    let force = ctx.inv.opts.switch("force");
     ctx.out.banner(&format!(
         "Clustering node {} with {seed} ...",
         ctx.node.url()
     ));
-    ctx.node.send(
+    let reply = ctx.node.send(
         "POST",
         "/api/pigeon/cluster/join",
-        Some(&json!({ "seed": seed })),
+        Some(&json!({ "seed": seed, "force": force })),
     )?;
-    Ok(())
+    if reply.body["restarting"] != json!(true) {
+        return Ok(());
+    }
+    // The node restarts, resets and joins; it answers again once started, and takes this
+    // login once the cluster's users reached it. Until then every call may fail.
+    let wait = Duration::from_secs(ctx.inv.opts.timeout.unwrap_or(JOIN_WAIT_SECS));
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Ok(status) = ctx.node.get("/api/pigeon/cluster") {
+            let me = status["node"].as_str().unwrap_or_default();
+            let members = status["members"].as_array().cloned().unwrap_or_default();
+            let voter = members
+                .iter()
+                .any(|m| m["name"] == me && m["voter"] == json!(true));
+            if members.len() > 1 && voter {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(CtlError::TempFail(format!(
+                "{} restarted to join the cluster of {seed} but is not a voter of it after {}s: see its log",
+                ctx.node.url(),
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
+
+/// How long `join_cluster` waits for the node to be a voter of the cluster it joins, by default.
+const JOIN_WAIT_SECS: u64 = 120;
 
 /// `forget_cluster_node <node name>`: removes a member from the cluster.
 pub fn forget_cluster_node(ctx: &Ctx) -> CtlResult {

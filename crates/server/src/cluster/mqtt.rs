@@ -50,6 +50,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+mod subs;
+mod takeover;
+pub(crate) use takeover::take_over;
+
 /// How long a CONNECT waits for the other nodes to let go of its client id (as long as a
 /// takeover on one node waits for the previous connection).
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(6);
@@ -536,79 +540,6 @@ impl Forwarder {
         true
     }
 
-    /// Makes this node route to `from`'s queue as `subs` says.
-    fn apply_subs(&self, from: &str, queues: &mut KnownQueues, subs: QueueSubs) {
-        let key = (subs.vhost.clone(), subs.queue.clone());
-        let Some(v) = self.broker.vhost(&subs.vhost) else {
-            return;
-        };
-        let wanted: BTreeSet<String> = subs.patterns.iter().cloned().collect();
-        if wanted.is_empty() {
-            if let Some(k) = queues.remove(&key) {
-                self.unbind_known(&subs.vhost, &subs.queue, k);
-            }
-            return;
-        }
-        if !queues.contains_key(&key) {
-            let proxy = if subs.replicated {
-                None
-            } else {
-                let options = QueueOptions {
-                    durable: false,
-                    ..QueueOptions::default()
-                };
-                let name = proxy_name(&subs.queue, from);
-                let Ok(declared) = v.declare_queue(&name, false, options, 0) else {
-                    tracing::warn!(queue = %name, "cluster: cannot make the proxy of an MQTT session queue of another node");
-                    return;
-                };
-                let q = declared.queue;
-                if q.remote().is_none() {
-                    q.set_remote(Arc::new(MqttHome {
-                        node: from.to_string(),
-                        vhost: subs.vhost.clone(),
-                        target: subs.queue.clone(),
-                        durable: subs.durable,
-                        forwarder: self.this.clone(),
-                    }));
-                }
-                Some(q)
-            };
-            queues.insert(
-                key.clone(),
-                Known {
-                    proxy,
-                    exchange: subs.exchange.clone(),
-                    patterns: BTreeSet::new(),
-                    durable: subs.durable,
-                },
-            );
-        }
-        let Some(k) = queues.get_mut(&key) else {
-            return;
-        };
-        k.durable = subs.durable;
-        let target = match &k.proxy {
-            Some(p) => Arc::clone(p),
-            None => match v.queue(&subs.queue) {
-                Ok(q) => q,
-                Err(_) => return,
-            },
-        };
-        for gone in k.patterns.difference(&wanted) {
-            let dest = Destination::Queue(Arc::clone(&target));
-            let _ = v.unbind(&k.exchange, dest, gone, Table::new());
-        }
-        for new in wanted.difference(&k.patterns) {
-            let dest = Destination::Queue(Arc::clone(&target));
-            if let Err(e) = v.bind(&subs.exchange, dest, new, Table::new()) {
-                tracing::warn!(error = %e, "cluster: cannot bind an MQTT subscription of another node");
-            }
-        }
-        k.patterns = wanted;
-        k.exchange = subs.exchange;
-    }
-
     /// Handles a peer's MQTT request.
     pub(crate) async fn mqtt_request(&self, request: MqttRequest) -> MqttAnswer {
         match request {
@@ -634,58 +565,4 @@ impl Forwarder {
             }
         }
     }
-}
-
-/// Asks every other node that is up to let go of `client_id` (see [`MqttRequest::TakeOver`]);
-/// the persistent session one of them handed over, if any.
-pub(crate) async fn take_over(
-    cluster: &Cluster,
-    vhost: &str,
-    client_id: &str,
-    clean: bool,
-) -> Option<SessionState> {
-    let f = Forwarder::of(cluster)?;
-    let request = forward::ToNode::Mqtt(MqttRequest::TakeOver {
-        vhost: vhost.to_string(),
-        client_id: client_id.to_string(),
-        clean,
-    });
-    let body = match postcard::to_stdvec(&request) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!("cluster: cannot encode an MQTT takeover: {e}");
-            return None;
-        }
-    };
-    let asks = f.up_peers().into_iter().map(|node| {
-        let body = body.clone();
-        async move {
-            match cluster.forward(&node, body, TAKEOVER_TIMEOUT).await {
-                Ok(bytes) => match postcard::from_bytes::<forward::FromNode>(&bytes) {
-                    Ok(forward::FromNode::Mqtt(MqttAnswer::Session(s))) => s,
-                    _ => None,
-                },
-                Err(e) => {
-                    tracing::debug!(%node, "cluster: MQTT takeover not answered: {e}");
-                    None
-                }
-            }
-        }
-    });
-    let answers = futures_util::future::join_all(asks).await;
-    if let Some(moved) = answers.into_iter().flatten().next() {
-        return Some(moved);
-    }
-    // No node had it (its node is lost, or it never left this one): the subscriptions the
-    // metadata group knows of it (`mqtt_sessions.rs`), without messages (a replicated queue
-    // keeps them itself), once this node has applied an end written elsewhere.
-    if !clean {
-        f.catch_up_before_taking(cluster, vhost, client_id).await;
-    }
-    let subscriptions = f.mqtt_replicated(vhost, client_id);
-    (!clean && !subscriptions.is_empty()).then(|| SessionState {
-        subscriptions,
-        messages: Vec::new(),
-        inbound_qos2: Vec::new(),
-    })
 }

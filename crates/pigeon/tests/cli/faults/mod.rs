@@ -22,6 +22,7 @@ mod stale;
 mod upgrade;
 mod workload;
 
+use super::cluster::free_port;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
@@ -66,40 +67,6 @@ pub struct FNode {
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
     stopped: bool,
-}
-
-/// A port for a node's listener that no other socket should take before the node binds it,
-/// and again when it restarts (soakdup: the harness's flake). Ports picked by binding port 0
-/// and letting go come from the kernel's ephemeral range, which every outgoing connection's
-/// local port also comes from: with hundreds of connections opened by the nodes, proxies and
-/// clients (and by the tests running beside), one of them could take the port in between, and
-/// the node failed to bind it (EADDRINUSE) at its start or a restart. So the ports come from
-/// below the ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), which only explicit
-/// binds use, from a counter that starts at an offset of this process's id (several test
-/// processes at once), each checked free by a bind.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    // 12,000 ports below the ephemeral range (at least from 10,000).
-    let base = low.saturating_sub(12_000).max(10_000);
-    let span = low.saturating_sub(base).max(1);
-    let _ = NEXT.compare_exchange(
-        0,
-        std::process::id().wrapping_mul(97) % span + 1,
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
-    for _ in 0..span {
-        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port below the ephemeral range")
 }
 
 impl FNode {

@@ -124,13 +124,7 @@ impl VHost {
         key: &str,
         arguments: Table,
     ) -> Result<()> {
-        let x = self.bindable_exchange(source)?;
-        let binding = Binding {
-            destination,
-            routing_key: key.to_string(),
-            arguments,
-        };
-        self.record_binding(&x, &binding, true);
+        let (x, binding) = self.stored_binding(source, destination, key, arguments, true)?;
         x.bind(binding);
         Ok(())
     }
@@ -143,18 +137,32 @@ impl VHost {
         key: &str,
         arguments: Table,
     ) -> Result<()> {
+        let (x, binding) = self.stored_binding(source, destination, key, arguments, false)?;
+        let removed = x.unbind(&binding);
+        if removed && x.auto_delete && x.binding_count() == 0 {
+            self.auto_delete_exchange(&x);
+        }
+        Ok(())
+    }
+
+    /// The exchange `source` and the binding to `destination`, written to (`present`) or
+    /// removed from the store when both its ends are durable: `bind` and `unbind`'s common part.
+    fn stored_binding(
+        &self,
+        source: &str,
+        destination: Destination,
+        key: &str,
+        arguments: Table,
+        present: bool,
+    ) -> Result<(Arc<Exchange>, Binding)> {
         let x = self.bindable_exchange(source)?;
         let binding = Binding {
             destination,
             routing_key: key.to_string(),
             arguments,
         };
-        self.record_binding(&x, &binding, false);
-        let removed = x.unbind(&binding);
-        if removed && x.auto_delete && x.binding_count() == 0 {
-            self.auto_delete_exchange(&x);
-        }
-        Ok(())
+        self.record_binding(&x, &binding, present);
+        Ok((x, binding))
     }
 
     /// Writes (or removes) a binding in the store when both its ends are durable.

@@ -60,6 +60,30 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free port below the ephemeral range")
 }
 
+/// Publishes `n` persistent messages (`m0`, `m1`, ...) to `queue` through `ch` in confirm mode,
+/// each confirmed. Shared by the cluster tests.
+pub(crate) async fn publish_confirmed(ch: &lapin::Channel, queue: &str, n: usize) {
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for i in 0..n {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                lapin::options::BasicPublishOptions::default(),
+                format!("m{i}").as_bytes(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            within("a confirm", confirm).await.unwrap(),
+            lapin::Confirmation::Ack(_)
+        ));
+    }
+}
+
 /// Writes node `i`'s configuration: its data directory and its `[cluster]` table.
 pub(crate) fn write_config(dir: &Path, i: usize, cluster_ports: &[u16]) -> PathBuf {
     let data = dir.join(format!("n{i}"));

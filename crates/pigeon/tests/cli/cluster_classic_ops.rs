@@ -4,39 +4,15 @@
 //!
 //! Two real `pigeon` processes (the harness of `cluster.rs`), lapin and the HTTP API.
 
-use super::cluster::{channel, declare_when_ready, until_listed, write_configs, Node};
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeleteOptions,
+use super::cluster::{
+    channel, declare_when_ready, publish_confirmed, until_listed, write_configs, Node,
 };
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::Channel;
 use pigeon_tests::http_support::Api;
 use pigeon_tests::within;
 use std::time::Duration;
-
-/// Publishes `n` persistent messages to `queue` through `ch`, each confirmed.
-async fn publish(ch: &Channel, queue: &str, n: usize) {
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    for i in 0..n {
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                format!("m{i}").as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap();
-        assert!(matches!(
-            within("a confirm", confirm).await.unwrap(),
-            Confirmation::Ack(_)
-        ));
-    }
-}
 
 /// A consumer of `queue` on `ch` with a prefetch of 1 (it holds one message unacknowledged).
 async fn consume(ch: &Channel, queue: &str) -> lapin::Consumer {
@@ -82,7 +58,7 @@ async fn queue_delete_if_empty_or_unused_through_another_node_is_checked_at_the_
     }
     // "full" holds a message at the home; "used" has a consumer there.
     let (_c0, home_ch) = channel(&home).await;
-    publish(&home_ch, "full", 1).await;
+    publish_confirmed(&home_ch, "full", 1).await;
     let (_c1, consumer_ch) = channel(&home).await;
     let _consumer = consume(&consumer_ch, "used").await;
 
@@ -155,7 +131,7 @@ async fn queue_lists_through_another_node_show_the_homes_counts() {
     until_listed(&other, "counted").await;
     // Three messages at the home, one of them out to a consumer there (prefetch 1).
     let (_c0, ch) = channel(&home).await;
-    publish(&ch, "counted", 3).await;
+    publish_confirmed(&ch, "counted", 3).await;
     let (_c1, consumer_ch) = channel(&home).await;
     let _consumer = consume(&consumer_ch, "counted").await;
 

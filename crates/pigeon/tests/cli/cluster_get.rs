@@ -6,11 +6,11 @@
 
 use super::cluster::{channel, declare_when_ready, until_listed, write_configs, Node};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::Channel;
 use pigeon_tests::http_support::Api;
 use pigeon_tests::within;
 use std::time::Duration;
@@ -74,25 +74,7 @@ async fn basic_get_purge_and_counts_through_another_node_are_the_homes() {
 
     // Five persistent messages confirmed through the other node: they are at the home.
     let (_c1, ch) = channel(&other).await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    for i in 0..5 {
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                QUEUE.into(),
-                BasicPublishOptions::default(),
-                format!("m{i}").as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap();
-        assert!(matches!(
-            within("a confirm", confirm).await.unwrap(),
-            Confirmation::Ack(_)
-        ));
-    }
+    super::cluster::publish_confirmed(&ch, QUEUE, 5).await;
     // The other node's declare-ok and /api/queues/{v}/{q} show the home's counts.
     assert_eq!(passive(&ch).await, (5, 0));
     let shown = until_ready(&other, 5).await;

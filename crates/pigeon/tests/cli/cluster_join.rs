@@ -7,9 +7,8 @@
 
 use super::cluster::{free_port, lists_queue, until_login, Node};
 use super::ctl_support::{ctl_at, Run};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Confirmation};
 use pigeon_tests::within;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -45,25 +44,7 @@ async fn declare_with(node: &Node, queue: &str, n: usize) {
         }
     })
     .await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    for _ in 0..n {
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                b"kept",
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap();
-        assert!(matches!(
-            within("a confirm", confirm).await.unwrap(),
-            Confirmation::Ack(_)
-        ));
-    }
+    super::cluster::publish_confirmed(&ch, queue, n).await;
     let _ = conn.close(200, "bye".into()).await;
 }
 

@@ -9,11 +9,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long the broker may take to say where it listens.
@@ -122,47 +120,18 @@ impl Pigeon {
                 ca = p("ca.pem"),
             ),
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pigeon"))
-            .arg("--config")
-            .arg(&config)
-            .args([
-                "--amqp-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--management-listen",
-                "127.0.0.1:0",
-                "--prometheus-listen",
-                "127.0.0.1:0",
-                "--mqtt-ws-listen",
-                "127.0.0.1:0",
-                "--stream-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--log", "info"])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Drains stderr for the whole life of the process, so it never blocks on a pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
+        let (mut child, log, rx) =
+            crate::spawn::spawn_pigeon(env!("CARGO_BIN_EXE_pigeon"), &config);
         let deadline = Instant::now() + STARTUP;
-        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("pigeon did not say where it listens:\n{}", seen.join("\n"));
+                panic!(
+                    "pigeon did not say where it listens:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             };
             if line.contains(" listening for ") {
                 let addr = |what: &str| -> SocketAddr {
@@ -178,7 +147,6 @@ impl Pigeon {
                     child,
                 };
             }
-            seen.push(line);
         }
     }
 }

@@ -11,10 +11,9 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use pigeon_tests::{pigeon_bin, within};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,43 +138,7 @@ impl Node {
     }
 
     fn start_blocking(config: &Path) -> Node {
-        let mut child = Command::new(pigeon_bin())
-            .arg("--config")
-            .arg(config)
-            .args([
-                "--amqp-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--management-listen", "127.0.0.1:0"])
-            .args(["--prometheus-listen", "127.0.0.1:0"])
-            .args([
-                "--mqtt-ws-listen",
-                "127.0.0.1:0",
-                "--stream-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--log", "info"])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the pigeon binary");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { return };
-                    log.lock().unwrap().push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
+        let (mut child, log, rx) = crate::spawn::spawn_pigeon(pigeon_bin(), config);
         loop {
             let line = match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok(line) => line,

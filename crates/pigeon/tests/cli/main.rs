@@ -37,3 +37,4 @@ mod ctl_quorum;
 mod ctl_streams;
 mod ctl_support;
 mod faults;
+mod spawn;

@@ -2,10 +2,9 @@
 //! start, kill and restart `pigeon`, its configuration, the seeded kill delays.
 
 use super::*;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 /// A running `pigeon` child process; killed (SIGKILL) when dropped. Also used by
 /// `crash_stream.rs`.
@@ -34,44 +33,7 @@ impl Pigeon {
         // PIGEON_BIN: the binary of this worktree when several share a target directory.
         let bin =
             std::env::var("PIGEON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pigeon").into());
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(config)
-            .args([
-                "--amqp-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--management-listen",
-                "127.0.0.1:0",
-                "--prometheus-listen",
-                "127.0.0.1:0",
-                "--mqtt-ws-listen",
-                "127.0.0.1:0",
-                "--stream-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--log", "info"])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the pigeon binary");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = Arc::clone(&log);
-            // Drains stderr for the whole life of the process, so it never blocks on a pipe.
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { return };
-                    log.lock().unwrap().push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
+        let (mut child, log, rx) = crate::spawn::spawn_pigeon(bin, config);
         let deadline = Instant::now() + TIMEOUT;
         let mut recovered = None;
         let (amqp, stream) = loop {
